@@ -1,0 +1,165 @@
+"""The model spec: the one contract that train/, export/, runtime/ and firmware_ref/ all read.
+
+A spec is a plain JSON-serialisable dict (see DESIGN.md). This module validates it and answers the
+questions every stage asks of it (sizes of each layer, gates per cell, whether it can stream). It
+imports nothing but the standard library, so the device can read it.
+
+    {"version": 1,
+     "input":  {"kind": "dense", "features": 6, "mean": [...], "std": [...]}
+            or {"kind": "tokens", "vocab": 5000, "embed_dim": 64, "padding_idx": 0},
+     "layers": [{"cell": "lstm", "hidden": 128, "bidirectional": false}, ...],
+     "head":   {"out": 12, "on": "every_step", "activation": "softmax"},
+     "task":   "classify",
+     "dropout": 0.0}
+
+`dropout` is applied between stacked layers in training only. A `last_step` head reads each
+direction's final state: the forward direction's output at the last true step and, for a
+bidirectional last layer, the backward direction's output at step 0 (what it has seen of the whole
+sequence). `mean`/`std` may be omitted when writing a spec by hand; they default to 0 and 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+SPEC_VERSION = 1
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # rows of W_ih per hidden unit
+HEAD_ON = ("every_step", "last_step")
+ACTIVATIONS = ("softmax", "sigmoid", "none")
+TASKS = ("classify", "tag", "forecast", "generate")
+
+
+class SpecError(ValueError):
+    """A model spec that is malformed or asks for something rnnedge does not support."""
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise SpecError(msg)
+
+
+def _positive_int(value, where: str) -> int:
+    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+             f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def validate(spec: dict) -> dict:
+    """Check a spec and return a normalised deep copy (defaults filled in). Raises SpecError."""
+    _require(isinstance(spec, dict), f"spec must be a dict, got {type(spec).__name__}")
+    spec = copy.deepcopy(spec)
+    _require(spec.get("version") == SPEC_VERSION,
+             f"spec version {spec.get('version')!r} is not supported (this rnnedge reads version {SPEC_VERSION})")
+
+    inp = spec.get("input")
+    _require(isinstance(inp, dict), "spec['input'] is missing")
+    kind = inp.get("kind")
+    if kind == "dense":
+        f = _positive_int(inp.get("features"), "input.features")
+        inp.setdefault("mean", [0.0] * f)
+        inp.setdefault("std", [1.0] * f)
+        for key in ("mean", "std"):
+            _require(isinstance(inp[key], list) and len(inp[key]) == f,
+                     f"input.{key} must be a list of {f} numbers")
+        _require(all(s > 0 for s in inp["std"]), "input.std must be positive")
+    elif kind == "tokens":
+        v = _positive_int(inp.get("vocab"), "input.vocab")
+        _positive_int(inp.get("embed_dim"), "input.embed_dim")
+        pad = inp.setdefault("padding_idx", None)
+        _require(pad is None or (isinstance(pad, int) and 0 <= pad < v),
+                 f"input.padding_idx must be null or in [0, {v}), got {pad!r}")
+    else:
+        raise SpecError(f"input.kind must be 'dense' or 'tokens', got {kind!r}")
+
+    layers = spec.get("layers")
+    _require(isinstance(layers, list) and len(layers) > 0, "spec['layers'] must be a non-empty list")
+    for i, layer in enumerate(layers):
+        _require(isinstance(layer, dict), f"layers[{i}] must be a dict")
+        _require(layer.get("cell") in CELLS,
+                 f"layers[{i}].cell {layer.get('cell')!r} is not supported; supported cells: {', '.join(CELLS)}")
+        _positive_int(layer.get("hidden"), f"layers[{i}].hidden")
+        layer.setdefault("bidirectional", False)
+        _require(isinstance(layer["bidirectional"], bool), f"layers[{i}].bidirectional must be true or false")
+
+    head = spec.get("head")
+    _require(isinstance(head, dict), "spec['head'] is missing")
+    _positive_int(head.get("out"), "head.out")
+    _require(head.get("on") in HEAD_ON, f"head.on must be one of {HEAD_ON}, got {head.get('on')!r}")
+    head.setdefault("activation", "none")
+    _require(head["activation"] in ACTIVATIONS,
+             f"head.activation must be one of {ACTIVATIONS}, got {head['activation']!r}")
+
+    spec.setdefault("task", "classify")
+    _require(spec["task"] in TASKS, f"task must be one of {TASKS}, got {spec['task']!r}")
+    spec.setdefault("dropout", 0.0)
+    _require(isinstance(spec["dropout"], (int, float)) and 0.0 <= spec["dropout"] < 1.0,
+             "dropout must be in [0, 1)")
+    return spec
+
+
+def input_size(spec: dict) -> int:
+    """Width of the first layer's input: features, or the embedding width."""
+    inp = spec["input"]
+    return inp["features"] if inp["kind"] == "dense" else inp["embed_dim"]
+
+
+def directions(layer: dict) -> int:
+    return 2 if layer["bidirectional"] else 1
+
+
+def layer_input_sizes(spec: dict) -> list[int]:
+    """Input width of every layer: the previous layer's output (both directions concatenated)."""
+    sizes = [input_size(spec)]
+    for layer in spec["layers"][:-1]:
+        sizes.append(layer["hidden"] * directions(layer))
+    return sizes
+
+
+def output_width(spec: dict) -> int:
+    """Width of the last recurrent layer's output, which the head reads."""
+    last = spec["layers"][-1]
+    return last["hidden"] * directions(last)
+
+
+def can_stream(spec: dict) -> bool:
+    """One step at a time needs every layer to run forward only."""
+    return not any(layer["bidirectional"] for layer in spec["layers"])
+
+
+def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor an artifact of this spec holds, in PyTorch's gate order.
+
+    Dense-input normalisation (mean, std) lives in the spec itself, not in a tensor.
+
+    Per layer l and direction d (fwd, bwd): w_ih (G*H, I), w_hh (G*H, H), b_ih (G*H,), b_hh (G*H,),
+    where G is the number of gates of the cell (lstm 4: i f g o; gru 3: r z n; rnn 1).
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    inp = spec["input"]
+    if inp["kind"] == "tokens":
+        shapes["embedding.weight"] = (inp["vocab"], inp["embed_dim"])
+    for l, (layer, n_in) in enumerate(zip(spec["layers"], layer_input_sizes(spec))):
+        rows = GATES[layer["cell"]] * layer["hidden"]
+        for d in ("fwd", "bwd")[: directions(layer)]:
+            shapes[f"layers.{l}.{d}.w_ih"] = (rows, n_in)
+            shapes[f"layers.{l}.{d}.w_hh"] = (rows, layer["hidden"])
+            shapes[f"layers.{l}.{d}.b_ih"] = (rows,)
+            shapes[f"layers.{l}.{d}.b_hh"] = (rows,)
+    shapes["head.weight"] = (spec["head"]["out"], output_width(spec))
+    shapes["head.bias"] = (spec["head"]["out"],)
+    return shapes
+
+
+def dumps(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str) -> dict:
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"spec is not valid JSON: {e}") from None
+    return validate(spec)
