@@ -1,0 +1,15 @@
+"""rnnedge runtime: run an exported recurrent model one time step per call. numpy + numba only.
+
+    import runtime
+    model = runtime.load("artifacts/watch/model.f32.safetensors")
+    stream = model.stream(batch=1)   # preallocated state and output
+    y = stream.step(x)               # one time step; no allocation in steady state
+    stream.reset()
+    Y = model.run(X)                 # whole sequences (also bidirectional models)
+"""
+
+from runtime.artifact import ArtifactError
+from runtime.model import Model, Stream, load
+from runtime.spec import SpecError
+
+__all__ = ["ArtifactError", "Model", "SpecError", "Stream", "load"]

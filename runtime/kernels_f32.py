@@ -1,0 +1,314 @@
+"""float32 kernels: one function per cell, output arguments first, every buffer with its shape.
+
+Weight layout chosen for the kernel: each matrix is stored transposed, W^T (inputs, rows), so a
+mat-vec is a sum of scaled weight rows and its inner loop runs across output rows (vector lanes)
+without reordering any sum. Gates stay in PyTorch's order (lstm i f g o, gru r z n).
+
+Activations use one vectorisable exp: Cody-Waite range reduction x = k ln2 + r, a degree-6 polynomial
+for e^r on |r| <= ln2/2 (relative error ~1.2e-7) and 2^k built in the exponent bits. sigmoid and tanh
+derive from it; their absolute error stays below 2.5e-7.
+
+The whole model's step is one call, so a stream pays the numba dispatch once per
+step. Its weights live in one float32 blob; `layers` and `model` (int64 tables, see runtime/layout.py)
+give offsets and sizes. The step returns a status: OK, BAD_VALUE (NaN or infinity in x) or
+BAD_TOKEN (id out of range). It checks the input before touching the state, so a refused step loses
+nothing. Dense and token inputs have one entry each (`model_step_dense_f32`, `model_step_tokens_f32`).
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from runtime.jit import fast_inline, fast_kernel, kernel
+from runtime.layout import (
+    ACT_SIGMOID,
+    ACT_SOFTMAX,
+    CELL_GRU,
+    CELL_LSTM,
+    CELL_RNN_RELU,
+    L_CELL,
+    L_HIDDEN,
+    L_N_IN,
+    L_OFF_BHH,
+    L_OFF_BIH,
+    L_OFF_C,
+    L_OFF_H,
+    L_OFF_WHH,
+    L_OFF_WIH,
+    M_ACTIVATION,
+    M_HEAD_IN,
+    M_INPUT_KIND,
+    M_N_IN,
+    M_N_LAYERS,
+    M_OFF_HEAD_B,
+    M_OFF_HEAD_W,
+    M_OFF_IN_A,
+    M_OFF_IN_B,
+    M_OUT,
+    M_VOCAB,
+    INPUT_DENSE,
+)
+
+OK, BAD_VALUE, BAD_TOKEN = 0, 1, 2
+
+_ONE = np.float32(1.0)
+_TWO = np.float32(2.0)
+_HALF = np.float32(0.5)
+_EXP_LO = np.float32(-87.0)
+_EXP_HI = np.float32(88.0)
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)  # ln 2 split so k * _LN2_HI is exact for |k| < 2^8
+_LN2_LO = np.float32(-2.12194440e-4)
+_C2, _C3, _C4 = np.float32(1 / 2), np.float32(1 / 6), np.float32(1 / 24)
+_C5, _C6 = np.float32(1 / 120), np.float32(1 / 720)
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose bits are the low 32 bits of an integer (a no-op that LLVM vectorises)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32)) if bits.bitwidth > 32 else args[0]
+        return builder.bitcast(low, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@fast_inline
+def exp_f32(x):
+    """e^x for float32 x; clamps x to [-87, 88], where e^x is a normal float32."""
+    x = min(max(x, _EXP_LO), _EXP_HI)
+    k = np.floor(x * _LOG2E + _HALF)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = _ONE + r * (_ONE + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * _C6)))))
+    return p * _f32_from_bits((np.int32(k) + 127) << 23)
+
+
+@fast_kernel
+def sigmoid_f32(a):
+    """a (n,): in place, a = 1 / (1 + e^-a)."""
+    for i in range(a.shape[0]):
+        a[i] = _ONE / (_ONE + exp_f32(-a[i]))
+
+
+@fast_kernel
+def tanh_f32(a):
+    """a (n,): in place, a = tanh(a) = 2 / (1 + e^-2a) - 1."""
+    for i in range(a.shape[0]):
+        a[i] = _TWO / (_ONE + exp_f32(-_TWO * a[i])) - _ONE
+
+
+@fast_kernel
+def gemv_t_acc_f32(out, w_t, v):
+    """out (N,) += w_t (K, N)^T @ v (K,): four weight rows per pass, lanes across N."""
+    K, N = w_t.shape
+    k = 0
+    while k + 4 <= K:
+        v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
+        w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
+        for i in range(N):
+            out[i] += w0[i] * v0 + w1[i] * v1 + w2[i] * v2 + w3[i] * v3
+        k += 4
+    while k < K:
+        vk = v[k]
+        wk = w_t[k]
+        for i in range(N):
+            out[i] += wk[i] * vk
+        k += 1
+
+
+@kernel
+def rnn_step_f32(h, pre, x, w_ih_t, w_hh_t, b_ih, b_hh, relu):
+    """One plain RNN step: h = act(W_ih x + b_ih + W_hh h + b_hh), act = relu or tanh.
+
+    h (H,) hidden, in/out; pre (H,) scratch; x (I,) input; w_ih_t (I, H); w_hh_t (H, H); b_ih, b_hh (H,).
+    """
+    H = h.shape[0]
+    for j in range(H):
+        pre[j] = b_ih[j] + b_hh[j]
+    gemv_t_acc_f32(pre, w_ih_t, x)
+    gemv_t_acc_f32(pre, w_hh_t, h)
+    if relu:
+        for j in range(H):
+            h[j] = max(pre[j], np.float32(0.0))
+    else:
+        tanh_f32(pre)
+        h[:] = pre
+
+
+@kernel
+def lstm_step_f32(h, c, gates, x, w_ih_t, w_hh_t, b_ih, b_hh):
+    """One LSTM step (gate order i f g o).
+
+    h (H,) hidden, in/out; c (H,) cell, in/out; gates (4H,) scratch; x (I,) input;
+    w_ih_t (I, 4H); w_hh_t (H, 4H); b_ih, b_hh (4H,).
+    """
+    H = h.shape[0]
+    for j in range(4 * H):
+        gates[j] = b_ih[j] + b_hh[j]
+    gemv_t_acc_f32(gates, w_ih_t, x)
+    gemv_t_acc_f32(gates, w_hh_t, h)
+    sigmoid_f32(gates[: 2 * H])
+    tanh_f32(gates[2 * H : 3 * H])
+    sigmoid_f32(gates[3 * H :])
+    for j in range(H):
+        c[j] = gates[H + j] * c[j] + gates[j] * gates[2 * H + j]
+    tanh_c = gates[:H]  # reuse buffer: the input gate is spent
+    tanh_c[:] = c
+    tanh_f32(tanh_c)
+    for j in range(H):
+        h[j] = gates[3 * H + j] * tanh_c[j]
+
+
+@kernel
+def gru_step_f32(h, gx, gh, x, w_ih_t, w_hh_t, b_ih, b_hh):
+    """One GRU step, PyTorch's form (gate order r z n): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+
+    h (H,) hidden, in/out; gx, gh (3H,) scratch; x (I,) input; w_ih_t (I, 3H); w_hh_t (H, 3H); b_ih, b_hh (3H,).
+    """
+    H = h.shape[0]
+    gx[:] = b_ih
+    gh[:] = b_hh
+    gemv_t_acc_f32(gx, w_ih_t, x)
+    gemv_t_acc_f32(gh, w_hh_t, h)
+    rz = gx[: 2 * H]
+    for j in range(2 * H):
+        rz[j] += gh[j]
+    sigmoid_f32(rz)
+    n = gx[2 * H :]
+    for j in range(H):
+        n[j] += gx[j] * gh[2 * H + j]
+    tanh_f32(n)
+    for j in range(H):
+        z = gx[H + j]
+        h[j] = (_ONE - z) * n[j] + z * h[j]
+
+
+@kernel
+def normalise_f32(out, x, mean, std):
+    """out (F,) = (x - mean) / std for x, mean, std (F,): the raw sensor values to the model's scale."""
+    for j in range(x.shape[0]):
+        out[j] = (x[j] - mean[j]) / std[j]
+
+
+@kernel
+def head_f32(y, h, w_t, b, activation):
+    """y (O,) = act(w_t (Hin, O)^T @ h (Hin,) + b (O,)), act = none, softmax or sigmoid."""
+    y[:] = b
+    gemv_t_acc_f32(y, w_t, h)
+    if activation == ACT_SOFTMAX:
+        top = y.max()
+        total = np.float32(0.0)
+        for o in range(y.shape[0]):
+            y[o] = np.exp(y[o] - top)
+            total += y[o]
+        for o in range(y.shape[0]):
+            y[o] /= total
+    elif activation == ACT_SIGMOID:
+        for o in range(y.shape[0]):
+            y[o] = _ONE / (_ONE + np.exp(-y[o]))
+
+
+@kernel
+def _matrix(blob, off, rows, cols):
+    return blob[off : off + rows * cols].reshape((rows, cols))
+
+
+@kernel
+def cell_step_f32(h, c, scratch, x, blob, row):
+    """Dispatch one layer-direction step to its cell kernel; row is that layer's line of `layers`."""
+    n_in, H = row[L_N_IN], row[L_HIDDEN]
+    gates = (4 if row[L_CELL] == CELL_LSTM else 3 if row[L_CELL] == CELL_GRU else 1) * H
+    w_ih_t = _matrix(blob, row[L_OFF_WIH], n_in, gates)
+    w_hh_t = _matrix(blob, row[L_OFF_WHH], H, gates)
+    b_ih = blob[row[L_OFF_BIH] : row[L_OFF_BIH] + gates]
+    b_hh = blob[row[L_OFF_BHH] : row[L_OFF_BHH] + gates]
+    if row[L_CELL] == CELL_LSTM:
+        lstm_step_f32(h, c, scratch[:gates], x, w_ih_t, w_hh_t, b_ih, b_hh)
+    elif row[L_CELL] == CELL_GRU:
+        gru_step_f32(h, scratch[:gates], scratch[gates : 2 * gates], x, w_ih_t, w_hh_t, b_ih, b_hh)
+    else:
+        rnn_step_f32(h, scratch[:gates], x, w_ih_t, w_hh_t, b_ih, b_hh, row[L_CELL] == CELL_RNN_RELU)
+
+
+@kernel
+def layers_and_head_f32(y, state, work, inp, blob, layers, model):
+    """Every layer, then the head, for one stream: y (O,); state (S,) in/out; work (N,) scratch; inp (I,)."""
+    for l in range(model[M_N_LAYERS]):
+        row = layers[2 * l]
+        H = row[L_HIDDEN]
+        h = state[row[L_OFF_H] : row[L_OFF_H] + H]
+        c = state[row[L_OFF_C] : row[L_OFF_C] + H]
+        cell_step_f32(h, c, work, inp, blob, row)
+        inp = h
+    head_f32(y, inp, _matrix(blob, model[M_OFF_HEAD_W], model[M_HEAD_IN], model[M_OUT]),
+             blob[model[M_OFF_HEAD_B] : model[M_OFF_HEAD_B] + model[M_OUT]], model[M_ACTIVATION])
+
+
+@kernel
+def model_step_dense_f32(y, state, scratch, x, blob, layers, model):
+    """One time step of a forward-only dense-input model for B independent streams.
+
+    y (B, O) head output; state (B, S) every layer's h (and c), in/out; scratch (N,) working memory;
+    x (B, F) raw float32 input; blob (W,) weights; layers (2L, 9) and model (12,) offsets.
+    Returns OK, or BAD_VALUE (NaN or infinity in x) having written nothing.
+    """
+    for v in x.ravel():
+        if not np.isfinite(v):
+            return BAD_VALUE
+    n_in = model[M_N_IN]
+    mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
+    std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
+    v = scratch[:n_in]
+    for b in range(y.shape[0]):
+        normalise_f32(v, x[b], mean, std)
+        layers_and_head_f32(y[b], state[b], scratch[n_in:], v, blob, layers, model)
+    return OK
+
+
+@kernel
+def model_step_tokens_f32(y, state, scratch, x, blob, layers, model):
+    """One time step of a forward-only token-input model for B independent streams.
+
+    As model_step_dense_f32, with x (B,) int64 token ids: BAD_TOKEN (and nothing written) when an id is
+    outside [0, vocab). The embedding row is read in place, no copy.
+    """
+    for t in x:
+        if t < 0 or t >= model[M_VOCAB]:
+            return BAD_TOKEN
+    n_in = model[M_N_IN]
+    for b in range(y.shape[0]):
+        start = model[M_OFF_IN_A] + x[b] * n_in
+        layers_and_head_f32(y[b], state[b], scratch, blob[start : start + n_in], blob, layers, model)
+    return OK
+
+
+@kernel
+def sequence_layer_f32(out, inp, lengths, blob, row, reverse, col):
+    """One layer-direction over whole sequences: out[b, t, col:col+H] = h_t for t < lengths[b].
+
+    out (B, T, W) layer output, written in place; inp (B, T, I) layer input; lengths (B,) int64;
+    row the layer-direction's line of `layers`; reverse runs t from lengths[b]-1 down to 0.
+    """
+    H = row[L_HIDDEN]
+    h = np.zeros(H, dtype=np.float32)
+    c = np.zeros(H, dtype=np.float32)
+    work = np.zeros(6 * H, dtype=np.float32)
+    for b in range(inp.shape[0]):
+        h[:] = 0.0
+        c[:] = 0.0
+        n = lengths[b]
+        for s in range(n):
+            t = n - 1 - s if reverse else s
+            cell_step_f32(h, c, work, inp[b, t], blob, row)
+            out[b, t, col : col + H] = h
+
+
+@kernel
+def heads_f32(y, feats, w_t, b, activation):
+    """y (N, O) = head of each row of feats (N, Hin)."""
+    for n in range(feats.shape[0]):
+        head_f32(y[n], feats[n], w_t, b, activation)

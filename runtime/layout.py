@@ -1,0 +1,95 @@
+"""Where everything sits in memory: one weight blob plus two int64 tables the kernels read.
+
+`build(spec, tensors)` turns an artifact's tensors (PyTorch layout) into the kernel layout: every
+matrix transposed to W^T (inputs, rows) and packed into one contiguous float32 blob, so a step reads
+its weights front to back. The tables give offsets into the blob (weights) and into a stream's state
+row (h, c); their column names are the constants below, shared with the kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime import spec as specs
+
+CELL_RNN_TANH, CELL_RNN_RELU, CELL_LSTM, CELL_GRU = 0, 1, 2, 3
+CELL_CODE = {"rnn_tanh": CELL_RNN_TANH, "rnn_relu": CELL_RNN_RELU, "lstm": CELL_LSTM, "gru": CELL_GRU}
+INPUT_DENSE, INPUT_TOKENS = 0, 1
+ACT_NONE, ACT_SOFTMAX, ACT_SIGMOID = 0, 1, 2
+ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
+
+# `layers` table: one row per layer and direction (row 2*l is forward, 2*l + 1 backward)
+L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C = range(9)
+L_COLUMNS = 9
+# `model` table
+(M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B,
+ M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION) = range(11)
+M_FIELDS = 11
+
+
+@dataclass
+class Layout:
+    blob: np.ndarray  # (W,) float32, every weight
+    layers: np.ndarray  # (2L, L_COLUMNS) int64
+    model: np.ndarray  # (M_FIELDS,) int64
+    state_size: int  # floats of state per stream: every forward layer's h (and c)
+    scratch_size: int  # floats of working memory a step needs
+
+    def matrix(self, off: int, rows: int, cols: int) -> np.ndarray:
+        return self.blob[off : off + rows * cols].reshape(rows, cols)
+
+
+def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
+    pieces: list[np.ndarray] = []
+    offset = 0
+
+    def put(arr: np.ndarray) -> int:
+        nonlocal offset
+        start = offset
+        pieces.append(np.ascontiguousarray(arr, dtype=np.float32).ravel())
+        offset += arr.size
+        return start
+
+    model = np.zeros(M_FIELDS, dtype=np.int64)
+    inp = spec["input"]
+    model[M_N_LAYERS] = len(spec["layers"])
+    model[M_N_IN] = specs.input_size(spec)
+    if inp["kind"] == "dense":
+        model[M_INPUT_KIND] = INPUT_DENSE
+        model[M_OFF_IN_A] = put(np.asarray(inp["mean"], dtype=np.float32))
+        model[M_OFF_IN_B] = put(np.asarray(inp["std"], dtype=np.float32))
+    else:
+        model[M_INPUT_KIND] = INPUT_TOKENS
+        model[M_VOCAB] = inp["vocab"]
+        model[M_OFF_IN_A] = put(tensors["embedding.weight"])
+
+    layers = np.zeros((2 * len(spec["layers"]), L_COLUMNS), dtype=np.int64)
+    state_size = 0
+    scratch_gates = 0
+    for l, (layer, n_in) in enumerate(zip(spec["layers"], specs.layer_input_sizes(spec))):
+        H = layer["hidden"]
+        for d, name in enumerate(("fwd", "bwd")[: specs.directions(layer)]):
+            row = layers[2 * l + d]
+            row[L_CELL] = CELL_CODE[layer["cell"]]
+            row[L_N_IN], row[L_HIDDEN] = n_in, H
+            row[L_OFF_WIH] = put(tensors[f"layers.{l}.{name}.w_ih"].T)
+            row[L_OFF_WHH] = put(tensors[f"layers.{l}.{name}.w_hh"].T)
+            row[L_OFF_BIH] = put(tensors[f"layers.{l}.{name}.b_ih"])
+            row[L_OFF_BHH] = put(tensors[f"layers.{l}.{name}.b_hh"])
+        lstm = layer["cell"] == "lstm"
+        layers[2 * l, L_OFF_H] = state_size
+        layers[2 * l, L_OFF_C] = state_size + H if lstm else state_size  # no cell state: c is never read
+        state_size += 2 * H if lstm else H
+        # GRU keeps x- and h-side gate sums apart (2 x 3H); LSTM needs 4H; RNN H
+        scratch_gates = max(scratch_gates, {"lstm": 4 * H, "gru": 6 * H}.get(layer["cell"], H))
+
+    model[M_OFF_HEAD_W] = put(tensors["head.weight"].T)
+    model[M_OFF_HEAD_B] = put(tensors["head.bias"])
+    model[M_HEAD_IN] = specs.output_width(spec)
+    model[M_OUT] = spec["head"]["out"]
+    model[M_ACTIVATION] = ACT_CODE[spec["head"]["activation"]]
+    blob = np.concatenate(pieces).astype(np.float32)
+    blob.flags.writeable = False
+    return Layout(blob, layers, model, state_size, int(model[M_N_IN]) + scratch_gates)

@@ -1,0 +1,204 @@
+"""The public runtime: load a weight file, stream it one step at a time, or run whole sequences.
+
+Thin classes that validate, then call one kernel. Weights are shared and read-only, so independent
+streams of one model may step in different threads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from runtime import artifact
+from runtime import spec as specs
+from runtime.kernels_f32 import (
+    BAD_TOKEN,
+    BAD_VALUE,
+    heads_f32,
+    model_step_dense_f32,
+    model_step_tokens_f32,
+    sequence_layer_f32,
+)
+from runtime.layout import M_ACTIVATION, M_HEAD_IN, M_N_IN, M_OFF_HEAD_B, M_OFF_HEAD_W, M_OFF_IN_A, build
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load and verify a `model.<precision>.safetensors` file (version, checksum, shapes vs spec)."""
+    spec, precision, tensors = artifact.read(path)
+    return Model(spec, precision, tensors)
+
+
+class Model:
+    """A loaded model: its spec, its packed weights, and the two ways to run it."""
+
+    def __init__(self, spec: dict, precision: str, tensors: dict[str, np.ndarray]):
+        self.spec = specs.validate(spec)
+        self.precision = precision
+        self.layout = build(self.spec, tensors)
+        self.dense = self.spec["input"]["kind"] == "dense"
+        self.features = specs.input_size(self.spec) if self.dense else None
+        self.vocab = None if self.dense else self.spec["input"]["vocab"]
+        self.out = self.spec["head"]["out"]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of weights and tables the model holds (shared by all its streams)."""
+        return self.layout.blob.nbytes + self.layout.layers.nbytes + self.layout.model.nbytes
+
+    def stream(self, batch: int = 1) -> Stream:
+        """A stream of `batch` independent sequences, advanced one time step per `step()` call."""
+        if not specs.can_stream(self.spec):
+            raise ValueError(
+                "this model has a bidirectional layer: its output at step t depends on later steps, so it "
+                "cannot stream one step at a time; use model.run(X) on whole sequences instead"
+            )
+        return Stream(self, batch)
+
+    # -- whole sequences ------------------------------------------------------------------
+    def run(self, X, lengths=None) -> np.ndarray:
+        """Whole sequences: X (B, T, F) float32 or (B, T) int token ids; lengths (B,) true lengths.
+
+        Returns (B, T, out) for an every_step head (zero past each length), (B, out) for last_step.
+        """
+        X = np.asarray(X)
+        if self.dense:
+            _check_dtype(X, np.floating, "X", "float32")
+            _check_shape(X, 3, (None, None, self.features), "X", "(batch, time, features)")
+        else:
+            _check_dtype(X, np.integer, "X", "int64 token ids")
+            _check_shape(X, 2, (None, None), "X", "(batch, time)")
+        B, T = X.shape[:2]
+        if T == 0:
+            raise ValueError("X has no time steps")
+        lengths = self._check_lengths(lengths, B, T)
+        valid = np.arange(T)[None, :] < lengths[:, None]
+        lay = self.layout
+        if self.dense:
+            X = X.astype(np.float32)
+            if not np.all(np.isfinite(X[valid])):
+                raise ValueError("X holds NaN or infinity within its lengths; the runtime refuses non-finite input")
+            mean = np.asarray(self.spec["input"]["mean"], dtype=np.float32)
+            std = np.asarray(self.spec["input"]["std"], dtype=np.float32)
+            h = (X - mean) / std
+        else:
+            ids = X.astype(np.int64)
+            bad = valid & ((ids < 0) | (ids >= self.vocab))
+            if bad.any():
+                b, t = np.argwhere(bad)[0]
+                raise ValueError(f"token id {ids[b, t]} at [{b}, {t}] is outside the vocabulary [0, {self.vocab})")
+            emb = lay.matrix(int(lay.model[M_OFF_IN_A]), self.vocab, int(lay.model[M_N_IN]))
+            h = emb[np.where(valid, ids, 0)]
+        h = np.ascontiguousarray(h, dtype=np.float32)
+        for l, layer in enumerate(self.spec["layers"]):
+            H = layer["hidden"]
+            out = np.zeros((B, T, H * specs.directions(layer)), dtype=np.float32)
+            for d in range(specs.directions(layer)):
+                sequence_layer_f32(out, h, lengths, lay.blob, lay.layers[2 * l + d], d == 1, d * H)
+            h = out
+        if self.spec["head"]["on"] == "last_step":
+            last = h[np.arange(B), lengths - 1]
+            if self.spec["layers"][-1]["bidirectional"]:
+                H = self.spec["layers"][-1]["hidden"]
+                last[:, H:] = h[:, 0, H:]
+            feats = np.ascontiguousarray(last)
+        else:
+            feats = h.reshape(B * T, -1)
+        y = self._heads(feats)
+        if self.spec["head"]["on"] == "last_step":
+            return y
+        y = y.reshape(B, T, self.out)
+        y[~valid] = 0.0
+        return y
+
+    def _heads(self, feats: np.ndarray) -> np.ndarray:
+        lay = self.layout
+        m = lay.model
+        y = np.empty((feats.shape[0], self.out), dtype=np.float32)
+        w_t = lay.matrix(int(m[M_OFF_HEAD_W]), int(m[M_HEAD_IN]), self.out)
+        b = lay.blob[int(m[M_OFF_HEAD_B]) : int(m[M_OFF_HEAD_B]) + self.out]
+        heads_f32(y, feats, w_t, b, m[M_ACTIVATION])
+        return y
+
+    def _check_lengths(self, lengths, B: int, T: int) -> np.ndarray:
+        if lengths is None:
+            return np.full(B, T, dtype=np.int64)
+        lengths = np.asarray(lengths)
+        if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError(f"lengths must be {B} integers (one per sequence), got shape {lengths.shape} {lengths.dtype}")
+        if lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"lengths must lie in [1, {T}], got min {lengths.min()} max {lengths.max()}")
+        return lengths.astype(np.int64)
+
+
+class Stream:
+    """Preallocated state and output for `batch` streams; `step()` allocates nothing."""
+
+    def __init__(self, model: Model, batch: int):
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        lay = model.layout
+        self.model = model
+        self.batch = batch
+        self.state = np.zeros((batch, lay.state_size), dtype=np.float32)  # every layer's h (and c)
+        self.y = np.zeros((batch, model.out), dtype=np.float32)  # the last step's output
+        self._scratch = np.zeros(lay.scratch_size, dtype=np.float32)
+        self._blob, self._layers, self._table = lay.blob, lay.layers, lay.model
+        if model.dense:
+            self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
+            self._kernel = model_step_dense_f32
+        else:
+            self._x_shape, self._x_dtype = (batch,), np.dtype(np.int64)
+            self._kernel = model_step_tokens_f32
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this stream holds beyond the model: state, output and scratch."""
+        return self.state.nbytes + self.y.nbytes + self._scratch.nbytes
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """Advance every stream one time step: x (B, F) float32 or (B,) int64 -> y (B, out) float32.
+
+        Returns the stream's own output buffer, overwritten by the next step: copy it to keep it.
+        A refused input (wrong shape or dtype, NaN or infinity, token id out of range) raises
+        ValueError and leaves the state as it was.
+        """
+        if type(x) is not np.ndarray or x.dtype != self._x_dtype or x.shape != self._x_shape:
+            self._refuse(x)
+        status = self._kernel(self.y, self.state, self._scratch, x, self._blob, self._layers, self._table)
+        if status:
+            self._refuse_values(x, status)
+        return self.y
+
+    def reset(self) -> None:
+        """Zero the state: the next step starts a new sequence."""
+        self.state[:] = 0.0
+
+    def _refuse(self, x) -> None:
+        what = "float32 array of shape (batch, features)" if self.model.dense else "int64 array of shape (batch,)"
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"step() takes a numpy {what} = {self._x_shape}, got {type(x).__name__}")
+        if x.dtype != self._x_dtype:
+            raise TypeError(f"step() input has dtype {x.dtype}; expected {self._x_dtype} "
+                            f"(convert once with x.astype(np.{self._x_dtype}))")
+        raise ValueError(f"step() input has shape {x.shape}; expected {self._x_shape}: a {what} "
+                         f"(this stream has batch={self.batch})")
+
+    def _refuse_values(self, x: np.ndarray, status: int) -> None:
+        if status == BAD_VALUE:
+            raise ValueError("step() input holds NaN or infinity; the state is unchanged (the step was not taken)")
+        if status == BAD_TOKEN:
+            bad = x[(x < 0) | (x >= self.model.vocab)]
+            raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.model.vocab}); "
+                             "the state is unchanged (the step was not taken)")
+        raise RuntimeError(f"kernel returned unknown status {status}")
+
+
+def _check_dtype(X: np.ndarray, kind, name: str, expected: str) -> None:
+    if not np.issubdtype(X.dtype, kind):
+        raise TypeError(f"{name} has dtype {X.dtype}; expected {expected}")
+
+
+def _check_shape(X: np.ndarray, ndim: int, shape: tuple, name: str, expected: str) -> None:
+    if X.ndim != ndim or any(want is not None and got != want for got, want in zip(X.shape, shape)):
+        raise ValueError(f"{name} has shape {X.shape}; expected {expected} = {shape}")
