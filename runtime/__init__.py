@@ -10,6 +10,7 @@
 
 from runtime.artifact import ArtifactError
 from runtime.model import Model, Stream, load
+from runtime import spec
 from runtime.spec import SpecError
 
-__all__ = ["ArtifactError", "Model", "SpecError", "Stream", "load"]
+__all__ = ["ArtifactError", "Model", "SpecError", "Stream", "load", "spec"]

@@ -1,0 +1,86 @@
+"""`rnnedge-export CHECKPOINT`: write every artifact of a trained model and prove each one against PyTorch.
+
+Exit status: 0 every artifact within the tolerance, 1 a parity failure (the report is still written),
+2 bad input (missing or corrupt checkpoint, unknown data set, unsupported precision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.pipeline import ExportInputError, export_checkpoint
+from export.report import markdown
+from train.data import load_dataset
+
+SUPPORTED_PRECISIONS = ("f32",)
+PLANNED_PRECISIONS = ("int8w", "int8")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rnnedge-export",
+        description="Export a trained rnnedge checkpoint to model.onnx, model.step.onnx (streamable models) and "
+                    "model.f32.safetensors, then run each artifact against the PyTorch model on long streams and "
+                    "write report.json and report.md with every file's size and its max abs difference.",
+        epilog="Exit status: 0 parity holds, 1 an artifact differs from PyTorch by more than the tolerance "
+               "(the report names it), 2 bad input.",
+    )
+    p.add_argument("checkpoint", help="checkpoint written by rnnedge-train (state_dict + spec)")
+    p.add_argument("--out", metavar="DIR", help="folder for the artifacts and report (default: the checkpoint's folder)")
+    p.add_argument("--data", metavar="NAME_OR_PATH",
+                   help="check parity on this data set's held-out test sequences and report the task metric "
+                        "(a name such as 'watch' or 'synthetic-sum', or a .npz/.csv path); "
+                        "default: random streams")
+    p.add_argument("--tolerance", type=float, default=1e-5,
+                   help="largest max abs difference from PyTorch that passes (default: %(default)g)")
+    p.add_argument("--steps", type=int, default=1000,
+                   help="length of each random stream when no --data is given (default: %(default)d)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random streams and data split (default: 0)")
+    p.add_argument("--precision", default="f32", help="weight precision of the runtime artifact (only f32 for now)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.precision not in SUPPORTED_PRECISIONS:
+        planned = " is not yet supported" if args.precision in PLANNED_PRECISIONS else " is unknown"
+        return _bad_input(f"precision {args.precision!r}{planned}; supported: {', '.join(SUPPORTED_PRECISIONS)}")
+    if args.steps < 1:
+        return _bad_input(f"--steps must be a positive integer, got {args.steps}")
+    if not args.tolerance >= 0:
+        return _bad_input(f"--tolerance must be a non-negative number, got {args.tolerance}")
+    out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent
+    try:
+        data = _load_data(args.data, args.seed) if args.data else None
+        result = export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance, steps=args.steps,
+                                   seed=args.seed)
+    except ExportInputError as e:
+        return _bad_input(str(e))
+    except OSError as e:
+        return _bad_input(f"cannot export to {out_dir}: {e}")
+    print(markdown(result))
+    print(f"wrote {', '.join(result['files'])}, report.json and report.md to {out_dir}")
+    if not result["passed"]:
+        print("rnnedge-export: parity FAILED:", file=sys.stderr)
+        for failure in result["failures"]:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _load_data(name: str, seed: int):
+    try:
+        return load_dataset(name, seed=seed)
+    except (ValueError, OSError) as e:
+        raise ExportInputError(f"cannot load data set {name!r}: {e}") from None
+
+
+def _bad_input(message: str) -> int:
+    print(f"rnnedge-export: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

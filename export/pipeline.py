@@ -1,0 +1,239 @@
+"""Checkpoint -> artifacts -> parity report: `export_checkpoint` is the whole export of one model.
+
+It writes, into one folder:
+
+    model.onnx              whole-sequence ONNX graph
+    model.step.onnx         one-step ONNX graph, state in and out (streamable models only)
+    model.f32.safetensors   the runtime's weight file
+    report.json, report.md  size and parity of every artifact
+
+and checks each artifact against the PyTorch forward on long streams (see COMPARISONS). A difference above
+the tolerance marks the report failed; the report is written either way, so the user can see by how much.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+import runtime
+from export import parity, report
+from export.onnx_graphs import build_sequence_graph, build_step_graph
+from export.weights import canonical_tensors
+from runtime import artifact
+from runtime import spec as specs
+from train.checkpoint import CheckpointError, load_checkpoint
+from train.metrics import task_metric
+
+SEQUENCE_FILE = "model.onnx"
+STEP_FILE = "model.step.onnx"
+WEIGHTS_FILE = "model.f32.safetensors"
+RANDOM_BATCH = 3  # random parity streams run side by side, so batching bugs show up too
+
+
+class ExportInputError(ValueError):
+    """A checkpoint or data set that cannot be exported or checked (the user's input, not a parity failure)."""
+
+
+@dataclass
+class Comparison:
+    """One artifact run one way, against the PyTorch forward."""
+
+    name: str
+    file: str | None  # artifact file it reads, None for the in-memory PyTorch step loop
+    description: str
+    stepped: bool  # one time step per call: compared at every t (see parity.torch_every_prefix)
+    runner: Callable[[np.ndarray], np.ndarray]
+
+
+def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e-5, steps: int = 1000,
+                      seed: int = 0) -> dict:
+    """Export a checkpoint and verify every artifact; returns the report (report["passed"] says parity held).
+
+    data: a train.data.Dataset whose held-out test sequences are the parity streams (and the task metric is
+    reported); None runs RANDOM_BATCH random streams of `steps` steps. Raises ExportInputError for an
+    unreadable checkpoint or data that do not fit the model.
+    """
+    started = time.perf_counter()
+    model = _load_model(checkpoint_path)
+    spec = model.spec
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
+
+    tensors = canonical_tensors(model)
+    files = _write_artifacts(spec, tensors, out_dir)
+    with parity.torch_single_thread():
+        streams = _Streams.of(model, X, lengths)
+        rows = [_measure(c, spec, streams, y, files, tolerance) for c in _comparisons(model, spec, out_dir)]
+    reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
+    result = report.build(
+        checkpoint=str(checkpoint_path), out_dir=str(out_dir), spec=spec, tolerance=tolerance, inputs=inputs,
+        reference_metric=reference_metric, files=files, rows=rows, seconds=time.perf_counter() - started,
+    )
+    report.write(result, out_dir)
+    return result
+
+
+def _load_model(checkpoint_path):
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise ExportInputError(f"checkpoint not found: {path}")
+    try:
+        model, _ = load_checkpoint(path)
+    except (CheckpointError, specs.SpecError) as e:
+        raise ExportInputError(str(e)) from None
+    except (KeyError, RuntimeError) as e:  # a checkpoint whose spec and state_dict disagree
+        raise ExportInputError(f"{path}: checkpoint does not match its own spec: {e}") from None
+    return model
+
+
+def _parity_inputs(spec: dict, data, steps: int, seed: int):
+    """(X, lengths, y or None, description): the data set's held-out test streams, or random streams."""
+    if data is None:
+        if steps < 1:
+            raise ExportInputError(f"steps must be positive, got {steps}")
+        X = parity.random_streams(spec, RANDOM_BATCH, steps, seed)
+        lengths = np.full(RANDOM_BATCH, steps, dtype=np.int64)
+        return X, lengths, None, {"source": "random", "seed": seed, **_lengths_summary(lengths)}
+    test = data.test
+    X, lengths = np.asarray(test.X), np.asarray(test.lengths, dtype=np.int64)
+    try:
+        parity.check_inputs_fit(spec, X, f"data set {data.name!r}")
+    except ValueError as e:
+        raise ExportInputError(str(e)) from None
+    if data.task != spec["task"] or data.head_on != spec["head"]["on"]:
+        raise ExportInputError(f"data set {data.name!r} is a {data.task} task on {data.head_on}; the model is a "
+                               f"{spec['task']} model with its head on {spec['head']['on']}")
+    return X, lengths, np.asarray(test.y), {"source": "dataset", "dataset": data.name, **_lengths_summary(lengths)}
+
+
+def _lengths_summary(lengths: np.ndarray) -> dict:
+    return {"sequences": len(lengths), "shortest": int(lengths.min()), "longest": int(lengths.max()),
+            "total_steps": int(lengths.sum())}
+
+
+def _write_artifacts(spec: dict, tensors: dict[str, np.ndarray], out_dir: Path) -> dict[str, int]:
+    """One writer per artifact; returns each file's size in bytes."""
+    onnx.save_model(build_sequence_graph(spec, tensors), out_dir / SEQUENCE_FILE)
+    written = [SEQUENCE_FILE]
+    if specs.can_stream(spec):
+        onnx.save_model(build_step_graph(spec, tensors), out_dir / STEP_FILE)
+        written.append(STEP_FILE)
+    elif (out_dir / STEP_FILE).exists():
+        os.remove(out_dir / STEP_FILE)  # a stale one from an earlier, streamable export would mislead
+    artifact.write(out_dir / WEIGHTS_FILE, tensors, spec, "f32")
+    written.append(WEIGHTS_FILE)
+    return {name: (out_dir / name).stat().st_size for name in written}
+
+
+def _comparisons(model, spec: dict, out_dir: Path) -> list[Comparison]:
+    """Every artifact, each way it can run. The artifacts are loaded from disk, as a user would."""
+    lazy: dict[str, object] = {}
+
+    def loaded(key, load):
+        if key not in lazy:
+            lazy[key] = load()
+        return lazy[key]
+
+    def sequence_session():
+        return loaded(SEQUENCE_FILE, lambda: parity.ort_session((out_dir / SEQUENCE_FILE).read_bytes()))
+
+    def step_session():
+        return loaded(STEP_FILE, lambda: parity.ort_session((out_dir / STEP_FILE).read_bytes()))
+
+    def runtime_model():
+        return loaded(WEIGHTS_FILE, lambda: runtime.load(out_dir / WEIGHTS_FILE))
+
+    streamable = specs.can_stream(spec)
+    comparisons = [
+        Comparison("pytorch_step", None, "PyTorch forward vs PyTorch step() loop", True,
+                   lambda x: parity.torch_step_loop(model, x)),
+        Comparison("onnx", SEQUENCE_FILE, "PyTorch forward vs ORT model.onnx", False,
+                   lambda x: parity.ort_sequence(sequence_session(), x)),
+        Comparison("onnx_step", STEP_FILE, "PyTorch forward vs ORT model.step.onnx stepped", True,
+                   lambda x: parity.ort_step_loop(step_session(), spec, x)),
+        Comparison("runtime_stream", WEIGHTS_FILE, "PyTorch forward vs runtime stream().step() loop", True,
+                   lambda x: parity.runtime_step_loop(runtime_model(), x)),
+        Comparison("runtime_run", WEIGHTS_FILE, "PyTorch forward vs runtime run()", False,
+                   lambda x: parity.runtime_sequence(runtime_model(), x)),
+    ]
+    return [c for c in comparisons if streamable or not c.stepped]
+
+
+@dataclass
+class _Streams:
+    """The parity streams and PyTorch's answers on them.
+
+    Sequence runners see groups of equal true length (a last_step head and a backward direction depend on
+    where a sequence ends). Stepping runners see every stream side by side, padded, and are scored at
+    t < length only: a forward-only model's output at t depends on steps 0..t alone.
+    """
+
+    X: np.ndarray  # (N, T, F) float32 or (N, T) int64, zero padded
+    lengths: np.ndarray  # (N,) true lengths
+    valid: np.ndarray  # (N, T) t < lengths[n]
+    groups: list[parity.Group]
+    references: list[np.ndarray]  # PyTorch forward per group
+    every_prefix: np.ndarray | None  # (N, T, out) forward had each stream ended at t; None if not streamable
+
+    @classmethod
+    def of(cls, model, X: np.ndarray, lengths: np.ndarray) -> _Streams:
+        groups = parity.equal_length_groups(X, lengths)
+        valid = np.arange(X.shape[1])[None, :] < lengths[:, None]
+        every_prefix = parity.torch_every_prefix(model, X) if specs.can_stream(model.spec) else None
+        return cls(X, lengths, valid, groups, [parity.torch_sequence(model, g.x) for g in groups], every_prefix)
+
+    def place(self, outputs: list[np.ndarray]) -> np.ndarray:
+        """Per-group outputs back into data-set order: (N, T, out) zero padded past each length, or (N, out)."""
+        n, steps, out = len(self.lengths), self.X.shape[1], outputs[0].shape[-1]
+        every_step = outputs[0].ndim == 3
+        placed = np.zeros((n, steps, out) if every_step else (n, out), dtype=np.float32)
+        for group, got in zip(self.groups, outputs):
+            if every_step:
+                placed[group.index, : got.shape[1]] = got
+            else:
+                placed[group.index] = got
+        return placed
+
+
+def _measure(c: Comparison, spec: dict, streams: _Streams, y, files: dict[str, int], tolerance: float) -> dict:
+    """Run one comparison over every parity stream; a runner that raises fails its row."""
+    diff = parity.Difference()
+    row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "comparison": c.description,
+           "stepped": c.stepped}
+    started = time.perf_counter()
+    try:
+        if c.stepped:
+            got = c.runner(streams.X)
+            if got.shape != streams.every_prefix.shape:
+                raise ValueError(f"output shape {got.shape} differs from PyTorch's {streams.every_prefix.shape}")
+            diff.add(got[streams.valid], streams.every_prefix[streams.valid])
+            got[~streams.valid] = 0.0
+            if spec["head"]["on"] == "last_step":  # what forward returns: the output at each stream's last step
+                got = got[np.arange(len(streams.lengths)), streams.lengths - 1]
+        else:
+            outputs = []
+            for group, reference in zip(streams.groups, streams.references):
+                outputs.append(c.runner(group.x))
+                diff.add(outputs[-1], reference)
+            got = streams.place(outputs)
+    except Exception as e:  # noqa: BLE001 - any failure of an artifact is a parity failure, reported by name
+        row.update(max_abs_diff=None, mean_abs_diff=None, metric=None, passed=False,
+                   error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - started)
+        return row
+    metric = _metric(spec, got, y, streams.lengths) if y is not None else None
+    row.update(max_abs_diff=diff.max_abs, mean_abs_diff=diff.mean_abs, metric=metric,
+               passed=bool(diff.max_abs <= tolerance), error=None, seconds=time.perf_counter() - started)
+    return row
+
+
+def _metric(spec: dict, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> dict:
+    name, value = task_metric(spec["task"], outputs, y, lengths)
+    return {"name": name, "value": value}

@@ -1,0 +1,139 @@
+"""rnnedge-export end to end: files, report, exit codes; and export_checkpoint on a data set's real streams."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from export import cli, pipeline
+from export.pipeline import export_checkpoint
+from train.checkpoint import save_checkpoint
+from train.data import load_dataset
+from train.model import RecurrentModel
+
+ROW_KEYS = {"name", "file", "bytes", "comparison", "stepped", "max_abs_diff", "mean_abs_diff", "metric", "passed",
+            "error", "seconds"}
+REPORT_KEYS = {"format", "checkpoint", "out_dir", "precision", "spec", "model", "tolerance", "inputs", "reference",
+               "files", "artifacts", "passed", "failures", "seconds"}
+
+
+def checkpoint(path, cell="lstm", bidirectional=False, kind="dense", on="every_step", features=3, out=4,
+               task="classify"):
+    inp = ({"kind": "dense", "features": features, "mean": [0.5] * features, "std": [2.0] * features}
+           if kind == "dense" else {"kind": "tokens", "vocab": 8, "embed_dim": 4, "padding_idx": 0})
+    spec = {"version": 1, "input": inp,
+            "layers": [{"cell": cell, "hidden": 12, "bidirectional": False},
+                       {"cell": "gru", "hidden": 8, "bidirectional": bidirectional}],
+            "head": {"out": out, "on": on, "activation": "softmax"}, "task": task}
+    torch.manual_seed(0)
+    save_checkpoint(path, RecurrentModel(spec).eval())
+    return str(path)
+
+
+def test_export_cli_writes_every_artifact_and_a_passing_report(tmp_path, capsys):
+    ckpt = checkpoint(tmp_path / "model.pt")
+    assert cli.main([ckpt, "--out", str(tmp_path / "out")]) == 0
+
+    out = tmp_path / "out"
+    for name in ("model.onnx", "model.step.onnx", "model.f32.safetensors", "report.json", "report.md"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) == REPORT_KEYS
+    assert report["passed"] and report["failures"] == []
+    assert report["inputs"] == {"source": "random", "seed": 0, "sequences": 3, "shortest": 1000, "longest": 1000,
+                                "total_steps": 3000}
+    assert [row["name"] for row in report["artifacts"]] == [
+        "pytorch_step", "onnx", "onnx_step", "runtime_stream", "runtime_run"]
+    for row in report["artifacts"]:
+        assert set(row) == ROW_KEYS
+        assert row["max_abs_diff"] <= 1e-5 and row["error"] is None
+        if row["file"]:
+            assert row["bytes"] == (out / row["file"]).stat().st_size
+    printed = capsys.readouterr().out
+    assert "| model.step.onnx |" in printed and "PASS" in printed
+    assert printed.startswith((out / "report.md").read_text())
+
+
+def test_bidirectional_model_exports_without_step_artifacts(tmp_path):
+    ckpt = checkpoint(tmp_path / "bi.pt", bidirectional=True, kind="tokens", on="last_step")
+    (tmp_path / "model.step.onnx").write_bytes(b"stale")  # from an earlier streamable export in the same folder
+    report = export_checkpoint(ckpt, tmp_path, steps=1000)
+    assert report["passed"]
+    assert [row["name"] for row in report["artifacts"]] == ["onnx", "runtime_run"]
+    assert not (tmp_path / "model.step.onnx").exists()
+
+
+def test_dataset_test_streams_give_the_task_metric_for_pytorch_and_every_artifact(tmp_path):
+    data = load_dataset("synthetic-sum")  # dense, last_step, test sequences of 4..20 steps
+    ckpt = checkpoint(tmp_path / "sum.pt", cell="rnn_tanh", on="last_step", features=1, out=2)
+    report = export_checkpoint(ckpt, tmp_path / "out", data=data)
+    assert report["passed"], report["failures"]
+    assert report["inputs"]["source"] == "dataset" and report["inputs"]["sequences"] == len(data.test)
+    assert report["inputs"]["total_steps"] == int(data.test.lengths.sum())
+    reference = report["reference"]["metric"]
+    assert reference["name"] == "accuracy"
+    for row in report["artifacts"]:
+        assert row["metric"] == pytest.approx(reference)
+    assert "| accuracy |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_data_that_do_not_fit_the_model_are_bad_input(tmp_path, capsys):
+    ckpt = checkpoint(tmp_path / "dense.pt", on="last_step", features=3)
+    assert cli.main([ckpt, "--data", "synthetic-tag"]) == 2
+    assert "data set 'synthetic-tag': the model reads (N, T, 3) float values" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_exits_2_with_a_clear_message_and_no_traceback(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    done = subprocess.run([sys.executable, "-m", "export", str(bad)], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "not a loadable rnnedge checkpoint" in done.stderr and str(bad) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_checkpoint_exits_2(tmp_path, capsys):
+    assert cli.main([str(tmp_path / "nowhere.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision, says", [("int8", "not yet supported"), ("fp7", "is unknown")])
+def test_precisions_other_than_f32_are_refused_clearly(tmp_path, capsys, precision, says):
+    assert cli.main([checkpoint(tmp_path / "m.pt"), "--precision", precision]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_broken_artifact_fails_parity_with_exit_1_naming_it_and_still_writes_the_report(tmp_path, monkeypatch,
+                                                                                         capsys):
+    build = pipeline.build_sequence_graph
+
+    def off_by_a_little(spec, tensors):
+        bias = tensors["head.bias"].copy()
+        bias[0] += np.float32(1e-3)  # one logit only: softmax ignores a shift of all of them
+        return build(spec, dict(tensors, **{"head.bias": bias}))
+
+    monkeypatch.setattr(pipeline, "build_sequence_graph", off_by_a_little)
+    ckpt = checkpoint(tmp_path / "m.pt", cell="gru")
+    assert cli.main([ckpt, "--out", str(tmp_path), "--steps", "1000"]) == 1
+
+    err = capsys.readouterr().err
+    assert "model.onnx" in err and "exceeds the tolerance 1e-05" in err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert not report["passed"]
+    failed = [row["name"] for row in report["artifacts"] if not row["passed"]]
+    assert failed == ["onnx"]
+    (onnx_row,) = [row for row in report["artifacts"] if row["name"] == "onnx"]
+    assert 1e-4 < onnx_row["max_abs_diff"] < 1e-2  # one softmax logit moved by 1e-3
+    assert "**FAIL**" in (tmp_path / "report.md").read_text()
+
+
+def test_export_help_names_every_option():
+    done = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    for option in ("--out", "--data", "--tolerance", "--steps", "--precision"):
+        assert option in done.stdout

@@ -1,0 +1,53 @@
+"""Shared builders for tests: specs, seeded models, their artifacts and matching random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from export.weights import canonical_tensors
+from runtime import artifact
+from train.model import RecurrentModel
+
+# One table of tolerances per precision (max abs difference of outputs vs the PyTorch model).
+TOLERANCE = {"f32": 1e-5}
+
+
+def make_spec(cell="lstm", layers=1, bidirectional=False, kind="dense", on="every_step",
+              activation="softmax", hidden=12, features=5, vocab=40, embed_dim=7, out=4) -> dict:
+    inp = ({"kind": "dense", "features": features, "mean": [0.5] * features, "std": [2.0] * features}
+           if kind == "dense" else {"kind": "tokens", "vocab": vocab, "embed_dim": embed_dim, "padding_idx": 0})
+    return {"version": 1, "input": inp,
+            "layers": [{"cell": cell, "hidden": hidden, "bidirectional": bidirectional}] * layers,
+            "head": {"out": out, "on": on, "activation": activation}, "task": "classify"}
+
+
+def make_model(spec: dict, seed: int = 0) -> RecurrentModel:
+    torch.manual_seed(seed)
+    return RecurrentModel(spec).eval()
+
+
+def write_artifact(model: RecurrentModel, path) -> str:
+    artifact.write(path, canonical_tensors(model), model.spec)
+    return str(path)
+
+
+def random_inputs(spec: dict, batch: int, steps: int, seed: int = 0) -> np.ndarray:
+    """Raw inputs as a device would see them: dense values around the spec's statistics, or token ids."""
+    rng = np.random.default_rng(seed)
+    inp = spec["input"]
+    if inp["kind"] == "dense":
+        x = rng.standard_normal((batch, steps, inp["features"])) * np.asarray(inp["std"]) + np.asarray(inp["mean"])
+        return x.astype(np.float32)
+    return rng.integers(0, inp["vocab"], size=(batch, steps)).astype(np.int64)
+
+
+def torch_forward(model: RecurrentModel, X: np.ndarray, lengths=None) -> np.ndarray:
+    with torch.no_grad():
+        lens = None if lengths is None else torch.as_tensor(lengths)
+        return model(torch.as_tensor(X), lens).numpy()
+
+
+def stream_all(stream, X: np.ndarray) -> np.ndarray:
+    """Feed (B, T, ...) one step at a time; (B, T, out) outputs."""
+    return np.stack([stream.step(np.ascontiguousarray(X[:, t])).copy() for t in range(X.shape[1])], axis=1)

@@ -1,0 +1,81 @@
+"""Streaming behaviour: step equals run at every t, reset, no allocation, threads, memory held."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
+
+import runtime
+
+
+@pytest.fixture(scope="module")
+def lstm_model(tmp_path_factory):
+    spec = make_spec("lstm", layers=2, kind="dense")
+    return runtime.load(write_artifact(make_model(spec), tmp_path_factory.mktemp("m") / "m.safetensors"))
+
+
+def test_stepping_one_sample_at_a_time_equals_the_whole_sequence_output_at_every_t(lstm_model):
+    X = random_inputs(lstm_model.spec, 2, 300)
+    assert np.array_equal(stream_all(lstm_model.stream(2), X), lstm_model.run(X))
+
+
+def test_after_reset_a_stream_equals_a_fresh_one(lstm_model):
+    X = random_inputs(lstm_model.spec, 1, 200)
+    used = lstm_model.stream(1)
+    stream_all(used, X[:, :137])
+    used.reset()
+    assert np.array_equal(stream_all(used, X), stream_all(lstm_model.stream(1), X))
+
+
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_step_allocates_no_memory_after_the_first_call(kind, tmp_path):
+    spec = make_spec("gru", layers=2, kind=kind)
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
+    stream = model.stream(2)
+    X = random_inputs(spec, 2, 1000)
+    xs = [np.ascontiguousarray(X[:, t]) for t in range(1000)]
+    stream.step(xs[0])
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for x in xs:
+        stream.step(x)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    ours = [tracemalloc.Filter(False, tracemalloc.__file__)]  # the snapshots themselves
+    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
+    grown = sum(s.size_diff for s in diff if s.size_diff > 0)
+    assert grown == 0, f"step() allocated {grown} bytes over 1000 steps"
+
+
+def test_independent_streams_in_threads_equal_sequential_streams(lstm_model):
+    X = [random_inputs(lstm_model.spec, 1, 400, seed=s) for s in range(4)]
+    expected = [stream_all(lstm_model.stream(1), x) for x in X]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = stream_all(lstm_model.stream(1), X[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        assert np.array_equal(got, want)
+
+
+def test_memory_held_is_reported_and_is_the_weights_plus_state(lstm_model):
+    stream = lstm_model.stream(3)
+    assert lstm_model.nbytes >= lstm_model.layout.blob.nbytes > 0
+    state_floats = 2 * (12 + 12)  # two LSTM layers of 12 units: h and c
+    assert stream.nbytes == 4 * (3 * state_floats + 3 * 4 + lstm_model.layout.scratch_size)
+
+
+def test_a_bidirectional_model_refuses_to_stream_but_runs(tmp_path):
+    spec = make_spec("gru", bidirectional=True)
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
+    with pytest.raises(ValueError, match="bidirectional.*run"):
+        model.stream(1)
+    assert model.run(random_inputs(spec, 1, 20)).shape == (1, 20, 4)

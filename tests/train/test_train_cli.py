@@ -1,0 +1,37 @@
+"""rnnedge-train / python -m train."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from train.cli import main
+
+
+def test_cli_trains_a_synthetic_set_and_says_where_it_wrote(tmp_path, capsys):
+    assert main(["synthetic-sum", "--epochs", "2", "--hidden", "8", "--cell", "lstm", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and str(tmp_path / "model.pt") in printed
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("dataset", ["imagenet", "/nonexistent/data.npz", "{tmp}/no_labels.npz"])
+def test_cli_reports_bad_datasets_on_stderr_with_exit_code_2_and_no_traceback(tmp_path, capsys, dataset):
+    np.savez(tmp_path / "no_labels.npz", X=np.zeros((5, 4, 2)))
+    assert main([dataset.format(tmp=tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnedge-train: error:") and "Traceback" not in err
+
+
+def test_cli_rejects_nonsense_options_with_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--hidden", "0"])
+    assert exit_info.value.code == 2
+    assert "--hidden must be at least 1" in capsys.readouterr().err
+
+
+def test_python_dash_m_train_prints_help():
+    done = subprocess.run([sys.executable, "-m", "train", "--help"], capture_output=True, text=True, check=True)
+    assert "--clip-grad-norm" in done.stdout and "watch" in done.stdout

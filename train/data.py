@@ -1,0 +1,345 @@
+"""Datasets as numpy arrays: the bundled smartwatch recordings, the user's own .npz/.csv, tiny synthetic tasks.
+
+`load_dataset(name, seed)` returns a `Dataset` with train/val/test `SequenceData`, each sequence zero padded
+past its true length. Names:
+
+    "watch"               6-axis smartwatch IMU at 50 Hz, 7 shoulder exercises, per-step labels (the demo set)
+    "path/to/file.npz"    keys X, y and optional lengths, task (format in `load_npz`)
+    "path/to/file.csv"    one row per time step (format in `load_csv`)
+    "synthetic-sum"       dense, last_step: is the sum of the sequence positive?
+    "synthetic-tokens"    tokens, last_step: did the marker token appear?
+    "synthetic-tag"       tokens, every_step: has the marker token appeared yet?
+    "synthetic-forecast"  dense, every_step: the next value of a noisy sine
+
+The user's files and the synthetic sets are split train/val/test 70/15/15 by a shuffle seeded with `seed`.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.spec import TASKS
+
+WATCH_NPZ = Path(__file__).resolve().parent / "data" / "watch.npz"
+# Whole people are held out: the model is judged on wearers it has never seen.
+WATCH_SUBJECTS = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8), "test": (9, 10)}
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+SYNTHETIC_SIZE = 300  # sequences: enough to learn each task in seconds, small enough for tests
+
+
+@dataclass
+class SequenceData:
+    X: np.ndarray  # (N, T, F) float32 or (N, T) int64 tokens, zero padded past each length
+    lengths: np.ndarray  # (N,) int64 true lengths, 1 <= lengths[n] <= T
+    y: np.ndarray  # last_step: (N,) int64 or (N, out) float32; every_step: (N, T) int64 or (N, T, out) float32
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+@dataclass
+class Dataset:
+    name: str
+    task: str  # classify | tag | forecast | generate
+    input_kind: str  # dense | tokens
+    features: int | None  # dense input width
+    vocab: int | None  # token ids are in [0, vocab)
+    out: int  # classes, or forecast values per step
+    head_on: str  # every_step | last_step
+    train: SequenceData
+    val: SequenceData
+    test: SequenceData
+    source: str  # where the data came from and its licence, one line
+
+
+def load_dataset(name: str, seed: int = 0) -> Dataset:
+    """The data set called `name` (see the module docstring). Raises ValueError or FileNotFoundError."""
+    if name == "watch":
+        return load_watch()
+    if name in SYNTHETIC:
+        return SYNTHETIC[name](seed)
+    suffix = Path(name).suffix.lower()
+    if suffix == ".npz":
+        return load_npz(name, seed)
+    if suffix == ".csv":
+        return load_csv(name, seed)
+    known = ", ".join(["watch", *SYNTHETIC])
+    raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz or .csv file")
+
+
+# -- the bundled smartwatch recordings ------------------------------------------------------------------------
+def load_watch() -> Dataset:
+    """Smartwatch shoulder-exercise recordings (seglearn, BSD-3-Clause), split by subject.
+
+    Every split holds whole recordings (947..2618 steps), labelled at every step with the exercise.
+    The training loop crops random windows from the training recordings; val and test stay whole, the long
+    streams the runtime is later run over. The split is fixed, so it ignores any seed.
+    """
+    with np.load(WATCH_NPZ, allow_pickle=False) as f:
+        samples, offsets, labels, subjects = f["samples"], f["offsets"], f["labels"], f["subjects"]
+        label_names = [str(s) for s in f["label_names"]]
+    recordings = [samples[offsets[r] : offsets[r + 1]] for r in range(len(labels))]
+
+    def split(which: str) -> SequenceData:
+        chosen = np.flatnonzero(np.isin(subjects, WATCH_SUBJECTS[which]))
+        X, lengths = _pad([recordings[r] for r in chosen])
+        y = np.repeat(labels[chosen][:, None], X.shape[1], axis=1)
+        return _zero_padding(SequenceData(X, lengths, y), "every_step")
+
+    return Dataset(
+        name="watch", task="classify", input_kind="dense", features=samples.shape[1], vocab=None,
+        out=len(label_names), head_on="every_step",
+        train=split("train"), val=split("val"), test=split("test"),
+        source="seglearn 1.2.5 watch_dataset (Burns et al., arXiv:1802.01489), BSD-3-Clause, "
+               "Copyright (c) 2018 David M. Burns; see train/data/README.md",
+    )
+
+
+# -- the user's files -----------------------------------------------------------------------------------------
+def load_npz(path: str | Path, seed: int = 0) -> Dataset:
+    """A data set from an .npz file (read with allow_pickle=False).
+
+    Keys:
+        X        (N, T, F) float: dense input, or (N, T) integer: token ids >= 0
+        y        (N,) integer: one class per sequence (classify, last_step)
+                 (N, T) integer: a class per step (classify for dense input, tag for tokens; every_step)
+                 (N, out) float: values per sequence (forecast, last_step)
+                 (N, T, out) float: values per step (forecast, every_step)
+        lengths  optional (N,) integer in [1, T]; without it every sequence is T steps long
+        task     optional string, one of classify, tag, forecast, generate, overriding the guess above
+    Values past each length are ignored and set to zero.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npz file without pickled objects ({e})") from None
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise ValueError(f"{path}: missing key {key!r} (the file has: {', '.join(arrays) or 'nothing'})")
+    task = str(arrays["task"]) if "task" in arrays else None
+    return _from_arrays(path.stem, str(path), arrays["X"], arrays["y"], arrays.get("lengths"), task, seed,
+                        source=f"user file {path} (licence as its owner states)")
+
+
+def load_csv(path: str | Path, seed: int = 0) -> Dataset:
+    """A dense data set from a .csv file: a header, then one row per time step.
+
+        sequence_id,ax,ay,az,label
+        walk-01,0.12,-0.98,0.05,2
+        walk-01,0.15,-0.97,0.02,2
+        run-07,...
+
+    `sequence_id` and `label` are required, every other column is an input feature (a number). The rows of a
+    sequence are its steps in order; sequences appear in the order of their first row. Integer labels are a
+    class per step (classify, every_step); any non-integer label makes the task forecasting of one value per
+    step (forecast, every_step).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file, expected a header row")
+        header = [h.strip() for h in header]
+        for required in ("sequence_id", "label"):
+            if required not in header:
+                raise ValueError(f"{path}: missing column {required!r} (header: {','.join(header)})")
+        id_col, label_col = header.index("sequence_id"), header.index("label")
+        feature_cols = [i for i in range(len(header)) if i not in (id_col, label_col)]
+        if not feature_cols:
+            raise ValueError(f"{path}: no feature column besides sequence_id and label")
+        steps: dict[str, list[list[float]]] = {}
+        targets: dict[str, list[float]] = {}
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{line}: {len(row)} columns, the header has {len(header)}")
+            try:
+                values = [float(row[i]) for i in feature_cols]
+                target = float(row[label_col])
+            except ValueError as e:
+                raise ValueError(f"{path}:{line}: {e}") from None
+            steps.setdefault(row[id_col], []).append(values)
+            targets.setdefault(row[id_col], []).append(target)
+    if not steps:
+        raise ValueError(f"{path}: no data rows")
+    X, lengths = _pad([np.array(s, dtype=np.float32) for s in steps.values()])
+    y, _ = _pad([np.array(t) for t in targets.values()])
+    if np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    else:
+        y = y.astype(np.float32)[:, :, None]
+    return _from_arrays(path.stem, str(path), X, y, lengths, None, seed,
+                        source=f"user file {path} (licence as its owner states)")
+
+
+def _from_arrays(name: str, where: str, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | None,
+                 task: str | None, seed: int, source: str) -> Dataset:
+    """Check the arrays, work out the task and head, and split them 70/15/15."""
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim == 3 and np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating):
+        input_kind, X = "dense", X.astype(np.float32)
+    elif X.ndim == 2 and np.issubdtype(X.dtype, np.integer):
+        input_kind, X = "tokens", X.astype(np.int64)
+    else:
+        raise ValueError(f"{where}: X has shape {X.shape} and dtype {X.dtype}; expected (N, T, F) numbers "
+                         "for dense input or (N, T) integers for tokens")
+    n, steps = X.shape[:2]
+    if n < 3 or steps < 1:
+        raise ValueError(f"{where}: X holds {n} sequences of {steps} steps; need at least 3 sequences to split")
+    if input_kind == "dense" and not np.all(np.isfinite(X)):
+        raise ValueError(f"{where}: X has non-finite values")
+    if input_kind == "tokens" and X.min() < 0:
+        raise ValueError(f"{where}: X has negative token ids")
+    if y.shape[:1] != (n,):
+        raise ValueError(f"{where}: y has shape {y.shape} but X has {n} sequences")
+
+    integer_y = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
+    if integer_y and y.ndim in (1, 2):
+        head_on = "last_step" if y.ndim == 1 else "every_step"
+        guessed = "tag" if (input_kind == "tokens" and head_on == "every_step") else "classify"
+        y = y.astype(np.int64)
+    elif np.issubdtype(y.dtype, np.floating) and y.ndim in (2, 3):
+        head_on, guessed = ("last_step" if y.ndim == 2 else "every_step"), "forecast"
+        y = y.astype(np.float32)
+    else:
+        raise ValueError(f"{where}: y has shape {y.shape} and dtype {y.dtype}; expected (N,) or (N, T) integer "
+                         "labels, or (N, out) or (N, T, out) float targets")
+    if head_on == "every_step" and y.shape[1] != steps:
+        raise ValueError(f"{where}: y has {y.shape[1]} steps per sequence but X has {steps}")
+
+    task = task or guessed
+    if task not in TASKS:
+        raise ValueError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
+    if (task == "forecast") != (guessed == "forecast"):
+        raise ValueError(f"{where}: task {task!r} does not fit {'float' if guessed == 'forecast' else 'integer'} y")
+
+    if lengths is None:
+        lengths = np.full(n, steps, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"{where}: lengths must be ({n},) integers, got shape {lengths.shape} dtype {lengths.dtype}")
+    lengths = lengths.astype(np.int64)
+    if lengths.min() < 1 or lengths.max() > steps:
+        raise ValueError(f"{where}: lengths must lie in [1, {steps}], got [{lengths.min()}, {lengths.max()}]")
+
+    if task == "forecast":
+        out = y.shape[-1]
+    else:
+        valid = y if head_on == "last_step" else y[np.arange(steps)[None, :] < lengths[:, None]]
+        if valid.min() < 0:
+            raise ValueError(f"{where}: class labels must be >= 0, found {valid.min()}")
+        out = max(int(valid.max()) + 1, 2)
+    vocab = int(X.max()) + 1 if input_kind == "tokens" else None
+
+    train, val, test = _split(_zero_padding(SequenceData(X, lengths, y), head_on), seed)
+    return Dataset(
+        name=name, task=task, input_kind=input_kind, features=X.shape[2] if input_kind == "dense" else None,
+        vocab=vocab, out=out, head_on=head_on, train=train, val=val, test=test, source=source,
+    )
+
+
+# -- synthetic tasks for tests and quick checks ---------------------------------------------------------------
+def _synthetic_sum(seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, 21, SYNTHETIC_SIZE)
+    X = rng.standard_normal((SYNTHETIC_SIZE, lengths.max(), 1)).astype(np.float32)
+    X[np.arange(X.shape[1])[None, :] >= lengths[:, None]] = 0.0
+    y = (X.sum(axis=(1, 2)) > 0).astype(np.int64)
+    return _synthetic("synthetic-sum", "classify", "last_step", SequenceData(X, lengths, y), seed)
+
+
+def _random_tokens(rng: np.random.Generator, marker: int, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens in [marker+1, vocab) (0 is padding); half the sequences get the marker at one random step."""
+    lengths = rng.integers(4, 21, SYNTHETIC_SIZE)
+    X = rng.integers(marker + 1, vocab, (SYNTHETIC_SIZE, lengths.max()))
+    marked = rng.random(SYNTHETIC_SIZE) < 0.5
+    where = (rng.random(SYNTHETIC_SIZE) * lengths).astype(np.int64)
+    X[np.flatnonzero(marked), where[marked]] = marker
+    X[np.arange(X.shape[1])[None, :] >= lengths[:, None]] = 0
+    return X.astype(np.int64), lengths, marked
+
+
+def _synthetic_tokens(seed: int) -> Dataset:
+    X, lengths, marked = _random_tokens(np.random.default_rng(seed), marker=1, vocab=8)
+    data = SequenceData(X, lengths, marked.astype(np.int64))
+    return _synthetic("synthetic-tokens", "classify", "last_step", data, seed)
+
+
+def _synthetic_tag(seed: int) -> Dataset:
+    X, lengths, _ = _random_tokens(np.random.default_rng(seed), marker=1, vocab=8)
+    seen = np.maximum.accumulate(X == 1, axis=1).astype(np.int64)
+    return _synthetic("synthetic-tag", "tag", "every_step", SequenceData(X, lengths, seen), seed)
+
+
+def _synthetic_forecast(seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(10, 31, SYNTHETIC_SIZE)
+    t = np.arange(lengths.max() + 1)[None, :]
+    freq = rng.uniform(0.1, 0.5, (SYNTHETIC_SIZE, 1))
+    phase = rng.uniform(0, 2 * np.pi, (SYNTHETIC_SIZE, 1))
+    wave = np.sin(freq * t + phase) + 0.05 * rng.standard_normal(t.shape[1:])
+    X, y = wave[:, :-1, None].astype(np.float32), wave[:, 1:, None].astype(np.float32)
+    return _synthetic("synthetic-forecast", "forecast", "every_step", SequenceData(X, lengths, y), seed)
+
+
+def _synthetic(name: str, task: str, head_on: str, data: SequenceData, seed: int) -> Dataset:
+    data = _zero_padding(data, head_on)
+    dense = data.X.ndim == 3
+    out = data.y.shape[-1] if task == "forecast" else int(data.y.max()) + 1
+    train, val, test = _split(data, seed)
+    return Dataset(
+        name=name, task=task, input_kind="dense" if dense else "tokens", features=data.X.shape[2] if dense else None,
+        vocab=None if dense else int(data.X.max()) + 1, out=out, head_on=head_on,
+        train=train, val=val, test=test, source=f"generated by rnnedge train/data.py (seed {seed}); no licence needed",
+    )
+
+
+SYNTHETIC = {
+    "synthetic-sum": _synthetic_sum,
+    "synthetic-tokens": _synthetic_tokens,
+    "synthetic-tag": _synthetic_tag,
+    "synthetic-forecast": _synthetic_forecast,
+}
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def _pad(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack sequences of different lengths along a new axis 0, zero padded: (N, T, ...) and lengths (N,)."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    padded = np.zeros((len(sequences), lengths.max(), *sequences[0].shape[1:]), dtype=sequences[0].dtype)
+    for i, s in enumerate(sequences):
+        padded[i, : len(s)] = s
+    return padded, lengths
+
+
+def _zero_padding(data: SequenceData, head_on: str) -> SequenceData:
+    """Set X (and per-step y) to zero past each length, so padding never carries stray values."""
+    past = np.arange(data.X.shape[1])[None, :] >= data.lengths[:, None]
+    X, y = data.X.copy(), data.y.copy()
+    X[past] = 0
+    if head_on == "every_step":
+        y[past] = 0
+    return SequenceData(X, data.lengths.astype(np.int64), y)
+
+
+def _split(data: SequenceData, seed: int) -> tuple[SequenceData, SequenceData, SequenceData]:
+    """Shuffle with `seed` and cut 70/15/15 (at least one sequence in val and test)."""
+    n = len(data)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(SPLIT_FRACTIONS[1] * n))
+    n_test = max(1, round(SPLIT_FRACTIONS[2] * n))
+    parts = np.split(order, [n - n_val - n_test, n - n_test])
+    return tuple(SequenceData(data.X[p], data.lengths[p], data.y[p]) for p in parts)

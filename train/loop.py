@@ -1,0 +1,264 @@
+"""The training loop: Adam, gradient clipping by norm, early stopping on the validation metric.
+
+    spec = default_spec(data, cell="gru", hidden=48)
+    model, metrics = train(spec, data, TrainConfig(), "artifacts/watch")
+
+writes into the output folder:
+    model.pt        the best epoch's checkpoint (train.checkpoint), its metrics included
+    metrics.json    per-epoch train loss and validation metric, best epoch, test metric of the best model
+    training.png    the two curves
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from runtime import spec as specs
+from train.checkpoint import save_checkpoint
+from train.data import Dataset, SequenceData
+from train.metrics import higher_is_better, metric_name, task_metric
+from train.model import RecurrentModel
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0  # seeds torch and numpy: the same config on the same data gives the same model
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    batch_size: int = 32  # small batches of short windows keep a CPU busy without long waits per step
+    lr: float = 5e-3  # Adam; small recurrent nets tolerate more than the usual 1e-3 and train faster with it
+    clip_grad_norm: float | None = 1.0  # max global gradient norm, as in torch.nn.utils.clip_grad_norm_;
+    #                                     recurrent nets have exploding gradients. None: no clipping
+    patience: int = 8  # epochs without a better validation metric before stopping
+    window: int | None = 192  # every_step heads train on random crops of this many steps (about 4 s of
+    #                            50 Hz data): long recordings cost as much as many short ones and random starts
+    #                            teach the model to begin from a zero state anywhere. None: whole sequences.
+    #                            last_step heads always see whole sequences: a crop would change their label
+    threads: int = 1  # torch intra-op threads. A small recurrent step is too small to split: on the 2-core build
+    #                   machine 2 threads ran a GRU-48 batch ~100x slower than 1 (OpenMP threads waiting on each
+    #                   other every time step). Never more than the cores this process may run on
+    progress: bool | None = None  # tqdm bar on stderr; None: only when stderr is a terminal
+
+
+def default_spec(data: Dataset, cell: str = "gru", hidden: int = 48, layers: int = 1,
+                 bidirectional: bool = False, embed_dim: int = 16) -> dict:
+    """A version-1 spec (runtime/spec.py) for this data set: `layers` equal recurrent layers and a linear head."""
+    if data.input_kind == "dense":
+        inp = {"kind": "dense", "features": data.features}
+    else:
+        inp = {"kind": "tokens", "vocab": data.vocab, "embed_dim": embed_dim, "padding_idx": None}
+    return specs.validate({
+        "version": specs.SPEC_VERSION,
+        "input": inp,
+        "layers": [{"cell": cell, "hidden": hidden, "bidirectional": bidirectional} for _ in range(layers)],
+        "head": {"out": data.out, "on": data.head_on, "activation": "none" if data.task == "forecast" else "softmax"},
+        "task": data.task,
+    })
+
+
+def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.PathLike) -> tuple[RecurrentModel, dict]:
+    """Train a model of `spec` on `data`; returns the best epoch's model (eval mode) and its metrics."""
+    _check_fits(specs.validate(spec), data)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    torch.set_num_threads(max(1, min(config.threads, _available_cores())))
+
+    model = RecurrentModel(spec)
+    if data.input_kind == "dense":
+        model.set_normalisation(*normalisation(data.train))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    metric = metric_name(data.task)
+    better = (lambda a, b: a > b) if higher_is_better(metric) else (lambda a, b: a < b)
+
+    history: list[dict] = []
+    best = {"epoch": 0, "val": None, "state": None}
+    started = time.perf_counter()
+    bar = tqdm(range(1, config.epochs + 1), desc=f"train {data.name}", unit="epoch",
+               disable=None if config.progress is None else not config.progress)
+    for epoch in bar:
+        train_loss = _train_epoch(model, optimizer, data, config, rng)
+        val = evaluate(model, data.task, data.val, config.batch_size)[1]
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_" + metric: val})
+        if best["val"] is None or better(val, best["val"]):
+            best = {"epoch": epoch, "val": val, "state": copy.deepcopy(model.state_dict())}
+        bar.set_postfix(loss=f"{train_loss:.4f}", **{metric: f"{val:.2f}", "best": f"{best['val']:.2f}"})
+        if epoch - best["epoch"] >= config.patience:
+            break
+    bar.close()
+    seconds = time.perf_counter() - started
+
+    model.load_state_dict(best["state"])
+    model.eval()
+    metrics = {
+        "dataset": data.name,
+        "source": data.source,
+        "task": data.task,
+        "metric": metric,
+        "higher_is_better": higher_is_better(metric),
+        "epochs": history,
+        "best_epoch": best["epoch"],
+        "val_metric": best["val"],
+        "test_metric": evaluate(model, data.task, data.test, config.batch_size)[1],
+        "train_seconds": round(seconds, 2),
+        "config": asdict(config),
+    }
+    save_checkpoint(out_dir / "model.pt", model, metrics)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_training(metrics, out_dir / "training.png")
+    return model, metrics
+
+
+# -- one epoch ------------------------------------------------------------------------------------------------
+def _train_epoch(model: RecurrentModel, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
+                 rng: np.random.Generator) -> float:
+    """One pass over the training data; returns the mean loss per scored value."""
+    model.train()
+    every_step = data.head_on == "every_step"
+    batches = (_window_batches(data.train, config.window, config.batch_size, rng) if every_step and config.window
+               else _shuffled_batches(data.train, config.batch_size, rng, every_step))
+    total, count = 0.0, 0
+    for batch in batches:
+        x, lengths, y = _to_torch(batch, data.task)
+        # a batch of full-length windows needs no packing, and the unpacked path is about twice as fast
+        full = bool((lengths == x.shape[1]).all())
+        loss, n = masked_loss(model.logits(x, None if full else lengths), y, lengths, data.task)
+        optimizer.zero_grad()
+        loss.backward()
+        if config.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+        optimizer.step()
+        total += loss.item() * n
+        count += n
+    return total / count
+
+
+def masked_loss(logits: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor, task: str) -> tuple[torch.Tensor, int]:
+    """Mean loss over the valid steps (t < length) and how many values it averages.
+
+    Cross-entropy on logits for class tasks, mean squared error for forecasting.
+    """
+    if logits.dim() == 3:  # every_step: keep the valid steps only -> (valid, out) and (valid,) or (valid, out)
+        valid = torch.arange(logits.shape[1])[None, :] < lengths[:, None]
+        logits, y = logits[valid], y[valid]
+    if task == "forecast":
+        return F.mse_loss(logits, y), y.numel()
+    return F.cross_entropy(logits, y), y.shape[0]
+
+
+def _shuffled_batches(data: SequenceData, batch_size: int, rng: np.random.Generator, every_step: bool):
+    order = rng.permutation(len(data))
+    for start in range(0, len(order), batch_size):
+        yield _take(data, order[start : start + batch_size], every_step)
+
+
+def _window_batches(data: SequenceData, window: int, batch_size: int, rng: np.random.Generator):
+    """Random crops of `window` steps, as many as cover the training steps once; longer recordings more often."""
+    n_windows = math.ceil(data.lengths.sum() / window)
+    which = rng.choice(len(data), size=n_windows, p=data.lengths / data.lengths.sum())
+    starts = (rng.random(n_windows) * np.maximum(data.lengths[which] - window + 1, 1)).astype(np.int64)
+    steps = min(window, data.X.shape[1])
+    for i in range(0, n_windows, batch_size):
+        rows, first = which[i : i + batch_size], starts[i : i + batch_size]
+        cols = first[:, None] + np.arange(steps)[None, :]
+        lengths = np.minimum(data.lengths[rows] - first, steps)
+        yield SequenceData(data.X[rows[:, None], cols], lengths, data.y[rows[:, None], cols])
+
+
+def _take(data: SequenceData, rows: np.ndarray, every_step: bool) -> SequenceData:
+    """The chosen sequences, cut to the longest of them: padding past it costs time and changes nothing."""
+    steps = int(data.lengths[rows].max())
+    y = data.y[rows, :steps] if every_step else data.y[rows]
+    return SequenceData(data.X[rows, :steps], data.lengths[rows], y)
+
+
+def _to_torch(batch: SequenceData, task: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    y = torch.from_numpy(batch.y)
+    return torch.from_numpy(batch.X), torch.from_numpy(batch.lengths), (y.float() if task == "forecast" else y.long())
+
+
+# -- evaluation -----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(model: RecurrentModel, data: SequenceData, batch_size: int = 32) -> np.ndarray:
+    """The model's activated outputs for every sequence, padded like data.X: (N, out) or (N, T, out)."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(data), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(data)))
+        x = torch.from_numpy(data.X[rows])
+        outputs.append(model(x, torch.from_numpy(data.lengths[rows])).numpy())
+    return np.concatenate(outputs, axis=0)
+
+
+def evaluate(model: RecurrentModel, task: str, data: SequenceData, batch_size: int = 32) -> tuple[str, float]:
+    """The task metric of the model on a split."""
+    return task_metric(task, predict(model, data, batch_size), data.y, data.lengths)
+
+
+def normalisation(data: SequenceData) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over the valid steps; a constant feature gets std 1 so it passes unchanged."""
+    valid = data.X[np.arange(data.X.shape[1])[None, :] < data.lengths[:, None]].astype(np.float64)
+    mean, std = valid.mean(axis=0), valid.std(axis=0)
+    std[std < 1e-6] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+# -- plumbing -------------------------------------------------------------------------------------------------
+def plot_training(metrics: dict, path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on build machines
+    import matplotlib.pyplot as plt
+
+    epochs = [e["epoch"] for e in metrics["epochs"]]
+    val_key = "val_" + metrics["metric"]
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_loss.plot(epochs, [e["train_loss"] for e in metrics["epochs"]], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="train loss", title="training loss")
+    ax_val.plot(epochs, [e[val_key] for e in metrics["epochs"]], marker="o", color="tab:green")
+    ax_val.axvline(metrics["best_epoch"], color="grey", linestyle="--", label=f"best epoch {metrics['best_epoch']}")
+    ax_val.set(xlabel="epoch", ylabel=f"validation {metrics['metric']}", title=f"{metrics['dataset']}: validation")
+    ax_val.legend()
+    for ax in (ax_loss, ax_val):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_fits(spec: dict, data: Dataset) -> None:
+    """A spec whose input, head or task disagree with the data would train on nonsense: refuse it."""
+    inp = spec["input"]
+    problems = []
+    if inp["kind"] != data.input_kind:
+        problems.append(f"input kind {inp['kind']} vs data {data.input_kind}")
+    elif inp["kind"] == "dense" and inp["features"] != data.features:
+        problems.append(f"{inp['features']} input features vs data {data.features}")
+    elif inp["kind"] == "tokens" and inp["vocab"] < data.vocab:
+        problems.append(f"vocab {inp['vocab']} smaller than the data's {data.vocab}")
+    if spec["head"]["out"] != data.out:
+        problems.append(f"head.out {spec['head']['out']} vs data {data.out}")
+    if spec["head"]["on"] != data.head_on:
+        problems.append(f"head on {spec['head']['on']} vs data {data.head_on}")
+    if spec["task"] != data.task:
+        problems.append(f"task {spec['task']} vs data {data.task}")
+    if problems:
+        raise ValueError(f"spec does not fit data set {data.name!r}: " + "; ".join(problems))
