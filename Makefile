@@ -1,0 +1,33 @@
+# rnnedge: the two set-up commands are `make demo` and `make test` (each creates the environment first).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= artifacts/watch
+
+.PHONY: setup demo test bench lint clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+## train a GRU on the bundled smartwatch data, export every float artifact, stream the held-out
+## recordings through ONNX Runtime and the runtime, print the parity report and the task metric
+demo: setup
+	$(VENV)/bin/rnnedge-train watch --out $(OUT)
+	$(VENV)/bin/rnnedge-export $(OUT)/model.pt --data watch --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m benchmarks.bench_f32
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache
