@@ -25,7 +25,7 @@ import numpy as np
 
 from runtime.spec import TASKS
 
-WATCH_NPZ = Path(__file__).resolve().parent / "data" / "watch.npz"
+WATCH_NPZ = Path(__file__).resolve().parent / "bundled" / "watch.npz"
 # Whole people are held out: the model is judged on wearers it has never seen.
 WATCH_SUBJECTS = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8), "test": (9, 10)}
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
@@ -96,7 +96,7 @@ def load_watch() -> Dataset:
         out=len(label_names), head_on="every_step",
         train=split("train"), val=split("val"), test=split("test"),
         source="seglearn 1.2.5 watch_dataset (Burns et al., arXiv:1802.01489), BSD-3-Clause, "
-               "Copyright (c) 2018 David M. Burns; see train/data/README.md",
+               "Copyright (c) 2018 David M. Burns; see train/bundled/README.md",
     )
 
 

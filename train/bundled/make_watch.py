@@ -1,15 +1,15 @@
-"""Convert seglearn's smartwatch exercise recordings into the bundled, pickle-free train/data/watch.npz.
+"""Convert seglearn's smartwatch exercise recordings into the bundled, pickle-free train/bundled/watch.npz.
 
 Run once, by hand, from the repository root:
 
-    python train/data/make_watch.py /tmp/dl/seglearn/data/watch_dataset.npy
+    python train/bundled/make_watch.py /tmp/dl/seglearn/data/watch_dataset.npy
 
 The input is `seglearn/data/watch_dataset.npy` from the seglearn 1.2.5 wheel (BSD-3-Clause, Copyright (c)
 2018 David M. Burns). It is a pickled dict, so this script, and only this script, reads it with
 allow_pickle=True: it is a known third-party file read once at conversion time. rnnedge itself loads the
 output with allow_pickle=False.
 
-Output arrays (see train/data/README.md):
+Output arrays (see train/bundled/README.md):
     samples   (S, 6) float32   every recording's 50 Hz samples, concatenated in recording order
     offsets   (R+1,) int64     recording r is samples[offsets[r]:offsets[r+1]]
     labels    (R,) int64       exercise 0..6

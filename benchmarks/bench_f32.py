@@ -1,0 +1,611 @@
+"""f32 runtime vs PyTorch and ONNX Runtime: per-step latency, whole sequences, cold start, memory.
+
+    python -m benchmarks.bench_f32                 # full run: prints a table, writes benchmarks/results/f32.json
+    python benchmarks/bench_f32.py --quick         # a few steps and one repetition (smoke test)
+
+Everything runs in one process pinned to one core, with PyTorch and ONNX Runtime single-threaded (on a
+small machine their thread pools make a one-step op many times slower, which would flatter the runtime).
+Two workloads with seeded random weights:
+
+    kws  dense 40 -> LSTM 128 -> Linear 12 on every step   (keyword spotting on 40 MFCC per frame)
+    har  dense 6 -> GRU 64 -> GRU 64 -> Linear 6           (activity recognition on a 6-axis IMU)
+
+Engines, per step (batch 1, inputs preallocated, state carried from one call to the next):
+
+    runtime      stream.step(x)
+    torch_eager  the RecurrentModel's own nn.LSTM / nn.GRU layers called on one step, state carried
+    torch_cell   nn.LSTMCell / nn.GRUCell + nn.Linear loaded with the same weights
+    ort_step     ONNX Runtime on model.step.onnx, state fed back from the outputs
+
+and over a whole sequence: runtime model.run(X), the PyTorch module's forward, ONNX Runtime on model.onnx.
+Every engine's outputs are compared with the PyTorch forward: a fast wrong answer is worth nothing.
+Timings are medians of --reps repetitions (engines interleaved within each repetition, gc off); the JSON
+keeps every repetition. Ratios are other / runtime: "runtime is N x faster". No number here is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+
+# before numpy / torch / onnxruntime load their thread pools
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import runtime  # noqa: E402
+from export.onnx_graphs import build_sequence_graph, build_step_graph, state_names  # noqa: E402
+from export.weights import canonical_tensors  # noqa: E402
+from runtime import artifact  # noqa: E402
+from train.model import RecurrentModel  # noqa: E402
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "f32.json"
+TOLERANCE = 1e-5  # f32 parity target of the design (max abs error vs PyTorch)
+
+# The design's targets, as ratios other / runtime (>= means the runtime is at least that many times faster).
+TARGETS = [
+    # (name, section, engine, required ratio, description)
+    ("step_vs_ort_step", "step", "ort_step", 3.0, "stream.step >= 3x faster than ORT step graph"),
+    ("step_vs_torch_cell", "step", "torch_cell", 6.0, "stream.step >= 6x faster than PyTorch LSTMCell/GRUCell"),
+    ("run_vs_torch_forward", "sequence", "torch", 1.0, "model.run at least as fast as PyTorch whole-sequence call"),
+]
+
+
+def workload_specs() -> dict[str, dict]:
+    rng = np.random.default_rng(1234)
+
+    def dense(features: int) -> dict:
+        # non-trivial normalisation, so every engine does the same input work
+        mean = rng.normal(0.0, 1.0, features).round(3).tolist()
+        std = rng.uniform(0.5, 2.0, features).round(3).tolist()
+        return {"kind": "dense", "features": features, "mean": mean, "std": std}
+
+    return {
+        "kws": {"version": 1, "input": dense(40),
+                "layers": [{"cell": "lstm", "hidden": 128, "bidirectional": False}],
+                "head": {"out": 12, "on": "every_step", "activation": "none"}, "task": "classify"},
+        "har": {"version": 1, "input": dense(6),
+                "layers": [{"cell": "gru", "hidden": 64, "bidirectional": False}] * 2,
+                "head": {"out": 6, "on": "every_step", "activation": "none"}, "task": "classify"},
+    }
+
+
+# -- machine and process set-up -----------------------------------------------------------------------
+def pin_to_one_core(core: int | None) -> int | None:
+    """Pin this process (and the children it starts) to one core; returns the core, or None if unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    core = allowed[-1] if core is None else core
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def single_thread_torch() -> None:
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already started
+        pass
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(core: int | None) -> dict:
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "pinned_core": core,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "ort_threads": {"intra_op": 1, "inter_op": 1},
+    }
+
+
+def ort_session(path: str) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+# -- building one workload ------------------------------------------------------------------------------
+class Workload:
+    """A seeded RecurrentModel, its f32 artifact and ONNX graphs in `folder`, and the loaded runtime model."""
+
+    def __init__(self, name: str, spec: dict, folder: Path, seed: int = 0):
+        self.name = name
+        torch.manual_seed(seed)
+        self.torch_model = RecurrentModel(spec).eval()
+        self.spec = self.torch_model.spec
+        tensors = canonical_tensors(self.torch_model)
+        self.artifact = str(folder / f"{name}.f32.safetensors")
+        artifact.write(self.artifact, tensors, self.spec)
+        self.onnx_seq = str(folder / f"{name}.onnx")
+        self.onnx_step = str(folder / f"{name}.step.onnx")
+        onnx.save(build_sequence_graph(self.spec, tensors), self.onnx_seq)
+        onnx.save(build_step_graph(self.spec, tensors), self.onnx_step)
+        self.model = runtime.load(self.artifact)
+        self.features = self.spec["input"]["features"]
+
+    def inputs(self, steps: int, seed: int = 0) -> np.ndarray:
+        """Raw (1, steps, F) float32 values around the spec's statistics, as a device would feed them."""
+        inp = self.spec["input"]
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((1, steps, self.features)) * np.asarray(inp["std"]) + np.asarray(inp["mean"])
+        return x.astype(np.float32)
+
+
+# -- per-step engines: reset(), run(xs) -> last y, collect(xs) -> (T, out) ----------------------------------
+class RuntimeStep:
+    name = "runtime"
+    label = "runtime stream.step"
+
+    def __init__(self, w: Workload):
+        self.stream = w.model.stream(batch=1)
+        self.xs = None
+
+    def prepare(self, X: np.ndarray) -> None:
+        self.xs = [np.ascontiguousarray(X[:, t]) for t in range(X.shape[1])]  # (1, F) float32, C-contiguous
+
+    def reset(self) -> None:
+        self.stream.reset()
+
+    def run(self) -> None:
+        step = self.stream.step
+        for x in self.xs:
+            step(x)
+
+    def collect(self) -> np.ndarray:
+        self.reset()
+        return np.stack([self.stream.step(x)[0].copy() for x in self.xs])
+
+
+class TorchEagerStep:
+    """The RecurrentModel's own nn.LSTM / nn.GRU modules, called on a one-step sequence with the state carried."""
+
+    name = "torch_eager"
+    label = "PyTorch nn.LSTM/GRU per step"
+
+    def __init__(self, w: Workload):
+        self.m = w.torch_model
+        self.spec = w.spec
+        self.xs = None
+        self.reset()
+
+    def prepare(self, X: np.ndarray) -> None:
+        self.xs = [torch.from_numpy(np.ascontiguousarray(X[:, t : t + 1])) for t in range(X.shape[1])]  # (1, 1, F)
+
+    def reset(self) -> None:
+        self.state = []
+        for layer in self.spec["layers"]:
+            z = torch.zeros(1, 1, layer["hidden"])
+            self.state.append((z, z.clone()) if layer["cell"] == "lstm" else z)
+
+    def _step(self, x: torch.Tensor) -> torch.Tensor:
+        m, state = self.m, self.state
+        v = m.embed(x)
+        for i, rnn in enumerate(m.layers):
+            v, state[i] = rnn(v, state[i])
+        return m.activate(m.head(v))
+
+    def run(self) -> None:
+        with torch.inference_mode():
+            step = self._step
+            for x in self.xs:
+                step(x)
+
+    def collect(self) -> np.ndarray:
+        self.reset()
+        with torch.inference_mode():
+            return np.stack([self._step(x)[0, 0].numpy().copy() for x in self.xs])
+
+
+class TorchCellStep:
+    """nn.LSTMCell / nn.GRUCell + nn.Linear with the model's weights: what a latency-minded user writes."""
+
+    name = "torch_cell"
+    label = "PyTorch LSTMCell/GRUCell"
+
+    def __init__(self, w: Workload):
+        m = w.torch_model
+        self.spec = w.spec
+        self.mean, self.std = m.norm_mean.clone(), m.norm_std.clone()
+        self.cells = []
+        with torch.no_grad():
+            for layer, rnn in zip(self.spec["layers"], m.layers):
+                cls = nn.LSTMCell if layer["cell"] == "lstm" else nn.GRUCell
+                cell = cls(rnn.input_size, rnn.hidden_size)
+                cell.weight_ih.copy_(rnn.weight_ih_l0)
+                cell.weight_hh.copy_(rnn.weight_hh_l0)
+                cell.bias_ih.copy_(rnn.bias_ih_l0)
+                cell.bias_hh.copy_(rnn.bias_hh_l0)
+                self.cells.append(cell.eval())
+            self.head = nn.Linear(m.head.in_features, m.head.out_features)
+            self.head.load_state_dict(m.head.state_dict())
+            self.head.eval()
+        self.lstm = [layer["cell"] == "lstm" for layer in self.spec["layers"]]
+        self.xs = None
+        self.reset()
+
+    def prepare(self, X: np.ndarray) -> None:
+        self.xs = [torch.from_numpy(np.ascontiguousarray(X[:, t])) for t in range(X.shape[1])]  # (1, F)
+
+    def reset(self) -> None:
+        self.state = []
+        for layer in self.spec["layers"]:
+            z = torch.zeros(1, layer["hidden"])
+            self.state.append((z, z.clone()) if layer["cell"] == "lstm" else z)
+
+    def _step(self, x: torch.Tensor) -> torch.Tensor:
+        state = self.state
+        v = (x - self.mean) / self.std
+        for i, cell in enumerate(self.cells):
+            if self.lstm[i]:
+                state[i] = cell(v, state[i])
+                v = state[i][0]
+            else:
+                v = state[i] = cell(v, state[i])
+        return self.head(v)  # activation "none" in both workloads
+
+    def run(self) -> None:
+        with torch.inference_mode():
+            step = self._step
+            for x in self.xs:
+                step(x)
+
+    def collect(self) -> np.ndarray:
+        self.reset()
+        with torch.inference_mode():
+            return np.stack([self._step(x)[0].numpy().copy() for x in self.xs])
+
+
+class OrtStep:
+    """ONNX Runtime on model.step.onnx: state in and out as numpy arrays, outputs fed back as the next inputs."""
+
+    name = "ort_step"
+    label = "ONNX Runtime step graph"
+
+    def __init__(self, w: Workload):
+        self.sess = ort_session(w.onnx_step)
+        self.spec = w.spec
+        self.state_in = state_names(w.spec, "in")
+        self.out_names = ["y"] + state_names(w.spec, "out")
+        self.xs = None
+        self.reset()
+
+    def prepare(self, X: np.ndarray) -> None:
+        self.xs = [np.ascontiguousarray(X[:, t]) for t in range(X.shape[1])]
+
+    def reset(self) -> None:
+        self.feeds = {"x": None}
+        for l, layer in enumerate(self.spec["layers"]):
+            for name in [f"h{l}_in"] + ([f"c{l}_in"] if layer["cell"] == "lstm" else []):
+                self.feeds[name] = np.zeros((1, layer["hidden"]), np.float32)
+        assert set(self.feeds) == {"x", *self.state_in}
+
+    def run(self) -> None:
+        run, out_names, state_in, feeds = self.sess.run, self.out_names, self.state_in, self.feeds
+        for x in self.xs:
+            feeds["x"] = x
+            outs = run(out_names, feeds)
+            for name, value in zip(state_in, outs[1:]):
+                feeds[name] = value
+
+    def collect(self) -> np.ndarray:
+        self.reset()
+        ys = []
+        for x in self.xs:
+            self.feeds["x"] = x
+            outs = self.sess.run(self.out_names, self.feeds)
+            for name, value in zip(self.state_in, outs[1:]):
+                self.feeds[name] = value
+            ys.append(outs[0][0].copy())
+        return np.stack(ys)
+
+
+STEP_ENGINES = [RuntimeStep, TorchEagerStep, TorchCellStep, OrtStep]
+
+
+# -- whole-sequence engines: call(X) -> (1, T, out) numpy ------------------------------------------------
+def sequence_engines(w: Workload) -> dict:
+    sess = ort_session(w.onnx_seq)
+    m = w.torch_model
+
+    def torch_forward(X_t: torch.Tensor):
+        with torch.inference_mode():
+            return m(X_t)
+
+    return {
+        "runtime": ("runtime model.run", lambda X, X_t: w.model.run(X)),
+        "torch": ("PyTorch module forward", lambda X, X_t: torch_forward(X_t)),
+        "ort": ("ONNX Runtime model.onnx", lambda X, X_t: sess.run(["y"], {"x": X})[0]),
+    }
+
+
+def as_numpy(y) -> np.ndarray:
+    return y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+
+
+# -- measurements -------------------------------------------------------------------------------------------
+def bench_steps(w: Workload, X: np.ndarray, warmup: int, reps: int, reference: np.ndarray) -> dict:
+    engines = [cls(w) for cls in STEP_ENGINES]
+    result = {}
+    for e in engines:
+        e.prepare(X[:, :warmup])
+        e.reset()
+        e.run()  # warm-up: compilation, allocator, caches
+        e.prepare(X)
+        diff = float(np.max(np.abs(e.collect() - reference)))
+        result[e.name] = {"label": e.label, "us_per_step": [], "max_abs_diff_vs_torch": diff}
+    steps = X.shape[1]
+    gc.disable()
+    try:
+        for _ in range(reps):
+            for e in engines:  # interleaved, so slow drift of the machine hits every engine alike
+                e.reset()
+                t0 = time.perf_counter()
+                e.run()
+                dt = time.perf_counter() - t0
+                result[e.name]["us_per_step"].append(dt / steps * 1e6)
+    finally:
+        gc.enable()
+    for r in result.values():
+        r["median_us_per_step"] = statistics.median(r["us_per_step"])
+    base = result["runtime"]["median_us_per_step"]
+    for r in result.values():
+        r["ratio_vs_runtime"] = r["median_us_per_step"] / base
+    return result
+
+
+def bench_sequence(w: Workload, X: np.ndarray, reps: int, reference: np.ndarray) -> dict:
+    X_t = torch.from_numpy(X)
+    engines = sequence_engines(w)
+    result = {}
+    for name, (label, call) in engines.items():
+        y = as_numpy(call(X, X_t))  # warm-up (and the compilation of model.run's kernels)
+        diff = float(np.max(np.abs(y - reference)))
+        result[name] = {"label": label, "ms": [], "max_abs_diff_vs_torch": diff}
+    gc.disable()
+    try:
+        for _ in range(reps):
+            for name, (_, call) in engines.items():
+                t0 = time.perf_counter()
+                call(X, X_t)
+                dt = time.perf_counter() - t0
+                result[name]["ms"].append(dt * 1e3)
+    finally:
+        gc.enable()
+    steps = X.shape[1]
+    for r in result.values():
+        r["median_ms"] = statistics.median(r["ms"])
+        r["median_us_per_step"] = r["median_ms"] * 1e3 / steps
+    base = result["runtime"]["median_ms"]
+    for r in result.values():
+        r["ratio_vs_runtime"] = r["median_ms"] / base
+    return result
+
+
+COLD_CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import runtime
+t1 = time.perf_counter()
+model = runtime.load(sys.argv[1])
+stream = model.stream(batch=1)
+x = np.zeros((1, int(sys.argv[2])), dtype=np.float32)
+t2 = time.perf_counter()
+y = stream.step(x)
+t3 = time.perf_counter()
+ru_maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:  # VmHWM: this process's own peak; ru_maxrss also counts the parent's RSS at fork time (Linux)
+    hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+    maxrss_kb = int(hwm[0].split()[1])
+except (OSError, IndexError, ValueError):
+    maxrss_kb = ru_maxrss_kb
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_step_s": t3 - t2,
+                  "child_total_s": t3 - t0, "maxrss_kb": maxrss_kb, "ru_maxrss_kb": ru_maxrss_kb,
+                  "y_first": float(y[0, 0]), "torch_imported": "torch" in sys.modules,
+                  "onnx_imported": "onnx" in sys.modules}))
+"""
+
+
+def cold_start_once(w: Workload, cache_dir: str) -> dict:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", COLD_CHILD, w.artifact, str(w.features)],
+                          env=env, capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[1]))
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"cold-start child failed ({proc.returncode}):\n{proc.stderr}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s"] = wall
+    out["cache_files"] = sum(len(files) for _, _, files in os.walk(cache_dir))
+    return out
+
+
+def bench_cold_start(w: Workload, reps: int) -> dict:
+    """Per repetition: a fresh NUMBA_CACHE_DIR (empty: everything compiles), then the same dir again (warm)."""
+    runs = {"empty_cache": [], "warm_cache": []}
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory(prefix="rnnedge-numba-") as cache_dir:
+            runs["empty_cache"].append(cold_start_once(w, cache_dir))
+            runs["warm_cache"].append(cold_start_once(w, cache_dir))
+    result = {}
+    for key, rs in runs.items():
+        result[key] = {
+            "runs": rs,
+            "wall_s": [r["wall_s"] for r in rs],
+            "median_wall_s": statistics.median(r["wall_s"] for r in rs),
+            "median_first_step_s": statistics.median(r["first_step_s"] for r in rs),
+            "median_import_s": statistics.median(r["import_s"] for r in rs),
+            "maxrss_kb": [r["maxrss_kb"] for r in rs],
+            "median_maxrss_mb": statistics.median(r["maxrss_kb"] for r in rs) / 1024,
+        }
+    return result
+
+
+def memory(w: Workload) -> dict:
+    stream = w.model.stream(batch=1)
+    return {
+        "model_nbytes": w.model.nbytes,
+        "stream_nbytes": stream.nbytes,
+        "artifact_file_bytes": os.path.getsize(w.artifact),
+        "torch_param_bytes": sum(p.numel() * p.element_size() for p in w.torch_model.parameters()),
+        "onnx_step_file_bytes": os.path.getsize(w.onnx_step),
+        "onnx_seq_file_bytes": os.path.getsize(w.onnx_seq),
+    }
+
+
+def check_targets(step: dict, seq: dict) -> list[dict]:
+    sections = {"step": step, "sequence": seq}
+    out = []
+    for name, section, engine, required, description in TARGETS:
+        measured = sections[section][engine]["ratio_vs_runtime"]
+        out.append({"name": name, "description": description, "required_ratio": required,
+                    "measured_ratio": measured, "met": bool(measured >= required)})
+    return out
+
+
+# -- report -----------------------------------------------------------------------------------------------
+def print_workload(name: str, spec: dict, r: dict) -> None:
+    layers = " -> ".join(f"{layer['cell'].upper()} {layer['hidden']}" for layer in spec["layers"])
+    print(f"\n=== {name}: dense {spec['input']['features']} -> {layers} -> Linear {spec['head']['out']} "
+          f"(batch 1, {r['steps']} steps, median of {r['reps']} reps) ===")
+    print(f"{'per step':34s} {'us/step':>10s} {'min':>9s} {'max':>9s} {'ratio':>8s} {'max|diff|':>10s}")
+    for e in r["step"].values():
+        us = e["us_per_step"]
+        print(f"  {e['label']:32s} {e['median_us_per_step']:10.2f} {min(us):9.2f} {max(us):9.2f} "
+              f"{e['ratio_vs_runtime']:7.2f}x {e['max_abs_diff_vs_torch']:10.2e}")
+    print(f"{'whole sequence':34s} {'ms/seq':>10s} {'us/step':>9s} {'':>9s} {'ratio':>8s} {'max|diff|':>10s}")
+    for e in r["sequence"].values():
+        print(f"  {e['label']:32s} {e['median_ms']:10.3f} {e['median_us_per_step']:9.2f} {'':9s} "
+              f"{e['ratio_vs_runtime']:7.2f}x {e['max_abs_diff_vs_torch']:10.2e}")
+    print("  (ratio = other / runtime: the runtime is that many times faster; max|diff| vs PyTorch forward)")
+    mem = r["memory"]
+    print(f"memory: model.nbytes {mem['model_nbytes']:,} B, stream.nbytes {mem['stream_nbytes']:,} B "
+          f"(artifact file {mem['artifact_file_bytes']:,} B, torch params {mem['torch_param_bytes']:,} B)")
+    cold = r.get("cold_start")
+    if cold:
+        for key in ("empty_cache", "warm_cache"):
+            c = cold[key]
+            print(f"cold start, {key.replace('_', ' ')}: {c['median_wall_s']:.2f} s wall "
+                  f"(import {c['median_import_s']:.2f} s, first step {c['median_first_step_s'] * 1e3:.1f} ms), "
+                  f"peak RSS {c['median_maxrss_mb']:.1f} MB")
+    agree = r["outputs_agree"]
+    print(f"outputs agree with PyTorch (<= {TOLERANCE:g}): {'YES' if agree else 'NO -- TIMINGS ARE MEANINGLESS'}")
+    for t in r["targets"]:
+        verdict = "MET" if t["met"] else "NOT MET"
+        print(f"  target {t['description']}: {verdict} (measured {t['measured_ratio']:.2f}x, "
+              f"required {t['required_ratio']:g}x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--reps", type=int, default=7, help="repetitions; medians are reported (default 7)")
+    p.add_argument("--steps", type=int, default=2000, help="steps per stream and sequence length (default 2000)")
+    p.add_argument("--warmup", type=int, default=200, help="warm-up steps per engine (default 200)")
+    p.add_argument("--cold-reps", type=int, default=3, help="cold-start repetitions (default 3)")
+    p.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write the results (default {DEFAULT_JSON})")
+    p.add_argument("--quick", action="store_true", help="50 steps, 1 repetition, 1 cold start: a smoke test")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the cold-start subprocesses")
+    p.add_argument("--core", type=int, default=None, help="core to pin to (default: the last allowed one)")
+    p.add_argument("--workloads", default="kws,har", help="comma-separated subset of: kws,har")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.reps, args.steps, args.warmup, args.cold_reps = 1, min(args.steps, 50), 10, 1
+    if args.reps < 1 or args.steps < 1 or args.warmup < 1:
+        p.error("--reps, --steps and --warmup must be positive")
+
+    core = pin_to_one_core(args.core)
+    single_thread_torch()
+    info = machine_info(core)
+    print(f"rnnedge f32 benchmark on {info['cpu_model']} (pinned to core {core}); numba {info['numba']}, "
+          f"torch {info['torch']} ({info['torch_threads']} thread), onnxruntime {info['onnxruntime']} (1 thread)")
+
+    specs = workload_specs()
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    unknown = set(names) - set(specs)
+    if unknown:
+        p.error(f"unknown workloads {sorted(unknown)}; choose from {sorted(specs)}")
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="rnnedge-bench-") as tmp:
+        for name in names:
+            w = Workload(name, specs[name], Path(tmp))
+            X = w.inputs(args.steps)
+            with torch.inference_mode():
+                reference = w.torch_model(torch.from_numpy(X)).numpy()  # (1, T, out): the ground truth
+            step = bench_steps(w, X, args.warmup, args.reps, reference[0])
+            seq = bench_sequence(w, X, args.reps, reference)
+            r = {"spec": w.spec, "steps": args.steps, "reps": args.reps, "step": step, "sequence": seq,
+                 "memory": memory(w)}
+            diffs = [e["max_abs_diff_vs_torch"] for e in (*step.values(), *seq.values())]
+            r["max_abs_diff_vs_torch"] = max(diffs)
+            r["outputs_agree"] = bool(max(diffs) <= TOLERANCE)
+            if not args.no_cold_start:
+                r["cold_start"] = bench_cold_start(w, args.cold_reps)
+            r["targets"] = check_targets(step, seq)
+            results[name] = r
+            print_workload(name, w.spec, r)
+
+    all_targets = [t for r in results.values() for t in r["targets"]]
+    report = {
+        "benchmark": "rnnedge f32 runtime vs PyTorch and ONNX Runtime",
+        "created_unix": time.time(),
+        "machine": info,
+        "config": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup, "cold_reps": args.cold_reps,
+                   "quick": args.quick, "cold_start": not args.no_cold_start, "batch": 1,
+                   "ratio": "other / runtime (time); > 1 means the runtime is faster", "tolerance": TOLERANCE},
+        "targets": [{"name": n, "section": s, "engine": e, "required_ratio": req, "description": d}
+                    for n, s, e, req, d in TARGETS],
+        "workloads": results,
+        "all_outputs_agree": all(r["outputs_agree"] for r in results.values()),
+        "all_targets_met": all(t["met"] for t in all_targets),
+    }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+    missed = [(n, t) for n, r in results.items() for t in r["targets"] if not t["met"]]
+    print(f"\ntargets: {len(all_targets) - len(missed)}/{len(all_targets)} met"
+          + "".join(f"\n  NOT MET {n}: {t['description']} (measured {t['measured_ratio']:.2f}x)" for n, t in missed))
+    print(f"results written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
