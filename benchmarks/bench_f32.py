@@ -31,29 +31,30 @@ import os
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import gc
+import hashlib
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numba
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
 
-import runtime  # noqa: E402
-from export.onnx_graphs import build_sequence_graph, build_step_graph, state_names  # noqa: E402
-from export.weights import canonical_tensors  # noqa: E402
-from runtime import artifact  # noqa: E402
-from train.model import RecurrentModel  # noqa: E402
+import runtime
+from export.onnx_graphs import build_sequence_graph, build_step_graph, state_names
+from export.weights import canonical_tensors
+from runtime import artifact
+from train.model import RecurrentModel
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "f32.json"
 TOLERANCE = 1e-5  # f32 parity target of the design (max abs error vs PyTorch)
@@ -129,6 +130,11 @@ def machine_info(core: int | None) -> dict:
         "onnx": onnx.__version__,
         "onnxruntime": ort.__version__,
         "ort_threads": {"intra_op": 1, "inter_op": 1},
+        # which kernels were measured (runtime/ changes under this benchmark): sha256 of each runtime source
+        "runtime_sources_sha256": {
+            f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+            for f in sorted(Path(runtime.__file__).parent.glob("*.py"))
+        },
     }
 
 
@@ -447,7 +453,8 @@ def cold_start_once(w: Workload, cache_dir: str) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", COLD_CHILD, w.artifact, str(w.features)],
-                          env=env, capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[1]))
+                          check=False, env=env, capture_output=True, text=True,
+                          cwd=str(Path(__file__).resolve().parents[1]))
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"cold-start child failed ({proc.returncode}):\n{proc.stderr}")

@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from helpers import TOLERANCE, make_model, make_spec, random_inputs, stream_all, torch_forward, write_artifact
+from tests.helpers import TOLERANCE, make_model, make_spec, random_inputs, stream_all, torch_forward, write_artifact
 
 import runtime
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import TOLERANCE
+from tests.helpers import TOLERANCE
 
 from export import parity
 from export.onnx_graphs import ONNX_GATES, TORCH_GATES, build_sequence_graph, build_step_graph, to_onnx_gate_order

@@ -5,7 +5,7 @@ import struct
 
 import numpy as np
 import pytest
-from helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
+from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
 import runtime
 from runtime import ArtifactError

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
-from helpers import make_model, make_spec, random_inputs, torch_forward, write_artifact
+from tests.helpers import make_model, make_spec, random_inputs, torch_forward, write_artifact
 
 
 def run_cli(*args):

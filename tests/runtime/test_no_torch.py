@@ -5,7 +5,7 @@ import sys
 import textwrap
 
 import numpy as np
-from helpers import make_model, make_spec, write_artifact
+from tests.helpers import make_model, make_spec, write_artifact
 
 BLOCKER = textwrap.dedent("""
     import sys
