@@ -8,9 +8,9 @@
     Y = model.run(X)                 # whole sequences (also bidirectional models)
 """
 
+from runtime import spec
 from runtime.artifact import ArtifactError
 from runtime.model import Model, Stream, load
-from runtime import spec
 from runtime.spec import SpecError
 
 __all__ = ["ArtifactError", "Model", "SpecError", "Stream", "load", "spec"]

@@ -9,8 +9,8 @@ for e^r on |r| <= ln2/2 (relative error ~1.2e-7) and 2^k built in the exponent b
 derive from it; their absolute error stays below 2.5e-7.
 
 The whole model's step is one call, so a stream pays the numba dispatch once per
-step. Its weights live in one float32 blob; `layers` and `model` (int64 tables, see runtime/layout.py)
-give offsets and sizes. The step returns a status: OK, BAD_VALUE (NaN or infinity in x) or
+step, with four arguments: the stream's one float32 buffer (output, state, scratch), the input, the
+weights (one float32 blob) and one int64 table of offsets and sizes (runtime/layout.py). The step returns a status: OK, BAD_VALUE (NaN or infinity in x) or
 BAD_TOKEN (id out of range). It checks the input before touching the state, so a refused step loses
 nothing. Dense and token inputs have one entry each (`model_step_dense_f32`, `model_step_tokens_f32`).
 """
@@ -28,6 +28,7 @@ from runtime.layout import (
     CELL_LSTM,
     CELL_RNN_RELU,
     L_CELL,
+    L_COLUMNS,
     L_HIDDEN,
     L_N_IN,
     L_OFF_BHH,
@@ -37,8 +38,8 @@ from runtime.layout import (
     L_OFF_WHH,
     L_OFF_WIH,
     M_ACTIVATION,
+    M_FIELDS,
     M_HEAD_IN,
-    M_INPUT_KIND,
     M_N_IN,
     M_N_LAYERS,
     M_OFF_HEAD_B,
@@ -46,8 +47,8 @@ from runtime.layout import (
     M_OFF_IN_A,
     M_OFF_IN_B,
     M_OUT,
+    M_STATE,
     M_VOCAB,
-    INPUT_DENSE,
 )
 
 OK, BAD_VALUE, BAD_TOKEN = 0, 1, 2
@@ -118,6 +119,17 @@ def gemv_t_acc_f32(out, w_t, v):
         for i in range(N):
             out[i] += wk[i] * vk
         k += 1
+
+
+@fast_kernel
+def gemv_acc_f32(out, w, v):
+    """out (N,) += w (N, K) @ v (K,): one dot product per row, for few long rows (the head)."""
+    for i in range(w.shape[0]):
+        row = w[i]
+        acc = np.float32(0.0)
+        for k in range(v.shape[0]):
+            acc += row[k] * v[k]
+        out[i] += acc
 
 
 @kernel
@@ -195,10 +207,10 @@ def normalise_f32(out, x, mean, std):
 
 
 @kernel
-def head_f32(y, h, w_t, b, activation):
-    """y (O,) = act(w_t (Hin, O)^T @ h (Hin,) + b (O,)), act = none, softmax or sigmoid."""
+def head_f32(y, h, w, b, activation):
+    """y (O,) = act(w (O, Hin) @ h (Hin,) + b (O,)), act = none, softmax or sigmoid."""
     y[:] = b
-    gemv_t_acc_f32(y, w_t, h)
+    gemv_acc_f32(y, w, h)
     if activation == ACT_SOFTMAX:
         top = y.max()
         total = np.float32(0.0)
@@ -244,43 +256,59 @@ def layers_and_head_f32(y, state, work, inp, blob, layers, model):
         c = state[row[L_OFF_C] : row[L_OFF_C] + H]
         cell_step_f32(h, c, work, inp, blob, row)
         inp = h
-    head_f32(y, inp, _matrix(blob, model[M_OFF_HEAD_W], model[M_HEAD_IN], model[M_OUT]),
+    head_f32(y, inp, _matrix(blob, model[M_OFF_HEAD_W], model[M_OUT], model[M_HEAD_IN]),
              blob[model[M_OFF_HEAD_B] : model[M_OFF_HEAD_B] + model[M_OUT]], model[M_ACTIVATION])
 
 
 @kernel
-def model_step_dense_f32(y, state, scratch, x, blob, layers, model):
+def stream_buffers(buf, batch, model):
+    """Views of a stream's one float32 buffer: y (B, O) output, state (B, S), scratch (N,)."""
+    n_y = batch * model[M_OUT]
+    n_state = batch * model[M_STATE]
+    y = buf[:n_y].reshape((batch, model[M_OUT]))
+    state = buf[n_y : n_y + n_state].reshape((batch, model[M_STATE]))
+    return y, state, buf[n_y + n_state :]
+
+
+@kernel
+def model_step_dense_f32(buf, x, blob, table):
     """One time step of a forward-only dense-input model for B independent streams.
 
-    y (B, O) head output; state (B, S) every layer's h (and c), in/out; scratch (N,) working memory;
-    x (B, F) raw float32 input; blob (W,) weights; layers (2L, 9) and model (12,) offsets.
+    buf: the stream's y (B, O), state (B, S) every layer's h (and c), scratch (N,) (see stream_buffers);
+    x (B, F) raw float32 input; blob (W,) weights; table: `model` then `layers` (runtime/layout.py).
     Returns OK, or BAD_VALUE (NaN or infinity in x) having written nothing.
     """
     for v in x.ravel():
         if not np.isfinite(v):
             return BAD_VALUE
+    model = table[:M_FIELDS]
+    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
+    y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
     std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
     v = scratch[:n_in]
-    for b in range(y.shape[0]):
+    for b in range(x.shape[0]):
         normalise_f32(v, x[b], mean, std)
         layers_and_head_f32(y[b], state[b], scratch[n_in:], v, blob, layers, model)
     return OK
 
 
 @kernel
-def model_step_tokens_f32(y, state, scratch, x, blob, layers, model):
+def model_step_tokens_f32(buf, x, blob, table):
     """One time step of a forward-only token-input model for B independent streams.
 
     As model_step_dense_f32, with x (B,) int64 token ids: BAD_TOKEN (and nothing written) when an id is
     outside [0, vocab). The embedding row is read in place, no copy.
     """
+    model = table[:M_FIELDS]
     for t in x:
         if t < 0 or t >= model[M_VOCAB]:
             return BAD_TOKEN
+    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
+    y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
-    for b in range(y.shape[0]):
+    for b in range(x.shape[0]):
         start = model[M_OFF_IN_A] + x[b] * n_in
         layers_and_head_f32(y[b], state[b], scratch, blob[start : start + n_in], blob, layers, model)
     return OK
@@ -308,7 +336,7 @@ def sequence_layer_f32(out, inp, lengths, blob, row, reverse, col):
 
 
 @kernel
-def heads_f32(y, feats, w_t, b, activation):
-    """y (N, O) = head of each row of feats (N, Hin)."""
+def heads_f32(y, feats, w, b, activation):
+    """y (N, O) = head of each row of feats (N, Hin); w (O, Hin)."""
     for n in range(feats.shape[0]):
-        head_f32(y[n], feats[n], w_t, b, activation)
+        head_f32(y[n], feats[n], w, b, activation)

@@ -1,7 +1,7 @@
 """Where everything sits in memory: one weight blob plus two int64 tables the kernels read.
 
 `build(spec, tensors)` turns an artifact's tensors (PyTorch layout) into the kernel layout: every
-matrix transposed to W^T (inputs, rows) and packed into one contiguous float32 blob, so a step reads
+recurrent matrix transposed to W^T (inputs, rows) and packed into one contiguous float32 blob, so a step reads
 its weights front to back. The tables give offsets into the blob (weights) and into a stream's state
 row (h, c); their column names are the constants below, shared with the kernels.
 """
@@ -25,15 +25,16 @@ L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L
 L_COLUMNS = 9
 # `model` table
 (M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B,
- M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION) = range(11)
-M_FIELDS = 11
+ M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION, M_STATE, M_SCRATCH) = range(13)
+M_FIELDS = 13
 
 
 @dataclass
 class Layout:
     blob: np.ndarray  # (W,) float32, every weight
-    layers: np.ndarray  # (2L, L_COLUMNS) int64
-    model: np.ndarray  # (M_FIELDS,) int64
+    table: np.ndarray  # (M_FIELDS + 2L * L_COLUMNS,) int64: `model` then `layers`, one array for the kernels
+    model: np.ndarray  # (M_FIELDS,) int64, a view of table
+    layers: np.ndarray  # (2L, L_COLUMNS) int64, a view of table
     state_size: int  # floats of state per stream: every forward layer's h (and c)
     scratch_size: int  # floats of working memory a step needs
 
@@ -85,11 +86,16 @@ def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
         # GRU keeps x- and h-side gate sums apart (2 x 3H); LSTM needs 4H; RNN H
         scratch_gates = max(scratch_gates, {"lstm": 4 * H, "gru": 6 * H}.get(layer["cell"], H))
 
-    model[M_OFF_HEAD_W] = put(tensors["head.weight"].T)
+    model[M_OFF_HEAD_W] = put(tensors["head.weight"])  # (O, Hin) as is: few long rows suit dot products
     model[M_OFF_HEAD_B] = put(tensors["head.bias"])
     model[M_HEAD_IN] = specs.output_width(spec)
     model[M_OUT] = spec["head"]["out"]
     model[M_ACTIVATION] = ACT_CODE[spec["head"]["activation"]]
+    model[M_STATE] = state_size
+    model[M_SCRATCH] = model[M_N_IN] + scratch_gates
     blob = np.concatenate(pieces).astype(np.float32)
     blob.flags.writeable = False
-    return Layout(blob, layers, model, state_size, int(model[M_N_IN]) + scratch_gates)
+    table = np.concatenate([model, layers.ravel()])
+    table.flags.writeable = False
+    return Layout(blob, table, table[:M_FIELDS], table[M_FIELDS:].reshape(layers.shape),
+                  state_size, int(model[M_SCRATCH]))

@@ -44,7 +44,7 @@ class Model:
     @property
     def nbytes(self) -> int:
         """Bytes of weights and tables the model holds (shared by all its streams)."""
-        return self.layout.blob.nbytes + self.layout.layers.nbytes + self.layout.model.nbytes
+        return self.layout.blob.nbytes + self.layout.table.nbytes
 
     def stream(self, batch: int = 1) -> Stream:
         """A stream of `batch` independent sequences, advanced one time step per `step()` call."""
@@ -115,9 +115,9 @@ class Model:
         lay = self.layout
         m = lay.model
         y = np.empty((feats.shape[0], self.out), dtype=np.float32)
-        w_t = lay.matrix(int(m[M_OFF_HEAD_W]), int(m[M_HEAD_IN]), self.out)
+        w = lay.matrix(int(m[M_OFF_HEAD_W]), self.out, int(m[M_HEAD_IN]))
         b = lay.blob[int(m[M_OFF_HEAD_B]) : int(m[M_OFF_HEAD_B]) + self.out]
-        heads_f32(y, feats, w_t, b, m[M_ACTIVATION])
+        heads_f32(y, feats, w, b, m[M_ACTIVATION])
         return y
 
     def _check_lengths(self, lengths, B: int, T: int) -> np.ndarray:
@@ -140,10 +140,11 @@ class Stream:
         lay = model.layout
         self.model = model
         self.batch = batch
-        self.state = np.zeros((batch, lay.state_size), dtype=np.float32)  # every layer's h (and c)
-        self.y = np.zeros((batch, model.out), dtype=np.float32)  # the last step's output
-        self._scratch = np.zeros(lay.scratch_size, dtype=np.float32)
-        self._blob, self._layers, self._table = lay.blob, lay.layers, lay.model
+        # one buffer, so a step passes one array for all of them (see kernels_f32.stream_buffers)
+        self._buf = np.zeros(batch * (model.out + lay.state_size) + lay.scratch_size, dtype=np.float32)
+        self.y = self._buf[: batch * model.out].reshape(batch, model.out)  # the last step's output
+        self.state = self._buf[batch * model.out : batch * (model.out + lay.state_size)].reshape(batch, -1)
+        self._blob, self._table = lay.blob, lay.table
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
             self._kernel = model_step_dense_f32
@@ -154,7 +155,7 @@ class Stream:
     @property
     def nbytes(self) -> int:
         """Bytes this stream holds beyond the model: state, output and scratch."""
-        return self.state.nbytes + self.y.nbytes + self._scratch.nbytes
+        return self._buf.nbytes
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Advance every stream one time step: x (B, F) float32 or (B,) int64 -> y (B, out) float32.
@@ -163,9 +164,9 @@ class Stream:
         A refused input (wrong shape or dtype, NaN or infinity, token id out of range) raises
         ValueError and leaves the state as it was.
         """
-        if type(x) is not np.ndarray or x.dtype != self._x_dtype or x.shape != self._x_shape:
+        if x.__class__ is not np.ndarray or x.dtype is not self._x_dtype or x.shape != self._x_shape:
             self._refuse(x)
-        status = self._kernel(self.y, self.state, self._scratch, x, self._blob, self._layers, self._table)
+        status = self._kernel(self._buf, x, self._blob, self._table)
         if status:
             self._refuse_values(x, status)
         return self.y
@@ -175,6 +176,8 @@ class Stream:
         self.state[:] = 0.0
 
     def _refuse(self, x) -> None:
+        if isinstance(x, np.ndarray) and x.dtype == self._x_dtype and x.shape == self._x_shape:
+            return  # an equal dtype that is not numpy's cached instance: nothing wrong after all
         what = "float32 array of shape (batch, features)" if self.model.dense else "int64 array of shape (batch,)"
         if not isinstance(x, np.ndarray):
             raise TypeError(f"step() takes a numpy {what} = {self._x_shape}, got {type(x).__name__}")

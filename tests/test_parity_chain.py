@@ -9,9 +9,9 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from tests.helpers import TOLERANCE, make_model, make_spec, random_inputs, stream_all, torch_forward, write_artifact
 
 import runtime
+from tests.helpers import TOLERANCE, make_model, make_spec, random_inputs, stream_all, torch_forward, write_artifact
 
 STEPS = 1000
 CASES = list(itertools.product(("rnn_tanh", "rnn_relu", "lstm", "gru"), (1, 3), (False, True),

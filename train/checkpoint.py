@@ -40,12 +40,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[RecurrentModel, dict]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as e:  # torch raises several types for corrupt or pickled files
+    except Exception as e:  # noqa: BLE001 -- torch raises many types for corrupt or pickled files
         raise CheckpointError(f"{path}: not a loadable rnnedge checkpoint: {e}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an rnnedge checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')!r} is not supported")
+    if "spec" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: checkpoint lacks its 'spec' or 'state_dict'")
     model = RecurrentModel(ckpt["spec"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the checkpoint's spec: {e}") from None
     return model.eval(), ckpt.get("metrics", {})

@@ -8,11 +8,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from tests.helpers import TOLERANCE
 
 from export import parity
 from export.onnx_graphs import ONNX_GATES, TORCH_GATES, build_sequence_graph, build_step_graph, to_onnx_gate_order
 from export.weights import canonical_tensors
+from tests.helpers import TOLERANCE
 from train.model import RecurrentModel
 
 STEPS = 1000

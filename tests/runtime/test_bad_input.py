@@ -2,13 +2,14 @@
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
 import runtime
 from runtime import ArtifactError
+from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_run_refuses_wrong_shapes_and_lengths(dense):
 
 
 def test_a_truncated_file_is_refused(artifact_file):
-    data = open(artifact_file, "rb").read()
+    data = Path(artifact_file).read_bytes()
     for cut in (4, 100, len(data) - 10):
         with open(artifact_file, "wb") as f:
             f.write(data[:cut])
@@ -96,15 +97,15 @@ def test_a_truncated_file_is_refused(artifact_file):
 
 
 def test_a_flipped_byte_in_the_tensors_is_refused(artifact_file):
-    data = bytearray(open(artifact_file, "rb").read())
+    data = bytearray(Path(artifact_file).read_bytes())
     data[-7] ^= 0x01  # inside the last tensor's bytes
-    open(artifact_file, "wb").write(bytes(data))
+    Path(artifact_file).write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="SHA-256"):
         runtime.load(artifact_file)
 
 
 def _rewrite_metadata(path, **changes):
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     n = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8 : 8 + n])
     header["__metadata__"].update(changes)

@@ -5,9 +5,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
 import runtime
+from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
 
 @pytest.fixture(scope="module")
