@@ -133,15 +133,24 @@ def gemv_acc_f32(out, w, v):
 
 
 @kernel
-def rnn_step_f32(h, pre, x, w_ih_t, w_hh_t, b_ih, b_hh, relu):
-    """One plain RNN step: h = act(W_ih x + b_ih + W_hh h + b_hh), act = relu or tanh.
+def input_projection_f32(gx, x, w_ih_t, b_ih):
+    """Stage 1 of every cell: gx (G,) = W_ih x + b_ih for x (I,), w_ih_t (I, G), b_ih (G,).
 
-    h (H,) hidden, in/out; pre (H,) scratch; x (I,) input; w_ih_t (I, H); w_hh_t (H, H); b_ih, b_hh (H,).
+    A step computes it here; model.run computes it for every step of a layer before its recurrence.
+    """
+    gx[:] = b_ih
+    gemv_t_acc_f32(gx, w_ih_t, x)
+
+
+@kernel
+def rnn_step_f32(h, pre, gx, w_hh_t, b_hh, relu):
+    """One plain RNN step: h = act(gx + W_hh h + b_hh), act = relu or tanh; gx = W_ih x + b_ih.
+
+    h (H,) hidden, in/out; pre (H,) scratch; gx (H,) input projection; w_hh_t (H, H); b_hh (H,).
     """
     H = h.shape[0]
     for j in range(H):
-        pre[j] = b_ih[j] + b_hh[j]
-    gemv_t_acc_f32(pre, w_ih_t, x)
+        pre[j] = gx[j] + b_hh[j]
     gemv_t_acc_f32(pre, w_hh_t, h)
     if relu:
         for j in range(H):
@@ -152,16 +161,15 @@ def rnn_step_f32(h, pre, x, w_ih_t, w_hh_t, b_ih, b_hh, relu):
 
 
 @kernel
-def lstm_step_f32(h, c, gates, x, w_ih_t, w_hh_t, b_ih, b_hh):
-    """One LSTM step (gate order i f g o).
+def lstm_step_f32(h, c, gates, gx, w_hh_t, b_hh):
+    """One LSTM step (gate order i f g o): gates = gx + W_hh h + b_hh; c = f c + i g; h = o tanh(c).
 
-    h (H,) hidden, in/out; c (H,) cell, in/out; gates (4H,) scratch; x (I,) input;
-    w_ih_t (I, 4H); w_hh_t (H, 4H); b_ih, b_hh (4H,).
+    h (H,) hidden, in/out; c (H,) cell, in/out; gates (4H,) scratch; gx (4H,) input projection;
+    w_hh_t (H, 4H); b_hh (4H,).
     """
     H = h.shape[0]
     for j in range(4 * H):
-        gates[j] = b_ih[j] + b_hh[j]
-    gemv_t_acc_f32(gates, w_ih_t, x)
+        gates[j] = gx[j] + b_hh[j]
     gemv_t_acc_f32(gates, w_hh_t, h)
     sigmoid_f32(gates[: 2 * H])
     tanh_f32(gates[2 * H : 3 * H])
@@ -176,26 +184,25 @@ def lstm_step_f32(h, c, gates, x, w_ih_t, w_hh_t, b_ih, b_hh):
 
 
 @kernel
-def gru_step_f32(h, gx, gh, x, w_ih_t, w_hh_t, b_ih, b_hh):
-    """One GRU step, PyTorch's form (gate order r z n): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+def gru_step_f32(h, gh, gx, w_hh_t, b_hh):
+    """One GRU step, PyTorch's form (gate order r z n): n = tanh(gx_n + r * (W_hn h + b_hn)).
 
-    h (H,) hidden, in/out; gx, gh (3H,) scratch; x (I,) input; w_ih_t (I, 3H); w_hh_t (H, 3H); b_ih, b_hh (3H,).
+    h (H,) hidden, in/out; gh (3H,) scratch; gx (3H,) input projection (read only);
+    w_hh_t (H, 3H); b_hh (3H,).
     """
     H = h.shape[0]
-    gx[:] = b_ih
     gh[:] = b_hh
-    gemv_t_acc_f32(gx, w_ih_t, x)
     gemv_t_acc_f32(gh, w_hh_t, h)
-    rz = gx[: 2 * H]
+    rz = gh[: 2 * H]  # reuse buffer: r, z overwrite their recurrent parts
     for j in range(2 * H):
-        rz[j] += gh[j]
+        rz[j] += gx[j]
     sigmoid_f32(rz)
-    n = gx[2 * H :]
+    n = gh[2 * H :]  # reuse buffer: n overwrites W_hn h + b_hn
     for j in range(H):
-        n[j] += gx[j] * gh[2 * H + j]
+        n[j] = gx[2 * H + j] + rz[j] * n[j]
     tanh_f32(n)
     for j in range(H):
-        z = gx[H + j]
+        z = rz[H + j]
         h[j] = (_ONE - z) * n[j] + z * h[j]
 
 
@@ -230,20 +237,37 @@ def _matrix(blob, off, rows, cols):
 
 
 @kernel
-def cell_step_f32(h, c, scratch, x, blob, row):
-    """Dispatch one layer-direction step to its cell kernel; row is that layer's line of `layers`."""
-    n_in, H = row[L_N_IN], row[L_HIDDEN]
-    gates = (4 if row[L_CELL] == CELL_LSTM else 3 if row[L_CELL] == CELL_GRU else 1) * H
-    w_ih_t = _matrix(blob, row[L_OFF_WIH], n_in, gates)
+def recurrent_step_f32(h, c, scratch, gx, blob, row):
+    """Stage 2: one layer-direction's recurrent update from its input projection gx (G,).
+
+    h, c (H,) state, in/out (c unused but by LSTM); scratch (G,); row the layer's line of `layers`.
+    """
+    H = row[L_HIDDEN]
+    gates = gx.shape[0]
     w_hh_t = _matrix(blob, row[L_OFF_WHH], H, gates)
-    b_ih = blob[row[L_OFF_BIH] : row[L_OFF_BIH] + gates]
     b_hh = blob[row[L_OFF_BHH] : row[L_OFF_BHH] + gates]
     if row[L_CELL] == CELL_LSTM:
-        lstm_step_f32(h, c, scratch[:gates], x, w_ih_t, w_hh_t, b_ih, b_hh)
+        lstm_step_f32(h, c, scratch, gx, w_hh_t, b_hh)
     elif row[L_CELL] == CELL_GRU:
-        gru_step_f32(h, scratch[:gates], scratch[gates : 2 * gates], x, w_ih_t, w_hh_t, b_ih, b_hh)
+        gru_step_f32(h, scratch, gx, w_hh_t, b_hh)
     else:
-        rnn_step_f32(h, scratch[:gates], x, w_ih_t, w_hh_t, b_ih, b_hh, row[L_CELL] == CELL_RNN_RELU)
+        rnn_step_f32(h, scratch, gx, w_hh_t, b_hh, row[L_CELL] == CELL_RNN_RELU)
+
+
+@kernel
+def gate_rows(row):
+    """Rows of W_ih: hidden units times the cell's gates."""
+    return (4 if row[L_CELL] == CELL_LSTM else 3 if row[L_CELL] == CELL_GRU else 1) * row[L_HIDDEN]
+
+
+@kernel
+def cell_step_f32(h, c, scratch, x, blob, row):
+    """One layer-direction step: input projection, then recurrent update. scratch (2G,)."""
+    gates = gate_rows(row)
+    gx = scratch[:gates]
+    input_projection_f32(gx, x, _matrix(blob, row[L_OFF_WIH], row[L_N_IN], gates),
+                         blob[row[L_OFF_BIH] : row[L_OFF_BIH] + gates])
+    recurrent_step_f32(h, c, scratch[gates : 2 * gates], gx, blob, row)
 
 
 @kernel
@@ -315,23 +339,34 @@ def model_step_tokens_f32(buf, x, blob, table):
 
 
 @kernel
-def sequence_layer_f32(out, inp, lengths, blob, row, reverse, col):
+def input_projections_f32(gx, inp, lengths, w_ih_t, b_ih):
+    """Stage 1 for whole sequences: gx[b, t] = W_ih inp[b, t] + b_ih for t < lengths[b].
+
+    gx (B, T, G); inp (B, T, I); the same kernel and order as a step, so run() equals step() bit for bit.
+    """
+    for b in range(inp.shape[0]):
+        for t in range(lengths[b]):
+            input_projection_f32(gx[b, t], inp[b, t], w_ih_t, b_ih)
+
+
+@kernel
+def sequence_layer_f32(out, gx, lengths, blob, row, reverse, col):
     """One layer-direction over whole sequences: out[b, t, col:col+H] = h_t for t < lengths[b].
 
-    out (B, T, W) layer output, written in place; inp (B, T, I) layer input; lengths (B,) int64;
-    row the layer-direction's line of `layers`; reverse runs t from lengths[b]-1 down to 0.
+    out (B, T, W) layer output, written in place; gx (B, T, G) input projections of every step;
+    lengths (B,) int64; row the layer-direction's line of `layers`; reverse runs t from lengths[b]-1 to 0.
     """
     H = row[L_HIDDEN]
     h = np.zeros(H, dtype=np.float32)
     c = np.zeros(H, dtype=np.float32)
-    work = np.zeros(6 * H, dtype=np.float32)
-    for b in range(inp.shape[0]):
+    scratch = np.zeros(gx.shape[2], dtype=np.float32)
+    for b in range(gx.shape[0]):
         h[:] = 0.0
         c[:] = 0.0
         n = lengths[b]
         for s in range(n):
             t = n - 1 - s if reverse else s
-            cell_step_f32(h, c, work, inp[b, t], blob, row)
+            recurrent_step_f32(h, c, scratch, gx[b, t], blob, row)
             out[b, t, col : col + H] = h
 
 

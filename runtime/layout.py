@@ -83,8 +83,8 @@ def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
         layers[2 * l, L_OFF_H] = state_size
         layers[2 * l, L_OFF_C] = state_size + H if lstm else state_size  # no cell state: c is never read
         state_size += 2 * H if lstm else H
-        # GRU keeps x- and h-side gate sums apart (2 x 3H); LSTM needs 4H; RNN H
-        scratch_gates = max(scratch_gates, {"lstm": 4 * H, "gru": 6 * H}.get(layer["cell"], H))
+        # the input projection and the recurrent sums: 2 x (gates x H)
+        scratch_gates = max(scratch_gates, 2 * specs.GATES[layer["cell"]] * H)
 
     model[M_OFF_HEAD_W] = put(tensors["head.weight"])  # (O, Hin) as is: few long rows suit dot products
     model[M_OFF_HEAD_B] = put(tensors["head.bias"])

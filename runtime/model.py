@@ -16,11 +16,22 @@ from runtime.kernels_f32 import (
     BAD_TOKEN,
     BAD_VALUE,
     heads_f32,
+    input_projections_f32,
     model_step_dense_f32,
     model_step_tokens_f32,
     sequence_layer_f32,
 )
-from runtime.layout import M_ACTIVATION, M_HEAD_IN, M_N_IN, M_OFF_HEAD_B, M_OFF_HEAD_W, M_OFF_IN_A, build
+from runtime.layout import (
+    L_OFF_BIH,
+    L_OFF_WIH,
+    M_ACTIVATION,
+    M_HEAD_IN,
+    M_N_IN,
+    M_OFF_HEAD_B,
+    M_OFF_HEAD_W,
+    M_OFF_IN_A,
+    build,
+)
 
 
 def load(path: str | os.PathLike) -> Model:
@@ -94,7 +105,13 @@ class Model:
             H = layer["hidden"]
             out = np.zeros((B, T, H * specs.directions(layer)), dtype=np.float32)
             for d in range(specs.directions(layer)):
-                sequence_layer_f32(out, h, lengths, lay.blob, lay.layers[2 * l + d], d == 1, d * H)
+                row = lay.layers[2 * l + d]
+                gates = specs.GATES[layer["cell"]] * H
+                # every step's input projection first (W_ih stays in cache), then the recurrence
+                gx = np.zeros((B, T, gates), dtype=np.float32)
+                input_projections_f32(gx, h, lengths, lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates),
+                                      lay.blob[int(row[L_OFF_BIH]) : int(row[L_OFF_BIH]) + gates])
+                sequence_layer_f32(out, gx, lengths, lay.blob, row, d == 1, d * H)
             h = out
         if self.spec["head"]["on"] == "last_step":
             last = h[np.arange(B), lengths - 1]
