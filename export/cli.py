@@ -1,6 +1,6 @@
 """`rnnedge-export CHECKPOINT`: write every artifact of a trained model and prove each one against PyTorch.
 
-Exit status: 0 every artifact within the tolerance, 1 a parity failure (the report is still written),
+Exit status: 0 every artifact meets its pass rule, 1 a parity failure (the report is still written),
 2 bad input (missing or corrupt checkpoint, unknown data set, unsupported precision).
 """
 
@@ -10,22 +10,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.pipeline import ExportInputError, export_checkpoint
+from export.pipeline import PRECISIONS, ExportInputError, export_checkpoint
 from export.report import markdown
 from train.data import load_dataset
 
-SUPPORTED_PRECISIONS = ("f32",)
-PLANNED_PRECISIONS = ("int8w", "int8")
+PLANNED_PRECISIONS = ("int8",)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rnnedge-export",
         description="Export a trained rnnedge checkpoint to model.onnx, model.step.onnx (streamable models) and "
-                    "model.f32.safetensors, then run each artifact against the PyTorch model on long streams and "
-                    "write report.json and report.md with every file's size and its max abs difference.",
-        epilog="Exit status: 0 parity holds, 1 an artifact differs from PyTorch by more than the tolerance "
-               "(the report names it), 2 bad input.",
+                    "model.<precision>.safetensors (f32, plus int8w with --precision f32,int8w), then run each "
+                    "artifact against the PyTorch model on long streams and write report.json and report.md with "
+                    "every file's size and its max abs difference.",
+        epilog="Exit status: 0 parity holds, 1 an artifact fails its precision's pass rule (f32: max abs difference "
+               "within the tolerance; int8w: task metric within 0.5 point) and the report names it, 2 bad input.",
     )
     p.add_argument("checkpoint", help="checkpoint written by rnnedge-train (state_dict + spec)")
     p.add_argument("--out", metavar="DIR", help="folder for the artifacts and report (default: the checkpoint's folder)")
@@ -38,15 +38,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000,
                    help="length of each random stream when no --data is given (default: %(default)d)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random streams and data split (default: 0)")
-    p.add_argument("--precision", default="f32", help="weight precision of the runtime artifact (only f32 for now)")
+    p.add_argument("--precision", default="f32",
+                   help="runtime weight files to write, a comma list of f32, int8w (e.g. f32,int8w); f32 is "
+                        "always written, it is the reference. int8w: int8 weights, a float32 scale per row, "
+                        "passing when its task metric is within 0.5 point of the float model's (default: f32)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.precision not in SUPPORTED_PRECISIONS:
-        planned = " is not yet supported" if args.precision in PLANNED_PRECISIONS else " is unknown"
-        return _bad_input(f"precision {args.precision!r}{planned}; supported: {', '.join(SUPPORTED_PRECISIONS)}")
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            planned = " is not yet supported" if precision in PLANNED_PRECISIONS else " is unknown"
+            return _bad_input(f"precision {precision!r}{planned}; supported: {', '.join(PRECISIONS)}")
     if args.steps < 1:
         return _bad_input(f"--steps must be a positive integer, got {args.steps}")
     if not args.tolerance >= 0:
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = _load_data(args.data, args.seed) if args.data else None
         result = export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance, steps=args.steps,
-                                   seed=args.seed)
+                                   seed=args.seed, precisions=precisions)
     except ExportInputError as e:
         return _bad_input(str(e))
     except OSError as e:

@@ -3,13 +3,16 @@
 report.json keys:
 
     format          REPORT_FORMAT (version of this layout)
-    checkpoint, out_dir, precision, spec, model (one line)
-    tolerance       largest max abs difference that passes
+    checkpoint, out_dir, spec, model (one line)
+    precisions      the runtime weight files' precisions, f32 first ("f32", "int8w")
+    tolerance       largest max abs difference that passes for float32 artifacts (f32, ONNX)
+    criteria        {precision: its pass rule, one sentence} (int8w: the task metric, or a max abs bound)
+    quantization    {precision: {"max_abs_weight_error", "per_matrix": {name: error}}} for quantised ones
     inputs          source "random" (seed) or "dataset" (dataset), sequences, shortest, longest, total_steps
     reference       {"name": "PyTorch forward", "metric": {"name", "value"} | null}
     files           {file name: bytes}
-    artifacts       one row per comparison: name, file, bytes, comparison, stepped, max_abs_diff, mean_abs_diff,
-                    metric, passed, error, seconds
+    artifacts       one row per comparison: name, file, bytes, precision, comparison, stepped, criterion,
+                    max_abs_diff, mean_abs_diff, metric, passed, error, seconds
     passed          every row passed
     failures        one sentence per failed row, naming the artifact and the measured difference
     seconds         wall time of the whole export
@@ -22,21 +25,24 @@ from pathlib import Path
 
 from runtime import spec as specs
 
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2
 REFERENCE = "PyTorch forward"
 
 
 def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs: dict, reference_metric,
-          files: dict[str, int], rows: list[dict], seconds: float) -> dict:
-    failures = [_failure(row, tolerance) for row in rows if not row["passed"]]
+          files: dict[str, int], rows: list[dict], seconds: float, criteria: dict[str, str],
+          quantization: dict) -> dict:
+    failures = [_failure(row) for row in rows if not row["passed"]]
     return {
         "format": REPORT_FORMAT,
         "checkpoint": checkpoint,
         "out_dir": out_dir,
-        "precision": "f32",
         "spec": spec,
         "model": describe_model(spec),
+        "precisions": list(criteria),
         "tolerance": tolerance,
+        "criteria": criteria,
+        "quantization": quantization,
         "inputs": inputs,
         "reference": {"name": REFERENCE, "metric": reference_metric},
         "files": files,
@@ -47,12 +53,13 @@ def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs
     }
 
 
-def _failure(row: dict, tolerance: float) -> str:
+def _failure(row: dict) -> str:
     what = row["file"] or row["name"]
     if row["error"]:
         return f"{what} ({row['comparison']}): could not be checked: {row['error']}"
-    return (f"{what} ({row['comparison']}): max abs difference {row['max_abs_diff']:.3g} "
-            f"exceeds the tolerance {tolerance:.3g}")
+    metric = f", {row['metric']['name']} {row['metric']['value']:.4g}" if row["metric"] else ""
+    return (f"{what} ({row['comparison']}): max abs difference {row['max_abs_diff']:.3g}{metric}; "
+            f"fails its rule: {row['criterion']}")
 
 
 def write(result: dict, out_dir) -> None:
@@ -75,7 +82,14 @@ def markdown(result: dict) -> str:
         f"- checkpoint: `{result['checkpoint']}`",
         f"- model: {result['model']}",
         f"- parity inputs: {inputs['sequences']} {source}, {steps}, {inputs['total_steps']} steps in all",
-        f"- tolerance: max abs difference <= {result['tolerance']:.3g} (precision {result['precision']})",
+        "- pass rules: float32 artifacts (PyTorch step, ONNX, f32): max abs difference <= "
+        f"{result['tolerance']:.3g}"
+        + "".join(f"; {p}: {rule}" for p, rule in result["criteria"].items() if p != "f32"),
+    ]
+    for precision, q in result["quantization"].items():
+        lines.append(f"- {precision} weights: max abs quantisation error {q['max_abs_weight_error']:.3g} "
+                     f"(symmetric int8 per output row, scale = max|row| / 127)")
+    lines += [
         "",
         "| artifact | bytes | comparison | max abs diff | mean abs diff |"
         + (f" {metric_name} |" if metric else "") + " result |",
@@ -92,7 +106,7 @@ def markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if result["passed"]:
-        lines.append(f"PASS: every artifact is within {result['tolerance']:.3g} of the PyTorch forward.")
+        lines.append("PASS: every artifact meets its precision's pass rule against the PyTorch forward.")
     else:
         lines.append("FAIL:")
         lines += [f"- {failure}" for failure in result["failures"]]

@@ -3,7 +3,8 @@
 A safetensors file (no pickle) whose header metadata carries everything needed to trust it:
 
     rnnedge.format     FORMAT_VERSION, as a decimal string
-    rnnedge.precision  "f32" (int8w, int8 to come)
+    rnnedge.precision  "f32", or "int8w": int8 weight matrices, each with a float32 `<name>.scale` per row
+                       (runtime.spec.artifact_tensors names every tensor and its dtype; int8 to come)
     rnnedge.spec       the model spec as JSON
     rnnedge.sha256     SHA-256 over every tensor (name, dtype, shape, bytes; names in sorted order)
 
@@ -23,8 +24,7 @@ from safetensors.numpy import load, save
 from runtime import spec as specs
 
 FORMAT_VERSION = 1
-PRECISIONS = ("f32",)
-_DTYPE = {"f32": np.float32}
+PRECISIONS = specs.PRECISIONS
 
 
 class ArtifactError(ValueError):
@@ -43,6 +43,8 @@ def payload_sha256(tensors: dict[str, np.ndarray]) -> str:
 def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec: dict, precision: str = "f32") -> None:
     """Write tensors with their spec; refuses tensors that do not match the spec's shapes."""
     spec = specs.validate(spec)
+    if precision not in PRECISIONS:
+        raise ArtifactError(f"{path}: precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
     _check_tensors(tensors, spec, precision, str(path))
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     metadata = {
@@ -102,16 +104,21 @@ def _header_metadata(data: bytes, path: str) -> dict:
 
 
 def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, path: str) -> None:
-    expected = specs.tensor_shapes(spec)
+    expected = specs.artifact_tensors(spec, precision)
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise ArtifactError(f"{path}: tensors do not match the spec: missing {missing}, unexpected {extra}")
-    for name, shape in expected.items():
+        raise ArtifactError(f"{path}: tensors do not match the spec ({precision}): missing {missing}, "
+                            f"unexpected {extra}")
+    for name, (shape, dtype) in expected.items():
         arr = tensors[name]
         if tuple(arr.shape) != shape:
             raise ArtifactError(f"{path}: tensor {name} has shape {tuple(arr.shape)}, spec says {shape}")
-        if arr.dtype != _DTYPE[precision]:
-            raise ArtifactError(f"{path}: tensor {name} is {arr.dtype}, {precision} needs {np.dtype(_DTYPE[precision])}")
-        if not np.all(np.isfinite(arr)):
+        if arr.dtype != np.dtype(dtype):
+            raise ArtifactError(f"{path}: tensor {name} is {arr.dtype}, {precision} needs {dtype}")
+        if arr.dtype == np.int8 and np.any(arr == -128):
+            raise ArtifactError(f"{path}: tensor {name} holds -128, outside the narrow int8 range [-127, 127]")
+        if arr.dtype != np.int8 and not np.all(np.isfinite(arr)):
             raise ArtifactError(f"{path}: tensor {name} holds NaN or infinity")
+        if name.endswith(".scale") and not np.all(arr > 0):
+            raise ArtifactError(f"{path}: tensor {name} holds a scale that is not positive")

@@ -152,8 +152,14 @@ def rnn_step_f32(h, pre, gx, w_hh_t, b_hh, relu):
     for j in range(H):
         pre[j] = gx[j] + b_hh[j]
     gemv_t_acc_f32(pre, w_hh_t, h)
+    rnn_update_f32(h, pre, relu)
+
+
+@kernel
+def rnn_update_f32(h, pre, relu):
+    """The RNN's activation, shared by every precision: h (H,) = act(pre (H,)); pre is spent."""
     if relu:
-        for j in range(H):
+        for j in range(h.shape[0]):
             h[j] = max(pre[j], np.float32(0.0))
     else:
         tanh_f32(pre)
@@ -171,6 +177,14 @@ def lstm_step_f32(h, c, gates, gx, w_hh_t, b_hh):
     for j in range(4 * H):
         gates[j] = gx[j] + b_hh[j]
     gemv_t_acc_f32(gates, w_hh_t, h)
+    lstm_update_f32(h, c, gates)
+
+
+@kernel
+def lstm_update_f32(h, c, gates):
+    """The LSTM's gates and state update, shared by every precision: h, c (H,) in/out; gates (4H,)
+    pre-activations (i f g o), spent."""
+    H = h.shape[0]
     sigmoid_f32(gates[: 2 * H])
     tanh_f32(gates[2 * H : 3 * H])
     sigmoid_f32(gates[3 * H :])
@@ -190,9 +204,16 @@ def gru_step_f32(h, gh, gx, w_hh_t, b_hh):
     h (H,) hidden, in/out; gh (3H,) scratch; gx (3H,) input projection (read only);
     w_hh_t (H, 3H); b_hh (3H,).
     """
-    H = h.shape[0]
     gh[:] = b_hh
     gemv_t_acc_f32(gh, w_hh_t, h)
+    gru_update_f32(h, gh, gx)
+
+
+@kernel
+def gru_update_f32(h, gh, gx):
+    """The GRU's gates and state update, shared by every precision: h (H,) in/out; gh (3H,) = W_hh h + b_hh,
+    spent; gx (3H,) = W_ih x + b_ih."""
+    H = h.shape[0]
     rz = gh[: 2 * H]  # reuse buffer: r, z overwrite their recurrent parts
     for j in range(2 * H):
         rz[j] += gx[j]
@@ -218,6 +239,12 @@ def head_f32(y, h, w, b, activation):
     """y (O,) = act(w (O, Hin) @ h (Hin,) + b (O,)), act = none, softmax or sigmoid."""
     y[:] = b
     gemv_acc_f32(y, w, h)
+    activate_head_f32(y, activation)
+
+
+@kernel
+def activate_head_f32(y, activation):
+    """y (O,) in place: act(y), act = none, softmax or sigmoid; shared by every precision."""
     if activation == ACT_SOFTMAX:
         top = y.max()
         total = np.float32(0.0)

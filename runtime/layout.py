@@ -1,9 +1,14 @@
-"""Where everything sits in memory: one weight blob plus two int64 tables the kernels read.
+"""Where everything sits in memory: the weight blobs plus two int64 tables the kernels read.
 
-`build(spec, tensors)` turns an artifact's tensors (PyTorch layout) into the kernel layout: every
-recurrent matrix transposed to W^T (inputs, rows) and packed into one contiguous float32 blob, so a step reads
-its weights front to back. The tables give offsets into the blob (weights) and into a stream's state
+`build(spec, tensors, precision)` turns an artifact's tensors (PyTorch layout) into the kernel layout: every
+recurrent matrix transposed to W^T (inputs, rows) and packed into one contiguous blob, so a step reads
+its weights front to back. The tables give offsets into the blobs (weights) and into a stream's state
 row (h, c); their column names are the constants below, shared with the kernels.
+
+f32: one float32 blob holds everything; `qblob` is empty. int8w: the weight matrices (W^T of each layer, the
+embedding table, the head weight) stay int8 in `qblob`, and the float32 `blob` holds the rest: each matrix's
+per-row scales (offsets in the *_S / L_OFF_S* columns), biases and the input normalisation. Every matrix
+offset then points into `qblob`, every vector offset into `blob`.
 """
 
 from __future__ import annotations
@@ -21,30 +26,48 @@ ACT_NONE, ACT_SOFTMAX, ACT_SIGMOID = 0, 1, 2
 ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
 
 # `layers` table: one row per layer and direction (row 2*l is forward, 2*l + 1 backward)
-L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C = range(9)
-L_COLUMNS = 9
-# `model` table
+# (L_OFF_SIH, L_OFF_SHH: the per-row scales of w_ih and w_hh, int8w only)
+L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C, L_OFF_SIH, L_OFF_SHH = range(11)
+L_COLUMNS = 11
+# `model` table (M_OFF_IN_S: the embedding's per-row scales, M_OFF_HEAD_S: the head's, int8w only)
 (M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B,
- M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION, M_STATE, M_SCRATCH) = range(13)
-M_FIELDS = 13
+ M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION, M_STATE, M_SCRATCH, M_OFF_IN_S, M_OFF_HEAD_S) = range(15)
+M_FIELDS = 15
 
 
 @dataclass
 class Layout:
-    blob: np.ndarray  # (W,) float32, every weight
+    precision: str  # "f32" or "int8w"
+    blob: np.ndarray  # (W,) float32: every weight (f32), or scales, biases and normalisation (int8w)
+    qblob: np.ndarray  # (Q,) int8: every weight matrix (int8w); empty for f32
     table: np.ndarray  # (M_FIELDS + 2L * L_COLUMNS,) int64: `model` then `layers`, one array for the kernels
     model: np.ndarray  # (M_FIELDS,) int64, a view of table
     layers: np.ndarray  # (2L, L_COLUMNS) int64, a view of table
     state_size: int  # floats of state per stream: every forward layer's h (and c)
     scratch_size: int  # floats of working memory a step needs
 
+    @property
+    def nbytes(self) -> int:
+        return self.blob.nbytes + self.qblob.nbytes + self.table.nbytes
+
     def matrix(self, off: int, rows: int, cols: int) -> np.ndarray:
-        return self.blob[off : off + rows * cols].reshape(rows, cols)
+        """A weight matrix: float32 from `blob` (f32) or int8 from `qblob` (int8w)."""
+        weights = self.qblob if self.precision == "int8w" else self.blob
+        return weights[off : off + rows * cols].reshape(rows, cols)
+
+    def vector(self, off: int, n: int) -> np.ndarray:
+        """A float32 vector (bias, scales, normalisation) from `blob`."""
+        return self.blob[off : off + n]
 
 
-def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
+def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") -> Layout:
+    if precision not in specs.PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not supported (supported: {', '.join(specs.PRECISIONS)})")
+    quantized = precision == "int8w"
     pieces: list[np.ndarray] = []
+    qpieces: list[np.ndarray] = []
     offset = 0
+    qoffset = 0
 
     def put(arr: np.ndarray) -> int:
         nonlocal offset
@@ -52,6 +75,19 @@ def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
         pieces.append(np.ascontiguousarray(arr, dtype=np.float32).ravel())
         offset += arr.size
         return start
+
+    def put_matrix(name: str, transpose: bool) -> tuple[int, int]:
+        """(offset of the matrix, offset of its per-row scales or 0): float32 in blob, or int8 in qblob."""
+        nonlocal qoffset
+        arr = tensors[name].T if transpose else tensors[name]
+        if not quantized:
+            return put(arr), 0
+        if arr.dtype != np.int8:
+            raise ValueError(f"int8w layout: {name} is {arr.dtype}, not int8 (quantize it first)")
+        start = qoffset
+        qpieces.append(np.ascontiguousarray(arr, dtype=np.int8).ravel())
+        qoffset += arr.size
+        return start, put(tensors[f"{name}.scale"])
 
     model = np.zeros(M_FIELDS, dtype=np.int64)
     inp = spec["input"]
@@ -64,7 +100,7 @@ def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
     else:
         model[M_INPUT_KIND] = INPUT_TOKENS
         model[M_VOCAB] = inp["vocab"]
-        model[M_OFF_IN_A] = put(tensors["embedding.weight"])
+        model[M_OFF_IN_A], model[M_OFF_IN_S] = put_matrix("embedding.weight", transpose=False)
 
     layers = np.zeros((2 * len(spec["layers"]), L_COLUMNS), dtype=np.int64)
     state_size = 0
@@ -75,8 +111,8 @@ def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
             row = layers[2 * l + d]
             row[L_CELL] = CELL_CODE[layer["cell"]]
             row[L_N_IN], row[L_HIDDEN] = n_in, H
-            row[L_OFF_WIH] = put(tensors[f"layers.{l}.{name}.w_ih"].T)
-            row[L_OFF_WHH] = put(tensors[f"layers.{l}.{name}.w_hh"].T)
+            row[L_OFF_WIH], row[L_OFF_SIH] = put_matrix(f"layers.{l}.{name}.w_ih", transpose=True)
+            row[L_OFF_WHH], row[L_OFF_SHH] = put_matrix(f"layers.{l}.{name}.w_hh", transpose=True)
             row[L_OFF_BIH] = put(tensors[f"layers.{l}.{name}.b_ih"])
             row[L_OFF_BHH] = put(tensors[f"layers.{l}.{name}.b_hh"])
         lstm = layer["cell"] == "lstm"
@@ -86,7 +122,8 @@ def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
         # the input projection and the recurrent sums: 2 x (gates x H)
         scratch_gates = max(scratch_gates, 2 * specs.GATES[layer["cell"]] * H)
 
-    model[M_OFF_HEAD_W] = put(tensors["head.weight"])  # (O, Hin) as is: few long rows suit dot products
+    # (O, Hin) as is: few long rows suit dot products
+    model[M_OFF_HEAD_W], model[M_OFF_HEAD_S] = put_matrix("head.weight", transpose=False)
     model[M_OFF_HEAD_B] = put(tensors["head.bias"])
     model[M_HEAD_IN] = specs.output_width(spec)
     model[M_OUT] = spec["head"]["out"]
@@ -95,7 +132,9 @@ def build(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
     model[M_SCRATCH] = model[M_N_IN] + scratch_gates
     blob = np.concatenate(pieces).astype(np.float32)
     blob.flags.writeable = False
+    qblob = np.concatenate(qpieces) if qpieces else np.zeros(0, dtype=np.int8)
+    qblob.flags.writeable = False
     table = np.concatenate([model, layers.ravel()])
     table.flags.writeable = False
-    return Layout(blob, table, table[:M_FIELDS], table[M_FIELDS:].reshape(layers.shape),
+    return Layout(precision, blob, qblob, table, table[:M_FIELDS], table[M_FIELDS:].reshape(layers.shape),
                   state_size, int(model[M_SCRATCH]))

@@ -1,7 +1,9 @@
 """The public runtime: load a weight file, stream it one step at a time, or run whole sequences.
 
 Thin classes that validate, then call one kernel. Weights are shared and read-only, so independent
-streams of one model may step in different threads.
+streams of one model may step in different threads. The precision picks the kernels: f32
+(runtime/kernels_f32.py) or int8w (runtime/kernels_int8w.py, weights kept int8 in memory); everything else,
+validation, state and buffers, is the same for both.
 """
 
 from __future__ import annotations
@@ -21,15 +23,25 @@ from runtime.kernels_f32 import (
     model_step_tokens_f32,
     sequence_layer_f32,
 )
+from runtime.kernels_int8w import (
+    heads_int8w,
+    input_projections_int8w,
+    model_step_dense_int8w,
+    model_step_tokens_int8w,
+    sequence_layer_int8w,
+)
 from runtime.layout import (
     L_OFF_BIH,
+    L_OFF_SIH,
     L_OFF_WIH,
     M_ACTIVATION,
     M_HEAD_IN,
     M_N_IN,
     M_OFF_HEAD_B,
+    M_OFF_HEAD_S,
     M_OFF_HEAD_W,
     M_OFF_IN_A,
+    M_OFF_IN_S,
     build,
 )
 
@@ -46,7 +58,7 @@ class Model:
     def __init__(self, spec: dict, precision: str, tensors: dict[str, np.ndarray]):
         self.spec = specs.validate(spec)
         self.precision = precision
-        self.layout = build(self.spec, tensors)
+        self.layout = build(self.spec, tensors, precision)
         self.dense = self.spec["input"]["kind"] == "dense"
         self.features = specs.input_size(self.spec) if self.dense else None
         self.vocab = None if self.dense else self.spec["input"]["vocab"]
@@ -55,7 +67,7 @@ class Model:
     @property
     def nbytes(self) -> int:
         """Bytes of weights and tables the model holds (shared by all its streams)."""
-        return self.layout.blob.nbytes + self.layout.table.nbytes
+        return self.layout.nbytes
 
     def stream(self, batch: int = 1) -> Stream:
         """A stream of `batch` independent sequences, advanced one time step per `step()` call."""
@@ -98,8 +110,11 @@ class Model:
             if bad.any():
                 b, t = np.argwhere(bad)[0]
                 raise ValueError(f"token id {ids[b, t]} at [{b}, {t}] is outside the vocabulary [0, {self.vocab})")
+            ids = np.where(valid, ids, 0)
             emb = lay.matrix(int(lay.model[M_OFF_IN_A]), self.vocab, int(lay.model[M_N_IN]))
-            h = emb[np.where(valid, ids, 0)]
+            h = emb[ids]
+            if self.precision == "int8w":  # the product the step's dequantize_row_int8w computes
+                h = lay.vector(int(lay.model[M_OFF_IN_S]), self.vocab)[ids][..., None] * h.astype(np.float32)
         h = np.ascontiguousarray(h, dtype=np.float32)
         for l, layer in enumerate(self.spec["layers"]):
             H = layer["hidden"]
@@ -109,9 +124,14 @@ class Model:
                 gates = specs.GATES[layer["cell"]] * H
                 # every step's input projection first (W_ih stays in cache), then the recurrence
                 gx = np.zeros((B, T, gates), dtype=np.float32)
-                input_projections_f32(gx, h, lengths, lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates),
-                                      lay.blob[int(row[L_OFF_BIH]) : int(row[L_OFF_BIH]) + gates])
-                sequence_layer_f32(out, gx, lengths, lay.blob, row, d == 1, d * H)
+                w_ih_t = lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates)
+                b_ih = lay.vector(int(row[L_OFF_BIH]), gates)
+                if self.precision == "int8w":
+                    input_projections_int8w(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_SIH]), gates), b_ih)
+                    sequence_layer_int8w(out, gx, lengths, lay.qblob, lay.blob, row, d == 1, d * H)
+                else:
+                    input_projections_f32(gx, h, lengths, w_ih_t, b_ih)
+                    sequence_layer_f32(out, gx, lengths, lay.blob, row, d == 1, d * H)
             h = out
         if self.spec["head"]["on"] == "last_step":
             last = h[np.arange(B), lengths - 1]
@@ -133,8 +153,11 @@ class Model:
         m = lay.model
         y = np.empty((feats.shape[0], self.out), dtype=np.float32)
         w = lay.matrix(int(m[M_OFF_HEAD_W]), self.out, int(m[M_HEAD_IN]))
-        b = lay.blob[int(m[M_OFF_HEAD_B]) : int(m[M_OFF_HEAD_B]) + self.out]
-        heads_f32(y, feats, w, b, m[M_ACTIVATION])
+        b = lay.vector(int(m[M_OFF_HEAD_B]), self.out)
+        if self.precision == "int8w":
+            heads_int8w(y, feats, w, lay.vector(int(m[M_OFF_HEAD_S]), self.out), b, m[M_ACTIVATION])
+        else:
+            heads_f32(y, feats, w, b, m[M_ACTIVATION])
         return y
 
     def _check_lengths(self, lengths, B: int, T: int) -> np.ndarray:
@@ -161,13 +184,15 @@ class Stream:
         self._buf = np.zeros(batch * (model.out + lay.state_size) + lay.scratch_size, dtype=np.float32)
         self.y = self._buf[: batch * model.out].reshape(batch, model.out)  # the last step's output
         self.state = self._buf[batch * model.out : batch * (model.out + lay.state_size)].reshape(batch, -1)
-        self._blob, self._table = lay.blob, lay.table
+        # the step kernel's weight arguments: (blob, table), or (qblob, blob, table) for int8w
+        int8w = model.precision == "int8w"
+        self._weights = (lay.qblob, lay.blob, lay.table) if int8w else (lay.blob, lay.table)
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
-            self._kernel = model_step_dense_f32
+            self._kernel = model_step_dense_int8w if int8w else model_step_dense_f32
         else:
             self._x_shape, self._x_dtype = (batch,), np.dtype(np.int64)
-            self._kernel = model_step_tokens_f32
+            self._kernel = model_step_tokens_int8w if int8w else model_step_tokens_f32
 
     @property
     def nbytes(self) -> int:
@@ -183,7 +208,7 @@ class Stream:
         """
         if x.__class__ is not np.ndarray or x.dtype is not self._x_dtype or x.shape != self._x_shape:
             self._refuse(x)
-        status = self._kernel(self._buf, x, self._blob, self._table)
+        status = self._kernel(self._buf, x, *self._weights)
         if status:
             self._refuse_values(x, status)
         return self.y

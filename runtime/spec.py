@@ -153,6 +153,36 @@ def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+PRECISIONS = ("f32", "int8w")  # precisions whose weight files this rnnedge reads and writes
+
+
+def quantized_matrices(spec: dict) -> list[str]:
+    """Names of the matrices an int8w file stores as int8, one float32 scale per row beside each.
+
+    Every weight matrix: the embedding table (a scale per token row), each layer-direction's w_ih and w_hh
+    (a scale per gate row, i.e. per output row) and the head weight (a scale per output). Biases stay float32.
+    """
+    return [name for name in tensor_shapes(spec)
+            if name == "embedding.weight" or name == "head.weight" or name.endswith((".w_ih", ".w_hh"))]
+
+
+def artifact_tensors(spec: dict, precision: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name -> (shape, dtype name) of every tensor a `model.<precision>.safetensors` file of this spec holds.
+
+    f32: tensor_shapes, all float32. int8w: the same names, with each quantized matrix int8 and a float32
+    `<name>.scale` of shape (rows,) for it. The one rule the writer and the reader both check.
+    """
+    if precision not in PRECISIONS:
+        raise SpecError(f"precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
+    tensors = {name: (shape, "float32") for name, shape in tensor_shapes(spec).items()}
+    if precision == "int8w":
+        for name in quantized_matrices(spec):
+            shape = tensors[name][0]
+            tensors[name] = (shape, "int8")
+            tensors[f"{name}.scale"] = ((shape[0],), "float32")
+    return tensors
+
+
 def dumps(spec: dict) -> str:
     return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 

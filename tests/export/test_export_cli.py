@@ -16,10 +16,10 @@ from train.checkpoint import save_checkpoint
 from train.data import load_dataset
 from train.model import RecurrentModel
 
-ROW_KEYS = {"name", "file", "bytes", "comparison", "stepped", "max_abs_diff", "mean_abs_diff", "metric", "passed",
-            "error", "seconds"}
-REPORT_KEYS = {"format", "checkpoint", "out_dir", "precision", "spec", "model", "tolerance", "inputs", "reference",
-               "files", "artifacts", "passed", "failures", "seconds"}
+ROW_KEYS = {"name", "file", "bytes", "precision", "comparison", "stepped", "criterion", "max_abs_diff",
+            "mean_abs_diff", "metric", "passed", "error", "seconds"}
+REPORT_KEYS = {"format", "checkpoint", "out_dir", "precisions", "spec", "model", "tolerance", "criteria",
+               "quantization", "inputs", "reference", "files", "artifacts", "passed", "failures", "seconds"}
 
 
 def checkpoint(path, cell="lstm", bidirectional=False, kind="dense", on="every_step", features=3, out=4,
@@ -122,7 +122,7 @@ def test_broken_artifact_fails_parity_with_exit_1_naming_it_and_still_writes_the
     assert cli.main([ckpt, "--out", str(tmp_path), "--steps", "1000"]) == 1
 
     err = capsys.readouterr().err
-    assert "model.onnx" in err and "exceeds the tolerance 1e-05" in err
+    assert "model.onnx" in err and "fails its rule: max abs difference <= 1e-05" in err
     report = json.loads((tmp_path / "report.json").read_text())
     assert not report["passed"]
     failed = [row["name"] for row in report["artifacts"] if not row["passed"]]
@@ -137,3 +137,43 @@ def test_export_help_names_every_option():
     assert done.returncode == 0
     for option in ("--out", "--data", "--tolerance", "--steps", "--precision"):
         assert option in done.stdout
+
+
+def test_export_cli_with_f32_int8w_writes_both_weight_files_and_a_report_with_both(tmp_path, capsys):
+    ckpt = checkpoint(tmp_path / "model.pt", cell="gru")
+    out = tmp_path / "out"
+    assert cli.main([ckpt, "--out", str(out), "--precision", "f32,int8w"]) == 0
+
+    f32, int8w = out / "model.f32.safetensors", out / "model.int8w.safetensors"
+    assert f32.is_file() and int8w.is_file()
+    assert int8w.stat().st_size < f32.stat().st_size
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) == REPORT_KEYS and report["passed"], report["failures"]
+    assert report["precisions"] == ["f32", "int8w"]
+    assert "max abs difference <= 0.05" in report["criteria"]["int8w"]  # no data set: the max abs bound
+    q = report["quantization"]["int8w"]
+    assert 0 < q["max_abs_weight_error"] == max(q["per_matrix"].values())
+    rows = {row["name"]: row for row in report["artifacts"]}
+    assert list(rows)[-4:] == ["runtime_stream", "runtime_run", "runtime_int8w_stream", "runtime_int8w_run"]
+    for name in ("runtime_int8w_stream", "runtime_int8w_run"):
+        row = rows[name]
+        assert set(row) == ROW_KEYS and row["precision"] == "int8w" and row["file"] == int8w.name
+        assert row["bytes"] == int8w.stat().st_size
+        assert 1e-5 < row["max_abs_diff"] <= 0.05  # quantised: visibly off, yet close
+    assert rows["runtime_run"]["max_abs_diff"] <= 1e-5
+    md = (out / "report.md").read_text()
+    assert "| model.int8w.safetensors |" in md and "int8w weights: max abs quantisation error" in md
+    assert "int8w: max abs difference <= 0.05" in md
+
+
+def test_int8w_is_judged_by_the_task_metric_when_a_data_set_is_given(tmp_path):
+    data = load_dataset("synthetic-sum")
+    ckpt = checkpoint(tmp_path / "sum.pt", cell="lstm", on="last_step", features=1, out=2)
+    report = export_checkpoint(ckpt, tmp_path / "out", data=data, precisions=("int8w",))
+    assert report["precisions"] == ["f32", "int8w"]  # f32 is always written: it is the reference
+    assert report["criteria"]["int8w"] == "accuracy at most 0.5 points below the PyTorch model's"
+    reference = report["reference"]["metric"]["value"]
+    for row in report["artifacts"]:
+        if row["precision"] == "int8w":
+            assert row["passed"] == (row["metric"]["value"] >= reference - 0.5)
+            assert row["criterion"] == report["criteria"]["int8w"]
