@@ -14,11 +14,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-## train a GRU on the bundled smartwatch data, export every float artifact, stream the held-out
-## recordings through ONNX Runtime and the runtime, print the parity report and the task metric
+## train a GRU on the bundled smartwatch data, export every artifact (float32 and int8 weights), stream
+## the held-out recordings through ONNX Runtime and the runtime, print the parity report and task metric
 demo: setup
 	$(VENV)/bin/rnnedge-train watch --out $(OUT)
-	$(VENV)/bin/rnnedge-export $(OUT)/model.pt --data watch --out $(OUT)
+	$(VENV)/bin/rnnedge-export $(OUT)/model.pt --data watch --precision f32,int8w --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q
