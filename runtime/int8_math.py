@@ -1,0 +1,175 @@
+"""Fixed-point primitives of the `int8` precision (docs: /work/shared/INT8.md), one scalar kernel each.
+
+Every kernel works on integers only: arguments are widened to int64 on entry, every intermediate fits int64,
+and each result is narrowed explicitly (np.int32 / np.int16 / np.int8). No float operation appears in a
+kernel; float is used on the host only, by `quantize_multiplier` and to build the sigmoid table at import.
+Shifts of negative numbers are arithmetic (floor), as in numba, NumPy and every C compiler we target.
+
+Requantisation (gemmlowp / TFLM, "double rounding"):
+
+- quantize_multiplier(m) = (M, S) with m ~ M * 2^(S-31), M in [2^30, 2^31) (or (0, 0)).
+- saturating_rounding_doubling_high_mul(a, b) = floor((a*b + 2^30) / 2^31), i.e. round(a*b / 2^31) with ties
+  toward +infinity, and INT32_MAX for INT32_MIN * INT32_MIN (the one overflow).
+- rounding_divide_by_pot(x, e) = round(x / 2^e), ties away from zero, 0 <= e <= 31.
+- multiply_by_quantized_multiplier(x, M, S) = RDBPOT(SRDHM(x * 2^max(S,0), M), max(-S,0)); the product
+  x * 2^max(S,0) saturates to int32 (TFLM leaves its overflow undefined; where it is defined they agree).
+  |result - x*m| <= 1 for every int32 x (two roundings of at most 1/2 each, plus |x| * 2^-32 from M).
+
+Gate activations, Q3.12 int16 in, Q0.15 int16 out: TFLM's int16 Logistic / Tanh with input multiplier 3,
+left shift 0. TABLE[k] = min(65535, round(65536 * sigmoid(k / 24))), k = 0..255 (unsigned Q0.16; k/24 is
+the real input at index k). With a = |3x|:
+
+    sigmoid: u = a >> 9, t = a & 511; r = 0x7FFF << 10 if u >= 255 else (TABLE[u] << 9) + t * (TABLE[u+1] - TABLE[u])
+             y = (r + 2^9) >> 10 if x >= 0 else (2^25 - r + 2^9 - 1) >> 10
+    tanh:    u = a >> 8, t = a & 255; r = 0xFFFF << 8 if u >= 255 else (TABLE[u] << 8) + t * (TABLE[u+1] - TABLE[u])
+             y = (r - 2^23 + 2^7) >> 8 if x >= 0 else (-r + 2^23 + 2^7 - 1) >> 8
+
+(tanh(x) = 2 sigmoid(2x) - 1, so tanh reads the same table at twice the resolution). Over all 65536 inputs
+the error against the real function is below 5e-5 (sigmoid) and 1e-4 (tanh), in real units; see the tests.
+The table is built from the formula above, not copied from TFLM (whose entries were tuned by about one count),
+so outputs may differ from TFLM's by an LSB or so where the tables differ.
+
+Cell tanh: c int16 with real value c * 2^p is brought to Q3.12 by e = p + 12: c << e saturated to int16 when
+e >= 0 (exact until it saturates, where |real| >= 8 and tanh is already saturated), RDBPOT(c, -e) when e < 0.
+Supported: -27 <= p <= 3.
+"""
+
+import math
+
+import numpy as np
+
+from runtime.jit import kernel
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
+INT8_MIN, INT8_MAX = -(2**7), 2**7 - 1
+SHIFT_MIN, SHIFT_MAX = -31, 30  # the exponent S of quantize_multiplier
+CELL_POWER_MIN, CELL_POWER_MAX = -27, 3  # p of tanh_of_cell_q15
+
+
+def quantize_multiplier(m):
+    """(M, S) with m = q * 2^S, q in [0.5, 1), M = round(q * 2^31) (ties away from zero), so m ~ M * 2^(S-31).
+
+    Host side, at export time. Supported: 0 <= m < 2^30 (S <= 30). m == 0, and m < 2^-32 (S < -31, where
+    every int32 x * m rounds to 0 or +-1), give (0, 0), as TFLM does.
+    """
+    if not math.isfinite(m) or m < 0:
+        raise ValueError(f"multiplier is {m} and must be finite and >= 0")
+    if m == 0:
+        return 0, 0
+    q, S = math.frexp(m)
+    M = math.floor(q * 2**31 + 0.5)  # q * 2^31 < 2^31 has 22 fraction bits to spare: + 0.5 is exact
+    if M == 2**31:
+        M //= 2
+        S += 1
+    if S > SHIFT_MAX:
+        raise ValueError(f"multiplier is {m} and must be < 2^{SHIFT_MAX}")
+    if S < SHIFT_MIN:
+        return 0, 0
+    return M, S
+
+
+@kernel
+def saturating_rounding_doubling_high_mul(a, b):
+    """int32 a, b -> int32 round(a * b / 2^31), gemmlowp's nudge-and-truncate; INT32_MIN^2 -> INT32_MAX."""
+    a = np.int64(a)
+    b = np.int64(b)
+    if a == INT32_MIN and b == INT32_MIN:
+        return np.int32(INT32_MAX)
+    ab = a * b
+    nudged = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
+    high = nudged >> 31 if nudged >= 0 else -((-nudged) >> 31)  # C's division by 2^31: toward zero
+    return np.int32(high)
+
+
+@kernel
+def rounding_divide_by_pot(x, exponent):
+    """int32 x, 0 <= exponent <= 31 -> int32 round(x / 2^exponent), ties away from zero (gemmlowp)."""
+    x = np.int64(x)
+    exponent = np.int64(exponent)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (np.int64(1) if x < 0 else np.int64(0))
+    return np.int32((x >> exponent) + (np.int64(1) if remainder > threshold else np.int64(0)))
+
+
+@kernel
+def saturate_int32(x):
+    """Any integer x -> int32, clamped to [INT32_MIN, INT32_MAX]."""
+    x = np.int64(x)
+    return np.int32(min(max(x, np.int64(INT32_MIN)), np.int64(INT32_MAX)))
+
+
+@kernel
+def multiply_by_quantized_multiplier(x, M, S):
+    """int32 x -> int32 x * m for (M, S) = quantize_multiplier(m): RDBPOT(SRDHM(x * 2^max(S,0), M), max(-S,0))."""
+    x = np.int64(x)
+    S = np.int64(S)
+    left = S if S > 0 else np.int64(0)
+    right = -S if S < 0 else np.int64(0)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(saturate_int32(x << left), M), right)
+
+
+@kernel
+def sat16(x):
+    """Any integer x -> int16, clamped to [-32768, 32767]."""
+    x = np.int64(x)
+    return np.int16(min(max(x, np.int64(INT16_MIN)), np.int64(INT16_MAX)))
+
+
+@kernel
+def clamp_int8(x):
+    """Any integer x -> int8, clamped to [-128, 127]."""
+    x = np.int64(x)
+    return np.int8(min(max(x, np.int64(INT8_MIN)), np.int64(INT8_MAX)))
+
+
+def _sigmoid_table_q16():
+    """TABLE (256,) int64: min(65535, round(65536 * sigmoid(k / 24))); host side, once at import."""
+    k = np.arange(256, dtype=np.float64)
+    return np.minimum(np.floor(65536.0 / (1.0 + np.exp(-k / 24.0)) + 0.5), 65535).astype(np.int64)
+
+
+SIGMOID_TABLE_Q16 = _sigmoid_table_q16()
+
+
+@kernel
+def sigmoid_q15(x):
+    """int16 x in Q3.12 -> int16 sigmoid(x) in Q0.15 (the module docstring's formula)."""
+    x = np.int64(x)
+    a = abs(3 * x)
+    u = a >> 9
+    if u >= 255:
+        r = np.int64(0x7FFF << 10)
+    else:
+        lo = SIGMOID_TABLE_Q16[u]
+        r = (lo << 9) + (a & 511) * (SIGMOID_TABLE_Q16[u + 1] - lo)
+    if x >= 0:
+        return np.int16((r + (1 << 9)) >> 10)
+    return np.int16(((1 << 25) - r + (1 << 9) - 1) >> 10)
+
+
+@kernel
+def tanh_q15(x):
+    """int16 x in Q3.12 -> int16 tanh(x) in Q0.15 (the module docstring's formula)."""
+    x = np.int64(x)
+    a = abs(3 * x)
+    u = a >> 8
+    if u >= 255:
+        r = np.int64(0xFFFF << 8)
+    else:
+        lo = SIGMOID_TABLE_Q16[u]
+        r = (lo << 8) + (a & 255) * (SIGMOID_TABLE_Q16[u + 1] - lo)
+    if x >= 0:
+        return np.int16((r - (1 << 23) + (1 << 7)) >> 8)
+    return np.int16((-r + (1 << 23) + (1 << 7) - 1) >> 8)
+
+
+@kernel
+def tanh_of_cell_q15(c, p):
+    """int16 c with real value c * 2^p, -27 <= p <= 3 -> int16 tanh in Q0.15, via Q3.12 (module docstring)."""
+    c = np.int64(c)
+    e = np.int64(p) + 12
+    if e >= 0:
+        return tanh_q15(sat16(c << e))
+    return tanh_q15(np.int16(rounding_divide_by_pot(c, -e)))
