@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import torch
 
@@ -60,3 +62,18 @@ def torch_forward(model: RecurrentModel, X: np.ndarray, lengths=None) -> np.ndar
 def stream_all(stream, X: np.ndarray) -> np.ndarray:
     """Feed (B, T, ...) one step at a time; (B, T, out) outputs."""
     return np.stack([stream.step(np.ascontiguousarray(X[:, t])).copy() for t in range(X.shape[1])], axis=1)
+
+
+def bytes_allocated_by_steps(stream, X: np.ndarray) -> int:
+    """Bytes Python memory grew by while stepping (B, T, ...) after a first warm-up step; 0 is the goal."""
+    xs = [np.ascontiguousarray(X[:, t]) for t in range(X.shape[1])]
+    stream.step(xs[0])
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for x in xs:
+        stream.step(x)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    ours = [tracemalloc.Filter(False, tracemalloc.__file__)]  # the snapshots themselves
+    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
+    return sum(s.size_diff for s in diff if s.size_diff > 0)

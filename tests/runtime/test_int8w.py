@@ -2,7 +2,6 @@
 1e-5; PyTorch agrees within TOLERANCE["int8w"]; weights stay int8 in memory; bad files are refused."""
 
 import itertools
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,16 @@ from export.quantize import dequantize_rows, quantize_int8w
 from export.weights import canonical_tensors
 from runtime import ArtifactError, artifact
 from runtime import spec as specs
-from tests.helpers import TOLERANCE, make_model, make_spec, random_inputs, stream_all, torch_forward, write_artifact
+from tests.helpers import (
+    TOLERANCE,
+    bytes_allocated_by_steps,
+    make_model,
+    make_spec,
+    random_inputs,
+    stream_all,
+    torch_forward,
+    write_artifact,
+)
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 TWIN_TOLERANCE = 1e-5  # the runtime's float32 arithmetic vs float64 on the same dequantised weights
@@ -137,17 +145,7 @@ def test_int8w_step_allocates_no_memory_after_the_first_call(kind, tmp_path):
     spec = make_spec("lstm", layers=2, kind=kind)
     _, model = _load(tmp_path, spec)
     stream = model.stream(2)
-    xs = [np.ascontiguousarray(x) for x in np.moveaxis(random_inputs(spec, 2, 500), 1, 0)]
-    stream.step(xs[0])
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for x in xs:
-        stream.step(x)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    ours = [tracemalloc.Filter(False, tracemalloc.__file__)]
-    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
-    assert sum(s.size_diff for s in diff if s.size_diff > 0) == 0
+    assert bytes_allocated_by_steps(stream, random_inputs(spec, 2, 500)) == 0
 
 
 def test_int8w_stream_refuses_bad_input_and_keeps_its_state(tmp_path):

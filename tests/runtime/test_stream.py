@@ -1,13 +1,12 @@
 """Streaming behaviour: step equals run at every t, reset, no allocation, threads, memory held."""
 
 import threading
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import runtime
-from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
+from tests.helpers import bytes_allocated_by_steps, make_model, make_spec, random_inputs, stream_all, write_artifact
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +33,7 @@ def test_step_allocates_no_memory_after_the_first_call(kind, tmp_path):
     spec = make_spec("gru", layers=2, kind=kind)
     model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
     stream = model.stream(2)
-    X = random_inputs(spec, 2, 1000)
-    xs = [np.ascontiguousarray(X[:, t]) for t in range(1000)]
-    stream.step(xs[0])
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for x in xs:
-        stream.step(x)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    ours = [tracemalloc.Filter(False, tracemalloc.__file__)]  # the snapshots themselves
-    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
-    grown = sum(s.size_diff for s in diff if s.size_diff > 0)
+    grown = bytes_allocated_by_steps(stream, random_inputs(spec, 2, 1000))
     assert grown == 0, f"step() allocated {grown} bytes over 1000 steps"
 
 
