@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 ## the held-out recordings through ONNX Runtime and the runtime, print the parity report and task metric
 demo: setup
 	$(VENV)/bin/rnnedge-train watch --out $(OUT)
-	$(VENV)/bin/rnnedge-export $(OUT)/model.pt --data watch --precision f32,int8w --out $(OUT)
+	$(VENV)/bin/rnnedge-export $(OUT)/model.pt --data watch --precision f32,int8w,int8 --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,7 +1,8 @@
 """`rnnedge-export CHECKPOINT`: write every artifact of a trained model and prove each one against PyTorch.
 
 Exit status: 0 every artifact meets its pass rule, 1 a parity failure (the report is still written),
-2 bad input (missing or corrupt checkpoint, unknown data set, unsupported precision).
+2 bad input (missing or corrupt checkpoint, unknown data set, unsupported precision, calibration data that do
+not fit the model).
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ from export.pipeline import PRECISIONS, ExportInputError, export_checkpoint
 from export.report import markdown
 from train.data import load_dataset
 
-PLANNED_PRECISIONS = ("int8",)
-
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rnnedge-export",
         description="Export a trained rnnedge checkpoint to model.onnx, model.step.onnx (streamable models) and "
-                    "model.<precision>.safetensors (f32, plus int8w with --precision f32,int8w), then run each "
-                    "artifact against the PyTorch model on long streams and write report.json and report.md with "
-                    "every file's size and its max abs difference.",
+                    "model.<precision>.safetensors (f32, plus int8w and int8 with --precision f32,int8w,int8), "
+                    "then run each artifact against the PyTorch model on long streams and write report.json and "
+                    "report.md with every file's size and its max abs difference.",
         epilog="Exit status: 0 parity holds, 1 an artifact fails its precision's pass rule (f32: max abs difference "
-               "within the tolerance; int8w: task metric within 0.5 point) and the report names it, 2 bad input.",
+               "within the tolerance; int8w: task metric within 0.5 point; int8: task metric within 1 point) and "
+               "the report names it, 2 bad input (including calibration data that do not fit the model).",
     )
     p.add_argument("checkpoint", help="checkpoint written by rnnedge-train (state_dict + spec)")
     p.add_argument("--out", metavar="DIR", help="folder for the artifacts and report (default: the checkpoint's folder)")
@@ -39,9 +39,14 @@ def parser() -> argparse.ArgumentParser:
                    help="length of each random stream when no --data is given (default: %(default)d)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random streams and data split (default: 0)")
     p.add_argument("--precision", default="f32",
-                   help="runtime weight files to write, a comma list of f32, int8w (e.g. f32,int8w); f32 is "
-                        "always written, it is the reference. int8w: int8 weights, a float32 scale per row, "
-                        "passing when its task metric is within 0.5 point of the float model's (default: f32)")
+                   help="runtime weight files to write, a comma list of f32, int8w, int8 (e.g. f32,int8w,int8); "
+                        "f32 is always written, it is the reference. int8w: int8 weights, a float32 scale per "
+                        "row, passing when its task metric is within 0.5 point of the float model's. int8: full "
+                        "integer (int8 weights, int16 activations, calibrated scales), passing when its task "
+                        "metric is within 1 point (with no --data: max abs difference <= 0.1) (default: f32)")
+    p.add_argument("--calibration", metavar="NAME_OR_PATH",
+                   help="int8 only: calibrate the activation ranges on this data set's TRAIN split (a name or a "
+                        ".npz/.csv path, as --data); default: --data's train split, else random streams")
     return p
 
 
@@ -50,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     for precision in precisions:
         if precision not in PRECISIONS:
-            planned = " is not yet supported" if precision in PLANNED_PRECISIONS else " is unknown"
-            return _bad_input(f"precision {precision!r}{planned}; supported: {', '.join(PRECISIONS)}")
+            return _bad_input(f"precision {precision!r} is unknown; supported: {', '.join(PRECISIONS)}")
+    if args.calibration and "int8" not in precisions:
+        return _bad_input("--calibration is used by the int8 precision only; add int8 to --precision")
     if args.steps < 1:
         return _bad_input(f"--steps must be a positive integer, got {args.steps}")
     if not args.tolerance >= 0:
@@ -59,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent
     try:
         data = _load_data(args.data, args.seed) if args.data else None
+        calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
         result = export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance, steps=args.steps,
-                                   seed=args.seed, precisions=precisions)
+                                   seed=args.seed, precisions=precisions, calibration=calibration)
     except ExportInputError as e:
         return _bad_input(str(e))
     except OSError as e:
@@ -75,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load_data(name: str, seed: int):
+def _load_data(name: str, seed: int, role: str = ""):
     try:
         return load_dataset(name, seed=seed)
     except (ValueError, OSError) as e:
-        raise ExportInputError(f"cannot load data set {name!r}: {e}") from None
+        raise ExportInputError(f"cannot load {role}data set {name!r}: {e}") from None
 
 
 def _bad_input(message: str) -> int:

@@ -4,10 +4,14 @@ report.json keys:
 
     format          REPORT_FORMAT (version of this layout)
     checkpoint, out_dir, spec, model (one line)
-    precisions      the runtime weight files' precisions, f32 first ("f32", "int8w")
+    precisions      the runtime weight files' precisions, f32 first ("f32", "int8w", "int8")
     tolerance       largest max abs difference that passes for float32 artifacts (f32, ONNX)
-    criteria        {precision: its pass rule, one sentence} (int8w: the task metric, or a max abs bound)
-    quantization    {precision: {"max_abs_weight_error", "per_matrix": {name: error}}} for quantised ones
+    criteria        {precision: its pass rule, one sentence} (int8w, int8: the task metric, or a max abs bound)
+    quantization    {precision: {"max_abs_weight_error", "per_matrix": {name: error}}} for quantised ones;
+                    int8 adds "input_scale", "layers" [{"cell", "hidden_scale", "cell_power"}] and
+                    "calibration" {"statistic", "steps", "sequences", "input_absmax", "hidden_absmax",
+                    "cell_absmax", "source" (dataset | calibration | random), "dataset", "split" or "seed",
+                    "available_sequences", "available_steps"} (export/quantize_int8.py, export/pipeline.py)
     inputs          source "random" (seed) or "dataset" (dataset), sequences, shortest, longest, total_steps
     reference       {"name": "PyTorch forward", "metric": {"name", "value"} | null}
     files           {file name: bytes}
@@ -87,8 +91,12 @@ def markdown(result: dict) -> str:
         + "".join(f"; {p}: {rule}" for p, rule in result["criteria"].items() if p != "f32"),
     ]
     for precision, q in result["quantization"].items():
+        table = ("; the embedding table: one scale, max|table| / 127"
+                 if "calibration" in q and "embedding.weight" in q["per_matrix"] else "")
         lines.append(f"- {precision} weights: max abs quantisation error {q['max_abs_weight_error']:.3g} "
-                     f"(symmetric int8 per output row, scale = max|row| / 127)")
+                     f"(symmetric int8 per output row, scale = max|row| / 127{table})")
+        if "calibration" in q:
+            lines.append(f"- {precision} activations (int16): {_calibration(q)}")
     lines += [
         "",
         "| artifact | bytes | comparison | max abs diff | mean abs diff |"
@@ -112,6 +120,27 @@ def markdown(result: dict) -> str:
         lines += [f"- {failure}" for failure in result["failures"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def _calibration(q: dict) -> str:
+    """One sentence: what int8 was calibrated on, and the ranges and scales that came of it."""
+    cal = q["calibration"]
+    if cal["source"] == "random":
+        source = f"random streams (seed {cal['seed']})"
+    elif cal.get("dataset"):
+        which = "calibration data set" if cal["source"] == "calibration" else "data set"
+        source = f"the {cal['split']} split of {which} {cal['dataset']!r}"
+    else:
+        source = "the given calibration data"
+    ranges = [] if cal["input_absmax"] is None else [
+        f"input |x| <= {cal['input_absmax']:.3g} (scale {q['input_scale']:.3g})"]
+    for l, layer in enumerate(q["layers"]):
+        scale = "Q0.15" if layer["hidden_scale"] == 2.0**-15 else f"scale {layer['hidden_scale']:.3g}"
+        ranges.append(f"layer {l} {layer['cell']} |h| <= {cal['hidden_absmax'][l]:.3g} ({scale})")
+        if layer["cell_power"] is not None:
+            ranges[-1] += f", |c| <= {cal['cell_absmax'][l]:.3g} (scale 2^{layer['cell_power']})"
+    return (f"calibrated on {cal['sequences']} sequences ({cal['steps']} steps) of {source}, "
+            f"{cal['statistic']}: " + "; ".join(ranges))
 
 
 def _number(value) -> str:

@@ -3,8 +3,9 @@
 A safetensors file (no pickle) whose header metadata carries everything needed to trust it:
 
     rnnedge.format     FORMAT_VERSION, as a decimal string
-    rnnedge.precision  "f32", or "int8w": int8 weight matrices, each with a float32 `<name>.scale` per row
-                       (runtime.spec.artifact_tensors names every tensor and its dtype; int8 to come)
+    rnnedge.precision  "f32"; "int8w": int8 weight matrices, each with a float32 `<name>.scale` per row;
+                       "int8": the integer model (runtime/kernels_int8.py). runtime.spec.artifact_tensors
+                       names every tensor and its dtype for each precision
     rnnedge.spec       the model spec as JSON
     rnnedge.sha256     SHA-256 over every tensor (name, dtype, shape, bytes; names in sorted order)
 
@@ -22,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from runtime import spec as specs
+from runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, SHIFT_MAX, SHIFT_MIN
 
 FORMAT_VERSION = 1
 PRECISIONS = specs.PRECISIONS
@@ -122,3 +124,11 @@ def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, p
             raise ArtifactError(f"{path}: tensor {name} holds NaN or infinity")
         if name.endswith(".scale") and not np.all(arr > 0):
             raise ArtifactError(f"{path}: tensor {name} holds a scale that is not positive")
+        if name.endswith(".requant"):
+            M, S = arr[0::2], arr[1::2]  # rows Mx, Sx, Mh, Sh
+            if np.any(M < 0) or np.any((M != 0) & (M < 2**30)) or np.any(S < SHIFT_MIN) or np.any(S > SHIFT_MAX):
+                raise ArtifactError(f"{path}: tensor {name} holds a multiplier outside [2^30, 2^31) or a shift "
+                                    f"outside [{SHIFT_MIN}, {SHIFT_MAX}]")
+        if name.endswith(".cell_power") and not np.all((arr >= CELL_POWER_MIN_INT8) & (arr <= CELL_POWER_MAX_INT8)):
+            raise ArtifactError(f"{path}: tensor {name} is {arr.tolist()}, outside "
+                                f"[{CELL_POWER_MIN_INT8}, {CELL_POWER_MAX_INT8}]")

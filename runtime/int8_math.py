@@ -38,13 +38,16 @@ import math
 
 import numpy as np
 
-from runtime.jit import kernel
+from runtime.jit import int_inline
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 INT8_MIN, INT8_MAX = -(2**7), 2**7 - 1
 SHIFT_MIN, SHIFT_MAX = -31, 30  # the exponent S of quantize_multiplier
 CELL_POWER_MIN, CELL_POWER_MAX = -27, 3  # p of tanh_of_cell_q15
+# p of an int8 LSTM's cell state (kernels_int8): i * g (Q0.30) is shifted right by 30 + p, which must lie in
+# [15, 31]; 2^-15 is resolution to spare for a cell that never leaves [-1, 1]
+CELL_POWER_MIN_INT8, CELL_POWER_MAX_INT8 = -15, 1
 
 
 def quantize_multiplier(m):
@@ -69,20 +72,20 @@ def quantize_multiplier(m):
     return M, S
 
 
-@kernel
+@int_inline
 def saturating_rounding_doubling_high_mul(a, b):
     """int32 a, b -> int32 round(a * b / 2^31), gemmlowp's nudge-and-truncate; INT32_MIN^2 -> INT32_MAX."""
     a = np.int64(a)
     b = np.int64(b)
-    if a == INT32_MIN and b == INT32_MIN:
-        return np.int32(INT32_MAX)
     ab = a * b
     nudged = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
-    high = nudged >> 31 if nudged >= 0 else -((-nudged) >> 31)  # C's division by 2^31: toward zero
-    return np.int32(high)
+    # C's division by 2^31, toward zero, without a branch: add 2^31 - 1 to a negative value, then floor
+    high = (nudged + ((nudged >> 63) & np.int64((1 << 31) - 1))) >> 31
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.int32(INT32_MAX) if overflow else np.int32(high)
 
 
-@kernel
+@int_inline
 def rounding_divide_by_pot(x, exponent):
     """int32 x, 0 <= exponent <= 31 -> int32 round(x / 2^exponent), ties away from zero (gemmlowp)."""
     x = np.int64(x)
@@ -93,14 +96,14 @@ def rounding_divide_by_pot(x, exponent):
     return np.int32((x >> exponent) + (np.int64(1) if remainder > threshold else np.int64(0)))
 
 
-@kernel
+@int_inline
 def saturate_int32(x):
     """Any integer x -> int32, clamped to [INT32_MIN, INT32_MAX]."""
     x = np.int64(x)
     return np.int32(min(max(x, np.int64(INT32_MIN)), np.int64(INT32_MAX)))
 
 
-@kernel
+@int_inline
 def multiply_by_quantized_multiplier(x, M, S):
     """int32 x -> int32 x * m for (M, S) = quantize_multiplier(m): RDBPOT(SRDHM(x * 2^max(S,0), M), max(-S,0))."""
     x = np.int64(x)
@@ -110,14 +113,14 @@ def multiply_by_quantized_multiplier(x, M, S):
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(saturate_int32(x << left), M), right)
 
 
-@kernel
+@int_inline
 def sat16(x):
     """Any integer x -> int16, clamped to [-32768, 32767]."""
     x = np.int64(x)
     return np.int16(min(max(x, np.int64(INT16_MIN)), np.int64(INT16_MAX)))
 
 
-@kernel
+@int_inline
 def clamp_int8(x):
     """Any integer x -> int8, clamped to [-128, 127]."""
     x = np.int64(x)
@@ -133,43 +136,37 @@ def _sigmoid_table_q16():
 SIGMOID_TABLE_Q16 = _sigmoid_table_q16()
 
 
-@kernel
+@int_inline
 def sigmoid_q15(x):
-    """int16 x in Q3.12 -> int16 sigmoid(x) in Q0.15 (the module docstring's formula)."""
+    """int16 x in Q3.12 -> int16 sigmoid(x) in Q0.15 (the module docstring's formula), without branches."""
     x = np.int64(x)
     a = abs(3 * x)
     u = a >> 9
-    if u >= 255:
-        r = np.int64(0x7FFF << 10)
-    else:
-        lo = SIGMOID_TABLE_Q16[u]
-        r = (lo << 9) + (a & 511) * (SIGMOID_TABLE_Q16[u + 1] - lo)
-    if x >= 0:
-        return np.int16((r + (1 << 9)) >> 10)
-    return np.int16(((1 << 25) - r + (1 << 9) - 1) >> 10)
+    k = min(u, np.int64(254))  # a safe index; u >= 255 takes the saturated value below
+    lo = SIGMOID_TABLE_Q16[k]
+    r = (lo << 9) + (a & 511) * (SIGMOID_TABLE_Q16[k + 1] - lo)
+    r = np.int64(0x7FFF << 10) if u >= 255 else r
+    return np.int16(((r + (1 << 9)) >> 10) if x >= 0 else (((1 << 25) - r + (1 << 9) - 1) >> 10))
 
 
-@kernel
+@int_inline
 def tanh_q15(x):
-    """int16 x in Q3.12 -> int16 tanh(x) in Q0.15 (the module docstring's formula)."""
+    """int16 x in Q3.12 -> int16 tanh(x) in Q0.15 (the module docstring's formula), without branches."""
     x = np.int64(x)
     a = abs(3 * x)
     u = a >> 8
-    if u >= 255:
-        r = np.int64(0xFFFF << 8)
-    else:
-        lo = SIGMOID_TABLE_Q16[u]
-        r = (lo << 8) + (a & 255) * (SIGMOID_TABLE_Q16[u + 1] - lo)
-    if x >= 0:
-        return np.int16((r - (1 << 23) + (1 << 7)) >> 8)
-    return np.int16((-r + (1 << 23) + (1 << 7) - 1) >> 8)
+    k = min(u, np.int64(254))
+    lo = SIGMOID_TABLE_Q16[k]
+    r = (lo << 8) + (a & 255) * (SIGMOID_TABLE_Q16[k + 1] - lo)
+    r = np.int64(0xFFFF << 8) if u >= 255 else r
+    return np.int16(((r - (1 << 23) + (1 << 7)) >> 8) if x >= 0 else ((-r + (1 << 23) + (1 << 7) - 1) >> 8))
 
 
-@kernel
+@int_inline
 def tanh_of_cell_q15(c, p):
     """int16 c with real value c * 2^p, -27 <= p <= 3 -> int16 tanh in Q0.15, via Q3.12 (module docstring)."""
     c = np.int64(c)
     e = np.int64(p) + 12
-    if e >= 0:
-        return tanh_q15(sat16(c << e))
-    return tanh_q15(np.int16(rounding_divide_by_pot(c, -e)))
+    up = sat16(c << max(e, np.int64(0)))
+    down = np.int16(rounding_divide_by_pot(c, max(-e, np.int64(0))))
+    return tanh_q15(up if e >= 0 else down)

@@ -16,3 +16,6 @@ kernel = njit(cache=True, nogil=True, error_model="numpy")
 fast_kernel = njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST_MATH)
 # small scalar helpers (exp): inlined into the calling loop in numba's IR so the loop vectorises
 fast_inline = njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST_MATH, inline="always")
+# integer scalar primitives (runtime/int8_math.py): inlined the same way, so the int8 kernels' per-row loops
+# are straight-line code that LLVM can vectorise
+int_inline = njit(cache=True, nogil=True, error_model="numpy", inline="always")

@@ -9,6 +9,12 @@ f32: one float32 blob holds everything; `qblob` is empty. int8w: the weight matr
 embedding table, the head weight) stay int8 in `qblob`, and the float32 `blob` holds the rest: each matrix's
 per-row scales (offsets in the *_S / L_OFF_S* columns), biases and the input normalisation. Every matrix
 offset then points into `qblob`, every vector offset into `blob`.
+
+int8 (runtime/kernels_int8.py): the matrices are int8 in `qblob` as for int8w; the int32 `iblob` holds the
+folded biases (L_OFF_BIH, L_OFF_BHH, M_OFF_HEAD_B) and each layer-direction's (4, G) requantisation block
+(L_OFF_SIH); `blob` keeps the float32 host-side numbers: the input normalisation and scale (M_OFF_IN_A/B,
+M_OFF_IN_S) and the head's dequantisation scales (M_OFF_HEAD_S). State and scratch are counted in int32
+elements. `build` refuses an int8 file whose int32 sums could overflow (see check_int32_sums).
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ ACT_NONE, ACT_SOFTMAX, ACT_SIGMOID = 0, 1, 2
 ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
 
 # `layers` table: one row per layer and direction (row 2*l is forward, 2*l + 1 backward)
-# (L_OFF_SIH, L_OFF_SHH: the per-row scales of w_ih and w_hh, int8w only)
-L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C, L_OFF_SIH, L_OFF_SHH = range(11)
-L_COLUMNS = 11
+# (L_OFF_SIH, L_OFF_SHH: the per-row scales of w_ih and w_hh, int8w; int8: L_OFF_SIH is the (4, G)
+# requantisation block Mx, Sx, Mh, Sh in `iblob`, L_PARAM the LSTM cell's power p)
+(L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C, L_OFF_SIH, L_OFF_SHH,
+ L_PARAM) = range(12)
+L_COLUMNS = 12
 # `model` table (M_OFF_IN_S: the embedding's per-row scales, M_OFF_HEAD_S: the head's, int8w only)
 (M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B,
  M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION, M_STATE, M_SCRATCH, M_OFF_IN_S, M_OFF_HEAD_S) = range(15)
@@ -37,32 +45,61 @@ M_FIELDS = 15
 
 @dataclass
 class Layout:
-    precision: str  # "f32" or "int8w"
-    blob: np.ndarray  # (W,) float32: every weight (f32), or scales, biases and normalisation (int8w)
-    qblob: np.ndarray  # (Q,) int8: every weight matrix (int8w); empty for f32
+    precision: str  # "f32", "int8w" or "int8"
+    blob: np.ndarray  # (W,) float32: every weight (f32), or scales, biases and normalisation (int8w, int8)
+    qblob: np.ndarray  # (Q,) int8: every weight matrix (int8w, int8); empty for f32
     table: np.ndarray  # (M_FIELDS + 2L * L_COLUMNS,) int64: `model` then `layers`, one array for the kernels
     model: np.ndarray  # (M_FIELDS,) int64, a view of table
     layers: np.ndarray  # (2L, L_COLUMNS) int64, a view of table
     state_size: int  # floats of state per stream: every forward layer's h (and c)
-    scratch_size: int  # floats of working memory a step needs
+    scratch_size: int  # floats (int8: int32 elements) of working memory a step needs
+    iblob: np.ndarray = None  # (I,) int32: biases and requantisation constants (int8); empty otherwise
+
+    def __post_init__(self):
+        if self.iblob is None:
+            self.iblob = np.zeros(0, dtype=np.int32)
 
     @property
     def nbytes(self) -> int:
-        return self.blob.nbytes + self.qblob.nbytes + self.table.nbytes
+        return self.blob.nbytes + self.qblob.nbytes + self.iblob.nbytes + self.table.nbytes
 
     def matrix(self, off: int, rows: int, cols: int) -> np.ndarray:
-        """A weight matrix: float32 from `blob` (f32) or int8 from `qblob` (int8w)."""
-        weights = self.qblob if self.precision == "int8w" else self.blob
+        """A weight matrix: float32 from `blob` (f32) or int8 from `qblob` (int8w, int8)."""
+        weights = self.blob if self.precision == "f32" else self.qblob
         return weights[off : off + rows * cols].reshape(rows, cols)
 
     def vector(self, off: int, n: int) -> np.ndarray:
         """A float32 vector (bias, scales, normalisation) from `blob`."""
         return self.blob[off : off + n]
 
+    def ivector(self, off: int, n: int) -> np.ndarray:
+        """An int32 vector (int8 biases, requantisation constants) from `iblob`."""
+        return self.iblob[off : off + n]
+
+
+INT32_LIMIT = 2**31
+INT16_MAGNITUDE = 2**15  # the largest |value| of an int16 activation
+
+
+def check_int32_sums(name: str, w: np.ndarray, bias: np.ndarray | None) -> None:
+    """Refuse a matrix (rows, K) int8 whose int32 sums bias + w @ v could overflow for some int16 v.
+
+    |bias[r]| + sum_k |w[r, k]| * 2^15 < 2^31 for every row r makes int32 accumulation exact (kernels_int8).
+    """
+    bound = np.abs(w.astype(np.int64)).sum(axis=1) * INT16_MAGNITUDE
+    if bias is not None:
+        bound = bound + np.abs(bias.astype(np.int64))
+    if bound.size and bound.max() >= INT32_LIMIT:
+        r = int(bound.argmax())
+        raise ValueError(f"int8 layout: row {r} of {name} could overflow its int32 sum (bound {int(bound[r])} "
+                         f">= 2^31): the matrix is too wide for exact int32 accumulation")
+
 
 def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") -> Layout:
     if precision not in specs.PRECISIONS:
         raise ValueError(f"precision {precision!r} is not supported (supported: {', '.join(specs.PRECISIONS)})")
+    if precision == "int8":
+        return _build_int8(spec, tensors)
     quantized = precision == "int8w"
     pieces: list[np.ndarray] = []
     qpieces: list[np.ndarray] = []
@@ -138,3 +175,76 @@ def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") ->
     table.flags.writeable = False
     return Layout(precision, blob, qblob, table, table[:M_FIELDS], table[M_FIELDS:].reshape(layers.shape),
                   state_size, int(model[M_SCRATCH]))
+
+
+def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
+    """The int8 layout (module docstring): three blobs by dtype, the same tables as f32."""
+    blobs = {np.float32: [], np.int8: [], np.int32: []}
+    sizes = {np.float32: 0, np.int8: 0, np.int32: 0}
+
+    def put(arr, dtype) -> int:
+        arr = np.asarray(arr)
+        if dtype is not np.float32 and arr.dtype != dtype:
+            raise ValueError(f"int8 layout: expected a {np.dtype(dtype).name} tensor, got {arr.dtype}")
+        start = sizes[dtype]
+        blobs[dtype].append(np.ascontiguousarray(arr, dtype=dtype).ravel())
+        sizes[dtype] += arr.size
+        return start
+
+    model = np.zeros(M_FIELDS, dtype=np.int64)
+    inp = spec["input"]
+    model[M_N_LAYERS] = len(spec["layers"])
+    model[M_N_IN] = specs.input_size(spec)
+    if inp["kind"] == "dense":
+        model[M_INPUT_KIND] = INPUT_DENSE
+        model[M_OFF_IN_A] = put(np.asarray(inp["mean"], dtype=np.float32), np.float32)
+        model[M_OFF_IN_B] = put(np.asarray(inp["std"], dtype=np.float32), np.float32)
+        model[M_OFF_IN_S] = put(tensors["input.scale"], np.float32)
+    else:
+        model[M_INPUT_KIND] = INPUT_TOKENS
+        model[M_VOCAB] = inp["vocab"]
+        model[M_OFF_IN_A] = put(tensors["embedding.weight"], np.int8)
+        model[M_OFF_IN_S] = put(tensors["embedding.scale"], np.float32)
+
+    layers = np.zeros((2 * len(spec["layers"]), L_COLUMNS), dtype=np.int64)
+    state_size = 0
+    scratch_gates = 0
+    for l, (layer, n_in) in enumerate(zip(spec["layers"], specs.layer_input_sizes(spec))):
+        H = layer["hidden"]
+        power = int(np.asarray(tensors[f"layers.{l}.cell_power"]).reshape(-1)[0])
+        for d, name in enumerate(("fwd", "bwd")[: specs.directions(layer)]):
+            prefix = f"layers.{l}.{name}"
+            row = layers[2 * l + d]
+            row[L_CELL] = CELL_CODE[layer["cell"]]
+            row[L_N_IN], row[L_HIDDEN] = n_in, H
+            for m, b in (("w_ih", "b_ih"), ("w_hh", "b_hh")):
+                check_int32_sums(f"{prefix}.{m}", tensors[f"{prefix}.{m}"], tensors[f"{prefix}.{b}"])
+            row[L_OFF_WIH] = put(tensors[f"{prefix}.w_ih"].T, np.int8)
+            row[L_OFF_WHH] = put(tensors[f"{prefix}.w_hh"].T, np.int8)
+            row[L_OFF_BIH] = put(tensors[f"{prefix}.b_ih"], np.int32)
+            row[L_OFF_BHH] = put(tensors[f"{prefix}.b_hh"], np.int32)
+            row[L_OFF_SIH] = put(tensors[f"{prefix}.requant"], np.int32)
+            row[L_PARAM] = power
+        lstm = layer["cell"] == "lstm"
+        layers[2 * l, L_OFF_H] = state_size
+        layers[2 * l, L_OFF_C] = state_size + H if lstm else state_size
+        state_size += 2 * H if lstm else H
+        scratch_gates = max(scratch_gates, 2 * specs.GATES[layer["cell"]] * H)
+
+    check_int32_sums("head.weight", tensors["head.weight"], tensors["head.bias"])
+    model[M_OFF_HEAD_W] = put(tensors["head.weight"], np.int8)
+    model[M_OFF_HEAD_B] = put(tensors["head.bias"], np.int32)
+    model[M_OFF_HEAD_S] = put(tensors["head.scale"], np.float32)
+    model[M_HEAD_IN] = specs.output_width(spec)
+    model[M_OUT] = spec["head"]["out"]
+    model[M_ACTIVATION] = ACT_CODE[spec["head"]["activation"]]
+    model[M_STATE] = state_size
+    model[M_SCRATCH] = model[M_N_IN] + scratch_gates
+    out = {}
+    for dtype, pieces in blobs.items():
+        out[dtype] = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+        out[dtype].flags.writeable = False
+    table = np.concatenate([model, layers.ravel()])
+    table.flags.writeable = False
+    return Layout("int8", out[np.float32], out[np.int8], table, table[:M_FIELDS],
+                  table[M_FIELDS:].reshape(layers.shape), state_size, int(model[M_SCRATCH]), out[np.int32])

@@ -2,8 +2,9 @@
 
 Thin classes that validate, then call one kernel. Weights are shared and read-only, so independent
 streams of one model may step in different threads. The precision picks the kernels: f32
-(runtime/kernels_f32.py) or int8w (runtime/kernels_int8w.py, weights kept int8 in memory); everything else,
-validation, state and buffers, is the same for both.
+(runtime/kernels_f32.py), int8w (runtime/kernels_int8w.py, weights kept int8 in memory) or int8
+(runtime/kernels_int8.py, integers only between the quantised input and the head's integer logits);
+validation and the API are the same for all three.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from runtime.kernels_f32 import (
     model_step_tokens_f32,
     sequence_layer_f32,
 )
+from runtime.kernels_int8 import (
+    heads_int8,
+    input_projections_int8,
+    model_step_dense_int8,
+    model_step_tokens_int8,
+    quantize_inputs_int8,
+    sequence_layer_int8,
+)
 from runtime.kernels_int8w import (
     heads_int8w,
     input_projections_int8w,
@@ -41,6 +50,7 @@ from runtime.layout import (
     M_OFF_HEAD_S,
     M_OFF_HEAD_W,
     M_OFF_IN_A,
+    M_OFF_IN_B,
     M_OFF_IN_S,
     build,
 )
@@ -97,6 +107,8 @@ class Model:
         lengths = self._check_lengths(lengths, B, T)
         valid = np.arange(T)[None, :] < lengths[:, None]
         lay = self.layout
+        if self.precision == "int8":
+            return self._run_int8(X, lengths, valid)
         if self.dense:
             X = X.astype(np.float32)
             if not np.all(np.isfinite(X[valid])):
@@ -105,12 +117,7 @@ class Model:
             std = np.asarray(self.spec["input"]["std"], dtype=np.float32)
             h = (X - mean) / std
         else:
-            ids = X.astype(np.int64)
-            bad = valid & ((ids < 0) | (ids >= self.vocab))
-            if bad.any():
-                b, t = np.argwhere(bad)[0]
-                raise ValueError(f"token id {ids[b, t]} at [{b}, {t}] is outside the vocabulary [0, {self.vocab})")
-            ids = np.where(valid, ids, 0)
+            ids = self._check_tokens(X, valid)
             emb = lay.matrix(int(lay.model[M_OFF_IN_A]), self.vocab, int(lay.model[M_N_IN]))
             h = emb[ids]
             if self.precision == "int8w":  # the product the step's dequantize_row_int8w computes
@@ -133,20 +140,70 @@ class Model:
                     input_projections_f32(gx, h, lengths, w_ih_t, b_ih)
                     sequence_layer_f32(out, gx, lengths, lay.blob, row, d == 1, d * H)
             h = out
-        if self.spec["head"]["on"] == "last_step":
-            last = h[np.arange(B), lengths - 1]
-            if self.spec["layers"][-1]["bidirectional"]:
-                H = self.spec["layers"][-1]["hidden"]
-                last[:, H:] = h[:, 0, H:]
-            feats = np.ascontiguousarray(last)
-        else:
-            feats = h.reshape(B * T, -1)
-        y = self._heads(feats)
+        y = self._heads(self._head_features(h, lengths))
         if self.spec["head"]["on"] == "last_step":
             return y
         y = y.reshape(B, T, self.out)
         y[~valid] = 0.0
         return y
+
+    def _run_int8(self, X: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """run() of an int8 model: the same integer kernels as a step (so the two agree exactly)."""
+        lay, m = self.layout, self.layout.model
+        B, T = X.shape[:2]
+        n_in = int(m[M_N_IN])
+        h = np.zeros((B, T, n_in), dtype=np.int32)
+        if self.dense:
+            X = np.ascontiguousarray(X, dtype=np.float32)
+            if not np.all(np.isfinite(X[valid])):
+                raise ValueError("X holds NaN or infinity within its lengths; the runtime refuses non-finite input")
+            quantize_inputs_int8(h, X, lengths, lay.vector(int(m[M_OFF_IN_A]), n_in),
+                                 lay.vector(int(m[M_OFF_IN_B]), n_in), lay.blob[int(m[M_OFF_IN_S])])
+        else:
+            ids = self._check_tokens(X, valid)
+            h[:] = lay.matrix(int(m[M_OFF_IN_A]), self.vocab, n_in)[ids]
+            h[~valid] = 0
+        for l, layer in enumerate(self.spec["layers"]):
+            H = layer["hidden"]
+            out = np.zeros((B, T, H * specs.directions(layer)), dtype=np.int32)
+            for d in range(specs.directions(layer)):
+                row = lay.layers[2 * l + d]
+                gates = specs.GATES[layer["cell"]] * H
+                ax = np.zeros((B, T, gates), dtype=np.int32)
+                input_projections_int8(ax, h, lengths, lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates),
+                                       lay.ivector(int(row[L_OFF_BIH]), gates))
+                sequence_layer_int8(out, ax, lengths, lay.qblob, lay.iblob, row, d == 1, d * H)
+            h = out
+        feats = self._head_features(h, lengths)
+        y = np.empty((feats.shape[0], self.out), dtype=np.float32)
+        acc = np.empty((feats.shape[0], self.out), dtype=np.int32)
+        heads_int8(y, acc, feats, lay.matrix(int(m[M_OFF_HEAD_W]), self.out, int(m[M_HEAD_IN])),
+                   lay.ivector(int(m[M_OFF_HEAD_B]), self.out), lay.vector(int(m[M_OFF_HEAD_S]), self.out),
+                   m[M_ACTIVATION])
+        if self.spec["head"]["on"] == "last_step":
+            return y
+        y = y.reshape(B, T, self.out)
+        y[~valid] = 0.0
+        return y
+
+    def _head_features(self, h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """What the head reads: every step's output (B*T, W), or each sequence's final state (B, W)."""
+        if self.spec["head"]["on"] != "last_step":
+            return np.ascontiguousarray(h.reshape(h.shape[0] * h.shape[1], -1))
+        last = h[np.arange(h.shape[0]), lengths - 1]
+        if self.spec["layers"][-1]["bidirectional"]:
+            H = self.spec["layers"][-1]["hidden"]
+            last[:, H:] = h[:, 0, H:]
+        return np.ascontiguousarray(last)
+
+    def _check_tokens(self, X: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Token ids as int64, 0 past each length; refuses an id outside the vocabulary within a length."""
+        ids = X.astype(np.int64)
+        bad = valid & ((ids < 0) | (ids >= self.vocab))
+        if bad.any():
+            b, t = np.argwhere(bad)[0]
+            raise ValueError(f"token id {ids[b, t]} at [{b}, {t}] is outside the vocabulary [0, {self.vocab})")
+        return np.where(valid, ids, 0)
 
     def _heads(self, feats: np.ndarray) -> np.ndarray:
         lay = self.layout
@@ -180,24 +237,40 @@ class Stream:
         lay = model.layout
         self.model = model
         self.batch = batch
-        # one buffer, so a step passes one array for all of them (see kernels_f32.stream_buffers)
-        self._buf = np.zeros(batch * (model.out + lay.state_size) + lay.scratch_size, dtype=np.float32)
-        self.y = self._buf[: batch * model.out].reshape(batch, model.out)  # the last step's output
-        self.state = self._buf[batch * model.out : batch * (model.out + lay.state_size)].reshape(batch, -1)
-        # the step kernel's weight arguments: (blob, table), or (qblob, blob, table) for int8w
-        int8w = model.precision == "int8w"
-        self._weights = (lay.qblob, lay.blob, lay.table) if int8w else (lay.blob, lay.table)
+        n_y, n_state = batch * model.out, batch * lay.state_size
+        if model.precision == "int8":
+            # float32 y; one int32 buffer for the integer logits, state and scratch (kernels_int8)
+            self._ybuf = np.zeros(n_y, dtype=np.float32)
+            self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.int32)
+            self.y = self._ybuf.reshape(batch, model.out)
+            self.logits_q = self._buf[:n_y].reshape(batch, model.out)  # the last step's integer logits
+            self._args = (self.y, self._buf)
+            self._weights = (lay.qblob, lay.iblob, lay.blob, lay.table)
+            kernels = (model_step_dense_int8, model_step_tokens_int8)
+        else:
+            # one buffer, so a step passes one array for all of them (see kernels_f32.stream_buffers)
+            self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.float32)
+            self.y = self._buf[:n_y].reshape(batch, model.out)  # the last step's output
+            self._args = (self._buf,)
+            if model.precision == "int8w":
+                self._weights = (lay.qblob, lay.blob, lay.table)
+                kernels = (model_step_dense_int8w, model_step_tokens_int8w)
+            else:
+                self._weights = (lay.blob, lay.table)
+                kernels = (model_step_dense_f32, model_step_tokens_f32)
+        # every layer's h (and c): float32, or int32 holding int16 values (int8)
+        self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
-            self._kernel = model_step_dense_int8w if int8w else model_step_dense_f32
+            self._kernel = kernels[0]
         else:
             self._x_shape, self._x_dtype = (batch,), np.dtype(np.int64)
-            self._kernel = model_step_tokens_int8w if int8w else model_step_tokens_f32
+            self._kernel = kernels[1]
 
     @property
     def nbytes(self) -> int:
         """Bytes this stream holds beyond the model: state, output and scratch."""
-        return self._buf.nbytes
+        return self._buf.nbytes + (self._ybuf.nbytes if self.model.precision == "int8" else 0)
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Advance every stream one time step: x (B, F) float32 or (B,) int64 -> y (B, out) float32.
@@ -208,14 +281,14 @@ class Stream:
         """
         if x.__class__ is not np.ndarray or x.dtype is not self._x_dtype or x.shape != self._x_shape:
             self._refuse(x)
-        status = self._kernel(self._buf, x, *self._weights)
+        status = self._kernel(*self._args, x, *self._weights)
         if status:
             self._refuse_values(x, status)
         return self.y
 
     def reset(self) -> None:
         """Zero the state: the next step starts a new sequence."""
-        self.state[:] = 0.0
+        self.state[:] = 0
 
     def _refuse(self, x) -> None:
         if isinstance(x, np.ndarray) and x.dtype == self._x_dtype and x.shape == self._x_shape:

@@ -153,7 +153,7 @@ def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-PRECISIONS = ("f32", "int8w")  # precisions whose weight files this rnnedge reads and writes
+PRECISIONS = ("f32", "int8w", "int8")  # precisions whose weight files this rnnedge reads and writes
 
 
 def quantized_matrices(spec: dict) -> list[str]:
@@ -174,12 +174,57 @@ def artifact_tensors(spec: dict, precision: str) -> dict[str, tuple[tuple[int, .
     """
     if precision not in PRECISIONS:
         raise SpecError(f"precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
+    if precision == "int8":
+        return int8_tensors(spec)
     tensors = {name: (shape, "float32") for name, shape in tensor_shapes(spec).items()}
     if precision == "int8w":
         for name in quantized_matrices(spec):
             shape = tensors[name][0]
             tensors[name] = (shape, "int8")
             tensors[f"{name}.scale"] = ((shape[0],), "float32")
+    return tensors
+
+
+def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name -> (shape, dtype) of a `model.int8.safetensors` file (arithmetic: runtime/kernels_int8.py).
+
+    input.scale float32 (1,)              dense: s_x, the quantised input's scale
+    embedding.weight int8 (V, D)          tokens: the table in the first layer's input scale,
+    embedding.scale float32 (1,)          which is this one s_x
+    layers.{l}.{d}.w_ih / w_hh int8       as tensor_shapes, one float32 scale per row in
+    layers.{l}.{d}.w_ih.scale / w_hh.scale  (G*H,)
+    layers.{l}.{d}.b_ih / b_hh int32 (G*H,)  folded biases b_x, b_h
+    layers.{l}.{d}.requant int32 (4, G*H)  rows Mx, Sx, Mh, Sh (multiplier, shift) of every gate row
+    layers.{l}.scale float32 (1,)         s_h, the layer's output (hidden state) scale
+    layers.{l}.cell_power int32 (1,)      lstm: p, the cell state's scale 2^p; 0 for other cells
+    head.weight int8 (O, Hin), head.weight.scale float32 (O,), head.bias int32 (O,),
+    head.scale float32 (O,)               the integer logits' dequantisation scale per output
+    """
+    tensors: dict[str, tuple[tuple[int, ...], str]] = {}
+    inp = spec["input"]
+    if inp["kind"] == "dense":
+        tensors["input.scale"] = ((1,), "float32")
+    else:
+        tensors["embedding.weight"] = ((inp["vocab"], inp["embed_dim"]), "int8")
+        tensors["embedding.scale"] = ((1,), "float32")
+    for l, (layer, n_in) in enumerate(zip(spec["layers"], layer_input_sizes(spec))):
+        rows = GATES[layer["cell"]] * layer["hidden"]
+        for d in ("fwd", "bwd")[: directions(layer)]:
+            p = f"layers.{l}.{d}"
+            tensors[f"{p}.w_ih"] = ((rows, n_in), "int8")
+            tensors[f"{p}.w_hh"] = ((rows, layer["hidden"]), "int8")
+            tensors[f"{p}.w_ih.scale"] = ((rows,), "float32")
+            tensors[f"{p}.w_hh.scale"] = ((rows,), "float32")
+            tensors[f"{p}.b_ih"] = ((rows,), "int32")
+            tensors[f"{p}.b_hh"] = ((rows,), "int32")
+            tensors[f"{p}.requant"] = ((4, rows), "int32")
+        tensors[f"layers.{l}.scale"] = ((1,), "float32")
+        tensors[f"layers.{l}.cell_power"] = ((1,), "int32")
+    out, width = spec["head"]["out"], output_width(spec)
+    tensors["head.weight"] = ((out, width), "int8")
+    tensors["head.weight.scale"] = ((out,), "float32")
+    tensors["head.bias"] = ((out,), "int32")
+    tensors["head.scale"] = ((out,), "float32")
     return tensors
 
 

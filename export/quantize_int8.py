@@ -1,0 +1,138 @@
+"""float32 tensors + calibrated ranges -> the `int8` weight file's tensors (arithmetic: runtime/kernels_int8.py).
+
+Weights: symmetric int8 per output row (export/quantize.py, the same rows as int8w); the embedding table has
+one scale for the whole table, because the looked-up row is the first layer's input and that input has one
+scale. Activations are int16 with zero point 0, so no zero point is folded anywhere.
+
+Calibration statistic: the largest magnitude seen (min/max) over a representative slice of the training
+data, times HEADROOM = 2 (one bit). Why not a percentile or an MSE-optimal clip: those trade range for
+resolution, which pays off for 8-bit activations (256 levels); our activations are int16, where one bit of
+headroom still leaves a resolution of ~1e-4 of the range, and clipping a recurrent state is worse than
+rounding it, because the clipped value feeds back into every later step. Calibrated are:
+
+    input (dense)   s_x = HEADROOM * max |(x - mean) / std| / 32767
+    lstm cell c     p = ceil(log2(HEADROOM * max |c|)) - 15, clamped to [-15, 1]   (scale 2^p)
+    rnn_relu h      s_h = HEADROOM * max h / 32767
+    (lstm, gru and rnn_tanh have |h| < 1: h is Q0.15, nothing to calibrate)
+
+Everything else follows from the scales: per row, the requantisation multipliers (runtime.int8_math.
+quantize_multiplier) and the int32 biases round(b / (s_in * s_W[row])).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from export.quantize import QMAX, quantize_rows
+from runtime import spec as specs
+from runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, quantize_multiplier
+from runtime.layout import check_int32_sums
+
+HEADROOM = 2.0
+ACT_MAX = 32767  # int16 activations, symmetric
+Q15 = 2.0**-15  # the hidden state scale of bounded cells
+Q12 = 2.0**-12  # gate pre-activations
+BOUNDED = ("lstm", "gru", "rnn_tanh")
+
+
+@dataclass
+class Ranges:
+    """What calibration measured on the float model (export/calibrate.py): largest magnitudes seen."""
+
+    input_absmax: float | None  # dense: max |normalised input|; None for token input
+    hidden_absmax: list[float]  # per layer (both directions): max |h|
+    cell_absmax: list[float]  # per layer: max |c| (lstm), 0.0 for other cells
+    samples: int = 0  # time steps the ranges were measured over
+    extra: dict = field(default_factory=dict)  # anything the calibrator wants in the report
+
+    def as_dict(self) -> dict:
+        return {"statistic": f"max magnitude x {HEADROOM:g} headroom", "steps": self.samples,
+                "input_absmax": self.input_absmax, "hidden_absmax": list(self.hidden_absmax),
+                "cell_absmax": list(self.cell_absmax), **self.extra}
+
+
+def cell_power(absmax: float) -> int:
+    """p with HEADROOM * absmax < 2^(p + 15), in [CELL_POWER_MIN_INT8, CELL_POWER_MAX_INT8]."""
+    if not absmax > 0:
+        return CELL_POWER_MIN_INT8
+    p = math.ceil(math.log2(HEADROOM * absmax)) - 15
+    return int(min(max(p, CELL_POWER_MIN_INT8), CELL_POWER_MAX_INT8))
+
+
+def _activation_scale(absmax: float | None) -> float:
+    return HEADROOM * absmax / ACT_MAX if absmax and absmax > 0 else 1.0 / ACT_MAX
+
+
+def _multipliers(real: np.ndarray) -> np.ndarray:
+    """(2, rows) int32: M and S of each real multiplier."""
+    pairs = [quantize_multiplier(float(m)) for m in real]
+    return np.array(pairs, dtype=np.int64).T.astype(np.int32).reshape(2, -1)
+
+
+def _bias(name: str, b: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    q = np.rint(b.astype(np.float64) / scale)
+    if np.any(np.abs(q) >= 2**31):
+        r = int(np.argmax(np.abs(q)))
+        raise ValueError(f"int8: bias {name}[{r}] = {b[r]:g} does not fit int32 in scale {scale[r]:.3g}")
+    return q.astype(np.int32)
+
+
+def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
+    """Canonical float32 tensors -> (int8 tensors, info): info has the scales chosen and weight errors."""
+    out: dict[str, np.ndarray] = {}
+    errors: dict[str, float] = {}
+    if len(ranges.hidden_absmax) != len(spec["layers"]) or len(ranges.cell_absmax) != len(spec["layers"]):
+        raise ValueError(f"int8: calibration ranges cover {len(ranges.hidden_absmax)} layers, the model has "
+                         f"{len(spec['layers'])}")
+    if spec["input"]["kind"] == "dense":
+        s_in = _activation_scale(ranges.input_absmax)
+        out["input.scale"] = np.array([s_in], dtype=np.float32)
+    else:
+        emb = tensors["embedding.weight"].astype(np.float32)
+        peak = float(np.abs(emb).max())
+        s_in = peak / QMAX if peak > 0 else 1.0
+        out["embedding.weight"] = np.clip(np.rint(emb / np.float32(s_in)), -QMAX, QMAX).astype(np.int8)
+        out["embedding.scale"] = np.array([s_in], dtype=np.float32)
+        errors["embedding.weight"] = float(np.abs(out["embedding.weight"] * np.float32(s_in) - emb).max())
+    s_in = float(np.float32(s_in))  # the scale the file holds is the one every constant derives from
+    scales = []
+    for l, layer in enumerate(spec["layers"]):
+        cell, H = layer["cell"], layer["hidden"]
+        s_h = Q15 if cell in BOUNDED else float(np.float32(_activation_scale(ranges.hidden_absmax[l])))
+        target = Q12 if cell in BOUNDED else s_h  # what yx + yh is in: Q3.12, or rnn_relu's output scale
+        power = cell_power(ranges.cell_absmax[l]) if cell == "lstm" else 0
+        for d in ("fwd", "bwd")[: specs.directions(layer)]:
+            p = f"layers.{l}.{d}"
+            wx, sx, errors[f"{p}.w_ih"] = quantize_rows(tensors[f"{p}.w_ih"])
+            wh, sh, errors[f"{p}.w_hh"] = quantize_rows(tensors[f"{p}.w_hh"])
+            scale_x = s_in * sx.astype(np.float64)
+            scale_h = s_h * sh.astype(np.float64)
+            b_ih = tensors[f"{p}.b_ih"].astype(np.float64)
+            b_hh = tensors[f"{p}.b_hh"].astype(np.float64)
+            inside = np.zeros(b_hh.shape, dtype=bool)  # biases that stay on the recurrent side: gru's b_hn
+            if cell == "gru":
+                inside[2 * H :] = True
+            out[f"{p}.w_ih"], out[f"{p}.w_hh"] = wx, wh
+            out[f"{p}.w_ih.scale"], out[f"{p}.w_hh.scale"] = sx, sh
+            out[f"{p}.b_ih"] = _bias(f"{p}.b_ih", np.where(inside, b_ih, b_ih + b_hh), scale_x)
+            out[f"{p}.b_hh"] = _bias(f"{p}.b_hh", np.where(inside, b_hh, 0.0), scale_h)
+            out[f"{p}.requant"] = np.concatenate([_multipliers(scale_x / target), _multipliers(scale_h / target)])
+            check_int32_sums(f"{p}.w_ih", wx, out[f"{p}.b_ih"])
+            check_int32_sums(f"{p}.w_hh", wh, out[f"{p}.b_hh"])
+        out[f"layers.{l}.scale"] = np.array([s_h], dtype=np.float32)
+        out[f"layers.{l}.cell_power"] = np.array([power], dtype=np.int32)
+        scales.append({"cell": cell, "hidden_scale": s_h, "cell_power": power if cell == "lstm" else None})
+        s_in = s_h
+    w, s, errors["head.weight"] = quantize_rows(tensors["head.weight"])
+    head_scale = s_in * s.astype(np.float64)
+    out["head.weight"], out["head.weight.scale"] = w, s
+    out["head.bias"] = _bias("head.bias", tensors["head.bias"], head_scale)
+    out["head.scale"] = head_scale.astype(np.float32)
+    check_int32_sums("head.weight", w, out["head.bias"])
+    info = {"max_abs_weight_error": max(errors.values()), "per_matrix": errors,
+            "input_scale": float(out.get("input.scale", out.get("embedding.scale"))[0]), "layers": scales,
+            "calibration": ranges.as_dict()}
+    return out, info
