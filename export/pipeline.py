@@ -8,6 +8,10 @@ It writes, into one folder:
     model.int8w.safetensors int8 weights, a float32 scale per row (when asked for; export/quantize.py)
     model.int8.safetensors  full integer: int8 weights, int16 activations, calibrated scales (when asked for;
                             export/calibrate.py measures the float model, export/quantize_int8.py quantises)
+    model.<precision>.vectors.safetensors
+                            golden test vectors of each weight file (streamable models only): one parity
+                            stream's first steps, with every step's state and output (export/vectors.py),
+                            for firmware_ref/ to reproduce
     report.json, report.md  size and parity of every artifact
 
 and checks each artifact against the PyTorch forward on long streams (see _comparisons). Each precision has
@@ -39,6 +43,7 @@ from export.calibrate import CalibrationError, calibrate, calibration_slice, che
 from export.onnx_graphs import build_sequence_graph, build_step_graph
 from export.quantize import quantize_int8w
 from export.quantize_int8 import Ranges, quantize_int8
+from export.vectors import vectors_file, write_vectors
 from export.weights import canonical_tensors
 from runtime import artifact
 from runtime import spec as specs
@@ -120,6 +125,7 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     else:
         ranges = None
     files, quantization = _write_artifacts(spec, tensors, out_dir, precisions, ranges)
+    files.update(_write_vectors(spec, out_dir, precisions, X[0][: int(lengths[0])]))
     with parity.torch_single_thread():
         streams = _Streams.of(model, X, lengths)
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
@@ -237,6 +243,19 @@ def _write_artifacts(spec: dict, tensors: dict[str, np.ndarray], out_dir: Path, 
         artifact.write(out_dir / weights_file(precision), weights, spec, precision)
         written.append(weights_file(precision))
     return {name: (out_dir / name).stat().st_size for name in written}, quantization
+
+
+def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarray) -> dict[str, int]:
+    """Golden test vectors beside each weight file, from one parity stream x; sizes by file name."""
+    sizes = {}
+    for precision in precisions:
+        path = out_dir / vectors_file(precision)
+        if specs.can_stream(spec):
+            write_vectors(path, out_dir / weights_file(precision), x)
+            sizes[path.name] = path.stat().st_size
+        elif path.exists():
+            os.remove(path)  # a stale one from an earlier, streamable export would mislead
+    return sizes
 
 
 @dataclass

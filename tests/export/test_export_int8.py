@@ -11,6 +11,7 @@ import runtime
 from export import cli
 from export.calibrate import calibrate, calibration_slice
 from export.pipeline import INT8_MAX_ABS, ExportInputError, export_checkpoint
+from export.vectors import check_vectors, vectors_file
 from tests.export.test_export_cli import ROW_KEYS, checkpoint
 from tests.helpers import random_inputs, stream_all
 from train.data import load_dataset
@@ -66,6 +67,12 @@ def test_export_cli_with_int8_on_a_data_set_writes_a_passing_integer_model(train
     assert "int8 activations (int16): calibrated on" in md and "train split of data set 'synthetic-sum'" in md
     assert "PASS" in capsys.readouterr().out
 
+    # golden test vectors beside every weight file, reproduced by the runtime (int8: bit for bit)
+    for precision in ("f32", "int8w", "int8"):
+        vectors = out / vectors_file(precision)
+        assert vectors.name in report["files"]
+        assert check_vectors(vectors, out / f"model.{precision}.safetensors") == []
+
     # the file a user loads: full integer, and stepping it equals running it, bit for bit
     loaded = runtime.load(int8)
     assert loaded.precision == "int8"
@@ -101,6 +108,7 @@ def test_a_bidirectional_model_exports_int8_with_run_rows_only(tmp_path):
     report = export_checkpoint(ckpt, tmp_path, steps=300, precisions=("f32", "int8"))
     assert report["passed"], report["failures"]
     assert [row["name"] for row in report["artifacts"]] == ["onnx", "runtime_run", "runtime_int8_run"]
+    assert not (tmp_path / vectors_file("int8")).exists()  # vectors are for streaming models only
     loaded = runtime.load(tmp_path / "model.int8.safetensors")
     assert loaded.run(random_inputs(loaded.spec, 2, 7)).shape == (2, 4)
 

@@ -1,0 +1,386 @@
+"""Golden test vectors: `model.<precision>.vectors.safetensors`, one streamed sequence recorded step by step.
+
+Export writes one beside each weight file `model.<precision>.safetensors` (f32, int8w, int8) of a model that can
+stream. It holds what the runtime (runtime/model.py, Stream.step with batch=1) did with one input sequence, so
+firmware_ref/ can replay the inputs and compare its own numbers, step by step, without Python. This docstring
+is the format's specification.
+
+File: a safetensors file (no pickle; little-endian, C order). Steps t = 0 .. T-1, T = `steps`; F the input
+width (spec input.features), S the state width (below), O the outputs (spec head.out).
+
+Tensors:
+
+    name       dtype    shape   precisions          meaning
+    input      float32  (T, F)  all (dense input)   the raw input of step t, before normalisation
+               int64    (T,)    all (token input)   the token id of step t
+    input_q    int16    (T, F)  int8, dense only    the quantised input the integer layers received at step t:
+                                                    clamp(rint(((x - mean) / std) / s_x), -32767, 32767), float32
+                                                    arithmetic (runtime.kernels_int8.quantize_input_int8). Token
+                                                    input has no input_q: the layers read the int8 embedding row
+                                                    input[t] of the weight file.
+    state      float32  (T, S)  f32, int8w          the full stream state after step t
+               int16    (T, S)  int8                (int8: the integer state; h in its layer's scale, c in 2^p)
+    logits_q   int32    (T, O)  int8                the head's integer accumulators b + W h of step t
+    output     float32  (T, O)  all                 y, what step t returned (head activation applied; int8:
+                                                    act(logits_q * head.scale))
+
+"State after step t": the state starts at zero (not stored); step t reads input[t] and the state after step
+t - 1 and writes state[t], which is what step t + 1 starts from. The head runs at every step, also for a
+`last_step` head (output[t] is then the answer if the sequence ended at t).
+
+State layout (metadata `state_layout`, also `state_layout(spec)`): layers in order, each layer's h (H values)
+then, for lstm only, its c (H values), packed without gaps; entries [layer, "h" | "c", offset, length]. E.g.
+an lstm of 8 then a gru of 4: [[0, "h", 0, 8], [0, "c", 8, 8], [1, "h", 16, 4]], S = 20. This is
+runtime/layout.py's state row; the firmware's state buffer uses the same order.
+
+Metadata (all strings, as safetensors requires):
+
+    rnnedge.vectors.format           FORMAT_VERSION, decimal ("1")
+    rnnedge.vectors.precision        "f32", "int8w" or "int8": the weight file's precision
+    rnnedge.vectors.steps            T, decimal
+    rnnedge.vectors.artifact         file name (no folder) of the weight file the vectors were made with
+    rnnedge.vectors.artifact_sha256  that file's `rnnedge.sha256`: ties the vectors to one weight file
+    rnnedge.vectors.state_layout     the state layout above, JSON
+    rnnedge.vectors.spec             the model spec, JSON (runtime.spec.dumps)
+    rnnedge.vectors.sha256           SHA-256 over this file's tensors, computed as the weight file's is
+                                     (runtime.artifact.payload_sha256: per tensor in sorted name order,
+                                     "name|dtype.str|shape|" then its bytes)
+
+Agreement rules (`check_vectors`; the firmware's tests apply the same):
+
+    int8   input_q, state, logits_q: bit for bit. output: within ATOL = 1e-5 absolute (one float multiply
+           and the head activation, whose exp may differ by an ulp or two between libraries).
+    f32, int8w   state, output: within ATOL = 1e-5 absolute (float sums may be ordered differently).
+    all    the replaying weight file's SHA-256 must equal artifact_sha256 (its name may differ).
+
+Bidirectional models cannot stream (step t would need later inputs): write_vectors refuses them with
+ValueError; callers that export any model check runtime.spec.can_stream(spec) first.
+
+    write_vectors(path, artifact_path, X, steps=64)   record; returns the metadata (as read_vectors parses it)
+    read_vectors(path) -> (metadata, tensors)         verify and load; VectorsError if not a valid file
+    check_vectors(vectors_path, artifact_path)        replay with the runtime; [] or mismatch descriptions
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
+
+from runtime import artifact
+from runtime import spec as specs
+from runtime.kernels_int8 import quantize_input_int8
+from runtime.layout import L_OFF_C, L_OFF_H, M_N_IN, M_OFF_IN_A, M_OFF_IN_B, M_OFF_IN_S
+from runtime.model import Model
+
+FORMAT_VERSION = 1
+DEFAULT_STEPS = 64
+ATOL = 1e-5  # float tolerance (absolute) of state and output; int8 integers must match exactly
+MAX_LISTED = 20  # check_vectors lists at most this many mismatching elements per tensor, then a count
+PREFIX = "rnnedge.vectors."
+_INT16 = np.iinfo(np.int16)
+
+
+class VectorsError(ValueError):
+    """A vectors file that is truncated, tampered with, of another version, or inconsistent with its spec."""
+
+
+def vectors_file(precision: str) -> str:
+    """The vectors file's name beside `model.<precision>.safetensors`."""
+    return f"model.{precision}.vectors.safetensors"
+
+
+def state_layout(spec: dict) -> list[list]:
+    """[layer, "h" | "c", offset, length] of every state tensor, in state order (module docstring)."""
+    layout, offset = [], 0
+    for l, layer in enumerate(spec["layers"]):
+        H = layer["hidden"]
+        for part in ("h", "c") if layer["cell"] == "lstm" else ("h",):
+            layout.append([l, part, offset, H])
+            offset += H
+    return layout
+
+
+def vector_tensors(spec: dict, precision: str, steps: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name -> (shape, dtype name) of every tensor a vectors file of this spec, precision and length holds."""
+    T, O = steps, spec["head"]["out"]
+    S = sum(length for _, _, _, length in state_layout(spec))
+    dense = spec["input"]["kind"] == "dense"
+    int8 = precision == "int8"
+    tensors = {"input": ((T, specs.input_size(spec)), "float32") if dense else ((T,), "int64"),
+               "state": ((T, S), "int16" if int8 else "float32"),
+               "output": ((T, O), "float32")}
+    if int8:
+        tensors["logits_q"] = ((T, O), "int32")
+        if dense:
+            tensors["input_q"] = ((T, specs.input_size(spec)), "int16")
+    return tensors
+
+
+# -- writing ------------------------------------------------------------------------------------------
+
+def write_vectors(path: str | os.PathLike, artifact_path: str | os.PathLike, X, steps: int | None = None) -> dict:
+    """Stream one sequence X through the weight file at artifact_path and save every step to path.
+
+    X: (T, F) float dense features or (T,) integer token ids, raw as the device sees them; only the first
+    `steps` (default DEFAULT_STEPS) are used. Raises ValueError for a bidirectional model or a bad X,
+    ArtifactError for a bad weight file. Returns the metadata as read_vectors returns it.
+    """
+    spec, precision, weights = artifact.read(artifact_path)
+    if not specs.can_stream(spec):
+        raise ValueError(f"{artifact_path}: the model has a bidirectional layer, so it cannot stream one step at "
+                         "a time and has no step-by-step test vectors")
+    steps = DEFAULT_STEPS if steps is None else steps
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    model = Model(spec, precision, weights)
+    X = _check_input(model, X)[:steps]
+    metadata = {"format": FORMAT_VERSION, "precision": precision, "steps": len(X),
+                "artifact": os.path.basename(os.fspath(artifact_path)),
+                "artifact_sha256": artifact.payload_sha256(weights),
+                "state_layout": _runtime_state_layout(model), "spec": model.spec}
+    save_vectors(path, metadata, record(model, X))
+    return read_vectors(path)[0]
+
+
+def save_vectors(path: str | os.PathLike, metadata: dict, tensors: dict[str, np.ndarray]) -> None:
+    """Low-level writer: metadata as read_vectors returns it (its sha256 is recomputed), tensors as named above.
+
+    Checks the tensors against the spec first, so it never writes a file read_vectors would refuse.
+    """
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    spec = specs.validate(metadata["spec"])
+    precision, steps = metadata["precision"], int(metadata["steps"])
+    _check_tensors(tensors, spec, precision, steps, str(path))
+    header = {
+        PREFIX + "format": str(FORMAT_VERSION),
+        PREFIX + "precision": precision,
+        PREFIX + "steps": str(steps),
+        PREFIX + "artifact": str(metadata["artifact"]),
+        PREFIX + "artifact_sha256": str(metadata["artifact_sha256"]),
+        PREFIX + "state_layout": json.dumps(metadata["state_layout"], separators=(",", ":")),
+        PREFIX + "spec": specs.dumps(spec),
+        PREFIX + "sha256": artifact.payload_sha256(tensors),
+    }
+    with open(path, "wb") as f:
+        f.write(save(tensors, metadata=header))
+
+
+def record(model: Model, X: np.ndarray) -> dict[str, np.ndarray]:
+    """The vectors' tensors for X (checked by _check_input): a fresh stream of batch 1, one step per row."""
+    stream = model.stream(batch=1)
+    T = len(X)
+    int8 = model.precision == "int8"
+    lay = model.layout
+    state = np.empty((T, lay.state_size), dtype=np.int16 if int8 else np.float32)
+    output = np.empty((T, model.out), dtype=np.float32)
+    out = {"input": X, "state": state, "output": output}
+    if int8:
+        logits = out["logits_q"] = np.empty((T, model.out), dtype=np.int32)
+        if model.dense:
+            m, n_in = lay.model, int(lay.model[M_N_IN])
+            mean, std = lay.vector(int(m[M_OFF_IN_A]), n_in), lay.vector(int(m[M_OFF_IN_B]), n_in)
+            scale = lay.blob[int(m[M_OFF_IN_S])]
+            xq = np.zeros(n_in, dtype=np.int32)
+            input_q = out["input_q"] = np.empty((T, n_in), dtype=np.int16)
+    for t in range(T):
+        x = np.ascontiguousarray(X[t : t + 1])
+        stream.step(x)
+        output[t] = stream.y[0]
+        if int8:
+            s = stream.state[0]
+            if s.size and (s.min() < _INT16.min or s.max() > _INT16.max):
+                raise RuntimeError(f"int8 state at step {t} leaves the int16 range: the runtime broke its invariant")
+            state[t] = s
+            logits[t] = stream.logits_q[0]
+            if model.dense:
+                quantize_input_int8(xq, X[t], mean, std, scale)
+                input_q[t] = xq
+        else:
+            state[t] = stream.state[0]
+    return out
+
+
+def _check_input(model: Model, X) -> np.ndarray:
+    X = np.asarray(X)
+    if model.dense:
+        if X.ndim != 2 or X.shape[1] != model.features or not np.issubdtype(X.dtype, np.floating):
+            raise ValueError(f"X must be float features of shape (steps, {model.features}), got {X.dtype} {X.shape}")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+    else:
+        if X.ndim != 1 or not np.issubdtype(X.dtype, np.integer):
+            raise ValueError(f"X must be integer token ids of shape (steps,), got {X.dtype} {X.shape}")
+        X = np.ascontiguousarray(X, dtype=np.int64)
+    if len(X) == 0:
+        raise ValueError("X has no time steps")
+    return X
+
+
+def _runtime_state_layout(model: Model) -> list[list]:
+    """state_layout(spec), checked against the offsets the runtime's kernels use (runtime/layout.py)."""
+    layout = state_layout(model.spec)
+    for l, part, offset, _ in layout:
+        if int(model.layout.layers[2 * l, L_OFF_H if part == "h" else L_OFF_C]) != offset:
+            raise RuntimeError(f"runtime state layout differs from vectors.state_layout at layer {l} {part}")
+    if sum(n for *_, n in layout) != model.layout.state_size:
+        raise RuntimeError("runtime state size differs from vectors.state_layout")
+    return layout
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """Load and verify a vectors file: (metadata, tensors).
+
+    metadata: format (int), precision, steps (int), artifact, artifact_sha256, state_layout (list), spec
+    (dict), sha256. Raises VectorsError for a missing, truncated, tampered or inconsistent file.
+    """
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise VectorsError(f"{path}: cannot read: {e.strerror}") from None
+    raw = _header_metadata(data, path)
+    if PREFIX + "format" not in raw:
+        hint = " (it is a weight file: pass its vectors file)" if "rnnedge.format" in raw else ""
+        raise VectorsError(f"{path}: not an rnnedge vectors file (no '{PREFIX}format' in its metadata){hint}")
+    if raw[PREFIX + "format"] != str(FORMAT_VERSION):
+        raise VectorsError(f"{path}: vectors format {raw[PREFIX + 'format']} is not supported (this rnnedge reads "
+                           f"{FORMAT_VERSION})")
+    missing = [k for k in ("precision", "steps", "artifact", "artifact_sha256", "state_layout", "spec", "sha256")
+               if not isinstance(raw.get(PREFIX + k), str)]
+    if missing:
+        raise VectorsError(f"{path}: metadata lacks {', '.join(PREFIX + k for k in missing)}")
+    precision = raw[PREFIX + "precision"]
+    if precision not in specs.PRECISIONS:
+        raise VectorsError(f"{path}: precision {precision!r} is not supported (supported: "
+                           f"{', '.join(specs.PRECISIONS)})")
+    try:
+        spec = specs.loads(raw[PREFIX + "spec"])
+    except specs.SpecError as e:
+        raise VectorsError(f"{path}: bad spec in metadata: {e}") from None
+    if not specs.can_stream(spec):
+        raise VectorsError(f"{path}: the spec has a bidirectional layer, which has no step-by-step vectors")
+    steps_text = raw[PREFIX + "steps"]
+    if not steps_text.isdigit() or int(steps_text) < 1:
+        raise VectorsError(f"{path}: steps {steps_text!r} is not a positive integer")
+    try:
+        layout = json.loads(raw[PREFIX + "state_layout"])
+    except json.JSONDecodeError:
+        raise VectorsError(f"{path}: state_layout is not valid JSON") from None
+    if layout != state_layout(spec):
+        raise VectorsError(f"{path}: state_layout {layout} does not match the spec's {state_layout(spec)}")
+    for key in ("artifact_sha256", "sha256"):
+        if not re.fullmatch(r"[0-9a-f]{64}", raw[PREFIX + key]):
+            raise VectorsError(f"{path}: {PREFIX}{key} is not a SHA-256 hex digest")
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as e:
+        raise VectorsError(f"{path}: truncated or corrupt tensor data: {e}") from None
+    if artifact.payload_sha256(tensors) != raw[PREFIX + "sha256"]:
+        raise VectorsError(f"{path}: SHA-256 of the tensors does not match the header: the file was modified or "
+                           "damaged")
+    metadata = {"format": FORMAT_VERSION, "precision": precision, "steps": int(steps_text),
+                "artifact": raw[PREFIX + "artifact"], "artifact_sha256": raw[PREFIX + "artifact_sha256"],
+                "state_layout": layout, "spec": spec, "sha256": raw[PREFIX + "sha256"]}
+    _check_tensors(tensors, spec, precision, metadata["steps"], path)
+    return metadata, tensors
+
+
+def _header_metadata(data: bytes, path: str) -> dict:
+    """The safetensors header's __metadata__ (8-byte little-endian length, then JSON)."""
+    if len(data) < 8:
+        raise VectorsError(f"{path}: truncated: {len(data)} bytes is shorter than a safetensors header")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise VectorsError(f"{path}: truncated: header says {n} bytes, file has {len(data) - 8} after it")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise VectorsError(f"{path}: corrupt header: not valid JSON") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, steps: int, path: str) -> None:
+    expected = vector_tensors(spec, precision, steps)
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise VectorsError(f"{path}: tensors do not match the spec ({precision}, {steps} steps): missing {missing}, "
+                           f"unexpected {extra}")
+    for name, (shape, dtype) in expected.items():
+        arr = tensors[name]
+        if tuple(arr.shape) != shape:
+            raise VectorsError(f"{path}: tensor {name} has shape {tuple(arr.shape)}, expected {shape}")
+        if arr.dtype != np.dtype(dtype):
+            raise VectorsError(f"{path}: tensor {name} is {arr.dtype}, {precision} vectors need {dtype}")
+        if arr.dtype == np.float32 and not np.all(np.isfinite(arr)):
+            raise VectorsError(f"{path}: tensor {name} holds NaN or infinity")
+    if spec["input"]["kind"] == "tokens":
+        ids, vocab = tensors["input"], spec["input"]["vocab"]
+        if np.any((ids < 0) | (ids >= vocab)):
+            raise VectorsError(f"{path}: input holds a token id outside the vocabulary [0, {vocab})")
+
+
+# -- checking -----------------------------------------------------------------------------------------
+
+def check_vectors(vectors_path: str | os.PathLike, artifact_path: str | os.PathLike, atol: float = ATOL,
+                  max_listed: int = MAX_LISTED) -> list[str]:
+    """Replay a vectors file's inputs through the runtime with the weight file at artifact_path.
+
+    Returns [] when the runtime reproduces the file (module docstring, "Agreement rules"), else one line per
+    mismatching element (at most max_listed per tensor, then a count), in step order, each naming the tensor,
+    step, position, expected (the file) and actual (the runtime) value. A weight file other than the one the
+    vectors were made with is one mismatch. An invalid vectors or weight file raises VectorsError / ArtifactError.
+    """
+    meta, expected = read_vectors(vectors_path)
+    spec, precision, weights = artifact.read(artifact_path)
+    sha = artifact.payload_sha256(weights)
+    if sha != meta["artifact_sha256"] or precision != meta["precision"]:
+        name = os.path.basename(os.fspath(artifact_path))
+        return [f"weight file: the vectors were made with {meta['artifact']} ({meta['precision']}, sha256 "
+                + f"{meta['artifact_sha256'][:16]}...), {name} is {precision} with sha256 {sha[:16]}..."]
+    model = Model(spec, precision, weights)
+    actual = record(model, _check_input(model, np.array(expected["input"])))
+    names = {"state": _state_names(meta["state_layout"]), "output": None, "logits_q": None, "input_q": None}
+    problems: list[str] = []
+    for name in ("input_q", "state", "logits_q", "output"):
+        if name not in expected:
+            continue
+        exact = precision == "int8" and name != "output"
+        problems += _compare(name, expected[name], actual[name], None if exact else atol, names[name], max_listed)
+    return problems
+
+
+def _state_names(layout: list[list]) -> list[str]:
+    names = []
+    for l, part, _, length in layout:
+        names += [f"layer {l} {part}[{j}]" for j in range(length)]
+    return names
+
+
+def _compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float | None, labels: list[str] | None,
+             max_listed: int) -> list[str]:
+    if atol is None:
+        bad = expected != actual
+        rule = "exact"
+    else:
+        diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
+        bad = ~(diff <= atol)
+        rule = f"|diff| <= {atol:g}"
+    where = np.argwhere(bad)
+    lines = []
+    for t, i in where[:max_listed]:
+        e, a = expected[t, i].item(), actual[t, i].item()
+        label = f" ({labels[i]})" if labels else ""
+        more = "" if atol is None else f", |diff| {abs(a - e):.3g}"
+        lines.append(f"{name}: step {t}, position {i}{label}: expected {e!r} (vectors file), actual {a!r} "
+                     f"(runtime){more}; rule {rule}")
+    if len(where) > max_listed:
+        lines.append(f"{name}: {len(where) - max_listed} more mismatching elements not listed")
+    return lines
