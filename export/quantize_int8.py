@@ -16,7 +16,8 @@ rounding it, because the clipped value feeds back into every later step. Calibra
     (lstm, gru and rnn_tanh have |h| < 1: h is Q0.15, nothing to calibrate)
 
 Everything else follows from the scales: per row, the requantisation multipliers (runtime.int8_math.
-quantize_multiplier) and the int32 biases round(b / (s_in * s_W[row])).
+quantize_multiplier) and the int32 biases round(b / (s_in * s_W[row])). The file keeps only what the integer
+step reads (runtime.spec.int8_tensors): the weight rows' float scales live on in the multipliers.
 """
 
 from __future__ import annotations
@@ -116,19 +117,22 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
             if cell == "gru":
                 inside[2 * H :] = True
             out[f"{p}.w_ih"], out[f"{p}.w_hh"] = wx, wh
-            out[f"{p}.w_ih.scale"], out[f"{p}.w_hh.scale"] = sx, sh
             out[f"{p}.b_ih"] = _bias(f"{p}.b_ih", np.where(inside, b_ih, b_ih + b_hh), scale_x)
-            out[f"{p}.b_hh"] = _bias(f"{p}.b_hh", np.where(inside, b_hh, 0.0), scale_h)
-            out[f"{p}.requant"] = np.concatenate([_multipliers(scale_x / target), _multipliers(scale_h / target)])
+            b_h = _bias(f"{p}.b_hh", np.where(inside, b_hh, 0.0), scale_h)
+            if cell == "gru":
+                out[f"{p}.b_hh"] = b_h[2 * H :]
+            mx, mh = _multipliers(scale_x / target), _multipliers(scale_h / target)
+            out[f"{p}.requant"] = np.stack([mx[0], mh[0]]).astype(np.int32)
+            out[f"{p}.shift"] = np.stack([mx[1], mh[1]]).astype(np.int8)
             check_int32_sums(f"{p}.w_ih", wx, out[f"{p}.b_ih"])
-            check_int32_sums(f"{p}.w_hh", wh, out[f"{p}.b_hh"])
+            check_int32_sums(f"{p}.w_hh", wh, b_h)
         out[f"layers.{l}.scale"] = np.array([s_h], dtype=np.float32)
         out[f"layers.{l}.cell_power"] = np.array([power], dtype=np.int32)
         scales.append({"cell": cell, "hidden_scale": s_h, "cell_power": power if cell == "lstm" else None})
         s_in = s_h
     w, s, errors["head.weight"] = quantize_rows(tensors["head.weight"])
     head_scale = s_in * s.astype(np.float64)
-    out["head.weight"], out["head.weight.scale"] = w, s
+    out["head.weight"] = w
     out["head.bias"] = _bias("head.bias", tensors["head.bias"], head_scale)
     out["head.scale"] = head_scale.astype(np.float32)
     check_int32_sums("head.weight", w, out["head.bias"])

@@ -11,8 +11,8 @@ per-row scales (offsets in the *_S / L_OFF_S* columns), biases and the input nor
 offset then points into `qblob`, every vector offset into `blob`.
 
 int8 (runtime/kernels_int8.py): the matrices are int8 in `qblob` as for int8w; the int32 `iblob` holds the
-folded biases (L_OFF_BIH, L_OFF_BHH, M_OFF_HEAD_B) and each layer-direction's (4, G) requantisation block
-(L_OFF_SIH); `blob` keeps the float32 host-side numbers: the input normalisation and scale (M_OFF_IN_A/B,
+folded biases (L_OFF_BIH, L_OFF_BHH: one per row, zeros where the file has none, M_OFF_HEAD_B) and each
+layer-direction's (4, G) requantisation block Mx, Sx, Mh, Sh (L_OFF_SIH, from the file's requant and shift); `blob` keeps the float32 host-side numbers: the input normalisation and scale (M_OFF_IN_A/B,
 M_OFF_IN_S) and the head's dequantisation scales (M_OFF_HEAD_S). State and scratch are counted in int32
 elements. `build` refuses an int8 file whose int32 sums could overflow (see check_int32_sums).
 """
@@ -217,13 +217,18 @@ def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
             row = layers[2 * l + d]
             row[L_CELL] = CELL_CODE[layer["cell"]]
             row[L_N_IN], row[L_HIDDEN] = n_in, H
-            for m, b in (("w_ih", "b_ih"), ("w_hh", "b_hh")):
-                check_int32_sums(f"{prefix}.{m}", tensors[f"{prefix}.{m}"], tensors[f"{prefix}.{b}"])
+            G = specs.GATES[layer["cell"]] * H
+            b_h = np.zeros(G, dtype=np.int32)  # the kernels read a recurrent bias per row; the file has gru's
+            if layer["cell"] == "gru":
+                b_h[2 * H :] = tensors[f"{prefix}.b_hh"]
+            check_int32_sums(f"{prefix}.w_ih", tensors[f"{prefix}.w_ih"], tensors[f"{prefix}.b_ih"])
+            check_int32_sums(f"{prefix}.w_hh", tensors[f"{prefix}.w_hh"], b_h)
             row[L_OFF_WIH] = put(tensors[f"{prefix}.w_ih"].T, np.int8)
             row[L_OFF_WHH] = put(tensors[f"{prefix}.w_hh"].T, np.int8)
             row[L_OFF_BIH] = put(tensors[f"{prefix}.b_ih"], np.int32)
-            row[L_OFF_BHH] = put(tensors[f"{prefix}.b_hh"], np.int32)
-            row[L_OFF_SIH] = put(tensors[f"{prefix}.requant"], np.int32)
+            row[L_OFF_BHH] = put(b_h, np.int32)
+            M, S = tensors[f"{prefix}.requant"], tensors[f"{prefix}.shift"]
+            row[L_OFF_SIH] = put(np.stack([M[0], S[0], M[1], S[1]]).astype(np.int32), np.int32)
             row[L_PARAM] = power
         lstm = layer["cell"] == "lstm"
         layers[2 * l, L_OFF_H] = state_size

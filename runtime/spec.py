@@ -191,13 +191,15 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     input.scale float32 (1,)              dense: s_x, the quantised input's scale
     embedding.weight int8 (V, D)          tokens: the table in the first layer's input scale,
     embedding.scale float32 (1,)          which is this one s_x
-    layers.{l}.{d}.w_ih / w_hh int8       as tensor_shapes, one float32 scale per row in
-    layers.{l}.{d}.w_ih.scale / w_hh.scale  (G*H,)
-    layers.{l}.{d}.b_ih / b_hh int32 (G*H,)  folded biases b_x, b_h
-    layers.{l}.{d}.requant int32 (4, G*H)  rows Mx, Sx, Mh, Sh (multiplier, shift) of every gate row
+    layers.{l}.{d}.w_ih / w_hh int8       as tensor_shapes (G*H rows, each with its own scale, folded into
+                                          the multipliers below)
+    layers.{l}.{d}.b_ih int32 (G*H,)      folded input-side bias b_x
+    layers.{l}.{d}.b_hh int32 (H,)        gru only: b_h of the n rows (b_hn); every other b_h is 0
+    layers.{l}.{d}.requant int32 (2, G*H) multipliers Mx, Mh of every gate row
+    layers.{l}.{d}.shift int8 (2, G*H)    their shifts Sx, Sh
     layers.{l}.scale float32 (1,)         s_h, the layer's output (hidden state) scale
     layers.{l}.cell_power int32 (1,)      lstm: p, the cell state's scale 2^p; 0 for other cells
-    head.weight int8 (O, Hin), head.weight.scale float32 (O,), head.bias int32 (O,),
+    head.weight int8 (O, Hin), head.bias int32 (O,),
     head.scale float32 (O,)               the integer logits' dequantisation scale per output
     """
     tensors: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -213,16 +215,15 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
             p = f"layers.{l}.{d}"
             tensors[f"{p}.w_ih"] = ((rows, n_in), "int8")
             tensors[f"{p}.w_hh"] = ((rows, layer["hidden"]), "int8")
-            tensors[f"{p}.w_ih.scale"] = ((rows,), "float32")
-            tensors[f"{p}.w_hh.scale"] = ((rows,), "float32")
             tensors[f"{p}.b_ih"] = ((rows,), "int32")
-            tensors[f"{p}.b_hh"] = ((rows,), "int32")
-            tensors[f"{p}.requant"] = ((4, rows), "int32")
+            if layer["cell"] == "gru":
+                tensors[f"{p}.b_hh"] = ((layer["hidden"],), "int32")
+            tensors[f"{p}.requant"] = ((2, rows), "int32")
+            tensors[f"{p}.shift"] = ((2, rows), "int8")
         tensors[f"layers.{l}.scale"] = ((1,), "float32")
         tensors[f"layers.{l}.cell_power"] = ((1,), "int32")
     out, width = spec["head"]["out"], output_width(spec)
     tensors["head.weight"] = ((out, width), "int8")
-    tensors["head.weight.scale"] = ((out,), "float32")
     tensors["head.bias"] = ((out,), "int32")
     tensors["head.scale"] = ((out,), "float32")
     return tensors

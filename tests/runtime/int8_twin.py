@@ -100,12 +100,17 @@ class Int8Twin:
             dirs = []
             for name in ("fwd", "bwd")[: specs.directions(layer)]:
                 p = f"layers.{l}.{name}"
-                Mx, Sx, Mh, Sh = tensors[f"{p}.requant"].astype(np.int64)
-                dirs.append({"cell": layer["cell"], "H": layer["hidden"], "p": power,
+                Mx, Mh = tensors[f"{p}.requant"].astype(np.int64)
+                Sx, Sh = tensors[f"{p}.shift"].astype(np.int64)
+                H = layer["hidden"]
+                b_hh = np.zeros(specs.GATES[layer["cell"]] * H, dtype=np.int64)  # gru's n rows only, else 0
+                if layer["cell"] == "gru":
+                    b_hh[2 * H :] = tensors[f"{p}.b_hh"]
+                dirs.append({"cell": layer["cell"], "H": H, "p": power,
                              "w_ih_t": np.ascontiguousarray(tensors[f"{p}.w_ih"].T, dtype=np.int64),
                              "w_hh_t": np.ascontiguousarray(tensors[f"{p}.w_hh"].T, dtype=np.int64),
                              "b_ih": tensors[f"{p}.b_ih"].astype(np.int64),
-                             "b_hh": tensors[f"{p}.b_hh"].astype(np.int64),
+                             "b_hh": b_hh,
                              "M": np.concatenate([Mx, Mh]), "S": np.concatenate([Sx, Sh])})
             self.layers.append(dirs)
         self.head_w_t = np.ascontiguousarray(tensors["head.weight"].T, dtype=np.int64)
@@ -292,16 +297,17 @@ def random_int8_tensors(spec: dict, rng: np.random.Generator, hot: bool = True, 
         for d in ("fwd", "bwd")[: specs.directions(layer)]:
             p = f"layers.{l}.{d}"
             t[f"{p}.w_ih"], t[f"{p}.w_hh"] = _random_rows(rng, rows, n_in), _random_rows(rng, rows, H)
-            t[f"{p}.w_ih.scale"], t[f"{p}.w_hh.scale"] = f32(rows), f32(rows)
             typical = TYPICAL_TOKEN_INPUT if l == 0 and inp["kind"] == "tokens" else TYPICAL_INPUT
             t[f"{p}.b_ih"], Mx, Sx = _random_bias_and_requant(rng, t[f"{p}.w_ih"], hot, typical)
-            t[f"{p}.b_hh"], Mh, Sh = _random_bias_and_requant(rng, t[f"{p}.w_hh"], hot)
-            t[f"{p}.requant"] = np.stack([Mx, Sx, Mh, Sh]).astype(np.int32)
+            b_hh, Mh, Sh = _random_bias_and_requant(rng, t[f"{p}.w_hh"], hot)
+            if layer["cell"] == "gru":  # the file holds gru's b_hn only; other recurrent biases are 0
+                t[f"{p}.b_hh"] = b_hh[2 * H :]
+            t[f"{p}.requant"] = np.stack([Mx, Mh]).astype(np.int32)
+            t[f"{p}.shift"] = np.stack([Sx, Sh]).astype(np.int8)
         t[f"layers.{l}.scale"] = f32(1)
         t[f"layers.{l}.cell_power"] = np.array([powers[l] if layer["cell"] == "lstm" else 0], dtype=np.int32)
     out, width = spec["head"]["out"], specs.output_width(spec)
     t["head.weight"] = _random_rows(rng, out, width)
-    t["head.weight.scale"] = f32(out)
     t["head.bias"] = rng.integers(-(2**24), 2**24, out).astype(np.int32)
     t["head.scale"] = f32(out)
     assert {k: (v.shape, v.dtype.name) for k, v in t.items()} == {k: (s, d) for k, (s, d) in
