@@ -1,4 +1,4 @@
-"""f32 and int8w runtime vs PyTorch and ONNX Runtime: per-step latency, whole sequences, cold start, memory.
+"""f32, int8w and int8 runtime vs PyTorch and ONNX Runtime: per-step latency, whole sequences, cold start, memory.
 
     python -m benchmarks.bench_f32                 # full run: prints a table, writes benchmarks/results/f32.json
     python benchmarks/bench_f32.py --quick         # a few steps and one repetition (smoke test)
@@ -26,6 +26,19 @@ repetitions, in its own section: runtime int8w stream.step / model.run, and PyTo
 Its ratios read "this / other" the other way round: f32/this > 1 means int8w is faster than f32. Its outputs
 are not held to the f32 tolerance; an accuracy anchor (kws, 2000-step stream of random inputs, max abs logit
 error vs the float PyTorch model) and a size ratio (int8w tensor bytes / f32 tensor bytes) have targets.
+int8 (the integer model, runtime/kernels_int8.py: int8 weights, int16 activations and state, int32 sums;
+export.quantize_int8.quantize_int8) is measured in the same interleaved repetitions too, in a third section:
+runtime int8 stream.step / model.run, with ratios to runtime f32 (this/f32 and f32/this), to the PyTorch float
+engines and to quantize_dynamic (dynq/this: > 1 means int8 is faster than PyTorch's int8 answer). Its
+calibration ranges (max |normalised input|, max |h| and max |c| per layer, export.quantize_int8.Ranges) come
+from export.calibrate.calibrate, as in export, over a 2000-step stream of Workload.inputs drawn with a seed of
+its own (INT8_CALIBRATION_SEED), neither the measured stream's nor the accuracy anchor's. Its targets: step time int8 / f32 <= 1.5; tensor bytes of the whole int8 file
+(int8 matrices + int32 biases + requantisation multipliers and shifts + float32 scales) / f32 tensor bytes <= 27%,
+printed with the weight matrices' share alone and a byte breakdown; max abs logit error vs the float PyTorch
+model over the same 2000-step anchor stream <= 0.01 on kws (har's is reported, with no target). The runtime's
+int8 step returns float32 y = act(acc * head_scale); both workloads' heads have activation "none", so y and
+PyTorch's forward are both logits (checked). The int8 stream and model.run run the same integer kernels: the
+anchor also records whether the two agree exactly.
 Timings are medians of --reps repetitions (engines interleaved within each repetition, gc off); the JSON
 keeps every repetition. Ratios are other / runtime: "runtime is N x faster". No number here is asserted.
 """
@@ -60,8 +73,10 @@ import torch
 from torch import nn
 
 import runtime
+from export.calibrate import calibrate, calibration_slice
 from export.onnx_graphs import build_sequence_graph, build_step_graph, state_names
 from export.quantize import quantize_int8w
+from export.quantize_int8 import Ranges, quantize_int8
 from export.weights import canonical_tensors
 from runtime import artifact
 from train.model import RecurrentModel
@@ -77,6 +92,13 @@ INT8W_ACCURACY_STEPS = 2000  # the accuracy anchor's stream length (kws), whatev
 INT8W_ACCURACY_TARGET = 0.0025  # max abs logit error of runtime int8w vs the float PyTorch model
 INT8W_SIZE_TARGET = 0.27  # int8w tensor bytes / f32 tensor bytes
 INT8W_STEP_SPEED_TARGET = 1.0  # f32 step time / int8w step time: int8w no slower than f32
+
+INT8_ACCURACY_STEPS = INT8W_ACCURACY_STEPS  # int8's anchor: the same 2000-step stream (seed 1)
+INT8_ACCURACY_TARGET = 0.01  # max abs logit error of runtime int8 vs the float PyTorch model (kws)
+INT8_SIZE_TARGET = 0.27  # int8 tensor bytes (every tensor of the int8 file) / f32 tensor bytes
+INT8_STEP_SLOWDOWN_TARGET = 1.5  # int8 step time / f32 step time: int8 no worse than 1.5x f32
+INT8_CALIBRATION_STEPS = 2000  # calibration stream for the int8 ranges
+INT8_CALIBRATION_SEED = 2  # != 0 (the measured stream) and != 1 (the accuracy anchor)
 
 # The design's targets, as ratios other / runtime (>= means the runtime is at least that many times faster).
 TARGETS = [
@@ -95,6 +117,17 @@ INT8W_TARGETS = [
     ("int8w_accuracy", "<=", INT8W_ACCURACY_TARGET,
      (f"int8w max abs logit error vs PyTorch float <= {INT8W_ACCURACY_TARGET:g} "
       f"({INT8W_ACCURACY_STEPS}-step stream)"), ("kws",)),
+]
+
+# int8 targets, the same shape as INT8W_TARGETS
+INT8_TARGETS = [
+    ("int8_step_vs_f32_step", "<=", INT8_STEP_SLOWDOWN_TARGET,
+     "int8 stream.step no worse than 1.5x f32 stream.step (int8 time / f32 time)", ("kws", "har")),
+    ("int8_size_ratio", "<=", INT8_SIZE_TARGET,
+     "int8 tensor bytes (matrices, biases, requant constants, scales) <= 27% of f32 tensor bytes", ("kws", "har")),
+    ("int8_accuracy", "<=", INT8_ACCURACY_TARGET,
+     (f"int8 max abs logit error vs PyTorch float <= {INT8_ACCURACY_TARGET:g} "
+      f"({INT8_ACCURACY_STEPS}-step stream)"), ("kws",)),
 ]
 
 
@@ -199,6 +232,12 @@ class Workload:
         self.artifact_int8w = str(folder / f"{name}.int8w.safetensors")
         artifact.write(self.artifact_int8w, qtensors, self.spec, precision="int8w")
         self.model_int8w = runtime.load(self.artifact_int8w)
+        # the integer model: ranges from a calibration stream of its own, then export.quantize_int8
+        self.int8_ranges = calibration_ranges(self)
+        q8tensors, self.int8_info = quantize_int8(self.spec, tensors, self.int8_ranges)
+        self.artifact_int8 = str(folder / f"{name}.int8.safetensors")
+        artifact.write(self.artifact_int8, q8tensors, self.spec, precision="int8")
+        self.model_int8 = runtime.load(self.artifact_int8)
         # PyTorch's own int8 answer, where this torch still has it (deprecated in torch.ao.quantization)
         self.torch_dynq = None
         self.torch_dynq_error = None
@@ -220,6 +259,16 @@ class Workload:
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((1, steps, self.features)) * np.asarray(inp["std"]) + np.asarray(inp["mean"])
         return x.astype(np.float32)
+
+
+def calibration_ranges(w: Workload, steps: int = INT8_CALIBRATION_STEPS, seed: int = INT8_CALIBRATION_SEED) -> Ranges:
+    """The int8 model's calibration ranges, as export does it (export.calibrate: the float model's largest
+    |normalised input|, per layer |h| and |c|), over one stream of random inputs drawn like the measured ones
+    (Workload.inputs) with a seed of its own."""
+    X, lengths = calibration_slice(w.inputs(steps, seed=seed))  # one stream, well under the slice's budget
+    ranges = calibrate(w.torch_model, X, lengths, where=f"{w.name} calibration stream")
+    ranges.extra.update({"source": "export.calibrate.calibrate", "seed": seed})
+    return ranges
 
 
 # -- per-step engines: reset(), run(xs) -> last y, collect(xs) -> (T, out) ----------------------------------
@@ -253,6 +302,15 @@ class RuntimeInt8wStep(RuntimeStep):
 
     def __init__(self, w: Workload):
         self.stream = w.model_int8w.stream(batch=1)
+        self.xs = None
+
+
+class RuntimeInt8Step(RuntimeStep):
+    name = "runtime_int8"
+    label = "runtime int8 stream.step"
+
+    def __init__(self, w: Workload):
+        self.stream = w.model_int8.stream(batch=1)
         self.xs = None
 
 
@@ -421,6 +479,9 @@ def int8w_step_engines(w: Workload) -> list:
     return [RuntimeInt8wStep] + ([TorchDynqStep] if w.torch_dynq is not None else [])
 
 
+INT8_STEP_ENGINES = [RuntimeInt8Step]
+
+
 # -- whole-sequence engines: call(X) -> (1, T, out) numpy ------------------------------------------------
 def sequence_engines(w: Workload) -> dict:
     sess = ort_session(w.onnx_seq)
@@ -450,14 +511,18 @@ def int8w_sequence_engines(w: Workload) -> dict:
     return engines
 
 
+def int8_sequence_engines(w: Workload) -> dict:
+    return {"runtime_int8": ("runtime int8 model.run", lambda X, X_t: w.model_int8.run(X))}
+
+
 def as_numpy(y) -> np.ndarray:
     return y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
 
 
 # -- measurements -------------------------------------------------------------------------------------------
 def bench_steps(w: Workload, X: np.ndarray, warmup: int, reps: int, reference: np.ndarray) -> dict:
-    """All step engines, f32 and int8w, in the same interleaved repetitions; ratios vs runtime f32."""
-    engines = [cls(w) for cls in STEP_ENGINES + int8w_step_engines(w)]
+    """All step engines, f32, int8w and int8, in the same interleaved repetitions; ratios vs runtime f32."""
+    engines = [cls(w) for cls in STEP_ENGINES + int8w_step_engines(w) + INT8_STEP_ENGINES]
     result = {}
     for e in engines:
         e.prepare(X[:, :warmup])
@@ -488,7 +553,7 @@ def bench_steps(w: Workload, X: np.ndarray, warmup: int, reps: int, reference: n
 
 def bench_sequence(w: Workload, X: np.ndarray, reps: int, reference: np.ndarray) -> dict:
     X_t = torch.from_numpy(X)
-    engines = {**sequence_engines(w), **int8w_sequence_engines(w)}
+    engines = {**sequence_engines(w), **int8w_sequence_engines(w), **int8_sequence_engines(w)}
     result = {}
     for name, (label, call) in engines.items():
         y = as_numpy(call(X, X_t))  # warm-up (and the compilation of model.run's kernels)
@@ -588,13 +653,15 @@ def memory(w: Workload) -> dict:
 
 
 INT8W_ENGINES = ("runtime_int8w", "torch_dynq")
+INT8_ENGINES = ("runtime_int8",)
 
 
-def split_int8w(section: dict) -> tuple[dict, dict]:
-    """One measured section (f32 and int8w engines together) -> (f32 engines, int8w engines)."""
-    f32 = {k: v for k, v in section.items() if k not in INT8W_ENGINES}
+def split_sections(section: dict) -> tuple[dict, dict, dict]:
+    """One measured section (every engine together) -> (f32 engines, int8w engines, int8 engines)."""
+    f32 = {k: v for k, v in section.items() if k not in INT8W_ENGINES + INT8_ENGINES}
     q = {k: v for k, v in section.items() if k in INT8W_ENGINES}
-    return f32, q
+    q8 = {k: v for k, v in section.items() if k in INT8_ENGINES}
+    return f32, q, q8
 
 
 def int8w_ratios(step_f32: dict, step_q: dict, seq_f32: dict, seq_q: dict) -> None:
@@ -605,6 +672,23 @@ def int8w_ratios(step_f32: dict, step_q: dict, seq_f32: dict, seq_q: dict) -> No
     for e in seq_q.values():
         for other in ("runtime", "torch"):
             e[f"{other}_over_this"] = seq_f32[other]["median_ms"] / e["median_ms"]
+
+
+def int8_ratios(step_f32: dict, step_q: dict, step_8: dict, seq_f32: dict, seq_q: dict, seq_8: dict) -> None:
+    """Adds `<other>_over_this` (> 1 means int8 is faster than other; None where other was not measured) and
+    `this_over_runtime` (int8 time / f32 runtime time: the step target's unit)."""
+    for e in step_8.values():
+        t = e["median_us_per_step"]
+        e["this_over_runtime"] = t / step_f32["runtime"]["median_us_per_step"]
+        for other, section in (("runtime", step_f32), ("torch_cell", step_f32), ("torch_eager", step_f32),
+                               ("ort_step", step_f32), ("runtime_int8w", step_q), ("torch_dynq", step_q)):
+            e[f"{other}_over_this"] = section[other]["median_us_per_step"] / t if other in section else None
+    for e in seq_8.values():
+        t = e["median_ms"]
+        e["this_over_runtime"] = t / seq_f32["runtime"]["median_ms"]
+        for other, section in (("runtime", seq_f32), ("torch", seq_f32), ("ort", seq_f32),
+                               ("runtime_int8w", seq_q), ("torch_dynq", seq_q)):
+            e[f"{other}_over_this"] = section[other]["median_ms"] / t if other in section else None
 
 
 def tensor_bytes(path: str) -> int:
@@ -624,6 +708,82 @@ def int8w_size(w: Workload) -> dict:
         "int8w_model_nbytes": w.model_int8w.nbytes,
         "int8w_stream_nbytes": w.model_int8w.stream(batch=1).nbytes,
     }
+
+
+INT8_MATRICES = (".w_ih", ".w_hh", "head.weight", "embedding.weight")
+
+
+def int8_tensor_kind(name: str, arr: np.ndarray) -> str:
+    """Where the bytes of an int8 file go (by tensor name, whatever the dtype): weight matrices, biases,
+    requantisation constants, float scales, other."""
+    if name.endswith(INT8_MATRICES):
+        return "matrices"  # int8 w_ih, w_hh, head.weight, embedding.weight
+    if name.endswith((".requant", ".shift")):
+        return "requant"  # multiplier M and shift S per gate row, x side and h side
+    if name.endswith((".b_ih", ".b_hh", "head.bias")):
+        return "biases"  # int32
+    if arr.dtype == np.float32:
+        return "float_scales"  # input / layer / head scales (and any per-row weight scales the file keeps)
+    return "other"  # cell_power
+
+
+def int8_size(w: Workload) -> dict:
+    """Every tensor of the int8 file vs the f32 file's tensors, and the weight matrices' share alone."""
+    _, _, f32_tensors = artifact.read(w.artifact)
+    _, _, q8 = artifact.read(w.artifact_int8)
+    f32_bytes = int(sum(t.nbytes for t in f32_tensors.values()))
+    breakdown = {k: 0 for k in ("matrices", "biases", "requant", "float_scales", "other")}
+    for name, t in q8.items():
+        breakdown[int8_tensor_kind(name, t)] += int(t.nbytes)
+    q_bytes = sum(breakdown.values())
+    matrices = [n for n, t in q8.items() if int8_tensor_kind(n, t) == "matrices"]
+    f32_matrix_bytes = int(sum(f32_tensors[n].nbytes for n in matrices))
+    return {
+        "f32_tensor_bytes": f32_bytes,
+        "int8_tensor_bytes": q_bytes,
+        "tensor_bytes_ratio": q_bytes / f32_bytes,
+        "bytes_by_kind": breakdown,
+        "tensors": {name: {"dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes),
+                           "kind": int8_tensor_kind(name, t)} for name, t in sorted(q8.items())},
+        "weight_matrix_bytes": breakdown["matrices"],
+        # the int8 weight matrices alone, over all f32 tensor bytes: the part of the ratio the matrices take
+        "weight_matrix_bytes_ratio": breakdown["matrices"] / f32_bytes,
+        # the same matrices int8 / f32 (0.25 by construction) and everything else over all f32 tensor bytes
+        "weight_matrix_vs_f32_matrix_ratio": breakdown["matrices"] / f32_matrix_bytes,
+        "non_matrix_bytes_ratio": (q_bytes - breakdown["matrices"]) / f32_bytes,
+        "f32_file_bytes": os.path.getsize(w.artifact),
+        "int8_file_bytes": os.path.getsize(w.artifact_int8),
+        "f32_model_nbytes": w.model.nbytes,
+        "int8_model_nbytes": w.model_int8.nbytes,
+        "int8_stream_nbytes": w.model_int8.stream(batch=1).nbytes,
+    }
+
+
+def int8_accuracy(w: Workload, steps: int = INT8_ACCURACY_STEPS, seed: int = 1) -> dict:
+    """Max abs logit error of runtime int8 vs the float PyTorch model over the anchor's stream (as int8w's).
+
+    The int8 step returns float32 y = act(acc * head_scale) and PyTorch's forward returns act(logits): with
+    activation "none" (both workloads) both are logits, like with like.
+    """
+    activation = w.spec["head"]["activation"]
+    if activation != "none":
+        raise ValueError(f"{w.name}: the int8 anchor compares logits; head activation {activation!r} is not 'none'")
+    X = w.inputs(steps, seed=seed)
+    with torch.inference_mode():
+        reference = w.torch_model(torch.from_numpy(X)).numpy()
+    e = RuntimeInt8Step(w)
+    e.prepare(X)
+    y_stream = e.collect()
+    y_run = w.model_int8.run(X)
+    out = {"steps": steps, "seed": seed, "head_activation": activation}
+    out["runtime_int8_stream"] = float(np.max(np.abs(y_stream - reference[0])))
+    out["runtime_int8_run"] = float(np.max(np.abs(y_run - reference)))
+    out["runtime_int8"] = max(out["runtime_int8_stream"], out["runtime_int8_run"])
+    out["runtime_int8_mean_abs"] = float(np.mean(np.abs(y_run - reference)))
+    out["stream_equals_run"] = bool(np.array_equal(y_stream, y_run[0]))  # the same integer kernels
+    out["argmax_agreement"] = float(np.mean(np.argmax(y_run, -1) == np.argmax(reference, -1)))
+    out["reference_max_abs_logit"] = float(np.max(np.abs(reference)))
+    return out
 
 
 def int8w_accuracy(w: Workload, steps: int = INT8W_ACCURACY_STEPS, seed: int = 1) -> dict:
@@ -657,8 +817,21 @@ def check_int8w_targets(name: str, q: dict) -> list[dict]:
         "int8w_size_ratio": q["size"]["tensor_bytes_ratio"],
         "int8w_accuracy": q["accuracy"]["runtime_int8w"],
     }
+    return check_quantised_targets(name, INT8W_TARGETS, measured)
+
+
+def check_int8_targets(name: str, q8: dict) -> list[dict]:
+    measured = {
+        "int8_step_vs_f32_step": q8["step"]["runtime_int8"]["this_over_runtime"],
+        "int8_size_ratio": q8["size"]["tensor_bytes_ratio"],
+        "int8_accuracy": q8["accuracy"]["runtime_int8"],
+    }
+    return check_quantised_targets(name, INT8_TARGETS, measured)
+
+
+def check_quantised_targets(name: str, targets: list, measured: dict) -> list[dict]:
     out = []
-    for tname, cmp, required, description, workloads in INT8W_TARGETS:
+    for tname, cmp, required, description, workloads in targets:
         if name not in workloads:
             continue
         m = measured[tname]
@@ -672,9 +845,9 @@ def target_text(t: dict) -> str:
     """'measured X, required Y' in the target's own unit."""
     if "measured_ratio" in t:
         return f"measured {t['measured_ratio']:.2f}x, required {t['required_ratio']:g}x"
-    if t["name"] == "int8w_size_ratio":
+    if t["name"].endswith("_size_ratio"):
         return f"measured {t['measured']:.2%}, required {t['comparison']} {t['required']:.0%}"
-    if t["name"] == "int8w_accuracy":
+    if t["name"].endswith("_accuracy"):
         return f"measured {t['measured']:.2e}, required {t['comparison']} {t['required']:g}"
     return f"measured {t['measured']:.2f}x, required {t['comparison']} {t['required']:g}x"
 
@@ -717,6 +890,7 @@ def print_workload(name: str, spec: dict, r: dict) -> None:
     agree = r["outputs_agree"]
     print(f"outputs agree with PyTorch (<= {TOLERANCE:g}): {'YES' if agree else 'NO -- TIMINGS ARE MEANINGLESS'}")
     print_int8w(r["int8w"])
+    print_int8(r["int8"])
     for t in r["targets"]:
         verdict = "MET" if t["met"] else "NOT MET"
         print(f"  target {t['description']}: {verdict} ({target_text(t)})")
@@ -751,6 +925,48 @@ def print_int8w(q: dict) -> None:
           f"model.nbytes int8w {z['int8w_model_nbytes']:,} B vs f32 {z['f32_model_nbytes']:,} B")
 
 
+def _times(x) -> str:
+    """A ratio 'N.NNx' in a 9-wide column, or 'n/a' where the other engine was not measured."""
+    return f"{x:8.2f}x" if x is not None else f"{'n/a':>9s}"
+
+
+def print_int8(q8: dict) -> None:
+    print(f"{'int8 per step':34s} {'us/step':>10s} {'min':>9s} {'max':>9s} {'this/f32':>9s} "
+          f"{'cell/this':>9s} {'dynq/this':>9s} {'max|diff|':>10s}")
+    for e in q8["step"].values():
+        us = e["us_per_step"]
+        print(f"  {e['label']:32s} {e['median_us_per_step']:10.2f} {min(us):9.2f} {max(us):9.2f} "
+              f"{_times(e['this_over_runtime'])} {_times(e['torch_cell_over_this'])} "
+              f"{_times(e['torch_dynq_over_this'])} {e['max_abs_diff_vs_torch']:10.2e}")
+    print(f"{'int8 whole sequence':34s} {'ms/seq':>10s} {'us/step':>9s} {'':>9s} {'this/f32':>9s} "
+          f"{'torch/this':>9s} {'dynq/this':>9s} {'max|diff|':>10s}")
+    for e in q8["sequence"].values():
+        print(f"  {e['label']:32s} {e['median_ms']:10.3f} {e['median_us_per_step']:9.2f} {'':9s} "
+              f"{_times(e['this_over_runtime'])} {_times(e['torch_over_this'])} "
+              f"{_times(e['torch_dynq_over_this'])} {e['max_abs_diff_vs_torch']:10.2e}")
+    print("  (this/f32 = int8 time / runtime f32 time, < 1 means int8 is faster; cell/this, torch/this, dynq/this ="
+          " PyTorch LSTMCell/GRUCell, float forward, quantize_dynamic time / int8 time, > 1 means int8 is faster)")
+    a = q8["accuracy"]
+    print(f"int8 accuracy ({a['steps']}-step stream, max abs logit error vs PyTorch float, logits up to "
+          f"{a['reference_max_abs_logit']:.2f}): runtime int8 {a['runtime_int8']:.2e} "
+          f"(stream {a['runtime_int8_stream']:.2e}, run {a['runtime_int8_run']:.2e}, "
+          f"stream == run: {'yes' if a['stream_equals_run'] else 'NO'}; mean {a['runtime_int8_mean_abs']:.2e}, "
+          f"argmax agrees {a['argmax_agreement']:.2%})")
+    c = q8["calibration"]
+    hidden = ", ".join(f"{v:.3f}" for v in c["hidden_absmax"])
+    cells = ", ".join(f"{v:.3f} (scale 2^{L['cell_power']})" for v, L in zip(c["cell_absmax"], q8["scales"])
+                      if L["cell_power"] is not None)
+    print(f"int8 calibration ({c['steps']}-step stream, seed {c['seed']}): max |x norm| {c['input_absmax']:.3f} "
+          f"(input scale {q8['input_scale']:.3g}), max |h| per layer {hidden}" + (f", max |c| {cells}" if cells else ""))
+    z = q8["size"]
+    kinds = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in z["bytes_by_kind"].items() if v)
+    print(f"int8 size: tensors {z['int8_tensor_bytes']:,} B / f32 {z['f32_tensor_bytes']:,} B = "
+          f"{z['tensor_bytes_ratio']:.2%}: weight matrices alone {z['weight_matrix_bytes_ratio']:.2%}, everything "
+          f"else {z['non_matrix_bytes_ratio']:.2%} ({kinds} B); files {z['int8_file_bytes']:,} / "
+          f"{z['f32_file_bytes']:,} B; model.nbytes int8 {z['int8_model_nbytes']:,} B vs f32 "
+          f"{z['f32_model_nbytes']:,} B, stream.nbytes {z['int8_stream_nbytes']:,} B")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--reps", type=int, default=7, help="repetitions; medians are reported (default 7)")
@@ -771,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
     core = pin_to_one_core(args.core)
     single_thread_torch()
     info = machine_info(core)
-    print(f"rnnedge f32/int8w benchmark on {info['cpu_model']} (pinned to core {core}); numba {info['numba']}, "
+    print(f"rnnedge f32/int8w/int8 benchmark on {info['cpu_model']} (pinned to core {core}); numba {info['numba']}, "
           f"torch {info['torch']} ({info['torch_threads']} thread), onnxruntime {info['onnxruntime']} (1 thread)")
 
     specs = workload_specs()
@@ -787,9 +1003,10 @@ def main(argv: list[str] | None = None) -> int:
             X = w.inputs(args.steps)
             with torch.inference_mode():
                 reference = w.torch_model(torch.from_numpy(X)).numpy()  # (1, T, out): the ground truth
-            step, step_q = split_int8w(bench_steps(w, X, args.warmup, args.reps, reference[0]))
-            seq, seq_q = split_int8w(bench_sequence(w, X, args.reps, reference))
+            step, step_q, step_8 = split_sections(bench_steps(w, X, args.warmup, args.reps, reference[0]))
+            seq, seq_q, seq_8 = split_sections(bench_sequence(w, X, args.reps, reference))
             int8w_ratios(step, step_q, seq, seq_q)
+            int8_ratios(step, step_q, step_8, seq, seq_q, seq_8)
             r = {"spec": w.spec, "steps": args.steps, "reps": args.reps, "step": step, "sequence": seq,
                  "memory": memory(w)}
             diffs = [e["max_abs_diff_vs_torch"] for e in (*step.values(), *seq.values())]
@@ -805,13 +1022,23 @@ def main(argv: list[str] | None = None) -> int:
                 "size": int8w_size(w),
                 "weight_max_abs_error": w.int8w_weight_errors,
             }
-            r["targets"] = check_targets(step, seq) + check_int8w_targets(name, r["int8w"])
+            r["int8"] = {
+                "step": step_8, "sequence": seq_8,
+                "accuracy": int8_accuracy(w),
+                "size": int8_size(w),
+                "calibration": w.int8_ranges.as_dict(),
+                "input_scale": w.int8_info["input_scale"],
+                "scales": w.int8_info["layers"],
+                "weight_max_abs_error": w.int8_info["per_matrix"],
+            }
+            r["targets"] = (check_targets(step, seq) + check_int8w_targets(name, r["int8w"])
+                            + check_int8_targets(name, r["int8"]))
             results[name] = r
             print_workload(name, w.spec, r)
 
     all_targets = [t for r in results.values() for t in r["targets"]]
     report = {
-        "benchmark": "rnnedge f32 and int8w runtime vs PyTorch and ONNX Runtime",
+        "benchmark": "rnnedge f32, int8w and int8 runtime vs PyTorch and ONNX Runtime",
         "created_unix": time.time(),
         "machine": info,
         "config": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup, "cold_reps": args.cold_reps,
@@ -820,7 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": [{"name": n, "section": s, "engine": e, "required_ratio": req, "description": d}
                     for n, s, e, req, d in TARGETS]
                    + [{"name": n, "comparison": c, "required": req, "description": d, "workloads": list(ws)}
-                      for n, c, req, d, ws in INT8W_TARGETS],
+                      for n, c, req, d, ws in INT8W_TARGETS + INT8_TARGETS],
         "workloads": results,
         "all_outputs_agree": all(r["outputs_agree"] for r in results.values()),
         "all_targets_met": all(t["met"] for t in all_targets),

@@ -1,6 +1,7 @@
-"""The f32/int8w benchmark runs end to end and writes the JSON it promises. Nothing here is timed or compared."""
+"""The f32/int8w/int8 benchmark runs end to end and writes the JSON it promises. Nothing here is timed or compared."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +32,11 @@ def test_bench_f32_quick_writes_json(tmp_path):
         for e in w["sequence"].values():
             assert len(e["ms"]) == 1 and e["median_ms"] > 0
         assert w["memory"]["model_nbytes"] > 0 and w["memory"]["stream_nbytes"] > 0
-        names = ["step_vs_ort_step", "step_vs_torch_cell", "run_vs_torch_forward",
-                 "int8w_step_vs_f32_step", "int8w_size_ratio"]
-        assert [t["name"] for t in w["targets"]] == names + (["int8w_accuracy"] if w is report["workloads"]["kws"] else [])
+        kws = w is report["workloads"]["kws"]
+        names = (["step_vs_ort_step", "step_vs_torch_cell", "run_vs_torch_forward",
+                  "int8w_step_vs_f32_step", "int8w_size_ratio"] + (["int8w_accuracy"] if kws else [])
+                 + ["int8_step_vs_f32_step", "int8_size_ratio"] + (["int8_accuracy"] if kws else []))
+        assert [t["name"] for t in w["targets"]] == names
         assert all(isinstance(t["met"], bool) for t in w["targets"])
         assert "cold_start" not in w
         assert w["outputs_agree"], w["max_abs_diff_vs_torch"]  # correctness, not speed
@@ -51,3 +54,24 @@ def test_bench_f32_quick_writes_json(tmp_path):
         assert 0 < q["accuracy"]["runtime_int8w"] < 0.05  # int8 weights: close to float, not equal
         assert 0 < q["size"]["tensor_bytes_ratio"] < 0.5
         assert 0 < q["size"]["int8w_model_nbytes"] < q["size"]["f32_model_nbytes"]
+        # int8: the integer model's rows exist, in the same repetitions, with finite numbers
+        q8 = w["int8"]
+        assert set(q8["step"]) == {"runtime_int8"} and set(q8["sequence"]) == {"runtime_int8"}
+        e = q8["step"]["runtime_int8"]
+        assert len(e["us_per_step"]) == 1 and 0 < e["median_us_per_step"] < math.inf
+        for key in ("this_over_runtime", "runtime_over_this", "torch_cell_over_this", "max_abs_diff_vs_torch"):
+            assert math.isfinite(e[key]), key
+        assert (e["torch_dynq_over_this"] is not None) == dynq
+        e = q8["sequence"]["runtime_int8"]
+        assert len(e["ms"]) == 1 and 0 < e["median_ms"] < math.inf
+        for key in ("this_over_runtime", "torch_over_this", "max_abs_diff_vs_torch"):
+            assert math.isfinite(e[key]), key
+        a = q8["accuracy"]
+        assert a["steps"] == 2000 and a["stream_equals_run"]
+        assert 0 < a["runtime_int8"] < 0.05  # integers: close to float, not equal
+        z = q8["size"]
+        assert 0 < z["weight_matrix_bytes_ratio"] < z["tensor_bytes_ratio"] < 0.5
+        assert sum(z["bytes_by_kind"].values()) == z["int8_tensor_bytes"]
+        assert 0 < z["int8_model_nbytes"] < z["f32_model_nbytes"]
+        assert q8["calibration"]["steps"] > 0 and math.isfinite(q8["calibration"]["input_absmax"])
+    assert "int8 per step" in proc.stdout and "runtime int8 stream.step" in proc.stdout
