@@ -60,7 +60,7 @@ from runtime.int8_math import (
     tanh_q15,
 )
 from runtime.jit import int_inline, kernel
-from runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE, OK, activate_head_f32, gate_rows
+from runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE, OK, _matrix, activate_head_f32, gate_rows
 from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -220,11 +220,6 @@ def gru_update_int8(h, ax, ah, rq):
 
 
 @kernel
-def _imatrix(qblob, off, rows, cols):
-    return qblob[off : off + rows * cols].reshape((rows, cols))
-
-
-@kernel
 def recurrent_step_int8(h, c, ah, ax, qblob, iblob, row):
     """Stage 2: one layer-direction's recurrent update from its input projection ax (G,) int32.
 
@@ -233,7 +228,7 @@ def recurrent_step_int8(h, c, ah, ax, qblob, iblob, row):
     H = row[L_HIDDEN]
     G = ax.shape[0]
     ah[:] = iblob[row[L_OFF_BHH] : row[L_OFF_BHH] + G]
-    gemv_t_int8(ah, _imatrix(qblob, row[L_OFF_WHH], H, G), h)
+    gemv_t_int8(ah, _matrix(qblob, row[L_OFF_WHH], H, G), h)
     rq = iblob[row[L_OFF_SIH] : row[L_OFF_SIH] + 4 * G].reshape((4, G))
     if row[L_CELL] == CELL_LSTM:
         lstm_update_int8(h, c, ax, ah, rq, row[L_PARAM])
@@ -248,7 +243,7 @@ def cell_step_int8(h, c, scratch, x, qblob, iblob, row):
     """One layer-direction step: input projection, then recurrent update. scratch (2G,) int32."""
     G = gate_rows(row)
     ax = scratch[:G]
-    input_projection_int8(ax, x, _imatrix(qblob, row[L_OFF_WIH], row[L_N_IN], G),
+    input_projection_int8(ax, x, _matrix(qblob, row[L_OFF_WIH], row[L_N_IN], G),
                           iblob[row[L_OFF_BIH] : row[L_OFF_BIH] + G])
     recurrent_step_int8(h, c, scratch[G : 2 * G], ax, qblob, iblob, row)
 
@@ -280,7 +275,7 @@ def layers_and_head_int8(acc, state, work, inp, qblob, iblob, layers, model):
         cell_step_int8(h, c, work, inp, qblob, iblob, row)
         inp = h
     out = model[M_OUT]
-    head_int8(acc, inp, _imatrix(qblob, model[M_OFF_HEAD_W], out, model[M_HEAD_IN]),
+    head_int8(acc, inp, _matrix(qblob, model[M_OFF_HEAD_W], out, model[M_HEAD_IN]),
               iblob[model[M_OFF_HEAD_B] : model[M_OFF_HEAD_B] + out])
 
 
