@@ -245,7 +245,7 @@ def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
             data = f.read()
     except OSError as e:
         raise VectorsError(f"{path}: cannot read: {e.strerror}") from None
-    raw = _header_metadata(data, path)
+    raw = artifact.header_metadata(data, path, VectorsError)
     if PREFIX + "format" not in raw:
         hint = " (it is a weight file: pass its vectors file)" if "rnnedge.format" in raw else ""
         raise VectorsError(f"{path}: not an rnnedge vectors file (no '{PREFIX}format' in its metadata){hint}")
@@ -290,21 +290,6 @@ def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
                 "state_layout": layout, "spec": spec, "sha256": raw[PREFIX + "sha256"]}
     _check_tensors(tensors, spec, precision, metadata["steps"], path)
     return metadata, tensors
-
-
-def _header_metadata(data: bytes, path: str) -> dict:
-    """The safetensors header's __metadata__ (8-byte little-endian length, then JSON)."""
-    if len(data) < 8:
-        raise VectorsError(f"{path}: truncated: {len(data)} bytes is shorter than a safetensors header")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise VectorsError(f"{path}: truncated: header says {n} bytes, file has {len(data) - 8} after it")
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise VectorsError(f"{path}: corrupt header: not valid JSON") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return metadata if isinstance(metadata, dict) else {}
 
 
 def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, steps: int, path: str) -> None:

@@ -67,7 +67,7 @@ def read(path: str | os.PathLike) -> tuple[dict, str, dict[str, np.ndarray]]:
             data = f.read()
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
-    metadata = _header_metadata(data, path)
+    metadata = header_metadata(data, path)
     version = metadata.get("rnnedge.format")
     if version is None:
         raise ArtifactError(f"{path}: not an rnnedge weight file (no 'rnnedge.format' in its metadata)")
@@ -90,17 +90,19 @@ def read(path: str | os.PathLike) -> tuple[dict, str, dict[str, np.ndarray]]:
     return spec, precision, tensors
 
 
-def _header_metadata(data: bytes, path: str) -> dict:
-    """Parse only the safetensors header (8-byte length + JSON) for its metadata."""
+def header_metadata(data: bytes, path: str, error: type[ValueError] | None = None) -> dict:
+    """Parse only the safetensors header (8-byte length + JSON) for its metadata; a truncated or corrupt
+    header raises `error` (default ArtifactError; export/vectors.py reads its files with this too)."""
+    error = error or ArtifactError
     if len(data) < 8:
-        raise ArtifactError(f"{path}: truncated: {len(data)} bytes is shorter than a safetensors header")
+        raise error(f"{path}: truncated: {len(data)} bytes is shorter than a safetensors header")
     n = int.from_bytes(data[:8], "little")
     if n > len(data) - 8:
-        raise ArtifactError(f"{path}: truncated: header says {n} bytes, file has {len(data) - 8} after it")
+        raise error(f"{path}: truncated: header says {n} bytes, file has {len(data) - 8} after it")
     try:
         header = json.loads(data[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ArtifactError(f"{path}: corrupt header: not valid JSON") from None
+        raise error(f"{path}: corrupt header: not valid JSON") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     return metadata if isinstance(metadata, dict) else {}
 
