@@ -106,53 +106,35 @@ class Model:
             raise ValueError("X has no time steps")
         lengths = self._check_lengths(lengths, B, T)
         valid = np.arange(T)[None, :] < lengths[:, None]
-        lay = self.layout
-        if self.precision == "int8":
-            return self._run_int8(X, lengths, valid)
-        if self.dense:
-            X = X.astype(np.float32)
-            if not np.all(np.isfinite(X[valid])):
-                raise ValueError("X holds NaN or infinity within its lengths; the runtime refuses non-finite input")
-            mean = np.asarray(self.spec["input"]["mean"], dtype=np.float32)
-            std = np.asarray(self.spec["input"]["std"], dtype=np.float32)
-            h = (X - mean) / std
-        else:
-            ids = self._check_tokens(X, valid)
-            emb = lay.matrix(int(lay.model[M_OFF_IN_A]), self.vocab, int(lay.model[M_N_IN]))
-            h = emb[ids]
-            if self.precision == "int8w":  # the product the step's dequantize_row_int8w computes
-                h = lay.vector(int(lay.model[M_OFF_IN_S]), self.vocab)[ids][..., None] * h.astype(np.float32)
-        h = np.ascontiguousarray(h, dtype=np.float32)
-        for l, layer in enumerate(self.spec["layers"]):
-            H = layer["hidden"]
-            out = np.zeros((B, T, H * specs.directions(layer)), dtype=np.float32)
-            for d in range(specs.directions(layer)):
-                row = lay.layers[2 * l + d]
-                gates = specs.GATES[layer["cell"]] * H
-                # every step's input projection first (W_ih stays in cache), then the recurrence
-                gx = np.zeros((B, T, gates), dtype=np.float32)
-                w_ih_t = lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates)
-                b_ih = lay.vector(int(row[L_OFF_BIH]), gates)
-                if self.precision == "int8w":
-                    input_projections_int8w(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_SIH]), gates), b_ih)
-                    sequence_layer_int8w(out, gx, lengths, lay.qblob, lay.blob, row, d == 1, d * H)
-                else:
-                    input_projections_f32(gx, h, lengths, w_ih_t, b_ih)
-                    sequence_layer_f32(out, gx, lengths, lay.blob, row, d == 1, d * H)
-            h = out
-        y = self._heads(self._head_features(h, lengths))
+        h = self._inputs_int8(X, lengths, valid) if self.precision == "int8" else self._inputs(X, valid)
+        y = self._heads(self._head_features(self._layers(h, lengths), lengths))
         if self.spec["head"]["on"] == "last_step":
             return y
         y = y.reshape(B, T, self.out)
         y[~valid] = 0.0
         return y
 
-    def _run_int8(self, X: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """run() of an int8 model: the same integer kernels as a step (so the two agree exactly)."""
+    def _inputs(self, X: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The first layer's input (B, T, I) float32: normalised features, or embedding rows (f32, int8w)."""
+        lay = self.layout
+        if self.dense:
+            X = X.astype(np.float32)
+            if not np.all(np.isfinite(X[valid])):
+                raise ValueError("X holds NaN or infinity within its lengths; the runtime refuses non-finite input")
+            mean = np.asarray(self.spec["input"]["mean"], dtype=np.float32)
+            std = np.asarray(self.spec["input"]["std"], dtype=np.float32)
+            return np.ascontiguousarray((X - mean) / std, dtype=np.float32)
+        ids = self._check_tokens(X, valid)
+        h = lay.matrix(int(lay.model[M_OFF_IN_A]), self.vocab, int(lay.model[M_N_IN]))[ids]
+        if self.precision == "int8w":  # the product the step's dequantize_row_int8w computes
+            h = lay.vector(int(lay.model[M_OFF_IN_S]), self.vocab)[ids][..., None] * h.astype(np.float32)
+        return np.ascontiguousarray(h, dtype=np.float32)
+
+    def _inputs_int8(self, X: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The int8 model's first-layer input (B, T, I) int32 (int16 values), quantised as a step does."""
         lay, m = self.layout, self.layout.model
-        B, T = X.shape[:2]
         n_in = int(m[M_N_IN])
-        h = np.zeros((B, T, n_in), dtype=np.int32)
+        h = np.zeros((*X.shape[:2], n_in), dtype=np.int32)
         if self.dense:
             X = np.ascontiguousarray(X, dtype=np.float32)
             if not np.all(np.isfinite(X[valid])):
@@ -160,31 +142,35 @@ class Model:
             quantize_inputs_int8(h, X, lengths, lay.vector(int(m[M_OFF_IN_A]), n_in),
                                  lay.vector(int(m[M_OFF_IN_B]), n_in), lay.blob[int(m[M_OFF_IN_S])])
         else:
-            ids = self._check_tokens(X, valid)
-            h[:] = lay.matrix(int(m[M_OFF_IN_A]), self.vocab, n_in)[ids]
+            h[:] = lay.matrix(int(m[M_OFF_IN_A]), self.vocab, n_in)[self._check_tokens(X, valid)]
             h[~valid] = 0
+        return h
+
+    def _layers(self, h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Every recurrent layer over whole sequences, in the precision's kernels: for each layer-direction,
+        every step's input projection first (W_ih stays in cache), then the recurrence."""
+        lay = self.layout
+        B, T = h.shape[:2]
         for l, layer in enumerate(self.spec["layers"]):
             H = layer["hidden"]
-            out = np.zeros((B, T, H * specs.directions(layer)), dtype=np.int32)
+            gates = specs.GATES[layer["cell"]] * H
+            out = np.zeros((B, T, H * specs.directions(layer)), dtype=h.dtype)
             for d in range(specs.directions(layer)):
                 row = lay.layers[2 * l + d]
-                gates = specs.GATES[layer["cell"]] * H
-                ax = np.zeros((B, T, gates), dtype=np.int32)
-                input_projections_int8(ax, h, lengths, lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates),
-                                       lay.ivector(int(row[L_OFF_BIH]), gates))
-                sequence_layer_int8(out, ax, lengths, lay.qblob, lay.iblob, row, d == 1, d * H)
+                gx = np.zeros((B, T, gates), dtype=h.dtype)
+                w_ih_t = lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates)
+                if self.precision == "int8":
+                    input_projections_int8(gx, h, lengths, w_ih_t, lay.ivector(int(row[L_OFF_BIH]), gates))
+                    sequence_layer_int8(out, gx, lengths, lay.qblob, lay.iblob, row, d == 1, d * H)
+                elif self.precision == "int8w":
+                    input_projections_int8w(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_SIH]), gates),
+                                            lay.vector(int(row[L_OFF_BIH]), gates))
+                    sequence_layer_int8w(out, gx, lengths, lay.qblob, lay.blob, row, d == 1, d * H)
+                else:
+                    input_projections_f32(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_BIH]), gates))
+                    sequence_layer_f32(out, gx, lengths, lay.blob, row, d == 1, d * H)
             h = out
-        feats = self._head_features(h, lengths)
-        y = np.empty((feats.shape[0], self.out), dtype=np.float32)
-        acc = np.empty((feats.shape[0], self.out), dtype=np.int32)
-        heads_int8(y, acc, feats, lay.matrix(int(m[M_OFF_HEAD_W]), self.out, int(m[M_HEAD_IN])),
-                   lay.ivector(int(m[M_OFF_HEAD_B]), self.out), lay.vector(int(m[M_OFF_HEAD_S]), self.out),
-                   m[M_ACTIVATION])
-        if self.spec["head"]["on"] == "last_step":
-            return y
-        y = y.reshape(B, T, self.out)
-        y[~valid] = 0.0
-        return y
+        return h
 
     def _head_features(self, h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """What the head reads: every step's output (B*T, W), or each sequence's final state (B, W)."""
@@ -210,6 +196,11 @@ class Model:
         m = lay.model
         y = np.empty((feats.shape[0], self.out), dtype=np.float32)
         w = lay.matrix(int(m[M_OFF_HEAD_W]), self.out, int(m[M_HEAD_IN]))
+        if self.precision == "int8":
+            acc = np.empty((feats.shape[0], self.out), dtype=np.int32)
+            heads_int8(y, acc, feats, w, lay.ivector(int(m[M_OFF_HEAD_B]), self.out),
+                       lay.vector(int(m[M_OFF_HEAD_S]), self.out), m[M_ACTIVATION])
+            return y
         b = lay.vector(int(m[M_OFF_HEAD_B]), self.out)
         if self.precision == "int8w":
             heads_int8w(y, feats, w, lay.vector(int(m[M_OFF_HEAD_S]), self.out), b, m[M_ACTIVATION])
