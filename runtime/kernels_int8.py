@@ -53,6 +53,7 @@ import numpy as np
 
 from runtime.int8_math import (
     multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_right,
     rounding_divide_by_pot,
     sat16,
     sigmoid_q15,
@@ -68,6 +69,7 @@ from runtime.layout import (
     L_CELL,
     L_COLUMNS,
     L_HIDDEN,
+    L_LEFT_SHIFT,
     L_N_IN,
     L_OFF_BHH,
     L_OFF_BIH,
@@ -142,12 +144,24 @@ def requantize_int8(acc, m, s):
     return sat16(multiply_by_quantized_multiplier(acc, m, s))
 
 
+@int_inline
+def requantize_right_int8(acc, m, s):
+    """requantize_int8 for s <= 0 (int8_math.multiply_by_quantized_multiplier_right): the same integer."""
+    return sat16(multiply_by_quantized_multiplier_right(acc, m, s))
+
+
 @kernel
-def gate_sums_int8(ax, ah, rq, lo, hi):
-    """Rows lo..hi-1, in place: ax[g] = sat16(yx + yh), the gate pre-activation in Q3.12 (int16 values)."""
-    for g in range(lo, hi):
-        ax[g] = sat16(np.int64(requantize_int8(ax[g], rq[0, g], rq[1, g]))
-                      + np.int64(requantize_int8(ah[g], rq[2, g], rq[3, g])))
+def gate_sums_int8(ax, ah, rq, lo, hi, left):
+    """Rows lo..hi-1, in place: ax[g] = sat16(yx + yh), the gate pre-activation in Q3.12 (int16 values).
+    left: some shift of rq is > 0 (the layer's L_LEFT_SHIFT); otherwise the shorter, equal form runs."""
+    if left:
+        for g in range(lo, hi):
+            ax[g] = sat16(np.int64(requantize_int8(ax[g], rq[0, g], rq[1, g]))
+                          + np.int64(requantize_int8(ah[g], rq[2, g], rq[3, g])))
+    else:
+        for g in range(lo, hi):
+            ax[g] = sat16(np.int64(requantize_right_int8(ax[g], rq[0, g], rq[1, g]))
+                          + np.int64(requantize_right_int8(ah[g], rq[2, g], rq[3, g])))
 
 
 @kernel
@@ -165,10 +179,10 @@ def tanh_rows_int8(a, lo, hi):
 
 
 @kernel
-def rnn_update_int8(h, ax, ah, rq, relu):
+def rnn_update_int8(h, ax, ah, rq, relu, left):
     """h (H,) = tanh_q15 or max(0, .) of sat16(yx + yh); rq (4, G) rows Mx, Sx, Mh, Sh."""
     H = h.shape[0]
-    gate_sums_int8(ax, ah, rq, 0, H)
+    gate_sums_int8(ax, ah, rq, 0, H, left)
     if relu:
         for j in range(H):
             h[j] = max(ax[j], np.int32(0))
@@ -178,11 +192,11 @@ def rnn_update_int8(h, ax, ah, rq, relu):
 
 
 @kernel
-def lstm_update_int8(h, c, ax, ah, rq, p):
+def lstm_update_int8(h, c, ax, ah, rq, p, left):
     """The LSTM's gates (i f g o) and its cell and hidden update; c (H,) in scale 2^p. Row by row passes:
     the pre-activations, then each gate's activation, then the cell, so every pass is one straight loop."""
     H = h.shape[0]
-    gate_sums_int8(ax, ah, rq, 0, 4 * H)
+    gate_sums_int8(ax, ah, rq, 0, 4 * H, left)
     sigmoid_rows_int8(ax, 0, 2 * H)
     tanh_rows_int8(ax, 2 * H, 3 * H)
     sigmoid_rows_int8(ax, 3 * H, 4 * H)
@@ -200,14 +214,19 @@ def lstm_update_int8(h, c, ax, ah, rq, p):
 
 
 @kernel
-def gru_update_int8(h, ax, ah, rq):
+def gru_update_int8(h, ax, ah, rq, left):
     """The GRU's gates (r z n, PyTorch's linear_before_reset form) and its blend h = (1 - z) n + z h."""
     H = h.shape[0]
-    gate_sums_int8(ax, ah, rq, 0, 2 * H)
+    gate_sums_int8(ax, ah, rq, 0, 2 * H, left)
     sigmoid_rows_int8(ax, 0, 2 * H)
-    for k in range(2 * H, 3 * H):
-        ax[k] = requantize_int8(ax[k], rq[0, k], rq[1, k])
-        ah[k] = requantize_int8(ah[k], rq[2, k], rq[3, k])
+    if left:
+        for k in range(2 * H, 3 * H):
+            ax[k] = requantize_int8(ax[k], rq[0, k], rq[1, k])
+            ah[k] = requantize_int8(ah[k], rq[2, k], rq[3, k])
+    else:
+        for k in range(2 * H, 3 * H):
+            ax[k] = requantize_right_int8(ax[k], rq[0, k], rq[1, k])
+            ah[k] = requantize_right_int8(ah[k], rq[2, k], rq[3, k])
     for j in range(H):
         r = np.int64(ax[j])
         yh_n = np.int64(ah[2 * H + j])
@@ -230,12 +249,13 @@ def recurrent_step_int8(h, c, ah, ax, qblob, iblob, row):
     ah[:] = iblob[row[L_OFF_BHH] : row[L_OFF_BHH] + G]
     gemv_t_int8(ah, _matrix(qblob, row[L_OFF_WHH], H, G), h)
     rq = iblob[row[L_OFF_SIH] : row[L_OFF_SIH] + 4 * G].reshape((4, G))
+    left = row[L_LEFT_SHIFT] != 0
     if row[L_CELL] == CELL_LSTM:
-        lstm_update_int8(h, c, ax, ah, rq, row[L_PARAM])
+        lstm_update_int8(h, c, ax, ah, rq, row[L_PARAM], left)
     elif row[L_CELL] == CELL_GRU:
-        gru_update_int8(h, ax, ah, rq)
+        gru_update_int8(h, ax, ah, rq, left)
     else:
-        rnn_update_int8(h, ax, ah, rq, row[L_CELL] == CELL_RNN_RELU)
+        rnn_update_int8(h, ax, ah, rq, row[L_CELL] == CELL_RNN_RELU, left)
 
 
 @kernel

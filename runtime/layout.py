@@ -33,10 +33,11 @@ ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
 
 # `layers` table: one row per layer and direction (row 2*l is forward, 2*l + 1 backward)
 # (L_OFF_SIH, L_OFF_SHH: the per-row scales of w_ih and w_hh, int8w; int8: L_OFF_SIH is the (4, G)
-# requantisation block Mx, Sx, Mh, Sh in `iblob`, L_PARAM the LSTM cell's power p)
+# requantisation block Mx, Sx, Mh, Sh in `iblob`, L_PARAM the LSTM cell's power p, L_LEFT_SHIFT 1 if any
+# shift S of the block is > 0, so the kernels need the general requantisation, else 0)
 (L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C, L_OFF_SIH, L_OFF_SHH,
- L_PARAM) = range(12)
-L_COLUMNS = 12
+ L_PARAM, L_LEFT_SHIFT) = range(13)
+L_COLUMNS = 13
 # `model` table (M_OFF_IN_S: the embedding's per-row scales, M_OFF_HEAD_S: the head's, int8w only)
 (M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B,
  M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION, M_STATE, M_SCRATCH, M_OFF_IN_S, M_OFF_HEAD_S) = range(15)
@@ -230,6 +231,7 @@ def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
             M, S = tensors[f"{prefix}.requant"], tensors[f"{prefix}.shift"]
             row[L_OFF_SIH] = put(np.stack([M[0], S[0], M[1], S[1]]).astype(np.int32), np.int32)
             row[L_PARAM] = power
+            row[L_LEFT_SHIFT] = int(np.any(S > 0))
         lstm = layer["cell"] == "lstm"
         layers[2 * l, L_OFF_H] = state_size
         layers[2 * l, L_OFF_C] = state_size + H if lstm else state_size

@@ -14,6 +14,7 @@ from runtime.int8_math import (
     SIGMOID_TABLE_Q16,
     clamp_int8,
     multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_right,
     quantize_multiplier,
     rounding_divide_by_pot,
     sat16,
@@ -47,6 +48,12 @@ def _rdbpot_all(out, x, e):
 def _mbqm_all(out, x, M, S):
     for i in range(x.shape[0]):
         out[i] = multiply_by_quantized_multiplier(x[i], M[i], S[i])
+
+
+@kernel
+def _mbqm_right_all(out, x, M, S):
+    for i in range(x.shape[0]):
+        out[i] = multiply_by_quantized_multiplier_right(x[i], M[i], S[i])
 
 
 @kernel
@@ -199,6 +206,18 @@ def test_mbqm_equals_twin_bit_exact_including_left_shift_saturation():
     x[:6] = [INT32_MIN, INT32_MIN, INT32_MAX, -1, 0, 1]
     M[:6], S[:6] = [INT32_MAX, 2**30, INT32_MAX, 2**30, INT32_MAX, 2**30], [0, 30, 30, -31, 5, -31]
     _assert_equal(_run(_mbqm_all, N, x, M, S), mbqm_twin(x, M, S), x, M, S)
+
+
+def test_mbqm_without_left_shift_equals_the_twin_for_every_shift_up_to_zero():
+    rng = np.random.default_rng(5)
+    M, S = _random_multipliers(rng, 2000, -31.9, -0.1)
+    M, S = np.tile(M, N // 2000), np.tile(S, N // 2000)
+    x = _int32(rng, N)
+    x[::7] >>= rng.integers(0, 31, x[::7].size)
+    x[:6] = [INT32_MIN, INT32_MIN, INT32_MAX, -1, 0, 1]
+    M[:6], S[:6] = [INT32_MAX, 2**30, INT32_MAX, 2**30, 0, 2**30], [0, 0, -31, -31, 0, -1]
+    assert S.max() <= 0
+    _assert_equal(_run(_mbqm_right_all, N, x, M, S), mbqm_twin(x, M, S), x, M, S)
 
 
 def test_mbqm_is_within_one_of_the_real_product():
