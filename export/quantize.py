@@ -1,7 +1,8 @@
 """float32 tensors -> the int8w weight file's tensors: symmetric int8 per output row, float32 scales.
 
 Every weight matrix (runtime.spec.quantized_matrices) becomes `q` int8 in the narrow range [-127, 127] plus
-`<name>.scale` float32 (rows,), with w[r, k] ~= scale[r] * q[r, k]. Biases stay float32. The scale of a row is
+`<name>.scale` float32 (rows,), with w[r, k] ~= scale[r] * q[r, k]. Biases stay float32, the recurrent one folded into b_ih wherever it is a plain constant
+(runtime.spec.recurrent_bias_rows). The scale of a row is
 max|row| / 127, so the row's largest weight is exact and every other one is off by at most scale / 2; a row
 of zeros gets scale 1 (any positive value reproduces it exactly, and a zero scale would be refused).
 """
@@ -40,4 +41,15 @@ def quantize_int8w(spec: dict, tensors: dict[str, np.ndarray]) -> tuple[dict[str
     errors: dict[str, float] = {}
     for name in specs.quantized_matrices(spec):
         out[name], out[f"{name}.scale"], errors[name] = quantize_rows(tensors[name])
+    for l, layer in enumerate(spec["layers"]):  # fold the recurrent bias into b_ih where it is a constant
+        keep = specs.recurrent_bias_rows(layer)
+        for d in ("fwd", "bwd")[: specs.directions(layer)]:
+            b_ih, b_hh = tensors[f"layers.{l}.{d}.b_ih"], tensors[f"layers.{l}.{d}.b_hh"]
+            folded = (b_ih + b_hh).astype(np.float32)
+            folded[keep] = b_ih[keep]
+            out[f"layers.{l}.{d}.b_ih"] = folded
+            if layer["cell"] == "gru":
+                out[f"layers.{l}.{d}.b_hh"] = np.ascontiguousarray(b_hh[keep], dtype=np.float32)
+            else:
+                del out[f"layers.{l}.{d}.b_hh"]
     return out, errors

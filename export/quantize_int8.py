@@ -101,7 +101,7 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
     s_in = float(np.float32(s_in))  # the scale the file holds is the one every constant derives from
     scales = []
     for l, layer in enumerate(spec["layers"]):
-        cell, H = layer["cell"], layer["hidden"]
+        cell = layer["cell"]
         s_h = Q15 if cell in BOUNDED else float(np.float32(_activation_scale(ranges.hidden_absmax[l])))
         target = Q12 if cell in BOUNDED else s_h  # what yx + yh is in: Q3.12, or rnn_relu's output scale
         power = cell_power(ranges.cell_absmax[l]) if cell == "lstm" else 0
@@ -113,14 +113,14 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
             scale_h = s_h * sh.astype(np.float64)
             b_ih = tensors[f"{p}.b_ih"].astype(np.float64)
             b_hh = tensors[f"{p}.b_hh"].astype(np.float64)
-            inside = np.zeros(b_hh.shape, dtype=bool)  # biases that stay on the recurrent side: gru's b_hn
-            if cell == "gru":
-                inside[2 * H :] = True
+            keep = specs.recurrent_bias_rows(layer)  # biases that stay on the recurrent side: gru's b_hn
+            inside = np.zeros(b_hh.shape, dtype=bool)
+            inside[keep] = True
             out[f"{p}.w_ih"], out[f"{p}.w_hh"] = wx, wh
             out[f"{p}.b_ih"] = _bias(f"{p}.b_ih", np.where(inside, b_ih, b_ih + b_hh), scale_x)
             b_h = _bias(f"{p}.b_hh", np.where(inside, b_hh, 0.0), scale_h)
-            if cell == "gru":
-                out[f"{p}.b_hh"] = b_h[2 * H :]
+            if inside.any():
+                out[f"{p}.b_hh"] = b_h[keep]
             mx, mh = _multipliers(scale_x / target), _multipliers(scale_h / target)
             out[f"{p}.requant"] = np.stack([mx[0], mh[0]]).astype(np.int32)
             out[f"{p}.shift"] = np.stack([mx[1], mh[1]]).astype(np.int8)

@@ -152,7 +152,7 @@ def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") ->
             row[L_OFF_WIH], row[L_OFF_SIH] = put_matrix(f"layers.{l}.{name}.w_ih", transpose=True)
             row[L_OFF_WHH], row[L_OFF_SHH] = put_matrix(f"layers.{l}.{name}.w_hh", transpose=True)
             row[L_OFF_BIH] = put(tensors[f"layers.{l}.{name}.b_ih"])
-            row[L_OFF_BHH] = put(tensors[f"layers.{l}.{name}.b_hh"])
+            row[L_OFF_BHH] = put(_recurrent_bias(tensors, f"layers.{l}.{name}", layer, quantized))
         lstm = layer["cell"] == "lstm"
         layers[2 * l, L_OFF_H] = state_size
         layers[2 * l, L_OFF_C] = state_size + H if lstm else state_size  # no cell state: c is never read
@@ -176,6 +176,18 @@ def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") ->
     table.flags.writeable = False
     return Layout(precision, blob, qblob, table, table[:M_FIELDS], table[M_FIELDS:].reshape(layers.shape),
                   state_size, int(model[M_SCRATCH]))
+
+
+def _recurrent_bias(tensors: dict, prefix: str, layer: dict, quantized: bool) -> np.ndarray:
+    """b_hh with a row per gate row, as the kernels read it: a quantised file keeps only the rows that cannot
+    be folded into b_ih (spec.recurrent_bias_rows); the others are 0."""
+    if not quantized:
+        return tensors[f"{prefix}.b_hh"]
+    b = np.zeros(specs.GATES[layer["cell"]] * layer["hidden"], dtype=tensors[f"{prefix}.b_ih"].dtype)
+    keep = specs.recurrent_bias_rows(layer)
+    if keep.stop > keep.start:
+        b[keep] = tensors[f"{prefix}.b_hh"]
+    return b
 
 
 def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
@@ -218,10 +230,7 @@ def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
             row = layers[2 * l + d]
             row[L_CELL] = CELL_CODE[layer["cell"]]
             row[L_N_IN], row[L_HIDDEN] = n_in, H
-            G = specs.GATES[layer["cell"]] * H
-            b_h = np.zeros(G, dtype=np.int32)  # the kernels read a recurrent bias per row; the file has gru's
-            if layer["cell"] == "gru":
-                b_h[2 * H :] = tensors[f"{prefix}.b_hh"]
+            b_h = _recurrent_bias(tensors, prefix, layer, quantized=True)
             check_int32_sums(f"{prefix}.w_ih", tensors[f"{prefix}.w_ih"], tensors[f"{prefix}.b_ih"])
             check_int32_sums(f"{prefix}.w_hh", tensors[f"{prefix}.w_hh"], b_h)
             row[L_OFF_WIH] = put(tensors[f"{prefix}.w_ih"].T, np.int8)

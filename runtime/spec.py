@@ -170,7 +170,9 @@ def artifact_tensors(spec: dict, precision: str) -> dict[str, tuple[tuple[int, .
     """Name -> (shape, dtype name) of every tensor a `model.<precision>.safetensors` file of this spec holds.
 
     f32: tensor_shapes, all float32. int8w: the same names, with each quantized matrix int8 and a float32
-    `<name>.scale` of shape (rows,) for it. The one rule the writer and the reader both check.
+    `<name>.scale` of shape (rows,) for it, and the recurrent bias folded into b_ih (recurrent_bias_rows):
+    b_hh is gru's b_hn (H,) only, and absent for the other cells. int8: int8_tensors. The one rule the writer
+    and the reader both check.
     """
     if precision not in PRECISIONS:
         raise SpecError(f"precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
@@ -182,7 +184,20 @@ def artifact_tensors(spec: dict, precision: str) -> dict[str, tuple[tuple[int, .
             shape = tensors[name][0]
             tensors[name] = (shape, "int8")
             tensors[f"{name}.scale"] = ((shape[0],), "float32")
+        for l, layer in enumerate(spec["layers"]):
+            for d in ("fwd", "bwd")[: directions(layer)]:
+                if layer["cell"] == "gru":
+                    tensors[f"layers.{l}.{d}.b_hh"] = ((layer["hidden"],), "float32")
+                else:
+                    del tensors[f"layers.{l}.{d}.b_hh"]
     return tensors
+
+
+def recurrent_bias_rows(layer: dict) -> slice:
+    """The rows of b_hh that cannot be folded into b_ih: gru's n rows (b_hn sits inside r * (W_hn h + b_hn));
+    for every other gate b_ih + b_hh is one constant. The quantised files keep only these rows."""
+    H = layer["hidden"]
+    return slice(2 * H, 3 * H) if layer["cell"] == "gru" else slice(0, 0)
 
 
 def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:

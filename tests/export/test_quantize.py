@@ -48,4 +48,9 @@ def test_quantize_int8w_makes_every_tensor_the_int8w_file_holds():
         assert out[name].shape == shape and out[name].dtype == np.dtype(dtype), name
     assert set(errors) == set(specs.quantized_matrices(spec))
     assert "embedding.weight" in errors and "head.weight" in errors and "layers.1.bwd.w_hh" in errors
-    assert np.array_equal(out["layers.0.fwd.b_ih"], tensors["layers.0.fwd.b_ih"])  # biases stay float32
+    # biases stay float32; gru's r and z rows fold b_hh into b_ih, its n rows keep b_hn apart
+    H = spec["layers"][0]["hidden"]
+    b_ih, b_hh = tensors["layers.0.fwd.b_ih"], tensors["layers.0.fwd.b_hh"]
+    np.testing.assert_array_equal(out["layers.0.fwd.b_ih"][: 2 * H], b_ih[: 2 * H] + b_hh[: 2 * H])
+    np.testing.assert_array_equal(out["layers.0.fwd.b_ih"][2 * H :], b_ih[2 * H :])
+    np.testing.assert_array_equal(out["layers.0.fwd.b_hh"], b_hh[2 * H :])

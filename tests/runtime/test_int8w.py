@@ -68,7 +68,11 @@ def numpy_twin(spec: dict, q: dict, X: np.ndarray) -> np.ndarray:
         H = layer["hidden"]
         out = np.zeros((B, T, H * specs.directions(layer)))
         for d, name in enumerate(("fwd", "bwd")[: specs.directions(layer)]):
-            w = [t64[f"layers.{l}.{name}.{k}"] for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
+            w = [t64[f"layers.{l}.{name}.{k}"] for k in ("w_ih", "w_hh", "b_ih")]
+            b_hh = np.zeros_like(w[2])  # the file folds every recurrent bias it can into b_ih
+            if layer["cell"] == "gru":
+                b_hh[2 * H :] = t64[f"layers.{l}.{name}.b_hh"]
+            w.append(b_hh)
             for b in range(B):
                 h, c = np.zeros(H), np.zeros(H)
                 for t in (range(T - 1, -1, -1) if d else range(T)):
