@@ -12,6 +12,9 @@ It writes, into one folder:
                             golden test vectors of each weight file (streamable models only): one parity
                             stream's first steps, with every step's state and output (export/vectors.py),
                             for firmware_ref/ to reproduce
+    firmware/int8/          the int8 model as C sources for firmware_ref/ (model_data.h, model_data.c) and its
+                            golden vectors as a C header (vectors_data.h) (int8, streamable models only;
+                            export/firmware.py): `make -C firmware_ref host MODEL_DIR=<out>/firmware/int8`
     report.json, report.md  size and parity of every artifact
 
 and checks each artifact against the PyTorch forward on long streams (see _comparisons). Each precision has
@@ -40,6 +43,7 @@ import onnx
 import runtime
 from export import parity, report
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
+from export.firmware import write_model_sources, write_vector_sources
 from export.onnx_graphs import build_sequence_graph, build_step_graph
 from export.quantize import quantize_int8w
 from export.quantize_int8 import Ranges, quantize_int8
@@ -66,6 +70,8 @@ INT8_METRIC_POINTS = 1.0
 # INT8W_MAX_ABS, and still fails a wrong scale, multiplier or cell power, which move outputs by O(0.1..1).
 INT8_MAX_ABS = 0.1
 QUANTISED_RULES = {"int8w": (INT8W_METRIC_POINTS, INT8W_MAX_ABS), "int8": (INT8_METRIC_POINTS, INT8_MAX_ABS)}
+FIRMWARE_DIR = "firmware/int8"  # C sources of the int8 model, for firmware_ref/
+FIRMWARE_FILES = ("model_data.h", "model_data.c", "vectors_data.h")
 CALIBRATION_SEED_OFFSET = 1  # random calibration streams: seed + this, never the parity streams themselves
 
 
@@ -126,6 +132,7 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         ranges = None
     files, quantization = _write_artifacts(spec, tensors, out_dir, precisions, ranges)
     files.update(_write_vectors(spec, out_dir, precisions, X[0][: int(lengths[0])]))
+    files.update(_write_firmware(spec, out_dir, precisions, checkpoint_path))
     with parity.torch_single_thread():
         streams = _Streams.of(model, X, lengths)
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
@@ -256,6 +263,19 @@ def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarr
         elif path.exists():
             os.remove(path)  # a stale one from an earlier, streamable export would mislead
     return sizes
+
+
+def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint_path) -> dict[str, int]:
+    """firmware/int8/: the int8 weight file and its vectors as C sources (export/firmware.py); sizes by path."""
+    folder = out_dir / FIRMWARE_DIR
+    if "int8" not in precisions or not specs.can_stream(spec):
+        for name in FIRMWARE_FILES:  # stale ones from an earlier export would mislead
+            if (folder / name).exists():
+                os.remove(folder / name)
+        return {}
+    paths = write_model_sources(out_dir / weights_file("int8"), folder, checkpoint=checkpoint_path)
+    paths.append(write_vector_sources(out_dir / vectors_file("int8"), folder))
+    return {path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths}
 
 
 @dataclass

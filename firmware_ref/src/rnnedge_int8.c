@@ -1,0 +1,330 @@
+/*
+ * rnnedge_int8.c: the `int8` precision's step, integers only (no float type appears in this file).
+ *
+ * Contract: the module docstrings of runtime/kernels_int8.py (the cells) and runtime/int8_math.py (each
+ * primitive's rounding). Every primitive below is one static function named as in int8_math.py; the runtime
+ * additionally has a "right shift only" requantisation path that gives the same integers, which C does not
+ * need. Ranges are stated where a value could look close to overflowing; int64_t is used only in
+ * saturating_rounding_doubling_high_mul (a 32 x 32 bit product) and for the saturating left shift of
+ * multiply_by_quantized_multiplier.
+ */
+#include "rnnedge.h"
+
+/* Right shifts of negative values are implementation-defined in C99; this file assumes arithmetic (floor)
+ * shifts, as every compiler it targets does (gcc, clang, arm-none-eabi-gcc). A compiler that shifts
+ * logically fails here, at compile time, instead of computing wrong numbers. */
+typedef char rnnedge_requires_arithmetic_right_shift
+    [((INT32_C(-5) >> 1) == INT32_C(-3) && (INT64_C(-5) >> 1) == INT64_C(-3) && (-1 >> 1) == -1) ? 1 : -1];
+
+#define Q15_ONE 32768 /* 1.0 in Q0.15 */
+
+/* -- primitives (runtime/int8_math.py) --------------------------------------------------------------------- */
+
+/** Any int32 -> int16, clamped to [-32768, 32767]. */
+static int16_t sat16(int32_t x)
+{
+    return (int16_t)(x < INT16_MIN ? INT16_MIN : x > INT16_MAX ? INT16_MAX : x);
+}
+
+/** Any int64 -> int32, clamped. */
+static int32_t saturate_int32(int64_t x)
+{
+    return (int32_t)(x < INT32_MIN ? INT32_MIN : x > INT32_MAX ? INT32_MAX : x);
+}
+
+/** round(a * b / 2^31), ties toward +infinity (gemmlowp's nudge, then C's division toward zero);
+ * INT32_MIN * INT32_MIN, the one overflow, gives INT32_MAX. */
+static int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
+{
+    int64_t ab;
+    int64_t nudged;
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b; /* |ab| <= 2^62 */
+    nudged = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
+    /* division by 2^31 toward zero, as a floor shift: a negative value gets 2^31 - 1 added first */
+    return (int32_t)((nudged + (nudged < 0 ? (((int64_t)1 << 31) - 1) : 0)) >> 31);
+}
+
+/** round(x / 2^exponent), ties away from zero, 0 <= exponent <= 31 (gemmlowp's mask-and-threshold form, all in
+ * int32: it equals int8_math's "add half, minus one for negative x, then floor" for every int32 x). */
+static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u); /* 2^e - 1 <= INT32_MAX */
+    const int32_t remainder = x & mask;                             /* x mod 2^e, in [0, 2^e) */
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/** x * m for (M, S) = quantize_multiplier(m): RDBPOT(SRDHM(sat32(x * 2^max(S, 0)), M), max(-S, 0)). */
+static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t M, int32_t S)
+{
+    const int32_t left = S > 0 ? S : 0;  /* S <= 30: |x| * 2^left <= 2^61 */
+    const int32_t right = S < 0 ? -S : 0; /* S >= -31 */
+    const int32_t shifted = saturate_int32((int64_t)x * ((int64_t)1 << left));
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, M), right);
+}
+
+/** An int32 accumulator -> int16 sat16(MBQM(acc, M, S)) (int8_math / kernels_int8 requantize_int8). */
+static int16_t requantize_int8(int32_t acc, int32_t M, int32_t S)
+{
+    return sat16(multiply_by_quantized_multiplier(acc, M, S));
+}
+
+/** int16 Q3.12 -> int16 sigmoid in Q0.15: a = |3x|, table index a >> 9, 9 bits of linear interpolation.
+ * r <= 65535 * 2^9 + 511 * 65535 < 2^26: int32. */
+static int16_t sigmoid_q15(int16_t x)
+{
+    const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x); /* <= 98304 */
+    const int32_t u = a >> 9;
+    int32_t r;
+    if (u >= 255) {
+        r = (int32_t)0x7FFF << 10;
+    } else {
+        const int32_t lo = (int32_t)rnnedge_sigmoid_table_q16[u];
+        r = (lo << 9) + (a & 511) * ((int32_t)rnnedge_sigmoid_table_q16[u + 1] - lo);
+    }
+    return (int16_t)(x >= 0 ? (r + (1 << 9)) >> 10 : ((1 << 25) - r + (1 << 9) - 1) >> 10);
+}
+
+/** int16 Q3.12 -> int16 tanh in Q0.15: tanh(x) = 2 sigmoid(2x) - 1, the same table at index a >> 8, 8 bits of
+ * interpolation. The negative branch's numerator can be negative: a floor shift (see the check above). */
+static int16_t tanh_q15(int16_t x)
+{
+    const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x);
+    const int32_t u = a >> 8;
+    int32_t r;
+    if (u >= 255) {
+        r = (int32_t)0xFFFF << 8;
+    } else {
+        const int32_t lo = (int32_t)rnnedge_sigmoid_table_q16[u];
+        r = (lo << 8) + (a & 255) * ((int32_t)rnnedge_sigmoid_table_q16[u + 1] - lo);
+    }
+    return (int16_t)(x >= 0 ? (r - (1 << 23) + (1 << 7)) >> 8 : (-r + (1 << 23) + (1 << 7) - 1) >> 8);
+}
+
+/** int16 c with real value c * 2^p, -27 <= p <= 3 -> tanh in Q0.15, via Q3.12 (e = p + 12): sat16(c * 2^e)
+ * for e >= 0 (|c| * 2^15 <= 2^30: int32), RDBPOT(c, -e) for e < 0. */
+static int16_t tanh_of_cell_q15(int16_t c, int32_t p)
+{
+    const int32_t e = p + 12;
+    if (e >= 0) {
+        return tanh_q15(sat16((int32_t)c * ((int32_t)1 << e)));
+    }
+    return tanh_q15((int16_t)rounding_divide_by_pot((int32_t)c, -e));
+}
+
+/* -- dot products and gate pre-activations ------------------------------------------------------------------ */
+
+/** bias + w . v over n: int32, exact (export and the runtime's loader prove |bias| + sum |w| * 2^15 < 2^31 for
+ * every row, so no partial sum in any order overflows). Explicit int32 casts: correct where int is 16 bits. */
+static int32_t dot_int8(int32_t bias, const int8_t *w, const int16_t *v, int32_t n)
+{
+    int32_t acc = bias;
+    int32_t k;
+    for (k = 0; k < n; ++k) {
+        acc += (int32_t)w[k] * (int32_t)v[k];
+    }
+    return acc;
+}
+
+/** yx of gate row r: sat16(MBQM(b_x[r] + W_ih[r] . x, Mx[r], Sx[r])). */
+static int16_t input_part(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x)
+{
+    const int32_t acc = dot_int8(layer->b_x[r], layer->w_ih + r * layer->n_in, x, layer->n_in);
+    return requantize_int8(acc, layer->mult_x[r], (int32_t)layer->shift_x[r]);
+}
+
+/** yh of gate row r: sat16(MBQM(b_h + W_hh[r] . h, Mh[r], Sh[r])). */
+static int16_t recurrent_part(const rnnedge_layer_int8 *layer, int32_t r, int32_t b_h, const int16_t *h)
+{
+    const int32_t acc = dot_int8(b_h, layer->w_hh + r * layer->hidden, h, layer->hidden);
+    return requantize_int8(acc, layer->mult_h[r], (int32_t)layer->shift_h[r]);
+}
+
+/** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12.
+ * h is only read here; the callers write the new h after every row is done. */
+static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, const int16_t *h, int32_t lo,
+                           int32_t hi, int16_t *pre)
+{
+    int32_t r;
+    for (r = lo; r < hi; ++r) {
+        pre[r] = sat16((int32_t)input_part(layer, r, x) + (int32_t)recurrent_part(layer, r, 0, h));
+    }
+}
+
+/* -- cells ---------------------------------------------------------------------------------------------------- */
+
+void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
+{
+    const int32_t H = layer->hidden;
+    int32_t j;
+    gate_sums_int8(layer, x, h, 0, H, scratch);
+    for (j = 0; j < H; ++j) {
+        if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
+            h[j] = scratch[j] > 0 ? scratch[j] : 0;
+        } else {
+            h[j] = tanh_q15(scratch[j]);
+        }
+    }
+}
+
+void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *c,
+                            int16_t *scratch)
+{
+    const int32_t H = layer->hidden;
+    const int32_t p = layer->cell_power;
+    int32_t j;
+    gate_sums_int8(layer, x, h, 0, 4 * H, scratch);
+    for (j = 0; j < H; ++j) {
+        /* i, f, o in [0, 32767] (sigmoid), g in [-32768, 32767] (tanh), c int16: every product below is
+         * below 2^30 in magnitude, so int32 holds it and the rounding's added half (<= 2^30 for 30 + p = 31):
+         * 32767^2 + 2^30 < 2^31 - 1. */
+        const int32_t i = sigmoid_q15(scratch[j]);
+        const int32_t f = sigmoid_q15(scratch[H + j]);
+        const int32_t g = tanh_q15(scratch[2 * H + j]);
+        const int32_t o = sigmoid_q15(scratch[3 * H + j]);
+        const int16_t kept = sat16(rounding_divide_by_pot(f * (int32_t)c[j], 15));
+        const int16_t added = sat16(rounding_divide_by_pot(i * g, 30 + p)); /* p in [-15, 1]: shift 15..31 */
+        const int16_t cj = sat16((int32_t)kept + (int32_t)added);
+        c[j] = cj;
+        h[j] = sat16(rounding_divide_by_pot(o * (int32_t)tanh_of_cell_q15(cj, p), 15));
+    }
+}
+
+void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
+{
+    const int32_t H = layer->hidden;
+    int16_t *yx_n = scratch + 2 * H; /* the n rows keep their two halves apart: yx_n, then yh_n */
+    int16_t *yh_n = scratch + 3 * H;
+    int32_t j;
+    gate_sums_int8(layer, x, h, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
+    for (j = 0; j < H; ++j) {
+        yx_n[j] = input_part(layer, 2 * H + j, x);
+        yh_n[j] = recurrent_part(layer, 2 * H + j, layer->b_hn[j], h);
+    }
+    for (j = 0; j < H; ++j) {
+        const int32_t r = sigmoid_q15(scratch[j]);
+        const int32_t z = sigmoid_q15(scratch[H + j]); /* [0, 32767] */
+        /* |r * yh_n| < 2^30; (32768 - z) * |n| + z * |h| <= 32768 * 32768 = 2^30: int32 */
+        const int32_t n = tanh_q15(sat16((int32_t)yx_n[j] + rounding_divide_by_pot(r * (int32_t)yh_n[j], 15)));
+        h[j] = sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * (int32_t)h[j], 15));
+    }
+}
+
+/* -- input, head, model ------------------------------------------------------------------------------------- */
+
+void rnnedge_embedding_int8(const int8_t *table, int32_t dim, int32_t token, int16_t *x)
+{
+    const int8_t *row = table + token * dim;
+    int32_t k;
+    for (k = 0; k < dim; ++k) {
+        x[k] = (int16_t)row[k];
+    }
+}
+
+void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t in, const int16_t *h,
+                       int32_t *logits)
+{
+    int32_t o;
+    for (o = 0; o < out; ++o) {
+        logits[o] = dot_int8(b[o], w + o * in, h, in);
+    }
+}
+
+int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s)
+{
+    int32_t k;
+    if (model == 0 || s == 0 || s->state == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (k = 0; k < model->state_len; ++k) {
+        s->state[k] = 0;
+    }
+    return RNNEDGE_OK;
+}
+
+/** RNNEDGE_OK if the model, stream and logits can run a step of input kind `kind`, else the error. */
+static int check_step(const rnnedge_model_int8 *model, const rnnedge_state_int8 *s, int32_t *logits, int32_t kind)
+{
+    int32_t l;
+    if (model == 0 || s == 0 || s->state == 0 || s->scratch == 0 || logits == 0 || model->layers == 0 ||
+        model->head_w == 0 || model->head_b == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    if (model->input_kind != kind) {
+        return RNNEDGE_ERR_INPUT_KIND;
+    }
+    if (kind == RNNEDGE_INPUT_TOKENS && model->embedding == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (l = 0; l < model->n_layers; ++l) {
+        const rnnedge_layer_int8 *layer = &model->layers[l];
+        if (layer->bidirectional) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+        if (layer->cell < RNNEDGE_CELL_RNN_TANH || layer->cell > RNNEDGE_CELL_GRU) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+        if (layer->cell == RNNEDGE_CELL_LSTM &&
+            (layer->cell_power < RNNEDGE_CELL_POWER_MIN || layer->cell_power > RNNEDGE_CELL_POWER_MAX)) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+        if (layer->w_ih == 0 || layer->w_hh == 0 || layer->b_x == 0 || layer->mult_x == 0 || layer->shift_x == 0 ||
+            layer->mult_h == 0 || layer->shift_h == 0 || (layer->cell == RNNEDGE_CELL_GRU && layer->b_hn == 0)) {
+            return RNNEDGE_ERR_NULL;
+        }
+    }
+    return RNNEDGE_OK;
+}
+
+/** Every layer on input x (int16, model->n_in), then the head; scratch: the layers' working memory. */
+static void layers_and_head_int8(const rnnedge_model_int8 *model, int16_t *state, const int16_t *x,
+                                 int16_t *scratch, int32_t *logits)
+{
+    int32_t l;
+    for (l = 0; l < model->n_layers; ++l) {
+        const rnnedge_layer_int8 *layer = &model->layers[l];
+        int16_t *h = state;
+        if (layer->cell == RNNEDGE_CELL_LSTM) {
+            rnnedge_lstm_step_int8(layer, x, h, h + layer->hidden, scratch);
+        } else if (layer->cell == RNNEDGE_CELL_GRU) {
+            rnnedge_gru_step_int8(layer, x, h, scratch);
+        } else {
+            rnnedge_rnn_step_int8(layer, x, h, scratch);
+        }
+        state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
+        x = h; /* the next layer reads this layer's new h */
+    }
+    rnnedge_head_int8(model->head_w, model->head_b, model->out, model->head_in, x, logits);
+}
+
+int rnnedge_model_step_dense_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s, const int16_t *x_q,
+                                  int32_t *logits)
+{
+    const int status = check_step(model, s, logits, RNNEDGE_INPUT_DENSE);
+    if (status != RNNEDGE_OK) {
+        return status;
+    }
+    if (x_q == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    layers_and_head_int8(model, s->state, x_q, s->scratch, logits);
+    return RNNEDGE_OK;
+}
+
+int rnnedge_model_step_tokens_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s, int32_t token,
+                                   int32_t *logits)
+{
+    const int status = check_step(model, s, logits, RNNEDGE_INPUT_TOKENS);
+    if (status != RNNEDGE_OK) {
+        return status;
+    }
+    if (token < 0 || token >= model->vocab) {
+        return RNNEDGE_ERR_BAD_TOKEN;
+    }
+    rnnedge_embedding_int8(model->embedding, model->n_in, token, s->scratch); /* the row: front of scratch */
+    layers_and_head_int8(model, s->state, s->scratch, s->scratch + model->n_in, logits);
+    return RNNEDGE_OK;
+}
