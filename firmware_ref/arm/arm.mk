@@ -126,6 +126,24 @@ _arm_lib_image_deps := $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(VECTOR
 $(eval $(call arm_image,int8-an385,an385,$(_arm_lib_image_srcs),$(_arm_lib_image_flags),$(_arm_lib_image_deps)))
 $(eval $(call arm_image,int8-an386,an386,$(_arm_lib_image_srcs),$(_arm_lib_image_flags),$(_arm_lib_image_deps)))
 endif
+
+#   arm-example-an385 / arm-example-an386 (+ -run, -size, -nofloat): the example program ARM_EXAMPLE_MAIN (default
+#                  examples/main.c) + LIB_INT8_SRCS + MODEL_DIR/model_data.c, printing one class per sample through
+#                  semihosting (-DEXAMPLE_SEMIHOST); defined only when MODEL_DIR is set. Its samples come from
+#                  examples/samples.h (the inputs of VECTORS_DIR/vectors_data.h) unless ARM_EXAMPLE_SAMPLES names
+#                  another header (N_SAMPLES and samples[][MODEL_N_IN] or sample_tokens[]; use a separate
+#                  ARM_BUILD per samples header, the flags are not tracked).
+ARM_EXAMPLE_MAIN ?= examples/main.c
+ARM_EXAMPLE_SAMPLES ?=
+ifneq ($(and $(strip $(MODEL_DIR)),$(wildcard $(ARM_EXAMPLE_MAIN))),)
+_arm_example_srcs := $(LIB_INT8_SRCS) $(MODEL_DIR)/model_data.c $(ARM_EXAMPLE_MAIN)
+_arm_example_flags := $(ARM_LIB_FLAGS) $(ARM_LIB_INCLUDES) -I$(MODEL_DIR) -I$(VECTORS_DIR) -DEXAMPLE_SEMIHOST \
+  $(if $(strip $(ARM_EXAMPLE_SAMPLES)),'-DEXAMPLE_SAMPLES_FILE="$(abspath $(ARM_EXAMPLE_SAMPLES))"')
+_arm_example_deps := $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(dir $(ARM_EXAMPLE_MAIN))samples.h) \
+  $(ARM_EXAMPLE_SAMPLES) $(wildcard $(VECTORS_DIR)/vectors_data.h)
+$(eval $(call arm_image,example-an385,an385,$(_arm_example_srcs),$(_arm_example_flags),$(_arm_example_deps)))
+$(eval $(call arm_image,example-an386,an386,$(_arm_example_srcs),$(_arm_example_flags),$(_arm_example_deps)))
+endif
 endif
 
 # standalone: `make -f arm.mk` builds the demo; included: leave the includer's default goal alone
