@@ -15,7 +15,9 @@ It writes, into one folder:
     firmware/int8/          the int8 model as C sources for firmware_ref/ (model_data.h, model_data.c) and its
                             golden vectors as a C header (vectors_data.h) (int8, streamable models only;
                             export/firmware.py): `make -C firmware_ref host MODEL_DIR=<out>/firmware/int8`
-    report.json, report.md  size and parity of every artifact
+    report.json, report.md  size and parity of every artifact; with firmware/int8/, its Cortex-M3 footprint
+                            (export/footprint.py: arm-none-eabi-gcc -Os and QEMU, when installed; otherwise
+                            "not measured: <reason>"; RNNEDGE_FOOTPRINT=0 turns the measurement off)
 
 and checks each artifact against the PyTorch forward on long streams (see _comparisons). Each precision has
 its own pass rule (`criterion`): f32 artifacts must stay within the tolerance (max abs difference); int8w
@@ -41,7 +43,7 @@ import numpy as np
 import onnx
 
 import runtime
-from export import parity, report
+from export import footprint, parity, report
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
 from export.firmware import write_model_sources, write_vector_sources
 from export.onnx_graphs import build_sequence_graph, build_step_graph
@@ -133,6 +135,7 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     files, quantization = _write_artifacts(spec, tensors, out_dir, precisions, ranges)
     files.update(_write_vectors(spec, out_dir, precisions, X[0][: int(lengths[0])]))
     files.update(_write_firmware(spec, out_dir, precisions, checkpoint_path))
+    firmware = _firmware_footprint(out_dir, files)
     with parity.torch_single_thread():
         streams = _Streams.of(model, X, lengths)
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
@@ -142,7 +145,7 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     result = report.build(
         checkpoint=str(checkpoint_path), out_dir=str(out_dir), spec=spec, tolerance=tolerance, inputs=inputs,
         reference_metric=reference_metric, files=files, rows=rows, seconds=time.perf_counter() - started,
-        criteria={p: c.describe() for p, c in criteria.items()}, quantization=quantization,
+        criteria={p: c.describe() for p, c in criteria.items()}, quantization=quantization, firmware=firmware,
     )
     report.write(result, out_dir)
     return result
@@ -276,6 +279,30 @@ def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint
     paths = write_model_sources(out_dir / weights_file("int8"), folder, checkpoint=checkpoint_path)
     paths.append(write_vector_sources(out_dir / vectors_file("int8"), folder))
     return {path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths}
+
+
+# -- firmware footprint (export/footprint.py) ---------------------------------------------------------------------
+FOOTPRINT_BOARD = "an385"  # the integer-only target, Cortex-M3
+FOOTPRINT_STEPS = 16  # a short run: one build and well under a second of QEMU for models of a few 10^5 insns/step
+
+
+def _firmware_footprint(out_dir: Path, files: dict[str, int]) -> dict | None:
+    """report["firmware"]: the footprint of firmware/int8/ on a Cortex-M3 under QEMU, when the sources were
+    written; {"measured": False, "reason": ...} when the tools are missing or anything fails (never an error)."""
+    if f"{FIRMWARE_DIR}/model_data.c" not in files:
+        return None
+    reason = footprint.environment_disabled()
+    if reason is None:
+        ok, reason = footprint.available()
+        if ok:
+            try:
+                return {"measured": True, **footprint.measure_footprint(out_dir / FIRMWARE_DIR, FOOTPRINT_BOARD,
+                                                                        steps=FOOTPRINT_STEPS, timeout=60)}
+            except footprint.FootprintError as e:
+                reason = str(e)
+            except Exception as e:  # noqa: BLE001 - a footprint that cannot be measured never fails the export
+                reason = f"{type(e).__name__}: {e}"
+    return {"measured": False, "reason": reason}
 
 
 @dataclass

@@ -20,6 +20,9 @@ report.json keys:
     passed          every row passed
     failures        one sentence per failed row, naming the artifact and the measured difference
     seconds         wall time of the whole export
+    firmware        only with firmware/int8/ sources (int8, streamable): {"measured": true, ...export/footprint.py's
+                    measure_footprint: board, cpu, library, model_const, ram, image, icount, targets} on a
+                    Cortex-M3 (an385) under QEMU, or {"measured": false, "reason": why not}
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from export import footprint
 from runtime import spec as specs
 
 REPORT_FORMAT = 2
@@ -35,9 +39,9 @@ REFERENCE = "PyTorch forward"
 
 def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs: dict, reference_metric,
           files: dict[str, int], rows: list[dict], seconds: float, criteria: dict[str, str],
-          quantization: dict) -> dict:
+          quantization: dict, firmware: dict | None = None) -> dict:
     failures = [_failure(row) for row in rows if not row["passed"]]
-    return {
+    result = {
         "format": REPORT_FORMAT,
         "checkpoint": checkpoint,
         "out_dir": out_dir,
@@ -55,6 +59,9 @@ def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs
         "failures": failures,
         "seconds": seconds,
     }
+    if firmware is not None:  # only exports that wrote firmware/int8/ sources have the key
+        result["firmware"] = firmware
+    return result
 
 
 def _failure(row: dict) -> str:
@@ -97,6 +104,8 @@ def markdown(result: dict) -> str:
                      f"(symmetric int8 per output row, scale = max|row| / 127{table})")
         if "calibration" in q:
             lines.append(f"- {precision} activations (int16): {_calibration(q)}")
+    if result.get("firmware") is not None:
+        lines.append(f"- firmware/int8 footprint: {_firmware(result['firmware'])}")
     lines += [
         "",
         "| artifact | bytes | comparison | max abs diff | mean abs diff |"
@@ -120,6 +129,11 @@ def markdown(result: dict) -> str:
         lines += [f"- {failure}" for failure in result["failures"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def _firmware(fw: dict) -> str:
+    """One sentence: the measured footprint of firmware/int8/ (export/footprint.py), or why it was not measured."""
+    return footprint.summary_line(fw) if fw["measured"] else f"not measured: {fw['reason']}"
 
 
 def _calibration(q: dict) -> str:
