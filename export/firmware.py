@@ -15,8 +15,15 @@ artifact's requant and shift). The two float steps outside the integer model get
 exact hexadecimal literals: the dense input's normalisation and scale (`<prefix>_input_mean`, `_input_std`,
 MODEL_INPUT_SCALE; rnnedge_quantize_input_f32) and the head's dequantisation scales (`<prefix>_head_scale`).
 
-`write_vector_sources(vectors_path, out_dir)` writes `vectors_data.h` for firmware_ref/tests/host_test.c: a
-vectors file's inputs, expected state after every step and expected integer logits (int8 vectors only).
+`write_float_model_sources(artifact_path, out_dir)` does the same for `model.f32.safetensors` and
+`model.int8w.safetensors` (`const rnnedge_model_f32 model` / `rnnedge_model_int8w model`): every float as an exact
+hexadecimal literal, int8w's matrices int8 with their per-row float scales; the macros are counted in floats.
+
+`write_vector_sources(vectors_path, out_dir)` writes `vectors_data.h`: int8 vectors' inputs, expected state after
+every step and expected integer logits, for firmware_ref/tests/host_test.c; f32 / int8w vectors' inputs, expected
+float state and outputs, for firmware_ref/tests/host_test_float.c.
+
+`write_firmware_sources(artifact_path, vectors_path, out_dir)` writes all three for a weight file of any precision.
 
 Both files' first line says what generated them and from which weight file (name and rnnedge.sha256), and from
 which checkpoint when the caller names it.
@@ -113,13 +120,20 @@ const uint16_t rnnedge_sigmoid_table_q16[256] = {{
 """
 
 
-def model_sizes(spec: dict) -> dict[str, int]:
-    """int16 elements of state and scratch a stream of this forward-only spec needs (rnnedge.h's macros)."""
+def model_sizes(spec: dict, precision: str = "int8") -> dict[str, int]:
+    """Elements of state and scratch a stream of this forward-only spec needs (rnnedge.h's macros): int16 for
+    int8, float for f32 and int8w.
+
+    The layer part of the scratch is the widest layer's RNNEDGE_LAYER_SCRATCH_LEN (G gate sums, + H for a GRU).
+    In front of it: int8 tokens, the widened embedding row; f32/int8w dense, the normalised input; int8w tokens,
+    the dequantised embedding row (f32 tokens read the row in place, int8 dense takes the caller's x_q).
+    """
     state = sum(2 * layer["hidden"] if layer["cell"] == "lstm" else layer["hidden"] for layer in spec["layers"])
     layer_scratch = max(specs.GATES[layer["cell"]] * layer["hidden"] + (layer["hidden"] if layer["cell"] == "gru"
                                                                           else 0) for layer in spec["layers"])
     tokens = spec["input"]["kind"] == "tokens"
-    return {"state": state, "scratch": (specs.input_size(spec) if tokens else 0) + layer_scratch}
+    front = tokens if precision == "int8" else not (tokens and precision == "f32")
+    return {"state": state, "scratch": (specs.input_size(spec) if front else 0) + layer_scratch}
 
 
 def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoint=None) -> list[Path]:
@@ -131,8 +145,8 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
     prefix = _check_prefix(prefix)
     spec, precision, t = artifact.read(artifact_path)
     if precision != "int8":
-        raise ValueError(f"{artifact_path}: firmware sources are written for int8 weight files, this one is "
-                         f"{precision}")
+        raise ValueError(f"{artifact_path}: write_model_sources writes int8 weight files, this one is {precision} "
+                         "(write_float_model_sources or write_firmware_sources write f32 and int8w ones)")
     if not specs.can_stream(spec):
         raise ValueError(f"{artifact_path}: the model has a bidirectional layer, which the firmware (one step at a "
                          "time) cannot run")
@@ -259,15 +273,17 @@ extern const rnnedge_model_int8 {p};
 
 
 def write_vector_sources(vectors_path, out_dir) -> Path:
-    """Write `vectors_data.h` (VEC_* macros, vec_* arrays) from an int8 vectors file; returns its path.
+    """Write `vectors_data.h` (VEC_* macros, vec_* arrays) from a vectors file; returns its path.
 
-    Holds the raw inputs (dense: float32 exactly, and the expected quantised input_q; tokens: the ids), the
+    int8: the raw inputs (dense: float32 exactly, and the expected quantised input_q; tokens: the ids), the
     expected state after every step (int16) with a name per state position, and the expected int32 logits.
-    Raises VectorsError for a bad file, ValueError for vectors of another precision.
+    f32 / int8w (for firmware_ref/tests/host_test_float.c): the raw inputs, the expected float state and the
+    expected float outputs after every step, every float an exact hexadecimal literal. Raises VectorsError for a
+    bad file.
     """
     meta, v = read_vectors(vectors_path)
     if meta["precision"] != "int8":
-        raise ValueError(f"{vectors_path}: C vectors are written for int8 vectors, these are {meta['precision']}")
+        return _write_float_vector_sources(vectors_path, meta, v, out_dir)
     spec = meta["spec"]
     dense = spec["input"]["kind"] == "dense"
     steps, S, out = meta["steps"], v["state"].shape[1], spec["head"]["out"]
@@ -296,3 +312,206 @@ def write_vector_sources(vectors_path, out_dir) -> Path:
     path = out_dir / VECTORS_HEADER
     path.write_text("\n".join(parts))
     return path
+
+
+# -- f32 and int8w --------------------------------------------------------------------------------------------
+
+FLOAT_PRECISIONS = ("f32", "int8w")
+ACT_MACRO = {"none": "RNNEDGE_ACT_NONE", "softmax": "RNNEDGE_ACT_SOFTMAX", "sigmoid": "RNNEDGE_ACT_SIGMOID"}
+
+
+def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoint=None) -> list[Path]:
+    """Write `<prefix>_data.h` and `<prefix>_data.c` for an f32 or int8w weight file; returns their paths.
+
+    The model as `const rnnedge_model_f32 <prefix>` (or rnnedge_model_int8w) of firmware_ref/include/rnnedge.h:
+    every tensor a flat const array in the weight file's layout (PyTorch's row-major W (rows, cols)), every float
+    an exact hexadecimal literal; int8w keeps its int8 matrices and their per-row float scales, its b_ih folded
+    and a GRU's b_hn (b_hh) as the file holds them. The macros are the int8 header's, counted in floats
+    (<P>_STATE_LEN, <P>_SCRATCH_LEN, their _BYTES, <P>_RAM_BYTES, <P>_CONST_BYTES: every const array), plus
+    <P>_PRECISION ("f32" or "int8w"), <P>_PRECISION_F32 or <P>_PRECISION_INT8W (1) and <P>_ACTIVATION.
+    Raises ArtifactError for a bad weight file, ValueError for an int8 one or a bidirectional model.
+    """
+    prefix = _check_prefix(prefix)
+    spec, precision, t = artifact.read(artifact_path)
+    if precision not in FLOAT_PRECISIONS:
+        raise ValueError(f"{artifact_path}: write_float_model_sources writes f32 and int8w weight files, this one "
+                         f"is {precision} (write_model_sources writes int8 ones)")
+    if not specs.can_stream(spec):
+        raise ValueError(f"{artifact_path}: the model has a bidirectional layer, which the firmware (one step at a "
+                         "time) cannot run")
+    sha = artifact.payload_sha256(t)
+    origin = _origin(artifact_path, sha, checkpoint)
+    P, p = prefix.upper(), prefix
+    q8 = precision == "int8w"
+    kind = "int8w" if q8 else "f32"
+    dense = spec["input"]["kind"] == "dense"
+    n_in, out = specs.input_size(spec), spec["head"]["out"]
+    sizes = model_sizes(spec, precision)
+
+    arrays: list[str] = []
+    const_bytes = 0
+
+    def add(name: str, arr: np.ndarray, static: bool = True) -> str:
+        nonlocal const_bytes
+        arr = np.asarray(arr)
+        if arr.dtype == np.int8:
+            arrays.append(_flat_array("int8_t", name, arr))
+        else:
+            arr = arr.astype(np.float32)
+            shape = " x ".join(str(n) for n in arr.shape)
+            arrays.append(f"/* {name}: ({shape}) row-major */\n" + _array("float", name, arr.ravel(), static,
+                                                                           _c_float))
+        const_bytes += arr.nbytes
+        return name
+
+    model_fields: dict[str, str] = {
+        "input_kind": "RNNEDGE_INPUT_DENSE" if dense else "RNNEDGE_INPUT_TOKENS", "n_in": str(n_in),
+        "vocab": "0" if dense else str(spec["input"]["vocab"]),
+    }
+    if dense:
+        model_fields["embedding"] = "0"
+        if q8:
+            model_fields["embedding_scale"] = "0"
+        model_fields["input_mean"] = add(f"{p}_input_mean", np.asarray(spec["input"]["mean"], np.float32), False)
+        model_fields["input_std"] = add(f"{p}_input_std", np.asarray(spec["input"]["std"], np.float32), False)
+    else:
+        model_fields["embedding"] = add(f"{p}_embedding", t["embedding.weight"])
+        if q8:
+            model_fields["embedding_scale"] = add(f"{p}_embedding_scale", t["embedding.weight.scale"])
+        model_fields["input_mean"] = model_fields["input_std"] = "0"
+
+    layer_inits = []
+    state_lines = []
+    offset = 0
+    for l, layer in enumerate(spec["layers"]):
+        q, H = f"layers.{l}.fwd", layer["hidden"]
+        n = f"{p}_l{l}"
+        fields = {"cell": CELL_MACRO[layer["cell"]], "bidirectional": "0",
+                  "n_in": str(t[f"{q}.w_ih"].shape[1]), "hidden": str(H)}
+        if q8:
+            fields.update({
+                "w_ih": add(f"{n}_w_ih", t[f"{q}.w_ih"]), "s_ih": add(f"{n}_s_ih", t[f"{q}.w_ih.scale"]),
+                "w_hh": add(f"{n}_w_hh", t[f"{q}.w_hh"]), "s_hh": add(f"{n}_s_hh", t[f"{q}.w_hh.scale"]),
+                "b_ih": add(f"{n}_b_ih", t[f"{q}.b_ih"]),
+                "b_hn": add(f"{n}_b_hn", t[f"{q}.b_hh"]) if layer["cell"] == "gru" else "0",
+            })
+        else:
+            fields.update({
+                "w_ih": add(f"{n}_w_ih", t[f"{q}.w_ih"]), "w_hh": add(f"{n}_w_hh", t[f"{q}.w_hh"]),
+                "b_ih": add(f"{n}_b_ih", t[f"{q}.b_ih"]), "b_hh": add(f"{n}_b_hh", t[f"{q}.b_hh"]),
+            })
+        layer_inits.append("    {\n" + "".join(f"        .{k} = {v},\n" for k, v in fields.items()) + "    }")
+        for part in ("h", "c") if layer["cell"] == "lstm" else ("h",):
+            state_lines.append(f"#define {P}_LAYER{l}_{part.upper()} {offset} /* state[{offset}, {offset + H}): "
+                               f"layer {l} {part} ({layer['cell']}, H = {H}) */")
+            offset += H
+    model_fields.update({"n_layers": str(len(spec["layers"])), "layers": f"{p}_layers", "out": str(out),
+                         "head_in": str(specs.output_width(spec)), "head_w": add(f"{p}_head_w", t["head.weight"])})
+    if q8:
+        model_fields["head_scale"] = add(f"{p}_head_scale", t["head.weight.scale"])
+    model_fields.update({"head_b": add(f"{p}_head_b", t["head.bias"]),
+                         "activation": ACT_MACRO[spec["head"]["activation"]],
+                         "state_len": f"{P}_STATE_LEN", "scratch_len": f"{P}_SCRATCH_LEN"})
+    front = ("the normalised input" if dense else "the dequantised embedding row") if dense or q8 else ""
+    scratch_note = f"{front} ({n_in}) + the widest layer's gate sums" if front else "the widest layer's gate sums"
+    guard = f"{P}_DATA_H"
+    input_decls = ""
+    if dense:
+        input_decls = (f"\n/* The dense input's normalisation (spec input.mean, input.std), also model fields. */\n"
+                       f"extern const float {p}_input_mean[{n_in}];\nextern const float {p}_input_std[{n_in}];\n")
+    step = "dense" if dense else "tokens"
+    header = f"""/* {origin} */
+/*
+ * The {kind} model as const data for firmware_ref/include/rnnedge.h. A stream needs {P}_STATE_LEN floats of
+ * state and {P}_SCRATCH_LEN floats of scratch, both owned by the caller:
+ *
+ *     static float state[{P}_STATE_LEN], scratch[{P}_SCRATCH_LEN];
+ *     rnnedge_state_f32 s = {{state, scratch}};
+ *     float y[{P}_OUT];
+ *     rnnedge_state_reset_{kind}(&{p}, &s);
+ *     status = rnnedge_model_step_{step}_{kind}(&{p}, &s, {'x' if dense else 'token'}, y);
+ */
+#ifndef {guard}
+#define {guard}
+
+#include "rnnedge.h"
+
+#define {P}_PRECISION "{kind}"
+#define {P}_PRECISION_{kind.upper()} 1
+#define {P}_ARTIFACT "{os.path.basename(os.fspath(artifact_path))}"
+#define {P}_ARTIFACT_SHA256 "{sha}"
+#define {P}_INPUT_KIND {model_fields['input_kind']}
+#define {P}_N_IN {n_in} /* {'features' if dense else 'embedding width'} */
+#define {P}_VOCAB {model_fields['vocab']}
+#define {P}_N_LAYERS {len(spec['layers'])}
+#define {P}_OUT {out}
+#define {P}_ACTIVATION {model_fields['activation']}
+#define {P}_STATE_LEN {sizes['state']} /* float */
+#define {P}_STATE_BYTES {4 * sizes['state']}
+#define {P}_SCRATCH_LEN {sizes['scratch']} /* float: {scratch_note} */
+#define {P}_SCRATCH_BYTES {4 * sizes['scratch']}
+#define {P}_RAM_BYTES ({P}_STATE_BYTES + {P}_SCRATCH_BYTES) /* per stream */
+#define {P}_CONST_BYTES {const_bytes} /* the model's const arrays */
+
+/* state layout (export/vectors.py state_layout): offsets into state */
+{chr(10).join(state_lines)}
+
+extern const rnnedge_model_{kind} {p};
+{input_decls}
+#endif /* {guard} */
+"""
+    source = (f"/* {origin} */\n#include \"{p}_data.h\"\n\n" + "\n".join(arrays)
+              + f"\nstatic const rnnedge_layer_{kind} {p}_layers[{len(layer_inits)}] = {{\n"
+              + ",\n".join(layer_inits) + "\n};\n\n"
+              + f"const rnnedge_model_{kind} {p} = {{\n"
+              + "".join(f"    .{k} = {v},\n" for k, v in model_fields.items()) + "};\n")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{p}_data.h", out_dir / f"{p}_data.c"]
+    paths[0].write_text(header)
+    paths[1].write_text(source)
+    return paths
+
+
+def _write_float_vector_sources(vectors_path, meta: dict, v: dict[str, np.ndarray], out_dir) -> Path:
+    """vectors_data.h of f32 / int8w vectors (write_vector_sources): inputs, float state and outputs per step."""
+    spec = meta["spec"]
+    dense = spec["input"]["kind"] == "dense"
+    steps, S, out = meta["steps"], v["state"].shape[1], spec["head"]["out"]
+    names = [f'"layer {l} {part}[{j}]"' for l, part, _, n in meta["state_layout"] for j in range(n)]
+    origin = (f"Generated by {GENERATOR} from {os.path.basename(os.fspath(vectors_path))} (sha256 {meta['sha256']}), "
+              f"golden vectors of {meta['artifact']} (rnnedge.sha256 {meta['artifact_sha256']}). Do not edit.")
+    parts = [f"/* {origin} */",
+             "/* Included once, by firmware_ref/tests/host_test_float.c: every array is static. */",
+             "#ifndef VECTORS_DATA_H", "#define VECTORS_DATA_H", "", "#include <stdint.h>", "",
+             f'#define VEC_PRECISION "{meta["precision"]}"',
+             f'#define VEC_ARTIFACT "{meta["artifact"]}"',
+             f'#define VEC_ARTIFACT_SHA256 "{meta["artifact_sha256"]}"',
+             f"#define VEC_STEPS {steps}", f"#define VEC_N_IN {specs.input_size(spec)}",
+             f"#define VEC_STATE_LEN {S}", f"#define VEC_OUT {out}",
+             f"#define VEC_INPUT_DENSE {1 if dense else 0}", ""]
+    if dense:
+        parts.append(_array("float", "vec_input", v["input"], fmt=_c_float))
+    else:
+        parts.append(_array("int32_t", "vec_tokens", v["input"]))
+    parts.append(_array("float", "vec_state", v["state"], fmt=_c_float))
+    parts.append(_array("float", "vec_output", v["output"], fmt=_c_float))
+    parts.append(f"static const char *const vec_state_names[{S}] = {{\n    " + ",\n    ".join(names) + "\n};\n")
+    parts.append("#endif /* VECTORS_DATA_H */\n")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / VECTORS_HEADER
+    path.write_text("\n".join(parts))
+    return path
+
+
+def write_firmware_sources(artifact_path, vectors_path, out_dir, prefix: str = "model",
+                           checkpoint=None) -> list[Path]:
+    """Any precision: `<prefix>_data.h`, `<prefix>_data.c` (write_model_sources for int8, else
+    write_float_model_sources) and, when vectors_path is not None, `vectors_data.h`; returns their paths."""
+    _, precision, _ = artifact.read(artifact_path)
+    write = write_model_sources if precision == "int8" else write_float_model_sources
+    paths = write(artifact_path, out_dir, prefix=prefix, checkpoint=checkpoint)
+    if vectors_path is not None:
+        paths.append(write_vector_sources(vectors_path, out_dir))
+    return paths

@@ -2,6 +2,9 @@
  * @file rnnedge.h
  * @brief rnnedge firmware reference: one time step of an exported recurrent model, in plain C99.
  *
+ * Three precisions, as the runtime's: int8 (below, integers only; src/rnnedge_int8.c), and the float ones f32
+ * and int8w (the second half of this file; src/rnnedge_f32.c, src/rnnedge_int8w.c).
+ *
  * The `int8` precision (integers only): int8 weights with one scale per row, int16 activations, Q3.12 gate
  * pre-activations, Q0.15 gates, int32 head logits. The arithmetic contract is the module docstring of
  * runtime/kernels_int8.py and runtime/int8_math.py; this library reproduces the Python runtime bit for bit.
@@ -34,7 +37,7 @@ extern "C" {
 #define RNNEDGE_ERR_BAD_TOKEN (-2)  /**< token id outside [0, vocab); nothing written */
 #define RNNEDGE_ERR_UNSUPPORTED (-3) /**< bidirectional layer, unknown cell or cell power; nothing written */
 #define RNNEDGE_ERR_INPUT_KIND (-4) /**< dense step on a token model or the other way round; nothing written */
-#define RNNEDGE_ERR_BAD_VALUE (-5)  /**< rnnedge_quantize_input_f32: NaN or infinity in the input */
+#define RNNEDGE_ERR_BAD_VALUE (-5)  /**< NaN or infinity in a float input; nothing written */
 /**@}*/
 
 /** @name Cell codes (runtime/layout.py CELL_*) */
@@ -215,6 +218,268 @@ int rnnedge_quantize_input_f32(const float *x, const float *mean, const float *s
 
 /** The 256-entry sigmoid table, unsigned Q0.16: min(65535, round(65536 * sigmoid(k / 24))) (int8_math). */
 extern const uint16_t rnnedge_sigmoid_table_q16[256];
+
+/* ================================================================================================================
+ * The float precisions: f32 (float weights) and int8w (int8 weights, one float scale per output row), both with
+ * float activations and state (src/rnnedge_f32.c, src/rnnedge_int8w.c). They mirror runtime/kernels_f32.py and
+ * runtime/kernels_int8w.py operation for operation: the same exp (Cody-Waite range reduction, the degree-6
+ * polynomial, 2^k built in the exponent bits; no libm), sigmoid(a) = 1 / (1 + e^-a), tanh(a) = 2 / (1 + e^-2a) - 1,
+ * the same sums (four products at a time, then the next four), PyTorch's gate order, GRU's linear_before_reset.
+ * A C step agrees with the runtime within 1e-5 absolute (export/vectors.py's rule for f32/int8w): the runtime
+ * lets LLVM reorder sums and fuse multiply-adds, C99 mode (-std=c99 implies -ffp-contract=off) does neither.
+ * Assumes float arithmetic in float (FLT_EVAL_METHOD 0: SSE, ARM VFP, soft-float).
+ *
+ * Memory: as for int8, nothing is allocated and there is no global mutable state. A stream's memory is an
+ * rnnedge_state_f32 (float state and float scratch, caller-owned), sized by the generated MODEL_STATE_LEN /
+ * MODEL_SCRATCH_LEN. The state layout is the int8 one: every layer's h, then (LSTM) its c, packed.
+ * ============================================================================================================== */
+
+/** @name Head activations (runtime/layout.py ACT_*) */
+/**@{*/
+#define RNNEDGE_ACT_NONE 0
+#define RNNEDGE_ACT_SOFTMAX 1
+#define RNNEDGE_ACT_SIGMOID 2
+/**@}*/
+
+/** One f32 layer-direction (artifact tensors `layers.{l}.fwd.*`, PyTorch layout). G = gates * hidden. */
+typedef struct {
+    int32_t cell;          /**< RNNEDGE_CELL_* */
+    int32_t bidirectional; /**< nonzero: the layer has a backward direction, which a stream cannot run */
+    int32_t n_in;          /**< input width I */
+    int32_t hidden;        /**< H */
+    const float *w_ih;     /**< (G, I) row-major */
+    const float *w_hh;     /**< (G, H) row-major */
+    const float *b_ih;     /**< (G) */
+    const float *b_hh;     /**< (G) */
+} rnnedge_layer_f32;
+
+/** A whole f32 model (forward-only layers, a head on the last layer's h). */
+typedef struct {
+    int32_t input_kind;              /**< RNNEDGE_INPUT_DENSE or RNNEDGE_INPUT_TOKENS */
+    int32_t n_in;                    /**< input width: features, or the embedding width */
+    int32_t vocab;                   /**< tokens: vocabulary size; 0 for dense */
+    const float *embedding;          /**< tokens: (vocab, n_in) row-major; NULL for dense */
+    const float *input_mean;         /**< dense: n_in means (spec input.mean); NULL for tokens */
+    const float *input_std;          /**< dense: n_in standard deviations (spec input.std); NULL for tokens */
+    int32_t n_layers;                /**< number of layers */
+    const rnnedge_layer_f32 *layers; /**< n_layers layer constants, first to last */
+    int32_t out;                     /**< head outputs O */
+    int32_t head_in;                 /**< head input width (the last layer's H) */
+    const float *head_w;             /**< (O, head_in) row-major */
+    const float *head_b;             /**< (O) */
+    int32_t activation;              /**< RNNEDGE_ACT_* */
+    int32_t state_len;               /**< floats of state: sum of RNNEDGE_LAYER_STATE_LEN */
+    int32_t scratch_len;             /**< floats of scratch a model step needs (rnnedge_state_f32) */
+} rnnedge_model_f32;
+
+/**
+ * One int8w layer-direction (artifact tensors `layers.{l}.fwd.*` of a model.int8w.safetensors). G = gates * H.
+ * Per gate row r: gx[r] = b_ih[r] + s_ih[r] * (W_ih[r] . x), gh[r] = b_h[r] + s_hh[r] * (W_hh[r] . h), the sums
+ * in float over int8 weights, each row's scale applied to the finished sum; b_h[r] = b_hn[r - 2H] on a GRU's n
+ * rows and 0 everywhere else (the file folds every other recurrent bias into b_ih: spec.recurrent_bias_rows).
+ */
+typedef struct {
+    int32_t cell;          /**< RNNEDGE_CELL_* */
+    int32_t bidirectional; /**< nonzero: the layer has a backward direction, which a stream cannot run */
+    int32_t n_in;          /**< input width I */
+    int32_t hidden;        /**< H */
+    const int8_t *w_ih;    /**< (G, I) row-major, int8 */
+    const float *s_ih;     /**< (G) row scales of w_ih */
+    const int8_t *w_hh;    /**< (G, H) row-major, int8 */
+    const float *s_hh;     /**< (G) row scales of w_hh */
+    const float *b_ih;     /**< (G) the folded bias */
+    const float *b_hn;     /**< (H) a GRU's b_hn; NULL for other cells */
+} rnnedge_layer_int8w;
+
+/** A whole int8w model (forward-only layers, a head on the last layer's h). */
+typedef struct {
+    int32_t input_kind;                /**< RNNEDGE_INPUT_DENSE or RNNEDGE_INPUT_TOKENS */
+    int32_t n_in;                      /**< input width: features, or the embedding width */
+    int32_t vocab;                     /**< tokens: vocabulary size; 0 for dense */
+    const int8_t *embedding;           /**< tokens: (vocab, n_in) row-major int8; NULL for dense */
+    const float *embedding_scale;      /**< tokens: (vocab) one scale per row; NULL for dense */
+    const float *input_mean;           /**< dense: n_in means (spec input.mean); NULL for tokens */
+    const float *input_std;            /**< dense: n_in standard deviations (spec input.std); NULL for tokens */
+    int32_t n_layers;                  /**< number of layers */
+    const rnnedge_layer_int8w *layers; /**< n_layers layer constants, first to last */
+    int32_t out;                       /**< head outputs O */
+    int32_t head_in;                   /**< head input width (the last layer's H) */
+    const int8_t *head_w;              /**< (O, head_in) row-major int8 */
+    const float *head_scale;           /**< (O) row scales of head_w */
+    const float *head_b;               /**< (O) */
+    int32_t activation;                /**< RNNEDGE_ACT_* */
+    int32_t state_len;                 /**< floats of state: sum of RNNEDGE_LAYER_STATE_LEN */
+    int32_t scratch_len;               /**< floats of scratch a model step needs (rnnedge_state_f32) */
+} rnnedge_model_int8w;
+
+/**
+ * A float stream's memory (f32 and int8w), owned by the caller: two plain float arrays.
+ *
+ * state: model->state_len floats, layers in order, each layer's h then (lstm) c, packed (export/vectors.py's
+ *        `state`). All zeros is the start of a sequence (rnnedge_state_reset_f32 / _int8w).
+ * scratch: model->scratch_len floats, overwritten by every step, never read across steps: the widest layer's
+ *          RNNEDGE_LAYER_SCRATCH_LEN (G gate sums, + H for a GRU, whose n rows keep the input and recurrent
+ *          parts apart), plus n_in in front for a dense model (the normalised input) and an int8w token model
+ *          (the dequantised embedding row); f32 token models read the embedding row in place.
+ */
+typedef struct {
+    float *state;   /**< [in,out] model->state_len floats */
+    float *scratch; /**< [out] model->scratch_len floats of working memory */
+} rnnedge_state_f32;
+
+/** e^x in float: x clamped to [-87, 88], x = k ln2 + r (Cody-Waite), e^r by a degree-6 polynomial, times 2^k
+ * built in the exponent bits (runtime.kernels_f32.exp_f32). Relative error ~1.2e-7; no libm. */
+float rnnedge_exp_f32(float x);
+/** 1 / (1 + e^-a) with rnnedge_exp_f32 (runtime.kernels_f32.sigmoid_f32). */
+float rnnedge_sigmoid_f32(float a);
+/** 2 / (1 + e^-2a) - 1 with rnnedge_exp_f32 (runtime.kernels_f32.tanh_f32). */
+float rnnedge_tanh_f32(float a);
+
+/**
+ * Input normalisation (runtime.kernels_f32.normalise_f32): out[k] = (x[k] - mean[k]) / std[k].
+ * @param[in]  x    n raw inputs
+ * @param[in]  mean n means
+ * @param[in]  std  n standard deviations
+ * @param[in]  n    number of features
+ * @param[out] out  n normalised inputs (may be x itself)
+ */
+void rnnedge_normalise_f32(const float *x, const float *mean, const float *std, int32_t n, float *out);
+
+/**
+ * A head activation in place (runtime.kernels_f32.activate_head_f32): softmax (minus the maximum first),
+ * sigmoid, or none; e^x is rnnedge_exp_f32 (the runtime calls numpy's exp here: ~1e-7 apart).
+ * @param[in,out] y          out values
+ * @param[in]     out        number of outputs
+ * @param[in]     activation RNNEDGE_ACT_*; an unknown code leaves y as it is
+ */
+void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation);
+
+/**
+ * Zero a float stream's state (f32 model): the start of a new sequence.
+ * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL
+ */
+int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s);
+
+/**
+ * One time step of a dense-input f32 model: normalisation, every layer, then the head.
+ * @param[in]     model the model (input_kind RNNEDGE_INPUT_DENSE, every layer forward-only)
+ * @param[in,out] s     the stream's state (read and updated) and scratch
+ * @param[in]     x     model->n_in raw float inputs (before normalisation)
+ * @param[out]    y     model->out outputs, the head's activation applied
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND, RNNEDGE_ERR_UNSUPPORTED or RNNEDGE_ERR_BAD_VALUE
+ *         (NaN or infinity in x); nothing is written on an error
+ */
+int rnnedge_model_step_dense_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s, const float *x, float *y);
+
+/**
+ * One time step of a token-input f32 model: the embedding row of `token` (read in place), every layer, the head.
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_BAD_TOKEN, RNNEDGE_ERR_INPUT_KIND or RNNEDGE_ERR_UNSUPPORTED
+ *         (nothing written on an error)
+ */
+int rnnedge_model_step_tokens_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s, int32_t token, float *y);
+
+/**
+ * One step of an f32 Elman RNN layer: h = act(b_ih + W_ih x + b_hh + W_hh h), act = tanh or relu by layer->cell.
+ * @param[in]     layer   the layer's constants (G = H rows)
+ * @param[in]     x       layer->n_in inputs (must not overlap h or scratch)
+ * @param[in,out] h       layer->hidden hidden state
+ * @param[out]    scratch RNNEDGE_LAYER_SCRATCH_LEN(cell, H) floats
+ */
+void rnnedge_rnn_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch);
+
+/**
+ * One step of an f32 LSTM layer (gates i f g o): c = f c + i g, h = o tanh(c).
+ * @param[in]     layer   the layer's constants (G = 4H rows)
+ * @param[in]     x       layer->n_in inputs (must not overlap h, c or scratch)
+ * @param[in,out] h       layer->hidden hidden state
+ * @param[in,out] c       layer->hidden cell state
+ * @param[out]    scratch 4H floats
+ */
+void rnnedge_lstm_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *c, float *scratch);
+
+/**
+ * One step of an f32 GRU layer (gates r z n, linear_before_reset): n = tanh(gx_n + r (W_hn h + b_hn)),
+ * h = (1 - z) n + z h.
+ * @param[in]     layer   the layer's constants (G = 3H rows)
+ * @param[in]     x       layer->n_in inputs (must not overlap h or scratch)
+ * @param[in,out] h       layer->hidden hidden state
+ * @param[out]    scratch 4H floats
+ */
+void rnnedge_gru_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch);
+
+/**
+ * The embedding row of a token (f32 tables are read in place, as the runtime does).
+ * @param[in] table (vocab, dim) row-major
+ * @param[in] dim   embedding width
+ * @param[in] token row to read; the caller checks 0 <= token < vocab
+ * @return a pointer to the dim floats of row `token`
+ */
+const float *rnnedge_embedding_f32(const float *table, int32_t dim, int32_t token);
+
+/**
+ * The f32 head: y = act(b + W h) (runtime.kernels_f32.head_f32; each row's sum starts at 0, then b is added).
+ * @param[in]  w          (out, in) row-major
+ * @param[in]  b          out biases
+ * @param[in]  out        number of outputs
+ * @param[in]  in         input width
+ * @param[in]  activation RNNEDGE_ACT_*
+ * @param[in]  h          in values (the last layer's h)
+ * @param[out] y          out values
+ */
+void rnnedge_head_f32(const float *w, const float *b, int32_t out, int32_t in, int32_t activation, const float *h,
+                      float *y);
+
+/** Zero a float stream's state (int8w model). @return RNNEDGE_OK, or RNNEDGE_ERR_NULL */
+int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s);
+
+/**
+ * One time step of a dense-input int8w model; as rnnedge_model_step_dense_f32.
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND, RNNEDGE_ERR_UNSUPPORTED or RNNEDGE_ERR_BAD_VALUE
+ *         (nothing written on an error)
+ */
+int rnnedge_model_step_dense_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s, const float *x,
+                                   float *y);
+
+/**
+ * One time step of a token-input int8w model: the embedding row dequantised into the front of the scratch
+ * (scale[token] * q, n_in floats), every layer, the head.
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_BAD_TOKEN, RNNEDGE_ERR_INPUT_KIND or RNNEDGE_ERR_UNSUPPORTED
+ *         (nothing written on an error)
+ */
+int rnnedge_model_step_tokens_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s, int32_t token,
+                                    float *y);
+
+/** One step of an int8w Elman RNN layer; as rnnedge_rnn_step_f32 (scratch RNNEDGE_LAYER_SCRATCH_LEN floats). */
+void rnnedge_rnn_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch);
+/** One step of an int8w LSTM layer; as rnnedge_lstm_step_f32 (scratch 4H floats). */
+void rnnedge_lstm_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *c,
+                             float *scratch);
+/** One step of an int8w GRU layer; as rnnedge_gru_step_f32 (layer->b_hn set; scratch 4H floats). */
+void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch);
+
+/**
+ * Dequantise one int8w embedding row: x[k] = scale[token] * q[token][k] (runtime dequantize_row_int8w).
+ * @param[in]  table (vocab, dim) row-major int8
+ * @param[in]  scale (vocab) row scales
+ * @param[in]  dim   embedding width
+ * @param[in]  token row to read; the caller checks 0 <= token < vocab
+ * @param[out] x     dim floats
+ */
+void rnnedge_embedding_int8w(const int8_t *table, const float *scale, int32_t dim, int32_t token, float *x);
+
+/**
+ * The int8w head: y = act(b + s * (W h)), the row scale on the finished int8-times-float sum.
+ * @param[in]  w          (out, in) row-major int8
+ * @param[in]  scale      out row scales
+ * @param[in]  b          out biases
+ * @param[in]  out        number of outputs
+ * @param[in]  in         input width
+ * @param[in]  activation RNNEDGE_ACT_*
+ * @param[in]  h          in values
+ * @param[out] y          out values
+ */
+void rnnedge_head_int8w(const int8_t *w, const float *scale, const float *b, int32_t out, int32_t in,
+                        int32_t activation, const float *h, float *y);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,324 @@
+/*
+ * rnnedge_f32.c: the `f32` precision's step, one C function per kernel of runtime/kernels_f32.py.
+ *
+ * Float32 arithmetic only (no double: the file builds with -Wdouble-promotion), no libm: e^x is the runtime's
+ * exp_f32, written out below. Weights are in PyTorch's row-major layout W (rows, cols); the runtime keeps W^T
+ * but computes every output row's value with the same operations in the same order:
+ *
+ *     gx[r]  = b_ih[r] + W_ih[r] . x            (input_projection_f32)
+ *     pre[r] = (gx[r] + b_hh[r]) + W_hh[r] . h  (rnn/lstm; a GRU keeps b_hh[r] + W_hh[r] . h apart)
+ *
+ * where "acc + W[r] . v" adds four products at a time, acc = acc + (((w0 v0 + w1 v1) + w2 v2) + w3 v3), then
+ * the remaining products one by one (gemv_t_acc_f32). The runtime allows LLVM to reassociate and contract
+ * (FMA) these sums; C99 mode does not, so results agree within a few ulps, well inside 1e-5.
+ */
+#include "rnnedge.h"
+#include "rnnedge_float_internal.h"
+
+/* runtime/kernels_f32.py's float32 constants, as exact hexadecimal literals */
+#define EXP_LO (-87.0f)
+#define EXP_HI 88.0f
+#define LOG2E 0x1.715476p+0f   /* float32(1.4426950408889634) */
+#define LN2_HI 0x1.63p-1f      /* 0.693359375: k * LN2_HI is exact for |k| < 2^8 */
+#define LN2_LO -0x1.bd0106p-13f /* float32(-2.12194440e-4) */
+#define C2 0x1.p-1f            /* 1/2 */
+#define C3 0x1.555556p-3f      /* float32(1/6) */
+#define C4 0x1.555556p-5f      /* float32(1/24) */
+#define C5 0x1.111112p-7f      /* float32(1/120) */
+#define C6 0x1.6c16c2p-10f     /* float32(1/720) */
+
+typedef union {
+    uint32_t u;
+    float f;
+} float_bits; /* reading the member not last written is defined in C99 (TC3, 6.5.2.3 footnote 82) */
+
+typedef char rnnedge_requires_32_bit_float[sizeof(float) == 4 ? 1 : -1];
+
+float rnnedge_exp_f32(float x)
+{
+    float t;
+    float kf;
+    float r;
+    float p;
+    int32_t k;
+    float_bits two_k;
+    x = x < EXP_LO ? EXP_LO : x;
+    x = x > EXP_HI ? EXP_HI : x;
+    t = x * LOG2E + 0.5f; /* in [-125.0, 127.5]: floor by truncation, corrected below 0 */
+    k = (int32_t)t;
+    if ((float)k > t) {
+        k -= 1;
+    }
+    kf = (float)k;
+    r = (x - kf * LN2_HI) - kf * LN2_LO;
+    p = 1.0f + r * (1.0f + r * (C2 + r * (C3 + r * (C4 + r * (C5 + r * C6)))));
+    two_k.u = (uint32_t)(k + 127) << 23; /* k in [-125, 127]: a normal float's biased exponent */
+    return p * two_k.f;
+}
+
+float rnnedge_sigmoid_f32(float a)
+{
+    return 1.0f / (1.0f + rnnedge_exp_f32(-a));
+}
+
+float rnnedge_tanh_f32(float a)
+{
+    return 2.0f / (1.0f + rnnedge_exp_f32(-2.0f * a)) - 1.0f;
+}
+
+int rnnedge_all_finite_f32(const float *x, int32_t n)
+{
+    int32_t k;
+    for (k = 0; k < n; ++k) {
+        float_bits b;
+        b.f = x[k];
+        if ((b.u & 0x7F800000u) == 0x7F800000u) { /* exponent all ones: infinity or NaN */
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* -- sums, shared updates ------------------------------------------------------------------------------------ */
+
+/** acc + w . v over n, four products per pass then one at a time (gemv_t_acc_f32's order per output row). */
+static float dot_acc_f32(float acc, const float *w, const float *v, int32_t n)
+{
+    int32_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        acc += w[k] * v[k] + w[k + 1] * v[k + 1] + w[k + 2] * v[k + 2] + w[k + 3] * v[k + 3];
+    }
+    for (; k < n; ++k) {
+        acc += w[k] * v[k];
+    }
+    return acc;
+}
+
+/** gx of gate row r: b_ih[r] + W_ih[r] . x. */
+static float input_part_f32(const rnnedge_layer_f32 *layer, int32_t r, const float *x)
+{
+    return dot_acc_f32(layer->b_ih[r], layer->w_ih + r * layer->n_in, x, layer->n_in);
+}
+
+/** (gx + b_hh[r]) + W_hh[r] . h for rows lo..hi-1 (rnn and lstm pre-activations). h is only read. */
+static void gate_sums_f32(const rnnedge_layer_f32 *layer, const float *x, const float *h, int32_t lo, int32_t hi,
+                          float *pre)
+{
+    int32_t r;
+    for (r = lo; r < hi; ++r) {
+        pre[r] = dot_acc_f32(input_part_f32(layer, r, x) + layer->b_hh[r], layer->w_hh + r * layer->hidden, h,
+                             layer->hidden);
+    }
+}
+
+void rnnedge_rnn_update_f32(int32_t relu, int32_t H, float *h, const float *pre)
+{
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        if (relu) {
+            h[j] = pre[j] > 0.0f ? pre[j] : 0.0f; /* max(pre, 0) */
+        } else {
+            h[j] = rnnedge_tanh_f32(pre[j]);
+        }
+    }
+}
+
+void rnnedge_lstm_update_f32(int32_t H, float *h, float *c, const float *gates)
+{
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        const float i = rnnedge_sigmoid_f32(gates[j]);
+        const float f = rnnedge_sigmoid_f32(gates[H + j]);
+        const float g = rnnedge_tanh_f32(gates[2 * H + j]);
+        const float o = rnnedge_sigmoid_f32(gates[3 * H + j]);
+        const float cj = f * c[j] + i * g;
+        c[j] = cj;
+        h[j] = o * rnnedge_tanh_f32(cj);
+    }
+}
+
+void rnnedge_gru_update_f32(int32_t H, float *h, const float *sums)
+{
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        const float r = rnnedge_sigmoid_f32(sums[j]);
+        const float z = rnnedge_sigmoid_f32(sums[H + j]);
+        const float n = rnnedge_tanh_f32(sums[2 * H + j] + r * sums[3 * H + j]);
+        h[j] = (1.0f - z) * n + z * h[j];
+    }
+}
+
+/* -- cells ---------------------------------------------------------------------------------------------------- */
+
+void rnnedge_rnn_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
+{
+    gate_sums_f32(layer, x, h, 0, layer->hidden, scratch);
+    rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+}
+
+void rnnedge_lstm_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *c, float *scratch)
+{
+    gate_sums_f32(layer, x, h, 0, 4 * layer->hidden, scratch);
+    rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+}
+
+void rnnedge_gru_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
+{
+    const int32_t H = layer->hidden;
+    int32_t r;
+    for (r = 0; r < 3 * H; ++r) {
+        const float gx = input_part_f32(layer, r, x);
+        const float gh = dot_acc_f32(layer->b_hh[r], layer->w_hh + r * H, h, H); /* gh = b_hh + W_hh h */
+        if (r < 2 * H) {
+            scratch[r] = gh + gx; /* r, z: gh += gx */
+        } else {
+            scratch[r] = gx;      /* n: the two parts stay apart */
+            scratch[H + r] = gh;
+        }
+    }
+    rnnedge_gru_update_f32(H, h, scratch);
+}
+
+/* -- input, head, model --------------------------------------------------------------------------------------- */
+
+void rnnedge_normalise_f32(const float *x, const float *mean, const float *std, int32_t n, float *out)
+{
+    int32_t k;
+    for (k = 0; k < n; ++k) {
+        out[k] = (x[k] - mean[k]) / std[k];
+    }
+}
+
+const float *rnnedge_embedding_f32(const float *table, int32_t dim, int32_t token)
+{
+    return table + token * dim;
+}
+
+void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation)
+{
+    int32_t o;
+    if (activation == RNNEDGE_ACT_SOFTMAX) {
+        float top = y[0];
+        float total = 0.0f;
+        for (o = 1; o < out; ++o) {
+            top = y[o] > top ? y[o] : top;
+        }
+        for (o = 0; o < out; ++o) {
+            y[o] = rnnedge_exp_f32(y[o] - top);
+            total += y[o];
+        }
+        for (o = 0; o < out; ++o) {
+            y[o] /= total;
+        }
+    } else if (activation == RNNEDGE_ACT_SIGMOID) {
+        for (o = 0; o < out; ++o) {
+            y[o] = rnnedge_sigmoid_f32(y[o]);
+        }
+    }
+}
+
+void rnnedge_head_f32(const float *w, const float *b, int32_t out, int32_t in, int32_t activation, const float *h,
+                      float *y)
+{
+    int32_t o;
+    for (o = 0; o < out; ++o) {
+        const float *row = w + o * in;
+        float acc = 0.0f;
+        int32_t k;
+        for (k = 0; k < in; ++k) {
+            acc += row[k] * h[k];
+        }
+        y[o] = b[o] + acc;
+    }
+    rnnedge_activate_head_f32(y, out, activation);
+}
+
+int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s)
+{
+    int32_t k;
+    if (model == 0 || s == 0 || s->state == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (k = 0; k < model->state_len; ++k) {
+        s->state[k] = 0.0f;
+    }
+    return RNNEDGE_OK;
+}
+
+/** RNNEDGE_OK if the model, stream and y can run a step of input kind `kind`, else the error. */
+static int check_step(const rnnedge_model_f32 *model, const rnnedge_state_f32 *s, const float *y, int32_t kind)
+{
+    int32_t l;
+    if (model == 0 || s == 0 || s->state == 0 || s->scratch == 0 || y == 0 || model->layers == 0 ||
+        model->head_w == 0 || model->head_b == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    if (model->input_kind != kind) {
+        return RNNEDGE_ERR_INPUT_KIND;
+    }
+    if (kind == RNNEDGE_INPUT_TOKENS ? model->embedding == 0 : (model->input_mean == 0 || model->input_std == 0)) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (l = 0; l < model->n_layers; ++l) {
+        const rnnedge_layer_f32 *layer = &model->layers[l];
+        if (layer->bidirectional || layer->cell < RNNEDGE_CELL_RNN_TANH || layer->cell > RNNEDGE_CELL_GRU) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+        if (layer->w_ih == 0 || layer->w_hh == 0 || layer->b_ih == 0 || layer->b_hh == 0) {
+            return RNNEDGE_ERR_NULL;
+        }
+    }
+    return RNNEDGE_OK;
+}
+
+/** Every layer on input x (model->n_in floats), then the head (layers_and_head_f32). */
+static void layers_and_head_f32(const rnnedge_model_f32 *model, float *state, const float *x, float *scratch,
+                                float *y)
+{
+    int32_t l;
+    for (l = 0; l < model->n_layers; ++l) {
+        const rnnedge_layer_f32 *layer = &model->layers[l];
+        float *h = state;
+        if (layer->cell == RNNEDGE_CELL_LSTM) {
+            rnnedge_lstm_step_f32(layer, x, h, h + layer->hidden, scratch);
+        } else if (layer->cell == RNNEDGE_CELL_GRU) {
+            rnnedge_gru_step_f32(layer, x, h, scratch);
+        } else {
+            rnnedge_rnn_step_f32(layer, x, h, scratch);
+        }
+        state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
+        x = h; /* the next layer reads this layer's new h */
+    }
+    rnnedge_head_f32(model->head_w, model->head_b, model->out, model->head_in, model->activation, x, y);
+}
+
+int rnnedge_model_step_dense_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s, const float *x, float *y)
+{
+    const int status = check_step(model, s, y, RNNEDGE_INPUT_DENSE);
+    if (status != RNNEDGE_OK) {
+        return status;
+    }
+    if (x == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    if (!rnnedge_all_finite_f32(x, model->n_in)) {
+        return RNNEDGE_ERR_BAD_VALUE;
+    }
+    rnnedge_normalise_f32(x, model->input_mean, model->input_std, model->n_in, s->scratch);
+    layers_and_head_f32(model, s->state, s->scratch, s->scratch + model->n_in, y);
+    return RNNEDGE_OK;
+}
+
+int rnnedge_model_step_tokens_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s, int32_t token, float *y)
+{
+    const int status = check_step(model, s, y, RNNEDGE_INPUT_TOKENS);
+    if (status != RNNEDGE_OK) {
+        return status;
+    }
+    if (token < 0 || token >= model->vocab) {
+        return RNNEDGE_ERR_BAD_TOKEN;
+    }
+    layers_and_head_f32(model, s->state, rnnedge_embedding_f32(model->embedding, model->n_in, token), s->scratch,
+                        y);
+    return RNNEDGE_OK;
+}

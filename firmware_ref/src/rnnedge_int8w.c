@@ -1,0 +1,207 @@
+/*
+ * rnnedge_int8w.c: the `int8w` precision's step, one C function per kernel of runtime/kernels_int8w.py.
+ *
+ * int8 weights with one float scale per output row; activations, state and every sum in float. A row's sum
+ * runs over float(w) * v, four products per pass then one at a time (gemv_t_int8w), and the row's scale
+ * multiplies the finished sum, never a weight:
+ *
+ *     gx[r]  = b_ih[r] + s_ih[r] * (W_ih[r] . x)           (input_projection_int8w)
+ *     pre[r] = gx[r] + s_hh[r] * (W_hh[r] . h)             (rnn, lstm: the file folds b_hh into b_ih)
+ *     gh[r]  = b_h[r] + s_hh[r] * (W_hh[r] . h)            (gru; b_h = b_hn on the n rows, else 0)
+ *
+ * The runtime adds its zero rows of b_hh explicitly; adding 0.0f changes no value, so they are left out here.
+ * Gate activations and state updates are rnnedge_f32.c's (as kernels_int8w.py uses kernels_f32's).
+ */
+#include "rnnedge.h"
+#include "rnnedge_float_internal.h"
+
+/** w . v over n for int8 w, unscaled, from 0: four products per pass, then one at a time (gemv_t_int8w). */
+static float dot_int8w(const int8_t *w, const float *v, int32_t n)
+{
+    float acc = 0.0f;
+    int32_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        acc += (float)w[k] * v[k] + (float)w[k + 1] * v[k + 1] + (float)w[k + 2] * v[k + 2] +
+               (float)w[k + 3] * v[k + 3];
+    }
+    for (; k < n; ++k) {
+        acc += (float)w[k] * v[k];
+    }
+    return acc;
+}
+
+/** gx of gate row r: b_ih[r] + s_ih[r] * (W_ih[r] . x). */
+static float input_part_int8w(const rnnedge_layer_int8w *layer, int32_t r, const float *x)
+{
+    return layer->b_ih[r] + layer->s_ih[r] * dot_int8w(layer->w_ih + r * layer->n_in, x, layer->n_in);
+}
+
+/** s_hh[r] * (W_hh[r] . h): the recurrent part of gate row r, without bias. */
+static float recurrent_part_int8w(const rnnedge_layer_int8w *layer, int32_t r, const float *h)
+{
+    return layer->s_hh[r] * dot_int8w(layer->w_hh + r * layer->hidden, h, layer->hidden);
+}
+
+/** pre[r] = gx[r] + s_hh[r] * (W_hh[r] . h) for rows lo..hi-1 (rnn, lstm). h is only read. */
+static void gate_sums_int8w(const rnnedge_layer_int8w *layer, const float *x, const float *h, int32_t lo,
+                            int32_t hi, float *pre)
+{
+    int32_t r;
+    for (r = lo; r < hi; ++r) {
+        pre[r] = input_part_int8w(layer, r, x) + recurrent_part_int8w(layer, r, h);
+    }
+}
+
+/* -- cells ---------------------------------------------------------------------------------------------------- */
+
+void rnnedge_rnn_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
+{
+    gate_sums_int8w(layer, x, h, 0, layer->hidden, scratch);
+    rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+}
+
+void rnnedge_lstm_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *c, float *scratch)
+{
+    gate_sums_int8w(layer, x, h, 0, 4 * layer->hidden, scratch);
+    rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+}
+
+void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
+{
+    const int32_t H = layer->hidden;
+    int32_t r;
+    for (r = 0; r < 3 * H; ++r) {
+        const float gx = input_part_int8w(layer, r, x);
+        const float gh = recurrent_part_int8w(layer, r, h);
+        if (r < 2 * H) {
+            scratch[r] = gh + gx; /* r, z: b_h is 0 */
+        } else {
+            scratch[r] = gx; /* n: the two parts stay apart */
+            scratch[H + r] = layer->b_hn[r - 2 * H] + gh;
+        }
+    }
+    rnnedge_gru_update_f32(H, h, scratch);
+}
+
+/* -- input, head, model --------------------------------------------------------------------------------------- */
+
+void rnnedge_embedding_int8w(const int8_t *table, const float *scale, int32_t dim, int32_t token, float *x)
+{
+    const int8_t *row = table + token * dim;
+    const float s = scale[token];
+    int32_t k;
+    for (k = 0; k < dim; ++k) {
+        x[k] = s * (float)row[k];
+    }
+}
+
+void rnnedge_head_int8w(const int8_t *w, const float *scale, const float *b, int32_t out, int32_t in,
+                        int32_t activation, const float *h, float *y)
+{
+    int32_t o;
+    for (o = 0; o < out; ++o) {
+        const int8_t *row = w + o * in;
+        float acc = 0.0f;
+        int32_t k;
+        for (k = 0; k < in; ++k) { /* one product at a time (gemv_acc_int8w) */
+            acc += (float)row[k] * h[k];
+        }
+        y[o] = b[o] + scale[o] * acc;
+    }
+    rnnedge_activate_head_f32(y, out, activation);
+}
+
+int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s)
+{
+    int32_t k;
+    if (model == 0 || s == 0 || s->state == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (k = 0; k < model->state_len; ++k) {
+        s->state[k] = 0.0f;
+    }
+    return RNNEDGE_OK;
+}
+
+/** RNNEDGE_OK if the model, stream and y can run a step of input kind `kind`, else the error. */
+static int check_step(const rnnedge_model_int8w *model, const rnnedge_state_f32 *s, const float *y, int32_t kind)
+{
+    int32_t l;
+    if (model == 0 || s == 0 || s->state == 0 || s->scratch == 0 || y == 0 || model->layers == 0 ||
+        model->head_w == 0 || model->head_scale == 0 || model->head_b == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    if (model->input_kind != kind) {
+        return RNNEDGE_ERR_INPUT_KIND;
+    }
+    if (kind == RNNEDGE_INPUT_TOKENS ? (model->embedding == 0 || model->embedding_scale == 0)
+                                     : (model->input_mean == 0 || model->input_std == 0)) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (l = 0; l < model->n_layers; ++l) {
+        const rnnedge_layer_int8w *layer = &model->layers[l];
+        if (layer->bidirectional || layer->cell < RNNEDGE_CELL_RNN_TANH || layer->cell > RNNEDGE_CELL_GRU) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+        if (layer->w_ih == 0 || layer->s_ih == 0 || layer->w_hh == 0 || layer->s_hh == 0 || layer->b_ih == 0 ||
+            (layer->cell == RNNEDGE_CELL_GRU && layer->b_hn == 0)) {
+            return RNNEDGE_ERR_NULL;
+        }
+    }
+    return RNNEDGE_OK;
+}
+
+/** Every layer on input x (model->n_in floats), then the head (layers_and_head_int8w). */
+static void layers_and_head_int8w(const rnnedge_model_int8w *model, float *state, const float *x, float *scratch,
+                                  float *y)
+{
+    int32_t l;
+    for (l = 0; l < model->n_layers; ++l) {
+        const rnnedge_layer_int8w *layer = &model->layers[l];
+        float *h = state;
+        if (layer->cell == RNNEDGE_CELL_LSTM) {
+            rnnedge_lstm_step_int8w(layer, x, h, h + layer->hidden, scratch);
+        } else if (layer->cell == RNNEDGE_CELL_GRU) {
+            rnnedge_gru_step_int8w(layer, x, h, scratch);
+        } else {
+            rnnedge_rnn_step_int8w(layer, x, h, scratch);
+        }
+        state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
+        x = h; /* the next layer reads this layer's new h */
+    }
+    rnnedge_head_int8w(model->head_w, model->head_scale, model->head_b, model->out, model->head_in,
+                       model->activation, x, y);
+}
+
+int rnnedge_model_step_dense_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s, const float *x,
+                                   float *y)
+{
+    const int status = check_step(model, s, y, RNNEDGE_INPUT_DENSE);
+    if (status != RNNEDGE_OK) {
+        return status;
+    }
+    if (x == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    if (!rnnedge_all_finite_f32(x, model->n_in)) {
+        return RNNEDGE_ERR_BAD_VALUE;
+    }
+    rnnedge_normalise_f32(x, model->input_mean, model->input_std, model->n_in, s->scratch);
+    layers_and_head_int8w(model, s->state, s->scratch, s->scratch + model->n_in, y);
+    return RNNEDGE_OK;
+}
+
+int rnnedge_model_step_tokens_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s, int32_t token,
+                                    float *y)
+{
+    const int status = check_step(model, s, y, RNNEDGE_INPUT_TOKENS);
+    if (status != RNNEDGE_OK) {
+        return status;
+    }
+    if (token < 0 || token >= model->vocab) {
+        return RNNEDGE_ERR_BAD_TOKEN;
+    }
+    rnnedge_embedding_int8w(model->embedding, model->embedding_scale, model->n_in, token, s->scratch);
+    layers_and_head_int8w(model, s->state, s->scratch, s->scratch + model->n_in, y);
+    return RNNEDGE_OK;
+}

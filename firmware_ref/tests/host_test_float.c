@@ -1,0 +1,201 @@
+/*
+ * host_test_float.c: replays f32 or int8w golden vectors (export/vectors.py) through the C library.
+ *
+ * Built with the float library (src/rnnedge_f32.c, src/rnnedge_int8w.c), a generated model_data.c /
+ * model_data.h of an f32 or int8w weight file (its MODEL_PRECISION_F32 or MODEL_PRECISION_INT8W picks the
+ * functions) and a generated vectors_data.h; see the Makefile's `host-float` target. For every step the whole
+ * float state and the outputs must lie within HOST_ATOL (default 1e-5, export/vectors.py's ATOL) of the
+ * vectors, absolute. Every mismatch is printed as
+ *
+ *     mismatch: step <t>, <tensor>[<position>] (<name>): actual <a>, expected <e>
+ *
+ * (%.9g, which round-trips a float), then "<precision>: <steps> steps, <n> mismatches, max |diff| <d>"; the
+ * exit status is 0 only with no mismatch (2 if the vectors belong to another weight file). Half way through
+ * the sequence, with a live state, every error path (NULL pointers, wrong input kind, a bidirectional layer,
+ * an unknown cell; tokens: ids -1 and vocab; dense: NaN, +inf and -inf inputs) must return its status and
+ * leave state, scratch and outputs byte for byte as they were ("refusals: <n> checked").
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "rnnedge.h"
+#include "model_data.h"
+#include "vectors_data.h"
+
+#if defined(MODEL_PRECISION_F32)
+typedef rnnedge_model_f32 model_type;
+typedef rnnedge_layer_f32 layer_type;
+#define STATE_RESET rnnedge_state_reset_f32
+#define STEP_DENSE rnnedge_model_step_dense_f32
+#define STEP_TOKENS rnnedge_model_step_tokens_f32
+#elif defined(MODEL_PRECISION_INT8W)
+typedef rnnedge_model_int8w model_type;
+typedef rnnedge_layer_int8w layer_type;
+#define STATE_RESET rnnedge_state_reset_int8w
+#define STEP_DENSE rnnedge_model_step_dense_int8w
+#define STEP_TOKENS rnnedge_model_step_tokens_int8w
+#else
+#error "model_data.h is not an f32 or int8w model (int8 models: tests/host_test.c)"
+#endif
+
+#ifndef HOST_ATOL
+#define HOST_ATOL 1e-5f
+#endif
+
+static float state[MODEL_STATE_LEN];
+static float scratch[MODEL_SCRATCH_LEN];
+static long mismatches;
+static long refusals;
+static float max_diff;
+
+static void expect_status(const char *what, int actual, int expected)
+{
+    ++refusals;
+    if (actual != expected) {
+        printf("mismatch: status of %s: actual %d, expected %d\n", what, actual, expected);
+        ++mismatches;
+    }
+}
+
+#if VEC_INPUT_DENSE
+/** The float with these bits: NaN and infinities without a division by zero or libm. */
+static float from_bits(uint32_t bits)
+{
+    union {
+        uint32_t u;
+        float f;
+    } b;
+    b.u = bits;
+    return b.f;
+}
+#endif
+
+/** Compare one value; print a mismatch line when |actual - expected| > HOST_ATOL (or either is NaN). */
+static void compare(int t, const char *tensor, int k, const char *name, float actual, float expected)
+{
+    float d = actual - expected;
+    d = d < 0.0f ? -d : d;
+    if (d <= HOST_ATOL) {
+        max_diff = d > max_diff ? d : max_diff;
+        return;
+    }
+    printf("mismatch: step %d, %s[%d]%s%s%s: actual %.9g, expected %.9g\n", t, tensor, k, name[0] ? " (" : "",
+           name, name[0] ? ")" : "", (double)actual, (double)expected);
+    ++mismatches;
+}
+
+/** Every error path, on a live state: each must return its code and write nothing. */
+static void check_refusals(rnnedge_state_f32 *s, float *y)
+{
+    static float state_before[MODEL_STATE_LEN], scratch_before[MODEL_SCRATCH_LEN];
+    float y_before[MODEL_OUT];
+    layer_type layers[MODEL_N_LAYERS];
+    model_type bidirectional = model;
+    model_type unknown_cell = model;
+    layer_type cells[MODEL_N_LAYERS];
+    rnnedge_state_f32 no_scratch = *s;
+    float x[MODEL_N_IN];
+    int k;
+    for (k = 0; k < MODEL_N_IN; ++k) {
+        x[k] = 0.0f;
+    }
+    memcpy(layers, model.layers, sizeof layers);
+    memcpy(cells, model.layers, sizeof cells);
+    layers[MODEL_N_LAYERS - 1].bidirectional = 1;
+    cells[0].cell = 7;
+    bidirectional.layers = layers;
+    unknown_cell.layers = cells;
+    no_scratch.scratch = 0;
+    memcpy(state_before, s->state, sizeof state_before);
+    memcpy(scratch_before, s->scratch, sizeof scratch_before);
+    memcpy(y_before, y, sizeof y_before);
+    expect_status("reset(NULL model)", STATE_RESET(0, s), RNNEDGE_ERR_NULL);
+    expect_status("reset(NULL stream)", STATE_RESET(&model, 0), RNNEDGE_ERR_NULL);
+#if VEC_INPUT_DENSE
+    expect_status("dense step, NULL model", STEP_DENSE(0, s, x, y), RNNEDGE_ERR_NULL);
+    expect_status("dense step, NULL input", STEP_DENSE(&model, s, 0, y), RNNEDGE_ERR_NULL);
+    expect_status("dense step, NULL output", STEP_DENSE(&model, s, x, 0), RNNEDGE_ERR_NULL);
+    expect_status("dense step, NULL scratch", STEP_DENSE(&model, &no_scratch, x, y), RNNEDGE_ERR_NULL);
+    expect_status("tokens step on a dense model", STEP_TOKENS(&model, s, 0, y), RNNEDGE_ERR_INPUT_KIND);
+    expect_status("dense step, bidirectional layer", STEP_DENSE(&bidirectional, s, x, y), RNNEDGE_ERR_UNSUPPORTED);
+    expect_status("dense step, unknown cell", STEP_DENSE(&unknown_cell, s, x, y), RNNEDGE_ERR_UNSUPPORTED);
+    x[MODEL_N_IN - 1] = from_bits(0x7FC00000u); /* NaN */
+    expect_status("dense step, NaN input", STEP_DENSE(&model, s, x, y), RNNEDGE_ERR_BAD_VALUE);
+    x[MODEL_N_IN - 1] = 0.0f;
+    x[0] = from_bits(0x7F800000u); /* +inf */
+    expect_status("dense step, +inf input", STEP_DENSE(&model, s, x, y), RNNEDGE_ERR_BAD_VALUE);
+    x[0] = from_bits(0xFF800000u); /* -inf */
+    expect_status("dense step, -inf input", STEP_DENSE(&model, s, x, y), RNNEDGE_ERR_BAD_VALUE);
+#else
+    expect_status("tokens step, NULL model", STEP_TOKENS(0, s, 0, y), RNNEDGE_ERR_NULL);
+    expect_status("tokens step, NULL output", STEP_TOKENS(&model, s, 0, 0), RNNEDGE_ERR_NULL);
+    expect_status("tokens step, NULL scratch", STEP_TOKENS(&model, &no_scratch, 0, y), RNNEDGE_ERR_NULL);
+    expect_status("tokens step, token -1", STEP_TOKENS(&model, s, -1, y), RNNEDGE_ERR_BAD_TOKEN);
+    expect_status("tokens step, token vocab", STEP_TOKENS(&model, s, MODEL_VOCAB, y), RNNEDGE_ERR_BAD_TOKEN);
+    expect_status("dense step on a token model", STEP_DENSE(&model, s, x, y), RNNEDGE_ERR_INPUT_KIND);
+    expect_status("tokens step, bidirectional layer", STEP_TOKENS(&bidirectional, s, 0, y),
+                  RNNEDGE_ERR_UNSUPPORTED);
+    expect_status("tokens step, unknown cell", STEP_TOKENS(&unknown_cell, s, 0, y), RNNEDGE_ERR_UNSUPPORTED);
+#endif
+    if (memcmp(state_before, s->state, sizeof state_before) != 0 ||
+        memcmp(scratch_before, s->scratch, sizeof scratch_before) != 0 || memcmp(y_before, y, sizeof y_before) != 0) {
+        printf("mismatch: a refused step wrote to the state, the scratch or the output\n");
+        ++mismatches;
+    }
+}
+
+int main(void)
+{
+    rnnedge_state_f32 s;
+    float y[MODEL_OUT];
+    int t;
+    int k;
+    s.state = state;
+    s.scratch = scratch;
+    if (strcmp(MODEL_ARTIFACT_SHA256, VEC_ARTIFACT_SHA256) != 0 || strcmp(MODEL_PRECISION, VEC_PRECISION) != 0 ||
+        MODEL_STATE_LEN != VEC_STATE_LEN || MODEL_OUT != VEC_OUT || MODEL_N_IN != VEC_N_IN) {
+        printf("error: the vectors were made with %s (%s, sha256 %s), the model data is %s (%s, sha256 %s)\n",
+               VEC_ARTIFACT, VEC_PRECISION, VEC_ARTIFACT_SHA256, MODEL_ARTIFACT, MODEL_PRECISION,
+               MODEL_ARTIFACT_SHA256);
+        return 2;
+    }
+    for (k = 0; k < MODEL_STATE_LEN; ++k) {
+        state[k] = 1.0f; /* reset must zero it */
+    }
+    for (k = 0; k < MODEL_OUT; ++k) {
+        y[k] = 0.0f;
+    }
+    if (STATE_RESET(&model, &s) != RNNEDGE_OK) {
+        printf("mismatch: status of reset: not RNNEDGE_OK\n");
+        ++mismatches;
+    }
+    for (k = 0; k < MODEL_STATE_LEN; ++k) {
+        compare(-1, "state", k, vec_state_names[k], state[k], 0.0f);
+    }
+    for (t = 0; t < VEC_STEPS; ++t) {
+        int status;
+        if (t == VEC_STEPS / 2) {
+            check_refusals(&s, y);
+        }
+#if VEC_INPUT_DENSE
+        status = STEP_DENSE(&model, &s, vec_input[t], y);
+#else
+        status = STEP_TOKENS(&model, &s, vec_tokens[t], y);
+#endif
+        if (status != RNNEDGE_OK) {
+            printf("mismatch: step %d, status: actual %d, expected %d\n", t, status, RNNEDGE_OK);
+            ++mismatches;
+            break;
+        }
+        for (k = 0; k < MODEL_STATE_LEN; ++k) {
+            compare(t, "state", k, vec_state_names[k], state[k], vec_state[t][k]);
+        }
+        for (k = 0; k < MODEL_OUT; ++k) {
+            compare(t, "output", k, "", y[k], vec_output[t][k]);
+        }
+    }
+    printf("refusals: %ld checked\n", refusals);
+    printf("%s: %d steps, %ld mismatches, max |diff| %.3g\n", MODEL_PRECISION, VEC_STEPS, mismatches,
+           (double)max_diff);
+    return mismatches == 0 ? 0 : 1;
+}
