@@ -45,7 +45,7 @@ import onnx
 import runtime
 from export import footprint, parity, report
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
-from export.firmware import write_model_sources, write_vector_sources
+from export.firmware import write_firmware_sources
 from export.onnx_graphs import build_sequence_graph, build_step_graph
 from export.quantize import quantize_int8w
 from export.quantize_int8 import Ranges, quantize_int8
@@ -72,7 +72,7 @@ INT8_METRIC_POINTS = 1.0
 # INT8W_MAX_ABS, and still fails a wrong scale, multiplier or cell power, which move outputs by O(0.1..1).
 INT8_MAX_ABS = 0.1
 QUANTISED_RULES = {"int8w": (INT8W_METRIC_POINTS, INT8W_MAX_ABS), "int8": (INT8_METRIC_POINTS, INT8_MAX_ABS)}
-FIRMWARE_DIR = "firmware/int8"  # C sources of the int8 model, for firmware_ref/
+FIRMWARE_DIR = "firmware/int8"  # C sources of the int8 model, for firmware_ref/ (f32, int8w: firmware/<p>)
 FIRMWARE_FILES = ("model_data.h", "model_data.c", "vectors_data.h")
 CALIBRATION_SEED_OFFSET = 1  # random calibration streams: seed + this, never the parity streams themselves
 
@@ -269,16 +269,20 @@ def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarr
 
 
 def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint_path) -> dict[str, int]:
-    """firmware/int8/: the int8 weight file and its vectors as C sources (export/firmware.py); sizes by path."""
-    folder = out_dir / FIRMWARE_DIR
-    if "int8" not in precisions or not specs.can_stream(spec):
-        for name in FIRMWARE_FILES:  # stale ones from an earlier export would mislead
-            if (folder / name).exists():
-                os.remove(folder / name)
-        return {}
-    paths = write_model_sources(out_dir / weights_file("int8"), folder, checkpoint=checkpoint_path)
-    paths.append(write_vector_sources(out_dir / vectors_file("int8"), folder))
-    return {path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths}
+    """firmware/<precision>/: each weight file and its vectors as C sources (export/firmware.py), for a
+    streaming model; sizes by path."""
+    sizes = {}
+    for precision in PRECISIONS:
+        folder = out_dir / "firmware" / precision
+        if precision not in precisions or not specs.can_stream(spec):
+            for name in FIRMWARE_FILES:  # stale ones from an earlier export would mislead
+                if (folder / name).exists():
+                    os.remove(folder / name)
+            continue
+        paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision), folder,
+                                       checkpoint=checkpoint_path)
+        sizes.update({path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths})
+    return sizes
 
 
 # -- firmware footprint (export/footprint.py) ---------------------------------------------------------------------

@@ -72,6 +72,8 @@ def test_export_cli_with_int8_on_a_data_set_writes_a_passing_integer_model(train
         vectors = out / vectors_file(precision)
         assert vectors.name in report["files"]
         assert check_vectors(vectors, out / f"model.{precision}.safetensors") == []
+        for name in ("model_data.h", "model_data.c", "vectors_data.h"):  # C sources for firmware_ref/
+            assert f"firmware/{precision}/{name}" in report["files"]
 
     # the file a user loads: full integer, and stepping it equals running it, bit for bit
     loaded = runtime.load(int8)
