@@ -119,10 +119,11 @@ arm-lib: $(LIB_SRCS) $(LIB_HDRS) $(ARM_DIR)/arm.mk
 	  echo "arm-lib: the int8 library needs the soft-float helpers above on the Cortex-M3" >&2; exit 1; \
 	else echo "arm-lib: int8 objects reference no __aeabi_f*/__aeabi_d* on the Cortex-M3"; fi
 
+# MODEL_STAMP (firmware_ref/Makefile): changes with MODEL_DIR, so an image is rebuilt for another model folder
 ifneq ($(and $(strip $(MODEL_DIR)),$(wildcard $(ARM_LIB_MAIN))),)
 _arm_lib_image_srcs := $(LIB_INT8_SRCS) $(MODEL_DIR)/model_data.c $(ARM_LIB_MAIN)
 _arm_lib_image_flags := $(ARM_LIB_FLAGS) $(ARM_LIB_INCLUDES) -I$(MODEL_DIR) -I$(VECTORS_DIR)
-_arm_lib_image_deps := $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(VECTORS_DIR)/vectors_data.h)
+_arm_lib_image_deps := $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(VECTORS_DIR)/vectors_data.h) $(MODEL_STAMP)
 $(eval $(call arm_image,int8-an385,an385,$(_arm_lib_image_srcs),$(_arm_lib_image_flags),$(_arm_lib_image_deps)))
 $(eval $(call arm_image,int8-an386,an386,$(_arm_lib_image_srcs),$(_arm_lib_image_flags),$(_arm_lib_image_deps)))
 endif
@@ -139,10 +140,28 @@ ifneq ($(and $(strip $(MODEL_DIR)),$(wildcard $(ARM_EXAMPLE_MAIN))),)
 _arm_example_srcs := $(LIB_INT8_SRCS) $(MODEL_DIR)/model_data.c $(ARM_EXAMPLE_MAIN)
 _arm_example_flags := $(ARM_LIB_FLAGS) $(ARM_LIB_INCLUDES) -I$(MODEL_DIR) -I$(VECTORS_DIR) -DEXAMPLE_SEMIHOST \
   $(if $(strip $(ARM_EXAMPLE_SAMPLES)),'-DEXAMPLE_SAMPLES_FILE="$(abspath $(ARM_EXAMPLE_SAMPLES))"')
-_arm_example_deps := $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(dir $(ARM_EXAMPLE_MAIN))samples.h) \
+_arm_example_deps := $(MODEL_STAMP) $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(dir $(ARM_EXAMPLE_MAIN))samples.h) \
   $(ARM_EXAMPLE_SAMPLES) $(wildcard $(VECTORS_DIR)/vectors_data.h)
 $(eval $(call arm_image,example-an385,an385,$(_arm_example_srcs),$(_arm_example_flags),$(_arm_example_deps)))
 $(eval $(call arm_image,example-an386,an386,$(_arm_example_srcs),$(_arm_example_flags),$(_arm_example_deps)))
+endif
+endif
+
+# ---- the float library (f32, int8w) on the Cortex-M4F (when included from firmware_ref/Makefile, which defines
+#      LIB_FLOAT_SRCS, LIB_FLOAT_HDRS and FLOAT_FLAGS)
+#   arm-float-an386 (+ -run, -size): an image of LIB_FLOAT_SRCS + MODEL_DIR/model_data.c + ARM_FLOAT_MAIN (default
+#                  tests/arm_test_float.c) for an f32 or int8w model (its model_data.h picks the precision), with
+#                  FLOAT_FLAGS -Iinclude -I$(MODEL_DIR) -I$(VECTORS_DIR), hard-float FPv4-SP (the startup enables
+#                  the FPU); defined only when MODEL_DIR is set and ARM_FLOAT_MAIN exists. (An -nofloat target
+#                  exists too, as for every image; it is meaningless for a float image.)
+ifneq ($(strip $(LIB_FLOAT_SRCS)),)
+ARM_FLOAT_MAIN ?= tests/arm_test_float.c
+ARM_FLOAT_FLAGS ?= $(FLOAT_FLAGS)
+ifneq ($(and $(strip $(MODEL_DIR)),$(wildcard $(ARM_FLOAT_MAIN))),)
+_arm_float_srcs := $(LIB_FLOAT_SRCS) $(MODEL_DIR)/model_data.c $(ARM_FLOAT_MAIN)
+_arm_float_flags := $(ARM_FLOAT_FLAGS) -Iinclude -I$(MODEL_DIR) -I$(VECTORS_DIR)
+_arm_float_deps := $(LIB_FLOAT_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(VECTORS_DIR)/vectors_data.h) $(MODEL_STAMP)
+$(eval $(call arm_image,float-an386,an386,$(_arm_float_srcs),$(_arm_float_flags),$(_arm_float_deps)))
 endif
 endif
 
