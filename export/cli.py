@@ -1,8 +1,13 @@
 """`rnnedge-export CHECKPOINT`: write every artifact of a trained model and prove each one against PyTorch.
 
+`rnnedge-export --module pkg.mod:Class --checkpoint state_dict.pt --init-args '{...}'` exports a user's own
+nn.Module instead (export/from_module.py): mapped to a spec, proven equal to its forward() on random inputs,
+written as an rnnedge checkpoint (model.pt) next to the artifacts, then exported as above.
+
 Exit status: 0 every artifact meets its pass rule, 1 a parity failure (the report is still written),
 2 bad input (missing or corrupt checkpoint, unknown data set, unsupported precision, calibration data that do
-not fit the model).
+not fit the model; with --module: a module that cannot be imported, built or loaded, one whose forward() rnnedge
+cannot map, or a mapping that does not reproduce its forward()).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from export.from_module import MappingError, export_module, load_user_module
 from export.pipeline import PRECISIONS, ExportInputError, export_checkpoint
 from export.report import markdown
 from train.data import load_dataset
@@ -27,7 +33,16 @@ def parser() -> argparse.ArgumentParser:
                "within the tolerance; int8w: task metric within 0.5 point; int8: task metric within 1 point) and "
                "the report names it, 2 bad input (including calibration data that do not fit the model).",
     )
-    p.add_argument("checkpoint", help="checkpoint written by rnnedge-train (state_dict + spec)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint written by rnnedge-train (state_dict + spec)")
+    p.add_argument("--module", metavar="MODULE:CLASS",
+                   help="export your own nn.Module instead of an rnnedge checkpoint: 'package.module:Class' or "
+                        "'path/to/file.py:Class'; needs --checkpoint (its state_dict) and usually --init-args")
+    p.add_argument("--checkpoint", dest="state_dict", metavar="STATE_DICT",
+                   help="with --module: the module's state_dict (torch.save(model.state_dict(), ...))")
+    p.add_argument("--init-args", metavar="JSON", default="{}",
+                   help="with --module: the class's keyword arguments as a JSON object (default: {})")
+    p.add_argument("--task", default="classify", choices=("classify", "tag", "forecast", "generate"),
+                   help="with --module: the spec's task, used for the metric with --data (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="folder for the artifacts and report (default: the checkpoint's folder)")
     p.add_argument("--data", metavar="NAME_OR_PATH",
                    help="check parity on this data set's held-out test sequences and report the task metric "
@@ -62,13 +77,35 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_input(f"--steps must be a positive integer, got {args.steps}")
     if not args.tolerance >= 0:
         return _bad_input(f"--tolerance must be a non-negative number, got {args.tolerance}")
-    out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent
+    if args.module and args.checkpoint:
+        return _bad_input(f"give either a positional rnnedge CHECKPOINT ({args.checkpoint}) or --module with "
+                          f"--checkpoint STATE_DICT, not both")
+    if args.module and not args.state_dict:
+        return _bad_input("--module needs --checkpoint STATE_DICT (the module's saved state_dict)")
+    if not args.module and (args.state_dict or args.init_args != "{}"):
+        return _bad_input("--checkpoint and --init-args go with --module; an rnnedge checkpoint is given "
+                          "positionally: rnnedge-export model.pt")
+    if not args.module and not args.checkpoint:
+        return _bad_input("give a CHECKPOINT (written by rnnedge-train), or --module MODULE:CLASS --checkpoint "
+                          "STATE_DICT")
+    out_dir = Path(args.out) if args.out else Path(args.state_dict or args.checkpoint).parent
     try:
         data = _load_data(args.data, args.seed) if args.data else None
         calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
-        result = export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance, steps=args.steps,
-                                   seed=args.seed, precisions=precisions, calibration=calibration)
-    except ExportInputError as e:
+        if args.module:
+            module = load_user_module(args.module, args.state_dict, args.init_args)
+            result = export_module(module, out_dir, task=args.task, data=data, tolerance=args.tolerance,
+                                   steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration,
+                                   on_warning=_warn, source=args.module)
+            print(f"{args.module}: mapped to an rnnedge {result['module']['spec_head_on']} model; its forward() and "
+                  f"the mapped model differ by at most {result['module']['proof_max_abs_diff']:.3g} on random inputs")
+            for note in result["module"]["notes"]:
+                print(f"note: {note}")
+        else:
+            result = export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance,
+                                       steps=args.steps, seed=args.seed, precisions=precisions,
+                                       calibration=calibration)
+    except (ExportInputError, MappingError) as e:
         return _bad_input(str(e))
     except OSError as e:
         return _bad_input(f"cannot export to {out_dir}: {e}")
@@ -87,6 +124,10 @@ def _load_data(name: str, seed: int, role: str = ""):
         return load_dataset(name, seed=seed)
     except (ValueError, OSError) as e:
         raise ExportInputError(f"cannot load {role}data set {name!r}: {e}") from None
+
+
+def _warn(message: str) -> None:
+    print(f"rnnedge-export: warning: {message}", file=sys.stderr)
 
 
 def _bad_input(message: str) -> int:

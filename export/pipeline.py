@@ -101,7 +101,7 @@ class Comparison:
 
 
 def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e-5, steps: int = 1000,
-                      seed: int = 0, precisions=("f32",), calibration=None) -> dict:
+                      seed: int = 0, precisions=("f32",), calibration=None, module: dict | None = None) -> dict:
     """Export a checkpoint and verify every artifact; returns the report (report["passed"] says parity held).
 
     precisions: runtime weight files to write, from PRECISIONS; f32 is always written (the reference).
@@ -112,7 +112,8 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     calibration (int8 only): what the int8 scales are calibrated on, a train.data.Dataset (its train split),
     a SequenceData, an (X, lengths) pair or X alone (every sequence full length); None: data's train split,
     else random streams of `steps` steps. Raises ExportInputError for an unreadable checkpoint, or data or
-    calibration data that do not fit the model.
+    calibration data that do not fit the model. module: how a user's own nn.Module was mapped
+    (export/from_module.py), kept as report["module"].
     """
     started = time.perf_counter()
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -147,6 +148,8 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         reference_metric=reference_metric, files=files, rows=rows, seconds=time.perf_counter() - started,
         criteria={p: c.describe() for p, c in criteria.items()}, quantization=quantization, firmware=firmware,
     )
+    if module is not None:  # only exports of a user's own nn.Module have the key
+        result["module"] = module
     report.write(result, out_dir)
     return result
 
