@@ -6,11 +6,12 @@
     y = stream.step(x)               # one time step; no allocation in steady state
     stream.reset()
     Y = model.run(X)                 # whole sequences (also bidirectional models)
+    text = model.generate("ROMEO:", 200, temperature=0.8, top_k=20, seed=0)  # character models
 """
 
 from runtime import spec
 from runtime.artifact import ArtifactError
-from runtime.model import Model, Stream, load
+from runtime.model import Model, Sampler, Stream, load
 from runtime.spec import SpecError
 
-__all__ = ["ArtifactError", "Model", "SpecError", "Stream", "load", "spec"]
+__all__ = ["ArtifactError", "Model", "Sampler", "SpecError", "Stream", "load", "spec"]

@@ -17,6 +17,13 @@ streams side by side, or (T,) / (B, T) integer token ids; or .csv with one time 
 column per feature (a header row is skipped if it is not numeric).
 Output (--out): .npy (T, out) or (B, T, out), or .csv (one row per step); without --out, CSV on stdout.
 Bidirectional models cannot stream: they are run over the whole sequence instead (and say so).
+
+Generation (--generate PROMPT, instead of an input file): a character model (token input whose spec carries
+input.chars, a head predicting the next character on every step, e.g. `rnnedge-train shakespeare`) streams
+the prompt, then samples --n characters one at a time, each fed back as the next input, and prints the
+prompt followed by them. --temperature divides the log-probabilities, --top-k keeps the k most likely
+characters, --seed makes the text repeatable (numpy PCG64). Backslash escapes in PROMPT (\\n, \\t) are
+interpreted. Same for f32, int8w and int8 files.
 """
 
 
@@ -62,9 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnedge-run", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model.<precision>.safetensors written by rnnedge-export")
-    parser.add_argument("input", help="input stream: .npy or .csv (see above)")
+    parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate")
     parser.add_argument("--out", help="where to write the outputs (.npy or .csv); default: CSV on stdout")
+    gen = parser.add_argument_group("generation (character models)")
+    gen.add_argument("--generate", metavar="PROMPT", help="stream PROMPT, then print it and --n sampled characters")
+    gen.add_argument("--n", type=int, default=200, help="characters to generate")
+    gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, > 0")
+    gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely characters only")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the sampler (numpy PCG64)")
     args = parser.parse_args(argv)
+    if args.generate is not None:
+        if args.input is not None or args.out is not None:
+            parser.error("--generate takes no input file and no --out: the text goes to stdout")
+        return _generate(args)
+    if args.input is None:
+        parser.error("give an input file (.npy or .csv), or --generate PROMPT")
 
     import runtime
 
@@ -88,6 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     _write_output(args.out, Y[0] if Y.shape[0] == 1 else Y)
     print(f"rnnedge-run: {X.shape[0]} stream(s) x {X.shape[1]} steps {how} in {elapsed:.3f} s"
           + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
+
+
+def _generate(args) -> int:
+    import runtime
+
+    prompt = args.generate.encode("utf-8").decode("unicode_escape") if "\\" in args.generate else args.generate
+    try:
+        model = runtime.load(args.model)
+        start = time.perf_counter()
+        text = model.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+        elapsed = time.perf_counter() - start
+    except (OSError, ValueError, TypeError) as e:
+        print(f"rnnedge-run: error: {e}", file=sys.stderr)
+        return 2
+    print(prompt + text)
+    print(f"rnnedge-run: {len(prompt)} prompt + {args.n} generated characters ({model.precision}, temperature "
+          f"{args.temperature:g}, top-k {args.top_k or 'all'}, seed {args.seed}) in {elapsed:.3f} s", file=sys.stderr)
     return 0
 
 

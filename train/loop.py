@@ -57,6 +57,8 @@ def default_spec(data: Dataset, cell: str = "gru", hidden: int = 48, layers: int
         inp = {"kind": "dense", "features": data.features}
     else:
         inp = {"kind": "tokens", "vocab": data.vocab, "embed_dim": embed_dim, "padding_idx": None}
+        if data.chars is not None:  # a character model carries its alphabet: text <-> ids on the device
+            inp["chars"] = data.chars
     return specs.validate({
         "version": specs.SPEC_VERSION,
         "input": inp,

@@ -2,8 +2,12 @@
 
 Plain numpy, so it reads torch outputs (`.numpy()`), ONNX Runtime outputs and runtime/ outputs alike.
 
-    classify / tag / generate -> ("accuracy", percent 0..100): argmax of the per-class scores vs the label
-    forecast                  -> ("rmse", root mean squared error over every valid value)
+    classify / tag -> ("accuracy", percent 0..100): argmax of the per-class scores vs the label
+    forecast       -> ("rmse", root mean squared error over every valid value)
+    generate       -> ("bpc", bits per character): the mean over every valid step of -log2 of the probability
+                      the outputs (softmax probabilities) give the true next token; lower is better. A
+                      probability below 2**-126 (the smallest normal float32, e.g. an underflowed 0) counts as
+                      2**-126, so one such step costs 126 bits instead of making the mean infinite.
 
 Shapes: a last_step head gives outputs (N, out) with y (N,) labels or (N, out) targets; an every_step
 head gives outputs (N, T, out) with y (N, T) labels or (N, T, out) targets, and only steps
@@ -14,9 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASS_TASKS = ("classify", "tag", "generate")
+CLASS_TASKS = ("classify", "tag")
 REGRESSION_TASKS = ("forecast",)
-_HIGHER_IS_BETTER = {"accuracy": True, "rmse": False}
+GENERATION_TASKS = ("generate",)
+_HIGHER_IS_BETTER = {"accuracy": True, "rmse": False, "bpc": False}
+_SMALLEST_PROBABILITY = 2.0**-126
 
 
 def metric_name(task: str) -> str:
@@ -25,11 +31,13 @@ def metric_name(task: str) -> str:
         return "accuracy"
     if task in REGRESSION_TASKS:
         return "rmse"
-    raise ValueError(f"unknown task {task!r}; known: {', '.join(CLASS_TASKS + REGRESSION_TASKS)}")
+    if task in GENERATION_TASKS:
+        return "bpc"
+    raise ValueError(f"unknown task {task!r}; known: {', '.join(CLASS_TASKS + REGRESSION_TASKS + GENERATION_TASKS)}")
 
 
 def higher_is_better(metric_name: str) -> bool:
-    """Whether a larger value of this metric is a better model (accuracy yes, rmse no)."""
+    """Whether a larger value of this metric is a better model (accuracy yes, rmse and bpc no)."""
     try:
         return _HIGHER_IS_BETTER[metric_name]
     except KeyError:
@@ -49,7 +57,7 @@ def valid_step_mask(n: int, steps: int, lengths: np.ndarray | None) -> np.ndarra
 def task_metric(task: str, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) -> tuple[str, float]:
     """(metric name, value) of `outputs` against the targets `y` for this task."""
     name = metric_name(task)
-    score = _accuracy if name == "accuracy" else _rmse
+    score = {"accuracy": _accuracy, "rmse": _rmse, "bpc": _bits_per_token}[name]
     return name, score(np.asarray(outputs), np.asarray(y), lengths)
 
 
@@ -75,3 +83,19 @@ def _rmse(predicted: np.ndarray, target: np.ndarray, lengths: np.ndarray | None)
     if err.size == 0:
         raise ValueError("no valid step to score")
     return float(np.sqrt(np.mean(err**2)))
+
+
+def _bits_per_token(probabilities: np.ndarray, labels: np.ndarray, lengths: np.ndarray | None) -> float:
+    if (probabilities.ndim != labels.ndim + 1 or probabilities.shape[:-1] != labels.shape
+            or labels.ndim not in (1, 2)):
+        raise ValueError(f"probabilities {probabilities.shape} do not match labels {labels.shape}: "
+                         "expected (N, out) with (N,) or (N, T, out) with (N, T)")
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= probabilities.shape[-1]):
+        raise ValueError(f"labels must lie in [0, {probabilities.shape[-1]})")
+    p = np.take_along_axis(probabilities, labels[..., None], axis=-1)[..., 0].astype(np.float64)
+    if labels.ndim == 2:
+        p = p[valid_step_mask(*labels.shape, lengths)]
+    if p.size == 0:
+        raise ValueError("no valid step to score")
+    return float(-np.mean(np.log2(np.maximum(p, _SMALLEST_PROBABILITY))))

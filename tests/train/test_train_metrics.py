@@ -34,7 +34,7 @@ def test_rmse_of_last_step_forecast_uses_every_value():
 def test_metrics_accept_torch_outputs_converted_to_numpy():
     torch = pytest.importorskip("torch")
     scores = torch.tensor([[0.1, 0.9], [0.8, 0.2]])
-    assert task_metric("generate", scores.numpy(), np.array([1, 0]), None)[1] == 100.0
+    assert task_metric("tag", scores.numpy(), np.array([1, 0]), None)[1] == 100.0
 
 
 def test_accuracy_is_higher_better_and_rmse_is_lower_better():
