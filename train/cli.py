@@ -3,6 +3,7 @@
     rnnedge-train                              # the smartwatch demo -> artifacts/watch/
     rnnedge-train my_data.npz --cell lstm --hidden 64 --out artifacts/mine
     python -m train synthetic-sum --epochs 5
+    rnnedge-train --diagnose-gradients --out /tmp/grads   # vanishing/exploding gradients, RNN vs LSTM vs GRU
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from runtime.spec import CELLS
 from train.data import SYNTHETIC, load_dataset
+from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
+from train.gradients import diagnose_gradients
 from train.loop import TrainConfig, default_spec, train
 
 PROG = "rnnedge-train"
@@ -24,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train a recurrent model (RNN, LSTM, GRU) and write model.pt, metrics.json and training.png.",
         epilog="The best epoch on the validation split is kept (early stopping); its test metric is reported. "
-               "Data formats are described in train/data.py (load_npz, load_csv).",
+               "Data formats are described in train/data.py (load_npz, load_csv). "
+               "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("dataset", nargs="?", default="watch",
@@ -49,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train per-step tasks on random crops of this many steps; 0 uses whole sequences")
     fit.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the data split, init and batches")
     parser.add_argument("--out", type=Path, help="output folder (default: artifacts/<dataset name>)")
+    diagnose = parser.add_argument_group("gradient diagnosis")
+    diagnose.add_argument("--diagnose-gradients", action="store_true",
+                          help="instead of training on DATASET, measure vanishing and exploding gradients on the "
+                               "adding problem for rnn_tanh, lstm and gru: ||dL/dh_t|| at every step before and after "
+                               "--updates Adam updates, the test MSE reached, and an exploding rnn_relu trained with "
+                               "and without clipping; uses --hidden, --batch-size, --lr, --clip-grad-norm (> 0) and "
+                               "--seed, ignores the other options; writes gradients.json, gradients_over_time.png and "
+                               "clipping.png to --out (default: artifacts/gradients). See train/gradients.py")
+    diagnose.add_argument("--steps", type=int, default=GRADIENT_DEFAULTS["T"], metavar="T",
+                          help="sequence length T of the adding problem (at least 2)")
+    diagnose.add_argument("--updates", type=int, default=GRADIENT_DEFAULTS["updates"],
+                          help="Adam updates per cell on the adding problem")
     return parser
 
 
@@ -60,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.lr <= 0:
         parser.error("--lr must be positive")
+    if args.diagnose_gradients:
+        return _diagnose(parser, args)
     try:
         data = load_dataset(args.dataset, seed=args.seed)
         spec = default_spec(data, cell=args.cell, hidden=args.hidden, layers=args.layers,
@@ -80,3 +98,46 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("model.pt", "metrics.json", "training.png"):
         print(f"wrote {out / name}")
     return 0
+
+
+def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """--diagnose-gradients: run train.gradients.diagnose_gradients and print its table."""
+    if args.steps < 2:
+        parser.error(f"--steps must be at least 2 (the adding problem marks one step in each half), got {args.steps}")
+    if args.updates < 0:
+        parser.error("--updates must be at least 0")
+    if args.clip_grad_norm <= 0:
+        parser.error("--diagnose-gradients needs a positive --clip-grad-norm: it is the clipping threshold measured")
+    out = args.out or Path("artifacts") / "gradients"
+    try:
+        report = diagnose_gradients(out, args.steps, hidden=args.hidden, updates=args.updates,
+                                    batch_size=args.batch_size, lr=args.lr, max_norm=args.clip_grad_norm,
+                                    seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except (ValueError, OSError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    task, config = report["task"], report["config"]
+    print(f"adding problem, T={task['T']}: hidden {config['hidden']}, {config['updates']} Adam updates per cell "
+          f"(lr {config['lr']}, batch {config['batch_size']}, clipped at {config['max_norm']}); test MSE baseline "
+          f"{task['baseline_mse']:.3f} (always predicting 1)")
+    print(f"{'cell':<9} {'ratio t=1/t=T, init':>20} {'ratio t=1/t=T, trained':>23} {'test MSE':>9} "
+          f"{'within ' + str(task['tolerance']):>12}")
+    for cell, r in report["cells"].items():
+        print(f"{cell:<9} {r['ratio_init']:>20.3g} {r['ratio_trained']:>23.3g} {r['test_mse']:>9.4f} "
+              f"{100 * r['test_within_tolerance']:>11.1f}%")
+    clip, un, cl = report["clipping"], report["clipping"]["unclipped"], report["clipping"]["clipped"]
+    applied = max((v for v in cl["grad_norm_after_clip"] if v is not None), default=float("nan"))
+    ended = (f"NaN from update {un['diverged_at_update']}" if un["diverged_at_update"] is not None
+             else f"final loss {_g(un['final_loss'])}")
+    print(f"exploding ({clip['cell']}, W_hh {clip['recurrent_init']}, SGD lr {clip['lr']}, {clip['updates']} updates): "
+          f"without clipping the gradient norm reached {_g(un['max_finite_grad_norm'])}, {ended}; with "
+          f"clip_grad_norm_({clip['max_norm']}) {cl['updates_clipped']} updates were clipped, applied norm <= "
+          f"{_g(applied)}, final loss {_g(cl['final_loss'])}")
+    for name in ("gradients.json", "gradients_over_time.png", "clipping.png"):
+        print(f"wrote {out / name}")
+    return 0
+
+
+def _g(value: float | None) -> str:
+    """A number for the table; None (a non-finite value in gradients.json) prints as nan."""
+    return "nan" if value is None else f"{value:.4g}"
