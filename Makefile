@@ -25,6 +25,8 @@ test: setup
 
 bench: setup
 	$(PY) -m benchmarks.bench_f32
+	$(PY) -m benchmarks.bench_firmware
+	$(PY) -m benchmarks.bench_streaming
 
 lint: setup
 	$(VENV)/bin/ruff check .
