@@ -73,6 +73,24 @@ def _multipliers(real: np.ndarray) -> np.ndarray:
     return np.array(pairs, dtype=np.int64).T.astype(np.int32).reshape(2, -1)
 
 
+BIAS_ROOM = 2.0**30  # largest |int32 bias|: half the int32 range, the other half is the dot product's
+
+
+def _rows(w: np.ndarray, bias: np.ndarray, s_in: float):
+    """quantize_rows, then widen the scale of any row too fine for its bias: a row of near-zero weights gets
+    scale ~ max|row| / 127, and its bias b / (s_in * scale) would not fit int32. Such a row's scale becomes
+    |b| / (s_in * BIAS_ROOM): its weights, tiny next to the bias, lose resolution nobody can see, and the
+    error returned says by how much. -> (q, scale, max abs error of the dequantised row)."""
+    q, scale, error = quantize_rows(w)
+    floor = (np.abs(bias.astype(np.float64)) / (s_in * BIAS_ROOM)).astype(np.float32)
+    wide = floor > scale
+    if np.any(wide):
+        scale = np.where(wide, floor, scale).astype(np.float32)
+        q = np.clip(np.rint(w.astype(np.float64) / scale[:, None]), -QMAX, QMAX).astype(np.int8)
+        error = float(np.abs(q.astype(np.float32) * scale[:, None] - w).max())
+    return q, scale, error
+
+
 def _bias(name: str, b: np.ndarray, scale: np.ndarray) -> np.ndarray:
     q = np.rint(b.astype(np.float64) / scale)
     if np.any(np.abs(q) >= 2**31):
@@ -107,18 +125,19 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
         power = cell_power(ranges.cell_absmax[l]) if cell == "lstm" else 0
         for d in ("fwd", "bwd")[: specs.directions(layer)]:
             p = f"layers.{l}.{d}"
-            wx, sx, errors[f"{p}.w_ih"] = quantize_rows(tensors[f"{p}.w_ih"])
-            wh, sh, errors[f"{p}.w_hh"] = quantize_rows(tensors[f"{p}.w_hh"])
-            scale_x = s_in * sx.astype(np.float64)
-            scale_h = s_h * sh.astype(np.float64)
             b_ih = tensors[f"{p}.b_ih"].astype(np.float64)
             b_hh = tensors[f"{p}.b_hh"].astype(np.float64)
             keep = specs.recurrent_bias_rows(layer)  # biases that stay on the recurrent side: gru's b_hn
             inside = np.zeros(b_hh.shape, dtype=bool)
             inside[keep] = True
+            bias_x, bias_h = np.where(inside, b_ih, b_ih + b_hh), np.where(inside, b_hh, 0.0)
+            wx, sx, errors[f"{p}.w_ih"] = _rows(tensors[f"{p}.w_ih"], bias_x, s_in)
+            wh, sh, errors[f"{p}.w_hh"] = _rows(tensors[f"{p}.w_hh"], bias_h, s_h)
+            scale_x = s_in * sx.astype(np.float64)
+            scale_h = s_h * sh.astype(np.float64)
             out[f"{p}.w_ih"], out[f"{p}.w_hh"] = wx, wh
-            out[f"{p}.b_ih"] = _bias(f"{p}.b_ih", np.where(inside, b_ih, b_ih + b_hh), scale_x)
-            b_h = _bias(f"{p}.b_hh", np.where(inside, b_hh, 0.0), scale_h)
+            out[f"{p}.b_ih"] = _bias(f"{p}.b_ih", bias_x, scale_x)
+            b_h = _bias(f"{p}.b_hh", bias_h, scale_h)
             if inside.any():
                 out[f"{p}.b_hh"] = b_h[keep]
             mx, mh = _multipliers(scale_x / target), _multipliers(scale_h / target)
@@ -130,7 +149,7 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
         out[f"layers.{l}.cell_power"] = np.array([power], dtype=np.int32)
         scales.append({"cell": cell, "hidden_scale": s_h, "cell_power": power if cell == "lstm" else None})
         s_in = s_h
-    w, s, errors["head.weight"] = quantize_rows(tensors["head.weight"])
+    w, s, errors["head.weight"] = _rows(tensors["head.weight"], tensors["head.bias"], s_in)
     head_scale = s_in * s.astype(np.float64)
     out["head.weight"] = w
     out["head.bias"] = _bias("head.bias", tensors["head.bias"], head_scale)
