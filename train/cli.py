@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("dataset", nargs="?", default="watch",
                         help="'watch' (bundled smartwatch IMU demo), 'digits' (bundled spoken-digit MFCCs), "
+                             "'shakespeare' (bundled plays, next character), 'co2' (bundled weekly Mauna Loa CO2, "
+                             "next-week forecast), "
                              f"one of {', '.join(SYNTHETIC)}, or a path to a .npz or .csv file")
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell of every layer")

