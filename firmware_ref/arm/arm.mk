@@ -142,8 +142,29 @@ _arm_example_flags := $(ARM_LIB_FLAGS) $(ARM_LIB_INCLUDES) -I$(MODEL_DIR) -I$(VE
   $(if $(strip $(ARM_EXAMPLE_SAMPLES)),'-DEXAMPLE_SAMPLES_FILE="$(abspath $(ARM_EXAMPLE_SAMPLES))"')
 _arm_example_deps := $(MODEL_STAMP) $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(dir $(ARM_EXAMPLE_MAIN))samples.h) \
   $(ARM_EXAMPLE_SAMPLES) $(wildcard $(VECTORS_DIR)/vectors_data.h)
+_arm_example_deps += $(wildcard $(dir $(ARM_EXAMPLE_MAIN))argmax_scaled.h)
 $(eval $(call arm_image,example-an385,an385,$(_arm_example_srcs),$(_arm_example_flags),$(_arm_example_deps)))
 $(eval $(call arm_image,example-an386,an386,$(_arm_example_srcs),$(_arm_example_flags),$(_arm_example_deps)))
+endif
+
+#   arm-generate-an385 / arm-generate-an386 (+ -run, -size, -nofloat): examples/generate.c (ARM_GENERATE_MAIN) +
+#                  LIB_INT8_SRCS + MODEL_DIR/model_data.c for a token model whose head predicts the next token:
+#                  streams a prompt, then prints the generated token ids through semihosting; defined only when
+#                  MODEL_DIR is set. ARM_GENERATE_PROMPT names a prompt header (N_PROMPT, prompt_tokens[]; the
+#                  built-in prompt otherwise), ARM_GENERATE_FLAGS adds -D flags (-DGENERATE_N=32 -DGENERATE_TOP_K=5
+#                  -DGENERATE_SEED=7 -DGENERATE_TEMPERATURE_Q8=200; greedy by default). Neither is tracked as a
+#                  dependency: use a separate ARM_BUILD per prompt / flag set.
+ARM_GENERATE_MAIN ?= examples/generate.c
+ARM_GENERATE_PROMPT ?=
+ARM_GENERATE_FLAGS ?=
+ifneq ($(and $(strip $(MODEL_DIR)),$(wildcard $(ARM_GENERATE_MAIN))),)
+_arm_generate_srcs := $(LIB_INT8_SRCS) $(MODEL_DIR)/model_data.c $(ARM_GENERATE_MAIN)
+_arm_generate_flags := $(ARM_LIB_FLAGS) $(ARM_LIB_INCLUDES) -I$(MODEL_DIR) -DEXAMPLE_SEMIHOST $(ARM_GENERATE_FLAGS) \
+  $(if $(strip $(ARM_GENERATE_PROMPT)),'-DGENERATE_PROMPT_FILE="$(abspath $(ARM_GENERATE_PROMPT))"')
+_arm_generate_deps := $(MODEL_STAMP) $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(ARM_GENERATE_PROMPT) \
+  $(wildcard $(dir $(ARM_GENERATE_MAIN))argmax_scaled.h)
+$(eval $(call arm_image,generate-an385,an385,$(_arm_generate_srcs),$(_arm_generate_flags),$(_arm_generate_deps)))
+$(eval $(call arm_image,generate-an386,an386,$(_arm_generate_srcs),$(_arm_generate_flags),$(_arm_generate_deps)))
 endif
 endif
 
