@@ -4,6 +4,10 @@
 nn.Module instead (export/from_module.py): mapped to a spec, proven equal to its forward() on random inputs,
 written as an rnnedge checkpoint (model.pt) next to the artifacts, then exported as above.
 
+`rnnedge-export model.onnx` (a positional name ending in .onnx) exports an ONNX graph made by any tool
+(export/from_onnx.py): its RNN / LSTM / GRU nodes and glue are mapped to a spec, proven equal to ONNX Runtime on
+the original graph on random inputs, written as model.pt, then exported as above.
+
 Exit status: 0 every artifact meets its pass rule, 1 a parity failure (the report is still written),
 2 bad input (missing or corrupt checkpoint, unknown data set, unsupported precision, calibration data that do
 not fit the model; with --module: a module that cannot be imported, built or loaded, one whose forward() rnnedge
@@ -17,6 +21,7 @@ import sys
 from pathlib import Path
 
 from export.from_module import MappingError, export_module, load_user_module
+from export.from_onnx import export_onnx
 from export.pipeline import PRECISIONS, ExportInputError, export_checkpoint
 from export.report import markdown
 from train.data import load_dataset
@@ -33,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
                "within the tolerance; int8w: task metric within 0.5 point; int8: task metric within 1 point) and "
                "the report names it, 2 bad input (including calibration data that do not fit the model).",
     )
-    p.add_argument("checkpoint", nargs="?", help="checkpoint written by rnnedge-train (state_dict + spec)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint written by rnnedge-train (state_dict + spec), or an ONNX "
+                   "file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven against ONNX "
+                   "Runtime by export/from_onnx.py")
     p.add_argument("--module", metavar="MODULE:CLASS",
                    help="export your own nn.Module instead of an rnnedge checkpoint: 'package.module:Class' or "
                         "'path/to/file.py:Class'; needs --checkpoint (its state_dict) and usually --init-args")
@@ -41,8 +48,9 @@ def parser() -> argparse.ArgumentParser:
                    help="with --module: the module's state_dict (torch.save(model.state_dict(), ...))")
     p.add_argument("--init-args", metavar="JSON", default="{}",
                    help="with --module: the class's keyword arguments as a JSON object (default: {})")
-    p.add_argument("--task", default="classify", choices=("classify", "tag", "forecast", "generate"),
-                   help="with --module: the spec's task, used for the metric with --data (default: %(default)s)")
+    p.add_argument("--task", choices=("classify", "tag", "forecast", "generate"),
+                   help="with --module or an .onnx file: the spec's task, used for the metric with --data "
+                        "(default: classify; an ONNX file written by rnnedge keeps its own)")
     p.add_argument("--out", metavar="DIR", help="folder for the artifacts and report (default: the checkpoint's folder)")
     p.add_argument("--data", metavar="NAME_OR_PATH",
                    help="check parity on this data set's held-out test sequences and report the task metric "
@@ -94,11 +102,19 @@ def main(argv: list[str] | None = None) -> int:
         calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
         if args.module:
             module = load_user_module(args.module, args.state_dict, args.init_args)
-            result = export_module(module, out_dir, task=args.task, data=data, tolerance=args.tolerance,
+            result = export_module(module, out_dir, task=args.task or "classify", data=data, tolerance=args.tolerance,
                                    steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration,
                                    on_warning=_warn, source=args.module)
             print(f"{args.module}: mapped to an rnnedge {result['module']['spec_head_on']} model; its forward() and "
                   f"the mapped model differ by at most {result['module']['proof_max_abs_diff']:.3g} on random inputs")
+            for note in result["module"]["notes"]:
+                print(f"note: {note}")
+        elif args.checkpoint.lower().endswith(".onnx"):
+            result = export_onnx(args.checkpoint, out_dir, task=args.task, data=data, tolerance=args.tolerance,
+                                 steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration)
+            print(f"{args.checkpoint}: ONNX graph mapped to an rnnedge {result['module']['spec_head_on']} model; "
+                  f"ONNX Runtime on it and the rnnedge runtime differ by at most "
+                  f"{result['module']['proof_max_abs_diff']:.3g} on random inputs")
             for note in result["module"]["notes"]:
                 print(f"note: {note}")
         else:

@@ -1,0 +1,196 @@
+"""An ONNX graph made by any tool -> spec + canonical tensors, proven against the original graph, exported."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from export import cli
+from export.from_module import MappingError
+from export.from_onnx import ProofError, map_onnx, prove_mapping
+from export.onnx_graphs import build_sequence_graph
+from export.weights import canonical_tensors
+from runtime import spec as specs
+from train.model import RecurrentModel
+
+torch.set_num_threads(1)
+
+
+def our_spec(cell, bidirectional, kind, on, layers):
+    inp = ({"kind": "dense", "features": 3, "mean": [0.5, -0.25, 1.0], "std": [2.0, 0.5, 1.0]} if kind == "dense"
+           else {"kind": "tokens", "vocab": 11, "embed_dim": 4, "padding_idx": 0})
+    return specs.validate({"version": 1, "input": inp, "task": "tag" if on == "every_step" else "classify",
+                           "layers": [{"cell": cell, "hidden": 5, "bidirectional": bidirectional}] * layers,
+                           "head": {"out": 3, "on": on, "activation": "softmax" if kind == "dense" else "sigmoid"}})
+
+
+MATRIX = list(itertools.product(specs.CELLS, (False, True), ("dense", "tokens"), ("every_step", "last_step"), (1, 2)))
+
+
+@pytest.mark.parametrize("cell,bidirectional,kind,on,layers", MATRIX)
+def test_our_own_graphs_round_trip_to_the_same_spec_and_tensors(cell, bidirectional, kind, on, layers):
+    spec = our_spec(cell, bidirectional, kind, on, layers)
+    torch.manual_seed(0)
+    tensors = canonical_tensors(RecurrentModel(spec).eval())
+    mapping = map_onnx(build_sequence_graph(spec, tensors))
+    assert mapping.spec == spec
+    assert set(mapping.tensors) == set(tensors)
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(mapping.tensors[name], value, err_msg=name)
+    assert mapping.max_abs_diff <= 1e-5
+
+
+def _const(name, value, dtype=np.float32):
+    return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+
+def lstm_layout1_graph(direction="forward", H=6, F=4, O=3, seed=0):
+    """A hand-built LSTM with layout=1 (batch-major) and a MatMul + Add head on every step."""
+    rng = np.random.default_rng(seed)
+    D = 2 if direction == "bidirectional" else 1
+    nodes = [helper.make_node("LSTM", ["x", "W", "R", "B"], ["Y", "Y_h"], name="lstm", hidden_size=H, layout=1,
+                              direction=direction),
+             helper.make_node("Reshape", ["Y", "merge"], ["features"], name="merge_directions"),  # (B, T, D*H)
+             helper.make_node("MatMul", ["features", "head_w"], ["product"], name="head_matmul"),
+             helper.make_node("Add", ["product", "head_b"], ["y"], name="head_add")]
+    init = [_const("W", rng.normal(0, 0.4, (D, 4 * H, F))), _const("R", rng.normal(0, 0.4, (D, 4 * H, H))),
+            _const("B", rng.normal(0, 0.4, (D, 8 * H))), _const("merge", [0, 0, -1], np.int64),
+            _const("head_w", rng.normal(0, 0.4, (D * H, O))), _const("head_b", rng.normal(0, 0.4, O))]
+    graph = helper.make_graph(nodes, "lstm_layout1", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                    ["b", "t", F])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", O])], initializer=init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_hand_built_lstm_with_layout_1_and_a_matmul_add_head(direction):
+    mapping = map_onnx(lstm_layout1_graph(direction))
+    spec = mapping.spec
+    assert spec["layers"] == [{"cell": "lstm", "hidden": 6, "bidirectional": direction == "bidirectional"}]
+    assert spec["head"] == {"out": 3, "on": "every_step", "activation": "none"}
+    assert spec["input"]["kind"] == "dense" and spec["input"]["features"] == 4
+    assert mapping.max_abs_diff <= 1e-5
+    # ONNX Runtime runs no layout=1 recurrent node: the proof falls back to onnx's reference evaluator, and says so
+    assert mapping.proof_reference == "onnx.reference.ReferenceEvaluator"
+
+
+def test_the_proof_refuses_a_wrong_mapping_with_the_measured_difference():
+    model = lstm_layout1_graph()
+    mapping = map_onnx(model)
+    mapping.tensors["layers.0.fwd.w_hh"] = mapping.tensors["layers.0.fwd.w_hh"] + 1e-2
+    with pytest.raises(ProofError) as e:
+        prove_mapping(model, mapping)
+    assert 1e-5 < e.value.max_abs_diff < 1 and "differs from" in str(e.value)
+
+
+class TorchGRU(nn.Module):
+    def __init__(self, bidirectional):
+        super().__init__()
+        self.rnn = nn.GRU(5, 7, num_layers=2, batch_first=True, bidirectional=bidirectional)
+        self.fc = nn.Linear(14 if bidirectional else 7, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return torch.softmax(self.fc(y), dim=-1)
+
+
+class TorchLastHidden(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(5, 7, batch_first=True)
+        self.fc = nn.Linear(7, 3)
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        return self.fc(h[-1])
+
+
+def torch_onnx(module, path):
+    torch.manual_seed(0)
+    for p in module.parameters():
+        nn.init.uniform_(p, -0.4, 0.4)
+    try:
+        torch.onnx.export(module.eval(), (torch.randn(2, 4, 5),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "time"}})
+    except Exception as e:  # noqa: BLE001 - an exporter that is not there, or not in this torch
+        pytest.skip(f"torch.onnx.export (dynamo=False) is unavailable: {type(e).__name__}: {e}")
+    return onnx.load(str(path))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("module,on", [(lambda: TorchGRU(False), "every_step"), (lambda: TorchGRU(True), "every_step"),
+                                       (TorchLastHidden, "last_step")])
+def test_torch_onnx_export_of_a_plain_gru_and_linear(tmp_path, module, on):
+    mapping = map_onnx(torch_onnx(module(), tmp_path / "gru.onnx"))
+    assert {layer["cell"] for layer in mapping.spec["layers"]} == {"gru"}
+    assert mapping.spec["head"]["on"] == on
+    assert mapping.max_abs_diff <= 1e-5 and mapping.proof_reference == "ONNX Runtime"
+
+
+def test_every_unsupported_node_is_listed_in_one_error():
+    H, F = 4, 3
+    nodes = [helper.make_node("Conv", ["x", "kernel"], ["conv_out"], name="my_conv"),
+             helper.make_node("Transpose", ["conv_out"], ["tbf"], name="to_time_major", perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["tbf", "W", "R"], ["Y", "Y_h"], name="my_lstm", hidden_size=H, clip=3.0),
+             helper.make_node("GRU", ["tbf", "Wg", "Rg"], ["Yg"], name="my_gru", hidden_size=H, linear_before_reset=0),
+             helper.make_node("Abs", ["Y_h"], ["y"], name="my_abs")]
+    init = [_const("kernel", np.ones((F, F, 1))), _const("W", np.zeros((1, 4 * H, F))),
+            _const("R", np.zeros((1, 4 * H, H))), _const("Wg", np.zeros((1, 3 * H, F))),
+            _const("Rg", np.zeros((1, 3 * H, H)))]
+    graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", F])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(MappingError) as e:
+        map_onnx(model)
+    message = str(e.value)
+    for expected in ("'my_conv' (Conv): operator Conv is not supported", "'my_lstm' (LSTM): clip=3.0",
+                     "'my_gru' (GRU): linear_before_reset=0", "'my_abs' (Abs): operator Abs is not supported"):
+        assert expected in message
+    assert "4 node(s)" in message
+
+
+def test_reverse_only_and_peepholes_are_refused_by_name():
+    model = lstm_layout1_graph()
+    lstm = model.graph.node[0]
+    lstm.attribute.append(helper.make_attribute("direction", "reverse"))
+    del lstm.attribute[[a.name for a in lstm.attribute].index("direction")]
+    model.graph.initializer.append(_const("P", np.ones((1, 3 * 6))))
+    lstm.input.extend(["", "", "", "P"])
+    with pytest.raises(MappingError) as e:
+        map_onnx(model)
+    assert "direction=reverse is not supported for now" in str(e.value)
+    assert "peepholes (input P)" in str(e.value)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_cli_exports_an_onnx_file_through_every_precision(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    source = tmp_path / "src" / "gru.onnx"
+    source.parent.mkdir()
+    torch_onnx(TorchLastHidden(), source)
+    out = tmp_path / "out"
+    assert cli.main([str(source), "--precision", "f32,int8w,int8", "--steps", "200", "--out", str(out)]) == 0
+    for name in ("model.pt", "onnx_mapping.json", "model.onnx", "model.step.onnx", "model.f32.safetensors",
+                 "model.int8w.safetensors", "model.int8.safetensors", "report.json", "report.md"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and report["module"]["source"] == "onnx"
+    assert report["module"]["proof_max_abs_diff"] <= 1e-5
+    assert "Source: ONNX file" in (out / "report.md").read_text()
+    assert "ONNX graph mapped to an rnnedge last_step model" in capsys.readouterr().out
+
+
+def test_cli_refuses_to_overwrite_the_source_onnx_and_lists_unsupported_nodes(tmp_path, capsys):
+    onnx.save_model(lstm_layout1_graph(), tmp_path / "model.onnx")
+    assert cli.main([str(tmp_path / "model.onnx")]) == 2
+    assert "would overwrite it" in capsys.readouterr().err
