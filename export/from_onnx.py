@@ -868,16 +868,35 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
         if (out_dir / name).resolve() == path.resolve():
             raise MappingError(f"exporting {path} into {out_dir} would overwrite it with rnnedge's own {name}; "
                                f"choose another folder with --out")
-    mapping = map_onnx(load_onnx(path), task=task, seed=seed)
+    model = load_onnx(path)
+    mapping = map_onnx(model, task=task, seed=seed)
+    reference_graph, why_not = original_graph(model, mapping)
     out_dir.mkdir(parents=True, exist_ok=True)
-    described = {"onnx_file": str(path), **mapping.describe()}
+    described = {"onnx_file": str(path), **mapping.describe(), "original_parity": why_not or "measured"}
     save_checkpoint(out_dir / CHECKPOINT_FILE, state_dict_from_tensors(mapping.spec, mapping.tensors),
                     metrics={"from_onnx": json.dumps(described)})
     (out_dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
     result = export_checkpoint(out_dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance, steps=steps,
-                               seed=seed, precisions=precisions, calibration=calibration, module=described)
+                               seed=seed, precisions=precisions, calibration=calibration, module=described,
+                               reference_graph=reference_graph)
     with open(out_dir / "report.md", "a") as f:
         f.write(f"\nSource: ONNX file `{path}`, mapped by export/from_onnx.py; {mapping.proof_reference} on the original "
                 f"graph vs "
                 f"the rnnedge f32 runtime on random inputs: max abs difference {mapping.max_abs_diff:.3g}.\n")
+        if why_not:
+            f.write(f"\nThe artifacts were not measured against the original graph: {why_not}.\n")
     return result
+
+
+def original_graph(model: onnx.ModelProto, mapping: OnnxMapping):
+    """(export.pipeline.OriginalGraph of the original file, None) for the report's "original ONNX" rows, or
+    (None, why not) when the parity streams cannot feed it (a fixed time axis)."""
+    from export.pipeline import OriginalGraph
+
+    dims = mapping.input_dims
+    time_axis, batch_axis = (0, 1) if mapping.input_time_major else (1, 0)
+    if dims[time_axis] is not None:
+        return None, f"its time axis is fixed at {dims[time_axis]} steps"
+    elem = next(i for i in model.graph.input if i.name == mapping.input_name).type.tensor_type.elem_type
+    return OriginalGraph(model.SerializeToString(), mapping.input_name, mapping.input_time_major,
+                         mapping.output_time_major, elem == onnx.TensorProto.INT32, dims[batch_axis]), None

@@ -33,6 +33,7 @@ apart from the random parity streams.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -101,7 +102,8 @@ class Comparison:
 
 
 def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e-5, steps: int = 1000,
-                      seed: int = 0, precisions=("f32",), calibration=None, module: dict | None = None) -> dict:
+                      seed: int = 0, precisions=("f32",), calibration=None, module: dict | None = None,
+                      reference_graph: OriginalGraph | None = None) -> dict:
     """Export a checkpoint and verify every artifact; returns the report (report["passed"] says parity held).
 
     precisions: runtime weight files to write, from PRECISIONS; f32 is always written (the reference).
@@ -113,7 +115,9 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     a SequenceData, an (X, lengths) pair or X alone (every sequence full length); None: data's train split,
     else random streams of `steps` steps. Raises ExportInputError for an unreadable checkpoint, or data or
     calibration data that do not fit the model. module: how a user's own nn.Module was mapped
-    (export/from_module.py), kept as report["module"].
+    (export/from_module.py), kept as report["module"]. reference_graph: the original ONNX file an export of it
+    (export/from_onnx.py) came from; adds rows measuring each runtime precision against that graph run by ONNX
+    Runtime (or onnx's reference evaluator when ORT cannot run it), see _original_rows.
     """
     started = time.perf_counter()
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -143,6 +147,8 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         criteria = {p: _criterion(p, tolerance, reference_metric) for p in precisions}
         rows = [_measure(c, spec, streams, y, files, criteria[c.precision])
                 for c in _comparisons(model, spec, out_dir, precisions)]
+        if reference_graph is not None:
+            rows += _original_rows(reference_graph, spec, streams, y, files, criteria, out_dir, precisions)
     result = report.build(
         checkpoint=str(checkpoint_path), out_dir=str(out_dir), spec=spec, tolerance=tolerance, inputs=inputs,
         reference_metric=reference_metric, files=files, rows=rows, seconds=time.perf_counter() - started,
@@ -456,3 +462,113 @@ def _measure(c: Comparison, spec: dict, streams: _Streams, y, files: dict[str, i
 def _metric(spec: dict, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> dict:
     name, value = task_metric(spec["task"], outputs, y, lengths)
     return {"name": name, "value": value}
+
+
+# -- parity against the original ONNX file (export/from_onnx.py) --------------------------------------------------
+ORIGINAL_PREFIXES = 16  # last_step heads: prefix lengths at which stream() is held to the original graph
+
+
+@dataclass
+class OriginalGraph:
+    """An ONNX file an export was mapped from, and how its input and output differ from the runtime's layout."""
+
+    model_bytes: bytes
+    input_name: str
+    input_time_major: bool = False  # it takes (T, B, ...)
+    output_time_major: bool = False  # it returns (T, B, out)
+    int32_ids: bool = False  # it takes int32 token ids
+    fixed_batch: int | None = None  # its batch axis has a fixed size: run that many sequences at a time
+
+    def runner(self) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+        """(run on (B, T[, F]) runtime-layout input -> runtime-layout output, label of what runs it)."""
+        try:
+            session, label = parity.ort_session(self.model_bytes), "ORT"
+        except Exception:  # noqa: BLE001 - e.g. ORT runs no layout=1 recurrent node
+            from onnx.reference import ReferenceEvaluator
+
+            session, label = ReferenceEvaluator(onnx.load_from_string(self.model_bytes)), "onnx.reference"
+
+        def run_batch(x: np.ndarray) -> np.ndarray:
+            feed = np.swapaxes(x, 0, 1) if self.input_time_major else x
+            feed = feed.astype(np.int32) if self.int32_ids else feed
+            out = np.asarray(session.run(None, {self.input_name: np.ascontiguousarray(feed)})[0], np.float32)
+            return np.swapaxes(out, 0, 1) if self.output_time_major else out
+
+        def run(x: np.ndarray) -> np.ndarray:
+            if not self.fixed_batch or x.shape[0] == self.fixed_batch:
+                return run_batch(x)
+            parts = []
+            for start in range(0, x.shape[0], self.fixed_batch):
+                chunk = x[start:start + self.fixed_batch]
+                pad = self.fixed_batch - chunk.shape[0]
+                if pad:
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+                parts.append(run_batch(chunk)[: self.fixed_batch - pad])
+            return np.concatenate(parts)
+
+        return run, label
+
+
+def _original_streams(run, spec: dict, streams: _Streams) -> _Streams:
+    """The parity streams with the original graph's answers in place of PyTorch's. Stepping runners are held to
+    it at every step (every_step head: one run on the padded streams) or, for a last_step head, at
+    ORIGINAL_PREFIXES prefix lengths and each stream's true length (one run of the original per prefix)."""
+    references = [run(g.x) for g in streams.groups]
+    if not specs.can_stream(spec):
+        return dataclasses.replace(streams, references=references)
+    if spec["head"]["on"] == "every_step":
+        return dataclasses.replace(streams, references=references, every_prefix=run(streams.X))
+    steps = streams.X.shape[1]
+    ends = set(np.linspace(1, steps, ORIGINAL_PREFIXES).astype(int).tolist()) | set(streams.lengths.tolist())
+    every = np.zeros(streams.every_prefix.shape, np.float32)
+    measured = np.zeros(streams.valid.shape, bool)
+    for end in sorted(ends):
+        every[:, end - 1] = run(np.ascontiguousarray(streams.X[:, :end]))
+        measured[:, end - 1] = True
+    return dataclasses.replace(streams, references=references, every_prefix=every, valid=streams.valid & measured)
+
+
+def _original_rows(graph: OriginalGraph, spec: dict, streams: _Streams, y, files: dict[str, int],
+                   criteria: dict, out_dir: Path, precisions: list[str], load=None) -> list[dict]:
+    """Rows "original ONNX (<runner>) vs runtime <p> run() / stream()": each runtime weight file against the
+    original ONNX graph on the same parity streams, held to its precision's criterion. A graph that cannot be
+    run fails its rows with the error. load: see original_comparisons."""
+    try:
+        run, label = graph.runner()
+        original, error = _original_streams(run, spec, streams), None
+    except Exception as e:  # noqa: BLE001 - reported on the rows, never swallowed
+        label, original, error = "ORT", None, f"the original ONNX graph could not be run: {type(e).__name__}: {e}"
+    rows = []
+    for c in original_comparisons(spec, out_dir, precisions, label, load):
+        if error is None:
+            row = _measure(c, spec, original, y, files, criteria[c.precision])
+        else:
+            row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
+                   "comparison": c.description, "stepped": c.stepped, "criterion": criteria[c.precision].describe(),
+                   "max_abs_diff": None, "mean_abs_diff": None, "metric": None, "passed": False, "error": error,
+                   "seconds": 0.0}
+        row["reference"] = f"original ONNX ({label})"
+        rows.append(row)
+    return rows
+
+
+def original_comparisons(spec: dict, out_dir: Path, precisions: list[str], label: str, load=None) -> list[Comparison]:
+    """The runtime rows held to the original ONNX graph. load(precision) -> a runtime model; default: the weight
+    file in out_dir (a test passes a wrong model to see the rows fail)."""
+    cache: dict[str, object] = {}
+
+    def model(p):
+        if p not in cache:
+            cache[p] = load(p) if load is not None else runtime.load(out_dir / weights_file(p))
+        return cache[p]
+
+    rows = []
+    for p in precisions:
+        prefix = "original_runtime" if p == "f32" else f"original_runtime_{p}"
+        rows.append(Comparison(f"{prefix}_run", weights_file(p), f"original ONNX ({label}) vs runtime {p} run()",
+                               False, lambda x, p=p: parity.runtime_sequence(model(p), x), p))
+        if specs.can_stream(spec):
+            rows.append(Comparison(f"{prefix}_stream", weights_file(p),
+                                   f"original ONNX ({label}) vs runtime {p} stream().step() loop", True,
+                                   lambda x, p=p: parity.runtime_step_loop(model(p), x), p))
+    return rows

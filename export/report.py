@@ -16,7 +16,9 @@ report.json keys:
     reference       {"name": "PyTorch forward", "metric": {"name", "value"} | null}
     files           {file name: bytes}
     artifacts       one row per comparison: name, file, bytes, precision, comparison, stepped, criterion,
-                    max_abs_diff, mean_abs_diff, metric, passed, error, seconds
+                    max_abs_diff, mean_abs_diff, metric, passed, error, seconds; rows measured against
+                    the original ONNX file of an ONNX export (export/from_onnx.py) add "reference":
+                    "original ONNX (ORT)" or "original ONNX (onnx.reference)"
     passed          every row passed
     failures        one sentence per failed row, naming the artifact and the measured difference
     seconds         wall time of the whole export
@@ -123,7 +125,9 @@ def markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if result["passed"]:
-        lines.append("PASS: every artifact meets its precision's pass rule against the PyTorch forward.")
+        lines.append("PASS: every artifact meets its precision's pass rule against the PyTorch forward"
+                     + (" (rows \"original ONNX ...\": against the original ONNX graph)"
+                        if any(row.get("reference") for row in result["artifacts"]) else "") + ".")
     else:
         lines.append("FAIL:")
         lines += [f"- {failure}" for failure in result["failures"]]

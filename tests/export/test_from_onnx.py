@@ -194,3 +194,69 @@ def test_cli_refuses_to_overwrite_the_source_onnx_and_lists_unsupported_nodes(tm
     onnx.save_model(lstm_layout1_graph(), tmp_path / "model.onnx")
     assert cli.main([str(tmp_path / "model.onnx")]) == 2
     assert "would overwrite it" in capsys.readouterr().err
+
+
+# -- the report's rows against the original ONNX file (issue 7: "parity measured against ONNX Runtime running the
+# original file") ----------------------------------------------------------------------------------------------------
+def _original_rows(report):
+    return {row["name"]: row for row in report["artifacts"] if row.get("reference")}
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_cli_report_has_rows_against_the_original_onnx_for_every_precision(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    source = tmp_path / "src" / "gru.onnx"
+    source.parent.mkdir()
+    torch_onnx(TorchLastHidden(), source)
+    out = tmp_path / "out"
+    assert cli.main([str(source), "--precision", "f32,int8w,int8", "--steps", "120", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = _original_rows(report)
+    assert set(rows) == {f"original_runtime{p}_{how}" for p in ("", "_int8w", "_int8") for how in ("run", "stream")}
+    for row in rows.values():
+        assert row["passed"] and row["reference"] == "original ONNX (ORT)", row
+        assert row["comparison"].startswith("original ONNX (ORT) vs runtime ")
+    assert rows["original_runtime_run"]["max_abs_diff"] <= 1e-5
+    assert rows["original_runtime_stream"]["max_abs_diff"] <= 1e-5
+    assert 0 < rows["original_runtime_int8_run"]["max_abs_diff"] <= 0.1
+    assert report["module"]["original_parity"] == "measured"
+    md = (out / "report.md").read_text()
+    assert "original ONNX (ORT) vs runtime int8 stream().step() loop" in md
+
+
+def test_api_export_of_a_layout_1_graph_is_measured_with_the_reference_evaluator(tmp_path, monkeypatch):
+    from export.from_onnx import export_onnx
+
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    onnx.save_model(lstm_layout1_graph("forward"), tmp_path / "lstm.onnx")
+    report = export_onnx(tmp_path / "lstm.onnx", tmp_path / "out", steps=40, precisions=("f32", "int8w"))
+    assert report["passed"]
+    rows = _original_rows(report)
+    assert set(rows) == {"original_runtime_run", "original_runtime_stream", "original_runtime_int8w_run",
+                         "original_runtime_int8w_stream"}
+    assert all(r["reference"] == "original ONNX (onnx.reference)" and r["passed"] for r in rows.values())
+    assert rows["original_runtime_stream"]["max_abs_diff"] <= 1e-5
+
+
+def test_original_rows_fail_a_runtime_model_that_differs_from_the_original(tmp_path):
+    from export import pipeline
+    from export.from_onnx import original_graph, state_dict_from_tensors
+    from runtime.model import Model
+
+    model = lstm_layout1_graph("forward")
+    mapping = map_onnx(model)
+    graph, why_not = original_graph(model, mapping)
+    assert why_not is None and graph.fixed_batch is None
+    torch_model = state_dict_from_tensors(mapping.spec, mapping.tensors)
+    X = np.random.default_rng(3).standard_normal((3, 30, 4)).astype(np.float32)
+    streams = pipeline._Streams.of(torch_model, X, np.array([30, 30, 17]))
+    criteria = {"f32": pipeline._criterion("f32", 1e-5, None)}
+    good = pipeline._original_rows(graph, mapping.spec, streams, None, {}, criteria, tmp_path, ["f32"],
+                                   load=lambda p: Model(mapping.spec, "f32", mapping.tensors))
+    assert [r["passed"] for r in good] == [True, True]
+    wrong = dict(mapping.tensors, **{"layers.0.fwd.w_hh": mapping.tensors["layers.0.fwd.w_hh"] + 1e-3})
+    bad = pipeline._original_rows(graph, mapping.spec, streams, None, {}, criteria, tmp_path, ["f32"],
+                                  load=lambda p: Model(mapping.spec, "f32", wrong))
+    assert [r["passed"] for r in bad] == [False, False]
+    assert all(1e-5 < r["max_abs_diff"] < 1 for r in bad)
+    assert all(r["comparison"].startswith("original ONNX (onnx.reference) vs runtime f32") for r in bad)
