@@ -2,7 +2,7 @@
 
 Every weight matrix (runtime.spec.quantized_matrices) becomes `q` int8 in the narrow range [-127, 127] plus
 `<name>.scale` float32 (rows,), with w[r, k] ~= scale[r] * q[r, k]. Biases stay float32, the recurrent one folded into b_ih wherever it is a plain constant
-(runtime.spec.recurrent_bias_rows). The scale of a row is
+(runtime.spec.recurrent_bias_rows); an LSTM's peepholes and a layer's initial state stay float32 too. The scale of a row is
 max|row| / 127, so the row's largest weight is exact and every other one is off by at most scale / 2; a row
 of zeros gets scale 1 (any positive value reproduces it exactly, and a zero scale would be refused).
 """
@@ -48,7 +48,7 @@ def quantize_int8w(spec: dict, tensors: dict[str, np.ndarray]) -> tuple[dict[str
             folded = (b_ih + b_hh).astype(np.float32)
             folded[keep] = b_ih[keep]
             out[f"layers.{l}.{d}.b_ih"] = folded
-            if layer["cell"] == "gru":
+            if keep.stop > keep.start:  # gru's b_hn, inside r * (W_hn h + b_hn)
                 out[f"layers.{l}.{d}.b_hh"] = np.ascontiguousarray(b_hh[keep], dtype=np.float32)
             else:
                 del out[f"layers.{l}.{d}.b_hh"]

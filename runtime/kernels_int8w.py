@@ -7,7 +7,8 @@ float32 values in float32, lane by lane across output rows, and applies each row
     gx[i] = b[i] + scale[i] * sum_k Wq^T[k, i] * v[k]
 
 so a row scale multiplies a finished sum, never a weight. Activations, the gate updates and the head's
-softmax / sigmoid are the f32 kernels themselves (kernels_f32.lstm_update_f32, ...), not copies.
+softmax / sigmoid are the f32 kernels themselves (kernels_f32.lstm_update_f32, ...), not copies; so are the
+ONNX extensions' updates (kernels_f32.lstm_update_ext_f32, ...), taken when a layer's L_FLAGS is not 0.
 
 A step takes five arguments: the stream's float32 buffer, the input, the int8 blob `qblob` (every matrix), the
 float32 blob (scales, biases, normalisation) and the int64 table (runtime/layout.py). Token inputs dequantise
@@ -25,9 +26,14 @@ from runtime.kernels_f32 import (
     _matrix,
     activate_head_f32,
     gate_rows,
+    gru_rz_ext_f32,
+    gru_update_ext_f32,
     gru_update_f32,
+    initial_state_f32,
+    lstm_update_ext_f32,
     lstm_update_f32,
     normalise_f32,
+    rnn_update_ext_f32,
     rnn_update_f32,
     stream_buffers,
 )
@@ -35,14 +41,18 @@ from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,
+    F_RESET_BEFORE,
     L_CELL,
     L_COLUMNS,
+    L_FLAGS,
     L_HIDDEN,
     L_N_IN,
     L_OFF_BHH,
     L_OFF_BIH,
     L_OFF_C,
+    L_OFF_EXT,
     L_OFF_H,
+    L_OFF_P,
     L_OFF_SHH,
     L_OFF_SIH,
     L_OFF_WHH,
@@ -151,13 +161,56 @@ def head_int8w(y, h, wq, s, b, activation):
 
 
 @kernel
+def recurrent_step_ext_int8w(h, c, scratch, gx, qblob, blob, row):
+    """Stage 2 for a layer-direction with extensions (L_FLAGS != 0); as kernels_f32.recurrent_step_ext_f32 with
+    int8 w_hh. The folded quantised file has b_hh zero except a reset-after gru's n rows."""
+    H = row[L_HIDDEN]
+    gates = gx.shape[0]
+    flags = row[L_FLAGS]
+    wq_hh_t = _matrix(qblob, row[L_OFF_WHH], H, gates)
+    s_hh = blob[row[L_OFF_SHH] : row[L_OFF_SHH] + gates]
+    b_hh = blob[row[L_OFF_BHH] : row[L_OFF_BHH] + gates]
+    n_fn = 3 if row[L_CELL] == CELL_LSTM else 2 if row[L_CELL] == CELL_GRU else 1
+    ext = blob[row[L_OFF_EXT] : row[L_OFF_EXT] + 1 + 3 * n_fn]
+    acc = scratch[:gates]
+    if row[L_CELL] == CELL_GRU and (flags & F_RESET_BEFORE) != 0:
+        rz = acc[: 2 * H]
+        gemv_t_int8w(rz, wq_hh_t[:, : 2 * H], h)
+        scale_add_int8w(rz, b_hh[: 2 * H], s_hh[: 2 * H], rz)
+        gru_rz_ext_f32(rz, gx, ext)
+        rh = scratch[gates : gates + H]
+        for j in range(H):
+            rh[j] = rz[j] * h[j]
+        n = acc[2 * H :]
+        gemv_t_int8w(n, wq_hh_t[:, 2 * H :], rh)
+        scale_add_int8w(n, b_hh[2 * H :], s_hh[2 * H :], n)
+        gru_update_ext_f32(h, acc, gx, ext, True)
+        return
+    gemv_t_int8w(acc, wq_hh_t, h)
+    if row[L_CELL] == CELL_GRU:
+        scale_add_int8w(acc, b_hh, s_hh, acc)
+        gru_update_ext_f32(h, acc, gx, ext, False)
+        return
+    for j in range(gates):
+        acc[j] = gx[j] + b_hh[j] + s_hh[j] * acc[j]
+    if row[L_CELL] == CELL_LSTM:
+        lstm_update_ext_f32(h, c, acc, ext, blob[row[L_OFF_P] : row[L_OFF_P] + 3 * H], flags)
+    else:
+        rnn_update_ext_f32(h, acc, ext)
+
+
+@kernel
 def recurrent_step_int8w(h, c, scratch, gx, qblob, blob, row):
     """Stage 2: one layer-direction's recurrent update from its input projection gx (G,); as recurrent_step_f32."""
+    if row[L_FLAGS] != 0:
+        recurrent_step_ext_int8w(h, c, scratch, gx, qblob, blob, row)
+        return
     H = row[L_HIDDEN]
     gates = gx.shape[0]
     wq_hh_t = _matrix(qblob, row[L_OFF_WHH], H, gates)
     s_hh = blob[row[L_OFF_SHH] : row[L_OFF_SHH] + gates]
     b_hh = blob[row[L_OFF_BHH] : row[L_OFF_BHH] + gates]
+    scratch = scratch[:gates]
     if row[L_CELL] == CELL_LSTM:
         lstm_step_int8w(h, c, scratch, gx, wq_hh_t, s_hh, b_hh)
     elif row[L_CELL] == CELL_GRU:
@@ -168,13 +221,13 @@ def recurrent_step_int8w(h, c, scratch, gx, qblob, blob, row):
 
 @kernel
 def cell_step_int8w(h, c, scratch, x, qblob, blob, row):
-    """One layer-direction step: input projection, then recurrent update. scratch (2G,)."""
+    """One layer-direction step: input projection, then recurrent update. scratch (layout.scratch_rows)."""
     gates = gate_rows(row)
     gx = scratch[:gates]
     input_projection_int8w(gx, x, _matrix(qblob, row[L_OFF_WIH], row[L_N_IN], gates),
                            blob[row[L_OFF_SIH] : row[L_OFF_SIH] + gates],
                            blob[row[L_OFF_BIH] : row[L_OFF_BIH] + gates])
-    recurrent_step_int8w(h, c, scratch[gates : 2 * gates], gx, qblob, blob, row)
+    recurrent_step_int8w(h, c, scratch[gates:], gx, qblob, blob, row)
 
 
 @kernel
@@ -247,10 +300,9 @@ def sequence_layer_int8w(out, gx, lengths, qblob, blob, row, reverse, col):
     H = row[L_HIDDEN]
     h = np.zeros(H, dtype=np.float32)
     c = np.zeros(H, dtype=np.float32)
-    scratch = np.zeros(gx.shape[2], dtype=np.float32)
+    scratch = np.zeros(gx.shape[2] + H, dtype=np.float32)
     for b in range(gx.shape[0]):
-        h[:] = 0.0
-        c[:] = 0.0
+        initial_state_f32(h, c, blob, row)
         n = lengths[b]
         for s in range(n):
             t = n - 1 - s if reverse else s

@@ -35,9 +35,22 @@ ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
 # (L_OFF_SIH, L_OFF_SHH: the per-row scales of w_ih and w_hh, int8w; int8: L_OFF_SIH is the (4, G)
 # requantisation block Mx, Sx, Mh, Sh in `iblob`, L_PARAM the LSTM cell's power p, L_LEFT_SHIFT 1 if any
 # shift S of the block is > 0, so the kernels need the general requantisation, else 0)
+# The ONNX extensions (runtime/spec.py): L_FLAGS the F_* bits below (0: PyTorch's cell, the kernels' fast
+# path); L_OFF_EXT a float32 block in `blob`: [clip (0 without), then code, alpha, beta of each of the
+# direction's activation functions (spec.functions)]; L_OFF_P the peepholes [p_i; p_f; p_o] (3H,) in `blob`;
+# L_OFF_INIT the initial state [h0 (H) | c0 (H), lstm] in `blob` (int8: `iblob`, int16 values); L_CLIP_Q the
+# int8 clip threshold in the pre-activation's integers (Q3.12; rnn_relu: s_h), 32767 when it clips nothing.
 (L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C, L_OFF_SIH, L_OFF_SHH,
- L_PARAM, L_LEFT_SHIFT) = range(13)
-L_COLUMNS = 13
+ L_PARAM, L_LEFT_SHIFT, L_FLAGS, L_OFF_EXT, L_OFF_P, L_OFF_INIT, L_CLIP_Q) = range(18)
+L_COLUMNS = 18
+F_REVERSE, F_RESET_BEFORE, F_INPUT_FORGET, F_PEEPHOLES, F_CLIP, F_ACTIVATIONS, F_INIT = 1, 2, 4, 8, 16, 32, 64
+# activation function codes in the L_OFF_EXT block (spec.ACTIVATION_FNS)
+(FN_RELU, FN_TANH, FN_SIGMOID, FN_AFFINE, FN_LEAKYRELU, FN_THRESHOLDEDRELU, FN_SCALEDTANH, FN_HARDSIGMOID, FN_ELU,
+ FN_SOFTSIGN, FN_SOFTPLUS) = range(11)
+FN_CODE = {"relu": FN_RELU, "tanh": FN_TANH, "sigmoid": FN_SIGMOID, "affine": FN_AFFINE, "leakyrelu": FN_LEAKYRELU,
+           "thresholdedrelu": FN_THRESHOLDEDRELU, "scaledtanh": FN_SCALEDTANH, "hardsigmoid": FN_HARDSIGMOID,
+           "elu": FN_ELU, "softsign": FN_SOFTSIGN, "softplus": FN_SOFTPLUS}
+CLIP_Q_NONE = 32767
 # `model` table (M_OFF_IN_S: the embedding's per-row scales, M_OFF_HEAD_S: the head's, int8w only)
 (M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B,
  M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION, M_STATE, M_SCRATCH, M_OFF_IN_S, M_OFF_HEAD_S) = range(15)
@@ -153,12 +166,12 @@ def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") ->
             row[L_OFF_WHH], row[L_OFF_SHH] = put_matrix(f"layers.{l}.{name}.w_hh", transpose=True)
             row[L_OFF_BIH] = put(tensors[f"layers.{l}.{name}.b_ih"])
             row[L_OFF_BHH] = put(_recurrent_bias(tensors, f"layers.{l}.{name}", layer, quantized))
+            _extensions_f32(row, layer, d, tensors, f"layers.{l}.{name}", put)
         lstm = layer["cell"] == "lstm"
         layers[2 * l, L_OFF_H] = state_size
         layers[2 * l, L_OFF_C] = state_size + H if lstm else state_size  # no cell state: c is never read
         state_size += 2 * H if lstm else H
-        # the input projection and the recurrent sums: 2 x (gates x H)
-        scratch_gates = max(scratch_gates, 2 * specs.GATES[layer["cell"]] * H)
+        scratch_gates = max(scratch_gates, scratch_rows(layer))
 
     # (O, Hin) as is: few long rows suit dot products
     model[M_OFF_HEAD_W], model[M_OFF_HEAD_S] = put_matrix("head.weight", transpose=False)
@@ -178,6 +191,51 @@ def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") ->
                   state_size, int(model[M_SCRATCH]))
 
 
+def layer_flags(layer: dict) -> int:
+    """The F_* bits of a spec layer's extensions (0 for PyTorch's cells)."""
+    flags = 0
+    for key, bit in (("reverse", F_REVERSE), ("input_forget", F_INPUT_FORGET), ("peepholes", F_PEEPHOLES),
+                     ("initial_state", F_INIT)):
+        if layer.get(key, False):
+            flags |= bit
+    if not layer.get("linear_before_reset", True):
+        flags |= F_RESET_BEFORE
+    if layer.get("clip") is not None:
+        flags |= F_CLIP
+    if "activations" in layer:
+        flags |= F_ACTIVATIONS
+    return flags
+
+
+def extension_block(layer: dict, direction: int) -> np.ndarray:
+    """The float32 L_OFF_EXT block of one layer-direction: clip (0 without), then code, alpha, beta per function."""
+    values = [layer.get("clip") or 0.0]
+    for fn, alpha, beta in specs.functions(layer, direction):
+        values += [float(FN_CODE[fn]), alpha, beta]
+    return np.asarray(values, dtype=np.float32)
+
+
+def scratch_rows(layer: dict) -> int:
+    """Scratch a step of this layer needs: input projection and recurrent sums, 2 x (gates x H), plus H for
+    the r * h of a gru with linear_before_reset false."""
+    extra = layer["hidden"] if not layer.get("linear_before_reset", True) else 0
+    return 2 * specs.GATES[layer["cell"]] * layer["hidden"] + extra
+
+
+def _extensions_f32(row: np.ndarray, layer: dict, direction: int, tensors: dict, prefix: str, put) -> None:
+    """Fill a layer-direction's extension columns, float32 data through `put` (f32, int8w)."""
+    row[L_FLAGS] = layer_flags(layer)
+    row[L_CLIP_Q] = CLIP_Q_NONE
+    if row[L_FLAGS] == 0:
+        return
+    row[L_OFF_EXT] = put(extension_block(layer, direction))
+    if layer.get("peepholes"):
+        row[L_OFF_P] = put(tensors[f"{prefix}.p"])
+    if layer.get("initial_state"):
+        init = [tensors[f"{prefix}.h0"]] + ([tensors[f"{prefix}.c0"]] if layer["cell"] == "lstm" else [])
+        row[L_OFF_INIT] = put(np.concatenate(init))
+
+
 def _recurrent_bias(tensors: dict, prefix: str, layer: dict, quantized: bool) -> np.ndarray:
     """b_hh with a row per gate row, as the kernels read it: a quantised file keeps only the rows that cannot
     be folded into b_ih (spec.recurrent_bias_rows); the others are 0."""
@@ -190,8 +248,16 @@ def _recurrent_bias(tensors: dict, prefix: str, layer: dict, quantized: bool) ->
     return b
 
 
+def lstm_cell(layer: dict) -> bool:
+    return layer["cell"] == "lstm"
+
+
 def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
-    """The int8 layout (module docstring): three blobs by dtype, the same tables as f32."""
+    """The int8 layout (module docstring): three blobs by dtype, the same tables as f32. Refuses a spec the
+    int8 kernels cannot run (spec.unsupported), rather than running PyTorch's plain cell for it."""
+    problems = specs.unsupported(spec, "int8")
+    if problems:
+        raise ValueError("int8 cannot run this model: " + "; ".join(problems))
     blobs = {np.float32: [], np.int8: [], np.int32: []}
     sizes = {np.float32: 0, np.int8: 0, np.int32: 0}
 
@@ -241,11 +307,22 @@ def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
             row[L_OFF_SIH] = put(np.stack([M[0], S[0], M[1], S[1]]).astype(np.int32), np.int32)
             row[L_PARAM] = power
             row[L_LEFT_SHIFT] = int(np.any(S > 0))
+            row[L_FLAGS] = layer_flags(layer)
+            row[L_CLIP_Q] = CLIP_Q_NONE
+            if row[L_FLAGS]:
+                row[L_OFF_EXT] = put(extension_block(layer, d), np.float32)
+            if layer.get("clip") is not None:
+                unit = float(np.asarray(tensors[f"layers.{l}.scale"]).reshape(-1)[0]) if layer["cell"] == "rnn_relu" \
+                    else 2.0**-12  # the pre-activation's scale: Q3.12, or rnn_relu's s_h
+                row[L_CLIP_Q] = min(int(np.floor(layer["clip"] / unit + 0.5)), CLIP_Q_NONE)
+            if layer.get("initial_state"):
+                init = [tensors[f"{prefix}.h0"]] + ([tensors[f"{prefix}.c0"]] if lstm_cell(layer) else [])
+                row[L_OFF_INIT] = put(np.concatenate(init).astype(np.int32), np.int32)
         lstm = layer["cell"] == "lstm"
         layers[2 * l, L_OFF_H] = state_size
         layers[2 * l, L_OFF_C] = state_size + H if lstm else state_size
         state_size += 2 * H if lstm else H
-        scratch_gates = max(scratch_gates, 2 * specs.GATES[layer["cell"]] * H)
+        scratch_gates = max(scratch_gates, scratch_rows(layer))
 
     check_int32_sums("head.weight", tensors["head.weight"], tensors["head.bias"])
     model[M_OFF_HEAD_W] = put(tensors["head.weight"], np.int8)

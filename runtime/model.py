@@ -40,7 +40,13 @@ from runtime.kernels_int8w import (
     sequence_layer_int8w,
 )
 from runtime.layout import (
+    F_INIT,
+    L_FLAGS,
+    L_HIDDEN,
     L_OFF_BIH,
+    L_OFF_C,
+    L_OFF_H,
+    L_OFF_INIT,
     L_OFF_SIH,
     L_OFF_WIH,
     M_ACTIVATION,
@@ -84,8 +90,9 @@ class Model:
     def stream(self, batch: int = 1) -> Stream:
         """A stream of `batch` independent sequences, advanced one time step per `step()` call."""
         if not specs.can_stream(self.spec):
+            kind = "bidirectional" if any(layer["bidirectional"] for layer in self.spec["layers"]) else "reverse"
             raise ValueError(
-                "this model has a bidirectional layer: its output at step t depends on later steps, so it "
+                f"this model has a {kind} layer: its output at step t depends on later steps, so it "
                 "cannot stream one step at a time; use model.run(X) on whole sequences instead"
             )
         return Stream(self, batch)
@@ -215,25 +222,29 @@ class Model:
             out = np.zeros((B, T, H * specs.directions(layer)), dtype=h.dtype)
             for d in range(specs.directions(layer)):
                 row = lay.layers[2 * l + d]
+                backward = d == 1 or layer.get("reverse", False)
                 gx = np.zeros((B, T, gates), dtype=h.dtype)
                 w_ih_t = lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates)
                 if self.precision == "int8":
                     input_projections_int8(gx, h, lengths, w_ih_t, lay.ivector(int(row[L_OFF_BIH]), gates))
-                    sequence_layer_int8(out, gx, lengths, lay.qblob, lay.iblob, row, d == 1, d * H)
+                    sequence_layer_int8(out, gx, lengths, lay.qblob, lay.iblob, row, backward, d * H)
                 elif self.precision == "int8w":
                     input_projections_int8w(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_SIH]), gates),
                                             lay.vector(int(row[L_OFF_BIH]), gates))
-                    sequence_layer_int8w(out, gx, lengths, lay.qblob, lay.blob, row, d == 1, d * H)
+                    sequence_layer_int8w(out, gx, lengths, lay.qblob, lay.blob, row, backward, d * H)
                 else:
                     input_projections_f32(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_BIH]), gates))
-                    sequence_layer_f32(out, gx, lengths, lay.blob, row, d == 1, d * H)
+                    sequence_layer_f32(out, gx, lengths, lay.blob, row, backward, d * H)
             h = out
         return h
 
     def _head_features(self, h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """What the head reads: every step's output (B*T, W), or each sequence's final state (B, W)."""
+        """What the head reads: every step's output (B*T, W), or each sequence's final state (B, W): a forward
+        direction's output at the last true step, a backward (or reverse) one's at step 0."""
         if self.spec["head"]["on"] != "last_step":
             return np.ascontiguousarray(h.reshape(h.shape[0] * h.shape[1], -1))
+        if self.spec["layers"][-1].get("reverse", False):
+            return np.ascontiguousarray(h[:, 0])
         last = h[np.arange(h.shape[0]), lengths - 1]
         if self.spec["layers"][-1]["bidirectional"]:
             H = self.spec["layers"][-1]["hidden"]
@@ -309,6 +320,8 @@ class Stream:
                 kernels = (model_step_dense_f32, model_step_tokens_f32)
         # every layer's h (and c): float32, or int32 holding int16 values (int8)
         self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
+        self._initial = _initial_state(model)  # (S,) the state a sequence starts from, or None for zeros
+        self.reset()
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
             self._kernel = kernels[0]
@@ -336,8 +349,12 @@ class Stream:
         return self.y
 
     def reset(self) -> None:
-        """Zero the state: the next step starts a new sequence."""
-        self.state[:] = 0
+        """Back to the initial state (zeros, or the layers' h0/c0 for a spec with initial_state): the next step
+        starts a new sequence."""
+        if self._initial is None:
+            self.state[:] = 0
+        else:
+            self.state[:] = self._initial
 
     def _refuse(self, x) -> None:
         if isinstance(x, np.ndarray) and x.dtype == self._x_dtype and x.shape == self._x_shape:
@@ -409,7 +426,7 @@ class Sampler:
         self._fed = False
 
     def reset(self) -> None:
-        """Zero the stream's state and restart the generator from its seed."""
+        """Reset the stream to its initial state and restart the generator from its seed."""
         self.stream.reset()
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
         self._fed = False
@@ -463,6 +480,25 @@ class Sampler:
         np.multiply(self._u, cum[-1], out=self._u)
         np.less_equal(cum, self._u, out=self._mask)
         return min(int(np.count_nonzero(self._mask)), len(cum) - 1)
+
+
+def _initial_state(model: Model) -> np.ndarray | None:
+    """One stream's initial state row (S,) in the state's dtype, from the layout's h0/c0 (L_OFF_INIT), or None
+    when every layer starts from zeros."""
+    lay = model.layout
+    rows = [lay.layers[2 * l] for l in range(len(model.spec["layers"]))]
+    if not any(row[L_FLAGS] & F_INIT for row in rows):
+        return None
+    init = np.zeros(lay.state_size, dtype=np.int32 if model.precision == "int8" else np.float32)
+    source = lay.iblob if model.precision == "int8" else lay.blob
+    for layer, row in zip(model.spec["layers"], rows):
+        if row[L_FLAGS] & F_INIT:
+            H, off = int(row[L_HIDDEN]), int(row[L_OFF_INIT])
+            init[int(row[L_OFF_H]) : int(row[L_OFF_H]) + H] = source[off : off + H]
+            if layer["cell"] == "lstm":
+                init[int(row[L_OFF_C]) : int(row[L_OFF_C]) + H] = source[off + H : off + 2 * H]
+    init.flags.writeable = False
+    return init
 
 
 def _check_dtype(X: np.ndarray, kind, name: str, expected: str) -> None:

@@ -14,6 +14,30 @@ imports nothing but the standard library, so the device can read it.
      "task":   "classify",
      "dropout": 0.0}
 
+Optional layer keys, the ONNX operator semantics rnnedge runs beyond PyTorch's modules (absent = PyTorch's cell;
+the normalised spec omits a key at its default, so a spec has one canonical form):
+
+    "reverse": true              one direction, run from the last step to the first (ONNX direction=reverse);
+                                 not with "bidirectional"; such a model cannot stream
+    "linear_before_reset": false gru: n = g(W_in x + b_in + W_hn (r * h) + b_hn), the reset applied before the
+                                 recurrent product (ONNX's default; PyTorch's form, true, is rnnedge's default)
+    "input_forget": true         lstm: coupled gates, f = 1 - i (the forget rows' weights are unused)
+    "peepholes": true            lstm: tensors layers.{l}.{d}.p (3H,) = [p_i; p_f; p_o]:
+                                 i = f(.. + p_i * c_prev), f = f(.. + p_f * c_prev), o = f(.. + p_o * c_new)
+    "clip": 3.0                  every gate's pre-activation (peephole and gru's r * (..) term included) is
+                                 clamped to [-clip, clip] before its activation; the cell state is not
+    "activations": [{"fn": "hardsigmoid", "alpha": 0.2, "beta": 0.5}, ...]
+                                 the layer's functions as ONNX lists them, FUNCTIONS_PER_CELL per direction,
+                                 forward first: rnn [f]; lstm [f (i, f, o), g (cell input), h (applied to c)];
+                                 gru [f (r, z), g (n)]. Names: ACTIVATION_FNS; alpha/beta as ONNX defines them
+                                 (both always written). Absent: the cell's own (rnn_tanh tanh, rnn_relu relu,
+                                 lstm sigmoid tanh tanh, gru sigmoid tanh)
+    "initial_state": true        tensors layers.{l}.{d}.h0 (H,) (and lstm: .c0 (H,)): the state every sequence
+                                 and every stream (reset) starts from, instead of zeros
+
+A spec using any of them is version 2 (validate sets it), so an rnnedge that reads version 1 only refuses it
+rather than silently running PyTorch's cell. `unsupported(spec, precision)` names what a precision cannot run.
+
 `dropout` is applied between stacked layers in training only. A `last_step` head reads each
 direction's final state: the forward direction's output at the last true step and, for a
 bidirectional last layer, the backward direction's output at step 0 (what it has seen of the whole
@@ -25,13 +49,27 @@ from __future__ import annotations
 import copy
 import json
 
-SPEC_VERSION = 1
+SPEC_VERSION = 1  # what a spec of PyTorch's cells is written as
+EXTENDED_VERSION = 2  # a spec with an ONNX layer extension (module docstring)
+VERSIONS = (SPEC_VERSION, EXTENDED_VERSION)
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # rows of W_ih per hidden unit
 HEAD_ON = ("every_step", "last_step")
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 TASKS = ("classify", "tag", "forecast", "generate")
+
+# ONNX's activation functions for RNN/LSTM/GRU (operator spec), each with the defaults of its alpha and beta
+ACTIVATION_FNS = {"relu": (0.0, 0.0), "tanh": (0.0, 0.0), "sigmoid": (0.0, 0.0), "affine": (1.0, 0.0),
+                  "leakyrelu": (0.01, 0.0), "thresholdedrelu": (1.0, 0.0), "scaledtanh": (1.0, 1.0),
+                  "hardsigmoid": (0.2, 0.5), "elu": (1.0, 0.0), "softsign": (0.0, 0.0), "softplus": (0.0, 0.0)}
+FUNCTIONS_PER_CELL = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 3, "gru": 2}
+DEFAULT_FUNCTIONS = {"rnn_tanh": ("tanh",), "rnn_relu": ("relu",), "lstm": ("sigmoid", "tanh", "tanh"),
+                     "gru": ("sigmoid", "tanh")}
+EXTENSIONS = ("reverse", "linear_before_reset", "input_forget", "peepholes", "clip", "activations", "initial_state")
+_EXTENSION_DEFAULTS = {"reverse": False, "linear_before_reset": True, "input_forget": False, "peepholes": False,
+                       "clip": None, "activations": None, "initial_state": False}
+_LAYER_KEYS = {"cell", "hidden", "bidirectional", *EXTENSIONS}
 
 
 class SpecError(ValueError):
@@ -53,8 +91,9 @@ def validate(spec: dict) -> dict:
     """Check a spec and return a normalised deep copy (defaults filled in). Raises SpecError."""
     _require(isinstance(spec, dict), f"spec must be a dict, got {type(spec).__name__}")
     spec = copy.deepcopy(spec)
-    _require(spec.get("version") == SPEC_VERSION,
-             f"spec version {spec.get('version')!r} is not supported (this rnnedge reads version {SPEC_VERSION})")
+    _require(spec.get("version") in VERSIONS,
+             f"spec version {spec.get('version')!r} is not supported (this rnnedge reads versions "
+             f"{', '.join(map(str, VERSIONS))})")
 
     inp = spec.get("input")
     _require(isinstance(inp, dict), "spec['input'] is missing")
@@ -91,6 +130,7 @@ def validate(spec: dict) -> dict:
         _positive_int(layer.get("hidden"), f"layers[{i}].hidden")
         layer.setdefault("bidirectional", False)
         _require(isinstance(layer["bidirectional"], bool), f"layers[{i}].bidirectional must be true or false")
+        _validate_extensions(layer, f"layers[{i}]")
 
     head = spec.get("head")
     _require(isinstance(head, dict), "spec['head'] is missing")
@@ -100,12 +140,100 @@ def validate(spec: dict) -> dict:
     _require(head["activation"] in ACTIVATIONS,
              f"head.activation must be one of {ACTIVATIONS}, got {head['activation']!r}")
 
+    extended = any(key in layer for layer in layers for key in EXTENSIONS)
+    spec["version"] = EXTENDED_VERSION if extended else SPEC_VERSION
+
     spec.setdefault("task", "classify")
     _require(spec["task"] in TASKS, f"task must be one of {TASKS}, got {spec['task']!r}")
     spec.setdefault("dropout", 0.0)
     _require(isinstance(spec["dropout"], (int, float)) and 0.0 <= spec["dropout"] < 1.0,
              "dropout must be in [0, 1)")
     return spec
+
+
+def _validate_extensions(layer: dict, where: str) -> None:
+    """Check a layer's optional ONNX keys (module docstring) and drop those at their default, in place."""
+    unknown = sorted(set(layer) - _LAYER_KEYS)
+    _require(not unknown, f"{where} has unknown keys {unknown}; a layer's keys are {sorted(_LAYER_KEYS)}")
+    cell = layer["cell"]
+    for key in ("reverse", "linear_before_reset", "input_forget", "peepholes", "initial_state"):
+        if key in layer:
+            _require(isinstance(layer[key], bool), f"{where}.{key} must be true or false, got {layer[key]!r}")
+    _require(not (layer.get("reverse") and layer["bidirectional"]),
+             f"{where}: reverse and bidirectional exclude each other (a bidirectional layer runs both ways)")
+    for key, family in (("linear_before_reset", "gru"), ("input_forget", "lstm"), ("peepholes", "lstm")):
+        if key in layer:
+            _require(cell == family, f"{where}.{key} belongs to {family} layers, this one is {cell}")
+    if "clip" in layer and layer["clip"] is not None:
+        clip = layer["clip"]
+        _require(isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0 and clip < float("inf"),
+                 f"{where}.clip must be a positive finite number, got {clip!r}")
+        layer["clip"] = float(clip)
+    if layer.get("activations") is not None:
+        acts = layer["activations"]
+        n = FUNCTIONS_PER_CELL[cell] * (2 if layer["bidirectional"] else 1)
+        _require(isinstance(acts, list) and len(acts) == n,
+                 f"{where}.activations must list {n} functions ({FUNCTIONS_PER_CELL[cell]} per direction for "
+                 f"{cell}), got {acts!r}")
+        normal = []
+        for k, a in enumerate(acts):
+            _require(isinstance(a, dict) and a.get("fn") in ACTIVATION_FNS,
+                     f"{where}.activations[{k}] must be {{'fn': name, 'alpha': a, 'beta': b}} with a name in "
+                     f"{sorted(ACTIVATION_FNS)}, got {a!r}")
+            _require(set(a) <= {"fn", "alpha", "beta"}, f"{where}.activations[{k}] has unknown keys {sorted(a)}")
+            alpha, beta = ACTIVATION_FNS[a["fn"]]
+            alpha, beta = a.get("alpha", alpha), a.get("beta", beta)
+            for name, v in (("alpha", alpha), ("beta", beta)):
+                _require(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf"),
+                         f"{where}.activations[{k}].{name} must be a finite number, got {v!r}")
+            normal.append({"fn": a["fn"], "alpha": float(alpha), "beta": float(beta)})
+        layer["activations"] = normal
+        if all(a == {"fn": fn, "alpha": ACTIVATION_FNS[fn][0], "beta": ACTIVATION_FNS[fn][1]}
+               for a, fn in zip(normal, DEFAULT_FUNCTIONS[cell] * (2 if layer["bidirectional"] else 1))):
+            del layer["activations"]
+    for key, default in _EXTENSION_DEFAULTS.items():
+        if key in layer and layer[key] == default:
+            del layer[key]
+
+
+def option(layer: dict, key: str):
+    """A layer's value of an optional key (EXTENSIONS), its default when absent."""
+    return layer.get(key, _EXTENSION_DEFAULTS[key])
+
+
+def functions(layer: dict, direction: int = 0) -> list[tuple[str, float, float]]:
+    """(name, alpha, beta) of each activation function of one direction of a layer (module docstring)."""
+    n = FUNCTIONS_PER_CELL[layer["cell"]]
+    acts = layer.get("activations")
+    if acts is None:
+        return [(fn, *ACTIVATION_FNS[fn]) for fn in DEFAULT_FUNCTIONS[layer["cell"]]]
+    return [(a["fn"], a["alpha"], a["beta"]) for a in acts[direction * n : (direction + 1) * n]]
+
+
+def extensions(layer: dict) -> list[str]:
+    """The optional keys a layer uses, in EXTENSIONS order."""
+    return [key for key in EXTENSIONS if key in layer]
+
+
+def unsupported(spec: dict, precision: str) -> list[str]:
+    """What a precision's kernels cannot run in this spec, one phrase per layer and key ([] = runs).
+
+    f32 and int8w run every extension; int8 runs reverse, linear_before_reset, input_forget, clip and
+    initial_state, not peepholes or activation functions other than the cell's own (its gates are Q0.15
+    sigmoid/tanh tables).
+    """
+    if precision not in PRECISIONS:
+        raise SpecError(f"precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
+    problems = []
+    if precision == "int8":
+        for i, layer in enumerate(spec["layers"]):
+            if layer.get("peepholes"):
+                problems.append(f"layers[{i}]: peepholes (int8 has no integer peephole path yet)")
+            if "activations" in layer:
+                names = [a["fn"] for a in layer["activations"]]
+                problems.append(f"layers[{i}]: activations {names} (int8 computes only the cell's own "
+                                "sigmoid/tanh/relu)")
+    return problems
 
 
 def input_size(spec: dict) -> int:
@@ -133,8 +261,8 @@ def output_width(spec: dict) -> int:
 
 
 def can_stream(spec: dict) -> bool:
-    """One step at a time needs every layer to run forward only."""
-    return not any(layer["bidirectional"] for layer in spec["layers"])
+    """One step at a time needs every layer to run forward only (not bidirectional, not reverse)."""
+    return not any(layer["bidirectional"] or layer.get("reverse", False) for layer in spec["layers"])
 
 
 def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
@@ -143,7 +271,8 @@ def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
     Dense-input normalisation (mean, std) lives in the spec itself, not in a tensor.
 
     Per layer l and direction d (fwd, bwd): w_ih (G*H, I), w_hh (G*H, H), b_ih (G*H,), b_hh (G*H,),
-    where G is the number of gates of the cell (lstm 4: i f g o; gru 3: r z n; rnn 1).
+    where G is the number of gates of the cell (lstm 4: i f g o; gru 3: r z n; rnn 1); with "peepholes"
+    p (3H,); with "initial_state" h0 (H,) and, lstm, c0 (H,). A reverse layer's one direction is "fwd".
     """
     shapes: dict[str, tuple[int, ...]] = {}
     inp = spec["input"]
@@ -156,8 +285,22 @@ def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
             shapes[f"layers.{l}.{d}.w_hh"] = (rows, layer["hidden"])
             shapes[f"layers.{l}.{d}.b_ih"] = (rows,)
             shapes[f"layers.{l}.{d}.b_hh"] = (rows,)
+            shapes.update(_extra_shapes(layer, f"layers.{l}.{d}"))
     shapes["head.weight"] = (spec["head"]["out"], output_width(spec))
     shapes["head.bias"] = (spec["head"]["out"],)
+    return shapes
+
+
+def _extra_shapes(layer: dict, prefix: str) -> dict[str, tuple[int, ...]]:
+    """The tensors of a layer-direction's extensions: peepholes p (3H,), initial state h0 (H,) [, c0 (H,)]."""
+    H = layer["hidden"]
+    shapes = {}
+    if layer.get("peepholes"):
+        shapes[f"{prefix}.p"] = (3 * H,)
+    if layer.get("initial_state"):
+        shapes[f"{prefix}.h0"] = (H,)
+        if layer["cell"] == "lstm":
+            shapes[f"{prefix}.c0"] = (H,)
     return shapes
 
 
@@ -193,9 +336,10 @@ def artifact_tensors(spec: dict, precision: str) -> dict[str, tuple[tuple[int, .
             tensors[name] = (shape, "int8")
             tensors[f"{name}.scale"] = ((shape[0],), "float32")
         for l, layer in enumerate(spec["layers"]):
+            keep = recurrent_bias_rows(layer)
             for d in ("fwd", "bwd")[: directions(layer)]:
-                if layer["cell"] == "gru":
-                    tensors[f"layers.{l}.{d}.b_hh"] = ((layer["hidden"],), "float32")
+                if keep.stop > keep.start:
+                    tensors[f"layers.{l}.{d}.b_hh"] = ((keep.stop - keep.start,), "float32")
                 else:
                     del tensors[f"layers.{l}.{d}.b_hh"]
     return tensors
@@ -203,9 +347,11 @@ def artifact_tensors(spec: dict, precision: str) -> dict[str, tuple[tuple[int, .
 
 def recurrent_bias_rows(layer: dict) -> slice:
     """The rows of b_hh that cannot be folded into b_ih: gru's n rows (b_hn sits inside r * (W_hn h + b_hn));
-    for every other gate b_ih + b_hh is one constant. The quantised files keep only these rows."""
+    for every other gate, and for a gru with linear_before_reset false, b_ih + b_hh is one constant. The
+    quantised files keep only these rows."""
     H = layer["hidden"]
-    return slice(2 * H, 3 * H) if layer["cell"] == "gru" else slice(0, 0)
+    gru_reset_after = layer["cell"] == "gru" and layer.get("linear_before_reset", True)
+    return slice(2 * H, 3 * H) if gru_reset_after else slice(0, 0)
 
 
 def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -217,7 +363,9 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     layers.{l}.{d}.w_ih / w_hh int8       as tensor_shapes (G*H rows, each with its own scale, folded into
                                           the multipliers below)
     layers.{l}.{d}.b_ih int32 (G*H,)      folded input-side bias b_x
-    layers.{l}.{d}.b_hh int32 (H,)        gru only: b_h of the n rows (b_hn); every other b_h is 0
+    layers.{l}.{d}.b_hh int32 (H,)        gru (linear_before_reset) only: b_h of the n rows (b_hn); every
+                                          other b_h is 0
+    layers.{l}.{d}.h0 / c0 int16 (H,)     initial_state: h0 in the layer's s_h, lstm c0 in 2^cell_power
     layers.{l}.{d}.requant int32 (2, G*H) multipliers Mx, Mh of every gate row
     layers.{l}.{d}.shift int8 (2, G*H)    their shifts Sx, Sh
     layers.{l}.scale float32 (1,)         s_h, the layer's output (hidden state) scale
@@ -239,8 +387,13 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
             tensors[f"{p}.w_ih"] = ((rows, n_in), "int8")
             tensors[f"{p}.w_hh"] = ((rows, layer["hidden"]), "int8")
             tensors[f"{p}.b_ih"] = ((rows,), "int32")
-            if layer["cell"] == "gru":
-                tensors[f"{p}.b_hh"] = ((layer["hidden"],), "int32")
+            keep = recurrent_bias_rows(layer)
+            if keep.stop > keep.start:
+                tensors[f"{p}.b_hh"] = ((keep.stop - keep.start,), "int32")
+            if layer.get("initial_state"):
+                tensors[f"{p}.h0"] = ((layer["hidden"],), "int16")
+                if layer["cell"] == "lstm":
+                    tensors[f"{p}.c0"] = ((layer["hidden"],), "int16")
             tensors[f"{p}.requant"] = ((2, rows), "int32")
             tensors[f"{p}.shift"] = ((2, rows), "int8")
         tensors[f"layers.{l}.scale"] = ((1,), "float32")
