@@ -1,19 +1,29 @@
 """Calibration for the `int8` precision: run the float model over sample sequences, record the largest magnitudes.
 
 `calibrate(model, X, lengths)` returns the export/quantize_int8.py `Ranges`: max |normalised input| (dense),
-and per layer max |h| (both directions) and max |c| (lstm). The forward is NumPy float64 from the canonical
-tensors (export/weights.py), batched over sequences and looped over time, in PyTorch's gate order:
+and per layer max |h| (both directions) and max |c| (lstm), the initial state h0, c0 included when the layer
+has one. The forward (`float_layers`) is NumPy float64 from the canonical tensors (export/weights.py), batched
+over sequences and looped over time, in PyTorch's gate order, and it is the float64 reference of every layer
+of the spec, the ONNX extensions (runtime/spec.py) included:
 
-    lstm      i, f, g, o = split(W_ih x + b_ih + W_hh h + b_hh)
-              c = sigmoid(f) * c + sigmoid(i) * tanh(g);  h = sigmoid(o) * tanh(c)
-    gru       r, z = sigmoid(W_i{r,z} x + b_i{r,z} + W_h{r,z} h + b_h{r,z})
-              n = tanh(W_in x + b_in + r * (W_hn h + b_hn));  h = (1 - z) * n + z * h
-    rnn_tanh  h = tanh(W_ih x + b_ih + W_hh h + b_hh)      rnn_relu: max(0, ...)
+    lstm      i, f, g, o = split(W_ih x + b_ih + W_hh h + b_hh), each pre-activation clipped to [-clip, clip]
+              (with "clip"; peepholes: i, f add p_i * c, p_f * c of the previous c before the clip)
+              i, f = F(i), F(f)  (input_forget: f = 1 - i);  c = f * c + i * G(g)
+              o = F(o + p_o * c, clipped) of the new c;  h = o * H(c)
+    gru       r, z = F(W_i{r,z} x + b_i{r,z} + W_h{r,z} h + b_h{r,z}), clipped
+              n = G(W_in x + b_in + r * (W_hn h + b_hn))            (linear_before_reset, PyTorch's form)
+              n = G(W_in x + b_in + W_hn (r * h) + b_hn)            (linear_before_reset false, ONNX's default)
+              the whole n pre-activation clipped;  h = (1 - z) * n + z * h
+    rnn       h = F(W_ih x + b_ih + W_hh h + b_hh), clipped;  F = tanh (rnn_tanh) or relu (rnn_relu)
 
-Only steps t < length count. The backward direction of a bidirectional layer starts from a zero state at each
-sequence's last true step and runs down to step 0; layer l > 0 reads the previous layer's outputs, both
-directions side by side. Why NumPy and not the PyTorch module: torch's RNN modules return c at the last step
-only, and an LSTM cell's largest |c| is usually reached mid-sequence.
+F, G, H are the layer-direction's activation functions (spec.functions: the cell's own sigmoid / tanh / relu,
+or ONNX's named functions with their alpha and beta). Only steps t < length count. Every direction starts from
+the layer's initial state (h0, c0 with "initial_state", else zeros): the forward one at step 0, the backward
+one of a bidirectional layer (and the one direction of a "reverse" layer) at each sequence's last true step,
+running down to step 0; outside a sequence's length the state stays frozen. Layer l > 0 reads the previous
+layer's outputs, both directions side by side. Why NumPy and not the PyTorch module: torch's RNN modules
+return c at the last step only, and an LSTM cell's largest |c| is usually reached mid-sequence; and they
+have none of the extensions.
 
 `calibration_slice` picks the sequences to calibrate on: a representative slice of the training data.
 """
@@ -38,21 +48,32 @@ def calibrate(model_or_spec_and_tensors, X, lengths=None, where: str = "calibrat
 
     model_or_spec_and_tensors: a train.model.RecurrentModel, or (spec, canonical float32 tensors).
     lengths: (N,) true lengths in [1, T]; None means every sequence is T steps long.
+    A layer's initial state counts as a value its h (and c) take: max |h0|, |c0| are part of its ranges.
     Raises CalibrationError (naming `where`) for data that cannot feed the model.
     """
     spec, tensors = _spec_and_tensors(model_or_spec_and_tensors)
     X, lengths = check_calibration_data(spec, X, lengths, where)
     first_input, outputs, cell_absmax = float_layers(spec, tensors, X, lengths)
     dense = spec["input"]["kind"] == "dense"
+    hidden = [max(float(np.abs(h).max()), _initial_absmax(tensors, l, layer, "h0"))
+              for l, (layer, h) in enumerate(zip(spec["layers"], outputs))]
     return Ranges(input_absmax=float(np.abs(first_input).max()) if dense else None,
-                  hidden_absmax=[float(np.abs(h).max()) for h in outputs], cell_absmax=cell_absmax,
+                  hidden_absmax=hidden, cell_absmax=cell_absmax,
                   samples=int(lengths.sum()), extra={"sequences": len(lengths)})
+
+
+def _initial_absmax(tensors: dict, l: int, layer: dict, name: str) -> float:
+    """max |h0| (or |c0|) over a layer's directions; 0.0 without an initial state."""
+    if not layer.get("initial_state") or (name == "c0" and layer["cell"] != "lstm"):
+        return 0.0
+    return max(float(np.abs(tensors[f"layers.{l}.{d}.{name}"]).max())
+               for d in ("fwd", "bwd")[: specs.directions(layer)])
 
 
 def float_layers(spec: dict, tensors: dict[str, np.ndarray], X: np.ndarray, lengths: np.ndarray):
     """The float64 forward over checked data: (first layer's input (N, T, I), every layer's output
-    (N, T, H * directions), every layer's max |c| (0.0 for cells without one)), zero past each length and
-    cropped to the longest length."""
+    (N, T, H * directions), every layer's max |c| (c0 included; 0.0 for cells without one)), zero past each
+    length and cropped to the longest length."""
     steps = int(lengths.max())
     X = X[:, :steps]
     valid = np.arange(steps)[None, :] < lengths[:, None]  # (N, T)
@@ -66,9 +87,14 @@ def float_layers(spec: dict, tensors: dict[str, np.ndarray], X: np.ndarray, leng
     first_input, outputs, cell_absmax = v, [], []
     for l, layer in enumerate(spec["layers"]):
         directions, cells = [], []
-        for d in ("fwd", "bwd")[: specs.directions(layer)]:
-            w = {k: tensors[f"layers.{l}.{d}.{k}"].astype(np.float64) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
-            h, c = _direction(layer["cell"], w, v, valid, reverse=d == "bwd")
+        for d, name in enumerate(("fwd", "bwd")[: specs.directions(layer)]):
+            prefix = f"layers.{l}.{name}"
+            w = {k: tensors[f"{prefix}.{k}"].astype(np.float64) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
+            for k in ("p", "h0", "c0"):
+                if f"{prefix}.{k}" in tensors:
+                    w[k] = tensors[f"{prefix}.{k}"].astype(np.float64)
+            backward = d == 1 or bool(specs.option(layer, "reverse"))
+            h, c = _direction(layer, d, w, v, valid, reverse=backward)
             directions.append(h)
             cells.append(c)
         v = np.concatenate(directions, axis=2)
@@ -77,38 +103,97 @@ def float_layers(spec: dict, tensors: dict[str, np.ndarray], X: np.ndarray, leng
     return first_input, outputs, cell_absmax
 
 
-def _direction(cell: str, w: dict[str, np.ndarray], v: np.ndarray, valid: np.ndarray, reverse: bool):
+def activation(name: str, alpha: float, beta: float, x: np.ndarray) -> np.ndarray:
+    """One of ONNX's RNN activation functions (spec.ACTIVATION_FNS) in float64."""
+    if name == "sigmoid":
+        return _sigmoid(x)
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    if name == "affine":
+        return alpha * x + beta
+    if name == "leakyrelu":
+        return np.where(x >= 0.0, x, alpha * x)
+    if name == "thresholdedrelu":
+        return np.where(x > alpha, x, 0.0)  # ONNX's ThresholdedRelu: x > alpha
+    if name == "scaledtanh":
+        return alpha * np.tanh(beta * x)
+    if name == "hardsigmoid":
+        return np.clip(alpha * x + beta, 0.0, 1.0)
+    if name == "elu":
+        return np.where(x >= 0.0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+    if name == "softsign":
+        return x / (1.0 + np.abs(x))
+    if name == "softplus":
+        return np.logaddexp(0.0, x)  # log(1 + e^x) without overflow
+    raise ValueError(f"activation function {name!r} is not one of {sorted(specs.ACTIVATION_FNS)}")
+
+
+def _direction(layer: dict, direction: int, w: dict[str, np.ndarray], v: np.ndarray, valid: np.ndarray,
+               reverse: bool):
     """One direction of one layer over v (N, T, I) -> (outputs (N, T, H) zero past each length, max |c|).
 
-    A stream's state stays zero until its first step in this direction and is frozen after its last, so the
-    padding never moves it: forward, the padding is at the end; backward, the loop meets it first.
+    w: the direction's float64 tensors (w_ih, w_hh, b_ih, b_hh; p, h0, c0 when the layer has them).
+    A stream's state is the initial state (h0, c0, or zeros) until its first step in this direction and is
+    frozen after its last, so the padding never moves it: forward, the padding is at the end; backward, the
+    loop meets it first.
     """
+    cell = layer["cell"]
     n, steps, _ = v.shape
     hidden = w["w_hh"].shape[1]
+    fns = specs.functions(layer, direction)
+
+    def fn(k, x):
+        return activation(*fns[k], x)
+
+    clip = specs.option(layer, "clip")
+
+    def clipped(x):
+        return np.clip(x, -clip, clip) if clip is not None else x
+
     xw = v @ w["w_ih"].T + w["b_ih"]  # (N, T, G): every step's input projection at once
     w_hh_t = w["w_hh"].T  # (H, G)
-    h = np.zeros((n, hidden))
-    c = np.zeros((n, hidden))
+    h = np.tile(w["h0"], (n, 1)) if "h0" in w else np.zeros((n, hidden))
+    c = np.tile(w["c0"], (n, 1)) if "c0" in w else np.zeros((n, hidden))
     out = np.zeros((n, steps, hidden))
-    cell_absmax = 0.0
+    cell_absmax = float(np.abs(c).max()) if cell == "lstm" else 0.0
+    peep = w.get("p")
+    reset_after = bool(specs.option(layer, "linear_before_reset"))
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
+        keep = valid[:, t, None]
+        if cell == "gru" and not reset_after:
+            xr, xz, xn = np.split(xw[:, t], 3, axis=1)
+            hr, hz = np.split(h @ w_hh_t[:, : 2 * hidden] + w["b_hh"][: 2 * hidden], 2, axis=1)
+            r, z = fn(0, clipped(xr + hr)), fn(0, clipped(xz + hz))
+            hn = (r * h) @ w_hh_t[:, 2 * hidden :] + w["b_hh"][2 * hidden :]
+            h_new = (1.0 - z) * fn(1, clipped(xn + hn)) + z * h
+            h = np.where(keep, h_new, h)
+            out[:, t] = np.where(keep, h, 0.0)
+            continue
         hw = h @ w_hh_t + w["b_hh"]  # (N, G)
         if cell == "lstm":
             i, f, g, o = np.split(xw[:, t] + hw, 4, axis=1)
-            c_new = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-            h_new = _sigmoid(o) * np.tanh(c_new)
-            c = np.where(valid[:, t, None], c_new, c)
-            cell_absmax = max(cell_absmax, float(np.abs(c).max()))  # c is 0 or a counted step's value
+            if peep is not None:
+                i = i + peep[:hidden] * c
+                f = f + peep[hidden : 2 * hidden] * c
+            i = fn(0, clipped(i))
+            f = 1.0 - i if specs.option(layer, "input_forget") else fn(0, clipped(f))
+            c_new = f * c + i * fn(1, clipped(g))
+            if peep is not None:
+                o = o + peep[2 * hidden :] * c_new
+            h_new = fn(0, clipped(o)) * fn(2, c_new)
+            c = np.where(keep, c_new, c)
+            cell_absmax = max(cell_absmax, float(np.abs(c).max()))  # c is c0 or a counted step's value
         elif cell == "gru":
             xr, xz, xn = np.split(xw[:, t], 3, axis=1)
             hr, hz, hn = np.split(hw, 3, axis=1)
-            r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
-            h_new = (1.0 - z) * np.tanh(xn + r * hn) + z * h
+            r, z = fn(0, clipped(xr + hr)), fn(0, clipped(xz + hz))
+            h_new = (1.0 - z) * fn(1, clipped(xn + r * hn)) + z * h
         else:
-            pre = xw[:, t] + hw
-            h_new = np.tanh(pre) if cell == "rnn_tanh" else np.maximum(pre, 0.0)
-        h = np.where(valid[:, t, None], h_new, h)
-        out[:, t] = np.where(valid[:, t, None], h, 0.0)
+            h_new = fn(0, clipped(xw[:, t] + hw))
+        h = np.where(keep, h_new, h)
+        out[:, t] = np.where(keep, h, 0.0)
     return out, cell_absmax
 
 

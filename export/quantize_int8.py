@@ -18,6 +18,15 @@ rounding it, because the clipped value feeds back into every later step. Calibra
 Everything else follows from the scales: per row, the requantisation multipliers (runtime.int8_math.
 quantize_multiplier) and the int32 biases round(b / (s_in * s_W[row])). The file keeps only what the integer
 step reads (runtime.spec.int8_tensors): the weight rows' float scales live on in the multipliers.
+
+The ONNX layer extensions (runtime/spec.py): reverse, input_forget and clip need no tensor (runtime/layout.py
+derives the clip's integer from the spec); a gru with linear_before_reset false folds its b_hn into b_ih like
+every other row (its n = G(W_in x + b_in + W_hn (r * h) + b_hn) adds b_hn outside the reset), so its file has no
+b_hh; initial_state writes h0 as int16 in the layer's s_h (Q0.15 for the bounded cells) and lstm c0 in
+2^cell_power, rounded and saturated to [-32767, 32767] (calibration counts |h0| and |c0| into the ranges, so
+only a bounded cell's |h0| > 1 saturates; info["initial_state_error"] says by how much). What the int8
+kernels cannot run (spec.unsupported: peepholes, activation functions other than the cell's own) is refused
+with a ValueError naming each layer and feature.
 """
 
 from __future__ import annotations
@@ -101,8 +110,12 @@ def _bias(name: str, b: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
     """Canonical float32 tensors -> (int8 tensors, info): info has the scales chosen and weight errors."""
+    problems = specs.unsupported(spec, "int8")
+    if problems:
+        raise ValueError("int8 cannot run this model: " + "; ".join(problems))
     out: dict[str, np.ndarray] = {}
     errors: dict[str, float] = {}
+    initial_errors: dict[str, float] = {}
     if len(ranges.hidden_absmax) != len(spec["layers"]) or len(ranges.cell_absmax) != len(spec["layers"]):
         raise ValueError(f"int8: calibration ranges cover {len(ranges.hidden_absmax)} layers, the model has "
                          f"{len(spec['layers'])}")
@@ -145,6 +158,10 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
             out[f"{p}.shift"] = np.stack([mx[1], mh[1]]).astype(np.int8)
             check_int32_sums(f"{p}.w_ih", wx, out[f"{p}.b_ih"])
             check_int32_sums(f"{p}.w_hh", wh, b_h)
+            if layer.get("initial_state"):
+                out[f"{p}.h0"], initial_errors[f"{p}.h0"] = _state16(tensors[f"{p}.h0"], s_h)
+                if cell == "lstm":
+                    out[f"{p}.c0"], initial_errors[f"{p}.c0"] = _state16(tensors[f"{p}.c0"], 2.0**power)
         out[f"layers.{l}.scale"] = np.array([s_h], dtype=np.float32)
         out[f"layers.{l}.cell_power"] = np.array([power], dtype=np.int32)
         scales.append({"cell": cell, "hidden_scale": s_h, "cell_power": power if cell == "lstm" else None})
@@ -158,4 +175,14 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
     info = {"max_abs_weight_error": max(errors.values()), "per_matrix": errors,
             "input_scale": float(out.get("input.scale", out.get("embedding.scale"))[0]), "layers": scales,
             "calibration": ranges.as_dict()}
+    if initial_errors:
+        info["initial_state_error"] = initial_errors
     return out, info
+
+
+def _state16(values: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """An initial state in `scale`: int16 round(values / scale), saturated to [-32767, 32767], and its max abs
+    error in real units."""
+    v = values.astype(np.float64)
+    q = np.clip(np.rint(v / scale), -ACT_MAX, ACT_MAX)
+    return q.astype(np.int16), float(np.abs(q * scale - v).max()) if v.size else 0.0

@@ -39,6 +39,24 @@ hidden unit j:
               n = tanh_q15(sat16(yx_n + RDBPOT(r * yh_n, 15)))  of row 2H + j
               h = sat16(RDBPOT((32768 - z) * n + z * h, 15))
 
+The ONNX layer extensions (runtime/spec.py) int8 runs: a layer whose L_FLAGS has F_RESET_BEFORE, F_INPUT_FORGET
+or F_CLIP takes a second step path (`recurrent_step_ext_int8`); every other layer, reverse and initial_state
+included, keeps the path above, unchanged. In integers:
+
+    clip                every gate's pre-activation, once formed (after sat16(yx + yh); gru's n row after its
+                        r term), is clamped to [-Q, Q], Q = L_CLIP_Q: the clip in Q3.12 (rnn_relu: in s_h),
+                        round(clip / unit), halves up, capped at 32767 (runtime/layout.py)
+    input_forget        lstm: f = min(32768 - i, 32767) (Q0.15); the f rows' pre-activations are unused
+    linear_before_reset false (gru): b_hn is folded into b_x (the file has no b_hh), and with r from its row,
+                        rh[j] = RDBPOT(r[j] * h[j], 15)                (int16 values, h's scale)
+                        ah_n = W_hn rh                                  (the n columns of W_h^T, no bias)
+                        n = tanh_q15(clip(sat16(yx_n + sat16(MBQM(ah_n, Mh, Sh)))))
+                        the step's scratch holds H more int32 for rh (layout.scratch_rows: 2G + H)
+    reverse             a layer's one direction runs from the last step to the first (the caller, run() only)
+    initial_state       h (and lstm c) start from iblob[L_OFF_INIT :] = [h0 (H) | c0 (H)], int16 values in the
+                        layer's s_h and 2^p, instead of zeros: every sequence of run() (sequence_layer_int8)
+                        and every stream, on creation and reset() (runtime/model.py)
+
 Input: dense features are normalised and quantised on the way in, the one float step, outside the integer
 kernels: x = clamp(rint(((x - mean) / std) / s_x), -32767, 32767) (float32 arithmetic). Tokens read a row of
 the int8 embedding table, whose one scale is the first layer's s_x. The layer input of layer l > 0 is the
@@ -66,8 +84,14 @@ from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,
+    F_CLIP,
+    F_INIT,
+    F_INPUT_FORGET,
+    F_RESET_BEFORE,
     L_CELL,
+    L_CLIP_Q,
     L_COLUMNS,
+    L_FLAGS,
     L_HIDDEN,
     L_LEFT_SHIFT,
     L_N_IN,
@@ -75,6 +99,7 @@ from runtime.layout import (
     L_OFF_BIH,
     L_OFF_C,
     L_OFF_H,
+    L_OFF_INIT,
     L_OFF_SIH,
     L_OFF_WHH,
     L_OFF_WIH,
@@ -97,6 +122,7 @@ from runtime.layout import (
 
 Q15_ONE = 32768
 INPUT_MAX = 32767  # quantised inputs lie in [-INPUT_MAX, INPUT_MAX]
+STEP_FLAGS = F_RESET_BEFORE | F_INPUT_FORGET | F_CLIP  # the extensions that change a step's integers
 
 
 @kernel
@@ -238,34 +264,187 @@ def gru_update_int8(h, ax, ah, rq, left):
         h[j] = sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * np.int64(h[j]), 15))
 
 
+# -- the ONNX extensions (L_FLAGS & STEP_FLAGS != 0) --------------------------------------------------------------
+@kernel
+def clip_rows_int8(a, lo, hi, q):
+    """Rows lo..hi-1 of a, in place: clamped to [-q, q] (a clip in the pre-activation's integers)."""
+    for g in range(lo, hi):
+        a[g] = min(max(a[g], -q), q)
+
+
+@kernel
+def rnn_update_ext_int8(h, ax, ah, rq, relu, left, q):
+    """rnn_update_int8 with the pre-activation clamped to [-q, q] before tanh_q15 or max(0, .)."""
+    H = h.shape[0]
+    gate_sums_int8(ax, ah, rq, 0, H, left)
+    clip_rows_int8(ax, 0, H, q)
+    if relu:
+        for j in range(H):
+            h[j] = max(ax[j], np.int32(0))
+    else:
+        tanh_rows_int8(ax, 0, H)
+        h[:] = ax[:H]
+
+
+@kernel
+def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget):
+    """lstm_update_int8 with every pre-activation clamped to [-q, q], and with input_forget f = 1 - i in Q0.15,
+    min(32768 - i, 32767)."""
+    H = h.shape[0]
+    gate_sums_int8(ax, ah, rq, 0, 4 * H, left)
+    clip_rows_int8(ax, 0, 4 * H, q)
+    sigmoid_rows_int8(ax, 0, H)
+    if input_forget:
+        for j in range(H):
+            ax[H + j] = min(Q15_ONE - ax[j], np.int32(32767))
+    else:
+        sigmoid_rows_int8(ax, H, 2 * H)
+    tanh_rows_int8(ax, 2 * H, 3 * H)
+    sigmoid_rows_int8(ax, 3 * H, 4 * H)
+    shift = 30 + p
+    for j in range(H):
+        i = np.int64(ax[j])
+        f = np.int64(ax[H + j])
+        g = np.int64(ax[2 * H + j])
+        o = np.int64(ax[3 * H + j])
+        kept = sat16(rounding_divide_by_pot(f * np.int64(c[j]), 15))
+        added = sat16(rounding_divide_by_pot(i * g, shift))
+        cj = sat16(np.int64(kept) + np.int64(added))
+        c[j] = cj
+        h[j] = sat16(rounding_divide_by_pot(o * np.int64(tanh_of_cell_q15(cj, p)), 15))
+
+
+@kernel
+def gru_blend_int8(h, ax):
+    """h = (1 - z) n + z h from z (rows H..2H-1) and n (rows 2H..3H-1) of ax, Q0.15."""
+    H = h.shape[0]
+    for j in range(H):
+        z = np.int64(ax[H + j])
+        n = np.int64(ax[2 * H + j])
+        h[j] = sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * np.int64(h[j]), 15))
+
+
+@kernel
+def gru_update_ext_int8(h, ax, ah, rq, left, q):
+    """gru_update_int8 (linear_before_reset) with every pre-activation, n's after its r term, clamped to
+    [-q, q]."""
+    H = h.shape[0]
+    gate_sums_int8(ax, ah, rq, 0, 2 * H, left)
+    clip_rows_int8(ax, 0, 2 * H, q)
+    sigmoid_rows_int8(ax, 0, 2 * H)
+    if left:
+        for k in range(2 * H, 3 * H):
+            ax[k] = requantize_int8(ax[k], rq[0, k], rq[1, k])
+            ah[k] = requantize_int8(ah[k], rq[2, k], rq[3, k])
+    else:
+        for k in range(2 * H, 3 * H):
+            ax[k] = requantize_right_int8(ax[k], rq[0, k], rq[1, k])
+            ah[k] = requantize_right_int8(ah[k], rq[2, k], rq[3, k])
+    for j in range(H):
+        r = np.int64(ax[j])
+        yh_n = np.int64(ah[2 * H + j])
+        ax[2 * H + j] = sat16(np.int64(ax[2 * H + j]) + np.int64(rounding_divide_by_pot(r * yh_n, 15)))
+    clip_rows_int8(ax, 2 * H, 3 * H, q)
+    tanh_rows_int8(ax, 2 * H, 3 * H)
+    gru_blend_int8(h, ax)
+
+
+@kernel
+def gru_reset_before_int8(h, ax, ah, rh, w_hh_t, rq, left, q):
+    """The GRU of linear_before_reset false (ONNX's default): r, z from W_h h as usual, then rh = RDBPOT(r * h,
+    15), ah_n = W_hn rh (no bias: b_hn is in b_x) and n = tanh_q15(clip(sat16(yx_n + yh_n))). ah (G,) holds the
+    r and z rows' b_h + W_h h on entry; rh (H,) int32 scratch; w_hh_t (H, G) int8."""
+    H = h.shape[0]
+    gate_sums_int8(ax, ah, rq, 0, 2 * H, left)
+    clip_rows_int8(ax, 0, 2 * H, q)
+    sigmoid_rows_int8(ax, 0, 2 * H)
+    for j in range(H):
+        rh[j] = rounding_divide_by_pot(np.int64(ax[j]) * np.int64(h[j]), 15)  # |rh| <= |h|
+    ah_n = ah[2 * H : 3 * H]
+    ah_n[:] = 0
+    gemv_t_int8(ah_n, w_hh_t[:, 2 * H :], rh)
+    gate_sums_int8(ax, ah, rq, 2 * H, 3 * H, left)
+    clip_rows_int8(ax, 2 * H, 3 * H, q)
+    tanh_rows_int8(ax, 2 * H, 3 * H)
+    gru_blend_int8(h, ax)
+
+
+@kernel
+def recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row):
+    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & STEP_FLAGS); ah (G,), (G + H) for a
+    gru with linear_before_reset false."""
+    H = row[L_HIDDEN]
+    G = ax.shape[0]
+    flags = row[L_FLAGS]
+    q = np.int32(row[L_CLIP_Q]) if flags & F_CLIP else np.int32(Q15_ONE)  # 32768: clamps nothing
+    w_hh_t = _matrix(qblob, row[L_OFF_WHH], H, G)
+    rq = iblob[row[L_OFF_SIH] : row[L_OFF_SIH] + 4 * G].reshape((4, G))
+    left = row[L_LEFT_SHIFT] != 0
+    acc = ah[:G]
+    acc[:] = iblob[row[L_OFF_BHH] : row[L_OFF_BHH] + G]
+    if row[L_CELL] == CELL_GRU and flags & F_RESET_BEFORE:
+        gemv_t_int8(acc[: 2 * H], w_hh_t[:, : 2 * H], h)
+        gru_reset_before_int8(h, ax, acc, ah[G : G + H], w_hh_t, rq, left, q)
+        return
+    gemv_t_int8(acc, w_hh_t, h)
+    if row[L_CELL] == CELL_LSTM:
+        lstm_update_ext_int8(h, c, ax, acc, rq, row[L_PARAM], left, q, (flags & F_INPUT_FORGET) != 0)
+    elif row[L_CELL] == CELL_GRU:
+        gru_update_ext_int8(h, ax, acc, rq, left, q)
+    else:
+        rnn_update_ext_int8(h, ax, acc, rq, row[L_CELL] == CELL_RNN_RELU, left, q)
+
+
+@kernel
+def initial_state_int8(h, c, iblob, row):
+    """h, c (H,) = the layer-direction's initial state: h0 (and lstm c0) from iblob at L_OFF_INIT, or zeros."""
+    H = row[L_HIDDEN]
+    if row[L_FLAGS] & F_INIT:
+        h[:] = iblob[row[L_OFF_INIT] : row[L_OFF_INIT] + H]
+        if row[L_CELL] == CELL_LSTM:
+            c[:] = iblob[row[L_OFF_INIT] + H : row[L_OFF_INIT] + 2 * H]
+        else:
+            c[:] = 0
+    else:
+        h[:] = 0
+        c[:] = 0
+
+
 @kernel
 def recurrent_step_int8(h, c, ah, ax, qblob, iblob, row):
     """Stage 2: one layer-direction's recurrent update from its input projection ax (G,) int32.
 
-    h, c (H,) int32 state (int16 values), in/out (c only for LSTM); ah (G,) int32 scratch.
+    h, c (H,) int32 state (int16 values), in/out (c only for LSTM); ah int32 scratch, (G,) or (G + H) for a gru
+    with linear_before_reset false (layout.scratch_rows). Layers with step extensions take
+    recurrent_step_ext_int8.
     """
+    if row[L_FLAGS] & STEP_FLAGS:
+        recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row)
+        return
     H = row[L_HIDDEN]
     G = ax.shape[0]
-    ah[:] = iblob[row[L_OFF_BHH] : row[L_OFF_BHH] + G]
-    gemv_t_int8(ah, _matrix(qblob, row[L_OFF_WHH], H, G), h)
+    acc = ah[:G]
+    acc[:] = iblob[row[L_OFF_BHH] : row[L_OFF_BHH] + G]
+    gemv_t_int8(acc, _matrix(qblob, row[L_OFF_WHH], H, G), h)
     rq = iblob[row[L_OFF_SIH] : row[L_OFF_SIH] + 4 * G].reshape((4, G))
     left = row[L_LEFT_SHIFT] != 0
     if row[L_CELL] == CELL_LSTM:
-        lstm_update_int8(h, c, ax, ah, rq, row[L_PARAM], left)
+        lstm_update_int8(h, c, ax, acc, rq, row[L_PARAM], left)
     elif row[L_CELL] == CELL_GRU:
-        gru_update_int8(h, ax, ah, rq, left)
+        gru_update_int8(h, ax, acc, rq, left)
     else:
-        rnn_update_int8(h, ax, ah, rq, row[L_CELL] == CELL_RNN_RELU, left)
+        rnn_update_int8(h, ax, acc, rq, row[L_CELL] == CELL_RNN_RELU, left)
 
 
 @kernel
 def cell_step_int8(h, c, scratch, x, qblob, iblob, row):
-    """One layer-direction step: input projection, then recurrent update. scratch (2G,) int32."""
+    """One layer-direction step: input projection, then recurrent update. scratch (2G,) int32, (2G + H) for a
+    gru with linear_before_reset false."""
     G = gate_rows(row)
     ax = scratch[:G]
     input_projection_int8(ax, x, _matrix(qblob, row[L_OFF_WIH], row[L_N_IN], G),
                           iblob[row[L_OFF_BIH] : row[L_OFF_BIH] + G])
-    recurrent_step_int8(h, c, scratch[G : 2 * G], ax, qblob, iblob, row)
+    recurrent_step_int8(h, c, scratch[G:], ax, qblob, iblob, row)
 
 
 @kernel
@@ -388,14 +567,14 @@ def input_projections_int8(ax, inp, lengths, w_ih_t, b_x):
 @kernel
 def sequence_layer_int8(out, ax, lengths, qblob, iblob, row, reverse, col):
     """One layer-direction over whole sequences: out[b, t, col:col+H] = h_t (int32, int16 values) for
-    t < lengths[b]; reverse runs t from lengths[b]-1 down to 0 (a bidirectional layer's backward half)."""
+    t < lengths[b]; reverse runs t from lengths[b]-1 down to 0 (a bidirectional layer's backward half, or a
+    reverse layer). Every sequence starts from the layer-direction's initial state (initial_state_int8)."""
     H = row[L_HIDDEN]
     h = np.zeros(H, dtype=np.int32)
     c = np.zeros(H, dtype=np.int32)
-    ah = np.zeros(ax.shape[2], dtype=np.int32)
+    ah = np.zeros(ax.shape[2] + H, dtype=np.int32)  # G, and H for a gru's r * h (linear_before_reset false)
     for b in range(ax.shape[0]):
-        h[:] = 0
-        c[:] = 0
+        initial_state_int8(h, c, iblob, row)
         n = lengths[b]
         for s in range(n):
             t = n - 1 - s if reverse else s

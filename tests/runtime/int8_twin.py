@@ -6,6 +6,11 @@ value is an int64 NumPy array (or float32 for the one float step, the input quan
 saturation is counted in `Int8Twin.counts`, so a test can show that its data reached the limits it claims to
 test. Arrays carry a leading batch axis: B independent streams advance together, as in `Model.stream(B)`.
 
+The ONNX layer extensions int8 runs (runtime/spec.py; their integers in kernels_int8's docstring) are here too:
+clip (each pre-activation clamped to [-Q, Q], Q = round(clip / unit) capped at 32767, unit 2^-12 or rnn_relu's
+s_h), input_forget (f = min(32768 - i, 32767)), gru's linear_before_reset false (n from W_hn RDBPOT(r * h, 15)),
+reverse (run() only) and initial_state (h0, c0 from the tensors: reset() and every sequence of run() start there).
+
 Also here: `random_int8_tensors`, a random `model.int8.safetensors` payload whose requantisation constants
 are "hot" (typical pre-activations a good fraction of int16's range, so sat16 clips often), and
 `saturating_dense_inputs`, raw float inputs whose quantisation clamps at +-32767 and hits rint's ties.
@@ -103,20 +108,43 @@ class Int8Twin:
                 Mx, Mh = tensors[f"{p}.requant"].astype(np.int64)
                 Sx, Sh = tensors[f"{p}.shift"].astype(np.int64)
                 H = layer["hidden"]
+                reset_after = layer.get("linear_before_reset", True)
                 b_hh = np.zeros(specs.GATES[layer["cell"]] * H, dtype=np.int64)  # gru's n rows only, else 0
-                if layer["cell"] == "gru":
+                if layer["cell"] == "gru" and reset_after:
                     b_hh[2 * H :] = tensors[f"{p}.b_hh"]
+                zeros = np.zeros(H, dtype=np.int64)
+                init = layer.get("initial_state", False)
                 dirs.append({"cell": layer["cell"], "H": H, "p": power,
                              "w_ih_t": np.ascontiguousarray(tensors[f"{p}.w_ih"].T, dtype=np.int64),
                              "w_hh_t": np.ascontiguousarray(tensors[f"{p}.w_hh"].T, dtype=np.int64),
                              "b_ih": tensors[f"{p}.b_ih"].astype(np.int64),
                              "b_hh": b_hh,
-                             "M": np.concatenate([Mx, Mh]), "S": np.concatenate([Sx, Sh])})
+                             "M": np.concatenate([Mx, Mh]), "S": np.concatenate([Sx, Sh]),
+                             "clip": self._clip_q(layer, tensors[f"layers.{l}.scale"]),
+                             "input_forget": layer.get("input_forget", False),
+                             "reset_before": layer["cell"] == "gru" and not reset_after,
+                             "reverse": layer.get("reverse", False),
+                             "h0": tensors[f"{p}.h0"].astype(np.int64) if init else zeros,
+                             "c0": tensors[f"{p}.c0"].astype(np.int64) if init and layer["cell"] == "lstm"
+                             else zeros})
             self.layers.append(dirs)
         self.head_w_t = np.ascontiguousarray(tensors["head.weight"].T, dtype=np.int64)
         self.head_b = tensors["head.bias"].astype(np.int64)
         self.head_scale = tensors["head.scale"].astype(np.float32)
         self.reset()
+
+    @staticmethod
+    def _clip_q(layer, s_h):
+        """The clip as an integer of the pre-activation: round(clip / unit) (halves up), at most 32767; None
+        without a clip. unit: Q3.12's 2^-12, or rnn_relu's s_h (the layer's float32 scale)."""
+        if layer.get("clip") is None:
+            return None
+        unit = float(np.float32(s_h[0])) if layer["cell"] == "rnn_relu" else 2.0**-12
+        return min(math.floor(layer["clip"] / unit + 0.5), INT16_MAX)
+
+    def clip(self, x, q):
+        """x clamped to [-q, q] (q None: unchanged), counted as "clip"."""
+        return x if q is None else self._sat(x, -q, q, "clip")
 
     # -- counted saturations --------------------------------------------------------------------------------
     def _sat(self, x, lo, hi, what):
@@ -147,29 +175,40 @@ class Int8Twin:
         G = d["b_ih"].size
         ax = d["b_ih"] + x @ d["w_ih_t"]  # (B, G)
         ah = d["b_hh"] + h @ d["w_hh_t"]
+        if d["reset_before"]:
+            ah[:, 2 * H :] = 0  # its n rows read r * h, below; 0 here requantises to 0 and saturates nothing
         y = self.mbqm(np.concatenate([ax, ah], axis=1), d["M"], d["S"])  # [yx | yh] before sat16
         y16 = np.minimum(np.maximum(y, INT16_MIN), INT16_MAX)
         self.counts["yx"] += int(np.count_nonzero(y16[:, :G] != y[:, :G]))
         self.counts["yh"] += int(np.count_nonzero(y16[:, G:] != y[:, G:]))
         yx, yh = y16[:, :G], y16[:, G:]
-        cell = d["cell"]
+        cell, q = d["cell"], d["clip"]
         if cell in ("rnn_tanh", "rnn_relu"):
-            pre = self.sat16(yx + yh, "pre_activation")
+            pre = self.clip(self.sat16(yx + yh, "pre_activation"), q)
             return (np.maximum(pre, 0) if cell == "rnn_relu" else tanh_lut(pre)), c
         if cell == "lstm":
-            pre = self.sat16(yx + yh, "pre_activation")
+            pre = self.clip(self.sat16(yx + yh, "pre_activation"), q)
             sig = sigmoid_lut(pre)  # i f . o (rows 2H..3H are g, through tanh)
             i, f, o = sig[:, :H], sig[:, H : 2 * H], sig[:, 3 * H :]
+            if d["input_forget"]:  # f = 1 - i in Q0.15; i = 0 would give 32768, one past int16
+                f = np.minimum(Q15_ONE - i, INT16_MAX)
             g = tanh_lut(pre[:, 2 * H : 3 * H])
             kept = self.sat16(rdbpot(f * c, 15), "cell_kept")
             added = self.sat16(rdbpot(i * g, 30 + d["p"]), "cell_added")
             c = self.sat16(kept + added, "cell")
             h = self.sat16(rdbpot(o * self.tanh_of_cell(c, d["p"]), 15), "h")
             return h, c
-        # gru, PyTorch's linear_before_reset: n = tanh(yx_n + r * yh_n)
-        rz = sigmoid_lut(self.sat16(yx[:, : 2 * H] + yh[:, : 2 * H], "pre_activation"))
+        rz = sigmoid_lut(self.clip(self.sat16(yx[:, : 2 * H] + yh[:, : 2 * H], "pre_activation"), q))
         r, z = rz[:, :H], rz[:, H:]
-        n = tanh_lut(self.sat16(yx[:, 2 * H :] + rdbpot(r * yh[:, 2 * H :], 15), "pre_activation"))
+        if d["reset_before"]:  # ONNX's default: n = tanh(yx_n + requant(W_hn (r * h))), b_hn folded into b_x
+            rh = rdbpot(r * h, 15)
+            ah_n = rh @ d["w_hh_t"][:, 2 * H :]
+            y_n = self.mbqm(ah_n, d["M"][G + 2 * H :], d["S"][G + 2 * H :])
+            yh_n = self.sat16(y_n, "yh")
+            n = tanh_lut(self.clip(self.sat16(yx[:, 2 * H :] + yh_n, "pre_activation"), q))
+        else:  # PyTorch's linear_before_reset: n = tanh(yx_n + r * yh_n)
+            n = tanh_lut(self.clip(self.sat16(yx[:, 2 * H :] + rdbpot(r * yh[:, 2 * H :], 15), "pre_activation"),
+                                   q))
         h = self.sat16(rdbpot((Q15_ONE - z) * n + z * h, 15), "h")
         return h, c
 
@@ -196,14 +235,14 @@ class Int8Twin:
 
     # -- streaming (forward-only models) --------------------------------------------------------------------
     def reset(self):
-        """Zero every layer's h and c, for `batch` streams."""
-        self.h = [np.zeros((self.batch, dirs[0]["H"]), dtype=np.int64) for dirs in self.layers]
-        self.c = [np.zeros((self.batch, dirs[0]["H"]), dtype=np.int64) for dirs in self.layers]
+        """Every layer's h and c back to its initial state (h0, c0; zeros without one), for `batch` streams."""
+        self.h = [np.tile(dirs[0]["h0"], (self.batch, 1)) for dirs in self.layers]
+        self.c = [np.tile(dirs[0]["c0"], (self.batch, 1)) for dirs in self.layers]
 
     def step_quantised(self, xq):
         """One time step of every stream: xq (B, I) quantised input (int16 values) -> integer logits (B, O)."""
         if not specs.can_stream(self.spec):
-            raise ValueError("a bidirectional model cannot step")
+            raise ValueError("a bidirectional or reverse model cannot step")
         x = np.asarray(xq, dtype=np.int64).reshape(self.batch, -1)
         for l, dirs in enumerate(self.layers):
             self.h[l], self.c[l] = self.cell_step(dirs[0], x, self.h[l], self.c[l])
@@ -219,23 +258,26 @@ class Int8Twin:
 
     # -- whole sequences ------------------------------------------------------------------------------------
     def run(self, xq_seq):
-        """xq_seq (B, T, I) quantised sequences, all of length T, from zero state (the streaming state is not
-        touched) -> every_step (B, T, O) or last_step (B, O) integer logits, as Model.run's head reads them."""
+        """xq_seq (B, T, I) quantised sequences, all of length T, from the initial state (the streaming state is
+        not touched) -> every_step (B, T, O) or last_step (B, O) integer logits, as Model.run's head reads them.
+        A backward direction, and a reverse layer's one direction, run from step T-1 down to 0."""
         seq = np.asarray(xq_seq, dtype=np.int64)
         B, T = seq.shape[:2]
         for dirs in self.layers:
             outs = []
             for d, layer in enumerate(dirs):
-                h = np.zeros((B, layer["H"]), dtype=np.int64)
-                c = np.zeros((B, layer["H"]), dtype=np.int64)
+                h = np.tile(layer["h0"], (B, 1))
+                c = np.tile(layer["c0"], (B, 1))
                 out = np.zeros((B, T, layer["H"]), dtype=np.int64)
-                for t in (reversed(range(T)) if d == 1 else range(T)):
+                for t in (reversed(range(T)) if d == 1 or layer["reverse"] else range(T)):
                     h, c = self.cell_step(layer, seq[:, t], h, c)
                     out[:, t] = h
                 outs.append(out)
             seq = np.concatenate(outs, axis=2)
         if self.spec["head"]["on"] == "every_step":
             return self.head(seq)
+        if self.layers[-1][0]["reverse"]:
+            return self.head(seq[:, 0])  # a reverse layer has seen everything at step 0
         feats = seq[:, T - 1].copy()  # the forward direction at its last step ...
         if len(self.layers[-1]) == 2:
             H = self.layers[-1][0]["H"]
@@ -300,8 +342,14 @@ def random_int8_tensors(spec: dict, rng: np.random.Generator, hot: bool = True, 
             typical = TYPICAL_TOKEN_INPUT if l == 0 and inp["kind"] == "tokens" else TYPICAL_INPUT
             t[f"{p}.b_ih"], Mx, Sx = _random_bias_and_requant(rng, t[f"{p}.w_ih"], hot, typical)
             b_hh, Mh, Sh = _random_bias_and_requant(rng, t[f"{p}.w_hh"], hot)
-            if layer["cell"] == "gru":  # the file holds gru's b_hn only; other recurrent biases are 0
-                t[f"{p}.b_hh"] = b_hh[2 * H :]
+            keep = specs.recurrent_bias_rows(layer)  # the file holds gru's b_hn only; other recurrent biases are 0
+            if keep.stop > keep.start:
+                t[f"{p}.b_hh"] = b_hh[keep]
+            if layer.get("initial_state"):  # any int16, the extremes included
+                for name in ("h0", "c0") if layer["cell"] == "lstm" else ("h0",):
+                    v = rng.integers(INT16_MIN, INT16_MAX + 1, H)
+                    v[rng.random(H) < 0.2] = rng.choice([INT16_MIN, INT16_MAX, 0])
+                    t[f"{p}.{name}"] = v.astype(np.int16)
             t[f"{p}.requant"] = np.stack([Mx, Mh]).astype(np.int32)
             t[f"{p}.shift"] = np.stack([Sx, Sh]).astype(np.int8)
         t[f"layers.{l}.scale"] = f32(1)
