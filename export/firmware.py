@@ -25,6 +25,9 @@ float state and outputs, for firmware_ref/tests/host_test_float.c.
 
 `write_firmware_sources(artifact_path, vectors_path, out_dir)` writes all three for a weight file of any precision.
 
+firmware_ref/ implements PyTorch's cells only: every writer refuses a spec with ONNX layer extensions (reverse,
+peepholes, clip, ...: runtime/spec.py), naming each layer and extension (firmware_unsupported, check_firmware_runs).
+
 Both files' first line says what generated them and from which weight file (name and rnnedge.sha256), and from
 which checkpoint when the caller names it.
 """
@@ -101,6 +104,24 @@ def _origin(artifact_path, sha256: str, checkpoint) -> str:
     return text.replace("*/", "* /") + ". Do not edit."
 
 
+def firmware_unsupported(spec: dict) -> list[str]:
+    """What firmware_ref/ cannot run in this spec, one "layers[l] <extension>" per layer and ONNX layer extension
+    (runtime/spec.py): its C step functions implement PyTorch's cells only. [] = it runs the spec's layers."""
+    return [f"layers[{l}] {key}" for l, layer in enumerate(spec["layers"]) for key in specs.extensions(layer)]
+
+
+def check_firmware_runs(spec: dict, artifact_path) -> None:
+    """Raise ValueError naming why firmware_ref/ cannot run this model: ONNX layer extensions (each layer and
+    extension), or a bidirectional layer (the firmware steps one sample at a time)."""
+    missing = firmware_unsupported(spec)
+    if missing:
+        raise ValueError(f"{artifact_path}: firmware_ref does not implement the ONNX layer extensions of this model: "
+                         f"{', '.join(missing)}")
+    if not specs.can_stream(spec):
+        raise ValueError(f"{artifact_path}: the model has a bidirectional layer, which the firmware (one step at a "
+                         "time) cannot run")
+
+
 def sigmoid_table_source() -> str:
     """firmware_ref/src/rnnedge_tables.c: runtime.int8_math.SIGMOID_TABLE_Q16 as a const uint16_t array."""
     rows = [", ".join(f"{int(v)}u" for v in SIGMOID_TABLE_Q16[i : i + 12]) for i in range(0, 256, 12)]
@@ -140,16 +161,15 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
     """Write `<prefix>_data.h` and `<prefix>_data.c` for an int8 weight file; returns their paths.
 
     checkpoint: the checkpoint the weight file was exported from, named in the first line when given.
-    Raises ArtifactError for a bad weight file, ValueError for another precision or a bidirectional model.
+    Raises ArtifactError for a bad weight file, ValueError for another precision, a bidirectional model or one
+    with ONNX layer extensions (check_firmware_runs).
     """
     prefix = _check_prefix(prefix)
     spec, precision, t = artifact.read(artifact_path)
     if precision != "int8":
         raise ValueError(f"{artifact_path}: write_model_sources writes int8 weight files, this one is {precision} "
                          "(write_float_model_sources or write_firmware_sources write f32 and int8w ones)")
-    if not specs.can_stream(spec):
-        raise ValueError(f"{artifact_path}: the model has a bidirectional layer, which the firmware (one step at a "
-                         "time) cannot run")
+    check_firmware_runs(spec, artifact_path)
     sha = artifact.payload_sha256(t)
     origin = _origin(artifact_path, sha, checkpoint)
     P, p = prefix.upper(), prefix
@@ -279,9 +299,10 @@ def write_vector_sources(vectors_path, out_dir) -> Path:
     expected state after every step (int16) with a name per state position, and the expected int32 logits.
     f32 / int8w (for firmware_ref/tests/host_test_float.c): the raw inputs, the expected float state and the
     expected float outputs after every step, every float an exact hexadecimal literal. Raises VectorsError for a
-    bad file.
+    bad file, ValueError for vectors of a model with ONNX layer extensions (check_firmware_runs).
     """
     meta, v = read_vectors(vectors_path)
+    check_firmware_runs(meta["spec"], vectors_path)
     if meta["precision"] != "int8":
         return _write_float_vector_sources(vectors_path, meta, v, out_dir)
     spec = meta["spec"]
@@ -329,16 +350,15 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
     and a GRU's b_hn (b_hh) as the file holds them. The macros are the int8 header's, counted in floats
     (<P>_STATE_LEN, <P>_SCRATCH_LEN, their _BYTES, <P>_RAM_BYTES, <P>_CONST_BYTES: every const array), plus
     <P>_PRECISION ("f32" or "int8w"), <P>_PRECISION_F32 or <P>_PRECISION_INT8W (1) and <P>_ACTIVATION.
-    Raises ArtifactError for a bad weight file, ValueError for an int8 one or a bidirectional model.
+    Raises ArtifactError for a bad weight file, ValueError for an int8 one, a bidirectional model or one with ONNX
+    layer extensions (check_firmware_runs).
     """
     prefix = _check_prefix(prefix)
     spec, precision, t = artifact.read(artifact_path)
     if precision not in FLOAT_PRECISIONS:
         raise ValueError(f"{artifact_path}: write_float_model_sources writes f32 and int8w weight files, this one "
                          f"is {precision} (write_model_sources writes int8 ones)")
-    if not specs.can_stream(spec):
-        raise ValueError(f"{artifact_path}: the model has a bidirectional layer, which the firmware (one step at a "
-                         "time) cannot run")
+    check_firmware_runs(spec, artifact_path)
     sha = artifact.payload_sha256(t)
     origin = _origin(artifact_path, sha, checkpoint)
     P, p = prefix.upper(), prefix

@@ -16,11 +16,26 @@ Gate order, the only place it is stated (rows of W, R and B are blocks of `hidde
     torch gru:  r z n     ->   onnx gru:  z r h      (ONNX's h is torch's n, the candidate state)
     rnn:        one gate, nothing to reorder
 
+    peepholes:  spec p = [p_i; p_f; p_o]  ->   onnx P = [P_i; P_o; P_f]
+
 PyTorch's GRU applies the reset gate after the recurrent matmul (n = tanh(W_in x + b_in + r * (W_hn h + b_hn))),
 which is ONNX's linear_before_reset=1. ONNX's bias B is [Wb; Rb] = [b_ih; b_hh], each in ONNX gate order.
+
+A layer's ONNX extensions (runtime/spec.py) are the operator's own attributes and inputs: reverse is
+direction=reverse, linear_before_reset false is linear_before_reset=0, input_forget=1, P (above), clip, and
+activations with activation_alpha / activation_beta. ONNX Runtime reads those two lists packed: each holds the
+values of only the functions that take one, in function order (alpha: Affine, LeakyRelu, ThresholdedRelu,
+ScaledTanh, HardSigmoid, Elu; beta: Affine, ScaledTanh, HardSigmoid), and a value left out is not the
+function's ONNX default (Affine and ScaledTanh become 0), so every value is always written (measured with ORT
+1.32). initial_state is initial_h [/ initial_c]: in model.onnx the (H,) vectors are constants broadcast to
+(dirs, batch, H) for any batch; model.step.onnx keeps the state as explicit inputs, so a stream starts from
+what its caller feeds as the first h{l}_in [/ c{l}_in]: zeros, or a layer's h0 [/ c0]. The step graph carries
+those values in its metadata ("rnnedge.initial_state", initial_state_feed), as model.f32.safetensors does.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
@@ -36,7 +51,13 @@ TORCH_GATES = {"rnn_tanh": "h", "rnn_relu": "h", "lstm": "ifgo", "gru": "rzn"}
 ONNX_GATES = {"rnn_tanh": "h", "rnn_relu": "h", "lstm": "iofg", "gru": "zrn"}
 
 _ONNX_OP = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "GRU"}
-_RNN_ACTIVATION = {"rnn_tanh": "Tanh", "rnn_relu": "Relu"}
+# spec.ACTIVATION_FNS -> ONNX's name; which take an alpha and a beta (ORT's packed lists, module docstring)
+ONNX_ACTIVATIONS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "affine": "Affine", "leakyrelu": "LeakyRelu",
+                    "thresholdedrelu": "ThresholdedRelu", "scaledtanh": "ScaledTanh", "hardsigmoid": "HardSigmoid",
+                    "elu": "Elu", "softsign": "Softsign", "softplus": "Softplus"}
+TAKES_ALPHA = ("affine", "leakyrelu", "thresholdedrelu", "scaledtanh", "hardsigmoid", "elu")
+TAKES_BETA = ("affine", "scaledtanh", "hardsigmoid")
+INITIAL_STATE_KEY = "rnnedge.initial_state"  # step graph metadata: initial_state_feed as JSON
 
 
 def to_onnx_gate_order(cell: str, rows: np.ndarray) -> np.ndarray:
@@ -56,6 +77,42 @@ def onnx_layer_weights(spec: dict, tensors: dict[str, np.ndarray], l: int) -> tu
         r.append(to_onnx_gate_order(cell, t["w_hh"]))
         b.append(np.concatenate([to_onnx_gate_order(cell, t["b_ih"]), to_onnx_gate_order(cell, t["b_hh"])]))
     return tuple(np.ascontiguousarray(np.stack(a), dtype=np.float32) for a in (w, r, b))
+
+
+def onnx_peepholes(spec: dict, tensors: dict[str, np.ndarray], l: int) -> np.ndarray:
+    """P (dirs, 3H) of layer l in ONNX's order i o f, from the spec's p = [p_i; p_f; p_o] per direction."""
+    layer = spec["layers"][l]
+    rows = []
+    for d in ("fwd", "bwd")[: specs.directions(layer)]:
+        p_i, p_f, p_o = np.split(tensors[f"layers.{l}.{d}.p"], 3)
+        rows.append(np.concatenate([p_i, p_o, p_f]))
+    return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+
+
+def activation_attributes(layer: dict) -> dict:
+    """activations [, activation_alpha, activation_beta] of a layer, both directions, lists packed as ORT reads
+    them (module docstring)."""
+    fns = [fn for d in range(specs.directions(layer)) for fn in specs.functions(layer, d)]
+    attrs = {"activations": [ONNX_ACTIVATIONS[name] for name, _, _ in fns]}
+    alphas = [alpha for name, alpha, _ in fns if name in TAKES_ALPHA]
+    betas = [beta for name, _, beta in fns if name in TAKES_BETA]
+    if alphas:
+        attrs["activation_alpha"] = alphas
+    if betas:
+        attrs["activation_beta"] = betas
+    return attrs
+
+
+def initial_state_feed(spec: dict, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The step graph's state inputs a stream starts from, for the layers with initial_state: {"h{l}_in": h0 (H,),
+    "c{l}_in": c0 (H,)}; every other state input starts at zeros. Broadcast each over the batch to feed it."""
+    feed = {}
+    for l, layer in enumerate(spec["layers"]):
+        if layer.get("initial_state"):
+            feed[f"h{l}_in"] = np.asarray(tensors[f"layers.{l}.fwd.h0"], np.float32)
+            if layer["cell"] == "lstm":
+                feed[f"c{l}_in"] = np.asarray(tensors[f"layers.{l}.fwd.c0"], np.float32)
+    return feed
 
 
 class _Graph:
@@ -94,24 +151,50 @@ class _Graph:
         return self.node("Div", [centred, std], [f"normalised_{shape}"])[0]
 
     def recurrent(self, l: int, x: str, outputs: list[str], initial: list[str] | None = None) -> list[str]:
-        """One spec layer as one ONNX RNN/LSTM/GRU node over X (time, batch, I).
+        """One spec layer as one ONNX RNN/LSTM/GRU node over X (time, batch, I), extensions included.
 
         outputs: names for Y (time, dirs, batch, H), Y_h (dirs, batch, H) [, Y_c]; "" leaves one out.
-        initial: [initial_h [, initial_c]] each (dirs, batch, H), or None for zeros.
+        initial: [initial_h [, initial_c]] each (dirs, batch, H); None: the layer's h0 [/ c0] broadcast over the
+        batch of x (initial_state), else zeros.
         """
         layer = self.spec["layers"][l]
         cell = layer["cell"]
         w, r, b = onnx_layer_weights(self.spec, self.tensors, l)
-        inputs = [self.const(f"layers.{l}.W", w), self.const(f"layers.{l}.R", r), self.const(f"layers.{l}.B", b)]
-        if initial:
-            inputs += ["", *initial]  # "" = no sequence_lens; then initial_h [, initial_c]
-        attrs = {"hidden_size": layer["hidden"],
-                 "direction": "bidirectional" if layer["bidirectional"] else "forward"}
-        if cell in _RNN_ACTIVATION:
-            attrs["activations"] = [_RNN_ACTIVATION[cell]] * specs.directions(layer)
+        inputs = [x, self.const(f"layers.{l}.W", w), self.const(f"layers.{l}.R", r), self.const(f"layers.{l}.B", b)]
+        if initial is None and layer.get("initial_state"):
+            initial = self.broadcast_initial_state(l, x)
+        inputs += ["", *(initial or ["", ""][: 2 if cell == "lstm" else 1])]  # "": no sequence_lens, zero state
+        if layer.get("peepholes"):
+            inputs.append(self.const(f"layers.{l}.P", onnx_peepholes(self.spec, self.tensors, l)))
+        while inputs[-1] == "":  # optional inputs left out at the end
+            inputs.pop()
+        direction = "reverse" if layer.get("reverse") else "forward"
+        attrs = {"hidden_size": layer["hidden"], "direction": "bidirectional" if layer["bidirectional"] else direction}
+        if cell not in ("lstm", "gru") or "activations" in layer:
+            attrs.update(activation_attributes(layer))
         if cell == "gru":
-            attrs["linear_before_reset"] = 1
-        return self.node(_ONNX_OP[cell], [x, *inputs], outputs, **attrs)
+            attrs["linear_before_reset"] = int(specs.option(layer, "linear_before_reset"))
+        if layer.get("input_forget"):
+            attrs["input_forget"] = 1
+        if "clip" in layer:
+            attrs["clip"] = layer["clip"]
+        return self.node(_ONNX_OP[cell], inputs, outputs, **attrs)
+
+    def broadcast_initial_state(self, l: int, x: str) -> list[str]:
+        """Layer l's h0 [, c0] as (dirs, batch, H): constants (dirs, 1, H) expanded over the batch axis of x."""
+        layer = self.spec["layers"][l]
+        dirs = ("fwd", "bwd")[: specs.directions(layer)]
+        batch = self.node("Gather", [self.node("Shape", [x], [f"layer_{l}_x_shape"])[0],
+                                     self.const(f"index.layer_{l}_batch", np.array([1], dtype=np.int64))],
+                          [f"layer_{l}_batch"], axis=0)[0]
+        one = self.const(f"shape.layer_{l}_one", np.array([1], dtype=np.int64))
+        shape = self.node("Concat", [one, batch, one], [f"layer_{l}_state_shape"], axis=0)[0]  # (1, batch, 1)
+        names = []
+        for part in ("h0", "c0") if layer["cell"] == "lstm" else ("h0",):
+            value = np.stack([self.tensors[f"layers.{l}.{d}.{part}"] for d in dirs])[:, None, :]  # (dirs, 1, H)
+            constant = self.const(f"layers.{l}.{part}", value)
+            names.append(self.node("Expand", [constant, shape], [f"layer_{l}_{part}_dbh"])[0])
+        return names
 
     def head(self, h: str) -> str:
         """(..., width) -> (..., out): MatMul + Add, then the spec's activation, into `y`."""
@@ -126,12 +209,13 @@ class _Graph:
             return self.node("Softmax", [logits], ["y"], axis=-1)[0]
         return self.node("Sigmoid", [logits], ["y"])[0]
 
-    def model(self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]):
+    def model(self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
+              props: dict[str, str] | None = None):
         graph = helper.make_graph(self.nodes, name, inputs, outputs, initializer=self.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="rnnedge")
         model.ir_version = IR_VERSION
-        helper.set_model_props(model, {"rnnedge.spec": specs.dumps(self.spec)})
+        helper.set_model_props(model, {"rnnedge.spec": specs.dumps(self.spec), **(props or {})})
         onnx.checker.check_model(model, full_check=True)
         return model
 
@@ -185,11 +269,13 @@ def state_names(spec: dict, suffix: str) -> list[str]:
 
 
 def build_step_graph(spec: dict, tensors: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """model.step.onnx: one time step with the state as explicit inputs and outputs, dynamic batch."""
+    """model.step.onnx: one time step with the state as explicit inputs and outputs, dynamic batch. A stream
+    starts from zeros, or from initial_state_feed (also in the metadata, read_initial_state)."""
     g = _Graph(spec, tensors)
     spec = g.spec
     if not specs.can_stream(spec):
-        raise ValueError("a bidirectional model has no step graph: it needs the whole sequence")
+        raise ValueError("a model with a bidirectional or reverse layer has no step graph: it needs the whole "
+                         "sequence")
     to_dirs = g.const("axes.directions", np.array([0], dtype=np.int64))
 
     x = g.input_features("x", "bf")
@@ -210,4 +296,12 @@ def build_step_graph(spec: dict, tensors: dict[str, np.ndarray]) -> onnx.ModelPr
     for l, layer in enumerate(spec["layers"]):
         for name in [f"h{l}_out"] + ([f"c{l}_out"] if layer["cell"] == "lstm" else []):
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", layer["hidden"]]))
-    return g.model("rnnedge_step", inputs, outputs)
+    feed = initial_state_feed(spec, tensors)
+    props = {INITIAL_STATE_KEY: json.dumps({k: v.tolist() for k, v in feed.items()})} if feed else None
+    return g.model("rnnedge_step", inputs, outputs, props)
+
+
+def read_initial_state(metadata: dict[str, str]) -> dict[str, np.ndarray]:
+    """initial_state_feed back from a step graph's metadata (onnx metadata_props or ORT's custom_metadata_map)."""
+    text = metadata.get(INITIAL_STATE_KEY)
+    return {} if text is None else {k: np.asarray(v, np.float32) for k, v in json.loads(text).items()}

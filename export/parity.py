@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.onnx_graphs import state_names
+from export.onnx_graphs import read_initial_state, state_names
 
 
 @dataclass
@@ -116,10 +116,14 @@ def ort_sequence(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
 
 
 def ort_step_loop(session: ort.InferenceSession, spec: dict, x: np.ndarray) -> np.ndarray:
-    """model.step.onnx, one time step per call, its state outputs fed back as the next inputs."""
+    """model.step.onnx, one time step per call, its state outputs fed back as the next inputs. Each stream starts
+    from the initial state the step graph carries in its metadata (onnx_graphs.read_initial_state: a layer's
+    h0 / c0), zeros where it carries none, as a caller of model.step.onnx would."""
     state_in, state_out = state_names(spec, "in"), state_names(spec, "out")
     widths = [layer["hidden"] for layer in spec["layers"] for _ in range(2 if layer["cell"] == "lstm" else 1)]
-    state = {name: np.zeros((x.shape[0], width), np.float32) for name, width in zip(state_in, widths)}
+    initial = read_initial_state(session.get_modelmeta().custom_metadata_map)
+    state = {name: np.tile(initial.get(name, np.zeros(width, np.float32)), (x.shape[0], 1))
+             for name, width in zip(state_in, widths)}
     ys = []
     for t in range(x.shape[1]):
         y, *new_state = session.run(["y", *state_out], {"x": np.ascontiguousarray(x[:, t]), **state})

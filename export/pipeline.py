@@ -12,9 +12,11 @@ It writes, into one folder:
                             golden test vectors of each weight file (streamable models only): one parity
                             stream's first steps, with every step's state and output (export/vectors.py),
                             for firmware_ref/ to reproduce
-    firmware/int8/          the int8 model as C sources for firmware_ref/ (model_data.h, model_data.c) and its
-                            golden vectors as a C header (vectors_data.h) (int8, streamable models only;
-                            export/firmware.py): `make -C firmware_ref host MODEL_DIR=<out>/firmware/int8`
+    firmware/<precision>/   each weight file as C sources for firmware_ref/ (model_data.h, model_data.c) and its
+                            golden vectors as a C header (vectors_data.h) (streamable models of PyTorch's cells
+                            only; export/firmware.py): `make -C firmware_ref host MODEL_DIR=<out>/firmware/int8`.
+                            firmware_ref/ does not implement the ONNX layer extensions (runtime/spec.py): such a
+                            model gets no firmware/ sources, and report["firmware"] names the layers and extensions
     report.json, report.md  size and parity of every artifact; with firmware/int8/, its Cortex-M3 footprint
                             (export/footprint.py: arm-none-eabi-gcc -Os and QEMU, when installed; otherwise
                             "not measured: <reason>"; RNNEDGE_FOOTPRINT=0 turns the measurement off)
@@ -46,7 +48,7 @@ import onnx
 import runtime
 from export import footprint, parity, report
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
-from export.firmware import write_firmware_sources
+from export.firmware import firmware_unsupported, write_firmware_sources
 from export.onnx_graphs import build_sequence_graph, build_step_graph
 from export.quantize import quantize_int8w
 from export.quantize_int8 import Ranges, quantize_int8
@@ -114,7 +116,8 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     calibration (int8 only): what the int8 scales are calibrated on, a train.data.Dataset (its train split),
     a SequenceData, an (X, lengths) pair or X alone (every sequence full length); None: data's train split,
     else random streams of `steps` steps. Raises ExportInputError for an unreadable checkpoint, or data or
-    calibration data that do not fit the model. module: how a user's own nn.Module was mapped
+    calibration data that do not fit the model, and a precision asked for whose kernels cannot run the model's
+    ONNX layer extensions (runtime.spec.unsupported: int8 and peepholes or other activations). module: how a user's own nn.Module was mapped
     (export/from_module.py), kept as report["module"]. reference_graph: the original ONNX file an export of it
     (export/from_onnx.py) came from; adds rows measuring each runtime precision against that graph run by ONNX
     Runtime (or onnx's reference evaluator when ORT cannot run it), see _original_rows.
@@ -126,6 +129,11 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     precisions = [p for p in PRECISIONS if p == "f32" or p in precisions]
     model = _load_model(checkpoint_path)
     spec = model.spec
+    for precision in precisions:
+        problems = specs.unsupported(spec, precision)
+        if problems:
+            raise ExportInputError(f"{checkpoint_path}: the {precision} precision cannot run this model: "
+                                   f"{'; '.join(problems)} (export it without {precision})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
@@ -139,8 +147,9 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         ranges = None
     files, quantization = _write_artifacts(spec, tensors, out_dir, precisions, ranges)
     files.update(_write_vectors(spec, out_dir, precisions, X[0][: int(lengths[0])]))
-    files.update(_write_firmware(spec, out_dir, precisions, checkpoint_path))
-    firmware = _firmware_footprint(out_dir, files)
+    firmware_files, firmware_skipped = _write_firmware(spec, out_dir, precisions, checkpoint_path)
+    files.update(firmware_files)
+    firmware = firmware_skipped or _firmware_footprint(out_dir, files)
     with parity.torch_single_thread():
         streams = _Streams.of(model, X, lengths)
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
@@ -277,13 +286,16 @@ def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarr
     return sizes
 
 
-def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint_path) -> dict[str, int]:
+def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint_path) -> tuple[dict[str, int],
+                                                                                              dict | None]:
     """firmware/<precision>/: each weight file and its vectors as C sources (export/firmware.py), for a
-    streaming model; sizes by path."""
+    streaming model of PyTorch's cells; (sizes by path, None), or ({}, report["firmware"] saying why not) for a
+    model with ONNX layer extensions, which firmware_ref/ does not implement (never an error)."""
     sizes = {}
+    missing = firmware_unsupported(spec)
     for precision in PRECISIONS:
         folder = out_dir / "firmware" / precision
-        if precision not in precisions or not specs.can_stream(spec):
+        if precision not in precisions or not specs.can_stream(spec) or missing:
             for name in FIRMWARE_FILES:  # stale ones from an earlier export would mislead
                 if (folder / name).exists():
                     os.remove(folder / name)
@@ -291,7 +303,10 @@ def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint
         paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision), folder,
                                        checkpoint=checkpoint_path)
         sizes.update({path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths})
-    return sizes
+    if missing:
+        return sizes, {"measured": False, "written": False,
+                       "reason": f"firmware_ref does not implement the ONNX layer extensions {', '.join(missing)}"}
+    return sizes, None
 
 
 # -- firmware footprint (export/footprint.py) ---------------------------------------------------------------------

@@ -24,7 +24,9 @@ report.json keys:
     seconds         wall time of the whole export
     firmware        only with firmware/int8/ sources (int8, streamable): {"measured": true, ...export/footprint.py's
                     measure_footprint: board, cpu, library, model_const, ram, image, icount, targets} on a
-                    Cortex-M3 (an385) under QEMU, or {"measured": false, "reason": why not}
+                    Cortex-M3 (an385) under QEMU, or {"measured": false, "reason": why not}; for a model with
+                    ONNX layer extensions, which firmware_ref/ does not implement: {"measured": false,
+                    "written": false, "reason": the layers and extensions}
 """
 
 from __future__ import annotations
@@ -107,7 +109,11 @@ def markdown(result: dict) -> str:
         if "calibration" in q:
             lines.append(f"- {precision} activations (int16): {_calibration(q)}")
     if result.get("firmware") is not None:
-        lines.append(f"- firmware/int8 footprint: {_firmware(result['firmware'])}")
+        fw = result["firmware"]
+        if fw.get("written") is False:
+            lines.append(f"- firmware: not written: {fw['reason']}")
+        else:
+            lines.append(f"- firmware/int8 footprint: {_firmware(fw)}")
     lines += [
         "",
         "| artifact | bytes | comparison | max abs diff | mean abs diff |"
@@ -169,14 +175,30 @@ def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _extensions(layer: dict) -> str:
+    """A layer's ONNX extensions (runtime/spec.py) in brackets, or nothing for PyTorch's cell."""
+    parts = []
+    for key in specs.extensions(layer):
+        if key == "clip":
+            parts.append(f"clip {layer['clip']:g}")
+        elif key == "activations":
+            parts.append("activations " + "/".join(a["fn"] for a in layer["activations"]))
+        elif key == "linear_before_reset":
+            parts.append("linear_before_reset=0")
+        else:
+            parts.append(key)
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
 def describe_model(spec: dict) -> str:
     """One line: input, layers, head, whether it streams."""
     inp = spec["input"]
     source = (f"dense {inp['features']}" if inp["kind"] == "dense"
               else f"tokens {inp['vocab']} -> embed {inp['embed_dim']}")
     layers = ", ".join(f"{'bi' if layer['bidirectional'] else ''}{layer['cell']} {layer['hidden']}"
-                       for layer in spec["layers"])
+                       + _extensions(layer) for layer in spec["layers"])
     head = spec["head"]
-    streams = "streamable" if specs.can_stream(spec) else "whole sequences only (bidirectional)"
+    why = "bidirectional" if any(layer["bidirectional"] for layer in spec["layers"]) else "reverse"
+    streams = "streamable" if specs.can_stream(spec) else f"whole sequences only ({why})"
     return (f"{spec['task']}: {source} -> {layers} -> head {head['out']} ({head['activation']}) "
             f"on {head['on']}; {streams}")

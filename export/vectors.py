@@ -24,7 +24,8 @@ Tensors:
     output     float32  (T, O)  all                 y, what step t returned (head activation applied; int8:
                                                     act(logits_q * head.scale))
 
-"State after step t": the state starts at zero (not stored); step t reads input[t] and the state after step
+"State after step t": the state starts as a fresh stream's does (not stored): zero, or for a layer with the
+initial_state extension its h0 (and c0) from the weight file (runtime/spec.py); step t reads input[t] and the state after step
 t - 1 and writes state[t], which is what step t + 1 starts from. The head runs at every step, also for a
 `last_step` head (output[t] is then the answer if the sequence ended at t).
 
@@ -53,8 +54,8 @@ Agreement rules (`check_vectors`; the firmware's tests apply the same):
     f32, int8w   state, output: within ATOL = 1e-5 absolute (float sums may be ordered differently).
     all    the replaying weight file's SHA-256 must equal artifact_sha256 (its name may differ).
 
-Bidirectional models cannot stream (step t would need later inputs): write_vectors refuses them with
-ValueError; callers that export any model check runtime.spec.can_stream(spec) first.
+Bidirectional and reverse models cannot stream (step t would need later inputs): write_vectors refuses them
+with ValueError; callers that export any model check runtime.spec.can_stream(spec) first.
 
     write_vectors(path, artifact_path, X, steps=64)   record; returns the metadata (as read_vectors parses it)
     read_vectors(path) -> (metadata, tensors)         verify and load; VectorsError if not a valid file
@@ -132,8 +133,8 @@ def write_vectors(path: str | os.PathLike, artifact_path: str | os.PathLike, X, 
     """
     spec, precision, weights = artifact.read(artifact_path)
     if not specs.can_stream(spec):
-        raise ValueError(f"{artifact_path}: the model has a bidirectional layer, so it cannot stream one step at "
-                         "a time and has no step-by-step test vectors")
+        raise ValueError(f"{artifact_path}: the model has a bidirectional or reverse layer, so it cannot stream one "
+                         "step at a time and has no step-by-step test vectors")
     steps = DEFAULT_STEPS if steps is None else steps
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -171,7 +172,8 @@ def save_vectors(path: str | os.PathLike, metadata: dict, tensors: dict[str, np.
 
 
 def record(model: Model, X: np.ndarray) -> dict[str, np.ndarray]:
-    """The vectors' tensors for X (checked by _check_input): a fresh stream of batch 1, one step per row."""
+    """The vectors' tensors for X (checked by _check_input): a fresh stream of batch 1 (starting from the model's
+    initial state), one step per row."""
     stream = model.stream(batch=1)
     T = len(X)
     int8 = model.precision == "int8"
@@ -265,7 +267,8 @@ def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     except specs.SpecError as e:
         raise VectorsError(f"{path}: bad spec in metadata: {e}") from None
     if not specs.can_stream(spec):
-        raise VectorsError(f"{path}: the spec has a bidirectional layer, which has no step-by-step vectors")
+        raise VectorsError(f"{path}: the spec has a bidirectional or reverse layer, which has no step-by-step "
+                           "vectors")
     steps_text = raw[PREFIX + "steps"]
     if not steps_text.isdigit() or int(steps_text) < 1:
         raise VectorsError(f"{path}: steps {steps_text!r} is not a positive integer")

@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from export import parity
-from export.onnx_graphs import ONNX_GATES, TORCH_GATES, build_sequence_graph, build_step_graph, to_onnx_gate_order
+from export.onnx_graphs import (
+    ONNX_GATES,
+    TORCH_GATES,
+    activation_attributes,
+    build_sequence_graph,
+    build_step_graph,
+    to_onnx_gate_order,
+)
 from export.weights import canonical_tensors
+from runtime import spec as specs
 from tests.helpers import TOLERANCE
 from train.model import RecurrentModel
 
@@ -136,3 +144,27 @@ def test_tensors_that_do_not_fit_the_spec_are_refused():
     tensors["layers.0.fwd.w_hh"] = tensors["layers.0.fwd.w_hh"][:4]
     with pytest.raises(ValueError, match="layers.0.fwd.w_hh"):
         build_sequence_graph(model.spec, tensors)
+
+
+def test_activation_alpha_and_beta_lists_are_packed_as_onnx_runtime_reads_them():
+    """ORT gives each list's values to the functions that take one, in order (export/onnx_graphs.py)."""
+    layer = specs.validate({**graph_spec("lstm", 1, True, "dense", "every_step"), "layers": [
+        {"cell": "lstm", "hidden": 4, "bidirectional": True, "activations": [
+            {"fn": "hardsigmoid", "alpha": 0.3, "beta": 0.4}, {"fn": "affine"}, {"fn": "softsign"},
+            {"fn": "sigmoid"}, {"fn": "scaledtanh", "alpha": 1.1, "beta": 0.9}, {"fn": "elu", "alpha": 0.5}]}]})
+    attrs = activation_attributes(layer["layers"][0])
+    assert attrs == {"activations": ["HardSigmoid", "Affine", "Softsign", "Sigmoid", "ScaledTanh", "Elu"],
+                     "activation_alpha": [0.3, 1.0, 1.1, 0.5], "activation_beta": [0.4, 0.0, 0.9]}
+    plain = specs.validate(graph_spec("gru", 1, False, "dense", "every_step"))["layers"][0]
+    assert activation_attributes(plain) == {"activations": ["Sigmoid", "Tanh"]}
+
+
+@pytest.mark.parametrize("fn", ["affine", "scaledtanh", "hardsigmoid"])
+def test_alpha_and_beta_at_their_onnx_defaults_are_written_for_onnx_runtime(fn):
+    """ORT takes a missing alpha or beta as 0 for Affine and ScaledTanh, not ONNX's 1: every value is written."""
+    spec = graph_spec("rnn_tanh", 1, False, "dense", "every_step")
+    spec["layers"][0]["activations"] = [{"fn": fn}]
+    model = seeded_model(spec)
+    x = parity.random_streams(model.spec, 2, 50, seed=0)
+    session = parity.ort_session(build_sequence_graph(model.spec, canonical_tensors(model)).SerializeToString())
+    assert max_abs(parity.ort_sequence(session, x), parity.torch_sequence(model, x)) <= TOLERANCE["f32"]
