@@ -1,14 +1,15 @@
 """An ONNX file made by any tool -> an rnnedge spec and canonical float32 tensors, proven against ONNX Runtime.
 
-First increment of issue 7. `map_onnx(model_proto)` walks the graph's nodes in order, folds the constant and
+Issue 7. `map_onnx(model_proto)` walks the graph's nodes in order, folds the constant and
 Shape-driven glue, follows what happens to the input sequence, and maps one or more stacked ONNX `RNN` /
 `LSTM` / `GRU` nodes (as the ONNX operator spec defines them) and the head behind them to a spec plus the
 canonical tensors of an f32 artifact (export/weights.py names, PyTorch gate order). It then **proves** the
-mapping: ONNX Runtime runs the ORIGINAL graph and the rnnedge runtime runs the converted f32 tensors on random
-inputs of several batch sizes and lengths; a max abs difference above 1e-5 is refused (ProofError) with the
-measured difference. `export_onnx` writes the mapped model as an ordinary rnnedge checkpoint (`model.pt`) plus
-`onnx_mapping.json` and runs the usual `export_checkpoint`, whose report carries report["module"]["source"] ==
-"onnx".
+mapping: ONNX Runtime runs the ORIGINAL graph (a layout=1 node as layout=0 between Transposes: ORT implements
+layout 0 only) and the rnnedge runtime runs the converted f32 tensors on random inputs of several batch sizes and
+lengths (and random sequence lengths when the graph takes them); a max abs difference above 1e-5 is refused
+(ProofError) with the measured difference. `export_onnx` writes the mapped model as an ordinary rnnedge
+checkpoint (`model.pt`) plus `onnx_mapping.json` and runs the usual `export_checkpoint`, whose report carries
+report["module"]["source"] == "onnx".
 
 Gate order (the reverse of export/onnx_graphs.py): rows of W, R and each half of B are blocks of
 hidden_size rows, one per gate:
@@ -19,15 +20,19 @@ hidden_size rows, one per gate:
 
 B is [Wb; Rb] = [b_ih; b_hh]; no B means zero biases.
 
-What maps in this increment (anything else is refused; every node that cannot be handled is listed in one
-MappingError with its op type and name):
+What maps (anything else is refused; every node that cannot be handled is listed in one MappingError with its op
+type and name):
 
-  recurrent  RNN (activations Tanh or Relu), LSTM (Sigmoid, Tanh, Tanh), GRU (Sigmoid, Tanh) with
-             linear_before_reset=1; direction forward or bidirectional; layout 0 or 1; optional B; initial_h /
-             initial_c absent or all zeros (ConstantOfShape zeros, as torch.onnx.export emits); Y and Y_h
-             (Y_c only if unused). Refused by name: direction=reverse alone (the spec has no reverse-only
-             layer, for now), clip, input_forget, peepholes P (non-zero), activation_alpha/beta, non-default
-             activations, GRU linear_before_reset=0 (a different cell, for now), sequence_lens.
+  recurrent  RNN, LSTM, GRU with direction forward, reverse ("reverse") or bidirectional; layout 0 or 1; optional
+             B; activations (any of Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh,
+             HardSigmoid, Elu, Softsign, Softplus, per direction) with activation_alpha / beta aligned as ONNX
+             Runtime aligns them (_Mapper._functions): RNN Tanh / Relu alone -> cell rnn_tanh / rnn_relu, anything
+             else the spec's "activations"; clip; LSTM input_forget and peepholes P (all-zero P: none); GRU
+             linear_before_reset 0 ("linear_before_reset": false) and 1; initial_h / initial_c constants equal over
+             the batch ("initial_state", zeros: none); sequence_lens absent, a constant of the full fixed length,
+             or a graph input (the converted model takes it as model.run(X, lengths); OnnxMapping.lengths_name);
+             Y and Y_h. Refused by name: per-batch initial states, initial states or P given at run time, other
+             activation functions, a used Y_c (rnnedge heads read h), layers reading different sequence_lens.
   input      a dense float input straight into the first layer (optionally Sub mean, Div std: the
              normalisation rnnedge writes), or int64 token ids through Gather(table, ids) (an embedding)
   glue       Transpose, Squeeze (of a one-direction axis or a one-step time axis), Reshape merging the
@@ -60,8 +65,6 @@ CHECKPOINT_FILE = "model.pt"
 # ONNX gate order, each gate named by its PyTorch letter (export/onnx_graphs.py says the same the other way)
 TORCH_GATES = {"rnn": "h", "lstm": "ifgo", "gru": "rzn"}
 ONNX_GATES = {"rnn": "h", "lstm": "iofg", "gru": "zrn"}
-_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
-_RNN_CELL = {"Tanh": "rnn_tanh", "Relu": "rnn_relu"}
 _SHAPE_OPS = {"Shape", "Size", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Reshape",
               "Add", "Sub", "Mul", "Div", "Range", "Expand", "ConstantOfShape", "Transpose", "Tile"}
 _ZERO_OPS = {"Slice", "Expand", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Cast", "Identity", "Tile",
@@ -82,6 +85,7 @@ class OnnxMapping:
     max_abs_diff: float | None = None  # the proof's measured difference
     proof_reference: str = "ONNX Runtime"  # what ran the original graph in the proof
     input_dims: list = field(default_factory=list)  # the graph input's dims (int or None for dynamic)
+    lengths_name: str | None = None  # the graph input that holds the sequence lengths (model.run(X, lengths))
 
     def __iter__(self):
         return iter((self.spec, self.tensors, self.notes))
@@ -89,7 +93,9 @@ class OnnxMapping:
     def describe(self) -> dict:
         return {"source": "onnx", "spec_head_on": self.spec["head"]["on"], "input_time_major": self.input_time_major,
                 "output_time_major": self.output_time_major, "proof_max_abs_diff": self.max_abs_diff,
-                "proof_tolerance": PROOF_TOLERANCE, "proof_reference": self.proof_reference, "notes": list(self.notes)}
+                "proof_tolerance": PROOF_TOLERANCE, "proof_reference": self.proof_reference,
+                "lengths_input": self.lengths_name,
+                "notes": list(self.notes)}
 
 
 # -- abstract values ----------------------------------------------------------------------------------------------
@@ -104,6 +110,24 @@ class _Shape:
 
 class _Zeros:
     """A tensor of zeros of a run-time shape (ConstantOfShape of a shape)."""
+
+
+class _Broadcast:
+    """A constant expanded to a run-time shape (Expand(constant, shape)): rnnedge's own graphs broadcast a layer's
+    h0 / c0 (dirs, 1, H) over the batch this way."""
+
+    def __init__(self, value):
+        self.value = np.asarray(value)
+
+
+@dataclass
+class _Extra:
+    """A graph input other than the sequence: only a recurrent node's sequence_lens may read it."""
+
+    name: str
+    elem: int
+    dims: list
+    used_as: set = field(default_factory=set)
 
 
 @dataclass
@@ -150,6 +174,8 @@ class _Mapper:
         self.embedding: np.ndarray | None = None
         self.layers: list[dict] = []
         self.layer_tensors: list[dict] = []
+        self.layer_lengths: list[str | None] = []  # per layer: the graph input its sequence_lens reads, or None
+        self.extras: list[_Extra] = []
         self.raw_time: str | None = None
         self.input_name = ""
         self.input_dims: list = []
@@ -178,10 +204,14 @@ class _Mapper:
         for name, arr in initializers.items():
             self.env[name] = _Const(arr)
         inputs = [i for i in self.graph.input if i.name not in initializers]
-        if len(inputs) != 1:
-            raise MappingError(f"the graph has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); rnnedge "
-                               f"models take one input sequence")
-        (inp,) = inputs
+        if not inputs:
+            raise MappingError("the graph has no input; rnnedge models take one input sequence")
+        inp = inputs[0]  # the sequence; any other input may only be a recurrent node's sequence_lens
+        for extra in inputs[1:]:
+            t = extra.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+            self.extras.append(_Extra(extra.name, t.elem_type, dims))
+            self.env[extra.name] = self.extras[-1]
         self.input_name = inp.name
         ttype = inp.type.tensor_type
         self.input_dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
@@ -226,8 +256,21 @@ class _Mapper:
         if isinstance(value, _Error) and not value.reported:
             value.reported = True
             self.errors.append(value)
-        self._raise([])
+        unused = [f"graph input {e.name!r} is not used as a recurrent node's sequence_lens; rnnedge models take one "
+                  f"input sequence (and its lengths)" for e in self.extras if not e.used_as]
+        self._raise(unused + self._lengths_problems())
         return self.build(value)
+
+    def _lengths_problems(self) -> list[str]:
+        """Sequence lengths from a graph input must reach every recurrent layer (rnnedge's run(X, lengths) applies
+        them to every layer); a layer without them would run over ONNX's zero padding."""
+        names = set(self.layer_lengths)
+        if len(names) <= 1:
+            return []
+        which = ", ".join(f"layer {l}: {name!r}" if name else f"layer {l}: none"
+                          for l, name in enumerate(self.layer_lengths))
+        return [(f"the recurrent layers read different sequence_lens ({which}); rnnedge applies one lengths input "
+                 "to every layer")]
 
     def _raise(self, extra: list[str]):
         lines = [f"node {e.name!r} ({e.op}): {e.message}" for e in self.errors] + extra
@@ -242,6 +285,14 @@ class _Mapper:
             return self.recurrent(node, attrs, args)  # checks its attributes even when its input is an error
         if op == "Constant":
             return [_Const(_constant_value(node, attrs))]
+        extras = [a for a in args if isinstance(a, _Extra)]
+        for e in extras:
+            if op in ("Identity", "Cast") and len(args) == 1:
+                to = attrs.get("to", e.elem)
+                return [_Extra(e.name, to, e.dims, e.used_as)]
+            e.used_as.add(f"{op} {node.name or '(unnamed)'!r}")
+            raise _Refuse(f"reads the graph input {e.name!r}, which rnnedge can only pass to a recurrent node's "
+                          f"sequence_lens")
         errors = [a for a in args if isinstance(a, _Error)]
         if errors:
             handled = op in _SUPPORTED_OPS
@@ -274,6 +325,8 @@ class _Mapper:
             return _evaluate_constant(node, args)
         if op in ("Shape", "Size"):
             return [_Shape()]
+        if op == "Expand" and isinstance(args[0], _Const) and isinstance(args[1], _Shape):
+            return [_Broadcast(args[0].value)]
         if op == "ConstantOfShape":
             value = attrs.get("value")
             fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else 0
@@ -432,49 +485,46 @@ class _Mapper:
     # -- recurrent nodes ------------------------------------------------------------------------------------------
     def recurrent(self, node, attrs, args) -> list:
         op = node.op_type
-        problems = []
-        direction = attrs.get("direction", b"forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
-        if direction == "reverse":
-            problems.append("direction=reverse is not supported for now: the rnnedge spec has no reverse-only layer "
-                            "(forward and bidirectional are)")
-        if "clip" in attrs:
-            problems.append(f"clip={attrs['clip']} is not supported for now (rnnedge cells do not clip)")
-        if op == "LSTM" and attrs.get("input_forget", 0):
-            problems.append("input_forget=1 (coupled input and forget gates) is not supported for now")
-        if op == "GRU" and attrs.get("linear_before_reset", 0) != 1:
-            problems.append("linear_before_reset=0 is a different GRU cell (reset before the recurrent matmul); "
-                            "rnnedge runs PyTorch's linear_before_reset=1 only, for now")
-        if "activation_alpha" in attrs or "activation_beta" in attrs:
-            problems.append("activation_alpha / activation_beta are not supported for now")
+        family = op.lower()
+        problems: list[str] = []
+        direction = _text(attrs.get("direction", "forward"))
+        if direction not in ("forward", "reverse", "bidirectional"):
+            problems.append(f"direction={direction!r} is not an ONNX direction (forward, reverse, bidirectional)")
         dirs = 2 if direction == "bidirectional" else 1
-        acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
-        cell = {"LSTM": "lstm", "GRU": "gru"}.get(op)
-        if op == "RNN":
-            acts = acts or ["Tanh"] * dirs
-            if len(set(acts)) != 1 or acts[0] not in _RNN_CELL:
-                problems.append(f"activations {acts} are not supported (RNN: Tanh or Relu, the same both ways)")
+        ext: dict = {"reverse": True} if direction == "reverse" else {}
+        if "clip" in attrs:
+            clip = _decimal(attrs["clip"])
+            if clip > 0 and np.isfinite(clip):
+                ext["clip"] = clip
             else:
-                cell = _RNN_CELL[acts[0]]
-        elif acts and acts != _DEFAULT_ACTIVATIONS[op] * dirs:
-            problems.append(f"activations {acts} are not supported for now (only the defaults "
-                            f"{_DEFAULT_ACTIVATIONS[op]})")
+                problems.append(f"clip={clip} is not a positive finite threshold")
+        if op == "LSTM" and attrs.get("input_forget", 0):
+            ext["input_forget"] = True
+        if op == "GRU" and not attrs.get("linear_before_reset", 0):
+            ext["linear_before_reset"] = False  # ONNX's default GRU: the reset before the recurrent product
+        cell, functions = self._functions(node, attrs, dirs, problems)
+        if functions is not None:
+            ext["activations"] = functions
         layout = attrs.get("layout", 0)
+        if layout not in (0, 1):
+            problems.append(f"layout={layout} is not an ONNX layout (0 or 1)")
         inputs = list(args) + [None] * (8 - len(args))
-        if inputs[4] is not None:
-            problems.append("sequence_lens is not supported for now (rnnedge runs whole sequences)")
-        for k, what in ((5, "initial_h"), (6, "initial_c")):
-            v = inputs[k]
-            zeros = isinstance(v, (_Zeros, _Error)) or (isinstance(v, _Const) and not v.value.any())
-            if v is not None and not zeros:
-                problems.append(f"{what} is given and not all zeros; rnnedge starts every sequence from zeros")
+        x = inputs[0]
+        time_label = None
+        if isinstance(x, _Tensor) and len(x.axes) == 3:
+            time_label = x.axes[0] if layout == 0 else x.axes[1]
+            if x.stage != "input":
+                time_label = self.raw_time
+        lengths = self._sequence_lens(inputs[4], time_label, problems)
+        batch_axis = 1 if layout == 0 else 0  # of initial_h / initial_c: (D, B, H) or (B, D, H)
+        states = {what: self._initial_state(inputs[k], what, batch_axis, problems)
+                  for k, what in ((5, "initial_h"), (6, "initial_c")) if k < 6 or op == "LSTM"}
         peepholes = inputs[7] if op == "LSTM" else None
-        if peepholes is not None and not isinstance(peepholes, _Error) and (
-                not isinstance(peepholes, _Const) or peepholes.value.any()):
-            problems.append("peepholes (input P) are not supported for now")
+        if peepholes is not None and not isinstance(peepholes, (_Const, _Zeros, _Error)):
+            problems.append(f"peepholes P {_runtime_value(peepholes)}; rnnedge's peepholes must be a constant")
         for k, what in ((1, "W"), (2, "R"), (3, "B")):
             if inputs[k] is not None and not isinstance(inputs[k], (_Const, _Error)):
-                problems.append(f"{what} must be a constant")
+                problems.append(f"{what} {_runtime_value(inputs[k])}; it must be a constant")
         if problems:
             raise _Refuse("; ".join(problems))
         errors = [a for a in args if isinstance(a, _Error)]
@@ -484,9 +534,10 @@ class _Mapper:
                 self.errors.append(e)
         if errors:
             return [errors[0]] * len(node.output)
-        self._layer_input(inputs[0], layout)
+        self._layer_input(x, layout)
         W, R = inputs[1].value.astype(np.float32), inputs[2].value.astype(np.float32)
-        gates = len(TORCH_GATES["rnn" if cell.startswith("rnn") else cell])
+        kind = "rnn" if op == "RNN" else family
+        gates = len(TORCH_GATES[kind])
         hidden = int(attrs.get("hidden_size", R.shape[-1]))
         n_in = W.shape[-1]
         B = inputs[3].value.astype(np.float32) if inputs[3] is not None else np.zeros((dirs, 2 * gates * hidden),
@@ -499,16 +550,39 @@ class _Mapper:
             self.layers[-1]["hidden"] * specs.directions(self.layers[-1]))
         if n_in != expected_in:
             raise _Refuse(f"W reads {n_in} input features, the sequence it is given has {expected_in}")
+        P = None
+        if isinstance(peepholes, _Const) and peepholes.value.any():
+            P = peepholes.value.astype(np.float32)
+            if P.shape != (dirs, 3 * hidden):
+                raise _Refuse(f"peepholes P {P.shape} do not fit hidden_size {hidden}, {dirs} direction(s): "
+                              f"expected {(dirs, 3 * hidden)}")
+            ext["peepholes"] = True
+        init = {}
+        for what, value in states.items():
+            if value is not None:
+                if value.shape != (dirs, hidden):
+                    raise _Refuse(f"{what} holds {value.shape[0]} direction(s) of {value.shape[1]} units; expected "
+                                  f"{dirs} of hidden_size {hidden}")
+                init[what] = value
+        if init:
+            ext["initial_state"] = True
         l = len(self.layers)
-        self.layers.append({"cell": cell, "hidden": hidden, "bidirectional": dirs == 2})
-        family = "rnn" if cell.startswith("rnn") else cell
+        self.layers.append({"cell": cell, "hidden": hidden, "bidirectional": dirs == 2, **ext})
+        self.layer_lengths.append(lengths)
         for d, name in enumerate(("fwd", "bwd")[:dirs]):
-            self.layer_tensors.append({
-                f"layers.{l}.{name}.w_ih": _to_torch_order(family, W[d]),
-                f"layers.{l}.{name}.w_hh": _to_torch_order(family, R[d]),
-                f"layers.{l}.{name}.b_ih": _to_torch_order(family, B[d, : gates * hidden]),
-                f"layers.{l}.{name}.b_hh": _to_torch_order(family, B[d, gates * hidden:]),
-            })
+            t = {f"layers.{l}.{name}.w_ih": _to_torch_order(kind, W[d]),
+                 f"layers.{l}.{name}.w_hh": _to_torch_order(kind, R[d]),
+                 f"layers.{l}.{name}.b_ih": _to_torch_order(kind, B[d, : gates * hidden]),
+                 f"layers.{l}.{name}.b_hh": _to_torch_order(kind, B[d, gates * hidden:])}
+            if P is not None:  # ONNX's P is [p_i; p_o; p_f], the spec's [p_i; p_f; p_o]
+                p_i, p_o, p_f = np.split(P[d], 3)
+                t[f"layers.{l}.{name}.p"] = np.concatenate([p_i, p_f, p_o])
+            if init:
+                zeros = np.zeros(hidden, np.float32)
+                t[f"layers.{l}.{name}.h0"] = init["initial_h"][d] if "initial_h" in init else zeros
+                if op == "LSTM":
+                    t[f"layers.{l}.{name}.c0"] = init["initial_c"][d] if "initial_c" in init else zeros
+            self.layer_tensors.append(t)
         all_dirs = tuple(range(dirs))
         if layout == 0:
             y_axes, final_axes = ("T", "D", "B", "F"), ("D", "B", "F")
@@ -519,6 +593,116 @@ class _Mapper:
                 _Error(op, node.name or "(unnamed)", "its output Y_c (the final cell state) is used; rnnedge heads "
                        "read the hidden state")]
         return outs[: len(node.output)]
+
+    def _functions(self, node, attrs, dirs: int, problems: list[str]):
+        """(cell, the spec's "activations" list or None) of a recurrent node's activations and activation_alpha /
+        activation_beta, aligned as ONNX Runtime aligns them.
+
+        Measured with ONNX Runtime 1.32 (RNN, LSTM and GRU, forward and bidirectional, every function): the alpha
+        list is consumed in order, across both directions, only by the functions that take an alpha (Affine,
+        LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu); the beta list likewise only by those that take a
+        beta (Affine, ScaledTanh, HardSigmoid). Tanh, Relu, Sigmoid, Softsign, Softplus consume nothing:
+        activations [Tanh, LeakyRelu] with alpha [0.3] give LeakyRelu 0.3 (not positional, unlike
+        onnx.reference's RNN). Once a list runs out, ORT takes its own defaults (_ORT_DEFAULTS): LeakyRelu 0.01,
+        Elu 1.0, HardSigmoid 0.2 / 0.5, but 0 for Affine's and ScaledTanh's alpha and beta and ThresholdedRelu's
+        alpha (ONNX's deprecated Affine / ThresholdedRelu operators default alpha to 1.0); entries left over are
+        ignored. ORT's ThresholdedRelu is x > alpha (not >=). The spec gets every alpha and beta written out.
+        """
+        op = node.op_type
+        per_direction = specs.FUNCTIONS_PER_CELL["rnn_tanh" if op == "RNN" else op.lower()]
+        default = {"RNN": ["Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}[op]
+        names = [_text(a) for a in attrs.get("activations", [])] or default * dirs
+        alphas = [float(v) for v in attrs.get("activation_alpha", [])]
+        betas = [float(v) for v in attrs.get("activation_beta", [])]
+        plain = {"RNN": "rnn_tanh", "LSTM": "lstm", "GRU": "gru"}[op]
+        if len(names) != per_direction * dirs:
+            problems.append(f"activations {names} list {len(names)} function(s); {op} with {dirs} direction(s) takes "
+                            f"{per_direction * dirs} ({per_direction} per direction)")
+            return plain, None
+        unknown = [n for n in names if n.lower() not in specs.ACTIVATION_FNS]
+        if unknown:
+            problems.append(f"activations {unknown} are not supported (rnnedge runs {', '.join(_ONNX_FNS.values())})")
+            return plain, None
+        functions = []
+        for name in names:
+            fn = name.lower()
+            alpha, beta = _ORT_DEFAULTS.get(fn, (0.0, 0.0))
+            if fn in _TAKES_ALPHA and alphas:
+                alpha = alphas.pop(0)
+            elif fn in _TAKES_ALPHA and fn in _ORT_DIFFERS:
+                self.notes.append(f"node {node.name or '(unnamed)'!r} ({op}): {name} gets ONNX Runtime's default "
+                                  f"alpha {alpha:g} (the graph is mapped as ONNX Runtime runs it)")
+            if fn in _TAKES_BETA and betas:
+                beta = betas.pop(0)
+            functions.append({"fn": fn, "alpha": _decimal(alpha), "beta": _decimal(beta)})
+        if alphas or betas:
+            self.notes.append(f"node {node.name or '(unnamed)'!r} ({op}): {len(alphas)} activation_alpha and "
+                              f"{len(betas)} activation_beta value(s) left over are ignored, as ONNX Runtime does")
+        if op == "RNN":
+            kinds = {f["fn"] for f in functions}
+            if kinds == {"tanh"}:
+                return "rnn_tanh", None
+            if kinds == {"relu"}:
+                return "rnn_relu", None
+        return plain, functions
+
+    def _sequence_lens(self, value, time_label, problems: list[str]):
+        """What a recurrent node's sequence_lens means: None (whole sequences) or the name of the graph input
+        holding them."""
+        if value is None or isinstance(value, _Error):
+            return None
+        if isinstance(value, _Extra):
+            value.used_as.add("sequence_lens")
+            if value.elem != onnx.TensorProto.INT32 or len(value.dims) != 1:
+                problems.append(f"sequence_lens is the graph input {value.name!r} of type "
+                                f"{onnx.TensorProto.DataType.Name(value.elem)} and rank {len(value.dims)}; ONNX "
+                                f"takes int32 (batch,)")
+            return value.name
+        if isinstance(value, _Const):
+            full = self.input_dims[int(time_label)] if time_label in ("0", "1") else None
+            lens = value.value.reshape(-1)
+            if full is not None and lens.size and (lens == full).all():
+                return None  # every sequence runs whole: what rnnedge does anyway
+            problems.append(f"sequence_lens is the constant {lens.tolist()[:8]}, not the full length of the input's "
+                            f"time axis ({'dynamic' if full is None else full}); rnnedge takes lengths at run time "
+                            f"(model.run(X, lengths)): make sequence_lens a graph input")
+            return None
+        problems.append(f"sequence_lens {_runtime_value(value)}; rnnedge reads it from a graph input only")
+        return None
+
+    def _initial_state(self, value, what: str, batch_axis: int, problems: list[str]):
+        """A recurrent node's initial_h / initial_c -> (D, H) state every sequence starts from, or None (zeros)."""
+        if value is None or isinstance(value, (_Zeros, _Error)):
+            return None
+        if isinstance(value, _Extra):
+            value.used_as.add(what)
+            problems.append(f"{what} is the graph input {value.name!r}: a state given at run time; rnnedge starts "
+                            f"every sequence from zeros or from a constant initial state (make it an initializer)")
+            return None
+        if not isinstance(value, (_Const, _Broadcast)):
+            problems.append(f"{what} {_runtime_value(value)}; rnnedge's initial state must be a constant")
+            return None
+        v = value.value.astype(np.float32)
+        if not v.any():
+            return None
+        if isinstance(value, _Broadcast):  # expanded over a run-time shape: its batch axis must have size 1
+            v = v.reshape((1,) * (3 - v.ndim) + v.shape) if v.ndim < 3 else v
+            if v.ndim != 3 or v.shape[batch_axis] != 1:
+                problems.append(f"{what} is a constant of shape {value.value.shape} expanded at run time; rnnedge "
+                                f"takes one state for every batch row (batch axis of size 1)")
+                return None
+        if v.ndim != 3:
+            problems.append(f"{what} has shape {v.shape}; ONNX takes (directions, batch, hidden) (layout=1: "
+                            f"(batch, directions, hidden))")
+            return None
+        rows = np.moveaxis(v, batch_axis, 0)  # (B, D, H)
+        differ = [b for b in range(1, rows.shape[0]) if not np.array_equal(rows[b], rows[0])]
+        if differ:
+            problems.append(f"{what} differs between batch rows (row {differ[0]} is not row 0): the graph then "
+                            f"works for batch size {rows.shape[0]} only; rnnedge starts every sequence from one "
+                            f"state")
+            return None
+        return rows[0]
 
     def _layer_input(self, x, layout: int) -> _Tensor:
         order = ("T", "B") if layout == 0 else ("B", "T")
@@ -615,12 +799,19 @@ class _Mapper:
             on = "last_step"
             pieces = feats.pieces if feats.step != "mixed" else [p for p, _ in feats.pieces]
             steps = [feats.step] * len(pieces) if feats.step != "mixed" else [s for _, s in feats.pieces]
+            final = ((0, "first"),) if layer.get("reverse") else ((0, "last"), (1, "first"))
             for d, step in zip(pieces, steps):
-                if feats.stage == "y" and (d, step) not in ((0, "last"), (1, "first")):
+                if feats.stage == "y" and (d, step) not in final:
+                    which = "reverse" if layer.get("reverse") else "backward" if d else "forward"
                     raise MappingError(
-                        f"the output reads the {'backward' if d else 'forward'} direction at the {step} time step: "
-                        "not its final state. rnnedge's last_step head reads the forward direction at the last step "
-                        "and the backward one at step 0 (for now, other steps are not supported)")
+                        f"the output reads the {which} direction at the {step} time step: not its final state. "
+                        "rnnedge's last_step head reads a forward direction at the last step and a backward (or "
+                        "reverse) one at step 0")
+                if feats.stage == "y" and self.layer_lengths[last] and step == "last":
+                    raise MappingError(
+                        f"the output reads Y's last time step while sequence_lens is the graph input "
+                        f"{self.layer_lengths[last]!r}: ONNX pads Y with zeros past each sequence's length, so that "
+                        f"step is zero for shorter sequences; read the final state Y_h instead")
             columns = list(pieces)
         width = len(columns) * H
         if head is None:
@@ -641,7 +832,7 @@ class _Mapper:
         if inp.get("kind") == "dense":
             inp.setdefault("mean", [0.0] * inp["features"])
             inp.setdefault("std", [1.0] * inp["features"])
-        spec = {"version": specs.SPEC_VERSION, "input": inp, "layers": self.layers,
+        spec = {"version": specs.EXTENDED_VERSION, "input": inp, "layers": self.layers,
                 "head": {"out": int(weight.shape[0]), "on": on, "activation": activation},
                 "task": "classify", "dropout": 0.0}
         spec = specs.validate(spec)
@@ -661,8 +852,12 @@ class _Mapper:
         if output_time_major:
             self.notes.append("the graph returns time-major output (time, batch, out); the rnnedge runtime returns "
                               "(batch, time, out)")
+        lengths_name = self.layer_lengths[0] if self.layer_lengths else None
+        if lengths_name:
+            self.notes.append(f"the graph's input {lengths_name!r} is the sequence lengths (sequence_lens): give them "
+                              f"to the converted model as model.run(X, lengths)")
         return OnnxMapping(spec, tensors, self.notes, self.input_name, input_time_major, output_time_major,
-                           input_dims=self.input_dims)
+                           input_dims=self.input_dims, lengths_name=lengths_name)
 
 
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
@@ -673,6 +868,35 @@ _LABELS = {"T": "time", "B": "batch", "D": "directions", "F": "features", "t": "
 
 class _Refuse(Exception):
     pass
+
+
+# ONNX's activation function names by the spec's (lowercase) names, and how ONNX Runtime fills their alpha / beta
+# (measured: _Mapper._functions)
+_ONNX_FNS = {name.lower(): name for name in ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
+                                             "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus")}
+_TAKES_ALPHA = {"affine", "leakyrelu", "thresholdedrelu", "scaledtanh", "hardsigmoid", "elu"}
+_TAKES_BETA = {"affine", "scaledtanh", "hardsigmoid"}
+_ORT_DEFAULTS = {"affine": (0.0, 0.0), "leakyrelu": (0.01, 0.0), "thresholdedrelu": (0.0, 0.0),
+                 "scaledtanh": (0.0, 0.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, 0.0)}
+_ORT_DIFFERS = {"affine", "thresholdedrelu", "scaledtanh"}  # ORT's default alpha is not the ONNX operator's
+
+
+def _decimal(value: float) -> float:
+    """An ONNX float attribute (float32) as the shortest decimal that is the same float32: 0.3, not 0.30000001."""
+    return float(str(np.float32(value)))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _runtime_value(value) -> str:
+    """How a non-constant input of a recurrent node is described in an error."""
+    if isinstance(value, _Extra):
+        return f"is the graph input {value.name!r}"
+    if isinstance(value, _Tensor):
+        return "is computed from the input sequence"
+    return "is computed at run time (from shapes)"
 
 
 def _axis(axis: int, rank: int) -> int:
@@ -774,30 +998,12 @@ def random_input(mapping: OnnxMapping, batch: int, steps: int, rng: np.random.Ge
 
 
 def prove_mapping(model: onnx.ModelProto, mapping: OnnxMapping, seed: int = 0, shapes=PROOF_SHAPES) -> float:
-    """ONNX Runtime on the original graph vs the rnnedge runtime on the mapped f32 tensors, on random inputs.
+    """ONNX Runtime on the original graph vs the rnnedge runtime on the mapped f32 tensors, on random inputs (and
+    random lengths, when the graph takes sequence_lens: compared within each length, ONNX pads past it).
     Sets and returns mapping.max_abs_diff; raises ProofError above PROOF_TOLERANCE."""
-    import onnxruntime as ort
-
     from runtime.model import Model
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        reference = "ONNX Runtime"
-    except Exception as e:  # noqa: BLE001 - e.g. ORT runs no layout=1 recurrent node (batch-major)
-        from onnx.reference import ReferenceEvaluator
-
-        why = str(e).split("\n")[0][-200:]
-        try:
-            session = ReferenceEvaluator(model)
-        except Exception as e2:  # noqa: BLE001
-            raise MappingError(f"neither ONNX Runtime ({why}) nor onnx.reference can load the original graph: "
-                               f"{type(e2).__name__}: {e2}") from None
-        reference = "onnx.reference.ReferenceEvaluator"
-        mapping.notes.append(f"ONNX Runtime cannot run the original graph ({why}); the mapping is proven against "
-                             f"onnx.reference.ReferenceEvaluator instead")
+    session, reference = _reference_session(model, mapping)
     mapping.proof_reference = reference
     rt = Model(mapping.spec, "f32", mapping.tensors)
     elem = next(i for i in model.graph.input if i.name == mapping.input_name).type.tensor_type.elem_type
@@ -816,14 +1022,24 @@ def prove_mapping(model: onnx.ModelProto, mapping: OnnxMapping, seed: int = 0, s
         feed = np.swapaxes(x, 0, 1) if mapping.input_time_major else x
         if elem == onnx.TensorProto.INT32:
             feed = feed.astype(np.int32)
-        (want,) = session.run(None, {mapping.input_name: np.ascontiguousarray(feed)})
-        got = rt.run(x)
+        feeds = {mapping.input_name: np.ascontiguousarray(feed)}
+        lengths = None
+        if mapping.lengths_name:
+            lengths = rng.integers(1, steps + 1, size=batch)
+            lengths[0] = steps
+            feeds[mapping.lengths_name] = lengths.astype(np.int32)
+        (want,) = session.run(None, feeds)
+        got = rt.run(x, lengths)
         if mapping.output_time_major:
             got = np.swapaxes(got, 0, 1)
         if got.shape != want.shape:
             raise ProofError(f"the mapped model returns shape {got.shape}, the ONNX graph {want.shape} "
                              f"(batch {batch}, {steps} steps)", float("inf"))
-        diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        if lengths is not None and mapping.spec["head"]["on"] == "every_step":
+            valid = np.arange(steps)[None, :] < lengths[:, None]  # (B, T): only steps within each length count
+            diff = diff[valid.T] if mapping.output_time_major else diff[valid]
+        diff = float(np.max(diff)) if diff.size else 0.0
         if not np.isfinite(diff):
             diff = float("inf")
         worst = max(worst, diff)
@@ -832,6 +1048,81 @@ def prove_mapping(model: onnx.ModelProto, mapping: OnnxMapping, seed: int = 0, s
         raise ProofError(f"the mapped rnnedge model differs from {reference} on the original graph by {worst:.3g} "
                          f"(max abs, random inputs; tolerance {PROOF_TOLERANCE:g}): refusing to export", worst)
     return worst
+
+
+def _reference_session(model: onnx.ModelProto, mapping: OnnxMapping):
+    """(a session running the original graph, what it is). ONNX Runtime runs recurrent nodes of layout 0 only, so
+    a graph with layout=1 nodes runs as ort_graph rewrites it (the same computation); onnx.reference is the
+    fallback for graphs ORT cannot load at all, and only for a spec without extensions (its RNN/LSTM/GRU ignore
+    clip, activations, sequence_lens, ...)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    graph, rewritten = ort_graph(model)
+    try:
+        session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - whatever ORT cannot load
+        from onnx.reference import ReferenceEvaluator
+
+        why = str(e).split("\n")[0][-200:]
+        extended = [k for layer in mapping.spec["layers"] for k in specs.extensions(layer)]
+        if extended or mapping.lengths_name:
+            raise MappingError(f"ONNX Runtime cannot load the original graph ({why}), and onnx.reference does not "
+                               f"implement {sorted(set(extended)) or 'sequence_lens'}: nothing can prove the "
+                               f"mapping") from None
+        try:
+            session = ReferenceEvaluator(model)
+        except Exception as e2:  # noqa: BLE001
+            raise MappingError(f"neither ONNX Runtime ({why}) nor onnx.reference can load the original graph: "
+                               f"{type(e2).__name__}: {e2}") from None
+        mapping.notes.append(f"ONNX Runtime cannot run the original graph ({why}); the mapping is proven against "
+                             f"onnx.reference.ReferenceEvaluator instead")
+        return session, "onnx.reference.ReferenceEvaluator"
+    if rewritten:
+        note = (f"ONNX Runtime runs recurrent nodes of layout 0 only: the layout=1 node(s) {rewritten} run as layout=0 "
+                f"between Transposes (the same computation)")
+        if note not in mapping.notes:
+            mapping.notes.append(note)
+        return session, "ONNX Runtime (layout=1 nodes as layout=0 + Transpose)"
+    return session, "ONNX Runtime"
+
+
+def ort_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """The graph with every layout=1 RNN/LSTM/GRU node as a layout=0 node between Transposes (ORT implements
+    layout 0 only): X and initial_h / initial_c (B, T|D, .) -> (T|D, B, .); Y (T, D, B, H) -> (B, T, D, H);
+    Y_h / Y_c (D, B, H) -> (B, D, H). Returns (graph, names of the rewritten nodes); the input is not changed."""
+    if not any(n.op_type in ("RNN", "LSTM", "GRU") and any(a.name == "layout" and a.i == 1 for a in n.attribute)
+               for n in model.graph.node):
+        return model, []
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    nodes, rewritten = [], []
+    for k, node in enumerate(model.graph.node):
+        layout = next((a for a in node.attribute if a.name == "layout"), None)
+        if node.op_type not in ("RNN", "LSTM", "GRU") or layout is None or layout.i != 1:
+            nodes.append(node)
+            continue
+        name = node.name or f"{node.op_type}_{k}"
+        rewritten.append(name)
+        layout.i = 0
+        for i in (0, 5, 6):  # X, initial_h, initial_c
+            if i < len(node.input) and node.input[i] and not (i == 6 and node.op_type != "LSTM"):
+                moved = f"{name}__layout0_in{i}"
+                nodes.append(helper.make_node("Transpose", [node.input[i]], [moved], perm=[1, 0, 2],
+                                              name=f"{name}__layout0_in{i}"))
+                node.input[i] = moved
+        after = []
+        for i, out in enumerate(node.output):
+            if out:
+                moved = f"{name}__layout0_out{i}"
+                after.append(helper.make_node("Transpose", [moved], [out], perm=[2, 0, 1, 3] if i == 0 else [1, 0, 2],
+                                              name=f"{name}__layout0_out{i}"))
+                node.output[i] = moved
+        nodes += [node, *after]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model, rewritten
 
 
 def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
@@ -847,8 +1138,9 @@ def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
     for l, layer in enumerate(spec["layers"]):
         for d, suffix in (("fwd", ""), ("bwd", "_reverse"))[: specs.directions(layer)]:
             for ours, theirs in (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"),
-                                 ("b_hh", "bias_hh")):
-                sd[f"layers.{l}.{theirs}_l0{suffix}"] = torch.from_numpy(tensors[f"layers.{l}.{d}.{ours}"].copy())
+                                 ("b_hh", "bias_hh"), ("p", "peephole"), ("h0", "h0"), ("c0", "c0")):
+                if f"layers.{l}.{d}.{ours}" in tensors:  # p, h0, c0: extensions (train/model.py's OnnxLayer)
+                    sd[f"layers.{l}.{theirs}_l0{suffix}"] = torch.from_numpy(tensors[f"layers.{l}.{d}.{ours}"].copy())
     sd["head.weight"] = torch.from_numpy(tensors["head.weight"].copy())
     sd["head.bias"] = torch.from_numpy(tensors["head.bias"].copy())
     model.load_state_dict(sd)
@@ -890,13 +1182,41 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
 
 def original_graph(model: onnx.ModelProto, mapping: OnnxMapping):
     """(export.pipeline.OriginalGraph of the original file, None) for the report's "original ONNX" rows, or
-    (None, why not) when the parity streams cannot feed it (a fixed time axis)."""
+    (None, why not) when the parity streams cannot feed it (a fixed time axis).
+
+    The graph ONNX Runtime runs (ort_graph: layout=1 nodes as layout=0 + Transpose). A graph that takes its
+    sequence lengths as an input gets them computed from X's shape instead, every sequence whole: the parity
+    streams run the original in groups of equal length, each cut to that length."""
     from export.pipeline import OriginalGraph
 
     dims = mapping.input_dims
     time_axis, batch_axis = (0, 1) if mapping.input_time_major else (1, 0)
     if dims[time_axis] is not None:
         return None, f"its time axis is fixed at {dims[time_axis]} steps"
+    graph, _ = ort_graph(model)
+    if mapping.lengths_name:
+        graph = _full_lengths_graph(graph, mapping.input_name, mapping.lengths_name, time_axis, batch_axis)
     elem = next(i for i in model.graph.input if i.name == mapping.input_name).type.tensor_type.elem_type
-    return OriginalGraph(model.SerializeToString(), mapping.input_name, mapping.input_time_major,
+    return OriginalGraph(graph.SerializeToString(), mapping.input_name, mapping.input_time_major,
                          mapping.output_time_major, elem == onnx.TensorProto.INT32, dims[batch_axis]), None
+
+
+def _full_lengths_graph(model: onnx.ModelProto, x: str, lengths: str, time_axis: int, batch_axis: int):
+    """The graph with its lengths input replaced by X's full length for every sequence (int32 (B,))."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    kept = [i for i in g.input if i.name != lengths]
+    del g.input[:]
+    g.input.extend(kept)
+    p = f"{lengths}__full"
+    g.initializer.extend([numpy_helper.from_array(np.array(time_axis, np.int64), f"{p}_time_axis"),
+                          numpy_helper.from_array(np.array([batch_axis], np.int64), f"{p}_batch_axis")])
+    made = [helper.make_node("Shape", [x], [f"{p}_shape"], name=f"{p}_shape"),
+            helper.make_node("Gather", [f"{p}_shape", f"{p}_time_axis"], [f"{p}_steps"], name=f"{p}_steps"),
+            helper.make_node("Gather", [f"{p}_shape", f"{p}_batch_axis"], [f"{p}_batch"], name=f"{p}_batch"),
+            helper.make_node("Expand", [f"{p}_steps", f"{p}_batch"], [f"{p}_int64"], name=f"{p}_expand"),
+            helper.make_node("Cast", [f"{p}_int64"], [lengths], to=onnx.TensorProto.INT32, name=f"{p}_cast")]
+    nodes = made + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    return model

@@ -80,8 +80,9 @@ def test_hand_built_lstm_with_layout_1_and_a_matmul_add_head(direction):
     assert spec["head"] == {"out": 3, "on": "every_step", "activation": "none"}
     assert spec["input"]["kind"] == "dense" and spec["input"]["features"] == 4
     assert mapping.max_abs_diff <= 1e-5
-    # ONNX Runtime runs no layout=1 recurrent node: the proof falls back to onnx's reference evaluator, and says so
-    assert mapping.proof_reference == "onnx.reference.ReferenceEvaluator"
+    # ONNX Runtime runs no layout=1 recurrent node: the proof runs it as layout=0 between Transposes, and says so
+    assert mapping.proof_reference == "ONNX Runtime (layout=1 nodes as layout=0 + Transpose)"
+    assert any("layout=1 node(s) ['lstm'] run as layout=0" in n for n in mapping.notes)
 
 
 def test_the_proof_refuses_a_wrong_mapping_with_the_measured_difference():
@@ -141,35 +142,41 @@ def test_every_unsupported_node_is_listed_in_one_error():
     H, F = 4, 3
     nodes = [helper.make_node("Conv", ["x", "kernel"], ["conv_out"], name="my_conv"),
              helper.make_node("Transpose", ["conv_out"], ["tbf"], name="to_time_major", perm=[1, 0, 2]),
-             helper.make_node("LSTM", ["tbf", "W", "R"], ["Y", "Y_h"], name="my_lstm", hidden_size=H, clip=3.0),
-             helper.make_node("GRU", ["tbf", "Wg", "Rg"], ["Yg"], name="my_gru", hidden_size=H, linear_before_reset=0),
+             helper.make_node("LSTM", ["tbf", "W", "R"], ["Y", "Y_h"], name="my_lstm", hidden_size=H,
+                              activations=["Sigmoid", "Gelu", "Tanh"]),
+             helper.make_node("GRU", ["tbf", "Wg", "Rg", "", "", "h0"], ["Yg"], name="my_gru", hidden_size=H),
              helper.make_node("Abs", ["Y_h"], ["y"], name="my_abs")]
     init = [_const("kernel", np.ones((F, F, 1))), _const("W", np.zeros((1, 4 * H, F))),
             _const("R", np.zeros((1, 4 * H, H))), _const("Wg", np.zeros((1, 3 * H, F))),
-            _const("Rg", np.zeros((1, 3 * H, H)))]
+            _const("Rg", np.zeros((1, 3 * H, H))), _const("h0", np.arange(2 * H).reshape(1, 2, H))]
     graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", F])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(MappingError) as e:
         map_onnx(model)
     message = str(e.value)
-    for expected in ("'my_conv' (Conv): operator Conv is not supported", "'my_lstm' (LSTM): clip=3.0",
-                     "'my_gru' (GRU): linear_before_reset=0", "'my_abs' (Abs): operator Abs is not supported"):
+    for expected in ("'my_conv' (Conv): operator Conv is not supported",
+                     "'my_lstm' (LSTM): activations ['Gelu'] are not supported",
+                     "'my_gru' (GRU): initial_h differs between batch rows",
+                     "'my_abs' (Abs): operator Abs is not supported"):
         assert expected in message
     assert "4 node(s)" in message
 
 
-def test_reverse_only_and_peepholes_are_refused_by_name():
+def test_reverse_with_peepholes_and_layout_1_maps_to_the_spec_extensions():
     model = lstm_layout1_graph()
     lstm = model.graph.node[0]
-    lstm.attribute.append(helper.make_attribute("direction", "reverse"))
     del lstm.attribute[[a.name for a in lstm.attribute].index("direction")]
-    model.graph.initializer.append(_const("P", np.ones((1, 3 * 6))))
+    lstm.attribute.append(helper.make_attribute("direction", "reverse"))
+    model.graph.initializer.append(_const("P", np.linspace(-0.5, 0.5, 3 * 6).reshape(1, 18)))
     lstm.input.extend(["", "", "", "P"])
-    with pytest.raises(MappingError) as e:
-        map_onnx(model)
-    assert "direction=reverse is not supported for now" in str(e.value)
-    assert "peepholes (input P)" in str(e.value)
+    mapping = map_onnx(model)
+    assert mapping.spec["layers"] == [{"cell": "lstm", "hidden": 6, "bidirectional": False, "reverse": True,
+                                       "peepholes": True}]
+    assert mapping.spec["version"] == specs.EXTENDED_VERSION
+    p_i, p_o, p_f = np.split(np.linspace(-0.5, 0.5, 18).astype(np.float32), 3)  # ONNX's P: i, o, f
+    np.testing.assert_array_equal(mapping.tensors["layers.0.fwd.p"], np.concatenate([p_i, p_f, p_o]))
+    assert mapping.max_abs_diff <= 1e-5
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -224,7 +231,7 @@ def test_cli_report_has_rows_against_the_original_onnx_for_every_precision(tmp_p
     assert "original ONNX (ORT) vs runtime int8 stream().step() loop" in md
 
 
-def test_api_export_of_a_layout_1_graph_is_measured_with_the_reference_evaluator(tmp_path, monkeypatch):
+def test_api_export_of_a_layout_1_graph_is_measured_with_ort_on_the_layout_0_rewrite(tmp_path, monkeypatch):
     from export.from_onnx import export_onnx
 
     monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
@@ -234,7 +241,7 @@ def test_api_export_of_a_layout_1_graph_is_measured_with_the_reference_evaluator
     rows = _original_rows(report)
     assert set(rows) == {"original_runtime_run", "original_runtime_stream", "original_runtime_int8w_run",
                          "original_runtime_int8w_stream"}
-    assert all(r["reference"] == "original ONNX (onnx.reference)" and r["passed"] for r in rows.values())
+    assert all(r["reference"] == "original ONNX (ORT)" and r["passed"] for r in rows.values())
     assert rows["original_runtime_stream"]["max_abs_diff"] <= 1e-5
 
 
@@ -259,4 +266,32 @@ def test_original_rows_fail_a_runtime_model_that_differs_from_the_original(tmp_p
                                   load=lambda p: Model(mapping.spec, "f32", wrong))
     assert [r["passed"] for r in bad] == [False, False]
     assert all(1e-5 < r["max_abs_diff"] < 1 for r in bad)
-    assert all(r["comparison"].startswith("original ONNX (onnx.reference) vs runtime f32") for r in bad)
+    assert all(r["comparison"].startswith("original ONNX (ORT) vs runtime f32") for r in bad)
+
+
+EXTENDED = [{"cell": "gru", "hidden": 5, "bidirectional": False, "reverse": True, "linear_before_reset": False},
+            {"cell": "lstm", "hidden": 5, "bidirectional": True, "peepholes": True, "input_forget": True, "clip": 2.5,
+             "initial_state": True},
+            {"cell": "rnn_tanh", "hidden": 5, "bidirectional": True, "initial_state": True,
+             "activations": [{"fn": "softsign", "alpha": 0.0, "beta": 0.0},
+                             {"fn": "hardsigmoid", "alpha": 0.3, "beta": 0.4}]}]
+
+
+@pytest.mark.parametrize("layer", EXTENDED, ids=["gru-reverse-lbr0", "lstm-every-extension", "rnn-activations"])
+@pytest.mark.parametrize("on", ["every_step", "last_step"])
+def test_our_own_graphs_of_extended_specs_round_trip(layer, on):
+    spec = specs.validate({"version": 2, "input": {"kind": "dense", "features": 3}, "layers": [layer],
+                           "head": {"out": 3, "on": on, "activation": "softmax"}})
+    torch.manual_seed(0)
+    model = RecurrentModel(spec).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "h0_" in name or "c0_" in name:
+                p.uniform_(-0.5, 0.5)  # a real initial state, not zeros
+    tensors = canonical_tensors(model)
+    mapping = map_onnx(build_sequence_graph(spec, tensors))
+    assert mapping.spec == spec
+    assert set(mapping.tensors) == set(tensors)
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(mapping.tensors[name], value, err_msg=name)
+    assert mapping.max_abs_diff <= 1e-5

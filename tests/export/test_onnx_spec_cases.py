@@ -5,9 +5,9 @@ Each case is one recurrent node with its inputs and the outputs onnx's numpy ref
 (and any other non-X inputs) become initializers, and each output the case checks becomes one graph, with the
 glue that brings it to rnnedge's layout (batch[, time], directions * hidden): Transpose / Reshape for Y, Squeeze
 or Transpose + Reshape of the direction axis for Y_h. The graph has no head, so the mapper adds an identity head.
-Each one either converts, its proof holds (ONNX Runtime, or onnx.reference for layout=1), and the runtime f32 on
-the case's X matches the case's expected output to 1e-5; or it is refused with an error naming what is not
-supported. REFUSED lists those, with the reason the error must name.
+Every one converts (reverse, peepholes, GRU's linear_before_reset=0 and the rest map to the spec's layer
+extensions), its proof holds against ONNX Runtime (layout=1 nodes run as layout=0 between Transposes, since ORT
+implements layout 0 only), and the runtime f32 on the case's X matches the case's expected output to 1e-5.
 """
 
 from __future__ import annotations
@@ -21,21 +21,22 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.from_module import MappingError
 from export.from_onnx import map_onnx
+from runtime import spec as specs
 from runtime.model import Model
 
-# case name -> what the refusal must name (every other case must convert)
-REFUSED = {
-    "test_simple_rnn_reverse": "direction=reverse",
-    "test_lstm_reverse": "direction=reverse",
-    "test_gru_reverse": "direction=reverse",
-    "test_lstm_with_peepholes": "peepholes (input P)",  # and sequence_lens
-    "test_gru_defaults": "linear_before_reset=0",  # every GRU case: the spec's default cell
-    "test_gru_with_initial_bias": "linear_before_reset=0",
-    "test_gru_seq_length": "linear_before_reset=0",
-    "test_gru_batchwise": "linear_before_reset=0",
-    "test_gru_bidirectional": "linear_before_reset=0",
+# case name -> the layer extensions its mapped spec must use (the others use none)
+EXTENSIONS = {
+    "test_simple_rnn_reverse": ["reverse"],
+    "test_lstm_reverse": ["reverse"],
+    "test_gru_reverse": ["reverse", "linear_before_reset"],
+    # its sequence_lens is the constant full length (a no-op) and its initial_h / initial_c are zeros
+    "test_lstm_with_peepholes": ["peepholes"],
+    "test_gru_defaults": ["linear_before_reset"],  # every GRU case: ONNX's default cell
+    "test_gru_with_initial_bias": ["linear_before_reset"],
+    "test_gru_seq_length": ["linear_before_reset"],
+    "test_gru_batchwise": ["linear_before_reset"],
+    "test_gru_bidirectional": ["linear_before_reset"],
 }
-ALSO_NAMED = {"test_lstm_with_peepholes": ("sequence_lens",)}  # its initial_h / initial_c are zeros: accepted
 
 
 def spec_cases() -> list[tuple]:
@@ -123,20 +124,16 @@ CASES = variants()
 
 def test_the_spec_cases_were_collected():
     names = {p.values[0] for p in CASES}
-    assert len(names) >= 18 and {n for n in REFUSED} <= names, sorted(names)
+    assert len(names) >= 18 and set(EXTENSIONS) <= names, sorted(names)
 
 
 @pytest.mark.parametrize("name,node,inputs,which,expected", CASES)
-def test_spec_case_converts_and_matches_or_is_refused_by_name(name, node, inputs, which, expected):
+def test_spec_case_converts_and_matches_ort_and_its_expected_output(name, node, inputs, which, expected):
     model, x, expect = case_graph(node, inputs, which)
-    if name in REFUSED:
-        with pytest.raises(MappingError) as e:
-            map_onnx(model)
-        for reason in (REFUSED[name], *ALSO_NAMED.get(name, ())):
-            assert reason in str(e.value)
-        return
     mapping = map_onnx(model)
-    assert mapping.max_abs_diff <= 1e-5  # the proof: ORT (or onnx.reference) on the graph vs the runtime
+    assert mapping.max_abs_diff <= 1e-5  # the proof: ONNX Runtime on the graph vs the runtime
+    assert mapping.proof_reference.startswith("ONNX Runtime")
+    assert specs.extensions(mapping.spec["layers"][0]) == EXTENSIONS.get(name, [])
     assert "the graph has no head: an identity head was added" in mapping.notes
     assert mapping.spec["head"]["on"] == ("every_step" if which == "Y" else "last_step")
     got = Model(mapping.spec, "f32", mapping.tensors).run(x)
