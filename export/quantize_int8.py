@@ -24,9 +24,12 @@ derives the clip's integer from the spec); a gru with linear_before_reset false 
 every other row (its n = G(W_in x + b_in + W_hn (r * h) + b_hn) adds b_hn outside the reset), so its file has no
 b_hh; initial_state writes h0 as int16 in the layer's s_h (Q0.15 for the bounded cells) and lstm c0 in
 2^cell_power, rounded and saturated to [-32767, 32767] (calibration counts |h0| and |c0| into the ranges, so
-only a bounded cell's |h0| > 1 saturates; info["initial_state_error"] says by how much). What the int8
-kernels cannot run (spec.unsupported: peepholes, activation functions other than the cell's own) is refused
-with a ValueError naming each layer and feature.
+only a bounded cell's |h0| > 1 saturates; info["initial_state_error"] says by how much). An lstm's peepholes
+(TFLM's cell-to-gate weights) become int16 p, symmetric with one scale per gate vector, s_k = max |p_k| / 32767
+(k = i, f, o), and one multiplier per gate, (p_requant, p_shift) of s_k * 2^cell_power / 2^-12, which takes
+p * c to the gate's Q3.12 pre-activation; info["per_matrix"] holds each p's max abs error. What the int8
+kernels cannot run (spec.unsupported: activation functions other than the cell's own) is refused with a
+ValueError naming each layer and feature.
 """
 
 from __future__ import annotations
@@ -158,6 +161,9 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
             out[f"{p}.shift"] = np.stack([mx[1], mh[1]]).astype(np.int8)
             check_int32_sums(f"{p}.w_ih", wx, out[f"{p}.b_ih"])
             check_int32_sums(f"{p}.w_hh", wh, b_h)
+            if layer.get("peepholes"):
+                peep, m, errors[f"{p}.p"] = _peepholes(tensors[f"{p}.p"], layer["hidden"], 2.0**power)
+                out[f"{p}.p"], out[f"{p}.p_requant"], out[f"{p}.p_shift"] = peep, m[0], m[1].astype(np.int8)
             if layer.get("initial_state"):
                 out[f"{p}.h0"], initial_errors[f"{p}.h0"] = _state16(tensors[f"{p}.h0"], s_h)
                 if cell == "lstm":
@@ -178,6 +184,18 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
     if initial_errors:
         info["initial_state_error"] = initial_errors
     return out, info
+
+
+def _peepholes(p: np.ndarray, hidden: int, cell_scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """[p_i; p_f; p_o] (3H,) float -> (int16 p, (2, 3) int32 M and S per gate, max abs error of the dequantised
+    p). Each gate vector's scale s = max |p_k| / 32767 (an all-zero vector: 1 / 32767, it stays 0); its
+    multiplier s * cell_scale / 2^-12 takes p * c, c in cell_scale, to Q3.12."""
+    gates = p.astype(np.float64).reshape(3, hidden)
+    peak = np.abs(gates).max(axis=1)
+    scale = np.where(peak > 0, peak, 1.0) / ACT_MAX
+    q = np.clip(np.rint(gates / scale[:, None]), -ACT_MAX, ACT_MAX)
+    error = float(np.abs(q * scale[:, None] - gates).max())
+    return q.astype(np.int16).ravel(), _multipliers(scale * cell_scale / Q12), error
 
 
 def _state16(values: np.ndarray, scale: float) -> tuple[np.ndarray, float]:

@@ -126,9 +126,9 @@ def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, p
             raise ArtifactError(f"{path}: tensor {name} holds NaN or infinity")
         if name.endswith(".scale") and not np.all(arr > 0):
             raise ArtifactError(f"{path}: tensor {name} holds a scale that is not positive")
-        if name.endswith(".requant") and (np.any(arr < 0) or np.any((arr != 0) & (arr < 2**30))):
+        if name.endswith((".requant", ".p_requant")) and (np.any(arr < 0) or np.any((arr != 0) & (arr < 2**30))):
             raise ArtifactError(f"{path}: tensor {name} holds a multiplier outside [2^30, 2^31) (or 0)")
-        if name.endswith(".shift") and (np.any(arr < SHIFT_MIN) or np.any(arr > SHIFT_MAX)):
+        if name.endswith((".shift", ".p_shift")) and (np.any(arr < SHIFT_MIN) or np.any(arr > SHIFT_MAX)):
             raise ArtifactError(f"{path}: tensor {name} holds a shift outside [{SHIFT_MIN}, {SHIFT_MAX}]")
         if name.endswith(".cell_power") and not np.all((arr >= CELL_POWER_MIN_INT8) & (arr <= CELL_POWER_MAX_INT8)):
             raise ArtifactError(f"{path}: tensor {name} is {arr.tolist()}, outside "

@@ -39,14 +39,24 @@ hidden unit j:
               n = tanh_q15(sat16(yx_n + RDBPOT(r * yh_n, 15)))  of row 2H + j
               h = sat16(RDBPOT((32768 - z) * n + z * h, 15))
 
-The ONNX layer extensions (runtime/spec.py) int8 runs: a layer whose L_FLAGS has F_RESET_BEFORE, F_INPUT_FORGET
-or F_CLIP takes a second step path (`recurrent_step_ext_int8`); every other layer, reverse and initial_state
-included, keeps the path above, unchanged. In integers:
+The ONNX layer extensions (runtime/spec.py) int8 runs: a layer whose L_FLAGS has F_RESET_BEFORE, F_INPUT_FORGET,
+F_PEEPHOLES or F_CLIP takes a second step path (`recurrent_step_ext_int8`); every other layer, reverse and
+initial_state included, keeps the path above, unchanged. In integers:
 
-    clip                every gate's pre-activation, once formed (after sat16(yx + yh); gru's n row after its
-                        r term), is clamped to [-Q, Q], Q = L_CLIP_Q: the clip in Q3.12 (rnn_relu: in s_h),
+    clip                every gate's pre-activation, once formed (after sat16(yx + yh), an lstm's peephole
+                        rows after sat16(yx + yh + yp); gru's n row after its r term), is clamped to [-Q, Q], Q = L_CLIP_Q: the clip in Q3.12 (rnn_relu: in s_h),
                         round(clip / unit), halves up, capped at 32767 (runtime/layout.py)
     input_forget        lstm: f = min(32768 - i, 32767) (Q0.15); the f rows' pre-activations are unused
+    peepholes           lstm, TFLM's cell-to-gate weights: iblob[L_OFF_P :] = [P (3H) | M (3) | S (3)], P the
+                        int16 vectors [P_i; P_f; P_o] (the file's p: symmetric, one scale s_k per gate vector k),
+                        and per gate one (M_k, S_k) for s_k * 2^p / 2^-12 (P times c's 2^p into Q3.12). Per
+                        hidden unit j, for k = i, f, o:
+                            yp_k = sat16(MBQM(P_k[j] * c[j], M_k, S_k))   (int16 * int16: exact in int32)
+                            pre_k = sat16(yx + yh + yp_k)                  (one saturation of the three terms)
+                        i and f read the previous c (the state on entry), o the new c (after the cell update,
+                        so o's row is formed last); each pre_k is then clipped (if any) and goes through
+                        sigmoid_q15. The g row is sat16(yx + yh) as before (and every row of an lstm without
+                        peepholes: P = 0 gives the same integers)
     linear_before_reset false (gru): b_hn is folded into b_x (the file has no b_hh), and with r from its row,
                         rh[j] = RDBPOT(r[j] * h[j], 15)                (int16 values, h's scale)
                         ah_n = W_hn rh                                  (the n columns of W_h^T, no bias)
@@ -87,6 +97,7 @@ from runtime.layout import (
     F_CLIP,
     F_INIT,
     F_INPUT_FORGET,
+    F_PEEPHOLES,
     F_RESET_BEFORE,
     L_CELL,
     L_CLIP_Q,
@@ -100,6 +111,7 @@ from runtime.layout import (
     L_OFF_C,
     L_OFF_H,
     L_OFF_INIT,
+    L_OFF_P,
     L_OFF_SIH,
     L_OFF_WHH,
     L_OFF_WIH,
@@ -122,7 +134,7 @@ from runtime.layout import (
 
 Q15_ONE = 32768
 INPUT_MAX = 32767  # quantised inputs lie in [-INPUT_MAX, INPUT_MAX]
-STEP_FLAGS = F_RESET_BEFORE | F_INPUT_FORGET | F_CLIP  # the extensions that change a step's integers
+STEP_FLAGS = F_RESET_BEFORE | F_INPUT_FORGET | F_PEEPHOLES | F_CLIP  # the extensions that change a step's integers
 
 
 @kernel
@@ -188,6 +200,27 @@ def gate_sums_int8(ax, ah, rq, lo, hi, left):
         for g in range(lo, hi):
             ax[g] = sat16(np.int64(requantize_right_int8(ax[g], rq[0, g], rq[1, g]))
                           + np.int64(requantize_right_int8(ah[g], rq[2, g], rq[3, g])))
+
+
+@kernel
+def gate_sums_wide_int8(ax, ah, rq, lo, hi, left):
+    """gate_sums_int8 without its sat16: ax[g] = yx + yh (|.| <= 65535) for rows lo..hi-1, a sum that takes a
+    peephole term before its one saturation."""
+    if left:
+        for g in range(lo, hi):
+            ax[g] = np.int32(requantize_int8(ax[g], rq[0, g], rq[1, g])) + np.int32(
+                requantize_int8(ah[g], rq[2, g], rq[3, g]))
+    else:
+        for g in range(lo, hi):
+            ax[g] = np.int32(requantize_right_int8(ax[g], rq[0, g], rq[1, g])) + np.int32(
+                requantize_right_int8(ah[g], rq[2, g], rq[3, g]))
+
+
+@int_inline
+def peephole_int8(w, c, m, s):
+    """sat16(MBQM(w * c, m, s)): one peephole term in Q3.12, w a peephole weight and c the cell state, both int16
+    values (their product exact in int32); (m, s) the gate's multiplier for w's scale times c's."""
+    return sat16(multiply_by_quantized_multiplier(np.int64(w) * np.int64(c), m, s))
 
 
 @kernel
@@ -287,12 +320,26 @@ def rnn_update_ext_int8(h, ax, ah, rq, relu, left, q):
 
 
 @kernel
-def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget):
-    """lstm_update_int8 with every pre-activation clamped to [-q, q], and with input_forget f = 1 - i in Q0.15,
-    min(32768 - i, 32767)."""
+def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget, peep):
+    """lstm_update_int8 with every pre-activation clamped to [-q, q], with input_forget f = 1 - i in Q0.15,
+    min(32768 - i, 32767), and with peepholes: peep = [P (3H) | M (3) | S (3)] int32 (empty: none), i and f
+    adding their term of the previous c, o of the new c (module docstring)."""
     H = h.shape[0]
-    gate_sums_int8(ax, ah, rq, 0, 4 * H, left)
-    clip_rows_int8(ax, 0, 4 * H, q)
+    peepholes = peep.shape[0] > 0
+    m_o, s_o = np.int32(0), np.int32(0)
+    if peepholes:
+        gate_sums_wide_int8(ax, ah, rq, 0, 4 * H, left)
+        m_i, m_f, m_o = peep[3 * H], peep[3 * H + 1], peep[3 * H + 2]
+        s_i, s_f, s_o = peep[3 * H + 3], peep[3 * H + 4], peep[3 * H + 5]
+        for j in range(H):
+            ax[j] = sat16(np.int64(ax[j]) + np.int64(peephole_int8(peep[j], c[j], m_i, s_i)))
+            ax[H + j] = sat16(np.int64(ax[H + j]) + np.int64(peephole_int8(peep[H + j], c[j], m_f, s_f)))
+            ax[2 * H + j] = sat16(ax[2 * H + j])
+        clip_rows_int8(ax, 0, 3 * H, q)  # o's row waits for the new c
+    else:
+        gate_sums_int8(ax, ah, rq, 0, 4 * H, left)
+        clip_rows_int8(ax, 0, 4 * H, q)
+        sigmoid_rows_int8(ax, 3 * H, 4 * H)
     sigmoid_rows_int8(ax, 0, H)
     if input_forget:
         for j in range(H):
@@ -300,17 +347,20 @@ def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget):
     else:
         sigmoid_rows_int8(ax, H, 2 * H)
     tanh_rows_int8(ax, 2 * H, 3 * H)
-    sigmoid_rows_int8(ax, 3 * H, 4 * H)
     shift = 30 + p
     for j in range(H):
         i = np.int64(ax[j])
         f = np.int64(ax[H + j])
         g = np.int64(ax[2 * H + j])
-        o = np.int64(ax[3 * H + j])
         kept = sat16(rounding_divide_by_pot(f * np.int64(c[j]), 15))
         added = sat16(rounding_divide_by_pot(i * g, shift))
         cj = sat16(np.int64(kept) + np.int64(added))
         c[j] = cj
+        if peepholes:
+            pre = sat16(np.int64(ax[3 * H + j]) + np.int64(peephole_int8(peep[2 * H + j], cj, m_o, s_o)))
+            o = np.int64(sigmoid_q15(min(max(np.int32(pre), -q), q)))
+        else:
+            o = np.int64(ax[3 * H + j])
         h[j] = sat16(rounding_divide_by_pot(o * np.int64(tanh_of_cell_q15(cj, p)), 15))
 
 
@@ -388,7 +438,8 @@ def recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row):
         return
     gemv_t_int8(acc, w_hh_t, h)
     if row[L_CELL] == CELL_LSTM:
-        lstm_update_ext_int8(h, c, ax, acc, rq, row[L_PARAM], left, q, (flags & F_INPUT_FORGET) != 0)
+        peep = iblob[row[L_OFF_P] : row[L_OFF_P] + 3 * H + 6] if flags & F_PEEPHOLES else iblob[:0]
+        lstm_update_ext_int8(h, c, ax, acc, rq, row[L_PARAM], left, q, (flags & F_INPUT_FORGET) != 0, peep)
     elif row[L_CELL] == CELL_GRU:
         gru_update_ext_int8(h, ax, acc, rq, left, q)
     else:

@@ -37,7 +37,8 @@ ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
 # shift S of the block is > 0, so the kernels need the general requantisation, else 0)
 # The ONNX extensions (runtime/spec.py): L_FLAGS the F_* bits below (0: PyTorch's cell, the kernels' fast
 # path); L_OFF_EXT a float32 block in `blob`: [clip (0 without), then code, alpha, beta of each of the
-# direction's activation functions (spec.functions)]; L_OFF_P the peepholes [p_i; p_f; p_o] (3H,) in `blob`;
+# direction's activation functions (spec.functions)]; L_OFF_P the peepholes [p_i; p_f; p_o] (3H,) in `blob`
+# (int8: `iblob`, int32 [P (3H) | M (3) | S (3)]: int16 values, a multiplier and shift per gate);
 # L_OFF_INIT the initial state [h0 (H) | c0 (H), lstm] in `blob` (int8: `iblob`, int16 values); L_CLIP_Q the
 # int8 clip threshold in the pre-activation's integers (Q3.12; rnn_relu: s_h), 32767 when it clips nothing.
 (L_CELL, L_N_IN, L_HIDDEN, L_OFF_WIH, L_OFF_WHH, L_OFF_BIH, L_OFF_BHH, L_OFF_H, L_OFF_C, L_OFF_SIH, L_OFF_SHH,
@@ -254,7 +255,9 @@ def lstm_cell(layer: dict) -> bool:
 
 def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
     """The int8 layout (module docstring): three blobs by dtype, the same tables as f32. Refuses a spec the
-    int8 kernels cannot run (spec.unsupported), rather than running PyTorch's plain cell for it."""
+    int8 kernels cannot run (spec.unsupported), rather than running PyTorch's plain cell for it. An lstm's
+    peepholes sit in `iblob` at L_OFF_P as int32: [p (3H) | M (3) | S (3)], the file's p, p_requant, p_shift
+    (kernels_int8); any int16 p times any int16 c fits int32, so they need no bound check."""
     problems = specs.unsupported(spec, "int8")
     if problems:
         raise ValueError("int8 cannot run this model: " + "; ".join(problems))
@@ -315,6 +318,9 @@ def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
                 unit = float(np.asarray(tensors[f"layers.{l}.scale"]).reshape(-1)[0]) if layer["cell"] == "rnn_relu" \
                     else 2.0**-12  # the pre-activation's scale: Q3.12, or rnn_relu's s_h
                 row[L_CLIP_Q] = min(int(np.floor(layer["clip"] / unit + 0.5)), CLIP_Q_NONE)
+            if layer.get("peepholes"):
+                peep = [tensors[f"{prefix}.p"], tensors[f"{prefix}.p_requant"], tensors[f"{prefix}.p_shift"]]
+                row[L_OFF_P] = put(np.concatenate([np.asarray(v).astype(np.int32) for v in peep]), np.int32)
             if layer.get("initial_state"):
                 init = [tensors[f"{prefix}.h0"]] + ([tensors[f"{prefix}.c0"]] if lstm_cell(layer) else [])
                 row[L_OFF_INIT] = put(np.concatenate(init).astype(np.int32), np.int32)

@@ -218,17 +218,15 @@ def extensions(layer: dict) -> list[str]:
 def unsupported(spec: dict, precision: str) -> list[str]:
     """What a precision's kernels cannot run in this spec, one phrase per layer and key ([] = runs).
 
-    f32 and int8w run every extension; int8 runs reverse, linear_before_reset, input_forget, clip and
-    initial_state, not peepholes or activation functions other than the cell's own (its gates are Q0.15
-    sigmoid/tanh tables).
+    f32 and int8w run every extension; int8 runs reverse, linear_before_reset, input_forget, peepholes, clip
+    and initial_state, not activation functions other than the cell's own (its gates are Q0.15 sigmoid/tanh
+    tables).
     """
     if precision not in PRECISIONS:
         raise SpecError(f"precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
     problems = []
     if precision == "int8":
         for i, layer in enumerate(spec["layers"]):
-            if layer.get("peepholes"):
-                problems.append(f"layers[{i}]: peepholes (int8 has no integer peephole path yet)")
             if "activations" in layer:
                 names = [a["fn"] for a in layer["activations"]]
                 problems.append(f"layers[{i}]: activations {names} (int8 computes only the cell's own "
@@ -366,6 +364,9 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     layers.{l}.{d}.b_hh int32 (H,)        gru (linear_before_reset) only: b_h of the n rows (b_hn); every
                                           other b_h is 0
     layers.{l}.{d}.h0 / c0 int16 (H,)     initial_state: h0 in the layer's s_h, lstm c0 in 2^cell_power
+    layers.{l}.{d}.p int16 (3H,)          peepholes: [p_i; p_f; p_o], symmetric, one scale per gate vector
+    layers.{l}.{d}.p_requant int32 (3,)   peepholes: per gate, the multiplier M and shift S taking p * c
+    layers.{l}.{d}.p_shift int8 (3,)      (c in 2^cell_power) to the gate's Q3.12 pre-activation
     layers.{l}.{d}.requant int32 (2, G*H) multipliers Mx, Mh of every gate row
     layers.{l}.{d}.shift int8 (2, G*H)    their shifts Sx, Sh
     layers.{l}.scale float32 (1,)         s_h, the layer's output (hidden state) scale
@@ -390,6 +391,10 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
             keep = recurrent_bias_rows(layer)
             if keep.stop > keep.start:
                 tensors[f"{p}.b_hh"] = ((keep.stop - keep.start,), "int32")
+            if layer.get("peepholes"):
+                tensors[f"{p}.p"] = ((3 * layer["hidden"],), "int16")
+                tensors[f"{p}.p_requant"] = ((3,), "int32")
+                tensors[f"{p}.p_shift"] = ((3,), "int8")
             if layer.get("initial_state"):
                 tensors[f"{p}.h0"] = ((layer["hidden"],), "int16")
                 if layer["cell"] == "lstm":

@@ -399,7 +399,7 @@ def test_export_of_an_extended_gru_through_every_precision(tmp_path, monkeypatch
     from export.from_onnx import export_onnx
 
     monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
-    # int8 runs reverse, linear_before_reset, clip and initial_state (not peepholes or other functions)
+    # int8 runs reverse, linear_before_reset, input_forget, peepholes, clip and initial_state (not other functions)
     model = graph("GRU", direction="reverse", clip=2.0, read="Y_h", lengths=lengths,
                   initial_h=None if lengths else np.full((1, 2, 4), 0.2, np.float32), batch=None if lengths else 2)
     onnx.save_model(model, tmp_path / "gru.onnx")

@@ -8,7 +8,8 @@ test. Arrays carry a leading batch axis: B independent streams advance together,
 
 The ONNX layer extensions int8 runs (runtime/spec.py; their integers in kernels_int8's docstring) are here too:
 clip (each pre-activation clamped to [-Q, Q], Q = round(clip / unit) capped at 32767, unit 2^-12 or rnn_relu's
-s_h), input_forget (f = min(32768 - i, 32767)), gru's linear_before_reset false (n from W_hn RDBPOT(r * h, 15)),
+s_h), input_forget (f = min(32768 - i, 32767)), lstm peepholes (pre = sat16(yx + yh + sat16(MBQM(p * c, M, S))),
+i and f with the previous c, o with the new one), gru's linear_before_reset false (n from W_hn RDBPOT(r * h, 15)),
 reverse (run() only) and initial_state (h0, c0 from the tensors: reset() and every sequence of run() start there).
 
 Also here: `random_int8_tensors`, a random `model.int8.safetensors` payload whose requantisation constants
@@ -122,6 +123,9 @@ class Int8Twin:
                              "M": np.concatenate([Mx, Mh]), "S": np.concatenate([Sx, Sh]),
                              "clip": self._clip_q(layer, tensors[f"layers.{l}.scale"]),
                              "input_forget": layer.get("input_forget", False),
+                             "peep": (tensors[f"{p}.p"].astype(np.int64).reshape(3, H),
+                                      tensors[f"{p}.p_requant"].astype(np.int64),
+                                      tensors[f"{p}.p_shift"].astype(np.int64)) if layer.get("peepholes") else None,
                              "reset_before": layer["cell"] == "gru" and not reset_after,
                              "reverse": layer.get("reverse", False),
                              "h0": tensors[f"{p}.h0"].astype(np.int64) if init else zeros,
@@ -160,6 +164,11 @@ class Int8Twin:
         shifted = self._sat(x << np.maximum(S, 0), INT32_MIN, INT32_MAX, "mbqm_left_shift")
         return rdbpot(srdhm(shifted, M), np.maximum(-S, 0))
 
+    def peephole(self, d: dict, k: int, c):
+        """Gate k's (0 i, 1 f, 2 o) peephole term of c (B, H): sat16(MBQM(p_k * c, M_k, S_k)), in Q3.12."""
+        p, M, S = d["peep"]
+        return self.sat16(self.mbqm(p[k] * c, M[k], S[k]), "peephole")
+
     def tanh_of_cell(self, c, p):
         """c in scale 2^p to Q3.12 (e = p + 12: saturating c << e, or RDBPOT(c, -e)), then tanh_q15."""
         e = p + 12
@@ -187,15 +196,19 @@ class Int8Twin:
             pre = self.clip(self.sat16(yx + yh, "pre_activation"), q)
             return (np.maximum(pre, 0) if cell == "rnn_relu" else tanh_lut(pre)), c
         if cell == "lstm":
-            pre = self.clip(self.sat16(yx + yh, "pre_activation"), q)
-            sig = sigmoid_lut(pre)  # i f . o (rows 2H..3H are g, through tanh)
-            i, f, o = sig[:, :H], sig[:, H : 2 * H], sig[:, 3 * H :]
+            sums = yx + yh  # i f g o, each saturated once, after its peephole term
+            if d["peep"] is not None:  # i and f read the previous c
+                sums[:, :H] += self.peephole(d, 0, c)
+                sums[:, H : 2 * H] += self.peephole(d, 1, c)
+            pre = self.clip(self.sat16(sums[:, : 3 * H], "pre_activation"), q)
+            i, f, g = sigmoid_lut(pre[:, :H]), sigmoid_lut(pre[:, H : 2 * H]), tanh_lut(pre[:, 2 * H :])
             if d["input_forget"]:  # f = 1 - i in Q0.15; i = 0 would give 32768, one past int16
                 f = np.minimum(Q15_ONE - i, INT16_MAX)
-            g = tanh_lut(pre[:, 2 * H : 3 * H])
             kept = self.sat16(rdbpot(f * c, 15), "cell_kept")
             added = self.sat16(rdbpot(i * g, 30 + d["p"]), "cell_added")
             c = self.sat16(kept + added, "cell")
+            o_sum = sums[:, 3 * H :] + (self.peephole(d, 2, c) if d["peep"] is not None else 0)  # the new c
+            o = sigmoid_lut(self.clip(self.sat16(o_sum, "pre_activation"), q))
             h = self.sat16(rdbpot(o * self.tanh_of_cell(c, d["p"]), 15), "h")
             return h, c
         rz = sigmoid_lut(self.clip(self.sat16(yx[:, : 2 * H] + yh[:, : 2 * H], "pre_activation"), q))
@@ -314,6 +327,20 @@ def _random_bias_and_requant(rng, w, hot, typical_input=TYPICAL_INPUT):
     return bias.astype(np.int32), M, S
 
 
+def _random_peepholes(rng, H, hot):
+    """p (3H,) int16 and per gate (M, S): typical |MBQM(p * c)| for typical |p|, |c| ~ 2^14 is 2^-3..2^1 of
+    32768 (hot) or 2^-6..2^-2 (cold); hot, one gate in two layer-directions shifts left (S in 1..3), so its
+    p * c << S saturates int32 for large products."""
+    p = rng.integers(INT16_MIN, INT16_MAX + 1, 3 * H)
+    p[rng.random(3 * H) < 0.1] = rng.choice([INT16_MIN, INT16_MAX, -INT16_MAX, 0])
+    target = 32768 * np.exp2(rng.uniform(-3, 1, 3) if hot else rng.uniform(-6, -2, 3))
+    M = rng.integers(2**30, 2**31, 3, dtype=np.int64)
+    S = np.round(np.log2(target / 2.0**28 * 2**31 / M)).astype(np.int64)
+    if hot and rng.random() < 0.5:
+        S[rng.integers(3)] = rng.integers(1, 4)
+    return p.astype(np.int16), M.astype(np.int32), S.astype(np.int8)
+
+
 def random_int8_tensors(spec: dict, rng: np.random.Generator, hot: bool = True, cell_powers=None) -> dict:
     """A random, valid `model.int8` payload for spec (every name and dtype of runtime.spec.int8_tensors).
 
@@ -345,6 +372,8 @@ def random_int8_tensors(spec: dict, rng: np.random.Generator, hot: bool = True, 
             keep = specs.recurrent_bias_rows(layer)  # the file holds gru's b_hn only; other recurrent biases are 0
             if keep.stop > keep.start:
                 t[f"{p}.b_hh"] = b_hh[keep]
+            if layer.get("peepholes"):  # any int16 (extremes included), a requantisation per gate
+                t[f"{p}.p"], t[f"{p}.p_requant"], t[f"{p}.p_shift"] = _random_peepholes(rng, H, hot)
             if layer.get("initial_state"):  # any int16, the extremes included
                 for name in ("h0", "c0") if layer["cell"] == "lstm" else ("h0",):
                     v = rng.integers(INT16_MIN, INT16_MAX + 1, H)

@@ -1,7 +1,8 @@
 """The `int8` precision with the ONNX layer extensions it runs (runtime/spec.py: reverse, linear_before_reset
-false, input_forget, clip, initial_state): bit for bit equal to the NumPy twin (tests/runtime/int8_twin.py) over
-long saturating streams and whole sequences, each extension alone and combined; close to the float model after
-calibration and quantisation; and what int8 cannot run (peepholes, other activation functions) refused by name."""
+false, input_forget, peepholes, clip, initial_state): bit for bit equal to the NumPy twin
+(tests/runtime/int8_twin.py) over long saturating streams and whole sequences, each extension alone and combined;
+close to the float model after calibration and quantisation; and what int8 cannot run (activation functions other
+than the cell's own) refused by name."""
 
 from __future__ import annotations
 
@@ -61,11 +62,16 @@ CLIP = {"clip": 1.5}
 STREAM_CASES = {  # forward-only: they stream
     **{f"clip-{cell}": (cell, CLIP, 1, "dense") for cell in specs.CELLS},
     "input_forget-lstm": ("lstm", {"input_forget": True}, 1, "tokens"),
+    "with-peepholes-lstm": ("lstm", {"peepholes": True}, 1, "dense"),
+    "with-peepholes-lstm-tokens": ("lstm", {"peepholes": True}, 2, "tokens"),
     "reset_before-gru": ("gru", {"linear_before_reset": False}, 1, "dense"),
     "reset_before-gru-tokens": ("gru", {"linear_before_reset": False}, 1, "tokens"),
     **{f"initial_state-{cell}": (cell, {"initial_state": True}, 1, "tokens" if i % 2 else "dense")
        for i, cell in enumerate(specs.CELLS)},
     "all-lstm": ("lstm", {"clip": 2.0, "input_forget": True, "initial_state": True}, 2, "dense"),
+    "with-peepholes-all-lstm": ("lstm", [{"peepholes": True, "clip": 2.0, "input_forget": True,
+                                          "initial_state": True},
+                                         {"peepholes": True, "clip": 1.0, "initial_state": True}], 2, "dense"),
     "all-gru": ("gru", {"clip": 2.0, "linear_before_reset": False, "initial_state": True}, 2, "tokens"),
     "all-rnn_relu": ("rnn_relu", {"clip": 0.5, "initial_state": True}, 2, "dense"),
     "all-rnn_tanh": ("rnn_tanh", [{"clip": 0.8, "initial_state": True}, {"initial_state": True}, {"clip": 2.5}], 3,
@@ -102,6 +108,8 @@ def test_int8_stream_with_extensions_equals_the_twin_bit_exact_over_saturating_s
     assert counts.get("pre_activation", 0) > 0 and counts.get("yh", 0) > 0, counts
     if any(layer.get("clip") is not None for layer in spec["layers"]):
         assert counts.get("clip", 0) > 0, counts
+    if any(layer.get("peepholes") for layer in spec["layers"]):
+        assert counts.get("peephole", 0) > 0, counts  # some peephole term saturated int16
     assert np.unique(np.concatenate([stream.state.ravel(), twin.state_vector().ravel()])).size > 2
 
     stream.reset()  # back to h0 / c0, not to zeros
@@ -133,6 +141,11 @@ RUN_CASES = {
     **{f"reverse-{cell}": _layers({"cell": cell, "reverse": True}) for cell in specs.CELLS},
     "reverse-all-lstm": _layers({"cell": "lstm", "reverse": True, "clip": 2.0, "input_forget": True,
                                  "initial_state": True}),
+    "with-peepholes-reverse-lstm": _layers({"cell": "lstm", "reverse": True, "peepholes": True, "clip": 2.0,
+                                            "input_forget": True, "initial_state": True}),
+    "with-peepholes-bidirectional": _layers({"cell": "lstm", "bidirectional": True, "peepholes": True, "clip": 1.5,
+                                             "initial_state": True},
+                                            {"cell": "lstm", "bidirectional": True, "peepholes": True}),
     "reverse-all-gru": _layers({"cell": "gru", "reverse": True, "clip": 1.0, "linear_before_reset": False,
                                 "initial_state": True}),
     "mixed": _layers({"cell": "lstm", "reverse": True, "clip": 2.0, "initial_state": True},
@@ -162,12 +175,15 @@ def test_int8_run_of_reverse_and_bidirectional_layers_with_extensions_equals_the
     assert twin.counts["pre_activation"] > 0, dict(twin.counts)
     if any(layer.get("clip") for layer in spec["layers"]):
         assert twin.counts["clip"] > 0, dict(twin.counts)
+    if any(layer.get("peepholes") for layer in spec["layers"]):
+        assert twin.counts["peephole"] > 0, dict(twin.counts)
     if not specs.can_stream(spec):
         with pytest.raises(ValueError, match="reverse|bidirectional"):
             Model(spec, "int8", tensors).stream(1)
 
 
 @pytest.mark.parametrize("name,on", [("mixed", "every_step"), ("reverse-all-gru", "last_step"),
+                                     ("with-peepholes-bidirectional", "every_step"),
                                      ("bidirectional", "last_step"), ("reverse-lstm", "every_step")])
 def test_int8_run_of_different_lengths_starts_each_sequence_from_the_initial_state(name, on):
     spec = run_spec(name, on)
@@ -188,6 +204,8 @@ def test_int8_run_of_different_lengths_starts_each_sequence_from_the_initial_sta
 
 # -- the kernels alone, without runtime/model.py ------------------------------------------------------------------
 @pytest.mark.parametrize("cell,ext", [("lstm", {"clip": 2.0, "input_forget": True, "initial_state": True}),
+                                      ("lstm", {"peepholes": True, "clip": 2.0, "input_forget": True,
+                                                "initial_state": True, "reverse": True}),
                                       ("gru", {"linear_before_reset": False, "clip": 2.0, "initial_state": True}),
                                       ("rnn_tanh", {"clip": 1.0, "reverse": True, "initial_state": True}),
                                       ("rnn_relu", {"clip": 1.0, "initial_state": True, "reverse": True})])
@@ -241,6 +259,13 @@ FLOAT_CASES = {
                    {"cell": "gru", "hidden": 12, "bidirectional": True, "linear_before_reset": False}),
     "rnn_tanh": _layers({"cell": "rnn_tanh", "hidden": 16, "clip": 1.0, "initial_state": True, "reverse": True}),
     "rnn_relu": _layers({"cell": "rnn_relu", "hidden": 16, "clip": 2.0, "initial_state": True}),
+    "with-peepholes": _layers({"cell": "lstm", "hidden": 16, "peepholes": True},
+                              {"cell": "lstm", "hidden": 12, "peepholes": True, "clip": 2.0, "input_forget": True,
+                               "initial_state": True}),
+    "with-peepholes-reverse": _layers({"cell": "lstm", "hidden": 16, "peepholes": True, "reverse": True,
+                                       "clip": 2.0, "input_forget": True, "initial_state": True}),
+    "with-peepholes-bidirectional": _layers({"cell": "lstm", "hidden": 16, "bidirectional": True,
+                                             "peepholes": True, "clip": 3.0, "initial_state": True}),
     "forward": _layers({"cell": "lstm", "hidden": 16, "clip": 2.0, "input_forget": True, "initial_state": True},
                        {"cell": "gru", "hidden": 12, "linear_before_reset": False, "initial_state": True}),
 }
@@ -293,6 +318,39 @@ def test_quantized_initial_state_and_folded_gru_bias():
     assert np.abs(c0).max() * 2 <= 2.0 ** (power + 15)  # c0's range counted in the cell's scale
 
 
+def test_quantized_peepholes_have_a_scale_per_gate_and_a_multiplier_to_q312(tmp_path):
+    spec, tensors, quantized, info, _ = float_case("with-peepholes")
+    power = int(quantized["layers.0.cell_power"][0])
+    p = tensors["layers.0.fwd.p"].astype(np.float64).reshape(3, 16)
+    q = quantized["layers.0.fwd.p"]
+    assert q.dtype == np.int16 and q.shape == (48,)
+    q = q.reshape(3, 16)
+    scale = np.abs(p).max(axis=1) / 32767  # p_i, p_f, p_o each on its own scale, full range
+    np.testing.assert_array_equal(q, np.rint(p / scale[:, None]))
+    assert np.abs(q).max(axis=1).tolist() == [32767] * 3
+    M, S = quantized["layers.0.fwd.p_requant"], quantized["layers.0.fwd.p_shift"]
+    assert M.dtype == np.int32 and S.dtype == np.int8 and M.shape == S.shape == (3,)
+    real = M.astype(np.float64) * 2.0 ** (S.astype(np.float64) - 31)
+    np.testing.assert_allclose(real, scale * 2.0**power / 2.0**-12, rtol=2.0**-30)  # p * c -> Q3.12
+    assert 0 < info["per_matrix"]["layers.0.fwd.p"] <= scale.max() / 2
+
+    zero = dict(tensors)
+    zero["layers.0.fwd.p"] = tensors["layers.0.fwd.p"].copy()
+    zero["layers.0.fwd.p"][16:32] = 0  # p_f all zero: it stays zero, the others keep their scales
+    again, _ = quantize_int8(spec, zero, calibrate((spec, zero), np.zeros((1, 5, 6), np.float32)))
+    assert not again["layers.0.fwd.p"][16:32].any()
+    np.testing.assert_array_equal(again["layers.0.fwd.p"][:16], quantized["layers.0.fwd.p"][:16])
+
+    bad = dict(quantized)
+    bad["layers.1.fwd.p_shift"] = np.array([0, 31, 0], dtype=np.int8)
+    with pytest.raises(artifact.ArtifactError, match=r"layers\.1\.fwd\.p_shift holds a shift outside"):
+        artifact.write(tmp_path / "m.int8.safetensors", bad, spec, "int8")
+    bad["layers.1.fwd.p_shift"] = quantized["layers.1.fwd.p_shift"]
+    bad["layers.1.fwd.p_requant"] = np.array([1, 2**30, 2**30], dtype=np.int32)
+    with pytest.raises(artifact.ArtifactError, match=r"layers\.1\.fwd\.p_requant holds a multiplier outside"):
+        artifact.write(tmp_path / "m.int8.safetensors", bad, spec, "int8")
+
+
 def test_a_bounded_cells_h0_beyond_one_saturates_and_says_by_how_much():
     spec, tensors, _, _, X = float_case("rnn_tanh")
     tensors = dict(tensors)
@@ -305,15 +363,14 @@ def test_a_bounded_cells_h0_beyond_one_saturates_and_says_by_how_much():
 
 # -- refusals ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("layers,says", [
-    (_layers({"cell": "lstm", "peepholes": True}), r"layers\[0\]: peepholes"),
     (_layers({"cell": "gru"}, {"cell": "gru", "activations": [{"fn": "hardsigmoid"}, {"fn": "tanh"}]}),
      r"layers\[1\]: activations \['hardsigmoid', 'tanh'\]"),
     (_layers({"cell": "rnn_tanh", "activations": [{"fn": "relu"}]}), r"layers\[0\]: activations \['relu'\]"),
-    (_layers({"cell": "lstm", "peepholes": True, "clip": 1.0},
+    (_layers({"cell": "lstm", "peepholes": True, "clip": 1.0},  # int8 runs the peepholes: only layer 1 is named
              {"cell": "lstm", "activations": [{"fn": "sigmoid"}, {"fn": "tanh"}, {"fn": "softsign"}]}),
-     r"layers\[0\]: peepholes.*; layers\[1\]: activations"),
+     r"layers\[1\]: activations \['sigmoid', 'tanh', 'softsign'\]"),
 ])
-def test_int8_refuses_peepholes_and_other_activation_functions_naming_layer_and_feature(layers, says):
+def test_int8_refuses_other_activation_functions_naming_layer_and_feature(layers, says):
     spec = make_spec("gru", features=4, out=2)
     spec["layers"] = layers
     spec = specs.validate(spec)
