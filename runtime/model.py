@@ -81,11 +81,12 @@ class Model:
         self.features = specs.input_size(self.spec) if self.dense else None
         self.vocab = None if self.dense else self.spec["input"]["vocab"]
         self.out = self.spec["head"]["out"]
+        self.initial_state = _initial_state(self)  # (S,) read-only, shared by the streams; None: zeros
 
     @property
     def nbytes(self) -> int:
         """Bytes of weights and tables the model holds (shared by all its streams)."""
-        return self.layout.nbytes
+        return self.layout.nbytes + (0 if self.initial_state is None else self.initial_state.nbytes)
 
     def stream(self, batch: int = 1) -> Stream:
         """A stream of `batch` independent sequences, advanced one time step per `step()` call."""
@@ -320,7 +321,6 @@ class Stream:
                 kernels = (model_step_dense_f32, model_step_tokens_f32)
         # every layer's h (and c): float32, or int32 holding int16 values (int8)
         self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
-        self._initial = _initial_state(model)  # (S,) the state a sequence starts from, or None for zeros
         self.reset()
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
@@ -351,10 +351,10 @@ class Stream:
     def reset(self) -> None:
         """Back to the initial state (zeros, or the layers' h0/c0 for a spec with initial_state): the next step
         starts a new sequence."""
-        if self._initial is None:
+        if self.model.initial_state is None:
             self.state[:] = 0
         else:
-            self.state[:] = self._initial
+            self.state[:] = self.model.initial_state
 
     def _refuse(self, x) -> None:
         if isinstance(x, np.ndarray) and x.dtype == self._x_dtype and x.shape == self._x_shape:
