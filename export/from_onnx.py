@@ -66,7 +66,9 @@ CHECKPOINT_FILE = "model.pt"
 TORCH_GATES = {"rnn": "h", "lstm": "ifgo", "gru": "rzn"}
 ONNX_GATES = {"rnn": "h", "lstm": "iofg", "gru": "zrn"}
 _SHAPE_OPS = {"Shape", "Size", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Reshape",
-              "Add", "Sub", "Mul", "Div", "Range", "Expand", "ConstantOfShape", "Transpose", "Tile"}
+              "Add", "Sub", "Mul", "Div", "Range", "Expand", "ConstantOfShape", "Transpose", "Tile",
+              # torch.onnx.export's expand(-1, B, -1): Where(Equal(shape, -1), ConstantOfShape(1), shape)
+              "Equal", "Where", "Max", "Min"}
 _ZERO_OPS = {"Slice", "Expand", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Cast", "Identity", "Tile",
              "Concat", "Gather"}
 _BIG = 2 ** 31 - 1  # a Slice end this large means "to the end"
@@ -330,9 +332,9 @@ class _Mapper:
         if op == "ConstantOfShape":
             value = attrs.get("value")
             fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else 0
-            if fill != 0:
-                raise _Refuse(f"ConstantOfShape with a run-time shape fills {fill}, not zeros")
-            return [_Zeros()]
+            # zeros: a tensor (e.g. an initial state); any other fill only ever feeds shape arithmetic (a data
+            # path that reads a _Shape is refused there, and the proof checks what the shapes meant)
+            return [_Zeros()] if fill == 0 else [_Shape()]
         if any(isinstance(a, _Zeros) for a in present) and op in _ZERO_OPS and isinstance(args[0], _Zeros):
             return [_Zeros()]
         if op in _SHAPE_OPS:
@@ -862,7 +864,8 @@ class _Mapper:
 
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
                   "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
-                  "Softmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU"}
+                  "Softmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
+                  "Max", "Min"}
 _LABELS = {"T": "time", "B": "batch", "D": "directions", "F": "features", "t": "one time step"}
 
 

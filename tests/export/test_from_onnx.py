@@ -138,6 +138,35 @@ def test_torch_onnx_export_of_a_plain_gru_and_linear(tmp_path, module, on):
     assert mapping.max_abs_diff <= 1e-5 and mapping.proof_reference == "ONNX Runtime"
 
 
+class LearnedInitialState(nn.Module):
+    """A user's GRU + LSTM with learned initial states, broadcast over the batch with expand(-1, B, -1): torch
+    exports the broadcast as Shape / ConstantOfShape(1) / Equal / Where / Expand."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(5, 6, batch_first=True)
+        self.lstm = nn.LSTM(6, 4, batch_first=True)
+        self.h0 = nn.Parameter(torch.zeros(1, 1, 6))
+        self.h1 = nn.Parameter(torch.zeros(1, 1, 4))
+        self.c1 = nn.Parameter(torch.zeros(1, 1, 4))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        batch = x.shape[0]
+        y, _ = self.gru(x, self.h0.expand(-1, batch, -1).contiguous())
+        y, _ = self.lstm(y, (self.h1.expand(-1, batch, -1).contiguous(), self.c1.expand(-1, batch, -1).contiguous()))
+        return self.fc(y[:, -1])
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_torch_onnx_export_of_learned_initial_states(tmp_path):
+    mapping = map_onnx(torch_onnx(LearnedInitialState(), tmp_path / "h0.onnx"))
+    assert [layer.get("initial_state") for layer in mapping.spec["layers"]] == [True, True]
+    for name in ("layers.0.fwd.h0", "layers.1.fwd.h0", "layers.1.fwd.c0"):
+        assert np.abs(mapping.tensors[name]).max() > 0  # the learned values, not zeros
+    assert mapping.max_abs_diff <= 1e-5 and mapping.proof_reference == "ONNX Runtime"
+
+
 def test_every_unsupported_node_is_listed_in_one_error():
     H, F = 4, 3
     nodes = [helper.make_node("Conv", ["x", "kernel"], ["conv_out"], name="my_conv"),
