@@ -18,6 +18,8 @@ MODEL_INPUT_SCALE; rnnedge_quantize_input_f32) and the head's dequantisation sca
 `write_float_model_sources(artifact_path, out_dir)` does the same for `model.f32.safetensors` and
 `model.int8w.safetensors` (`const rnnedge_model_f32 model` / `rnnedge_model_int8w model`): every float as an exact
 hexadecimal literal, int8w's matrices int8 with their per-row float scales; the macros are counted in floats.
+A layer with ONNX layer extensions gets its `ext` field (rnnedge_ext_f32: flags, clip, functions, peepholes p, h0,
+c0), written only for a layer that has any; f32 and int8w run every extension that can stream.
 
 `write_vector_sources(vectors_path, out_dir)` writes `vectors_data.h`: int8 vectors' inputs, expected state after
 every step and expected integer logits, for firmware_ref/tests/host_test.c; f32 / int8w vectors' inputs, expected
@@ -25,8 +27,10 @@ float state and outputs, for firmware_ref/tests/host_test_float.c.
 
 `write_firmware_sources(artifact_path, vectors_path, out_dir)` writes all three for a weight file of any precision.
 
-firmware_ref/ implements PyTorch's cells only: every writer refuses a spec with ONNX layer extensions (reverse,
-peepholes, clip, ...: runtime/spec.py), naming each layer and extension (firmware_unsupported, check_firmware_runs).
+Each precision's C step implements the ONNX layer extensions (runtime/spec.py) FIRMWARE_EXTENSIONS names; every
+writer refuses a spec with any other, naming each layer and extension (firmware_unsupported, check_firmware_runs),
+and a model with a reverse or bidirectional layer (the firmware streams). int8: a layer's extensions are fields of
+its rnnedge_layer_int8 (flags, clip_q, h0, c0, peep, peep_mult, peep_shift), written only for a layer that has any.
 
 Both files' first line says what generated them and from which weight file (name and rnnedge.sha256), and from
 which checkpoint when the caller names it.
@@ -41,9 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from export.vectors import read_vectors
-from runtime import artifact
+from runtime import artifact, layout
 from runtime import spec as specs
 from runtime.int8_math import SIGMOID_TABLE_Q16
+from runtime.layout import F_CLIP, F_INIT, F_INPUT_FORGET, F_PEEPHOLES, F_RESET_BEFORE, L_CLIP_Q, L_FLAGS
 
 GENERATOR = "rnnedge export/firmware.py"
 CELL_MACRO = {"rnn_tanh": "RNNEDGE_CELL_RNN_TANH", "rnn_relu": "RNNEDGE_CELL_RNN_RELU",
@@ -104,22 +109,36 @@ def _origin(artifact_path, sha256: str, checkpoint) -> str:
     return text.replace("*/", "* /") + ". Do not edit."
 
 
-def firmware_unsupported(spec: dict) -> list[str]:
-    """What firmware_ref/ cannot run in this spec, one "layers[l] <extension>" per layer and ONNX layer extension
-    (runtime/spec.py): its C step functions implement PyTorch's cells only. [] = it runs the spec's layers."""
-    return [f"layers[{l}] {key}" for l, layer in enumerate(spec["layers"]) for key in specs.extensions(layer)]
+# f32 / int8w: every extension that can stream (rnnedge.h RNNEDGE_EXT_FLOAT; a reverse layer cannot)
+FLOAT_FIRMWARE_EXTENSIONS = ("linear_before_reset", "input_forget", "peepholes", "clip", "activations",
+                             "initial_state")
+# The ONNX layer extensions (runtime/spec.py EXTENSIONS) each precision's C step implements; a model using any
+# other one gets no firmware sources in that precision (firmware_unsupported names what is missing)
+FIRMWARE_EXTENSIONS = {"f32": frozenset(FLOAT_FIRMWARE_EXTENSIONS), "int8w": frozenset(FLOAT_FIRMWARE_EXTENSIONS),
+                       "int8": frozenset({"linear_before_reset", "input_forget", "peepholes", "clip",
+                                          "initial_state"})}
 
 
-def check_firmware_runs(spec: dict, artifact_path) -> None:
-    """Raise ValueError naming why firmware_ref/ cannot run this model: ONNX layer extensions (each layer and
-    extension), or a bidirectional layer (the firmware steps one sample at a time)."""
-    missing = firmware_unsupported(spec)
+def firmware_unsupported(spec: dict, precision: str) -> list[str]:
+    """What firmware_ref/'s `precision` step cannot run in this spec, one "layers[l] <extension>" per layer and ONNX
+    layer extension (runtime/spec.py) outside FIRMWARE_EXTENSIONS[precision]. [] = it runs the spec's layers."""
+    if precision not in FIRMWARE_EXTENSIONS:
+        raise ValueError(f"precision {precision!r} is not supported (supported: {', '.join(FIRMWARE_EXTENSIONS)})")
+    return [f"layers[{l}] {key}" for l, layer in enumerate(spec["layers"]) for key in specs.extensions(layer)
+            if key not in FIRMWARE_EXTENSIONS[precision]]
+
+
+def check_firmware_runs(spec: dict, precision: str, artifact_path) -> None:
+    """Raise ValueError naming why firmware_ref/ cannot run this model in `precision`: ONNX layer extensions its C
+    step does not implement (each layer and extension), or a layer that cannot stream (bidirectional or reverse:
+    the firmware steps one sample at a time)."""
+    missing = firmware_unsupported(spec, precision)
     if missing:
-        raise ValueError(f"{artifact_path}: firmware_ref does not implement the ONNX layer extensions of this model: "
-                         f"{', '.join(missing)}")
+        raise ValueError(f"{artifact_path}: firmware_ref's {precision} step does not implement the ONNX layer "
+                         f"extensions of this model: {', '.join(missing)}")
     if not specs.can_stream(spec):
-        raise ValueError(f"{artifact_path}: the model has a bidirectional layer, which the firmware (one step at a "
-                         "time) cannot run")
+        raise ValueError(f"{artifact_path}: the model has a bidirectional or reverse layer, which the firmware (one "
+                         "step at a time) cannot run")
 
 
 def sigmoid_table_source() -> str:
@@ -161,15 +180,15 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
     """Write `<prefix>_data.h` and `<prefix>_data.c` for an int8 weight file; returns their paths.
 
     checkpoint: the checkpoint the weight file was exported from, named in the first line when given.
-    Raises ArtifactError for a bad weight file, ValueError for another precision, a bidirectional model or one
-    with ONNX layer extensions (check_firmware_runs).
+    Raises ArtifactError for a bad weight file, ValueError for another precision, a bidirectional or reverse model
+    or one with ONNX layer extensions outside FIRMWARE_EXTENSIONS["int8"] (check_firmware_runs).
     """
     prefix = _check_prefix(prefix)
     spec, precision, t = artifact.read(artifact_path)
     if precision != "int8":
         raise ValueError(f"{artifact_path}: write_model_sources writes int8 weight files, this one is {precision} "
                          "(write_float_model_sources or write_firmware_sources write f32 and int8w ones)")
-    check_firmware_runs(spec, artifact_path)
+    check_firmware_runs(spec, precision, artifact_path)
     sha = artifact.payload_sha256(t)
     origin = _origin(artifact_path, sha, checkpoint)
     P, p = prefix.upper(), prefix
@@ -188,6 +207,7 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
 
     if not dense:
         add("int8_t", f"{p}_embedding", t["embedding.weight"])
+    rows = layout.build(spec, t, "int8")  # the runtime's flags and integer clip of every layer
     layer_inits = []
     state_lines = []
     offset = 0
@@ -201,12 +221,14 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
             "w_ih": add("int8_t", f"{n}_w_ih", t[f"{q}.w_ih"]),
             "w_hh": add("int8_t", f"{n}_w_hh", t[f"{q}.w_hh"]),
             "b_x": add("int32_t", f"{n}_b_x", t[f"{q}.b_ih"]),
-            "b_hn": add("int32_t", f"{n}_b_hn", t[f"{q}.b_hh"]) if layer["cell"] == "gru" else "0",
+            # a gru's b_hn: linear_before_reset only (otherwise it is folded into b_x, and the file has no b_hh)
+            "b_hn": add("int32_t", f"{n}_b_hn", t[f"{q}.b_hh"]) if f"{q}.b_hh" in t else "0",
             "mult_x": add("int32_t", f"{n}_mult_x", requant[0]),
             "shift_x": add("int8_t", f"{n}_shift_x", shift[0]),
             "mult_h": add("int32_t", f"{n}_mult_h", requant[1]),
             "shift_h": add("int8_t", f"{n}_shift_h", shift[1]),
             "cell_power": str(int(np.asarray(t[f"layers.{l}.cell_power"]).reshape(-1)[0])),
+            **_extension_fields(rows.layers[2 * l], layer, t, q, n, add),
         }
         layer_inits.append("    {\n" + "".join(f"        .{k} = {v},\n" for k, v in fields.items()) + "    }")
         for part in ("h", "c") if layer["cell"] == "lstm" else ("h",):
@@ -230,6 +252,15 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
                              _c_float))
     floats.append(_array("float", f"{p}_head_scale", t["head.scale"], False, _c_float))
 
+    extended = [f"layer {l}: {', '.join(specs.extensions(layer))}" for l, layer in enumerate(spec["layers"])
+                 if specs.extensions(layer)]
+    extension_note = ""
+    if extended:
+        extension_note = (" *\n * ONNX layer extensions (runtime/spec.py; rnnedge_layer_int8 flags): "
+                          + "; ".join(extended) + ".\n")
+        if any(layer.get("initial_state") for layer in spec["layers"]):
+            extension_note += (" * rnnedge_state_reset_int8 starts a layer with initial_state from its h0 (and c0), "
+                               "the others from zeros.\n")
     guard = f"{P}_DATA_H"
     float_decls = [(f"extern const float {p}_head_scale[{out}]; /* logit o is logits[o] * {p}_head_scale[o], "
                     f"then the head's activation ({spec['head']['activation']}) */")]
@@ -248,7 +279,7 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
  *     rnnedge_state_int8 s = {{state, scratch}};
  *     rnnedge_state_reset_int8(&{p}, &s);
  *     status = rnnedge_model_step_{'dense' if dense else 'tokens'}_int8(&{p}, &s, {'x_q' if dense else 'token'}, logits);
- */
+{extension_note} */
 #ifndef {guard}
 #define {guard}
 
@@ -292,6 +323,34 @@ extern const rnnedge_model_int8 {p};
     return paths
 
 
+EXT_MACRO = {F_RESET_BEFORE: "RNNEDGE_EXT_RESET_BEFORE", F_INPUT_FORGET: "RNNEDGE_EXT_INPUT_FORGET",
+             F_PEEPHOLES: "RNNEDGE_EXT_PEEPHOLES", F_CLIP: "RNNEDGE_EXT_CLIP", F_INIT: "RNNEDGE_EXT_INIT"}
+
+
+def _extension_fields(row: np.ndarray, layer: dict, t: dict, q: str, n: str, add) -> dict[str, str]:
+    """The rnnedge_layer_int8 fields of a layer's ONNX extensions, from its runtime layout row (L_FLAGS, L_CLIP_Q):
+    none for PyTorch's cell (flags 0), else flags, and clip_q, h0 / c0, peep / peep_mult / peep_shift for the
+    extensions that need them; `add` writes each array."""
+    flags = int(row[L_FLAGS])
+    if flags == 0:
+        return {}
+    unknown = flags & ~sum(EXT_MACRO)
+    if unknown:
+        raise ValueError(f"layer flags {unknown} have no firmware_ref int8 counterpart")
+    fields = {"flags": " | ".join(macro for bit, macro in EXT_MACRO.items() if flags & bit)}
+    if flags & F_CLIP:
+        fields["clip_q"] = str(int(row[L_CLIP_Q]))
+    if flags & F_INIT:
+        fields["h0"] = add("int16_t", f"{n}_h0", t[f"{q}.h0"])
+        if layer["cell"] == "lstm":
+            fields["c0"] = add("int16_t", f"{n}_c0", t[f"{q}.c0"])
+    if flags & F_PEEPHOLES:
+        fields["peep"] = add("int16_t", f"{n}_peep", t[f"{q}.p"])
+        fields["peep_mult"] = add("int32_t", f"{n}_peep_mult", t[f"{q}.p_requant"])
+        fields["peep_shift"] = add("int8_t", f"{n}_peep_shift", t[f"{q}.p_shift"])
+    return fields
+
+
 def write_vector_sources(vectors_path, out_dir) -> Path:
     """Write `vectors_data.h` (VEC_* macros, vec_* arrays) from a vectors file; returns its path.
 
@@ -302,7 +361,7 @@ def write_vector_sources(vectors_path, out_dir) -> Path:
     bad file, ValueError for vectors of a model with ONNX layer extensions (check_firmware_runs).
     """
     meta, v = read_vectors(vectors_path)
-    check_firmware_runs(meta["spec"], vectors_path)
+    check_firmware_runs(meta["spec"], meta["precision"], vectors_path)
     if meta["precision"] != "int8":
         return _write_float_vector_sources(vectors_path, meta, v, out_dir)
     spec = meta["spec"]
@@ -339,6 +398,35 @@ def write_vector_sources(vectors_path, out_dir) -> Path:
 
 FLOAT_PRECISIONS = ("f32", "int8w")
 ACT_MACRO = {"none": "RNNEDGE_ACT_NONE", "softmax": "RNNEDGE_ACT_SOFTMAX", "sigmoid": "RNNEDGE_ACT_SIGMOID"}
+FLOAT_EXT_MACRO = {layout.F_RESET_BEFORE: "RNNEDGE_EXT_RESET_BEFORE", layout.F_INPUT_FORGET: "RNNEDGE_EXT_INPUT_FORGET",
+                   layout.F_PEEPHOLES: "RNNEDGE_EXT_PEEPHOLES", layout.F_CLIP: "RNNEDGE_EXT_CLIP",
+                   layout.F_ACTIVATIONS: "RNNEDGE_EXT_ACTIVATIONS", layout.F_INIT: "RNNEDGE_EXT_INIT"}
+
+
+def _float_extension_fields(layer: dict, t: dict, q: str, n: str, add) -> dict[str, str]:
+    """The `ext` field (rnnedge_ext_f32) of a float layer with ONNX extensions; none for PyTorch's cell (the zero
+    initialiser). flags are runtime/layout.py's layer_flags; clip, the functions (spec.functions: code, alpha, beta)
+    and the peephole / initial-state arrays only for the extensions that use them; `add` writes each array."""
+    flags = layout.layer_flags(layer)
+    if flags == 0:
+        return {}
+    unknown = flags & ~sum(FLOAT_EXT_MACRO)
+    if unknown:
+        raise ValueError(f"layer flags {unknown} have no firmware_ref float counterpart")
+    ext = {"flags": " | ".join(macro for bit, macro in FLOAT_EXT_MACRO.items() if flags & bit)}
+    if layer.get("clip") is not None:
+        ext["clip"] = _c_float(layer["clip"])
+    if "activations" in layer:
+        ext["fn"] = "{" + ", ".join(f"{{RNNEDGE_FN_{name.upper()}, {_c_float(alpha)}, {_c_float(beta)}}}"
+                                    for name, alpha, beta in specs.functions(layer, 0)) + "}"
+    if layer.get("peepholes"):
+        ext["p"] = add(f"{n}_p", t[f"{q}.p"])
+    if layer.get("initial_state"):
+        ext["h0"] = add(f"{n}_h0", t[f"{q}.h0"])
+        if layer["cell"] == "lstm":
+            ext["c0"] = add(f"{n}_c0", t[f"{q}.c0"])
+    body = "".join(f"            .{k} = {v},\n" for k, v in ext.items())
+    return {"ext": "{\n" + body + "        }"}
 
 
 def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoint=None) -> list[Path]:
@@ -350,15 +438,19 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
     and a GRU's b_hn (b_hh) as the file holds them. The macros are the int8 header's, counted in floats
     (<P>_STATE_LEN, <P>_SCRATCH_LEN, their _BYTES, <P>_RAM_BYTES, <P>_CONST_BYTES: every const array), plus
     <P>_PRECISION ("f32" or "int8w"), <P>_PRECISION_F32 or <P>_PRECISION_INT8W (1) and <P>_ACTIVATION.
-    Raises ArtifactError for a bad weight file, ValueError for an int8 one, a bidirectional model or one with ONNX
-    layer extensions (check_firmware_runs).
+    A layer with ONNX extensions (FIRMWARE_EXTENSIONS: every one that can stream) gets its `ext` field
+    (rnnedge_ext_f32: flags, clip, functions, peepholes p, initial state h0 / c0, the arrays counted in
+    <P>_CONST_BYTES); the others keep the zero initialiser, PyTorch's cell. rnnedge_state_reset_f32 / _int8w
+    start a layer with initial_state from its h0 (and c0).
+    Raises ArtifactError for a bad weight file, ValueError for an int8 one, a bidirectional or reverse model
+    (check_firmware_runs).
     """
     prefix = _check_prefix(prefix)
     spec, precision, t = artifact.read(artifact_path)
     if precision not in FLOAT_PRECISIONS:
         raise ValueError(f"{artifact_path}: write_float_model_sources writes f32 and int8w weight files, this one "
                          f"is {precision} (write_model_sources writes int8 ones)")
-    check_firmware_runs(spec, artifact_path)
+    check_firmware_runs(spec, precision, artifact_path)
     sha = artifact.payload_sha256(t)
     origin = _origin(artifact_path, sha, checkpoint)
     P, p = prefix.upper(), prefix
@@ -413,13 +505,15 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
                 "w_ih": add(f"{n}_w_ih", t[f"{q}.w_ih"]), "s_ih": add(f"{n}_s_ih", t[f"{q}.w_ih.scale"]),
                 "w_hh": add(f"{n}_w_hh", t[f"{q}.w_hh"]), "s_hh": add(f"{n}_s_hh", t[f"{q}.w_hh.scale"]),
                 "b_ih": add(f"{n}_b_ih", t[f"{q}.b_ih"]),
-                "b_hn": add(f"{n}_b_hn", t[f"{q}.b_hh"]) if layer["cell"] == "gru" else "0",
+                # a gru's b_hn: linear_before_reset only (otherwise the file folds it into b_ih and has no b_hh)
+                "b_hn": add(f"{n}_b_hn", t[f"{q}.b_hh"]) if f"{q}.b_hh" in t else "0",
             })
         else:
             fields.update({
                 "w_ih": add(f"{n}_w_ih", t[f"{q}.w_ih"]), "w_hh": add(f"{n}_w_hh", t[f"{q}.w_hh"]),
                 "b_ih": add(f"{n}_b_ih", t[f"{q}.b_ih"]), "b_hh": add(f"{n}_b_hh", t[f"{q}.b_hh"]),
             })
+        fields.update(_float_extension_fields(layer, t, q, n, add))
         layer_inits.append("    {\n" + "".join(f"        .{k} = {v},\n" for k, v in fields.items()) + "    }")
         for part in ("h", "c") if layer["cell"] == "lstm" else ("h",):
             state_lines.append(f"#define {P}_LAYER{l}_{part.upper()} {offset} /* state[{offset}, {offset + H}): "

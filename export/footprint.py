@@ -20,7 +20,8 @@ What the numbers mean (all bytes unless named otherwise):
     library.const_bytes         the library's const data (the 256-entry sigmoid table)
     library.linked_code_bytes   the .text of the library objects that --gc-sections kept for this model
     model_const.flash_bytes     every const byte of model_data.o linked into the image: int8 weight matrices,
-                                int32 biases, requantisation multipliers/shifts, the layer and model structs
+                                int32 biases, requantisation multipliers/shifts, the ONNX layer extensions'
+                                constants (h0, c0, peepholes), the layer and model structs
     model_const.raw_int8_params the float model's parameter count (PyTorch's: matrices incl. the embedding,
                                 b_ih and b_hh per layer, head bias): its size at one byte per parameter
     model_const.flash_over_raw_params   flash_bytes / raw_int8_params; target <= 1.05 (within 5 %)
@@ -65,6 +66,7 @@ _KINDS = (
     ("weights", re.compile(r"_(w_ih|w_hh|head_w|embedding)$")),
     ("biases", re.compile(r"_(b_x|b_hn|head_b)$")),
     ("requant", re.compile(r"_(mult_x|mult_h|shift_x|shift_h)$")),
+    ("extensions", re.compile(r"_(h0|c0|peep|peep_mult|peep_shift)$")),  # ONNX layer extensions' constants
     ("floats", re.compile(r"_(input_mean|input_std|head_scale)$")),
 )
 
@@ -387,7 +389,7 @@ def _model_const(model_obj: Path, sections: list[dict]) -> dict:
             if _kind(s) != "rodata":
                 raise FootprintError(f"model_data.o places {s['name']} outside .rodata")
             linked[s["name"].removeprefix(".rodata.")] = s["size"]
-    by_kind = {kind: 0 for kind in ("weights", "biases", "requant", "structs", "floats")}
+    by_kind = {kind: 0 for kind in ("weights", "biases", "requant", "extensions", "structs", "floats")}
     for symbol, size in linked.items():
         by_kind[_array_kind(symbol)] += size
     # PyTorch's parameter count: every matrix (int8, one byte per element), b_ih and b_hh (G each) per layer,
@@ -403,7 +405,7 @@ def _model_const(model_obj: Path, sections: list[dict]) -> dict:
         "object_bytes": sum(arrays.values()),
         "object_float_bytes": sum(size for symbol, size in arrays.items() if _array_kind(symbol) == "floats"),
         "integer_array_bytes": sum(size for symbol, size in arrays.items()
-                                   if _array_kind(symbol) in ("weights", "biases", "requant")),
+                                   if _array_kind(symbol) in ("weights", "biases", "requant", "extensions")),
         "raw_int8_params": raw,
         "flash_over_raw_params": flash / raw,
         "weight_matrices_over_raw_params": by_kind["weights"] / raw,

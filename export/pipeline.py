@@ -15,8 +15,9 @@ It writes, into one folder:
     firmware/<precision>/   each weight file as C sources for firmware_ref/ (model_data.h, model_data.c) and its
                             golden vectors as a C header (vectors_data.h) (streamable models of PyTorch's cells
                             only; export/firmware.py): `make -C firmware_ref host MODEL_DIR=<out>/firmware/int8`.
-                            firmware_ref/ does not implement the ONNX layer extensions (runtime/spec.py): such a
-                            model gets no firmware/ sources, and report["firmware"] names the layers and extensions
+                            A precision whose C step does not implement a model's ONNX layer extensions
+                            (runtime/spec.py; export/firmware.py FIRMWARE_EXTENSIONS) gets no sources, and
+                            report["firmware"]["refused"] names the layers and extensions
     report.json, report.md  size and parity of every artifact; with firmware/int8/, its Cortex-M3 footprint
                             (export/footprint.py: arm-none-eabi-gcc -Os and QEMU, when installed; otherwise
                             "not measured: <reason>"; RNNEDGE_FOOTPRINT=0 turns the measurement off)
@@ -117,7 +118,8 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     a SequenceData, an (X, lengths) pair or X alone (every sequence full length); None: data's train split,
     else random streams of `steps` steps. Raises ExportInputError for an unreadable checkpoint, or data or
     calibration data that do not fit the model, and a precision asked for whose kernels cannot run the model's
-    ONNX layer extensions (runtime.spec.unsupported: int8 and peepholes or other activations). module: how a user's own nn.Module was mapped
+    ONNX layer extensions (runtime.spec.unsupported: int8 and activation functions other than the cell's
+    own). module: how a user's own nn.Module was mapped
     (export/from_module.py), kept as report["module"]. reference_graph: the original ONNX file an export of it
     (export/from_onnx.py) came from; adds rows measuring each runtime precision against that graph run by ONNX
     Runtime (or onnx's reference evaluator when ORT cannot run it), see _original_rows.
@@ -147,9 +149,14 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         ranges = None
     files, quantization = _write_artifacts(spec, tensors, out_dir, precisions, ranges)
     files.update(_write_vectors(spec, out_dir, precisions, X[0][: int(lengths[0])]))
-    firmware_files, firmware_skipped = _write_firmware(spec, out_dir, precisions, checkpoint_path)
+    firmware_files, refused = _write_firmware(spec, out_dir, precisions, checkpoint_path)
     files.update(firmware_files)
-    firmware = firmware_skipped or _firmware_footprint(out_dir, files)
+    firmware = _firmware_footprint(out_dir, files)
+    if refused:
+        if "int8" in refused:
+            firmware = {"measured": False, "written": False, "reason": refused["int8"]}
+        firmware = {**(firmware or {"measured": False, "written": False, "reason": "no int8 firmware"}),
+                    "refused": refused}
     with parity.torch_single_thread():
         streams = _Streams.of(model, X, lengths)
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
@@ -287,26 +294,26 @@ def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarr
 
 
 def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint_path) -> tuple[dict[str, int],
-                                                                                              dict | None]:
-    """firmware/<precision>/: each weight file and its vectors as C sources (export/firmware.py), for a
-    streaming model of PyTorch's cells; (sizes by path, None), or ({}, report["firmware"] saying why not) for a
-    model with ONNX layer extensions, which firmware_ref/ does not implement (never an error)."""
-    sizes = {}
-    missing = firmware_unsupported(spec)
+                                                                                              dict[str, str]]:
+    """firmware/<precision>/: each weight file and its vectors as C sources (export/firmware.py), for a streaming
+    model; (sizes by path, {precision: why its sources were not written}) for a model with ONNX layer extensions
+    that precision's C step does not implement (export/firmware.py FIRMWARE_EXTENSIONS; never an error)."""
+    sizes, refused = {}, {}
     for precision in PRECISIONS:
         folder = out_dir / "firmware" / precision
+        missing = firmware_unsupported(spec, precision) if precision in precisions and specs.can_stream(spec) else []
         if precision not in precisions or not specs.can_stream(spec) or missing:
             for name in FIRMWARE_FILES:  # stale ones from an earlier export would mislead
                 if (folder / name).exists():
                     os.remove(folder / name)
+            if missing:
+                refused[precision] = (f"firmware_ref's {precision} step does not implement the ONNX layer extensions "
+                                      f"{', '.join(missing)}")
             continue
         paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision), folder,
                                        checkpoint=checkpoint_path)
         sizes.update({path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths})
-    if missing:
-        return sizes, {"measured": False, "written": False,
-                       "reason": f"firmware_ref does not implement the ONNX layer extensions {', '.join(missing)}"}
-    return sizes, None
+    return sizes, refused
 
 
 # -- firmware footprint (export/footprint.py) ---------------------------------------------------------------------

@@ -24,9 +24,9 @@ report.json keys:
     seconds         wall time of the whole export
     firmware        only with firmware/int8/ sources (int8, streamable): {"measured": true, ...export/footprint.py's
                     measure_footprint: board, cpu, library, model_const, ram, image, icount, targets} on a
-                    Cortex-M3 (an385) under QEMU, or {"measured": false, "reason": why not}; for a model with
-                    ONNX layer extensions, which firmware_ref/ does not implement: {"measured": false,
-                    "written": false, "reason": the layers and extensions}
+                    Cortex-M3 (an385) under QEMU, or {"measured": false, "reason": why not}; a model with ONNX
+                    layer extensions that a precision's C step does not implement adds "refused": {precision:
+                    the layers and extensions} (int8 among them: "measured" and "written" false)
 """
 
 from __future__ import annotations
@@ -110,10 +110,10 @@ def markdown(result: dict) -> str:
             lines.append(f"- {precision} activations (int16): {_calibration(q)}")
     if result.get("firmware") is not None:
         fw = result["firmware"]
-        if fw.get("written") is False:
-            lines.append(f"- firmware: not written: {fw['reason']}")
-        else:
+        if fw.get("written") is not False:
             lines.append(f"- firmware/int8 footprint: {_firmware(fw)}")
+        for precision, reason in fw.get("refused", {}).items():
+            lines.append(f"- firmware/{precision}: not written: {reason}")
     lines += [
         "",
         "| artifact | bytes | comparison | max abs diff | mean abs diff |"

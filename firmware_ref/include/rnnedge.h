@@ -35,7 +35,8 @@ extern "C" {
 #define RNNEDGE_OK 0                /**< step done, state and logits written */
 #define RNNEDGE_ERR_NULL (-1)       /**< a required pointer is NULL; nothing written */
 #define RNNEDGE_ERR_BAD_TOKEN (-2)  /**< token id outside [0, vocab); nothing written */
-#define RNNEDGE_ERR_UNSUPPORTED (-3) /**< bidirectional layer, unknown cell or cell power; nothing written */
+#define RNNEDGE_ERR_UNSUPPORTED (-3) /**< bidirectional layer, unknown cell or cell power, layer flags the step
+                                         does not implement (RNNEDGE_EXT_*); nothing written */
 #define RNNEDGE_ERR_INPUT_KIND (-4) /**< dense step on a token model or the other way round; nothing written */
 #define RNNEDGE_ERR_BAD_VALUE (-5)  /**< NaN or infinity in a float input; nothing written */
 /**@}*/
@@ -56,7 +57,8 @@ extern "C" {
 
 /** Gate rows per hidden unit of a cell code: lstm 4, gru 3, rnn 1. */
 #define RNNEDGE_GATES(cell) ((cell) == RNNEDGE_CELL_LSTM ? 4 : (cell) == RNNEDGE_CELL_GRU ? 3 : 1)
-/** int16 scratch one layer step needs: G pre-activations, plus H for a GRU (its n rows keep yx and yh apart). */
+/** int16 scratch one layer step needs: G pre-activations, plus H for a GRU (its n rows keep yx and yh apart; a
+ * GRU with RNNEDGE_EXT_RESET_BEFORE keeps r * h there instead, so the int8 step needs no more). */
 #define RNNEDGE_LAYER_SCRATCH_LEN(cell, hidden) \
     (RNNEDGE_GATES(cell) * (hidden) + ((cell) == RNNEDGE_CELL_GRU ? (hidden) : 0))
 /** int16 state of one layer: h, plus c for an LSTM. */
@@ -66,12 +68,42 @@ extern "C" {
 #define RNNEDGE_CELL_POWER_MIN (-15)
 #define RNNEDGE_CELL_POWER_MAX 1
 
+/** @name ONNX layer extensions (runtime/spec.py), the bits of a layer's `flags`: runtime/layout.py's F_* values
+ * (0 = PyTorch's cell). The int8 step implements RESET_BEFORE, INPUT_FORGET, PEEPHOLES, CLIP and INIT; a layer
+ * with REVERSE (it cannot stream), ACTIVATIONS or an unknown bit makes a model step return
+ * RNNEDGE_ERR_UNSUPPORTED. */
+/**@{*/
+#define RNNEDGE_EXT_REVERSE 1        /**< runs from the last step to the first: never streamable */
+#define RNNEDGE_EXT_RESET_BEFORE 2   /**< gru, linear_before_reset false: n = g(W_in x + b_in + W_hn (r * h) + b_hn) */
+#define RNNEDGE_EXT_INPUT_FORGET 4   /**< lstm: coupled gates, f = 1 - i */
+#define RNNEDGE_EXT_PEEPHOLES 8      /**< lstm: i, f read p_i * c_prev, p_f * c_prev; o reads p_o * c_new */
+#define RNNEDGE_EXT_CLIP 16          /**< every gate pre-activation clamped to [-clip, clip] before its function */
+#define RNNEDGE_EXT_ACTIVATIONS 32   /**< functions other than the cell's own (not in the int8 step) */
+#define RNNEDGE_EXT_INIT 64          /**< initial_state: the state starts from h0 (and c0), not zeros */
+/** The bits the int8 step implements. */
+#define RNNEDGE_EXT_INT8                                                                                            \
+    (RNNEDGE_EXT_RESET_BEFORE | RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES | RNNEDGE_EXT_CLIP |             \
+     RNNEDGE_EXT_INIT)
+/**@}*/
+
 /**
  * One int8 layer-direction's constants (runtime/spec.py int8_tensors, `layers.{l}.fwd.*`). G = gates * hidden.
  *
  * Per gate row r: yx = sat16(MBQM(b_x[r] + W_ih[r] . x, mult_x[r], shift_x[r])),
  *                 yh = sat16(MBQM(b_h[r] + W_hh[r] . h, mult_h[r], shift_h[r])),
  * with b_h[r] = b_hn[r - 2H] on a GRU's n rows and 0 everywhere else.
+ *
+ * The ONNX layer extensions (runtime/kernels_int8.py's docstring, integer for integer) are the fields after
+ * cell_power; a layer that leaves them out (all 0 / NULL, as in sources generated before they existed) is
+ * PyTorch's cell. flags != 0 selects the extension path of each cell's step:
+ *   RNNEDGE_EXT_CLIP          every pre-activation, once formed (after sat16(yx + yh + peephole term); a GRU's n
+ *                             row after its r term), is clamped to [-clip_q, clip_q] before its function
+ *   RNNEDGE_EXT_INPUT_FORGET  lstm: f = min(32768 - i, 32767); the f rows' pre-activations are not computed
+ *   RNNEDGE_EXT_PEEPHOLES     lstm: pre_k = sat16(yx + yh + sat16(MBQM(p_k[j] * c[j], peep_mult[k], peep_shift[k])))
+ *                             for k = i, f (c on entry) and o (the new c)
+ *   RNNEDGE_EXT_RESET_BEFORE  gru: rh = RDBPOT(r * h, 15), n = tanh(clip(sat16(yx_n + sat16(MBQM(W_hn . rh, Mh,
+ *                             Sh))))), no recurrent bias (b_hn is folded into b_x; b_hn is NULL)
+ *   RNNEDGE_EXT_INIT          rnnedge_state_reset_int8 sets h to h0 (and an LSTM's c to c0), not zeros
  */
 typedef struct {
     int32_t cell;           /**< RNNEDGE_CELL_* */
@@ -87,6 +119,14 @@ typedef struct {
     const int32_t *mult_h;  /**< (G): Mh */
     const int8_t *shift_h;  /**< (G): Sh */
     int32_t cell_power;     /**< LSTM: p, the cell state's scale 2^p, in [-15, 1]; 0 for other cells */
+    int32_t flags;          /**< RNNEDGE_EXT_* bits (runtime/layout.py L_FLAGS); 0: PyTorch's cell */
+    int32_t clip_q;         /**< RNNEDGE_EXT_CLIP: the clip in the pre-activation's integers (Q3.12; rnn_relu:
+                                 s_h), in [0, 32767] (runtime/layout.py L_CLIP_Q) */
+    const int16_t *h0;      /**< RNNEDGE_EXT_INIT: (H) the initial h, in h's scale; NULL: zeros */
+    const int16_t *c0;      /**< RNNEDGE_EXT_INIT, lstm: (H) the initial c, in 2^cell_power; NULL: zeros */
+    const int16_t *peep;    /**< RNNEDGE_EXT_PEEPHOLES: (3H) [p_i; p_f; p_o]; NULL otherwise */
+    const int32_t *peep_mult; /**< RNNEDGE_EXT_PEEPHOLES: (3) the multiplier M_k of p_k * c into Q3.12 */
+    const int8_t *peep_shift; /**< RNNEDGE_EXT_PEEPHOLES: (3) its shift S_k */
 } rnnedge_layer_int8;
 
 /** A whole int8 model (forward-only layers, a head on the last layer's h). */
@@ -109,7 +149,8 @@ typedef struct {
  * A stream's memory, owned by the caller: two plain int16 arrays.
  *
  * state: model->state_len values, layers in order, each layer's h then (lstm) c, packed: the layout of
- *        export/vectors.py's `state`. All zeros is the start of a sequence (rnnedge_state_reset_int8).
+ *        export/vectors.py's `state`. The start of a sequence is what rnnedge_state_reset_int8 writes: zeros, or
+ *        a layer's h0 (and c0) when it has them (RNNEDGE_EXT_INIT).
  * scratch: model->scratch_len values, overwritten by every step, never read across steps.
  */
 typedef struct {
@@ -118,10 +159,12 @@ typedef struct {
 } rnnedge_state_int8;
 
 /**
- * Zero a stream's state: the start of a new sequence.
+ * Set a stream's state to the start of a new sequence: every layer's h (and c) zero, or its h0 (and c0) for a
+ * layer that has them (RNNEDGE_EXT_INIT; a NULL h0 or c0 is zeros), as runtime Stream.reset() does.
  * @param[in]  model the model
- * @param[out] s     the stream; s->state is zeroed
- * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL
+ * @param[out] s     the stream; s->state is written
+ * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL (model, s, s->state, or model->layers of a model with layers, NULL;
+ *         nothing written)
  */
 int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s);
 
@@ -132,8 +175,8 @@ int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8
  * @param[in]     x_q    model->n_in quantised inputs, clamp(rint(((x - mean) / std) / s_x), -32767, 32767)
  *                       (rnnedge_quantize_input_f32 computes them on an FPU target)
  * @param[out]    logits model->out int32 head accumulators b + W h; dequantise as logits[o] * head_scale[o]
- * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND or RNNEDGE_ERR_UNSUPPORTED (nothing written
- *         on an error)
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND or RNNEDGE_ERR_UNSUPPORTED (a bidirectional
+ *         layer, or flags outside RNNEDGE_EXT_INT8; nothing written on an error)
  */
 int rnnedge_model_step_dense_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s, const int16_t *x_q,
                                   int32_t *logits);
@@ -152,7 +195,8 @@ int rnnedge_model_step_tokens_int8(const rnnedge_model_int8 *model, rnnedge_stat
                                    int32_t *logits);
 
 /**
- * One step of an Elman RNN layer (rnn_tanh or rnn_relu by layer->cell): h = act(sat16(yx + yh)).
+ * One step of an Elman RNN layer (rnn_tanh or rnn_relu by layer->cell): h = act(sat16(yx + yh)), with
+ * RNNEDGE_EXT_CLIP act(clamp(sat16(yx + yh), -clip_q, clip_q)).
  * @param[in]     layer   the layer's constants (G = H rows)
  * @param[in]     x       layer->n_in int16 inputs (must not overlap h)
  * @param[in,out] h       layer->hidden int16 hidden state: Q0.15 (tanh) or the calibrated scale s_h (relu)
@@ -161,7 +205,8 @@ int rnnedge_model_step_tokens_int8(const rnnedge_model_int8 *model, rnnedge_stat
 void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch);
 
 /**
- * One step of an LSTM layer (gates i f g o): c = f c + i g (scale 2^p), h = o tanh(c) (Q0.15).
+ * One step of an LSTM layer (gates i f g o): c = f c + i g (scale 2^p), h = o tanh(c) (Q0.15); with
+ * RNNEDGE_EXT_CLIP, _INPUT_FORGET and _PEEPHOLES as rnnedge_layer_int8 says.
  * @param[in]     layer   the layer's constants (G = 4H rows)
  * @param[in]     x       layer->n_in int16 inputs (must not overlap h or c)
  * @param[in,out] h       layer->hidden int16 hidden state, Q0.15
@@ -172,8 +217,9 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
                             int16_t *scratch);
 
 /**
- * One step of a GRU layer (gates r z n, PyTorch's linear_before_reset): h = (1 - z) n + z h.
- * @param[in]     layer   the layer's constants (G = 3H rows, b_hn set)
+ * One step of a GRU layer (gates r z n, PyTorch's linear_before_reset): h = (1 - z) n + z h; with
+ * RNNEDGE_EXT_RESET_BEFORE ONNX's default form (r applied to h before W_hn), with RNNEDGE_EXT_CLIP clipped.
+ * @param[in]     layer   the layer's constants (G = 3H rows, b_hn set unless RNNEDGE_EXT_RESET_BEFORE)
  * @param[in]     x       layer->n_in int16 inputs (must not overlap h)
  * @param[in,out] h       layer->hidden int16 hidden state, Q0.15
  * @param[out]    scratch 4H int16 working memory
@@ -232,6 +278,13 @@ extern const uint16_t rnnedge_sigmoid_table_q16[256];
  * Memory: as for int8, nothing is allocated and there is no global mutable state. A stream's memory is an
  * rnnedge_state_f32 (float state and float scratch, caller-owned), sized by the generated MODEL_STATE_LEN /
  * MODEL_SCRATCH_LEN. The state layout is the int8 one: every layer's h, then (LSTM) its c, packed.
+ *
+ * ONNX layer extensions (runtime/spec.py): a layer's `ext` (rnnedge_ext_f32) selects them, as runtime/layout.py's
+ * L_FLAGS does. ext.flags == 0 (the zero initialiser: sources generated before extensions existed) is PyTorch's
+ * cell on the unchanged fast path; otherwise each cell's step takes the extension path, which mirrors
+ * runtime/kernels_f32.py's lstm_update_ext_f32 / gru_update_ext_f32 / rnn_update_ext_f32 (shared by int8w, as
+ * there). The float steps implement every extension that can stream (RNNEDGE_EXT_FLOAT): all but
+ * RNNEDGE_EXT_REVERSE, which makes a model step return RNNEDGE_ERR_UNSUPPORTED.
  * ============================================================================================================== */
 
 /** @name Head activations (runtime/layout.py ACT_*) */
@@ -240,6 +293,59 @@ extern const uint16_t rnnedge_sigmoid_table_q16[256];
 #define RNNEDGE_ACT_SOFTMAX 1
 #define RNNEDGE_ACT_SIGMOID 2
 /**@}*/
+
+/** @name ONNX activation function codes (runtime/layout.py FN_*; runtime/spec.py ACTIVATION_FNS) */
+/**@{*/
+#define RNNEDGE_FN_RELU 0            /**< max(x, 0) */
+#define RNNEDGE_FN_TANH 1            /**< tanh(x) (rnnedge_tanh_f32) */
+#define RNNEDGE_FN_SIGMOID 2         /**< 1 / (1 + e^-x) (rnnedge_sigmoid_f32) */
+#define RNNEDGE_FN_AFFINE 3          /**< alpha x + beta */
+#define RNNEDGE_FN_LEAKYRELU 4       /**< x >= 0 ? x : alpha x */
+#define RNNEDGE_FN_THRESHOLDEDRELU 5 /**< x > alpha ? x : 0 (ONNX Runtime's strict >) */
+#define RNNEDGE_FN_SCALEDTANH 6      /**< alpha tanh(beta x), tanh as 2 / (1 + e^(-2 beta x)) - 1 */
+#define RNNEDGE_FN_HARDSIGMOID 7     /**< min(max(alpha x + beta, 0), 1) */
+#define RNNEDGE_FN_ELU 8             /**< x >= 0 ? x : alpha (e^x - 1) */
+#define RNNEDGE_FN_SOFTSIGN 9        /**< x / (1 + |x|) */
+#define RNNEDGE_FN_SOFTPLUS 10       /**< log(1 + e^x), x itself above 20 */
+#define RNNEDGE_FN_COUNT 11
+/**@}*/
+
+/** The extension bits the f32 and int8w steps implement: every one that can stream (all but REVERSE). */
+#define RNNEDGE_EXT_FLOAT                                                                                          \
+    (RNNEDGE_EXT_RESET_BEFORE | RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES | RNNEDGE_EXT_CLIP |             \
+     RNNEDGE_EXT_ACTIVATIONS | RNNEDGE_EXT_INIT)
+
+/** One activation function of a float layer: an RNNEDGE_FN_* code with ONNX's alpha and beta (0 when unused). */
+typedef struct {
+    int32_t code; /**< RNNEDGE_FN_* */
+    float alpha;  /**< ONNX activation_alpha (spec "alpha") */
+    float beta;   /**< ONNX activation_beta (spec "beta") */
+} rnnedge_fn_f32;
+
+/**
+ * A float layer's ONNX extensions (runtime/spec.py; runtime/layout.py L_FLAGS, the L_OFF_EXT block, L_OFF_P,
+ * L_OFF_INIT), the last field of rnnedge_layer_f32 and rnnedge_layer_int8w. All zero / NULL is PyTorch's cell.
+ *
+ *   RNNEDGE_EXT_RESET_BEFORE  gru: n = g(clip(W_in x + b_in + W_hn (r * h) + b_hn)) (ONNX linear_before_reset 0)
+ *   RNNEDGE_EXT_INPUT_FORGET  lstm: f = 1 - i (the f rows' sums are formed but unused)
+ *   RNNEDGE_EXT_PEEPHOLES     lstm: i, f pre-activations + p_i c_prev, p_f c_prev; o's + p_o c_new
+ *   RNNEDGE_EXT_CLIP          every gate pre-activation (with its peephole term; a GRU's n after its r term)
+ *                             clamped to [-clip, clip] before its function; the cell state is not clipped
+ *   RNNEDGE_EXT_ACTIVATIONS   fn[] instead of the cell's own functions
+ *   RNNEDGE_EXT_INIT          h0 (and c0) set: rnnedge_state_reset_f32 / _int8w start the layer from them
+ *   RNNEDGE_EXT_REVERSE       refused (RNNEDGE_ERR_UNSUPPORTED): a reverse layer cannot stream
+ */
+typedef struct {
+    int32_t flags;        /**< RNNEDGE_EXT_* bits (runtime/layout.py F_*); 0: PyTorch's cell (fast path) */
+    float clip;           /**< RNNEDGE_EXT_CLIP: the clip threshold, > 0 (ONNX clip) */
+    rnnedge_fn_f32 fn[3]; /**< RNNEDGE_EXT_ACTIVATIONS: the cell's functions in ONNX order: rnn [f]; lstm [f (i, f,
+                               o), g (cell input), h (of c)]; gru [f (r, z), g (n)]. Without the flag: the cell's
+                               own (rnn_tanh tanh, rnn_relu relu, lstm sigmoid tanh tanh, gru sigmoid tanh) */
+    const float *p;       /**< RNNEDGE_EXT_PEEPHOLES: lstm (3H) [p_i; p_f; p_o]; NULL otherwise */
+    const float *h0;      /**< (H) the h a stream starts from (rnnedge_state_reset_*), whenever not NULL; NULL:
+                               zeros (generated sources set it with RNNEDGE_EXT_INIT) */
+    const float *c0;      /**< lstm: (H) the c a stream starts from, whenever not NULL; NULL: zeros */
+} rnnedge_ext_f32;
 
 /** One f32 layer-direction (artifact tensors `layers.{l}.fwd.*`, PyTorch layout). G = gates * hidden. */
 typedef struct {
@@ -251,6 +357,7 @@ typedef struct {
     const float *w_hh;     /**< (G, H) row-major */
     const float *b_ih;     /**< (G) */
     const float *b_hh;     /**< (G) */
+    rnnedge_ext_f32 ext;   /**< ONNX layer extensions; all zero: PyTorch's cell */
 } rnnedge_layer_f32;
 
 /** A whole f32 model (forward-only layers, a head on the last layer's h). */
@@ -277,6 +384,7 @@ typedef struct {
  * Per gate row r: gx[r] = b_ih[r] + s_ih[r] * (W_ih[r] . x), gh[r] = b_h[r] + s_hh[r] * (W_hh[r] . h), the sums
  * in float over int8 weights, each row's scale applied to the finished sum; b_h[r] = b_hn[r - 2H] on a GRU's n
  * rows and 0 everywhere else (the file folds every other recurrent bias into b_ih: spec.recurrent_bias_rows).
+ * A GRU with RNNEDGE_EXT_RESET_BEFORE has no b_hn (its file folds it into b_ih too): b_hn is NULL, b_h all 0.
  */
 typedef struct {
     int32_t cell;          /**< RNNEDGE_CELL_* */
@@ -288,7 +396,8 @@ typedef struct {
     const int8_t *w_hh;    /**< (G, H) row-major, int8 */
     const float *s_hh;     /**< (G) row scales of w_hh */
     const float *b_ih;     /**< (G) the folded bias */
-    const float *b_hn;     /**< (H) a GRU's b_hn; NULL for other cells */
+    const float *b_hn;     /**< (H) a GRU's b_hn; NULL for other cells and a GRU with RNNEDGE_EXT_RESET_BEFORE */
+    rnnedge_ext_f32 ext;   /**< ONNX layer extensions, as rnnedge_layer_f32's; all zero: PyTorch's cell */
 } rnnedge_layer_int8w;
 
 /** A whole int8w model (forward-only layers, a head on the last layer's h). */
@@ -316,11 +425,13 @@ typedef struct {
  * A float stream's memory (f32 and int8w), owned by the caller: two plain float arrays.
  *
  * state: model->state_len floats, layers in order, each layer's h then (lstm) c, packed (export/vectors.py's
- *        `state`). All zeros is the start of a sequence (rnnedge_state_reset_f32 / _int8w).
+ *        `state`). The start of a sequence is what rnnedge_state_reset_f32 / _int8w write: zeros, or a layer's
+ *        ext.h0 (and ext.c0) where set.
  * scratch: model->scratch_len floats, overwritten by every step, never read across steps: the widest layer's
  *          RNNEDGE_LAYER_SCRATCH_LEN (G gate sums, + H for a GRU, whose n rows keep the input and recurrent
- *          parts apart), plus n_in in front for a dense model (the normalised input) and an int8w token model
- *          (the dequantised embedding row); f32 token models read the embedding row in place.
+ *          parts apart; a RNNEDGE_EXT_RESET_BEFORE GRU uses 3H of its 4H: r, z, then r * h), plus n_in in front
+ *          for a dense model (the normalised input) and an int8w token model (the dequantised embedding row);
+ *          f32 token models read the embedding row in place.
  */
 typedef struct {
     float *state;   /**< [in,out] model->state_len floats */
@@ -334,6 +445,19 @@ float rnnedge_exp_f32(float x);
 float rnnedge_sigmoid_f32(float a);
 /** 2 / (1 + e^-2a) - 1 with rnnedge_exp_f32 (runtime.kernels_f32.tanh_f32). */
 float rnnedge_tanh_f32(float a);
+
+/**
+ * One ONNX activation function (runtime.kernels_f32.activate_f32, operation for operation): the RNNEDGE_FN_*
+ * table above; tanh, sigmoid, scaled tanh and elu with rnnedge_exp_f32; softplus = log1p(rnnedge_exp_f32(a)) for
+ * a <= 20 and a itself above (equal there in float), log1p by the library's own float code (a degree-9 odd series
+ * of log(m), m in [sqrt(1/2), sqrt(2)), ~2 ulp; no libm). An unknown code returns a unchanged.
+ * @param[in] code  RNNEDGE_FN_*
+ * @param[in] alpha the function's alpha (affine, leaky/thresholded relu, scaled tanh, hard sigmoid, elu)
+ * @param[in] beta  the function's beta (affine, scaled tanh, hard sigmoid)
+ * @param[in] a     the pre-activation
+ * @return the function's value
+ */
+float rnnedge_activate_f32(int32_t code, float alpha, float beta, float a);
 
 /**
  * Input normalisation (runtime.kernels_f32.normalise_f32): out[k] = (x[k] - mean[k]) / std[k].
@@ -355,8 +479,10 @@ void rnnedge_normalise_f32(const float *x, const float *mean, const float *std, 
 void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation);
 
 /**
- * Zero a float stream's state (f32 model): the start of a new sequence.
- * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL
+ * Set a float stream's state (f32 model) to the start of a new sequence, as runtime Stream.reset() does: every
+ * layer's h (and c) zero, or its ext.h0 (and ext.c0) where not NULL (initial_state).
+ * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL (model, s, s->state, or the layers of a model with layers, NULL;
+ *         nothing written)
  */
 int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s);
 
@@ -367,7 +493,10 @@ int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s
  * @param[in]     x     model->n_in raw float inputs (before normalisation)
  * @param[out]    y     model->out outputs, the head's activation applied
  * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND, RNNEDGE_ERR_UNSUPPORTED or RNNEDGE_ERR_BAD_VALUE
- *         (NaN or infinity in x); nothing is written on an error
+ *         (NaN or infinity in x); nothing is written on an error. RNNEDGE_ERR_UNSUPPORTED: a bidirectional layer,
+ *         an unknown cell, ext.flags outside RNNEDGE_EXT_FLOAT (REVERSE included), an extension of another cell
+ *         (RESET_BEFORE not on a GRU, INPUT_FORGET / PEEPHOLES not on an LSTM) or an unknown function code;
+ *         RNNEDGE_ERR_NULL also for RNNEDGE_EXT_PEEPHOLES without ext.p
  */
 int rnnedge_model_step_dense_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s, const float *x, float *y);
 
@@ -379,7 +508,8 @@ int rnnedge_model_step_dense_f32(const rnnedge_model_f32 *model, rnnedge_state_f
 int rnnedge_model_step_tokens_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s, int32_t token, float *y);
 
 /**
- * One step of an f32 Elman RNN layer: h = act(b_ih + W_ih x + b_hh + W_hh h), act = tanh or relu by layer->cell.
+ * One step of an f32 Elman RNN layer: h = act(b_ih + W_ih x + b_hh + W_hh h), act = tanh or relu by layer->cell;
+ * with extensions (layer->ext.flags != 0) act = ext's f of the clipped sum.
  * @param[in]     layer   the layer's constants (G = H rows)
  * @param[in]     x       layer->n_in inputs (must not overlap h or scratch)
  * @param[in,out] h       layer->hidden hidden state
@@ -388,7 +518,8 @@ int rnnedge_model_step_tokens_f32(const rnnedge_model_f32 *model, rnnedge_state_
 void rnnedge_rnn_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch);
 
 /**
- * One step of an f32 LSTM layer (gates i f g o): c = f c + i g, h = o tanh(c).
+ * One step of an f32 LSTM layer (gates i f g o): c = f c + i g, h = o tanh(c); with extensions as rnnedge_ext_f32
+ * says (runtime lstm_update_ext_f32).
  * @param[in]     layer   the layer's constants (G = 4H rows)
  * @param[in]     x       layer->n_in inputs (must not overlap h, c or scratch)
  * @param[in,out] h       layer->hidden hidden state
@@ -399,7 +530,8 @@ void rnnedge_lstm_step_f32(const rnnedge_layer_f32 *layer, const float *x, float
 
 /**
  * One step of an f32 GRU layer (gates r z n, linear_before_reset): n = tanh(gx_n + r (W_hn h + b_hn)),
- * h = (1 - z) n + z h.
+ * h = (1 - z) n + z h; with extensions as rnnedge_ext_f32 says (RNNEDGE_EXT_RESET_BEFORE: n = g(clip((b_hn +
+ * W_hn (r h)) + gx_n)), runtime recurrent_step_ext_f32).
  * @param[in]     layer   the layer's constants (G = 3H rows)
  * @param[in]     x       layer->n_in inputs (must not overlap h or scratch)
  * @param[in,out] h       layer->hidden hidden state
@@ -429,7 +561,8 @@ const float *rnnedge_embedding_f32(const float *table, int32_t dim, int32_t toke
 void rnnedge_head_f32(const float *w, const float *b, int32_t out, int32_t in, int32_t activation, const float *h,
                       float *y);
 
-/** Zero a float stream's state (int8w model). @return RNNEDGE_OK, or RNNEDGE_ERR_NULL */
+/** The start of a sequence for a float stream of an int8w model, as rnnedge_state_reset_f32.
+ * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL */
 int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s);
 
 /**
@@ -454,7 +587,8 @@ void rnnedge_rnn_step_int8w(const rnnedge_layer_int8w *layer, const float *x, fl
 /** One step of an int8w LSTM layer; as rnnedge_lstm_step_f32 (scratch 4H floats). */
 void rnnedge_lstm_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *c,
                              float *scratch);
-/** One step of an int8w GRU layer; as rnnedge_gru_step_f32 (layer->b_hn set; scratch 4H floats). */
+/** One step of an int8w GRU layer; as rnnedge_gru_step_f32 (layer->b_hn set unless RNNEDGE_EXT_RESET_BEFORE;
+ * scratch 4H floats). */
 void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch);
 
 /**

@@ -11,6 +11,10 @@
  * where "acc + W[r] . v" adds four products at a time, acc = acc + (((w0 v0 + w1 v1) + w2 v2) + w3 v3), then
  * the remaining products one by one (gemv_t_acc_f32). The runtime allows LLVM to reassociate and contract
  * (FMA) these sums; C99 mode does not, so results agree within a few ulps, well inside 1e-5.
+ *
+ * The ONNX layer extensions (layer->ext.flags != 0) take a second path per cell, as the runtime's
+ * recurrent_step_ext_f32 does; flags == 0 runs the PyTorch cells' code unchanged. The activation functions are
+ * runtime.kernels_f32.activate_f32's; softplus needs log1p, computed here without libm (log1p_f32).
  */
 #include "rnnedge.h"
 #include "rnnedge_float_internal.h"
@@ -64,6 +68,82 @@ float rnnedge_sigmoid_f32(float a)
 float rnnedge_tanh_f32(float a)
 {
     return 2.0f / (1.0f + rnnedge_exp_f32(-2.0f * a)) - 1.0f;
+}
+
+/* log(u) for a normal u >= 1: u = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m - 1) / (m + 1),
+ * |s| <= 0.1716, by its odd series to s^9 (truncation below 1e-9 relative), e ln2 in two parts as exp does. */
+#define SQRT2 0x1.6a09e6p+0f /* float32(sqrt(2)) */
+#define L3 0x1.555556p-1f    /* float32(2/3) */
+#define L5 0x1.99999ap-2f    /* float32(2/5) */
+#define L7 0x1.24924ap-2f    /* float32(2/7) */
+#define L9 0x1.c71c72p-3f    /* float32(2/9) */
+
+static float log_f32(float u)
+{
+    float_bits b;
+    int32_t e;
+    float m;
+    float s;
+    float s2;
+    float ef;
+    b.f = u;
+    e = (int32_t)((b.u >> 23) & 0xFFu) - 127;
+    b.u = (b.u & 0x007FFFFFu) | 0x3F800000u; /* m in [1, 2) */
+    m = b.f;
+    if (m > SQRT2) {
+        m *= 0.5f;
+        e += 1;
+    }
+    s = (m - 1.0f) / (m + 1.0f); /* m - 1 is exact (Sterbenz) */
+    s2 = s * s;
+    ef = (float)e;
+    return ef * LN2_HI + (ef * LN2_LO + s * (2.0f + s2 * (L3 + s2 * (L5 + s2 * (L7 + s2 * L9)))));
+}
+
+/* log(1 + y) for y >= 0 (softplus: y = e^a): log(u) (y / (u - 1)), u = 1 + y, which cancels u's rounding error;
+ * y itself when 1 + y rounds to 1. A few ulps from the exact value, no libm. */
+static float log1p_f32(float y)
+{
+    const float u = 1.0f + y;
+    if (u == 1.0f) {
+        return y;
+    }
+    return log_f32(u) * (y / (u - 1.0f));
+}
+
+#define SOFTPLUS_LINEAR 20.0f /* above it log1p(e^x) == x in float32 (runtime _SOFTPLUS_LINEAR) */
+
+float rnnedge_activate_f32(int32_t code, float alpha, float beta, float a)
+{
+    switch (code) {
+    case RNNEDGE_FN_RELU:
+        return a > 0.0f ? a : 0.0f;
+    case RNNEDGE_FN_TANH:
+        return rnnedge_tanh_f32(a);
+    case RNNEDGE_FN_SIGMOID:
+        return rnnedge_sigmoid_f32(a);
+    case RNNEDGE_FN_AFFINE:
+        return alpha * a + beta;
+    case RNNEDGE_FN_LEAKYRELU:
+        return a < 0.0f ? alpha * a : a;
+    case RNNEDGE_FN_THRESHOLDEDRELU:
+        return a > alpha ? a : 0.0f;
+    case RNNEDGE_FN_SCALEDTANH:
+        return alpha * (2.0f / (1.0f + rnnedge_exp_f32(-2.0f * beta * a)) - 1.0f);
+    case RNNEDGE_FN_HARDSIGMOID: {
+        const float v = alpha * a + beta;
+        const float lo = v > 0.0f ? v : 0.0f;
+        return lo < 1.0f ? lo : 1.0f;
+    }
+    case RNNEDGE_FN_ELU:
+        return a < 0.0f ? alpha * (rnnedge_exp_f32(a) - 1.0f) : a;
+    case RNNEDGE_FN_SOFTSIGN:
+        return a / (1.0f + (a < 0.0f ? -a : a));
+    case RNNEDGE_FN_SOFTPLUS:
+        return a <= SOFTPLUS_LINEAR ? log1p_f32(rnnedge_exp_f32(a)) : a;
+    default:
+        return a;
+    }
 }
 
 int rnnedge_all_finite_f32(const float *x, int32_t n)
@@ -148,24 +228,188 @@ void rnnedge_gru_update_f32(int32_t H, float *h, const float *sums)
     }
 }
 
+/* -- the ONNX layer extensions ------------------------------------------------------------------------------- */
+
+/* The functions a cell uses without RNNEDGE_EXT_ACTIVATIONS (spec.DEFAULT_FUNCTIONS), by cell code. */
+static const int32_t default_functions[4][3] = {
+    {RNNEDGE_FN_TANH, RNNEDGE_FN_TANH, RNNEDGE_FN_TANH},    /* rnn_tanh: f */
+    {RNNEDGE_FN_RELU, RNNEDGE_FN_RELU, RNNEDGE_FN_RELU},    /* rnn_relu: f */
+    {RNNEDGE_FN_SIGMOID, RNNEDGE_FN_TANH, RNNEDGE_FN_TANH}, /* lstm: f, g, h */
+    {RNNEDGE_FN_SIGMOID, RNNEDGE_FN_TANH, RNNEDGE_FN_TANH}, /* gru: f, g */
+};
+
+int rnnedge_check_ext_f32(const rnnedge_ext_f32 *ext, int32_t cell)
+{
+    const int32_t flags = ext->flags;
+    if ((flags & ~RNNEDGE_EXT_FLOAT) != 0) {
+        return RNNEDGE_ERR_UNSUPPORTED; /* RNNEDGE_EXT_REVERSE (cannot stream) or an unknown bit */
+    }
+    if (((flags & RNNEDGE_EXT_RESET_BEFORE) != 0 && cell != RNNEDGE_CELL_GRU) ||
+        ((flags & (RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES)) != 0 && cell != RNNEDGE_CELL_LSTM)) {
+        return RNNEDGE_ERR_UNSUPPORTED;
+    }
+    if ((flags & RNNEDGE_EXT_ACTIVATIONS) != 0) {
+        const int32_t n = cell == RNNEDGE_CELL_LSTM ? 3 : cell == RNNEDGE_CELL_GRU ? 2 : 1;
+        int32_t k;
+        for (k = 0; k < n; ++k) {
+            if (ext->fn[k].code < 0 || ext->fn[k].code >= RNNEDGE_FN_COUNT) {
+                return RNNEDGE_ERR_UNSUPPORTED;
+            }
+        }
+    }
+    if ((flags & RNNEDGE_EXT_PEEPHOLES) != 0 && ext->p == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    return RNNEDGE_OK;
+}
+
+void rnnedge_reset_layer_f32(const rnnedge_ext_f32 *ext, int32_t cell, int32_t H, float *state)
+{
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        state[j] = ext->h0 != 0 ? ext->h0[j] : 0.0f;
+    }
+    if (cell == RNNEDGE_CELL_LSTM) {
+        for (j = 0; j < H; ++j) {
+            state[H + j] = ext->c0 != 0 ? ext->c0[j] : 0.0f;
+        }
+    }
+}
+
+float rnnedge_ext_clip_f32(const rnnedge_ext_f32 *ext, float a)
+{
+    if ((ext->flags & RNNEDGE_EXT_CLIP) != 0 && ext->clip > 0.0f) {
+        const float lo = a > -ext->clip ? a : -ext->clip; /* min(max(a, -clip), clip) */
+        return lo < ext->clip ? lo : ext->clip;
+    }
+    return a;
+}
+
+float rnnedge_ext_function_f32(const rnnedge_ext_f32 *ext, int32_t cell, int32_t k, float a)
+{
+    if ((ext->flags & RNNEDGE_EXT_ACTIVATIONS) != 0) {
+        return rnnedge_activate_f32(ext->fn[k].code, ext->fn[k].alpha, ext->fn[k].beta, a);
+    }
+    return rnnedge_activate_f32(default_functions[cell][k], 0.0f, 0.0f, a);
+}
+
+void rnnedge_rnn_update_ext_f32(const rnnedge_ext_f32 *ext, int32_t cell, int32_t H, float *h, const float *pre)
+{
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        h[j] = rnnedge_ext_function_f32(ext, cell, 0, rnnedge_ext_clip_f32(ext, pre[j]));
+    }
+}
+
+void rnnedge_lstm_update_ext_f32(const rnnedge_ext_f32 *ext, int32_t H, float *h, float *c, const float *gates)
+{
+    const int32_t peep = (ext->flags & RNNEDGE_EXT_PEEPHOLES) != 0;
+    const int32_t cell = RNNEDGE_CELL_LSTM;
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        float pi = gates[j];
+        float pf = gates[H + j];
+        float po = gates[3 * H + j];
+        float i;
+        float f;
+        float g;
+        float cj;
+        if (peep) { /* i and f see c_prev */
+            pi += ext->p[j] * c[j];
+            pf += ext->p[H + j] * c[j];
+        }
+        i = rnnedge_ext_function_f32(ext, cell, 0, rnnedge_ext_clip_f32(ext, pi));
+        if ((ext->flags & RNNEDGE_EXT_INPUT_FORGET) != 0) {
+            f = 1.0f - i;
+        } else {
+            f = rnnedge_ext_function_f32(ext, cell, 0, rnnedge_ext_clip_f32(ext, pf));
+        }
+        g = rnnedge_ext_function_f32(ext, cell, 1, rnnedge_ext_clip_f32(ext, gates[2 * H + j]));
+        cj = f * c[j] + i * g;
+        c[j] = cj;
+        if (peep) { /* o sees c_new */
+            po += ext->p[2 * H + j] * cj;
+        }
+        h[j] = rnnedge_ext_function_f32(ext, cell, 0, rnnedge_ext_clip_f32(ext, po)) *
+               rnnedge_ext_function_f32(ext, cell, 2, cj);
+    }
+}
+
+void rnnedge_gru_rz_ext_f32(const rnnedge_ext_f32 *ext, int32_t H, float *rz)
+{
+    int32_t j;
+    for (j = 0; j < 2 * H; ++j) {
+        rz[j] = rnnedge_ext_function_f32(ext, RNNEDGE_CELL_GRU, 0, rnnedge_ext_clip_f32(ext, rz[j]));
+    }
+}
+
+float rnnedge_gru_blend_ext_f32(const rnnedge_ext_f32 *ext, float n_pre, float z, float h_prev)
+{
+    const float n = rnnedge_ext_function_f32(ext, RNNEDGE_CELL_GRU, 1, rnnedge_ext_clip_f32(ext, n_pre));
+    return (1.0f - z) * n + z * h_prev;
+}
+
+void rnnedge_gru_update_ext_f32(const rnnedge_ext_f32 *ext, int32_t H, float *h, const float *sums)
+{
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        const float r = rnnedge_ext_function_f32(ext, RNNEDGE_CELL_GRU, 0, rnnedge_ext_clip_f32(ext, sums[j]));
+        const float z = rnnedge_ext_function_f32(ext, RNNEDGE_CELL_GRU, 0, rnnedge_ext_clip_f32(ext, sums[H + j]));
+        h[j] = rnnedge_gru_blend_ext_f32(ext, sums[2 * H + j] + r * sums[3 * H + j], z, h[j]);
+    }
+}
+
 /* -- cells ---------------------------------------------------------------------------------------------------- */
 
 void rnnedge_rnn_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
 {
     gate_sums_f32(layer, x, h, 0, layer->hidden, scratch);
-    rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+    if (layer->ext.flags != 0) {
+        rnnedge_rnn_update_ext_f32(&layer->ext, layer->cell, layer->hidden, h, scratch);
+    } else {
+        rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+    }
 }
 
 void rnnedge_lstm_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *c, float *scratch)
 {
     gate_sums_f32(layer, x, h, 0, 4 * layer->hidden, scratch);
-    rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+    if (layer->ext.flags != 0) {
+        rnnedge_lstm_update_ext_f32(&layer->ext, layer->hidden, h, c, scratch);
+    } else {
+        rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+    }
+}
+
+/** A RNNEDGE_EXT_RESET_BEFORE GRU step (runtime recurrent_step_ext_f32's reset_before branch): scratch [0, 2H) r, z;
+ * [2H, 3H) r * h; then per unit n = g(clip((b_hn + W_hn (r h)) + gx_n)) and h = (1 - z) n + z h. */
+static void gru_step_reset_before_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
+{
+    const int32_t H = layer->hidden;
+    float *rh = scratch + 2 * H;
+    int32_t r;
+    for (r = 0; r < 2 * H; ++r) { /* (b_hh + W_hh h) + gx */
+        scratch[r] = dot_acc_f32(layer->b_hh[r], layer->w_hh + r * H, h, H) + input_part_f32(layer, r, x);
+    }
+    rnnedge_gru_rz_ext_f32(&layer->ext, H, scratch);
+    for (r = 0; r < H; ++r) {
+        rh[r] = scratch[r] * h[r];
+    }
+    for (r = 0; r < H; ++r) { /* h[r] is read only here: r h is already in rh */
+        const int32_t row = 2 * H + r;
+        const float n_pre = dot_acc_f32(layer->b_hh[row], layer->w_hh + row * H, rh, H) + input_part_f32(layer, row, x);
+        h[r] = rnnedge_gru_blend_ext_f32(&layer->ext, n_pre, scratch[H + r], h[r]);
+    }
 }
 
 void rnnedge_gru_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
 {
     const int32_t H = layer->hidden;
     int32_t r;
+    if ((layer->ext.flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
+        gru_step_reset_before_f32(layer, x, h, scratch);
+        return;
+    }
     for (r = 0; r < 3 * H; ++r) {
         const float gx = input_part_f32(layer, r, x);
         const float gh = dot_acc_f32(layer->b_hh[r], layer->w_hh + r * H, h, H); /* gh = b_hh + W_hh h */
@@ -176,7 +420,11 @@ void rnnedge_gru_step_f32(const rnnedge_layer_f32 *layer, const float *x, float 
             scratch[H + r] = gh;
         }
     }
-    rnnedge_gru_update_f32(H, h, scratch);
+    if (layer->ext.flags != 0) {
+        rnnedge_gru_update_ext_f32(&layer->ext, H, h, scratch);
+    } else {
+        rnnedge_gru_update_f32(H, h, scratch);
+    }
 }
 
 /* -- input, head, model --------------------------------------------------------------------------------------- */
@@ -235,12 +483,16 @@ void rnnedge_head_f32(const float *w, const float *b, int32_t out, int32_t in, i
 
 int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s)
 {
-    int32_t k;
-    if (model == 0 || s == 0 || s->state == 0) {
+    int32_t l;
+    float *state;
+    if (model == 0 || s == 0 || s->state == 0 || (model->n_layers > 0 && model->layers == 0)) {
         return RNNEDGE_ERR_NULL;
     }
-    for (k = 0; k < model->state_len; ++k) {
-        s->state[k] = 0.0f;
+    state = s->state;
+    for (l = 0; l < model->n_layers; ++l) { /* h0 / c0 where set, else zeros (runtime Stream.reset) */
+        const rnnedge_layer_f32 *layer = &model->layers[l];
+        rnnedge_reset_layer_f32(&layer->ext, layer->cell, layer->hidden, state);
+        state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
     }
     return RNNEDGE_OK;
 }
@@ -266,6 +518,12 @@ static int check_step(const rnnedge_model_f32 *model, const rnnedge_state_f32 *s
         }
         if (layer->w_ih == 0 || layer->w_hh == 0 || layer->b_ih == 0 || layer->b_hh == 0) {
             return RNNEDGE_ERR_NULL;
+        }
+        if (layer->ext.flags != 0) {
+            const int ext = rnnedge_check_ext_f32(&layer->ext, layer->cell);
+            if (ext != RNNEDGE_OK) {
+                return ext;
+            }
         }
     }
     return RNNEDGE_OK;

@@ -1,7 +1,8 @@
 /*
  * rnnedge_int8.c: the `int8` precision's step, integers only (no float type appears in this file).
  *
- * Contract: the module docstrings of runtime/kernels_int8.py (the cells) and runtime/int8_math.py (each
+ * Contract: the module docstrings of runtime/kernels_int8.py (the cells, and the ONNX layer extensions' second
+ * path: clip, input_forget, peepholes, gru linear_before_reset false, initial_state) and runtime/int8_math.py (each
  * primitive's rounding). Every primitive below is one static function named as in int8_math.py; the runtime
  * additionally has a "right shift only" requantisation path that gives the same integers, which C does not
  * need. Ranges are stated where a value could look close to overflowing; int64_t is used only in
@@ -17,6 +18,8 @@ typedef char rnnedge_requires_arithmetic_right_shift
     [((INT32_C(-5) >> 1) == INT32_C(-3) && (INT64_C(-5) >> 1) == INT64_C(-3) && (-1 >> 1) == -1) ? 1 : -1];
 
 #define Q15_ONE 32768 /* 1.0 in Q0.15 */
+/* the extensions that change a step's integers (kernels_int8 STEP_FLAGS); INIT only changes the reset */
+#define STEP_FLAGS (RNNEDGE_EXT_RESET_BEFORE | RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES | RNNEDGE_EXT_CLIP)
 
 /* -- primitives (runtime/int8_math.py) --------------------------------------------------------------------- */
 
@@ -186,12 +189,174 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     }
 }
 
+/* -- the ONNX layer extensions (layer->flags & STEP_FLAGS; kernels_int8 *_ext_int8, gru_reset_before_int8) ----- */
+
+/** The layer's clip in its pre-activation's integers: clip_q with RNNEDGE_EXT_CLIP, else 32768, which clamps no
+ * int16 (kernels_int8 recurrent_step_ext_int8). */
+static int32_t clip_threshold(const rnnedge_layer_int8 *layer)
+{
+    return (layer->flags & RNNEDGE_EXT_CLIP) != 0 ? layer->clip_q : Q15_ONE;
+}
+
+/** An int16 pre-activation clamped to [-q, q], 0 <= q <= 32768 (kernels_int8 clip_rows_int8). */
+static int16_t clip_int8(int16_t x, int32_t q)
+{
+    int32_t v = x;
+    if (v > q) {
+        v = q;
+    }
+    if (v < -q) {
+        v = -q;
+    }
+    return (int16_t)v;
+}
+
+/** Gate row r's pre-activation on the extension path: clip(sat16(yx + yh + term), q), yx + yh with a recurrent
+ * bias of 0 (every row but a linear_before_reset GRU's n rows) over the recurrent input v (h, or a GRU's r * h);
+ * term: a peephole term (int16 values), or 0. One saturation of the three terms: |sum| < 3 * 2^15. */
+static int16_t gate_pre_ext(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x, const int16_t *v,
+                            int32_t term, int32_t q)
+{
+    const int32_t sum = (int32_t)input_part(layer, r, x) + (int32_t)recurrent_part(layer, r, 0, v) + term;
+    return clip_int8(sat16(sum), q);
+}
+
+/** Gate k's (0 i, 1 f, 2 o) peephole term for hidden unit j: sat16(MBQM(p_k[j] * c, M_k, S_k)), in Q3.12
+ * (kernels_int8 peephole_int8). p and c int16: |p * c| <= 2^30, exact in int32. */
+static int32_t peephole_int8(const rnnedge_layer_int8 *layer, int32_t k, int32_t j, int16_t c)
+{
+    const int32_t product = (int32_t)layer->peep[k * layer->hidden + j] * (int32_t)c;
+    return requantize_int8(product, layer->peep_mult[k], (int32_t)layer->peep_shift[k]);
+}
+
+/** rnnedge_rnn_step_int8 with the pre-activation clipped (kernels_int8 rnn_update_ext_int8). */
+static void rnn_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
+{
+    const int32_t H = layer->hidden;
+    const int32_t q = clip_threshold(layer);
+    int32_t j;
+    gate_sums_int8(layer, x, h, 0, H, scratch);
+    for (j = 0; j < H; ++j) {
+        const int16_t pre = clip_int8(scratch[j], q);
+        if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
+            h[j] = pre > 0 ? pre : 0;
+        } else {
+            h[j] = tanh_q15(pre);
+        }
+    }
+}
+
+/** rnnedge_lstm_step_int8 with clip, input_forget and peepholes (kernels_int8 lstm_update_ext_int8). Every gate
+ * reads h on entry, so h is written last. i and f read c on entry; with peepholes, o reads the new c, so its row
+ * is formed after the cell update (which writes c) and before h is written. scratch: the gates, Q0.15. */
+static void lstm_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *c,
+                               int16_t *scratch)
+{
+    const int32_t H = layer->hidden;
+    const int32_t p = layer->cell_power;
+    const int32_t q = clip_threshold(layer);
+    const int peepholes = (layer->flags & RNNEDGE_EXT_PEEPHOLES) != 0;
+    const int input_forget = (layer->flags & RNNEDGE_EXT_INPUT_FORGET) != 0;
+    int32_t j;
+    for (j = 0; j < H; ++j) {
+        const int16_t i = sigmoid_q15(gate_pre_ext(layer, j, x, h, peepholes ? peephole_int8(layer, 0, j, c[j]) : 0,
+                                                   q));
+        scratch[j] = i;
+        if (input_forget) {
+            scratch[H + j] = (int16_t)(Q15_ONE - (int32_t)i < INT16_MAX ? Q15_ONE - (int32_t)i : INT16_MAX);
+        } else {
+            scratch[H + j] = sigmoid_q15(
+                gate_pre_ext(layer, H + j, x, h, peepholes ? peephole_int8(layer, 1, j, c[j]) : 0, q));
+        }
+        scratch[2 * H + j] = tanh_q15(gate_pre_ext(layer, 2 * H + j, x, h, 0, q));
+        if (!peepholes) {
+            scratch[3 * H + j] = sigmoid_q15(gate_pre_ext(layer, 3 * H + j, x, h, 0, q));
+        }
+    }
+    for (j = 0; j < H; ++j) { /* the cell, as rnnedge_lstm_step_int8 */
+        const int32_t i = scratch[j];
+        const int32_t f = scratch[H + j];
+        const int32_t g = scratch[2 * H + j];
+        const int16_t kept = sat16(rounding_divide_by_pot(f * (int32_t)c[j], 15));
+        const int16_t added = sat16(rounding_divide_by_pot(i * g, 30 + p));
+        c[j] = sat16((int32_t)kept + (int32_t)added);
+    }
+    if (peepholes) {
+        for (j = 0; j < H; ++j) {
+            scratch[3 * H + j] = sigmoid_q15(
+                gate_pre_ext(layer, 3 * H + j, x, h, peephole_int8(layer, 2, j, c[j]), q));
+        }
+    }
+    for (j = 0; j < H; ++j) {
+        const int32_t o = scratch[3 * H + j];
+        h[j] = sat16(rounding_divide_by_pot(o * (int32_t)tanh_of_cell_q15(c[j], p), 15));
+    }
+}
+
+/** h = (1 - z) n + z h (Q0.15) for hidden unit j (kernels_int8 gru_blend_int8): (32768 - z) |n| + z |h| <= 2^30. */
+static int16_t gru_blend_int8(int32_t z, int32_t n, int16_t h)
+{
+    return sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * (int32_t)h, 15));
+}
+
+/** rnnedge_gru_step_int8 (linear_before_reset) with every pre-activation clipped, n's after its r term
+ * (kernels_int8 gru_update_ext_int8). */
+static void gru_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
+{
+    const int32_t H = layer->hidden;
+    const int32_t q = clip_threshold(layer);
+    int16_t *yx_n = scratch + 2 * H;
+    int16_t *yh_n = scratch + 3 * H;
+    int32_t j;
+    for (j = 0; j < 2 * H; ++j) { /* r, z */
+        scratch[j] = sigmoid_q15(gate_pre_ext(layer, j, x, h, 0, q));
+    }
+    for (j = 0; j < H; ++j) {
+        yx_n[j] = input_part(layer, 2 * H + j, x);
+        yh_n[j] = recurrent_part(layer, 2 * H + j, layer->b_hn[j], h);
+    }
+    for (j = 0; j < H; ++j) {
+        const int32_t r = scratch[j];
+        const int16_t pre = sat16((int32_t)yx_n[j] + rounding_divide_by_pot(r * (int32_t)yh_n[j], 15));
+        h[j] = gru_blend_int8(scratch[H + j], tanh_q15(clip_int8(pre, q)), h[j]);
+    }
+}
+
+/** The GRU of linear_before_reset false (ONNX's default; kernels_int8 gru_reset_before_int8): r, z from h as
+ * usual, rh = RDBPOT(r * h, 15), then n = tanh_q15(clip(sat16(yx_n + sat16(MBQM(W_hn . rh, Mh, Sh))))), no
+ * recurrent bias (b_hn is folded into b_x). scratch: r, z (Q0.15), n, then rh in the H rows a
+ * linear_before_reset GRU keeps yh_n in: 4H, as rnnedge_gru_step_int8. */
+static void gru_reset_before_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
+{
+    const int32_t H = layer->hidden;
+    const int32_t q = clip_threshold(layer);
+    int16_t *n = scratch + 2 * H;
+    int16_t *rh = scratch + 3 * H;
+    int32_t j;
+    for (j = 0; j < 2 * H; ++j) { /* r, z */
+        scratch[j] = sigmoid_q15(gate_pre_ext(layer, j, x, h, 0, q));
+    }
+    for (j = 0; j < H; ++j) { /* r in [0, 32767]: |rh| <= |h|, an int16 */
+        rh[j] = (int16_t)rounding_divide_by_pot((int32_t)scratch[j] * (int32_t)h[j], 15);
+    }
+    for (j = 0; j < H; ++j) {
+        n[j] = tanh_q15(gate_pre_ext(layer, 2 * H + j, x, rh, 0, q));
+    }
+    for (j = 0; j < H; ++j) {
+        h[j] = gru_blend_int8(scratch[H + j], n[j], h[j]);
+    }
+}
+
 /* -- cells ---------------------------------------------------------------------------------------------------- */
 
 void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
     int32_t j;
+    if ((layer->flags & STEP_FLAGS) != 0) {
+        rnn_step_ext_int8(layer, x, h, scratch);
+        return;
+    }
     gate_sums_int8(layer, x, h, 0, H, scratch);
     for (j = 0; j < H; ++j) {
         if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
@@ -208,6 +373,10 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
     const int32_t H = layer->hidden;
     const int32_t p = layer->cell_power;
     int32_t j;
+    if ((layer->flags & STEP_FLAGS) != 0) {
+        lstm_step_ext_int8(layer, x, h, c, scratch);
+        return;
+    }
     gate_sums_int8(layer, x, h, 0, 4 * H, scratch);
     for (j = 0; j < H; ++j) {
         /* i, f, o in [0, 32767] (sigmoid), g in [-32768, 32767] (tanh), c int16: every product below is
@@ -231,6 +400,14 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
     int16_t *yx_n = scratch + 2 * H; /* the n rows keep their two halves apart: yx_n, then yh_n */
     int16_t *yh_n = scratch + 3 * H;
     int32_t j;
+    if ((layer->flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
+        gru_reset_before_int8(layer, x, h, scratch);
+        return;
+    }
+    if ((layer->flags & STEP_FLAGS) != 0) {
+        gru_step_ext_int8(layer, x, h, scratch);
+        return;
+    }
     gate_sums_int8(layer, x, h, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
     for (j = 0; j < H; ++j) {
         yx_n[j] = input_part(layer, 2 * H + j, x);
@@ -265,14 +442,55 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
     }
 }
 
-int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s)
+/** n int16 values: a copy of src, or zeros when src is NULL. */
+static void copy_or_zero(int16_t *dst, const int16_t *src, int32_t n)
 {
     int32_t k;
-    if (model == 0 || s == 0 || s->state == 0) {
+    for (k = 0; k < n; ++k) {
+        dst[k] = src != 0 ? src[k] : 0;
+    }
+}
+
+int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s)
+{
+    int16_t *state;
+    int32_t k;
+    int32_t l;
+    if (model == 0 || s == 0 || s->state == 0 || (model->n_layers > 0 && model->layers == 0)) {
         return RNNEDGE_ERR_NULL;
     }
     for (k = 0; k < model->state_len; ++k) {
         s->state[k] = 0;
+    }
+    state = s->state; /* each layer's h, then (lstm) c: kernels_int8 initial_state_int8 */
+    for (l = 0; l < model->n_layers; ++l) {
+        const rnnedge_layer_int8 *layer = &model->layers[l];
+        if ((layer->flags & RNNEDGE_EXT_INIT) != 0) {
+            copy_or_zero(state, layer->h0, layer->hidden);
+            if (layer->cell == RNNEDGE_CELL_LSTM) {
+                copy_or_zero(state + layer->hidden, layer->c0, layer->hidden);
+            }
+        }
+        state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
+    }
+    return RNNEDGE_OK;
+}
+
+/** RNNEDGE_OK if the int8 step runs a layer's extensions (flags), RNNEDGE_ERR_UNSUPPORTED for a bit it does not
+ * implement or one of another cell, an out-of-range clip, RNNEDGE_ERR_NULL for missing peephole constants. */
+static int check_extensions(const rnnedge_layer_int8 *layer)
+{
+    const int32_t flags = layer->flags;
+    const int lstm = layer->cell == RNNEDGE_CELL_LSTM;
+    if ((flags & ~RNNEDGE_EXT_INT8) != 0 ||
+        ((flags & (RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES)) != 0 && !lstm) ||
+        ((flags & RNNEDGE_EXT_RESET_BEFORE) != 0 && layer->cell != RNNEDGE_CELL_GRU) ||
+        ((flags & RNNEDGE_EXT_CLIP) != 0 && (layer->clip_q < 0 || layer->clip_q > INT16_MAX))) {
+        return RNNEDGE_ERR_UNSUPPORTED;
+    }
+    if ((flags & RNNEDGE_EXT_PEEPHOLES) != 0 &&
+        (layer->peep == 0 || layer->peep_mult == 0 || layer->peep_shift == 0)) {
+        return RNNEDGE_ERR_NULL;
     }
     return RNNEDGE_OK;
 }
@@ -281,6 +499,7 @@ int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8
 static int check_step(const rnnedge_model_int8 *model, const rnnedge_state_int8 *s, int32_t *logits, int32_t kind)
 {
     int32_t l;
+    int status;
     if (model == 0 || s == 0 || s->state == 0 || s->scratch == 0 || logits == 0 || model->layers == 0 ||
         model->head_w == 0 || model->head_b == 0) {
         return RNNEDGE_ERR_NULL;
@@ -303,8 +522,13 @@ static int check_step(const rnnedge_model_int8 *model, const rnnedge_state_int8 
             (layer->cell_power < RNNEDGE_CELL_POWER_MIN || layer->cell_power > RNNEDGE_CELL_POWER_MAX)) {
             return RNNEDGE_ERR_UNSUPPORTED;
         }
+        status = check_extensions(layer);
+        if (status != RNNEDGE_OK) {
+            return status;
+        }
         if (layer->w_ih == 0 || layer->w_hh == 0 || layer->b_x == 0 || layer->mult_x == 0 || layer->shift_x == 0 ||
-            layer->mult_h == 0 || layer->shift_h == 0 || (layer->cell == RNNEDGE_CELL_GRU && layer->b_hn == 0)) {
+            layer->mult_h == 0 || layer->shift_h == 0 ||
+            (layer->cell == RNNEDGE_CELL_GRU && (layer->flags & RNNEDGE_EXT_RESET_BEFORE) == 0 && layer->b_hn == 0)) {
             return RNNEDGE_ERR_NULL;
         }
     }

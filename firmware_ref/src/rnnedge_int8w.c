@@ -10,7 +10,9 @@
  *     gh[r]  = b_h[r] + s_hh[r] * (W_hh[r] . h)            (gru; b_h = b_hn on the n rows, else 0)
  *
  * The runtime adds its zero rows of b_hh explicitly; adding 0.0f changes no value, so they are left out here.
- * Gate activations and state updates are rnnedge_f32.c's (as kernels_int8w.py uses kernels_f32's).
+ * Gate activations and state updates are rnnedge_f32.c's (as kernels_int8w.py uses kernels_f32's), the ONNX
+ * extensions' included (layer->ext.flags != 0; runtime recurrent_step_ext_int8w). A GRU with
+ * RNNEDGE_EXT_RESET_BEFORE has no recurrent bias at all: b_hn is folded into b_ih.
  */
 #include "rnnedge.h"
 #include "rnnedge_float_internal.h"
@@ -57,19 +59,52 @@ static void gate_sums_int8w(const rnnedge_layer_int8w *layer, const float *x, co
 void rnnedge_rnn_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
 {
     gate_sums_int8w(layer, x, h, 0, layer->hidden, scratch);
-    rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+    if (layer->ext.flags != 0) {
+        rnnedge_rnn_update_ext_f32(&layer->ext, layer->cell, layer->hidden, h, scratch);
+    } else {
+        rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+    }
 }
 
 void rnnedge_lstm_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *c, float *scratch)
 {
     gate_sums_int8w(layer, x, h, 0, 4 * layer->hidden, scratch);
-    rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+    if (layer->ext.flags != 0) {
+        rnnedge_lstm_update_ext_f32(&layer->ext, layer->hidden, h, c, scratch);
+    } else {
+        rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+    }
+}
+
+/** A RNNEDGE_EXT_RESET_BEFORE GRU step (recurrent_step_ext_int8w's reset_before branch): scratch [0, 2H) r, z;
+ * [2H, 3H) r * h; per unit n = g(clip(s_hh (W_hn . r h) + gx_n)) (no b_hn: folded into b_ih), h = (1 - z) n + z h. */
+static void gru_step_reset_before_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
+{
+    const int32_t H = layer->hidden;
+    float *rh = scratch + 2 * H;
+    int32_t r;
+    for (r = 0; r < 2 * H; ++r) {
+        scratch[r] = recurrent_part_int8w(layer, r, h) + input_part_int8w(layer, r, x);
+    }
+    rnnedge_gru_rz_ext_f32(&layer->ext, H, scratch);
+    for (r = 0; r < H; ++r) {
+        rh[r] = scratch[r] * h[r];
+    }
+    for (r = 0; r < H; ++r) { /* h[r] is read only here: r h is already in rh */
+        const int32_t row = 2 * H + r;
+        const float n_pre = recurrent_part_int8w(layer, row, rh) + input_part_int8w(layer, row, x);
+        h[r] = rnnedge_gru_blend_ext_f32(&layer->ext, n_pre, scratch[H + r], h[r]);
+    }
 }
 
 void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
 {
     const int32_t H = layer->hidden;
     int32_t r;
+    if ((layer->ext.flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
+        gru_step_reset_before_int8w(layer, x, h, scratch);
+        return;
+    }
     for (r = 0; r < 3 * H; ++r) {
         const float gx = input_part_int8w(layer, r, x);
         const float gh = recurrent_part_int8w(layer, r, h);
@@ -80,7 +115,11 @@ void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, fl
             scratch[H + r] = layer->b_hn[r - 2 * H] + gh;
         }
     }
-    rnnedge_gru_update_f32(H, h, scratch);
+    if (layer->ext.flags != 0) {
+        rnnedge_gru_update_ext_f32(&layer->ext, H, h, scratch);
+    } else {
+        rnnedge_gru_update_f32(H, h, scratch);
+    }
 }
 
 /* -- input, head, model --------------------------------------------------------------------------------------- */
@@ -113,12 +152,16 @@ void rnnedge_head_int8w(const int8_t *w, const float *scale, const float *b, int
 
 int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s)
 {
-    int32_t k;
-    if (model == 0 || s == 0 || s->state == 0) {
+    int32_t l;
+    float *state;
+    if (model == 0 || s == 0 || s->state == 0 || (model->n_layers > 0 && model->layers == 0)) {
         return RNNEDGE_ERR_NULL;
     }
-    for (k = 0; k < model->state_len; ++k) {
-        s->state[k] = 0.0f;
+    state = s->state;
+    for (l = 0; l < model->n_layers; ++l) { /* h0 / c0 where set, else zeros (runtime Stream.reset) */
+        const rnnedge_layer_int8w *layer = &model->layers[l];
+        rnnedge_reset_layer_f32(&layer->ext, layer->cell, layer->hidden, state);
+        state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
     }
     return RNNEDGE_OK;
 }
@@ -144,8 +187,15 @@ static int check_step(const rnnedge_model_int8w *model, const rnnedge_state_f32 
             return RNNEDGE_ERR_UNSUPPORTED;
         }
         if (layer->w_ih == 0 || layer->s_ih == 0 || layer->w_hh == 0 || layer->s_hh == 0 || layer->b_ih == 0 ||
-            (layer->cell == RNNEDGE_CELL_GRU && layer->b_hn == 0)) {
+            (layer->cell == RNNEDGE_CELL_GRU && layer->b_hn == 0 &&
+             (layer->ext.flags & RNNEDGE_EXT_RESET_BEFORE) == 0)) {
             return RNNEDGE_ERR_NULL;
+        }
+        if (layer->ext.flags != 0) {
+            const int ext = rnnedge_check_ext_f32(&layer->ext, layer->cell);
+            if (ext != RNNEDGE_OK) {
+                return ext;
+            }
         }
     }
     return RNNEDGE_OK;

@@ -21,7 +21,7 @@
  *     <precision>: <steps> steps, <n> mismatches, max |diff| <d>
  *
  * <tensor> is `state` (with the state position's name) or `output`; step -1 is the state after reset, which
- * must be all zeros. |diff| is |actual - expected| in float, over the values within the tolerance. Each step is
+ * must be zeros, or a layer's ext.h0 / ext.c0 (initial_state). |diff| is |actual - expected| in float, over the values within the tolerance. Each step is
  * measured alone (sh_icount_now() just before and after rnnedge_model_step_*; comparing and printing happen
  * outside the interval; resolution 40 instructions, see arm/README.md "Instruction counts"). Exit status: 0 with
  * no mismatch, 1 on any mismatch, 2 if the vectors belong to another weight file or precision.
@@ -55,6 +55,28 @@ static float scratch[MODEL_SCRATCH_LEN];
 static uint32_t step_icount[VEC_STEPS];
 static int32_t mismatches;
 static float max_diff;
+
+/** The value a reset must write at state position k: the layer's ext.h0 / ext.c0 there when set, else 0. */
+static float initial_value(int32_t k)
+{
+    int32_t l;
+    int32_t at = 0;
+    for (l = 0; l < MODEL_N_LAYERS; ++l) {
+        const int32_t H = model.layers[l].hidden;
+        const rnnedge_ext_f32 *ext = &model.layers[l].ext;
+        if (k < at + H) {
+            return ext->h0 != 0 ? ext->h0[k - at] : 0.0f;
+        }
+        at += H;
+        if (model.layers[l].cell == RNNEDGE_CELL_LSTM) {
+            if (k < at + H) {
+                return ext->c0 != 0 ? ext->c0[k - at] : 0.0f;
+            }
+            at += H;
+        }
+    }
+    return 0.0f;
+}
 
 static int same_string(const char *a, const char *b)
 {
@@ -216,7 +238,7 @@ int main(void)
         return 2;
     }
     for (k = 0; k < MODEL_STATE_LEN; ++k) {
-        state[k] = 1.0f; /* reset must zero it */
+        state[k] = 1.0f; /* reset must overwrite it: zeros, or a layer's h0 / c0 */
     }
     for (k = 0; k < MODEL_OUT; ++k) {
         y[k] = 0.0f;
@@ -226,7 +248,7 @@ int main(void)
         ++mismatches;
     }
     for (k = 0; k < MODEL_STATE_LEN; ++k) {
-        compare(-1, "state", k, vec_state_names[k], state[k], 0.0f);
+        compare(-1, "state", k, vec_state_names[k], state[k], initial_value(k));
     }
     for (t = 0; t < VEC_STEPS; ++t) {
         int status;

@@ -12,8 +12,9 @@
  * (%.9g, which round-trips a float), then "<precision>: <steps> steps, <n> mismatches, max |diff| <d>"; the
  * exit status is 0 only with no mismatch (2 if the vectors belong to another weight file). Half way through
  * the sequence, with a live state, every error path (NULL pointers, wrong input kind, a bidirectional layer,
- * an unknown cell; tokens: ids -1 and vocab; dense: NaN, +inf and -inf inputs) must return its status and
- * leave state, scratch and outputs byte for byte as they were ("refusals: <n> checked").
+ * a reverse layer (RNNEDGE_EXT_REVERSE), an unknown cell; tokens: ids -1 and vocab; dense: NaN, +inf and -inf
+ * inputs) must return its status and leave state, scratch and outputs byte for byte as they were ("refusals:
+ * <n> checked"). Before the first step, the state after reset must be zeros, or a layer's ext.h0 / ext.c0.
  */
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +48,28 @@ static float scratch[MODEL_SCRATCH_LEN];
 static long mismatches;
 static long refusals;
 static float max_diff;
+
+/** The value a reset must write at state position k: the layer's ext.h0 / ext.c0 there when set, else 0. */
+static float initial_value(int32_t k)
+{
+    int32_t l;
+    int32_t at = 0;
+    for (l = 0; l < MODEL_N_LAYERS; ++l) {
+        const int32_t H = model.layers[l].hidden;
+        const rnnedge_ext_f32 *ext = &model.layers[l].ext;
+        if (k < at + H) {
+            return ext->h0 != 0 ? ext->h0[k - at] : 0.0f;
+        }
+        at += H;
+        if (model.layers[l].cell == RNNEDGE_CELL_LSTM) {
+            if (k < at + H) {
+                return ext->c0 != 0 ? ext->c0[k - at] : 0.0f;
+            }
+            at += H;
+        }
+    }
+    return 0.0f;
+}
 
 static void expect_status(const char *what, int actual, int expected)
 {
@@ -93,6 +116,8 @@ static void check_refusals(rnnedge_state_f32 *s, float *y)
     model_type bidirectional = model;
     model_type unknown_cell = model;
     layer_type cells[MODEL_N_LAYERS];
+    model_type reverse = model;
+    layer_type reversed[MODEL_N_LAYERS];
     rnnedge_state_f32 no_scratch = *s;
     float x[MODEL_N_IN];
     int k;
@@ -101,6 +126,9 @@ static void check_refusals(rnnedge_state_f32 *s, float *y)
     }
     memcpy(layers, model.layers, sizeof layers);
     memcpy(cells, model.layers, sizeof cells);
+    memcpy(reversed, model.layers, sizeof reversed);
+    reversed[0].ext.flags |= RNNEDGE_EXT_REVERSE; /* cannot stream */
+    reverse.layers = reversed;
     layers[MODEL_N_LAYERS - 1].bidirectional = 1;
     cells[0].cell = 7;
     bidirectional.layers = layers;
@@ -119,6 +147,7 @@ static void check_refusals(rnnedge_state_f32 *s, float *y)
     expect_status("tokens step on a dense model", STEP_TOKENS(&model, s, 0, y), RNNEDGE_ERR_INPUT_KIND);
     expect_status("dense step, bidirectional layer", STEP_DENSE(&bidirectional, s, x, y), RNNEDGE_ERR_UNSUPPORTED);
     expect_status("dense step, unknown cell", STEP_DENSE(&unknown_cell, s, x, y), RNNEDGE_ERR_UNSUPPORTED);
+    expect_status("dense step, reverse layer", STEP_DENSE(&reverse, s, x, y), RNNEDGE_ERR_UNSUPPORTED);
     x[MODEL_N_IN - 1] = from_bits(0x7FC00000u); /* NaN */
     expect_status("dense step, NaN input", STEP_DENSE(&model, s, x, y), RNNEDGE_ERR_BAD_VALUE);
     x[MODEL_N_IN - 1] = 0.0f;
@@ -136,6 +165,7 @@ static void check_refusals(rnnedge_state_f32 *s, float *y)
     expect_status("tokens step, bidirectional layer", STEP_TOKENS(&bidirectional, s, 0, y),
                   RNNEDGE_ERR_UNSUPPORTED);
     expect_status("tokens step, unknown cell", STEP_TOKENS(&unknown_cell, s, 0, y), RNNEDGE_ERR_UNSUPPORTED);
+    expect_status("tokens step, reverse layer", STEP_TOKENS(&reverse, s, 0, y), RNNEDGE_ERR_UNSUPPORTED);
 #endif
     if (memcmp(state_before, s->state, sizeof state_before) != 0 ||
         memcmp(scratch_before, s->scratch, sizeof scratch_before) != 0 || memcmp(y_before, y, sizeof y_before) != 0) {
@@ -160,7 +190,7 @@ int main(void)
         return 2;
     }
     for (k = 0; k < MODEL_STATE_LEN; ++k) {
-        state[k] = 1.0f; /* reset must zero it */
+        state[k] = 1.0f; /* reset must overwrite it: zeros, or a layer's h0 / c0 */
     }
     for (k = 0; k < MODEL_OUT; ++k) {
         y[k] = 0.0f;
@@ -170,7 +200,7 @@ int main(void)
         ++mismatches;
     }
     for (k = 0; k < MODEL_STATE_LEN; ++k) {
-        compare(-1, "state", k, vec_state_names[k], state[k], 0.0f);
+        compare(-1, "state", k, vec_state_names[k], state[k], initial_value(k));
     }
     for (t = 0; t < VEC_STEPS; ++t) {
         int status;

@@ -1,5 +1,5 @@
 """Specs with ONNX layer extensions through the export: both ONNX graphs against ONNX Runtime and PyTorch, and
-export_checkpoint's report, vectors and (absent) firmware sources."""
+export_checkpoint's report, vectors and firmware sources (written where firmware_ref's step runs the model)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from export import parity
-from export.firmware import firmware_unsupported, write_firmware_sources
+from export.firmware import firmware_unsupported, write_float_model_sources
 from export.onnx_graphs import build_sequence_graph, build_step_graph, read_initial_state, state_names
 from export.pipeline import ExportInputError, export_checkpoint
 from export.vectors import check_vectors, read_vectors, vectors_file
 from export.weights import canonical_tensors
 from runtime import spec as specs
-from tests.helpers import TOLERANCE, make_model, make_spec
+from tests.helpers import TOLERANCE, make_model, make_spec, write_artifact
 from tests.train.test_model_extensions import CASES, case_id, extended_model
 from train.checkpoint import save_checkpoint
 
@@ -109,8 +109,8 @@ STREAMING = extended_model("lstm", {"peepholes": True, "initial_state": True, "c
                            on="last_step", hidden=8)
 
 
-def test_extended_streaming_model_exports_f32_and_int8w_with_a_passing_report_and_no_firmware(tmp_path):
-    # a stale firmware folder of an earlier export of a PyTorch-cell model into the same place
+def test_extended_streaming_model_exports_f32_and_int8w_with_a_passing_report_and_firmware(tmp_path):
+    # a firmware folder of an earlier export of a PyTorch-cell model into the same place
     plain = write_checkpoint(tmp_path, make_model(make_spec("lstm")))
     out = tmp_path / "out"
     export_checkpoint(plain, out, steps=50, precisions=("f32", "int8w"))
@@ -123,11 +123,15 @@ def test_extended_streaming_model_exports_f32_and_int8w_with_a_passing_report_an
             "runtime_int8w_run"} <= set(rows)
     for name in ("onnx", "onnx_step", "runtime_stream", "runtime_run"):
         assert rows[name]["max_abs_diff"] <= 1e-5, rows[name]
-    assert report["firmware"]["measured"] is False
-    assert "layers[0] peepholes" in report["firmware"]["reason"] and "layers[1] clip" in report["firmware"]["reason"]
-    assert not any(p.is_file() for p in (out / "firmware").rglob("*"))
-    assert not any(name.startswith("firmware/") for name in report.get("files", {}))
-    assert "firmware_ref does not implement" in (out / "report.md").read_text()
+    # firmware_ref's float steps run peepholes, clip and the initial state: each precision's C sources, written
+    # over the earlier model's (tests/firmware/test_host_float_extensions.py replays such sources)
+    assert "refused" not in (report.get("firmware") or {})
+    for precision in ("f32", "int8w"):
+        for name in ("model_data.h", "model_data.c", "vectors_data.h"):
+            assert f"firmware/{precision}/{name}" in report["files"], (precision, name)
+        source = (out / "firmware" / precision / "model_data.c").read_text()
+        assert source.count(".flags = RNNEDGE_EXT_PEEPHOLES | RNNEDGE_EXT_CLIP | RNNEDGE_EXT_INIT,") == 2
+    assert "not written" not in (out / "report.md").read_text()
 
     # golden vectors start from the model's h0 / c0: state[0] is one step away from them, and they replay
     for precision in ("f32", "int8w"):
@@ -149,12 +153,14 @@ def test_reverse_model_exports_whole_sequence_rows_only(tmp_path):
     assert report["passed"], report["failures"]
     assert not any(row["stepped"] for row in report["artifacts"])
     assert not (out / "model.step.onnx").exists() and not (out / vectors_file("f32")).exists()
-    assert "layers[0] reverse" in report["firmware"]["reason"]
+    assert report.get("firmware") is None  # cannot stream: no firmware, as for a bidirectional model
 
 
 def test_int8_of_a_spec_int8_cannot_run_is_an_export_input_error_naming_it(tmp_path):
-    ckpt = write_checkpoint(tmp_path, STREAMING)
-    with pytest.raises(ExportInputError, match=r"int8 precision cannot run this model: layers\[0\]: peepholes"):
+    model = extended_model("gru", {"activations": [{"fn": "hardsigmoid", "alpha": 0.2, "beta": 0.5},
+                                                   {"fn": "tanh"}]}, hidden=6)
+    ckpt = write_checkpoint(tmp_path, model)
+    with pytest.raises(ExportInputError, match=r"int8 precision cannot run this model: layers\[0\]: activations"):
         export_checkpoint(ckpt, tmp_path / "out", steps=20, precisions=("f32", "int8"))
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
@@ -162,13 +168,16 @@ def test_int8_of_a_spec_int8_cannot_run_is_an_export_input_error_naming_it(tmp_p
 def test_firmware_writers_refuse_extensions_naming_each_layer_and_extension(tmp_path):
     out = tmp_path / "out"
     export_checkpoint(write_checkpoint(tmp_path, STREAMING), out, steps=20)
-    assert firmware_unsupported(STREAMING.spec) == ["layers[0] peepholes", "layers[0] clip",
-                                                    "layers[0] initial_state", "layers[1] peepholes",
-                                                    "layers[1] clip", "layers[1] initial_state"]
-    with pytest.raises(ValueError, match=r"firmware_ref does not implement .*layers\[1\] initial_state"):
-        write_firmware_sources(out / "model.f32.safetensors", out / vectors_file("f32"), tmp_path / "fw")
-    assert firmware_unsupported(make_spec("gru")) == []
-    assert json.loads((out / "report.json").read_text())["firmware"]["measured"] is False
+    for precision in ("f32", "int8w"):  # the float steps run every extension that streams
+        assert firmware_unsupported(STREAMING.spec, precision) == []
+    assert (out / "firmware" / "f32" / "model_data.c").is_file()
+    assert "refused" not in (json.loads((out / "report.json").read_text()).get("firmware") or {})
+    reverse = extended_model("lstm", {"reverse": True, "clip": 1.5}, layers=2)
+    assert firmware_unsupported(reverse.spec, "int8w") == ["layers[0] reverse", "layers[1] reverse"]
+    weights = write_artifact(reverse, tmp_path / "model.f32.safetensors", "f32")
+    with pytest.raises(ValueError, match=r"firmware_ref's f32 step does not implement .*layers\[1\] reverse"):
+        write_float_model_sources(weights, tmp_path / "fw")
+    assert firmware_unsupported(make_spec("gru"), "int8") == []
 
 
 @pytest.mark.parametrize("cell, ext", [("lstm", {"clip": 1.5, "initial_state": True, "input_forget": True}),
@@ -180,6 +189,16 @@ def test_extensions_int8_runs_export_in_every_precision_with_a_passing_report(tm
     report = export_checkpoint(write_checkpoint(tmp_path, model), out, steps=300, precisions=("f32", "int8w", "int8"))
     assert report["passed"], report["failures"]
     assert {"runtime_int8_run"} <= {row["name"] for row in report["artifacts"]}
-    assert not (out / "firmware").exists() or not any(p.is_file() for p in (out / "firmware").rglob("*"))
-    if specs.can_stream(model.spec):
+    streams = specs.can_stream(model.spec)
+    assert firmware_unsupported(model.spec, "int8") == ([f"layers[{l}] reverse" for l in range(2)] if not streams
+                                                        else [])  # the int8 C step runs every other extension
+    for precision in ("f32", "int8w", "int8"):  # sources where firmware_ref's step runs the model, never else
+        runs = streams and not firmware_unsupported(model.spec, precision)
+        for name in ("model_data.h", "model_data.c", "vectors_data.h"):
+            assert (out / "firmware" / precision / name).is_file() == runs, (precision, name)
+            assert (f"firmware/{precision}/{name}" in report["files"]) == runs, (precision, name)
+    if streams:
+        assert "int8" not in report["firmware"].get("refused", {})
         assert check_vectors(out / vectors_file("int8"), out / "model.int8.safetensors") == []
+    else:
+        assert report.get("firmware") is None  # cannot stream: no firmware in any precision

@@ -53,6 +53,21 @@ def test_a_streamable_int8_export_reports_the_firmware_footprint(tmp_path, monke
     assert f"library code {fw['library']['code_bytes']} B" in md and "instructions per step" in md
 
 
+def test_an_int8_export_with_layer_extensions_reports_its_footprint(tmp_path, monkeypatch):
+    """h0 / c0 and peepholes are const arrays of model_data.c too: counted by kind and in MODEL_CONST_BYTES."""
+    from tests.export.test_export_extensions import write_checkpoint
+    from tests.train.test_model_extensions import extended_model
+
+    _require_tools()
+    monkeypatch.delenv("RNNEDGE_FOOTPRINT", raising=False)
+    model = extended_model("lstm", {"peepholes": True, "initial_state": True, "clip": 2.0}, hidden=6)
+    report = export_checkpoint(write_checkpoint(tmp_path, model), tmp_path / "out", steps=50, precisions=("int8",))
+    fw = report["firmware"]
+    assert fw["measured"], fw
+    # h0, c0 and the peepholes as int16 (6 + 6 + 18 values), a multiplier (int32) and shift (int8) per gate
+    assert fw["model_const"]["by_kind"]["extensions"] == 2 * (6 + 6 + 18) + 4 * 3 + 3
+
+
 def test_without_the_tools_the_report_says_not_measured(tmp_path, monkeypatch):
     monkeypatch.delenv("RNNEDGE_FOOTPRINT", raising=False)
     monkeypatch.setattr(footprint, "available", lambda: (False, "qemu-system-arm not installed"))

@@ -20,7 +20,7 @@ import pytest
 
 from export.firmware import write_vector_sources
 from export.vectors import ATOL, read_vectors, save_vectors
-from tests.firmware import test_host
+from tests.firmware import test_host, test_host_float_extensions
 from tests.firmware.test_host_float import CELLS, STEPS, _case
 from tests.firmware.test_qemu import RUN, _nm, _require_tools
 
@@ -97,6 +97,21 @@ def test_cortex_m4f_matches_float_vectors(arm_tools, tmp_path, cell, layers, kin
     _case(tmp_path, precision, cell, layers, kind, seed=CELLS.index(cell))
     elf = _build(tmp_path)
     assert _nm(elf) == [], "the hard-float image links soft-float / double helpers"
+    _assert_passes(_run(elf), precision)
+
+
+@pytest.mark.parametrize(("precision", "case"), [("f32", test_host_float_extensions.COMBINED[0]),
+                                                 ("int8w", test_host_float_extensions.COMBINED[1])],
+                         ids=["f32-lstm", "int8w-gru"])
+def test_cortex_m4f_runs_onnx_layer_extensions(arm_tools, tmp_path, precision, case):
+    """2 layers of every streaming extension together (lstm: peepholes, clip, input_forget, initial_state, other
+    functions; gru: linear_before_reset false, clip, initial_state, elu): the vectors within 1e-5 from h0 / c0."""
+    cell, ext = case
+    test_host_float_extensions.ext_case(tmp_path, precision, test_host_float_extensions.ext_model(cell, ext, layers=2))
+    elf = _build(tmp_path)
+    assert _nm(elf) == [], "the hard-float image links soft-float / double helpers"
+    symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert not re.findall(r"\s(log1pf?|logf?|expf?)$", symbols, re.MULTILINE), "softplus pulled in libm"
     _assert_passes(_run(elf), precision)
 
 

@@ -4,7 +4,8 @@ Every case builds a small seeded int8 model and its vectors (tests/firmware/test
 model_data.{h,c} and vectors_data.h, builds firmware_ref/tests/arm_test.c with firmware_ref/Makefile's
 `arm-int8-<board>` target (arm/arm.mk: strict C99 flags, -Werror) and runs it under QEMU (arm/run.sh): the
 state (int16) and logits (int32) must match at every step, the exit code must be 0, and the Cortex-M3 image
-must link no soft-float routine. Tools missing: skip, or fail under CI=true (test_qemu.py's check).
+must link no soft-float routine; PyTorch's cells, and the ONNX layer extensions the int8 step implements (clip,
+input_forget, peepholes, gru linear_before_reset false, initial_state). Tools missing: skip, or fail under CI=true (test_qemu.py's check).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from export.vectors import read_vectors, save_vectors
 from tests.firmware.test_host import CELLS, STEPS, SUMMARY, _calibrated_case, _generate
+from tests.firmware.test_host_extensions import GRU_BEFORE, LSTM_ALL, calibrated_extended_case, hot_extended_case
 from tests.firmware.test_qemu import RUN, _nm, _require_tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +109,26 @@ def test_instruction_count_grows_with_depth_and_is_deterministic(arm_tools, case
     counts = [_assert_passes(proc, "cortex-m3") for proc in (one, *three)]
     assert counts[1] == counts[2]
     assert 2 * counts[0] < counts[1] < 4 * counts[0]  # layers 2 and 3 take 12 inputs, layer 1 takes 7
+
+
+@pytest.mark.parametrize("case", [("lstm", LSTM_ALL, "dense"), ("gru", GRU_BEFORE, "tokens"),
+                                  ("rnn_relu", {"clip": 0.5, "initial_state": True}, "dense")],
+                         ids=["lstm-all", "gru-reset-before", "rnn_relu-clip"])
+def test_cortex_m3_runs_onnx_layer_extensions_bit_for_bit(arm_tools, tmp_path, case):
+    """clip, input_forget, peepholes, gru linear_before_reset false and initial_state (two layers, hot constants,
+    saturating inputs) on the integer-only target: bit for bit, and still no soft-float routine."""
+    cell, ext, kind = case
+    hot_extended_case(tmp_path, cell, ext, 2, kind, seed=5)
+    _generate(tmp_path)
+    elf = _build(tmp_path, "an385")
+    assert _nm(elf) == [], "the Cortex-M3 int8 image links soft-float helpers"
+    _assert_passes(_run("an385", elf), "cortex-m3")
+
+
+def test_cortex_m3_runs_a_calibrated_extended_lstm_bit_for_bit(arm_tools, tmp_path):
+    calibrated_extended_case(tmp_path, "lstm", LSTM_ALL)
+    _generate(tmp_path)
+    _assert_passes(_run("an385", _build(tmp_path, "an385")), "cortex-m3")
 
 
 def test_make_nofloat_target_passes_for_the_cortex_m3_image(arm_tools, cases):
