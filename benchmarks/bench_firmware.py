@@ -16,6 +16,8 @@ sizes from arm-none-eabi-size / nm and the map file, and firmware_ref/arm/bench/
 (the LSTM only with --quick). Targets (the LSTM on the Cortex-M3): library code <= 4 KiB, RAM for state and
 scratch <= 1 KiB, model const flash within 5% of the raw int8 parameter count (export/footprint.py defines each
 number). Instruction counts are QEMU's executed instructions, not cycles (firmware_ref/arm/README.md).
+Both models are PyTorch's cells, so the library is built as their users would build it: without the ONNX layer
+extensions' code (-DRNNEDGE_EXTENSIONS=0; the table also gives the library's size with them).
 """
 
 from __future__ import annotations
@@ -87,9 +89,16 @@ def _fmt(v, digits: int = 0) -> str:
     return f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}"
 
 
+def _or_dash(v):
+    return "-" if v is None else v
+
+
 def print_table(results: list[dict]) -> None:
     rows = [
+        ("library with the extensions' code", lambda r: "yes" if r["library"]["extensions"] else "no"),
         ("library code (B)", lambda r: r["library"]["code_bytes"]),
+        ("  library code with extensions (B)", lambda r: _or_dash(r["library"]["code_bytes_with_extensions"])),
+        ("  library code without them (B)", lambda r: _or_dash(r["library"]["code_bytes_without_extensions"])),
         ("  .text kept for this model (B)", lambda r: r["library"]["linked_code_bytes"]),
         ("  libc/libgcc helpers (B)", lambda r: r["library"]["helper_bytes"]),
         ("library const: sigmoid table (B)", lambda r: r["library"]["const_bytes"]),
@@ -183,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"rnnedge firmware footprint: int8, {results[0]['compiler']}, QEMU -icount shift=0, "
           f"{args.steps} steps per image")
+    for r in results:
+        print(f"  {r['model']} {r['board']}: library {footprint.library_build(r['library'])}")
     print_table(results)
     target = next(r for r in results if (r["model"], r["board"]) == (TARGET_MODEL, TARGET_BOARD))
     print(f"\ntargets ({TARGET_MODEL} on {TARGET_BOARD}, {target['cpu']}):")

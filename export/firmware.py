@@ -34,6 +34,13 @@ its rnnedge_layer_int8 (flags, clip_q, h0, c0, peep, peep_mult, peep_shift), wri
 
 Both files' first line says what generated them and from which weight file (name and rnnedge.sha256), and from
 which checkpoint when the caller names it.
+
+firmware_ref can be built without the extensions' code (-DRNNEDGE_EXTENSIONS=0, its Makefile's EXTENSIONS=0), a
+smaller library for models of PyTorch's cells. Every `<prefix>_data.h` says which its model needs:
+`<P>_USES_EXTENSIONS` is 1 when a layer has extension flags (uses_firmware_extensions), 0 otherwise, so a build
+system can pick the flag; a header with 1 also stops the compile with an #error naming the model, its layers'
+extensions and the fix when RNNEDGE_EXTENSIONS is 0, so a mismatched build fails at compile time (and a library
+built with 0 refuses such a model at run time: RNNEDGE_ERR_UNSUPPORTED).
 """
 
 from __future__ import annotations
@@ -141,6 +148,45 @@ def check_firmware_runs(spec: dict, precision: str, artifact_path) -> None:
                          "step at a time) cannot run")
 
 
+# The extension bits (runtime/layout.py F_*) as a generated header names them in its #error
+_FLAG_NAMES = ((layout.F_RESET_BEFORE, "linear_before_reset=0"), (layout.F_INPUT_FORGET, "input_forget"),
+               (layout.F_PEEPHOLES, "peepholes"), (layout.F_CLIP, "clip"), (layout.F_ACTIVATIONS, "activations"),
+               (layout.F_INIT, "initial_state"), (layout.F_REVERSE, "reverse"))
+
+
+def uses_firmware_extensions(spec: dict) -> bool:
+    """True when a layer of the spec has ONNX layer extension flags (runtime/layout.py layer_flags): its firmware
+    needs firmware_ref built with RNNEDGE_EXTENSIONS 1 (the default); False: PyTorch's cells, which a library
+    built with -DRNNEDGE_EXTENSIONS=0 runs."""
+    return any(layout.layer_flags(layer) != 0 for layer in spec["layers"])
+
+
+def _c_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _extensions_guard(P: str, p: str, artifact_path, flags: list[int]) -> str:
+    """model_data.h's <P>_USES_EXTENSIONS macro, and for a model with extensions (any layer flags != 0) the #error
+    a compile with RNNEDGE_EXTENSIONS 0 stops at."""
+    used = [f"layer {l}: {', '.join(name for bit, name in _FLAG_NAMES if f & bit)}" for l, f in enumerate(flags)
+            if f != 0]
+    if not used:
+        return (f"/* {P}_USES_EXTENSIONS 0: PyTorch's cells only, no ONNX layer extension, so firmware_ref may be\n"
+                " * built without the extensions' code (-DRNNEDGE_EXTENSIONS=0, Makefile EXTENSIONS=0): a smaller\n"
+                " * library. */\n"
+                f"#define {P}_USES_EXTENSIONS 0\n")
+    name = os.path.basename(os.fspath(artifact_path))
+    message = (f"{p} ({name}) uses ONNX layer extensions ({'; '.join(used)}): build firmware_ref without "
+               "-DRNNEDGE_EXTENSIONS=0")
+    return (f"/* {P}_USES_EXTENSIONS 1: layers with ONNX layer extensions, which firmware_ref runs only when\n"
+            " * built with them (RNNEDGE_EXTENSIONS 1, the default): with -DRNNEDGE_EXTENSIONS=0 this header stops\n"
+            " * here. */\n"
+            f"#define {P}_USES_EXTENSIONS 1\n"
+            "#if defined(RNNEDGE_EXTENSIONS) && !RNNEDGE_EXTENSIONS\n"
+            f"#error {_c_string(message)}\n"
+            "#endif\n")
+
+
 def sigmoid_table_source() -> str:
     """firmware_ref/src/rnnedge_tables.c: runtime.int8_math.SIGMOID_TABLE_Q16 as a const uint16_t array."""
     rows = [", ".join(f"{int(v)}u" for v in SIGMOID_TABLE_Q16[i : i + 12]) for i in range(0, 256, 12)]
@@ -180,6 +226,8 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
     """Write `<prefix>_data.h` and `<prefix>_data.c` for an int8 weight file; returns their paths.
 
     checkpoint: the checkpoint the weight file was exported from, named in the first line when given.
+    The header defines <P>_USES_EXTENSIONS (1 for a layer with extension flags, with an #error under
+    -DRNNEDGE_EXTENSIONS=0; else 0).
     Raises ArtifactError for a bad weight file, ValueError for another precision, a bidirectional or reverse model
     or one with ONNX layer extensions outside FIRMWARE_EXTENSIONS["int8"] (check_firmware_runs).
     """
@@ -262,6 +310,8 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
             extension_note += (" * rnnedge_state_reset_int8 starts a layer with initial_state from its h0 (and c0), "
                                "the others from zeros.\n")
     guard = f"{P}_DATA_H"
+    guard_ext = _extensions_guard(P, p, artifact_path, [int(rows.layers[2 * l][L_FLAGS])
+                                                        for l in range(len(spec["layers"]))])
     float_decls = [(f"extern const float {p}_head_scale[{out}]; /* logit o is logits[o] * {p}_head_scale[o], "
                     f"then the head's activation ({spec['head']['activation']}) */")]
     if dense:
@@ -285,6 +335,7 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
 
 #include "rnnedge.h"
 
+{guard_ext}
 #define {P}_ARTIFACT "{os.path.basename(os.fspath(artifact_path))}"
 #define {P}_ARTIFACT_SHA256 "{sha}"
 #define {P}_INPUT_KIND {model_fields['input_kind']}
@@ -437,7 +488,8 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
     an exact hexadecimal literal; int8w keeps its int8 matrices and their per-row float scales, its b_ih folded
     and a GRU's b_hn (b_hh) as the file holds them. The macros are the int8 header's, counted in floats
     (<P>_STATE_LEN, <P>_SCRATCH_LEN, their _BYTES, <P>_RAM_BYTES, <P>_CONST_BYTES: every const array), plus
-    <P>_PRECISION ("f32" or "int8w"), <P>_PRECISION_F32 or <P>_PRECISION_INT8W (1) and <P>_ACTIVATION.
+    <P>_PRECISION ("f32" or "int8w"), <P>_PRECISION_F32 or <P>_PRECISION_INT8W (1), <P>_ACTIVATION and
+    <P>_USES_EXTENSIONS (as write_model_sources': 1 with the #error under -DRNNEDGE_EXTENSIONS=0, or 0).
     A layer with ONNX extensions (FIRMWARE_EXTENSIONS: every one that can stream) gets its `ext` field
     (rnnedge_ext_f32: flags, clip, functions, peepholes p, initial state h0 / c0, the arrays counted in
     <P>_CONST_BYTES); the others keep the zero initialiser, PyTorch's cell. rnnedge_state_reset_f32 / _int8w
@@ -529,6 +581,7 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
     front = ("the normalised input" if dense else "the dequantised embedding row") if dense or q8 else ""
     scratch_note = f"{front} ({n_in}) + the widest layer's gate sums" if front else "the widest layer's gate sums"
     guard = f"{P}_DATA_H"
+    guard_ext = _extensions_guard(P, p, artifact_path, [layout.layer_flags(layer) for layer in spec["layers"]])
     input_decls = ""
     if dense:
         input_decls = (f"\n/* The dense input's normalisation (spec input.mean, input.std), also model fields. */\n"
@@ -550,6 +603,7 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
 
 #include "rnnedge.h"
 
+{guard_ext}
 #define {P}_PRECISION "{kind}"
 #define {P}_PRECISION_{kind.upper()} 1
 #define {P}_ARTIFACT "{os.path.basename(os.fspath(artifact_path))}"

@@ -5,7 +5,10 @@
 
 1. compiles the int8 library (firmware_ref/Makefile's LIB_INT8_SRCS) and model_data.c to objects with the flags
    of firmware_ref/arm/arm.mk (ARM_CPU_<board>, ARM_CFLAGS: -Os, -ffunction-sections, ...) plus the library's
-   STRICT_FLAGS, exactly as arm.mk's `arm-lib` does; the variables are read from the makefiles, not repeated;
+   STRICT_FLAGS, exactly as arm.mk's `arm-lib` does; the variables are read from the makefiles, not repeated.
+   A model without ONNX layer extensions (model_data.h's MODEL_USES_EXTENSIONS 0) is built as its user would
+   build it, with -DRNNEDGE_EXTENSIONS=0 (the library without the extensions' code; the Makefile's EXTENSIONS=0),
+   a model with them without that flag; the library is also compiled the other way for its size alone;
 2. links firmware_ref/arm/bench/step_bench.c with them through arm.mk's `arm-image` target (startup, semihosting
    runtime, linker script, --gc-sections, map file);
 3. reads the sizes: `arm-none-eabi-size -A` of the library objects, the map file's input sections per object
@@ -17,6 +20,12 @@ What the numbers mean (all bytes unless named otherwise):
     library.code_bytes          every .text byte of the int8 library objects (all cells, both input kinds; the
                                 whole library, not only what this model calls) plus the libc/libgcc routines
                                 they call, as linked (e.g. memset); target <= 4 KiB on the Cortex-M3
+    library.extensions          False: built with -DRNNEDGE_EXTENSIONS=0 (the model uses no ONNX layer
+                                extension), True: with the extensions' code (the model needs it)
+    library.code_bytes_with_extensions / library.code_bytes_without_extensions
+                                code_bytes of the library compiled with / without the extensions' code (the
+                                build not linked: its objects' .text plus the same libc/libgcc routines; None if
+                                it would call a routine the image does not link)
     library.const_bytes         the library's const data (the 256-entry sigmoid table)
     library.linked_code_bytes   the .text of the library objects that --gc-sections kept for this model
     model_const.flash_bytes     every const byte of model_data.o linked into the image: int8 weight matrices,
@@ -84,13 +93,14 @@ def available() -> tuple[bool, str]:
 
 
 def measure_footprint(model_dir, board: str = "an385", steps: int = 64, build_dir=None,
-                      timeout: float = 120.0) -> dict:
+                      timeout: float = 120.0, extensions: bool | None = None) -> dict:
     """Build the library and the step benchmark for `board` (an385 Cortex-M3, an386 Cortex-M4F), run it under
     QEMU and return the footprint (see the module docstring); raises FootprintError.
 
     model_dir: a folder with model_data.h and model_data.c (export/firmware.py's default prefix; an export writes
     them to <out>/firmware/int8/). steps: measured model steps. build_dir: where objects, image and map go (default: a
-    temporary folder, removed afterwards).
+    temporary folder, removed afterwards). extensions: build the library with the ONNX layer extensions' code (True)
+    or with -DRNNEDGE_EXTENSIONS=0 (False); None (default): what the model needs (model_uses_extensions).
     """
     if board not in BOARDS:
         raise FootprintError(f"unknown board {board!r} (an385 | an386)")
@@ -103,13 +113,30 @@ def measure_footprint(model_dir, board: str = "an385", steps: int = 64, build_di
     for name in ("model_data.h", "model_data.c"):
         if not (model_dir / name).is_file():
             raise FootprintError(f"{model_dir / name} not found")
+    if extensions is None:
+        extensions = model_uses_extensions(model_dir)
     if build_dir is None:
         with tempfile.TemporaryDirectory(prefix="rnnedge-footprint-") as tmp:
-            return _measure(model_dir, board, steps, Path(tmp), timeout)
-    return _measure(model_dir, board, steps, Path(build_dir), timeout)
+            return _measure(model_dir, board, steps, Path(tmp), timeout, bool(extensions))
+    return _measure(model_dir, board, steps, Path(build_dir), timeout, bool(extensions))
 
 
-def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: float) -> dict:
+_USES_EXTENSIONS = re.compile(r"^#define MODEL_USES_EXTENSIONS ([01])\b", re.MULTILINE)
+NO_EXTENSIONS_FLAG = "-DRNNEDGE_EXTENSIONS=0"
+
+
+def model_uses_extensions(model_dir) -> bool:
+    """Whether the generated model in model_dir needs the library's ONNX layer extensions: model_data.h's
+    MODEL_USES_EXTENSIONS (export/firmware.py); for sources generated before that macro, whether model_data.c sets
+    any layer's flags."""
+    model_dir = Path(model_dir)
+    m = _USES_EXTENSIONS.search((model_dir / "model_data.h").read_text())
+    if m:
+        return m.group(1) == "1"
+    return re.search(r"^\s*\.flags = ", (model_dir / "model_data.c").read_text(), re.MULTILINE) is not None
+
+
+def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: float, extensions: bool) -> dict:
     started = time.perf_counter()
     build = build.resolve()
     if re.search(r"\s", str(build)) or re.search(r"\s", str(ROOT)):
@@ -120,12 +147,21 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
     for name in ("model_data.h", "model_data.c"):
         shutil.copyfile(model_dir / name, src / name)
     v = _make_vars(board)
-    cflags = [*v["ARM_CPU"], *v["ARM_CFLAGS"], *v["STRICT_FLAGS"], f"-I{FIRMWARE / 'include'}"]
+    defines = [] if extensions else [NO_EXTENSIONS_FLAG]
+    cflags = [*v["ARM_CPU"], *v["ARM_CFLAGS"], *v["STRICT_FLAGS"], *defines, f"-I{FIRMWARE / 'include'}"]
     objects = {}
     for lib_src in v["LIB_INT8_SRCS"]:
         obj = build / f"lib-{board}" / Path(lib_src).with_suffix(".o").name
         _compile(cflags, FIRMWARE / lib_src, obj)
         objects[Path(lib_src).name] = obj
+    # the library the other way (with the extensions if this build has none, and the reverse), for its size only
+    other_cflags = [*v["ARM_CPU"], *v["ARM_CFLAGS"], *v["STRICT_FLAGS"], *([NO_EXTENSIONS_FLAG] if extensions else []),
+                    f"-I{FIRMWARE / 'include'}"]
+    other_objects = {}
+    for lib_src in v["LIB_INT8_SRCS"]:
+        obj = build / f"lib-{board}-{'no-ext' if extensions else 'ext'}" / Path(lib_src).with_suffix(".o").name
+        _compile(other_cflags, FIRMWARE / lib_src, obj)
+        other_objects[Path(lib_src).name] = obj
     model_obj = build / f"lib-{board}" / "model_data.o"
     _compile([*cflags, f"-I{src}"], src / "model_data.c", model_obj)
     compiled = time.perf_counter()
@@ -134,7 +170,8 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
     _run(["make", "--no-print-directory", "-f", str(ARM_MK), f"ARM_BUILD={build}", f"ARM_NAME={name}",
           f"ARM_BOARD={board}", f"ARM_SRCS={' '.join(str(o) for o in [*objects.values(), model_obj])} {BENCH_SRC}",
           f"ARM_INCLUDES=-I{FIRMWARE / 'include'} -I{src}",
-          f"ARM_EXTRA_CFLAGS={' '.join(v['STRICT_FLAGS'])} -DBENCH_STEPS={steps}", "arm-image"], "link", cwd=ROOT)
+          f"ARM_EXTRA_CFLAGS={' '.join([*v['STRICT_FLAGS'], *defines])} -DBENCH_STEPS={steps}", "arm-image"], "link",
+         cwd=ROOT)
     elf = build / name / f"{name}.elf"
     linked = time.perf_counter()
 
@@ -149,6 +186,10 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
     sections = parse_map((build / name / f"{name}.map").read_text())
     image = _berkeley((build / name / f"{name}.size").read_text())
     library = _library(objects, sections)
+    other = _unlinked_code_bytes(other_objects, library["helpers"])
+    library["extensions"] = extensions
+    library["code_bytes_with_extensions"] = library["code_bytes"] if extensions else other
+    library["code_bytes_without_extensions"] = other if extensions else library["code_bytes"]
     model_const = _model_const(model_obj, sections)
     if int(out["const_bytes"]) != model_const["integer_array_bytes"]:
         raise FootprintError(f"MODEL_CONST_BYTES {out['const_bytes']} != the integer arrays of model_data.o "
@@ -180,7 +221,7 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
         "board": board,
         "cpu": out["cpu"],
         "compiler": _first_line(["arm-none-eabi-gcc", "--version"]),
-        "cflags": " ".join(cflags[:-1]),  # without the include path
+        "cflags": " ".join(cflags[:-1]),  # without the include path (with -DRNNEDGE_EXTENSIONS=0 if so built)
         "input_kind": "dense" if out["input_kind"] == "0" else "tokens",
         "library": library,
         "model_const": model_const,
@@ -196,9 +237,11 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
 
 def targets(result: dict) -> list[dict]:
     """Issue 5's targets (stated for LSTM(40 -> 64) + head in int8 on the Cortex-M3) judged on this result."""
+    built = "with" if result["library"].get("extensions", True) else "without"
     rows = [
         ("library_code", result["library"]["code_bytes"], "<=", LIBRARY_CODE_TARGET,
-         "library code (int8 objects' .text + the libc/libgcc routines they call) <= 4 KiB"),
+         (f"library code (int8 objects' .text + the libc/libgcc routines they call; {built} the ONNX layer "
+          "extensions) <= 4 KiB")),
         ("ram_state_scratch", result["ram"]["state_plus_scratch_bytes"], "<=", RAM_TARGET,
          "RAM for state + scratch <= 1 KiB"),
         ("weights_flash", result["model_const"]["flash_over_raw_params"], "<=", WEIGHTS_FLASH_TARGET,
@@ -212,10 +255,22 @@ def summary_line(result: dict) -> str:
     """One line for a report: the main numbers of a measured footprint."""
     lib, mc, ram, ic = result["library"], result["model_const"], result["ram"], result["icount"]
     return (f"{result['cpu']} ({result['board']}, arm-none-eabi-gcc -Os, QEMU -icount): library code "
-            f"{lib['code_bytes']} B (+ {lib['const_bytes']} B sigmoid table), model const {mc['flash_bytes']} B "
+            f"{lib['code_bytes']} B (+ {lib['const_bytes']} B sigmoid table) {library_build(lib)}, model const "
+            f"{mc['flash_bytes']} B "
             f"({mc['flash_over_raw_params']:.3f} x {mc['raw_int8_params']} raw int8 parameters), RAM state + scratch "
             f"{ram['state_plus_scratch_bytes']} B, stack {ram['stack_used_bytes']} B, "
             f"{ic['per_step_mean']:.0f} instructions per step (mean of {ic['steps']} steps)")
+
+
+def library_build(library: dict) -> str:
+    """Which library a footprint measured, in words: "without the ONNX layer extensions (-DRNNEDGE_EXTENSIONS=0;
+    3358 B with them)" or "with the ONNX layer extensions (1954 B without)"."""
+    if library.get("extensions", True):
+        other = library.get("code_bytes_without_extensions")
+        return "with the ONNX layer extensions" + (f" ({other} B without)" if other is not None else "")
+    other = library.get("code_bytes_with_extensions")
+    return (f"without the ONNX layer extensions ({NO_EXTENSIONS_FLAG}"
+            + (f"; {other} B with them)" if other is not None else ")"))
 
 
 # -- build helpers -------------------------------------------------------------------------------------------
@@ -237,7 +292,8 @@ def _make_vars(board: str) -> dict[str, list[str]]:
     names = {"LIB_INT8_SRCS": "LIB_INT8_SRCS", "STRICT_FLAGS": "STRICT_FLAGS", "ARM_CPU": f"ARM_CPU_{board}",
              "ARM_CFLAGS": "ARM_CFLAGS"}
     recipe = "".join(f"$(info {key}=$({var}))" for key, var in names.items())
-    out = _run(["make", "-s", "--no-print-directory", "-C", str(FIRMWARE), "--eval",
+    # EXTENSIONS=1 on the command line: an EXTENSIONS variable in the environment cannot change or break the read
+    out = _run(["make", "-s", "--no-print-directory", "-C", str(FIRMWARE), "EXTENSIONS=1", "--eval",
                 f"_rnnedge_footprint_vars: ; @:{recipe}", "_rnnedge_footprint_vars"], "reading the makefiles")
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     result = {key: values.get(key, "").split() for key in names}
@@ -343,19 +399,11 @@ def _library(objects: dict[str, Path], sections: list[dict]) -> dict:
             "linked_text": sum(s["size"] for s in linked if _kind(s) == "text"),
             "linked_rodata": sum(s["size"] for s in linked if _kind(s) == "rodata"),
         }
-    undefined = set()
-    defined = set()
-    for obj in objects.values():
-        for line in _run(["arm-none-eabi-nm", str(obj)], "arm-none-eabi-nm").splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == "U":
-                undefined.add(parts[1])
-            elif len(parts) == 3:
-                defined.add(parts[2])
+    calls = _external_calls(objects)
     helpers = {}
     for s in sections:
         if isinstance(s["file"], str) and _kind(s) == "text":  # an archive member: libc.a(...), libgcc.a(...)
-            for symbol in set(s["symbols"]) & (undefined - defined):
+            for symbol in set(s["symbols"]) & calls:
                 helpers[symbol] = s["size"]
     text = sum(o["text"] for o in per_object.values())
     return {
@@ -367,6 +415,29 @@ def _library(objects: dict[str, Path], sections: list[dict]) -> dict:
         "data_bss_bytes": sum(o["data_bss"] for o in per_object.values()),
         "linked_code_bytes": sum(o["linked_text"] for o in per_object.values()),
     }
+
+
+def _external_calls(objects: dict[str, Path]) -> set[str]:
+    """The symbols the objects use but none of them defines (libc/libgcc routines such as memset)."""
+    undefined, defined = set(), set()
+    for obj in objects.values():
+        for line in _run(["arm-none-eabi-nm", str(obj)], "arm-none-eabi-nm").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "U":
+                undefined.add(parts[1])
+            elif len(parts) == 3:
+                defined.add(parts[2])
+    return undefined - defined
+
+
+def _unlinked_code_bytes(objects: dict[str, Path], helpers: dict[str, int]) -> int | None:
+    """code_bytes of library objects that were compiled but not linked: their .text plus the libc/libgcc routines
+    they call, sized as the linked image's `helpers`; None when they call one the image does not link."""
+    calls = _external_calls(objects)
+    if not calls <= set(helpers):
+        return None
+    text = sum(v for obj in objects.values() for k, v in _object_sections(obj).items() if k.startswith(".text"))
+    return text + sum(helpers[name] for name in calls)
 
 
 def _array_kind(symbol: str) -> str:

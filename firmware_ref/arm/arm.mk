@@ -98,6 +98,7 @@ arm-nofloat: arm-$(ARM_NAME)-nofloat
 endif
 
 # ---- the C99 library (when included from firmware_ref/Makefile, which defines LIB_*_SRCS, run from firmware_ref/)
+#   (ARM_LIB_FLAGS and ARM_FLOAT_FLAGS add the Makefile's EXT_DEFINES: -DRNNEDGE_EXTENSIONS=0 with EXTENSIONS=0)
 #   arm-lib        compile every LIB_SRCS file for both boards with the library's STRICT_FLAGS, print the object
 #                  sizes, and fail if an LIB_INT8_SRCS object needs a soft-float helper on the Cortex-M3
 #   arm-int8-an385 / arm-int8-an386 (+ -run, -size, -nofloat): an image of LIB_INT8_SRCS + MODEL_DIR/model_data.c
@@ -106,7 +107,7 @@ endif
 ifneq ($(strip $(LIB_INT8_SRCS)),)
 ARM_LIB_MAIN ?= tests/arm_test.c
 ARM_LIB_INCLUDES ?= -Iinclude
-ARM_LIB_FLAGS ?= $(STRICT_FLAGS)
+ARM_LIB_FLAGS ?= $(STRICT_FLAGS) $(EXT_DEFINES)
 _arm_lib_obj = $(ARM_BUILD)/lib-$(1)/$(notdir $(2:.c=.o))
 
 .PHONY: arm-lib
@@ -177,7 +178,7 @@ endif
 #                  exists too, as for every image; it is meaningless for a float image.)
 ifneq ($(strip $(LIB_FLOAT_SRCS)),)
 ARM_FLOAT_MAIN ?= tests/arm_test_float.c
-ARM_FLOAT_FLAGS ?= $(FLOAT_FLAGS)
+ARM_FLOAT_FLAGS ?= $(FLOAT_FLAGS) $(EXT_DEFINES)
 ifneq ($(and $(strip $(MODEL_DIR)),$(wildcard $(ARM_FLOAT_MAIN))),)
 _arm_float_srcs := $(LIB_FLOAT_SRCS) $(MODEL_DIR)/model_data.c $(ARM_FLOAT_MAIN)
 _arm_float_flags := $(ARM_FLOAT_FLAGS) -Iinclude -I$(MODEL_DIR) -I$(VECTORS_DIR)

@@ -68,6 +68,25 @@ extern "C" {
 #define RNNEDGE_CELL_POWER_MIN (-15)
 #define RNNEDGE_CELL_POWER_MAX 1
 
+/**
+ * RNNEDGE_EXTENSIONS: 1 (the default) compiles the ONNX layer extensions' code paths (the RNNEDGE_EXT_* bits
+ * below) into the library; define it to 0 (-DRNNEDGE_EXTENSIONS=0, or firmware_ref/Makefile's EXTENSIONS=0) to
+ * leave them out for models of PyTorch's cells, which need none of them (a smaller library). Such a build never
+ * computes a wrong answer for a model that needs them: a model step returns RNNEDGE_ERR_UNSUPPORTED for any layer
+ * with flags (int8) or ext.flags / ext.h0 / ext.c0 (f32, int8w) set, and a state reset does the same for a layer
+ * with an initial state (RNNEDGE_EXT_INIT; float: also ext.h0 or ext.c0 set), nothing written. The model_data.h
+ * export/firmware.py generates for a model with extensions stops with #error when compiled with
+ * RNNEDGE_EXTENSIONS 0, and defines <PREFIX>_USES_EXTENSIONS (0 or 1) for a build system to pick the flag.
+ * The per-layer step functions (rnnedge_*_step_*) of such a build run PyTorch's cells whatever the flags: call
+ * them only with layers a model step accepts. rnnedge_activate_f32 (ONNX's functions) exists only with 1.
+ */
+#ifndef RNNEDGE_EXTENSIONS
+#define RNNEDGE_EXTENSIONS 1
+#endif
+#if RNNEDGE_EXTENSIONS != 0 && RNNEDGE_EXTENSIONS != 1
+#error "RNNEDGE_EXTENSIONS must be 0 or 1"
+#endif
+
 /** @name ONNX layer extensions (runtime/spec.py), the bits of a layer's `flags`: runtime/layout.py's F_* values
  * (0 = PyTorch's cell). The int8 step implements RESET_BEFORE, INPUT_FORGET, PEEPHOLES, CLIP and INIT; a layer
  * with REVERSE (it cannot stream), ACTIVATIONS or an unknown bit makes a model step return
@@ -163,8 +182,9 @@ typedef struct {
  * layer that has them (RNNEDGE_EXT_INIT; a NULL h0 or c0 is zeros), as runtime Stream.reset() does.
  * @param[in]  model the model
  * @param[out] s     the stream; s->state is written
- * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL (model, s, s->state, or model->layers of a model with layers, NULL;
- *         nothing written)
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL (model, s, s->state, or model->layers of a model with layers, NULL;
+ *         nothing written), or RNNEDGE_ERR_UNSUPPORTED (built with RNNEDGE_EXTENSIONS 0, a layer with
+ *         RNNEDGE_EXT_INIT; nothing written)
  */
 int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s);
 
@@ -176,7 +196,8 @@ int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8
  *                       (rnnedge_quantize_input_f32 computes them on an FPU target)
  * @param[out]    logits model->out int32 head accumulators b + W h; dequantise as logits[o] * head_scale[o]
  * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND or RNNEDGE_ERR_UNSUPPORTED (a bidirectional
- *         layer, or flags outside RNNEDGE_EXT_INT8; nothing written on an error)
+ *         layer, or flags outside RNNEDGE_EXT_INT8, or any flags with RNNEDGE_EXTENSIONS 0; nothing written on an
+ *         error)
  */
 int rnnedge_model_step_dense_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s, const int16_t *x_q,
                                   int32_t *logits);
@@ -446,6 +467,7 @@ float rnnedge_sigmoid_f32(float a);
 /** 2 / (1 + e^-2a) - 1 with rnnedge_exp_f32 (runtime.kernels_f32.tanh_f32). */
 float rnnedge_tanh_f32(float a);
 
+#if RNNEDGE_EXTENSIONS
 /**
  * One ONNX activation function (runtime.kernels_f32.activate_f32, operation for operation): the RNNEDGE_FN_*
  * table above; tanh, sigmoid, scaled tanh and elu with rnnedge_exp_f32; softplus = log1p(rnnedge_exp_f32(a)) for
@@ -458,6 +480,7 @@ float rnnedge_tanh_f32(float a);
  * @return the function's value
  */
 float rnnedge_activate_f32(int32_t code, float alpha, float beta, float a);
+#endif /* RNNEDGE_EXTENSIONS */
 
 /**
  * Input normalisation (runtime.kernels_f32.normalise_f32): out[k] = (x[k] - mean[k]) / std[k].
@@ -481,8 +504,9 @@ void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation);
 /**
  * Set a float stream's state (f32 model) to the start of a new sequence, as runtime Stream.reset() does: every
  * layer's h (and c) zero, or its ext.h0 (and ext.c0) where not NULL (initial_state).
- * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL (model, s, s->state, or the layers of a model with layers, NULL;
- *         nothing written)
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL (model, s, s->state, or the layers of a model with layers, NULL;
+ *         nothing written), or RNNEDGE_ERR_UNSUPPORTED (built with RNNEDGE_EXTENSIONS 0, a layer with
+ *         RNNEDGE_EXT_INIT, ext.h0 or ext.c0; nothing written)
  */
 int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s);
 
@@ -495,7 +519,8 @@ int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s
  * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND, RNNEDGE_ERR_UNSUPPORTED or RNNEDGE_ERR_BAD_VALUE
  *         (NaN or infinity in x); nothing is written on an error. RNNEDGE_ERR_UNSUPPORTED: a bidirectional layer,
  *         an unknown cell, ext.flags outside RNNEDGE_EXT_FLOAT (REVERSE included), an extension of another cell
- *         (RESET_BEFORE not on a GRU, INPUT_FORGET / PEEPHOLES not on an LSTM) or an unknown function code;
+ *         (RESET_BEFORE not on a GRU, INPUT_FORGET / PEEPHOLES not on an LSTM) or an unknown function code; with
+ *         RNNEDGE_EXTENSIONS 0, any ext.flags, ext.h0 or ext.c0;
  *         RNNEDGE_ERR_NULL also for RNNEDGE_EXT_PEEPHOLES without ext.p
  */
 int rnnedge_model_step_dense_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s, const float *x, float *y);
@@ -562,7 +587,7 @@ void rnnedge_head_f32(const float *w, const float *b, int32_t out, int32_t in, i
                       float *y);
 
 /** The start of a sequence for a float stream of an int8w model, as rnnedge_state_reset_f32.
- * @return RNNEDGE_OK, or RNNEDGE_ERR_NULL */
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL or RNNEDGE_ERR_UNSUPPORTED (RNNEDGE_EXTENSIONS 0, an initial state) */
 int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s);
 
 /**

@@ -15,6 +15,8 @@
  * The ONNX layer extensions (layer->ext.flags != 0) take a second path per cell, as the runtime's
  * recurrent_step_ext_f32 does; flags == 0 runs the PyTorch cells' code unchanged. The activation functions are
  * runtime.kernels_f32.activate_f32's; softplus needs log1p, computed here without libm (log1p_f32).
+ * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extension path and the activation functions out: a model step then
+ * refuses any layer with ext.flags, ext.h0 or ext.c0 set, a state reset any layer with an initial state.
  */
 #include "rnnedge.h"
 #include "rnnedge_float_internal.h"
@@ -70,6 +72,7 @@ float rnnedge_tanh_f32(float a)
     return 2.0f / (1.0f + rnnedge_exp_f32(-2.0f * a)) - 1.0f;
 }
 
+#if RNNEDGE_EXTENSIONS
 /* log(u) for a normal u >= 1: u = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m - 1) / (m + 1),
  * |s| <= 0.1716, by its odd series to s^9 (truncation below 1e-9 relative), e ln2 in two parts as exp does. */
 #define SQRT2 0x1.6a09e6p+0f /* float32(sqrt(2)) */
@@ -145,6 +148,7 @@ float rnnedge_activate_f32(int32_t code, float alpha, float beta, float a)
         return a;
     }
 }
+#endif /* RNNEDGE_EXTENSIONS */
 
 int rnnedge_all_finite_f32(const float *x, int32_t n)
 {
@@ -230,6 +234,23 @@ void rnnedge_gru_update_f32(int32_t H, float *h, const float *sums)
 
 /* -- the ONNX layer extensions ------------------------------------------------------------------------------- */
 
+#if !RNNEDGE_EXTENSIONS
+int rnnedge_check_ext_f32(const rnnedge_ext_f32 *ext, int32_t cell)
+{
+    (void)cell;
+    return ext->flags != 0 || rnnedge_ext_has_init(ext) ? RNNEDGE_ERR_UNSUPPORTED : RNNEDGE_OK;
+}
+
+void rnnedge_reset_layer_f32(const rnnedge_ext_f32 *ext, int32_t cell, int32_t H, float *state)
+{
+    const int32_t n = RNNEDGE_LAYER_STATE_LEN(cell, H);
+    int32_t j;
+    (void)ext; /* the callers refused a layer with an initial state */
+    for (j = 0; j < n; ++j) {
+        state[j] = 0.0f;
+    }
+}
+#else
 /* The functions a cell uses without RNNEDGE_EXT_ACTIVATIONS (spec.DEFAULT_FUNCTIONS), by cell code. */
 static const int32_t default_functions[4][3] = {
     {RNNEDGE_FN_TANH, RNNEDGE_FN_TANH, RNNEDGE_FN_TANH},    /* rnn_tanh: f */
@@ -241,6 +262,9 @@ static const int32_t default_functions[4][3] = {
 int rnnedge_check_ext_f32(const rnnedge_ext_f32 *ext, int32_t cell)
 {
     const int32_t flags = ext->flags;
+    if (flags == 0) {
+        return RNNEDGE_OK; /* PyTorch's cell (h0 / c0 may still be set: only the reset reads them) */
+    }
     if ((flags & ~RNNEDGE_EXT_FLOAT) != 0) {
         return RNNEDGE_ERR_UNSUPPORTED; /* RNNEDGE_EXT_REVERSE (cannot stream) or an unknown bit */
     }
@@ -358,29 +382,35 @@ void rnnedge_gru_update_ext_f32(const rnnedge_ext_f32 *ext, int32_t H, float *h,
         h[j] = rnnedge_gru_blend_ext_f32(ext, sums[2 * H + j] + r * sums[3 * H + j], z, h[j]);
     }
 }
+#endif /* RNNEDGE_EXTENSIONS */
 
 /* -- cells ---------------------------------------------------------------------------------------------------- */
 
 void rnnedge_rnn_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
 {
     gate_sums_f32(layer, x, h, 0, layer->hidden, scratch);
+#if RNNEDGE_EXTENSIONS
     if (layer->ext.flags != 0) {
         rnnedge_rnn_update_ext_f32(&layer->ext, layer->cell, layer->hidden, h, scratch);
-    } else {
-        rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+        return;
     }
+#endif
+    rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
 }
 
 void rnnedge_lstm_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *c, float *scratch)
 {
     gate_sums_f32(layer, x, h, 0, 4 * layer->hidden, scratch);
+#if RNNEDGE_EXTENSIONS
     if (layer->ext.flags != 0) {
         rnnedge_lstm_update_ext_f32(&layer->ext, layer->hidden, h, c, scratch);
-    } else {
-        rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+        return;
     }
+#endif
+    rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
 }
 
+#if RNNEDGE_EXTENSIONS
 /** A RNNEDGE_EXT_RESET_BEFORE GRU step (runtime recurrent_step_ext_f32's reset_before branch): scratch [0, 2H) r, z;
  * [2H, 3H) r * h; then per unit n = g(clip((b_hn + W_hn (r h)) + gx_n)) and h = (1 - z) n + z h. */
 static void gru_step_reset_before_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
@@ -401,15 +431,18 @@ static void gru_step_reset_before_f32(const rnnedge_layer_f32 *layer, const floa
         h[r] = rnnedge_gru_blend_ext_f32(&layer->ext, n_pre, scratch[H + r], h[r]);
     }
 }
+#endif /* RNNEDGE_EXTENSIONS */
 
 void rnnedge_gru_step_f32(const rnnedge_layer_f32 *layer, const float *x, float *h, float *scratch)
 {
     const int32_t H = layer->hidden;
     int32_t r;
+#if RNNEDGE_EXTENSIONS
     if ((layer->ext.flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
         gru_step_reset_before_f32(layer, x, h, scratch);
         return;
     }
+#endif
     for (r = 0; r < 3 * H; ++r) {
         const float gx = input_part_f32(layer, r, x);
         const float gh = dot_acc_f32(layer->b_hh[r], layer->w_hh + r * H, h, H); /* gh = b_hh + W_hh h */
@@ -420,11 +453,13 @@ void rnnedge_gru_step_f32(const rnnedge_layer_f32 *layer, const float *x, float 
             scratch[H + r] = gh;
         }
     }
+#if RNNEDGE_EXTENSIONS
     if (layer->ext.flags != 0) {
         rnnedge_gru_update_ext_f32(&layer->ext, H, h, scratch);
-    } else {
-        rnnedge_gru_update_f32(H, h, scratch);
+        return;
     }
+#endif
+    rnnedge_gru_update_f32(H, h, scratch);
 }
 
 /* -- input, head, model --------------------------------------------------------------------------------------- */
@@ -488,6 +523,13 @@ int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s
     if (model == 0 || s == 0 || s->state == 0 || (model->n_layers > 0 && model->layers == 0)) {
         return RNNEDGE_ERR_NULL;
     }
+#if !RNNEDGE_EXTENSIONS
+    for (l = 0; l < model->n_layers; ++l) { /* h0 / c0 are extension code: refuse rather than start from zeros */
+        if (rnnedge_ext_has_init(&model->layers[l].ext)) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+    }
+#endif
     state = s->state;
     for (l = 0; l < model->n_layers; ++l) { /* h0 / c0 where set, else zeros (runtime Stream.reset) */
         const rnnedge_layer_f32 *layer = &model->layers[l];
@@ -501,6 +543,7 @@ int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s
 static int check_step(const rnnedge_model_f32 *model, const rnnedge_state_f32 *s, const float *y, int32_t kind)
 {
     int32_t l;
+    int status;
     if (model == 0 || s == 0 || s->state == 0 || s->scratch == 0 || y == 0 || model->layers == 0 ||
         model->head_w == 0 || model->head_b == 0) {
         return RNNEDGE_ERR_NULL;
@@ -519,11 +562,9 @@ static int check_step(const rnnedge_model_f32 *model, const rnnedge_state_f32 *s
         if (layer->w_ih == 0 || layer->w_hh == 0 || layer->b_ih == 0 || layer->b_hh == 0) {
             return RNNEDGE_ERR_NULL;
         }
-        if (layer->ext.flags != 0) {
-            const int ext = rnnedge_check_ext_f32(&layer->ext, layer->cell);
-            if (ext != RNNEDGE_OK) {
-                return ext;
-            }
+        status = rnnedge_check_ext_f32(&layer->ext, layer->cell);
+        if (status != RNNEDGE_OK) {
+            return status;
         }
     }
     return RNNEDGE_OK;

@@ -23,13 +23,20 @@ void rnnedge_gru_update_f32(int32_t H, float *h, const float *sums);
 
 /* -- the ONNX layer extensions (layer->ext.flags != 0): runtime/kernels_f32.py's *_ext_f32 ------------------- */
 
-/** RNNEDGE_OK when a layer's ext can run in a float step, else RNNEDGE_ERR_UNSUPPORTED (flags outside
- * RNNEDGE_EXT_FLOAT, an extension of another cell, an unknown function code) or RNNEDGE_ERR_NULL (peepholes
- * without p). */
+/** Nonzero when a layer starts from an initial state: RNNEDGE_EXT_INIT, or h0 or c0 set (the reset reads them
+ * whenever set). With RNNEDGE_EXTENSIONS 0 the resets and the steps refuse such a layer. */
+#define rnnedge_ext_has_init(ext) (((ext)->flags & RNNEDGE_EXT_INIT) != 0 || (ext)->h0 != 0 || (ext)->c0 != 0)
+
+/** RNNEDGE_OK when a layer's ext can run in a float step (flags 0: PyTorch's cell), else RNNEDGE_ERR_UNSUPPORTED
+ * (flags outside RNNEDGE_EXT_FLOAT, an extension of another cell, an unknown function code) or RNNEDGE_ERR_NULL
+ * (peepholes without p). Built with RNNEDGE_EXTENSIONS 0: RNNEDGE_ERR_UNSUPPORTED for any flags, h0 or c0. */
 int rnnedge_check_ext_f32(const rnnedge_ext_f32 *ext, int32_t cell);
 
-/** A layer's start-of-sequence state: h (and lstm c, right after it) from ext->h0 / ext->c0, zeros where NULL. */
+/** A layer's start-of-sequence state: h (and lstm c, right after it) from ext->h0 / ext->c0, zeros where NULL
+ * (RNNEDGE_EXTENSIONS 0: zeros; the callers refuse a layer with an initial state first). */
 void rnnedge_reset_layer_f32(const rnnedge_ext_f32 *ext, int32_t cell, int32_t H, float *state);
+
+#if RNNEDGE_EXTENSIONS
 
 /** clamp(a, -clip, clip) with RNNEDGE_EXT_CLIP and clip > 0, else a (runtime clip_f32). */
 float rnnedge_ext_clip_f32(const rnnedge_ext_f32 *ext, float a);
@@ -53,5 +60,6 @@ void rnnedge_gru_rz_ext_f32(const rnnedge_ext_f32 *ext, int32_t H, float *rz);
 
 /** The last stage of a RNNEDGE_EXT_RESET_BEFORE GRU unit: n = g(clip(n_pre)), returns (1 - z) n + z h_prev. */
 float rnnedge_gru_blend_ext_f32(const rnnedge_ext_f32 *ext, float n_pre, float z, float h_prev);
+#endif /* RNNEDGE_EXTENSIONS */
 
 #endif /* RNNEDGE_FLOAT_INTERNAL_H */

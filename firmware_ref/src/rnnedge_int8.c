@@ -8,6 +8,9 @@
  * need. Ranges are stated where a value could look close to overflowing; int64_t is used only in
  * saturating_rounding_doubling_high_mul (a 32 x 32 bit product) and for the saturating left shift of
  * multiply_by_quantized_multiplier.
+ *
+ * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extensions' second path out: a model step then refuses any layer
+ * with flags (RNNEDGE_ERR_UNSUPPORTED) and a state reset any layer with RNNEDGE_EXT_INIT.
  */
 #include "rnnedge.h"
 
@@ -190,6 +193,7 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
 }
 
 /* -- the ONNX layer extensions (layer->flags & STEP_FLAGS; kernels_int8 *_ext_int8, gru_reset_before_int8) ----- */
+#if RNNEDGE_EXTENSIONS
 
 /** The layer's clip in its pre-activation's integers: clip_q with RNNEDGE_EXT_CLIP, else 32768, which clamps no
  * int16 (kernels_int8 recurrent_step_ext_int8). */
@@ -346,6 +350,7 @@ static void gru_reset_before_int8(const rnnedge_layer_int8 *layer, const int16_t
         h[j] = gru_blend_int8(scratch[H + j], n[j], h[j]);
     }
 }
+#endif /* RNNEDGE_EXTENSIONS */
 
 /* -- cells ---------------------------------------------------------------------------------------------------- */
 
@@ -353,10 +358,12 @@ void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
 {
     const int32_t H = layer->hidden;
     int32_t j;
+#if RNNEDGE_EXTENSIONS
     if ((layer->flags & STEP_FLAGS) != 0) {
         rnn_step_ext_int8(layer, x, h, scratch);
         return;
     }
+#endif
     gate_sums_int8(layer, x, h, 0, H, scratch);
     for (j = 0; j < H; ++j) {
         if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
@@ -373,10 +380,12 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
     const int32_t H = layer->hidden;
     const int32_t p = layer->cell_power;
     int32_t j;
+#if RNNEDGE_EXTENSIONS
     if ((layer->flags & STEP_FLAGS) != 0) {
         lstm_step_ext_int8(layer, x, h, c, scratch);
         return;
     }
+#endif
     gate_sums_int8(layer, x, h, 0, 4 * H, scratch);
     for (j = 0; j < H; ++j) {
         /* i, f, o in [0, 32767] (sigmoid), g in [-32768, 32767] (tanh), c int16: every product below is
@@ -400,6 +409,7 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
     int16_t *yx_n = scratch + 2 * H; /* the n rows keep their two halves apart: yx_n, then yh_n */
     int16_t *yh_n = scratch + 3 * H;
     int32_t j;
+#if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
         gru_reset_before_int8(layer, x, h, scratch);
         return;
@@ -408,6 +418,7 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         gru_step_ext_int8(layer, x, h, scratch);
         return;
     }
+#endif
     gate_sums_int8(layer, x, h, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
     for (j = 0; j < H; ++j) {
         yx_n[j] = input_part(layer, 2 * H + j, x);
@@ -442,6 +453,7 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
     }
 }
 
+#if RNNEDGE_EXTENSIONS
 /** n int16 values: a copy of src, or zeros when src is NULL. */
 static void copy_or_zero(int16_t *dst, const int16_t *src, int32_t n)
 {
@@ -450,18 +462,29 @@ static void copy_or_zero(int16_t *dst, const int16_t *src, int32_t n)
         dst[k] = src != 0 ? src[k] : 0;
     }
 }
+#endif
 
 int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s)
 {
-    int16_t *state;
     int32_t k;
     int32_t l;
+#if RNNEDGE_EXTENSIONS
+    int16_t *state;
+#endif
     if (model == 0 || s == 0 || s->state == 0 || (model->n_layers > 0 && model->layers == 0)) {
         return RNNEDGE_ERR_NULL;
     }
+#if !RNNEDGE_EXTENSIONS
+    for (l = 0; l < model->n_layers; ++l) { /* h0 / c0 are extension code: refuse rather than start from zeros */
+        if ((model->layers[l].flags & RNNEDGE_EXT_INIT) != 0) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+    }
+#endif
     for (k = 0; k < model->state_len; ++k) {
         s->state[k] = 0;
     }
+#if RNNEDGE_EXTENSIONS
     state = s->state; /* each layer's h, then (lstm) c: kernels_int8 initial_state_int8 */
     for (l = 0; l < model->n_layers; ++l) {
         const rnnedge_layer_int8 *layer = &model->layers[l];
@@ -473,13 +496,19 @@ int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8
         }
         state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
     }
+#endif
     return RNNEDGE_OK;
 }
 
 /** RNNEDGE_OK if the int8 step runs a layer's extensions (flags), RNNEDGE_ERR_UNSUPPORTED for a bit it does not
- * implement or one of another cell, an out-of-range clip, RNNEDGE_ERR_NULL for missing peephole constants. */
+ * implement or one of another cell, an out-of-range clip, RNNEDGE_ERR_NULL for missing peephole constants.
+ * Built with RNNEDGE_EXTENSIONS 0: RNNEDGE_ERR_UNSUPPORTED for any flags (INIT too: the step itself would be
+ * PyTorch's, but the state it continues must have started from h0 / c0, which this build cannot write). */
 static int check_extensions(const rnnedge_layer_int8 *layer)
 {
+#if !RNNEDGE_EXTENSIONS
+    return layer->flags != 0 ? RNNEDGE_ERR_UNSUPPORTED : RNNEDGE_OK;
+#else
     const int32_t flags = layer->flags;
     const int lstm = layer->cell == RNNEDGE_CELL_LSTM;
     if ((flags & ~RNNEDGE_EXT_INT8) != 0 ||
@@ -493,6 +522,7 @@ static int check_extensions(const rnnedge_layer_int8 *layer)
         return RNNEDGE_ERR_NULL;
     }
     return RNNEDGE_OK;
+#endif
 }
 
 /** RNNEDGE_OK if the model, stream and logits can run a step of input kind `kind`, else the error. */

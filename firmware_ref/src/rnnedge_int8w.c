@@ -12,7 +12,8 @@
  * The runtime adds its zero rows of b_hh explicitly; adding 0.0f changes no value, so they are left out here.
  * Gate activations and state updates are rnnedge_f32.c's (as kernels_int8w.py uses kernels_f32's), the ONNX
  * extensions' included (layer->ext.flags != 0; runtime recurrent_step_ext_int8w). A GRU with
- * RNNEDGE_EXT_RESET_BEFORE has no recurrent bias at all: b_hn is folded into b_ih.
+ * RNNEDGE_EXT_RESET_BEFORE has no recurrent bias at all: b_hn is folded into b_ih. RNNEDGE_EXTENSIONS 0 compiles
+ * the extension paths out, as in rnnedge_f32.c (a model step refuses a layer that needs them).
  */
 #include "rnnedge.h"
 #include "rnnedge_float_internal.h"
@@ -59,23 +60,28 @@ static void gate_sums_int8w(const rnnedge_layer_int8w *layer, const float *x, co
 void rnnedge_rnn_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
 {
     gate_sums_int8w(layer, x, h, 0, layer->hidden, scratch);
+#if RNNEDGE_EXTENSIONS
     if (layer->ext.flags != 0) {
         rnnedge_rnn_update_ext_f32(&layer->ext, layer->cell, layer->hidden, h, scratch);
-    } else {
-        rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
+        return;
     }
+#endif
+    rnnedge_rnn_update_f32(layer->cell == RNNEDGE_CELL_RNN_RELU, layer->hidden, h, scratch);
 }
 
 void rnnedge_lstm_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *c, float *scratch)
 {
     gate_sums_int8w(layer, x, h, 0, 4 * layer->hidden, scratch);
+#if RNNEDGE_EXTENSIONS
     if (layer->ext.flags != 0) {
         rnnedge_lstm_update_ext_f32(&layer->ext, layer->hidden, h, c, scratch);
-    } else {
-        rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
+        return;
     }
+#endif
+    rnnedge_lstm_update_f32(layer->hidden, h, c, scratch);
 }
 
+#if RNNEDGE_EXTENSIONS
 /** A RNNEDGE_EXT_RESET_BEFORE GRU step (recurrent_step_ext_int8w's reset_before branch): scratch [0, 2H) r, z;
  * [2H, 3H) r * h; per unit n = g(clip(s_hh (W_hn . r h) + gx_n)) (no b_hn: folded into b_ih), h = (1 - z) n + z h. */
 static void gru_step_reset_before_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
@@ -96,15 +102,18 @@ static void gru_step_reset_before_int8w(const rnnedge_layer_int8w *layer, const 
         h[r] = rnnedge_gru_blend_ext_f32(&layer->ext, n_pre, scratch[H + r], h[r]);
     }
 }
+#endif /* RNNEDGE_EXTENSIONS */
 
 void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, float *h, float *scratch)
 {
     const int32_t H = layer->hidden;
     int32_t r;
+#if RNNEDGE_EXTENSIONS
     if ((layer->ext.flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
         gru_step_reset_before_int8w(layer, x, h, scratch);
         return;
     }
+#endif
     for (r = 0; r < 3 * H; ++r) {
         const float gx = input_part_int8w(layer, r, x);
         const float gh = recurrent_part_int8w(layer, r, h);
@@ -115,11 +124,13 @@ void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, fl
             scratch[H + r] = layer->b_hn[r - 2 * H] + gh;
         }
     }
+#if RNNEDGE_EXTENSIONS
     if (layer->ext.flags != 0) {
         rnnedge_gru_update_ext_f32(&layer->ext, H, h, scratch);
-    } else {
-        rnnedge_gru_update_f32(H, h, scratch);
+        return;
     }
+#endif
+    rnnedge_gru_update_f32(H, h, scratch);
 }
 
 /* -- input, head, model --------------------------------------------------------------------------------------- */
@@ -157,6 +168,13 @@ int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f3
     if (model == 0 || s == 0 || s->state == 0 || (model->n_layers > 0 && model->layers == 0)) {
         return RNNEDGE_ERR_NULL;
     }
+#if !RNNEDGE_EXTENSIONS
+    for (l = 0; l < model->n_layers; ++l) { /* h0 / c0 are extension code: refuse rather than start from zeros */
+        if (rnnedge_ext_has_init(&model->layers[l].ext)) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+    }
+#endif
     state = s->state;
     for (l = 0; l < model->n_layers; ++l) { /* h0 / c0 where set, else zeros (runtime Stream.reset) */
         const rnnedge_layer_int8w *layer = &model->layers[l];
@@ -170,6 +188,7 @@ int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f3
 static int check_step(const rnnedge_model_int8w *model, const rnnedge_state_f32 *s, const float *y, int32_t kind)
 {
     int32_t l;
+    int status;
     if (model == 0 || s == 0 || s->state == 0 || s->scratch == 0 || y == 0 || model->layers == 0 ||
         model->head_w == 0 || model->head_scale == 0 || model->head_b == 0) {
         return RNNEDGE_ERR_NULL;
@@ -191,11 +210,9 @@ static int check_step(const rnnedge_model_int8w *model, const rnnedge_state_f32 
              (layer->ext.flags & RNNEDGE_EXT_RESET_BEFORE) == 0)) {
             return RNNEDGE_ERR_NULL;
         }
-        if (layer->ext.flags != 0) {
-            const int ext = rnnedge_check_ext_f32(&layer->ext, layer->cell);
-            if (ext != RNNEDGE_OK) {
-                return ext;
-            }
+        status = rnnedge_check_ext_f32(&layer->ext, layer->cell);
+        if (status != RNNEDGE_OK) {
+            return status;
         }
     }
     return RNNEDGE_OK;

@@ -41,6 +41,7 @@ def test_bench_firmware_quick_writes_json(tmp_path):
                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "MET" in proc.stdout and "instructions/step median" in proc.stdout
+    assert "lstm an385: library without the ONNX layer extensions (-DRNNEDGE_EXTENSIONS=0;" in proc.stdout
     report = json.loads(out.read_text())
     assert all(math.isfinite(v) for v in _numbers(report))
     assert [(r["model"], r["board"]) for r in report["results"]] == [("lstm", "an385"), ("gru", "an385"),
@@ -48,6 +49,9 @@ def test_bench_firmware_quick_writes_json(tmp_path):
     for r in report["results"]:
         assert r["cpu"] == {"an385": "cortex-m3", "an386": "cortex-m4"}[r["board"]]
         assert r["library"]["code_bytes"] > 0 and r["model_const"]["flash_bytes"] > 0
+        # PyTorch's cells: the library without the ONNX layer extensions' code, its size with them alongside
+        assert r["library"]["extensions"] is False
+        assert r["library"]["code_bytes"] < r["library"]["code_bytes_with_extensions"]
         assert r["model_const"]["raw_int8_params"] == r["torch_parameters"]
         assert r["ram"]["state_plus_scratch_bytes"] == 768 and r["ram"]["bss_agrees"]
         assert 0 < r["ram"]["stack_used_bytes"] < r["ram"]["stack_size_bytes"]

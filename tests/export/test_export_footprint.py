@@ -1,5 +1,8 @@
 """The export report carries the int8 firmware's Cortex-M3 footprint (export/footprint.py), or why it has none.
 
+A model of PyTorch's cells is measured with the library its user would link, built without the ONNX layer
+extensions' code (-DRNNEDGE_EXTENSIONS=0; library.extensions False), a model with extensions with it (True).
+
 Measuring needs arm-none-eabi-gcc (+ newlib, binutils), qemu-system-arm and make: a missing tool fails the
 measuring test under CI=true and skips it elsewhere. The "not measured" paths run everywhere.
 """
@@ -41,6 +44,12 @@ def test_a_streamable_int8_export_reports_the_firmware_footprint(tmp_path, monke
     assert fw["ram"]["state_plus_scratch_bytes"] == 2 * (12 + 12 + 8) + 2 * (4 * 12)
     assert fw["ram"]["bss_agrees"]
     assert 0 < fw["library"]["code_bytes"] <= footprint.LIBRARY_CODE_TARGET
+    # PyTorch's cells: the library without the extensions' code, the size it had before they existed (1,912 B;
+    # 1,954 B measured with the refusals of extension flags and of an initial state at reset)
+    lib = fw["library"]
+    assert lib["extensions"] is False and footprint.NO_EXTENSIONS_FLAG in fw["cflags"].split()
+    assert lib["code_bytes"] == lib["code_bytes_without_extensions"] <= 2048
+    assert lib["code_bytes_with_extensions"] > lib["code_bytes"] + 1024  # the extensions' paths, not linked here
     assert fw["library"]["const_bytes"] == 512  # the sigmoid table
     assert 0 < fw["ram"]["stack_used_bytes"] < fw["ram"]["stack_size_bytes"]
     ic = fw["icount"]
@@ -51,6 +60,8 @@ def test_a_streamable_int8_export_reports_the_firmware_footprint(tmp_path, monke
     assert saved["firmware"]["model_const"]["flash_bytes"] == fw["model_const"]["flash_bytes"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert f"library code {fw['library']['code_bytes']} B" in md and "instructions per step" in md
+    assert (f"without the ONNX layer extensions (-DRNNEDGE_EXTENSIONS=0; {lib['code_bytes_with_extensions']} B with "
+            "them)") in md
 
 
 def test_an_int8_export_with_layer_extensions_reports_its_footprint(tmp_path, monkeypatch):
@@ -66,6 +77,28 @@ def test_an_int8_export_with_layer_extensions_reports_its_footprint(tmp_path, mo
     assert fw["measured"], fw
     # h0, c0 and the peepholes as int16 (6 + 6 + 18 values), a multiplier (int32) and shift (int8) per gate
     assert fw["model_const"]["by_kind"]["extensions"] == 2 * (6 + 6 + 18) + 4 * 3 + 3
+    # the model needs the extensions' code: the library is built with it (a build without it would not compile)
+    lib = fw["library"]
+    assert lib["extensions"] is True and footprint.NO_EXTENSIONS_FLAG not in fw["cflags"].split()
+    assert lib["code_bytes"] == lib["code_bytes_with_extensions"] <= footprint.LIBRARY_CODE_TARGET
+    assert lib["code_bytes_without_extensions"] < lib["code_bytes"] - 1024
+    assert "with the ONNX layer extensions" in footprint.summary_line(fw)
+    assert "with the ONNX layer extensions" in fw["targets"][0]["description"]
+
+
+def test_which_library_a_model_needs_is_read_from_its_sources(tmp_path):
+    """MODEL_USES_EXTENSIONS of model_data.h (export/firmware.py); sources from before the macro: whether
+    model_data.c sets a layer's flags."""
+    (tmp_path / "model_data.c").write_text("    .cell_power = 0,\n")
+    for value, expected in (("0", False), ("1", True)):
+        (tmp_path / "model_data.h").write_text(f"#include \"rnnedge.h\"\n\n#define MODEL_USES_EXTENSIONS {value}\n")
+        assert footprint.model_uses_extensions(tmp_path) is expected
+    (tmp_path / "model_data.h").write_text("#define MODEL_STATE_LEN 12 /* int16 */\n")
+    assert footprint.model_uses_extensions(tmp_path) is False
+    (tmp_path / "model_data.c").write_text("        .flags = RNNEDGE_EXT_CLIP,\n        .clip_q = 100,\n")
+    assert footprint.model_uses_extensions(tmp_path) is True
+    assert footprint.library_build({"extensions": False, "code_bytes_with_extensions": 3358}) == (
+        "without the ONNX layer extensions (-DRNNEDGE_EXTENSIONS=0; 3358 B with them)")
 
 
 def test_without_the_tools_the_report_says_not_measured(tmp_path, monkeypatch):
