@@ -16,7 +16,7 @@ Input: .npy holding (T, F) float (dense input: T time steps of F raw sensor valu
 streams side by side, or (T,) / (B, T) integer token ids; or .csv with one time step per row and one
 column per feature (a header row is skipped if it is not numeric).
 Output (--out): .npy (T, out) or (B, T, out), or .csv (one row per step); without --out, CSV on stdout.
-Bidirectional models cannot stream: they are run over the whole sequence instead (and say so).
+Bidirectional and reverse models cannot stream: they are run over the whole sequence instead (and say so).
 
 Generation (--generate PROMPT, instead of an input file): a character model (token input whose spec carries
 input.chars, a head predicting the next character on every step, e.g. `rnnedge-train shakespeare`) streams
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             how = "streamed one step per call"
         else:
             Y = model.run(X)
-            how = "run over whole sequences (bidirectional model: it cannot stream)"
+            how = "run over whole sequences (bidirectional or reverse model: it cannot stream)"
         elapsed = time.perf_counter() - start
     except (OSError, ValueError, TypeError) as e:
         print(f"rnnedge-run: error: {e}", file=sys.stderr)
