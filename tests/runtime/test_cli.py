@@ -47,3 +47,22 @@ def test_rnnedge_run_gives_a_clear_error_for_a_wrong_feature_count(tmp_path):
 def test_rnnedge_run_help_explains_the_input_format():
     done = run_cli("--help")
     assert done.returncode == 0 and ".npy" in done.stdout and "one time step per call" in done.stdout
+
+
+def test_rnnedge_run_runs_a_reverse_model_over_the_whole_sequence(tmp_path):
+    from runtime import artifact
+    from runtime import spec as specs
+    from runtime.model import Model
+
+    spec = specs.validate({**make_spec("gru"), "layers": [{"cell": "gru", "hidden": 6, "reverse": True,
+                                                           "linear_before_reset": False}]})
+    rng = np.random.default_rng(0)
+    tensors = {name: rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+               for name, shape in specs.tensor_shapes(spec).items()}
+    artifact.write(tmp_path / "m.safetensors", tensors, spec, "f32")
+    X = random_inputs(spec, 1, 40)
+    np.save(tmp_path / "x.npy", X[0])
+    done = run_cli(tmp_path / "m.safetensors", tmp_path / "x.npy", "--out", tmp_path / "y.npy")
+    assert done.returncode == 0, done.stderr
+    assert "bidirectional or reverse model: it cannot stream" in done.stderr
+    assert np.array_equal(np.load(tmp_path / "y.npy"), Model(spec, "f32", tensors).run(X)[0])
