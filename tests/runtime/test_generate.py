@@ -2,14 +2,13 @@
 
 import subprocess
 import sys
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import runtime
 from runtime.spec import SpecError, validate
-from tests.helpers import make_model, make_spec, write_artifact
+from tests.helpers import bytes_allocated_in_runtime, make_model, make_spec, write_artifact
 
 CHARS = "abc d\n!"
 
@@ -89,14 +88,7 @@ def test_no_allocation_per_token_after_warm_up(char_models, precision, top_k):
     out = np.empty(3000, dtype=np.int64)
     sampler.sample_into(out[:200])  # warm up numba dispatch and numpy's caches
     sampler.sample_into(out[:200])
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    sampler.sample_into(out)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    ours = [tracemalloc.Filter(False, tracemalloc.__file__)]
-    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
-    assert sum(s.size_diff for s in diff if s.size_diff > 0) == 0
+    assert bytes_allocated_in_runtime(lambda: sampler.sample_into(out)) == 0
 
 
 def test_next_continues_where_sample_into_left_off(char_models):
