@@ -273,10 +273,15 @@ def lstm_update_int8(h, c, ax, ah, rq, p, left):
 
 
 @kernel
-def gru_update_int8(h, ax, ah, rq, left):
-    """The GRU's gates (r z n, PyTorch's linear_before_reset form) and its blend h = (1 - z) n + z h."""
+def gru_update_int8(h, ax, ah, rq, left, q):
+    """The GRU's gates (r z n, PyTorch's linear_before_reset form) and its blend h = (1 - z) n + z h. q: the clip
+    (extension path): every pre-activation, n's after its r term, clamped to [-q, q]; q >= 32768 clips nothing
+    and skips the clamps (PyTorch's cell)."""
     H = h.shape[0]
+    clip = q < Q15_ONE
     gate_sums_int8(ax, ah, rq, 0, 2 * H, left)
+    if clip:
+        clip_rows_int8(ax, 0, 2 * H, q)
     sigmoid_rows_int8(ax, 0, 2 * H)
     if left:
         for k in range(2 * H, 3 * H):
@@ -290,11 +295,10 @@ def gru_update_int8(h, ax, ah, rq, left):
         r = np.int64(ax[j])
         yh_n = np.int64(ah[2 * H + j])
         ax[2 * H + j] = sat16(np.int64(ax[2 * H + j]) + np.int64(rounding_divide_by_pot(r * yh_n, 15)))
+    if clip:
+        clip_rows_int8(ax, 2 * H, 3 * H, q)
     tanh_rows_int8(ax, 2 * H, 3 * H)
-    for j in range(H):
-        z = np.int64(ax[H + j])
-        n = np.int64(ax[2 * H + j])
-        h[j] = sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * np.int64(h[j]), 15))
+    gru_blend_int8(h, ax)
 
 
 # -- the ONNX extensions (L_FLAGS & STEP_FLAGS != 0) --------------------------------------------------------------
@@ -375,31 +379,6 @@ def gru_blend_int8(h, ax):
 
 
 @kernel
-def gru_update_ext_int8(h, ax, ah, rq, left, q):
-    """gru_update_int8 (linear_before_reset) with every pre-activation, n's after its r term, clamped to
-    [-q, q]."""
-    H = h.shape[0]
-    gate_sums_int8(ax, ah, rq, 0, 2 * H, left)
-    clip_rows_int8(ax, 0, 2 * H, q)
-    sigmoid_rows_int8(ax, 0, 2 * H)
-    if left:
-        for k in range(2 * H, 3 * H):
-            ax[k] = requantize_int8(ax[k], rq[0, k], rq[1, k])
-            ah[k] = requantize_int8(ah[k], rq[2, k], rq[3, k])
-    else:
-        for k in range(2 * H, 3 * H):
-            ax[k] = requantize_right_int8(ax[k], rq[0, k], rq[1, k])
-            ah[k] = requantize_right_int8(ah[k], rq[2, k], rq[3, k])
-    for j in range(H):
-        r = np.int64(ax[j])
-        yh_n = np.int64(ah[2 * H + j])
-        ax[2 * H + j] = sat16(np.int64(ax[2 * H + j]) + np.int64(rounding_divide_by_pot(r * yh_n, 15)))
-    clip_rows_int8(ax, 2 * H, 3 * H, q)
-    tanh_rows_int8(ax, 2 * H, 3 * H)
-    gru_blend_int8(h, ax)
-
-
-@kernel
 def gru_reset_before_int8(h, ax, ah, rh, w_hh_t, rq, left, q):
     """The GRU of linear_before_reset false (ONNX's default): r, z from W_h h as usual, then rh = RDBPOT(r * h,
     15), ah_n = W_hn rh (no bias: b_hn is in b_x) and n = tanh_q15(clip(sat16(yx_n + yh_n))). ah (G,) holds the
@@ -441,7 +420,7 @@ def recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row):
         peep = iblob[row[L_OFF_P] : row[L_OFF_P] + 3 * H + 6] if flags & F_PEEPHOLES else iblob[:0]
         lstm_update_ext_int8(h, c, ax, acc, rq, row[L_PARAM], left, q, (flags & F_INPUT_FORGET) != 0, peep)
     elif row[L_CELL] == CELL_GRU:
-        gru_update_ext_int8(h, ax, acc, rq, left, q)
+        gru_update_int8(h, ax, acc, rq, left, q)
     else:
         rnn_update_ext_int8(h, ax, acc, rq, row[L_CELL] == CELL_RNN_RELU, left, q)
 
@@ -482,7 +461,7 @@ def recurrent_step_int8(h, c, ah, ax, qblob, iblob, row):
     if row[L_CELL] == CELL_LSTM:
         lstm_update_int8(h, c, ax, acc, rq, row[L_PARAM], left)
     elif row[L_CELL] == CELL_GRU:
-        gru_update_int8(h, ax, acc, rq, left)
+        gru_update_int8(h, ax, acc, rq, left, np.int32(Q15_ONE))
     else:
         rnn_update_int8(h, ax, acc, rq, row[L_CELL] == CELL_RNN_RELU, left)
 
