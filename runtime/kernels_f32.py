@@ -15,7 +15,7 @@ BAD_TOKEN (id out of range). It checks the input before touching the state, so a
 nothing. Dense and token inputs have one entry each (`model_step_dense_f32`, `model_step_tokens_f32`).
 
 The ONNX layer extensions (runtime/spec.py: linear_before_reset false, input_forget, peepholes, clip, other
-activation functions, initial state) run on a second path, taken when a layer's L_FLAGS is not 0
+activation functions, initial state) run on a second path, taken when a layer's L_FLAGS has an F_STEP bit
 (`lstm_update_ext_f32`, `gru_gates_ext_f32` / `gru_blend_ext_f32`, `rnn_update_ext_f32`, shared with int8w like
 the plain updates); PyTorch's cells keep the plain path above, unchanged. The functions: tanh and sigmoid as
 above; affine, leaky/thresholded relu, hard sigmoid and softsign exactly; scaled tanh, elu and softplus from the
@@ -38,6 +38,7 @@ from runtime.layout import (
     F_INPUT_FORGET,
     F_PEEPHOLES,
     F_RESET_BEFORE,
+    F_STEP,
     FN_AFFINE,
     FN_ELU,
     FN_HARDSIGMOID,
@@ -284,7 +285,7 @@ def activate_head_f32(y, activation):
             y[o] = _ONE / (_ONE + np.exp(-y[o]))
 
 
-# -- the ONNX extensions (L_FLAGS != 0) -------------------------------------------------------------------------
+# -- the ONNX extensions (L_FLAGS & F_STEP) --------------------------------------------------------------------------
 _ZERO = np.float32(0.0)
 _SOFTPLUS_LINEAR = np.float32(20.0)  # above it log1p(e^x) == x in float32
 
@@ -419,7 +420,7 @@ def gru_rz_ext_f32(rz, gx, ext):
 
 @kernel
 def recurrent_step_ext_f32(h, c, scratch, gx, blob, row):
-    """Stage 2 for a layer-direction with extensions (L_FLAGS != 0); scratch (G (+ H for reset_before),)."""
+    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); scratch (G (+ H for reset_before),)."""
     H = row[L_HIDDEN]
     gates = gx.shape[0]
     flags = row[L_FLAGS]
@@ -479,7 +480,7 @@ def recurrent_step_f32(h, c, scratch, gx, blob, row):
     h, c (H,) state, in/out (c unused but by LSTM); scratch (G,), (G + H) for a gru with linear_before_reset
     false; row the layer's line of `layers`.
     """
-    if row[L_FLAGS] != 0:
+    if row[L_FLAGS] & F_STEP:
         recurrent_step_ext_f32(h, c, scratch, gx, blob, row)
         return
     H = row[L_HIDDEN]

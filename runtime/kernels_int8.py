@@ -99,6 +99,7 @@ from runtime.layout import (
     F_INPUT_FORGET,
     F_PEEPHOLES,
     F_RESET_BEFORE,
+    F_STEP,
     L_CELL,
     L_CLIP_Q,
     L_COLUMNS,
@@ -134,7 +135,6 @@ from runtime.layout import (
 
 Q15_ONE = 32768
 INPUT_MAX = 32767  # quantised inputs lie in [-INPUT_MAX, INPUT_MAX]
-STEP_FLAGS = F_RESET_BEFORE | F_INPUT_FORGET | F_PEEPHOLES | F_CLIP  # the extensions that change a step's integers
 
 
 @kernel
@@ -301,7 +301,7 @@ def gru_update_int8(h, ax, ah, rq, left, q):
     gru_blend_int8(h, ax)
 
 
-# -- the ONNX extensions (L_FLAGS & STEP_FLAGS != 0) --------------------------------------------------------------
+# -- the ONNX extensions (L_FLAGS & F_STEP != 0) --------------------------------------------------------------
 @kernel
 def clip_rows_int8(a, lo, hi, q):
     """Rows lo..hi-1 of a, in place: clamped to [-q, q] (a clip in the pre-activation's integers)."""
@@ -400,7 +400,7 @@ def gru_reset_before_int8(h, ax, ah, rh, w_hh_t, rq, left, q):
 
 @kernel
 def recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row):
-    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & STEP_FLAGS); ah (G,), (G + H) for a
+    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); ah (G,), (G + H) for a
     gru with linear_before_reset false."""
     H = row[L_HIDDEN]
     G = ax.shape[0]
@@ -448,7 +448,7 @@ def recurrent_step_int8(h, c, ah, ax, qblob, iblob, row):
     with linear_before_reset false (layout.scratch_rows). Layers with step extensions take
     recurrent_step_ext_int8.
     """
-    if row[L_FLAGS] & STEP_FLAGS:
+    if row[L_FLAGS] & F_STEP:
         recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row)
         return
     H = row[L_HIDDEN]

@@ -8,7 +8,7 @@ float32 values in float32, lane by lane across output rows, and applies each row
 
 so a row scale multiplies a finished sum, never a weight. Activations, the gate updates and the head's
 softmax / sigmoid are the f32 kernels themselves (kernels_f32.lstm_update_f32, ...), not copies; so are the
-ONNX extensions' updates (kernels_f32.lstm_update_ext_f32, ...), taken when a layer's L_FLAGS is not 0.
+ONNX extensions' updates (kernels_f32.lstm_update_ext_f32, ...), taken when a layer's L_FLAGS has an F_STEP bit.
 
 A step takes five arguments: the stream's float32 buffer, the input, the int8 blob `qblob` (every matrix), the
 float32 blob (scales, biases, normalisation) and the int64 table (runtime/layout.py). Token inputs dequantise
@@ -42,6 +42,7 @@ from runtime.layout import (
     CELL_LSTM,
     CELL_RNN_RELU,
     F_RESET_BEFORE,
+    F_STEP,
     L_CELL,
     L_COLUMNS,
     L_FLAGS,
@@ -162,7 +163,7 @@ def head_int8w(y, h, wq, s, b, activation):
 
 @kernel
 def recurrent_step_ext_int8w(h, c, scratch, gx, qblob, blob, row):
-    """Stage 2 for a layer-direction with extensions (L_FLAGS != 0); as kernels_f32.recurrent_step_ext_f32 with
+    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); as kernels_f32.recurrent_step_ext_f32 with
     int8 w_hh. The folded quantised file has b_hh zero except a reset-after gru's n rows."""
     H = row[L_HIDDEN]
     gates = gx.shape[0]
@@ -202,7 +203,7 @@ def recurrent_step_ext_int8w(h, c, scratch, gx, qblob, blob, row):
 @kernel
 def recurrent_step_int8w(h, c, scratch, gx, qblob, blob, row):
     """Stage 2: one layer-direction's recurrent update from its input projection gx (G,); as recurrent_step_f32."""
-    if row[L_FLAGS] != 0:
+    if row[L_FLAGS] & F_STEP:
         recurrent_step_ext_int8w(h, c, scratch, gx, qblob, blob, row)
         return
     H = row[L_HIDDEN]

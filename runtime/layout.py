@@ -45,6 +45,9 @@ ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
  L_PARAM, L_LEFT_SHIFT, L_FLAGS, L_OFF_EXT, L_OFF_P, L_OFF_INIT, L_CLIP_Q) = range(18)
 L_COLUMNS = 18
 F_REVERSE, F_RESET_BEFORE, F_INPUT_FORGET, F_PEEPHOLES, F_CLIP, F_ACTIVATIONS, F_INIT = 1, 2, 4, 8, 16, 32, 64
+# the extensions that change a step's arithmetic, which take the kernels' extension path; reverse and initial state
+# only change where a sequence runs and starts, so such layers keep the plain step
+F_STEP = F_RESET_BEFORE | F_INPUT_FORGET | F_PEEPHOLES | F_CLIP | F_ACTIVATIONS
 # activation function codes in the L_OFF_EXT block (spec.ACTIVATION_FNS)
 (FN_RELU, FN_TANH, FN_SIGMOID, FN_AFFINE, FN_LEAKYRELU, FN_THRESHOLDEDRELU, FN_SCALEDTANH, FN_HARDSIGMOID, FN_ELU,
  FN_SOFTSIGN, FN_SOFTPLUS) = range(11)
