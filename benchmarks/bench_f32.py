@@ -73,6 +73,7 @@ import torch
 from torch import nn
 
 import runtime
+from benchmarks.workloads import dense_inputs
 from export.calibrate import calibrate, calibration_slice
 from export.onnx_graphs import build_sequence_graph, build_step_graph, state_names
 from export.quantize import quantize_int8w
@@ -132,19 +133,12 @@ INT8_TARGETS = [
 
 
 def workload_specs() -> dict[str, dict]:
-    rng = np.random.default_rng(1234)
-
-    def dense(features: int) -> dict:
-        # non-trivial normalisation, so every engine does the same input work
-        mean = rng.normal(0.0, 1.0, features).round(3).tolist()
-        std = rng.uniform(0.5, 2.0, features).round(3).tolist()
-        return {"kind": "dense", "features": features, "mean": mean, "std": std}
-
+    kws_input, har_input = dense_inputs(40, 6)
     return {
-        "kws": {"version": 1, "input": dense(40),
+        "kws": {"version": 1, "input": kws_input,
                 "layers": [{"cell": "lstm", "hidden": 128, "bidirectional": False}],
                 "head": {"out": 12, "on": "every_step", "activation": "none"}, "task": "classify"},
-        "har": {"version": 1, "input": dense(6),
+        "har": {"version": 1, "input": har_input,
                 "layers": [{"cell": "gru", "hidden": 64, "bidirectional": False}] * 2,
                 "head": {"out": 6, "on": "every_step", "activation": "none"}, "task": "classify"},
     }

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.workloads import dense_inputs
 from export import footprint
 from export.calibrate import calibrate, calibration_slice
 from export.firmware import write_model_sources
@@ -48,18 +49,12 @@ CALIBRATION_STEPS = 2000
 
 
 def model_specs() -> dict[str, dict]:
-    rng = np.random.default_rng(1234)
-
-    def dense(features: int) -> dict:
-        mean = rng.normal(0.0, 1.0, features).round(3).tolist()
-        std = rng.uniform(0.5, 2.0, features).round(3).tolist()
-        return {"kind": "dense", "features": features, "mean": mean, "std": std}
-
+    lstm_input, gru_input = dense_inputs(40, 6)
     return {
-        "lstm": {"version": 1, "input": dense(40),
+        "lstm": {"version": 1, "input": lstm_input,
                  "layers": [{"cell": "lstm", "hidden": 64, "bidirectional": False}],
                  "head": {"out": 12, "on": "every_step", "activation": "none"}, "task": "classify"},
-        "gru": {"version": 1, "input": dense(6),
+        "gru": {"version": 1, "input": gru_input,
                 "layers": [{"cell": "gru", "hidden": 64, "bidirectional": False}] * 2,
                 "head": {"out": 6, "on": "every_step", "activation": "none"}, "task": "classify"},
     }
