@@ -103,6 +103,11 @@ extern "C" {
 #define RNNEDGE_EXT_INT8                                                                                            \
     (RNNEDGE_EXT_RESET_BEFORE | RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES | RNNEDGE_EXT_CLIP |             \
      RNNEDGE_EXT_INIT)
+/** The bits that change a step's arithmetic (runtime/layout.py F_STEP): a layer with one takes the extension
+ *  path of every precision; REVERSE and INIT only change where a sequence runs and starts. */
+#define RNNEDGE_EXT_STEP                                                                                            \
+    (RNNEDGE_EXT_RESET_BEFORE | RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES | RNNEDGE_EXT_CLIP |             \
+     RNNEDGE_EXT_ACTIVATIONS)
 /**@}*/
 
 /**

@@ -12,9 +12,9 @@
  * the remaining products one by one (gemv_t_acc_f32). The runtime allows LLVM to reassociate and contract
  * (FMA) these sums; C99 mode does not, so results agree within a few ulps, well inside 1e-5.
  *
- * The ONNX layer extensions (layer->ext.flags != 0) take a second path per cell, as the runtime's
- * recurrent_step_ext_f32 does; flags == 0 runs the PyTorch cells' code unchanged. The activation functions are
- * runtime.kernels_f32.activate_f32's; softplus needs log1p, computed here without libm (log1p_f32).
+ * The ONNX layer extensions that change a step (layer->ext.flags & RNNEDGE_EXT_STEP) take a second path per cell,
+ * as the runtime's recurrent_step_ext_f32 does; other layers run the PyTorch cells' code unchanged. The activation
+ * functions are runtime.kernels_f32.activate_f32's; softplus needs log1p, computed here without libm (log1p_f32).
  * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extension path and the activation functions out: a model step then
  * refuses any layer with ext.flags, ext.h0 or ext.c0 set, a state reset any layer with an initial state.
  */
@@ -390,7 +390,7 @@ void rnnedge_rnn_step_f32(const rnnedge_layer_f32 *layer, const float *x, float 
 {
     gate_sums_f32(layer, x, h, 0, layer->hidden, scratch);
 #if RNNEDGE_EXTENSIONS
-    if (layer->ext.flags != 0) {
+    if ((layer->ext.flags & RNNEDGE_EXT_STEP) != 0) {
         rnnedge_rnn_update_ext_f32(&layer->ext, layer->cell, layer->hidden, h, scratch);
         return;
     }
@@ -402,7 +402,7 @@ void rnnedge_lstm_step_f32(const rnnedge_layer_f32 *layer, const float *x, float
 {
     gate_sums_f32(layer, x, h, 0, 4 * layer->hidden, scratch);
 #if RNNEDGE_EXTENSIONS
-    if (layer->ext.flags != 0) {
+    if ((layer->ext.flags & RNNEDGE_EXT_STEP) != 0) {
         rnnedge_lstm_update_ext_f32(&layer->ext, layer->hidden, h, c, scratch);
         return;
     }
@@ -454,7 +454,7 @@ void rnnedge_gru_step_f32(const rnnedge_layer_f32 *layer, const float *x, float 
         }
     }
 #if RNNEDGE_EXTENSIONS
-    if (layer->ext.flags != 0) {
+    if ((layer->ext.flags & RNNEDGE_EXT_STEP) != 0) {
         rnnedge_gru_update_ext_f32(&layer->ext, H, h, scratch);
         return;
     }

@@ -21,8 +21,6 @@ typedef char rnnedge_requires_arithmetic_right_shift
     [((INT32_C(-5) >> 1) == INT32_C(-3) && (INT64_C(-5) >> 1) == INT64_C(-3) && (-1 >> 1) == -1) ? 1 : -1];
 
 #define Q15_ONE 32768 /* 1.0 in Q0.15 */
-/* the extensions that change a step's integers (kernels_int8 STEP_FLAGS); INIT only changes the reset */
-#define STEP_FLAGS (RNNEDGE_EXT_RESET_BEFORE | RNNEDGE_EXT_INPUT_FORGET | RNNEDGE_EXT_PEEPHOLES | RNNEDGE_EXT_CLIP)
 
 /* -- primitives (runtime/int8_math.py) --------------------------------------------------------------------- */
 
@@ -192,7 +190,7 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     }
 }
 
-/* -- the ONNX layer extensions (layer->flags & STEP_FLAGS; kernels_int8 *_ext_int8, gru_reset_before_int8) ----- */
+/* -- the ONNX layer extensions (layer->flags & RNNEDGE_EXT_STEP; kernels_int8 *_ext_int8, gru_reset_before_int8) */
 #if RNNEDGE_EXTENSIONS
 
 /** The layer's clip in its pre-activation's integers: clip_q with RNNEDGE_EXT_CLIP, else 32768, which clamps no
@@ -359,7 +357,7 @@ void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
     const int32_t H = layer->hidden;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
-    if ((layer->flags & STEP_FLAGS) != 0) {
+    if ((layer->flags & RNNEDGE_EXT_STEP) != 0) {
         rnn_step_ext_int8(layer, x, h, scratch);
         return;
     }
@@ -381,7 +379,7 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
     const int32_t p = layer->cell_power;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
-    if ((layer->flags & STEP_FLAGS) != 0) {
+    if ((layer->flags & RNNEDGE_EXT_STEP) != 0) {
         lstm_step_ext_int8(layer, x, h, c, scratch);
         return;
     }
@@ -414,7 +412,7 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         gru_reset_before_int8(layer, x, h, scratch);
         return;
     }
-    if ((layer->flags & STEP_FLAGS) != 0) {
+    if ((layer->flags & RNNEDGE_EXT_STEP) != 0) {
         gru_step_ext_int8(layer, x, h, scratch);
         return;
     }

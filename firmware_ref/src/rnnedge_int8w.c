@@ -11,7 +11,7 @@
  *
  * The runtime adds its zero rows of b_hh explicitly; adding 0.0f changes no value, so they are left out here.
  * Gate activations and state updates are rnnedge_f32.c's (as kernels_int8w.py uses kernels_f32's), the ONNX
- * extensions' included (layer->ext.flags != 0; runtime recurrent_step_ext_int8w). A GRU with
+ * extensions' included (layer->ext.flags & RNNEDGE_EXT_STEP; runtime recurrent_step_ext_int8w). A GRU with
  * RNNEDGE_EXT_RESET_BEFORE has no recurrent bias at all: b_hn is folded into b_ih. RNNEDGE_EXTENSIONS 0 compiles
  * the extension paths out, as in rnnedge_f32.c (a model step refuses a layer that needs them).
  */
@@ -61,7 +61,7 @@ void rnnedge_rnn_step_int8w(const rnnedge_layer_int8w *layer, const float *x, fl
 {
     gate_sums_int8w(layer, x, h, 0, layer->hidden, scratch);
 #if RNNEDGE_EXTENSIONS
-    if (layer->ext.flags != 0) {
+    if ((layer->ext.flags & RNNEDGE_EXT_STEP) != 0) {
         rnnedge_rnn_update_ext_f32(&layer->ext, layer->cell, layer->hidden, h, scratch);
         return;
     }
@@ -73,7 +73,7 @@ void rnnedge_lstm_step_int8w(const rnnedge_layer_int8w *layer, const float *x, f
 {
     gate_sums_int8w(layer, x, h, 0, 4 * layer->hidden, scratch);
 #if RNNEDGE_EXTENSIONS
-    if (layer->ext.flags != 0) {
+    if ((layer->ext.flags & RNNEDGE_EXT_STEP) != 0) {
         rnnedge_lstm_update_ext_f32(&layer->ext, layer->hidden, h, c, scratch);
         return;
     }
@@ -125,7 +125,7 @@ void rnnedge_gru_step_int8w(const rnnedge_layer_int8w *layer, const float *x, fl
         }
     }
 #if RNNEDGE_EXTENSIONS
-    if (layer->ext.flags != 0) {
+    if ((layer->ext.flags & RNNEDGE_EXT_STEP) != 0) {
         rnnedge_gru_update_ext_f32(&layer->ext, H, h, scratch);
         return;
     }
