@@ -128,7 +128,7 @@ FIRMWARE_EXTENSIONS = {"f32": frozenset(FLOAT_FIRMWARE_EXTENSIONS), "int8w": fro
 
 # The hidden head layers' activations (runtime/spec.py HIDDEN_ACTIVATIONS) each precision's C head implements
 FIRMWARE_HIDDEN_ACTIVATIONS = {"f32": frozenset(specs.HIDDEN_ACTIVATIONS), "int8w": frozenset(specs.HIDDEN_ACTIVATIONS),
-                               "int8": frozenset()}
+                               "int8": frozenset({"relu", "tanh", "sigmoid", "none"})}
 
 
 def firmware_unsupported(spec: dict, precision: str) -> list[str]:
@@ -293,13 +293,23 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
             state_lines.append(f"#define {P}_LAYER{l}_{part.upper()} {offset} /* state[{offset}, {offset + H}): "
                                f"layer {l} {part} ({layer['cell']}, H = {H}) */")
             offset += H
+    dense_inits = []
+    for k, dense_layer in enumerate(specs.head_hidden(spec)):
+        q, n = f"head.hidden.{k}", f"{p}_dense{k}"
+        fields = {"n_in": str(t[f"{q}.weight"].shape[1]), "units": str(dense_layer["units"]),
+                  "activation": f"RNNEDGE_HIDDEN_{dense_layer['activation'].upper()}",
+                  "w": add("int8_t", f"{n}_w", t[f"{q}.weight"]), "b": add("int32_t", f"{n}_b", t[f"{q}.bias"]),
+                  "mult": add("int32_t", f"{n}_mult", t[f"{q}.requant"]),
+                  "shift": add("int8_t", f"{n}_shift", t[f"{q}.shift"])}
+        dense_inits.append("    {\n" + "".join(f"        .{key} = {v},\n" for key, v in fields.items()) + "    }")
     add("int8_t", f"{p}_head_w", t["head.weight"])
     add("int32_t", f"{p}_head_b", t["head.bias"])
     model_fields = {
         "input_kind": "RNNEDGE_INPUT_DENSE" if dense else "RNNEDGE_INPUT_TOKENS", "n_in": str(n_in),
         "vocab": "0" if dense else str(spec["input"]["vocab"]), "embedding": "0" if dense else f"{p}_embedding",
-        "n_layers": str(len(spec["layers"])), "layers": f"{p}_layers", "out": str(out),
-        "head_in": str(specs.output_width(spec)), "head_w": f"{p}_head_w", "head_b": f"{p}_head_b",
+        "n_layers": str(len(spec["layers"])), "layers": f"{p}_layers",
+        **({"n_dense": str(len(dense_inits)), "dense": f"{p}_dense"} if dense_inits else {}), "out": str(out),
+        "head_in": str(specs.head_input_sizes(spec)[-1]), "head_w": f"{p}_head_w", "head_b": f"{p}_head_b",
         "state_len": f"{P}_STATE_LEN", "scratch_len": f"{P}_SCRATCH_LEN",
     }
     floats = []
@@ -373,6 +383,8 @@ extern const rnnedge_model_int8 {p};
     source = (f"/* {origin} */\n#include \"{p}_data.h\"\n\n" + "\n".join(arrays)
               + f"\nstatic const rnnedge_layer_int8 {p}_layers[{len(layer_inits)}] = {{\n"
               + ",\n".join(layer_inits) + "\n};\n\n"
+              + (f"static const rnnedge_dense_int8 {p}_dense[{len(dense_inits)}] = {{\n"
+                 + ",\n".join(dense_inits) + "\n};\n\n" if dense_inits else "")
               + f"const rnnedge_model_int8 {p} = {{\n"
               + "".join(f"    .{k} = {v},\n" for k, v in model_fields.items()) + "};\n\n"
               + "\n".join(floats))

@@ -16,6 +16,7 @@ from runtime import spec as specs
 from tests.firmware import test_host, test_host_float
 from tests.helpers import make_model, random_inputs, write_artifact
 from tests.runtime.test_heads import FORMS, form_spec
+from tests.runtime.test_int8_heads import hot_case
 
 STEPS = test_host.STEPS
 
@@ -57,6 +58,24 @@ def test_int8_firmware_runs_head_form_bit_exact(tmp_path, host_cc, make_tool, fo
     if not firmware_runs(form, "int8"):
         pytest.skip(f"the int8 firmware refuses {form} by name")
     heads_case(tmp_path, form, "int8", seed=list(FORMS).index(form))
+    test_host._assert_passes(tmp_path)
+
+
+def hot_heads_case(folder: Path, cell: str, kind: str, seed: int) -> Path:
+    """Random "hot" int8 constants with a head stack of every int8 hidden activation (tests/runtime/
+    test_int8_heads.py), saturating inputs, their vectors and the generated sources; returns the weight file."""
+    spec, tensors, X = hot_case(cell, kind, seed)
+    weights = folder / "model.int8.safetensors"
+    artifact.write(weights, tensors, spec, "int8")
+    vectors = folder / "model.int8.vectors.safetensors"
+    write_vectors(vectors, weights, X[0], steps=STEPS)
+    write_firmware_sources(weights, vectors, folder)
+    return weights
+
+
+@pytest.mark.parametrize("cell,kind", [("lstm", "dense"), ("gru", "tokens"), ("rnn_tanh", "dense")])
+def test_int8_firmware_runs_hot_head_stack_bit_exact(tmp_path, host_cc, make_tool, cell, kind):
+    hot_heads_case(tmp_path, cell, kind, seed=11)
     test_host._assert_passes(tmp_path)
 
 
