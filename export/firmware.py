@@ -163,30 +163,31 @@ _FLAG_NAMES = ((layout.F_RESET_BEFORE, "linear_before_reset=0"), (layout.F_INPUT
 
 
 def uses_firmware_extensions(spec: dict) -> bool:
-    """True when a layer of the spec has ONNX layer extension flags (runtime/layout.py layer_flags): its firmware
-    needs firmware_ref built with RNNEDGE_EXTENSIONS 1 (the default); False: PyTorch's cells, which a library
-    built with -DRNNEDGE_EXTENSIONS=0 runs."""
-    return any(layout.layer_flags(layer) != 0 for layer in spec["layers"])
+    """True when a layer of the spec has ONNX layer extension flags (runtime/layout.py layer_flags) or the head has
+    hidden dense layers: its firmware needs firmware_ref built with RNNEDGE_EXTENSIONS 1 (the default); False:
+    PyTorch's cells and a single linear head, which a library built with -DRNNEDGE_EXTENSIONS=0 runs."""
+    return any(layout.layer_flags(layer) != 0 for layer in spec["layers"]) or bool(specs.head_hidden(spec))
 
 
 def _c_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _extensions_guard(P: str, p: str, artifact_path, flags: list[int]) -> str:
-    """model_data.h's <P>_USES_EXTENSIONS macro, and for a model with extensions (any layer flags != 0) the #error
-    a compile with RNNEDGE_EXTENSIONS 0 stops at."""
+def _extensions_guard(P: str, p: str, artifact_path, flags: list[int], hidden: int = 0) -> str:
+    """model_data.h's <P>_USES_EXTENSIONS macro, and for a model with extensions (any layer flags != 0, or `hidden`
+    dense layers in its head) the #error a compile with RNNEDGE_EXTENSIONS 0 stops at."""
     used = [f"layer {l}: {', '.join(name for bit, name in _FLAG_NAMES if f & bit)}" for l, f in enumerate(flags)
-            if f != 0]
+            if f != 0] + ([f"head: {hidden} hidden dense layer{'s' if hidden > 1 else ''}"] if hidden else [])
     if not used:
         return (f"/* {P}_USES_EXTENSIONS 0: PyTorch's cells only, no ONNX layer extension, so firmware_ref may be\n"
                 " * built without the extensions' code (-DRNNEDGE_EXTENSIONS=0, Makefile EXTENSIONS=0): a smaller\n"
                 " * library. */\n"
                 f"#define {P}_USES_EXTENSIONS 0\n")
     name = os.path.basename(os.fspath(artifact_path))
-    message = (f"{p} ({name}) uses ONNX layer extensions ({'; '.join(used)}): build firmware_ref without "
-               "-DRNNEDGE_EXTENSIONS=0")
-    return (f"/* {P}_USES_EXTENSIONS 1: layers with ONNX layer extensions, which firmware_ref runs only when\n"
+    what = "extension code" if hidden else "ONNX layer extensions"
+    message = f"{p} ({name}) uses {what} ({'; '.join(used)}): build firmware_ref without -DRNNEDGE_EXTENSIONS=0"
+    return (f"/* {P}_USES_EXTENSIONS 1: layers with ONNX layer extensions or a head with hidden dense layers,\n"
+            " * which firmware_ref runs only when\n"
             " * built with them (RNNEDGE_EXTENSIONS 1, the default): with -DRNNEDGE_EXTENSIONS=0 this header stops\n"
             " * here. */\n"
             f"#define {P}_USES_EXTENSIONS 1\n"
@@ -331,7 +332,8 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
                                "the others from zeros.\n")
     guard = f"{P}_DATA_H"
     guard_ext = _extensions_guard(P, p, artifact_path, [int(rows.layers[2 * l][L_FLAGS])
-                                                        for l in range(len(spec["layers"]))])
+                                                        for l in range(len(spec["layers"]))],
+                                  len(specs.head_hidden(spec)))
     float_decls = [(f"extern const float {p}_head_scale[{out}]; /* logit o is logits[o] * {p}_head_scale[o], "
                     f"then the head's activation ({spec['head']['activation']}) */")]
     if dense:
@@ -630,7 +632,8 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
     widest = "the widest layer's gate sums" + (" or the hidden head layers' outputs" if dense_inits else "")
     scratch_note = f"{front} ({n_in}) + {widest}" if front else widest
     guard = f"{P}_DATA_H"
-    guard_ext = _extensions_guard(P, p, artifact_path, [layout.layer_flags(layer) for layer in spec["layers"]])
+    guard_ext = _extensions_guard(P, p, artifact_path, [layout.layer_flags(layer) for layer in spec["layers"]],
+                                  len(specs.head_hidden(spec)))
     input_decls = ""
     if dense:
         input_decls = (f"\n/* The dense input's normalisation (spec input.mean, input.std), also model fields. */\n"

@@ -79,6 +79,9 @@ extern "C" {
  * RNNEDGE_EXTENSIONS 0, and defines <PREFIX>_USES_EXTENSIONS (0 or 1) for a build system to pick the flag.
  * The per-layer step functions (rnnedge_*_step_*) of such a build run PyTorch's cells whatever the flags: call
  * them only with layers a model step accepts. rnnedge_activate_f32 (ONNX's functions) exists only with 1.
+ * The head's hidden dense layers (spec head.hidden; a model's n_dense > 0) are extension code too: built with 0,
+ * a model step refuses such a model (RNNEDGE_ERR_UNSUPPORTED), and rnnedge_dense_layers_* and
+ * rnnedge_activate_hidden_f32 do not exist.
  */
 #ifndef RNNEDGE_EXTENSIONS
 #define RNNEDGE_EXTENSIONS 1
@@ -294,6 +297,7 @@ void rnnedge_embedding_int8(const int8_t *table, int32_t dim, int32_t token, int
 void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t in, const int16_t *h,
                        int32_t *logits);
 
+#if RNNEDGE_EXTENSIONS
 /**
  * The int8 head's hidden dense layers on v (runtime.kernels_int8.dense_layers_int8): layer k's output in
  * work + (the units of layers 0..k-1).
@@ -305,6 +309,7 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
  */
 const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_t n_dense, const int16_t *v,
                                          int16_t *work);
+#endif /* RNNEDGE_EXTENSIONS */
 
 /**
  * The one float step before the integer model, for FPU targets (src/rnnedge_input_f32.c, kept apart from
@@ -580,6 +585,7 @@ void rnnedge_normalise_f32(const float *x, const float *mean, const float *std, 
  */
 void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation);
 
+#if RNNEDGE_EXTENSIONS
 /**
  * A hidden head layer's activation in place (runtime.kernels_f32.activate_hidden_f32): RNNEDGE_HIDDEN_*; tanh and
  * sigmoid as the gates', gelu's erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7) on rnnedge_exp_f32.
@@ -603,6 +609,7 @@ const float *rnnedge_dense_layers_f32(const rnnedge_dense_f32 *dense, int32_t n_
 /** The int8w head's hidden dense layers (runtime.kernels_int8w.dense_layers_int8w); as rnnedge_dense_layers_f32. */
 const float *rnnedge_dense_layers_int8w(const rnnedge_dense_int8w *dense, int32_t n_dense, const float *v,
                                         float *work);
+#endif /* RNNEDGE_EXTENSIONS */
 
 /**
  * Set a float stream's state (f32 model) to the start of a new sequence, as runtime Stream.reset() does: every

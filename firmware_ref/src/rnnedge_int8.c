@@ -451,6 +451,7 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
     }
 }
 
+#if RNNEDGE_EXTENSIONS
 const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_t n_dense, const int16_t *v,
                                          int16_t *work)
 {
@@ -475,7 +476,6 @@ const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_
     return v;
 }
 
-#if RNNEDGE_EXTENSIONS
 /** n int16 values: a copy of src, or zeros when src is NULL. */
 static void copy_or_zero(int16_t *dst, const int16_t *src, int32_t n)
 {
@@ -584,7 +584,7 @@ static int check_step(const rnnedge_model_int8 *model, const rnnedge_state_int8 
             return RNNEDGE_ERR_NULL;
         }
     }
-    if (model->n_dense < 0) {
+    if (model->n_dense < 0 || (!RNNEDGE_EXTENSIONS && model->n_dense > 0)) { /* hidden head layers: extension code */
         return RNNEDGE_ERR_UNSUPPORTED;
     }
     if (model->n_dense > 0 && model->dense == 0) {
@@ -620,9 +620,11 @@ static void layers_and_head_int8(const rnnedge_model_int8 *model, int16_t *state
         state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
         x = h; /* the next layer reads this layer's new h */
     }
+#if RNNEDGE_EXTENSIONS
     if (model->n_dense > 0) { /* the layers are done: their scratch holds the hidden layers' outputs */
         x = rnnedge_dense_layers_int8(model->dense, model->n_dense, x, scratch);
     }
+#endif
     rnnedge_head_int8(model->head_w, model->head_b, model->out, model->head_in, x, logits);
 }
 

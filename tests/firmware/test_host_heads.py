@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import check_firmware_runs, write_firmware_sources
+from export.firmware import check_firmware_runs, firmware_unsupported, uses_firmware_extensions, write_firmware_sources
 from export.vectors import ATOL, read_vectors, write_vectors
 from runtime import artifact
 from runtime import spec as specs
@@ -87,3 +87,27 @@ def test_int8_log_softmax_vectors_are_the_log_softmax_of_the_dequantised_integer
     expected = z - z.max(axis=1, keepdims=True)
     expected -= np.log(np.exp(expected).sum(axis=1, keepdims=True))
     assert np.abs(v["output"] - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("precision", ["int8", "f32"])
+def test_head_stack_sources_need_the_library_with_extensions(tmp_path, host_cc, make_tool, precision):
+    """Hidden head layers are extension code in firmware_ref: the generated header stops a build with
+    -DRNNEDGE_EXTENSIONS=0 by name, the default build runs the model."""
+    heads_case(tmp_path, "relu", precision)
+    assert uses_firmware_extensions(specs.validate(form_spec("relu")))
+    assert not uses_firmware_extensions(specs.validate(form_spec("log_softmax")))
+    assert "#define MODEL_USES_EXTENSIONS 1\n" in (tmp_path / "model_data.h").read_text()
+    target = "host-build" if precision == "int8" else "host-float-build"
+    built = test_host._make(target, tmp_path, "EXTENSIONS=0")
+    message = (f"model (model.{precision}.safetensors) uses extension code (head: 1 hidden dense layer): build "
+               "firmware_ref without -DRNNEDGE_EXTENSIONS=0")
+    assert built.returncode != 0 and message in built.stderr, built.stderr[-3000:]
+
+
+def test_firmware_refuses_int8_gelu_head_layers_by_name(tmp_path):
+    spec = specs.validate(form_spec("gelu"))
+    assert firmware_unsupported(spec, "int8") == ["head.hidden[0] gelu"]
+    assert firmware_unsupported(spec, "f32") == firmware_unsupported(spec, "int8w") == []
+    with pytest.raises(ValueError, match=r"firmware_ref's int8 step does not implement these parts of the model "
+                                         r"\(ONNX layer extensions, hidden head layers\): head.hidden\[0\] gelu"):
+        check_firmware_runs(spec, "int8", "model.int8.safetensors")
