@@ -1,9 +1,11 @@
-"""Where everything sits in memory: the weight blobs plus two int64 tables the kernels read.
+"""Where everything sits in memory: the weight blobs plus the int64 tables the kernels read.
 
 `build(spec, tensors, precision)` turns an artifact's tensors (PyTorch layout) into the kernel layout: every
 recurrent matrix transposed to W^T (inputs, rows) and packed into one contiguous blob, so a step reads
 its weights front to back. The tables give offsets into the blobs (weights) and into a stream's state
-row (h, c); their column names are the constants below, shared with the kernels.
+row (h, c); their column names are the constants below, shared with the kernels. The tables are one int64 array:
+`model` (M_*), `layers` (L_*, a row per layer-direction) and `dense` (D_*, a row per hidden head layer of the
+spec's head.hidden; none for a single linear head, whose step then runs as it always has).
 
 f32: one float32 blob holds everything; `qblob` is empty. int8w: the weight matrices (W^T of each layer, the
 embedding table, the head weight) stay int8 in `qblob`, and the float32 `blob` holds the rest: each matrix's
@@ -14,7 +16,8 @@ int8 (runtime/kernels_int8.py): the matrices are int8 in `qblob` as for int8w; t
 folded biases (L_OFF_BIH, L_OFF_BHH: one per row, zeros where the file has none, M_OFF_HEAD_B) and each
 layer-direction's (4, G) requantisation block Mx, Sx, Mh, Sh (L_OFF_SIH, from the file's requant and shift); `blob` keeps the float32 host-side numbers: the input normalisation and scale (M_OFF_IN_A/B,
 M_OFF_IN_S) and the head's dequantisation scales (M_OFF_HEAD_S). State and scratch are counted in int32
-elements. `build` refuses an int8 file whose int32 sums could overflow (see check_int32_sums).
+elements. `build` refuses an int8 file whose int32 sums could overflow (see check_int32_sums), and every
+precision refuses a spec its kernels cannot run (runtime.spec.unsupported), naming what.
 """
 
 from __future__ import annotations
