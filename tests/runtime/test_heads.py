@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import runtime
+from runtime import artifact
 from runtime import spec as specs
 from tests.helpers import (
     TOLERANCE,
@@ -46,7 +47,7 @@ def runnable(spec: dict, precision: str) -> bool:
 def test_head_form_runs_like_pytorch_in_every_precision(tmp_path, form, on, precision):
     spec = form_spec(form, on, layers=2)
     if not runnable(spec, precision):
-        pytest.skip(f"{precision} refuses {form} by name (test_unrunnable_head_forms_are_refused_by_name)")
+        pytest.skip(f"{precision} refuses {form} by name (test_int8_heads.py: test_int8_refuses_gelu_head_layers_by_name)")
     torch_model = make_model(spec, seed=1)
     model = runtime.load(write_artifact(torch_model, tmp_path / f"m.{precision}.safetensors", precision))
     X = random_inputs(spec, 3, 200, seed=2)
@@ -79,3 +80,14 @@ def test_log_softmax_outputs_are_log_probabilities(tmp_path):
     softmax = {**spec, "head": {**spec["head"], "activation": "softmax"}}
     soft = runtime.load(write_artifact(make_model(softmax), tmp_path / "s.f32.safetensors"))
     assert np.abs(np.exp(y) - soft.run(random_inputs(spec, 2, 30, seed=5))).max() < 1e-6
+
+
+def test_head_tensors_that_do_not_fit_the_spec_are_refused_naming_them(tmp_path):
+    spec = form_spec("relu")
+    _, _, tensors = artifact.read(write_artifact(make_model(spec), tmp_path / "m.f32.safetensors"))
+    bias = tensors.pop("head.hidden.0.bias")
+    with pytest.raises(artifact.ArtifactError, match=r"missing \['head.hidden.0.bias'\]"):
+        artifact.write(tmp_path / "missing.f32.safetensors", tensors, spec, "f32")
+    tensors["head.hidden.0.bias"] = bias[:15]
+    with pytest.raises(artifact.ArtifactError, match=r"tensor head.hidden.0.bias has shape \(15,\), spec says \(16,\)"):
+        artifact.write(tmp_path / "short.f32.safetensors", tensors, spec, "f32")

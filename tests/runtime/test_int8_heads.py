@@ -75,3 +75,7 @@ def test_int8_refuses_gelu_head_layers_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"int8 cannot run this model: head.hidden\[1\]: a dense layer with "
                                          r"activation gelu"):
         write_artifact(make_model(spec), tmp_path / "m.int8.safetensors", "int8")
+    tensors = random_int8_tensors(spec, np.random.default_rng(0))  # a file made elsewhere: the runtime refuses it
+    with pytest.raises(ValueError, match=r"int8 cannot run this model: head.hidden\[1\]: a dense layer with "
+                                         r"activation gelu \(int8 computes"):
+        Model(spec, "int8", tensors)
