@@ -1,0 +1,219 @@
+"""The fx walk of a user's forward(): each node's abstract value (export/module_values.py), recurrent modules
+stacked into one chain; what a node does that rnnedge cannot express becomes a MappingError naming it."""
+
+from __future__ import annotations
+
+import inspect
+import operator
+
+import torch
+from torch import fx, nn
+
+from export.module_heads import Heads
+from export.module_indexing import Indexing
+from export.module_values import (
+    DROPOUT_FUNCTIONS,
+    IDENTITY_METHODS,
+    MODULES,
+    RECURRENT,
+    SIGMOID,
+    SOFTMAX,
+    SUPPORTED,
+    ZEROS,
+    Chain,
+    Error,
+    Final,
+    Head,
+    Input,
+    Layer,
+    MappingError,
+    RnnOut,
+    Seq,
+    Shape,
+    Vec,
+    Zeros,
+    describe_call,
+)
+
+
+class Mapper(Indexing, Heads):
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.modules = dict(module.named_modules())
+        self.warnings: list[str] = []
+        self.used_rnns: set[str] = set()
+        self.linears = 0
+
+    # -- tracing -----------------------------------------------------------------------------------------------
+    def trace(self) -> fx.Graph:
+        params = list(inspect.signature(self.module.forward).parameters.values())
+        if not params:
+            raise MappingError(f"{type(self.module).__name__}.forward() takes no input")
+        concrete = {p.name: p.default for p in params[1:] if p.default is not inspect.Parameter.empty}
+        required = [p.name for p in params[1:] if p.default is inspect.Parameter.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if required:
+            raise MappingError(f"{type(self.module).__name__}.forward() needs more than one input ({params[0].name}, "
+                               f"{', '.join(required)}); rnnedge models take one input sequence")
+        try:
+            return fx.symbolic_trace(self.module, concrete_args=concrete or None).graph
+        except Exception as e:  # noqa: BLE001 - fx raises many types; name what failed
+            raise MappingError(f"could not trace {type(self.module).__name__}.forward() with torch.fx "
+                               f"({type(e).__name__}: {e}); rnnedge needs a forward() without Python control flow "
+                               f"on tensor values") from None
+
+    def run(self) -> tuple[Head, str]:
+        env: dict[fx.Node, object] = {}
+        placeholders = 0
+        output = None
+        for node in self.trace().nodes:
+            if node.op == "placeholder":
+                env[node] = Input() if placeholders == 0 else Error(
+                    f"forward() argument {node.name!r} is used; rnnedge models take one input sequence")
+                placeholders += 1
+                continue
+            if node.op == "output":
+                output = node.args[0]
+                break
+            args = fx.node.map_arg(node.args, lambda n: env[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            try:
+                env[node] = self.evaluate(node, args, kwargs)
+            except MappingError as e:
+                env[node] = Error(str(e))
+        if isinstance(output, fx.Node):
+            value = env[output]
+        else:
+            value = Error("forward() returns a tuple or constant; rnnedge models return one tensor (the head's "
+                           "output)")
+        if isinstance(value, Error):
+            raise MappingError(value.message)
+        head = self.as_head(value, "forward()'s result")
+        return head, type(self.module).__name__
+
+    # -- one node ----------------------------------------------------------------------------------------------
+    def evaluate(self, node: fx.Node, args, kwargs):
+        if node.op == "call_module" and not isinstance(self.modules[node.target], MODULES):
+            raise MappingError(f"module {node.target!r} (nn.{type(self.modules[node.target]).__name__}) is not "
+                               f"supported: {SUPPORTED}")
+        for v in list(args) + list(kwargs.values()):
+            for item in (v if isinstance(v, (tuple, list)) else [v]):
+                if isinstance(item, Error):
+                    raise MappingError(item.message)
+        if node.op == "call_module":
+            return self.call_module(node, self.modules[node.target], args, kwargs)
+        if node.op == "get_attr":
+            raise MappingError(f"node {node.name!r} reads the attribute self.{node.target} in forward(), which "
+                               f"rnnedge cannot map; {SUPPORTED}")
+        target = node.target
+        first = args[0] if args else None
+        if node.op == "call_function" and target is operator.getitem:
+            return self.getitem(node, first, args[1])
+        if node.op == "call_function" and target is getattr:
+            return Shape() if args[1] in ("shape", "device", "dtype") else self.unsupported(node, first)
+        if node.op == "call_function" and target in ZEROS or node.op == "call_method" and target == "new_zeros":
+            return Zeros()
+        if node.op == "call_method" and target == "size":
+            return Shape()
+        if isinstance(first, (Shape, int)):
+            return Shape()
+        if node.op == "call_method" and target in IDENTITY_METHODS and isinstance(
+                first, (Input, Seq, Vec, Head, Zeros, Final)):
+            return first
+        if node.op == "call_function" and target in DROPOUT_FUNCTIONS:
+            return first
+        if node.op == "call_function" and target is torch.cat:
+            return self.cat(node, args, kwargs)
+        if (node.op == "call_function" and target in SOFTMAX) or (node.op == "call_method" and target == "softmax"):
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            return self.activate(node, first, "softmax", dim)
+        if (node.op == "call_function" and target in SIGMOID) or (node.op == "call_method" and target == "sigmoid"):
+            return self.activate(node, first, "sigmoid", None)
+        if node.op == "call_method" and target in ("transpose", "permute"):
+            return self.transpose(node, first, args[1:])
+        if node.op == "call_method" and target == "squeeze":
+            return self.squeeze(node, first, args[1:] or tuple(kwargs.values()))
+        return self.unsupported(node, first)
+
+    def unsupported(self, node: fx.Node, first):
+        what = describe_call(node)
+        if isinstance(first, (Seq, RnnOut)):
+            reason = "rnnedge heads read one time step or every step"
+        elif isinstance(first, (Vec, Final)):
+            reason = "rnnedge feeds the recurrent state straight into one nn.Linear head"
+        elif isinstance(first, Head):
+            reason = "rnnedge's head is one nn.Linear followed by softmax, sigmoid or nothing"
+        else:
+            reason = SUPPORTED
+        raise MappingError(f"node {node.name!r} ({what}) in forward() is not supported: {reason}")
+
+    def call_module(self, node, mod, args, kwargs):
+        first = args[0] if args else None
+        kind = type(mod).__name__
+        if isinstance(mod, (nn.Dropout, nn.Identity, nn.AlphaDropout)):
+            return first
+        if isinstance(mod, nn.Embedding):
+            if not isinstance(first, Input):
+                raise MappingError(f"module {node.target!r} (nn.Embedding) must read forward()'s input directly")
+            if mod.max_norm is not None:
+                raise MappingError(f"module {node.target!r} (nn.Embedding) has max_norm={mod.max_norm}: it rewrites "
+                                   f"its weights during forward(), which rnnedge cannot reproduce")
+            chain = Chain(input={"kind": "tokens", "vocab": mod.num_embeddings, "embed_dim": mod.embedding_dim,
+                                  "padding_idx": mod.padding_idx}, embedding=mod)
+            return Seq(chain, first.swapped, None)
+        if isinstance(mod, RECURRENT):
+            return self.recurrent(node, mod, first, args[1:], kwargs)
+        if isinstance(mod, nn.Linear):
+            return self.linear(node, mod, first)
+        if isinstance(mod, nn.Softmax):
+            return self.activate(node, first, "softmax", mod.dim)
+        if isinstance(mod, nn.Sigmoid):
+            return self.activate(node, first, "sigmoid", None)
+        raise MappingError(f"module {node.target!r} (nn.{kind}) is not supported: {SUPPORTED}")
+
+    def recurrent(self, node, rnn, first, rest, kwargs):
+        name = node.target
+        kind = type(rnn).__name__
+        if getattr(rnn, "proj_size", 0):
+            raise MappingError(f"module {name!r} (nn.LSTM with proj_size={rnn.proj_size}) is not supported: rnnedge "
+                               f"LSTM layers have no projection")
+        if name in self.used_rnns:
+            raise MappingError(f"module {name!r} (nn.{kind}) is called twice in forward(); rnnedge stacks each "
+                               f"recurrent layer once")
+        hx = rest[0] if rest else kwargs.get("hx")
+        states = hx if isinstance(hx, (tuple, list)) else [hx]
+        if hx is not None and not all(isinstance(s, Zeros) for s in states):
+            raise MappingError(f"module {name!r} (nn.{kind}) is given an initial state in forward(); rnnedge "
+                               f"starts every sequence from zeros (only torch.zeros initial states map)")
+        if isinstance(first, Input):
+            chain = Chain(input={"kind": "dense", "features": rnn.input_size})
+            seq = Seq(chain, first.swapped, None)
+        elif isinstance(first, Seq):
+            seq = first
+            chain = seq.chain
+            if chain.layers and seq.pieces != self.full_pieces(chain):
+                raise MappingError(f"module {name!r} (nn.{kind}) reads part of the previous recurrent output; "
+                                   f"rnnedge stacks whole layers")
+        else:
+            raise MappingError(f"module {name!r} (nn.{kind}) reads {self.what(first)}; rnnedge feeds each recurrent "
+                               f"layer the input sequence or the previous layer's whole output")
+        if chain.layers and chain.layers[-1].module not in self.used_rnns:
+            raise MappingError(f"module {name!r} (nn.{kind}) does not read the output of the layer before it")
+        expects_time_major = not rnn.batch_first
+        if chain.input_time_major is None:
+            chain.input_time_major = expects_time_major != seq.swapped
+        elif seq.time_major != expects_time_major:
+            raise MappingError(f"module {name!r} (nn.{kind}, batch_first={rnn.batch_first}) is fed a sequence in the "
+                               f"other layout")
+        if isinstance(rnn, nn.LSTM):
+            cell = "lstm"
+        elif isinstance(rnn, nn.GRU):
+            cell = "gru"
+        else:
+            cell = "rnn_tanh" if rnn.nonlinearity == "tanh" else "rnn_relu"
+        self.used_rnns.add(name)
+        first_layer = len(chain.layers)
+        chain.layers += [Layer(name, rnn, k, cell) for k in range(rnn.num_layers)]
+        chain.modules.append(name)
+        return RnnOut(chain, first_layer, rnn, name)
+
