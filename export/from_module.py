@@ -21,6 +21,11 @@ What maps (anything else is refused with a MappingError naming the node or modul
   reading    `output` (every step), `output[:, t, a:b]` with t = -1 or 0 (`output[t]` time-major),
              `h_n[k]` of the LAST recurrent layer (h_n[-1], h_n[-2]; c_n is refused), `.squeeze(0)` of a
              one-entry h_n, torch.cat of those along the feature dim
+  lengths    forward(x, lengths) (lengths required, or optional with a name containing "len"): lengths given to
+             nn.utils.rnn.pack_padded_sequence (as given, .cpu(), .to(...), .tolist()), enforce_sorted either way,
+             batch_first either way; packed outputs into the next recurrent module or pad_packed_sequence (with
+             total_length=x.size(...) or without: padded to the longest); h_n is each sequence's final state. Maps
+             to the runtime's run(X, lengths) (export/module_packing.py); the proof feeds random lengths
   head       at most one nn.Linear (bias or not); none -> an identity head
   activation softmax over the last dim, sigmoid (torch., F., Tensor methods, nn.Softmax / nn.Sigmoid)
 
@@ -81,6 +86,7 @@ def map_module(module: nn.Module, *, task: str = "classify", prove: bool = True,
     mapper = Mapper(module)
     head, name = mapper.run()
     mapping = build(head, name, task)
+    mapper.apply_packing(mapping, head)
     if prove:
         mapping.max_abs_diff = prove_mapping(module, mapping, seed=seed)
     return mapping

@@ -25,7 +25,7 @@ class Heads:
         bias = lin.bias.detach().float().clone() if lin.bias is not None else torch.zeros(lin.out_features)
         on = "seq" if isinstance(value, Seq) else "vec"
         return Head(value.chain, on, value.pieces, weight, bias, node.target,
-                     swapped=value.swapped if on == "seq" else False)
+                    swapped=value.swapped if on == "seq" else False, padded=getattr(value, "padded", None))
 
     def as_head(self, value, where: str) -> Head:
         if isinstance(value, Head):
@@ -34,7 +34,7 @@ class Heads:
             n = width(value.pieces)
             on = "seq" if isinstance(value, Seq) else "vec"
             return Head(value.chain, on, value.pieces, torch.eye(n), torch.zeros(n), "(identity)",
-                         swapped=value.swapped if on == "seq" else False)
+                        swapped=value.swapped if on == "seq" else False, padded=getattr(value, "padded", None))
         if isinstance(value, Final):
             raise MappingError(f"{where} is {value.out.name!r}'s whole h_n stack; rnnedge maps one entry "
                                f"(e.g. h_n[-1]) or torch.cat of entries")

@@ -3,6 +3,8 @@ slices of sequences, squeeze, time <-> batch swaps and torch.cat, each followed 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 
 from export.module_values import (
@@ -11,6 +13,8 @@ from export.module_values import (
     Head,
     Input,
     MappingError,
+    Packed,
+    PaddedPair,
     RnnOut,
     Seq,
     Shape,
@@ -34,6 +38,8 @@ class Indexing:
     def getitem(self, node, value, index):
         if isinstance(value, RnnOut):
             if value.part is None:
+                if index == 0 and value.packed:
+                    return Packed(Seq(value.chain, False, self.full_pieces_of(value)), None)
                 if index == 0:
                     return Seq(value.chain, value.chain.input_time_major != (not value.rnn.batch_first),
                                 self.full_pieces_of(value))
@@ -46,6 +52,8 @@ class Indexing:
             raise MappingError(f"node {node.name!r} indexes {value.name!r}'s result with {index!r}")
         if isinstance(value, Final):
             return self.final(node, value, index)
+        if isinstance(value, PaddedPair) and index in (0, 1):
+            return value.seq if index == 0 else value.lengths
         if isinstance(value, Seq):
             return self.index_seq(node, value, index)
         if isinstance(value, Vec):
@@ -118,7 +126,14 @@ class Indexing:
             raise MappingError(f"node {node.name!r} selects part of the batch; rnnedge treats every sequence alike")
         pieces = self.slice_pieces(node, seq.pieces, index[2])
         if is_all(time):
-            return Seq(seq.chain, seq.swapped, pieces)
+            return replace(seq, pieces=pieces)
+        if time == -1 and seq.padded:
+            raise MappingError(
+                f"node {node.name!r} reads step -1 of {seq.chain.layers[-1].module!r}'s padded output "
+                f"(pad_packed_sequence): for each sequence shorter than the padded length that step is padding "
+                f"(zeros), not its last step; read each sequence's final state from h_n instead (h_n[-1], or "
+                f"torch.cat((h_n[-2], h_n[-1]), dim=1) when bidirectional), which maps to rnnedge's last_step head "
+                f"(run(X, lengths))")
         if time in (-1, 0):
             where = "last" if time == -1 else "first"
             return Vec(seq.chain, tuple((layer, d, where, lo, hi) for layer, d, lo, hi in pieces))
@@ -131,7 +146,7 @@ class Indexing:
         if isinstance(value, (Input, Seq)) and swap:
             if isinstance(value, Input):
                 return Input(not value.swapped)
-            return Seq(value.chain, not value.swapped, value.pieces)
+            return replace(value, swapped=not value.swapped)
         if isinstance(value, Head) and value.on == "seq" and swap:
             value.swapped = not value.swapped
             return value
@@ -149,7 +164,8 @@ class Indexing:
                 return Vec(parts[0].chain, tuple(x for p in parts for x in p.pieces))
         if (all(isinstance(p, Seq) and p.pieces is not None for p in parts) and dim in (2, -1)
                 and len({id(p.chain) for p in parts}) == 1 and len({p.swapped for p in parts}) == 1):
-            return Seq(parts[0].chain, parts[0].swapped, tuple(x for p in parts for x in p.pieces))
+            return Seq(parts[0].chain, parts[0].swapped, tuple(x for p in parts for x in p.pieces),
+                       padded=parts[0].padded)
         raise MappingError(f"node {node.name!r} (torch.cat over dim {dim}) in forward() is not supported: rnnedge "
                            f"concatenates final states or outputs of one recurrent stack along the feature dim")
 

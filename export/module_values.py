@@ -44,16 +44,22 @@ class Mapping:
     output_time_major: bool = False  # forward() returns (T, B, out) (every_step heads only)
     max_abs_diff: float | None = None  # the proof's measured difference
     notes: list[str] = field(default_factory=list)
+    lengths: str | None = None  # forward(x, <lengths>) packs with this argument; the runtime takes run(X, lengths)
+    enforce_sorted: bool = False  # some pack_padded_sequence has enforce_sorted=True: lengths must come sorted
+    padded_to: str | None = None  # per-step output padded to the "input"'s length or the "longest" sequence's
 
     def __iter__(self):
         return iter((self.spec, self.state_dict, self.warnings))
 
-    def user_output(self, y: torch.Tensor) -> torch.Tensor:
-        """The mapped model's (B, T, out) or (B, out) output -> what the user's forward() returns."""
+    def user_output(self, y: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The mapped model's (B, T, out) or (B, out) output -> what the user's forward() returns (within each
+        sequence's length: past it the runtime's every-step output is zero, the user's the head of the padding)."""
         if self.read_step == "last":
             return y[:, -1]
         if self.read_step == "first":
             return y[:, 0]
+        if y.dim() == 3 and self.padded_to == "longest" and lengths is not None:
+            y = y[:, : int(lengths.max())]
         if y.dim() == 3 and self.output_time_major:
             return y.transpose(0, 1)
         return y
@@ -62,6 +68,7 @@ class Mapping:
         return {"spec_head_on": self.spec["head"]["on"], "read_step": self.read_step,
                 "input_time_major": self.input_time_major, "output_time_major": self.output_time_major,
                 "proof_max_abs_diff": self.max_abs_diff, "proof_tolerance": PROOF_TOLERANCE,
+                "lengths_input": self.lengths, "enforce_sorted": self.enforce_sorted, "padded_to": self.padded_to,
                 "warnings": self.warnings, "notes": self.notes}
 
 
@@ -105,6 +112,7 @@ class Seq:
     chain: Chain
     swapped: bool
     pieces: tuple | None
+    padded: str | None = None  # pad_packed_sequence's output (zero past each length), padded to "input" or "longest"
 
     @property
     def time_major(self) -> bool:
@@ -126,6 +134,31 @@ class RnnOut:
     rnn: nn.Module
     name: str
     part: str | None = None  # None: the (output, state) tuple; "state": (h_n, c_n) of an LSTM
+    packed: bool = False  # read a PackedSequence: its output is one, and h_n is each sequence's true last step
+
+
+@dataclass
+class Lengths:
+    """The forward()'s second argument, the sequence lengths (as given, or converted .cpu() / .tolist() ...)."""
+
+    name: str
+
+
+@dataclass
+class Packed:
+    """A PackedSequence: pack_padded_sequence of `value` (Input or Seq; batch_first says its layout), or a
+    recurrent module's packed output (batch_first None: a PackedSequence has no layout until padded)."""
+
+    value: object
+    batch_first: bool | None
+
+
+@dataclass
+class PaddedPair:
+    """pad_packed_sequence's (padded sequence, lengths)."""
+
+    seq: Seq
+    lengths: Lengths
 
 
 @dataclass
@@ -146,6 +179,7 @@ class Head:
     name: str
     swapped: bool = False
     activation: str = "none"
+    padded: str | None = None  # an every-step head reading pad_packed_sequence's output (Seq.padded)
 
 
 class Zeros:

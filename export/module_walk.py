@@ -4,13 +4,17 @@ stacked into one chain; what a node does that rnnedge cannot express becomes a M
 from __future__ import annotations
 
 import inspect
+import math
 import operator
 
 import torch
+import torch.nn.utils.rnn as rnn_utils
 from torch import fx, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from export.module_heads import Heads
 from export.module_indexing import Indexing
+from export.module_packing import PACKING, Packing
 from export.module_values import (
     DROPOUT_FUNCTIONS,
     IDENTITY_METHODS,
@@ -26,7 +30,9 @@ from export.module_values import (
     Head,
     Input,
     Layer,
+    Lengths,
     MappingError,
+    Packed,
     RnnOut,
     Seq,
     Shape,
@@ -36,27 +42,52 @@ from export.module_values import (
 )
 
 
-class Mapper(Indexing, Heads):
+class Mapper(Indexing, Heads, Packing):
     def __init__(self, module: nn.Module):
         self.module = module
         self.modules = dict(module.named_modules())
         self.warnings: list[str] = []
         self.used_rnns: set[str] = set()
         self.linears = 0
+        self.lengths_name: str | None = None  # the forward() argument traced as the lengths
+        self.lengths: Lengths | None = None
+        self.lengths_required = False
+        self.enforce_sorted: list[bool] = []  # per pack_padded_sequence
+        self.packed_rnns: list[str] = []
+        self.unpacked_rnns: list[str] = []
 
     # -- tracing -----------------------------------------------------------------------------------------------
     def trace(self) -> fx.Graph:
-        params = list(inspect.signature(self.module.forward).parameters.values())
+        """The forward()'s graph; its second argument, when required or an optional `...len...` one, stays an
+        input (the lengths, see export/module_packing.py); other optional arguments keep their defaults."""
+        cls = type(self.module).__name__
+        params = [p for p in inspect.signature(self.module.forward).parameters.values()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         if not params:
-            raise MappingError(f"{type(self.module).__name__}.forward() takes no input")
-        concrete = {p.name: p.default for p in params[1:] if p.default is not inspect.Parameter.empty}
-        required = [p.name for p in params[1:] if p.default is inspect.Parameter.empty
-                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        if required:
-            raise MappingError(f"{type(self.module).__name__}.forward() needs more than one input ({params[0].name}, "
-                               f"{', '.join(required)}); rnnedge models take one input sequence")
+            raise MappingError(f"{cls}.forward() takes no input")
+        rest = params[1:]
+        if rest and (rest[0].default is inspect.Parameter.empty
+                     or (rest[0].default is None and "len" in rest[0].name.lower())):
+            self.lengths_name = rest[0].name
+            self.lengths_required = rest[0].default is inspect.Parameter.empty
+        concrete = {p.name: p.default for p in rest if p.default is not inspect.Parameter.empty
+                    and p.name != self.lengths_name}
+        required = [p.name for p in rest if p.default is inspect.Parameter.empty]
+        if len(required) > 1:
+            raise MappingError(f"{cls}.forward() needs {len(params)} inputs ({params[0].name}, {', '.join(required)}); "
+                               f"rnnedge models take one input sequence and, optionally, its lengths: {PACKING}")
         try:
-            return fx.symbolic_trace(self.module, concrete_args=concrete or None).graph
+            return self.traced(concrete)
+        except MappingError:
+            if self.lengths_name is None or self.lengths_required:
+                raise
+        self.lengths_name = None  # an optional lengths the trace cannot follow: map forward(x) alone
+        return self.traced(concrete | {rest[0].name: None})
+
+    def traced(self, concrete: dict) -> fx.Graph:
+        tracer = fx.Tracer(autowrap_modules=(math, rnn_utils))  # pack/pad_packed_sequence become graph nodes
+        try:
+            return tracer.trace(self.module, concrete_args=concrete or None)
         except Exception as e:  # noqa: BLE001 - fx raises many types; name what failed
             raise MappingError(f"could not trace {type(self.module).__name__}.forward() with torch.fx "
                                f"({type(e).__name__}: {e}); rnnedge needs a forward() without Python control flow "
@@ -68,8 +99,13 @@ class Mapper(Indexing, Heads):
         output = None
         for node in self.trace().nodes:
             if node.op == "placeholder":
-                env[node] = Input() if placeholders == 0 else Error(
-                    f"forward() argument {node.name!r} is used; rnnedge models take one input sequence")
+                if placeholders == 0:
+                    env[node] = Input()
+                elif node.target == self.lengths_name:
+                    env[node] = self.lengths = Lengths(node.target)
+                else:
+                    env[node] = Error(f"forward() argument {node.name!r} is used; rnnedge models take one input "
+                                      f"sequence and, optionally, its lengths: {PACKING}")
                 placeholders += 1
                 continue
             if node.op == "output":
@@ -88,6 +124,9 @@ class Mapper(Indexing, Heads):
                            "output)")
         if isinstance(value, Error):
             raise MappingError(value.message)
+        problem = self.packing_problems()
+        if problem:
+            raise MappingError(problem)
         head = self.as_head(value, "forward()'s result")
         return head, type(self.module).__name__
 
@@ -96,17 +135,24 @@ class Mapper(Indexing, Heads):
         if node.op == "call_module" and not isinstance(self.modules[node.target], MODULES):
             raise MappingError(f"module {node.target!r} (nn.{type(self.modules[node.target]).__name__}) is not "
                                f"supported: {SUPPORTED}")
+        first = args[0] if args else None
         for v in list(args) + list(kwargs.values()):
             for item in (v if isinstance(v, (tuple, list)) else [v]):
                 if isinstance(item, Error):
                     raise MappingError(item.message)
+                if isinstance(item, Lengths) and not (node.op == "call_function" and node.target is
+                                                      pack_padded_sequence and item is not first):
+                    return self.lengths_use(node, args, kwargs, item)
         if node.op == "call_module":
             return self.call_module(node, self.modules[node.target], args, kwargs)
         if node.op == "get_attr":
             raise MappingError(f"node {node.name!r} reads the attribute self.{node.target} in forward(), which "
                                f"rnnedge cannot map; {SUPPORTED}")
         target = node.target
-        first = args[0] if args else None
+        if node.op == "call_function" and target is pack_padded_sequence:
+            return self.pack(node, args, kwargs)
+        if node.op == "call_function" and target is pad_packed_sequence:
+            return self.pad(node, args, kwargs)
         if node.op == "call_function" and target is operator.getitem:
             return self.getitem(node, first, args[1])
         if node.op == "call_function" and target is getattr:
@@ -185,6 +231,11 @@ class Mapper(Indexing, Heads):
         if hx is not None and not all(isinstance(s, Zeros) for s in states):
             raise MappingError(f"module {name!r} (nn.{kind}) is given an initial state in forward(); rnnedge "
                                f"starts every sequence from zeros (only torch.zeros initial states map)")
+        packed = isinstance(first, Packed)
+        expects_time_major = not rnn.batch_first
+        if packed:  # a PackedSequence's layout is pack_padded_sequence's batch_first (none once packed by a module)
+            expects_time_major = None if first.batch_first is None else not first.batch_first
+            first = first.value
         if isinstance(first, Input):
             chain = Chain(input={"kind": "dense", "features": rnn.input_size})
             seq = Seq(chain, first.swapped, None)
@@ -199,12 +250,13 @@ class Mapper(Indexing, Heads):
                                f"layer the input sequence or the previous layer's whole output")
         if chain.layers and chain.layers[-1].module not in self.used_rnns:
             raise MappingError(f"module {name!r} (nn.{kind}) does not read the output of the layer before it")
-        expects_time_major = not rnn.batch_first
-        if chain.input_time_major is None:
+        if expects_time_major is None:
+            pass
+        elif chain.input_time_major is None:
             chain.input_time_major = expects_time_major != seq.swapped
         elif seq.time_major != expects_time_major:
-            raise MappingError(f"module {name!r} (nn.{kind}, batch_first={rnn.batch_first}) is fed a sequence in the "
-                               f"other layout")
+            fed = f"packed with batch_first={not expects_time_major}" if packed else f"batch_first={rnn.batch_first}"
+            raise MappingError(f"module {name!r} (nn.{kind}, {fed}) is fed a sequence in the other layout")
         if isinstance(rnn, nn.LSTM):
             cell = "lstm"
         elif isinstance(rnn, nn.GRU):
@@ -215,5 +267,6 @@ class Mapper(Indexing, Heads):
         first_layer = len(chain.layers)
         chain.layers += [Layer(name, rnn, k, cell) for k in range(rnn.num_layers)]
         chain.modules.append(name)
-        return RnnOut(chain, first_layer, rnn, name)
+        (self.packed_rnns if packed else self.unpacked_rnns).append(name)
+        return RnnOut(chain, first_layer, rnn, name, packed=packed)
 
