@@ -26,8 +26,12 @@ What maps (anything else is refused with a MappingError naming the node or modul
              batch_first either way; packed outputs into the next recurrent module or pad_packed_sequence (with
              total_length=x.size(...) or without: padded to the longest); h_n is each sequence's final state. Maps
              to the runtime's run(X, lengths) (export/module_packing.py); the proof feeds random lengths
-  head       at most one nn.Linear (bias or not); none -> an identity head
-  activation softmax over the last dim, sigmoid (torch., F., Tensor methods, nn.Softmax / nn.Sigmoid)
+  head       nn.Linear layers (bias or not) with ReLU / Tanh / GELU (exact or approximate="tanh") / Sigmoid / nothing
+             (Dropout, Identity) between them, as modules, in nn.Sequential or functional (F.relu, torch.tanh,
+             x.relu(), F.gelu, torch.sigmoid ...) -> spec head "hidden" layers then the final linear layer
+             (export/module_heads.py); no nn.Linear -> an identity head
+  activation softmax or log_softmax over the last axis (dim=-1, or its number), sigmoid (torch., F., Tensor
+             methods, nn.Softmax / nn.LogSoftmax / nn.Sigmoid)
 
 Which head the spec gets. The spec's `last_step` head reads each direction's *final* state: the forward
 direction at t = T-1 and, for a bidirectional layer, the backward direction at t = 0 (runtime/spec.py,

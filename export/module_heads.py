@@ -3,56 +3,78 @@ built from the abstract head (which spec head it is, and where its weight column
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
-from export.module_values import SUPPORTED, Final, Head, Mapping, MappingError, Seq, Vec, width
+from export.module_values import SUPPORTED, Dense, Final, Head, Mapping, MappingError, Seq, Vec, describe_call, width
 from runtime import spec as specs
+
+SPEC_HIDDEN = tuple(a for a in specs.HIDDEN_ACTIVATIONS if a != "none")
+
+
+# What each activation may follow: output ones end the head, hidden ones sit between two linear layers
+OUTPUT_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")
+HIDDEN_ONLY = ("relu", "tanh", "gelu", "gelu_tanh")
+HEAD_FORM = ("rnnedge's head is nn.Linear layers with ReLU, Tanh, GELU, Sigmoid or nothing (Dropout, Identity) "
+             "between them, then softmax / log_softmax over the last axis, sigmoid or nothing")
 
 
 class Heads:
     def linear(self, node, lin: nn.Linear, value):
-        if isinstance(value, Head):
-            raise MappingError(f"module {node.target!r} (nn.Linear) is a second linear layer after "
-                               f"{value.name!r}: rnnedge's head is one nn.Linear")
-        if not isinstance(value, (Seq, Vec)) or (isinstance(value, Seq) and not value.chain.layers):
+        if isinstance(value, Head) and not value.dense:
+            raise MappingError(f"module {node.target!r} (nn.Linear) reads {value.activation} of the recurrent "
+                               f"output: rnnedge's head starts with an nn.Linear reading the recurrent state "
+                               f"({HEAD_FORM})")
+        if isinstance(value, Head) and value.activation not in ("none", *SPEC_HIDDEN):
+            raise MappingError(f"module {node.target!r} (nn.Linear) reads {value.activation} of "
+                               f"{value.dense[-1].name!r}: {value.activation} is not a supported activation between "
+                               f"linear layers; {HEAD_FORM}")
+        if not isinstance(value, (Seq, Vec, Head)) or (isinstance(value, Seq) and not value.chain.layers):
             raise MappingError(f"module {node.target!r} (nn.Linear) reads {self.what(value)}; rnnedge's head reads "
                                f"the recurrent output")
-        if width(value.pieces) != lin.in_features:
+        n_in = value.dense[-1].weight.shape[0] if isinstance(value, Head) else width(value.pieces)
+        if n_in != lin.in_features:
             raise MappingError(f"module {node.target!r} (nn.Linear) has in_features={lin.in_features} but reads "
-                               f"{width(value.pieces)} features")
-        weight = lin.weight.detach().float().clone()
+                               f"{n_in} features")
         bias = lin.bias.detach().float().clone() if lin.bias is not None else torch.zeros(lin.out_features)
+        dense = Dense(lin.weight.detach().float().clone(), bias, node.target)
+        if isinstance(value, Head):
+            return replace(value, dense=[*value.dense, dense], hidden=[*value.hidden, value.activation],
+                           activation="none")
         on = "seq" if isinstance(value, Seq) else "vec"
-        return Head(value.chain, on, value.pieces, weight, bias, node.target,
-                    swapped=value.swapped if on == "seq" else False, padded=getattr(value, "padded", None))
+        return Head(value.chain, on, value.pieces, [dense], swapped=value.swapped if on == "seq" else False,
+                    padded=getattr(value, "padded", None))
 
     def as_head(self, value, where: str) -> Head:
         if isinstance(value, Head):
             return value
         if isinstance(value, (Seq, Vec)) and value.chain.layers:
-            n = width(value.pieces)
             on = "seq" if isinstance(value, Seq) else "vec"
-            return Head(value.chain, on, value.pieces, torch.eye(n), torch.zeros(n), "(identity)",
-                        swapped=value.swapped if on == "seq" else False, padded=getattr(value, "padded", None))
+            return Head(value.chain, on, value.pieces, [], swapped=value.swapped if on == "seq" else False,
+                        padded=getattr(value, "padded", None))
         if isinstance(value, Final):
             raise MappingError(f"{where} is {value.out.name!r}'s whole h_n stack; rnnedge maps one entry "
                                f"(e.g. h_n[-1]) or torch.cat of entries")
         raise MappingError(f"{where} is {self.what(value)}, which rnnedge cannot map; {SUPPORTED}")
 
-    def activate(self, node, value, activation: str, dim):
+    def activate(self, node, value, activation: str, dim=None):
+        """softmax / log_softmax / sigmoid (the head's output, or sigmoid between linear layers) or a hidden
+        activation (relu, tanh, gelu, gelu_tanh) after an nn.Linear."""
         if isinstance(value, Head) and value.activation != "none":
-            raise MappingError(f"node {node.name!r} applies {activation} after {value.activation}: rnnedge heads "
-                               f"have one activation")
+            raise MappingError(f"node {node.name!r} applies {activation} after {value.activation}: rnnedge maps one "
+                               f"activation after each linear layer ({HEAD_FORM})")
+        if activation in HIDDEN_ONLY and not (isinstance(value, Head) and value.dense):
+            raise MappingError(f"node {node.name!r} ({describe_call(node)}) in forward() is not supported on "
+                               f"{self.what(value)}: {activation} comes after an nn.Linear; {HEAD_FORM}")
         head = self.as_head(value, f"the input of node {node.name!r} ({activation})")
-        if activation == "softmax":
+        if activation in ("softmax", "log_softmax"):
             last = 2 if head.on == "seq" else 1
-            if dim not in (-1, last):
-                raise MappingError(f"node {node.name!r} (softmax over dim {dim}) is not supported: rnnedge's softmax "
-                                   f"runs over the classes (dim=-1)")
-        head.activation = activation
-        return head
-
+            if dim not in (-1, last) and not (dim is None and head.on == "vec"):  # implicit dim of a 2-D input: 1
+                raise MappingError(f"node {node.name!r} ({activation} over dim {dim}) is not supported: rnnedge's "
+                                   f"{activation} runs over the classes, the last axis (dim=-1)")
+        return replace(head, activation=activation)
 
 
 # -- from the abstract head to a spec and weights -----------------------------------------------------------------
@@ -65,6 +87,9 @@ def build(head: Head, name: str, task: str) -> Mapping:
             src = chain.layers[layer]
             raise MappingError(f"{name}'s head reads layer {src.index} of {src.module!r}, which is not the last "
                                f"recurrent layer; rnnedge's head reads the last layer only")
+    if head.activation not in ("none", *OUTPUT_ACTIVATIONS):
+        raise MappingError(f"{name}.forward() returns {head.activation} of {head.dense[-1].name!r}: {head.activation} "
+                           f"goes between linear layers; {HEAD_FORM}")
     warnings_, notes = [], []
     read_step = None
     if head.on == "seq":
@@ -96,19 +121,22 @@ def build(head: Head, name: str, task: str) -> Mapping:
         else:
             raise MappingError(f"{name}'s head reads {sorted(at)} (direction, step): rnnedge heads read each "
                                f"direction's final state or one step of the output")
-    out = head.weight.shape[0]
-    weight = torch.zeros(out, H * dirs)
+    dense = head.dense or [Dense(torch.eye(width(head.pieces)), torch.zeros(width(head.pieces)), "(identity)")]
+    first = torch.zeros(dense[0].weight.shape[0], H * dirs)  # the first layer's columns at the spec's columns
     offset = 0
     for _, d, *_rest in head.pieces:
         lo, hi = _rest[-2], _rest[-1]
         base = 0 if d == "fwd" else H
-        weight[:, base + lo: base + hi] += head.weight[:, offset: offset + hi - lo]
+        first[:, base + lo: base + hi] += dense[0].weight[:, offset: offset + hi - lo]
         offset += hi - lo
+    weights = [first] + [layer.weight for layer in dense[1:]]
+    hidden = [{"units": w.shape[0], "activation": a} for w, a in zip(weights[:-1], head.hidden)]
     layers = [{"cell": layer.cell, "hidden": layer.rnn.hidden_size, "bidirectional": bool(layer.rnn.bidirectional)}
               for layer in chain.layers]
     dropout = max([float(layer.rnn.dropout) for layer in chain.layers] + [0.0])
     spec = specs.validate({"version": 1, "input": chain.input, "layers": layers,
-                           "head": {"out": out, "on": on, "activation": head.activation}, "task": task,
+                           "head": {"out": weights[-1].shape[0], "on": on, "activation": head.activation,
+                                    "hidden": hidden}, "task": task,
                            "dropout": dropout if dropout < 1 else 0.0})
     sd: dict[str, torch.Tensor] = {}
     if chain.input["kind"] == "dense":
@@ -125,8 +153,11 @@ def build(head: Head, name: str, task: str) -> Mapping:
                 b = getattr(rnn, f"bias_{kind}_l{k}{suffix}", None) if rnn.bias else None
                 sd[f"layers.{l}.bias_{kind}_l0{suffix}"] = (b.detach().float().clone() if b is not None
                                                              else torch.zeros(w.shape[0]))
-    sd["head.weight"] = weight
-    sd["head.bias"] = head.bias.clone()
+    for k, (w, layer) in enumerate(zip(weights[:-1], dense)):
+        sd[f"head.hidden.{k}.weight"] = w
+        sd[f"head.hidden.{k}.bias"] = layer.bias.clone()
+    sd["head.weight"] = weights[-1]
+    sd["head.bias"] = dense[-1].bias.clone()
     head_swapped = head.on == "seq" and head.swapped
     output_time_major = head.on == "seq" and (bool(chain.input_time_major) != head_swapped)
     return Mapping(spec, sd, warnings_, read_step=read_step, input_time_major=bool(chain.input_time_major),

@@ -10,10 +10,18 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 PROOF_TOLERANCE = 1e-5
-SUPPORTED = ("rnnedge maps nn.Embedding / nn.RNN / nn.LSTM / nn.GRU / nn.Linear, dropout, and a final softmax "
-             "or sigmoid")
+SUPPORTED = ("rnnedge maps nn.Embedding / nn.RNN / nn.LSTM / nn.GRU (packed with forward(x, lengths) or not), "
+             "dropout, and a head of nn.Linear layers with ReLU / Tanh / GELU / Sigmoid between them and a final "
+             "softmax, log_softmax or sigmoid")
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
-MODULES = (*RECURRENT, nn.Embedding, nn.Linear, nn.Dropout, nn.AlphaDropout, nn.Identity, nn.Softmax, nn.Sigmoid)
+# The activations a head maps: module class / function -> name (gelu's approximate="tanh" is "gelu_tanh")
+ACTIVATION_MODULES = {nn.Softmax: "softmax", nn.LogSoftmax: "log_softmax", nn.Sigmoid: "sigmoid", nn.ReLU: "relu",
+                      nn.Tanh: "tanh", nn.GELU: "gelu"}
+ACTIVATION_FUNCTIONS = {F.softmax: "softmax", torch.softmax: "softmax", F.log_softmax: "log_softmax",
+                        torch.log_softmax: "log_softmax", F.sigmoid: "sigmoid", torch.sigmoid: "sigmoid",
+                        F.relu: "relu", torch.relu: "relu", F.tanh: "tanh", torch.tanh: "tanh", F.gelu: "gelu"}
+ACTIVATION_METHODS = {"softmax", "log_softmax", "sigmoid", "relu", "tanh"}
+MODULES = (*RECURRENT, nn.Embedding, nn.Linear, nn.Dropout, nn.AlphaDropout, nn.Identity, *ACTIVATION_MODULES)
 
 
 class MappingError(ValueError):
@@ -170,13 +178,24 @@ class Final:
 
 
 @dataclass
-class Head:
-    chain: Chain
-    on: str  # "seq" or "vec"
-    pieces: tuple
+class Dense:
+    """One of the head's nn.Linear layers (the user's module name)."""
+
     weight: torch.Tensor
     bias: torch.Tensor
     name: str
+
+
+@dataclass
+class Head:
+    """The head so far: dense layers (none: the identity) reading `pieces`; hidden[k] is the activation between
+    dense[k] and dense[k+1]; `activation` the one after the last layer (the output's, unless a layer follows)."""
+
+    chain: Chain
+    on: str  # "seq" or "vec"
+    pieces: tuple
+    dense: list[Dense]
+    hidden: list[str] = field(default_factory=list)
     swapped: bool = False
     activation: str = "none"
     padded: str | None = None  # an every-step head reading pad_packed_sequence's output (Seq.padded)
@@ -230,7 +249,5 @@ def describe_call(node: fx.Node) -> str:
 
 IDENTITY_METHODS = {"contiguous", "float", "to", "detach", "clone"}
 DROPOUT_FUNCTIONS = {F.dropout, torch.dropout, F.alpha_dropout}
-SOFTMAX = {F.softmax, torch.softmax}
-SIGMOID = {F.sigmoid, torch.sigmoid}
 ZEROS = {torch.zeros, torch.zeros_like}
 

@@ -12,16 +12,17 @@ import torch.nn.utils.rnn as rnn_utils
 from torch import fx, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from export.module_heads import Heads
+from export.module_heads import HEAD_FORM, Heads
 from export.module_indexing import Indexing
 from export.module_packing import PACKING, Packing
 from export.module_values import (
+    ACTIVATION_FUNCTIONS,
+    ACTIVATION_METHODS,
+    ACTIVATION_MODULES,
     DROPOUT_FUNCTIONS,
     IDENTITY_METHODS,
     MODULES,
     RECURRENT,
-    SIGMOID,
-    SOFTMAX,
     SUPPORTED,
     ZEROS,
     Chain,
@@ -133,8 +134,9 @@ class Mapper(Indexing, Heads, Packing):
     # -- one node ----------------------------------------------------------------------------------------------
     def evaluate(self, node: fx.Node, args, kwargs):
         if node.op == "call_module" and not isinstance(self.modules[node.target], MODULES):
+            after_linear = bool(args) and isinstance(args[0], Head) and args[0].dense
             raise MappingError(f"module {node.target!r} (nn.{type(self.modules[node.target]).__name__}) is not "
-                               f"supported: {SUPPORTED}")
+                               f"supported: {HEAD_FORM if after_linear else SUPPORTED}")
         first = args[0] if args else None
         for v in list(args) + list(kwargs.values()):
             for item in (v if isinstance(v, (tuple, list)) else [v]):
@@ -170,11 +172,13 @@ class Mapper(Indexing, Heads, Packing):
             return first
         if node.op == "call_function" and target is torch.cat:
             return self.cat(node, args, kwargs)
-        if (node.op == "call_function" and target in SOFTMAX) or (node.op == "call_method" and target == "softmax"):
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-            return self.activate(node, first, "softmax", dim)
-        if (node.op == "call_function" and target in SIGMOID) or (node.op == "call_method" and target == "sigmoid"):
-            return self.activate(node, first, "sigmoid", None)
+        if node.op == "call_function" and target in ACTIVATION_FUNCTIONS or (
+                node.op == "call_method" and target in ACTIVATION_METHODS):
+            name = ACTIVATION_FUNCTIONS[target] if node.op == "call_function" else target
+            if name == "gelu" and kwargs.get("approximate", args[1] if len(args) > 1 else "none") == "tanh":
+                name = "gelu_tanh"
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None) if "softmax" in name else None
+            return self.activate(node, first, name, dim)
         if node.op == "call_method" and target in ("transpose", "permute"):
             return self.transpose(node, first, args[1:])
         if node.op == "call_method" and target == "squeeze":
@@ -186,9 +190,9 @@ class Mapper(Indexing, Heads, Packing):
         if isinstance(first, (Seq, RnnOut)):
             reason = "rnnedge heads read one time step or every step"
         elif isinstance(first, (Vec, Final)):
-            reason = "rnnedge feeds the recurrent state straight into one nn.Linear head"
+            reason = "rnnedge feeds the recurrent state straight into the head's first nn.Linear"
         elif isinstance(first, Head):
-            reason = "rnnedge's head is one nn.Linear followed by softmax, sigmoid or nothing"
+            reason = HEAD_FORM
         else:
             reason = SUPPORTED
         raise MappingError(f"node {node.name!r} ({what}) in forward() is not supported: {reason}")
@@ -211,10 +215,11 @@ class Mapper(Indexing, Heads, Packing):
             return self.recurrent(node, mod, first, args[1:], kwargs)
         if isinstance(mod, nn.Linear):
             return self.linear(node, mod, first)
-        if isinstance(mod, nn.Softmax):
-            return self.activate(node, first, "softmax", mod.dim)
-        if isinstance(mod, nn.Sigmoid):
-            return self.activate(node, first, "sigmoid", None)
+        if type(mod) in ACTIVATION_MODULES:
+            name = ACTIVATION_MODULES[type(mod)]
+            if name == "gelu" and mod.approximate == "tanh":
+                name = "gelu_tanh"
+            return self.activate(node, first, name, getattr(mod, "dim", None))
         raise MappingError(f"module {node.target!r} (nn.{kind}) is not supported: {SUPPORTED}")
 
     def recurrent(self, node, rnn, first, rest, kwargs):

@@ -9,7 +9,7 @@ import torch
 
 import runtime
 from export.from_module import MappingError, ProofError, export_module, map_module, prove_mapping
-from tests.export import user_models as um
+from tests.export import user_models_packed as um
 from train.data import Dataset, SequenceData
 
 torch.set_num_threads(1)
