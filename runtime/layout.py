@@ -28,8 +28,8 @@ from runtime import spec as specs
 CELL_RNN_TANH, CELL_RNN_RELU, CELL_LSTM, CELL_GRU = 0, 1, 2, 3
 CELL_CODE = {"rnn_tanh": CELL_RNN_TANH, "rnn_relu": CELL_RNN_RELU, "lstm": CELL_LSTM, "gru": CELL_GRU}
 INPUT_DENSE, INPUT_TOKENS = 0, 1
-ACT_NONE, ACT_SOFTMAX, ACT_SIGMOID = 0, 1, 2
-ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
+ACT_NONE, ACT_SOFTMAX, ACT_SIGMOID, ACT_LOG_SOFTMAX = 0, 1, 2, 3
+ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID, "log_softmax": ACT_LOG_SOFTMAX}
 
 # `layers` table: one row per layer and direction (row 2*l is forward, 2*l + 1 backward)
 # (L_OFF_SIH, L_OFF_SHH: the per-row scales of w_ih and w_hh, int8w; int8: L_OFF_SIH is the (4, G)

@@ -360,7 +360,7 @@ def _extra_shapes(layer: dict, prefix: str) -> dict[str, tuple[int, ...]]:
 
 PRECISIONS = ("f32", "int8w", "int8")  # precisions whose weight files this rnnedge reads and writes
 # per precision, the head activations and the hidden head layers' activations its kernels compute
-HEAD_ACTIVATIONS_RUN = {precision: ("softmax", "sigmoid", "none") for precision in PRECISIONS}
+HEAD_ACTIVATIONS_RUN = {precision: ACTIVATIONS for precision in PRECISIONS}
 HIDDEN_ACTIVATIONS_RUN = {precision: () for precision in PRECISIONS}
 
 
