@@ -4,10 +4,13 @@ against the user's forward(), and what the head contract cannot express refused 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from export.from_module import MappingError, ProofError, map_module, prove_mapping
+import runtime
+from export.from_module import MappingError, ProofError, export_module, map_module, prove_mapping, random_input
+from export.pipeline import ExportInputError
 from runtime import spec as specs
 from tests.export import user_models as um
 from tests.export import user_models_heads as uh
@@ -95,3 +98,40 @@ def test_what_the_head_contract_cannot_express_is_refused_by_name(cls, names):
         map_module(built(cls))
     for part in names:
         assert part in str(e.value)
+
+
+END_TO_END = {"nll_tagger": uh.NLLTagger, "mlp_classifier": uh.MLPClassifier, "packed_nll_tagger": uh.PackedNLLTagger}
+
+
+def _runtime_output_matches_forward(module, mapping, model) -> float:
+    """The runtime's output on fresh random input vs the user's forward(), within each length."""
+    X = random_input(mapping.spec, 3, 9, torch.Generator().manual_seed(5))
+    lengths = torch.tensor([9, 4, 6]) if mapping.lengths else None
+    user_x = X.transpose(0, 1) if mapping.input_time_major else X
+    with torch.no_grad():
+        want = module(user_x) if lengths is None else module(user_x, lengths)
+    got = mapping.user_output(torch.from_numpy(model.run(X.numpy(), lengths)), lengths)
+    if lengths is not None and got.dim() == 3:
+        valid = torch.arange(9)[None, :] < lengths[:, None]
+        want, got = want[valid], got[valid]
+    return float((want - got).abs().max())
+
+
+@pytest.mark.parametrize("name", END_TO_END)
+def test_new_head_patterns_export_in_each_precision_the_runtime_runs_and_are_refused_by_name_in_the_others(
+        name, tmp_path):
+    module = built(END_TO_END[name])
+    mapping = map_module(module)
+    runs = [p for p in specs.PRECISIONS if not specs.unsupported(mapping.spec, p)]
+    refused = [p for p in specs.PRECISIONS if p not in runs]
+    for precision in refused:
+        with pytest.raises(ExportInputError, match=r"precision cannot run this model: head\."):
+            export_module(module, tmp_path / precision, precisions=(precision,), steps=10)
+    if runs:
+        result = export_module(module, tmp_path / "out", precisions=tuple(runs), steps=20)
+        assert result["passed"], result["failures"]
+        assert result["spec"]["head"] == mapping.spec["head"]
+    if "f32" in runs:
+        model = runtime.load(tmp_path / "out" / "model.f32.safetensors")
+        assert _runtime_output_matches_forward(module, mapping, model) <= 1e-5
+    assert np.isfinite(mapping.max_abs_diff)
