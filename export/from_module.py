@@ -24,8 +24,10 @@ What maps (anything else is refused with a MappingError naming the node or modul
   lengths    forward(x, lengths) (lengths required, or optional with a name containing "len"): lengths given to
              nn.utils.rnn.pack_padded_sequence (as given, .cpu(), .to(...), .tolist()), enforce_sorted either way,
              batch_first either way; packed outputs into the next recurrent module or pad_packed_sequence (with
-             total_length=x.size(...) or without: padded to the longest); h_n is each sequence's final state. Maps
-             to the runtime's run(X, lengths) (export/module_packing.py); the proof feeds random lengths
+             total_length=x.size(...) or without: padded to the longest); h_n is each sequence's final state;
+             output[torch.arange(x.size(0)), lengths - 1] (each last true step; forward directions, packed or
+             forward-only layers). Maps to the runtime's run(X, lengths) (export/module_packing.py); the proof feeds
+             random lengths
   head       nn.Linear layers (bias or not) with ReLU / Tanh / GELU (exact or approximate="tanh") / Sigmoid / nothing
              (Dropout, Identity) between them, as modules, in nn.Sequential or functional (F.relu, torch.tanh,
              x.relu(), F.gelu, torch.sigmoid ...) -> spec head "hidden" layers then the final linear layer

@@ -8,10 +8,12 @@ from dataclasses import replace
 from torch import nn
 
 from export.module_values import (
+    BatchIndex,
     Chain,
     Final,
     Head,
     Input,
+    LastIndex,
     MappingError,
     Packed,
     PaddedPair,
@@ -121,6 +123,8 @@ class Indexing:
         if any(i is Ellipsis for i in index) or len(index) > 3:
             raise MappingError(f"node {node.name!r} indexes a sequence with {index!r}")
         index = tuple(index) + (slice(None),) * (3 - len(index))
+        if any(isinstance(i, (LastIndex, BatchIndex)) for i in index):
+            return self.gather_last(node, seq, index)
         time, batch = (index[0], index[1]) if seq.time_major else (index[1], index[0])
         if not is_all(batch):
             raise MappingError(f"node {node.name!r} selects part of the batch; rnnedge treats every sequence alike")

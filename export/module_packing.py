@@ -7,14 +7,31 @@ such as .cpu() or torch.as_tensor); any other use is refused, saying what is sup
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
-from export.module_values import Head, Input, Lengths, Mapping, MappingError, Packed, PaddedPair, Seq, Shape
+from export.module_values import (
+    BatchIndex,
+    Head,
+    Input,
+    LastIndex,
+    Lengths,
+    Mapping,
+    MappingError,
+    Packed,
+    PaddedPair,
+    Seq,
+    Shape,
+    Vec,
+    describe_call,
+)
 
 PACKING = ("rnnedge takes a second forward() argument only as the sequence lengths given to "
            "nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=..., enforce_sorted=True or False) in front of "
            "the recurrent modules (packing is supported: forward(x, lengths) maps to the runtime's run(X, lengths)), "
-           "with pad_packed_sequence's output or h_n read as usual")
+           "with pad_packed_sequence's output or h_n read as usual, or as the last true step "
+           "output[torch.arange(x.size(0)), lengths - 1] of forward-only layers")
 # Conversions of the lengths that keep them the lengths (pack_padded_sequence wants them on the CPU).
 _LENGTHS_METHODS = {"cpu", "to", "long", "int", "tolist", "detach", "clone", "contiguous", "numpy"}
 _LENGTHS_FUNCTIONS = {torch.as_tensor, torch.tensor}
@@ -33,8 +50,32 @@ class Packing:
         if first is lengths and ((node.op == "call_method" and node.target in _LENGTHS_METHODS)
                                  or (node.op == "call_function" and node.target in _LENGTHS_FUNCTIONS)):
             return lengths
+        if node.op == "call_function" and node.target is operator.sub and args == (lengths, 1):
+            return LastIndex(lengths)
         what = f"Tensor.{node.target}" if node.op == "call_method" else getattr(node.target, "__name__", node.target)
         raise MappingError(f"forward() argument {lengths.name!r} is used by node {node.name!r} ({what}): {PACKING}")
+
+    def index_use(self, node, index: LastIndex):
+        """A conversion of lengths - 1 (.long(), .to(...)) is still that index."""
+        if node.op == "call_method" and node.target in _LENGTHS_METHODS:
+            return index
+        raise MappingError(f"forward() argument {index.lengths.name!r} (as lengths - 1) is used by node "
+                           f"{node.name!r} ({describe_call(node)}): {PACKING}")
+
+    def gather_last(self, node, seq: Seq, index: tuple):
+        """output[torch.arange(B), lengths - 1] (time-major: output[lengths - 1, torch.arange(B)]): each
+        sequence's last true step; rnnedge's last_step head with lengths, for forward directions."""
+        time, batch = (index[0], index[1]) if seq.time_major else (index[1], index[0])
+        if not (isinstance(time, LastIndex) and isinstance(batch, BatchIndex)):
+            raise MappingError(f"node {node.name!r} indexes a sequence with {index!r}: rnnedge maps each sequence's "
+                               f"last true step as output[torch.arange(x.size(0)), lengths - 1]")
+        pieces = self.slice_pieces(node, seq.pieces, index[2])
+        if any(d != "fwd" for _, d, _, _ in pieces):
+            raise MappingError(f"node {node.name!r} reads the backward direction of {seq.chain.layers[-1].module!r} "
+                               f"at each sequence's last true step, where it has seen one token; read its final "
+                               f"state from h_n (torch.cat((h_n[-2], h_n[-1]), dim=1)) instead")
+        self.gathered = True
+        return Vec(seq.chain, tuple((layer, d, "last", lo, hi) for layer, d, lo, hi in pieces))
 
     def pack(self, node, args, kwargs):
         bound = _bound(args, kwargs, ("input", "lengths", "batch_first", "enforce_sorted"))
@@ -74,7 +115,13 @@ class Packing:
 
     def packing_problems(self) -> str | None:
         """A model that packs must pack the input of every recurrent module: the runtime's lengths apply to all."""
-        if self.lengths_required and not self.packed_rnns:
+        if self.gathered and self.unpacked_rnns:
+            both = [name for name in self.unpacked_rnns if self.modules[name].bidirectional]
+            if both:
+                return (f"module {both[0]!r} is bidirectional and reads an unpacked sequence: its backward direction "
+                        f"runs over the padding before each sequence's last true step; pack its input with "
+                        f"nn.utils.rnn.pack_padded_sequence(..., lengths, ...)")
+        if self.lengths_required and not (self.packed_rnns or self.gathered):
             return (f"{type(self.module).__name__}.forward() requires the argument {self.lengths_name!r} but never "
                     f"packs with it; {PACKING}")
         if self.packed_rnns and self.unpacked_rnns:
@@ -86,12 +133,15 @@ class Packing:
 
     def apply_packing(self, mapping: Mapping, head: Head) -> None:
         """Record on the mapping that forward(x, lengths) packs: the runtime then takes run(X, lengths)."""
-        if not self.packed_rnns:
+        if not (self.packed_rnns or self.gathered):
             return
         mapping.lengths = self.lengths.name
         mapping.enforce_sorted = any(self.enforce_sorted)
         mapping.padded_to = head.padded if head.on == "seq" else None
-        mapping.notes.append(
-            f"forward(x, {self.lengths.name}) packs its sequences: the rnnedge model and the runtime take the same "
-            f"lengths, run(X, lengths) (X padded); per-step outputs agree within each length (past it the runtime's "
-            f"are zero, forward()'s the head applied to pad_packed_sequence's zero padding)")
+        how = "packs its sequences" if self.packed_rnns else "reads each sequence's last true step"
+        note = (f"forward(x, {self.lengths.name}) {how}: the rnnedge model and the runtime take the same lengths, "
+                f"run(X, lengths) (X padded)")
+        if head.on == "seq":
+            note += ("; per-step outputs agree within each length (past it the runtime's are zero, forward()'s the "
+                     "head applied to pad_packed_sequence's zero padding)")
+        mapping.notes.append(note)

@@ -153,6 +153,17 @@ class Lengths:
 
 
 @dataclass
+class LastIndex:
+    """lengths - 1: each sequence's last true step, as an index."""
+
+    lengths: Lengths
+
+
+class BatchIndex:
+    """torch.arange over the batch (of a shape), as an index."""
+
+
+@dataclass
 class Packed:
     """A PackedSequence: pack_padded_sequence of `value` (Input or Seq; batch_first says its layout), or a
     recurrent module's packed output (batch_first None: a PackedSequence has no layout until padded)."""

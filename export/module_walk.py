@@ -25,11 +25,13 @@ from export.module_values import (
     RECURRENT,
     SUPPORTED,
     ZEROS,
+    BatchIndex,
     Chain,
     Error,
     Final,
     Head,
     Input,
+    LastIndex,
     Layer,
     Lengths,
     MappingError,
@@ -56,6 +58,7 @@ class Mapper(Indexing, Heads, Packing):
         self.enforce_sorted: list[bool] = []  # per pack_padded_sequence
         self.packed_rnns: list[str] = []
         self.unpacked_rnns: list[str] = []
+        self.gathered = False  # the head reads output[torch.arange(B), lengths - 1]
 
     # -- tracing -----------------------------------------------------------------------------------------------
     def trace(self) -> fx.Graph:
@@ -155,6 +158,9 @@ class Mapper(Indexing, Heads, Packing):
             return self.pack(node, args, kwargs)
         if node.op == "call_function" and target is pad_packed_sequence:
             return self.pad(node, args, kwargs)
+        if isinstance(first, BatchIndex):
+            raise MappingError(f"node {node.name!r} ({describe_call(node)}) uses torch.arange(...) other than as the "
+                               f"batch index of output[torch.arange(x.size(0)), lengths - 1]: {PACKING}")
         if node.op == "call_function" and target is operator.getitem:
             return self.getitem(node, first, args[1])
         if node.op == "call_function" and target is getattr:
@@ -163,6 +169,10 @@ class Mapper(Indexing, Heads, Packing):
             return Zeros()
         if node.op == "call_method" and target == "size":
             return Shape()
+        if node.op == "call_function" and target is torch.arange and len(args) == 1 and isinstance(first, Shape):
+            return BatchIndex()
+        if isinstance(first, LastIndex):
+            return self.index_use(node, first)
         if isinstance(first, (Shape, int)):
             return Shape()
         if node.op == "call_method" and target in IDENTITY_METHODS and isinstance(

@@ -27,6 +27,8 @@ PACKED = {  # model: (spec head, enforce_sorted, padded_to)
     um.PackedStacked: ("last_step", False, None),
     um.PackedRepacked: ("every_step", False, "input"),
     um.OptionalLengths: ("last_step", False, None),
+    um.LengthsGather: ("last_step", False, None),
+    um.PackedGathered: ("last_step", False, None),
 }
 
 
@@ -38,6 +40,7 @@ def test_packed_modules_map_to_a_lengths_model_and_the_proof_passes_on_random_le
     assert (mapping.spec["head"]["on"], mapping.enforce_sorted, mapping.padded_to) == (on, enforce_sorted, padded_to)
     assert mapping.max_abs_diff <= 1e-5
     assert any("run(X, lengths)" in note for note in mapping.notes)
+    assert mapping.spec["layers"][0]["cell"] in ("lstm", "gru", "rnn_tanh")
     assert mapping.describe()["lengths_input"] == mapping.lengths
 
 
@@ -63,7 +66,8 @@ def test_the_packed_proof_ignores_the_heads_output_on_padding_only():
 
 @pytest.mark.parametrize("cls, names", [
     (um.MaskedMean, ["'mask'", "node 'unsqueeze'", "packing is supported", "run(X, lengths)"]),
-    (um.LengthsGather, ["'lengths'", "node 'sub'", "pack_padded_sequence"]),
+    (um.MaskArgument, ["torch.arange(...) other than as the batch index", "packing is supported"]),
+    (um.BidirectionalGathered, ["module 'gru' is bidirectional", "runs over the padding"]),
     (um.PackedLastPadded, ["step -1", "padding", "h_n[-1]"]),
     (um.PackedThenUnpacked, ["module 'second'", "unpacked", "pack 'second''s input"]),
     (um.ThreeInputs, ["needs 3 inputs", "speaker", "packing is supported"]),

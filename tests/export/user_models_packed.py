@@ -150,7 +150,48 @@ class PackedThenUnpacked(nn.Module):
 
 
 class LengthsGather(nn.Module):
-    """Unsupported (the lengths used otherwise): gathers each sequence's last true step by index."""
+    """Unpacked, forward-only: each sequence's last true step gathered by index (lengths - 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, H, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(H, 2)
+
+    def forward(self, x, lengths):
+        out, _ = self.gru(x)
+        return self.fc(out[torch.arange(x.size(0)), lengths - 1])
+
+
+class PackedGathered(nn.Module):
+    """Packed, time-major: pad, then each sequence's last true step, output[lengths - 1, arange(B)]."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, H)
+        self.fc = nn.Linear(H, 2)
+
+    def forward(self, x, lengths):
+        out, _ = self.lstm(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        out, _ = pad_packed_sequence(out)
+        return torch.softmax(self.fc(out[(lengths - 1).long(), torch.arange(x.size(1))]), dim=-1)
+
+
+class BidirectionalGathered(nn.Module):
+    """Unsupported: an unpacked bidirectional GRU (its backward direction runs over the padding) gathered by
+    lengths."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, H, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(H, 2)
+
+    def forward(self, x, lengths):
+        out, _ = self.gru(x)
+        return self.fc(out[torch.arange(x.size(0)), lengths - 1, :H])
+
+
+class MaskArgument(nn.Module):
+    """Unsupported: the lengths used to build a mask."""
 
     def __init__(self):
         super().__init__()
@@ -159,7 +200,8 @@ class LengthsGather(nn.Module):
 
     def forward(self, x, lengths):
         out, _ = self.gru(x)
-        return self.fc(out[torch.arange(x.size(0)), lengths - 1])
+        mask = torch.arange(x.size(1))[None, :] < lengths[:, None]
+        return self.fc(out * mask.unsqueeze(-1))
 
 
 class ThreeInputs(nn.Module):
