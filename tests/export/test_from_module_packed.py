@@ -117,3 +117,15 @@ def test_sorted_packed_classifier_exports_on_a_data_set_with_lengths(tmp_path):
     assert result["passed"], result["failures"]
     model = runtime.load(tmp_path / "model.f32.safetensors")
     assert _runtime_matches_forward(module, map_module(module), model, data.test.X, data.test.lengths) <= 1e-5
+
+
+def test_cli_exports_a_packed_module_and_says_the_runtime_takes_the_lengths(tmp_path, capsys):
+    from export import cli
+
+    torch.manual_seed(0)
+    torch.save(um.PackedTagger().state_dict(), tmp_path / "state.pt")
+    code = cli.main(["--module", "tests.export.user_models_packed:PackedTagger", "--checkpoint",
+                     str(tmp_path / "state.pt"), "--steps", "20", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "forward(x, lengths) packs its sequences" in captured.out and "run(X, lengths)" in captured.out
