@@ -2,7 +2,9 @@
 modules, pad_packed_sequence after them. rnnedge's runtime takes the same lengths (run(X, lengths)): each
 sequence's state stops at its length, a backward direction starts at its last true step, and h_n is each
 sequence's final state. The lengths argument is followed only into pack_padded_sequence (through conversions
-such as .cpu() or torch.as_tensor); any other use is refused, saying what is supported.
+such as .cpu() or .tolist()) and into output[torch.arange(B), lengths - 1], each sequence's last true step (of
+forward directions: the same as the runtime's last_step head with lengths); any other use is refused, saying
+what is supported.
 """
 
 from __future__ import annotations
