@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import operator
 
-import torch
-
 from export.module_values import (
     BatchIndex,
     Head,
@@ -36,7 +34,6 @@ PACKING = ("rnnedge takes a second forward() argument only as the sequence lengt
            "output[torch.arange(x.size(0)), lengths - 1] of forward-only layers")
 # Conversions of the lengths that keep them the lengths (pack_padded_sequence wants them on the CPU).
 _LENGTHS_METHODS = {"cpu", "to", "long", "int", "tolist", "detach", "clone", "contiguous", "numpy"}
-_LENGTHS_FUNCTIONS = {torch.as_tensor, torch.tensor}
 
 
 def _bound(args, kwargs, names: tuple[str, ...]) -> dict:
@@ -49,8 +46,7 @@ class Packing:
     def lengths_use(self, node, args, kwargs, lengths: Lengths):
         """A node that reads the lengths: a conversion (still the lengths), else refused."""
         first = args[0] if args else None
-        if first is lengths and ((node.op == "call_method" and node.target in _LENGTHS_METHODS)
-                                 or (node.op == "call_function" and node.target in _LENGTHS_FUNCTIONS)):
+        if first is lengths and node.op == "call_method" and node.target in _LENGTHS_METHODS:
             return lengths
         if node.op == "call_function" and node.target is operator.sub and args == (lengths, 1):
             return LastIndex(lengths)
