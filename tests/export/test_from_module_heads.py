@@ -100,7 +100,8 @@ def test_what_the_head_contract_cannot_express_is_refused_by_name(cls, names):
         assert part in str(e.value)
 
 
-END_TO_END = {"nll_tagger": uh.NLLTagger, "mlp_classifier": uh.MLPClassifier, "packed_nll_tagger": uh.PackedNLLTagger}
+END_TO_END = {"nll_tagger": uh.NLLTagger, "mlp_classifier": uh.MLPClassifier, "packed_nll_tagger": uh.PackedNLLTagger,
+              "gelu_sequential_tagger": uh.GELUSequentialTagger, "functional_head": uh.FunctionalHead}
 
 
 def _runtime_output_matches_forward(module, mapping, model) -> float:
