@@ -2,7 +2,7 @@
 
 `calibrate(model, X, lengths)` returns the export/quantize_int8.py `Ranges`: max |normalised input| (dense),
 and per layer max |h| (both directions) and max |c| (lstm), the initial state h0, c0 included when the layer
-has one. The forward (`float_layers`) is NumPy float64 from the canonical tensors (export/weights.py), batched
+has one, and per hidden head layer max |output| (head_absmax). The forward (`float_layers`) is NumPy float64 from the canonical tensors (export/weights.py), batched
 over sequences and looped over time, in PyTorch's gate order, and it is the float64 reference of every layer
 of the spec, the ONNX extensions (runtime/spec.py) included:
 
@@ -29,6 +29,8 @@ have none of the extensions.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -59,7 +61,43 @@ def calibrate(model_or_spec_and_tensors, X, lengths=None, where: str = "calibrat
               for l, (layer, h) in enumerate(zip(spec["layers"], outputs))]
     return Ranges(input_absmax=float(np.abs(first_input).max()) if dense else None,
                   hidden_absmax=hidden, cell_absmax=cell_absmax,
+                  head_absmax=head_absmax(spec, tensors, head_features(spec, outputs[-1], lengths)),
                   samples=int(lengths.sum()), extra={"sequences": len(lengths)})
+
+
+def head_features(spec: dict, last: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """What the head reads, (rows, W): the last layer's output at every valid step (a stream runs its head at
+    every step, whatever head.on says), and for a last_step head each sequence's final state as well (a
+    bidirectional layer's backward half at step 0)."""
+    valid = np.arange(last.shape[1])[None, :] < lengths[:, None]
+    rows = [last[valid]]
+    if spec["head"]["on"] == "last_step" and not specs.can_stream(spec):
+        final = last[np.arange(len(lengths)), lengths - 1].copy()
+        layer = spec["layers"][-1]
+        if layer.get("reverse"):
+            final = last[:, 0]
+        elif layer["bidirectional"]:
+            final[:, layer["hidden"] :] = last[:, 0, layer["hidden"] :]
+        rows.append(final)
+    return np.concatenate(rows)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+# spec.HIDDEN_ACTIVATIONS in float64
+HEAD_FUNCTIONS = {"relu": lambda v: np.maximum(v, 0.0), "tanh": np.tanh, "sigmoid": lambda v: _sigmoid(v),
+                  "gelu": lambda v: 0.5 * v * (1.0 + _erf(v / math.sqrt(2.0))),
+                  "gelu_tanh": lambda v: 0.5 * v * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3))),
+                  "none": lambda v: v}
+
+
+def head_absmax(spec: dict, tensors: dict[str, np.ndarray], v: np.ndarray) -> list[float]:
+    """max |output| of each hidden head layer (spec head.hidden) over the rows v (rows, W), in float64."""
+    peaks = []
+    for k, dense in enumerate(specs.head_hidden(spec)):
+        pre = v @ tensors[f"head.hidden.{k}.weight"].astype(np.float64).T + tensors[f"head.hidden.{k}.bias"]
+        v = HEAD_FUNCTIONS[dense["activation"]](pre)
+        peaks.append(float(np.abs(v).max()))
+    return peaks
 
 
 def _initial_absmax(tensors: dict, l: int, layer: dict, name: str) -> float:

@@ -128,7 +128,7 @@ FIRMWARE_EXTENSIONS = {"f32": frozenset(FLOAT_FIRMWARE_EXTENSIONS), "int8w": fro
 
 # The hidden head layers' activations (runtime/spec.py HIDDEN_ACTIVATIONS) each precision's C head implements
 FIRMWARE_HIDDEN_ACTIVATIONS = {"f32": frozenset(specs.HIDDEN_ACTIVATIONS), "int8w": frozenset(specs.HIDDEN_ACTIVATIONS),
-                               "int8": frozenset()}
+                               "int8": frozenset({"relu", "tanh", "sigmoid", "none"})}
 
 
 def firmware_unsupported(spec: dict, precision: str) -> list[str]:
@@ -163,30 +163,31 @@ _FLAG_NAMES = ((layout.F_RESET_BEFORE, "linear_before_reset=0"), (layout.F_INPUT
 
 
 def uses_firmware_extensions(spec: dict) -> bool:
-    """True when a layer of the spec has ONNX layer extension flags (runtime/layout.py layer_flags): its firmware
-    needs firmware_ref built with RNNEDGE_EXTENSIONS 1 (the default); False: PyTorch's cells, which a library
-    built with -DRNNEDGE_EXTENSIONS=0 runs."""
-    return any(layout.layer_flags(layer) != 0 for layer in spec["layers"])
+    """True when a layer of the spec has ONNX layer extension flags (runtime/layout.py layer_flags) or the head has
+    hidden dense layers: its firmware needs firmware_ref built with RNNEDGE_EXTENSIONS 1 (the default); False:
+    PyTorch's cells and a single linear head, which a library built with -DRNNEDGE_EXTENSIONS=0 runs."""
+    return any(layout.layer_flags(layer) != 0 for layer in spec["layers"]) or bool(specs.head_hidden(spec))
 
 
 def _c_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _extensions_guard(P: str, p: str, artifact_path, flags: list[int]) -> str:
-    """model_data.h's <P>_USES_EXTENSIONS macro, and for a model with extensions (any layer flags != 0) the #error
-    a compile with RNNEDGE_EXTENSIONS 0 stops at."""
+def _extensions_guard(P: str, p: str, artifact_path, flags: list[int], hidden: int = 0) -> str:
+    """model_data.h's <P>_USES_EXTENSIONS macro, and for a model with extensions (any layer flags != 0, or `hidden`
+    dense layers in its head) the #error a compile with RNNEDGE_EXTENSIONS 0 stops at."""
     used = [f"layer {l}: {', '.join(name for bit, name in _FLAG_NAMES if f & bit)}" for l, f in enumerate(flags)
-            if f != 0]
+            if f != 0] + ([f"head: {hidden} hidden dense layer{'s' if hidden > 1 else ''}"] if hidden else [])
     if not used:
         return (f"/* {P}_USES_EXTENSIONS 0: PyTorch's cells only, no ONNX layer extension, so firmware_ref may be\n"
                 " * built without the extensions' code (-DRNNEDGE_EXTENSIONS=0, Makefile EXTENSIONS=0): a smaller\n"
                 " * library. */\n"
                 f"#define {P}_USES_EXTENSIONS 0\n")
     name = os.path.basename(os.fspath(artifact_path))
-    message = (f"{p} ({name}) uses ONNX layer extensions ({'; '.join(used)}): build firmware_ref without "
-               "-DRNNEDGE_EXTENSIONS=0")
-    return (f"/* {P}_USES_EXTENSIONS 1: layers with ONNX layer extensions, which firmware_ref runs only when\n"
+    what = "extension code" if hidden else "ONNX layer extensions"
+    message = f"{p} ({name}) uses {what} ({'; '.join(used)}): build firmware_ref without -DRNNEDGE_EXTENSIONS=0"
+    return (f"/* {P}_USES_EXTENSIONS 1: layers with ONNX layer extensions or a head with hidden dense layers,\n"
+            " * which firmware_ref runs only when\n"
             " * built with them (RNNEDGE_EXTENSIONS 1, the default): with -DRNNEDGE_EXTENSIONS=0 this header stops\n"
             " * here. */\n"
             f"#define {P}_USES_EXTENSIONS 1\n"
@@ -293,13 +294,23 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
             state_lines.append(f"#define {P}_LAYER{l}_{part.upper()} {offset} /* state[{offset}, {offset + H}): "
                                f"layer {l} {part} ({layer['cell']}, H = {H}) */")
             offset += H
+    dense_inits = []
+    for k, dense_layer in enumerate(specs.head_hidden(spec)):
+        q, n = f"head.hidden.{k}", f"{p}_dense{k}"
+        fields = {"n_in": str(t[f"{q}.weight"].shape[1]), "units": str(dense_layer["units"]),
+                  "activation": f"RNNEDGE_HIDDEN_{dense_layer['activation'].upper()}",
+                  "w": add("int8_t", f"{n}_w", t[f"{q}.weight"]), "b": add("int32_t", f"{n}_b", t[f"{q}.bias"]),
+                  "mult": add("int32_t", f"{n}_mult", t[f"{q}.requant"]),
+                  "shift": add("int8_t", f"{n}_shift", t[f"{q}.shift"])}
+        dense_inits.append("    {\n" + "".join(f"        .{key} = {v},\n" for key, v in fields.items()) + "    }")
     add("int8_t", f"{p}_head_w", t["head.weight"])
     add("int32_t", f"{p}_head_b", t["head.bias"])
     model_fields = {
         "input_kind": "RNNEDGE_INPUT_DENSE" if dense else "RNNEDGE_INPUT_TOKENS", "n_in": str(n_in),
         "vocab": "0" if dense else str(spec["input"]["vocab"]), "embedding": "0" if dense else f"{p}_embedding",
-        "n_layers": str(len(spec["layers"])), "layers": f"{p}_layers", "out": str(out),
-        "head_in": str(specs.output_width(spec)), "head_w": f"{p}_head_w", "head_b": f"{p}_head_b",
+        "n_layers": str(len(spec["layers"])), "layers": f"{p}_layers",
+        **({"n_dense": str(len(dense_inits)), "dense": f"{p}_dense"} if dense_inits else {}), "out": str(out),
+        "head_in": str(specs.head_input_sizes(spec)[-1]), "head_w": f"{p}_head_w", "head_b": f"{p}_head_b",
         "state_len": f"{P}_STATE_LEN", "scratch_len": f"{P}_SCRATCH_LEN",
     }
     floats = []
@@ -321,7 +332,8 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
                                "the others from zeros.\n")
     guard = f"{P}_DATA_H"
     guard_ext = _extensions_guard(P, p, artifact_path, [int(rows.layers[2 * l][L_FLAGS])
-                                                        for l in range(len(spec["layers"]))])
+                                                        for l in range(len(spec["layers"]))],
+                                  len(specs.head_hidden(spec)))
     float_decls = [(f"extern const float {p}_head_scale[{out}]; /* logit o is logits[o] * {p}_head_scale[o], "
                     f"then the head's activation ({spec['head']['activation']}) */")]
     if dense:
@@ -373,6 +385,8 @@ extern const rnnedge_model_int8 {p};
     source = (f"/* {origin} */\n#include \"{p}_data.h\"\n\n" + "\n".join(arrays)
               + f"\nstatic const rnnedge_layer_int8 {p}_layers[{len(layer_inits)}] = {{\n"
               + ",\n".join(layer_inits) + "\n};\n\n"
+              + (f"static const rnnedge_dense_int8 {p}_dense[{len(dense_inits)}] = {{\n"
+                 + ",\n".join(dense_inits) + "\n};\n\n" if dense_inits else "")
               + f"const rnnedge_model_int8 {p} = {{\n"
               + "".join(f"    .{k} = {v},\n" for k, v in model_fields.items()) + "};\n\n"
               + "\n".join(floats))
@@ -618,7 +632,8 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
     widest = "the widest layer's gate sums" + (" or the hidden head layers' outputs" if dense_inits else "")
     scratch_note = f"{front} ({n_in}) + {widest}" if front else widest
     guard = f"{P}_DATA_H"
-    guard_ext = _extensions_guard(P, p, artifact_path, [layout.layer_flags(layer) for layer in spec["layers"]])
+    guard_ext = _extensions_guard(P, p, artifact_path, [layout.layer_flags(layer) for layer in spec["layers"]],
+                                  len(specs.head_hidden(spec)))
     input_decls = ""
     if dense:
         input_decls = (f"\n/* The dense input's normalisation (spec input.mean, input.std), also model fields. */\n"

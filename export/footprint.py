@@ -72,9 +72,9 @@ WEIGHTS_FLASH_TARGET = 1.05  # model const flash / raw int8 parameter count
 
 # model_data.c's arrays by what they hold (export/firmware.py names them <prefix>_..., the layers <prefix>_l<l>_...)
 _KINDS = (
-    ("weights", re.compile(r"_(w_ih|w_hh|head_w|embedding)$")),
-    ("biases", re.compile(r"_(b_x|b_hn|head_b)$")),
-    ("requant", re.compile(r"_(mult_x|mult_h|shift_x|shift_h)$")),
+    ("weights", re.compile(r"_(w_ih|w_hh|head_w|embedding)$|_dense\d+_w$")),  # dense<k>: a hidden head layer
+    ("biases", re.compile(r"_(b_x|b_hn|head_b)$|_dense\d+_b$")),
+    ("requant", re.compile(r"_(mult_x|mult_h|shift_x|shift_h)$|_dense\d+_(mult|shift)$")),
     ("extensions", re.compile(r"_(h0|c0|peep|peep_mult|peep_shift)$")),  # ONNX layer extensions' constants
     ("floats", re.compile(r"_(input_mean|input_std|head_scale)$")),
 )
@@ -464,10 +464,10 @@ def _model_const(model_obj: Path, sections: list[dict]) -> dict:
     for symbol, size in linked.items():
         by_kind[_array_kind(symbol)] += size
     # PyTorch's parameter count: every matrix (int8, one byte per element), b_ih and b_hh (G each) per layer,
-    # the head bias; a layer's G is its b_x length (int32)
+    # the head's biases (hidden layers' too); a layer's G is its b_x length (int32)
     weights = sum(size for symbol, size in arrays.items() if _array_kind(symbol) == "weights")
     layer_biases = sum(2 * (size // 4) for symbol, size in arrays.items() if symbol.endswith("_b_x"))
-    head_bias = sum(size // 4 for symbol, size in arrays.items() if symbol.endswith("_head_b"))
+    head_bias = sum(size // 4 for symbol, size in arrays.items() if re.search(r"_head_b$|_dense\d+_b$", symbol))
     raw = weights + layer_biases + head_bias
     flash = sum(linked.values())
     return {

@@ -482,7 +482,7 @@ def _measure(c: Comparison, spec: dict, streams: _Streams, y, files: dict[str, i
 
 
 def _metric(spec: dict, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> dict:
-    name, value = task_metric(spec["task"], outputs, y, lengths)
+    name, value = task_metric(spec["task"], outputs, y, lengths, spec["head"]["activation"])
     return {"name": name, "value": value}
 
 

@@ -14,6 +14,7 @@ rounding it, because the clipped value feeds back into every later step. Calibra
     lstm cell c     p = ceil(log2(HEADROOM * max |c|)) - 15, clamped to [-15, 1]   (scale 2^p)
     rnn_relu h      s_h = HEADROOM * max h / 32767
     (lstm, gru and rnn_tanh have |h| < 1: h is Q0.15, nothing to calibrate)
+    hidden head layer k, relu or none: s_out = HEADROOM * max |output| / 32767 (tanh, sigmoid: Q0.15)
 
 Everything else follows from the scales: per row, the requantisation multipliers (runtime.int8_math.
 quantize_multiplier) and the int32 biases round(b / (s_in * s_W[row])). The file keeps only what the integer
@@ -58,13 +59,15 @@ class Ranges:
     input_absmax: float | None  # dense: max |normalised input|; None for token input
     hidden_absmax: list[float]  # per layer (both directions): max |h|
     cell_absmax: list[float]  # per layer: max |c| (lstm), 0.0 for other cells
+    head_absmax: list[float] = field(default_factory=list)  # per hidden head layer: max |output| (spec head.hidden)
     samples: int = 0  # time steps the ranges were measured over
     extra: dict = field(default_factory=dict)  # anything the calibrator wants in the report
 
     def as_dict(self) -> dict:
         return {"statistic": f"max magnitude x {HEADROOM:g} headroom", "steps": self.samples,
                 "input_absmax": self.input_absmax, "hidden_absmax": list(self.hidden_absmax),
-                "cell_absmax": list(self.cell_absmax), **self.extra}
+                "cell_absmax": list(self.cell_absmax), **({"head_absmax": list(self.head_absmax)}
+                                                          if self.head_absmax else {}), **self.extra}
 
 
 def cell_power(absmax: float) -> int:
@@ -172,6 +175,14 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
         out[f"layers.{l}.cell_power"] = np.array([power], dtype=np.int32)
         scales.append({"cell": cell, "hidden_scale": s_h, "cell_power": power if cell == "lstm" else None})
         s_in = s_h
+    hidden = specs.head_hidden(spec)
+    if len(ranges.head_absmax) != len(hidden):
+        raise ValueError(f"int8: calibration ranges cover {len(ranges.head_absmax)} hidden head layers, the model "
+                         f"has {len(hidden)}")
+    head_scales = []
+    for k, dense in enumerate(hidden):
+        s_in = _dense_layer(out, errors, tensors, k, dense["activation"], ranges.head_absmax[k], s_in)
+        head_scales.append({"activation": dense["activation"], "output_scale": s_in})
     w, s, errors["head.weight"] = _rows(tensors["head.weight"], tensors["head.bias"], s_in)
     head_scale = s_in * s.astype(np.float64)
     out["head.weight"] = w
@@ -183,7 +194,27 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
             "calibration": ranges.as_dict()}
     if initial_errors:
         info["initial_state_error"] = initial_errors
+    if head_scales:
+        info["head_hidden"] = head_scales
     return out, info
+
+
+def _dense_layer(out: dict, errors: dict, tensors: dict, k: int, activation: str, absmax: float, s_in: float) -> float:
+    """Hidden head layer k into `out` (runtime.spec.int8_tensors); returns its output scale s_out, the next
+    layer's s_in. tanh and sigmoid requantise the sum to Q3.12 for the gate tables, whose output is Q0.15; relu
+    and none requantise to s_out itself."""
+    p = f"head.hidden.{k}"
+    w, s, errors[f"{p}.weight"] = _rows(tensors[f"{p}.weight"], tensors[f"{p}.bias"], s_in)
+    scale = s_in * s.astype(np.float64)
+    bounded = activation in ("tanh", "sigmoid")
+    s_out = Q15 if bounded else float(np.float32(_activation_scale(absmax)))
+    m = _multipliers(scale / (Q12 if bounded else s_out))
+    out[f"{p}.weight"] = w
+    out[f"{p}.bias"] = _bias(f"{p}.bias", tensors[f"{p}.bias"], scale)
+    out[f"{p}.requant"], out[f"{p}.shift"] = m[0], m[1].astype(np.int8)
+    out[f"{p}.scale"] = np.array([s_out], dtype=np.float32)
+    check_int32_sums(f"{p}.weight", w, out[f"{p}.bias"])
+    return s_out
 
 
 def _peepholes(p: np.ndarray, hidden: int, cell_scale: float) -> tuple[np.ndarray, np.ndarray, float]:

@@ -163,6 +163,9 @@ def _calibration(q: dict) -> str:
         ranges.append(f"layer {l} {layer['cell']} |h| <= {cal['hidden_absmax'][l]:.3g} ({scale})")
         if layer["cell_power"] is not None:
             ranges[-1] += f", |c| <= {cal['cell_absmax'][l]:.3g} (scale 2^{layer['cell_power']})"
+    for k, dense in enumerate(q.get("head_hidden", [])):
+        scale = "Q0.15" if dense["output_scale"] == 2.0**-15 else f"scale {dense['output_scale']:.3g}"
+        ranges.append(f"head.hidden[{k}] {dense['activation']} |out| <= {cal['head_absmax'][k]:.3g} ({scale})")
     return (f"calibrated on {cal['sequences']} sequences ({cal['steps']} steps) of {source}, "
             f"{cal['statistic']}: " + "; ".join(ranges))
 
@@ -198,7 +201,8 @@ def describe_model(spec: dict) -> str:
     layers = ", ".join(f"{'bi' if layer['bidirectional'] else ''}{layer['cell']} {layer['hidden']}"
                        + _extensions(layer) for layer in spec["layers"])
     head = spec["head"]
+    dense = "".join(f"dense {d['units']} {d['activation']} -> " for d in specs.head_hidden(spec))
     why = "bidirectional" if any(layer["bidirectional"] for layer in spec["layers"]) else "reverse"
     streams = "streamable" if specs.can_stream(spec) else f"whole sequences only ({why})"
-    return (f"{spec['task']}: {source} -> {layers} -> head {head['out']} ({head['activation']}) "
+    return (f"{spec['task']}: {source} -> {layers} -> head {dense}{head['out']} ({head['activation']}) "
             f"on {head['on']}; {streams}")

@@ -71,7 +71,14 @@ Input: dense features are normalised and quantised on the way in, the one float 
 kernels: x = clamp(rint(((x - mean) / std) / s_x), -32767, 32767) (float32 arithmetic). Tokens read a row of
 the int8 embedding table, whose one scale is the first layer's s_x. The layer input of layer l > 0 is the
 previous layer's h (both directions side by side, one scale). Head: acc = b + W h (int32, W int8 (O, Hin)
-per row); the host dequantises y = act(acc * head_scale[o]), the only float after the input.
+per row); the host dequantises y = act(acc * head_scale[o]), the only float after the input (log_softmax too).
+A head with hidden dense layers (spec head.hidden) first runs each of them on v (int16 values in s_in, the last
+layer's s_h, then the previous hidden layer's s_out), per row r, with (M, S) from the file (export/quantize_int8.py):
+
+    q[r] = sat16(MBQM(b[r] + W[r] . v, M[r], S[r]))     relu, none: into s_out; tanh, sigmoid: into Q3.12
+    v[r] = max(0, q[r]) | q[r] | tanh_q15(q[r]) | sigmoid_q15(q[r])       (the last two in Q0.15, s_out = 2^-15)
+
+and the head reads the last one's v. gelu has no integer form here (spec.unsupported refuses it).
 
 Buffers: a stream's integer memory is one int32 array, [acc (B, O) | state (B, S) | scratch]; state and
 activation values always lie in int16's range (every write saturates), the firmware stores them as int16.
@@ -94,12 +101,22 @@ from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,
+    D_ACTIVATION,
+    D_N_IN,
+    D_OFF_B,
+    D_OFF_OUT,
+    D_OFF_S,
+    D_OFF_W,
+    D_UNITS,
     F_CLIP,
     F_INIT,
     F_INPUT_FORGET,
     F_PEEPHOLES,
     F_RESET_BEFORE,
     F_STEP,
+    HID_RELU,
+    HID_SIGMOID,
+    HID_TANH,
     L_CELL,
     L_CLIP_Q,
     L_FLAGS,
@@ -118,6 +135,7 @@ from runtime.layout import (
     L_PARAM,
     M_ACTIVATION,
     M_HEAD_IN,
+    M_N_DENSE,
     M_N_IN,
     M_N_LAYERS,
     M_OFF_HEAD_B,
@@ -483,6 +501,46 @@ def head_int8(acc, h, w, b):
 
 
 @kernel
+def dense_int8(out, v, w, b, rq, activation):
+    """One hidden head layer, integers only: out (U,) int32 (int16 values) = act(sat16(MBQM(b + w @ v, M, S)))
+    per row, w (U, in) int8, v (in,) int32 (int16 values), b (U,) int32, rq (2U,) = [M (U) | S (U)]; act is
+    max(0, .) (relu, in s_out), tanh_q15 / sigmoid_q15 (the sum requantised to Q3.12, out in Q0.15) or none."""
+    U = out.shape[0]
+    out[:] = b
+    gemv_int8(out, w, v)
+    for r in range(U):
+        q = requantize_int8(out[r], rq[r], rq[U + r])
+        if activation == HID_RELU:
+            q = max(q, np.int16(0))
+        elif activation == HID_TANH:
+            q = tanh_q15(q)
+        elif activation == HID_SIGMOID:
+            q = sigmoid_q15(q)
+        out[r] = q
+
+
+@kernel
+def dense_layers_int8(work, v, qblob, iblob, dense):
+    """The head's hidden layers on v (int16 values), each output at its D_OFF_OUT in work; returns the last one's;
+    as kernels_f32.dense_layers_f32."""
+    for k in range(dense.shape[0]):
+        row = dense[k]
+        U = row[D_UNITS]
+        out = work[row[D_OFF_OUT] : row[D_OFF_OUT] + U]
+        dense_int8(out, v, _matrix(qblob, row[D_OFF_W], U, row[D_N_IN]), iblob[row[D_OFF_B] : row[D_OFF_B] + U],
+                   iblob[row[D_OFF_S] : row[D_OFF_S] + 2 * U], row[D_ACTIVATION])
+        v = out
+    return v
+
+
+@kernel
+def denses_int8(out, feats, w, b, rq, activation):
+    """out (N, U) = one hidden head layer on each row of feats (N, in) int32; the step's dense_int8, row by row."""
+    for n in range(feats.shape[0]):
+        dense_int8(out[n], feats[n], w, b, rq, activation)
+
+
+@kernel
 def dequantize_head_int8(y, acc, scale, activation):
     """y (O,) float32 = act(acc * scale): the host's one float step after the integer model."""
     for o in range(y.shape[0]):
@@ -491,9 +549,9 @@ def dequantize_head_int8(y, acc, scale, activation):
 
 
 @kernel
-def layers_and_head_int8(acc, state, work, inp, qblob, iblob, layers, model):
-    """Every layer, then the head, for one stream, integers only: acc (O,) int32 logits; state (S,) in/out;
-    work (2G,) scratch; inp (I,) int32 quantised input."""
+def layers_and_head_int8(acc, state, work, inp, qblob, iblob, layers, dense, model):
+    """Every layer, then the head (its hidden layers, if any, in work), for one stream, integers only: acc (O,)
+    int32 logits; state (S,) in/out; work (2G,) scratch; inp (I,) int32 quantised input."""
     for l in range(model[M_N_LAYERS]):
         row = layers[2 * l]
         H = row[L_HIDDEN]
@@ -501,6 +559,8 @@ def layers_and_head_int8(acc, state, work, inp, qblob, iblob, layers, model):
         c = state[row[L_OFF_C] : row[L_OFF_C] + H]
         cell_step_int8(h, c, work, inp, qblob, iblob, row)
         inp = h
+    if model[M_N_DENSE] > 0:
+        inp = dense_layers_int8(work, inp, qblob, iblob, dense)
     out = model[M_OUT]
     head_int8(acc, inp, _matrix(qblob, model[M_OFF_HEAD_W], out, model[M_HEAD_IN]),
               iblob[model[M_OFF_HEAD_B] : model[M_OFF_HEAD_B] + out])
@@ -536,7 +596,7 @@ def model_step_dense_int8(y, ibuf, x, qblob, iblob, blob, table):
     for v in x.ravel():
         if not np.isfinite(v):
             return BAD_VALUE
-    model, layers, _ = split_table(table)
+    model, layers, dense = split_table(table)
     acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
@@ -546,7 +606,7 @@ def model_step_dense_int8(y, ibuf, x, qblob, iblob, blob, table):
     xq = scratch[:n_in]
     for b in range(x.shape[0]):
         quantize_input_int8(xq, x[b], mean, std, scale)
-        layers_and_head_int8(acc[b], state[b], scratch[n_in:], xq, qblob, iblob, layers, model)
+        layers_and_head_int8(acc[b], state[b], scratch[n_in:], xq, qblob, iblob, layers, dense, model)
         dequantize_head_int8(y[b], acc[b], out_scale, model[M_ACTIVATION])
     return OK
 
@@ -556,7 +616,7 @@ def model_step_tokens_int8(y, ibuf, x, qblob, iblob, blob, table):
     """One time step of a forward-only token-input int8 model; as model_step_dense_int8, x (B,) int64 ids
     (BAD_TOKEN, nothing written, when one is outside [0, vocab)). The int8 embedding row is widened into
     the front of the scratch."""
-    model, layers, _ = split_table(table)
+    model, layers, dense = split_table(table)
     for t in x:
         if t < 0 or t >= model[M_VOCAB]:
             return BAD_TOKEN
@@ -568,7 +628,7 @@ def model_step_tokens_int8(y, ibuf, x, qblob, iblob, blob, table):
         start = model[M_OFF_IN_A] + x[b] * n_in
         for k in range(n_in):
             xq[k] = np.int32(qblob[start + k])
-        layers_and_head_int8(acc[b], state[b], scratch[n_in:], xq, qblob, iblob, layers, model)
+        layers_and_head_int8(acc[b], state[b], scratch[n_in:], xq, qblob, iblob, layers, dense, model)
         dequantize_head_int8(y[b], acc[b], out_scale, model[M_ACTIVATION])
     return OK
 

@@ -62,8 +62,9 @@ CLIP_Q_NONE = 32767
 M_FIELDS = 16
 # `dense` table, after `layers` in the same int64 array: one row per hidden head layer (spec head.hidden), in order.
 # D_OFF_W the weight (U, in) as the file holds it, row-major (like the head's: few long rows suit dot products);
-# D_OFF_B the bias (U,); D_OFF_S its per-row scales (int8w); D_OFF_OUT where its output sits in the head's part of
-# the scratch (the layers' part, free once the last layer has stepped): the layers one after another.
+# D_OFF_B the bias (U,); D_OFF_S its per-row scales (int8w), or (int8) its requantisation block [M (U) | S (U)] in
+# `iblob`; D_OFF_OUT where its output sits in the head's part of the scratch (the layers' part, free once the last
+# layer has stepped): the layers one after another.
 (D_N_IN, D_UNITS, D_OFF_W, D_OFF_B, D_OFF_S, D_ACTIVATION, D_OFF_OUT) = range(7)
 D_COLUMNS = 7
 # a hidden head layer's activation (spec.HIDDEN_ACTIVATIONS)
@@ -378,6 +379,13 @@ def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
         scratch_gates = max(scratch_gates, scratch_rows(layer))
 
     dense = dense_rows(spec)
+    for k, row in enumerate(dense):
+        prefix = f"head.hidden.{k}"
+        check_int32_sums(f"{prefix}.weight", tensors[f"{prefix}.weight"], tensors[f"{prefix}.bias"])
+        row[D_OFF_W] = put(tensors[f"{prefix}.weight"], np.int8)
+        row[D_OFF_B] = put(tensors[f"{prefix}.bias"], np.int32)
+        row[D_OFF_S] = put(np.concatenate([tensors[f"{prefix}.requant"], tensors[f"{prefix}.shift"].astype(np.int32)]),
+                           np.int32)
     check_int32_sums("head.weight", tensors["head.weight"], tensors["head.bias"])
     model[M_OFF_HEAD_W] = put(tensors["head.weight"], np.int8)
     model[M_OFF_HEAD_B] = put(tensors["head.bias"], np.int32)

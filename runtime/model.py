@@ -26,6 +26,7 @@ from runtime.kernels_f32 import (
     sequence_layer_f32,
 )
 from runtime.kernels_int8 import (
+    denses_int8,
     heads_int8,
     input_projections_int8,
     model_step_dense_int8,
@@ -297,6 +298,11 @@ class Model:
             units, n_in, act = int(row[D_UNITS]), int(row[D_N_IN]), row[D_ACTIVATION]
             out = np.empty((feats.shape[0], units), dtype=feats.dtype)
             w = lay.matrix(int(row[D_OFF_W]), units, n_in)
+            if self.precision == "int8":
+                denses_int8(out, feats, w, lay.ivector(int(row[D_OFF_B]), units),
+                            lay.ivector(int(row[D_OFF_S]), 2 * units), act)
+                feats = out
+                continue
             b = lay.vector(int(row[D_OFF_B]), units)
             if self.precision == "int8w":
                 denses_int8w(out, feats, w, lay.vector(int(row[D_OFF_S]), units), b, act)

@@ -268,8 +268,8 @@ def unsupported(spec: dict, precision: str) -> list[str]:
         problems.append(f"head.activation {head['activation']} (not yet in the {precision} kernels)")
     for k, dense in enumerate(head_hidden(spec)):
         if dense["activation"] not in HIDDEN_ACTIVATIONS_RUN[precision]:
-            problems.append(f"head.hidden[{k}]: a dense layer with activation {dense['activation']} (not yet in "
-                            f"the {precision} kernels)")
+            problems.append(f"head.hidden[{k}]: a dense layer with activation {dense['activation']} ({precision} "
+                            f"computes {', '.join(HIDDEN_ACTIVATIONS_RUN[precision])} between head layers)")
     return problems
 
 
@@ -361,7 +361,10 @@ def _extra_shapes(layer: dict, prefix: str) -> dict[str, tuple[int, ...]]:
 PRECISIONS = ("f32", "int8w", "int8")  # precisions whose weight files this rnnedge reads and writes
 # per precision, the head activations and the hidden head layers' activations its kernels compute
 HEAD_ACTIVATIONS_RUN = {precision: ACTIVATIONS for precision in PRECISIONS}
-HIDDEN_ACTIVATIONS_RUN = {"f32": HIDDEN_ACTIVATIONS, "int8w": HIDDEN_ACTIVATIONS, "int8": ()}
+# int8 has no integer gelu: its hidden layers are integer ReLU / identity on requantised int16 values, or the gates'
+# Q0.15 tanh / sigmoid tables
+HIDDEN_ACTIVATIONS_RUN = {"f32": HIDDEN_ACTIVATIONS, "int8w": HIDDEN_ACTIVATIONS,
+                          "int8": ("relu", "tanh", "sigmoid", "none")}
 
 
 def quantized_matrices(spec: dict) -> list[str]:
@@ -431,6 +434,11 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     layers.{l}.{d}.shift int8 (2, G*H)    their shifts Sx, Sh
     layers.{l}.scale float32 (1,)         s_h, the layer's output (hidden state) scale
     layers.{l}.cell_power int32 (1,)      lstm: p, the cell state's scale 2^p; 0 for other cells
+    head.hidden.{k}.weight int8 (U, in)   each hidden head layer: one scale per row, folded into its
+    head.hidden.{k}.bias int32 (U,)       multipliers; the bias in s_in * s_W[row]
+    head.hidden.{k}.requant int32 (U,)    per row the multiplier M and shift S taking the int32 sum to the
+    head.hidden.{k}.shift int8 (U,)       layer's output scale (relu, none) or to Q3.12 (tanh, sigmoid)
+    head.hidden.{k}.scale float32 (1,)    s_out, the layer's output scale (2^-15 for tanh, sigmoid)
     head.weight int8 (O, Hin), head.bias int32 (O,),
     head.scale float32 (O,)               the integer logits' dequantisation scale per output
     """
@@ -463,7 +471,15 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
             tensors[f"{p}.shift"] = ((2, rows), "int8")
         tensors[f"layers.{l}.scale"] = ((1,), "float32")
         tensors[f"layers.{l}.cell_power"] = ((1,), "int32")
-    out, width = spec["head"]["out"], output_width(spec)
+    widths = head_input_sizes(spec)
+    for k, dense in enumerate(head_hidden(spec)):
+        units = dense["units"]
+        tensors[f"head.hidden.{k}.weight"] = ((units, widths[k]), "int8")
+        tensors[f"head.hidden.{k}.bias"] = ((units,), "int32")
+        tensors[f"head.hidden.{k}.requant"] = ((units,), "int32")
+        tensors[f"head.hidden.{k}.shift"] = ((units,), "int8")
+        tensors[f"head.hidden.{k}.scale"] = ((1,), "float32")
+    out, width = spec["head"]["out"], widths[-1]
     tensors["head.weight"] = ((out, width), "int8")
     tensors["head.bias"] = ((out,), "int32")
     tensors["head.scale"] = ((out,), "float32")

@@ -205,7 +205,7 @@ def predict(model: RecurrentModel, data: SequenceData, batch_size: int = 32) -> 
 
 def evaluate(model: RecurrentModel, task: str, data: SequenceData, batch_size: int = 32) -> tuple[str, float]:
     """The task metric of the model on a split."""
-    return task_metric(task, predict(model, data, batch_size), data.y, data.lengths)
+    return task_metric(task, predict(model, data, batch_size), data.y, data.lengths, model.spec["head"]["activation"])
 
 
 def normalisation(data: SequenceData) -> tuple[np.ndarray, np.ndarray]:

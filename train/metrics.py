@@ -54,11 +54,16 @@ def valid_step_mask(n: int, steps: int, lengths: np.ndarray | None) -> np.ndarra
     return np.arange(steps)[None, :] < lengths[:, None]
 
 
-def task_metric(task: str, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) -> tuple[str, float]:
-    """(metric name, value) of `outputs` against the targets `y` for this task."""
+def task_metric(task: str, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None,
+                activation: str = "softmax") -> tuple[str, float]:
+    """(metric name, value) of `outputs` against the targets `y` for this task. activation: the head's (spec
+    head.activation); bpc reads probabilities, so a log_softmax head's outputs are exponentiated first."""
     name = metric_name(task)
     score = {"accuracy": _accuracy, "rmse": _rmse, "bpc": _bits_per_token}[name]
-    return name, score(np.asarray(outputs), np.asarray(y), lengths)
+    outputs = np.asarray(outputs)
+    if name == "bpc" and activation == "log_softmax":
+        outputs = np.exp(outputs.astype(np.float64))
+    return name, score(outputs, np.asarray(y), lengths)
 
 
 def _accuracy(scores: np.ndarray, labels: np.ndarray, lengths: np.ndarray | None) -> float:

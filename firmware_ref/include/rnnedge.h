@@ -79,6 +79,9 @@ extern "C" {
  * RNNEDGE_EXTENSIONS 0, and defines <PREFIX>_USES_EXTENSIONS (0 or 1) for a build system to pick the flag.
  * The per-layer step functions (rnnedge_*_step_*) of such a build run PyTorch's cells whatever the flags: call
  * them only with layers a model step accepts. rnnedge_activate_f32 (ONNX's functions) exists only with 1.
+ * The head's hidden dense layers (spec head.hidden; a model's n_dense > 0) are extension code too: built with 0,
+ * a model step refuses such a model (RNNEDGE_ERR_UNSUPPORTED), and rnnedge_dense_layers_* and
+ * rnnedge_activate_hidden_f32 do not exist.
  */
 #ifndef RNNEDGE_EXTENSIONS
 #define RNNEDGE_EXTENSIONS 1
@@ -153,6 +156,22 @@ typedef struct {
     const int8_t *peep_shift; /**< RNNEDGE_EXT_PEEPHOLES: (3) its shift S_k */
 } rnnedge_layer_int8;
 
+/**
+ * One hidden dense layer of an int8 model's head (spec head.hidden[k], tensors head.hidden.{k}.*; the arithmetic is
+ * runtime/kernels_int8.py's docstring): per row r, q = sat16(MBQM(b[r] + W[r] . v, mult[r], shift[r])), then
+ * max(0, q) (RNNEDGE_HIDDEN_RELU), q (NONE), or the gate tables tanh_q15(q) / sigmoid_q15(q) (TANH, SIGMOID: q is
+ * Q3.12, the output Q0.15). RNNEDGE_HIDDEN_GELU and GELU_TANH have no integer form: a step refuses them.
+ */
+typedef struct {
+    int32_t n_in;         /**< input width: the last layer's H, or the previous hidden layer's units */
+    int32_t units;        /**< U */
+    int32_t activation;   /**< RNNEDGE_HIDDEN_RELU, _NONE, _TANH or _SIGMOID */
+    const int8_t *w;      /**< (U, n_in) row-major int8 */
+    const int32_t *b;     /**< (U) int32 biases */
+    const int32_t *mult;  /**< (U) the multiplier M of each row */
+    const int8_t *shift;  /**< (U) its shift S */
+} rnnedge_dense_int8;
+
 /** A whole int8 model (forward-only layers, a head on the last layer's h). */
 typedef struct {
     int32_t input_kind;               /**< RNNEDGE_INPUT_DENSE or RNNEDGE_INPUT_TOKENS */
@@ -161,8 +180,10 @@ typedef struct {
     const int8_t *embedding;          /**< tokens: (vocab, n_in) row-major int8 table; NULL for dense */
     int32_t n_layers;                 /**< number of layers */
     const rnnedge_layer_int8 *layers; /**< n_layers layer constants, first to last */
+    int32_t n_dense;                  /**< the head's hidden dense layers (0: a single linear head) */
+    const rnnedge_dense_int8 *dense;  /**< n_dense hidden layers, first to last; NULL when n_dense is 0 */
     int32_t out;                      /**< head outputs O */
-    int32_t head_in;                  /**< head input width (the last layer's H) */
+    int32_t head_in;                  /**< head input width (the last layer's H, or the last hidden layer's U) */
     const int8_t *head_w;             /**< (O, head_in) row-major */
     const int32_t *head_b;            /**< (O) */
     int32_t state_len;                /**< int16 elements of state: sum of RNNEDGE_LAYER_STATE_LEN */
@@ -175,7 +196,8 @@ typedef struct {
  * state: model->state_len values, layers in order, each layer's h then (lstm) c, packed: the layout of
  *        export/vectors.py's `state`. The start of a sequence is what rnnedge_state_reset_int8 writes: zeros, or
  *        a layer's h0 (and c0) when it has them (RNNEDGE_EXT_INIT).
- * scratch: model->scratch_len values, overwritten by every step, never read across steps.
+ * scratch: model->scratch_len values, overwritten by every step, never read across steps (with hidden head
+ *          layers, at least the sum of their units after a token model's embedding row: their outputs).
  */
 typedef struct {
     int16_t *state;    /**< [in,out] model->state_len int16 */
@@ -274,6 +296,20 @@ void rnnedge_embedding_int8(const int8_t *table, int32_t dim, int32_t token, int
  */
 void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t in, const int16_t *h,
                        int32_t *logits);
+
+#if RNNEDGE_EXTENSIONS
+/**
+ * The int8 head's hidden dense layers on v (runtime.kernels_int8.dense_layers_int8): layer k's output in
+ * work + (the units of layers 0..k-1).
+ * @param[in]  dense   n_dense layers (activations RELU, NONE, TANH or SIGMOID)
+ * @param[in]  n_dense number of layers (> 0)
+ * @param[in]  v       dense[0].n_in int16 values (the last layer's h)
+ * @param[out] work    the sum of the layers' units, int16
+ * @return the last layer's output (inside work)
+ */
+const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_t n_dense, const int16_t *v,
+                                         int16_t *work);
+#endif /* RNNEDGE_EXTENSIONS */
 
 /**
  * The one float step before the integer model, for FPU targets (src/rnnedge_input_f32.c, kept apart from
@@ -549,6 +585,7 @@ void rnnedge_normalise_f32(const float *x, const float *mean, const float *std, 
  */
 void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation);
 
+#if RNNEDGE_EXTENSIONS
 /**
  * A hidden head layer's activation in place (runtime.kernels_f32.activate_hidden_f32): RNNEDGE_HIDDEN_*; tanh and
  * sigmoid as the gates', gelu's erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7) on rnnedge_exp_f32.
@@ -572,6 +609,7 @@ const float *rnnedge_dense_layers_f32(const rnnedge_dense_f32 *dense, int32_t n_
 /** The int8w head's hidden dense layers (runtime.kernels_int8w.dense_layers_int8w); as rnnedge_dense_layers_f32. */
 const float *rnnedge_dense_layers_int8w(const rnnedge_dense_int8w *dense, int32_t n_dense, const float *v,
                                         float *work);
+#endif /* RNNEDGE_EXTENSIONS */
 
 /**
  * Set a float stream's state (f32 model) to the start of a new sequence, as runtime Stream.reset() does: every

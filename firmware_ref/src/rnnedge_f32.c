@@ -515,6 +515,7 @@ void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation)
     }
 }
 
+#if RNNEDGE_EXTENSIONS
 /* erf by Abramowitz & Stegun 7.1.26 (runtime erf_f32): 1 - t (a1 + t (a2 + ...)) e^-x^2, t = 1 / (1 + p |x|) */
 #define ERF_P 0x1.4f740ap-2f  /* float32(0.3275911) */
 #define ERF_A1 0x1.04f20cp-2f /* float32(0.254829592) */
@@ -566,6 +567,7 @@ const float *rnnedge_dense_layers_f32(const rnnedge_dense_f32 *dense, int32_t n_
     }
     return v;
 }
+#endif /* RNNEDGE_EXTENSIONS */
 
 void rnnedge_head_f32(const float *w, const float *b, int32_t out, int32_t in, int32_t activation, const float *h,
                       float *y)
@@ -634,7 +636,7 @@ static int check_step(const rnnedge_model_f32 *model, const rnnedge_state_f32 *s
             return status;
         }
     }
-    if (model->n_dense < 0) {
+    if (model->n_dense < 0 || (!RNNEDGE_EXTENSIONS && model->n_dense > 0)) { /* hidden head layers: extension code */
         return RNNEDGE_ERR_UNSUPPORTED;
     }
     if (model->n_dense > 0 && model->dense == 0) {
@@ -670,9 +672,11 @@ static void layers_and_head_f32(const rnnedge_model_f32 *model, float *state, co
         state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
         x = h; /* the next layer reads this layer's new h */
     }
+#if RNNEDGE_EXTENSIONS
     if (model->n_dense > 0) { /* the layers are done: their scratch holds the hidden layers' outputs */
         x = rnnedge_dense_layers_f32(model->dense, model->n_dense, x, scratch);
     }
+#endif
     rnnedge_head_f32(model->head_w, model->head_b, model->out, model->head_in, model->activation, x, y);
 }
 

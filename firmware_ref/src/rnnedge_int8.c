@@ -452,6 +452,30 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
 }
 
 #if RNNEDGE_EXTENSIONS
+const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_t n_dense, const int16_t *v,
+                                         int16_t *work)
+{
+    int32_t k;
+    for (k = 0; k < n_dense; ++k) {
+        const rnnedge_dense_int8 *d = &dense[k];
+        int32_t r;
+        for (r = 0; r < d->units; ++r) {
+            int16_t q = requantize_int8(dot_int8(d->b[r], d->w + r * d->n_in, v, d->n_in), d->mult[r], d->shift[r]);
+            if (d->activation == RNNEDGE_HIDDEN_RELU) {
+                q = q < 0 ? (int16_t)0 : q;
+            } else if (d->activation == RNNEDGE_HIDDEN_TANH) {
+                q = tanh_q15(q);
+            } else if (d->activation == RNNEDGE_HIDDEN_SIGMOID) {
+                q = sigmoid_q15(q);
+            }
+            work[r] = q;
+        }
+        v = work;
+        work += d->units;
+    }
+    return v;
+}
+
 /** n int16 values: a copy of src, or zeros when src is NULL. */
 static void copy_or_zero(int16_t *dst, const int16_t *src, int32_t n)
 {
@@ -560,6 +584,21 @@ static int check_step(const rnnedge_model_int8 *model, const rnnedge_state_int8 
             return RNNEDGE_ERR_NULL;
         }
     }
+    if (model->n_dense < 0 || (!RNNEDGE_EXTENSIONS && model->n_dense > 0)) { /* hidden head layers: extension code */
+        return RNNEDGE_ERR_UNSUPPORTED;
+    }
+    if (model->n_dense > 0 && model->dense == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (l = 0; l < model->n_dense; ++l) { /* gelu has no integer form */
+        const rnnedge_dense_int8 *d = &model->dense[l];
+        if (d->w == 0 || d->b == 0 || d->mult == 0 || d->shift == 0) {
+            return RNNEDGE_ERR_NULL;
+        }
+        if (d->activation < RNNEDGE_HIDDEN_NONE || d->activation > RNNEDGE_HIDDEN_SIGMOID) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+    }
     return RNNEDGE_OK;
 }
 
@@ -581,6 +620,11 @@ static void layers_and_head_int8(const rnnedge_model_int8 *model, int16_t *state
         state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
         x = h; /* the next layer reads this layer's new h */
     }
+#if RNNEDGE_EXTENSIONS
+    if (model->n_dense > 0) { /* the layers are done: their scratch holds the hidden layers' outputs */
+        x = rnnedge_dense_layers_int8(model->dense, model->n_dense, x, scratch);
+    }
+#endif
     rnnedge_head_int8(model->head_w, model->head_b, model->out, model->head_in, x, logits);
 }
 

@@ -161,6 +161,7 @@ void rnnedge_head_int8w(const int8_t *w, const float *scale, const float *b, int
     rnnedge_activate_head_f32(y, out, activation);
 }
 
+#if RNNEDGE_EXTENSIONS
 const float *rnnedge_dense_layers_int8w(const rnnedge_dense_int8w *dense, int32_t n_dense, const float *v,
                                         float *work)
 {
@@ -174,6 +175,7 @@ const float *rnnedge_dense_layers_int8w(const rnnedge_dense_int8w *dense, int32_
     }
     return v;
 }
+#endif /* RNNEDGE_EXTENSIONS */
 
 int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s)
 {
@@ -229,7 +231,7 @@ static int check_step(const rnnedge_model_int8w *model, const rnnedge_state_f32 
             return status;
         }
     }
-    if (model->n_dense < 0) {
+    if (model->n_dense < 0 || (!RNNEDGE_EXTENSIONS && model->n_dense > 0)) { /* hidden head layers: extension code */
         return RNNEDGE_ERR_UNSUPPORTED;
     }
     if (model->n_dense > 0 && model->dense == 0) {
@@ -265,9 +267,11 @@ static void layers_and_head_int8w(const rnnedge_model_int8w *model, float *state
         state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
         x = h; /* the next layer reads this layer's new h */
     }
+#if RNNEDGE_EXTENSIONS
     if (model->n_dense > 0) { /* the layers are done: their scratch holds the hidden layers' outputs */
         x = rnnedge_dense_layers_int8w(model->dense, model->n_dense, x, scratch);
     }
+#endif
     rnnedge_head_int8w(model->head_w, model->head_scale, model->head_b, model->out, model->head_in,
                        model->activation, x, y);
 }

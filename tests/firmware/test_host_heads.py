@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import check_firmware_runs, write_firmware_sources
+from export.firmware import check_firmware_runs, firmware_unsupported, uses_firmware_extensions, write_firmware_sources
 from export.vectors import ATOL, read_vectors, write_vectors
 from runtime import artifact
 from runtime import spec as specs
 from tests.firmware import test_host, test_host_float
 from tests.helpers import make_model, random_inputs, write_artifact
 from tests.runtime.test_heads import FORMS, form_spec
+from tests.runtime.test_int8_heads import hot_case
 
 STEPS = test_host.STEPS
 
@@ -60,6 +61,24 @@ def test_int8_firmware_runs_head_form_bit_exact(tmp_path, host_cc, make_tool, fo
     test_host._assert_passes(tmp_path)
 
 
+def hot_heads_case(folder: Path, cell: str, kind: str, seed: int) -> Path:
+    """Random "hot" int8 constants with a head stack of every int8 hidden activation (tests/runtime/
+    test_int8_heads.py), saturating inputs, their vectors and the generated sources; returns the weight file."""
+    spec, tensors, X = hot_case(cell, kind, seed)
+    weights = folder / "model.int8.safetensors"
+    artifact.write(weights, tensors, spec, "int8")
+    vectors = folder / "model.int8.vectors.safetensors"
+    write_vectors(vectors, weights, X[0], steps=STEPS)
+    write_firmware_sources(weights, vectors, folder)
+    return weights
+
+
+@pytest.mark.parametrize("cell,kind", [("lstm", "dense"), ("gru", "tokens"), ("rnn_tanh", "dense")])
+def test_int8_firmware_runs_hot_head_stack_bit_exact(tmp_path, host_cc, make_tool, cell, kind):
+    hot_heads_case(tmp_path, cell, kind, seed=11)
+    test_host._assert_passes(tmp_path)
+
+
 def test_int8_log_softmax_vectors_are_the_log_softmax_of_the_dequantised_integer_logits(tmp_path):
     weights = heads_case(tmp_path, "log_softmax", "int8")
     _, _, tensors = artifact.read(weights)
@@ -68,3 +87,27 @@ def test_int8_log_softmax_vectors_are_the_log_softmax_of_the_dequantised_integer
     expected = z - z.max(axis=1, keepdims=True)
     expected -= np.log(np.exp(expected).sum(axis=1, keepdims=True))
     assert np.abs(v["output"] - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("precision", ["int8", "f32"])
+def test_head_stack_sources_need_the_library_with_extensions(tmp_path, host_cc, make_tool, precision):
+    """Hidden head layers are extension code in firmware_ref: the generated header stops a build with
+    -DRNNEDGE_EXTENSIONS=0 by name, the default build runs the model."""
+    heads_case(tmp_path, "relu", precision)
+    assert uses_firmware_extensions(specs.validate(form_spec("relu")))
+    assert not uses_firmware_extensions(specs.validate(form_spec("log_softmax")))
+    assert "#define MODEL_USES_EXTENSIONS 1\n" in (tmp_path / "model_data.h").read_text()
+    target = "host-build" if precision == "int8" else "host-float-build"
+    built = test_host._make(target, tmp_path, "EXTENSIONS=0")
+    message = (f"model (model.{precision}.safetensors) uses extension code (head: 1 hidden dense layer): build "
+               "firmware_ref without -DRNNEDGE_EXTENSIONS=0")
+    assert built.returncode != 0 and message in built.stderr, built.stderr[-3000:]
+
+
+def test_firmware_refuses_int8_gelu_head_layers_by_name(tmp_path):
+    spec = specs.validate(form_spec("gelu"))
+    assert firmware_unsupported(spec, "int8") == ["head.hidden[0] gelu"]
+    assert firmware_unsupported(spec, "f32") == firmware_unsupported(spec, "int8w") == []
+    with pytest.raises(ValueError, match=r"firmware_ref's int8 step does not implement these parts of the model "
+                                         r"\(ONNX layer extensions, hidden head layers\): head.hidden\[0\] gelu"):
+        check_firmware_runs(spec, "int8", "model.int8.safetensors")

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.firmware import test_qemu_float, test_qemu_vectors
-from tests.firmware.test_host_heads import firmware_runs, heads_case
+from tests.firmware.test_host_heads import firmware_runs, heads_case, hot_heads_case
 from tests.firmware.test_qemu import _nm, _require_tools
 
 INT8_FORMS = ["log_softmax-tokens", "relu", "tanh-sigmoid-tokens", "none-relu"]
@@ -27,6 +27,14 @@ def test_cortex_m3_runs_int8_head_form_bit_exact(arm_tools, tmp_path, form):
     if not firmware_runs(form, "int8"):
         pytest.skip(f"the int8 firmware refuses {form} by name")
     heads_case(tmp_path, form, "int8", seed=3)
+    elf = test_qemu_vectors._build(tmp_path, "an385")
+    assert _nm(elf) == [], "the Cortex-M3 int8 image links soft-float helpers"
+    test_qemu_vectors._assert_passes(test_qemu_vectors._run("an385", elf), "cortex-m3")
+
+
+def test_cortex_m3_runs_a_hot_int8_head_stack_bit_exact(arm_tools, tmp_path):
+    """Random constants that saturate the head's requantised sums, every int8 hidden activation, 2 gru layers."""
+    hot_heads_case(tmp_path, "gru", "dense", seed=12)
     elf = test_qemu_vectors._build(tmp_path, "an385")
     assert _nm(elf) == [], "the Cortex-M3 int8 image links soft-float helpers"
     test_qemu_vectors._assert_passes(test_qemu_vectors._run("an385", elf), "cortex-m3")

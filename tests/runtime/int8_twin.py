@@ -132,6 +132,12 @@ class Int8Twin:
                              "c0": tensors[f"{p}.c0"].astype(np.int64) if init and layer["cell"] == "lstm"
                              else zeros})
             self.layers.append(dirs)
+        # the head's hidden dense layers: W^T (in, U), bias, per-row (M, S), activation
+        self.dense = [(np.ascontiguousarray(tensors[f"head.hidden.{k}.weight"].T, dtype=np.int64),
+                       tensors[f"head.hidden.{k}.bias"].astype(np.int64),
+                       tensors[f"head.hidden.{k}.requant"].astype(np.int64),
+                       tensors[f"head.hidden.{k}.shift"].astype(np.int64), layer["activation"])
+                      for k, layer in enumerate(specs.head_hidden(self.spec))]
         self.head_w_t = np.ascontiguousarray(tensors["head.weight"].T, dtype=np.int64)
         self.head_b = tensors["head.bias"].astype(np.int64)
         self.head_scale = tensors["head.scale"].astype(np.float32)
@@ -226,8 +232,14 @@ class Int8Twin:
         return h, c
 
     def head(self, feats):
-        """feats (..., Hin) -> integer logits acc = b + W feats (..., O)."""
-        return self.head_b + feats @ self.head_w_t
+        """feats (..., Hin) -> integer logits acc = b + W v (..., O), v = feats after every hidden dense layer:
+        q = sat16(MBQM(b + W v, M, S)) per row, then max(0, q), q, tanh_lut(q) or sigmoid_lut(q)."""
+        v = feats
+        for w_t, b, M, S, activation in self.dense:
+            q = self.sat16(self.mbqm(b + v @ w_t, M, S), "head_hidden")
+            v = {"relu": lambda q: np.maximum(q, 0), "none": lambda q: q, "tanh": tanh_lut,
+                 "sigmoid": sigmoid_lut}[activation](q)
+        return self.head_b + v @ self.head_w_t
 
     # -- inputs and outputs ---------------------------------------------------------------------------------
     def quantize_input(self, x):
@@ -383,7 +395,14 @@ def random_int8_tensors(spec: dict, rng: np.random.Generator, hot: bool = True, 
             t[f"{p}.shift"] = np.stack([Sx, Sh]).astype(np.int8)
         t[f"layers.{l}.scale"] = f32(1)
         t[f"layers.{l}.cell_power"] = np.array([powers[l] if layer["cell"] == "lstm" else 0], dtype=np.int32)
-    out, width = spec["head"]["out"], specs.output_width(spec)
+    widths = specs.head_input_sizes(spec)
+    for k, dense in enumerate(specs.head_hidden(spec)):
+        p = f"head.hidden.{k}"
+        t[f"{p}.weight"] = _random_rows(rng, dense["units"], widths[k])
+        t[f"{p}.bias"], M, S = _random_bias_and_requant(rng, t[f"{p}.weight"], hot)
+        t[f"{p}.requant"], t[f"{p}.shift"] = M.astype(np.int32), S.astype(np.int8)
+        t[f"{p}.scale"] = f32(1)
+    out, width = spec["head"]["out"], widths[-1]
     t["head.weight"] = _random_rows(rng, out, width)
     t["head.bias"] = rng.integers(-(2**24), 2**24, out).astype(np.int32)
     t["head.scale"] = f32(out)

@@ -13,6 +13,7 @@ from export.weights import canonical_tensors, torch_names
 from runtime import spec as specs
 from tests.helpers import make_model, make_spec, random_inputs
 from train.checkpoint import load_checkpoint, save_checkpoint
+from train.metrics import task_metric
 from train.model import RecurrentModel
 
 EXACT = 1e-10  # float64 torch vs float64 NumPy
@@ -111,3 +112,15 @@ def test_head_stack_checkpoint_round_trips(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(X), model(X))
     assert loaded.spec["version"] == specs.HEAD_VERSION
+
+
+def test_bits_per_character_of_a_log_softmax_head_equals_that_of_the_softmax_head():
+    spec = make_spec("gru", kind="tokens", activation="log_softmax", out=40)
+    X = torch.from_numpy(random_inputs(spec, 2, 9, seed=1))
+    y = np.random.default_rng(2).integers(0, 40, (2, 9))
+    log_model = make_model(spec, seed=4)
+    soft_model = make_model({**spec, "head": {**spec["head"], "activation": "softmax"}}, seed=4)
+    with torch.no_grad():
+        log_bpc = task_metric("generate", log_model(X).numpy(), y, None, "log_softmax")
+        soft_bpc = task_metric("generate", soft_model(X).numpy(), y, None, "softmax")
+    assert log_bpc[0] == "bpc" and log_bpc[1] == pytest.approx(soft_bpc[1], abs=1e-5)
