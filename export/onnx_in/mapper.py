@@ -1,0 +1,294 @@
+"""The ONNX mapper: walks a graph's nodes in order over abstract values (export.onnx_in.values) and builds the spec
+and canonical tensors of what it found (glue, recurrent and head handlers in their own modules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from export.from_module import MappingError
+from export.onnx_in.glue import GlueOps
+from export.onnx_in.heads import HeadOps
+from export.onnx_in.recurrent import RecurrentOps
+from export.onnx_in.values import Const, Extra, Failed, Refuse, Shape, Tensor, Zeros, constant_value, fold
+from runtime import spec as specs
+
+PROOF_TOLERANCE = 1e-5
+
+
+@dataclass
+class OnnxMapping:
+    """What map_onnx found; unpacks as (spec, tensors, notes)."""
+
+    spec: dict
+    tensors: dict[str, np.ndarray]
+    notes: list[str]
+    input_name: str = "x"
+    input_time_major: bool = False  # the graph takes (T, B[, F])
+    output_time_major: bool = False  # an every_step graph returns (T, B, out)
+    max_abs_diff: float | None = None  # the proof's measured difference
+    proof_reference: str = "ONNX Runtime"  # what ran the original graph in the proof
+    input_dims: list = field(default_factory=list)  # the graph input's dims (int or None for dynamic)
+    lengths_name: str | None = None  # the graph input that holds the sequence lengths (model.run(X, lengths))
+
+    def __iter__(self):
+        return iter((self.spec, self.tensors, self.notes))
+
+    def describe(self) -> dict:
+        return {"source": "onnx", "spec_head_on": self.spec["head"]["on"], "input_time_major": self.input_time_major,
+                "output_time_major": self.output_time_major, "proof_max_abs_diff": self.max_abs_diff,
+                "proof_tolerance": PROOF_TOLERANCE, "proof_reference": self.proof_reference,
+                "lengths_input": self.lengths_name,
+                "notes": list(self.notes)}
+
+
+
+_SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
+                  "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
+                  "Softmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
+                  "Max", "Min"}
+
+
+class Mapper(GlueOps, RecurrentOps, HeadOps):
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.env: dict[str, object] = {}
+        self.errors: list[Failed] = []
+        self.notes: list[str] = []
+        self.input: dict = {}
+        self.embedding: np.ndarray | None = None
+        self.layers: list[dict] = []
+        self.layer_tensors: list[dict] = []
+        self.layer_lengths: list[str | None] = []  # per layer: the graph input its sequence_lens reads, or None
+        self.extras: list[Extra] = []
+        self.raw_time: str | None = None
+        self.input_name = ""
+        self.input_dims: list = []
+
+    # -- bookkeeping ----------------------------------------------------------------------------------------------
+    def fail(self, node, message: str) -> Failed:
+        err = Failed(node.op_type, node.name or "(unnamed)", message, reported=True)
+        self.errors.append(err)
+        return err
+
+    def read(self, name: str):
+        if name == "":
+            return None
+        if name not in self.env:
+            raise KeyError(name)
+        return self.env[name]
+
+    def const(self, node, value, what: str) -> np.ndarray:
+        if isinstance(value, Const):
+            return value.value
+        raise Refuse(f"{what} must be a constant (an initializer or a Constant node)")
+
+    # -- the walk -------------------------------------------------------------------------------------------------
+    def run(self):
+        initializers = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        for name, arr in initializers.items():
+            self.env[name] = Const(arr)
+        inputs = [i for i in self.graph.input if i.name not in initializers]
+        if not inputs:
+            raise MappingError("the graph has no input; rnnedge models take one input sequence")
+        inp = inputs[0]  # the sequence; any other input may only be a recurrent node's sequence_lens
+        for extra in inputs[1:]:
+            t = extra.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+            self.extras.append(Extra(extra.name, t.elem_type, dims))
+            self.env[extra.name] = self.extras[-1]
+        self.input_name = inp.name
+        ttype = inp.type.tensor_type
+        self.input_dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+        elem = ttype.elem_type
+        if elem in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            if len(self.input_dims) != 2:
+                raise MappingError(f"input {inp.name!r}: token ids must be 2-D (batch and time), got rank "
+                                   f"{len(self.input_dims)}")
+            self.env[inp.name] = Tensor(("0", "1"), "ids")
+        elif elem == onnx.TensorProto.FLOAT:
+            if len(self.input_dims) != 3 or self.input_dims[2] is None:
+                raise MappingError(f"input {inp.name!r}: a dense sequence must be 3-D with a fixed feature size "
+                                   f"(batch, time, features), got dims {self.input_dims}")
+            self.input = {"kind": "dense", "features": int(self.input_dims[2])}
+            self.env[inp.name] = Tensor(("0", "1", "F"), "input")
+        else:
+            raise MappingError(f"input {inp.name!r} has element type "
+                               f"{onnx.TensorProto.DataType.Name(elem)}; rnnedge takes float32 or int64 ids")
+
+        for node in self.graph.node:
+            if node.domain not in ("", "ai.onnx"):
+                outs = self.fail(node, f"operator domain {node.domain!r} is not supported")
+                for o in node.output:
+                    self.env[o] = outs
+                continue
+            try:
+                args = [self.read(n) for n in node.input]
+            except KeyError as e:
+                raise MappingError(f"node {node.name!r} ({node.op_type}) reads {e.args[0]!r}, which nothing makes "
+                                   f"(subgraphs are not supported)") from None
+            try:
+                results = self.evaluate(node, args)
+            except Refuse as e:
+                results = [self.fail(node, str(e))] * len(node.output)
+            for name, value in zip(node.output, results):
+                self.env[name] = value
+
+        if len(self.graph.output) != 1:
+            raise_all = [f"the graph has {len(self.graph.output)} outputs; rnnedge models return one tensor"]
+            self._raise(raise_all)
+        value = self.env.get(self.graph.output[0].name)
+        if isinstance(value, Failed) and not value.reported:
+            value.reported = True
+            self.errors.append(value)
+        unused = [f"graph input {e.name!r} is not used as a recurrent node's sequence_lens; rnnedge models take one "
+                  f"input sequence (and its lengths)" for e in self.extras if not e.used_as]
+        self._raise(unused + self._lengths_problems())
+        return self.build(value)
+
+    def _lengths_problems(self) -> list[str]:
+        """Sequence lengths from a graph input must reach every recurrent layer (rnnedge's run(X, lengths) applies
+        them to every layer); a layer without them would run over ONNX's zero padding."""
+        names = set(self.layer_lengths)
+        if len(names) <= 1:
+            return []
+        which = ", ".join(f"layer {l}: {name!r}" if name else f"layer {l}: none"
+                          for l, name in enumerate(self.layer_lengths))
+        return [(f"the recurrent layers read different sequence_lens ({which}); rnnedge applies one lengths input "
+                 "to every layer")]
+
+    def _raise(self, extra: list[str]):
+        lines = [f"node {e.name!r} ({e.op}): {e.message}" for e in self.errors] + extra
+        if lines:
+            raise MappingError(f"rnnedge cannot map {len(lines)} node(s) of this ONNX graph:\n  " + "\n  ".join(lines))
+
+    # -- one node -------------------------------------------------------------------------------------------------
+    def evaluate(self, node, args) -> list:
+        op = node.op_type
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if op in ("RNN", "LSTM", "GRU"):
+            return self.recurrent(node, attrs, args)  # checks its attributes even when its input is an error
+        if op == "Constant":
+            return [Const(constant_value(node, attrs))]
+        extras = [a for a in args if isinstance(a, Extra)]
+        for e in extras:
+            if op in ("Identity", "Cast") and len(args) == 1:
+                to = attrs.get("to", e.elem)
+                return [Extra(e.name, to, e.dims, e.used_as)]
+            e.used_as.add(f"{op} {node.name or '(unnamed)'!r}")
+            raise Refuse(f"reads the graph input {e.name!r}, which rnnedge can only pass to a recurrent node's "
+                          f"sequence_lens")
+        errors = [a for a in args if isinstance(a, Failed)]
+        if errors:
+            handled = op in _SUPPORTED_OPS
+            for e in errors:
+                if not e.reported:
+                    e.reported = True
+                    self.errors.append(e)
+            if not handled:
+                return [self.fail(node, f"operator {op} is not supported")] * len(node.output)
+            return [errors[0]] * len(node.output)
+        if op not in _SUPPORTED_OPS:
+            raise Refuse(f"operator {op} is not supported")
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if op in ("Shape", "Size"):
+            return [Shape()]
+        if not tensors:
+            return fold(node, attrs, args)
+        if op in ("Identity", "Cast", "Dropout"):
+            return [args[0]] + [Zeros()] * (len(node.output) - 1)
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            raise Refuse(f"operator {op} on the sequence is not supported")
+        return [handler(node, attrs, args)]
+
+    # -- the result -----------------------------------------------------------------------------------------------
+    def build(self, value) -> OnnxMapping:
+        if not isinstance(value, Tensor) or value.stage not in ("y", "final", "head"):
+            raise MappingError("the graph's output is not computed from a recurrent layer's output")
+        if not self.layers:
+            raise MappingError("the graph has no RNN, LSTM or GRU node")
+        head = value if value.stage == "head" else None
+        feats = head.source if head else value
+        last = len(self.layers) - 1
+        if feats.layer != last:
+            raise MappingError(f"the output reads recurrent layer {feats.layer}, not the last one ({last}); "
+                               f"rnnedge heads read the last layer")
+        if "D" in feats.axes:
+            raise MappingError("the output keeps a direction axis; rnnedge's output has the directions merged into "
+                               "the features")
+        layer = self.layers[last]
+        H, dirs = layer["hidden"], specs.directions(layer)
+        if feats.stage == "y" and feats.step is None:
+            on = "every_step"
+            if feats.pieces != tuple(range(dirs)):
+                raise MappingError("an every-step output must read all directions of the last layer, in order")
+            columns = list(range(dirs))
+        else:
+            on = "last_step"
+            pieces = feats.pieces if feats.step != "mixed" else [p for p, _ in feats.pieces]
+            steps = [feats.step] * len(pieces) if feats.step != "mixed" else [s for _, s in feats.pieces]
+            final = ((0, "first"),) if layer.get("reverse") else ((0, "last"), (1, "first"))
+            for d, step in zip(pieces, steps):
+                if feats.stage == "y" and (d, step) not in final:
+                    which = "reverse" if layer.get("reverse") else "backward" if d else "forward"
+                    raise MappingError(
+                        f"the output reads the {which} direction at the {step} time step: not its final state. "
+                        "rnnedge's last_step head reads a forward direction at the last step and a backward (or "
+                        "reverse) one at step 0")
+                if feats.stage == "y" and self.layer_lengths[last] and step == "last":
+                    raise MappingError(
+                        f"the output reads Y's last time step while sequence_lens is the graph input "
+                        f"{self.layer_lengths[last]!r}: ONNX pads Y with zeros past each sequence's length, so that "
+                        f"step is zero for shorter sequences; read the final state Y_h instead")
+            columns = list(pieces)
+        width = len(columns) * H
+        if head is None:
+            weight, bias, activation = np.eye(width, dtype=np.float32), np.zeros(width, np.float32), "none"
+            self.notes.append("the graph has no head: an identity head was added")
+        else:
+            weight, activation = head.weight, head.activation
+            bias = head.bias if head.bias is not None else np.zeros(weight.shape[0], np.float32)
+            if weight.shape[1] != width:
+                raise MappingError(f"the head reads {weight.shape[1]} features, the recurrent output has {width}")
+        spec_weight = np.zeros((weight.shape[0], dirs * H), np.float32)
+        for i, d in enumerate(columns):
+            spec_weight[:, d * H:(d + 1) * H] += weight[:, i * H:(i + 1) * H]
+        if on == "last_step" and sorted(columns) != list(range(dirs)):
+            self.notes.append("the head reads only some directions' final states; the others get zero weight")
+
+        inp = dict(self.input)
+        if inp.get("kind") == "dense":
+            inp.setdefault("mean", [0.0] * inp["features"])
+            inp.setdefault("std", [1.0] * inp["features"])
+        spec = {"version": specs.EXTENDED_VERSION, "input": inp, "layers": self.layers,
+                "head": {"out": int(weight.shape[0]), "on": on, "activation": activation},
+                "task": "classify", "dropout": 0.0}
+        spec = specs.validate(spec)
+        tensors: dict[str, np.ndarray] = {}
+        if self.embedding is not None:
+            tensors["embedding.weight"] = np.ascontiguousarray(self.embedding, np.float32)
+        for t in self.layer_tensors:
+            tensors.update({k: np.ascontiguousarray(v, np.float32) for k, v in t.items()})
+        tensors["head.weight"] = spec_weight
+        tensors["head.bias"] = np.ascontiguousarray(bias, np.float32)
+        input_time_major = self.raw_time == "0"
+        out_axes = feats.axes
+        output_time_major = on == "every_step" and out_axes[0] == "T"
+        if input_time_major:
+            self.notes.append("the graph takes time-major input (time, batch, ...); the rnnedge runtime takes "
+                              "(batch, time, ...)")
+        if output_time_major:
+            self.notes.append("the graph returns time-major output (time, batch, out); the rnnedge runtime returns "
+                              "(batch, time, out)")
+        lengths_name = self.layer_lengths[0] if self.layer_lengths else None
+        if lengths_name:
+            self.notes.append(f"the graph's input {lengths_name!r} is the sequence lengths (sequence_lens): give them "
+                              f"to the converted model as model.run(X, lengths)")
+        return OnnxMapping(spec, tensors, self.notes, self.input_name, input_time_major, output_time_major,
+                           input_dims=self.input_dims, lengths_name=lengths_name)
