@@ -3,9 +3,24 @@ selection (Gather / Slice), Squeeze, Transpose, Reshape and Concat of directions
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from export.onnx_in.values import BIG, LABELS, Const, Refuse, Shape, Tensor, axis_index, replace_axis
+from export.onnx_in.values import (
+    BIG,
+    LABELS,
+    SAMPLE_POINTS,
+    Const,
+    Monomial,
+    Refuse,
+    Sampled,
+    Tensor,
+    axis_index,
+    monomials,
+    replace_axis,
+    select_dirs,
+)
 
 
 class GlueOps:
@@ -22,54 +37,81 @@ class GlueOps:
             self.input = {"kind": "tokens", "vocab": int(table.shape[0]), "embed_dim": int(table.shape[1]),
                           "padding_idx": None}
             return Tensor((*index.axes, "F"), "input")
-        if not isinstance(data, Tensor) or not isinstance(index, Const):
+        if not isinstance(data, Tensor) or not isinstance(index, (Const, Sampled)):
             raise Refuse("Gather is supported as an embedding (table, ids) or with a constant index")
         axis = axis_index(axis, len(data.axes))
         label = data.axes[axis]
-        idx = index.value
-        scalar = idx.ndim == 0
-        if not scalar and idx.size != 1:
-            raise Refuse(f"Gather of {idx.size} entries of axis {label!r}; rnnedge reads one time step or direction")
-        i = int(idx.reshape(-1)[0])
+        indices = _points(index)
+        if any(i.size != 1 for i in indices):
+            raise Refuse(f"Gather of {indices[0].size} entries of axis {label!r}; rnnedge reads one time step or "
+                         f"direction")
+        scalar = indices[0].ndim == 0
+        ranges = [(int(i.reshape(-1)[0]), None) for i in indices]
+        return self._select(data, axis, ranges, drop=scalar, what="Gather of index")
+
+    def _select(self, data: Tensor, axis: int, ranges: list, drop: bool, what: str) -> Tensor:
+        """data with one axis cut to [start, end) (end None: the one entry at start), given at every sample point
+        (indices may follow the run-time length): every step, the last or first step, or some directions."""
+        label = data.axes[axis]
+        cuts, sizes = [], []
+        for (start, end), point in zip(ranges, SAMPLE_POINTS):
+            n = self.sizes(data, point)[axis]
+            sizes.append(n)
+            if end is None:
+                i = start + n if start < 0 else start
+                if not 0 <= i < n:
+                    raise Refuse(f"{what} {start} is outside axis {axis} ({LABELS.get(label, label)}) of size {n}")
+                cuts.append((i, i + 1))
+            else:
+                cuts.append(slice(start, end).indices(n)[:2])
+        if not drop and all(c == (0, n) for c, n in zip(cuts, sizes)):
+            return data
         if label == "D":
-            d = data.dirs[i]
-            return replace_axis(data, axis, None if scalar else "D", dirs=(d,))
+            if len(set(cuts)) != 1:
+                raise Refuse("selecting directions by the run-time sizes is not supported")
+            start, end = cuts[0]
+            chosen = tuple(data.dirs[start:end])
+            if not chosen:
+                raise Refuse(f"{what} selects no direction")
+            changes = select_dirs(data, chosen)
+            return replace_axis(data, axis, None if drop else "D", **changes)
         if label == "T":
-            return self._step(data, axis, i, scalar)
-        raise Refuse(f"Gather on axis {axis} ({LABELS.get(label, label)}) is not supported")
+            if all(c == (n - 1, n) for c, n in zip(cuts, sizes)):
+                return self._step(data, axis, -1, drop)
+            if all(c == (0, 1) for c in cuts):
+                return self._step(data, axis, 0, drop)
+            raise Refuse(f"reads time steps [{cuts[0][0]}:{cuts[0][1]}] of {sizes[0]}; rnnedge heads read every "
+                         f"step, the last or the first")
+        raise Refuse(f"{what} on axis {axis} ({LABELS.get(label, label)}) is not supported")
 
     def _step(self, data: Tensor, axis: int, i: int, drop: bool) -> Tensor:
         if data.stage != "y":
             raise Refuse("selecting a time step is supported on a recurrent layer's output Y only")
-        if i not in (-1, 0):
-            raise Refuse(f"reads time step {i}; rnnedge heads read every step, the last (-1) or the first (0)")
         return replace_axis(data, axis, None if drop else "t", step="last" if i == -1 else "first")
 
     def op_Slice(self, node, attrs, args):
         data = args[0]
         if self.opset >= 10:
-            starts, ends = (self.const(node, a, "Slice starts/ends") for a in args[1:3])
+            for a, what in zip(args[1:], ("starts", "ends", "axes", "steps")):
+                if a is not None and not isinstance(a, (Const, Sampled)):
+                    raise Refuse(f"Slice {what} must be constants or computed from the input's sizes")
+            starts, ends = _points(args[1]), _points(args[2])
             axes = self.const(node, args[3], "Slice axes") if len(args) > 3 and args[3] is not None else None
             steps = self.const(node, args[4], "Slice steps") if len(args) > 4 and args[4] is not None else None
         else:
-            starts, ends, axes, steps = np.array(attrs["starts"]), np.array(attrs["ends"]), attrs.get("axes"), None
-        axes = np.arange(len(starts)) if axes is None else np.asarray(axes)
-        steps = np.ones(len(starts), dtype=np.int64) if steps is None else np.asarray(steps)
-        for start, end, ax, step in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist()):
-            ax = axis_index(ax, len(data.axes))
-            label = data.axes[ax]
+            starts = [np.array(attrs["starts"])] * len(SAMPLE_POINTS)
+            ends = [np.array(attrs["ends"])] * len(SAMPLE_POINTS)
+            axes, steps = attrs.get("axes"), None
+        count = starts[0].size
+        axes = np.arange(count) if axes is None else np.asarray(axes).reshape(-1)
+        steps = np.ones(count, dtype=np.int64) if steps is None else np.asarray(steps).reshape(-1)
+        for k, (ax, step) in enumerate(zip(axes.tolist(), steps.tolist())):
             if step != 1:
                 raise Refuse(f"Slice with step {step} is not supported")
-            if start == 0 and end >= BIG:
-                continue
-            if label == "T" and start == -1 and end >= BIG:
-                data = self._step(data, ax, -1, False)
-            elif label == "T" and start == 0 and end == 1:
-                data = self._step(data, ax, 0, False)
-            elif label == "D":
-                data = replace_axis(data, ax, "D", dirs=tuple(data.dirs[start:end]))
-            else:
-                raise Refuse(f"Slice [{start}:{end}] of axis {ax} ({LABELS.get(label, label)}) is not supported")
+            ax = axis_index(ax, len(data.axes))
+            ranges = [(int(np.clip(s.reshape(-1)[k], -BIG, BIG)), int(np.clip(e.reshape(-1)[k], -BIG, BIG)))
+                      for s, e in zip(starts, ends)]
+            data = self._select(data, ax, ranges, drop=False, what="Slice from")
         return data
 
     def op_Sub(self, node, attrs, args):
@@ -117,38 +159,120 @@ class GlueOps:
 
     def op_Reshape(self, node, attrs, args):
         x, shape = args
-        axes = x.axes
-        if "D" in axes:
-            d = axes.index("D")
-            if d + 1 == len(axes) - 1 and axes[-1] == "F":
-                merged = axes[:d] + ("F",)
-                if isinstance(shape, Const):
-                    target = shape.value.reshape(-1).tolist()
-                    ok = len(target) == len(merged) and all(t in (0, -1) for t in target[:-1]) and (
-                        target[-1] in (-1, len(x.dirs) * x.hidden) and target.count(-1) <= 1)
-                    if not ok:
-                        raise Refuse(f"Reshape to {target} is not supported (only merging the direction axis into "
-                                      f"the features, e.g. [0, 0, -1])")
-                elif not isinstance(shape, Shape):
-                    raise Refuse("Reshape's shape must be a constant or computed from shapes")
-                return Tensor(**{**x.__dict__, "axes": merged, "pieces": x.dirs, "dirs": ()})
-        if isinstance(shape, Const):
-            target = shape.value.reshape(-1).tolist()
-            if len(target) == len(axes) and all(t == 0 or (t == -1 and i == len(axes) - 1) for i, t in enumerate(target)):
-                return x
-        raise Refuse("Reshape is supported only to merge the direction axis into the features")
+        if not isinstance(shape, (Const, Sampled)):
+            raise Refuse("Reshape's shape must be a constant or computed from the input's sizes")
+        source = self.monomials_of(x)
+        target = monomials(shape, self.dynamic_axes())
+        if None in target:
+            raise Refuse("Reshape's shape is computed from the input's sizes in a way rnnedge cannot follow")
+        if not attrs.get("allowzero", 0):  # 0 copies the input's size
+            target = [source[i] if t == Monomial(0) and i < len(source) else t for i, t in enumerate(target)]
+        if target.count(Monomial(-1)) == 1:
+            known = _product([t for t in target if t != Monomial(-1)])
+            total = _product(source)
+            if not known.divides(total):
+                raise Refuse(f"Reshape of {_dims(source)} to {_dims(target)}: the sizes do not fit")
+            target[target.index(Monomial(-1))] = total / known
+        one = Monomial(1)
+        big_in = [i for i, m in enumerate(source) if m != one]
+        big_out = [j for j, m in enumerate(target) if m != one]
+        groups = _groups([source[i] for i in big_in], [target[j] for j in big_out])
+        if groups is None:
+            raise Refuse(f"Reshape of {_dims(source)} to {_dims(target)} moves values between axes; rnnedge "
+                         f"follows reshapes that merge or split the direction axis, or drop a size-1 axis")
+        fields = dict(x.__dict__)
+        ones = [x.axes[i] for i, m in enumerate(source) if m == one]
+        for _ in range(len(ones) - (len(target) - len(big_out))):  # size-1 axes dropped: squeezed
+            gone = next((a for a in ones if a in ("t", "D")), None)
+            if gone is None:
+                raise Refuse(f"Reshape of {_dims(source)} to {_dims(target)} drops the size-1 axis {ones[0]!r}")
+            ones.remove(gone)
+            if gone == "D":  # its one direction is a feature now
+                if x.layer is None:
+                    raise Refuse("Reshape drops the direction axis of a stack of several layers' states")
+                fields["pieces"], fields["dirs"] = x.dirs, ()
+        if len(ones) < len(target) - len(big_out):
+            raise Refuse(f"Reshape of {_dims(source)} to {_dims(target)} adds an axis of size 1")
+        made = []
+        for ins, outs in groups:
+            labels = [x.axes[big_in[i]] for i in ins]
+            sizes = [target[big_out[j]] for j in outs]
+            if len(labels) == len(sizes) == 1:
+                made.append(labels[0])
+            elif labels == ["D", "F"] and len(sizes) == 1 and x.layer is not None:
+                made.append("F")
+                fields["pieces"], fields["dirs"] = x.dirs, ()
+            elif labels == ["F"] and len(sizes) == 2 and "D" not in x.axes and x.step != "mixed" and x.stage in (
+                    "y", "final") and sizes == [Monomial(len(x.pieces)), Monomial(x.hidden)]:
+                made += ["D", "F"]
+                fields["dirs"], fields["pieces"] = x.pieces, ()
+            else:
+                raise Refuse(f"Reshape of {_dims(source)} ({', '.join(LABELS.get(a, a) for a in x.axes)}) to "
+                             f"{_dims(target)} mixes {' and '.join(LABELS.get(a, a) for a in labels)}; rnnedge "
+                             f"follows reshapes that merge or split the direction axis, or drop a size-1 axis")
+        axes = tuple(ones.pop(0) if m == one else made.pop(0) for m in target)
+        if axes[-1] != "F" and x.stage != "ids":
+            raise Refuse("Reshape moves the feature axis")
+        return Tensor(**{**fields, "axes": axes})
 
     def op_Concat(self, node, attrs, args):
         if not all(isinstance(a, Tensor) for a in args):
             raise Refuse("Concat of the sequence with constants is not supported")
         axis = axis_index(attrs["axis"], len(args[0].axes))
         first = args[0]
+        if first.axes[axis] == "D" and all(a.stage == "final" and a.axes == first.axes and a.hidden == first.hidden
+                                           for a in args):
+            entries = tuple(e for a in args for e in (a.dirs if a.layer is None else ((a.layer, d) for d in a.dirs)))
+            return Tensor(**{**first.__dict__, "layer": None, **select_dirs(replace(first, layer=None), entries)})
         if first.axes[axis] != "F" or any(a.axes != first.axes or a.stage != first.stage or a.layer != first.layer
                                           or "D" in a.axes for a in args):
-            raise Refuse("Concat is supported only of one layer's directions along the features")
+            layers = sorted({a.layer for a in args if isinstance(a.layer, int)})
+            if first.axes[axis] == "F" and len(layers) > 1:
+                raise Refuse(f"Concat joins the outputs of recurrent layers {layers}; rnnedge's head reads the last "
+                             f"layer only")
+            raise Refuse("Concat is supported of one layer's directions along the features, or of final states "
+                         "along the direction axis")
         steps = {a.step for a in args}
         pieces = tuple(p for a in args for p in a.pieces)
         if len(steps) != 1:
             pieces = tuple((p, a.step) for a in args for p in a.pieces)
             return Tensor(**{**first.__dict__, "pieces": pieces, "step": "mixed"})
         return Tensor(**{**first.__dict__, "pieces": pieces})
+
+
+def _points(value) -> list[np.ndarray]:
+    """A Const or Sampled value at every sample point."""
+    return value.samples if isinstance(value, Sampled) else [value.value] * len(SAMPLE_POINTS)
+
+
+def _product(dims: list[Monomial]) -> Monomial:
+    total = Monomial(1)
+    for d in dims:
+        total = total * d
+    return total
+
+
+def _dims(dims: list[Monomial]) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def _groups(source: list[Monomial], target: list[Monomial]):
+    """Pair runs of source axes with runs of target axes of equal size (how a reshape merges and splits axes), or
+    None when values would move between axes."""
+    groups, i, j = [], 0, 0
+    while i < len(source) and j < len(target):
+        ins, outs, a, b = [i], [j], source[i], target[j]
+        i, j = i + 1, j + 1
+        while a != b:
+            if a.divides(b) and i < len(source):
+                a, i = a * source[i], i + 1
+                ins.append(i - 1)
+            elif b.divides(a) and j < len(target):
+                b, j = b * target[j], j + 1
+                outs.append(j - 1)
+            else:
+                return None
+        groups.append((ins, outs))
+    if i != len(source) or j != len(target):
+        return None
+    return groups

@@ -13,7 +13,20 @@ from export.from_module import MappingError
 from export.onnx_in.glue import GlueOps
 from export.onnx_in.heads import HeadOps
 from export.onnx_in.recurrent import RecurrentOps
-from export.onnx_in.values import Const, Extra, Failed, Refuse, Shape, Tensor, Zeros, constant_value, fold
+from export.onnx_in.values import (
+    SAMPLE_POINTS,
+    Const,
+    Extra,
+    Failed,
+    Monomial,
+    Refuse,
+    Sampled,
+    Tensor,
+    constant_value,
+    fold,
+    joined,
+    settle,
+)
 from runtime import spec as specs
 
 PROOF_TOLERANCE = 1e-5
@@ -46,6 +59,7 @@ class OnnxMapping:
 
 
 
+# what may pass on a failure it reads (an op outside these is named as unsupported itself)
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
                   "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
                   "Softmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
@@ -75,6 +89,12 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         err = Failed(node.op_type, node.name or "(unnamed)", message, reported=True)
         self.errors.append(err)
         return err
+
+    def report(self, value: Failed):
+        for root in value.roots():
+            if not root.reported:
+                root.reported = True
+                self.errors.append(root)
 
     def read(self, name: str):
         if name == "":
@@ -143,9 +163,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
             raise_all = [f"the graph has {len(self.graph.output)} outputs; rnnedge models return one tensor"]
             self._raise(raise_all)
         value = self.env.get(self.graph.output[0].name)
-        if isinstance(value, Failed) and not value.reported:
-            value.reported = True
-            self.errors.append(value)
+        if isinstance(value, Failed):
+            self.report(value)
         unused = [f"graph input {e.name!r} is not used as a recurrent node's sequence_lens; rnnedge models take one "
                   f"input sequence (and its lengths)" for e in self.extras if not e.used_as]
         self._raise(unused + self._lengths_problems())
@@ -185,27 +204,71 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
                           f"sequence_lens")
         errors = [a for a in args if isinstance(a, Failed)]
         if errors:
-            handled = op in _SUPPORTED_OPS
-            for e in errors:
-                if not e.reported:
-                    e.reported = True
-                    self.errors.append(e)
-            if not handled:
-                return [self.fail(node, f"operator {op} is not supported")] * len(node.output)
-            return [errors[0]] * len(node.output)
-        if op not in _SUPPORTED_OPS:
-            raise Refuse(f"operator {op} is not supported")
+            if op not in _SUPPORTED_OPS:
+                return [self.fail(node, self._unsupported(op))] * len(node.output)
+            return [joined(errors)] * len(node.output)
         tensors = [a for a in args if isinstance(a, Tensor)]
-        if op in ("Shape", "Size"):
-            return [Shape()]
         if not tensors:
-            return fold(node, attrs, args)
+            return fold(node, args)
+        if op in ("Shape", "Size"):
+            return [self.shape_of(attrs, args[0], op)]
         if op in ("Identity", "Cast", "Dropout"):
-            return [args[0]] + [Zeros()] * (len(node.output) - 1)
+            mask = Failed(op, node.name or "(unnamed)", "its output mask is used; rnnedge runs inference only")
+            return [args[0]] + [mask] * (len(node.output) - 1)
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
-            raise Refuse(f"operator {op} on the sequence is not supported")
+            raise Refuse(self._unsupported(op))
         return [handler(node, attrs, args)]
+
+    @staticmethod
+    def _unsupported(op: str) -> str:
+        if op in ("Loop", "Scan"):
+            return (f"a {op} on the sequence runs a subgraph per time step; rnnedge maps the standard RNN / LSTM / "
+                    f"GRU operators: export the recurrence as one of them (recognising a {op} body as a cell step "
+                    f"is not implemented)")
+        return f"operator {op} is not supported"
+
+    def shape_of(self, attrs, x: Tensor, op: str) -> Const | Sampled:
+        """Shape / Size of the sequence, at every sample point of the input's run-time sizes."""
+        samples = []
+        for point in SAMPLE_POINTS:
+            dims = np.array(self.sizes(x, point), np.int64)
+            if op == "Size":
+                samples.append(np.array(np.prod(dims), np.int64))
+                continue
+            start, end = attrs.get("start", 0), attrs.get("end", len(dims))
+            samples.append(dims[start:end])
+        return settle(samples)
+
+    def sizes(self, x: Tensor, point: dict) -> list[int]:
+        """x's dims at a sample point of the input's dynamic axes."""
+        def raw(axis: str) -> int:
+            return self.input_dims[int(axis)] or point[axis]
+        batch = {"0": "1", "1": "0"}.get(self.raw_time)
+        dims = []
+        for label in x.axes:
+            if label in ("0", "1"):
+                dims.append(raw(label))
+            elif label in ("T", "B"):
+                dims.append(raw(self.raw_time if label == "T" else batch))
+            elif label == "D":
+                dims.append(len(x.dirs))
+            elif label == "t":
+                dims.append(1)
+            else:
+                dims.append(specs.input_size({"input": self.input}) if x.stage == "input" else x.width())
+        return dims
+
+    def monomials_of(self, x: Tensor) -> list[Monomial]:
+        """x's dims as sizes (a dynamic input axis is a size, the rest numbers)."""
+        fixed = self.sizes(x, SAMPLE_POINTS[0])
+        other = self.sizes(x, SAMPLE_POINTS[1])
+        labels = [self.raw_time if a == "T" else {"0": "1", "1": "0"}.get(self.raw_time) if a == "B" else a
+                  for a in x.axes]
+        return [Monomial(a) if a == b else Monomial(1, (label,)) for a, b, label in zip(fixed, other, labels)]
+
+    def dynamic_axes(self) -> tuple:
+        return tuple(str(i) for i, d in enumerate(self.input_dims[:2]) if d is None)
 
     # -- the result -----------------------------------------------------------------------------------------------
     def build(self, value) -> OnnxMapping:

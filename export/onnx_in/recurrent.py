@@ -7,16 +7,17 @@ import numpy as np
 import onnx
 
 from export.onnx_in.values import (
-    Broadcast,
+    SAMPLE_POINTS,
     Const,
     Extra,
     Failed,
     Refuse,
+    Sampled,
     Tensor,
-    Zeros,
     as_text,
     describe_runtime,
     float32_decimal,
+    joined,
 )
 from runtime import spec as specs
 
@@ -74,7 +75,7 @@ class RecurrentOps:
         states = {what: self._initial_state(inputs[k], what, batch_axis, problems)
                   for k, what in ((5, "initial_h"), (6, "initial_c")) if k < 6 or op == "LSTM"}
         peepholes = inputs[7] if op == "LSTM" else None
-        if peepholes is not None and not isinstance(peepholes, (Const, Zeros, Failed)):
+        if peepholes is not None and not isinstance(peepholes, (Const, Failed)):
             problems.append(f"peepholes P {describe_runtime(peepholes)}; rnnedge's peepholes must be a constant")
         for k, what in ((1, "W"), (2, "R"), (3, "B")):
             if inputs[k] is not None and not isinstance(inputs[k], (Const, Failed)):
@@ -83,11 +84,9 @@ class RecurrentOps:
             raise Refuse("; ".join(problems))
         errors = [a for a in args if isinstance(a, Failed)]
         for e in errors:
-            if not e.reported:
-                e.reported = True
-                self.errors.append(e)
+            self.report(e)
         if errors:
-            return [errors[0]] * len(node.output)
+            return [joined(errors)] * len(node.output)
         self._layer_input(x, layout)
         W, R = inputs[1].value.astype(np.float32), inputs[2].value.astype(np.float32)
         kind = "rnn" if op == "RNN" else family
@@ -221,30 +220,39 @@ class RecurrentOps:
                             f"time axis ({'dynamic' if full is None else full}); rnnedge takes lengths at run time "
                             f"(model.run(X, lengths)): make sequence_lens a graph input")
             return None
+        if isinstance(value, Sampled) and time_label in ("0", "1") and all(
+                (s == point[time_label]).all() for s, point in zip(value.samples, SAMPLE_POINTS)):
+            return None  # the input's own length for every sequence, computed from its shape
         problems.append(f"sequence_lens {describe_runtime(value)}; rnnedge reads it from a graph input only")
         return None
 
     def _initial_state(self, value, what: str, batch_axis: int, problems: list[str]):
         """A recurrent node's initial_h / initial_c -> (D, H) state every sequence starts from, or None (zeros)."""
-        if value is None or isinstance(value, (Zeros, Failed)):
+        if value is None or isinstance(value, Failed):
             return None
         if isinstance(value, Extra):
             value.used_as.add(what)
             problems.append(f"{what} is the graph input {value.name!r}: a state given at run time; rnnedge starts "
                             f"every sequence from zeros or from a constant initial state (make it an initializer)")
             return None
-        if not isinstance(value, (Const, Broadcast)):
+        if not isinstance(value, (Const, Sampled)):
             problems.append(f"{what} {describe_runtime(value)}; rnnedge's initial state must be a constant")
             return None
-        v = value.value.astype(np.float32)
-        if not v.any():
+        # a state built from the run-time batch size (zeros, or a learned h0 expanded over the batch) is one state
+        # if every batch row at every sample size is the same row
+        found = [self._state_row(v.astype(np.float32), what, batch_axis, problems)
+                 for v in (value.samples if isinstance(value, Sampled) else [value.value])]
+        if any(row is None for row in found):
             return None
-        if isinstance(value, Broadcast):  # expanded over a run-time shape: its batch axis must have size 1
-            v = v.reshape((1,) * (3 - v.ndim) + v.shape) if v.ndim < 3 else v
-            if v.ndim != 3 or v.shape[batch_axis] != 1:
-                problems.append(f"{what} is a constant of shape {value.value.shape} expanded at run time; rnnedge "
-                                f"takes one state for every batch row (batch axis of size 1)")
-                return None
+        if any(not np.array_equal(row, found[0]) for row in found[1:]):
+            problems.append(f"{what} is computed from the run-time sizes and changes with them; rnnedge starts every "
+                            f"sequence from one state")
+            return None
+        return found[0] if found[0].any() else None
+
+    @staticmethod
+    def _state_row(v: np.ndarray, what: str, batch_axis: int, problems: list[str]):
+        """The (D, H) state every batch row of one initial_h / initial_c value holds, or None (a problem)."""
         if v.ndim != 3:
             problems.append(f"{what} has shape {v.shape}; ONNX takes (directions, batch, hidden) (layout=1: "
                             f"(batch, directions, hidden))")
