@@ -461,7 +461,8 @@ def _write_vectors_header(vectors_path, meta: dict, v: dict[str, np.ndarray], ou
 # -- f32 and int8w --------------------------------------------------------------------------------------------
 
 FLOAT_PRECISIONS = ("f32", "int8w")
-ACT_MACRO = {"none": "RNNEDGE_ACT_NONE", "softmax": "RNNEDGE_ACT_SOFTMAX", "sigmoid": "RNNEDGE_ACT_SIGMOID"}
+ACT_MACRO = {"none": "RNNEDGE_ACT_NONE", "softmax": "RNNEDGE_ACT_SOFTMAX", "sigmoid": "RNNEDGE_ACT_SIGMOID",
+             "log_softmax": "RNNEDGE_ACT_LOG_SOFTMAX"}
 FLOAT_EXT_MACRO = {layout.F_RESET_BEFORE: "RNNEDGE_EXT_RESET_BEFORE", layout.F_INPUT_FORGET: "RNNEDGE_EXT_INPUT_FORGET",
                    layout.F_PEEPHOLES: "RNNEDGE_EXT_PEEPHOLES", layout.F_CLIP: "RNNEDGE_EXT_CLIP",
                    layout.F_ACTIVATIONS: "RNNEDGE_EXT_ACTIVATIONS", layout.F_INIT: "RNNEDGE_EXT_INIT"}

@@ -197,7 +197,14 @@ class _Graph:
         return names
 
     def head(self, h: str) -> str:
-        """(..., width) -> (..., out): MatMul + Add, then the spec's activation, into `y`."""
+        """(..., width) -> (..., out): each hidden dense layer (MatMul + Add, its activation), then the final
+        MatMul + Add and the spec's activation, into `y`."""
+        for k, dense in enumerate(specs.head_hidden(self.spec)):
+            weight_t = self.const(f"head.hidden.{k}.weight_t", self.tensors[f"head.hidden.{k}.weight"].T)
+            bias = self.const(f"head.hidden.{k}.bias", self.tensors[f"head.hidden.{k}.bias"])
+            product = self.node("MatMul", [h, weight_t], [f"head_hidden_{k}_matmul"])[0]
+            h = self.hidden_activation(k, dense["activation"], self.node("Add", [product, bias],
+                                                                        [f"head_hidden_{k}_pre"])[0])
         weight_t = self.const("head.weight_t", self.tensors["head.weight"].T)
         bias = self.const("head.bias", self.tensors["head.bias"])
         product = self.node("MatMul", [h, weight_t], ["head_matmul"])[0]
@@ -207,7 +214,32 @@ class _Graph:
         logits = self.node("Add", [product, bias], ["logits"])[0]
         if activation == "softmax":
             return self.node("Softmax", [logits], ["y"], axis=-1)[0]
+        if activation == "log_softmax":
+            return self.node("LogSoftmax", [logits], ["y"], axis=-1)[0]
         return self.node("Sigmoid", [logits], ["y"])[0]
+
+    def hidden_activation(self, k: int, name: str, v: str) -> str:
+        """A hidden head layer's activation (spec.HIDDEN_ACTIVATIONS) of v. Opset 17 has no Gelu: gelu is
+        x/2 (1 + erf(x / sqrt 2)), gelu_tanh x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as PyTorch defines them."""
+        out = f"head_hidden_{k}"
+        if name == "none":
+            return v
+        if name in ("relu", "tanh", "sigmoid"):
+            return self.node({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[name], [v], [out])[0]
+        half_x = self.node("Mul", [v, self.const(f"head.hidden.{k}.half", np.float32(0.5))], [f"{out}_half"])[0]
+        if name == "gelu":
+            scaled = self.node("Mul", [v, self.const(f"head.hidden.{k}.rsqrt2", np.float32(0.5**0.5))],
+                               [f"{out}_scaled"])[0]
+            curve = self.node("Erf", [scaled], [f"{out}_erf"])[0]
+        else:
+            cube = self.node("Mul", [self.node("Mul", [v, v], [f"{out}_x2"])[0], v], [f"{out}_x3"])[0]
+            inner = self.node("Add", [v, self.node("Mul", [cube, self.const(f"head.hidden.{k}.c", np.float32(0.044715))],
+                                                   [f"{out}_cx3"])[0]], [f"{out}_inner"])[0]
+            scaled = self.node("Mul", [inner, self.const(f"head.hidden.{k}.sqrt2_pi",
+                                                         np.float32((2 / np.pi) ** 0.5))], [f"{out}_scaled"])[0]
+            curve = self.node("Tanh", [scaled], [f"{out}_tanh"])[0]
+        one_plus = self.node("Add", [curve, self.const(f"head.hidden.{k}.one", np.float32(1.0))], [f"{out}_1p"])[0]
+        return self.node("Mul", [half_x, one_plus], [out])[0]
 
     def model(self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
               props: dict[str, str] | None = None):

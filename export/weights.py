@@ -2,7 +2,8 @@
 
 Canonical names (runtime.spec.tensor_shapes): embedding.weight; layers.{l}.{fwd|bwd}.{w_ih,w_hh,b_ih,b_hh}
 in PyTorch's own gate order (lstm i f g o, gru r z n), and for a layer with ONNX extensions p (peepholes,
-[p_i; p_f; p_o]), h0 and c0 (initial state); head.weight, head.bias. Reordering gates for ONNX happens in
+[p_i; p_f; p_o]), h0 and c0 (initial state); head.hidden.{k}.weight, head.hidden.{k}.bias for each hidden head
+layer (a RecurrentModel's own keys, train/model.py Head); head.weight, head.bias. Reordering gates for ONNX happens in
 export/onnx_graphs.py, nowhere else.
 """
 

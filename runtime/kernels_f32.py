@@ -29,6 +29,7 @@ from numba.extending import intrinsic
 
 from runtime.jit import fast_inline, fast_kernel, kernel
 from runtime.layout import (
+    ACT_LOG_SOFTMAX,
     ACT_SIGMOID,
     ACT_SOFTMAX,
     CELL_GRU,
@@ -263,7 +264,7 @@ def normalise_f32(out, x, mean, std):
 
 @kernel
 def head_f32(y, h, w, b, activation):
-    """y (O,) = act(w (O, Hin) @ h (Hin,) + b (O,)), act = none, softmax or sigmoid."""
+    """y (O,) = act(w (O, Hin) @ h (Hin,) + b (O,)), act = none, softmax, log_softmax or sigmoid."""
     y[:] = b
     gemv_acc_f32(y, w, h)
     activate_head_f32(y, activation)
@@ -271,7 +272,8 @@ def head_f32(y, h, w, b, activation):
 
 @kernel
 def activate_head_f32(y, activation):
-    """y (O,) in place: act(y), act = none, softmax or sigmoid; shared by every precision."""
+    """y (O,) in place: act(y), act = none, softmax, log_softmax or sigmoid; shared by every precision.
+    log_softmax is (y - max) - log(sum e^(y - max)): the sum is >= 1, so its log never sees an underflow."""
     if activation == ACT_SOFTMAX:
         top = y.max()
         total = np.float32(0.0)
@@ -280,6 +282,14 @@ def activate_head_f32(y, activation):
             total += y[o]
         for o in range(y.shape[0]):
             y[o] /= total
+    elif activation == ACT_LOG_SOFTMAX:
+        top = y.max()
+        total = np.float32(0.0)
+        for o in range(y.shape[0]):
+            total += np.exp(y[o] - top)
+        log_total = np.log(total)
+        for o in range(y.shape[0]):
+            y[o] = (y[o] - top) - log_total
     elif activation == ACT_SIGMOID:
         for o in range(y.shape[0]):
             y[o] = _ONE / (_ONE + np.exp(-y[o]))

@@ -28,8 +28,8 @@ from runtime import spec as specs
 CELL_RNN_TANH, CELL_RNN_RELU, CELL_LSTM, CELL_GRU = 0, 1, 2, 3
 CELL_CODE = {"rnn_tanh": CELL_RNN_TANH, "rnn_relu": CELL_RNN_RELU, "lstm": CELL_LSTM, "gru": CELL_GRU}
 INPUT_DENSE, INPUT_TOKENS = 0, 1
-ACT_NONE, ACT_SOFTMAX, ACT_SIGMOID = 0, 1, 2
-ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID}
+ACT_NONE, ACT_SOFTMAX, ACT_SIGMOID, ACT_LOG_SOFTMAX = 0, 1, 2, 3
+ACT_CODE = {"none": ACT_NONE, "softmax": ACT_SOFTMAX, "sigmoid": ACT_SIGMOID, "log_softmax": ACT_LOG_SOFTMAX}
 
 # `layers` table: one row per layer and direction (row 2*l is forward, 2*l + 1 backward)
 # (L_OFF_SIH, L_OFF_SHH: the per-row scales of w_ih and w_hh, int8w; int8: L_OFF_SIH is the (4, G)
@@ -116,6 +116,9 @@ def check_int32_sums(name: str, w: np.ndarray, bias: np.ndarray | None) -> None:
 def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") -> Layout:
     if precision not in specs.PRECISIONS:
         raise ValueError(f"precision {precision!r} is not supported (supported: {', '.join(specs.PRECISIONS)})")
+    problems = specs.unsupported(spec, precision)  # rather than running a plainer model than the spec says
+    if problems:
+        raise ValueError(f"{precision} cannot run this model: " + "; ".join(problems))
     if precision == "int8":
         return _build_int8(spec, tensors)
     quantized = precision == "int8w"
@@ -258,12 +261,9 @@ def lstm_cell(layer: dict) -> bool:
 
 def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
     """The int8 layout (module docstring): three blobs by dtype, the same tables as f32. Refuses a spec the
-    int8 kernels cannot run (spec.unsupported), rather than running PyTorch's plain cell for it. An lstm's
+    int8 kernels cannot run (spec.unsupported, checked by build). An lstm's
     peepholes sit in `iblob` at L_OFF_P as int32: [p (3H) | M (3) | S (3)], the file's p, p_requant, p_shift
     (kernels_int8); any int16 p times any int16 c fits int32, so they need no bound check."""
-    problems = specs.unsupported(spec, "int8")
-    if problems:
-        raise ValueError("int8 cannot run this model: " + "; ".join(problems))
     blobs = {np.float32: [], np.int8: [], np.int32: []}
     sizes = {np.float32: 0, np.int8: 0, np.int32: 0}
 

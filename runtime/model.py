@@ -388,8 +388,8 @@ class Sampler:
 
     Everything is preallocated here: the batch-1 stream (its own output buffer is the distribution), float64
     scores and cumulative sums of vocab entries, a mask, the one-token input and the uniform draw. Per token:
-    scores = log(y) / temperature (the head's softmax probabilities; for a head without activation, y itself
-    is the logits), the scores below the k-th largest set to -inf (top-k: an in-place partition of a copy),
+    scores = log(y) / temperature (the head's softmax probabilities; for a log_softmax head or one without
+    activation, y itself: log-probabilities or logits, equal up to a constant), the scores below the k-th largest set to -inf (top-k: an in-place partition of a copy),
     exp(scores - max), their cumulative sum, and the token is the first whose cumulative sum exceeds u times
     the total, u uniform in [0, 1) from a numpy Generator(PCG64(seed)): one draw per token. No array is
     allocated per token. A Sampler holds one stream: use one per thread.
@@ -401,7 +401,8 @@ class Sampler:
         head = model.spec["head"]
         if head["on"] != "every_step" or head["out"] != model.vocab or head["activation"] == "sigmoid":
             raise ValueError("generation needs a head that predicts the next token on every step: head on "
-                             f"every_step with out = vocab = {model.vocab} and a softmax (or no) activation; this "
+                             f"every_step with out = vocab = {model.vocab} and a softmax, log_softmax (or no) "
+                             "activation; this "
                              f"model's head is on {head['on']} with out {head['out']} and {head['activation']}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
                 or not np.isfinite(temperature) or temperature <= 0:

@@ -10,7 +10,8 @@ imports nothing but the standard library, so the device can read it.
                (optional "chars": a string of `vocab` distinct characters, token id i being chars[i]:
                 what a character model needs to turn text into ids and back without its training code)
      "layers": [{"cell": "lstm", "hidden": 128, "bidirectional": false}, ...],
-     "head":   {"out": 12, "on": "every_step", "activation": "softmax"},
+     "head":   {"out": 12, "on": "every_step", "activation": "softmax",
+               "hidden": [{"units": 32, "activation": "relu"}, ...]},   (optional, see below)
      "task":   "classify",
      "dropout": 0.0}
 
@@ -38,6 +39,15 @@ the normalised spec omits a key at its default, so a spec has one canonical form
 A spec using any of them is version 2 (validate sets it), so an rnnedge that reads version 1 only refuses it
 rather than silently running PyTorch's cell. `unsupported(spec, precision)` names what a precision cannot run.
 
+The head: `activation` is applied to the final linear layer's output: "softmax", "log_softmax" (log of the
+softmax over the last axis, what nn.LogSoftmax(dim=-1) gives), "sigmoid" or "none". The optional "hidden" list
+holds dense layers applied before that final layer, in order; layer k computes act_k(W_k v + b_k) with
+tensors head.hidden.{k}.weight (U_k, in_k) and head.hidden.{k}.bias (U_k,), and the final layer head.weight
+(O, U_last), head.bias (O,). Hidden activations: HIDDEN_ACTIVATIONS ("gelu" is the exact erf form,
+nn.GELU(); "gelu_tanh" nn.GELU(approximate="tanh"); "none" nothing between two linear layers). An empty list
+is today's single linear head and the normalised spec omits it. A spec with a non-empty "hidden" or a
+"log_softmax" activation is version 3 (HEAD_VERSION), whatever its layers.
+
 `dropout` is applied between stacked layers in training only. A `last_step` head reads each
 direction's final state: the forward direction's output at the last true step and, for a
 bidirectional last layer, the backward direction's output at step 0 (what it has seen of the whole
@@ -51,12 +61,15 @@ import json
 
 SPEC_VERSION = 1  # what a spec of PyTorch's cells is written as
 EXTENDED_VERSION = 2  # a spec with an ONNX layer extension (module docstring)
-VERSIONS = (SPEC_VERSION, EXTENDED_VERSION)
+HEAD_VERSION = 3  # a spec with a head stack or a log_softmax head, with or without layer extensions
+VERSIONS = (SPEC_VERSION, EXTENDED_VERSION, HEAD_VERSION)
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # rows of W_ih per hidden unit
 HEAD_ON = ("every_step", "last_step")
-ACTIVATIONS = ("softmax", "sigmoid", "none")
+ACTIVATIONS = ("softmax", "log_softmax", "sigmoid", "none")  # the head's output activation
+HIDDEN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "gelu_tanh", "none")  # between a head's dense layers
+_HEAD_KEYS = {"out", "on", "activation", "hidden"}
 TASKS = ("classify", "tag", "forecast", "generate")
 
 # ONNX's activation functions for RNN/LSTM/GRU (operator spec), each with the defaults of its alpha and beta
@@ -133,15 +146,10 @@ def validate(spec: dict) -> dict:
         _validate_extensions(layer, f"layers[{i}]")
 
     head = spec.get("head")
-    _require(isinstance(head, dict), "spec['head'] is missing")
-    _positive_int(head.get("out"), "head.out")
-    _require(head.get("on") in HEAD_ON, f"head.on must be one of {HEAD_ON}, got {head.get('on')!r}")
-    head.setdefault("activation", "none")
-    _require(head["activation"] in ACTIVATIONS,
-             f"head.activation must be one of {ACTIVATIONS}, got {head['activation']!r}")
-
+    _validate_head(head)
     extended = any(key in layer for layer in layers for key in EXTENSIONS)
-    spec["version"] = EXTENDED_VERSION if extended else SPEC_VERSION
+    spec["version"] = (HEAD_VERSION if head.get("hidden") or head["activation"] == "log_softmax"
+                       else EXTENDED_VERSION if extended else SPEC_VERSION)
 
     spec.setdefault("task", "classify")
     _require(spec["task"] in TASKS, f"task must be one of {TASKS}, got {spec['task']!r}")
@@ -149,6 +157,30 @@ def validate(spec: dict) -> dict:
     _require(isinstance(spec["dropout"], (int, float)) and 0.0 <= spec["dropout"] < 1.0,
              "dropout must be in [0, 1)")
     return spec
+
+
+def _validate_head(head) -> None:
+    """Check spec['head'] (module docstring), fill its default activation and drop an empty "hidden", in place."""
+    _require(isinstance(head, dict), "spec['head'] is missing")
+    unknown = sorted(set(head) - _HEAD_KEYS)
+    _require(not unknown, f"head has unknown keys {unknown}; a head's keys are {sorted(_HEAD_KEYS)}")
+    _positive_int(head.get("out"), "head.out")
+    _require(head.get("on") in HEAD_ON, f"head.on must be one of {HEAD_ON}, got {head.get('on')!r}")
+    head.setdefault("activation", "none")
+    _require(head["activation"] in ACTIVATIONS,
+             f"head.activation {head['activation']!r} is not supported; supported: {', '.join(ACTIVATIONS)}")
+    hidden = head.get("hidden", [])
+    _require(isinstance(hidden, list), f"head.hidden must be a list of dense layers, got {hidden!r}")
+    for k, dense in enumerate(hidden):
+        where = f"head.hidden[{k}]"
+        _require(isinstance(dense, dict) and set(dense) == {"units", "activation"},
+                 f"{where} must be {{'units': U, 'activation': name}} (exactly these keys), got {dense!r}")
+        _positive_int(dense["units"], f"{where}.units")
+        _require(dense["activation"] in HIDDEN_ACTIVATIONS,
+                 f"{where}.activation {dense['activation']!r} is not supported; supported: "
+                 f"{', '.join(HIDDEN_ACTIVATIONS)}")
+    if not hidden:
+        head.pop("hidden", None)
 
 
 def _validate_extensions(layer: dict, where: str) -> None:
@@ -220,7 +252,7 @@ def unsupported(spec: dict, precision: str) -> list[str]:
 
     f32 and int8w run every extension; int8 runs reverse, linear_before_reset, input_forget, peepholes, clip
     and initial_state, not activation functions other than the cell's own (its gates are Q0.15 sigmoid/tanh
-    tables).
+    tables). The head: HEAD_ACTIVATIONS_RUN and HIDDEN_ACTIVATIONS_RUN say what each precision computes.
     """
     if precision not in PRECISIONS:
         raise SpecError(f"precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
@@ -231,6 +263,13 @@ def unsupported(spec: dict, precision: str) -> list[str]:
                 names = [a["fn"] for a in layer["activations"]]
                 problems.append(f"layers[{i}]: activations {names} (int8 computes only the cell's own "
                                 "sigmoid/tanh/relu)")
+    head = spec["head"]
+    if head["activation"] not in HEAD_ACTIVATIONS_RUN[precision]:
+        problems.append(f"head.activation {head['activation']} (not yet in the {precision} kernels)")
+    for k, dense in enumerate(head_hidden(spec)):
+        if dense["activation"] not in HIDDEN_ACTIVATIONS_RUN[precision]:
+            problems.append(f"head.hidden[{k}]: a dense layer with activation {dense['activation']} (not yet in "
+                            f"the {precision} kernels)")
     return problems
 
 
@@ -258,6 +297,17 @@ def output_width(spec: dict) -> int:
     return last["hidden"] * directions(last)
 
 
+def head_hidden(spec: dict) -> list[dict]:
+    """The head's dense layers before its final linear layer ([] for a single linear head)."""
+    return spec["head"].get("hidden", [])
+
+
+def head_input_sizes(spec: dict) -> list[int]:
+    """Input width of each of the head's dense layers, the final one last: the recurrent output, then the units
+    of each hidden layer."""
+    return [output_width(spec)] + [dense["units"] for dense in head_hidden(spec)]
+
+
 def can_stream(spec: dict) -> bool:
     """One step at a time needs every layer to run forward only (not bidirectional, not reverse)."""
     return not any(layer["bidirectional"] or layer.get("reverse", False) for layer in spec["layers"])
@@ -267,6 +317,8 @@ def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
     """Name and shape of every tensor an artifact of this spec holds, in PyTorch's gate order.
 
     Dense-input normalisation (mean, std) lives in the spec itself, not in a tensor.
+    The head: head.hidden.{k}.weight (U_k, in_k), head.hidden.{k}.bias (U_k,) per hidden layer, then
+    head.weight (O, U_last or the recurrent output width), head.bias (O,).
 
     Per layer l and direction d (fwd, bwd): w_ih (G*H, I), w_hh (G*H, H), b_ih (G*H,), b_hh (G*H,),
     where G is the number of gates of the cell (lstm 4: i f g o; gru 3: r z n; rnn 1); with "peepholes"
@@ -284,7 +336,11 @@ def tensor_shapes(spec: dict) -> dict[str, tuple[int, ...]]:
             shapes[f"layers.{l}.{d}.b_ih"] = (rows,)
             shapes[f"layers.{l}.{d}.b_hh"] = (rows,)
             shapes.update(_extra_shapes(layer, f"layers.{l}.{d}"))
-    shapes["head.weight"] = (spec["head"]["out"], output_width(spec))
+    widths = head_input_sizes(spec)
+    for k, dense in enumerate(head_hidden(spec)):
+        shapes[f"head.hidden.{k}.weight"] = (dense["units"], widths[k])
+        shapes[f"head.hidden.{k}.bias"] = (dense["units"],)
+    shapes["head.weight"] = (spec["head"]["out"], widths[-1])
     shapes["head.bias"] = (spec["head"]["out"],)
     return shapes
 
@@ -303,16 +359,20 @@ def _extra_shapes(layer: dict, prefix: str) -> dict[str, tuple[int, ...]]:
 
 
 PRECISIONS = ("f32", "int8w", "int8")  # precisions whose weight files this rnnedge reads and writes
+# per precision, the head activations and the hidden head layers' activations its kernels compute
+HEAD_ACTIVATIONS_RUN = {precision: ACTIVATIONS for precision in PRECISIONS}
+HIDDEN_ACTIVATIONS_RUN = {precision: () for precision in PRECISIONS}
 
 
 def quantized_matrices(spec: dict) -> list[str]:
     """Names of the matrices an int8w file stores as int8, one float32 scale per row beside each.
 
     Every weight matrix: the embedding table (a scale per token row), each layer-direction's w_ih and w_hh
-    (a scale per gate row, i.e. per output row) and the head weight (a scale per output). Biases stay float32.
+    (a scale per gate row, i.e. per output row), each hidden head layer's weight and the head weight (a scale
+    per output). Biases stay float32.
     """
     return [name for name in tensor_shapes(spec)
-            if name == "embedding.weight" or name == "head.weight" or name.endswith((".w_ih", ".w_hh"))]
+            if name == "embedding.weight" or name.endswith((".weight", ".w_ih", ".w_hh"))]
 
 
 def artifact_tensors(spec: dict, precision: str) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -30,12 +30,14 @@ CALIBRATION_SEED = 99  # int8 test artifacts calibrate on other random streams t
 
 
 def make_spec(cell="lstm", layers=1, bidirectional=False, kind="dense", on="every_step",
-              activation="softmax", hidden=12, features=5, vocab=40, embed_dim=7, out=4) -> dict:
+              activation="softmax", hidden=12, features=5, vocab=40, embed_dim=7, out=4, head_hidden=()) -> dict:
+    """head_hidden: the head's hidden dense layers as (units, activation) pairs."""
     inp = ({"kind": "dense", "features": features, "mean": [0.5] * features, "std": [2.0] * features}
            if kind == "dense" else {"kind": "tokens", "vocab": vocab, "embed_dim": embed_dim, "padding_idx": 0})
     return {"version": 1, "input": inp,
             "layers": [{"cell": cell, "hidden": hidden, "bidirectional": bidirectional}] * layers,
-            "head": {"out": out, "on": on, "activation": activation}, "task": "classify"}
+            "head": {"out": out, "on": on, "activation": activation,
+                     "hidden": [{"units": u, "activation": a} for u, a in head_hidden]}, "task": "classify"}
 
 
 def make_model(spec: dict, seed: int = 0) -> RecurrentModel:

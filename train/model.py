@@ -1,8 +1,8 @@
 """The PyTorch model built from a spec: the ground truth every artifact is checked against.
 
 `RecurrentModel(spec)` stacks one torch RNN/LSTM/GRU module per spec layer (each uni- or
-bidirectional), with the dense-input normalisation or the token embedding in front and a linear head
-behind. `forward` runs whole (padded) sequences with their true lengths; `step` is the readable float
+bidirectional), with the dense-input normalisation or the token embedding in front and a head behind: a
+`Head`, the spec's hidden dense layers (if any) then the final linear layer. `forward` runs whole (padded) sequences with their true lengths; `step` is the readable float
 golden step: the cell equations written out, one time step, for streaming (forward-only) models.
 
 A layer with ONNX extensions (runtime/spec.py's module docstring: reverse, linear_before_reset false,
@@ -172,8 +172,38 @@ def _build_layer(layer: dict, n_in: int) -> nn.Module:
     return _TORCH_CELL[layer["cell"]](n_in, layer["hidden"], layer["bidirectional"])
 
 
+# A hidden head layer's activation (spec.HIDDEN_ACTIVATIONS)
+HIDDEN_FUNCTIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda v: F.gelu(v, approximate="tanh"),
+    "none": lambda v: v,
+}
+
+
+class Head(nn.Linear):
+    """The head up to its logits: the spec's hidden dense layers, each act_k(W_k v + b_k), then the final linear
+    layer. It is the final nn.Linear itself, so its state_dict keys are the canonical tensor names:
+    head.weight (O, U_last), head.bias (O,) as a single linear head's (old checkpoints load), and
+    head.hidden.{k}.weight (U_k, in_k), head.hidden.{k}.bias (U_k,)."""
+
+    def __init__(self, spec: dict):
+        widths = specs.head_input_sizes(spec)
+        super().__init__(widths[-1], spec["head"]["out"])
+        dense = specs.head_hidden(spec)
+        self.hidden = nn.ModuleList(nn.Linear(n_in, d["units"]) for d, n_in in zip(dense, widths))
+        self.functions = [HIDDEN_FUNCTIONS[d["activation"]] for d in dense]
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        for dense, fn in zip(self.hidden, self.functions):
+            v = fn(dense(v))
+        return super().forward(v)
+
+
 class RecurrentModel(nn.Module):
-    """Embedding or normalisation -> stacked recurrent layers -> linear head, from a spec."""
+    """Embedding or normalisation -> stacked recurrent layers -> head (dense layers, linear), from a spec."""
 
     def __init__(self, spec: dict):
         super().__init__()
@@ -190,7 +220,7 @@ class RecurrentModel(nn.Module):
             for layer, n_in in zip(self.spec["layers"], specs.layer_input_sizes(self.spec))
         )
         self.dropout = nn.Dropout(self.spec["dropout"])
-        self.head = nn.Linear(specs.output_width(self.spec), self.spec["head"]["out"])
+        self.head = Head(self.spec)
 
     # -- whole sequences -------------------------------------------------------------------
     def set_normalisation(self, mean, std) -> None:
@@ -247,6 +277,8 @@ class RecurrentModel(nn.Module):
         act = self.spec["head"]["activation"]
         if act == "softmax":
             return torch.softmax(logits, dim=-1)
+        if act == "log_softmax":
+            return torch.log_softmax(logits, dim=-1)
         if act == "sigmoid":
             return torch.sigmoid(logits)
         return logits

@@ -199,7 +199,9 @@ int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8
  * @param[in,out] s      the stream's state (read and updated) and scratch
  * @param[in]     x_q    model->n_in quantised inputs, clamp(rint(((x - mean) / std) / s_x), -32767, 32767)
  *                       (rnnedge_quantize_input_f32 computes them on an FPU target)
- * @param[out]    logits model->out int32 head accumulators b + W h; dequantise as logits[o] * head_scale[o]
+ * @param[out]    logits model->out int32 head accumulators b + W h; dequantise as logits[o] * head_scale[o],
+ *                       then apply the head's activation where floats are at hand (softmax, log_softmax or
+ *                       sigmoid: the int8 step itself returns the integer logits for every activation)
  * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND or RNNEDGE_ERR_UNSUPPORTED (a bidirectional
  *         layer, or flags outside RNNEDGE_EXT_INT8, or any flags with RNNEDGE_EXTENSIONS 0; nothing written on an
  *         error)
@@ -318,6 +320,7 @@ extern const uint16_t rnnedge_sigmoid_table_q16[256];
 #define RNNEDGE_ACT_NONE 0
 #define RNNEDGE_ACT_SOFTMAX 1
 #define RNNEDGE_ACT_SIGMOID 2
+#define RNNEDGE_ACT_LOG_SOFTMAX 3 /**< log of the softmax: (y - max) - log(sum e^(y - max)) */
 /**@}*/
 
 /** @name ONNX activation function codes (runtime/layout.py FN_*; runtime/spec.py ACTIVATION_FNS) */
@@ -499,7 +502,8 @@ void rnnedge_normalise_f32(const float *x, const float *mean, const float *std, 
 
 /**
  * A head activation in place (runtime.kernels_f32.activate_head_f32): softmax (minus the maximum first),
- * sigmoid, or none; e^x is rnnedge_exp_f32 (the runtime calls numpy's exp here: ~1e-7 apart).
+ * log_softmax, sigmoid, or none; e^x is rnnedge_exp_f32 and log the library's own (the runtime calls numpy's exp
+ * and log here: ~1e-7 apart).
  * @param[in,out] y          out values
  * @param[in]     out        number of outputs
  * @param[in]     activation RNNEDGE_ACT_*; an unknown code leaves y as it is

@@ -72,9 +72,9 @@ float rnnedge_tanh_f32(float a)
     return 2.0f / (1.0f + rnnedge_exp_f32(-2.0f * a)) - 1.0f;
 }
 
-#if RNNEDGE_EXTENSIONS
-/* log(u) for a normal u >= 1: u = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m - 1) / (m + 1),
- * |s| <= 0.1716, by its odd series to s^9 (truncation below 1e-9 relative), e ln2 in two parts as exp does. */
+/* log(u) for a normal u >= 1 (a log_softmax head's sum; softplus): u = m 2^e with m in [sqrt(1/2), sqrt(2)),
+ * log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its odd series to s^9 (truncation below 1e-9
+ * relative), e ln2 in two parts as exp does. */
 #define SQRT2 0x1.6a09e6p+0f /* float32(sqrt(2)) */
 #define L3 0x1.555556p-1f    /* float32(2/3) */
 #define L5 0x1.99999ap-2f    /* float32(2/5) */
@@ -103,6 +103,7 @@ static float log_f32(float u)
     return ef * LN2_HI + (ef * LN2_LO + s * (2.0f + s2 * (L3 + s2 * (L5 + s2 * (L7 + s2 * L9)))));
 }
 
+#if RNNEDGE_EXTENSIONS
 /* log(1 + y) for y >= 0 (softplus: y = e^a): log(u) (y / (u - 1)), u = 1 + y, which cancels u's rounding error;
  * y itself when 1 + y rounds to 1. A few ulps from the exact value, no libm. */
 static float log1p_f32(float y)
@@ -492,6 +493,20 @@ void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation)
         }
         for (o = 0; o < out; ++o) {
             y[o] /= total;
+        }
+    } else if (activation == RNNEDGE_ACT_LOG_SOFTMAX) { /* (y - max) - log(sum e^(y - max)); the sum is >= 1 */
+        float top = y[0];
+        float total = 0.0f;
+        float log_total;
+        for (o = 1; o < out; ++o) {
+            top = y[o] > top ? y[o] : top;
+        }
+        for (o = 0; o < out; ++o) {
+            total += rnnedge_exp_f32(y[o] - top);
+        }
+        log_total = log_f32(total);
+        for (o = 0; o < out; ++o) {
+            y[o] = (y[o] - top) - log_total;
         }
     } else if (activation == RNNEDGE_ACT_SIGMOID) {
         for (o = 0; o < out; ++o) {
