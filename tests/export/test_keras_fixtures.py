@@ -1,0 +1,107 @@
+"""Keras models as tf2onnx converts them (committed fixtures, tests/export/fixtures/keras, issue 12): ONNX Runtime
+still gives the recorded outputs, and map_onnx either converts each graph (proved against ONNX Runtime, and the
+converted f32 model reproduces the recorded outputs) or refuses it naming exactly the nodes listed below."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export.from_module import MappingError, ProofError
+from export.from_onnx import load_onnx, map_onnx
+from runtime.model import Model
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
+SHAPES = 2  # each .npz holds x_i, ort_i, keras_i for i < SHAPES
+RECORDED_TOLERANCE = 1e-6  # ORT now vs ORT when the fixtures were made (same graph, same inputs)
+KERAS_TOLERANCE = 1e-5  # what make_fixtures.py demanded of tf2onnx
+CONVERTED_TOLERANCE = 1e-5  # the mapper's proof tolerance
+
+_ZERO_STATE = "the zero initial state Expand(0.0, Concat(Shape(x)[0:1], [H])) -> Unsqueeze is not folded"
+_LOOP = ("tf2onnx writes this layer as a TF while-loop (Loop over a body of one cell step, cond Less(0.0, T) "
+         "from shapes), not as an RNN / GRU node")
+
+# fixture -> (the op types the refusal names, node by node, sorted; why). When the mapper learns one of these,
+# its test fails: move the fixture out of this dict (or update what it still refuses).
+EXPECTED_REFUSALS = {
+    "lstm_last_softmax": (["LSTM"], _ZERO_STATE),
+    "lstm_fixed_length_softmax": (["LSTM"], _ZERO_STATE),
+    "lstm_stacked_last_linear": (["LSTM"], _ZERO_STATE),
+    "lstm_seq_dense_sigmoid": (["LSTM"], _ZERO_STATE + "; behind it, Dense on 3-D: Reshape(-1, H) -> MatMul -> "
+                               "Reshape to a run-time (B, T, O)"),
+    "embedding_lstm_tokens_softmax": (["LSTM"], _ZERO_STATE),
+    "gru_reset_after_last_sigmoid": (["GRU"], _ZERO_STATE),
+    "gru_stacked_seq_timedistributed_softmax": (["GRU"], _ZERO_STATE + "; behind it, TimeDistributed(Dense): "
+                                                "Reshape(-1, H) -> head -> Reshape to a run-time (B, T, O)"),
+    "bilstm_concat_last_softmax": (["LSTM"], _ZERO_STATE + " (Concat of two per direction)"),
+    "bigru_concat_seq_timedistributed_softmax": (["GRU"], _ZERO_STATE + "; behind it, TimeDistributed(Dense)"),
+    "gru_reset_before_last_softmax": (["Less", "Loop"], "GRU(reset_after=False): " + _LOOP),
+    "simple_rnn_last_softmax": (["Less", "Loop"], "SimpleRNN: " + _LOOP),
+    "simple_rnn_seq_timedistributed_linear": (["Less", "Loop"], "SimpleRNN: " + _LOOP),
+    "bisimple_rnn_sum_last_linear": (["Less", "Loop", "Loop", "ReverseSequence"],
+                                     "SimpleRNN: " + _LOOP + "; the backward one reads ReverseSequence(x, T)"),
+}
+
+
+def recorded(name: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"{name}.npz", allow_pickle=False) as data:
+        return dict(data)
+
+
+def refused_nodes(message: str) -> list[tuple[str, str]]:
+    """(node name, op type) of every node a MappingError names."""
+    return re.findall(r"^\s*node '(.+)' \((\w+)\):", message, flags=re.MULTILINE)
+
+
+def test_the_fixture_folder_holds_every_listed_fixture_with_its_outputs():
+    assert len(NAMES) >= 13
+    assert set(EXPECTED_REFUSALS) <= set(NAMES), set(EXPECTED_REFUSALS) - set(NAMES)
+    for name in NAMES:
+        assert (FIXTURES / f"{name}.npz").is_file(), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_onnx_runtime_reproduces_the_recorded_outputs_of_the_keras_fixture(name):
+    data = recorded(name)
+    session = ort.InferenceSession(str(FIXTURES / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    for i in range(SHAPES):
+        (got,) = session.run(None, {graph_input.name: data[f"x_{i}"]})
+        assert got.shape == data[f"ort_{i}"].shape
+        np.testing.assert_allclose(got, data[f"ort_{i}"], rtol=0, atol=RECORDED_TOLERANCE, err_msg=f"{name} x_{i}")
+        np.testing.assert_allclose(data[f"keras_{i}"], data[f"ort_{i}"], rtol=0, atol=KERAS_TOLERANCE,
+                                   err_msg=f"{name}: tf2onnx was not faithful to Keras on x_{i}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_keras_fixture_converts_or_is_refused_naming_its_nodes_and_ops(name):
+    model = load_onnx(FIXTURES / f"{name}.onnx")
+    if name in EXPECTED_REFUSALS:
+        ops, reason = EXPECTED_REFUSALS[name]
+        with pytest.raises(MappingError) as refusal:
+            map_onnx(model)
+        message = str(refusal.value)
+        assert not isinstance(refusal.value, ProofError), f"{name}: mapped but wrong ({reason}): {message}"
+        named = refused_nodes(message)
+        assert sorted(op for _, op in named) == ops, f"{name} ({reason}):\n{message}"
+        graph_nodes = {node.name: node.op_type for node in model.graph.node}
+        for node_name, op in named:
+            assert graph_nodes.get(node_name) == op, f"{name}: the refusal names {node_name!r} ({op}) wrongly"
+        return
+    mapping = map_onnx(model)
+    assert mapping.max_abs_diff <= CONVERTED_TOLERANCE
+    data = recorded(name)
+    converted = Model(mapping.spec, "f32", mapping.tensors)
+    for i in range(SHAPES):
+        x = data[f"x_{i}"]
+        if mapping.input_time_major:
+            x = np.swapaxes(x, 0, 1)
+        got = converted.run(x.astype(np.int64) if x.dtype.kind == "i" else x)
+        if mapping.output_time_major:
+            got = np.swapaxes(got, 0, 1)
+        np.testing.assert_allclose(got, data[f"ort_{i}"], rtol=0, atol=CONVERTED_TOLERANCE, err_msg=f"{name} x_{i}")
