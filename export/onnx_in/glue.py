@@ -206,6 +206,11 @@ class GlueOps:
                     "y", "final") and sizes == [Monomial(len(x.pieces)), Monomial(x.hidden)]:
                 made += ["D", "F"]
                 fields["dirs"], fields["pieces"] = x.pieces, ()
+            elif labels in (["B", "T"], ["T", "B"]) and len(sizes) == 1:  # a per-row head over every step
+                made.append("*".join(labels))
+            elif len(labels) == 1 and "*" in labels[0] and sizes == [self.label_size(x, a) for a in
+                                                                     labels[0].split("*")]:
+                made += labels[0].split("*")
             else:
                 raise Refuse(f"Reshape of {_dims(source)} ({', '.join(LABELS.get(a, a) for a in x.axes)}) to "
                              f"{_dims(target)} mixes {' and '.join(LABELS.get(a, a) for a in labels)}; rnnedge "

@@ -207,6 +207,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
             if op not in _SUPPORTED_OPS:
                 return [self.fail(node, self._unsupported(op))] * len(node.output)
             return [joined(errors)] * len(node.output)
+        if op in ("Loop", "Scan"):
+            raise Refuse(self._unsupported(op))
         tensors = [a for a in args if isinstance(a, Tensor)]
         if not tensors:
             return fold(node, args)
@@ -223,9 +225,10 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
     @staticmethod
     def _unsupported(op: str) -> str:
         if op in ("Loop", "Scan"):
-            return (f"a {op} on the sequence runs a subgraph per time step; rnnedge maps the standard RNN / LSTM / "
-                    f"GRU operators: export the recurrence as one of them (recognising a {op} body as a cell step "
-                    f"is not implemented)")
+            return (f"a {op} runs its body once per time step (tf2onnx writes Keras SimpleRNN and GRU(reset_after="
+                    f"False) this way); rnnedge maps ONNX's RNN / LSTM / GRU operators: converting this node would "
+                    f"need its body recognised as one standard cell step (not implemented); export the layer as an "
+                    f"RNN / LSTM / GRU node instead (e.g. Keras GRU(reset_after=True))")
         return f"operator {op} is not supported"
 
     def shape_of(self, attrs, x: Tensor, op: str) -> Const | Sampled:
@@ -240,32 +243,32 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
             samples.append(dims[start:end])
         return settle(samples)
 
+    def raw_axes(self, label: str) -> list[str]:
+        """The graph input's axes ("0", "1") an axis label spans: time, batch, or both merged ("B*T")."""
+        batch = {"0": "1", "1": "0"}.get(self.raw_time)
+        return [a if a in ("0", "1") else self.raw_time if a == "T" else batch for a in label.split("*")]
+
     def sizes(self, x: Tensor, point: dict) -> list[int]:
         """x's dims at a sample point of the input's dynamic axes."""
-        def raw(axis: str) -> int:
-            return self.input_dims[int(axis)] or point[axis]
-        batch = {"0": "1", "1": "0"}.get(self.raw_time)
-        dims = []
-        for label in x.axes:
-            if label in ("0", "1"):
-                dims.append(raw(label))
-            elif label in ("T", "B"):
-                dims.append(raw(self.raw_time if label == "T" else batch))
-            elif label == "D":
-                dims.append(len(x.dirs))
-            elif label == "t":
-                dims.append(1)
-            else:
-                dims.append(specs.input_size({"input": self.input}) if x.stage == "input" else x.width())
-        return dims
+        return [int(self.label_size(x, label).coef * np.prod([point[s] for s in self.label_size(x, label).sizes]))
+                for label in x.axes]
 
     def monomials_of(self, x: Tensor) -> list[Monomial]:
-        """x's dims as sizes (a dynamic input axis is a size, the rest numbers)."""
-        fixed = self.sizes(x, SAMPLE_POINTS[0])
-        other = self.sizes(x, SAMPLE_POINTS[1])
-        labels = [self.raw_time if a == "T" else {"0": "1", "1": "0"}.get(self.raw_time) if a == "B" else a
-                  for a in x.axes]
-        return [Monomial(a) if a == b else Monomial(1, (label,)) for a, b, label in zip(fixed, other, labels)]
+        """x's dims as sizes (a dynamic input axis is a size, a fixed one a number)."""
+        return [self.label_size(x, label) for label in x.axes]
+
+    def label_size(self, x: Tensor, label: str) -> Monomial:
+        if label == "D":
+            return Monomial(len(x.dirs))
+        if label == "t":
+            return Monomial(1)
+        if label == "F":
+            return Monomial(specs.input_size({"input": self.input}) if x.stage == "input" else x.width())
+        size = Monomial(1)
+        for axis in self.raw_axes(label):
+            fixed = self.input_dims[int(axis)]
+            size = size * (Monomial(fixed) if fixed else Monomial(1, (axis,)))
+        return size
 
     def dynamic_axes(self) -> tuple:
         return tuple(str(i) for i, d in enumerate(self.input_dims[:2]) if d is None)
@@ -341,8 +344,10 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         tensors["head.weight"] = spec_weight
         tensors["head.bias"] = np.ascontiguousarray(bias, np.float32)
         input_time_major = self.raw_time == "0"
-        out_axes = feats.axes
-        output_time_major = on == "every_step" and out_axes[0] == "T"
+        if any("*" in a for a in value.axes):
+            raise MappingError("the graph's output keeps batch and time merged into one axis; rnnedge returns "
+                               "(batch, time, out)")
+        output_time_major = on == "every_step" and value.axes[0] == "T"
         if input_time_major:
             self.notes.append("the graph takes time-major input (time, batch, ...); the rnnedge runtime takes "
                               "(batch, time, ...)")
