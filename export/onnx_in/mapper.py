@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper
 from export.from_module import MappingError
 from export.onnx_in.glue import GlueOps
 from export.onnx_in.heads import HeadOps
+from export.onnx_in.loops import loop_refusal, rewrite_loops
 from export.onnx_in.recurrent import RecurrentOps
 from export.onnx_in.values import (
     SAMPLE_POINTS,
@@ -68,12 +69,13 @@ _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfSha
 
 class Mapper(GlueOps, RecurrentOps, HeadOps):
     def __init__(self, model: onnx.ModelProto):
+        model, loop_notes = rewrite_loops(model)  # Loops whose body is one cell step -> ONNX RNN / GRU nodes
         self.model = model
         self.graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.env: dict[str, object] = {}
         self.errors: list[Failed] = []
-        self.notes: list[str] = []
+        self.notes: list[str] = loop_notes
         self.input: dict = {}
         self.embedding: np.ndarray | None = None
         self.layers: list[dict] = []
@@ -202,13 +204,13 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
             e.used_as.add(f"{op} {node.name or '(unnamed)'!r}")
             raise Refuse(f"reads the graph input {e.name!r}, which rnnedge can only pass to a recurrent node's "
                           f"sequence_lens")
+        if op in ("Loop", "Scan"):
+            raise Refuse(loop_refusal(node))
         errors = [a for a in args if isinstance(a, Failed)]
         if errors:
             if op not in _SUPPORTED_OPS:
                 return [self.fail(node, self._unsupported(op))] * len(node.output)
             return [joined(errors)] * len(node.output)
-        if op in ("Loop", "Scan"):
-            raise Refuse(self._unsupported(op))
         tensors = [a for a in args if isinstance(a, Tensor)]
         if not tensors:
             return fold(node, args)
@@ -224,11 +226,6 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
 
     @staticmethod
     def _unsupported(op: str) -> str:
-        if op in ("Loop", "Scan"):
-            return (f"a {op} runs its body once per time step (tf2onnx writes Keras SimpleRNN and GRU(reset_after="
-                    f"False) this way); rnnedge maps ONNX's RNN / LSTM / GRU operators: converting this node would "
-                    f"need its body recognised as one standard cell step (not implemented); export the layer as an "
-                    f"RNN / LSTM / GRU node instead (e.g. Keras GRU(reset_after=True))")
         return f"operator {op} is not supported"
 
     def shape_of(self, attrs, x: Tensor, op: str) -> Const | Sampled:

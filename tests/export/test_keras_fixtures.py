@@ -23,21 +23,13 @@ RECORDED_TOLERANCE = 1e-6  # ORT now vs ORT when the fixtures were made (same gr
 KERAS_TOLERANCE = 1e-5  # what make_fixtures.py demanded of tf2onnx
 CONVERTED_TOLERANCE = 1e-5  # the mapper's proof tolerance
 
-_LOOP = ("tf2onnx writes this layer as a TF while-loop (Loop over a body of one cell step), not as an RNN / GRU "
-         "node; the refusal says recognising the body as a cell step would be needed")
-
 # fixture -> (the op types the refusal names, node by node, sorted; why). When the mapper learns one of these,
-# its test fails: move the fixture out of this dict (or update what it still refuses).
+# its test fails: move the fixture out of this dict (or update what it still refuses). The Loops tf2onnx writes for
+# SimpleRNN, GRU(reset_after=False) and Keras 3's GRU convert (export/onnx_in/loops.py reads each body as one cell
+# step); a Loop that is not one cell step is tested in tests/export/test_onnx_loops.py.
 EXPECTED_REFUSALS = {
-    "gru_reset_before_last_softmax": (["Loop"], "GRU(reset_after=False): " + _LOOP),
-    "simple_rnn_last_softmax": (["Loop"], "SimpleRNN: " + _LOOP),
-    "simple_rnn_seq_timedistributed_linear": (["Loop"], "SimpleRNN: " + _LOOP),
-    "bisimple_rnn_sum_last_linear": (["Loop", "Loop", "ReverseSequence"],
-                                     "SimpleRNN: " + _LOOP + "; the backward one reads ReverseSequence(x, T)"),
-    "keras3_gru_last_sigmoid": (["Loop"], "Keras 3 GRU(reset_after=True): " + _LOOP),
-    "keras3_bigru_concat_seq_linear": (["Loop", "Loop", "ReduceProd", "ReduceProd", "ReverseSequence",
-                                        "ReverseSequence"], "Keras 3 GRU: " + _LOOP + "; backward: "
-                                       "ReverseSequence before and after; Dense on 3-D via ReduceProd of shapes"),
+    "bisimple_rnn_sum_last_linear": (["Add"], ("Bidirectional(merge_mode='sum'): the two directions' final states are "
+                                              "added before the head; rnnedge's head reads them concatenated")),
 }
 
 
