@@ -74,11 +74,9 @@ def rewrite_loops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             layers[i] = _recognise(graph, plan, runs, opset)
         except NotACell as e:
             reasons[i] = str(e)
-    notes = []
-    for group in _directions(layers, reasons):
-        notes.append(_emit(graph, group, opset))
-    for i, reason in reasons.items():
+    for i, reason in reasons.items():  # before _emit moves the nodes
         graph.node[i].doc_string = _REASON + reason
+    notes = [_emit(graph, group, opset) for group in _directions(layers)]
     _drop_dead(graph, model.graph)
     _sort(graph)
     return out, notes
@@ -198,8 +196,7 @@ def _probe(model, plans) -> list[dict[str, np.ndarray]]:
             runs.append(dict(zip(names, session.run(None, feeds))))
         return runs
     except Exception as e:  # noqa: BLE001
-        raise_reason = f"ONNX Runtime could not run the graph to measure the loops' trip counts ({type(e).__name__})"
-        return [{"error": raise_reason}]
+        return [{"error": f"ONNX Runtime could not run the graph to measure the loops' trip counts: {e}"}]
 
 
 def _sample(value_info, sizes) -> np.ndarray:
@@ -288,7 +285,7 @@ def _step_slice(graph, node, axis):
     return None
 
 
-def _directions(layers: dict[int, LoopLayer], reasons: dict[int, str]) -> list[list[LoopLayer]]:
+def _directions(layers: dict[int, LoopLayer]) -> list[list[LoopLayer]]:
     """Recognised loops grouped into layers: a forward loop and a reversed one over the same sequence with the same
     cell form make one bidirectional node."""
     groups, paired = [], set()
