@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-_ACTIVATIONS = {"Sigmoid": "Sigmoid", "Tanh": "Tanh", "Relu": "Relu"}  # body op -> ONNX activation name
+_ACTIVATIONS = ("Sigmoid", "Tanh", "Relu")  # body ops that are ONNX activation functions of the same name
+_FUNCTIONS = (*_ACTIVATIONS, "HardSigmoid")  # what a gate may apply (HardSigmoid: alpha 1, beta 0; from a clip)
 
 
 class NotACell(Exception):
@@ -123,6 +124,8 @@ class BodyEvaluator:
             return [args[0]]
         if op in _ACTIVATIONS:
             return [Affine.of(Atom(op, args[0].width, (args[0],)))]
+        if op in ("Min", "Max", "Clip"):
+            return [self.bounded(op, args, attrs)]
         if op == "MatMul":
             a, w = args
             if not isinstance(a, Affine) or not isinstance(w, np.ndarray) or w.ndim != 2 or w.shape[0] != a.width:
@@ -145,6 +148,37 @@ class BodyEvaluator:
         if op in ("Split", "Slice"):
             return self.columns_of(node, attrs, args)
         raise NotACell("not part of a standard cell step")
+
+    def bounded(self, op: str, args, attrs) -> Affine:
+        """Min / Max by a constant and Clip: x clipped to [lo, hi] is lo + (hi - lo) * HardSigmoid(alpha=1, beta=0)
+        of (x - lo) / (hi - lo), which puts Keras' hard_sigmoid (clip(0.2 x + 0.5, 0, 1), or relu6(x + 3) / 6) and
+        any scaling around it into the weights."""
+        if op == "Clip":
+            form = args[0]
+            bounds = [a if a is not None else attrs.get(k) for a, k in zip((args + [None, None])[1:3], ("min", "max"))]
+            lo, hi = (float(np.asarray(b).reshape(-1)[0]) if b is not None else None for b in bounds)
+        else:
+            form, bound = (args[0], args[1]) if isinstance(args[1], np.ndarray) else (args[1], args[0])
+            if not isinstance(form, Affine) or not isinstance(bound, np.ndarray) or bound.size != 1:
+                raise NotACell(f"{op} of two step values, or by a constant that is not one number")
+            lo, hi = (None, float(bound.reshape(-1)[0])) if op == "Min" else (float(bound.reshape(-1)[0]), None)
+            inner = form.single()
+            if inner is not None and op == "Min" and inner.kind == "Relu":
+                form, lo = inner.args[0], 0.0
+            elif inner is not None and op == "Max" and inner.kind == "Min":
+                form, hi = inner.args[0], inner.args[1]
+        if lo is not None and hi is not None:
+            if not lo < hi:
+                raise NotACell(f"clips to the empty range [{lo}, {hi}]")
+            inside = form.map(lambda m: m / (hi - lo))
+            inside.bias = inside.bias - lo / (hi - lo)
+            atom = Atom("HardSigmoid", form.width, (inside,))
+            return Affine(np.full(form.width, lo), {id(atom): (atom, (hi - lo) * np.eye(form.width))})
+        if op == "Max" and lo == 0:
+            return Affine.of(Atom("Relu", form.width, (form,)))
+        if op == "Min":
+            return Affine.of(Atom("Min", form.width, (form, hi)))
+        raise NotACell("not part of a standard cell step (a bound that is not an activation)")
 
     def affine(self, value, other) -> Affine:
         if isinstance(value, Affine):
@@ -226,7 +260,7 @@ def body_constants(graph) -> dict[str, np.ndarray]:
 def match_cell(new_h: Affine, x: Atom, h: Atom) -> Cell:
     """The standard cell step new_h is, with its weights in ONNX's layout; NotACell says what differs."""
     atom = new_h.single()
-    if atom is not None and atom.kind in _ACTIVATIONS:
+    if atom is not None and atom.kind in _FUNCTIONS:
         W, R = _linear(atom.args[0], (x, h), f"the {atom.kind} of an RNN step")
         b = atom.args[0].bias
         return Cell("RNN", W.T, R.T, np.concatenate([b, np.zeros_like(b)]), [atom.kind], {})
@@ -251,7 +285,7 @@ def _match_gru(new_h: Affine, x: Atom, h: Atom) -> Cell:
     for first, second in (products, products[::-1]):
         for a, b in (first.args, first.args[::-1]):
             gate, state = a.single(), b.single()
-            if gate is not None and state is h and gate.kind in _ACTIVATIONS:
+            if gate is not None and state is h and gate.kind in _FUNCTIONS:
                 z = gate
                 keep = second
     if z is None:
@@ -259,7 +293,7 @@ def _match_gru(new_h: Affine, x: Atom, h: Atom) -> Cell:
     for a, b in (keep.args, keep.args[::-1]):
         one_minus = a.linear(z)
         if one_minus is not None and np.array_equal(a.bias, np.ones(z.width)) and np.array_equal(
-                one_minus[0], -np.eye(z.width)) and b.single() is not None and b.single().kind in _ACTIVATIONS:
+                one_minus[0], -np.eye(z.width)) and b.single() is not None and b.single().kind in _FUNCTIONS:
             candidate = b.single()
     if candidate is None:
         raise NotACell(blend + ": no (1 - z) * n term")

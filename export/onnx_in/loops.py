@@ -328,9 +328,13 @@ def _emit(graph, group: list[LoopLayer], opset: int) -> str:
         nodes.append(helper.make_node("Concat", states, [initial_h], axis=0))
     Y, Y_h = names.fresh(f"{base}/Y"), names.fresh(f"{base}/Y_h")
     activations = [a for g in group for a in g.cell.activations]
+    attributes = dict(cell.attributes)
+    clipped = activations.count("HardSigmoid")  # a clip to [0, 1]: the weights hold its slope and offset
+    if clipped:
+        attributes.update(activation_alpha=[1.0] * clipped, activation_beta=[0.0] * clipped)
     nodes.append(helper.make_node(cell.op, [first.seq, W, R, B, "", initial_h], [Y, Y_h],
                                   name=names.fresh(f"{base}/{cell.op}"), hidden_size=hidden, direction=direction,
-                                  activations=activations, **cell.attributes))
+                                  activations=activations, **attributes))
     for d, g in enumerate(group):
         nodes += _direction_output(Y, g.scan, 1, d, len(group), names, opset)
         if g.final:

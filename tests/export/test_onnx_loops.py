@@ -75,7 +75,9 @@ def body_constants(p: str) -> list[onnx.TensorProto]:
     return [const(f"{p}one", np.float32(1.0)), const(f"{p}ax0", np.array([0], np.int64)),
             const(f"{p}zero2", np.array([0, 0], np.int64)), const(f"{p}end_zr", np.array([INT_MAX, 2 * H])),
             const(f"{p}start_h", np.array([0, 2 * H])), const(f"{p}end_all", np.array([INT_MAX, INT_MAX])),
-            const(f"{p}axes01", np.array([0, 1], np.int64)), const(f"{p}one_i", np.int64(1))]
+            const(f"{p}axes01", np.array([0, 1], np.int64)), const(f"{p}one_i", np.int64(1)),
+            const(f"{p}slope", np.float32(0.2)), const(f"{p}offset", np.float32(0.5)),
+            const(f"{p}zero", np.float32(0.0))]
 
 
 def loop(p: str, seq: str, step, change=None) -> tuple[list, list]:
@@ -196,6 +198,28 @@ def insert_before(name: str, op: str):
             out.append(n)
         return out
     return change
+
+
+def hard_sigmoid(nodes):
+    """Every Sigmoid as tf_keras' hard_sigmoid: clip(0.2 x + 0.5, 0, 1) by Mul, Add, Min, Max."""
+    out = []
+    for k, node in enumerate(nodes):
+        if node.op_type != "Sigmoid":
+            out.append(node)
+            continue
+        (x,), (y,) = node.input, node.output
+        out += [helper.make_node("Mul", [x, "fwd/slope"], [f"{y}_{k}a"]),
+                helper.make_node("Add", [f"{y}_{k}a", "fwd/offset"], [f"{y}_{k}b"]),
+                helper.make_node("Min", [f"{y}_{k}b", "fwd/one"], [f"{y}_{k}c"]),
+                helper.make_node("Max", [f"{y}_{k}c", "fwd/zero"], [y])]
+    return out
+
+
+def test_a_gru_body_with_keras_hard_sigmoid_gates_maps_to_hard_sigmoid_gates():
+    mapping = map_onnx(model(CELLS["gru_reset_before"], change=hard_sigmoid))
+    (layer,) = mapping.spec["layers"]
+    assert [f["fn"] for f in layer["activations"]] == ["hardsigmoid", "tanh"], layer
+    assert mapping.max_abs_diff <= 1e-5
 
 
 @pytest.mark.parametrize(("cell", "change", "named"), [
