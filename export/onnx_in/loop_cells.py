@@ -24,6 +24,15 @@ _ACTIVATIONS = ("Sigmoid", "Tanh", "Relu")  # body ops that are ONNX activation 
 _FUNCTIONS = (*_ACTIVATIONS, "HardSigmoid")  # what a gate may apply (HardSigmoid: alpha 1, beta 0; from a clip)
 
 
+# how far a product of float32 constants may be from 1 (Keras 3's hard_sigmoid: a clip to [0, 6] times 1/6 in
+# float32) and still be read as exactly 1; the proof against ONNX Runtime measures what that leaves
+UNIT_TOLERANCE = 1e-6
+
+
+def same(m: np.ndarray, want: np.ndarray) -> bool:
+    return m.shape == want.shape and bool(np.all(np.abs(m - want) <= UNIT_TOLERANCE))
+
+
 class NotACell(Exception):
     """The body is not one standard cell step; the message names the node and what differs."""
 
@@ -62,7 +71,7 @@ class Affine:
         if len(self.terms) != 1 or self.bias.any():
             return None
         (atom, m), = self.terms.values()
-        return atom if m.shape == (atom.width, atom.width) and np.array_equal(m, np.eye(atom.width)) else None
+        return atom if same(m, np.eye(atom.width)) else None
 
     def linear(self, *atoms: Atom) -> list[np.ndarray] | None:
         """[M for each atom (zeros if absent)] if this form reads only those atoms, else None."""
@@ -264,6 +273,9 @@ def match_cell(new_h: Affine, x: Atom, h: Atom) -> Cell:
         W, R = _linear(atom.args[0], (x, h), f"the {atom.kind} of an RNN step")
         b = atom.args[0].bias
         return Cell("RNN", W.T, R.T, np.concatenate([b, np.zeros_like(b)]), [atom.kind], {})
+    if len(new_h.terms) == 1 and next(iter(new_h.terms.values()))[0].kind == "HardSigmoid":
+        raise NotACell("the new state is clipped to a range other than [0, 1] (e.g. relu6), which no ONNX RNN "
+                       "activation function computes")
     return _match_gru(new_h, x, h)
 
 
@@ -279,7 +291,7 @@ def _match_gru(new_h: Affine, x: Atom, h: Atom) -> Cell:
     blend = "the new state is neither f(x W + h R + b) (an RNN step) nor z * h + (1 - z) * n (a GRU step)"
     products = [a for a, m in new_h.terms.values()]
     if new_h.bias.any() or len(products) != 2 or any(
-            a.kind != "mul" or not np.array_equal(m, np.eye(a.width)) for a, m in new_h.terms.values()):
+            a.kind != "mul" or not same(m, np.eye(a.width)) for a, m in new_h.terms.values()):
         raise NotACell(blend)
     z = keep = candidate = None
     for first, second in (products, products[::-1]):
@@ -292,8 +304,8 @@ def _match_gru(new_h: Affine, x: Atom, h: Atom) -> Cell:
         raise NotACell(blend + ": no z * h term")
     for a, b in (keep.args, keep.args[::-1]):
         one_minus = a.linear(z)
-        if one_minus is not None and np.array_equal(a.bias, np.ones(z.width)) and np.array_equal(
-                one_minus[0], -np.eye(z.width)) and b.single() is not None and b.single().kind in _FUNCTIONS:
+        if one_minus is not None and same(a.bias, np.ones(z.width)) and same(one_minus[0], -np.eye(z.width)) and (
+                b.single() is not None and b.single().kind in _FUNCTIONS):
             candidate = b.single()
     if candidate is None:
         raise NotACell(blend + ": no (1 - z) * n term")
@@ -316,7 +328,7 @@ def _match_gru(new_h: Affine, x: Atom, h: Atom) -> Cell:
         linear_before_reset, Rn, recurrent_bias = 0, Mn, np.zeros(H)
     else:  # r * (h Rh + rbh): the recurrent product first
         (Rn,) = _linear(read, (h,), "what the reset gate multiplies")
-        if not np.array_equal(Mn, np.eye(H)):
+        if not same(Mn, np.eye(H)):
             raise NotACell("the reset gate's product must enter the candidate unchanged")
         linear_before_reset, recurrent_bias = 1, read.bias
     W = np.concatenate([Wz.T, Wr.T, Wn.T])
