@@ -94,9 +94,11 @@ def loop_refusal(node: onnx.NodeProto) -> str:
 
 # -- the Loop's protocol: counter, state, constants, the step read, the scan output ------------------------------
 def _protocol(graph, node, consts) -> dict:
-    body = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "body")
+    body = next((a.g for a in node.attribute if a.name == "body"), None)
+    if body is None:
+        raise NotACell("it has no body")
     carried = len(node.input) - 2
-    if len(body.output) - 1 - carried != 1:
+    if len(body.output) - 1 - carried != 1 or len(node.output) != carried + 1:
         raise NotACell(f"the body has {len(body.output) - 1 - carried} scan outputs; a cell step has one (the new "
                        f"state)")
     producers = {o: n for n in body.node for o in n.output}
@@ -244,6 +246,10 @@ def _recognise(graph, plan, runs, opset) -> LoopLayer:
 def _unreverse(graph, name: str, axis: int, runs) -> list:
     """How to rewrite the readers of `name`, a tensor in reversed time along `axis`, once it holds forward time:
     [(node, replacement kind, details)]; NotACell names a reader that needs the reversed order."""
+    if name in {o.name for o in graph.output} or any(
+            name in _outer_reads(a.g) for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH):
+        raise NotACell(f"the reversed direction's output {name!r} is returned, or read inside a subgraph, in reversed "
+                       f"time order")
     edits = []
     for node in graph.node:
         if name not in node.input:
