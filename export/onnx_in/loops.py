@@ -327,7 +327,7 @@ def _emit(graph, group: list[LoopLayer], opset: int) -> str:
     states = []
     for g in group:
         states.append(names.fresh(f"{base}/initial_h"))
-        nodes.append(_unsqueeze(g.h0, states[-1], 0, names, opset))
+        nodes.append(_leading_axis(g.h0, states[-1], hidden, names, opset))
     initial_h = states[0]
     if len(states) == 2:
         initial_h = names.fresh(f"{base}/initial_h")
@@ -386,10 +386,12 @@ def _squeeze(x: str, y: str, axis: int, names, opset) -> onnx.NodeProto:
     return helper.make_node("Squeeze", [x], [y], axes=[axis])
 
 
-def _unsqueeze(x: str, y: str, axis: int, names, opset) -> onnx.NodeProto:
+def _leading_axis(x: str, y: str, hidden: int, names, opset) -> onnx.NodeProto:
+    """(B, H) -> (1, B, H): Unsqueeze, or before opset 13 (axes an attribute) Reshape, which reads alike in every
+    opset."""
     if opset >= 13:
-        return helper.make_node("Unsqueeze", [x, names.initializer(f"{y}/axes", np.array([axis], np.int64))], [y])
-    return helper.make_node("Unsqueeze", [x], [y], axes=[axis])
+        return helper.make_node("Unsqueeze", [x, names.initializer(f"{y}/axes", np.array([0], np.int64))], [y])
+    return helper.make_node("Reshape", [x, names.initializer(f"{y}/shape", np.array([1, -1, hidden], np.int64))], [y])
 
 
 class _Names:
