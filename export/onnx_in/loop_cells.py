@@ -122,6 +122,9 @@ class BodyEvaluator:
                 results = self.evaluate(node, attrs, args)
             except NotACell as e:
                 raise NotACell(f"body node {node.name!r} ({node.op_type}): {e}") from None
+            except (ValueError, IndexError, TypeError) as e:  # shapes that do not fit one another
+                raise NotACell(f"body node {node.name!r} ({node.op_type}): its inputs do not fit a cell step "
+                               f"({type(e).__name__}: {e})") from None
             for name, value in zip(node.output, results):
                 self.values[name] = value
 
@@ -143,6 +146,8 @@ class BodyEvaluator:
         if op in ("Add", "Sub"):
             sign = 1.0 if op == "Add" else -1.0
             a, b = (self.affine(v, other) for v, other in ((args[0], args[1]), (args[1], args[0])))
+            if a.width != b.width:
+                raise NotACell(f"adds values of {a.width} and {b.width} columns")
             return [a.plus(b, sign)]
         if op == "Mul":
             a, b = args
@@ -183,7 +188,7 @@ class BodyEvaluator:
             inside.bias = inside.bias - lo / (hi - lo)
             atom = Atom("HardSigmoid", form.width, (inside,))
             return Affine(np.full(form.width, lo), {id(atom): (atom, (hi - lo) * np.eye(form.width))})
-        if op == "Max" and lo == 0:
+        if lo == 0 and hi is None:
             return Affine.of(Atom("Relu", form.width, (form,)))
         if op == "Min":
             return Affine.of(Atom("Min", form.width, (form, hi)))

@@ -200,23 +200,29 @@ def insert_before(name: str, op: str):
     return change
 
 
-def hard_sigmoid(nodes):
-    """Every Sigmoid as tf_keras' hard_sigmoid: clip(0.2 x + 0.5, 0, 1) by Mul, Add, Min, Max."""
-    out = []
-    for k, node in enumerate(nodes):
-        if node.op_type != "Sigmoid":
-            out.append(node)
-            continue
-        (x,), (y,) = node.input, node.output
-        out += [helper.make_node("Mul", [x, "fwd/slope"], [f"{y}_{k}a"]),
-                helper.make_node("Add", [f"{y}_{k}a", "fwd/offset"], [f"{y}_{k}b"]),
-                helper.make_node("Min", [f"{y}_{k}b", "fwd/one"], [f"{y}_{k}c"]),
-                helper.make_node("Max", [f"{y}_{k}c", "fwd/zero"], [y])]
-    return out
+def hard_sigmoid(clip_by: str):
+    """Every Sigmoid as tf_keras' hard_sigmoid, clip(0.2 x + 0.5, 0, 1), the clip by Min and Max or by Clip."""
+    def change(nodes):
+        out = []
+        for k, node in enumerate(nodes):
+            if node.op_type != "Sigmoid":
+                out.append(node)
+                continue
+            (x,), (y,) = node.input, node.output
+            out += [helper.make_node("Mul", [x, "fwd/slope"], [f"{y}_{k}a"]),
+                    helper.make_node("Add", [f"{y}_{k}a", "fwd/offset"], [f"{y}_{k}b"])]
+            if clip_by == "Clip":
+                out.append(helper.make_node("Clip", [f"{y}_{k}b", "fwd/zero", "fwd/one"], [y]))
+            else:
+                out += [helper.make_node("Min", [f"{y}_{k}b", "fwd/one"], [f"{y}_{k}c"]),
+                        helper.make_node("Max", [f"{y}_{k}c", "fwd/zero"], [y])]
+        return out
+    return change
 
 
-def test_a_gru_body_with_keras_hard_sigmoid_gates_maps_to_hard_sigmoid_gates():
-    mapping = map_onnx(model(CELLS["gru_reset_before"], change=hard_sigmoid))
+@pytest.mark.parametrize("clip_by", ["Min, Max", "Clip"])
+def test_a_gru_body_with_keras_hard_sigmoid_gates_maps_to_hard_sigmoid_gates(clip_by):
+    mapping = map_onnx(model(CELLS["gru_reset_before"], change=hard_sigmoid(clip_by)))
     (layer,) = mapping.spec["layers"]
     assert [f["fn"] for f in layer["activations"]] == ["hardsigmoid", "tanh"], layer
     assert mapping.max_abs_diff <= 1e-5
