@@ -13,6 +13,7 @@ from export.onnx_in.values import (
     SAMPLE_POINTS,
     Const,
     Monomial,
+    Pinned,
     Refuse,
     Sampled,
     Tensor,
@@ -165,6 +166,7 @@ class GlueOps:
         target = monomials(shape, self.dynamic_axes())
         if None in target:
             raise Refuse("Reshape's shape is computed from the input's sizes in a way rnnedge cannot follow")
+        self._pin_fixed_sizes(node, source, target)
         if not attrs.get("allowzero", 0):  # 0 copies the input's size
             target = [source[i] if t == Monomial(0) and i < len(source) else t for i, t in enumerate(target)]
         if target.count(Monomial(-1)) == 1:
@@ -219,6 +221,15 @@ class GlueOps:
         if axes[-1] != "F" and x.stage != "ids":
             raise Refuse("Reshape moves the feature axis")
         return Tensor(**{**fields, "axes": axes})
+
+    def _pin_fixed_sizes(self, node, source: list[Monomial], target: list[Monomial]):
+        """A reshape target that spells a dynamic input size as a number (torch's dynamo exporter specialises the
+        time axis of some graphs this way: Reshape(Y, [6, -1, 10])) fixes that axis: raise Pinned."""
+        for have, want in zip(source, target):  # leading axes: time / batch of the sequence
+            if len(have.sizes) == 1 and not want.sizes and want.coef > 0 and want.coef % have.coef == 0:
+                raise Pinned(have.sizes[0], want.coef // have.coef, node)
+            if have != want:
+                return
 
     def op_Concat(self, node, attrs, args):
         if not all(isinstance(a, Tensor) for a in args):

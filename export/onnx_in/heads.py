@@ -47,11 +47,17 @@ class HeadOps:
         return Tensor(**{**head.__dict__, "bias": bias})
 
     def op_Softmax(self, node, attrs, args):
+        return self._over_last_axis(node, attrs, args, "softmax")
+
+    def op_LogSoftmax(self, node, attrs, args):
+        return self._over_last_axis(node, attrs, args, "log_softmax")
+
+    def _over_last_axis(self, node, attrs, args, activation: str):
         (x,) = args
         axis = axis_index(attrs.get("axis", -1 if self.opset >= 13 else 1), len(x.axes))
         if x.stage != "head" or x.activation != "none" or axis != len(x.axes) - 1:
-            raise Refuse("Softmax is supported over the last axis of the head's output")
-        return Tensor(**{**x.__dict__, "activation": "softmax"})
+            raise Refuse(f"{node.op_type} is supported over the last axis of the head's output")
+        return Tensor(**{**x.__dict__, "activation": activation})
 
     def op_Sigmoid(self, node, attrs, args):
         (x,) = args

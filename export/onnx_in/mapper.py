@@ -19,6 +19,7 @@ from export.onnx_in.values import (
     Extra,
     Failed,
     Monomial,
+    Pinned,
     Refuse,
     Sampled,
     Tensor,
@@ -62,12 +63,13 @@ class OnnxMapping:
 # what may pass on a failure it reads (an op outside these is named as unsupported itself)
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
                   "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
-                  "Softmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
+                  "Softmax", "LogSoftmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
                   "Max", "Min"}
 
 
 class Mapper(GlueOps, RecurrentOps, HeadOps):
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, pinned: dict | None = None):
+        self.pinned = dict(pinned or {})  # input axis -> the size the graph fixes it at (Pinned)
         self.model = model
         self.graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
@@ -110,6 +112,21 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
 
     # -- the walk -------------------------------------------------------------------------------------------------
     def run(self):
+        """Map the graph; a graph that fixes a dynamic input axis at one size (Pinned) is mapped again with it."""
+        try:
+            return self._walk()
+        except Pinned as pin:
+            if pin.axis in self.pinned:
+                raise MappingError(f"the graph fixes input axis {pin.axis} at {pin.size} and at "
+                                   f"{self.pinned[pin.axis]}") from None
+            mapping = Mapper(self.model, {**self.pinned, pin.axis: pin.size}).run()
+            mapping.notes.append(f"node {pin.node!r} ({pin.op}) fixes the input's axis {pin.axis} at {pin.size} "
+                                 f"though the graph declares it dynamic (the exporter specialised it): ONNX Runtime "
+                                 f"runs the graph at that size only, and the proof uses it; the converted model runs "
+                                 f"any size")
+            return mapping
+
+    def _walk(self):
         initializers = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
         for name, arr in initializers.items():
             self.env[name] = Const(arr)
@@ -125,6 +142,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         self.input_name = inp.name
         ttype = inp.type.tensor_type
         self.input_dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+        for axis, size in self.pinned.items():
+            self.input_dims[int(axis)] = size
         elem = ttype.elem_type
         if elem in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
             if len(self.input_dims) != 2:
@@ -183,6 +202,15 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
 
     def _raise(self, extra: list[str]):
         lines = [f"node {e.name!r} ({e.op}): {e.message}" for e in self.errors] + extra
+        cells = {"Tanh", "Relu"} & {n.op_type for n in self.graph.node}
+        if lines and cells and not any(n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan") for n in self.graph.node):
+            raise MappingError(
+                f"the graph has no RNN / LSTM / GRU node, but {'/'.join(sorted(cells))} nodes on the sequence: a "
+                f"recurrence unrolled over the example's time steps (torch.onnx.export's dynamo exporter writes "
+                f"nn.RNN this way: MatMul / Add / Tanh|Relu per step). rnnedge maps ONNX's RNN / LSTM / GRU "
+                f"operators; converting this graph would need the unrolled steps recognised as one cell (not "
+                f"implemented): export with torch.onnx.export(..., dynamo=False), which writes an RNN node. First "
+                f"refused: {lines[0]}")
         if lines:
             raise MappingError(f"rnnedge cannot map {len(lines)} node(s) of this ONNX graph:\n  " + "\n  ".join(lines))
 

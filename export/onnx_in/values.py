@@ -158,6 +158,14 @@ class Refuse(Exception):
     pass
 
 
+class Pinned(Exception):
+    """A node fixes a dynamic input axis at one size (an exporter specialised it)."""
+
+    def __init__(self, axis: str, size: int, node):
+        super().__init__(f"input axis {axis} is fixed at {size}")
+        self.axis, self.size, self.node, self.op = axis, size, node.name or "(unnamed)", node.op_type
+
+
 def fold(node, args) -> list:
     """A node of constants and values computed from sizes: evaluated (at every sample point)."""
     present = [a for a in args if a is not None]
