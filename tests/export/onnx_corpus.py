@@ -53,28 +53,35 @@ class Case:
 
     @property
     def refusal(self) -> str | None:
-        """Why rnnedge refuses this pattern (what no rnnedge head computes), or None: it converts."""
+        """What the refusal of this case says, or None: it converts. Inherent: a head no rnnedge spec computes (a
+        bidirectional output[:, -1] reads the backward direction after one step; h_n[-2] and h_n[-1] of a
+        one-direction stack are two layers). Not implemented: nn.RNN unrolled by the dynamo exporter."""
         if self.head == "last" and self.bidirectional:
             return "reads the backward direction at the last time step"
         if self.head == "h_cat" and not self.bidirectional:
             return "joins the outputs of recurrent layers"
+        if self.exporter.startswith("dynamo") and self.cell.startswith("rnn"):
+            return "the graph has no RNN / LSTM / GRU node"
         return None
 
 
-def cases() -> list[Case]:
-    """The grid: every exporter x head pattern, four variants each that rotate through the cells, 1-3 layers, both
-    directions, batch_first and the output activations."""
+def cases(variants: int = 3) -> list[Case]:
+    """The grid: every exporter x head pattern, `variants` models each that rotate through the cells, 1-3 layers,
+    both directions, batch_first and the output activations."""
     found = []
     for e, exporter in enumerate(EXPORTERS):
         for h, head in enumerate(HEADS):
-            for k in range(4):
+            for k in range(variants):
                 bidirectional = (k + h + e) % 2 == 1
                 if head == "h_cat":  # h_n[-2] of a one-layer one-direction model does not exist
-                    bidirectional = k != 3
+                    bidirectional = k != variants - 1
                 layers = 1 + (k + e + h) % 3
                 if head == "h_cat" and not bidirectional:
                     layers = max(layers, 2)
-                found.append(Case(exporter, CELLS[(k + h) % 4], layers, bidirectional, (k + e) % 2 == 0, head,
+                cell = CELLS[(k + h) % 4]
+                if exporter.startswith("dynamo"):  # it unrolls nn.RNN (refused): one such model per exporter
+                    cell = CELLS[e] if h == k == 0 else ("lstm", "gru")[(k + h + e) % 2]
+                found.append(Case(exporter, cell, layers, bidirectional, (k + e) % 2 == 0, head,
                                   ACTIVATIONS[(k + h + e) % 4]))
     return found
 
@@ -231,11 +238,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", action="store_true", help="convert every file and print the markdown table")
     parser.add_argument("--out", type=Path, help="build the corpus here (default: a temporary folder)")
+    parser.add_argument("--variants", type=int, default=3, help="models per exporter and head pattern (default 3)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.out or Path(tmp)
         start = time.perf_counter()
-        selected = build(folder)
+        selected = build(folder, cases(args.variants))
         print(f"built {len(selected)} graphs in {folder} ({time.perf_counter() - start:.0f} s)")
         if args.table:
             print(table(folder, selected))
