@@ -14,6 +14,8 @@ class HeadOps:
         x, w = args
         if not isinstance(x, Tensor) or not isinstance(w, Const) or w.value.ndim != 2 or x.stage == "head":
             raise Refuse("MatMul is supported as the head: features x constant (features, out) matrix")
+        if x.stage == "h":
+            return self.recurrent_product(x, w.value)
         return self._head(x, w.value.T, None)
 
     def op_Gemm(self, node, attrs, args):
@@ -29,13 +31,15 @@ class HeadOps:
         return self._head(x, w, bias)
 
     def _head(self, x: Tensor, weight: np.ndarray, bias):
-        if x.stage not in ("y", "final") or "D" in x.axes:
+        if x.stage not in ("y", "final", "input") or "D" in x.axes:  # input: an unrolled RNN's X W_ih^T
             raise Refuse("the head must read a recurrent layer's output (directions merged) or final state")
         return Tensor(x.axes, "head", x.layer, source=x,
                        weight=weight.astype(np.float32), bias=None if bias is None else np.asarray(bias, np.float32))
 
     def op_Add(self, node, attrs, args):
         a, b = args
+        if any(isinstance(v, Tensor) and v.stage in ("rec", "xstep") for v in args):
+            return self.unrolled_add(a, b)
         head, const = (a, b) if isinstance(a, Tensor) else (b, a)
         if not isinstance(head, Tensor) or head.stage != "head" or not isinstance(const, Const) or \
                 head.activation != "none":
@@ -58,6 +62,12 @@ class HeadOps:
         if x.stage != "head" or x.activation != "none" or axis != len(x.axes) - 1:
             raise Refuse(f"{node.op_type} is supported over the last axis of the head's output")
         return Tensor(**{**x.__dict__, "activation": activation})
+
+    def op_Tanh(self, node, attrs, args):
+        return self.activate_step(node, args[0])
+
+    def op_Relu(self, node, attrs, args):
+        return self.activate_step(node, args[0])
 
     def op_Sigmoid(self, node, attrs, args):
         (x,) = args

@@ -13,6 +13,7 @@ from export.from_module import MappingError
 from export.onnx_in.glue import GlueOps
 from export.onnx_in.heads import HeadOps
 from export.onnx_in.recurrent import RecurrentOps
+from export.onnx_in.unrolled import UnrolledOps
 from export.onnx_in.values import (
     SAMPLE_POINTS,
     Const,
@@ -63,11 +64,11 @@ class OnnxMapping:
 # what may pass on a failure it reads (an op outside these is named as unsupported itself)
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
                   "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
-                  "Softmax", "LogSoftmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
+                  "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Relu", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
                   "Max", "Min"}
 
 
-class Mapper(GlueOps, RecurrentOps, HeadOps):
+class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
     def __init__(self, model: onnx.ModelProto, pinned: dict | None = None):
         self.pinned = dict(pinned or {})  # input axis -> the size the graph fixes it at (Pinned)
         self.model = model
@@ -82,6 +83,7 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         self.layer_tensors: list[dict] = []
         self.layer_lengths: list[str | None] = []  # per layer: the graph input its sequence_lens reads, or None
         self.extras: list[Extra] = []
+        self.unrolled: list[dict] = []  # unrolled RNN layers (export.onnx_in.unrolled): their source and chains
         self.raw_time: str | None = None
         self.input_name = ""
         self.input_dims: list = []
@@ -206,10 +208,9 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         if lines and cells and not any(n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan") for n in self.graph.node):
             raise MappingError(
                 f"the graph has no RNN / LSTM / GRU node, but {'/'.join(sorted(cells))} nodes on the sequence: a "
-                f"recurrence unrolled over the example's time steps (torch.onnx.export's dynamo exporter writes "
-                f"nn.RNN this way: MatMul / Add / Tanh|Relu per step). rnnedge maps ONNX's RNN / LSTM / GRU "
-                f"operators; converting this graph would need the unrolled steps recognised as one cell (not "
-                f"implemented): export with torch.onnx.export(..., dynamo=False), which writes an RNN node. First "
+                f"recurrence unrolled over time steps (torch.onnx.export's dynamo exporter writes nn.RNN this way: "
+                f"MatMul / Add / Tanh|Relu per step). rnnedge follows such steps as one plain RNN cell, but not "
+                f"these: export with torch.onnx.export(..., dynamo=False), which writes an RNN node. First "
                 f"refused: {lines[0]}")
         if lines:
             raise MappingError(f"rnnedge cannot map {len(lines)} node(s) of this ONNX graph:\n  " + "\n  ".join(lines))
@@ -367,7 +368,11 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         tensors: dict[str, np.ndarray] = {}
         if self.embedding is not None:
             tensors["embedding.weight"] = np.ascontiguousarray(self.embedding, np.float32)
-        for t in self.layer_tensors:
+        try:
+            unrolled = self.unrolled_tensors()
+        except Refuse as e:
+            raise MappingError(str(e)) from None
+        for t in self.layer_tensors + unrolled:
             tensors.update({k: np.ascontiguousarray(v, np.float32) for k, v in t.items()})
         tensors["head.weight"] = spec_weight
         tensors["head.bias"] = np.ascontiguousarray(bias, np.float32)

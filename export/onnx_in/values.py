@@ -146,11 +146,14 @@ class Tensor:
     bias: np.ndarray | None = None
     activation: str = "none"
     hidden: int = 0
+    unrolled: object = None  # export.onnx_in.unrolled's bookkeeping of an unrolled RNN step
 
     def width(self) -> int:
         """The size of the feature axis."""
         if self.stage == "head":
             return int(self.weight.shape[0])
+        if self.stage in ("xstep", "pre", "rec", "h"):  # inside an unrolled RNN step (export.onnx_in.unrolled)
+            return self.hidden
         return self.hidden * (1 if "D" in self.axes else len(self.pieces))
 
 

@@ -53,15 +53,13 @@ class Case:
 
     @property
     def refusal(self) -> str | None:
-        """What the refusal of this case says, or None: it converts. Inherent: a head no rnnedge spec computes (a
-        bidirectional output[:, -1] reads the backward direction after one step; h_n[-2] and h_n[-1] of a
-        one-direction stack are two layers). Not implemented: nn.RNN unrolled by the dynamo exporter."""
+        """What the refusal of this case says, or None: it converts. Both refusals are inherent: a head no rnnedge
+        spec computes (a bidirectional output[:, -1] reads the backward direction after one step; h_n[-2] and
+        h_n[-1] of a one-direction stack are two layers' states)."""
         if self.head == "last" and self.bidirectional:
             return "reads the backward direction at the last time step"
         if self.head == "h_cat" and not self.bidirectional:
             return "joins the outputs of recurrent layers"
-        if self.exporter.startswith("dynamo") and self.cell.startswith("rnn"):
-            return "the graph has no RNN / LSTM / GRU node"
         return None
 
 
@@ -78,9 +76,7 @@ def cases(variants: int = 3) -> list[Case]:
                 layers = 1 + (k + e + h) % 3
                 if head == "h_cat" and not bidirectional:
                     layers = max(layers, 2)
-                cell = CELLS[(k + h) % 4]
-                if exporter.startswith("dynamo"):  # it unrolls nn.RNN (refused): one such model per exporter
-                    cell = CELLS[e] if h == k == 0 else ("lstm", "gru")[(k + h + e) % 2]
+                cell = CELLS[(k + h + e) % 4]
                 found.append(Case(exporter, cell, layers, bidirectional, (k + e) % 2 == 0, head,
                                   ACTIVATIONS[(k + h + e) % 4]))
     return found
