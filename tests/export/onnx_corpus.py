@@ -199,7 +199,7 @@ def _reason(message: str) -> str:
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     line = next((ln for ln in lines if ln.startswith("node ")), lines[-1])
     line = line.split("): ", 1)[-1] if line.startswith("node ") else line
-    return line.split("; ")[0].split(": refusing")[0].replace("|", "/")
+    return line.split("; ")[0].split(". ")[0].split(": refusing")[0].replace("|", "/")
 
 
 def table(folder: Path, selected: list[Case]) -> str:
