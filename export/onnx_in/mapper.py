@@ -233,6 +233,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
                           f"sequence_lens")
         errors = [a for a in args if isinstance(a, Failed)]
         if errors:
+            if op in ("Shape", "Size") or all(e.of_shape for e in errors):  # shape arithmetic: any op folds
+                return [Failed("", "", "", also=tuple(errors), of_shape=True)] * len(node.output)
             if op not in _SUPPORTED_OPS:
                 return [self.fail(node, self._unsupported(op))] * len(node.output)
             return [joined(errors)] * len(node.output)
@@ -254,10 +256,10 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
     @staticmethod
     def _unsupported(op: str) -> str:
         if op in ("Loop", "Scan"):
-            return (f"a {op} runs its body once per time step (tf2onnx writes Keras SimpleRNN and GRU(reset_after="
-                    f"False) this way); rnnedge maps ONNX's RNN / LSTM / GRU operators: converting this node would "
-                    f"need its body recognised as one standard cell step (not implemented); export the layer as an "
-                    f"RNN / LSTM / GRU node instead (e.g. Keras GRU(reset_after=True))")
+            return (f"a {op} runs its body once per time step (tf2onnx writes Keras SimpleRNN, Keras 2's "
+                    f"GRU(reset_after=False) and Keras 3's GRU this way); rnnedge maps ONNX's RNN / LSTM / GRU "
+                    f"operators: converting this node would need its body recognised as one standard cell step (not "
+                    f"implemented); export the layer as an RNN / LSTM / GRU node instead")
         return f"operator {op} is not supported"
 
     def shape_of(self, attrs, x: Tensor, op: str) -> Const | Sampled:

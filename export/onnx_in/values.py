@@ -112,6 +112,7 @@ class Failed:
     message: str
     reported: bool = False
     also: tuple = ()
+    of_shape: bool = False  # the shape of a failed value: what reads it is shape arithmetic
 
     def roots(self) -> list[Failed]:
         own = [self] if self.op else []
