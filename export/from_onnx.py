@@ -135,8 +135,9 @@ def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
                                  ("b_hh", "bias_hh"), ("p", "peephole"), ("h0", "h0"), ("c0", "c0")):
                 if f"layers.{l}.{d}.{ours}" in tensors:  # p, h0, c0: extensions (train/model.py's OnnxLayer)
                     sd[f"layers.{l}.{theirs}_l0{suffix}"] = torch.from_numpy(tensors[f"layers.{l}.{d}.{ours}"].copy())
-    sd["head.weight"] = torch.from_numpy(tensors["head.weight"].copy())
-    sd["head.bias"] = torch.from_numpy(tensors["head.bias"].copy())
+    for name, value in tensors.items():  # head.weight / head.bias and head.hidden.{k}.*: the state_dict's own names
+        if name.startswith("head."):
+            sd[name] = torch.from_numpy(value.copy())
     model.load_state_dict(sd)
     return model.eval()
 

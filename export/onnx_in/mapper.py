@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 
 from export.from_module import MappingError
 from export.onnx_in.glue import GlueOps
-from export.onnx_in.heads import HeadOps
+from export.onnx_in.heads import ELEMENTWISE, HeadOps
 from export.onnx_in.recurrent import RecurrentOps
 from export.onnx_in.unrolled import UnrolledOps
 from export.onnx_in.values import (
@@ -248,6 +248,9 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
         if op in ("Identity", "Cast", "Dropout"):
             mask = Failed(op, node.name or "(unnamed)", "its output mask is used; rnnedge runs inference only")
             return [args[0]] + [mask] * (len(node.output) - 1)
+        bias = op == "Add" and len(tensors) == 1 and not tensors[0].fn  # the head's bias: op_Add
+        if op in ELEMENTWISE and any(t.stage == "head" for t in tensors) and not bias:
+            return [self.elementwise(node, args)]
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
             raise Refuse(self._unsupported(op))
@@ -349,13 +352,26 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
             weight, bias, activation = np.eye(width, dtype=np.float32), np.zeros(width, np.float32), "none"
             self.notes.append("the graph has no head: an identity head was added")
         else:
-            weight, activation = head.weight, head.activation
-            bias = head.bias if head.bias is not None else np.zeros(weight.shape[0], np.float32)
+            try:
+                activation = self.function_of(head)
+            except Refuse as e:
+                raise MappingError(str(e)) from None
+            bias = head.bias if head.bias is not None else np.zeros(head.weight.shape[0], np.float32)
+            dense = [*head.stack, (head.weight, bias, activation)]
+            weight = dense[0][0]  # the layer reading the recurrent features
             if weight.shape[1] != width:
                 raise MappingError(f"the head reads {weight.shape[1]} features, the recurrent output has {width}")
         spec_weight = np.zeros((weight.shape[0], dirs * H), np.float32)
         for i, d in enumerate(columns):
             spec_weight[:, d * H:(d + 1) * H] += weight[:, i * H:(i + 1) * H]
+        hidden = []
+        if head is not None and head.stack:
+            hidden = [{"units": int(w.shape[0]), "activation": fn} for w, _, fn in head.stack]
+            layer_tensors = {"head.hidden.0.weight": spec_weight}
+            for k, (w, b, _) in enumerate(head.stack):
+                layer_tensors.setdefault(f"head.hidden.{k}.weight", w)
+                layer_tensors[f"head.hidden.{k}.bias"] = b
+            spec_weight = head.weight
         if on == "last_step" and sorted(columns) != list(range(dirs)):
             self.notes.append("the head reads only some directions' final states; the others get zero weight")
 
@@ -364,7 +380,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
             inp.setdefault("mean", [0.0] * inp["features"])
             inp.setdefault("std", [1.0] * inp["features"])
         spec = {"version": specs.EXTENDED_VERSION, "input": inp, "layers": self.layers,
-                "head": {"out": int(weight.shape[0]), "on": on, "activation": activation},
+                "head": {"out": int(spec_weight.shape[0]), "on": on, "activation": activation,
+                         **({"hidden": hidden} if hidden else {})},
                 "task": "classify", "dropout": 0.0}
         spec = specs.validate(spec)
         tensors: dict[str, np.ndarray] = {}
@@ -376,6 +393,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
             raise MappingError(str(e)) from None
         for t in self.layer_tensors + unrolled:
             tensors.update({k: np.ascontiguousarray(v, np.float32) for k, v in t.items()})
+        if hidden:
+            tensors.update({k: np.ascontiguousarray(v, np.float32) for k, v in layer_tensors.items()})
         tensors["head.weight"] = spec_weight
         tensors["head.bias"] = np.ascontiguousarray(bias, np.float32)
         input_time_major = self.raw_time == "0"

@@ -148,6 +148,9 @@ class Tensor:
     activation: str = "none"
     hidden: int = 0
     unrolled: object = None  # export.onnx_in.unrolled's bookkeeping of an unrolled RNN step
+    stack: tuple = ()  # stage head: the hidden dense layers before this one, (weight, bias, function) each
+    fn: tuple = ()  # stage head: elementwise nodes applied to its output, (node, constant inputs) each
+    fn_base: str = ""  # the graph value those nodes read
 
     def width(self) -> int:
         """The size of the feature axis."""

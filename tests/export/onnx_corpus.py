@@ -30,7 +30,9 @@ EXPORTERS = {"dynamo": "torch.onnx.export (dynamo, fixed shapes)",
              "dynamo-dynamic": "torch.onnx.export (dynamo, dynamic_shapes batch and time)",
              "torchscript": "torch.onnx.export(dynamo=False) (dynamic_axes batch and time)"}
 HEADS = {"output": "`output` (every step)", "last": "`output[:, -1]`", "h_last": "`h_n[-1]`",
-         "h_cat": "`cat((h_n[-2], h_n[-1]), 1)`"}
+         "h_cat": "`cat((h_n[-2], h_n[-1]), 1)`", "mlp": "`fc2(act(fc1(h_n[-1])))`"}
+BETWEEN = ("relu", "gelu", "tanh", "sigmoid", "gelu_tanh")  # act of the mlp head, rotating
+HIDDEN_UNITS = 6
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 ACTIVATIONS = ("softmax", "sigmoid", "none", "log_softmax")
 KERAS_FIXTURES = Path(__file__).parent / "fixtures" / "keras"
@@ -45,11 +47,13 @@ class Case:
     batch_first: bool
     head: str
     activation: str
+    between: str = "none"  # the mlp head's function between its two dense layers
 
     @property
     def name(self) -> str:
+        head = f"mlp_{self.between}" if self.head == "mlp" else self.head
         return (f"{self.exporter}-{self.cell}-{self.layers}l-{'bi' if self.bidirectional else 'uni'}-"
-                f"{'bf' if self.batch_first else 'tf'}-{self.head}-{self.activation}")
+                f"{'bf' if self.batch_first else 'tf'}-{head}-{self.activation}")
 
     @property
     def refusal(self) -> str | None:
@@ -77,17 +81,19 @@ def cases(variants: int = 3) -> list[Case]:
                 if head == "h_cat" and not bidirectional:
                     layers = max(layers, 2)
                 cell = CELLS[(k + h + e) % 4]
+                between = BETWEEN[(k + variants * e) % len(BETWEEN)] if head == "mlp" else "none"
                 found.append(Case(exporter, cell, layers, bidirectional, (k + e) % 2 == 0, head,
-                                  ACTIVATIONS[(k + h + e) % 4]))
+                                  ACTIVATIONS[(k + h + e) % 4], between))
     return found
 
 
 def representative(all_cases: list[Case]) -> list[Case]:
     """Converting cases that between them cover every cell, exporter, head pattern and activation."""
     chosen: list[Case] = []
-    wanted = [("cell", c) for c in CELLS] + [("exporter", e) for e in EXPORTERS] + [("head", h) for h in HEADS] + [
+    wanted = [("cell", c) for c in CELLS] + [("exporter", e) for e in EXPORTERS] + [
+        ("head", h) for h in HEADS if h != "mlp"] + [
         ("activation", a) for a in ACTIVATIONS]
-    converting = [c for c in all_cases if c.refusal is None]
+    converting = [c for c in all_cases if c.refusal is None and c.head != "mlp"]  # int8 runs no hidden layers yet
     while wanted:
         best = max(converting, key=lambda c: sum(getattr(c, f) == v for f, v in wanted))
         chosen.append(best)
@@ -107,8 +113,13 @@ def torch_model(case: Case):
             self.rnn = kind(FEATURES, HIDDEN, num_layers=case.layers, bidirectional=case.bidirectional,
                             batch_first=case.batch_first, **extra)
             dirs = 2 if case.bidirectional else 1
-            width = {"output": dirs, "last": dirs, "h_last": 1, "h_cat": 2}[case.head] * HIDDEN
-            self.fc = nn.Linear(width, OUT)
+            width = {"output": dirs, "last": dirs, "h_last": 1, "h_cat": 2, "mlp": 1}[case.head] * HIDDEN
+            if case.head == "mlp":
+                act = {"relu": nn.ReLU(), "gelu": nn.GELU(), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(),
+                       "gelu_tanh": nn.GELU(approximate="tanh")}[case.between]
+                self.fc = nn.Sequential(nn.Linear(width, HIDDEN_UNITS), act, nn.Linear(HIDDEN_UNITS, OUT))
+            else:
+                self.fc = nn.Linear(width, OUT)
 
         def forward(self, x):
             output, h_n = self.rnn(x)
@@ -118,7 +129,7 @@ def torch_model(case: Case):
                 z = output
             elif case.head == "last":
                 z = output[:, -1] if case.batch_first else output[-1]
-            elif case.head == "h_last":
+            elif case.head in ("h_last", "mlp"):
                 z = h_n[-1]
             else:
                 z = torch.cat((h_n[-2], h_n[-1]), 1)

@@ -19,6 +19,7 @@ from tests.export import onnx_corpus
 
 CASES = onnx_corpus.cases()
 REPRESENTATIVE = onnx_corpus.representative(CASES)
+MLP = [c for c in CASES if c.head == "mlp"]
 ORT_TOLERANCE = 1e-5  # the mapper's proof tolerance, here against the recorded ORT output
 
 
@@ -38,6 +39,9 @@ def test_corpus_graph_converts_and_matches_ort_or_is_refused_for_its_reason(corp
         return
     assert why is None, why
     assert mapping.max_abs_diff <= ORT_TOLERANCE
+    if case.head == "mlp":  # Linear -> act -> Linear: one hidden layer with that function
+        assert mapping.spec["head"]["hidden"] == [{"units": onnx_corpus.HIDDEN_UNITS, "activation": case.between}]
+    assert mapping.spec["head"]["activation"] == case.activation
     with np.load(corpus / f"{case.name}.npz", allow_pickle=False) as recorded:
         x, want = recorded["x"], recorded["y"]
     got = Model(mapping.spec, "f32", mapping.tensors).run(np.swapaxes(x, 0, 1) if mapping.input_time_major else x)
@@ -50,9 +54,10 @@ def test_the_corpus_covers_every_exporter_cell_head_and_activation_and_the_subse
     for field, values in (("exporter", onnx_corpus.EXPORTERS), ("cell", onnx_corpus.CELLS),
                           ("head", onnx_corpus.HEADS), ("activation", onnx_corpus.ACTIVATIONS)):
         assert {getattr(c, field) for c in CASES} == set(values), field
-        assert {getattr(c, field) for c in REPRESENTATIVE} == set(values), field
+        assert {getattr(c, field) for c in REPRESENTATIVE} == set(values) - {"mlp"}, field
     assert {c.layers for c in CASES} == {1, 2, 3} and {c.bidirectional for c in CASES} == {False, True}
     assert {c.batch_first for c in CASES} == {False, True}
+    assert {c.between for c in MLP} == set(onnx_corpus.BETWEEN)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -93,3 +98,14 @@ def test_corpus_graph_exports_in_every_precision_and_passes_against_the_original
     else:  # fixed-shape graphs cannot take the parity streams; the proof ran ORT on the original at its shape
         assert "fixed" in report["module"]["original_parity"]
         assert report["module"]["proof_max_abs_diff"] <= ORT_TOLERANCE
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_an_mlp_head_graph_exports_in_f32_and_int8w_and_passes_against_the_original(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    case = next(c for c in MLP if c.exporter == "torchscript" and c.between.startswith("gelu"))
+    report = export_onnx(corpus / f"{case.name}.onnx", tmp_path / "out", precisions=("f32", "int8w"), steps=60)
+    assert report["passed"]
+    assert report["module"]["original_parity"] == "measured"
+    rows = [r for r in report["artifacts"] if r.get("reference")]
+    assert rows and all(r["passed"] for r in rows)
