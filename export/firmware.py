@@ -126,13 +126,21 @@ FIRMWARE_EXTENSIONS = {"f32": frozenset(FLOAT_FIRMWARE_EXTENSIONS), "int8w": fro
                                           "initial_state"})}
 
 
+# The hidden head layers' activations (runtime/spec.py HIDDEN_ACTIVATIONS) each precision's C head implements
+FIRMWARE_HIDDEN_ACTIVATIONS = {"f32": frozenset(specs.HIDDEN_ACTIVATIONS), "int8w": frozenset(specs.HIDDEN_ACTIVATIONS),
+                               "int8": frozenset()}
+
+
 def firmware_unsupported(spec: dict, precision: str) -> list[str]:
     """What firmware_ref/'s `precision` step cannot run in this spec, one "layers[l] <extension>" per layer and ONNX
-    layer extension (runtime/spec.py) outside FIRMWARE_EXTENSIONS[precision]. [] = it runs the spec's layers."""
+    layer extension (runtime/spec.py) outside FIRMWARE_EXTENSIONS[precision], and one "head.hidden[k] <activation>"
+    per hidden head layer outside FIRMWARE_HIDDEN_ACTIVATIONS[precision]. [] = it runs the spec's layers and head."""
     if precision not in FIRMWARE_EXTENSIONS:
         raise ValueError(f"precision {precision!r} is not supported (supported: {', '.join(FIRMWARE_EXTENSIONS)})")
-    return [f"layers[{l}] {key}" for l, layer in enumerate(spec["layers"]) for key in specs.extensions(layer)
-            if key not in FIRMWARE_EXTENSIONS[precision]]
+    return ([f"layers[{l}] {key}" for l, layer in enumerate(spec["layers"]) for key in specs.extensions(layer)
+             if key not in FIRMWARE_EXTENSIONS[precision]]
+            + [f"head.hidden[{k}] {dense['activation']}" for k, dense in enumerate(specs.head_hidden(spec))
+               if dense["activation"] not in FIRMWARE_HIDDEN_ACTIVATIONS[precision]])
 
 
 def check_firmware_runs(spec: dict, precision: str, artifact_path) -> None:
@@ -141,8 +149,8 @@ def check_firmware_runs(spec: dict, precision: str, artifact_path) -> None:
     the firmware steps one sample at a time)."""
     missing = firmware_unsupported(spec, precision)
     if missing:
-        raise ValueError(f"{artifact_path}: firmware_ref's {precision} step does not implement the ONNX layer "
-                         f"extensions of this model: {', '.join(missing)}")
+        raise ValueError(f"{artifact_path}: firmware_ref's {precision} step does not implement these parts of the "
+                         f"model (ONNX layer extensions, hidden head layers): {', '.join(missing)}")
     if not specs.can_stream(spec):
         raise ValueError(f"{artifact_path}: the model has a bidirectional or reverse layer, which the firmware (one "
                          "step at a time) cannot run")
@@ -210,13 +218,15 @@ def model_sizes(spec: dict, precision: str = "int8") -> dict[str, int]:
     """Elements of state and scratch a stream of this forward-only spec needs (rnnedge.h's macros): int16 for
     int8, float for f32 and int8w.
 
-    The layer part of the scratch is the widest layer's RNNEDGE_LAYER_SCRATCH_LEN (G gate sums, + H for a GRU).
+    The layer part of the scratch is the widest layer's RNNEDGE_LAYER_SCRATCH_LEN (G gate sums, + H for a GRU), or
+    the hidden head layers' outputs (the sum of their units), whichever is larger.
     In front of it: int8 tokens, the widened embedding row; f32/int8w dense, the normalised input; int8w tokens,
     the dequantised embedding row (f32 tokens read the row in place, int8 dense takes the caller's x_q).
     """
     state = sum(2 * layer["hidden"] if layer["cell"] == "lstm" else layer["hidden"] for layer in spec["layers"])
     layer_scratch = max(specs.GATES[layer["cell"]] * layer["hidden"] + (layer["hidden"] if layer["cell"] == "gru"
                                                                           else 0) for layer in spec["layers"])
+    layer_scratch = max(layer_scratch, layout.head_scratch(spec))
     tokens = spec["input"]["kind"] == "tokens"
     front = tokens if precision == "int8" else not (tokens and precision == "f32")
     return {"state": state, "scratch": (specs.input_size(spec) if front else 0) + layer_scratch}
@@ -585,15 +595,28 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
             state_lines.append(f"#define {P}_LAYER{l}_{part.upper()} {offset} /* state[{offset}, {offset + H}): "
                                f"layer {l} {part} ({layer['cell']}, H = {H}) */")
             offset += H
-    model_fields.update({"n_layers": str(len(spec["layers"])), "layers": f"{p}_layers", "out": str(out),
-                         "head_in": str(specs.output_width(spec)), "head_w": add(f"{p}_head_w", t["head.weight"])})
+    model_fields.update({"n_layers": str(len(spec["layers"])), "layers": f"{p}_layers"})
+    dense_inits = []
+    for k, dense_layer in enumerate(specs.head_hidden(spec)):
+        q, n = f"head.hidden.{k}", f"{p}_dense{k}"
+        fields = {"n_in": str(t[f"{q}.weight"].shape[1]), "units": str(dense_layer["units"]),
+                  "activation": f"RNNEDGE_HIDDEN_{dense_layer['activation'].upper()}", "w": add(f"{n}_w", t[f"{q}.weight"])}
+        if q8:
+            fields["scale"] = add(f"{n}_scale", t[f"{q}.weight.scale"])
+        fields["b"] = add(f"{n}_b", t[f"{q}.bias"])
+        dense_inits.append("    {\n" + "".join(f"        .{key} = {v},\n" for key, v in fields.items()) + "    }")
+    if dense_inits:
+        model_fields.update({"n_dense": str(len(dense_inits)), "dense": f"{p}_dense"})
+    model_fields.update({"out": str(out), "head_in": str(specs.head_input_sizes(spec)[-1]),
+                         "head_w": add(f"{p}_head_w", t["head.weight"])})
     if q8:
         model_fields["head_scale"] = add(f"{p}_head_scale", t["head.weight.scale"])
     model_fields.update({"head_b": add(f"{p}_head_b", t["head.bias"]),
                          "activation": ACT_MACRO[spec["head"]["activation"]],
                          "state_len": f"{P}_STATE_LEN", "scratch_len": f"{P}_SCRATCH_LEN"})
     front = ("the normalised input" if dense else "the dequantised embedding row") if dense or q8 else ""
-    scratch_note = f"{front} ({n_in}) + the widest layer's gate sums" if front else "the widest layer's gate sums"
+    widest = "the widest layer's gate sums" + (" or the hidden head layers' outputs" if dense_inits else "")
+    scratch_note = f"{front} ({n_in}) + {widest}" if front else widest
     guard = f"{P}_DATA_H"
     guard_ext = _extensions_guard(P, p, artifact_path, [layout.layer_flags(layer) for layer in spec["layers"]])
     input_decls = ""
@@ -645,6 +668,8 @@ extern const rnnedge_model_{kind} {p};
     source = (f"/* {origin} */\n#include \"{p}_data.h\"\n\n" + "\n".join(arrays)
               + f"\nstatic const rnnedge_layer_{kind} {p}_layers[{len(layer_inits)}] = {{\n"
               + ",\n".join(layer_inits) + "\n};\n\n"
+              + (f"static const rnnedge_dense_{kind} {p}_dense[{len(dense_inits)}] = {{\n"
+                 + ",\n".join(dense_inits) + "\n};\n\n" if dense_inits else "")
               + f"const rnnedge_model_{kind} {p} = {{\n"
               + "".join(f"    .{k} = {v},\n" for k, v in model_fields.items()) + "};\n")
     out_dir = Path(out_dir)

@@ -1,15 +1,19 @@
 """An ONNX file made by any tool -> an rnnedge spec and canonical float32 tensors, proven against ONNX Runtime.
 
-Issue 7. `map_onnx(model_proto)` walks the graph's nodes in order, folds the constant and
-Shape-driven glue, follows what happens to the input sequence, and maps one or more stacked ONNX `RNN` /
-`LSTM` / `GRU` nodes (as the ONNX operator spec defines them) and the head behind them to a spec plus the
-canonical tensors of an f32 artifact (export/weights.py names, PyTorch gate order). It then **proves** the
-mapping: ONNX Runtime runs the ORIGINAL graph (a layout=1 node as layout=0 between Transposes: ORT implements
-layout 0 only) and the rnnedge runtime runs the converted f32 tensors on random inputs of several batch sizes and
-lengths (and random sequence lengths when the graph takes them); a max abs difference above 1e-5 is refused
-(ProofError) with the measured difference. `export_onnx` writes the mapped model as an ordinary rnnedge
+Issues 7 and 12. `map_onnx(model_proto)` walks the graph's nodes in order (export/onnx_in/mapper.py), evaluates
+constant and shape arithmetic (export/onnx_in/values.py: values computed from the input's run-time sizes are
+evaluated at sample sizes, so a zero state built from the batch size folds to zeros whatever nodes build it),
+follows what happens to the input sequence (glue.py), and maps one or more stacked ONNX `RNN` / `LSTM` / `GRU`
+nodes (recurrent.py; as the ONNX operator spec defines them), or plain RNN steps unrolled over time (unrolled.py;
+torch's dynamo exporter writes nn.RNN so), and the head behind them (heads.py) to a spec plus the canonical
+tensors of an f32 artifact (export/weights.py names, PyTorch gate order). It then **proves** the mapping
+(export/onnx_in/proof.py): ONNX Runtime runs the ORIGINAL graph (a layout=1 node as layout=0 between Transposes:
+ORT implements layout 0 only) and the rnnedge runtime runs the converted f32 tensors on random inputs of several
+batch sizes and lengths (and random sequence lengths when the graph takes them); a max abs difference above 1e-5
+is refused (ProofError) with the measured difference. `export_onnx` writes the mapped model as an ordinary rnnedge
 checkpoint (`model.pt`) plus `onnx_mapping.json` and runs the usual `export_checkpoint`, whose report carries
-report["module"]["source"] == "onnx".
+report["module"]["source"] == "onnx". A file with external data (`model.onnx` + `model.onnx.data`, as the
+dynamo exporter writes) loads from the file's folder.
 
 Gate order (the reverse of export/onnx_graphs.py): rows of W, R and each half of B are blocks of
 hidden_size rows, one per gate:
@@ -33,15 +37,22 @@ type and name):
              or a graph input (the converted model takes it as model.run(X, lengths); OnnxMapping.lengths_name);
              Y and Y_h. Refused by name: per-batch initial states, initial states or P given at run time, other
              activation functions, a used Y_c (rnnedge heads read h), layers reading different sequence_lens.
+  unrolled   plain RNN steps h_n = Tanh|Relu(h_{n-1} W_hh^T + b_hh + (X W_ih^T + b_ih)[t]) over a fixed number of
+             steps, forward and backward (torch.flip), from a zero state; Y = Concat of every step, h_n = the last
   input      a dense float input straight into the first layer (optionally Sub mean, Div std: the
              normalisation rnnedge writes), or int64 token ids through Gather(table, ids) (an embedding)
-  glue       Transpose, Squeeze (of a one-direction axis or a one-step time axis), Reshape merging the
-             direction axis into the features ([T, B, D, H] -> [T, B, D*H]), Slice / Gather of the last (or
-             first) time step and of one direction, Concat of directions along the features, Identity,
-             Cast, Dropout, and Shape / ConstantOfShape / Gather / Concat / Unsqueeze / Slice on shapes and
-             constants (folded)
+  shapes     any operator on constants and on values computed from the input's sizes (evaluated at sample sizes;
+             what is the same at every size is a constant, e.g. a zero initial state); a dynamic input axis the
+             graph fixes (a Reshape to a number where that axis goes) is pinned at that size for the proof
+  glue       Transpose keeping the features last, Squeeze / Unsqueeze of size-1 step and direction axes, Reshape
+             that merges or splits the direction axis into or out of the features, merges batch and time for a
+             per-row head and splits them back, or drops size-1 axes; Slice / Gather of the last (or first) time
+             step and of directions (constant or computed indices); Concat of directions along the features and
+             of several layers' final states along the direction axis (torch's h_n, then h_n[-1] / h_n[-2]);
+             Identity, Cast, Dropout
   head       MatMul [+ Add] or Gemm (transA=0) on the last layer's output (every step) or final state
-             (last_step), then Softmax over the last axis or Sigmoid; no head -> an identity head
+             (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head
+  refused    Loop / Scan (tf2onnx's Keras SimpleRNN and GRU(reset_after=False)), naming what would be needed
 """
 
 from __future__ import annotations
@@ -124,8 +135,9 @@ def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
                                  ("b_hh", "bias_hh"), ("p", "peephole"), ("h0", "h0"), ("c0", "c0")):
                 if f"layers.{l}.{d}.{ours}" in tensors:  # p, h0, c0: extensions (train/model.py's OnnxLayer)
                     sd[f"layers.{l}.{theirs}_l0{suffix}"] = torch.from_numpy(tensors[f"layers.{l}.{d}.{ours}"].copy())
-    sd["head.weight"] = torch.from_numpy(tensors["head.weight"].copy())
-    sd["head.bias"] = torch.from_numpy(tensors["head.bias"].copy())
+    for name, value in tensors.items():  # head.weight / head.bias and head.hidden.{k}.*: the state_dict's own names
+        if name.startswith("head."):
+            sd[name] = torch.from_numpy(value.copy())
     model.load_state_dict(sd)
     return model.eval()
 

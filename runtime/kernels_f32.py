@@ -35,6 +35,13 @@ from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,
+    D_ACTIVATION,
+    D_COLUMNS,
+    D_N_IN,
+    D_OFF_B,
+    D_OFF_OUT,
+    D_OFF_W,
+    D_UNITS,
     F_INIT,
     F_INPUT_FORGET,
     F_PEEPHOLES,
@@ -51,6 +58,11 @@ from runtime.layout import (
     FN_SOFTSIGN,
     FN_TANH,
     FN_THRESHOLDEDRELU,
+    HID_GELU,
+    HID_GELU_TANH,
+    HID_RELU,
+    HID_SIGMOID,
+    HID_TANH,
     L_CELL,
     L_COLUMNS,
     L_FLAGS,
@@ -68,6 +80,7 @@ from runtime.layout import (
     M_ACTIVATION,
     M_FIELDS,
     M_HEAD_IN,
+    M_N_DENSE,
     M_N_IN,
     M_N_LAYERS,
     M_OFF_HEAD_B,
@@ -91,6 +104,7 @@ _LN2_HI = np.float32(0.693359375)  # ln 2 split so k * _LN2_HI is exact for |k| 
 _LN2_LO = np.float32(-2.12194440e-4)
 _C2, _C3, _C4 = np.float32(1 / 2), np.float32(1 / 6), np.float32(1 / 24)
 _C5, _C6 = np.float32(1 / 120), np.float32(1 / 720)
+_ZERO = np.float32(0.0)
 
 
 @intrinsic
@@ -295,8 +309,78 @@ def activate_head_f32(y, activation):
             y[o] = _ONE / (_ONE + np.exp(-y[o]))
 
 
+# -- the head's hidden dense layers (spec head.hidden, layout `dense`) -------------------------------------------------
+# erf by Abramowitz & Stegun 7.1.26: 1 - t (a1 + t (a2 + ...)) e^-x^2, t = 1 / (1 + p |x|), odd in x; |error| <= 1.5e-7
+_ERF_P = np.float32(0.3275911)
+_ERF_A1, _ERF_A2, _ERF_A3 = np.float32(0.254829592), np.float32(-0.284496736), np.float32(1.421413741)
+_ERF_A4, _ERF_A5 = np.float32(-1.453152027), np.float32(1.061405429)
+_RSQRT2 = np.float32(0.7071067811865476)
+_GELU_TANH_K = np.float32(0.7978845608028654)  # sqrt(2 / pi)
+_GELU_TANH_C = np.float32(0.044715)
+
+
+@fast_inline
+def erf_f32(x):
+    """erf(x) for float32 x (A&S 7.1.26 with exp_f32)."""
+    z = abs(x)
+    t = _ONE / (_ONE + _ERF_P * z)
+    poly = t * (_ERF_A1 + t * (_ERF_A2 + t * (_ERF_A3 + t * (_ERF_A4 + t * _ERF_A5))))
+    e = _ONE - poly * exp_f32(-z * z)
+    return e if x >= _ZERO else -e
+
+
+@fast_kernel
+def activate_hidden_f32(a, code):
+    """a (U,) in place: a hidden head layer's activation (layout.HID_* code); HID_NONE leaves a as it is.
+    gelu is x/2 (1 + erf(x / sqrt 2)), gelu_tanh x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's two."""
+    if code == HID_RELU:
+        for i in range(a.shape[0]):
+            a[i] = max(a[i], _ZERO)
+    elif code == HID_TANH:
+        tanh_f32(a)
+    elif code == HID_SIGMOID:
+        sigmoid_f32(a)
+    elif code == HID_GELU:
+        for i in range(a.shape[0]):
+            a[i] = _HALF * a[i] * (_ONE + erf_f32(a[i] * _RSQRT2))
+    elif code == HID_GELU_TANH:
+        for i in range(a.shape[0]):
+            x = a[i]
+            u = _GELU_TANH_K * (x + _GELU_TANH_C * x * x * x)
+            a[i] = _HALF * x * (_ONE + (_TWO / (_ONE + exp_f32(-_TWO * u)) - _ONE))
+
+
+@kernel
+def dense_f32(out, v, w, b, activation):
+    """out (U,) = act(w (U, in) @ v (in,) + b (U,)): one hidden head layer, summed as the head is."""
+    out[:] = b
+    gemv_acc_f32(out, w, v)
+    activate_hidden_f32(out, activation)
+
+
+@kernel
+def dense_layers_f32(work, v, blob, dense):
+    """The head's hidden layers on v (in_0,), each output at its D_OFF_OUT in work; returns the last one's."""
+    for k in range(dense.shape[0]):
+        row = dense[k]
+        U = row[D_UNITS]
+        out = work[row[D_OFF_OUT] : row[D_OFF_OUT] + U]
+        dense_f32(out, v, _matrix(blob, row[D_OFF_W], U, row[D_N_IN]), blob[row[D_OFF_B] : row[D_OFF_B] + U],
+                  row[D_ACTIVATION])
+        v = out
+    return v
+
+
+@kernel
+def split_table(table):
+    """The `model`, `layers` and `dense` views of a layout's one int64 table (runtime/layout.py)."""
+    model = table[:M_FIELDS]
+    n_rows = 2 * model[M_N_LAYERS]
+    end = M_FIELDS + n_rows * L_COLUMNS
+    return model, table[M_FIELDS:end].reshape((n_rows, L_COLUMNS)), table[end:].reshape((model[M_N_DENSE], D_COLUMNS))
+
+
 # -- the ONNX extensions (L_FLAGS & F_STEP) --------------------------------------------------------------------------
-_ZERO = np.float32(0.0)
 _SOFTPLUS_LINEAR = np.float32(20.0)  # above it log1p(e^x) == x in float32
 
 
@@ -523,8 +607,9 @@ def cell_step_f32(h, c, scratch, x, blob, row):
 
 
 @kernel
-def layers_and_head_f32(y, state, work, inp, blob, layers, model):
-    """Every layer, then the head, for one stream: y (O,); state (S,) in/out; work (N,) scratch; inp (I,)."""
+def layers_and_head_f32(y, state, work, inp, blob, layers, dense, model):
+    """Every layer, then the head (its hidden layers, if any, in work), for one stream: y (O,); state (S,)
+    in/out; work (N,) scratch; inp (I,)."""
     for l in range(model[M_N_LAYERS]):
         row = layers[2 * l]
         H = row[L_HIDDEN]
@@ -532,6 +617,8 @@ def layers_and_head_f32(y, state, work, inp, blob, layers, model):
         c = state[row[L_OFF_C] : row[L_OFF_C] + H]
         cell_step_f32(h, c, work, inp, blob, row)
         inp = h
+    if model[M_N_DENSE] > 0:
+        inp = dense_layers_f32(work, inp, blob, dense)
     head_f32(y, inp, _matrix(blob, model[M_OFF_HEAD_W], model[M_OUT], model[M_HEAD_IN]),
              blob[model[M_OFF_HEAD_B] : model[M_OFF_HEAD_B] + model[M_OUT]], model[M_ACTIVATION])
 
@@ -557,8 +644,7 @@ def model_step_dense_f32(buf, x, blob, table):
     for v in x.ravel():
         if not np.isfinite(v):
             return BAD_VALUE
-    model = table[:M_FIELDS]
-    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
+    model, layers, dense = split_table(table)
     y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
@@ -566,7 +652,7 @@ def model_step_dense_f32(buf, x, blob, table):
     v = scratch[:n_in]
     for b in range(x.shape[0]):
         normalise_f32(v, x[b], mean, std)
-        layers_and_head_f32(y[b], state[b], scratch[n_in:], v, blob, layers, model)
+        layers_and_head_f32(y[b], state[b], scratch[n_in:], v, blob, layers, dense, model)
     return OK
 
 
@@ -577,16 +663,15 @@ def model_step_tokens_f32(buf, x, blob, table):
     As model_step_dense_f32, with x (B,) int64 token ids: BAD_TOKEN (and nothing written) when an id is
     outside [0, vocab). The embedding row is read in place, no copy.
     """
-    model = table[:M_FIELDS]
+    model, layers, dense = split_table(table)
     for t in x:
         if t < 0 or t >= model[M_VOCAB]:
             return BAD_TOKEN
-    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
     y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
     for b in range(x.shape[0]):
         start = model[M_OFF_IN_A] + x[b] * n_in
-        layers_and_head_f32(y[b], state[b], scratch, blob[start : start + n_in], blob, layers, model)
+        layers_and_head_f32(y[b], state[b], scratch, blob[start : start + n_in], blob, layers, dense, model)
     return OK
 
 
@@ -620,6 +705,13 @@ def sequence_layer_f32(out, gx, lengths, blob, row, reverse, col):
             t = n - 1 - s if reverse else s
             recurrent_step_f32(h, c, scratch, gx[b, t], blob, row)
             out[b, t, col : col + H] = h
+
+
+@kernel
+def denses_f32(out, feats, w, b, activation):
+    """out (N, U) = one hidden head layer on each row of feats (N, in); the step's dense_f32, row by row."""
+    for n in range(feats.shape[0]):
+        dense_f32(out[n], feats[n], w, b, activation)
 
 
 @kernel

@@ -89,7 +89,7 @@ from runtime.int8_math import (
     tanh_q15,
 )
 from runtime.jit import int_inline, kernel
-from runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE, OK, _matrix, activate_head_f32, gate_rows
+from runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE, OK, _matrix, activate_head_f32, gate_rows, split_table
 from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -102,7 +102,6 @@ from runtime.layout import (
     F_STEP,
     L_CELL,
     L_CLIP_Q,
-    L_COLUMNS,
     L_FLAGS,
     L_HIDDEN,
     L_LEFT_SHIFT,
@@ -118,7 +117,6 @@ from runtime.layout import (
     L_OFF_WIH,
     L_PARAM,
     M_ACTIVATION,
-    M_FIELDS,
     M_HEAD_IN,
     M_N_IN,
     M_N_LAYERS,
@@ -538,8 +536,7 @@ def model_step_dense_int8(y, ibuf, x, qblob, iblob, blob, table):
     for v in x.ravel():
         if not np.isfinite(v):
             return BAD_VALUE
-    model = table[:M_FIELDS]
-    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
+    model, layers, _ = split_table(table)
     acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
@@ -559,11 +556,10 @@ def model_step_tokens_int8(y, ibuf, x, qblob, iblob, blob, table):
     """One time step of a forward-only token-input int8 model; as model_step_dense_int8, x (B,) int64 ids
     (BAD_TOKEN, nothing written, when one is outside [0, vocab)). The int8 embedding row is widened into
     the front of the scratch."""
-    model = table[:M_FIELDS]
+    model, layers, _ = split_table(table)
     for t in x:
         if t < 0 or t >= model[M_VOCAB]:
             return BAD_TOKEN
-    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
     acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
     n_in = model[M_N_IN]
     out_scale = blob[model[M_OFF_HEAD_S] : model[M_OFF_HEAD_S] + model[M_OUT]]

@@ -25,6 +25,7 @@ from runtime.kernels_f32 import (
     OK,
     _matrix,
     activate_head_f32,
+    activate_hidden_f32,
     gate_rows,
     gru_rz_ext_f32,
     gru_update_ext_f32,
@@ -35,16 +36,23 @@ from runtime.kernels_f32 import (
     normalise_f32,
     rnn_update_ext_f32,
     rnn_update_f32,
+    split_table,
     stream_buffers,
 )
 from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,
+    D_ACTIVATION,
+    D_N_IN,
+    D_OFF_B,
+    D_OFF_OUT,
+    D_OFF_S,
+    D_OFF_W,
+    D_UNITS,
     F_RESET_BEFORE,
     F_STEP,
     L_CELL,
-    L_COLUMNS,
     L_FLAGS,
     L_HIDDEN,
     L_N_IN,
@@ -59,8 +67,8 @@ from runtime.layout import (
     L_OFF_WHH,
     L_OFF_WIH,
     M_ACTIVATION,
-    M_FIELDS,
     M_HEAD_IN,
+    M_N_DENSE,
     M_N_IN,
     M_N_LAYERS,
     M_OFF_HEAD_B,
@@ -232,8 +240,30 @@ def cell_step_int8w(h, c, scratch, x, qblob, blob, row):
 
 
 @kernel
-def layers_and_head_int8w(y, state, work, inp, qblob, blob, layers, model):
-    """Every layer, then the head, for one stream: y (O,); state (S,) in/out; work (N,) scratch; inp (I,)."""
+def dense_int8w(out, v, wq, s, b, activation):
+    """out (U,) = act(b (U,) + s (U,) * (wq (U, in) int8 @ v (in,))): one hidden head layer, as the head."""
+    out[:] = b
+    gemv_acc_int8w(out, wq, s, v)
+    activate_hidden_f32(out, activation)
+
+
+@kernel
+def dense_layers_int8w(work, v, qblob, blob, dense):
+    """The head's hidden layers on v; as kernels_f32.dense_layers_f32, int8 weights with row scales."""
+    for k in range(dense.shape[0]):
+        row = dense[k]
+        U = row[D_UNITS]
+        out = work[row[D_OFF_OUT] : row[D_OFF_OUT] + U]
+        dense_int8w(out, v, _matrix(qblob, row[D_OFF_W], U, row[D_N_IN]), blob[row[D_OFF_S] : row[D_OFF_S] + U],
+                    blob[row[D_OFF_B] : row[D_OFF_B] + U], row[D_ACTIVATION])
+        v = out
+    return v
+
+
+@kernel
+def layers_and_head_int8w(y, state, work, inp, qblob, blob, layers, dense, model):
+    """Every layer, then the head (its hidden layers, if any, in work), for one stream: y (O,); state (S,)
+    in/out; work (N,) scratch; inp (I,)."""
     for l in range(model[M_N_LAYERS]):
         row = layers[2 * l]
         H = row[L_HIDDEN]
@@ -241,6 +271,8 @@ def layers_and_head_int8w(y, state, work, inp, qblob, blob, layers, model):
         c = state[row[L_OFF_C] : row[L_OFF_C] + H]
         cell_step_int8w(h, c, work, inp, qblob, blob, row)
         inp = h
+    if model[M_N_DENSE] > 0:
+        inp = dense_layers_int8w(work, inp, qblob, blob, dense)
     out = model[M_OUT]
     head_int8w(y, inp, _matrix(qblob, model[M_OFF_HEAD_W], out, model[M_HEAD_IN]),
                blob[model[M_OFF_HEAD_S] : model[M_OFF_HEAD_S] + out],
@@ -254,8 +286,7 @@ def model_step_dense_int8w(buf, x, qblob, blob, table):
     for v in x.ravel():
         if not np.isfinite(v):
             return BAD_VALUE
-    model = table[:M_FIELDS]
-    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
+    model, layers, dense = split_table(table)
     y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
@@ -263,7 +294,7 @@ def model_step_dense_int8w(buf, x, qblob, blob, table):
     v = scratch[:n_in]
     for b in range(x.shape[0]):
         normalise_f32(v, x[b], mean, std)
-        layers_and_head_int8w(y[b], state[b], scratch[n_in:], v, qblob, blob, layers, model)
+        layers_and_head_int8w(y[b], state[b], scratch[n_in:], v, qblob, blob, layers, dense, model)
     return OK
 
 
@@ -271,18 +302,17 @@ def model_step_dense_int8w(buf, x, qblob, blob, table):
 def model_step_tokens_int8w(buf, x, qblob, blob, table):
     """One time step of a forward-only token-input model; as model_step_tokens_f32. The int8 embedding row is
     dequantised into the front of the scratch (n_in floats)."""
-    model = table[:M_FIELDS]
+    model, layers, dense = split_table(table)
     for t in x:
         if t < 0 or t >= model[M_VOCAB]:
             return BAD_TOKEN
-    layers = table[M_FIELDS:].reshape((-1, L_COLUMNS))
     y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
     v = scratch[:n_in]
     for b in range(x.shape[0]):
         start = model[M_OFF_IN_A] + x[b] * n_in
         dequantize_row_int8w(v, qblob[start : start + n_in], blob[model[M_OFF_IN_S] + x[b]])
-        layers_and_head_int8w(y[b], state[b], scratch[n_in:], v, qblob, blob, layers, model)
+        layers_and_head_int8w(y[b], state[b], scratch[n_in:], v, qblob, blob, layers, dense, model)
     return OK
 
 
@@ -309,6 +339,13 @@ def sequence_layer_int8w(out, gx, lengths, qblob, blob, row, reverse, col):
             t = n - 1 - s if reverse else s
             recurrent_step_int8w(h, c, scratch, gx[b, t], qblob, blob, row)
             out[b, t, col : col + H] = h
+
+
+@kernel
+def denses_int8w(out, feats, wq, s, b, activation):
+    """out (N, U) = one hidden head layer on each row of feats (N, in); the step's dense_int8w, row by row."""
+    for n in range(feats.shape[0]):
+        dense_int8w(out[n], feats[n], wq, s, b, activation)
 
 
 @kernel

@@ -55,10 +55,21 @@ FN_CODE = {"relu": FN_RELU, "tanh": FN_TANH, "sigmoid": FN_SIGMOID, "affine": FN
            "thresholdedrelu": FN_THRESHOLDEDRELU, "scaledtanh": FN_SCALEDTANH, "hardsigmoid": FN_HARDSIGMOID,
            "elu": FN_ELU, "softsign": FN_SOFTSIGN, "softplus": FN_SOFTPLUS}
 CLIP_Q_NONE = 32767
-# `model` table (M_OFF_IN_S: the embedding's per-row scales, M_OFF_HEAD_S: the head's, int8w only)
-(M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B,
- M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT, M_ACTIVATION, M_STATE, M_SCRATCH, M_OFF_IN_S, M_OFF_HEAD_S) = range(15)
-M_FIELDS = 15
+# `model` table (M_OFF_IN_S: the embedding's per-row scales, M_OFF_HEAD_S: the head's, int8w only; M_N_DENSE the
+# head's hidden dense layers, 0 for a single linear head)
+(M_N_LAYERS, M_INPUT_KIND, M_N_IN, M_VOCAB, M_OFF_IN_A, M_OFF_IN_B, M_OFF_HEAD_W, M_OFF_HEAD_B, M_HEAD_IN, M_OUT,
+ M_ACTIVATION, M_STATE, M_SCRATCH, M_OFF_IN_S, M_OFF_HEAD_S, M_N_DENSE) = range(16)
+M_FIELDS = 16
+# `dense` table, after `layers` in the same int64 array: one row per hidden head layer (spec head.hidden), in order.
+# D_OFF_W the weight (U, in) as the file holds it, row-major (like the head's: few long rows suit dot products);
+# D_OFF_B the bias (U,); D_OFF_S its per-row scales (int8w); D_OFF_OUT where its output sits in the head's part of
+# the scratch (the layers' part, free once the last layer has stepped): the layers one after another.
+(D_N_IN, D_UNITS, D_OFF_W, D_OFF_B, D_OFF_S, D_ACTIVATION, D_OFF_OUT) = range(7)
+D_COLUMNS = 7
+# a hidden head layer's activation (spec.HIDDEN_ACTIVATIONS)
+HID_NONE, HID_RELU, HID_TANH, HID_SIGMOID, HID_GELU, HID_GELU_TANH = range(6)
+HID_CODE = {"none": HID_NONE, "relu": HID_RELU, "tanh": HID_TANH, "sigmoid": HID_SIGMOID, "gelu": HID_GELU,
+            "gelu_tanh": HID_GELU_TANH}
 
 
 @dataclass
@@ -66,9 +77,10 @@ class Layout:
     precision: str  # "f32", "int8w" or "int8"
     blob: np.ndarray  # (W,) float32: every weight (f32), or scales, biases and normalisation (int8w, int8)
     qblob: np.ndarray  # (Q,) int8: every weight matrix (int8w, int8); empty for f32
-    table: np.ndarray  # (M_FIELDS + 2L * L_COLUMNS,) int64: `model` then `layers`, one array for the kernels
+    table: np.ndarray  # (M_FIELDS + 2L * L_COLUMNS + K * D_COLUMNS,) int64: `model`, `layers`, `dense`, one array
     model: np.ndarray  # (M_FIELDS,) int64, a view of table
     layers: np.ndarray  # (2L, L_COLUMNS) int64, a view of table
+    dense: np.ndarray  # (K, D_COLUMNS) int64, a view of table: the head's K hidden dense layers
     state_size: int  # floats of state per stream: every forward layer's h (and c)
     scratch_size: int  # floats (int8: int32 elements) of working memory a step needs
     iblob: np.ndarray = None  # (I,) int32: biases and requantisation constants (int8); empty otherwise
@@ -180,22 +192,54 @@ def build(spec: dict, tensors: dict[str, np.ndarray], precision: str = "f32") ->
         state_size += 2 * H if lstm else H
         scratch_gates = max(scratch_gates, scratch_rows(layer))
 
+    dense = dense_rows(spec)
+    for k, row in enumerate(dense):
+        row[D_OFF_W], row[D_OFF_S] = put_matrix(f"head.hidden.{k}.weight", transpose=False)
+        row[D_OFF_B] = put(tensors[f"head.hidden.{k}.bias"])
     # (O, Hin) as is: few long rows suit dot products
     model[M_OFF_HEAD_W], model[M_OFF_HEAD_S] = put_matrix("head.weight", transpose=False)
     model[M_OFF_HEAD_B] = put(tensors["head.bias"])
-    model[M_HEAD_IN] = specs.output_width(spec)
-    model[M_OUT] = spec["head"]["out"]
-    model[M_ACTIVATION] = ACT_CODE[spec["head"]["activation"]]
-    model[M_STATE] = state_size
-    model[M_SCRATCH] = model[M_N_IN] + scratch_gates
+    _head_fields(model, spec, state_size, scratch_gates)
     blob = np.concatenate(pieces).astype(np.float32)
     blob.flags.writeable = False
     qblob = np.concatenate(qpieces) if qpieces else np.zeros(0, dtype=np.int8)
     qblob.flags.writeable = False
-    table = np.concatenate([model, layers.ravel()])
+    return Layout(precision, blob, qblob, *_tables(model, layers, dense), state_size, int(model[M_SCRATCH]))
+
+
+def dense_rows(spec: dict) -> np.ndarray:
+    """The `dense` table's rows with their sizes, activation and output offsets; weight offsets still 0."""
+    hidden = specs.head_hidden(spec)
+    dense = np.zeros((len(hidden), D_COLUMNS), dtype=np.int64)
+    offset = 0
+    for row, layer, n_in in zip(dense, hidden, specs.head_input_sizes(spec)):
+        row[D_N_IN], row[D_UNITS], row[D_ACTIVATION], row[D_OFF_OUT] = n_in, layer["units"], \
+            HID_CODE[layer["activation"]], offset
+        offset += layer["units"]
+    return dense
+
+
+def head_scratch(spec: dict) -> int:
+    """Scratch the head's hidden layers need: every one's output, one after another (0 for a single linear head)."""
+    return sum(layer["units"] for layer in specs.head_hidden(spec))
+
+
+def _head_fields(model: np.ndarray, spec: dict, state_size: int, scratch_gates: int) -> None:
+    """The `model` fields every precision fills alike: head sizes and activation, state and scratch sizes."""
+    model[M_N_DENSE] = len(specs.head_hidden(spec))
+    model[M_HEAD_IN] = specs.head_input_sizes(spec)[-1]
+    model[M_OUT] = spec["head"]["out"]
+    model[M_ACTIVATION] = ACT_CODE[spec["head"]["activation"]]
+    model[M_STATE] = state_size
+    model[M_SCRATCH] = model[M_N_IN] + max(scratch_gates, head_scratch(spec))
+
+
+def _tables(model: np.ndarray, layers: np.ndarray, dense: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The one read-only int64 array the kernels take, and its `model`, `layers` and `dense` views."""
+    table = np.concatenate([model, layers.ravel(), dense.ravel()])
     table.flags.writeable = False
-    return Layout(precision, blob, qblob, table, table[:M_FIELDS], table[M_FIELDS:].reshape(layers.shape),
-                  state_size, int(model[M_SCRATCH]))
+    end = M_FIELDS + layers.size
+    return table, table[:M_FIELDS], table[M_FIELDS:end].reshape(layers.shape), table[end:].reshape(dense.shape)
 
 
 def layer_flags(layer: dict) -> int:
@@ -333,20 +377,15 @@ def _build_int8(spec: dict, tensors: dict[str, np.ndarray]) -> Layout:
         state_size += 2 * H if lstm else H
         scratch_gates = max(scratch_gates, scratch_rows(layer))
 
+    dense = dense_rows(spec)
     check_int32_sums("head.weight", tensors["head.weight"], tensors["head.bias"])
     model[M_OFF_HEAD_W] = put(tensors["head.weight"], np.int8)
     model[M_OFF_HEAD_B] = put(tensors["head.bias"], np.int32)
     model[M_OFF_HEAD_S] = put(tensors["head.scale"], np.float32)
-    model[M_HEAD_IN] = specs.output_width(spec)
-    model[M_OUT] = spec["head"]["out"]
-    model[M_ACTIVATION] = ACT_CODE[spec["head"]["activation"]]
-    model[M_STATE] = state_size
-    model[M_SCRATCH] = model[M_N_IN] + scratch_gates
+    _head_fields(model, spec, state_size, scratch_gates)
     out = {}
     for dtype, pieces in blobs.items():
         out[dtype] = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
         out[dtype].flags.writeable = False
-    table = np.concatenate([model, layers.ravel()])
-    table.flags.writeable = False
-    return Layout("int8", out[np.float32], out[np.int8], table, table[:M_FIELDS],
-                  table[M_FIELDS:].reshape(layers.shape), state_size, int(model[M_SCRATCH]), out[np.int32])
+    return Layout("int8", out[np.float32], out[np.int8], *_tables(model, layers, dense), state_size,
+                  int(model[M_SCRATCH]), out[np.int32])

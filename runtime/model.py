@@ -18,6 +18,7 @@ from runtime import spec as specs
 from runtime.kernels_f32 import (
     BAD_TOKEN,
     BAD_VALUE,
+    denses_f32,
     heads_f32,
     input_projections_f32,
     model_step_dense_f32,
@@ -33,6 +34,7 @@ from runtime.kernels_int8 import (
     sequence_layer_int8,
 )
 from runtime.kernels_int8w import (
+    denses_int8w,
     heads_int8w,
     input_projections_int8w,
     model_step_dense_int8w,
@@ -40,6 +42,12 @@ from runtime.kernels_int8w import (
     sequence_layer_int8w,
 )
 from runtime.layout import (
+    D_ACTIVATION,
+    D_N_IN,
+    D_OFF_B,
+    D_OFF_S,
+    D_OFF_W,
+    D_UNITS,
     F_INIT,
     L_FLAGS,
     L_HIDDEN,
@@ -262,8 +270,12 @@ class Model:
         return np.where(valid, ids, 0)
 
     def _heads(self, feats: np.ndarray) -> np.ndarray:
+        """The head on every row of feats (N, W): its hidden layers one at a time over all rows, then the final
+        layer and the activation; row for row the kernels a step runs, so run() equals step()."""
         lay = self.layout
         m = lay.model
+        if len(lay.dense):
+            feats = self._hidden_layers(feats)
         y = np.empty((feats.shape[0], self.out), dtype=np.float32)
         w = lay.matrix(int(m[M_OFF_HEAD_W]), self.out, int(m[M_HEAD_IN]))
         if self.precision == "int8":
@@ -277,6 +289,21 @@ class Model:
         else:
             heads_f32(y, feats, w, b, m[M_ACTIVATION])
         return y
+
+    def _hidden_layers(self, feats: np.ndarray) -> np.ndarray:
+        """The head's hidden dense layers on every row of feats (N, W): (N, U_last)."""
+        lay = self.layout
+        for row in lay.dense:
+            units, n_in, act = int(row[D_UNITS]), int(row[D_N_IN]), row[D_ACTIVATION]
+            out = np.empty((feats.shape[0], units), dtype=feats.dtype)
+            w = lay.matrix(int(row[D_OFF_W]), units, n_in)
+            b = lay.vector(int(row[D_OFF_B]), units)
+            if self.precision == "int8w":
+                denses_int8w(out, feats, w, lay.vector(int(row[D_OFF_S]), units), b, act)
+            else:
+                denses_f32(out, feats, w, b, act)
+            feats = out
+        return feats
 
     def _check_lengths(self, lengths, B: int, T: int) -> np.ndarray:
         if lengths is None:

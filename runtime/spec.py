@@ -361,7 +361,7 @@ def _extra_shapes(layer: dict, prefix: str) -> dict[str, tuple[int, ...]]:
 PRECISIONS = ("f32", "int8w", "int8")  # precisions whose weight files this rnnedge reads and writes
 # per precision, the head activations and the hidden head layers' activations its kernels compute
 HEAD_ACTIVATIONS_RUN = {precision: ACTIVATIONS for precision in PRECISIONS}
-HIDDEN_ACTIVATIONS_RUN = {precision: () for precision in PRECISIONS}
+HIDDEN_ACTIVATIONS_RUN = {"f32": HIDDEN_ACTIVATIONS, "int8w": HIDDEN_ACTIVATIONS, "int8": ()}
 
 
 def quantized_matrices(spec: dict) -> list[str]:

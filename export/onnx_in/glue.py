@@ -13,6 +13,7 @@ from export.onnx_in.values import (
     SAMPLE_POINTS,
     Const,
     Monomial,
+    Pinned,
     Refuse,
     Sampled,
     Tensor,
@@ -75,6 +76,8 @@ class GlueOps:
                 raise Refuse(f"{what} selects no direction")
             changes = select_dirs(data, chosen)
             return replace_axis(data, axis, None if drop else "D", **changes)
+        if data.stage == "head" and label in ("T", "0", "1") and len(set(cuts)) == 1 and cuts[0][1] == cuts[0][0] + 1:
+            return self.input_step(data, axis, cuts[0], drop)
         if label == "T":
             if all(c == (n - 1, n) for c, n in zip(cuts, sizes)):
                 return self._step(data, axis, -1, drop)
@@ -106,9 +109,13 @@ class GlueOps:
         axes = np.arange(count) if axes is None else np.asarray(axes).reshape(-1)
         steps = np.ones(count, dtype=np.int64) if steps is None else np.asarray(steps).reshape(-1)
         for k, (ax, step) in enumerate(zip(axes.tolist(), steps.tolist())):
+            ax = axis_index(ax, len(data.axes))
+            if step == -1 and all(int(s.reshape(-1)[k]) == -1 and int(e.reshape(-1)[k]) <= -BIG
+                                  for s, e in zip(starts, ends)):  # torch.flip: the whole axis backwards
+                data = self.reversed_steps(data)
+                continue
             if step != 1:
                 raise Refuse(f"Slice with step {step} is not supported")
-            ax = axis_index(ax, len(data.axes))
             ranges = [(int(np.clip(s.reshape(-1)[k], -BIG, BIG)), int(np.clip(e.reshape(-1)[k], -BIG, BIG)))
                       for s, e in zip(starts, ends)]
             data = self._select(data, ax, ranges, drop=False, what="Slice from")
@@ -149,6 +156,8 @@ class GlueOps:
         if axes is None:
             axes = [i for i, a in enumerate(x.axes) if a == "t" or (a == "D" and len(x.dirs) == 1)]
         axes = sorted(axis_index(a, len(x.axes)) for a in np.reshape(axes, -1).tolist())
+        if x.stage == "h" and len(axes) == 1:
+            return self.unrolled_final(x, axes[0])
         for ax in reversed(axes):
             label = x.axes[ax]
             if label == "t" or (label == "D" and len(x.dirs) == 1):
@@ -156,6 +165,15 @@ class GlueOps:
             else:
                 raise Refuse(f"Squeeze of axis {ax} ({LABELS.get(label, label)}), which may not have size 1")
         return x
+
+    def op_Unsqueeze(self, node, attrs, args):
+        x = args[0]
+        axes = (self.const(node, args[1], "Unsqueeze axes") if self.opset >= 13 else np.array(attrs["axes"]))
+        axes = np.reshape(axes, -1).tolist()
+        if x.stage != "final" or "D" in x.axes or len(axes) != 1 or axis_index(axes[0], len(x.axes) + 1) != 0 or (
+                x.layer is None):
+            raise Refuse("Unsqueeze is supported as a direction axis in front of a final state (torch's h_n)")
+        return Tensor(**{**x.__dict__, "axes": ("D", *x.axes), "dirs": x.pieces, "pieces": ()})
 
     def op_Reshape(self, node, attrs, args):
         x, shape = args
@@ -165,6 +183,7 @@ class GlueOps:
         target = monomials(shape, self.dynamic_axes())
         if None in target:
             raise Refuse("Reshape's shape is computed from the input's sizes in a way rnnedge cannot follow")
+        self._pin_fixed_sizes(node, source, target)
         if not attrs.get("allowzero", 0):  # 0 copies the input's size
             target = [source[i] if t == Monomial(0) and i < len(source) else t for i, t in enumerate(target)]
         if target.count(Monomial(-1)) == 1:
@@ -220,11 +239,22 @@ class GlueOps:
             raise Refuse("Reshape moves the feature axis")
         return Tensor(**{**fields, "axes": axes})
 
+    def _pin_fixed_sizes(self, node, source: list[Monomial], target: list[Monomial]):
+        """A reshape target that spells a dynamic input size as a number (torch's dynamo exporter specialises the
+        time axis of some graphs this way: Reshape(Y, [6, -1, 10])) fixes that axis: raise Pinned."""
+        for have, want in zip(source, target):  # leading axes: time / batch of the sequence
+            if len(have.sizes) == 1 and not want.sizes and want.coef > 0 and want.coef % have.coef == 0:
+                raise Pinned(have.sizes[0], want.coef // have.coef, node)
+            if have != want:
+                return
+
     def op_Concat(self, node, attrs, args):
         if not all(isinstance(a, Tensor) for a in args):
             raise Refuse("Concat of the sequence with constants is not supported")
         axis = axis_index(attrs["axis"], len(args[0].axes))
         first = args[0]
+        if all(a.stage == "h" for a in args):
+            return self.unrolled_output(list(args), axis)
         if first.axes[axis] == "D" and all(a.stage == "final" and a.axes == first.axes and a.hidden == first.hidden
                                            for a in args):
             entries = tuple(e for a in args for e in (a.dirs if a.layer is None else ((a.layer, d) for d in a.dirs)))

@@ -11,15 +11,17 @@ from onnx import helper, numpy_helper
 
 from export.from_module import MappingError
 from export.onnx_in.glue import GlueOps
-from export.onnx_in.heads import HeadOps
+from export.onnx_in.heads import ELEMENTWISE, HeadOps
 from export.onnx_in.loops import loop_refusal, rewrite_loops
 from export.onnx_in.recurrent import RecurrentOps
+from export.onnx_in.unrolled import UnrolledOps
 from export.onnx_in.values import (
     SAMPLE_POINTS,
     Const,
     Extra,
     Failed,
     Monomial,
+    Pinned,
     Refuse,
     Sampled,
     Tensor,
@@ -63,12 +65,13 @@ class OnnxMapping:
 # what may pass on a failure it reads (an op outside these is named as unsupported itself)
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
                   "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
-                  "Softmax", "Sigmoid", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
+                  "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Relu", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
                   "Max", "Min"}
 
 
-class Mapper(GlueOps, RecurrentOps, HeadOps):
-    def __init__(self, model: onnx.ModelProto):
+class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
+    def __init__(self, model: onnx.ModelProto, pinned: dict | None = None):
+        self.pinned = dict(pinned or {})  # input axis -> the size the graph fixes it at (Pinned)
         model, loop_notes = rewrite_loops(model)  # Loops whose body is one cell step -> ONNX RNN / GRU nodes
         self.model = model
         self.graph = model.graph
@@ -82,6 +85,7 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         self.layer_tensors: list[dict] = []
         self.layer_lengths: list[str | None] = []  # per layer: the graph input its sequence_lens reads, or None
         self.extras: list[Extra] = []
+        self.unrolled: list[dict] = []  # unrolled RNN layers (export.onnx_in.unrolled): their source and chains
         self.raw_time: str | None = None
         self.input_name = ""
         self.input_dims: list = []
@@ -112,6 +116,21 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
 
     # -- the walk -------------------------------------------------------------------------------------------------
     def run(self):
+        """Map the graph; a graph that fixes a dynamic input axis at one size (Pinned) is mapped again with it."""
+        try:
+            return self._walk()
+        except Pinned as pin:
+            if pin.axis in self.pinned:
+                raise MappingError(f"the graph fixes input axis {pin.axis} at {pin.size} and at "
+                                   f"{self.pinned[pin.axis]}") from None
+            mapping = Mapper(self.model, {**self.pinned, pin.axis: pin.size}).run()
+            mapping.notes.append(f"node {pin.node!r} ({pin.op}) fixes the input's axis {pin.axis} at {pin.size} "
+                                 f"though the graph declares it dynamic (the exporter specialised it): ONNX Runtime "
+                                 f"runs the graph at that size only, and the proof uses it; the converted model runs "
+                                 f"any size")
+            return mapping
+
+    def _walk(self):
         initializers = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
         for name, arr in initializers.items():
             self.env[name] = Const(arr)
@@ -127,6 +146,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         self.input_name = inp.name
         ttype = inp.type.tensor_type
         self.input_dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+        for axis, size in self.pinned.items():
+            self.input_dims[int(axis)] = size
         elem = ttype.elem_type
         if elem in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
             if len(self.input_dims) != 2:
@@ -185,6 +206,14 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
 
     def _raise(self, extra: list[str]):
         lines = [f"node {e.name!r} ({e.op}): {e.message}" for e in self.errors] + extra
+        cells = {"Tanh", "Relu"} & {n.op_type for n in self.graph.node}
+        if lines and cells and not self.layers and not any(n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan") for n in self.graph.node):
+            raise MappingError(
+                f"the graph has no RNN / LSTM / GRU node, but {'/'.join(sorted(cells))} nodes on the sequence: a "
+                f"recurrence unrolled over time steps (torch.onnx.export's dynamo exporter writes nn.RNN this way: "
+                f"MatMul / Add / Tanh|Relu per step). rnnedge follows such steps as one plain RNN cell, but not "
+                f"these: export with torch.onnx.export(..., dynamo=False), which writes an RNN node. First "
+                f"refused: {lines[0]}")
         if lines:
             raise MappingError(f"rnnedge cannot map {len(lines)} node(s) of this ONNX graph:\n  " + "\n  ".join(lines))
 
@@ -208,6 +237,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
             raise Refuse(loop_refusal(node))
         errors = [a for a in args if isinstance(a, Failed)]
         if errors:
+            if op in ("Shape", "Size") or all(e.of_shape for e in errors):  # shape arithmetic: any op folds
+                return [Failed("", "", "", also=tuple(errors), of_shape=True)] * len(node.output)
             if op not in _SUPPORTED_OPS:
                 return [self.fail(node, self._unsupported(op))] * len(node.output)
             return [joined(errors)] * len(node.output)
@@ -219,6 +250,9 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
         if op in ("Identity", "Cast", "Dropout"):
             mask = Failed(op, node.name or "(unnamed)", "its output mask is used; rnnedge runs inference only")
             return [args[0]] + [mask] * (len(node.output) - 1)
+        bias = op == "Add" and len(tensors) == 1 and not tensors[0].fn  # the head's bias: op_Add
+        if op in ELEMENTWISE and any(t.stage == "head" for t in tensors) and not bias:
+            return [self.elementwise(node, args)]
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
             raise Refuse(self._unsupported(op))
@@ -315,13 +349,26 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
             weight, bias, activation = np.eye(width, dtype=np.float32), np.zeros(width, np.float32), "none"
             self.notes.append("the graph has no head: an identity head was added")
         else:
-            weight, activation = head.weight, head.activation
-            bias = head.bias if head.bias is not None else np.zeros(weight.shape[0], np.float32)
+            try:
+                activation = self.function_of(head)
+            except Refuse as e:
+                raise MappingError(str(e)) from None
+            bias = head.bias if head.bias is not None else np.zeros(head.weight.shape[0], np.float32)
+            dense = [*head.stack, (head.weight, bias, activation)]
+            weight = dense[0][0]  # the layer reading the recurrent features
             if weight.shape[1] != width:
                 raise MappingError(f"the head reads {weight.shape[1]} features, the recurrent output has {width}")
         spec_weight = np.zeros((weight.shape[0], dirs * H), np.float32)
         for i, d in enumerate(columns):
             spec_weight[:, d * H:(d + 1) * H] += weight[:, i * H:(i + 1) * H]
+        hidden = []
+        if head is not None and head.stack:
+            hidden = [{"units": int(w.shape[0]), "activation": fn} for w, _, fn in head.stack]
+            layer_tensors = {"head.hidden.0.weight": spec_weight}
+            for k, (w, b, _) in enumerate(head.stack):
+                layer_tensors.setdefault(f"head.hidden.{k}.weight", w)
+                layer_tensors[f"head.hidden.{k}.bias"] = b
+            spec_weight = head.weight
         if on == "last_step" and sorted(columns) != list(range(dirs)):
             self.notes.append("the head reads only some directions' final states; the others get zero weight")
 
@@ -330,14 +377,21 @@ class Mapper(GlueOps, RecurrentOps, HeadOps):
             inp.setdefault("mean", [0.0] * inp["features"])
             inp.setdefault("std", [1.0] * inp["features"])
         spec = {"version": specs.EXTENDED_VERSION, "input": inp, "layers": self.layers,
-                "head": {"out": int(weight.shape[0]), "on": on, "activation": activation},
+                "head": {"out": int(spec_weight.shape[0]), "on": on, "activation": activation,
+                         **({"hidden": hidden} if hidden else {})},
                 "task": "classify", "dropout": 0.0}
         spec = specs.validate(spec)
         tensors: dict[str, np.ndarray] = {}
         if self.embedding is not None:
             tensors["embedding.weight"] = np.ascontiguousarray(self.embedding, np.float32)
-        for t in self.layer_tensors:
+        try:
+            unrolled = self.unrolled_tensors()
+        except Refuse as e:
+            raise MappingError(str(e)) from None
+        for t in self.layer_tensors + unrolled:
             tensors.update({k: np.ascontiguousarray(v, np.float32) for k, v in t.items()})
+        if hidden:
+            tensors.update({k: np.ascontiguousarray(v, np.float32) for k, v in layer_tensors.items()})
         tensors["head.weight"] = spec_weight
         tensors["head.bias"] = np.ascontiguousarray(bias, np.float32)
         input_time_major = self.raw_time == "0"

@@ -112,6 +112,7 @@ class Failed:
     message: str
     reported: bool = False
     also: tuple = ()
+    of_shape: bool = False  # the shape of a failed value: what reads it is shape arithmetic
 
     def roots(self) -> list[Failed]:
         own = [self] if self.op else []
@@ -146,16 +147,30 @@ class Tensor:
     bias: np.ndarray | None = None
     activation: str = "none"
     hidden: int = 0
+    unrolled: object = None  # export.onnx_in.unrolled's bookkeeping of an unrolled RNN step
+    stack: tuple = ()  # stage head: the hidden dense layers before this one, (weight, bias, function) each
+    fn: tuple = ()  # stage head: elementwise nodes applied to its output, (node, constant inputs) each
+    fn_base: str = ""  # the graph value those nodes read
 
     def width(self) -> int:
         """The size of the feature axis."""
         if self.stage == "head":
             return int(self.weight.shape[0])
+        if self.stage in ("xstep", "pre", "rec", "h"):  # inside an unrolled RNN step (export.onnx_in.unrolled)
+            return self.hidden
         return self.hidden * (1 if "D" in self.axes else len(self.pieces))
 
 
 class Refuse(Exception):
     pass
+
+
+class Pinned(Exception):
+    """A node fixes a dynamic input axis at one size (an exporter specialised it)."""
+
+    def __init__(self, axis: str, size: int, node):
+        super().__init__(f"input axis {axis} is fixed at {size}")
+        self.axis, self.size, self.node, self.op = axis, size, node.name or "(unnamed)", node.op_type
 
 
 def fold(node, args) -> list:

@@ -323,6 +323,40 @@ extern const uint16_t rnnedge_sigmoid_table_q16[256];
 #define RNNEDGE_ACT_LOG_SOFTMAX 3 /**< log of the softmax: (y - max) - log(sum e^(y - max)) */
 /**@}*/
 
+/** @name A hidden head layer's activation (runtime/layout.py HID_*; runtime/spec.py HIDDEN_ACTIVATIONS) */
+/**@{*/
+#define RNNEDGE_HIDDEN_NONE 0
+#define RNNEDGE_HIDDEN_RELU 1
+#define RNNEDGE_HIDDEN_TANH 2
+#define RNNEDGE_HIDDEN_SIGMOID 3
+#define RNNEDGE_HIDDEN_GELU 4      /**< x/2 (1 + erf(x / sqrt 2)), PyTorch's nn.GELU() */
+#define RNNEDGE_HIDDEN_GELU_TANH 5 /**< x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), nn.GELU(approximate="tanh") */
+/**@}*/
+
+/**
+ * One hidden dense layer of an f32 model's head (spec head.hidden[k], tensors head.hidden.{k}.*): out = act(b + W v),
+ * each row's sum from 0, then b added, as the head's. The model's hidden layers run in order between the last
+ * recurrent layer and the head; each output sits in the scratch (the layers' part, free once they have stepped).
+ */
+typedef struct {
+    int32_t n_in;       /**< input width: the last layer's H, or the previous hidden layer's units */
+    int32_t units;      /**< U */
+    int32_t activation; /**< RNNEDGE_HIDDEN_* */
+    const float *w;     /**< (U, n_in) row-major */
+    const float *b;     /**< (U) */
+} rnnedge_dense_f32;
+
+/** One hidden dense layer of an int8w model's head: out = act(b + scale * (W v)), the row scale on the finished
+ * int8-times-float sum, as rnnedge_head_int8w's. */
+typedef struct {
+    int32_t n_in;       /**< input width */
+    int32_t units;      /**< U */
+    int32_t activation; /**< RNNEDGE_HIDDEN_* */
+    const int8_t *w;    /**< (U, n_in) row-major int8 */
+    const float *scale; /**< (U) row scales of w */
+    const float *b;     /**< (U) */
+} rnnedge_dense_int8w;
+
 /** @name ONNX activation function codes (runtime/layout.py FN_*; runtime/spec.py ACTIVATION_FNS) */
 /**@{*/
 #define RNNEDGE_FN_RELU 0            /**< max(x, 0) */
@@ -399,8 +433,10 @@ typedef struct {
     const float *input_std;          /**< dense: n_in standard deviations (spec input.std); NULL for tokens */
     int32_t n_layers;                /**< number of layers */
     const rnnedge_layer_f32 *layers; /**< n_layers layer constants, first to last */
+    int32_t n_dense;                 /**< the head's hidden dense layers (0: a single linear head) */
+    const rnnedge_dense_f32 *dense;  /**< n_dense hidden layers, first to last; NULL when n_dense is 0 */
     int32_t out;                     /**< head outputs O */
-    int32_t head_in;                 /**< head input width (the last layer's H) */
+    int32_t head_in;                 /**< head input width (the last layer's H, or the last hidden layer's U) */
     const float *head_w;             /**< (O, head_in) row-major */
     const float *head_b;             /**< (O) */
     int32_t activation;              /**< RNNEDGE_ACT_* */
@@ -440,8 +476,10 @@ typedef struct {
     const float *input_std;            /**< dense: n_in standard deviations (spec input.std); NULL for tokens */
     int32_t n_layers;                  /**< number of layers */
     const rnnedge_layer_int8w *layers; /**< n_layers layer constants, first to last */
+    int32_t n_dense;                   /**< the head's hidden dense layers (0: a single linear head) */
+    const rnnedge_dense_int8w *dense;  /**< n_dense hidden layers, first to last; NULL when n_dense is 0 */
     int32_t out;                       /**< head outputs O */
-    int32_t head_in;                   /**< head input width (the last layer's H) */
+    int32_t head_in;                   /**< head input width (the last layer's H, or the last hidden layer's U) */
     const int8_t *head_w;              /**< (O, head_in) row-major int8 */
     const float *head_scale;           /**< (O) row scales of head_w */
     const float *head_b;               /**< (O) */
@@ -460,7 +498,8 @@ typedef struct {
  *          RNNEDGE_LAYER_SCRATCH_LEN (G gate sums, + H for a GRU, whose n rows keep the input and recurrent
  *          parts apart; a RNNEDGE_EXT_RESET_BEFORE GRU uses 3H of its 4H: r, z, then r * h), plus n_in in front
  *          for a dense model (the normalised input) and an int8w token model (the dequantised embedding row);
- *          f32 token models read the embedding row in place.
+ *          f32 token models read the embedding row in place. With hidden head layers, the part after that front
+ *          is at least the sum of their units: it holds their outputs once the layers have stepped.
  */
 typedef struct {
     float *state;   /**< [in,out] model->state_len floats */
@@ -509,6 +548,30 @@ void rnnedge_normalise_f32(const float *x, const float *mean, const float *std, 
  * @param[in]     activation RNNEDGE_ACT_*; an unknown code leaves y as it is
  */
 void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation);
+
+/**
+ * A hidden head layer's activation in place (runtime.kernels_f32.activate_hidden_f32): RNNEDGE_HIDDEN_*; tanh and
+ * sigmoid as the gates', gelu's erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7) on rnnedge_exp_f32.
+ * @param[in,out] a    n values
+ * @param[in]     n    number of values
+ * @param[in]     code RNNEDGE_HIDDEN_*; RNNEDGE_HIDDEN_NONE or an unknown code leaves a as it is
+ */
+void rnnedge_activate_hidden_f32(float *a, int32_t n, int32_t code);
+
+/**
+ * The f32 head's hidden dense layers on v (runtime.kernels_f32.dense_layers_f32): layer k's output in
+ * work + (the units of layers 0..k-1).
+ * @param[in]  dense   n_dense layers
+ * @param[in]  n_dense number of layers (> 0)
+ * @param[in]  v       dense[0].n_in inputs
+ * @param[out] work    the sum of the layers' units, floats
+ * @return the last layer's output (inside work)
+ */
+const float *rnnedge_dense_layers_f32(const rnnedge_dense_f32 *dense, int32_t n_dense, const float *v, float *work);
+
+/** The int8w head's hidden dense layers (runtime.kernels_int8w.dense_layers_int8w); as rnnedge_dense_layers_f32. */
+const float *rnnedge_dense_layers_int8w(const rnnedge_dense_int8w *dense, int32_t n_dense, const float *v,
+                                        float *work);
 
 /**
  * Set a float stream's state (f32 model) to the start of a new sequence, as runtime Stream.reset() does: every

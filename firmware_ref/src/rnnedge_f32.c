@@ -515,6 +515,58 @@ void rnnedge_activate_head_f32(float *y, int32_t out, int32_t activation)
     }
 }
 
+/* erf by Abramowitz & Stegun 7.1.26 (runtime erf_f32): 1 - t (a1 + t (a2 + ...)) e^-x^2, t = 1 / (1 + p |x|) */
+#define ERF_P 0x1.4f740ap-2f  /* float32(0.3275911) */
+#define ERF_A1 0x1.04f20cp-2f /* float32(0.254829592) */
+#define ERF_A2 -0x1.23531cp-2f /* float32(-0.284496736) */
+#define ERF_A3 0x1.6be1c6p+0f /* float32(1.421413741) */
+#define ERF_A4 -0x1.7401c6p+0f /* float32(-1.453152027) */
+#define ERF_A5 0x1.0fb844p+0f /* float32(1.061405429) */
+#define RSQRT2 0x1.6a09e6p-1f /* float32(1 / sqrt(2)) */
+#define GELU_TANH_K 0x1.988454p-1f /* float32(sqrt(2 / pi)) */
+#define GELU_TANH_C 0x1.6e4e26p-5f /* float32(0.044715) */
+
+static float erf_f32(float x)
+{
+    const float z = x < 0.0f ? -x : x;
+    const float t = 1.0f / (1.0f + ERF_P * z);
+    const float poly = t * (ERF_A1 + t * (ERF_A2 + t * (ERF_A3 + t * (ERF_A4 + t * ERF_A5))));
+    const float e = 1.0f - poly * rnnedge_exp_f32(-z * z);
+    return x >= 0.0f ? e : -e;
+}
+
+void rnnedge_activate_hidden_f32(float *a, int32_t n, int32_t code)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const float x = a[i];
+        if (code == RNNEDGE_HIDDEN_RELU) {
+            a[i] = x > 0.0f ? x : 0.0f;
+        } else if (code == RNNEDGE_HIDDEN_TANH) {
+            a[i] = rnnedge_tanh_f32(x);
+        } else if (code == RNNEDGE_HIDDEN_SIGMOID) {
+            a[i] = rnnedge_sigmoid_f32(x);
+        } else if (code == RNNEDGE_HIDDEN_GELU) {
+            a[i] = 0.5f * x * (1.0f + erf_f32(x * RSQRT2));
+        } else if (code == RNNEDGE_HIDDEN_GELU_TANH) {
+            a[i] = 0.5f * x * (1.0f + rnnedge_tanh_f32(GELU_TANH_K * (x + GELU_TANH_C * x * x * x)));
+        }
+    }
+}
+
+const float *rnnedge_dense_layers_f32(const rnnedge_dense_f32 *dense, int32_t n_dense, const float *v, float *work)
+{
+    int32_t k;
+    for (k = 0; k < n_dense; ++k) {
+        const rnnedge_dense_f32 *d = &dense[k];
+        rnnedge_head_f32(d->w, d->b, d->units, d->n_in, RNNEDGE_ACT_NONE, v, work);
+        rnnedge_activate_hidden_f32(work, d->units, d->activation);
+        v = work;
+        work += d->units;
+    }
+    return v;
+}
+
 void rnnedge_head_f32(const float *w, const float *b, int32_t out, int32_t in, int32_t activation, const float *h,
                       float *y)
 {
@@ -582,6 +634,21 @@ static int check_step(const rnnedge_model_f32 *model, const rnnedge_state_f32 *s
             return status;
         }
     }
+    if (model->n_dense < 0) {
+        return RNNEDGE_ERR_UNSUPPORTED;
+    }
+    if (model->n_dense > 0 && model->dense == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (l = 0; l < model->n_dense; ++l) {
+        const rnnedge_dense_f32 *d = &model->dense[l];
+        if (d->w == 0 || d->b == 0) {
+            return RNNEDGE_ERR_NULL;
+        }
+        if (d->activation < RNNEDGE_HIDDEN_NONE || d->activation > RNNEDGE_HIDDEN_GELU_TANH) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+    }
     return RNNEDGE_OK;
 }
 
@@ -602,6 +669,9 @@ static void layers_and_head_f32(const rnnedge_model_f32 *model, float *state, co
         }
         state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
         x = h; /* the next layer reads this layer's new h */
+    }
+    if (model->n_dense > 0) { /* the layers are done: their scratch holds the hidden layers' outputs */
+        x = rnnedge_dense_layers_f32(model->dense, model->n_dense, x, scratch);
     }
     rnnedge_head_f32(model->head_w, model->head_b, model->out, model->head_in, model->activation, x, y);
 }

@@ -161,6 +161,20 @@ void rnnedge_head_int8w(const int8_t *w, const float *scale, const float *b, int
     rnnedge_activate_head_f32(y, out, activation);
 }
 
+const float *rnnedge_dense_layers_int8w(const rnnedge_dense_int8w *dense, int32_t n_dense, const float *v,
+                                        float *work)
+{
+    int32_t k;
+    for (k = 0; k < n_dense; ++k) {
+        const rnnedge_dense_int8w *d = &dense[k];
+        rnnedge_head_int8w(d->w, d->scale, d->b, d->units, d->n_in, RNNEDGE_ACT_NONE, v, work);
+        rnnedge_activate_hidden_f32(work, d->units, d->activation);
+        v = work;
+        work += d->units;
+    }
+    return v;
+}
+
 int rnnedge_state_reset_int8w(const rnnedge_model_int8w *model, rnnedge_state_f32 *s)
 {
     int32_t l;
@@ -215,6 +229,21 @@ static int check_step(const rnnedge_model_int8w *model, const rnnedge_state_f32 
             return status;
         }
     }
+    if (model->n_dense < 0) {
+        return RNNEDGE_ERR_UNSUPPORTED;
+    }
+    if (model->n_dense > 0 && model->dense == 0) {
+        return RNNEDGE_ERR_NULL;
+    }
+    for (l = 0; l < model->n_dense; ++l) {
+        const rnnedge_dense_int8w *d = &model->dense[l];
+        if (d->w == 0 || d->scale == 0 || d->b == 0) {
+            return RNNEDGE_ERR_NULL;
+        }
+        if (d->activation < RNNEDGE_HIDDEN_NONE || d->activation > RNNEDGE_HIDDEN_GELU_TANH) {
+            return RNNEDGE_ERR_UNSUPPORTED;
+        }
+    }
     return RNNEDGE_OK;
 }
 
@@ -235,6 +264,9 @@ static void layers_and_head_int8w(const rnnedge_model_int8w *model, float *state
         }
         state += RNNEDGE_LAYER_STATE_LEN(layer->cell, layer->hidden);
         x = h; /* the next layer reads this layer's new h */
+    }
+    if (model->n_dense > 0) { /* the layers are done: their scratch holds the hidden layers' outputs */
+        x = rnnedge_dense_layers_int8w(model->dense, model->n_dense, x, scratch);
     }
     rnnedge_head_int8w(model->head_w, model->head_scale, model->head_b, model->out, model->head_in,
                        model->activation, x, y);
