@@ -72,9 +72,9 @@ _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfSha
 class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
     def __init__(self, model: onnx.ModelProto, pinned: dict | None = None):
         self.pinned = dict(pinned or {})  # input axis -> the size the graph fixes it at (Pinned)
-        model, loop_notes = rewrite_loops(model)  # Loops whose body is one cell step -> ONNX RNN / GRU nodes
+        rewritten, loop_notes = rewrite_loops(model)  # Loops whose body is one cell step -> ONNX RNN / GRU nodes
         self.model = model
-        self.graph = model.graph
+        self.graph = rewritten.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.env: dict[str, object] = {}
         self.errors: list[Failed] = []
