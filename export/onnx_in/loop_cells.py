@@ -9,6 +9,10 @@ matrices, whatever order the exporter wrote them in; what is left is compared wi
     RNN:                         h' = f(x W + h R + b)
     GRU (linear_before_reset=0): h' = z * h + (1 - z) * g(x Wh + (r * h) Rh + bh),  z, r = f(x Wz|r + h Rz|r + b)
     GRU (linear_before_reset=1): h' = z * h + (1 - z) * g(x Wh + bh + r * (h Rh + rbh))
+
+f and g are Sigmoid, Tanh, Relu, or a clip to a range (Min / Max / Clip: Keras' hard_sigmoid), which is read as
+HardSigmoid(alpha=1, beta=0) with its slope and offset moved into the weights. Constant inputs are folded with
+ONNX's reference implementation at the graph's opset. Anything else raises NotACell naming the body node.
 """
 
 from __future__ import annotations
