@@ -105,8 +105,10 @@ def loop(p: str, seq: str, step, change=None) -> tuple[list, list]:
     return [node], [const(name, value) for name, value in weights.items()]
 
 
-def model(step, change=None, bidirectional: bool = False, backward_read="last") -> onnx.ModelProto:
-    """x (B, T, F) -> Keras-style Loop layer(s) -> last step (both directions concatenated) -> Dense(O)."""
+def model(step, change=None, bidirectional: bool = False, backward_read="last",
+          go_backwards: bool = False) -> onnx.ModelProto:
+    """x (B, T, F) -> Keras-style Loop layer(s) -> last step (both directions concatenated) -> Dense(O); go_backwards:
+    one Loop over the reversed sequence."""
     n = helper.make_node
     nodes = [n("Transpose", ["x"], ["seq"], perm=[1, 0, 2]), n("Shape", ["seq"], ["seq_shape"]),
              n("Slice", ["seq_shape", "ax0", "one_v", "ax0"], ["T_v"]), n("Squeeze", ["T_v", "ax0"], ["T"]),
@@ -118,14 +120,15 @@ def model(step, change=None, bidirectional: bool = False, backward_read="last") 
              const("H_v", np.array([H], np.int64)), const("last", np.array([-1], np.int64)),
              const("one_s", np.int64(1)), const("end", np.array([INT_MAX], np.int64)),
              const("head_W", rng_weights(7, (2 if bidirectional else 1) * H, O)), const("head_b", rng_weights(8, O))]
-    loop_nodes, weights = loop("fwd/", "seq", step, change)
+    if bidirectional or go_backwards:
+        nodes += [n("Gather", ["seq_shape", "ax0"], ["T_1"]), n("Gather", ["seq_shape", "one_v"], ["B_1"]),
+                  n("Expand", ["T_1", "B_1"], ["lengths"]),
+                  n("ReverseSequence", ["seq", "lengths"], ["seq_reversed"], batch_axis=1, time_axis=0)]
+    loop_nodes, weights = loop("fwd/", "seq_reversed" if go_backwards else "seq", step, change)
     nodes += loop_nodes + [n("Slice", ["fwd/scan_out", "last", "end", "ax0"], ["fwd_last3"]),
                            n("Squeeze", ["fwd_last3", "ax0"], ["features"])]
     inits += weights
     if bidirectional:
-        nodes += [n("Gather", ["seq_shape", "ax0"], ["T_1"]), n("Gather", ["seq_shape", "one_v"], ["B_1"]),
-                  n("Expand", ["T_1", "B_1"], ["lengths"]),
-                  n("ReverseSequence", ["seq", "lengths"], ["seq_reversed"], batch_axis=1, time_axis=0)]
         loop_nodes, weights = loop("bwd/", "seq_reversed", step)
         if backward_read == "second":  # the backward direction's state after 2 of its steps
             read = [n("Gather", ["bwd/scan_out", "one_s"], ["bwd_last"], name="bwd/read", axis=0)]
@@ -168,6 +171,12 @@ def test_a_forward_loop_and_a_loop_over_the_reversed_sequence_map_to_one_bidirec
     (layer,) = mapping.spec["layers"]
     assert layer["bidirectional"] and mapping.spec["head"]["on"] == "last_step"
     assert mapping.max_abs_diff <= 1e-5
+
+
+def test_a_loop_over_the_reversed_sequence_alone_maps_to_a_reverse_layer():
+    mapping = map_onnx(model(CELLS["gru_reset_before"], go_backwards=True))  # Keras go_backwards=True, last step
+    (layer,) = mapping.spec["layers"]
+    assert layer["reverse"] and not layer.get("bidirectional") and mapping.max_abs_diff <= 1e-5
 
 
 def test_rewrite_loops_leaves_the_given_model_unchanged_and_drops_the_loop_glue():
