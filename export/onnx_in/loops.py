@@ -133,7 +133,7 @@ def _protocol(graph, node, consts) -> dict:
             raise NotACell(f"the graph reads the loop's final value {name!r}, which is not the state")
     final = node.output[k] if node.output[k] in used else None
     cone = _cone(body, new_h, producers)
-    return {"node": node, "body": body, "h_in": body.input[2 + k].name, "h_out": new_h, "h0": node.input[2 + k],
+    return {"node": node, "h_in": body.input[2 + k].name, "h_out": new_h, "h0": node.input[2 + k],
             "seq": steps[0].input[0], "step_read": steps[0], "consts": body_consts, "nodes": cone,
             "scan": node.output[-1], "final": final, "reversal": _reversal(graph, steps[0].input[0])}
 
