@@ -387,7 +387,7 @@ def test_relu_between_layers_is_refused_by_name():
     model = graph("GRU", head=False)
     model.graph.node.append(helper.make_node("Relu", ["feats"], ["y"], name="between"))
     model.graph.output[0].name = "y"
-    assert "node 'between' (Relu): operator Relu is not supported" in refused(model)
+    assert "node 'between' (Relu): operator Relu on a recurrent layer's output is not supported" in refused(model)
 
 
 # -- end to end: rnnedge-export of an extended graph --------------------------------------------------------------

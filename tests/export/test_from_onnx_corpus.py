@@ -1,0 +1,111 @@
+"""The ONNX conversion corpus (tests/export/onnx_corpus.py, issue 12): torch 2.13's exporters (dynamo with fixed and
+dynamic shapes, TorchScript) over the pattern grid. Every graph converts and is proved against ONNX Runtime on the
+original file, or is refused for the reason its case names; a subset covering every cell, exporter, head pattern
+and activation goes through the whole export (f32, int8w, int8) and passes the report's rules against ORT on the
+original file. The corpus is built once per session (most of the time is the dynamo exporter)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from export.from_onnx import export_onnx, load_onnx, map_onnx
+from runtime.model import Model
+from tests.export import onnx_corpus
+
+CASES = onnx_corpus.cases()
+REPRESENTATIVE = onnx_corpus.representative(CASES)
+MLP = [c for c in CASES if c.head == "mlp"]
+ORT_TOLERANCE = 1e-5  # the mapper's proof tolerance, here against the recorded ORT output
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx_corpus")
+    onnx_corpus.build(folder, CASES)
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_corpus_graph_converts_and_matches_ort_or_is_refused_for_its_reason(corpus, case):
+    mapping, why = onnx_corpus.convert(corpus / f"{case.name}.onnx")
+    if case.refusal is not None:
+        assert why is not None and case.refusal in why, why
+        return
+    assert why is None, why
+    assert mapping.max_abs_diff <= ORT_TOLERANCE
+    if case.head == "mlp":  # Linear -> act -> Linear: one hidden layer with that function
+        assert mapping.spec["head"]["hidden"] == [{"units": onnx_corpus.HIDDEN_UNITS, "activation": case.between}]
+    assert mapping.spec["head"]["activation"] == case.activation
+    with np.load(corpus / f"{case.name}.npz", allow_pickle=False) as recorded:
+        x, want = recorded["x"], recorded["y"]
+    got = Model(mapping.spec, "f32", mapping.tensors).run(np.swapaxes(x, 0, 1) if mapping.input_time_major else x)
+    if mapping.output_time_major:
+        got = np.swapaxes(got, 0, 1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=ORT_TOLERANCE)
+
+
+def test_the_corpus_covers_every_exporter_cell_head_and_activation_and_the_subset_too():
+    for field, values in (("exporter", onnx_corpus.EXPORTERS), ("cell", onnx_corpus.CELLS),
+                          ("head", onnx_corpus.HEADS), ("activation", onnx_corpus.ACTIVATIONS)):
+        assert {getattr(c, field) for c in CASES} == set(values), field
+        assert {getattr(c, field) for c in REPRESENTATIVE} == set(values) - {"mlp"}, field
+    assert {c.layers for c in CASES} == {1, 2, 3} and {c.bidirectional for c in CASES} == {False, True}
+    assert {c.batch_first for c in CASES} == {False, True}
+    assert {c.between for c in MLP} == set(onnx_corpus.BETWEEN)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_dynamo_exporter_writes_external_data_and_it_loads(corpus):
+    case = next(c for c in CASES if c.exporter == "dynamo" and c.refusal is None)
+    assert (corpus / f"{case.name}.onnx.data").is_file()
+    assert map_onnx(load_onnx(corpus / f"{case.name}.onnx")).max_abs_diff <= ORT_TOLERANCE
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_graph_saved_with_onnx_external_data_loads_from_its_own_folder(corpus, tmp_path, monkeypatch):
+    case = next(c for c in CASES if c.exporter == "torchscript" and c.refusal is None)
+    model = onnx.load(str(corpus / f"{case.name}.onnx"))
+    onnx.save(model, str(tmp_path / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx.data", size_threshold=0)
+    assert (tmp_path / "model.onnx.data").stat().st_size > 0
+    monkeypatch.chdir(corpus)  # not the file's folder: the data is found beside the file
+    assert map_onnx(load_onnx(tmp_path / "model.onnx")).max_abs_diff <= ORT_TOLERANCE
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case", REPRESENTATIVE, ids=lambda c: c.name)
+def test_corpus_graph_exports_in_every_precision_and_passes_against_the_original(corpus, case, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    source = tmp_path / "src"
+    source.mkdir()
+    for suffix in (".onnx", ".onnx.data"):
+        if (corpus / f"{case.name}{suffix}").is_file():
+            shutil.copy(corpus / f"{case.name}{suffix}", source / f"{case.name}{suffix}")
+    report = export_onnx(source / f"{case.name}.onnx", tmp_path / "out", precisions=("f32", "int8w", "int8"),
+                         steps=60)
+    assert report["passed"], json.dumps([r for r in report["artifacts"] if not r.get("passed", True)])[:2000]
+    rows = [r for r in report["artifacts"] if r.get("reference")]
+    if report["module"]["original_parity"] == "measured":
+        assert {r["name"] for r in rows} >= {"original_runtime_run", "original_runtime_int8_run"}
+        assert all(r["passed"] for r in rows)
+    else:  # fixed-shape graphs cannot take the parity streams; the proof ran ORT on the original at its shape
+        assert "fixed" in report["module"]["original_parity"]
+        assert report["module"]["proof_max_abs_diff"] <= ORT_TOLERANCE
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_an_mlp_head_graph_exports_in_f32_and_int8w_and_passes_against_the_original(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    case = next(c for c in MLP if c.exporter == "torchscript" and c.between.startswith("gelu"))
+    report = export_onnx(corpus / f"{case.name}.onnx", tmp_path / "out", precisions=("f32", "int8w"), steps=60)
+    assert report["passed"]
+    assert report["module"]["original_parity"] == "measured"
+    rows = [r for r in report["artifacts"] if r.get("reference")]
+    assert rows and all(r["passed"] for r in rows)
