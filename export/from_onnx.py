@@ -52,7 +52,9 @@ type and name):
              Identity, Cast, Dropout
   head       MatMul [+ Add] or Gemm (transA=0) on the last layer's output (every step) or final state
              (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head
-  refused    Loop / Scan (tf2onnx's Keras SimpleRNN and GRU(reset_after=False)), naming what would be needed
+  loops      a Loop over the input whose body is a plain tanh RNN step (tf2onnx's Keras SimpleRNN), recognised by
+             evaluating the body (export/onnx_in/loops.py); other Loops (tf2onnx's Keras GRU(reset_after=False),
+             Keras 3's GRU) and Scan are refused naming what would be needed
 """
 
 from __future__ import annotations

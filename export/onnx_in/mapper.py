@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper
 from export.from_module import MappingError
 from export.onnx_in.glue import GlueOps
 from export.onnx_in.heads import ELEMENTWISE, HeadOps
+from export.onnx_in.loops import LoopOps
 from export.onnx_in.recurrent import RecurrentOps
 from export.onnx_in.unrolled import UnrolledOps
 from export.onnx_in.values import (
@@ -68,7 +69,7 @@ _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfSha
                   "LSTM", "GRU", "Equal", "Where", "Max", "Min"}
 
 
-class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
+class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps, LoopOps):
     def __init__(self, model: onnx.ModelProto, pinned: dict | None = None):
         self.pinned = dict(pinned or {})  # input axis -> the size the graph fixes it at (Pinned)
         self.model = model
@@ -239,7 +240,9 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
             if op not in _SUPPORTED_OPS:
                 return [self.fail(node, self._unsupported(op))] * len(node.output)
             return [joined(errors)] * len(node.output)
-        if op in ("Loop", "Scan"):
+        if op == "Loop":
+            return self.op_Loop(node, attrs, args, self._unsupported(op))
+        if op == "Scan":
             raise Refuse(self._unsupported(op))
         tensors = [a for a in args if isinstance(a, Tensor)]
         if not tensors:
@@ -262,8 +265,9 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
         if op in ("Loop", "Scan"):
             return (f"a {op} runs its body once per time step (tf2onnx writes Keras SimpleRNN, Keras 2's "
                     f"GRU(reset_after=False) and Keras 3's GRU this way); rnnedge maps ONNX's RNN / LSTM / GRU "
-                    f"operators: converting this node would need its body recognised as one standard cell step (not "
-                    f"implemented); export the layer as an RNN / LSTM / GRU node instead")
+                    f"operators and a Loop over the input whose body is a plain tanh RNN step (recognised by "
+                    f"evaluating it), not this one: converting it would need its body recognised as that cell's "
+                    f"step (not implemented); export the layer as an RNN / LSTM / GRU node instead")
         return f"operator {op} is not supported"
 
     def shape_of(self, attrs, x: Tensor, op: str) -> Const | Sampled:

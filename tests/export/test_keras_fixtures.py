@@ -30,10 +30,9 @@ _LOOP = ("tf2onnx writes this layer as a TF while-loop (Loop over a body of one 
 # its test fails: move the fixture out of this dict (or update what it still refuses).
 EXPECTED_REFUSALS = {
     "gru_reset_before_last_softmax": (["Loop"], "GRU(reset_after=False): " + _LOOP),
-    "simple_rnn_last_softmax": (["Loop"], "SimpleRNN: " + _LOOP),
-    "simple_rnn_seq_timedistributed_linear": (["Loop"], "SimpleRNN: " + _LOOP),
-    "bisimple_rnn_sum_last_linear": (["Loop", "Loop", "ReverseSequence"],
-                                     "SimpleRNN: " + _LOOP + "; the backward one reads ReverseSequence(x, T)"),
+    "bisimple_rnn_sum_last_linear": (["Loop", "ReverseSequence"],
+                                     ("the forward SimpleRNN Loop is recognised as a tanh RNN step; the backward "
+                                      "one reads ReverseSequence(x, T)")),
     "keras3_gru_last_sigmoid": (["Loop"], "Keras 3 GRU(reset_after=True): " + _LOOP),
     "keras3_bigru_concat_seq_linear": (["Loop", "Loop", "ReverseSequence", "ReverseSequence"],
                                        "Keras 3 GRU: " + _LOOP + "; backward: ReverseSequence before and after"),
@@ -83,7 +82,7 @@ def test_the_keras_fixture_converts_or_is_refused_naming_its_nodes_and_ops(name)
         named = refused_nodes(message)
         assert sorted(op for _, op in named) == ops, f"{name} ({reason}):\n{message}"
         if "Loop" in ops:
-            assert "would need its body recognised as one standard cell step" in message, message
+            assert "would need its body recognised as that cell's step" in message, message
         graph_nodes = {node.name: node.op_type for node in model.graph.node}
         for node_name, op in named:
             assert graph_nodes.get(node_name) == op, f"{name}: the refusal names {node_name!r} ({op}) wrongly"
