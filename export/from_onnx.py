@@ -52,7 +52,11 @@ type and name):
              Identity, Cast, Dropout
   head       MatMul [+ Add] or Gemm (transA=0) on the last layer's output (every step) or final state
              (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head
-  refused    Loop / Scan (tf2onnx's Keras SimpleRNN and GRU(reset_after=False)), naming what would be needed
+  loops      a Loop over the input (or over the reversed input) whose body is one standard cell step -- a plain
+             RNN (tf2onnx's Keras SimpleRNN) or a GRU with the reset before or after the recurrent product (Keras 2's
+             GRU(reset_after=False), Keras 3's GRU) -- recognised structurally and rewritten to the equivalent RNN /
+             GRU node before mapping (export/onnx_in/loops.py, loop_cells.py; the proof still runs the original
+             graph); any other Loop, and Scan, is refused naming the body node that does not fit
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ class OnnxMapping:
 # what may pass on a failure it reads (an op outside these is named as unsupported itself)
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
                   "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
-                  "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Relu", "Expand", "Range", "Tile", "Constant", "RNN", "LSTM", "GRU", "Equal", "Where",
-                  "Max", "Min"}
+                  "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Relu", "Expand", "Range", "Tile", "Constant", "RNN",
+                  "LSTM", "GRU", "Equal", "Where", "Max", "Min"}
 
 
 class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
@@ -207,7 +207,8 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
     def _raise(self, extra: list[str]):
         lines = [f"node {e.name!r} ({e.op}): {e.message}" for e in self.errors] + extra
         cells = {"Tanh", "Relu"} & {n.op_type for n in self.graph.node}
-        if lines and cells and not self.layers and not any(n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan") for n in self.graph.node):
+        recurrent = any(n.op_type in ("RNN", "LSTM", "GRU", "Loop", "Scan") for n in self.graph.node)
+        if lines and cells and not self.layers and not recurrent:
             raise MappingError(
                 f"the graph has no RNN / LSTM / GRU node, but {'/'.join(sorted(cells))} nodes on the sequence: a "
                 f"recurrence unrolled over time steps (torch.onnx.export's dynamo exporter writes nn.RNN this way: "
