@@ -137,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_input("give a CHECKPOINT (written by rnnedge-train), or --module MODULE:CLASS --checkpoint "
                           "STATE_DICT")
     try:
+        data = _load_data(args.data, args.seed) if args.data else None
+        calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
         out_dir = _out_dir(args, precisions)
     except (ExportInputError, outputs.OutputFolderError) as e:
         return _bad_input(f"{e}; nothing was written")
     try:
-        result = _export(args, out_dir, precisions)
+        result = _export(args, out_dir, precisions, data, calibration)
     except (ExportInputError, MappingError, outputs.OutputFolderError) as e:
         return _bad_input(f"{e}{_unchanged(out_dir)}")
     except OSError as e:
@@ -191,9 +193,7 @@ def _out_dir(args, precisions: list[str]) -> Path:
     return out_dir
 
 
-def _export(args, out_dir: Path, precisions: list[str]) -> dict:
-    data = _load_data(args.data, args.seed) if args.data else None
-    calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
+def _export(args, out_dir: Path, precisions: list[str], data, calibration) -> dict:
     if args.module:
         module = load_user_module(args.module, args.state_dict, args.init_args)
         result = export_module(module, out_dir, task=args.task or "classify", data=data, tolerance=args.tolerance,
