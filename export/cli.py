@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         result = _export(args, out_dir, precisions, data, calibration)
     except (ExportInputError, MappingError, outputs.OutputFolderError) as e:
         return _bad_input(f"{e}{_unchanged(out_dir)}")
+    except outputs.CommitError as e:
+        return _bad_input(str(e))
     except OSError as e:
         return _bad_input(f"cannot export to {out_dir}: {e}{_unchanged(out_dir)}")
     except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log

@@ -59,6 +59,10 @@ class OutputFolderError(ValueError):
     """A folder a command will not write into as asked, or a write that would touch a file that is not rnnedge's."""
 
 
+class CommitError(OSError):
+    """The file system failed while a finished run was being moved into place: the folder may hold a mix."""
+
+
 def sha256_file(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -328,14 +332,19 @@ class Staging:
         pending.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         self.folder.mkdir(exist_ok=True)
         os.replace(pending, self.folder / MANIFEST_PENDING)
-        for name in written:
-            (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.dir / name, self.folder / name)
-        for name in stale:
-            (self.folder / name).unlink()
-            for parent in list(Path(name).parents)[:-1]:
-                _rmdir_if_empty(self.folder / parent)
-        os.replace(self.folder / MANIFEST_PENDING, self.folder / MANIFEST)
+        try:
+            for name in written:
+                (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.dir / name, self.folder / name)
+            for name in stale:
+                (self.folder / name).unlink()
+                for parent in list(Path(name).parents)[:-1]:
+                    _rmdir_if_empty(self.folder / parent)
+            os.replace(self.folder / MANIFEST_PENDING, self.folder / MANIFEST)
+        except OSError as e:
+            raise CommitError(f"moving the finished {self.command} run into {self.folder} failed midway ({e}): the "
+                              f"folder may hold a mix of the previous and the new files ({MANIFEST_PENDING} lists the "
+                              f"new ones); run the command again") from None
         return stale
 
 

@@ -107,3 +107,23 @@ def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
         outputs.check_folder(tmp_path / "out", outputs.EXPORT)
     with pytest.raises(OutputFolderError, match="is a file, not a folder"), Staging(tmp_path / "out", outputs.EXPORT):
         pass
+
+
+def test_a_run_cut_short_while_moving_into_place_is_named_and_the_next_run_recognises_every_file(tmp_path,
+                                                                                                 monkeypatch):
+    staged(tmp_path / "out")
+    replace, calls = os.replace, []
+
+    def fails_on_the_third_move(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:  # the pending manifest and one file are in place
+            raise OSError(28, "No space left on device")
+        replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", fails_on_the_third_move)
+    with pytest.raises(outputs.CommitError, match="failed midway .*No space left on device.*run the command again"):
+        staged(tmp_path / "out", files={"a.txt": "new a", "sub/b.txt": "new b"})
+    monkeypatch.setattr(outputs.os, "replace", replace)
+    assert Folder.scan(tmp_path / "out").foreign == []
+    staged(tmp_path / "out", files={"a.txt": "a3", "sub/b.txt": "b3"})
+    assert (tmp_path / "out" / "a.txt").read_text() == "a3" and not (tmp_path / "out" / MANIFEST_PENDING).exists()
