@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a recurrent model (RNN, LSTM, GRU) and write model.pt, metrics.json and training.png.",
         epilog="The best epoch on the validation split is kept (early stopping); its test metric is reported. "
                "Data formats are described in train/data.py (load_npz, load_csv). "
-               "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option).",
+               "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option). "
+               "Output folder: new, empty, or written by rnnedge (its rnnedge-manifest.json lists every file with its "
+               "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
+               "or removed. The run is written beside the folder and moved in only when complete (a failed run "
+               "leaves the folder as it was); an earlier export of the previous model in the folder is removed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("dataset", nargs="?", default="watch",
