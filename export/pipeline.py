@@ -358,16 +358,16 @@ def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint
     model; (sizes by path, {precision: why its sources were not written}) for a model with ONNX layer extensions
     that precision's C step does not implement (export/firmware.py FIRMWARE_EXTENSIONS; never an error)."""
     sizes, refused = {}, {}
-    for precision in PRECISIONS:
-        folder = out_dir / "firmware" / precision
-        missing = firmware_unsupported(spec, precision) if precision in precisions and specs.can_stream(spec) else []
-        if precision not in precisions or not specs.can_stream(spec) or missing:
-            if missing:
-                refused[precision] = (f"firmware_ref's {precision} step does not implement the ONNX layer extensions "
-                                      f"{', '.join(missing)}")
+    if not specs.can_stream(spec):
+        return sizes, refused
+    for precision in precisions:
+        missing = firmware_unsupported(spec, precision)
+        if missing:
+            refused[precision] = (f"firmware_ref's {precision} step does not implement the ONNX layer extensions "
+                                  f"{', '.join(missing)}")
             continue
-        paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision), folder,
-                                       checkpoint=checkpoint_path)
+        paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision),
+                                       out_dir / "firmware" / precision, checkpoint=checkpoint_path)
         sizes.update({path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths})
     return sizes, refused
 

@@ -339,3 +339,19 @@ def test_onnx_export_into_its_own_folder_would_overwrite_it_and_is_refused_even_
     assert cli.main([str(source), "--out", str(tmp_path), "--force", *STEPS]) == 2
     assert "would overwrite it" in capsys.readouterr().err
     assert tree(tmp_path) == before
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_file_with_an_inf_initializer_is_refused_by_tensor_name(tmp_path, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_file(tmp_path / "src" / "model.onnx")))
+    first = next(i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)
+    values = numpy_helper.to_array(first).copy()
+    values.flat[0] = np.inf
+    first.CopyFrom(numpy_helper.from_array(values, first.name))
+    onnx.save_model(graph, str(tmp_path / "src" / "inf.onnx"))
+    assert cli.main([str(tmp_path / "src" / "inf.onnx"), "--out", str(tmp_path / "out"), *STEPS]) == 2
+    assert f"tensor '{first.name}' holds 1 non-finite value(s)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
