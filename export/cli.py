@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
         return _internal_error(e, out_dir)
     print(markdown(result))
-    removed = f"; removed the previous export's {', '.join(result['removed'])}" if result["removed"] else ""
+    removed = result["removed"]
+    removed = f"; removed {len(removed)} files of the previous export: {outputs.some(removed)}" if removed else ""
     print(f"wrote {', '.join(result['files'])}, report.json and report.md to {out_dir} (each file and its SHA-256 in "
           f"{out_dir / outputs.MANIFEST}){removed}")
     if not result["passed"]:

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in TRAIN_FILES:
         print(f"wrote {out / name}")
     if removed:
-        print(f"removed the previous model's {', '.join(removed)} (stale beside the new model.pt)")
+        print(f"removed {len(removed)} files of the previous model, stale beside the new model.pt: {outputs.some(removed)}")
     return 0
 
 

@@ -179,7 +179,8 @@ def owner(path) -> str | None:
     return entry["by"] if entry else None
 
 
-def _some(names: list[str]) -> str:
+def some(names: list[str]) -> str:
+    """The first SHOWN names, and how many more."""
     more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
     return ", ".join(names[:SHOWN]) + more
 
@@ -229,7 +230,7 @@ def check_folder(folder, command: str, *, writes: Iterable[str] = (), inputs: It
     _check_writes(state, command, writes, _resolved(inputs))
     if state.foreign and not force:
         raise OutputFolderError(
-            f"{folder} holds files rnnedge did not write: {_some(state.foreign)}. {command} writes only into a new "
+            f"{folder} holds files rnnedge did not write: {some(state.foreign)}. {command} writes only into a new "
             f"or empty folder, or one rnnedge wrote ({MANIFEST} lists every file it wrote). Choose another --out, "
             f"or add --force to write rnnedge's files beside yours (--force never overwrites or removes them)")
     return state

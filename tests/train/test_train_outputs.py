@@ -45,7 +45,7 @@ def test_train_then_export_into_the_same_folder_works_and_running_both_again_wor
         assert files["model.pt"]["by"] == outputs.TRAIN and files["model.onnx"]["by"] == outputs.EXPORT
         assert {name: entry["sha256"] for name, entry in files.items()} == {
             name: digest for name, digest in tree(run).items() if name != outputs.MANIFEST}
-    assert "removed the previous model's" in capsys.readouterr().out
+    assert "files of the previous model, stale beside the new model.pt" in capsys.readouterr().out
     assert not [p for p in os.listdir(tmp_path) if outputs.STAGING in p]
 
 
