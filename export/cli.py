@@ -8,35 +8,70 @@ written as an rnnedge checkpoint (model.pt) next to the artifacts, then exported
 (export/from_onnx.py): its RNN / LSTM / GRU nodes and glue are mapped to a spec, proven equal to ONNX Runtime on
 the original graph on random inputs, written as model.pt, then exported as above.
 
+Where it writes (train/outputs.py), never over or next to an input file unless --out says so:
+- `--out DIR`: DIR, if it is new, empty, or holds only files rnnedge wrote (its rnnedge-manifest.json lists each one
+  with its SHA-256). A DIR with other files is refused unless --force, which writes rnnedge's files beside them but
+  never over them: a file of yours named like one rnnedge writes (model.pt, model.onnx, report.json, ...) is refused
+  even then. An export never overwrites what rnnedge-train wrote (its model.pt).
+- no --out, a positional rnnedge checkpoint: the checkpoint's folder when rnnedge wrote it (rnnedge-train's output),
+  under the same rules; a checkpoint rnnedge did not write needs --out.
+- no --out, --module or an .onnx file: ./rnnedge-out/<name>/, named after the class or the file's stem; a re-run
+  of the same MODULE:CLASS or file updates that folder, another model of the same name gets <name>-2, -3, ...
+The export is atomic: it is written and verified in a staging folder beside DIR, then moved in, replacing the
+previous export's files (those it did not write again are removed and named in the report). On any failure DIR is
+left exactly as it was, and the command says so. A parity failure (exit 1) is a completed export.
+
 Exit status: 0 every artifact meets its pass rule, 1 a parity failure (the report is still written),
-2 bad input (missing or corrupt checkpoint, unknown data set, unsupported precision, calibration data that do
-not fit the model; with --module: a module that cannot be imported, built or loaded, one whose forward() rnnedge
-cannot map, or a mapping that does not reproduce its forward()).
+2 bad input (missing or corrupt checkpoint, NaN or inf weights, unknown data set, unsupported precision,
+calibration data that do not fit the model, an output folder refused as above; with --module: a module that cannot
+be imported, built or loaded, one whose forward() rnnedge cannot map, or a mapping that does not reproduce its
+forward()), 3 an internal error (a short message; the traceback goes to a log file it names).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
-from export.from_module import MappingError, export_module, load_user_module
+from export.from_module import CHECKPOINT_FILE, MappingError, export_module, load_user_module
+from export.from_module import MAPPING_FILE as MODULE_MAPPING_FILE
+from export.from_onnx import MAPPING_FILE as ONNX_MAPPING_FILE
 from export.from_onnx import export_onnx
-from export.pipeline import PRECISIONS, ExportInputError, export_checkpoint
+from export.pipeline import (
+    PRECISIONS,
+    ExportInputError,
+    export_checkpoint,
+    export_file_names,
+    module_source,
+    onnx_source,
+)
 from export.report import markdown
+from train import outputs
 from train.data import load_dataset
+
+PROG = "rnnedge-export"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rnnedge-export",
+        prog=PROG,
         description="Export a trained rnnedge checkpoint to model.onnx, model.step.onnx (streamable models) and "
                     "model.<precision>.safetensors (f32, plus int8w and int8 with --precision f32,int8w,int8), "
                     "then run each artifact against the PyTorch model on long streams and write report.json and "
                     "report.md with every file's size and its max abs difference.",
-        epilog="Exit status: 0 parity holds, 1 an artifact fails its precision's pass rule (f32: max abs difference "
+        epilog="Output folder: never over or next to an input file unless --out says so. Without --out: a "
+               "positional checkpoint's own folder when rnnedge-train wrote it; --module and .onnx exports go to "
+               "./rnnedge-out/<class or file stem>/ (a re-run of the same model updates it; another model of that "
+               "name gets <name>-2, ...). A folder holding files rnnedge did not write (per its "
+               "rnnedge-manifest.json) is refused unless --force. The export is written and verified beside the "
+               "folder and moved in only when complete: on failure the folder is unchanged. "
+               "Exit status: 0 parity holds, 1 an artifact fails its precision's pass rule (f32: max abs difference "
                "within the tolerance; int8w: task metric within 0.5 point; int8: task metric within 1 point) and "
-               "the report names it, 2 bad input (including calibration data that do not fit the model).",
+               "the report names it, 2 bad input (including calibration data that do not fit the model, NaN or inf "
+               "weights and a refused output folder), 3 an internal error (the traceback goes to a log file).",
     )
     p.add_argument("checkpoint", nargs="?", help="checkpoint written by rnnedge-train (state_dict + spec), or an ONNX "
                    "file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven against ONNX "
@@ -51,7 +86,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("classify", "tag", "forecast", "generate"),
                    help="with --module or an .onnx file: the spec's task, used for the metric with --data "
                         "(default: classify; an ONNX file written by rnnedge keeps its own)")
-    p.add_argument("--out", metavar="DIR", help="folder for the artifacts and report (default: the checkpoint's folder)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for the artifacts and report: new, empty, or written by rnnedge (default: a "
+                        "positional checkpoint's folder when rnnedge-train wrote it, else ./rnnedge-out/<name>/)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a --out folder that holds files rnnedge did not write, beside them; they are "
+                        "never overwritten or removed (a file of yours with a name rnnedge writes is refused)")
     p.add_argument("--data", metavar="NAME_OR_PATH",
                    help="check parity on this data set's held-out test sequences and report the task metric "
                         "(a name such as 'watch' or 'synthetic-sum', or a .npz/.csv path); "
@@ -96,43 +136,98 @@ def main(argv: list[str] | None = None) -> int:
     if not args.module and not args.checkpoint:
         return _bad_input("give a CHECKPOINT (written by rnnedge-train), or --module MODULE:CLASS --checkpoint "
                           "STATE_DICT")
-    out_dir = Path(args.out) if args.out else Path(args.state_dict or args.checkpoint).parent
     try:
         data = _load_data(args.data, args.seed) if args.data else None
         calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
-        if args.module:
-            module = load_user_module(args.module, args.state_dict, args.init_args)
-            result = export_module(module, out_dir, task=args.task or "classify", data=data, tolerance=args.tolerance,
-                                   steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration,
-                                   on_warning=_warn, source=args.module)
-            print(f"{args.module}: mapped to an rnnedge {result['module']['spec_head_on']} model; its forward() and "
-                  f"the mapped model differ by at most {result['module']['proof_max_abs_diff']:.3g} on random inputs")
-            for note in result["module"]["notes"]:
-                print(f"note: {note}")
-        elif args.checkpoint.lower().endswith(".onnx"):
-            result = export_onnx(args.checkpoint, out_dir, task=args.task, data=data, tolerance=args.tolerance,
-                                 steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration)
-            print(f"{args.checkpoint}: ONNX graph mapped to an rnnedge {result['module']['spec_head_on']} model; "
-                  f"ONNX Runtime on it and the rnnedge runtime differ by at most "
-                  f"{result['module']['proof_max_abs_diff']:.3g} on random inputs")
-            for note in result["module"]["notes"]:
-                print(f"note: {note}")
-        else:
-            result = export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance,
-                                       steps=args.steps, seed=args.seed, precisions=precisions,
-                                       calibration=calibration)
-    except (ExportInputError, MappingError) as e:
+        out_dir = _out_dir(args, precisions)
+    except (ExportInputError, outputs.OutputFolderError) as e:
+        return _bad_input(f"{e}; nothing was written")
+    try:
+        result = _export(args, out_dir, precisions, data, calibration)
+    except (ExportInputError, MappingError, outputs.OutputFolderError) as e:
+        return _bad_input(f"{e}{_unchanged(out_dir)}")
+    except outputs.CommitError as e:
         return _bad_input(str(e))
     except OSError as e:
-        return _bad_input(f"cannot export to {out_dir}: {e}")
+        return _bad_input(f"cannot export to {out_dir}: {e}{_unchanged(out_dir)}")
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
+        return _internal_error(e, out_dir)
     print(markdown(result))
-    print(f"wrote {', '.join(result['files'])}, report.json and report.md to {out_dir}")
+    removed = result["removed"]
+    removed = f"; removed {len(removed)} files of the previous export: {outputs.some(removed)}" if removed else ""
+    print(f"wrote {', '.join(result['files'])}, report.json and report.md to {out_dir} (each file and its SHA-256 in "
+          f"{out_dir / outputs.MANIFEST}){removed}")
     if not result["passed"]:
-        print("rnnedge-export: parity FAILED:", file=sys.stderr)
+        print(f"{PROG}: parity FAILED:", file=sys.stderr)
         for failure in result["failures"]:
             print(f"  {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _out_dir(args, precisions: list[str]) -> Path:
+    """The folder to write (see the module docstring), checked against train/outputs.py's rules."""
+    if args.module:
+        inputs = [args.state_dict, args.module.rpartition(":")[0]]
+        writes = export_file_names(precisions, CHECKPOINT_FILE, MODULE_MAPPING_FILE)
+        name, source = args.module.rpartition(":")[2], module_source(args.module)
+    elif args.checkpoint.lower().endswith(".onnx"):
+        inputs = [args.checkpoint]
+        writes = export_file_names(precisions, CHECKPOINT_FILE, ONNX_MAPPING_FILE)
+        name, source = Path(args.checkpoint).stem, onnx_source(args.checkpoint)
+    else:
+        inputs, writes, name, source = [args.checkpoint], export_file_names(precisions), None, None
+    if args.out:
+        out_dir = Path(args.out)
+    elif name is not None:
+        out_dir = outputs.default_folder(name, outputs.EXPORT, source)
+        print(f"{PROG}: no --out given: writing into {out_dir}", file=sys.stderr)
+    else:
+        checkpoint = Path(args.checkpoint)
+        if not checkpoint.is_file():
+            raise ExportInputError(f"checkpoint not found: {checkpoint}")
+        if outputs.owner(checkpoint) is None:
+            raise outputs.OutputFolderError(
+                f"{checkpoint} was not written by rnnedge ({checkpoint.parent / outputs.MANIFEST} does not list it), "
+                f"so {PROG} does not write beside it: give --out DIR (a new folder; or that folder with --force to "
+                f"write beside your files, never over them)")
+        out_dir = checkpoint.parent
+    outputs.check_folder(out_dir, outputs.EXPORT, writes=writes, inputs=[p for p in inputs if p], force=args.force)
+    return out_dir
+
+
+def _export(args, out_dir: Path, precisions: list[str], data, calibration) -> dict:
+    if args.module:
+        module = load_user_module(args.module, args.state_dict, args.init_args)
+        result = export_module(module, out_dir, task=args.task or "classify", data=data, tolerance=args.tolerance,
+                               steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration,
+                               on_warning=_warn, source=args.module)
+        print(f"{args.module}: mapped to an rnnedge {result['module']['spec_head_on']} model; its forward() and "
+              f"the mapped model differ by at most {result['module']['proof_max_abs_diff']:.3g} on random inputs")
+    elif args.checkpoint.lower().endswith(".onnx"):
+        result = export_onnx(args.checkpoint, out_dir, task=args.task, data=data, tolerance=args.tolerance,
+                             steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration)
+        print(f"{args.checkpoint}: ONNX graph mapped to an rnnedge {result['module']['spec_head_on']} model; "
+              f"ONNX Runtime on it and the rnnedge runtime differ by at most "
+              f"{result['module']['proof_max_abs_diff']:.3g} on random inputs")
+    else:
+        return export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance, steps=args.steps,
+                                 seed=args.seed, precisions=precisions, calibration=calibration)
+    for note in result["module"]["notes"]:
+        print(f"note: {note}")
+    return result
+
+
+def _unchanged(out_dir: Path) -> str:
+    return f"; nothing was written: {out_dir} is as it was" if out_dir.exists() else "; nothing was written"
+
+
+def _internal_error(e: Exception, out_dir: Path) -> int:
+    with tempfile.NamedTemporaryFile("w", prefix=f"{PROG}-", suffix=".log", delete=False) as log:
+        traceback.print_exc(file=log)
+    print(f"{PROG}: internal error: {type(e).__name__}: {e}{_unchanged(out_dir)}; the traceback is in {log.name}",
+          file=sys.stderr)
+    return 3
 
 
 def _load_data(name: str, seed: int, role: str = ""):
@@ -143,11 +238,11 @@ def _load_data(name: str, seed: int, role: str = ""):
 
 
 def _warn(message: str) -> None:
-    print(f"rnnedge-export: warning: {message}", file=sys.stderr)
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def _bad_input(message: str) -> int:
-    print(f"rnnedge-export: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2
 
 

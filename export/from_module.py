@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 from torch import nn
 
@@ -106,18 +105,23 @@ def export_module(module: nn.Module, out_dir, *, task: str = "classify", precisi
 
     on_warning(message) receives each pitfall warning; default: warnings.warn(message, PitfallWarning).
     """
-    from export.pipeline import export_checkpoint
+    from export.pipeline import export_checkpoint, export_file_names, module_source, refuse_non_finite
+    from train import outputs
 
+    refuse_non_finite(module.state_dict(), source or type(module).__name__)
     mapping = map_module(module, task=task, seed=seed)
     for message in mapping.warnings:
         if on_warning is None:
             warnings.warn(message, PitfallWarning, stacklevel=2)
         else:
             on_warning(message)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     described = {"module": source or type(module).__name__, **mapping.describe()}
-    save_checkpoint(out_dir / CHECKPOINT_FILE, mapped_model(mapping), metrics={"from_module": json.dumps(described)})
-    (out_dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
-    return export_checkpoint(out_dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance, steps=steps,
-                             seed=seed, precisions=precisions, calibration=calibration, module=described)
+    # staged beside out_dir and moved in only once verified (export_checkpoint): out_dir is untouched on failure
+    with outputs.Staging(out_dir, outputs.EXPORT, writes=export_file_names(precisions, CHECKPOINT_FILE, MAPPING_FILE),
+                         source=module_source(source or f"{type(module).__module__}:{type(module).__qualname__}")) as stage:
+        save_checkpoint(stage.dir / CHECKPOINT_FILE, mapped_model(mapping),
+                        metrics={"from_module": json.dumps(described)})
+        (stage.dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
+        return export_checkpoint(stage.dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance, steps=steps,
+                                 seed=seed, precisions=precisions, calibration=calibration, module=described,
+                                 stage=stage)

@@ -150,30 +150,33 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
                 steps: int = 1000, seed: int = 0, calibration=None) -> dict:
     """Map and prove an ONNX file, write `model.pt` (an rnnedge checkpoint) and `onnx_mapping.json` into out_dir,
     then export_checkpoint it there. Returns the report (report["module"]: the mapping, source "onnx")."""
-    from export.pipeline import SEQUENCE_FILE, STEP_FILE, export_checkpoint
+    from export.pipeline import export_checkpoint, export_file_names, onnx_source, refuse_non_finite
+    from train import outputs
     from train.checkpoint import save_checkpoint
 
     path = Path(path)
-    out_dir = Path(out_dir)
-    for name in (SEQUENCE_FILE, STEP_FILE):
-        if (out_dir / name).resolve() == path.resolve():
-            raise MappingError(f"exporting {path} into {out_dir} would overwrite it with rnnedge's own {name}; "
-                               f"choose another folder with --out")
     model = load_onnx(path)
+    refuse_non_finite({i.name: numpy_helper.to_array(i) for i in model.graph.initializer
+                       if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)},
+                      str(path))
     mapping = map_onnx(model, task=task, seed=seed)
     reference_graph, why_not = original_graph(model, mapping)
-    out_dir.mkdir(parents=True, exist_ok=True)
     described = {"onnx_file": str(path), **mapping.describe(), "original_parity": why_not or "measured"}
-    save_checkpoint(out_dir / CHECKPOINT_FILE, state_dict_from_tensors(mapping.spec, mapping.tensors),
-                    metrics={"from_onnx": json.dumps(described)})
-    (out_dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
-    result = export_checkpoint(out_dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance, steps=steps,
-                               seed=seed, precisions=precisions, calibration=calibration, module=described,
-                               reference_graph=reference_graph)
-    with open(out_dir / "report.md", "a") as f:
-        f.write(f"\nSource: ONNX file `{path}`, mapped by export/from_onnx.py; {mapping.proof_reference} on the original "
-                f"graph vs "
-                f"the rnnedge f32 runtime on random inputs: max abs difference {mapping.max_abs_diff:.3g}.\n")
-        if why_not:
-            f.write(f"\nThe artifacts were not measured against the original graph: {why_not}.\n")
+    # staged beside out_dir and moved in only once verified (export_checkpoint): out_dir is untouched on failure,
+    # and the source file is never written over (an input of the export)
+    with outputs.Staging(out_dir, outputs.EXPORT, inputs=[path],
+                         writes=export_file_names(precisions, CHECKPOINT_FILE, MAPPING_FILE),
+                         source=onnx_source(path)) as stage:
+        save_checkpoint(stage.dir / CHECKPOINT_FILE, state_dict_from_tensors(mapping.spec, mapping.tensors),
+                        metrics={"from_onnx": json.dumps(described)})
+        (stage.dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
+        result = export_checkpoint(stage.dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance,
+                                   steps=steps, seed=seed, precisions=precisions, calibration=calibration,
+                                   module=described, reference_graph=reference_graph, stage=stage)
+        with open(stage.dir / "report.md", "a") as f:
+            f.write(f"\nSource: ONNX file `{path}`, mapped by export/from_onnx.py; {mapping.proof_reference} on the "
+                    f"original graph vs the rnnedge f32 runtime on random inputs: max abs difference "
+                    f"{mapping.max_abs_diff:.3g}.\n")
+            if why_not:
+                f.write(f"\nThe artifacts were not measured against the original graph: {why_not}.\n")
     return result

@@ -20,7 +20,14 @@ It writes, into one folder:
                             report["firmware"]["refused"] names the layers and extensions
     report.json, report.md  size and parity of every artifact; with firmware/int8/, its Cortex-M3 footprint
                             (export/footprint.py: arm-none-eabi-gcc -Os and QEMU, when installed; otherwise
-                            "not measured: <reason>"; RNNEDGE_FOOTPRINT=0 turns the measurement off)
+                            "not measured: <reason>"; RNNEDGE_FOOTPRINT=0 turns the measurement off); every file
+                            the export wrote with its SHA-256 (report["manifest"])
+    rnnedge-manifest.json   every rnnedge file in the folder with its SHA-256 and the command that wrote it
+                            (train/outputs.py): what a later export may replace, and what it must not touch
+
+The export is atomic: it is written and verified in a staging folder beside the target and only then moved in,
+replacing the previous export's files (those it does not write again are removed); on any failure the folder
+is left exactly as it was, and a file rnnedge did not write is never overwritten (train/outputs.py).
 
 and checks each artifact against the PyTorch forward on long streams (see _comparisons). Each precision has
 its own pass rule (`criterion`): f32 artifacts must stay within the tolerance (max abs difference); int8w
@@ -37,7 +44,6 @@ apart from the random parity streams.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 
 import runtime
 from export import footprint, parity, report
@@ -57,6 +64,7 @@ from export.vectors import vectors_file, write_vectors
 from export.weights import canonical_tensors
 from runtime import artifact
 from runtime import spec as specs
+from train import outputs
 from train.checkpoint import CheckpointError, load_checkpoint
 from train.metrics import higher_is_better, task_metric
 
@@ -106,7 +114,7 @@ class Comparison:
 
 def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e-5, steps: int = 1000,
                       seed: int = 0, precisions=("f32",), calibration=None, module: dict | None = None,
-                      reference_graph: OriginalGraph | None = None) -> dict:
+                      reference_graph: OriginalGraph | None = None, stage: outputs.Staging | None = None) -> dict:
     """Export a checkpoint and verify every artifact; returns the report (report["passed"] says parity held).
 
     precisions: runtime weight files to write, from PRECISIONS; f32 is always written (the reference).
@@ -116,42 +124,61 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
 
     calibration (int8 only): what the int8 scales are calibrated on, a train.data.Dataset (its train split),
     a SequenceData, an (X, lengths) pair or X alone (every sequence full length); None: data's train split,
-    else random streams of `steps` steps. Raises ExportInputError for an unreadable checkpoint, or data or
-    calibration data that do not fit the model, and a precision asked for whose kernels cannot run the model's
-    ONNX layer extensions (runtime.spec.unsupported: int8 and activation functions other than the cell's
-    own). module: how a user's own nn.Module was mapped
+    else random streams of `steps` steps. Raises ExportInputError for an unreadable checkpoint, one holding NaN or
+    inf weights, or data or calibration data that do not fit the model, and a precision asked for whose kernels
+    cannot run the model's ONNX layer extensions (runtime.spec.unsupported: int8 and activation functions other
+    than the cell's own). module: how a user's own nn.Module was mapped
     (export/from_module.py), kept as report["module"]. reference_graph: the original ONNX file an export of it
     (export/from_onnx.py) came from; adds rows measuring each runtime precision against that graph run by ONNX
     Runtime (or onnx's reference evaluator when ORT cannot run it), see _original_rows.
+
+    Atomic (train/outputs.py): every file is written into a staging folder beside out_dir and verified there (the
+    parity rows load the staged files); only then are they moved into out_dir, the previous export's files that
+    this one did not write are removed (named in report["removed"]), and out_dir's rnnedge-manifest.json lists
+    every file with its SHA-256 (report["manifest"]: the ones this export wrote). On any exception out_dir is left
+    as it was; a parity failure is a completed export (report["passed"] False). Files in out_dir that rnnedge did
+    not write are left alone, and one with a name the export writes is refused (outputs.OutputFolderError); the CLI
+    also refuses a folder holding any such file unless --force (outputs.check_folder). stage: a Staging the caller opened and commits (export_module and
+    export_onnx write model.pt into it first, checkpoint_path inside it); None: its own.
     """
     started = time.perf_counter()
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ExportInputError(f"precision {unknown[0]!r} is not supported (supported: {', '.join(PRECISIONS)})")
     precisions = [p for p in PRECISIONS if p == "f32" or p in precisions]
+    shown = stage.final(checkpoint_path) if stage is not None else Path(checkpoint_path)
     model = _load_model(checkpoint_path)
     spec = model.spec
+    refuse_non_finite(model.state_dict(), str(shown))
     for precision in precisions:
         problems = specs.unsupported(spec, precision)
         if problems:
-            raise ExportInputError(f"{checkpoint_path}: the {precision} precision cannot run this model: "
+            raise ExportInputError(f"{shown}: the {precision} precision cannot run this model: "
                                    f"{'; '.join(problems)} (export it without {precision})")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
-
-    tensors = canonical_tensors(model)
-    if "int8" in precisions:
-        ranges = _calibrate(spec, tensors, calibration, data, steps, seed)
-    elif calibration is not None:
+    if calibration is not None and "int8" not in precisions:
         raise ExportInputError("calibration data are used by the int8 precision only, and int8 was not asked for")
-    else:
-        ranges = None
-    files, quantization = _write_artifacts(spec, tensors, out_dir, precisions, ranges)
-    files.update(_write_vectors(spec, out_dir, precisions, X[0][: int(lengths[0])]))
-    firmware_files, refused = _write_firmware(spec, out_dir, precisions, checkpoint_path)
+    X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
+    tensors = canonical_tensors(model)
+    ranges = _calibrate(spec, tensors, calibration, data, steps, seed) if "int8" in precisions else None
+    if stage is None:
+        with outputs.Staging(out_dir, outputs.EXPORT, inputs=[checkpoint_path], writes=export_file_names(precisions),
+                             source=checkpoint_source(checkpoint_path)) as own:
+            return _export_staged(own, model, tensors, ranges, shown, X, lengths, y, inputs, tolerance, precisions,
+                                  module, reference_graph, started)
+    return _export_staged(stage, model, tensors, ranges, shown, X, lengths, y, inputs, tolerance, precisions, module,
+                          reference_graph, started)
+
+
+def _export_staged(stage: outputs.Staging, model, tensors, ranges, checkpoint: Path, X, lengths, y, inputs: dict,
+                   tolerance: float, precisions: list[str], module: dict | None,
+                   reference_graph: OriginalGraph | None, started: float) -> dict:
+    """Write every artifact into the staging folder, measure each one from there, write the report there."""
+    spec, work = model.spec, stage.dir
+    files, quantization = _write_artifacts(spec, tensors, work, precisions, ranges)
+    files.update(_write_vectors(spec, work, precisions, X[0][: int(lengths[0])]))
+    firmware_files, refused = _write_firmware(spec, work, precisions, checkpoint)
     files.update(firmware_files)
-    firmware = _firmware_footprint(out_dir, files)
+    firmware = _firmware_footprint(work, files)
     if refused:
         if "int8" in refused:
             firmware = {"measured": False, "written": False, "reason": refused["int8"]}
@@ -162,18 +189,55 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
         criteria = {p: _criterion(p, tolerance, reference_metric) for p in precisions}
         rows = [_measure(c, spec, streams, y, files, criteria[c.precision])
-                for c in _comparisons(model, spec, out_dir, precisions)]
+                for c in _comparisons(model, spec, work, precisions)]
         if reference_graph is not None:
-            rows += _original_rows(reference_graph, spec, streams, y, files, criteria, out_dir, precisions)
+            rows += _original_rows(reference_graph, spec, streams, y, files, criteria, work, precisions)
     result = report.build(
-        checkpoint=str(checkpoint_path), out_dir=str(out_dir), spec=spec, tolerance=tolerance, inputs=inputs,
+        checkpoint=str(checkpoint), out_dir=str(stage.folder), spec=spec, tolerance=tolerance, inputs=inputs,
         reference_metric=reference_metric, files=files, rows=rows, seconds=time.perf_counter() - started,
         criteria={p: c.describe() for p, c in criteria.items()}, quantization=quantization, firmware=firmware,
+        manifest=outputs.describe_files(work), removed=stage.stale(also=report.FILES),
     )
     if module is not None:  # only exports of a user's own nn.Module have the key
         result["module"] = module
-    report.write(result, out_dir)
+    report.write(result, work)
     return result
+
+
+def export_file_names(precisions, *extra: str) -> list[str]:
+    """Every name an export of these precisions may write into its folder (extra: model.pt and the mapping of a
+    module or ONNX export), so that a folder where one of them cannot be written is refused before any work."""
+    names = [*extra, SEQUENCE_FILE, STEP_FILE, *report.FILES]
+    for precision in [p for p in PRECISIONS if p == "f32" or p in precisions]:
+        names += [weights_file(precision), vectors_file(precision)]
+        names += [f"firmware/{precision}/{name}" for name in FIRMWARE_FILES]
+    return names
+
+
+def checkpoint_source(path) -> str:
+    """What outputs.Staging records as an export's source (outputs.default_folder reuses a folder by it)."""
+    return f"checkpoint {Path(path).resolve()}"
+
+
+def module_source(target: str) -> str:
+    """A module export's source: the CLI's MODULE:CLASS as given (export_module: else the class's import path)."""
+    return f"module {target}"
+
+
+def onnx_source(path) -> str:
+    return f"onnx {Path(path).resolve()}"
+
+
+def refuse_non_finite(tensors: dict, where: str) -> None:
+    """NaN or inf weights make every artifact and every parity number meaningless: refused, naming the tensor,
+    before anything is written. tensors: name -> torch tensor or numpy array."""
+    for name, value in tensors.items():
+        value = torch.as_tensor(value)
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ExportInputError(f"{where}: tensor {name!r} holds {bad} non-finite value(s) (NaN or inf) among "
+                                   f"{value.numel()}; a model with NaN or inf weights cannot be exported (did its "
+                                   f"training diverge?)")
 
 
 def _load_model(checkpoint_path):
@@ -261,8 +325,6 @@ def _write_artifacts(spec: dict, tensors: dict[str, np.ndarray], out_dir: Path, 
     if specs.can_stream(spec):
         onnx.save_model(build_step_graph(spec, tensors), out_dir / STEP_FILE)
         written.append(STEP_FILE)
-    elif (out_dir / STEP_FILE).exists():
-        os.remove(out_dir / STEP_FILE)  # a stale one from an earlier, streamable export would mislead
     quantization = {}
     for precision in precisions:
         if precision == "int8w":
@@ -283,13 +345,11 @@ def _write_artifacts(spec: dict, tensors: dict[str, np.ndarray], out_dir: Path, 
 def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarray) -> dict[str, int]:
     """Golden test vectors beside each weight file, from one parity stream x; sizes by file name."""
     sizes = {}
-    for precision in precisions:
-        path = out_dir / vectors_file(precision)
-        if specs.can_stream(spec):
+    if specs.can_stream(spec):
+        for precision in precisions:
+            path = out_dir / vectors_file(precision)
             write_vectors(path, out_dir / weights_file(precision), x)
             sizes[path.name] = path.stat().st_size
-        elif path.exists():
-            os.remove(path)  # a stale one from an earlier, streamable export would mislead
     return sizes
 
 
@@ -299,19 +359,16 @@ def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint
     model; (sizes by path, {precision: why its sources were not written}) for a model with ONNX layer extensions
     that precision's C step does not implement (export/firmware.py FIRMWARE_EXTENSIONS; never an error)."""
     sizes, refused = {}, {}
-    for precision in PRECISIONS:
-        folder = out_dir / "firmware" / precision
-        missing = firmware_unsupported(spec, precision) if precision in precisions and specs.can_stream(spec) else []
-        if precision not in precisions or not specs.can_stream(spec) or missing:
-            for name in FIRMWARE_FILES:  # stale ones from an earlier export would mislead
-                if (folder / name).exists():
-                    os.remove(folder / name)
-            if missing:
-                refused[precision] = (f"firmware_ref's {precision} step does not implement the ONNX layer extensions "
-                                      f"{', '.join(missing)}")
+    if not specs.can_stream(spec):
+        return sizes, refused
+    for precision in precisions:
+        missing = firmware_unsupported(spec, precision)
+        if missing:
+            refused[precision] = (f"firmware_ref's {precision} step does not implement the ONNX layer extensions "
+                                  f"{', '.join(missing)}")
             continue
-        paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision), folder,
-                                       checkpoint=checkpoint_path)
+        paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision),
+                                       out_dir / "firmware" / precision, checkpoint=checkpoint_path)
         sizes.update({path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths})
     return sizes, refused
 

@@ -14,7 +14,12 @@ report.json keys:
                     "available_sequences", "available_steps"} (export/quantize_int8.py, export/pipeline.py)
     inputs          source "random" (seed) or "dataset" (dataset), sequences, shortest, longest, total_steps
     reference       {"name": "PyTorch forward", "metric": {"name", "value"} | null}
-    files           {file name: bytes}
+    files           {file name: bytes} of the artifacts the rows measure
+    manifest        {file name: {"bytes", "sha256"}}: every file the export wrote except report.json and report.md
+                    (its model.pt and mapping too, for a module or ONNX export); the folder's rnnedge-manifest.json
+                    (train/outputs.py) lists those two as well
+    removed         files of the previous export in the folder that this one did not write again, removed when it
+                    was moved into place (train/outputs.py: stale)
     artifacts       one row per comparison: name, file, bytes, precision, comparison, stepped, criterion,
                     max_abs_diff, mean_abs_diff, metric, passed, error, seconds; rows measured against
                     the original ONNX file of an ONNX export (export/from_onnx.py) add "reference":
@@ -37,13 +42,14 @@ from pathlib import Path
 from export import footprint
 from runtime import spec as specs
 
-REPORT_FORMAT = 2
+REPORT_FORMAT = 3  # 3: "manifest" and "removed"
+FILES = ("report.json", "report.md")
 REFERENCE = "PyTorch forward"
 
 
 def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs: dict, reference_metric,
           files: dict[str, int], rows: list[dict], seconds: float, criteria: dict[str, str],
-          quantization: dict, firmware: dict | None = None) -> dict:
+          quantization: dict, manifest: dict[str, dict], removed: list[str], firmware: dict | None = None) -> dict:
     failures = [_failure(row) for row in rows if not row["passed"]]
     result = {
         "format": REPORT_FORMAT,
@@ -58,6 +64,8 @@ def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs
         "inputs": inputs,
         "reference": {"name": REFERENCE, "metric": reference_metric},
         "files": files,
+        "manifest": manifest,
+        "removed": removed,
         "artifacts": rows,
         "passed": not failures,
         "failures": failures,
@@ -79,8 +87,9 @@ def _failure(row: dict) -> str:
 
 def write(result: dict, out_dir) -> None:
     out_dir = Path(out_dir)
-    (out_dir / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "report.md").write_text(markdown(result))
+    json_file, md_file = FILES
+    (out_dir / json_file).write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / md_file).write_text(markdown(result))
 
 
 def markdown(result: dict) -> str:
@@ -101,6 +110,9 @@ def markdown(result: dict) -> str:
         f"{result['tolerance']:.3g}"
         + "".join(f"; {p}: {rule}" for p, rule in result["criteria"].items() if p != "f32"),
     ]
+    if result.get("removed"):
+        lines.append(f"- removed from the folder (the previous export's, not written again): "
+                     f"{', '.join(result['removed'])}")
     for precision, q in result["quantization"].items():
         table = ("; the embedding table: one scale, max|table| / 127"
                  if "calibration" in q and "embedding.weight" in q["per_matrix"] else "")

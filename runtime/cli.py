@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -16,6 +17,7 @@ Input: .npy holding (T, F) float (dense input: T time steps of F raw sensor valu
 streams side by side, or (T,) / (B, T) integer token ids; or .csv with one time step per row and one
 column per feature (a header row is skipped if it is not numeric).
 Output (--out): .npy (T, out) or (B, T, out), or .csv (one row per step); without --out, CSV on stdout.
+--out naming the model or the input file is refused: rnnedge-run never writes over a file it reads.
 Bidirectional and reverse models cannot stream: they are run over the whole sequence instead (and say so).
 
 Generation (--generate PROMPT, instead of an input file): a character model (token input whose spec carries
@@ -84,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         return _generate(args)
     if args.input is None:
         parser.error("give an input file (.npy or .csv), or --generate PROMPT")
+    if args.out is not None:
+        for role, path in (("model", args.model), ("input", args.input)):
+            if os.path.realpath(args.out) == os.path.realpath(path):
+                print(f"rnnedge-run: error: --out {args.out} is the {role} file; rnnedge-run never writes over a file "
+                      f"it reads: choose another --out", file=sys.stderr)
+                return 2
 
     import runtime
 

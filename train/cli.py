@@ -4,6 +4,13 @@
     rnnedge-train my_data.npz --cell lstm --hidden 64 --out artifacts/mine
     python -m train synthetic-sum --epochs 5
     rnnedge-train --diagnose-gradients --out /tmp/grads   # vanishing/exploding gradients, RNN vs LSTM vs GRU
+
+The output folder (train/outputs.py) must be new, empty, or one rnnedge wrote: its rnnedge-manifest.json lists every
+file rnnedge wrote there with its SHA-256. A folder holding other files is refused unless --force, which writes
+beside them but never over them (a file of yours named model.pt, metrics.json or training.png is refused even then).
+Training is written into a staging folder beside the output folder and moved in only when it is complete, so an
+interrupted or failed run leaves the folder as it was. A new model makes the folder's earlier rnnedge files stale:
+an export of the previous model in the same folder is removed (re-run rnnedge-export).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import sys
 from pathlib import Path
 
 from runtime.spec import CELLS
+from train import outputs
 from train.data import SYNTHETIC, load_dataset
 from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
 from train.gradients import diagnose_gradients
@@ -20,6 +28,8 @@ from train.loop import TrainConfig, default_spec, train
 
 PROG = "rnnedge-train"
 DEFAULTS = TrainConfig()
+TRAIN_FILES = ("model.pt", "metrics.json", "training.png")
+GRADIENT_FILES = ("gradients.json", "gradients_over_time.png", "clipping.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a recurrent model (RNN, LSTM, GRU) and write model.pt, metrics.json and training.png.",
         epilog="The best epoch on the validation split is kept (early stopping); its test metric is reported. "
                "Data formats are described in train/data.py (load_npz, load_csv). "
-               "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option).",
+               "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option). "
+               "Output folder: new, empty, or written by rnnedge (its rnnedge-manifest.json lists every file with its "
+               "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
+               "or removed. The run is written beside the folder and moved in only when complete (a failed run "
+               "leaves the folder as it was); an earlier export of the previous model in the folder is removed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("dataset", nargs="?", default="watch",
@@ -54,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--window", type=int, default=DEFAULTS.window,
                      help="train per-step tasks on random crops of this many steps; 0 uses whole sequences")
     fit.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the data split, init and batches")
-    parser.add_argument("--out", type=Path, help="output folder (default: artifacts/<dataset name>)")
+    parser.add_argument("--out", type=Path, help="output folder: new, empty, or written by rnnedge (default: "
+                                                 "artifacts/<dataset name>)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an --out folder that holds files rnnedge did not write, beside them; they are "
+                             "never overwritten or removed")
     diagnose = parser.add_argument_group("gradient diagnosis")
     diagnose.add_argument("--diagnose-gradients", action="store_true",
                           help="instead of training on DATASET, measure vanishing and exploding gradients on the "
@@ -88,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
                              clip_grad_norm=args.clip_grad_norm if args.clip_grad_norm > 0 else None,
                              patience=args.patience, window=args.window if args.window > 0 else None)
         out = args.out or Path("artifacts") / data.name
-        _, metrics = train(spec, data, config, out)
+        inputs = [args.dataset] if Path(args.dataset).is_file() else []
+        outputs.check_folder(out, outputs.TRAIN, writes=TRAIN_FILES, inputs=inputs, force=args.force)
+        with outputs.Staging(out, outputs.TRAIN, inputs=inputs, writes=TRAIN_FILES,
+                             source=f"dataset {data.name}") as stage:
+            _, metrics = train(spec, data, config, stage.dir)
+            removed = stage.stale()
     except (ValueError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -97,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
           f"sequences); {data.source}")
     print(f"best epoch {metrics['best_epoch']} of {len(metrics['epochs'])} in {metrics['train_seconds']:.1f} s: "
           f"validation {metric} {metrics['val_metric']:.4g}, test {metric} {metrics['test_metric']:.4g}")
-    for name in ("model.pt", "metrics.json", "training.png"):
+    for name in TRAIN_FILES:
         print(f"wrote {out / name}")
+    if removed:
+        print(f"removed {len(removed)} files of the previous model, stale beside the new model.pt: {outputs.some(removed)}")
     return 0
 
 
@@ -112,9 +137,11 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--diagnose-gradients needs a positive --clip-grad-norm: it is the clipping threshold measured")
     out = args.out or Path("artifacts") / "gradients"
     try:
-        report = diagnose_gradients(out, args.steps, hidden=args.hidden, updates=args.updates,
-                                    batch_size=args.batch_size, lr=args.lr, max_norm=args.clip_grad_norm,
-                                    seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True))
+        outputs.check_folder(out, outputs.DIAGNOSE, writes=GRADIENT_FILES, force=args.force)
+        with outputs.Staging(out, outputs.DIAGNOSE, writes=GRADIENT_FILES) as stage:
+            report = diagnose_gradients(stage.dir, args.steps, hidden=args.hidden, updates=args.updates,
+                                        batch_size=args.batch_size, lr=args.lr, max_norm=args.clip_grad_norm,
+                                        seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ValueError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -135,7 +162,7 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
           f"without clipping the gradient norm reached {_g(un['max_finite_grad_norm'])}, {ended}; with "
           f"clip_grad_norm_({clip['max_norm']}) {cl['updates_clipped']} updates were clipped, applied norm <= "
           f"{_g(applied)}, final loss {_g(cl['final_loss'])}")
-    for name in ("gradients.json", "gradients_over_time.png", "clipping.png"):
+    for name in GRADIENT_FILES:
         print(f"wrote {out / name}")
     return 0
 

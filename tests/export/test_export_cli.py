@@ -19,7 +19,8 @@ from train.model import RecurrentModel
 ROW_KEYS = {"name", "file", "bytes", "precision", "comparison", "stepped", "criterion", "max_abs_diff",
             "mean_abs_diff", "metric", "passed", "error", "seconds"}
 REPORT_KEYS = {"format", "checkpoint", "out_dir", "precisions", "spec", "model", "tolerance", "criteria",
-               "quantization", "inputs", "reference", "files", "artifacts", "passed", "failures", "seconds"}
+               "quantization", "inputs", "reference", "files", "manifest", "removed", "artifacts", "passed",
+               "failures", "seconds"}
 
 
 def checkpoint(path, cell="lstm", bidirectional=False, kind="dense", on="every_step", features=3, out=4,
@@ -59,13 +60,16 @@ def test_export_cli_writes_every_artifact_and_a_passing_report(tmp_path, capsys)
     assert printed.startswith((out / "report.md").read_text())
 
 
-def test_bidirectional_model_exports_without_step_artifacts(tmp_path):
+def test_bidirectional_model_exports_without_step_artifacts_and_removes_an_earlier_exports(tmp_path):
+    export_checkpoint(checkpoint(tmp_path / "uni.pt", kind="tokens", on="last_step"), tmp_path / "out", steps=20)
+    assert (tmp_path / "out" / "model.step.onnx").is_file()  # an earlier, streamable export in the same folder
     ckpt = checkpoint(tmp_path / "bi.pt", bidirectional=True, kind="tokens", on="last_step")
-    (tmp_path / "model.step.onnx").write_bytes(b"stale")  # from an earlier streamable export in the same folder
-    report = export_checkpoint(ckpt, tmp_path, steps=1000)
+    report = export_checkpoint(ckpt, tmp_path / "out", steps=1000)
     assert report["passed"]
     assert [row["name"] for row in report["artifacts"]] == ["onnx", "runtime_run"]
-    assert not (tmp_path / "model.step.onnx").exists()
+    assert not (tmp_path / "out" / "model.step.onnx").exists()
+    assert "model.step.onnx" in report["removed"] and "firmware/f32/model_data.c" in report["removed"]
+    assert not (tmp_path / "out" / "firmware").exists()
 
 
 def test_dataset_test_streams_give_the_task_metric_for_pytorch_and_every_artifact(tmp_path):
@@ -84,14 +88,16 @@ def test_dataset_test_streams_give_the_task_metric_for_pytorch_and_every_artifac
 
 def test_data_that_do_not_fit_the_model_are_bad_input(tmp_path, capsys):
     ckpt = checkpoint(tmp_path / "dense.pt", on="last_step", features=3)
-    assert cli.main([ckpt, "--data", "synthetic-tag"]) == 2
+    assert cli.main([ckpt, "--data", "synthetic-tag", "--out", str(tmp_path / "out")]) == 2
     assert "data set 'synthetic-tag': the model reads (N, T, 3) float values" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_corrupt_checkpoint_exits_2_with_a_clear_message_and_no_traceback(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"this is not a checkpoint")
-    done = subprocess.run([sys.executable, "-m", "export", str(bad)], capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "export", str(bad), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "not a loadable rnnedge checkpoint" in done.stderr and str(bad) in done.stderr
     assert "Traceback" not in done.stderr
@@ -118,7 +124,7 @@ def test_broken_artifact_fails_parity_with_exit_1_naming_it_and_still_writes_the
 
     monkeypatch.setattr(pipeline, "build_sequence_graph", off_by_a_little)
     ckpt = checkpoint(tmp_path / "m.pt", cell="gru")
-    assert cli.main([ckpt, "--out", str(tmp_path), "--steps", "1000"]) == 1
+    assert cli.main([ckpt, "--out", str(tmp_path), "--force", "--steps", "1000"]) == 1  # beside m.pt: --force
 
     err = capsys.readouterr().err
     assert "model.onnx" in err and "fails its rule: max abs difference <= 1e-05" in err
@@ -134,7 +140,7 @@ def test_broken_artifact_fails_parity_with_exit_1_naming_it_and_still_writes_the
 def test_export_help_names_every_option():
     done = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0
-    for option in ("--out", "--data", "--tolerance", "--steps", "--precision", "--calibration"):
+    for option in ("--out", "--force", "--data", "--tolerance", "--steps", "--precision", "--calibration"):
         assert option in done.stdout
 
 

@@ -154,10 +154,12 @@ def test_cli_exports_a_module_from_a_file(tmp_path, capsys):
 def test_cli_exports_a_module_by_import_path(tmp_path, monkeypatch, capsys):
     user_file(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     code = cli.main(["--module", "mymodels:Tagger", "--checkpoint", str(tmp_path / "state.pt"),
                      "--init-args", '{"features": 3, "hidden": 5, "tags": 2}', "--steps", "20"])
     assert code == 0, capsys.readouterr().err
-    assert (tmp_path / "model.f32.safetensors").is_file()  # default --out: the state_dict's folder
+    assert (tmp_path / "rnnedge-out" / "Tagger" / "model.f32.safetensors").is_file()  # default: named after the class
+    assert not (tmp_path / "model.pt").exists()  # nothing beside the user's files
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -228,7 +228,7 @@ def test_cli_exports_an_onnx_file_through_every_precision(tmp_path, monkeypatch,
 
 def test_cli_refuses_to_overwrite_the_source_onnx_and_lists_unsupported_nodes(tmp_path, capsys):
     onnx.save_model(lstm_layout1_graph(), tmp_path / "model.onnx")
-    assert cli.main([str(tmp_path / "model.onnx")]) == 2
+    assert cli.main([str(tmp_path / "model.onnx"), "--out", str(tmp_path), "--force"]) == 2
     assert "would overwrite it" in capsys.readouterr().err
 
 
