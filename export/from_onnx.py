@@ -66,6 +66,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from export.from_module import MappingError, ProofError
 from export.onnx_in.mapper import PROOF_TOLERANCE, Mapper, OnnxMapping
