@@ -1,5 +1,6 @@
 """Glue between the input, the recurrent layers and the head: embedding, normalisation, time-step and direction
-selection (Gather / Slice), Squeeze, Transpose, Reshape and Concat of directions."""
+selection (Gather / Slice), Squeeze, Transpose, Reshape, Concat of directions, and their sum and scaling (Keras'
+Bidirectional merge_mode "sum" / "ave": Add, then Mul by 0.5 or Div by 2)."""
 
 from __future__ import annotations
 
@@ -137,7 +138,35 @@ class GlueOps:
             f = self.input["features"]
             self.input["std"] = [float(v) for v in np.broadcast_to(std.value.astype(np.float32), (f,))]
             return x
-        raise Refuse("Div is supported only as the dense input's normalisation ((x - mean) / std)")
+        if _scalable(x, std) and std.value.reshape(-1)[0] != 0:
+            return Tensor(**{**x.__dict__, "scale": x.scale / float(std.value.reshape(-1)[0])})
+        raise Refuse("Div is supported as the dense input's normalisation ((x - mean) / std), or of a recurrent "
+                     "layer's output by a constant scalar (Keras' merge_mode 'ave')")
+
+    def op_Mul(self, node, attrs, args):
+        x, c = args if isinstance(args[0], Tensor) else args[::-1]
+        if _scalable(x, c):
+            return Tensor(**{**x.__dict__, "scale": x.scale * float(c.value.reshape(-1)[0])})
+        raise Refuse("Mul of the sequence is supported of a recurrent layer's output by a constant scalar (Keras' "
+                     "merge_mode 'ave'), or between a head's dense layers")
+
+    def sum_of_directions(self, a, b) -> Tensor:
+        """Add of one recurrent layer's directions, each along the features (Keras' Bidirectional merge_mode "sum",
+        torch's h_n[-2] + h_n[-1]): a Tensor summing their blocks (Tensor.terms), which a dense head or the next
+        recurrent layer reads as the concatenation with its weight repeated per block (values.spread_weight)."""
+        tensors = [v for v in (a, b) if isinstance(v, Tensor) and v.stage in ("y", "final")]
+        if len(tensors) != 2 or a.layer != b.layer or not isinstance(a.layer, int) or a.axes != b.axes or (
+                "D" in a.axes or a.width() != b.width() or a.scale != b.scale):
+            raise Refuse("Add of the sequence is supported as the head's bias, or as the sum of one recurrent "
+                         "layer's directions along the features, of equal width (Keras' Bidirectional merge_mode "
+                         "'sum' / 'ave', torch's h_n[-2] + h_n[-1]), read by a dense head or the next recurrent "
+                         "layer")
+        note = ("the graph adds the directions of a recurrent layer (Keras' Bidirectional merge_mode 'sum' / 'ave'): "
+                "what reads the sum gets the concatenated directions and its weight repeated for each (scaled for "
+                "'ave'), which computes the same")
+        if note not in self.notes:
+            self.notes.append(note)
+        return Tensor(**{**a.__dict__, **joined_pieces([a, b]), "terms": a.terms + b.terms})
 
     def op_Transpose(self, node, attrs, args):
         (x,) = args
@@ -267,12 +296,25 @@ class GlueOps:
                              f"layer only")
             raise Refuse("Concat is supported of one layer's directions along the features, or of final states "
                          "along the direction axis")
-        steps = {a.step for a in args}
-        pieces = tuple(p for a in args for p in a.pieces)
-        if len(steps) != 1:
-            pieces = tuple((p, a.step) for a in args for p in a.pieces)
-            return Tensor(**{**first.__dict__, "pieces": pieces, "step": "mixed"})
-        return Tensor(**{**first.__dict__, "pieces": pieces})
+        if any(a.terms != 1 or a.scale != 1 for a in args):
+            raise Refuse("Concat of a sum (or a scaled copy) of recurrent outputs is not supported; rnnedge's head "
+                         "reads each direction once, or their sum alone")
+        return Tensor(**{**first.__dict__, **joined_pieces(args)})
+
+
+def joined_pieces(args: list[Tensor]) -> dict:
+    """pieces and step of args' feature blocks one after the other: (direction, step) pairs, step "mixed", when the
+    blocks were read at different time steps."""
+    pairs = [pair for a in args for pair in (a.pieces if a.step == "mixed" else [(p, a.step) for p in a.pieces])]
+    steps = {step for _, step in pairs}
+    if len(steps) == 1:
+        return {"pieces": tuple(p for p, _ in pairs), "step": steps.pop()}
+    return {"pieces": tuple(pairs), "step": "mixed"}
+
+
+def _scalable(x, c) -> bool:
+    """x is a recurrent layer's output or final state, c a constant scalar."""
+    return isinstance(x, Tensor) and x.stage in ("y", "final") and isinstance(c, Const) and c.value.size == 1
 
 
 def _points(value) -> list[np.ndarray]:
