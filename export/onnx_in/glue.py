@@ -291,9 +291,16 @@ class GlueOps:
         if first.axes[axis] != "F" or any(a.axes != first.axes or a.stage != first.stage or a.layer != first.layer
                                           or "D" in a.axes for a in args):
             layers = sorted({a.layer for a in args if isinstance(a.layer, int)})
+            if first.axes[axis] == "F" and len(layers) > 1 and all(a.stage == "final" for a in args):
+                raise Refuse(
+                    f"Concat joins the final states of recurrent layers {layers} (torch's h_n[-2] of a "
+                    f"unidirectional stack is the layer below's state, not a direction); an rnnedge head reads the "
+                    f"last layer only, so no spec computes this. What maps instead: h_n[-1] alone (the last layer's "
+                    f"final state), or a bidirectional last layer, whose h_n[-2] and h_n[-1] are its two directions")
             if first.axes[axis] == "F" and len(layers) > 1:
-                raise Refuse(f"Concat joins the outputs of recurrent layers {layers}; rnnedge's head reads the last "
-                             f"layer only")
+                raise Refuse(f"Concat joins the outputs of recurrent layers {layers}; an rnnedge head reads the last "
+                             f"layer only (skip connections from lower layers have no place in the spec). What maps "
+                             f"instead: a head on the last layer's output alone")
             raise Refuse("Concat is supported of one layer's directions along the features, or of final states "
                          "along the direction axis")
         if any(a.terms != 1 or a.scale != 1 for a in args):

@@ -62,7 +62,7 @@ class Case:
         output[:, -1], which reads the backward direction after one step, converts to an every_step head whose
         output at the last step is the graph's: OnnxMapping.read_step.)"""
         if self.head == "h_cat" and not self.bidirectional:
-            return "joins the outputs of recurrent layers"
+            return "joins the final states of recurrent layers"
         return None
 
 

@@ -78,6 +78,18 @@ def test_two_layers_final_states_added_are_refused_naming_the_add(tmp_path):
         exported(forward, nn.GRU(F, H, num_layers=2, batch_first=True), tmp_path)
 
 
+def test_two_layers_final_states_concatenated_are_refused_saying_what_would_map_instead(tmp_path):
+    def forward(net, x):
+        _, h_n = net.rnn(x)
+        return net.fc(torch.cat((h_n[-2], h_n[-1]), 1)[:, :H])
+
+    with pytest.raises(MappingError) as refusal:
+        exported(forward, nn.GRU(F, H, num_layers=2, batch_first=True), tmp_path)
+    message = str(refusal.value)
+    assert "(Concat): Concat joins the final states of recurrent layers [0, 1]" in message, message
+    assert "h_n[-1] alone" in message and "a bidirectional last layer" in message
+
+
 def test_a_forward_output_at_step_zero_maps_to_an_every_step_head_read_at_step_zero(tmp_path):
     def forward(net, x):
         output, _ = net.rnn(x)
