@@ -51,7 +51,15 @@ type and name):
              of several layers' final states along the direction axis (torch's h_n, then h_n[-1] / h_n[-2]);
              Identity, Cast, Dropout
   head       MatMul [+ Add] or Gemm (transA=0) on the last layer's output (every step) or final state
-             (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head
+             (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head.
+             One time step of Y where a direction is not at its final state (a bidirectional Y[-1], torch's
+             output[:, -1]: the backward half after ONE step) -> an every_step head; the graph's output is the
+             converted model's run(X)[:, -1] (OnnxMapping.read_step; a PitfallWarning names the usual fix, as the
+             --module path does). The proof and the report's "original ONNX" rows compare exactly that step.
+  sums       Add of one layer's directions along the features (Keras' Bidirectional merge_mode "sum", torch's
+             h_n[-2] + h_n[-1]), times or divided by a constant scalar ("ave": Mul 0.5 / Div 2), read by a dense head
+             or the next recurrent layer -> that reader gets the directions concatenated and its weight repeated,
+             [W, W] x scale (the same numbers); read by anything else, refused naming the node
   loops      a Loop over the input (or over the reversed input) whose body is one standard cell step -- a plain
              RNN (tf2onnx's Keras SimpleRNN) or a GRU with the reset before or after the recurrent product (Keras 2's
              GRU(reset_after=False), Keras 3's GRU) -- recognised structurally and rewritten to the equivalent RNN /

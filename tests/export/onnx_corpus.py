@@ -224,6 +224,10 @@ def table(folder: Path, selected: list[Case]) -> str:
             got = results.get((exporter, head), [])
             ok = [c for c, why in got if why is None]
             cell = f"{len(ok)}/{len(got)} converted"
+            stepped = [c for c in ok if c.head == "last" and c.bidirectional]
+            if stepped:
+                cell += (f" ({len(stepped)} bidirectional: an every_step head whose output at the last step is the "
+                         f"graph's, with the pitfall warning)")
             for c, why in got:
                 if why is not None:
                     what = f"{c.cell} {c.layers}-layer {'bidirectional' if c.bidirectional else 'unidirectional'}"
