@@ -77,6 +77,8 @@ class GlueOps:
                 raise Refuse(f"{what} selects no direction")
             changes = select_dirs(data, chosen)
             return replace_axis(data, axis, None if drop else "D", **changes)
+        if label == "F" and data.stage in ("y", "final") and "D" not in data.axes and len(set(cuts)) == 1:
+            return self._feature_directions(data, cuts[0], drop, what)
         if data.stage == "head" and label in ("T", "0", "1") and len(set(cuts)) == 1 and cuts[0][1] == cuts[0][0] + 1:
             return self.input_step(data, axis, cuts[0], drop)
         if label == "T":
@@ -87,6 +89,21 @@ class GlueOps:
             raise Refuse(f"reads time steps [{cuts[0][0]}:{cuts[0][1]}] of {sizes[0]}; rnnedge heads read every "
                          f"step, the last or the first")
         raise Refuse(f"{what} on axis {axis} ({LABELS.get(label, label)}) is not supported")
+
+    def _feature_directions(self, data: Tensor, cut: tuple, drop: bool, what: str) -> Tensor:
+        """Features [start, end) of directions laid side by side (torch's output[..., :H] / output[..., H:]): the
+        whole directions they cover."""
+        start, end = cut
+        H = data.hidden
+        if drop or start % H or end % H or end <= start or data.terms != 1:
+            raise Refuse(f"{what} features [{start}:{end}] of {data.width()} cuts inside a direction of {H} units (or "
+                         f"a sum of directions); rnnedge reads whole directions")
+        pairs = list(data.pieces) if data.step == "mixed" else [(p, data.step) for p in data.pieces]
+        chosen = pairs[start // H:end // H]
+        steps = {step for _, step in chosen}
+        if len(steps) == 1:
+            return Tensor(**{**data.__dict__, "pieces": tuple(p for p, _ in chosen), "step": steps.pop()})
+        return Tensor(**{**data.__dict__, "pieces": tuple(chosen), "step": "mixed"})
 
     def _step(self, data: Tensor, axis: int, i: int, drop: bool) -> Tensor:
         if data.stage != "y":

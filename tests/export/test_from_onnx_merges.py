@@ -23,13 +23,14 @@ from runtime.model import Model
 F, H, O = 3, 4, 2
 
 
-def exported(forward, rnn: nn.Module, tmp_path, batch_first=True) -> tuple:
-    """(the OnnxMapping of a TorchScript export of forward(rnn, fc, x), the module, an input)."""
+def exported(forward, rnn: nn.Module, tmp_path, batch_first=True, width=H) -> tuple:
+    """(the OnnxMapping of a TorchScript export of forward(net, x) with net.rnn and net.fc = Linear(width, O), the
+    module, an input)."""
 
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn, self.fc = rnn, nn.Linear(H, O)
+            self.rnn, self.fc = rnn, nn.Linear(width, O)
 
         def forward(self, x):
             return forward(self, x)
@@ -66,6 +67,37 @@ def test_a_head_on_the_sum_of_both_directions_final_states_converts(merge, tmp_p
     assert any("adds the directions" in note for note in mapping.notes)
     with torch.no_grad():
         np.testing.assert_allclose(converted_output(mapping, x), net(x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_a_head_on_every_steps_directions_added_by_slicing_the_features_converts(tmp_path):
+    def forward(net, x):
+        output, _ = net.rnn(x)
+        return net.fc(output[:, :, :H] + output[:, :, H:])
+
+    mapping, net, x = exported(forward, nn.LSTM(F, H, batch_first=True, bidirectional=True), tmp_path)
+    assert mapping.spec["head"]["on"] == "every_step" and mapping.max_abs_diff <= 1e-5
+    with torch.no_grad():
+        np.testing.assert_allclose(converted_output(mapping, x), net(x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_each_directions_final_state_sliced_from_the_output_is_a_last_step_head(tmp_path):
+    def forward(net, x):  # the usual fix of output[:, -1]: the forward half at T-1, the backward half at 0
+        output, _ = net.rnn(x)
+        return net.fc(torch.cat((output[:, -1, :H], output[:, 0, H:]), 1))
+
+    mapping, net, x = exported(forward, nn.GRU(F, H, batch_first=True, bidirectional=True), tmp_path, width=2 * H)
+    assert mapping.spec["head"]["on"] == "last_step" and mapping.read_step is None and not mapping.warnings
+    with torch.no_grad():
+        np.testing.assert_allclose(converted_output(mapping, x), net(x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_a_slice_inside_a_direction_is_refused_naming_the_cut(tmp_path):
+    def forward(net, x):
+        output, _ = net.rnn(x)
+        return net.fc(output[:, -1, 1:H + 1])
+
+    with pytest.raises(MappingError, match=r"features \[1:5\] of 8 cuts inside a direction of 4 units"):
+        exported(forward, nn.GRU(F, H, batch_first=True, bidirectional=True), tmp_path)
 
 
 def test_two_layers_final_states_added_are_refused_naming_the_add(tmp_path):
