@@ -46,10 +46,11 @@ type and name):
              graph fixes (a Reshape to a number where that axis goes) is pinned at that size for the proof
   glue       Transpose keeping the features last, Squeeze / Unsqueeze of size-1 step and direction axes, Reshape
              that merges or splits the direction axis into or out of the features, merges batch and time for a
-             per-row head and splits them back, or drops size-1 axes; Slice / Gather of the last (or first) time
-             step and of directions (constant or computed indices); Concat of directions along the features and
-             of several layers' final states along the direction axis (torch's h_n, then h_n[-1] / h_n[-2]);
-             Identity, Cast, Dropout
+             per-row head and splits them back, or drops size-1 axes (Flatten likewise); Slice / Gather of the
+             last (or first) time step and of directions (constant or computed indices), Slice of the features at
+             direction boundaries (torch's output[..., :H] / output[..., H:]); Concat of directions along the
+             features and of several layers' final states along the direction axis (torch's h_n, then h_n[-1] /
+             h_n[-2]); Identity, Cast, Dropout
   head       MatMul [+ Add] or Gemm (transA=0) on the last layer's output (every step) or final state
              (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head.
              One time step of Y where a direction is not at its final state (a bidirectional Y[-1], torch's

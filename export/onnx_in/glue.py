@@ -22,6 +22,7 @@ from export.onnx_in.values import (
     monomials,
     replace_axis,
     select_dirs,
+    settle,
 )
 
 
@@ -284,6 +285,15 @@ class GlueOps:
         if axes[-1] != "F" and x.stage != "ids":
             raise Refuse("Reshape moves the feature axis")
         return Tensor(**{**fields, "axes": axes})
+
+    def op_Flatten(self, node, attrs, args):
+        """Flatten(axis) is Reshape to [product of the dims before axis, product of the rest] (torch's flatten(1)
+        as the TorchScript exporter writes it)."""
+        (x,) = args
+        axis = axis_index(attrs.get("axis", 1), len(x.axes))
+        shape = settle([np.array([np.prod(dims[:axis]), np.prod(dims[axis:])], np.int64)
+                        for dims in (self.sizes(x, point) for point in SAMPLE_POINTS)])
+        return self.op_Reshape(node, {}, [x, shape])
 
     def _pin_fixed_sizes(self, node, source: list[Monomial], target: list[Monomial]):
         """A reshape target that spells a dynamic input size as a number (torch's dynamo exporter specialises the

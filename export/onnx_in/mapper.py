@@ -73,7 +73,7 @@ class OnnxMapping:
 
 # what may pass on a failure it reads (an op outside these is named as unsupported itself)
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
-                  "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
+                  "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Concat", "MatMul", "Gemm", "Add", "Mul",
                   "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Relu", "Expand", "Range", "Tile", "Constant", "RNN",
                   "LSTM", "GRU", "Equal", "Where", "Max", "Min"}
 

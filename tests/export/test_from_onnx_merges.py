@@ -91,6 +91,18 @@ def test_each_directions_final_state_sliced_from_the_output_is_a_last_step_head(
         np.testing.assert_allclose(converted_output(mapping, x), net(x).numpy(), rtol=0, atol=1e-5)
 
 
+def test_the_last_layers_directions_flattened_from_h_n_are_a_last_step_head(tmp_path):
+    def forward(net, x):  # TorchScript writes flatten(1) as a Flatten node
+        _, h_n = net.rnn(x)
+        return net.fc(h_n[-2:].transpose(0, 1).flatten(1))
+
+    rnn = nn.GRU(F, H, num_layers=2, batch_first=True, bidirectional=True)
+    mapping, net, x = exported(forward, rnn, tmp_path, width=2 * H)
+    assert mapping.spec["head"]["on"] == "last_step" and len(mapping.spec["layers"]) == 2
+    with torch.no_grad():
+        np.testing.assert_allclose(converted_output(mapping, x), net(x).numpy(), rtol=0, atol=1e-5)
+
+
 def test_a_slice_inside_a_direction_is_refused_naming_the_cut(tmp_path):
     def forward(net, x):
         output, _ = net.rnn(x)
