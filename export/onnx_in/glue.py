@@ -69,6 +69,13 @@ class GlueOps:
                 cuts.append(slice(start, end).indices(n)[:2])
         if not drop and all(c == (0, n) for c, n in zip(cuts, sizes)):
             return data
+        if label == "L":  # torch's h_n.view(layers, directions, B, H)[i]: one layer's final states
+            if not drop or len(set(cuts)) != 1:
+                raise Refuse(f"{what} several layers of h_n.view(layers, directions, ...); rnnedge reads one layer's "
+                             f"states: index one layer")
+            layer = sorted({l for l, _ in data.dirs})[cuts[0][0]]
+            changes = select_dirs(data, tuple(e for e in data.dirs if e[0] == layer))
+            return replace_axis(data, axis, None, **changes)
         if label == "D":
             if len(set(cuts)) != 1:
                 raise Refuse("selecting directions by the run-time sizes is not supported")
@@ -272,6 +279,9 @@ class GlueOps:
                     "y", "final") and sizes == [Monomial(len(x.pieces)), Monomial(x.hidden)]:
                 made += ["D", "F"]
                 fields["dirs"], fields["pieces"] = x.pieces, ()
+            elif labels == ["D"] and len(sizes) == 2 and x.layer is None and sizes == [
+                    self.label_size(replace(x, axes=("L", "D")), a) for a in ("L", "D")] and _layer_major(x.dirs):
+                made += ["L", "D"]  # torch's h_n.view(num_layers, num_directions, B, H)
             elif labels in (["B", "T"], ["T", "B"]) and len(sizes) == 1:  # a per-row head over every step
                 made.append("*".join(labels))
             elif len(labels) == 1 and "*" in labels[0] and sizes == [self.label_size(x, a) for a in
@@ -334,6 +344,13 @@ class GlueOps:
             raise Refuse("Concat of a sum (or a scaled copy) of recurrent outputs is not supported; rnnedge's head "
                          "reads each direction once, or their sum alone")
         return Tensor(**{**first.__dict__, **joined_pieces(args)})
+
+
+def _layer_major(entries: tuple) -> bool:
+    """A stack of (layer, direction) entries ordered layer by layer, each layer with the same directions."""
+    layers = sorted({l for l, _ in entries})
+    per = len(entries) // len(layers)
+    return list(entries) == [(l, d) for l in layers for _, d in entries[:per]]
 
 
 def joined_pieces(args: list[Tensor]) -> dict:

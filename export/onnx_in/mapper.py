@@ -300,8 +300,9 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
         return [self.label_size(x, label) for label in x.axes]
 
     def label_size(self, x: Tensor, label: str) -> Monomial:
-        if label == "D":
-            return Monomial(len(x.dirs))
+        if label in ("D", "L"):  # with an "L" axis, dirs holds every layer's (layer, direction) entries
+            layers = len({l for l, _ in x.dirs}) if "L" in x.axes else 1
+            return Monomial(layers if label == "L" else len(x.dirs) // layers)
         if label == "t":
             return Monomial(1)
         if label == "F":

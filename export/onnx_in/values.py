@@ -15,7 +15,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 BIG = 2 ** 31 - 1  # a Slice end this large means "to the end"
-LABELS = {"T": "time", "B": "batch", "D": "directions", "F": "features", "t": "one time step"}
+LABELS = {"T": "time", "B": "batch", "D": "directions", "F": "features", "t": "one time step", "L": "layers"}
 # sizes of the graph input's dynamic axes "0" and "1" at which shape arithmetic is evaluated: distinct, above 2 (a
 # size 1 would take broadcasting's other branch), and no point a multiple of another point's
 SAMPLE_POINTS = ({"0": 3, "1": 7}, {"0": 5, "1": 11}, {"0": 6, "1": 13})
@@ -128,7 +128,8 @@ class Tensor:
     """A value derived from the input sequence.
 
     axes: labels of its axes: raw graph-input axes "0", "1" before the first recurrent node; then "T" time,
-    "B" batch, "D" directions, "t" a one-step time axis, "F" features (always last).
+    "B" batch, "D" directions, "t" a one-step time axis, "F" features (always last), "L" the layers of a stack
+    of final states split from its directions (torch's h_n.view(num_layers, num_directions, B, H)).
     stage: "input" (normalised / embedded input), "y" (a layer's Y), "final" (a layer's Y_h), "head".
     dirs: the directions along D (stage y / final, while D is an axis); pieces: the directions along F.
     A stack of several layers' final states (Concat of Y_h along D, as torch's h_n) has layer None and

@@ -103,6 +103,19 @@ def test_the_last_layers_directions_flattened_from_h_n_are_a_last_step_head(tmp_
         np.testing.assert_allclose(converted_output(mapping, x), net(x).numpy(), rtol=0, atol=1e-5)
 
 
+def test_the_last_layer_of_h_n_viewed_as_layers_by_directions_is_a_last_step_head(tmp_path):
+    def forward(net, x):  # PyTorch's documented h_n.view(num_layers, num_directions, batch, hidden)
+        _, (h_n, _) = net.rnn(x)
+        last = h_n.view(2, 2, x.shape[0], H)[-1]
+        return net.fc(torch.cat((last[0], last[1]), 1))
+
+    rnn = nn.LSTM(F, H, num_layers=2, batch_first=True, bidirectional=True)
+    mapping, net, x = exported(forward, rnn, tmp_path, width=2 * H)
+    assert mapping.spec["head"]["on"] == "last_step" and len(mapping.spec["layers"]) == 2
+    with torch.no_grad():
+        np.testing.assert_allclose(converted_output(mapping, x), net(x).numpy(), rtol=0, atol=1e-5)
+
+
 def test_a_slice_inside_a_direction_is_refused_naming_the_cut(tmp_path):
     def forward(net, x):
         output, _ = net.rnn(x)
