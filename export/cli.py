@@ -206,7 +206,8 @@ def _export(args, out_dir: Path, precisions: list[str], data, calibration) -> di
               f"the mapped model differ by at most {result['module']['proof_max_abs_diff']:.3g} on random inputs")
     elif args.checkpoint.lower().endswith(".onnx"):
         result = export_onnx(args.checkpoint, out_dir, task=args.task, data=data, tolerance=args.tolerance,
-                             steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration)
+                             steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration,
+                             on_warning=_warn)
         print(f"{args.checkpoint}: ONNX graph mapped to an rnnedge {result['module']['spec_head_on']} model; "
               f"ONNX Runtime on it and the rnnedge runtime differ by at most "
               f"{result['module']['proof_max_abs_diff']:.3g} on random inputs")

@@ -46,12 +46,21 @@ type and name):
              graph fixes (a Reshape to a number where that axis goes) is pinned at that size for the proof
   glue       Transpose keeping the features last, Squeeze / Unsqueeze of size-1 step and direction axes, Reshape
              that merges or splits the direction axis into or out of the features, merges batch and time for a
-             per-row head and splits them back, or drops size-1 axes; Slice / Gather of the last (or first) time
-             step and of directions (constant or computed indices); Concat of directions along the features and
-             of several layers' final states along the direction axis (torch's h_n, then h_n[-1] / h_n[-2]);
-             Identity, Cast, Dropout
+             per-row head and splits them back, or drops size-1 axes (Flatten likewise); Slice / Gather of the
+             last (or first) time step and of directions (constant or computed indices), Slice of the features at
+             direction boundaries (torch's output[..., :H] / output[..., H:]); Concat of directions along the
+             features and of several layers' final states along the direction axis (torch's h_n, then h_n[-1] /
+             h_n[-2]); Identity, Cast, Dropout
   head       MatMul [+ Add] or Gemm (transA=0) on the last layer's output (every step) or final state
-             (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head
+             (last_step), then Softmax or LogSoftmax over the last axis, or Sigmoid; no head -> an identity head.
+             One time step of Y where a direction is not at its final state (a bidirectional Y[-1], torch's
+             output[:, -1]: the backward half after ONE step) -> an every_step head; the graph's output is the
+             converted model's run(X)[:, -1] (OnnxMapping.read_step; a PitfallWarning names the usual fix, as the
+             --module path does). The proof and the report's "original ONNX" rows compare exactly that step.
+  sums       Add of one layer's directions along the features (Keras' Bidirectional merge_mode "sum", torch's
+             h_n[-2] + h_n[-1]), times or divided by a constant scalar ("ave": Mul 0.5 / Div 2), read by a dense head
+             or the next recurrent layer -> that reader gets the directions concatenated and its weight repeated,
+             [W, W] x scale (the same numbers); read by anything else, refused naming the node
   loops      a Loop over the input (or over the reversed input) whose body is one standard cell step -- a plain
              RNN (tf2onnx's Keras SimpleRNN) or a GRU with the reset before or after the recurrent product (Keras 2's
              GRU(reset_after=False), Keras 3's GRU) -- recognised structurally and rewritten to the equivalent RNN /
@@ -62,13 +71,14 @@ type and name):
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from export.from_module import MappingError, ProofError
+from export.from_module import MappingError, PitfallWarning, ProofError
 from export.onnx_in.mapper import PROOF_TOLERANCE, Mapper, OnnxMapping
 from export.onnx_in.proof import PROOF_SHAPES, original_graph, ort_graph, prove_mapping, random_input
 from export.onnx_in.recurrent import ONNX_GATES, TORCH_GATES
@@ -148,9 +158,11 @@ def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
 
 
 def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), data=None, tolerance: float = 1e-5,
-                steps: int = 1000, seed: int = 0, calibration=None) -> dict:
+                steps: int = 1000, seed: int = 0, calibration=None, on_warning=None) -> dict:
     """Map and prove an ONNX file, write `model.pt` (an rnnedge checkpoint) and `onnx_mapping.json` into out_dir,
-    then export_checkpoint it there. Returns the report (report["module"]: the mapping, source "onnx")."""
+    then export_checkpoint it there. Returns the report (report["module"]: the mapping, source "onnx").
+    on_warning(message) receives each pitfall the graph has (OnnxMapping.warnings, reproduced exactly); default:
+    warnings.warn(message, PitfallWarning)."""
     from export.pipeline import export_checkpoint, export_file_names, onnx_source, refuse_non_finite
     from train import outputs
     from train.checkpoint import save_checkpoint
@@ -161,6 +173,11 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
                        if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)},
                       str(path))
     mapping = map_onnx(model, task=task, seed=seed)
+    for message in mapping.warnings:
+        if on_warning is None:
+            warnings.warn(message, PitfallWarning, stacklevel=2)
+        else:
+            on_warning(message)
     reference_graph, why_not = original_graph(model, mapping)
     described = {"onnx_file": str(path), **mapping.describe(), "original_parity": why_not or "measured"}
     # staged beside out_dir and moved in only once verified (export_checkpoint): out_dir is untouched on failure,
@@ -178,6 +195,11 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
             f.write(f"\nSource: ONNX file `{path}`, mapped by export/from_onnx.py; {mapping.proof_reference} on the "
                     f"original graph vs the rnnedge f32 runtime on random inputs: max abs difference "
                     f"{mapping.max_abs_diff:.3g}.\n")
+            if mapping.read_step:
+                step = -1 if mapping.read_step == "last" else 0
+                f.write(f"\nThe graph returns one time step of the converted every_step model: its output is the "
+                        f"runtime's run(X)[:, {step}] (the \"original ONNX\" rows compare exactly that). "
+                        f"{mapping.warnings[0] if mapping.warnings else ''}\n")
             if why_not:
                 f.write(f"\nThe artifacts were not measured against the original graph: {why_not}.\n")
     return result

@@ -557,6 +557,7 @@ class OriginalGraph:
     output_time_major: bool = False  # it returns (T, B, out)
     int32_ids: bool = False  # it takes int32 token ids
     fixed_batch: int | None = None  # its batch axis has a fixed size: run that many sequences at a time
+    read_step: str | None = None  # it returns the converted every_step model's output at the "last" / "first" step
 
     def runner(self) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
         """(run on (B, T[, F]) runtime-layout input -> runtime-layout output, label of what runs it)."""
@@ -588,12 +589,13 @@ class OriginalGraph:
         return run, label
 
 
-def _original_streams(run, spec: dict, streams: _Streams) -> _Streams:
+def _original_streams(run, spec: dict, streams: _Streams, read_step: str | None) -> _Streams:
     """The parity streams with the original graph's answers in place of PyTorch's. Stepping runners are held to
     it at every step (every_step head: one run on the padded streams) or, for a last_step head, at
-    ORIGINAL_PREFIXES prefix lengths and each stream's true length (one run of the original per prefix)."""
+    ORIGINAL_PREFIXES prefix lengths and each stream's true length (one run of the original per prefix). A graph
+    that returns one step of the every_step model (read_step) is compared per group only."""
     references = [run(g.x) for g in streams.groups]
-    if not specs.can_stream(spec):
+    if not specs.can_stream(spec) or read_step is not None:
         return dataclasses.replace(streams, references=references)
     if spec["head"]["on"] == "every_step":
         return dataclasses.replace(streams, references=references, every_prefix=run(streams.X))
@@ -611,14 +613,22 @@ def _original_rows(graph: OriginalGraph, spec: dict, streams: _Streams, y, files
                    criteria: dict, out_dir: Path, precisions: list[str], load=None) -> list[dict]:
     """Rows "original ONNX (<runner>) vs runtime <p> run() / stream()": each runtime weight file against the
     original ONNX graph on the same parity streams, held to its precision's criterion. A graph that cannot be
-    run fails its rows with the error. load: see original_comparisons."""
+    run fails its rows with the error. load: see original_comparisons.
+
+    A graph that returns one step of the converted every_step model (graph.read_step: a bidirectional Y[-1]) is
+    held to the runtime's run() at that step, "original ONNX vs runtime p run()[:, -1]", like with like. stream()
+    has no row here (it is held to PyTorch's every step above), and these rows are judged by their precision's
+    max abs difference: a data set's task metric scores the every-step output, not that step."""
     try:
         run, label = graph.runner()
-        original, error = _original_streams(run, spec, streams), None
+        original, error = _original_streams(run, spec, streams, graph.read_step), None
     except Exception as e:  # noqa: BLE001 - reported on the rows, never swallowed
         label, original, error = "ORT", None, f"the original ONNX graph could not be run: {type(e).__name__}: {e}"
+    if graph.read_step is not None:
+        criteria = {p: _criterion(p, criteria["f32"].max_abs, None) for p in criteria}
+        y = None
     rows = []
-    for c in original_comparisons(spec, out_dir, precisions, label, load):
+    for c in original_comparisons(spec, out_dir, precisions, label, load, graph.read_step):
         if error is None:
             row = _measure(c, spec, original, y, files, criteria[c.precision])
         else:
@@ -631,9 +641,11 @@ def _original_rows(graph: OriginalGraph, spec: dict, streams: _Streams, y, files
     return rows
 
 
-def original_comparisons(spec: dict, out_dir: Path, precisions: list[str], label: str, load=None) -> list[Comparison]:
+def original_comparisons(spec: dict, out_dir: Path, precisions: list[str], label: str, load=None,
+                         read_step: str | None = None) -> list[Comparison]:
     """The runtime rows held to the original ONNX graph. load(precision) -> a runtime model; default: the weight
-    file in out_dir (a test passes a wrong model to see the rows fail)."""
+    file in out_dir (a test passes a wrong model to see the rows fail). read_step: the graph returns run()'s
+    output at that step (only run() rows, each cut to that step)."""
     cache: dict[str, object] = {}
 
     def model(p):
@@ -644,6 +656,12 @@ def original_comparisons(spec: dict, out_dir: Path, precisions: list[str], label
     rows = []
     for p in precisions:
         prefix = "original_runtime" if p == "f32" else f"original_runtime_{p}"
+        if read_step is not None:
+            step = -1 if read_step == "last" else 0
+            rows.append(Comparison(f"{prefix}_run", weights_file(p),
+                                   f"original ONNX ({label}) vs runtime {p} run()[:, {step}]", False,
+                                   lambda x, p=p, step=step: parity.runtime_sequence(model(p), x)[:, step], p))
+            continue
         rows.append(Comparison(f"{prefix}_run", weights_file(p), f"original ONNX ({label}) vs runtime {p} run()",
                                False, lambda x, p=p: parity.runtime_sequence(model(p), x), p))
         if specs.can_stream(spec):

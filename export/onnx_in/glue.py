@@ -1,5 +1,6 @@
 """Glue between the input, the recurrent layers and the head: embedding, normalisation, time-step and direction
-selection (Gather / Slice), Squeeze, Transpose, Reshape and Concat of directions."""
+selection (Gather / Slice), Squeeze, Transpose, Reshape, Concat of directions, and their sum and scaling (Keras'
+Bidirectional merge_mode "sum" / "ave": Add, then Mul by 0.5 or Div by 2)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from export.onnx_in.values import (
     monomials,
     replace_axis,
     select_dirs,
+    settle,
 )
 
 
@@ -67,6 +69,13 @@ class GlueOps:
                 cuts.append(slice(start, end).indices(n)[:2])
         if not drop and all(c == (0, n) for c, n in zip(cuts, sizes)):
             return data
+        if label == "L":  # torch's h_n.view(layers, directions, B, H)[i]: one layer's final states
+            if not drop or len(set(cuts)) != 1:
+                raise Refuse(f"{what} several layers of h_n.view(layers, directions, ...); rnnedge reads one layer's "
+                             f"states: index one layer")
+            layer = sorted({l for l, _ in data.dirs})[cuts[0][0]]
+            changes = select_dirs(data, tuple(e for e in data.dirs if e[0] == layer))
+            return replace_axis(data, axis, None, **changes)
         if label == "D":
             if len(set(cuts)) != 1:
                 raise Refuse("selecting directions by the run-time sizes is not supported")
@@ -76,6 +85,8 @@ class GlueOps:
                 raise Refuse(f"{what} selects no direction")
             changes = select_dirs(data, chosen)
             return replace_axis(data, axis, None if drop else "D", **changes)
+        if label == "F" and data.stage in ("y", "final") and "D" not in data.axes and len(set(cuts)) == 1:
+            return self._feature_directions(data, cuts[0], drop, what)
         if data.stage == "head" and label in ("T", "0", "1") and len(set(cuts)) == 1 and cuts[0][1] == cuts[0][0] + 1:
             return self.input_step(data, axis, cuts[0], drop)
         if label == "T":
@@ -86,6 +97,21 @@ class GlueOps:
             raise Refuse(f"reads time steps [{cuts[0][0]}:{cuts[0][1]}] of {sizes[0]}; rnnedge heads read every "
                          f"step, the last or the first")
         raise Refuse(f"{what} on axis {axis} ({LABELS.get(label, label)}) is not supported")
+
+    def _feature_directions(self, data: Tensor, cut: tuple, drop: bool, what: str) -> Tensor:
+        """Features [start, end) of directions laid side by side (torch's output[..., :H] / output[..., H:]): the
+        whole directions they cover."""
+        start, end = cut
+        H = data.hidden
+        if drop or start % H or end % H or end <= start or data.terms != 1:
+            raise Refuse(f"{what} features [{start}:{end}] of {data.width()} cuts inside a direction of {H} units (or "
+                         f"a sum of directions); rnnedge reads whole directions")
+        pairs = list(data.pieces) if data.step == "mixed" else [(p, data.step) for p in data.pieces]
+        chosen = pairs[start // H:end // H]
+        steps = {step for _, step in chosen}
+        if len(steps) == 1:
+            return Tensor(**{**data.__dict__, "pieces": tuple(p for p, _ in chosen), "step": steps.pop()})
+        return Tensor(**{**data.__dict__, "pieces": tuple(chosen), "step": "mixed"})
 
     def _step(self, data: Tensor, axis: int, i: int, drop: bool) -> Tensor:
         if data.stage != "y":
@@ -137,7 +163,35 @@ class GlueOps:
             f = self.input["features"]
             self.input["std"] = [float(v) for v in np.broadcast_to(std.value.astype(np.float32), (f,))]
             return x
-        raise Refuse("Div is supported only as the dense input's normalisation ((x - mean) / std)")
+        if _scalable(x, std) and std.value.reshape(-1)[0] != 0:
+            return Tensor(**{**x.__dict__, "scale": x.scale / float(std.value.reshape(-1)[0])})
+        raise Refuse("Div is supported as the dense input's normalisation ((x - mean) / std), or of a recurrent "
+                     "layer's output by a constant scalar (Keras' merge_mode 'ave')")
+
+    def op_Mul(self, node, attrs, args):
+        x, c = args if isinstance(args[0], Tensor) else args[::-1]
+        if _scalable(x, c):
+            return Tensor(**{**x.__dict__, "scale": x.scale * float(c.value.reshape(-1)[0])})
+        raise Refuse("Mul of the sequence is supported of a recurrent layer's output by a constant scalar (Keras' "
+                     "merge_mode 'ave'), or between a head's dense layers")
+
+    def sum_of_directions(self, a, b) -> Tensor:
+        """Add of one recurrent layer's directions, each along the features (Keras' Bidirectional merge_mode "sum",
+        torch's h_n[-2] + h_n[-1]): a Tensor summing their blocks (Tensor.terms), which a dense head or the next
+        recurrent layer reads as the concatenation with its weight repeated per block (values.spread_weight)."""
+        tensors = [v for v in (a, b) if isinstance(v, Tensor) and v.stage in ("y", "final")]
+        if len(tensors) != 2 or a.layer != b.layer or not isinstance(a.layer, int) or a.axes != b.axes or (
+                "D" in a.axes or a.width() != b.width() or a.scale != b.scale):
+            raise Refuse("Add of the sequence is supported as the head's bias, or as the sum of one recurrent "
+                         "layer's directions along the features, of equal width (Keras' Bidirectional merge_mode "
+                         "'sum' / 'ave', torch's h_n[-2] + h_n[-1]), read by a dense head or the next recurrent "
+                         "layer")
+        note = ("the graph adds the directions of a recurrent layer (Keras' Bidirectional merge_mode 'sum' / 'ave'): "
+                "what reads the sum gets the concatenated directions and its weight repeated for each (scaled for "
+                "'ave'), which computes the same")
+        if note not in self.notes:
+            self.notes.append(note)
+        return Tensor(**{**a.__dict__, **joined_pieces([a, b]), "terms": a.terms + b.terms})
 
     def op_Transpose(self, node, attrs, args):
         (x,) = args
@@ -225,6 +279,9 @@ class GlueOps:
                     "y", "final") and sizes == [Monomial(len(x.pieces)), Monomial(x.hidden)]:
                 made += ["D", "F"]
                 fields["dirs"], fields["pieces"] = x.pieces, ()
+            elif labels == ["D"] and len(sizes) == 2 and x.layer is None and sizes == [
+                    self.label_size(replace(x, axes=("L", "D")), a) for a in ("L", "D")] and _layer_major(x.dirs):
+                made += ["L", "D"]  # torch's h_n.view(num_layers, num_directions, B, H)
             elif labels in (["B", "T"], ["T", "B"]) and len(sizes) == 1:  # a per-row head over every step
                 made.append("*".join(labels))
             elif len(labels) == 1 and "*" in labels[0] and sizes == [self.label_size(x, a) for a in
@@ -238,6 +295,15 @@ class GlueOps:
         if axes[-1] != "F" and x.stage != "ids":
             raise Refuse("Reshape moves the feature axis")
         return Tensor(**{**fields, "axes": axes})
+
+    def op_Flatten(self, node, attrs, args):
+        """Flatten(axis) is Reshape to [product of the dims before axis, product of the rest] (torch's flatten(1)
+        as the TorchScript exporter writes it)."""
+        (x,) = args
+        axis = axis_index(attrs.get("axis", 1), len(x.axes))
+        shape = settle([np.array([np.prod(dims[:axis]), np.prod(dims[axis:])], np.int64)
+                        for dims in (self.sizes(x, point) for point in SAMPLE_POINTS)])
+        return self.op_Reshape(node, {}, [x, shape])
 
     def _pin_fixed_sizes(self, node, source: list[Monomial], target: list[Monomial]):
         """A reshape target that spells a dynamic input size as a number (torch's dynamo exporter specialises the
@@ -262,17 +328,44 @@ class GlueOps:
         if first.axes[axis] != "F" or any(a.axes != first.axes or a.stage != first.stage or a.layer != first.layer
                                           or "D" in a.axes for a in args):
             layers = sorted({a.layer for a in args if isinstance(a.layer, int)})
+            if first.axes[axis] == "F" and len(layers) > 1 and all(a.stage == "final" for a in args):
+                raise Refuse(
+                    f"Concat joins the final states of recurrent layers {layers} (torch's h_n[-2] of a "
+                    f"unidirectional stack is the layer below's state, not a direction); an rnnedge head reads the "
+                    f"last layer only, so no spec computes this. What maps instead: h_n[-1] alone (the last layer's "
+                    f"final state), or a bidirectional last layer, whose h_n[-2] and h_n[-1] are its two directions")
             if first.axes[axis] == "F" and len(layers) > 1:
-                raise Refuse(f"Concat joins the outputs of recurrent layers {layers}; rnnedge's head reads the last "
-                             f"layer only")
+                raise Refuse(f"Concat joins the outputs of recurrent layers {layers}; an rnnedge head reads the last "
+                             f"layer only (skip connections from lower layers have no place in the spec). What maps "
+                             f"instead: a head on the last layer's output alone")
             raise Refuse("Concat is supported of one layer's directions along the features, or of final states "
                          "along the direction axis")
-        steps = {a.step for a in args}
-        pieces = tuple(p for a in args for p in a.pieces)
-        if len(steps) != 1:
-            pieces = tuple((p, a.step) for a in args for p in a.pieces)
-            return Tensor(**{**first.__dict__, "pieces": pieces, "step": "mixed"})
-        return Tensor(**{**first.__dict__, "pieces": pieces})
+        if any(a.terms != 1 or a.scale != 1 for a in args):
+            raise Refuse("Concat of a sum (or a scaled copy) of recurrent outputs is not supported; rnnedge's head "
+                         "reads each direction once, or their sum alone")
+        return Tensor(**{**first.__dict__, **joined_pieces(args)})
+
+
+def _layer_major(entries: tuple) -> bool:
+    """A stack of (layer, direction) entries ordered layer by layer, each layer with the same directions."""
+    layers = sorted({l for l, _ in entries})
+    per = len(entries) // len(layers)
+    return list(entries) == [(l, d) for l in layers for _, d in entries[:per]]
+
+
+def joined_pieces(args: list[Tensor]) -> dict:
+    """pieces and step of args' feature blocks one after the other: (direction, step) pairs, step "mixed", when the
+    blocks were read at different time steps."""
+    pairs = [pair for a in args for pair in (a.pieces if a.step == "mixed" else [(p, a.step) for p in a.pieces])]
+    steps = {step for _, step in pairs}
+    if len(steps) == 1:
+        return {"pieces": tuple(p for p, _ in pairs), "step": steps.pop()}
+    return {"pieces": tuple(pairs), "step": "mixed"}
+
+
+def _scalable(x, c) -> bool:
+    """x is a recurrent layer's output or final state, c a constant scalar."""
+    return isinstance(x, Tensor) and x.stage in ("y", "final") and isinstance(c, Const) and c.value.size == 1
 
 
 def _points(value) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.onnx_in.values import Const, Refuse, Tensor, axis_index
+from export.onnx_in.values import Const, Refuse, Tensor, axis_index, spread_weight
 
 ELEMENTWISE = {"Relu", "Tanh", "Sigmoid", "Gelu", "Erf", "Div", "Mul", "Add", "Sub", "Pow", "Sqrt", "Neg", "Exp",
                "Reciprocal", "Max", "Min", "Clip", "Softplus", "LeakyRelu", "HardSigmoid", "Elu"}
@@ -56,13 +56,15 @@ class HeadOps:
                           weight=weight.astype(np.float32), bias=None if bias is None else np.asarray(bias, np.float32))
         if x.stage not in ("y", "final", "input") or "D" in x.axes:  # input: an unrolled RNN's X W_ih^T
             raise Refuse("the head must read a recurrent layer's output (directions merged) or final state")
-        return Tensor(x.axes, "head", x.layer, source=x,
-                       weight=weight.astype(np.float32), bias=None if bias is None else np.asarray(bias, np.float32))
+        return Tensor(x.axes, "head", x.layer, source=x, weight=spread_weight(weight.astype(np.float32), x),
+                      bias=None if bias is None else np.asarray(bias, np.float32))
 
     def op_Add(self, node, attrs, args):
         a, b = args
         if any(isinstance(v, Tensor) and v.stage in ("rec", "xstep") for v in args):
             return self.unrolled_add(a, b)
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and "head" not in (a.stage, b.stage):
+            return self.sum_of_directions(a, b)
         head, const = (a, b) if isinstance(a, Tensor) else (b, a)
         if not isinstance(head, Tensor) or head.stage != "head" or not isinstance(const, Const) or \
                 head.activation != "none" or head.fn:
@@ -147,3 +149,43 @@ class HeadOps:
                 return name
         raise Refuse(f"the elementwise nodes {[n.op_type for n, _ in x.fn]} after a dense layer compute none of "
                      f"{', '.join(_FUNCTIONS)}")
+
+
+def read_step_of(read: list[tuple[int, str]], layer: dict) -> tuple[str, str, str]:
+    """(OnnxMapping.read_step, the pitfall warning, the note) of a head that reads Y at one time step where some
+    direction there is not its final state: (direction, "last" / "first") pairs of the last layer `layer`.
+
+    rnnedge's last_step head reads each direction's final state; a bidirectional Y[-1] (torch's output[:, -1],
+    a Keras head on the last step of a sequence) joins the forward final state with the backward direction after
+    ONE step. No last_step head computes that, but the every_step head with the same weights computes it at every
+    step: the graph's output is the converted model's at step T-1 (the --module path maps the same pitfall alike,
+    export/module_heads.py)."""
+    steps = {step for _, step in read}
+    if len(steps) != 1:
+        raise Refuse(f"the head reads {sorted(read)} (direction, time step) of Y: rnnedge heads read each "
+                     f"direction's final state or one time step of the output, not two different steps")
+    (step,) = steps
+    where, index = ("T-1", -1) if step == "last" else ("0", 0)
+    reverse = bool(layer.get("reverse"))
+    names = ("reverse",) if reverse else ("forward", "backward")
+    kind = f"{'bidirectional ' if layer.get('bidirectional') else 'reverse ' if reverse else ''}{layer['cell']}"
+    read_at = ", ".join(f"{names[d]} at t={where}" for d, _ in read)
+    note = (f"the head reads {read_at} of the last {kind} layer: mapped to an every_step head; the graph's output "
+            f"is the converted model's (and the runtime's) output at step {where}, run(X)[:, {index}]")
+    hidden = layer["hidden"]
+    early = (1 if not reverse else 0, "last")
+    if early in read:
+        fix = ("read its final state (Y_h, or Y at step 0)" if reverse else
+               f"read each direction's final state, torch.cat((h_n[-2], h_n[-1]), dim=1), or "
+               f"torch.cat((output[:, -1, :{hidden}], output[:, 0, {hidden}:]), dim=1) (output[:, 0, {hidden}:] is "
+               f"the backward half's final state)")
+        warning = (f"the graph reads the {names[early[0]]} direction of its last {kind} layer at the last time step "
+                   f"(e.g. torch's output[:, -1] of a bidirectional RNN): there it has seen only the last step, not "
+                   f"the sequence. rnnedge reproduces this exactly (the converted model has an every_step head; the "
+                   f"graph's output is its output at the last step, runtime run(X)[:, -1]). The usual fix, before "
+                   f"exporting: {fix}; that maps to rnnedge's last_step head")
+    else:
+        warning = (f"the graph reads the forward direction of its last {kind} layer at t=0, where it has seen only "
+                   f"the first step (e.g. torch's output[:, 0]); rnnedge reproduces this exactly (an every_step head; "
+                   f"the graph's output is run(X)[:, 0]). The usual fix is output[:, -1] or h_n[-1]")
+    return step, warning, note

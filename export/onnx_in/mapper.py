@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 
 from export.from_module import MappingError
 from export.onnx_in.glue import GlueOps
-from export.onnx_in.heads import ELEMENTWISE, HeadOps
+from export.onnx_in.heads import ELEMENTWISE, HeadOps, read_step_of
 from export.onnx_in.loops import loop_refusal, rewrite_loops
 from export.onnx_in.recurrent import RecurrentOps
 from export.onnx_in.unrolled import UnrolledOps
@@ -29,6 +29,7 @@ from export.onnx_in.values import (
     fold,
     joined,
     settle,
+    spread_weight,
 )
 from runtime import spec as specs
 
@@ -49,22 +50,30 @@ class OnnxMapping:
     proof_reference: str = "ONNX Runtime"  # what ran the original graph in the proof
     input_dims: list = field(default_factory=list)  # the graph input's dims (int or None for dynamic)
     lengths_name: str | None = None  # the graph input that holds the sequence lengths (model.run(X, lengths))
+    read_step: str | None = None  # None: the graph's output is the model's; "last"/"first": its run(X)[:, -1]/[:, 0]
+    warnings: list[str] = field(default_factory=list)  # pitfalls of the graph reproduced exactly (heads.read_step_of)
 
     def __iter__(self):
         return iter((self.spec, self.tensors, self.notes))
 
+    def user_output(self, y: np.ndarray) -> np.ndarray:
+        """The runtime's (B, T, out) or (B, out) output -> what the original graph returns."""
+        if self.read_step is not None:
+            return y[:, -1 if self.read_step == "last" else 0]
+        return np.swapaxes(y, 0, 1) if self.output_time_major else y
+
     def describe(self) -> dict:
-        return {"source": "onnx", "spec_head_on": self.spec["head"]["on"], "input_time_major": self.input_time_major,
+        return {"source": "onnx", "spec_head_on": self.spec["head"]["on"], "read_step": self.read_step,
+                "input_time_major": self.input_time_major,
                 "output_time_major": self.output_time_major, "proof_max_abs_diff": self.max_abs_diff,
                 "proof_tolerance": PROOF_TOLERANCE, "proof_reference": self.proof_reference,
-                "lengths_input": self.lengths_name,
+                "lengths_input": self.lengths_name, "warnings": list(self.warnings),
                 "notes": list(self.notes)}
-
 
 
 # what may pass on a failure it reads (an op outside these is named as unsupported itself)
 _SUPPORTED_OPS = {"Identity", "Cast", "Dropout", "Shape", "Size", "ConstantOfShape", "Gather", "Slice", "Sub", "Div",
-                  "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Concat", "MatMul", "Gemm", "Add", "Mul",
+                  "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Concat", "MatMul", "Gemm", "Add", "Mul",
                   "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Relu", "Expand", "Range", "Tile", "Constant", "RNN",
                   "LSTM", "GRU", "Equal", "Where", "Max", "Min"}
 
@@ -79,6 +88,7 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
         self.env: dict[str, object] = {}
         self.errors: list[Failed] = []
         self.notes: list[str] = loop_notes
+        self.warnings: list[str] = []
         self.input: dict = {}
         self.embedding: np.ndarray | None = None
         self.layers: list[dict] = []
@@ -245,7 +255,7 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
             return [joined(errors)] * len(node.output)
         tensors = [a for a in args if isinstance(a, Tensor)]
         if not tensors:
-            return fold(node, args)
+            return fold(node, args, self.opset)
         if op in ("Shape", "Size"):
             return [self.shape_of(attrs, args[0], op)]
         if op in ("Identity", "Cast", "Dropout"):
@@ -290,8 +300,9 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
         return [self.label_size(x, label) for label in x.axes]
 
     def label_size(self, x: Tensor, label: str) -> Monomial:
-        if label == "D":
-            return Monomial(len(x.dirs))
+        if label in ("D", "L"):  # with an "L" axis, dirs holds every layer's (layer, direction) entries
+            layers = len({l for l, _ in x.dirs}) if "L" in x.axes else 1
+            return Monomial(layers if label == "L" else len(x.dirs) // layers)
         if label == "t":
             return Monomial(1)
         if label == "F":
@@ -306,6 +317,34 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
         return tuple(str(i) for i, d in enumerate(self.input_dims[:2]) if d is None)
 
     # -- the result -----------------------------------------------------------------------------------------------
+    def _head_on(self, feats: Tensor, layer: dict) -> tuple[str, list[int], str | None]:
+        """(the spec head's "on", the directions the head reads in order, OnnxMapping.read_step). Each direction's
+        final state is a last_step head; one time step of Y that is not every direction's final state (a
+        bidirectional Y[-1]: the backward half after one step) is an every_step head whose output at that step is
+        the graph's (read_step, heads.read_step_of)."""
+        dirs, lengths = specs.directions(layer), self.layer_lengths[-1]
+        if feats.stage == "y" and feats.step is None:
+            if feats.pieces != tuple(range(dirs)):
+                raise MappingError("an every-step output must read all directions of the last layer, in order")
+            return "every_step", list(range(dirs)), None
+        pieces = feats.pieces if feats.step != "mixed" else [p for p, _ in feats.pieces]
+        steps = [feats.step] * len(pieces) if feats.step != "mixed" else [s for _, s in feats.pieces]
+        if feats.stage == "y" and lengths and "last" in steps:
+            raise MappingError(
+                f"the output reads Y's last time step while sequence_lens is the graph input {lengths!r}: ONNX pads "
+                f"Y with zeros past each sequence's length, so that step is zero for shorter sequences; read the "
+                f"final state Y_h instead")
+        final = ((0, "first"),) if layer.get("reverse") else ((0, "last"), (1, "first"))
+        if feats.stage != "y" or all(at in final for at in zip(pieces, steps)):
+            return "last_step", list(pieces), None
+        try:
+            read_step, warning, note = read_step_of(list(zip(pieces, steps)), layer)
+        except Refuse as e:
+            raise MappingError(str(e)) from None
+        self.warnings.append(warning)
+        self.notes.append(note)
+        return "every_step", list(pieces), read_step
+
     def build(self, value) -> OnnxMapping:
         if not isinstance(value, Tensor) or value.stage not in ("y", "final", "head"):
             raise MappingError("the graph's output is not computed from a recurrent layer's output")
@@ -322,32 +361,11 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
                                "the features")
         layer = self.layers[last]
         H, dirs = layer["hidden"], specs.directions(layer)
-        if feats.stage == "y" and feats.step is None:
-            on = "every_step"
-            if feats.pieces != tuple(range(dirs)):
-                raise MappingError("an every-step output must read all directions of the last layer, in order")
-            columns = list(range(dirs))
-        else:
-            on = "last_step"
-            pieces = feats.pieces if feats.step != "mixed" else [p for p, _ in feats.pieces]
-            steps = [feats.step] * len(pieces) if feats.step != "mixed" else [s for _, s in feats.pieces]
-            final = ((0, "first"),) if layer.get("reverse") else ((0, "last"), (1, "first"))
-            for d, step in zip(pieces, steps):
-                if feats.stage == "y" and (d, step) not in final:
-                    which = "reverse" if layer.get("reverse") else "backward" if d else "forward"
-                    raise MappingError(
-                        f"the output reads the {which} direction at the {step} time step: not its final state. "
-                        "rnnedge's last_step head reads a forward direction at the last step and a backward (or "
-                        "reverse) one at step 0")
-                if feats.stage == "y" and self.layer_lengths[last] and step == "last":
-                    raise MappingError(
-                        f"the output reads Y's last time step while sequence_lens is the graph input "
-                        f"{self.layer_lengths[last]!r}: ONNX pads Y with zeros past each sequence's length, so that "
-                        f"step is zero for shorter sequences; read the final state Y_h instead")
-            columns = list(pieces)
+        on, columns, read_step = self._head_on(feats, layer)
         width = len(columns) * H
         if head is None:
-            weight, bias, activation = np.eye(width, dtype=np.float32), np.zeros(width, np.float32), "none"
+            weight = spread_weight(np.eye(feats.width(), dtype=np.float32), feats)
+            bias, activation = np.zeros(feats.width(), np.float32), "none"
             self.notes.append("the graph has no head: an identity head was added")
         else:
             try:
@@ -399,7 +417,7 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
         if any("*" in a for a in value.axes):
             raise MappingError("the graph's output keeps batch and time merged into one axis; rnnedge returns "
                                "(batch, time, out)")
-        output_time_major = on == "every_step" and value.axes[0] == "T"
+        output_time_major = on == "every_step" and read_step is None and value.axes[0] == "T"
         if input_time_major:
             self.notes.append("the graph takes time-major input (time, batch, ...); the rnnedge runtime takes "
                               "(batch, time, ...)")
@@ -411,4 +429,5 @@ class Mapper(GlueOps, RecurrentOps, HeadOps, UnrolledOps):
             self.notes.append(f"the graph's input {lengths_name!r} is the sequence lengths (sequence_lens): give them "
                               f"to the converted model as model.run(X, lengths)")
         return OnnxMapping(spec, tensors, self.notes, self.input_name, input_time_major, output_time_major,
-                           input_dims=self.input_dims, lengths_name=lengths_name)
+                           input_dims=self.input_dims, lengths_name=lengths_name, read_step=read_step,
+                           warnings=self.warnings)

@@ -24,7 +24,8 @@ def random_input(mapping: OnnxMapping, batch: int, steps: int, rng: np.random.Ge
 
 def prove_mapping(model: onnx.ModelProto, mapping: OnnxMapping, seed: int = 0, shapes=PROOF_SHAPES) -> float:
     """ONNX Runtime on the original graph vs the rnnedge runtime on the mapped f32 tensors, on random inputs (and
-    random lengths, when the graph takes sequence_lens: compared within each length, ONNX pads past it).
+    random lengths, when the graph takes sequence_lens: compared within each length, ONNX pads past it). A graph
+    that reads one step of an every_step model (mapping.read_step) is compared with the runtime at that step.
     Sets and returns mapping.max_abs_diff; raises ProofError above PROOF_TOLERANCE."""
     from runtime.model import Model
 
@@ -54,14 +55,12 @@ def prove_mapping(model: onnx.ModelProto, mapping: OnnxMapping, seed: int = 0, s
             lengths[0] = steps
             feeds[mapping.lengths_name] = lengths.astype(np.int32)
         (want,) = session.run(None, feeds)
-        got = rt.run(x, lengths)
-        if mapping.output_time_major:
-            got = np.swapaxes(got, 0, 1)
+        got = mapping.user_output(rt.run(x, lengths))
         if got.shape != want.shape:
             raise ProofError(f"the mapped model returns shape {got.shape}, the ONNX graph {want.shape} "
                              f"(batch {batch}, {steps} steps)", float("inf"))
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-        if lengths is not None and mapping.spec["head"]["on"] == "every_step":
+        if lengths is not None and got.ndim == 3:
             valid = np.arange(steps)[None, :] < lengths[:, None]  # (B, T): only steps within each length count
             diff = diff[valid.T] if mapping.output_time_major else diff[valid]
         diff = float(np.max(diff)) if diff.size else 0.0
@@ -153,7 +152,8 @@ def ort_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
 
 def original_graph(model: onnx.ModelProto, mapping: OnnxMapping):
     """(export.pipeline.OriginalGraph of the original file, None) for the report's "original ONNX" rows, or
-    (None, why not) when the parity streams cannot feed it (a fixed time axis).
+    (None, why not) when the parity streams cannot feed it (a fixed time axis). A graph that returns one step of
+    the converted every_step model (mapping.read_step) is held to the runtime's output at that step.
 
     The graph ONNX Runtime runs (ort_graph: layout=1 nodes as layout=0 + Transpose). A graph that takes its
     sequence lengths as an input gets them computed from X's shape instead, every sequence whole: the parity
@@ -169,7 +169,8 @@ def original_graph(model: onnx.ModelProto, mapping: OnnxMapping):
         graph = _full_lengths_graph(graph, mapping.input_name, mapping.lengths_name, time_axis, batch_axis)
     elem = next(i for i in model.graph.input if i.name == mapping.input_name).type.tensor_type.elem_type
     return OriginalGraph(graph.SerializeToString(), mapping.input_name, mapping.input_time_major,
-                         mapping.output_time_major, elem == onnx.TensorProto.INT32, dims[batch_axis]), None
+                         mapping.output_time_major, elem == onnx.TensorProto.INT32, dims[batch_axis],
+                         mapping.read_step), None
 
 
 def _full_lengths_graph(model: onnx.ModelProto, x: str, lengths: str, time_axis: int, batch_axis: int):

@@ -18,6 +18,7 @@ from export.onnx_in.values import (
     describe_runtime,
     float32_decimal,
     joined,
+    spread_weight,
 )
 from runtime import spec as specs
 
@@ -89,6 +90,8 @@ class RecurrentOps:
             return [joined(errors)] * len(node.output)
         self._layer_input(x, layout)
         W, R = inputs[1].value.astype(np.float32), inputs[2].value.astype(np.float32)
+        if x.terms != 1 or x.scale != 1:  # it reads the previous layer's directions summed (merge_mode "sum")
+            W = np.stack([spread_weight(w, x) for w in W])
         kind = "rnn" if op == "RNN" else family
         gates = len(TORCH_GATES[kind])
         hidden = int(attrs.get("hidden_size", R.shape[-1]))

@@ -15,7 +15,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 BIG = 2 ** 31 - 1  # a Slice end this large means "to the end"
-LABELS = {"T": "time", "B": "batch", "D": "directions", "F": "features", "t": "one time step"}
+LABELS = {"T": "time", "B": "batch", "D": "directions", "F": "features", "t": "one time step", "L": "layers"}
 # sizes of the graph input's dynamic axes "0" and "1" at which shape arithmetic is evaluated: distinct, above 2 (a
 # size 1 would take broadcasting's other branch), and no point a multiple of another point's
 SAMPLE_POINTS = ({"0": 3, "1": 7}, {"0": 5, "1": 11}, {"0": 6, "1": 13})
@@ -128,12 +128,16 @@ class Tensor:
     """A value derived from the input sequence.
 
     axes: labels of its axes: raw graph-input axes "0", "1" before the first recurrent node; then "T" time,
-    "B" batch, "D" directions, "t" a one-step time axis, "F" features (always last).
+    "B" batch, "D" directions, "t" a one-step time axis, "F" features (always last), "L" the layers of a stack
+    of final states split from its directions (torch's h_n.view(num_layers, num_directions, B, H)).
     stage: "input" (normalised / embedded input), "y" (a layer's Y), "final" (a layer's Y_h), "head".
     dirs: the directions along D (stage y / final, while D is an axis); pieces: the directions along F.
     A stack of several layers' final states (Concat of Y_h along D, as torch's h_n) has layer None and
     dirs of (layer, direction) pairs; selecting one layer's entries makes it that layer's again.
     step: a time step read from Y ("last" / "first"), which removed the time axis.
+    terms, scale: a sum of `terms` equal-width feature blocks (pieces holds them one after the other), times
+    scale: Keras' Bidirectional merge_mode "sum" / "ave" adds the directions. Read by a dense layer W (or the
+    next recurrent layer), the sum is the blocks' concatenation read by [W, W, ...] x scale (spread_weight).
     """
 
     axes: tuple
@@ -151,6 +155,8 @@ class Tensor:
     stack: tuple = ()  # stage head: the hidden dense layers before this one, (weight, bias, function) each
     fn: tuple = ()  # stage head: elementwise nodes applied to its output, (node, constant inputs) each
     fn_base: str = ""  # the graph value those nodes read
+    terms: int = 1
+    scale: float = 1.0
 
     def width(self) -> int:
         """The size of the feature axis."""
@@ -158,7 +164,13 @@ class Tensor:
             return int(self.weight.shape[0])
         if self.stage in ("xstep", "pre", "rec", "h"):  # inside an unrolled RNN step (export.onnx_in.unrolled)
             return self.hidden
-        return self.hidden * (1 if "D" in self.axes else len(self.pieces))
+        return self.hidden * (1 if "D" in self.axes else len(self.pieces) // self.terms)
+
+
+def spread_weight(weight: np.ndarray, x: Tensor) -> np.ndarray:
+    """A weight (rows, x's width) reading x -> the same weight reading x's pieces concatenated: one copy per summed
+    block (Tensor.terms), times x's scale."""
+    return (np.tile(weight, (1, x.terms)) * np.float32(x.scale)).astype(np.float32)
 
 
 class Refuse(Exception):
@@ -173,15 +185,16 @@ class Pinned(Exception):
         self.axis, self.size, self.node, self.op = axis, size, node.name or "(unnamed)", node.op_type
 
 
-def fold(node, args) -> list:
-    """A node of constants and values computed from sizes: evaluated (at every sample point)."""
+def fold(node, args, opset: int) -> list:
+    """A node of constants and values computed from sizes: evaluated (at every sample point) under the graph's
+    opset."""
     present = [a for a in args if a is not None]
     if all(isinstance(a, Const) for a in present):
-        return [Const(o) for o in evaluate(node, [None if a is None else a.value for a in args])]
+        return [Const(o) for o in evaluate(node, [None if a is None else a.value for a in args], opset)]
     if not all(isinstance(a, (Const, Sampled)) for a in present):
         raise Refuse(f"operator {node.op_type} mixes the sequence with values computed from its sizes")
     runs = [evaluate(node, [None if a is None else a.samples[k] if isinstance(a, Sampled) else a.value
-                            for a in args]) for k in range(len(SAMPLE_POINTS))]
+                            for a in args], opset) for k in range(len(SAMPLE_POINTS))]
     return [settle([run[i] for run in runs]) for i in range(len(node.output))]
 
 
@@ -237,15 +250,21 @@ def constant_value(node, attrs) -> np.ndarray:
     raise Refuse(f"Constant with {sorted(attrs)} is not supported")
 
 
-def evaluate(node, arrays) -> list[np.ndarray]:
-    """Run one node on arrays with onnx's reference evaluator (None: an omitted optional input)."""
+def evaluate(node, arrays, opset: int) -> list[np.ndarray]:
+    """Run one node on arrays with onnx's reference evaluator (None: an omitted optional input), as the graph's
+    opset defines it: operators change between opsets (Unsqueeze's axes are an attribute up to opset 12, an input
+    from 13), and a bare node would run as the newest."""
     from onnx.reference import ReferenceEvaluator
 
     names = [f"in{i}" if a is not None else "" for i, a in enumerate(arrays)]
-    folded = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.output))],
+    outputs = [f"out{i}" for i in range(len(node.output))]
+    folded = helper.make_node(node.op_type, names, outputs,
                               **{a.name: helper.get_attribute_value(a) for a in node.attribute})
+    graph = helper.make_graph([folded], "fold", [helper.make_empty_tensor_value_info(n) for n in names if n],
+                              [helper.make_empty_tensor_value_info(n) for n in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     feeds = {n: a for n, a in zip(names, arrays) if a is not None}
     try:
-        return [np.asarray(o) for o in ReferenceEvaluator(folded).run(None, feeds)]
+        return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, feeds)]
     except Exception as e:  # noqa: BLE001 - the evaluator raises many types
         raise Refuse(f"cannot fold this node of constants ({type(e).__name__}: {e})") from None

@@ -57,13 +57,12 @@ class Case:
 
     @property
     def refusal(self) -> str | None:
-        """What the refusal of this case says, or None: it converts. Both refusals are inherent: a head no rnnedge
-        spec computes (a bidirectional output[:, -1] reads the backward direction after one step; h_n[-2] and
-        h_n[-1] of a one-direction stack are two layers' states)."""
-        if self.head == "last" and self.bidirectional:
-            return "reads the backward direction at the last time step"
+        """What the refusal of this case says, or None: it converts. The refusal is inherent: h_n[-2] and h_n[-1]
+        of a one-direction stack are two layers' states, and rnnedge's head reads the last layer. (A bidirectional
+        output[:, -1], which reads the backward direction after one step, converts to an every_step head whose
+        output at the last step is the graph's: OnnxMapping.read_step.)"""
         if self.head == "h_cat" and not self.bidirectional:
-            return "joins the outputs of recurrent layers"
+            return "joins the final states of recurrent layers"
         return None
 
 
@@ -225,6 +224,10 @@ def table(folder: Path, selected: list[Case]) -> str:
             got = results.get((exporter, head), [])
             ok = [c for c, why in got if why is None]
             cell = f"{len(ok)}/{len(got)} converted"
+            stepped = [c for c in ok if c.head == "last" and c.bidirectional]
+            if stepped:
+                cell += (f" ({len(stepped)} bidirectional: an every_step head whose output at the last step is the "
+                         f"graph's, with the pitfall warning)")
             for c, why in got:
                 if why is not None:
                     what = f"{c.cell} {c.layers}-layer {'bidirectional' if c.bidirectional else 'unidirectional'}"

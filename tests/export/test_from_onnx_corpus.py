@@ -44,10 +44,13 @@ def test_corpus_graph_converts_and_matches_ort_or_is_refused_for_its_reason(corp
     assert mapping.spec["head"]["activation"] == case.activation
     with np.load(corpus / f"{case.name}.npz", allow_pickle=False) as recorded:
         x, want = recorded["x"], recorded["y"]
+    if case.head == "last" and case.bidirectional:  # the pitfall: an every_step model read at its last step
+        assert mapping.spec["head"]["on"] == "every_step" and mapping.read_step == "last"
+        assert any("has seen only the last step" in w for w in mapping.warnings), mapping.warnings
+    else:
+        assert mapping.read_step is None
     got = Model(mapping.spec, "f32", mapping.tensors).run(np.swapaxes(x, 0, 1) if mapping.input_time_major else x)
-    if mapping.output_time_major:
-        got = np.swapaxes(got, 0, 1)
-    np.testing.assert_allclose(got, want, rtol=0, atol=ORT_TOLERANCE)
+    np.testing.assert_allclose(mapping.user_output(got), want, rtol=0, atol=ORT_TOLERANCE)
 
 
 def test_the_corpus_covers_every_exporter_cell_head_and_activation_and_the_subset_too():
@@ -109,3 +112,21 @@ def test_an_mlp_head_graph_exports_in_f32_and_int8w_and_passes_against_the_origi
     assert report["module"]["original_parity"] == "measured"
     rows = [r for r in report["artifacts"] if r.get("reference")]
     assert rows and all(r["passed"] for r in rows)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_bidirectional_last_step_graph_exports_with_original_rows_at_the_step_it_reads(corpus, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    case = next(c for c in CASES if c.exporter == "torchscript" and c.head == "last" and c.bidirectional)
+    warned = []
+    report = export_onnx(corpus / f"{case.name}.onnx", tmp_path / "out", precisions=("f32", "int8w", "int8"),
+                         steps=60, on_warning=warned.append)
+    assert report["passed"]
+    assert report["module"]["read_step"] == "last" and report["module"]["spec_head_on"] == "every_step"
+    assert len(warned) == 1 and "torch.cat((h_n[-2], h_n[-1]), dim=1)" in warned[0]
+    rows = {r["name"]: r for r in report["artifacts"] if r.get("reference")}
+    assert set(rows) == {"original_runtime_run", "original_runtime_int8w_run", "original_runtime_int8_run"}
+    assert all(r["passed"] and r["comparison"].endswith("run()[:, -1]") for r in rows.values())
+    assert rows["original_runtime_run"]["max_abs_diff"] <= ORT_TOLERANCE
+    assert "run(X)[:, -1]" in (tmp_path / "out" / "report.md").read_text()

@@ -123,3 +123,26 @@ def test_a_function_between_head_layers_that_rnnedge_does_not_run_is_refused_by_
     with pytest.raises(MappingError, match="'second' \\(MatMul\\): the elementwise nodes \\['Exp'\\] after a dense "
                                            "layer compute none of none, relu, tanh, sigmoid, gelu, gelu_tanh"):
         map_onnx(model)
+
+
+@pytest.mark.parametrize("opset", [11, 12])
+def test_shape_arithmetic_folds_under_the_graphs_own_opset_where_unsqueeze_takes_axes_as_an_attribute(opset):
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "one"], ["batch"], axis=0),
+             helper.make_node("Unsqueeze", ["batch"], ["batch1"], axes=[0]),  # opset <= 12: axes an attribute
+             helper.make_node("Concat", ["ones", "batch1", "hidden"], ["dims"], axis=0),
+             helper.make_node("ConstantOfShape", ["dims"], ["h0"]),
+             helper.make_node("GRU", ["x", "W", "R", "B", "", "h0"], ["Y", "Y_h"], name="gru", hidden_size=H,
+                              linear_before_reset=1),
+             helper.make_node("Squeeze", ["Y_h"], ["last"], name="last", axes=[0]),
+             helper.make_node("MatMul", ["last", "Wo"], ["logits"], name="head")]
+    inits = [_const("W", rng.normal(size=(1, 3 * H, F)) * 0.5), _const("R", rng.normal(size=(1, 3 * H, H)) * 0.5),
+             _const("B", rng.normal(size=(1, 6 * H)) * 0.1), _const("Wo", rng.normal(size=(H, O))), *SIZES]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", "b", F])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7  # what exporters of opset 11 / 12 write (ONNX Runtime loads it)
+    mapping = map_onnx(model)
+    assert mapping.spec["layers"] == [{"cell": "gru", "hidden": H, "bidirectional": False}]
+    assert mapping.spec["head"]["on"] == "last_step" and mapping.max_abs_diff <= 1e-5

@@ -27,10 +27,9 @@ CONVERTED_TOLERANCE = 1e-5  # the mapper's proof tolerance
 # its test fails: move the fixture out of this dict (or update what it still refuses). The Loops tf2onnx writes for
 # SimpleRNN, GRU(reset_after=False) and Keras 3's GRU convert (export/onnx_in/loops.py reads each body as one cell
 # step); a Loop that is not one cell step is tested in tests/export/test_onnx_loops.py.
-EXPECTED_REFUSALS = {
-    "bisimple_rnn_sum_last_linear": (["Add"], ("Bidirectional(merge_mode='sum'): the two directions' final states are "
-                                              "added before the head; rnnedge's head reads them concatenated")),
-}
+# Bidirectional(merge_mode='sum') converts: the head reads the directions' sum as their concatenation with its weight
+# repeated (export/onnx_in/glue.py sum_of_directions). Every fixture converts today.
+EXPECTED_REFUSALS: dict[str, tuple[list[str], str]] = {}
 
 
 def recorded(name: str) -> dict[str, np.ndarray]:
