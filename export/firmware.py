@@ -127,8 +127,7 @@ FIRMWARE_EXTENSIONS = {"f32": frozenset(FLOAT_FIRMWARE_EXTENSIONS), "int8w": fro
 
 
 # The hidden head layers' activations (runtime/spec.py HIDDEN_ACTIVATIONS) each precision's C head implements
-FIRMWARE_HIDDEN_ACTIVATIONS = {"f32": frozenset(specs.HIDDEN_ACTIVATIONS), "int8w": frozenset(specs.HIDDEN_ACTIVATIONS),
-                               "int8": frozenset({"relu", "tanh", "sigmoid", "none"})}
+FIRMWARE_HIDDEN_ACTIVATIONS = {precision: frozenset(specs.HIDDEN_ACTIVATIONS) for precision in FIRMWARE_EXTENSIONS}
 
 
 def firmware_unsupported(spec: dict, precision: str) -> list[str]:

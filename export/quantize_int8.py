@@ -14,7 +14,8 @@ rounding it, because the clipped value feeds back into every later step. Calibra
     lstm cell c     p = ceil(log2(HEADROOM * max |c|)) - 15, clamped to [-15, 1]   (scale 2^p)
     rnn_relu h      s_h = HEADROOM * max h / 32767
     (lstm, gru and rnn_tanh have |h| < 1: h is Q0.15, nothing to calibrate)
-    hidden head layer k, relu or none: s_out = HEADROOM * max |output| / 32767 (tanh, sigmoid: Q0.15)
+    hidden head layer k, relu or none: s_out = HEADROOM * max |output| / 32767 (tanh, sigmoid: Q0.15; gelu,
+    gelu_tanh: Q3.12, int8_math.gelu_q12)
 
 Everything else follows from the scales: per row, the requantisation multipliers (runtime.int8_math.
 quantize_multiplier) and the int32 biases round(b / (s_in * s_W[row])). The file keeps only what the integer
@@ -201,14 +202,14 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
 
 def _dense_layer(out: dict, errors: dict, tensors: dict, k: int, activation: str, absmax: float, s_in: float) -> float:
     """Hidden head layer k into `out` (runtime.spec.int8_tensors); returns its output scale s_out, the next
-    layer's s_in. tanh and sigmoid requantise the sum to Q3.12 for the gate tables, whose output is Q0.15; relu
-    and none requantise to s_out itself."""
+    layer's s_in. tanh and sigmoid requantise the sum to Q3.12 for the gate tables, whose output is Q0.15; gelu
+    and gelu_tanh to Q3.12 for int8_math.gelu_q12, whose output is Q3.12 too; relu and none to s_out itself."""
     p = f"head.hidden.{k}"
     w, s, errors[f"{p}.weight"] = _rows(tensors[f"{p}.weight"], tensors[f"{p}.bias"], s_in)
     scale = s_in * s.astype(np.float64)
-    bounded = activation in ("tanh", "sigmoid")
-    s_out = Q15 if bounded else float(np.float32(_activation_scale(absmax)))
-    m = _multipliers(scale / (Q12 if bounded else s_out))
+    s_out = {"tanh": Q15, "sigmoid": Q15, "gelu": Q12, "gelu_tanh": Q12}.get(activation)
+    s_out = float(np.float32(_activation_scale(absmax))) if s_out is None else s_out
+    m = _multipliers(scale / (s_out if activation in ("relu", "none") else Q12))
     out[f"{p}.weight"] = w
     out[f"{p}.bias"] = _bias(f"{p}.bias", tensors[f"{p}.bias"], scale)
     out[f"{p}.requant"], out[f"{p}.shift"] = m[0], m[1].astype(np.int8)

@@ -75,10 +75,11 @@ per row); the host dequantises y = act(acc * head_scale[o]), the only float afte
 A head with hidden dense layers (spec head.hidden) first runs each of them on v (int16 values in s_in, the last
 layer's s_h, then the previous hidden layer's s_out), per row r, with (M, S) from the file (export/quantize_int8.py):
 
-    q[r] = sat16(MBQM(b[r] + W[r] . v, M[r], S[r]))     relu, none: into s_out; tanh, sigmoid: into Q3.12
-    v[r] = max(0, q[r]) | q[r] | tanh_q15(q[r]) | sigmoid_q15(q[r])       (the last two in Q0.15, s_out = 2^-15)
+    q[r] = sat16(MBQM(b[r] + W[r] . v, M[r], S[r]))     relu, none: into s_out; tanh, sigmoid, gelu: into Q3.12
+    v[r] = max(0, q[r]) | q[r] | tanh_q15(q[r]) | sigmoid_q15(q[r]) | gelu_q12(q[r])
+           (tanh, sigmoid in Q0.15, s_out = 2^-15; gelu and gelu_tanh both gelu_q12, int8_math, s_out = 2^-12)
 
-and the head reads the last one's v. gelu has no integer form here (spec.unsupported refuses it).
+and the head reads the last one's v.
 
 Buffers: a stream's integer memory is one int32 array, [acc (B, O) | state (B, S) | scratch]; state and
 activation values always lie in int16's range (every write saturates), the firmware stores them as int16.
@@ -87,6 +88,7 @@ activation values always lie in int16's range (every write saturates), the firmw
 import numpy as np
 
 from runtime.int8_math import (
+    gelu_q12,
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_right,
     rounding_divide_by_pot,
@@ -114,6 +116,8 @@ from runtime.layout import (
     F_PEEPHOLES,
     F_RESET_BEFORE,
     F_STEP,
+    HID_GELU,
+    HID_GELU_TANH,
     HID_RELU,
     HID_SIGMOID,
     HID_TANH,
@@ -504,7 +508,8 @@ def head_int8(acc, h, w, b):
 def dense_int8(out, v, w, b, rq, activation):
     """One hidden head layer, integers only: out (U,) int32 (int16 values) = act(sat16(MBQM(b + w @ v, M, S)))
     per row, w (U, in) int8, v (in,) int32 (int16 values), b (U,) int32, rq (2U,) = [M (U) | S (U)]; act is
-    max(0, .) (relu, in s_out), tanh_q15 / sigmoid_q15 (the sum requantised to Q3.12, out in Q0.15) or none."""
+    max(0, .) (relu, in s_out), tanh_q15 / sigmoid_q15 (the sum requantised to Q3.12, out in Q0.15), gelu_q12 (gelu
+    and gelu_tanh: Q3.12 in and out) or none."""
     U = out.shape[0]
     out[:] = b
     gemv_int8(out, w, v)
@@ -516,6 +521,8 @@ def dense_int8(out, v, w, b, rq, activation):
             q = tanh_q15(q)
         elif activation == HID_SIGMOID:
             q = sigmoid_q15(q)
+        elif activation == HID_GELU or activation == HID_GELU_TANH:
+            q = gelu_q12(q)
         out[r] = q
 
 

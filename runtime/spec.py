@@ -361,10 +361,7 @@ def _extra_shapes(layer: dict, prefix: str) -> dict[str, tuple[int, ...]]:
 PRECISIONS = ("f32", "int8w", "int8")  # precisions whose weight files this rnnedge reads and writes
 # per precision, the head activations and the hidden head layers' activations its kernels compute
 HEAD_ACTIVATIONS_RUN = {precision: ACTIVATIONS for precision in PRECISIONS}
-# int8 has no integer gelu: its hidden layers are integer ReLU / identity on requantised int16 values, or the gates'
-# Q0.15 tanh / sigmoid tables
-HIDDEN_ACTIVATIONS_RUN = {"f32": HIDDEN_ACTIVATIONS, "int8w": HIDDEN_ACTIVATIONS,
-                          "int8": ("relu", "tanh", "sigmoid", "none")}
+HIDDEN_ACTIVATIONS_RUN = {precision: HIDDEN_ACTIVATIONS for precision in PRECISIONS}
 
 
 def quantized_matrices(spec: dict) -> list[str]:
@@ -437,8 +434,8 @@ def int8_tensors(spec: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     head.hidden.{k}.weight int8 (U, in)   each hidden head layer: one scale per row, folded into its
     head.hidden.{k}.bias int32 (U,)       multipliers; the bias in s_in * s_W[row]
     head.hidden.{k}.requant int32 (U,)    per row the multiplier M and shift S taking the int32 sum to the
-    head.hidden.{k}.shift int8 (U,)       layer's output scale (relu, none) or to Q3.12 (tanh, sigmoid)
-    head.hidden.{k}.scale float32 (1,)    s_out, the layer's output scale (2^-15 for tanh, sigmoid)
+    head.hidden.{k}.shift int8 (U,)       layer's output scale (relu, none) or to Q3.12 (the rest)
+    head.hidden.{k}.scale float32 (1,)    s_out, the layer's output scale (tanh, sigmoid 2^-15, gelu 2^-12)
     head.weight int8 (O, Hin), head.bias int32 (O,),
     head.scale float32 (O,)               the integer logits' dequantisation scale per output
     """

@@ -159,13 +159,13 @@ typedef struct {
 /**
  * One hidden dense layer of an int8 model's head (spec head.hidden[k], tensors head.hidden.{k}.*; the arithmetic is
  * runtime/kernels_int8.py's docstring): per row r, q = sat16(MBQM(b[r] + W[r] . v, mult[r], shift[r])), then
- * max(0, q) (RNNEDGE_HIDDEN_RELU), q (NONE), or the gate tables tanh_q15(q) / sigmoid_q15(q) (TANH, SIGMOID: q is
- * Q3.12, the output Q0.15). RNNEDGE_HIDDEN_GELU and GELU_TANH have no integer form: a step refuses them.
+ * max(0, q) (RNNEDGE_HIDDEN_RELU), q (NONE), the gate tables tanh_q15(q) / sigmoid_q15(q) (TANH, SIGMOID: q is
+ * Q3.12, the output Q0.15), or gelu_q12(q) = q * sigmoid(2u) (GELU and GELU_TANH alike: q and the output Q3.12).
  */
 typedef struct {
     int32_t n_in;         /**< input width: the last layer's H, or the previous hidden layer's units */
     int32_t units;        /**< U */
-    int32_t activation;   /**< RNNEDGE_HIDDEN_RELU, _NONE, _TANH or _SIGMOID */
+    int32_t activation;   /**< RNNEDGE_HIDDEN_RELU, _NONE, _TANH, _SIGMOID, _GELU or _GELU_TANH */
     const int8_t *w;      /**< (U, n_in) row-major int8 */
     const int32_t *b;     /**< (U) int32 biases */
     const int32_t *mult;  /**< (U) the multiplier M of each row */

@@ -452,6 +452,19 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
 }
 
 #if RNNEDGE_EXTENSIONS
+#define GELU_C 46887   /* round(0.044715 * 2^20) */
+#define GELU_K 1673285 /* round(2 sqrt(2 / pi) * 2^20) */
+
+/** int16 Q3.12 -> int16 gelu(x) = x * sigmoid(2u) in Q3.12, u = sqrt(2/pi) (x + 0.044715 x^3) (int8_math's
+ * docstring; gelu and gelu_tanh alike). |GELU_C x^3| < 2^61, |GELU_K inner| < 2^38: int64, floor shifts. */
+static int16_t gelu_q12(int16_t x)
+{
+    const int64_t x64 = (int64_t)x;
+    const int64_t inner = x64 + ((GELU_C * x64 * x64 * x64 + ((int64_t)1 << 43)) >> 44);
+    const int32_t s = (int32_t)sigmoid_q15(sat16((int32_t)((GELU_K * inner + ((int64_t)1 << 19)) >> 20)));
+    return (int16_t)(((int32_t)x * s + ((int32_t)1 << 14)) >> 15);
+}
+
 const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_t n_dense, const int16_t *v,
                                          int16_t *work)
 {
@@ -467,6 +480,8 @@ const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_
                 q = tanh_q15(q);
             } else if (d->activation == RNNEDGE_HIDDEN_SIGMOID) {
                 q = sigmoid_q15(q);
+            } else if (d->activation == RNNEDGE_HIDDEN_GELU || d->activation == RNNEDGE_HIDDEN_GELU_TANH) {
+                q = gelu_q12(q);
             }
             work[r] = q;
         }
@@ -590,12 +605,12 @@ static int check_step(const rnnedge_model_int8 *model, const rnnedge_state_int8 
     if (model->n_dense > 0 && model->dense == 0) {
         return RNNEDGE_ERR_NULL;
     }
-    for (l = 0; l < model->n_dense; ++l) { /* gelu has no integer form */
+    for (l = 0; l < model->n_dense; ++l) {
         const rnnedge_dense_int8 *d = &model->dense[l];
         if (d->w == 0 || d->b == 0 || d->mult == 0 || d->shift == 0) {
             return RNNEDGE_ERR_NULL;
         }
-        if (d->activation < RNNEDGE_HIDDEN_NONE || d->activation > RNNEDGE_HIDDEN_SIGMOID) {
+        if (d->activation < RNNEDGE_HIDDEN_NONE || d->activation > RNNEDGE_HIDDEN_GELU_TANH) {
             return RNNEDGE_ERR_UNSUPPORTED;
         }
     }

@@ -1,14 +1,12 @@
 """A checkpoint with the head contract's forms (hidden dense layers, log_softmax) through export_checkpoint: every
-precision's artifacts pass the report's rules, the firmware sources of each precision are written, and what a
-precision cannot run (int8's gelu) is refused by name before anything is written."""
+precision's artifacts pass the report's rules, the firmware sources of each precision are written, gelu and
+gelu_tanh in int8 too (integer gelu, runtime/int8_math.py)."""
 
 from __future__ import annotations
 
 import shutil
 
-import pytest
-
-from export.pipeline import ExportInputError, export_checkpoint
+from export.pipeline import export_checkpoint
 from export.vectors import check_vectors, vectors_file
 from tests.export.test_export_extensions import write_checkpoint
 from tests.helpers import make_model, make_spec
@@ -33,9 +31,17 @@ def test_head_stack_with_log_softmax_exports_every_precision_with_a_passing_repo
     assert report["spec"]["version"] == 3
 
 
-def test_int8_of_a_gelu_head_is_an_export_input_error_naming_the_layer(tmp_path):
-    model = make_model(make_spec("lstm", head_hidden=((8, "gelu"),)))
-    with pytest.raises(ExportInputError, match=r"int8 precision cannot run this model: head.hidden\[0\]: a dense "
-                                               r"layer with activation gelu"):
-        export_checkpoint(write_checkpoint(tmp_path, model), tmp_path / "out", steps=20, precisions=("f32", "int8"))
-    assert not (tmp_path / "out").exists()  # refused before anything is written
+def test_gelu_head_exports_every_precision_with_a_passing_report_and_firmware(tmp_path):
+    model = make_model(make_spec("lstm", layers=2, head_hidden=((8, "gelu"), (6, "gelu_tanh"))))
+    out = tmp_path / "out"
+    report = export_checkpoint(write_checkpoint(tmp_path, model), out, steps=300, precisions=("f32", "int8w", "int8"))
+    assert report["passed"], report["failures"]
+    rows = {row["name"]: row for row in report["artifacts"]}
+    for name in ("runtime_int8_stream", "runtime_int8_run"):  # the no-data rule: within 0.1 of PyTorch
+        assert rows[name]["max_abs_diff"] <= 0.1, rows[name]
+    assert "refused" not in (report.get("firmware") or {})
+    for precision in ("f32", "int8w", "int8"):
+        assert check_vectors(out / vectors_file(precision), out / f"model.{precision}.safetensors") == []
+        source = (out / "firmware" / precision / "model_data.c").read_text()
+        assert "RNNEDGE_HIDDEN_GELU," in source and "RNNEDGE_HIDDEN_GELU_TANH" in source
+    assert [layer["output_scale"] for layer in report["quantization"]["int8"]["head_hidden"]] == [2.0**-12] * 2

@@ -10,7 +10,6 @@ import torch
 
 import runtime
 from export.from_module import MappingError, ProofError, export_module, map_module, prove_mapping, random_input
-from export.pipeline import ExportInputError
 from runtime import spec as specs
 from tests.export import user_models as um
 from tests.export import user_models_heads as uh
@@ -119,20 +118,13 @@ def _runtime_output_matches_forward(module, mapping, model) -> float:
 
 
 @pytest.mark.parametrize("name", END_TO_END)
-def test_new_head_patterns_export_in_each_precision_the_runtime_runs_and_are_refused_by_name_in_the_others(
-        name, tmp_path):
+def test_new_head_patterns_export_in_every_precision_and_the_runtime_runs_them_like_forward(name, tmp_path):
     module = built(END_TO_END[name])
     mapping = map_module(module)
-    runs = [p for p in specs.PRECISIONS if not specs.unsupported(mapping.spec, p)]
-    refused = [p for p in specs.PRECISIONS if p not in runs]
-    for precision in refused:
-        with pytest.raises(ExportInputError, match=r"precision cannot run this model: head\."):
-            export_module(module, tmp_path / precision, precisions=(precision,), steps=10)
-    if runs:
-        result = export_module(module, tmp_path / "out", precisions=tuple(runs), steps=20)
-        assert result["passed"], result["failures"]
-        assert result["spec"]["head"] == mapping.spec["head"]
-    if "f32" in runs:
-        model = runtime.load(tmp_path / "out" / "model.f32.safetensors")
-        assert _runtime_output_matches_forward(module, mapping, model) <= 1e-5
+    assert [specs.unsupported(mapping.spec, p) for p in specs.PRECISIONS] == [[]] * len(specs.PRECISIONS)
+    result = export_module(module, tmp_path / "out", precisions=specs.PRECISIONS, steps=20)
+    assert result["passed"], result["failures"]
+    assert result["spec"]["head"] == mapping.spec["head"]
+    model = runtime.load(tmp_path / "out" / "model.f32.safetensors")
+    assert _runtime_output_matches_forward(module, mapping, model) <= 1e-5
     assert np.isfinite(mapping.max_abs_diff)

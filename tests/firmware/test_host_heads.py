@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import check_firmware_runs, firmware_unsupported, uses_firmware_extensions, write_firmware_sources
+from export.firmware import firmware_unsupported, uses_firmware_extensions, write_firmware_sources
 from export.vectors import ATOL, read_vectors, write_vectors
 from runtime import artifact
 from runtime import spec as specs
 from tests.firmware import test_host, test_host_float
-from tests.helpers import make_model, random_inputs, write_artifact
+from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 from tests.runtime.test_heads import FORMS, form_spec
 from tests.runtime.test_int8_heads import hot_case
 
@@ -35,28 +35,15 @@ def heads_case(folder: Path, form: str, precision: str, layers: int = 2, seed: i
     return Path(weights)
 
 
-def firmware_runs(form: str, precision: str) -> bool:
-    spec = specs.validate(form_spec(form))
-    try:
-        check_firmware_runs(spec, precision, "model")
-    except ValueError:
-        return False
-    return not specs.unsupported(spec, precision)
-
-
 @pytest.mark.parametrize("precision", ["f32", "int8w"])
 @pytest.mark.parametrize("form", FORMS)
 def test_float_firmware_runs_head_form_within_1e_5(tmp_path, host_cc, make_tool, form, precision):
-    if not firmware_runs(form, precision):
-        pytest.skip(f"the {precision} firmware refuses {form} by name")
     heads_case(tmp_path, form, precision, seed=list(FORMS).index(form))
     assert test_host_float._assert_passes(tmp_path, precision) <= ATOL
 
 
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", FORMS)  # gelu and gelu_tanh: the integer gelu_q12 (runtime/int8_math.py)
 def test_int8_firmware_runs_head_form_bit_exact(tmp_path, host_cc, make_tool, form):
-    if not firmware_runs(form, "int8"):
-        pytest.skip(f"the int8 firmware refuses {form} by name")
     heads_case(tmp_path, form, "int8", seed=list(FORMS).index(form))
     test_host._assert_passes(tmp_path)
 
@@ -104,10 +91,7 @@ def test_head_stack_sources_need_the_library_with_extensions(tmp_path, host_cc, 
     assert built.returncode != 0 and message in built.stderr, built.stderr[-3000:]
 
 
-def test_firmware_refuses_int8_gelu_head_layers_by_name(tmp_path):
-    spec = specs.validate(form_spec("gelu"))
-    assert firmware_unsupported(spec, "int8") == ["head.hidden[0] gelu"]
-    assert firmware_unsupported(spec, "f32") == firmware_unsupported(spec, "int8w") == []
-    with pytest.raises(ValueError, match=r"firmware_ref's int8 step does not implement these parts of the model "
-                                         r"\(ONNX layer extensions, hidden head layers\): head.hidden\[0\] gelu"):
-        check_firmware_runs(spec, "int8", "model.int8.safetensors")
+@pytest.mark.parametrize("precision", specs.PRECISIONS)
+def test_firmware_of_every_precision_runs_gelu_head_layers(precision):
+    spec = specs.validate(make_spec("gru", head_hidden=((4, "gelu"), (3, "gelu_tanh"))))
+    assert firmware_unsupported(spec, precision) == []

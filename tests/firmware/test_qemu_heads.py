@@ -10,10 +10,10 @@ import subprocess
 import pytest
 
 from tests.firmware import test_qemu_float, test_qemu_vectors
-from tests.firmware.test_host_heads import firmware_runs, heads_case, hot_heads_case
+from tests.firmware.test_host_heads import heads_case, hot_heads_case
 from tests.firmware.test_qemu import _nm, _require_tools
 
-INT8_FORMS = ["log_softmax-tokens", "relu", "tanh-sigmoid-tokens", "none-relu"]
+INT8_FORMS = ["log_softmax-tokens", "relu", "tanh-sigmoid-tokens", "gelu", "gelu_tanh", "none-relu"]
 FLOAT_FORMS = [("f32", "gelu"), ("int8w", "tanh-sigmoid-tokens"), ("f32", "log_softmax")]
 
 
@@ -24,8 +24,6 @@ def arm_tools() -> None:
 
 @pytest.mark.parametrize("form", INT8_FORMS)
 def test_cortex_m3_runs_int8_head_form_bit_exact(arm_tools, tmp_path, form):
-    if not firmware_runs(form, "int8"):
-        pytest.skip(f"the int8 firmware refuses {form} by name")
     heads_case(tmp_path, form, "int8", seed=3)
     elf = test_qemu_vectors._build(tmp_path, "an385")
     assert _nm(elf) == [], "the Cortex-M3 int8 image links soft-float helpers"
@@ -42,8 +40,6 @@ def test_cortex_m3_runs_a_hot_int8_head_stack_bit_exact(arm_tools, tmp_path):
 
 @pytest.mark.parametrize(("precision", "form"), FLOAT_FORMS, ids=[f"{p}-{f}" for p, f in FLOAT_FORMS])
 def test_cortex_m4f_runs_float_head_form_within_1e_5(arm_tools, tmp_path, precision, form):
-    if not firmware_runs(form, precision):
-        pytest.skip(f"the {precision} firmware refuses {form} by name")
     heads_case(tmp_path, form, precision, seed=4)
     elf = test_qemu_float._build(tmp_path)
     assert _nm(elf) == [], "the hard-float image links soft-float / double helpers"

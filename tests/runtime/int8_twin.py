@@ -66,9 +66,16 @@ def tanh_q15(x):
     return np.where(x >= 0, (r - 2**23 + 2**7) // 2**8, (-r + 2**23 + 2**7 - 1) // 2**8)
 
 
-# both activations tabulated over every int16 input, once: a step then indexes instead of interpolating
+def gelu_q12(x):
+    """Q3.12 -> Q3.12, int8_math's gelu: x * sigmoid(2u), 2u = 2 sqrt(2/pi) (x + 0.044715 x^3) in Q3.12, saturated."""
+    inner = x + (46887 * x**3 + 2**43) // 2**44  # 46887 = round(0.044715 * 2^20)
+    two_u = np.minimum(np.maximum((1673285 * inner + 2**19) // 2**20, INT16_MIN), INT16_MAX)  # 2 sqrt(2/pi) 2^20
+    return (x * sigmoid_q15(two_u) + 2**14) // 2**15
+
+
+# the activations tabulated over every int16 input, once: a step then indexes instead of interpolating
 ALL_INT16 = np.arange(INT16_MIN, INT16_MAX + 1, dtype=np.int64)
-SIGMOID_OF_INT16, TANH_OF_INT16 = sigmoid_q15(ALL_INT16), tanh_q15(ALL_INT16)
+SIGMOID_OF_INT16, TANH_OF_INT16, GELU_OF_INT16 = sigmoid_q15(ALL_INT16), tanh_q15(ALL_INT16), gelu_q12(ALL_INT16)
 
 
 def sigmoid_lut(x):
@@ -77,6 +84,10 @@ def sigmoid_lut(x):
 
 def tanh_lut(x):
     return TANH_OF_INT16[x - INT16_MIN]
+
+
+def gelu_lut(x):
+    return GELU_OF_INT16[x - INT16_MIN]
 
 
 class Int8Twin:
@@ -233,12 +244,12 @@ class Int8Twin:
 
     def head(self, feats):
         """feats (..., Hin) -> integer logits acc = b + W v (..., O), v = feats after every hidden dense layer:
-        q = sat16(MBQM(b + W v, M, S)) per row, then max(0, q), q, tanh_lut(q) or sigmoid_lut(q)."""
+        q = sat16(MBQM(b + W v, M, S)) per row, then max(0, q), q, tanh_lut(q), sigmoid_lut(q) or gelu_lut(q)."""
         v = feats
         for w_t, b, M, S, activation in self.dense:
-            q = self.sat16(self.mbqm(b + v @ w_t, M, S), "head_hidden")
+            q = self.sat16(self.mbqm(b + v @ w_t, M, S), f"head_hidden {activation}")
             v = {"relu": lambda q: np.maximum(q, 0), "none": lambda q: q, "tanh": tanh_lut,
-                 "sigmoid": sigmoid_lut}[activation](q)
+                 "sigmoid": sigmoid_lut, "gelu": gelu_lut, "gelu_tanh": gelu_lut}[activation](q)
         return self.head_b + v @ self.head_w_t
 
     # -- inputs and outputs ---------------------------------------------------------------------------------

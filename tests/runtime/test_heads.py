@@ -37,17 +37,11 @@ def form_spec(form: str, on: str = "every_step", layers: int = 1) -> dict:
     return make_spec(cell, layers=layers, kind=kind, on=on, activation=activation, head_hidden=hidden)
 
 
-def runnable(spec: dict, precision: str) -> bool:
-    return not specs.unsupported(specs.validate(spec), precision)
-
-
 @pytest.mark.parametrize("precision", specs.PRECISIONS)
 @pytest.mark.parametrize("on", ["every_step", "last_step"])
 @pytest.mark.parametrize("form", FORMS)
 def test_head_form_runs_like_pytorch_in_every_precision(tmp_path, form, on, precision):
     spec = form_spec(form, on, layers=2)
-    if not runnable(spec, precision):
-        pytest.skip(f"{precision} refuses {form} by name (test_int8_heads.py: test_int8_refuses_gelu_head_layers_by_name)")
     torch_model = make_model(spec, seed=1)
     model = runtime.load(write_artifact(torch_model, tmp_path / f"m.{precision}.safetensors", precision))
     X = random_inputs(spec, 3, 200, seed=2)
@@ -64,8 +58,6 @@ def test_head_form_runs_like_pytorch_in_every_precision(tmp_path, form, on, prec
 @pytest.mark.parametrize("form", FORMS)
 def test_head_form_streamed_one_step_at_a_time_equals_run(tmp_path, form, precision):
     spec = form_spec(form)
-    if not runnable(spec, precision):
-        pytest.skip(f"{precision} refuses {form} by name")
     model = runtime.load(write_artifact(make_model(spec, seed=3), tmp_path / f"m.{precision}.safetensors", precision))
     X = random_inputs(spec, 2, 40, seed=4)
     assert np.array_equal(stream_all(model.stream(batch=2), X), model.run(X))
