@@ -232,11 +232,13 @@ def refuse_non_finite(tensors: dict, where: str) -> None:
     """NaN or inf weights make every artifact and every parity number meaningless: refused, naming the tensor,
     before anything is written. tensors: name -> torch tensor or numpy array."""
     for name, value in tensors.items():
-        value = torch.as_tensor(value)
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().float().numpy() if value.is_floating_point() else value.numpy()
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
             raise ExportInputError(f"{where}: tensor {name!r} holds {bad} non-finite value(s) (NaN or inf) among "
-                                   f"{value.numel()}; a model with NaN or inf weights cannot be exported (did its "
+                                   f"{value.size}; a model with NaN or inf weights cannot be exported (did its "
                                    f"training diverge?)")
 
 

@@ -86,20 +86,6 @@ def cases(variants: int = 3) -> list[Case]:
     return found
 
 
-def representative(all_cases: list[Case]) -> list[Case]:
-    """Converting cases that between them cover every cell, exporter, head pattern and activation."""
-    chosen: list[Case] = []
-    wanted = [("cell", c) for c in CELLS] + [("exporter", e) for e in EXPORTERS] + [
-        ("head", h) for h in HEADS if h != "mlp"] + [
-        ("activation", a) for a in ACTIVATIONS]
-    converting = [c for c in all_cases if c.refusal is None and c.head != "mlp"]  # int8 runs no hidden layers yet
-    while wanted:
-        best = max(converting, key=lambda c: sum(getattr(c, f) == v for f, v in wanted))
-        chosen.append(best)
-        wanted = [(f, v) for f, v in wanted if getattr(best, f) != v]
-    return chosen
-
-
 def torch_model(case: Case):
     import torch
     from torch import nn

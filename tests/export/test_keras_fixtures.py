@@ -1,6 +1,8 @@
 """Keras models as tf2onnx converts them (committed fixtures, tests/export/fixtures/keras, issue 12): ONNX Runtime
 still gives the recorded outputs, and map_onnx either converts each graph (proved against ONNX Runtime, and the
-converted f32 model reproduces the recorded outputs) or refuses it naming exactly the nodes listed below."""
+converted f32 model reproduces the recorded outputs) or refuses it naming exactly the nodes listed below; every
+converted fixture goes through the whole export (f32, int8w, int8) and passes the report's rules against ORT on the
+original file."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from export.from_module import MappingError, ProofError
-from export.from_onnx import load_onnx, map_onnx
+from export.from_onnx import export_onnx, load_onnx, map_onnx
 from runtime.model import Model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
@@ -92,3 +94,18 @@ def test_the_keras_fixture_converts_or_is_refused_naming_its_nodes_and_ops(name)
         if mapping.output_time_major:
             got = np.swapaxes(got, 0, 1)
         np.testing.assert_allclose(got, data[f"ort_{i}"], rtol=0, atol=CONVERTED_TOLERANCE, err_msg=f"{name} x_{i}")
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in EXPECTED_REFUSALS])
+def test_the_converted_keras_fixture_exports_in_every_precision_and_passes_against_the_original(name, tmp_path,
+                                                                                                 monkeypatch):
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
+    report = export_onnx(FIXTURES / f"{name}.onnx", tmp_path / "out", precisions=("f32", "int8w", "int8"), steps=60)
+    failed = [r for r in report["artifacts"] if not r.get("passed", True)]
+    assert report["passed"], json.dumps(failed)[:2000]
+    rows = [r for r in report["artifacts"] if r.get("reference")]
+    if report["module"]["original_parity"] == "measured":
+        assert {r["name"] for r in rows} >= {"original_runtime_run", "original_runtime_int8_run"}
+    else:  # a fixed time axis cannot take the parity streams; the proof ran ORT on the original at its length
+        assert "fixed" in report["module"]["original_parity"]
