@@ -301,13 +301,11 @@ class Model:
             if self.precision == "int8":
                 denses_int8(out, feats, w, lay.ivector(int(row[D_OFF_B]), units),
                             lay.ivector(int(row[D_OFF_S]), 2 * units), act)
-                feats = out
-                continue
-            b = lay.vector(int(row[D_OFF_B]), units)
-            if self.precision == "int8w":
-                denses_int8w(out, feats, w, lay.vector(int(row[D_OFF_S]), units), b, act)
+            elif self.precision == "int8w":
+                denses_int8w(out, feats, w, lay.vector(int(row[D_OFF_S]), units),
+                             lay.vector(int(row[D_OFF_B]), units), act)
             else:
-                denses_f32(out, feats, w, b, act)
+                denses_f32(out, feats, w, lay.vector(int(row[D_OFF_B]), units), act)
             feats = out
         return feats
 
@@ -422,8 +420,8 @@ class Sampler:
     Everything is preallocated here: the batch-1 stream (its own output buffer is the distribution), float64
     scores and cumulative sums of vocab entries, a mask, the one-token input and the uniform draw. Per token:
     scores = log(y) / temperature (the head's softmax probabilities; for a log_softmax head or one without
-    activation, y itself: log-probabilities or logits, equal up to a constant), the scores below the k-th largest set to -inf (top-k: an in-place partition of a copy),
-    exp(scores - max), their cumulative sum, and the token is the first whose cumulative sum exceeds u times
+    activation, y itself: log-probabilities or logits, equal up to a constant), the scores below the k-th largest
+    set to -inf (top-k: an in-place partition of a copy), exp(scores - max), their cumulative sum, and the token is the first whose cumulative sum exceeds u times
     the total, u uniform in [0, 1) from a numpy Generator(PCG64(seed)): one draw per token. No array is
     allocated per token. A Sampler holds one stream: use one per thread.
     """
@@ -435,8 +433,8 @@ class Sampler:
         if head["on"] != "every_step" or head["out"] != model.vocab or head["activation"] == "sigmoid":
             raise ValueError("generation needs a head that predicts the next token on every step: head on "
                              f"every_step with out = vocab = {model.vocab} and a softmax, log_softmax (or no) "
-                             "activation; this "
-                             f"model's head is on {head['on']} with out {head['out']} and {head['activation']}")
+                             f"activation; this model's head is on {head['on']} with out {head['out']} and "
+                             f"{head['activation']}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
                 or not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
