@@ -2,8 +2,8 @@
 
 `calibrate(model, X, lengths)` returns the export/quantize_int8.py `Ranges`: max |normalised input| (dense),
 and per layer max |h| (both directions) and max |c| (lstm), the initial state h0, c0 included when the layer
-has one, and per hidden head layer max |output| (head_absmax). The forward (`float_layers`) is NumPy float64 from the canonical tensors (export/weights.py), batched
-over sequences and looped over time, in PyTorch's gate order, and it is the float64 reference of every layer
+has one, and per hidden head layer max |output| (head_absmax). The forward (`float_layers`) is NumPy float64 from
+the canonical tensors (export/weights.py), batched over sequences and looped over time, in PyTorch's gate order, and it is the float64 reference of every layer
 of the spec, the ONNX extensions (runtime/spec.py) included:
 
     lstm      i, f, g, o = split(W_ih x + b_ih + W_hh h + b_hh), each pre-activation clipped to [-clip, clip]

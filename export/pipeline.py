@@ -138,8 +138,9 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
     every file with its SHA-256 (report["manifest"]: the ones this export wrote). On any exception out_dir is left
     as it was; a parity failure is a completed export (report["passed"] False). Files in out_dir that rnnedge did
     not write are left alone, and one with a name the export writes is refused (outputs.OutputFolderError); the CLI
-    also refuses a folder holding any such file unless --force (outputs.check_folder). stage: a Staging the caller opened and commits (export_module and
-    export_onnx write model.pt into it first, checkpoint_path inside it); None: its own.
+    also refuses a folder holding any such file unless --force (outputs.check_folder). stage: a Staging the caller
+    opened and commits (export_module and export_onnx write model.pt into it first, checkpoint_path inside it);
+    None: its own.
     """
     started = time.perf_counter()
     unknown = [p for p in precisions if p not in PRECISIONS]

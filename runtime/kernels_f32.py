@@ -10,8 +10,8 @@ derive from it; their absolute error stays below 2.5e-7.
 
 The whole model's step is one call, so a stream pays the numba dispatch once per
 step, with four arguments: the stream's one float32 buffer (output, state, scratch), the input, the
-weights (one float32 blob) and one int64 table of offsets and sizes (runtime/layout.py). The step returns a status: OK, BAD_VALUE (NaN or infinity in x) or
-BAD_TOKEN (id out of range). It checks the input before touching the state, so a refused step loses
+weights (one float32 blob) and one int64 table of offsets and sizes (runtime/layout.py). The step returns a status:
+OK, BAD_VALUE (NaN or infinity in x) or BAD_TOKEN (id out of range). It checks the input before touching the state, so a refused step loses
 nothing. Dense and token inputs have one entry each (`model_step_dense_f32`, `model_step_tokens_f32`).
 
 The ONNX layer extensions (runtime/spec.py: linear_before_reset false, input_forget, peepholes, clip, other
@@ -514,7 +514,8 @@ def gru_rz_ext_f32(rz, gx, ext):
 
 @kernel
 def recurrent_step_ext_f32(h, c, scratch, gx, blob, row):
-    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); scratch (G (+ H for reset_before),)."""
+    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); scratch (G (+ H for
+    reset_before),)."""
     H = row[L_HIDDEN]
     gates = gx.shape[0]
     flags = row[L_FLAGS]

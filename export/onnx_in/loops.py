@@ -484,5 +484,6 @@ def _sort(graph) -> None:
 
 
 def _outer_reads(body) -> set[str]:
-    inside = {i.name for i in body.input} | {t.name for t in body.initializer} | {o for n in body.node for o in n.output}
+    inside = {i.name for i in body.input} | {t.name for t in body.initializer}
+    inside |= {o for n in body.node for o in n.output}
     return {n for n in _used_names(body) if n not in inside}
