@@ -2,7 +2,7 @@
 
     import runtime
     model = runtime.load("artifacts/watch/model.f32.safetensors")
-    stream = model.stream(batch=1)   # preallocated state and output
+    stream = model.stream(batch=1)   # preallocated state and output; one thread at a time (StreamInUseError)
     y = stream.step(x)               # one time step; no allocation in steady state
     stream.reset()
     Y = model.run(X)                 # whole sequences (also bidirectional models)
@@ -11,7 +11,8 @@
 
 from runtime import spec
 from runtime.artifact import ArtifactError
-from runtime.model import Model, Sampler, Stream, load
+from runtime.model import Model, Stream, StreamInUseError, load
+from runtime.sampler import Sampler
 from runtime.spec import SpecError
 
-__all__ = ["ArtifactError", "Model", "Sampler", "SpecError", "Stream", "load", "spec"]
+__all__ = ["ArtifactError", "Model", "Sampler", "SpecError", "Stream", "StreamInUseError", "load", "spec"]

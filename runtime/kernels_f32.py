@@ -11,8 +11,9 @@ derive from it; their absolute error stays below 2.5e-7.
 The whole model's step is one call, so a stream pays the numba dispatch once per
 step, with four arguments: the stream's one float32 buffer (output, state, scratch), the input, the
 weights (one float32 blob) and one int64 table of offsets and sizes (runtime/layout.py). The step returns a status:
-OK, BAD_VALUE (NaN or infinity in x) or BAD_TOKEN (id out of range). It checks the input before touching the state, so a refused step loses
-nothing. Dense and token inputs have one entry each (`model_step_dense_f32`, `model_step_tokens_f32`).
+OK, BAD_VALUE (NaN or infinity in x, or in its normalised value (x - mean) / std: a finite x near float32's limit
+overflows there) or BAD_TOKEN (id out of range). It checks the input before touching the state, so a refused step
+loses nothing. Dense and token inputs have one entry each (`model_step_dense_f32`, `model_step_tokens_f32`).
 
 The ONNX layer extensions (runtime/spec.py: linear_before_reset false, input_forget, peepholes, clip, other
 activation functions, initial state) run on a second path, taken when a layer's L_FLAGS has an F_STEP bit
@@ -122,9 +123,12 @@ def _f32_from_bits(typingctx, bits):
 
 @fast_inline
 def exp_f32(x):
-    """e^x for float32 x; clamps x to [-87, 88], where e^x is a normal float32."""
+    """e^x for float32 x; clamps x to [-87, 88], where e^x is a normal float32. Any input is safe: infinities
+    clamp, and a NaN (which passes the clamp) takes k from 0, so the int32 conversion never sees an out-of-range
+    value; r carries the NaN to the result (firmware_ref's rnnedge_exp_f32, line for line)."""
     x = min(max(x, _EXP_LO), _EXP_HI)
-    k = np.floor(x * _LOG2E + _HALF)
+    t = x * _LOG2E + _HALF
+    k = np.floor(_ZERO if np.isnan(t) else t)
     r = (x - k * _LN2_HI) - k * _LN2_LO
     p = _ONE + r * (_ONE + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * _C6)))))
     return p * _f32_from_bits((np.int32(k) + 127) << 23)
@@ -274,6 +278,17 @@ def normalise_f32(out, x, mean, std):
     """out (F,) = (x - mean) / std for x, mean, std (F,): the raw sensor values to the model's scale."""
     for j in range(x.shape[0]):
         out[j] = (x[j] - mean[j]) / std[j]
+
+
+@kernel
+def normalised_finite_f32(x, mean, std):
+    """True when normalise_f32 of every row of x (B, F) is finite. A NaN or an infinity in x fails, and so does a
+    finite x whose normalised value overflows float32 (x = 3e38 with std < 1): either would make the state NaN."""
+    for b in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            if not np.isfinite((x[b, j] - mean[j]) / std[j]):
+                return False
+    return True
 
 
 @kernel
@@ -640,16 +655,15 @@ def model_step_dense_f32(buf, x, blob, table):
 
     buf: the stream's y (B, O), state (B, S) every layer's h (and c), scratch (N,) (see stream_buffers);
     x (B, F) raw float32 input; blob (W,) weights; table: `model` then `layers` (runtime/layout.py).
-    Returns OK, or BAD_VALUE (NaN or infinity in x) having written nothing.
+    Returns OK, or BAD_VALUE (x or its normalised value not finite: normalised_finite_f32) having written nothing.
     """
-    for v in x.ravel():
-        if not np.isfinite(v):
-            return BAD_VALUE
     model, layers, dense = split_table(table)
-    y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
     std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
+    if not normalised_finite_f32(x, mean, std):
+        return BAD_VALUE
+    y, state, scratch = stream_buffers(buf, x.shape[0], model)
     v = scratch[:n_in]
     for b in range(x.shape[0]):
         normalise_f32(v, x[b], mean, std)

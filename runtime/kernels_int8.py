@@ -98,7 +98,16 @@ from runtime.int8_math import (
     tanh_q15,
 )
 from runtime.jit import int_inline, kernel
-from runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE, OK, _matrix, activate_head_f32, gate_rows, split_table
+from runtime.kernels_f32 import (
+    BAD_TOKEN,
+    BAD_VALUE,
+    OK,
+    _matrix,
+    activate_head_f32,
+    gate_rows,
+    normalised_finite_f32,
+    split_table,
+)
 from runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -598,16 +607,17 @@ def model_step_dense_int8(y, ibuf, x, qblob, iblob, blob, table):
     y (B, O) float32 dequantised output; ibuf the stream's int32 buffer (stream_buffers_int8); x (B, F) raw
     float32 input, quantised into the front of the scratch; qblob int8 matrices, iblob int32 biases and
     multipliers, blob float32 normalisation and scales; table (runtime/layout.py).
-    Returns OK, or BAD_VALUE (NaN or infinity in x) having written nothing.
+    Returns OK, or BAD_VALUE having written nothing: x or its normalised value (x - mean) / std not finite
+    (kernels_f32.normalised_finite_f32). The quantiser's clamp would hide such a value where the float precisions'
+    state would turn NaN; one rule refuses it in all three.
     """
-    for v in x.ravel():
-        if not np.isfinite(v):
-            return BAD_VALUE
     model, layers, dense = split_table(table)
-    acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
     std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
+    if not normalised_finite_f32(x, mean, std):
+        return BAD_VALUE
+    acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
     scale = blob[model[M_OFF_IN_S]]
     out_scale = blob[model[M_OFF_HEAD_S] : model[M_OFF_HEAD_S] + model[M_OUT]]
     xq = scratch[:n_in]

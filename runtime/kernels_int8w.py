@@ -34,6 +34,7 @@ from runtime.kernels_f32 import (
     lstm_update_ext_f32,
     lstm_update_f32,
     normalise_f32,
+    normalised_finite_f32,
     rnn_update_ext_f32,
     rnn_update_f32,
     split_table,
@@ -283,14 +284,13 @@ def layers_and_head_int8w(y, state, work, inp, qblob, blob, layers, dense, model
 def model_step_dense_int8w(buf, x, qblob, blob, table):
     """One time step of a forward-only dense-input model for B streams; as model_step_dense_f32, with the
     int8 matrices in qblob (Q,) and scales, biases, normalisation in blob (W,) float32."""
-    for v in x.ravel():
-        if not np.isfinite(v):
-            return BAD_VALUE
     model, layers, dense = split_table(table)
-    y, state, scratch = stream_buffers(buf, x.shape[0], model)
     n_in = model[M_N_IN]
     mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
     std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
+    if not normalised_finite_f32(x, mean, std):
+        return BAD_VALUE
+    y, state, scratch = stream_buffers(buf, x.shape[0], model)
     v = scratch[:n_in]
     for b in range(x.shape[0]):
         normalise_f32(v, x[b], mean, std)

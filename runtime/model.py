@@ -1,7 +1,8 @@
 """The public runtime: load a weight file, stream it one step at a time, or run whole sequences.
 
 Thin classes that validate, then call one kernel. Weights are shared and read-only, so independent
-streams of one model may step in different threads. The precision picks the kernels: f32
+streams of one model may step in different threads (the kernels release the GIL); one stream belongs to one
+thread at a time (Stream: a second thread's step or reset raises StreamInUseError). The precision picks the kernels: f32
 (runtime/kernels_f32.py), int8w (runtime/kernels_int8w.py, weights kept int8 in memory) or int8
 (runtime/kernels_int8.py, integers only between the quantised input and the head's integer logits);
 validation and the API are the same for all three.
@@ -10,6 +11,7 @@ validation and the API are the same for all three.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -69,8 +71,7 @@ from runtime.layout import (
     M_OFF_IN_S,
     build,
 )
-
-_SMALLEST_FLOAT32 = np.float64(2.0**-149)
+from runtime.sampler import Sampler, generate
 
 
 def load(path: str | os.PathLike) -> Model:
@@ -91,6 +92,9 @@ class Model:
         self.vocab = None if self.dense else self.spec["input"]["vocab"]
         self.out = self.spec["head"]["out"]
         self.initial_state = _initial_state(self)  # (S,) read-only, shared by the streams; None: zeros
+        if self.dense:  # float32, as the kernels normalise: for run() and for naming a refused value
+            self._mean = np.asarray(self.spec["input"]["mean"], dtype=np.float32)
+            self._std = np.asarray(self.spec["input"]["std"], dtype=np.float32)
 
     @property
     def nbytes(self) -> int:
@@ -98,7 +102,10 @@ class Model:
         return self.layout.nbytes + (0 if self.initial_state is None else self.initial_state.nbytes)
 
     def stream(self, batch: int = 1) -> Stream:
-        """A stream of `batch` independent sequences, advanced one time step per `step()` call."""
+        """A stream of `batch` independent sequences, advanced one time step per `step()` call.
+
+        batch: a positive int (numpy integers too). One stream belongs to one thread at a time (see Stream).
+        """
         if not specs.can_stream(self.spec):
             kind = "bidirectional" if any(layer["bidirectional"] for layer in self.spec["layers"]) else "reverse"
             raise ValueError(
@@ -123,51 +130,16 @@ class Model:
         allocates nothing per token (Sampler). f32, int8w and int8 models alike; a model must stream (no
         bidirectional layer), take tokens and predict the next token on every step (head.out = vocab).
         """
-        ids = self._prompt_ids(prompt)
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"n must be a non-negative integer (tokens to generate), got {n!r}")
-        sampler = self.sampler(temperature, top_k, seed)
-        sampler.feed(ids)
-        out = np.empty(int(n), dtype=np.int64)
-        sampler.sample_into(out)
-        if isinstance(prompt, str):
-            return "".join(self.spec["input"]["chars"][i] for i in out)
-        return out
-
-    def _prompt_ids(self, prompt) -> np.ndarray:
-        """A prompt as int64 ids: characters looked up in input.chars, or ids checked against the vocabulary."""
-        if self.dense:
-            raise ValueError("generate() needs a token model (input kind 'tokens'); this model takes dense input")
-        if isinstance(prompt, str):
-            chars = self.spec["input"].get("chars")
-            if chars is None:
-                raise ValueError("this model's spec has no input.chars, so it cannot read text: pass the prompt "
-                                 "as token ids")
-            index = {c: i for i, c in enumerate(chars)}
-            for position, c in enumerate(prompt):
-                if c not in index:
-                    raise ValueError(f"prompt character {c!r} (U+{ord(c):04X}) at position {position} is not in "
-                                     f"the model's vocabulary of {len(chars)} characters: {chars!r}")
-            ids = np.array([index[c] for c in prompt], dtype=np.int64)
-        else:
-            ids = np.asarray(prompt)
-            if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
-                raise TypeError(f"prompt must be a str or a 1-D sequence of int token ids, got {ids.dtype} "
-                                f"{ids.shape}")
-            ids = ids.astype(np.int64)
-            bad = (ids < 0) | (ids >= self.vocab)
-            if bad.any():
-                raise ValueError(f"prompt token id {int(ids[bad][0])} at position {int(np.argmax(bad))} is outside "
-                                 f"the vocabulary [0, {self.vocab})")
-        if ids.size == 0:
-            raise ValueError("the prompt is empty: give at least one token to start from")
-        return ids
+        return generate(self, prompt, n, temperature, top_k, seed)
 
     # -- whole sequences ------------------------------------------------------------------
     def run(self, X, lengths=None) -> np.ndarray:
         """Whole sequences: X (B, T, F) float32 or (B, T) int token ids; lengths (B,) true lengths.
 
-        Returns (B, T, out) for an every_step head (zero past each length), (B, out) for last_step.
+        Returns (B, T, out) float32 for an every_step head (zero past each length), (B, out) for last_step; an
+        empty batch (B = 0) gives an empty array of that shape, as numpy does. Dense inputs whose normalised value
+        (x - mean) / std is not finite within the lengths (NaN, infinity, or a finite x that overflows there) are
+        refused with ValueError, as step() refuses them.
         """
         X = np.asarray(X)
         if self.dense:
@@ -180,7 +152,12 @@ class Model:
         if T == 0:
             raise ValueError("X has no time steps")
         lengths = self._check_lengths(lengths, B, T)
+        if B == 0:
+            return np.zeros((0, T, self.out) if self.spec["head"]["on"] != "last_step" else (0, self.out), np.float32)
         valid = np.arange(T)[None, :] < lengths[:, None]
+        if self.dense:
+            X = np.ascontiguousarray(X, dtype=np.float32)
+            self._check_normalised(X, valid)
         h = self._inputs_int8(X, lengths, valid) if self.precision == "int8" else self._inputs(X, valid)
         y = self._heads(self._head_features(self._layers(h, lengths), lengths))
         if self.spec["head"]["on"] == "last_step":
@@ -193,12 +170,7 @@ class Model:
         """The first layer's input (B, T, I) float32: normalised features, or embedding rows (f32, int8w)."""
         lay = self.layout
         if self.dense:
-            X = X.astype(np.float32)
-            if not np.all(np.isfinite(X[valid])):
-                raise ValueError("X holds NaN or infinity within its lengths; the runtime refuses non-finite input")
-            mean = np.asarray(self.spec["input"]["mean"], dtype=np.float32)
-            std = np.asarray(self.spec["input"]["std"], dtype=np.float32)
-            return np.ascontiguousarray((X - mean) / std, dtype=np.float32)
+            return np.ascontiguousarray(self._normalised(X), dtype=np.float32)
         ids = self._check_tokens(X, valid)
         h = lay.matrix(int(lay.model[M_OFF_IN_A]), self.vocab, int(lay.model[M_N_IN]))[ids]
         if self.precision == "int8w":  # the product the step's dequantize_row_int8w computes
@@ -211,9 +183,6 @@ class Model:
         n_in = int(m[M_N_IN])
         h = np.zeros((*X.shape[:2], n_in), dtype=np.int32)
         if self.dense:
-            X = np.ascontiguousarray(X, dtype=np.float32)
-            if not np.all(np.isfinite(X[valid])):
-                raise ValueError("X holds NaN or infinity within its lengths; the runtime refuses non-finite input")
             quantize_inputs_int8(h, X, lengths, lay.vector(int(m[M_OFF_IN_A]), n_in),
                                  lay.vector(int(m[M_OFF_IN_B]), n_in), lay.blob[int(m[M_OFF_IN_S])])
         else:
@@ -260,6 +229,17 @@ class Model:
             H = self.spec["layers"][-1]["hidden"]
             last[:, H:] = h[:, 0, H:]
         return np.ascontiguousarray(last)
+
+    def _normalised(self, X: np.ndarray) -> np.ndarray:
+        """(X - mean) / std in float32 (normalise_f32's arithmetic), overflow to infinity left unreported here."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (X - self._mean) / self._std
+
+    def _check_normalised(self, X: np.ndarray, valid: np.ndarray) -> None:
+        """Refuse X (..., F) float32 if a normalised value where `valid` (X.shape[:-1]) is true is not finite."""
+        bad = ~np.isfinite(self._normalised(X)) & valid[..., None]
+        if bad.any():
+            raise ValueError(_non_finite_message(X, tuple(np.argwhere(bad)[0]), self._mean, self._std, "X"))
 
     def _check_tokens(self, X: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Token ids as int64, 0 past each length; refuses an id outside the vocabulary within a length."""
@@ -313,22 +293,45 @@ class Model:
         if lengths is None:
             return np.full(B, T, dtype=np.int64)
         lengths = np.asarray(lengths)
-        if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+        if lengths.shape != (B,) or not (np.issubdtype(lengths.dtype, np.integer) or lengths.size == 0):
             raise ValueError(f"lengths must be {B} integers (one per sequence), got shape {lengths.shape} {lengths.dtype}")
-        if lengths.min() < 1 or lengths.max() > T:
+        if B and (lengths.min() < 1 or lengths.max() > T):
             raise ValueError(f"lengths must lie in [1, {T}], got min {lengths.min()} max {lengths.max()}")
         return lengths.astype(np.int64)
 
 
+class StreamInUseError(RuntimeError):
+    """A stream was stepped or reset while another thread was stepping or resetting it (Stream's thread contract)."""
+
+
 class Stream:
-    """Preallocated state and output for `batch` streams; `step()` allocates nothing."""
+    """Preallocated state and output for `batch` streams; `step()` allocates nothing.
+
+    Thread contract: independent streams, of one model or of several, may step in parallel threads (the kernels
+    release the GIL; the weights are shared and read-only). One stream belongs to one thread at a time: its state
+    and output buffer are its own. A step() or reset() that finds the stream busy in another thread raises
+    StreamInUseError and changes nothing, so a shared stream never computes from a half-written state; the call
+    under way completes normally. Use one stream per thread (model.stream() is cheap), or guard a shared one with
+    your own threading.Lock. y (the output buffer step() returns) and state are overwritten by the next step:
+    copy them before handing them to another thread. The check costs ~30 ns a step: one ownership token per
+    stream, taken and put back around each kernel call with list operations that are atomic with the GIL and
+    without it (free-threaded Python), so two threads can never both hold it.
+    """
 
     def __init__(self, model: Model, batch: int):
-        if not isinstance(batch, int) or batch < 1:
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
+            raise TypeError(f"batch must be an int (the number of independent sequences), got "
+                            f"{type(batch).__name__} {batch!r}")
+        if batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        batch = int(batch)
         lay = model.layout
         self.model = model
         self.batch = batch
+        # the thread contract's check: one token, taken (list.pop, atomic with or without the GIL) for each step or
+        # reset and put back after; an empty list means another thread holds the stream. A threading.Lock does
+        # the same at 3x the cost (acquire(False) parses its arguments: ~100 ns against ~30 ns per step)
+        self._token = [True]
         n_y, n_state = batch * model.out, batch * lay.state_size
         if model.precision == "int8":
             # float32 y; one int32 buffer for the integer logits, state and scratch (kernels_int8)
@@ -352,7 +355,7 @@ class Stream:
                 kernels = (model_step_dense_f32, model_step_tokens_f32)
         # every layer's h (and c): float32, or int32 holding int16 values (int8)
         self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
-        self.reset()
+        self._reset_state()
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
             self._kernel = kernels[0]
@@ -369,23 +372,60 @@ class Stream:
         """Advance every stream one time step: x (B, F) float32 or (B,) int64 -> y (B, out) float32.
 
         Returns the stream's own output buffer, overwritten by the next step: copy it to keep it.
-        A refused input (wrong shape or dtype, NaN or infinity, token id out of range) raises
-        ValueError and leaves the state as it was.
+        A refused input (wrong shape or dtype; NaN or infinity, or a finite value whose normalised
+        (x - mean) / std overflows to infinity; a token id out of range) raises ValueError or TypeError and leaves
+        the state as it was. Called while another thread steps or resets this stream: StreamInUseError, nothing
+        changed (class docstring).
         """
         if x.__class__ is not np.ndarray or x.dtype is not self._x_dtype or x.shape != self._x_shape:
             self._refuse(x)
-        status = self._kernel(*self._args, x, *self._weights)
+        try:
+            self._token.pop()
+        except IndexError:
+            raise self._busy("step()") from None
+        try:
+            status = self._kernel(*self._args, x, *self._weights)
+        finally:
+            self._token.append(True)
         if status:
             self._refuse_values(x, status)
         return self.y
 
     def reset(self) -> None:
         """Back to the initial state (zeros, or the layers' h0/c0 for a spec with initial_state): the next step
-        starts a new sequence."""
+        starts a new sequence. Called while another thread steps or resets this stream: StreamInUseError."""
+        with self._claimed("reset()"):
+            self._reset_state()
+
+    @contextmanager
+    def _claimed(self, what: str):
+        """Hold the stream for a caller that steps or resets it through _step_claimed / _reset_state (Sampler)."""
+        try:
+            self._token.pop()
+        except IndexError:
+            raise self._busy(what) from None
+        try:
+            yield
+        finally:
+            self._token.append(True)
+
+    def _step_claimed(self, x: np.ndarray) -> None:
+        """step() of a valid x (dtype, shape) by a caller inside _claimed()."""
+        status = self._kernel(*self._args, x, *self._weights)
+        if status:
+            self._refuse_values(x, status)
+
+    def _reset_state(self) -> None:
         if self.model.initial_state is None:
             self.state[:] = 0
         else:
             self.state[:] = self.model.initial_state
+
+    def _busy(self, what: str) -> StreamInUseError:
+        return StreamInUseError(
+            f"{what} refused: this stream is being stepped or reset by another thread right now. One stream belongs "
+            "to one thread at a time (its state and output buffer are its own); use one stream per thread "
+            "(model.stream() is cheap) or guard a shared stream with a threading.Lock. Nothing was changed.")
 
     def _refuse(self, x) -> None:
         if isinstance(x, np.ndarray) and x.dtype == self._x_dtype and x.shape == self._x_shape:
@@ -401,7 +441,10 @@ class Stream:
 
     def _refuse_values(self, x: np.ndarray, status: int) -> None:
         if status == BAD_VALUE:
-            raise ValueError("step() input holds NaN or infinity; the state is unchanged (the step was not taken)")
+            bad = np.argwhere(~np.isfinite(self.model._normalised(x)))
+            where = tuple(bad[0]) if len(bad) else None  # None: x changed after the kernel read it
+            raise ValueError(_non_finite_message(x, where, self.model._mean, self.model._std, "step() input")
+                             + "; the state is unchanged (the step was not taken)")
         if status == BAD_TOKEN:
             bad = x[(x < 0) | (x >= self.model.vocab)]
             raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.model.vocab}); "
@@ -409,109 +452,17 @@ class Stream:
         raise RuntimeError(f"kernel returned unknown status {status}")
 
 
-class Sampler:
-    """Sample tokens from a streaming token model, feeding each one back in: generation, one token per call.
-
-        sampler = model.sampler(temperature=0.8, top_k=20, seed=0)
-        sampler.feed(prompt_ids)          # stream the prompt (at least one token before the first sample)
-        token = sampler.next()            # sample from the last output, step it in, return it
-        sampler.sample_into(out)          # fill an int64 array with the next len(out) tokens
-
-    Everything is preallocated here: the batch-1 stream (its own output buffer is the distribution), float64
-    scores and cumulative sums of vocab entries, a mask, the one-token input and the uniform draw. Per token:
-    scores = log(y) / temperature (the head's softmax probabilities; for a log_softmax head or one without
-    activation, y itself: log-probabilities or logits, equal up to a constant), the scores below the k-th largest
-    set to -inf (top-k: an in-place partition of a copy), exp(scores - max), their cumulative sum, and the token is the first whose cumulative sum exceeds u times
-    the total, u uniform in [0, 1) from a numpy Generator(PCG64(seed)): one draw per token. No array is
-    allocated per token. A Sampler holds one stream: use one per thread.
-    """
-
-    def __init__(self, model: Model, temperature: float = 1.0, top_k: int | None = None, seed: int = 0):
-        if model.dense:
-            raise ValueError("generation needs a token model (input kind 'tokens'); this model takes dense input")
-        head = model.spec["head"]
-        if head["on"] != "every_step" or head["out"] != model.vocab or head["activation"] == "sigmoid":
-            raise ValueError("generation needs a head that predicts the next token on every step: head on "
-                             f"every_step with out = vocab = {model.vocab} and a softmax, log_softmax (or no) "
-                             f"activation; this model's head is on {head['on']} with out {head['out']} and "
-                             f"{head['activation']}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
-                or not np.isfinite(temperature) or temperature <= 0:
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-            raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
-        self.model = model
-        self.stream = model.stream(batch=1)  # refuses a bidirectional model
-        self.temperature = float(temperature)
-        self.top_k = None if top_k is None or top_k >= model.vocab else int(top_k)
-        self.seed = seed
-        self._log = head["activation"] == "softmax"  # y holds probabilities: their log are the logits (+ const)
-        self._inverse_t = np.float64(1.0 / self.temperature)
-        V = model.vocab
-        self._scores = np.zeros(V, dtype=np.float64)
-        self._sorted = np.zeros(V, dtype=np.float64)  # top-k: partitioned copy of the scores
-        self._cum = np.zeros(V, dtype=np.float64)
-        self._mask = np.zeros(V, dtype=np.bool_)
-        self._u = np.zeros(1, dtype=np.float64)
-        self._x = np.zeros(1, dtype=np.int64)
-        self._rng = np.random.Generator(np.random.PCG64(seed))
-        self._fed = False
-
-    def reset(self) -> None:
-        """Reset the stream to its initial state and restart the generator from its seed."""
-        self.stream.reset()
-        self._rng = np.random.Generator(np.random.PCG64(self.seed))
-        self._fed = False
-
-    def feed(self, ids) -> None:
-        """Stream token ids (a prompt, or text from elsewhere) through the model without sampling."""
-        for token in np.asarray(ids, dtype=np.int64).reshape(-1):
-            self._x[0] = token
-            self.stream.step(self._x)
-            self._fed = True
-
-    def next(self) -> int:
-        """Sample a token from the model's last output, step it into the model, and return its id."""
-        if not self._fed:
-            raise ValueError("feed() at least one token (a prompt) before sampling: the model has no output yet")
-        token = self._sample()
-        self._x[0] = token
-        self.stream.step(self._x)
-        return token
-
-    def sample_into(self, out: np.ndarray) -> np.ndarray:
-        """Fill `out` (a 1-D int64 array) with the next len(out) tokens, as repeated next() calls would."""
-        if len(out) and not self._fed:
-            raise ValueError("feed() at least one token (a prompt) before sampling: the model has no output yet")
-        for i in range(len(out)):
-            token = self._sample()
-            out[i] = token
-            self._x[0] = token
-            self.stream.step(self._x)
-        return out
-
-    def _sample(self) -> int:
-        y, scores, cum = self.stream.y[0], self._scores, self._cum
-        if self._log:  # a probability that underflowed to 0 counts as the smallest float32 (never drawn in practice)
-            np.maximum(y, _SMALLEST_FLOAT32, out=scores)
-            np.log(scores, out=scores)
-        else:
-            scores[:] = y
-        np.multiply(scores, self._inverse_t, out=scores)
-        if self.top_k is not None:
-            sorted_ = self._sorted
-            sorted_[:] = scores
-            kth = len(sorted_) - self.top_k
-            sorted_.partition(kth)
-            np.less(scores, sorted_[kth], out=self._mask)
-            np.copyto(scores, -np.inf, where=self._mask)
-        np.subtract(scores, scores.max(), out=scores)
-        np.exp(scores, out=scores)
-        np.add.accumulate(scores, out=cum)
-        self._rng.random(out=self._u)
-        np.multiply(self._u, cum[-1], out=self._u)
-        np.less_equal(cum, self._u, out=self._mask)
-        return min(int(np.count_nonzero(self._mask)), len(cum) - 1)
+def _non_finite_message(x: np.ndarray, where: tuple | None, mean: np.ndarray, std: np.ndarray, name: str) -> str:
+    """Why x[where] (x (..., F) float32) was refused: NaN or infinity itself, or a normalised value that is not."""
+    if where is None:
+        return f"{name} holds NaN or infinity, or a value whose normalised (x - mean) / std is not finite"
+    value, f = x[where], where[-1]
+    at = f"{name}[{', '.join(str(int(i)) for i in where)}]"
+    if not np.isfinite(value):
+        return f"{at} = {value}, refused: NaN or infinity"
+    return (f"{at} = {value:g} is finite, but its normalised value (x - mean) / std = ({value:g} - {mean[f]:g}) / "
+            f"{std[f]:g} overflows float32 (|x| up to {np.finfo(np.float32).max:g}); such an input is refused, as it "
+            "would turn the state into NaN")
 
 
 def _initial_state(model: Model) -> np.ndarray | None:

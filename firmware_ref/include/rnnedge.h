@@ -38,7 +38,8 @@ extern "C" {
 #define RNNEDGE_ERR_UNSUPPORTED (-3) /**< bidirectional layer, unknown cell or cell power, layer flags the step
                                          does not implement (RNNEDGE_EXT_*); nothing written */
 #define RNNEDGE_ERR_INPUT_KIND (-4) /**< dense step on a token model or the other way round; nothing written */
-#define RNNEDGE_ERR_BAD_VALUE (-5)  /**< NaN or infinity in a float input; nothing written */
+#define RNNEDGE_ERR_BAD_VALUE (-5)  /**< NaN or infinity in a float input or in its normalised value
+                                         (x - mean) / std (a finite x that overflows there); nothing written */
 /**@}*/
 
 /** @name Cell codes (runtime/layout.py CELL_*) */
@@ -321,7 +322,8 @@ const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_
  * @param[in]  scale s_x, the quantised input's scale (the artifact's input.scale)
  * @param[in]  n     number of features
  * @param[out] x_q   n quantised inputs
- * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, or RNNEDGE_ERR_BAD_VALUE (NaN or infinity in x; nothing written)
+ * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, or RNNEDGE_ERR_BAD_VALUE ((x[k] - mean[k]) / std[k] not finite for some k:
+ *         NaN or infinity in x, or a finite x that overflows; refused, not clamped; nothing written)
  */
 int rnnedge_quantize_input_f32(const float *x, const float *mean, const float *std, float scale, int32_t n,
                                int16_t *x_q);
@@ -627,7 +629,8 @@ int rnnedge_state_reset_f32(const rnnedge_model_f32 *model, rnnedge_state_f32 *s
  * @param[in]     x     model->n_in raw float inputs (before normalisation)
  * @param[out]    y     model->out outputs, the head's activation applied
  * @return RNNEDGE_OK, RNNEDGE_ERR_NULL, RNNEDGE_ERR_INPUT_KIND, RNNEDGE_ERR_UNSUPPORTED or RNNEDGE_ERR_BAD_VALUE
- *         (NaN or infinity in x); nothing is written on an error. RNNEDGE_ERR_UNSUPPORTED: a bidirectional layer,
+ *         (a normalised input (x[k] - mean[k]) / std[k] not finite: NaN or infinity in x, or a finite x near
+ *         FLT_MAX that overflows, which would make the state NaN); nothing is written on an error. RNNEDGE_ERR_UNSUPPORTED: a bidirectional layer,
  *         an unknown cell, ext.flags outside RNNEDGE_EXT_FLOAT (REVERSE included), an extension of another cell
  *         (RESET_BEFORE not on a GRU, INPUT_FORGET / PEEPHOLES not on an LSTM) or an unknown function code; with
  *         RNNEDGE_EXTENSIONS 0, any ext.flags, ext.h0 or ext.c0;

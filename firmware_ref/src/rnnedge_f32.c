@@ -40,6 +40,9 @@ typedef union {
 
 typedef char rnnedge_requires_32_bit_float[sizeof(float) == 4 ? 1 : -1];
 
+/* Safe for any float: infinities and huge values clamp; a NaN passes the clamps (every comparison with it is
+ * false), so t is taken as 0 for it: the int32 conversion only ever sees [-125.0, 127.5] (converting an
+ * out-of-range float is undefined behaviour) and r carries the NaN to the result. runtime exp_f32, line for line. */
 float rnnedge_exp_f32(float x)
 {
     float t;
@@ -50,7 +53,8 @@ float rnnedge_exp_f32(float x)
     float_bits two_k;
     x = x < EXP_LO ? EXP_LO : x;
     x = x > EXP_HI ? EXP_HI : x;
-    t = x * LOG2E + 0.5f; /* in [-125.0, 127.5]: floor by truncation, corrected below 0 */
+    t = x * LOG2E + 0.5f;
+    t = t != t ? 0.0f : t; /* NaN; now in [-125.0, 127.5]: floor by truncation, corrected below 0 */
     k = (int32_t)t;
     if ((float)k > t) {
         k -= 1;
@@ -151,12 +155,12 @@ float rnnedge_activate_f32(int32_t code, float alpha, float beta, float a)
 }
 #endif /* RNNEDGE_EXTENSIONS */
 
-int rnnedge_all_finite_f32(const float *x, int32_t n)
+int rnnedge_normalised_finite_f32(const float *x, const float *mean, const float *std, int32_t n)
 {
     int32_t k;
     for (k = 0; k < n; ++k) {
         float_bits b;
-        b.f = x[k];
+        b.f = (x[k] - mean[k]) / std[k];
         if ((b.u & 0x7F800000u) == 0x7F800000u) { /* exponent all ones: infinity or NaN */
             return 0;
         }
@@ -689,7 +693,7 @@ int rnnedge_model_step_dense_f32(const rnnedge_model_f32 *model, rnnedge_state_f
     if (x == 0) {
         return RNNEDGE_ERR_NULL;
     }
-    if (!rnnedge_all_finite_f32(x, model->n_in)) {
+    if (!rnnedge_normalised_finite_f32(x, model->input_mean, model->input_std, model->n_in)) {
         return RNNEDGE_ERR_BAD_VALUE;
     }
     rnnedge_normalise_f32(x, model->input_mean, model->input_std, model->n_in, s->scratch);

@@ -8,8 +8,10 @@
 
 #include "rnnedge.h"
 
-/** Nonzero when every one of x[0..n) is finite (no NaN, no infinity), judged by the exponent bits. */
-int rnnedge_all_finite_f32(const float *x, int32_t n);
+/** Nonzero when every normalised input (x[k] - mean[k]) / std[k], k < n, is finite, judged by the exponent bits
+ * (runtime normalised_finite_f32): a NaN or infinity in x fails, and so does a finite x whose normalised value
+ * overflows (x = 3e38 with std < 1), which would make the state NaN. Writes nothing. */
+int rnnedge_normalised_finite_f32(const float *x, const float *mean, const float *std, int32_t n);
 
 /** RNN: h[j] = relu(pre[j]) or tanh(pre[j]), j < H (runtime rnn_update_f32). */
 void rnnedge_rnn_update_f32(int32_t relu, int32_t H, float *h, const float *pre);

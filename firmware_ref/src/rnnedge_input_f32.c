@@ -39,8 +39,8 @@ int rnnedge_quantize_input_f32(const float *x, const float *mean, const float *s
     if (x == 0 || mean == 0 || std == 0 || x_q == 0) {
         return RNNEDGE_ERR_NULL;
     }
-    for (k = 0; k < n; ++k) {
-        if (not_finite(x[k])) {
+    for (k = 0; k < n; ++k) { /* the clamp below would hide an overflowed value: refused, as the float steps do */
+        if (not_finite((x[k] - mean[k]) / std[k])) {
             return RNNEDGE_ERR_BAD_VALUE;
         }
     }

@@ -286,7 +286,7 @@ int rnnedge_model_step_dense_int8w(const rnnedge_model_int8w *model, rnnedge_sta
     if (x == 0) {
         return RNNEDGE_ERR_NULL;
     }
-    if (!rnnedge_all_finite_f32(x, model->n_in)) {
+    if (!rnnedge_normalised_finite_f32(x, model->input_mean, model->input_std, model->n_in)) {
         return RNNEDGE_ERR_BAD_VALUE;
     }
     rnnedge_normalise_f32(x, model->input_mean, model->input_std, model->n_in, s->scratch);
