@@ -87,6 +87,85 @@ def test_run_refuses_wrong_shapes_and_lengths(dense):
         dense.run(np.zeros((2, 10, 5), np.float32), lengths=[10, 11])
 
 
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.fixture(scope="module")
+def small_std(tmp_path_factory):
+    """A dense gru in every precision whose feature 1 has std 0.25: x = 3e38 (finite) normalises to 1.2e39,
+    infinity in float32."""
+    spec = make_spec("gru", kind="dense", features=3)
+    spec["input"]["std"] = [2.0, 0.25, 2.0]
+    folder = tmp_path_factory.mktemp("small_std")
+    torch_model = make_model(spec)
+    return {p: runtime.load(write_artifact(torch_model, folder / f"m.{p}.safetensors", p))
+            for p in ("f32", "int8w", "int8")}
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w", "int8"])
+def test_a_finite_input_whose_normalised_value_overflows_is_refused_and_the_state_is_kept(small_std, precision):
+    model = small_std[precision]
+    X = random_inputs(model.spec, 2, 40)
+    clean = stream_all(model.stream(2), X)
+    stream = model.stream(2)
+    got = [stream.step(np.ascontiguousarray(X[:, t])).copy() for t in range(20)]
+    state, y = stream.state.copy(), stream.y.copy()
+    for bad in (3e38, -3e38, FLT_MAX, -FLT_MAX):
+        x = X[:, 20].copy()
+        x[1, 1] = bad
+        with pytest.raises(ValueError, match=r"step\(\) input\[1, 1\] = .* is finite, but its normalised value "
+                                             r"\(x - mean\) / std = .* / 0.25 overflows float32.*the state is "
+                                             r"unchanged"):
+            stream.step(x)
+        assert np.array_equal(stream.state, state) and np.array_equal(stream.y, y)
+    got += [stream.step(np.ascontiguousarray(X[:, t])).copy() for t in range(20, 40)]
+    assert np.array_equal(np.stack(got, 1), clean)  # as if the refused steps never came
+    bad_X = X.copy()
+    bad_X[1, 7, 1] = FLT_MAX
+    with pytest.raises(ValueError, match=r"X\[1, 7, 1\] = .* is finite, but its normalised value"):
+        model.run(bad_X)
+    lengths = np.array([40, 7])  # past its sequence's length the value is never read: accepted
+    assert np.array_equal(model.run(bad_X, lengths), model.run(X, lengths))
+
+
+def test_a_mean_and_std_that_overflow_together_are_refused(tmp_path):
+    spec = make_spec("lstm", kind="dense", features=2)
+    spec["input"]["mean"], spec["input"]["std"] = [-2e38, 0.0], [1.0, 1.0]
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.f32.safetensors"))
+    stream = model.stream(1)
+    with pytest.raises(ValueError, match=r"\(2e\+38 - -2e\+38\) / 1 overflows float32"):
+        stream.step(np.array([[2e38, 0.0]], np.float32))
+    assert not stream.state.any()
+    assert np.isfinite(stream.step(np.array([[-2e38, 0.0]], np.float32))).all()
+
+
+def test_stream_batch_must_be_an_int_and_numpy_integers_are_ints(dense):
+    for bad in (True, False, 2.0, "2", None):
+        with pytest.raises(TypeError, match="batch must be an int"):
+            dense.stream(bad)
+    for bad in (0, -1, np.int64(0)):
+        with pytest.raises(ValueError, match="batch must be a positive integer"):
+            dense.stream(bad)
+    stream = dense.stream(np.int64(2))
+    assert stream.batch == 2 and type(stream.batch) is int
+    assert stream.step(np.zeros((2, 5), np.float32)).shape == (2, 4)
+
+
+def test_run_of_an_empty_batch_returns_an_empty_result_of_the_right_shape(dense, tokens, tmp_path):
+    for X in (np.zeros((0, 7, 5), np.float32), np.zeros((0, 7, 5))):
+        y = dense.run(X)
+        assert y.shape == (0, 7, 4) and y.dtype == np.float32
+    assert dense.run(np.zeros((0, 7, 5), np.float32), lengths=[]).shape == (0, 7, 4)
+    assert tokens.run(np.zeros((0, 3), np.int64)).shape == (0, 3, 4)
+    spec = make_spec("rnn_tanh", kind="dense", on="last_step")
+    last = runtime.load(write_artifact(make_model(spec), tmp_path / "last.safetensors"))
+    assert last.run(np.zeros((0, 9, 5), np.float32)).shape == (0, 4)
+    with pytest.raises(ValueError, match="no time steps"):
+        dense.run(np.zeros((0, 0, 5), np.float32))
+    with pytest.raises(ValueError, match="expected"):
+        dense.run(np.zeros((0, 7, 6), np.float32))
+
+
 def test_a_truncated_file_is_refused(artifact_file):
     data = Path(artifact_file).read_bytes()
     for cut in (4, 100, len(data) - 10):
