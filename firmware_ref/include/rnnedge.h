@@ -545,7 +545,9 @@ typedef struct {
 } rnnedge_state_f32;
 
 /** e^x in float: x clamped to [-87, 88], x = k ln2 + r (Cody-Waite), e^r by a degree-6 polynomial, times 2^k
- * built in the exponent bits (runtime.kernels_f32.exp_f32). Relative error ~1.2e-7; no libm. */
+ * built in the exponent bits (runtime.kernels_f32.exp_f32). Relative error ~1.2e-7; no libm. Defined for every
+ * float: +-infinity and huge values clamp (e^88, e^-87), NaN gives NaN, and no out-of-range float is ever converted
+ * to an integer (clean under -fsanitize=float-cast-overflow). */
 float rnnedge_exp_f32(float x);
 /** 1 / (1 + e^-a) with rnnedge_exp_f32 (runtime.kernels_f32.sigmoid_f32). */
 float rnnedge_sigmoid_f32(float a);

@@ -9,8 +9,10 @@
  *     mismatch: step <t>, <tensor>[<position>] (<name>): actual <a>, expected <e>
  *
  * then one summary line "int8: <steps> steps, <n> mismatches"; the exit status is 0 only with no mismatch.
- * The API's error paths (NULL pointers, bad token id, wrong input kind, a bidirectional layer) are checked too.
+ * The API's error paths (NULL pointers, bad token id, wrong input kind, a bidirectional layer; a dense input that is
+ * NaN, or finite with a normalised value (x - mean) / std that overflows) are checked too.
  */
+#include <float.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,6 +60,8 @@ static void check_errors(rnnedge_state_int8 *s, int32_t *logits)
                   RNNEDGE_ERR_UNSUPPORTED);
     {
         float raw[MODEL_N_IN];
+        float small_std[MODEL_N_IN];
+        float far_mean[MODEL_N_IN];
         float nan_value = 0.0f;
         for (k = 0; k < MODEL_N_IN; ++k) {
             raw[k] = 0.0f;
@@ -68,6 +72,30 @@ static void check_errors(rnnedge_state_int8 *s, int32_t *logits)
                       rnnedge_quantize_input_f32(raw, model_input_mean, model_input_std, MODEL_INPUT_SCALE,
                                                  MODEL_N_IN, x),
                       RNNEDGE_ERR_BAD_VALUE);
+        /* finite, but (x - mean) / std overflows: refused (not clamped), as the float precisions refuse it */
+        for (k = 0; k < MODEL_N_IN; ++k) {
+            small_std[k] = 0.25f;
+            far_mean[k] = -3e38f;
+            x[k] = 7;
+        }
+        raw[MODEL_N_IN - 1] = 3e38f;
+        expect_status("quantize 3e38 / std 0.25",
+                      rnnedge_quantize_input_f32(raw, model_input_mean, small_std, MODEL_INPUT_SCALE, MODEL_N_IN, x),
+                      RNNEDGE_ERR_BAD_VALUE);
+        raw[MODEL_N_IN - 1] = -FLT_MAX;
+        expect_status("quantize -FLT_MAX / std 0.25",
+                      rnnedge_quantize_input_f32(raw, model_input_mean, small_std, MODEL_INPUT_SCALE, MODEL_N_IN, x),
+                      RNNEDGE_ERR_BAD_VALUE);
+        raw[MODEL_N_IN - 1] = 3e38f;
+        expect_status("quantize 3e38 - mean -3e38",
+                      rnnedge_quantize_input_f32(raw, far_mean, model_input_std, MODEL_INPUT_SCALE, MODEL_N_IN, x),
+                      RNNEDGE_ERR_BAD_VALUE);
+        for (k = 0; k < MODEL_N_IN; ++k) {
+            if (x[k] != 7) {
+                printf("mismatch: a refused quantize wrote x_q[%d] = %d\n", k, (int)x[k]);
+                ++mismatches;
+            }
+        }
     }
 #else
     expect_status("tokens step, NULL model", rnnedge_model_step_tokens_int8(0, s, 0, logits), RNNEDGE_ERR_NULL);

@@ -13,9 +13,21 @@
  * exit status is 0 only with no mismatch (2 if the vectors belong to another weight file). Half way through
  * the sequence, with a live state, every error path (NULL pointers, wrong input kind, a bidirectional layer,
  * a reverse layer (RNNEDGE_EXT_REVERSE), an unknown cell; tokens: ids -1 and vocab; dense: NaN, +inf and -inf
- * inputs) must return its status and leave state, scratch and outputs byte for byte as they were ("refusals:
- * <n> checked"). Before the first step, the state after reset must be zeros, or a layer's ext.h0 / ext.c0.
+ * inputs, and finite inputs whose normalised value (x - mean) / std overflows: 3e38 and -FLT_MAX with a std of 0.25,
+ * 3e38 with a mean of -3e38) must return its status and leave state, scratch and outputs byte for byte as they were
+ * ("refusals: <n> checked"). Before the first step, the state after reset must be zeros, or a layer's ext.h0 /
+ * ext.c0. After the replay, rnnedge_exp_f32 / sigmoid / tanh get NaN, infinities and huge values ("exp: <n> inputs
+ * checked"), and a dense model takes a few steps of huge finite inputs (normalised +-1e20, far past every clamp of
+ * exp) that must leave a finite state and output: the sanitizer builds (make host-float-sanitize, gcc and clang)
+ * run these through -fsanitize=float-cast-overflow.
+ *
+ * Agreement rule (export/vectors.py check_vectors, the same for f32, int8w and int8's float output): a value agrees
+ * when |actual - expected| <= HOST_ATOL + HOST_RTOL * |expected|. HOST_ATOL (1e-5, vectors.ATOL) covers values near
+ * zero; HOST_RTOL (2e-6, vectors.RTOL, about 16 float32 ulps of the value) covers states that grow large (an
+ * rnn_relu h of 300 carries float32 rounding of ~1e-5 from sums taken in another order: correct, yet past any
+ * absolute 1e-5).
  */
+#include <float.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +53,9 @@ typedef rnnedge_layer_int8w layer_type;
 
 #ifndef HOST_ATOL
 #define HOST_ATOL 1e-5f
+#endif
+#ifndef HOST_RTOL
+#define HOST_RTOL 2e-6f
 #endif
 
 static float state[MODEL_STATE_LEN];
@@ -80,7 +95,6 @@ static void expect_status(const char *what, int actual, int expected)
     }
 }
 
-#if VEC_INPUT_DENSE
 /** The float with these bits: NaN and infinities without a division by zero or libm. */
 static float from_bits(uint32_t bits)
 {
@@ -91,14 +105,15 @@ static float from_bits(uint32_t bits)
     b.u = bits;
     return b.f;
 }
-#endif
 
-/** Compare one value; print a mismatch line when |actual - expected| > HOST_ATOL (or either is NaN). */
+/** Compare one value; print a mismatch line unless |actual - expected| <= HOST_ATOL + HOST_RTOL * |expected| (a NaN
+ * on either side never agrees). */
 static void compare(int t, const char *tensor, int k, const char *name, float actual, float expected)
 {
     float d = actual - expected;
+    const float scale = expected < 0.0f ? -expected : expected;
     d = d < 0.0f ? -d : d;
-    if (d <= HOST_ATOL) {
+    if (d <= HOST_ATOL + HOST_RTOL * scale) {
         max_diff = d > max_diff ? d : max_diff;
         return;
     }
@@ -120,6 +135,12 @@ static void check_refusals(rnnedge_state_f32 *s, float *y)
     layer_type reversed[MODEL_N_LAYERS];
     rnnedge_state_f32 no_scratch = *s;
     float x[MODEL_N_IN];
+#if VEC_INPUT_DENSE
+    float small_std[MODEL_N_IN];
+    float far_mean[MODEL_N_IN];
+    model_type narrow = model;
+    model_type shifted = model;
+#endif
     int k;
     for (k = 0; k < MODEL_N_IN; ++k) {
         x[k] = 0.0f;
@@ -155,6 +176,19 @@ static void check_refusals(rnnedge_state_f32 *s, float *y)
     expect_status("dense step, +inf input", STEP_DENSE(&model, s, x, y), RNNEDGE_ERR_BAD_VALUE);
     x[0] = from_bits(0xFF800000u); /* -inf */
     expect_status("dense step, -inf input", STEP_DENSE(&model, s, x, y), RNNEDGE_ERR_BAD_VALUE);
+    for (k = 0; k < MODEL_N_IN; ++k) {
+        small_std[k] = 0.25f;
+        far_mean[k] = -3e38f;
+    }
+    narrow.input_std = small_std;
+    shifted.input_mean = far_mean;
+    x[0] = 3e38f; /* finite; / 0.25 overflows */
+    expect_status("dense step, 3e38 / std 0.25", STEP_DENSE(&narrow, s, x, y), RNNEDGE_ERR_BAD_VALUE);
+    x[0] = 0.0f;
+    x[MODEL_N_IN - 1] = -FLT_MAX;
+    expect_status("dense step, -FLT_MAX / std 0.25", STEP_DENSE(&narrow, s, x, y), RNNEDGE_ERR_BAD_VALUE);
+    x[MODEL_N_IN - 1] = 3e38f; /* 3e38 - (-3e38) overflows */
+    expect_status("dense step, 3e38 - mean -3e38", STEP_DENSE(&shifted, s, x, y), RNNEDGE_ERR_BAD_VALUE);
 #else
     expect_status("tokens step, NULL model", STEP_TOKENS(0, s, 0, y), RNNEDGE_ERR_NULL);
     expect_status("tokens step, NULL output", STEP_TOKENS(&model, s, 0, 0), RNNEDGE_ERR_NULL);
@@ -173,6 +207,89 @@ static void check_refusals(rnnedge_state_f32 *s, float *y)
         ++mismatches;
     }
 }
+
+static long exp_checked;
+
+static void expect_exp(const char *what, float x, float actual, float expected)
+{
+    ++exp_checked;
+    if (!(actual == expected || (actual != actual && expected != expected))) {
+        printf("mismatch: %s(%.9g): actual %.9g, expected %.9g\n", what, (double)x, (double)actual,
+               (double)expected);
+        ++mismatches;
+    }
+}
+
+/** rnnedge_exp_f32, sigmoid and tanh on inputs a model step never passes but a caller might: NaN gives NaN,
+ * infinities and huge values give the clamp's values; no undefined behaviour on the way (the sanitizer builds). */
+static void check_exp_any_input(void)
+{
+    const float nan_value = from_bits(0x7FC00000u);
+    const float high[] = {from_bits(0x7F800000u), FLT_MAX, 3e38f, 1e10f, 88.0f};
+    const float low[] = {from_bits(0xFF800000u), -FLT_MAX, -3e38f, -1e10f, -88.0f};
+    const float e_high = rnnedge_exp_f32(88.0f);
+    const float e_low = rnnedge_exp_f32(-87.0f);
+    size_t i;
+    for (i = 0; i < sizeof high / sizeof high[0]; ++i) {
+        expect_exp("exp", high[i], rnnedge_exp_f32(high[i]), e_high);
+        expect_exp("exp", low[i], rnnedge_exp_f32(low[i]), e_low);
+        expect_exp("tanh", high[i], rnnedge_tanh_f32(high[i]), 1.0f);
+        expect_exp("tanh", low[i], rnnedge_tanh_f32(low[i]), -1.0f);
+        expect_exp("sigmoid", high[i], rnnedge_sigmoid_f32(high[i]), 1.0f);
+        expect_exp("sigmoid", low[i], rnnedge_sigmoid_f32(low[i]), 1.0f / (1.0f + e_high));
+    }
+    expect_exp("exp", nan_value, rnnedge_exp_f32(nan_value), nan_value);
+    expect_exp("exp", -nan_value, rnnedge_exp_f32(-nan_value), nan_value);
+    expect_exp("sigmoid", nan_value, rnnedge_sigmoid_f32(nan_value), nan_value);
+    expect_exp("tanh", nan_value, rnnedge_tanh_f32(nan_value), nan_value);
+    printf("exp: %ld inputs checked\n", exp_checked);
+}
+
+#if VEC_INPUT_DENSE
+/** Nonzero unless v is NaN or an infinity (either makes v - v NaN). */
+static int is_finite(float v)
+{
+    return v - v == 0.0f;
+}
+
+/** A fresh stream takes 8 steps of huge finite inputs, normalised to +-1e20 (every gate's exp input far past its
+ * clamp): each is accepted and leaves the state and the output finite. */
+static void check_huge_inputs(void)
+{
+    static float huge_state[MODEL_STATE_LEN], huge_scratch[MODEL_SCRATCH_LEN];
+    rnnedge_state_f32 s;
+    float x[MODEL_N_IN];
+    float y[MODEL_OUT];
+    int t;
+    int k;
+    s.state = huge_state;
+    s.scratch = huge_scratch;
+    STATE_RESET(&model, &s);
+    for (t = 0; t < 8; ++t) {
+        for (k = 0; k < MODEL_N_IN; ++k) {
+            x[k] = model.input_mean[k] + ((t + k) % 2 ? 1e20f : -1e20f) * model.input_std[k];
+        }
+        if (STEP_DENSE(&model, &s, x, y) != RNNEDGE_OK) {
+            printf("mismatch: huge input step %d: not RNNEDGE_OK\n", t);
+            ++mismatches;
+            return;
+        }
+        for (k = 0; k < MODEL_STATE_LEN; ++k) {
+            if (!is_finite(huge_state[k])) {
+                printf("mismatch: huge input step %d: state[%d] = %.9g\n", t, k, (double)huge_state[k]);
+                ++mismatches;
+            }
+        }
+        for (k = 0; k < MODEL_OUT; ++k) {
+            if (!is_finite(y[k])) {
+                printf("mismatch: huge input step %d: output[%d] = %.9g\n", t, k, (double)y[k]);
+                ++mismatches;
+            }
+        }
+    }
+    printf("huge inputs: 8 steps checked\n");
+}
+#endif
 
 int main(void)
 {
@@ -224,6 +341,10 @@ int main(void)
             compare(t, "output", k, "", y[k], vec_output[t][k]);
         }
     }
+    check_exp_any_input();
+#if VEC_INPUT_DENSE
+    check_huge_inputs();
+#endif
     printf("refusals: %ld checked\n", refusals);
     printf("%s: %d steps, %ld mismatches, max |diff| %.3g\n", MODEL_PRECISION, VEC_STEPS, mismatches,
            (double)max_diff);
