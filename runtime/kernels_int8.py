@@ -68,7 +68,8 @@ initial_state included, keeps the path above, unchanged. In integers:
                         and every stream, on creation and reset() (runtime/model.py)
 
 Input: dense features are normalised and quantised on the way in, the one float step, outside the integer
-kernels: x = clamp(rint(((x - mean) / std) / s_x), -32767, 32767) (float32 arithmetic). Tokens read a row of
+kernels: x = clamp(rint(((x - mean) / std) / s_x), -32767, 32767) (float32 arithmetic); a step whose normalised
+(x - mean) / std is not finite is refused before (BAD_VALUE), as in the float precisions, not clamped. Tokens read a row of
 the int8 embedding table, whose one scale is the first layer's s_x. The layer input of layer l > 0 is the
 previous layer's h (both directions side by side, one scale). Head: acc = b + W h (int32, W int8 (O, Hin)
 per row); the host dequantises y = act(acc * head_scale[o]), the only float after the input (log_softmax too).
