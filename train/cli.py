@@ -11,6 +11,12 @@ beside them but never over them (a file of yours named model.pt, metrics.json or
 Training is written into a staging folder beside the output folder and moved in only when it is complete, so an
 interrupted or failed run leaves the folder as it was. A new model makes the folder's earlier rnnedge files stale:
 an export of the previous model in the same folder is removed (re-run rnnedge-export).
+
+Exit status (train/command.py): 0 trained and written, 2 bad input (an unknown data set, a file that is not a
+regular file, a data file whose values the model cannot be built or trained from -- a token id or label outside
+[0, 65535], a NaN or inf input or target, a task that does not fit the arrays; see train/user_data.py -- a bad
+option or a refused output folder), 3 an internal error (a short message; the traceback goes to a log file it names).
+Nothing is written to the output folder unless the status is 0.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 from runtime.spec import CELLS
 from train import outputs
+from train.command import OK, bad_input, internal_error
 from train.data import SYNTHETIC, load_dataset
 from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
 from train.gradients import diagnose_gradients
@@ -37,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train a recurrent model (RNN, LSTM, GRU) and write model.pt, metrics.json and training.png.",
         epilog="The best epoch on the validation split is kept (early stopping); its test metric is reported. "
-               "Data formats are described in train/data.py (load_npz, load_csv). "
+               "Data formats and what is refused are described in train/user_data.py (load_npz, load_csv). "
                "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option). "
                "Output folder: new, empty, or written by rnnedge (its rnnedge-manifest.json lists every file with its "
                "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
@@ -89,8 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _main(parser, args)
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
+        return internal_error(PROG, e, "; the output folder is as it was")
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for name in ("hidden", "layers", "embed_dim", "epochs", "batch_size", "patience"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -113,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             _, metrics = train(spec, data, config, stage.dir)
             removed = stage.stale()
     except (ValueError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return bad_input(PROG, str(e))
     metric = metrics["metric"]
     print(f"data: {data.name} ({data.task}, {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
           f"sequences); {data.source}")
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out / name}")
     if removed:
         print(f"removed {len(removed)} files of the previous model, stale beside the new model.pt: {outputs.some(removed)}")
-    return 0
+    return OK
 
 
 def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -143,8 +157,7 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                         batch_size=args.batch_size, lr=args.lr, max_norm=args.clip_grad_norm,
                                         seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ValueError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return bad_input(PROG, str(e))
     task, config = report["task"], report["config"]
     print(f"adding problem, T={task['T']}: hidden {config['hidden']}, {config['updates']} Adam updates per cell "
           f"(lr {config['lr']}, batch {config['batch_size']}, clipped at {config['max_norm']}); test MSE baseline "
@@ -164,7 +177,7 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
           f"{_g(applied)}, final loss {_g(cl['final_loss'])}")
     for name in GRADIENT_FILES:
         print(f"wrote {out / name}")
-    return 0
+    return OK
 
 
 def _g(value: float | None) -> str:
