@@ -51,7 +51,7 @@ def regular_file(path: str | os.PathLike, what: str) -> Path:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise FileNotFoundError(f"{what} {path}: no such file") from None
+        raise FileNotFoundError(f"{what} not found: {path}") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
         raise ValueError(f"{what} {path!s}: cannot be read: {e}") from None
     if not stat.S_ISREG(mode):
