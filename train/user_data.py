@@ -248,7 +248,8 @@ def _check_ids(array: np.ndarray, lengths: np.ndarray | None, name: str, what: s
 
 def _finite(array: np.ndarray, lengths: np.ndarray | None, name: str, what: str, locate: Locate) -> np.ndarray:
     """`array` as float32, refused when a value is NaN or inf there (float64 values past 3.4e38 become inf)."""
-    values = array.astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow to inf is refused below, by index
+        values = array.astype(np.float32)
     bad = ~np.isfinite(values) & _valid(values, lengths)
     if bad.any():
         index = tuple(np.argwhere(bad)[0])
