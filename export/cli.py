@@ -31,6 +31,7 @@ forward()), 3 an internal error (a short message; the traceback goes to a log fi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -52,6 +53,8 @@ from train.command import OK, PARITY_FAILED, bad_input, internal_error, regular_
 from train.data import load_dataset
 
 PROG = "rnnedge-export"
+MAX_STEPS = 1_000_000  # random parity streams are held whole: 3 streams x steps x features, float64, per artifact
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds agree on this range
 
 
 def parser() -> argparse.ArgumentParser:
@@ -128,8 +131,10 @@ def _main(args: argparse.Namespace) -> int:
             return bad_input(PROG, f"precision {precision!r} is unknown; supported: {', '.join(PRECISIONS)}")
     if args.calibration and "int8" not in precisions:
         return bad_input(PROG, "--calibration is used by the int8 precision only; add int8 to --precision")
-    if args.steps < 1:
-        return bad_input(PROG, f"--steps must be a positive integer, got {args.steps}")
+    if not 1 <= args.steps <= MAX_STEPS:
+        return bad_input(PROG, f"--steps must be an integer from 1 to {MAX_STEPS:,}, got {args.steps}")
+    if not 0 <= args.seed <= MAX_SEED:
+        return bad_input(PROG, f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if not args.tolerance >= 0:
         return bad_input(PROG, f"--tolerance must be a non-negative number, got {args.tolerance}")
     if args.module and args.checkpoint:
@@ -137,7 +142,7 @@ def _main(args: argparse.Namespace) -> int:
                           f"--checkpoint STATE_DICT, not both")
     if args.module and not args.state_dict:
         return bad_input(PROG, "--module needs --checkpoint STATE_DICT (the module's saved state_dict)")
-    if not args.module and (args.state_dict or args.init_args != "{}"):
+    if not args.module and (args.state_dict or args.init_args.strip() != "{}"):
         return bad_input(PROG, "--checkpoint and --init-args go with --module; an rnnedge checkpoint is given "
                           "positionally: rnnedge-export model.pt")
     if not args.module and not args.checkpoint:
@@ -145,6 +150,7 @@ def _main(args: argparse.Namespace) -> int:
                           "STATE_DICT")
     try:
         _check_input_files(args)
+        args.init_args = _init_args(args.init_args)
         data = _load_data(args.data, args.seed) if args.data else None
         calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
         out_dir = _out_dir(args, precisions)
@@ -171,6 +177,20 @@ def _main(args: argparse.Namespace) -> int:
             print(f"  {failure}", file=sys.stderr)
         return PARITY_FAILED
     return OK
+
+
+def _init_args(text: str) -> dict:
+    """--init-args as a dict: JSON of bounded depth (a deep nesting is a RecursionError, a 5000-digit integer a
+    ValueError in json.loads)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ExportInputError("--init-args nests too deeply") from None
+    except ValueError as e:
+        raise ExportInputError(f"--init-args is not valid JSON: {str(e).split(';')[0][:200]}") from None
+    if not isinstance(value, dict):
+        raise ExportInputError(f"--init-args must be a JSON object of keyword arguments, got {type(value).__name__}")
+    return value
 
 
 def _check_input_files(args) -> None:

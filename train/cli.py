@@ -22,6 +22,7 @@ Nothing is written to the output folder unless the status is 0.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -37,6 +38,11 @@ PROG = "rnnedge-train"
 DEFAULTS = TrainConfig()
 TRAIN_FILES = ("model.pt", "metrics.json", "training.png")
 GRADIENT_FILES = ("gradients.json", "gradients_over_time.png", "clipping.png")
+# Upper bounds for sizes torch would otherwise try to allocate whole: an edge model's layer of 4,096 units
+# already holds 50M parameters (GRU), and a batch beyond the data is one batch of all of it anyway.
+LIMITS = {"hidden": 4096, "layers": 64, "embed_dim": 4096, "epochs": 100_000, "batch_size": 1_000_000,
+          "patience": 100_000}
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds agree on this range
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,11 +112,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    for name in ("hidden", "layers", "embed_dim", "epochs", "batch_size", "patience"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr <= 0:
-        parser.error("--lr must be positive")
+    for name, most in LIMITS.items():
+        if not 1 <= getattr(args, name) <= most:
+            parser.error(f"--{name.replace('_', '-')} must be an integer from 1 to {most:,}, got {getattr(args, name)}")
+    if not 0 < args.lr < math.inf:
+        parser.error(f"--lr must be a positive finite number, got {args.lr}")
+    if not 0 <= args.clip_grad_norm < math.inf:
+        parser.error(f"--clip-grad-norm must be a finite number >= 0 (0 turns clipping off), got {args.clip_grad_norm}")
+    if args.window < 0:
+        parser.error(f"--window must be at least 0 (0 uses whole sequences), got {args.window}")
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if args.diagnose_gradients:
         return _diagnose(parser, args)
     try:
@@ -143,10 +155,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """--diagnose-gradients: run train.gradients.diagnose_gradients and print its table."""
-    if args.steps < 2:
-        parser.error(f"--steps must be at least 2 (the adding problem marks one step in each half), got {args.steps}")
-    if args.updates < 0:
-        parser.error("--updates must be at least 0")
+    if not 2 <= args.steps <= 100_000:  # dL/dh_t is kept for every step t
+        parser.error(f"--steps must be from 2 (the adding problem marks one step in each half) to 100,000, got "
+                     f"{args.steps}")
+    if not 0 <= args.updates <= 1_000_000:
+        parser.error(f"--updates must be from 0 to 1,000,000, got {args.updates}")
     if args.clip_grad_norm <= 0:
         parser.error("--diagnose-gradients needs a positive --clip-grad-norm: it is the clipping threshold measured")
     out = args.out or Path("artifacts") / "gradients"
