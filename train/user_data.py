@@ -14,6 +14,8 @@ Values past a sequence's length are ignored (set to zero), so they are not check
 from __future__ import annotations
 
 import csv
+import math
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +50,7 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
     """
     path = regular_file(path, "data file")
     try:
+        _check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as f:
             arrays = {key: f[key] for key in f.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
@@ -68,6 +71,34 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
 
     return _from_arrays(path.stem, str(path), arrays["X"], arrays["y"], arrays.get("lengths"), task, seed,
                         source=f"user file {path} (licence as its owner states)", locate=locate)
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Each array's header against the bytes its zip member holds, and their sum against this machine's memory,
+    before numpy allocates what a header claims (a compressed file of a few MB can claim gigabytes)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not a zip archive (np.savez writes one)")
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if not member.filename.endswith(".npy"):
+                continue
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    continue  # 3.0 (utf-8 field names): numpy reads it, and checks its size as it reads
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+                claimed, held = math.prod(shape) * dtype.itemsize, member.file_size - f.tell()
+            if claimed != held:
+                raise ValueError(f"array {member.filename[:-4]!r} declares shape {shape} of {dtype} "
+                                 f"({claimed:,} bytes) but holds {held:,} bytes")
+            total += claimed
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if 3 * total > memory:  # the arrays, their float32 / int64 copies, the padded splits
+        raise ValueError(f"its arrays hold {total / 2**30:.1f} GiB; loading them takes about three times that, more "
+                         f"than this machine's {memory / 2**30:.1f} GiB")
 
 
 def load_csv(path: str | Path, seed: int = 0) -> Dataset:

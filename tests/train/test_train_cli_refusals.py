@@ -3,16 +3,18 @@ where it is, writes nothing, and turns any other exception into exit 3 with a lo
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from train import cli, loop
+from train import cli, loop, user_data
 from train.data import load_dataset
 
 TINY = ["--epochs", "1", "--hidden", "4", "--batch-size", "8"]
@@ -166,3 +168,35 @@ def test_a_training_that_diverges_to_nan_writes_nothing_and_exits_2(tmp_path, ca
     err = capsys.readouterr().err
     assert "training diverged: parameter" in err and "Try a smaller --lr" in err
     assert not (tmp_path / "out").exists()
+
+
+def _npz_with_header(path: Path, shape: tuple, payload: bytes) -> Path:
+    """An .npz whose X member's header declares `shape` (float32) over `payload` bytes of data."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(shape[0], np.int64))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("X.npy", header.getvalue() + payload)
+        archive.writestr("y.npy", labels.getvalue())
+    return path
+
+
+def test_an_npz_array_whose_header_claims_more_than_it_holds_is_refused_before_allocating(tmp_path, capsys):
+    path = _npz_with_header(tmp_path / "data.npz", (100_000, 100_000, 1), b"\0" * 64)  # claims 40 GB
+    refused(tmp_path, path, capsys, "array 'X' declares shape (100000, 100000, 1) of float32 (40,000,000,000 bytes) "
+                                    "but holds 64 bytes")
+
+
+def test_an_npz_larger_than_memory_allows_is_refused_before_loading(tmp_path, capsys, monkeypatch):
+    path = _npz_with_header(tmp_path / "data.npz", (12, 5, 2), b"\0" * 480)
+    page_counts = {"SC_PHYS_PAGES": 1, "SC_PAGE_SIZE": 1024}  # a machine of 1 KiB
+    monkeypatch.setattr(user_data.os, "sysconf", page_counts.__getitem__)
+    refused(tmp_path, path, capsys, "loading them takes about three times that, more than this machine's")
+
+
+def test_an_npy_file_named_npz_is_refused_as_not_a_zip_archive(tmp_path, capsys):
+    path = tmp_path / "data.npz"
+    with open(path, "wb") as f:
+        np.save(f, dense())
+    refused(tmp_path, path, capsys, "not a zip archive")
