@@ -70,6 +70,7 @@ type and name):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -118,7 +119,8 @@ def map_onnx(model: onnx.ModelProto, *, task: str | None = None, prove: bool = T
     refusals of its opsets, tensors and metadata) or ProofError.
     """
     check_model(model, where)
-    mapping = Mapper(model).run()
+    with _malformed_graphs_refused(model, where):
+        mapping = Mapper(model).run()
     written = _written_spec(model, where)
     if written is not None:
         if mapping.spec["input"]["kind"] == "tokens" and isinstance(written.get("input"), dict):
@@ -134,8 +136,28 @@ def map_onnx(model: onnx.ModelProto, *, task: str | None = None, prove: bool = T
     except specs.SpecError as e:
         raise MappingError(f"the mapped model is not a valid rnnedge spec: {e}") from None
     if prove:
-        prove_mapping(model, mapping, seed=seed)
+        with _malformed_graphs_refused(model, where):
+            prove_mapping(model, mapping, seed=seed)
     return mapping
+
+
+@contextlib.contextmanager
+def _malformed_graphs_refused(model: onnx.ModelProto, where: str):
+    """An exception the mapper or the proof did not foresee is bad input (MappingError) when onnx's own checker
+    refuses the graph (a type mismatch, a node with missing inputs, ...), and an rnnedge bug otherwise (re-raised).
+    The checker is asked only then: graphs of old IR versions that it refuses may still map correctly."""
+    try:
+        yield
+    except MappingError:
+        raise
+    except Exception as e:  # re-raised unless the checker names the graph as malformed
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as complaint:  # noqa: BLE001 - ValidationError, InferenceError, ...
+            reason = " ".join(str(complaint).split())[:300]
+            raise MappingError(f"{where}: not a valid ONNX graph ({reason}); rnnedge cannot map it "
+                               f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+        raise
 
 
 def _written_spec(model: onnx.ModelProto, where: str) -> dict | None:

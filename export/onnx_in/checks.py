@@ -3,7 +3,7 @@
 - its opsets: the default domain (ai.onnx) at a version from OPSET_MIN to OPSET_MAX, ai.onnx.ml at a version the
   installed onnx defines, and no other domain (the graph's own local functions excepted; the mapper names any
   node that calls one). A graph stamped with opset 99 would otherwise be read by today's operator semantics;
-- its IR version: one the installed onnx defines;
+- its IR version: one the installed onnx defines; its inputs' fixed sizes: at most MAX_INPUT_VALUES values;
 - every tensor it holds (initializers, Constant values and tensor attributes, in every subgraph and function):
   dims that are not negative, a known data type, and exactly the data its dims declare (raw_data bytes, or
   the typed field's values). numpy_helper.to_array trusts the dims: a tensor claiming more data than it holds
@@ -32,6 +32,9 @@ SUB_BYTE_BITS = {name: bits for name, bits in (("INT4", 4), ("UINT4", 4), ("FLOA
                  if hasattr(TensorProto, name)}
 
 
+MAX_INPUT_VALUES = 10**7  # the proof runs the graph on random inputs of the sizes its inputs fix
+
+
 def supported_opsets() -> str:
     return f"ai.onnx opsets {OPSET_MIN} to {OPSET_MAX} (ai.onnx.ml 1 to {ML_OPSET_MAX})"
 
@@ -42,6 +45,11 @@ def check_model(model: onnx.ModelProto, where: str) -> None:
     if not 1 <= model.ir_version <= onnx.IR_VERSION:
         raise MappingError(f"{where}: IR version {model.ir_version} is not one the installed onnx reads "
                            f"(1 to {onnx.IR_VERSION})")
+    for value in model.graph.input:
+        fixed = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        if math.prod(fixed) > MAX_INPUT_VALUES:
+            raise MappingError(f"{where}: graph input {value.name!r} fixes sizes {fixed}, {math.prod(fixed):,} values "
+                               f"a run; rnnedge runs the graph to prove its mapping, at most {MAX_INPUT_VALUES:,}")
     _check_graph_tensors(model.graph, where, "")
     for function in model.functions:
         for node in function.node:

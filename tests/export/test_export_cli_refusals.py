@@ -218,3 +218,27 @@ def test_an_internal_error_exits_3_with_a_short_message_and_the_log_holding_the_
     assert "Traceback" in log.read_text() and "a bug for the test" in log.read_text()
     log.unlink()
     assert not (tmp_path / "out").exists()
+
+
+def _without_w(model: onnx.ModelProto) -> None:
+    model.graph.node[0].input[1] = ""  # the LSTM's required W
+
+
+def _int32_head_bias(model: onnx.ModelProto) -> None:
+    next(t for t in model.graph.initializer if t.name == "head_b").data_type = TensorProto.INT32  # same 12 bytes
+
+
+@pytest.mark.parametrize("damage", [_without_w, _int32_head_bias], ids=["lstm-without-W", "int32-bias-added-to-float"])
+def test_a_graph_onnx_checker_refuses_is_bad_input_even_where_the_mapper_did_not_foresee_it(tmp_path, capsys,
+                                                                                            damage):
+    model = lstm_layout1_graph()
+    damage(model)
+    path = save_onnx(model, tmp_path / "malformed.onnx")
+    refused([path, "--out", str(tmp_path / "out")], capsys, f"{path}: not a valid ONNX graph (")
+
+
+def test_a_graph_input_fixing_sizes_too_large_to_run_exits_2_naming_it(tmp_path, capsys):
+    model = lstm_layout1_graph()
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2**40
+    path = save_onnx(model, tmp_path / "huge_input.onnx")
+    refused([path, "--out", str(tmp_path / "out")], capsys, "graph input 'x' fixes sizes [1099511627776, 4]")
