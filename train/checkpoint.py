@@ -12,6 +12,7 @@ import re
 
 import torch
 
+from runtime import spec as specs
 from train.model import RecurrentModel
 
 CHECKPOINT_FORMAT = "rnnedge-checkpoint"
@@ -50,7 +51,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[RecurrentModel, dict]:
     if "spec" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: checkpoint lacks its 'spec' or 'state_dict'")
     _check_shapes(path, ckpt["spec"], ckpt["state_dict"])
-    model = RecurrentModel(ckpt["spec"])
+    model = _build(path, ckpt["spec"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
@@ -84,11 +85,21 @@ def _check_shapes(path, spec, state_dict) -> None:
             raise CheckpointError(f"{path}: {where} = {value} exceeds every dimension of the checkpoint's tensors "
                                   f"(the largest is {largest}): the spec does not describe these weights")
     with torch.device("meta"):
-        expected = RecurrentModel(spec).state_dict()
+        expected = _build(path, spec).state_dict()
     for name, tensor in expected.items():
         if name in state_dict and tuple(state_dict[name].shape) != tuple(tensor.shape):
             raise CheckpointError(f"{path}: tensor {name!r} has shape {tuple(state_dict[name].shape)}, the spec "
                                   f"needs {tuple(tensor.shape)}")
+
+
+def _build(path, spec: dict) -> RecurrentModel:
+    """The model of a checkpoint's spec; a spec it cannot build is the file's error (CheckpointError)."""
+    try:
+        return RecurrentModel(spec)
+    except specs.SpecError as e:
+        raise CheckpointError(f"{path}: its spec is not valid: {e}") from None
+    except (TypeError, ValueError, KeyError, IndexError) as e:  # a value of a type the spec rules did not expect
+        raise CheckpointError(f"{path}: its spec cannot build a model: {type(e).__name__}: {e}") from None
 
 
 def _size_fields(value, where: str, depth: int, path):

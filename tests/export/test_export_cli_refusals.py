@@ -242,3 +242,15 @@ def test_a_graph_input_fixing_sizes_too_large_to_run_exits_2_naming_it(tmp_path,
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2**40
     path = save_onnx(model, tmp_path / "huge_input.onnx")
     refused([path, "--out", str(tmp_path / "out")], capsys, "graph input 'x' fixes sizes [1099511627776, 4]")
+
+
+@pytest.mark.parametrize("field, value", [(("input", "std"), ["wide", 1.0]), (("input", "mean"), [None, 0.0]),
+                                          (("layers", 0, "cell"), "transformer")])
+def test_a_checkpoint_spec_holding_values_of_the_wrong_type_exits_2_naming_the_file(tmp_path, capsys, field, value):
+    spec = copy.deepcopy(DENSE_SPEC)
+    inner = spec
+    for key in field[:-1]:
+        inner = inner[key]
+    inner[field[-1]] = value
+    refused([_checkpoint(tmp_path / "typed.pt", spec), "--out", str(tmp_path / "out")], capsys,
+            str(tmp_path / "typed.pt"), "its spec")
