@@ -48,8 +48,8 @@ from export.pipeline import (
     onnx_source,
 )
 from export.report import markdown
+from runtime.command import OK, PARITY_FAILED, bad_input, internal_error, regular_file
 from train import outputs
-from train.command import OK, PARITY_FAILED, bad_input, internal_error, regular_file
 from train.data import load_dataset
 
 PROG = "rnnedge-export"
@@ -116,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command; returns its exit status (module docstring; train/command.py). Bad options exit 2 (argparse)."""
+    """The command; returns its exit status (module docstring; runtime/command.py). Bad options exit 2 (argparse)."""
     args = parser().parse_args(argv)
     try:
         return _main(args)

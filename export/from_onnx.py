@@ -85,7 +85,7 @@ from export.onnx_in.mapper import PROOF_TOLERANCE, Mapper, OnnxMapping
 from export.onnx_in.proof import PROOF_SHAPES, original_graph, ort_graph, prove_mapping, random_input
 from export.onnx_in.recurrent import ONNX_GATES, TORCH_GATES
 from runtime import spec as specs
-from train.command import regular_file
+from runtime.command import regular_file
 
 __all__ = ["CHECKPOINT_FILE", "MAPPING_FILE", "ONNX_GATES", "PROOF_SHAPES", "PROOF_TOLERANCE", "TORCH_GATES",
            "MappingError", "OnnxMapping", "ProofError", "export_onnx", "load_onnx", "map_onnx", "original_graph",

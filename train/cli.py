@@ -12,7 +12,7 @@ Training is written into a staging folder beside the output folder and moved in 
 interrupted or failed run leaves the folder as it was. A new model makes the folder's earlier rnnedge files stale:
 an export of the previous model in the same folder is removed (re-run rnnedge-export).
 
-Exit status (train/command.py): 0 trained and written, 2 bad input (an unknown data set, a file that is not a
+Exit status (runtime/command.py): 0 trained and written, 2 bad input (an unknown data set, a file that is not a
 regular file, a data file whose values the model cannot be built or trained from -- a token id or label outside
 [0, 65535], a NaN or inf input or target, a task that does not fit the arrays; see train/user_data.py -- a bad
 option or a refused output folder), 3 an internal error (a short message; the traceback goes to a log file it names).
@@ -26,9 +26,9 @@ import math
 import sys
 from pathlib import Path
 
+from runtime.command import OK, bad_input, internal_error
 from runtime.spec import CELLS
 from train import outputs
-from train.command import OK, bad_input, internal_error
 from train.data import SYNTHETIC, load_dataset
 from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
 from train.gradients import diagnose_gradients

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.command import regular_file
 from runtime.spec import TASKS
-from train.command import regular_file
 from train.data import Dataset, SequenceData, _pad, _split, _zero_padding
 
 # One embedding row per token id and one head row per class: 65,536 holds a word-level vocabulary (GPT-2's

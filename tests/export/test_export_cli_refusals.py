@@ -254,3 +254,24 @@ def test_a_checkpoint_spec_holding_values_of_the_wrong_type_exits_2_naming_the_f
     inner[field[-1]] = value
     refused([_checkpoint(tmp_path / "typed.pt", spec), "--out", str(tmp_path / "out")], capsys,
             str(tmp_path / "typed.pt"), "its spec")
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--steps", str(10**12)], "--steps must be an integer from 1 to 1,000,000, got 1000000000000"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295, got -1"),
+])
+def test_options_that_would_exhaust_memory_or_seeds_exit_2(tmp_path, capsys, options, says):
+    refused([_checkpoint(tmp_path / "ok.pt", copy.deepcopy(DENSE_SPEC)), "--out", str(tmp_path / "out"), *options],
+            capsys, says)
+
+
+@pytest.mark.parametrize("init_args, says", [
+    ("[" * 20_000 + "]" * 20_000, "--init-args nests too deeply"),
+    ('{"hidden": ' + "9" * 5000 + "}", "--init-args is not valid JSON: Exceeds the limit (4300 digits)"),
+    ("[4]", "--init-args must be a JSON object of keyword arguments, got list"),
+], ids=["deep-nesting", "5000-digit-integer", "not-an-object"])
+def test_init_args_that_are_not_a_readable_json_object_exit_2(tmp_path, capsys, init_args, says):
+    state_dict = tmp_path / "state.pt"
+    torch.save({}, state_dict)
+    refused(["--module", "tests/export/user_models.py:Anything", "--checkpoint", str(state_dict), "--init-args",
+             init_args, "--out", str(tmp_path / "out")], capsys, says)

@@ -6,7 +6,7 @@
     3 INTERNAL_ERROR  a bug in rnnedge: one short line on stderr, the traceback in a log file that line names
 
 No traceback ever reaches the terminal: a command's main() turns every exception into status 2 or 3.
-Stdlib only, so that any command can import it cheaply.
+Stdlib only: rnnedge-run (runtime/, no torch) can share it with rnnedge-train and rnnedge-export.
 """
 
 from __future__ import annotations
