@@ -275,3 +275,15 @@ def test_init_args_that_are_not_a_readable_json_object_exit_2(tmp_path, capsys, 
     torch.save({}, state_dict)
     refused(["--module", "tests/export/user_models.py:Anything", "--checkpoint", str(state_dict), "--init-args",
              init_args, "--out", str(tmp_path / "out")], capsys, says)
+
+
+def test_finite_weights_that_add_up_to_inf_in_int8w_exit_2_naming_the_tensor(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = RecurrentModel(specs.validate(copy.deepcopy(DENSE_SPEC)))
+    state = model.state_dict()
+    for name in ("layers.0.bias_ih_l0", "layers.0.bias_hh_l0"):  # GRU: int8w folds the r and z biases together
+        state[name] = torch.full_like(state[name], 3e38)
+    path = _checkpoint(tmp_path / "huge_bias.pt", copy.deepcopy(DENSE_SPEC), state)
+    refused([path, "--out", str(tmp_path / "out"), "--precision", "f32,int8w", "--steps", "5"], capsys,
+            "the int8w weights overflow float32: layers.0.fwd.b_ih holds inf", "nothing was written")
+    assert not (tmp_path / "out").exists()
