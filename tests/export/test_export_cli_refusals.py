@@ -287,3 +287,70 @@ def test_finite_weights_that_add_up_to_inf_in_int8w_exit_2_naming_the_tensor(tmp
     refused([path, "--out", str(tmp_path / "out"), "--precision", "f32,int8w", "--steps", "5"], capsys,
             "the int8w weights overflow float32: layers.0.fwd.b_ih holds inf", "nothing was written")
     assert not (tmp_path / "out").exists()
+
+
+def _mutate_graph(model: onnx.ModelProto, rng: np.random.Generator) -> None:
+    """One edit of the kinds a broken exporter or a damaged file makes: dims, types, attributes, ops, wiring."""
+    graph, kind = model.graph, rng.integers(0, 6)
+    tensor = graph.initializer[rng.integers(0, len(graph.initializer))]
+    node = graph.node[rng.integers(0, len(graph.node))]
+    if kind == 0 and len(tensor.dims):
+        tensor.dims[rng.integers(0, len(tensor.dims))] = int(rng.choice([0, 1, 7, 10**6]))
+    elif kind == 1:
+        tensor.data_type = int(rng.integers(0, 30))
+    elif kind == 2:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.INT:
+                a.i = int(rng.choice([0, -1, 2**40, 3]))
+    elif kind == 3:
+        node.op_type = str(rng.choice(["GRU", "RNN", "Gemm", "Add", "Foo", "Scan"]))
+    elif kind == 4 and len(node.input):
+        node.input[rng.integers(0, len(node.input))] = str(rng.choice(["", "x", "W", "nope"]))
+    elif kind == 5:
+        graph.input[0].type.tensor_type.shape.dim[rng.integers(0, 3)].dim_value = int(rng.choice([0, 1, 5, 2**40]))
+
+
+def test_mutated_onnx_files_map_or_exit_2_never_another_exception(tmp_path):
+    from export.from_onnx import load_onnx, map_onnx
+    from export.module_values import MappingError
+
+    rng = np.random.default_rng(0)
+    outcomes = {"mapped": 0, "refused": 0}
+    for case in range(40):
+        model = lstm_layout1_graph(seed=case)
+        for _ in range(rng.integers(1, 3)):
+            _mutate_graph(model, rng)
+        path = tmp_path / f"case{case}.onnx"
+        onnx.save(model, str(path))
+        try:
+            map_onnx(load_onnx(path), where=str(path))
+            outcomes["mapped"] += 1
+        except MappingError:  # ProofError is one too: the CLI's exit 2
+            outcomes["refused"] += 1
+    assert outcomes["mapped"] > 5 and outcomes["refused"] > 20, outcomes
+
+
+def test_mutated_checkpoint_specs_load_or_exit_2_never_another_exception(tmp_path):
+    from export.pipeline import ExportInputError, _load_model
+
+    rng = np.random.default_rng(0)
+    odd = [None, True, -1, 0, 3, 2**40, 1.5, float("nan"), "x", "lstm", "tokens", [], {}, [1, 2], {"a": 1}, 10**30]
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(100):
+        spec = copy.deepcopy(DENSE_SPEC if case % 2 else TOKENS_SPEC)
+        torch.manual_seed(0)
+        state = RecurrentModel(specs.validate(copy.deepcopy(spec))).state_dict()
+        places = [(spec, k) for k in spec] + [(spec["input"], k) for k in spec["input"]] + \
+                 [(spec["layers"][0], k) for k in spec["layers"][0]] + [(spec["head"], k) for k in spec["head"]]
+        where, key = places[rng.integers(0, len(places))]
+        if case % 5:  # every fifth checkpoint stays intact: the loop must load those
+            where[key] = copy.deepcopy(odd[rng.integers(0, len(odd))])
+        path = tmp_path / f"case{case}.pt"
+        torch.save({"format": "rnnedge-checkpoint", "version": 1, "spec": spec, "state_dict": state, "metrics": {}},
+                   path)
+        try:
+            _load_model(path)
+            outcomes["loaded"] += 1
+        except ExportInputError:
+            outcomes["refused"] += 1
+    assert outcomes["loaded"] >= 20 and outcomes["refused"] > 50, outcomes

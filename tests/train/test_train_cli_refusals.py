@@ -200,3 +200,35 @@ def test_an_npy_file_named_npz_is_refused_as_not_a_zip_archive(tmp_path, capsys)
     with open(path, "wb") as f:
         np.save(f, dense())
     refused(tmp_path, path, capsys, "not a zip archive")
+
+
+def _random_array(rng: np.random.Generator, n: int, steps: int) -> np.ndarray:
+    """A plausible or absurd array for one npz key: the shapes and dtypes users (and broken scripts) write."""
+    shape = [(n,), (n, steps), (n, steps, 2), (n, 1, 1, 1), (), (0,)][rng.integers(0, 6)]
+    values = [lambda: rng.standard_normal(shape), lambda: rng.integers(-2, 9, shape),
+              lambda: np.full(shape, rng.choice([np.nan, np.inf, 1e300, 2.0**70])),
+              lambda: rng.integers(0, 2, shape).astype(bool), lambda: rng.integers(0, 2**63, shape, dtype=np.uint64) * 2,
+              lambda: (rng.standard_normal(shape) + 1j).astype(np.complex64), lambda: np.full(shape, "tag"),
+              lambda: np.array(str(rng.choice(["classify", "tag", "forecast", "generate", "dance"])))]
+    return values[rng.integers(0, len(values))]()
+
+
+def test_mutated_npz_files_load_or_raise_value_error_never_another_exception(tmp_path):
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(300):
+        n, steps = int(rng.integers(2, 8)), int(rng.integers(1, 6))
+        arrays = {"X": rng.standard_normal((n, steps, 2)) if case % 3 == 0 else rng.integers(0, 7, (n, steps))
+                  if case % 3 == 1 else _random_array(rng, n, steps),
+                  "y": rng.integers(0, 3, (n, steps)) if case % 4 == 0 else _random_array(rng, n, steps)}
+        for key in ("lengths", "task"):
+            if rng.random() < 0.4:
+                arrays[key] = _random_array(rng, n, steps) if rng.random() < 0.5 else rng.integers(0, steps + 2, n)
+        path = tmp_path / f"case{case}.npz"
+        np.savez(path, **arrays)
+        try:
+            load_dataset(str(path))
+            outcomes["loaded"] += 1
+        except ValueError:
+            outcomes["refused"] += 1
+    assert outcomes["loaded"] > 10 and outcomes["refused"] > 100, outcomes
