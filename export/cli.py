@@ -137,6 +137,8 @@ def _main(args: argparse.Namespace) -> int:
         return bad_input(PROG, f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if not args.tolerance >= 0:
         return bad_input(PROG, f"--tolerance must be a non-negative number, got {args.tolerance}")
+    if args.out is not None and "\0" in args.out:
+        return bad_input(PROG, f"--out {args.out!r} holds a NUL byte, which no file name can")
     if args.module and args.checkpoint:
         return bad_input(PROG, f"give either a positional rnnedge CHECKPOINT ({args.checkpoint}) or --module with "
                           f"--checkpoint STATE_DICT, not both")

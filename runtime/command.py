@@ -53,7 +53,7 @@ def regular_file(path: str | os.PathLike, what: str) -> Path:
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} not found: {path}") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
-        raise ValueError(f"{what} {path!s}: cannot be read: {e}") from None
+        raise ValueError(f"{what} {str(path)!r}: cannot be read: {e}") from None  # repr: a NUL stays visible
     if not stat.S_ISREG(mode):
         kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)

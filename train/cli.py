@@ -121,6 +121,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--clip-grad-norm must be a finite number >= 0 (0 turns clipping off), got {args.clip_grad_norm}")
     if args.window < 0:
         parser.error(f"--window must be at least 0 (0 uses whole sequences), got {args.window}")
+    if args.out is not None and "\0" in str(args.out):
+        parser.error(f"--out {str(args.out)!r} holds a NUL byte, which no file name can")
     if not 0 <= args.seed <= MAX_SEED:
         parser.error(f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if args.diagnose_gradients:

@@ -354,3 +354,9 @@ def test_mutated_checkpoint_specs_load_or_exit_2_never_another_exception(tmp_pat
         except ExportInputError:
             outcomes["refused"] += 1
     assert outcomes["loaded"] >= 20 and outcomes["refused"] > 50, outcomes
+
+
+def test_a_nul_byte_in_a_path_exits_2_showing_it(tmp_path, capsys):
+    refused([str(tmp_path / "m\0odel.onnx"), "--out", str(tmp_path / "out")], capsys, "m\\x00odel.onnx': cannot be read")
+    path = _checkpoint(tmp_path / "ok.pt", copy.deepcopy(DENSE_SPEC))
+    refused([path, "--out", str(tmp_path / "o\0ut")], capsys, "holds a NUL byte")

@@ -232,3 +232,13 @@ def test_mutated_npz_files_load_or_raise_value_error_never_another_exception(tmp
         except ValueError:
             outcomes["refused"] += 1
     assert outcomes["loaded"] > 10 and outcomes["refused"] > 100, outcomes
+
+
+def test_a_nul_byte_in_the_data_path_or_out_exits_2_showing_it(tmp_path, capsys):
+    assert cli.main([str(tmp_path / "a\0b.npz"), "--out", str(tmp_path / "out"), *TINY]) == 2
+    assert "data file '" + str(tmp_path) + "/a\\x00b.npz': cannot be read" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["synthetic-sum", "--out", str(tmp_path / "o\0ut"), *TINY])
+    assert exit_info.value.code == 2
+    assert "holds a NUL byte" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
