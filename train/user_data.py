@@ -241,7 +241,7 @@ def _lengths(where: str, lengths: np.ndarray | None, n: int, steps: int) -> np.n
 def _task(where: str, task: str, guessed: str, input_kind: str, head_on: str) -> str:
     """The task, refused when it does not fit the arrays (a wrong task would train the wrong model silently)."""
     if task not in TASKS:
-        raise ValueError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
+        raise ValueError(f"{where}: task {task[:40]!r} is not one of {', '.join(TASKS)}")
     labels = "float targets" if guessed == "forecast" else "integer labels"
     y_is = f"{labels} {'per step' if head_on == 'every_step' else 'per sequence'}"
     if task == "forecast" and guessed != "forecast":
