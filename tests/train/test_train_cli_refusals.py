@@ -242,3 +242,25 @@ def test_a_nul_byte_in_the_data_path_or_out_exits_2_showing_it(tmp_path, capsys)
     assert exit_info.value.code == 2
     assert "holds a NUL byte" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mutated_csv_files_load_or_raise_value_error_never_another_exception(tmp_path):
+    rng = np.random.default_rng(0)
+    odd = ["nan", "inf", "-1", "1e300", "1e12", "", "x", '"', '"a,b"', "\0", "9" * 5000, " 3 ", "0x10", "\u0661"]
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(200):
+        header = ["sequence_id", "label", "ax", "ay"][: 3 + case % 2]
+        rows = [",".join(header)]
+        for step in range(int(rng.integers(0, 16))):
+            row = [f"s{step % 4}", str(step % 3)] + [f"{v:.3f}" for v in rng.standard_normal(len(header) - 2)]
+            if rng.random() < 0.1:
+                row[rng.integers(1, len(row))] = str(rng.choice(odd))
+            rows.append(",".join(row[: len(row) - (rng.random() < 0.03)]))
+        path = tmp_path / f"case{case}.csv"
+        path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        try:
+            load_dataset(str(path))
+            outcomes["loaded"] += 1
+        except ValueError:
+            outcomes["refused"] += 1
+    assert outcomes["loaded"] > 50 and outcomes["refused"] > 50, outcomes
