@@ -31,9 +31,8 @@ forward()), 3 an internal error (a short message; the traceback goes to a log fi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import tempfile
-import traceback
 from pathlib import Path
 
 from export.from_module import CHECKPOINT_FILE, MappingError, export_module, load_user_module
@@ -49,10 +48,13 @@ from export.pipeline import (
     onnx_source,
 )
 from export.report import markdown
+from runtime.command import OK, PARITY_FAILED, bad_input, internal_error, regular_file
 from train import outputs
 from train.data import load_dataset
 
 PROG = "rnnedge-export"
+MAX_STEPS = 1_000_000  # random parity streams are held whole: 3 streams x steps x features, float64, per artifact
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds agree on this range
 
 
 def parser() -> argparse.ArgumentParser:
@@ -114,44 +116,58 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; returns its exit status (module docstring; runtime/command.py). Bad options exit 2 (argparse)."""
     args = parser().parse_args(argv)
+    try:
+        return _main(args)
+    except Exception as e:  # noqa: BLE001 - a bug outside the export itself: a short message, the traceback in a log
+        return internal_error(PROG, e, "; nothing was written")
+
+
+def _main(args: argparse.Namespace) -> int:
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     for precision in precisions:
         if precision not in PRECISIONS:
-            return _bad_input(f"precision {precision!r} is unknown; supported: {', '.join(PRECISIONS)}")
+            return bad_input(PROG, f"precision {precision!r} is unknown; supported: {', '.join(PRECISIONS)}")
     if args.calibration and "int8" not in precisions:
-        return _bad_input("--calibration is used by the int8 precision only; add int8 to --precision")
-    if args.steps < 1:
-        return _bad_input(f"--steps must be a positive integer, got {args.steps}")
+        return bad_input(PROG, "--calibration is used by the int8 precision only; add int8 to --precision")
+    if not 1 <= args.steps <= MAX_STEPS:
+        return bad_input(PROG, f"--steps must be an integer from 1 to {MAX_STEPS:,}, got {args.steps}")
+    if not 0 <= args.seed <= MAX_SEED:
+        return bad_input(PROG, f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if not args.tolerance >= 0:
-        return _bad_input(f"--tolerance must be a non-negative number, got {args.tolerance}")
+        return bad_input(PROG, f"--tolerance must be a non-negative number, got {args.tolerance}")
+    if args.out is not None and "\0" in args.out:
+        return bad_input(PROG, f"--out {args.out!r} holds a NUL byte, which no file name can")
     if args.module and args.checkpoint:
-        return _bad_input(f"give either a positional rnnedge CHECKPOINT ({args.checkpoint}) or --module with "
+        return bad_input(PROG, f"give either a positional rnnedge CHECKPOINT ({args.checkpoint}) or --module with "
                           f"--checkpoint STATE_DICT, not both")
     if args.module and not args.state_dict:
-        return _bad_input("--module needs --checkpoint STATE_DICT (the module's saved state_dict)")
-    if not args.module and (args.state_dict or args.init_args != "{}"):
-        return _bad_input("--checkpoint and --init-args go with --module; an rnnedge checkpoint is given "
+        return bad_input(PROG, "--module needs --checkpoint STATE_DICT (the module's saved state_dict)")
+    if not args.module and (args.state_dict or args.init_args.strip() != "{}"):
+        return bad_input(PROG, "--checkpoint and --init-args go with --module; an rnnedge checkpoint is given "
                           "positionally: rnnedge-export model.pt")
     if not args.module and not args.checkpoint:
-        return _bad_input("give a CHECKPOINT (written by rnnedge-train), or --module MODULE:CLASS --checkpoint "
+        return bad_input(PROG, "give a CHECKPOINT (written by rnnedge-train), or --module MODULE:CLASS --checkpoint "
                           "STATE_DICT")
     try:
+        _check_input_files(args)
+        args.init_args = _init_args(args.init_args)
         data = _load_data(args.data, args.seed) if args.data else None
         calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
         out_dir = _out_dir(args, precisions)
     except (ExportInputError, outputs.OutputFolderError) as e:
-        return _bad_input(f"{e}; nothing was written")
+        return bad_input(PROG, f"{e}; nothing was written")
     try:
         result = _export(args, out_dir, precisions, data, calibration)
     except (ExportInputError, MappingError, outputs.OutputFolderError) as e:
-        return _bad_input(f"{e}{_unchanged(out_dir)}")
+        return bad_input(PROG, f"{e}{_unchanged(out_dir)}")
     except outputs.CommitError as e:
-        return _bad_input(str(e))
+        return bad_input(PROG, str(e))
     except OSError as e:
-        return _bad_input(f"cannot export to {out_dir}: {e}{_unchanged(out_dir)}")
+        return bad_input(PROG, f"cannot export to {out_dir}: {e}{_unchanged(out_dir)}")
     except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
-        return _internal_error(e, out_dir)
+        return internal_error(PROG, e, _unchanged(out_dir))
     print(markdown(result))
     removed = result["removed"]
     removed = f"; removed {len(removed)} files of the previous export: {outputs.some(removed)}" if removed else ""
@@ -161,8 +177,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: parity FAILED:", file=sys.stderr)
         for failure in result["failures"]:
             print(f"  {failure}", file=sys.stderr)
-        return 1
-    return 0
+        return PARITY_FAILED
+    return OK
+
+
+def _init_args(text: str) -> dict:
+    """--init-args as a dict: JSON of bounded depth (a deep nesting is a RecursionError, a 5000-digit integer a
+    ValueError in json.loads)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ExportInputError("--init-args nests too deeply") from None
+    except ValueError as e:
+        raise ExportInputError(f"--init-args is not valid JSON: {str(e).split(';')[0][:200]}") from None
+    if not isinstance(value, dict):
+        raise ExportInputError(f"--init-args must be a JSON object of keyword arguments, got {type(value).__name__}")
+    return value
+
+
+def _check_input_files(args) -> None:
+    """Every file the command reads is a regular file: a FIFO would block it and /dev/zero feed it forever."""
+    named = [("checkpoint", args.checkpoint), ("--checkpoint", args.state_dict)]
+    if args.module and args.module.rpartition(":")[0].endswith(".py"):
+        named.append(("--module file", args.module.rpartition(":")[0]))
+    for what, path in named:
+        if path:
+            try:
+                regular_file(path, what)
+            except (OSError, ValueError) as e:
+                raise ExportInputError(str(e)) from None
 
 
 def _out_dir(args, precisions: list[str]) -> Path:
@@ -223,14 +266,6 @@ def _unchanged(out_dir: Path) -> str:
     return f"; nothing was written: {out_dir} is as it was" if out_dir.exists() else "; nothing was written"
 
 
-def _internal_error(e: Exception, out_dir: Path) -> int:
-    with tempfile.NamedTemporaryFile("w", prefix=f"{PROG}-", suffix=".log", delete=False) as log:
-        traceback.print_exc(file=log)
-    print(f"{PROG}: internal error: {type(e).__name__}: {e}{_unchanged(out_dir)}; the traceback is in {log.name}",
-          file=sys.stderr)
-    return 3
-
-
 def _load_data(name: str, seed: int, role: str = ""):
     try:
         return load_dataset(name, seed=seed)
@@ -240,11 +275,6 @@ def _load_data(name: str, seed: int, role: str = ""):
 
 def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
-
-
-def _bad_input(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

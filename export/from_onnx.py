@@ -70,6 +70,7 @@ type and name):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -79,10 +80,12 @@ import onnx
 from onnx import numpy_helper
 
 from export.from_module import MappingError, PitfallWarning, ProofError
+from export.onnx_in.checks import check_model
 from export.onnx_in.mapper import PROOF_TOLERANCE, Mapper, OnnxMapping
 from export.onnx_in.proof import PROOF_SHAPES, original_graph, ort_graph, prove_mapping, random_input
 from export.onnx_in.recurrent import ONNX_GATES, TORCH_GATES
 from runtime import spec as specs
+from runtime.command import regular_file
 
 __all__ = ["CHECKPOINT_FILE", "MAPPING_FILE", "ONNX_GATES", "PROOF_SHAPES", "PROOF_TOLERANCE", "TORCH_GATES",
            "MappingError", "OnnxMapping", "ProofError", "export_onnx", "load_onnx", "map_onnx", "original_graph",
@@ -93,45 +96,86 @@ CHECKPOINT_FILE = "model.pt"
 
 
 def load_onnx(path) -> onnx.ModelProto:
-    path = Path(path)
-    if not path.is_file():
-        raise MappingError(f"{path}: file not found")
+    """The ONNX file at `path`, checked (export/onnx_in/checks.py) before any tensor is read. MappingError else."""
     try:
-        return onnx.load(str(path))
+        path = regular_file(path, "ONNX file")
+    except (OSError, ValueError) as e:
+        raise MappingError(str(e)) from None
+    try:
+        model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001
         raise MappingError(f"{path}: not a readable ONNX model: {type(e).__name__}: {e}") from None
+    check_model(model, str(path))
+    return model
 
 
-def map_onnx(model: onnx.ModelProto, *, task: str | None = None, prove: bool = True, seed: int = 0) -> OnnxMapping:
+def map_onnx(model: onnx.ModelProto, *, task: str | None = None, prove: bool = True, seed: int = 0,
+             where: str = "the ONNX model") -> OnnxMapping:
     """ONNX model -> OnnxMapping (unpacks as spec, canonical float32 tensors, notes), proven against ONNX Runtime.
 
     task: the spec's task; None takes it from the graph's `rnnedge.spec` metadata if rnnedge wrote the graph,
     else "classify". Fields that do not change what the graph computes (task, padding_idx, chars) are taken from
-    that metadata too. Raises MappingError (every unsupported node in one message) or ProofError.
+    that metadata too. Raises MappingError (every unsupported node in one message; `where` names the model in
+    refusals of its opsets, tensors and metadata) or ProofError.
     """
-    mapping = Mapper(model).run()
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "rnnedge.spec" in meta:
-        try:
-            written = json.loads(meta["rnnedge.spec"])
-        except json.JSONDecodeError:
-            written = None
-        if isinstance(written, dict):
-            if mapping.spec["input"]["kind"] == "tokens" and isinstance(written.get("input"), dict):
-                for key in ("padding_idx", "chars"):
-                    if key in written["input"]:
-                        mapping.spec["input"][key] = written["input"][key]
-            if task is None and written.get("task") in specs.TASKS:
-                task = written["task"]
-            mapping.notes.append("task and token padding_idx / chars taken from the graph's rnnedge.spec metadata")
+    check_model(model, where)
+    with _malformed_graphs_refused(model, where):
+        mapping = Mapper(model).run()
+    written = _written_spec(model, where)
+    if written is not None:
+        if mapping.spec["input"]["kind"] == "tokens" and isinstance(written.get("input"), dict):
+            for key in ("padding_idx", "chars"):
+                if key in written["input"]:
+                    mapping.spec["input"][key] = written["input"][key]
+        if task is None and written.get("task") in specs.TASKS:
+            task = written["task"]
+        mapping.notes.append("task and token padding_idx / chars taken from the graph's rnnedge.spec metadata")
     mapping.spec["task"] = task or "classify"
     try:
         mapping.spec = specs.validate(mapping.spec)
     except specs.SpecError as e:
         raise MappingError(f"the mapped model is not a valid rnnedge spec: {e}") from None
     if prove:
-        prove_mapping(model, mapping, seed=seed)
+        with _malformed_graphs_refused(model, where):
+            prove_mapping(model, mapping, seed=seed)
     return mapping
+
+
+@contextlib.contextmanager
+def _malformed_graphs_refused(model: onnx.ModelProto, where: str):
+    """An exception the mapper or the proof did not foresee is bad input (MappingError) when onnx's own checker
+    refuses the graph (a type mismatch, a node with missing inputs, ...), and an rnnedge bug otherwise (re-raised).
+    The checker is asked only then: graphs of old IR versions that it refuses may still map correctly."""
+    try:
+        yield
+    except MappingError:
+        raise
+    except Exception as e:  # re-raised unless the checker names the graph as malformed
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as complaint:  # noqa: BLE001 - ValidationError, InferenceError, ...
+            reason = " ".join(str(complaint).split())[:300]
+            raise MappingError(f"{where}: not a valid ONNX graph ({reason}); rnnedge cannot map it "
+                               f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+        raise
+
+
+def _written_spec(model: onnx.ModelProto, where: str) -> dict | None:
+    """The graph's rnnedge.spec metadata (rnnedge wrote the graph) as a dict, None without it. Metadata that is
+    not a JSON object is refused (MappingError) rather than ignored: the task it names decides the metric."""
+    text = next((p.value for p in model.metadata_props if p.key == "rnnedge.spec"), None)
+    if text is None:
+        return None
+    try:
+        written = json.loads(text)
+    except RecursionError:
+        raise MappingError(f"{where}: metadata rnnedge.spec nests too deeply to be a spec") from None
+    except ValueError as e:  # not JSON, or an integer of more than 4300 digits (Python's own limit)
+        reason = str(e).split(";")[0][:200]
+        raise MappingError(f"{where}: metadata rnnedge.spec is not readable JSON: {reason}") from None
+    if not isinstance(written, dict):
+        raise MappingError(f"{where}: metadata rnnedge.spec must be a JSON object, got {type(written).__name__}")
+    return written
 
 
 def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
@@ -172,7 +216,7 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
     refuse_non_finite({i.name: numpy_helper.to_array(i) for i in model.graph.initializer
                        if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)},
                       str(path))
-    mapping = map_onnx(model, task=task, seed=seed)
+    mapping = map_onnx(model, task=task, seed=seed, where=str(path))
     for message in mapping.warnings:
         if on_warning is None:
             warnings.warn(message, PitfallWarning, stacklevel=2)

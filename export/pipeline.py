@@ -340,9 +340,24 @@ def _write_artifacts(spec: dict, tensors: dict[str, np.ndarray], out_dir: Path, 
                 raise ExportInputError(f"cannot quantise to int8: {e}") from None
         else:
             weights = tensors
+        _refuse_overflow(weights, precision)
         artifact.write(out_dir / weights_file(precision), weights, spec, precision)
         written.append(weights_file(precision))
     return {name: (out_dir / name).stat().st_size for name in written}, quantization
+
+
+def _refuse_overflow(weights: dict[str, np.ndarray], precision: str) -> None:
+    """Finite weights near float32's limit (3.4e38) can add up to inf where a precision folds them together (the
+    int8w bias sums): the model is refused, naming the tensor, rather than written with inf."""
+    for name, value in weights.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ExportInputError(f"the {precision} weights overflow float32: {name} holds inf (weights of the "
+                                   f"model reach {_largest(weights):.3g}; float32 ends at 3.4e38)")
+
+
+def _largest(weights: dict[str, np.ndarray]) -> float:
+    finite = [np.abs(v[np.isfinite(v)]).max() for v in weights.values() if v.dtype.kind == "f" and np.isfinite(v).any()]
+    return float(max(finite, default=0.0))
 
 
 def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarray) -> dict[str, int]:

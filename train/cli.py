@@ -11,14 +11,22 @@ beside them but never over them (a file of yours named model.pt, metrics.json or
 Training is written into a staging folder beside the output folder and moved in only when it is complete, so an
 interrupted or failed run leaves the folder as it was. A new model makes the folder's earlier rnnedge files stale:
 an export of the previous model in the same folder is removed (re-run rnnedge-export).
+
+Exit status (runtime/command.py): 0 trained and written, 2 bad input (an unknown data set, a file that is not a
+regular file, a data file whose values the model cannot be built or trained from -- a token id or label outside
+[0, 65535], a NaN or inf input or target, a task that does not fit the arrays; see train/user_data.py -- a bad
+option or a refused output folder), 3 an internal error (a short message; the traceback goes to a log file it names).
+Nothing is written to the output folder unless the status is 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from runtime.command import OK, bad_input, internal_error
 from runtime.spec import CELLS
 from train import outputs
 from train.data import SYNTHETIC, load_dataset
@@ -30,6 +38,11 @@ PROG = "rnnedge-train"
 DEFAULTS = TrainConfig()
 TRAIN_FILES = ("model.pt", "metrics.json", "training.png")
 GRADIENT_FILES = ("gradients.json", "gradients_over_time.png", "clipping.png")
+# Upper bounds for sizes torch would otherwise try to allocate whole: an edge model's layer of 4,096 units
+# already holds 50M parameters (GRU), and a batch beyond the data is one batch of all of it anyway.
+LIMITS = {"hidden": 4096, "layers": 64, "embed_dim": 4096, "epochs": 100_000, "batch_size": 1_000_000,
+          "patience": 100_000}
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds agree on this range
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train a recurrent model (RNN, LSTM, GRU) and write model.pt, metrics.json and training.png.",
         epilog="The best epoch on the validation split is kept (early stopping); its test metric is reported. "
-               "Data formats are described in train/data.py (load_npz, load_csv). "
+               "Data formats and what is refused are described in train/user_data.py (load_npz, load_csv). "
                "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option). "
                "Output folder: new, empty, or written by rnnedge (its rnnedge-manifest.json lists every file with its "
                "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
@@ -89,13 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("hidden", "layers", "embed_dim", "epochs", "batch_size", "patience"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr <= 0:
-        parser.error("--lr must be positive")
+    try:
+        return _main(parser, args)
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
+        return internal_error(PROG, e, "; the output folder is as it was")
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    for name, most in LIMITS.items():
+        if not 1 <= getattr(args, name) <= most:
+            parser.error(f"--{name.replace('_', '-')} must be an integer from 1 to {most:,}, got {getattr(args, name)}")
+    if not 0 < args.lr < math.inf:
+        parser.error(f"--lr must be a positive finite number, got {args.lr}")
+    if not 0 <= args.clip_grad_norm < math.inf:
+        parser.error(f"--clip-grad-norm must be a finite number >= 0 (0 turns clipping off), got {args.clip_grad_norm}")
+    if args.window < 0:
+        parser.error(f"--window must be at least 0 (0 uses whole sequences), got {args.window}")
+    if args.out is not None and "\0" in str(args.out):
+        parser.error(f"--out {str(args.out)!r} holds a NUL byte, which no file name can")
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if args.diagnose_gradients:
         return _diagnose(parser, args)
     try:
@@ -113,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             _, metrics = train(spec, data, config, stage.dir)
             removed = stage.stale()
     except (ValueError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return bad_input(PROG, str(e))
     metric = metrics["metric"]
     print(f"data: {data.name} ({data.task}, {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
           f"sequences); {data.source}")
@@ -124,15 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out / name}")
     if removed:
         print(f"removed {len(removed)} files of the previous model, stale beside the new model.pt: {outputs.some(removed)}")
-    return 0
+    return OK
 
 
 def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """--diagnose-gradients: run train.gradients.diagnose_gradients and print its table."""
-    if args.steps < 2:
-        parser.error(f"--steps must be at least 2 (the adding problem marks one step in each half), got {args.steps}")
-    if args.updates < 0:
-        parser.error("--updates must be at least 0")
+    if not 2 <= args.steps <= 100_000:  # dL/dh_t is kept for every step t
+        parser.error(f"--steps must be from 2 (the adding problem marks one step in each half) to 100,000, got "
+                     f"{args.steps}")
+    if not 0 <= args.updates <= 1_000_000:
+        parser.error(f"--updates must be from 0 to 1,000,000, got {args.updates}")
     if args.clip_grad_norm <= 0:
         parser.error("--diagnose-gradients needs a positive --clip-grad-norm: it is the clipping threshold measured")
     out = args.out or Path("artifacts") / "gradients"
@@ -143,8 +172,7 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                         batch_size=args.batch_size, lr=args.lr, max_norm=args.clip_grad_norm,
                                         seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ValueError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return bad_input(PROG, str(e))
     task, config = report["task"], report["config"]
     print(f"adding problem, T={task['T']}: hidden {config['hidden']}, {config['updates']} Adam updates per cell "
           f"(lr {config['lr']}, batch {config['batch_size']}, clipped at {config['max_norm']}); test MSE baseline "
@@ -164,7 +192,7 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
           f"{_g(applied)}, final loss {_g(cl['final_loss'])}")
     for name in GRADIENT_FILES:
         print(f"wrote {out / name}")
-    return 0
+    return OK
 
 
 def _g(value: float | None) -> str:

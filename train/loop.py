@@ -103,6 +103,7 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
 
     model.load_state_dict(best["state"])
     model.eval()
+    _refuse_diverged(model, history)
     metrics = {
         "dataset": data.name,
         "source": data.source,
@@ -120,6 +121,19 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_training(metrics, out_dir / "training.png")
     return model, metrics
+
+
+class TrainingDiverged(ValueError):
+    """Training reached NaN or inf parameters: a model.pt of NaN would export and run as garbage."""
+
+
+def _refuse_diverged(model: RecurrentModel, history: list[dict]) -> None:
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            losses = ", ".join(f"{h['train_loss']:.4g}" for h in history[:5])
+            raise TrainingDiverged(f"training diverged: parameter {name!r} of the best epoch holds NaN or inf "
+                                   f"(train losses per epoch: {losses}); nothing was written. Try a smaller --lr "
+                                   f"or a --clip-grad-norm")
 
 
 # -- one epoch ------------------------------------------------------------------------------------------------

@@ -25,11 +25,19 @@ def test_cli_reports_bad_datasets_on_stderr_with_exit_code_2_and_no_traceback(tm
     assert err.startswith("rnnedge-train: error:") and "Traceback" not in err
 
 
-def test_cli_rejects_nonsense_options_with_exit_code_2(capsys):
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--hidden", "0"], "--hidden must be an integer from 1 to 4,096, got 0"),
+    (["--hidden", "100000000"], "--hidden must be an integer from 1 to 4,096, got 100000000"),
+    (["--lr", "inf"], "--lr must be a positive finite number, got inf"),
+    (["--clip-grad-norm", "nan"], "--clip-grad-norm must be a finite number >= 0"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295, got -1"),
+    (["--window", "-5"], "--window must be at least 0"),
+])
+def test_cli_rejects_nonsense_options_with_exit_code_2(capsys, argv, says):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--hidden", "0"])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "--hidden must be at least 1" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
 
 
 def test_python_dash_m_train_prints_help():
