@@ -48,7 +48,7 @@ from export.pipeline import (
     onnx_source,
 )
 from export.report import markdown
-from runtime.command import OK, PARITY_FAILED, bad_input, internal_error, regular_file
+from runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
 from train import outputs
 from train.data import load_dataset
 
@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return _main(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a bug outside the export itself: a short message, the traceback in a log
         return internal_error(PROG, e, "; nothing was written")
 

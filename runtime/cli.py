@@ -1,13 +1,24 @@
-"""rnnedge-run: stream a recorded input file through an exported model, one time step per call."""
+"""rnnedge-run: stream a recorded input file through an exported model, one time step per call.
+
+Exit status (runtime/command.py): 0 done, 2 bad input (a weight file, input file, prompt or --out refused, one
+line naming why), 3 an internal error (one line and the log holding the traceback), 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
 import time
 
 import numpy as np
+
+from runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+
+PROG = "rnnedge-run"
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}  # what a backslash in --generate PROMPT may start
 
 DESCRIPTION = """\
 Stream an input file through a model.<precision>.safetensors, one time step per call, exactly as a
@@ -24,14 +35,18 @@ Generation (--generate PROMPT, instead of an input file): a character model (tok
 input.chars, a head predicting the next character on every step, e.g. `rnnedge-train shakespeare`) streams
 the prompt, then samples --n characters one at a time, each fed back as the next input, and prints the
 prompt followed by them. --temperature divides the log-probabilities, --top-k keeps the k most likely
-characters, --seed makes the text repeatable (numpy PCG64). Backslash escapes in PROMPT (\\n, \\t) are
-interpreted. Same for f32, int8w and int8 files.
+characters, --seed makes the text repeatable (numpy PCG64). Backslash escapes in PROMPT (\\n, \\t, \\r, \\\\) are
+interpreted; any other character, UTF-8 included, is taken as it is. Same for f32, int8w and int8 files.
+
+Exit status: 0 done, 2 bad input (one line naming it), 3 an internal error (one line and the path of a log holding
+the traceback), 130 interrupted. --out is written to a temporary file beside it and renamed into place when
+complete, so a failed run leaves no partial file.
 """
 
 
 def _read_input(path: str, dense: bool) -> np.ndarray:
     if path.endswith(".npy"):
-        X = np.load(path, allow_pickle=False)
+        X = np.load(path, allow_pickle=False, mmap_mode="r")  # a header claiming more than the file holds: refused
     elif path.endswith(".csv"):
         try:
             X = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
@@ -57,18 +72,40 @@ def _read_input(path: str, dense: bool) -> np.ndarray:
 
 
 def _write_output(path: str | None, Y: np.ndarray) -> None:
-    if path is not None and path.endswith(".npy"):
-        np.save(path, Y)
-        return
+    """Y to `path` (.npy, else CSV) through a temporary file beside it, renamed into place when complete; or CSV on
+    stdout."""
     rows = Y.reshape(-1, Y.shape[-1]) if Y.ndim > 1 else Y[None]
     if path is None:
         np.savetxt(sys.stdout, rows, delimiter=",", fmt="%.8g")
-    else:
-        np.savetxt(path, rows, delimiter=",", fmt="%.8g")
+        sys.stdout.flush()
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".rnnedge-run-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if path.endswith(".npy"):
+                np.save(f, Y)
+            else:
+                np.savetxt(f, rows, delimiter=",", fmt="%.8g")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _unescape(prompt: str) -> str:
+    """PROMPT with its backslash escapes (_ESCAPES) replaced; ValueError names any other escape."""
+    def one(match: re.Match) -> str:
+        if match.group(1) not in _ESCAPES:
+            raise ValueError(f"--generate PROMPT holds the escape \\{match.group(1)}; the escapes are "
+                             f"{', '.join(chr(92) + c for c in _ESCAPES)} (any other character is taken as it is)")
+        return _ESCAPES[match.group(1)]
+    return re.sub(r"\\(.?)", one, prompt, flags=re.DOTALL)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnedge-run", description=DESCRIPTION,
+    """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model.<precision>.safetensors written by rnnedge-export")
     parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate")
@@ -83,21 +120,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate is not None:
         if args.input is not None or args.out is not None:
             parser.error("--generate takes no input file and no --out: the text goes to stdout")
-        return _generate(args)
-    if args.input is None:
+    elif args.input is None:
         parser.error("give an input file (.npy or .csv), or --generate PROMPT")
+    try:
+        return _generate(args) if args.generate is not None else _run(args)
+    except BrokenPipeError:  # `rnnedge-run ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return OK
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted" + ("; --out was not written" if args.out else ""), file=sys.stderr)
+        return INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
+        return internal_error(PROG, e, "; --out was not written" if args.out else "")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Stream (or run) the input file through the model and write every step's output."""
     if args.out is not None:
+        if "\0" in args.out:
+            return bad_input(PROG, f"--out {args.out!r} holds a NUL byte, which no file name can")
         for role, path in (("model", args.model), ("input", args.input)):
             if os.path.realpath(args.out) == os.path.realpath(path):
-                print(f"rnnedge-run: error: --out {args.out} is the {role} file; rnnedge-run never writes over a file "
-                      f"it reads: choose another --out", file=sys.stderr)
-                return 2
+                return bad_input(PROG, f"--out {args.out} is the {role} file; rnnedge-run never writes over a file "
+                                       "it reads: choose another --out")
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder):
+            return bad_input(PROG, f"--out {args.out}: the folder {folder} does not exist")
 
     import runtime
 
     try:
         model = runtime.load(args.model)
-        X = _read_input(args.input, model.dense)
+        X = _read_input(str(regular_file(args.input, "input file")), model.dense)
         start = time.perf_counter()
         if runtime.spec.can_stream(model.spec):
             stream = model.stream(batch=X.shape[0])
@@ -110,30 +164,35 @@ def main(argv: list[str] | None = None) -> int:
             how = "run over whole sequences (bidirectional or reverse model: it cannot stream)"
         elapsed = time.perf_counter() - start
     except (OSError, ValueError, TypeError) as e:
-        print(f"rnnedge-run: error: {e}", file=sys.stderr)
-        return 2
-    _write_output(args.out, Y[0] if Y.shape[0] == 1 else Y)
-    print(f"rnnedge-run: {X.shape[0]} stream(s) x {X.shape[1]} steps {how} in {elapsed:.3f} s"
+        return bad_input(PROG, str(e))
+    try:
+        _write_output(args.out, Y[0] if Y.shape[0] == 1 else Y)
+    except OSError as e:
+        if args.out is None:
+            raise
+        return bad_input(PROG, f"cannot write --out {args.out}: {e.strerror or e}; nothing was written")
+    print(f"{PROG}: {X.shape[0]} stream(s) x {X.shape[1]} steps {how} in {elapsed:.3f} s"
           + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
-    return 0
+    return OK
 
 
-def _generate(args) -> int:
+def _generate(args: argparse.Namespace) -> int:
+    """--generate: stream the prompt, sample --n characters, print both."""
     import runtime
 
-    prompt = args.generate.encode("utf-8").decode("unicode_escape") if "\\" in args.generate else args.generate
     try:
+        prompt = _unescape(args.generate)
         model = runtime.load(args.model)
         start = time.perf_counter()
         text = model.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
         elapsed = time.perf_counter() - start
     except (OSError, ValueError, TypeError) as e:
-        print(f"rnnedge-run: error: {e}", file=sys.stderr)
-        return 2
+        return bad_input(PROG, str(e))
     print(prompt + text)
-    print(f"rnnedge-run: {len(prompt)} prompt + {args.n} generated characters ({model.precision}, temperature "
+    sys.stdout.flush()
+    print(f"{PROG}: {len(prompt)} prompt + {args.n} generated characters ({model.precision}, temperature "
           f"{args.temperature:g}, top-k {args.top_k or 'all'}, seed {args.seed}) in {elapsed:.3f} s", file=sys.stderr)
-    return 0
+    return OK
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     1 PARITY_FAILED   rnnedge-export: an artifact fails its precision's pass rule (the report is still written)
     2 BAD_INPUT       a file, option or data set the command refuses; one line on stderr names what is wrong
     3 INTERNAL_ERROR  a bug in rnnedge: one short line on stderr, the traceback in a log file that line names
+  130 INTERRUPTED     Ctrl-C (the shell's status for SIGINT): one line; like 2 and 3, nothing was written
 
 No traceback ever reaches the terminal: a command's main() turns every exception into status 2 or 3.
 Stdlib only: rnnedge-run (runtime/, no torch) can share it with rnnedge-train and rnnedge-export.
@@ -19,6 +20,7 @@ import traceback
 from pathlib import Path
 
 OK, PARITY_FAILED, BAD_INPUT, INTERNAL_ERROR = 0, 1, 2, 3
+INTERRUPTED = 130
 
 
 def bad_input(prog: str, message: str) -> int:

@@ -26,7 +26,7 @@ import math
 import sys
 from pathlib import Path
 
-from runtime.command import OK, bad_input, internal_error
+from runtime.command import INTERRUPTED, OK, bad_input, internal_error
 from runtime.spec import CELLS
 from train import outputs
 from train.data import SYNTHETIC, load_dataset
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _main(parser, args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the output folder is as it was", file=sys.stderr)
+        return INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
         return internal_error(PROG, e, "; the output folder is as it was")
 

@@ -360,3 +360,15 @@ def test_a_nul_byte_in_a_path_exits_2_showing_it(tmp_path, capsys):
     refused([str(tmp_path / "m\0odel.onnx"), "--out", str(tmp_path / "out")], capsys, "m\\x00odel.onnx': cannot be read")
     path = _checkpoint(tmp_path / "ok.pt", copy.deepcopy(DENSE_SPEC))
     refused([path, "--out", str(tmp_path / "o\0ut")], capsys, "holds a NUL byte")
+
+
+def test_ctrl_c_during_an_export_exits_130_in_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "export_checkpoint", interrupted)
+    path = _checkpoint(tmp_path / "ok.pt", copy.deepcopy(DENSE_SPEC))
+    assert cli.main([path, "--out", str(tmp_path / "out"), "--steps", "5"]) == 130
+    err = capsys.readouterr().err
+    assert err == "rnnedge-export: interrupted; nothing was written\n"
+    assert not (tmp_path / "out").exists()

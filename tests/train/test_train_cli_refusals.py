@@ -264,3 +264,14 @@ def test_mutated_csv_files_load_or_raise_value_error_never_another_exception(tmp
         except ValueError:
             outcomes["refused"] += 1
     assert outcomes["loaded"] > 50 and outcomes["refused"] > 50, outcomes
+
+
+def test_ctrl_c_during_training_exits_130_in_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train", interrupted)
+    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY]) == 130
+    assert capsys.readouterr().err == "rnnedge-train: interrupted; the output folder is as it was\n"
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir()]  # no staging folder left beside it
