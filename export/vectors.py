@@ -263,7 +263,8 @@ def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         if layout != state_layout(spec):
             raise VectorsError(f"{path}: state_layout {strict_json.short(layout)} does not match the spec's "
                                f"{strict_json.short(state_layout(spec))}")
-        f.check_table(vector_tensors(spec, precision, steps), f"the spec ({precision}, {steps} steps)")
+        f.check_table(vector_tensors(spec, precision, steps), f"the spec ({precision}, {steps} steps)",
+                      f"{precision} vectors need")
         for key, canonical in (("spec", specs.dumps(spec)), ("state_layout", json.dumps(layout, separators=(",", ":")))):
             if raw[PREFIX + key] != canonical:
                 raise VectorsError(f"{path}: {PREFIX}{key} is not in canonical form: it was edited or written by "

@@ -69,7 +69,7 @@ def read(path: str | os.PathLike) -> tuple[dict, str, dict[str, np.ndarray]]:
             spec = specs.loads(metadata["rnnedge.spec"])
         except specs.SpecError as e:
             raise ArtifactError(f"{path}: bad spec in metadata: {e}") from None
-        f.check_table(specs.artifact_tensors(spec, precision), f"the spec ({precision})")
+        f.check_table(specs.artifact_tensors(spec, precision), f"the spec ({precision})", f"{precision} needs")
         if specs.dumps(spec) != metadata["rnnedge.spec"]:
             raise ArtifactError(f"{path}: rnnedge.spec is not in canonical form (runtime.spec.dumps of the validated "
                                 "spec): it was edited or written by another tool")

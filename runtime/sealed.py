@@ -102,11 +102,15 @@ class SealedFile:
         except UnicodeEncodeError:
             raise error(f"{short(self.path)}: cannot read: the path is not valid in the file system's encoding") \
                 from None
-        self._file = os.fdopen(fd, "rb", buffering=0)
         try:
             mode = os.fstat(fd)
             if not stat.S_ISREG(mode.st_mode):
                 raise error(f"{self.path}: not a regular file (a directory, FIFO, device or socket is not read)")
+            self._file = os.fdopen(fd, "rb", buffering=0)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
             self._read_header(mode.st_size)
         except BaseException:
             self._file.close()
@@ -160,9 +164,10 @@ class SealedFile:
             raise self.error(f"{where}: data_offsets {short(offsets)} is not [begin, end] with 0 <= begin <= end")
         return DTYPES[dtype], tuple(shape), offsets[0], offsets[1]
 
-    def check_table(self, expected: dict[str, tuple[tuple[int, ...], str]], against: str) -> None:
+    def check_table(self, expected: dict[str, tuple[tuple[int, ...], str]], against: str, needs: str) -> None:
         """Compare the tensor table with `expected` (name -> (shape, dtype name)) and the data section's size,
-        before any tensor byte is read. `against` names the expectation in messages ("the spec (int8)")."""
+        before any tensor byte is read. Messages name the expectation: against ("the spec (int8)") and needs
+        ("int8 needs")."""
         error, path = self.error, self.path
         missing = sorted(set(expected) - set(self.entries))
         extra = sorted(set(self.entries) - set(expected), key=str)
@@ -174,7 +179,7 @@ class SealedFile:
             if have_shape != tuple(shape):
                 raise error(f"{path}: tensor {name} has shape {have_shape}, {against} says {tuple(shape)}")
             if have_dtype != np.dtype(dtype):
-                raise error(f"{path}: tensor {name} is {have_dtype.name}, {against} needs {dtype}")
+                raise error(f"{path}: tensor {name} is {have_dtype.name}, {needs} {dtype}")
         position = 0
         for begin, end, name in sorted((b, e, name) for name, (_, _, b, e) in self.entries.items()):
             dtype, shape, _, _ = self.entries[name]
