@@ -39,10 +39,11 @@ from runtime import strict_json
 from runtime.spec import MAX_HEAD_LAYERS, MAX_LAYERS
 from runtime.strict_json import short
 
-# The largest legal header is a weight file's spec at its caps: mean and std of MAX_SIZE = 2^20 features, at most
-# 25 bytes a float in JSON (24 for the longest repr, 1 for the comma), 52.5 MB, plus a tensor table of at most
-# MAX_TENSORS entries (under 1 MB). 64 MiB holds it; anything longer is refused before it is read.
-MAX_HEADER = 64 * 2**20
+# The largest legal header holds a spec at its caps: a token model's `chars`, 2^20 characters of at most 14 bytes
+# each once escaped twice (\\ud83d\\ude00 inside the metadata string), 14.7 MB; a dense model's mean and std, 2 x
+# 2^16 floats of at most 25 bytes, 3.3 MB; plus a tensor table of at most MAX_TENSORS entries (under 1 MB).
+# 16 MiB holds either; a longer header is refused before it is read.
+MAX_HEADER = 16 * 2**20
 MAX_TENSORS = 16 * (MAX_LAYERS + MAX_HEAD_LAYERS) * 2  # int8 stores at most 11 per layer direction, 5 per head layer
 MAX_DIMS = 4
 HEADER_MAX_DEPTH = 3  # header > tensor entry > shape

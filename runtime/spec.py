@@ -55,13 +55,14 @@ sequence). `mean`/`std` may be omitted when writing a spec by hand; they default
 
 Bounds: `validate` refuses a key it does not know at any level (top, input, layers[i], head, head.hidden[k],
 layers[i].activations[k]), naming it and where; every size (features, vocab, embed_dim, hidden, out, units) is an
-int (not a bool) in [1, MAX_SIZE]; at most MAX_LAYERS layers and MAX_HEAD_LAYERS head layers; at most
+int (not a bool) in [1, MAX_SIZE] (features: [1, MAX_FEATURES]); at most MAX_LAYERS layers and MAX_HEAD_LAYERS head layers; at most
 MAX_PARAMETERS weights and biases in all; mean, std, clip, alpha and beta are finite float32 values (std and clip
 at least FLOAT32_TINY), dropout in [0, 1). Files are read with these bounds before any tensor is allocated.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 
@@ -98,14 +99,15 @@ _TOKEN_KEYS = {"kind", "vocab", "embed_dim", "padding_idx", "chars"}
 
 # Bounds (module docstring): generous for any recurrent model a device runs, small enough that every size and
 # every file a spec implies is a few GB at most, and so checked before anything is allocated
-MAX_SIZE = 2**20  # features, vocab, embed_dim, hidden, head out and hidden units
+MAX_SIZE = 2**20  # vocab, embed_dim, hidden, head out and hidden units
+MAX_FEATURES = 2**16  # dense input width: each feature costs two floats (mean, std) in every header that holds a spec
 MAX_LAYERS = 64  # recurrent layers
 MAX_HEAD_LAYERS = 64  # the head's hidden dense layers
 MAX_PARAMETERS = 2**28  # weights and biases in all (1 GiB as float32)
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_TINY = 2.0**-126  # the smallest normal float32: a std or clip below it divides into infinity
 SPEC_MAX_DEPTH = 5  # spec > layers > layer > activations > function
-SPEC_MAX_VALUES = 2 * MAX_SIZE + 2**16  # mean and std, plus every other key and value of a spec at its caps
+SPEC_MAX_VALUES = 2 * MAX_FEATURES + 2**16  # mean and std, plus every other key and value of a spec at its caps
 
 
 class SpecError(ValueError):
@@ -117,9 +119,9 @@ def _require(cond: bool, msg: str) -> None:
         raise SpecError(msg)
 
 
-def _size(value, where: str) -> int:
-    _require(isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SIZE,
-             f"{where} must be a positive integer, got {short(value)} (sizes are at most {MAX_SIZE})")
+def _size(value, where: str, cap: int = MAX_SIZE) -> int:
+    _require(isinstance(value, int) and not isinstance(value, bool) and 0 < value <= cap,
+             f"{where} must be a positive integer, got {short(value)} (at most {cap})")
     return value
 
 
@@ -140,7 +142,8 @@ def _known_keys(d: dict, allowed: set[str], where: str) -> None:
 def validate(spec: dict) -> dict:
     """Check a spec and return a normalised deep copy (defaults filled in). Raises SpecError naming the field.
 
-    Unknown keys are refused at every level, every size is an int in [1, MAX_SIZE], every float a finite float32,
+    Unknown keys are refused at every level, every size is an int in [1, MAX_SIZE] (features MAX_FEATURES), every
+    float a finite float32,
     and the model holds at most MAX_PARAMETERS parameters (module docstring, "Bounds").
     """
     _require(isinstance(spec, dict), f"spec must be a dict, got {type(spec).__name__}")
@@ -156,7 +159,7 @@ def validate(spec: dict) -> dict:
     kind = inp.get("kind")
     if kind == "dense":
         _known_keys(inp, _DENSE_KEYS, "input")
-        f = _size(inp.get("features"), "input.features")
+        f = _size(inp.get("features"), "input.features", MAX_FEATURES)
         inp.setdefault("mean", [0.0] * f)
         inp.setdefault("std", [1.0] * f)
         for key, low in (("mean", -FLOAT32_MAX), ("std", FLOAT32_TINY)):
@@ -174,8 +177,8 @@ def validate(spec: dict) -> dict:
         if chars is not None:
             _require(isinstance(chars, str), f"input.chars must be a string, got {type(chars).__name__}")
             _require(len(chars) == v, f"input.chars must hold vocab = {v} characters, got {len(chars)}")
-            _require(len(set(chars)) == v, "input.chars must not repeat a character: "
-                     f"{short(sorted({c for c in chars if chars.count(c) > 1}))} appear more than once")
+            repeated = sorted(c for c, n in collections.Counter(chars).items() if n > 1)
+            _require(not repeated, f"input.chars must not repeat a character: {short(repeated)} appear more than once")
             inp["chars"] = chars
     else:
         raise SpecError(f"input.kind must be 'dense' or 'tokens', got {short(kind)}")
