@@ -204,7 +204,11 @@ class SealedFile:
         """The data section, read once, as arrays (views of one writeable buffer); check_table first."""
         if self._expected is None:
             raise RuntimeError("SealedFile.read_tensors before check_table")
-        buffer = bytearray(self.data_size)
+        try:
+            buffer = bytearray(self.data_size)  # at most the file's size, which check_table tied to the spec's caps
+        except MemoryError:
+            raise self.error(f"{self.path}: its {self.data_size} bytes of tensors do not fit in this machine's "
+                             "memory") from None
         self._read_into(memoryview(buffer), self.data_start)
         tensors = {}
         for name, (shape, dtype) in self._expected.items():
