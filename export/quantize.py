@@ -1,6 +1,6 @@
 """float32 tensors -> the int8w weight file's tensors: symmetric int8 per output row, float32 scales.
 
-Every weight matrix (runtime.spec.quantized_matrices) becomes `q` int8 in the narrow range [-127, 127] plus
+Every weight matrix (runtime.file_tensors.quantized_matrices) becomes `q` int8 in the narrow range [-127, 127] plus
 `<name>.scale` float32 (rows,), with w[r, k] ~= scale[r] * q[r, k]. Biases stay float32, the recurrent one folded into b_ih wherever it is a plain constant
 (runtime.spec.recurrent_bias_rows); an LSTM's peepholes and a layer's initial state stay float32 too. The scale of a row is
 max|row| / 127, so the row's largest weight is exact and every other one is off by at most scale / 2; a row
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime import file_tensors
 from runtime import spec as specs
 
 QMAX = 127  # narrow range: -128 is never used, so the range is symmetric about zero
@@ -39,7 +40,7 @@ def quantize_int8w(spec: dict, tensors: dict[str, np.ndarray]) -> tuple[dict[str
     """Canonical float32 tensors -> (int8w tensors, max abs weight error per quantized matrix)."""
     out = dict(tensors)
     errors: dict[str, float] = {}
-    for name in specs.quantized_matrices(spec):
+    for name in file_tensors.quantized_matrices(spec):
         out[name], out[f"{name}.scale"], errors[name] = quantize_rows(tensors[name])
     for l, layer in enumerate(spec["layers"]):  # fold the recurrent bias into b_ih where it is a constant
         keep = specs.recurrent_bias_rows(layer)

@@ -19,7 +19,7 @@ rounding it, because the clipped value feeds back into every later step. Calibra
 
 Everything else follows from the scales: per row, the requantisation multipliers (runtime.int8_math.
 quantize_multiplier) and the int32 biases round(b / (s_in * s_W[row])). The file keeps only what the integer
-step reads (runtime.spec.int8_tensors): the weight rows' float scales live on in the multipliers.
+step reads (runtime.file_tensors.int8_tensors): the weight rows' float scales live on in the multipliers.
 
 The ONNX layer extensions (runtime/spec.py): reverse, input_forget and clip need no tensor (runtime/layout.py
 derives the clip's integer from the spec); a gru with linear_before_reset false folds its b_hn into b_ih like
@@ -201,7 +201,7 @@ def quantize_int8(spec: dict, tensors: dict[str, np.ndarray], ranges: Ranges):
 
 
 def _dense_layer(out: dict, errors: dict, tensors: dict, k: int, activation: str, absmax: float, s_in: float) -> float:
-    """Hidden head layer k into `out` (runtime.spec.int8_tensors); returns its output scale s_out, the next
+    """Hidden head layer k into `out` (runtime.file_tensors.int8_tensors); returns its output scale s_out, the next
     layer's s_in. tanh and sigmoid requantise the sum to Q3.12 for the gate tables, whose output is Q0.15; gelu
     and gelu_tanh to Q3.12 for int8_math.gelu_q12, whose output is Q3.12 too; relu and none to s_out itself."""
     p = f"head.hidden.{k}"

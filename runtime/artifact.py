@@ -4,7 +4,7 @@ A sealed safetensors file (runtime/sealed.py: no pickle, bounded reading) whose 
 
     rnnedge.format     FORMAT_VERSION, as a decimal string
     rnnedge.precision  "f32"; "int8w": int8 weight matrices, each with a float32 `<name>.scale` per row;
-                       "int8": the integer model (runtime/kernels_int8.py). runtime.spec.artifact_tensors
+                       "int8": the integer model (runtime/kernels_int8.py). runtime.file_tensors.artifact_tensors
                        names every tensor and its dtype for each precision
     rnnedge.spec       the model spec in canonical form: runtime.spec.dumps of the validated spec
     rnnedge.sha256     the seal: SHA-256 over the other three keys and values and every tensor (name, dtype,
@@ -25,7 +25,7 @@ import re
 
 import numpy as np
 
-from runtime import sealed
+from runtime import file_tensors, sealed
 from runtime import spec as specs
 from runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, SHIFT_MAX, SHIFT_MIN
 from runtime.layout import check_int32_sums
@@ -73,7 +73,7 @@ def read(path: str | os.PathLike) -> tuple[dict, str, dict[str, np.ndarray]]:
         except specs.SpecError as e:
             raise ArtifactError(f"{path}: bad spec in metadata: {e}") from None
         _check_runs(spec, precision, path)
-        f.check_table(specs.artifact_tensors(spec, precision), f"the spec ({precision})", f"{precision} needs")
+        f.check_table(file_tensors.artifact_tensors(spec, precision), f"the spec ({precision})", f"{precision} needs")
         if specs.dumps(spec) != meta["rnnedge.spec"]:
             raise ArtifactError(f"{path}: rnnedge.spec is not in canonical form (runtime.spec.dumps of the validated "
                                 "spec): it was edited or written by another tool")
@@ -141,7 +141,7 @@ def _check_int32_sums(tensors: dict[str, np.ndarray], spec: dict, path: str) -> 
 
 
 def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, path: str) -> None:
-    expected = specs.artifact_tensors(spec, precision)
+    expected = file_tensors.artifact_tensors(spec, precision)
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:

@@ -115,7 +115,7 @@ extern "C" {
 /**@}*/
 
 /**
- * One int8 layer-direction's constants (runtime/spec.py int8_tensors, `layers.{l}.fwd.*`). G = gates * hidden.
+ * One int8 layer-direction's constants (runtime/file_tensors.py int8_tensors, `layers.{l}.fwd.*`). G = gates * hidden.
  *
  * Per gate row r: yx = sat16(MBQM(b_x[r] + W_ih[r] . x, mult_x[r], shift_x[r])),
  *                 yh = sat16(MBQM(b_h[r] + W_hh[r] . h, mult_h[r], shift_h[r])),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from export.quantize import QMAX, dequantize_rows, quantize_int8w, quantize_rows
+from runtime import file_tensors
 from runtime import spec as specs
 from tests.helpers import make_spec
 
@@ -42,11 +43,11 @@ def test_quantize_int8w_makes_every_tensor_the_int8w_file_holds():
     rng = np.random.default_rng(1)
     tensors = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in specs.tensor_shapes(spec).items()}
     out, errors = quantize_int8w(spec, tensors)
-    expected = specs.artifact_tensors(spec, "int8w")
+    expected = file_tensors.artifact_tensors(spec, "int8w")
     assert set(out) == set(expected)
     for name, (shape, dtype) in expected.items():
         assert out[name].shape == shape and out[name].dtype == np.dtype(dtype), name
-    assert set(errors) == set(specs.quantized_matrices(spec))
+    assert set(errors) == set(file_tensors.quantized_matrices(spec))
     assert "embedding.weight" in errors and "head.weight" in errors and "layers.1.bwd.w_hh" in errors
     # biases stay float32; gru's r and z rows fold b_hh into b_ih, its n rows keep b_hn apart
     H = spec["layers"][0]["hidden"]

@@ -22,7 +22,7 @@ from export.vectors import (
     save_vectors,
     write_vectors,
 )
-from runtime import artifact
+from runtime import artifact, file_tensors
 from runtime import spec as specs
 
 
@@ -31,7 +31,7 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
                            "layers": [{"cell": "lstm", "hidden": 4}], "head": {"out": 2, "on": "every_step"}})
     rng = np.random.default_rng(0)
     tensors = {name: rng.standard_normal(shape).astype(np.float32)
-               for name, (shape, _) in specs.artifact_tensors(spec, "f32").items()}
+               for name, (shape, _) in file_tensors.artifact_tensors(spec, "f32").items()}
     weights = tmp_path / "model.f32.safetensors"
     artifact.write(weights, tensors, spec, "f32")
     vectors = tmp_path / "model.f32.vectors.safetensors"

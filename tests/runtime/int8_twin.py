@@ -24,6 +24,7 @@ from collections import Counter
 
 import numpy as np
 
+from runtime import file_tensors
 from runtime import spec as specs
 
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
@@ -91,7 +92,7 @@ def gelu_lut(x):
 
 
 class Int8Twin:
-    """The int8 model of `spec` with `tensors` (PyTorch layout, runtime.spec.int8_tensors), for `batch` streams.
+    """The int8 model of `spec` with `tensors` (PyTorch layout, runtime.file_tensors.int8_tensors), for `batch` streams.
 
     step_quantised(xq (B, I)) -> integer logits (B, O), the state kept per layer (h, and c for an LSTM);
     run(xq (B, T, I)) -> every_step (B, T, O) or last_step (B, O) integer logits of whole sequences (any
@@ -365,7 +366,7 @@ def _random_peepholes(rng, H, hot):
 
 
 def random_int8_tensors(spec: dict, rng: np.random.Generator, hot: bool = True, cell_powers=None) -> dict:
-    """A random, valid `model.int8` payload for spec (every name and dtype of runtime.spec.int8_tensors).
+    """A random, valid `model.int8` payload for spec (every name and dtype of runtime.file_tensors.int8_tensors).
 
     hot: requantisation constants large enough that sat16 clips pre-activations often, plus one extreme row per
     matrix (a bias at check_int32_sums' limit, a left shift that saturates int32, a multiplier of ~0).
@@ -418,7 +419,7 @@ def random_int8_tensors(spec: dict, rng: np.random.Generator, hot: bool = True, 
     t["head.bias"] = rng.integers(-(2**24), 2**24, out).astype(np.int32)
     t["head.scale"] = f32(out)
     assert {k: (v.shape, v.dtype.name) for k, v in t.items()} == {k: (s, d) for k, (s, d) in
-                                                                   specs.int8_tensors(spec).items()}
+                                                                   file_tensors.int8_tensors(spec).items()}
     return t
 
 

@@ -15,7 +15,7 @@ import pytest
 from safetensors import safe_open
 
 from export.vectors import VectorsError, read_vectors, write_vectors
-from runtime import artifact, sealed
+from runtime import artifact, file_tensors, sealed
 from runtime import spec as specs
 from runtime.artifact import ArtifactError
 from runtime.model import Model
@@ -32,7 +32,7 @@ def _spec(cell="gru", features=3, hidden=5, out=2, **layer) -> dict:
 def _tensors(spec: dict, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {name: (rng.standard_normal(shape) * 0.5).astype(np.float32)
-            for name, (shape, _) in specs.artifact_tensors(spec, "f32").items()}
+            for name, (shape, _) in file_tensors.artifact_tensors(spec, "f32").items()}
 
 
 def _weights(folder: Path, spec: dict | None = None) -> Path:
@@ -408,7 +408,7 @@ def test_a_legal_spec_claiming_a_gigabyte_the_file_lacks_is_refused_before_alloc
     path = tmp_path / "model.f32.safetensors"
     spec = specs.validate({"version": 1, "input": {"kind": "tokens", "vocab": 2**20, "embed_dim": 255},
                            "layers": [{"cell": "rnn_tanh", "hidden": 1}], "head": {"out": 1, "on": "every_step"}})
-    table = {name: ("F32", shape) for name, (shape, _) in specs.artifact_tensors(spec, "f32").items()}
+    table = {name: ("F32", shape) for name, (shape, _) in file_tensors.artifact_tensors(spec, "f32").items()}
     _claim(path, specs.dumps(spec), table)
     peak = _peak(lambda: pytest.raises(ArtifactError, artifact.read, path))
     with pytest.raises(ArtifactError, match="truncated: tensor embedding.weight ends at byte"):

@@ -9,7 +9,7 @@ import runtime
 from export.calibrate import calibrate
 from export.quantize_int8 import quantize_int8
 from export.weights import canonical_tensors
-from runtime import artifact
+from runtime import artifact, file_tensors
 from runtime import spec as specs
 from tests.helpers import (
     CALIBRATION_SEED,
@@ -79,7 +79,7 @@ def test_int8_weights_are_int8_and_the_state_is_integer(tmp_path):
     spec = make_spec("lstm", layers=2)
     _, int8 = _int8(tmp_path, spec)
     lay = int8.layout
-    matrices = sum(int(np.prod(shape)) for name, (shape, dtype) in specs.int8_tensors(spec).items()
+    matrices = sum(int(np.prod(shape)) for name, (shape, dtype) in file_tensors.int8_tensors(spec).items()
                    if dtype == "int8" and not name.endswith(".shift"))
     assert lay.qblob.dtype == np.int8 and lay.qblob.size == matrices
     assert lay.iblob.dtype == np.int32

@@ -14,7 +14,7 @@ import pytest
 import runtime
 from export.calibrate import calibrate, float_layers
 from export.quantize_int8 import quantize_int8
-from runtime import artifact
+from runtime import artifact, file_tensors
 from runtime import spec as specs
 from runtime.kernels_int8 import input_projections_int8, sequence_layer_int8
 from runtime.layout import L_CLIP_Q, L_OFF_BIH, L_OFF_WIH, build
@@ -305,7 +305,7 @@ def test_quantized_initial_state_and_folded_gru_bias():
     spec, tensors, quantized, info, _ = float_case("gru")
     assert "layers.0.fwd.b_hh" not in quantized and "layers.1.bwd.b_hh" not in quantized  # folded into b_ih
     assert {k: (v.shape, v.dtype.name) for k, v in quantized.items()} == {
-        k: (s, d) for k, (s, d) in specs.int8_tensors(spec).items()}
+        k: (s, d) for k, (s, d) in file_tensors.int8_tensors(spec).items()}
     h0 = quantized["layers.0.fwd.h0"]
     assert h0.dtype == np.int16
     np.testing.assert_array_equal(h0, np.rint(tensors["layers.0.fwd.h0"].astype(np.float64) * 32768))

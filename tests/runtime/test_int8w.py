@@ -11,7 +11,7 @@ from safetensors.numpy import save
 import runtime
 from export.quantize import dequantize_rows, quantize_int8w
 from export.weights import canonical_tensors
-from runtime import ArtifactError, artifact
+from runtime import ArtifactError, artifact, file_tensors
 from runtime import spec as specs
 from tests.helpers import (
     TOLERANCE,
@@ -56,7 +56,7 @@ def _cell(cell, x, h, c, w_ih, w_hh, b_ih, b_hh):
 def numpy_twin(spec: dict, q: dict, X: np.ndarray) -> np.ndarray:
     """(B, T, out) float64 for an every_step head, (B, out) for last_step; full-length sequences."""
     t64 = {name: q[name].astype(np.float64) for name in q}
-    for name in specs.quantized_matrices(spec):
+    for name in file_tensors.quantized_matrices(spec):
         t64[name] = dequantize_rows(q[name], q[f"{name}.scale"]).astype(np.float64)
     inp = spec["input"]
     if inp["kind"] == "dense":
@@ -134,11 +134,11 @@ def test_int8w_weights_stay_int8_in_memory_and_nbytes_says_so(tmp_path):
     model = make_model(spec)
     f32 = runtime.load(write_artifact(model, tmp_path / "m.f32.safetensors"))
     int8w = runtime.load(write_artifact(model, tmp_path / "m.int8w.safetensors", "int8w"))
-    matrices = sum(int(np.prod(specs.tensor_shapes(int8w.spec)[n])) for n in specs.quantized_matrices(int8w.spec))
+    matrices = sum(int(np.prod(specs.tensor_shapes(int8w.spec)[n])) for n in file_tensors.quantized_matrices(int8w.spec))
     lay = int8w.layout
     assert lay.qblob.dtype == np.int8 and lay.qblob.size == matrices
     assert lay.blob.dtype == np.float32 and lay.blob.size == f32.layout.blob.size - matrices + sum(
-        specs.tensor_shapes(int8w.spec)[n][0] for n in specs.quantized_matrices(int8w.spec))  # + one scale per row
+        specs.tensor_shapes(int8w.spec)[n][0] for n in file_tensors.quantized_matrices(int8w.spec))  # + one scale per row
     assert int8w.nbytes == lay.blob.nbytes + lay.qblob.nbytes + lay.table.nbytes
     assert int8w.nbytes < 0.35 * f32.nbytes
     assert int8w.stream(2).nbytes == f32.stream(2).nbytes  # state and scratch stay float32

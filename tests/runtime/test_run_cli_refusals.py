@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,7 +77,7 @@ def test_rnnedge_run_reports_an_internal_error_with_a_log_and_exit_3(dense_model
     err = capsys.readouterr().err
     assert "internal error: ZeroDivisionError: a bug inside rnnedge" in err and "Traceback" not in err
     log = err.rsplit("the traceback is in ", 1)[1].split()[0]
-    assert "ZeroDivisionError" in open(log).read()
+    assert "ZeroDivisionError" in Path(log).read_text()
     os.unlink(log)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runtime import file_tensors
 from runtime import spec as specs
 from tests.helpers import make_spec
 
@@ -44,8 +45,8 @@ def test_head_stack_tensors_are_named_and_shaped_per_the_contract():
     assert shapes == {"head.hidden.0.weight": (8, 12), "head.hidden.0.bias": (8,),
                       "head.hidden.1.weight": (5, 8), "head.hidden.1.bias": (5,),
                       "head.weight": (4, 5), "head.bias": (4,)}
-    assert {"head.hidden.0.weight", "head.hidden.1.weight", "head.weight"} <= set(specs.quantized_matrices(spec))
-    int8w = specs.artifact_tensors(spec, "int8w")
+    assert {"head.hidden.0.weight", "head.hidden.1.weight", "head.weight"} <= set(file_tensors.quantized_matrices(spec))
+    int8w = file_tensors.artifact_tensors(spec, "int8w")
     assert int8w["head.hidden.1.weight"] == ((5, 8), "int8") and int8w["head.hidden.1.weight.scale"] == ((5,), "float32")
     assert int8w["head.hidden.1.bias"] == ((5,), "float32")
 
