@@ -112,7 +112,7 @@ def test_too_short_sequences_are_a_clear_error(tmp_path, capsys, steps):
     with pytest.raises(SystemExit) as exit_info:
         main(["--diagnose-gradients", "--steps", str(steps), "--out", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "--steps must be at least 2" in capsys.readouterr().err
+    assert "--steps must be from 2 (the adding problem marks one step in each half)" in capsys.readouterr().err
     assert not (tmp_path / "gradients.json").exists()
 
 
