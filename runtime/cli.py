@@ -211,12 +211,16 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _text_prompt(prompt: str) -> str:
-    """--generate PROMPT with its escapes replaced; refused when the command line held bytes that are not UTF-8
-    (Python keeps them as lone surrogates, which no alphabet holds)."""
-    for position, c in enumerate(prompt):
-        if "\udc80" <= c <= "\udcff":
-            raise ValueError(f"--generate PROMPT is not UTF-8: the byte 0x{ord(c) - 0xDC00:02X} at character "
-                             f"{position} (give the prompt in UTF-8)")
+    """--generate PROMPT read as UTF-8 whatever the locale, with its escapes replaced. Python decodes the command
+    line with the locale's encoding and keeps bytes it cannot decode as lone surrogates (a C locale: every
+    non-ASCII byte); those bytes are decoded again as UTF-8, and refused, naming the byte, when they are not."""
+    if any("\udc80" <= c <= "\udcff" for c in prompt):
+        raw = os.fsencode(prompt)
+        try:
+            prompt = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"--generate PROMPT is not UTF-8: the byte 0x{raw[e.start]:02X} at byte offset "
+                             f"{e.start} ({e.reason}); give the prompt in UTF-8") from None
     return _unescape(prompt)
 
 

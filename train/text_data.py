@@ -59,12 +59,6 @@ def load_text(path: str | Path) -> Dataset:
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     alphabet, ids = np.unique(codes, return_inverse=True)
-    if len(alphabet) < 2:
-        raise ValueError(f"{path}: {len(alphabet)} distinct character(s): a character model needs at least two to "
-                         "tell apart")
-    if len(alphabet) > MAX_CHARS:
-        raise ValueError(f"{path}: {len(alphabet):,} distinct characters, more than a character model takes "
-                         f"({MAX_CHARS:,}); is it text?")
     held = math.floor(SPLIT_FRACTIONS[2] * len(codes))
     T = min(SHAKESPEARE_SEQUENCE, held - 1)
     if T < MIN_SEQUENCE:
@@ -72,6 +66,12 @@ def load_text(path: str | Path) -> Dataset:
         raise ValueError(f"{path}: {len(codes):,} characters is too short: each of the validation and test parts "
                          f"(the last {SPLIT_FRACTIONS[2]:.0%} each) needs one sequence of at least {MIN_SEQUENCE} "
                          f"characters and the one after it, so the text needs at least {needed} characters")
+    if len(alphabet) < 2:
+        raise ValueError(f"{path}: {len(alphabet)} distinct character(s): a character model needs at least two to "
+                         "tell apart")
+    if len(alphabet) > MAX_CHARS:
+        raise ValueError(f"{path}: {len(alphabet):,} distinct characters, more than a character model takes "
+                         f"({MAX_CHARS:,}); is it text?")
     ids = ids.astype(np.int64).reshape(-1)
     n = len(ids)
     parts = {"train": ids[: n - 2 * held], "val": ids[n - 2 * held : n - held], "test": ids[n - held :]}
