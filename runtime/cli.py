@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model.<precision>.safetensors written by rnnedge-export")
-    parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate")
+    parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate or --prompt-ids")
     parser.add_argument("--out", help="where to write the outputs (.npy or .csv); default: CSV on stdout")
     gen = parser.add_argument_group("generation (token models predicting the next token)")
     prompt = gen.add_mutually_exclusive_group()
