@@ -109,7 +109,7 @@ def token_npz(path, chars, vocab=None):
     return str(path)
 
 
-@pytest.mark.parametrize("chars", ["abcdé—ß\n", np.array(list("abcdé—ß\n"))])
+@pytest.mark.parametrize("chars", ["abcdé—ß\n", np.array(list("abcdé—ß\n")), np.array("abcdé—ß\n".encode())])
 def test_a_token_npz_with_chars_trains_a_model_whose_spec_carries_them(tmp_path, capsys, chars):
     data = token_npz(tmp_path / "tokens.npz", chars)
     assert load_dataset(data).chars == "abcdé—ß\n"
