@@ -102,9 +102,9 @@ def test_a_character_model_trained_on_utf8_text_generates_text_of_its_alphabet_f
         assert set(printed[:-1]) <= set(TEXT)
 
 
-def token_npz(path, chars, vocab=None):
+def token_npz(path, chars, vocab=8):
     """Next-token data over ids [0, vocab) with the character table `chars`."""
-    sequences = np.random.default_rng(0).integers(0, vocab or len(chars), (26, 23))
+    sequences = np.random.default_rng(0).integers(0, vocab, (26, 23))
     np.savez(path, X=sequences[:, :-1], y=sequences[:, 1:], task="generate", chars=chars)
     return str(path)
 
