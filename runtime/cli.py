@@ -32,11 +32,15 @@ Output (--out): .npy (T, out) or (B, T, out), or .csv (one row per step); withou
 Bidirectional and reverse models cannot stream: they are run over the whole sequence instead (and say so).
 
 Generation (--generate PROMPT, instead of an input file): a character model (token input whose spec carries
-input.chars, a head predicting the next character on every step, e.g. `rnnedge-train shakespeare`) streams
-the prompt, then samples --n characters one at a time, each fed back as the next input, and prints the
-prompt followed by them. --temperature divides the log-probabilities, --top-k keeps the k most likely
-characters, --seed makes the text repeatable (numpy PCG64). Backslash escapes in PROMPT (\\n, \\t, \\r, \\\\) are
-interpreted; any other character, UTF-8 included, is taken as it is. Same for f32, int8w and int8 files.
+input.chars, a head predicting the next character on every step, e.g. `rnnedge-train shakespeare` or
+`rnnedge-train my_text.txt`) streams the prompt, then samples --n characters one at a time, each fed back as
+the next input, and prints the prompt followed by them, as UTF-8 whatever the locale. --temperature divides
+the log-probabilities, --top-k keeps the k most likely characters, --seed makes the text repeatable (numpy
+PCG64). Backslash escapes in PROMPT (\\n, \\t, \\r, \\\\) are interpreted; any other character, UTF-8
+included, is taken as it is; a character outside the model's alphabet is refused, naming it.
+--prompt-ids 1,2,3 instead of --generate: the prompt as token ids, for a token model without input.chars (or
+with); it prints the prompt's ids followed by the --n sampled ids, comma separated, on one line.
+Same for f32, int8w and int8 files.
 
 Exit status: 0 done, 2 bad input (one line naming it), 3 an internal error (one line and the path of a log holding
 the traceback), 130 interrupted. --out is written to a temporary file beside it and renamed into place when
@@ -108,22 +112,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model.<precision>.safetensors written by rnnedge-export")
-    parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate")
+    parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate or --prompt-ids")
     parser.add_argument("--out", help="where to write the outputs (.npy or .csv); default: CSV on stdout")
-    gen = parser.add_argument_group("generation (character models)")
-    gen.add_argument("--generate", metavar="PROMPT", help="stream PROMPT, then print it and --n sampled characters")
-    gen.add_argument("--n", type=int, default=200, help="characters to generate")
+    gen = parser.add_argument_group("generation (token models predicting the next token)")
+    prompt = gen.add_mutually_exclusive_group()
+    prompt.add_argument("--generate", metavar="PROMPT", help="stream PROMPT (text: the model's spec needs "
+                        "input.chars), then print it and --n sampled characters")
+    prompt.add_argument("--prompt-ids", metavar="IDS", help="stream the comma-separated token ids IDS (e.g. 1,2,3), "
+                        "then print them and --n sampled ids, comma separated")
+    gen.add_argument("--n", type=int, default=200, help="characters (or ids) to generate")
     gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, > 0")
-    gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely characters only")
+    gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens only")
     gen.add_argument("--seed", type=int, default=0, help="seed of the sampler (numpy PCG64)")
     args = parser.parse_args(argv)
-    if args.generate is not None:
+    generating = args.generate is not None or args.prompt_ids is not None
+    if generating:
         if args.input is not None or args.out is not None:
-            parser.error("--generate takes no input file and no --out: the text goes to stdout")
+            option = "--generate" if args.generate is not None else "--prompt-ids"
+            parser.error(f"{option} takes no input file and no --out: the tokens go to stdout")
     elif args.input is None:
-        parser.error("give an input file (.npy or .csv), or --generate PROMPT")
+        parser.error("give an input file (.npy or .csv), or --generate PROMPT, or --prompt-ids IDS")
     try:
-        return _generate(args) if args.generate is not None else _run(args)
+        return _generate(args) if generating else _run(args)
     except BrokenPipeError:  # `rnnedge-run ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return OK
@@ -177,22 +187,53 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    """--generate: stream the prompt, sample --n characters, print both."""
+    """--generate / --prompt-ids: stream the prompt, sample --n tokens, print both (text, or ids)."""
     import runtime
 
     try:
-        prompt = _unescape(args.generate)
+        prompt = _text_prompt(args.generate) if args.generate is not None else _id_prompt(args.prompt_ids)
         model = runtime.load(args.model)
         start = time.perf_counter()
-        text = model.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+        tokens = model.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
         elapsed = time.perf_counter() - start
     except (OSError, ValueError, TypeError) as e:
         return bad_input(PROG, str(e))
-    print(prompt + text)
+    if isinstance(prompt, str):
+        line, what = prompt + tokens, "characters"
+    else:
+        line, what = ",".join(str(int(i)) for i in (*prompt, *tokens)), "token ids"
     sys.stdout.flush()
-    print(f"{PROG}: {len(prompt)} prompt + {args.n} generated characters ({model.precision}, temperature "
+    sys.stdout.buffer.write((line + "\n").encode("utf-8"))  # whatever the locale: an alphabet may hold any character
+    sys.stdout.buffer.flush()
+    print(f"{PROG}: {len(prompt)} prompt + {args.n} generated {what} ({model.precision}, temperature "
           f"{args.temperature:g}, top-k {args.top_k or 'all'}, seed {args.seed}) in {elapsed:.3f} s", file=sys.stderr)
     return OK
+
+
+def _text_prompt(prompt: str) -> str:
+    """--generate PROMPT read as UTF-8 whatever the locale, with its escapes replaced. Python decodes the command
+    line with the locale's encoding and keeps bytes it cannot decode as lone surrogates (a C locale: every
+    non-ASCII byte); those bytes are decoded again as UTF-8, and refused, naming the byte, when they are not."""
+    if any("\udc80" <= c <= "\udcff" for c in prompt):
+        raw = os.fsencode(prompt)
+        try:
+            prompt = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"--generate PROMPT is not UTF-8: the byte 0x{raw[e.start]:02X} at byte offset "
+                             f"{e.start} ({e.reason}); give the prompt in UTF-8") from None
+    return _unescape(prompt)
+
+
+def _id_prompt(ids: str) -> list[int]:
+    """--prompt-ids 1,2,3 as a list of ids; each must be a non-negative integer (the model checks its vocabulary)."""
+    values = []
+    for position, item in enumerate(ids.split(",")):
+        item = item.strip()
+        if not re.fullmatch(r"[0-9]{1,18}", item):  # 18 digits: any id that fits an int64
+            raise ValueError(f"--prompt-ids {ids[:60]!r}: item {position} ({item[:20]!r}) is not a token id (a "
+                             "non-negative integer); give ids separated by commas, e.g. 1,2,3")
+        values.append(int(item))
+    return values
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     rnnedge-train                              # the smartwatch demo -> artifacts/watch/
     rnnedge-train my_data.npz --cell lstm --hidden 64 --out artifacts/mine
+    rnnedge-train my_book.txt                  # a character model of your own UTF-8 text (train/text_data.py)
     python -m train synthetic-sum --epochs 5
     rnnedge-train --diagnose-gradients --out /tmp/grads   # vanishing/exploding gradients, RNN vs LSTM vs GRU
 
@@ -14,7 +15,8 @@ an export of the previous model in the same folder is removed (re-run rnnedge-ex
 
 Exit status (runtime/command.py): 0 trained and written, 2 bad input (an unknown data set, a file that is not a
 regular file, a data file whose values the model cannot be built or trained from -- a token id or label outside
-[0, 65535], a NaN or inf input or target, a task that does not fit the arrays; see train/user_data.py -- a bad
+[0, 65535], a NaN or inf input or target, a task that does not fit the arrays; see train/user_data.py -- a text
+file that is not UTF-8, holds a NUL byte, is too short or has too many distinct characters (train/text_data.py), a bad
 option or a refused output folder), 3 an internal error (a short message; the traceback goes to a log file it names).
 Nothing is written to the output folder unless the status is 0.
 """
@@ -62,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'watch' (bundled smartwatch IMU demo), 'digits' (bundled spoken-digit MFCCs), "
                              "'shakespeare' (bundled plays, next character), 'co2' (bundled weekly Mauna Loa CO2, "
                              "next-week forecast), "
-                             f"one of {', '.join(SYNTHETIC)}, or a path to a .npz or .csv file")
+                             f"one of {', '.join(SYNTHETIC)}, or a path to a .npz or .csv file, or to a .txt file: "
+                             "UTF-8 text (recognised by the suffix .txt) for a character model that predicts the next "
+                             "character (task generate; its end is held out; see train/text_data.py), then "
+                             "rnnedge-run --generate")
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell of every layer")
     model.add_argument("--hidden", type=int, default=48, help="hidden units per layer and direction")

@@ -10,6 +10,7 @@ past its true length. Names:
                           predicts the next week's change
     "path/to/file.npz"    keys X, y and optional lengths, task (format and checks in train/user_data.py)
     "path/to/file.csv"    one row per time step (format and checks in train/user_data.py)
+    "path/to/file.txt"    UTF-8 text: a character model's data, next-character prediction (train/text_data.py)
     "synthetic-sum"       dense, last_step: is the sum of the sequence positive?
     "synthetic-tokens"    tokens, last_step: did the marker token appear?
     "synthetic-tag"       tokens, every_step: has the marker token appeared yet?
@@ -85,12 +86,16 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
     if name in SYNTHETIC:
         return SYNTHETIC[name](seed)
     suffix = Path(name).suffix.lower()
+    if suffix == ".txt":
+        from train.text_data import load_text  # text_data builds on this module's containers
+
+        return load_text(name)
     if suffix in (".npz", ".csv"):
         from train.user_data import load_csv, load_npz  # user_data builds on this module's containers
 
         return (load_npz if suffix == ".npz" else load_csv)(name, seed)
     known = ", ".join(["watch", "digits", "shakespeare", "co2", *SYNTHETIC])
-    raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz or .csv file")
+    raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz, .csv or .txt file")
 
 
 # -- the bundled smartwatch recordings ------------------------------------------------------------------------
@@ -165,14 +170,7 @@ def load_shakespeare() -> Dataset:
         which["val" if b % 10 == 8 else "test" if b % 10 == 9 else "train"].append(block)
 
     def split(name: str) -> SequenceData:
-        T = SHAKESPEARE_SEQUENCE
-        X, y = [], []
-        for block in which[name]:
-            n = (len(block) - 1) // T
-            X.append(block[: n * T].reshape(n, T))
-            y.append(block[1 : n * T + 1].reshape(n, T))
-        X, y = np.concatenate(X), np.concatenate(y)
-        return SequenceData(X, np.full(len(X), T, dtype=np.int64), y)
+        return next_token_windows(which[name], SHAKESPEARE_SEQUENCE)
 
     return Dataset(
         name="shakespeare", task="generate", input_kind="tokens", features=None, vocab=len(chars), out=len(chars),
@@ -181,6 +179,18 @@ def load_shakespeare() -> Dataset:
                "Stewart); see train/bundled/README.md",
         chars=chars,
     )
+
+
+def next_token_windows(blocks: list[np.ndarray], T: int) -> SequenceData:
+    """Each block of token ids cut into sequences of T: X[n, t] a token, y[n, t] the token after it, both inside
+    the block (a block's last id is only a target; the ids left over after its last whole sequence are unused)."""
+    X, y = [], []
+    for block in blocks:
+        n = (len(block) - 1) // T
+        X.append(block[: n * T].reshape(n, T))
+        y.append(block[1 : n * T + 1].reshape(n, T))
+    X, y = np.concatenate(X), np.concatenate(y)
+    return SequenceData(X, np.full(len(X), T, dtype=np.int64), y)
 
 
 # -- the bundled Mauna Loa CO2 series ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import numpy as np
 from runtime.command import regular_file
 from runtime.spec import TASKS
 from train.data import Dataset, SequenceData, _pad, _split, _zero_padding
+from train.text_data import npz_chars, with_chars
 
 # One embedding row per token id and one head row per class: 65,536 holds a word-level vocabulary (GPT-2's
 # 50,257 tokens) and keeps a 48-unit head at 12.6 MB; an id beyond it is a corrupt file, not a vocabulary.
@@ -46,6 +47,9 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
         lengths  optional (N,) integer in [1, T]; without it every sequence is T steps long
         task     optional string, one of classify, tag, forecast, generate, overriding the guess above
                  (generate: token X and (N, T) integer y, the next token at every step)
+        chars    optional, token input only: the character of each token id, a string or a 1-D array of
+                 single characters, distinct (train/text_data.py npz_chars); the vocabulary becomes len(chars)
+                 and the spec's input.chars holds it, so rnnedge-run --generate reads and writes text
     Values past each length are ignored and set to zero.
     """
     path = regular_file(path, "data file")
@@ -69,8 +73,11 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
     def locate(name: str, index: tuple) -> str:
         return f"{path}: {name}[{', '.join(str(int(i)) for i in index)}]"
 
-    return _from_arrays(path.stem, str(path), arrays["X"], arrays["y"], arrays.get("lengths"), task, seed,
+    data = _from_arrays(path.stem, str(path), arrays["X"], arrays["y"], arrays.get("lengths"), task, seed,
                         source=f"user file {path} (licence as its owner states)", locate=locate)
+    if "chars" in arrays:  # a character model: the alphabet travels into the spec's input.chars
+        data = with_chars(data, npz_chars(str(path), arrays["chars"]), str(path))
+    return data
 
 
 def _check_npz_sizes(path: Path) -> None:
