@@ -1,6 +1,10 @@
 """Checkpoints: the model's state_dict plus its spec, never a pickled object.
 
-    {"format": "rnnedge-checkpoint", "version": 1, "spec": {...}, "state_dict": {...}, "metrics": {...}}
+    {"format": "rnnedge-checkpoint", "version": 1, "spec": {...}, "state_dict": {...}, "metrics": {...},
+     "split": {...}}
+
+"split" (train/splits.py record: method, seed, SHA-256 of the data and of the test indices) says which sequences
+the model never trained on; checkpoints written before it existed lack it, so their held-out part is unverifiable.
 
 Written with torch.save, read with torch.load(weights_only=True).
 """
@@ -23,17 +27,31 @@ class CheckpointError(ValueError):
     """A file that is not an rnnedge checkpoint, or one this version cannot read."""
 
 
-def save_checkpoint(path: str | os.PathLike, model: RecurrentModel, metrics: dict | None = None) -> None:
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "spec": model.spec,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "metrics": metrics or {},
-        },
-        path,
-    )
+def save_checkpoint(path: str | os.PathLike, model: RecurrentModel, metrics: dict | None = None,
+                    split: dict | None = None) -> None:
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "spec": model.spec,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": metrics or {},
+    }
+    if split is not None:
+        ckpt["split"] = split
+    torch.save(ckpt, path)
+
+
+def load_split(path: str | os.PathLike) -> dict | None:
+    """The checkpoint's split record (train/splits.py), or None for a checkpoint written without one. The file is
+    read as load_checkpoint reads it; a file it cannot read is load_checkpoint's to refuse, so it gives None."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 -- the export's load_checkpoint names what is wrong with the file
+        return None
+    split = ckpt.get("split") if isinstance(ckpt, dict) else None
+    if not isinstance(split, dict) or not isinstance(split.get("method"), str):
+        return None
+    return split
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[RecurrentModel, dict]:
