@@ -264,13 +264,13 @@ def _parity_inputs(spec: dict, data, steps: int, seed: int):
         X = parity.random_streams(spec, RANDOM_BATCH, steps, seed)
         lengths = np.full(RANDOM_BATCH, steps, dtype=np.int64)
         return X, lengths, None, {"source": "random", "seed": seed, **_lengths_summary(lengths)}
-    check_fit(spec, data)
     test = data.test
     X, lengths = np.asarray(test.X), np.asarray(test.lengths, dtype=np.int64)
     try:
         parity.check_inputs_fit(spec, X, f"data set {data.name!r}")
     except ValueError as e:
         raise ExportInputError(str(e)) from None
+    check_fit(spec, data)
     split = getattr(data, "split", None)
     return X, lengths, np.asarray(test.y), {"source": "dataset", "dataset": data.name, **_lengths_summary(lengths),
                                             **({"split": split} if split else {})}

@@ -127,4 +127,4 @@ def test_a_model_of_another_task_or_input_kind_is_refused(tmp_path, capsys):
                              "head": {"out": 3, "on": "last_step", "activation": "softmax"}, "task": "classify"})
     save_checkpoint(tmp_path / "tokens.pt", tokens.eval())
     assert cli.main([str(tmp_path / "tokens.pt"), "--data", data, "--out", str(tmp_path / "e2")]) == 2
-    assert "has dense input; the model reads token ids" in capsys.readouterr().err
+    assert "the model reads token ids (N, T) of integers, got float32" in capsys.readouterr().err
