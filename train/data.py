@@ -337,7 +337,7 @@ def split_data(whole: SequenceData, seed: int, method: str | None, marks: np.nda
     """(train, val, test) of `whole` (in its loaded order) by `method` (None: given when there are marks, else
     random), and the split's record (train/splits.py)."""
     method = method or ("given" if marks is not None else "random")
-    parts = splits.indices(len(whole), method, seed, marks, groups, where)
+    parts = splits.indices(len(whole), method, seed, marks, groups, where, (whole.X, whole.lengths))
     record = splits.record(method, seed, splits.digest(whole.X, whole.lengths, whole.y), len(whole), parts[2])
     return tuple(SequenceData(whole.X[p], whole.lengths[p], whole.y[p]) for p in parts), record
 

@@ -10,7 +10,9 @@ A split is dealt from the whole data in its loaded order by one of METHODS:
               with the seed and dealt until each split holds about 70/15/15 of the sequences: no group is on
               two sides
     time      the sequences in their order, cut 70/15/15 into contiguous blocks: every test sequence comes
-              after every training sequence
+              after every training sequence. Windows cut from one series overlap their neighbours; an earlier
+              block's sequences whose last steps are the first steps of the next block's first sequence (at least
+              OVERLAP_STEPS steps in common) are left out of both, so no step is on two sides
 
 `record` describes a split in plain values a checkpoint can hold: the method, the seed, the SHA-256 of the data as
 loaded (every array, in order) and of the test indices; `differences` compares a checkpoint's record with the
@@ -27,11 +29,14 @@ METHODS = ("given", "random", "by-group", "time")
 FIXED = "fixed"  # a bundled set whose split is part of the set (watch by subject, shakespeare and co2 by blocks)
 FRACTIONS = (0.70, 0.15, 0.15)
 SPLIT_NAMES = ("train", "val", "test")
+OVERLAP_STEPS = {"dense": 2, "tokens": 8}  # fewer steps in common can be chance (a token id repeats often)
 
 
-def indices(n: int, method: str, seed: int, marks: np.ndarray | None = None,
-            groups: np.ndarray | None = None, where: str = "data") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) indices into n sequences; marks: 0/1/2 per sequence (given), groups: one id each."""
+def indices(n: int, method: str, seed: int, marks: np.ndarray | None = None, groups: np.ndarray | None = None,
+            where: str = "data", sequences: tuple[np.ndarray, np.ndarray] | None = None,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices into n sequences; marks: 0/1/2 per sequence (given), groups: one id each,
+    sequences: (X, lengths), whose overlapping windows the time split leaves out at its boundaries."""
     if method == "given":
         if marks is None:
             raise ValueError(f"{where}: --split given needs the data's own split (an .npz 'split' key or "
@@ -54,10 +59,34 @@ def indices(n: int, method: str, seed: int, marks: np.ndarray | None = None,
         return tuple(np.split(order, [n - n_val - n_test, n - n_test]))
     if method == "time":
         n_val, n_test = _counts(n)
-        return tuple(np.split(np.arange(n), [n - n_val - n_test, n - n_test]))
+        parts = np.split(np.arange(n), [n - n_val - n_test, n - n_test])
+        return _purge(parts, *sequences, where) if sequences is not None else tuple(parts)
     if method == "by-group":
         return _by_group(n, seed, groups, where)
     raise ValueError(f"split method {method!r} is not one of {', '.join(METHODS)}")
+
+
+def _purge(parts: list[np.ndarray], X: np.ndarray, lengths: np.ndarray, where: str):
+    """The time split's parts without the earlier parts' sequences that overlap a later part's first sequence."""
+    need = OVERLAP_STEPS["tokens" if X.ndim == 2 else "dense"]
+
+    def overlaps(a: int, b: int) -> bool:  # a suffix of sequence a is a prefix of sequence b
+        first, last = X[a, : lengths[a]], X[b, : lengths[b]]
+        for steps in range(min(len(first), len(last)), need - 1, -1):
+            if np.array_equal(first[len(first) - steps :], last[:steps]):
+                return True
+        return False
+
+    parts = [list(p) for p in parts]
+    for later in (1, 2):
+        for earlier in range(later):
+            while parts[earlier] and parts[later] and overlaps(parts[earlier][-1], parts[later][0]):
+                parts[earlier].pop()
+    for name, part in zip(SPLIT_NAMES, parts):
+        if not part:
+            raise ValueError(f"{where}: --split time leaves no {name} sequence once the windows that overlap the "
+                             f"next part are left out (the sequences overlap too much for a split by time)")
+    return tuple(np.array(p, dtype=np.int64) for p in parts)
 
 
 def _counts(n: int) -> tuple[int, int]:

@@ -133,6 +133,20 @@ def test_time_split_is_contiguous_blocks_in_order_with_no_overlap(tmp_path):
     assert train + val + test == list(range(N))
 
 
+def test_time_split_of_overlapping_windows_puts_no_step_on_two_sides(tmp_path):
+    series = np.arange(200, dtype=np.float32)  # every step's value is its time: shared values are shared steps
+    starts = np.arange(0, 200 - 8, 3)
+    X = np.stack([series[s : s + 8] for s in starts])[:, :, None]
+    y = np.stack([series[s + 1 : s + 9] for s in starts])[:, :, None]
+    path = tmp_path / "windows.npz"
+    np.savez(path, X=X, y=y)
+    data = load_dataset(str(path), split="time")
+    steps = [set(part.X[:, :, 0].ravel().tolist()) for part in (data.train, data.val, data.test)]
+    assert not (steps[0] & steps[1] or steps[0] & steps[2] or steps[1] & steps[2])
+    assert min(steps[2]) > max(steps[1]) > max(steps[0])
+    assert len(data.train) + len(data.val) + len(data.test) < len(starts)  # the boundary windows were left out
+
+
 def test_default_split_is_given_when_the_data_carries_one_else_random(tmp_path):
     marked, plain = tmp_path / "m.npz", tmp_path / "p.npz"
     np.savez(marked, X=numbered(), y=labels(), split=np.r_[np.zeros(N - 4), np.full(4, 2)].astype(np.int64))
