@@ -58,7 +58,7 @@ from export.pipeline import (
 from export.report import markdown
 from runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
 from train import outputs, splits
-from train.checkpoint import load_split
+from train.checkpoint import CheckpointError, load_split
 from train.data import load_dataset
 
 PROG = "rnnedge-export"
@@ -310,7 +310,12 @@ def _checked_data(args):
     """--data split as the checkpoint's record says, refused when it is not the split the model was trained on."""
     record = None
     if args.checkpoint and not args.module and not args.checkpoint.lower().endswith(".onnx"):
-        record = load_split(args.checkpoint)
+        try:
+            record = load_split(args.checkpoint)
+        except FileNotFoundError:
+            raise ExportInputError(f"checkpoint not found: {args.checkpoint}") from None
+        except CheckpointError as e:
+            raise ExportInputError(str(e)) from None
         if record is None:
             _warn(f"{args.checkpoint} records no split (written before rnnedge recorded one): the held-out part of "
                   f"--data {args.data} cannot be verified, and its test sequences may include training sequences")

@@ -42,15 +42,24 @@ def save_checkpoint(path: str | os.PathLike, model: RecurrentModel, metrics: dic
 
 
 def load_split(path: str | os.PathLike) -> dict | None:
-    """The checkpoint's split record (train/splits.py), or None for a checkpoint written without one. The file is
-    read as load_checkpoint reads it; a file it cannot read is load_checkpoint's to refuse, so it gives None."""
+    """The checkpoint's split record (train/splits.py), or None for a checkpoint written without one. Raises
+    FileNotFoundError, or CheckpointError for a file that is not a loadable rnnedge checkpoint."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 -- the export's load_checkpoint names what is wrong with the file
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- torch raises many types for corrupt or pickled files
+        raise CheckpointError(f"{path}: not a loadable rnnedge checkpoint: {_load_failure(e)}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an rnnedge checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
+    split = ckpt.get("split")
+    if split is None:
         return None
-    split = ckpt.get("split") if isinstance(ckpt, dict) else None
-    if not isinstance(split, dict) or not isinstance(split.get("method"), str):
-        return None
+    fields = {"method": str, "data_sha256": str, "test_sha256": str, "sequences": int, "test_sequences": int}
+    if (not isinstance(split, dict) or any(not isinstance(split.get(k), t) for k, t in fields.items())
+            or not (split.get("seed") is None or (isinstance(split["seed"], int) and 0 <= split["seed"] < 2**32))):
+        raise CheckpointError(f"{path}: its split record is not one rnnedge writes (method, seed, data_sha256, "
+                              f"test_sha256, sequences, test_sequences)")
     return split
 
 

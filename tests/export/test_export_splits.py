@@ -128,3 +128,11 @@ def test_a_model_of_another_task_or_input_kind_is_refused(tmp_path, capsys):
     save_checkpoint(tmp_path / "tokens.pt", tokens.eval())
     assert cli.main([str(tmp_path / "tokens.pt"), "--data", data, "--out", str(tmp_path / "e2")]) == 2
     assert "the model reads token ids (N, T) of integers, got float32" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_a_forged_split_record_is_bad_input_not_a_crash(tmp_path, capsys):
+    data = data_file(tmp_path / "d.npz")
+    save_checkpoint(tmp_path / "model.pt", spec_model(3, features=2, on="last_step"),
+                    split={"method": "random", "seed": "three"})
+    assert cli.main([str(tmp_path / "model.pt"), "--data", data, "--out", str(tmp_path / "e")]) == 2
+    assert "its split record is not one rnnedge writes" in capsys.readouterr().err
