@@ -31,7 +31,8 @@ left exactly as it was, and the command says so. A parity failure (exit 1) is a 
 
 Exit status: 0 every artifact meets its pass rule, 1 a parity failure (the report is still written),
 2 bad input (missing or corrupt checkpoint, NaN or inf weights, unknown data set, unsupported precision,
-calibration data that do not fit the model, an output folder refused as above; with --module: a module that cannot
+calibration data that do not fit the model, --data that is not the data or split the checkpoint was trained on,
+a model that does not fit --data, an output folder refused as above; with --module: a module that cannot
 be imported, built or loaded, one whose forward() rnnedge cannot map, or a mapping that does not reproduce its
 forward()), 3 an internal error (a short message; the traceback goes to a log file it names).
 """
@@ -82,7 +83,8 @@ def parser() -> argparse.ArgumentParser:
                "Exit status: 0 parity holds, 1 an artifact fails its precision's pass rule (f32: max abs difference "
                "within the tolerance; int8w: task metric within 0.5 point; int8: task metric within 1 point) and "
                "the report names it, 2 bad input (including calibration data that do not fit the model, NaN or inf "
-               "weights and a refused output folder), 3 an internal error (the traceback goes to a log file).",
+               "weights, --data that is not what the checkpoint was trained on or that the model does not fit, "
+               "and a refused output folder), 3 an internal error (the traceback goes to a log file).",
     )
     p.add_argument("checkpoint", nargs="?", help="checkpoint written by rnnedge-train (state_dict + spec), or an ONNX "
                    "file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven against ONNX "
@@ -105,8 +107,9 @@ def parser() -> argparse.ArgumentParser:
                         "never overwritten or removed (a file of yours with a name rnnedge writes is refused)")
     p.add_argument("--data", metavar="NAME_OR_PATH",
                    help="check parity on this data set's held-out test sequences and report the task metric "
-                        "(a name such as 'watch' or 'synthetic-sum', or a .npz/.csv path); "
-                        "default: random streams")
+                        "(a name such as 'watch' or 'synthetic-sum', or a .npz/.csv path); the split is the one the "
+                        "checkpoint recorded, re-derived and verified (see --split-check), and the model must fit "
+                        "the data (classes or targets vs head.out, task, input kind); default: random streams")
     p.add_argument("--tolerance", type=float, default=1e-5,
                    help="largest max abs difference from PyTorch that passes (default: %(default)g)")
     p.add_argument("--steps", type=int, default=1000,

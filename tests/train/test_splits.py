@@ -184,3 +184,21 @@ def test_train_cli_records_the_split_in_the_checkpoint(tmp_path, capsys):
     record = load_split(tmp_path / "m" / "model.pt")
     assert record == load_dataset(str(path), seed=3).split
     assert record["method"] == "given" and record["test_sequences"] == 3
+
+
+def test_train_cli_split_time_on_a_synthetic_set_records_time(tmp_path, capsys):
+    assert train_main(["synthetic-sum", "--split", "time", "--epochs", "1", "--hidden", "4",
+                       "--out", str(tmp_path / "m")]) == 0
+    assert "split time" in capsys.readouterr().out
+    assert load_split(tmp_path / "m" / "model.pt")["method"] == "time"
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["digits", "--split", "by-group"], "by-group needs a group per sequence"),
+    (["watch", "--split", "random"], "has a fixed split"),
+    (["synthetic-sum", "--split", "given"], "--split given needs the data's own split"),
+])
+def test_train_cli_refuses_a_split_the_data_cannot_give_with_exit_2(tmp_path, capsys, argv, says):
+    assert train_main([*argv, "--epochs", "1", "--out", str(tmp_path / "m")]) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
