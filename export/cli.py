@@ -22,7 +22,7 @@ checkpoint records its split (train/splits.py: method, seed, SHA-256 of the data
 re-derives that split from --data (with the checkpoint's seed; an explicit --seed that differs is refused) and
 refuses (exit 2) when the data or the test sequences differ, unless --split-check off. A checkpoint without the
 record (written before rnnedge kept one) gets a warning: its held-out part cannot be verified. int8 is calibrated
-on the training part only. The model must fit the data (export/pipeline.py check_fit): classes or targets vs
+on the training part only. The model must fit the data (export/fit.py): classes or targets vs
 head.out, task, input kind, vocabulary; refused before anything is written.
 
 The export is atomic: it is written and verified in a staging folder beside DIR, then moved in, replacing the

@@ -57,6 +57,7 @@ import runtime
 from export import footprint, parity, report
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
 from export.firmware import firmware_unsupported, write_firmware_sources
+from export.fit import FitError, check_fit
 from export.onnx_graphs import build_sequence_graph, build_step_graph
 from export.quantize import quantize_int8w
 from export.quantize_int8 import Ranges, quantize_int8
@@ -270,41 +271,14 @@ def _parity_inputs(spec: dict, data, steps: int, seed: int):
         parity.check_inputs_fit(spec, X, f"data set {data.name!r}")
     except ValueError as e:
         raise ExportInputError(str(e)) from None
-    check_fit(spec, data)
+    try:
+        check_fit(spec, data)
+    except FitError as e:
+        raise ExportInputError(str(e)) from None
     split = getattr(data, "split", None)
     return X, lengths, np.asarray(test.y), {"source": "dataset", "dataset": data.name, **_lengths_summary(lengths),
                                             **({"split": split} if split else {})}
 
-
-def check_fit(spec: dict, data) -> None:
-    """The model fits the data set it is scored on, else ExportInputError naming both sides: a model scored on data
-    it was not built for reports a number (a 5-output model on 7-class data: 16% and PASS) that means nothing."""
-    name, head = f"data set {data.name!r}", spec["head"]
-    kind = spec["input"]["kind"]
-    if data.input_kind != kind:
-        reads = "token ids" if kind == "tokens" else f"{spec['input']['features']} dense features per step"
-        raise ExportInputError(f"{name} has {data.input_kind} input; the model reads {reads}")
-    if kind == "tokens" and data.vocab is not None and data.vocab > spec["input"]["vocab"]:
-        raise ExportInputError(f"{name} holds token ids up to {data.vocab - 1}; the model's vocabulary is "
-                               f"{spec['input']['vocab']} ids (input.vocab)")
-    if data.task != spec["task"] or data.head_on != head["on"]:
-        raise ExportInputError(f"{name} is a {data.task} task on {data.head_on}; the model is a "
-                               f"{spec['task']} model with its head on {head['on']}")
-    if data.task == "forecast":
-        if data.out != head["out"]:
-            raise ExportInputError(f"{name} has {data.out} target value(s) per prediction; the model outputs "
-                                   f"{head['out']} (head.out)")
-        return
-    if data.out > head["out"]:
-        raise ExportInputError(f"{name} has {data.out} classes (labels 0..{data.out - 1}); the model has "
-                               f"{head['out']} outputs (head.out {head['out']}), so it cannot predict classes "
-                               f"{head['out']}..{data.out - 1}")
-    y, lengths = np.asarray(data.test.y), np.asarray(data.test.lengths)
-    valid = np.arange(y.shape[1])[None, :] < lengths[:, None] if y.ndim == 2 else np.ones(y.shape, dtype=bool)
-    labels = y[valid]
-    if labels.size and (labels.min() < 0 or labels.max() >= head["out"]):
-        raise ExportInputError(f"{name}: test labels span {labels.min()}..{labels.max()}; the model has "
-                               f"{head['out']} outputs (head.out), classes 0..{head['out'] - 1}")
 
 
 def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, steps: int, seed: int) -> Ranges:

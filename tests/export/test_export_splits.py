@@ -136,3 +136,13 @@ def test_a_checkpoint_with_a_forged_split_record_is_bad_input_not_a_crash(tmp_pa
                     split={"method": "random", "seed": "three"})
     assert cli.main([str(tmp_path / "model.pt"), "--data", data, "--out", str(tmp_path / "e")]) == 2
     assert "its split record is not one rnnedge writes" in capsys.readouterr().err
+
+
+def test_a_forecaster_with_another_number_of_outputs_than_the_targets_is_refused(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = RecurrentModel({"version": 1, "input": {"kind": "dense", "features": 1},
+                            "layers": [{"cell": "gru", "hidden": 4, "bidirectional": False}],
+                            "head": {"out": 2, "on": "every_step", "activation": "none"}, "task": "forecast"})
+    save_checkpoint(tmp_path / "model.pt", model.eval())
+    assert cli.main([str(tmp_path / "model.pt"), "--data", "synthetic-forecast", "--out", str(tmp_path / "e")]) == 2
+    assert "has 1 target value(s) per prediction; the model outputs 2 (head.out)" in capsys.readouterr().err
