@@ -312,7 +312,10 @@ def _seed(args) -> int:
 def _checked_data(args):
     """--data split as the checkpoint's record says, refused when it is not the split the model was trained on."""
     record = None
-    if args.checkpoint and not args.module and not args.checkpoint.lower().endswith(".onnx"):
+    if args.module or args.checkpoint.lower().endswith(".onnx"):
+        _warn(f"{args.module or args.checkpoint} was not trained by rnnedge-train, so which sequences it trained on is "
+              f"unknown: the test part of --data {args.data} is held out only if it was held out in training")
+    else:
         try:
             record = load_split(args.checkpoint)
         except FileNotFoundError:

@@ -146,3 +146,18 @@ def test_a_forecaster_with_another_number_of_outputs_than_the_targets_is_refused
     save_checkpoint(tmp_path / "model.pt", model.eval())
     assert cli.main([str(tmp_path / "model.pt"), "--data", "synthetic-forecast", "--out", str(tmp_path / "e")]) == 2
     assert "has 1 target value(s) per prediction; the model outputs 2 (head.out)" in capsys.readouterr().err
+
+
+def test_a_module_export_with_data_warns_that_its_held_out_part_is_unknown(tmp_path, capsys):
+    from tests.export.test_from_module import user_file
+
+    path = user_file(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tags.npz", X=rng.standard_normal((N, T, 3)).astype(np.float32),
+             y=rng.integers(0, 2, (N, T)))
+    code = cli.main(["--module", f"{path}:Tagger", "--checkpoint", str(tmp_path / "state.pt"), "--init-args",
+                     '{"features": 3, "hidden": 5, "tags": 2}', "--data", str(tmp_path / "tags.npz"),
+                     "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "was not trained by rnnedge-train, so which sequences it trained on is unknown" in err
