@@ -330,7 +330,11 @@ def _checked_data(args):
     trained_seed, method = record.get("seed"), record["method"]
     seeded = method in ("random", "by-group") and trained_seed is not None
     if args.split_check == "off":
-        data = _load_data(args.data, args.seed if args.seed is not None else trained_seed or 0)
+        seed = args.seed if args.seed is not None else trained_seed or 0
+        try:  # the checkpoint's method where the data allow it, else the data's default
+            data = load_dataset(args.data, seed=seed, split=method)
+        except (ValueError, OSError):
+            data = _load_data(args.data, seed)
         problems = splits.differences(record, data.split) if data.split else []
         if problems:
             _warn(f"--split-check off: {'; '.join(problems)}; the report may score training sequences")
