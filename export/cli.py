@@ -17,13 +17,22 @@ Where it writes (train/outputs.py), never over or next to an input file unless -
   under the same rules; a checkpoint rnnedge did not write needs --out.
 - no --out, --module or an .onnx file: ./rnnedge-out/<name>/, named after the class or the file's stem; a re-run
   of the same MODULE:CLASS or file updates that folder, another model of the same name gets <name>-2, -3, ...
+With --data and an rnnedge checkpoint, the parity streams are the test sequences the model never trained on: the
+checkpoint records its split (train/splits.py: method, seed, SHA-256 of the data and of the test indices), export
+re-derives that split from --data (with the checkpoint's seed; an explicit --seed that differs is refused) and
+refuses (exit 2) when the data or the test sequences differ, unless --split-check off. A checkpoint without the
+record (written before rnnedge kept one) gets a warning: its held-out part cannot be verified. int8 is calibrated
+on the training part only. The model must fit the data (export/fit.py): classes or targets vs
+head.out, task, input kind, vocabulary; refused before anything is written.
+
 The export is atomic: it is written and verified in a staging folder beside DIR, then moved in, replacing the
 previous export's files (those it did not write again are removed and named in the report). On any failure DIR is
 left exactly as it was, and the command says so. A parity failure (exit 1) is a completed export.
 
 Exit status: 0 every artifact meets its pass rule, 1 a parity failure (the report is still written),
 2 bad input (missing or corrupt checkpoint, NaN or inf weights, unknown data set, unsupported precision,
-calibration data that do not fit the model, an output folder refused as above; with --module: a module that cannot
+calibration data that do not fit the model, --data that is not the data or split the checkpoint was trained on,
+a model that does not fit --data, an output folder refused as above; with --module: a module that cannot
 be imported, built or loaded, one whose forward() rnnedge cannot map, or a mapping that does not reproduce its
 forward()), 3 an internal error (a short message; the traceback goes to a log file it names).
 """
@@ -49,7 +58,8 @@ from export.pipeline import (
 )
 from export.report import markdown
 from runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
-from train import outputs
+from train import outputs, splits
+from train.checkpoint import CheckpointError, load_split
 from train.data import load_dataset
 
 PROG = "rnnedge-export"
@@ -73,7 +83,8 @@ def parser() -> argparse.ArgumentParser:
                "Exit status: 0 parity holds, 1 an artifact fails its precision's pass rule (f32: max abs difference "
                "within the tolerance; int8w: task metric within 0.5 point; int8: task metric within 1 point) and "
                "the report names it, 2 bad input (including calibration data that do not fit the model, NaN or inf "
-               "weights and a refused output folder), 3 an internal error (the traceback goes to a log file).",
+               "weights, --data that is not what the checkpoint was trained on or that the model does not fit, "
+               "and a refused output folder), 3 an internal error (the traceback goes to a log file).",
     )
     p.add_argument("checkpoint", nargs="?", help="checkpoint written by rnnedge-train (state_dict + spec), or an ONNX "
                    "file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven against ONNX "
@@ -96,13 +107,21 @@ def parser() -> argparse.ArgumentParser:
                         "never overwritten or removed (a file of yours with a name rnnedge writes is refused)")
     p.add_argument("--data", metavar="NAME_OR_PATH",
                    help="check parity on this data set's held-out test sequences and report the task metric "
-                        "(a name such as 'watch' or 'synthetic-sum', or a .npz/.csv path); "
-                        "default: random streams")
+                        "(a name such as 'watch' or 'synthetic-sum', or a .npz/.csv path); the split is the one the "
+                        "checkpoint recorded, re-derived and verified (see --split-check), and the model must fit "
+                        "the data (classes or targets vs head.out, task, input kind); default: random streams")
     p.add_argument("--tolerance", type=float, default=1e-5,
                    help="largest max abs difference from PyTorch that passes (default: %(default)g)")
     p.add_argument("--steps", type=int, default=1000,
                    help="length of each random stream when no --data is given (default: %(default)d)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random streams and data split (default: 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the random streams (default: 0); with --data, the data split's seed, which defaults "
+                        "to the one the checkpoint recorded (a different one is refused unless --split-check off)")
+    p.add_argument("--split-check", choices=("on", "off"), default="on",
+                   help="with --data: 'on' re-derives the checkpoint's recorded split from --data and refuses (exit 2) "
+                        "data that are not what the model was trained on, or a split whose test sequences differ; "
+                        "'off' scores --data split with --seed (or the checkpoint's seed) however the model was "
+                        "trained: its test part may then hold training sequences (default: %(default)s)")
     p.add_argument("--precision", default="f32",
                    help="runtime weight files to write, a comma list of f32, int8w, int8 (e.g. f32,int8w,int8); "
                         "f32 is always written, it is the reference. int8w: int8 weights, a float32 scale per "
@@ -136,7 +155,7 @@ def _main(args: argparse.Namespace) -> int:
         return bad_input(PROG, "--calibration is used by the int8 precision only; add int8 to --precision")
     if not 1 <= args.steps <= MAX_STEPS:
         return bad_input(PROG, f"--steps must be an integer from 1 to {MAX_STEPS:,}, got {args.steps}")
-    if not 0 <= args.seed <= MAX_SEED:
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         return bad_input(PROG, f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if not args.tolerance >= 0:
         return bad_input(PROG, f"--tolerance must be a non-negative number, got {args.tolerance}")
@@ -156,8 +175,14 @@ def _main(args: argparse.Namespace) -> int:
     try:
         _check_input_files(args)
         args.init_args = _init_args(args.init_args)
-        data = _load_data(args.data, args.seed) if args.data else None
-        calibration = _load_data(args.calibration, args.seed, "calibration ") if args.calibration else None
+        data = _checked_data(args) if args.data else None
+        if args.calibration and data is not None and args.calibration == args.data:
+            calibration = data  # the same split: calibrated on exactly the sequences the model trained on
+        elif args.calibration:
+            calibration = _load_data(args.calibration, _seed(args), "calibration ")
+        else:
+            calibration = None
+        args.seed = 0 if args.seed is None else args.seed
         out_dir = _out_dir(args, precisions)
     except (ExportInputError, outputs.OutputFolderError) as e:
         return bad_input(PROG, f"{e}; nothing was written")
@@ -172,6 +197,10 @@ def _main(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
         return internal_error(PROG, e, _unchanged(out_dir))
     print(markdown(result))
+    split = result["inputs"].get("split")
+    if split:
+        print(f"held-out part: {split['test_sequences']} test sequences of {split['sequences']} "
+              f"({splits.describe(split)}; {split.get('check', 'not checked against the checkpoint')})")
     removed = result["removed"]
     removed = f"; removed {len(removed)} files of the previous export: {outputs.some(removed)}" if removed else ""
     print(f"wrote {', '.join(result['files'])}, report.json and report.md to {out_dir} (each file and its SHA-256 in "
@@ -269,11 +298,64 @@ def _unchanged(out_dir: Path) -> str:
     return f"; nothing was written: {out_dir} is as it was" if out_dir.exists() else "; nothing was written"
 
 
-def _load_data(name: str, seed: int, role: str = ""):
+def _load_data(name: str, seed: int, role: str = "", split: str | None = None):
     try:
-        return load_dataset(name, seed=seed)
+        return load_dataset(name, seed=seed, split=split)
     except (ValueError, OSError) as e:
         raise ExportInputError(f"cannot load {role}data set {name!r}: {e}") from None
+
+
+def _seed(args) -> int:
+    return 0 if args.seed is None else args.seed
+
+
+def _checked_data(args):
+    """--data split as the checkpoint's record says, refused when it is not the split the model was trained on."""
+    record = None
+    if args.module or args.checkpoint.lower().endswith(".onnx"):
+        _warn(f"{args.module or args.checkpoint} was not trained by rnnedge-train, so which sequences it trained on is "
+              f"unknown: the test part of --data {args.data} is held out only if it was held out in training")
+    else:
+        try:
+            record = load_split(args.checkpoint)
+        except FileNotFoundError:
+            raise ExportInputError(f"checkpoint not found: {args.checkpoint}") from None
+        except CheckpointError as e:
+            raise ExportInputError(str(e)) from None
+        if record is None:
+            _warn(f"{args.checkpoint} records no split (written before rnnedge recorded one): the held-out part of "
+                  f"--data {args.data} cannot be verified, and its test sequences may include training sequences")
+    if record is None:
+        return _load_data(args.data, _seed(args))
+    trained_seed, method = record.get("seed"), record["method"]
+    seeded = method in ("random", "by-group") and trained_seed is not None
+    if args.split_check == "off":
+        seed = args.seed if args.seed is not None else trained_seed or 0
+        try:  # the checkpoint's method where the data allow it, else the data's default
+            data = load_dataset(args.data, seed=seed, split=method)
+        except (ValueError, OSError):
+            data = _load_data(args.data, seed)
+        problems = splits.differences(record, data.split) if data.split else []
+        if problems:
+            _warn(f"--split-check off: {'; '.join(problems)}; the report may score training sequences")
+        return data
+    if seeded and args.seed is not None and args.seed != trained_seed:
+        raise ExportInputError(
+            f"--seed {args.seed} differs from the seed of the checkpoint's {method} split ({trained_seed}): its test "
+            f"sequences would include training sequences. Leave --seed out (the checkpoint's is used), pass --seed "
+            f"{trained_seed}, or --split-check off to score this split anyway")
+    seed = trained_seed if trained_seed is not None else _seed(args)
+    try:
+        data = load_dataset(args.data, seed=seed, split=method)
+    except (ValueError, OSError) as e:
+        raise ExportInputError(f"cannot re-derive the checkpoint's {splits.describe(record)} from --data "
+                               f"{args.data}: {e} (--split-check off scores it anyway)") from None
+    problems = splits.differences(record, data.split) if data.split else ["the data set carries no split record"]
+    if problems:
+        raise ExportInputError(f"--data {args.data} is not what {args.checkpoint} was trained on: {'; '.join(problems)}"
+                               f"; its test part would not be held out (--split-check off scores it anyway)")
+    data.split = {**data.split, "check": "verified: the checkpoint's test sequences"}
+    return data
 
 
 def _warn(message: str) -> None:

@@ -57,6 +57,7 @@ import runtime
 from export import footprint, parity, report
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
 from export.firmware import firmware_unsupported, write_firmware_sources
+from export.fit import FitError, check_fit
 from export.onnx_graphs import build_sequence_graph, build_step_graph
 from export.quantize import quantize_int8w
 from export.quantize_int8 import Ranges, quantize_int8
@@ -270,10 +271,14 @@ def _parity_inputs(spec: dict, data, steps: int, seed: int):
         parity.check_inputs_fit(spec, X, f"data set {data.name!r}")
     except ValueError as e:
         raise ExportInputError(str(e)) from None
-    if data.task != spec["task"] or data.head_on != spec["head"]["on"]:
-        raise ExportInputError(f"data set {data.name!r} is a {data.task} task on {data.head_on}; the model is a "
-                               f"{spec['task']} model with its head on {spec['head']['on']}")
-    return X, lengths, np.asarray(test.y), {"source": "dataset", "dataset": data.name, **_lengths_summary(lengths)}
+    try:
+        check_fit(spec, data)
+    except FitError as e:
+        raise ExportInputError(str(e)) from None
+    split = getattr(data, "split", None)
+    return X, lengths, np.asarray(test.y), {"source": "dataset", "dataset": data.name, **_lengths_summary(lengths),
+                                            **({"split": split} if split else {})}
+
 
 
 def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, steps: int, seed: int) -> Ranges:

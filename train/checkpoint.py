@@ -1,6 +1,10 @@
 """Checkpoints: the model's state_dict plus its spec, never a pickled object.
 
-    {"format": "rnnedge-checkpoint", "version": 1, "spec": {...}, "state_dict": {...}, "metrics": {...}}
+    {"format": "rnnedge-checkpoint", "version": 1, "spec": {...}, "state_dict": {...}, "metrics": {...},
+     "split": {...}}
+
+"split" (train/splits.py record: method, seed, SHA-256 of the data and of the test indices) says which sequences
+the model never trained on; checkpoints written before it existed lack it, so their held-out part is unverifiable.
 
 Written with torch.save, read with torch.load(weights_only=True).
 """
@@ -23,17 +27,40 @@ class CheckpointError(ValueError):
     """A file that is not an rnnedge checkpoint, or one this version cannot read."""
 
 
-def save_checkpoint(path: str | os.PathLike, model: RecurrentModel, metrics: dict | None = None) -> None:
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "spec": model.spec,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "metrics": metrics or {},
-        },
-        path,
-    )
+def save_checkpoint(path: str | os.PathLike, model: RecurrentModel, metrics: dict | None = None,
+                    split: dict | None = None) -> None:
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "spec": model.spec,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": metrics or {},
+    }
+    if split is not None:
+        ckpt["split"] = split
+    torch.save(ckpt, path)
+
+
+def load_split(path: str | os.PathLike) -> dict | None:
+    """The checkpoint's split record (train/splits.py), or None for a checkpoint written without one. Raises
+    FileNotFoundError, or CheckpointError for a file that is not a loadable rnnedge checkpoint."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- torch raises many types for corrupt or pickled files
+        raise CheckpointError(f"{path}: not a loadable rnnedge checkpoint: {_load_failure(e)}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an rnnedge checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
+    split = ckpt.get("split")
+    if split is None:
+        return None
+    fields = {"method": str, "data_sha256": str, "test_sha256": str, "sequences": int, "test_sequences": int}
+    if (not isinstance(split, dict) or any(not isinstance(split.get(k), t) for k, t in fields.items())
+            or not (split.get("seed") is None or (isinstance(split["seed"], int) and 0 <= split["seed"] < 2**32))):
+        raise CheckpointError(f"{path}: its split record is not one rnnedge writes (method, seed, data_sha256, "
+                              f"test_sha256, sequences, test_sequences)")
+    return split
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[RecurrentModel, dict]:

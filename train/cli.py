@@ -35,6 +35,7 @@ from train.data import SYNTHETIC, load_dataset
 from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
 from train.gradients import diagnose_gradients
 from train.loop import TrainConfig, default_spec, train
+from train.splits import METHODS, describe
 
 PROG = "rnnedge-train"
 DEFAULTS = TrainConfig()
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--window", type=int, default=DEFAULTS.window,
                      help="train per-step tasks on random crops of this many steps; 0 uses whole sequences")
     fit.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the data split, init and batches")
+    fit.add_argument("--split", choices=METHODS, default=None,
+                     help="how train/val/test are dealt (train/splits.py): given (the data's own: an .npz 'split' key "
+                          "or X_train/X_test keys, a CSV 'split' column), random (70/15/15, seeded), by-group (whole "
+                          "groups of an .npz 'group' key or CSV 'group' column on one side), time (contiguous blocks "
+                          "in order); default: given when the data carries a split, else random. The checkpoint "
+                          "records it, and rnnedge-export --data re-derives it")
     parser.add_argument("--out", type=Path, help="output folder: new, empty, or written by rnnedge (default: "
                                                  "artifacts/<dataset name>)")
     parser.add_argument("--force", action="store_true",
@@ -136,7 +143,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.diagnose_gradients:
         return _diagnose(parser, args)
     try:
-        data = load_dataset(args.dataset, seed=args.seed)
+        data = load_dataset(args.dataset, seed=args.seed, split=args.split)
         spec = default_spec(data, cell=args.cell, hidden=args.hidden, layers=args.layers,
                             bidirectional=args.bidirectional, embed_dim=args.embed_dim)
         config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -153,7 +160,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return bad_input(PROG, str(e))
     metric = metrics["metric"]
     print(f"data: {data.name} ({data.task}, {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
-          f"sequences); {data.source}")
+          f"sequences, {describe(data.split)}); {data.source}")
     print(f"best epoch {metrics['best_epoch']} of {len(metrics['epochs'])} in {metrics['train_seconds']:.1f} s: "
           f"validation {metric} {metrics['val_metric']:.4g}, test {metric} {metrics['test_metric']:.4g}")
     for name in TRAIN_FILES:

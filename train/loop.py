@@ -116,8 +116,9 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
         "test_metric": evaluate(model, data.task, data.test, config.batch_size)[1],
         "train_seconds": round(seconds, 2),
         "config": asdict(config),
+        "split": data.split,
     }
-    save_checkpoint(out_dir / "model.pt", model, metrics)
+    save_checkpoint(out_dir / "model.pt", model, metrics, split=data.split)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_training(metrics, out_dir / "training.png")
     return model, metrics

@@ -24,7 +24,8 @@ import numpy as np
 
 from runtime.command import regular_file
 from runtime.spec import TASKS
-from train.data import Dataset, SequenceData, _pad, _split, _zero_padding
+from train import splits
+from train.data import Dataset, SequenceData, _pad, _zero_padding, split_data
 from train.text_data import npz_chars, with_chars
 
 # One embedding row per token id and one head row per class: 65,536 holds a word-level vocabulary (GPT-2's
@@ -34,7 +35,7 @@ MAX_IDS = 65_536
 Locate = Callable[[str, tuple], str]  # (array name, index) -> where that value is, for a message
 
 
-def load_npz(path: str | Path, seed: int = 0) -> Dataset:
+def load_npz(path: str | Path, seed: int = 0, split: str | None = None) -> Dataset:
     """A data set from an .npz file (read with allow_pickle=False).
 
     Keys:
@@ -47,10 +48,14 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
         lengths  optional (N,) integer in [1, T]; without it every sequence is T steps long
         task     optional string, one of classify, tag, forecast, generate, overriding the guess above
                  (generate: token X and (N, T) integer y, the next token at every step)
+        split    optional (N,): each sequence's part, strings train/val/test or integers 0/1/2
+        group    optional (N,): each sequence's group (subject, speaker, session), for split by-group
         chars    optional, token input only: the character of each token id, a string or a 1-D array of
                  single characters, distinct (train/text_data.py npz_chars); the vocabulary becomes len(chars)
                  and the spec's input.chars holds it, so rnnedge-run --generate reads and writes text
-    Values past each length are ignored and set to zero.
+    Instead of X, y (and lengths, split): X_train, y_train, X_test, y_test, optionally X_val, y_val and
+    lengths_train, lengths_val, lengths_test: the parts as given (their steps may differ; shorter ones are padded).
+    Values past each length are ignored and set to zero. `split` (train/splits.py) deals the sequences.
     """
     path = regular_file(path, "data file")
     try:
@@ -59,9 +64,13 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
             arrays = {key: f[key] for key in f.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz file without pickled objects ({e})") from None
+    if "X_train" in arrays or "X_test" in arrays:
+        _join_parts(path, arrays)
     for key in ("X", "y"):
         if key not in arrays:
             raise ValueError(f"{path}: missing key {key!r} (the file has: {', '.join(arrays) or 'nothing'})")
+    marks = splits.marks_from(arrays["split"], f"{path}: split") if "split" in arrays else None
+    groups = _groups(arrays["group"], f"{path}: group") if "group" in arrays else None
     task = None
     if "task" in arrays:
         task = arrays["task"]
@@ -74,10 +83,72 @@ def load_npz(path: str | Path, seed: int = 0) -> Dataset:
         return f"{path}: {name}[{', '.join(str(int(i)) for i in index)}]"
 
     data = _from_arrays(path.stem, str(path), arrays["X"], arrays["y"], arrays.get("lengths"), task, seed,
-                        source=f"user file {path} (licence as its owner states)", locate=locate)
+                        source=f"user file {path} (licence as its owner states)", locate=locate,
+                        split=split, marks=marks, groups=groups)
     if "chars" in arrays:  # a character model: the alphabet travels into the spec's input.chars
         data = with_chars(data, npz_chars(str(path), arrays["chars"]), str(path))
     return data
+
+
+def _join_parts(path: Path, arrays: dict) -> None:
+    """X_train/y_train/X_val/y_val/X_test/y_test (+ lengths_*) -> X, y, lengths and split marks, in that order."""
+    if "X" in arrays or "split" in arrays:
+        raise ValueError(f"{path}: holds both X_train/X_test keys and {'X' if 'X' in arrays else 'split'}; give "
+                         f"either the parts or X, y with a split key")
+    parts = [name for name in splits.SPLIT_NAMES if f"X_{name}" in arrays]
+    for name in ("train", "test"):
+        if name not in parts:
+            raise ValueError(f"{path}: has X_{'test' if name == 'train' else 'train'} but no X_{name}; the parts "
+                             f"need X_train, y_train, X_test, y_test (X_val, y_val optional)")
+    xs, ys, lengths, marks = [], [], [], []
+    for name in parts:
+        if f"y_{name}" not in arrays:
+            raise ValueError(f"{path}: has X_{name} but no y_{name}")
+        X, y = np.asarray(arrays[f"X_{name}"]), np.asarray(arrays[f"y_{name}"])
+        if X.ndim not in (2, 3) or y.shape[:1] != X.shape[:1]:
+            raise ValueError(f"{path}: X_{name} has shape {X.shape} and y_{name} {y.shape}; each needs one entry per "
+                             f"sequence, X (N, T, F) or (N, T)")
+        n, steps = X.shape[:2]
+        given = arrays.get(f"lengths_{name}")
+        lengths.append(np.full(n, steps, dtype=np.int64) if given is None else np.asarray(given))
+        xs.append(X)
+        ys.append(y)
+        marks.append(np.full(n, splits.SPLIT_NAMES.index(name), dtype=np.int64))
+    per_step = [y.ndim == (2 if np.issubdtype(y.dtype, np.integer) else 3) for y in ys]
+    longest = max(X.shape[1] for X in xs)
+    for X, name in zip(xs, parts):
+        if X.shape[2:] != xs[0].shape[2:] or X.ndim != xs[0].ndim:
+            raise ValueError(f"{path}: X_{name} has shape {X.shape}, X_{parts[0]} {xs[0].shape}: the parts must hold "
+                             f"the same kind of input")
+    for y, name in zip(ys, parts):
+        if y.ndim != ys[0].ndim or (not per_step[0] and y.shape[1:] != ys[0].shape[1:]):
+            raise ValueError(f"{path}: y_{name} has shape {y.shape}, y_{parts[0]} {ys[0].shape}: the parts must hold "
+                             f"the same kind of labels")
+    arrays["X"] = np.concatenate([_pad_steps(X, longest) for X in xs])
+    arrays["y"] = np.concatenate([_pad_steps(y, longest) if per_step[0] else y for y in ys])
+    for L, name in zip(lengths, parts):
+        if L.ndim != 1 or len(L) != len(xs[parts.index(name)]):
+            raise ValueError(f"{path}: lengths_{name} must hold one length per sequence of X_{name}, got shape "
+                             f"{L.shape}")
+    arrays["lengths"] = np.concatenate(lengths)
+    arrays["split"] = np.concatenate(marks)
+
+
+def _pad_steps(a: np.ndarray, steps: int) -> np.ndarray:
+    """a (N, T, ...) zero padded to `steps` steps."""
+    if a.shape[1] == steps:
+        return a
+    padded = np.zeros((a.shape[0], steps, *a.shape[2:]), dtype=a.dtype)
+    padded[:, : a.shape[1]] = a
+    return padded
+
+
+def _groups(values: np.ndarray, where: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "iuUS":
+        raise ValueError(f"{where}: must hold one integer or string per sequence, got shape {values.shape} dtype "
+                         f"{values.dtype}")
+    return values
 
 
 def _check_npz_sizes(path: Path) -> None:
@@ -108,7 +179,7 @@ def _check_npz_sizes(path: Path) -> None:
                          f"than this machine's {memory / 2**30:.1f} GiB")
 
 
-def load_csv(path: str | Path, seed: int = 0) -> Dataset:
+def load_csv(path: str | Path, seed: int = 0, split: str | None = None) -> Dataset:
     """A dense data set from a .csv file: a header, then one row per time step.
 
         sequence_id,ax,ay,az,label
@@ -121,11 +192,15 @@ def load_csv(path: str | Path, seed: int = 0) -> Dataset:
     [0, MAX_IDS) are a class per step (classify, every_step); any non-integer label makes the task forecasting of
     one value per step (forecast, every_step). A label that is not a finite number (NaN, inf) is refused: it
     would otherwise turn classification into forecasting.
+
+    Optional columns `split` (train/val/test or 0/1/2) and `group` (a subject, speaker, session: any text) are
+    not features: they hold one value per sequence, the same on each of its rows (train/splits.py).
     """
     path = regular_file(path, "data file")
     steps: dict[str, list[list[float]]] = {}
     targets: dict[str, list[float]] = {}
     lines: dict[str, list[int]] = {}
+    per_sequence: dict[str, dict[str, str]] = {"split": {}, "group": {}}
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
@@ -137,7 +212,8 @@ def load_csv(path: str | Path, seed: int = 0) -> Dataset:
                 if required not in header:
                     raise ValueError(f"{path}: missing column {required!r} (header: {','.join(header)})")
             id_col, label_col = header.index("sequence_id"), header.index("label")
-            feature_cols = [i for i in range(len(header)) if i not in (id_col, label_col)]
+            extra = {name: header.index(name) for name in ("split", "group") if name in header}
+            feature_cols = [i for i in range(len(header)) if i not in (id_col, label_col, *extra.values())]
             if not feature_cols:
                 raise ValueError(f"{path}: no feature column besides sequence_id and label")
             for row in reader:
@@ -153,6 +229,12 @@ def load_csv(path: str | Path, seed: int = 0) -> Dataset:
                     raise ValueError(f"{path}:{line}: {e}") from None
                 if not np.isfinite(target):
                     raise ValueError(f"{path}:{line}: label {row[label_col].strip()!r} is not a finite number")
+                for name, col in extra.items():
+                    value = per_sequence[name].setdefault(row[id_col], row[col].strip())
+                    if value != row[col].strip():
+                        raise ValueError(f"{path}:{line}: {name} {row[col].strip()[:40]!r} differs from "
+                                         f"{value[:40]!r} on the earlier rows of sequence {row[id_col][:40]!r}; a "
+                                         f"sequence has one {name}")
                 steps.setdefault(row[id_col], []).append(values)
                 targets.setdefault(row[id_col], []).append(target)
                 lines.setdefault(row[id_col], []).append(line)
@@ -176,13 +258,19 @@ def load_csv(path: str | Path, seed: int = 0) -> Dataset:
         y = y.astype(np.int64)
     else:
         y = y[:, :, None]
+    marks = (splits.marks_from(np.array(list(per_sequence["split"].values())), f"{path}: column split, sequence")
+             if "split" in extra else None)
+    groups = np.array(list(per_sequence["group"].values())) if "group" in extra else None
     return _from_arrays(path.stem, str(path), X, y, lengths, None, seed,
-                        source=f"user file {path} (licence as its owner states)", locate=locate)
+                        source=f"user file {path} (licence as its owner states)", locate=locate,
+                        split=split, marks=marks, groups=groups)
 
 
 def _from_arrays(name: str, where: str, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | None,
-                 task: str | None, seed: int, source: str, locate: Locate) -> Dataset:
-    """Check the arrays, work out the task and head, and split them 70/15/15."""
+                 task: str | None, seed: int, source: str, locate: Locate, split: str | None = None,
+                 marks: np.ndarray | None = None, groups: np.ndarray | None = None) -> Dataset:
+    """Check the arrays, work out the task and head, and split them (train/splits.py: `split` by the marks or
+    groups, or 70/15/15)."""
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim == 3 and np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating):
         input_kind = "dense"
@@ -196,6 +284,9 @@ def _from_arrays(name: str, where: str, X: np.ndarray, y: np.ndarray, lengths: n
         raise ValueError(f"{where}: X holds {n} sequences of {steps} steps; need at least 3 sequences to split")
     if y.shape[:1] != (n,):
         raise ValueError(f"{where}: y has shape {y.shape} but X has {n} sequences")
+    for key, values in (("split", marks), ("group", groups)):
+        if values is not None and values.shape != (n,):
+            raise ValueError(f"{where}: {key} has shape {values.shape} but X has {n} sequences")
 
     integer_y = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
     if integer_y and y.ndim in (1, 2):
@@ -227,10 +318,11 @@ def _from_arrays(name: str, where: str, X: np.ndarray, y: np.ndarray, lengths: n
     if task == "generate":  # the head's labels are the next tokens: one vocabulary for both
         vocab = out = max(vocab, out)
 
-    train, val, test = _split(_zero_padding(SequenceData(X, lengths, y), head_on), seed)
+    (train, val, test), record = split_data(_zero_padding(SequenceData(X, lengths, y), head_on), seed, split,
+                                            marks, groups, where)
     return Dataset(
         name=name, task=task, input_kind=input_kind, features=X.shape[2] if input_kind == "dense" else None,
-        vocab=vocab, out=out, head_on=head_on, train=train, val=val, test=test, source=source,
+        vocab=vocab, out=out, head_on=head_on, train=train, val=val, test=test, source=source, split=record,
     )
 
 
