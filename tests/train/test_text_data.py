@@ -10,7 +10,8 @@ from runtime.spec import validate
 from tests.helpers import write_artifact
 from train.checkpoint import load_checkpoint
 from train.cli import main
-from train.data import SPLIT_FRACTIONS, load_dataset
+from train.data import load_dataset
+from train.splits import FRACTIONS as SPLIT_FRACTIONS
 from train.text_data import MAX_CHARS, MIN_SEQUENCE
 
 # 58 characters a line, non-ASCII included; 12 distinct lines so that the held-out end is text of its own
