@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= artifacts/watch
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint fuzz clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ bench: setup
 	$(PY) -m benchmarks.bench_f32
 	$(PY) -m benchmarks.bench_firmware
 	$(PY) -m benchmarks.bench_streaming
+
+## mutation figures for the closing note: 100,000 mutated weight files and 100,000 mutated vectors files through
+## the readers (tests/fuzz), one core, niced; exit 1 on any failure. FUZZ_ARGS="--seed 3" etc. to vary
+FUZZ_ARGS ?= --weights 100000 --vectors 100000 --seed 0
+fuzz: setup
+	mkdir -p artifacts
+	nice $(PY) -m tests.fuzz $(FUZZ_ARGS) --json artifacts/fuzz.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,88 @@
+"""Mutated weight and vectors files (tests/fuzz/engine.py): every one is refused with the reader's own exception or
+reads back unchanged, within 2x its size in memory (+ a fixed overhead).
+
+RNNEDGE_FUZZ_SEED picks another seeded run; the default is fixed so a failure replays:
+`python -m tests.fuzz --case <case>` (printed with each failure).
+"""
+
+import os
+import tempfile
+import tracemalloc
+
+import pytest
+
+from tests.fuzz.bases import bases
+from tests.fuzz.engine import MEMORY_FACTOR, MEMORY_OVERHEAD, MUTATORS, Case, cases, refusal_reason, run, run_case
+
+SEED = int(os.environ.get("RNNEDGE_FUZZ_SEED", "0"))
+WEIGHT_CASES = 5000
+VECTOR_CASES = 1000
+
+
+def _report(summary) -> str:
+    """The failures, one line per (verdict, reason, mutator) with a replayable case, then the figures."""
+    seen, lines = set(), []
+    for r in summary.failures:
+        key = (r.verdict, r.reason, r.case.mutator, r.over_memory)
+        if key not in seen:
+            seen.add(key)
+            memory = f" [memory: peak {r.peak} B for a {r.size} B file]" if r.over_memory else ""
+            lines.append(r.describe() + memory)
+    return "\n".join(lines[:60] + [f"... {len(lines) - 60} more classes" if len(lines) > 60 else "",
+                                   str(summary.figures())])
+
+
+def _check(summary, n: int) -> None:
+    assert summary.cases == n
+    ran = {mutator for mutator, _ in summary.by_mutator}
+    assert ran == set(MUTATORS), f"mutators that never ran: {sorted(set(MUTATORS) - ran)}"
+    assert not summary.failures, (f"{len(summary.changed)} accepted with changed outputs, {len(summary.foreign)} "
+                                  f"foreign exceptions, {len(summary.over_memory)} over the memory bound:\n"
+                                  + _report(summary))
+
+
+def test_mutated_weight_files_are_refused_with_artifact_error_or_load_unchanged():
+    _check(run("weights", WEIGHT_CASES, SEED), WEIGHT_CASES)
+
+
+def test_mutated_vector_files_are_refused_with_vectors_error_or_read_unchanged():
+    _check(run("vectors", VECTOR_CASES, SEED), VECTOR_CASES)
+
+
+@pytest.mark.parametrize("kind", ["weights", "vectors"])
+def test_unmutated_bases_read_back_unchanged_within_the_memory_bound(kind):
+    # repack writes the same tensors and metadata again: the oracle must call that unchanged, and the real files'
+    # own cost must sit well inside the bound the mutations are held to
+    tracemalloc.start()
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            results = [run_case(Case(kind, b.name, "repack", 0), workdir) for b in bases()]
+    finally:
+        tracemalloc.stop()
+    for r in results:
+        assert r.verdict == "unchanged", r.describe()
+        assert r.peak <= MEMORY_FACTOR * r.size + MEMORY_OVERHEAD // 2, r.describe() + f" peak {r.peak} B"
+
+
+def test_a_case_replays_the_same_bytes_from_its_description():
+    for case in cases("weights", 3 * len(MUTATORS), seed=7)[:: len(MUTATORS) // 5]:
+        again = Case.parse(str(case))
+        assert again == case
+        _, first, note = case.mutate()
+        _, second, note2 = again.mutate()
+        assert (first, note) == (second, note2)
+
+
+def test_the_mutators_change_the_files():
+    # every mutator but the semantic no-ops alters at least one of a few seeded copies of each base
+    no_ops = {"repack", "header_reformat", "json_reformat"}
+    for name in sorted(set(MUTATORS) - no_ops):
+        for b in bases():
+            changed = [Case("weights", b.name, name, seed).mutate() for seed in range(4)]
+            assert any(orig != data for orig, data, _ in changed), f"{name} left {b.name} as it was"
+
+
+def test_refusals_are_classified_by_their_message():
+    assert refusal_reason("/x/model.f32.safetensors: truncated: 3 bytes is shorter than a header") == "truncated"
+    assert refusal_reason("/x/m: SHA-256 of the tensors does not match the header") == "digest / seal"
+    assert refusal_reason("/x/m: something new 12 happened") == "other: something new N happened"
