@@ -125,7 +125,7 @@ def insert_header_bytes(data, rng):
     out = data[:i] + _random_bytes(rng, k) + data[i:]
     fix = rng.random() < 0.5 and len(data) >= 8
     if fix:
-        out = (int.from_bytes(out[:8], "little") + k).to_bytes(8, "little") + out[8:]
+        out = ((int.from_bytes(out[:8], "little") + k) % 2**64).to_bytes(8, "little") + out[8:]
     return out, f"insert {k} bytes at {i}, length {'fixed' if fix else 'kept'}"
 
 
@@ -141,7 +141,7 @@ def delete_header_bytes(data, rng):
     out = data[:i] + data[i + k :]
     fix = rng.random() < 0.5 and len(data) >= 8
     if fix:
-        out = (int.from_bytes(out[:8], "little") - k).to_bytes(8, "little") + out[8:]
+        out = ((int.from_bytes(out[:8], "little") - k) % 2**64).to_bytes(8, "little") + out[8:]
     return out, f"delete {k} bytes at {i}, length {'fixed' if fix else 'kept'}"
 
 
@@ -284,6 +284,8 @@ def header_not_object(header, rng):
 def header_duplicate_key(header, rng):
     """A key written twice (Python's json keeps the last, other parsers may keep the first or refuse)."""
     keys = sorted(header)
+    if not keys:
+        return header, "empty header"
     key = pick(rng, keys)
     other = json.loads(json.dumps(header[key]))
     if isinstance(other, dict) and other:

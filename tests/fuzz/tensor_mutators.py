@@ -189,7 +189,7 @@ def poison(tensors, rng):
         flat[i] = pick(rng, (np.nan, np.inf, -np.inf, 0.0, -flat[i], flat[i] * 1.5, 3e38, -1.0))
     else:
         info = np.iinfo(arr.dtype)
-        flat[i] = pick(rng, (info.min, info.max, 0, -1, 1, info.min + 1))
+        flat[i] = pick(rng, [v for v in (info.min, info.max, 0, -1, 1, info.min + 1) if info.min <= v <= info.max])
     tensors[name] = arr
     return f"tensor {name}[{i}] -> {flat[i]!r}"
 
