@@ -247,7 +247,7 @@ def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoin
         raise ValueError(f"{artifact_path}: write_model_sources writes int8 weight files, this one is {precision} "
                          "(write_float_model_sources or write_firmware_sources write f32 and int8w ones)")
     check_firmware_runs(spec, precision, artifact_path)
-    sha = artifact.payload_sha256(t)
+    sha = artifact.sha256(spec, precision, t)
     origin = _origin(artifact_path, sha, checkpoint)
     P, p = prefix.upper(), prefix
     dense = spec["input"]["kind"] == "dense"
@@ -540,7 +540,7 @@ def write_float_model_sources(artifact_path, out_dir, prefix: str = "model", che
         raise ValueError(f"{artifact_path}: write_float_model_sources writes f32 and int8w weight files, this one "
                          f"is {precision} (write_model_sources writes int8 ones)")
     check_firmware_runs(spec, precision, artifact_path)
-    sha = artifact.payload_sha256(t)
+    sha = artifact.sha256(spec, precision, t)
     origin = _origin(artifact_path, sha, checkpoint)
     P, p = prefix.upper(), prefix
     q8 = precision == "int8w"

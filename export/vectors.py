@@ -34,18 +34,23 @@ then, for lstm only, its c (H values), packed without gaps; entries [layer, "h" 
 an lstm of 8 then a gru of 4: [[0, "h", 0, 8], [0, "c", 8, 8], [1, "h", 16, 4]], S = 20. This is
 runtime/layout.py's state row; the firmware's state buffer uses the same order.
 
-Metadata (all strings, as safetensors requires):
+Metadata (all strings, as safetensors requires; exactly these keys, each in the canonical form written here):
 
-    rnnedge.vectors.format           FORMAT_VERSION, decimal ("1")
+    rnnedge.vectors.format           FORMAT_VERSION, decimal ("2"; version 1 files, whose header was not sealed,
+                                     are refused: re-export them)
     rnnedge.vectors.precision        "f32", "int8w" or "int8": the weight file's precision
-    rnnedge.vectors.steps            T, decimal
+    rnnedge.vectors.steps            T, decimal, in [1, MAX_STEPS]
     rnnedge.vectors.artifact         file name (no folder) of the weight file the vectors were made with
-    rnnedge.vectors.artifact_sha256  that file's `rnnedge.sha256`: ties the vectors to one weight file
-    rnnedge.vectors.state_layout     the state layout above, JSON
-    rnnedge.vectors.spec             the model spec, JSON (runtime.spec.dumps)
-    rnnedge.vectors.sha256           SHA-256 over this file's tensors, computed as the weight file's is
-                                     (runtime.artifact.payload_sha256: per tensor in sorted name order,
-                                     "name|dtype.str|shape|" then its bytes)
+    rnnedge.vectors.artifact_sha256  that file's `rnnedge.sha256` (runtime.artifact.sha256): ties the vectors to
+                                     one weight file, spec and tensors
+    rnnedge.vectors.state_layout     the state layout above, JSON without spaces
+    rnnedge.vectors.spec             the model spec, JSON (runtime.spec.dumps of the validated spec)
+    rnnedge.vectors.sha256           the seal: SHA-256 over every other key and value and every tensor (name,
+                                     dtype, shape, bytes), as runtime.sealed.digest computes it under DOMAIN
+
+read_vectors reads the file as runtime/sealed.py describes (a regular file only; header length, spec and tensor
+table checked against the file's size before any tensor byte is read) and raises VectorsError, naming the field or
+the reason, for anything else.
 
 Agreement rules (`check_vectors`; the firmware's tests apply the same):
 
@@ -69,20 +74,22 @@ import os
 import re
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load, save
 
-from runtime import artifact
+from runtime import artifact, sealed, strict_json
 from runtime import spec as specs
 from runtime.kernels_int8 import quantize_input_int8
 from runtime.layout import L_OFF_C, L_OFF_H, M_N_IN, M_OFF_IN_A, M_OFF_IN_B, M_OFF_IN_S
 from runtime.model import Model
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header is sealed with the tensors (1: the tensors only)
 DEFAULT_STEPS = 64
 ATOL = 1e-5  # float tolerance (absolute) of state and output; int8 integers must match exactly
 MAX_LISTED = 20  # check_vectors lists at most this many mismatching elements per tensor, then a count
 PREFIX = "rnnedge.vectors."
+DOMAIN = "rnnedge vectors file"
+KEYS = tuple(PREFIX + key for key in ("format", "precision", "steps", "artifact", "artifact_sha256", "state_layout",
+                                      "spec", "sha256"))
+MAX_STEPS = 2**24  # steps a vectors file may hold (its tensors are checked against the file size before reading)
 _INT16 = np.iinfo(np.int16)
 
 
@@ -142,14 +149,14 @@ def write_vectors(path: str | os.PathLike, artifact_path: str | os.PathLike, X, 
     X = _check_input(model, X)[:steps]
     metadata = {"format": FORMAT_VERSION, "precision": precision, "steps": len(X),
                 "artifact": os.path.basename(os.fspath(artifact_path)),
-                "artifact_sha256": artifact.payload_sha256(weights),
+                "artifact_sha256": artifact.sha256(spec, precision, weights),
                 "state_layout": _runtime_state_layout(model), "spec": model.spec}
     save_vectors(path, metadata, record(model, X))
     return read_vectors(path)[0]
 
 
 def save_vectors(path: str | os.PathLike, metadata: dict, tensors: dict[str, np.ndarray]) -> None:
-    """Low-level writer: metadata as read_vectors returns it (its sha256 is recomputed), tensors as named above.
+    """Low-level writer: metadata as read_vectors returns it (its sha256 is recomputed: the seal), tensors as above.
 
     Checks the tensors against the spec first, so it never writes a file read_vectors would refuse.
     """
@@ -165,10 +172,8 @@ def save_vectors(path: str | os.PathLike, metadata: dict, tensors: dict[str, np.
         PREFIX + "artifact_sha256": str(metadata["artifact_sha256"]),
         PREFIX + "state_layout": json.dumps(metadata["state_layout"], separators=(",", ":")),
         PREFIX + "spec": specs.dumps(spec),
-        PREFIX + "sha256": artifact.payload_sha256(tensors),
     }
-    with open(path, "wb") as f:
-        f.write(save(tensors, metadata=header))
+    sealed.write(path, DOMAIN, PREFIX + "sha256", header, tensors)
 
 
 def record(model: Model, X: np.ndarray) -> dict[str, np.ndarray]:
@@ -239,60 +244,73 @@ def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     """Load and verify a vectors file: (metadata, tensors).
 
     metadata: format (int), precision, steps (int), artifact, artifact_sha256, state_layout (list), spec
-    (dict), sha256. Raises VectorsError for a missing, truncated, tampered or inconsistent file.
+    (dict), sha256. Raises VectorsError (only) for a missing, truncated, tampered or inconsistent file.
     """
-    path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise VectorsError(f"{path}: cannot read: {e.strerror}") from None
-    raw = artifact.header_metadata(data, path, VectorsError)
-    if PREFIX + "format" not in raw:
+    with sealed.SealedFile(path, VectorsError) as f:
+        path, raw = f.path, f.metadata
+        _check_keys(raw, path)
+        precision = raw[PREFIX + "precision"]
+        try:
+            spec = specs.loads(raw[PREFIX + "spec"])
+        except specs.SpecError as e:
+            raise VectorsError(f"{path}: bad spec in metadata: {e}") from None
+        if not specs.can_stream(spec):
+            raise VectorsError(f"{path}: the spec has a bidirectional or reverse layer, which has no step-by-step "
+                               "vectors")
+        steps = int(raw[PREFIX + "steps"])
+        layout = strict_json.loads(raw[PREFIX + "state_layout"], f"{path}: state_layout", VectorsError, 2,
+                                   16 * specs.MAX_LAYERS + 8)
+        if layout != state_layout(spec):
+            raise VectorsError(f"{path}: state_layout {strict_json.short(layout)} does not match the spec's "
+                               f"{strict_json.short(state_layout(spec))}")
+        f.check_table(vector_tensors(spec, precision, steps), f"the spec ({precision}, {steps} steps)",
+                      f"{precision} vectors need")
+        for key, canonical in (("spec", specs.dumps(spec)), ("state_layout", json.dumps(layout, separators=(",", ":")))):
+            if raw[PREFIX + key] != canonical:
+                raise VectorsError(f"{path}: {PREFIX}{key} is not in canonical form: it was edited or written by "
+                                   "another tool")
+        tensors = f.read_tensors()
+    if sealed.digest(DOMAIN, {k: raw[k] for k in KEYS if k != PREFIX + "sha256"}, tensors) != raw[PREFIX + "sha256"]:
+        raise VectorsError(f"{path}: SHA-256 of the header and tensors does not match {PREFIX}sha256: the file was "
+                           "modified or damaged")
+    metadata = {"format": FORMAT_VERSION, "precision": precision, "steps": steps,
+                "artifact": raw[PREFIX + "artifact"], "artifact_sha256": raw[PREFIX + "artifact_sha256"],
+                "state_layout": layout, "spec": spec, "sha256": raw[PREFIX + "sha256"]}
+    _check_tensors(tensors, spec, precision, steps, path)
+    return metadata, tensors
+
+
+def _check_keys(raw: dict[str, str], path: str) -> None:
+    """The format version first (its own message for version 1), then exactly KEYS, each value's form."""
+    version = raw.get(PREFIX + "format")
+    if version is None:
         hint = " (it is a weight file: pass its vectors file)" if "rnnedge.format" in raw else ""
         raise VectorsError(f"{path}: not an rnnedge vectors file (no '{PREFIX}format' in its metadata){hint}")
-    if raw[PREFIX + "format"] != str(FORMAT_VERSION):
-        raise VectorsError(f"{path}: vectors format {raw[PREFIX + 'format']} is not supported (this rnnedge reads "
-                           f"{FORMAT_VERSION})")
-    missing = [k for k in ("precision", "steps", "artifact", "artifact_sha256", "state_layout", "spec", "sha256")
-               if not isinstance(raw.get(PREFIX + k), str)]
+    if version == "1":
+        raise VectorsError(f"{path}: vectors format 1 is no longer read: its header was not sealed; re-export it "
+                           f"with this rnnedge (rnnedge-export) to get format {FORMAT_VERSION}")
+    if version != str(FORMAT_VERSION):
+        raise VectorsError(f"{path}: vectors format {strict_json.short(version)[1:-1]} is not supported (this "
+                           f"rnnedge reads {FORMAT_VERSION})")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise VectorsError(f"{path}: unknown metadata key {strict_json.short(unknown[0])}: a vectors file's metadata "
+                           f"holds exactly {', '.join(KEYS)}")
+    missing = [key for key in KEYS if key not in raw]
     if missing:
-        raise VectorsError(f"{path}: metadata lacks {', '.join(PREFIX + k for k in missing)}")
-    precision = raw[PREFIX + "precision"]
-    if precision not in specs.PRECISIONS:
-        raise VectorsError(f"{path}: precision {precision!r} is not supported (supported: "
-                           f"{', '.join(specs.PRECISIONS)})")
-    try:
-        spec = specs.loads(raw[PREFIX + "spec"])
-    except specs.SpecError as e:
-        raise VectorsError(f"{path}: bad spec in metadata: {e}") from None
-    if not specs.can_stream(spec):
-        raise VectorsError(f"{path}: the spec has a bidirectional or reverse layer, which has no step-by-step "
-                           "vectors")
-    steps_text = raw[PREFIX + "steps"]
-    if not steps_text.isdigit() or int(steps_text) < 1:
-        raise VectorsError(f"{path}: steps {steps_text!r} is not a positive integer")
-    try:
-        layout = json.loads(raw[PREFIX + "state_layout"])
-    except json.JSONDecodeError:
-        raise VectorsError(f"{path}: state_layout is not valid JSON") from None
-    if layout != state_layout(spec):
-        raise VectorsError(f"{path}: state_layout {layout} does not match the spec's {state_layout(spec)}")
+        raise VectorsError(f"{path}: metadata lacks {', '.join(missing)}")
+    if raw[PREFIX + "precision"] not in specs.PRECISIONS:
+        raise VectorsError(f"{path}: precision {strict_json.short(raw[PREFIX + 'precision'])} is not supported "
+                           f"(supported: {', '.join(specs.PRECISIONS)})")
+    steps = raw[PREFIX + "steps"]
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", steps) or int(steps) > MAX_STEPS:
+        raise VectorsError(f"{path}: steps {strict_json.short(steps)} is not an integer in [1, {MAX_STEPS}]")
+    name = raw[PREFIX + "artifact"]
+    if not (0 < len(name) <= 255 and name not in (".", "..") and not re.search(r"[/\\\x00]", name)):
+        raise VectorsError(f"{path}: artifact {strict_json.short(name)} is not a file name (no folder)")
     for key in ("artifact_sha256", "sha256"):
         if not re.fullmatch(r"[0-9a-f]{64}", raw[PREFIX + key]):
             raise VectorsError(f"{path}: {PREFIX}{key} is not a SHA-256 hex digest")
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError) as e:
-        raise VectorsError(f"{path}: truncated or corrupt tensor data: {e}") from None
-    if artifact.payload_sha256(tensors) != raw[PREFIX + "sha256"]:
-        raise VectorsError(f"{path}: SHA-256 of the tensors does not match the header: the file was modified or "
-                           "damaged")
-    metadata = {"format": FORMAT_VERSION, "precision": precision, "steps": int(steps_text),
-                "artifact": raw[PREFIX + "artifact"], "artifact_sha256": raw[PREFIX + "artifact_sha256"],
-                "state_layout": layout, "spec": spec, "sha256": raw[PREFIX + "sha256"]}
-    _check_tensors(tensors, spec, precision, metadata["steps"], path)
-    return metadata, tensors
 
 
 def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, steps: int, path: str) -> None:
@@ -328,7 +346,7 @@ def check_vectors(vectors_path: str | os.PathLike, artifact_path: str | os.PathL
     """
     meta, expected = read_vectors(vectors_path)
     spec, precision, weights = artifact.read(artifact_path)
-    sha = artifact.payload_sha256(weights)
+    sha = artifact.sha256(spec, precision, weights)
     if sha != meta["artifact_sha256"] or precision != meta["precision"]:
         name = os.path.basename(os.fspath(artifact_path))
         return [f"weight file: the vectors were made with {meta['artifact']} ({meta['precision']}, sha256 "

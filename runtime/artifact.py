@@ -1,110 +1,112 @@
 """The weight file: `model.<precision>.safetensors`, written by export/ and read by the runtime.
 
-A safetensors file (no pickle) whose header metadata carries everything needed to trust it:
+A sealed safetensors file (runtime/sealed.py: no pickle, bounded reading) whose header metadata holds exactly:
 
     rnnedge.format     FORMAT_VERSION, as a decimal string
     rnnedge.precision  "f32"; "int8w": int8 weight matrices, each with a float32 `<name>.scale` per row;
                        "int8": the integer model (runtime/kernels_int8.py). runtime.spec.artifact_tensors
                        names every tensor and its dtype for each precision
-    rnnedge.spec       the model spec as JSON
-    rnnedge.sha256     SHA-256 over every tensor (name, dtype, shape, bytes; names in sorted order)
+    rnnedge.spec       the model spec in canonical form: runtime.spec.dumps of the validated spec
+    rnnedge.sha256     the seal: SHA-256 over the other three keys and values and every tensor (name, dtype,
+                       shape, bytes), as runtime.sealed.digest computes it under DOMAIN; `sha256(spec, precision,
+                       tensors)` gives it for a file's contents (its identity, which vectors and firmware sources name)
 
-`read` refuses a file whose header, version, checksum or tensor shapes do not match, with ArtifactError.
+`read` refuses, with ArtifactError naming the field or the reason, a file that is not a regular file, is
+truncated, too large for what its header claims, of another version (version 1 files, whose header was not
+sealed, must be re-exported), has a metadata key it does not know, a spec that is invalid or not canonical,
+tensors that do not match the spec, or a seal that does not match; the spec and tensor table are checked
+against the file's size before any tensor byte is read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import re
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load, save
 
+from runtime import sealed
 from runtime import spec as specs
 from runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, SHIFT_MAX, SHIFT_MIN
+from runtime.strict_json import short
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header is sealed with the tensors (1: the tensors only)
 PRECISIONS = specs.PRECISIONS
+DOMAIN = "rnnedge weight file"
+DIGEST_KEY = "rnnedge.sha256"
+KEYS = ("rnnedge.format", "rnnedge.precision", "rnnedge.spec", DIGEST_KEY)
 
 
 class ArtifactError(ValueError):
     """A weight file that is truncated, tampered with, of another version, or inconsistent with its spec."""
 
 
-def payload_sha256(tensors: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
-        digest.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
-        digest.update(arr.tobytes())
-    return digest.hexdigest()
+def sha256(spec: dict, precision: str, tensors: dict[str, np.ndarray]) -> str:
+    """The rnnedge.sha256 of a weight file holding this spec, precision and tensors."""
+    return sealed.digest(DOMAIN, _metadata(specs.validate(spec), precision), tensors)
+
+
+def _metadata(spec: dict, precision: str) -> dict[str, str]:
+    return {"rnnedge.format": str(FORMAT_VERSION), "rnnedge.precision": precision, "rnnedge.spec": specs.dumps(spec)}
 
 
 def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec: dict, precision: str = "f32") -> None:
-    """Write tensors with their spec; refuses tensors that do not match the spec's shapes."""
+    """Write tensors with their spec, sealed; refuses tensors that do not match the spec's shapes."""
     spec = specs.validate(spec)
     if precision not in PRECISIONS:
         raise ArtifactError(f"{path}: precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
     _check_tensors(tensors, spec, precision, str(path))
-    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    metadata = {
-        "rnnedge.format": str(FORMAT_VERSION),
-        "rnnedge.precision": precision,
-        "rnnedge.spec": specs.dumps(spec),
-        "rnnedge.sha256": payload_sha256(tensors),
-    }
-    with open(path, "wb") as f:
-        f.write(save(tensors, metadata=metadata))
+    sealed.write(path, DOMAIN, DIGEST_KEY, _metadata(spec, precision), tensors)
 
 
 def read(path: str | os.PathLike) -> tuple[dict, str, dict[str, np.ndarray]]:
-    """Load and verify a weight file: returns (spec, precision, tensors)."""
-    path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
-    metadata = header_metadata(data, path)
-    version = metadata.get("rnnedge.format")
-    if version is None:
-        raise ArtifactError(f"{path}: not an rnnedge weight file (no 'rnnedge.format' in its metadata)")
-    if version != str(FORMAT_VERSION):
-        raise ArtifactError(f"{path}: format version {version} is not supported (this runtime reads {FORMAT_VERSION})")
-    precision = metadata.get("rnnedge.precision")
-    if precision not in PRECISIONS:
-        raise ArtifactError(f"{path}: precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
-    try:
-        spec = specs.loads(metadata.get("rnnedge.spec", ""))
-    except specs.SpecError as e:
-        raise ArtifactError(f"{path}: bad spec in metadata: {e}") from None
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError) as e:
-        raise ArtifactError(f"{path}: truncated or corrupt tensor data: {e}") from None
-    if payload_sha256(tensors) != metadata.get("rnnedge.sha256"):
-        raise ArtifactError(f"{path}: SHA-256 of the tensors does not match the header: the file was modified or damaged")
+    """Load and verify a weight file: returns (spec, precision, tensors). Raises ArtifactError only."""
+    with sealed.SealedFile(path, ArtifactError) as f:
+        path, metadata = f.path, f.metadata
+        _check_keys(metadata, path)
+        precision = metadata["rnnedge.precision"]
+        try:
+            spec = specs.loads(metadata["rnnedge.spec"])
+        except specs.SpecError as e:
+            raise ArtifactError(f"{path}: bad spec in metadata: {e}") from None
+        f.check_table(specs.artifact_tensors(spec, precision), f"the spec ({precision})", f"{precision} needs")
+        if specs.dumps(spec) != metadata["rnnedge.spec"]:
+            raise ArtifactError(f"{path}: rnnedge.spec is not in canonical form (runtime.spec.dumps of the validated "
+                                "spec): it was edited or written by another tool")
+        tensors = f.read_tensors()
+    unsealed = {key: metadata[key] for key in KEYS if key != DIGEST_KEY}
+    if sealed.digest(DOMAIN, unsealed, tensors) != metadata[DIGEST_KEY]:
+        raise ArtifactError(f"{path}: SHA-256 of the header and tensors does not match rnnedge.sha256: the file was "
+                            "modified or damaged")
     _check_tensors(tensors, spec, precision, path)
     return spec, precision, tensors
 
 
-def header_metadata(data: bytes, path: str, error: type[ValueError] | None = None) -> dict:
-    """Parse only the safetensors header (8-byte length + JSON) for its metadata; a truncated or corrupt
-    header raises `error` (default ArtifactError; export/vectors.py reads its files with this too)."""
-    error = error or ArtifactError
-    if len(data) < 8:
-        raise error(f"{path}: truncated: {len(data)} bytes is shorter than a safetensors header")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise error(f"{path}: truncated: header says {n} bytes, file has {len(data) - 8} after it")
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise error(f"{path}: corrupt header: not valid JSON") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return metadata if isinstance(metadata, dict) else {}
+def _check_keys(metadata: dict[str, str], path: str) -> None:
+    """The format version first (its own message for version 1), then exactly KEYS, precision and digest form."""
+    version = metadata.get("rnnedge.format")
+    if version is None:
+        hint = " (it is a golden-vectors file)" if "rnnedge.vectors.format" in metadata else ""
+        raise ArtifactError(f"{path}: not an rnnedge weight file (no 'rnnedge.format' in its metadata){hint}")
+    if version == "1":
+        raise ArtifactError(f"{path}: format version 1 is no longer read: its header was not sealed, so its spec "
+                            f"cannot be trusted; re-export it with this rnnedge (rnnedge-export) to get version "
+                            f"{FORMAT_VERSION}")
+    if version != str(FORMAT_VERSION):
+        raise ArtifactError(f"{path}: format version {short(version)[1:-1]} is not supported (this runtime reads "
+                            f"{FORMAT_VERSION})")
+    unknown = sorted(set(metadata) - set(KEYS))
+    if unknown:
+        raise ArtifactError(f"{path}: unknown metadata key {short(unknown[0])}: a weight file's metadata holds "
+                            f"exactly {', '.join(KEYS)}")
+    missing = [key for key in KEYS if key not in metadata]
+    if missing:
+        raise ArtifactError(f"{path}: metadata lacks {', '.join(missing)}")
+    if metadata["rnnedge.precision"] not in PRECISIONS:
+        raise ArtifactError(f"{path}: precision {short(metadata['rnnedge.precision'])} is not supported (supported: "
+                            f"{', '.join(PRECISIONS)})")
+    if not re.fullmatch(r"[0-9a-f]{64}", metadata[DIGEST_KEY]):
+        raise ArtifactError(f"{path}: {DIGEST_KEY} is not a SHA-256 hex digest")
 
 
 def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, path: str) -> None:

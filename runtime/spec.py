@@ -52,12 +52,22 @@ is today's single linear head and the normalised spec omits it. A spec with a no
 direction's final state: the forward direction's output at the last true step and, for a
 bidirectional last layer, the backward direction's output at step 0 (what it has seen of the whole
 sequence). `mean`/`std` may be omitted when writing a spec by hand; they default to 0 and 1.
+
+Bounds: `validate` refuses a key it does not know at any level (top, input, layers[i], head, head.hidden[k],
+layers[i].activations[k]), naming it and where; every size (features, vocab, embed_dim, hidden, out, units) is an
+int (not a bool) in [1, MAX_SIZE] (features: [1, MAX_FEATURES]); at most MAX_LAYERS layers and MAX_HEAD_LAYERS head layers; at most
+MAX_PARAMETERS weights and biases in all; mean, std, clip, alpha and beta are finite float32 values (std and clip
+at least FLOAT32_TINY), dropout in [0, 1). Files are read with these bounds before any tensor is allocated.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
+
+from runtime import strict_json
+from runtime.strict_json import short
 
 SPEC_VERSION = 1  # what a spec of PyTorch's cells is written as
 EXTENDED_VERSION = 2  # a spec with an ONNX layer extension (module docstring)
@@ -83,6 +93,21 @@ EXTENSIONS = ("reverse", "linear_before_reset", "input_forget", "peepholes", "cl
 _EXTENSION_DEFAULTS = {"reverse": False, "linear_before_reset": True, "input_forget": False, "peepholes": False,
                        "clip": None, "activations": None, "initial_state": False}
 _LAYER_KEYS = {"cell", "hidden", "bidirectional", *EXTENSIONS}
+_TOP_KEYS = {"version", "input", "layers", "head", "task", "dropout"}
+_DENSE_KEYS = {"kind", "features", "mean", "std"}
+_TOKEN_KEYS = {"kind", "vocab", "embed_dim", "padding_idx", "chars"}
+
+# Bounds (module docstring): generous for any recurrent model a device runs, small enough that every size and
+# every file a spec implies is a few GB at most, and so checked before anything is allocated
+MAX_SIZE = 2**20  # vocab, embed_dim, hidden, head out and hidden units
+MAX_FEATURES = 2**16  # dense input width: each feature costs two floats (mean, std) in every header that holds a spec
+MAX_LAYERS = 64  # recurrent layers
+MAX_HEAD_LAYERS = 64  # the head's hidden dense layers
+MAX_PARAMETERS = 2**28  # weights and biases in all (1 GiB as float32)
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 2.0**-126  # the smallest normal float32: a std or clip below it divides into infinity
+SPEC_MAX_DEPTH = 5  # spec > layers > layer > activations > function
+SPEC_MAX_VALUES = 2 * MAX_FEATURES + 2**16  # mean and std, plus every other key and value of a spec at its caps
 
 
 class SpecError(ValueError):
@@ -94,53 +119,79 @@ def _require(cond: bool, msg: str) -> None:
         raise SpecError(msg)
 
 
-def _positive_int(value, where: str) -> int:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-             f"{where} must be a positive integer, got {value!r}")
+def _size(value, where: str, cap: int = MAX_SIZE) -> int:
+    _require(isinstance(value, int) and not isinstance(value, bool) and 0 < value <= cap,
+             f"{where} must be a positive integer, got {short(value)} (at most {cap})")
     return value
 
 
+def _number(value, where: str, low: float = -FLOAT32_MAX, high: float = FLOAT32_MAX,
+            kind: str = "a finite number") -> float:
+    """A JSON number (not a bool) in [low, high], as a float: the kernels compute in float32, so every number a spec
+    holds must be a finite float32."""
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high,
+             f"{where} must be {kind} in [{low:g}, {high:g}], got {short(value)}")
+    return float(value)
+
+
+def _known_keys(d: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted((k if isinstance(k, str) and len(k) <= 60 else short(k) for k in set(d) - allowed), key=str)
+    _require(not unknown, f"{where} has unknown keys {unknown[:5]}; its keys are {sorted(allowed)}")
+
+
 def validate(spec: dict) -> dict:
-    """Check a spec and return a normalised deep copy (defaults filled in). Raises SpecError."""
+    """Check a spec and return a normalised deep copy (defaults filled in). Raises SpecError naming the field.
+
+    Unknown keys are refused at every level, every size is an int in [1, MAX_SIZE] (features MAX_FEATURES), every
+    float a finite float32,
+    and the model holds at most MAX_PARAMETERS parameters (module docstring, "Bounds").
+    """
     _require(isinstance(spec, dict), f"spec must be a dict, got {type(spec).__name__}")
+    _known_keys(spec, _TOP_KEYS, "spec")
     spec = copy.deepcopy(spec)
-    _require(spec.get("version") in VERSIONS,
-             f"spec version {spec.get('version')!r} is not supported (this rnnedge reads versions "
+    version = spec.get("version")
+    _require(isinstance(version, int) and not isinstance(version, bool) and version in VERSIONS,
+             f"spec version {short(version)} is not supported (this rnnedge reads versions "
              f"{', '.join(map(str, VERSIONS))})")
 
     inp = spec.get("input")
     _require(isinstance(inp, dict), "spec['input'] is missing")
     kind = inp.get("kind")
     if kind == "dense":
-        f = _positive_int(inp.get("features"), "input.features")
+        _known_keys(inp, _DENSE_KEYS, "input")
+        f = _size(inp.get("features"), "input.features", MAX_FEATURES)
         inp.setdefault("mean", [0.0] * f)
         inp.setdefault("std", [1.0] * f)
-        for key in ("mean", "std"):
+        for key, low in (("mean", -FLOAT32_MAX), ("std", FLOAT32_TINY)):
             _require(isinstance(inp[key], list) and len(inp[key]) == f,
-                     f"input.{key} must be a list of {f} numbers")
-        _require(all(s > 0 for s in inp["std"]), "input.std must be positive")
+                     f"input.{key} must be a list of {f} numbers, got {short(inp[key])}")
+            inp[key] = [_number(v, f"input.{key}[{j}]", low) for j, v in enumerate(inp[key])]
     elif kind == "tokens":
-        v = _positive_int(inp.get("vocab"), "input.vocab")
-        _positive_int(inp.get("embed_dim"), "input.embed_dim")
+        _known_keys(inp, _TOKEN_KEYS, "input")
+        v = _size(inp.get("vocab"), "input.vocab")
+        _size(inp.get("embed_dim"), "input.embed_dim")
         pad = inp.setdefault("padding_idx", None)
-        _require(pad is None or (isinstance(pad, int) and 0 <= pad < v),
-                 f"input.padding_idx must be null or in [0, {v}), got {pad!r}")
-        if inp.get("chars") is not None:
-            chars = inp["chars"]
+        _require(pad is None or (isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad < v),
+                 f"input.padding_idx must be null or an integer in [0, {v}), got {short(pad)}")
+        chars = inp.pop("chars", None)
+        if chars is not None:
             _require(isinstance(chars, str), f"input.chars must be a string, got {type(chars).__name__}")
             _require(len(chars) == v, f"input.chars must hold vocab = {v} characters, got {len(chars)}")
-            _require(len(set(chars)) == v, "input.chars must not repeat a character: "
-                     f"{sorted({c for c in chars if chars.count(c) > 1})!r} appear more than once")
+            repeated = sorted(c for c, n in collections.Counter(chars).items() if n > 1)
+            _require(not repeated, f"input.chars must not repeat a character: {short(repeated)} appear more than once")
+            inp["chars"] = chars
     else:
-        raise SpecError(f"input.kind must be 'dense' or 'tokens', got {kind!r}")
+        raise SpecError(f"input.kind must be 'dense' or 'tokens', got {short(kind)}")
 
     layers = spec.get("layers")
-    _require(isinstance(layers, list) and len(layers) > 0, "spec['layers'] must be a non-empty list")
+    _require(isinstance(layers, list) and 0 < len(layers) <= MAX_LAYERS,
+             f"spec['layers'] must be a list of 1 to {MAX_LAYERS} layers, got {short(layers)}")
     for i, layer in enumerate(layers):
-        _require(isinstance(layer, dict), f"layers[{i}] must be a dict")
+        _require(isinstance(layer, dict), f"layers[{i}] must be a dict, got {short(layer)}")
+        _known_keys(layer, _LAYER_KEYS, f"layers[{i}]")
         _require(layer.get("cell") in CELLS,
-                 f"layers[{i}].cell {layer.get('cell')!r} is not supported; supported cells: {', '.join(CELLS)}")
-        _positive_int(layer.get("hidden"), f"layers[{i}].hidden")
+                 f"layers[{i}].cell {short(layer.get('cell'))} is not supported; supported cells: {', '.join(CELLS)}")
+        _size(layer.get("hidden"), f"layers[{i}].hidden")
         layer.setdefault("bidirectional", False)
         _require(isinstance(layer["bidirectional"], bool), f"layers[{i}].bidirectional must be true or false")
         _validate_extensions(layer, f"layers[{i}]")
@@ -152,32 +203,44 @@ def validate(spec: dict) -> dict:
                        else EXTENDED_VERSION if extended else SPEC_VERSION)
 
     spec.setdefault("task", "classify")
-    _require(spec["task"] in TASKS, f"task must be one of {TASKS}, got {spec['task']!r}")
-    spec.setdefault("dropout", 0.0)
-    _require(isinstance(spec["dropout"], (int, float)) and 0.0 <= spec["dropout"] < 1.0,
-             "dropout must be in [0, 1)")
+    _require(spec["task"] in TASKS, f"task must be one of {TASKS}, got {short(spec['task'])}")
+    spec["dropout"] = _number(spec.get("dropout", 0.0), "dropout", 0.0, 1.0)
+    _require(spec["dropout"] < 1.0, "dropout must be in [0, 1), got 1.0")
+    n = parameter_count(spec)
+    _require(n <= MAX_PARAMETERS, f"the spec describes {n} parameters, more than MAX_PARAMETERS = {MAX_PARAMETERS}")
     return spec
+
+
+def parameter_count(spec: dict) -> int:
+    """Weights and biases of a validated spec's float model (tensor_shapes), the quantity MAX_PARAMETERS bounds."""
+    count = 0
+    for shape in tensor_shapes(spec).values():
+        size = 1
+        for n in shape:
+            size *= n
+        count += size
+    return count
 
 
 def _validate_head(head) -> None:
     """Check spec['head'] (module docstring), fill its default activation and drop an empty "hidden", in place."""
     _require(isinstance(head, dict), "spec['head'] is missing")
-    unknown = sorted(set(head) - _HEAD_KEYS)
-    _require(not unknown, f"head has unknown keys {unknown}; a head's keys are {sorted(_HEAD_KEYS)}")
-    _positive_int(head.get("out"), "head.out")
-    _require(head.get("on") in HEAD_ON, f"head.on must be one of {HEAD_ON}, got {head.get('on')!r}")
+    _known_keys(head, _HEAD_KEYS, "head")
+    _size(head.get("out"), "head.out")
+    _require(head.get("on") in HEAD_ON, f"head.on must be one of {HEAD_ON}, got {short(head.get('on'))}")
     head.setdefault("activation", "none")
     _require(head["activation"] in ACTIVATIONS,
-             f"head.activation {head['activation']!r} is not supported; supported: {', '.join(ACTIVATIONS)}")
+             f"head.activation {short(head['activation'])} is not supported; supported: {', '.join(ACTIVATIONS)}")
     hidden = head.get("hidden", [])
-    _require(isinstance(hidden, list), f"head.hidden must be a list of dense layers, got {hidden!r}")
+    _require(isinstance(hidden, list) and len(hidden) <= MAX_HEAD_LAYERS,
+             f"head.hidden must be a list of dense layers (at most {MAX_HEAD_LAYERS}), got {short(hidden)}")
     for k, dense in enumerate(hidden):
         where = f"head.hidden[{k}]"
         _require(isinstance(dense, dict) and set(dense) == {"units", "activation"},
-                 f"{where} must be {{'units': U, 'activation': name}} (exactly these keys), got {dense!r}")
-        _positive_int(dense["units"], f"{where}.units")
+                 f"{where} must be {{'units': U, 'activation': name}} (exactly these keys), got {short(dense)}")
+        _size(dense["units"], f"{where}.units")
         _require(dense["activation"] in HIDDEN_ACTIVATIONS,
-                 f"{where}.activation {dense['activation']!r} is not supported; supported: "
+                 f"{where}.activation {short(dense['activation'])} is not supported; supported: "
                  f"{', '.join(HIDDEN_ACTIVATIONS)}")
     if not hidden:
         head.pop("hidden", None)
@@ -185,40 +248,32 @@ def _validate_head(head) -> None:
 
 def _validate_extensions(layer: dict, where: str) -> None:
     """Check a layer's optional ONNX keys (module docstring) and drop those at their default, in place."""
-    unknown = sorted(set(layer) - _LAYER_KEYS)
-    _require(not unknown, f"{where} has unknown keys {unknown}; a layer's keys are {sorted(_LAYER_KEYS)}")
     cell = layer["cell"]
     for key in ("reverse", "linear_before_reset", "input_forget", "peepholes", "initial_state"):
         if key in layer:
-            _require(isinstance(layer[key], bool), f"{where}.{key} must be true or false, got {layer[key]!r}")
+            _require(isinstance(layer[key], bool), f"{where}.{key} must be true or false, got {short(layer[key])}")
     _require(not (layer.get("reverse") and layer["bidirectional"]),
              f"{where}: reverse and bidirectional exclude each other (a bidirectional layer runs both ways)")
     for key, family in (("linear_before_reset", "gru"), ("input_forget", "lstm"), ("peepholes", "lstm")):
         if key in layer:
             _require(cell == family, f"{where}.{key} belongs to {family} layers, this one is {cell}")
-    if "clip" in layer and layer["clip"] is not None:
-        clip = layer["clip"]
-        _require(isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0 and clip < float("inf"),
-                 f"{where}.clip must be a positive finite number, got {clip!r}")
-        layer["clip"] = float(clip)
+    if layer.get("clip") is not None:
+        layer["clip"] = _number(layer["clip"], f"{where}.clip", FLOAT32_TINY, kind="a positive finite number")
     if layer.get("activations") is not None:
         acts = layer["activations"]
         n = FUNCTIONS_PER_CELL[cell] * (2 if layer["bidirectional"] else 1)
         _require(isinstance(acts, list) and len(acts) == n,
                  f"{where}.activations must list {n} functions ({FUNCTIONS_PER_CELL[cell]} per direction for "
-                 f"{cell}), got {acts!r}")
+                 f"{cell}), got {short(acts)}")
         normal = []
         for k, a in enumerate(acts):
-            _require(isinstance(a, dict) and a.get("fn") in ACTIVATION_FNS,
+            _require(isinstance(a, dict) and isinstance(a.get("fn"), str) and a["fn"] in ACTIVATION_FNS,
                      f"{where}.activations[{k}] must be {{'fn': name, 'alpha': a, 'beta': b}} with a name in "
-                     f"{sorted(ACTIVATION_FNS)}, got {a!r}")
-            _require(set(a) <= {"fn", "alpha", "beta"}, f"{where}.activations[{k}] has unknown keys {sorted(a)}")
+                     f"{sorted(ACTIVATION_FNS)}, got {short(a)}")
+            _known_keys(a, {"fn", "alpha", "beta"}, f"{where}.activations[{k}]")
             alpha, beta = ACTIVATION_FNS[a["fn"]]
-            alpha, beta = a.get("alpha", alpha), a.get("beta", beta)
-            for name, v in (("alpha", alpha), ("beta", beta)):
-                _require(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf"),
-                         f"{where}.activations[{k}].{name} must be a finite number, got {v!r}")
-            normal.append({"fn": a["fn"], "alpha": float(alpha), "beta": float(beta)})
+            normal.append({"fn": a["fn"], "alpha": _number(a.get("alpha", alpha), f"{where}.activations[{k}].alpha"),
+                           "beta": _number(a.get("beta", beta), f"{where}.activations[{k}].beta")})
         layer["activations"] = normal
         if all(a == {"fn": fn, "alpha": ACTIVATION_FNS[fn][0], "beta": ACTIVATION_FNS[fn][1]}
                for a, fn in zip(normal, DEFAULT_FUNCTIONS[cell] * (2 if layer["bidirectional"] else 1))):
@@ -488,8 +543,5 @@ def dumps(spec: dict) -> str:
 
 
 def loads(text: str) -> dict:
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SpecError(f"spec is not valid JSON: {e}") from None
-    return validate(spec)
+    """Parse and validate a spec's JSON text, with strict_json's bounds (SPEC_MAX_DEPTH, SPEC_MAX_VALUES)."""
+    return validate(strict_json.loads(text, "spec", SpecError, SPEC_MAX_DEPTH, SPEC_MAX_VALUES))

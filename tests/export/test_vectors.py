@@ -61,7 +61,7 @@ def test_round_trip_and_replay(tmp_path, precision, kind, cell, layers):
 
     meta, t = read_vectors(path)
     assert meta == written
-    assert (meta["format"], meta["precision"], meta["steps"]) == (1, precision, 11)
+    assert (meta["format"], meta["precision"], meta["steps"]) == (2, precision, 11)
     assert meta["artifact"] == f"model.{precision}.safetensors"
     with safe_open(weights, "np") as f:
         assert meta["artifact_sha256"] == f.metadata()["rnnedge.sha256"]
@@ -153,7 +153,7 @@ def test_tampered_file_is_refused(tmp_path, where):
     i = len(data) - 1 if where == "last byte" else (header_end + len(data)) // 2
     data[i] ^= 0x01
     Path(path).write_bytes(bytes(data))
-    with pytest.raises(VectorsError, match="SHA-256 of the tensors does not match"):
+    with pytest.raises(VectorsError, match="SHA-256 of the header and tensors does not match"):
         read_vectors(path)
 
 

@@ -223,7 +223,7 @@ def test_exp_sigmoid_tanh_match_the_runtime(tmp_path, host_cc):
 def test_generated_float_sources_name_their_origin_and_sizes(tmp_path):
     spec = _spec("gru", 3, "tokens")
     weights = write_artifact(make_model(spec), tmp_path / "model.int8w.safetensors", "int8w")
-    sha = artifact.payload_sha256(artifact.read(weights)[2])
+    sha = artifact.sha256(*artifact.read(weights))
     header, source = write_float_model_sources(weights, tmp_path / "c", checkpoint="runs/watch/model.pt")
     for path in (header, source):
         first = path.read_text().splitlines()[0]

@@ -154,7 +154,8 @@ def _write_raw(path, tensors, spec):
     """A file as a careless or hostile writer would make it: valid checksum, unchecked contents."""
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     metadata = {"rnnedge.format": str(artifact.FORMAT_VERSION), "rnnedge.precision": "int8",
-                "rnnedge.spec": specs.dumps(spec), "rnnedge.sha256": artifact.payload_sha256(tensors)}
+                "rnnedge.spec": specs.dumps(specs.validate(spec)),
+                "rnnedge.sha256": artifact.sha256(spec, "int8", tensors)}
     with open(path, "wb") as f:
         f.write(save(tensors, metadata=metadata))
 

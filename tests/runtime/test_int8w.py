@@ -187,7 +187,7 @@ def test_a_tampered_int8w_file_is_refused(tmp_path):
 def _write_raw(path, tensors, spec, precision):
     """A file with a correct checksum but tensors the writer would refuse: what a foreign tool might make."""
     metadata = {"rnnedge.format": str(artifact.FORMAT_VERSION), "rnnedge.precision": precision,
-                "rnnedge.spec": specs.dumps(specs.validate(spec)), "rnnedge.sha256": artifact.payload_sha256(tensors)}
+                "rnnedge.spec": specs.dumps(specs.validate(spec)), "rnnedge.sha256": artifact.sha256(spec, precision, tensors)}
     Path(path).write_bytes(save(tensors, metadata=metadata))
 
 
