@@ -88,11 +88,15 @@ def main(argv=None) -> int:
             print(f"    {count:7d}  {reason}")
         print(f"accepted unchanged: {figures['accepted_unchanged']}")
         print(f"accepted with changed outputs: {figures['accepted_changed']}")
+        print(f"resealed and accepted as another model (not a failure): "
+              f"{figures['accepted_resealed_as_another_model']}")
         print(f"other exceptions: {sum(figures['other_exceptions_by_type'].values())} "
               f"{figures['other_exceptions_by_type']}")
         over = f" (OVER {figures['ru_maxrss_bound']})" if rss_over else ""
         ratio = next(v for k, v in figures.items() if k.startswith("max_peak_ratio"))
-        print(f"memory: max tracemalloc peak / file size {ratio} (files >= 64 KiB), max peak - 2 x size "
+        load = next(v for k, v in figures.items() if k.startswith("max_load_peak_ratio"))
+        print(f"memory: reader's max tracemalloc peak / file size {ratio} (files >= 64 KiB; runtime.load of accepted "
+              f"files: {load}), max peak - 2 x size "
               f"{figures['max_peak_excess_bytes']} B, cases over the bound ({figures['memory_bound']}): "
               f"{figures['over_memory']}; ru_maxrss growth {growth} B{over}")
         for line in figures["failure_classes"][:80]:

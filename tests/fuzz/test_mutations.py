@@ -51,8 +51,8 @@ def test_mutated_vector_files_are_refused_with_vectors_error_or_read_unchanged()
 
 @pytest.mark.parametrize("kind", ["weights", "vectors"])
 def test_unmutated_bases_read_back_unchanged_within_the_memory_bound(kind):
-    # repack writes the same tensors and metadata again: the oracle must call that unchanged, and the real files'
-    # own cost must sit well inside the bound the mutations are held to
+    # repack writes the same tensors and metadata again: the oracle must call that unchanged, and reading the real
+    # files must sit well inside the bound the mutations are held to
     tracemalloc.start()
     try:
         with tempfile.TemporaryDirectory() as workdir:
@@ -84,5 +84,5 @@ def test_the_mutators_change_the_files():
 
 def test_refusals_are_classified_by_their_message():
     assert refusal_reason("/x/model.f32.safetensors: truncated: 3 bytes is shorter than a header") == "truncated"
-    assert refusal_reason("/x/m: SHA-256 of the tensors does not match the header") == "digest / seal"
+    assert refusal_reason("/x/m: SHA-256 of the header and tensors does not match rnnedge.sha256") == "seal / digest"
     assert refusal_reason("/x/m: something new 12 happened") == "other: something new N happened"
