@@ -154,6 +154,7 @@ REASONS = (
     ("tensor shape / dtype", r"shape|dtype|is (?:float|int|uint|bool)|needs"),
     ("tensor values", r"NaN|infinity|-128|scale|multiplier|shift|cell_power|token id"),
     ("steps / layout", r"steps|state_layout"),
+    ("vectors' artifact", r"artifact"),
     ("size", r"size|bytes|offset|large|exceed"),
 )
 
