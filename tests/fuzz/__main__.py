@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")  # numpy's overflow warnings on accepted huge numbers would flood the output
 
     from tests.fuzz.bases import bases
-    from tests.fuzz.engine import Case, run, run_case
+    from tests.fuzz.engine import Case, run, run_case, scratch_dir
 
     bases()
     if args.case:
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         import tracemalloc
 
         tracemalloc.start()
-        with tempfile.TemporaryDirectory() as workdir:
+        with tempfile.TemporaryDirectory(dir=scratch_dir()) as workdir:
             r = run_case(Case.parse(args.case), workdir)
         print(r.describe())
         print(f"verdict {r.verdict}; file {r.size} B; tracemalloc peak {r.peak} B; over the bound: {r.over_memory}")

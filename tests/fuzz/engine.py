@@ -307,7 +307,7 @@ def run(kind: str, n: int, seed: int = 0, progress=None) -> Summary:
     if started:
         tracemalloc.start()
     try:
-        with tempfile.TemporaryDirectory(prefix="rnnedge-fuzz-") as workdir, memory_cap():
+        with tempfile.TemporaryDirectory(prefix="rnnedge-fuzz-", dir=scratch_dir()) as workdir, memory_cap():
             for i, case in enumerate(cases(kind, n, seed)):
                 summary.add(run_case(case, workdir))
                 if progress and (i + 1) % progress[0] == 0:
@@ -316,6 +316,12 @@ def run(kind: str, n: int, seed: int = 0, progress=None) -> Summary:
         if started:
             tracemalloc.stop()
     return summary
+
+
+def scratch_dir() -> str | None:
+    """Where the mutated files are written: /dev/shm when it is a writable tmpfs (opening a file there costs 20 us,
+    on this machine's /tmp 2.6 ms: most of a case), else the default temporary directory."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 class memory_cap:

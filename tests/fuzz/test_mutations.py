@@ -12,7 +12,17 @@ import tracemalloc
 import pytest
 
 from tests.fuzz.bases import bases
-from tests.fuzz.engine import MEMORY_FACTOR, MEMORY_OVERHEAD, MUTATORS, Case, cases, refusal_reason, run, run_case
+from tests.fuzz.engine import (
+    MEMORY_FACTOR,
+    MEMORY_OVERHEAD,
+    MUTATORS,
+    Case,
+    cases,
+    refusal_reason,
+    run,
+    run_case,
+    scratch_dir,
+)
 
 SEED = int(os.environ.get("RNNEDGE_FUZZ_SEED", "0"))
 WEIGHT_CASES = 5000
@@ -55,7 +65,7 @@ def test_unmutated_bases_read_back_unchanged_within_the_memory_bound(kind):
     # files must sit well inside the bound the mutations are held to
     tracemalloc.start()
     try:
-        with tempfile.TemporaryDirectory() as workdir:
+        with tempfile.TemporaryDirectory(dir=scratch_dir()) as workdir:
             results = [run_case(Case(kind, b.name, "repack", 0), workdir) for b in bases()]
     finally:
         tracemalloc.stop()
@@ -74,12 +84,15 @@ def test_a_case_replays_the_same_bytes_from_its_description():
 
 
 def test_the_mutators_change_the_files():
-    # every mutator but the semantic no-ops alters at least one of a few seeded copies of each base
-    no_ops = {"repack", "header_reformat", "json_reformat"}
-    for name in sorted(set(MUTATORS) - no_ops):
-        for b in bases():
-            changed = [Case("weights", b.name, name, seed).mutate() for seed in range(4)]
-            assert any(orig != data for orig, data, _ in changed), f"{name} left {b.name} as it was"
+    # every mutator but the semantic no-ops alters some seeded copies of the bases (not necessarily every base: a
+    # token model has no mean/std to edit)
+    no_ops = {"repack", "header_reformat", "json_reformat", "resealed_json_reformat"}
+    for kind in ("weights", "vectors"):
+        for name in sorted(set(MUTATORS) - no_ops):
+            changed = [orig != data for b in bases() for seed in range(3)
+                       for orig, data, _ in [Case(kind, b.name, name, seed).mutate()]]
+            assert sum(changed) >= len(changed) // 2, f"{name} left {changed.count(False)} of {len(changed)} {kind} " \
+                                                      "files as they were"
 
 
 def test_refusals_are_classified_by_their_message():
