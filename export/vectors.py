@@ -263,6 +263,7 @@ def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         if layout != state_layout(spec):
             raise VectorsError(f"{path}: state_layout {strict_json.short(layout)} does not match the spec's "
                                f"{strict_json.short(state_layout(spec))}")
+        layout = state_layout(spec)  # the same values, and surely ints (0.0 == 0 == False compared equal above)
         f.check_table(vector_tensors(spec, precision, steps), f"the spec ({precision}, {steps} steps)",
                       f"{precision} vectors need")
         for key, canonical in (("spec", specs.dumps(spec)), ("state_layout", json.dumps(layout, separators=(",", ":")))):

@@ -107,6 +107,7 @@ class SealedFile:
             mode = os.fstat(fd)
             if not stat.S_ISREG(mode.st_mode):
                 raise error(f"{self.path}: not a regular file (a directory, FIFO, device or socket is not read)")
+            os.set_blocking(fd, True)  # O_NONBLOCK served the open; a regular file's reads never wait anyway
             self._file = os.fdopen(fd, "rb", buffering=0)
         except BaseException:
             os.close(fd)
@@ -128,13 +129,13 @@ class SealedFile:
         error, path = self.error, self.path
         if size < 8:
             raise error(f"{path}: truncated: {size} bytes is shorter than a safetensors header")
-        n = int.from_bytes(self._read_exact(8), "little")
+        n = int.from_bytes(self._read_exact(8, 0), "little")
         if n > size - 8:
             raise error(f"{path}: truncated: the header says {n} bytes, the file has {size - 8} after its length")
         if n > MAX_HEADER:
             raise error(f"{path}: a header of {n} bytes is longer than any rnnedge writes (at most {MAX_HEADER})")
         try:
-            text = self._read_exact(n).decode("utf-8")
+            text = self._read_exact(n, 8).decode("utf-8")
         except UnicodeDecodeError:
             raise error(f"{path}: corrupt header: not UTF-8 text") from None
         header = strict_json.loads(text, f"{path}: corrupt header", error, HEADER_MAX_DEPTH, HEADER_MAX_VALUES)
@@ -203,9 +204,12 @@ class SealedFile:
         """The data section, read once, as arrays (views of one writeable buffer); check_table first."""
         if self._expected is None:
             raise RuntimeError("SealedFile.read_tensors before check_table")
-        buffer = bytearray(self.data_size)
-        self._file.seek(self.data_start)
-        self._read_into(memoryview(buffer))
+        try:
+            buffer = bytearray(self.data_size)  # at most the file's size, which check_table tied to the spec's caps
+        except MemoryError:
+            raise self.error(f"{self.path}: its {self.data_size} bytes of tensors do not fit in this machine's "
+                             "memory") from None
+        self._read_into(memoryview(buffer), self.data_start)
         tensors = {}
         for name, (shape, dtype) in self._expected.items():
             _, _, begin, end = self.entries[name]
@@ -213,18 +217,22 @@ class SealedFile:
                                           offset=begin).reshape(shape) if end > begin else np.zeros(shape, dtype)
         return tensors
 
-    def _read_exact(self, n: int) -> bytearray:
+    def _read_exact(self, n: int, offset: int) -> bytearray:
         buffer = bytearray(n)
-        self._read_into(memoryview(buffer))
+        self._read_into(memoryview(buffer), offset)
         return buffer
 
-    def _read_into(self, view: memoryview) -> None:
+    def _read_into(self, view: memoryview, offset: int) -> None:
         done = 0
-        while done < len(view):
-            got = self._file.readinto(view[done:])
-            if not got:
-                raise self.error(f"{self.path}: truncated: the file ended while being read")
-            done += got
+        try:
+            self._file.seek(offset)
+            while done < len(view):
+                got = self._file.readinto(view[done:])
+                if not got:
+                    raise self.error(f"{self.path}: truncated: the file ended while being read")
+                done += got
+        except OSError as e:
+            raise self.error(f"{self.path}: cannot read: {e.strerror}") from None
 
 
 def _natural(n) -> bool:

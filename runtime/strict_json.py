@@ -15,8 +15,11 @@ import re
 
 MAX_NUMBER_CHARS = 32  # longer than any integer rnnedge stores (2**64 has 20 digits) and any float repr (24)
 
-# a JSON string (escapes included), or one character that opens or closes a container
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# A quote with the run of backslashes before it (it is escaped when the run is odd); outside strings, also a
+# container's bracket. Only single-character repeats: re's memory stays constant (a repeated group would keep
+# state per escape, ~130 bytes each), and the lookbehind keeps a long backslash run linear in time.
+_QUOTE = re.compile(r'(?<!\\)\\*"')
+_QUOTE_OR_BRACKET = re.compile(r'(?<!\\)\\*"|[\[\]{}]')
 
 
 def loads(text: str, what: str, error: type[ValueError], max_depth: int, max_values: int):
@@ -38,25 +41,39 @@ def _check_shape(text: str, what: str, error: type[ValueError], max_depth: int, 
     """Depth and value count from the brackets, commas and colons outside strings, without building objects.
 
     Every value or key but the first of its container follows a ',' or ':', so values <= those + containers + 1.
-    The loop visits strings and brackets only, at most max_values + max_depth of each before refusing.
+    The loop visits brackets outside strings and quotes (escaped ones too), at most 2 * (max_values + max_depth)
+    of them before refusing; a string's other characters are skipped by re, in C.
     """
+    limit = 2 * (max_values + max_depth)
     separators = text.count(",") + text.count(":")
-    depth, containers = 0, 0
-    for visited, m in enumerate(_TOKEN.finditer(text), 1):
-        if visited > 2 * max_values + 2 * max_depth:
-            raise error(f"{what} holds more than {max_values} JSON values")
-        c = m.group() if m.end() - m.start() == 1 else None
-        if c is None:  # a string: its commas and colons are not separators
-            separators -= text.count(",", m.start(), m.end()) + text.count(":", m.start(), m.end())
+    depth = containers = visited = pos = 0
+    while (m := _QUOTE_OR_BRACKET.search(text, pos)) is not None:
+        visited += 1
+        c = text[m.end() - 1]
+        if c == '"':
+            start = pos = m.end()
+            while (q := _QUOTE.search(text, pos)) is not None and (q.end() - q.start() - 1) % 2:
+                pos = q.end()  # an escaped quote
+                visited += 1
+                if visited > limit:
+                    break
+            if q is None:
+                return  # an unterminated string: json.loads says where
+            separators -= text.count(",", start, q.start()) + text.count(":", start, q.start())
+            pos = q.end()
         elif c in "[{":
             depth += 1
             containers += 1
             if depth > max_depth:
                 raise error(f"{what} nests deeper than {max_depth} levels")
+            pos = m.end()
         else:
             depth -= 1
             if depth < 0:
                 raise error(f"{what} is not valid JSON: a '{c}' closes nothing")
+            pos = m.end()
+        if visited > limit:
+            raise error(f"{what} holds more than {max_values} JSON values")
     if separators + containers + 1 > max_values:
         raise error(f"{what} holds {separators + containers + 1} JSON values, more than the {max_values} "
                     "it can legitimately hold")

@@ -74,6 +74,7 @@ def test_an_edited_but_well_formed_field_fails_the_seal(tmp_path, field, value):
     ("precision", "f16", "precision 'f16' is not supported"),
     ("state_layout", "[[0, \"h\", 0, 4], [0, \"c\", 4, 4]]", "state_layout is not in canonical form"),
     ("state_layout", "[[0,\"h\",0,4]]", "state_layout .* does not match the spec's"),
+    ("state_layout", "[[0.0,\"h\",0,4],[0,\"c\",4,4]]", "state_layout is not in canonical form"),
     ("state_layout", "[" * 1000 + "]" * 1000, "nests deeper than"),
     ("spec", "{\"version\": 1}", "bad spec in metadata"),
 ])

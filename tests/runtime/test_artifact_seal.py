@@ -228,6 +228,16 @@ def test_deep_nesting_is_refused_without_recursion_error(kind, where):
         read(path)
 
 
+@pytest.mark.parametrize("nest", ['{"a":', "[", '\\"'])
+def test_a_long_nest_or_run_of_escapes_in_the_spec_is_refused_within_the_memory_bound(kind, nest):
+    """The header's text and the string it holds: twice the file, plus the bound's 64 KiB."""
+    path, read, error = kind
+    key = next(k for k in _split(path)[0]["__metadata__"] if k.endswith("spec"))
+    _edit_metadata(path, **{key: nest * 100_000})  # inside the header's string: 100,000 to 300,000 escapes
+    peak = _peak(lambda: pytest.raises(error, read, path))
+    assert peak < 2 * path.stat().st_size + 2**16, f"{peak} bytes spent refusing a {path.stat().st_size}-byte file"
+
+
 @pytest.mark.parametrize("where", ["shape", "spec"])
 def test_a_5000_digit_integer_is_refused(kind, where):
     path, read, error = kind
