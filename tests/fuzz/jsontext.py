@@ -17,12 +17,42 @@ class Raw:
         return f"Raw({self.text[:40]!r}{'...' if len(self.text) > 40 else ''})"
 
 
-class Pairs(list):
+class Pairs:
     """A JSON object as (key, value) pairs, so a key may appear twice."""
+
+    def __init__(self):
+        self.items: list[tuple[str, object]] = []
+
+    def append(self, pair: tuple[str, object]) -> None:
+        self.items.append(pair)
+
+    def __iter__(self):
+        return iter(self.items)
 
 
 def dump(value, ws=None) -> str:
-    """value as JSON text; ws() gives the whitespace put after each ',' and ':' (none by default)."""
+    """value as JSON text; ws() gives the whitespace put after each ',' and ':' (none by default).
+
+    Without whitespace, json.dumps writes everything but the Raw and Pairs nodes (in C: most of a case's cost was
+    this writer), which go in as placeholders replaced afterwards."""
+    if ws is not None:
+        return _dump(value, ws)
+    parts: dict[str, str] = {}
+
+    def placeholder(node):
+        if not isinstance(node, (Raw, Pairs)):
+            raise TypeError(f"cannot write {type(node).__name__} as JSON")
+        key = f"\x00{len(parts)}\x00"
+        parts[json.dumps(key)] = node.text if isinstance(node, Raw) else _dump(node, None)
+        return key
+
+    text = json.dumps(value, separators=(",", ":"), default=placeholder)
+    for key, part in parts.items():
+        text = text.replace(key, part, 1)
+    return text
+
+
+def _dump(value, ws) -> str:
     sep = ws or (lambda: "")
     if isinstance(value, Raw):
         return value.text
@@ -40,9 +70,9 @@ def dump(value, ws=None) -> str:
         return json.dumps(value)
     if isinstance(value, (Pairs, dict)):
         items = value if isinstance(value, Pairs) else value.items()
-        return "{" + ("," + sep()).join(json.dumps(k) + ":" + sep() + dump(v, ws) for k, v in items) + "}"
+        return "{" + ("," + sep()).join(json.dumps(k) + ":" + sep() + _dump(v, ws) for k, v in items) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ("," + sep()).join(dump(v, ws) for v in value) + "]"
+        return "[" + ("," + sep()).join(_dump(v, ws) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 

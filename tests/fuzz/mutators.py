@@ -22,7 +22,8 @@ HUGE_INTS = (2**63, -(2**63), 2**64, 2**64 - 1, 2**31, 2**32, 3 * 10**8, 10**12,
 NUMBER_EDITS = HUGE_INTS + (Raw("9" * 5000), Raw("-" + "7" * 5000), 0, -1, True, False, None, Raw("NaN"),
                             Raw("Infinity"), Raw("-Infinity"), 1e308, Raw("1e309"), Raw("1E400"), 5e-324, -0.0,
                             Raw("-0"), Raw("1e2"), "8")
-STRING_EDITS = ("", " ", "none", "None", "NONE", "null", "0", "\u0000", "\ud800", "x" * 300, 1, None, [], {})
+STRING_EDITS = ("", " ", "none", "None", "NONE", "null", "0", "\u0000", "\ud800", "x" * 300, 1, None, [], {},
+                '"' * 3000, "\\" * 3001, "\\u0041" * 1000)
 ENUMS = {"cell": specs.CELLS, "kind": ("dense", "tokens"), "on": specs.HEAD_ON, "task": specs.TASKS,
          "activation": specs.ACTIVATIONS + specs.HIDDEN_ACTIVATIONS, "fn": tuple(specs.ACTIVATION_FNS)}
 META_STRINGS = ("", "1", "2", "3", "0", "01", " 1", "1 ", "1.0", "+1", "-1", "1e0", "\u0661", "\u00b2", "\uff11",
