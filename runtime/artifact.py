@@ -28,6 +28,7 @@ import numpy as np
 from runtime import sealed
 from runtime import spec as specs
 from runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, SHIFT_MAX, SHIFT_MIN
+from runtime.layout import check_int32_sums
 from runtime.strict_json import short
 
 FORMAT_VERSION = 2  # 2: the header is sealed with the tensors (1: the tensors only)
@@ -43,10 +44,11 @@ class ArtifactError(ValueError):
 
 def sha256(spec: dict, precision: str, tensors: dict[str, np.ndarray]) -> str:
     """The rnnedge.sha256 of a weight file holding this spec, precision and tensors."""
-    return sealed.digest(DOMAIN, _metadata(specs.validate(spec), precision), tensors)
+    return sealed.digest(DOMAIN, metadata(specs.validate(spec), precision), tensors)
 
 
-def _metadata(spec: dict, precision: str) -> dict[str, str]:
+def metadata(spec: dict, precision: str) -> dict[str, str]:
+    """The metadata of a weight file of this (validated) spec and precision, all but its seal."""
     return {"rnnedge.format": str(FORMAT_VERSION), "rnnedge.precision": precision, "rnnedge.spec": specs.dumps(spec)}
 
 
@@ -55,27 +57,29 @@ def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], spec: dict, p
     spec = specs.validate(spec)
     if precision not in PRECISIONS:
         raise ArtifactError(f"{path}: precision {precision!r} is not supported (supported: {', '.join(PRECISIONS)})")
+    _check_runs(spec, precision, str(path))
     _check_tensors(tensors, spec, precision, str(path))
-    sealed.write(path, DOMAIN, DIGEST_KEY, _metadata(spec, precision), tensors)
+    sealed.write(path, DOMAIN, DIGEST_KEY, metadata(spec, precision), tensors)
 
 
 def read(path: str | os.PathLike) -> tuple[dict, str, dict[str, np.ndarray]]:
     """Load and verify a weight file: returns (spec, precision, tensors). Raises ArtifactError only."""
     with sealed.SealedFile(path, ArtifactError) as f:
-        path, metadata = f.path, f.metadata
-        _check_keys(metadata, path)
-        precision = metadata["rnnedge.precision"]
+        path, meta = f.path, f.metadata
+        _check_keys(meta, path)
+        precision = meta["rnnedge.precision"]
         try:
-            spec = specs.loads(metadata["rnnedge.spec"])
+            spec = specs.loads(meta["rnnedge.spec"])
         except specs.SpecError as e:
             raise ArtifactError(f"{path}: bad spec in metadata: {e}") from None
+        _check_runs(spec, precision, path)
         f.check_table(specs.artifact_tensors(spec, precision), f"the spec ({precision})", f"{precision} needs")
-        if specs.dumps(spec) != metadata["rnnedge.spec"]:
+        if specs.dumps(spec) != meta["rnnedge.spec"]:
             raise ArtifactError(f"{path}: rnnedge.spec is not in canonical form (runtime.spec.dumps of the validated "
                                 "spec): it was edited or written by another tool")
         tensors = f.read_tensors()
-    unsealed = {key: metadata[key] for key in KEYS if key != DIGEST_KEY}
-    if sealed.digest(DOMAIN, unsealed, tensors) != metadata[DIGEST_KEY]:
+    unsealed = {key: meta[key] for key in KEYS if key != DIGEST_KEY}
+    if sealed.digest(DOMAIN, unsealed, tensors) != meta[DIGEST_KEY]:
         raise ArtifactError(f"{path}: SHA-256 of the header and tensors does not match rnnedge.sha256: the file was "
                             "modified or damaged")
     _check_tensors(tensors, spec, precision, path)
@@ -109,6 +113,33 @@ def _check_keys(metadata: dict[str, str], path: str) -> None:
         raise ArtifactError(f"{path}: {DIGEST_KEY} is not a SHA-256 hex digest")
 
 
+def _check_runs(spec: dict, precision: str, path: str) -> None:
+    problems = specs.unsupported(spec, precision)
+    if problems:
+        raise ArtifactError(f"{path}: {precision} cannot run this model: " + "; ".join(problems))
+
+
+def _check_int32_sums(tensors: dict[str, np.ndarray], spec: dict, path: str) -> None:
+    """The bound runtime/layout.py checks as it builds an int8 model (check_int32_sums), as this file's error: every
+    matrix with the bias its sums start from (b_h: b_hh on recurrent_bias_rows, 0 elsewhere)."""
+    pairs = []
+    for l, layer in enumerate(spec["layers"]):
+        keep = specs.recurrent_bias_rows(layer)
+        for d in ("fwd", "bwd")[: specs.directions(layer)]:
+            p = f"layers.{l}.{d}"
+            b_h = np.zeros(len(tensors[f"{p}.w_hh"]), dtype=np.int64)
+            if keep.stop > keep.start:
+                b_h[keep] = tensors[f"{p}.b_hh"]
+            pairs += [(f"{p}.w_ih", tensors[f"{p}.b_ih"]), (f"{p}.w_hh", b_h)]
+    pairs += [(f"head.hidden.{k}.weight", tensors[f"head.hidden.{k}.bias"]) for k in range(len(specs.head_hidden(spec)))]
+    pairs.append(("head.weight", tensors["head.bias"]))
+    try:
+        for name, bias in pairs:
+            check_int32_sums(name, tensors[name], bias)
+    except ValueError as e:
+        raise ArtifactError(f"{path}: {e}") from None
+
+
 def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, path: str) -> None:
     expected = specs.artifact_tensors(spec, precision)
     missing = sorted(set(expected) - set(tensors))
@@ -135,3 +166,5 @@ def _check_tensors(tensors: dict[str, np.ndarray], spec: dict, precision: str, p
         if name.endswith(".cell_power") and not np.all((arr >= CELL_POWER_MIN_INT8) & (arr <= CELL_POWER_MAX_INT8)):
             raise ArtifactError(f"{path}: tensor {name} is {arr.tolist()}, outside "
                                 f"[{CELL_POWER_MIN_INT8}, {CELL_POWER_MAX_INT8}]")
+    if precision == "int8":
+        _check_int32_sums(tensors, spec, path)

@@ -120,7 +120,9 @@ def check_int32_sums(name: str, w: np.ndarray, bias: np.ndarray | None) -> None:
 
     |bias[r]| + sum_k |w[r, k]| * 2^15 < 2^31 for every row r makes int32 accumulation exact (kernels_int8).
     """
-    bound = np.abs(w.astype(np.int64)).sum(axis=1) * INT16_MAGNITUDE
+    rows = max(1, 2**20 // max(1, w.shape[1]))  # a block of rows at a time: the int64 copy stays at 8 MB
+    bound = np.concatenate([np.abs(w[r : r + rows].astype(np.int64)).sum(axis=1) for r in range(0, len(w), rows)]
+                           or [np.zeros(0, dtype=np.int64)]) * INT16_MAGNITUDE
     if bias is not None:
         bound = bound + np.abs(bias.astype(np.int64))
     if bound.size and bound.max() >= INT32_LIMIT:

@@ -19,6 +19,7 @@ from runtime import artifact, sealed
 from runtime import spec as specs
 from runtime.artifact import ArtifactError
 from runtime.model import Model
+from tests.runtime.int8_twin import random_int8_tensors
 
 
 def _spec(cell="gru", features=3, hidden=5, out=2, **layer) -> dict:
@@ -437,3 +438,24 @@ def test_the_safetensors_library_opens_both_kinds_of_file(kind):
         for name in f.keys():  # noqa: SIM118 -- safe_open is not a dict
             assert np.array_equal(f.get_tensor(name), tensors[name])
         assert len(f.metadata()) == (len(artifact.KEYS) if read is artifact.read else 8)
+
+
+# -- a sealed file of another tool: whatever read accepts, the runtime can build ----------------------------------
+
+def test_a_validly_sealed_int8_file_whose_sums_could_overflow_is_refused_by_read(tmp_path):
+    spec = _spec("gru")
+    tensors = random_int8_tensors(spec, np.random.default_rng(0), hot=False)
+    tensors["head.bias"][0] = -(2**31 - 1)  # |bias| + sum |w| * 2^15 >= 2^31
+    path = tmp_path / "m.int8.safetensors"
+    sealed.write(path, artifact.DOMAIN, artifact.DIGEST_KEY, artifact.metadata(spec, "int8"), tensors)
+    with pytest.raises(ArtifactError, match="row 0 of head.weight could overflow its int32 sum"):
+        artifact.read(path)
+
+
+def test_a_validly_sealed_file_its_precision_cannot_run_is_refused_by_read(tmp_path):
+    spec = _spec("gru", activations=[{"fn": "hardsigmoid"}, {"fn": "tanh"}])
+    tensors = random_int8_tensors(spec, np.random.default_rng(0), hot=False)
+    path = tmp_path / "m.int8.safetensors"
+    sealed.write(path, artifact.DOMAIN, artifact.DIGEST_KEY, artifact.metadata(spec, "int8"), tensors)
+    with pytest.raises(ArtifactError, match=r"int8 cannot run this model: layers\[0\]: activations"):
+        artifact.read(path)
