@@ -27,16 +27,6 @@ def _maxrss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def _classes(summary) -> list[str]:
-    seen, lines = set(), []
-    for r in summary.failures:
-        key = (r.verdict, r.reason, r.case.mutator, r.over_memory)
-        if key not in seen:
-            seen.add(key)
-            lines.append((f"[memory {r.peak} B, file {r.size} B] " if r.over_memory else "") + r.describe())
-    return lines
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=int, default=20000, help="mutated weight files (default 20000)")
@@ -78,7 +68,7 @@ def main(argv=None) -> int:
         figures = summary.figures()
         figures.update(seconds=round(seconds, 1), ru_maxrss_growth_bytes=growth,
                        ru_maxrss_bound=f"{RSS_FACTOR} x largest base file ({largest} B) + {RSS_OVERHEAD} B",
-                       failure_classes=_classes(summary))
+                       failure_classes=summary.failure_classes())
         rss_over = growth > RSS_FACTOR * largest + RSS_OVERHEAD
         failed |= bool(summary.failures) or rss_over
         out[kind] = figures

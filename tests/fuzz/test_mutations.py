@@ -30,14 +30,8 @@ VECTOR_CASES = 1000
 
 
 def _report(summary) -> str:
-    """The failures, one line per (verdict, reason, mutator) with a replayable case, then the figures."""
-    seen, lines = set(), []
-    for r in summary.failures:
-        key = (r.verdict, r.reason, r.case.mutator, r.over_memory)
-        if key not in seen:
-            seen.add(key)
-            memory = f" [memory: peak {r.peak} B for a {r.size} B file]" if r.over_memory else ""
-            lines.append(r.describe() + memory)
+    """The failures, one replayable line per class, then the figures."""
+    lines = summary.failure_classes()
     return "\n".join(lines[:60] + [f"... {len(lines) - 60} more classes" if len(lines) > 60 else "",
                                    str(summary.figures())])
 
