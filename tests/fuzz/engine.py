@@ -147,6 +147,7 @@ REASONS = (
     ("seal / digest", r"sha-?256 of|does not match rnnedge|modified or damaged|not a SHA-256"),
     ("not rnnedge", r"not an rnnedge"),
     ("format version", r"format version|vectors format"),
+    ("runtime cannot run it", r"layout: row|int32 sum|cannot run"),
     ("metadata keys", r"unknown metadata key|metadata lacks|metadata holds"),
     ("spec not canonical", r"canonical"),
     ("tensor set", r"tensors do not match|missing|unexpected"),
