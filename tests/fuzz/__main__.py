@@ -1,4 +1,5 @@
-"""`python -m tests.fuzz --weights 100000 --vectors 100000 [--seed S] [--json out.json]`: the mutation figures.
+"""`python -m tests.fuzz --weights 100000 --vectors 100000 [--seed S] [--header-flips] [--json out.json]`: the
+mutation figures.
 
 Prints, per kind: cases, refusals by reason, accepted unchanged, accepted with changed outputs, other exceptions by
 type, the tracemalloc peak memory ratio, and the process's ru_maxrss growth over the run; then one replayable line
@@ -28,17 +29,19 @@ def _maxrss() -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description="The mutation figures (tests/fuzz).")
     parser.add_argument("--weights", type=int, default=20000, help="mutated weight files (default 20000)")
     parser.add_argument("--vectors", type=int, default=5000, help="mutated vectors files (default 5000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the figures and failure lines here")
+    parser.add_argument("--header-flips", action="store_true",
+                        help="also every single-bit flip of every base's header (~86,000 weights, ~64,000 vectors)")
     parser.add_argument("--case", help="replay one case, kind/base/mutator/seed, and print what happened")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # numpy's overflow warnings on accepted huge numbers would flood the output
 
     from tests.fuzz.bases import bases
-    from tests.fuzz.engine import Case, run, run_case, scratch_dir
+    from tests.fuzz.engine import Case, header_flip_cases, run, run_case, scratch_dir
 
     bases()
     if args.case:
@@ -57,12 +60,16 @@ def main(argv=None) -> int:
     run("vectors", len(bases()), seed=args.seed + 1)
     largest = max(max(len(b.weights), len(b.vectors)) for b in bases())
     out, failed = {"seed": args.seed}, False
-    for kind, n in (("weights", args.weights), ("vectors", args.vectors)):
+    sections = [("weights", "weights", args.weights, None), ("vectors", "vectors", args.vectors, None)]
+    if args.header_flips:
+        sections += [(f"{kind} header flips", kind, 0, header_flip_cases(kind)) for kind in ("weights", "vectors")]
+    for label, kind, n, only in sections:
+        n = n if only is None else len(only)
         if n <= 0:
             continue
         rss0, t0 = _maxrss(), time.perf_counter()
-        summary = run(kind, n, args.seed, progress=(max(n // 10, 1), lambda s: print(
-            f"  {s.kind}: {s.cases} cases, {len(s.failures)} failures", file=sys.stderr, flush=True)))
+        summary = run(kind, n, args.seed, only=only, progress=(max(n // 10, 1), lambda s, label=label: print(
+            f"  {label}: {s.cases} cases, {len(s.failures)} failures", file=sys.stderr, flush=True)))
         seconds = time.perf_counter() - t0
         growth = _maxrss() - rss0
         figures = summary.figures()
@@ -71,8 +78,9 @@ def main(argv=None) -> int:
                        failure_classes=summary.failure_classes())
         rss_over = growth > RSS_FACTOR * largest + RSS_OVERHEAD
         failed |= bool(summary.failures) or rss_over
-        out[kind] = figures
-        print(f"== {kind}: {summary.cases} cases in {seconds:.0f} s (seed {args.seed})")
+        out[label] = figures
+        seeded = "every bit once" if only else f"seed {args.seed}"
+        print(f"== {label}: {summary.cases} cases in {seconds:.0f} s ({seeded})")
         print(f"refused: {figures['refused']}")
         for reason, count in figures["refused_by_reason"].items():
             print(f"    {count:7d}  {reason}")

@@ -59,6 +59,7 @@ _register({f.__name__: f for f in (m.truncate_tiny, m.truncate_header, m.truncat
                                    m.append_bytes, m.length_lie, m.header_byte, m.header_bom, m.repack,
                                    m.header_reformat)})
 _register({"flip_header_bit": m.flip_header_bit, "flip_header_bits": m.flip_header_bits}, weight=4)
+_register({"header_bit_at": m.header_bit_at}, weight=0)  # exhaustive flips only (header_flip_cases)
 _register({f.__name__: f for f in (m.meta_add_key, m.meta_remove_key, m.meta_value_type, m.meta_not_object,
                                    m.header_not_object, m.header_duplicate_key, m.meta_duplicate_key)})
 _register({"meta_rename_key": m.meta_rename_key, "meta_value": m.meta_value}, weight=2)
@@ -70,7 +71,7 @@ _register(REPACK_EDITS)
 
 def stack(data: bytes, rng) -> tuple[bytes, str]:
     """Two or three mutations one after the other (no resealed ones: they are judged by another rule)."""
-    names = [n for n in MUTATORS if n != "stack" and not n.startswith(RESEALED)]
+    names = [n for n, (_, weight) in MUTATORS.items() if weight and n != "stack" and not n.startswith(RESEALED)]
     notes = []
     for _ in range(int(rng.integers(2, 4))):
         name = m.pick(rng, names)
@@ -313,8 +314,15 @@ class Summary:
                 "memory_bound": f"reader's tracemalloc peak <= {MEMORY_FACTOR} x file size + {MEMORY_OVERHEAD} bytes"}
 
 
-def run(kind: str, n: int, seed: int = 0, progress=None) -> Summary:
-    """Run n seeded cases of one kind under tracemalloc and a cap on the address space (memory_cap)."""
+def header_flip_cases(kind: str) -> list[Case]:
+    """Every single-bit flip of every base's header (the JSON after the length field), one case each."""
+    return [Case(kind, b.name, "header_bit_at", i) for b in bases()
+            for i in range(8 * int.from_bytes((b.weights if kind == "weights" else b.vectors)[:8], "little"))]
+
+
+def run(kind: str, n: int, seed: int = 0, progress=None, only: list[Case] | None = None) -> Summary:
+    """Run n seeded cases of one kind (or the cases in `only`) under tracemalloc and a cap on the address space
+    (memory_cap)."""
     bases()  # built before tracing starts: their cost is not the readers'
     summary = Summary(kind)
     started = not tracemalloc.is_tracing()
@@ -322,7 +330,7 @@ def run(kind: str, n: int, seed: int = 0, progress=None) -> Summary:
         tracemalloc.start()
     try:
         with tempfile.TemporaryDirectory(prefix="rnnedge-fuzz-", dir=scratch_dir()) as workdir, memory_cap():
-            for i, case in enumerate(cases(kind, n, seed)):
+            for i, case in enumerate(cases(kind, n, seed) if only is None else only):
                 summary.add(run_case(case, workdir))
                 if progress and (i + 1) % progress[0] == 0:
                     progress[1](summary)

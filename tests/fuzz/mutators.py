@@ -101,6 +101,18 @@ def flip_body_bits(data, rng):
     return _flip(data, _header_span(data)[1], len(data), rng, int(rng.integers(2, 9)))
 
 
+def header_bit_at(data, rng):
+    """The one header bit whose index is the case's seed (Case.seed, read back from the Generator): seeds 0 ..
+    8 x header length - 1 flip every header bit once (engine.header_flip_cases)."""
+    i = int(rng.bit_generator.seed_seq.entropy)
+    lo, hi = _header_span(data)
+    if not lo <= lo + i // 8 < hi:
+        return data, f"bit {i} is past the header"
+    out = bytearray(data)
+    out[lo + i // 8] ^= 1 << (i % 8)
+    return bytes(out), f"header byte {i // 8} bit {i % 8}"
+
+
 def flip_length_bit(data, rng):
     return _flip(data, 0, min(8, len(data)), rng, 1)
 

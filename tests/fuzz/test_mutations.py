@@ -16,8 +16,10 @@ from tests.fuzz.engine import (
     MEMORY_FACTOR,
     MEMORY_OVERHEAD,
     MUTATORS,
+    SCHEDULE,
     Case,
     cases,
+    header_flip_cases,
     refusal_reason,
     run,
     run_case,
@@ -39,7 +41,7 @@ def _report(summary) -> str:
 def _check(summary, n: int) -> None:
     assert summary.cases == n
     ran = {mutator for mutator, _ in summary.by_mutator}
-    assert ran == set(MUTATORS), f"mutators that never ran: {sorted(set(MUTATORS) - ran)}"
+    assert ran == set(SCHEDULE), f"mutators that never ran: {sorted(set(SCHEDULE) - ran)}"
     assert not summary.failures, (f"{len(summary.changed)} accepted with changed outputs, {len(summary.foreign)} "
                                   f"foreign exceptions, {len(summary.over_memory)} over the memory bound:\n"
                                   + _report(summary))
@@ -80,13 +82,23 @@ def test_a_case_replays_the_same_bytes_from_its_description():
 def test_the_mutators_change_the_files():
     # every mutator but the semantic no-ops alters some seeded copies of the bases (not necessarily every base: a
     # token model has no mean/std to edit)
-    no_ops = {"repack", "header_reformat", "json_reformat", "resealed_json_reformat"}
+    no_ops = {"repack", "header_reformat", "json_reformat", "resealed_json_reformat", "header_bit_at"}
     for kind in ("weights", "vectors"):
         for name in sorted(set(MUTATORS) - no_ops):
             changed = [orig != data for b in bases() for seed in range(3)
                        for orig, data, _ in [Case(kind, b.name, name, seed).mutate()]]
             assert sum(changed) >= len(changed) // 2, f"{name} left {changed.count(False)} of {len(changed)} {kind} " \
                                                       "files as they were"
+
+
+def test_header_flip_cases_flip_every_header_bit_once():
+    b = bases()[0]
+    n = int.from_bytes(b.weights[:8], "little")
+    flips = [c for c in header_flip_cases("weights") if c.base == b.name]
+    assert len(flips) == 8 * n
+    flipped = {bytes(x ^ y for x, y in zip(b.weights, c.mutate()[1])) for c in flips[:: max(1, n // 50)]}
+    assert all(sum(v.bit_count() for v in diff) == 1 for diff in flipped)
+    assert len(flipped) == len(flips[:: max(1, n // 50)])
 
 
 def test_refusals_are_classified_by_their_message():
