@@ -355,15 +355,16 @@ class memory_cap:
     CAP_BYTES = 2 * 1024**3
 
     def __enter__(self):
+        self.old = None
         try:
             import resource
-        except ImportError:  # not on Linux/macOS: no fuse
-            self.old = None
+
+            with open("/proc/self/statm") as f:
+                mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        except (ImportError, OSError):  # not Linux: no fuse
             return self
         self.resource = resource
         self.old = resource.getrlimit(resource.RLIMIT_AS)
-        with open("/proc/self/statm") as f:
-            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         cap = mapped + self.CAP_BYTES
         hard = self.old[1]
         if hard != resource.RLIM_INFINITY:
