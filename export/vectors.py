@@ -163,6 +163,9 @@ def save_vectors(path: str | os.PathLike, metadata: dict, tensors: dict[str, np.
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     spec = specs.validate(metadata["spec"])
     precision, steps = metadata["precision"], int(metadata["steps"])
+    if not _is_file_name(str(metadata["artifact"])):
+        raise ValueError(f"artifact {metadata['artifact']!r}: a vectors file names its weight file by a file name "
+                         "(ASCII, no folder), as read_vectors requires")
     _check_tensors(tensors, spec, precision, steps, str(path))
     header = {
         PREFIX + "format": str(FORMAT_VERSION),
@@ -281,6 +284,12 @@ def read_vectors(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     return metadata, tensors
 
 
+def _is_file_name(name: str) -> bool:
+    """A weight file's name as a vectors file records it: ASCII (the header is ASCII), no folder, no NUL."""
+    return (0 < len(name) <= 255 and name.isascii() and name not in (".", "..")
+            and not re.search(r"[/\\\x00]", name))
+
+
 def _check_keys(raw: dict[str, str], path: str) -> None:
     """The format version first (its own message for version 1), then exactly KEYS, each value's form."""
     version = raw.get(PREFIX + "format")
@@ -306,9 +315,9 @@ def _check_keys(raw: dict[str, str], path: str) -> None:
     steps = raw[PREFIX + "steps"]
     if not re.fullmatch(r"[1-9][0-9]{0,8}", steps) or int(steps) > MAX_STEPS:
         raise VectorsError(f"{path}: steps {strict_json.short(steps)} is not an integer in [1, {MAX_STEPS}]")
-    name = raw[PREFIX + "artifact"]
-    if not (0 < len(name) <= 255 and name not in (".", "..") and not re.search(r"[/\\\x00]", name)):
-        raise VectorsError(f"{path}: artifact {strict_json.short(name)} is not a file name (no folder)")
+    if not _is_file_name(raw[PREFIX + "artifact"]):
+        raise VectorsError(f"{path}: artifact {strict_json.short(raw[PREFIX + 'artifact'])} is not a file name (ASCII, "
+                           "no folder)")
     for key in ("artifact_sha256", "sha256"):
         if not re.fullmatch(r"[0-9a-f]{64}", raw[PREFIX + key]):
             raise VectorsError(f"{path}: {PREFIX}{key} is not a SHA-256 hex digest")

@@ -10,7 +10,8 @@ checked header do not justify:
 
  1. the path is a str or os.PathLike without NUL; it is opened O_NONBLOCK (a FIFO cannot block) and fstat'ed:
     only a regular file is read (not a directory, FIFO, device or socket).
- 2. N <= MAX_HEADER and N <= size - 8; the header parses as JSON within strict_json's bounds (HEADER_MAX_DEPTH,
+ 2. N <= MAX_HEADER and N <= size - 8; the header is ASCII (rnnedge writes every string in it so: the spec with
+    JSON escapes, names and digests plain) and parses as JSON within strict_json's bounds (HEADER_MAX_DEPTH,
     HEADER_MAX_VALUES); its form: metadata maps strings to strings, every tensor entry has exactly dtype (one of
     DTYPES), shape (at most MAX_DIMS non-negative ints) and data_offsets.
  3. the caller reads the metadata's meaning and passes the table it expects to `check_table`: names, dtypes and
@@ -134,10 +135,11 @@ class SealedFile:
             raise error(f"{path}: truncated: the header says {n} bytes, the file has {size - 8} after its length")
         if n > MAX_HEADER:
             raise error(f"{path}: a header of {n} bytes is longer than any rnnedge writes (at most {MAX_HEADER})")
-        try:
-            text = self._read_exact(n, 8).decode("utf-8")
-        except UnicodeDecodeError:
-            raise error(f"{path}: corrupt header: not UTF-8 text") from None
+        raw = self._read_exact(n, 8)
+        if not raw.isascii():  # checked in place: decoding other text may first build a str of 4 bytes a character
+            raise error(f"{path}: corrupt header: not ASCII text (rnnedge writes its headers in ASCII)")
+        text = raw.decode("ascii")
+        del raw
         header = strict_json.loads(text, f"{path}: corrupt header", error, HEADER_MAX_DEPTH, HEADER_MAX_VALUES)
         del text
         if not isinstance(header, dict):

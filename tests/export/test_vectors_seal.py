@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.vectors import MAX_STEPS, PREFIX, VectorsError, check_vectors, read_vectors, write_vectors
+from export.vectors import (
+    MAX_STEPS,
+    PREFIX,
+    VectorsError,
+    check_vectors,
+    read_vectors,
+    save_vectors,
+    write_vectors,
+)
 from runtime import artifact
 from runtime import spec as specs
 
@@ -107,3 +115,11 @@ def test_a_claim_of_millions_of_steps_is_refused_before_allocating(tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 2**20, f"{peak} bytes spent refusing a {vectors.stat().st_size}-byte file"
+
+
+def test_vectors_that_would_name_their_weight_file_in_other_than_ascii_are_not_written(tmp_path):
+    vectors, _ = _files(tmp_path)
+    meta, tensors = read_vectors(vectors)
+    with pytest.raises(ValueError, match="a vectors file names its weight file by a file name"):
+        save_vectors(tmp_path / "v.safetensors", {**meta, "artifact": "mod\u00e8le.f32.safetensors"}, tensors)
+    assert not (tmp_path / "v.safetensors").exists()

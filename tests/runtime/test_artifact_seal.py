@@ -239,6 +239,20 @@ def test_a_long_nest_or_run_of_escapes_in_the_spec_is_refused_within_the_memory_
     assert peak < 2 * path.stat().st_size + 2**16, f"{peak} bytes spent refusing a {path.stat().st_size}-byte file"
 
 
+def test_a_header_that_is_not_ascii_is_refused_within_the_memory_bound(kind):
+    """Decoding UTF-8 may build a str of 4 bytes a character before it fails; an ASCII check in place does not."""
+    path, read, error = kind
+    header, data = _split(path)
+    key = next(k for k in header["__metadata__"] if k.endswith("spec"))
+    header["__metadata__"][key] = "x" * 400_000 + "\U0001f600"
+    raw = json.dumps(header, ensure_ascii=False).encode()
+    _join(path, None, data[:8], raw)
+    peak = _peak(lambda: pytest.raises(error, read, path))
+    with pytest.raises(error, match="corrupt header: not ASCII text"):
+        read(path)
+    assert peak < 2 * path.stat().st_size + 2**16, f"{peak} bytes spent refusing a {path.stat().st_size}-byte file"
+
+
 @pytest.mark.parametrize("where", ["shape", "spec"])
 def test_a_5000_digit_integer_is_refused(kind, where):
     path, read, error = kind
