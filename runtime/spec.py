@@ -65,6 +65,7 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import math
 
 from runtime import strict_json
 from runtime.strict_json import short
@@ -213,13 +214,7 @@ def validate(spec: dict) -> dict:
 
 def parameter_count(spec: dict) -> int:
     """Weights and biases of a validated spec's float model (tensor_shapes), the quantity MAX_PARAMETERS bounds."""
-    count = 0
-    for shape in tensor_shapes(spec).values():
-        size = 1
-        for n in shape:
-            size *= n
-        count += size
-    return count
+    return sum(math.prod(shape) for shape in tensor_shapes(spec).values())
 
 
 def _validate_head(head) -> None:
