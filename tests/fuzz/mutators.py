@@ -321,7 +321,7 @@ def meta_duplicate_key(header, rng):
     if not meta:
         return header, "no metadata"
     key = pick(rng, sorted(meta))
-    other = pick(rng, ("1", "2", "", meta[key] + " ", pick(rng, META_STRINGS)))
+    other = pick(rng, ("1", "2", "", f"{meta[key]} ", pick(rng, META_STRINGS)))
     first = rng.random() < 0.5
     pairs = Pairs()
     for k, v in meta.items():
