@@ -30,7 +30,7 @@ bench: setup
 
 ## mutation figures for the closing note: 100,000 mutated weight files, 100,000 mutated vectors files and every
 ## single-bit header flip of the base files (150,272) through the readers (tests/fuzz); one core, niced, about
-## 40 minutes; exit 1 on any failure; figures in artifacts/fuzz.json. FUZZ_ARGS="--seed 3 ..." to vary
+## half an hour; exit 1 on any failure; figures in artifacts/fuzz.json. FUZZ_ARGS="--seed 3 ..." to vary
 FUZZ_ARGS ?= --weights 100000 --vectors 100000 --seed 0 --header-flips
 fuzz: setup
 	mkdir -p artifacts
