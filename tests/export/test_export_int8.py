@@ -39,7 +39,7 @@ def test_export_cli_with_int8_on_a_data_set_writes_a_passing_integer_model(train
     report = json.loads((out / "report.json").read_text())
     assert report["passed"], report["failures"]
     assert report["precisions"] == ["f32", "int8w", "int8"]
-    assert report["criteria"]["int8"] == "accuracy at most 1 point below the PyTorch model's"
+    assert report["criteria"]["int8"].startswith("accuracy at most 1 point below the PyTorch model's, or a drop")
     rows = {row["name"]: row for row in report["artifacts"]}
     assert list(rows)[-2:] == ["runtime_int8_stream", "runtime_int8_run"]
     reference = report["reference"]["metric"]["value"]
