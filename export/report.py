@@ -170,7 +170,7 @@ def markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if result.get("warnings"):
-        lines.append("Warnings (the test set is too small to resolve the rule; the bootstrap interval decides):")
+        lines.append("Warnings (a small test set: read the metric with its bootstrap interval):")
         lines += [f"- {warning}" for warning in result["warnings"]]
         lines.append("")
     if result["passed"]:
