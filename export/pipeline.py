@@ -32,10 +32,10 @@ is left exactly as it was, and a file rnnedge did not write is never overwritten
 and checks each artifact against the PyTorch forward on long streams (see _comparisons). Each precision has
 its own pass rule (`criterion`, export/rules.py): float32 artifacts must stay within |diff| <= tolerance +
 rtol * |PyTorch| at every value, or within rules.FLOOR_FACTOR of PyTorch's own float32-vs-float64 error on the
-same streams; int8w ones are quantised, so they are held to the task metric: at most INT8W_METRIC_POINTS points
-of accuracy (or that percentage of rmse / bpc) worse than the PyTorch model, or an accuracy drop the bootstrap
-does not find significant, or, with no data set to score, a max abs difference of at most INT8W_MAX_ABS; int8
-likewise, with INT8_METRIC_POINTS and INT8_MAX_ABS. A failed row marks the
+same streams; int8w ones are quantised, so they are held to the task metric: at most rules.INT8W_METRIC_POINTS
+points of accuracy (or that percentage of rmse / bpc) worse than the PyTorch model, or an accuracy drop the
+bootstrap does not find significant, or, with no data set to score, a max abs difference of at most
+rules.INT8W_MAX_ABS; int8 likewise, with rules.INT8_METRIC_POINTS and rules.INT8_MAX_ABS. A failed row marks the
 report failed; the report is written either way, so the user can see by how much.
 
 int8 is calibrated on a representative slice (calibrate.calibration_slice) of: the `calibration` data if given,
@@ -75,18 +75,6 @@ SEQUENCE_FILE = "model.onnx"
 STEP_FILE = "model.step.onnx"
 PRECISIONS = specs.PRECISIONS  # f32 first: always written
 RANDOM_BATCH = 3  # random parity streams run side by side, so batching bugs show up too
-# int8w pass rule: quantised weights are not held to 1e-5 but to the task (DESIGN.md "Precisions")
-INT8W_METRIC_POINTS = 0.5  # accuracy points (percent) lost at most; for rmse, percent of the float rmse
-INT8W_MAX_ABS = 0.05  # with no data set to score: largest max abs difference of the outputs that passes
-# int8 pass rule (DESIGN.md "Precisions": task metric within 1 point of float)
-INT8_METRIC_POINTS = 1.0
-# With no data set: int8 shares int8w's weight rounding, which dominates, and adds the int16 rounding of every
-# activation and the gate tables' error, fed back through the recurrence. Measured on seeded 2-layer models
-# (hidden 12, every cell, both directions, dense and tokens, 3 x 1000 random steps, calibrated on other random
-# streams): at most 9.9e-3 on raw logits (int8w 5.7e-3), 2.1e-3 after softmax. 0.1 is 10x that, twice
-# INT8W_MAX_ABS, and still fails a wrong scale, multiplier or cell power, which move outputs by O(0.1..1).
-INT8_MAX_ABS = 0.1
-QUANTISED_RULES = {"int8w": (INT8W_METRIC_POINTS, INT8W_MAX_ABS), "int8": (INT8_METRIC_POINTS, INT8_MAX_ABS)}
 FIRMWARE_DIR = "firmware/int8"  # C sources of the int8 model, for firmware_ref/ (f32, int8w: firmware/<p>)
 FIRMWARE_FILES = ("model_data.h", "model_data.c", "vectors_data.h")
 CALIBRATION_SEED_OFFSET = 1  # random calibration streams: seed + this, never the parity streams themselves
@@ -198,7 +186,7 @@ def _export_staged(stage: outputs.Staging, model, tensors, ranges, checkpoint: P
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
         floor = rules.float64_floor(model, streams.X, streams.lengths, streams.groups, streams.references,
                                     streams.every_prefix, streams.valid)
-        criteria = {p: _criterion(p, tolerance, reference_metric, floor["max"], rtol) for p in precisions}
+        criteria = {p: rules.criterion(p, tolerance, reference_metric, floor["max"], rtol) for p in precisions}
         rows = [_measure(c, spec, streams, y, files, criteria[c.precision])
                 for c in _comparisons(model, spec, work, precisions)]
         if reference_graph is not None:
@@ -430,21 +418,6 @@ def _firmware_footprint(out_dir: Path, files: dict[str, int]) -> dict | None:
     return {"measured": False, "reason": reason}
 
 
-Criterion = rules.FloatRule | rules.MaxAbsRule | rules.MetricRule
-
-
-def _criterion(precision: str, tolerance: float, reference_metric: dict | None, floor: float | None = None,
-               rtol: float = rules.FLOAT_RTOL) -> Criterion:
-    """A precision's pass rule (export/rules.py): float32 ones by atol (the tolerance), rtol and the float64
-    floor; quantised ones by the task metric on a data set, else by their max abs bound."""
-    if precision not in QUANTISED_RULES:
-        return rules.FloatRule(tolerance, rtol, floor)
-    points, max_abs = QUANTISED_RULES[precision]
-    if reference_metric is not None:
-        return rules.MetricRule(reference_metric, points)
-    return rules.MaxAbsRule(max_abs)
-
-
 def _comparisons(model, spec: dict, out_dir: Path, precisions: list[str]) -> list[Comparison]:
     """Every artifact, each way it can run. The artifacts are loaded from disk, as a user would."""
     lazy: dict[str, object] = {}
@@ -520,15 +493,12 @@ class _Streams:
         return placed
 
 
-ROW_RULE_FIELDS = {"max_scaled_diff": None, "vs_floor": None, "flips": None, "decisions": None, "interval": None,
-                   "warning": None}  # export/rules.py: what each rule measured (None where it does not apply)
-
-
-def _measure(c: Comparison, spec: dict, streams: _Streams, y, files: dict[str, int], criterion: Criterion) -> dict:
+def _measure(c: Comparison, spec: dict, streams: _Streams, y, files: dict[str, int],
+             criterion: rules.Criterion) -> dict:
     """Run one comparison over every parity stream; a runner that raises fails its row."""
     diff = criterion.difference() if isinstance(criterion, rules.FloatRule) else parity.Difference()
     row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
-           "comparison": c.description, "stepped": c.stepped, "criterion": criterion.describe(), **ROW_RULE_FIELDS}
+           "comparison": c.description, "stepped": c.stepped, "criterion": criterion.describe(), **rules.ROW_FIELDS}
     started = time.perf_counter()
     try:
         if c.stepped:
@@ -550,15 +520,9 @@ def _measure(c: Comparison, spec: dict, streams: _Streams, y, files: dict[str, i
                    error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - started)
         return row
     metric = _metric(spec, got, y, streams.lengths) if y is not None else None
-    if isinstance(criterion, rules.FloatRule):
-        passed, fields = criterion.judge(diff)
-        row.update(fields)
-    elif isinstance(criterion, rules.MetricRule):
-        row.update(rules.quantised_fields(spec["task"], spec["head"]["activation"], got,
-                                          streams.place(streams.references), y, streams.lengths, criterion.points))
-        passed = criterion.passes(diff.max_abs, metric, row["interval"])
-    else:
-        passed = criterion.passes(diff.max_abs)
+    passed, fields = rules.judge(criterion, diff, metric, spec, got, lambda: streams.place(streams.references), y,
+                                 streams.lengths)
+    row.update(fields)
     row.update(max_abs_diff=diff.max_abs, mean_abs_diff=diff.mean_abs, metric=metric, passed=passed, error=None,
                seconds=time.perf_counter() - started)
     return row
@@ -652,7 +616,7 @@ def _original_rows(graph: OriginalGraph, spec: dict, streams: _Streams, y, files
         label, original, error = "ORT", None, f"the original ONNX graph could not be run: {type(e).__name__}: {e}"
     if graph.read_step is not None:
         f32 = criteria["f32"]
-        criteria = {p: _criterion(p, f32.atol, None, f32.floor, f32.rtol) for p in criteria}
+        criteria = {p: rules.criterion(p, f32.atol, None, f32.floor, f32.rtol) for p in criteria}
         y = None
     rows = []
     for c in original_comparisons(spec, out_dir, precisions, label, load, graph.read_step):
@@ -662,7 +626,7 @@ def _original_rows(graph: OriginalGraph, spec: dict, streams: _Streams, y, files
             row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
                    "comparison": c.description, "stepped": c.stepped, "criterion": criteria[c.precision].describe(),
                    "max_abs_diff": None, "mean_abs_diff": None, "metric": None, "passed": False, "error": error,
-                   "seconds": 0.0, **ROW_RULE_FIELDS}
+                   "seconds": 0.0, **rules.ROW_FIELDS}
         row["reference"] = f"original ONNX ({label})"
         rows.append(row)
     return rows

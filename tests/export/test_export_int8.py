@@ -10,7 +10,8 @@ import pytest
 import runtime
 from export import cli
 from export.calibrate import calibrate, calibration_slice
-from export.pipeline import INT8_MAX_ABS, ExportInputError, export_checkpoint
+from export.pipeline import ExportInputError, export_checkpoint
+from export.rules import INT8_MAX_ABS
 from export.vectors import check_vectors, vectors_file
 from tests.export.test_export_cli import ROW_KEYS, checkpoint
 from tests.helpers import random_inputs, stream_all
