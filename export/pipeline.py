@@ -184,8 +184,8 @@ def _export_staged(stage: outputs.Staging, model, tensors, ranges, checkpoint: P
     with parity.torch_single_thread():
         streams = _Streams.of(model, X, lengths)
         reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
-        floor = rules.float64_floor(model, streams.X, streams.lengths, streams.groups, streams.references,
-                                    streams.every_prefix, streams.valid)
+        floor = rules.float64_floor(model, streams.X, streams.groups, streams.references, streams.every_prefix,
+                                    streams.valid)
         criteria = {p: rules.criterion(p, tolerance, reference_metric, floor["max"], rtol) for p in precisions}
         rows = [_measure(c, spec, streams, y, files, criteria[c.precision])
                 for c in _comparisons(model, spec, work, precisions)]

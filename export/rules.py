@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from export import parity
-from runtime import spec as specs
 from train.metrics import CLASS_TASKS, higher_is_better, valid_step_mask
 
 # float32 rounds each result to half an ulp (2^-24 ~ 6e-8 relative); two correct orders of accumulation of the
@@ -90,16 +89,17 @@ class FloatRule:
         return bool(scaled <= 1.0 or within_floor), {"max_scaled_diff": scaled, "vs_floor": vs_floor}
 
 
-def float64_floor(model, X: np.ndarray, lengths: np.ndarray, groups: list[parity.Group],
-                  references: list[np.ndarray], every_prefix: np.ndarray | None, valid: np.ndarray) -> dict:
-    """PyTorch float32's own error: max abs difference of its forward (and, streamable, every prefix) from the
-    same model in float64 on the same streams. {"forward", "every_prefix" (or None), "max"}."""
+def float64_floor(model, X: np.ndarray, groups: list[parity.Group], references: list[np.ndarray],
+                  every_prefix: np.ndarray | None, valid: np.ndarray) -> dict:
+    """PyTorch float32's own error: max abs difference of its forward on each group (references) and, for a
+    streamable model, of every prefix (every_prefix at the valid steps of X) from the same model in float64 on
+    the same streams. {"forward", "every_prefix" (None: not streamable), "max"}."""
     double = copy.deepcopy(model).double()
     widen = (lambda x: x) if X.dtype.kind in "iu" else (lambda x: x.astype(np.float64))
     forward = max((float(np.abs(parity.torch_sequence(double, widen(g.x)) - ref.astype(np.float64)).max())
                    for g, ref in zip(groups, references) if ref.size), default=0.0)
     prefix = None
-    if every_prefix is not None and specs.can_stream(model.spec):
+    if every_prefix is not None:
         exact = parity.torch_every_prefix(double, widen(X))
         prefix = float(np.abs(exact - every_prefix.astype(np.float64))[valid].max()) if valid.any() else 0.0
     return {"forward": forward, "every_prefix": prefix, "max": max(forward, prefix or 0.0)}
@@ -178,7 +178,7 @@ def decision_flips(got: np.ndarray, reference: np.ndarray, lengths: np.ndarray) 
 def per_sequence(task: str, activation: str, outputs: np.ndarray, y: np.ndarray,
                  lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sums (N,), counts (N,)) per sequence of what the task metric averages: correct decisions, squared errors
-    or bits; train/metrics.task_metric is finish(sums.sum() / counts.sum())."""
+    or bits; train/metrics.task_metric is _finish(task, sums.sum() / counts.sum())."""
     outputs = np.asarray(outputs, np.float64)
     n = len(lengths)
     if task == "forecast":  # every valid value of every output counts
@@ -229,9 +229,9 @@ Criterion = FloatRule | MaxAbsRule | MetricRule
 
 
 def criterion(precision: str, tolerance: float, reference_metric: dict | None, floor: float | None = None,
-               rtol: float = FLOAT_RTOL) -> Criterion:
-    """A precision's pass rule (export/py): float32 ones by atol (the tolerance), rtol and the float64
-    floor; quantised ones by the task metric on a data set, else by their max abs bound."""
+              rtol: float = FLOAT_RTOL) -> Criterion:
+    """A precision's pass rule: float32 ones by atol (the tolerance), rtol and the float64 floor; quantised ones
+    by the task metric on a data set (reference_metric: the PyTorch model's), else by their max abs bound."""
     if precision not in QUANTISED_RULES:
         return FloatRule(tolerance, rtol, floor)
     points, max_abs = QUANTISED_RULES[precision]
