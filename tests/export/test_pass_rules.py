@@ -193,3 +193,20 @@ def test_export_cli_takes_rtol_and_refuses_a_negative_one(tmp_path, capsys):
     assert cli.main([ckpt, "--out", str(tmp_path / "out"), "--rtol", "0.01", "--steps", "20"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["rtol"] == 0.01 and "1e-05 + 0.01 * |PyTorch|" in report["criteria"]["f32"]
+
+
+def test_an_artifact_within_4x_the_float64_floor_passes_where_the_elementwise_rule_is_too_tight():
+    # outputs near 0 computed from large terms that cancel: float32 rounding of the terms, not of the outputs
+    want = np.array([[1e-3, -2e-3, 5e-4]], np.float32)
+    got = want + np.float32(1.1e-4)
+    for floor, passed in ((5e-5, True), (1e-5, False)):
+        rule = rules.FloatRule(1e-5, 1e-6, floor)
+        diff = rule.difference()
+        diff.add(got, want)
+        ok, fields = rule.judge(diff)
+        assert ok is passed and fields["max_scaled_diff"] > 1.0
+        assert fields["vs_floor"] == pytest.approx(diff.max_abs / floor)
+    nothing_measured = rules.FloatRule(1e-5, 1e-6, None)
+    diff = nothing_measured.difference()
+    diff.add(got, want)
+    assert nothing_measured.judge(diff) == (False, {"max_scaled_diff": diff.max_scaled, "vs_floor": None})
