@@ -68,6 +68,7 @@ from export.module_loading import load_user_module
 from export.module_proof import PROOF_SHAPES, mapped_model, prove_mapping, random_input
 from export.module_values import PROOF_TOLERANCE, Mapping, MappingError, PitfallWarning, ProofError
 from export.module_walk import Mapper
+from export.rules import FLOAT_RTOL
 from train.checkpoint import save_checkpoint
 
 __all__ = ["CHECKPOINT_FILE", "MAPPING_FILE", "PROOF_SHAPES", "PROOF_TOLERANCE", "Mapping", "MappingError",
@@ -99,7 +100,7 @@ def map_module(module: nn.Module, *, task: str = "classify", prove: bool = True,
 
 def export_module(module: nn.Module, out_dir, *, task: str = "classify", precisions=("f32",), data=None,
                   tolerance: float = 1e-5, steps: int = 1000, seed: int = 0, calibration=None, on_warning=None,
-                  source: str | None = None) -> dict:
+                  source: str | None = None, rtol: float = FLOAT_RTOL) -> dict:
     """Map and prove a user's module, write `model.pt` (an rnnedge checkpoint) and `module_mapping.json` into
     out_dir, then export_checkpoint it there. Returns the report (with report["module"] = the mapping).
 
@@ -124,4 +125,4 @@ def export_module(module: nn.Module, out_dir, *, task: str = "classify", precisi
         (stage.dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
         return export_checkpoint(stage.dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance, steps=steps,
                                  seed=seed, precisions=precisions, calibration=calibration, module=described,
-                                 stage=stage)
+                                 stage=stage, rtol=rtol)

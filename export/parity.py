@@ -35,9 +35,12 @@ def equal_length_groups(X: np.ndarray, lengths: np.ndarray) -> list[Group]:
 
 
 class Difference:
-    """Running max and mean of |artifact - reference| over every value compared."""
+    """Running max and mean of |artifact - reference| over every value compared, and the max of
+    |artifact - reference| / (atol + rtol * |reference|) (export/rules.py FloatRule: 1 is the rule's edge)."""
 
-    def __init__(self):
+    def __init__(self, atol: float = 0.0, rtol: float = 0.0):
+        self.atol, self.rtol = atol, rtol
+        self.max_scaled = 0.0
         self.max_abs = 0.0
         self.sum_abs = 0.0
         self.count = 0
@@ -47,9 +50,12 @@ class Difference:
             raise ValueError(f"output shape {got.shape} differs from PyTorch's {want.shape}")
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
         if not np.all(np.isfinite(diff)):
-            self.max_abs = float("inf")
+            self.max_abs = self.max_scaled = float("inf")
         elif diff.size:
             self.max_abs = max(self.max_abs, float(diff.max()))
+            bound = self.atol + self.rtol * np.abs(want.astype(np.float64))
+            scaled = np.divide(diff, bound, out=np.where(diff > 0, np.inf, 0.0), where=bound > 0)
+            self.max_scaled = max(self.max_scaled, float(scaled.max()))
         self.sum_abs += float(diff[np.isfinite(diff)].sum())
         self.count += diff.size
 

@@ -5,7 +5,14 @@ report.json keys:
     format          REPORT_FORMAT (version of this layout)
     checkpoint, out_dir, spec, model (one line)
     precisions      the runtime weight files' precisions, f32 first ("f32", "int8w", "int8")
-    tolerance       largest max abs difference that passes for float32 artifacts (f32, ONNX)
+    tolerance       the float rule's atol: float32 artifacts (PyTorch step, ONNX, f32) pass when
+                    |diff| <= tolerance + rtol * |PyTorch| at every value (export/rules.py FloatRule)
+    rtol            the float rule's rtol
+    float64_floor   PyTorch float32's own max abs difference from the same model in float64 on the same streams:
+                    {"forward", "every_prefix" (None: not streamable), "max"}; a float32 artifact also passes
+                    within floor_factor times "max"
+    floor_factor    rules.FLOOR_FACTOR
+    warnings        one sentence per row whose rule the test set is too small to resolve (rows' "warning")
     criteria        {precision: its pass rule, one sentence} (int8w, int8: the task metric, or a max abs bound)
     quantization    {precision: {"max_abs_weight_error", "per_matrix": {name: error}}} for quantised ones;
                     int8 adds "input_scale", "layers" [{"cell", "hidden_scale", "cell_power"}] and
@@ -21,7 +28,12 @@ report.json keys:
     removed         files of the previous export in the folder that this one did not write again, removed when it
                     was moved into place (train/outputs.py: stale)
     artifacts       one row per comparison: name, file, bytes, precision, comparison, stepped, criterion,
-                    max_abs_diff, mean_abs_diff, metric, passed, error, seconds; rows measured against
+                    max_abs_diff, mean_abs_diff, metric, passed, error, seconds, and what the rules measured
+                    (None where a rule does not apply): max_scaled_diff (float rule: max |diff| / (atol + rtol *
+                    |ref|), 1 is the edge), vs_floor (max_abs_diff / float64_floor max), flips and decisions
+                    (quantised, classification: decisions whose argmax differs from PyTorch's, of all), interval
+                    (quantised on a data set: the 95% bootstrap interval [low, high] of metric(artifact) -
+                    metric(PyTorch), paired, over test sequences), warning; rows measured against
                     the original ONNX file of an ONNX export (export/from_onnx.py) add "reference":
                     "original ONNX (ORT)" or "original ONNX (onnx.reference)"
     passed          every row passed
@@ -39,15 +51,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from export import footprint
+from export import footprint, rules
 from runtime import spec as specs
 
-REPORT_FORMAT = 3  # 3: "manifest" and "removed"
+REPORT_FORMAT = 4  # 3: "manifest" and "removed"; 4: rtol, float64_floor, warnings and the rows' rule fields
 FILES = ("report.json", "report.md")
 REFERENCE = "PyTorch forward"
 
 
-def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs: dict, reference_metric,
+def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, rtol: float, float64_floor: dict,
+          inputs: dict, reference_metric,
           files: dict[str, int], rows: list[dict], seconds: float, criteria: dict[str, str],
           quantization: dict, manifest: dict[str, dict], removed: list[str], firmware: dict | None = None) -> dict:
     failures = [_failure(row) for row in rows if not row["passed"]]
@@ -59,6 +72,9 @@ def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs
         "model": describe_model(spec),
         "precisions": list(criteria),
         "tolerance": tolerance,
+        "rtol": rtol,
+        "float64_floor": float64_floor,
+        "floor_factor": rules.FLOOR_FACTOR,
         "criteria": criteria,
         "quantization": quantization,
         "inputs": inputs,
@@ -69,6 +85,8 @@ def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, inputs
         "artifacts": rows,
         "passed": not failures,
         "failures": failures,
+        "warnings": [f"{row['file'] or row['name']} ({row['comparison']}): {row['warning']}"
+                     for row in rows if row.get("warning")],
         "seconds": seconds,
     }
     if firmware is not None:  # only exports that wrote firmware/int8/ sources have the key
@@ -81,6 +99,10 @@ def _failure(row: dict) -> str:
     if row["error"]:
         return f"{what} ({row['comparison']}): could not be checked: {row['error']}"
     metric = f", {row['metric']['name']} {row['metric']['value']:.4g}" if row["metric"] else ""
+    if row.get("vs_floor") is not None:
+        metric += f" ({row['vs_floor']:.3g}x PyTorch's float32-vs-float64 error)"
+    if row.get("interval") is not None:
+        metric += f", 95% interval of the difference [{row['interval'][0]:.3g}, {row['interval'][1]:.3g}]"
     return (f"{what} ({row['comparison']}): max abs difference {row['max_abs_diff']:.3g}{metric}; "
             f"fails its rule: {row['criterion']}")
 
@@ -106,9 +128,10 @@ def markdown(result: dict) -> str:
         f"- checkpoint: `{result['checkpoint']}`",
         f"- model: {result['model']}",
         f"- parity inputs: {inputs['sequences']} {source}, {steps}, {inputs['total_steps']} steps in all",
-        "- pass rules: float32 artifacts (PyTorch step, ONNX, f32): max abs difference <= "
-        f"{result['tolerance']:.3g}"
+        f"- pass rules: float32 artifacts (PyTorch step, ONNX, f32): {result['criteria']['f32']}"
         + "".join(f"; {p}: {rule}" for p, rule in result["criteria"].items() if p != "f32"),
+        "- float64 floor: PyTorch float32 vs the same model in float64 on these streams: max abs difference "
+        + _floor(result["float64_floor"]),
     ]
     if result.get("removed"):
         lines.append(f"- removed from the folder (the previous export's, not written again): "
@@ -128,20 +151,28 @@ def markdown(result: dict) -> str:
             lines.append(f"- firmware/{precision}: not written: {reason}")
     lines += [
         "",
-        "| artifact | bytes | comparison | max abs diff | mean abs diff |"
-        + (f" {metric_name} |" if metric else "") + " result |",
-        "|---|---:|---|---:|---:|" + ("---:|" if metric else "") + "---|",
+        "| artifact | bytes | comparison | max abs diff | mean abs diff | x float64 floor | flips |"
+        + (f" {metric_name} | 95% interval of the difference |" if metric else "") + " result |",
+        "|---|---:|---|---:|---:|---:|---:|" + ("---:|---:|" if metric else "") + "---|",
     ]
     if metric:
-        lines.append(f"| PyTorch model | | reference: {REFERENCE} | | | {_number(metric['value'])} | |")
+        lines.append(f"| PyTorch model | | reference: {REFERENCE} | | | | | {_number(metric['value'])} | | |")
     for row in result["artifacts"]:
         cells = [row["file"] or "(PyTorch step)", "" if row["bytes"] is None else str(row["bytes"]),
-                 row["comparison"], _number(row["max_abs_diff"]), _number(row["mean_abs_diff"])]
+                 row["comparison"], _number(row["max_abs_diff"]), _number(row["mean_abs_diff"]),
+                 _number(row.get("vs_floor")),
+                 "" if row.get("flips") is None else f"{row['flips']} / {row['decisions']}"]
         if metric:
             cells.append(_number(row["metric"]["value"]) if row["metric"] else "")
-        cells.append("pass" if row["passed"] else "**FAIL**")
+            interval = row.get("interval")
+            cells.append("" if interval is None else f"[{_number(interval[0])}, {_number(interval[1])}]")
+        cells.append(("pass" + (" (warning)" if row.get("warning") else "")) if row["passed"] else "**FAIL**")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    if result.get("warnings"):
+        lines.append("Warnings (a small test set: read the metric with its bootstrap interval):")
+        lines += [f"- {warning}" for warning in result["warnings"]]
+        lines.append("")
     if result["passed"]:
         lines.append("PASS: every artifact meets its precision's pass rule against the PyTorch forward"
                      + (" (rows \"original ONNX ...\": against the original ONNX graph)"
@@ -151,6 +182,13 @@ def markdown(result: dict) -> str:
         lines += [f"- {failure}" for failure in result["failures"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def _floor(floor: dict) -> str:
+    text = f"{floor['forward']:.3g} (forward)"
+    if floor.get("every_prefix") is not None:
+        text += f", {floor['every_prefix']:.3g} (every prefix)"
+    return text
 
 
 def _firmware(fw: dict) -> str:

@@ -17,10 +17,11 @@ from train.data import load_dataset
 from train.model import RecurrentModel
 
 ROW_KEYS = {"name", "file", "bytes", "precision", "comparison", "stepped", "criterion", "max_abs_diff",
-            "mean_abs_diff", "metric", "passed", "error", "seconds"}
+            "mean_abs_diff", "metric", "passed", "error", "seconds", "max_scaled_diff", "vs_floor", "flips",
+            "decisions", "interval", "warning"}
 REPORT_KEYS = {"format", "checkpoint", "out_dir", "precisions", "spec", "model", "tolerance", "criteria",
                "quantization", "inputs", "reference", "files", "manifest", "removed", "artifacts", "passed",
-               "failures", "seconds"}
+               "failures", "seconds", "rtol", "float64_floor", "floor_factor", "warnings"}
 
 
 def checkpoint(path, cell="lstm", bidirectional=False, kind="dense", on="every_step", features=3, out=4,
@@ -176,9 +177,9 @@ def test_int8w_is_judged_by_the_task_metric_when_a_data_set_is_given(tmp_path):
     ckpt = checkpoint(tmp_path / "sum.pt", cell="lstm", on="last_step", features=1, out=2)
     report = export_checkpoint(ckpt, tmp_path / "out", data=data, precisions=("int8w",))
     assert report["precisions"] == ["f32", "int8w"]  # f32 is always written: it is the reference
-    assert report["criteria"]["int8w"] == "accuracy at most 0.5 points below the PyTorch model's"
+    assert report["criteria"]["int8w"].startswith("accuracy at most 0.5 points below the PyTorch model's, or a drop")
     reference = report["reference"]["metric"]["value"]
     for row in report["artifacts"]:
         if row["precision"] == "int8w":
-            assert row["passed"] == (row["metric"]["value"] >= reference - 0.5)
+            assert row["passed"] == (row["metric"]["value"] >= reference - 0.5 or row["interval"][1] >= 0)
             assert row["criterion"] == report["criteria"]["int8w"]

@@ -10,7 +10,8 @@ import pytest
 import runtime
 from export import cli
 from export.calibrate import calibrate, calibration_slice
-from export.pipeline import INT8_MAX_ABS, ExportInputError, export_checkpoint
+from export.pipeline import ExportInputError, export_checkpoint
+from export.rules import INT8_MAX_ABS
 from export.vectors import check_vectors, vectors_file
 from tests.export.test_export_cli import ROW_KEYS, checkpoint
 from tests.helpers import random_inputs, stream_all
@@ -39,7 +40,7 @@ def test_export_cli_with_int8_on_a_data_set_writes_a_passing_integer_model(train
     report = json.loads((out / "report.json").read_text())
     assert report["passed"], report["failures"]
     assert report["precisions"] == ["f32", "int8w", "int8"]
-    assert report["criteria"]["int8"] == "accuracy at most 1 point below the PyTorch model's"
+    assert report["criteria"]["int8"].startswith("accuracy at most 1 point below the PyTorch model's, or a drop")
     rows = {row["name"]: row for row in report["artifacts"]}
     assert list(rows)[-2:] == ["runtime_int8_stream", "runtime_int8_run"]
     reference = report["reference"]["metric"]["value"]

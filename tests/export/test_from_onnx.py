@@ -277,6 +277,7 @@ def test_api_export_of_a_layout_1_graph_is_measured_with_ort_on_the_layout_0_rew
 def test_original_rows_fail_a_runtime_model_that_differs_from_the_original(tmp_path):
     from export import pipeline
     from export.from_onnx import original_graph, state_dict_from_tensors
+    from export.rules import criterion
     from runtime.model import Model
 
     model = lstm_layout1_graph("forward")
@@ -286,7 +287,7 @@ def test_original_rows_fail_a_runtime_model_that_differs_from_the_original(tmp_p
     torch_model = state_dict_from_tensors(mapping.spec, mapping.tensors)
     X = np.random.default_rng(3).standard_normal((3, 30, 4)).astype(np.float32)
     streams = pipeline._Streams.of(torch_model, X, np.array([30, 30, 17]))
-    criteria = {"f32": pipeline._criterion("f32", 1e-5, None)}
+    criteria = {"f32": criterion("f32", 1e-5, None)}
     good = pipeline._original_rows(graph, mapping.spec, streams, None, {}, criteria, tmp_path, ["f32"],
                                    load=lambda p: Model(mapping.spec, "f32", mapping.tensors))
     assert [r["passed"] for r in good] == [True, True]

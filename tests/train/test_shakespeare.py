@@ -77,8 +77,8 @@ def test_bits_per_character_on_a_toy_example():
 
 
 def test_export_pass_rule_reads_percent_of_the_float_bpc():
-    from export.pipeline import _criterion
+    from export.rules import criterion
 
-    rule = _criterion("int8", 1e-5, {"name": "bpc", "value": 2.0})
+    rule = criterion("int8", 1e-5, {"name": "bpc", "value": 2.0})
     assert rule.describe() == "bpc at most 1% above the PyTorch model's"
     assert rule.passes(0.0, {"name": "bpc", "value": 2.019}) and not rule.passes(0.0, {"name": "bpc", "value": 2.03})
