@@ -34,7 +34,7 @@ from train import outputs
 from train.data import SYNTHETIC, load_dataset
 from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
 from train.gradients import diagnose_gradients
-from train.loop import TrainConfig, default_spec, train
+from train.loop import SCHEDULES, TrainConfig, default_spec, train
 from train.splits import METHODS, describe
 
 PROG = "rnnedge-train"
@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="most epochs to run")
     fit.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    fit.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate")
+    fit.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (the starting rate)")
+    fit.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
+                     help="learning rate over the epochs: cosine (falls from --lr to 1%% of it at --epochs), "
+                          "constant")
     fit.add_argument("--clip-grad-norm", type=float, default=DEFAULTS.clip_grad_norm,
                      help="largest global gradient norm; 0 turns clipping off")
     fit.add_argument("--patience", type=int, default=DEFAULTS.patience,
@@ -147,6 +150,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         spec = default_spec(data, cell=args.cell, hidden=args.hidden, layers=args.layers,
                             bidirectional=args.bidirectional, embed_dim=args.embed_dim)
         config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             schedule=args.schedule,
                              clip_grad_norm=args.clip_grad_norm if args.clip_grad_norm > 0 else None,
                              patience=args.patience, window=args.window if args.window > 0 else None)
         out = args.out or Path("artifacts") / data.name

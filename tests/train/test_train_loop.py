@@ -1,5 +1,6 @@
 """train.loop: a tiny run on synthetic data, its artifacts, gradient clipping, variable lengths."""
 
+import itertools
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from train.checkpoint import load_checkpoint
 from train.data import load_dataset
-from train.loop import TrainConfig, default_spec, normalisation, predict, train
+from train.loop import MIN_LR_FRACTION, TrainConfig, default_spec, normalisation, predict, train
 
 FAST = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "patience": 10, "progress": False}
 
@@ -108,3 +109,21 @@ def test_a_spec_that_does_not_fit_the_data_is_refused(tmp_path):
     spec = default_spec(load_dataset("synthetic-tag", seed=0))
     with pytest.raises(ValueError, match="does not fit"):
         train(spec, data, TrainConfig(**FAST), tmp_path)
+
+
+def test_the_cosine_schedule_falls_from_lr_to_its_floor_at_the_last_epoch_and_constant_keeps_lr(tmp_path):
+    data = load_dataset("synthetic-sum", seed=0)
+    config = {**FAST, "epochs": 5, "lr": 1e-2}
+    cosine = train(default_spec(data, hidden=8), data, TrainConfig(**config, schedule="cosine"), tmp_path / "c")[1]
+    rates = [e["lr"] for e in cosine["epochs"]]
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-2 * MIN_LR_FRACTION)
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    constant = train(default_spec(data, hidden=8), data, TrainConfig(**config, schedule="constant"), tmp_path / "k")[1]
+    assert [e["lr"] for e in constant["epochs"]] == pytest.approx([1e-2] * 5)
+
+
+def test_an_unknown_schedule_is_refused_before_anything_is_written(tmp_path):
+    data = load_dataset("synthetic-sum", seed=0)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        train(default_spec(data, hidden=8), data, TrainConfig(**FAST, schedule="step"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
