@@ -34,7 +34,7 @@ from train import outputs
 from train.data import SYNTHETIC, load_dataset
 from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
 from train.gradients import diagnose_gradients
-from train.loop import TrainConfig, default_spec, train
+from train.loop import KEEPS, SCHEDULES, TrainConfig, default_spec, train
 from train.splits import METHODS, describe
 
 PROG = "rnnedge-train"
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train a recurrent model (RNN, LSTM, GRU) and write model.pt, metrics.json and training.png.",
-        epilog="The best epoch on the validation split is kept (early stopping); its test metric is reported. "
+        epilog="The learning rate decays (--schedule cosine) and the last epoch is kept, or with --keep best the best "
+               "epoch on the validation split (early stopping); the kept model's test metric is reported. "
                "Data formats and what is refused are described in train/user_data.py (load_npz, load_csv). "
                "With --diagnose-gradients it trains nothing to keep: it measures gradients instead (see that option). "
                "Output folder: new, empty, or written by rnnedge (its rnnedge-manifest.json lists every file with its "
@@ -79,11 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="most epochs to run")
     fit.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    fit.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate")
+    fit.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (the starting rate)")
+    fit.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
+                     help="learning rate over the epochs: cosine (falls from --lr to 1%% of it at --epochs), "
+                          "constant")
     fit.add_argument("--clip-grad-norm", type=float, default=DEFAULTS.clip_grad_norm,
                      help="largest global gradient norm; 0 turns clipping off")
+    fit.add_argument("--keep", choices=KEEPS, default=DEFAULTS.keep,
+                     help="the model written: last (the last epoch's, after all --epochs) or best (the epoch with the "
+                          "best validation metric, stopping early after --patience epochs without a better one)")
     fit.add_argument("--patience", type=int, default=DEFAULTS.patience,
-                     help="stop after this many epochs without a better validation metric")
+                     help="with --keep best: stop after this many epochs without a better validation metric")
     fit.add_argument("--window", type=int, default=DEFAULTS.window,
                      help="train per-step tasks on random crops of this many steps; 0 uses whole sequences")
     fit.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for the data split, init and batches")
@@ -147,6 +154,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         spec = default_spec(data, cell=args.cell, hidden=args.hidden, layers=args.layers,
                             bidirectional=args.bidirectional, embed_dim=args.embed_dim)
         config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             schedule=args.schedule, keep=args.keep,
                              clip_grad_norm=args.clip_grad_norm if args.clip_grad_norm > 0 else None,
                              patience=args.patience, window=args.window if args.window > 0 else None)
         out = args.out or Path("artifacts") / data.name
@@ -161,7 +169,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     metric = metrics["metric"]
     print(f"data: {data.name} ({data.task}, {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
           f"sequences, {describe(data.split)}); {data.source}")
-    print(f"best epoch {metrics['best_epoch']} of {len(metrics['epochs'])} in {metrics['train_seconds']:.1f} s: "
+    print(f"kept epoch {metrics['kept_epoch']} of {len(metrics['epochs'])} ({config.keep}; best validation epoch "
+          f"{metrics['best_epoch']}) in {metrics['train_seconds']:.1f} s: "
           f"validation {metric} {metrics['val_metric']:.4g}, test {metric} {metrics['test_metric']:.4g}")
     for name in TRAIN_FILES:
         print(f"wrote {out / name}")

@@ -15,7 +15,9 @@ from train.forecast import forecast, multistep_rmse
 from train.loop import TrainConfig, default_spec, train
 
 PRECISIONS = ("f32", "int8w", "int8")
-FAST = {"epochs": 60, "batch_size": 16, "lr": 1e-2, "patience": 60, "progress": False}  # ~1 s: 100% test accuracy
+# ~1 s: 100% test accuracy; the best validation epoch at a constant rate, as these figures were measured with
+FAST = {"epochs": 60, "batch_size": 16, "lr": 1e-2, "schedule": "constant", "keep": "best", "patience": 60,
+        "progress": False}
 
 
 @pytest.fixture(autouse=True)

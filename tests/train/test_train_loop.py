@@ -1,5 +1,6 @@
 """train.loop: a tiny run on synthetic data, its artifacts, gradient clipping, variable lengths."""
 
+import itertools
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from train.checkpoint import load_checkpoint
 from train.data import load_dataset
-from train.loop import TrainConfig, default_spec, normalisation, predict, train
+from train.loop import MIN_LR_FRACTION, TrainConfig, default_spec, evaluate, normalisation, predict, train
 
 FAST = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "patience": 10, "progress": False}
 
@@ -29,8 +30,9 @@ def test_a_tiny_run_lowers_the_loss_and_writes_checkpoint_metrics_and_curves(sum
         assert (out / name).stat().st_size > 0
     written = json.loads((out / "metrics.json").read_text())
     assert written["metric"] == "accuracy" and written["higher_is_better"] is True
-    assert 1 <= written["best_epoch"] <= len(written["epochs"])
-    assert written["val_metric"] == max(e["val_accuracy"] for e in written["epochs"])
+    assert written["kept_epoch"] == len(written["epochs"]) == FAST["epochs"]  # keep="last" runs every epoch
+    assert written["val_metric"] == written["epochs"][-1]["val_accuracy"]
+    assert written["epochs"][written["best_epoch"] - 1]["val_accuracy"] == max(e["val_accuracy"] for e in written["epochs"])
     assert 0.0 <= written["test_metric"] <= 100.0
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -108,3 +110,31 @@ def test_a_spec_that_does_not_fit_the_data_is_refused(tmp_path):
     spec = default_spec(load_dataset("synthetic-tag", seed=0))
     with pytest.raises(ValueError, match="does not fit"):
         train(spec, data, TrainConfig(**FAST), tmp_path)
+
+
+def test_the_cosine_schedule_falls_from_lr_to_its_floor_at_the_last_epoch_and_constant_keeps_lr(tmp_path):
+    data = load_dataset("synthetic-sum", seed=0)
+    config = {**FAST, "epochs": 5, "lr": 1e-2}
+    cosine = train(default_spec(data, hidden=8), data, TrainConfig(**config, schedule="cosine"), tmp_path / "c")[1]
+    rates = [e["lr"] for e in cosine["epochs"]]
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-2 * MIN_LR_FRACTION)
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    constant = train(default_spec(data, hidden=8), data, TrainConfig(**config, schedule="constant"), tmp_path / "k")[1]
+    assert [e["lr"] for e in constant["epochs"]] == pytest.approx([1e-2] * 5)
+
+
+def test_an_unknown_schedule_is_refused_before_anything_is_written(tmp_path):
+    data = load_dataset("synthetic-sum", seed=0)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        train(default_spec(data, hidden=8), data, TrainConfig(**FAST, schedule="step"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_keep_best_writes_the_best_validation_epoch_and_stops_after_patience(tmp_path):
+    data = load_dataset("synthetic-sum", seed=0)
+    config = TrainConfig(**{**FAST, "epochs": 30, "patience": 2}, schedule="constant", keep="best")
+    model, metrics = train(default_spec(data, hidden=8), data, config, tmp_path)
+    vals = [e["val_accuracy"] for e in metrics["epochs"]]
+    assert metrics["kept_epoch"] == metrics["best_epoch"] and metrics["val_metric"] == max(vals)
+    assert len(vals) == metrics["best_epoch"] + 2 < 30  # stopped two epochs after the best
+    assert evaluate(model, data.task, data.val)[1] == metrics["val_metric"]  # the written model is the best epoch's
