@@ -10,6 +10,8 @@
 #   float    LIB_FLOAT_SRCS + MODEL_DIR/model_data.c + tests/arm_test_float.c: f32 / int8w vectors by the float
 #            rule; rv32imac has no FPU, so this is soft float (libgcc's __addsf3, __mulsf3, ...)
 #   example  LIB_INT8_SRCS + MODEL_DIR/model_data.c + examples/main.c (-DEXAMPLE_SEMIHOST), samples.h's inputs
+#   $(RISCV_NAME) any C sources: RISCV_NAME (default image), RISCV_SRCS, RISCV_EXTRA_CFLAGS, RISCV_DEPS, e.g.
+#            make RISCV_NAME=mine RISCV_SRCS="a.c b.c" RISCV_EXTRA_CFLAGS=-Iinclude riscv-mine-run
 # and riscv-lib: compile LIB_SRCS with the strict flags for rv32imac and fail if an int8 object needs soft float.
 # riscv-test = riscv-int8-run riscv-int8-nofloat.
 # Variables start with RISCV_ so that including this file cannot clash with the including Makefile.
@@ -77,6 +79,11 @@ riscv-test: riscv-int8-run riscv-int8-nofloat
 
 riscv-clean:
 	rm -rf $(RISCV_BUILD)
+
+RISCV_NAME ?= image
+ifneq ($(strip $(RISCV_SRCS)),)
+$(eval $(call riscv_image,$(RISCV_NAME),$(RISCV_SRCS),$(RISCV_EXTRA_CFLAGS),$(RISCV_DEPS)))
+endif
 
 ifneq ($(strip $(MODEL_DIR)),)
 _riscv_model_deps := $(MODEL_DIR)/model_data.h $(wildcard $(VECTORS_DIR)/vectors_data.h) $(MODEL_STAMP)
