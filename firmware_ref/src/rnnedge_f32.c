@@ -11,6 +11,10 @@
  * where "acc + W[r] . v" adds four products at a time, acc = acc + (((w0 v0 + w1 v1) + w2 v2) + w3 v3), then
  * the remaining products one by one (gemv_t_acc_f32). The runtime allows LLVM to reassociate and contract
  * (FMA) these sums; C99 mode does not, so results agree within a few ulps, well inside 1e-5.
+ * On a Cortex-M core whose FPU fuses multiply-adds (Cortex-M4F, M7, M33, M55: __ARM_FEATURE_FMA) the dot product is
+ * instead one fused multiply-add per product into acc, eight per pass, walking both rows by pointer: acc = fma(w0,
+ * v0, acc), ... (RNNEDGE_FMA, default 1 there; -DRNNEDGE_FMA=0 keeps the order above). It rounds once per product
+ * where the order above rounds twice, and takes 3.5 instructions per product instead of ~4.6.
  *
  * The ONNX layer extensions that change a step (layer->ext.flags & RNNEDGE_EXT_STEP) take a second path per cell,
  * as the runtime's recurrent_step_ext_f32 does; other layers run the PyTorch cells' code unchanged. The activation
@@ -170,6 +174,39 @@ int rnnedge_normalised_finite_f32(const float *x, const float *mean, const float
 
 /* -- sums, shared updates ------------------------------------------------------------------------------------ */
 
+/* __builtin_fmaf becomes one VFMA.F32 there (gcc, clang); elsewhere it could be a libm call, which the library avoids */
+#ifndef RNNEDGE_FMA
+#if defined(__GNUC__) && defined(__ARM_FEATURE_FMA) && defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
+#define RNNEDGE_FMA 1
+#else
+#define RNNEDGE_FMA 0
+#endif
+#endif
+
+#if RNNEDGE_FMA
+/** acc + w . v over n: one fused multiply-add per product, in index order (the file's comment). */
+static float dot_acc_f32(float acc, const float *w, const float *v, int32_t n)
+{
+    const float *end = w + (n & ~(int32_t)7);
+    while (w != end) {
+        acc = __builtin_fmaf(w[0], v[0], acc);
+        acc = __builtin_fmaf(w[1], v[1], acc);
+        acc = __builtin_fmaf(w[2], v[2], acc);
+        acc = __builtin_fmaf(w[3], v[3], acc);
+        acc = __builtin_fmaf(w[4], v[4], acc);
+        acc = __builtin_fmaf(w[5], v[5], acc);
+        acc = __builtin_fmaf(w[6], v[6], acc);
+        acc = __builtin_fmaf(w[7], v[7], acc);
+        w += 8;
+        v += 8;
+    }
+    end = w + (n & 7);
+    while (w != end) {
+        acc = __builtin_fmaf(*w++, *v++, acc);
+    }
+    return acc;
+}
+#else
 /** acc + w . v over n, four products per pass then one at a time (gemv_t_acc_f32's order per output row). */
 static float dot_acc_f32(float acc, const float *w, const float *v, int32_t n)
 {
@@ -182,6 +219,7 @@ static float dot_acc_f32(float acc, const float *w, const float *v, int32_t n)
     }
     return acc;
 }
+#endif
 
 /** gx of gate row r: b_ih[r] + W_ih[r] . x. */
 static float input_part_f32(const rnnedge_layer_f32 *layer, int32_t r, const float *x)
