@@ -75,7 +75,7 @@ riscv-lib: $(LIB_SRCS) $(LIB_FLOAT_SRCS) $(LIB_HDRS) $(LIB_FLOAT_HDRS) $(RISCV_D
 	  echo "riscv-lib: the int8 library needs the soft-float routines above on rv32imac" >&2; exit 1; \
 	else echo "riscv-lib: int8 objects reference no soft-float routine on rv32imac"; fi
 
-riscv-test: riscv-int8-run riscv-int8-nofloat
+riscv-test: check-model-dir riscv-int8-run riscv-int8-nofloat
 
 riscv-clean:
 	rm -rf $(RISCV_BUILD)

@@ -74,7 +74,7 @@ def _flags_by_source(build: Path) -> dict[str, str]:
 
 def test_host_build_of_the_example_prints_the_runtime_classes(cmake, model, tmp_path, host_cc):
     folder, expected = model
-    exe = _build_example(cmake, folder, tmp_path / "host", f"-DCMAKE_C_COMPILER={host_cc}")
+    exe = _build_example(cmake, folder, tmp_path / "host", f"-DCMAKE_C_COMPILER={host_cc}", "-DRNNEDGE_FMA=OFF")
     proc = subprocess.run([str(exe)], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert _classes(proc.stdout) == expected
@@ -85,6 +85,7 @@ def test_host_build_of_the_example_prints_the_runtime_classes(cmake, model, tmp_
     assert f"-I{FIRMWARE / 'include'}" in flags["main.c"] and f"-I{folder}" in flags["main.c"]
     assert "-Werror" in flags["rnnedge_int8.c"] and "-Wdouble-promotion" in flags["rnnedge_f32.c"]
     assert "-Wdouble-promotion" not in flags["rnnedge_int8.c"]
+    assert [source for source, command in flags.items() if "-DRNNEDGE_FMA=0" in command] == ["rnnedge_f32.c"]
 
 
 @pytest.mark.parametrize(("board", "cpu"), [("an385", None), ("an386", M4F)], ids=["cortex-m3", "cortex-m4f"])
