@@ -10,6 +10,8 @@
 #   float    LIB_FLOAT_SRCS + MODEL_DIR/model_data.c + tests/arm_test_float.c: f32 / int8w vectors by the float
 #            rule; rv32imac has no FPU, so this is soft float (libgcc's __addsf3, __mulsf3, ...)
 #   example  LIB_INT8_SRCS + MODEL_DIR/model_data.c + examples/main.c (-DEXAMPLE_SEMIHOST), samples.h's inputs
+#   bench    LIB_INT8_SRCS + MODEL_DIR/model_data.c + arm/bench/step_bench.c (instructions per step on LCG inputs,
+#            export/footprint.py's image; RISCV_BENCH_FLAGS adds -D flags, default -DBENCH_STEPS=64, not tracked)
 #   $(RISCV_NAME) any C sources: RISCV_NAME (default image), RISCV_SRCS, RISCV_EXTRA_CFLAGS, RISCV_DEPS, e.g.
 #            make RISCV_NAME=mine RISCV_SRCS="a.c b.c" RISCV_EXTRA_CFLAGS=-Iinclude riscv-mine-run
 # and riscv-lib: compile LIB_SRCS with the strict flags for rv32imac and fail if an int8 object needs soft float.
@@ -95,6 +97,9 @@ $(eval $(call riscv_image,float,$(LIB_FLOAT_SRCS) $(MODEL_DIR)/model_data.c test
 $(eval $(call riscv_image,example,$(LIB_INT8_SRCS) $(MODEL_DIR)/model_data.c examples/main.c,\
   $(STRICT_FLAGS) $(EXT_DEFINES) $(_riscv_model_flags) -DEXAMPLE_SEMIHOST,\
   $(LIB_HDRS) $(_riscv_model_deps) $(wildcard examples/*.h)))
+RISCV_BENCH_FLAGS ?= -DBENCH_STEPS=64
+$(eval $(call riscv_image,bench,$(LIB_INT8_SRCS) $(MODEL_DIR)/model_data.c arm/bench/step_bench.c,\
+  $(STRICT_FLAGS) $(EXT_DEFINES) $(_riscv_model_flags) $(RISCV_BENCH_FLAGS),$(LIB_HDRS) $(_riscv_model_deps)))
 endif
 
 .DEFAULT_GOAL := $(_riscv_prev_default_goal)

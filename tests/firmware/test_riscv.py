@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from export.vectors import ATOL, read_vectors, save_vectors
-from tests.firmware import test_host_float_extensions
+from tests.firmware import test_host_float_extensions, test_qemu
 from tests.firmware.test_example import _classes, _runtime_classes
 from tests.firmware.test_host import CELLS, STEPS, SUMMARY, _calibrated_case, _generate
 from tests.firmware.test_host_extensions import GRU_BEFORE, LSTM_ALL, hot_extended_case
@@ -224,3 +224,26 @@ def test_example_prints_the_runtime_classes_on_rv32imac(riscv_tools, tmp_path):
     _, v = read_vectors(tmp_path / "model.int8.vectors.safetensors")
     by_output, by_logits = _runtime_classes(tmp_path / "model.int8.safetensors", np.asarray(v["input"]))
     assert _classes(proc.stdout) == by_logits == by_output
+
+
+@pytest.mark.parametrize(("cell", "layers", "kind"), [("lstm", 1, "dense"), ("gru", 3, "tokens")])
+def test_bench_image_steps_to_the_cortex_m3_logits(riscv_tools, tmp_path, cell, layers, kind):
+    """arm/bench/step_bench.c (export/footprint.py's image, LCG inputs) on rv32imac and on the Cortex-M3: the same
+    hash of every step's logits, and an instruction count per step."""
+    test_qemu._require_tools()
+    _calibrated_case(tmp_path, cell, layers, kind)
+    _generate(tmp_path)
+    rv = _run(_build(tmp_path, "bench", "EXTENSIONS=0"))
+    sources = f"src/rnnedge_int8.c src/rnnedge_tables.c {tmp_path / 'model_data.c'} arm/bench/step_bench.c"
+    arm = _make(tmp_path, f"ARM_BUILD={tmp_path / 'arm'}", "ARM_NAME=bench", "ARM_BOARD=an385", f"ARM_SRCS={sources}",
+                f"ARM_EXTRA_CFLAGS=-Iinclude -I{tmp_path} -DRNNEDGE_EXTENSIONS=0 -DBENCH_STEPS=64", "arm-image")
+    assert arm.returncode == 0, arm.stdout[-2000:] + arm.stderr[-2000:]
+    m3 = test_qemu._run("an385", tmp_path / "arm" / "bench" / "bench.elf")
+    values = []
+    for proc in (rv, m3):
+        assert proc.returncode == 0 and "status: ok\n" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+        values.append(dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line))
+    assert values[0]["cpu"] == "rv32imac" and values[1]["cpu"] == "cortex-m3"
+    assert values[0]["logits_checksum"] == values[1]["logits_checksum"]
+    assert values[0]["steps"] == values[1]["steps"] == "64"
+    assert int(values[0]["icount_per_step_median"]) > 0
