@@ -5,7 +5,8 @@ and runs through riscv/run.sh (qemu-system-riscv32 -machine virt, semihosting, -
 program is tests/arm_test.c itself (riscv/semihost.h has arm/semihost.h's functions), on the models of the
 Cortex-M3 test (test_qemu_vectors.py): every cell x {1, 3 layers} x {dense, tokens} and the ONNX layer extensions;
 the state (int16) and logits (int32) must match at every step and the image must link no soft-float routine.
-The f32 / int8w program (arm_test_float.c) runs in soft float (rv32imac has no FPU) by the float rule.
+The f32 / int8w program (arm_test_float.c) runs in soft float (rv32imac has no FPU) by the float rule; the example
+prints the runtime's classes; the bench image (arm/bench/step_bench.c) hashes the Cortex-M3's logits.
 Tools missing: skip, or fail under CI=true (test_qemu.py's rule).
 """
 
