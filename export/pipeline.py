@@ -52,7 +52,7 @@ import numpy as np
 import onnx
 import torch
 
-from export import comparisons, footprint, parity, report, rules
+from export import comparisons, footprint, parity, report, rules, saturation
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
 from export.firmware import firmware_unsupported, write_firmware_sources
 from export.fit import FitError, check_fit
@@ -130,24 +130,30 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         raise ExportInputError("calibration data are used by the int8 precision only, and int8 was not asked for")
     X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
     tensors = canonical_tensors(model)
-    ranges = _calibrate(spec, tensors, calibration, data, steps, seed) if "int8" in precisions else None
+    ranges, calibrated_on = _calibrate(spec, tensors, calibration, data, steps, seed) if "int8" in precisions \
+        else (None, None)
     if stage is None:
         with outputs.Staging(out_dir, outputs.EXPORT, inputs=[checkpoint_path], writes=export_file_names(precisions),
                              source=checkpoint_source(checkpoint_path)) as own:
-            return _export_staged(own, model, tensors, ranges, shown, X, lengths, y, inputs, (tolerance, rtol),
-                                  precisions, module, reference_graph, started)
-    return _export_staged(stage, model, tensors, ranges, shown, X, lengths, y, inputs, (tolerance, rtol), precisions,
-                          module, reference_graph, started)
+            return _export_staged(own, model, tensors, (ranges, calibrated_on), shown, X, lengths, y, inputs,
+                                  (tolerance, rtol), precisions, module, reference_graph, started)
+    return _export_staged(stage, model, tensors, (ranges, calibrated_on), shown, X, lengths, y, inputs,
+                          (tolerance, rtol), precisions, module, reference_graph, started)
 
 
-def _export_staged(stage: outputs.Staging, model, tensors, ranges, checkpoint: Path, X, lengths, y, inputs: dict,
-                   tolerances: tuple[float, float], precisions: list[str], module: dict | None,
+def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, checkpoint: Path, X, lengths, y,
+                   inputs: dict, tolerances: tuple[float, float], precisions: list[str], module: dict | None,
                    reference_graph: comparisons.OriginalGraph | None, started: float) -> dict:
     """Write every artifact into the staging folder, measure each one from there, write the report there.
+    calibration: (int8's Ranges, the (X, lengths) slice they were measured on), or (None, None) without int8;
     tolerances: the float rule's (atol, rtol)."""
     spec, work = model.spec, stage.dir
     tolerance, rtol = tolerances
+    ranges, calibrated_on = calibration
     files, quantization = _write_artifacts(spec, tensors, work, precisions, ranges)
+    if "int8" in quantization:  # every tensor the integer step forms: its range, format and saturation on X
+        quantization["int8"]["saturation"] = saturation.table(spec, tensors, quantization["int8"], calibrated_on,
+                                                              (X, lengths))
     files.update(_write_vectors(spec, work, precisions, X[0][: int(lengths[0])]))
     firmware_files, refused = _write_firmware(spec, work, precisions, checkpoint)
     files.update(firmware_files)
@@ -256,8 +262,10 @@ def _parity_inputs(spec: dict, data, steps: int, seed: int):
 
 
 
-def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, steps: int, seed: int) -> Ranges:
-    """The float model's ranges on a slice of the calibration data (see the module docstring for which)."""
+def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, steps: int,
+               seed: int) -> tuple[Ranges, tuple[np.ndarray, np.ndarray]]:
+    """(the float model's ranges on a slice of the calibration data (see the module docstring for which), that
+    slice as (X, lengths))."""
     if calibration is not None:
         X, lengths, where, source = _calibration_arrays(calibration)
     elif data is not None:
@@ -271,11 +279,12 @@ def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, st
         where, source = "random calibration streams", {"source": "random", "seed": calibration_seed}
     try:
         X, lengths = check_calibration_data(spec, X, lengths, where)  # all of it, not only the slice
-        ranges = calibrate((spec, tensors), *calibration_slice(X, lengths, seed=seed), where=where)
+        chosen = calibration_slice(X, lengths, seed=seed)
+        ranges = calibrate((spec, tensors), *chosen, where=where)
     except CalibrationError as e:
         raise ExportInputError(str(e)) from None
     ranges.extra.update(source, available_sequences=len(lengths), available_steps=int(lengths.sum()))
-    return ranges
+    return ranges, chosen
 
 
 def _calibration_arrays(calibration):
