@@ -214,7 +214,7 @@ def _saturation(rows: list[dict]) -> list[str]:
     for row in rows:
         saturated = f"{100 * row['saturated']:.3g}%"
         if row["saturated"] and row["harmless"]:
-            saturated += " (harmless: sigmoid/tanh are flat there)"
+            saturated += f" (harmless: {row['harmless']})"
         elif row["saturated"]:
             saturated = f"**{saturated}**"
         lines.append(f"| {row['layer']} | {row['tensor']} | {row['format']} | {_number(row['limit'])} | "

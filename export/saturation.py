@@ -18,8 +18,9 @@ layer and tensor:
     head k output     int16 Q0.15 / Q3.12 / s_out                  the format's end
 
 Saturating a pre-activation past +-8 on its way into sigmoid or tanh is harmless: both are flat there (sigmoid(8)
-is 1 - 3.4e-4, tanh(8) 1 - 2.3e-7), which is why gate pre-activations may use Q3.12; such rows say so
-("harmless"). Any other saturation changes what the model computes, and the report warns about it.
+is 1 - 3.4e-4, tanh(8) 1 - 2.3e-7), which is why gate pre-activations may use Q3.12; so is a value bounded by 1
+(a bounded cell's h, a sigmoid/tanh output) meeting Q0.15's end, 1 - 2^-15. Such rows say why ("harmless"). Any
+other saturation changes what the model computes, and the report warns about it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ ACT_MAX = 32767
 Q12, Q15 = 2.0**-12, 2.0**-15
 INT32_LIMIT = 2.0**31
 BOUNDED = ("lstm", "gru", "rnn_tanh")
-HARMLESS = "flat past +-8: sigmoid/tanh change by at most 3.4e-4"
+FLAT = "sigmoid/tanh are flat past +-8: at most 3.4e-4 off"
+UNIT = "|value| <= 1 by construction: at most 2^-15 off"
 WARN_FRACTION = 0.0  # any saturation that is not harmless is worth a warning: it feeds back through the state
 
 
@@ -57,36 +59,40 @@ class _Probe:
             entry[1] += int((rows > self.limits[(layer, tensor)]).sum())
 
 
-def formats(spec: dict, info: dict) -> dict[tuple, tuple[str, float, bool]]:
-    """{(layer, tensor): (format, largest real magnitude it holds, harmless)} from quantize_int8's info: layer is
+def formats(spec: dict, info: dict) -> dict[tuple, tuple[str, float, str | None]]:
+    """{(layer, tensor): (format, largest real magnitude it holds, why its saturation is harmless or None)} from
+    quantize_int8's info: layer is
     "input", a layer index, or ("head", k). A relu's pre-activation is in its output's format ("relu" in the
     format's name: only its positive side can saturate, see positive_side)."""
     out = {}
     if spec["input"]["kind"] == "dense":
         s_x = info["input_scale"]
-        out[("input", "x")] = (f"int16, scale {s_x:.3g}", ACT_MAX * s_x, False)
+        out[("input", "x")] = (f"int16, scale {s_x:.3g}", ACT_MAX * s_x, None)
     for l, (layer, scales) in enumerate(zip(spec["layers"], info["layers"])):
         bounded = layer["cell"] in BOUNDED
         s_h = scales["hidden_scale"]
         unit, name = (Q12, "Q3.12") if bounded else (s_h, f"scale {s_h:.3g}")
-        out[(l, "input term")] = (f"int32, {name}", INT32_LIMIT * unit, False)
-        out[(l, "recurrent term")] = (f"int32, {name}", INT32_LIMIT * unit, False)
-        out[(l, "pre-activation")] = (f"int16, {name}" + ("" if bounded else ", relu"), ACT_MAX * unit, bounded)
+        out[(l, "input term")] = (f"int32, {name}", INT32_LIMIT * unit, None)
+        out[(l, "recurrent term")] = (f"int32, {name}", INT32_LIMIT * unit, None)
+        out[(l, "pre-activation")] = ((f"int16, {name}", ACT_MAX * unit, FLAT) if bounded else
+                                      (f"int16, {name}, relu", ACT_MAX * unit, None))
         if layer["cell"] == "lstm":
             p = scales["cell_power"]
-            out[(l, "cell")] = (f"int16, scale 2^{p}", ACT_MAX * 2.0**p, False)
-        out[(l, "h")] = ("int16, Q0.15", ACT_MAX * Q15, False) if bounded else \
-            (f"int16, scale {s_h:.3g}", ACT_MAX * s_h, False)
+            out[(l, "cell")] = (f"int16, scale 2^{p}", ACT_MAX * 2.0**p, None)
+        out[(l, "h")] = ("int16, Q0.15", ACT_MAX * Q15, UNIT) if bounded else \
+            (f"int16, scale {s_h:.3g}", ACT_MAX * s_h, None)
     for k, (dense, scales) in enumerate(zip(specs.head_hidden(spec), info.get("head_hidden", []))):
         activation, s_out = dense["activation"], scales["output_scale"]
         if activation in ("relu", "none"):
             relu = ", relu" if activation == "relu" else ""
-            out[(("head", k), "pre-activation")] = (f"int16, scale {s_out:.3g}{relu}", ACT_MAX * s_out, False)
-            out[(("head", k), "output")] = (f"int16, scale {s_out:.3g}", ACT_MAX * s_out, False)
-        else:
-            out[(("head", k), "pre-activation")] = ("int16, Q3.12", ACT_MAX * Q12, activation in ("tanh", "sigmoid"))
-            out[(("head", k), "output")] = ("int16, Q0.15", ACT_MAX * Q15, False) if activation != "gelu" and \
-                activation != "gelu_tanh" else ("int16, Q3.12", ACT_MAX * Q12, False)
+            out[(("head", k), "pre-activation")] = (f"int16, scale {s_out:.3g}{relu}", ACT_MAX * s_out, None)
+            out[(("head", k), "output")] = (f"int16, scale {s_out:.3g}", ACT_MAX * s_out, None)
+        elif activation in ("tanh", "sigmoid"):
+            out[(("head", k), "pre-activation")] = ("int16, Q3.12", ACT_MAX * Q12, FLAT)
+            out[(("head", k), "output")] = ("int16, Q0.15", ACT_MAX * Q15, UNIT)
+        else:  # gelu, gelu_tanh: int8_math.gelu_q12, Q3.12 in and out
+            out[(("head", k), "pre-activation")] = ("int16, Q3.12", ACT_MAX * Q12, None)
+            out[(("head", k), "output")] = ("int16, Q3.12", ACT_MAX * Q12, None)
     return out
 
 
@@ -121,7 +127,7 @@ def table(spec: dict, tensors: dict[str, np.ndarray], info: dict, calibration: t
         test_max, over, total = measured.stats.get(key, [0.0, 0, 0])
         rows.append({"layer": _layer_name(layer), "tensor": tensor, "format": fmt, "limit": limit,
                      "calibrated_absmax": seen[0], "test_absmax": test_max, "test_values": total,
-                     "saturated": over / total if total else 0.0, "harmless": harmless})
+                     "saturated": over / total if total else 0.0, "harmless": harmless})  # why, or None
     return rows
 
 
