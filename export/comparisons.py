@@ -122,9 +122,14 @@ class Streams:
         return placed
 
 
+TRACE_STEPS = 2000  # the report's stream plot: at most this many steps of the first parity stream
+
+
 def measure(c: Comparison, spec: dict, streams: Streams, y, files: dict[str, int],
-             criterion: rules.Criterion) -> dict:
-    """Run one comparison over every parity stream; a runner that raises fails its row."""
+            criterion: rules.Criterion, traces: dict | None = None) -> dict:
+    """Run one comparison over every parity stream; a runner that raises fails its row. traces: if given, a
+    stepped row puts its outputs on the first parity stream there, (steps, out) by row name (the HTML report's
+    plot, export/report_html.py)."""
     diff = criterion.difference() if isinstance(criterion, rules.FloatRule) else parity.Difference()
     row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
            "comparison": c.description, "stepped": c.stepped, "criterion": criterion.describe(), **rules.ROW_FIELDS}
@@ -135,6 +140,8 @@ def measure(c: Comparison, spec: dict, streams: Streams, y, files: dict[str, int
             if got.shape != streams.every_prefix.shape:
                 raise ValueError(f"output shape {got.shape} differs from PyTorch's {streams.every_prefix.shape}")
             diff.add(got[streams.valid], streams.every_prefix[streams.valid])
+            if traces is not None:
+                traces[c.name] = got[0, : min(int(streams.lengths[0]), TRACE_STEPS)].copy()
             got[~streams.valid] = 0.0
             if spec["head"]["on"] == "last_step":  # what forward returns: the output at each stream's last step
                 got = got[np.arange(len(streams.lengths)), streams.lengths - 1]
@@ -145,7 +152,7 @@ def measure(c: Comparison, spec: dict, streams: Streams, y, files: dict[str, int
                 diff.add(outputs[-1], reference)
             got = streams.place(outputs)
     except Exception as e:  # noqa: BLE001 - any failure of an artifact is a parity failure, reported by name
-        row.update(max_abs_diff=None, mean_abs_diff=None, metric=None, passed=False,
+        row.update(max_abs_diff=None, mean_abs_diff=None, metric=None, passed=False, abs_diff_histogram=None,
                    error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - started)
         return row
     metric = metric_of(spec, got, y, streams.lengths) if y is not None else None
@@ -153,8 +160,16 @@ def measure(c: Comparison, spec: dict, streams: Streams, y, files: dict[str, int
                                  streams.lengths)
     row.update(fields)
     row.update(max_abs_diff=diff.max_abs, mean_abs_diff=diff.mean_abs, metric=metric, passed=passed, error=None,
-               seconds=time.perf_counter() - started)
+               seconds=time.perf_counter() - started, abs_diff_histogram=diff.histogram())
     return row
+
+
+def reference_trace(streams: Streams) -> np.ndarray | None:
+    """PyTorch's outputs on the first parity stream had it ended at each step (what stepped rows are held to),
+    (steps, out); None for a model that cannot stream."""
+    if streams.every_prefix is None:
+        return None
+    return streams.every_prefix[0, : min(int(streams.lengths[0]), TRACE_STEPS)].copy()
 
 
 def metric_of(spec: dict, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> dict:
@@ -255,7 +270,7 @@ def original_rows(graph: OriginalGraph, spec: dict, streams: Streams, y, files: 
             row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
                    "comparison": c.description, "stepped": c.stepped, "criterion": criteria[c.precision].describe(),
                    "max_abs_diff": None, "mean_abs_diff": None, "metric": None, "passed": False, "error": error,
-                   "seconds": 0.0, **rules.ROW_FIELDS}
+                   "abs_diff_histogram": None, "seconds": 0.0, **rules.ROW_FIELDS}
         row["reference"] = f"original ONNX ({label})"
         rows.append(row)
     return rows

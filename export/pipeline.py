@@ -170,7 +170,8 @@ def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, c
         floor = rules.float64_floor(model, streams.X, streams.groups, streams.references, streams.every_prefix,
                                     streams.valid)
         criteria = {p: rules.criterion(p, tolerance, reference_metric, floor["max"], rtol) for p in precisions}
-        rows = [comparisons.measure(c, spec, streams, y, files, criteria[c.precision])
+        traces = {"reference": comparisons.reference_trace(streams)}  # the HTML report's stream plot
+        rows = [comparisons.measure(c, spec, streams, y, files, criteria[c.precision], traces)
                 for c in comparisons.comparisons(model, spec, work, precisions)]
         if reference_graph is not None:
             rows += comparisons.original_rows(reference_graph, spec, streams, y, files, criteria, work, precisions)
@@ -183,7 +184,7 @@ def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, c
     )
     if module is not None:  # only exports of a user's own nn.Module have the key
         result["module"] = module
-    report.write(result, work)
+    report.write(result, work, traces)
     return result
 
 

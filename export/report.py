@@ -1,4 +1,5 @@
-"""The parity report: report.json for tools, report.md for people. Both say the same thing.
+"""The parity report: report.json for tools, report.md and report.html (export/report_html.py, with plots) for
+people. All three say the same thing.
 
 report.json keys:
 
@@ -63,7 +64,7 @@ from train import splits
 
 REPORT_FORMAT = 5  # 3: "manifest" and "removed"; 4: rtol, float64_floor, warnings and the rows' rule fields;
 # 5: quantization.int8.saturation
-FILES = ("report.json", "report.md")
+FILES = ("report.json", "report.md", "report.html")
 REFERENCE = "PyTorch forward"
 
 
@@ -116,49 +117,57 @@ def _failure(row: dict) -> str:
             f"fails its rule: {row['criterion']}")
 
 
-def write(result: dict, out_dir) -> None:
+def write(result: dict, out_dir, traces: dict | None = None) -> None:
+    """report.json, report.md and report.html (export/report_html.py; traces: its stream plot's outputs)."""
+    from export import report_html  # it imports this module
+
     out_dir = Path(out_dir)
-    json_file, md_file = FILES
+    json_file, md_file, html_file = FILES
     (out_dir / json_file).write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / md_file).write_text(markdown(result))
+    (out_dir / html_file).write_text(report_html.render(result, traces), encoding="utf-8")
 
 
-def markdown(result: dict) -> str:
+def summary(result: dict) -> list[str]:
+    """The report's facts before its table, one sentence each (report.md's bullets, report.html's list)."""
     inputs = result["inputs"]
     source = (f"random streams (seed {inputs['seed']})" if inputs["source"] == "random"
               else f"held-out test sequences of data set {inputs['dataset']!r}")
     steps = (f"{inputs['longest']} steps" if inputs["shortest"] == inputs["longest"]
              else f"{inputs['shortest']}..{inputs['longest']} steps")
-    metric = result["reference"]["metric"]
-    metric_name = metric["name"] if metric else None
     lines = [
-        "# rnnedge export report",
-        "",
-        f"- checkpoint: `{result['checkpoint']}`",
-        f"- model: {result['model']}",
-        f"- parity inputs: {inputs['sequences']} {source}, {steps}, {inputs['total_steps']} steps in all"
+        f"checkpoint: `{result['checkpoint']}`",
+        f"model: {result['model']}",
+        f"parity inputs: {inputs['sequences']} {source}, {steps}, {inputs['total_steps']} steps in all"
         + _split(inputs.get("split")),
-        f"- pass rules: float32 artifacts (PyTorch step, ONNX, f32): {result['criteria']['f32']}"
+        f"pass rules: float32 artifacts (PyTorch step, ONNX, f32): {result['criteria']['f32']}"
         + "".join(f"; {p}: {rule}" for p, rule in result["criteria"].items() if p != "f32"),
-        "- float64 floor: PyTorch float32 vs the same model in float64 on these streams: max abs difference "
+        "float64 floor: PyTorch float32 vs the same model in float64 on these streams: max abs difference "
         + _floor(result["float64_floor"]),
     ]
     if result.get("removed"):
-        lines.append(f"- removed from the folder (the previous export's, not written again): "
+        lines.append(f"removed from the folder (the previous export's, not written again): "
                      f"{', '.join(result['removed'])}")
     for precision, q in result["quantization"].items():
         table = ("; the embedding table: one scale, max|table| / 127"
                  if "calibration" in q and "embedding.weight" in q["per_matrix"] else "")
-        lines.append(f"- {precision} weights: max abs quantisation error {q['max_abs_weight_error']:.3g} "
+        lines.append(f"{precision} weights: max abs quantisation error {q['max_abs_weight_error']:.3g} "
                      f"(symmetric int8 per output row, scale = max|row| / 127{table})")
         if "calibration" in q:
-            lines.append(f"- {precision} activations (int16): {_calibration(q)}")
+            lines.append(f"{precision} activations (int16): {_calibration(q)}")
     if result.get("firmware") is not None:
         fw = result["firmware"]
         if fw.get("written") is not False:
-            lines.append(f"- firmware/int8 footprint: {_firmware(fw)}")
+            lines.append(f"firmware/int8 footprint: {_firmware(fw)}")
         for precision, reason in fw.get("refused", {}).items():
-            lines.append(f"- firmware/{precision}: not written: {reason}")
+            lines.append(f"firmware/{precision}: not written: {reason}")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    metric = result["reference"]["metric"]
+    metric_name = metric["name"] if metric else None
+    lines = ["# rnnedge export report", "", *(f"- {line}" for line in summary(result))]
     lines += [
         "",
         "| artifact | bytes | comparison | max abs diff | mean abs diff | x float64 floor | flips |"
