@@ -73,8 +73,8 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Export a trained rnnedge checkpoint to model.onnx, model.step.onnx (streamable models) and "
                     "model.<precision>.safetensors (f32, plus int8w and int8 with --precision f32,int8w,int8), "
-                    "then run each artifact against the PyTorch model on long streams and write report.json and "
-                    "report.md with every file's size and its max abs difference.",
+                    "then run each artifact against the PyTorch model on long streams and write report.json, "
+                    "report.md and report.html (with plots) with every file's size and its max abs difference.",
         epilog="Output folder: never over or next to an input file unless --out says so. Without --out: a "
                "positional checkpoint's own folder when rnnedge-train wrote it; --module and .onnx exports go to "
                "./rnnedge-out/<class or file stem>/ (a re-run of the same model updates it; another model of that "
@@ -211,8 +211,8 @@ def _main(args: argparse.Namespace) -> int:
               f"({splits.describe(split)}; {split.get('check', 'not checked against the checkpoint')})")
     removed = result["removed"]
     removed = f"; removed {len(removed)} files of the previous export: {outputs.some(removed)}" if removed else ""
-    print(f"wrote {', '.join(result['files'])}, report.json and report.md to {out_dir} (each file and its SHA-256 in "
-          f"{out_dir / outputs.MANIFEST}){removed}")
+    print(f"wrote {', '.join(result['files'])}, report.json, report.md and report.html to {out_dir} (each file and "
+          f"its SHA-256 in {out_dir / outputs.MANIFEST}){removed}")
     if not result["passed"]:
         print(f"{PROG}: parity FAILED:", file=sys.stderr)
         for failure in result["failures"]:
