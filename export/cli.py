@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -137,12 +138,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", metavar="NAME_OR_PATH",
                    help="int8 only: calibrate the activation ranges on this data set's TRAIN split (a name or a "
                         ".npz/.csv path, as --data); default: --data's train split, else random streams")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines (one per stage on stderr: calibration, writing, each parity check, the "
+                        "footprint); the report, warnings and errors still print")
     return p
+
+
+def show_progress(on: bool) -> None:
+    """The pipeline's stage lines (logger "rnnedge.export") on stderr as `rnnedge-export: <stage>`, or none."""
+    log = logging.getLogger("rnnedge.export")
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.INFO if on else logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    log.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring; runtime/command.py). Bad options exit 2 (argparse)."""
     args = parser().parse_args(argv)
+    show_progress(not args.quiet)
     try:
         return _main(args)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ answers on them; `measure` runs one comparison over every stream and judges it b
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +135,7 @@ def measure(c: Comparison, spec: dict, streams: Streams, y, files: dict[str, int
     row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
            "comparison": c.description, "stepped": c.stepped, "criterion": criterion.describe(), **rules.ROW_FIELDS}
     started = time.perf_counter()
+    logging.getLogger("rnnedge.export").info(f"parity: {c.description}")
     try:
         if c.stepped:
             got = c.runner(streams.X)

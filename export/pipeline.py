@@ -45,6 +45,7 @@ apart from the random parity streams.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -73,6 +74,7 @@ FIRMWARE_FILES = ("model_data.h", "model_data.c", "vectors_data.h")
 CALIBRATION_SEED_OFFSET = 1  # random calibration streams: seed + this, never the parity streams themselves
 SEQUENCE_FILE, STEP_FILE, WEIGHTS_FILE = comparisons.SEQUENCE_FILE, comparisons.STEP_FILE, comparisons.WEIGHTS_FILE
 weights_file = comparisons.weights_file
+log = logging.getLogger("rnnedge.export")  # one line per stage; the CLI shows them on stderr unless --quiet
 
 
 class ExportInputError(ValueError):
@@ -130,6 +132,8 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         raise ExportInputError("calibration data are used by the int8 precision only, and int8 was not asked for")
     X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
     tensors = canonical_tensors(model)
+    if "int8" in precisions:
+        log.info("calibrating int8 on the training part")
     ranges, calibrated_on = _calibrate(spec, tensors, calibration, data, steps, seed) if "int8" in precisions \
         else (None, None)
     if stage is None:
@@ -150,10 +154,13 @@ def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, c
     spec, work = model.spec, stage.dir
     tolerance, rtol = tolerances
     ranges, calibrated_on = calibration
+    log.info(f"writing the ONNX graphs and the {', '.join(precisions)} weight files")
     files, quantization = _write_artifacts(spec, tensors, work, precisions, ranges)
     if "int8" in quantization:  # every tensor the integer step forms: its range, format and saturation on X
         quantization["int8"]["saturation"] = saturation.table(spec, tensors, quantization["int8"], calibrated_on,
                                                               (X, lengths))
+    log.info("writing golden vectors and firmware sources (the first run compiles the runtime's kernels, then "
+             "numba caches them)")
     files.update(_write_vectors(spec, work, precisions, X[0][: int(lengths[0])]))
     firmware_files, refused = _write_firmware(spec, work, precisions, checkpoint)
     files.update(firmware_files)
@@ -164,6 +171,7 @@ def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, c
         firmware = {**(firmware or {"measured": False, "written": False, "reason": "no int8 firmware"}),
                     "refused": refused}
     with parity.torch_single_thread():
+        log.info(f"parity: PyTorch on {len(lengths)} streams ({int(lengths.sum())} steps) in float32 and float64")
         streams = comparisons.Streams.of(model, X, lengths)
         reference_metric = (comparisons.metric_of(spec, streams.place(streams.references), y, lengths)
                             if y is not None else None)
@@ -184,6 +192,7 @@ def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, c
     )
     if module is not None:  # only exports of a user's own nn.Module have the key
         result["module"] = module
+    log.info("writing report.json, report.md and report.html")
     report.write(result, work, traces)
     return result
 
@@ -395,6 +404,7 @@ def _firmware_footprint(out_dir: Path, files: dict[str, int]) -> dict | None:
     if reason is None:
         ok, reason = footprint.available()
         if ok:
+            log.info("measuring the int8 firmware's footprint (Cortex-M3 under QEMU)")
             try:
                 return {"measured": True, **footprint.measure_footprint(out_dir / FIRMWARE_DIR, FOOTPRINT_BOARD,
                                                                         steps=FOOTPRINT_STEPS, timeout=60)}
