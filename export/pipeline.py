@@ -132,8 +132,6 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         raise ExportInputError("calibration data are used by the int8 precision only, and int8 was not asked for")
     X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
     tensors = canonical_tensors(model)
-    if "int8" in precisions:
-        log.info("calibrating int8 on the training part")
     ranges, calibrated_on = _calibrate(spec, tensors, calibration, data, steps, seed) if "int8" in precisions \
         else (None, None)
     if stage is None:
@@ -290,6 +288,7 @@ def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, st
     try:
         X, lengths = check_calibration_data(spec, X, lengths, where)  # all of it, not only the slice
         chosen = calibration_slice(X, lengths, seed=seed)
+        log.info(f"calibrating int8 on {int(chosen[1].sum())} steps of {where}")
         ranges = calibrate((spec, tensors), *chosen, where=where)
     except CalibrationError as e:
         raise ExportInputError(str(e)) from None
