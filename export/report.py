@@ -29,7 +29,7 @@ report.json keys:
                     for a data set "split" (train/splits.py's record and how export checked it)
     reference       {"name": "PyTorch forward", "metric": {"name", "value"} | null}
     files           {file name: bytes} of the artifacts the rows measure
-    manifest        {file name: {"bytes", "sha256"}}: every file the export wrote except report.json and report.md
+    manifest        {file name: {"bytes", "sha256"}}: every file the export wrote except the three reports
                     (its model.pt and mapping too, for a module or ONNX export); the folder's rnnedge-manifest.json
                     (train/outputs.py) lists those two as well
     removed         files of the previous export in the folder that this one did not write again, removed when it
