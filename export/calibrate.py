@@ -108,10 +108,16 @@ def _initial_absmax(tensors: dict, l: int, layer: dict, name: str) -> float:
                for d in ("fwd", "bwd")[: specs.directions(layer)])
 
 
-def float_layers(spec: dict, tensors: dict[str, np.ndarray], X: np.ndarray, lengths: np.ndarray):
+def float_layers(spec: dict, tensors: dict[str, np.ndarray], X: np.ndarray, lengths: np.ndarray, probe=None):
     """The float64 forward over checked data: (first layer's input (N, T, I), every layer's output
     (N, T, H * directions), every layer's max |c| (c0 included; 0.0 for cells without one)), zero past each
-    length and cropped to the longest length."""
+    length and cropped to the longest length.
+
+    probe: None, or called as probe(layer, tensor, values (N, K), counted (N, 1) bool) at every step with the
+    terms the int8 step forms (export/saturation.py TENSORS): "input term" (W_ih x plus the bias int8 folds
+    into it), "recurrent term" (W_hh h or W_hn (r * h), plus gru's b_hn), "pre-activation" (their sum as
+    each gate's activation function receives it, peepholes and gru's r * included, before the clip), "cell"
+    (lstm c) and "h"; rows where counted is False are padding."""
     steps = int(lengths.max())
     X = X[:, :steps]
     valid = np.arange(steps)[None, :] < lengths[:, None]  # (N, T)
@@ -132,7 +138,8 @@ def float_layers(spec: dict, tensors: dict[str, np.ndarray], X: np.ndarray, leng
                 if f"{prefix}.{k}" in tensors:
                     w[k] = tensors[f"{prefix}.{k}"].astype(np.float64)
             backward = d == 1 or bool(specs.option(layer, "reverse"))
-            h, c = _direction(layer, d, w, v, valid, reverse=backward)
+            h, c = _direction(layer, d, w, v, valid, reverse=backward,
+                              probe=None if probe is None else (lambda *a, l=l: probe(l, *a)))
             directions.append(h)
             cells.append(c)
         v = np.concatenate(directions, axis=2)
@@ -169,13 +176,13 @@ def activation(name: str, alpha: float, beta: float, x: np.ndarray) -> np.ndarra
 
 
 def _direction(layer: dict, direction: int, w: dict[str, np.ndarray], v: np.ndarray, valid: np.ndarray,
-               reverse: bool):
+               reverse: bool, probe=None):
     """One direction of one layer over v (N, T, I) -> (outputs (N, T, H) zero past each length, max |c|).
 
     w: the direction's float64 tensors (w_ih, w_hh, b_ih, b_hh; p, h0, c0 when the layer has them).
     A stream's state is the initial state (h0, c0, or zeros) until its first step in this direction and is
     frozen after its last, so the padding never moves it: forward, the padding is at the end; backward, the
-    loop meets it first.
+    loop meets it first. probe: None or probe(tensor, values, counted), see float_layers.
     """
     cell = layer["cell"]
     n, steps, _ = v.shape
@@ -204,8 +211,15 @@ def _direction(layer: dict, direction: int, w: dict[str, np.ndarray], v: np.ndar
             xr, xz, xn = np.split(xw[:, t], 3, axis=1)
             hr, hz = np.split(h @ w_hh_t[:, : 2 * hidden] + w["b_hh"][: 2 * hidden], 2, axis=1)
             r, z = fn(0, clipped(xr + hr)), fn(0, clipped(xz + hz))
-            hn = (r * h) @ w_hh_t[:, 2 * hidden :] + w["b_hh"][2 * hidden :]
-            h_new = (1.0 - z) * fn(1, clipped(xn + hn)) + z * h
+            rh = (r * h) @ w_hh_t[:, 2 * hidden :]
+            h_new = (1.0 - z) * fn(1, clipped(xn + rh + w["b_hh"][2 * hidden :])) + z * h
+            if probe is not None:  # int8 folds every bias, b_hn too, into the input term
+                probe("input term", xw[:, t] + w["b_hh"], keep)
+                probe("recurrent term", np.concatenate([hr - w["b_hh"][:hidden], hz - w["b_hh"][hidden : 2 * hidden],
+                                                        rh], axis=1), keep)
+                probe("pre-activation", np.concatenate([xr + hr, xz + hz, xn + rh + w["b_hh"][2 * hidden :]], axis=1),
+                      keep)
+                probe("h", h_new, keep)
             h = np.where(keep, h_new, h)
             out[:, t] = np.where(keep, h, 0.0)
             continue
@@ -215,12 +229,17 @@ def _direction(layer: dict, direction: int, w: dict[str, np.ndarray], v: np.ndar
             if peep is not None:
                 i = i + peep[:hidden] * c
                 f = f + peep[hidden : 2 * hidden] * c
+            i_pre, f_pre = i, f
             i = fn(0, clipped(i))
             f = 1.0 - i if specs.option(layer, "input_forget") else fn(0, clipped(f))
             c_new = f * c + i * fn(1, clipped(g))
             if peep is not None:
                 o = o + peep[2 * hidden :] * c_new
             h_new = fn(0, clipped(o)) * fn(2, c_new)
+            if probe is not None:
+                _probe_terms(probe, xw[:, t], hw, w["b_hh"], slice(0, 0), np.concatenate([i_pre, f_pre, g, o], axis=1),
+                             keep)
+                probe("cell", c_new, keep)
             c = np.where(keep, c_new, c)
             cell_absmax = max(cell_absmax, float(np.abs(c).max()))  # c is c0 or a counted step's value
         elif cell == "gru":
@@ -228,11 +247,29 @@ def _direction(layer: dict, direction: int, w: dict[str, np.ndarray], v: np.ndar
             hr, hz, hn = np.split(hw, 3, axis=1)
             r, z = fn(0, clipped(xr + hr)), fn(0, clipped(xz + hz))
             h_new = (1.0 - z) * fn(1, clipped(xn + r * hn)) + z * h
+            if probe is not None:
+                _probe_terms(probe, xw[:, t], hw, w["b_hh"], specs.recurrent_bias_rows(layer),
+                             np.concatenate([xr + hr, xz + hz, xn + r * hn], axis=1), keep)
         else:
             h_new = fn(0, clipped(xw[:, t] + hw))
+            if probe is not None:
+                _probe_terms(probe, xw[:, t], hw, w["b_hh"], slice(0, 0), xw[:, t] + hw, keep)
+        if probe is not None:
+            probe("h", h_new, keep)
         h = np.where(keep, h_new, h)
         out[:, t] = np.where(keep, h, 0.0)
     return out, cell_absmax
+
+
+def _probe_terms(probe, xw: np.ndarray, hw: np.ndarray, b_hh: np.ndarray, kept: slice, pre: np.ndarray,
+                 keep: np.ndarray) -> None:
+    """The input and recurrent terms as the int8 step forms them (export/quantize_int8.py): b_hh moves to the input
+    side except in the rows `kept` (gru's b_hn), and the pre-activations."""
+    moved = np.ones(b_hh.shape, dtype=bool)
+    moved[kept] = False
+    probe("input term", xw + np.where(moved, b_hh, 0.0), keep)
+    probe("recurrent term", hw - np.where(moved, b_hh, 0.0), keep)
+    probe("pre-activation", pre, keep)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

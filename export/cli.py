@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -73,8 +74,8 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Export a trained rnnedge checkpoint to model.onnx, model.step.onnx (streamable models) and "
                     "model.<precision>.safetensors (f32, plus int8w and int8 with --precision f32,int8w,int8), "
-                    "then run each artifact against the PyTorch model on long streams and write report.json and "
-                    "report.md with every file's size and its max abs difference.",
+                    "then run each artifact against the PyTorch model on long streams and write report.json, "
+                    "report.md and report.html (with plots) with every file's size and its max abs difference.",
         epilog="Output folder: never over or next to an input file unless --out says so. Without --out: a "
                "positional checkpoint's own folder when rnnedge-train wrote it; --module and .onnx exports go to "
                "./rnnedge-out/<class or file stem>/ (a re-run of the same model updates it; another model of that "
@@ -137,12 +138,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", metavar="NAME_OR_PATH",
                    help="int8 only: calibrate the activation ranges on this data set's TRAIN split (a name or a "
                         ".npz/.csv path, as --data); default: --data's train split, else random streams")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines (one per stage on stderr: calibration, writing, each parity check, the "
+                        "footprint); the report, warnings and errors still print")
     return p
+
+
+def show_progress(on: bool) -> None:
+    """The pipeline's stage lines (logger "rnnedge.export") on stderr as `rnnedge-export: <stage>`, or none."""
+    log = logging.getLogger("rnnedge.export")
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.INFO if on else logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    log.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring; runtime/command.py). Bad options exit 2 (argparse)."""
     args = parser().parse_args(argv)
+    show_progress(not args.quiet)
     try:
         return _main(args)
     except KeyboardInterrupt:
@@ -211,8 +227,8 @@ def _main(args: argparse.Namespace) -> int:
               f"({splits.describe(split)}; {split.get('check', 'not checked against the checkpoint')})")
     removed = result["removed"]
     removed = f"; removed {len(removed)} files of the previous export: {outputs.some(removed)}" if removed else ""
-    print(f"wrote {', '.join(result['files'])}, report.json and report.md to {out_dir} (each file and its SHA-256 in "
-          f"{out_dir / outputs.MANIFEST}){removed}")
+    print(f"wrote {', '.join(result['files'])}, report.json, report.md and report.html to {out_dir} (each file and "
+          f"its SHA-256 in {out_dir / outputs.MANIFEST}){removed}")
     if not result["passed"]:
         print(f"{PROG}: parity FAILED:", file=sys.stderr)
         for failure in result["failures"]:

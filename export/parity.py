@@ -34,9 +34,14 @@ def equal_length_groups(X: np.ndarray, lengths: np.ndarray) -> list[Group]:
             for index in [np.flatnonzero(lengths == length)]]
 
 
+HISTOGRAM_DECADES = (-12, 4)  # |diff| histogram: 10^-12 .. 10^4, HISTOGRAM_PER_DECADE bins a decade
+HISTOGRAM_PER_DECADE = 4
+
+
 class Difference:
-    """Running max and mean of |artifact - reference| over every value compared, and the max of
-    |artifact - reference| / (atol + rtol * |reference|) (export/rules.py FloatRule: 1 is the rule's edge)."""
+    """Running max and mean of |artifact - reference| over every value compared, the max of
+    |artifact - reference| / (atol + rtol * |reference|) (export/rules.py FloatRule: 1 is the rule's edge), and a
+    histogram of |artifact - reference| on log-spaced bins (`histogram`: the report's error distribution)."""
 
     def __init__(self, atol: float = 0.0, rtol: float = 0.0):
         self.atol, self.rtol = atol, rtol
@@ -44,6 +49,9 @@ class Difference:
         self.max_abs = 0.0
         self.sum_abs = 0.0
         self.count = 0
+        low, high = HISTOGRAM_DECADES
+        self.edges = np.linspace(low, high, (high - low) * HISTOGRAM_PER_DECADE + 1)  # log10 |diff|
+        self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64)  # [below | the bins | above or not finite]
 
     def add(self, got: np.ndarray, want: np.ndarray) -> None:
         if got.shape != want.shape:
@@ -58,6 +66,15 @@ class Difference:
             self.max_scaled = max(self.max_scaled, float(scaled.max()))
         self.sum_abs += float(diff[np.isfinite(diff)].sum())
         self.count += diff.size
+        with np.errstate(divide="ignore", invalid="ignore"):
+            where = np.searchsorted(self.edges, np.log10(diff.ravel()), side="right")  # 0 below, len(edges) above
+        where[~np.isfinite(diff.ravel())] = len(self.edges)
+        self.counts += np.bincount(where, minlength=len(self.counts))
+
+    def histogram(self) -> dict:
+        """{"log10_edges": bin edges of log10 |diff|, "counts": values below the first edge (0 included), in each
+        bin, and at or past the last edge or not finite}: JSON for the report."""
+        return {"log10_edges": [float(e) for e in self.edges], "counts": [int(c) for c in self.counts]}
 
     @property
     def mean_abs(self) -> float:

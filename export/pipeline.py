@@ -45,18 +45,15 @@ apart from the random parity streams.
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
-import runtime
-from export import footprint, parity, report, rules
+from export import comparisons, footprint, parity, report, rules, saturation
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
 from export.firmware import firmware_unsupported, write_firmware_sources
 from export.fit import FitError, check_fit
@@ -69,43 +66,24 @@ from runtime import artifact
 from runtime import spec as specs
 from train import outputs
 from train.checkpoint import CheckpointError, load_checkpoint
-from train.metrics import task_metric
 
-SEQUENCE_FILE = "model.onnx"
-STEP_FILE = "model.step.onnx"
 PRECISIONS = specs.PRECISIONS  # f32 first: always written
 RANDOM_BATCH = 3  # random parity streams run side by side, so batching bugs show up too
 FIRMWARE_DIR = "firmware/int8"  # C sources of the int8 model, for firmware_ref/ (f32, int8w: firmware/<p>)
 FIRMWARE_FILES = ("model_data.h", "model_data.c", "vectors_data.h")
 CALIBRATION_SEED_OFFSET = 1  # random calibration streams: seed + this, never the parity streams themselves
-
-
-def weights_file(precision: str) -> str:
-    return f"model.{precision}.safetensors"
-
-
-WEIGHTS_FILE = weights_file("f32")
+SEQUENCE_FILE, STEP_FILE, WEIGHTS_FILE = comparisons.SEQUENCE_FILE, comparisons.STEP_FILE, comparisons.WEIGHTS_FILE
+weights_file = comparisons.weights_file
+log = logging.getLogger("rnnedge.export")  # one line per stage; the CLI shows them on stderr unless --quiet
 
 
 class ExportInputError(ValueError):
     """A checkpoint or data set that cannot be exported or checked (the user's input, not a parity failure)."""
 
 
-@dataclass
-class Comparison:
-    """One artifact run one way, against the PyTorch forward."""
-
-    name: str
-    file: str | None  # artifact file it reads, None for the in-memory PyTorch step loop
-    description: str
-    stepped: bool  # one time step per call: compared at every t (see parity.torch_every_prefix)
-    runner: Callable[[np.ndarray], np.ndarray]
-    precision: str = "f32"  # whose pass rule applies (ONNX and PyTorch rows are float32)
-
-
 def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e-5, steps: int = 1000,
                       seed: int = 0, precisions=("f32",), calibration=None, module: dict | None = None,
-                      reference_graph: OriginalGraph | None = None, stage: outputs.Staging | None = None,
+                      reference_graph: comparisons.OriginalGraph | None = None, stage: outputs.Staging | None = None,
                       rtol: float = rules.FLOAT_RTOL) -> dict:
     """Export a checkpoint and verify every artifact; returns the report (report["passed"] says parity held).
 
@@ -154,24 +132,33 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         raise ExportInputError("calibration data are used by the int8 precision only, and int8 was not asked for")
     X, lengths, y, inputs = _parity_inputs(spec, data, steps, seed)
     tensors = canonical_tensors(model)
-    ranges = _calibrate(spec, tensors, calibration, data, steps, seed) if "int8" in precisions else None
+    ranges, calibrated_on = _calibrate(spec, tensors, calibration, data, steps, seed) if "int8" in precisions \
+        else (None, None)
     if stage is None:
         with outputs.Staging(out_dir, outputs.EXPORT, inputs=[checkpoint_path], writes=export_file_names(precisions),
                              source=checkpoint_source(checkpoint_path)) as own:
-            return _export_staged(own, model, tensors, ranges, shown, X, lengths, y, inputs, (tolerance, rtol),
-                                  precisions, module, reference_graph, started)
-    return _export_staged(stage, model, tensors, ranges, shown, X, lengths, y, inputs, (tolerance, rtol), precisions,
-                          module, reference_graph, started)
+            return _export_staged(own, model, tensors, (ranges, calibrated_on), shown, X, lengths, y, inputs,
+                                  (tolerance, rtol), precisions, module, reference_graph, started)
+    return _export_staged(stage, model, tensors, (ranges, calibrated_on), shown, X, lengths, y, inputs,
+                          (tolerance, rtol), precisions, module, reference_graph, started)
 
 
-def _export_staged(stage: outputs.Staging, model, tensors, ranges, checkpoint: Path, X, lengths, y, inputs: dict,
-                   tolerances: tuple[float, float], precisions: list[str], module: dict | None,
-                   reference_graph: OriginalGraph | None, started: float) -> dict:
+def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, checkpoint: Path, X, lengths, y,
+                   inputs: dict, tolerances: tuple[float, float], precisions: list[str], module: dict | None,
+                   reference_graph: comparisons.OriginalGraph | None, started: float) -> dict:
     """Write every artifact into the staging folder, measure each one from there, write the report there.
+    calibration: (int8's Ranges, the (X, lengths) slice they were measured on), or (None, None) without int8;
     tolerances: the float rule's (atol, rtol)."""
     spec, work = model.spec, stage.dir
     tolerance, rtol = tolerances
+    ranges, calibrated_on = calibration
+    log.info(f"writing the ONNX graphs and the {', '.join(precisions)} weight files")
     files, quantization = _write_artifacts(spec, tensors, work, precisions, ranges)
+    if "int8" in quantization:  # every tensor the integer step forms: its range, format and saturation on X
+        quantization["int8"]["saturation"] = saturation.table(spec, tensors, quantization["int8"], calibrated_on,
+                                                              (X, lengths))
+    log.info("writing golden vectors and firmware sources (the first run compiles the runtime's kernels, then "
+             "numba caches them)")
     files.update(_write_vectors(spec, work, precisions, X[0][: int(lengths[0])]))
     firmware_files, refused = _write_firmware(spec, work, precisions, checkpoint)
     files.update(firmware_files)
@@ -182,15 +169,18 @@ def _export_staged(stage: outputs.Staging, model, tensors, ranges, checkpoint: P
         firmware = {**(firmware or {"measured": False, "written": False, "reason": "no int8 firmware"}),
                     "refused": refused}
     with parity.torch_single_thread():
-        streams = _Streams.of(model, X, lengths)
-        reference_metric = _metric(spec, streams.place(streams.references), y, lengths) if y is not None else None
+        log.info(f"parity: PyTorch on {len(lengths)} streams ({int(lengths.sum())} steps) in float32 and float64")
+        streams = comparisons.Streams.of(model, X, lengths)
+        reference_metric = (comparisons.metric_of(spec, streams.place(streams.references), y, lengths)
+                            if y is not None else None)
         floor = rules.float64_floor(model, streams.X, streams.groups, streams.references, streams.every_prefix,
                                     streams.valid)
         criteria = {p: rules.criterion(p, tolerance, reference_metric, floor["max"], rtol) for p in precisions}
-        rows = [_measure(c, spec, streams, y, files, criteria[c.precision])
-                for c in _comparisons(model, spec, work, precisions)]
+        traces = {"reference": comparisons.reference_trace(streams)}  # the HTML report's stream plot
+        rows = [comparisons.measure(c, spec, streams, y, files, criteria[c.precision], traces)
+                for c in comparisons.comparisons(model, spec, work, precisions)]
         if reference_graph is not None:
-            rows += _original_rows(reference_graph, spec, streams, y, files, criteria, work, precisions)
+            rows += comparisons.original_rows(reference_graph, spec, streams, y, files, criteria, work, precisions)
     result = report.build(
         checkpoint=str(checkpoint), out_dir=str(stage.folder), spec=spec, tolerance=tolerance, rtol=rtol,
         float64_floor=floor, inputs=inputs,
@@ -200,7 +190,8 @@ def _export_staged(stage: outputs.Staging, model, tensors, ranges, checkpoint: P
     )
     if module is not None:  # only exports of a user's own nn.Module have the key
         result["module"] = module
-    report.write(result, work)
+    log.info("writing report.json, report.md and report.html")
+    report.write(result, work, traces)
     return result
 
 
@@ -279,8 +270,10 @@ def _parity_inputs(spec: dict, data, steps: int, seed: int):
 
 
 
-def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, steps: int, seed: int) -> Ranges:
-    """The float model's ranges on a slice of the calibration data (see the module docstring for which)."""
+def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, steps: int,
+               seed: int) -> tuple[Ranges, tuple[np.ndarray, np.ndarray]]:
+    """(the float model's ranges on a slice of the calibration data (see the module docstring for which), that
+    slice as (X, lengths))."""
     if calibration is not None:
         X, lengths, where, source = _calibration_arrays(calibration)
     elif data is not None:
@@ -294,11 +287,13 @@ def _calibrate(spec: dict, tensors: dict[str, np.ndarray], calibration, data, st
         where, source = "random calibration streams", {"source": "random", "seed": calibration_seed}
     try:
         X, lengths = check_calibration_data(spec, X, lengths, where)  # all of it, not only the slice
-        ranges = calibrate((spec, tensors), *calibration_slice(X, lengths, seed=seed), where=where)
+        chosen = calibration_slice(X, lengths, seed=seed)
+        log.info(f"calibrating int8 on {int(chosen[1].sum())} steps of {where}")
+        ranges = calibrate((spec, tensors), *chosen, where=where)
     except CalibrationError as e:
         raise ExportInputError(str(e)) from None
     ranges.extra.update(source, available_sequences=len(lengths), available_steps=int(lengths.sum()))
-    return ranges
+    return ranges, chosen
 
 
 def _calibration_arrays(calibration):
@@ -408,6 +403,7 @@ def _firmware_footprint(out_dir: Path, files: dict[str, int]) -> dict | None:
     if reason is None:
         ok, reason = footprint.available()
         if ok:
+            log.info("measuring the int8 firmware's footprint (Cortex-M3 under QEMU)")
             try:
                 return {"measured": True, **footprint.measure_footprint(out_dir / FIRMWARE_DIR, FOOTPRINT_BOARD,
                                                                         steps=FOOTPRINT_STEPS, timeout=60)}
@@ -416,247 +412,3 @@ def _firmware_footprint(out_dir: Path, files: dict[str, int]) -> dict | None:
             except Exception as e:  # noqa: BLE001 - a footprint that cannot be measured never fails the export
                 reason = f"{type(e).__name__}: {e}"
     return {"measured": False, "reason": reason}
-
-
-def _comparisons(model, spec: dict, out_dir: Path, precisions: list[str]) -> list[Comparison]:
-    """Every artifact, each way it can run. The artifacts are loaded from disk, as a user would."""
-    lazy: dict[str, object] = {}
-
-    def loaded(key, load):
-        if key not in lazy:
-            lazy[key] = load()
-        return lazy[key]
-
-    def sequence_session():
-        return loaded(SEQUENCE_FILE, lambda: parity.ort_session((out_dir / SEQUENCE_FILE).read_bytes()))
-
-    def step_session():
-        return loaded(STEP_FILE, lambda: parity.ort_session((out_dir / STEP_FILE).read_bytes()))
-
-    def runtime_model(precision):
-        name = weights_file(precision)
-        return loaded(name, lambda: runtime.load(out_dir / name))
-
-    streamable = specs.can_stream(spec)
-    comparisons = [
-        Comparison("pytorch_step", None, "PyTorch forward vs PyTorch step() loop", True,
-                   lambda x: parity.torch_step_loop(model, x)),
-        Comparison("onnx", SEQUENCE_FILE, "PyTorch forward vs ORT model.onnx", False,
-                   lambda x: parity.ort_sequence(sequence_session(), x)),
-        Comparison("onnx_step", STEP_FILE, "PyTorch forward vs ORT model.step.onnx stepped", True,
-                   lambda x: parity.ort_step_loop(step_session(), spec, x)),
-    ]
-    for p in precisions:
-        prefix = "runtime" if p == "f32" else f"runtime_{p}"
-        comparisons += [
-            Comparison(f"{prefix}_stream", weights_file(p), f"PyTorch forward vs runtime {p} stream().step() loop",
-                       True, lambda x, p=p: parity.runtime_step_loop(runtime_model(p), x), p),
-            Comparison(f"{prefix}_run", weights_file(p), f"PyTorch forward vs runtime {p} run()", False,
-                       lambda x, p=p: parity.runtime_sequence(runtime_model(p), x), p),
-        ]
-    return [c for c in comparisons if streamable or not c.stepped]
-
-
-@dataclass
-class _Streams:
-    """The parity streams and PyTorch's answers on them.
-
-    Sequence runners see groups of equal true length (a last_step head and a backward direction depend on
-    where a sequence ends). Stepping runners see every stream side by side, padded, and are scored at
-    t < length only: a forward-only model's output at t depends on steps 0..t alone.
-    """
-
-    X: np.ndarray  # (N, T, F) float32 or (N, T) int64, zero padded
-    lengths: np.ndarray  # (N,) true lengths
-    valid: np.ndarray  # (N, T) t < lengths[n]
-    groups: list[parity.Group]
-    references: list[np.ndarray]  # PyTorch forward per group
-    every_prefix: np.ndarray | None  # (N, T, out) forward had each stream ended at t; None if not streamable
-
-    @classmethod
-    def of(cls, model, X: np.ndarray, lengths: np.ndarray) -> _Streams:
-        groups = parity.equal_length_groups(X, lengths)
-        valid = np.arange(X.shape[1])[None, :] < lengths[:, None]
-        every_prefix = parity.torch_every_prefix(model, X) if specs.can_stream(model.spec) else None
-        return cls(X, lengths, valid, groups, [parity.torch_sequence(model, g.x) for g in groups], every_prefix)
-
-    def place(self, outputs: list[np.ndarray]) -> np.ndarray:
-        """Per-group outputs back into data-set order: (N, T, out) zero padded past each length, or (N, out)."""
-        n, steps, out = len(self.lengths), self.X.shape[1], outputs[0].shape[-1]
-        every_step = outputs[0].ndim == 3
-        placed = np.zeros((n, steps, out) if every_step else (n, out), dtype=np.float32)
-        for group, got in zip(self.groups, outputs):
-            if every_step:
-                placed[group.index, : got.shape[1]] = got
-            else:
-                placed[group.index] = got
-        return placed
-
-
-def _measure(c: Comparison, spec: dict, streams: _Streams, y, files: dict[str, int],
-             criterion: rules.Criterion) -> dict:
-    """Run one comparison over every parity stream; a runner that raises fails its row."""
-    diff = criterion.difference() if isinstance(criterion, rules.FloatRule) else parity.Difference()
-    row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
-           "comparison": c.description, "stepped": c.stepped, "criterion": criterion.describe(), **rules.ROW_FIELDS}
-    started = time.perf_counter()
-    try:
-        if c.stepped:
-            got = c.runner(streams.X)
-            if got.shape != streams.every_prefix.shape:
-                raise ValueError(f"output shape {got.shape} differs from PyTorch's {streams.every_prefix.shape}")
-            diff.add(got[streams.valid], streams.every_prefix[streams.valid])
-            got[~streams.valid] = 0.0
-            if spec["head"]["on"] == "last_step":  # what forward returns: the output at each stream's last step
-                got = got[np.arange(len(streams.lengths)), streams.lengths - 1]
-        else:
-            outputs = []
-            for group, reference in zip(streams.groups, streams.references):
-                outputs.append(c.runner(group.x))
-                diff.add(outputs[-1], reference)
-            got = streams.place(outputs)
-    except Exception as e:  # noqa: BLE001 - any failure of an artifact is a parity failure, reported by name
-        row.update(max_abs_diff=None, mean_abs_diff=None, metric=None, passed=False,
-                   error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - started)
-        return row
-    metric = _metric(spec, got, y, streams.lengths) if y is not None else None
-    passed, fields = rules.judge(criterion, diff, metric, spec, got, lambda: streams.place(streams.references), y,
-                                 streams.lengths)
-    row.update(fields)
-    row.update(max_abs_diff=diff.max_abs, mean_abs_diff=diff.mean_abs, metric=metric, passed=passed, error=None,
-               seconds=time.perf_counter() - started)
-    return row
-
-
-def _metric(spec: dict, outputs: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> dict:
-    name, value = task_metric(spec["task"], outputs, y, lengths, spec["head"]["activation"])
-    return {"name": name, "value": value}
-
-
-# -- parity against the original ONNX file (export/from_onnx.py) --------------------------------------------------
-ORIGINAL_PREFIXES = 16  # last_step heads: prefix lengths at which stream() is held to the original graph
-
-
-@dataclass
-class OriginalGraph:
-    """An ONNX file an export was mapped from, and how its input and output differ from the runtime's layout."""
-
-    model_bytes: bytes
-    input_name: str
-    input_time_major: bool = False  # it takes (T, B, ...)
-    output_time_major: bool = False  # it returns (T, B, out)
-    int32_ids: bool = False  # it takes int32 token ids
-    fixed_batch: int | None = None  # its batch axis has a fixed size: run that many sequences at a time
-    read_step: str | None = None  # it returns the converted every_step model's output at the "last" / "first" step
-
-    def runner(self) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-        """(run on (B, T[, F]) runtime-layout input -> runtime-layout output, label of what runs it)."""
-        try:
-            session, label = parity.ort_session(self.model_bytes), "ORT"
-        except Exception:  # noqa: BLE001 - e.g. ORT runs no layout=1 recurrent node
-            from onnx.reference import ReferenceEvaluator
-
-            session, label = ReferenceEvaluator(onnx.load_from_string(self.model_bytes)), "onnx.reference"
-
-        def run_batch(x: np.ndarray) -> np.ndarray:
-            feed = np.swapaxes(x, 0, 1) if self.input_time_major else x
-            feed = feed.astype(np.int32) if self.int32_ids else feed
-            out = np.asarray(session.run(None, {self.input_name: np.ascontiguousarray(feed)})[0], np.float32)
-            return np.swapaxes(out, 0, 1) if self.output_time_major else out
-
-        def run(x: np.ndarray) -> np.ndarray:
-            if not self.fixed_batch or x.shape[0] == self.fixed_batch:
-                return run_batch(x)
-            parts = []
-            for start in range(0, x.shape[0], self.fixed_batch):
-                chunk = x[start:start + self.fixed_batch]
-                pad = self.fixed_batch - chunk.shape[0]
-                if pad:
-                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-                parts.append(run_batch(chunk)[: self.fixed_batch - pad])
-            return np.concatenate(parts)
-
-        return run, label
-
-
-def _original_streams(run, spec: dict, streams: _Streams, read_step: str | None) -> _Streams:
-    """The parity streams with the original graph's answers in place of PyTorch's. Stepping runners are held to
-    it at every step (every_step head: one run on the padded streams) or, for a last_step head, at
-    ORIGINAL_PREFIXES prefix lengths and each stream's true length (one run of the original per prefix). A graph
-    that returns one step of the every_step model (read_step) is compared per group only."""
-    references = [run(g.x) for g in streams.groups]
-    if not specs.can_stream(spec) or read_step is not None:
-        return dataclasses.replace(streams, references=references)
-    if spec["head"]["on"] == "every_step":
-        return dataclasses.replace(streams, references=references, every_prefix=run(streams.X))
-    steps = streams.X.shape[1]
-    ends = set(np.linspace(1, steps, ORIGINAL_PREFIXES).astype(int).tolist()) | set(streams.lengths.tolist())
-    every = np.zeros(streams.every_prefix.shape, np.float32)
-    measured = np.zeros(streams.valid.shape, bool)
-    for end in sorted(ends):
-        every[:, end - 1] = run(np.ascontiguousarray(streams.X[:, :end]))
-        measured[:, end - 1] = True
-    return dataclasses.replace(streams, references=references, every_prefix=every, valid=streams.valid & measured)
-
-
-def _original_rows(graph: OriginalGraph, spec: dict, streams: _Streams, y, files: dict[str, int],
-                   criteria: dict, out_dir: Path, precisions: list[str], load=None) -> list[dict]:
-    """Rows "original ONNX (<runner>) vs runtime <p> run() / stream()": each runtime weight file against the
-    original ONNX graph on the same parity streams, held to its precision's criterion. A graph that cannot be
-    run fails its rows with the error. load: see original_comparisons.
-
-    A graph that returns one step of the converted every_step model (graph.read_step: a bidirectional Y[-1]) is
-    held to the runtime's run() at that step, "original ONNX vs runtime p run()[:, -1]", like with like. stream()
-    has no row here (it is held to PyTorch's every step above), and these rows are judged by their precision's
-    max abs difference: a data set's task metric scores the every-step output, not that step."""
-    try:
-        run, label = graph.runner()
-        original, error = _original_streams(run, spec, streams, graph.read_step), None
-    except Exception as e:  # noqa: BLE001 - reported on the rows, never swallowed
-        label, original, error = "ORT", None, f"the original ONNX graph could not be run: {type(e).__name__}: {e}"
-    if graph.read_step is not None:
-        f32 = criteria["f32"]
-        criteria = {p: rules.criterion(p, f32.atol, None, f32.floor, f32.rtol) for p in criteria}
-        y = None
-    rows = []
-    for c in original_comparisons(spec, out_dir, precisions, label, load, graph.read_step):
-        if error is None:
-            row = _measure(c, spec, original, y, files, criteria[c.precision])
-        else:
-            row = {"name": c.name, "file": c.file, "bytes": files.get(c.file), "precision": c.precision,
-                   "comparison": c.description, "stepped": c.stepped, "criterion": criteria[c.precision].describe(),
-                   "max_abs_diff": None, "mean_abs_diff": None, "metric": None, "passed": False, "error": error,
-                   "seconds": 0.0, **rules.ROW_FIELDS}
-        row["reference"] = f"original ONNX ({label})"
-        rows.append(row)
-    return rows
-
-
-def original_comparisons(spec: dict, out_dir: Path, precisions: list[str], label: str, load=None,
-                         read_step: str | None = None) -> list[Comparison]:
-    """The runtime rows held to the original ONNX graph. load(precision) -> a runtime model; default: the weight
-    file in out_dir (a test passes a wrong model to see the rows fail). read_step: the graph returns run()'s
-    output at that step (only run() rows, each cut to that step)."""
-    cache: dict[str, object] = {}
-
-    def model(p):
-        if p not in cache:
-            cache[p] = load(p) if load is not None else runtime.load(out_dir / weights_file(p))
-        return cache[p]
-
-    rows = []
-    for p in precisions:
-        prefix = "original_runtime" if p == "f32" else f"original_runtime_{p}"
-        if read_step is not None:
-            step = -1 if read_step == "last" else 0
-            rows.append(Comparison(f"{prefix}_run", weights_file(p),
-                                   f"original ONNX ({label}) vs runtime {p} run()[:, {step}]", False,
-                                   lambda x, p=p, step=step: parity.runtime_sequence(model(p), x)[:, step], p))
-            continue
-        rows.append(Comparison(f"{prefix}_run", weights_file(p), f"original ONNX ({label}) vs runtime {p} run()",
-                               False, lambda x, p=p: parity.runtime_sequence(model(p), x), p))
-        if specs.can_stream(spec):
-            rows.append(Comparison(f"{prefix}_stream", weights_file(p),
-                                   f"original ONNX ({label}) vs runtime {p} stream().step() loop", True,
-                                   lambda x, p=p: parity.runtime_step_loop(model(p), x), p))
-    return rows

@@ -1,4 +1,5 @@
-"""The parity report: report.json for tools, report.md for people. Both say the same thing.
+"""The parity report: report.json for tools, report.md and report.html (export/report_html.py, with plots) for
+people. All three say the same thing.
 
 report.json keys:
 
@@ -12,17 +13,23 @@ report.json keys:
                     {"forward", "every_prefix" (None: not streamable), "max"}; a float32 artifact also passes
                     within floor_factor times "max"
     floor_factor    rules.FLOOR_FACTOR
-    warnings        one sentence per row whose rule the test set is too small to resolve (rows' "warning")
+    warnings        one sentence per row whose rule the test set is too small to resolve (rows' "warning"), and
+                    one per int8 tensor whose test values saturate where that changes the result
+                    (export/saturation.py warnings)
     criteria        {precision: its pass rule, one sentence} (int8w, int8: the task metric, or a max abs bound)
     quantization    {precision: {"max_abs_weight_error", "per_matrix": {name: error}}} for quantised ones;
                     int8 adds "input_scale", "layers" [{"cell", "hidden_scale", "cell_power"}] and
                     "calibration" {"statistic", "steps", "sequences", "input_absmax", "hidden_absmax",
                     "cell_absmax", "source" (dataset | calibration | random), "dataset", "split" or "seed",
-                    "available_sequences", "available_steps"} (export/quantize_int8.py, export/pipeline.py)
-    inputs          source "random" (seed) or "dataset" (dataset), sequences, shortest, longest, total_steps
+                    "available_sequences", "available_steps"} (export/quantize_int8.py, export/pipeline.py), and
+                    "saturation": one row per layer and tensor the integer step forms (export/saturation.py table:
+                    layer, tensor, format, limit, calibrated_absmax, test_absmax, test_values, saturated (fraction),
+                    harmless)
+    inputs          source "random" (seed) or "dataset" (dataset), sequences, shortest, longest, total_steps, and
+                    for a data set "split" (train/splits.py's record and how export checked it)
     reference       {"name": "PyTorch forward", "metric": {"name", "value"} | null}
     files           {file name: bytes} of the artifacts the rows measure
-    manifest        {file name: {"bytes", "sha256"}}: every file the export wrote except report.json and report.md
+    manifest        {file name: {"bytes", "sha256"}}: every file the export wrote except the three reports
                     (its model.pt and mapping too, for a module or ONNX export); the folder's rnnedge-manifest.json
                     (train/outputs.py) lists those two as well
     removed         files of the previous export in the folder that this one did not write again, removed when it
@@ -51,11 +58,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from export import footprint, rules
+from export import footprint, rules, saturation
 from runtime import spec as specs
+from train import splits
 
-REPORT_FORMAT = 4  # 3: "manifest" and "removed"; 4: rtol, float64_floor, warnings and the rows' rule fields
-FILES = ("report.json", "report.md")
+REPORT_FORMAT = 5  # 3: "manifest" and "removed"; 4: rtol, float64_floor, warnings and the rows' rule fields;
+# 5: quantization.int8.saturation
+FILES = ("report.json", "report.md", "report.html")
 REFERENCE = "PyTorch forward"
 
 
@@ -86,7 +95,8 @@ def build(*, checkpoint: str, out_dir: str, spec: dict, tolerance: float, rtol: 
         "passed": not failures,
         "failures": failures,
         "warnings": [f"{row['file'] or row['name']} ({row['comparison']}): {row['warning']}"
-                     for row in rows if row.get("warning")],
+                     for row in rows if row.get("warning")]
+        + saturation.warnings(quantization.get("int8", {}).get("saturation", [])),
         "seconds": seconds,
     }
     if firmware is not None:  # only exports that wrote firmware/int8/ sources have the key
@@ -107,48 +117,57 @@ def _failure(row: dict) -> str:
             f"fails its rule: {row['criterion']}")
 
 
-def write(result: dict, out_dir) -> None:
+def write(result: dict, out_dir, traces: dict | None = None) -> None:
+    """report.json, report.md and report.html (export/report_html.py; traces: its stream plot's outputs)."""
+    from export import report_html  # it imports this module
+
     out_dir = Path(out_dir)
-    json_file, md_file = FILES
+    json_file, md_file, html_file = FILES
     (out_dir / json_file).write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / md_file).write_text(markdown(result))
+    (out_dir / html_file).write_text(report_html.render(result, traces), encoding="utf-8")
 
 
-def markdown(result: dict) -> str:
+def summary(result: dict) -> list[str]:
+    """The report's facts before its table, one sentence each (report.md's bullets, report.html's list)."""
     inputs = result["inputs"]
     source = (f"random streams (seed {inputs['seed']})" if inputs["source"] == "random"
               else f"held-out test sequences of data set {inputs['dataset']!r}")
     steps = (f"{inputs['longest']} steps" if inputs["shortest"] == inputs["longest"]
              else f"{inputs['shortest']}..{inputs['longest']} steps")
-    metric = result["reference"]["metric"]
-    metric_name = metric["name"] if metric else None
     lines = [
-        "# rnnedge export report",
-        "",
-        f"- checkpoint: `{result['checkpoint']}`",
-        f"- model: {result['model']}",
-        f"- parity inputs: {inputs['sequences']} {source}, {steps}, {inputs['total_steps']} steps in all",
-        f"- pass rules: float32 artifacts (PyTorch step, ONNX, f32): {result['criteria']['f32']}"
+        f"checkpoint: `{result['checkpoint']}`",
+        f"model: {result['model']}",
+        f"parity inputs: {inputs['sequences']} {source}, {steps}, {inputs['total_steps']} steps in all"
+        + _split(inputs.get("split")),
+        f"pass rules: float32 artifacts (PyTorch step, ONNX, f32): {result['criteria']['f32']}"
         + "".join(f"; {p}: {rule}" for p, rule in result["criteria"].items() if p != "f32"),
-        "- float64 floor: PyTorch float32 vs the same model in float64 on these streams: max abs difference "
+        "float64 floor: PyTorch float32 vs the same model in float64 on these streams: max abs difference "
         + _floor(result["float64_floor"]),
     ]
     if result.get("removed"):
-        lines.append(f"- removed from the folder (the previous export's, not written again): "
+        lines.append(f"removed from the folder (the previous export's, not written again): "
                      f"{', '.join(result['removed'])}")
     for precision, q in result["quantization"].items():
         table = ("; the embedding table: one scale, max|table| / 127"
                  if "calibration" in q and "embedding.weight" in q["per_matrix"] else "")
-        lines.append(f"- {precision} weights: max abs quantisation error {q['max_abs_weight_error']:.3g} "
+        lines.append(f"{precision} weights: max abs quantisation error {q['max_abs_weight_error']:.3g} "
                      f"(symmetric int8 per output row, scale = max|row| / 127{table})")
         if "calibration" in q:
-            lines.append(f"- {precision} activations (int16): {_calibration(q)}")
+            lines.append(f"{precision} activations (int16): {_calibration(q)}")
     if result.get("firmware") is not None:
         fw = result["firmware"]
         if fw.get("written") is not False:
-            lines.append(f"- firmware/int8 footprint: {_firmware(fw)}")
+            lines.append(f"firmware/int8 footprint: {_firmware(fw)}")
         for precision, reason in fw.get("refused", {}).items():
-            lines.append(f"- firmware/{precision}: not written: {reason}")
+            lines.append(f"firmware/{precision}: not written: {reason}")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    metric = result["reference"]["metric"]
+    metric_name = metric["name"] if metric else None
+    lines = ["# rnnedge export report", "", *(f"- {line}" for line in summary(result))]
     lines += [
         "",
         "| artifact | bytes | comparison | max abs diff | mean abs diff | x float64 floor | flips |"
@@ -169,8 +188,10 @@ def markdown(result: dict) -> str:
         cells.append(("pass" + (" (warning)" if row.get("warning") else "")) if row["passed"] else "**FAIL**")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    if result["quantization"].get("int8", {}).get("saturation"):
+        lines += _saturation(result["quantization"]["int8"]["saturation"])
     if result.get("warnings"):
-        lines.append("Warnings (a small test set: read the metric with its bootstrap interval):")
+        lines.append("Warnings:")
         lines += [f"- {warning}" for warning in result["warnings"]]
         lines.append("")
     if result["passed"]:
@@ -182,6 +203,32 @@ def markdown(result: dict) -> str:
         lines += [f"- {failure}" for failure in result["failures"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def _split(split: dict | None) -> str:
+    """How the data set was split into train and test (train/splits.py's record), if it says."""
+    if not split:
+        return ""
+    held = f"{split['test_sequences']} of {split['sequences']} sequences held out" if "test_sequences" in split else ""
+    check = split.get("check", "not checked against the checkpoint")
+    return f" ({'; '.join(part for part in (splits.describe(split), held, check) if part)})"
+
+
+def _saturation(rows: list[dict]) -> list[str]:
+    """The int8 ranges table (export/saturation.py): per layer and tensor, calibrated and test ranges, the format
+    and how much of the test streams saturates."""
+    lines = ["int8 ranges (float64 reference; calibrated on the calibration slice, tested on the parity streams):", "",
+             ("| layer | tensor | int8 format | holds abs up to | calibrated max abs | test max abs | test values "
+              "saturated |"), "|---|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        saturated = f"{100 * row['saturated']:.3g}%"
+        if row["saturated"] and row["harmless"]:
+            saturated += f" (harmless: {row['harmless']})"
+        elif row["saturated"]:
+            saturated = f"**{saturated}**"
+        lines.append(f"| {row['layer']} | {row['tensor']} | {row['format']} | {_number(row['limit'])} | "
+                     f"{_number(row['calibrated_absmax'])} | {_number(row['test_absmax'])} | {saturated} |")
+    return lines + [""]
 
 
 def _floor(floor: dict) -> str:

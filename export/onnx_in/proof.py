@@ -151,14 +151,14 @@ def ort_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
 
 
 def original_graph(model: onnx.ModelProto, mapping: OnnxMapping):
-    """(export.pipeline.OriginalGraph of the original file, None) for the report's "original ONNX" rows, or
+    """(export.comparisons.OriginalGraph of the original file, None) for the report's "original ONNX" rows, or
     (None, why not) when the parity streams cannot feed it (a fixed time axis). A graph that returns one step of
     the converted every_step model (mapping.read_step) is held to the runtime's output at that step.
 
     The graph ONNX Runtime runs (ort_graph: layout=1 nodes as layout=0 + Transpose). A graph that takes its
     sequence lengths as an input gets them computed from X's shape instead, every sequence whole: the parity
     streams run the original in groups of equal length, each cut to that length."""
-    from export.pipeline import OriginalGraph
+    from export.comparisons import OriginalGraph
 
     dims = mapping.input_dims
     time_axis, batch_axis = (0, 1) if mapping.input_time_major else (1, 0)

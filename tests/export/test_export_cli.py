@@ -17,8 +17,8 @@ from train.data import load_dataset
 from train.model import RecurrentModel
 
 ROW_KEYS = {"name", "file", "bytes", "precision", "comparison", "stepped", "criterion", "max_abs_diff",
-            "mean_abs_diff", "metric", "passed", "error", "seconds", "max_scaled_diff", "vs_floor", "flips",
-            "decisions", "interval", "warning"}
+            "mean_abs_diff", "metric", "passed", "error", "seconds", "abs_diff_histogram", "max_scaled_diff",
+            "vs_floor", "flips", "decisions", "interval", "warning"}
 REPORT_KEYS = {"format", "checkpoint", "out_dir", "precisions", "spec", "model", "tolerance", "criteria",
                "quantization", "inputs", "reference", "files", "manifest", "removed", "artifacts", "passed",
                "failures", "seconds", "rtol", "float64_floor", "floor_factor", "warnings"}

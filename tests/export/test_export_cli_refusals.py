@@ -33,10 +33,12 @@ DENSE_SPEC = {"version": 1, "input": {"kind": "dense", "features": 2},
 
 
 def refused(argv: list[str], capsys, *says: str) -> str:
-    """Run the command in-process: exit 2, one error line holding every `says`, no traceback."""
+    """Run the command in-process: exit 2, one error line holding every `says` (after the progress lines of the
+    stages that ran, if any), no traceback."""
     assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("rnnedge-export: error:") and err.count("\n") == 1, err
+    *progress, err = capsys.readouterr().err.splitlines(keepends=True)
+    assert all(line.startswith("rnnedge-export: ") and "error" not in line for line in progress), progress
+    assert err.startswith("rnnedge-export: error:") and err.endswith("\n"), err
     assert "Traceback" not in err
     for part in says:
         assert part in err, err

@@ -275,7 +275,7 @@ def test_api_export_of_a_layout_1_graph_is_measured_with_ort_on_the_layout_0_rew
 
 
 def test_original_rows_fail_a_runtime_model_that_differs_from_the_original(tmp_path):
-    from export import pipeline
+    from export import comparisons
     from export.from_onnx import original_graph, state_dict_from_tensors
     from export.rules import criterion
     from runtime.model import Model
@@ -286,13 +286,13 @@ def test_original_rows_fail_a_runtime_model_that_differs_from_the_original(tmp_p
     assert why_not is None and graph.fixed_batch is None
     torch_model = state_dict_from_tensors(mapping.spec, mapping.tensors)
     X = np.random.default_rng(3).standard_normal((3, 30, 4)).astype(np.float32)
-    streams = pipeline._Streams.of(torch_model, X, np.array([30, 30, 17]))
+    streams = comparisons.Streams.of(torch_model, X, np.array([30, 30, 17]))
     criteria = {"f32": criterion("f32", 1e-5, None)}
-    good = pipeline._original_rows(graph, mapping.spec, streams, None, {}, criteria, tmp_path, ["f32"],
+    good = comparisons.original_rows(graph, mapping.spec, streams, None, {}, criteria, tmp_path, ["f32"],
                                    load=lambda p: Model(mapping.spec, "f32", mapping.tensors))
     assert [r["passed"] for r in good] == [True, True]
     wrong = dict(mapping.tensors, **{"layers.0.fwd.w_hh": mapping.tensors["layers.0.fwd.w_hh"] + 1e-3})
-    bad = pipeline._original_rows(graph, mapping.spec, streams, None, {}, criteria, tmp_path, ["f32"],
+    bad = comparisons.original_rows(graph, mapping.spec, streams, None, {}, criteria, tmp_path, ["f32"],
                                   load=lambda p: Model(mapping.spec, "f32", wrong))
     assert [r["passed"] for r in bad] == [False, False]
     assert all(1e-5 < r["max_abs_diff"] < 1 for r in bad)

@@ -85,7 +85,7 @@ def test_exporting_rnnedge_trains_folder_without_out_keeps_its_checkpoint_and_ca
     assert files["model.pt"]["by"] == outputs.TRAIN and files["model.onnx"]["by"] == outputs.EXPORT
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["removed"] == [] and set(report["manifest"]) == set(first) - {"report.json", "report.md",
-                                                                               "model.pt", "metrics.json",
+                                                                               "report.html", "model.pt", "metrics.json",
                                                                                outputs.MANIFEST}
     for name, entry in report["manifest"].items():
         assert entry["sha256"] == first[name]
