@@ -213,44 +213,45 @@ def requantize_int8(acc, m, s):
 
 
 @int_inline
-def requantize_right_int8(acc, m, s):
-    """requantize_int8 for s <= 0 (int8_math.multiply_by_quantized_multiplier_right): the same integer."""
-    return sat16(multiply_by_quantized_multiplier_right(acc, m, s))
+def gate_term_int8(acc, m, s):
+    """acc int32 -> int64 MBQM(acc, m, s), not saturated: one requantised term of a gate pre-activation (yx, yh,
+    a peephole's yp), whose sum with the others saturates once (module docstring). MBQM saturates to int32."""
+    return np.int64(multiply_by_quantized_multiplier(acc, m, s))
+
+
+@int_inline
+def gate_term_right_int8(acc, m, s):
+    """gate_term_int8 for s <= 0 (int8_math.multiply_by_quantized_multiplier_right): the same integer."""
+    return np.int64(multiply_by_quantized_multiplier_right(acc, m, s))
 
 
 @kernel
 def gate_sums_int8(ax, ah, rq, lo, hi, left):
-    """Rows lo..hi-1, in place: ax[g] = sat16(yx + yh), the gate pre-activation in Q3.12 (int16 values).
-    left: some shift of rq is > 0 (the layer's L_LEFT_SHIFT); otherwise the shorter, equal form runs."""
+    """Rows lo..hi-1, in place: ax[g] = sat16(yx + yh), the gate pre-activation in Q3.12 (int16 values), the two
+    int32 terms added exactly in int64 (|yx + yh| <= 2^32) and saturated once. left: some shift of rq is > 0 (the
+    layer's L_LEFT_SHIFT); otherwise the shorter, equal form runs."""
     if left:
         for g in range(lo, hi):
-            ax[g] = sat16(np.int64(requantize_int8(ax[g], rq[0, g], rq[1, g]))
-                          + np.int64(requantize_int8(ah[g], rq[2, g], rq[3, g])))
+            ax[g] = sat16(gate_term_int8(ax[g], rq[0, g], rq[1, g]) + gate_term_int8(ah[g], rq[2, g], rq[3, g]))
     else:
         for g in range(lo, hi):
-            ax[g] = sat16(np.int64(requantize_right_int8(ax[g], rq[0, g], rq[1, g]))
-                          + np.int64(requantize_right_int8(ah[g], rq[2, g], rq[3, g])))
-
-
-@kernel
-def gate_sums_wide_int8(ax, ah, rq, lo, hi, left):
-    """gate_sums_int8 without its sat16: ax[g] = yx + yh (|.| <= 65535) for rows lo..hi-1, a sum that takes a
-    peephole term before its one saturation."""
-    if left:
-        for g in range(lo, hi):
-            ax[g] = np.int32(requantize_int8(ax[g], rq[0, g], rq[1, g])) + np.int32(
-                requantize_int8(ah[g], rq[2, g], rq[3, g]))
-    else:
-        for g in range(lo, hi):
-            ax[g] = np.int32(requantize_right_int8(ax[g], rq[0, g], rq[1, g])) + np.int32(
-                requantize_right_int8(ah[g], rq[2, g], rq[3, g]))
+            ax[g] = sat16(gate_term_right_int8(ax[g], rq[0, g], rq[1, g])
+                          + gate_term_right_int8(ah[g], rq[2, g], rq[3, g]))
 
 
 @int_inline
 def peephole_int8(w, c, m, s):
-    """sat16(MBQM(w * c, m, s)): one peephole term in Q3.12, w a peephole weight and c the cell state, both int16
-    values (their product exact in int32); (m, s) the gate's multiplier for w's scale times c's."""
-    return sat16(multiply_by_quantized_multiplier(np.int64(w) * np.int64(c), m, s))
+    """MBQM(w * c, m, s) as int64, not saturated: one peephole term yp in Q3.12, w a peephole weight and c the
+    cell state, both int16 values (their product exact in int32); (m, s) the gate's multiplier for w's scale
+    times c's."""
+    return gate_term_int8(np.int64(w) * np.int64(c), m, s)
+
+
+@int_inline
+def peephole_row_int8(ax, ah, rq, g, yp):
+    """sat16(yx + yh + yp) of gate row g (an lstm's i, f or o with peepholes) from its accumulators ax[g], ah[g]:
+    the three int32 terms added exactly in int64 (|sum| < 3 * 2^31) and saturated once."""
+    return sat16(gate_term_int8(ax[g], rq[0, g], rq[1, g]) + gate_term_int8(ah[g], rq[2, g], rq[3, g]) + yp)
 
 
 @kernel
@@ -313,18 +314,15 @@ def gru_update_int8(h, ax, ah, rq, left, q):
     if clip:
         clip_rows_int8(ax, 0, 2 * H, q)
     sigmoid_rows_int8(ax, 0, 2 * H)
-    if left:
-        for k in range(2 * H, 3 * H):
-            ax[k] = requantize_int8(ax[k], rq[0, k], rq[1, k])
-            ah[k] = requantize_int8(ah[k], rq[2, k], rq[3, k])
-    else:
-        for k in range(2 * H, 3 * H):
-            ax[k] = requantize_right_int8(ax[k], rq[0, k], rq[1, k])
-            ah[k] = requantize_right_int8(ah[k], rq[2, k], rq[3, k])
-    for j in range(H):
+    for j in range(H):  # n = sat16(yx_n + RDBPOT(r * yh_n, 15)): r <= 32767, |yh_n| <= 2^31, |r * yh_n| < 2^46
+        k = 2 * H + j
         r = np.int64(ax[j])
-        yh_n = np.int64(ah[2 * H + j])
-        ax[2 * H + j] = sat16(np.int64(ax[2 * H + j]) + np.int64(rounding_divide_by_pot(r * yh_n, 15)))
+        if left:
+            yx_n, yh_n = gate_term_int8(ax[k], rq[0, k], rq[1, k]), gate_term_int8(ah[k], rq[2, k], rq[3, k])
+        else:
+            yx_n = gate_term_right_int8(ax[k], rq[0, k], rq[1, k])
+            yh_n = gate_term_right_int8(ah[k], rq[2, k], rq[3, k])
+        ax[k] = sat16(yx_n + np.int64(rounding_divide_by_pot(r * yh_n, 15)))
     if clip:
         clip_rows_int8(ax, 2 * H, 3 * H, q)
     tanh_rows_int8(ax, 2 * H, 3 * H)
@@ -362,14 +360,13 @@ def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget, peep):
     peepholes = peep.shape[0] > 0
     m_o, s_o = np.int32(0), np.int32(0)
     if peepholes:
-        gate_sums_wide_int8(ax, ah, rq, 0, 4 * H, left)
         m_i, m_f, m_o = peep[3 * H], peep[3 * H + 1], peep[3 * H + 2]
         s_i, s_f, s_o = peep[3 * H + 3], peep[3 * H + 4], peep[3 * H + 5]
         for j in range(H):
-            ax[j] = sat16(np.int64(ax[j]) + np.int64(peephole_int8(peep[j], c[j], m_i, s_i)))
-            ax[H + j] = sat16(np.int64(ax[H + j]) + np.int64(peephole_int8(peep[H + j], c[j], m_f, s_f)))
-            ax[2 * H + j] = sat16(ax[2 * H + j])
-        clip_rows_int8(ax, 0, 3 * H, q)  # o's row waits for the new c
+            ax[j] = peephole_row_int8(ax, ah, rq, j, peephole_int8(peep[j], c[j], m_i, s_i))
+            ax[H + j] = peephole_row_int8(ax, ah, rq, H + j, peephole_int8(peep[H + j], c[j], m_f, s_f))
+        gate_sums_int8(ax, ah, rq, 2 * H, 3 * H, left)
+        clip_rows_int8(ax, 0, 3 * H, q)  # o's row waits for the new c: ax, ah keep its accumulators until then
     else:
         gate_sums_int8(ax, ah, rq, 0, 4 * H, left)
         clip_rows_int8(ax, 0, 4 * H, q)
@@ -391,7 +388,7 @@ def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget, peep):
         cj = sat16(np.int64(kept) + np.int64(added))
         c[j] = cj
         if peepholes:
-            pre = sat16(np.int64(ax[3 * H + j]) + np.int64(peephole_int8(peep[2 * H + j], cj, m_o, s_o)))
+            pre = peephole_row_int8(ax, ah, rq, 3 * H + j, peephole_int8(peep[2 * H + j], cj, m_o, s_o))
             o = np.int64(sigmoid_q15(min(max(np.int32(pre), -q), q)))
         else:
             o = np.int64(ax[3 * H + j])
