@@ -58,8 +58,8 @@ extern "C" {
 
 /** Gate rows per hidden unit of a cell code: lstm 4, gru 3, rnn 1. */
 #define RNNEDGE_GATES(cell) ((cell) == RNNEDGE_CELL_LSTM ? 4 : (cell) == RNNEDGE_CELL_GRU ? 3 : 1)
-/** int16 scratch one layer step needs: G pre-activations, plus H for a GRU (its n rows keep yx and yh apart; a
- * GRU with RNNEDGE_EXT_RESET_BEFORE keeps r * h there instead, so the int8 step needs no more). */
+/** int16 scratch one layer step needs: G pre-activations, plus H for a GRU (a GRU with RNNEDGE_EXT_RESET_BEFORE
+ * keeps r * h there; one length for every GRU, so a model's scratch does not depend on its flags). */
 #define RNNEDGE_LAYER_SCRATCH_LEN(cell, hidden) \
     (RNNEDGE_GATES(cell) * (hidden) + ((cell) == RNNEDGE_CELL_GRU ? (hidden) : 0))
 /** int16 state of one layer: h, plus c for an LSTM. */
