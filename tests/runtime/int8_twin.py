@@ -102,10 +102,14 @@ class Int8Twin:
     direction). quantize_input / embed make xq from raw inputs; dequantize gives float32 acc * head.scale.
     """
 
-    def __init__(self, spec: dict, tensors: dict[str, np.ndarray], batch: int = 1):
+    def __init__(self, spec: dict, tensors: dict[str, np.ndarray], batch: int = 1, terms_saturated: bool = False):
+        """terms_saturated: saturate each term of a pre-activation to int16 before the sum, as TFLM does and as
+        rnnedge did before docs/int8.md's one-saturation rule: the arithmetic the tests compare against."""
         self.spec = specs.validate(spec)
+        self.terms_saturated = terms_saturated
         self.batch = batch
         self.counts = Counter()  # how often each saturation happened (element count), see _sat
+        self.last_pre = None  # the last cell_step's gate pre-activations (B, G), once saturated and clipped
         inp = self.spec["input"]
         if inp["kind"] == "dense":
             self.mean = np.asarray(inp["mean"], dtype=np.float32)
@@ -181,9 +185,10 @@ class Int8Twin:
         return self._sat(x, INT16_MIN, INT16_MAX, what)
 
     def wide(self, x, what):
-        """x unchanged; counts as `what` the terms beyond int16, which a saturation before the sum would clip."""
+        """A term of a pre-activation: x unchanged (terms_saturated: sat16(x)); counts as `what` the terms beyond
+        int16, which a saturation before the sum clips."""
         self.counts[what] += int(np.count_nonzero((x < INT16_MIN) | (x > INT16_MAX)))
-        return x
+        return np.minimum(np.maximum(x, INT16_MIN), INT16_MAX) if self.terms_saturated else x
 
     def mbqm(self, x, M, S):
         """x * m for (M, S): RDBPOT(SRDHM(sat32(x * 2^max(S,0)), M), max(-S,0))."""
@@ -217,6 +222,7 @@ class Int8Twin:
         cell, q = d["cell"], d["clip"]
         if cell in ("rnn_tanh", "rnn_relu"):
             pre = self.clip(self.sat16(yx + yh, "pre_activation"), q)
+            self.last_pre = pre
             return (np.maximum(pre, 0) if cell == "rnn_relu" else tanh_lut(pre)), c
         if cell == "lstm":
             sums = yx + yh  # i f g o, each saturated once, after its peephole term
@@ -231,19 +237,23 @@ class Int8Twin:
             added = self.sat16(rdbpot(i * g, 30 + d["p"]), "cell_added")
             c = self.sat16(kept + added, "cell")
             o_sum = sums[:, 3 * H :] + (self.peephole(d, 2, c) if d["peep"] is not None else 0)  # the new c
-            o = sigmoid_lut(self.clip(self.sat16(o_sum, "pre_activation"), q))
+            o_pre = self.clip(self.sat16(o_sum, "pre_activation"), q)
+            self.last_pre = np.concatenate([pre, o_pre], axis=1)
+            o = sigmoid_lut(o_pre)
             h = self.sat16(rdbpot(o * self.tanh_of_cell(c, d["p"]), 15), "h")
             return h, c
-        rz = sigmoid_lut(self.clip(self.sat16(yx[:, : 2 * H] + yh[:, : 2 * H], "pre_activation"), q))
+        rz_pre = self.clip(self.sat16(yx[:, : 2 * H] + yh[:, : 2 * H], "pre_activation"), q)
+        rz = sigmoid_lut(rz_pre)
         r, z = rz[:, :H], rz[:, H:]
         if d["reset_before"]:  # ONNX's default: n = tanh(yx_n + requant(W_hn (r * h))), b_hn folded into b_x
             rh = rdbpot(r * h, 15)
             ah_n = rh @ d["w_hh_t"][:, 2 * H :]
             yh_n = self.wide(self.mbqm(ah_n, d["M"][G + 2 * H :], d["S"][G + 2 * H :]), "yh_wide")
-            n = tanh_lut(self.clip(self.sat16(yx[:, 2 * H :] + yh_n, "pre_activation"), q))
+            n_pre = self.clip(self.sat16(yx[:, 2 * H :] + yh_n, "pre_activation"), q)
         else:  # PyTorch's linear_before_reset: n = tanh(yx_n + r * yh_n), yh_n not saturated
-            n = tanh_lut(self.clip(self.sat16(yx[:, 2 * H :] + rdbpot(r * yh[:, 2 * H :], 15), "pre_activation"),
-                                   q))
+            n_pre = self.clip(self.sat16(yx[:, 2 * H :] + rdbpot(r * yh[:, 2 * H :], 15), "pre_activation"), q)
+        self.last_pre = np.concatenate([rz_pre, n_pre], axis=1)
+        n = tanh_lut(n_pre)
         h = self.sat16(rdbpot((Q15_ONE - z) * n + z * h, 15), "h")
         return h, c
 
