@@ -1,4 +1,5 @@
-"""float32 tensors + calibrated ranges -> the `int8` weight file's tensors (arithmetic: runtime/kernels_int8.py).
+"""float32 tensors + calibrated ranges -> the `int8` weight file's tensors (arithmetic: docs/int8.md and
+runtime/kernels_int8.py).
 
 Weights: symmetric int8 per output row (export/quantize.py, the same rows as int8w); the embedding table has
 one scale for the whole table, because the looked-up row is the first layer's input and that input has one

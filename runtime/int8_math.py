@@ -1,4 +1,4 @@
-"""Fixed-point primitives of the `int8` precision (docs: /work/shared/INT8.md), one scalar kernel each.
+"""Fixed-point primitives of the `int8` precision (docs/int8.md), one scalar kernel each.
 
 Every kernel works on integers only: arguments are widened to int64 on entry, every intermediate fits int64,
 and each result is narrowed explicitly (np.int32 / np.int16 / np.int8). No float operation appears in a
@@ -10,7 +10,8 @@ Requantisation (gemmlowp / TFLM, "double rounding"):
 - quantize_multiplier(m) = (M, S) with m ~ M * 2^(S-31), M in [2^30, 2^31) (or (0, 0)).
 - saturating_rounding_doubling_high_mul(a, b) = floor((a*b + 2^30) / 2^31), i.e. round(a*b / 2^31) with ties
   toward +infinity, and INT32_MAX for INT32_MIN * INT32_MIN (the one overflow).
-- rounding_divide_by_pot(x, e) = round(x / 2^e), ties away from zero, 0 <= e <= 31.
+- rounding_divide_by_pot(x, e) = round(x / 2^e), ties away from zero, 0 <= e <= 31; x int32, or any int64 whose
+  quotient fits int32 (a GRU's r * yh_n, |.| < 2^46, kernels_int8).
 - multiply_by_quantized_multiplier(x, M, S) = RDBPOT(SRDHM(x * 2^max(S,0), M), max(-S,0)); the product
   x * 2^max(S,0) saturates to int32 (TFLM leaves its overflow undefined; where it is defined they agree).
   |result - x*m| <= 1 for every int32 x (two roundings of at most 1/2 each, plus |x| * 2^-32 from M).
@@ -101,7 +102,8 @@ def saturating_rounding_doubling_high_mul(a, b):
 
 @int_inline
 def rounding_divide_by_pot(x, exponent):
-    """int32 x, 0 <= exponent <= 31 -> int32 round(x / 2^exponent), ties away from zero (gemmlowp)."""
+    """int32 x, 0 <= exponent <= 31 -> int32 round(x / 2^exponent), ties away from zero (gemmlowp). Also exact for
+    an int64 x whose quotient fits int32 (|x| < 2^62: x + half cannot overflow)."""
     x = np.int64(x)
     exponent = np.int64(exponent)
     # gemmlowp's mask-and-threshold form, rewritten: add half (one less for a negative x, so its ties go

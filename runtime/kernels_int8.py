@@ -1,8 +1,8 @@
 """int8 kernels: the integer-only step of every cell (the `int8` precision), TFLite Micro's 16x8 scheme.
 
-Arithmetic reference: /work/shared/INT8.md; primitives and their rounding: runtime/int8_math.py. What rnnedge
-chose where INT8.md leaves a choice, stated once here (export/quantize_int8.py writes the constants, the NumPy
-twin in tests/runtime/int8_twin.py and firmware_ref/ implement the same integers):
+Arithmetic reference: docs/int8.md; primitives and their rounding: runtime/int8_math.py. What rnnedge chose
+where TFLM's scheme leaves a choice, restated here in integers (export/quantize_int8.py writes the constants, the
+NumPy twin in tests/runtime/int8_twin.py and firmware_ref/ implement the same integers):
 
 - Weights int8, narrow range [-127, 127], zero point 0, **one scale per output row** (per gate row).
 - Activations **int16, symmetric** (zero point 0): the layer input x, the hidden state h (= the layer's
@@ -15,20 +15,26 @@ twin in tests/runtime/int8_twin.py and firmware_ref/ implement the same integers
 - h of a bounded cell (lstm, gru, rnn_tanh) is Q0.15 (scale 2^-15, fixed). rnn_relu's h has a calibrated
   scale s_h, folded into its multipliers. c (lstm) has scale 2^p, p calibrated (-15 <= p <= 1).
 - Gate pre-activations int16 Q3.12, gate outputs int16 Q0.15 (int8_math.sigmoid_q15 / tanh_q15).
+- **One saturation per pre-activation.** Each requantised term of a gate row (yx, yh, a peephole's yp) stays
+  int32 (MBQM saturates to int32 only) and the terms are added exactly, then saturated once to int16. TFLM
+  saturates each term to int16 first; that clips a term beyond +-8 (Q3.12) even when the other term would have
+  brought the sum back: a raw-scale forecaster with |W_x x + b| = 12.7 and a recurrent term of -5 got a gate of
+  sigmoid(3) instead of sigmoid(7.7).
 - Dot products accumulate in int32. Export proves, row by row, that no sum can overflow
   (|bias| + sum_k |w[r, k]| * 32768 < 2^31), and runtime/layout.py checks it again at load, so int32
-  accumulation is exact here and in C.
+  accumulation is exact here and in C. Past the accumulators nothing needs a proof: every term is int32, so
+  yx + yh (+ yp) is below 3 * 2^31 and a GRU's r * yh_n below 2^46 in magnitude, both exact in int64.
 
 Per layer-direction, the integer constants (export/quantize_int8.py; G = gates * H rows, PyTorch gate order):
 
     ax = b_x + W_x x          (int32, G)  b_x in scale s_in * s_Wx[row]; x the layer input (int16 values)
     ah = b_h + W_h h          (int32, G)  b_h in scale s_h * s_Wh[row]
-    yx = sat16(MBQM(ax, Mx[row], Sx[row]))      Mx, Sx: s_in * s_Wx[row] / 2^-12 (relu: / s_h)
-    yh = sat16(MBQM(ah, Mh[row], Sh[row]))      Mh, Sh: s_h * s_Wh[row] / 2^-12 (relu: s_Wh[row])
+    yx = MBQM(ax, Mx[row], Sx[row])     (int32)  Mx, Sx: s_in * s_Wx[row] / 2^-12 (relu: / s_h)
+    yh = MBQM(ah, Mh[row], Sh[row])     (int32)  Mh, Sh: s_h * s_Wh[row] / 2^-12 (relu: s_Wh[row])
 
 Biases: b_x holds b_ih + b_hh of every row except GRU's n rows, where b_x = b_in and b_h = b_hn (PyTorch's
-n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); b_h is 0 elsewhere. RDBPOT = rounding_divide_by_pot. Per
-hidden unit j:
+n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); b_h is 0 elsewhere. RDBPOT = rounding_divide_by_pot. Every
+sum inside a sat16 below is exact (int64 here, in the twin and in C). Per hidden unit j:
 
     rnn_tanh  h = tanh_q15(sat16(yx + yh))
     rnn_relu  h = max(0, sat16(yx + yh))                       (scale s_h)
@@ -44,15 +50,16 @@ F_PEEPHOLES or F_CLIP takes a second step path (`recurrent_step_ext_int8`); ever
 initial_state included, keeps the path above, unchanged. In integers:
 
     clip                every gate's pre-activation, once formed (after sat16(yx + yh), an lstm's peephole
-                        rows after sat16(yx + yh + yp); gru's n row after its r term), is clamped to [-Q, Q], Q = L_CLIP_Q: the clip in Q3.12 (rnn_relu: in s_h),
-                        round(clip / unit), halves up, capped at 32767 (runtime/layout.py)
+                        rows after sat16(yx + yh + yp); gru's n row after its r term), is clamped to [-Q, Q],
+                        Q = L_CLIP_Q: the clip in Q3.12 (rnn_relu: in s_h), round(clip / unit), halves up,
+                        capped at 32767 (runtime/layout.py)
     input_forget        lstm: f = min(32768 - i, 32767) (Q0.15); the f rows' pre-activations are unused
     peepholes           lstm, TFLM's cell-to-gate weights: iblob[L_OFF_P :] = [P (3H) | M (3) | S (3)], P the
                         int16 vectors [P_i; P_f; P_o] (the file's p: symmetric, one scale s_k per gate vector k),
                         and per gate one (M_k, S_k) for s_k * 2^p / 2^-12 (P times c's 2^p into Q3.12). Per
                         hidden unit j, for k = i, f, o:
-                            yp_k = sat16(MBQM(P_k[j] * c[j], M_k, S_k))   (int16 * int16: exact in int32)
-                            pre_k = sat16(yx + yh + yp_k)                  (one saturation of the three terms)
+                            yp_k = MBQM(P_k[j] * c[j], M_k, S_k)      (int16 * int16: exact in int32; int32)
+                            pre_k = sat16(yx + yh + yp_k)              (one saturation of the three terms)
                         i and f read the previous c (the state on entry), o the new c (after the cell update,
                         so o's row is formed last); each pre_k is then clipped (if any) and goes through
                         sigmoid_q15. The g row is sat16(yx + yh) as before (and every row of an lstm without
@@ -60,7 +67,7 @@ initial_state included, keeps the path above, unchanged. In integers:
     linear_before_reset false (gru): b_hn is folded into b_x (the file has no b_hh), and with r from its row,
                         rh[j] = RDBPOT(r[j] * h[j], 15)                (int16 values, h's scale)
                         ah_n = W_hn rh                                  (the n columns of W_h^T, no bias)
-                        n = tanh_q15(clip(sat16(yx_n + sat16(MBQM(ah_n, Mh, Sh)))))
+                        n = tanh_q15(clip(sat16(yx_n + MBQM(ah_n, Mh, Sh))))
                         the step's scratch holds H more int32 for rh (layout.scratch_rows: 2G + H)
     reverse             a layer's one direction runs from the last step to the first (the caller, run() only)
     initial_state       h (and lstm c) start from iblob[L_OFF_INIT :] = [h0 (H) | c0 (H)], int16 values in the
@@ -213,44 +220,45 @@ def requantize_int8(acc, m, s):
 
 
 @int_inline
-def requantize_right_int8(acc, m, s):
-    """requantize_int8 for s <= 0 (int8_math.multiply_by_quantized_multiplier_right): the same integer."""
-    return sat16(multiply_by_quantized_multiplier_right(acc, m, s))
+def gate_term_int8(acc, m, s):
+    """acc int32 -> int64 MBQM(acc, m, s), not saturated: one requantised term of a gate pre-activation (yx, yh,
+    a peephole's yp), whose sum with the others saturates once (module docstring). MBQM saturates to int32."""
+    return np.int64(multiply_by_quantized_multiplier(acc, m, s))
+
+
+@int_inline
+def gate_term_right_int8(acc, m, s):
+    """gate_term_int8 for s <= 0 (int8_math.multiply_by_quantized_multiplier_right): the same integer."""
+    return np.int64(multiply_by_quantized_multiplier_right(acc, m, s))
 
 
 @kernel
 def gate_sums_int8(ax, ah, rq, lo, hi, left):
-    """Rows lo..hi-1, in place: ax[g] = sat16(yx + yh), the gate pre-activation in Q3.12 (int16 values).
-    left: some shift of rq is > 0 (the layer's L_LEFT_SHIFT); otherwise the shorter, equal form runs."""
+    """Rows lo..hi-1, in place: ax[g] = sat16(yx + yh), the gate pre-activation in Q3.12 (int16 values), the two
+    int32 terms added exactly in int64 (|yx + yh| <= 2^32) and saturated once. left: some shift of rq is > 0 (the
+    layer's L_LEFT_SHIFT); otherwise the shorter, equal form runs."""
     if left:
         for g in range(lo, hi):
-            ax[g] = sat16(np.int64(requantize_int8(ax[g], rq[0, g], rq[1, g]))
-                          + np.int64(requantize_int8(ah[g], rq[2, g], rq[3, g])))
+            ax[g] = sat16(gate_term_int8(ax[g], rq[0, g], rq[1, g]) + gate_term_int8(ah[g], rq[2, g], rq[3, g]))
     else:
         for g in range(lo, hi):
-            ax[g] = sat16(np.int64(requantize_right_int8(ax[g], rq[0, g], rq[1, g]))
-                          + np.int64(requantize_right_int8(ah[g], rq[2, g], rq[3, g])))
-
-
-@kernel
-def gate_sums_wide_int8(ax, ah, rq, lo, hi, left):
-    """gate_sums_int8 without its sat16: ax[g] = yx + yh (|.| <= 65535) for rows lo..hi-1, a sum that takes a
-    peephole term before its one saturation."""
-    if left:
-        for g in range(lo, hi):
-            ax[g] = np.int32(requantize_int8(ax[g], rq[0, g], rq[1, g])) + np.int32(
-                requantize_int8(ah[g], rq[2, g], rq[3, g]))
-    else:
-        for g in range(lo, hi):
-            ax[g] = np.int32(requantize_right_int8(ax[g], rq[0, g], rq[1, g])) + np.int32(
-                requantize_right_int8(ah[g], rq[2, g], rq[3, g]))
+            ax[g] = sat16(gate_term_right_int8(ax[g], rq[0, g], rq[1, g])
+                          + gate_term_right_int8(ah[g], rq[2, g], rq[3, g]))
 
 
 @int_inline
 def peephole_int8(w, c, m, s):
-    """sat16(MBQM(w * c, m, s)): one peephole term in Q3.12, w a peephole weight and c the cell state, both int16
-    values (their product exact in int32); (m, s) the gate's multiplier for w's scale times c's."""
-    return sat16(multiply_by_quantized_multiplier(np.int64(w) * np.int64(c), m, s))
+    """MBQM(w * c, m, s) as int64, not saturated: one peephole term yp in Q3.12, w a peephole weight and c the
+    cell state, both int16 values (their product exact in int32); (m, s) the gate's multiplier for w's scale
+    times c's."""
+    return gate_term_int8(np.int64(w) * np.int64(c), m, s)
+
+
+@int_inline
+def peephole_row_int8(ax, ah, rq, g, yp):
+    """sat16(yx + yh + yp) of gate row g (an lstm's i, f or o with peepholes) from its accumulators ax[g], ah[g]:
+    the three int32 terms added exactly in int64 (|sum| < 3 * 2^31) and saturated once."""
+    return sat16(gate_term_int8(ax[g], rq[0, g], rq[1, g]) + gate_term_int8(ah[g], rq[2, g], rq[3, g]) + yp)
 
 
 @kernel
@@ -313,18 +321,15 @@ def gru_update_int8(h, ax, ah, rq, left, q):
     if clip:
         clip_rows_int8(ax, 0, 2 * H, q)
     sigmoid_rows_int8(ax, 0, 2 * H)
-    if left:
-        for k in range(2 * H, 3 * H):
-            ax[k] = requantize_int8(ax[k], rq[0, k], rq[1, k])
-            ah[k] = requantize_int8(ah[k], rq[2, k], rq[3, k])
-    else:
-        for k in range(2 * H, 3 * H):
-            ax[k] = requantize_right_int8(ax[k], rq[0, k], rq[1, k])
-            ah[k] = requantize_right_int8(ah[k], rq[2, k], rq[3, k])
-    for j in range(H):
+    for j in range(H):  # n = sat16(yx_n + RDBPOT(r * yh_n, 15)): r <= 32767, |yh_n| <= 2^31, |r * yh_n| < 2^46
+        k = 2 * H + j
         r = np.int64(ax[j])
-        yh_n = np.int64(ah[2 * H + j])
-        ax[2 * H + j] = sat16(np.int64(ax[2 * H + j]) + np.int64(rounding_divide_by_pot(r * yh_n, 15)))
+        if left:
+            yx_n, yh_n = gate_term_int8(ax[k], rq[0, k], rq[1, k]), gate_term_int8(ah[k], rq[2, k], rq[3, k])
+        else:
+            yx_n = gate_term_right_int8(ax[k], rq[0, k], rq[1, k])
+            yh_n = gate_term_right_int8(ah[k], rq[2, k], rq[3, k])
+        ax[k] = sat16(yx_n + np.int64(rounding_divide_by_pot(r * yh_n, 15)))
     if clip:
         clip_rows_int8(ax, 2 * H, 3 * H, q)
     tanh_rows_int8(ax, 2 * H, 3 * H)
@@ -362,14 +367,13 @@ def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget, peep):
     peepholes = peep.shape[0] > 0
     m_o, s_o = np.int32(0), np.int32(0)
     if peepholes:
-        gate_sums_wide_int8(ax, ah, rq, 0, 4 * H, left)
         m_i, m_f, m_o = peep[3 * H], peep[3 * H + 1], peep[3 * H + 2]
         s_i, s_f, s_o = peep[3 * H + 3], peep[3 * H + 4], peep[3 * H + 5]
         for j in range(H):
-            ax[j] = sat16(np.int64(ax[j]) + np.int64(peephole_int8(peep[j], c[j], m_i, s_i)))
-            ax[H + j] = sat16(np.int64(ax[H + j]) + np.int64(peephole_int8(peep[H + j], c[j], m_f, s_f)))
-            ax[2 * H + j] = sat16(ax[2 * H + j])
-        clip_rows_int8(ax, 0, 3 * H, q)  # o's row waits for the new c
+            ax[j] = peephole_row_int8(ax, ah, rq, j, peephole_int8(peep[j], c[j], m_i, s_i))
+            ax[H + j] = peephole_row_int8(ax, ah, rq, H + j, peephole_int8(peep[H + j], c[j], m_f, s_f))
+        gate_sums_int8(ax, ah, rq, 2 * H, 3 * H, left)
+        clip_rows_int8(ax, 0, 3 * H, q)  # o's row waits for the new c: ax, ah keep its accumulators until then
     else:
         gate_sums_int8(ax, ah, rq, 0, 4 * H, left)
         clip_rows_int8(ax, 0, 4 * H, q)
@@ -391,7 +395,7 @@ def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget, peep):
         cj = sat16(np.int64(kept) + np.int64(added))
         c[j] = cj
         if peepholes:
-            pre = sat16(np.int64(ax[3 * H + j]) + np.int64(peephole_int8(peep[2 * H + j], cj, m_o, s_o)))
+            pre = peephole_row_int8(ax, ah, rq, 3 * H + j, peephole_int8(peep[2 * H + j], cj, m_o, s_o))
             o = np.int64(sigmoid_q15(min(max(np.int32(pre), -q), q)))
         else:
             o = np.int64(ax[3 * H + j])
@@ -411,8 +415,9 @@ def gru_blend_int8(h, ax):
 @kernel
 def gru_reset_before_int8(h, ax, ah, rh, w_hh_t, rq, left, q):
     """The GRU of linear_before_reset false (ONNX's default): r, z from W_h h as usual, then rh = RDBPOT(r * h,
-    15), ah_n = W_hn rh (no bias: b_hn is in b_x) and n = tanh_q15(clip(sat16(yx_n + yh_n))). ah (G,) holds the
-    r and z rows' b_h + W_h h on entry; rh (H,) int32 scratch; w_hh_t (H, G) int8."""
+    15), ah_n = W_hn rh (no bias: b_hn is in b_x) and n = tanh_q15(clip(sat16(yx_n + yh_n))), yh_n = MBQM(ah_n)
+    not saturated (gate_sums_int8). ah (G,) holds the r and z rows' b_h + W_h h on entry; rh (H,) int32 scratch;
+    w_hh_t (H, G) int8."""
     H = h.shape[0]
     gate_sums_int8(ax, ah, rq, 0, 2 * H, left)
     clip_rows_int8(ax, 0, 2 * H, q)

@@ -119,6 +119,11 @@ def check_int32_sums(name: str, w: np.ndarray, bias: np.ndarray | None) -> None:
     """Refuse a matrix (rows, K) int8 whose int32 sums bias + w @ v could overflow for some int16 v.
 
     |bias[r]| + sum_k |w[r, k]| * 2^15 < 2^31 for every row r makes int32 accumulation exact (kernels_int8).
+    v is int16 wherever an accumulator reads it: every state and activation write saturates to int16, and a
+    reset-before GRU's r * h is RDBPOT(r * h, 15) with r < 2^15, so |r * h| stays within |h|. These accumulators
+    are the only sums of the int8 step that need a proof: each requantised term after them is int32 by
+    construction (MBQM saturates), and a gate pre-activation adds its terms exactly in int64 before its one
+    saturation (|yx + yh + yp| < 3 * 2^31, a GRU's r * yh_n < 2^46; docs/int8.md).
     """
     rows = max(1, 2**20 // max(1, w.shape[1]))  # a block of rows at a time: the int64 copy stays at 8 MB
     bound = np.concatenate([np.abs(w[r : r + rows].astype(np.int64)).sum(axis=1) for r in range(0, len(w), rows)]

@@ -58,8 +58,8 @@ extern "C" {
 
 /** Gate rows per hidden unit of a cell code: lstm 4, gru 3, rnn 1. */
 #define RNNEDGE_GATES(cell) ((cell) == RNNEDGE_CELL_LSTM ? 4 : (cell) == RNNEDGE_CELL_GRU ? 3 : 1)
-/** int16 scratch one layer step needs: G pre-activations, plus H for a GRU (its n rows keep yx and yh apart; a
- * GRU with RNNEDGE_EXT_RESET_BEFORE keeps r * h there instead, so the int8 step needs no more). */
+/** int16 scratch one layer step needs: G pre-activations, plus H for a GRU (a GRU with RNNEDGE_EXT_RESET_BEFORE
+ * keeps r * h there; one length for every GRU, so a model's scratch does not depend on its flags). */
 #define RNNEDGE_LAYER_SCRATCH_LEN(cell, hidden) \
     (RNNEDGE_GATES(cell) * (hidden) + ((cell) == RNNEDGE_CELL_GRU ? (hidden) : 0))
 /** int16 state of one layer: h, plus c for an LSTM. */
@@ -117,9 +117,10 @@ extern "C" {
 /**
  * One int8 layer-direction's constants (runtime/file_tensors.py int8_tensors, `layers.{l}.fwd.*`). G = gates * hidden.
  *
- * Per gate row r: yx = sat16(MBQM(b_x[r] + W_ih[r] . x, mult_x[r], shift_x[r])),
- *                 yh = sat16(MBQM(b_h[r] + W_hh[r] . h, mult_h[r], shift_h[r])),
- * with b_h[r] = b_hn[r - 2H] on a GRU's n rows and 0 everywhere else.
+ * Per gate row r: yx = MBQM(b_x[r] + W_ih[r] . x, mult_x[r], shift_x[r]),
+ *                 yh = MBQM(b_h[r] + W_hh[r] . h, mult_h[r], shift_h[r]),
+ * int32 each, with b_h[r] = b_hn[r - 2H] on a GRU's n rows and 0 everywhere else; a pre-activation adds its terms
+ * exactly and saturates once, sat16(yx + yh) (docs/int8.md).
  *
  * The ONNX layer extensions (runtime/kernels_int8.py's docstring, integer for integer) are the fields after
  * cell_power; a layer that leaves them out (all 0 / NULL, as in sources generated before they existed) is
@@ -127,10 +128,10 @@ extern "C" {
  *   RNNEDGE_EXT_CLIP          every pre-activation, once formed (after sat16(yx + yh + peephole term); a GRU's n
  *                             row after its r term), is clamped to [-clip_q, clip_q] before its function
  *   RNNEDGE_EXT_INPUT_FORGET  lstm: f = min(32768 - i, 32767); the f rows' pre-activations are not computed
- *   RNNEDGE_EXT_PEEPHOLES     lstm: pre_k = sat16(yx + yh + sat16(MBQM(p_k[j] * c[j], peep_mult[k], peep_shift[k])))
+ *   RNNEDGE_EXT_PEEPHOLES     lstm: pre_k = sat16(yx + yh + MBQM(p_k[j] * c[j], peep_mult[k], peep_shift[k]))
  *                             for k = i, f (c on entry) and o (the new c)
- *   RNNEDGE_EXT_RESET_BEFORE  gru: rh = RDBPOT(r * h, 15), n = tanh(clip(sat16(yx_n + sat16(MBQM(W_hn . rh, Mh,
- *                             Sh))))), no recurrent bias (b_hn is folded into b_x; b_hn is NULL)
+ *   RNNEDGE_EXT_RESET_BEFORE  gru: rh = RDBPOT(r * h, 15), n = tanh(clip(sat16(yx_n + MBQM(W_hn . rh, Mh, Sh)))),
+ *                             no recurrent bias (b_hn is folded into b_x; b_hn is NULL)
  *   RNNEDGE_EXT_INIT          rnnedge_state_reset_int8 sets h to h0 (and an LSTM's c to c0), not zeros
  */
 typedef struct {

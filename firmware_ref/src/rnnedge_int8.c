@@ -6,8 +6,9 @@
  * primitive's rounding). Every primitive below is one static function named as in int8_math.py; the runtime
  * additionally has a "right shift only" requantisation path that gives the same integers, which C does not
  * need. Ranges are stated where a value could look close to overflowing; int64_t is used only in
- * saturating_rounding_doubling_high_mul (a 32 x 32 bit product) and for the saturating left shift of
- * multiply_by_quantized_multiplier.
+ * saturating_rounding_doubling_high_mul (a 32 x 32 bit product), for the saturating left shift of
+ * multiply_by_quantized_multiplier, and where a gate pre-activation adds its requantised int32 terms before its
+ * one saturation (docs/int8.md): yx + yh (+ a peephole's yp), and a GRU's r * yh_n.
  *
  * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extensions' second path out: a model step then refuses any layer
  * with flags (RNNEDGE_ERR_UNSUPPORTED) and a state reset any layer with RNNEDGE_EXT_INIT.
@@ -27,6 +28,18 @@ typedef char rnnedge_requires_arithmetic_right_shift
 /** Any int32 -> int16, clamped to [-32768, 32767]. Written as two ifs, which gcc turns into one SSAT on
  * ARMv7-M (the equivalent nested ?: becomes two compares and branches). */
 static int16_t sat16(int32_t x)
+{
+    if (x > INT16_MAX) {
+        x = INT16_MAX;
+    }
+    if (x < INT16_MIN) {
+        x = INT16_MIN;
+    }
+    return (int16_t)x;
+}
+
+/** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms. */
+static int16_t sat16_wide(int64_t x)
 {
     if (x > INT16_MAX) {
         x = INT16_MAX;
@@ -75,10 +88,11 @@ static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t M, int32_t S)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, M), -S); /* S >= -31 */
 }
 
-/** An int32 accumulator -> int16 sat16(MBQM(acc, M, S)) (int8_math / kernels_int8 requantize_int8). */
-static int16_t requantize_int8(int32_t acc, int32_t M, int32_t S)
+/** round(x / 2^15), ties away from zero, for |x| < 2^46 (a GRU's r * yh_n: r in [0, 32767], yh_n int32), whose
+ * quotient fits int32: add half (one less for a negative x), then floor, as int8_math.rounding_divide_by_pot. */
+static int32_t rounding_divide_by_pot15_wide(int64_t x)
 {
-    return sat16(multiply_by_quantized_multiplier(acc, M, S));
+    return (int32_t)((x + (x < 0 ? (int64_t)(1 << 14) - 1 : (int64_t)(1 << 14))) >> 15);
 }
 
 /** int16 Q3.12 -> int16 sigmoid in Q0.15: a = |3x|, table index a >> 9, 9 bits of linear interpolation.
@@ -155,22 +169,24 @@ static int32_t dot_int8(int32_t bias, const int8_t *w, const int16_t *v, int32_t
     return acc;
 }
 
-/** yx of gate row r: sat16(MBQM(b_x[r] + W_ih[r] . x, Mx[r], Sx[r])). */
-static int16_t input_part(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x)
+/** yx of gate row r: MBQM(b_x[r] + W_ih[r] . x, Mx[r], Sx[r]), int32, not saturated (kernels_int8 gate_term_int8):
+ * the pre-activation saturates once, after its terms are added. */
+static int32_t input_part(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x)
 {
     const int32_t acc = dot_int8(layer->b_x[r], layer->w_ih + r * layer->n_in, x, layer->n_in);
-    return requantize_int8(acc, layer->mult_x[r], (int32_t)layer->shift_x[r]);
+    return multiply_by_quantized_multiplier(acc, layer->mult_x[r], (int32_t)layer->shift_x[r]);
 }
 
-/** yh of gate row r: sat16(MBQM(b_h + W_hh[r] . h, Mh[r], Sh[r])). */
-static int16_t recurrent_part(const rnnedge_layer_int8 *layer, int32_t r, int32_t b_h, const int16_t *h)
+/** yh of gate row r: MBQM(b_h + W_hh[r] . h, Mh[r], Sh[r]), int32, not saturated. */
+static int32_t recurrent_part(const rnnedge_layer_int8 *layer, int32_t r, int32_t b_h, const int16_t *h)
 {
     const int32_t acc = dot_int8(b_h, layer->w_hh + r * layer->hidden, h, layer->hidden);
-    return requantize_int8(acc, layer->mult_h[r], (int32_t)layer->shift_h[r]);
+    return multiply_by_quantized_multiplier(acc, layer->mult_h[r], (int32_t)layer->shift_h[r]);
 }
 
-/** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12.
- * h is only read here; the callers write the new h after every row is done. */
+/** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12, the two
+ * int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. h is only read here; the callers write
+ * the new h after every row is done. */
 static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, const int16_t *h, int32_t lo,
                            int32_t hi, int16_t *pre)
 {
@@ -181,13 +197,32 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     int32_t r;
     for (r = lo; r < hi; ++r) {
         /* input_part and recurrent_part (b_h = 0) inline, without recomputing the row addresses */
-        const int16_t yx = requantize_int8(dot_int8(layer->b_x[r], w_x, x, n_in), layer->mult_x[r],
-                                           (int32_t)layer->shift_x[r]);
-        const int16_t yh = requantize_int8(dot_int8(0, w_h, h, H), layer->mult_h[r], (int32_t)layer->shift_h[r]);
-        pre[r] = sat16((int32_t)yx + (int32_t)yh);
+        const int32_t yx = multiply_by_quantized_multiplier(dot_int8(layer->b_x[r], w_x, x, n_in), layer->mult_x[r],
+                                                            (int32_t)layer->shift_x[r]);
+        const int32_t yh = multiply_by_quantized_multiplier(dot_int8(0, w_h, h, H), layer->mult_h[r],
+                                                            (int32_t)layer->shift_h[r]);
+        pre[r] = sat16_wide((int64_t)yx + (int64_t)yh);
         w_x += n_in;
         w_h += H;
     }
+}
+
+/** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
+ * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
+ * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
+static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, const int16_t *x,
+                              const int16_t *h)
+{
+    const int32_t row = 2 * layer->hidden + j;
+    const int64_t yx_n = input_part(layer, row, x);
+    const int32_t yh_n = recurrent_part(layer, row, layer->b_hn[j], h);
+    return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+}
+
+/** h = (1 - z) n + z h (Q0.15) for hidden unit j (kernels_int8 gru_blend_int8): (32768 - z) |n| + z |h| <= 2^30. */
+static int16_t gru_blend_int8(int32_t z, int32_t n, int16_t h)
+{
+    return sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * (int32_t)h, 15));
 }
 
 /* -- the ONNX layer extensions (layer->flags & RNNEDGE_EXT_STEP; kernels_int8 *_ext_int8, gru_reset_before_int8) */
@@ -215,20 +250,21 @@ static int16_t clip_int8(int16_t x, int32_t q)
 
 /** Gate row r's pre-activation on the extension path: clip(sat16(yx + yh + term), q), yx + yh with a recurrent
  * bias of 0 (every row but a linear_before_reset GRU's n rows) over the recurrent input v (h, or a GRU's r * h);
- * term: a peephole term (int16 values), or 0. One saturation of the three terms: |sum| < 3 * 2^15. */
+ * term: a peephole term yp (int32, not saturated), or 0. One saturation of the three int32 terms, added exactly
+ * in int64: |sum| < 3 * 2^31. */
 static int16_t gate_pre_ext(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x, const int16_t *v,
                             int32_t term, int32_t q)
 {
-    const int32_t sum = (int32_t)input_part(layer, r, x) + (int32_t)recurrent_part(layer, r, 0, v) + term;
-    return clip_int8(sat16(sum), q);
+    const int64_t sum = (int64_t)input_part(layer, r, x) + (int64_t)recurrent_part(layer, r, 0, v) + (int64_t)term;
+    return clip_int8(sat16_wide(sum), q);
 }
 
-/** Gate k's (0 i, 1 f, 2 o) peephole term for hidden unit j: sat16(MBQM(p_k[j] * c, M_k, S_k)), in Q3.12
- * (kernels_int8 peephole_int8). p and c int16: |p * c| <= 2^30, exact in int32. */
+/** Gate k's (0 i, 1 f, 2 o) peephole term for hidden unit j: yp = MBQM(p_k[j] * c, M_k, S_k) in Q3.12, not
+ * saturated (kernels_int8 peephole_int8). p and c int16: |p * c| <= 2^30, exact in int32. */
 static int32_t peephole_int8(const rnnedge_layer_int8 *layer, int32_t k, int32_t j, int16_t c)
 {
     const int32_t product = (int32_t)layer->peep[k * layer->hidden + j] * (int32_t)c;
-    return requantize_int8(product, layer->peep_mult[k], (int32_t)layer->peep_shift[k]);
+    return multiply_by_quantized_multiplier(product, layer->peep_mult[k], (int32_t)layer->peep_shift[k]);
 }
 
 /** rnnedge_rnn_step_int8 with the pre-activation clipped (kernels_int8 rnn_update_ext_int8). */
@@ -295,39 +331,29 @@ static void lstm_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x
     }
 }
 
-/** h = (1 - z) n + z h (Q0.15) for hidden unit j (kernels_int8 gru_blend_int8): (32768 - z) |n| + z |h| <= 2^30. */
-static int16_t gru_blend_int8(int32_t z, int32_t n, int16_t h)
-{
-    return sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * (int32_t)h, 15));
-}
-
 /** rnnedge_gru_step_int8 (linear_before_reset) with every pre-activation clipped, n's after its r term
- * (kernels_int8 gru_update_ext_int8). */
+ * (kernels_int8 gru_update_int8 with a clip). scratch: r, z (Q0.15), then n. */
 static void gru_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
     const int32_t q = clip_threshold(layer);
-    int16_t *yx_n = scratch + 2 * H;
-    int16_t *yh_n = scratch + 3 * H;
+    int16_t *n = scratch + 2 * H;
     int32_t j;
     for (j = 0; j < 2 * H; ++j) { /* r, z */
         scratch[j] = sigmoid_q15(gate_pre_ext(layer, j, x, h, 0, q));
     }
-    for (j = 0; j < H; ++j) {
-        yx_n[j] = input_part(layer, 2 * H + j, x);
-        yh_n[j] = recurrent_part(layer, 2 * H + j, layer->b_hn[j], h);
+    for (j = 0; j < H; ++j) { /* every n before any h is written: the n rows read the h on entry */
+        n[j] = tanh_q15(clip_int8(gru_n_pre_int8(layer, j, scratch[j], x, h), q));
     }
     for (j = 0; j < H; ++j) {
-        const int32_t r = scratch[j];
-        const int16_t pre = sat16((int32_t)yx_n[j] + rounding_divide_by_pot(r * (int32_t)yh_n[j], 15));
-        h[j] = gru_blend_int8(scratch[H + j], tanh_q15(clip_int8(pre, q)), h[j]);
+        h[j] = gru_blend_int8(scratch[H + j], n[j], h[j]);
     }
 }
 
 /** The GRU of linear_before_reset false (ONNX's default; kernels_int8 gru_reset_before_int8): r, z from h as
- * usual, rh = RDBPOT(r * h, 15), then n = tanh_q15(clip(sat16(yx_n + sat16(MBQM(W_hn . rh, Mh, Sh))))), no
- * recurrent bias (b_hn is folded into b_x). scratch: r, z (Q0.15), n, then rh in the H rows a
- * linear_before_reset GRU keeps yh_n in: 4H, as rnnedge_gru_step_int8. */
+ * usual, rh = RDBPOT(r * h, 15), then n = tanh_q15(clip(sat16(yx_n + MBQM(W_hn . rh, Mh, Sh)))), no
+ * recurrent bias (b_hn is folded into b_x). scratch: r, z (Q0.15), n, then rh: the 4H every GRU's scratch
+ * holds. */
 static void gru_reset_before_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
@@ -404,8 +430,7 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
 void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
-    int16_t *yx_n = scratch + 2 * H; /* the n rows keep their two halves apart: yx_n, then yh_n */
-    int16_t *yh_n = scratch + 3 * H;
+    int16_t *n = scratch + 2 * H; /* r, z pre-activations, then n (Q0.15) */
     int32_t j;
 #if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
@@ -418,16 +443,11 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
     }
 #endif
     gate_sums_int8(layer, x, h, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
-    for (j = 0; j < H; ++j) {
-        yx_n[j] = input_part(layer, 2 * H + j, x);
-        yh_n[j] = recurrent_part(layer, 2 * H + j, layer->b_hn[j], h);
+    for (j = 0; j < H; ++j) { /* every n before any h is written: the n rows read the h on entry */
+        n[j] = tanh_q15(gru_n_pre_int8(layer, j, sigmoid_q15(scratch[j]), x, h));
     }
     for (j = 0; j < H; ++j) {
-        const int32_t r = sigmoid_q15(scratch[j]);
-        const int32_t z = sigmoid_q15(scratch[H + j]); /* [0, 32767] */
-        /* |r * yh_n| < 2^30; (32768 - z) * |n| + z * |h| <= 32768 * 32768 = 2^30: int32 */
-        const int32_t n = tanh_q15(sat16((int32_t)yx_n[j] + rounding_divide_by_pot(r * (int32_t)yh_n[j], 15)));
-        h[j] = sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * (int32_t)h[j], 15));
+        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), n[j], h[j]);
     }
 }
 
@@ -452,6 +472,13 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
 }
 
 #if RNNEDGE_EXTENSIONS
+/** An int32 accumulator -> int16 sat16(MBQM(acc, M, S)): a hidden head layer's output (kernels_int8
+ * requantize_int8). */
+static int16_t requantize_int8(int32_t acc, int32_t M, int32_t S)
+{
+    return sat16(multiply_by_quantized_multiplier(acc, M, S));
+}
+
 #define GELU_C 46887   /* round(0.044715 * 2^20) */
 #define GELU_K 1673285 /* round(2 sqrt(2 / pi) * 2^20) */
 

@@ -4,11 +4,14 @@ The contract is the module docstring of runtime/kernels_int8.py (the step of eve
 head) and of runtime/int8_math.py (each primitive's rounding). Nothing here calls the runtime's kernels: every
 value is an int64 NumPy array (or float32 for the one float step, the input quantisation), and every
 saturation is counted in `Int8Twin.counts`, so a test can show that its data reached the limits it claims to
-test. Arrays carry a leading batch axis: B independent streams advance together, as in `Model.stream(B)`.
+test. The requantised terms of a gate pre-activation (yx, yh, a peephole's yp) are kept whole and their sum
+saturated once (docs/int8.md); `counts` also holds how many of them lay beyond int16 ("yx_wide", "yh_wide",
+"peephole_wide": the terms an arithmetic that saturated each term first would have clipped). Arrays carry a
+leading batch axis: B independent streams advance together, as in `Model.stream(B)`.
 
 The ONNX layer extensions int8 runs (runtime/spec.py; their integers in kernels_int8's docstring) are here too:
 clip (each pre-activation clamped to [-Q, Q], Q = round(clip / unit) capped at 32767, unit 2^-12 or rnn_relu's
-s_h), input_forget (f = min(32768 - i, 32767)), lstm peepholes (pre = sat16(yx + yh + sat16(MBQM(p * c, M, S))),
+s_h), input_forget (f = min(32768 - i, 32767)), lstm peepholes (pre = sat16(yx + yh + MBQM(p * c, M, S))),
 i and f with the previous c, o with the new one), gru's linear_before_reset false (n from W_hn RDBPOT(r * h, 15)),
 reverse (run() only) and initial_state (h0, c0 from the tensors: reset() and every sequence of run() start there).
 
@@ -99,10 +102,14 @@ class Int8Twin:
     direction). quantize_input / embed make xq from raw inputs; dequantize gives float32 acc * head.scale.
     """
 
-    def __init__(self, spec: dict, tensors: dict[str, np.ndarray], batch: int = 1):
+    def __init__(self, spec: dict, tensors: dict[str, np.ndarray], batch: int = 1, terms_saturated: bool = False):
+        """terms_saturated: saturate each term of a pre-activation to int16 before the sum, as TFLM does and as
+        rnnedge did before docs/int8.md's one-saturation rule: the arithmetic the tests compare against."""
         self.spec = specs.validate(spec)
+        self.terms_saturated = terms_saturated
         self.batch = batch
         self.counts = Counter()  # how often each saturation happened (element count), see _sat
+        self.last_pre = None  # the last cell_step's gate pre-activations (B, G), once saturated and clipped
         inp = self.spec["input"]
         if inp["kind"] == "dense":
             self.mean = np.asarray(inp["mean"], dtype=np.float32)
@@ -177,15 +184,21 @@ class Int8Twin:
     def sat16(self, x, what):
         return self._sat(x, INT16_MIN, INT16_MAX, what)
 
+    def wide(self, x, what):
+        """A term of a pre-activation: x unchanged (terms_saturated: sat16(x)); counts as `what` the terms beyond
+        int16, which a saturation before the sum clips."""
+        self.counts[what] += int(np.count_nonzero((x < INT16_MIN) | (x > INT16_MAX)))
+        return np.minimum(np.maximum(x, INT16_MIN), INT16_MAX) if self.terms_saturated else x
+
     def mbqm(self, x, M, S):
         """x * m for (M, S): RDBPOT(SRDHM(sat32(x * 2^max(S,0)), M), max(-S,0))."""
         shifted = self._sat(x << np.maximum(S, 0), INT32_MIN, INT32_MAX, "mbqm_left_shift")
         return rdbpot(srdhm(shifted, M), np.maximum(-S, 0))
 
     def peephole(self, d: dict, k: int, c):
-        """Gate k's (0 i, 1 f, 2 o) peephole term of c (B, H): sat16(MBQM(p_k * c, M_k, S_k)), in Q3.12."""
+        """Gate k's (0 i, 1 f, 2 o) peephole term of c (B, H): MBQM(p_k * c, M_k, S_k) in Q3.12, not saturated."""
         p, M, S = d["peep"]
-        return self.sat16(self.mbqm(p[k] * c, M[k], S[k]), "peephole")
+        return self.wide(self.mbqm(p[k] * c, M[k], S[k]), "peephole_wide")
 
     def tanh_of_cell(self, c, p):
         """c in scale 2^p to Q3.12 (e = p + 12: saturating c << e, or RDBPOT(c, -e)), then tanh_q15."""
@@ -204,14 +217,12 @@ class Int8Twin:
         ah = d["b_hh"] + h @ d["w_hh_t"]
         if d["reset_before"]:
             ah[:, 2 * H :] = 0  # its n rows read r * h, below; 0 here requantises to 0 and saturates nothing
-        y = self.mbqm(np.concatenate([ax, ah], axis=1), d["M"], d["S"])  # [yx | yh] before sat16
-        y16 = np.minimum(np.maximum(y, INT16_MIN), INT16_MAX)
-        self.counts["yx"] += int(np.count_nonzero(y16[:, :G] != y[:, :G]))
-        self.counts["yh"] += int(np.count_nonzero(y16[:, G:] != y[:, G:]))
-        yx, yh = y16[:, :G], y16[:, G:]
+        y = self.mbqm(np.concatenate([ax, ah], axis=1), d["M"], d["S"])  # [yx | yh], int32 values, not saturated
+        yx, yh = self.wide(y[:, :G], "yx_wide"), self.wide(y[:, G:], "yh_wide")
         cell, q = d["cell"], d["clip"]
         if cell in ("rnn_tanh", "rnn_relu"):
             pre = self.clip(self.sat16(yx + yh, "pre_activation"), q)
+            self.last_pre = pre
             return (np.maximum(pre, 0) if cell == "rnn_relu" else tanh_lut(pre)), c
         if cell == "lstm":
             sums = yx + yh  # i f g o, each saturated once, after its peephole term
@@ -226,20 +237,23 @@ class Int8Twin:
             added = self.sat16(rdbpot(i * g, 30 + d["p"]), "cell_added")
             c = self.sat16(kept + added, "cell")
             o_sum = sums[:, 3 * H :] + (self.peephole(d, 2, c) if d["peep"] is not None else 0)  # the new c
-            o = sigmoid_lut(self.clip(self.sat16(o_sum, "pre_activation"), q))
+            o_pre = self.clip(self.sat16(o_sum, "pre_activation"), q)
+            self.last_pre = np.concatenate([pre, o_pre], axis=1)
+            o = sigmoid_lut(o_pre)
             h = self.sat16(rdbpot(o * self.tanh_of_cell(c, d["p"]), 15), "h")
             return h, c
-        rz = sigmoid_lut(self.clip(self.sat16(yx[:, : 2 * H] + yh[:, : 2 * H], "pre_activation"), q))
+        rz_pre = self.clip(self.sat16(yx[:, : 2 * H] + yh[:, : 2 * H], "pre_activation"), q)
+        rz = sigmoid_lut(rz_pre)
         r, z = rz[:, :H], rz[:, H:]
         if d["reset_before"]:  # ONNX's default: n = tanh(yx_n + requant(W_hn (r * h))), b_hn folded into b_x
             rh = rdbpot(r * h, 15)
             ah_n = rh @ d["w_hh_t"][:, 2 * H :]
-            y_n = self.mbqm(ah_n, d["M"][G + 2 * H :], d["S"][G + 2 * H :])
-            yh_n = self.sat16(y_n, "yh")
-            n = tanh_lut(self.clip(self.sat16(yx[:, 2 * H :] + yh_n, "pre_activation"), q))
-        else:  # PyTorch's linear_before_reset: n = tanh(yx_n + r * yh_n)
-            n = tanh_lut(self.clip(self.sat16(yx[:, 2 * H :] + rdbpot(r * yh[:, 2 * H :], 15), "pre_activation"),
-                                   q))
+            yh_n = self.wide(self.mbqm(ah_n, d["M"][G + 2 * H :], d["S"][G + 2 * H :]), "yh_wide")
+            n_pre = self.clip(self.sat16(yx[:, 2 * H :] + yh_n, "pre_activation"), q)
+        else:  # PyTorch's linear_before_reset: n = tanh(yx_n + r * yh_n), yh_n not saturated
+            n_pre = self.clip(self.sat16(yx[:, 2 * H :] + rdbpot(r * yh[:, 2 * H :], 15), "pre_activation"), q)
+        self.last_pre = np.concatenate([rz_pre, n_pre], axis=1)
+        n = tanh_lut(n_pre)
         h = self.sat16(rdbpot((Q15_ONE - z) * n + z * h, 15), "h")
         return h, c
 

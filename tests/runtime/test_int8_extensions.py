@@ -105,11 +105,11 @@ def test_int8_stream_with_extensions_equals_the_twin_bit_exact_over_saturating_s
             np.testing.assert_array_equal(stream.logits_q, acc, err_msg=f"integer logits at step {t}")
         np.testing.assert_array_equal(y, twin.dequantize(acc))
     counts = dict(twin.counts)
-    assert counts.get("pre_activation", 0) > 0 and counts.get("yh", 0) > 0, counts
+    assert counts.get("pre_activation", 0) > 0 and counts.get("yh_wide", 0) > 0, counts
     if any(layer.get("clip") is not None for layer in spec["layers"]):
         assert counts.get("clip", 0) > 0, counts
     if any(layer.get("peepholes") for layer in spec["layers"]):
-        assert counts.get("peephole", 0) > 0, counts  # some peephole term saturated int16
+        assert counts.get("peephole_wide", 0) > 0, counts  # some peephole term lay beyond int16
     assert np.unique(np.concatenate([stream.state.ravel(), twin.state_vector().ravel()])).size > 2
 
     stream.reset()  # back to h0 / c0, not to zeros
@@ -176,7 +176,7 @@ def test_int8_run_of_reverse_and_bidirectional_layers_with_extensions_equals_the
     if any(layer.get("clip") for layer in spec["layers"]):
         assert twin.counts["clip"] > 0, dict(twin.counts)
     if any(layer.get("peepholes") for layer in spec["layers"]):
-        assert twin.counts["peephole"] > 0, dict(twin.counts)
+        assert twin.counts["peephole_wide"] > 0, dict(twin.counts)
     if not specs.can_stream(spec):
         with pytest.raises(ValueError, match="reverse|bidirectional"):
             Model(spec, "int8", tensors).stream(1)
