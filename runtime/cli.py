@@ -1,4 +1,4 @@
-"""rnnedge-run: stream a recorded input file through an exported model, one time step per call.
+"""rnnedge run: stream a recorded input file through an exported model, one time step per call.
 
 Exit status (runtime/command.py): 0 done, 2 bad input (a weight file, input file, prompt or --out refused, one
 line naming why), 3 an internal error (one line and the log holding the traceback), 130 interrupted (Ctrl-C).
@@ -15,9 +15,11 @@ import time
 
 import numpy as np
 
+from runtime import sniff
 from runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+from runtime.options import RawHelpFormatter
 
-PROG = "rnnedge-run"
+PROG = "rnnedge run"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}  # what a backslash in --generate PROMPT may start
 
 DESCRIPTION = """\
@@ -27,13 +29,16 @@ device would, and write the output of every step.
 Input: .npy holding (T, F) float (dense input: T time steps of F raw sensor values), (B, T, F) for B
 streams side by side, or (T,) / (B, T) integer token ids; or .csv with one time step per row and one
 column per feature (a header row is skipped if it is not numeric).
-Output (--out): .npy (T, out) or (B, T, out), or .csv (one row per step); without --out, CSV on stdout.
---out naming the model or the input file is refused: rnnedge-run never writes over a file it reads.
+Output (--out): .npy (T, out) or (B, T, out), or .csv: one row per step (per stream for a last_step head)
+and one column per model output, no header; with B > 1 streams each row starts with a column holding its
+stream's index in the input (0 to B - 1), then the outputs. Without --out, that CSV on stdout.
+MODEL must be an rnnedge weight file: an ONNX file or a PyTorch checkpoint is refused saying how to export it.
+--out naming the model or the input file is refused: rnnedge run never writes over a file it reads.
 Bidirectional and reverse models cannot stream: they are run over the whole sequence instead (and say so).
 
 Generation (--generate PROMPT, instead of an input file): a character model (token input whose spec carries
-input.chars, a head predicting the next character on every step, e.g. `rnnedge-train shakespeare` or
-`rnnedge-train my_text.txt`) streams the prompt, then samples --n characters one at a time, each fed back as
+input.chars, a head predicting the next character on every step, e.g. `rnnedge train shakespeare` or
+`rnnedge train my_text.txt`) streams the prompt, then samples --n characters one at a time, each fed back as
 the next input, and prints the prompt followed by them, as UTF-8 whatever the locale. --temperature divides
 the log-probabilities, --top-k keeps the k most likely characters, --seed makes the text repeatable (numpy
 PCG64). Backslash escapes in PROMPT (\\n, \\t, \\r, \\\\) are interpreted; any other character, UTF-8
@@ -75,12 +80,22 @@ def _read_input(path: str, dense: bool) -> np.ndarray:
     return X.astype(np.int64)
 
 
-def _write_output(path: str | None, Y: np.ndarray) -> None:
-    """Y to `path` (.npy, else CSV) through a temporary file beside it, renamed into place when complete; or CSV on
-    stdout."""
-    rows = Y.reshape(-1, Y.shape[-1]) if Y.ndim > 1 else Y[None]
+def _csv_rows(Y: np.ndarray, batched: bool) -> tuple[np.ndarray, str]:
+    """The CSV rows of Y and their format: one row per step (per stream for a last_step head); with more than one
+    stream (`batched`: Y's first axis), each row starts with its stream's index in the input."""
+    if not batched:
+        return (Y.reshape(-1, Y.shape[-1]) if Y.ndim > 1 else Y[None]), "%.8g"
+    rows = Y.reshape(-1, Y.shape[-1])
+    stream = np.repeat(np.arange(Y.shape[0]), rows.shape[0] // Y.shape[0])
+    return np.column_stack([stream, rows]), ",".join(["%d"] + ["%.8g"] * rows.shape[1])
+
+
+def _write_output(path: str | None, Y: np.ndarray, batched: bool) -> None:
+    """Y to `path` (.npy, else CSV: _csv_rows) through a temporary file beside it, renamed into place when complete;
+    or CSV on stdout."""
+    rows, fmt = _csv_rows(Y, batched)
     if path is None:
-        np.savetxt(sys.stdout, rows, delimiter=",", fmt="%.8g")
+        np.savetxt(sys.stdout, rows, delimiter=",", fmt=fmt)
         sys.stdout.flush()
         return
     folder = os.path.dirname(os.path.abspath(path))
@@ -90,7 +105,7 @@ def _write_output(path: str | None, Y: np.ndarray) -> None:
             if path.endswith(".npy"):
                 np.save(f, Y)
             else:
-                np.savetxt(f, rows, delimiter=",", fmt="%.8g")
+                np.savetxt(f, rows, delimiter=",", fmt=fmt)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -110,8 +125,8 @@ def _unescape(prompt: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a model.<precision>.safetensors written by rnnedge-export")
+                                     formatter_class=RawHelpFormatter)
+    parser.add_argument("model", help="a model.<precision>.safetensors written by rnnedge export")
     parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate or --prompt-ids")
     parser.add_argument("--out", help="where to write the outputs (.npy or .csv); default: CSV on stdout")
     gen = parser.add_argument_group("generation (token models predicting the next token)")
@@ -134,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give an input file (.npy or .csv), or --generate PROMPT, or --prompt-ids IDS")
     try:
         return _generate(args) if generating else _run(args)
-    except BrokenPipeError:  # `rnnedge-run ... | head`: the reader has what it wanted
+    except BrokenPipeError:  # `rnnedge run ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return OK
     except KeyboardInterrupt:
@@ -151,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
             return bad_input(PROG, f"--out {args.out!r} holds a NUL byte, which no file name can")
         for role, path in (("model", args.model), ("input", args.input)):
             if os.path.realpath(args.out) == os.path.realpath(path):
-                return bad_input(PROG, f"--out {args.out} is the {role} file; rnnedge-run never writes over a file "
+                return bad_input(PROG, f"--out {args.out} is the {role} file; rnnedge run never writes over a file "
                                        "it reads: choose another --out")
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
@@ -160,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
     import runtime
 
     try:
-        model = runtime.load(args.model)
+        model = _load(args.model)
         X = _read_input(str(regular_file(args.input, "input file")), model.dense)
         start = time.perf_counter()
         if runtime.spec.can_stream(model.spec):
@@ -176,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as e:
         return bad_input(PROG, str(e))
     try:
-        _write_output(args.out, Y[0] if Y.shape[0] == 1 else Y)
+        _write_output(args.out, Y[0] if Y.shape[0] == 1 else Y, batched=Y.shape[0] > 1)
     except OSError as e:
         if args.out is None:
             raise
@@ -186,13 +201,24 @@ def _run(args: argparse.Namespace) -> int:
     return OK
 
 
-def _generate(args: argparse.Namespace) -> int:
-    """--generate / --prompt-ids: stream the prompt, sample --n tokens, print both (text, or ids)."""
+def _load(path: str):
+    """runtime.load, after a look at the file's first bytes: an ONNX file, a PyTorch checkpoint or another file that
+    is no weight file is refused saying what it is and what to do (runtime/sniff.py), instead of being read as a
+    weight file's header. A FIFO or device is left to runtime.load, which refuses it unread."""
     import runtime
 
+    if os.path.isfile(path):
+        message = sniff.advice(path, f"{PROG}'s MODEL")
+        if message:
+            raise ValueError(message)
+    return runtime.load(path)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    """--generate / --prompt-ids: stream the prompt, sample --n tokens, print both (text, or ids)."""
     try:
         prompt = _text_prompt(args.generate) if args.generate is not None else _id_prompt(args.prompt_ids)
-        model = runtime.load(args.model)
+        model = _load(args.model)
         start = time.perf_counter()
         tokens = model.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
         elapsed = time.perf_counter() - start
