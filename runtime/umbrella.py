@@ -56,7 +56,8 @@ def version() -> str:
 def help_text() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {what}" for name, (_, what, _) in COMMANDS.items())
-    return (f"{USAGE}\n\nrnnedge: train, export, run and inspect recurrent models for the edge.\n\ncommands:\n{rows}\n\n"
+    return (f"{USAGE}\n\nrnnedge: train, export, run and inspect recurrent models for the edge.\n\n"
+            f"commands:\n{rows}\n\n"
             f"`{PROG} COMMAND --help` describes a command's options. train and export need the training extra: "
             f'pip install "rnnedge[train]".\n'
             "Exit status: 0 done, 1 an export's parity failed, 2 bad input (one line naming it), 3 an internal error "

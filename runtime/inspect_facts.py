@@ -1,0 +1,222 @@
+"""What `rnnedge inspect` reports about a model, as a dict: its spec in short, parameters, MACs per step, bytes of
+model and state, the kernels that run it here and its firmware_ref footprint. runtime/inspect_file.py prints it.
+
+Weight files need only the runtime; the firmware figures come from export/firmware.py (numpy; no torch), ONNX files
+need onnx (and export/from_onnx.py's mapper for the spec), checkpoints need torch; each is imported only when the
+file asks for it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from runtime import spec as specs
+
+KERNELS = {  # what runs one step of each precision (runtime/model.py picks them)
+    "f32": "runtime/kernels_f32.py: float32, fused multiply-add and reordered sums (runtime/jit.py FAST_MATH)",
+    "int8w": "runtime/kernels_int8w.py: int8 weights with a float32 scale per row, float32 arithmetic",
+    "int8": "runtime/kernels_int8.py: integers only, int8 weights x int16 activations summed in int32 (TFLM 16x8)",
+}
+STATE_ITEM_BYTES = {"f32": 4, "int8w": 4, "int8": 2}  # a value of h or c on a device (firmware_ref)
+CPU_FEATURES = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "avxvnni", "neon", "sve")
+
+
+class InspectError(ValueError):
+    """The file cannot be inspected (not a model file, refused by its reader, or its reader not installed)."""
+
+
+def spec_facts(spec: dict) -> dict:
+    """The spec in short, and the sizes that follow from it alone."""
+    inp, head = spec["input"], spec["head"]
+    layers = [{"cell": layer["cell"], "hidden": layer["hidden"],
+               "directions": "bidirectional" if layer["bidirectional"]
+               else "reverse" if specs.option(layer, "reverse") else "forward",
+               "extensions": [e for e in specs.extensions(layer) if e != "reverse"]} for layer in spec["layers"]]
+    state_values = sum(layer["hidden"] * (2 if layer["cell"] == "lstm" else 1) * specs.directions(layer)
+                       for layer in spec["layers"])
+    return {
+        "task": spec["task"],
+        "input": ({"kind": "dense", "features": inp["features"]} if inp["kind"] == "dense" else
+                  {"kind": "tokens", "vocab": inp["vocab"], "embed_dim": inp["embed_dim"],
+                   "chars": "chars" in inp}),
+        "layers": layers,
+        "head": {"hidden": [{"units": d["units"], "activation": d["activation"]} for d in specs.head_hidden(spec)],
+                 "out": head["out"], "activation": head["activation"], "on": head["on"]},
+        "streams": specs.can_stream(spec),
+        "parameters": specs.parameter_count(spec),
+        "macs_per_step": macs_per_step(spec),
+        "state_values": state_values,
+    }
+
+
+def macs_per_step(spec: dict) -> dict:
+    """Multiply-accumulates of one time step: every matrix a step multiplies (W_ih, W_hh per layer direction, the
+    head's dense layers and its output layer; an embedding is a lookup), plus an LSTM's peephole products."""
+    shapes = specs.tensor_shapes(spec)
+    layers = sum(math.prod(shape) for name, shape in shapes.items()
+                 if name.endswith((".w_ih", ".w_hh", ".p")))
+    head = sum(math.prod(shape) for name, shape in shapes.items()
+               if name.startswith("head.") and name.endswith(".weight"))
+    return {"layers": layers, "head": head, "total": layers + head}
+
+
+def weight_file_facts(path: str, footprint_board: str | None = None) -> dict:
+    """Facts about an rnnedge weight file (runtime.artifact.read checks it whole: a refusal is InspectError)."""
+    from runtime import artifact
+    from runtime.model import Model
+
+    try:
+        spec, precision, tensors = artifact.read(path)
+    except artifact.ArtifactError as e:
+        raise InspectError(str(e)) from None
+    model = Model(spec, precision, tensors)
+    facts = {"file": _file(path, "rnnedge weight file"), "precision": precision,
+             "sha256": artifact.sha256(spec, precision, tensors), **spec_facts(spec)}
+    stream_bytes = model.stream(1).nbytes if facts["streams"] else None
+    facts["bytes"] = {"weights_in_file": sum(t.nbytes for t in tensors.values()), "runtime_model": model.nbytes,
+                      "runtime_stream": stream_bytes,
+                      "state_on_device": facts["state_values"] * STATE_ITEM_BYTES[precision]}
+    facts["kernel"] = kernel_facts(precision)
+    facts["firmware"] = firmware_facts(path, spec, precision, footprint_board)
+    return facts
+
+
+def kernel_facts(precision: str) -> dict:
+    """Which kernels run a step here: the precision's kernel module, numba and the CPU LLVM compiles for."""
+    import llvmlite.binding as llvm
+    import numba
+
+    cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
+    host = llvm.get_host_cpu_features()
+    module = KERNELS[precision].split(":")[0]
+    cache = Path(__file__).resolve().parent / "__pycache__"
+    stem = Path(module).stem
+    cached = cache.is_dir() and any(p.name.startswith(stem + ".") and p.suffix == ".nbi" for p in cache.iterdir())
+    return {"module": module, "what": KERNELS[precision].split(": ", 1)[1], "numba": numba.__version__,
+            "cpu": cpu, "cpu_features": [f for f in CPU_FEATURES if host.get(f)], "compiled_cache": cached}
+
+
+def firmware_facts(path: str, spec: dict, precision: str, board: str | None) -> dict:
+    """firmware_ref's flash and RAM for this model: the const bytes of the C arrays export/firmware.py generates
+    from the file and the state + scratch a stream needs (its MODEL_*_BYTES macros); with `board`, the int8
+    footprint measured by export/footprint.py (the toolchain and QEMU built and ran it)."""
+    try:
+        from export import firmware
+    except ImportError as e:
+        return {"runs": None, "reason": f"export/firmware.py cannot be imported here ({e})"}
+    missing = firmware.firmware_unsupported(spec, precision)
+    if missing or not specs.can_stream(spec):
+        reason = (f"firmware_ref's {precision} step does not implement {', '.join(missing)}" if missing else
+                  "a bidirectional or reverse layer cannot run one step at a time")
+        return {"runs": False, "reason": reason}
+    writer = firmware.write_model_sources if precision == "int8" else firmware.write_float_model_sources
+    with tempfile.TemporaryDirectory(prefix="rnnedge-inspect-") as tmp:
+        writer(path, tmp)
+        macros = dict(re.findall(r"^#define MODEL_(\w+) (\d+)\b", Path(tmp, "model_data.h").read_text(), re.MULTILINE))
+        facts = {"runs": True, "const_bytes": int(macros["CONST_BYTES"]), "state_bytes": int(macros["STATE_BYTES"]),
+                 "scratch_bytes": int(macros["SCRATCH_BYTES"]),
+                 "ram_bytes": int(macros["STATE_BYTES"]) + int(macros["SCRATCH_BYTES"]),
+                 "uses_extensions": macros.get("USES_EXTENSIONS") == "1"}
+        if board is not None:
+            facts["measured"] = _measure(tmp, precision, board)
+    return facts
+
+
+def firmware_ram(spec: dict) -> dict[str, int]:
+    """firmware_ref's RAM per stream (state + scratch, export/firmware.py model_sizes) in each precision whose C step
+    runs the spec; {} when export/firmware.py is not importable or the model cannot stream."""
+    try:
+        from export import firmware
+    except ImportError:
+        return {}
+    if not specs.can_stream(spec):
+        return {}
+    return {precision: STATE_ITEM_BYTES[precision] * sum(firmware.model_sizes(spec, precision).values())
+            for precision in KERNELS if not firmware.firmware_unsupported(spec, precision)}
+
+
+def _measure(sources: str, precision: str, board: str) -> dict:
+    from export import footprint
+
+    if precision != "int8":
+        return {"error": "the footprint is measured for int8 weight files (firmware_ref's int8 library)"}
+    try:
+        result = footprint.measure_footprint(sources, board)
+    except footprint.FootprintError as e:
+        return {"error": str(e)}
+    return {"board": result["board"], "cpu": result["cpu"], "library_code_bytes": result["library"]["code_bytes"],
+            "library_const_bytes": result["library"]["const_bytes"],
+            "model_flash_bytes": result["model_const"]["flash_bytes"],
+            "ram_state_scratch_bytes": result["ram"]["state_plus_scratch_bytes"],
+            "stack_bytes": result["ram"]["stack_used_bytes"],
+            "instructions_per_step": result["icount"]["per_step_mean"], "summary": footprint.summary_line(result)}
+
+
+def checkpoint_facts(path: str) -> dict:
+    """Facts about an rnnedge checkpoint (train/checkpoint.py reads it with torch.load(weights_only=True))."""
+    try:
+        from train.checkpoint import CheckpointError, load_checkpoint
+    except ImportError as e:
+        raise InspectError(_needs_extra(path, "an rnnedge checkpoint", e)) from None
+    try:
+        model, metrics = load_checkpoint(path)
+    except CheckpointError as e:
+        raise InspectError(str(e)) from None
+    spec = specs.validate(model.spec)
+    facts = {"file": _file(path, "rnnedge checkpoint (PyTorch)"), "precision": "float32 (PyTorch)", **spec_facts(spec)}
+    facts["bytes"] = {"weights_in_file": 4 * facts["parameters"]}
+    facts["firmware_ram"] = firmware_ram(spec)
+    facts["metrics"] = {k: metrics[k] for k in ("metric", "val_metric", "test_metric", "kept_epoch") if k in metrics}
+    facts["next"] = f"rnnedge export {path} --precision f32,int8w,int8 --out DIR"
+    return facts
+
+
+def onnx_facts(path: str) -> dict:
+    """Facts about an ONNX file: the graph's recurrent nodes, and the rnnedge spec export/from_onnx.py maps it to
+    (without the proof against ONNX Runtime, which rnnedge export runs)."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise InspectError(_needs_extra(path, "an ONNX file", e)) from None
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError and others for a damaged file
+        raise InspectError(f"{path}: not a readable ONNX model: {type(e).__name__}: {e}") from None
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    facts = {"file": _file(path, "ONNX model"), "onnx": {
+        "ir_version": model.ir_version, "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import}, "nodes": ops,
+        "initializer_values": sum(math.prod(t.dims) for t in model.graph.initializer)}}
+    try:
+        from export.from_module import MappingError
+        from export.from_onnx import map_onnx
+    except ImportError as e:
+        facts["mapping"] = f"not tried: {_needs_extra(path, 'mapping an ONNX file', e)}"
+        return facts
+    try:
+        mapping = map_onnx(model, prove=False, where=path)
+    except MappingError as e:
+        facts["mapping"] = f"refused: {e}"
+        return facts
+    facts["mapping"] = "maps to the rnnedge spec below (rnnedge export proves it against ONNX Runtime)"
+    facts.update(spec_facts(mapping.spec))
+    facts["precision"] = "float32 (ONNX)"
+    facts["firmware_ram"] = firmware_ram(mapping.spec)
+    facts["next"] = f"rnnedge export {path} --precision f32,int8w,int8 --out DIR"
+    return facts
+
+
+def _file(path: str, kind: str) -> dict:
+    return {"path": os.fspath(path), "kind": kind, "bytes": os.path.getsize(path)}
+
+
+def _needs_extra(path: str, what: str, error: ImportError) -> str:
+    missing = (error.name or "a module").split(".")[0]
+    return (f"{path}: reading {what} needs the training extra ({missing} is not installed here): "
+            'pip install "rnnedge[train]"')
