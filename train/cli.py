@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "records it, and rnnedge export --data re-derives it")
     parser.add_argument("--out", type=Path, help="output folder: new, empty, or written by rnnedge (default: "
                                                  "artifacts/<dataset name>)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress on stderr (without it: a bar per epoch on a terminal, one plain line per epoch "
+                             "otherwise, and a line per stage); results and errors are still printed")
     parser.add_argument("--force", action="store_true",
                         help="write into an --out folder that holds files rnnedge did not write, beside them; they are "
                              "never overwritten or removed")
@@ -160,10 +163,13 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              schedule=args.schedule, keep=args.keep,
                              clip_grad_norm=args.clip_grad_norm if args.clip_grad_norm > 0 else None,
-                             patience=args.patience, window=args.window if args.window > 0 else None)
+                             patience=args.patience, window=args.window if args.window > 0 else None,
+                             progress=False if args.quiet else None)
         out = args.out or Path("artifacts") / data.name
         inputs = [args.dataset] if Path(args.dataset).is_file() else []
         outputs.check_folder(out, outputs.TRAIN, writes=TRAIN_FILES, inputs=inputs, force=args.force)
+        _status(args, f"training {_layers(spec)} on {data.name} ({len(data.train)} training sequences) for up to "
+                      f"{config.epochs} epochs")
         with outputs.Staging(out, outputs.TRAIN, inputs=inputs, writes=TRAIN_FILES,
                              source=f"dataset {data.name}") as stage:
             _, metrics = train(spec, data, config, stage.dir)
@@ -198,7 +204,7 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         with outputs.Staging(out, outputs.DIAGNOSE, writes=GRADIENT_FILES) as stage:
             report = diagnose_gradients(stage.dir, args.steps, hidden=args.hidden, updates=args.updates,
                                         batch_size=args.batch_size, lr=args.lr, max_norm=args.clip_grad_norm,
-                                        seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True))
+                                        seed=args.seed, log=lambda line: _status(args, line))
     except (ValueError, OSError) as e:
         return bad_input(PROG, str(e))
     task, config = report["task"], report["config"]
@@ -221,6 +227,17 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for name in GRADIENT_FILES:
         print(f"wrote {out / name}")
     return OK
+
+
+def _status(args: argparse.Namespace, line: str) -> None:
+    """A progress line on stderr, unless --quiet."""
+    if not args.quiet:
+        print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def _layers(spec: dict) -> str:
+    return " + ".join(f"{layer['cell']} {layer['hidden']}" + (" bidirectional" if layer["bidirectional"] else "")
+                      for layer in spec["layers"])
 
 
 def _g(value: float | None) -> str:

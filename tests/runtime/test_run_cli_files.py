@@ -1,6 +1,8 @@
 """`rnnedge run` given a file that is no weight file says what it is and what to do; batch CSV rows name their
 stream."""
 
+import csv
+
 import numpy as np
 import onnx
 import pytest
@@ -88,3 +90,49 @@ def test_single_stream_csv_output_has_no_stream_column(tmp_path, capsys):
     np.save(tmp_path / "x.npy", random_inputs(spec, 1, 6)[0])
     assert cli.main([path, str(tmp_path / "x.npy")]) == 0
     assert np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",").shape == (6, spec["head"]["out"])
+
+
+def write_training_csv(path, sequences: dict[str, np.ndarray]) -> None:
+    """rnnedge train's CSV: sequence_id, the features, a label column and a split column, one row per step."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sequence_id", "a", "b", "label", "c", "d", "e", "split"])
+        for name, X in sequences.items():
+            for x in X.tolist():
+                writer.writerow([name, repr(x[0]), repr(x[1]), 1, *map(repr, x[2:]), "test"])
+
+
+def test_a_training_csv_streams_each_sequence_and_names_it_on_every_output_row(tmp_path, capsys):
+    spec = make_spec("gru")
+    model = make_model(spec)
+    path = write_artifact(model, tmp_path / "m.safetensors")
+    X = random_inputs(spec, 3, 9).astype(np.float64)
+    sequences = {"walk-01": X[0, :9], "run,07": X[1, :4], 'say "hi"': X[2, :6]}  # different lengths
+    write_training_csv(tmp_path / "data.csv", sequences)
+    assert cli.main([path, str(tmp_path / "data.csv"), "--out", str(tmp_path / "y.csv")]) == 0
+    assert "3 stream(s), 19 steps in all, streamed one step per call" in capsys.readouterr().err
+    with open(tmp_path / "y.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert [r[0] for r in rows] == ["walk-01"] * 9 + ["run,07"] * 4 + ['say "hi"'] * 6
+    got = np.array([[float(v) for v in r[1:]] for r in rows])
+    expected = np.concatenate([torch_forward(model, s[None].astype(np.float32))[0] for s in sequences.values()])
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+def test_a_training_csv_of_unequal_sequences_is_refused_as_one_npy(tmp_path, capsys):
+    path = write_artifact(make_model(make_spec("gru")), tmp_path / "m.safetensors")
+    write_training_csv(tmp_path / "data.csv", {"a": np.zeros((3, 5)), "b": np.zeros((2, 5))})
+    assert cli.main([path, str(tmp_path / "data.csv"), "--out", str(tmp_path / "y.npy")]) == 2
+    assert ("the streams have different lengths, which one .npy array cannot hold; write a .csv"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "y.npy").exists()
+    write_training_csv(tmp_path / "same.csv", {"a": np.zeros((3, 5)), "b": np.ones((3, 5))})
+    assert cli.main([path, str(tmp_path / "same.csv"), "--out", str(tmp_path / "y.npy")]) == 0
+    assert np.load(tmp_path / "y.npy").shape == (2, 3, 4)
+
+
+def test_a_training_csv_value_that_is_not_a_number_is_named_by_line_and_column(tmp_path, capsys):
+    path = write_artifact(make_model(make_spec("gru")), tmp_path / "m.safetensors")
+    (tmp_path / "data.csv").write_text("sequence_id,a,b,c,d,e,label\ns,1,2,3,4,5,0\ns,1,2,x,4,5,0\n")
+    err = refused(capsys, path, tmp_path / "data.csv")
+    assert err == f"rnnedge run: error: {tmp_path / 'data.csv'}:3 (column c): 'x' is not a number\n"

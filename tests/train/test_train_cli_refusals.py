@@ -147,7 +147,7 @@ def test_an_internal_error_exits_3_with_a_short_message_and_the_log_holding_the_
         raise RuntimeError("a bug for the test")
 
     monkeypatch.setattr(cli, "train", broken)
-    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY]) == 3
+    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY, "--quiet"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("rnnedge train: internal error: RuntimeError: a bug for the test")
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -271,7 +271,7 @@ def test_ctrl_c_during_training_exits_130_in_one_line_and_writes_nothing(tmp_pat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "train", interrupted)
-    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY]) == 130
+    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY, "--quiet"]) == 130
     assert capsys.readouterr().err == "rnnedge train: interrupted; the output folder is as it was\n"
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir()]  # no staging folder left beside it
