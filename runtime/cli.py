@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=RawHelpFormatter)
-    parser.add_argument("model", help="a model.<precision>.safetensors written by rnnedge export")
-    parser.add_argument("input", nargs="?", help="input stream: .npy or .csv (see above); not with --generate or --prompt-ids")
+    parser.add_argument("model", metavar="MODEL", help="a model.<precision>.safetensors written by rnnedge export")
+    parser.add_argument("input", metavar="INPUT", nargs="?", help="input stream: .npy or .csv (see above); not with --generate or --prompt-ids")
     parser.add_argument("--out", help="where to write the outputs (.npy or .csv); default: CSV on stdout")
     gen = parser.add_argument_group("generation (token models predicting the next token)")
     prompt = gen.add_mutually_exclusive_group()

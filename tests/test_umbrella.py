@@ -1,5 +1,6 @@
 """`rnnedge`: one command for every stage, its --version, the old names as aliases, renamed options."""
 
+import importlib
 import os
 import re
 import subprocess
@@ -109,3 +110,14 @@ def test_help_states_each_default_once_and_never_none_or_false(build):
         text = " ".join(entry.split())
         assert text.count("(default:") <= 1, text
         assert "(default: None)" not in text and "(default: False)" not in text, text
+
+
+def test_every_console_script_names_a_function_of_the_dispatcher():
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"rnnedge": "runtime.umbrella:main", "rnnedge-train": "runtime.umbrella:old_train",
+                       "rnnedge-export": "runtime.umbrella:old_export", "rnnedge-run": "runtime.umbrella:old_run"}
+    for target in scripts.values():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
