@@ -96,8 +96,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", nargs="?", metavar="MODEL",
                    help="what to export: an rnnedge checkpoint (model.pt written by rnnedge train: state_dict + "
-                   "spec), or an ONNX file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven against ONNX "
-                   "Runtime by export/from_onnx.py")
+                   "spec), or an ONNX file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven "
+                   "against ONNX Runtime by export/from_onnx.py")
     p.add_argument("--module", metavar="MODULE:CLASS",
                    help="export your own nn.Module instead of an rnnedge checkpoint: 'package.module:Class' or "
                         "'path/to/file.py:Class'; needs --state-dict and usually --init-args")

@@ -167,11 +167,11 @@ def _bytes(facts: dict) -> str:
 def _firmware_rows(precision: str, fw: dict) -> list[tuple[str, str]]:
     if not fw["runs"]:
         return [("firmware", f"firmware_ref cannot run it: {fw['reason']}")]
-    rows = [("firmware", f"firmware_ref {precision}: flash {fw['const_bytes']:,} B of model constants + the "
+    library = ("needs the library built with its extensions (RNNEDGE_EXTENSIONS 1, the default)"
+               if fw["uses_extensions"] else "runs on the library built without extensions (-DRNNEDGE_EXTENSIONS=0)")
+    rows = [("firmware", (f"firmware_ref {precision}: flash {fw['const_bytes']:,} B of model constants + the "
                          f"library's code; RAM {fw['ram_bytes']:,} B per stream (state {fw['state_bytes']:,} + "
-                         f"scratch {fw['scratch_bytes']:,}) + the call stack; "
-                         + ("needs the library's layer extensions" if fw["uses_extensions"] else
-                            "runs on the library built without extensions (-DRNNEDGE_EXTENSIONS=0)"))]
+                         f"scratch {fw['scratch_bytes']:,}) + the call stack; {library}"))]
     measured = fw.get("measured")
     if measured is not None:
         rows.append(("measured", measured.get("summary") or f"not measured: {measured['error']}"))

@@ -46,8 +46,9 @@ def test_training_commands_on_a_device_name_the_extra_in_one_line_and_exit_2(nam
 def test_old_training_command_names_on_a_device_say_they_are_going_then_name_the_extra(name):
     done = on_device(f"old_{name}()", "--help")
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"rnnedge-{name} is now `rnnedge {name}`; the old name goes in the next release",
-                                        f"rnnedge {name}: error: {NEEDS}"]
+    assert done.stderr.splitlines() == [
+        f"rnnedge-{name} is now `rnnedge {name}`; the old name goes in the next release",
+        f"rnnedge {name}: error: {NEEDS}"]
 
 
 def test_rnnedge_run_on_a_device_streams_without_torch(tmp_path):

@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="output folder: new, empty, or written by rnnedge (default: "
                                                  "artifacts/<dataset name>)")
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress on stderr (without it: a bar per epoch on a terminal, one plain line per epoch "
-                             "otherwise, and a line per stage); results and errors are still printed")
+                        help="no progress on stderr (without it: a bar per epoch on a terminal, one plain line per "
+                             "epoch otherwise, and a line per stage); results and errors are still printed")
     parser.add_argument("--force", action="store_true",
                         help="write into an --out folder that holds files rnnedge did not write, beside them; they are "
                              "never overwritten or removed")
