@@ -117,8 +117,8 @@ def test_inspect_refuses_a_damaged_weight_file_naming_the_seal(files, tmp_path, 
     assert "does not match rnnedge.sha256" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind, needs", [("pt", "torch"), ("onnx", "onnx")])
-def test_inspect_on_a_device_names_the_extra_a_checkpoint_or_onnx_file_needs(files, kind, needs):
+def inspect_on_a_device(path):
+    """`rnnedge inspect PATH` where torch and onnx cannot be imported, as on a device."""
     program = textwrap.dedent("""
         import sys
         class Device:
@@ -129,8 +129,19 @@ def test_inspect_on_a_device_names_the_extra_a_checkpoint_or_onnx_file_needs(fil
         from runtime.umbrella import main
         sys.exit(main(["inspect", sys.argv[1]]))
     """)
-    done = subprocess.run([sys.executable, "-c", program, files[kind]], capture_output=True, text=True, check=False,
+    return subprocess.run([sys.executable, "-c", program, path], capture_output=True, text=True, check=False,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+
+
+def test_inspect_a_weight_file_on_a_device_gives_everything_without_torch(files):
+    done = inspect_on_a_device(files["int8"])
+    assert done.returncode == 0, done.stderr
+    assert f"MACs/step   {expected_macs():,} " in done.stdout and "firmware_ref int8: flash " in done.stdout
+
+
+@pytest.mark.parametrize("kind, needs", [("pt", "torch"), ("onnx", "onnx")])
+def test_inspect_on_a_device_names_the_extra_a_checkpoint_or_onnx_file_needs(files, kind, needs):
+    done = inspect_on_a_device(files[kind])
     assert done.returncode == 2
     assert done.stderr == (f"rnnedge inspect: error: {files[kind]}: reading "
                            f"{'an rnnedge checkpoint' if kind == 'pt' else 'an ONNX file'} needs the training extra "
