@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", metavar="MODEL", help="a model.<precision>.safetensors written by rnnedge export")
     parser.add_argument("input", metavar="INPUT", nargs="?", help="input stream: .npy or .csv (see above); not with --generate or --prompt-ids")
     parser.add_argument("--out", help="where to write the outputs (.npy or .csv); default: CSV on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no summary line on stderr (errors are still printed)")
     gen = parser.add_argument_group("generation (token models predicting the next token)")
     prompt = gen.add_mutually_exclusive_group()
     prompt.add_argument("--generate", metavar="PROMPT", help="stream PROMPT (text: the model's spec needs "
@@ -259,8 +260,9 @@ def _run(args: argparse.Namespace) -> int:
     how = ("streamed one step per call" if can_stream else
            "run over whole sequences (bidirectional or reverse model: it cannot stream)")
     streams, steps = sum(X.shape[0] for X in inputs), sum(X.shape[0] * X.shape[1] for X in inputs)
-    print(f"{PROG}: {streams} stream(s), {steps} steps in all, {how} in {elapsed:.3f} s"
-          + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    if not args.quiet:
+        print(f"{PROG}: {streams} stream(s), {steps} steps in all, {how} in {elapsed:.3f} s"
+              + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
     return OK
 
 
@@ -303,8 +305,10 @@ def _generate(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stdout.buffer.write((line + "\n").encode("utf-8"))  # whatever the locale: an alphabet may hold any character
     sys.stdout.buffer.flush()
-    print(f"{PROG}: {len(prompt)} prompt + {args.n} generated {what} ({model.precision}, temperature "
-          f"{args.temperature:g}, top-k {args.top_k or 'all'}, seed {args.seed}) in {elapsed:.3f} s", file=sys.stderr)
+    if not args.quiet:
+        print(f"{PROG}: {len(prompt)} prompt + {args.n} generated {what} ({model.precision}, temperature "
+              f"{args.temperature:g}, top-k {args.top_k or 'all'}, seed {args.seed}) in {elapsed:.3f} s",
+              file=sys.stderr)
     return OK
 
 

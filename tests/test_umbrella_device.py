@@ -57,3 +57,12 @@ def test_rnnedge_run_on_a_device_streams_without_torch(tmp_path):
     done = on_device("main(['run', *sys.argv[1:]])", path, tmp_path / "x.npy")
     assert done.returncode == 0, done.stderr
     assert np.loadtxt(done.stdout.splitlines(), delimiter=",").shape == (3, 4)
+
+
+@pytest.mark.parametrize("name", ["train", "export"])
+def test_python_m_of_a_training_package_on_a_device_names_the_extra_too(name):
+    program = BLOCKER + f"import runpy\nrunpy.run_module({name!r}, run_name='__main__')\n"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr == f"rnnedge {name}: error: {NEEDS}\n"

@@ -136,3 +136,15 @@ def test_a_training_csv_value_that_is_not_a_number_is_named_by_line_and_column(t
     (tmp_path / "data.csv").write_text("sequence_id,a,b,c,d,e,label\ns,1,2,3,4,5,0\ns,1,2,x,4,5,0\n")
     err = refused(capsys, path, tmp_path / "data.csv")
     assert err == f"rnnedge run: error: {tmp_path / 'data.csv'}:3 (column c): 'x' is not a number\n"
+
+
+def test_quiet_leaves_stderr_empty_and_the_outputs_unchanged(tmp_path, capsys):
+    spec = make_spec("gru")
+    path = write_artifact(make_model(spec), tmp_path / "m.safetensors")
+    np.save(tmp_path / "x.npy", random_inputs(spec, 2, 5))
+    assert cli.main([path, str(tmp_path / "x.npy")]) == 0
+    loud = capsys.readouterr()
+    assert cli.main([path, str(tmp_path / "x.npy"), "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and loud.err.startswith("rnnedge run: 2 stream(s), 10 steps in all")
+    assert quiet.out == loud.out
