@@ -8,6 +8,8 @@ file asks for it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -22,6 +24,7 @@ KERNELS = {  # what runs one step of each precision (runtime/model.py picks them
     "int8": "runtime/kernels_int8.py: integers only, int8 weights x int16 activations summed in int32 (TFLM 16x8)",
 }
 STATE_ITEM_BYTES = {"f32": 4, "int8w": 4, "int8": 2}  # a value of h or c on a device (firmware_ref)
+REPORT_MAX_BYTES = 64 * 2**20  # an export's report.json is kilobytes; a larger file is not one
 CPU_FEATURES = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "avxvnni", "neon", "sve")
 
 
@@ -82,6 +85,38 @@ def weight_file_facts(path: str, footprint_board: str | None = None) -> dict:
                       "state_on_device": facts["state_values"] * STATE_ITEM_BYTES[precision]}
     facts["kernel"] = kernel_facts(precision)
     facts["firmware"] = firmware_facts(path, spec, precision, footprint_board)
+    report = export_report(path)
+    if report is not None:
+        facts["export_report"] = report
+    return facts
+
+
+def export_report(path: str) -> dict | None:
+    """What the report.json of the export beside the file says about it: its parity rows (what was compared, the
+    largest difference, the task metric, passed) and, for int8, the measured firmware footprint. Only when the
+    report's manifest holds this file's SHA-256 (a report of another export of that name is stale: it says so);
+    None without a report.json."""
+    report_path = Path(path).parent / "report.json"
+    if not report_path.is_file():
+        return None
+    try:
+        if report_path.stat().st_size > REPORT_MAX_BYTES:
+            raise ValueError(f"larger than {REPORT_MAX_BYTES:,} bytes")
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        listed = report["manifest"][Path(path).name]["sha256"]
+        if listed != hashlib.sha256(Path(path).read_bytes()).hexdigest():
+            return {"path": str(report_path), "stale": True}
+        rows = [{"comparison": a["comparison"], "passed": a["passed"], "max_abs_diff": a["max_abs_diff"],
+                 "metric": a["metric"]} for a in report["artifacts"] if a["file"] == Path(path).name]
+        facts = {"path": str(report_path), "stale": False, "passed": all(r["passed"] for r in rows), "rows": rows,
+                 "reference": report["reference"]}
+        firmware = report.get("firmware") or {}
+        if path.endswith(".int8.safetensors") and firmware.get("measured"):
+            from export import footprint
+
+            facts["firmware"] = footprint.summary_line(firmware)
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as e:
+        return {"path": str(report_path), "stale": None, "error": f"not readable as an rnnedge export report ({e!r})"}
     return facts
 
 

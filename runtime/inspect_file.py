@@ -113,6 +113,8 @@ def lines(facts: dict) -> list[str]:
                                 f"({features}); compiled kernels {cache}")))
     if "firmware" in facts:
         rows += _firmware_rows(facts["precision"], facts["firmware"])
+    if "export_report" in facts:
+        rows += _report_rows(facts["export_report"])
     if "firmware_ram" in facts:
         ram = ", ".join(f"{p} {b:,} B" for p, b in facts["firmware_ram"].items())
         rows.append(("firmware", (f"RAM per stream once exported (state + scratch): {ram}; its flash: inspect the "
@@ -176,6 +178,27 @@ def _firmware_rows(precision: str, fw: dict) -> list[tuple[str, str]]:
     if measured is not None:
         rows.append(("measured", measured.get("summary") or f"not measured: {measured['error']}"))
     return rows
+
+
+def _report_rows(report: dict) -> list[tuple[str, str]]:
+    """The parity rows of the export's report.json beside the file (inspect_facts.export_report)."""
+    if report["stale"] is None:
+        return [("parity", f"{report['path']}: {report['error']}")]
+    if report["stale"]:
+        return [("parity", f"{report['path']} describes another file of this name (its SHA-256 differs): stale")]
+    reference = report["reference"]["metric"]
+    rows = [("parity", (f"{'PASS' if report['passed'] else 'FAIL'} in {report['path']} "
+                       f"(reference: {report['reference']['name']}, {_metric(reference)})"))]
+    for r in report["rows"]:
+        rows.append(("", (f"{r['comparison']}: max abs diff {r['max_abs_diff']:.3g}, {_metric(r['metric'])}, "
+                         f"{'passed' if r['passed'] else 'FAILED'}")))
+    if "firmware" in report:
+        rows.append(("measured", f"{report['firmware']} (report.json)"))
+    return rows
+
+
+def _metric(metric) -> str:
+    return f"{metric['name']} {metric['value']:.4g}" if isinstance(metric, dict) else "no task metric"
 
 
 def _pairs(d: dict) -> str:

@@ -146,3 +146,25 @@ def test_inspect_on_a_device_names_the_extra_a_checkpoint_or_onnx_file_needs(fil
     assert done.stderr == (f"rnnedge inspect: error: {files[kind]}: reading "
                            f"{'an rnnedge checkpoint' if kind == 'pt' else 'an ONNX file'} needs the training extra "
                            f'({needs} is not installed here): pip install "rnnedge[train]"\n')
+
+
+def test_inspect_a_weight_file_beside_its_export_report_gives_its_parity_rows(tmp_path, capsys, monkeypatch):
+    from export import cli as export_cli
+
+    monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")  # the footprint is tested above; here only the parity rows
+    model = make_model(make_spec("gru", hidden=4))
+    save_checkpoint(tmp_path / "model.pt", model)
+    out = tmp_path / "export"
+    assert export_cli.main([str(tmp_path / "model.pt"), "--out", str(out), "--precision", "f32,int8",
+                            "--stream-steps", "30"]) == 0
+    capsys.readouterr()
+    report = inspected(capsys, out / "model.int8.safetensors")["export_report"]
+    assert report["stale"] is False and report["passed"] is True
+    assert [r["comparison"] for r in report["rows"]] == ["PyTorch forward vs runtime int8 stream().step() loop",
+                                                        "PyTorch forward vs runtime int8 run()"]
+    assert inspect_file.main([str(out / "model.int8.safetensors")]) == 0
+    assert f"  parity      PASS in {out / 'report.json'}" in capsys.readouterr().out
+    other = make_model(make_spec("gru", hidden=4), seed=1)
+    write_artifact(other, out / "model.f32.safetensors")  # not the file the report describes
+    assert inspected(capsys, out / "model.f32.safetensors")["export_report"] == {"path": str(out / "report.json"),
+                                                                                 "stale": True}
