@@ -1,9 +1,9 @@
-"""What `rnnedge inspect` reports about a model, as a dict: its spec in short, parameters, MACs per step, bytes of
-model and state, the kernels that run it here and its firmware_ref footprint. runtime/inspect_file.py prints it.
+"""What `rnnedge inspect` reports about a weight file, as a dict: its spec in short, parameters, MACs per step,
+bytes of model and state, the kernels that run it here and its firmware_ref footprint. runtime/inspect_file.py
+prints it; export/inspect_models.py gathers the same for checkpoints and ONNX files (torch, onnx).
 
-Weight files need only the runtime; the firmware figures come from export/firmware.py (numpy; no torch), ONNX files
-need onnx (and export/from_onnx.py's mapper for the spec), checkpoints need torch; each is imported only when the
-file asks for it.
+The firmware figures come from export/firmware.py and export/footprint.py (numpy and the stdlib, no torch),
+imported when a weight file is inspected.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def weight_file_facts(path: str, footprint_board: str | None = None) -> dict:
     except artifact.ArtifactError as e:
         raise InspectError(str(e)) from None
     model = Model(spec, precision, tensors)
-    facts = {"file": _file(path, "rnnedge weight file"), "precision": precision,
+    facts = {"file": file_facts(path, "rnnedge weight file"), "precision": precision,
              "sha256": artifact.sha256(spec, precision, tensors), **spec_facts(spec)}
     stream_bytes = model.stream(1).nbytes if facts["streams"] else None
     facts["bytes"] = {"weights_in_file": sum(t.nbytes for t in tensors.values()), "runtime_model": model.nbytes,
@@ -85,13 +85,13 @@ def weight_file_facts(path: str, footprint_board: str | None = None) -> dict:
                       "state_on_device": facts["state_values"] * STATE_ITEM_BYTES[precision]}
     facts["kernel"] = kernel_facts(precision)
     facts["firmware"] = firmware_facts(path, spec, precision, footprint_board)
-    report = export_report(path)
+    report = export_report(path, precision)
     if report is not None:
         facts["export_report"] = report
     return facts
 
 
-def export_report(path: str) -> dict | None:
+def export_report(path: str, precision: str) -> dict | None:
     """What the report.json of the export beside the file says about it: its parity rows (what was compared, the
     largest difference, the task metric, passed) and, for int8, the measured firmware footprint. Only when the
     report's manifest holds this file's SHA-256 (a report of another export of that name is stale: it says so);
@@ -111,7 +111,7 @@ def export_report(path: str) -> dict | None:
         facts = {"path": str(report_path), "stale": False, "passed": all(r["passed"] for r in rows), "rows": rows,
                  "reference": report["reference"]}
         firmware = report.get("firmware") or {}
-        if path.endswith(".int8.safetensors") and firmware.get("measured"):
+        if precision == "int8" and firmware.get("measured"):
             from export import footprint
 
             facts["firmware"] = footprint.summary_line(firmware)
@@ -191,67 +191,5 @@ def _measure(sources: str, precision: str, board: str) -> dict:
             "instructions_per_step": result["icount"]["per_step_mean"], "summary": footprint.summary_line(result)}
 
 
-def checkpoint_facts(path: str) -> dict:
-    """Facts about an rnnedge checkpoint (train/checkpoint.py reads it with torch.load(weights_only=True))."""
-    try:
-        from train.checkpoint import CheckpointError, load_checkpoint
-    except ImportError as e:
-        raise InspectError(_needs_extra(path, "an rnnedge checkpoint", e)) from None
-    try:
-        model, metrics = load_checkpoint(path)
-    except CheckpointError as e:
-        raise InspectError(str(e)) from None
-    spec = specs.validate(model.spec)
-    facts = {"file": _file(path, "rnnedge checkpoint (PyTorch)"), "precision": "float32 (PyTorch)", **spec_facts(spec)}
-    facts["bytes"] = {"weights_in_file": 4 * facts["parameters"]}
-    facts["firmware_ram"] = firmware_ram(spec)
-    facts["metrics"] = {k: metrics[k] for k in ("metric", "val_metric", "test_metric", "kept_epoch") if k in metrics}
-    facts["next"] = f"rnnedge export {path} --precision f32,int8w,int8 --out DIR"
-    return facts
-
-
-def onnx_facts(path: str) -> dict:
-    """Facts about an ONNX file: the graph's recurrent nodes, and the rnnedge spec export/from_onnx.py maps it to
-    (without the proof against ONNX Runtime, which rnnedge export runs)."""
-    try:
-        import onnx
-    except ImportError as e:
-        raise InspectError(_needs_extra(path, "an ONNX file", e)) from None
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError and others for a damaged file
-        raise InspectError(f"{path}: not a readable ONNX model: {type(e).__name__}: {e}") from None
-    ops: dict[str, int] = {}
-    for node in model.graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    facts = {"file": _file(path, "ONNX model"), "onnx": {
-        "ir_version": model.ir_version, "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import}, "nodes": ops,
-        "initializer_values": sum(math.prod(t.dims) for t in model.graph.initializer)}}
-    try:
-        from export.from_module import MappingError
-        from export.from_onnx import map_onnx
-    except ImportError as e:
-        facts["mapping"] = f"not tried: {_needs_extra(path, 'mapping an ONNX file', e)}"
-        return facts
-    try:
-        mapping = map_onnx(model, prove=False, where=path)
-    except MappingError as e:
-        facts["mapping"] = f"refused: {e}"
-        return facts
-    facts["mapping"] = "maps to the rnnedge spec below (rnnedge export proves it against ONNX Runtime)"
-    facts.update(spec_facts(mapping.spec))
-    facts["precision"] = "float32 (ONNX)"
-    facts["firmware_ram"] = firmware_ram(mapping.spec)
-    facts["next"] = f"rnnedge export {path} --precision f32,int8w,int8 --out DIR"
-    return facts
-
-
-def _file(path: str, kind: str) -> dict:
+def file_facts(path: str, kind: str) -> dict:
     return {"path": os.fspath(path), "kind": kind, "bytes": os.path.getsize(path)}
-
-
-def _needs_extra(path: str, what: str, error: ImportError) -> str:
-    missing = (error.name or "a module").split(".")[0]
-    return (f"{path}: reading {what} needs the training extra ({missing} is not installed here): "
-            'pip install "rnnedge[train]"')

@@ -2,8 +2,8 @@
 
 FILE is recognised by its first bytes (runtime/sniff.py): an rnnedge weight file (model.<precision>.safetensors,
 read and verified whole by runtime/artifact.py), an ONNX file (needs onnx) or an rnnedge checkpoint (model.pt,
-needs torch; read with torch.load(weights_only=True)). The facts (runtime/inspect_facts.py) are printed as
-aligned lines, or with --json as one JSON object.
+needs torch; read with torch.load(weights_only=True)). The facts (runtime/inspect_facts.py; the last two
+export/inspect_models.py) are printed as aligned lines, or with --json as one JSON object.
 
 Exit status (runtime/command.py): 0 described, 2 a file it refuses (not a model file, damaged, or its reader not
 installed: one line naming why), 3 an internal error, 130 interrupted.
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from runtime.inspect_facts import InspectError, checkpoint_facts, onnx_facts, weight_file_facts
+    from runtime.inspect_facts import InspectError, weight_file_facts
 
     try:
         path = str(regular_file(args.file, "FILE"))
@@ -72,8 +72,12 @@ def _main(args: argparse.Namespace) -> int:
         if kind == "safetensors":
             facts = weight_file_facts(path, args.board if args.measure_footprint else None)
         elif kind == "onnx" or (kind == "unknown" and path.lower().endswith(".onnx")):
+            from export.inspect_models import onnx_facts
+
             facts = onnx_facts(path)
         elif kind == "pytorch":
+            from export.inspect_models import checkpoint_facts
+
             facts = checkpoint_facts(path)
         else:
             described = {"npy": "a numpy .npy array", "npz": "a numpy .npz archive", "zip": "a zip archive",
