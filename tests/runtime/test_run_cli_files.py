@@ -2,6 +2,7 @@
 stream."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -148,3 +149,12 @@ def test_quiet_leaves_stderr_empty_and_the_outputs_unchanged(tmp_path, capsys):
     quiet = capsys.readouterr()
     assert quiet.err == "" and loud.err.startswith("rnnedge run: 2 stream(s), 10 steps in all")
     assert quiet.out == loud.out
+
+
+def test_a_weight_file_cut_inside_its_header_is_still_read_as_one_and_called_truncated(tmp_path, capsys):
+    path = write_artifact(make_model(make_spec("gru")), tmp_path / "m.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(Path(path).read_bytes()[:200])
+    assert sniff.kind(cut) == "safetensors"
+    np.save(tmp_path / "x.npy", np.zeros((4, 5), np.float32))
+    assert "truncated" in refused(capsys, cut, tmp_path / "x.npy")
