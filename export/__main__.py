@@ -1,7 +1,7 @@
-"""`python -m export`: the same as `rnnedge-export`."""
+"""`python -m export`: the same as `rnnedge export` (without the training extra: one line saying so, exit 2)."""
 
 import sys
 
-from export.cli import main
+from runtime.umbrella import run_command
 
-sys.exit(main())
+sys.exit(run_command("export", sys.argv[1:], "rnnedge export"))

@@ -1,10 +1,10 @@
-"""`rnnedge-export CHECKPOINT`: write every artifact of a trained model and prove each one against PyTorch.
+"""`rnnedge export CHECKPOINT`: write every artifact of a trained model and prove each one against PyTorch.
 
-`rnnedge-export --module pkg.mod:Class --checkpoint state_dict.pt --init-args '{...}'` exports a user's own
+`rnnedge export --module pkg.mod:Class --state-dict state_dict.pt --init-args '{...}'` exports a user's own
 nn.Module instead (export/from_module.py): mapped to a spec, proven equal to its forward() on random inputs,
 written as an rnnedge checkpoint (model.pt) next to the artifacts, then exported as above.
 
-`rnnedge-export model.onnx` (a positional name ending in .onnx) exports an ONNX graph made by any tool
+`rnnedge export model.onnx` (a positional name ending in .onnx) exports an ONNX graph made by any tool
 (export/from_onnx.py): its RNN / LSTM / GRU nodes and glue are mapped to a spec, proven equal to ONNX Runtime on
 the original graph on random inputs, written as model.pt, then exported as above.
 
@@ -12,8 +12,8 @@ Where it writes (train/outputs.py), never over or next to an input file unless -
 - `--out DIR`: DIR, if it is new, empty, or holds only files rnnedge wrote (its rnnedge-manifest.json lists each one
   with its SHA-256). A DIR with other files is refused unless --force, which writes rnnedge's files beside them but
   never over them: a file of yours named like one rnnedge writes (model.pt, model.onnx, report.json, ...) is refused
-  even then. An export never overwrites what rnnedge-train wrote (its model.pt).
-- no --out, a positional rnnedge checkpoint: the checkpoint's folder when rnnedge wrote it (rnnedge-train's output),
+  even then. An export never overwrites what rnnedge train wrote (its model.pt).
+- no --out, a positional rnnedge checkpoint: the checkpoint's folder when rnnedge wrote it (rnnedge train's output),
   under the same rules; a checkpoint rnnedge did not write needs --out.
 - no --out, --module or an .onnx file: ./rnnedge-out/<name>/, named after the class or the file's stem; a re-run
   of the same MODULE:CLASS or file updates that folder, another model of the same name gets <name>-2, -3, ...
@@ -60,13 +60,17 @@ from export.pipeline import (
 from export.report import markdown
 from export.rules import FLOAT_RTOL
 from runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
+from runtime.options import HelpFormatter, add_renamed, renamed_epilog
 from train import outputs, splits
 from train.checkpoint import CheckpointError, load_split
 from train.data import load_dataset
 
-PROG = "rnnedge-export"
+PROG = "rnnedge export"
 MAX_STEPS = 1_000_000  # random parity streams are held whole: 3 streams x steps x features, float64, per artifact
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds agree on this range
+# --checkpoint named a user's state_dict while the positional MODEL is an rnnedge checkpoint; --steps meant the
+# length of the parity streams here and the adding problem's length in rnnedge train
+RENAMED = {"--checkpoint": "--state-dict", "--steps": "--stream-steps"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -77,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
                     "then run each artifact against the PyTorch model on long streams and write report.json, "
                     "report.md and report.html (with plots) with every file's size and its max abs difference.",
         epilog="Output folder: never over or next to an input file unless --out says so. Without --out: a "
-               "positional checkpoint's own folder when rnnedge-train wrote it; --module and .onnx exports go to "
+               "positional checkpoint's own folder when rnnedge train wrote it; --module and .onnx exports go to "
                "./rnnedge-out/<class or file stem>/ (a re-run of the same model updates it; another model of that "
                "name gets <name>-2, ...). A folder holding files rnnedge did not write (per its "
                "rnnedge-manifest.json) is refused unless --force. The export is written and verified beside the "
@@ -87,16 +91,20 @@ def parser() -> argparse.ArgumentParser:
                "0.5 point or a drop that is not significant; int8: likewise within 1 point) and "
                "the report names it, 2 bad input (including calibration data that do not fit the model, NaN or inf "
                "weights, --data that is not what the checkpoint was trained on or that the model does not fit, "
-               "and a refused output folder), 3 an internal error (the traceback goes to a log file).",
+               "and a refused output folder), 3 an internal error (the traceback goes to a log file). "
+               + renamed_epilog(RENAMED),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("checkpoint", nargs="?", help="checkpoint written by rnnedge-train (state_dict + spec), or an ONNX "
-                   "file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven against ONNX "
-                   "Runtime by export/from_onnx.py")
+    p.add_argument("checkpoint", nargs="?", metavar="MODEL",
+                   help="what to export: an rnnedge checkpoint (model.pt written by rnnedge train: state_dict + "
+                   "spec), or an ONNX file (a name ending in .onnx) with RNN / LSTM / GRU nodes, mapped and proven "
+                   "against ONNX Runtime by export/from_onnx.py")
     p.add_argument("--module", metavar="MODULE:CLASS",
                    help="export your own nn.Module instead of an rnnedge checkpoint: 'package.module:Class' or "
-                        "'path/to/file.py:Class'; needs --checkpoint (its state_dict) and usually --init-args")
-    p.add_argument("--checkpoint", dest="state_dict", metavar="STATE_DICT",
-                   help="with --module: the module's state_dict (torch.save(model.state_dict(), ...))")
+                        "'path/to/file.py:Class'; needs --state-dict and usually --init-args")
+    state_dict = p.add_argument("--state-dict", metavar="STATE_DICT",
+                                help="with --module: the module's state_dict (torch.save(model.state_dict(), ...))")
+    add_renamed(p, "--checkpoint", state_dict, PROG)
     p.add_argument("--init-args", metavar="JSON", default="{}",
                    help="with --module: the class's keyword arguments as a JSON object (default: {})")
     p.add_argument("--task", choices=("classify", "tag", "forecast", "generate"),
@@ -104,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
                         "(default: classify; an ONNX file written by rnnedge keeps its own)")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the artifacts and report: new, empty, or written by rnnedge (default: a "
-                        "positional checkpoint's folder when rnnedge-train wrote it, else ./rnnedge-out/<name>/)")
+                        "positional checkpoint's folder when rnnedge train wrote it, else ./rnnedge-out/<name>/)")
     p.add_argument("--force", action="store_true",
                    help="write into a --out folder that holds files rnnedge did not write, beside them; they are "
                         "never overwritten or removed (a file of yours with a name rnnedge writes is refused)")
@@ -119,8 +127,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, default=FLOAT_RTOL,
                    help="float32 artifacts: the relative part of that rule (default: %(default)g); an artifact "
                         "within 4x PyTorch's own float32-vs-float64 error on the same streams passes too")
-    p.add_argument("--steps", type=int, default=1000,
-                   help="length of each random stream when no --data is given (default: %(default)d)")
+    steps = p.add_argument("--stream-steps", dest="steps", metavar="N", type=int, default=1000,
+                           help="length of each random parity stream when no --data is given (default: %(default)d)")
+    add_renamed(p, "--steps", steps, PROG)
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the random streams (default: 0); with --data, the data split's seed, which defaults "
                         "to the one the checkpoint recorded (a different one is refused unless --split-check off)")
@@ -176,7 +185,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.calibration and "int8" not in precisions:
         return bad_input(PROG, "--calibration is used by the int8 precision only; add int8 to --precision")
     if not 1 <= args.steps <= MAX_STEPS:
-        return bad_input(PROG, f"--steps must be an integer from 1 to {MAX_STEPS:,}, got {args.steps}")
+        return bad_input(PROG, f"--stream-steps must be an integer from 1 to {MAX_STEPS:,}, got {args.steps}")
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         return bad_input(PROG, f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if not args.tolerance >= 0:
@@ -187,15 +196,15 @@ def _main(args: argparse.Namespace) -> int:
         return bad_input(PROG, f"--out {args.out!r} holds a NUL byte, which no file name can")
     if args.module and args.checkpoint:
         return bad_input(PROG, f"give either a positional rnnedge CHECKPOINT ({args.checkpoint}) or --module with "
-                          f"--checkpoint STATE_DICT, not both")
+                          f"--state-dict STATE_DICT, not both")
     if args.module and not args.state_dict:
-        return bad_input(PROG, "--module needs --checkpoint STATE_DICT (the module's saved state_dict)")
+        return bad_input(PROG, "--module needs --state-dict STATE_DICT (the module's saved state_dict)")
     if not args.module and (args.state_dict or args.init_args.strip() != "{}"):
-        return bad_input(PROG, "--checkpoint and --init-args go with --module; an rnnedge checkpoint is given "
-                          "positionally: rnnedge-export model.pt")
+        return bad_input(PROG, "--state-dict and --init-args go with --module; an rnnedge checkpoint is given "
+                          "positionally: rnnedge export model.pt")
     if not args.module and not args.checkpoint:
-        return bad_input(PROG, "give a CHECKPOINT (written by rnnedge-train), or --module MODULE:CLASS --checkpoint "
-                          "STATE_DICT")
+        return bad_input(PROG, "give a CHECKPOINT written by rnnedge train or an ONNX file (MODEL), or --module "
+                          "MODULE:CLASS --state-dict STATE_DICT")
     try:
         _check_input_files(args)
         args.init_args = _init_args(args.init_args)
@@ -253,7 +262,7 @@ def _init_args(text: str) -> dict:
 
 def _check_input_files(args) -> None:
     """Every file the command reads is a regular file: a FIFO would block it and /dev/zero feed it forever."""
-    named = [("checkpoint", args.checkpoint), ("--checkpoint", args.state_dict)]
+    named = [("checkpoint", args.checkpoint), ("--state-dict", args.state_dict)]
     if args.module and args.module.rpartition(":")[0].endswith(".py"):
         named.append(("--module file", args.module.rpartition(":")[0]))
     for what, path in named:
@@ -337,7 +346,7 @@ def _checked_data(args):
     """--data split as the checkpoint's record says, refused when it is not the split the model was trained on."""
     record = None
     if args.module or args.checkpoint.lower().endswith(".onnx"):
-        _warn(f"{args.module or args.checkpoint} was not trained by rnnedge-train, so which sequences it trained on is "
+        _warn(f"{args.module or args.checkpoint} was not trained by rnnedge train, so which sequences it trained on is "
               f"unknown: the test part of --data {args.data} is held out only if it was held out in training")
     else:
         try:

@@ -7,12 +7,29 @@
     stream.reset()
     Y = model.run(X)                 # whole sequences (also bidirectional models)
     text = model.generate("ROMEO:", 200, temperature=0.8, top_k=20, seed=0)  # character models
+
+The names below are imported on first use, so that `rnnedge --version` and a command's option errors
+(runtime/umbrella.py, runtime/command.py) answer without loading numba.
 """
 
-from runtime import spec
-from runtime.artifact import ArtifactError
-from runtime.model import Model, Stream, StreamInUseError, load
-from runtime.sampler import Sampler
-from runtime.spec import SpecError
+import importlib
+
+_WHERE = {"ArtifactError": "runtime.artifact", "Model": "runtime.model", "Stream": "runtime.model",
+          "StreamInUseError": "runtime.model", "load": "runtime.model", "Sampler": "runtime.sampler",
+          "SpecError": "runtime.spec"}
 
 __all__ = ["ArtifactError", "Model", "Sampler", "SpecError", "Stream", "StreamInUseError", "load", "spec"]
+
+
+def __getattr__(name: str):
+    if name == "spec":
+        return importlib.import_module("runtime.spec")
+    if name not in _WHERE:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

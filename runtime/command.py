@@ -36,7 +36,7 @@ def internal_error(prog: str, error: BaseException, after: str = "") -> int:
     if len(message) > 300:  # one line on the terminal; the log has it whole
         message = message[:300] + " ..."
     try:
-        with tempfile.NamedTemporaryFile("w", prefix=f"{prog}-", suffix=".log", delete=False) as log:
+        with tempfile.NamedTemporaryFile("w", prefix=f"{prog.replace(' ', '-')}-", suffix=".log", delete=False) as log:
             traceback.print_exception(error, file=log)
         where = f"the traceback is in {log.name}"
     except OSError as e:  # no writable temporary folder: still no traceback on the terminal

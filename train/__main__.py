@@ -1,5 +1,7 @@
-"""python -m train: the same as rnnedge-train."""
+"""python -m train: the same as `rnnedge train` (without the training extra: one line saying so, exit 2)."""
 
-from train.cli import main
+import sys
 
-raise SystemExit(main())
+from runtime.umbrella import run_command
+
+sys.exit(run_command("train", sys.argv[1:], "rnnedge train"))

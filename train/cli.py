@@ -1,17 +1,17 @@
-"""rnnedge-train: train a recurrent model on a data set and write its checkpoint, metrics and curves.
+"""rnnedge train: train a recurrent model on a data set and write its checkpoint, metrics and curves.
 
-    rnnedge-train                              # the smartwatch demo -> artifacts/watch/
-    rnnedge-train my_data.npz --cell lstm --hidden 64 --out artifacts/mine
-    rnnedge-train my_book.txt                  # a character model of your own UTF-8 text (train/text_data.py)
+    rnnedge train                              # the smartwatch demo -> artifacts/watch/
+    rnnedge train my_data.npz --cell lstm --hidden 64 --out artifacts/mine
+    rnnedge train my_book.txt                  # a character model of your own UTF-8 text (train/text_data.py)
     python -m train synthetic-sum --epochs 5
-    rnnedge-train --diagnose-gradients --out /tmp/grads   # vanishing/exploding gradients, RNN vs LSTM vs GRU
+    rnnedge train --diagnose-gradients --out /tmp/grads   # vanishing/exploding gradients, RNN vs LSTM vs GRU
 
 The output folder (train/outputs.py) must be new, empty, or one rnnedge wrote: its rnnedge-manifest.json lists every
 file rnnedge wrote there with its SHA-256. A folder holding other files is refused unless --force, which writes
 beside them but never over them (a file of yours named model.pt, metrics.json or training.png is refused even then).
 Training is written into a staging folder beside the output folder and moved in only when it is complete, so an
 interrupted or failed run leaves the folder as it was. A new model makes the folder's earlier rnnedge files stale:
-an export of the previous model in the same folder is removed (re-run rnnedge-export).
+an export of the previous model in the same folder is removed (re-run rnnedge export).
 
 Exit status (runtime/command.py): 0 trained and written, 2 bad input (an unknown data set, a file that is not a
 regular file, a data file whose values the model cannot be built or trained from -- a token id or label outside
@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from runtime.command import INTERRUPTED, OK, bad_input, internal_error
+from runtime.options import HelpFormatter, add_renamed, renamed_epilog
 from runtime.spec import CELLS
 from train import outputs
 from train.data import SYNTHETIC, load_dataset
@@ -37,7 +38,7 @@ from train.gradients import diagnose_gradients
 from train.loop import KEEPS, SCHEDULES, TrainConfig, default_spec, train
 from train.splits import METHODS, describe
 
-PROG = "rnnedge-train"
+PROG = "rnnedge train"
 DEFAULTS = TrainConfig()
 TRAIN_FILES = ("model.pt", "metrics.json", "training.png")
 GRADIENT_FILES = ("gradients.json", "gradients_over_time.png", "clipping.png")
@@ -46,6 +47,7 @@ GRADIENT_FILES = ("gradients.json", "gradients_over_time.png", "clipping.png")
 LIMITS = {"hidden": 4096, "layers": 64, "embed_dim": 4096, "epochs": 100_000, "batch_size": 1_000_000,
           "patience": 100_000}
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds agree on this range
+RENAMED = {"--steps": "--adding-steps"}  # --steps meant the parity streams' length in rnnedge export
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                "Output folder: new, empty, or written by rnnedge (its rnnedge-manifest.json lists every file with its "
                "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
                "or removed. The run is written beside the folder and moved in only when complete (a failed run "
-               "leaves the folder as it was); an earlier export of the previous model in the folder is removed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+               "leaves the folder as it was); an earlier export of the previous model in the folder is removed. "
+               + renamed_epilog(RENAMED),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("dataset", nargs="?", default="watch",
                         help="'watch' (bundled smartwatch IMU demo), 'digits' (bundled spoken-digit MFCCs), "
@@ -69,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"one of {', '.join(SYNTHETIC)}, or a path to a .npz or .csv file, or to a .txt file: "
                              "UTF-8 text (recognised by the suffix .txt) for a character model that predicts the next "
                              "character (task generate; its end is held out; see train/text_data.py), then "
-                             "rnnedge-run --generate")
+                             "rnnedge run --generate")
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell of every layer")
     model.add_argument("--hidden", type=int, default=48, help="hidden units per layer and direction")
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--embed-dim", type=int, default=16, help="embedding width for token input")
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="most epochs to run")
-    fit.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    fit.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="sequences per Adam update")
     fit.add_argument("--lr", type=float, default=DEFAULTS.lr, help="Adam learning rate (the starting rate)")
     fit.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
                      help="learning rate over the epochs: cosine (falls from --lr to 1%% of it at --epochs), "
@@ -99,9 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "or X_train/X_test keys, a CSV 'split' column), random (70/15/15, seeded), by-group (whole "
                           "groups of an .npz 'group' key or CSV 'group' column on one side), time (contiguous blocks "
                           "in order); default: given when the data carries a split, else random. The checkpoint "
-                          "records it, and rnnedge-export --data re-derives it")
+                          "records it, and rnnedge export --data re-derives it")
     parser.add_argument("--out", type=Path, help="output folder: new, empty, or written by rnnedge (default: "
                                                  "artifacts/<dataset name>)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress on stderr (without it: a bar per epoch on a terminal, one plain line per "
+                             "epoch otherwise, and a line per stage); results and errors are still printed")
     parser.add_argument("--force", action="store_true",
                         help="write into an --out folder that holds files rnnedge did not write, beside them; they are "
                              "never overwritten or removed")
@@ -113,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "and without clipping; uses --hidden, --batch-size, --lr, --clip-grad-norm (> 0) and "
                                "--seed, ignores the other options; writes gradients.json, gradients_over_time.png and "
                                "clipping.png to --out (default: artifacts/gradients). See train/gradients.py")
-    diagnose.add_argument("--steps", type=int, default=GRADIENT_DEFAULTS["T"], metavar="T",
-                          help="sequence length T of the adding problem (at least 2)")
+    steps = diagnose.add_argument("--adding-steps", dest="steps", type=int, default=GRADIENT_DEFAULTS["T"], metavar="T",
+                                  help="sequence length T of the adding problem (at least 2)")
+    add_renamed(diagnose, "--steps", steps, PROG)
     diagnose.add_argument("--updates", type=int, default=GRADIENT_DEFAULTS["updates"],
                           help="Adam updates per cell on the adding problem")
     return parser
@@ -156,10 +163,13 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              schedule=args.schedule, keep=args.keep,
                              clip_grad_norm=args.clip_grad_norm if args.clip_grad_norm > 0 else None,
-                             patience=args.patience, window=args.window if args.window > 0 else None)
+                             patience=args.patience, window=args.window if args.window > 0 else None,
+                             progress=False if args.quiet else None)
         out = args.out or Path("artifacts") / data.name
         inputs = [args.dataset] if Path(args.dataset).is_file() else []
         outputs.check_folder(out, outputs.TRAIN, writes=TRAIN_FILES, inputs=inputs, force=args.force)
+        _status(args, f"training {_layers(spec)} on {data.name} ({len(data.train)} training sequences) for up to "
+                      f"{config.epochs} epochs")
         with outputs.Staging(out, outputs.TRAIN, inputs=inputs, writes=TRAIN_FILES,
                              source=f"dataset {data.name}") as stage:
             _, metrics = train(spec, data, config, stage.dir)
@@ -182,7 +192,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """--diagnose-gradients: run train.gradients.diagnose_gradients and print its table."""
     if not 2 <= args.steps <= 100_000:  # dL/dh_t is kept for every step t
-        parser.error(f"--steps must be from 2 (the adding problem marks one step in each half) to 100,000, got "
+        parser.error(f"--adding-steps must be from 2 (the adding problem marks one step in each half) to 100,000, got "
                      f"{args.steps}")
     if not 0 <= args.updates <= 1_000_000:
         parser.error(f"--updates must be from 0 to 1,000,000, got {args.updates}")
@@ -194,7 +204,7 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         with outputs.Staging(out, outputs.DIAGNOSE, writes=GRADIENT_FILES) as stage:
             report = diagnose_gradients(stage.dir, args.steps, hidden=args.hidden, updates=args.updates,
                                         batch_size=args.batch_size, lr=args.lr, max_norm=args.clip_grad_norm,
-                                        seed=args.seed, log=lambda line: print(line, file=sys.stderr, flush=True))
+                                        seed=args.seed, log=lambda line: _status(args, line))
     except (ValueError, OSError) as e:
         return bad_input(PROG, str(e))
     task, config = report["task"], report["config"]
@@ -217,6 +227,17 @@ def _diagnose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for name in GRADIENT_FILES:
         print(f"wrote {out / name}")
     return OK
+
+
+def _status(args: argparse.Namespace, line: str) -> None:
+    """A progress line on stderr, unless --quiet."""
+    if not args.quiet:
+        print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def _layers(spec: dict) -> str:
+    return " + ".join(f"{layer['cell']} {layer['hidden']}" + (" bidirectional" if layer["bidirectional"] else "")
+                      for layer in spec["layers"])
 
 
 def _g(value: float | None) -> str:

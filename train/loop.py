@@ -16,6 +16,7 @@ import copy
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,7 +59,8 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads. A small recurrent step is too small to split: on the 2-core build
     #                   machine 2 threads ran a GRU-48 batch ~100x slower than 1 (OpenMP threads waiting on each
     #                   other every time step). Never more than the cores this process may run on
-    progress: bool | None = None  # tqdm bar on stderr; None: only when stderr is a terminal
+    progress: bool | None = None  # True: a tqdm bar on stderr; False: silent; None: the bar on a terminal, else
+    #                               one plain line per epoch (a log file or CI shows progress without bar redraws)
 
 
 def default_spec(data: Dataset, cell: str = "gru", hidden: int = 48, layers: int = 1,
@@ -103,8 +105,9 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
     history: list[dict] = []
     best = {"epoch": 0, "val": None, "state": None}
     started = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=f"train {data.name}", unit="epoch",
-               disable=None if config.progress is None else not config.progress)
+    show_bar = sys.stderr.isatty() if config.progress is None else config.progress
+    lines = config.progress is None and not show_bar
+    bar = tqdm(range(1, config.epochs + 1), desc=f"train {data.name}", unit="epoch", disable=not show_bar)
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(model, optimizer, data, config, rng)
@@ -115,6 +118,10 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
             state = copy.deepcopy(model.state_dict()) if config.keep == "best" else None
             best = {"epoch": epoch, "val": val, "state": state}
         bar.set_postfix(loss=f"{train_loss:.4f}", **{metric: f"{val:.2f}", "best": f"{best['val']:.2f}"})
+        if lines:
+            print(f"train {data.name}: epoch {epoch}/{config.epochs} loss {train_loss:.4f} validation {metric} "
+                  f"{val:.4g} (best {best['val']:.4g}, epoch {best['epoch']}) {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr, flush=True)
         if config.keep == "best" and epoch - best["epoch"] >= config.patience:
             break
     bar.close()

@@ -125,7 +125,7 @@ def test_broken_artifact_fails_parity_with_exit_1_naming_it_and_still_writes_the
 
     monkeypatch.setattr(pipeline, "build_sequence_graph", off_by_a_little)
     ckpt = checkpoint(tmp_path / "m.pt", cell="gru")
-    assert cli.main([ckpt, "--out", str(tmp_path), "--force", "--steps", "1000"]) == 1  # beside m.pt: --force
+    assert cli.main([ckpt, "--out", str(tmp_path), "--force", "--stream-steps", "1000"]) == 1  # beside m.pt: --force
 
     err = capsys.readouterr().err
     assert "model.onnx" in err and "fails its rule: max abs difference <= 1e-05" in err
@@ -141,7 +141,7 @@ def test_broken_artifact_fails_parity_with_exit_1_naming_it_and_still_writes_the
 def test_export_help_names_every_option():
     done = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0
-    for option in ("--out", "--force", "--data", "--tolerance", "--steps", "--precision", "--calibration"):
+    for option in ("--out", "--force", "--data", "--tolerance", "--stream-steps", "--precision", "--calibration"):
         assert option in done.stdout
 
 

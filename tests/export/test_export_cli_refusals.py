@@ -37,8 +37,8 @@ def refused(argv: list[str], capsys, *says: str) -> str:
     stages that ran, if any), no traceback."""
     assert cli.main(argv) == 2
     *progress, err = capsys.readouterr().err.splitlines(keepends=True)
-    assert all(line.startswith("rnnedge-export: ") and "error" not in line for line in progress), progress
-    assert err.startswith("rnnedge-export: error:") and err.endswith("\n"), err
+    assert all(line.startswith("rnnedge export: ") and "error" not in line for line in progress), progress
+    assert err.startswith("rnnedge export: error:") and err.endswith("\n"), err
     assert "Traceback" not in err
     for part in says:
         assert part in err, err
@@ -212,9 +212,9 @@ def test_an_internal_error_exits_3_with_a_short_message_and_the_log_holding_the_
 
     monkeypatch.setattr(cli, where, broken)
     path = _checkpoint(tmp_path / "ok.pt", copy.deepcopy(DENSE_SPEC))
-    assert cli.main([path, "--out", str(tmp_path / "out"), "--steps", "5"]) == 3
+    assert cli.main([path, "--out", str(tmp_path / "out"), "--stream-steps", "5"]) == 3
     err = capsys.readouterr().err
-    assert err.startswith("rnnedge-export: internal error: RuntimeError: a bug for the test")
+    assert err.startswith("rnnedge export: internal error: RuntimeError: a bug for the test")
     assert err.count("\n") == 1 and "Traceback" not in err
     log = Path(err.rsplit("the traceback is in ", 1)[1].strip())
     assert "Traceback" in log.read_text() and "a bug for the test" in log.read_text()
@@ -259,7 +259,7 @@ def test_a_checkpoint_spec_holding_values_of_the_wrong_type_exits_2_naming_the_f
 
 
 @pytest.mark.parametrize("options, says", [
-    (["--steps", str(10**12)], "--steps must be an integer from 1 to 1,000,000, got 1000000000000"),
+    (["--stream-steps", str(10**12)], "--stream-steps must be an integer from 1 to 1,000,000, got 1000000000000"),
     (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295, got -1"),
 ])
 def test_options_that_would_exhaust_memory_or_seeds_exit_2(tmp_path, capsys, options, says):
@@ -275,7 +275,7 @@ def test_options_that_would_exhaust_memory_or_seeds_exit_2(tmp_path, capsys, opt
 def test_init_args_that_are_not_a_readable_json_object_exit_2(tmp_path, capsys, init_args, says):
     state_dict = tmp_path / "state.pt"
     torch.save({}, state_dict)
-    refused(["--module", "tests/export/user_models.py:Anything", "--checkpoint", str(state_dict), "--init-args",
+    refused(["--module", "tests/export/user_models.py:Anything", "--state-dict", str(state_dict), "--init-args",
              init_args, "--out", str(tmp_path / "out")], capsys, says)
 
 
@@ -286,7 +286,7 @@ def test_finite_weights_that_add_up_to_inf_in_int8w_exit_2_naming_the_tensor(tmp
     for name in ("layers.0.bias_ih_l0", "layers.0.bias_hh_l0"):  # GRU: int8w folds the r and z biases together
         state[name] = torch.full_like(state[name], 3e38)
     path = _checkpoint(tmp_path / "huge_bias.pt", copy.deepcopy(DENSE_SPEC), state)
-    refused([path, "--out", str(tmp_path / "out"), "--precision", "f32,int8w", "--steps", "5"], capsys,
+    refused([path, "--out", str(tmp_path / "out"), "--precision", "f32,int8w", "--stream-steps", "5"], capsys,
             "the int8w weights overflow float32: layers.0.fwd.b_ih holds inf", "nothing was written")
     assert not (tmp_path / "out").exists()
 
@@ -370,7 +370,7 @@ def test_ctrl_c_during_an_export_exits_130_in_one_line_and_writes_nothing(tmp_pa
 
     monkeypatch.setattr(cli, "export_checkpoint", interrupted)
     path = _checkpoint(tmp_path / "ok.pt", copy.deepcopy(DENSE_SPEC))
-    assert cli.main([path, "--out", str(tmp_path / "out"), "--steps", "5"]) == 130
+    assert cli.main([path, "--out", str(tmp_path / "out"), "--stream-steps", "5"]) == 130
     err = capsys.readouterr().err
-    assert err == "rnnedge-export: interrupted; nothing was written\n"
+    assert err == "rnnedge export: interrupted; nothing was written\n"
     assert not (tmp_path / "out").exists()

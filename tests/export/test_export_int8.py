@@ -1,4 +1,4 @@
-"""The int8 precision through rnnedge-export: calibration source, weight file, report rows and their pass rule."""
+"""The int8 precision through rnnedge export: calibration source, weight file, report rows and their pass rule."""
 
 from __future__ import annotations
 
@@ -147,10 +147,10 @@ def write_npz(path, X, y=None):
 def test_bad_calibration_files_exit_2_through_the_cli(tmp_path, capsys, kind, make_X, says):
     ckpt = checkpoint(tmp_path / "m.pt", kind=kind, features=3)
     cal = write_npz(tmp_path / "cal.npz", make_X(np.random.default_rng(0)))
-    argv = [ckpt, "--out", str(tmp_path / "out"), "--precision", "int8", "--calibration", cal, "--steps", "50"]
+    argv = [ckpt, "--out", str(tmp_path / "out"), "--precision", "int8", "--calibration", cal, "--stream-steps", "50"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rnnedge-export: error: ") and says in err and "Traceback" not in err
+    assert err.startswith("rnnedge export: error: ") and says in err and "Traceback" not in err
 
 
 def test_calibration_without_int8_or_with_an_unknown_name_exits_2(tmp_path, capsys):

@@ -155,9 +155,9 @@ def test_a_module_export_with_data_warns_that_its_held_out_part_is_unknown(tmp_p
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "tags.npz", X=rng.standard_normal((N, T, 3)).astype(np.float32),
              y=rng.integers(0, 2, (N, T)))
-    code = cli.main(["--module", f"{path}:Tagger", "--checkpoint", str(tmp_path / "state.pt"), "--init-args",
+    code = cli.main(["--module", f"{path}:Tagger", "--state-dict", str(tmp_path / "state.pt"), "--init-args",
                      '{"features": 3, "hidden": 5, "tags": 2}', "--data", str(tmp_path / "tags.npz"),
                      "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "was not trained by rnnedge-train, so which sequences it trained on is unknown" in err
+    assert "was not trained by rnnedge train, so which sequences it trained on is unknown" in err

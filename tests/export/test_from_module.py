@@ -142,8 +142,8 @@ def user_file(tmp_path):
 def test_cli_exports_a_module_from_a_file(tmp_path, capsys):
     path = user_file(tmp_path)
     out = tmp_path / "out"
-    code = cli.main(["--module", f"{path}:Tagger", "--checkpoint", str(tmp_path / "state.pt"),
-                     "--init-args", '{"features": 3, "hidden": 5, "tags": 2}', "--steps", "40", "--out", str(out)])
+    code = cli.main(["--module", f"{path}:Tagger", "--state-dict", str(tmp_path / "state.pt"),
+                     "--init-args", '{"features": 3, "hidden": 5, "tags": 2}', "--stream-steps", "40", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "every_step" in captured.out and "differ by at most" in captured.out
@@ -155,8 +155,8 @@ def test_cli_exports_a_module_by_import_path(tmp_path, monkeypatch, capsys):
     user_file(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    code = cli.main(["--module", "mymodels:Tagger", "--checkpoint", str(tmp_path / "state.pt"),
-                     "--init-args", '{"features": 3, "hidden": 5, "tags": 2}', "--steps", "20"])
+    code = cli.main(["--module", "mymodels:Tagger", "--state-dict", str(tmp_path / "state.pt"),
+                     "--init-args", '{"features": 3, "hidden": 5, "tags": 2}', "--stream-steps", "20"])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "rnnedge-out" / "Tagger" / "model.f32.safetensors").is_file()  # default: named after the class
     assert not (tmp_path / "model.pt").exists()  # nothing beside the user's files
@@ -169,15 +169,15 @@ def test_cli_exports_a_module_by_import_path(tmp_path, monkeypatch, capsys):
     (["--module", "{file}:Tagger", "--init-args", '{"features": 4, "hidden": 5, "tags": 2}'], "does not fit"),
     (["--module", "{file}:Tagger", "--init-args", '{"nope": 1}'], "cannot build"),
     (["model.pt", "--module", "{file}:Tagger"], "not both"),
-    (["--init-args", "{}", "--checkpoint", "{state}"], "go with --module"),
+    (["--init-args", "{}", "--state-dict", "{state}"], "go with --module"),
     ([], "give a CHECKPOINT"),
 ])
 def test_cli_bad_module_input_exits_2(tmp_path, capsys, argv, message):
     path = user_file(tmp_path)
     state = str(tmp_path / "state.pt")
     argv = [a.replace("{file}", str(path)).replace("{state}", state) for a in argv]
-    if "--module" in argv and "--checkpoint" not in argv and "model.pt" not in argv:
-        argv += ["--checkpoint", state]
+    if "--module" in argv and "--state-dict" not in argv and "model.pt" not in argv:
+        argv += ["--state-dict", state]
     if "--module" in argv and "--init-args" not in argv:
         argv += ["--init-args", '{"features": 3, "hidden": 5, "tags": 2}']
     assert cli.main(argv + ["--out", str(tmp_path / "out")]) == 2
@@ -187,7 +187,7 @@ def test_cli_bad_module_input_exits_2(tmp_path, capsys, argv, message):
 def test_cli_refuses_an_unsupported_module_with_exit_2(tmp_path, capsys):
     torch.manual_seed(0)
     torch.save(um.MeanPooled().state_dict(), tmp_path / "state.pt")
-    code = cli.main(["--module", "tests.export.user_models:MeanPooled", "--checkpoint", str(tmp_path / "state.pt"),
+    code = cli.main(["--module", "tests.export.user_models:MeanPooled", "--state-dict", str(tmp_path / "state.pt"),
                      "--out", str(tmp_path / "out")])
     assert code == 2
     assert "node 'mean'" in capsys.readouterr().err

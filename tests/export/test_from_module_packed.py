@@ -124,8 +124,8 @@ def test_cli_exports_a_packed_module_and_says_the_runtime_takes_the_lengths(tmp_
 
     torch.manual_seed(0)
     torch.save(um.PackedTagger().state_dict(), tmp_path / "state.pt")
-    code = cli.main(["--module", "tests.export.user_models_packed:PackedTagger", "--checkpoint",
-                     str(tmp_path / "state.pt"), "--steps", "20", "--out", str(tmp_path / "out")])
+    code = cli.main(["--module", "tests.export.user_models_packed:PackedTagger", "--state-dict",
+                     str(tmp_path / "state.pt"), "--stream-steps", "20", "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "forward(x, lengths) packs its sequences" in captured.out and "run(X, lengths)" in captured.out

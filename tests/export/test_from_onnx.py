@@ -215,7 +215,7 @@ def test_cli_exports_an_onnx_file_through_every_precision(tmp_path, monkeypatch,
     source.parent.mkdir()
     torch_onnx(TorchLastHidden(), source)
     out = tmp_path / "out"
-    assert cli.main([str(source), "--precision", "f32,int8w,int8", "--steps", "200", "--out", str(out)]) == 0
+    assert cli.main([str(source), "--precision", "f32,int8w,int8", "--stream-steps", "200", "--out", str(out)]) == 0
     for name in ("model.pt", "onnx_mapping.json", "model.onnx", "model.step.onnx", "model.f32.safetensors",
                  "model.int8w.safetensors", "model.int8.safetensors", "report.json", "report.md"):
         assert (out / name).is_file(), name
@@ -245,7 +245,7 @@ def test_cli_report_has_rows_against_the_original_onnx_for_every_precision(tmp_p
     source.parent.mkdir()
     torch_onnx(TorchLastHidden(), source)
     out = tmp_path / "out"
-    assert cli.main([str(source), "--precision", "f32,int8w,int8", "--steps", "120", "--out", str(out)]) == 0
+    assert cli.main([str(source), "--precision", "f32,int8w,int8", "--stream-steps", "120", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     rows = _original_rows(report)
     assert set(rows) == {f"original_runtime{p}_{how}" for p in ("", "_int8w", "_int8") for how in ("run", "stream")}

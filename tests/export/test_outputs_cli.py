@@ -17,7 +17,7 @@ from train import outputs
 from train.checkpoint import save_checkpoint
 from train.model import RecurrentModel
 
-STEPS = ["--steps", "20"]
+STEPS = ["--stream-steps", "20"]
 
 
 def tree(folder) -> dict[str, str]:
@@ -207,7 +207,7 @@ def test_an_export_never_overwrites_the_checkpoint_rnnedge_train_wrote(tmp_path,
     state = tmp_path / "state.pt"
     torch.manual_seed(0)
     torch.save(TinyGRU().state_dict(), state)
-    code = cli.main(["--module", "tests.export.test_outputs_cli:TinyGRU", "--checkpoint", str(state),
+    code = cli.main(["--module", "tests.export.test_outputs_cli:TinyGRU", "--state-dict", str(state),
                      "--out", str(tmp_path / "run"), *STEPS])
     assert code == 2
     assert "was written by rnnedge-train, and rnnedge-export does not replace it" in capsys.readouterr().err
@@ -254,7 +254,7 @@ def test_module_export_without_out_writes_a_folder_named_after_the_class_and_not
     project = user_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     before = tree(project)
-    argv = ["--module", "tests.export.test_outputs_cli:TinyGRU", "--checkpoint", str(project / "model.pt"), *STEPS]
+    argv = ["--module", "tests.export.test_outputs_cli:TinyGRU", "--state-dict", str(project / "model.pt"), *STEPS]
     assert cli.main(argv) == 0
     assert "no --out given: writing into rnnedge-out/TinyGRU" in capsys.readouterr().err
     assert tree(project) == before
@@ -268,7 +268,7 @@ def test_module_export_without_out_writes_a_folder_named_after_the_class_and_not
     assert os.listdir(tmp_path / "rnnedge-out") == ["TinyGRU"]
     assert tree(project) == before
 
-    other = ["--module", f"{project / 'models.py'}:TinyGRU", "--checkpoint", str(project / "model.pt"), *STEPS]
+    other = ["--module", f"{project / 'models.py'}:TinyGRU", "--state-dict", str(project / "model.pt"), *STEPS]
     assert cli.main(other) == 0  # another class of the same name: a folder of its own
     assert sorted(os.listdir(tmp_path / "rnnedge-out")) == ["TinyGRU", "TinyGRU-2"]
     assert tree(project) == before
@@ -278,7 +278,7 @@ def test_module_export_without_out_writes_a_folder_named_after_the_class_and_not
 def test_module_export_into_the_users_folder_is_refused_and_force_never_overwrites_their_model_pt(tmp_path, capsys):
     project = user_project(tmp_path)
     before = tree(project)
-    argv = ["--module", "tests.export.test_outputs_cli:TinyGRU", "--checkpoint", str(project / "model.pt"),
+    argv = ["--module", "tests.export.test_outputs_cli:TinyGRU", "--state-dict", str(project / "model.pt"),
             "--out", str(project), *STEPS]
     for force in ([], ["--force"]):
         assert cli.main([*argv, *force]) == 2
@@ -299,7 +299,7 @@ def test_module_with_nan_weights_is_refused_by_tensor_name(tmp_path, capsys):
     state = torch.load(project / "model.pt", weights_only=True)
     state["rnn.weight_hh_l0"][2, 3] = float("nan")
     torch.save(state, project / "nan.pt")
-    code = cli.main(["--module", "tests.export.test_outputs_cli:TinyGRU", "--checkpoint", str(project / "nan.pt"),
+    code = cli.main(["--module", "tests.export.test_outputs_cli:TinyGRU", "--state-dict", str(project / "nan.pt"),
                      "--out", str(tmp_path / "out"), *STEPS])
     assert code == 2
     assert "tensor 'rnn.weight_hh_l0' holds 1 non-finite value(s)" in capsys.readouterr().err

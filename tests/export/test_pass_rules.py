@@ -212,7 +212,7 @@ def test_export_cli_takes_rtol_and_refuses_a_negative_one(tmp_path, capsys):
     ckpt = raw_scale_forecaster(tmp_path / "f.pt")
     assert cli.main([ckpt, "--out", str(tmp_path / "bad"), "--rtol", "-1"]) == 2
     assert "--rtol must be a non-negative number, got -1" in capsys.readouterr().err
-    assert cli.main([ckpt, "--out", str(tmp_path / "out"), "--rtol", "0.01", "--steps", "20"]) == 0
+    assert cli.main([ckpt, "--out", str(tmp_path / "out"), "--rtol", "0.01", "--stream-steps", "20"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["rtol"] == 0.01 and "1e-05 + 0.01 * |PyTorch|" in report["criteria"]["f32"]
 

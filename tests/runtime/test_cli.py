@@ -40,7 +40,7 @@ def test_rnnedge_run_gives_a_clear_error_for_a_wrong_feature_count(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((10, 3), np.float32))
     done = run_cli(path, tmp_path / "x.npy")
     assert done.returncode == 2
-    assert "rnnedge-run: error:" in done.stderr and "expected (1, 5)" in done.stderr
+    assert "rnnedge run: error:" in done.stderr and "expected (1, 5)" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -84,7 +84,7 @@ def test_rnnedge_run_reports_an_internal_error_with_a_log_and_exit_3(dense_model
 def test_rnnedge_run_refuses_a_file_that_is_not_a_weight_file(dense_model, tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(64))
     done = run_cli(tmp_path / "model.onnx", dense_model[1])
-    assert done.returncode == 2 and "rnnedge-run: error:" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "rnnedge run: error:" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_ctrl_c_during_a_run_exits_130_in_one_line(dense_model, monkeypatch, capsys, tmp_path):
@@ -95,5 +95,5 @@ def test_ctrl_c_during_a_run_exits_130_in_one_line(dense_model, monkeypatch, cap
 
     monkeypatch.setattr(runtime, "load", interrupted)
     assert cli.main([str(dense_model[0]), str(dense_model[1]), "--out", str(tmp_path / "y.npy")]) == 130
-    assert capsys.readouterr().err == "rnnedge-run: interrupted; --out was not written\n"
+    assert capsys.readouterr().err == "rnnedge run: interrupted; --out was not written\n"
     assert not list(tmp_path.iterdir())

@@ -16,7 +16,7 @@ def test_rnnedge_run_refuses_an_out_that_is_the_file_it_reads_and_leaves_it_byte
     target = tmp_path / "x.npy" if role == "input" else tmp_path / "m.safetensors"
     before = {p.name: sha256_file(p) for p in tmp_path.iterdir()}
     assert cli.main([model, str(tmp_path / "x.npy"), "--out", str(target)]) == 2
-    assert f"is the {role} file; rnnedge-run never writes over a file it reads" in capsys.readouterr().err
+    assert f"is the {role} file; rnnedge run never writes over a file it reads" in capsys.readouterr().err
     assert {p.name: sha256_file(p) for p in tmp_path.iterdir()} == before
 
 

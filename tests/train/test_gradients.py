@@ -82,7 +82,7 @@ def test_clipping_caps_the_applied_norm_while_the_unclipped_run_explodes():
 
 def test_cli_writes_both_plots_and_the_json_and_prints_the_table(tmp_path, capsys):
     out = tmp_path / "grads"
-    assert main(["--diagnose-gradients", "--out", str(out), "--steps", "12", "--updates", "20", "--hidden", "8"]) == 0
+    assert main(["--diagnose-gradients", "--out", str(out), "--adding-steps", "12", "--updates", "20", "--hidden", "8"]) == 0
     printed = capsys.readouterr().out
     for name in ("gradients.json", "gradients_over_time.png", "clipping.png"):
         assert (out / name).stat().st_size > 1000
@@ -110,9 +110,9 @@ def test_too_short_sequences_are_a_clear_error(tmp_path, capsys, steps):
     with pytest.raises(ValueError, match="at least 2"):
         g.diagnose_gradients(tmp_path, steps)
     with pytest.raises(SystemExit) as exit_info:
-        main(["--diagnose-gradients", "--steps", str(steps), "--out", str(tmp_path)])
+        main(["--diagnose-gradients", "--adding-steps", str(steps), "--out", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "--steps must be from 2 (the adding problem marks one step in each half)" in capsys.readouterr().err
+    assert "--adding-steps must be from 2 (the adding problem marks one step in each half)" in capsys.readouterr().err
     assert not (tmp_path / "gradients.json").exists()
 
 
@@ -120,4 +120,4 @@ def test_cli_help_describes_the_diagnosis(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     printed = capsys.readouterr().out
-    assert "--diagnose-gradients" in printed and "--steps" in printed and "adding problem" in printed
+    assert "--diagnose-gradients" in printed and "--adding-steps" in printed and "adding problem" in printed

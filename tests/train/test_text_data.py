@@ -82,7 +82,7 @@ def test_rnnedge_train_refuses_a_text_it_cannot_model_with_exit_2_in_one_line(tm
     (tmp_path / "bad.txt").write_bytes(content)
     assert main([str(tmp_path / "bad.txt"), "--epochs", "1", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rnnedge-train: error:") and says in err and "Traceback" not in err
+    assert err.startswith("rnnedge train: error:") and says in err and "Traceback" not in err
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 

@@ -22,7 +22,7 @@ def test_cli_reports_bad_datasets_on_stderr_with_exit_code_2_and_no_traceback(tm
     np.savez(tmp_path / "no_labels.npz", X=np.zeros((5, 4, 2)))
     assert main([dataset.format(tmp=tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rnnedge-train: error:") and "Traceback" not in err
+    assert err.startswith("rnnedge train: error:") and "Traceback" not in err
 
 
 @pytest.mark.parametrize(("argv", "says"), [

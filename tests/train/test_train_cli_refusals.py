@@ -25,7 +25,7 @@ def refused(tmp_path: Path, data: Path, capsys, *says: str) -> str:
     out = tmp_path / "out"
     assert cli.main([str(data), "--out", str(out), *TINY]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rnnedge-train: error:") and err.count("\n") == 1, err
+    assert err.startswith("rnnedge train: error:") and err.count("\n") == 1, err
     assert "Traceback" not in err
     for part in says:
         assert part in err, err
@@ -147,9 +147,9 @@ def test_an_internal_error_exits_3_with_a_short_message_and_the_log_holding_the_
         raise RuntimeError("a bug for the test")
 
     monkeypatch.setattr(cli, "train", broken)
-    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY]) == 3
+    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY, "--quiet"]) == 3
     err = capsys.readouterr().err
-    assert err.startswith("rnnedge-train: internal error: RuntimeError: a bug for the test")
+    assert err.startswith("rnnedge train: internal error: RuntimeError: a bug for the test")
     assert err.count("\n") == 1 and "Traceback" not in err
     log = Path(err.rsplit("the traceback is in ", 1)[1].strip())
     assert "Traceback" in log.read_text() and "a bug for the test" in log.read_text()
@@ -271,7 +271,7 @@ def test_ctrl_c_during_training_exits_130_in_one_line_and_writes_nothing(tmp_pat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "train", interrupted)
-    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY]) == 130
-    assert capsys.readouterr().err == "rnnedge-train: interrupted; the output folder is as it was\n"
+    assert cli.main(["synthetic-sum", "--out", str(tmp_path / "out"), *TINY, "--quiet"]) == 130
+    assert capsys.readouterr().err == "rnnedge train: interrupted; the output folder is as it was\n"
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir()]  # no staging folder left beside it

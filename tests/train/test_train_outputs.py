@@ -39,7 +39,7 @@ def test_train_then_export_into_the_same_folder_works_and_running_both_again_wor
         assert set(files) == {"model.pt", "metrics.json", "training.png"}  # the earlier export went with the model
         assert all(entry["by"] == outputs.TRAIN for entry in files.values())
         trained = (run / "model.pt").read_bytes()
-        assert export_cli.main([str(run / "model.pt"), "--steps", "20", "--out", str(run)]) == 0
+        assert export_cli.main([str(run / "model.pt"), "--stream-steps", "20", "--out", str(run)]) == 0
         assert (run / "model.pt").read_bytes() == trained
         files = manifest(run)
         assert files["model.pt"]["by"] == outputs.TRAIN and files["model.onnx"]["by"] == outputs.EXPORT
@@ -97,6 +97,6 @@ def test_failed_training_leaves_the_previous_run_byte_identical(tmp_path, monkey
 
 def test_gradient_diagnosis_writes_its_own_manifest(tmp_path):
     out = tmp_path / "grads"
-    assert cli.main(["--diagnose-gradients", "--out", str(out), "--steps", "6", "--updates", "2", "--hidden", "4"]) == 0
+    assert cli.main(["--diagnose-gradients", "--out", str(out), "--adding-steps", "6", "--updates", "2", "--hidden", "4"]) == 0
     assert set(manifest(out)) == {"gradients.json", "gradients_over_time.png", "clipping.png"}
     assert all(entry["by"] == outputs.DIAGNOSE for entry in manifest(out).values())
