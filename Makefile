@@ -17,8 +17,8 @@ setup: $(VENV)/.installed
 ## train a GRU on the bundled smartwatch data, export every artifact (float32 and int8 weights), stream
 ## the held-out recordings through ONNX Runtime and the runtime, print the parity report and task metric
 demo: setup
-	$(VENV)/bin/rnnedge-train watch --out $(OUT)
-	$(VENV)/bin/rnnedge-export $(OUT)/model.pt --data watch --precision f32,int8w,int8 --out $(OUT)
+	$(VENV)/bin/rnnedge train watch --out $(OUT)
+	$(VENV)/bin/rnnedge export $(OUT)/model.pt --data watch --precision f32,int8w,int8 --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q
