@@ -154,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def show_progress(on: bool) -> None:
-    """The pipeline's stage lines (logger "rnnedge.export") on stderr as `rnnedge-export: <stage>`, or none."""
+    """The pipeline's stage lines (logger "rnnedge.export") on stderr as `rnnedge export: <stage>`, or none."""
     log = logging.getLogger("rnnedge.export")
     log.handlers.clear()
     log.propagate = False

@@ -310,7 +310,7 @@ def _check_keys(raw: dict[str, str], path: str) -> None:
         raise VectorsError(f"{path}: not an rnnedge vectors file (no '{PREFIX}format' in its metadata){hint}")
     if version == "1":
         raise VectorsError(f"{path}: vectors format 1 is no longer read: its header was not sealed; re-export it "
-                           f"with this rnnedge (rnnedge-export) to get format {FORMAT_VERSION}")
+                           f"with this rnnedge (rnnedge export) to get format {FORMAT_VERSION}")
     if version != str(FORMAT_VERSION):
         raise VectorsError(f"{path}: vectors format {strict_json.short(version)[1:-1]} is not supported (this "
                            f"rnnedge reads {FORMAT_VERSION})")

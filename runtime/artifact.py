@@ -94,7 +94,7 @@ def _check_keys(metadata: dict[str, str], path: str) -> None:
         raise ArtifactError(f"{path}: not an rnnedge weight file (no 'rnnedge.format' in its metadata){hint}")
     if version == "1":
         raise ArtifactError(f"{path}: format version 1 is no longer read: its header was not sealed, so its spec "
-                            f"cannot be trusted; re-export it with this rnnedge (rnnedge-export) to get version "
+                            f"cannot be trusted; re-export it with this rnnedge (rnnedge export) to get version "
                             f"{FORMAT_VERSION}")
     if version != str(FORMAT_VERSION):
         raise ArtifactError(f"{path}: format version {short(version)[1:-1]} is not supported (this runtime reads "

@@ -150,7 +150,7 @@ def prompt_ids(model: Model, prompt) -> np.ndarray:
         chars = model.spec["input"].get("chars")
         if chars is None:
             raise ValueError("this model's spec has no input.chars, so it cannot read text: pass the prompt "
-                             "as token ids (rnnedge-run: --prompt-ids 1,2,3)")
+                             "as token ids (rnnedge run: --prompt-ids 1,2,3)")
         index = {c: i for i, c in enumerate(chars)}
         for position, c in enumerate(prompt):
             if c not in index:

@@ -59,7 +59,7 @@ def test_prompt_ids_on_a_character_model_prints_ids(char_model, capsys):
     ("char", ["--generate", "éx"], "prompt character 'x' (U+0078) at position 1 is not in the model's vocabulary"),
     ("char", ["--generate", "a\u00e8"], "prompt character 'è' (U+00E8) at position 1"),
     ("char", ["--generate", "a\udce9"], "--generate PROMPT is not UTF-8: the byte 0xE9 at byte offset 1"),
-    ("id", ["--generate", "abc"], "pass the prompt as token ids (rnnedge-run: --prompt-ids 1,2,3)"),
+    ("id", ["--generate", "abc"], "pass the prompt as token ids (rnnedge run: --prompt-ids 1,2,3)"),
     ("id", ["--prompt-ids", "1,,2"], "item 1 ('') is not a token id"),
     ("id", ["--prompt-ids", "-1"], "item 0 ('-1') is not a token id"),
     ("id", ["--prompt-ids", "1,two"], "item 1 ('two') is not a token id"),
