@@ -95,21 +95,27 @@ def _library(firmware: Path, sources: list[str], seen: set[str]) -> str:
     return "".join(parts) + "".join(f"#undef {name}\n" for names in headers.values() for name in names)
 
 
+def _api_args(precision: str, dense: bool) -> dict[str, str]:
+    """rnnedge_model_step's two parameters for a model of `precision` and input kind: C declaration, name and
+    meaning of each."""
+    x_arg, x_name = (("const int16_t *x_q", "x_q") if precision == "int8" else ("const float *x", "x")) if dense \
+        else ("int32_t token", "token")
+    what_x = ("RNNEDGE_MODEL_N_IN quantised features (rnnedge_model_quantize_input)" if precision == "int8"
+              else "RNNEDGE_MODEL_N_IN raw features (the model normalises them)") if dense \
+        else "a token id in [0, RNNEDGE_MODEL_VOCAB)"
+    y_arg, y_name = ("int32_t *logits", "logits") if precision == "int8" else ("float *y", "y")
+    what_y = ("RNNEDGE_MODEL_OUT int32 logits: logit o is logits[o] * rnnedge_model_head_scale[o], then the head's "
+              "activation" if precision == "int8" else "RNNEDGE_MODEL_OUT outputs, the head's activation applied")
+    return {"x_arg": x_arg, "x_name": x_name, "what_x": what_x, "y_arg": y_arg, "y_name": y_name, "what_y": what_y}
+
+
 def _api(precision: str, dense: bool) -> tuple[str, str]:
     """The one-call API's declarations and definitions for a model of `precision` and input kind."""
-    kind = "int8" if precision == "int8" else precision
     value, state = ("int16_t", "rnnedge_state_int8") if precision == "int8" else ("float", "rnnedge_state_f32")
-    step = f"rnnedge_model_step_{'dense' if dense else 'tokens'}_{kind}"
-    x_arg, x_name = ((f"const {value} *x_q", "x_q") if precision == "int8" else ("const float *x", "x")) if dense \
-        else ("int32_t token", "token")
-    y_arg = "int32_t *logits" if precision == "int8" else "float *y"
-    y_name = y_arg.split("*")[1]
-    what_x = {True: "RNNEDGE_MODEL_N_IN quantised features (rnnedge_model_quantize_input)" if precision == "int8"
-              else "RNNEDGE_MODEL_N_IN raw features (the model normalises them)",
-              False: "a token id in [0, RNNEDGE_MODEL_VOCAB)"}[dense]
-    what_y = ("RNNEDGE_MODEL_OUT integer logits: logit o is logits[o] * rnnedge_model_head_scale[o], then the "
-              "head's activation" if precision == "int8" else "RNNEDGE_MODEL_OUT outputs, the head's activation "
-              "applied")
+    step = f"rnnedge_model_step_{'dense' if dense else 'tokens'}_{precision}"
+    args = _api_args(precision, dense)
+    x_arg, x_name, what_x = args["x_arg"], args["x_name"], args["what_x"]
+    y_arg, y_name, what_y = args["y_arg"], args["y_name"], args["what_y"]
     declarations = f"""/*
  * The one-call API: one stream, its state and scratch held by the header (RNNEDGE_MODEL_RAM_BYTES of RAM).
  *
@@ -117,7 +123,7 @@ def _api(precision: str, dense: bool) -> tuple[str, str]:
  * rnnedge_model_step: one time step.
  *   @param[in]  {x_name:<6} {what_x}
  *   @param[out] {y_name:<6} {what_y}
- * Both return RNNEDGE_OK or firmware_ref's RNNEDGE_ERR_* status (rnnedge.h); on an error nothing is written.
+ * Both return RNNEDGE_OK or firmware_ref's RNNEDGE_ERR_* status (rnnedge.h).
  */
 int rnnedge_model_reset(void);
 int rnnedge_model_step({x_arg}, {y_arg});
@@ -128,7 +134,8 @@ int rnnedge_model_step({x_arg}, {y_arg});
 /*
  * rnnedge_model_quantize_input: raw float features -> the int16 x_q rnnedge_model_step takes (normalised by the
  * model's mean and std, scaled by RNNEDGE_MODEL_INPUT_SCALE, rounded half to even, clamped). The one float step
- * of an int8 model: on a core without FPU, leave it uncalled (and link with --gc-sections) to keep soft-float out.
+ * of an int8 model: on a core without FPU leave it uncalled (and build with -ffunction-sections, link with
+ * --gc-sections) to keep soft-float out.
  */
 int rnnedge_model_quantize_input(const float *x, int16_t *x_q);
 """
@@ -146,7 +153,7 @@ static int rnnedge_model_started = 0; /* the state holds a sequence (reset done)
 
 int rnnedge_model_reset(void)
 {{
-    const int status = rnnedge_state_reset_{kind}(&rnnedge_model, &rnnedge_model_stream);
+    const int status = rnnedge_state_reset_{precision}(&rnnedge_model, &rnnedge_model_stream);
     rnnedge_model_started = status == RNNEDGE_OK;
     return status;
 }}
@@ -192,6 +199,9 @@ def single_header_text(artifact_path, checkpoint=None, firmware_dir=None) -> str
     precision_macros = '#define RNNEDGE_MODEL_PRECISION "int8"\n#define RNNEDGE_MODEL_PRECISION_INT8 1\n' \
         if precision == "int8" else ""
     name = os.path.basename(os.fspath(artifact_path))
+    args = _api_args(precision, dense)
+    quantize_note = (" *     int rnnedge_model_quantize_input(const float *x, int16_t *x_q);   raw features -> x_q (the one "
+                     "float step)\n" if precision == "int8" and dense else "")
     return f"""{origin.replace(f"{GENERATOR} from", f"{GENERATOR} (single header) from", 1)}
 /*
  * {SINGLE_HEADER}: the {precision} model {name} and the firmware_ref library it runs on, in one file.
@@ -201,8 +211,10 @@ def single_header_text(artifact_path, checkpoint=None, firmware_dir=None) -> str
  *     #include "{SINGLE_HEADER}"
  * and #include "{SINGLE_HEADER}" alone wherever else the API is called. Then:
  *     int rnnedge_model_reset(void);     start a sequence (the first step does it)
- *     int rnnedge_model_step({_api_signature(precision, dense)});
-{_api_usage(precision, dense)} * Both return RNNEDGE_OK (0) or an RNNEDGE_ERR_* status. The header holds one stream (RNNEDGE_MODEL_RAM_BYTES of
+ *     int rnnedge_model_step({args["x_arg"]}, {args["y_arg"]});
+ *       {args["x_name"]}: {args["what_x"]}
+ *       {args["y_name"]}: {args["what_y"]}
+{quantize_note} * Both return RNNEDGE_OK (0) or an RNNEDGE_ERR_* status. The header holds one stream (RNNEDGE_MODEL_RAM_BYTES of
  * RAM); rnnedge_model, the const model, serves more streams through the library's own calls (rnnedge.h).
  *
  * C99 with no allocation and no stdio; it compiles with -std=c99 -Wall -Wextra -Werror -pedantic (gcc, clang,
@@ -223,23 +235,6 @@ def single_header_text(artifact_path, checkpoint=None, firmware_dir=None) -> str
 {_banner("the one-call API")}{definitions}
 #endif /* RNNEDGE_MODEL_IMPLEMENTATION */
 """
-
-
-def _api_signature(precision: str, dense: bool) -> str:
-    x = ("const int16_t *x_q" if precision == "int8" else "const float *x") if dense else "int32_t token"
-    return f"{x}, {'int32_t *logits' if precision == 'int8' else 'float *y'}"
-
-
-def _api_usage(precision: str, dense: bool) -> str:
-    lines = [" *       x_q: RNNEDGE_MODEL_N_IN quantised features, from raw ones by" if precision == "int8" and dense
-             else " *       x: RNNEDGE_MODEL_N_IN raw features (the model normalises them)" if dense
-             else " *       token: an id in [0, RNNEDGE_MODEL_VOCAB)"]
-    if precision == "int8" and dense:
-        lines.append(" *       int rnnedge_model_quantize_input(const float *x, int16_t *x_q);")
-    lines.append(" *       logits: RNNEDGE_MODEL_OUT int32; logit o is logits[o] * rnnedge_model_head_scale[o], "
-                 "then the head's activation" if precision == "int8"
-                 else " *       y: RNNEDGE_MODEL_OUT floats, the head's activation applied")
-    return "\n".join(lines) + "\n"
 
 
 def write_single_header(artifact_path, out_path, checkpoint=None, firmware_dir=None) -> Path:
