@@ -42,9 +42,8 @@ LIBRARY = {"int8": ("src/rnnedge_int8.c", "src/rnnedge_tables.c"), "f32": ("src/
 INPUT_HELPER = "src/rnnedge_input_f32.c"
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[^\n]*\n', re.MULTILINE)
 _DEFINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
-# a file-scope static function or object: "static [inline] [const] type [*]name(" or "name[" or "name ="
-_STATIC = re.compile(r"^static[ \t]+(?:inline[ \t]+)?(?:const[ \t]+)?[A-Za-z_]\w*[ \t\*]+([A-Za-z_]\w*)[ \t]*[\[(=]",
-                     re.MULTILINE)
+# a file-scope static function or object: its name is the first identifier followed by "(", "[" or "="
+_STATIC = re.compile(r"^static\b[^;{=(]*?\b([A-Za-z_]\w*)[ \t]*[\[(=]", re.MULTILINE)
 
 
 def _banner(what: str) -> str:
