@@ -17,6 +17,9 @@ from export.vectors import ATOL, RTOL, read_vectors, write_vectors
 from tests.firmware.conftest import require_tool
 from tests.firmware.test_host_float_extensions import ext_model
 from tests.firmware.test_qemu import _nm, _require_tools
+from tests.firmware.test_riscv import RUN as RISCV_RUN
+from tests.firmware.test_riscv import _require_tools as _require_riscv_tools
+from tests.firmware.test_riscv import _soft_float as _riscv_soft_float
 from tests.helpers import make_model, make_spec, write_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +106,17 @@ def test_single_header_example_alone_matches_runtime_on_host(tmp_path, precision
     _assert_matches_runtime(run.stdout, precision, expected)
 
 
+@pytest.mark.parametrize("precision,cell,kind", [("int8", "lstm", "dense"), ("f32", "gru", "tokens")])
+def test_single_header_example_built_by_clang_matches_runtime(tmp_path, precision, cell, kind):
+    cc = require_tool("clang")
+    program, expected = _case(tmp_path, precision, cell, kind, None)
+    built = _compile(cc, program)
+    assert built.returncode == 0, built.stderr
+    run = _run([str(program / "example")], timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    _assert_matches_runtime(run.stdout, precision, expected)
+
+
 def test_single_header_links_into_two_translation_units(tmp_path):
     """Declarations everywhere, definitions once: a second .c file that includes the header without
     RNNEDGE_MODEL_IMPLEMENTATION calls the API, and the program links."""
@@ -164,3 +178,22 @@ def test_single_header_example_runs_on_cortex_m_under_qemu(tmp_path, precision, 
     _assert_matches_runtime(made.stdout, precision, expected)
     if precision == "int8" and kind == "tokens":
         assert _nm(build / "single" / "single.elf") == []
+
+
+@pytest.mark.parametrize("precision,cell,kind", [("int8", "gru", "tokens"), ("int8w", "lstm", "dense")])
+def test_single_header_example_runs_on_rv32imac_under_qemu(tmp_path, precision, cell, kind):
+    """The example built by firmware_ref/riscv/riscv.mk from main.c alone (plus the board's startup and
+    semihosting) for rv32imac prints the runtime's outputs (int8w in soft float); the int8 tokens image links no
+    soft-float routine."""
+    _require_riscv_tools()
+    program, expected = _case(tmp_path, precision, cell, kind, None)
+    made = _run(["make", "-s", "--no-print-directory", "-C", str(ROOT / "firmware_ref"), f"RISCV_BUILD={tmp_path / 'rv'}",
+                 "RISCV_NAME=single", f"RISCV_SRCS={program / 'main.c'}",
+                 f"RISCV_EXTRA_CFLAGS={' '.join(STRICT)} -DEXAMPLE_SEMIHOST", "riscv-single"], timeout=300)
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    elf = tmp_path / "rv" / "single" / "single.elf"
+    run = _run(["sh", str(RISCV_RUN), str(elf), "120"], timeout=180)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    _assert_matches_runtime(run.stdout, precision, expected)
+    if precision == "int8":
+        assert _riscv_soft_float(elf) == []
