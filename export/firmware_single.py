@@ -30,6 +30,7 @@ from pathlib import Path
 from export.firmware_c import GENERATOR
 from export.firmware_float import float_model_text
 from export.firmware_int8 import int8_model_text
+from export.firmware_support import uses_firmware_extensions
 from runtime import artifact
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware_ref"
@@ -184,14 +185,13 @@ def single_header_text(artifact_path, checkpoint=None, firmware_dir=None) -> str
     data_c = data_c.replace(f'#include "{PREFIX}_data.h"\n', "", 1)
     dense = spec["input"]["kind"] == "dense"
     origin = data_h.split("\n", 1)[0]
-    uses_extensions = "#define RNNEDGE_MODEL_USES_EXTENSIONS 1" in data_h
 
     seen = {"rnnedge.h"}
     library_h = _inline(firmware / "include" / "rnnedge.h", firmware, seen, {})
     library_c = _library(firmware, list(LIBRARY[precision]) + ([INPUT_HELPER] if precision == "int8" and dense
                                                                else []), seen)
     declarations, definitions = _api(precision, dense)
-    extensions_default = "" if uses_extensions else (
+    extensions_default = "" if uses_firmware_extensions(spec) else (
         "/* The model uses none of the ONNX layer extensions: the library without their code, unless the includer\n"
         " * chose (-DRNNEDGE_EXTENSIONS=1 compiles them in too). */\n"
         "#ifndef RNNEDGE_EXTENSIONS\n#define RNNEDGE_EXTENSIONS 0\n#endif\n")
