@@ -29,14 +29,15 @@ STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion"
           "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wcast-qual", "-Wdouble-promotion"]
 STEPS = 32  # main.c EXAMPLE_STEPS
 LINE = re.compile(r"^step (\d+):((?: \S+)+)$", re.MULTILINE)
-CASES = [  # (precision, cell, input kind, ONNX layer extensions)
-    ("int8", "lstm", "dense", None),
-    ("int8", "gru", "tokens", None),
-    ("int8", "lstm", "dense", {"clip": 0.6, "peepholes": True, "initial_state": True}),
-    ("f32", "lstm", "dense", {"clip": 0.6, "input_forget": True, "peepholes": True, "initial_state": True}),
-    ("f32", "rnn_tanh", "tokens", None),
-    ("int8w", "gru", "dense", None),
-    ("int8w", "lstm", "tokens", None),
+CASES = [  # (precision, cell, input kind, ONNX layer extensions, the head's hidden dense layers)
+    ("int8", "lstm", "dense", None, ()),
+    ("int8", "gru", "tokens", None, ()),
+    ("int8", "lstm", "dense", {"clip": 0.6, "peepholes": True, "initial_state": True}, ()),
+    ("int8", "rnn_tanh", "dense", None, ((8, "relu"), (6, "tanh"))),
+    ("f32", "lstm", "dense", {"clip": 0.6, "input_forget": True, "peepholes": True, "initial_state": True}, ()),
+    ("f32", "rnn_tanh", "tokens", None, ()),
+    ("int8w", "gru", "dense", None, ((8, "relu"),)),
+    ("int8w", "lstm", "tokens", None, ()),
 ]
 
 
@@ -49,11 +50,11 @@ def _samples(spec: dict) -> np.ndarray:
     return ((t[:, 0] * 7 + 3) % spec["input"]["vocab"]).astype(np.int64)
 
 
-def _case(folder: Path, precision: str, cell: str, kind: str, ext) -> tuple[Path, dict]:
+def _case(folder: Path, precision: str, cell: str, kind: str, ext, head_hidden=()) -> tuple[Path, dict]:
     """A tiny model's weight file, its single header, and the runtime's outputs on main.c's samples."""
     if ext is None:
         model = make_model(make_spec(cell=cell, layers=2, kind=kind, hidden=10, features=5, vocab=30, embed_dim=6,
-                                     out=4, activation="softmax"))
+                                     out=4, activation="softmax", head_hidden=head_hidden))
     else:
         model = ext_model(cell, ext, layers=2, kind=kind)
     weights = write_artifact(model, folder / f"model.{precision}.safetensors", precision)
@@ -94,10 +95,10 @@ def _compile(cc: str, folder: Path, *flags: str) -> subprocess.CompletedProcess:
     return _run([cc, *STRICT, "-O2", *flags, "main.c", "-o", "example"], cwd=folder)
 
 
-@pytest.mark.parametrize("precision,cell,kind,ext", CASES)
-def test_single_header_example_alone_matches_runtime_on_host(tmp_path, precision, cell, kind, ext):
+@pytest.mark.parametrize("precision,cell,kind,ext,head_hidden", CASES)
+def test_single_header_example_alone_matches_runtime_on_host(tmp_path, precision, cell, kind, ext, head_hidden):
     cc = require_tool("gcc")
-    program, expected = _case(tmp_path, precision, cell, kind, ext)
+    program, expected = _case(tmp_path, precision, cell, kind, ext, head_hidden)
     assert sorted(p.name for p in program.iterdir()) == ["main.c", SINGLE_HEADER]
     built = _compile(cc, program)
     assert built.returncode == 0, built.stderr
