@@ -147,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", metavar="NAME_OR_PATH",
                    help="int8 only: calibrate the activation ranges on this data set's TRAIN split (a name or a "
                         ".npz/.csv path, as --data); default: --data's train split, else random streams")
+    p.add_argument("--firmware", choices=("sources", "single-header"), default="sources",
+                   help="C for firmware_ref/, per exported precision its C step runs: 'sources' writes "
+                        "firmware/<precision>/model_data.{h,c} and vectors_data.h (build them with firmware_ref/); "
+                        "'single-header' also writes firmware/<precision>/rnnedge_model.h, the library, the model and "
+                        "rnnedge_model_step() in one C99 header that compiles alone "
+                        "(firmware_ref/examples/single_header/main.c) (default: sources)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress lines (one per stage on stderr: calibration, writing, each parity check, the "
                         "footprint); the report, warnings and errors still print")
@@ -309,19 +315,22 @@ def _export(args, out_dir: Path, precisions: list[str], data, calibration) -> di
         module = load_user_module(args.module, args.state_dict, args.init_args)
         result = export_module(module, out_dir, task=args.task or "classify", data=data, tolerance=args.tolerance,
                                rtol=args.rtol, steps=args.steps, seed=args.seed, precisions=precisions,
-                               calibration=calibration, on_warning=_warn, source=args.module)
+                               calibration=calibration, on_warning=_warn, source=args.module,
+                               single_header=args.firmware == "single-header")
         print(f"{args.module}: mapped to an rnnedge {result['module']['spec_head_on']} model; its forward() and "
               f"the mapped model differ by at most {result['module']['proof_max_abs_diff']:.3g} on random inputs")
     elif args.checkpoint.lower().endswith(".onnx"):
         result = export_onnx(args.checkpoint, out_dir, task=args.task, data=data, tolerance=args.tolerance,
                              rtol=args.rtol, steps=args.steps, seed=args.seed, precisions=precisions,
-                             calibration=calibration, on_warning=_warn)
+                             calibration=calibration, on_warning=_warn,
+                             single_header=args.firmware == "single-header")
         print(f"{args.checkpoint}: ONNX graph mapped to an rnnedge {result['module']['spec_head_on']} model; "
               f"ONNX Runtime on it and the rnnedge runtime differ by at most "
               f"{result['module']['proof_max_abs_diff']:.3g} on random inputs")
     else:
         return export_checkpoint(args.checkpoint, out_dir, data=data, tolerance=args.tolerance, rtol=args.rtol,
-                                 steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration)
+                                 steps=args.steps, seed=args.seed, precisions=precisions, calibration=calibration,
+                                 single_header=args.firmware == "single-header")
     for note in result["module"]["notes"]:
         print(f"note: {note}")
     return result

@@ -100,7 +100,7 @@ def map_module(module: nn.Module, *, task: str = "classify", prove: bool = True,
 
 def export_module(module: nn.Module, out_dir, *, task: str = "classify", precisions=("f32",), data=None,
                   tolerance: float = 1e-5, steps: int = 1000, seed: int = 0, calibration=None, on_warning=None,
-                  source: str | None = None, rtol: float = FLOAT_RTOL) -> dict:
+                  source: str | None = None, rtol: float = FLOAT_RTOL, single_header: bool = False) -> dict:
     """Map and prove a user's module, write `model.pt` (an rnnedge checkpoint) and `module_mapping.json` into
     out_dir, then export_checkpoint it there. Returns the report (with report["module"] = the mapping).
 
@@ -125,4 +125,4 @@ def export_module(module: nn.Module, out_dir, *, task: str = "classify", precisi
         (stage.dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
         return export_checkpoint(stage.dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance, steps=steps,
                                  seed=seed, precisions=precisions, calibration=calibration, module=described,
-                                 stage=stage, rtol=rtol)
+                                 stage=stage, rtol=rtol, single_header=single_header)

@@ -203,7 +203,7 @@ def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
 
 
 def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), data=None, tolerance: float = 1e-5,
-                steps: int = 1000, seed: int = 0, calibration=None, on_warning=None, rtol: float = FLOAT_RTOL) -> dict:
+                steps: int = 1000, seed: int = 0, calibration=None, on_warning=None, rtol: float = FLOAT_RTOL, single_header: bool = False) -> dict:
     """Map and prove an ONNX file, write `model.pt` (an rnnedge checkpoint) and `onnx_mapping.json` into out_dir,
     then export_checkpoint it there. Returns the report (report["module"]: the mapping, source "onnx").
     on_warning(message) receives each pitfall the graph has (OnnxMapping.warnings, reproduced exactly); default:
@@ -235,7 +235,8 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
         (stage.dir / MAPPING_FILE).write_text(json.dumps(described, indent=2) + "\n")
         result = export_checkpoint(stage.dir / CHECKPOINT_FILE, out_dir, data=data, tolerance=tolerance,
                                    steps=steps, seed=seed, precisions=precisions, calibration=calibration,
-                                   module=described, reference_graph=reference_graph, stage=stage, rtol=rtol)
+                                   module=described, reference_graph=reference_graph, stage=stage, rtol=rtol,
+                                   single_header=single_header)
         with open(stage.dir / "report.md", "a") as f:
             f.write(f"\nSource: ONNX file `{path}`, mapped by export/from_onnx.py; {mapping.proof_reference} on the "
                     f"original graph vs the rnnedge f32 runtime on random inputs: max abs difference "

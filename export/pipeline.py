@@ -55,7 +55,7 @@ import torch
 
 from export import comparisons, footprint, parity, report, rules, saturation
 from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
-from export.firmware import firmware_unsupported, write_firmware_sources
+from export.firmware import SINGLE_HEADER, firmware_unsupported, write_firmware_sources, write_single_header
 from export.fit import FitError, check_fit
 from export.onnx_graphs import build_sequence_graph, build_step_graph
 from export.quantize import quantize_int8w
@@ -84,10 +84,11 @@ class ExportInputError(ValueError):
 def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e-5, steps: int = 1000,
                       seed: int = 0, precisions=("f32",), calibration=None, module: dict | None = None,
                       reference_graph: comparisons.OriginalGraph | None = None, stage: outputs.Staging | None = None,
-                      rtol: float = rules.FLOAT_RTOL) -> dict:
+                      rtol: float = rules.FLOAT_RTOL, single_header: bool = False) -> dict:
     """Export a checkpoint and verify every artifact; returns the report (report["passed"] says parity held).
 
-    tolerance, rtol: the float rule's atol and rtol (export/rules.py FloatRule).
+    tolerance, rtol: the float rule's atol and rtol (export/rules.py FloatRule). single_header: also write
+    firmware/<precision>/rnnedge_model.h (export/firmware_single.py) beside the C sources.
 
     precisions: runtime weight files to write, from PRECISIONS; f32 is always written (the reference).
 
@@ -138,14 +139,15 @@ def export_checkpoint(checkpoint_path, out_dir, data=None, tolerance: float = 1e
         with outputs.Staging(out_dir, outputs.EXPORT, inputs=[checkpoint_path], writes=export_file_names(precisions),
                              source=checkpoint_source(checkpoint_path)) as own:
             return _export_staged(own, model, tensors, (ranges, calibrated_on), shown, X, lengths, y, inputs,
-                                  (tolerance, rtol), precisions, module, reference_graph, started)
+                                  (tolerance, rtol), precisions, module, reference_graph, started, single_header)
     return _export_staged(stage, model, tensors, (ranges, calibrated_on), shown, X, lengths, y, inputs,
-                          (tolerance, rtol), precisions, module, reference_graph, started)
+                          (tolerance, rtol), precisions, module, reference_graph, started, single_header)
 
 
 def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, checkpoint: Path, X, lengths, y,
                    inputs: dict, tolerances: tuple[float, float], precisions: list[str], module: dict | None,
-                   reference_graph: comparisons.OriginalGraph | None, started: float) -> dict:
+                   reference_graph: comparisons.OriginalGraph | None, started: float,
+                   single_header: bool = False) -> dict:
     """Write every artifact into the staging folder, measure each one from there, write the report there.
     calibration: (int8's Ranges, the (X, lengths) slice they were measured on), or (None, None) without int8;
     tolerances: the float rule's (atol, rtol)."""
@@ -160,7 +162,7 @@ def _export_staged(stage: outputs.Staging, model, tensors, calibration: tuple, c
     log.info("writing golden vectors and firmware sources (the first run compiles the runtime's kernels, then "
              "numba caches them)")
     files.update(_write_vectors(spec, work, precisions, X[0][: int(lengths[0])]))
-    firmware_files, refused = _write_firmware(spec, work, precisions, checkpoint)
+    firmware_files, refused = _write_firmware(spec, work, precisions, checkpoint, single_header)
     files.update(firmware_files)
     firmware = _firmware_footprint(work, files)
     if refused:
@@ -201,7 +203,7 @@ def export_file_names(precisions, *extra: str) -> list[str]:
     names = [*extra, SEQUENCE_FILE, STEP_FILE, *report.FILES]
     for precision in [p for p in PRECISIONS if p == "f32" or p in precisions]:
         names += [weights_file(precision), vectors_file(precision)]
-        names += [f"firmware/{precision}/{name}" for name in FIRMWARE_FILES]
+        names += [f"firmware/{precision}/{name}" for name in (*FIRMWARE_FILES, SINGLE_HEADER)]
     return names
 
 
@@ -369,11 +371,12 @@ def _write_vectors(spec: dict, out_dir: Path, precisions: list[str], x: np.ndarr
     return sizes
 
 
-def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint_path) -> tuple[dict[str, int],
-                                                                                              dict[str, str]]:
+def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint_path,
+                    single_header: bool = False) -> tuple[dict[str, int], dict[str, str]]:
     """firmware/<precision>/: each weight file and its vectors as C sources (export/firmware.py), for a streaming
-    model; (sizes by path, {precision: why its sources were not written}) for a model with ONNX layer extensions
-    that precision's C step does not implement (export/firmware.py FIRMWARE_EXTENSIONS; never an error)."""
+    model, and with single_header its rnnedge_model.h (library + model + rnnedge_model_step(), export/
+    firmware_single.py); (sizes by path, {precision: why its sources were not written}) for a model with ONNX layer
+    extensions that precision's C step does not implement (export/firmware.py FIRMWARE_EXTENSIONS; never an error)."""
     sizes, refused = {}, {}
     if not specs.can_stream(spec):
         return sizes, refused
@@ -385,6 +388,10 @@ def _write_firmware(spec: dict, out_dir: Path, precisions: list[str], checkpoint
             continue
         paths = write_firmware_sources(out_dir / weights_file(precision), out_dir / vectors_file(precision),
                                        out_dir / "firmware" / precision, checkpoint=checkpoint_path)
+        if single_header:
+            paths.append(write_single_header(out_dir / weights_file(precision),
+                                             out_dir / "firmware" / precision / SINGLE_HEADER,
+                                             checkpoint=checkpoint_path))
         sizes.update({path.relative_to(out_dir).as_posix(): path.stat().st_size for path in paths})
     return sizes, refused
 

@@ -183,3 +183,17 @@ def test_int8w_is_judged_by_the_task_metric_when_a_data_set_is_given(tmp_path):
         if row["precision"] == "int8w":
             assert row["passed"] == (row["metric"]["value"] >= reference - 0.5 or row["interval"][1] >= 0)
             assert row["criterion"] == report["criteria"]["int8w"]
+
+
+def test_firmware_single_header_adds_one_header_per_precision_and_lists_it_in_the_manifest(tmp_path):
+    ckpt = checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "out"
+    argv = [ckpt, "--out", str(out), "--precision", "f32,int8", "--stream-steps", "20", "--firmware", "single-header"]
+    assert cli.main(argv) == 0
+    manifest = json.loads((out / "report.json").read_text())["manifest"]
+    for precision in ("f32", "int8"):
+        header = out / "firmware" / precision / "rnnedge_model.h"
+        assert "rnnedge_model_step" in header.read_text() and f"firmware/{precision}/rnnedge_model.h" in manifest
+        assert (out / "firmware" / precision / "model_data.c").is_file()  # the sources stay: the footprint reads them
+    assert cli.main([ckpt, "--out", str(out), "--precision", "f32,int8", "--stream-steps", "20"]) == 0
+    assert not list(out.glob("firmware/*/rnnedge_model.h"))  # the next export without it removes the stale headers
