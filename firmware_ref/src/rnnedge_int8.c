@@ -14,6 +14,7 @@
  * with flags (RNNEDGE_ERR_UNSUPPORTED) and a state reset any layer with RNNEDGE_EXT_INIT.
  */
 #include "rnnedge.h"
+#include "rnnedge_dsp.h"
 
 /* Right shifts of negative values are implementation-defined in C99; this file assumes arithmetic (floor)
  * shifts, as every compiler it targets does (gcc, clang, arm-none-eabi-gcc). A compiler that shifts
@@ -141,10 +142,11 @@ static int16_t tanh_of_cell_q15(int16_t c, int32_t p)
 /* -- dot products and gate pre-activations ------------------------------------------------------------------ */
 
 /** bias + w . v over n: int32, exact (export and the runtime's loader prove |bias| + sum |w| * 2^15 < 2^31 for
- * every row, so no partial sum in any order overflows). Explicit int32 casts: correct where int is 16 bits.
- * Eight products per pass, constant offsets from two pointers, one accumulator, the count tested at the bottom:
- * arm-none-eabi-gcc -Os makes this 8 x (ldrsb, ldrsh, mla) + 2 adds + cmp + bne on a Cortex-M3/M4, 3.5
- * instructions per multiply-accumulate (a plain one-at-a-time loop takes 7); the last n mod 8 one at a time. */
+ * every row, so no partial sum in any order overflows: the DSP path below may add the products in its own order).
+ * Explicit int32 casts: correct where int is 16 bits. Eight products per pass, constant offsets from two pointers,
+ * one accumulator, the count tested at the bottom: arm-none-eabi-gcc -Os makes this 8 x (ldrsb, ldrsh, mla) + 2
+ * adds + cmp + bne on a Cortex-M3, 3.5 instructions per multiply-accumulate (a plain one-at-a-time loop takes 7);
+ * the last n mod 8 one at a time. */
 static int32_t dot_int8(int32_t bias, const int8_t *w, const int16_t *v, int32_t n)
 {
     int32_t acc = bias;
@@ -169,6 +171,144 @@ static int32_t dot_int8(int32_t bias, const int8_t *w, const int16_t *v, int32_t
     return acc;
 }
 
+/* The DSP dot product (RNNEDGE_DSP_DOT, rnnedge_dsp.h). The weights stay in the export's row-major int8 order: one
+ * LDR reads four, w0..w3; SXTB16 widens w0, w2 and SXTB16 ROR 8 w1, w3 into int16 pairs. SMLAD multiplies a
+ * weight pair by an activation pair, so the activations are put once per layer step into that order: for every
+ * four v0..v3 one 64-bit "pair word", (v0, v2) in its low and (v1, v3) in its high 32 bits (one LDRD reads both).
+ * A layer step packs its x and h once and reads them for every one of its rows; the weights and the C / runtime
+ * file formats are unchanged. The packed copies live on the stack: RNNEDGE_DSP_WORDS pair words (default 64, 512
+ * bytes: x and h of up to 256 values together); a vector that does not fit runs the plain dot product (same
+ * integers). */
+#ifndef RNNEDGE_DSP_WORDS
+#define RNNEDGE_DSP_WORDS (RNNEDGE_DSP_DOT ? 64 : 1)
+#endif
+
+/** The pair words of v's first n & ~3 values into buf if they fit in room words; returns buf, or 0 (the plain
+ * dot product then reads v). room: what is left of the caller's buffer. */
+static const uint64_t *pack_pairs(const int16_t *v, int32_t n, uint64_t *buf, int32_t room)
+{
+#if RNNEDGE_DSP_DOT
+    const int32_t words = n >> 2;
+    int32_t k;
+    if (words > room) {
+        return 0;
+    }
+    for (k = 0; k < words; ++k) {
+        buf[k] = (uint64_t)rnnedge_pack16(v[0], v[2]) | ((uint64_t)rnnedge_pack16(v[1], v[3]) << 32);
+        v += 4;
+    }
+    return buf;
+#else
+    (void)v;
+    (void)n;
+    (void)buf;
+    (void)room;
+    return 0;
+#endif
+}
+
+/** The number of pair words pack_pairs filled for n values (0 when it did not pack). */
+static int32_t pairs_words(const uint64_t *pairs, int32_t n)
+{
+    return pairs != 0 ? n >> 2 : 0;
+}
+
+#if RNNEDGE_DSP_DOT
+/** The last n mod 4 products of a row from v itself (the pair words cover n & ~3). */
+static int32_t dot_tail(int32_t acc, const int8_t *w, const int16_t *v, int32_t n)
+{
+    int32_t k;
+    w += n & ~(int32_t)3;
+    v += n & ~(int32_t)3;
+    for (k = n & 3; k > 0; --k) {
+        acc += (int32_t)*w++ * (int32_t)*v++;
+    }
+    return acc;
+}
+
+/** bias + w . v over n with v's pair words (pack_pairs): per four weights one LDR, two SXTB16, two SMLAD, and
+ * one LDRD of the two activation pairs. Exact in int32 as dot_int8. */
+static int32_t dot_int8_pairs(int32_t bias, const int8_t *w, const uint64_t *pairs, const int16_t *v, int32_t n)
+{
+    const uint64_t *end = pairs + (n >> 2);
+    const int8_t *w0 = w;
+    int32_t acc = bias;
+    while (pairs != end) {
+        const uint32_t ws = rnnedge_load_u32(w0);
+        uint32_t lo;
+        uint32_t hi;
+        rnnedge_load_pair(pairs, &lo, &hi);
+        acc = rnnedge_smlad(rnnedge_sxtb16(ws), lo, acc);
+        acc = rnnedge_smlad(rnnedge_sxtb16_ror8(ws), hi, acc);
+        w0 += 4;
+        ++pairs;
+    }
+    return dot_tail(acc, w, v, n);
+}
+
+/** acc0 += row a's four weights at wa . (lo, hi), acc1 likewise for wb: 2 LDR, 4 SXTB16, 4 SMLAD. */
+#define DOT2_STEP(lo, hi, wa, wb)                                                                                 \
+    do {                                                                                                          \
+        const uint32_t xa_ = rnnedge_load_u32(wa);                                                                \
+        const uint32_t xb_ = rnnedge_load_u32(wb);                                                                \
+        acc0 = rnnedge_smlad(rnnedge_sxtb16(xa_), lo, acc0);                                                      \
+        acc0 = rnnedge_smlad(rnnedge_sxtb16_ror8(xa_), hi, acc0);                                                 \
+        acc1 = rnnedge_smlad(rnnedge_sxtb16(xb_), lo, acc1);                                                      \
+        acc1 = rnnedge_smlad(rnnedge_sxtb16_ror8(xb_), hi, acc1);                                                 \
+    } while (0)
+
+/** Two rows at once, w and w + n (biases b0, b1), into out[0], out[1]: each LDRD of activations serves both rows;
+ * eight activations per pass (two pair words), the count tested at the bottom: 23 instructions per 16 products,
+ * then the n mod 8 rest. */
+static void dot2_int8_pairs(int32_t b0, int32_t b1, const int8_t *w, const uint64_t *pairs, const int16_t *v,
+                            int32_t n, int32_t *out)
+{
+    const int8_t *wa = w;
+    const int8_t *wb = w + n;
+    int32_t acc0 = b0;
+    int32_t acc1 = b1;
+    uint32_t lo;
+    uint32_t hi;
+    int32_t k = n >> 3;
+    if (k > 0) {
+        do {
+            rnnedge_load_pair(pairs, &lo, &hi);
+            DOT2_STEP(lo, hi, wa, wb);
+            rnnedge_load_pair(pairs + 1, &lo, &hi);
+            DOT2_STEP(lo, hi, wa + 4, wb + 4);
+            wa += 8;
+            wb += 8;
+            pairs += 2;
+        } while (--k != 0);
+    }
+    if ((n & 4) != 0) {
+        rnnedge_load_pair(pairs, &lo, &hi);
+        DOT2_STEP(lo, hi, wa, wb);
+    }
+    if ((n & 3) != 0) {
+        acc0 = dot_tail(acc0, w, v, n);
+        acc1 = dot_tail(acc1, w + n, v, n);
+    }
+    out[0] = acc0;
+    out[1] = acc1;
+}
+#undef DOT2_STEP
+#endif
+
+/** bias + w . v over n: the DSP dot product where v has pairs, else the plain one. */
+static int32_t dot_row(int32_t bias, const int8_t *w, const uint64_t *pairs, const int16_t *v, int32_t n)
+{
+#if RNNEDGE_DSP_DOT
+    if (pairs != 0) {
+        return dot_int8_pairs(bias, w, pairs, v, n);
+    }
+#else
+    (void)pairs;
+#endif
+    return dot_int8(bias, w, v, n);
+}
+
+#if RNNEDGE_EXTENSIONS /* the extension path forms its rows one at a time */
 /** yx of gate row r: MBQM(b_x[r] + W_ih[r] . x, Mx[r], Sx[r]), int32, not saturated (kernels_int8 gate_term_int8):
  * the pre-activation saturates once, after its terms are added. */
 static int32_t input_part(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x)
@@ -183,25 +323,53 @@ static int32_t recurrent_part(const rnnedge_layer_int8 *layer, int32_t r, int32_
     const int32_t acc = dot_int8(b_h, layer->w_hh + r * layer->hidden, h, layer->hidden);
     return multiply_by_quantized_multiplier(acc, layer->mult_h[r], (int32_t)layer->shift_h[r]);
 }
+#endif
+
+/** x's and h's pairs in buf (RNNEDGE_DSP_WORDS words): *xp and *hp, each 0 where it was not packed. */
+static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x, const int16_t *h, uint64_t *buf,
+                              const uint64_t **xp, const uint64_t **hp)
+{
+    *xp = pack_pairs(x, layer->n_in, buf, RNNEDGE_DSP_WORDS);
+    *hp = pack_pairs(h, layer->hidden, buf + pairs_words(*xp, layer->n_in),
+                     RNNEDGE_DSP_WORDS - pairs_words(*xp, layer->n_in));
+}
+
+/** Gate row r's pre-activation sat16(yx + yh) from its two dot products (b_x[r] + W_ih[r] . x, W_hh[r] . h): the
+ * gate pre-activation in Q3.12, the two int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. */
+static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t acc_x, int32_t acc_h)
+{
+    const int32_t yx = multiply_by_quantized_multiplier(acc_x, layer->mult_x[r], (int32_t)layer->shift_x[r]);
+    const int32_t yh = multiply_by_quantized_multiplier(acc_h, layer->mult_h[r], (int32_t)layer->shift_h[r]);
+    return sat16_wide((int64_t)yx + (int64_t)yh);
+}
 
 /** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12, the two
  * int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. h is only read here; the callers write
- * the new h after every row is done. */
-static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, const int16_t *h, int32_t lo,
-                           int32_t hi, int16_t *pre)
+ * the new h after every row is done. xp, hp: x's and h's pairs (pack_layer_inputs). */
+static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, const uint64_t *xp, const int16_t *h,
+                           const uint64_t *hp, int32_t lo, int32_t hi, int16_t *pre)
 {
     const int32_t n_in = layer->n_in;
     const int32_t H = layer->hidden;
     const int8_t *w_x = layer->w_ih + lo * n_in; /* row r of W_ih and of W_hh, walked row by row */
     const int8_t *w_h = layer->w_hh + lo * H;
-    int32_t r;
-    for (r = lo; r < hi; ++r) {
-        /* input_part and recurrent_part (b_h = 0) inline, without recomputing the row addresses */
-        const int32_t yx = multiply_by_quantized_multiplier(dot_int8(layer->b_x[r], w_x, x, n_in), layer->mult_x[r],
-                                                            (int32_t)layer->shift_x[r]);
-        const int32_t yh = multiply_by_quantized_multiplier(dot_int8(0, w_h, h, H), layer->mult_h[r],
-                                                            (int32_t)layer->shift_h[r]);
-        pre[r] = sat16_wide((int64_t)yx + (int64_t)yh);
+    int32_t r = lo;
+#if RNNEDGE_DSP_DOT
+    if (xp != 0 && hp != 0) { /* two rows at a time: each activation load serves both */
+        int32_t acc_x[2];
+        int32_t acc_h[2];
+        for (; r + 1 < hi; r += 2) {
+            dot2_int8_pairs(layer->b_x[r], layer->b_x[r + 1], w_x, xp, x, n_in, acc_x);
+            dot2_int8_pairs(0, 0, w_h, hp, h, H, acc_h);
+            pre[r] = gate_pre_int8(layer, r, acc_x[0], acc_h[0]);
+            pre[r + 1] = gate_pre_int8(layer, r + 1, acc_x[1], acc_h[1]);
+            w_x += 2 * n_in;
+            w_h += 2 * H;
+        }
+    }
+#endif
+    for (; r < hi; ++r) {
+        pre[r] = gate_pre_int8(layer, r, dot_row(layer->b_x[r], w_x, xp, x, n_in), dot_row(0, w_h, hp, h, H));
         w_x += n_in;
         w_h += H;
     }
@@ -210,13 +378,44 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
 /** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
  * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
  * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
-static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, const int16_t *x,
-                              const int16_t *h)
+static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x, int32_t acc_h)
 {
     const int32_t row = 2 * layer->hidden + j;
-    const int64_t yx_n = input_part(layer, row, x);
-    const int32_t yh_n = recurrent_part(layer, row, layer->b_hn[j], h);
+    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
     return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+}
+
+/** The n rows' pre-activations pre[j] = gru_n_pre_int8 for hidden units 0..H-1, r[j]: the reset gate (Q0.15). xp,
+ * hp: x's and h's pairs (two rows at a time on the DSP path, as gate_sums_int8). */
+static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r, const int16_t *x, const uint64_t *xp,
+                            const int16_t *h, const uint64_t *hp, int16_t *pre)
+{
+    const int32_t n_in = layer->n_in;
+    const int32_t H = layer->hidden;
+    const int8_t *w_x = layer->w_ih + 2 * H * n_in; /* the n rows: the third block of both matrices */
+    const int8_t *w_h = layer->w_hh + 2 * H * H;
+    int32_t j = 0;
+#if RNNEDGE_DSP_DOT
+    if (xp != 0 && hp != 0) {
+        int32_t acc_x[2];
+        int32_t acc_h[2];
+        for (; j + 1 < H; j += 2) {
+            dot2_int8_pairs(layer->b_x[2 * H + j], layer->b_x[2 * H + j + 1], w_x, xp, x, n_in, acc_x);
+            dot2_int8_pairs(layer->b_hn[j], layer->b_hn[j + 1], w_h, hp, h, H, acc_h);
+            pre[j] = gru_n_pre_int8(layer, j, r[j], acc_x[0], acc_h[0]);
+            pre[j + 1] = gru_n_pre_int8(layer, j + 1, r[j + 1], acc_x[1], acc_h[1]);
+            w_x += 2 * n_in;
+            w_h += 2 * H;
+        }
+    }
+#endif
+    for (; j < H; ++j) {
+        pre[j] = gru_n_pre_int8(layer, j, r[j], dot_row(layer->b_x[2 * H + j], w_x, xp, x, n_in),
+                                dot_row(layer->b_hn[j], w_h, hp, h, H));
+        w_x += n_in;
+        w_h += H;
+    }
 }
 
 /** h = (1 - z) n + z h (Q0.15) for hidden unit j (kernels_int8 gru_blend_int8): (32768 - z) |n| + z |h| <= 2^30. */
@@ -272,8 +471,12 @@ static void rnn_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x,
 {
     const int32_t H = layer->hidden;
     const int32_t q = clip_threshold(layer);
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
-    gate_sums_int8(layer, x, h, 0, H, scratch);
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, H, scratch);
     for (j = 0; j < H; ++j) {
         const int16_t pre = clip_int8(scratch[j], q);
         if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
@@ -342,8 +545,9 @@ static void gru_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x,
     for (j = 0; j < 2 * H; ++j) { /* r, z */
         scratch[j] = sigmoid_q15(gate_pre_ext(layer, j, x, h, 0, q));
     }
-    for (j = 0; j < H; ++j) { /* every n before any h is written: the n rows read the h on entry */
-        n[j] = tanh_q15(clip_int8(gru_n_pre_int8(layer, j, scratch[j], x, h), q));
+    gru_n_rows_int8(layer, scratch, x, 0, h, 0, n); /* every n before any h is written: they read the h on entry */
+    for (j = 0; j < H; ++j) {
+        n[j] = tanh_q15(clip_int8(n[j], q));
     }
     for (j = 0; j < H; ++j) {
         h[j] = gru_blend_int8(scratch[H + j], n[j], h[j]);
@@ -381,6 +585,9 @@ static void gru_reset_before_int8(const rnnedge_layer_int8 *layer, const int16_t
 void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_STEP) != 0) {
@@ -388,7 +595,8 @@ void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         return;
     }
 #endif
-    gate_sums_int8(layer, x, h, 0, H, scratch);
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, H, scratch);
     for (j = 0; j < H; ++j) {
         if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
             h[j] = scratch[j] > 0 ? scratch[j] : 0;
@@ -403,6 +611,9 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
 {
     const int32_t H = layer->hidden;
     const int32_t p = layer->cell_power;
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_STEP) != 0) {
@@ -410,7 +621,8 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
         return;
     }
 #endif
-    gate_sums_int8(layer, x, h, 0, 4 * H, scratch);
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, 4 * H, scratch);
     for (j = 0; j < H; ++j) {
         /* i, f, o in [0, 32767] (sigmoid), g in [-32768, 32767] (tanh), c int16: every product below is
          * below 2^30 in magnitude, so int32 holds it and the rounding's added half (<= 2^30 for 30 + p = 31):
@@ -431,6 +643,9 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
 {
     const int32_t H = layer->hidden;
     int16_t *n = scratch + 2 * H; /* r, z pre-activations, then n (Q0.15) */
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
@@ -442,12 +657,14 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         return;
     }
 #endif
-    gate_sums_int8(layer, x, h, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
-    for (j = 0; j < H; ++j) { /* every n before any h is written: the n rows read the h on entry */
-        n[j] = tanh_q15(gru_n_pre_int8(layer, j, sigmoid_q15(scratch[j]), x, h));
-    }
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
     for (j = 0; j < H; ++j) {
-        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), n[j], h[j]);
+        scratch[j] = sigmoid_q15(scratch[j]); /* r */
+    }
+    gru_n_rows_int8(layer, scratch, x, xp, h, hp, n); /* every n before any h is written: they read the h on entry */
+    for (j = 0; j < H; ++j) {
+        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), tanh_q15(n[j]), h[j]);
     }
 }
 
@@ -465,9 +682,11 @@ void rnnedge_embedding_int8(const int8_t *table, int32_t dim, int32_t token, int
 void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t in, const int16_t *h,
                        int32_t *logits)
 {
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *hp = pack_pairs(h, in, buf, RNNEDGE_DSP_WORDS);
     int32_t o;
     for (o = 0; o < out; ++o) {
-        logits[o] = dot_int8(b[o], w + o * in, h, in);
+        logits[o] = dot_row(b[o], w + o * in, hp, h, in);
     }
 }
 
@@ -498,9 +717,12 @@ const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_
     int32_t k;
     for (k = 0; k < n_dense; ++k) {
         const rnnedge_dense_int8 *d = &dense[k];
+        uint64_t buf[RNNEDGE_DSP_WORDS];
+        const uint64_t *vp = pack_pairs(v, d->n_in, buf, RNNEDGE_DSP_WORDS);
         int32_t r;
         for (r = 0; r < d->units; ++r) {
-            int16_t q = requantize_int8(dot_int8(d->b[r], d->w + r * d->n_in, v, d->n_in), d->mult[r], d->shift[r]);
+            int16_t q = requantize_int8(dot_row(d->b[r], d->w + r * d->n_in, vp, v, d->n_in), d->mult[r],
+                                        d->shift[r]);
             if (d->activation == RNNEDGE_HIDDEN_RELU) {
                 q = q < 0 ? (int16_t)0 : q;
             } else if (d->activation == RNNEDGE_HIDDEN_TANH) {
