@@ -76,6 +76,12 @@ static inline void rnnedge_load_pair(const uint64_t *p, uint32_t *lo, uint32_t *
     *hi = b;
 }
 
+/** QADD: a + b saturated to [INT32_MIN, INT32_MAX]. */
+static inline int32_t rnnedge_qadd(int32_t a, int32_t b)
+{
+    return __qadd(a, b);
+}
+
 /** SMLAD: acc + lo(a) * lo(b) + hi(a) * hi(b), the halfwords signed. Wraps modulo 2^32 (and sets the Q flag) on
  * overflow; the callers' sums are proven to fit int32. */
 static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
@@ -103,6 +109,12 @@ static inline void rnnedge_load_pair(const uint64_t *p, uint32_t *lo, uint32_t *
 {
     *lo = (uint32_t)*p;
     *hi = (uint32_t)(*p >> 32);
+}
+
+static inline int32_t rnnedge_qadd(int32_t a, int32_t b)
+{
+    const int64_t sum = (int64_t)a + (int64_t)b;
+    return (int32_t)(sum > INT32_MAX ? INT32_MAX : sum < INT32_MIN ? INT32_MIN : sum);
 }
 
 static inline uint32_t rnnedge_sxtb16(uint32_t w)
