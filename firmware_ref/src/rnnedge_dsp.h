@@ -8,8 +8,9 @@
  * spellings: identifiers starting with two underscores are the implementation's, and an application that includes
  * CMSIS headers next to this one must not see them defined twice.
  *
- * RNNEDGE_DSP_DOT (default: 1 where __ARM_FEATURE_DSP is defined, else 0) selects the dot product built on these
- * (src/rnnedge_int8.c); define it to 0 or 1 on the command line to force either path.
+ * RNNEDGE_DSP_DOT (default: 1 where __ARM_FEATURE_DSP is defined, else 0) selects the int8 dot products built on
+ * these, at the end of this file (src/rnnedge_int8.c, their one user, picks them per row); define it to 0 or 1 on the
+ * command line to force either path.
  */
 #ifndef RNNEDGE_DSP_H
 #define RNNEDGE_DSP_H
@@ -135,5 +136,148 @@ static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
 }
 
 #endif /* RNNEDGE_HAVE_DSP */
+
+/* -- the int8 dot products built on them (rnnedge_int8.c includes this header; nothing else does) ----------- */
+
+/* The DSP dot product (RNNEDGE_DSP_DOT). The weights stay in the export's row-major int8 order: one
+ * LDR reads four, w0..w3; SXTB16 widens w0, w2 and SXTB16 ROR 8 w1, w3 into int16 pairs. SMLAD multiplies a
+ * weight pair by an activation pair, so the activations are put once per layer step into that order: for every
+ * four v0..v3 one 64-bit "pair word", (v0, v2) in its low and (v1, v3) in its high 32 bits (one LDRD reads both).
+ * A layer step packs its x and h once and reads them for every one of its rows; the weights and the C / runtime
+ * file formats are unchanged. The packed copies live on the stack: RNNEDGE_DSP_WORDS pair words (default 64, 512
+ * bytes: x and h of up to 256 values together); a vector that does not fit runs the plain dot product (same
+ * integers). */
+#ifndef RNNEDGE_DSP_WORDS
+#define RNNEDGE_DSP_WORDS (RNNEDGE_DSP_DOT ? 64 : 1)
+#endif
+
+/** The pair words of v's first n & ~3 values into buf if they fit in room words; returns buf, or 0 (the plain
+ * dot product then reads v). room: what is left of the caller's buffer. */
+static const uint64_t *pack_pairs(const int16_t *v, int32_t n, uint64_t *buf, int32_t room)
+{
+#if RNNEDGE_DSP_DOT
+    const int32_t words = n >> 2;
+    int32_t k;
+    if (words > room) {
+        return 0;
+    }
+    for (k = 0; k < words; ++k) {
+        buf[k] = (uint64_t)rnnedge_pack16(v[0], v[2]) | ((uint64_t)rnnedge_pack16(v[1], v[3]) << 32);
+        v += 4;
+    }
+    return buf;
+#else
+    (void)v;
+    (void)n;
+    (void)buf;
+    (void)room;
+    return 0;
+#endif
+}
+
+/** The number of pair words pack_pairs filled for n values (0 when it did not pack). */
+static int32_t pairs_words(const uint64_t *pairs, int32_t n)
+{
+    return pairs != 0 ? n >> 2 : 0;
+}
+
+#if RNNEDGE_DSP_DOT
+/** out[0], out[1] += the last n mod 4 products of rows w and w + n, from v itself. */
+static void dot2_tail(const int8_t *w, const int16_t *v, int32_t n, int32_t *out)
+{
+    const int32_t done = n & ~(int32_t)3;
+    int32_t k;
+    for (k = done; k < n; ++k) {
+        out[0] += (int32_t)w[k] * (int32_t)v[k];
+        out[1] += (int32_t)w[n + k] * (int32_t)v[k];
+    }
+}
+
+/** The last n mod 4 products of a row from v itself (the pair words cover n & ~3). */
+static int32_t dot_tail(int32_t acc, const int8_t *w, const int16_t *v, int32_t n)
+{
+    int32_t k;
+    w += n & ~(int32_t)3;
+    v += n & ~(int32_t)3;
+    for (k = n & 3; k > 0; --k) {
+        acc += (int32_t)*w++ * (int32_t)*v++;
+    }
+    return acc;
+}
+
+/** bias + w . v over n with v's pair words (pack_pairs): per four weights one LDR, two SXTB16, two SMLAD, and
+ * one LDRD of the two activation pairs. Exact in int32 as dot_int8. */
+static int32_t dot_int8_pairs(int32_t bias, const int8_t *w, const uint64_t *pairs, const int16_t *v, int32_t n)
+{
+    const uint64_t *end = pairs + (n >> 2);
+    const int8_t *w0 = w;
+    int32_t acc = bias;
+    while (pairs != end) {
+        const uint32_t ws = rnnedge_load_u32(w0);
+        uint32_t lo;
+        uint32_t hi;
+        rnnedge_load_pair(pairs, &lo, &hi);
+        acc = rnnedge_smlad(rnnedge_sxtb16(ws), lo, acc);
+        acc = rnnedge_smlad(rnnedge_sxtb16_ror8(ws), hi, acc);
+        w0 += 4;
+        ++pairs;
+    }
+    return dot_tail(acc, w, v, n);
+}
+
+/** acc0 += row a's four weights at wa . (lo, hi), acc1 likewise for wb: 2 LDR, 4 SXTB16, 4 SMLAD. */
+#define DOT2_STEP(lo, hi, wa, wb)                                                                                 \
+    do {                                                                                                          \
+        const uint32_t xa_ = rnnedge_load_u32(wa);                                                                \
+        const uint32_t xb_ = rnnedge_load_u32(wb);                                                                \
+        acc0 = rnnedge_smlad(rnnedge_sxtb16(xa_), lo, acc0);                                                      \
+        acc0 = rnnedge_smlad(rnnedge_sxtb16_ror8(xa_), hi, acc0);                                                 \
+        acc1 = rnnedge_smlad(rnnedge_sxtb16(xb_), lo, acc1);                                                      \
+        acc1 = rnnedge_smlad(rnnedge_sxtb16_ror8(xb_), hi, acc1);                                                 \
+    } while (0)
+
+/** Two rows at once, w and w + n (biases b0, b1), into out[0], out[1]: each LDRD of activations serves both rows;
+ * sixteen activations per pass (four pair words), the count tested at the bottom: 44 instructions for the 32
+ * products and 5 for the pointers and the test, then the n mod 16 rest. */
+static void dot2_int8_pairs(int32_t b0, int32_t b1, const int8_t *w, const uint64_t *pairs, const int16_t *v,
+                            int32_t n, int32_t *out)
+{
+    const int8_t *wa = w;
+    const int8_t *wb = w + n;
+    int32_t acc0 = b0;
+    int32_t acc1 = b1;
+    uint32_t lo;
+    uint32_t hi;
+    int32_t k = n >> 4;
+    if (k > 0) {
+        do {
+            rnnedge_load_pair(pairs, &lo, &hi);
+            DOT2_STEP(lo, hi, wa, wb);
+            rnnedge_load_pair(pairs + 1, &lo, &hi);
+            DOT2_STEP(lo, hi, wa + 4, wb + 4);
+            rnnedge_load_pair(pairs + 2, &lo, &hi);
+            DOT2_STEP(lo, hi, wa + 8, wb + 8);
+            rnnedge_load_pair(pairs + 3, &lo, &hi);
+            DOT2_STEP(lo, hi, wa + 12, wb + 12);
+            wa += 16;
+            wb += 16;
+            pairs += 4;
+        } while (--k != 0);
+    }
+    for (k = (n >> 2) & 3; k > 0; --k) {
+        rnnedge_load_pair(pairs, &lo, &hi);
+        DOT2_STEP(lo, hi, wa, wb);
+        wa += 4;
+        wb += 4;
+        ++pairs;
+    }
+    out[0] = acc0;
+    out[1] = acc1;
+    if ((n & 3) != 0) {
+        dot2_tail(w, v, n, out);
+    }
+}
+#undef DOT2_STEP
+#endif
 
 #endif /* RNNEDGE_DSP_H */
