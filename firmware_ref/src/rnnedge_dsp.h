@@ -1,5 +1,6 @@
 /*
- * rnnedge_dsp.h: the few Armv7E-M DSP instructions the int8 dot product uses, as inline functions.
+ * rnnedge_dsp.h: the few Armv7E-M DSP instructions the int8 dot products use, as inline functions, and those dot
+ * products.
  *
  * Where the compiler targets the DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33 with DSP, ...) each one is
  * the ACLE intrinsic of <arm_acle.h>, one instruction; elsewhere (the host, Cortex-M3, RISC-V) it is plain C that
@@ -128,7 +129,7 @@ static inline uint32_t rnnedge_sxtb16_ror8(uint32_t w)
     return rnnedge_pack16(rnnedge_byte(w, 1), rnnedge_byte(w, 3));
 }
 
-/** The DSP path's callers never overflow int32 here (see rnnedge_int8.c's dot product), so plain int32
+/** The DSP path's callers never overflow int32 here (see dot_int8 in rnnedge_int8.c), so plain int32
  * arithmetic matches the instruction's wrapping result. */
 static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
 {

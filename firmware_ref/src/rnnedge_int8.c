@@ -210,18 +210,26 @@ static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x,
                      RNNEDGE_DSP_WORDS - pairs_words(*xp, layer->n_in));
 }
 
+/** sat16(a + b) for two int32 terms, added exactly (int64: |a + b| <= 2^32) and saturated once. */
+static int16_t sat16_sum(int32_t a, int32_t b)
+{
+#if RNNEDGE_DSP_DOT
+    return sat16(rnnedge_qadd(a, b)); /* QADD + SSAT: clamping to int32 first leaves the int16 clamp unchanged */
+#else
+    return sat16_wide((int64_t)a + (int64_t)b);
+#endif
+}
+
+#if RNNEDGE_DSP_DOT
 /** Gate row r's pre-activation sat16(yx + yh) from its two dot products (b_x[r] + W_ih[r] . x, W_hh[r] . h): the
  * gate pre-activation in Q3.12, the two int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. */
 static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t acc_x, int32_t acc_h)
 {
     const int32_t yx = multiply_by_quantized_multiplier(acc_x, layer->mult_x[r], (int32_t)layer->shift_x[r]);
     const int32_t yh = multiply_by_quantized_multiplier(acc_h, layer->mult_h[r], (int32_t)layer->shift_h[r]);
-#if RNNEDGE_DSP_DOT
-    return sat16(rnnedge_qadd(yx, yh)); /* QADD + SSAT: clamping to int32 first leaves the int16 clamp unchanged */
-#else
-    return sat16_wide((int64_t)yx + (int64_t)yh);
-#endif
+    return sat16_sum(yx, yh);
 }
+#endif
 
 /** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12, the two
  * int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. h is only read here; the callers write
@@ -248,8 +256,12 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
         }
     }
 #endif
-    for (; r < hi; ++r) {
-        pre[r] = gate_pre_int8(layer, r, dot_row(layer->b_x[r], w_x, xp, x, n_in), dot_row(0, w_h, hp, h, H));
+    for (; r < hi; ++r) { /* yx before the second dot product: one live value fewer across the call */
+        const int32_t yx = multiply_by_quantized_multiplier(dot_row(layer->b_x[r], w_x, xp, x, n_in), layer->mult_x[r],
+                                                            (int32_t)layer->shift_x[r]);
+        const int32_t yh = multiply_by_quantized_multiplier(dot_row(0, w_h, hp, h, H), layer->mult_h[r],
+                                                            (int32_t)layer->shift_h[r]);
+        pre[r] = sat16_sum(yx, yh);
         w_x += n_in;
         w_h += H;
     }
@@ -266,10 +278,11 @@ static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_
     return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
 }
 
-/** The n rows' pre-activations pre[j] = gru_n_pre_int8 for hidden units 0..H-1, r[j]: the reset gate (Q0.15). xp,
+/** The n rows' pre-activations pre[j] = gru_n_pre_int8 for hidden units 0..H-1, r_pre[j]: the reset gate's
+ * pre-activation (Q3.12; r = sigmoid_q15 of it, Q0.15). xp,
  * hp: x's and h's pairs (two rows at a time on the DSP path, as gate_sums_int8). */
-static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r, const int16_t *x, const uint64_t *xp,
-                            const int16_t *h, const uint64_t *hp, int16_t *pre)
+static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pre, const int16_t *x,
+                            const uint64_t *xp, const int16_t *h, const uint64_t *hp, int16_t *pre)
 {
     const int32_t n_in = layer->n_in;
     const int32_t H = layer->hidden;
@@ -283,15 +296,15 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r, c
         for (; j + 1 < H; j += 2) {
             dot2_int8_pairs(layer->b_x[2 * H + j], layer->b_x[2 * H + j + 1], w_x, xp, x, n_in, acc_x);
             dot2_int8_pairs(layer->b_hn[j], layer->b_hn[j + 1], w_h, hp, h, H, acc_h);
-            pre[j] = gru_n_pre_int8(layer, j, r[j], acc_x[0], acc_h[0]);
-            pre[j + 1] = gru_n_pre_int8(layer, j + 1, r[j + 1], acc_x[1], acc_h[1]);
+            pre[j] = gru_n_pre_int8(layer, j, sigmoid_q15(r_pre[j]), acc_x[0], acc_h[0]);
+            pre[j + 1] = gru_n_pre_int8(layer, j + 1, sigmoid_q15(r_pre[j + 1]), acc_x[1], acc_h[1]);
             w_x += 2 * n_in;
             w_h += 2 * H;
         }
     }
 #endif
     for (; j < H; ++j) {
-        pre[j] = gru_n_pre_int8(layer, j, r[j], dot_row(layer->b_x[2 * H + j], w_x, xp, x, n_in),
+        pre[j] = gru_n_pre_int8(layer, j, sigmoid_q15(r_pre[j]), dot_row(layer->b_x[2 * H + j], w_x, xp, x, n_in),
                                 dot_row(layer->b_hn[j], w_h, hp, h, H));
         w_x += n_in;
         w_h += H;
@@ -415,22 +428,22 @@ static void lstm_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x
 }
 
 /** rnnedge_gru_step_int8 (linear_before_reset) with every pre-activation clipped, n's after its r term
- * (kernels_int8 gru_update_int8 with a clip). scratch: r, z (Q0.15), then n. */
+ * (kernels_int8 gru_update_int8 with a clip). scratch: r, z (their clipped pre-activations), then n. */
 static void gru_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
     const int32_t q = clip_threshold(layer);
     int16_t *n = scratch + 2 * H;
     int32_t j;
-    for (j = 0; j < 2 * H; ++j) { /* r, z */
-        scratch[j] = sigmoid_q15(gate_pre_ext(layer, j, x, h, 0, q));
+    for (j = 0; j < 2 * H; ++j) { /* r, z pre-activations, clipped */
+        scratch[j] = gate_pre_ext(layer, j, x, h, 0, q);
     }
     gru_n_rows_int8(layer, scratch, x, 0, h, 0, n); /* every n before any h is written: they read the h on entry */
     for (j = 0; j < H; ++j) {
         n[j] = tanh_q15(clip_int8(n[j], q));
     }
     for (j = 0; j < H; ++j) {
-        h[j] = gru_blend_int8(scratch[H + j], n[j], h[j]);
+        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), n[j], h[j]);
     }
 }
 
@@ -539,9 +552,6 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
 #endif
     pack_layer_inputs(layer, x, h, buf, &xp, &hp);
     gate_sums_int8(layer, x, xp, h, hp, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
-    for (j = 0; j < H; ++j) {
-        scratch[j] = sigmoid_q15(scratch[j]); /* r */
-    }
     gru_n_rows_int8(layer, scratch, x, xp, h, hp, n); /* every n before any h is written: they read the h on entry */
     for (j = 0; j < H; ++j) {
         h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), tanh_q15(n[j]), h[j]);
