@@ -19,7 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* Little-endian only: the pair words are read with LDRD, whose first register gets the word at the lower address. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(__ARMEB__)
 #include <arm_acle.h>
 #define RNNEDGE_HAVE_DSP 1
 #else
@@ -68,7 +69,8 @@ static inline uint32_t rnnedge_sxtb16_ror8(uint32_t w)
     return r;
 }
 
-/** The two 32-bit halves of the 8-byte-aligned word at p: one LDRD (gcc -Os loads a uint64_t as two LDR). */
+/** The two 32-bit halves of the 8-byte-aligned word at p: one LDRD (gcc -Os loads a uint64_t as two LDR). "m" of
+ * a 64-bit object gives an address LDRD accepts (base + a multiple of 4 below 1024: gcc's own 64-bit accesses). */
 static inline void rnnedge_load_pair(const uint64_t *p, uint32_t *lo, uint32_t *hi)
 {
     uint32_t a;
