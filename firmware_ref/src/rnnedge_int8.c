@@ -14,6 +14,7 @@
  * with flags (RNNEDGE_ERR_UNSUPPORTED) and a state reset any layer with RNNEDGE_EXT_INIT.
  */
 #include "rnnedge.h"
+#include "rnnedge_dsp.h"
 
 /* Right shifts of negative values are implementation-defined in C99; this file assumes arithmetic (floor)
  * shifts, as every compiler it targets does (gcc, clang, arm-none-eabi-gcc). A compiler that shifts
@@ -141,10 +142,11 @@ static int16_t tanh_of_cell_q15(int16_t c, int32_t p)
 /* -- dot products and gate pre-activations ------------------------------------------------------------------ */
 
 /** bias + w . v over n: int32, exact (export and the runtime's loader prove |bias| + sum |w| * 2^15 < 2^31 for
- * every row, so no partial sum in any order overflows). Explicit int32 casts: correct where int is 16 bits.
- * Eight products per pass, constant offsets from two pointers, one accumulator, the count tested at the bottom:
- * arm-none-eabi-gcc -Os makes this 8 x (ldrsb, ldrsh, mla) + 2 adds + cmp + bne on a Cortex-M3/M4, 3.5
- * instructions per multiply-accumulate (a plain one-at-a-time loop takes 7); the last n mod 8 one at a time. */
+ * every row, so no partial sum in any order overflows: the DSP path below may add the products in its own order).
+ * Explicit int32 casts: correct where int is 16 bits. Eight products per pass, constant offsets from two pointers,
+ * one accumulator, the count tested at the bottom: arm-none-eabi-gcc -Os makes this 8 x (ldrsb, ldrsh, mla) + 2
+ * adds + cmp + bne on a Cortex-M3, 3.5 instructions per multiply-accumulate (a plain one-at-a-time loop takes 7);
+ * the last n mod 8 one at a time. */
 static int32_t dot_int8(int32_t bias, const int8_t *w, const int16_t *v, int32_t n)
 {
     int32_t acc = bias;
@@ -169,6 +171,20 @@ static int32_t dot_int8(int32_t bias, const int8_t *w, const int16_t *v, int32_t
     return acc;
 }
 
+/** bias + w . v over n: the DSP dot product where v has pairs, else the plain one. */
+static int32_t dot_row(int32_t bias, const int8_t *w, const uint64_t *pairs, const int16_t *v, int32_t n)
+{
+#if RNNEDGE_DSP_DOT
+    if (pairs != 0) {
+        return dot_int8_pairs(bias, w, pairs, v, n);
+    }
+#else
+    (void)pairs;
+#endif
+    return dot_int8(bias, w, v, n);
+}
+
+#if RNNEDGE_EXTENSIONS /* the extension path forms its rows one at a time */
 /** yx of gate row r: MBQM(b_x[r] + W_ih[r] . x, Mx[r], Sx[r]), int32, not saturated (kernels_int8 gate_term_int8):
  * the pre-activation saturates once, after its terms are added. */
 static int32_t input_part(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x)
@@ -183,25 +199,69 @@ static int32_t recurrent_part(const rnnedge_layer_int8 *layer, int32_t r, int32_
     const int32_t acc = dot_int8(b_h, layer->w_hh + r * layer->hidden, h, layer->hidden);
     return multiply_by_quantized_multiplier(acc, layer->mult_h[r], (int32_t)layer->shift_h[r]);
 }
+#endif
+
+/** x's and h's pairs in buf (RNNEDGE_DSP_WORDS words): *xp and *hp, each 0 where it was not packed. */
+static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x, const int16_t *h, uint64_t *buf,
+                              const uint64_t **xp, const uint64_t **hp)
+{
+    *xp = pack_pairs(x, layer->n_in, buf, RNNEDGE_DSP_WORDS);
+    *hp = pack_pairs(h, layer->hidden, buf + pairs_words(*xp, layer->n_in),
+                     RNNEDGE_DSP_WORDS - pairs_words(*xp, layer->n_in));
+}
+
+/** sat16(a + b) for two int32 terms, added exactly (int64: |a + b| <= 2^32) and saturated once. */
+static int16_t sat16_sum(int32_t a, int32_t b)
+{
+#if RNNEDGE_DSP_DOT
+    return sat16(rnnedge_qadd(a, b)); /* QADD + SSAT: clamping to int32 first leaves the int16 clamp unchanged */
+#else
+    return sat16_wide((int64_t)a + (int64_t)b);
+#endif
+}
+
+#if RNNEDGE_DSP_DOT
+/** Gate row r's pre-activation sat16(yx + yh) from its two dot products (b_x[r] + W_ih[r] . x, W_hh[r] . h): the
+ * gate pre-activation in Q3.12, the two int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. */
+static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t acc_x, int32_t acc_h)
+{
+    const int32_t yx = multiply_by_quantized_multiplier(acc_x, layer->mult_x[r], (int32_t)layer->shift_x[r]);
+    const int32_t yh = multiply_by_quantized_multiplier(acc_h, layer->mult_h[r], (int32_t)layer->shift_h[r]);
+    return sat16_sum(yx, yh);
+}
+#endif
 
 /** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12, the two
  * int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. h is only read here; the callers write
- * the new h after every row is done. */
-static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, const int16_t *h, int32_t lo,
-                           int32_t hi, int16_t *pre)
+ * the new h after every row is done. xp, hp: x's and h's pairs (pack_layer_inputs). */
+static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, const uint64_t *xp, const int16_t *h,
+                           const uint64_t *hp, int32_t lo, int32_t hi, int16_t *pre)
 {
     const int32_t n_in = layer->n_in;
     const int32_t H = layer->hidden;
     const int8_t *w_x = layer->w_ih + lo * n_in; /* row r of W_ih and of W_hh, walked row by row */
     const int8_t *w_h = layer->w_hh + lo * H;
-    int32_t r;
-    for (r = lo; r < hi; ++r) {
-        /* input_part and recurrent_part (b_h = 0) inline, without recomputing the row addresses */
-        const int32_t yx = multiply_by_quantized_multiplier(dot_int8(layer->b_x[r], w_x, x, n_in), layer->mult_x[r],
+    int32_t r = lo;
+#if RNNEDGE_DSP_DOT
+    if (xp != 0 && hp != 0) { /* two rows at a time: each activation load serves both */
+        int32_t acc_x[2];
+        int32_t acc_h[2];
+        for (; r + 1 < hi; r += 2) {
+            dot2_int8_pairs(layer->b_x[r], layer->b_x[r + 1], w_x, xp, x, n_in, acc_x);
+            dot2_int8_pairs(0, 0, w_h, hp, h, H, acc_h);
+            pre[r] = gate_pre_int8(layer, r, acc_x[0], acc_h[0]);
+            pre[r + 1] = gate_pre_int8(layer, r + 1, acc_x[1], acc_h[1]);
+            w_x += 2 * n_in;
+            w_h += 2 * H;
+        }
+    }
+#endif
+    for (; r < hi; ++r) { /* yx before the second dot product: one live value fewer across the call */
+        const int32_t yx = multiply_by_quantized_multiplier(dot_row(layer->b_x[r], w_x, xp, x, n_in), layer->mult_x[r],
                                                             (int32_t)layer->shift_x[r]);
-        const int32_t yh = multiply_by_quantized_multiplier(dot_int8(0, w_h, h, H), layer->mult_h[r],
+        const int32_t yh = multiply_by_quantized_multiplier(dot_row(0, w_h, hp, h, H), layer->mult_h[r],
                                                             (int32_t)layer->shift_h[r]);
-        pre[r] = sat16_wide((int64_t)yx + (int64_t)yh);
+        pre[r] = sat16_sum(yx, yh);
         w_x += n_in;
         w_h += H;
     }
@@ -210,13 +270,45 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
 /** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
  * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
  * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
-static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, const int16_t *x,
-                              const int16_t *h)
+static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x, int32_t acc_h)
 {
     const int32_t row = 2 * layer->hidden + j;
-    const int64_t yx_n = input_part(layer, row, x);
-    const int32_t yh_n = recurrent_part(layer, row, layer->b_hn[j], h);
+    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
     return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+}
+
+/** The n rows' pre-activations pre[j] = gru_n_pre_int8 for hidden units 0..H-1, r_pre[j]: the reset gate's
+ * pre-activation (Q3.12; r = sigmoid_q15 of it, Q0.15). xp,
+ * hp: x's and h's pairs (two rows at a time on the DSP path, as gate_sums_int8). */
+static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pre, const int16_t *x,
+                            const uint64_t *xp, const int16_t *h, const uint64_t *hp, int16_t *pre)
+{
+    const int32_t n_in = layer->n_in;
+    const int32_t H = layer->hidden;
+    const int8_t *w_x = layer->w_ih + 2 * H * n_in; /* the n rows: the third block of both matrices */
+    const int8_t *w_h = layer->w_hh + 2 * H * H;
+    int32_t j = 0;
+#if RNNEDGE_DSP_DOT
+    if (xp != 0 && hp != 0) {
+        int32_t acc_x[2];
+        int32_t acc_h[2];
+        for (; j + 1 < H; j += 2) {
+            dot2_int8_pairs(layer->b_x[2 * H + j], layer->b_x[2 * H + j + 1], w_x, xp, x, n_in, acc_x);
+            dot2_int8_pairs(layer->b_hn[j], layer->b_hn[j + 1], w_h, hp, h, H, acc_h);
+            pre[j] = gru_n_pre_int8(layer, j, sigmoid_q15(r_pre[j]), acc_x[0], acc_h[0]);
+            pre[j + 1] = gru_n_pre_int8(layer, j + 1, sigmoid_q15(r_pre[j + 1]), acc_x[1], acc_h[1]);
+            w_x += 2 * n_in;
+            w_h += 2 * H;
+        }
+    }
+#endif
+    for (; j < H; ++j) {
+        pre[j] = gru_n_pre_int8(layer, j, sigmoid_q15(r_pre[j]), dot_row(layer->b_x[2 * H + j], w_x, xp, x, n_in),
+                                dot_row(layer->b_hn[j], w_h, hp, h, H));
+        w_x += n_in;
+        w_h += H;
+    }
 }
 
 /** h = (1 - z) n + z h (Q0.15) for hidden unit j (kernels_int8 gru_blend_int8): (32768 - z) |n| + z |h| <= 2^30. */
@@ -272,8 +364,12 @@ static void rnn_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x,
 {
     const int32_t H = layer->hidden;
     const int32_t q = clip_threshold(layer);
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
-    gate_sums_int8(layer, x, h, 0, H, scratch);
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, H, scratch);
     for (j = 0; j < H; ++j) {
         const int16_t pre = clip_int8(scratch[j], q);
         if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
@@ -332,21 +428,22 @@ static void lstm_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x
 }
 
 /** rnnedge_gru_step_int8 (linear_before_reset) with every pre-activation clipped, n's after its r term
- * (kernels_int8 gru_update_int8 with a clip). scratch: r, z (Q0.15), then n. */
+ * (kernels_int8 gru_update_int8 with a clip). scratch: r, z (their clipped pre-activations), then n. */
 static void gru_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
     const int32_t q = clip_threshold(layer);
     int16_t *n = scratch + 2 * H;
     int32_t j;
-    for (j = 0; j < 2 * H; ++j) { /* r, z */
-        scratch[j] = sigmoid_q15(gate_pre_ext(layer, j, x, h, 0, q));
+    for (j = 0; j < 2 * H; ++j) { /* r, z pre-activations, clipped */
+        scratch[j] = gate_pre_ext(layer, j, x, h, 0, q);
     }
-    for (j = 0; j < H; ++j) { /* every n before any h is written: the n rows read the h on entry */
-        n[j] = tanh_q15(clip_int8(gru_n_pre_int8(layer, j, scratch[j], x, h), q));
+    gru_n_rows_int8(layer, scratch, x, 0, h, 0, n); /* every n before any h is written: they read the h on entry */
+    for (j = 0; j < H; ++j) {
+        n[j] = tanh_q15(clip_int8(n[j], q));
     }
     for (j = 0; j < H; ++j) {
-        h[j] = gru_blend_int8(scratch[H + j], n[j], h[j]);
+        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), n[j], h[j]);
     }
 }
 
@@ -381,6 +478,9 @@ static void gru_reset_before_int8(const rnnedge_layer_int8 *layer, const int16_t
 void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
 {
     const int32_t H = layer->hidden;
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_STEP) != 0) {
@@ -388,7 +488,8 @@ void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         return;
     }
 #endif
-    gate_sums_int8(layer, x, h, 0, H, scratch);
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, H, scratch);
     for (j = 0; j < H; ++j) {
         if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
             h[j] = scratch[j] > 0 ? scratch[j] : 0;
@@ -403,6 +504,9 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
 {
     const int32_t H = layer->hidden;
     const int32_t p = layer->cell_power;
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_STEP) != 0) {
@@ -410,7 +514,8 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
         return;
     }
 #endif
-    gate_sums_int8(layer, x, h, 0, 4 * H, scratch);
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, 4 * H, scratch);
     for (j = 0; j < H; ++j) {
         /* i, f, o in [0, 32767] (sigmoid), g in [-32768, 32767] (tanh), c int16: every product below is
          * below 2^30 in magnitude, so int32 holds it and the rounding's added half (<= 2^30 for 30 + p = 31):
@@ -431,6 +536,9 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
 {
     const int32_t H = layer->hidden;
     int16_t *n = scratch + 2 * H; /* r, z pre-activations, then n (Q0.15) */
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *xp;
+    const uint64_t *hp;
     int32_t j;
 #if RNNEDGE_EXTENSIONS
     if ((layer->flags & RNNEDGE_EXT_RESET_BEFORE) != 0) {
@@ -442,12 +550,11 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         return;
     }
 #endif
-    gate_sums_int8(layer, x, h, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
-    for (j = 0; j < H; ++j) { /* every n before any h is written: the n rows read the h on entry */
-        n[j] = tanh_q15(gru_n_pre_int8(layer, j, sigmoid_q15(scratch[j]), x, h));
-    }
+    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
+    gate_sums_int8(layer, x, xp, h, hp, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
+    gru_n_rows_int8(layer, scratch, x, xp, h, hp, n); /* every n before any h is written: they read the h on entry */
     for (j = 0; j < H; ++j) {
-        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), n[j], h[j]);
+        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), tanh_q15(n[j]), h[j]);
     }
 }
 
@@ -465,9 +572,16 @@ void rnnedge_embedding_int8(const int8_t *table, int32_t dim, int32_t token, int
 void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t in, const int16_t *h,
                        int32_t *logits)
 {
-    int32_t o;
-    for (o = 0; o < out; ++o) {
-        logits[o] = dot_int8(b[o], w + o * in, h, in);
+    uint64_t buf[RNNEDGE_DSP_WORDS];
+    const uint64_t *hp = pack_pairs(h, in, buf, RNNEDGE_DSP_WORDS);
+    int32_t o = 0;
+#if RNNEDGE_DSP_DOT
+    for (; hp != 0 && o + 1 < out; o += 2) { /* two rows at a time, as gate_sums_int8 */
+        dot2_int8_pairs(b[o], b[o + 1], w + o * in, hp, h, in, logits + o);
+    }
+#endif
+    for (; o < out; ++o) {
+        logits[o] = dot_row(b[o], w + o * in, hp, h, in);
     }
 }
 
@@ -498,9 +612,12 @@ const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_
     int32_t k;
     for (k = 0; k < n_dense; ++k) {
         const rnnedge_dense_int8 *d = &dense[k];
+        uint64_t buf[RNNEDGE_DSP_WORDS];
+        const uint64_t *vp = pack_pairs(v, d->n_in, buf, RNNEDGE_DSP_WORDS);
         int32_t r;
         for (r = 0; r < d->units; ++r) {
-            int16_t q = requantize_int8(dot_int8(d->b[r], d->w + r * d->n_in, v, d->n_in), d->mult[r], d->shift[r]);
+            int16_t q = requantize_int8(dot_row(d->b[r], d->w + r * d->n_in, vp, v, d->n_in), d->mult[r],
+                                        d->shift[r]);
             if (d->activation == RNNEDGE_HIDDEN_RELU) {
                 q = q < 0 ? (int16_t)0 : q;
             } else if (d->activation == RNNEDGE_HIDDEN_TANH) {
