@@ -29,6 +29,7 @@ COMMANDS = {
                ("torch", "onnx", "onnxruntime")),
     "run": ("runtime.cli", "stream an input file through a weight file one step per call, or generate text", ()),
     "inspect": ("runtime.inspect_file", "describe a weight file, ONNX file or checkpoint before deploying it", ()),
+    "eval": ("export.fleet", "measure a weight file against its f32 file over a folder of recordings (Ray: --ray)", ()),
 }
 TRAIN_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript", "tqdm", "matplotlib")  # pyproject.toml's `train` extra
 ROOT = Path(__file__).resolve().parents[1]

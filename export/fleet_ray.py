@@ -1,0 +1,55 @@
+"""rnnedge eval --ray: the recordings mapped over Ray Data workers (the `scale` extra: pip install "rnnedge[scale]").
+
+Imported only when --ray is given. A pool of actors, one per CPU of the cluster (at most one per recording), each
+loads the artifact and its reference once (export/fleet.py Pair) and evaluates the recordings Ray Data hands it,
+one recording per batch. Each returns its row as JSON (a float survives JSON exactly, and a row's None fields need
+no Arrow type), or the refusal of a bad recording, which the driver raises for the first such recording by name,
+as the serial path would. ARTIFACT, its reference and RECORDINGS must be at the same paths on every node (a
+shared file system); `local` starts Ray on this machine, or joins the instance this process already started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import ray
+
+from export import fleet
+
+
+class Evaluator:
+    """One Ray actor: the two models, loaded once, and the rows of the recordings it is given."""
+
+    def __init__(self, artifact: str, reference: str, tolerance: float):
+        self.pair = fleet.Pair.load(artifact, reference, tolerance)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows, errors = [], []
+        for path in batch["path"]:
+            try:
+                rows.append(json.dumps(fleet.evaluate_recording(self.pair, str(path))))
+                errors.append("")
+            except fleet.FleetInputError as e:
+                rows.append("")
+                errors.append(str(e))
+        return {"path": batch["path"], "row": np.asarray(rows), "error": np.asarray(errors)}
+
+
+def evaluate_rows(paths: list[str], artifact: str, reference: str, tolerance: float,
+                  address: str) -> tuple[list[dict], int]:
+    """(one row per recording, in any order; the number of workers) from Ray Data workers."""
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # rnnedge eval prints its own lines
+    workers = max(1, min(len(paths), int(ray.cluster_resources().get("CPU", 1))))
+    dataset = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=len(paths))
+    results = dataset.map_batches(Evaluator, fn_constructor_args=(artifact, reference, tolerance), batch_size=1,
+                                  concurrency=workers, num_cpus=1).take_all()
+    failed = sorted((r["path"], r["error"]) for r in results if r["error"])
+    if failed:
+        raise fleet.FleetInputError(failed[0][1])
+    return [json.loads(r["row"]) for r in results], workers
