@@ -4,7 +4,7 @@ Imported only when --ray is given. A pool of actors, one per CPU of the cluster 
 loads the artifact and its reference once (export/fleet.py Pair) and evaluates the recordings Ray Data hands it,
 one recording per batch. Each returns its row as JSON (a float survives JSON exactly, and a row's None fields need
 no Arrow type), or the refusal of a bad recording, which the driver raises for the first such recording by name,
-as the serial path would. ARTIFACT, its reference and RECORDINGS must be at the same paths on every node (a
+as the serial path would. A Ray instance this process did not find running is shut down at the end. ARTIFACT, its reference and RECORDINGS must be at the same paths on every node (a
 shared file system); `local` starts Ray on this machine, or joins the instance this process already started.
 """
 
@@ -40,15 +40,25 @@ class Evaluator:
 def evaluate_rows(paths: list[str], artifact: str, reference: str, tolerance: float,
                   address: str) -> tuple[list[dict], int]:
     """(one row per recording, in any order; the number of workers) from Ray Data workers."""
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        return _map(paths, artifact, reference, tolerance)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _map(paths: list[str], artifact: str, reference: str, tolerance: float) -> tuple[list[dict], int]:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # rnnedge eval prints its own lines
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     workers = max(1, min(len(paths), int(ray.cluster_resources().get("CPU", 1))))
     dataset = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=len(paths))
     results = dataset.map_batches(Evaluator, fn_constructor_args=(artifact, reference, tolerance), batch_size=1,
-                                  concurrency=workers, num_cpus=1).take_all()
+                                  compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1).take_all()
     failed = sorted((r["path"], r["error"]) for r in results if r["error"])
     if failed:
         raise fleet.FleetInputError(failed[0][1])
