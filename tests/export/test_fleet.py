@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -157,3 +159,16 @@ def test_eval_never_writes_over_an_exports_report(export_folder, tmp_path, capsy
                       "--out", str(folder), "--quiet"])
     assert status == 2 and "rnnedge-export" in capsys.readouterr().err
     assert (folder / "report.json").read_text() == "{}\n"
+
+
+def test_eval_runs_where_torch_and_onnx_cannot_be_imported(export_folder, tmp_path):
+    from tests.runtime.test_no_torch import BLOCKER
+
+    program = BLOCKER + (f"from runtime.umbrella import main\n"
+                         f"status = main(['eval', {str(export_folder / 'model.int8.safetensors')!r}, "
+                         f"{str(export_folder / 'recordings')!r}, '--out', {str(tmp_path / 'eval')!r}, '--quiet'])\n"
+                         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules\n"
+                         "raise SystemExit(status)\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["totals"]["recordings"] == 6
