@@ -1,4 +1,4 @@
-"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,inspect} ...`.
+"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,inspect,eval} ...`.
 
 It lives in runtime/ because runtime/ is the one package a device install (no `train` extra) is sure to run, and it
 imports nothing beyond the stdlib until it knows the command: `rnnedge --version` and `rnnedge run` never load
