@@ -2,7 +2,7 @@
 
 Imported only when --ray is given. A pool of actors, one per CPU of the cluster (at most one per recording), each
 loads the artifact and its reference once (export/fleet.py Pair) and evaluates the recordings Ray Data hands it,
-one recording per batch. Each returns its row as JSON (a float survives JSON exactly, and a row's None fields need
+a block of them per batch. Each returns its row as JSON (a float survives JSON exactly, and a row's None fields need
 no Arrow type), or the refusal of a bad recording, which the driver raises for the first such recording by name,
 as the serial path would. A Ray instance this process did not find running is shut down at the end. ARTIFACT, its reference and RECORDINGS must be at the same paths on every node (a
 shared file system); `local` starts Ray on this machine, or joins the instance this process already started.
@@ -17,6 +17,11 @@ import numpy as np
 import ray
 
 from export import fleet
+
+# Recordings are dealt out in this many blocks per worker, a block per call: few enough that Ray Data's cost per
+# batch (tens of ms) is small beside a block's work, enough that a worker left with slow recordings is not waited on
+# long. Measured (200 recordings of 2000 steps, 2 workers): one recording per batch took 12.1 s, against 6.2 s serial.
+BLOCKS_PER_WORKER = 4
 
 
 class Evaluator:
@@ -56,8 +61,9 @@ def _map(paths: list[str], artifact: str, reference: str, tolerance: float) -> t
     context.enable_progress_bars = False  # rnnedge eval prints its own lines
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     workers = max(1, min(len(paths), int(ray.cluster_resources().get("CPU", 1))))
-    dataset = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=len(paths))
-    results = dataset.map_batches(Evaluator, fn_constructor_args=(artifact, reference, tolerance), batch_size=1,
+    blocks = min(len(paths), workers * BLOCKS_PER_WORKER)
+    dataset = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=blocks)
+    results = dataset.map_batches(Evaluator, fn_constructor_args=(artifact, reference, tolerance), batch_size=None,
                                   compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1).take_all()
     failed = sorted((r["path"], r["error"]) for r in results if r["error"])
     if failed:
