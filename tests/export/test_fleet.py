@@ -172,3 +172,19 @@ def test_eval_runs_where_torch_and_onnx_cannot_be_imported(export_folder, tmp_pa
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["totals"]["recordings"] == 6
+
+
+def test_a_recording_past_the_int8_range_fails_its_row_and_the_command_exits_1(export_folder, tmp_path, capsys):
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    X = random_inputs(make_spec("lstm"), 2, 200, seed=8)
+    np.save(recordings / "calm.npy", X[0])
+    np.save(recordings / "loud.npy", X[1] * 200)  # a sensor far past the range int8 was calibrated on: saturates
+    out = tmp_path / "eval"
+    status = rnnedge(["eval", str(export_folder / "model.int8.safetensors"), str(recordings), "--out", str(out)])
+    assert status == 1, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    verdicts = {os.path.basename(row["recording"]): row["passed"] for row in report["recordings"]}
+    assert verdicts == {"calm.npy": True, "loud.npy": False}
+    assert not report["passed"] and report["totals"]["worst_recording"].endswith("loud.npy")
+    assert report["totals"]["max_abs_diff"] > 0.1
