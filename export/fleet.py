@@ -261,9 +261,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(result: dict, out: str, inputs: list[str]) -> None:
-    """report.json and report.md into `out`, atomically (train/outputs.py Staging)."""
-    with outputs.Staging(out, outputs.EVAL, inputs=inputs, writes=REPORT_FILES) as stage:
+def write(result: dict, out: str, inputs: list[str], source: str | None = None) -> None:
+    """report.json and report.md into `out`, atomically (train/outputs.py Staging); source: what default_folder
+    reuses the folder for."""
+    with outputs.Staging(out, outputs.EVAL, inputs=inputs, writes=REPORT_FILES, source=source) as stage:
         (stage.dir / "report.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         (stage.dir / "report.md").write_text(markdown(result), encoding="utf-8")
 
@@ -290,9 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress or summary lines on stderr")
     args = parser.parse_args(argv)
     say = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
-    out = args.out or str(outputs.default_folder(f"eval-{Path(args.recordings).resolve().name}", outputs.EVAL,
-                                                 f"eval {Path(args.artifact).resolve()}"))
+    out = args.out
     try:
+        out = out or str(outputs.default_folder(f"eval-{Path(args.recordings).resolve().name}", outputs.EVAL,
+                                                f"eval {Path(args.artifact).resolve()}"))
         if args.ray is not None and not _ray_installed():
             return bad_input(PROG, 'needs the scale extra for --ray (ray is not installed here): '
                                    'pip install "rnnedge[scale]"')
@@ -300,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [args.artifact, reference, *recordings_in(args.recordings)]
         outputs.check_folder(out, outputs.EVAL, writes=REPORT_FILES, inputs=inputs, force=args.force)
         result = evaluate(args.artifact, args.recordings, reference, args.ray, args.tolerance, say)
-        write(result, out, inputs)
+        write(result, out, inputs, source=f"eval {Path(args.artifact).resolve()}")
     except (FleetInputError, outputs.OutputFolderError, FileNotFoundError) as e:
         return bad_input(PROG, str(e))
     except KeyboardInterrupt:
