@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export import parity
 from train.metrics import CLASS_TASKS, higher_is_better, valid_step_mask
+
+if TYPE_CHECKING:  # export/parity.py imports torch; the rules themselves are numpy, for rnnedge eval on a device
+    from export import parity
 
 # float32 rounds each result to half an ulp (2^-24 ~ 6e-8 relative); two correct orders of accumulation of the
 # same recurrence end a few ulps apart on an output (measured: PyTorch step() vs forward 6.1e-5 on outputs
@@ -83,7 +86,9 @@ class FloatRule:
         return text
 
     def difference(self) -> parity.Difference:
-        return parity.Difference(self.atol, self.rtol)
+        from export.parity import Difference
+
+        return Difference(self.atol, self.rtol)
 
     def judge(self, diff: parity.Difference) -> tuple[bool, dict]:
         """(passed, row fields): max_scaled_diff (max of |diff| / (atol + rtol * |ref|): 1 is the rule's edge)
@@ -100,13 +105,15 @@ def float64_floor(model, X: np.ndarray, groups: list[parity.Group], references: 
     """PyTorch float32's own error: max abs difference of its forward on each group (references) and, for a
     streamable model, of every prefix (every_prefix at the valid steps of X) from the same model in float64 on
     the same streams. {"forward", "every_prefix" (None: not streamable), "max"}."""
+    from export.parity import torch_every_prefix, torch_sequence
+
     double = copy.deepcopy(model).double()
     widen = (lambda x: x) if X.dtype.kind in "iu" else (lambda x: x.astype(np.float64))
-    forward = max((float(np.abs(parity.torch_sequence(double, widen(g.x)) - ref.astype(np.float64)).max())
+    forward = max((float(np.abs(torch_sequence(double, widen(g.x)) - ref.astype(np.float64)).max())
                    for g, ref in zip(groups, references) if ref.size), default=0.0)
     prefix = None
     if every_prefix is not None:
-        exact = parity.torch_every_prefix(double, widen(X))
+        exact = torch_every_prefix(double, widen(X))
         prefix = float(np.abs(exact - every_prefix.astype(np.float64))[valid].max()) if valid.any() else 0.0
     return {"forward": forward, "every_prefix": prefix, "max": max(forward, prefix or 0.0)}
 

@@ -1,4 +1,4 @@
-"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,inspect} ...`.
+"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,inspect,eval} ...`.
 
 It lives in runtime/ because runtime/ is the one package a device install (no `train` extra) is sure to run, and it
 imports nothing beyond the stdlib until it knows the command: `rnnedge --version` and `rnnedge run` never load
@@ -29,6 +29,7 @@ COMMANDS = {
                ("torch", "onnx", "onnxruntime")),
     "run": ("runtime.cli", "stream an input file through a weight file one step per call, or generate text", ()),
     "inspect": ("runtime.inspect_file", "describe a weight file, ONNX file or checkpoint before deploying it", ()),
+    "eval": ("export.fleet", "measure a weight file against its f32 file over a folder of recordings (Ray: --ray)", ()),
 }
 TRAIN_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript", "tqdm", "matplotlib")  # pyproject.toml's `train` extra
 ROOT = Path(__file__).resolve().parents[1]

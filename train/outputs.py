@@ -49,10 +49,11 @@ SHOWN = 5  # foreign files a refusal names
 TRAIN = "rnnedge-train"
 DIAGNOSE = "rnnedge-train --diagnose-gradients"
 EXPORT = "rnnedge-export"
+EVAL = "rnnedge-eval"
 # Whose earlier files a command may overwrite, or remove when it does not write them again. Training makes a new
 # model, so an earlier export beside it is stale; an export derives from a checkpoint and replaces only an earlier
 # export (never the training that produced the checkpoint it may be reading).
-REPLACES = {TRAIN: (TRAIN, EXPORT), EXPORT: (EXPORT,), DIAGNOSE: (DIAGNOSE,)}
+REPLACES = {TRAIN: (TRAIN, EXPORT), EXPORT: (EXPORT,), DIAGNOSE: (DIAGNOSE,), EVAL: (EVAL,)}
 
 
 class OutputFolderError(ValueError):
