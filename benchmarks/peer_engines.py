@@ -5,7 +5,9 @@ it is built (a cold start pays for its own imports only) and offers
                                    stream (bidirectional) or the engine has no step model
     run(X) -> Y                    whole sequences (B, T, F)
     prepare(x) / output(y)         engine-native inputs and numpy outputs (conversions stay outside timing)
-    model_bytes                    bytes of the file(s) the engine loads
+    model_bytes                    bytes of the model file a device would hold: the step model where the engine
+                                   has one (ONNX Runtime and LiteRT keep a second file for whole sequences;
+                                   rnnedge's one file serves both), else the sequence model
 """
 
 from __future__ import annotations
@@ -119,11 +121,9 @@ class Ort(Engine):
         self.ort = ort
         suffix = ".qdq.onnx" if engine == "ort_int8" else ".onnx"
         self.seq = self.session(folder / f"{workload}{suffix}")
-        self.files = [folder / f"{workload}{suffix}"]
         step_path = folder / f"{workload}.step{suffix}"
         self.step_sess = self.session(step_path) if step_path.exists() else None
-        if self.step_sess is not None:
-            self.files.append(step_path)
+        self.files = [step_path if self.step_sess is not None else folder / f"{workload}{suffix}"]
         self.state_names = [i.name for i in (self.step_sess.get_inputs() if self.step_sess else []) if i.name != "x"]
         self.out_names = ["y"] + [n.replace("_in", "_out") for n in self.state_names]
 
@@ -162,8 +162,9 @@ class Ort(Engine):
 
 class LiteRT(Engine):
     """The LiteRT (TensorFlow Lite) interpreter, one thread, on .tflite files converted from the same weights by
-    benchmarks.tflite_convert: a step model per batch size (state as inputs and outputs) and a whole-sequence
-    model per (batch, T). fp32, or full-int8 (int8 weights and activations, float inputs and outputs)."""
+    benchmarks.tflite_convert: a step model (state as inputs and outputs, batch resized per stream) and a
+    whole-sequence model per (batch, T). fp32; or int8: full-int8 step models (int8 weights and activations,
+    float inputs and outputs) and dynamic-range sequence models (int8 weights)."""
 
     def __init__(self, folder: Path, workload: str, engine: str):
         super().__init__(folder, workload)
@@ -172,15 +173,17 @@ class LiteRT(Engine):
         self.Interpreter = Interpreter
         self.folder, self.workload = folder, workload
         self.kind = "int8" if engine == "litert_int8" else "fp32"
-        self.files = sorted(folder.glob(f"{workload}.*.{self.kind}.tflite"))
+        step = folder / f"{workload}.step.{self.kind}.tflite"
+        self.files = [step] if step.exists() else sorted(folder.glob(f"{workload}.seq_b1_*.{self.kind}.tflite"))
         if not self.files:
             raise FileNotFoundError(f"no {self.kind} .tflite files for {workload} in {folder}")
+        self.seqs = {}
 
-    def interpreter(self, what: str):
-        path = self.folder / f"{self.workload}.{what}.{self.kind}.tflite"
-        if not path.exists():
-            return None
+    def interpreter(self, path: Path, batch: int | None = None):
         it = self.Interpreter(model_path=str(path), num_threads=1)
+        if batch is not None:  # step models are converted with a dynamic batch
+            for d in it.get_input_details():
+                it.resize_tensor_input(d["index"], [batch, *d["shape_signature"][1:]])
         it.allocate_tensors()
         runner = it.get_signature_runner()
         ins = {k: v["index"] for k, v in runner.get_input_details().items()}
@@ -188,13 +191,13 @@ class LiteRT(Engine):
         return it, ins, outs
 
     def streamer(self, batch: int):
-        found = self.interpreter(f"step_b{batch}")
-        if found is None:
+        path = self.folder / f"{self.workload}.step.{self.kind}.tflite"
+        if not path.exists():
             return None
-        it, ins, outs = found
+        it, ins, outs = self.interpreter(path, batch)
         state = [k for k in ins if k != "x"]
         set_tensor, get_tensor, invoke = it.set_tensor, it.get_tensor, it.invoke
-        pairs = [(ins[k], outs[k + "_out"]) for k in state]
+        pairs = [(ins[k], outs[k.replace("_in", "_out")]) for k in state]
         zeros = {k: np.zeros(it.get_tensor(ins[k]).shape, np.float32) for k in state}
         x_index, y_index = ins["x"], outs["y"]
 
@@ -214,13 +217,12 @@ class LiteRT(Engine):
 
     def run(self, X):
         key = (X.shape[0], X.shape[1])
-        cache = self.__dict__.setdefault("_seq", {})
-        if key not in cache:
-            found = self.interpreter(f"seq_b{key[0]}_t{key[1]}")
-            if found is None:
+        if key not in self.seqs:
+            path = self.folder / f"{self.workload}.seq_b{key[0]}_t{key[1]}.{self.kind}.tflite"
+            if not path.exists():
                 raise FileNotFoundError(f"no {self.kind} sequence model for batch {key[0]}, {key[1]} steps")
-            cache[key] = found
-        it, ins, outs = cache[key]
+            self.seqs[key] = self.interpreter(path)
+        it, ins, outs = self.seqs[key]
         it.set_tensor(ins["x"], X)
         it.invoke()
         return it.get_tensor(outs["y"])

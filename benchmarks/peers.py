@@ -91,7 +91,7 @@ def run_worker(python: str, cfg: dict, cache_dir: str | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def convert_litert(python: Path, folder: Path, workloads: dict, quick: bool) -> str | None:
+def convert_litert(python: Path, folder: Path, workloads: dict) -> str | None:
     """Converts every workload to .tflite in the bench venv; returns None, or why LiteRT is left out."""
     shapes = {name: w["shapes"] for name, w in workloads.items()}
     cmd = [str(python), "-m", "benchmarks.tflite_convert", str(folder), json.dumps(shapes)]
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     pythons = {e: sys.executable for e in engines}
     if any(e in LITERT for e in engines):
         py = ensure_bench_venv(args.bench_venv)
-        why = convert_litert(py, folder, workloads, args.quick)
+        why = convert_litert(py, folder, workloads)
         for e in LITERT:
             if e in engines:
                 if why:
