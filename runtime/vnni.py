@@ -108,18 +108,36 @@ def _vnni_blocks(typingctx, acc, wp, v, full_blocks):
 
 
 @kernel
-def _tail(acc, wp, v, first_lane, first_pair):
-    """The lanes and pairs the vector loop leaves: outputs from first_lane on, inputs from pair first_pair on
-    for every output before first_lane (an odd K's last input)."""
+def _blocks_portable(acc, wp, v, first_block):
+    """Blocks first_block.. of the product in plain loops: the CPUs without VNNI, and a last block of fewer
+    than 16 outputs. Each pass adds one input pair to 16 outputs (a full block's lanes are a constant count,
+    so LLVM vectorises them)."""
     K, N = v.shape[0], acc.shape[0]
-    for n in range(N):
-        b, lane = n // LANES, 2 * (n % LANES)
-        s = np.int32(0)
-        for p in range(0 if n >= first_lane else first_pair, (K + 1) // 2):
-            s += np.int32(wp[b, p, lane]) * np.int32(v[2 * p])
-            if 2 * p + 1 < K:
-                s += np.int32(wp[b, p, lane + 1]) * np.int32(v[2 * p + 1])
-        acc[n] += s
+    flat = wp.reshape(wp.shape[0], wp.shape[1] * 2 * LANES)
+    for b in range(first_block, wp.shape[0]):
+        base = b * LANES
+        if base + LANES <= N:
+            for p in range(K // 2):
+                v0, v1 = np.int32(v[2 * p]), np.int32(v[2 * p + 1])
+                o = p * 2 * LANES
+                for lane in range(LANES):
+                    acc[base + lane] += np.int32(flat[b, o + 2 * lane]) * v0 + np.int32(flat[b, o + 2 * lane + 1]) * v1
+        else:
+            for p in range(K // 2):
+                v0, v1 = np.int32(v[2 * p]), np.int32(v[2 * p + 1])
+                o = p * 2 * LANES
+                for lane in range(N - base):
+                    acc[base + lane] += np.int32(flat[b, o + 2 * lane]) * v0 + np.int32(flat[b, o + 2 * lane + 1]) * v1
+        if K % 2:
+            _odd_input(acc, wp, v, b)
+
+
+@kernel
+def _odd_input(acc, wp, v, b):
+    """Block b's share of an odd K's last input, which has no partner in its pair."""
+    base, vk, row = b * LANES, np.int32(v[v.shape[0] - 1]), wp[b, v.shape[0] // 2]
+    for lane in range(min(LANES, acc.shape[0] - base)):
+        acc[base + lane] += np.int32(row[2 * lane]) * vk
 
 
 @kernel
@@ -127,14 +145,16 @@ def gemv_t_vnni(acc, wp, v):
     """acc (N,) int32 += w_t^T @ v from pack(w_t) and v (K,) int32 (int16 values), on AVX512-VNNI."""
     full = acc.shape[0] // LANES
     _vnni_blocks(acc, wp, v, full)
-    if full * LANES < acc.shape[0] or v.shape[0] % 2:
-        _tail(acc, wp, v, full * LANES, v.shape[0] // 2)
+    if v.shape[0] % 2:
+        for b in range(full):
+            _odd_input(acc, wp, v, b)
+    _blocks_portable(acc, wp, v, full)
 
 
 @kernel
 def gemv_t_portable(acc, wp, v):
     """gemv_t_vnni's integers without VNNI: the same packed weights, plain loops."""
-    _tail(acc, wp, v, 0, 0)
+    _blocks_portable(acc, wp, v, 0)
 
 
 KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
