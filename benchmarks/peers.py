@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench-venv", type=Path, default=ROOT / "artifacts" / "bench-venv")
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench", help="JSON and built models go here")
     p.add_argument("--core", type=int, default=None, help="the core to pin to (default: the last allowed)")
+    p.add_argument("--keep-models", action="store_true", help="keep the built model files (default: deleted)")
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.inner, args.steps, args.batch_steps = 1, 1, 50, 5
@@ -266,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out / f"peers-{stamp}.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"wrote {out}")
+    if not args.keep_models:
+        shutil.rmtree(folder)
     return 1 if failures else 0
 
 
