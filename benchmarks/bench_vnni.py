@@ -75,21 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     core = max(os.sched_getaffinity(0)) if args.core is None else args.core
     os.sched_setaffinity(0, {core})
     rng = np.random.default_rng(0)
-    paths = {"gemv_t_int8": (_loop_plain, gemv_t_int8, False), "portable": (_loop_portable, vnni.gemv_t_portable, True)}
+    paths = {"gemv_t_int8": (_loop_plain, gemv_t_int8, np.ascontiguousarray),
+             "portable": (_loop_portable, vnni.gemv_t_portable, vnni.pack_portable)}
     if vnni.has_avx512_vnni():
-        paths["avx512_vnni"] = (_loop_vnni, vnni.gemv_t_vnni, True)
+        paths["avx512_vnni"] = (_loop_vnni, vnni.gemv_t_vnni, vnni.pack_vnni)
     rows = []
     print(f"| K -> N | {' | '.join(f'{n} loop / call us' for n in paths)} | gemv_t_int8 / vnni (loop) |")
     print("|---|" + "---|" * (len(paths) + 1))
     for K, N in SHAPES:
         w_t = rng.integers(-128, 128, (K, N), dtype=np.int8)
         v = rng.integers(-32768, 32768, K).astype(np.int32)
-        wp = vnni.pack(w_t)
         expected = np.zeros(N, np.int32)
         gemv_t_int8(expected, w_t, v)
         row = {"K": K, "N": N}
-        for name, (loop, gemv, packed) in paths.items():
-            w = wp if packed else w_t
+        for name, (loop, gemv, pack) in paths.items():
+            w = pack(w_t)
             acc = np.zeros(N, np.int32)
             gemv(acc, w, v)
             if not np.array_equal(acc, expected):

@@ -1,9 +1,13 @@
 """The int8 mat-vec on AVX512-VNNI (`vpdpwssd`: int16 x int16 pairs summed into int32 lanes), with a portable
 loop chosen at load on CPUs without it; both give the integers of kernels_int8.gemv_t_int8 exactly.
 
-    wp = pack(w_t)            once, at load: w_t (K, N) int8 -> wp (ceil(N/16), ceil(K/2), 32) int8
+    wp = pack(w_t)            once, at load: w_t (K, N) int8 -> the weights in the chosen kernel's layout
     gemv_t(acc, wp, v)        per step: acc (N,) int32 += w_t^T @ v, v (K,) int32 holding int16 values
-    KERNEL                    "avx512_vnni" or "portable": which gemv_t this process runs
+    KERNEL                    "avx512_vnni" or "portable": which pack and gemv_t this process runs
+
+pack and gemv_t are chosen together: the VNNI pair uses the blocked layout below (pack_vnni, gemv_t_vnni); the
+portable pair keeps w_t (K, N) as it is and loops four input rows per pass with lanes across N (pack_portable,
+gemv_t_portable), which LLVM vectorises with the CPU's own instructions.
 
 The layout is what `vpdpwssd` wants: block b holds outputs 16b .. 16b+15, and for the pair of inputs (2p, 2p+1)
 its 32 int8 are w_t[2p, n], w_t[2p+1, n] interleaved over those 16 outputs (zero past K and N). One instruction
@@ -34,10 +38,21 @@ def has_avx512_vnni() -> bool:
     return bool(features.get("avx512vnni") and features.get("avx512bw"))
 
 
-def pack(w_t: np.ndarray) -> np.ndarray:
+def _check(w_t: np.ndarray) -> None:
+    if not isinstance(w_t, np.ndarray) or w_t.ndim != 2 or w_t.dtype != np.int8:
+        raise ValueError(f"pack needs a 2-D int8 matrix (K, N), got {getattr(w_t, 'dtype', type(w_t).__name__)} "
+                         f"with shape {getattr(w_t, 'shape', None)}")
+
+
+def pack_portable(w_t: np.ndarray) -> np.ndarray:
+    """w_t (K, N) int8, C-contiguous: gemv_t_portable's layout is w_t's own."""
+    _check(w_t)
+    return np.ascontiguousarray(w_t)
+
+
+def pack_vnni(w_t: np.ndarray) -> np.ndarray:
     """w_t (K, N) int8 -> (ceil(N/16), ceil(K/2), 32) int8 in vpdpwssd's pair-interleaved layout."""
-    if w_t.ndim != 2 or w_t.dtype != np.int8:
-        raise ValueError(f"pack needs a 2-D int8 matrix (K, N), got {w_t.dtype} with shape {w_t.shape}")
+    _check(w_t)
     K, N = w_t.shape
     blocks, pairs = -(-N // LANES), -(-K // 2)
     padded = np.zeros((2 * pairs, blocks * LANES), np.int8)
@@ -109,25 +124,14 @@ def _vnni_blocks(typingctx, acc, wp, v, full_blocks):
 
 @kernel
 def _blocks_portable(acc, wp, v, first_block):
-    """Blocks first_block.. of the product in plain loops: the CPUs without VNNI, and a last block of fewer
-    than 16 outputs. Each pass adds one input pair to 16 outputs (a full block's lanes are a constant count,
-    so LLVM vectorises them)."""
+    """Blocks first_block.. of the packed product in plain loops: a last block of fewer than 16 outputs."""
     K, N = v.shape[0], acc.shape[0]
-    flat = wp.reshape(wp.shape[0], wp.shape[1] * 2 * LANES)
     for b in range(first_block, wp.shape[0]):
         base = b * LANES
-        if base + LANES <= N:
-            for p in range(K // 2):
-                v0, v1 = np.int32(v[2 * p]), np.int32(v[2 * p + 1])
-                o = p * 2 * LANES
-                for lane in range(LANES):
-                    acc[base + lane] += np.int32(flat[b, o + 2 * lane]) * v0 + np.int32(flat[b, o + 2 * lane + 1]) * v1
-        else:
-            for p in range(K // 2):
-                v0, v1 = np.int32(v[2 * p]), np.int32(v[2 * p + 1])
-                o = p * 2 * LANES
-                for lane in range(N - base):
-                    acc[base + lane] += np.int32(flat[b, o + 2 * lane]) * v0 + np.int32(flat[b, o + 2 * lane + 1]) * v1
+        for p in range(K // 2):
+            v0, v1 = np.int32(v[2 * p]), np.int32(v[2 * p + 1])
+            for lane in range(min(LANES, N - base)):
+                acc[base + lane] += np.int32(wp[b, p, 2 * lane]) * v0 + np.int32(wp[b, p, 2 * lane + 1]) * v1
         if K % 2:
             _odd_input(acc, wp, v, b)
 
@@ -152,10 +156,22 @@ def gemv_t_vnni(acc, wp, v):
 
 
 @kernel
-def gemv_t_portable(acc, wp, v):
-    """gemv_t_vnni's integers without VNNI: the same packed weights, plain loops."""
-    _blocks_portable(acc, wp, v, 0)
+def gemv_t_portable(acc, w_t, v):
+    """acc (N,) int32 += w_t^T @ v for w_t (K, N) int8 (pack_portable), four input rows per pass, lanes across N."""
+    K, N = w_t.shape
+    k = 0
+    while k + 4 <= K:
+        v0, v1, v2, v3 = np.int32(v[k]), np.int32(v[k + 1]), np.int32(v[k + 2]), np.int32(v[k + 3])
+        w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
+        for i in range(N):
+            acc[i] += (np.int32(w0[i]) * v0 + np.int32(w1[i]) * v1
+                       + np.int32(w2[i]) * v2 + np.int32(w3[i]) * v3)
+        k += 4
+    for r in range(k, K):
+        vr, wr = np.int32(v[r]), w_t[r]
+        for i in range(N):
+            acc[i] += np.int32(wr[i]) * vr
 
 
 KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
-gemv_t = gemv_t_vnni if KERNEL == "avx512_vnni" else gemv_t_portable
+pack, gemv_t = (pack_vnni, gemv_t_vnni) if KERNEL == "avx512_vnni" else (pack_portable, gemv_t_portable)
