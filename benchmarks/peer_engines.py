@@ -228,7 +228,23 @@ class LiteRT(Engine):
         return it.get_tensor(outs["y"])
 
 
+class NumbaFloor(Engine):
+    """Not an engine: the smallest numba program (benchmarks.numba_floor), whose first output and RSS are the
+    floor a numba runtime's cold start is held to."""
+
+    def __init__(self, folder: Path, workload: str):
+        super().__init__(folder, workload)
+        from benchmarks.numba_floor import tiny
+
+        self.tiny = tiny
+
+    def streamer(self, batch: int):
+        return (lambda: None), (lambda x: np.full((1, 1), self.tiny(x), np.float32))
+
+
 def load(engine: str, folder: Path, workload: str) -> Engine:
+    if engine == "numba_floor":
+        return NumbaFloor(folder, workload)
     if engine in PRECISION:
         return Rnnedge(folder, workload, engine)
     if engine == "torch":

@@ -20,7 +20,9 @@ Method: every measurement runs in a process of its own (benchmarks.peer_worker),
 thread pool at one thread (OMP/MKL/OpenBLAS/numba environment, torch.set_num_threads(1), ORT intra/inter-op 1,
 LiteRT num_threads=1). One repetition starts one process per (workload, engine), engines in a rotated order
 each repetition; a figure is the median over repetitions of the median of --inner timed passes in that process.
-The ratio row gives rnnedge / best peer per column (below 1: rnnedge is faster / smaller).
+The ratio row gives rnnedge / best peer per column (below 1: rnnedge is faster / smaller). numba_floor is not an
+engine: the cold start and RSS of the smallest numba program (import numba, one cached tiny kernel), the floor
+rnnedge's own cold start is compared with.
 
 LiteRT needs TensorFlow to convert the weights to .tflite: the harness creates a separate virtual environment
 for that (--bench-venv, default artifacts/bench-venv: pip install tensorflow-cpu ai-edge-litert, about 1.6 GB)
@@ -46,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RNNEDGE = ("rnnedge_f32", "rnnedge_int8w", "rnnedge_int8")
 PEERS = ("torch", "ort_fp32", "ort_int8", "litert_fp32", "litert_int8")
 LITERT = ("litert_fp32", "litert_int8")
+FLOOR = "numba_floor"  # cold start and RSS only: import numba + one cached tiny kernel (benchmarks/numba_floor.py)
 BENCH_VENV_PACKAGES = ("tensorflow-cpu", "ai-edge-litert")
 COLUMNS = [  # key, heading
     ("step", "step B=1 us"), ("seq", "seq B=1 us/step"), ("seq32", "seq B=32 us/s-step"),
@@ -114,12 +117,13 @@ def summarise(runs: dict, cold: dict) -> dict:
     for (workload, engine), rs in runs.items():
         row = {}
         for key, _ in COLUMNS[:6]:
-            row[key] = median_or_none([r["columns"][key]["us"] if r["columns"].get(key) else None for r in rs])
+            row[key] = median_or_none([r["columns"][key]["us"] if r.get("columns", {}).get(key) else None
+                                       for r in rs])
         row["cold_empty"] = median_or_none([c["first_output_s"] for c in cold.get((workload, engine), [])])
         row["cold_warm"] = median_or_none([r["first_output_s"] for r in rs])
         row["rss"] = median_or_none([r["first_output_rss_kb"] / 1024 for r in rs])
-        row["bytes"] = rs[0]["model_bytes"] / 1024
-        row["err"] = max(c["max_err"] for r in rs for c in r["columns"].values() if c)
+        row["bytes"] = rs[0]["model_bytes"] / 1024 if engine != FLOOR else None
+        row["err"] = max((c["max_err"] for r in rs for c in r.get("columns", {}).values() if c), default=None)
         table.setdefault(workload, {})[engine] = row
     return table
 
@@ -136,6 +140,17 @@ def ratios(rows: dict) -> dict:
             best = min(peers, key=peers.get)
             out[engine][key] = {"ratio": rows[engine][key] / peers[best], "best_peer": best}
     return out
+
+
+def floor_gap(rows: dict) -> dict:
+    """Per rnnedge engine: warm cold start / the numba floor's, and RSS at first output above the floor's (MB)."""
+    f = rows.get(FLOOR)
+    if not f:
+        return {}
+    return {e: {"cold_warm_over_floor": rows[e]["cold_warm"] / f["cold_warm"],
+                "cold_empty_over_floor": (rows[e]["cold_empty"] / f["cold_empty"]
+                                          if rows[e]["cold_empty"] and f["cold_empty"] else None),
+                "rss_above_floor_mb": rows[e]["rss"] - f["rss"]} for e in RNNEDGE if e in rows}
 
 
 def fmt(v: float | None, key: str) -> str:
@@ -168,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="empty-cache cold starts per engine (default 1; 0 leaves that column out)")
     p.add_argument("--steps", type=int, default=1000, help="per-step and whole-sequence steps (kws, har)")
     p.add_argument("--batch-steps", type=int, default=50, help="steps of the batched streams")
-    p.add_argument("--engines", default=",".join(RNNEDGE + PEERS), help="comma-separated engines")
+    p.add_argument("--engines", default=",".join(RNNEDGE + PEERS + (FLOOR,)), help="comma-separated engines")
     p.add_argument("--workloads", default="kws,har,seed", help="comma-separated workloads")
     p.add_argument("--no-litert", action="store_true", help="leave the LiteRT engines out")
     p.add_argument("--bench-venv", type=Path, default=ROOT / "artifacts" / "bench-venv")
@@ -182,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import peer_build
 
     engines = [e for e in args.engines.split(",") if e]
-    unknown = set(engines) - set(RNNEDGE + PEERS)
+    unknown = set(engines) - set(RNNEDGE + PEERS + (FLOOR,))
     if unknown:
-        p.error(f"unknown engine(s) {sorted(unknown)}; choose from {', '.join(RNNEDGE + PEERS)}")
+        p.error(f"unknown engine(s) {sorted(unknown)}; choose from {', '.join(RNNEDGE + PEERS + (FLOOR,))}")
     if args.no_litert:
         engines = [e for e in engines if e not in LITERT]
     specs = peer_build.workload_specs()
@@ -240,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             for engine in order:
                 try:
-                    runs.setdefault((name, engine), []).append(run_worker(pythons[engine], cfg(engine, name, "full"),
+                    mode = "cold" if engine == FLOOR else "full"
+                    runs.setdefault((name, engine), []).append(run_worker(pythons[engine], cfg(engine, name, mode),
                                                                           warm_cache))
                 except RuntimeError as exc:
                     failures.append(str(exc))
@@ -249,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     table = summarise(runs, cold)
     table = {w: {e: table[w][e] for e in engines if e in table.get(w, {})} for w in names}
     ratio = {w: ratios(rows) for w, rows in table.items()}
+    floor = {w: floor_gap(rows) for w, rows in table.items()}
     text = markdown(table, ratio)
+    for w, gaps in floor.items():
+        if gaps:
+            text += f"\n\n{w}, against the numba floor (cold warm x, RSS + MB): " + "; ".join(
+                f"{e} {g['cold_warm_over_floor']:.2f}x, +{g['rss_above_floor_mb']:.0f} MB" for e, g in gaps.items())
     print(text)
     from benchmarks.bench_f32 import cpu_model
 
@@ -261,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "engines": engines, "left_out": skipped, "workloads": {n: {"spec": w["spec"], "parameters": w["parameters"]}
                                                                for n, w in workloads.items()},
-        "columns": dict(COLUMNS), "table": table, "ratios": ratio, "markdown": text, "failures": failures,
+        "columns": dict(COLUMNS), "table": table, "ratios": ratio, "numba_floor": floor, "markdown": text, "failures": failures,
         "runs": {f"{w}/{e}": rs for (w, e), rs in runs.items()},
         "cold_empty_runs": {f"{w}/{e}": rs for (w, e), rs in cold.items()},
     }

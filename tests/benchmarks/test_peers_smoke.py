@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_peers_quick_reports_every_column_with_finite_numbers(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peers", "--quick", "--engines", "rnnedge_f32,ort_fp32,ort_int8",
+        [sys.executable, "-m", "benchmarks.peers", "--quick", "--engines", "rnnedge_f32,ort_fp32,ort_int8,numba_floor",
          "--workloads", "kws", "--cold-reps", "0", "--out", str(tmp_path)],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
@@ -23,7 +23,11 @@ def test_peers_quick_reports_every_column_with_finite_numbers(tmp_path):
     assert [c.strip() for c in header.strip("|").split("|")[2:]] == [h for _, h in COLUMNS]
     report = json.loads(next(tmp_path.glob("peers-*.json")).read_text())
     rows = report["table"]["kws"]
-    assert set(rows) == {"rnnedge_f32", "ort_fp32", "ort_int8"}
+    assert set(rows) == {"rnnedge_f32", "ort_fp32", "ort_int8", "numba_floor"}
+    floor = rows.pop("numba_floor")  # cold start and RSS only
+    assert floor["cold_warm"] > 0 and floor["rss"] > 0 and floor["step"] is None and floor["err"] is None
+    gap = report["numba_floor"]["kws"]["rnnedge_f32"]
+    assert math.isfinite(gap["cold_warm_over_floor"]) and math.isfinite(gap["rss_above_floor_mb"])
     for engine, row in rows.items():
         assert set(row) == {k for k, _ in COLUMNS}
         assert row["cold_empty"] is None  # --cold-reps 0 leaves the empty-cache cold start out
