@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= artifacts/watch
 
-.PHONY: setup demo test bench lint fuzz clean
+.PHONY: setup demo test bench bench-f32 bench-firmware bench-streaming lint fuzz clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,20 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+## rnnedge against PyTorch, ONNX Runtime and LiteRT (benchmarks/peers.py; LiteRT runs in its own venv,
+## artifacts/bench-venv, created on first use): one markdown table, JSON in artifacts/bench/.
+## BENCH_ARGS="--quick" for a smoke run; the older benches: make bench-f32 bench-firmware bench-streaming
+BENCH_ARGS ?=
 bench: setup
+	$(PY) -m benchmarks.peers $(BENCH_ARGS)
+
+bench-f32: setup
 	$(PY) -m benchmarks.bench_f32
+
+bench-firmware: setup
 	$(PY) -m benchmarks.bench_firmware
+
+bench-streaming: setup
 	$(PY) -m benchmarks.bench_streaming
 
 ## mutation figures for the closing note: 100,000 mutated weight files, 100,000 mutated vectors files and every

@@ -1,0 +1,103 @@
+"""The files every engine of benchmarks.peers loads, built once from one seeded PyTorch model per workload.
+
+For a workload W in a folder:
+
+    W.spec.json              the spec (train.model.RecurrentModel)
+    W.torch.safetensors      the PyTorch state dict (PyTorch eager loads this)
+    W.f32/int8w/int8.safetensors   rnnedge artifacts (export.quantize / export.quantize_int8, as export does)
+    W.onnx, W.step.onnx      the exporter's ONNX graphs (export.onnx_graphs); W.qdq.onnx, W.step.qdq.onnx: the
+                             same after onnxruntime.quantization.quantize_dynamic (int8 weights)
+    W.weights.npz            the canonical float tensors, for the LiteRT conversion (benchmarks.tflite_convert)
+    W.inputs.npz             the measured inputs and PyTorch float's outputs on them (the reference of every
+                             engine's error): step (1, T, F) -> (T, out); seq (1, Tseq, F); seq32 (32, Tseq, F);
+                             batch (256, S, F) -> (256, S, out) (streamable workloads only)
+
+Every engine therefore holds the same weights; the int8 ones are quantised from them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from safetensors.torch import save_file
+
+from benchmarks.workloads import dense_inputs
+from export.calibrate import calibrate, calibration_slice
+from export.onnx_graphs import build_sequence_graph, build_step_graph
+from export.quantize import quantize_int8w
+from export.quantize_int8 import quantize_int8
+from export.weights import canonical_tensors
+from runtime import artifact
+from runtime import spec as specs
+from train.model import RecurrentModel
+
+BATCHES = (8, 64, 256)  # batched streams
+SEQ_BATCH = 32  # whole sequences, batched
+CALIBRATION_STEPS = 2000
+CALIBRATION_SEED = 2  # != the measured inputs' seed (0)
+
+
+def workload_specs() -> dict[str, dict]:
+    """kws and har as in benchmarks.bench_f32; seed: a bidirectional 2-layer tanh RNN classifying T=200 steps."""
+    kws_input, har_input, seed_input = dense_inputs(40, 6, 16)
+    return {
+        "kws": {"version": 1, "input": kws_input,
+                "layers": [{"cell": "lstm", "hidden": 128, "bidirectional": False}],
+                "head": {"out": 12, "on": "every_step", "activation": "none"}, "task": "classify"},
+        "har": {"version": 1, "input": har_input,
+                "layers": [{"cell": "gru", "hidden": 64, "bidirectional": False}] * 2,
+                "head": {"out": 6, "on": "every_step", "activation": "none"}, "task": "classify"},
+        "seed": {"version": 1, "input": seed_input,
+                 "layers": [{"cell": "rnn_tanh", "hidden": 64, "bidirectional": True}] * 2,
+                 "head": {"out": 10, "on": "last_step", "activation": "none"}, "task": "classify"},
+    }
+
+
+def raw_inputs(spec: dict, batch: int, steps: int, seed: int) -> np.ndarray:
+    """(batch, steps, F) float32 around the spec's statistics, as a device would feed them."""
+    inp = spec["input"]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, steps, inp["features"])) * np.asarray(inp["std"]) + np.asarray(inp["mean"])
+    return x.astype(np.float32)
+
+
+def build(folder: Path, name: str, spec: dict, steps: int, seq_steps: int, batch_steps: int, seed: int = 0) -> dict:
+    """Write every file of one workload into folder; returns what the harness needs to know about it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    torch.manual_seed(seed)
+    model = RecurrentModel(spec).eval()
+    spec = model.spec
+    streams = specs.can_stream(spec)
+    (folder / f"{name}.spec.json").write_text(json.dumps(spec))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / f"{name}.torch.safetensors"))
+    tensors = canonical_tensors(model)
+    np.savez(folder / f"{name}.weights.npz", **tensors)
+    artifact.write(str(folder / f"{name}.f32.safetensors"), tensors, spec)
+    qtensors, _ = quantize_int8w(spec, tensors)
+    artifact.write(str(folder / f"{name}.int8w.safetensors"), qtensors, spec, precision="int8w")
+    X_cal, lengths = calibration_slice(raw_inputs(spec, 1, CALIBRATION_STEPS, CALIBRATION_SEED))
+    ranges = calibrate(model, X_cal, lengths, where=f"{name} calibration stream")
+    q8tensors, _ = quantize_int8(spec, tensors, ranges)
+    artifact.write(str(folder / f"{name}.int8.safetensors"), q8tensors, spec, precision="int8")
+    onnx.save(build_sequence_graph(spec, tensors), folder / f"{name}.onnx")
+    quantize_dynamic(folder / f"{name}.onnx", folder / f"{name}.qdq.onnx", weight_type=QuantType.QInt8)
+    if streams:
+        onnx.save(build_step_graph(spec, tensors), folder / f"{name}.step.onnx")
+        quantize_dynamic(folder / f"{name}.step.onnx", folder / f"{name}.step.qdq.onnx", weight_type=QuantType.QInt8)
+
+    arrays = {"seq": raw_inputs(spec, 1, seq_steps, seed), "seq32": raw_inputs(spec, SEQ_BATCH, seq_steps, seed + 1)}
+    if streams:
+        arrays["step"] = raw_inputs(spec, 1, steps, seed + 2)
+        arrays["batch"] = raw_inputs(spec, max(BATCHES), batch_steps, seed + 3)
+    with torch.inference_mode():
+        refs = {f"ref_{k}": model(torch.from_numpy(v)).numpy() for k, v in arrays.items()}
+    np.savez(folder / f"{name}.inputs.npz", **arrays, **refs)
+    # a small calibration set for converters that quantise activations (LiteRT full-int8)
+    np.savez(folder / f"{name}.calibration.npz", x=raw_inputs(spec, 1, 200, CALIBRATION_SEED)[0])
+    return {"streams": streams, "spec": spec,
+            "parameters": sum(p.numel() for p in model.parameters())}

@@ -1,0 +1,177 @@
+"""The int8 mat-vec on AVX512-VNNI (`vpdpwssd`: int16 x int16 pairs summed into int32 lanes), with a portable
+loop chosen at load on CPUs without it; both give the integers of kernels_int8.gemv_t_int8 exactly.
+
+    wp = pack(w_t)            once, at load: w_t (K, N) int8 -> the weights in the chosen kernel's layout
+    gemv_t(acc, wp, v)        per step: acc (N,) int32 += w_t^T @ v, v (K,) int32 holding int16 values
+    KERNEL                    "avx512_vnni" or "portable": which pack and gemv_t this process runs
+
+pack and gemv_t are chosen together: the VNNI pair uses the blocked layout below (pack_vnni, gemv_t_vnni); the
+portable pair keeps w_t (K, N) as it is and loops four input rows per pass with lanes across N (pack_portable,
+gemv_t_portable), which LLVM vectorises with the CPU's own instructions.
+
+The layout is what `vpdpwssd` wants: block b holds outputs 16b .. 16b+15, and for the pair of inputs (2p, 2p+1)
+its 32 int8 are w_t[2p, n], w_t[2p+1, n] interleaved over those 16 outputs (zero past K and N). One instruction
+adds v[2p] w_t[2p, n] + v[2p+1] w_t[2p+1, n] to 16 int32 lanes; four blocks share one broadcast of the pair and
+run as four independent chains. int32 sums wrap in both paths, and int32 addition mod 2^32 associates, so the
+order of the adds never changes the result. The weights stay int8 in memory (half the bytes to stream from
+cache) and are sign-extended to int16 as they are loaded (vpmovsxbw); v's values
+must fit int16 (the int8 kernels' activations and state do), as `vpdpwssd` reads only their low 16 bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from runtime.jit import kernel
+
+LANES = 16  # int32 lanes of one zmm register
+GROUP = 4  # blocks advanced together: independent accumulator chains hide the instruction's latency
+
+
+def has_avx512_vnni() -> bool:
+    features = llvm.get_host_cpu_features()
+    return bool(features.get("avx512vnni") and features.get("avx512bw"))
+
+
+def _check(w_t: np.ndarray) -> None:
+    if not isinstance(w_t, np.ndarray) or w_t.ndim != 2 or w_t.dtype != np.int8:
+        raise ValueError(f"pack needs a 2-D int8 matrix (K, N), got {getattr(w_t, 'dtype', type(w_t).__name__)} "
+                         f"with shape {getattr(w_t, 'shape', None)}")
+
+
+def pack_portable(w_t: np.ndarray) -> np.ndarray:
+    """w_t (K, N) int8, C-contiguous: gemv_t_portable's layout is w_t's own."""
+    _check(w_t)
+    return np.ascontiguousarray(w_t)
+
+
+def pack_vnni(w_t: np.ndarray) -> np.ndarray:
+    """w_t (K, N) int8 -> (ceil(N/16), ceil(K/2), 32) int8 in vpdpwssd's pair-interleaved layout."""
+    _check(w_t)
+    K, N = w_t.shape
+    blocks, pairs = -(-N // LANES), -(-K // 2)
+    padded = np.zeros((2 * pairs, blocks * LANES), np.int8)
+    padded[:K, :N] = w_t
+    # (pair, 2, block, lane) -> (block, pair, lane, 2): the pair's two weights side by side for each lane
+    wp = padded.reshape(pairs, 2, blocks, LANES).transpose(2, 0, 3, 1)
+    return np.ascontiguousarray(wp.reshape(blocks, pairs, 2 * LANES))
+
+
+def _dpwssd_ir(builder: ir.IRBuilder, a, w, b):
+    """a (16 x i32) + vpdpwssd(w, b) for w, b of 32 int16 each (LLVM's declaration of the instruction)."""
+    i32x16, i16x32 = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(16), 32)
+    fnty = ir.FunctionType(i32x16, [i32x16, i16x32, i16x32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpwssd.512")
+    return builder.call(fn, [a, w, b])
+
+
+@intrinsic
+def _vnni_blocks(typingctx, acc, wp, v, full_blocks):
+    """acc[:16 full_blocks] += the packed product over v's complete pairs (v[2p], v[2p+1], 2p + 1 < len(v))."""
+    sig = types.void(acc, wp, v, full_blocks)
+
+    def codegen(context, builder, signature, args):
+        i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(i16, 32), ir.VectorType(i8, 32)
+        acc_a = context.make_array(signature.args[0])(context, builder, args[0])
+        wp_a = context.make_array(signature.args[1])(context, builder, args[1])
+        v_a = context.make_array(signature.args[2])(context, builder, args[2])
+        nblocks_total = builder.sext(args[3], i64) if args[3].type != i64 else args[3]
+        pairs_stride = cgutils.unpack_tuple(builder, wp_a.shape, 3)[1]  # ceil(K/2)
+        k = cgutils.unpack_tuple(builder, v_a.shape, 1)[0]
+        npairs = builder.sdiv(k, ir.Constant(i64, 2))
+        lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
+        slots = [cgutils.alloca_once(builder, i32x16) for _ in range(GROUP)]
+
+        def blocks(b0, count):
+            ptrs = [cgutils.gep(builder, acc_a.data, builder.mul(builder.add(b0, ir.Constant(i64, u)),
+                                                                  ir.Constant(i64, LANES))) for u in range(count)]
+            for u in range(count):
+                builder.store(builder.load(builder.bitcast(ptrs[u], i32x16.as_pointer()), align=4), slots[u])
+            with cgutils.for_range(builder, npairs) as loop:
+                p = loop.index
+                two_p = builder.mul(p, ir.Constant(i64, 2))
+                lo = builder.load(cgutils.gep(builder, v_a.data, two_p))
+                hi = builder.load(cgutils.gep(builder, v_a.data, builder.add(two_p, ir.Constant(i64, 1))))
+                pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+                splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
+                splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
+                bvec = builder.bitcast(splat, i16x32)
+                for u in range(count):
+                    block = builder.add(b0, ir.Constant(i64, u))
+                    off = builder.mul(builder.add(builder.mul(block, pairs_stride), p), ir.Constant(i64, 2 * LANES))
+                    wptr = builder.bitcast(cgutils.gep(builder, wp_a.data, off), i8x32.as_pointer())
+                    w = builder.sext(builder.load(wptr, align=1), i16x32)  # vpmovsxbw: int8 in memory
+                    builder.store(_dpwssd_ir(builder, builder.load(slots[u]), w, bvec), slots[u])
+            for u in range(count):
+                builder.store(builder.load(slots[u]), builder.bitcast(ptrs[u], i32x16.as_pointer()), align=4)
+
+        groups = builder.sdiv(nblocks_total, ir.Constant(i64, GROUP))
+        with cgutils.for_range(builder, groups) as loop:
+            blocks(builder.mul(loop.index, ir.Constant(i64, GROUP)), GROUP)
+        with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, GROUP)), nblocks_total,
+                                     ir.Constant(i64, 1)) as (index, _):
+            blocks(index, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@kernel
+def _blocks_portable(acc, wp, v, first_block):
+    """Blocks first_block.. of the packed product in plain loops: a last block of fewer than 16 outputs."""
+    K, N = v.shape[0], acc.shape[0]
+    for b in range(first_block, wp.shape[0]):
+        base = b * LANES
+        for p in range(K // 2):
+            v0, v1 = np.int32(v[2 * p]), np.int32(v[2 * p + 1])
+            for lane in range(min(LANES, N - base)):
+                acc[base + lane] += np.int32(wp[b, p, 2 * lane]) * v0 + np.int32(wp[b, p, 2 * lane + 1]) * v1
+        if K % 2:
+            _odd_input(acc, wp, v, b)
+
+
+@kernel
+def _odd_input(acc, wp, v, b):
+    """Block b's share of an odd K's last input, which has no partner in its pair."""
+    base, vk, row = b * LANES, np.int32(v[v.shape[0] - 1]), wp[b, v.shape[0] // 2]
+    for lane in range(min(LANES, acc.shape[0] - base)):
+        acc[base + lane] += np.int32(row[2 * lane]) * vk
+
+
+@kernel
+def gemv_t_vnni(acc, wp, v):
+    """acc (N,) int32 += w_t^T @ v from pack(w_t) and v (K,) int32 (int16 values), on AVX512-VNNI."""
+    full = acc.shape[0] // LANES
+    _vnni_blocks(acc, wp, v, full)
+    if v.shape[0] % 2:
+        for b in range(full):
+            _odd_input(acc, wp, v, b)
+    _blocks_portable(acc, wp, v, full)
+
+
+@kernel
+def gemv_t_portable(acc, w_t, v):
+    """acc (N,) int32 += w_t^T @ v for w_t (K, N) int8 (pack_portable), four input rows per pass, lanes across N."""
+    K, N = w_t.shape
+    k = 0
+    while k + 4 <= K:
+        v0, v1, v2, v3 = np.int32(v[k]), np.int32(v[k + 1]), np.int32(v[k + 2]), np.int32(v[k + 3])
+        w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
+        for i in range(N):
+            acc[i] += (np.int32(w0[i]) * v0 + np.int32(w1[i]) * v1
+                       + np.int32(w2[i]) * v2 + np.int32(w3[i]) * v3)
+        k += 4
+    for r in range(k, K):
+        vr, wr = np.int32(v[r]), w_t[r]
+        for i in range(N):
+            acc[i] += np.int32(wr[i]) * vr
+
+
+KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
+pack, gemv_t = (pack_vnni, gemv_t_vnni) if KERNEL == "avx512_vnni" else (pack_portable, gemv_t_portable)

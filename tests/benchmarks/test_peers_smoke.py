@@ -1,0 +1,41 @@
+"""The peers harness runs end to end in quick mode (rnnedge f32 and ONNX Runtime only, kws) and reports every
+column with finite numbers. Nothing here is timed or compared."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_peers_quick_reports_every_column_with_finite_numbers(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peers", "--quick", "--engines", "rnnedge_f32,ort_fp32,ort_int8,numba_floor",
+         "--workloads", "kws", "--cold-reps", "0", "--out", str(tmp_path)],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from benchmarks.peers import COLUMNS
+
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| workload | engine |"))
+    assert [c.strip() for c in header.strip("|").split("|")[2:]] == [h for _, h in COLUMNS]
+    report = json.loads(next(tmp_path.glob("peers-*.json")).read_text())
+    rows = report["table"]["kws"]
+    assert set(rows) == {"rnnedge_f32", "ort_fp32", "ort_int8", "numba_floor"}
+    floor = rows.pop("numba_floor")  # cold start and RSS only
+    assert floor["cold_warm"] > 0 and floor["rss"] > 0 and floor["step"] is None and floor["err"] is None
+    gap = report["numba_floor"]["kws"]["rnnedge_f32"]
+    assert math.isfinite(gap["cold_warm_over_floor"]) and math.isfinite(gap["rss_above_floor_mb"])
+    for engine, row in rows.items():
+        assert set(row) == {k for k, _ in COLUMNS}
+        assert row["cold_empty"] is None  # --cold-reps 0 leaves the empty-cache cold start out
+        for key, value in row.items():
+            if key != "cold_empty":
+                assert math.isfinite(value) and value >= 0, (engine, key, value)
+        assert row["err"] < (1e-5 if engine != "ort_int8" else 0.05)  # same weights in every engine
+    r = report["ratios"]["kws"]["rnnedge_f32"]
+    assert set(r) == {k for k, _ in COLUMNS[:-1]} - {"cold_empty"}
+    assert all(math.isfinite(v["ratio"]) and v["best_peer"] in ("ort_fp32", "ort_int8") for v in r.values())
+    assert set(report["runs"]["kws/rnnedge_f32"][0]["columns"]) == {k for k, _ in COLUMNS[:6]}
