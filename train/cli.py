@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
                "or removed. The run is written beside the folder and moved in only when complete (a failed run "
                "leaves the folder as it was); an earlier export of the previous model in the folder is removed. "
+               "Data parallel over processes: torchrun --nproc-per-node N -m train ... (train/distributed.py). "
                + renamed_epilog(RENAMED),
         formatter_class=HelpFormatter,
     )
