@@ -4,6 +4,7 @@
     rnnedge train my_data.npz --cell lstm --hidden 64 --out artifacts/mine
     rnnedge train my_book.txt                  # a character model of your own UTF-8 text (train/text_data.py)
     python -m train synthetic-sum --epochs 5
+    torchrun --nproc-per-node 2 -m train watch  # data parallel over 2 processes (train/distributed.py)
     rnnedge train --diagnose-gradients --out /tmp/grads   # vanishing/exploding gradients, RNN vs LSTM vs GRU
 
 The output folder (train/outputs.py) must be new, empty, or one rnnedge wrote: its rnnedge-manifest.json lists every
@@ -19,6 +20,8 @@ regular file, a data file whose values the model cannot be built or trained from
 file that is not UTF-8, holds a NUL byte, is too short or has too many distinct characters (train/text_data.py), a bad
 option or a refused output folder), 3 an internal error (a short message; the traceback goes to a log file it names).
 Nothing is written to the output folder unless the status is 0.
+Under torchrun every rank runs this command with the same options; rank 0 checks and writes the output folder and
+prints, and a folder it refuses stops every rank with status 2.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ import math
 import sys
 from pathlib import Path
 
-from runtime.command import INTERRUPTED, OK, bad_input, internal_error
+from runtime.command import BAD_INPUT, INTERRUPTED, OK, bad_input, internal_error
 from runtime.options import HelpFormatter, add_renamed, renamed_epilog
 from runtime.spec import CELLS
-from train import outputs
+from train import distributed, outputs
 from train.data import SYNTHETIC, load_dataset
 from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
 from train.gradients import diagnose_gradients
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
                "or removed. The run is written beside the folder and moved in only when complete (a failed run "
                "leaves the folder as it was); an earlier export of the previous model in the folder is removed. "
+               "Data parallel over processes: torchrun --nproc-per-node N -m train ... (train/distributed.py). "
                + renamed_epilog(RENAMED),
         formatter_class=HelpFormatter,
     )
@@ -155,7 +159,17 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not 0 <= args.seed <= MAX_SEED:
         parser.error(f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}")
     if args.diagnose_gradients:
+        if distributed.launched():
+            parser.error("--diagnose-gradients runs in one process: run it without torchrun")
         return _diagnose(parser, args)
+    with distributed.session() as world:
+        return _train(args, world)
+
+
+def _train(args: argparse.Namespace, world: distributed.World) -> int:
+    """Train and write; under torchrun on every rank, with rank 0 alone checking, writing and printing."""
+    if world.rank != 0:
+        args.quiet = True
     try:
         data = load_dataset(args.dataset, seed=args.seed, split=args.split)
         spec = default_spec(data, cell=args.cell, hidden=args.hidden, layers=args.layers,
@@ -167,9 +181,22 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                              progress=False if args.quiet else None)
         out = args.out or Path("artifacts") / data.name
         inputs = [args.dataset] if Path(args.dataset).is_file() else []
-        outputs.check_folder(out, outputs.TRAIN, writes=TRAIN_FILES, inputs=inputs, force=args.force)
+        if world.rank == 0:
+            refusal = None
+            try:
+                outputs.check_folder(out, outputs.TRAIN, writes=TRAIN_FILES, inputs=inputs, force=args.force)
+            except (ValueError, OSError) as e:
+                refusal = e
+            if not world.agree(refusal is None):
+                raise refusal
+        elif not world.agree(True):
+            print(f"{PROG}: rank {world.rank}: stopped, rank 0 refused the output folder", file=sys.stderr)
+            return BAD_INPUT
         _status(args, f"training {_layers(spec)} on {data.name} ({len(data.train)} training sequences) for up to "
-                      f"{config.epochs} epochs")
+                      f"{config.epochs} epochs" + (f" on {world.size} processes" if world.size > 1 else ""))
+        if world.rank != 0:
+            train(spec, data, config, None)
+            return OK
         with outputs.Staging(out, outputs.TRAIN, inputs=inputs, writes=TRAIN_FILES,
                              source=f"dataset {data.name}") as stage:
             _, metrics = train(spec, data, config, stage.dir)

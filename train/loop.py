@@ -8,6 +8,9 @@ writes into the output folder:
     model.pt        the kept epoch's checkpoint (train.checkpoint), its metrics included
     metrics.json    per-epoch rate, train loss and validation metric, kept and best epoch, test metric of the kept model
     training.png    the two curves
+
+Under torchrun (train/distributed.py) every rank trains its slice of the same global batches and only rank 0
+writes; out_dir=None writes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from runtime import spec as specs
+from train import distributed
 from train.checkpoint import save_checkpoint
 from train.data import Dataset, SequenceData
 from train.metrics import higher_is_better, metric_name, task_metric
@@ -81,15 +85,19 @@ def default_spec(data: Dataset, cell: str = "gru", hidden: int = 48, layers: int
     })
 
 
-def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.PathLike) -> tuple[RecurrentModel, dict]:
-    """Train a model of `spec` on `data`; returns the kept epoch's model (eval mode) and its metrics."""
+def train(spec: dict, data: Dataset, config: TrainConfig,
+          out_dir: str | os.PathLike | None) -> tuple[RecurrentModel, dict]:
+    """Train a model of `spec` on `data`; returns the kept epoch's model (eval mode) and its metrics. Writes into
+    out_dir on rank 0 only (the one process without torchrun), nowhere when it is None."""
     _check_fits(specs.validate(spec), data)
     if config.schedule not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {config.schedule!r}: expected one of {', '.join(SCHEDULES)}")
     if config.keep not in KEEPS:
         raise ValueError(f"unknown keep {config.keep!r}: expected one of {', '.join(KEEPS)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    world = distributed.world()
+    out_dir = Path(out_dir) if out_dir is not None and world.rank == 0 else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     torch.set_num_threads(max(1, min(config.threads, _available_cores())))
@@ -97,6 +105,7 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
     model = RecurrentModel(spec)
     if data.input_kind == "dense":
         model.set_normalisation(*normalisation(data.train))
+    step = model.logits if world.size == 1 else distributed.parallel_logits(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = _scheduler(optimizer, config)
     metric = metric_name(data.task)
@@ -110,7 +119,7 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
     bar = tqdm(range(1, config.epochs + 1), desc=f"train {data.name}", unit="epoch", disable=not show_bar)
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = _train_epoch(model, optimizer, data, config, rng)
+        train_loss = _train_epoch(model, step, optimizer, data, config, rng, world)
         scheduler.step()
         val = evaluate(model, data.task, data.val, config.batch_size)[1]
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_" + metric: val})
@@ -147,9 +156,12 @@ def train(spec: dict, data: Dataset, config: TrainConfig, out_dir: str | os.Path
         "config": asdict(config),
         "split": data.split,
     }
-    save_checkpoint(out_dir / "model.pt", model, metrics, split=data.split)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_training(metrics, out_dir / "training.png")
+    if world.size > 1:
+        metrics["processes"] = world.size
+    if out_dir is not None:
+        save_checkpoint(out_dir / "model.pt", model, metrics, split=data.split)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        plot_training(metrics, out_dir / "training.png")
     return model, metrics
 
 
@@ -179,27 +191,57 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.o
 
 
 # -- one epoch ------------------------------------------------------------------------------------------------
-def _train_epoch(model: RecurrentModel, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
-                 rng: np.random.Generator) -> float:
-    """One pass over the training data; returns the mean loss per scored value."""
+def _train_epoch(model: RecurrentModel, step, optimizer: torch.optim.Optimizer, data: Dataset,
+                 config: TrainConfig, rng: np.random.Generator, world: distributed.World) -> float:
+    """One pass over the training data; returns the mean loss per scored value. step: model.logits, or its
+    DistributedDataParallel wrapper when world has several ranks (each then trains its slice of every batch)."""
     model.train()
     every_step = data.head_on == "every_step"
     batches = (_window_batches(data.train, config.window, config.batch_size, rng) if every_step and config.window
                else _shuffled_batches(data.train, config.batch_size, rng, every_step))
     total, count = 0.0, 0
     for batch in batches:
-        x, lengths, y = _to_torch(batch, data.task)
-        # a batch of full-length windows needs no packing, and the unpacked path is about twice as fast
-        full = bool((lengths == x.shape[1]).all())
-        loss, n = masked_loss(model.logits(x, None if full else lengths), y, lengths, data.task)
+        if world.size > 1:
+            loss, summed, n = _slice_loss(step, batch, data, world)
+        else:
+            loss, n = _batch_loss(step, batch, data.task)
+            summed = loss.item() * n
         optimizer.zero_grad()
         loss.backward()
         if config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
         optimizer.step()
-        total += loss.item() * n
+        total += summed
         count += n
+    total, count = world.sum(total, count)
     return total / count
+
+
+def _batch_loss(step, batch: SequenceData, task: str) -> tuple[torch.Tensor, int]:
+    x, lengths, y = _to_torch(batch, task)
+    # a batch of full-length windows needs no packing, and the unpacked path is about twice as fast
+    full = bool((lengths == x.shape[1]).all())
+    return masked_loss(step(x, None if full else lengths), y, lengths, task)
+
+
+def _slice_loss(step, batch: SequenceData, data: Dataset, world: distributed.World) -> tuple[torch.Tensor, float, int]:
+    """This rank's share of a global batch: (the loss to back-propagate, its summed loss, its scored values).
+
+    The loss is the slice's summed loss / the global batch's scored values * ranks: DDP divides the gradient sum by
+    the ranks, leaving the gradient of the global batch's mean loss (train/distributed.py). A rank whose slice is
+    empty (a last batch smaller than the ranks) still runs forward and backward, on one row weighted 0, because every
+    rank must join every gradient reduction."""
+    every_step = data.head_on == "every_step"
+    per_value = int(np.prod(batch.y.shape[2 if every_step else 1:])) if data.task == "forecast" else 1
+    scored = int(batch.lengths.sum() if every_step else len(batch)) * per_value
+    rows = np.array_split(np.arange(len(batch)), world.size)[world.rank]
+    weight = world.size / scored
+    if len(rows) == 0:
+        rows, weight = np.arange(1), 0.0
+    mean, n = _batch_loss(step, _take(batch, rows, every_step), data.task)
+    if weight == 0.0:
+        return mean * 0.0, 0.0, 0
+    return mean * (n * weight), mean.item() * n, n
 
 
 def masked_loss(logits: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor, task: str) -> tuple[torch.Tensor, int]:
