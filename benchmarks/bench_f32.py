@@ -72,15 +72,15 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-import runtime
 from benchmarks.workloads import dense_inputs
-from export.calibrate import calibrate, calibration_slice
-from export.onnx_graphs import build_sequence_graph, build_step_graph, state_names
-from export.quantize import quantize_int8w
-from export.quantize_int8 import Ranges, quantize_int8
-from export.weights import canonical_tensors
-from runtime import artifact
-from train.model import RecurrentModel
+from rnnedge import runtime
+from rnnedge.export.calibrate import calibrate, calibration_slice
+from rnnedge.export.onnx_graphs import build_sequence_graph, build_step_graph, state_names
+from rnnedge.export.quantize import quantize_int8w
+from rnnedge.export.quantize_int8 import Ranges, quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
+from rnnedge.train.model import RecurrentModel
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "f32.json"
 TOLERANCE = 1e-5  # f32 parity target of the design (max abs error vs PyTorch)
@@ -261,7 +261,7 @@ def calibration_ranges(w: Workload, steps: int = INT8_CALIBRATION_STEPS, seed: i
     (Workload.inputs) with a seed of its own."""
     X, lengths = calibration_slice(w.inputs(steps, seed=seed))  # one stream, well under the slice's budget
     ranges = calibrate(w.torch_model, X, lengths, where=f"{w.name} calibration stream")
-    ranges.extra.update({"source": "export.calibrate.calibrate", "seed": seed})
+    ranges.extra.update({"source": "rnnedge.export.calibrate.calibrate", "seed": seed})
     return ranges
 
 
@@ -577,7 +577,7 @@ COLD_CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
 import numpy as np
-import runtime
+from rnnedge import runtime
 t1 = time.perf_counter()
 model = runtime.load(sys.argv[1])
 stream = model.stream(batch=1)

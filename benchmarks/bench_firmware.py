@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from benchmarks.workloads import dense_inputs
-from export import footprint
-from export.calibrate import calibrate, calibration_slice
-from export.firmware import write_model_sources
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
-from runtime import artifact
-from train.model import RecurrentModel
+from rnnedge.export import footprint
+from rnnedge.export.calibrate import calibrate, calibration_slice
+from rnnedge.export.firmware import write_model_sources
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
+from rnnedge.train.model import RecurrentModel
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "firmware.json"
 TARGET_MODEL, TARGET_BOARD = "lstm", "an385"  # the model and board the targets are stated for

@@ -61,13 +61,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import runtime
 from benchmarks.bench_f32 import cpu_model, pin_to_one_core, single_thread_torch
-from export.calibrate import calibrate
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
-from runtime import artifact
-from train.model import RecurrentModel
+from rnnedge import runtime
+from rnnedge.export.calibrate import calibrate
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
+from rnnedge.train.model import RecurrentModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FEATURES, OUT = 16, 8

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from runtime import vnni
-from runtime.kernels_int8 import gemv_t_int8
+from rnnedge.runtime import vnni
+from rnnedge.runtime.kernels_int8 import gemv_t_int8
 
 SHAPES = [(168, 512), (128, 512), (128, 192), (70, 192), (168, 128)]
 OUT = Path(__file__).resolve().parents[1] / "artifacts" / "bench" / "vnni.json"

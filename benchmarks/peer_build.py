@@ -26,14 +26,14 @@ import torch
 from safetensors.torch import save_file
 
 from benchmarks.workloads import dense_inputs
-from export.calibrate import calibrate, calibration_slice
-from export.onnx_graphs import build_sequence_graph, build_step_graph
-from export.quantize import quantize_int8w
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
-from runtime import artifact
-from runtime import spec as specs
-from train.model import RecurrentModel
+from rnnedge.export.calibrate import calibrate, calibration_slice
+from rnnedge.export.onnx_graphs import build_sequence_graph, build_step_graph
+from rnnedge.export.quantize import quantize_int8w
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
+from rnnedge.runtime import spec as specs
+from rnnedge.train.model import RecurrentModel
 
 BATCHES = (8, 64, 256)  # batched streams
 SEQ_BATCH = 32  # whole sequences, batched

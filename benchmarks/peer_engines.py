@@ -43,7 +43,7 @@ class Engine:
 class Rnnedge(Engine):
     def __init__(self, folder: Path, workload: str, engine: str):
         super().__init__(folder, workload)
-        import runtime
+        from rnnedge import runtime
 
         path = folder / f"{workload}.{PRECISION[engine]}.safetensors"
         self.files = [path]
@@ -69,7 +69,7 @@ class Torch(Engine):
         import torch
         from safetensors.torch import load_file
 
-        from train.model import RecurrentModel
+        from rnnedge.train.model import RecurrentModel
 
         torch.set_num_threads(1)
         self.torch = torch

@@ -1,7 +1,7 @@
-"""`python -m export`: the same as `rnnedge export` (without the training extra: one line saying so, exit 2)."""
+"""`python -m rnnedge.export`: the same as `rnnedge export` (without the training extra: one line saying so, exit 2)."""
 
 import sys
 
-from runtime.umbrella import run_command
+from rnnedge.runtime.umbrella import run_command
 
 sys.exit(run_command("export", sys.argv[1:], "rnnedge export"))

@@ -34,9 +34,9 @@ import math
 
 import numpy as np
 
-from export.quantize_int8 import Ranges
-from export.weights import canonical_tensors
-from runtime import spec as specs
+from rnnedge.export.quantize_int8 import Ranges
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import spec as specs
 
 MAX_STEPS = 20000  # time steps calibrated on by default: enough to see every regime of a stream, ~1 s of NumPy
 

@@ -45,11 +45,11 @@ import logging
 import sys
 from pathlib import Path
 
-from export.from_module import CHECKPOINT_FILE, MappingError, export_module, load_user_module
-from export.from_module import MAPPING_FILE as MODULE_MAPPING_FILE
-from export.from_onnx import MAPPING_FILE as ONNX_MAPPING_FILE
-from export.from_onnx import export_onnx
-from export.pipeline import (
+from rnnedge.export.from_module import CHECKPOINT_FILE, MappingError, export_module, load_user_module
+from rnnedge.export.from_module import MAPPING_FILE as MODULE_MAPPING_FILE
+from rnnedge.export.from_onnx import MAPPING_FILE as ONNX_MAPPING_FILE
+from rnnedge.export.from_onnx import export_onnx
+from rnnedge.export.pipeline import (
     PRECISIONS,
     ExportInputError,
     export_checkpoint,
@@ -57,13 +57,13 @@ from export.pipeline import (
     module_source,
     onnx_source,
 )
-from export.report import markdown
-from export.rules import FLOAT_RTOL
-from runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
-from runtime.options import HelpFormatter, add_renamed, renamed_epilog
-from train import outputs, splits
-from train.checkpoint import CheckpointError, load_split
-from train.data import load_dataset
+from rnnedge.export.report import markdown
+from rnnedge.export.rules import FLOAT_RTOL
+from rnnedge.runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
+from rnnedge.runtime.options import HelpFormatter, add_renamed, renamed_epilog
+from rnnedge.train import outputs, splits
+from rnnedge.train.checkpoint import CheckpointError, load_split
+from rnnedge.train.data import load_dataset
 
 PROG = "rnnedge export"
 MAX_STEPS = 1_000_000  # random parity streams are held whole: 3 streams x steps x features, float64, per artifact

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-import runtime
-from export import parity, rules
-from runtime import spec as specs
-from train.metrics import task_metric
+from rnnedge import runtime
+from rnnedge.export import parity, rules
+from rnnedge.runtime import spec as specs
+from rnnedge.train.metrics import task_metric
 
 SEQUENCE_FILE = "model.onnx"
 STEP_FILE = "model.step.onnx"

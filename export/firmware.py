@@ -52,11 +52,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export.firmware_c import GENERATOR, _c_float
-from export.firmware_float import FLOAT_PRECISIONS, write_float_model_sources
-from export.firmware_int8 import write_model_sources
-from export.firmware_single import SINGLE_HEADER, write_single_header
-from export.firmware_support import (
+from rnnedge.export.firmware_c import GENERATOR, _c_float
+from rnnedge.export.firmware_float import FLOAT_PRECISIONS, write_float_model_sources
+from rnnedge.export.firmware_int8 import write_model_sources
+from rnnedge.export.firmware_single import SINGLE_HEADER, write_single_header
+from rnnedge.export.firmware_support import (
     FIRMWARE_EXTENSIONS,
     FIRMWARE_HIDDEN_ACTIVATIONS,
     check_firmware_runs,
@@ -64,9 +64,9 @@ from export.firmware_support import (
     model_sizes,
     uses_firmware_extensions,
 )
-from export.firmware_vectors import VECTORS_HEADER, write_vector_sources
-from runtime import artifact
-from runtime.int8_math import SIGMOID_TABLE_Q16
+from rnnedge.export.firmware_vectors import VECTORS_HEADER, write_vector_sources
+from rnnedge.runtime import artifact
+from rnnedge.runtime.int8_math import SIGMOID_TABLE_Q16
 
 __all__ = ["FIRMWARE_EXTENSIONS", "FIRMWARE_HIDDEN_ACTIVATIONS", "FLOAT_PRECISIONS", "GENERATOR", "SINGLE_HEADER", "VECTORS_HEADER",
            "_c_float", "check_firmware_runs", "firmware_unsupported", "model_sizes", "sigmoid_table_source",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import layout
+from rnnedge.runtime import layout
 
 GENERATOR = "rnnedge export/firmware.py"
 CELL_MACRO = {"rnn_tanh": "RNNEDGE_CELL_RNN_TANH", "rnn_relu": "RNNEDGE_CELL_RNN_RELU",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.firmware_c import (
+from rnnedge.export.firmware_c import (
     CELL_MACRO,
     _array,
     _c_float,
@@ -19,9 +19,9 @@ from export.firmware_c import (
     _origin,
     write_pair,
 )
-from export.firmware_support import check_firmware_runs, model_sizes
-from runtime import artifact, layout
-from runtime import spec as specs
+from rnnedge.export.firmware_support import check_firmware_runs, model_sizes
+from rnnedge.runtime import artifact, layout
+from rnnedge.runtime import spec as specs
 
 FLOAT_PRECISIONS = ("f32", "int8w")
 ACT_MACRO = {"none": "RNNEDGE_ACT_NONE", "softmax": "RNNEDGE_ACT_SOFTMAX", "sigmoid": "RNNEDGE_ACT_SIGMOID",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.firmware_c import (
+from rnnedge.export.firmware_c import (
     CELL_MACRO,
     _array,
     _c_float,
@@ -18,10 +18,10 @@ from export.firmware_c import (
     _origin,
     write_pair,
 )
-from export.firmware_support import check_firmware_runs, model_sizes
-from runtime import artifact, layout
-from runtime import spec as specs
-from runtime.layout import F_CLIP, F_INIT, F_INPUT_FORGET, F_PEEPHOLES, F_RESET_BEFORE, L_CLIP_Q, L_FLAGS
+from rnnedge.export.firmware_support import check_firmware_runs, model_sizes
+from rnnedge.runtime import artifact, layout
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.layout import F_CLIP, F_INIT, F_INPUT_FORGET, F_PEEPHOLES, F_RESET_BEFORE, L_CLIP_Q, L_FLAGS
 
 
 def write_model_sources(artifact_path, out_dir, prefix: str = "model", checkpoint=None) -> list[Path]:

@@ -27,11 +27,11 @@ import os
 import re
 from pathlib import Path
 
-from export.firmware_c import GENERATOR
-from export.firmware_float import float_model_text
-from export.firmware_int8 import int8_model_text
-from export.firmware_support import uses_firmware_extensions
-from runtime import artifact
+from rnnedge.export.firmware_c import GENERATOR
+from rnnedge.export.firmware_float import float_model_text
+from rnnedge.export.firmware_int8 import int8_model_text
+from rnnedge.export.firmware_support import uses_firmware_extensions
+from rnnedge.runtime import artifact
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware_ref"
 SINGLE_HEADER = "rnnedge_model.h"

@@ -4,8 +4,8 @@ with them (uses_firmware_extensions), and the RAM a stream needs (model_sizes)."
 
 from __future__ import annotations
 
-from runtime import layout
-from runtime import spec as specs
+from rnnedge.runtime import layout
+from rnnedge.runtime import spec as specs
 
 # f32 / int8w: every extension that can stream (rnnedge.h RNNEDGE_EXT_FLOAT; a reverse layer cannot)
 FLOAT_FIRMWARE_EXTENSIONS = ("linear_before_reset", "input_forget", "peepholes", "clip", "activations",

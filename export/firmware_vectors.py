@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.firmware_c import GENERATOR, _array, _c_float
-from export.firmware_support import check_firmware_runs
-from export.vectors import read_vectors
-from runtime import spec as specs
+from rnnedge.export.firmware_c import GENERATOR, _array, _c_float
+from rnnedge.export.firmware_support import check_firmware_runs
+from rnnedge.export.vectors import read_vectors
+from rnnedge.runtime import spec as specs
 
 VECTORS_HEADER = "vectors_data.h"
 

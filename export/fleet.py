@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from export import rules
-from runtime import sniff
-from runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
-from runtime.options import RawHelpFormatter
-from train import outputs
-from train.metrics import CLASS_TASKS
+from rnnedge.export import rules
+from rnnedge.runtime import sniff
+from rnnedge.runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
+from rnnedge.runtime.options import RawHelpFormatter
+from rnnedge.train import outputs
+from rnnedge.train.metrics import CLASS_TASKS
 
 PROG = "rnnedge eval"
 REPORT_FORMAT = "rnnedge-eval-report"
@@ -76,7 +76,7 @@ class Pair:
 
 def load_weights(path: str, what: str):
     """runtime.load, after runtime/sniff.py has named a file that is no rnnedge weight file (ONNX, PyTorch, ...)."""
-    import runtime
+    from rnnedge import runtime
 
     try:
         path = str(regular_file(path, f"{PROG}'s {what}"))
@@ -111,7 +111,7 @@ def recordings_in(folder: str) -> list[str]:
 
 def read_recording(path: str, model) -> list[np.ndarray]:
     """The streams of one recording, each batch (B, T, F) float32 or (B, T) int64 of streams of equal length."""
-    from runtime.cli import _read_input, _read_sequences_csv
+    from rnnedge.runtime.cli import _read_input, _read_sequences_csv
 
     try:
         if path.endswith(".npz"):
@@ -152,8 +152,8 @@ def _read_npz(path: str, dense: bool) -> list[np.ndarray]:
 
 def outputs_of(model, X: np.ndarray) -> np.ndarray:
     """(B, T, out): X stepped one step per call from a fresh state; run() for a model that cannot stream."""
-    from runtime.cli import _stream
-    from runtime.spec import can_stream
+    from rnnedge.runtime.cli import _stream
+    from rnnedge.runtime.spec import can_stream
 
     return _stream(model, X) if can_stream(model.spec) else np.asarray(model.run(X))
 
@@ -201,7 +201,7 @@ def evaluate(artifact: str, recordings: str, reference: str | None = None, ray_a
         log(f"evaluating {len(paths)} recordings in this process")
         rows, workers = [evaluate_recording(pair, path) for path in paths], 1
     else:
-        from export import fleet_ray
+        from rnnedge.export import fleet_ray
 
         log(f"evaluating {len(paths)} recordings with Ray Data ({ray_address})")
         rows, workers = fleet_ray.evaluate_rows(paths, artifact, reference, tolerance, ray_address)

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 import ray
 
-from export import fleet
+from rnnedge.export import fleet
 
 # Recordings are dealt out in this many blocks per worker, a block per call: few enough that Ray Data's cost per
 # batch (tens of ms) is small beside a block's work, enough that a worker left with slow recordings is not waited on

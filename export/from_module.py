@@ -63,13 +63,13 @@ import warnings
 
 from torch import nn
 
-from export.module_heads import build
-from export.module_loading import load_user_module
-from export.module_proof import PROOF_SHAPES, mapped_model, prove_mapping, random_input
-from export.module_values import PROOF_TOLERANCE, Mapping, MappingError, PitfallWarning, ProofError
-from export.module_walk import Mapper
-from export.rules import FLOAT_RTOL
-from train.checkpoint import save_checkpoint
+from rnnedge.export.module_heads import build
+from rnnedge.export.module_loading import load_user_module
+from rnnedge.export.module_proof import PROOF_SHAPES, mapped_model, prove_mapping, random_input
+from rnnedge.export.module_values import PROOF_TOLERANCE, Mapping, MappingError, PitfallWarning, ProofError
+from rnnedge.export.module_walk import Mapper
+from rnnedge.export.rules import FLOAT_RTOL
+from rnnedge.train.checkpoint import save_checkpoint
 
 __all__ = ["CHECKPOINT_FILE", "MAPPING_FILE", "PROOF_SHAPES", "PROOF_TOLERANCE", "Mapping", "MappingError",
            "PitfallWarning", "ProofError", "export_module", "load_user_module", "map_module", "mapped_model",
@@ -106,8 +106,8 @@ def export_module(module: nn.Module, out_dir, *, task: str = "classify", precisi
 
     on_warning(message) receives each pitfall warning; default: warnings.warn(message, PitfallWarning).
     """
-    from export.pipeline import export_checkpoint, export_file_names, module_source, refuse_non_finite
-    from train import outputs
+    from rnnedge.export.pipeline import export_checkpoint, export_file_names, module_source, refuse_non_finite
+    from rnnedge.train import outputs
 
     refuse_non_finite(module.state_dict(), source or type(module).__name__)
     mapping = map_module(module, task=task, seed=seed)

@@ -79,14 +79,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from export.from_module import MappingError, PitfallWarning, ProofError
-from export.onnx_in.checks import check_model
-from export.onnx_in.mapper import PROOF_TOLERANCE, Mapper, OnnxMapping
-from export.onnx_in.proof import PROOF_SHAPES, original_graph, ort_graph, prove_mapping, random_input
-from export.onnx_in.recurrent import ONNX_GATES, TORCH_GATES
-from export.rules import FLOAT_RTOL
-from runtime import spec as specs
-from runtime.command import regular_file
+from rnnedge.export.from_module import MappingError, PitfallWarning, ProofError
+from rnnedge.export.onnx_in.checks import check_model
+from rnnedge.export.onnx_in.mapper import PROOF_TOLERANCE, Mapper, OnnxMapping
+from rnnedge.export.onnx_in.proof import PROOF_SHAPES, original_graph, ort_graph, prove_mapping, random_input
+from rnnedge.export.onnx_in.recurrent import ONNX_GATES, TORCH_GATES
+from rnnedge.export.rules import FLOAT_RTOL
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.command import regular_file
 
 __all__ = ["CHECKPOINT_FILE", "MAPPING_FILE", "ONNX_GATES", "PROOF_SHAPES", "PROOF_TOLERANCE", "TORCH_GATES",
            "MappingError", "OnnxMapping", "ProofError", "export_onnx", "load_onnx", "map_onnx", "original_graph",
@@ -183,7 +183,7 @@ def state_dict_from_tensors(spec: dict, tensors: dict[str, np.ndarray]):
     """Canonical tensors -> a RecurrentModel (eval mode) holding them (the inverse of weights.canonical_tensors)."""
     import torch
 
-    from train.model import RecurrentModel
+    from rnnedge.train.model import RecurrentModel
 
     model = RecurrentModel(spec)
     sd = model.state_dict()
@@ -208,9 +208,9 @@ def export_onnx(path, out_dir, *, task: str | None = None, precisions=("f32",), 
     then export_checkpoint it there. Returns the report (report["module"]: the mapping, source "onnx").
     on_warning(message) receives each pitfall the graph has (OnnxMapping.warnings, reproduced exactly); default:
     warnings.warn(message, PitfallWarning)."""
-    from export.pipeline import export_checkpoint, export_file_names, onnx_source, refuse_non_finite
-    from train import outputs
-    from train.checkpoint import save_checkpoint
+    from rnnedge.export.pipeline import export_checkpoint, export_file_names, onnx_source, refuse_non_finite
+    from rnnedge.train import outputs
+    from rnnedge.train.checkpoint import save_checkpoint
 
     path = Path(path)
     model = load_onnx(path)

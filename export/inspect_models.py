@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 
-from runtime import spec as specs
-from runtime.inspect_facts import InspectError, file_facts, firmware_ram, spec_facts
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.inspect_facts import InspectError, file_facts, firmware_ram, spec_facts
 
 
 def checkpoint_facts(path: str) -> dict:
     """Facts about an rnnedge checkpoint (train/checkpoint.py reads it with torch.load(weights_only=True))."""
     try:
-        from train.checkpoint import CheckpointError, load_checkpoint
+        from rnnedge.train.checkpoint import CheckpointError, load_checkpoint
     except ImportError as e:
         raise InspectError(_needs_extra(path, "an rnnedge checkpoint", e)) from None
     try:
@@ -51,8 +51,8 @@ def onnx_facts(path: str) -> dict:
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import}, "nodes": ops,
         "initializer_values": sum(math.prod(t.dims) for t in model.graph.initializer)}}
     try:
-        from export.from_module import MappingError
-        from export.from_onnx import map_onnx
+        from rnnedge.export.from_module import MappingError
+        from rnnedge.export.from_onnx import map_onnx
     except ImportError as e:
         facts["mapping"] = f"not tried: {_needs_extra(path, 'mapping an ONNX file', e)}"
         return facts

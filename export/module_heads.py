@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from export.module_values import (
+from rnnedge.export.module_values import (
     SUPPORTED,
     Chain,
     Dense,
@@ -21,7 +21,7 @@ from export.module_values import (
     describe_call,
     width,
 )
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 # The head's activations: output ones may end it, hidden ones (the spec's) sit between two linear layers
 OUTPUT_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")

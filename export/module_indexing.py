@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from torch import nn
 
-from export.module_values import (
+from rnnedge.export.module_values import (
     BatchIndex,
     Chain,
     Final,

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.module_values import MappingError
+from rnnedge.export.module_values import MappingError
 
 
 def load_user_module(target: str, checkpoint, init_args: str | dict | None) -> nn.Module:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 
-from export.module_values import (
+from rnnedge.export.module_values import (
     BatchIndex,
     Head,
     Input,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from export.module_values import PROOF_TOLERANCE, Mapping, ProofError
-from train.model import RecurrentModel
+from rnnedge.export.module_values import PROOF_TOLERANCE, Mapping, ProofError
+from rnnedge.train.model import RecurrentModel
 
 PROOF_SHAPES = ((1, 1), (3, 5), (2, 17), (4, 40))  # (batch, steps) of the random proof inputs
 

@@ -12,10 +12,10 @@ import torch.nn.utils.rnn as rnn_utils
 from torch import fx, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from export.module_heads import HEAD_FORM, Heads
-from export.module_indexing import Indexing
-from export.module_packing import PACKING, Packing
-from export.module_values import (
+from rnnedge.export.module_heads import HEAD_FORM, Heads
+from rnnedge.export.module_indexing import Indexing
+from rnnedge.export.module_packing import PACKING, Packing
+from rnnedge.export.module_values import (
     ACTIVATION_FUNCTIONS,
     ACTIVATION_METHODS,
     ACTIVATION_MODULES,

@@ -41,7 +41,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 OPSET = 17
 IR_VERSION = 8  # the IR version that goes with opset 17; ONNX Runtime reads it everywhere

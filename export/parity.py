@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.onnx_graphs import read_initial_state, state_names
+from rnnedge.export.onnx_graphs import read_initial_state, state_names
 
 
 @dataclass

@@ -53,19 +53,19 @@ import numpy as np
 import onnx
 import torch
 
-from export import comparisons, footprint, parity, report, rules, saturation
-from export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
-from export.firmware import SINGLE_HEADER, firmware_unsupported, write_firmware_sources, write_single_header
-from export.fit import FitError, check_fit
-from export.onnx_graphs import build_sequence_graph, build_step_graph
-from export.quantize import quantize_int8w
-from export.quantize_int8 import Ranges, quantize_int8
-from export.vectors import vectors_file, write_vectors
-from export.weights import canonical_tensors
-from runtime import artifact
-from runtime import spec as specs
-from train import outputs
-from train.checkpoint import CheckpointError, load_checkpoint
+from rnnedge.export import comparisons, footprint, parity, report, rules, saturation
+from rnnedge.export.calibrate import CalibrationError, calibrate, calibration_slice, check_calibration_data
+from rnnedge.export.firmware import SINGLE_HEADER, firmware_unsupported, write_firmware_sources, write_single_header
+from rnnedge.export.fit import FitError, check_fit
+from rnnedge.export.onnx_graphs import build_sequence_graph, build_step_graph
+from rnnedge.export.quantize import quantize_int8w
+from rnnedge.export.quantize_int8 import Ranges, quantize_int8
+from rnnedge.export.vectors import vectors_file, write_vectors
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
+from rnnedge.runtime import spec as specs
+from rnnedge.train import outputs
+from rnnedge.train.checkpoint import CheckpointError, load_checkpoint
 
 PRECISIONS = specs.PRECISIONS  # f32 first: always written
 RANDOM_BATCH = 3  # random parity streams run side by side, so batching bugs show up too

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime import file_tensors
-from runtime import spec as specs
+from rnnedge.runtime import file_tensors
+from rnnedge.runtime import spec as specs
 
 QMAX = 127  # narrow range: -128 is never used, so the range is symmetric about zero
 

@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from export.quantize import QMAX, quantize_rows
-from runtime import spec as specs
-from runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, quantize_multiplier
-from runtime.layout import check_int32_sums
+from rnnedge.export.quantize import QMAX, quantize_rows
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, quantize_multiplier
+from rnnedge.runtime.layout import check_int32_sums
 
 HEADROOM = 2.0
 ACT_MAX = 32767  # int16 activations, symmetric

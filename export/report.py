@@ -58,9 +58,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from export import footprint, rules, saturation
-from runtime import spec as specs
-from train import splits
+from rnnedge.export import footprint, rules, saturation
+from rnnedge.runtime import spec as specs
+from rnnedge.train import splits
 
 REPORT_FORMAT = 5  # 3: "manifest" and "removed"; 4: rtol, float64_floor, warnings and the rows' rule fields;
 # 5: quantization.int8.saturation
@@ -119,7 +119,7 @@ def _failure(row: dict) -> str:
 
 def write(result: dict, out_dir, traces: dict | None = None) -> None:
     """report.json, report.md and report.html (export/report_html.py; traces: its stream plot's outputs)."""
-    from export import report_html  # it imports this module
+    from rnnedge.export import report_html  # it imports this module
 
     out_dir = Path(out_dir)
     json_file, md_file, html_file = FILES

@@ -21,7 +21,7 @@ import io
 
 import numpy as np
 
-from export import report
+from rnnedge.export import report
 
 MAX_UNITS = 4  # output units plotted, one panel each
 PRECISION_GROUPS = (("float32", ("f32",)), ("int8w", ("int8w",)), ("int8", ("int8",)))

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from train.metrics import CLASS_TASKS, higher_is_better, valid_step_mask
+from rnnedge.train.metrics import CLASS_TASKS, higher_is_better, valid_step_mask
 
 if TYPE_CHECKING:  # export/parity.py imports torch; the rules themselves are numpy, for rnnedge eval on a device
-    from export import parity
+    from rnnedge.export import parity
 
 # float32 rounds each result to half an ulp (2^-24 ~ 6e-8 relative); two correct orders of accumulation of the
 # same recurrence end a few ulps apart on an output (measured: PyTorch step() vs forward 6.1e-5 on outputs
@@ -86,7 +86,7 @@ class FloatRule:
         return text
 
     def difference(self) -> parity.Difference:
-        from export.parity import Difference
+        from rnnedge.export.parity import Difference
 
         return Difference(self.atol, self.rtol)
 
@@ -105,7 +105,7 @@ def float64_floor(model, X: np.ndarray, groups: list[parity.Group], references: 
     """PyTorch float32's own error: max abs difference of its forward on each group (references) and, for a
     streamable model, of every prefix (every_prefix at the valid steps of X) from the same model in float64 on
     the same streams. {"forward", "every_prefix" (None: not streamable), "max"}."""
-    from export.parity import torch_every_prefix, torch_sequence
+    from rnnedge.export.parity import torch_every_prefix, torch_sequence
 
     double = copy.deepcopy(model).double()
     widen = (lambda x: x) if X.dtype.kind in "iu" else (lambda x: x.astype(np.float64))

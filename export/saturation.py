@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.calibrate import HEAD_FUNCTIONS, float_layers, head_features
-from runtime import spec as specs
+from rnnedge.export.calibrate import HEAD_FUNCTIONS, float_layers, head_features
+from rnnedge.runtime import spec as specs
 
 ACT_MAX = 32767
 Q12, Q15 = 2.0**-12, 2.0**-15

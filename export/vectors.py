@@ -85,11 +85,11 @@ import re
 
 import numpy as np
 
-from runtime import artifact, sealed, strict_json
-from runtime import spec as specs
-from runtime.kernels_int8 import quantize_input_int8
-from runtime.layout import L_OFF_C, L_OFF_H, M_N_IN, M_OFF_IN_A, M_OFF_IN_B, M_OFF_IN_S
-from runtime.model import Model
+from rnnedge.runtime import artifact, sealed, strict_json
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.kernels_int8 import quantize_input_int8
+from rnnedge.runtime.layout import L_OFF_C, L_OFF_H, M_N_IN, M_OFF_IN_A, M_OFF_IN_B, M_OFF_IN_S
+from rnnedge.runtime.model import Model
 
 FORMAT_VERSION = 2  # 2: the header is sealed with the tensors (1: the tensors only)
 DEFAULT_STEPS = 64

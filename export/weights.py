@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 # canonical tensor suffix -> RecurrentModel parameter name before its "_l0" (train/model.py)
 _TORCH_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",

@@ -1,6 +1,6 @@
 """rnnedge runtime: run an exported recurrent model one time step per call. numpy + numba only.
 
-    import runtime
+    from rnnedge import runtime
     model = runtime.load("artifacts/watch/model.f32.safetensors")
     stream = model.stream(batch=1)   # preallocated state and output; one thread at a time (StreamInUseError)
     y = stream.step(x)               # one time step; no allocation in steady state
@@ -14,16 +14,16 @@ The names below are imported on first use, so that `rnnedge --version` and a com
 
 import importlib
 
-_WHERE = {"ArtifactError": "runtime.artifact", "Model": "runtime.model", "Stream": "runtime.model",
-          "StreamInUseError": "runtime.model", "load": "runtime.model", "Sampler": "runtime.sampler",
-          "SpecError": "runtime.spec"}
+_WHERE = {"ArtifactError": "rnnedge.runtime.artifact", "Model": "rnnedge.runtime.model", "Stream": "rnnedge.runtime.model",
+          "StreamInUseError": "rnnedge.runtime.model", "load": "rnnedge.runtime.model", "Sampler": "rnnedge.runtime.sampler",
+          "SpecError": "rnnedge.runtime.spec"}
 
 __all__ = ["ArtifactError", "Model", "Sampler", "SpecError", "Stream", "StreamInUseError", "load", "spec"]
 
 
 def __getattr__(name: str):
     if name == "spec":
-        return importlib.import_module("runtime.spec")
+        return importlib.import_module("rnnedge.runtime.spec")
     if name not in _WHERE:
         raise AttributeError(f"module 'runtime' has no attribute {name!r}")
     value = getattr(importlib.import_module(_WHERE[name]), name)

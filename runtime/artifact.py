@@ -25,11 +25,11 @@ import re
 
 import numpy as np
 
-from runtime import file_tensors, sealed
-from runtime import spec as specs
-from runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, SHIFT_MAX, SHIFT_MIN
-from runtime.layout import check_int32_sums
-from runtime.strict_json import short
+from rnnedge.runtime import file_tensors, sealed
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.int8_math import CELL_POWER_MAX_INT8, CELL_POWER_MIN_INT8, SHIFT_MAX, SHIFT_MIN
+from rnnedge.runtime.layout import check_int32_sums
+from rnnedge.runtime.strict_json import short
 
 FORMAT_VERSION = 2  # 2: the header is sealed with the tensors (1: the tensors only)
 PRECISIONS = specs.PRECISIONS

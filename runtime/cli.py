@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from runtime import sniff
-from runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
-from runtime.options import RawHelpFormatter
+from rnnedge.runtime import sniff
+from rnnedge.runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+from rnnedge.runtime.options import RawHelpFormatter
 
 PROG = "rnnedge run"
 NOT_FEATURES = ("sequence_id", "label", "split", "group")  # train/user_data.py load_csv's other columns
@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         if not os.path.isdir(folder):
             return bad_input(PROG, f"--out {args.out}: the folder {folder} does not exist")
 
-    import runtime
+    from rnnedge import runtime
 
     try:
         model = _load(args.model)
@@ -270,7 +270,7 @@ def _load(path: str):
     """runtime.load, after a look at the file's first bytes: an ONNX file, a PyTorch checkpoint or another file that
     is no weight file is refused saying what it is and what to do (runtime/sniff.py), instead of being read as a
     weight file's header. A FIFO or device is left to runtime.load, which refuses it unread."""
-    import runtime
+    from rnnedge import runtime
 
     if os.path.isfile(path):
         message = sniff.advice(path, f"{PROG}'s MODEL")

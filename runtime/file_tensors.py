@@ -6,7 +6,7 @@ each precision (f32, int8w, int8), built from runtime.spec's sizes. Stdlib only,
 
 from __future__ import annotations
 
-from runtime.spec import (
+from rnnedge.runtime.spec import (
     GATES,
     PRECISIONS,
     SpecError,

@@ -16,7 +16,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 KERNELS = {  # what runs one step of each precision (runtime/model.py picks them)
     "f32": "runtime/kernels_f32.py: float32, fused multiply-add and reordered sums (runtime/jit.py FAST_MATH)",
@@ -69,8 +69,8 @@ def macs_per_step(spec: dict) -> dict:
 
 def weight_file_facts(path: str, footprint_board: str | None = None) -> dict:
     """Facts about an rnnedge weight file (runtime.artifact.read checks it whole: a refusal is InspectError)."""
-    from runtime import artifact
-    from runtime.model import Model
+    from rnnedge.runtime import artifact
+    from rnnedge.runtime.model import Model
 
     try:
         spec, precision, tensors = artifact.read(path)
@@ -112,7 +112,7 @@ def export_report(path: str, precision: str) -> dict | None:
                  "reference": report["reference"]}
         firmware = report.get("firmware") or {}
         if precision == "int8" and firmware.get("measured"):
-            from export import footprint
+            from rnnedge.export import footprint
 
             facts["firmware"] = footprint.summary_line(firmware)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as e:
@@ -140,7 +140,7 @@ def firmware_facts(path: str, spec: dict, precision: str, board: str | None) -> 
     from the file and the state + scratch a stream needs (its MODEL_*_BYTES macros); with `board`, the int8
     footprint measured by export/footprint.py (the toolchain and QEMU built and ran it)."""
     try:
-        from export import firmware
+        from rnnedge.export import firmware
     except ImportError as e:
         return {"runs": None, "reason": f"export/firmware.py cannot be imported here ({e})"}
     missing = firmware.firmware_unsupported(spec, precision)
@@ -165,7 +165,7 @@ def firmware_ram(spec: dict) -> dict[str, int]:
     """firmware_ref's RAM per stream (state + scratch, export/firmware.py model_sizes) in each precision whose C step
     runs the spec; {} when export/firmware.py is not importable or the model cannot stream."""
     try:
-        from export import firmware
+        from rnnedge.export import firmware
     except ImportError:
         return {}
     if not specs.can_stream(spec):
@@ -175,7 +175,7 @@ def firmware_ram(spec: dict) -> dict[str, int]:
 
 
 def _measure(sources: str, precision: str, board: str) -> dict:
-    from export import footprint
+    from rnnedge.export import footprint
 
     if precision != "int8":
         return {"error": "the footprint is measured for int8 weight files (firmware_ref's int8 library)"}

@@ -16,9 +16,9 @@ import json
 import os
 import sys
 
-from runtime import sniff
-from runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
-from runtime.options import RawHelpFormatter
+from rnnedge.runtime import sniff
+from rnnedge.runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+from rnnedge.runtime.options import RawHelpFormatter
 
 PROG = "rnnedge inspect"
 BOARDS = ("an385", "an386")  # export/footprint.py's boards: Cortex-M3, Cortex-M4F
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from runtime.inspect_facts import InspectError, weight_file_facts
+    from rnnedge.runtime.inspect_facts import InspectError, weight_file_facts
 
     try:
         path = str(regular_file(args.file, "FILE"))
@@ -72,11 +72,11 @@ def _main(args: argparse.Namespace) -> int:
         if kind == "safetensors":
             facts = weight_file_facts(path, args.board if args.measure_footprint else None)
         elif kind == "onnx" or (kind == "unknown" and path.lower().endswith(".onnx")):
-            from export.inspect_models import onnx_facts
+            from rnnedge.export.inspect_models import onnx_facts
 
             facts = onnx_facts(path)
         elif kind == "pytorch":
-            from export.inspect_models import checkpoint_facts
+            from rnnedge.export.inspect_models import checkpoint_facts
 
             facts = checkpoint_facts(path)
         else:

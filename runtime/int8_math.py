@@ -53,7 +53,7 @@ import math
 
 import numpy as np
 
-from runtime.jit import int_inline
+from rnnedge.runtime.jit import int_inline
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1

@@ -28,8 +28,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from runtime.jit import fast_inline, fast_kernel, kernel
-from runtime.layout import (
+from rnnedge.runtime.jit import fast_inline, fast_kernel, kernel
+from rnnedge.runtime.layout import (
     ACT_LOG_SOFTMAX,
     ACT_SIGMOID,
     ACT_SOFTMAX,

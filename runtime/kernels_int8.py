@@ -95,7 +95,7 @@ activation values always lie in int16's range (every write saturates), the firmw
 
 import numpy as np
 
-from runtime.int8_math import (
+from rnnedge.runtime.int8_math import (
     gelu_q12,
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_right,
@@ -105,8 +105,8 @@ from runtime.int8_math import (
     tanh_of_cell_q15,
     tanh_q15,
 )
-from runtime.jit import int_inline, kernel
-from runtime.kernels_f32 import (
+from rnnedge.runtime.jit import int_inline, kernel
+from rnnedge.runtime.kernels_f32 import (
     BAD_TOKEN,
     BAD_VALUE,
     OK,
@@ -116,7 +116,7 @@ from runtime.kernels_f32 import (
     normalised_finite_f32,
     split_table,
 )
-from runtime.layout import (
+from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,

@@ -18,8 +18,8 @@ with the same float32 product, so a step equals run() bit for bit.
 
 import numpy as np
 
-from runtime.jit import fast_kernel, kernel
-from runtime.kernels_f32 import (
+from rnnedge.runtime.jit import fast_kernel, kernel
+from rnnedge.runtime.kernels_f32 import (
     BAD_TOKEN,
     BAD_VALUE,
     OK,
@@ -40,7 +40,7 @@ from runtime.kernels_f32 import (
     split_table,
     stream_buffers,
 )
-from runtime.layout import (
+from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,

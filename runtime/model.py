@@ -15,9 +15,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from runtime import artifact
-from runtime import spec as specs
-from runtime.kernels_f32 import (
+from rnnedge.runtime import artifact
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.kernels_f32 import (
     BAD_TOKEN,
     BAD_VALUE,
     denses_f32,
@@ -27,7 +27,7 @@ from runtime.kernels_f32 import (
     model_step_tokens_f32,
     sequence_layer_f32,
 )
-from runtime.kernels_int8 import (
+from rnnedge.runtime.kernels_int8 import (
     denses_int8,
     heads_int8,
     input_projections_int8,
@@ -36,7 +36,7 @@ from runtime.kernels_int8 import (
     quantize_inputs_int8,
     sequence_layer_int8,
 )
-from runtime.kernels_int8w import (
+from rnnedge.runtime.kernels_int8w import (
     denses_int8w,
     heads_int8w,
     input_projections_int8w,
@@ -44,7 +44,7 @@ from runtime.kernels_int8w import (
     model_step_tokens_int8w,
     sequence_layer_int8w,
 )
-from runtime.layout import (
+from rnnedge.runtime.layout import (
     D_ACTIVATION,
     D_N_IN,
     D_OFF_B,
@@ -71,7 +71,7 @@ from runtime.layout import (
     M_OFF_IN_S,
     build,
 )
-from runtime.sampler import Sampler, generate
+from rnnedge.runtime.sampler import Sampler, generate
 
 
 def load(path: str | os.PathLike) -> Model:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from runtime.model import Model
+    from rnnedge.runtime.model import Model
 
 _SMALLEST_FLOAT32 = np.float64(2.0**-149)
 

@@ -36,9 +36,9 @@ from typing import Self
 import numpy as np
 from safetensors.numpy import save
 
-from runtime import strict_json
-from runtime.spec import MAX_HEAD_LAYERS, MAX_LAYERS
-from runtime.strict_json import short
+from rnnedge.runtime import strict_json
+from rnnedge.runtime.spec import MAX_HEAD_LAYERS, MAX_LAYERS
+from rnnedge.runtime.strict_json import short
 
 # The largest legal header holds a spec at its caps: a token model's `chars`, 2^20 characters of at most 14 bytes
 # each once escaped twice (\\ud83d\\ude00 inside the metadata string), 14.7 MB; a dense model's mean and std, 2 x

@@ -67,8 +67,8 @@ import copy
 import json
 import math
 
-from runtime import strict_json
-from runtime.strict_json import short
+from rnnedge.runtime import strict_json
+from rnnedge.runtime.strict_json import short
 
 SPEC_VERSION = 1  # what a spec of PyTorch's cells is written as
 EXTENDED_VERSION = 2  # a spec with an ONNX layer extension (module docstring)

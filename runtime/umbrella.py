@@ -18,18 +18,18 @@ import re
 import sys
 from pathlib import Path
 
-from runtime.command import BAD_INPUT, INTERRUPTED, OK, bad_input, internal_error
+from rnnedge.runtime.command import BAD_INPUT, INTERRUPTED, OK, bad_input, internal_error
 
 PROG = "rnnedge"
 # name: (module with main(argv), what it does, modules it needs beyond the base install)
 COMMANDS = {
-    "train": ("train.cli", "train a recurrent model on a data set; writes model.pt, metrics.json, training.png",
+    "train": ("rnnedge.train.cli", "train a recurrent model on a data set; writes model.pt, metrics.json, training.png",
               ("torch",)),
-    "export": ("export.cli", "export a checkpoint or an ONNX file to ONNX, weight files and C, proving parity",
+    "export": ("rnnedge.export.cli", "export a checkpoint or an ONNX file to ONNX, weight files and C, proving parity",
                ("torch", "onnx", "onnxruntime")),
-    "run": ("runtime.cli", "stream an input file through a weight file one step per call, or generate text", ()),
-    "inspect": ("runtime.inspect_file", "describe a weight file, ONNX file or checkpoint before deploying it", ()),
-    "eval": ("export.fleet", "measure a weight file against its f32 file over a folder of recordings (Ray: --ray)", ()),
+    "run": ("rnnedge.runtime.cli", "stream an input file through a weight file one step per call, or generate text", ()),
+    "inspect": ("rnnedge.runtime.inspect_file", "describe a weight file, ONNX file or checkpoint before deploying it", ()),
+    "eval": ("rnnedge.export.fleet", "measure a weight file against its f32 file over a folder of recordings (Ray: --ray)", ()),
 }
 TRAIN_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript", "tqdm", "matplotlib")  # pyproject.toml's `train` extra
 ROOT = Path(__file__).resolve().parents[1]

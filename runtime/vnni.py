@@ -27,7 +27,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from runtime.jit import kernel
+from rnnedge.runtime.jit import kernel
 
 LANES = 16  # int32 lanes of one zmm register
 GROUP = 4  # blocks advanced together: independent accumulator chains hide the instruction's latency

@@ -8,12 +8,12 @@ import tracemalloc
 import numpy as np
 import torch
 
-from export.calibrate import calibrate
-from export.quantize import quantize_int8w
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
-from runtime import artifact
-from train.model import RecurrentModel
+from rnnedge.export.calibrate import calibrate
+from rnnedge.export.quantize import quantize_int8w
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
+from rnnedge.train.model import RecurrentModel
 
 # One table of tolerances per precision (max abs difference of outputs vs the PyTorch model).
 # int8w: each weight is off by at most scale / 2 = max|row| / 254 (0.4 % of its row's largest), so outputs

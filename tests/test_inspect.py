@@ -11,12 +11,12 @@ from pathlib import Path
 import onnx
 import pytest
 
-from export import footprint
-from export.onnx_graphs import build_sequence_graph
-from export.weights import canonical_tensors
-from runtime import inspect_file
+from rnnedge.export import footprint
+from rnnedge.export.onnx_graphs import build_sequence_graph
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import inspect_file
+from rnnedge.train.checkpoint import save_checkpoint
 from tests.helpers import make_model, make_spec, write_artifact
-from train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 H, F, OUT = 16, 5, 4  # two LSTM layers of 16 units on 5 features, 4 outputs
@@ -126,7 +126,7 @@ def inspect_on_a_device(path):
                 if name.split(".")[0] in ("torch", "onnx", "onnxruntime", "onnxscript"):
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         sys.meta_path.insert(0, Device())
-        from runtime.umbrella import main
+        from rnnedge.runtime.umbrella import main
         sys.exit(main(["inspect", sys.argv[1]]))
     """)
     return subprocess.run([sys.executable, "-c", program, path], capture_output=True, text=True, check=False,
@@ -149,7 +149,7 @@ def test_inspect_on_a_device_names_the_extra_a_checkpoint_or_onnx_file_needs(fil
 
 
 def test_inspect_a_weight_file_beside_its_export_report_gives_its_parity_rows(tmp_path, capsys, monkeypatch):
-    from export import cli as export_cli
+    from rnnedge.export import cli as export_cli
 
     monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")  # the footprint is tested above; here only the parity rows
     model = make_model(make_spec("gru", hidden=4))

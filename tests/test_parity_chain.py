@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
+from rnnedge import runtime
 from tests.helpers import TOLERANCE, make_model, make_spec, random_inputs, stream_all, torch_forward, write_artifact
 
 STEPS = 1000

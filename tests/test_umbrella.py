@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from export import cli as export_cli
-from runtime import umbrella
-from train import cli as train_cli
+from rnnedge.export import cli as export_cli
+from rnnedge.runtime import umbrella
+from rnnedge.train import cli as train_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def rnnedge(*args, program: str = "import sys; from runtime.umbrella import main
 def test_rnnedge_version_is_the_installed_distributions_and_loads_neither_numba_nor_torch():
     program = textwrap.dedent("""
         import sys
-        from runtime.umbrella import main
+        from rnnedge.runtime.umbrella import main
         status = main(["--version"])
         heavy = sorted(m for m in ("numba", "torch", "onnx", "numpy") if m in sys.modules)
         print("loaded:", heavy)
@@ -116,8 +116,8 @@ def test_every_console_script_names_a_function_of_the_dispatcher():
     import tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"rnnedge": "runtime.umbrella:main", "rnnedge-train": "runtime.umbrella:old_train",
-                       "rnnedge-export": "runtime.umbrella:old_export", "rnnedge-run": "runtime.umbrella:old_run"}
+    assert scripts == {"rnnedge": "rnnedge.runtime.umbrella:main", "rnnedge-train": "rnnedge.runtime.umbrella:old_train",
+                       "rnnedge-export": "rnnedge.runtime.umbrella:old_export", "rnnedge-run": "rnnedge.runtime.umbrella:old_run"}
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), target

@@ -1,7 +1,7 @@
 """`rnnedge train` says what it is doing: one plain line per epoch when stderr is not a terminal; --quiet silences
 the progress and keeps the results."""
 
-from runtime import umbrella
+from rnnedge.runtime import umbrella
 
 
 def test_train_off_a_terminal_prints_a_status_line_and_one_plain_line_per_epoch(tmp_path, capsys):

@@ -1,7 +1,7 @@
-"""python -m train: the same as `rnnedge train` (without the training extra: one line saying so, exit 2)."""
+"""python -m rnnedge.train: the same as `rnnedge train` (without the training extra: one line saying so, exit 2)."""
 
 import sys
 
-from runtime.umbrella import run_command
+from rnnedge.runtime.umbrella import run_command
 
 sys.exit(run_command("train", sys.argv[1:], "rnnedge train"))

@@ -16,8 +16,8 @@ import re
 
 import torch
 
-from runtime import spec as specs
-from train.model import RecurrentModel
+from rnnedge.runtime import spec as specs
+from rnnedge.train.model import RecurrentModel
 
 CHECKPOINT_FORMAT = "rnnedge-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -3,8 +3,8 @@
     rnnedge train                              # the smartwatch demo -> artifacts/watch/
     rnnedge train my_data.npz --cell lstm --hidden 64 --out artifacts/mine
     rnnedge train my_book.txt                  # a character model of your own UTF-8 text (train/text_data.py)
-    python -m train synthetic-sum --epochs 5
-    torchrun --nproc-per-node 2 -m train watch  # data parallel over 2 processes (train/distributed.py)
+    python -m rnnedge.train synthetic-sum --epochs 5
+    torchrun --nproc-per-node 2 -m rnnedge.train watch  # data parallel over 2 processes (train/distributed.py)
     rnnedge train --diagnose-gradients --out /tmp/grads   # vanishing/exploding gradients, RNN vs LSTM vs GRU
 
 The output folder (train/outputs.py) must be new, empty, or one rnnedge wrote: its rnnedge-manifest.json lists every
@@ -31,15 +31,15 @@ import math
 import sys
 from pathlib import Path
 
-from runtime.command import BAD_INPUT, INTERRUPTED, OK, bad_input, internal_error
-from runtime.options import HelpFormatter, add_renamed, renamed_epilog
-from runtime.spec import CELLS
-from train import distributed, outputs
-from train.data import SYNTHETIC, load_dataset
-from train.gradients import DEFAULTS as GRADIENT_DEFAULTS
-from train.gradients import diagnose_gradients
-from train.loop import KEEPS, SCHEDULES, TrainConfig, default_spec, train
-from train.splits import METHODS, describe
+from rnnedge.runtime.command import BAD_INPUT, INTERRUPTED, OK, bad_input, internal_error
+from rnnedge.runtime.options import HelpFormatter, add_renamed, renamed_epilog
+from rnnedge.runtime.spec import CELLS
+from rnnedge.train import distributed, outputs
+from rnnedge.train.data import SYNTHETIC, load_dataset
+from rnnedge.train.gradients import DEFAULTS as GRADIENT_DEFAULTS
+from rnnedge.train.gradients import diagnose_gradients
+from rnnedge.train.loop import KEEPS, SCHEDULES, TrainConfig, default_spec, train
+from rnnedge.train.splits import METHODS, describe
 
 PROG = "rnnedge train"
 DEFAULTS = TrainConfig()
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                "SHA-256); one holding other files is refused unless --force, and a file of yours is never overwritten "
                "or removed. The run is written beside the folder and moved in only when complete (a failed run "
                "leaves the folder as it was); an earlier export of the previous model in the folder is removed. "
-               "Data parallel over processes: torchrun --nproc-per-node N -m train ... (train/distributed.py). "
+               "Data parallel over processes: torchrun --nproc-per-node N -m rnnedge.train ... (train/distributed.py). "
                + renamed_epilog(RENAMED),
         formatter_class=HelpFormatter,
     )

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train import splits
+from rnnedge.train import splits
 
 WATCH_NPZ = Path(__file__).resolve().parent / "bundled" / "watch.npz"
 # Whole people are held out: the model is judged on wearers it has never seen.
@@ -90,7 +90,7 @@ def load_dataset(name: str, seed: int = 0, split: str | None = None) -> Dataset:
                              f"see train/{'text_' if text else ''}data.py); --split {split} does not apply to it (use "
                              f"--split given, or leave it out)")
         if text:
-            from train.text_data import load_text  # text_data builds on this module's containers
+            from rnnedge.train.text_data import load_text  # text_data builds on this module's containers
 
             return _fixed_record(load_text(name))
         return _fixed_record(fixed[name]())
@@ -100,7 +100,7 @@ def load_dataset(name: str, seed: int = 0, split: str | None = None) -> Dataset:
         return SYNTHETIC[name](seed, split)
     suffix = Path(name).suffix.lower()
     if suffix in (".npz", ".csv"):
-        from train.user_data import load_csv, load_npz  # user_data builds on this module's containers
+        from rnnedge.train.user_data import load_csv, load_npz  # user_data builds on this module's containers
 
         return (load_npz if suffix == ".npz" else load_csv)(name, seed, split)
     known = ", ".join(["watch", "digits", "shakespeare", "co2", *SYNTHETIC])

@@ -1,6 +1,6 @@
 """Data-parallel training over processes: `rnnedge train` under torchrun.
 
-    torchrun --nproc-per-node 2 -m train watch --out artifacts/watch
+    torchrun --nproc-per-node 2 -m rnnedge.train watch --out artifacts/watch
 
 Every process (rank) holds the whole model, loads the same data and draws, from the same seed, the same global
 batches and crops as a single process would; rank r trains on its contiguous slice of each global batch, and

@@ -1,7 +1,7 @@
 """Multi-step forecasting with the runtime: stream a history with step(), then feed each prediction back in.
 
-    import runtime
-    from train.forecast import forecast, multistep_rmse
+    from rnnedge import runtime
+    from rnnedge.train.forecast import forecast, multistep_rmse
     model = runtime.load("artifacts/co2/model.int8.safetensors")
     future = forecast(model, history, horizon=52)       # history (T, F) raw values -> (52, F) raw values
     scores = multistep_rmse(model, load_dataset("co2").test, horizon=52)
@@ -14,7 +14,7 @@ normalisation, undone. The model must take dense input, have a head on every ste
 
 Only numpy and the runtime: no torch. On the command line:
 
-    python -m train.forecast artifacts/co2/model.f32.safetensors --data co2 --horizon 52
+    python -m rnnedge.train.forecast artifacts/co2/model.f32.safetensors --data co2 --horizon 52
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-import runtime
+from rnnedge import runtime
 
 
 def check_forecaster(model: runtime.Model) -> None:
@@ -125,7 +125,7 @@ def multistep_rmse(model: runtime.Model, data, horizon: int, warmup: int = 104, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.forecast", description=(
+    parser = argparse.ArgumentParser(prog="python -m rnnedge.train.forecast", description=(
         "Multi-step forecasts of a runtime weight file over a forecast data set's test split: RMSE of the "
         "forecasts 1..HORIZON steps ahead (each prediction fed back as the next input) against the next-step RMSE."))
     parser.add_argument("weights", help="model.<precision>.safetensors of a forecasting model")
@@ -135,14 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=104, help="real steps before the first origin (default: %(default)d)")
     parser.add_argument("--every", type=int, default=4, help="steps between origins (default: %(default)d)")
     args = parser.parse_args(argv)
-    from train.data import load_dataset  # numpy only
+    from rnnedge.train.data import load_dataset  # numpy only
 
     try:
         model = runtime.load(args.weights)
         data = load_dataset(args.data)
         result = multistep_rmse(model, getattr(data, args.split), args.horizon, args.warmup, args.every)
     except (OSError, ValueError, runtime.ArtifactError) as e:
-        print(f"python -m train.forecast: error: {e}", file=sys.stderr)
+        print(f"python -m rnnedge.train.forecast: error: {e}", file=sys.stderr)
         return 2
     result.update(weights=str(args.weights), data=args.data, split=args.split)
     if data.target_scale is not None:

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from runtime import spec as specs
-from train.model import RecurrentModel
+from rnnedge.runtime import spec as specs
+from rnnedge.train.model import RecurrentModel
 
 CELLS = ("rnn_tanh", "lstm", "gru")  # the three compared; rnn_relu serves the exploding setup
 ADDING_BASELINE_MSE = 1.0 / 6.0  # MSE of always predicting 1: the variance of the sum of two U(0, 1)

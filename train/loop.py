@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from runtime import spec as specs
-from train import distributed
-from train.checkpoint import save_checkpoint
-from train.data import Dataset, SequenceData
-from train.metrics import higher_is_better, metric_name, task_metric
-from train.model import RecurrentModel
+from rnnedge.runtime import spec as specs
+from rnnedge.train import distributed
+from rnnedge.train.checkpoint import save_checkpoint
+from rnnedge.train.data import Dataset, SequenceData
+from rnnedge.train.metrics import higher_is_better, metric_name, task_metric
+from rnnedge.train.model import RecurrentModel
 
 
 @dataclass

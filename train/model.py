@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 _TORCH_CELL = {
     "rnn_tanh": lambda i, h, bi: nn.RNN(i, h, nonlinearity="tanh", batch_first=True, bidirectional=bi),

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.command import regular_file
-from train.data import SHAKESPEARE_SEQUENCE, Dataset, next_token_windows
-from train.splits import FRACTIONS as SPLIT_FRACTIONS
+from rnnedge.runtime.command import regular_file
+from rnnedge.train.data import SHAKESPEARE_SEQUENCE, Dataset, next_token_windows
+from rnnedge.train.splits import FRACTIONS as SPLIT_FRACTIONS
 
 # An alphabet larger than this is not a character set a small recurrent model can learn (the embedding and the
 # softmax head get a row per character), and a binary file that happens to decode as UTF-8 has thousands of

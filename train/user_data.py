@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.command import regular_file
-from runtime.spec import TASKS
-from train import splits
-from train.data import Dataset, SequenceData, _pad, _zero_padding, split_data
-from train.text_data import npz_chars, with_chars
+from rnnedge.runtime.command import regular_file
+from rnnedge.runtime.spec import TASKS
+from rnnedge.train import splits
+from rnnedge.train.data import Dataset, SequenceData, _pad, _zero_padding, split_data
+from rnnedge.train.text_data import npz_chars, with_chars
 
 # One embedding row per token id and one head row per class: 65,536 holds a word-level vocabulary (GPT-2's
 # 50,257 tokens) and keeps a 48-unit head at 12.6 MB; an id beyond it is a corrupt file, not a vocabulary.

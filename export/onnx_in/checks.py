@@ -18,7 +18,7 @@ import math
 import onnx
 from onnx import TensorProto, helper
 
-from export.module_values import MappingError
+from rnnedge.export.module_values import MappingError
 
 # ONNX Runtime guarantees opsets 7 and above (it warns below, and lacks kernels for some older operators);
 # OPSET_MAX: the newest opset the installed onnx defines, which the installed ONNX Runtime also runs (a test

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from export.onnx_in.values import (
+from rnnedge.export.onnx_in.values import (
     BIG,
     LABELS,
     SAMPLE_POINTS,

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.onnx_in.values import Const, Refuse, Tensor, axis_index, spread_weight
+from rnnedge.export.onnx_in.values import Const, Refuse, Tensor, axis_index, spread_weight
 
 ELEMENTWISE = {"Relu", "Tanh", "Sigmoid", "Gelu", "Erf", "Div", "Mul", "Add", "Sub", "Pow", "Sqrt", "Neg", "Exp",
                "Reciprocal", "Max", "Min", "Clip", "Softplus", "LeakyRelu", "HardSigmoid", "Elu"}

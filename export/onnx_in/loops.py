@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.onnx_in.loop_cells import Atom, BodyEvaluator, Cell, NotACell, body_constants, match_cell
+from rnnedge.export.onnx_in.loop_cells import Atom, BodyEvaluator, Cell, NotACell, body_constants, match_cell
 
 _REASON = "rnnedge.loop: "  # marks the doc_string of a Loop left in place with why it was not recognised
 _INT_MAX = np.iinfo(np.int64).max

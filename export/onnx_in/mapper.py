@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.from_module import MappingError
-from export.onnx_in.glue import GlueOps
-from export.onnx_in.heads import ELEMENTWISE, HeadOps, read_step_of
-from export.onnx_in.loops import loop_refusal, rewrite_loops
-from export.onnx_in.recurrent import RecurrentOps
-from export.onnx_in.unrolled import UnrolledOps
-from export.onnx_in.values import (
+from rnnedge.export.from_module import MappingError
+from rnnedge.export.onnx_in.glue import GlueOps
+from rnnedge.export.onnx_in.heads import ELEMENTWISE, HeadOps, read_step_of
+from rnnedge.export.onnx_in.loops import loop_refusal, rewrite_loops
+from rnnedge.export.onnx_in.recurrent import RecurrentOps
+from rnnedge.export.onnx_in.unrolled import UnrolledOps
+from rnnedge.export.onnx_in.values import (
     SAMPLE_POINTS,
     Const,
     Extra,
@@ -31,7 +31,7 @@ from export.onnx_in.values import (
     settle,
     spread_weight,
 )
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 PROOF_TOLERANCE = 1e-5
 

@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.from_module import MappingError, ProofError
-from export.onnx_in.mapper import PROOF_TOLERANCE, OnnxMapping
-from runtime import spec as specs
+from rnnedge.export.from_module import MappingError, ProofError
+from rnnedge.export.onnx_in.mapper import PROOF_TOLERANCE, OnnxMapping
+from rnnedge.runtime import spec as specs
 
 PROOF_SHAPES = ((1, 1), (3, 5), (2, 17), (4, 40))  # (batch, steps) of the random proof inputs
 
@@ -27,7 +27,7 @@ def prove_mapping(model: onnx.ModelProto, mapping: OnnxMapping, seed: int = 0, s
     random lengths, when the graph takes sequence_lens: compared within each length, ONNX pads past it). A graph
     that reads one step of an every_step model (mapping.read_step) is compared with the runtime at that step.
     Sets and returns mapping.max_abs_diff; raises ProofError above PROOF_TOLERANCE."""
-    from runtime.model import Model
+    from rnnedge.runtime.model import Model
 
     session, reference = _reference_session(model, mapping)
     mapping.proof_reference = reference
@@ -158,7 +158,7 @@ def original_graph(model: onnx.ModelProto, mapping: OnnxMapping):
     The graph ONNX Runtime runs (ort_graph: layout=1 nodes as layout=0 + Transpose). A graph that takes its
     sequence lengths as an input gets them computed from X's shape instead, every sequence whole: the parity
     streams run the original in groups of equal length, each cut to that length."""
-    from export.comparisons import OriginalGraph
+    from rnnedge.export.comparisons import OriginalGraph
 
     dims = mapping.input_dims
     time_axis, batch_axis = (0, 1) if mapping.input_time_major else (1, 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from export.onnx_in.values import (
+from rnnedge.export.onnx_in.values import (
     SAMPLE_POINTS,
     Const,
     Extra,
@@ -20,7 +20,7 @@ from export.onnx_in.values import (
     joined,
     spread_weight,
 )
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 # ONNX gate order, each gate named by its PyTorch letter (export/onnx_graphs.py says the same the other way)
 TORCH_GATES = {"rnn": "h", "lstm": "ifgo", "gru": "rzn"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from export.onnx_in.values import SAMPLE_POINTS, Const, Refuse, Sampled, Tensor
+from rnnedge.export.onnx_in.values import SAMPLE_POINTS, Const, Refuse, Sampled, Tensor
 
 
 @dataclass(eq=False)

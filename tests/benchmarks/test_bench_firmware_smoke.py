@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from export import footprint
+from rnnedge.export import footprint
 
 ROOT = Path(__file__).resolve().parents[2]
 

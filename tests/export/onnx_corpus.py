@@ -181,8 +181,8 @@ def build(folder: Path, selected: list[Case] | None = None) -> list[Case]:
 
 def convert(path: Path):
     """(the mapping, None) or (None, the MappingError's message)."""
-    from export.from_module import MappingError
-    from export.from_onnx import load_onnx, map_onnx
+    from rnnedge.export.from_module import MappingError
+    from rnnedge.export.from_onnx import load_onnx, map_onnx
 
     try:
         return map_onnx(load_onnx(path)), None

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from export.calibrate import CalibrationError, calibrate, calibration_slice, float_layers
-from export.weights import canonical_tensors
+from rnnedge.export.calibrate import CalibrationError, calibrate, calibration_slice, float_layers
+from rnnedge.export.weights import canonical_tensors
 from tests.helpers import make_model, make_spec, random_inputs
 
 LENGTHS = np.array([30, 5, 17, 1, 30, 22])  # padded to 30 steps; one sequence of a single step

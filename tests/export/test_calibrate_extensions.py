@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from export.calibrate import calibrate, float_layers
-from runtime import spec as specs
+from rnnedge.export.calibrate import calibrate, float_layers
+from rnnedge.runtime import spec as specs
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from export import cli, pipeline
-from export.pipeline import export_checkpoint
-from train.checkpoint import save_checkpoint
-from train.data import load_dataset
-from train.model import RecurrentModel
+from rnnedge.export import cli, pipeline
+from rnnedge.export.pipeline import export_checkpoint
+from rnnedge.train.checkpoint import save_checkpoint
+from rnnedge.train.data import load_dataset
+from rnnedge.train.model import RecurrentModel
 
 ROW_KEYS = {"name", "file", "bytes", "precision", "comparison", "stepped", "criterion", "max_abs_diff",
             "mean_abs_diff", "metric", "passed", "error", "seconds", "abs_diff_histogram", "max_scaled_diff",
@@ -97,7 +97,7 @@ def test_data_that_do_not_fit_the_model_are_bad_input(tmp_path, capsys):
 def test_corrupt_checkpoint_exits_2_with_a_clear_message_and_no_traceback(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"this is not a checkpoint")
-    done = subprocess.run([sys.executable, "-m", "export", str(bad), "--out", str(tmp_path / "out")],
+    done = subprocess.run([sys.executable, "-m", "rnnedge.export", str(bad), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "not a loadable rnnedge checkpoint" in done.stderr and str(bad) in done.stderr
@@ -139,7 +139,7 @@ def test_broken_artifact_fails_parity_with_exit_1_naming_it_and_still_writes_the
 
 
 def test_export_help_names_every_option():
-    done = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "rnnedge.export", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0
     for option in ("--out", "--force", "--data", "--tolerance", "--stream-steps", "--precision", "--calibration"):
         assert option in done.stdout

@@ -16,13 +16,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from export import cli
-from export.onnx_graphs import build_sequence_graph
-from export.onnx_in.checks import OPSET_MAX, OPSET_MIN
-from export.weights import canonical_tensors
-from runtime import spec as specs
+from rnnedge.export import cli
+from rnnedge.export.onnx_graphs import build_sequence_graph
+from rnnedge.export.onnx_in.checks import OPSET_MAX, OPSET_MIN
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import spec as specs
+from rnnedge.train.model import RecurrentModel
 from tests.export.test_from_onnx import lstm_layout1_graph
-from train.model import RecurrentModel
 
 TOKENS_SPEC = {"version": 1, "input": {"kind": "tokens", "vocab": 9, "embed_dim": 3, "padding_idx": 0},
                "layers": [{"cell": "gru", "hidden": 4, "bidirectional": False}],
@@ -195,7 +195,7 @@ def test_an_input_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_p
     else:
         argv = [str(target)]
     # a subprocess with a timeout: a reader blocked on the FIFO would otherwise hang the test run
-    done = subprocess.run([sys.executable, "-m", "export", *argv, "--out", str(tmp_path / "out")],
+    done = subprocess.run([sys.executable, "-m", "rnnedge.export", *argv, "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
     kind_named = {"fifo": "a FIFO (named pipe)", "folder": "a folder", "dev-zero": "a device"}[kind]
@@ -313,8 +313,8 @@ def _mutate_graph(model: onnx.ModelProto, rng: np.random.Generator) -> None:
 
 
 def test_mutated_onnx_files_map_or_exit_2_never_another_exception(tmp_path):
-    from export.from_onnx import load_onnx, map_onnx
-    from export.module_values import MappingError
+    from rnnedge.export.from_onnx import load_onnx, map_onnx
+    from rnnedge.export.module_values import MappingError
 
     rng = np.random.default_rng(0)
     outcomes = {"mapped": 0, "refused": 0}
@@ -333,7 +333,7 @@ def test_mutated_onnx_files_map_or_exit_2_never_another_exception(tmp_path):
 
 
 def test_mutated_checkpoint_specs_load_or_exit_2_never_another_exception(tmp_path):
-    from export.pipeline import ExportInputError, _load_model
+    from rnnedge.export.pipeline import ExportInputError, _load_model
 
     rng = np.random.default_rng(0)
     odd = [None, True, -1, 0, 3, 2**40, 1.5, float("nan"), "x", "lstm", "tokens", [], {}, [1, 2], {"a": 1}, 10**30]

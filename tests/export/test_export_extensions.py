@@ -10,16 +10,16 @@ import onnx
 import pytest
 import torch
 
-from export import parity
-from export.firmware import firmware_unsupported, write_float_model_sources
-from export.onnx_graphs import build_sequence_graph, build_step_graph, read_initial_state, state_names
-from export.pipeline import ExportInputError, export_checkpoint
-from export.vectors import check_vectors, read_vectors, vectors_file
-from export.weights import canonical_tensors
-from runtime import spec as specs
+from rnnedge.export import parity
+from rnnedge.export.firmware import firmware_unsupported, write_float_model_sources
+from rnnedge.export.onnx_graphs import build_sequence_graph, build_step_graph, read_initial_state, state_names
+from rnnedge.export.pipeline import ExportInputError, export_checkpoint
+from rnnedge.export.vectors import check_vectors, read_vectors, vectors_file
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import spec as specs
+from rnnedge.train.checkpoint import save_checkpoint
 from tests.helpers import TOLERANCE, make_model, make_spec, write_artifact
 from tests.train.test_model_extensions import CASES, case_id, extended_model
-from train.checkpoint import save_checkpoint
 
 STEPS = 300
 

@@ -15,8 +15,8 @@ import os
 
 import pytest
 
-from export import footprint
-from export.pipeline import export_checkpoint
+from rnnedge.export import footprint
+from rnnedge.export.pipeline import export_checkpoint
 from tests.export.test_export_cli import checkpoint
 
 

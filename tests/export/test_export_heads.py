@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import shutil
 
-from export.pipeline import export_checkpoint
-from export.vectors import check_vectors, vectors_file
+from rnnedge.export.pipeline import export_checkpoint
+from rnnedge.export.vectors import check_vectors, vectors_file
 from tests.export.test_export_extensions import write_checkpoint
 from tests.helpers import make_model, make_spec
 

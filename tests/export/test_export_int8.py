@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 
-import runtime
-from export import cli
-from export.calibrate import calibrate, calibration_slice
-from export.pipeline import ExportInputError, export_checkpoint
-from export.rules import INT8_MAX_ABS
-from export.vectors import check_vectors, vectors_file
+from rnnedge import runtime
+from rnnedge.export import cli
+from rnnedge.export.calibrate import calibrate, calibration_slice
+from rnnedge.export.pipeline import ExportInputError, export_checkpoint
+from rnnedge.export.rules import INT8_MAX_ABS
+from rnnedge.export.vectors import check_vectors, vectors_file
+from rnnedge.train.data import load_dataset
+from rnnedge.train.loop import TrainConfig, default_spec, train
 from tests.export.test_export_cli import ROW_KEYS, checkpoint
 from tests.helpers import random_inputs, stream_all
-from train.data import load_dataset
-from train.loop import TrainConfig, default_spec, train
 
 FAST = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "patience": 10, "progress": False}
 

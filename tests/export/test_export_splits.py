@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from export import cli
-from train.checkpoint import load_split, save_checkpoint
-from train.cli import main as train_main
-from train.data import load_dataset
-from train.model import RecurrentModel
+from rnnedge.export import cli
+from rnnedge.train.checkpoint import load_split, save_checkpoint
+from rnnedge.train.cli import main as train_main
+from rnnedge.train.data import load_dataset
+from rnnedge.train.model import RecurrentModel
 
 N, T, F = 40, 6, 2
 

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-import runtime
-from export import fleet
-from runtime.umbrella import main as rnnedge
+from rnnedge import runtime
+from rnnedge.export import fleet
+from rnnedge.runtime.umbrella import main as rnnedge
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
 STEPS = 120
@@ -150,7 +150,7 @@ def test_eval_refuses_bad_input_naming_the_file(export_folder, tmp_path, capsys,
 
 
 def test_eval_never_writes_over_an_exports_report(export_folder, tmp_path, capsys):
-    from train import outputs
+    from rnnedge.train import outputs
 
     folder = tmp_path / "export"
     with outputs.Staging(folder, outputs.EXPORT, writes=["report.json"]) as stage:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
-from export import cli
-from export.from_module import MappingError, PitfallWarning, ProofError, export_module, map_module
+from rnnedge import runtime
+from rnnedge.export import cli
+from rnnedge.export.from_module import MappingError, PitfallWarning, ProofError, export_module, map_module
 from tests.export import user_models as um
 
 torch.set_num_threads(1)
@@ -63,7 +63,7 @@ def test_a_mapping_that_does_not_reproduce_forward_is_refused_with_the_differenc
     module = built(um.GRULastHidden)
     mapping = map_module(module, prove=False)
     mapping.state_dict["head.bias"] = mapping.state_dict["head.bias"] + 1e-3
-    from export.from_module import prove_mapping
+    from rnnedge.export.from_module import prove_mapping
     with pytest.raises(ProofError, match=r"max abs difference 0\.001") as e:
         prove_mapping(module, mapping)
     assert e.value.max_abs_diff == pytest.approx(1e-3, rel=1e-2)

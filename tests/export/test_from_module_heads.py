@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
-from export.from_module import MappingError, ProofError, export_module, map_module, prove_mapping, random_input
-from runtime import spec as specs
+from rnnedge import runtime
+from rnnedge.export.from_module import MappingError, ProofError, export_module, map_module, prove_mapping, random_input
+from rnnedge.runtime import spec as specs
 from tests.export import user_models as um
 from tests.export import user_models_heads as uh
 

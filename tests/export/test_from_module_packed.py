@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
-from export.from_module import MappingError, ProofError, export_module, map_module, prove_mapping
+from rnnedge import runtime
+from rnnedge.export.from_module import MappingError, ProofError, export_module, map_module, prove_mapping
+from rnnedge.train.data import Dataset, SequenceData
 from tests.export import user_models_packed as um
-from train.data import Dataset, SequenceData
 
 torch.set_num_threads(1)
 
@@ -120,7 +120,7 @@ def test_sorted_packed_classifier_exports_on_a_data_set_with_lengths(tmp_path):
 
 
 def test_cli_exports_a_packed_module_and_says_the_runtime_takes_the_lengths(tmp_path, capsys):
-    from export import cli
+    from rnnedge.export import cli
 
     torch.manual_seed(0)
     torch.save(um.PackedTagger().state_dict(), tmp_path / "state.pt")

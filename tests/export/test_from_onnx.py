@@ -12,13 +12,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from export import cli
-from export.from_module import MappingError
-from export.from_onnx import ProofError, map_onnx, prove_mapping
-from export.onnx_graphs import build_sequence_graph
-from export.weights import canonical_tensors
-from runtime import spec as specs
-from train.model import RecurrentModel
+from rnnedge.export import cli
+from rnnedge.export.from_module import MappingError
+from rnnedge.export.from_onnx import ProofError, map_onnx, prove_mapping
+from rnnedge.export.onnx_graphs import build_sequence_graph
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import spec as specs
+from rnnedge.train.model import RecurrentModel
 
 torch.set_num_threads(1)
 
@@ -261,7 +261,7 @@ def test_cli_report_has_rows_against_the_original_onnx_for_every_precision(tmp_p
 
 
 def test_api_export_of_a_layout_1_graph_is_measured_with_ort_on_the_layout_0_rewrite(tmp_path, monkeypatch):
-    from export.from_onnx import export_onnx
+    from rnnedge.export.from_onnx import export_onnx
 
     monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
     onnx.save_model(lstm_layout1_graph("forward"), tmp_path / "lstm.onnx")
@@ -275,10 +275,10 @@ def test_api_export_of_a_layout_1_graph_is_measured_with_ort_on_the_layout_0_rew
 
 
 def test_original_rows_fail_a_runtime_model_that_differs_from_the_original(tmp_path):
-    from export import comparisons
-    from export.from_onnx import original_graph, state_dict_from_tensors
-    from export.rules import criterion
-    from runtime.model import Model
+    from rnnedge.export import comparisons
+    from rnnedge.export.from_onnx import original_graph, state_dict_from_tensors
+    from rnnedge.export.rules import criterion
+    from rnnedge.runtime.model import Model
 
     model = lstm_layout1_graph("forward")
     mapping = map_onnx(model)

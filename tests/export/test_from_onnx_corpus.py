@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 
-from export.from_onnx import export_onnx, load_onnx, map_onnx
-from runtime.model import Model
+from rnnedge.export.from_onnx import export_onnx, load_onnx, map_onnx
+from rnnedge.runtime.model import Model
 from tests.export import onnx_corpus
 
 CASES = onnx_corpus.cases()

@@ -9,10 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.from_module import MappingError
-from export.from_onnx import map_onnx, original_graph
-from runtime import spec as specs
-from runtime.model import Model
+from rnnedge.export.from_module import MappingError
+from rnnedge.export.from_onnx import map_onnx, original_graph
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.model import Model
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 PER_DIRECTION = {"RNN": 1, "LSTM": 3, "GRU": 2}
@@ -301,7 +301,7 @@ def test_sequence_lens_as_a_graph_input_is_the_runtimes_lengths(op, direction, r
     # and by hand: one batch, ORT vs the runtime within each length
     import onnxruntime as ort
 
-    from export.from_onnx import ort_graph
+    from rnnedge.export.from_onnx import ort_graph
 
     rng = np.random.default_rng(11)
     x = rng.standard_normal((4, 9, 3)).astype(np.float32)
@@ -396,7 +396,7 @@ def test_relu_between_layers_is_refused_by_name():
 def test_export_of_an_extended_gru_through_every_precision(tmp_path, monkeypatch, lengths):
     import json
 
-    from export.from_onnx import export_onnx
+    from rnnedge.export.from_onnx import export_onnx
 
     monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")
     # int8 runs reverse, linear_before_reset, input_forget, peepholes, clip and initial_state (not other functions)

@@ -16,9 +16,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from export.from_module import MappingError
-from export.from_onnx import load_onnx, map_onnx
-from runtime.model import Model
+from rnnedge.export.from_module import MappingError
+from rnnedge.export.from_onnx import load_onnx, map_onnx
+from rnnedge.runtime.model import Model
 
 F, H, O = 3, 4, 2
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.from_module import MappingError
-from export.from_onnx import map_onnx
+from rnnedge.export.from_module import MappingError
+from rnnedge.export.from_onnx import map_onnx
 
 F, H, O = 3, 4, 2
 

@@ -14,9 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.from_module import MappingError, ProofError
-from export.from_onnx import export_onnx, load_onnx, map_onnx
-from runtime.model import Model
+from rnnedge.export.from_module import MappingError, ProofError
+from rnnedge.export.from_onnx import export_onnx, load_onnx, map_onnx
+from rnnedge.runtime.model import Model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))

@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 
-from export import parity
-from export.onnx_graphs import (
+from rnnedge.export import parity
+from rnnedge.export.onnx_graphs import (
     ONNX_GATES,
     TORCH_GATES,
     activation_attributes,
@@ -18,10 +18,10 @@ from export.onnx_graphs import (
     build_step_graph,
     to_onnx_gate_order,
 )
-from export.weights import canonical_tensors
-from runtime import spec as specs
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import spec as specs
+from rnnedge.train.model import RecurrentModel
 from tests.helpers import TOLERANCE
-from train.model import RecurrentModel
 
 STEPS = 1000
 HIDDEN = (8, 16, 12)  # layers of different widths, so a state or weight mixed up between layers cannot fit

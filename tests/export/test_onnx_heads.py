@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export import parity
-from export.onnx_graphs import build_sequence_graph, build_step_graph
-from export.weights import canonical_tensors
+from rnnedge.export import parity
+from rnnedge.export.onnx_graphs import build_sequence_graph, build_step_graph
+from rnnedge.export.weights import canonical_tensors
 from tests.helpers import TOLERANCE, make_model
 from tests.runtime.test_heads import FORMS, form_spec
 

@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.from_module import MappingError
-from export.from_onnx import map_onnx
-from export.onnx_in.loops import rewrite_loops
+from rnnedge.export.from_module import MappingError
+from rnnedge.export.from_onnx import map_onnx
+from rnnedge.export.onnx_in.loops import rewrite_loops
 
 F, H, O = 3, 4, 2
 INT_MAX = np.iinfo(np.int64).max

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.from_module import MappingError
-from export.from_onnx import map_onnx
-from runtime import spec as specs
-from runtime.model import Model
+from rnnedge.export.from_module import MappingError
+from rnnedge.export.from_onnx import map_onnx
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.model import Model
 
 # case name -> the layer extensions its mapped spec must use (the others use none)
 EXTENSIONS = {

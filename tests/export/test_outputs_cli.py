@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from export import cli, pipeline
-from train import outputs
-from train.checkpoint import save_checkpoint
-from train.model import RecurrentModel
+from rnnedge.export import cli, pipeline
+from rnnedge.train import outputs
+from rnnedge.train.checkpoint import save_checkpoint
+from rnnedge.train.model import RecurrentModel
 
 STEPS = ["--stream-steps", "20"]
 

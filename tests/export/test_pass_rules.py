@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from export import cli, pipeline, rules
-from export.pipeline import export_checkpoint
-from export.quantize import quantize_int8w
-from export.weights import canonical_tensors
-from runtime.model import Model
-from train.checkpoint import save_checkpoint
-from train.data import Dataset, SequenceData
-from train.metrics import task_metric
-from train.model import RecurrentModel
+from rnnedge.export import cli, pipeline, rules
+from rnnedge.export.pipeline import export_checkpoint
+from rnnedge.export.quantize import quantize_int8w
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime.model import Model
+from rnnedge.train.checkpoint import save_checkpoint
+from rnnedge.train.data import Dataset, SequenceData
+from rnnedge.train.metrics import task_metric
+from rnnedge.train.model import RecurrentModel
 
 RAW_SCALE = 300.0  # the head of a forecaster of raw targets (sunspot counts): outputs of several hundred
 

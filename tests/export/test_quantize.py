@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from export.quantize import QMAX, dequantize_rows, quantize_int8w, quantize_rows
-from runtime import file_tensors
-from runtime import spec as specs
+from rnnedge.export.quantize import QMAX, dequantize_rows, quantize_int8w, quantize_rows
+from rnnedge.runtime import file_tensors
+from rnnedge.runtime import spec as specs
 from tests.helpers import make_spec
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from export import report_html
-from export.pipeline import export_checkpoint
-from train.checkpoint import save_checkpoint
-from train.data import Dataset, SequenceData
-from train.model import RecurrentModel
+from rnnedge.export import report_html
+from rnnedge.export.pipeline import export_checkpoint
+from rnnedge.train.checkpoint import save_checkpoint
+from rnnedge.train.data import Dataset, SequenceData
+from rnnedge.train.model import RecurrentModel
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "test-screenshots"

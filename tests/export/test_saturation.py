@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from export import cli, saturation
-from export.calibrate import calibrate
-from export.pipeline import export_checkpoint
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
-from train.checkpoint import save_checkpoint
-from train.data import Dataset, SequenceData
-from train.model import RecurrentModel
+from rnnedge.export import cli, saturation
+from rnnedge.export.calibrate import calibrate
+from rnnedge.export.pipeline import export_checkpoint
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.train.checkpoint import save_checkpoint
+from rnnedge.train.data import Dataset, SequenceData
+from rnnedge.train.model import RecurrentModel
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +121,7 @@ def test_the_report_lists_the_ranges_and_warns_when_test_data_leave_the_calibrat
 
 def test_report_md_says_how_the_data_were_split(tmp_path, capsys):
     ckpt = tmp_path / "w" / "model.pt"
-    from train import cli as train_cli
+    from rnnedge.train import cli as train_cli
 
     assert train_cli.main(["synthetic-sum", "--epochs", "1", "--hidden", "8", "--out", str(ckpt.parent)]) == 0
     assert cli.main([str(ckpt), "--data", "synthetic-sum", "--out", str(tmp_path / "out")]) in (0, 1)

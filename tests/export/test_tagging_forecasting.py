@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import runtime
-from export.pipeline import export_checkpoint
-from train.data import SequenceData, load_dataset
-from train.forecast import forecast, multistep_rmse
-from train.loop import TrainConfig, default_spec, train
+from rnnedge import runtime
+from rnnedge.export.pipeline import export_checkpoint
+from rnnedge.train.data import SequenceData, load_dataset
+from rnnedge.train.forecast import forecast, multistep_rmse
+from rnnedge.train.loop import TrainConfig, default_spec, train
 
 PRECISIONS = ("f32", "int8w", "int8")
 # ~1 s: 100% test accuracy; the best validation epoch at a constant rate, as these figures were measured with

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from export.quantize_int8 import Ranges, quantize_int8
-from export.vectors import (
+from rnnedge.export.quantize_int8 import Ranges, quantize_int8
+from rnnedge.export.vectors import (
     DEFAULT_STEPS,
     VectorsError,
     check_vectors,
@@ -17,9 +17,9 @@ from export.vectors import (
     vectors_file,
     write_vectors,
 )
-from export.weights import canonical_tensors
-from runtime import artifact
-from runtime.model import Model
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
+from rnnedge.runtime.model import Model
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.vectors import (
+from rnnedge.export.vectors import (
     MAX_STEPS,
     PREFIX,
     VectorsError,
@@ -22,8 +22,8 @@ from export.vectors import (
     save_vectors,
     write_vectors,
 )
-from runtime import artifact, file_tensors
-from runtime import spec as specs
+from rnnedge.runtime import artifact, file_tensors
+from rnnedge.runtime import spec as specs
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.vectors import read_vectors
+from rnnedge.export.vectors import read_vectors
 from tests.firmware import test_qemu, test_riscv
 from tests.firmware.conftest import require_tool
 from tests.firmware.test_example import _classes, _runtime_classes

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import runtime
-from export.vectors import read_vectors
+from rnnedge import runtime
+from rnnedge.export.vectors import read_vectors
 from tests.firmware.test_host import STRICT, _calibrated_case, _generate
 from tests.firmware.test_qemu import RUN, _nm, _require_tools
 
@@ -88,7 +88,7 @@ def _host_example(folder: Path, build: Path, host_cc: str) -> list[int]:
 
 
 def test_example_prints_the_runtime_classes_of_an_exported_model(arm_tools, tmp_path, host_cc):
-    from export.pipeline import export_checkpoint
+    from rnnedge.export.pipeline import export_checkpoint
     from tests.export.test_export_cli import checkpoint
 
     ckpt = checkpoint(tmp_path / "m.pt", cell="lstm")  # dense, lstm 12 -> gru 8, untrained

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import runtime
-from export.firmware import write_model_sources
+from rnnedge import runtime
+from rnnedge.export.firmware import write_model_sources
 from tests.firmware.test_host import STRICT
 from tests.firmware.test_qemu import RUN, _nm, _require_tools
 from tests.helpers import make_model, make_spec, write_artifact

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import (
+from rnnedge.export.firmware import (
     model_sizes,
     sigmoid_table_source,
     write_model_sources,
     write_vector_sources,
 )
-from export.vectors import read_vectors, save_vectors, write_vectors
-from runtime import artifact
-from runtime.int8_math import SIGMOID_TABLE_Q16
+from rnnedge.export.vectors import read_vectors, save_vectors, write_vectors
+from rnnedge.runtime import artifact
+from rnnedge.runtime.int8_math import SIGMOID_TABLE_Q16
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 from tests.runtime.int8_twin import random_int8_tensors, saturating_dense_inputs
 
@@ -218,7 +218,7 @@ def test_generator_refuses_other_precisions_and_bidirectional_models(tmp_path):
 
 
 def test_export_writes_firmware_sources_that_pass_on_the_host(tmp_path, host_cc, make_tool):
-    from export.pipeline import export_checkpoint
+    from rnnedge.export.pipeline import export_checkpoint
     from tests.export.test_export_cli import checkpoint
 
     ckpt = checkpoint(tmp_path / "m.pt", cell="lstm")  # lstm 12 -> gru 8, untrained

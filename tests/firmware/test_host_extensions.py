@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import FIRMWARE_EXTENSIONS, firmware_unsupported, model_sizes, write_model_sources
-from export.vectors import read_vectors, write_vectors
-from runtime import artifact, layout
-from runtime import spec as specs
+from rnnedge.export.firmware import FIRMWARE_EXTENSIONS, firmware_unsupported, model_sizes, write_model_sources
+from rnnedge.export.vectors import read_vectors, write_vectors
+from rnnedge.runtime import artifact, layout
+from rnnedge.runtime import spec as specs
 from tests.firmware.test_host import (
     FIRMWARE,
     STEPS,
@@ -321,8 +321,8 @@ def test_reset_and_refusals_of_the_extension_api(tmp_path, host_cc):
 
 
 def test_export_writes_extended_int8_firmware_that_passes_on_the_host(tmp_path, host_cc, make_tool, monkeypatch):
-    from export.pipeline import export_checkpoint
-    from train.checkpoint import save_checkpoint
+    from rnnedge.export.pipeline import export_checkpoint
+    from rnnedge.train.checkpoint import save_checkpoint
 
     monkeypatch.setenv("RNNEDGE_FOOTPRINT", "0")  # the Cortex-M footprint has its own tests
     model = extended_model("lstm", LSTM_ALL, layers=2, on="last_step", hidden=8)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import model_sizes, write_firmware_sources, write_float_model_sources, write_vector_sources
-from export.vectors import ATOL, read_vectors, save_vectors, write_vectors
-from runtime import artifact
-from runtime.kernels_f32 import exp_f32
+from rnnedge.export.firmware import model_sizes, write_firmware_sources, write_float_model_sources, write_vector_sources
+from rnnedge.export.vectors import ATOL, read_vectors, save_vectors, write_vectors
+from rnnedge.runtime import artifact
+from rnnedge.runtime.kernels_f32 import exp_f32
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
 ROOT = Path(__file__).resolve().parents[2]

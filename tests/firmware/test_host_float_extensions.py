@@ -20,20 +20,20 @@ import numpy as np
 import pytest
 import torch
 
-from export.firmware import (
+from rnnedge.export.firmware import (
     FIRMWARE_EXTENSIONS,
     _c_float,
     firmware_unsupported,
     write_firmware_sources,
     write_float_model_sources,
 )
-from export.vectors import ATOL, write_vectors
-from runtime import artifact, layout
-from runtime import spec as specs
-from runtime.kernels_f32 import activate_f32
+from rnnedge.export.vectors import ATOL, write_vectors
+from rnnedge.runtime import artifact, layout
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.kernels_f32 import activate_f32
+from rnnedge.train.model import RecurrentModel
 from tests.firmware.test_host_float import ACTIVATION, FIRMWARE, STEPS, _assert_passes, _run
 from tests.helpers import make_spec, random_inputs, write_artifact
-from train.model import RecurrentModel
 
 MAX_DIFFS: dict[str, float] = {}  # case id -> the largest |C - runtime| measured (printed at the end with -s)
 

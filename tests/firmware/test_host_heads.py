@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import firmware_unsupported, uses_firmware_extensions, write_firmware_sources
-from export.vectors import ATOL, read_vectors, write_vectors
-from runtime import artifact
-from runtime import spec as specs
+from rnnedge.export.firmware import firmware_unsupported, uses_firmware_extensions, write_firmware_sources
+from rnnedge.export.vectors import ATOL, read_vectors, write_vectors
+from rnnedge.runtime import artifact
+from rnnedge.runtime import spec as specs
 from tests.firmware import test_host, test_host_float
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 from tests.runtime.test_heads import FORMS, form_spec

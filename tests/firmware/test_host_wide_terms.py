@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.calibrate import calibrate
-from export.quantize_int8 import quantize_int8
-from export.vectors import read_vectors, write_vectors
-from export.weights import canonical_tensors
-from runtime import artifact
+from rnnedge.export.calibrate import calibrate
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.vectors import read_vectors, write_vectors
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact
 from tests.firmware.test_host import STEPS, _assert_passes, _generate
 from tests.runtime.int8_twin import Int8Twin
 from tests.runtime.test_int8_saturation import GATE_ROW_CASES, gate_row_model, raw_scale_forecaster

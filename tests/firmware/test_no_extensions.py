@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from export.firmware import uses_firmware_extensions, write_float_model_sources, write_model_sources
-from runtime import artifact
+from rnnedge.export.firmware import uses_firmware_extensions, write_float_model_sources, write_model_sources
+from rnnedge.runtime import artifact
 from tests.firmware import test_host, test_host_float
 from tests.firmware.conftest import require_tool
 from tests.firmware.test_host import FIRMWARE, STEPS, STRICT, SUMMARY

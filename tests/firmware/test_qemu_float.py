@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import write_vector_sources
-from export.vectors import ATOL, read_vectors, save_vectors
+from rnnedge.export.firmware import write_vector_sources
+from rnnedge.export.vectors import ATOL, read_vectors, save_vectors
 from tests.firmware import test_host, test_host_float_extensions
 from tests.firmware.test_host_float import CELLS, STEPS, _case
 from tests.firmware.test_qemu import RUN, _nm, _require_tools

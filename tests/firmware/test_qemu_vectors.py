@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from export.vectors import read_vectors, save_vectors
+from rnnedge.export.vectors import read_vectors, save_vectors
 from tests.firmware.test_host import CELLS, STEPS, SUMMARY, _calibrated_case, _generate
 from tests.firmware.test_host_extensions import GRU_BEFORE, LSTM_ALL, calibrated_extended_case, hot_extended_case
 from tests.firmware.test_qemu import RUN, _nm, _require_tools

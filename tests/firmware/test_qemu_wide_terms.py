@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.calibrate import calibrate
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
+from rnnedge.export.calibrate import calibrate
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
 from tests.firmware.test_host import STEPS, _generate
 from tests.firmware.test_host_wide_terms import _write_case
 from tests.firmware.test_qemu import _nm

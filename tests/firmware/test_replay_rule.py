@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.firmware import write_firmware_sources, write_vector_sources
-from export.vectors import ATOL, RTOL, check_vectors, read_vectors, save_vectors, write_vectors
+from rnnedge.export.firmware import write_firmware_sources, write_vector_sources
+from rnnedge.export.vectors import ATOL, RTOL, check_vectors, read_vectors, save_vectors, write_vectors
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware_ref"

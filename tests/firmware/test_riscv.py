@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.vectors import ATOL, read_vectors, save_vectors
+from rnnedge.export.vectors import ATOL, read_vectors, save_vectors
 from tests.firmware import test_host_float_extensions, test_qemu
 from tests.firmware.test_example import _classes, _runtime_classes
 from tests.firmware.test_host import CELLS, STEPS, SUMMARY, _calibrated_case, _generate

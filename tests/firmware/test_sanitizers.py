@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.kernels_f32 import exp_f32
+from rnnedge.runtime.kernels_f32 import exp_f32
 from tests.firmware import test_host, test_host_float
 from tests.firmware.conftest import require_tool
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.firmware import SINGLE_HEADER, write_single_header
-from export.vectors import ATOL, RTOL, read_vectors, write_vectors
+from rnnedge.export.firmware import SINGLE_HEADER, write_single_header
+from rnnedge.export.vectors import ATOL, RTOL, read_vectors, write_vectors
 from tests.firmware.conftest import require_tool
 from tests.firmware.test_host_float_extensions import ext_model
 from tests.firmware.test_qemu import _nm, _require_tools

@@ -50,8 +50,8 @@ class Base:
 @functools.lru_cache(maxsize=1)
 def bases() -> tuple[Base, ...]:
     """Every base, built once per process (about a second; int8 calibrates on random streams)."""
-    from export.vectors import read_vectors, write_vectors
-    from runtime.model import load
+    from rnnedge.export.vectors import read_vectors, write_vectors
+    from rnnedge.runtime.model import load
     from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
     out = []

@@ -189,9 +189,9 @@ def _same_arrays(a: np.ndarray, b: np.ndarray) -> bool:
 def run_case(case: Case, workdir: str, mutated: tuple[bytes, str] | None = None) -> Result:
     """Write the mutated file into workdir under the name its kind has and judge what the reader does with it.
     `mutated`: (bytes, note) to judge instead of the case's own mutation (tests of the oracle itself)."""
-    from export.vectors import VectorsError, read_vectors
-    from runtime import load
-    from runtime.artifact import ArtifactError, read
+    from rnnedge.export.vectors import VectorsError, read_vectors
+    from rnnedge.runtime import load
+    from rnnedge.runtime.artifact import ArtifactError, read
 
     b = base(case.base)
     data, note = mutated if mutated is not None else case.mutate()[1:]

@@ -15,7 +15,7 @@ import json
 import numpy as np
 from safetensors.numpy import load
 
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 from tests.fuzz.jsontext import Pairs, Raw, dump, frame, pack, parse_header, split
 
 HUGE_INTS = (2**63, -(2**63), 2**64, 2**64 - 1, 2**31, 2**32, 3 * 10**8, 10**12, 10**18)

@@ -13,7 +13,7 @@ from safetensors.numpy import load
 from tests.fuzz.jsontext import pack, parse_header
 
 # metadata key of the seal -> (module holding DOMAIN, attribute)
-SEALS = {"rnnedge.sha256": "runtime.artifact", "rnnedge.vectors.sha256": "export.vectors"}
+SEALS = {"rnnedge.sha256": "rnnedge.runtime.artifact", "rnnedge.vectors.sha256": "rnnedge.export.vectors"}
 
 
 def reseal(data: bytes) -> tuple[bytes, str]:
@@ -21,7 +21,7 @@ def reseal(data: bytes) -> tuple[bytes, str]:
     or its tensors do not load."""
     import importlib
 
-    from runtime import sealed
+    from rnnedge.runtime import sealed
 
     parsed = parse_header(data)
     meta = parsed[0].get("__metadata__") if parsed else None

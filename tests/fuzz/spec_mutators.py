@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 from tests.fuzz.jsontext import Pairs, Raw, containers, dump, get_at, leaves, path_text, set_at
 from tests.fuzz.mutators import ENUMS, NUMBER_EDITS, STRING_EDITS, _meta, _mutated_key, _on_header, _ws, pick
 

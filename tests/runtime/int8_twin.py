@@ -27,8 +27,8 @@ from collections import Counter
 
 import numpy as np
 
-from runtime import file_tensors
-from runtime import spec as specs
+from rnnedge.runtime import file_tensors
+from rnnedge.runtime import spec as specs
 
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from export.vectors import VectorsError, read_vectors, write_vectors
-from runtime import artifact, file_tensors, sealed
-from runtime import spec as specs
-from runtime.artifact import ArtifactError
-from runtime.model import Model
+from rnnedge.export.vectors import VectorsError, read_vectors, write_vectors
+from rnnedge.runtime import artifact, file_tensors, sealed
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.artifact import ArtifactError
+from rnnedge.runtime.model import Model
 from tests.runtime.int8_twin import random_int8_tensors
 
 

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from runtime import spec as specs
+from rnnedge.runtime import spec as specs
 
 DENSE = {"version": 1, "input": {"kind": "dense", "features": 2, "mean": [0.0, 1.0], "std": [1.0, 2.0]},
          "layers": [{"cell": "gru", "hidden": 3, "activations": [{"fn": "hardsigmoid", "alpha": 0.2, "beta": 0.5},

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import runtime
-from runtime import ArtifactError
+from rnnedge import runtime
+from rnnedge.runtime import ArtifactError
 from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
 

@@ -9,7 +9,7 @@ from tests.helpers import make_model, make_spec, random_inputs, torch_forward, w
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "runtime", *map(str, args)], capture_output=True, text=True, check=False,
+    return subprocess.run([sys.executable, "-m", "rnnedge.runtime", *map(str, args)], capture_output=True, text=True, check=False,
                           timeout=300)
 
 
@@ -50,9 +50,9 @@ def test_rnnedge_run_help_explains_the_input_format():
 
 
 def test_rnnedge_run_runs_a_reverse_model_over_the_whole_sequence(tmp_path):
-    from runtime import artifact
-    from runtime import spec as specs
-    from runtime.model import Model
+    from rnnedge.runtime import artifact
+    from rnnedge.runtime import spec as specs
+    from rnnedge.runtime.model import Model
 
     spec = specs.validate({**make_spec("gru"), "layers": [{"cell": "gru", "hidden": 6, "reverse": True,
                                                            "linear_before_reset": False}]})

@@ -16,10 +16,10 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import helper
 
-from export.quantize import quantize_int8w
-from runtime import artifact
-from runtime import spec as specs
-from runtime.model import Model, load
+from rnnedge.export.quantize import quantize_int8w
+from rnnedge.runtime import artifact
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.model import Model, load
 
 F32_TOLERANCE = 1e-5
 # int8w: weights off by at most max|row| / 254; on these layers (hidden 5, weights ~N(0, 0.6), inputs ~N(0, 1.5),

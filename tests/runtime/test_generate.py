@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-import runtime
-from runtime.spec import SpecError, validate
+from rnnedge import runtime
+from rnnedge.runtime.spec import SpecError, validate
 from tests.helpers import bytes_allocated_in_runtime, make_model, make_spec, write_artifact
 
 CHARS = "abc d\n!"
@@ -147,7 +147,7 @@ def test_spec_validates_input_chars():
 
 def test_rnnedge_run_generate_prints_the_prompt_and_the_sampled_text(tmp_path):
     path = write_artifact(make_model(char_spec(), seed=3), tmp_path / "m.int8w.safetensors", "int8w")
-    args = [sys.executable, "-m", "runtime", path, "--generate", "ab\\nc", "--n", "25", "--top-k", "3",
+    args = [sys.executable, "-m", "rnnedge.runtime", path, "--generate", "ab\\nc", "--n", "25", "--top-k", "3",
             "--temperature", "0.8", "--seed", "7"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-import runtime
-from runtime.cli import main
+from rnnedge import runtime
+from rnnedge.runtime.cli import main
 from tests.helpers import make_model, make_spec, write_artifact
 
 CHARS = " \nabcdeéß—"  # an alphabet beyond ASCII: 2- and 3-byte UTF-8 characters

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import runtime
-from runtime import artifact
-from runtime import spec as specs
+from rnnedge import runtime
+from rnnedge.runtime import artifact
+from rnnedge.runtime import spec as specs
 from tests.helpers import (
     TOLERANCE,
     bytes_allocated_by_steps,

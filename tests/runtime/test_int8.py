@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
-import runtime
-from export.calibrate import calibrate
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
-from runtime import artifact, file_tensors
-from runtime import spec as specs
+from rnnedge import runtime
+from rnnedge.export.calibrate import calibrate
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import artifact, file_tensors
+from rnnedge.runtime import spec as specs
 from tests.helpers import (
     CALIBRATION_SEED,
     TOLERANCE,

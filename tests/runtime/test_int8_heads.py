@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
-from runtime import artifact
-from runtime import spec as specs
-from runtime.int8_math import gelu_q12
-from runtime.model import Model
+from rnnedge import runtime
+from rnnedge.runtime import artifact
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.int8_math import gelu_q12
+from rnnedge.runtime.model import Model
 from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 from tests.runtime.int8_twin import ALL_INT16, GELU_OF_INT16, Int8Twin, random_int8_tensors, saturating_dense_inputs
 

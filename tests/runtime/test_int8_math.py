@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.int8_math import (
+from rnnedge.runtime.int8_math import (
     CELL_POWER_MAX,
     CELL_POWER_MIN,
     INT32_MAX,
@@ -23,7 +23,7 @@ from runtime.int8_math import (
     tanh_of_cell_q15,
     tanh_q15,
 )
-from runtime.jit import kernel
+from rnnedge.runtime.jit import kernel
 
 N = 1_000_000
 ALL_INT16 = np.arange(-(2**15), 2**15, dtype=np.int64)

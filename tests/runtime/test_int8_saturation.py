@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
-from export.calibrate import calibrate
-from export.quantize_int8 import quantize_int8
-from export.weights import canonical_tensors
-from runtime import spec as specs
-from runtime.int8_math import quantize_multiplier
+from rnnedge import runtime
+from rnnedge.export.calibrate import calibrate
+from rnnedge.export.quantize_int8 import quantize_int8
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.int8_math import quantize_multiplier
+from rnnedge.train.model import RecurrentModel
 from tests.runtime.int8_twin import Int8Twin, random_int8_tensors
-from train.model import RecurrentModel
 
 Q12 = 4096  # 1.0 in Q3.12
 TERM_X, TERM_H, TERM_P = 12 * Q12, -5 * Q12, -4 * Q12  # the input, recurrent and peephole terms of every gate row

@@ -7,11 +7,11 @@ import functools
 import numpy as np
 import pytest
 
-import runtime
-from runtime import artifact
-from runtime.int8_math import SIGMOID_TABLE_Q16
-from runtime.model import Model
-from runtime.spec import CELLS, HEAD_ON
+from rnnedge import runtime
+from rnnedge.runtime import artifact
+from rnnedge.runtime.int8_math import SIGMOID_TABLE_Q16
+from rnnedge.runtime.model import Model
+from rnnedge.runtime.spec import CELLS, HEAD_ON
 from tests.helpers import make_spec, stream_all
 from tests.runtime import int8_twin
 from tests.runtime.int8_twin import Int8Twin, random_int8_tensors, saturating_dense_inputs

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
-import runtime
-from export.quantize import dequantize_rows, quantize_int8w
-from export.weights import canonical_tensors
-from runtime import ArtifactError, artifact, file_tensors
-from runtime import spec as specs
+from rnnedge import runtime
+from rnnedge.export.quantize import dequantize_rows, quantize_int8w
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime import ArtifactError, artifact, file_tensors
+from rnnedge.runtime import spec as specs
 from tests.helpers import (
     TOLERANCE,
     bytes_allocated_by_steps,

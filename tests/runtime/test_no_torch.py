@@ -30,7 +30,7 @@ def test_runtime_imports_and_streams_where_importing_torch_or_onnx_fails(tmp_pat
         else:
             raise SystemExit("the blocker did not work")
         import numpy as np
-        import runtime
+        from rnnedge import runtime
         m = runtime.load({str(path)!r})
         y = m.stream(1).step(np.full((1, 5), 0.25, np.float32))
         assert "torch" not in sys.modules and "onnx" not in sys.modules

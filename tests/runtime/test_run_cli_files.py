@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from runtime import cli, sniff
+from rnnedge.runtime import cli, sniff
 from tests.helpers import make_model, make_spec, random_inputs, torch_forward, write_artifact
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import cli
+from rnnedge.runtime import cli
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
 
 def run_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "runtime", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rnnedge.runtime", *map(str, args)], capture_output=True, text=True,
                           check=False, timeout=300, **kwargs)
 
 
@@ -60,14 +60,14 @@ def test_rnnedge_run_refuses_an_unknown_escape_in_the_prompt(dense_model):
 
 def test_rnnedge_run_into_a_closed_pipe_ends_quietly(dense_model):
     """`rnnedge-run MODEL INPUT | head -1`: the reader leaves early; no BrokenPipeError traceback."""
-    done = subprocess.run(f"{sys.executable} -m runtime {dense_model[0]} {dense_model[1]} | head -1", shell=True,
+    done = subprocess.run(f"{sys.executable} -m rnnedge.runtime {dense_model[0]} {dense_model[1]} | head -1", shell=True,
                           capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 1
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
 
 
 def test_rnnedge_run_reports_an_internal_error_with_a_log_and_exit_3(dense_model, monkeypatch, capsys):
-    import runtime
+    from rnnedge import runtime
 
     def broken(path):
         raise ZeroDivisionError("a bug inside rnnedge")
@@ -88,7 +88,7 @@ def test_rnnedge_run_refuses_a_file_that_is_not_a_weight_file(dense_model, tmp_p
 
 
 def test_ctrl_c_during_a_run_exits_130_in_one_line(dense_model, monkeypatch, capsys, tmp_path):
-    import runtime
+    from rnnedge import runtime
 
     def interrupted(path):
         raise KeyboardInterrupt

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from runtime import cli
+from rnnedge.runtime import cli
+from rnnedge.train.outputs import sha256_file
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
-from train.outputs import sha256_file
 
 
 @pytest.mark.parametrize("role", ["input", "model"])

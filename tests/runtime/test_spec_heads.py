@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import file_tensors
-from runtime import spec as specs
+from rnnedge.runtime import file_tensors
+from rnnedge.runtime import spec as specs
 from tests.helpers import make_spec
 
 

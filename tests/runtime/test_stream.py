@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-import runtime
+from rnnedge import runtime
 from tests.helpers import bytes_allocated_by_steps, make_model, make_spec, random_inputs, stream_all, write_artifact
 
 

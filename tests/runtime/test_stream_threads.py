@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
-from runtime import StreamInUseError
+from rnnedge import runtime
+from rnnedge.runtime import StreamInUseError
 from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
 HIDDEN = 256  # a step long enough (a 256 x 256 mat-vec, GIL released) that two threads overlap often

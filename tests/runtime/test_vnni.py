@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from runtime import vnni
-from runtime.kernels_int8 import gemv_int8, gemv_t_int8
+from rnnedge.runtime import vnni
+from rnnedge.runtime.kernels_int8 import gemv_int8, gemv_t_int8
 
 SHAPES = [(168, 512), (70, 192), (168, 128), (7, 5), (33, 40), (1, 16), (2, 1), (128, 17), (3, 33)]
 PATHS = [pytest.param((vnni.pack_vnni, vnni.gemv_t_vnni), id="avx512_vnni",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.cli import main
+from rnnedge.train.cli import main
 
 # Crops of 14 steps from sequences of 10..30 steps: 311 crops, some shorter than 14, in 10 batches of 31 (sliced
 # 16/15 over 2 ranks, with different counts of scored steps) and a last batch of 1 (rank 1's slice is empty).
@@ -29,7 +29,7 @@ TORCHRUN_SECONDS = 180  # a hung rank fails the test instead of the CI job
 
 def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "train",
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "rnnedge.train",
                            *args], check=False, capture_output=True, text=True, env=env,
                           timeout=TORCHRUN_SECONDS)
 

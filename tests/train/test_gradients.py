@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from train import gradients as g
-from train.cli import main
+from rnnedge.train import gradients as g
+from rnnedge.train.cli import main
 
 T, HIDDEN, UPDATES, LR = 30, 16, 1000, 1e-2
 

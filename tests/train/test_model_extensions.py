@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.weights import canonical_tensors, torch_names
-from runtime import spec as specs
+from rnnedge.export.weights import canonical_tensors, torch_names
+from rnnedge.runtime import spec as specs
+from rnnedge.train.checkpoint import load_checkpoint, save_checkpoint
+from rnnedge.train.model import ACTIVATION_FUNCTIONS, OnnxLayer, RecurrentModel
 from tests.helpers import make_spec, random_inputs
-from train.checkpoint import load_checkpoint, save_checkpoint
-from train.model import ACTIVATION_FUNCTIONS, OnnxLayer, RecurrentModel
 
 EXACT = 1e-10  # float64 torch vs float64 NumPy: the same sums, in a different order
 

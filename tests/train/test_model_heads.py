@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.weights import canonical_tensors, torch_names
-from runtime import spec as specs
+from rnnedge.export.weights import canonical_tensors, torch_names
+from rnnedge.runtime import spec as specs
+from rnnedge.train.checkpoint import load_checkpoint, save_checkpoint
+from rnnedge.train.metrics import task_metric
+from rnnedge.train.model import RecurrentModel
 from tests.helpers import make_model, make_spec, random_inputs
-from train.checkpoint import load_checkpoint, save_checkpoint
-from train.metrics import task_metric
-from train.model import RecurrentModel
 
 EXACT = 1e-10  # float64 torch vs float64 NumPy
 _erf = np.vectorize(math.erf)

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from train import outputs
-from train.outputs import MANIFEST, MANIFEST_PENDING, Folder, OutputFolderError, Staging
+from rnnedge.train import outputs
+from rnnedge.train.outputs import MANIFEST, MANIFEST_PENDING, Folder, OutputFolderError, Staging
 
 
 def staged(folder, command=outputs.EXPORT, files=None, **kwargs):

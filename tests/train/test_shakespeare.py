@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from runtime.spec import validate
-from train.data import SHAKESPEARE_BLOCK, SHAKESPEARE_NPZ, SHAKESPEARE_SEQUENCE, SequenceData, load_dataset
-from train.loop import TrainConfig, default_spec, train
-from train.metrics import higher_is_better, metric_name, task_metric
+from rnnedge.runtime.spec import validate
+from rnnedge.train.data import SHAKESPEARE_BLOCK, SHAKESPEARE_NPZ, SHAKESPEARE_SEQUENCE, SequenceData, load_dataset
+from rnnedge.train.loop import TrainConfig, default_spec, train
+from rnnedge.train.metrics import higher_is_better, metric_name, task_metric
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_bits_per_character_on_a_toy_example():
 
 
 def test_export_pass_rule_reads_percent_of_the_float_bpc():
-    from export.rules import criterion
+    from rnnedge.export.rules import criterion
 
     rule = criterion("int8", 1e-5, {"name": "bpc", "value": 2.0})
     assert rule.describe() == "bpc at most 1% above the PyTorch model's"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train import splits
-from train.checkpoint import load_split
-from train.cli import main as train_main
-from train.data import load_dataset
+from rnnedge.train import splits
+from rnnedge.train.checkpoint import load_split
+from rnnedge.train.cli import main as train_main
+from rnnedge.train.data import load_dataset
 
 N, T, F = 40, 5, 2
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-import runtime
+from rnnedge import runtime
+from rnnedge.train.data import CO2_NPZ, CO2_WEEKS, CO2_WINDOW, load_dataset
+from rnnedge.train.forecast import check_forecaster, forecast, main, multistep_rmse
+from rnnedge.train.loop import default_spec, normalisation
 from tests.helpers import make_model, write_artifact
-from train.data import CO2_NPZ, CO2_WEEKS, CO2_WINDOW, load_dataset
-from train.forecast import check_forecaster, forecast, main, multistep_rmse
-from train.loop import default_spec, normalisation
 
 
 @pytest.fixture(scope="module")

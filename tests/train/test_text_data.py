@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from runtime.spec import validate
+from rnnedge.runtime.spec import validate
+from rnnedge.train.checkpoint import load_checkpoint
+from rnnedge.train.cli import main
+from rnnedge.train.data import load_dataset
+from rnnedge.train.splits import FRACTIONS as SPLIT_FRACTIONS
+from rnnedge.train.text_data import MAX_CHARS, MIN_SEQUENCE
 from tests.helpers import write_artifact
-from train.checkpoint import load_checkpoint
-from train.cli import main
-from train.data import load_dataset
-from train.splits import FRACTIONS as SPLIT_FRACTIONS
-from train.text_data import MAX_CHARS, MIN_SEQUENCE
 
 # 58 characters a line, non-ASCII included; 12 distinct lines so that the held-out end is text of its own
 LINES = [f"Ligne {i:02d}: l'été à Straße — naïve café, über {chr(ord('a') + i) * 3}.\n" for i in range(12)]
@@ -95,7 +95,7 @@ def test_a_character_model_trained_on_utf8_text_generates_text_of_its_alphabet_f
     assert validate(model.spec)["input"]["chars"] == "".join(sorted(set(TEXT)))
     for precision in ("f32", "int8"):
         artifact = write_artifact(model, tmp_path / f"model.{precision}.safetensors", precision)
-        done = subprocess.run([sys.executable, "-m", "runtime", artifact, "--generate", "été — ß", "--n", "50"],
+        done = subprocess.run([sys.executable, "-m", "rnnedge.runtime", artifact, "--generate", "été — ß", "--n", "50"],
                               capture_output=True, check=False, timeout=300)
         assert done.returncode == 0, done.stderr.decode()
         printed = done.stdout.decode("utf-8")

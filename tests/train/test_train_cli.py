@@ -1,4 +1,4 @@
-"""rnnedge-train / python -m train."""
+"""rnnedge-train / python -m rnnedge.train."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from train.cli import main
+from rnnedge.train.cli import main
 
 
 def test_cli_trains_a_synthetic_set_and_says_where_it_wrote(tmp_path, capsys):
@@ -41,5 +41,5 @@ def test_cli_rejects_nonsense_options_with_exit_code_2(capsys, argv, says):
 
 
 def test_python_dash_m_train_prints_help():
-    done = subprocess.run([sys.executable, "-m", "train", "--help"], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-m", "rnnedge.train", "--help"], capture_output=True, text=True, check=True)
     assert "--clip-grad-norm" in done.stdout and "watch" in done.stdout

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from train import cli, loop, user_data
-from train.data import load_dataset
+from rnnedge.train import cli, loop, user_data
+from rnnedge.train.data import load_dataset
 
 TINY = ["--epochs", "1", "--hidden", "4", "--batch-size", "8"]
 
@@ -133,7 +133,7 @@ def test_a_data_path_that_is_not_a_regular_file_is_refused_without_reading_it(tm
     else:
         target.symlink_to("/dev/zero")
     # a subprocess with a timeout: a reader blocked on the FIFO would otherwise hang the test run
-    done = subprocess.run([sys.executable, "-m", "train", str(target), "--out", str(tmp_path / "out"), *TINY],
+    done = subprocess.run([sys.executable, "-m", "rnnedge.train", str(target), "--out", str(tmp_path / "out"), *TINY],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
     assert "not a regular file" in done.stderr and str(target) in done.stderr

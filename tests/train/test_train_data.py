@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from train.data import SYNTHETIC, WATCH_SUBJECTS, SequenceData, load_dataset
-from train.loop import TrainConfig, default_spec, train
+from rnnedge.train.data import SYNTHETIC, WATCH_SUBJECTS, SequenceData, load_dataset
+from rnnedge.train.loop import TrainConfig, default_spec, train
 
 
 def _valid(data):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.checkpoint import load_checkpoint
-from train.data import load_dataset
-from train.loop import MIN_LR_FRACTION, TrainConfig, default_spec, evaluate, normalisation, predict, train
+from rnnedge.train.checkpoint import load_checkpoint
+from rnnedge.train.data import load_dataset
+from rnnedge.train.loop import MIN_LR_FRACTION, TrainConfig, default_spec, evaluate, normalisation, predict, train
 
 FAST = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "patience": 10, "progress": False}
 

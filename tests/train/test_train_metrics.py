@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.metrics import higher_is_better, metric_name, task_metric
+from rnnedge.train.metrics import higher_is_better, metric_name, task_metric
 
 
 def test_accuracy_of_last_step_scores_counts_argmax_hits_in_percent():

@@ -8,9 +8,9 @@ import os
 
 import numpy as np
 
-from export import cli as export_cli
-from train import cli, outputs
-from train.outputs import sha256_file
+from rnnedge.export import cli as export_cli
+from rnnedge.train import cli, outputs
+from rnnedge.train.outputs import sha256_file
 
 TINY = ["--epochs", "1", "--hidden", "4", "--cell", "gru"]
 
