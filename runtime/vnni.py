@@ -28,6 +28,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import kernel
+from rnnedge.runtime.kernels_int8 import gemv_t_int8 as gemv_t_portable  # the portable path is today's loop
 
 LANES = 16  # int32 lanes of one zmm register
 GROUP = 4  # blocks advanced together: independent accumulator chains hide the instruction's latency
@@ -153,24 +154,6 @@ def gemv_t_vnni(acc, wp, v):
         for b in range(full):
             _odd_input(acc, wp, v, b)
     _blocks_portable(acc, wp, v, full)
-
-
-@kernel
-def gemv_t_portable(acc, w_t, v):
-    """acc (N,) int32 += w_t^T @ v for w_t (K, N) int8 (pack_portable), four input rows per pass, lanes across N."""
-    K, N = w_t.shape
-    k = 0
-    while k + 4 <= K:
-        v0, v1, v2, v3 = np.int32(v[k]), np.int32(v[k + 1]), np.int32(v[k + 2]), np.int32(v[k + 3])
-        w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
-        for i in range(N):
-            acc[i] += (np.int32(w0[i]) * v0 + np.int32(w1[i]) * v1
-                       + np.int32(w2[i]) * v2 + np.int32(w3[i]) * v3)
-        k += 4
-    for r in range(k, K):
-        vr, wr = np.int32(v[r]), w_t[r]
-        for i in range(N):
-            acc[i] += np.int32(wr[i]) * vr
 
 
 KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"

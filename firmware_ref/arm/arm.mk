@@ -42,7 +42,7 @@ ARM_LDFLAGS ?= -nostdlib -nostartfiles -T $(ARM_DIR)/mps2.ld -Wl,--gc-sections \
   -Wl,--defsym=__stack_size=$(ARM_STACK_SIZE)
 
 ARM_RUNTIME_SRCS := $(ARM_DIR)/startup.S $(ARM_DIR)/semihost.c
-ARM_RUNTIME_DEPS := $(ARM_RUNTIME_SRCS) $(ARM_DIR)/semihost.h $(ARM_DIR)/mps2.ld $(ARM_DIR)/arm.mk
+ARM_RUNTIME_DEPS := $(ARM_RUNTIME_SRCS) $(ARM_DIR)/semihost.h $(ARM_DIR)/semihost_io.inc $(ARM_DIR)/mps2.ld $(ARM_DIR)/arm.mk
 
 # $(call arm_image,NAME,BOARD,C_SOURCES,EXTRA_CFLAGS[,EXTRA_DEPS])
 # One compile+link command per image (sources are few and small); it is redone when a source, a

@@ -42,7 +42,7 @@ RISCV_LDFLAGS ?= -nostartfiles -T $(RISCV_DIR)/virt.ld -Wl,--gc-sections \
 RISCV_SOFT_FLOAT := ' __(add|sub|mul|div|neg|eq|ne|lt|le|gt|ge|unord)[sd]f[23]$$| __(fix|fixuns)[sd]f[sd]i$$| __float(un)?[sd]i[sd]f$$| __(extendsfdf2|truncdfsf2)$$'
 
 RISCV_RUNTIME_SRCS := $(RISCV_DIR)/startup.S $(RISCV_DIR)/semihost.c
-RISCV_RUNTIME_DEPS := $(RISCV_RUNTIME_SRCS) $(RISCV_DIR)/semihost.h $(RISCV_DIR)/virt.ld $(RISCV_DIR)/riscv.mk
+RISCV_RUNTIME_DEPS := $(RISCV_RUNTIME_SRCS) $(RISCV_DIR)/semihost.h $(RISCV_DIR)/../arm/semihost_io.inc $(RISCV_DIR)/virt.ld $(RISCV_DIR)/riscv.mk
 
 # $(call riscv_image,NAME,C_SOURCES,EXTRA_CFLAGS[,EXTRA_DEPS]): one compile+link command per image, as arm.mk
 define riscv_image

@@ -3,14 +3,6 @@
 
 #include <stdint.h>
 
-/* ARM semihosting operation numbers (Semihosting for AArch32 and AArch64, v3.0; the RISC-V binding reuses them) */
-#define SYS_WRITEC 0x03
-#define SYS_WRITE0 0x04
-#define SYS_EXIT 0x18
-#define SYS_EXIT_EXTENDED 0x20
-#define ADP_Stopped_ApplicationExit 0x20026u
-#define ADP_Stopped_RunTimeErrorUnknown 0x20023u
-
 /* The RISC-V semihosting trap: ebreak between two hint instructions, all three uncompressed (norvc) and in one
  * page (the 16-byte alignment), or QEMU takes it for a plain breakpoint. a0 = operation, a1 = argument. */
 static uint32_t sh_call(uint32_t op, const void *arg)
@@ -30,81 +22,7 @@ static uint32_t sh_call(uint32_t op, const void *arg)
     return a0;
 }
 
-void sh_puts(const char *s) { (void)sh_call(SYS_WRITE0, s); }
-
-void sh_putc(char c) { (void)sh_call(SYS_WRITEC, &c); }
-
-/* writes the digits of v backwards, ending at end (a '\0' first), returns the first character */
-static char *utoa_dec(uint32_t v, char *end)
-{
-    *--end = '\0';
-    do {
-        *--end = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0u);
-    return end;
-}
-
-void sh_put_u32(uint32_t v)
-{
-    char buf[12];
-    sh_puts(utoa_dec(v, buf + sizeof buf));
-}
-
-void sh_put_i32(int32_t v)
-{
-    char buf[12];
-    uint32_t mag = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
-    char *p = utoa_dec(mag, buf + sizeof buf);
-    if (v < 0) {
-        *--p = '-';
-    }
-    sh_puts(p);
-}
-
-void sh_put_i64(int64_t v)
-{
-    char buf[22];
-    char *p = buf + sizeof buf;
-    uint64_t mag = v < 0 ? 0u - (uint64_t)v : (uint64_t)v;
-    *--p = '\0';
-    do {
-        *--p = (char)('0' + (unsigned)(mag % 10u));
-        mag /= 10u;
-    } while (mag != 0u);
-    if (v < 0) {
-        *--p = '-';
-    }
-    sh_puts(p);
-}
-
-void sh_put_hex32(uint32_t v)
-{
-    static const char digits[] = "0123456789abcdef";
-    char buf[11];
-    int i;
-    buf[0] = '0';
-    buf[1] = 'x';
-    for (i = 0; i < 8; i++) {
-        buf[2 + i] = digits[(v >> (28 - 4 * i)) & 0xFu];
-    }
-    buf[10] = '\0';
-    sh_puts(buf);
-}
-
-void sh_exit(int code)
-{
-    /* SYS_EXIT_EXTENDED takes a parameter block {reason, subcode}; QEMU exits with subcode */
-    uint32_t block[2];
-    block[0] = ADP_Stopped_ApplicationExit;
-    block[1] = (uint32_t)code;
-    (void)sh_call(SYS_EXIT_EXTENDED, block);
-    /* fallback for hosts without the extension: 32-bit SYS_EXIT takes the reason itself (exit 0 or 1) */
-    (void)sh_call(SYS_EXIT, (const void *)(uintptr_t)(code == 0 ? ADP_Stopped_ApplicationExit
-                                                                  : ADP_Stopped_RunTimeErrorUnknown));
-    for (;;) {
-    }
-}
+#include "../arm/semihost_io.inc" /* sh_puts, sh_putc, sh_put_*, sh_exit on this sh_call */
 
 /* csrr: gcc 12 built for rv32imac (the multilib picolibc has) leaves Zicsr out of the assembler's ISA string */
 #define CSR_READ(csr, out) \
