@@ -1,0 +1,85 @@
+"""Kernels compiled for one loaded model: generated numba source, kept in a cache folder so a process starts warm.
+
+A specialised step knows its model when it is compiled: cells, sizes, offsets and flags are literals in the
+source, so LLVM sees fixed loop bounds and no table reads, and a step passes one or two arrays. The generators
+(one per precision) write Python source text; `load_source` puts it in the cache folder under a name that is
+the SHA-256 of the text and imports it, so numba's own cache (`cache=True`) sits beside it in `__pycache__`
+and a second process (or a device after `rnnedge compile`) loads machine code instead of compiling.
+
+    module = load_source("lstm_int8w", source)   # the module; its @njit functions compile on first call
+
+The cache folder: $RNNEDGE_CACHE_DIR, else $XDG_CACHE_HOME/rnnedge/kernels, else ~/.cache/rnnedge/kernels.
+A file is written once (to a temporary name, then renamed), never rewritten: numba keys its cache on the
+source file's modification time, so rewriting an unchanged file would throw the compiled code away. Where the
+folder cannot be written, the source goes to a private temporary folder for this process (it still runs,
+compiled each time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+SOURCE_VERSION = 1  # part of every file's hash: bump when a generator's output changes meaning
+
+
+def cache_dir() -> Path:
+    """Where generated kernels and their compiled code live (see the module docstring)."""
+    explicit = os.environ.get("RNNEDGE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rnnedge" / "kernels"
+
+
+_fallback: Path | None = None
+
+
+def _writable_dir() -> Path:
+    global _fallback
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    except OSError:
+        pass
+    if _fallback is None:
+        _fallback = Path(tempfile.mkdtemp(prefix="rnnedge-kernels-"))
+    return _fallback
+
+
+def source_path(stem: str, source: str) -> Path:
+    """The file `source` is (or would be) kept in: <cache>/<stem>_<sha256 prefix>.py."""
+    digest = hashlib.sha256(f"{SOURCE_VERSION}\n{source}".encode()).hexdigest()[:24]
+    return _writable_dir() / f"{stem}_{digest}.py"
+
+
+def load_source(stem: str, source: str):
+    """Import the generated module holding `source` (written to the cache folder first if it is not there)."""
+    path = source_path(stem, source)
+    name = f"rnnedge_generated.{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if not path.is_file() or path.read_text() != source:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(source)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
