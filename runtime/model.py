@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from rnnedge.runtime import artifact
+from rnnedge.runtime import artifact, fused
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.kernels_f32 import (
     BAD_TOKEN,
@@ -99,7 +99,14 @@ class Model:
     @property
     def nbytes(self) -> int:
         """Bytes of weights and tables the model holds (shared by all its streams)."""
-        return self.layout.nbytes + (0 if self.initial_state is None else self.initial_state.nbytes)
+        step = fused.specialised(self)
+        extra = 0 if step is None else sum(w.nbytes for w in step.weights if not _shares_layout(w, self.layout))
+        return self.layout.nbytes + extra + (0 if self.initial_state is None else self.initial_state.nbytes)
+
+    @property
+    def kernel_info(self) -> dict:
+        """Which step runs here: {"step": "specialised" | "generic", ...} (runtime/fused.py)."""
+        return fused.kernel_info(self)
 
     def stream(self, batch: int = 1) -> Stream:
         """A stream of `batch` independent sequences, advanced one time step per `step()` call.
@@ -353,15 +360,26 @@ class Stream:
             else:
                 self._weights = (lay.blob, lay.table)
                 kernels = (model_step_dense_f32, model_step_tokens_f32)
-        # every layer's h (and c): float32, or int32 holding int16 values (int8)
-        self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
-        self._reset_state()
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
             self._kernel = kernels[0]
         else:
             self._x_shape, self._x_dtype = (batch,), np.dtype(np.int64)
             self._kernel = kernels[1]
+        step = fused.specialised(model)
+        if step is not None:
+            self._kernel, self._weights = step.kernel, step.weights
+            extra = step.scratch(batch) - lay.scratch_size
+            if extra > 0:  # the same buffer, longer: y and state stay where the generic kernels keep them
+                self._buf = np.concatenate([self._buf, np.zeros(extra, dtype=self._buf.dtype)])
+                if model.precision != "int8":
+                    self.y = self._buf[:n_y].reshape(batch, model.out)
+                else:
+                    self.logits_q = self._buf[:n_y].reshape(batch, model.out)
+                self._args = (self.y, self._buf) if model.precision == "int8" else (self._buf,)
+        # every layer's h (and c): float32, or int32 holding int16 values (int8)
+        self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
+        self._reset_state()
 
     @property
     def nbytes(self) -> int:
@@ -463,6 +481,11 @@ def _non_finite_message(x: np.ndarray, where: tuple | None, mean: np.ndarray, st
     return (f"{at} = {value:g} is finite, but its normalised value (x - mean) / std = ({value:g} - {mean[f]:g}) / "
             f"{std[f]:g} overflows float32 (|x| up to {np.finfo(np.float32).max:g}); such an input is refused, as it "
             "would turn the state into NaN")
+
+
+def _shares_layout(w: np.ndarray, lay) -> bool:
+    """Whether a specialised step's weight array is one of the layout's own (counted once in nbytes)."""
+    return any(w is a for a in (lay.blob, lay.qblob, lay.iblob, lay.table))
 
 
 def _initial_state(model: Model) -> np.ndarray | None:

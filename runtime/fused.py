@@ -1,0 +1,54 @@
+"""Which step a stream runs: a step compiled for the loaded model (runtime/specialize.py) where a generator for
+the model's precision can build one, else the generic kernels that read the layout's tables.
+
+    step = specialised(model)      # a Specialised, or None: the generic kernels serve this model
+    model.kernel_info              # what runs here, for people (rnnedge inspect) and tests
+
+A generator (one per precision, registered in GENERATORS) takes a Model and returns a Specialised or None (a
+model part it does not cover: the generic kernels then run it, and `kernel_info` says why). Its kernel is called
+exactly as the generic one is, `kernel(*stream_args, x, *weights) -> status`, on the same stream buffers: the
+state sits where the layout puts it (so reset, `stream.state` and run() read it alike); a kernel that needs more
+working memory than the layout's scratch says so in `scratch(batch)`. RNNEDGE_SPECIALISE=0 turns it off
+(the generic kernels run everything), for comparisons and for a fault in a generated kernel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Specialised:
+    kernel: Callable  # kernel(*stream_args, x, *weights) -> 0 or the kernels' BAD_VALUE / BAD_TOKEN
+    weights: tuple  # the arrays passed after x, packed for this kernel (shared, read-only)
+    scratch: Callable[[int], int]  # batch -> elements of the stream buffer's scratch part the kernel needs
+    info: dict  # what kernel_info shows: {"path": ..., "source": ...} and anything a person should know
+
+
+# precision -> generator(model) -> Specialised | None; each generator module registers itself here
+GENERATORS: dict[str, Callable] = {}
+
+
+def enabled() -> bool:
+    return os.environ.get("RNNEDGE_SPECIALISE", "1") != "0"
+
+
+def specialised(model) -> Specialised | None:
+    """The model's specialised step, built once per model (None: the generic kernels run it)."""
+    if "_specialised" not in model.__dict__:
+        generator = GENERATORS.get(model.precision) if enabled() else None
+        model.__dict__["_specialised"] = generator(model) if generator is not None else None
+    return model.__dict__["_specialised"]
+
+
+def kernel_info(model) -> dict:
+    """{"step": "specialised" | "generic", "precision": ..., plus the specialised step's own facts}."""
+    step = specialised(model)
+    if step is None:
+        reason = ("RNNEDGE_SPECIALISE=0" if not enabled() else
+                  "no specialised step for this precision yet" if model.precision not in GENERATORS else
+                  "a model part the specialised step does not cover")
+        return {"step": "generic", "precision": model.precision, "why": reason}
+    return {"step": "specialised", "precision": model.precision, **step.info}
