@@ -25,6 +25,7 @@ import onnx
 import torch
 from safetensors.torch import save_file
 
+from benchmarks import bench_f32
 from benchmarks.workloads import dense_inputs
 from rnnedge.export.calibrate import calibrate, calibration_slice
 from rnnedge.export.onnx_graphs import build_sequence_graph, build_step_graph
@@ -42,19 +43,13 @@ CALIBRATION_SEED = 2  # != the measured inputs' seed (0)
 
 
 def workload_specs() -> dict[str, dict]:
-    """kws and har as in benchmarks.bench_f32; seed: a bidirectional 2-layer tanh RNN classifying T=200 steps."""
-    kws_input, har_input, seed_input = dense_inputs(40, 6, 16)
-    return {
-        "kws": {"version": 1, "input": kws_input,
-                "layers": [{"cell": "lstm", "hidden": 128, "bidirectional": False}],
-                "head": {"out": 12, "on": "every_step", "activation": "none"}, "task": "classify"},
-        "har": {"version": 1, "input": har_input,
-                "layers": [{"cell": "gru", "hidden": 64, "bidirectional": False}] * 2,
-                "head": {"out": 6, "on": "every_step", "activation": "none"}, "task": "classify"},
-        "seed": {"version": 1, "input": seed_input,
-                 "layers": [{"cell": "rnn_tanh", "hidden": 64, "bidirectional": True}] * 2,
-                 "head": {"out": 10, "on": "last_step", "activation": "none"}, "task": "classify"},
-    }
+    """kws and har as benchmarks.bench_f32 builds them; seed: a bidirectional 2-layer tanh RNN classifying T=200
+    steps (its input statistics drawn third from the same generator, after kws's and har's)."""
+    seed_input = dense_inputs(40, 6, 16)[2]
+    return {**bench_f32.workload_specs(),
+            "seed": {"version": 1, "input": seed_input,
+                     "layers": [{"cell": "rnn_tanh", "hidden": 64, "bidirectional": True}] * 2,
+                     "head": {"out": 10, "on": "last_step", "activation": "none"}, "task": "classify"}}
 
 
 def raw_inputs(spec: dict, batch: int, steps: int, seed: int) -> np.ndarray:
