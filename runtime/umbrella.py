@@ -1,4 +1,4 @@
-"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,inspect,eval} ...`.
+"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,compile,inspect,eval} ...`.
 
 It lives in runtime/ because runtime/ is the one package a device install (no `train` extra) is sure to run, and it
 imports nothing beyond the stdlib until it knows the command: `rnnedge --version` and `rnnedge run` never load
@@ -28,6 +28,7 @@ COMMANDS = {
     "export": ("rnnedge.export.cli", "export a checkpoint or an ONNX file to ONNX, weight files and C, proving parity",
                ("torch", "onnx", "onnxruntime")),
     "run": ("rnnedge.runtime.cli", "stream an input file through a weight file one step per call, or generate text", ()),
+    "compile": ("rnnedge.runtime.compile_cmd", "compile the kernels a weight file runs, once, so a device starts warm", ()),
     "inspect": ("rnnedge.runtime.inspect_file", "describe a weight file, ONNX file or checkpoint before deploying it", ()),
     "eval": ("rnnedge.export.fleet", "measure a weight file against its f32 file over a folder of recordings (Ray: --ray)", ()),
 }
