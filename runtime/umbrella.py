@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(name: str, argv: list[str], prog: str) -> int:
     """Import the command's module and run its main(argv); a missing training extra is one line and exit 2."""
     module_name, _, needs = COMMANDS[name]
-    missing = [module for module in needs if not _importable(module)]
+    missing = [module for module in needs if not importable(module)]
     if missing:
         return _needs_extra(prog, missing[0])
     try:
@@ -101,7 +101,7 @@ def run_command(name: str, argv: list[str], prog: str) -> int:
     return module.main(argv)
 
 
-def _importable(module: str) -> bool:
+def importable(module: str) -> bool:
     """Whether `module` can be found, without importing it. A finder that refuses it (ImportError) counts as
     missing, as it would when the command imported it."""
     try:
