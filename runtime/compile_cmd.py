@@ -1,7 +1,7 @@
 """`rnnedge compile MODEL [MODEL ...]`: compile, once, the kernels each model runs, so a deployed device starts warm.
 
 numba compiles a kernel the first time it is called and keeps the machine code in a cache folder; a process that
-finds it there loads it in milliseconds instead of compiling for seconds. This command calls, on harmless inputs
+finds it there loads it in a fraction of a second instead of compiling for many. This command calls, on harmless inputs
 (zeros, token 0), exactly what a device calls: a stream's step at batch 1 and batch 2 (the model's specialised
 step where runtime/fused.py builds one, else the generic kernels), run() on a short sequence, and generate()'s
 sampler for a token generator. Whatever the model runs is compiled; nothing else is.
@@ -13,8 +13,8 @@ Where the compiled code goes: numba's cache ($NUMBA_CACHE_DIR, else __pycache__ 
 is writable, else numba's per-user cache) and, for kernels generated for one model, runtime/specialize.py's
 folder ($RNNEDGE_CACHE_DIR, else ~/.cache/rnnedge/kernels). --cache-dir DIR sets both to DIR; a device then runs
 with RNNEDGE_CACHE_DIR=DIR and NUMBA_CACHE_DIR=DIR. numba keys its cache on the kernel's source file (its path and
-modification time) and on the CPU it compiled for, so compile on the device, or on an image of it (same install
-path, same CPU model).
+modification time) and on the CPU it compiled for, so compile on the device, or on an image of it (the same install
+path, files copied with their times, the same CPU model).
 
 Exit status (runtime/command.py): 0 compiled, 2 bad input (a file that is no rnnedge weight file, or a --cache-dir
 that cannot be used: one line naming it; nothing is compiled), 3 an internal error, 130 interrupted.
