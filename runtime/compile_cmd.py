@@ -154,7 +154,7 @@ def print_facts(path: str, model, done: dict, quiet: bool) -> None:
     info = model.kernel_info
     step = info["step"] + (f" ({info['why']})" if "why" in info else "")
     print(f"{path}: {model.precision}, {step} step")
-    print(f"  compiled   {done['compiled']} kernel signature(s) and loaded {done['loaded']} from the cache in "
+    print(f"  compiled   {done['compiled']} numba kernel(s), loaded {done['loaded']} from the cache, in "
           f"{done['seconds']:.2f} s, calling {', '.join(done['calls'])}")
     folders = ", ".join(done["folders"]) or "none touched (every kernel was already in this process)"
     print(f"  numba      {folders}")
