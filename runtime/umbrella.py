@@ -28,9 +28,11 @@ COMMANDS = {
     "export": ("rnnedge.export.cli", "export a checkpoint or an ONNX file to ONNX, weight files and C, proving parity",
                ("torch", "onnx", "onnxruntime")),
     "run": ("rnnedge.runtime.cli", "stream an input file through a weight file one step per call, or generate text", ()),
-    "compile": ("rnnedge.runtime.compile_cmd", "compile the kernels a weight file runs, once, so a device starts warm", ()),
+    "compile": ("rnnedge.runtime.compile_cmd",
+                "compile the kernels a weight file runs, once, so a device starts warm", ()),
     "inspect": ("rnnedge.runtime.inspect_file", "describe a weight file, ONNX file or checkpoint before deploying it", ()),
-    "eval": ("rnnedge.export.fleet", "measure a weight file against its f32 file over a folder of recordings (Ray: --ray)", ()),
+    "eval": ("rnnedge.export.fleet",
+             "measure a weight file against its f32 file or model.pt over a folder of recordings (Ray: --ray)", ()),
 }
 TRAIN_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript", "tqdm", "matplotlib")  # pyproject.toml's `train` extra
 ROOT = Path(__file__).resolve().parents[1]

@@ -86,8 +86,8 @@ assert "torch" not in sys.modules and "onnx" not in sys.modules
 print("ok", len(out), model.out)
 """
     env = {"PYTHONPATH": str(device), "PATH": "/usr/bin:/bin", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    run = subprocess.run([sys.executable, "-c", script], check=False, cwd=project, capture_output=True, text=True, env=env,
-                         timeout=600)
+    run = subprocess.run([sys.executable, "-c", script], check=False, cwd=project, capture_output=True, text=True,
+                         env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("ok 3")
     assert np.isfinite(float(run.stdout.split()[2]))

@@ -60,8 +60,8 @@ def test_rnnedge_without_a_command_lists_every_command_and_exits_2():
 def test_rnnedge_refuses_an_unknown_command_in_one_line(capsys):
     assert umbrella.main(["deploy"]) == 2
     err = capsys.readouterr().err
-    assert err == ("rnnedge: error: unknown command 'deploy'; the commands are train, export, run, compile, inspect, eval "
-                   "(`rnnedge --help` describes them)\n")
+    assert err == ("rnnedge: error: unknown command 'deploy'; the commands are train, export, run, compile, inspect, "
+                   "eval (`rnnedge --help` describes them)\n")
 
 
 @pytest.mark.parametrize("name", ["train", "export", "run", "compile", "inspect"])
