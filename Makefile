@@ -6,10 +6,10 @@ OUT ?= artifacts/watch
 
 .PHONY: setup demo test bench bench-f32 bench-firmware bench-streaming lint fuzz clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml train/bundled/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,scale]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,scale]' -e ./train/bundled
 	touch $@
 
 setup: $(VENV)/.installed

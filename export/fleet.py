@@ -7,6 +7,9 @@
 The reference is the f32 weight file of the same export folder (model.f32.safetensors beside ARTIFACT, or
 --reference FILE): the float model in numpy and numba, so eval runs on a device install without torch, and the
 export already proved that file equal to the PyTorch model (its report's runtime_stream row, by the float rule).
+Or the PyTorch model itself, --reference model.pt (rnnedge train's checkpoint; needs the `train` extra,
+export/fleet_torch.py): compared as export compares, and an f32 artifact then also passes within FLOOR_FACTOR of
+PyTorch float32's own error against float64 on the recording (export/rules.py).
 
 Each recording is one file in RECORDINGS (a folder, read in the order of its sorted file names):
     .npy  (T, F) or (B, T, F) float for a dense model, (T,) or (B, T) token ids (runtime/cli.py's reader)
@@ -17,13 +20,14 @@ that cannot stream, bidirectional or reverse, is run over whole sequences instea
 (tests/runtime: stepping equals run() at every t), but stepping is what the fleet does.
 
 The verdict is the artifact precision's rule without a data set (export/rules.py criterion): int8w and int8 by
-their max abs bound, f32 by the float rule against the reference file. Each recording gets its own verdict; the
+their max abs bound, f32 by the float rule against the reference. Each recording gets its own verdict; the
 report passes when all do. With --ray the recordings are evaluated by Ray Data workers (export/fleet_ray.py), each
 loading the two models once; the rows are gathered, sorted by recording, and aggregated by the same code, so the
 report equals the serial one except for report["run"] (engine, workers, seconds).
 
 Exit status (runtime/command.py): 0 every recording passes, 1 one fails (the report is still written), 2 bad input
-(one line naming the file), 3 an internal error, 130 interrupted.
+(one line naming the file; a model.pt reference without torch installed: one line naming the extra), 3 an
+internal error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from rnnedge.export import rules
 from rnnedge.runtime import sniff
 from rnnedge.runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
 from rnnedge.runtime.options import RawHelpFormatter
+from rnnedge.runtime.umbrella import TRAIN_EXTRA, importable
 from rnnedge.train import outputs
 from rnnedge.train.metrics import CLASS_TASKS
 
@@ -57,21 +62,62 @@ class FleetInputError(ValueError):
     """An artifact, reference or recording eval refuses; the message names the file."""
 
 
+class NeedsTrainExtra(FleetInputError):
+    """--reference model.pt where torch is not installed."""
+
+
 @dataclass
 class Pair:
     """The artifact, its reference and the rule judging one against the other; loaded once per process."""
 
     artifact: object  # runtime.Model
-    reference: object  # runtime.Model
+    reference: object  # runtime.Model, or a fleet_torch.TorchReference (--reference model.pt)
     rule: rules.Criterion
 
     @classmethod
     def load(cls, artifact: str, reference: str, tolerance: float = DEFAULT_TOLERANCE) -> Pair:
-        got, want = load_weights(artifact, "ARTIFACT"), load_weights(reference, "--reference")
+        got, want = load_weights(artifact, "ARTIFACT"), load_reference(reference)
         if json.dumps(got.spec, sort_keys=True) != json.dumps(want.spec, sort_keys=True):
             raise FleetInputError(f"{artifact} and its reference {reference} hold different models (their specs "
-                                  "differ); the reference must be an export of the same model")
+                                  "differ); the reference must be the same model or an export of it")
         return cls(got, want, rules.criterion(got.precision, tolerance, None))
+
+    @property
+    def pytorch(self) -> bool:
+        return self.reference.precision == "pytorch"
+
+    def reference_outputs(self, X: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """The reference's outputs for X, and PyTorch float32's error against float64 on X (None: a weight file)."""
+        if self.pytorch:
+            return self.reference.outputs(X)
+        return outputs_of(self.reference, X), None
+
+    def describe(self) -> str:
+        text = self.rule.describe()
+        if self.pytorch and isinstance(self.rule, rules.FloatRule):
+            text += f", or <= {self.rule.factor:g}x PyTorch's own float32-vs-float64 error on the recording"
+        return text
+
+
+def load_reference(path: str):
+    """--reference: a weight file (load_weights), or an rnnedge checkpoint read with torch (export/fleet_torch.py)."""
+    try:
+        pytorch = sniff.kind(regular_file(path, f"{PROG}'s --reference")) == "pytorch"
+    except (OSError, ValueError) as e:
+        raise FleetInputError(str(e)) from None
+    if not pytorch:
+        return load_weights(path, "--reference")
+    missing = next((module for module in TRAIN_EXTRA if not importable(module)), None)
+    if missing is not None:
+        raise NeedsTrainExtra(f"--reference {path} is a PyTorch checkpoint: reading it needs the training extra "
+                              f'({missing} is not installed here): pip install "rnnedge[train]"')
+    from rnnedge.export.fleet_torch import TorchReference
+    from rnnedge.train.checkpoint import CheckpointError
+
+    try:
+        return TorchReference(path)
+    except CheckpointError as e:
+        raise FleetInputError(str(e)) from None
 
 
 def load_weights(path: str, what: str):
@@ -163,12 +209,16 @@ def evaluate_recording(pair: Pair, path: str) -> dict:
     streams = read_recording(path, pair.artifact)
     classify = pair.artifact.spec["task"] in CLASS_TASKS
     row = {"recording": path, "streams": 0, "steps": 0, "values": 0, "sum_abs_diff": 0.0, "max_abs_diff": 0.0,
-           "max_scaled_diff": None, "flips": 0 if classify else None, "decisions": 0 if classify else None}
+           "max_scaled_diff": None, "float64_floor": None, "flips": 0 if classify else None,
+           "decisions": 0 if classify else None}
     for X in streams:
         try:
-            got, want = outputs_of(pair.artifact, X), outputs_of(pair.reference, X)
+            got = outputs_of(pair.artifact, X)  # the artifact first: it refuses what a device refuses
+            want, floor = pair.reference_outputs(X)
         except (ValueError, TypeError) as e:  # a value the model refuses (NaN, a token id out of range)
             raise FleetInputError(f"{path}: {e}") from None
+        if floor is not None:
+            row["float64_floor"] = max(row["float64_floor"] or 0.0, floor)
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
         finite = np.isfinite(diff)
         row["max_abs_diff"] = max(row["max_abs_diff"], float(diff.max()) if finite.all() else math.inf)
@@ -216,7 +266,7 @@ def build(artifact: str, reference: str, recordings: str, pair: Pair, rows: list
     rows = sorted(rows, key=lambda row: row["recording"])
     for row in rows:
         row["mean_abs_diff"] = row["sum_abs_diff"] / row["values"] if row["values"] else 0.0
-        row["passed"] = _passes(pair.rule, row["max_abs_diff"], row["max_scaled_diff"])
+        row["passed"] = _passes(pair.rule, row)
     total = {key: sum(row[key] for row in rows) for key in ("streams", "steps", "values", "sum_abs_diff")}
     worst = max(rows, key=lambda row: row["max_abs_diff"])
     scaled = [row["max_scaled_diff"] for row in rows if row["max_scaled_diff"] is not None]
@@ -230,13 +280,14 @@ def build(artifact: str, reference: str, recordings: str, pair: Pair, rows: list
     return {"format": REPORT_FORMAT, "version": 1, "artifact": artifact, "reference": reference,
             "recordings_folder": recordings, "precision": pair.artifact.precision,
             "reference_precision": pair.reference.precision, "spec": pair.artifact.spec,
-            "criterion": pair.rule.describe(), "passed": total["failed"] == 0, "totals": total, "recordings": rows}
+            "criterion": pair.describe(), "passed": total["failed"] == 0, "totals": total, "recordings": rows}
 
 
-def _passes(rule: rules.Criterion, max_abs: float, max_scaled: float | None) -> bool:
-    if isinstance(rule, rules.FloatRule):
-        return bool(max_scaled <= 1.0)  # no float64 floor here: the reference is a float32 file, not PyTorch
-    return rule.passes(max_abs)
+def _passes(rule: rules.Criterion, row: dict) -> bool:
+    if isinstance(rule, rules.FloatRule):  # the float64 floor only where the reference is PyTorch (float64_floor)
+        floor = row["float64_floor"]
+        return bool(row["max_scaled_diff"] <= 1.0 or (floor is not None and row["max_abs_diff"] <= rule.factor * floor))
+    return rule.passes(row["max_abs_diff"])
 
 
 def markdown(result: dict) -> str:
@@ -277,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=RawHelpFormatter)
     parser.add_argument("artifact", metavar="ARTIFACT", help="a model.<precision>.safetensors written by rnnedge export")
     parser.add_argument("recordings", metavar="RECORDINGS", help="a folder of .npy / .npz / .csv recordings")
-    parser.add_argument("--reference", metavar="FILE", help="the weight file to compare against (default: "
-                        "model.f32.safetensors beside ARTIFACT)")
+    parser.add_argument("--reference", metavar="FILE", help="the weight file to compare against, or the PyTorch "
+                        "checkpoint (model.pt: needs the training extra) (default: model.f32.safetensors beside "
+                        "ARTIFACT)")
     parser.add_argument("--ray", metavar="ADDRESS", help='evaluate with Ray Data: "local" starts Ray on this machine, '
                         'else a cluster address (needs pip install "rnnedge[scale]"; every node must see ARTIFACT '
                         "and RECORDINGS at the same paths)")

@@ -1,4 +1,4 @@
-"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,inspect,eval} ...`.
+"""`rnnedge`: one command for every stage, `rnnedge {train,export,run,compile,inspect,eval} ...`.
 
 It lives in runtime/ because runtime/ is the one package a device install (no `train` extra) is sure to run, and it
 imports nothing beyond the stdlib until it knows the command: `rnnedge --version` and `rnnedge run` never load
@@ -28,8 +28,11 @@ COMMANDS = {
     "export": ("rnnedge.export.cli", "export a checkpoint or an ONNX file to ONNX, weight files and C, proving parity",
                ("torch", "onnx", "onnxruntime")),
     "run": ("rnnedge.runtime.cli", "stream an input file through a weight file one step per call, or generate text", ()),
+    "compile": ("rnnedge.runtime.compile_cmd",
+                "compile the kernels a weight file runs, once, so a device starts warm", ()),
     "inspect": ("rnnedge.runtime.inspect_file", "describe a weight file, ONNX file or checkpoint before deploying it", ()),
-    "eval": ("rnnedge.export.fleet", "measure a weight file against its f32 file over a folder of recordings (Ray: --ray)", ()),
+    "eval": ("rnnedge.export.fleet",
+             "measure a weight file against its f32 file or model.pt over a folder of recordings (Ray: --ray)", ()),
 }
 TRAIN_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript", "tqdm", "matplotlib")  # pyproject.toml's `train` extra
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(name: str, argv: list[str], prog: str) -> int:
     """Import the command's module and run its main(argv); a missing training extra is one line and exit 2."""
     module_name, _, needs = COMMANDS[name]
-    missing = [module for module in needs if not _importable(module)]
+    missing = [module for module in needs if not importable(module)]
     if missing:
         return _needs_extra(prog, missing[0])
     try:
@@ -100,7 +103,7 @@ def run_command(name: str, argv: list[str], prog: str) -> int:
     return module.main(argv)
 
 
-def _importable(module: str) -> bool:
+def importable(module: str) -> bool:
     """Whether `module` can be found, without importing it. A finder that refuses it (ImportError) counts as
     missing, as it would when the command imported it."""
     try:

@@ -53,18 +53,18 @@ def test_rnnedge_version_of_a_checkout_that_is_not_installed_reads_its_pyproject
 def test_rnnedge_without_a_command_lists_every_command_and_exits_2():
     done = rnnedge()
     assert done.returncode == 2
-    for name in ("train", "export", "run", "inspect", "eval"):
+    for name in ("train", "export", "run", "compile", "inspect", "eval"):
         assert re.search(rf"^  {name} +\S", done.stdout, re.MULTILINE), done.stdout
 
 
 def test_rnnedge_refuses_an_unknown_command_in_one_line(capsys):
-    assert umbrella.main(["compile"]) == 2
+    assert umbrella.main(["deploy"]) == 2
     err = capsys.readouterr().err
-    assert err == ("rnnedge: error: unknown command 'compile'; the commands are train, export, run, inspect, eval "
-                   "(`rnnedge --help` describes them)\n")
+    assert err == ("rnnedge: error: unknown command 'deploy'; the commands are train, export, run, compile, inspect, "
+                   "eval (`rnnedge --help` describes them)\n")
 
 
-@pytest.mark.parametrize("name", ["train", "export", "run", "inspect"])
+@pytest.mark.parametrize("name", ["train", "export", "run", "compile", "inspect"])
 def test_rnnedge_subcommand_help_is_the_commands_own_usage(name, capsys):
     with pytest.raises(SystemExit) as ended:
         umbrella.main([name, "--help"])

@@ -162,6 +162,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if distributed.launched():
             parser.error("--diagnose-gradients runs in one process: run it without torchrun")
         return _diagnose(parser, args)
+    if distributed.launched():
+        try:
+            distributed.backend_and_device()  # a LOCAL_RANK without its GPU: the launch's mistake, said in one line
+        except ValueError as e:
+            return bad_input(PROG, str(e))
     with distributed.session() as world:
         return _train(args, world)
 

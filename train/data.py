@@ -25,6 +25,7 @@ Every Dataset carries `split`, the record a checkpoint keeps of it (train/splits
 
 from __future__ import annotations
 
+import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +33,16 @@ import numpy as np
 
 from rnnedge.train import splits
 
-WATCH_NPZ = Path(__file__).resolve().parent / "bundled" / "watch.npz"
+DATA_PACKAGE = "rnnedge_data"  # the distribution rnnedge-data (train/bundled/pyproject.toml): the bundled files
+CHECKOUT_DATA = Path(__file__).resolve().parent / "bundled"  # the same files in a checkout of rnnedge
+WATCH_NPZ = "watch.npz"
 # Whole people are held out: the model is judged on wearers it has never seen.
 WATCH_SUBJECTS = {"train": (1, 2, 3, 4, 5, 6), "val": (7, 8), "test": (9, 10)}
-DIGITS_NPZ = Path(__file__).resolve().parent / "bundled" / "digits.npz"
-SHAKESPEARE_NPZ = Path(__file__).resolve().parent / "bundled" / "shakespeare.npz"
+DIGITS_NPZ = "digits.npz"
+SHAKESPEARE_NPZ = "shakespeare.npz"
 SHAKESPEARE_BLOCK = 10_000  # characters per contiguous block; blocks, not characters, are dealt to the splits
 SHAKESPEARE_SEQUENCE = 200  # characters per sequence: the model reads X[t] and predicts X[t+1]
-CO2_NPZ = Path(__file__).resolve().parent / "bundled" / "co2.npz"
+CO2_NPZ = "co2.npz"
 CO2_WEEKS = {"train": (0, 1600), "val": (1600, 1942), "test": (1942, 2284)}  # [first, last) week of each split
 CO2_WINDOW = 192  # weekly changes (3.7 years) per training sequence: the training loop's default crop
 CO2_STRIDE = 4  # weeks between the starts of overlapping training sequences
@@ -107,6 +110,25 @@ def load_dataset(name: str, seed: int = 0, split: str | None = None) -> Dataset:
     raise ValueError(f"unknown dataset {name!r}: give one of {known}, or a path to a .npz, .csv or .txt file")
 
 
+# -- where the bundled sets are ------------------------------------------------------------------------------
+class DataPackageMissing(ValueError):
+    """A bundled data set asked for where the rnnedge-data package is not installed (a wheel install of rnnedge)."""
+
+
+def bundled_file(name: str):
+    """The bundled file `name` (watch.npz, ...): the installed rnnedge-data package's, else a checkout's
+    train/bundled/ one; DataPackageMissing, naming what to install, where neither has it."""
+    try:
+        path = importlib.resources.files(DATA_PACKAGE) / name
+    except ImportError:  # not installed: a checkout (tests, make demo) has the files beside this module
+        path = CHECKOUT_DATA / name
+    if not path.is_file():
+        raise DataPackageMissing(f"the data set {name.split('.')[0]!r} ships in the rnnedge-data package, which is not "
+                                 "installed here: pip install rnnedge-data (from a checkout of rnnedge: pip install "
+                                 "./train/bundled)")
+    return path
+
+
 # -- the bundled smartwatch recordings ------------------------------------------------------------------------
 def load_watch() -> Dataset:
     """Smartwatch shoulder-exercise recordings (seglearn, BSD-3-Clause), split by subject.
@@ -115,7 +137,7 @@ def load_watch() -> Dataset:
     The training loop crops random windows from the training recordings; val and test stay whole, the long
     streams the runtime is later run over. The split is fixed, so it ignores any seed.
     """
-    with np.load(WATCH_NPZ, allow_pickle=False) as f:
+    with np.load(bundled_file(WATCH_NPZ), allow_pickle=False) as f:
         samples, offsets, labels, subjects = f["samples"], f["offsets"], f["labels"], f["subjects"]
         label_names = [str(s) for s in f["label_names"]]
     recordings = [samples[offsets[r] : offsets[r + 1]] for r in range(len(labels))]
@@ -143,7 +165,7 @@ def load_digits(seed: int = 0, split: str | None = None) -> Dataset:
     so the recordings are split 70/15/15 (2100/450/450) by a shuffle seeded with `seed`: every speaker is in
     every split, and the test score is for voices the model has heard. Zero padded, classified at the last step.
     """
-    with np.load(DIGITS_NPZ, allow_pickle=False) as f:
+    with np.load(bundled_file(DIGITS_NPZ), allow_pickle=False) as f:
         frames, offsets, labels = f["frames"], f["offsets"], f["labels"]
     X, lengths = _pad([frames[offsets[r] : offsets[r + 1]] for r in range(len(labels))])
     whole = _zero_padding(SequenceData(X, lengths, labels.astype(np.int64)), "last_step")
@@ -168,7 +190,7 @@ def load_shakespeare() -> Dataset:
     head on every step, out = vocab). The vocabulary is the sorted character set of the whole text; token id i
     is `Dataset.chars[i]`. The split is fixed, so it ignores any seed.
     """
-    with np.load(SHAKESPEARE_NPZ, allow_pickle=False) as f:
+    with np.load(bundled_file(SHAKESPEARE_NPZ), allow_pickle=False) as f:
         text = f["text"]
     chars = "".join(chr(c) for c in np.unique(text))
     lookup = np.zeros(256, dtype=np.int64)
@@ -225,7 +247,7 @@ def load_co2() -> Dataset:
     test are one sequence each, their whole span (340 steps: 341 changes, the last only a target), streamed
     from a zero state. The split is fixed, so it ignores any seed.
     """
-    with np.load(CO2_NPZ, allow_pickle=False) as f:
+    with np.load(bundled_file(CO2_NPZ), allow_pickle=False) as f:
         co2 = f["co2"].astype(np.float32)
 
     def region(which: str) -> np.ndarray:

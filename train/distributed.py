@@ -13,9 +13,14 @@ trains without dropout.) Validation and test metrics are computed by every rank 
 weights give identical metrics, and keep="best" stops every rank at the same epoch without a message); only rank 0
 writes the output folder.
 
-The process group uses gloo: the training loop runs on the CPU (nothing in train/ places tensors on a GPU), and
-NCCL reduces CUDA tensors only. A collective waits at most TIMEOUT for the other ranks; torchrun itself stops the
-other ranks as soon as one exits with an error, so a failing rank ends the run rather than hanging it.
+Where the ranks train (backend_and_device): on a machine where CUDA is available each rank trains on the GPU of its
+LOCAL_RANK (torchrun sets it: rank r of a node takes cuda:r) and the process group uses NCCL, which reduces CUDA
+tensors GPU to GPU; elsewhere on the CPU with gloo. CUDA_VISIBLE_DEVICES= (empty) keeps a GPU machine's ranks on
+the CPU. A rank whose LOCAL_RANK has no GPU (more processes per node than GPUs) is refused by name. Only the
+gradient reduction and the ranks' few sums go through the process group; the data stay numpy arrays, and each
+batch is copied to the rank's device as it is trained on. A collective waits at most TIMEOUT for the other ranks;
+torchrun itself stops the other ranks as soon as one exits with an error, so a failing rank ends the run rather
+than hanging it.
 
 Without torchrun (WORLD_SIZE unset or 1) nothing here runs: world() is SINGLE and training is exactly the one-process
 loop.
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-BACKEND = "gloo"
+CPU = torch.device("cpu")
 TIMEOUT = datetime.timedelta(minutes=10)  # an epoch of a large data set on a slow rank stays well inside it
 
 
@@ -39,12 +44,13 @@ TIMEOUT = datetime.timedelta(minutes=10)  # an epoch of a large data set on a sl
 class World:
     rank: int = 0
     size: int = 1
+    device: torch.device = CPU  # where this rank trains; a collective's tensors live there too (NCCL: a GPU)
 
     def sum(self, *values: float) -> list[float]:
         """Each value summed over the ranks (float64, so a count stays exact)."""
         if self.size == 1:
             return list(values)
-        total = torch.tensor(values, dtype=torch.float64)
+        total = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(total)
         return total.tolist()
 
@@ -52,7 +58,7 @@ class World:
         """True when every rank passes ok=True: a rank that refuses the run stops all of them, not just itself."""
         if self.size == 1:
             return ok
-        flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+        flag = torch.tensor([1 if ok else 0], dtype=torch.int64, device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
 
@@ -66,10 +72,24 @@ def launched() -> bool:
 
 
 def world() -> World:
-    """This process's rank and the number of ranks of the initialised process group; SINGLE without one."""
+    """This process's rank, the number of ranks and the device of the initialised process group; SINGLE without
+    one."""
     if not (dist.is_available() and dist.is_initialized()):
         return SINGLE
-    return World(dist.get_rank(), dist.get_world_size())
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else CPU
+    return World(dist.get_rank(), dist.get_world_size(), device)
+
+
+def backend_and_device() -> tuple[str, torch.device]:
+    """("nccl", this rank's GPU: cuda:LOCAL_RANK) where CUDA is available, else ("gloo", the CPU) (module docstring).
+    ValueError when LOCAL_RANK names a GPU this machine does not have."""
+    if not torch.cuda.is_available():
+        return "gloo", CPU
+    local, gpus = _env_int("LOCAL_RANK", 0), torch.cuda.device_count()
+    if not 0 <= local < gpus:
+        raise ValueError(f"LOCAL_RANK={local} but this machine has {gpus} GPU(s) (cuda:0..cuda:{gpus - 1}): run "
+                         f"torchrun --nproc-per-node {gpus} or fewer, or CUDA_VISIBLE_DEVICES= to train on the CPU")
+    return "nccl", torch.device("cuda", local)
 
 
 @contextlib.contextmanager
@@ -80,7 +100,10 @@ def session():
         return
     if not dist.is_available():
         raise RuntimeError("this torch has no torch.distributed: run rnnedge train without torchrun")
-    dist.init_process_group(BACKEND, timeout=TIMEOUT)
+    backend, device = backend_and_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives run on the current device
+    dist.init_process_group(backend, timeout=TIMEOUT)
     try:
         yield world()
     finally:

@@ -9,8 +9,8 @@ writes into the output folder:
     metrics.json    per-epoch rate, train loss and validation metric, kept and best epoch, test metric of the kept model
     training.png    the two curves
 
-Under torchrun (train/distributed.py) every rank trains its slice of the same global batches and only rank 0
-writes; out_dir=None writes nothing.
+Under torchrun (train/distributed.py) every rank trains its slice of the same global batches, on its GPU where CUDA
+is available, and only rank 0 writes; out_dir=None writes nothing. The model returned is on the CPU.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def train(spec: dict, data: Dataset, config: TrainConfig,
     model = RecurrentModel(spec)
     if data.input_kind == "dense":
         model.set_normalisation(*normalisation(data.train))
+    model.to(world.device)
     step = model.logits if world.size == 1 else distributed.parallel_logits(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = _scheduler(optimizer, config)
@@ -139,7 +140,7 @@ def train(spec: dict, data: Dataset, config: TrainConfig,
     kept = best if config.keep == "best" else {"epoch": history[-1]["epoch"], "val": history[-1]["val_" + metric]}
     if config.keep == "best":
         model.load_state_dict(best["state"])
-    model.eval()
+    model.cpu().eval()
     _refuse_diverged(model, history)
     metrics = {
         "dataset": data.name,
@@ -204,7 +205,7 @@ def _train_epoch(model: RecurrentModel, step, optimizer: torch.optim.Optimizer, 
         if world.size > 1:
             loss, summed, n = _slice_loss(step, batch, data, world)
         else:
-            loss, n = _batch_loss(step, batch, data.task)
+            loss, n = _batch_loss(step, batch, data.task, world.device)
             summed = loss.item() * n
         optimizer.zero_grad()
         loss.backward()
@@ -217,8 +218,8 @@ def _train_epoch(model: RecurrentModel, step, optimizer: torch.optim.Optimizer, 
     return total / count
 
 
-def _batch_loss(step, batch: SequenceData, task: str) -> tuple[torch.Tensor, int]:
-    x, lengths, y = _to_torch(batch, task)
+def _batch_loss(step, batch: SequenceData, task: str, device: torch.device) -> tuple[torch.Tensor, int]:
+    x, lengths, y = _to_torch(batch, task, device)
     # a batch of full-length windows needs no packing, and the unpacked path is about twice as fast
     full = bool((lengths == x.shape[1]).all())
     return masked_loss(step(x, None if full else lengths), y, lengths, task)
@@ -238,7 +239,7 @@ def _slice_loss(step, batch: SequenceData, data: Dataset, world: distributed.Wor
     weight = world.size / scored
     if len(rows) == 0:
         rows, weight = np.arange(1), 0.0
-    mean, n = _batch_loss(step, _take(batch, rows, every_step), data.task)
+    mean, n = _batch_loss(step, _take(batch, rows, every_step), data.task, world.device)
     if weight == 0.0:
         return mean * 0.0, 0.0, 0
     return mean * (n * weight), mean.item() * n, n
@@ -250,7 +251,7 @@ def masked_loss(logits: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor, ta
     Cross-entropy on logits for class tasks, mean squared error for forecasting.
     """
     if logits.dim() == 3:  # every_step: keep the valid steps only -> (valid, out) and (valid,) or (valid, out)
-        valid = torch.arange(logits.shape[1])[None, :] < lengths[:, None]
+        valid = torch.arange(logits.shape[1], device=logits.device)[None, :] < lengths[:, None]
         logits, y = logits[valid], y[valid]
     if task == "forecast":
         return F.mse_loss(logits, y), y.numel()
@@ -283,9 +284,11 @@ def _take(data: SequenceData, rows: np.ndarray, every_step: bool) -> SequenceDat
     return SequenceData(data.X[rows, :steps], data.lengths[rows], y)
 
 
-def _to_torch(batch: SequenceData, task: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    y = torch.from_numpy(batch.y)
-    return torch.from_numpy(batch.X), torch.from_numpy(batch.lengths), (y.float() if task == "forecast" else y.long())
+def _to_torch(batch: SequenceData, task: str,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    y = torch.from_numpy(batch.y).to(device)
+    return (torch.from_numpy(batch.X).to(device), torch.from_numpy(batch.lengths).to(device),
+            y.float() if task == "forecast" else y.long())
 
 
 # -- evaluation -----------------------------------------------------------------------------------------------
@@ -293,11 +296,12 @@ def _to_torch(batch: SequenceData, task: str) -> tuple[torch.Tensor, torch.Tenso
 def predict(model: RecurrentModel, data: SequenceData, batch_size: int = 32) -> np.ndarray:
     """The model's activated outputs for every sequence, padded like data.X: (N, out) or (N, T, out)."""
     model.eval()
+    device = next(model.parameters()).device  # a rank's GPU during training under torchrun, else the CPU
     outputs = []
     for start in range(0, len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
-        x = torch.from_numpy(data.X[rows])
-        outputs.append(model(x, torch.from_numpy(data.lengths[rows])).numpy())
+        x = torch.from_numpy(data.X[rows]).to(device)
+        outputs.append(model(x, torch.from_numpy(data.lengths[rows]).to(device)).cpu().numpy())
     return np.concatenate(outputs, axis=0)
 
 

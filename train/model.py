@@ -104,7 +104,8 @@ class OnnxLayer(nn.Module):
         dtype = self.param("weight_hh", d).dtype if like is None else like.dtype
         parts = ("h0", "c0") if self.cell_name == "lstm" else ("h0",)
         if not self.layer.get("initial_state"):
-            return tuple(torch.zeros(batch, H, dtype=dtype) for _ in parts)
+            device = self.param("weight_hh", d).device if like is None else like.device
+            return tuple(torch.zeros(batch, H, dtype=dtype, device=device) for _ in parts)
         return tuple(self.param(p, d).to(dtype).expand(batch, H).clone() for p in parts)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

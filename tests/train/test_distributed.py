@@ -82,3 +82,31 @@ def test_a_rank_that_fails_ends_both_processes_with_exit_2_instead_of_a_hang(tmp
     assert 2 in exits.values() and set(exits.values()) <= {2, -15} and len(exits) <= 2, done.stderr[-3000:]
     assert "rnnedge train: error:" in done.stderr and "train/cli.py" not in done.stderr  # a message, no traceback
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.npz", "taken"]
+
+
+def test_ranks_train_on_their_local_gpu_with_nccl_where_cuda_is_available_else_on_the_cpu_with_gloo(monkeypatch):
+    from rnnedge.train import distributed
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.backend_and_device() == ("gloo", torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed.backend_and_device() == ("nccl", torch.device("cuda", 1))
+    monkeypatch.delenv("LOCAL_RANK")
+    assert distributed.backend_and_device() == ("nccl", torch.device("cuda", 0))  # one process, as torchrun's rank 0
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=2 but this machine has 2 GPU\(s\)"):
+        distributed.backend_and_device()
+
+
+def test_torchrun_with_more_ranks_per_node_than_gpus_is_refused_in_one_line_before_any_process_group(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert main([*TASK, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LOCAL_RANK=3 but this machine has 2 GPU(s)" in err
+    assert not torch.distributed.is_initialized() and not (tmp_path / "out").exists()

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from rnnedge.runtime.spec import validate
-from rnnedge.train.data import SHAKESPEARE_BLOCK, SHAKESPEARE_NPZ, SHAKESPEARE_SEQUENCE, SequenceData, load_dataset
+from rnnedge.train.data import (
+    SHAKESPEARE_BLOCK,
+    SHAKESPEARE_NPZ,
+    SHAKESPEARE_SEQUENCE,
+    SequenceData,
+    bundled_file,
+    load_dataset,
+)
 from rnnedge.train.loop import TrainConfig, default_spec, train
 from rnnedge.train.metrics import higher_is_better, metric_name, task_metric
 
@@ -20,7 +27,7 @@ def test_shakespeare_is_a_next_character_task_with_a_consistent_vocabulary(data)
     assert (data.task, data.input_kind, data.head_on) == ("generate", "tokens", "every_step")
     assert data.vocab == data.out == len(data.chars) == len(set(data.chars)) == 65
     assert data.chars == "".join(sorted(data.chars)) and "\n" in data.chars and " " in data.chars
-    with np.load(SHAKESPEARE_NPZ, allow_pickle=False) as f:
+    with np.load(bundled_file(SHAKESPEARE_NPZ), allow_pickle=False) as f:
         text = f["text"].tobytes().decode("ascii")
     assert set(text) == set(data.chars)
     for split in (data.train, data.val, data.test):
@@ -33,7 +40,7 @@ def test_shakespeare_is_a_next_character_task_with_a_consistent_vocabulary(data)
 
 
 def test_splits_are_contiguous_blocks_of_text_in_the_given_proportions(data):
-    with np.load(SHAKESPEARE_NPZ, allow_pickle=False) as f:
+    with np.load(bundled_file(SHAKESPEARE_NPZ), allow_pickle=False) as f:
         text = f["text"].tobytes().decode("ascii")
     counts = np.array([len(data.train), len(data.val), len(data.test)])
     assert np.allclose(counts / counts.sum(), [0.8, 0.1, 0.1], atol=0.02)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnnedge import runtime
-from rnnedge.train.data import CO2_NPZ, CO2_WEEKS, CO2_WINDOW, load_dataset
+from rnnedge.train.data import CO2_NPZ, CO2_WEEKS, CO2_WINDOW, bundled_file, load_dataset
 from rnnedge.train.forecast import check_forecaster, forecast, main, multistep_rmse
 from rnnedge.train.loop import default_spec, normalisation
 from tests.helpers import make_model, write_artifact
@@ -21,7 +21,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def co2():
-    with np.load(CO2_NPZ, allow_pickle=False) as f:
+    with np.load(bundled_file(CO2_NPZ), allow_pickle=False) as f:
         return f["co2"], f["observed"]
 
 
