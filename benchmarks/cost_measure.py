@@ -3,7 +3,7 @@ cost table's (benchmarks/cost_table.py) and the cost model's (benchmarks/cost_fi
 test_cost_model.py) measurement.
 
 `measure(spec, target, precision, folder)` builds a seeded model of `spec` (PyTorch's init; int8: calibrated on a
-random stream and quantised as export does it, benchmarks/bench_firmware.build_model; int8w: export/quantize.py),
+random stream and quantised as export does it, as benchmarks/bench_firmware.build_model; int8w: export/quantize.py),
 generates its model_data.{h,c} (export/firmware.py), and then, with the flags read from firmware_ref's makefiles
 (firmware_ref/Makefile STRICT_FLAGS / FLOAT_FLAGS, arm/arm.mk ARM_CPU_<board> ARM_CFLAGS ARM_LDFLAGS ARM_LIBS,
 riscv/riscv.mk RISCV_CFLAGS RISCV_LDFLAGS):
@@ -29,11 +29,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from benchmarks.bench_firmware import build_model
-from rnnedge.export.firmware import write_float_model_sources
+from benchmarks.bench_firmware import CALIBRATION_SEED, CALIBRATION_STEPS
+from rnnedge.export.calibrate import calibrate, calibration_slice
+from rnnedge.export.firmware import write_float_model_sources, write_model_sources
 from rnnedge.export.quantize import quantize_int8w
+from rnnedge.export.quantize_int8 import quantize_int8
 from rnnedge.export.weights import canonical_tensors
 from rnnedge.runtime import artifact
 from rnnedge.runtime.cost_model import TARGETS
@@ -107,19 +110,26 @@ def make_vars(target: str) -> dict[str, list[str]]:
 def write_model(spec: dict, precision: str, folder: Path, seed: int = 0) -> Path:
     """A seeded model of `spec` as a weight file and its model_data.{h,c} in folder/<precision>/; returns that
     folder."""
-    if precision == "int8":
-        out, _ = build_model("int8", spec, folder, seed=seed)
-        return out
     torch.manual_seed(seed)
     model = RecurrentModel(spec).eval()
     tensors = canonical_tensors(model)
     if precision == "int8w":
         tensors, _ = quantize_int8w(model.spec, tensors)
+    elif precision == "int8":
+        inp = spec["input"]
+        rng = np.random.default_rng(CALIBRATION_SEED)
+        if inp["kind"] == "dense":
+            X = (rng.standard_normal((1, CALIBRATION_STEPS, inp["features"])) * np.asarray(inp["std"])
+                 + np.asarray(inp["mean"])).astype(np.float32)
+        else:
+            X = rng.integers(0, inp["vocab"], size=(1, CALIBRATION_STEPS)).astype(np.int64)
+        ranges = calibrate(model, *calibration_slice(X), where="cost-model calibration stream")
+        tensors, _ = quantize_int8(model.spec, tensors, ranges)
     out = folder / precision
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"model.{precision}.safetensors"
     artifact.write(weights, tensors, model.spec, precision)
-    write_float_model_sources(weights, out)
+    (write_model_sources if precision == "int8" else write_float_model_sources)(weights, out)
     return out
 
 

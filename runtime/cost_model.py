@@ -4,12 +4,18 @@ instructions per step, flash and RAM, per target (TARGETS) and precision.
 The formula, one per target x precision, linear in counts that follow from the spec (`features`):
 
     instructions/step = sum over cells c of (a_c * MACs_c + b_c * gate rows_c + c_c * layers_c)
-                        + d * head MACs + e * head outputs + f * input features + g
+                        + r * rnn_relu gate rows + t * tail MACs
+                        + d * head MACs + e * head outputs + f * dense input features
+                        + g' * (token input) + g
 
 MACs_c: the multiply-accumulates of the layers of cell c (G * H * (I + H) each; G = 4 LSTM, 3 GRU, 1 RNN);
-gate rows_c: their G * H; layers_c: how many layers of cell c; head MACs / outputs: the linear head's; input
-features: a dense input's width (normalised and quantised every step; a token model's embedding width instead).
-rnn_tanh and rnn_relu share the "rnn" columns. The coefficients are fitted by least squares to QEMU measurements of
+gate rows_c: their G * H; layers_c: how many layers of cell c; head MACs / outputs: the linear head's; dense input
+features: a dense input's width (normalised and quantised every step); a token model instead has a constant of its
+own (the embedding row's copy, a few instructions per value, is left in it: fitting it per value over the few
+embedding widths measured extrapolated badly).
+rnn_tanh and rnn_relu share the "rnn" columns, rnn_relu rows adding r each (a max instead of the tanh lookup);
+tail MACs: the products past the last multiple of 4 of every dot product (rows x (length mod 4), each matrix), which
+the Cortex-M4's DSP kernel does one at a time after its 4-wide blocks. The coefficients are fitted by least squares to QEMU measurements of
 varied shapes (benchmarks/cost_fit.py, `make cost-fit`) and live in runtime/cost_coefficients.py (a Python table
 that script writes, with the shapes, residuals and tool versions of the fit).
 
@@ -47,7 +53,8 @@ TARGETS = {
 SAME_AS = {("cortex-m4f", "int8"): ("cortex-m4", "int8")}
 CELL_GROUPS = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
 INSTRUCTION_FEATURES = ("lstm_macs", "lstm_rows", "lstm_layers", "gru_macs", "gru_rows", "gru_layers",
-                        "rnn_macs", "rnn_rows", "rnn_layers", "head_macs", "head_out", "inputs", "one")
+                        "rnn_macs", "rnn_rows", "rnn_layers", "relu_rows", "tail_macs", "head_macs", "head_out",
+                        "dense_inputs", "tokens", "one")
 CONST_FEATURES = ("weights", "rows", "layers", "head_out", "inputs", "one")
 VALUE_BYTES = {"int8": 2, "f32": 4, "int8w": 4}  # a value of state or scratch on the device
 
@@ -69,10 +76,15 @@ def features(spec: dict) -> dict[str, int]:
         f[f"{group}_macs"] += rows * (n_in + hidden)
         f[f"{group}_rows"] += rows
         f[f"{group}_layers"] += 1
+        f["relu_rows"] += rows if layer["cell"] == "rnn_relu" else 0
+        f["tail_macs"] += rows * (n_in % 4 + hidden % 4)
         n_in = hidden
     f["head_macs"] = spec["head"]["out"] * n_in
+    f["tail_macs"] += spec["head"]["out"] * (n_in % 4)
     f["head_out"] = spec["head"]["out"]
-    f["inputs"] = specs.input_size(spec)
+    tokens = spec["input"]["kind"] == "tokens"
+    f["dense_inputs"] = 0 if tokens else specs.input_size(spec)
+    f["tokens"] = int(tokens)
     f["one"] = 1
     return f
 
@@ -85,7 +97,7 @@ def const_features(spec: dict) -> dict[str, int]:
     if spec["input"]["kind"] == "tokens":
         weights += spec["input"]["vocab"] * spec["input"]["embed_dim"]
     return {"weights": weights, "rows": sum(f[f"{g}_rows"] for g in ("lstm", "gru", "rnn")),
-            "layers": len(spec["layers"]), "head_out": f["head_out"], "inputs": f["inputs"], "one": 1}
+            "layers": len(spec["layers"]), "head_out": f["head_out"], "inputs": f["dense_inputs"], "one": 1}
 
 
 def covered_spec(spec: dict) -> None:
@@ -158,14 +170,29 @@ def predict(spec: dict, target: str, precision: str) -> dict:
         "ram": {"state": ram["state"], "scratch": ram["scratch"], "stack": entry["stack_bytes"]},
         "fit": {"shapes": len(entry["fit"]["shapes"]), "max_relative_residual": entry["fit"]["max_relative_residual"],
                 "measured": entry["fit"]["measured"]},
+        "outside_fit": outside_fit(spec, entry["fit"]),
     }
+
+
+def outside_fit(spec: dict, fit: dict) -> str | None:
+    """Why the prediction extrapolates (a vector wider, or more layers, than any fitted shape), or None. Wider
+    vectors may run another code path: the Cortex-M4's DSP kernel packs vectors of up to 256 values, a longer
+    one takes the plain C loop."""
+    widths = [specs.input_size(spec), *(layer["hidden"] for layer in spec["layers"])]
+    reasons = []
+    if max(widths) > fit["max_width"]:
+        reasons.append(f"a vector of {max(widths)} values (the fitted shapes reach {fit['max_width']})")
+    if len(spec["layers"]) > fit["max_layers"]:
+        reasons.append(f"{len(spec['layers'])} layers (the fitted shapes reach {fit['max_layers']})")
+    return f"extrapolated: {' and '.join(reasons)}" if reasons else None
 
 
 def summary(p: dict) -> str:
     """One line: the prediction of `predict` in words."""
     flash, ram = p["flash"], p["ram"]
     per_mac = f", {p['instructions_per_mac']:.2f} per MAC" if p["instructions_per_mac"] else ""
+    note = f" ({p['outside_fit']})" if p.get("outside_fit") else ""
     return (f"{p['target']} {p['precision']}: ~{p['instructions_per_step']:,} instructions per step{per_mac} "
-            f"(QEMU instruction counts, not cycles); flash {flash['library_code'] + flash['library_const']:,} B "
+            f"(QEMU instruction counts, not cycles){note}; flash {flash['library_code'] + flash['library_const']:,} B "
             f"library + {flash['model_const']:,} B model constants; RAM {ram['state']:,} B state + "
             f"{ram['scratch']:,} B scratch + ~{ram['stack']:,} B stack")
