@@ -88,8 +88,10 @@ def make_vars(target: str) -> dict[str, list[str]]:
         names |= {"CPU": "RISCV_ARCH", "CFLAGS": "RISCV_CFLAGS", "LDFLAGS": "RISCV_LDFLAGS", "LIBS": "RISCV_LIBS",
                   "RUNTIME": "RISCV_RUNTIME_SRCS", "DIR": "RISCV_DIR"}
     else:
-        names |= {"CPU": f"ARM_CPU_{board}", "CFLAGS": "ARM_CFLAGS", "LDFLAGS": "ARM_LDFLAGS", "LIBS": "ARM_LIBS",
-                  "RUNTIME": "ARM_RUNTIME_SRCS", "DIR": "ARM_DIR"}
+        # ARM_LDSCRIPT_<board>: a board with a linker script of its own (the mps3-an547); where arm.mk has none,
+        # ARM_LDFLAGS names the one script (-T mps2.ld)
+        names |= {"CPU": f"ARM_CPU_{board}", "CFLAGS": "ARM_CFLAGS", "LDSCRIPT": f"ARM_LDSCRIPT_{board}",
+                  "LDFLAGS": "ARM_LDFLAGS", "LIBS": "ARM_LIBS", "RUNTIME": "ARM_RUNTIME_SRCS", "DIR": "ARM_DIR"}
     recipe = "".join(f"$(info {key}=$({var}))" for key, var in names.items())
     out = _run(["make", "-s", "--no-print-directory", "-C", str(FIRMWARE), "EXTENSIONS=1", "FMA=1", "--eval",
                 f"_rnnedge_cost_vars: ; @:{recipe}", "_rnnedge_cost_vars"], "reading firmware_ref's makefiles").stdout
@@ -97,6 +99,8 @@ def make_vars(target: str) -> dict[str, list[str]]:
     result = {key: values.get(key, "").split() for key in names}
     if family(target) == "riscv":
         result["CFLAGS"] = [f for f in result["CFLAGS"] if f not in result["CPU"]]  # RISCV_CFLAGS holds the arch
+    elif result["LDSCRIPT"]:
+        result["LDFLAGS"] = ["-T", *result["LDSCRIPT"], *result["LDFLAGS"]]
     if not result["CPU"]:
         raise MeasureError(f"firmware_ref does not build for {target} yet (arm/arm.mk defines no ARM_CPU_{board})")
     empty = [key for key in ("LIB_INT8_SRCS", "LIB_FLOAT_SRCS", "STRICT_FLAGS", "CFLAGS", "LDFLAGS", "RUNTIME")
