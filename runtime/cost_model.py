@@ -55,7 +55,7 @@ CELL_GROUPS = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn
 INSTRUCTION_FEATURES = ("lstm_macs", "lstm_rows", "lstm_layers", "gru_macs", "gru_rows", "gru_layers",
                         "rnn_macs", "rnn_rows", "rnn_layers", "relu_rows", "tail_macs", "head_macs", "head_out",
                         "dense_inputs", "tokens", "one")
-CONST_FEATURES = ("weights", "rows", "layers", "head_out", "inputs", "one")
+CONST_FEATURES = ("weights", "rows", "gru_units", "layers", "head_out", "inputs", "vocab", "one")
 VALUE_BYTES = {"int8": 2, "f32": 4, "int8w": 4}  # a value of state or scratch on the device
 
 
@@ -90,14 +90,18 @@ def features(spec: dict) -> dict[str, int]:
 
 
 def const_features(spec: dict) -> dict[str, int]:
-    """The counts the model-constants formula is linear in: weight matrix elements (embedding included), gate rows,
-    layers, head outputs, input features."""
+    """The counts the model-constants formula is linear in: weight matrix elements (embedding included), gate rows
+    (a bias and requantisation words or scales each), GRU units (their b_hn), layers (a struct each), head outputs,
+    dense input features (their mean and std), the vocabulary (int8w: a scale per embedding row)."""
     f = features(spec)
     weights = sum(f[f"{g}_macs"] for g in ("lstm", "gru", "rnn")) + f["head_macs"]
-    if spec["input"]["kind"] == "tokens":
-        weights += spec["input"]["vocab"] * spec["input"]["embed_dim"]
+    vocab = spec["input"]["vocab"] if spec["input"]["kind"] == "tokens" else 0
+    if vocab:
+        weights += vocab * spec["input"]["embed_dim"]
     return {"weights": weights, "rows": sum(f[f"{g}_rows"] for g in ("lstm", "gru", "rnn")),
-            "layers": len(spec["layers"]), "head_out": f["head_out"], "inputs": f["dense_inputs"], "one": 1}
+            "gru_units": sum(layer["hidden"] for layer in spec["layers"] if layer["cell"] == "gru"),
+            "layers": len(spec["layers"]), "head_out": f["head_out"], "inputs": f["dense_inputs"], "vocab": vocab,
+            "one": 1}
 
 
 def covered_spec(spec: dict) -> None:

@@ -52,7 +52,9 @@ def test_inspect_target_predicts_cost_of_an_int8_file_consistent_with_its_firmwa
     assert cost["instructions_per_mac"] == pytest.approx(cost["instructions_per_step"] / macs, rel=1e-3)
     firmware = facts["firmware"]  # the generated model_data.h's macros: the exact figures
     assert (cost["ram"]["state"], cost["ram"]["scratch"]) == (firmware["state_bytes"], firmware["scratch_bytes"])
-    assert cost["flash"]["model_const"] == pytest.approx(firmware["const_bytes"], rel=0.02)
+    # MODEL_CONST_BYTES counts the integer arrays; the linked constants add the layer structs and the model struct
+    structs = cost["flash"]["model_const"] - firmware["const_bytes"]
+    assert 0 < structs <= 128 * (len(facts["layers"]) + 1), (cost["flash"], firmware)
     assert cost["flash"]["library_code"] > 1000 and cost["ram"]["stack"] > 0
 
 
