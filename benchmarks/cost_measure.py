@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks.bench_firmware import CALIBRATION_SEED, CALIBRATION_STEPS
+from rnnedge.export import footprint
 from rnnedge.export.calibrate import calibrate, calibration_slice
 from rnnedge.export.firmware import write_float_model_sources, write_model_sources
 from rnnedge.export.quantize import quantize_int8w
@@ -193,40 +194,7 @@ def measure(spec: dict, target: str, precision: str, folder, steps: int = 16, se
     }
 
 
-# -- sizes from the map file ---------------------------------------------------------------------------------------
-
-_SECTION = re.compile(r"^ (\.\S+|COMMON)(?:\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*))?$")
-_PLACEMENT = re.compile(r"^\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*)$")
-_SYMBOL = re.compile(r"^\s+0x([0-9a-fA-F]+)\s+([A-Za-z_$][\w.$]*)$")
-
-
-def parse_map(text: str) -> list[dict]:
-    """A GNU ld map file -> its input sections of nonzero size: {"name", "size", "file", "symbols"} (the input
-    section's name says what it is: .text*, .rodata* / .srodata*, .data* / .sdata*, .bss* / .sbss*)."""
-    start = text.find("Linker script and memory map")
-    if start < 0:
-        raise MeasureError("the map file has no memory map")
-    sections: list[dict] = []
-    pending = None
-    for line in text[start:].splitlines()[1:]:
-        m = _SECTION.match(line)
-        if m:
-            pending = m.group(1) if m.group(2) is None else None
-            if m.group(2) is not None and int(m.group(3), 16):
-                sections.append({"name": m.group(1), "size": int(m.group(3), 16), "file": m.group(4).strip(),
-                                 "symbols": []})
-            continue
-        if pending is not None:
-            m = _PLACEMENT.match(line)
-            if m and int(m.group(2), 16):
-                sections.append({"name": pending, "size": int(m.group(2), 16), "file": m.group(3).strip(),
-                                 "symbols": []})
-            pending = None
-            continue
-        m = _SYMBOL.match(line)
-        if m and sections:
-            sections[-1]["symbols"].append(m.group(2))
-    return sections
+# -- sizes from the map file (export/footprint.py's parser: the input sections placed in allocated output sections) ----
 
 
 def _kind(name: str) -> str:
@@ -238,9 +206,13 @@ def _kind(name: str) -> str:
 
 
 def _sizes(map_text: str, objects: list[Path], model_obj: Path, nm: str) -> dict:
-    sections = parse_map(map_text)
-    names = {str(o) for o in objects}
-    library = [s for s in sections if s["file"] in names]
+    """Library code (+ the libc/libgcc routines it calls) and constants, model constants, by input section name
+    (rv32's small-data sections too: .srodata, .sdata)."""
+    try:
+        sections = footprint.parse_map(map_text)
+    except footprint.FootprintError as e:
+        raise MeasureError(str(e)) from None
+    library = [s for s in sections if s["file"] in objects]
     undefined, defined = set(), set()
     for obj in objects:
         for line in _run([nm, str(obj)], nm).stdout.splitlines():
@@ -250,9 +222,9 @@ def _sizes(map_text: str, objects: list[Path], model_obj: Path, nm: str) -> dict
             elif len(parts) == 3:
                 defined.add(parts[2])
     calls = undefined - defined
-    helpers = {sym: s["size"] for s in sections if "(" in s["file"] and _kind(s["name"]) == "code"
+    helpers = {sym: s["size"] for s in sections if isinstance(s["file"], str) and _kind(s["name"]) == "code"
                for sym in set(s["symbols"]) & calls}
-    model = [s for s in sections if s["file"] == str(model_obj)]
+    model = [s for s in sections if s["file"] == model_obj]
     return {"library_code": sum(s["size"] for s in library if _kind(s["name"]) == "code") + sum(helpers.values()),
             "library_const": sum(s["size"] for s in library if _kind(s["name"]) == "const"),
             "model_const": sum(s["size"] for s in model if _kind(s["name"]) in ("const", "data")),

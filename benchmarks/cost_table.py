@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import bench_firmware
 from benchmarks.cost_measure import MeasureError, make_vars, measure, missing_tools
 from benchmarks.workloads import dense_inputs
 from rnnedge.runtime import cost_model
@@ -48,20 +49,19 @@ ROWS = [("cortex-m3", "int8"), ("cortex-m4", "int8"), ("cortex-m4f", "f32"), ("c
 ROW_LABELS = {("cortex-m3", "int8"): "Cortex-M3 int8 (plain C)", ("cortex-m4", "int8"): "Cortex-M4 int8 (DSP)",
               ("cortex-m4f", "f32"): "Cortex-M4F f32 (FPU, FMA)", ("cortex-m4f", "int8w"): "Cortex-M4F int8w",
               ("rv32", "int8"): "RV32IMAC int8", ("cortex-m55", "int8"): "Cortex-M55 int8 (Helium)"}
+DEMO_SEED = 7  # the demo's input statistics (its costs do not depend on them)
 CAPTION = ("Instructions are QEMU's executed-instruction counts (-icount shift=0), not cycles: a real core spends "
            "more cycles on loads, multiplies, taken branches and flash wait states.")
 
 
-def _spec(inp: dict, cell: str, hidden: int, layers: int, out: int, activation: str) -> dict:
-    return {"version": 1, "input": inp, "layers": [{"cell": cell, "hidden": hidden, "bidirectional": False}] * layers,
-            "head": {"out": out, "on": "every_step", "activation": activation}, "task": "classify"}
-
-
 def model_specs() -> dict[str, dict]:
-    kws_input, har_input, demo_input = dense_inputs(40, 6, 6)
-    return {"kws LSTM(40->64)+Linear(12)": _spec(kws_input, "lstm", 64, 1, 12, "none"),
-            "har GRU(6->64)x2+Linear(6)": _spec(har_input, "gru", 64, 2, 6, "none"),
-            "demo GRU(6->48)+Linear(7)": _spec(demo_input, "gru", 48, 1, 7, "softmax")}
+    """kws and har: benchmarks/bench_firmware.py's lstm and gru; demo: the watch model's shape."""
+    firmware = bench_firmware.model_specs()
+    demo = {"version": 1, "input": dense_inputs(6, seed=DEMO_SEED)[0],
+            "layers": [{"cell": "gru", "hidden": 48, "bidirectional": False}],
+            "head": {"out": 7, "on": "every_step", "activation": "softmax"}, "task": "classify"}
+    return {"kws LSTM(40->64)+Linear(12)": firmware["lstm"], "har GRU(6->64)x2+Linear(6)": firmware["gru"],
+            "demo GRU(6->48)+Linear(7)": demo}
 
 
 def row_status(target: str) -> str | None:
