@@ -120,12 +120,25 @@ def markdown(results: list[dict], machine: str) -> str:
 
 
 def machine() -> str:
-    cc = subprocess.run(["arm-none-eabi-gcc", "-dumpversion"], check=False, capture_output=True,
-                        text=True).stdout.strip()
-    qemu = subprocess.run(["qemu-system-arm", "--version"], check=False, capture_output=True,
-                          text=True).stdout.split("\n")[0]
-    return (f"arm-none-eabi-gcc {cc} -Os, {qemu.replace('QEMU emulator version', 'QEMU')}, host "
-            f"{platform.machine()} {platform.system()}")
+    def first_line(*command: str) -> str:
+        try:
+            out = subprocess.run(command, check=False, capture_output=True, text=True).stdout
+        except OSError:
+            return "not installed"
+        return out.split("\n")[0].strip()
+
+    qemu = first_line("qemu-system-arm", "--version").replace("QEMU emulator version", "QEMU")
+    return (f"arm-none-eabi-gcc {first_line('arm-none-eabi-gcc', '-dumpversion')} and riscv64-unknown-elf-gcc "
+            f"{first_line('riscv64-unknown-elf-gcc', '-dumpversion')} -Os, {qemu}, host "
+            f"{host_cpu()} ({platform.machine()} {platform.system()}; the counts do not depend on the host)")
+
+
+def host_cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
