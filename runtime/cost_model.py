@@ -4,7 +4,7 @@ instructions per step, flash and RAM, per target (TARGETS) and precision.
 The formula, one per target x precision, linear in counts that follow from the spec (`features`):
 
     instructions/step = sum over cells c of (a_c * MACs_c + b_c * gate rows_c + c_c * layers_c)
-                        + r * rnn_relu gate rows + t * tail MACs
+                        + r * rnn_relu gate rows + t * tail MACs + w * wide MACs
                         + d * head MACs + e * head outputs + f * dense input features
                         + g' * (token input) + g
 
@@ -15,7 +15,8 @@ own (the embedding row's copy, a few instructions per value, is left in it: fitt
 embedding widths measured extrapolated badly).
 rnn_tanh and rnn_relu share the "rnn" columns, rnn_relu rows adding r each (a max instead of the tanh lookup);
 tail MACs: the products past the last multiple of 4 of every dot product (rows x (length mod 4), each matrix), which
-the Cortex-M4's DSP kernel does one at a time after its 4-wide blocks. The coefficients are fitted by least squares to QEMU measurements of
+the Cortex-M4's DSP kernel does one at a time after its 4-wide blocks; wide MACs: those of dot products over vectors
+longer than 256 values, which the DSP kernel leaves to the plain C loop (it packs up to 256). The coefficients are fitted by least squares to QEMU measurements of
 varied shapes (benchmarks/cost_fit.py, `make cost-fit`) and live in runtime/cost_coefficients.py (a Python table
 that script writes, with the shapes, residuals and tool versions of the fit).
 
@@ -53,9 +54,10 @@ TARGETS = {
 SAME_AS = {("cortex-m4f", "int8"): ("cortex-m4", "int8")}
 CELL_GROUPS = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn", "rnn_relu": "rnn"}
 INSTRUCTION_FEATURES = ("lstm_macs", "lstm_rows", "lstm_layers", "gru_macs", "gru_rows", "gru_layers",
-                        "rnn_macs", "rnn_rows", "rnn_layers", "relu_rows", "tail_macs", "head_macs", "head_out",
+                        "rnn_macs", "rnn_rows", "rnn_layers", "relu_rows", "tail_macs", "wide_macs", "head_macs", "head_out",
                         "dense_inputs", "tokens", "one")
 CONST_FEATURES = ("weights", "rows", "gru_units", "layers", "head_out", "inputs", "vocab", "one")
+DSP_PACKED_VALUES = 256  # src/rnnedge_dsp.h: the DSP kernel packs vectors of up to 4 * RNNEDGE_DSP_WORDS (64) values
 VALUE_BYTES = {"int8": 2, "f32": 4, "int8w": 4}  # a value of state or scratch on the device
 
 
@@ -78,9 +80,11 @@ def features(spec: dict) -> dict[str, int]:
         f[f"{group}_layers"] += 1
         f["relu_rows"] += rows if layer["cell"] == "rnn_relu" else 0
         f["tail_macs"] += rows * (n_in % 4 + hidden % 4)
+        f["wide_macs"] += rows * sum(n for n in (n_in, hidden) if n > DSP_PACKED_VALUES)
         n_in = hidden
     f["head_macs"] = spec["head"]["out"] * n_in
     f["tail_macs"] += spec["head"]["out"] * (n_in % 4)
+    f["wide_macs"] += spec["head"]["out"] * n_in if n_in > DSP_PACKED_VALUES else 0
     f["head_out"] = spec["head"]["out"]
     tokens = spec["input"]["kind"] == "tokens"
     f["dense_inputs"] = 0 if tokens else specs.input_size(spec)
@@ -174,16 +178,18 @@ def predict(spec: dict, target: str, precision: str) -> dict:
         "ram": {"state": ram["state"], "scratch": ram["scratch"], "stack": entry["stack_bytes"]},
         "fit": {"shapes": len(entry["fit"]["shapes"]), "max_relative_residual": entry["fit"]["max_relative_residual"],
                 "measured": entry["fit"]["measured"]},
-        "outside_fit": outside_fit(spec, entry["fit"]),
+        "outside_fit": outside_fit(spec, entry["fit"], instructions),
     }
 
 
-def outside_fit(spec: dict, fit: dict) -> str | None:
-    """Why the prediction extrapolates (a vector wider, or more layers, than any fitted shape), or None. Wider
-    vectors may run another code path: the Cortex-M4's DSP kernel packs vectors of up to 256 values, a longer
-    one takes the plain C loop."""
+def outside_fit(spec: dict, fit: dict, instructions: float) -> str | None:
+    """Why the prediction extrapolates (a vector wider, more layers, or fewer instructions than any fitted shape),
+    or None. The fixed costs of a step weigh more in a tiny model, where a linear fit is least accurate."""
     widths = [specs.input_size(spec), *(layer["hidden"] for layer in spec["layers"])]
     reasons = []
+    smallest = min(s["measured"] for s in fit["shapes"])
+    if instructions < smallest:
+        reasons.append(f"a step smaller than the smallest fitted one ({smallest:,.0f} instructions)")
     if max(widths) > fit["max_width"]:
         reasons.append(f"a vector of {max(widths)} values (the fitted shapes reach {fit['max_width']})")
     if len(spec["layers"]) > fit["max_layers"]:
