@@ -142,6 +142,11 @@ def _dot(coefficients: dict[str, float], values: dict[str, int]) -> float:
     return sum(coefficients[name] * values[name] for name in coefficients)
 
 
+def _key(target: str, precision: str) -> str:
+    """runtime/cost_coefficients.py's key of (target, precision)."""
+    return "/".join(SAME_AS.get((target, precision), (target, precision)))
+
+
 def coefficients(target: str, precision: str) -> dict:
     """The fitted entry of (target, precision); CostModelError for an unknown target, a precision it does not run,
     or a pair not measured yet."""
@@ -152,12 +157,21 @@ def coefficients(target: str, precision: str) -> dict:
     if precision not in TARGETS[target]["precisions"]:
         raise CostModelError(f"{target} runs firmware_ref's {', '.join(TARGETS[target]['precisions'])} step, not "
                              f"{precision}")
-    key = "/".join(SAME_AS.get((target, precision), (target, precision)))
+    key = _key(target, precision)
     if key not in COEFFICIENTS:
         raise CostModelError(f"{target} {precision} has not been measured yet: no cost-model coefficients for it "
                              "(runtime/cost_coefficients.py; `make cost-fit` measures and fits them when firmware_ref "
                              f"builds for {TARGETS[target]['board']})")
     return COEFFICIENTS[key]
+
+
+def measured_precisions(target: str) -> list[str]:
+    """The precisions `target` runs that have coefficients (CostModelError for an unknown target)."""
+    from rnnedge.runtime.cost_coefficients import COEFFICIENTS
+
+    if target not in TARGETS:
+        raise CostModelError(f"unknown target {target!r}: one of {', '.join(TARGETS)}")
+    return [p for p in TARGETS[target]["precisions"] if _key(target, p) in COEFFICIENTS]
 
 
 def predict(spec: dict, target: str, precision: str) -> dict:

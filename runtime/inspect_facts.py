@@ -201,19 +201,8 @@ def cost_facts(spec: dict, target: str, precisions: list[str] | None = None) -> 
 
     try:
         if precisions is None:
-            if target not in cost_model.TARGETS:
-                raise cost_model.CostModelError(f"unknown target {target!r}: one of {', '.join(cost_model.TARGETS)}")
-            precisions = list(cost_model.TARGETS[target]["precisions"])
-            measured = []
-            for precision in precisions:
-                try:
-                    cost_model.coefficients(target, precision)
-                    measured.append(precision)
-                except cost_model.CostModelError:
-                    pass
-            if not measured:
-                cost_model.coefficients(target, precisions[0])  # raises: says the target is not measured yet
-            precisions = measured
+            # none measured: predicting the first one raises the error that says so
+            precisions = cost_model.measured_precisions(target) or list(cost_model.TARGETS[target]["precisions"][:1])
         return [cost_model.predict(spec, target, precision) for precision in precisions]
     except cost_model.CostModelError as e:
         raise InspectError(f"--target {target}: {e}") from None
