@@ -16,13 +16,15 @@ embedding widths measured extrapolated badly).
 rnn_tanh and rnn_relu share the "rnn" columns, rnn_relu rows adding r each (a max instead of the tanh lookup);
 tail MACs: the products past the last multiple of 4 of every dot product (rows x (length mod 4), each matrix), which
 the Cortex-M4's DSP kernel does one at a time after its 4-wide blocks; wide MACs: those of dot products over vectors
-longer than 256 values, which the DSP kernel leaves to the plain C loop (it packs up to 256). The coefficients are fitted by least squares to QEMU measurements of
-varied shapes (benchmarks/cost_fit.py, `make cost-fit`) and live in runtime/cost_coefficients.py (a Python table
-that script writes, with the shapes, residuals and tool versions of the fit).
+longer than 256 values, which the DSP kernel leaves to the plain C loop (it packs up to 256). The coefficients are
+fitted by least squares on relative residuals to QEMU measurements of varied shapes (benchmarks/cost_fit.py, `make
+cost-fit`) and live in runtime/cost_coefficients.py (a Python table that script writes, with every shape's measured
+and fitted figures, the residuals and the tool versions). A prediction outside the fitted shapes says so
+(outside_fit).
 
-Flash: the library's code and constants for the target (measured, a constant per target x precision) plus the
-model's constants (a linear fit too: weights, biases and the per-row requantisation words, exact for the fitted
-shapes). RAM: state + scratch of one stream (export/firmware.py model_sizes' formula, restated here because runtime/
+Flash: the library's code and constants for the target (the largest measured over the fitted shapes) plus the
+model's constants (linear in weights, gate rows, GRU units, layers, head outputs, dense inputs and vocabulary:
+exact on every fitted shape). RAM: state + scratch of one stream (export/firmware.py model_sizes' formula, restated here because runtime/
 cannot import export/) plus the largest stack the fit's measurements used (painted stack, high-water mark).
 
 QEMU's -icount counts executed instructions, not cycles: a Cortex-M4 takes 1 cycle for most instructions, more for
