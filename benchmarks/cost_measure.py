@@ -155,7 +155,8 @@ def measure(spec: dict, target: str, precision: str, folder, steps: int = 16, se
     build.mkdir(parents=True, exist_ok=True)
     prefix = "riscv64-unknown-elf-" if family(target) == "riscv" else "arm-none-eabi-"
     strict = v["STRICT_FLAGS"] if precision == "int8" else v["FLOAT_FLAGS"]
-    cflags = [*v["CPU"], *v["CFLAGS"], *strict, NO_EXTENSIONS, "-Iinclude", f"-I{model_dir}"]
+    extra = [*strict, NO_EXTENSIONS, "-Iinclude", f"-I{model_dir}"]
+    cflags = [*v["CPU"], *v["CFLAGS"], *extra]
     sources = v["LIB_INT8_SRCS"] if precision == "int8" else v["LIB_FLOAT_SRCS"]
     objects = []
     for src in sources:
@@ -167,16 +168,18 @@ def measure(spec: dict, target: str, precision: str, folder, steps: int = 16, se
          "compiling model_data.c", cwd=FIRMWARE)
     bench = "arm/bench/step_bench.c" if precision == "int8" else "arm/bench/step_bench_float.c"
     elf, map_file = build / "bench.elf", build / "bench.map"
-    _run([f"{prefix}gcc", *v["CPU"], *v["CFLAGS"], f"-I{v['DIR'][0]}", *cflags[len(v["CPU"]) + len(v["CFLAGS"]):],
-          f"-DBENCH_STEPS={steps}", *v["LDFLAGS"], f"-Wl,-Map={map_file}", *v["RUNTIME"],
+    _run([f"{prefix}gcc", *v["CPU"], *v["CFLAGS"], f"-I{v['DIR'][0]}", *extra, f"-DBENCH_STEPS={steps}", *v["LDFLAGS"], f"-Wl,-Map={map_file}", *v["RUNTIME"],
           *(str(o) for o in [*objects, model_obj]), bench, *v["LIBS"], "-o", str(elf)], "linking the bench image",
          cwd=FIRMWARE)
     if family(target) == "riscv":
         run = ["sh", "riscv/run.sh", str(elf), str(int(timeout))]
     else:
         run = ["sh", "arm/run.sh", TARGETS[target]["board"], str(elf), str(int(timeout))]
-    proc = subprocess.run(run, check=False, capture_output=True, text=True, timeout=timeout + 30, cwd=FIRMWARE,
-                          stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run(run, check=False, capture_output=True, text=True, timeout=timeout + 30, cwd=FIRMWARE,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise MeasureError(f"running the {target} {precision} bench: {e}") from None
     out = dict(re.findall(r"^(\w+): (\S+)$", proc.stdout, re.MULTILINE))
     if proc.returncode != 0 or out.get("status") != "ok":
         raise MeasureError(f"the {target} {precision} bench under QEMU exited {proc.returncode}: "
@@ -194,7 +197,7 @@ def measure(spec: dict, target: str, precision: str, folder, steps: int = 16, se
     }
 
 
-# -- sizes from the map file (export/footprint.py's parser: the input sections placed in allocated output sections) ----
+# -- sizes from the map file (export/footprint.py's parser: input sections placed in allocated output sections) --
 
 
 def _kind(name: str) -> str:
