@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= artifacts/watch
 
-.PHONY: setup demo test bench bench-f32 bench-firmware bench-streaming lint fuzz clean
+.PHONY: setup demo test bench bench-cost cost-fit bench-f32 bench-firmware bench-streaming lint fuzz clean
 
 $(VENV)/.installed: pyproject.toml train/bundled/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,20 @@ test: setup
 ## rnnedge against PyTorch, ONNX Runtime and LiteRT (benchmarks/peers.py; LiteRT runs in its own venv,
 ## artifacts/bench-venv, created on first use): one markdown table, JSON in artifacts/bench/.
 ## BENCH_ARGS="--quick" for a smoke run; the older benches: make bench-f32 bench-firmware bench-streaming
+## Then the firmware cost table (bench-cost): instructions per step under QEMU, flash and RAM, per target x precision.
 BENCH_ARGS ?=
 bench: setup
 	$(PY) -m benchmarks.peers $(BENCH_ARGS)
+	$(PY) -m benchmarks.cost_table $(COST_ARGS)
+
+## benchmarks/cost_table.py alone (COST_ARGS="--save" also writes benchmarks/results/cost_table.{json,md})
+COST_ARGS ?=
+bench-cost: setup
+	$(PY) -m benchmarks.cost_table $(COST_ARGS)
+
+## re-measure varied shapes under QEMU and refit runtime/cost_model.py's coefficients (runtime/cost_coefficients.py)
+cost-fit: setup
+	$(PY) -m benchmarks.cost_fit
 
 bench-f32: setup
 	$(PY) -m benchmarks.bench_f32

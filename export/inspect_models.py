@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.inspect_facts import InspectError, file_facts, firmware_ram, spec_facts
+from rnnedge.runtime.inspect_facts import InspectError, cost_facts, file_facts, firmware_ram, spec_facts
 
 
-def checkpoint_facts(path: str) -> dict:
-    """Facts about an rnnedge checkpoint (train/checkpoint.py reads it with torch.load(weights_only=True))."""
+def checkpoint_facts(path: str, target: str | None = None) -> dict:
+    """Facts about an rnnedge checkpoint (train/checkpoint.py reads it with torch.load(weights_only=True)); with
+    `target`, the predicted cost of a step on it in every precision it runs (inspect_facts.cost_facts)."""
     try:
         from rnnedge.train.checkpoint import CheckpointError, load_checkpoint
     except ImportError as e:
@@ -27,14 +28,17 @@ def checkpoint_facts(path: str) -> dict:
              **spec_facts(spec)}
     facts["bytes"] = {"weights_in_file": 4 * facts["parameters"]}
     facts["firmware_ram"] = firmware_ram(spec)
+    if target is not None:
+        facts["cost"] = cost_facts(spec, target)
     facts["metrics"] = {k: metrics[k] for k in ("metric", "val_metric", "test_metric", "kept_epoch") if k in metrics}
     facts["next"] = f"rnnedge export {path} --precision f32,int8w,int8 --out DIR"
     return facts
 
 
-def onnx_facts(path: str) -> dict:
+def onnx_facts(path: str, target: str | None = None) -> dict:
     """Facts about an ONNX file: the graph's recurrent nodes, and the rnnedge spec export/from_onnx.py maps it to
-    (without the proof against ONNX Runtime, which rnnedge export runs)."""
+    (without the proof against ONNX Runtime, which rnnedge export runs); with `target`, the predicted cost of a step
+    of that spec on it (InspectError when the file maps to no spec)."""
     try:
         import onnx
     except ImportError as e:
@@ -55,17 +59,26 @@ def onnx_facts(path: str) -> dict:
         from rnnedge.export.from_onnx import map_onnx
     except ImportError as e:
         facts["mapping"] = f"not tried: {_needs_extra(path, 'mapping an ONNX file', e)}"
-        return facts
+        return _no_spec(facts, target)
     try:
         mapping = map_onnx(model, prove=False, where=path)
     except MappingError as e:
         facts["mapping"] = f"refused: {e}"
-        return facts
+        return _no_spec(facts, target)
     facts["mapping"] = "maps to the rnnedge spec below (rnnedge export proves it against ONNX Runtime)"
     facts.update(spec_facts(mapping.spec))
     facts["precision"] = "float32 (ONNX)"
     facts["firmware_ram"] = firmware_ram(mapping.spec)
+    if target is not None:
+        facts["cost"] = cost_facts(mapping.spec, target)
     facts["next"] = f"rnnedge export {path} --precision f32,int8w,int8 --out DIR"
+    return facts
+
+
+def _no_spec(facts: dict, target: str | None) -> dict:
+    if target is not None:
+        raise InspectError(f"{facts['file']['path']}: --target {target} needs the rnnedge spec the file maps to: "
+                           f"{facts['mapping']}")
     return facts
 
 

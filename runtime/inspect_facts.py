@@ -67,7 +67,7 @@ def macs_per_step(spec: dict) -> dict:
     return {"layers": layers, "head": head, "total": layers + head}
 
 
-def weight_file_facts(path: str, footprint_board: str | None = None) -> dict:
+def weight_file_facts(path: str, footprint_board: str | None = None, target: str | None = None) -> dict:
     """Facts about an rnnedge weight file (runtime.artifact.read checks it whole: a refusal is InspectError)."""
     from rnnedge.runtime import artifact
     from rnnedge.runtime.model import Model
@@ -85,6 +85,8 @@ def weight_file_facts(path: str, footprint_board: str | None = None) -> dict:
                       "state_on_device": facts["state_values"] * STATE_ITEM_BYTES[precision]}
     facts["kernel"] = kernel_facts(precision)
     facts["firmware"] = firmware_facts(path, spec, precision, footprint_board)
+    if target is not None:
+        facts["cost"] = cost_facts(spec, target, [precision])
     report = export_report(path, precision)
     if report is not None:
         facts["export_report"] = report
@@ -189,6 +191,21 @@ def _measure(sources: str, precision: str, board: str) -> dict:
             "ram_state_scratch_bytes": result["ram"]["state_plus_scratch_bytes"],
             "stack_bytes": result["ram"]["stack_used_bytes"],
             "instructions_per_step": result["icount"]["per_step_mean"], "summary": footprint.summary_line(result)}
+
+
+def cost_facts(spec: dict, target: str, precisions: list[str] | None = None) -> list[dict]:
+    """runtime/cost_model.py's prediction for one step of `spec` on `target`, one per precision (None: every precision
+    the target runs that has been measured); InspectError when there is none to give (an unknown target, a
+    precision the target does not run, a target not measured yet, a model the fit does not cover)."""
+    from rnnedge.runtime import cost_model
+
+    try:
+        if precisions is None:
+            # none measured: predicting the first one raises the error that says so
+            precisions = cost_model.measured_precisions(target) or list(cost_model.TARGETS[target]["precisions"][:1])
+        return [cost_model.predict(spec, target, precision) for precision in precisions]
+    except cost_model.CostModelError as e:
+        raise InspectError(f"--target {target}: {e}") from None
 
 
 def file_facts(path: str, kind: str) -> dict:

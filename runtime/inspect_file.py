@@ -16,18 +16,22 @@ import json
 import os
 import sys
 
-from rnnedge.runtime import sniff
+from rnnedge.runtime import cost_model, sniff
 from rnnedge.runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+from rnnedge.runtime.cost_model import TARGETS
 from rnnedge.runtime.options import RawHelpFormatter
 
 PROG = "rnnedge inspect"
 BOARDS = ("an385", "an386")  # export/footprint.py's boards: Cortex-M3, Cortex-M4F
+TARGET_NAMES = tuple(TARGETS)
 
 DESCRIPTION = """\
 Describe a model file before deploying it: its spec (cells, layers, hidden sizes, directions, input, head,
 task), precision, parameter count, multiply-accumulates per time step, bytes of weights and of a stream's
 state, which kernels run it on this machine (numba, the CPU it compiles for), and the firmware_ref flash and
-RAM of the model (from the C sources rnnedge export would generate for it).
+RAM of the model (from the C sources rnnedge export would generate for it). --target TARGET adds the cost of
+one firmware_ref step on that microcontroller predicted from the shape (instructions per step and per MAC:
+QEMU instruction counts, not cycles; flash; RAM).
 
 FILE: model.<precision>.safetensors (rnnedge export's weight files: f32, int8w, int8), an ONNX file (needs
 onnx; the rnnedge spec it maps to needs torch too), or an rnnedge checkpoint (rnnedge train's model.pt,
@@ -45,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "the instructions per step (seconds; needs the ARM toolchain and qemu-system-arm)")
     parser.add_argument("--board", choices=BOARDS, default="an385",
                         help="with --measure-footprint: an385 (Cortex-M3) or an386 (Cortex-M4F)")
+    parser.add_argument("--target", choices=TARGET_NAMES, metavar="TARGET",
+                        help=("predict one firmware_ref step on this microcontroller from the model's shape alone "
+                              "(runtime/cost_model.py, a formula fitted to QEMU instruction counts): instructions per "
+                              "step and per MAC, flash and RAM, for the file's precision (a checkpoint or ONNX file: "
+                              f"every precision the target runs). One of {', '.join(TARGET_NAMES)}. Exit 2 when the "
+                              "target has not been measured yet or does not run the precision"))
     return parser
 
 
@@ -70,15 +80,15 @@ def _main(args: argparse.Namespace) -> int:
         path = str(regular_file(args.file, "FILE"))
         kind = sniff.kind(path)
         if kind == "safetensors":
-            facts = weight_file_facts(path, args.board if args.measure_footprint else None)
+            facts = weight_file_facts(path, args.board if args.measure_footprint else None, args.target)
         elif kind == "onnx" or (kind == "unknown" and path.lower().endswith(".onnx")):
             from rnnedge.export.inspect_models import onnx_facts
 
-            facts = onnx_facts(path)
+            facts = onnx_facts(path, args.target)
         elif kind == "pytorch":
             from rnnedge.export.inspect_models import checkpoint_facts
 
-            facts = checkpoint_facts(path)
+            facts = checkpoint_facts(path, args.target)
         else:
             described = {"npy": "a numpy .npy array", "npz": "a numpy .npz archive", "zip": "a zip archive",
                          "text": "a text file", "empty": "empty"}.get(kind, "not a file rnnedge knows")
@@ -123,6 +133,12 @@ def lines(facts: dict) -> list[str]:
         ram = ", ".join(f"{p} {b:,} B" for p, b in facts["firmware_ram"].items())
         rows.append(("firmware", (f"RAM per stream once exported (state + scratch): {ram}; its flash: inspect the "
                                  f"exported weight file")))
+    for p in facts.get("cost", []):
+        rows.append(("cost", cost_model.summary(p)))
+        fit = p["fit"]
+        rows.append(("", (f"predicted by runtime/cost_model.py ({p['cpu']}: {TARGETS[p['target']]['build']}), "
+                          f"fitted to {fit['shapes']} shapes measured under QEMU on {fit['measured']}, largest "
+                          f"residual {fit['max_relative_residual']:.1%}")))
     if facts.get("metrics"):
         m = {"kept_epoch": "?", "metric": "metric", "val_metric": float("nan"), "test_metric": float("nan"),
              **facts["metrics"]}
