@@ -56,6 +56,14 @@
 
 #if RNNEDGE_MVE
 
+/* gcc -Os (arm.mk's default) spills the dot product's row pointers to the stack and forms each row's next address
+ * from its base and a counter (17 instructions per eight inputs instead of 10); -O2 keeps them in registers with
+ * post-incremented loads and a low-overhead loop (DLS / LE). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O2")
+#endif
+
 /* -- four-lane primitives ------------------------------------------------------------------------------------ */
 
 /** MBQM(x, M, S) on four lanes, S in [-31, 30] (multiply_by_quantized_multiplier). */
@@ -126,53 +134,65 @@ static inline int32x4_t mve_tanh_q15(int32x4_t x)
 
 /* -- dot products ------------------------------------------------------------------------------------------- */
 
-/** bias + W[k] . v for the `rows` (1..4) rows k of w (row-major, n per row) as four lanes; lanes past `rows`
- * repeat the last row. */
-static inline int32x4_t mve_dot4(int32x4_t bias, const int8_t *w, int32_t n, int32_t rows, const int16_t *v)
+/** The last n mod 8 products of rows w0..w3 (each pointing at its row's rest) added to a0..a3: one predicated
+ * chunk (VCTP): lanes past the row's end read nothing and load zeros, whose products add nothing. */
+#define MVE_DOT4_TAIL(rest)                                                                                       \
+    do {                                                                                                          \
+        const mve_pred16_t p_ = vctp16q((uint32_t)(rest));                                                        \
+        const int16x8_t x_ = vldrhq_z_s16(v, p_);                                                                 \
+        a0 = vmladavaq_s16(a0, vldrbq_z_s16(w0, p_), x_);                                                         \
+        a1 = vmladavaq_s16(a1, vldrbq_z_s16(w1, p_), x_);                                                         \
+        a2 = vmladavaq_s16(a2, vldrbq_z_s16(w2, p_), x_);                                                         \
+        a3 = vmladavaq_s16(a3, vldrbq_z_s16(w3, p_), x_);                                                         \
+    } while (0)
+
+/** W[k] . v for the rows k = 0..3 of w (row-major, n >= 1 per row; rows past `rows` repeat the last) as four
+ * lanes. Not inlined: as a function of its own the loop keeps its nine pointers and sums in registers (VMLADAVA
+ * writes even registers only), 1 VLDRH + 4 VLDRB + 4 VMLADAVA + the loop's branch per eight inputs; the first
+ * chunk sets the sums (VMLADAV) instead of adding to zeros. */
+static __attribute__((noinline)) int32x4_t mve_dot4(const int8_t *w, int32_t n, int32_t rows, const int16_t *v)
 {
     const int8_t *w0 = w;
     const int8_t *w1 = rows > 1 ? w0 + n : w0;
     const int8_t *w2 = rows > 2 ? w1 + n : w1;
     const int8_t *w3 = rows > 3 ? w2 + n : w2;
+    const int16_t *end = v + (n & ~(int32_t)7);
     int32_t a0 = 0;
     int32_t a1 = 0;
     int32_t a2 = 0;
     int32_t a3 = 0;
-    int32_t k;
     int32x4_t acc;
-    for (k = n >> 3; k > 0; --k) {
-        const int16x8_t x = vldrhq_s16(v);
-        a0 = vmladavaq_s16(a0, vldrbq_s16(w0), x);
-        a1 = vmladavaq_s16(a1, vldrbq_s16(w1), x);
-        a2 = vmladavaq_s16(a2, vldrbq_s16(w2), x);
-        a3 = vmladavaq_s16(a3, vldrbq_s16(w3), x);
-        v += 8;
-        w0 += 8;
-        w1 += 8;
-        w2 += 8;
-        w3 += 8;
+    if (v != end) {
+        int16x8_t x = vldrhq_s16(v);
+        a0 = vmladavq_s16(vldrbq_s16(w0), x);
+        a1 = vmladavq_s16(vldrbq_s16(w1), x);
+        a2 = vmladavq_s16(vldrbq_s16(w2), x);
+        a3 = vmladavq_s16(vldrbq_s16(w3), x);
+        for (v += 8, w0 += 8, w1 += 8, w2 += 8, w3 += 8; v != end; v += 8, w0 += 8, w1 += 8, w2 += 8, w3 += 8) {
+            x = vldrhq_s16(v);
+            a0 = vmladavaq_s16(a0, vldrbq_s16(w0), x);
+            a1 = vmladavaq_s16(a1, vldrbq_s16(w1), x);
+            a2 = vmladavaq_s16(a2, vldrbq_s16(w2), x);
+            a3 = vmladavaq_s16(a3, vldrbq_s16(w3), x);
+        }
     }
-    if ((n & 7) != 0) { /* zeros in the lanes past the end: their products add nothing */
-        const mve_pred16_t p = vctp16q((uint32_t)(n & 7));
-        const int16x8_t x = vldrhq_z_s16(v, p);
-        a0 = vmladavaq_s16(a0, vldrbq_z_s16(w0, p), x);
-        a1 = vmladavaq_s16(a1, vldrbq_z_s16(w1, p), x);
-        a2 = vmladavaq_s16(a2, vldrbq_z_s16(w2, p), x);
-        a3 = vmladavaq_s16(a3, vldrbq_z_s16(w3, p), x);
+    if ((n & 7) != 0) {
+        MVE_DOT4_TAIL(n & 7);
     }
     acc = vdupq_n_s32(a0);
     acc = vsetq_lane_s32(a1, acc, 1);
     acc = vsetq_lane_s32(a2, acc, 2);
     acc = vsetq_lane_s32(a3, acc, 3);
-    return vaddq_s32(acc, bias);
+    return acc;
 }
+#undef MVE_DOT4_TAIL
 
 /** yx of gate rows r..r+3 (the valid ones): MBQM(b_x + W_ih . x, Mx, Sx), int32, not saturated. */
 static inline int32x4_t mve_input_part(const rnnedge_layer_int8 *layer, int32_t r, int32_t rows, const int16_t *x,
                                        mve_pred16_t valid)
 {
-    const int32x4_t acc = mve_dot4(vldrwq_z_s32(layer->b_x + r, valid), layer->w_ih + r * layer->n_in, layer->n_in,
-                                   rows, x);
+    const int32x4_t acc = vaddq_s32(mve_dot4(layer->w_ih + r * layer->n_in, layer->n_in, rows, x),
+                                    vldrwq_z_s32(layer->b_x + r, valid));
     return mve_mbqm(acc, vldrwq_z_s32(layer->mult_x + r, valid), vldrbq_z_s32(layer->shift_x + r, valid));
 }
 
@@ -180,7 +200,7 @@ static inline int32x4_t mve_input_part(const rnnedge_layer_int8 *layer, int32_t 
 static inline int32x4_t mve_recurrent_part(const rnnedge_layer_int8 *layer, int32_t r, int32_t rows, int32x4_t b_h,
                                            const int16_t *h, mve_pred16_t valid)
 {
-    const int32x4_t acc = mve_dot4(b_h, layer->w_hh + r * layer->hidden, layer->hidden, rows, h);
+    const int32x4_t acc = vaddq_s32(mve_dot4(layer->w_hh + r * layer->hidden, layer->hidden, rows, h), b_h);
     return mve_mbqm(acc, vldrwq_z_s32(layer->mult_h + r, valid), vldrbq_z_s32(layer->shift_h + r, valid));
 }
 
@@ -279,9 +299,13 @@ static void mve_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_
     for (o = 0; o < out; o += 4) {
         const int32_t rows = out - o < 4 ? out - o : 4;
         const mve_pred16_t valid = vctp32q((uint32_t)rows);
-        vstrwq_p_s32(logits + o, mve_dot4(vldrwq_z_s32(b + o, valid), w + o * in, in, rows, h), valid);
+        vstrwq_p_s32(logits + o, vaddq_s32(mve_dot4(w + o * in, in, rows, h), vldrwq_z_s32(b + o, valid)), valid);
     }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #endif /* RNNEDGE_MVE */
 
