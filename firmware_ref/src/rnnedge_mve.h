@@ -12,9 +12,10 @@
  *
  * Dot products. For four gate rows and eight inputs: one VLDRH of the int16 inputs, then per row one VLDRB.S16
  * (eight int8 weights widened to int16) and one VMLADAVA.S16 (eight products added into the row's int32
- * accumulator): 9 instructions per 32 multiply-accumulates. The sums are exact in int32 in any order (export
- * proves |bias| + sum |w| * 2^15 < 2^31 per row; see dot_int8), so the integers equal the plain path's. The last
- * n mod 8 inputs are one predicated chunk (VCTP): lanes past the row's end read nothing and count zero.
+ * accumulator), and the low-overhead loop's LE: 10 instructions per 32 multiply-accumulates (an asm block, see
+ * mve_rows4). The sums are exact in int32 in any order (export proves |bias| + sum |w| * 2^15 < 2^31 per row; see
+ * dot_int8), so the integers equal the plain path's. The first n mod 8 inputs are one predicated chunk (VCTP):
+ * lanes past the row's end read nothing and count zero.
  *
  * Everything after the dot products runs on four rows (or hidden units) per vector, int32 lanes; a last group of
  * fewer than four rows repeats the last row in the spare lanes and stores only the valid ones (VCTP + VSTRH/VSTRW
@@ -25,7 +26,7 @@
  *   RDBPOT(x, e)           VRSHL / VRSHR round ties up; a negative lane first adds -1 (its sign bit: VAND with the
  *                          negative shift count, VSHR #31), which turns that into ties away from zero. With a
  *                          shift of 0 the fix-up is 0 (the shift count's sign bit is clear)
- *   sat16(a + b)           VQADD (int32 saturation leaves the int16 clamp unchanged), then VQMOVNB / VMAX / VMIN
+ *   sat16(a + b)           VQADD (int32 saturation leaves the int16 clamp unchanged), then VQMOVNB (+ VMOVLB back)
  *   sigmoid_q15, tanh_q15  two VLDRH gathers of the sigmoid table (entries u and u + 1) and the same linear
  *                          interpolation; the negative side is 32768 - pos (sigmoid) and -pos (tanh), which equal
  *                          the scalar formulas' (r + 2^9 - 1 ...) >> 10 forms for every r (worked out in each)
@@ -170,14 +171,16 @@ static inline int32x4_t mve_tanh_q15(int32x4_t x)
 
 /** W[k] . v for the four rows k of w0..w3 (each row n >= 1 long) as four lanes. The first n mod 8 inputs are one
  * predicated chunk (VCTP): lanes past it read nothing and load zeros, whose products add nothing. Then per eight
- * inputs 1 VLDRH, 4 VLDRB, 4 VMLADAVA and the loop's LE (VMLADAVA writes even registers only: four sums, five
- * pointers and LR fit); the loop comes last, so no pointer outlives it. */
+ * inputs 1 VLDRH, 4 VLDRB.S16, 4 VMLADAVA.S16 and the low-overhead loop's LE. That loop is the one asm block of the
+ * file: VLDRB.S16 takes its base in r0-r7 and VMLADAVA writes even registers only, and gcc (-Os and -O2 alike)
+ * either spilled a row pointer inside the loop or spent five instructions on its trip count; the asm pins the
+ * four sums to r8, r10, r12, r6, the five pointers to low registers and the count to LR. */
 static inline __attribute__((always_inline)) int32x4_t mve_rows4(const int8_t *w0, const int8_t *w1,
                                                                  const int8_t *w2, const int8_t *w3, int32_t n,
                                                                  const int16_t *v)
 {
     const int32_t rest = n & 7;
-    int32_t a0 = 0;
+    int32_t a0 = 0; /* the sums, set by the predicated chunk or starting at zero */
     int32_t a1 = 0;
     int32_t a2 = 0;
     int32_t a3 = 0;
@@ -196,17 +199,33 @@ static inline __attribute__((always_inline)) int32x4_t mve_rows4(const int8_t *w
         w2 += rest;
         w3 += rest;
     }
-    for (k = n >> 3; k > 0; --k) {
-        const int16x8_t x = vldrhq_s16(v);
-        a0 = vmladavaq_s16(a0, vldrbq_s16(w0), x);
-        a1 = vmladavaq_s16(a1, vldrbq_s16(w1), x);
-        a2 = vmladavaq_s16(a2, vldrbq_s16(w2), x);
-        a3 = vmladavaq_s16(a3, vldrbq_s16(w3), x);
-        v += 8;
-        w0 += 8;
-        w1 += 8;
-        w2 += 8;
-        w3 += 8;
+    k = n >> 3;
+    if (k > 0) { /* gcc computes the trip count in five instructions; DLS takes it as it is */
+        register int32_t s0 __asm__("r8") = a0;
+        register int32_t s1 __asm__("r10") = a1;
+        register int32_t s2 __asm__("r12") = a2;
+        register int32_t s3 __asm__("r6") = a3;
+        register int32_t count __asm__("lr") = k;
+        __asm__("dls lr, lr\n"
+                "1:\n\t"
+                "vldrh.16 q0, [%[v]], #16\n\t"
+                "vldrb.s16 q1, [%[w0]], #8\n\t"
+                "vmladava.s16 %[s0], q1, q0\n\t"
+                "vldrb.s16 q2, [%[w1]], #8\n\t"
+                "vmladava.s16 %[s1], q2, q0\n\t"
+                "vldrb.s16 q1, [%[w2]], #8\n\t"
+                "vmladava.s16 %[s2], q1, q0\n\t"
+                "vldrb.s16 q2, [%[w3]], #8\n\t"
+                "vmladava.s16 %[s3], q2, q0\n\t"
+                "le lr, 1b"
+                : [v] "+r"(v), [w0] "+l"(w0), [w1] "+l"(w1), [w2] "+l"(w2), [w3] "+l"(w3), [s0] "+r"(s0),
+                  [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), "+r"(count)
+                :
+                : "d0", "d1", "d2", "d3", "d4", "d5", "memory");
+        a0 = s0;
+        a1 = s1;
+        a2 = s2;
+        a3 = s3;
     }
     acc = vdupq_n_s32(a0);
     acc = vsetq_lane_s32(a1, acc, 1);
