@@ -1,4 +1,5 @@
-# Cortex-M images for QEMU's mps2-an385 (Cortex-M3) and mps2-an386 (Cortex-M4F): see README.md.
+# Cortex-M images for QEMU's mps2-an385 (Cortex-M3), mps2-an386 (Cortex-M4F) and mps3-an547 (Cortex-M55 with
+# Helium/MVE): see README.md.
 #
 # Include it (from firmware_ref/Makefile: `include arm/arm.mk`) or use it standalone:
 #   make -f firmware_ref/arm/arm.mk arm-demo-run                      # build + run hello on both boards
@@ -26,9 +27,14 @@ ARM_TIMEOUT ?= 120
 ARM_BUILD ?= build/arm
 ARM_STACK_SIZE ?= 16384
 
-# CPU flags per board
+# CPU flags per board (an547: its SysTick runs at 32 MHz, semihost.c converts ticks to instructions with it)
 ARM_CPU_an385 := -mcpu=cortex-m3 -mthumb -mfloat-abi=soft
 ARM_CPU_an386 := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
+ARM_CPU_an547 := -mcpu=cortex-m55 -mthumb -mfloat-abi=hard -DSH_SYSCLK_HZ=32000000u
+# linker script per board: the MPS2 boards share one memory map, the AN547 has its own (TCMs)
+ARM_LDSCRIPT_an385 := $(ARM_DIR)/mps2.ld
+ARM_LDSCRIPT_an386 := $(ARM_DIR)/mps2.ld
+ARM_LDSCRIPT_an547 := $(ARM_DIR)/mps3-an547.ld
 
 ARM_CSTD ?= -std=c99
 ARM_OPT ?= -Os
@@ -38,11 +44,12 @@ ARM_CFLAGS ?= $(ARM_CSTD) $(ARM_OPT) $(ARM_WARN) -g -ffunction-sections -fdata-s
 # newlib's libc/libm only for what the code calls (memcpy, memset, expf, ...); nothing provides the
 # stdio syscalls, so a stray printf fails to link instead of dragging newlib stdio in.
 ARM_LIBS ?= -Wl,--start-group -lc -lm -lgcc -Wl,--end-group
-ARM_LDFLAGS ?= -nostdlib -nostartfiles -T $(ARM_DIR)/mps2.ld -Wl,--gc-sections \
+ARM_LDFLAGS ?= -nostdlib -nostartfiles -Wl,--gc-sections \
   -Wl,--defsym=__stack_size=$(ARM_STACK_SIZE)
 
 ARM_RUNTIME_SRCS := $(ARM_DIR)/startup.S $(ARM_DIR)/semihost.c
-ARM_RUNTIME_DEPS := $(ARM_RUNTIME_SRCS) $(ARM_DIR)/semihost.h $(ARM_DIR)/semihost_io.inc $(ARM_DIR)/mps2.ld $(ARM_DIR)/arm.mk
+ARM_RUNTIME_DEPS := $(ARM_RUNTIME_SRCS) $(ARM_DIR)/semihost.h $(ARM_DIR)/semihost_io.inc $(ARM_DIR)/mps2.ld \
+  $(ARM_DIR)/mps3-an547.ld $(ARM_DIR)/arm.mk
 
 # $(call arm_image,NAME,BOARD,C_SOURCES,EXTRA_CFLAGS[,EXTRA_DEPS])
 # One compile+link command per image (sources are few and small); it is redone when a source, a
@@ -50,7 +57,7 @@ ARM_RUNTIME_DEPS := $(ARM_RUNTIME_SRCS) $(ARM_DIR)/semihost.h $(ARM_DIR)/semihos
 define arm_image
 $(ARM_BUILD)/$(1)/$(1).elf: $(3) $(5) $(ARM_RUNTIME_DEPS)
 	@mkdir -p $$(@D)
-	$$(ARM_CC) $$(ARM_CPU_$(2)) $$(ARM_CFLAGS) -I$$(ARM_DIR) $$(ARM_INCLUDES) $(4) $$(ARM_LDFLAGS) \
+	$$(ARM_CC) $$(ARM_CPU_$(2)) $$(ARM_CFLAGS) -I$$(ARM_DIR) $$(ARM_INCLUDES) $(4) -T $$(ARM_LDSCRIPT_$(2)) $$(ARM_LDFLAGS) \
 	  -Wl,-Map=$$(@:.elf=.map) $$(ARM_RUNTIME_SRCS) $(3) $$(ARM_LIBS) -o $$@
 	$$(ARM_SIZE) $$@ | tee $$(@:.elf=.size)
 
@@ -70,9 +77,10 @@ arm-$(1)-nofloat: $(ARM_BUILD)/$(1)/$(1).elf
 endef
 
 # ---- demo images (firmware_ref/arm/demo)
-ARM_DEMO_IMAGES := hello-an385 hello-an386
+ARM_DEMO_IMAGES := hello-an385 hello-an386 hello-an547
 $(eval $(call arm_image,hello-an385,an385,$(ARM_DIR)/demo/hello.c,))
 $(eval $(call arm_image,hello-an386,an386,$(ARM_DIR)/demo/hello.c,))
+$(eval $(call arm_image,hello-an547,an547,$(ARM_DIR)/demo/hello.c,))
 $(eval $(call arm_image,hello-exit3-an385,an385,$(ARM_DIR)/demo/hello.c,-DHELLO_EXIT_CODE=3))
 # SysTick period 2^10 ticks: the measured loop spans several counter wraps (tests the wrap handling)
 $(eval $(call arm_image,hello-wrap-an385,an385,$(ARM_DIR)/demo/hello.c,-DSH_SYSTICK_BITS=10))
@@ -101,9 +109,10 @@ endif
 #   (ARM_LIB_FLAGS and ARM_FLOAT_FLAGS add the Makefile's EXT_DEFINES: -DRNNEDGE_EXTENSIONS=0 with EXTENSIONS=0)
 #   arm-lib        compile every LIB_SRCS file for both boards with the library's STRICT_FLAGS, print the object
 #                  sizes, and fail if an LIB_INT8_SRCS object needs a soft-float helper on the Cortex-M3
-#   arm-int8-an385 / arm-int8-an386 (+ -run, -size, -nofloat): an image of LIB_INT8_SRCS + MODEL_DIR/model_data.c
-#                  + ARM_LIB_MAIN (default tests/arm_test.c, a main() using semihost.h), defined only when
-#                  MODEL_DIR is set and ARM_LIB_MAIN exists
+#   arm-int8-an385 / arm-int8-an386 / arm-int8-an547 (+ -run, -size, -nofloat): an image of LIB_INT8_SRCS +
+#                  MODEL_DIR/model_data.c + ARM_LIB_MAIN (default tests/arm_test.c, a main() using semihost.h),
+#                  defined only when MODEL_DIR is set and ARM_LIB_MAIN exists; an547 (Cortex-M55) runs the Helium
+#                  (MVE) int8 kernels of src/rnnedge_mve.h
 ifneq ($(strip $(LIB_INT8_SRCS)),)
 ARM_LIB_MAIN ?= tests/arm_test.c
 ARM_LIB_INCLUDES ?= -Iinclude
@@ -127,6 +136,7 @@ _arm_lib_image_flags := $(ARM_LIB_FLAGS) $(ARM_LIB_INCLUDES) -I$(MODEL_DIR) -I$(
 _arm_lib_image_deps := $(LIB_HDRS) $(MODEL_DIR)/model_data.h $(wildcard $(VECTORS_DIR)/vectors_data.h) $(MODEL_STAMP)
 $(eval $(call arm_image,int8-an385,an385,$(_arm_lib_image_srcs),$(_arm_lib_image_flags),$(_arm_lib_image_deps)))
 $(eval $(call arm_image,int8-an386,an386,$(_arm_lib_image_srcs),$(_arm_lib_image_flags),$(_arm_lib_image_deps)))
+$(eval $(call arm_image,int8-an547,an547,$(_arm_lib_image_srcs),$(_arm_lib_image_flags),$(_arm_lib_image_deps)))
 endif
 
 #   arm-example-an385 / arm-example-an386 (+ -run, -size, -nofloat): the example program ARM_EXAMPLE_MAIN (default

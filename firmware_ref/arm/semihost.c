@@ -68,7 +68,15 @@ uint32_t sh_ticks_now(void)
     return ((w + extra) << SH_SYSTICK_BITS) + ((SYST_RELOAD + 1u - v) & SYST_RELOAD);
 }
 
+#if 1000000000u % SH_SYSCLK_HZ == 0u
 uint32_t sh_icount_now(void) { return sh_ticks_now() * SH_INSNS_PER_TICK; }
+#elif SH_SYSCLK_HZ == 32000000u
+/* 10^9 / 32e6 = 125 / 4 instructions per tick: a multiply and a shift, no division inside a measured interval.
+ * Differences are exact to within one instruction until the tick count wraps (2^32 ticks, 134 s of virtual time). */
+uint32_t sh_icount_now(void) { return (uint32_t)(((uint64_t)sh_ticks_now() * 125u) >> 2); }
+#else
+#error "sh_icount_now: SH_SYSCLK_HZ must divide 10^9 or be 32 MHz"
+#endif
 
 /* ---------------------------------------------------------------- stack high-water mark */
 extern uint32_t __stack_limit[];
@@ -97,6 +105,8 @@ const char *sh_cpu_name(void)
         return "cortex-m4";
     case 0xC27u:
         return "cortex-m7";
+    case 0xD22u:
+        return "cortex-m55";
     default:
         return "cortex-m?";
     }

@@ -27,13 +27,16 @@ void sh_exit(int code) __attribute__((noreturn));
 
 /* ---- instruction counting (valid when QEMU runs with -icount shift=0, as run.sh / arm.mk do)
  * SysTick runs from the 25 MHz MPS2 system clock; with -icount shift=0 every emulated instruction
- * advances virtual time by exactly 1 ns, so one SysTick tick = 40 instructions.
+ * advances virtual time by exactly 1 ns, so one SysTick tick = 40 instructions. The MPS3 AN547 (Cortex-M55)
+ * clocks it at 32 MHz (arm.mk's ARM_CPU_an547 defines SH_SYSCLK_HZ): 31.25 instructions per tick.
  * sh_ticks_now(): SysTick ticks since reset (24-bit counter extended by an overflow interrupt).
- * sh_icount_now(): the same in instructions (ticks * 40); resolution 40 instructions.
+ * sh_icount_now(): the same in instructions (ticks * 40, or floor(ticks * 31.25)); resolution one tick.
  * Both wrap modulo 2^32: measure with unsigned differences, e.g.
  *     uint32_t t0 = sh_icount_now(); step(...); uint32_t n = sh_icount_now() - t0;
  * Intervals up to 2^32 instructions (~4.3e9) are measured correctly. */
+#ifndef SH_SYSCLK_HZ
 #define SH_SYSCLK_HZ 25000000u
+#endif
 #define SH_INSNS_PER_TICK (1000000000u / SH_SYSCLK_HZ)
 uint32_t sh_ticks_now(void);
 uint32_t sh_icount_now(void);
@@ -42,7 +45,7 @@ uint32_t sh_icount_now(void);
 uint32_t sh_stack_used(void);
 uint32_t sh_stack_size(void);
 
-/* ---- CPU identification: SCB->CPUID and a name from its part number ("cortex-m3", "cortex-m4") */
+/* ---- CPU identification: SCB->CPUID and a name from its part number ("cortex-m3", "cortex-m4", "cortex-m55") */
 uint32_t sh_cpuid(void);
 const char *sh_cpu_name(void);
 

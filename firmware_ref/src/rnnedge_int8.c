@@ -15,6 +15,7 @@
  */
 #include "rnnedge.h"
 #include "rnnedge_dsp.h"
+#include "rnnedge_mve.h"
 
 /* Right shifts of negative values are implementation-defined in C99; this file assumes arithmetic (floor)
  * shifts, as every compiler it targets does (gcc, clang, arm-none-eabi-gcc). A compiler that shifts
@@ -488,6 +489,10 @@ void rnnedge_rnn_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         return;
     }
 #endif
+#if RNNEDGE_MVE
+    mve_rnn_step_int8(layer, x, h, scratch);
+    return;
+#endif
     pack_layer_inputs(layer, x, h, buf, &xp, &hp);
     gate_sums_int8(layer, x, xp, h, hp, 0, H, scratch);
     for (j = 0; j < H; ++j) {
@@ -513,6 +518,10 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
         lstm_step_ext_int8(layer, x, h, c, scratch);
         return;
     }
+#endif
+#if RNNEDGE_MVE
+    mve_lstm_step_int8(layer, x, h, c, scratch);
+    return;
 #endif
     pack_layer_inputs(layer, x, h, buf, &xp, &hp);
     gate_sums_int8(layer, x, xp, h, hp, 0, 4 * H, scratch);
@@ -550,6 +559,10 @@ void rnnedge_gru_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, in
         return;
     }
 #endif
+#if RNNEDGE_MVE
+    mve_gru_step_int8(layer, x, h, scratch);
+    return;
+#endif
     pack_layer_inputs(layer, x, h, buf, &xp, &hp);
     gate_sums_int8(layer, x, xp, h, hp, 0, 2 * H, scratch); /* r, z: recurrent bias 0 */
     gru_n_rows_int8(layer, scratch, x, xp, h, hp, n); /* every n before any h is written: they read the h on entry */
@@ -572,6 +585,9 @@ void rnnedge_embedding_int8(const int8_t *table, int32_t dim, int32_t token, int
 void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t in, const int16_t *h,
                        int32_t *logits)
 {
+#if RNNEDGE_MVE
+    mve_head_int8(w, b, out, in, h, logits);
+#else
     uint64_t buf[RNNEDGE_DSP_WORDS];
     const uint64_t *hp = pack_pairs(h, in, buf, RNNEDGE_DSP_WORDS);
     int32_t o = 0;
@@ -583,6 +599,7 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
     for (; o < out; ++o) {
         logits[o] = dot_row(b[o], w + o * in, hp, h, in);
     }
+#endif
 }
 
 #if RNNEDGE_EXTENSIONS
