@@ -1,0 +1,333 @@
+"""The int8 step compiled for one loaded model: numba source written with the model's sizes, offsets, cells and
+head as literals (runtime/specialize.py), integers identical to runtime/kernels_int8.py's generic step.
+
+    step = generate(model)         # a fused.Specialised, or None: a model part this step does not cover
+    step.kernel(y, buf, x, blob)   # the generic kernel's call and buffers: buf = [logits | state | scratch]
+
+What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
+cells; initial_state too, which only changes where a stream starts), and a linear head with any activation.
+Anything else (the ONNX step extensions: clip, input_forget, peepholes, linear_before_reset false, other
+activation functions; bidirectional or reverse layers; hidden head layers) returns None and the generic kernels
+run the model.
+
+How it differs from the generic kernel (the integers do not):
+
+- One int32 array, `blob`, holds every constant, each piece at a 64-byte boundary: the weight matrices as int8
+  bytes in the chosen mat-vec's layout, biases and the requantisation rows (Mx, Sx, Mh, Sh) as int32, the input
+  normalisation and the head's scales as float32 bits, and the sigmoid table as pairs (fused_int8_math). A step
+  passes four arrays (y, buf, x, blob) and reads everything at literal offsets: no tables, no views in the loops.
+- Each gate's rows are padded to HP = H rounded up to 16 (zero weights, bias and multipliers), so every mat-vec
+  writes whole 16-lane blocks and gate k of unit j sits at row k HP + j.
+- Mat-vecs: on AVX512-VNNI (`vnni.matvec_vnni_at`, `vpdpwssd`, weights in pack_vnni's layout), else the
+  portable path, plain loops over W^T (K, GP) that LLVM vectorises with this CPU's instructions. The path is
+  chosen when the step is generated (RNNEDGE_VNNI=0 forces the portable one); kernel_info names it. int32 sums
+  are exact in any order (the export's bound), so both paths give the generic kernel's integers.
+- The gate stage is one loop over the hidden units per layer: requantisation in int64 (int8_math's MBQM, the
+  right-shift form when no row shifts left, as the generic kernel chooses), one saturation of the summed terms,
+  and the activations and cell update in int32 lanes (fused_int8_math).
+
+Batches: every stream runs the same code one after another, B read from x, so any B runs without recompiling.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rnnedge.runtime import specialize, vnni
+from rnnedge.runtime.fused import GENERATORS, Specialised
+from rnnedge.runtime.fused_int8_math import pair_table
+from rnnedge.runtime.layout import (
+    ACT_NONE,
+    CELL_GRU,
+    CELL_LSTM,
+    CELL_RNN_RELU,
+    CELL_RNN_TANH,
+    F_REVERSE,
+    F_STEP,
+    L_CELL,
+    L_FLAGS,
+    L_HIDDEN,
+    L_LEFT_SHIFT,
+    L_N_IN,
+    L_OFF_BHH,
+    L_OFF_BIH,
+    L_OFF_C,
+    L_OFF_H,
+    L_OFF_SIH,
+    L_OFF_WHH,
+    L_OFF_WIH,
+    L_PARAM,
+    M_ACTIVATION,
+    M_HEAD_IN,
+    M_N_IN,
+    M_OFF_HEAD_B,
+    M_OFF_HEAD_S,
+    M_OFF_HEAD_W,
+    M_OFF_IN_A,
+    M_OFF_IN_B,
+    M_OFF_IN_S,
+    M_OUT,
+    M_STATE,
+    M_VOCAB,
+)
+
+LANES = 16
+ALIGN = 64  # bytes: every blob piece starts on a cache line
+GATES = {CELL_RNN_TANH: 1, CELL_RNN_RELU: 1, CELL_LSTM: 4, CELL_GRU: 3}
+
+
+def _up(n: int, to: int = LANES) -> int:
+    return -(-n // to) * to
+
+
+def portable_forced() -> bool:
+    return os.environ.get("RNNEDGE_VNNI", "1") == "0"
+
+
+def uncovered(model) -> str | None:
+    """What of `model` this step does not cover (the generic kernels run it), or None."""
+    lay = model.layout
+    for l, layer in enumerate(model.spec["layers"]):
+        if layer["bidirectional"] or lay.layers[2 * l][L_FLAGS] & (F_STEP | F_REVERSE):
+            return f"layer {l} has a bidirectional, reverse or ONNX step extension"
+    if len(lay.dense):
+        return "the head has hidden dense layers"
+    return None
+
+
+class _Blob:
+    """The step's one int32 array, built piece by piece, each piece 64-byte aligned (offsets in its own units)."""
+
+    def __init__(self):
+        self.pieces: list[tuple[int, bytes]] = []
+        self.size = 0  # bytes
+
+    def _put(self, data: bytes) -> int:
+        start = _up(self.size, ALIGN)
+        self.pieces.append((start, data))
+        self.size = start + len(data)
+        return start
+
+    def int8(self, arr: np.ndarray) -> int:
+        """Byte offset of int8 data (read through blob.view(np.int8))."""
+        return self._put(np.ascontiguousarray(arr, dtype=np.int8).tobytes())
+
+    def int32(self, arr: np.ndarray) -> int:
+        return self._put(np.ascontiguousarray(arr, dtype=np.int32).tobytes()) // 4
+
+    def float32(self, arr: np.ndarray) -> int:
+        return self._put(np.ascontiguousarray(arr, dtype=np.float32).tobytes()) // 4
+
+    def finish(self) -> np.ndarray:
+        """The int32 array, its data 64-byte aligned (read-only)."""
+        n = _up(max(self.size, 4), ALIGN) // 4
+        raw = np.zeros(n + ALIGN // 4, dtype=np.int32)
+        skip = (-raw.ctypes.data % ALIGN) // 4
+        blob = raw[skip : skip + n]
+        as_bytes = blob.view(np.uint8)
+        for start, data in self.pieces:
+            as_bytes[start : start + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        blob.flags.writeable = False
+        return blob
+
+
+def _pad_gates(a: np.ndarray, gates: int, H: int, HP: int) -> np.ndarray:
+    """a (..., gates H) -> (..., gates HP): gate k's rows at k HP .. k HP + H - 1, zeros between."""
+    out = np.zeros((*a.shape[:-1], gates * HP), dtype=a.dtype)
+    for k in range(gates):
+        out[..., k * HP : k * HP + H] = a[..., k * H : (k + 1) * H]
+    return out
+
+
+class _Source:
+    """The generated module's text: literal offsets, the mat-vec path's code."""
+
+    def __init__(self, portable: bool):
+        self.portable = portable
+        self.lines: list[str] = []
+
+    def add(self, indent: int, text: str) -> None:
+        self.lines.extend(" " * (4 * indent) + line if line else "" for line in text.strip("\n").split("\n"))
+
+    def matvec(self, indent: int, dst: str, w: int, bias: int, v: str, K: int, N: int) -> None:
+        """buf[dst : dst + N] = blob[bias : bias + N] + W^T buf[v : v + K] (N a multiple of 16)."""
+        if not self.portable:
+            self.add(indent, f"matvec_vnni_at(buf, {dst}, w8, {w}, blob, {bias}, buf, {v}, {K}, {N // LANES})")
+            return
+        self.add(indent, f"""
+for n in range({N}):
+    buf[{dst} + n] = blob[{bias} + n]
+for k in range({K}):
+    vk = np.int32(buf[{v} + k])
+    for n in range({N}):
+        buf[{dst} + n] += np.int32(np.int32(w8[{w} + k * {N} + n]) * vk)""")
+
+
+def _pack(blob: _Blob, w_t: np.ndarray, portable: bool) -> int:
+    """Byte offset of W^T (K, N) int8 in the mat-vec's layout: as is (portable) or pack_vnni's blocks."""
+    return blob.int8(w_t if portable else vnni.pack_vnni(np.ascontiguousarray(w_t)))
+
+
+def generate(model, path: str | None = None) -> Specialised | None:
+    """The model's specialised int8 step (module docstring), or None for a model part it does not cover.
+    path: "avx512_vnni" or "portable"; by default VNNI where this CPU has it and RNNEDGE_VNNI is not 0."""
+    if uncovered(model) is not None:
+        return None
+    if path is None:
+        path = "portable" if portable_forced() or vnni.KERNEL != "avx512_vnni" else "avx512_vnni"
+    if path not in ("avx512_vnni", "portable"):
+        raise ValueError(f"int8 mat-vec path {path!r} is not one of 'avx512_vnni', 'portable'")
+    portable = path == "portable"
+    lay, m = model.layout, model.layout.model
+    blob, src = _Blob(), _Source(portable)
+    OUT, STATE, n_in = int(m[M_OUT]), int(m[M_STATE]), int(m[M_N_IN])
+    table = blob.int32(pair_table())
+
+    # scratch: [input (n_in) | ax (GP) | ah (GP) | head accumulators (OP)], one stream at a time
+    gp_max = max(GATES[int(row[L_CELL])] * _up(int(row[L_HIDDEN])) for row in lay.layers[::2])
+    XQ, AX = 0, _up(n_in)
+    AH = AX + gp_max
+    HD = AH + gp_max
+    OP = _up(OUT)
+    scratch = HD + OP
+
+    src.add(0, """
+import numpy as np
+from numba import njit
+
+from rnnedge.runtime.fused_int8_math import rdbpot32, sat16_32, sigmoid32, tanh32
+from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
+                                       rounding_divide_by_pot, sat16)
+from rnnedge.runtime.kernels_f32 import activate_head_f32
+from rnnedge.runtime.vnni import matvec_vnni_at
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def step(y, buf, x, blob):
+    B = x.shape[0]
+    w8 = blob.view(np.int8)
+    fl = blob.view(np.float32)""")
+    if model.dense:
+        mean = blob.float32(lay.blob[int(m[M_OFF_IN_A]) : int(m[M_OFF_IN_A]) + n_in])
+        std = blob.float32(lay.blob[int(m[M_OFF_IN_B]) : int(m[M_OFF_IN_B]) + n_in])
+        scale = blob.float32(lay.blob[int(m[M_OFF_IN_S]) : int(m[M_OFF_IN_S]) + 1])
+        src.add(1, f"""
+for b in range(B):
+    for k in range({n_in}):
+        if not np.isfinite((x[b, k] - fl[{mean} + k]) / fl[{std} + k]):
+            return 1
+base = B * {OUT + STATE}
+for b in range(B):
+    st = B * {OUT} + b * {STATE}
+    for k in range({n_in}):
+        v = np.rint(((x[b, k] - fl[{mean} + k]) / fl[{std} + k]) / fl[{scale}])
+        buf[base + k] = np.int32(min(max(v, np.float32(-32767)), np.float32(32767)))""")
+    else:
+        vocab = int(m[M_VOCAB])
+        emb = blob.int8(lay.qblob[int(m[M_OFF_IN_A]) : int(m[M_OFF_IN_A]) + vocab * n_in])
+        src.add(1, f"""
+for b in range(B):
+    if x[b] < 0 or x[b] >= {vocab}:
+        return 2
+base = B * {OUT + STATE}
+for b in range(B):
+    st = B * {OUT} + b * {STATE}
+    row = {emb} + x[b] * {n_in}
+    for k in range({n_in}):
+        buf[base + k] = np.int32(w8[row + k])""")
+
+    v, K = f"base + {XQ}", n_in
+    for row in lay.layers[::2]:
+        v, K = _layer(src, blob, lay, row, v, K, AX, AH, table, portable)
+
+    head_in = int(m[M_HEAD_IN])
+    w = lay.qblob[int(m[M_OFF_HEAD_W]) : int(m[M_OFF_HEAD_W]) + OUT * head_in].reshape(OUT, head_in)
+    w_t = np.zeros((head_in, OP), dtype=np.int8)
+    w_t[:, :OUT] = w.T
+    bias = np.zeros(OP, dtype=np.int32)
+    bias[:OUT] = lay.iblob[int(m[M_OFF_HEAD_B]) : int(m[M_OFF_HEAD_B]) + OUT]
+    head_w, head_b = _pack(blob, w_t, portable), blob.int32(bias)
+    head_s = blob.float32(lay.blob[int(m[M_OFF_HEAD_S]) : int(m[M_OFF_HEAD_S]) + OUT])
+    src.matvec(2, f"base + {HD}", head_w, head_b, v, K, OP)
+    src.add(2, f"""
+for o in range({OUT}):
+    a = buf[base + {HD} + o]
+    buf[b * {OUT} + o] = a
+    y[b, o] = np.float32(a) * fl[{head_s} + o]""")
+    if int(m[M_ACTIVATION]) != ACT_NONE:
+        src.add(2, f"activate_head_f32(y[b], {int(m[M_ACTIVATION])})")
+    src.add(1, "return 0")
+
+    text = "\n".join(src.lines) + "\n"
+    module = specialize.load_source(f"int8_{'portable' if portable else 'vnni'}", text)
+    weights = blob.finish()
+    return Specialised(kernel=module.step, weights=(weights,), scratch=lambda batch: scratch,
+                       info={"path": path, "source": str(specialize.source_path(
+                           f"int8_{'portable' if portable else 'vnni'}", text)), "blob_bytes": int(weights.nbytes)})
+
+
+def _layer(src: _Source, blob: _Blob, lay, row, v: str, K: int, AX: int, AH: int, table: int,
+           portable: bool) -> tuple[str, int]:
+    """One forward layer's step into the source; returns where its h sits (the next layer's input) and H."""
+    cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
+    gates, HP = GATES[cell], _up(H)
+    G, GP = gates * H, gates * HP
+    n_in = int(row[L_N_IN])
+    assert n_in == K
+
+    def matrix(off: int, rows: int) -> np.ndarray:
+        return _pad_gates(lay.qblob[off : off + rows * G].reshape(rows, G), gates, H, HP)
+
+    def ivec(off: int, n: int) -> np.ndarray:
+        return lay.iblob[off : off + n]
+
+    w_ih = _pack(blob, matrix(int(row[L_OFF_WIH]), K), portable)
+    w_hh = _pack(blob, matrix(int(row[L_OFF_WHH]), H), portable)
+    b_x = blob.int32(_pad_gates(ivec(int(row[L_OFF_BIH]), G), gates, H, HP))
+    b_h = blob.int32(_pad_gates(ivec(int(row[L_OFF_BHH]), G), gates, H, HP))
+    rq = _pad_gates(ivec(int(row[L_OFF_SIH]), 4 * G).reshape(4, G), gates, H, HP)
+    MX, SX, MH, SH = (blob.int32(rq[k]) for k in range(4))
+    mbqm = "multiply_by_quantized_multiplier" if row[L_LEFT_SHIFT] else "multiply_by_quantized_multiplier_right"
+    h, c = f"st + {int(row[L_OFF_H])}", f"st + {int(row[L_OFF_C])}"
+    src.matvec(2, f"base + {AX}", w_ih, b_x, v, K, GP)
+    src.matvec(2, f"base + {AH}", w_hh, b_h, h, H, GP)
+
+    def term(k: int, side: str) -> str:
+        acc, M, S = (f"base + {AX}", MX, SX) if side == "x" else (f"base + {AH}", MH, SH)
+        r = f"{k * HP} + j"
+        return f"np.int64({mbqm}(buf[{acc} + {r}], blob[{M} + {r}], blob[{S} + {r}]))"
+
+    def pre(k: int) -> str:
+        return f"np.int32(sat16({term(k, 'x')} + {term(k, 'h')}))"
+
+    src.add(2, f"for j in range({H}):")
+    if cell in (CELL_RNN_TANH, CELL_RNN_RELU):
+        act = f"max({pre(0)}, np.int32(0))" if cell == CELL_RNN_RELU else f"tanh32({pre(0)}, blob, {table})"
+        src.add(3, f"buf[{h} + j] = {act}")
+    elif cell == CELL_LSTM:
+        p = int(row[L_PARAM])
+        e = p + 12  # the cell's scale 2^p to Q3.12 (int8_math.tanh_of_cell_q15)
+        cell_q = (f"sat16_32(cn << np.int32({e}))" if e > 0 else "cn" if e == 0 else f"rdbpot32(cn, {-e})")
+        src.add(3, f"""
+i = sigmoid32({pre(0)}, blob, {table})
+f = sigmoid32({pre(1)}, blob, {table})
+g = tanh32({pre(2)}, blob, {table})
+o = sigmoid32({pre(3)}, blob, {table})
+kept = sat16_32(rdbpot32(np.int32(f * np.int32(buf[{c} + j])), 15))
+added = sat16_32(rdbpot32(np.int32(i * g), {30 + p}))
+cn = sat16_32(kept + added)
+buf[{c} + j] = cn
+buf[{h} + j] = sat16_32(rdbpot32(np.int32(o * tanh32({cell_q}, blob, {table})), 15))""")
+    else:
+        src.add(3, f"""
+r = sigmoid32({pre(0)}, blob, {table})
+z = sigmoid32({pre(1)}, blob, {table})
+yh_n = {term(2, 'h')}
+nn = tanh32(np.int32(sat16({term(2, 'x')} + np.int64(rounding_divide_by_pot(np.int64(r) * yh_n, 15)))), blob, {table})
+buf[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * nn) + np.int32(z * np.int32(buf[{h} + j]))), 15))""")
+    return h, H
+
+
+GENERATORS["int8"] = generate
