@@ -151,18 +151,19 @@ class _Source:
     def add(self, indent: int, text: str) -> None:
         self.lines.extend(" " * (4 * indent) + line if line else "" for line in text.strip("\n").split("\n"))
 
-    def matvec(self, indent: int, dst: str, w: int, bias: int, v: str, K: int, N: int) -> None:
-        """buf[dst : dst + N] = blob[bias : bias + N] + W^T buf[v : v + K] (N a multiple of 16)."""
+    def matvec(self, indent: int, dst: int, w: int, bias: int, v: tuple[str, int], K: int, N: int) -> None:
+        """s[dst : dst + N] = blob[bias : bias + N] + W^T v (N a multiple of 16); v = (array, offset), the
+        scratch s or the stream's state st."""
         if not self.portable:
-            self.add(indent, f"matvec_vnni_at(buf, {dst}, w8, {w}, blob, {bias}, buf, {v}, {K}, {N // LANES})")
+            self.add(indent, f"matvec_vnni_at(s, {dst}, w8, {w}, blob, {bias}, {v[0]}, {v[1]}, {K}, {N // LANES})")
             return
         self.add(indent, f"""
 for n in range({N}):
-    buf[{dst} + n] = blob[{bias} + n]
+    s[{dst} + n] = blob[{bias} + n]
 for k in range({K}):
-    vk = np.int32(buf[{v} + k])
+    vk = np.int32({v[0]}[{v[1]} + k])
     for n in range({N}):
-        buf[{dst} + n] += np.int32(np.int32(w8[{w} + k * {N} + n]) * vk)""")
+        s[{dst} + n] += np.int32(np.int32(w8[{w} + k * {N} + n]) * vk)""")
 
 
 def _pack(blob: _Blob, w_t: np.ndarray, portable: bool) -> int:
@@ -197,7 +198,8 @@ def generate(model, path: str | None = None) -> Specialised | None:
 import numpy as np
 from numba import njit
 
-from rnnedge.runtime.fused_int8_math import rdbpot32, sat16_32, sigmoid32, tanh32
+from rnnedge.runtime.fused_int8_math import rdbpot32, sat16_32
+from rnnedge.runtime.fused_int8_simd import sigmoid_rows_at, tanh_rows_at
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32
@@ -218,12 +220,12 @@ for b in range(B):
     for k in range({n_in}):
         if not np.isfinite((x[b, k] - fl[{mean} + k]) / fl[{std} + k]):
             return 1
-base = B * {OUT + STATE}
+s = buf[B * {OUT + STATE} :]
 for b in range(B):
-    st = B * {OUT} + b * {STATE}
+    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]
     for k in range({n_in}):
         v = np.rint(((x[b, k] - fl[{mean} + k]) / fl[{std} + k]) / fl[{scale}])
-        buf[base + k] = np.int32(min(max(v, np.float32(-32767)), np.float32(32767)))""")
+        s[{XQ} + k] = np.int32(min(max(v, np.float32(-32767)), np.float32(32767)))""")
     else:
         vocab = int(m[M_VOCAB])
         emb = blob.int8(lay.qblob[int(m[M_OFF_IN_A]) : int(m[M_OFF_IN_A]) + vocab * n_in])
@@ -231,14 +233,14 @@ for b in range(B):
 for b in range(B):
     if x[b] < 0 or x[b] >= {vocab}:
         return 2
-base = B * {OUT + STATE}
+s = buf[B * {OUT + STATE} :]
 for b in range(B):
-    st = B * {OUT} + b * {STATE}
-    row = {emb} + x[b] * {n_in}
+    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]
+    row = w8[{emb} + x[b] * {n_in} : {emb} + (x[b] + 1) * {n_in}]
     for k in range({n_in}):
-        buf[base + k] = np.int32(w8[row + k])""")
+        s[{XQ} + k] = np.int32(row[k])""")
 
-    v, K = f"base + {XQ}", n_in
+    v, K = ("s", XQ), n_in
     for row in lay.layers[::2]:
         v, K = _layer(src, blob, lay, row, v, K, AX, AH, table, portable)
 
@@ -250,10 +252,10 @@ for b in range(B):
     bias[:OUT] = lay.iblob[int(m[M_OFF_HEAD_B]) : int(m[M_OFF_HEAD_B]) + OUT]
     head_w, head_b = _pack(blob, w_t, portable), blob.int32(bias)
     head_s = blob.float32(lay.blob[int(m[M_OFF_HEAD_S]) : int(m[M_OFF_HEAD_S]) + OUT])
-    src.matvec(2, f"base + {HD}", head_w, head_b, v, K, OP)
+    src.matvec(2, HD, head_w, head_b, v, K, OP)
     src.add(2, f"""
 for o in range({OUT}):
-    a = buf[base + {HD} + o]
+    a = s[{HD} + o]
     buf[b * {OUT} + o] = a
     y[b, o] = np.float32(a) * fl[{head_s} + o]""")
     if int(m[M_ACTIVATION]) != ACT_NONE:
@@ -268,8 +270,8 @@ for o in range({OUT}):
                            f"int8_{'portable' if portable else 'vnni'}", text)), "blob_bytes": int(weights.nbytes)})
 
 
-def _layer(src: _Source, blob: _Blob, lay, row, v: str, K: int, AX: int, AH: int, table: int,
-           portable: bool) -> tuple[str, int]:
+def _layer(src: _Source, blob: _Blob, lay, row, v: tuple[str, int], K: int, AX: int, AH: int, table: int,
+           portable: bool) -> tuple[tuple[str, int], int]:
     """One forward layer's step into the source; returns where its h sits (the next layer's input) and H."""
     cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
     gates, HP = GATES[cell], _up(H)
@@ -290,44 +292,65 @@ def _layer(src: _Source, blob: _Blob, lay, row, v: str, K: int, AX: int, AH: int
     rq = _pad_gates(ivec(int(row[L_OFF_SIH]), 4 * G).reshape(4, G), gates, H, HP)
     MX, SX, MH, SH = (blob.int32(rq[k]) for k in range(4))
     mbqm = "multiply_by_quantized_multiplier" if row[L_LEFT_SHIFT] else "multiply_by_quantized_multiplier_right"
-    h, c = f"st + {int(row[L_OFF_H])}", f"st + {int(row[L_OFF_C])}"
-    src.matvec(2, f"base + {AX}", w_ih, b_x, v, K, GP)
-    src.matvec(2, f"base + {AH}", w_hh, b_h, h, H, GP)
+    h, c = int(row[L_OFF_H]), int(row[L_OFF_C])
+    src.matvec(2, AX, w_ih, b_x, v, K, GP)
+    src.matvec(2, AH, w_hh, b_h, ("st", h), H, GP)
 
-    def term(k: int, side: str) -> str:
-        acc, M, S = (f"base + {AX}", MX, SX) if side == "x" else (f"base + {AH}", MH, SH)
-        r = f"{k * HP} + j"
-        return f"np.int64({mbqm}(buf[{acc} + {r}], blob[{M} + {r}], blob[{S} + {r}]))"
+    def term(side: str, first: int = 0) -> str:
+        """One requantised term (int64) of row `first` + j."""
+        acc, M, S = (AX, MX, SX) if side == "x" else (AH, MH, SH)
+        return f"np.int64({mbqm}(s[{acc + first} + j], blob[{M + first} + j], blob[{S + first} + j]))"
 
-    def pre(k: int) -> str:
-        return f"np.int32(sat16({term(k, 'x')} + {term(k, 'h')}))"
+    def pre(rows: int) -> None:
+        """Rows 0 .. rows-1 of ax in place: sat16(yx + yh), one loop storing to the scratch alone (vectorised)."""
+        src.add(2, f"for j in range({rows}):")
+        src.add(3, f"s[{AX} + j] = np.int32(sat16({term('x')} + {term('h')}))")
 
-    src.add(2, f"for j in range({H}):")
+    def act(fn: str, first: int, rows: int) -> None:
+        src.add(2, f"{fn}_rows_at(s, {AX + first}, {rows}, blob, {table})")
+
     if cell in (CELL_RNN_TANH, CELL_RNN_RELU):
-        act = f"max({pre(0)}, np.int32(0))" if cell == CELL_RNN_RELU else f"tanh32({pre(0)}, blob, {table})"
-        src.add(3, f"buf[{h} + j] = {act}")
+        pre(HP)
+        if cell == CELL_RNN_TANH:
+            act("tanh", 0, HP)
+        value = f"max(s[{AX} + j], np.int32(0))" if cell == CELL_RNN_RELU else f"s[{AX} + j]"
+        src.add(2, f"""
+for j in range({H}):
+    st[{h} + j] = {value}""")
     elif cell == CELL_LSTM:
+        pre(4 * HP)
+        act("sigmoid", 0, 2 * HP)
+        act("tanh", 2 * HP, HP)
+        act("sigmoid", 3 * HP, HP)
         p = int(row[L_PARAM])
         e = p + 12  # the cell's scale 2^p to Q3.12 (int8_math.tanh_of_cell_q15)
         cell_q = (f"sat16_32(cn << np.int32({e}))" if e > 0 else "cn" if e == 0 else f"rdbpot32(cn, {-e})")
-        src.add(3, f"""
-i = sigmoid32({pre(0)}, blob, {table})
-f = sigmoid32({pre(1)}, blob, {table})
-g = tanh32({pre(2)}, blob, {table})
-o = sigmoid32({pre(3)}, blob, {table})
-kept = sat16_32(rdbpot32(np.int32(f * np.int32(buf[{c} + j])), 15))
-added = sat16_32(rdbpot32(np.int32(i * g), {30 + p}))
-cn = sat16_32(kept + added)
-buf[{c} + j] = cn
-buf[{h} + j] = sat16_32(rdbpot32(np.int32(o * tanh32({cell_q}, blob, {table})), 15))""")
+        # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh
+        src.add(2, f"""
+for j in range({H}):
+    kept = sat16_32(rdbpot32(np.int32(s[{AX + HP} + j] * np.int32(st[{c} + j])), 15))
+    added = sat16_32(rdbpot32(np.int32(s[{AX} + j] * s[{AX + 2 * HP} + j]), {30 + p}))
+    cn = sat16_32(kept + added)
+    st[{c} + j] = cn
+    s[{AH} + j] = {cell_q}
+tanh_rows_at(s, {AH}, {HP}, blob, {table})
+for j in range({H}):
+    st[{h} + j] = sat16_32(rdbpot32(np.int32(s[{AX + 3 * HP} + j] * s[{AH} + j]), 15))""")
     else:
-        src.add(3, f"""
-r = sigmoid32({pre(0)}, blob, {table})
-z = sigmoid32({pre(1)}, blob, {table})
-yh_n = {term(2, 'h')}
-nn = tanh32(np.int32(sat16({term(2, 'x')} + np.int64(rounding_divide_by_pot(np.int64(r) * yh_n, 15)))), blob, {table})
-buf[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * nn) + np.int32(z * np.int32(buf[{h} + j]))), 15))""")
-    return h, H
+        pre(2 * HP)
+        act("sigmoid", 0, 2 * HP)
+        n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64(s[{AX} + j]) * "
+                 f"{term('h', 2 * HP)}, 15)))")
+        src.add(2, f"""
+for j in range({HP}):
+    s[{AX + 2 * HP} + j] = np.int32({n_pre})""")
+        act("tanh", 2 * HP, HP)
+        src.add(2, f"""
+for j in range({H}):
+    z = s[{AX + HP} + j]
+    st[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * s[{AX + 2 * HP} + j])
+                                    + np.int32(z * np.int32(st[{h} + j]))), 15))""")
+    return ("st", h), H
 
 
 GENERATORS["int8"] = generate
