@@ -151,7 +151,7 @@ class _Source:
     def add(self, indent: int, text: str) -> None:
         self.lines.extend(" " * (4 * indent) + line if line else "" for line in text.strip("\n").split("\n"))
 
-    def matvec(self, indent: int, dst: int, w: int, bias: int, v: tuple[str, int], K: int, N: int) -> None:
+    def matvec(self, indent: int, dst: int, w: int, bias: int, v: tuple[str, int | str], K: int, N: int) -> None:
         """s[dst : dst + N] = blob[bias : bias + N] + W^T v (N a multiple of 16); v = (array, offset), the
         scratch s or the stream's state st."""
         if not self.portable:
@@ -186,13 +186,14 @@ def generate(model, path: str | None = None) -> Specialised | None:
     OUT, STATE, n_in = int(m[M_OUT]), int(m[M_STATE]), int(m[M_N_IN])
     table = blob.int32(pair_table())
 
-    # scratch: [input (n_in) | ax (GP) | ah (GP) | head accumulators (OP)], one stream at a time
+    # scratch: [ax (GP) | ah (GP) | head accumulators (OP) | every stream's quantised input (B x NP)]: the input
+    # of all B streams is formed (and checked) before any state changes, the rest serves one stream at a time
     gp_max = max(GATES[int(row[L_CELL])] * _up(int(row[L_HIDDEN])) for row in lay.layers[::2])
-    XQ, AX = 0, _up(n_in)
+    AX, NP = 0, _up(n_in)
     AH = AX + gp_max
     HD = AH + gp_max
     OP = _up(OUT)
-    scratch = HD + OP
+    XQ = HD + OP
 
     src.add(0, """
 import numpy as np
@@ -216,16 +217,19 @@ def step(y, buf, x, blob):
         std = blob.float32(lay.blob[int(m[M_OFF_IN_B]) : int(m[M_OFF_IN_B]) + n_in])
         scale = blob.float32(lay.blob[int(m[M_OFF_IN_S]) : int(m[M_OFF_IN_S]) + 1])
         src.add(1, f"""
-for b in range(B):
-    for k in range({n_in}):
-        if not np.isfinite((x[b, k] - fl[{mean} + k]) / fl[{std} + k]):
-            return 1
 s = buf[B * {OUT + STATE} :]
+finite = True
 for b in range(B):
-    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]
     for k in range({n_in}):
-        v = np.rint(((x[b, k] - fl[{mean} + k]) / fl[{std} + k]) / fl[{scale}])
-        s[{XQ} + k] = np.int32(min(max(v, np.float32(-32767)), np.float32(32767)))""")
+        v = (x[b, k] - fl[{mean} + k]) / fl[{std} + k]
+        ok = np.isfinite(v)
+        finite &= ok
+        q = np.rint(v / fl[{scale}]) if ok else np.float32(0)
+        s[{XQ} + b * {NP} + k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))
+if not finite:
+    return 1
+for b in range(B):
+    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]""")
     else:
         vocab = int(m[M_VOCAB])
         emb = blob.int8(lay.qblob[int(m[M_OFF_IN_A]) : int(m[M_OFF_IN_A]) + vocab * n_in])
@@ -238,9 +242,9 @@ for b in range(B):
     st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]
     row = w8[{emb} + x[b] * {n_in} : {emb} + (x[b] + 1) * {n_in}]
     for k in range({n_in}):
-        s[{XQ} + k] = np.int32(row[k])""")
+        s[{XQ} + b * {NP} + k] = np.int32(row[k])""")
 
-    v, K = ("s", XQ), n_in
+    v, K = ("s", f"{XQ} + b * {NP}"), n_in
     for row in lay.layers[::2]:
         v, K = _layer(src, blob, lay, row, v, K, AX, AH, table, portable)
 
@@ -265,12 +269,12 @@ for o in range({OUT}):
     text = "\n".join(src.lines) + "\n"
     module = specialize.load_source(f"int8_{'portable' if portable else 'vnni'}", text)
     weights = blob.finish()
-    return Specialised(kernel=module.step, weights=(weights,), scratch=lambda batch: scratch,
+    return Specialised(kernel=module.step, weights=(weights,), scratch=lambda batch: XQ + batch * NP,
                        info={"path": path, "source": str(specialize.source_path(
                            f"int8_{'portable' if portable else 'vnni'}", text)), "blob_bytes": int(weights.nbytes)})
 
 
-def _layer(src: _Source, blob: _Blob, lay, row, v: tuple[str, int], K: int, AX: int, AH: int, table: int,
+def _layer(src: _Source, blob: _Blob, lay, row, v: tuple[str, int | str], K: int, AX: int, AH: int, table: int,
            portable: bool) -> tuple[tuple[str, int], int]:
     """One forward layer's step into the source; returns where its h sits (the next layer's input) and H."""
     cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
