@@ -37,7 +37,7 @@ import numpy as np
 
 from rnnedge.runtime import specialize, vnni
 from rnnedge.runtime.fused import GENERATORS, Specialised
-from rnnedge.runtime.fused_int8_math import pair_table
+from rnnedge.runtime.fused_int8_math import pair_table, rounding_rows
 from rnnedge.runtime.layout import (
     ACT_NONE,
     CELL_GRU,
@@ -199,7 +199,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
 import numpy as np
 from numba import njit
 
-from rnnedge.runtime.fused_int8_math import rdbpot32, sat16_32
+from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
 from rnnedge.runtime.fused_int8_simd import sigmoid_rows_at, tanh_rows_at
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        rounding_divide_by_pot, sat16)
@@ -294,16 +294,24 @@ def _layer(src: _Source, blob: _Blob, lay, row, v: tuple[str, int | str], K: int
     b_x = blob.int32(_pad_gates(ivec(int(row[L_OFF_BIH]), G), gates, H, HP))
     b_h = blob.int32(_pad_gates(ivec(int(row[L_OFF_BHH]), G), gates, H, HP))
     rq = _pad_gates(ivec(int(row[L_OFF_SIH]), 4 * G).reshape(4, G), gates, H, HP)
-    MX, SX, MH, SH = (blob.int32(rq[k]) for k in range(4))
-    mbqm = "multiply_by_quantized_multiplier" if row[L_LEFT_SHIFT] else "multiply_by_quantized_multiplier_right"
+    # the requantisation: int8_math's general MBQM where a row shifts left (as the generic kernel chooses), else
+    # mbqm_right with each row's rounding constants in the blob (shifts in [-31, 0], multipliers >= 0: the
+    # artifact's range)
+    right = not row[L_LEFT_SHIFT] and rq[[0, 2]].min() >= 0 and rq[[1, 3]].min() >= -31
+    sides = {}
+    for side, (M, S) in (("x", (rq[0], rq[1])), ("h", (rq[2], rq[3]))):
+        sides[side] = [blob.int32(M)] + [blob.int32(a) for a in (rounding_rows(S) if right else (S,))]
+    fn = "mbqm_right" if right else ("multiply_by_quantized_multiplier" if row[L_LEFT_SHIFT]
+                                     else "multiply_by_quantized_multiplier_right")
     h, c = int(row[L_OFF_H]), int(row[L_OFF_C])
     src.matvec(2, AX, w_ih, b_x, v, K, GP)
     src.matvec(2, AH, w_hh, b_h, ("st", h), H, GP)
 
     def term(side: str, first: int = 0) -> str:
         """One requantised term (int64) of row `first` + j."""
-        acc, M, S = (AX, MX, SX) if side == "x" else (AH, MH, SH)
-        return f"np.int64({mbqm}(s[{acc + first} + j], blob[{M + first} + j], blob[{S + first} + j]))"
+        acc = AX if side == "x" else AH
+        constants = ", ".join(f"blob[{off + first} + j]" for off in sides[side])
+        return f"np.int64({fn}(s[{acc + first} + j], {constants}))"
 
     def pre(rows: int) -> None:
         """Rows 0 .. rows-1 of ax in place: sat16(yx + yh), one loop storing to the scratch alone (vectorised)."""

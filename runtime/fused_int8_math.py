@@ -70,3 +70,20 @@ def tanh32(x, table, off):
     up = np.int32(np.int32(r - np.int32((1 << 23) - (1 << 7))) >> np.int32(8))
     down = np.int32(np.int32(np.int32((1 << 23) + (1 << 7) - 1) - r) >> np.int32(8))
     return up if x >= 0 else down
+
+
+def rounding_rows(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For mbqm_right, per row of shifts S in [-31, 0]: e = -S, half = 2^e / 2 and half - 1 where e > 0 (int32)."""
+    e = -shift.astype(np.int64)
+    assert e.min(initial=0) >= 0 and e.max(initial=0) <= 31
+    half = (np.int64(1) << e) >> 1
+    return e.astype(np.int32), half.astype(np.int32), (half - (e > 0)).astype(np.int32)
+
+
+@int_inline
+def mbqm_right(x, M, e, half, half_neg):
+    """int8_math.multiply_by_quantized_multiplier_right(x, M, -e) with the rounding constants of rounding_rows: SRDHM
+    is floor((x M + 2^30) / 2^31) for either sign of the product (its nudge-and-truncate form, restated), and the
+    RDBPOT's half (one less for a negative value) comes from the row instead of being formed from e each time."""
+    high = (np.int64(x) * np.int64(M) + np.int64(1 << 30)) >> np.int64(31)
+    return np.int32((high + (np.int64(half_neg) if high < 0 else np.int64(half))) >> np.int64(e))

@@ -10,9 +10,14 @@ import pytest
 from numba import njit
 
 from rnnedge.runtime import fused_int8, vnni
-from rnnedge.runtime.fused_int8_math import pair_table, rdbpot32, sat16_32
+from rnnedge.runtime.fused_int8_math import mbqm_right, pair_table, rdbpot32, rounding_rows, sat16_32
 from rnnedge.runtime.fused_int8_simd import sigmoid_rows_at, tanh_rows_at
-from rnnedge.runtime.int8_math import rounding_divide_by_pot, sigmoid_q15, tanh_q15
+from rnnedge.runtime.int8_math import (
+    multiply_by_quantized_multiplier_right,
+    rounding_divide_by_pot,
+    sigmoid_q15,
+    tanh_q15,
+)
 from rnnedge.runtime.kernels_int8 import gemv_t_int8
 from rnnedge.runtime.model import Model
 from rnnedge.runtime.spec import CELLS
@@ -205,3 +210,24 @@ def test_vnni_matvec_at_offsets_equals_gemv_t_int8(K, N):
                np.concatenate([np.zeros(7, np.int32), v]), K, blocks)
     np.testing.assert_array_equal(dst[3 : 3 + N], expected)
     assert (dst[:3] == -1).all() and (dst[3 + 16 * blocks :] == -1).all()  # nothing written outside the blocks
+
+
+@njit(cache=True)
+def _requantise(x, M, S, e, half, half_neg, got, ref):
+    for i in range(x.shape[0]):
+        got[i] = mbqm_right(x[i], M[i], e[i], half[i], half_neg[i])
+        ref[i] = multiply_by_quantized_multiplier_right(x[i], M[i], S[i])
+
+
+def test_requantisation_with_row_constants_equals_int8_math_on_every_right_shift():
+    rng = np.random.default_rng(3)
+    n = 400_000
+    x = rng.integers(-(2**31), 2**31, n, dtype=np.int64)
+    x[::4] >>= rng.integers(0, 31, x[::4].size)  # small values too, where the roundings' ties lie
+    x[:4] = [-(2**31), 2**31 - 1, -1, 0]
+    M = rng.integers(2**30, 2**31, n, dtype=np.int64)
+    M[::7] = 0
+    S = rng.integers(-31, 1, n, dtype=np.int64)
+    got, ref = np.zeros(n, np.int32), np.zeros(n, np.int32)
+    _requantise(x.astype(np.int32), M.astype(np.int32), S.astype(np.int32), *rounding_rows(S), got, ref)
+    np.testing.assert_array_equal(got, ref)
