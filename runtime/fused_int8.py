@@ -153,17 +153,24 @@ class _Source:
 
     def matvec(self, indent: int, dst: int, w: int, bias: int, v: tuple[str, int | str], K: int, N: int) -> None:
         """s[dst : dst + N] = blob[bias : bias + N] + W^T v (N a multiple of 16); v = (array, offset), the
-        scratch s or the stream's state st."""
+        scratch s or the stream's state st. Portable: four input rows per pass over the outputs, as
+        kernels_int8.gemv_t_int8 (int32 sums, exact in any order)."""
         if not self.portable:
             self.add(indent, f"matvec_vnni_at(s, {dst}, w8, {w}, blob, {bias}, {v[0]}, {v[1]}, {K}, {N // LANES})")
             return
+        rows = "\n".join(f"    v{i} = np.int32({v[0]}[{v[1]} + k + {i}])" for i in range(4))
+        terms = " + ".join(f"np.int32(w8[{w} + (k + {i}) * {N} + n]) * v{i}" for i in range(4))
         self.add(indent, f"""
 for n in range({N}):
     s[{dst} + n] = blob[{bias} + n]
-for k in range({K}):
-    vk = np.int32({v[0]}[{v[1]} + k])
+for k in range(0, {K - K % 4}, 4):
+{rows}
     for n in range({N}):
-        s[{dst} + n] += np.int32(np.int32(w8[{w} + k * {N} + n]) * vk)""")
+        s[{dst} + n] += np.int32({terms})
+for k in range({K - K % 4}, {K}):
+    v0 = np.int32({v[0]}[{v[1]} + k])
+    for n in range({N}):
+        s[{dst} + n] += np.int32(np.int32(w8[{w} + k * {N} + n]) * v0)""")
 
 
 def _pack(blob: _Blob, w_t: np.ndarray, portable: bool) -> int:
