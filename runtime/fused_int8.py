@@ -13,18 +13,24 @@ run the model.
 How it differs from the generic kernel (the integers do not):
 
 - One int32 array, `blob`, holds every constant, each piece at a 64-byte boundary: the weight matrices as int8
-  bytes in the chosen mat-vec's layout, biases and the requantisation rows (Mx, Sx, Mh, Sh) as int32, the input
+  bytes in the chosen mat-vec's layout, biases and the requantisation rows as int32 (each row's M, and either its
+  shift S or, where no row shifts left, e = -S with its rounding halves: fused_int8_math.rounding_rows), the input
   normalisation and the head's scales as float32 bits, and the sigmoid table as pairs (fused_int8_math). A step
-  passes four arrays (y, buf, x, blob) and reads everything at literal offsets: no tables, no views in the loops.
+  passes four arrays (y, buf, x, blob) and reads everything at literal offsets: no tables, no views in the loops
+  (one view of the scratch and one of the stream's state per stream, so every index is provably >= 0 and numba's
+  negative-index wrap folds away).
 - Each gate's rows are padded to HP = H rounded up to 16 (zero weights, bias and multipliers), so every mat-vec
   writes whole 16-lane blocks and gate k of unit j sits at row k HP + j.
 - Mat-vecs: on AVX512-VNNI (`vnni.matvec_vnni_at`, `vpdpwssd`, weights in pack_vnni's layout), else the
   portable path, plain loops over W^T (K, GP) that LLVM vectorises with this CPU's instructions. The path is
   chosen when the step is generated (RNNEDGE_VNNI=0 forces the portable one); kernel_info names it. int32 sums
   are exact in any order (the export's bound), so both paths give the generic kernel's integers.
-- The gate stage is one loop over the hidden units per layer: requantisation in int64 (int8_math's MBQM, the
-  right-shift form when no row shifts left, as the generic kernel chooses), one saturation of the summed terms,
-  and the activations and cell update in int32 lanes (fused_int8_math).
+- The gate stage runs in passes that each store to one array, so LLVM vectorises them: the pre-activations of
+  all gate rows (two requantised terms in int64 lanes, added exactly and saturated once, docs/int8.md), the
+  sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd), then the cell update and the
+  GRU blend in int32 lanes (fused_int8_math).
+- Every stream's input is quantised (and checked) into the scratch in one branch-free pass before any state
+  changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
 Batches: every stream runs the same code one after another, B read from x, so any B runs without recompiling.
 """
