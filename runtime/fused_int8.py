@@ -213,7 +213,7 @@ import numpy as np
 from numba import njit
 
 from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
-from rnnedge.runtime.fused_int8_simd import sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32
@@ -327,7 +327,11 @@ def _layer(src: _Source, blob: _Blob, lay, row, v: tuple[str, int | str], K: int
         return f"np.int64({fn}(s[{acc + first} + j], {constants}))"
 
     def pre(rows: int) -> None:
-        """Rows 0 .. rows-1 of ax in place: sat16(yx + yh), one loop storing to the scratch alone (vectorised)."""
+        """Rows 0 .. rows-1 of ax in place: sat16(yx + yh); 16 lanes of vector IR (fused_int8_simd) where the
+        rounding constants are rows, else one loop storing to the scratch alone (LLVM vectorises it)."""
+        if right:
+            src.add(2, f"gate_sums_rows_at(s, {AX}, {AH}, {rows}, blob, {', '.join(map(str, sides['x'] + sides['h']))})")
+            return
         src.add(2, f"for j in range({rows}):")
         src.add(3, f"s[{AX} + j] = np.int32(sat16({term('x')} + {term('h')}))")
 
