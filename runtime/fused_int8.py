@@ -193,6 +193,8 @@ def generate(model, path: str | None = None) -> Specialised | None:
         path = "portable" if portable_forced() or vnni.KERNEL != "avx512_vnni" else "avx512_vnni"
     if path not in ("avx512_vnni", "portable"):
         raise ValueError(f"int8 mat-vec path {path!r} is not one of 'avx512_vnni', 'portable'")
+    if path == "avx512_vnni" and not vnni.has_avx512_vnni():
+        raise ValueError("int8 mat-vec path 'avx512_vnni' asked for, but this CPU has no AVX512-VNNI")
     portable = path == "portable"
     lay, m = model.layout, model.layout.model
     blob, src = _Blob(), _Source(portable)
