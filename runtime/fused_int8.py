@@ -7,8 +7,9 @@ head as literals (runtime/specialize.py), integers identical to runtime/kernels_
 What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
 cells; initial_state too, which only changes where a stream starts), and a linear head with any activation.
 Anything else (the ONNX step extensions: clip, input_forget, peepholes, linear_before_reset false, other
-activation functions; bidirectional or reverse layers; hidden head layers) returns None and the generic kernels
-run the model.
+activation functions; bidirectional or reverse layers) returns None and the generic kernels
+run the model. A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
+sat16(MBQM) per row, then the layer's activation.
 
 How it differs from the generic kernel (the integers do not):
 
@@ -50,8 +51,19 @@ from rnnedge.runtime.layout import (
     CELL_LSTM,
     CELL_RNN_RELU,
     CELL_RNN_TANH,
+    D_ACTIVATION,
+    D_N_IN,
+    D_OFF_B,
+    D_OFF_S,
+    D_OFF_W,
+    D_UNITS,
     F_REVERSE,
     F_STEP,
+    HID_GELU,
+    HID_GELU_TANH,
+    HID_RELU,
+    HID_SIGMOID,
+    HID_TANH,
     L_CELL,
     L_FLAGS,
     L_HIDDEN,
@@ -98,8 +110,6 @@ def uncovered(model) -> str | None:
     for l, layer in enumerate(model.spec["layers"]):
         if layer["bidirectional"] or lay.layers[2 * l][L_FLAGS] & (F_STEP | F_REVERSE):
             return f"layer {l} has a bidirectional, reverse or ONNX step extension"
-    if len(lay.dense):
-        return "the head has hidden dense layers"
     return None
 
 
@@ -208,7 +218,10 @@ def generate(model, path: str | None = None) -> Specialised | None:
     AH = AX + gp_max
     HD = AH + gp_max
     OP = _up(OUT)
-    XQ = HD + OP
+    hidden = []  # where each hidden head layer's output sits (padded to 16 rows), after the head's accumulators
+    for row in lay.dense:
+        hidden.append(HD + OP + sum(_up(int(r[D_UNITS])) for r in lay.dense[: len(hidden)]))
+    XQ = HD + OP + sum(_up(int(r[D_UNITS])) for r in lay.dense)
 
     src.add(0, """
 import numpy as np
@@ -217,7 +230,7 @@ from numba import njit
 from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
 from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
-                                       rounding_divide_by_pot, sat16)
+                                       gelu_q12, rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32
 from rnnedge.runtime.vnni import matvec_vnni_at
 
@@ -262,6 +275,8 @@ for b in range(B):
     v, K = ("s", f"{XQ} + b * {NP}"), n_in
     for row in lay.layers[::2]:
         v, K = _layer(src, blob, lay, row, v, K, AX, AH, table, portable)
+    for row, out in zip(lay.dense, hidden):
+        v, K = _hidden(src, blob, lay, row, v, K, out, table, portable)
 
     head_in = int(m[M_HEAD_IN])
     w = lay.qblob[int(m[M_OFF_HEAD_W]) : int(m[M_OFF_HEAD_W]) + OUT * head_in].reshape(OUT, head_in)
@@ -382,6 +397,36 @@ for j in range({H}):
     st[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * s[{AX + 2 * HP} + j])
                                     + np.int32(z * np.int32(st[{h} + j]))), 15))""")
     return ("st", h), H
+
+
+
+def _hidden(src: _Source, blob: _Blob, lay, row, v: tuple[str, int | str], K: int, out: int, table: int,
+            portable: bool) -> tuple[tuple[str, int], int]:
+    """One hidden head layer into the source (kernels_int8.dense_int8's integers): s[out : out + U] = act(sat16(
+    MBQM(b + W v))) per row; returns where its output sits and U."""
+    U, n_in, activation = int(row[D_UNITS]), int(row[D_N_IN]), int(row[D_ACTIVATION])
+    assert n_in == K
+    UP = _up(U)
+
+    def padded(values: np.ndarray, dtype) -> np.ndarray:
+        rows = np.zeros((*values.shape[:-1], UP), dtype=dtype)
+        rows[..., :U] = values
+        return rows
+
+    w = lay.qblob[int(row[D_OFF_W]) : int(row[D_OFF_W]) + U * n_in].reshape(U, n_in)
+    rq = lay.iblob[int(row[D_OFF_S]) : int(row[D_OFF_S]) + 2 * U]
+    M, S = blob.int32(padded(rq[:U], np.int32)), blob.int32(padded(rq[U:], np.int32))
+    bias = blob.int32(padded(lay.iblob[int(row[D_OFF_B]) : int(row[D_OFF_B]) + U], np.int32))
+    src.matvec(2, out, _pack(blob, padded(w.T, np.int8), portable), bias, v, K, UP)
+    q = f"np.int32(sat16(multiply_by_quantized_multiplier(s[{out} + j], blob[{M} + j], blob[{S} + j])))"
+    value = {HID_RELU: f"max({q}, np.int32(0))", HID_GELU: f"np.int32(gelu_q12({q}))",
+             HID_GELU_TANH: f"np.int32(gelu_q12({q}))"}.get(activation, q)
+    src.add(2, f"""
+for j in range({UP}):
+    s[{out} + j] = {value}""")
+    if activation in (HID_TANH, HID_SIGMOID):
+        src.add(2, f"{'tanh' if activation == HID_TANH else 'sigmoid'}_rows_at(s, {out}, {UP}, blob, {table})")
+    return ("s", out), U
 
 
 GENERATORS["int8"] = generate

@@ -135,10 +135,28 @@ def test_a_model_the_specialised_step_does_not_cover_runs_the_generic_kernels(la
     assert model.kernel_info["step"] == "generic"
 
 
-def test_a_head_with_hidden_layers_runs_the_generic_kernels():
-    spec = make_spec("gru", hidden=6, features=4, out=3, head_hidden=[(5, "relu")])
-    model = Model(spec, "int8", random_int8_tensors(spec, np.random.default_rng(2)))
-    assert "hidden dense layers" in fused_int8.uncovered(model) and model.kernel_info["step"] == "generic"
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("hidden", [[(7, "relu"), (5, "tanh")], [(17, "sigmoid"), (4, "gelu")],
+                                    [(9, "none"), (3, "gelu_tanh")]])
+def test_specialised_int8_step_with_hidden_head_layers_equals_the_generic_kernel_and_the_twin(hidden, path,
+                                                                                             monkeypatch):
+    spec = make_spec("gru", layers=2, kind="tokens", activation="none", hidden=6, vocab=VOCAB, embed_dim=5, out=3,
+                     head_hidden=hidden)
+    tensors = random_int8_tensors(spec, np.random.default_rng(len(hidden[0]) * 10 + hidden[0][0]))
+    generic, fused = _models(spec, tensors, path, monkeypatch)
+    assert fused.kernel_info["step"] == "specialised"
+    a, b = generic.stream(2), fused.stream(2)
+    twin = Int8Twin(spec, tensors, batch=2)
+    X = np.random.default_rng(4).integers(0, VOCAB, (2, STEPS))
+    for t in range(STEPS):
+        x = np.ascontiguousarray(X[:, t])
+        y_generic, y = a.step(x).copy(), b.step(x)
+        acc = twin.step_quantised(twin.embed(x))
+        np.testing.assert_array_equal(b.logits_q, a.logits_q, err_msg=f"integer logits at step {t}")
+        np.testing.assert_array_equal(b.logits_q, acc, err_msg=f"twin logits at step {t}")
+        np.testing.assert_array_equal(b.state, a.state, err_msg=f"state at step {t}")
+        np.testing.assert_array_equal(y, y_generic, err_msg=f"y at step {t}")
+    assert sum(v for k, v in twin.counts.items() if k.startswith("head_hidden")) > 0, dict(twin.counts)
 
 
 @pytest.mark.parametrize("path", PATHS)
