@@ -296,12 +296,12 @@ for o in range({OUT}):
         src.add(2, f"activate_head_f32(y[b], {int(m[M_ACTIVATION])})")
     src.add(1, "return 0")
 
-    text = "\n".join(src.lines) + "\n"
-    module = specialize.load_source(f"int8_{'portable' if portable else 'vnni'}", text)
+    text, stem = "\n".join(src.lines) + "\n", f"int8_{'portable' if portable else 'vnni'}"
+    module = specialize.load_source(stem, text)
     weights = blob.finish()
     return Specialised(kernel=module.step, weights=(weights,), scratch=lambda batch: XQ + batch * NP,
-                       info={"path": path, "source": str(specialize.source_path(
-                           f"int8_{'portable' if portable else 'vnni'}", text)), "blob_bytes": int(weights.nbytes)})
+                       info={"path": path, "source": str(specialize.source_path(stem, text)),
+                             "blob_bytes": int(weights.nbytes)})
 
 
 def _layer(src: _Source, blob: _Blob, lay, row, v: tuple[str, int | str], K: int, AX: int, AH: int, table: int,
