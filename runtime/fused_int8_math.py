@@ -5,14 +5,14 @@ the difference is width. numba widens every integer operation to int64, so LLVM'
 with 8 lanes; here each intermediate is cut back to np.int32 as soon as it is formed, which lets LLVM narrow the
 operations to 16 lanes. Only where int32 holds the exact value:
 
-- sigmoid32, tanh32: a = |3x| <= 98304, the table entry (unsigned Q0.16) shifted by 9 or 8 bits < 2^25, the
-  interpolation step < 2^9 * 2^16: every value below 2^26. The table is read as one int32 per index,
-  TABLE[k] | (TABLE[k + 1] - TABLE[k]) << 16 (pair_table): one gather instead of two.
+- pair_table: the sigmoid table read as one int32 per index, TABLE[k] | (TABLE[k + 1] - TABLE[k]) << 16, so a
+  vector of lanes needs one gather instead of two (fused_int8_simd's sigmoid / tanh rows, where every value stays
+  below 2^26: a = |3x| <= 98304, the entry shifted by 9 or 8 bits < 2^25, the step < 2^9 * 2^16).
 - rdbpot32(x, e): x int32 with |x| + 2^(e-1) < 2^31, 1 <= e <= 31: the cell and blend products of the int8 step
   (f * c, i * g, o * tanh(c), (32768 - z) n + z h), each at most 2^30 in magnitude (docs/int8.md, Bounds).
 - sat16_32: clamp of an int32 to int16's range, kept int32.
-
-The requantisation (MBQM, 64-bit products) and a GRU's r * yh_n (< 2^46) stay in int64 (int8_math).
+- mbqm_right: int8_math's right-shift MBQM with each row's rounding constants precomputed (rounding_rows); its
+  products stay in int64, as does a GRU's r * yh_n (< 2^46).
 """
 
 import numpy as np
@@ -40,36 +40,6 @@ def rdbpot32(x, e):
     """int32 round(x / 2^e), ties away from zero, for 1 <= e <= 31 and |x| + 2^(e-1) < 2^31."""
     x = np.int32(x)
     return np.int32(np.int32(x + np.int32(np.int32(1) << np.int32(e - 1)) - np.int32(x < 0)) >> np.int32(e))
-
-
-@int_inline
-def sigmoid32(x, table, off):
-    """int8_math.sigmoid_q15 of x (Q3.12, an int16 value), reading pair_table() at table[off:]."""
-    x = np.int32(x)
-    a = np.int32(abs(np.int32(3 * x)))
-    u = np.int32(a >> np.int32(9))
-    pair = np.int32(table[off + min(u, np.int32(254))])
-    r = np.int32(np.int32(np.int32(pair & np.int32(0xFFFF)) << np.int32(9))
-                 + np.int32(np.int32(a & np.int32(511)) * np.int32(pair >> np.int32(16))))
-    r = np.int32(0x7FFF << 10) if u >= 255 else r
-    up = np.int32(np.int32(r + np.int32(1 << 9)) >> np.int32(10))
-    down = np.int32(np.int32(np.int32(1 << 25) - r + np.int32((1 << 9) - 1)) >> np.int32(10))
-    return up if x >= 0 else down
-
-
-@int_inline
-def tanh32(x, table, off):
-    """int8_math.tanh_q15 of x (Q3.12, an int16 value), reading pair_table() at table[off:]."""
-    x = np.int32(x)
-    a = np.int32(abs(np.int32(3 * x)))
-    u = np.int32(a >> np.int32(8))
-    pair = np.int32(table[off + min(u, np.int32(254))])
-    r = np.int32(np.int32(np.int32(pair & np.int32(0xFFFF)) << np.int32(8))
-                 + np.int32(np.int32(a & np.int32(255)) * np.int32(pair >> np.int32(16))))
-    r = np.int32(0xFFFF << 8) if u >= 255 else r
-    up = np.int32(np.int32(r - np.int32((1 << 23) - (1 << 7))) >> np.int32(8))
-    down = np.int32(np.int32(np.int32((1 << 23) + (1 << 7) - 1) - r) >> np.int32(8))
-    return up if x >= 0 else down
 
 
 def rounding_rows(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -2,13 +2,14 @@
 
     sigmoid_rows_at(a, off, n, table, toff)    a[off : off + n] = sigmoid_q15(a[...]) in place, n a multiple of 16
     tanh_rows_at(a, off, n, table, toff)       ... tanh_q15
+    gate_sums_rows_at(a, ax, ah, n, blob, ...)  a[ax + r] = sat16(yx + yh), the pre-activations (see its docstring)
 
 a is int32 (Q3.12 values in, Q0.15 out); table[toff:] holds fused_int8_math.pair_table(). The integers are
-int8_math.sigmoid_q15 / tanh_q15's (fused_int8_math.sigmoid32 / tanh32 restate them in int32): with a = |3x|,
+int8_math.sigmoid_q15 / tanh_q15's, in int32 lanes (every value fits, fused_int8_math): with a = |3x|,
 u = a >> s (s = 9 sigmoid, 8 tanh), one gather of the pair TABLE[k] | (TABLE[k+1] - TABLE[k]) << 16 at
 k = min(u, 254), r = (TABLE[k] << s) + (a & (2^s - 1)) (TABLE[k+1] - TABLE[k]), saturated for u >= 255, then
 the sign's rounding. Why IR: LLVM's cost model on this CPU will not vectorise a loop with a table read (it
-would need gathers), so numba's loop over sigmoid32 stays scalar; written as vector IR with llvm.masked.gather,
+would need gathers), so a numba loop over the table formula stays scalar; written as vector IR with llvm.masked.gather,
 the loop runs 16 lanes per pass on AVX-512 and LLVM lowers the same IR to what any other CPU has. The index is
 clamped unsigned, so any int32 (a padded row's leftover) reads inside the table.
 """
