@@ -52,3 +52,6 @@ def kernel_info(model) -> dict:
                   "a model part the specialised step does not cover")
         return {"step": "generic", "precision": model.precision, "why": reason}
     return {"step": "specialised", "precision": model.precision, **step.info}
+
+
+from rnnedge.runtime import fused_int8  # noqa: F401  (registers GENERATORS["int8"])

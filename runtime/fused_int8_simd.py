@@ -1,0 +1,135 @@
+"""The gate activations of a specialised int8 step (runtime/fused_int8.py), 16 lanes at a time, in LLVM vector IR.
+
+    sigmoid_rows_at(a, off, n, table, toff)    a[off : off + n] = sigmoid_q15(a[...]) in place, n a multiple of 16
+    tanh_rows_at(a, off, n, table, toff)       ... tanh_q15
+    gate_sums_rows_at(a, ax, ah, n, blob, ...)  a[ax + r] = sat16(yx + yh), the pre-activations (see its docstring)
+
+a is int32 (Q3.12 values in, Q0.15 out); table[toff:] holds fused_int8_math.pair_table(). The integers are
+int8_math.sigmoid_q15 / tanh_q15's, in int32 lanes (every value fits, fused_int8_math): with a = |3x|,
+u = a >> s (s = 9 sigmoid, 8 tanh), one gather of the pair TABLE[k] | (TABLE[k+1] - TABLE[k]) << 16 at
+k = min(u, 254), r = (TABLE[k] << s) + (a & (2^s - 1)) (TABLE[k+1] - TABLE[k]), saturated for u >= 255, then
+the sign's rounding. Why IR: LLVM's cost model on this CPU will not vectorise a loop with a table read (it
+would need gathers), so a numba loop over the table formula stays scalar; written as vector IR with llvm.masked.gather,
+the loop runs 16 lanes per pass on AVX-512 and LLVM lowers the same IR to what any other CPU has. The index is
+clamped unsigned, so any int32 (a padded row's leftover) reads inside the table.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 16
+
+
+def _activation_rows(shift: int, saturated: int, positive, negative):
+    """An intrinsic (a, off, n, table, toff) applying the table activation of `shift` to n rows of a in place;
+    positive(builder, r, c) / negative(builder, r, c) give the result for x >= 0 / x < 0 (c makes constants)."""
+
+    @intrinsic
+    def rows(typingctx, a, off, n, table, toff):
+        sig = types.void(a, off, n, table, toff)
+
+        def codegen(context, builder, signature, args):
+            i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+            v32, v64, v1 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES), ir.VectorType(i1, LANES)
+
+            def c(value, ty=v32):
+                return ir.Constant(ty, [value] * LANES)
+
+            def splat(value, ty):
+                first = builder.insert_element(ir.Constant(ty, None), value, ir.Constant(i32, 0))
+                return builder.shuffle_vector(first, ir.Constant(ty, None), ir.Constant(v32, [0] * LANES))
+
+            arr = context.make_array(signature.args[0])(context, builder, args[0])
+            tab = context.make_array(signature.args[3])(context, builder, args[3])
+            off_, n_, toff_ = (builder.sext(v, i64) if v.type.width < 64 else v for v in (args[1], args[2], args[4]))
+            rows_p = cgutils.gep(builder, arr.data, off_)
+            tab_base = splat(builder.ptrtoint(cgutils.gep(builder, tab.data, toff_), i64), v64)
+            gather_ty = ir.FunctionType(v32, [ir.VectorType(i32.as_pointer(), LANES), i32, v1, v32])
+            gather = cgutils.get_or_insert_function(builder.module, gather_ty, "llvm.masked.gather.v16i32.v16p0")
+            chunks = builder.sdiv(n_, ir.Constant(i64, LANES))
+            with cgutils.for_range(builder, chunks) as loop:
+                ptr = builder.bitcast(cgutils.gep(builder, rows_p, builder.mul(loop.index, ir.Constant(i64, LANES))),
+                                      v32.as_pointer())
+                x = builder.load(ptr, align=4)
+                x3 = builder.mul(x, c(3))
+                a_ = builder.select(builder.icmp_signed("<", x3, c(0)), builder.sub(c(0), x3), x3)
+                u = builder.lshr(a_, c(shift))
+                k = builder.select(builder.icmp_unsigned("<", u, c(254)), u, c(254))
+                ptrs = builder.inttoptr(builder.add(tab_base, builder.mul(builder.zext(k, v64), c(4, v64))),
+                                        ir.VectorType(i32.as_pointer(), LANES))
+                pair = builder.call(gather, [ptrs, ir.Constant(i32, 4), ir.Constant(v1, [1] * LANES),
+                                             ir.Constant(v32, None)])
+                lo = builder.and_(pair, c(0xFFFF))
+                step = builder.lshr(pair, c(16))
+                r = builder.add(builder.shl(lo, c(shift)), builder.mul(builder.and_(a_, c((1 << shift) - 1)), step))
+                r = builder.select(builder.icmp_unsigned(">=", u, c(255)), c(saturated), r)
+                y = builder.select(builder.icmp_signed(">=", x, c(0)), positive(builder, r, c), negative(builder, r, c))
+                builder.store(y, ptr, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rows
+
+
+sigmoid_rows_at = _activation_rows(
+    9, 0x7FFF << 10,
+    lambda b, r, c: b.ashr(b.add(r, c(1 << 9)), c(10)),
+    lambda b, r, c: b.ashr(b.sub(c((1 << 25) + (1 << 9) - 1), r), c(10)))
+tanh_rows_at = _activation_rows(
+    8, 0xFFFF << 8,
+    lambda b, r, c: b.ashr(b.sub(r, c((1 << 23) - (1 << 7))), c(8)),
+    lambda b, r, c: b.ashr(b.sub(c((1 << 23) + (1 << 7) - 1), r), c(8)))
+
+
+@intrinsic
+def gate_sums_rows_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh):
+    """a[ax + r] = sat16(yx + yh) for rows r < n (a multiple of 16), in place, 16 rows per pass:
+    yx = fused_int8_math.mbqm_right(a[ax + r], blob[mx + r], blob[ex + r], blob[hx + r], blob[nx + r]) and yh
+    likewise from a[ah + r] and the (mh, eh, hh, nh) rows. The same integers as the numba loop over mbqm_right, in
+    16 lanes (LLVM's own vectoriser picks 8 int64 lanes on this CPU at best)."""
+    sig = types.void(a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        v32, v64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES)
+
+        def c(value, ty=v64):
+            return ir.Constant(ty, [value] * LANES)
+
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        consts = context.make_array(signature.args[4])(context, builder, args[4])
+        offs = [builder.sext(v, i64) if v.type.width < 64 else v for v in args[1:4] + args[5:]]
+        ax_p, ah_p = (cgutils.gep(builder, arr.data, o) for o in offs[:2])
+        n_ = offs[2]
+        rows = [cgutils.gep(builder, consts.data, o) for o in offs[3:]]
+
+        def load(base, index):
+            ptr = builder.bitcast(cgutils.gep(builder, base, index), v32.as_pointer())
+            return builder.load(ptr, align=4), ptr
+
+        def term(acc, M, e, half, half_neg):
+            high = builder.ashr(builder.add(builder.mul(builder.sext(acc, v64), builder.sext(M, v64)), c(1 << 30)),
+                                c(31))
+            nudge = builder.select(builder.icmp_signed("<", high, c(0)), builder.sext(half_neg, v64),
+                                   builder.sext(half, v64))
+            return builder.sext(builder.trunc(builder.ashr(builder.add(high, nudge), builder.sext(e, v64)), v32), v64)
+
+        chunks = builder.sdiv(n_, ir.Constant(i64, LANES))
+        with cgutils.for_range(builder, chunks) as loop:
+            first = builder.mul(loop.index, ir.Constant(i64, LANES))
+            x, x_ptr = load(ax_p, first)
+            h, _ = load(ah_p, first)
+            consts_x = [load(p, first)[0] for p in rows[:4]]
+            consts_h = [load(p, first)[0] for p in rows[4:]]
+            total = builder.add(term(x, *consts_x), term(h, *consts_h))
+            total = builder.select(builder.icmp_signed("<", total, c(-32768)), c(-32768), total)
+            total = builder.select(builder.icmp_signed(">", total, c(32767)), c(32767), total)
+            builder.store(builder.trunc(total, v32), x_ptr, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen

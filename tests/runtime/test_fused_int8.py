@@ -1,0 +1,251 @@
+"""The int8 step compiled for the loaded model (runtime/fused_int8.py) gives the generic kernel's integers and the
+NumPy twin's, bit for bit, on both mat-vec paths (AVX512-VNNI and portable), every cell, dense and token input,
+one and two layers, batch 1 and 3, over saturating steps; it refuses what the generic kernel refuses, leaves the
+models it does not cover to the generic kernels, and allocates nothing per step."""
+
+import functools
+
+import numpy as np
+import pytest
+from numba import njit
+
+from rnnedge.runtime import fused_int8, vnni
+from rnnedge.runtime.fused_int8_math import mbqm_right, pair_table, rdbpot32, rounding_rows, sat16_32
+from rnnedge.runtime.fused_int8_simd import sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.int8_math import (
+    multiply_by_quantized_multiplier_right,
+    rounding_divide_by_pot,
+    sigmoid_q15,
+    tanh_q15,
+)
+from rnnedge.runtime.kernels_int8 import gemv_t_int8
+from rnnedge.runtime.model import Model
+from rnnedge.runtime.spec import CELLS
+from tests.helpers import bytes_allocated_by_steps, make_spec
+from tests.runtime.int8_twin import Int8Twin, random_int8_tensors, saturating_dense_inputs
+
+VOCAB, STEPS = 20, 300
+PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
+                                                              reason="this CPU has no AVX512-VNNI")),
+         "portable"]
+CASES = [(cell, kind, layers) for cell in CELLS for kind in ("dense", "tokens") for layers in (1, 2)]
+
+
+@functools.cache
+def _case(cell, kind, layers):
+    """(spec, tensors, X (3, T, ...)): hot constants, inputs that clamp and tie; sizes off the 16-lane grid."""
+    i = CASES.index((cell, kind, layers))
+    spec = make_spec(cell, layers=layers, kind=kind, activation=("none", "softmax", "log_softmax", "sigmoid")[i % 4],
+                     hidden=(5, 19, 12)[i % 3], features=3 + i % 5, vocab=VOCAB, embed_dim=3 + (i + 2) % 5, out=3)
+    rng = np.random.default_rng(500 + i)
+    tensors = random_int8_tensors(spec, rng, hot=True, cell_powers=[(-15, 1), (-12, -9)][i % 2][:layers])
+    if layers > 1:  # the second layer without left shifts: the shorter requantisation form
+        for name in [n for n in tensors if n.startswith("layers.1.") and n.endswith(".shift")]:
+            tensors[name] = np.minimum(tensors[name], 0).astype(np.int8)
+    if kind == "dense":
+        X = saturating_dense_inputs(spec, float(tensors["input.scale"][0]), rng, 3, STEPS)
+    else:
+        X = rng.integers(0, VOCAB, (3, STEPS)).astype(np.int64)
+        X[:, :VOCAB] = np.arange(VOCAB)
+    return spec, tensors, X
+
+
+def _models(spec, tensors, path, monkeypatch):
+    """(generic model, specialised model on `path`)."""
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
+    generic = Model(spec, "int8", tensors)
+    assert generic.kernel_info["step"] == "generic"
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "1")
+    monkeypatch.setenv("RNNEDGE_VNNI", "0" if path == "portable" else "1")
+    fused = Model(spec, "int8", tensors)
+    return generic, fused
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("cell,kind,layers", CASES)
+def test_specialised_int8_step_equals_the_generic_kernel_and_the_twin_bit_exact(cell, kind, layers, batch, path,
+                                                                               monkeypatch):
+    spec, tensors, X = _case(cell, kind, layers)
+    generic, fused = _models(spec, tensors, path, monkeypatch)
+    assert fused.kernel_info["step"] == "specialised" and fused.kernel_info["path"] == path
+    a, b = generic.stream(batch), fused.stream(batch)
+    twin = Int8Twin(spec, tensors, batch=batch)
+    for t in range(STEPS):
+        x = np.ascontiguousarray(X[:batch, t])
+        y_generic, y = a.step(x).copy(), b.step(x)
+        acc = twin.step_quantised(twin.quantize_input(x) if kind == "dense" else twin.embed(x))
+        for what, got, expected in [("state", b.state, a.state), ("integer logits", b.logits_q, a.logits_q),
+                                    ("y", y, y_generic), ("twin state", b.state, twin.state_vector()),
+                                    ("twin logits", b.logits_q, acc)]:
+            np.testing.assert_array_equal(got, expected, err_msg=f"{what} at step {t}")
+    counts = dict(twin.counts)
+    assert counts.get("pre_activation", 0) > 0 and counts.get("yh_wide", 0) > 0, counts  # wide terms summed whole
+    assert counts.get("mbqm_left_shift", 0) > 0, counts
+    if cell == "lstm":
+        assert counts.get("cell", 0) > 0, counts
+    assert np.unique(b.state).size > 2 * layers
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_specialised_int8_stream_refuses_bad_values_and_tokens_with_the_state_unchanged(path, monkeypatch):
+    for kind in ("dense", "tokens"):
+        spec, tensors, X = _case("gru", kind, 2)
+        _, fused = _models(spec, tensors, path, monkeypatch)
+        stream = fused.stream(3)
+        stream.step(np.ascontiguousarray(X[:, 0]))
+        before = stream.state.copy()
+        x = np.ascontiguousarray(X[:, 1])
+        if kind == "dense":
+            x[2, 1] = np.nan
+            with pytest.raises(ValueError, match="NaN or infinity"):
+                stream.step(x)
+            np.testing.assert_array_equal(stream.state, before)
+            x[2, 1], x[1, 0] = 0.0, -np.inf
+        else:
+            x[2] = VOCAB
+        with pytest.raises(ValueError, match="outside the vocabulary" if kind == "tokens" else "NaN or infinity"):
+            stream.step(x)
+        np.testing.assert_array_equal(stream.state, before)
+
+
+def test_specialised_int8_kernel_info_names_the_path_and_the_source(monkeypatch):
+    spec, tensors, _ = _case("lstm", "dense", 1)
+    monkeypatch.delenv("RNNEDGE_VNNI", raising=False)
+    info = Model(spec, "int8", tensors).kernel_info
+    assert info["step"] == "specialised" and info["precision"] == "int8"
+    assert info["path"] == ("avx512_vnni" if vnni.has_avx512_vnni() else "portable")
+    assert info["source"].endswith(".py")
+    monkeypatch.setenv("RNNEDGE_VNNI", "0")
+    assert Model(spec, "int8", tensors).kernel_info["path"] == "portable"
+    with pytest.raises(ValueError, match="path 'avx2'"):
+        fused_int8.generate(Model(spec, "int8", tensors), "avx2")
+
+
+@pytest.mark.parametrize("layer,why", [({"cell": "lstm", "clip": 2.0}, "ONNX step extension"),
+                                       ({"cell": "gru", "linear_before_reset": False}, "ONNX step extension"),
+                                       ({"cell": "lstm", "peepholes": True}, "ONNX step extension"),
+                                       ({"cell": "gru", "bidirectional": True}, "bidirectional")])
+def test_a_model_the_specialised_step_does_not_cover_runs_the_generic_kernels(layer, why):
+    spec = make_spec(layer["cell"], hidden=6, features=4, out=3)
+    spec["layers"] = [{"hidden": 6, "bidirectional": False, **layer}]
+    tensors = random_int8_tensors(spec, np.random.default_rng(1))
+    model = Model(spec, "int8", tensors)
+    assert why in fused_int8.uncovered(model)
+    assert model.kernel_info["step"] == "generic"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("hidden", [[(7, "relu"), (5, "tanh")], [(17, "sigmoid"), (4, "gelu")],
+                                    [(9, "none"), (3, "gelu_tanh")]])
+def test_specialised_int8_step_with_hidden_head_layers_equals_the_generic_kernel_and_the_twin(hidden, path,
+                                                                                             monkeypatch):
+    spec = make_spec("gru", layers=2, kind="tokens", activation="none", hidden=6, vocab=VOCAB, embed_dim=5, out=3,
+                     head_hidden=hidden)
+    tensors = random_int8_tensors(spec, np.random.default_rng(len(hidden[0]) * 10 + hidden[0][0]))
+    generic, fused = _models(spec, tensors, path, monkeypatch)
+    assert fused.kernel_info["step"] == "specialised"
+    a, b = generic.stream(2), fused.stream(2)
+    twin = Int8Twin(spec, tensors, batch=2)
+    X = np.random.default_rng(4).integers(0, VOCAB, (2, STEPS))
+    for t in range(STEPS):
+        x = np.ascontiguousarray(X[:, t])
+        y_generic, y = a.step(x).copy(), b.step(x)
+        acc = twin.step_quantised(twin.embed(x))
+        np.testing.assert_array_equal(b.logits_q, a.logits_q, err_msg=f"integer logits at step {t}")
+        np.testing.assert_array_equal(b.logits_q, acc, err_msg=f"twin logits at step {t}")
+        np.testing.assert_array_equal(b.state, a.state, err_msg=f"state at step {t}")
+        np.testing.assert_array_equal(y, y_generic, err_msg=f"y at step {t}")
+    assert sum(v for k, v in twin.counts.items() if k.startswith("head_hidden")) > 0, dict(twin.counts)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_specialised_int8_step_allocates_nothing(kind, path, monkeypatch):
+    spec, tensors, X = _case("lstm", kind, 2)
+    _, fused = _models(spec, tensors, path, monkeypatch)
+    grown = bytes_allocated_by_steps(fused.stream(3), X[:, :200])
+    assert grown == 0, f"step() allocated {grown} bytes over 200 steps"
+
+
+# -- the pieces, alone ----------------------------------------------------------------------------------------
+@njit(cache=True)
+def _activations(x, table, sig, tanh, sig_ref, tanh_ref):
+    sig[:] = x
+    tanh[:] = x
+    sigmoid_rows_at(sig, 0, x.shape[0], table, 0)
+    tanh_rows_at(tanh, 0, x.shape[0], table, 0)
+    for i in range(x.shape[0]):
+        sig_ref[i] = sigmoid_q15(x[i])
+        tanh_ref[i] = tanh_q15(x[i])
+
+
+def test_vector_gate_activations_equal_int8_math_on_every_int16():
+    x = np.arange(-(2**15), 2**15, dtype=np.int32)
+    out = [np.zeros_like(x) for _ in range(4)]
+    _activations(x, pair_table(), *out)
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[3])
+
+
+@njit(cache=True)
+def _rounding(x, e, got, ref):
+    for i in range(x.shape[0]):
+        got[i] = sat16_32(rdbpot32(x[i], e))
+        ref[i] = min(max(rounding_divide_by_pot(x[i], e), -32768), 32767)
+
+
+@pytest.mark.parametrize("e", [1, 8, 15, 16, 30, 31])
+def test_int32_rounding_equals_int8_math_where_the_step_uses_it(e):
+    rng = np.random.default_rng(e)
+    bound = min(2**30, 2**31 - 2 ** (e - 1) - 1)  # rdbpot32's domain, which holds every product the step rounds
+    x = rng.integers(-bound, bound + 1, 100_000).astype(np.int32)
+    x[:6] = [-bound, bound, 0, -1, 1, -(2 ** (e - 1))]
+    got, ref = np.zeros_like(x), np.zeros_like(x)
+    _rounding(x, e, got, ref)
+    np.testing.assert_array_equal(got, ref)
+
+
+@njit(cache=True)
+def _matvec_at(dst, wp, bias, v, k, blocks):
+    vnni.matvec_vnni_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
+
+
+@pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="this CPU has no AVX512-VNNI")
+@pytest.mark.parametrize(("K", "N"), [(7, 5), (40, 512), (128, 512), (1, 16), (33, 40), (6, 192)])
+def test_vnni_matvec_at_offsets_equals_gemv_t_int8(K, N):
+    rng = np.random.default_rng(K * 7 + N)
+    w_t = rng.integers(-127, 128, (K, N)).astype(np.int8)
+    v = rng.integers(-32768, 32768, K).astype(np.int32)
+    v[::3] = rng.choice([-32768, 32767], v[::3].size)
+    blocks = -(-N // 16)
+    bias = np.zeros(5 + 16 * blocks, np.int32)
+    bias[5 : 5 + N] = rng.integers(-(2**20), 2**20, N)
+    expected = bias[5 : 5 + N].copy()
+    gemv_t_int8(expected, w_t, v)
+    dst = np.full(3 + 16 * blocks + 4, -1, np.int32)
+    _matvec_at(dst, np.concatenate([np.zeros(64, np.int8), vnni.pack_vnni(w_t).ravel()]), bias,
+               np.concatenate([np.zeros(7, np.int32), v]), K, blocks)
+    np.testing.assert_array_equal(dst[3 : 3 + N], expected)
+    assert (dst[:3] == -1).all() and (dst[3 + 16 * blocks :] == -1).all()  # nothing written outside the blocks
+
+
+@njit(cache=True)
+def _requantise(x, M, S, e, half, half_neg, got, ref):
+    for i in range(x.shape[0]):
+        got[i] = mbqm_right(x[i], M[i], e[i], half[i], half_neg[i])
+        ref[i] = multiply_by_quantized_multiplier_right(x[i], M[i], S[i])
+
+
+def test_requantisation_with_row_constants_equals_int8_math_on_every_right_shift():
+    rng = np.random.default_rng(3)
+    n = 400_000
+    x = rng.integers(-(2**31), 2**31, n, dtype=np.int64)
+    x[::4] >>= rng.integers(0, 31, x[::4].size)  # small values too, where the roundings' ties lie
+    x[:4] = [-(2**31), 2**31 - 1, -1, 0]
+    M = rng.integers(2**30, 2**31, n, dtype=np.int64)
+    M[::7] = 0
+    S = rng.integers(-31, 1, n, dtype=np.int64)
+    got, ref = np.zeros(n, np.int32), np.zeros(n, np.int32)
+    _requantise(x.astype(np.int32), M.astype(np.int32), S.astype(np.int32), *rounding_rows(S), got, ref)
+    np.testing.assert_array_equal(got, ref)
