@@ -21,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.runtime import fused, specialize
+from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_source import scratch_per_stream, source
-from rnnedge.runtime.layout import F_STEP, L_FLAGS
+from rnnedge.runtime.fused_float_source import gate_rows, scratch_per_stream, source
+from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
 
 
 def why_not(model) -> str | None:
@@ -48,14 +49,32 @@ def generate(model) -> fused.Specialised | None:
     cells = "_".join(layer["cell"] for layer in model.spec["layers"])
     what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
             f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']}")
-    text = source(model, rows, what)
+    q8 = model.precision == "int8w"
+    if q8:  # each layer's W_ih^T and W_hh^T in VNNI's packed layout, then the layout's qblob (embedding, head)
+        parts, packed, at = [], [], 0
+        for row in rows:
+            offsets = []
+            for off, K in ((int(row[L_OFF_WIH]), int(row[L_N_IN])), (int(row[L_OFF_WHH]), int(row[L_HIDDEN]))):
+                parts.append(vnni.pack(lay.qblob[off : off + K * gate_rows(row)].reshape(K, gate_rows(row))))
+                offsets.append(at)
+                at += parts[-1].size
+            packed.append(tuple(offsets))
+        q = np.concatenate(parts + [lay.qblob])
+        q.flags.writeable = False
+        weights = (q, lay.blob)
+        text = source(model, rows, what, packed, at, vnni.KERNEL)
+    else:
+        weights = (lay.blob,)
+        text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
-    per_stream = scratch_per_stream(lay, rows)
-    weights = (lay.qblob, lay.blob) if model.precision == "int8w" else (lay.blob,)
+    per_stream = scratch_per_stream(lay, rows, q8)
+    info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
+            "model": what, "batched": "weights read once per step for all streams"}
+    if q8:
+        info["matvec"] = f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
-        info={"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
-              "model": what, "batched": "weights read once per step for all streams"},
+        info=info,
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, per_stream, X, lengths, valid))
 
 

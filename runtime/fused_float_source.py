@@ -6,19 +6,23 @@ buffer, x and the layout's own weight arrays, (blob,) for f32 and (qblob, blob) 
 for all B streams at once:
 
     v (B, n_in)          the first layer's input: normalised features or the embedding row
-    ax (B, G_max)        W_ih v per stream (f32: b_ih + W_ih v), unscaled int8 sums for int8w
-    ah (B, G_max)        W_hh h per stream, likewise
+    f32:   ax, ah (B, G_max)      b_ih + W_ih v and b_hh + W_hh h per stream
+    int8w: words (B, W_max)       each input part's two int16 limbs, two to an int32 (fused_float_vnni.py)
+           acc (B, 4 G_pad)       the int32 sums x.hi, x.lo, h.hi, h.lo per stream (G_pad: G to blocks of 16)
+           scales (B, 4)          the limbs' scales s_x, t_x, s_h, t_h
     d_k (B, U_k)         each hidden head layer's output
 
 A mat-vec walks W^T (inputs, rows) four input rows at a time, and for each group of rows serves every stream
 before reading the next group (weights outer, streams inner): at batch B the weights are read once per step, not
 B times. Within one stream the sums run in the same order for every B, so a stream of batch 1 and one of batch 8
 give the same numbers. The gate and head arithmetic is kernels_f32's (exp_f32, the same sigmoid and tanh
-forms); int8w applies each row's scale to its finished sum (b + s * sum_k q[k, i] v[k]) as kernels_int8w does.
+forms); int8w applies each row's scale to its finished sum (b + s * sum_k q[k, i] v[k]) as kernels_int8w does,
+the sum taken on VNNI from the activations' int16 limbs (fused_float_vnni.py), which agrees to float32 rounding.
 """
 
 from __future__ import annotations
 
+from rnnedge.runtime.fused_float_vnni import GROUP, LANES, limb_range
 from rnnedge.runtime.layout import (
     ACT_LOG_SOFTMAX,
     ACT_SIGMOID,
@@ -71,6 +75,7 @@ import numpy as np
 from rnnedge.runtime.jit import fast_kernel
 from rnnedge.runtime.kernels_f32 import _GELU_TANH_C, _GELU_TANH_K, _RSQRT2, erf_f32, exp_f32
 
+{vnni}
 ONE, TWO, HALF, ZERO = np.float32(1.0), np.float32(2.0), np.float32(0.5), np.float32(0.0)
 '''
 
@@ -79,10 +84,25 @@ def gate_rows(row) -> int:
     return _GATES.get(int(row[L_CELL]), 1) * int(row[L_HIDDEN])
 
 
-def scratch_per_stream(lay, rows) -> int:
+def _blocks(n: int) -> int:
+    return -(-n // LANES)
+
+
+def _pairs(n: int) -> int:
+    return -(-n // 2)
+
+
+def scratch_parts(lay, rows, q8: bool) -> tuple[int, int, int]:
+    """Per stream: (the layers' sums part, int8w's limb words part, scales part), module docstring's layout."""
+    if not q8:
+        return 2 * max(gate_rows(row) for row in rows), 0, 0
+    words = max(2 * (_pairs(int(row[L_N_IN])) + _pairs(int(row[L_HIDDEN]))) for row in rows)
+    return 4 * LANES * max(_blocks(gate_rows(row)) for row in rows), words, 4
+
+
+def scratch_per_stream(lay, rows, q8: bool) -> int:
     """Scratch elements one stream needs in the specialised step's layout (module docstring)."""
-    g_max = max(gate_rows(row) for row in rows)
-    return int(lay.model[M_N_IN]) + 2 * g_max + sum(int(d[D_UNITS]) for d in lay.dense)
+    return int(lay.model[M_N_IN]) + sum(scratch_parts(lay, rows, q8)) + sum(int(d[D_UNITS]) for d in lay.dense)
 
 
 class _Lines:
@@ -94,38 +114,53 @@ class _Lines:
         self.lines += ["    " * self.depth + line for line in lines]
 
 
-def source(model, rows, what: str) -> str:
-    """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights) (see run)."""
+def source(model, rows, what: str, packed: list[tuple[int, int]] | None = None, qbase: int = 0,
+           path: str = "portable") -> str:
+    """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights) (see run).
+
+    int8w: packed[l] the offsets of layer l's packed W_ih^T and W_hh^T in the kernel's int8 array `q`, the
+    layout's qblob following at qbase; path "avx512_vnni" or "portable" (fused_float_vnni.KERNEL)."""
     lay = model.layout
     m = lay.model
     q8 = model.precision == "int8w"
     args = "q, w" if q8 else "w"
     O, S, n_in = int(m[M_OUT]), lay.state_size, int(m[M_N_IN])
-    g_max = max(gate_rows(row) for row in rows)
+    sums, words, _ = scratch_parts(lay, rows, q8)
     out = _Lines()
     out("B = x.shape[0]",
         f"S0 = B * {O}  # state (B, {S})",
         f"V = S0 + B * {S}  # scratch: v (B, {n_in})",
-        f"AX = V + B * {n_in}  # ax (B, {g_max})",
-        f"AH = AX + B * {g_max}  # ah (B, {g_max})",
-        f"D = AH + B * {g_max}  # the hidden head layers' outputs")
-    _input(out, model, q8)
+        f"A = V + B * {n_in}  # the layers' sums (B, {sums})")
+    if q8:
+        out(f"WD = A + B * {sums}  # limb words (B, {words})",
+            f"SC = WD + B * {words}  # limb scales (B, 4)",
+            "D = SC + B * 4  # the hidden head layers' outputs",
+            "ibuf = buf.view(np.int32)  # the same memory: int8w's limbs and int32 sums")
+    else:
+        out(f"D = A + B * {sums}  # the hidden head layers' outputs")
+    _input(out, model, q8, qbase)
     src, stride = "V", n_in
-    for row in rows:
-        _layer(out, row, q8, src, stride, S)
+    for l, row in enumerate(rows):
+        if q8:
+            _layer_int8w(out, row, src, stride, S, packed[l], sums, words, path)
+        else:
+            _layer_f32(out, row, src, stride, S, sums)
         src, stride = f"S0 + {int(row[L_OFF_H])}", S
     d_off = 0
     for d in lay.dense:
         U = int(d[D_UNITS])
-        _dense(out, f"D + B * {d_off}", U, d, q8, src, stride)
+        _dense(out, f"D + B * {d_off}", U, d, q8, src, stride, qbase)
         _hidden_activation(out, f"D + B * {d_off}", U, int(d[D_ACTIVATION]))
         src, stride = f"D + B * {d_off}", U
         d_off += U
-    _head(out, m, q8, src, stride)
+    _head(out, m, q8, src, stride, qbase)
     out("return 0")
     body = "\n".join(out.lines)
     every = model.spec["head"]["on"] != "last_step"
-    return (_HEADER.format(what=what)
+    vnni = "" if not q8 else (
+        "from rnnedge.runtime.fused_float_vnni import dp2_1, dp2_4\n" if path == "avx512_vnni" else
+        "from rnnedge.runtime.fused_float_vnni import dp2_portable\n")
+    return (_HEADER.format(what=what, vnni=vnni)
             + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n"
             + f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
             + '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n'
@@ -151,7 +186,7 @@ def _sequence(args: str, O: int, every: bool) -> str:
             + copy)
 
 
-def _input(out: _Lines, model, q8: bool) -> None:
+def _input(out: _Lines, model, q8: bool, qbase: int) -> None:
     """The input check (before any write) and v (B, n_in)."""
     m = model.layout.model
     n_in = int(m[M_N_IN])
@@ -165,7 +200,7 @@ def _input(out: _Lines, model, q8: bool) -> None:
             f"    for j in range({n_in}):",
             f"        buf[V + b * {n_in} + j] = (x[b, j] - w[{mean} + j]) / w[{std} + j]")
         return
-    emb = int(m[M_OFF_IN_A])
+    emb = int(m[M_OFF_IN_A]) + qbase
     out("for b in range(B):",
         f"    if x[b] < 0 or x[b] >= {int(m[M_VOCAB])}:",
         "        return 2",
@@ -180,14 +215,26 @@ def _input(out: _Lines, model, q8: bool) -> None:
             f"        buf[V + b * {n_in} + j] = w[e + j]")
 
 
-def _gemv_t(out: _Lines, acc: str, N: int, woff: int, K: int, src: str, stride: int, q8: bool) -> None:
-    """buf[acc + b N + i] += sum_k W^T[k, i] v_b[k] for every stream b: W^T (K, N) at woff, v_b at src + b stride."""
-    wname = "q" if q8 else "w"
+def _layer_f32(out: _Lines, row, src: str, stride: int, S: int, sums: int) -> None:
+    """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update."""
+    G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
+    half = sums // 2
+    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
+        "for b in range(B):",
+        f"    for i in range({G}):",
+        f"        buf[A + b * {sums} + i] = w[{int(row[L_OFF_BIH])} + i]",
+        f"        buf[A + b * {sums} + {half} + i] = w[{int(row[L_OFF_BHH])} + i]")
+    _gemv_t(out, "A", sums, G, int(row[L_OFF_WIH]), K, src, stride)
+    _gemv_t(out, f"A + {half}", sums, G, int(row[L_OFF_WHH]), H, f"S0 + {int(row[L_OFF_H])}", S)
+    out("for b in range(B):",
+        f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
+    _update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]")
 
-    def weight(r: int) -> str:
-        ref = f"{wname}[o + {r * N} + i]" if r else f"{wname}[o + i]"
-        return f"np.float32({ref})" if q8 else ref
 
+def _gemv_t(out: _Lines, acc: str, acc_stride: int, N: int, woff: int, K: int, src: str, stride: int) -> None:
+    """buf[acc + b acc_stride + i] += sum_k W^T[k, i] v_b[k] for every stream b: W^T (K, N) float32 at woff in w,
+    v_b at src + b stride; four input rows at a time, each group of rows read once for all streams."""
+    row = [f"w[o + {r * N} + i]" if r else "w[o + i]" for r in range(4)]
     K4 = K - K % 4
     if K4:
         out(f"for k in range(0, {K4}, 4):",
@@ -195,64 +242,102 @@ def _gemv_t(out: _Lines, acc: str, N: int, woff: int, K: int, src: str, stride: 
             "    for b in range(B):",
             f"        vb = {src} + b * {stride} + k",
             "        v0, v1, v2, v3 = buf[vb], buf[vb + 1], buf[vb + 2], buf[vb + 3]",
-            f"        a = {acc} + b * {N}",
+            f"        a = {acc} + b * {acc_stride}",
             f"        for i in range({N}):",
-            f"            buf[a + i] += {weight(0)} * v0 + {weight(1)} * v1 + {weight(2)} * v2 + {weight(3)} * v3")
+            f"            buf[a + i] += {row[0]} * v0 + {row[1]} * v1 + {row[2]} * v2 + {row[3]} * v3")
     for k in range(K4, K):
         out(f"o = {woff + k * N}",
             "for b in range(B):",
             f"    vk = buf[{src} + b * {stride} + {k}]",
-            f"    a = {acc} + b * {N}",
+            f"    a = {acc} + b * {acc_stride}",
             f"    for i in range({N}):",
-            f"        buf[a + i] += {weight(0)} * vk")
+            "        buf[a + i] += w[o + i] * vk")
 
 
-def _layer(out: _Lines, row, q8: bool, src: str, stride: int, S: int) -> None:
-    """One forward layer for every stream: both mat-vecs, then the cell's gates and state update."""
-    cell, H, K = int(row[L_CELL]), int(row[L_HIDDEN]), int(row[L_N_IN])
-    G = gate_rows(row)
-    h, c = int(row[L_OFF_H]), int(row[L_OFF_C])
-    b_ih, b_hh = int(row[L_OFF_BIH]), int(row[L_OFF_BHH])
-    out(f"# layer: cell {cell}, {K} -> {H}",
+def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, packed: tuple[int, int], sums: int, words: int,
+                 path: str) -> None:
+    """One forward int8w layer for every stream: [x] and [h] as int16 limbs, their int32 sums on VNNI (or the
+    portable loops), then b + row scale * (s hi.w + t lo.w) into the cell update (fused_float_vnni.py)."""
+    G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
+    px, ph, n_pad = _pairs(K), _pairs(H), sums // 4
+    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
         "for b in range(B):",
-        f"    for i in range({G}):")
-    if q8:
-        out(f"        buf[AX + b * {G} + i] = ZERO", f"        buf[AH + b * {G} + i] = ZERO")
-    else:
-        out(f"        buf[AX + b * {G} + i] = w[{b_ih} + i]", f"        buf[AH + b * {G} + i] = w[{b_hh} + i]")
-    _gemv_t(out, "AX", G, int(row[L_OFF_WIH]), K, src, stride, q8)
-    _gemv_t(out, "AH", G, int(row[L_OFF_WHH]), H, f"S0 + {h}", S, q8)
+        f"    wd, sc = WD + b * {words}, SC + b * 4")
+    _limbs(out, f"{src} + b * {stride}", K, "wd", px, "sc")
+    _limbs(out, f"S0 + b * {S} + {int(row[L_OFF_H])}", H, f"wd + {2 * px}", ph, "sc + 2")
+    out(f"    for i in range({sums}):",
+        f"        ibuf[A + b * {sums} + i] = 0")
+    blocks = _blocks(G)
+    for first, count in [(g, GROUP) for g in range(0, blocks - blocks % GROUP, GROUP)] + \
+                        [(g, 1) for g in range(blocks - blocks % GROUP, blocks)]:
+        call = f"dp2_{count}(" if path == "avx512_vnni" else "dp2_portable("
+        tail = ")" if path == "avx512_vnni" else f", {count})"
+        out("for b in range(B):",
+            f"    a, wd = A + b * {sums} + {first * LANES}, WD + b * {words}",
+            f"    {call}ibuf, a, a + {n_pad}, q, {packed[0] + first * px * 2 * LANES}, wd, wd + {px}, {px}{tail}",
+            f"    {call}ibuf, a + {2 * n_pad}, a + {3 * n_pad}, q, {packed[1] + first * ph * 2 * LANES}, "
+            f"wd + {2 * px}, wd + {2 * px + ph}, {ph}{tail}")
+    out("for b in range(B):",
+        f"    a, st, sc = ibuf[A + b * {sums}:], buf[S0 + b * {S}:], SC + b * 4  # views, as in _layer_f32",
+        "    sx, tx, sh, th = buf[sc], buf[sc + 1], buf[sc + 2], buf[sc + 3]")
 
     def gx(off: int) -> str:
-        if q8:
-            return f"(w[{b_ih + off} + j] + w[{int(row[L_OFF_SIH]) + off} + j] * buf[ax + {off} + j])"
-        return f"buf[ax + {off} + j]"
+        return (f"(w[{int(row[L_OFF_BIH]) + off} + j] + w[{int(row[L_OFF_SIH]) + off} + j] * "
+                f"(np.float32(a[{off} + j]) * sx + np.float32(a[{n_pad + off} + j]) * tx))")
 
     def gh(off: int) -> str:
-        if q8:
-            return f"(w[{b_hh + off} + j] + w[{int(row[L_OFF_SHH]) + off} + j] * buf[ah + {off} + j])"
-        return f"buf[ah + {off} + j]"
+        return (f"(w[{int(row[L_OFF_BHH]) + off} + j] + w[{int(row[L_OFF_SHH]) + off} + j] * "
+                f"(np.float32(a[{2 * n_pad + off} + j]) * sh + np.float32(a[{3 * n_pad + off} + j]) * th))")
 
-    out("for b in range(B):",
-        f"    ax, ah, st = AX + b * {G}, AH + b * {G}, S0 + b * {S}",
-        f"    for j in range({H}):")
-    if cell == CELL_LSTM:  # kernels_f32.lstm_update_f32, gate order i f g o
+    _update(out, row, gx, gh)
+
+
+def _limbs(out: _Lines, v: str, K: int, words: str, pairs: int, scales: str) -> None:
+    """One stream's K inputs at buf[v ..] as two int16 limbs (fused_float_vnni.py), two inputs to a word:
+    hi words at `words`, lo words after them; the scales s, t at buf[scales], buf[scales + 1]."""
+    R = limb_range(K)
+    out(f"    vb = {v}",
+        "    m_ = ZERO",
+        f"    for k in range({K}):",
+        "        m_ = max(m_, abs(buf[vb + k]))",
+        f"    s_ = m_ / np.float32({R}) if m_ > ZERO else ONE",
+        f"    t_ = s_ / np.float32({2 * R - 2})",
+        f"    buf[{scales}], buf[{scales} + 1] = s_, t_",
+        "    inv_s, inv_t = ONE / s_, ONE / t_",
+        f"    for p in range({pairs}):",
+        "        v0 = buf[vb + 2 * p]",
+        f"        v1 = buf[vb + 2 * p + 1] if 2 * p + 1 < {K} else ZERO",
+        f"        h0 = min(max(np.floor(v0 * inv_s + HALF), np.float32(-{R})), np.float32({R}))",
+        f"        h1 = min(max(np.floor(v1 * inv_s + HALF), np.float32(-{R})), np.float32({R}))",
+        f"        l0 = min(max(np.floor((v0 - h0 * s_) * inv_t + HALF), np.float32(-{R})), np.float32({R}))",
+        f"        l1 = min(max(np.floor((v1 - h1 * s_) * inv_t + HALF), np.float32(-{R})), np.float32({R}))",
+        f"        ibuf[{words} + p] = np.int32((np.int64(h0) & 0xFFFF) | (np.int64(h1) << 16))",
+        f"        ibuf[{words} + {pairs} + p] = np.int32((np.int64(l0) & 0xFFFF) | (np.int64(l1) << 16))")
+
+
+def _update(out: _Lines, row, gx, gh) -> None:
+    """The cell's gates and state update for stream b (`st` its state row), gx(off) / gh(off) the pre-activation
+    parts of gate row off + j: kernels_f32's lstm_update_f32 / gru_update_f32 / rnn_update_f32 per element."""
+    cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
+    h, c = int(row[L_OFF_H]), int(row[L_OFF_C])
+    out(f"    for j in range({H}):")
+    if cell == CELL_LSTM:  # gate order i f g o
         out(f"        i_ = ONE / (ONE + exp_f32(-({gx(0)} + {gh(0)})))",
             f"        f_ = ONE / (ONE + exp_f32(-({gx(H)} + {gh(H)})))",
             f"        g_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + {gh(2 * H)}))) - ONE",
             f"        o_ = ONE / (ONE + exp_f32(-({gx(3 * H)} + {gh(3 * H)})))",
-            f"        c_ = f_ * buf[st + {c} + j] + i_ * g_",
-            f"        buf[st + {c} + j] = c_",
-            f"        buf[st + {h} + j] = o_ * (TWO / (ONE + exp_f32(-TWO * c_)) - ONE)")
-    elif cell == CELL_GRU:  # kernels_f32.gru_update_f32, gate order r z n
+            f"        c_ = f_ * st[{c} + j] + i_ * g_",
+            f"        st[{c} + j] = c_",
+            f"        st[{h} + j] = o_ * (TWO / (ONE + exp_f32(-TWO * c_)) - ONE)")
+    elif cell == CELL_GRU:  # gate order r z n
         out(f"        r_ = ONE / (ONE + exp_f32(-({gh(0)} + {gx(0)})))",
             f"        z_ = ONE / (ONE + exp_f32(-({gh(H)} + {gx(H)})))",
             f"        n_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + r_ * {gh(2 * H)}))) - ONE",
-            f"        buf[st + {h} + j] = (ONE - z_) * n_ + z_ * buf[st + {h} + j]")
+            f"        st[{h} + j] = (ONE - z_) * n_ + z_ * st[{h} + j]")
     elif cell == CELL_RNN_RELU:
-        out(f"        buf[st + {h} + j] = max({gx(0)} + {gh(0)}, ZERO)")
+        out(f"        st[{h} + j] = max({gx(0)} + {gh(0)}, ZERO)")
     else:
-        out(f"        buf[st + {h} + j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
+        out(f"        st[{h} + j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
 
 
 def _rows_times(out: _Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
@@ -270,9 +355,10 @@ def _rows_times(out: _Lines, dst: str, n_out: int, n_in: int, woff: int, boff: i
         f"        buf[{dst} + b * {n_out} + o] = {total}")
 
 
-def _dense(out: _Lines, dst: str, U: int, d, q8: bool, src: str, stride: int) -> None:
+def _dense(out: _Lines, dst: str, U: int, d, q8: bool, src: str, stride: int, qbase: int) -> None:
     out(f"# hidden head layer: {int(d[D_N_IN])} -> {U}")
-    _rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]), int(d[D_OFF_B]), int(d[D_OFF_S]) if q8 else None,
+    _rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]) + (qbase if q8 else 0), int(d[D_OFF_B]),
+                int(d[D_OFF_S]) if q8 else None,
                 q8, src, stride)
 
 
@@ -294,12 +380,12 @@ def _hidden_activation(out: _Lines, dst: str, U: int, code: int) -> None:
         f"    buf[{dst} + i] = {_HIDDEN[code]}")
 
 
-def _head(out: _Lines, m, q8: bool, src: str, stride: int) -> None:
+def _head(out: _Lines, m, q8: bool, src: str, stride: int, qbase: int) -> None:
     """The final linear layer into y (B, O), then kernels_f32.activate_head_f32's activation per stream."""
     O, n_in = int(m[M_OUT]), int(m[M_HEAD_IN])
     out("# head")
-    _rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]), int(m[M_OFF_HEAD_B]), int(m[M_OFF_HEAD_S]) if q8 else None,
-                q8, src, stride)
+    _rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]) + (qbase if q8 else 0), int(m[M_OFF_HEAD_B]),
+                int(m[M_OFF_HEAD_S]) if q8 else None, q8, src, stride)
     act = int(m[M_ACTIVATION])
     if act == ACT_SIGMOID:
         out(f"for i in range(B * {O}):", "    buf[i] = ONE / (ONE + np.exp(-buf[i]))")
