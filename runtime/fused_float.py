@@ -31,10 +31,16 @@ def why_not(model) -> str | None:
     """What keeps the model off the specialised step (None: it can run there)."""
     if not specs.can_stream(model.spec):
         return "a bidirectional or reverse layer: the model runs whole sequences only, on the generic kernels"
+    lay = model.layout
     for l in range(len(model.spec["layers"])):
-        if int(model.layout.layers[2 * l][L_FLAGS]) & F_STEP:
+        row = lay.layers[2 * l]
+        if int(row[L_FLAGS]) & F_STEP:
             return (f"layer {l} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
+        if model.precision == "int8w" and max(vnni.reach(int(row[L_OFF_WIH]), int(row[L_N_IN]), gate_rows(row)),
+                                              vnni.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
+                > lay.qblob.size:
+            return f"layer {l}'s VNNI sums would read past the int8 weights"
     return None
 
 
@@ -50,19 +56,9 @@ def generate(model) -> fused.Specialised | None:
     what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
             f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']}")
     q8 = model.precision == "int8w"
-    if q8:  # each layer's W_ih^T and W_hh^T in VNNI's packed layout, then the layout's qblob (embedding, head)
-        parts, packed, at = [], [], 0
-        for row in rows:
-            offsets = []
-            for off, K in ((int(row[L_OFF_WIH]), int(row[L_N_IN])), (int(row[L_OFF_WHH]), int(row[L_HIDDEN]))):
-                parts.append(vnni.pack(lay.qblob[off : off + K * gate_rows(row)].reshape(K, gate_rows(row))))
-                offsets.append(at)
-                at += parts[-1].size
-            packed.append(tuple(offsets))
-        q = np.concatenate(parts + [lay.qblob])
-        q.flags.writeable = False
-        weights = (q, lay.blob)
-        text = source(model, rows, what, packed, at, vnni.KERNEL)
+    if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob)
+        weights = (lay.qblob, lay.blob)
+        text = source(model, rows, what, vnni.KERNEL)
     else:
         weights = (lay.blob,)
         text = source(model, rows, what)

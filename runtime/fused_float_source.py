@@ -114,12 +114,9 @@ class _Lines:
         self.lines += ["    " * self.depth + line for line in lines]
 
 
-def source(model, rows, what: str, packed: list[tuple[int, int]] | None = None, qbase: int = 0,
-           path: str = "portable") -> str:
+def source(model, rows, what: str, path: str = "portable") -> str:
     """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights) (see run).
-
-    int8w: packed[l] the offsets of layer l's packed W_ih^T and W_hh^T in the kernel's int8 array `q`, the
-    layout's qblob following at qbase; path "avx512_vnni" or "portable" (fused_float_vnni.KERNEL)."""
+    int8w: path "avx512_vnni" or "portable" (fused_float_vnni.KERNEL), the sums' instructions."""
     lay = model.layout
     m = lay.model
     q8 = model.precision == "int8w"
@@ -138,22 +135,22 @@ def source(model, rows, what: str, packed: list[tuple[int, int]] | None = None, 
             "ibuf = buf.view(np.int32)  # the same memory: int8w's limbs and int32 sums")
     else:
         out(f"D = A + B * {sums}  # the hidden head layers' outputs")
-    _input(out, model, q8, qbase)
+    _input(out, model, q8)
     src, stride = "V", n_in
-    for l, row in enumerate(rows):
+    for row in rows:
         if q8:
-            _layer_int8w(out, row, src, stride, S, packed[l], sums, words, path)
+            _layer_int8w(out, row, src, stride, S, sums, words, path)
         else:
             _layer_f32(out, row, src, stride, S, sums)
         src, stride = f"S0 + {int(row[L_OFF_H])}", S
     d_off = 0
     for d in lay.dense:
         U = int(d[D_UNITS])
-        _dense(out, f"D + B * {d_off}", U, d, q8, src, stride, qbase)
+        _dense(out, f"D + B * {d_off}", U, d, q8, src, stride)
         _hidden_activation(out, f"D + B * {d_off}", U, int(d[D_ACTIVATION]))
         src, stride = f"D + B * {d_off}", U
         d_off += U
-    _head(out, m, q8, src, stride, qbase)
+    _head(out, m, q8, src, stride)
     out("return 0")
     body = "\n".join(out.lines)
     every = model.spec["head"]["on"] != "last_step"
@@ -186,7 +183,7 @@ def _sequence(args: str, O: int, every: bool) -> str:
             + copy)
 
 
-def _input(out: _Lines, model, q8: bool, qbase: int) -> None:
+def _input(out: _Lines, model, q8: bool) -> None:
     """The input check (before any write) and v (B, n_in)."""
     m = model.layout.model
     n_in = int(m[M_N_IN])
@@ -200,7 +197,7 @@ def _input(out: _Lines, model, q8: bool, qbase: int) -> None:
             f"    for j in range({n_in}):",
             f"        buf[V + b * {n_in} + j] = (x[b, j] - w[{mean} + j]) / w[{std} + j]")
         return
-    emb = int(m[M_OFF_IN_A]) + qbase
+    emb = int(m[M_OFF_IN_A])
     out("for b in range(B):",
         f"    if x[b] < 0 or x[b] >= {int(m[M_VOCAB])}:",
         "        return 2",
@@ -254,8 +251,7 @@ def _gemv_t(out: _Lines, acc: str, acc_stride: int, N: int, woff: int, K: int, s
             "        buf[a + i] += w[o + i] * vk")
 
 
-def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, packed: tuple[int, int], sums: int, words: int,
-                 path: str) -> None:
+def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, sums: int, words: int, path: str) -> None:
     """One forward int8w layer for every stream: [x] and [h] as int16 limbs, their int32 sums on VNNI (or the
     portable loops), then b + row scale * (s hi.w + t lo.w) into the cell update (fused_float_vnni.py)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
@@ -274,8 +270,8 @@ def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, packed: tuple[
         tail = ")" if path == "avx512_vnni" else f", {count})"
         out("for b in range(B):",
             f"    a, wd = A + b * {sums} + {first * LANES}, WD + b * {words}",
-            f"    {call}ibuf, a, a + {n_pad}, q, {packed[0] + first * px * 2 * LANES}, wd, wd + {px}, {px}{tail}",
-            f"    {call}ibuf, a + {2 * n_pad}, a + {3 * n_pad}, q, {packed[1] + first * ph * 2 * LANES}, "
+            f"    {call}ibuf, a, a + {n_pad}, q, {int(row[L_OFF_WIH]) + first * LANES}, {G}, wd, wd + {px}, {px}{tail}",
+            f"    {call}ibuf, a + {2 * n_pad}, a + {3 * n_pad}, q, {int(row[L_OFF_WHH]) + first * LANES}, {G}, "
             f"wd + {2 * px}, wd + {2 * px + ph}, {ph}{tail}")
     out("for b in range(B):",
         f"    a, st, sc = ibuf[A + b * {sums}:], buf[S0 + b * {S}:], SC + b * 4  # views, as in _layer_f32",
@@ -355,9 +351,9 @@ def _rows_times(out: _Lines, dst: str, n_out: int, n_in: int, woff: int, boff: i
         f"        buf[{dst} + b * {n_out} + o] = {total}")
 
 
-def _dense(out: _Lines, dst: str, U: int, d, q8: bool, src: str, stride: int, qbase: int) -> None:
+def _dense(out: _Lines, dst: str, U: int, d, q8: bool, src: str, stride: int) -> None:
     out(f"# hidden head layer: {int(d[D_N_IN])} -> {U}")
-    _rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]) + (qbase if q8 else 0), int(d[D_OFF_B]),
+    _rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]), int(d[D_OFF_B]),
                 int(d[D_OFF_S]) if q8 else None,
                 q8, src, stride)
 
@@ -380,11 +376,11 @@ def _hidden_activation(out: _Lines, dst: str, U: int, code: int) -> None:
         f"    buf[{dst} + i] = {_HIDDEN[code]}")
 
 
-def _head(out: _Lines, m, q8: bool, src: str, stride: int, qbase: int) -> None:
+def _head(out: _Lines, m, q8: bool, src: str, stride: int) -> None:
     """The final linear layer into y (B, O), then kernels_f32.activate_head_f32's activation per stream."""
     O, n_in = int(m[M_OUT]), int(m[M_HEAD_IN])
     out("# head")
-    _rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]) + (qbase if q8 else 0), int(m[M_OFF_HEAD_B]),
+    _rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]), int(m[M_OFF_HEAD_B]),
                 int(m[M_OFF_HEAD_S]) if q8 else None, q8, src, stride)
     act = int(m[M_ACTIVATION])
     if act == ACT_SIGMOID:
