@@ -12,9 +12,9 @@ for all B streams at once:
            scales (B, 4)          the limbs' scales s_x, t_x, s_h, t_h
     d_k (B, U_k)         each hidden head layer's output
 
-A mat-vec walks W^T (inputs, rows) four input rows at a time, and for each group of rows serves every stream
-before reading the next group (weights outer, streams inner): at batch B the weights are read once per step, not
-B times. Within one stream the sums run in the same order for every B, so a stream of batch 1 and one of batch 8
+A mat-vec walks W^T (inputs, rows) a group at a time (f32: four input rows; int8w: four blocks of 16 rows) and
+serves every stream from a group before reading the next (weights outer, streams inner): at batch B the weights
+come from L2 once per step, not B times. Within one stream the sums run in the same order for every B, so a stream of batch 1 and one of batch 8
 give the same numbers. The gate and head arithmetic is kernels_f32's (exp_f32, the same sigmoid and tanh
 forms); int8w applies each row's scale to its finished sum (b + s * sum_k q[k, i] v[k]) as kernels_int8w does,
 the sum taken on VNNI from the activations' int16 limbs (fused_float_vnni.py), which agrees to float32 rounding.
