@@ -25,6 +25,7 @@ class Specialised:
     weights: tuple  # the arrays passed after x, packed for this kernel (shared, read-only)
     scratch: Callable[[int], int]  # batch -> elements of the stream buffer's scratch part the kernel needs
     info: dict  # what kernel_info shows: {"path": ..., "source": ...} and anything a person should know
+    run: Callable | None = None  # run(X, lengths, valid) -> model.run()'s output on this step's arithmetic, or None
 
 
 # precision -> generator(model) -> Specialised | None; each generator module registers itself here
@@ -49,9 +50,13 @@ def kernel_info(model) -> dict:
     if step is None:
         reason = ("RNNEDGE_SPECIALISE=0" if not enabled() else
                   "no specialised step for this precision yet" if model.precision not in GENERATORS else
-                  "a model part the specialised step does not cover")
+                  model.__dict__.get("_specialised_why", "a model part the specialised step does not cover"))
         return {"step": "generic", "precision": model.precision, "why": reason}
     return {"step": "specialised", "precision": model.precision, **step.info}
 
 
+# the generators, imported last: they import Specialised from here
 from rnnedge.runtime import fused_int8  # noqa: F401  (registers GENERATORS["int8"])
+from rnnedge.runtime.fused_float import generate as _generate_float
+
+GENERATORS.update({"f32": _generate_float, "int8w": _generate_float})

@@ -1,0 +1,104 @@
+"""The f32 and int8w step compiled for the loaded model (runtime/fused.py's generators for those precisions).
+
+    step = generate(model)      # a fused.Specialised, or None with the reason in model.kernel_info["why"]
+
+The generator writes the model's step as numba source with its sizes and offsets as literals
+(fused_float_source.py), loads it through runtime/specialize.py (kept in the cache folder, so a second process
+loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
+status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied).
+It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
+too: it only sets where a stream starts), the head's hidden dense layers and its activation. A layer with an ONNX
+extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
+
+The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 activations, int8w's row scales
+on finished sums), summed in another order (int8w: from the activations' two int16 limbs, on VNNI where the CPU
+has it: fused_float_vnni.py), so the two agree to float32 rounding, not bit for bit. model.run() of
+a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
+step() == run() bit for bit; a bidirectional or reverse model is never stepped and keeps the generic kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnedge.runtime import fused, specialize
+from rnnedge.runtime import fused_float_vnni as vnni
+from rnnedge.runtime import spec as specs
+from rnnedge.runtime.fused_float_source import gate_rows, scratch_per_stream, source
+from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
+
+
+def why_not(model) -> str | None:
+    """What keeps the model off the specialised step (None: it can run there)."""
+    if not specs.can_stream(model.spec):
+        return "a bidirectional or reverse layer: the model runs whole sequences only, on the generic kernels"
+    lay = model.layout
+    for l in range(len(model.spec["layers"])):
+        row = lay.layers[2 * l]
+        if int(row[L_FLAGS]) & F_STEP:
+            return (f"layer {l} has an ONNX extension that changes the step (linear_before_reset false, "
+                    "input_forget, peepholes, clip or activations): the generic kernels run it")
+        if model.precision == "int8w" and max(vnni.reach(int(row[L_OFF_WIH]), int(row[L_N_IN]), gate_rows(row)),
+                                              vnni.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
+                > lay.qblob.size:
+            return f"layer {l}'s VNNI sums would read past the int8 weights"
+    return None
+
+
+def generate(model) -> fused.Specialised | None:
+    """The model's specialised f32 / int8w step, or None (then model.__dict__["_specialised_why"] says why)."""
+    reason = why_not(model)
+    if reason is not None:
+        model.__dict__["_specialised_why"] = reason
+        return None
+    lay = model.layout
+    rows = [lay.layers[2 * l] for l in range(len(model.spec["layers"]))]
+    cells = "_".join(layer["cell"] for layer in model.spec["layers"])
+    what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
+            f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']}")
+    q8 = model.precision == "int8w"
+    if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob)
+        weights = (lay.qblob, lay.blob)
+        text = source(model, rows, what, vnni.KERNEL)
+    else:
+        weights = (lay.blob,)
+        text = source(model, rows, what)
+    module = specialize.load_source(f"{model.precision}_{cells}", text)
+    per_stream = scratch_per_stream(lay, rows, q8)
+    info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
+            "model": what, "batched": "weights read once per step for all streams"}
+    if q8:
+        info["matvec"] = f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
+    return fused.Specialised(
+        kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
+        info=info,
+        run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, per_stream, X, lengths, valid))
+
+
+def run_sequence(model, sequence, weights: tuple, per_stream: int, X: np.ndarray, lengths: np.ndarray,
+                 valid: np.ndarray) -> np.ndarray:
+    """model.run() on the specialised step: X (B, T, F) float32 (checked by run) or (B, T) token ids -> as run.
+
+    Every sequence steps all T steps in one buffer (inputs past a length replaced by harmless ones: the mean, or
+    token 0), so each output up to its length is exactly what a stream gives; later ones are dropped."""
+    B, T = X.shape[:2]
+    lay = model.layout
+    O = model.out
+    buf = np.zeros(B * (O + lay.state_size + per_stream), dtype=np.float32)
+    state = buf[B * O : B * (O + lay.state_size)].reshape(B, lay.state_size)
+    if model.initial_state is not None:
+        state[:] = model.initial_state
+    if model.dense:
+        Xt = np.where(valid[..., None], X, model._mean).astype(np.float32).transpose(1, 0, 2)
+    else:
+        Xt = model._check_tokens(X, valid).T
+    Xt = np.ascontiguousarray(Xt)
+    every = model.spec["head"]["on"] != "last_step"
+    Y = np.zeros((T, B, O) if every else (B, O), dtype=np.float32)
+    sequence(buf, Xt, Y, lengths - 1, *weights)
+    if not every:
+        return Y
+    Y = np.ascontiguousarray(Y.transpose(1, 0, 2))
+    Y[~valid] = 0.0
+    return Y
+

@@ -1,0 +1,135 @@
+"""int8w's specialised mat-vecs on AVX512-VNNI: float activations as two int16 limbs, int8 weights, int32 sums.
+
+vpdpwssd multiplies int16 pairs; int8w's activations are float32. Per step and stream, each part of a layer's
+input ([x] for W_ih, [h] for W_hh) is written as two int16 limbs with one scale s = max|v| / R:
+
+    v = hi s + lo t + e,   hi = round(v / s),  t = s / (2R - 2),  lo = round((v - hi s) / t),  |e| <= t / 2
+
+so |e| <= max|v| / (4 R^2): 2.3e-10 max|v| at R = 32767, below float32's own rounding of the sums. Each matrix
+row's product is then two exact int32 sums, hi . w and lo . w (|w| <= 128, so R <= (2^31 - 1) / (128 K) keeps
+them exact), and the gate is b + row_scale (s (hi . w) + t (lo . w)): kernels_int8w's arithmetic to float32
+rounding (the golden vectors' 1e-5 against firmware_ref's float int8w holds), at VNNI's speed.
+
+    dp2_4 / dp2_1(ibuf, hi, lo, wq, w, n, wh, wl, pairs)   4 or 1 blocks of 16 rows, both limbs' sums, in place
+    dp2_portable(..., count)                    the same integers in plain loops (a CPU without VNNI)
+    dp2_vnni(..., count)                        dp2_portable's call on VNNI
+
+A limb pair word holds the int16 limbs of inputs 2p (low half) and 2p + 1 (high half), as vpdpwssd reads them.
+The weights are the layout's own W^T (K, N) int8, not a copy: rows 2p and 2p + 1 are loaded 16 outputs at a time,
+their bytes interleaved in a register and sign-extended to the instruction's int16 pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from rnnedge.runtime.jit import kernel
+from rnnedge.runtime.vnni import LANES, has_avx512_vnni
+
+KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
+GROUP = 4  # blocks advanced together: eight independent accumulator chains (two limbs) hide vpdpwssd's latency
+
+
+def limb_range(K: int) -> int:
+    """R for a part of K inputs: the largest limb magnitude whose int32 sums over K int8 weights stay exact."""
+    return int(min(32767, (2**31 - 1) // (128 * max(K, 1))))
+
+
+def reach(w: int, K: int, N: int) -> int:
+    """One past the last byte the sums of W^T (K, N) int8 at w read: whole pairs of rows (an odd K's extra row
+    meets zero limbs) and whole blocks of 16 outputs (lanes past N fill sums nobody reads). The generator keeps it
+    within the weight array (the head's weights follow every layer's)."""
+    return w + (2 * (-(-K // 2)) - 1) * N + LANES * (-(-N // LANES))
+
+
+def _dpwssd(builder, acc, w, b):
+    i32x16, i16x32 = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(16), 32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x16, [i32x16, i16x32, i16x32]),
+                                        "llvm.x86.avx512.vpdpwssd.512")
+    return builder.call(fn, [acc, w, b])
+
+
+def _dp2(count: int):
+    """An intrinsic for `count` blocks of 16 rows: ibuf[hi + 16u + lane] += sum_p (w_t[2p, n], w_t[2p + 1, n]) .
+    (hi limbs of inputs 2p, 2p + 1), n = first + 16u + lane, and lo alike; w_t (K, N) int8 at w in wq, row stride N."""
+
+    @intrinsic
+    def dp2(typingctx, ibuf, hi, lo, wq, w, n, wh, wl, pairs):
+        sig = types.void(ibuf, hi, lo, wq, w, n, wh, wl, pairs)
+
+        def codegen(context, builder, signature, args):
+            i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+            i32x16, i16x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32)
+            i8x16 = ir.VectorType(i8, LANES)
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            wdata = context.make_array(signature.args[3])(context, builder, args[3]).data
+            hi_off, lo_off, w_off, stride, wh_off, wl_off, npairs = (
+                builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[2], args[4], args[5], args[6],
+                                                                       args[7], args[8]))
+            slots = [cgutils.alloca_once(builder, i32x16) for _ in range(2 * count)]
+            ptrs = [builder.bitcast(cgutils.gep(builder, data, builder.add(base, ir.Constant(i64, LANES * u))),
+                                    i32x16.as_pointer()) for base in (hi_off, lo_off) for u in range(count)]
+            for slot, ptr in zip(slots, ptrs):
+                builder.store(builder.load(ptr, align=4), slot)
+            interleave = ir.Constant(ir.VectorType(i32, 2 * LANES), [i // 2 + (i % 2) * LANES for i in range(2 * LANES)])
+
+            def splat(word):
+                vec = builder.insert_element(ir.Constant(i32x16, None), word, ir.Constant(i32, 0))
+                vec = builder.shuffle_vector(vec, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * LANES))
+                return builder.bitcast(vec, i16x32)
+
+            def row16(off):
+                return builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
+
+            with cgutils.for_range(builder, npairs) as loop:
+                p = loop.index
+                bh = splat(builder.load(cgutils.gep(builder, data, builder.add(wh_off, p))))
+                bl = splat(builder.load(cgutils.gep(builder, data, builder.add(wl_off, p))))
+                even = builder.add(w_off, builder.mul(builder.mul(p, ir.Constant(i64, 2)), stride))
+                for u in range(count):
+                    at = builder.add(even, ir.Constant(i64, LANES * u))
+                    pair = builder.shuffle_vector(row16(at), row16(builder.add(at, stride)), interleave)
+                    wv = builder.sext(pair, i16x32)  # int8 in memory, the two rows' bytes side by side per output
+                    builder.store(_dpwssd(builder, builder.load(slots[u]), wv, bh), slots[u])
+                    builder.store(_dpwssd(builder, builder.load(slots[count + u]), wv, bl), slots[count + u])
+            for slot, ptr in zip(slots, ptrs):
+                builder.store(builder.load(slot), ptr, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return dp2
+
+
+dp2_4 = _dp2(GROUP)
+dp2_1 = _dp2(1)
+
+
+@kernel
+def dp2_portable(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count):
+    """dp2_4 / dp2_1's integers in plain loops: `count` blocks of 16 rows, both limbs."""
+    for u in range(count):
+        for p in range(pairs):
+            a, b = ibuf[wh + p], ibuf[wl + p]
+            h0, h1, l0, l1 = np.int32(np.int16(a)), a >> 16, np.int32(np.int16(b)), b >> 16  # low half: truncated
+            even = w + 2 * p * n + LANES * u
+            for lane in range(LANES):
+                w0, w1 = np.int32(wq[even + lane]), np.int32(wq[even + n + lane])
+                ibuf[hi + LANES * u + lane] += w0 * h0 + w1 * h1
+                ibuf[lo + LANES * u + lane] += w0 * l0 + w1 * l1
+
+
+@kernel
+def dp2_vnni(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count):
+    """dp2_portable's call on VNNI (for tests and callers outside generated code): fours, then single blocks."""
+    u = 0
+    while u + GROUP <= count:
+        dp2_4(ibuf, hi + LANES * u, lo + LANES * u, wq, w + LANES * u, n, wh, wl, pairs)
+        u += GROUP
+    while u < count:
+        dp2_1(ibuf, hi + LANES * u, lo + LANES * u, wq, w + LANES * u, n, wh, wl, pairs)
+        u += 1

@@ -1,0 +1,139 @@
+"""The f32 / int8w step compiled for the loaded model (runtime/fused_float.py) against the generic kernels.
+
+Every cell, precision, input kind and depth: the specialised step (batch 1 and 3) follows the generic kernels'
+outputs within float32 rounding over 200 steps; it refuses bad input before touching the state, allocates nothing
+per step, and its generated source is written once. A layer with an ONNX extension keeps the generic kernels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import numpy as np
+import pytest
+
+from rnnedge import runtime
+from rnnedge.export.quantize import quantize_int8w
+from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime.model import Model
+from tests.helpers import bytes_allocated_by_steps, make_model, make_spec, random_inputs, stream_all, write_artifact
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+# the two steps sum in other orders (and int8w's specialised step splits [x; h] into two int16 limbs): outputs
+# agree to float32 rounding, a few 1e-7, after 200 steps; 1e-5 is the f32 parity budget against PyTorch
+TOLERANCE = 1e-5
+
+
+def _pair(tmp_path, spec, precision, monkeypatch, seed=0):
+    """(specialised model, generic model) of one artifact."""
+    path = write_artifact(make_model(spec, seed), tmp_path / f"m.{precision}.safetensors", precision)
+    fast = runtime.load(path)
+    assert fast.kernel_info["step"] == "specialised", fast.kernel_info
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
+    slow = runtime.load(path)
+    assert slow.kernel_info["step"] == "generic"
+    monkeypatch.delenv("RNNEDGE_SPECIALISE")
+    return fast, slow
+
+
+CASES = list(itertools.product(CELLS, ("f32", "int8w"), ("dense", "tokens"), (1, 2)))
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_specialised_step_follows_the_generic_kernels_for_200_steps_at_batch_1_and_3(case, tmp_path, monkeypatch):
+    cell, precision, kind, layers = case
+    spec = make_spec(cell, layers=layers, kind=kind)
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    for batch in (1, 3):
+        X = random_inputs(spec, batch, 200, seed=batch)
+        got, want = stream_all(fast.stream(batch), X), stream_all(slow.stream(batch), X)
+        assert np.abs(got - want).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_a_stream_gives_the_same_numbers_at_every_batch_and_run_equals_step(precision, tmp_path, monkeypatch):
+    spec = make_spec("lstm", layers=2, hidden=40)  # 160 gate rows: ten VNNI blocks, a group of four and a tail
+    fast, _ = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 5, 60)
+    together = stream_all(fast.stream(5), X)
+    alone = np.concatenate([stream_all(fast.stream(1), X[b : b + 1]) for b in range(5)])
+    assert np.array_equal(together, alone)
+    assert np.array_equal(fast.run(X), together)
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax", "sigmoid", "none"])
+def test_head_stacks_and_activations_run_specialised_as_the_generic_kernels_do(activation, precision, tmp_path,
+                                                                              monkeypatch):
+    spec = make_spec("gru", layers=2, activation=activation,
+                     head_hidden=((9, "relu"), (8, "gelu"), (7, "gelu_tanh"), (6, "tanh"), (5, "sigmoid"),
+                                  (4, "none")))
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 2, 100)
+    assert np.abs(stream_all(fast.stream(2), X) - stream_all(slow.stream(2), X)).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_run_with_lengths_and_a_last_step_head_matches_the_generic_kernels(precision, tmp_path, monkeypatch):
+    spec = make_spec("lstm", layers=2, on="last_step")
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X, lengths = random_inputs(spec, 4, 50), np.array([50, 1, 17, 33])
+    X[1, 5:] = np.nan  # past its length: never read
+    got = fast.run(X, lengths)
+    assert np.abs(got - slow.run(np.nan_to_num(X), lengths)).max() <= TOLERANCE
+    for b, n in enumerate(lengths):
+        assert np.array_equal(stream_all(fast.stream(1), X[b : b + 1, :n])[0, -1], got[b])
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_an_extension_layer_keeps_the_generic_kernels_and_says_why(precision):
+    spec = make_spec("lstm", layers=1)
+    tensors = canonical_tensors(make_model(spec))
+    spec["version"], spec["layers"] = 2, [{**spec["layers"][0], "clip": 3.0}]
+    if precision == "int8w":
+        tensors, _ = quantize_int8w(spec, tensors)
+    info = Model(spec, precision, tensors).kernel_info
+    assert info["step"] == "generic" and "extension" in info["why"]
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_bad_input_is_refused_by_the_specialised_step_with_the_state_unchanged(precision, tmp_path):
+    for kind, bad in (("dense", np.nan), ("dense", np.inf), ("tokens", 40), ("tokens", -1)):
+        spec = make_spec("gru", layers=2, kind=kind)
+        model = runtime.load(write_artifact(make_model(spec), tmp_path / f"{kind}.{precision}.safetensors", precision))
+        assert model.kernel_info["step"] == "specialised"
+        stream = model.stream(2)
+        X = random_inputs(spec, 2, 10)
+        stream_all(stream, X)
+        state, y = stream.state.copy(), stream.y.copy()
+        x = np.ascontiguousarray(X[:, 0])
+        x[1, ...] = bad
+        with pytest.raises(ValueError, match="the state is unchanged"):
+            stream.step(x)
+        assert np.array_equal(stream.state, state) and np.array_equal(stream.y, y)
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_specialised_step_allocates_no_memory(kind, precision, tmp_path):
+    spec = make_spec("lstm", layers=2, kind=kind)
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision))
+    assert model.kernel_info["step"] == "specialised"
+    grown = bytes_allocated_by_steps(model.stream(3), random_inputs(spec, 3, 500))
+    assert grown == 0, f"step() allocated {grown} bytes over 500 steps"
+
+
+def test_generated_source_is_written_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    spec = make_spec("rnn_relu", layers=1, hidden=11)
+    path = write_artifact(make_model(spec, seed=5), tmp_path / "m.safetensors")
+    first = runtime.load(path).kernel_info
+    written = sorted((tmp_path / "cache").glob("*.py"))
+    assert [p.name for p in written] == [first["source"].rsplit("/", 1)[-1]]
+    stamp = written[0].stat().st_mtime_ns
+    sys.modules.pop(f"rnnedge_generated.{written[0].stem}")  # as a new process: found in the folder, not rewritten
+    again = runtime.load(path)
+    assert again.kernel_info["source"] == first["source"]
+    assert f"rnnedge_generated.{written[0].stem}" in sys.modules
+    assert sorted((tmp_path / "cache").glob("*.py")) == written and written[0].stat().st_mtime_ns == stamp

@@ -1,0 +1,59 @@
+"""int8w's specialised mat-vec (runtime/fused_float_vnni.py): the VNNI intrinsics and the portable loops give the
+int32 sums of the plain product, and a model's step on either path gives the same outputs bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnedge import runtime
+from rnnedge.runtime import fused_float_vnni as vnni
+from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
+
+needs_vnni = pytest.mark.skipif(vnni.KERNEL != "avx512_vnni", reason="this CPU has no AVX512-VNNI")
+
+
+def _words(rng, pairs: int) -> np.ndarray:
+    """Limb pair words: two int16 limbs (the extremes included) in each int32."""
+    limbs = rng.integers(-32767, 32768, size=(pairs, 2)).astype(np.int64)
+    limbs[0] = (32767, -32767)
+    return ((limbs[:, 0] & 0xFFFF) | (limbs[:, 1] << 16)).astype(np.int64).astype(np.int32)
+
+
+@needs_vnni
+@pytest.mark.parametrize("K, N", [(1, 16), (7, 64), (40, 512), (129, 80), (6, 24)])
+def test_vnni_and_portable_limb_sums_are_the_same_integers(K, N):
+    rng = np.random.default_rng(K * N)
+    w_t = rng.integers(-128, 128, size=(K, N)).astype(np.int8)
+    w_t[0, :] = -128
+    pairs, blocks = -(-K // 2), -(-N // 16)
+    wq = np.concatenate([w_t.ravel(), rng.integers(-128, 128, vnni.reach(0, K, N) - K * N).astype(np.int8)])
+    words = np.concatenate([_words(rng, pairs), _words(rng, pairs)])  # hi words, then lo words
+    if K % 2:  # an odd K's last pair has no second input: its limbs are zero
+        words[[pairs - 1, 2 * pairs - 1]] &= 0xFFFF
+    start = np.concatenate([rng.integers(-1000, 1000, size=2 * 16 * blocks).astype(np.int32), words])
+    hi, lo, wh = 0, 16 * blocks, 32 * blocks
+    results = []
+    for dp2 in (vnni.dp2_vnni, vnni.dp2_portable):
+        ibuf = start.copy()
+        dp2(ibuf, hi, lo, wq, 0, N, wh, wh + pairs, pairs, blocks)
+        results.append(ibuf)
+    halves = words.astype(np.int64).reshape(2, pairs)
+    limbs = np.stack([(halves << 48) >> 48, halves >> 16], 2).reshape(2, 2 * pairs)[:, :K]  # input 2p, then 2p + 1
+    for limb, off in ((limbs[0], hi), (limbs[1], lo)):  # both are the plain product acc + w_t^T @ limbs, per limb
+        want = start[off : off + N].astype(np.int64) + w_t.astype(np.int64).T @ limb
+        assert np.array_equal(results[0][off : off + N], want) and np.array_equal(results[1][off : off + N], want)
+
+
+@needs_vnni
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_an_int8w_model_steps_alike_on_vnni_and_on_the_portable_loops(kind, tmp_path, monkeypatch):
+    spec = make_spec("lstm", layers=2, kind=kind, hidden=20)
+    path = write_artifact(make_model(spec), tmp_path / "m.int8w.safetensors", "int8w")
+    fast = runtime.load(path)
+    assert fast.kernel_info["matvec"].startswith("avx512_vnni")  # the step is built here, on first use
+    monkeypatch.setattr(vnni, "KERNEL", "portable")
+    plain = runtime.load(path)
+    assert plain.kernel_info["matvec"].startswith("portable")
+    X = random_inputs(spec, 3, 100)
+    assert np.array_equal(stream_all(fast.stream(3), X), stream_all(plain.stream(3), X))
