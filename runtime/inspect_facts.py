@@ -83,7 +83,7 @@ def weight_file_facts(path: str, footprint_board: str | None = None, target: str
     facts["bytes"] = {"weights_in_file": sum(t.nbytes for t in tensors.values()), "runtime_model": model.nbytes,
                       "runtime_stream": stream_bytes,
                       "state_on_device": facts["state_values"] * STATE_ITEM_BYTES[precision]}
-    facts["kernel"] = kernel_facts(precision)
+    facts["kernel"] = {**kernel_facts(precision), "step": model.kernel_info}  # the step a stream runs here
     facts["firmware"] = firmware_facts(path, spec, precision, footprint_board)
     if target is not None:
         facts["cost"] = cost_facts(spec, target, [precision])

@@ -125,6 +125,9 @@ def lines(facts: dict) -> list[str]:
         cache = "cached" if k["compiled_cache"] else "not cached yet: the first step compiles them"
         rows.append(("kernel", (f"{k['module']}: {k['what']}; numba {k['numba']} compiling for {k['cpu']} "
                                 f"({features}); compiled kernels {cache}")))
+        step = k.get("step")
+        if step is not None:
+            rows.append(("step", _step_line(step)))
     if "firmware" in facts:
         rows += _firmware_rows(facts["precision"], facts["firmware"])
     if "export_report" in facts:
@@ -227,3 +230,11 @@ def _pairs(d: dict) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _step_line(step: dict) -> str:
+    """model.kernel_info as one line: the step compiled for this model and its mat-vec path, or why the generic."""
+    if step["step"] != "specialised":
+        return f"generic kernels above ({step.get('why', '')})"
+    where = step.get("matvec") or step.get("path", "")
+    return f"compiled for this model ({where}); generated source {step.get('source', '-')}"

@@ -59,6 +59,9 @@ def test_inspect_a_weight_file_of_each_precision_gives_spec_sizes_kernel_and_fir
     assert facts["state_values"] == 2 * 2 * H  # h and c of both layers
     assert facts["bytes"]["state_on_device"] == state_item * 4 * H
     assert facts["kernel"]["module"] == f"runtime/kernels_{precision}.py"
+    # a stacked forward LSTM is what the specialised steps cover: inspect says that one runs, from where
+    assert facts["kernel"]["step"]["step"] == "specialised" and facts["kernel"]["step"]["precision"] == precision
+    assert Path(facts["kernel"]["step"]["source"]).is_file()
     firmware = facts["firmware"]
     assert firmware["runs"] and firmware["state_bytes"] == state_item * 4 * H
     assert firmware["ram_bytes"] == firmware["state_bytes"] + firmware["scratch_bytes"]
