@@ -70,3 +70,20 @@ def test_a_bidirectional_model_refuses_to_stream_but_runs(tmp_path):
     with pytest.raises(ValueError, match="bidirectional.*run"):
         model.stream(1)
     assert model.run(random_inputs(spec, 1, 20)).shape == (1, 20, 4)
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w", "int8"])
+def test_inputs_of_any_memory_layout_step_alike_and_the_usual_one_skips_numba_dispatch(precision, tmp_path):
+    spec = make_spec("gru", layers=2, kind="dense")
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors", precision=precision))
+    X = random_inputs(spec, 2, 40)
+    contiguous, strided, readonly = model.stream(2), model.stream(2), model.stream(2)
+    # a stream's usual input calls the compiled machine code directly, not numba's dispatcher
+    assert contiguous._entry is not contiguous._kernel
+    for t in range(X.shape[1]):
+        x = np.ascontiguousarray(X[:, t])
+        frozen = x.copy()
+        frozen.setflags(write=False)
+        want = contiguous.step(x).copy()
+        assert np.array_equal(strided.step(X[:, t]), want)  # a view with the time axis's strides
+        assert np.array_equal(readonly.step(frozen), want)
