@@ -3,6 +3,7 @@ LiteRT interpreter fp32 and full-int8, on the same weights.
 
     python -m benchmarks.peers                  # full run: markdown table, JSON in artifacts/bench/
     python -m benchmarks.peers --quick          # a smoke test (few steps, one repetition)
+    python -m benchmarks.peers --save           # also benchmarks/results/peers.{json,md} (the README's run)
     python -m benchmarks.peers --engines rnnedge_f32,ort_fp32 --workloads kws
 
 Workloads (benchmarks.peer_build, one seeded PyTorch model each, exported to every engine from that model):
@@ -45,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 RNNEDGE = ("rnnedge_f32", "rnnedge_int8w", "rnnedge_int8")
 PEERS = ("torch", "ort_fp32", "ort_int8", "litert_fp32", "litert_int8")
 LITERT = ("litert_fp32", "litert_int8")
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench", help="JSON and built models go here")
     p.add_argument("--core", type=int, default=None, help="the core to pin to (default: the last allowed)")
     p.add_argument("--keep-models", action="store_true", help="keep the built model files (default: deleted)")
+    p.add_argument("--save", action="store_true",
+                   help="also write benchmarks/results/peers.{json,md} (tracked: the README quotes that run)")
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.inner, args.steps, args.batch_steps = 1, 1, 50, 5
@@ -289,6 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out / f"peers-{stamp}.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"wrote {out}")
+    if args.save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        m = report["machine"]
+        head = (f"`{report['command']}` at {stamp} on {m['cpu_model']} ({m['cpu_count']} cores, one pinned: "
+                f"{m['pinned_core']}; load average {', '.join(f'{x:.1f}' for x in m['load_average'])})\n\n")
+        for name, body in (("peers.json", json.dumps(report, indent=1)), ("peers.md", head + text + "\n")):
+            tmp = RESULTS / f".{name}.tmp"
+            tmp.write_text(body)
+            os.replace(tmp, RESULTS / name)
+            print(f"wrote {RESULTS / name}")
     if not args.keep_models:
         shutil.rmtree(folder)
     return 1 if failures else 0
