@@ -25,6 +25,14 @@ typedef char rnnedge_requires_arithmetic_right_shift
 
 #define Q15_ONE 32768 /* 1.0 in Q0.15 */
 
+/* The DSP build inlines the primitives a cell applies per hidden unit into its loops (-Os calls them: ~10
+ * instructions of call overhead each, seven calls per LSTM unit); the plain build keeps them out of line (size). */
+#if RNNEDGE_DSP_DOT && defined(__GNUC__)
+#define UNIT_INLINE __attribute__((always_inline)) inline
+#else
+#define UNIT_INLINE
+#endif
+
 /* -- primitives (runtime/int8_math.py) --------------------------------------------------------------------- */
 
 /** Any int32 -> int16, clamped to [-32768, 32767]. Written as two ifs, which gcc turns into one SSAT on
@@ -72,7 +80,7 @@ static int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
 
 /** round(x / 2^exponent), ties away from zero, 0 <= exponent <= 31 (gemmlowp's mask-and-threshold form, all in
  * int32: it equals int8_math's "add half, minus one for negative x, then floor" for every int32 x). */
-static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
+static UNIT_INLINE int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
 {
     const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u); /* 2^e - 1 <= INT32_MAX */
     const int32_t remainder = x & mask;                             /* x mod 2^e, in [0, 2^e) */
@@ -99,7 +107,7 @@ static int32_t rounding_divide_by_pot15_wide(int64_t x)
 
 /** int16 Q3.12 -> int16 sigmoid in Q0.15: a = |3x|, table index a >> 9, 9 bits of linear interpolation.
  * r <= 65535 * 2^9 + 511 * 65535 < 2^26: int32. */
-static int16_t sigmoid_q15(int16_t x)
+static UNIT_INLINE int16_t sigmoid_q15(int16_t x)
 {
     const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x); /* <= 98304 */
     const int32_t u = a >> 9;
@@ -115,7 +123,7 @@ static int16_t sigmoid_q15(int16_t x)
 
 /** int16 Q3.12 -> int16 tanh in Q0.15: tanh(x) = 2 sigmoid(2x) - 1, the same table at index a >> 8, 8 bits of
  * interpolation. The negative branch's numerator can be negative: a floor shift (see the check above). */
-static int16_t tanh_q15(int16_t x)
+static UNIT_INLINE int16_t tanh_q15(int16_t x)
 {
     const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x);
     const int32_t u = a >> 8;
@@ -131,7 +139,7 @@ static int16_t tanh_q15(int16_t x)
 
 /** int16 c with real value c * 2^p, -27 <= p <= 3 -> tanh in Q0.15, via Q3.12 (e = p + 12): sat16(c * 2^e)
  * for e >= 0 (|c| * 2^15 <= 2^30: int32), RDBPOT(c, -e) for e < 0. */
-static int16_t tanh_of_cell_q15(int16_t c, int32_t p)
+static UNIT_INLINE int16_t tanh_of_cell_q15(int16_t c, int32_t p)
 {
     const int32_t e = p + 12;
     if (e >= 0) {
@@ -215,21 +223,69 @@ static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x,
 static int16_t sat16_sum(int32_t a, int32_t b)
 {
 #if RNNEDGE_DSP_DOT
-    return sat16(rnnedge_qadd(a, b)); /* QADD + SSAT: clamping to int32 first leaves the int16 clamp unchanged */
+    return (int16_t)rnnedge_ssat16(rnnedge_qadd(a, b)); /* clamping to int32 first leaves the int16 clamp unchanged */
 #else
     return sat16_wide((int64_t)a + (int64_t)b);
 #endif
 }
 
 #if RNNEDGE_DSP_DOT
+/** multiply_by_quantized_multiplier(x, M, S), the same integers in fewer instructions where S <= 0 (the common
+ * case; S > 0 calls it), inlined into the row loops:
+ *   SRDHM(x, M) = floor((xM + 2^30) / 2^31) = 2 hi + (lo >> 31) for xM + 2^30 = hi 2^32 + lo (one SMLAL); 2 hi by
+ *     QADD, which saturates exactly the one overflow (x = M = INT32_MIN: hi = 2^30, lo >> 31 = 0 -> INT32_MAX), and
+ *     otherwise is exact (|xM| < 2^62 gives |2 hi| <= 2^31 - 2);
+ *   RDBPOT(y, e), e = -S: first y - 1 where y < 0 and e > 0 (the sign bit of y & S; QADD, so INT32_MIN stays,
+ *     which rounds the same), which turns ties away from zero into ties up; then ties up is floor(y / 2^e) plus
+ *     bit e - 1 of y, read as bit e of y << 1 (0 for e = 0). rnnedge_mve.h's vector form is the same. */
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* -Os would call it: 2 x 10 instructions of call overhead per gate row */
+#endif
+static inline int32_t mbqm_dsp(int32_t x, int32_t M, int32_t S)
+{
+    int64_t p;
+    int32_t y;
+    if (S > 0) {
+        return multiply_by_quantized_multiplier(x, M, S);
+    }
+    p = (int64_t)x * (int64_t)M + ((int64_t)1 << 30);
+    y = rnnedge_qadd((int32_t)(p >> 32), (int32_t)(p >> 32)) + (int32_t)((uint32_t)p >> 31);
+    y = rnnedge_qadd(y, (y & S) >> 31);
+    return (y >> -S) + (int32_t)((((uint32_t)y << 1) >> -S) & 1u);
+}
+
 /** Gate row r's pre-activation sat16(yx + yh) from its two dot products (b_x[r] + W_ih[r] . x, W_hh[r] . h): the
  * gate pre-activation in Q3.12, the two int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. */
 static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t acc_x, int32_t acc_h)
 {
-    const int32_t yx = multiply_by_quantized_multiplier(acc_x, layer->mult_x[r], (int32_t)layer->shift_x[r]);
-    const int32_t yh = multiply_by_quantized_multiplier(acc_h, layer->mult_h[r], (int32_t)layer->shift_h[r]);
+    const int32_t yx = mbqm_dsp(acc_x, layer->mult_x[r], (int32_t)layer->shift_x[r]);
+    const int32_t yh = mbqm_dsp(acc_h, layer->mult_h[r], (int32_t)layer->shift_h[r]);
     return sat16_sum(yx, yh);
 }
+
+/** pre[k] = gate_pre_int8 of rows r + k, k = 0..3, from their dot products, the requantisation inlined: a function
+ * of its own at -O2 (gcc -Os, inlining it into the row loop, spills its pointers: ~60 instructions per row). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O2")
+__attribute__((noinline))
+#endif
+static void gate_pre_rows4_int8(const rnnedge_layer_int8 *layer, int32_t r, const int32_t *acc_x,
+                                const int32_t *acc_h, int16_t *pre)
+{
+    const int32_t *mult_x = layer->mult_x + r;
+    const int32_t *mult_h = layer->mult_h + r;
+    const int8_t *shift_x = layer->shift_x + r;
+    const int8_t *shift_h = layer->shift_h + r;
+    int32_t k;
+    for (k = 0; k < 4; ++k) {
+        pre[k] = sat16_sum(mbqm_dsp(acc_x[k], mult_x[k], (int32_t)shift_x[k]),
+                           mbqm_dsp(acc_h[k], mult_h[k], (int32_t)shift_h[k]));
+    }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 #endif
 
 /** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12, the two
@@ -244,9 +300,21 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     const int8_t *w_h = layer->w_hh + lo * H;
     int32_t r = lo;
 #if RNNEDGE_DSP_DOT
-    if (xp != 0 && hp != 0) { /* two rows at a time: each activation load serves both */
-        int32_t acc_x[2];
-        int32_t acc_h[2];
+    if (xp != 0 && hp != 0) { /* four rows, then two, at a time: each activation load serves them all */
+        int32_t acc_x[4];
+        int32_t acc_h[4];
+        int32_t k;
+        for (; r + 3 < hi; r += 4) {
+            for (k = 0; k < 4; ++k) {
+                acc_x[k] = layer->b_x[r + k];
+            }
+            acc_h[0] = acc_h[1] = acc_h[2] = acc_h[3] = 0; /* written out: -Os makes a zeroing loop a memset call */
+            dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
+            dot4_int8_pairs(w_h, hp, h, H, acc_h);
+            gate_pre_rows4_int8(layer, r, acc_x, acc_h, pre + r);
+            w_x += 4 * n_in;
+            w_h += 4 * H;
+        }
         for (; r + 1 < hi; r += 2) {
             dot2_int8_pairs(layer->b_x[r], layer->b_x[r + 1], w_x, xp, x, n_in, acc_x);
             dot2_int8_pairs(0, 0, w_h, hp, h, H, acc_h);
@@ -274,8 +342,13 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
 static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x, int32_t acc_h)
 {
     const int32_t row = 2 * layer->hidden + j;
+#if RNNEDGE_DSP_DOT
+    const int64_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = mbqm_dsp(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+#else
     const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
     const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+#endif
     return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
 }
 
@@ -292,8 +365,22 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pr
     int32_t j = 0;
 #if RNNEDGE_DSP_DOT
     if (xp != 0 && hp != 0) {
-        int32_t acc_x[2];
-        int32_t acc_h[2];
+        int32_t acc_x[4];
+        int32_t acc_h[4];
+        int32_t k;
+        for (; j + 3 < H; j += 4) {
+            for (k = 0; k < 4; ++k) {
+                acc_x[k] = layer->b_x[2 * H + j + k];
+                acc_h[k] = layer->b_hn[j + k];
+            }
+            dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
+            dot4_int8_pairs(w_h, hp, h, H, acc_h);
+            for (k = 0; k < 4; ++k) {
+                pre[j + k] = gru_n_pre_int8(layer, j + k, sigmoid_q15(r_pre[j + k]), acc_x[k], acc_h[k]);
+            }
+            w_x += 4 * n_in;
+            w_h += 4 * H;
+        }
         for (; j + 1 < H; j += 2) {
             dot2_int8_pairs(layer->b_x[2 * H + j], layer->b_x[2 * H + j + 1], w_x, xp, x, n_in, acc_x);
             dot2_int8_pairs(layer->b_hn[j], layer->b_hn[j + 1], w_h, hp, h, H, acc_h);
