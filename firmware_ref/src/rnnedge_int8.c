@@ -39,6 +39,9 @@ typedef char rnnedge_requires_arithmetic_right_shift
  * ARMv7-M (the equivalent nested ?: becomes two compares and branches). */
 static int16_t sat16(int32_t x)
 {
+#if RNNEDGE_DSP_DOT
+    return (int16_t)rnnedge_ssat16(x); /* gcc -Os does not always find the SSAT in the ifs */
+#else
     if (x > INT16_MAX) {
         x = INT16_MAX;
     }
@@ -46,6 +49,7 @@ static int16_t sat16(int32_t x)
         x = INT16_MIN;
     }
     return (int16_t)x;
+#endif
 }
 
 /** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms. */
@@ -263,21 +267,29 @@ static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t
     return sat16_sum(yx, yh);
 }
 
-/** pre[k] = gate_pre_int8 of rows r + k, k = 0..3, from their dot products, the requantisation inlined: a function
- * of its own at -O2 (gcc -Os, inlining it into the row loop, spills its pointers: ~60 instructions per row). */
+/** pre[k] = gate_pre_int8 of rows r + k, k = 0..3 (w_x, w_h: row r of W_ih and W_hh): both dot products of the
+ * four rows and their requantisation, inlined into one function at -O2 (gcc -Os spills the requantisation's
+ * pointers when it inlines it into the row loop: ~60 instructions per row). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("O2")
 __attribute__((noinline))
 #endif
-static void gate_pre_rows4_int8(const rnnedge_layer_int8 *layer, int32_t r, const int32_t *acc_x,
-                                const int32_t *acc_h, int16_t *pre)
+static void gate_rows4_int8(const rnnedge_layer_int8 *layer, int32_t r, const int8_t *w_x, const uint64_t *xp,
+                            const int16_t *x, const int8_t *w_h, const uint64_t *hp, const int16_t *h, int16_t *pre)
 {
+    int32_t acc_x[4];
+    int32_t acc_h[4] = {0, 0, 0, 0};
     const int32_t *mult_x = layer->mult_x + r;
     const int32_t *mult_h = layer->mult_h + r;
     const int8_t *shift_x = layer->shift_x + r;
     const int8_t *shift_h = layer->shift_h + r;
     int32_t k;
+    for (k = 0; k < 4; ++k) {
+        acc_x[k] = layer->b_x[r + k];
+    }
+    dot4_int8_pairs(w_x, xp, x, layer->n_in, acc_x);
+    dot4_int8_pairs(w_h, hp, h, layer->hidden, acc_h);
     for (k = 0; k < 4; ++k) {
         pre[k] = sat16_sum(mbqm_dsp(acc_x[k], mult_x[k], (int32_t)shift_x[k]),
                            mbqm_dsp(acc_h[k], mult_h[k], (int32_t)shift_h[k]));
@@ -301,17 +313,10 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     int32_t r = lo;
 #if RNNEDGE_DSP_DOT
     if (xp != 0 && hp != 0) { /* four rows, then two, at a time: each activation load serves them all */
-        int32_t acc_x[4];
-        int32_t acc_h[4];
-        int32_t k;
+        int32_t acc_x[2];
+        int32_t acc_h[2];
         for (; r + 3 < hi; r += 4) {
-            for (k = 0; k < 4; ++k) {
-                acc_x[k] = layer->b_x[r + k];
-            }
-            acc_h[0] = acc_h[1] = acc_h[2] = acc_h[3] = 0; /* written out: -Os makes a zeroing loop a memset call */
-            dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
-            dot4_int8_pairs(w_h, hp, h, H, acc_h);
-            gate_pre_rows4_int8(layer, r, acc_x, acc_h, pre + r);
+            gate_rows4_int8(layer, r, w_x, xp, x, w_h, hp, h, pre + r);
             w_x += 4 * n_in;
             w_h += 4 * H;
         }
@@ -339,7 +344,8 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
 /** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
  * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
  * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
-static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x, int32_t acc_h)
+static UNIT_INLINE int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x,
+                                          int32_t acc_h)
 {
     const int32_t row = 2 * layer->hidden + j;
 #if RNNEDGE_DSP_DOT
@@ -351,6 +357,36 @@ static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_
 #endif
     return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
 }
+
+#if RNNEDGE_DSP_DOT
+/** pre[k] = gru_n_pre_int8 of hidden units j + k, k = 0..3 (w_x, w_h: their n rows of W_ih and W_hh): the dot
+ * products and the requantisation in one function at -O2, as gate_rows4_int8. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O2")
+__attribute__((noinline))
+#endif
+static void gru_n_rows4_int8(const rnnedge_layer_int8 *layer, int32_t j, const int16_t *r_pre, const int8_t *w_x,
+                             const uint64_t *xp, const int16_t *x, const int8_t *w_h, const uint64_t *hp,
+                             const int16_t *h, int16_t *pre)
+{
+    int32_t acc_x[4];
+    int32_t acc_h[4];
+    int32_t k;
+    for (k = 0; k < 4; ++k) {
+        acc_x[k] = layer->b_x[2 * layer->hidden + j + k];
+        acc_h[k] = layer->b_hn[j + k];
+    }
+    dot4_int8_pairs(w_x, xp, x, layer->n_in, acc_x);
+    dot4_int8_pairs(w_h, hp, h, layer->hidden, acc_h);
+    for (k = 0; k < 4; ++k) {
+        pre[k] = gru_n_pre_int8(layer, j + k, sigmoid_q15(r_pre[k]), acc_x[k], acc_h[k]);
+    }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+#endif
 
 /** The n rows' pre-activations pre[j] = gru_n_pre_int8 for hidden units 0..H-1, r_pre[j]: the reset gate's
  * pre-activation (Q3.12; r = sigmoid_q15 of it, Q0.15). xp,
@@ -365,19 +401,10 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pr
     int32_t j = 0;
 #if RNNEDGE_DSP_DOT
     if (xp != 0 && hp != 0) {
-        int32_t acc_x[4];
-        int32_t acc_h[4];
-        int32_t k;
+        int32_t acc_x[2];
+        int32_t acc_h[2];
         for (; j + 3 < H; j += 4) {
-            for (k = 0; k < 4; ++k) {
-                acc_x[k] = layer->b_x[2 * H + j + k];
-                acc_h[k] = layer->b_hn[j + k];
-            }
-            dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
-            dot4_int8_pairs(w_h, hp, h, H, acc_h);
-            for (k = 0; k < 4; ++k) {
-                pre[j + k] = gru_n_pre_int8(layer, j + k, sigmoid_q15(r_pre[j + k]), acc_x[k], acc_h[k]);
-            }
+            gru_n_rows4_int8(layer, j, r_pre + j, w_x, xp, x, w_h, hp, h, pre + j);
             w_x += 4 * n_in;
             w_h += 4 * H;
         }
