@@ -163,7 +163,8 @@ static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
  * A layer step packs its x and h once and reads them for every one of its rows; the weights and the C / runtime
  * file formats are unchanged. The packed copies live on the stack: RNNEDGE_DSP_WORDS pair words (default 64, 512
  * bytes: x and h of up to 256 values together); a vector that does not fit runs the plain dot product (same
- * integers). */
+ * integers). The gate rows are read four at a time (dot4_int8_pairs: rnnedge_int8_dsp_rows.h), the rest and the
+ * head's rows two at a time (dot2_int8_pairs), so that one LDRD of activations serves four or two rows. */
 #ifndef RNNEDGE_DSP_WORDS
 #define RNNEDGE_DSP_WORDS (RNNEDGE_DSP_DOT ? 64 : 1)
 #endif

@@ -18,12 +18,12 @@
 
 /* -- primitives (runtime/int8_math.py) --------------------------------------------------------------------- */
 
-/** Any int32 -> int16, clamped to [-32768, 32767]. Written as two ifs, which gcc turns into one SSAT on
- * ARMv7-M (the equivalent nested ?: becomes two compares and branches). */
+/** Any int32 -> int16, clamped to [-32768, 32767]: SSAT on the DSP path; elsewhere two ifs (the equivalent nested
+ * ?: becomes two compares and branches), in which gcc -Os finds the SSAT only sometimes. */
 static int16_t sat16(int32_t x)
 {
 #if RNNEDGE_DSP_DOT
-    return (int16_t)rnnedge_ssat16(x); /* gcc -Os does not always find the SSAT in the ifs */
+    return (int16_t)rnnedge_ssat16(x);
 #else
     if (x > INT16_MAX) {
         x = INT16_MAX;
