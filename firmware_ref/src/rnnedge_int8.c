@@ -195,7 +195,7 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pr
 /** h = (1 - z) n + z h (Q0.15) for hidden unit j (kernels_int8 gru_blend_int8): (32768 - z) |n| + z |h| <= 2^30. */
 static int16_t gru_blend_int8(int32_t z, int32_t n, int16_t h)
 {
-    return sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * (int32_t)h, 15));
+    return sat16(rounding_divide_by_pot_small((Q15_ONE - z) * n + z * (int32_t)h, 15));
 }
 
 #include "rnnedge_int8_ext.h"
@@ -259,11 +259,11 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
         const int32_t f = sigmoid_q15(scratch[H + j]);
         const int32_t g = tanh_q15(scratch[2 * H + j]);
         const int32_t o = sigmoid_q15(scratch[3 * H + j]);
-        const int16_t kept = sat16(rounding_divide_by_pot(f * (int32_t)c[j], 15));
-        const int16_t added = sat16(rounding_divide_by_pot(i * g, 30 + p)); /* p in [-15, 1]: shift 15..31 */
+        const int16_t kept = sat16(rounding_divide_by_pot_small(f * (int32_t)c[j], 15));
+        const int16_t added = sat16(rounding_divide_by_pot_small(i * g, 30 + p)); /* p in [-15, 1]: 15..31 */
         const int16_t cj = sat16((int32_t)kept + (int32_t)added);
         c[j] = cj;
-        h[j] = sat16(rounding_divide_by_pot(o * (int32_t)tanh_of_cell_q15(cj, p), 15));
+        h[j] = sat16(rounding_divide_by_pot_small(o * (int32_t)tanh_of_cell_q15(cj, p), 15));
     }
 }
 

@@ -75,6 +75,20 @@ static UNIT_INLINE int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
+/** rounding_divide_by_pot(x, e) for |x| <= 2^30 and 1 <= e <= 31: the cells' products (|f c|, |i g|, |o tanh c|,
+ * a GRU blend's sum: below 2^30) and a cell value's shift. On the DSP path in 4 instructions for a constant e
+ * (gemmlowp's form takes 7): x - 1 for a negative x (no wrap: |x| <= 2^30) turns ties away from zero into ties up,
+ * which is floor(x / 2^e) plus bit e - 1; elsewhere rounding_divide_by_pot itself. */
+static UNIT_INLINE int32_t rounding_divide_by_pot_small(int32_t x, int32_t e)
+{
+#if RNNEDGE_DSP_DOT
+    const int32_t y = x + (x >> 31);
+    return (y >> e) + ((y >> (e - 1)) & 1);
+#else
+    return rounding_divide_by_pot(x, e);
+#endif
+}
+
 /** x * m for (M, S) = quantize_multiplier(m): RDBPOT(SRDHM(sat32(x * 2^max(S, 0)), M), max(-S, 0)). One branch
  * per sign of S: the left shift (S > 0) is followed by a division by 2^0, which is the identity. */
 static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t M, int32_t S)
@@ -132,7 +146,7 @@ static UNIT_INLINE int16_t tanh_of_cell_q15(int16_t c, int32_t p)
     if (e >= 0) {
         return tanh_q15(sat16((int32_t)c * ((int32_t)1 << e)));
     }
-    return tanh_q15((int16_t)rounding_divide_by_pot((int32_t)c, -e));
+    return tanh_q15((int16_t)rounding_divide_by_pot_small((int32_t)c, -e)); /* -e in [1, 15] */
 }
 
 #if RNNEDGE_DSP_DOT
