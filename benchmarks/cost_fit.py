@@ -4,8 +4,8 @@
     python -m benchmarks.cost_fit --check         # measure and fit, print the residuals, write nothing
     python -m benchmarks.cost_fit --targets cortex-m3 rv32
 
-For each target x precision of runtime/cost_model.py's TARGETS that firmware_ref builds for (a target it does not
-build for yet, e.g. cortex-m55 before its board lands, is reported and left without coefficients), every shape of
+For each target x precision of runtime/cost_model.py's TARGETS that firmware_ref builds for (a target whose board
+arm/arm.mk does not define, or whose tools are missing, is reported and left without coefficients), every shape of
 FIT_SHAPES is measured with benchmarks/cost_measure.py and the formulas of runtime/cost_model.py are fitted:
 
 - instructions per step: weighted least squares with weights 1 / measured, i.e. the relative residuals are

@@ -6,7 +6,7 @@ QEMU; run by `make bench` after the peers benchmark (`make bench-cost` alone).
 
 Rows (runtime/cost_model.py TARGETS): Cortex-M3 int8 (plain C, mps2-an385), Cortex-M4 int8 with the DSP extension
 (mps2-an386), Cortex-M4F f32 (FPU, fused multiply-add) and int8w, RV32IMAC int8 (qemu-system-riscv32 virt), and
-Cortex-M55 int8 (Helium, mps3-an547) -- "not measured" until firmware_ref builds for its board. Models, seeded
+Cortex-M55 int8 (Helium, mps3-an547); a row whose tools are missing says "not measured yet" and why. Models, seeded
 PyTorch init (the costs depend on the shapes, not on the values):
 
     kws    dense 40 -> LSTM 64 -> Linear 12 on every step       (keyword spotting; benchmarks/bench_firmware.py's lstm)

@@ -1,6 +1,7 @@
 """Flash, RAM and instructions per step of a generated int8 model on a Cortex-M, measured under QEMU (issue 5).
 
-`measure_footprint(model_dir, board="an385")` takes a folder with export/firmware.py's `model_data.h` and
+`measure_footprint(model_dir, board="an385")` (an385 Cortex-M3, an386 Cortex-M4 with the DSP extension, an547
+Cortex-M55 with Helium) takes a folder with export/firmware.py's `model_data.h` and
 `model_data.c`, and:
 
 1. compiles the int8 library (firmware_ref/Makefile's LIB_INT8_SRCS) and model_data.c to objects with the flags
@@ -38,7 +39,8 @@ What the numbers mean (all bytes unless named otherwise):
                                 against the bench's static arrays in .bss; target <= 1 KiB
     ram.stack_used_bytes        the stack high-water mark after the measured steps (startup paints the stack)
     icount.per_step_*           instructions per model step under QEMU -icount shift=0 (SysTick, resolution 40
-                                instructions per measurement; the mean over N steps is finer). Instructions, not
+                                instructions per measurement on the MPS2 boards, 31.25 on the AN547 whose
+                                SysTick runs at 32 MHz; the mean over N steps is finer). Instructions, not
                                 cycles: see firmware_ref/arm/README.md "Instruction counts"
 
 `available()` says whether the tools are installed (make, arm-none-eabi-gcc/-size/-nm, qemu-system-arm,
@@ -61,9 +63,10 @@ ARM = FIRMWARE / "arm"
 ARM_MK = ARM / "arm.mk"
 RUN_SH = ARM / "run.sh"
 BENCH_SRC = ARM / "bench" / "step_bench.c"
-BOARDS = {"an385": "cortex-m3", "an386": "cortex-m4"}
+BOARDS = {"an385": "cortex-m3", "an386": "cortex-m4", "an547": "cortex-m55"}
 TOOLS = ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm", "timeout", "sh")
-ICOUNT_RESOLUTION = 40  # instructions per SysTick tick under -icount shift=0 (semihost.h)
+# instructions per SysTick tick under -icount shift=0 (semihost.h: 1 ns per instruction, SysTick at 25 / 32 MHz)
+ICOUNT_RESOLUTION = {"an385": 40, "an386": 40, "an547": 31.25}
 
 # Targets of issue 5 (LSTM(40 -> 64) + head, int8, Cortex-M3)
 LIBRARY_CODE_TARGET = 4096  # bytes of library code
@@ -94,8 +97,8 @@ def available() -> tuple[bool, str]:
 
 def measure_footprint(model_dir, board: str = "an385", steps: int = 64, build_dir=None,
                       timeout: float = 120.0, extensions: bool | None = None) -> dict:
-    """Build the library and the step benchmark for `board` (an385 Cortex-M3, an386 Cortex-M4F), run it under
-    QEMU and return the footprint (see the module docstring); raises FootprintError.
+    """Build the library and the step benchmark for `board` (an385 Cortex-M3, an386 Cortex-M4F, an547 Cortex-M55), run
+    it under QEMU and return the footprint (see the module docstring); raises FootprintError.
 
     model_dir: a folder with model_data.h and model_data.c (export/firmware.py's default prefix; an export writes
     them to <out>/firmware/int8/). steps: measured model steps. build_dir: where objects, image and map go (default: a
@@ -103,7 +106,7 @@ def measure_footprint(model_dir, board: str = "an385", steps: int = 64, build_di
     or with -DRNNEDGE_EXTENSIONS=0 (False); None (default): what the model needs (model_uses_extensions).
     """
     if board not in BOARDS:
-        raise FootprintError(f"unknown board {board!r} (an385 | an386)")
+        raise FootprintError(f"unknown board {board!r} ({' | '.join(BOARDS)})")
     if steps < 1:
         raise FootprintError(f"steps must be positive, got {steps}")
     ok, reason = available()
@@ -214,7 +217,7 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
         "per_step_max": int(out["icount_per_step_max"]),
         "total": int(out["icount_total"]),
         "reset": int(out["icount_reset"]),
-        "resolution": ICOUNT_RESOLUTION,
+        "resolution": ICOUNT_RESOLUTION[board],
         "logits_checksum": out["logits_checksum"],
     }
     result = {

@@ -86,6 +86,15 @@ static inline int32_t rnnedge_qadd(int32_t a, int32_t b)
     return __qadd(a, b);
 }
 
+/** SSAT #16: x clamped to [-32768, 32767] (asm: gcc 12's __ssat trips -Wsign-conversion, and gcc -Os turns the
+ * int16 clamp after a QADD into two compares and two moves). */
+static inline int32_t rnnedge_ssat16(int32_t x)
+{
+    int32_t r;
+    __asm__("ssat %0, #16, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+
 /** SMLAD: acc + lo(a) * lo(b) + hi(a) * hi(b), the halfwords signed. Wraps modulo 2^32 (and sets the Q flag) on
  * overflow; the callers' sums are proven to fit int32. */
 static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
@@ -121,6 +130,11 @@ static inline int32_t rnnedge_qadd(int32_t a, int32_t b)
     return (int32_t)(sum > INT32_MAX ? INT32_MAX : sum < INT32_MIN ? INT32_MIN : sum);
 }
 
+static inline int32_t rnnedge_ssat16(int32_t x)
+{
+    return x > INT16_MAX ? INT16_MAX : x < INT16_MIN ? INT16_MIN : x;
+}
+
 static inline uint32_t rnnedge_sxtb16(uint32_t w)
 {
     return rnnedge_pack16(rnnedge_byte(w, 0), rnnedge_byte(w, 2));
@@ -149,7 +163,8 @@ static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
  * A layer step packs its x and h once and reads them for every one of its rows; the weights and the C / runtime
  * file formats are unchanged. The packed copies live on the stack: RNNEDGE_DSP_WORDS pair words (default 64, 512
  * bytes: x and h of up to 256 values together); a vector that does not fit runs the plain dot product (same
- * integers). */
+ * integers). The gate rows are read four at a time (dot4_int8_pairs: rnnedge_int8_dsp_rows.h), the rest and the
+ * head's rows two at a time (dot2_int8_pairs), so that one LDRD of activations serves four or two rows. */
 #ifndef RNNEDGE_DSP_WORDS
 #define RNNEDGE_DSP_WORDS (RNNEDGE_DSP_DOT ? 64 : 1)
 #endif
@@ -281,6 +296,101 @@ static void dot2_int8_pairs(int32_t b0, int32_t b1, const int8_t *w, const uint6
     }
 }
 #undef DOT2_STEP
+
+/* One pair word (four activations) against four rows (dot4_int8_pairs): the LDRD, then per row one LDR of four
+ * weights, SXTB16 and SXTB16 ROR 8, two SMLAD. Rows 1 and 3 are read at [w0 + n] and [w2 + n] before rows 0 and 2
+ * post-increment w0 and w2, so three registers address the four rows. */
+#define DOT4_ROW(a, load)                                                                                        \
+    load "\n\t"                                                                                                   \
+    "sxtb16 %[t], %[x]\n\t"                                                                                       \
+    "smlad " a ", %[t], %[lo], " a "\n\t"                                                                         \
+    "sxtb16 %[t], %[x], ror #8\n\t"                                                                               \
+    "smlad " a ", %[t], %[hi], " a "\n\t"
+#define DOT4_WORD                                                                                                 \
+    "ldrd %[lo], %[hi], [%[p]], #8\n\t"                                                                           \
+    DOT4_ROW("%[a1]", "ldr %[x], [%[w0], %[n]]")                                                                  \
+    DOT4_ROW("%[a0]", "ldr %[x], [%[w0]], #4")                                                                    \
+    DOT4_ROW("%[a3]", "ldr %[x], [%[w2], %[n]]")                                                                  \
+    DOT4_ROW("%[a2]", "ldr %[x], [%[w2]], #4")
+
+/** acc[k] += w_k . v for the four rows w_k = w + k n (k = 0..3): each LDRD of an activation pair word serves the
+ * four rows. On the Cortex-M one asm loop of 21 instructions per pair word (16 products, 1.31 per product) and the
+ * loop's compare and branch, unrolled twice: gcc -Os (and -O2) spills the four accumulators and four row pointers
+ * of the C form. Elsewhere the same pairing in C. Then the n mod 4 tail from v. The four sums are exact in int32 as
+ * dot_int8's, in any order. Inlined into its callers (one call per four gate rows, not three). */
+#if defined(__GNUC__)
+__attribute__((always_inline)) inline
+#endif
+static void dot4_int8_pairs(const int8_t *w, const uint64_t *pairs, const int16_t *v, int32_t n, int32_t *acc)
+{
+    const int8_t *w0 = w;
+    const int8_t *w2 = w + 2 * n;
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    int32_t k;
+#if RNNEDGE_HAVE_DSP
+    uint32_t lo;
+    uint32_t hi;
+    uint32_t x;
+    uint32_t t;
+    const uint64_t *end = pairs + ((n >> 3) << 1);
+    if (pairs != end) {
+        __asm__("1:\n\t" DOT4_WORD DOT4_WORD
+                "cmp %[p], %[end]\n\t"
+                "bne 1b"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [p] "+r"(pairs), [w0] "+r"(w0),
+                  [w2] "+r"(w2), [lo] "=&r"(lo), [hi] "=&r"(hi), [x] "=&r"(x), [t] "=&r"(t)
+                : [n] "r"(n), [end] "r"(end)
+                : "cc", "memory");
+    }
+    if ((n & 4) != 0) {
+        __asm__(DOT4_WORD
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [p] "+r"(pairs), [w0] "+r"(w0),
+                  [w2] "+r"(w2), [lo] "=&r"(lo), [hi] "=&r"(hi), [x] "=&r"(x), [t] "=&r"(t)
+                : [n] "r"(n)
+                : "memory");
+    }
+#else
+    for (k = n >> 2; k > 0; --k) {
+        uint32_t lo;
+        uint32_t hi;
+        const uint32_t x0 = rnnedge_load_u32(w0);
+        const uint32_t x1 = rnnedge_load_u32(w0 + n);
+        const uint32_t x2 = rnnedge_load_u32(w2);
+        const uint32_t x3 = rnnedge_load_u32(w2 + n);
+        rnnedge_load_pair(pairs, &lo, &hi);
+        ++pairs;
+        w0 += 4;
+        w2 += 4;
+        a0 = rnnedge_smlad(rnnedge_sxtb16(x0), lo, a0);
+        a0 = rnnedge_smlad(rnnedge_sxtb16_ror8(x0), hi, a0);
+        a1 = rnnedge_smlad(rnnedge_sxtb16(x1), lo, a1);
+        a1 = rnnedge_smlad(rnnedge_sxtb16_ror8(x1), hi, a1);
+        a2 = rnnedge_smlad(rnnedge_sxtb16(x2), lo, a2);
+        a2 = rnnedge_smlad(rnnedge_sxtb16_ror8(x2), hi, a2);
+        a3 = rnnedge_smlad(rnnedge_sxtb16(x3), lo, a3);
+        a3 = rnnedge_smlad(rnnedge_sxtb16_ror8(x3), hi, a3);
+    }
+#endif
+    v += n & ~(int32_t)3;
+    for (k = n & 3; k > 0; --k) {
+        const int32_t vk = *v++;
+        a0 += (int32_t)w0[0] * vk;
+        a1 += (int32_t)w0[n] * vk;
+        a2 += (int32_t)w2[0] * vk;
+        a3 += (int32_t)w2[n] * vk;
+        ++w0;
+        ++w2;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#undef DOT4_WORD
+#undef DOT4_ROW
 #endif
 
 #endif /* RNNEDGE_DSP_H */

@@ -10,6 +10,10 @@
  * multiply_by_quantized_multiplier, and where a gate pre-activation adds its requantised int32 terms before its
  * one saturation (docs/int8.md): yx + yh (+ a peephole's yp), and a GRU's r * yh_n.
  *
+ * Split by concern into headers this file alone includes: rnnedge_int8_math.h (the primitives),
+ * rnnedge_int8_dsp_rows.h (the DSP path's four-row gate stage), rnnedge_int8_ext.h (the extensions' path and the
+ * head's hidden dense layers).
+ *
  * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extensions' second path out: a model step then refuses any layer
  * with flags (RNNEDGE_ERR_UNSUPPORTED) and a state reset any layer with RNNEDGE_EXT_INIT.
  */
@@ -23,122 +27,7 @@
 typedef char rnnedge_requires_arithmetic_right_shift
     [((INT32_C(-5) >> 1) == INT32_C(-3) && (INT64_C(-5) >> 1) == INT64_C(-3) && (-1 >> 1) == -1) ? 1 : -1];
 
-#define Q15_ONE 32768 /* 1.0 in Q0.15 */
-
-/* -- primitives (runtime/int8_math.py) --------------------------------------------------------------------- */
-
-/** Any int32 -> int16, clamped to [-32768, 32767]. Written as two ifs, which gcc turns into one SSAT on
- * ARMv7-M (the equivalent nested ?: becomes two compares and branches). */
-static int16_t sat16(int32_t x)
-{
-    if (x > INT16_MAX) {
-        x = INT16_MAX;
-    }
-    if (x < INT16_MIN) {
-        x = INT16_MIN;
-    }
-    return (int16_t)x;
-}
-
-/** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms. */
-static int16_t sat16_wide(int64_t x)
-{
-    if (x > INT16_MAX) {
-        x = INT16_MAX;
-    }
-    if (x < INT16_MIN) {
-        x = INT16_MIN;
-    }
-    return (int16_t)x;
-}
-
-/** Any int64 -> int32, clamped. */
-static int32_t saturate_int32(int64_t x)
-{
-    return (int32_t)(x < INT32_MIN ? INT32_MIN : x > INT32_MAX ? INT32_MAX : x);
-}
-
-/** round(a * b / 2^31), ties toward +infinity; INT32_MIN * INT32_MIN, the one overflow, gives INT32_MAX.
- * gemmlowp adds a nudge of 2^30 (ab >= 0) or 1 - 2^30 (ab < 0) and divides toward zero; for ab < 0 that division
- * is a floor shift of nudged + 2^31 - 1 = ab + 2^30, so both signs are floor((ab + 2^30) / 2^31). */
-static int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
-{
-    if (a == INT32_MIN && b == INT32_MIN) {
-        return INT32_MAX;
-    }
-    /* |ab| <= 2^62; the result is in [INT32_MIN, INT32_MAX] once the one overflow is excluded */
-    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
-}
-
-/** round(x / 2^exponent), ties away from zero, 0 <= exponent <= 31 (gemmlowp's mask-and-threshold form, all in
- * int32: it equals int8_math's "add half, minus one for negative x, then floor" for every int32 x). */
-static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
-{
-    const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u); /* 2^e - 1 <= INT32_MAX */
-    const int32_t remainder = x & mask;                             /* x mod 2^e, in [0, 2^e) */
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-/** x * m for (M, S) = quantize_multiplier(m): RDBPOT(SRDHM(sat32(x * 2^max(S, 0)), M), max(-S, 0)). One branch
- * per sign of S: the left shift (S > 0) is followed by a division by 2^0, which is the identity. */
-static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t M, int32_t S)
-{
-    if (S > 0) { /* S <= 30: |x| * 2^S <= 2^61 */
-        return saturating_rounding_doubling_high_mul(saturate_int32((int64_t)x * ((int64_t)1 << S)), M);
-    }
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, M), -S); /* S >= -31 */
-}
-
-/** round(x / 2^15), ties away from zero, for |x| < 2^46 (a GRU's r * yh_n: r in [0, 32767], yh_n int32), whose
- * quotient fits int32: add half (one less for a negative x), then floor, as int8_math.rounding_divide_by_pot. */
-static int32_t rounding_divide_by_pot15_wide(int64_t x)
-{
-    return (int32_t)((x + (x < 0 ? (int64_t)(1 << 14) - 1 : (int64_t)(1 << 14))) >> 15);
-}
-
-/** int16 Q3.12 -> int16 sigmoid in Q0.15: a = |3x|, table index a >> 9, 9 bits of linear interpolation.
- * r <= 65535 * 2^9 + 511 * 65535 < 2^26: int32. */
-static int16_t sigmoid_q15(int16_t x)
-{
-    const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x); /* <= 98304 */
-    const int32_t u = a >> 9;
-    int32_t r;
-    if (u >= 255) {
-        r = (int32_t)0x7FFF << 10;
-    } else {
-        const int32_t lo = (int32_t)rnnedge_sigmoid_table_q16[u];
-        r = (lo << 9) + (a & 511) * ((int32_t)rnnedge_sigmoid_table_q16[u + 1] - lo);
-    }
-    return (int16_t)(x >= 0 ? (r + (1 << 9)) >> 10 : ((1 << 25) - r + (1 << 9) - 1) >> 10);
-}
-
-/** int16 Q3.12 -> int16 tanh in Q0.15: tanh(x) = 2 sigmoid(2x) - 1, the same table at index a >> 8, 8 bits of
- * interpolation. The negative branch's numerator can be negative: a floor shift (see the check above). */
-static int16_t tanh_q15(int16_t x)
-{
-    const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x);
-    const int32_t u = a >> 8;
-    int32_t r;
-    if (u >= 255) {
-        r = (int32_t)0xFFFF << 8;
-    } else {
-        const int32_t lo = (int32_t)rnnedge_sigmoid_table_q16[u];
-        r = (lo << 8) + (a & 255) * ((int32_t)rnnedge_sigmoid_table_q16[u + 1] - lo);
-    }
-    return (int16_t)(x >= 0 ? (r - (1 << 23) + (1 << 7)) >> 8 : (-r + (1 << 23) + (1 << 7) - 1) >> 8);
-}
-
-/** int16 c with real value c * 2^p, -27 <= p <= 3 -> tanh in Q0.15, via Q3.12 (e = p + 12): sat16(c * 2^e)
- * for e >= 0 (|c| * 2^15 <= 2^30: int32), RDBPOT(c, -e) for e < 0. */
-static int16_t tanh_of_cell_q15(int16_t c, int32_t p)
-{
-    const int32_t e = p + 12;
-    if (e >= 0) {
-        return tanh_q15(sat16((int32_t)c * ((int32_t)1 << e)));
-    }
-    return tanh_q15((int16_t)rounding_divide_by_pot((int32_t)c, -e));
-}
+#include "rnnedge_int8_math.h"
 
 /* -- dot products and gate pre-activations ------------------------------------------------------------------ */
 
@@ -185,23 +74,6 @@ static int32_t dot_row(int32_t bias, const int8_t *w, const uint64_t *pairs, con
     return dot_int8(bias, w, v, n);
 }
 
-#if RNNEDGE_EXTENSIONS /* the extension path forms its rows one at a time */
-/** yx of gate row r: MBQM(b_x[r] + W_ih[r] . x, Mx[r], Sx[r]), int32, not saturated (kernels_int8 gate_term_int8):
- * the pre-activation saturates once, after its terms are added. */
-static int32_t input_part(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x)
-{
-    const int32_t acc = dot_int8(layer->b_x[r], layer->w_ih + r * layer->n_in, x, layer->n_in);
-    return multiply_by_quantized_multiplier(acc, layer->mult_x[r], (int32_t)layer->shift_x[r]);
-}
-
-/** yh of gate row r: MBQM(b_h + W_hh[r] . h, Mh[r], Sh[r]), int32, not saturated. */
-static int32_t recurrent_part(const rnnedge_layer_int8 *layer, int32_t r, int32_t b_h, const int16_t *h)
-{
-    const int32_t acc = dot_int8(b_h, layer->w_hh + r * layer->hidden, h, layer->hidden);
-    return multiply_by_quantized_multiplier(acc, layer->mult_h[r], (int32_t)layer->shift_h[r]);
-}
-#endif
-
 /** x's and h's pairs in buf (RNNEDGE_DSP_WORDS words): *xp and *hp, each 0 where it was not packed. */
 static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x, const int16_t *h, uint64_t *buf,
                               const uint64_t **xp, const uint64_t **hp)
@@ -215,22 +87,30 @@ static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x,
 static int16_t sat16_sum(int32_t a, int32_t b)
 {
 #if RNNEDGE_DSP_DOT
-    return sat16(rnnedge_qadd(a, b)); /* QADD + SSAT: clamping to int32 first leaves the int16 clamp unchanged */
+    return (int16_t)rnnedge_ssat16(rnnedge_qadd(a, b)); /* clamping to int32 first leaves the int16 clamp unchanged */
 #else
     return sat16_wide((int64_t)a + (int64_t)b);
 #endif
 }
 
-#if RNNEDGE_DSP_DOT
-/** Gate row r's pre-activation sat16(yx + yh) from its two dot products (b_x[r] + W_ih[r] . x, W_hh[r] . h): the
- * gate pre-activation in Q3.12, the two int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. */
-static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t acc_x, int32_t acc_h)
+/** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
+ * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
+ * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
+static UNIT_INLINE int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x,
+                                          int32_t acc_h)
 {
-    const int32_t yx = multiply_by_quantized_multiplier(acc_x, layer->mult_x[r], (int32_t)layer->shift_x[r]);
-    const int32_t yh = multiply_by_quantized_multiplier(acc_h, layer->mult_h[r], (int32_t)layer->shift_h[r]);
-    return sat16_sum(yx, yh);
-}
+    const int32_t row = 2 * layer->hidden + j;
+#if RNNEDGE_DSP_DOT
+    const int64_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = mbqm_dsp(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+#else
+    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
 #endif
+    return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+}
+
+#include "rnnedge_int8_dsp_rows.h"
 
 /** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12, the two
  * int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. h is only read here; the callers write
@@ -244,9 +124,14 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     const int8_t *w_h = layer->w_hh + lo * H;
     int32_t r = lo;
 #if RNNEDGE_DSP_DOT
-    if (xp != 0 && hp != 0) { /* two rows at a time: each activation load serves both */
+    if (xp != 0 && hp != 0) { /* four rows, then two, at a time: each activation load serves them all */
         int32_t acc_x[2];
         int32_t acc_h[2];
+        for (; r + 3 < hi; r += 4) {
+            gate_rows4_int8(layer, r, w_x, xp, x, w_h, hp, h, pre + r);
+            w_x += 4 * n_in;
+            w_h += 4 * H;
+        }
         for (; r + 1 < hi; r += 2) {
             dot2_int8_pairs(layer->b_x[r], layer->b_x[r + 1], w_x, xp, x, n_in, acc_x);
             dot2_int8_pairs(0, 0, w_h, hp, h, H, acc_h);
@@ -268,16 +153,6 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     }
 }
 
-/** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
- * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
- * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
-static int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x, int32_t acc_h)
-{
-    const int32_t row = 2 * layer->hidden + j;
-    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
-    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
-    return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
-}
 
 /** The n rows' pre-activations pre[j] = gru_n_pre_int8 for hidden units 0..H-1, r_pre[j]: the reset gate's
  * pre-activation (Q3.12; r = sigmoid_q15 of it, Q0.15). xp,
@@ -294,6 +169,11 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pr
     if (xp != 0 && hp != 0) {
         int32_t acc_x[2];
         int32_t acc_h[2];
+        for (; j + 3 < H; j += 4) {
+            gru_n_rows4_int8(layer, j, r_pre + j, w_x, xp, x, w_h, hp, h, pre + j);
+            w_x += 4 * n_in;
+            w_h += 4 * H;
+        }
         for (; j + 1 < H; j += 2) {
             dot2_int8_pairs(layer->b_x[2 * H + j], layer->b_x[2 * H + j + 1], w_x, xp, x, n_in, acc_x);
             dot2_int8_pairs(layer->b_hn[j], layer->b_hn[j + 1], w_h, hp, h, H, acc_h);
@@ -315,164 +195,10 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pr
 /** h = (1 - z) n + z h (Q0.15) for hidden unit j (kernels_int8 gru_blend_int8): (32768 - z) |n| + z |h| <= 2^30. */
 static int16_t gru_blend_int8(int32_t z, int32_t n, int16_t h)
 {
-    return sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * (int32_t)h, 15));
+    return sat16(rounding_divide_by_pot_small((Q15_ONE - z) * n + z * (int32_t)h, 15));
 }
 
-/* -- the ONNX layer extensions (layer->flags & RNNEDGE_EXT_STEP; kernels_int8 *_ext_int8, gru_reset_before_int8) */
-#if RNNEDGE_EXTENSIONS
-
-/** The layer's clip in its pre-activation's integers: clip_q with RNNEDGE_EXT_CLIP, else 32768, which clamps no
- * int16 (kernels_int8 recurrent_step_ext_int8). */
-static int32_t clip_threshold(const rnnedge_layer_int8 *layer)
-{
-    return (layer->flags & RNNEDGE_EXT_CLIP) != 0 ? layer->clip_q : Q15_ONE;
-}
-
-/** An int16 pre-activation clamped to [-q, q], 0 <= q <= 32768 (kernels_int8 clip_rows_int8). */
-static int16_t clip_int8(int16_t x, int32_t q)
-{
-    int32_t v = x;
-    if (v > q) {
-        v = q;
-    }
-    if (v < -q) {
-        v = -q;
-    }
-    return (int16_t)v;
-}
-
-/** Gate row r's pre-activation on the extension path: clip(sat16(yx + yh + term), q), yx + yh with a recurrent
- * bias of 0 (every row but a linear_before_reset GRU's n rows) over the recurrent input v (h, or a GRU's r * h);
- * term: a peephole term yp (int32, not saturated), or 0. One saturation of the three int32 terms, added exactly
- * in int64: |sum| < 3 * 2^31. */
-static int16_t gate_pre_ext(const rnnedge_layer_int8 *layer, int32_t r, const int16_t *x, const int16_t *v,
-                            int32_t term, int32_t q)
-{
-    const int64_t sum = (int64_t)input_part(layer, r, x) + (int64_t)recurrent_part(layer, r, 0, v) + (int64_t)term;
-    return clip_int8(sat16_wide(sum), q);
-}
-
-/** Gate k's (0 i, 1 f, 2 o) peephole term for hidden unit j: yp = MBQM(p_k[j] * c, M_k, S_k) in Q3.12, not
- * saturated (kernels_int8 peephole_int8). p and c int16: |p * c| <= 2^30, exact in int32. */
-static int32_t peephole_int8(const rnnedge_layer_int8 *layer, int32_t k, int32_t j, int16_t c)
-{
-    const int32_t product = (int32_t)layer->peep[k * layer->hidden + j] * (int32_t)c;
-    return multiply_by_quantized_multiplier(product, layer->peep_mult[k], (int32_t)layer->peep_shift[k]);
-}
-
-/** rnnedge_rnn_step_int8 with the pre-activation clipped (kernels_int8 rnn_update_ext_int8). */
-static void rnn_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
-{
-    const int32_t H = layer->hidden;
-    const int32_t q = clip_threshold(layer);
-    uint64_t buf[RNNEDGE_DSP_WORDS];
-    const uint64_t *xp;
-    const uint64_t *hp;
-    int32_t j;
-    pack_layer_inputs(layer, x, h, buf, &xp, &hp);
-    gate_sums_int8(layer, x, xp, h, hp, 0, H, scratch);
-    for (j = 0; j < H; ++j) {
-        const int16_t pre = clip_int8(scratch[j], q);
-        if (layer->cell == RNNEDGE_CELL_RNN_RELU) {
-            h[j] = pre > 0 ? pre : 0;
-        } else {
-            h[j] = tanh_q15(pre);
-        }
-    }
-}
-
-/** rnnedge_lstm_step_int8 with clip, input_forget and peepholes (kernels_int8 lstm_update_ext_int8). Every gate
- * reads h on entry, so h is written last. i and f read c on entry; with peepholes, o reads the new c, so its row
- * is formed after the cell update (which writes c) and before h is written. scratch: the gates, Q0.15. */
-static void lstm_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *c,
-                               int16_t *scratch)
-{
-    const int32_t H = layer->hidden;
-    const int32_t p = layer->cell_power;
-    const int32_t q = clip_threshold(layer);
-    const int peepholes = (layer->flags & RNNEDGE_EXT_PEEPHOLES) != 0;
-    const int input_forget = (layer->flags & RNNEDGE_EXT_INPUT_FORGET) != 0;
-    int32_t j;
-    for (j = 0; j < H; ++j) {
-        const int16_t i = sigmoid_q15(gate_pre_ext(layer, j, x, h, peepholes ? peephole_int8(layer, 0, j, c[j]) : 0,
-                                                   q));
-        scratch[j] = i;
-        if (input_forget) {
-            scratch[H + j] = (int16_t)(Q15_ONE - (int32_t)i < INT16_MAX ? Q15_ONE - (int32_t)i : INT16_MAX);
-        } else {
-            scratch[H + j] = sigmoid_q15(
-                gate_pre_ext(layer, H + j, x, h, peepholes ? peephole_int8(layer, 1, j, c[j]) : 0, q));
-        }
-        scratch[2 * H + j] = tanh_q15(gate_pre_ext(layer, 2 * H + j, x, h, 0, q));
-        if (!peepholes) {
-            scratch[3 * H + j] = sigmoid_q15(gate_pre_ext(layer, 3 * H + j, x, h, 0, q));
-        }
-    }
-    for (j = 0; j < H; ++j) { /* the cell, as rnnedge_lstm_step_int8 */
-        const int32_t i = scratch[j];
-        const int32_t f = scratch[H + j];
-        const int32_t g = scratch[2 * H + j];
-        const int16_t kept = sat16(rounding_divide_by_pot(f * (int32_t)c[j], 15));
-        const int16_t added = sat16(rounding_divide_by_pot(i * g, 30 + p));
-        c[j] = sat16((int32_t)kept + (int32_t)added);
-    }
-    if (peepholes) {
-        for (j = 0; j < H; ++j) {
-            scratch[3 * H + j] = sigmoid_q15(
-                gate_pre_ext(layer, 3 * H + j, x, h, peephole_int8(layer, 2, j, c[j]), q));
-        }
-    }
-    for (j = 0; j < H; ++j) {
-        const int32_t o = scratch[3 * H + j];
-        h[j] = sat16(rounding_divide_by_pot(o * (int32_t)tanh_of_cell_q15(c[j], p), 15));
-    }
-}
-
-/** rnnedge_gru_step_int8 (linear_before_reset) with every pre-activation clipped, n's after its r term
- * (kernels_int8 gru_update_int8 with a clip). scratch: r, z (their clipped pre-activations), then n. */
-static void gru_step_ext_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
-{
-    const int32_t H = layer->hidden;
-    const int32_t q = clip_threshold(layer);
-    int16_t *n = scratch + 2 * H;
-    int32_t j;
-    for (j = 0; j < 2 * H; ++j) { /* r, z pre-activations, clipped */
-        scratch[j] = gate_pre_ext(layer, j, x, h, 0, q);
-    }
-    gru_n_rows_int8(layer, scratch, x, 0, h, 0, n); /* every n before any h is written: they read the h on entry */
-    for (j = 0; j < H; ++j) {
-        n[j] = tanh_q15(clip_int8(n[j], q));
-    }
-    for (j = 0; j < H; ++j) {
-        h[j] = gru_blend_int8(sigmoid_q15(scratch[H + j]), n[j], h[j]);
-    }
-}
-
-/** The GRU of linear_before_reset false (ONNX's default; kernels_int8 gru_reset_before_int8): r, z from h as
- * usual, rh = RDBPOT(r * h, 15), then n = tanh_q15(clip(sat16(yx_n + MBQM(W_hn . rh, Mh, Sh)))), no
- * recurrent bias (b_hn is folded into b_x). scratch: r, z (Q0.15), n, then rh: the 4H every GRU's scratch
- * holds. */
-static void gru_reset_before_int8(const rnnedge_layer_int8 *layer, const int16_t *x, int16_t *h, int16_t *scratch)
-{
-    const int32_t H = layer->hidden;
-    const int32_t q = clip_threshold(layer);
-    int16_t *n = scratch + 2 * H;
-    int16_t *rh = scratch + 3 * H;
-    int32_t j;
-    for (j = 0; j < 2 * H; ++j) { /* r, z */
-        scratch[j] = sigmoid_q15(gate_pre_ext(layer, j, x, h, 0, q));
-    }
-    for (j = 0; j < H; ++j) { /* r in [0, 32767]: |rh| <= |h|, an int16 */
-        rh[j] = (int16_t)rounding_divide_by_pot((int32_t)scratch[j] * (int32_t)h[j], 15);
-    }
-    for (j = 0; j < H; ++j) {
-        n[j] = tanh_q15(gate_pre_ext(layer, 2 * H + j, x, rh, 0, q));
-    }
-    for (j = 0; j < H; ++j) {
-        h[j] = gru_blend_int8(scratch[H + j], n[j], h[j]);
-    }
-}
-#endif /* RNNEDGE_EXTENSIONS */
+#include "rnnedge_int8_ext.h"
 
 /* -- cells ---------------------------------------------------------------------------------------------------- */
 
@@ -533,11 +259,11 @@ void rnnedge_lstm_step_int8(const rnnedge_layer_int8 *layer, const int16_t *x, i
         const int32_t f = sigmoid_q15(scratch[H + j]);
         const int32_t g = tanh_q15(scratch[2 * H + j]);
         const int32_t o = sigmoid_q15(scratch[3 * H + j]);
-        const int16_t kept = sat16(rounding_divide_by_pot(f * (int32_t)c[j], 15));
-        const int16_t added = sat16(rounding_divide_by_pot(i * g, 30 + p)); /* p in [-15, 1]: shift 15..31 */
+        const int16_t kept = sat16(rounding_divide_by_pot_small(f * (int32_t)c[j], 15));
+        const int16_t added = sat16(rounding_divide_by_pot_small(i * g, 30 + p)); /* p in [-15, 1]: 15..31 */
         const int16_t cj = sat16((int32_t)kept + (int32_t)added);
         c[j] = cj;
-        h[j] = sat16(rounding_divide_by_pot(o * (int32_t)tanh_of_cell_q15(cj, p), 15));
+        h[j] = sat16(rounding_divide_by_pot_small(o * (int32_t)tanh_of_cell_q15(cj, p), 15));
     }
 }
 
@@ -602,65 +328,6 @@ void rnnedge_head_int8(const int8_t *w, const int32_t *b, int32_t out, int32_t i
 #endif
 }
 
-#if RNNEDGE_EXTENSIONS
-/** An int32 accumulator -> int16 sat16(MBQM(acc, M, S)): a hidden head layer's output (kernels_int8
- * requantize_int8). */
-static int16_t requantize_int8(int32_t acc, int32_t M, int32_t S)
-{
-    return sat16(multiply_by_quantized_multiplier(acc, M, S));
-}
-
-#define GELU_C 46887   /* round(0.044715 * 2^20) */
-#define GELU_K 1673285 /* round(2 sqrt(2 / pi) * 2^20) */
-
-/** int16 Q3.12 -> int16 gelu(x) = x * sigmoid(2u) in Q3.12, u = sqrt(2/pi) (x + 0.044715 x^3) (int8_math's
- * docstring; gelu and gelu_tanh alike). |GELU_C x^3| < 2^61, |GELU_K inner| < 2^38: int64, floor shifts. */
-static int16_t gelu_q12(int16_t x)
-{
-    const int64_t x64 = (int64_t)x;
-    const int64_t inner = x64 + ((GELU_C * x64 * x64 * x64 + ((int64_t)1 << 43)) >> 44);
-    const int32_t s = (int32_t)sigmoid_q15(sat16((int32_t)((GELU_K * inner + ((int64_t)1 << 19)) >> 20)));
-    return (int16_t)(((int32_t)x * s + ((int32_t)1 << 14)) >> 15);
-}
-
-const int16_t *rnnedge_dense_layers_int8(const rnnedge_dense_int8 *dense, int32_t n_dense, const int16_t *v,
-                                         int16_t *work)
-{
-    int32_t k;
-    for (k = 0; k < n_dense; ++k) {
-        const rnnedge_dense_int8 *d = &dense[k];
-        uint64_t buf[RNNEDGE_DSP_WORDS];
-        const uint64_t *vp = pack_pairs(v, d->n_in, buf, RNNEDGE_DSP_WORDS);
-        int32_t r;
-        for (r = 0; r < d->units; ++r) {
-            int16_t q = requantize_int8(dot_row(d->b[r], d->w + r * d->n_in, vp, v, d->n_in), d->mult[r],
-                                        d->shift[r]);
-            if (d->activation == RNNEDGE_HIDDEN_RELU) {
-                q = q < 0 ? (int16_t)0 : q;
-            } else if (d->activation == RNNEDGE_HIDDEN_TANH) {
-                q = tanh_q15(q);
-            } else if (d->activation == RNNEDGE_HIDDEN_SIGMOID) {
-                q = sigmoid_q15(q);
-            } else if (d->activation == RNNEDGE_HIDDEN_GELU || d->activation == RNNEDGE_HIDDEN_GELU_TANH) {
-                q = gelu_q12(q);
-            }
-            work[r] = q;
-        }
-        v = work;
-        work += d->units;
-    }
-    return v;
-}
-
-/** n int16 values: a copy of src, or zeros when src is NULL. */
-static void copy_or_zero(int16_t *dst, const int16_t *src, int32_t n)
-{
-    int32_t k;
-    for (k = 0; k < n; ++k) {
-        dst[k] = src != 0 ? src[k] : 0;
-    }
-}
-#endif
 
 int rnnedge_state_reset_int8(const rnnedge_model_int8 *model, rnnedge_state_int8 *s)
 {

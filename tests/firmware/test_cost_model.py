@@ -20,7 +20,8 @@ MEASURED = [tuple(key.split("/")) for key in COEFFICIENTS]
 
 def test_validation_shapes_are_not_fitted_and_every_fit_is_within_the_tolerance():
     assert not {shape_name(*s) for s in VALIDATION_SHAPES} & {shape_name(*s) for s in FIT_SHAPES}
-    assert {"cortex-m3/int8", "cortex-m4/int8", "cortex-m4f/f32", "cortex-m4f/int8w", "rv32/int8"} <= set(COEFFICIENTS)
+    assert {"cortex-m3/int8", "cortex-m4/int8", "cortex-m4f/f32", "cortex-m4f/int8w", "rv32/int8",
+            "cortex-m55/int8"} <= set(COEFFICIENTS)
     for key, entry in COEFFICIENTS.items():
         fitted = {s["shape"] for s in entry["fit"]["shapes"]}
         assert fitted == {shape_name(*s) for s in FIT_SHAPES}, key

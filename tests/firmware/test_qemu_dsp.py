@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from rnnedge.export.vectors import write_vectors
 from tests.firmware.test_host import CELLS, STEPS, SUMMARY, _calibrated_case, _generate, _hot_case
 from tests.firmware.test_host_extensions import LSTM_ALL, hot_extended_case
+from tests.firmware.test_qemu_m55 import _build as _build_with
+from tests.firmware.test_qemu_m55 import _reference_model
 from tests.firmware.test_qemu_vectors import _assert_passes, _build, _run, arm_tools  # noqa: F401 (a fixture)
+from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware_ref"
@@ -68,6 +72,39 @@ def test_cortex_m4_dsp_build_matches_hot_constants_bit_for_bit(arm_tools, tmp_pa
     _hot_case(tmp_path, cell, 2, kind, seed=CELLS.index(cell))
     _generate(tmp_path)
     _assert_passes(_run("an386", _build(tmp_path, "an386")), "cortex-m4")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cortex_m4_dsp_build_matches_vectors_with_gate_rows_past_the_four_row_blocks(arm_tools, tmp_path,  # noqa: F811
+                                                                                     cell):
+    """hidden 7, 6 input features: gate row counts not multiples of four (the four-row stage, then two rows, then
+    one) and vectors with n mod 4 tails, over two layers."""
+    spec = make_spec(cell=cell, layers=2, kind="dense", hidden=7, features=6, vocab=40, embed_dim=7, out=3)
+    weights = write_artifact(make_model(spec, CELLS.index(cell)), tmp_path / "model.int8.safetensors", "int8")
+    X = (random_inputs(spec, 1, STEPS, seed=3)[0] - 0.5) * 8.0 + 0.5
+    write_vectors(tmp_path / "model.int8.vectors.safetensors", weights, X, steps=STEPS)
+    _generate(tmp_path)
+    _assert_passes(_run("an386", _build(tmp_path, "an386")), "cortex-m4")
+
+
+@pytest.mark.parametrize(("name", "ceiling"), [("lstm", 2.6), ("gru", 2.6)])
+def test_cortex_m4_dsp_reference_shapes_run_bit_for_bit_under_2_6_instructions_per_mac(arm_tools, tmp_path,  # noqa: F811
+                                                                                        name, ceiling):
+    """LSTM(40 -> 64) + Linear(12) and GRU(6 -> 64) x 2 + Linear(6) (EXTENSIONS=0): the four-row gate stage keeps
+    them at 2.46 and 2.54 instructions per MAC (QEMU -icount; 3.22 / 3.24 with two rows per call)."""
+    folder, macs = _reference_model(tmp_path, name)
+    m4 = _assert_passes(_run("an386", _build_with(folder, "an386", "EXTENSIONS=0")), "cortex-m4")
+    print(f"{name}: cortex-m4 dsp {m4} instructions per step ({m4 / macs:.3f} per MAC)")
+    assert m4 / macs < ceiling, (m4, macs)
+
+
+def test_cortex_m4_image_forms_four_gate_rows_per_activation_load(arm_tools, tmp_path):  # noqa: F811
+    """The four-row stage's asm loop: register-offset loads of rows 1 and 3 next to SMLAD, and a post-indexed LDRD."""
+    _calibrated_case(tmp_path, "lstm", 1, "dense")
+    _generate(tmp_path)
+    rows4 = _disassembly(_build(tmp_path, "an386"), "gate_rows4_int8")
+    assert re.search(r"\bldrd\b.*\], #8", rows4) and len(re.findall(r"\bsmlad\b", rows4)) >= 16, rows4[:2000]
+    assert re.search(r"\bldr(\.w)?\s+\w+, \[\w+, \w+\]", rows4), "rows 1 and 3 read at [row 0 + n], [row 2 + n]"
 
 
 def test_cortex_m4_dsp_build_runs_lstm_extensions_bit_for_bit(arm_tools, tmp_path):  # noqa: F811

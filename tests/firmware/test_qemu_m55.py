@@ -8,6 +8,7 @@ QEMU without mps3-an547): skip, or fail under CI=true (test_qemu.py's check)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_firmware import build_model, macs_per_step, model_specs
+from rnnedge.export import footprint
 from rnnedge.export.firmware import write_vector_sources
 from rnnedge.export.vectors import write_vectors
 from tests.firmware.test_host import CELLS, STEPS, _calibrated_case, _generate, _hot_case
@@ -122,3 +124,20 @@ def test_a_host_build_that_forces_the_helium_path_stops_with_a_clear_error(tmp_p
                           check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "RNNEDGE_MVE 1 needs a compiler that targets integer MVE" in proc.stderr
+
+
+def test_the_export_footprint_measures_the_cortex_m55_image_with_its_helium_kernels(m55_tools, tmp_path):
+    """export/footprint.py on mps3-an547 (the board `rnnedge inspect --measure-footprint` and the export report can
+    ask for): the Helium library of the reference LSTM, the same model constants as the Cortex-M4's build, the
+    AN547's SysTick resolution, and under a third of the M4 DSP's instructions per step."""
+    folder, _ = _reference_model(tmp_path, "lstm")
+    m55 = footprint.measure_footprint(folder, "an547", steps=8, build_dir=tmp_path / "m55")
+    m4 = footprint.measure_footprint(folder, "an386", steps=8, build_dir=tmp_path / "m4")
+    assert (m55["board"], m55["cpu"]) == ("an547", "cortex-m55")
+    assert m55["icount"]["resolution"] == 31.25 and m4["icount"]["resolution"] == 40
+    assert m55["model_const"]["flash_bytes"] == m4["model_const"]["flash_bytes"]
+    assert m55["ram"]["bss_agrees"]
+    assert m55["icount"]["per_step_mean"] < m4["icount"]["per_step_mean"] / 3, (m55["icount"], m4["icount"])
+    assert "an547" in footprint.summary_line(m55)
+    with pytest.raises(footprint.FootprintError, match=re.escape("unknown board 'an999' (an385 | an386 | an547)")):
+        footprint.measure_footprint(folder, "an999")

@@ -17,7 +17,8 @@
  *     status: ok                                                or the first failing step's status (exit 1)
  *
  * Nothing is printed inside a measured interval; the input of a step is produced before its interval starts.
- * The stack high-water mark is read after the steps and before any printing.
+ * The stack high-water mark is read after the steps and before any printing. The LCG and the report are
+ * bench_report.inc's, shared with step_bench_float.c.
  */
 #include <stdint.h>
 
@@ -42,19 +43,12 @@
 static int16_t bench_state[MODEL_STATE_LEN];
 static int16_t bench_scratch[MODEL_SCRATCH_LEN];
 static int32_t bench_logits[MODEL_OUT];
-static uint32_t bench_counts[BENCH_STEPS];
-static uint32_t bench_lcg = BENCH_SEED;
 
 #if MODEL_INPUT_KIND == RNNEDGE_INPUT_DENSE
 static int16_t bench_x[MODEL_N_IN];
 #endif
 
-/* Numerical Recipes' LCG; the high 16 bits are the usable ones */
-static uint32_t lcg_next(void)
-{
-    bench_lcg = bench_lcg * 1664525u + 1013904223u;
-    return bench_lcg >> 16;
-}
+#include "bench_report.inc"
 
 /* FNV-1a over the logits' bytes: a compact fingerprint of what the steps computed */
 static uint32_t hash_logits(uint32_t h)
@@ -69,34 +63,6 @@ static uint32_t hash_logits(uint32_t h)
         }
     }
     return h;
-}
-
-static void sort_counts(uint32_t *a, int32_t n)
-{
-    int32_t i, j;
-    for (i = 1; i < n; ++i) {
-        uint32_t v = a[i];
-        for (j = i; j > 0 && a[j - 1] > v; --j) {
-            a[j] = a[j - 1];
-        }
-        a[j] = v;
-    }
-}
-
-static void put_line_u32(const char *key, uint32_t v)
-{
-    sh_puts(key);
-    sh_puts(": ");
-    sh_put_u32(v);
-    sh_puts("\n");
-}
-
-static void put_line_i32(const char *key, int32_t v)
-{
-    sh_puts(key);
-    sh_puts(": ");
-    sh_put_i32(v);
-    sh_puts("\n");
 }
 
 int main(void)
@@ -140,32 +106,9 @@ int main(void)
     }
     stack_used = sh_stack_used(); /* before any printing: the steps' deepest call chain */
 
-    sh_puts("bench: step_bench\n");
-    sh_puts("cpu: ");
-    sh_puts(sh_cpu_name());
-    sh_puts("\n");
-    put_line_i32("steps", BENCH_STEPS);
-    put_line_i32("input_kind", MODEL_INPUT_KIND);
-    put_line_i32("state_bytes", MODEL_STATE_BYTES);
-    put_line_i32("scratch_bytes", MODEL_SCRATCH_BYTES);
-    put_line_i32("ram_bytes", MODEL_RAM_BYTES);
-    put_line_i32("const_bytes", MODEL_CONST_BYTES);
-    put_line_u32("icount_reset", reset_count);
-    if (status != RNNEDGE_OK) {
-        put_line_i32("failed_step", failed_step);
-        put_line_i32("status", status);
+    if (bench_report("step_bench", status, failed_step, reset_count, total, stack_used) != 0) {
         return 1;
     }
-    sort_counts(bench_counts, BENCH_STEPS);
-    put_line_u32("icount_per_step_median", bench_counts[BENCH_STEPS / 2]);
-    put_line_u32("icount_per_step_min", bench_counts[0]);
-    put_line_u32("icount_per_step_max", bench_counts[BENCH_STEPS - 1]);
-    put_line_u32("icount_per_step_mean_x100", (uint32_t)((total * 100u) / (uint32_t)BENCH_STEPS));
-    sh_puts("icount_total: ");
-    sh_put_i64((int64_t)total);
-    sh_puts("\n");
-    put_line_u32("stack_used", stack_used);
-    put_line_u32("stack_size", sh_stack_size());
     sh_puts("logits_checksum: ");
     sh_put_hex32(checksum);
     sh_puts("\nstatus: ok\n");

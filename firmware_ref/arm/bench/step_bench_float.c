@@ -3,6 +3,7 @@
  * functions: MODEL_PRECISION_F32 / MODEL_PRECISION_INT8W). Same LCG, same "key: value" lines, same measurement
  * (each step alone with sh_icount_now(), nothing printed inside an interval, the stack high-water mark read after
  * the steps); dense inputs are the LCG's int16 samples scaled to [-4, 4) floats, token ids as in step_bench.c.
+ * The LCG and the report lines are bench_report.inc's.
  * Built and run by benchmarks/cost_measure.py (the cost table and the cost model's fit).
  */
 #include <stdint.h>
@@ -37,47 +38,12 @@
 static float bench_state[MODEL_STATE_LEN];
 static float bench_scratch[MODEL_SCRATCH_LEN];
 static float bench_y[MODEL_OUT];
-static uint32_t bench_counts[BENCH_STEPS];
-static uint32_t bench_lcg = BENCH_SEED;
 
 #if MODEL_INPUT_KIND == RNNEDGE_INPUT_DENSE
 static float bench_x[MODEL_N_IN];
 #endif
 
-/* Numerical Recipes' LCG; the high 16 bits are the usable ones */
-static uint32_t lcg_next(void)
-{
-    bench_lcg = bench_lcg * 1664525u + 1013904223u;
-    return bench_lcg >> 16;
-}
-
-static void sort_counts(uint32_t *a, int32_t n)
-{
-    int32_t i, j;
-    for (i = 1; i < n; ++i) {
-        uint32_t v = a[i];
-        for (j = i; j > 0 && a[j - 1] > v; --j) {
-            a[j] = a[j - 1];
-        }
-        a[j] = v;
-    }
-}
-
-static void put_line_u32(const char *key, uint32_t v)
-{
-    sh_puts(key);
-    sh_puts(": ");
-    sh_put_u32(v);
-    sh_puts("\n");
-}
-
-static void put_line_i32(const char *key, int32_t v)
-{
-    sh_puts(key);
-    sh_puts(": ");
-    sh_put_i32(v);
-    sh_puts("\n");
-}
+#include "bench_report.inc"
 
 int main(void)
 {
@@ -118,32 +84,9 @@ int main(void)
     }
     stack_used = sh_stack_used(); /* before any printing: the steps' deepest call chain */
 
-    sh_puts("bench: step_bench_float\n");
-    sh_puts("cpu: ");
-    sh_puts(sh_cpu_name());
-    sh_puts("\n");
-    put_line_i32("steps", BENCH_STEPS);
-    put_line_i32("input_kind", MODEL_INPUT_KIND);
-    put_line_i32("state_bytes", MODEL_STATE_BYTES);
-    put_line_i32("scratch_bytes", MODEL_SCRATCH_BYTES);
-    put_line_i32("ram_bytes", MODEL_RAM_BYTES);
-    put_line_i32("const_bytes", MODEL_CONST_BYTES);
-    put_line_u32("icount_reset", reset_count);
-    if (status != RNNEDGE_OK) {
-        put_line_i32("failed_step", failed_step);
-        put_line_i32("status", status);
+    if (bench_report("step_bench_float", status, failed_step, reset_count, total, stack_used) != 0) {
         return 1;
     }
-    sort_counts(bench_counts, BENCH_STEPS);
-    put_line_u32("icount_per_step_median", bench_counts[BENCH_STEPS / 2]);
-    put_line_u32("icount_per_step_min", bench_counts[0]);
-    put_line_u32("icount_per_step_max", bench_counts[BENCH_STEPS - 1]);
-    put_line_u32("icount_per_step_mean_x100", (uint32_t)((total * 100u) / (uint32_t)BENCH_STEPS));
-    sh_puts("icount_total: ");
-    sh_put_i64((int64_t)total);
-    sh_puts("\n");
-    put_line_u32("stack_used", stack_used);
-    put_line_u32("stack_size", sh_stack_size());
     sh_puts("status: ok\n");
     return 0;
 }

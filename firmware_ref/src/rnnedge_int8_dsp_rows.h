@@ -1,0 +1,84 @@
+/*
+ * rnnedge_int8_dsp_rows.h: the DSP path's gate stage (RNNEDGE_DSP_DOT), four gate rows per call: both dot products
+ * of the rows (dot4_int8_pairs, rnnedge_dsp.h: each activation pair word loaded once for the four rows) and their
+ * requantisation (mbqm_dsp, inlined), compiled at -O2 so that the requantisation's pointers stay in registers.
+ * Included by src/rnnedge_int8.c only, after sat16_sum and gru_n_pre_int8, as part of that file: split out by
+ * concern, not a public header. The integers are the plain path's (gate_sums_int8, gru_n_rows_int8).
+ */
+#ifndef RNNEDGE_INT8_DSP_ROWS_H
+#define RNNEDGE_INT8_DSP_ROWS_H
+
+#if RNNEDGE_DSP_DOT
+
+/** Gate row r's pre-activation sat16(yx + yh) from its two dot products (b_x[r] + W_ih[r] . x, W_hh[r] . h): the
+ * gate pre-activation in Q3.12, the two int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. */
+static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t acc_x, int32_t acc_h)
+{
+    const int32_t yx = mbqm_dsp(acc_x, layer->mult_x[r], (int32_t)layer->shift_x[r]);
+    const int32_t yh = mbqm_dsp(acc_h, layer->mult_h[r], (int32_t)layer->shift_h[r]);
+    return sat16_sum(yx, yh);
+}
+
+/** pre[k] = gate_pre_int8 of rows r + k, k = 0..3 (w_x, w_h: row r of W_ih and W_hh): both dot products of the
+ * four rows and their requantisation, inlined into one function at -O2 (gcc -Os spills the requantisation's
+ * pointers when it inlines it into the row loop: ~60 instructions per row). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O2")
+__attribute__((noinline))
+#endif
+static void gate_rows4_int8(const rnnedge_layer_int8 *layer, int32_t r, const int8_t *w_x, const uint64_t *xp,
+                            const int16_t *x, const int8_t *w_h, const uint64_t *hp, const int16_t *h, int16_t *pre)
+{
+    int32_t acc_x[4];
+    int32_t acc_h[4] = {0, 0, 0, 0};
+    const int32_t *mult_x = layer->mult_x + r;
+    const int32_t *mult_h = layer->mult_h + r;
+    const int8_t *shift_x = layer->shift_x + r;
+    const int8_t *shift_h = layer->shift_h + r;
+    int32_t k;
+    for (k = 0; k < 4; ++k) {
+        acc_x[k] = layer->b_x[r + k];
+    }
+    dot4_int8_pairs(w_x, xp, x, layer->n_in, acc_x);
+    dot4_int8_pairs(w_h, hp, h, layer->hidden, acc_h);
+    for (k = 0; k < 4; ++k) {
+        pre[k] = sat16_sum(mbqm_dsp(acc_x[k], mult_x[k], (int32_t)shift_x[k]),
+                           mbqm_dsp(acc_h[k], mult_h[k], (int32_t)shift_h[k]));
+    }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+/** pre[k] = gru_n_pre_int8 of hidden units j + k, k = 0..3 (w_x, w_h: their n rows of W_ih and W_hh): the dot
+ * products and the requantisation in one function at -O2, as gate_rows4_int8. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O2")
+__attribute__((noinline))
+#endif
+static void gru_n_rows4_int8(const rnnedge_layer_int8 *layer, int32_t j, const int16_t *r_pre, const int8_t *w_x,
+                             const uint64_t *xp, const int16_t *x, const int8_t *w_h, const uint64_t *hp,
+                             const int16_t *h, int16_t *pre)
+{
+    int32_t acc_x[4];
+    int32_t acc_h[4];
+    int32_t k;
+    for (k = 0; k < 4; ++k) {
+        acc_x[k] = layer->b_x[2 * layer->hidden + j + k];
+        acc_h[k] = layer->b_hn[j + k];
+    }
+    dot4_int8_pairs(w_x, xp, x, layer->n_in, acc_x);
+    dot4_int8_pairs(w_h, hp, h, layer->hidden, acc_h);
+    for (k = 0; k < 4; ++k) {
+        pre[k] = gru_n_pre_int8(layer, j + k, sigmoid_q15(r_pre[k]), acc_x[k], acc_h[k]);
+    }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+#endif /* RNNEDGE_DSP_DOT */
+
+#endif /* RNNEDGE_INT8_DSP_ROWS_H */

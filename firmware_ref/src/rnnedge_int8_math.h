@@ -1,0 +1,178 @@
+/*
+ * rnnedge_int8_math.h: the integer primitives of the int8 step (runtime/int8_math.py), one static function each,
+ * named as there. Included by src/rnnedge_int8.c only (after rnnedge.h and rnnedge_dsp.h), as part of that file:
+ * split out by concern, not a public header.
+ */
+#ifndef RNNEDGE_INT8_MATH_H
+#define RNNEDGE_INT8_MATH_H
+
+#define Q15_ONE 32768 /* 1.0 in Q0.15 */
+
+/* The DSP build inlines the primitives a cell applies per hidden unit into its loops (-Os calls them: ~10
+ * instructions of call overhead each, seven calls per LSTM unit); the plain build keeps them out of line (size). */
+#if RNNEDGE_DSP_DOT && defined(__GNUC__)
+#define UNIT_INLINE __attribute__((always_inline)) inline
+#else
+#define UNIT_INLINE
+#endif
+
+/* -- primitives (runtime/int8_math.py) --------------------------------------------------------------------- */
+
+/** Any int32 -> int16, clamped to [-32768, 32767]: SSAT on the DSP path; elsewhere two ifs (the equivalent nested
+ * ?: becomes two compares and branches), in which gcc -Os finds the SSAT only sometimes. */
+static int16_t sat16(int32_t x)
+{
+#if RNNEDGE_DSP_DOT
+    return (int16_t)rnnedge_ssat16(x);
+#else
+    if (x > INT16_MAX) {
+        x = INT16_MAX;
+    }
+    if (x < INT16_MIN) {
+        x = INT16_MIN;
+    }
+    return (int16_t)x;
+#endif
+}
+
+/** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms. */
+static int16_t sat16_wide(int64_t x)
+{
+    if (x > INT16_MAX) {
+        x = INT16_MAX;
+    }
+    if (x < INT16_MIN) {
+        x = INT16_MIN;
+    }
+    return (int16_t)x;
+}
+
+/** Any int64 -> int32, clamped. */
+static int32_t saturate_int32(int64_t x)
+{
+    return (int32_t)(x < INT32_MIN ? INT32_MIN : x > INT32_MAX ? INT32_MAX : x);
+}
+
+/** round(a * b / 2^31), ties toward +infinity; INT32_MIN * INT32_MIN, the one overflow, gives INT32_MAX.
+ * gemmlowp adds a nudge of 2^30 (ab >= 0) or 1 - 2^30 (ab < 0) and divides toward zero; for ab < 0 that division
+ * is a floor shift of nudged + 2^31 - 1 = ab + 2^30, so both signs are floor((ab + 2^30) / 2^31). */
+static int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    /* |ab| <= 2^62; the result is in [INT32_MIN, INT32_MAX] once the one overflow is excluded */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
+/** round(x / 2^exponent), ties away from zero, 0 <= exponent <= 31 (gemmlowp's mask-and-threshold form, all in
+ * int32: it equals int8_math's "add half, minus one for negative x, then floor" for every int32 x). */
+static UNIT_INLINE int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u); /* 2^e - 1 <= INT32_MAX */
+    const int32_t remainder = x & mask;                             /* x mod 2^e, in [0, 2^e) */
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/** rounding_divide_by_pot(x, e) for |x| <= 2^30 and 1 <= e <= 31: the cells' products (|f c|, |i g|, |o tanh c|,
+ * a GRU blend's sum: below 2^30) and a cell value's shift. On the DSP path in 4 instructions for a constant e
+ * (gemmlowp's form takes 7): x - 1 for a negative x (no wrap: |x| <= 2^30) turns ties away from zero into ties up,
+ * which is floor(x / 2^e) plus bit e - 1; elsewhere rounding_divide_by_pot itself. */
+static UNIT_INLINE int32_t rounding_divide_by_pot_small(int32_t x, int32_t e)
+{
+#if RNNEDGE_DSP_DOT
+    const int32_t y = x + (x >> 31);
+    return (y >> e) + ((y >> (e - 1)) & 1);
+#else
+    return rounding_divide_by_pot(x, e);
+#endif
+}
+
+/** x * m for (M, S) = quantize_multiplier(m): RDBPOT(SRDHM(sat32(x * 2^max(S, 0)), M), max(-S, 0)). One branch
+ * per sign of S: the left shift (S > 0) is followed by a division by 2^0, which is the identity. */
+static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t M, int32_t S)
+{
+    if (S > 0) { /* S <= 30: |x| * 2^S <= 2^61 */
+        return saturating_rounding_doubling_high_mul(saturate_int32((int64_t)x * ((int64_t)1 << S)), M);
+    }
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, M), -S); /* S >= -31 */
+}
+
+/** round(x / 2^15), ties away from zero, for |x| < 2^46 (a GRU's r * yh_n: r in [0, 32767], yh_n int32), whose
+ * quotient fits int32: add half (one less for a negative x), then floor, as int8_math.rounding_divide_by_pot. */
+static int32_t rounding_divide_by_pot15_wide(int64_t x)
+{
+    return (int32_t)((x + (x < 0 ? (int64_t)(1 << 14) - 1 : (int64_t)(1 << 14))) >> 15);
+}
+
+/** int16 Q3.12 -> int16 sigmoid in Q0.15: a = |3x|, table index a >> 9, 9 bits of linear interpolation.
+ * r <= 65535 * 2^9 + 511 * 65535 < 2^26: int32. */
+static UNIT_INLINE int16_t sigmoid_q15(int16_t x)
+{
+    const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x); /* <= 98304 */
+    const int32_t u = a >> 9;
+    int32_t r;
+    if (u >= 255) {
+        r = (int32_t)0x7FFF << 10;
+    } else {
+        const int32_t lo = (int32_t)rnnedge_sigmoid_table_q16[u];
+        r = (lo << 9) + (a & 511) * ((int32_t)rnnedge_sigmoid_table_q16[u + 1] - lo);
+    }
+    return (int16_t)(x >= 0 ? (r + (1 << 9)) >> 10 : ((1 << 25) - r + (1 << 9) - 1) >> 10);
+}
+
+/** int16 Q3.12 -> int16 tanh in Q0.15: tanh(x) = 2 sigmoid(2x) - 1, the same table at index a >> 8, 8 bits of
+ * interpolation. The negative branch's numerator can be negative: a floor shift (see the check above). */
+static UNIT_INLINE int16_t tanh_q15(int16_t x)
+{
+    const int32_t a = 3 * (x < 0 ? -(int32_t)x : (int32_t)x);
+    const int32_t u = a >> 8;
+    int32_t r;
+    if (u >= 255) {
+        r = (int32_t)0xFFFF << 8;
+    } else {
+        const int32_t lo = (int32_t)rnnedge_sigmoid_table_q16[u];
+        r = (lo << 8) + (a & 255) * ((int32_t)rnnedge_sigmoid_table_q16[u + 1] - lo);
+    }
+    return (int16_t)(x >= 0 ? (r - (1 << 23) + (1 << 7)) >> 8 : (-r + (1 << 23) + (1 << 7) - 1) >> 8);
+}
+
+/** int16 c with real value c * 2^p, -27 <= p <= 3 -> tanh in Q0.15, via Q3.12 (e = p + 12): sat16(c * 2^e)
+ * for e >= 0 (|c| * 2^15 <= 2^30: int32), RDBPOT(c, -e) for e < 0. */
+static UNIT_INLINE int16_t tanh_of_cell_q15(int16_t c, int32_t p)
+{
+    const int32_t e = p + 12;
+    if (e >= 0) {
+        return tanh_q15(sat16((int32_t)c * ((int32_t)1 << e)));
+    }
+    return tanh_q15((int16_t)rounding_divide_by_pot_small((int32_t)c, -e)); /* -e in [1, 15] */
+}
+
+#if RNNEDGE_DSP_DOT
+/** multiply_by_quantized_multiplier(x, M, S), the same integers in fewer instructions where S <= 0 (the common
+ * case; S > 0 calls it), inlined into the row loops:
+ *   SRDHM(x, M) = floor((xM + 2^30) / 2^31) = 2 hi + (lo >> 31) for xM + 2^30 = hi 2^32 + lo (one SMLAL); 2 hi by
+ *     QADD, which saturates exactly the one overflow (x = M = INT32_MIN: hi = 2^30, lo >> 31 = 0 -> INT32_MAX), and
+ *     otherwise is exact (|xM| < 2^62 gives |2 hi| <= 2^31 - 2);
+ *   RDBPOT(y, e), e = -S: first y - 1 where y < 0 and e > 0 (the sign bit of y & S; QADD, so INT32_MIN stays,
+ *     which rounds the same), which turns ties away from zero into ties up; then ties up is floor(y / 2^e) plus
+ *     bit e - 1 of y, read as bit e of y << 1 (0 for e = 0). rnnedge_mve.h's vector form is the same. */
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* -Os would call it: 2 x 10 instructions of call overhead per gate row */
+#endif
+static inline int32_t mbqm_dsp(int32_t x, int32_t M, int32_t S)
+{
+    int64_t p;
+    int32_t y;
+    if (S > 0) {
+        return multiply_by_quantized_multiplier(x, M, S);
+    }
+    p = (int64_t)x * (int64_t)M + ((int64_t)1 << 30);
+    y = rnnedge_qadd((int32_t)(p >> 32), (int32_t)(p >> 32)) + (int32_t)((uint32_t)p >> 31);
+    y = rnnedge_qadd(y, (y & S) >> 31);
+    return (y >> -S) + (int32_t)((((uint32_t)y << 1) >> -S) & 1u);
+}
+#endif
+
+#endif /* RNNEDGE_INT8_MATH_H */
