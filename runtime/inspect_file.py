@@ -22,7 +22,7 @@ from rnnedge.runtime.cost_model import TARGETS
 from rnnedge.runtime.options import RawHelpFormatter
 
 PROG = "rnnedge inspect"
-BOARDS = ("an385", "an386")  # export/footprint.py's boards: Cortex-M3, Cortex-M4F
+BOARDS = ("an385", "an386", "an547")  # export/footprint.py's boards: Cortex-M3, Cortex-M4F, Cortex-M55
 TARGET_NAMES = tuple(TARGETS)
 
 DESCRIPTION = """\
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "run it under QEMU (export/footprint.py) for the library's code bytes, the stack and "
                              "the instructions per step (seconds; needs the ARM toolchain and qemu-system-arm)")
     parser.add_argument("--board", choices=BOARDS, default="an385",
-                        help="with --measure-footprint: an385 (Cortex-M3) or an386 (Cortex-M4F)")
+                        help="with --measure-footprint: an385 (Cortex-M3), an386 (Cortex-M4F) or an547 (Cortex-M55)")
     parser.add_argument("--target", choices=TARGET_NAMES, metavar="TARGET",
                         help=("predict one firmware_ref step on this microcontroller from the model's shape alone "
                               "(runtime/cost_model.py, a formula fitted to QEMU instruction counts): instructions per "

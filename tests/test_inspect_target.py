@@ -90,7 +90,7 @@ def test_inspect_target_of_a_float_file_on_an_int8_only_target_exits_2(files, ca
 
 
 def test_inspect_target_without_coefficients_says_not_measured_yet_and_exits_2(files, capsys, monkeypatch):
-    """cortex-m55 until its board is measured; any target whose coefficients are missing says the same."""
+    """A target whose coefficients are missing (taken out here, as for a target not measured yet) says so."""
     monkeypatch.delitem(cost_coefficients.COEFFICIENTS, "cortex-m4/int8")
     monkeypatch.delitem(cost_coefficients.COEFFICIENTS, "cortex-m55/int8", raising=False)
     for target in ("cortex-m4", "cortex-m55"):
