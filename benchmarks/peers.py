@@ -23,7 +23,8 @@ LiteRT num_threads=1). One repetition starts one process per (workload, engine),
 each repetition; a figure is the median over repetitions of the median of --inner timed passes in that process.
 The ratio row gives rnnedge / best peer per column (below 1: rnnedge is faster / smaller). numba_floor is not an
 engine: the cold start and RSS of the smallest numba program (import numba, one cached tiny kernel), the floor
-rnnedge's own cold start is compared with.
+rnnedge's own cold start is compared with. rnnedge's Python modules are byte-compiled first, as pip does at install
+(an editable install under PYTHONDONTWRITEBYTECODE would otherwise compile their source in every process).
 
 LiteRT needs TensorFlow to convert the weights to .tflite: the harness creates a separate virtual environment
 for that (--bench-venv, default artifacts/bench-venv: pip install tensorflow-cpu ai-edge-litert, about 1.6 GB)
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                           "seq": [[1, seq_steps], [peer_build.SEQ_BATCH, seq_steps]]}
         info["seq_steps"] = seq_steps
         workloads[name] = info
+    from rnnedge.runtime.compile_cmd import byte_compile_runtime
+
+    byte_compile_runtime()  # bytecode as a pip install has it (an editable install may not), so no start compiles it
     skipped = {}
     pythons = {e: sys.executable for e in engines}
     if any(e in LITERT for e in engines):

@@ -4,7 +4,8 @@ numba compiles a kernel the first time it is called and keeps the machine code i
 finds it there loads it in a fraction of a second instead of compiling for many. This command calls, on harmless inputs
 (zeros, token 0), exactly what a device calls: a stream's step at batch 1 and batch 2 (the model's specialised
 step where runtime/fused.py builds one, else the generic kernels), run() on a short sequence, and generate()'s
-sampler for a token generator. Whatever the model runs is compiled; nothing else is.
+sampler for a token generator. Whatever the model runs is compiled; nothing else is. It also writes the bytecode
+of the runtime's Python modules where the install has none (as pip does), so they are not compiled at every start.
 
     rnnedge compile model.int8.safetensors                          # the usual caches (below)
     rnnedge compile a.f32.safetensors b.int8.safetensors --cache-dir /opt/app/kernels   # a cache to ship
@@ -78,11 +79,26 @@ def _main(args: argparse.Namespace) -> int:
             models.append((path, runtime.load(path)))
         except (OSError, ValueError) as e:
             return bad_input(PROG, str(e))
+    byte_compile_runtime()
     for path, model in models:
         if not args.quiet:
             print(f"{PROG}: compiling the kernels of {path} ...", file=sys.stderr, flush=True)
         print_facts(path, model, compile_model(model), args.quiet)
     return OK
+
+
+def byte_compile_runtime() -> None:
+    """The runtime's own modules as bytecode (__pycache__ beside them), as pip writes them at install: an editable
+    or copied install, or one made with PYTHONDONTWRITEBYTECODE, otherwise compiles their Python source in every
+    process (~70 ms of a ~0.4 s start). Up-to-date files are left alone; a read-only install is left as it is."""
+    import compileall
+
+    import rnnedge
+    from rnnedge import runtime
+
+    for folder in {Path(runtime.__file__).parent, Path(rnnedge.__file__).parent}:
+        if folder.is_dir() and os.access(folder, os.W_OK):
+            compileall.compile_dir(str(folder), maxlevels=0, quiet=2)
 
 
 def use_cache_dir(folder: str) -> str | None:

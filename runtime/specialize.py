@@ -9,7 +9,7 @@ and a second process (or a device after `rnnedge compile`) loads machine code in
     module = load_source("lstm_int8w", source)   # the module; its @njit functions compile on first call
 
 The cache folder: $RNNEDGE_CACHE_DIR, else $XDG_CACHE_HOME/rnnedge/kernels, else ~/.cache/rnnedge/kernels.
-A file is written once (to a temporary name, then renamed), never rewritten: numba keys its cache on the
+A file is written once (to a temporary name, then renamed), with its bytecode beside it, never rewritten: numba keys its cache on the
 source file's modification time, so rewriting an unchanged file would throw the compiled code away. Where the
 folder cannot be written, the source goes to a private temporary folder for this process (it still runs,
 compiled each time).
@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import py_compile
 import sys
 import tempfile
 from pathlib import Path
@@ -74,6 +75,7 @@ def load_source(stem: str, source: str):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+    _byte_compile(path)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -83,3 +85,15 @@ def load_source(stem: str, source: str):
         del sys.modules[name]
         raise
     return module
+
+
+def _byte_compile(path: Path) -> None:
+    """Keep the generated module's bytecode beside it (__pycache__, written once, atomically), as pip does for an
+    installed package: a later process then imports it without compiling the Python source, even where
+    PYTHONDONTWRITEBYTECODE keeps the import system from writing it. A folder that refuses it only costs that."""
+    pyc = importlib.util.cache_from_source(str(path))
+    if not os.path.exists(pyc):
+        try:
+            py_compile.compile(str(path), cfile=pyc, doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            pass

@@ -3,6 +3,7 @@ nothing."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from rnnedge import runtime
+from rnnedge.runtime import model as model_module
 from rnnedge.runtime.umbrella import main as rnnedge
 from tests.helpers import make_model, make_spec, write_artifact
 
@@ -83,6 +85,10 @@ def test_after_rnnedge_compile_a_fresh_process_steps_each_model_compiling_nothin
     result = json.loads(first.stdout)
     assert result["misses"] == {}, f"compiled after rnnedge compile: {result['misses']}"
     assert result["hits"] >= 2  # at least the two models' steps came from the cache
+    # the Python side starts warm too: the generated kernels and the runtime's own modules have their bytecode
+    generated = sorted(cache.glob("*.py"))
+    assert generated and all(Path(importlib.util.cache_from_source(str(p))).is_file() for p in generated)
+    assert Path(importlib.util.cache_from_source(model_module.__file__)).is_file()
 
     dense, tokens = (runtime.load(path) for path in models)
     want = [dense.stream(1).step(np.full((1, 5), 0.25, np.float32)).ravel().tolist(),
