@@ -80,11 +80,12 @@ def ensure_bench_venv(venv: Path) -> Path:
 
 
 def worker_env(cache_dir: str | None) -> dict:
-    """Single-threaded pools; cache_dir: a NUMBA_CACHE_DIR of its own, or None for this install's usual cache."""
+    """Single-threaded pools; cache_dir: a NUMBA_CACHE_DIR and RNNEDGE_CACHE_DIR of its own, or None for this
+    install's usual caches."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = cache_dir
+    if cache_dir is not None:  # nothing compiled before: numba's machine code and rnnedge's generated kernels
+        env["NUMBA_CACHE_DIR"] = env["RNNEDGE_CACHE_DIR"] = cache_dir
     env.update({v: "1" for v in THREAD_ENV})
     return env
 
