@@ -20,8 +20,10 @@ VOCAB, T = 20, 70
 PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
                                                               reason="this CPU has no AVX512-VNNI")),
          "portable"]
-CASES = [(cell, kind, layers, on) for cell in CELLS for kind in ("dense", "tokens") for layers in (1, 2)
-         for on in ("every_step", "last_step")]
+# every pair of (input kind, layers, head) values, for every cell: each case compiles a model's own kernel
+CASES = [(cell, kind, layers, on) for cell in CELLS
+         for kind, layers, on in (("dense", 1, "every_step"), ("tokens", 2, "every_step"), ("dense", 2, "last_step"),
+                                  ("tokens", 1, "last_step"))]
 
 
 @functools.cache
