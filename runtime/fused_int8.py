@@ -5,10 +5,11 @@ head as literals (runtime/specialize.py), integers identical to runtime/kernels_
     step.kernel(y, buf, x, blob)   # the generic kernel's call and buffers: buf = [logits | state | scratch]
 
 What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
-cells; initial_state too, which only changes where a stream starts), and a linear head with any activation.
-Anything else (the ONNX step extensions: clip, input_forget, peepholes, linear_before_reset false, other
-activation functions; bidirectional or reverse layers) returns None and the generic kernels
-run the model. A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
+cells; initial_state too, which only changes where a stream starts), and a linear head with any activation;
+model.run() of such layers, bidirectional and reverse ones too, through the generated `sequence`
+(fused_int8_seq.py; a model with those cannot stream, so it gets no step). Anything else (the ONNX step
+extensions: clip, input_forget, peepholes, linear_before_reset false, other activation functions) returns None
+and the generic kernels run the model. A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
 sat16(MBQM) per row, then the layer's activation.
 
 How it differs from the generic kernel (the integers do not):
@@ -33,7 +34,9 @@ How it differs from the generic kernel (the integers do not):
 - Every stream's input is quantised (and checked) into the scratch in one branch-free pass before any state
   changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
-Batches: every stream runs the same code one after another, B read from x, so any B runs without recompiling.
+Batches: each layer's two mat-vecs run for all B streams as matrix products (vnni.matmat_vnni_at: every
+weight load serves four streams) into per-stream rows after the quantised inputs, then each stream's gate
+stage; B is read from x, so any B runs without recompiling.
 """
 
 from __future__ import annotations
