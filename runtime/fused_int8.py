@@ -139,7 +139,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
     module = specialize.load_source(stem, text)
     weights = blob.finish()
     return Specialised(kernel=module.step if streams else None, weights=(weights,),
-                       scratch=lambda batch: XQ + batch * (NP + 2 * gp_max),
+                       scratch=lambda batch: XQ + batch * NP,
                        info={"path": path, "source": str(specialize.source_path(stem, text)),
                              "blob_bytes": int(weights.nbytes),
                              "run": "input projections of every step as one VNNI matrix product, then the "
@@ -181,7 +181,7 @@ for o in range({head['OUT']}):
 
 
 def _step(src: Source, model, layers, hiddens, frame: Frame, OUT: int, STATE: int, NP: int, XQ: int) -> None:
-    """The stream's step: step(y, buf, x, blob) -> status, the weights read once per step for all streams."""
+    """The stream's step: step(y, buf, x, blob) -> status, every stream one after another."""
     n_in = int(model.layout.model[L.M_N_IN])
     src.add(0, """
 
@@ -203,7 +203,9 @@ for b in range(B):
         q = np.rint(v / fl[{scale}]) if ok else np.float32(0)
         s[{XQ} + b * {NP} + k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))
 if not finite:
-    return 1""")
+    return 1
+for b in range(B):
+    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]""")
     else:
         vocab, emb = model.vocab, frame.inputs[0]
         src.add(1, f"""
@@ -212,29 +214,18 @@ for b in range(B):
         return 2
 s = buf[B * {OUT + STATE} :]
 for b in range(B):
+    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]
     row = w8[{emb} + x[b] * {n_in} : {emb} + (x[b] + 1) * {n_in}]
     for k in range({n_in}):
         s[{XQ} + b * {NP} + k] = np.int32(row[k])""")
-    # every layer over all B streams at once: its two mat-vecs as matrix products (each weight load serves four
-    # streams) into zs = [ax | ah] per stream, then each stream's gate stage on its own rows
-    src.add(1, f"zs = {XQ} + B * {NP}")
-    v, K = ("s", XQ, NP), n_in
+    v, K = ("s", f"{XQ} + b * {NP}"), n_in
     for (k,), row in zip(layers, model.layout.layers[::2]):
         h, c = int(row[L.L_OFF_H]), int(row[L.L_OFF_C])
-        src.matmat(1, "s", "zs", 2 * k.GP, k.w_ih, k.b_x, v[0], v[1], v[2], K, k.GP, "B")
-        src.matmat(1, "s", f"zs + {k.GP}", 2 * k.GP, k.w_hh, k.b_h, "buf", f"B * {OUT} + {h}", STATE, k.H, k.GP, "B")
-        src.add(1, f"""
-for b in range(B):
-    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]
-    for j in range({k.GP}):
-        s[{frame.AX} + j] = s[zs + b * {2 * k.GP} + j]
-        s[{frame.AH} + j] = s[zs + b * {2 * k.GP} + {k.GP} + j]""")
+        src.matvec(2, frame.AX, k.w_ih, k.b_x, v, K, k.GP)
+        src.matvec(2, frame.AH, k.w_hh, k.b_h, ("st", h), k.H, k.GP)
         gates(src, k, 2, frame.AX, frame.AH, "st", h, c, frame.table)
-        v, K = ("buf", f"B * {OUT} + {h}", STATE), k.H
-    src.add(1, f"""
-for b in range(B):
-    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]""")
-    _head_code(src, frame, hiddens, 2, ("st", h), K, "y[b]", f"buf[b * {OUT} + o]")
+        v, K = ("st", h), k.H
+    _head_code(src, frame, hiddens, 2, v, K, "y[b]", f"buf[b * {OUT} + o]")
     src.add(1, "return 0")
 
 
