@@ -5,10 +5,11 @@ head as literals (runtime/specialize.py), integers identical to runtime/kernels_
     step.kernel(y, buf, x, blob)   # the generic kernel's call and buffers: buf = [logits | state | scratch]
 
 What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
-cells; initial_state too, which only changes where a stream starts), and a linear head with any activation.
-Anything else (the ONNX step extensions: clip, input_forget, peepholes, linear_before_reset false, other
-activation functions; bidirectional or reverse layers) returns None and the generic kernels
-run the model. A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
+cells; initial_state too, which only changes where a stream starts), and a linear head with any activation;
+model.run() of such layers, bidirectional and reverse ones too, through the generated `sequence`
+(fused_int8_seq.py; a model with those cannot stream, so it gets no step). Anything else (the ONNX step
+extensions: clip, input_forget, peepholes, linear_before_reset false, other activation functions) returns None
+and the generic kernels run the model. A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
 sat16(MBQM) per row, then the layer's activation.
 
 How it differs from the generic kernel (the integers do not):
@@ -34,6 +35,9 @@ How it differs from the generic kernel (the integers do not):
   changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
 Batches: every stream runs the same code one after another, B read from x, so any B runs without recompiling.
+(Each layer's mat-vecs as matrix products over all B streams, vnni.matmat_vnni_at, measured no faster per stream at
+B = 8-256 -- the per-stream gate stage and copies bound it -- and 0.3 us slower at B = 1, so the step does not use
+them; run() does, for the input projections of all T steps.)
 """
 
 from __future__ import annotations
@@ -42,62 +46,34 @@ import os
 
 import numpy as np
 
+from rnnedge.runtime import layout as L
+from rnnedge.runtime import spec as specs
 from rnnedge.runtime import specialize, vnni
 from rnnedge.runtime.fused import GENERATORS, Specialised
-from rnnedge.runtime.fused_int8_math import pair_table, rounding_rows
-from rnnedge.runtime.layout import (
-    ACT_NONE,
-    CELL_GRU,
-    CELL_LSTM,
-    CELL_RNN_RELU,
-    CELL_RNN_TANH,
-    D_ACTIVATION,
-    D_N_IN,
-    D_OFF_B,
-    D_OFF_S,
-    D_OFF_W,
-    D_UNITS,
-    F_REVERSE,
-    F_STEP,
-    HID_GELU,
-    HID_GELU_TANH,
-    HID_RELU,
-    HID_SIGMOID,
-    HID_TANH,
-    L_CELL,
-    L_FLAGS,
-    L_HIDDEN,
-    L_LEFT_SHIFT,
-    L_N_IN,
-    L_OFF_BHH,
-    L_OFF_BIH,
-    L_OFF_C,
-    L_OFF_H,
-    L_OFF_SIH,
-    L_OFF_WHH,
-    L_OFF_WIH,
-    L_PARAM,
-    M_ACTIVATION,
-    M_HEAD_IN,
-    M_N_IN,
-    M_OFF_HEAD_B,
-    M_OFF_HEAD_S,
-    M_OFF_HEAD_W,
-    M_OFF_IN_A,
-    M_OFF_IN_B,
-    M_OFF_IN_S,
-    M_OUT,
-    M_STATE,
-    M_VOCAB,
+from rnnedge.runtime.fused_int8_cells import (
+    Blob,
+    Source,
+    gates,
+    hidden,
+    hidden_constants,
+    layer_constants,
+    pack,
+    up,
 )
+from rnnedge.runtime.fused_int8_math import pair_table
+from rnnedge.runtime.fused_int8_seq import Frame, run_sequence, sequence
 
-LANES = 16
-ALIGN = 64  # bytes: every blob piece starts on a cache line
-GATES = {CELL_RNN_TANH: 1, CELL_RNN_RELU: 1, CELL_LSTM: 4, CELL_GRU: 3}
+HEADER = """
+import numpy as np
+from numba import njit
 
-
-def _up(n: int, to: int = LANES) -> int:
-    return -(-n // to) * to
+from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
+from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
+                                       gelu_q12, rounding_divide_by_pot, sat16)
+from rnnedge.runtime.kernels_f32 import activate_head_f32
+from rnnedge.runtime.vnni import matmat_vnni_at, matvec_vnni_at
+"""
 
 
 def portable_forced() -> bool:
@@ -108,90 +84,10 @@ def uncovered(model) -> str | None:
     """What of `model` this step does not cover (the generic kernels run it), or None."""
     lay = model.layout
     for l, layer in enumerate(model.spec["layers"]):
-        if layer["bidirectional"] or lay.layers[2 * l][L_FLAGS] & (F_STEP | F_REVERSE):
-            return f"layer {l} has a bidirectional, reverse or ONNX step extension"
+        for d in range(specs.directions(layer)):
+            if lay.layers[2 * l + d][L.L_FLAGS] & L.F_STEP:
+                return f"layer {l} has an ONNX step extension"
     return None
-
-
-class _Blob:
-    """The step's one int32 array, built piece by piece, each piece 64-byte aligned (offsets in its own units)."""
-
-    def __init__(self):
-        self.pieces: list[tuple[int, bytes]] = []
-        self.size = 0  # bytes
-
-    def _put(self, data: bytes) -> int:
-        start = _up(self.size, ALIGN)
-        self.pieces.append((start, data))
-        self.size = start + len(data)
-        return start
-
-    def int8(self, arr: np.ndarray) -> int:
-        """Byte offset of int8 data (read through blob.view(np.int8))."""
-        return self._put(np.ascontiguousarray(arr, dtype=np.int8).tobytes())
-
-    def int32(self, arr: np.ndarray) -> int:
-        return self._put(np.ascontiguousarray(arr, dtype=np.int32).tobytes()) // 4
-
-    def float32(self, arr: np.ndarray) -> int:
-        return self._put(np.ascontiguousarray(arr, dtype=np.float32).tobytes()) // 4
-
-    def finish(self) -> np.ndarray:
-        """The int32 array, its data 64-byte aligned (read-only)."""
-        n = _up(max(self.size, 4), ALIGN) // 4
-        raw = np.zeros(n + ALIGN // 4, dtype=np.int32)
-        skip = (-raw.ctypes.data % ALIGN) // 4
-        blob = raw[skip : skip + n]
-        as_bytes = blob.view(np.uint8)
-        for start, data in self.pieces:
-            as_bytes[start : start + len(data)] = np.frombuffer(data, dtype=np.uint8)
-        blob.flags.writeable = False
-        return blob
-
-
-def _pad_gates(a: np.ndarray, gates: int, H: int, HP: int) -> np.ndarray:
-    """a (..., gates H) -> (..., gates HP): gate k's rows at k HP .. k HP + H - 1, zeros between."""
-    out = np.zeros((*a.shape[:-1], gates * HP), dtype=a.dtype)
-    for k in range(gates):
-        out[..., k * HP : k * HP + H] = a[..., k * H : (k + 1) * H]
-    return out
-
-
-class _Source:
-    """The generated module's text: literal offsets, the mat-vec path's code."""
-
-    def __init__(self, portable: bool):
-        self.portable = portable
-        self.lines: list[str] = []
-
-    def add(self, indent: int, text: str) -> None:
-        self.lines.extend(" " * (4 * indent) + line if line else "" for line in text.strip("\n").split("\n"))
-
-    def matvec(self, indent: int, dst: int, w: int, bias: int, v: tuple[str, int | str], K: int, N: int) -> None:
-        """s[dst : dst + N] = blob[bias : bias + N] + W^T v (N a multiple of 16); v = (array, offset), the
-        scratch s or the stream's state st. Portable: four input rows per pass over the outputs, as
-        kernels_int8.gemv_t_int8 (int32 sums, exact in any order)."""
-        if not self.portable:
-            self.add(indent, f"matvec_vnni_at(s, {dst}, w8, {w}, blob, {bias}, {v[0]}, {v[1]}, {K}, {N // LANES})")
-            return
-        rows = "\n".join(f"    v{i} = np.int32({v[0]}[{v[1]} + k + {i}])" for i in range(4))
-        terms = " + ".join(f"np.int32(w8[{w} + (k + {i}) * {N} + n]) * v{i}" for i in range(4))
-        self.add(indent, f"""
-for n in range({N}):
-    s[{dst} + n] = blob[{bias} + n]
-for k in range(0, {K - K % 4}, 4):
-{rows}
-    for n in range({N}):
-        s[{dst} + n] += np.int32({terms})
-for k in range({K - K % 4}, {K}):
-    v0 = np.int32({v[0]}[{v[1]} + k])
-    for n in range({N}):
-        s[{dst} + n] += np.int32(np.int32(w8[{w} + k * {N} + n]) * v0)""")
-
-
-def _pack(blob: _Blob, w_t: np.ndarray, portable: bool) -> int:
-    """Byte offset of W^T (K, N) int8 in the mat-vec's layout: as is (portable) or pack_vnni's blocks."""
-    return blob.int8(w_t if portable else vnni.pack_vnni(np.ascontiguousarray(w_t)))
 
 
 def generate(model, path: str | None = None) -> Specialised | None:
@@ -207,33 +103,88 @@ def generate(model, path: str | None = None) -> Specialised | None:
         raise ValueError("int8 mat-vec path 'avx512_vnni' asked for, but this CPU has no AVX512-VNNI")
     portable = path == "portable"
     lay, m = model.layout, model.layout.model
-    blob, src = _Blob(), _Source(portable)
-    OUT, STATE, n_in = int(m[M_OUT]), int(m[M_STATE]), int(m[M_N_IN])
+    blob, src = Blob(), Source(portable)
+    OUT, STATE, n_in = int(m[L.M_OUT]), int(m[L.M_STATE]), int(m[L.M_N_IN])
     table = blob.int32(pair_table())
+    layers = [[layer_constants(blob, lay, lay.layers[2 * l + d], portable) for d in range(specs.directions(layer))]
+              for l, layer in enumerate(model.spec["layers"])]
+    hiddens = [hidden_constants(blob, row, lay, portable) for row in lay.dense]
+    head = _head_constants(blob, lay, portable)
+    if model.dense:
+        inputs = tuple(blob.float32(lay.blob[int(m[a]) : int(m[a]) + n]) for a, n in
+                       ((L.M_OFF_IN_A, n_in), (L.M_OFF_IN_B, n_in), (L.M_OFF_IN_S, 1)))
+    else:
+        vocab = int(m[L.M_VOCAB])
+        inputs = (blob.int8(lay.qblob[int(m[L.M_OFF_IN_A]) : int(m[L.M_OFF_IN_A]) + vocab * n_in]),)
 
-    # scratch: [ax (GP) | ah (GP) | head accumulators (OP) | every stream's quantised input (B x NP)]: the input
-    # of all B streams is formed (and checked) before any state changes, the rest serves one stream at a time
-    gp_max = max(GATES[int(row[L_CELL])] * _up(int(row[L_HIDDEN])) for row in lay.layers[::2])
-    AX, NP = 0, _up(n_in)
+    # scratch: [ax (GP) | ah (GP) | head accumulators (OP) | hidden head layers' outputs | every stream's quantised
+    # input (B x NP)]: the input of all B streams is formed (and checked) before any state changes, the rest
+    # serves one stream at a time
+    gp_max = max(k.GP for ks in layers for k in ks)
+    AX, NP = 0, up(n_in)
     AH = AX + gp_max
     HD = AH + gp_max
-    OP = _up(OUT)
-    hidden = []  # where each hidden head layer's output sits (padded to 16 rows), after the head's accumulators
-    for row in lay.dense:
-        hidden.append(HD + OP + sum(_up(int(r[D_UNITS])) for r in lay.dense[: len(hidden)]))
-    XQ = HD + OP + sum(_up(int(r[D_UNITS])) for r in lay.dense)
+    outs = []  # where each hidden head layer's output sits (padded to 16 rows), after the head's accumulators
+    for k in hiddens:
+        outs.append(HD + head["OP"] + sum(h.UP for h in hiddens[: len(outs)]))
+    XQ = HD + head["OP"] + sum(h.UP for h in hiddens)
+    frame = Frame(AX=AX, AH=AH, HD=HD, outs=outs, FE=XQ, table=table, inputs=inputs, head=head)
 
+    src.add(0, HEADER)
+    streams = specs.can_stream(model.spec)
+    if streams:
+        _step(src, model, layers, hiddens, frame, OUT, STATE, NP, XQ)
+    seq = sequence(src, model, layers, hiddens, frame, _head_code)
+
+    text, stem = "\n".join(src.lines) + "\n", f"int8_{'portable' if portable else 'vnni'}"
+    module = specialize.load_source(stem, text)
+    weights = blob.finish()
+    return Specialised(kernel=module.step if streams else None, weights=(weights,),
+                       scratch=lambda batch: XQ + batch * NP,
+                       info={"path": path, "source": str(specialize.source_path(stem, text)),
+                             "blob_bytes": int(weights.nbytes),
+                             "run": "input projections of every step as one VNNI matrix product, then the "
+                                    "recurrence" if not portable else "the step's stages over whole sequences"},
+                       run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, seq, X, lengths,
+                                                                  valid))
+
+
+def _head_constants(blob: Blob, lay, portable: bool) -> dict:
+    m = lay.model
+    OUT, head_in = int(m[L.M_OUT]), int(m[L.M_HEAD_IN])
+    OP = up(OUT)
+    w = lay.qblob[int(m[L.M_OFF_HEAD_W]) : int(m[L.M_OFF_HEAD_W]) + OUT * head_in].reshape(OUT, head_in)
+    w_t = np.zeros((head_in, OP), dtype=np.int8)
+    w_t[:, :OUT] = w.T
+    bias = np.zeros(OP, dtype=np.int32)
+    bias[:OUT] = lay.iblob[int(m[L.M_OFF_HEAD_B]) : int(m[L.M_OFF_HEAD_B]) + OUT]
+    return {"OUT": OUT, "OP": OP, "w": pack(blob, w_t, portable), "b": blob.int32(bias),
+            "s": blob.float32(lay.blob[int(m[L.M_OFF_HEAD_S]) : int(m[L.M_OFF_HEAD_S]) + OUT]),
+            "activation": int(m[L.M_ACTIVATION])}
+
+
+def _head_code(src: Source, frame: Frame, hiddens: list, indent: int, v: tuple[str, int | str], K: int, y: str,
+               logits: str | None = None) -> None:
+    """The head's hidden layers, its mat-vec and dequantisation into y (a row of float32), its activation; the
+    integer logits also to `logits` (an expression with o) where given."""
+    for k, out in zip(hiddens, frame.outs):
+        hidden(src, k, indent, v, out, frame.table)
+        v, K = ("s", out), k.U
+    head = frame.head
+    src.matvec(indent, frame.HD, head["w"], head["b"], v, K, head["OP"])
+    keep = f"\n    {logits} = a" if logits else ""
+    src.add(indent, f"""
+for o in range({head['OUT']}):
+    a = s[{frame.HD} + o]{keep}
+    {y}[o] = np.float32(a) * fl[{head['s']} + o]""")
+    if head["activation"] != L.ACT_NONE:
+        src.add(indent, f"activate_head_f32({y}, {head['activation']})")
+
+
+def _step(src: Source, model, layers, hiddens, frame: Frame, OUT: int, STATE: int, NP: int, XQ: int) -> None:
+    """The stream's step: step(y, buf, x, blob) -> status, every stream one after another."""
+    n_in = int(model.layout.model[L.M_N_IN])
     src.add(0, """
-import numpy as np
-from numba import njit
-
-from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
-from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
-from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
-                                       gelu_q12, rounding_divide_by_pot, sat16)
-from rnnedge.runtime.kernels_f32 import activate_head_f32
-from rnnedge.runtime.vnni import matvec_vnni_at
-
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def step(y, buf, x, blob):
@@ -241,9 +192,7 @@ def step(y, buf, x, blob):
     w8 = blob.view(np.int8)
     fl = blob.view(np.float32)""")
     if model.dense:
-        mean = blob.float32(lay.blob[int(m[M_OFF_IN_A]) : int(m[M_OFF_IN_A]) + n_in])
-        std = blob.float32(lay.blob[int(m[M_OFF_IN_B]) : int(m[M_OFF_IN_B]) + n_in])
-        scale = blob.float32(lay.blob[int(m[M_OFF_IN_S]) : int(m[M_OFF_IN_S]) + 1])
+        mean, std, scale = frame.inputs
         src.add(1, f"""
 s = buf[B * {OUT + STATE} :]
 finite = True
@@ -259,8 +208,7 @@ if not finite:
 for b in range(B):
     st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]""")
     else:
-        vocab = int(m[M_VOCAB])
-        emb = blob.int8(lay.qblob[int(m[M_OFF_IN_A]) : int(m[M_OFF_IN_A]) + vocab * n_in])
+        vocab, emb = model.vocab, frame.inputs[0]
         src.add(1, f"""
 for b in range(B):
     if x[b] < 0 or x[b] >= {vocab}:
@@ -271,162 +219,15 @@ for b in range(B):
     row = w8[{emb} + x[b] * {n_in} : {emb} + (x[b] + 1) * {n_in}]
     for k in range({n_in}):
         s[{XQ} + b * {NP} + k] = np.int32(row[k])""")
-
     v, K = ("s", f"{XQ} + b * {NP}"), n_in
-    for row in lay.layers[::2]:
-        v, K = _layer(src, blob, lay, row, v, K, AX, AH, table, portable)
-    for row, out in zip(lay.dense, hidden):
-        v, K = _hidden(src, blob, lay, row, v, K, out, table, portable)
-
-    head_in = int(m[M_HEAD_IN])
-    w = lay.qblob[int(m[M_OFF_HEAD_W]) : int(m[M_OFF_HEAD_W]) + OUT * head_in].reshape(OUT, head_in)
-    w_t = np.zeros((head_in, OP), dtype=np.int8)
-    w_t[:, :OUT] = w.T
-    bias = np.zeros(OP, dtype=np.int32)
-    bias[:OUT] = lay.iblob[int(m[M_OFF_HEAD_B]) : int(m[M_OFF_HEAD_B]) + OUT]
-    head_w, head_b = _pack(blob, w_t, portable), blob.int32(bias)
-    head_s = blob.float32(lay.blob[int(m[M_OFF_HEAD_S]) : int(m[M_OFF_HEAD_S]) + OUT])
-    src.matvec(2, HD, head_w, head_b, v, K, OP)
-    src.add(2, f"""
-for o in range({OUT}):
-    a = s[{HD} + o]
-    buf[b * {OUT} + o] = a
-    y[b, o] = np.float32(a) * fl[{head_s} + o]""")
-    if int(m[M_ACTIVATION]) != ACT_NONE:
-        src.add(2, f"activate_head_f32(y[b], {int(m[M_ACTIVATION])})")
+    for (k,), row in zip(layers, model.layout.layers[::2]):
+        h, c = int(row[L.L_OFF_H]), int(row[L.L_OFF_C])
+        src.matvec(2, frame.AX, k.w_ih, k.b_x, v, K, k.GP)
+        src.matvec(2, frame.AH, k.w_hh, k.b_h, ("st", h), k.H, k.GP)
+        gates(src, k, 2, frame.AX, frame.AH, "st", h, c, frame.table)
+        v, K = ("st", h), k.H
+    _head_code(src, frame, hiddens, 2, v, K, "y[b]", f"buf[b * {OUT} + o]")
     src.add(1, "return 0")
-
-    text, stem = "\n".join(src.lines) + "\n", f"int8_{'portable' if portable else 'vnni'}"
-    module = specialize.load_source(stem, text)
-    weights = blob.finish()
-    return Specialised(kernel=module.step, weights=(weights,), scratch=lambda batch: XQ + batch * NP,
-                       info={"path": path, "source": str(specialize.source_path(stem, text)),
-                             "blob_bytes": int(weights.nbytes)})
-
-
-def _layer(src: _Source, blob: _Blob, lay, row, v: tuple[str, int | str], K: int, AX: int, AH: int, table: int,
-           portable: bool) -> tuple[tuple[str, int], int]:
-    """One forward layer's step into the source; returns where its h sits (the next layer's input) and H."""
-    cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
-    gates, HP = GATES[cell], _up(H)
-    G, GP = gates * H, gates * HP
-    n_in = int(row[L_N_IN])
-    assert n_in == K
-
-    def matrix(off: int, rows: int) -> np.ndarray:
-        return _pad_gates(lay.qblob[off : off + rows * G].reshape(rows, G), gates, H, HP)
-
-    def ivec(off: int, n: int) -> np.ndarray:
-        return lay.iblob[off : off + n]
-
-    w_ih = _pack(blob, matrix(int(row[L_OFF_WIH]), K), portable)
-    w_hh = _pack(blob, matrix(int(row[L_OFF_WHH]), H), portable)
-    b_x = blob.int32(_pad_gates(ivec(int(row[L_OFF_BIH]), G), gates, H, HP))
-    b_h = blob.int32(_pad_gates(ivec(int(row[L_OFF_BHH]), G), gates, H, HP))
-    rq = _pad_gates(ivec(int(row[L_OFF_SIH]), 4 * G).reshape(4, G), gates, H, HP)
-    # the requantisation: int8_math's general MBQM where a row shifts left (as the generic kernel chooses), else
-    # mbqm_right with each row's rounding constants in the blob (shifts in [-31, 0], multipliers >= 0: the
-    # artifact's range)
-    right = not row[L_LEFT_SHIFT] and rq[[0, 2]].min() >= 0 and rq[[1, 3]].min() >= -31
-    sides = {}
-    for side, (M, S) in (("x", (rq[0], rq[1])), ("h", (rq[2], rq[3]))):
-        sides[side] = [blob.int32(M)] + [blob.int32(a) for a in (rounding_rows(S) if right else (S,))]
-    fn = "mbqm_right" if right else ("multiply_by_quantized_multiplier" if row[L_LEFT_SHIFT]
-                                     else "multiply_by_quantized_multiplier_right")
-    h, c = int(row[L_OFF_H]), int(row[L_OFF_C])
-    src.matvec(2, AX, w_ih, b_x, v, K, GP)
-    src.matvec(2, AH, w_hh, b_h, ("st", h), H, GP)
-
-    def term(side: str, first: int = 0) -> str:
-        """One requantised term (int64) of row `first` + j."""
-        acc = AX if side == "x" else AH
-        constants = ", ".join(f"blob[{off + first} + j]" for off in sides[side])
-        return f"np.int64({fn}(s[{acc + first} + j], {constants}))"
-
-    def pre(rows: int) -> None:
-        """Rows 0 .. rows-1 of ax in place: sat16(yx + yh); 16 lanes of vector IR (fused_int8_simd) where the
-        rounding constants are rows, else one loop storing to the scratch alone (LLVM vectorises it)."""
-        if right:
-            src.add(2, f"gate_sums_rows_at(s, {AX}, {AH}, {rows}, blob, {', '.join(map(str, sides['x'] + sides['h']))})")
-            return
-        src.add(2, f"for j in range({rows}):")
-        src.add(3, f"s[{AX} + j] = np.int32(sat16({term('x')} + {term('h')}))")
-
-    def act(fn: str, first: int, rows: int) -> None:
-        src.add(2, f"{fn}_rows_at(s, {AX + first}, {rows}, blob, {table})")
-
-    if cell in (CELL_RNN_TANH, CELL_RNN_RELU):
-        pre(HP)
-        if cell == CELL_RNN_TANH:
-            act("tanh", 0, HP)
-        value = f"max(s[{AX} + j], np.int32(0))" if cell == CELL_RNN_RELU else f"s[{AX} + j]"
-        src.add(2, f"""
-for j in range({H}):
-    st[{h} + j] = {value}""")
-    elif cell == CELL_LSTM:
-        pre(4 * HP)
-        act("sigmoid", 0, 2 * HP)
-        act("tanh", 2 * HP, HP)
-        act("sigmoid", 3 * HP, HP)
-        p = int(row[L_PARAM])
-        e = p + 12  # the cell's scale 2^p to Q3.12 (int8_math.tanh_of_cell_q15)
-        cell_q = (f"sat16_32(cn << np.int32({e}))" if e > 0 else "cn" if e == 0 else f"rdbpot32(cn, {-e})")
-        # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh
-        src.add(2, f"""
-for j in range({H}):
-    kept = sat16_32(rdbpot32(np.int32(s[{AX + HP} + j] * np.int32(st[{c} + j])), 15))
-    added = sat16_32(rdbpot32(np.int32(s[{AX} + j] * s[{AX + 2 * HP} + j]), {30 + p}))
-    cn = sat16_32(kept + added)
-    st[{c} + j] = cn
-    s[{AH} + j] = {cell_q}
-tanh_rows_at(s, {AH}, {HP}, blob, {table})
-for j in range({H}):
-    st[{h} + j] = sat16_32(rdbpot32(np.int32(s[{AX + 3 * HP} + j] * s[{AH} + j]), 15))""")
-    else:
-        pre(2 * HP)
-        act("sigmoid", 0, 2 * HP)
-        n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64(s[{AX} + j]) * "
-                 f"{term('h', 2 * HP)}, 15)))")
-        src.add(2, f"""
-for j in range({HP}):
-    s[{AX + 2 * HP} + j] = np.int32({n_pre})""")
-        act("tanh", 2 * HP, HP)
-        src.add(2, f"""
-for j in range({H}):
-    z = s[{AX + HP} + j]
-    st[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * s[{AX + 2 * HP} + j])
-                                    + np.int32(z * np.int32(st[{h} + j]))), 15))""")
-    return ("st", h), H
-
-
-
-def _hidden(src: _Source, blob: _Blob, lay, row, v: tuple[str, int | str], K: int, out: int, table: int,
-            portable: bool) -> tuple[tuple[str, int], int]:
-    """One hidden head layer into the source (kernels_int8.dense_int8's integers): s[out : out + U] = act(sat16(
-    MBQM(b + W v))) per row; returns where its output sits and U."""
-    U, n_in, activation = int(row[D_UNITS]), int(row[D_N_IN]), int(row[D_ACTIVATION])
-    assert n_in == K
-    UP = _up(U)
-
-    def padded(values: np.ndarray, dtype) -> np.ndarray:
-        rows = np.zeros((*values.shape[:-1], UP), dtype=dtype)
-        rows[..., :U] = values
-        return rows
-
-    w = lay.qblob[int(row[D_OFF_W]) : int(row[D_OFF_W]) + U * n_in].reshape(U, n_in)
-    rq = lay.iblob[int(row[D_OFF_S]) : int(row[D_OFF_S]) + 2 * U]
-    M, S = blob.int32(padded(rq[:U], np.int32)), blob.int32(padded(rq[U:], np.int32))
-    bias = blob.int32(padded(lay.iblob[int(row[D_OFF_B]) : int(row[D_OFF_B]) + U], np.int32))
-    src.matvec(2, out, _pack(blob, padded(w.T, np.int8), portable), bias, v, K, UP)
-    q = f"np.int32(sat16(multiply_by_quantized_multiplier(s[{out} + j], blob[{M} + j], blob[{S} + j])))"
-    value = {HID_RELU: f"max({q}, np.int32(0))", HID_GELU: f"np.int32(gelu_q12({q}))",
-             HID_GELU_TANH: f"np.int32(gelu_q12({q}))"}.get(activation, q)
-    src.add(2, f"""
-for j in range({UP}):
-    s[{out} + j] = {value}""")
-    if activation in (HID_TANH, HID_SIGMOID):
-        src.add(2, f"{'tanh' if activation == HID_TANH else 'sigmoid'}_rows_at(s, {out}, {UP}, blob, {table})")
-    return ("s", out), U
 
 
 GENERATORS["int8"] = generate

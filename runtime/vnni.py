@@ -226,3 +226,90 @@ def matvec_vnni_at(typingctx, dst, dst_off, wq, w_off, bias, b_off, v, v_off, k,
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat_vnni_at
+
+
+@intrinsic
+def matmat_vnni_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
+    """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
+    ... + k], W^T packed by pack_vnni at wq[w_off:] (matvec_vnni_at's operands, for several rows). Rows go four
+    at a time, each pass holding 4 rows x 4 blocks of accumulators: every weight load (sign-extended once) serves
+    four rows, and each row's input pair is broadcast once for four blocks. The same integers as matvec_vnni_at
+    row by row (int32 sums wrap and associate)."""
+    sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
+        arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 3, 5, 7)]
+
+        def as_i64(value):
+            return builder.sext(value, i64) if value.type.width < 64 else value
+
+        dst_off_, dst_stride_, w_off_, b_off_, v_off_, v_stride_, k_, nblocks, nrows = (
+            as_i64(args[a]) for a in (1, 2, 4, 6, 8, 9, 10, 11, 12))
+        w_p = cgutils.gep(builder, arrays[1].data, w_off_)
+        b_p = cgutils.gep(builder, arrays[2].data, b_off_)
+        one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
+        npairs = builder.sdiv(builder.add(k_, one), two)
+        last = builder.sub(k_, one)
+        lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
+        slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(GROUP)] for _ in range(ROWS)]
+
+        def vec_ptr(base, index):
+            return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
+                                   i32x16.as_pointer())
+
+        def run(r0, nr, b0, nb):
+            dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
+                builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
+            v_rows = [cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
+                builder.add(r0, ir.Constant(i64, r)), v_stride_))) for r in range(nr)]
+            for u in range(nb):
+                start = builder.load(vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u))), align=4)
+                for r in range(nr):
+                    builder.store(start, slots[r][u])
+            with cgutils.for_range(builder, npairs) as loop:
+                p = loop.index
+                two_p = builder.mul(p, two)
+                hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
+                                          builder.add(two_p, one), last)
+                ws = []
+                for u in range(nb):
+                    block = builder.add(b0, ir.Constant(i64, u))
+                    off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
+                    wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
+                    ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
+                for r in range(nr):
+                    lo = builder.load(cgutils.gep(builder, v_rows[r], two_p))
+                    hi = builder.load(cgutils.gep(builder, v_rows[r], hi_index))
+                    pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+                    splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
+                    splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
+                    bvec = builder.bitcast(splat, i16x32)
+                    for u in range(nb):
+                        builder.store(_dpwssd_ir(builder, builder.load(slots[r][u]), ws[u], bvec), slots[r][u])
+            for r in range(nr):
+                for u in range(nb):
+                    builder.store(builder.load(slots[r][u]),
+                                  vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
+
+        def over_blocks(r0, nr):
+            groups = builder.sdiv(nblocks, ir.Constant(i64, GROUP))
+            with cgutils.for_range(builder, groups) as loop:
+                run(r0, nr, builder.mul(loop.index, ir.Constant(i64, GROUP)), GROUP)
+            with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, GROUP)), nblocks,
+                                         one) as (index, _):
+                run(r0, nr, index, 1)
+
+        row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
+        with cgutils.for_range(builder, row_groups) as loop:
+            over_blocks(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
+        with cgutils.for_range_slice(builder, builder.mul(row_groups, ir.Constant(i64, ROWS)), nrows,
+                                     one) as (index, _):
+            over_blocks(index, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -124,8 +124,7 @@ def test_specialised_int8_kernel_info_names_the_path_and_the_source(monkeypatch)
 
 @pytest.mark.parametrize("layer,why", [({"cell": "lstm", "clip": 2.0}, "ONNX step extension"),
                                        ({"cell": "gru", "linear_before_reset": False}, "ONNX step extension"),
-                                       ({"cell": "lstm", "peepholes": True}, "ONNX step extension"),
-                                       ({"cell": "gru", "bidirectional": True}, "bidirectional")])
+                                       ({"cell": "lstm", "peepholes": True}, "ONNX step extension")])
 def test_a_model_the_specialised_step_does_not_cover_runs_the_generic_kernels(layer, why):
     spec = make_spec(layer["cell"], hidden=6, features=4, out=3)
     spec["layers"] = [{"hidden": 6, "bidirectional": False, **layer}]

@@ -1,0 +1,288 @@
+"""A specialised int8 step's pieces (runtime/fused_int8.py), written into its generated source: the blob that
+holds every constant, the source text, each recurrent layer's constants and gate stage, the head's hidden dense
+layers. The step (fused_int8.py) and the whole-sequence run (fused_int8_seq.py) emit the same stages from the same
+constants, so their integers are the same by construction.
+
+    blob = Blob(); src = Source(portable)
+    k = layer_constants(blob, lay, row, portable)    # packed weights, biases, requantisation rows of one layer
+    src.matvec(...); gates(src, k, indent, AX, AH, "st", h, c, table)   # one step of that layer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.runtime import layout as L
+from rnnedge.runtime import vnni
+from rnnedge.runtime.fused_int8_math import rounding_rows
+
+LANES = 16
+ALIGN = 64  # bytes: every blob piece starts on a cache line
+GATES = {L.CELL_RNN_TANH: 1, L.CELL_RNN_RELU: 1, L.CELL_LSTM: 4, L.CELL_GRU: 3}
+
+
+def up(n: int, to: int = LANES) -> int:
+    return -(-n // to) * to
+
+
+class Blob:
+    """The step's one int32 array, built piece by piece, each piece 64-byte aligned (offsets in its own units)."""
+
+    def __init__(self):
+        self.pieces: list[tuple[int, bytes]] = []
+        self.size = 0  # bytes
+
+    def _put(self, data: bytes) -> int:
+        start = up(self.size, ALIGN)
+        self.pieces.append((start, data))
+        self.size = start + len(data)
+        return start
+
+    def int8(self, arr: np.ndarray) -> int:
+        """Byte offset of int8 data (read through blob.view(np.int8))."""
+        return self._put(np.ascontiguousarray(arr, dtype=np.int8).tobytes())
+
+    def int32(self, arr: np.ndarray) -> int:
+        return self._put(np.ascontiguousarray(arr, dtype=np.int32).tobytes()) // 4
+
+    def float32(self, arr: np.ndarray) -> int:
+        return self._put(np.ascontiguousarray(arr, dtype=np.float32).tobytes()) // 4
+
+    def finish(self) -> np.ndarray:
+        """The int32 array, its data 64-byte aligned (read-only)."""
+        n = up(max(self.size, 4), ALIGN) // 4
+        raw = np.zeros(n + ALIGN // 4, dtype=np.int32)
+        skip = (-raw.ctypes.data % ALIGN) // 4
+        blob = raw[skip : skip + n]
+        as_bytes = blob.view(np.uint8)
+        for start, data in self.pieces:
+            as_bytes[start : start + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        blob.flags.writeable = False
+        return blob
+
+
+class Source:
+    """The generated module's text: literal offsets, the mat-vec path's code."""
+
+    def __init__(self, portable: bool):
+        self.portable = portable
+        self.lines: list[str] = []
+
+    def add(self, indent: int, text: str) -> None:
+        pad = " " * (4 * indent)
+        self.lines.extend(pad + line if line else "" for line in text.strip("\n").split("\n"))
+
+    def matvec(self, indent: int, dst: int | str, w: int, bias: int, v: tuple[str, int | str], K: int, N: int,
+               out: str = "s") -> None:
+        """out[dst : dst + N] = blob[bias : bias + N] + W^T v (N a multiple of 16); v = (array, offset), the
+        scratch s or the stream's state st. Portable: four input rows per pass over the outputs, as
+        kernels_int8.gemv_t_int8 (int32 sums, exact in any order)."""
+        if not self.portable:
+            self.add(indent, f"matvec_vnni_at({out}, {dst}, w8, {w}, blob, {bias}, {v[0]}, {v[1]}, {K}, {N // LANES})")
+            return
+        rows = "\n".join(f"    v{i} = np.int32({v[0]}[{v[1]} + k + {i}])" for i in range(4))
+        terms = " + ".join(f"np.int32(w8[{w} + (k + {i}) * {N} + n]) * v{i}" for i in range(4))
+        self.add(indent, f"""
+for n in range({N}):
+    {out}[{dst} + n] = blob[{bias} + n]
+for k in range(0, {K - K % 4}, 4):
+{rows}
+    for n in range({N}):
+        {out}[{dst} + n] += np.int32({terms})
+for k in range({K - K % 4}, {K}):
+    v0 = np.int32({v[0]}[{v[1]} + k])
+    for n in range({N}):
+        {out}[{dst} + n] += np.int32(np.int32(w8[{w} + k * {N} + n]) * v0)""")
+
+    def matmat(self, indent: int, out: str, dst: int | str, dst_stride: int, w: int, bias: int, v: str,
+               v_off: int | str, v_stride: int, K: int, N: int, rows: str) -> None:
+        """matvec for `rows` rows: out[dst + r dst_stride ...] from v[v_off + r v_stride ...], r < rows; on VNNI
+        each weight load serves four rows (vnni.matmat_vnni_at)."""
+        if not self.portable:
+            self.add(indent, f"matmat_vnni_at({out}, {dst}, {dst_stride}, w8, {w}, blob, {bias}, {v}, {v_off}, "
+                             f"{v_stride}, {K}, {N // LANES}, {rows})")
+            return
+        self.add(indent, f"for r in range({rows}):")
+        self.matvec(indent + 1, f"{dst} + r * {dst_stride}", w, bias, (v, f"{v_off} + r * {v_stride}"), K, N, out)
+
+
+def pack(blob: Blob, w_t: np.ndarray, portable: bool) -> int:
+    """Byte offset of W^T (K, N) int8 in the mat-vec's layout: as is (portable) or pack_vnni's blocks."""
+    return blob.int8(w_t if portable else vnni.pack_vnni(np.ascontiguousarray(w_t)))
+
+
+def _pad_gates(a: np.ndarray, gates: int, H: int, HP: int) -> np.ndarray:
+    """a (..., gates H) -> (..., gates HP): gate k's rows at k HP .. k HP + H - 1, zeros between."""
+    out = np.zeros((*a.shape[:-1], gates * HP), dtype=a.dtype)
+    for k in range(gates):
+        out[..., k * HP : k * HP + H] = a[..., k * H : (k + 1) * H]
+    return out
+
+
+@dataclass(frozen=True)
+class LayerConstants:
+    cell: int
+    H: int  # hidden units
+    HP: int  # H rounded up to 16: gate k of unit j is row k HP + j
+    K: int  # inputs
+    w_ih: int  # byte offsets of the packed W_ih^T (K, GP), W_hh^T (H, GP)
+    w_hh: int
+    b_x: int  # int32 offsets of the biases (GP) and the requantisation rows
+    b_h: int
+    sides: dict  # "x" / "h" -> [M, S] or [M, e, half, half_neg] row offsets (right: see layer_constants)
+    fn: str  # the requantisation function name
+    right: bool  # every row shifts right: mbqm_right with precomputed rounding rows
+    param: int  # lstm: the cell state's scale exponent p (s_c = 2^p)
+    init: int | None  # offset of [h0 | c0] (int32 rows of H) where the layer-direction has an initial state
+
+    @property
+    def GP(self) -> int:
+        return GATES[self.cell] * self.HP
+
+
+def layer_constants(blob: Blob, lay, row, portable: bool) -> LayerConstants:
+    """One layer-direction's constants in the blob (weights padded to 16 rows per gate)."""
+    cell, H, K = int(row[L.L_CELL]), int(row[L.L_HIDDEN]), int(row[L.L_N_IN])
+    gates, HP = GATES[cell], up(H)
+    G = gates * H
+
+    def matrix(off: int, rows: int) -> np.ndarray:
+        return _pad_gates(lay.qblob[off : off + rows * G].reshape(rows, G), gates, H, HP)
+
+    def ivec(off: int, n: int) -> np.ndarray:
+        return lay.iblob[off : off + n]
+
+    w_ih = pack(blob, matrix(int(row[L.L_OFF_WIH]), K), portable)
+    w_hh = pack(blob, matrix(int(row[L.L_OFF_WHH]), H), portable)
+    b_x = blob.int32(_pad_gates(ivec(int(row[L.L_OFF_BIH]), G), gates, H, HP))
+    b_h = blob.int32(_pad_gates(ivec(int(row[L.L_OFF_BHH]), G), gates, H, HP))
+    rq = _pad_gates(ivec(int(row[L.L_OFF_SIH]), 4 * G).reshape(4, G), gates, H, HP)
+    # the requantisation: int8_math's general MBQM where a row shifts left (as the generic kernel chooses), else
+    # mbqm_right with each row's rounding constants in the blob (shifts in [-31, 0], multipliers >= 0: the
+    # artifact's range)
+    right = not row[L.L_LEFT_SHIFT] and rq[[0, 2]].min() >= 0 and rq[[1, 3]].min() >= -31
+    sides = {}
+    for side, (M, S) in (("x", (rq[0], rq[1])), ("h", (rq[2], rq[3]))):
+        sides[side] = [blob.int32(M)] + [blob.int32(a) for a in (rounding_rows(S) if right else (S,))]
+    fn = "mbqm_right" if right else ("multiply_by_quantized_multiplier" if row[L.L_LEFT_SHIFT]
+                                     else "multiply_by_quantized_multiplier_right")
+    init = None
+    if int(row[L.L_FLAGS]) & L.F_INIT:
+        h0 = np.zeros(2 * H, dtype=np.int32)
+        n0 = 2 * H if cell == L.CELL_LSTM else H
+        h0[:n0] = ivec(int(row[L.L_OFF_INIT]), n0)
+        init = blob.int32(h0)
+    return LayerConstants(cell, H, HP, K, w_ih, w_hh, b_x, b_h, sides, fn, right, int(row[L.L_PARAM]), init)
+
+
+def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str, h: int | str, c: int | str,
+          table: int) -> None:
+    """The layer's step after its two mat-vecs: s[AX:] holds b_x + W_ih x, s[AX:] b_h + W_hh h (GP rows each);
+    writes the new h (and lstm c) to st[h:], st[c:]."""
+    H, HP = k.H, k.HP
+
+    def term(side: str, first: int = 0) -> str:
+        """One requantised term (int64) of row `first` + j."""
+        acc = AX if side == "x" else AH
+        constants = ", ".join(f"blob[{off + first} + j]" for off in k.sides[side])
+        return f"np.int64({k.fn}(s[{acc + first} + j], {constants}))"
+
+    def pre(rows: int) -> None:
+        """Rows 0 .. rows-1 of ax in place: sat16(yx + yh); 16 lanes of vector IR (fused_int8_simd) where the
+        rounding constants are rows, else one loop storing to the scratch alone (LLVM vectorises it)."""
+        if k.right:
+            src.add(indent, f"gate_sums_rows_at(s, {AX}, {AH}, {rows}, blob, "
+                            f"{', '.join(map(str, k.sides['x'] + k.sides['h']))})")
+            return
+        src.add(indent, f"for j in range({rows}):")
+        src.add(indent + 1, f"s[{AX} + j] = np.int32(sat16({term('x')} + {term('h')}))")
+
+    def act(fn: str, first: int, rows: int) -> None:
+        src.add(indent, f"{fn}_rows_at(s, {AX + first}, {rows}, blob, {table})")
+
+    if k.cell in (L.CELL_RNN_TANH, L.CELL_RNN_RELU):
+        pre(HP)
+        if k.cell == L.CELL_RNN_TANH:
+            act("tanh", 0, HP)
+        value = f"max(s[{AX} + j], np.int32(0))" if k.cell == L.CELL_RNN_RELU else f"s[{AX} + j]"
+        src.add(indent, f"""
+for j in range({H}):
+    {st}[{h} + j] = {value}""")
+    elif k.cell == L.CELL_LSTM:
+        pre(4 * HP)
+        act("sigmoid", 0, 2 * HP)
+        act("tanh", 2 * HP, HP)
+        act("sigmoid", 3 * HP, HP)
+        p = k.param
+        e = p + 12  # the cell's scale 2^p to Q3.12 (int8_math.tanh_of_cell_q15)
+        cell_q = (f"sat16_32(cn << np.int32({e}))" if e > 0 else "cn" if e == 0 else f"rdbpot32(cn, {-e})")
+        # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh
+        src.add(indent, f"""
+for j in range({H}):
+    kept = sat16_32(rdbpot32(np.int32(s[{AX + HP} + j] * np.int32({st}[{c} + j])), 15))
+    added = sat16_32(rdbpot32(np.int32(s[{AX} + j] * s[{AX + 2 * HP} + j]), {30 + p}))
+    cn = sat16_32(kept + added)
+    {st}[{c} + j] = cn
+    s[{AH} + j] = {cell_q}
+tanh_rows_at(s, {AH}, {HP}, blob, {table})
+for j in range({H}):
+    {st}[{h} + j] = sat16_32(rdbpot32(np.int32(s[{AX + 3 * HP} + j] * s[{AH} + j]), 15))""")
+    else:
+        pre(2 * HP)
+        act("sigmoid", 0, 2 * HP)
+        n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64(s[{AX} + j]) * "
+                 f"{term('h', 2 * HP)}, 15)))")
+        src.add(indent, f"""
+for j in range({HP}):
+    s[{AX + 2 * HP} + j] = np.int32({n_pre})""")
+        act("tanh", 2 * HP, HP)
+        src.add(indent, f"""
+for j in range({H}):
+    z = s[{AX + HP} + j]
+    {st}[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * s[{AX + 2 * HP} + j])
+                                    + np.int32(z * np.int32({st}[{h} + j]))), 15))""")
+
+
+@dataclass(frozen=True)
+class HiddenConstants:
+    U: int
+    UP: int
+    K: int
+    w: int
+    bias: int
+    M: int
+    S: int
+    activation: int
+
+
+def hidden_constants(blob: Blob, row, lay, portable: bool) -> HiddenConstants:
+    """A head's hidden dense layer (kernels_int8.dense_int8's integers), rows padded to 16."""
+    U, n_in, activation = int(row[L.D_UNITS]), int(row[L.D_N_IN]), int(row[L.D_ACTIVATION])
+    UP = up(U)
+
+    def padded(values: np.ndarray, dtype) -> np.ndarray:
+        rows = np.zeros((*values.shape[:-1], UP), dtype=dtype)
+        rows[..., :U] = values
+        return rows
+
+    w = lay.qblob[int(row[L.D_OFF_W]) : int(row[L.D_OFF_W]) + U * n_in].reshape(U, n_in)
+    rq = lay.iblob[int(row[L.D_OFF_S]) : int(row[L.D_OFF_S]) + 2 * U]
+    M, S = blob.int32(padded(rq[:U], np.int32)), blob.int32(padded(rq[U:], np.int32))
+    bias = blob.int32(padded(lay.iblob[int(row[L.D_OFF_B]) : int(row[L.D_OFF_B]) + U], np.int32))
+    return HiddenConstants(U, UP, n_in, pack(blob, padded(w.T, np.int8), portable), bias, M, S, activation)
+
+
+def hidden(src: Source, k: HiddenConstants, indent: int, v: tuple[str, int | str], out: int, table: int) -> None:
+    """s[out : out + U] = act(sat16(MBQM(b + W v))) per row."""
+    src.matvec(indent, out, k.w, k.bias, v, k.K, k.UP)
+    q = f"np.int32(sat16(multiply_by_quantized_multiplier(s[{out} + j], blob[{k.M} + j], blob[{k.S} + j])))"
+    value = {L.HID_RELU: f"max({q}, np.int32(0))", L.HID_GELU: f"np.int32(gelu_q12({q}))",
+             L.HID_GELU_TANH: f"np.int32(gelu_q12({q}))"}.get(k.activation, q)
+    src.add(indent, f"""
+for j in range({k.UP}):
+    s[{out} + j] = {value}""")
+    if k.activation in (L.HID_TANH, L.HID_SIGMOID):
+        src.add(indent, f"{'tanh' if k.activation == L.HID_TANH else 'sigmoid'}_rows_at(s, {out}, {k.UP}, blob, "
+                        f"{table})")
