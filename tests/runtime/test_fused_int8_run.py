@@ -11,10 +11,10 @@ from numba import njit
 
 from rnnedge.runtime import vnni
 from rnnedge.runtime.kernels_int8 import gemv_t_int8
-from rnnedge.runtime.model import Model
 from rnnedge.runtime.spec import CELLS
 from tests.helpers import make_spec
 from tests.runtime.int8_twin import random_int8_tensors, saturating_dense_inputs
+from tests.runtime.test_fused_int8 import _models as step_models
 
 VOCAB, T = 20, 70
 PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
@@ -45,13 +45,8 @@ def _case(cell, kind, layers, on, bidirectional=False, extra=()):
 
 
 def _models(spec, tensors, path, monkeypatch):
-    """(generic model, specialised model on `path`)."""
-    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
-    generic = Model(spec, "int8", tensors)
-    assert generic.kernel_info["step"] == "generic"
-    monkeypatch.setenv("RNNEDGE_SPECIALISE", "1")
-    monkeypatch.setenv("RNNEDGE_VNNI", "0" if path == "portable" else "1")
-    fused = Model(spec, "int8", tensors)
+    """(generic model, specialised model on `path`): test_fused_int8's pair, its mat-vec path checked."""
+    generic, fused = step_models(spec, tensors, path, monkeypatch)
     assert fused.kernel_info["step"] == "specialised" and fused.kernel_info["path"] == path
     return generic, fused
 
