@@ -1,0 +1,74 @@
+"""run() of f32 / int8w models that cannot stream (bidirectional or reverse layers) on the functions compiled for
+the model (runtime/fused_float_sequence.py): lengths, initial states, token inputs and both head placements
+follow the generic kernels (RNNEDGE_SPECIALISE=0) within float32 rounding, at batch 1 and an odd batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnedge import runtime
+from tests.helpers import make_model, make_spec, random_inputs, write_artifact
+
+# The two sum each gate row in another order (f32: one FMA chain per row; int8w: exact int32 sums of the input's
+# two int16 limbs, error <= max|v| / (4 R^2) ~ 2e-10 max|v|, against float32 sums of int8 * float products), so
+# they differ by float32 roundings (~6e-8 each) carried through 2 layers and up to 40 steps: the largest measured
+# here is ~1e-6 (outputs of magnitude ~1); 1e-5 is tests/helpers.py's f32 tolerance against PyTorch.
+TOLERANCE = 1e-5
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+
+def _pair(tmp_path, spec, precision, monkeypatch):
+    path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
+    fast = runtime.load(path)
+    assert fast.kernel_info["step"] == "specialised", fast.kernel_info
+    assert fast.kernel_info["path"] == "fused_float_sequence"
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
+    slow = runtime.load(path)
+    assert slow.kernel_info["step"] == "generic"  # decided once per model, here
+    monkeypatch.delenv("RNNEDGE_SPECIALISE")
+    return fast, slow
+
+
+def _check(fast, slow, X, lengths) -> None:
+    got, want = fast.run(X, lengths), slow.run(X, lengths)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.abs(got - want).max() <= TOLERANCE
+    if got.ndim == 3:  # every_step: zero past each length, as the generic run() gives
+        assert not got[np.arange(X.shape[1])[None, :] >= lengths[:, None]].any()
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_bidirectional_two_layer_run_with_lengths_follows_the_generic_kernels(cell, precision, tmp_path,
+                                                                               monkeypatch):
+    on = "last_step" if cell in ("rnn_tanh", "gru") else "every_step"
+    spec = make_spec(cell, layers=2, bidirectional=True, on=on, hidden=20, head_hidden=((9, "relu"),))
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 5, 40)
+    _check(fast, slow, X, np.array([40, 1, 17, 33, 2]))
+    _check(fast, slow, X[2:3], np.array([25]))
+    with pytest.raises(ValueError, match="cannot stream"):
+        fast.stream()
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_reverse_layer_with_initial_states_on_tokens_follows_the_generic_kernels(cell, precision, tmp_path,
+                                                                                  monkeypatch):
+    on = "every_step" if cell in ("rnn_tanh", "gru") else "last_step"
+    spec = make_spec(cell, layers=2, on=on, kind="tokens", hidden=18)
+    spec["version"] = 2
+    spec["layers"] = [{**spec["layers"][0], "initial_state": True},
+                      {**spec["layers"][1], "reverse": True, "initial_state": True}]
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 7, 30)
+    _check(fast, slow, X, np.array([30, 3, 1, 29, 12, 30, 8]))
+    _check(fast, slow, X[3:4], np.array([30]))
+
+
+def test_bidirectional_layers_of_one_shape_share_their_compiled_functions(tmp_path, monkeypatch):
+    spec = make_spec("lstm", layers=3, bidirectional=True, hidden=16, features=32)
+    fast, _ = _pair(tmp_path, spec, "f32", monkeypatch)
+    # inputs, head, sequence; one proj per input width (32 = 2 x 16: one for all six), one recur
+    assert fast.kernel_info["functions"] == 5
