@@ -20,9 +20,9 @@ run() and never reach a kept one. The buffer (sequence_size):
     [y (B, O) | recur's scratch (B, RS) | head's hidden outputs (B, U) | state (B, SD) | P, Q (T B, WM) layer
      inputs / outputs | gx (T B, GP)]
 
-The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w), summed in another order (f32: chains of
-fused multiply-adds, fused_float_fma.py; int8w: from the activations' two int16 limbs, fused_float_vnni.py), so
-the two agree to float32 rounding, not bit for bit.
+The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 sums, int8w's row scales on
+finished sums), summed in another order (chains of fused multiply-adds, fused_float_fma.py), so the two agree to
+float32 rounding, not bit for bit.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import numpy as np
 
 from rnnedge.runtime import fused, specialize
 from rnnedge.runtime import fused_float_fma as fma
-from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, padded
@@ -40,11 +39,9 @@ from rnnedge.runtime.fused_float_layers import (
     gate_rows,
     head_source,
     inputs_source,
-    proj_f32,
-    proj_int8w,
+    proj,
     proj_offsets,
-    recur_f32,
-    recur_int8w,
+    recur,
     recur_offsets,
     recur_scratch,
 )
@@ -59,7 +56,7 @@ edited."""
 
 import numpy as np
 
-from rnnedge.runtime.jit import fast_kernel
+from rnnedge.runtime.jit import fast_inline, fast_kernel
 from rnnedge.runtime.kernels_f32 import _GELU_TANH_C, _GELU_TANH_K, _RSQRT2, erf_f32, exp_f32
 
 {imports}
@@ -88,10 +85,8 @@ def why_not(model) -> str | None:
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
         G = gate_rows(row)
         parts = ((int(row[L.L_OFF_WIH]), int(row[L.L_N_IN])), (int(row[L.L_OFF_WHH]), int(row[L.L_HIDDEN])))
-        if q8 and max(vnni.reach(w, K, G) for w, K in parts) > lay.qblob.size:
-            return f"layer-direction {i}'s VNNI sums would read past the int8 weights"
-        if not q8 and max(fma.reach(w, K, G) for w, K in parts) > lay.blob.size:
-            return f"layer-direction {i}'s blocked sums would read past the float32 weights"
+        if max(fma.reach(w, K, G) for w, K in parts) > (lay.qblob if q8 else lay.blob).size:
+            return f"layer-direction {i}'s blocked sums would read past the weights"
     return None
 
 
@@ -103,7 +98,7 @@ class Sizes:
         lay = model.layout
         rows = model_rows(model)
         self.O = int(lay.model[L.M_OUT])
-        self.RS = recur_scratch(rows, q8)
+        self.RS = recur_scratch(rows)
         self.U = sum(int(d[L.D_UNITS]) for d in lay.dense)
         self.GP = max(padded(gate_rows(row)) for row in rows)
         self.WM = max([int(lay.model[L.M_N_IN])]
@@ -142,23 +137,22 @@ def generate(model) -> fused.Specialised:
             f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']} "
             f"on {model.spec['head']['on']}")
     sizes = Sizes(model, q8)
-    text, count = source(model, sizes, what, vnni.KERNEL if q8 else "fma")
+    text, plan = source(model, sizes, what)
     stem = f"{model.precision}_seq_{cells}"
     module = specialize.load_source(stem, text)
     weights = (lay.qblob, lay.blob) if q8 else (lay.blob,)
     init = initial_states(model, sizes)
     info = {"path": "fused_float_sequence", "source": str(specialize.source_path(stem, text)), "model": what,
             "run": "input projections of all steps at once, then the recurrence; no step (the model cannot stream)",
-            "matvec": (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per row, int32 sums" if q8 else
-                       f"fma: {STREAMS} rows x {BLOCKS * fma.LANES} gate rows in registers"),
-            "functions": count}
+            "matvec": f"fma: {STREAMS} rows x {BLOCKS * fma.LANES} gate rows in registers"
+                      + (", int8 weights converted to float32 on load" if q8 else "")}
     return fused.Specialised(kernel=None, weights=weights, scratch=lambda batch: 0, info=info,
                              run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, sizes, init,
-                                                                        X, lengths, valid))
+                                                                        plan, X, lengths, valid))
 
 
-def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray, X: np.ndarray,
-                 lengths: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray, plan: np.ndarray,
+                 X: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """model.run() on the compiled functions: X (B, T, F) float32 (checked by run) or (B, T) token ids -> as run.
 
     Inputs past a length are replaced by harmless ones (the mean, or token 0); outputs there are zero."""
@@ -172,7 +166,7 @@ def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray
     buf = np.zeros(sizes.buffer(B, T), dtype=np.float32)
     every = model.spec["head"]["on"] != "last_step"
     Y = np.zeros(T * B * O if every else B * O, dtype=np.float32)
-    sequence(buf, Xt, lengths, init, Y, *weights)
+    sequence(buf, Xt, lengths, init, plan, Y, *weights)
     if not every:
         return Y.reshape(B, O)
     Y = np.ascontiguousarray(Y.reshape(T, B, O).transpose(1, 0, 2))
@@ -180,46 +174,55 @@ def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray
     return Y
 
 
-def source(model, sizes: Sizes, what: str, path: str) -> tuple[str, int]:
-    """The module text (module docstring) and how many functions it compiles. path: "fma" (f32), or int8w's
-    fused_float_vnni.KERNEL ("avx512_vnni" or "portable")."""
+def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
+    """The module text (module docstring) and the plan `sequence` takes."""
     q8 = model.precision == "int8w"
     args = "q, w" if q8 else "w"
-    if not q8:
-        imports = "from rnnedge.runtime.fused_float_fma import FMA\n\n" + "".join(
-            f"fma_{s}_{u} = FMA[{s}, {u}]\n" for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1))
-    elif path == "avx512_vnni":
-        imports = "from rnnedge.runtime.fused_float_vnni import dp2_1, dp2_4\n"
-    else:
-        imports = "from rnnedge.runtime.fused_float_vnni import dp2_portable\n"
+    imports = "from rnnedge.runtime.fused_float_fma import FMA\n\n" + "".join(
+        f"fma_{s}_{u} = FMA[{s}, {u}]\n" for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1))
     parts = [_HEADER.format(what=what, imports=imports, version=GENERATOR_VERSION),
              inputs_source(model, q8, args), head_source(model, q8, args)]
-    names: dict[str, str] = {}  # a function's text -> its name: directions of one shape share it
+    projs: dict[str, int] = {}  # a function's text -> its number: layer-directions of one shape share it
+    recurs: dict[str, int] = {}
 
-    def shared(prefix: str, text: str) -> str:
-        if text not in names:
-            names[text] = f"{prefix}_{sum(n.startswith(prefix) for n in names.values())}"
-            parts.append(text.replace("def NAME(", f"def {names[text]}(", 1))
-        return names[text]
+    def shared(known: dict, prefix: str, text: str) -> int:
+        if text not in known:
+            known[text] = len(known)
+            parts.append(text.replace("def NAME(", f"def {prefix}_{known[text]}(", 1))
+        return known[text]
 
-    calls = []
-    for row in model_rows(model):
-        if q8:
-            proj, recur = proj_int8w("NAME", row, path), recur_int8w("NAME", row, path, sizes.RS)
-        else:
-            proj, recur = proj_f32("NAME", row), recur_f32("NAME", row)
-        calls.append((shared("proj", proj), proj_offsets(row, q8), shared("recur", recur), recur_offsets(row, q8)))
-    parts.append(_sequence(model, sizes, calls, q8, args))
-    return "".join(parts), len(names) + 3
+    plan = np.zeros((len(sizes.offsets), _PLAN), dtype=np.int64)
+    layers = model.spec["layers"]
+    stride, from_p = int(model.layout.model[L.M_N_IN]), 1
+    for i, ((l, d, backward), row, so) in enumerate(zip(directions(model), model_rows(model), sizes.offsets)):
+        H = layers[l]["hidden"]
+        plan[i, :9] = (shared(projs, "proj", proj("NAME", row, q8)), shared(recurs, "recur", recur("NAME", row, q8)),
+                       backward, so,
+                       _state_size(layers[l]), H, d * H, from_p, stride)
+        plan[i, 9 : 9 + (3 if q8 else 2)] = proj_offsets(row, q8)
+        plan[i, 12 : 12 + (3 if q8 else 2)] = recur_offsets(row, q8)
+        if d == specs.directions(layers[l]) - 1:
+            stride, from_p = sizes.WM, 1 - from_p
+    parts.append(_sequence(model, sizes, len(projs), len(recurs), "P" if from_p else "Q", q8, args))
+    return "".join(parts), plan
 
 
-def _ints(values) -> str:
-    # a plain int passed to another compiled function is typed as that one value (numba's Literal[int]), which
-    # would compile the function once per call site: every int argument goes as np.int64(..) instead
-    return ", ".join(f"np.int64({v})" for v in values)
+# plan (layer-directions, _PLAN) int64, one row per layer-direction: proj and recur numbers, backward, where its
+# state starts, its state's size, H, its column in the layer output, 1 if it reads P (writes Q), the input's row
+# stride, proj's weight offsets (3), recur's (3)
+_PLAN = 15
 
 
-def _sequence(model, sizes: Sizes, calls: list, q8: bool, args: str) -> str:
+def _calls(out: Lines, name: str, count: int, which: str, call: str) -> None:
+    """One call site per function (each inlined once into `sequence`), chosen by the plan's number."""
+    for k in range(count):
+        out(f"{'if' if k == 0 else 'elif'} {which} == {k}:",
+            f"    {name}_{k}({call})")
+
+
+def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: bool, args: str) -> str:
+    """sequence(): every function but this one is inlined into it (one compiled function, its callees compiled
+    nowhere else), each at one call site: the layer-directions run in a loop over the plan."""
     SD, WM, GP, O = sizes.SD, sizes.WM, sizes.GP, sizes.O
     out = Lines()
     out("B = lens.shape[0]",
@@ -231,50 +234,52 @@ def _sequence(model, sizes: Sizes, calls: list, q8: bool, args: str) -> str:
         f"P = ST + B * {SD}  # layer inputs and outputs (TB, {WM}), two in turn",
         f"Q = P + TB * {WM}",
         f"GX = Q + TB * {WM}  # a layer-direction's input projections (TB, {GP})",
-        f"inputs(buf, P, X, TB, {args})")
-    src, stride, dst = "P", int(model.layout.model[L.M_N_IN]), "Q"
+        f"inputs(buf, P, X, TB, {args})",
+        "for i in range(plan.shape[0]):",
+        "    pid, rid, back, so, n, H, col = plan[i, 0], plan[i, 1], plan[i, 2], plan[i, 3], plan[i, 4], plan[i, 5], "
+        "plan[i, 6]",
+        "    src = P if plan[i, 7] else Q",
+        "    dst = Q if plan[i, 7] else P")
+    out.depth += 1
+    po = ", ".join(f"plan[i, {9 + k}]" for k in range(3 if q8 else 2))
+    ro = ", ".join(f"plan[i, {12 + k}]" for k in range(3 if q8 else 2))
+    _calls(out, "proj", n_proj, "pid", f"buf, src, plan[i, 8], TB, GX, {po}, {args}")
+    out("for b in range(B):",
+        "    for j in range(n):",
+        f"        buf[ST + so + b * {SD} + j] = init[so + j]",
+        "for tt in range(T):",
+        "    t = T - 1 - tt if back else tt",
+        "    if back:",
+        "        for b in range(B):",
+        "            if lens[b] == t + 1:  # this sequence's first backward step: from the initial state",
+        "                for j in range(n):",
+        f"                    buf[ST + so + b * {SD} + j] = init[so + j]")
+    out.depth += 1
+    _calls(out, "recur", n_recur, "rid", f"buf, GX + t * B * {GP}, np.int64({GP}), ST + so, np.int64({SD}), B, R, "
+                                         f"{ro}, {args}")
+    out("for b in range(B):",
+        "    for j in range(H):",
+        f"        buf[dst + (t * B + b) * {WM} + col + j] = buf[ST + so + b * {SD} + j]")
+    out.depth -= 2
+    src, dst = last, "Q" if last == "P" else "P"
     layers = model.spec["layers"]
-    for (l, d, backward), so, (proj, p_off, recur, r_off) in zip(directions(model), sizes.offsets, calls):
-        layer = layers[l]
-        H, n = layer["hidden"], _state_size(layer)
-        scr = "R, " if q8 else ""
-        out(f"# layer {l}, {'backward' if backward else 'forward'}",
-            f"{proj}(buf, {src}, np.int64({stride}), TB, GX, {scr}{_ints(p_off)}, {args})",
-            "for b in range(B):",
-            f"    for j in range({n}):",
-            f"        buf[ST + {so} + b * {SD} + j] = init[{so} + j]",
-            "for tt in range(T):",
-            f"    t = {'T - 1 - tt' if backward else 'tt'}")
-        if backward:
-            out("    for b in range(B):",
-                "        if lens[b] == t + 1:  # this sequence's first backward step",
-                f"            for j in range({n}):",
-                f"                buf[ST + {so} + b * {SD} + j] = init[{so} + j]")
-        out(f"    {recur}(buf, GX + t * B * {GP}, np.int64({GP}), ST + {so}, np.int64({SD}), B, R, {_ints(r_off)}, "
-            f"{args})",
-            "    for b in range(B):",
-            f"        for j in range({H}):",
-            f"            buf[{dst} + (t * B + b) * {WM} + {d * H} + j] = buf[ST + {so} + b * {SD} + j]")
-        if d == specs.directions(layer) - 1:
-            src, stride, dst = dst, WM, src
     if model.spec["head"]["on"] != "last_step":
         out("for t in range(T):",
             f"    head(buf, {src} + t * B * {WM}, np.int64({WM}), B, D, {args})",
             f"    for i in range(B * {O}):",
             f"        Y[t * B * {O} + i] = buf[i]")
     else:  # the final state of each direction: a forward one's at the last true step, a backward one's at step 0
-        last = layers[-1]
-        H = last["hidden"]
+        H = layers[-1]["hidden"]
         out("for b in range(B):",
-            f"    t = {'0' if last.get('reverse', False) else 'lens[b] - 1'}",
+            f"    t = {'0' if layers[-1].get('reverse', False) else 'lens[b] - 1'}",
             f"    for j in range({H}):",
             f"        buf[{dst} + b * {WM} + j] = buf[{src} + (t * B + b) * {WM} + j]")
-        if last["bidirectional"]:
+        if layers[-1]["bidirectional"]:
             out(f"    for j in range({H}, {2 * H}):",
                 f"        buf[{dst} + b * {WM} + j] = buf[{src} + b * {WM} + j]")
         out(f"head(buf, {dst}, np.int64({WM}), B, D, {args})",
             f"for i in range(B * {O}):",
             "    Y[i] = buf[i]")
-    return (f"\n\n@fast_kernel\ndef sequence(buf, X, lens, init, Y, {args}):\n"
+    return (f"\n\n@fast_kernel\ndef sequence(buf, X, lens, init, plan, Y, {args}):\n"
             '    """Whole sequences (fused_float_sequence.py): X (T B, ...) rows t-major, Y every output or the '
             'last."""\n' + out.text())
