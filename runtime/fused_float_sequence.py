@@ -3,19 +3,20 @@ loaded model (runtime/fused_float.py hands such a model here; a model that strea
 
     step = generate(model)      # a fused.Specialised whose `run` is run_sequence; it has no step kernel
 
-The generated module (sizes literal, the weights' offsets arguments: fused_float_layers.py) holds
-inputs / proj / recur / head, one function per distinct shape, and
+The generated module (sizes literal, the weights' offsets arguments: fused_float_layers.py) compiles one
+function; inputs / proj / recur / head (one proj and one recur per distinct layer shape) are inlined into it:
 
-    sequence(buf, X, lens, init, Y, *weights)
+    sequence(buf, X, lens, init, plan, Y, *weights)
         X (T B, F) float32 or (T B,) int64: the inputs of step t, stream b at row t B + b (valid everywhere:
         run() replaced those past a length); lens (B,) int64; init (SD,) every layer-direction's initial
-        state; Y (T B O,) every step's output, or (B O,) each sequence's last-step output.
+        state; plan (layer-directions, 15) int64 which functions, offsets and strides each one uses (source);
+        Y (T B O,) every step's output, or (B O,) each sequence's last-step output.
 
 Per layer-direction: proj on all T B rows at once (the weights read once for the whole sequence), then recur at
 every t, forward or backward, copying h into the layer's output rows. A backward direction starts each sequence
 at its own last step: its state is set to the initial one when t reaches lens[b] - 1 (what it held before, from
 steps past the length, is dropped). A forward direction runs past a length too; those outputs are dropped by
-run() and never reach a kept one. The buffer (sequence_size):
+run() and never reach a kept one. The buffer (Sizes.buffer):
 
     [y (B, O) | recur's scratch (B, RS) | head's hidden outputs (B, U) | state (B, SD) | P, Q (T B, WM) layer
      inputs / outputs | gx (T B, GP)]
@@ -94,7 +95,7 @@ class Sizes:
     """Per stream: y (O), recur's scratch (RS), the head's hidden outputs (U), every layer-direction's state (SD,
     `offsets` where each starts); per row of a sequence: the widest layer input or output (WM), gate rows (GP)."""
 
-    def __init__(self, model, q8: bool):
+    def __init__(self, model):
         lay = model.layout
         rows = model_rows(model)
         self.O = int(lay.model[L.M_OUT])
@@ -136,7 +137,7 @@ def generate(model) -> fused.Specialised:
     what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
             f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']} "
             f"on {model.spec['head']['on']}")
-    sizes = Sizes(model, q8)
+    sizes = Sizes(model)
     text, plan = source(model, sizes, what)
     stem = f"{model.precision}_seq_{cells}"
     module = specialize.load_source(stem, text)
