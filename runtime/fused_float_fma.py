@@ -1,16 +1,13 @@
-"""f32's and int8w's register-blocked product: a few input vectors times a block of W^T's columns, the sums held in
-registers.
+"""f32's register-blocked product: a few input vectors times a block of W^T's columns, the sums held in registers.
 
     FMA[streams, blocks](buf, acc, acc_stride, w, woff, n, src, src_stride, k)
 
 adds to buf[acc + s acc_stride + i], for s < streams and i < 16 blocks, the sum over k of W^T[kk, i] v_s[kk],
-v_s = buf[src + s src_stride ..], W^T (k, n) float32 at woff in w (row stride n); w int8 (int8w's W^T): each
-weight converted to float32 exactly, so the sum is kernels_int8w's float32 sum of q v in another order. The
-streams x blocks accumulators (16 lanes each) stay in registers for the whole k loop: each weight vector is loaded
-once and used for every stream, each input once and used for every block. Every sum is one chain of fused
-multiply-adds, in the order kk = 0, 1, .. -- the same numbers whichever block a row or a stream falls in, so a
-stream's outputs do not depend on the batch, and a whole sequence's input projection (all T steps' rows at once)
-equals the step's.
+v_s = buf[src + s src_stride ..], W^T (k, n) float32 at woff in w (row stride n). The streams x blocks
+accumulators (16 lanes each) stay in registers for the whole k loop: each weight vector is loaded once and used
+for every stream, each input once and used for every block. Every sum is one chain of fused multiply-adds, in
+the order kk = 0, 1, .. -- the same numbers whichever block a row or a stream falls in, so a stream's outputs do
+not depend on the batch, and a whole sequence's input projection (all T steps' rows at once) equals the step's.
 
 A block past n reads lanes of the next rows of W^T (or whatever follows the matrix in w: `reach` says how far,
 the generator keeps it within w) into accumulator lanes nobody reads: the accumulators are padded to blocks of 16.
@@ -38,7 +35,7 @@ def padded(n: int) -> int:
 
 
 def reach(w: int, K: int, N: int) -> int:
-    """One past the last element (float32 or int8) the product of W^T (K, N) at w reads."""
+    """One past the last float the product of W^T (K, N) at w reads."""
     return w + (K - 1) * N + padded(N)
 
 
@@ -60,16 +57,6 @@ def _fma(streams: int, count: int):
             def vptr(base, off):
                 return builder.bitcast(cgutils.gep(builder, base, off), vec.as_pointer())
 
-            if signature.args[3].dtype == types.int8:  # int8w: W^T's int8 values as floats, the sums float32
-                i8x16 = ir.VectorType(ir.IntType(8), LANES)
-
-                def weights(off):
-                    q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
-                    return builder.sitofp(builder.sext(q, ir.VectorType(i32, LANES)), vec)
-            else:
-                def weights(off):
-                    return builder.load(vptr(wdata, off), align=4)
-
             ptrs = [vptr(data, builder.add(acc_off, builder.add(builder.mul(acc_st, ir.Constant(i64, s)),
                                                                 ir.Constant(i64, LANES * u))))
                     for s in range(streams) for u in range(count)]
@@ -81,7 +68,8 @@ def _fma(streams: int, count: int):
             with cgutils.for_range(builder, K) as loop:
                 kk = loop.index
                 row = builder.add(w_off, builder.mul(kk, stride))
-                wv = [weights(builder.add(row, ir.Constant(i64, LANES * u))) for u in range(count)]
+                wv = [builder.load(vptr(wdata, builder.add(row, ir.Constant(i64, LANES * u))), align=4)
+                      for u in range(count)]
                 for s in range(streams):
                     x = builder.load(cgutils.gep(builder, data, builder.add(inputs[s], kk)))
                     x = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), x, ir.Constant(i32, 0)),

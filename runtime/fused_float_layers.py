@@ -1,7 +1,7 @@
 """The source of one recurrent layer-direction's two stages, f32 and int8w (fused_float_sequence.py assembles them):
 
-    proj(buf, src, src_stride, rows, dst, <W_ih offsets>, *weights)    dst (rows, GP) = b_ih + W_ih v_r
-    recur(buf, gx, gx_stride, st, st_stride, B, scr, <W_hh offsets>, *weights)
+    proj(buf, src, src_stride, rows, dst, <W_ih offsets>, w)    dst (rows, GP) = b_ih + W_ih v_r
+    recur(buf, gx, gx_stride, st, st_stride, B, scr, <W_hh offsets>, w)
         one time step of B streams: b_hh + W_hh h, the gates (gx the step's input projections) and the state update
 
 run() calls proj once on all T steps' rows of a layer-direction (the weights read once for the whole sequence),
@@ -11,8 +11,9 @@ layer (and layers of one shape) share one function. Sizes are literals. GP: the 
 site, so each is compiled once (what an empty cache spends its time on).
 
 Both products on fused_float_fma's register-blocked FMA (STREAMS rows x BLOCKS blocks of 16 gate rows per call,
-the blocks outer: a block of W^T is read once for all rows). int8w: the layout's int8 W^T converted to float32 as
-it is loaded, the row scale applied to the finished sum (b + s * sum, kernels_int8w's arithmetic).
+the blocks outer: a block of W^T is read once for all rows). int8w: on a float32 copy of the layer-direction's
+int8 W^T in the run's buffer (`buf`, offsets wih / whh there; each int8 is exact as a float32), the row scale
+applied to the finished sum (b + s * sum, kernels_int8w's arithmetic).
 """
 
 from __future__ import annotations
@@ -82,14 +83,14 @@ def proj(name: str, row, q8: bool) -> str:
     out("for r in range(rows):",
         f"    for j in range({G}):",
         f"        buf[dst + r * {GP} + j] = {'ZERO' if q8 else 'w[bih + j]'}")
-    _fma_calls(out, "q" if q8 else "w", "dst", GP, "wih", G, K, "src", "src_stride", "rows")
+    _fma_calls(out, "buf" if q8 else "w", "dst", GP, "wih", G, K, "src", "src_stride", "rows")
     if q8:  # kernels_int8w: the row scale on the finished sum, then the bias
         out("for r in range(rows):",
             f"    a = buf[dst + r * {GP}:]",
             f"    for j in range({G}):",
             "        a[j] = w[bih + j] + w[sih + j] * a[j]")
-    offsets, args = ("wih, bih, sih", "q, w") if q8 else ("wih, bih", "w")
-    return (f"\n\n@fast_inline\ndef {name}(buf, src, src_stride, rows, dst, {offsets}, {args}):\n"
+    offsets = "wih, bih, sih" if q8 else "wih, bih"
+    return (f"\n\n@fast_inline\ndef {name}(buf, src, src_stride, rows, dst, {offsets}, w):\n"
             f'    """dst (rows, {GP}) = b_ih + W_ih v_r, v_r (rows, {K}) at src, src_stride apart."""\n' + out.text())
 
 
@@ -99,7 +100,7 @@ def recur(name: str, row, q8: bool) -> str:
     out("for b in range(B):",
         f"    for j in range({G}):",
         f"        buf[scr + b * {GP} + j] = {'ZERO' if q8 else 'w[bhh + j]'}")
-    _fma_calls(out, "q" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B")
+    _fma_calls(out, "buf" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B")
     out("for b in range(B):",
         "    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
         "  # views: LLVM vectorises without alias checks")
@@ -108,8 +109,8 @@ def recur(name: str, row, q8: bool) -> str:
         return f"(w[bhh + {off} + j] + w[shh + {off} + j] * a[{off} + j])" if q8 else f"a[{off} + j]"
 
     update(out, row, lambda off: f"g[{off} + j]", gh)
-    offsets, args = ("whh, bhh, shh", "q, w") if q8 else ("whh, bhh", "w")
-    return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, {args}):\n"
+    offsets = "whh, bhh, shh" if q8 else "whh, bhh"
+    return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, w):\n"
             f'    """One step of B streams: state [h | c] ({H} each) at st, st_stride apart; gx their input '
             'projections."""\n' + out.text())
 

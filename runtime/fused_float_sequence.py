@@ -19,7 +19,10 @@ steps past the length, is dropped). A forward direction runs past a length too; 
 run() and never reach a kept one. The buffer (Sizes.buffer):
 
     [y (B, O) | recur's scratch (B, RS) | head's hidden outputs (B, U) | state (B, SD) | P, Q (T B, WM) layer
-     inputs / outputs | gx (T B, GP)]
+     inputs / outputs | gx (T B, GP) | int8w: one layer-direction's W_ih^T, W_hh^T as float32 (WF)]
+
+int8w converts a layer-direction's int8 weights to float32 once per run() (exact), so its sums are those of the
+f32 path on the same floats, not a conversion per use; the model keeps its int8 weights only.
 
 The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 sums, int8w's row scales on
 finished sums), summed in another order (chains of fused multiply-adds, fused_float_fma.py), so the two agree to
@@ -84,11 +87,20 @@ def why_not(model) -> str | None:
         if int(row[L.L_FLAGS]) & L.F_STEP:
             return (f"layer-direction {i} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
-        G = gate_rows(row)
-        parts = ((int(row[L.L_OFF_WIH]), int(row[L.L_N_IN])), (int(row[L.L_OFF_WHH]), int(row[L.L_HIDDEN])))
-        if max(fma.reach(w, K, G) for w, K in parts) > (lay.qblob if q8 else lay.blob).size:
+        if max(fma.reach(*part) for part in _parts(row)) > (lay.qblob if q8 else lay.blob).size:
             return f"layer-direction {i}'s blocked sums would read past the weights"
     return None
+
+
+def _parts(row) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(offset, K, G) of a layer-direction's W_ih^T and W_hh^T (K, G) in the layout's weights."""
+    G = gate_rows(row)
+    return (int(row[L.L_OFF_WIH]), int(row[L.L_N_IN]), G), (int(row[L.L_OFF_WHH]), int(row[L.L_HIDDEN]), G)
+
+
+def _extent(w: int, K: int, G: int) -> int:
+    """Elements of W^T (K, G) the FMA blocks read, from its start (fused_float_fma.reach)."""
+    return fma.reach(w, K, G) - w
 
 
 class Sizes:
@@ -98,6 +110,8 @@ class Sizes:
     def __init__(self, model):
         lay = model.layout
         rows = model_rows(model)
+        # int8w: room for one layer-direction's W_ih^T and W_hh^T as float32, as far as the FMA blocks read
+        self.WF = 0 if model.precision != "int8w" else max(sum(_extent(*part) for part in _parts(row)) for row in rows)
         self.O = int(lay.model[L.M_OUT])
         self.RS = recur_scratch(rows)
         self.U = sum(int(d[L.D_UNITS]) for d in lay.dense)
@@ -111,7 +125,7 @@ class Sizes:
 
     def buffer(self, B: int, T: int) -> int:
         """Elements of the buffer `sequence` takes for B sequences of T steps (module docstring)."""
-        return B * (self.O + self.RS + self.U + self.SD) + T * B * (2 * self.WM + self.GP)
+        return B * (self.O + self.RS + self.U + self.SD) + T * B * (2 * self.WM + self.GP) + self.WF
 
 
 def _state_size(layer: dict) -> int:
@@ -146,7 +160,7 @@ def generate(model) -> fused.Specialised:
     info = {"path": "fused_float_sequence", "source": str(specialize.source_path(stem, text)), "model": what,
             "run": "input projections of all steps at once, then the recurrence; no step (the model cannot stream)",
             "matvec": f"fma: {STREAMS} rows x {BLOCKS * fma.LANES} gate rows in registers"
-                      + (", int8 weights converted to float32 on load" if q8 else "")}
+                      + (", on a float32 copy of each layer-direction's int8 weights made per run()" if q8 else "")}
     return fused.Specialised(kernel=None, weights=weights, scratch=lambda batch: 0, info=info,
                              run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, sizes, init,
                                                                         plan, X, lengths, valid))
@@ -202,6 +216,7 @@ def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
                        _state_size(layers[l]), H, d * H, from_p, stride)
         plan[i, 9 : 9 + (3 if q8 else 2)] = proj_offsets(row, q8)
         plan[i, 12 : 12 + (3 if q8 else 2)] = recur_offsets(row, q8)
+        plan[i, 15:] = [_extent(*part) for part in _parts(row)]
         if d == specs.directions(layers[l]) - 1:
             stride, from_p = sizes.WM, 1 - from_p
     parts.append(_sequence(model, sizes, len(projs), len(recurs), "P" if from_p else "Q", q8, args))
@@ -210,8 +225,8 @@ def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
 
 # plan (layer-directions, _PLAN) int64, one row per layer-direction: proj and recur numbers, backward, where its
 # state starts, its state's size, H, its column in the layer output, 1 if it reads P (writes Q), the input's row
-# stride, proj's weight offsets (3), recur's (3)
-_PLAN = 15
+# stride, proj's weight offsets (3), recur's (3), the extents of W_ih^T and W_hh^T (int8w's float32 copies)
+_PLAN = 17
 
 
 def _calls(out: Lines, name: str, count: int, which: str, call: str) -> None:
@@ -235,6 +250,7 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
         f"P = ST + B * {SD}  # layer inputs and outputs (TB, {WM}), two in turn",
         f"Q = P + TB * {WM}",
         f"GX = Q + TB * {WM}  # a layer-direction's input projections (TB, {GP})",
+        f"WF = GX + TB * {GP}  # int8w: a layer-direction's weights as float32 ({sizes.WF})" if q8 else "",
         f"inputs(buf, P, X, TB, {args})",
         "for i in range(plan.shape[0]):",
         "    pid, rid, back, so, n, H, col = plan[i, 0], plan[i, 1], plan[i, 2], plan[i, 3], plan[i, 4], plan[i, 5], "
@@ -242,9 +258,16 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
         "    src = P if plan[i, 7] else Q",
         "    dst = Q if plan[i, 7] else P")
     out.depth += 1
-    po = ", ".join(f"plan[i, {9 + k}]" for k in range(3 if q8 else 2))
-    ro = ", ".join(f"plan[i, {12 + k}]" for k in range(3 if q8 else 2))
-    _calls(out, "proj", n_proj, "pid", f"buf, src, plan[i, 8], TB, GX, {po}, {args}")
+    if q8:  # this layer-direction's int8 W^T as float32 (exact), for the FMA blocks
+        out("wx, wh, nx, nh = plan[i, 9], plan[i, 12], plan[i, 15], plan[i, 16]",
+            "for k in range(nx):",
+            "    buf[WF + k] = np.float32(q[wx + k])",
+            "for k in range(nh):",
+            "    buf[WF + nx + k] = np.float32(q[wh + k])")
+        po, ro = "WF, plan[i, 10], plan[i, 11]", "WF + nx, plan[i, 13], plan[i, 14]"
+    else:
+        po, ro = "plan[i, 9], plan[i, 10]", "plan[i, 12], plan[i, 13]"
+    _calls(out, "proj", n_proj, "pid", f"buf, src, plan[i, 8], TB, GX, {po}, w")
     out("for b in range(B):",
         "    for j in range(n):",
         f"        buf[ST + so + b * {SD} + j] = init[so + j]",
@@ -257,7 +280,7 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
         f"                    buf[ST + so + b * {SD} + j] = init[so + j]")
     out.depth += 1
     _calls(out, "recur", n_recur, "rid", f"buf, GX + t * B * {GP}, np.int64({GP}), ST + so, np.int64({SD}), B, R, "
-                                         f"{ro}, {args}")
+                                         f"{ro}, w")
     out("for b in range(B):",
         "    for j in range(H):",
         f"        buf[dst + (t * B + b) * {WM} + col + j] = buf[ST + so + b * {SD} + j]")
