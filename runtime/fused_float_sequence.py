@@ -260,10 +260,11 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
     out.depth += 1
     if q8:  # this layer-direction's int8 W^T as float32 (exact), for the FMA blocks
         out("wx, wh, nx, nh = plan[i, 9], plan[i, 12], plan[i, 15], plan[i, 16]",
-            "for k in range(nx):",
-            "    buf[WF + k] = np.float32(q[wx + k])",
+            "fx, fh, qx, qh = buf[WF : WF + nx], buf[WF + nx : WF + nx + nh], q[wx : wx + nx], q[wh : wh + nh]",
+            "for k in range(nx):  # views: the conversion vectorises",
+            "    fx[k] = np.float32(qx[k])",
             "for k in range(nh):",
-            "    buf[WF + nx + k] = np.float32(q[wh + k])")
+            "    fh[k] = np.float32(qh[k])")
         po, ro = "WF, plan[i, 10], plan[i, 11]", "WF + nx, plan[i, 13], plan[i, 14]"
     else:
         po, ro = "plan[i, 9], plan[i, 10]", "plan[i, 12], plan[i, 13]"
