@@ -13,9 +13,10 @@ from rnnedge import runtime
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 
 # Both sum each gate row in float32, in other orders (here one FMA chain per row; int8w: its int8 weights as
-# floats, the row scale on the finished sum, as kernels_int8w), so they differ by float32 roundings (~6e-8 each)
-# carried through 2 layers and up to 40 steps; 1e-5 is tests/helpers.py's f32 tolerance against PyTorch.
-TOLERANCE = 1e-5
+# floats, exact, the row scale on the finished sum, as kernels_int8w), so they differ by float32 roundings (6e-8
+# relative each) carried through 2 layers and up to 40 steps: the largest measured over the bidirectional cases is
+# 3e-8 (softmax outputs). 1e-6 leaves 30x margin and is still 10x tighter than the 1e-5 held against PyTorch.
+TOLERANCE = 1e-6
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
 
