@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from rnnedge import runtime
+from rnnedge.runtime.model import Model
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
+from tests.runtime.test_extensions import CASES, F32_TOLERANCE, _case
 
 # Both sum each gate row in float32, in other orders (here one FMA chain per row; int8w: its int8 weights as
 # floats, exact, the row scale on the finished sum, as kernels_int8w), so they differ by float32 roundings (6e-8
@@ -76,3 +78,12 @@ def test_layer_directions_of_one_shape_share_one_inlined_function(tmp_path, monk
     source = Path(fast.kernel_info["source"]).read_text()
     assert source.count("\ndef proj_") == 1 and source.count("\ndef recur_") == 1
     assert source.count("@fast_kernel") == 1  # sequence; the rest is inlined into it
+
+
+def test_a_bidirectional_layer_with_a_step_extension_stays_on_the_generic_kernels_and_says_why():
+    _, op, attrs, keys, kw = next(c for c in CASES if c[0] == "gru-reset-before-bidirectional")
+    spec, tensors, X, expected = _case(op, attrs, keys, **kw)
+    model = Model(spec, "f32", tensors)
+    assert model.kernel_info["step"] == "generic"
+    assert "ONNX extension" in model.kernel_info["why"]
+    assert np.abs(model.run(X) - expected).max() <= F32_TOLERANCE
