@@ -95,6 +95,14 @@ static inline int32_t rnnedge_ssat16(int32_t x)
     return r;
 }
 
+/** SMMULR: round(a * b / 2^32), ties up: the high word of a * b + 2^31 (asr: <arm_acle.h> has no intrinsic). */
+static inline int32_t rnnedge_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 /** SMLAD: acc + lo(a) * lo(b) + hi(a) * hi(b), the halfwords signed. Wraps modulo 2^32 (and sets the Q flag) on
  * overflow; the callers' sums are proven to fit int32. */
 static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
@@ -128,6 +136,11 @@ static inline int32_t rnnedge_qadd(int32_t a, int32_t b)
 {
     const int64_t sum = (int64_t)a + (int64_t)b;
     return (int32_t)(sum > INT32_MAX ? INT32_MAX : sum < INT32_MIN ? INT32_MIN : sum);
+}
+
+static inline int32_t rnnedge_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
 }
 
 static inline int32_t rnnedge_ssat16(int32_t x)

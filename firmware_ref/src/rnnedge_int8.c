@@ -127,10 +127,12 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     if (xp != 0 && hp != 0) { /* four rows, then two, at a time: each activation load serves them all */
         int32_t acc_x[2];
         int32_t acc_h[2];
-        for (; r + 3 < hi; r += 4) {
-            gate_rows4_int8(layer, r, w_x, xp, x, w_h, hp, h, pre + r);
-            w_x += 4 * n_in;
-            w_h += 4 * H;
+        const int32_t blocks = (hi - lo) & ~(int32_t)3;
+        if (blocks > 0) {
+            gate_rows4_int8(layer, lo, lo + blocks, w_x, xp, x, w_h, hp, h, pre);
+            r += blocks;
+            w_x += blocks * n_in;
+            w_h += blocks * H;
         }
         for (; r + 1 < hi; r += 2) {
             dot2_int8_pairs(layer->b_x[r], layer->b_x[r + 1], w_x, xp, x, n_in, acc_x);
@@ -169,10 +171,11 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pr
     if (xp != 0 && hp != 0) {
         int32_t acc_x[2];
         int32_t acc_h[2];
-        for (; j + 3 < H; j += 4) {
-            gru_n_rows4_int8(layer, j, r_pre + j, w_x, xp, x, w_h, hp, h, pre + j);
-            w_x += 4 * n_in;
-            w_h += 4 * H;
+        j = H & ~(int32_t)3;
+        if (j > 0) {
+            gru_n_rows4_int8(layer, j, r_pre, w_x, xp, x, w_h, hp, h, pre);
+            w_x += j * n_in;
+            w_h += j * H;
         }
         for (; j + 1 < H; j += 2) {
             dot2_int8_pairs(layer->b_x[2 * H + j], layer->b_x[2 * H + j + 1], w_x, xp, x, n_in, acc_x);

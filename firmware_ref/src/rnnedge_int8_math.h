@@ -150,28 +150,36 @@ static UNIT_INLINE int16_t tanh_of_cell_q15(int16_t c, int32_t p)
 }
 
 #if RNNEDGE_DSP_DOT
-/** multiply_by_quantized_multiplier(x, M, S), the same integers in fewer instructions where S <= 0 (the common
- * case; S > 0 calls it), inlined into the row loops:
- *   SRDHM(x, M) = floor((xM + 2^30) / 2^31) = 2 hi + (lo >> 31) for xM + 2^30 = hi 2^32 + lo (one SMLAL); 2 hi by
- *     QADD, which saturates exactly the one overflow (x = M = INT32_MIN: hi = 2^30, lo >> 31 = 0 -> INT32_MAX), and
- *     otherwise is exact (|xM| < 2^62 gives |2 hi| <= 2^31 - 2);
- *   RDBPOT(y, e), e = -S: first y - 1 where y < 0 and e > 0 (the sign bit of y & S; QADD, so INT32_MIN stays,
- *     which rounds the same), which turns ties away from zero into ties up; then ties up is floor(y / 2^e) plus
- *     bit e - 1 of y, read as bit e of y << 1 (0 for e = 0). rnnedge_mve.h's vector form is the same. */
+/** multiply_by_quantized_multiplier(x, M, S) for M in [0, 2^31) (quantize_multiplier's M: 0 or [2^30, 2^31); the
+ * runtime's loader refuses others), the same integers in fewer instructions where S < 0 (the common case; S >= 0
+ * takes the plain function), inlined into the row loops:
+ *   SRDHM(x, M) = floor((2xM + 2^31) / 2^32). With m2 = 2M as an int32 (wrapping), SMMULR(x, m2) is exactly that
+ *     for M < 2^30 and that minus x for M >= 2^30 (m2 = 2M - 2^32 < 0), so adding x where m2 < 0 gives SRDHM: 4
+ *     instructions (LSL, SMMULR, AND with m2 ASR 31, ADD), no overflow (|SRDHM - x| <= |x| / 2), and y = SRDHM >=
+ *     -M > INT32_MIN;
+ *   RDBPOT(y, e), e = -S >= 1: y - 1 where y < 0 (no wrap: y > INT32_MIN) turns ties away from zero into ties up,
+ *     floor((t + 2^(e-1)) / 2^e) = ceil(q / 2) for q = t >> (e - 1) (e - 1 = ~S): (q >> 1) + (q & 1), which cannot
+ *     overflow where q + 1 could. rnnedge_mve.h's vector form gives the same integers. */
 #if defined(__GNUC__)
 __attribute__((always_inline)) /* -Os would call it: 2 x 10 instructions of call overhead per gate row */
 #endif
 static inline int32_t mbqm_dsp(int32_t x, int32_t M, int32_t S)
 {
-    int64_t p;
-    int32_t y;
-    if (S > 0) {
+    int32_t m2;
+    int32_t t;
+    int32_t q;
+#if defined(__GNUC__)
+    if (__builtin_expect(S >= 0, 0)) {
+#else
+    if (S >= 0) {
+#endif
         return multiply_by_quantized_multiplier(x, M, S);
     }
-    p = (int64_t)x * (int64_t)M + ((int64_t)1 << 30);
-    y = rnnedge_qadd((int32_t)(p >> 32), (int32_t)(p >> 32)) + (int32_t)((uint32_t)p >> 31);
-    y = rnnedge_qadd(y, (y & S) >> 31);
-    return (y >> -S) + (int32_t)((((uint32_t)y << 1) >> -S) & 1u);
+    m2 = (int32_t)((uint32_t)M << 1);
+    t = rnnedge_smmulr(x, m2) + (x & (m2 >> 31));
+    t += t >> 31;
+    q = t >> ~S;
+    return (q >> 1) + (q & 1);
 }
 #endif
 
