@@ -101,13 +101,15 @@ static UNIT_INLINE int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32
 {
     const int32_t row = 2 * layer->hidden + j;
 #if RNNEDGE_DSP_DOT
-    const int64_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
     const int32_t yh_n = mbqm_dsp(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+    /* both terms int32: QADD then SSAT clamps as the int64 sum's one saturation (sat16_sum) */
+    return sat16_sum(yx_n, rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
 #else
     const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
     const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
-#endif
     return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+#endif
 }
 
 #include "rnnedge_int8_dsp_rows.h"

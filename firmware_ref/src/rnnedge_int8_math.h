@@ -35,7 +35,9 @@ static int16_t sat16(int32_t x)
 #endif
 }
 
-/** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms. */
+/** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms (the DSP path
+ * clamps its int32 terms' sum with QADD and SSAT instead: sat16_sum). */
+#if !RNNEDGE_DSP_DOT || RNNEDGE_EXTENSIONS
 static int16_t sat16_wide(int64_t x)
 {
     if (x > INT16_MAX) {
@@ -46,6 +48,7 @@ static int16_t sat16_wide(int64_t x)
     }
     return (int16_t)x;
 }
+#endif
 
 /** Any int64 -> int32, clamped. */
 static int32_t saturate_int32(int64_t x)
