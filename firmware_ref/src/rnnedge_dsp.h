@@ -192,10 +192,23 @@ static const uint64_t *pack_pairs(const int16_t *v, int32_t n, uint64_t *buf, in
     if (words > room) {
         return 0;
     }
+#if RNNEDGE_HAVE_DSP
+    for (k = 0; k < words; ++k) { /* two LDR (v is int16-aligned only), PKHBT, PKHTB, STRD: 7 a word with the loop */
+        const uint32_t v01 = rnnedge_load_u32(v);
+        const uint32_t v23 = rnnedge_load_u32(v + 2);
+        uint32_t lo;
+        uint32_t hi;
+        __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(lo) : "r"(v01), "r"(v23));
+        __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(hi) : "r"(v23), "r"(v01));
+        buf[k] = (uint64_t)lo | ((uint64_t)hi << 32);
+        v += 4;
+    }
+#else
     for (k = 0; k < words; ++k) {
         buf[k] = (uint64_t)rnnedge_pack16(v[0], v[2]) | ((uint64_t)rnnedge_pack16(v[1], v[3]) << 32);
         v += 4;
     }
+#endif
     return buf;
 #else
     (void)v;

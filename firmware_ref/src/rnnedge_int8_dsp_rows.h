@@ -50,6 +50,7 @@ static void gate_rows4_int8(const rnnedge_layer_int8 *layer, int32_t lo, int32_t
         }
         dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
         dot4_int8_pairs(w_h, hp, h, H, acc_h);
+#pragma GCC unroll 4
         for (k = 0; k < 4; ++k) {
             pre[r + k] = sat16_sum(mbqm_dsp(acc_x[k], mult_x[r + k], (int32_t)shift_x[r + k]),
                                    mbqm_dsp(acc_h[k], mult_h[r + k], (int32_t)shift_h[r + k]));
@@ -89,6 +90,7 @@ static void gru_n_rows4_int8(const rnnedge_layer_int8 *layer, int32_t hi, const 
         }
         dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
         dot4_int8_pairs(w_h, hp, h, H, acc_h);
+#pragma GCC unroll 4
         for (k = 0; k < 4; ++k) {
             pre[j + k] = gru_n_pre_int8(layer, j + k, sigmoid_q15(r_pre[j + k]), acc_x[k], acc_h[k]);
         }

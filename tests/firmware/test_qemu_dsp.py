@@ -27,7 +27,8 @@ DSP_HOST_CC = "gcc -DRNNEDGE_DSP_DOT=1"  # the define on the compiler's command 
 
 def _disassembly(elf: Path, symbol: str) -> str:
     out = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
-    match = re.search(rf"^[0-9a-f]+ <{symbol}>:\n(.*?)(?:\n\n|\Z)", out, re.MULTILINE | re.DOTALL)
+    # gcc may emit a specialised clone of a static function (gate_rows4_int8.constprop.0): the same code
+    match = re.search(rf"^[0-9a-f]+ <{symbol}(?:\.\w+\.\d+)?>:\n(.*?)(?:\n\n|\Z)", out, re.MULTILINE | re.DOTALL)
     return match.group(1) if match else ""
 
 
