@@ -10,6 +10,13 @@
 
 #if RNNEDGE_DSP_DOT
 
+/* The four rows' requantisation unrolled (gcc): their sums then stay in registers instead of a stack array. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define ROWS4_UNROLLED _Pragma("GCC unroll 4")
+#else
+#define ROWS4_UNROLLED
+#endif
+
 /** Gate row r's pre-activation sat16(yx + yh) from its two dot products (b_x[r] + W_ih[r] . x, W_hh[r] . h): the
  * gate pre-activation in Q3.12, the two int32 terms added exactly (int64: |yx + yh| <= 2^32) and saturated once. */
 static int16_t gate_pre_int8(const rnnedge_layer_int8 *layer, int32_t r, int32_t acc_x, int32_t acc_h)
@@ -50,7 +57,7 @@ static void gate_rows4_int8(const rnnedge_layer_int8 *layer, int32_t lo, int32_t
         }
         dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
         dot4_int8_pairs(w_h, hp, h, H, acc_h);
-#pragma GCC unroll 4
+        ROWS4_UNROLLED
         for (k = 0; k < 4; ++k) {
             pre[r + k] = sat16_sum(mbqm_dsp(acc_x[k], mult_x[r + k], (int32_t)shift_x[r + k]),
                                    mbqm_dsp(acc_h[k], mult_h[r + k], (int32_t)shift_h[r + k]));
@@ -90,7 +97,7 @@ static void gru_n_rows4_int8(const rnnedge_layer_int8 *layer, int32_t hi, const 
         }
         dot4_int8_pairs(w_x, xp, x, n_in, acc_x);
         dot4_int8_pairs(w_h, hp, h, H, acc_h);
-#pragma GCC unroll 4
+        ROWS4_UNROLLED
         for (k = 0; k < 4; ++k) {
             pre[j + k] = gru_n_pre_int8(layer, j + k, sigmoid_q15(r_pre[j + k]), acc_x[k], acc_h[k]);
         }
@@ -102,6 +109,7 @@ static void gru_n_rows4_int8(const rnnedge_layer_int8 *layer, int32_t hi, const 
 #pragma GCC pop_options
 #endif
 
+#undef ROWS4_UNROLLED
 #endif /* RNNEDGE_DSP_DOT */
 
 #endif /* RNNEDGE_INT8_DSP_ROWS_H */
