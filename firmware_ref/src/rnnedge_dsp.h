@@ -343,7 +343,7 @@ static void dot2_int8_pairs(int32_t b0, int32_t b1, const int8_t *w, const uint6
  * four rows. On the Cortex-M one asm loop of 21 instructions per pair word (16 products, 1.31 per product) and the
  * loop's compare and branch, unrolled twice: gcc -Os (and -O2) spills the four accumulators and four row pointers
  * of the C form. Elsewhere the same pairing in C. Then the n mod 4 tail from v. The four sums are exact in int32 as
- * dot_int8's, in any order. Inlined into its callers (one call per four gate rows, not three). */
+ * dot_int8's, in any order. Inlined into its callers (the gate stage's block loop: no call per four rows). */
 #if defined(__GNUC__)
 __attribute__((always_inline)) inline
 #endif

@@ -10,9 +10,9 @@
  * multiply_by_quantized_multiplier, and where a gate pre-activation adds its requantised int32 terms before its
  * one saturation (docs/int8.md): yx + yh (+ a peephole's yp), and a GRU's r * yh_n.
  *
- * Split by concern into headers this file alone includes: rnnedge_int8_math.h (the primitives),
- * rnnedge_int8_dsp_rows.h (the DSP path's four-row gate stage), rnnedge_int8_ext.h (the extensions' path and the
- * head's hidden dense layers).
+ * Split by concern into headers this file alone includes: rnnedge_int8_math.h (the primitives and a gate
+ * pre-activation's sum of terms), rnnedge_int8_dsp_rows.h (the DSP path's four-row gate stage),
+ * rnnedge_int8_ext.h (the extensions' path and the head's hidden dense layers).
  *
  * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extensions' second path out: a model step then refuses any layer
  * with flags (RNNEDGE_ERR_UNSUPPORTED) and a state reset any layer with RNNEDGE_EXT_INIT.
@@ -81,35 +81,6 @@ static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x,
     *xp = pack_pairs(x, layer->n_in, buf, RNNEDGE_DSP_WORDS);
     *hp = pack_pairs(h, layer->hidden, buf + pairs_words(*xp, layer->n_in),
                      RNNEDGE_DSP_WORDS - pairs_words(*xp, layer->n_in));
-}
-
-/** sat16(a + b) for two int32 terms, added exactly (int64: |a + b| <= 2^32) and saturated once. */
-static int16_t sat16_sum(int32_t a, int32_t b)
-{
-#if RNNEDGE_DSP_DOT
-    return (int16_t)rnnedge_ssat16(rnnedge_qadd(a, b)); /* clamping to int32 first leaves the int16 clamp unchanged */
-#else
-    return sat16_wide((int64_t)a + (int64_t)b);
-#endif
-}
-
-/** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
- * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
- * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
-static UNIT_INLINE int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x,
-                                          int32_t acc_h)
-{
-    const int32_t row = 2 * layer->hidden + j;
-#if RNNEDGE_DSP_DOT
-    const int32_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
-    const int32_t yh_n = mbqm_dsp(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
-    /* both terms int32: QADD then SSAT clamps as the int64 sum's one saturation (sat16_sum) */
-    return sat16_sum(yx_n, rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
-#else
-    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
-    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
-    return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
-#endif
 }
 
 #include "rnnedge_int8_dsp_rows.h"

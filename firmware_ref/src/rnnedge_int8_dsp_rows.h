@@ -1,9 +1,10 @@
 /*
- * rnnedge_int8_dsp_rows.h: the DSP path's gate stage (RNNEDGE_DSP_DOT), four gate rows per call: both dot products
- * of the rows (dot4_int8_pairs, rnnedge_dsp.h: each activation pair word loaded once for the four rows) and their
- * requantisation (mbqm_dsp, inlined), compiled at -O2 so that the requantisation's pointers stay in registers.
- * Included by src/rnnedge_int8.c only, after sat16_sum and gru_n_pre_int8, as part of that file: split out by
- * concern, not a public header. The integers are the plain path's (gate_sums_int8, gru_n_rows_int8).
+ * rnnedge_int8_dsp_rows.h: the DSP path's gate stage (RNNEDGE_DSP_DOT), every four-row block of a layer in one
+ * call: per block both dot products of the rows (dot4_int8_pairs, rnnedge_dsp.h: each activation pair word loaded
+ * once for the four rows) and their requantisation (mbqm_dsp, inlined), compiled at -O2 so that the
+ * requantisation's pointers stay in registers. Included by src/rnnedge_int8.c only, after rnnedge_int8_math.h
+ * (sat16_sum, gru_n_pre_int8), as part of that file: split out by concern, not a public header. The integers are
+ * the plain path's (gate_sums_int8, gru_n_rows_int8).
  */
 #ifndef RNNEDGE_INT8_DSP_ROWS_H
 #define RNNEDGE_INT8_DSP_ROWS_H

@@ -1,7 +1,8 @@
 /*
  * rnnedge_int8_math.h: the integer primitives of the int8 step (runtime/int8_math.py), one static function each,
- * named as there. Included by src/rnnedge_int8.c only (after rnnedge.h and rnnedge_dsp.h), as part of that file:
- * split out by concern, not a public header.
+ * named as there, and the gate pre-activation of two requantised terms (sat16_sum, gru_n_pre_int8). Included by
+ * src/rnnedge_int8.c only (after rnnedge.h and rnnedge_dsp.h), as part of that file: split out by concern, not a
+ * public header.
  */
 #ifndef RNNEDGE_INT8_MATH_H
 #define RNNEDGE_INT8_MATH_H
@@ -185,5 +186,36 @@ static inline int32_t mbqm_dsp(int32_t x, int32_t M, int32_t S)
     return (q >> 1) + (q & 1);
 }
 #endif
+
+/* -- gate pre-activations from their requantised terms (both paths; mbqm_dsp above on the DSP path) ------- */
+
+/** sat16(a + b) for two int32 terms, added exactly (int64: |a + b| <= 2^32) and saturated once. */
+static int16_t sat16_sum(int32_t a, int32_t b)
+{
+#if RNNEDGE_DSP_DOT
+    return (int16_t)rnnedge_ssat16(rnnedge_qadd(a, b)); /* clamping to int32 first leaves the int16 clamp unchanged */
+#else
+    return sat16_wide((int64_t)a + (int64_t)b);
+#endif
+}
+
+/** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
+ * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
+ * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
+static UNIT_INLINE int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x,
+                                          int32_t acc_h)
+{
+    const int32_t row = 2 * layer->hidden + j;
+#if RNNEDGE_DSP_DOT
+    const int32_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = mbqm_dsp(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+    /* both terms int32: QADD then SSAT clamps as the int64 sum's one saturation (sat16_sum) */
+    return sat16_sum(yx_n, rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+#else
+    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+    return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+#endif
+}
 
 #endif /* RNNEDGE_INT8_MATH_H */
