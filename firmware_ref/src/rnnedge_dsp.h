@@ -95,6 +95,14 @@ static inline int32_t rnnedge_ssat16(int32_t x)
     return r;
 }
 
+/** SMMULR: round(a * b / 2^32), ties up: the high word of a * b + 2^31 (asr: <arm_acle.h> has no intrinsic). */
+static inline int32_t rnnedge_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 /** SMLAD: acc + lo(a) * lo(b) + hi(a) * hi(b), the halfwords signed. Wraps modulo 2^32 (and sets the Q flag) on
  * overflow; the callers' sums are proven to fit int32. */
 static inline int32_t rnnedge_smlad(uint32_t a, uint32_t b, int32_t acc)
@@ -128,6 +136,11 @@ static inline int32_t rnnedge_qadd(int32_t a, int32_t b)
 {
     const int64_t sum = (int64_t)a + (int64_t)b;
     return (int32_t)(sum > INT32_MAX ? INT32_MAX : sum < INT32_MIN ? INT32_MIN : sum);
+}
+
+static inline int32_t rnnedge_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
 }
 
 static inline int32_t rnnedge_ssat16(int32_t x)
@@ -179,10 +192,23 @@ static const uint64_t *pack_pairs(const int16_t *v, int32_t n, uint64_t *buf, in
     if (words > room) {
         return 0;
     }
+#if RNNEDGE_HAVE_DSP
+    for (k = 0; k < words; ++k) { /* two LDR (v is int16-aligned only), PKHBT, PKHTB, STRD: 7 a word with the loop */
+        const uint32_t v01 = rnnedge_load_u32(v);
+        const uint32_t v23 = rnnedge_load_u32(v + 2);
+        uint32_t lo;
+        uint32_t hi;
+        __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(lo) : "r"(v01), "r"(v23));
+        __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(hi) : "r"(v23), "r"(v01));
+        buf[k] = (uint64_t)lo | ((uint64_t)hi << 32);
+        v += 4;
+    }
+#else
     for (k = 0; k < words; ++k) {
         buf[k] = (uint64_t)rnnedge_pack16(v[0], v[2]) | ((uint64_t)rnnedge_pack16(v[1], v[3]) << 32);
         v += 4;
     }
+#endif
     return buf;
 #else
     (void)v;
@@ -317,7 +343,7 @@ static void dot2_int8_pairs(int32_t b0, int32_t b1, const int8_t *w, const uint6
  * four rows. On the Cortex-M one asm loop of 21 instructions per pair word (16 products, 1.31 per product) and the
  * loop's compare and branch, unrolled twice: gcc -Os (and -O2) spills the four accumulators and four row pointers
  * of the C form. Elsewhere the same pairing in C. Then the n mod 4 tail from v. The four sums are exact in int32 as
- * dot_int8's, in any order. Inlined into its callers (one call per four gate rows, not three). */
+ * dot_int8's, in any order. Inlined into its callers (the gate stage's block loop: no call per four rows). */
 #if defined(__GNUC__)
 __attribute__((always_inline)) inline
 #endif

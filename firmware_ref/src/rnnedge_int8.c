@@ -10,9 +10,9 @@
  * multiply_by_quantized_multiplier, and where a gate pre-activation adds its requantised int32 terms before its
  * one saturation (docs/int8.md): yx + yh (+ a peephole's yp), and a GRU's r * yh_n.
  *
- * Split by concern into headers this file alone includes: rnnedge_int8_math.h (the primitives),
- * rnnedge_int8_dsp_rows.h (the DSP path's four-row gate stage), rnnedge_int8_ext.h (the extensions' path and the
- * head's hidden dense layers).
+ * Split by concern into headers this file alone includes: rnnedge_int8_math.h (the primitives and a gate
+ * pre-activation's sum of terms), rnnedge_int8_dsp_rows.h (the DSP path's four-row gate stage),
+ * rnnedge_int8_ext.h (the extensions' path and the head's hidden dense layers).
  *
  * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extensions' second path out: a model step then refuses any layer
  * with flags (RNNEDGE_ERR_UNSUPPORTED) and a state reset any layer with RNNEDGE_EXT_INIT.
@@ -83,33 +83,6 @@ static void pack_layer_inputs(const rnnedge_layer_int8 *layer, const int16_t *x,
                      RNNEDGE_DSP_WORDS - pairs_words(*xp, layer->n_in));
 }
 
-/** sat16(a + b) for two int32 terms, added exactly (int64: |a + b| <= 2^32) and saturated once. */
-static int16_t sat16_sum(int32_t a, int32_t b)
-{
-#if RNNEDGE_DSP_DOT
-    return (int16_t)rnnedge_ssat16(rnnedge_qadd(a, b)); /* clamping to int32 first leaves the int16 clamp unchanged */
-#else
-    return sat16_wide((int64_t)a + (int64_t)b);
-#endif
-}
-
-/** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
- * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
- * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
-static UNIT_INLINE int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x,
-                                          int32_t acc_h)
-{
-    const int32_t row = 2 * layer->hidden + j;
-#if RNNEDGE_DSP_DOT
-    const int64_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
-    const int32_t yh_n = mbqm_dsp(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
-#else
-    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
-    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
-#endif
-    return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
-}
-
 #include "rnnedge_int8_dsp_rows.h"
 
 /** pre[r] = sat16(yx + yh) for rows lo..hi-1 whose recurrent bias is 0: the gate pre-activations in Q3.12, the two
@@ -127,10 +100,12 @@ static void gate_sums_int8(const rnnedge_layer_int8 *layer, const int16_t *x, co
     if (xp != 0 && hp != 0) { /* four rows, then two, at a time: each activation load serves them all */
         int32_t acc_x[2];
         int32_t acc_h[2];
-        for (; r + 3 < hi; r += 4) {
-            gate_rows4_int8(layer, r, w_x, xp, x, w_h, hp, h, pre + r);
-            w_x += 4 * n_in;
-            w_h += 4 * H;
+        const int32_t blocks = (hi - lo) & ~(int32_t)3;
+        if (blocks > 0) {
+            gate_rows4_int8(layer, lo, lo + blocks, w_x, xp, x, w_h, hp, h, pre);
+            r += blocks;
+            w_x += blocks * n_in;
+            w_h += blocks * H;
         }
         for (; r + 1 < hi; r += 2) {
             dot2_int8_pairs(layer->b_x[r], layer->b_x[r + 1], w_x, xp, x, n_in, acc_x);
@@ -169,10 +144,11 @@ static void gru_n_rows_int8(const rnnedge_layer_int8 *layer, const int16_t *r_pr
     if (xp != 0 && hp != 0) {
         int32_t acc_x[2];
         int32_t acc_h[2];
-        for (; j + 3 < H; j += 4) {
-            gru_n_rows4_int8(layer, j, r_pre + j, w_x, xp, x, w_h, hp, h, pre + j);
-            w_x += 4 * n_in;
-            w_h += 4 * H;
+        j = H & ~(int32_t)3;
+        if (j > 0) {
+            gru_n_rows4_int8(layer, j, r_pre, w_x, xp, x, w_h, hp, h, pre);
+            w_x += j * n_in;
+            w_h += j * H;
         }
         for (; j + 1 < H; j += 2) {
             dot2_int8_pairs(layer->b_x[2 * H + j], layer->b_x[2 * H + j + 1], w_x, xp, x, n_in, acc_x);

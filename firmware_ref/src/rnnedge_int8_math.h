@@ -1,7 +1,8 @@
 /*
  * rnnedge_int8_math.h: the integer primitives of the int8 step (runtime/int8_math.py), one static function each,
- * named as there. Included by src/rnnedge_int8.c only (after rnnedge.h and rnnedge_dsp.h), as part of that file:
- * split out by concern, not a public header.
+ * named as there, and the gate pre-activation of two requantised terms (sat16_sum, gru_n_pre_int8). Included by
+ * src/rnnedge_int8.c only (after rnnedge.h and rnnedge_dsp.h), as part of that file: split out by concern, not a
+ * public header.
  */
 #ifndef RNNEDGE_INT8_MATH_H
 #define RNNEDGE_INT8_MATH_H
@@ -35,7 +36,9 @@ static int16_t sat16(int32_t x)
 #endif
 }
 
-/** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms. */
+/** Any int64 -> int16, clamped: the one saturation of a gate pre-activation's exactly summed terms (the DSP path
+ * clamps its int32 terms' sum with QADD and SSAT instead: sat16_sum). */
+#if !RNNEDGE_DSP_DOT || RNNEDGE_EXTENSIONS
 static int16_t sat16_wide(int64_t x)
 {
     if (x > INT16_MAX) {
@@ -46,6 +49,7 @@ static int16_t sat16_wide(int64_t x)
     }
     return (int16_t)x;
 }
+#endif
 
 /** Any int64 -> int32, clamped. */
 static int32_t saturate_int32(int64_t x)
@@ -150,29 +154,68 @@ static UNIT_INLINE int16_t tanh_of_cell_q15(int16_t c, int32_t p)
 }
 
 #if RNNEDGE_DSP_DOT
-/** multiply_by_quantized_multiplier(x, M, S), the same integers in fewer instructions where S <= 0 (the common
- * case; S > 0 calls it), inlined into the row loops:
- *   SRDHM(x, M) = floor((xM + 2^30) / 2^31) = 2 hi + (lo >> 31) for xM + 2^30 = hi 2^32 + lo (one SMLAL); 2 hi by
- *     QADD, which saturates exactly the one overflow (x = M = INT32_MIN: hi = 2^30, lo >> 31 = 0 -> INT32_MAX), and
- *     otherwise is exact (|xM| < 2^62 gives |2 hi| <= 2^31 - 2);
- *   RDBPOT(y, e), e = -S: first y - 1 where y < 0 and e > 0 (the sign bit of y & S; QADD, so INT32_MIN stays,
- *     which rounds the same), which turns ties away from zero into ties up; then ties up is floor(y / 2^e) plus
- *     bit e - 1 of y, read as bit e of y << 1 (0 for e = 0). rnnedge_mve.h's vector form is the same. */
+/** multiply_by_quantized_multiplier(x, M, S) for M in [0, 2^31) (quantize_multiplier's M: 0 or [2^30, 2^31); the
+ * runtime's loader refuses others), the same integers in fewer instructions where S < 0 (the common case; S >= 0
+ * takes the plain function), inlined into the row loops:
+ *   SRDHM(x, M) = floor((2xM + 2^31) / 2^32). With m2 = 2M as an int32 (wrapping), SMMULR(x, m2) is exactly that
+ *     for M < 2^30 and that minus x for M >= 2^30 (m2 = 2M - 2^32 < 0), so adding x where m2 < 0 gives SRDHM: 4
+ *     instructions (LSL, SMMULR, AND with m2 ASR 31, ADD), no overflow (|SRDHM - x| <= |x| / 2), and y = SRDHM >=
+ *     -M > INT32_MIN;
+ *   RDBPOT(y, e), e = -S >= 1: y - 1 where y < 0 (no wrap: y > INT32_MIN) turns ties away from zero into ties up,
+ *     floor((t + 2^(e-1)) / 2^e) = ceil(q / 2) for q = t >> (e - 1) (e - 1 = ~S): (q >> 1) + (q & 1), which cannot
+ *     overflow where q + 1 could. rnnedge_mve.h's vector form gives the same integers. */
 #if defined(__GNUC__)
 __attribute__((always_inline)) /* -Os would call it: 2 x 10 instructions of call overhead per gate row */
 #endif
 static inline int32_t mbqm_dsp(int32_t x, int32_t M, int32_t S)
 {
-    int64_t p;
-    int32_t y;
-    if (S > 0) {
+    int32_t m2;
+    int32_t t;
+    int32_t q;
+#if defined(__GNUC__)
+    if (__builtin_expect(S >= 0, 0)) {
+#else
+    if (S >= 0) {
+#endif
         return multiply_by_quantized_multiplier(x, M, S);
     }
-    p = (int64_t)x * (int64_t)M + ((int64_t)1 << 30);
-    y = rnnedge_qadd((int32_t)(p >> 32), (int32_t)(p >> 32)) + (int32_t)((uint32_t)p >> 31);
-    y = rnnedge_qadd(y, (y & S) >> 31);
-    return (y >> -S) + (int32_t)((((uint32_t)y << 1) >> -S) & 1u);
+    m2 = (int32_t)((uint32_t)M << 1);
+    t = rnnedge_smmulr(x, m2) + (x & (m2 >> 31));
+    t += t >> 31;
+    q = t >> ~S;
+    return (q >> 1) + (q & 1);
 }
 #endif
+
+/* -- gate pre-activations from their requantised terms (both paths; mbqm_dsp above on the DSP path) ------- */
+
+/** sat16(a + b) for two int32 terms, added exactly (int64: |a + b| <= 2^32) and saturated once. */
+static int16_t sat16_sum(int32_t a, int32_t b)
+{
+#if RNNEDGE_DSP_DOT
+    return (int16_t)rnnedge_ssat16(rnnedge_qadd(a, b)); /* clamping to int32 first leaves the int16 clamp unchanged */
+#else
+    return sat16_wide((int64_t)a + (int64_t)b);
+#endif
+}
+
+/** The pre-activation of a linear_before_reset GRU's n row for hidden unit j: sat16(yx_n + RDBPOT(r * yh_n, 15)),
+ * r in [0, 32767] (Q0.15), yh_n = MBQM(b_hn[j] + W_hn[j] . h) not saturated: |r * yh_n| < 2^46, and the sum of
+ * yx_n and the quotient (each int32) is exact in int64 (kernels_int8 gru_update_int8). */
+static UNIT_INLINE int16_t gru_n_pre_int8(const rnnedge_layer_int8 *layer, int32_t j, int32_t r, int32_t acc_x,
+                                          int32_t acc_h)
+{
+    const int32_t row = 2 * layer->hidden + j;
+#if RNNEDGE_DSP_DOT
+    const int32_t yx_n = mbqm_dsp(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = mbqm_dsp(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+    /* both terms int32: QADD then SSAT clamps as the int64 sum's one saturation (sat16_sum) */
+    return sat16_sum(yx_n, rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+#else
+    const int64_t yx_n = multiply_by_quantized_multiplier(acc_x, layer->mult_x[row], (int32_t)layer->shift_x[row]);
+    const int32_t yh_n = multiply_by_quantized_multiplier(acc_h, layer->mult_h[row], (int32_t)layer->shift_h[row]);
+    return sat16_wide(yx_n + rounding_divide_by_pot15_wide((int64_t)r * (int64_t)yh_n));
+#endif
+}
 
 #endif /* RNNEDGE_INT8_MATH_H */

@@ -27,7 +27,8 @@ DSP_HOST_CC = "gcc -DRNNEDGE_DSP_DOT=1"  # the define on the compiler's command 
 
 def _disassembly(elf: Path, symbol: str) -> str:
     out = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
-    match = re.search(rf"^[0-9a-f]+ <{symbol}>:\n(.*?)(?:\n\n|\Z)", out, re.MULTILINE | re.DOTALL)
+    # gcc may emit a specialised clone of a static function (gate_rows4_int8.constprop.0): the same code
+    match = re.search(rf"^[0-9a-f]+ <{symbol}(?:\.\w+\.\d+)?>:\n(.*?)(?:\n\n|\Z)", out, re.MULTILINE | re.DOTALL)
     return match.group(1) if match else ""
 
 
@@ -87,11 +88,12 @@ def test_cortex_m4_dsp_build_matches_vectors_with_gate_rows_past_the_four_row_bl
     _assert_passes(_run("an386", _build(tmp_path, "an386")), "cortex-m4")
 
 
-@pytest.mark.parametrize(("name", "ceiling"), [("lstm", 2.6), ("gru", 2.6)])
-def test_cortex_m4_dsp_reference_shapes_run_bit_for_bit_under_2_6_instructions_per_mac(arm_tools, tmp_path,  # noqa: F811
-                                                                                        name, ceiling):
-    """LSTM(40 -> 64) + Linear(12) and GRU(6 -> 64) x 2 + Linear(6) (EXTENSIONS=0): the four-row gate stage keeps
-    them at 2.46 and 2.54 instructions per MAC (QEMU -icount; 3.22 / 3.24 with two rows per call)."""
+@pytest.mark.parametrize(("name", "ceiling"), [("lstm", 2.35), ("gru", 2.35)])
+def test_cortex_m4_dsp_reference_shapes_run_bit_for_bit_under_2_35_instructions_per_mac(arm_tools,  # noqa: F811
+                                                                                         tmp_path, name, ceiling):
+    """LSTM(40 -> 64) + Linear(12) and GRU(6 -> 64) x 2 + Linear(6) (EXTENSIONS=0): the four-row gate stage, one call
+    per layer, with SMMULR requantisation keeps them at 2.26 and 2.28 instructions per MAC (QEMU -icount; 2.46 / 2.54
+    with a call per four rows and SMLAL requantisation, 3.22 / 3.24 with two rows per call)."""
     folder, macs = _reference_model(tmp_path, name)
     m4 = _assert_passes(_run("an386", _build_with(folder, "an386", "EXTENSIONS=0")), "cortex-m4")
     print(f"{name}: cortex-m4 dsp {m4} instructions per step ({m4 / macs:.3f} per MAC)")
