@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.runtime import fused, specialize
+from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_source import gate_rows, scratch_per_stream, source
@@ -42,6 +43,10 @@ def why_not(model) -> str | None:
                                               vnni.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
                 > lay.qblob.size:
             return f"layer {l}'s VNNI sums would read past the int8 weights"
+        if model.precision == "f32" and max(fma.reach(int(row[L_OFF_WIH]), int(row[L_N_IN]), gate_rows(row)),
+                                            fma.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
+                > lay.blob.size:
+            return f"layer {l}'s blocked FMA sums would read past the float32 weights"
     return None
 
 
@@ -69,6 +74,9 @@ def generate(model) -> fused.Specialised | None:
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
         info["matvec"] = f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
+    else:
+        info["matvec"] = (f"fma: {fma.STREAMS} streams x {fma.BLOCKS} blocks of 16 rows of sums in registers, "
+                          "each weight vector loaded once for them")
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
         info=info,
