@@ -23,7 +23,9 @@ the sum taken on VNNI from the activations' int16 limbs (fused_float_vnni.py), w
 from __future__ import annotations
 
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded
-from rnnedge.runtime.fused_float_vnni import GROUP, LANES, limb_range
+from rnnedge.runtime.fused_float_vnni import DP2, GROUP, LANES, limb_range
+from rnnedge.runtime.fused_float_vnni import STREAM_BLOCKS as VNNI_BLOCKS
+from rnnedge.runtime.fused_float_vnni import STREAMS as VNNI_STREAMS
 from rnnedge.runtime.layout import (
     ACT_LOG_SOFTMAX,
     ACT_SIGMOID,
@@ -164,8 +166,9 @@ def source(model, rows, what: str, path: str = "portable") -> str:
         imports = "from rnnedge.runtime.fused_float_fma import FMA\n\n" + "".join(
             f"fma_{s}_{u} = FMA[{s}, {u}]\n" for s in (1, STREAMS) for u in range(1, BLOCKS + 1))
     else:
-        imports = ("from rnnedge.runtime.fused_float_vnni import dp2_1, dp2_4\n" if path == "avx512_vnni" else
-                   "from rnnedge.runtime.fused_float_vnni import dp2_portable\n")
+        imports = ("from rnnedge.runtime.fused_float_vnni import DP2\n\n" + "".join(
+            f"dp2_{s}_{u} = DP2[{s}, {u}]\n" for s, u in DP2) if path == "avx512_vnni" else
+            "from rnnedge.runtime.fused_float_vnni import dp2_portable\n")
     return (_HEADER.format(what=what, imports=imports, version=GENERATOR_VERSION)
             + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n"
             + f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
@@ -272,16 +275,21 @@ def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, sums: int, wor
     _limbs(out, f"S0 + b * {S} + {int(row[L_OFF_H])}", H, f"wd + {2 * px}", ph, "sc + 2")
     out(f"    for i in range({sums}):",
         f"        ibuf[A + b * {sums} + i] = 0")
-    blocks = _blocks(G)
+    blocks, first_b = _blocks(G), "0"
+    if path == "avx512_vnni":  # STREAMS streams per weight load, then the streams past a multiple of STREAMS alone
+        _dp2_streams(out, row, sums, words, px, ph)
+        first_b = "b0"
     for first, count in [(g, GROUP) for g in range(0, blocks - blocks % GROUP, GROUP)] + \
                         [(g, 1) for g in range(blocks - blocks % GROUP, blocks)]:
-        call = f"dp2_{count}(" if path == "avx512_vnni" else "dp2_portable("
+        call = f"dp2_1_{count}(" if path == "avx512_vnni" else "dp2_portable("
+        strides = ("0, ", "0, ") if path == "avx512_vnni" else ("", "")
         tail = ")" if path == "avx512_vnni" else f", {count})"
-        out("for b in range(B):",
+        out(f"for b in range({first_b}, B):",
             f"    a, wd = A + b * {sums} + {first * LANES}, WD + b * {words}",
-            f"    {call}ibuf, a, a + {n_pad}, q, {int(row[L_OFF_WIH]) + first * LANES}, {G}, wd, wd + {px}, {px}{tail}",
-            f"    {call}ibuf, a + {2 * n_pad}, a + {3 * n_pad}, q, {int(row[L_OFF_WHH]) + first * LANES}, {G}, "
-            f"wd + {2 * px}, wd + {2 * px + ph}, {ph}{tail}")
+            f"    {call}ibuf, a, a + {n_pad}, {strides[0]}q, {int(row[L_OFF_WIH]) + first * LANES}, {G}, wd, wd + {px}, "
+            f"{strides[1]}{px}{tail}",
+            f"    {call}ibuf, a + {2 * n_pad}, a + {3 * n_pad}, {strides[0]}q, {int(row[L_OFF_WHH]) + first * LANES}, "
+            f"{G}, wd + {2 * px}, wd + {2 * px + ph}, {strides[1]}{ph}{tail}")
     out("for b in range(B):",
         f"    a, st, sc = ibuf[A + b * {sums}:], buf[S0 + b * {S}:], SC + b * 4  # views, as in _layer_f32",
         "    sx, tx, sh, th = buf[sc], buf[sc + 1], buf[sc + 2], buf[sc + 3]")
@@ -295,6 +303,31 @@ def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, sums: int, wor
                 f"(np.float32(a[{2 * n_pad + off} + j]) * sh + np.float32(a[{3 * n_pad + off} + j]) * th))")
 
     _update(out, row, gx, gh)
+
+
+def _dp2_streams(out: _Lines, row, sums: int, words: int, px: int, ph: int) -> None:
+    """Both parts' limb sums for the first b0 = B - B % STREAMS streams, STREAMS at a time: STREAM_BLOCKS blocks
+    of 16 rows per call (then the last block alone), the blocks outer so a block's weights stay in L1 while every
+    group of streams reads them. Integer sums: the same numbers in any grouping."""
+    G, n_pad = gate_rows(row), sums // 4
+    nb = _blocks(G)
+    full = nb - nb % VNNI_BLOCKS
+    out(f"b0 = B - B % {VNNI_STREAMS}")
+
+    def streams(indent: str, count: int, lane: str) -> None:
+        call = f"dp2_{VNNI_STREAMS}_{count}"
+        out(f"{indent}for b in range(0, b0, {VNNI_STREAMS}):",
+            f"{indent}    a, wd = A + b * {sums} + {lane}, WD + b * {words}",
+            f"{indent}    {call}(ibuf, a, a + {n_pad}, {sums}, q, {int(row[L_OFF_WIH])} + {lane}, {G}, wd, wd + {px}, "
+            f"{words}, {px})",
+            f"{indent}    {call}(ibuf, a + {2 * n_pad}, a + {3 * n_pad}, {sums}, q, {int(row[L_OFF_WHH])} + {lane}, {G}, "
+            f"wd + {2 * px}, wd + {2 * px + ph}, {words}, {ph})")
+
+    if full:
+        out(f"for g in range(0, {full * LANES}, {VNNI_BLOCKS * LANES}):")
+        streams("    ", VNNI_BLOCKS, "g")
+    if nb > full:
+        streams("", nb - full, str(full * LANES))
 
 
 def _limbs(out: _Lines, v: str, K: int, words: str, pairs: int, scales: str) -> None:
