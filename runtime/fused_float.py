@@ -11,8 +11,9 @@ too: it only sets where a stream starts), the head's hidden dense layers and its
 extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
 
 The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 activations, int8w's row scales
-on finished sums), summed in another order (int8w: from the activations' two int16 limbs, on VNNI where the CPU
-has it: fused_float_vnni.py), so the two agree to float32 rounding, not bit for bit. model.run() of
+on finished sums), summed in another order (f32: one chain of fused multiply-adds per sum, fused_float_fma.py;
+int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fused_float_vnni.py), so the two
+agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
 step() == run() bit for bit; a bidirectional or reverse model is never stepped and keeps the generic kernels.
 """

@@ -6,18 +6,21 @@ buffer, x and the layout's own weight arrays, (blob,) for f32 and (qblob, blob) 
 for all B streams at once:
 
     v (B, n_in)          the first layer's input: normalised features or the embedding row
-    f32:   ax, ah (B, G_max)      b_ih + W_ih v and b_hh + W_hh h per stream
+    f32:   ax, ah (B, G_pad)      b_ih + W_ih v and b_hh + W_hh h per stream (G_pad: G to blocks of 16)
     int8w: words (B, W_max)       each input part's two int16 limbs, two to an int32 (fused_float_vnni.py)
            acc (B, 4 G_pad)       the int32 sums x.hi, x.lo, h.hi, h.lo per stream (G_pad: G to blocks of 16)
            scales (B, 4)          the limbs' scales s_x, t_x, s_h, t_h
     d_k (B, U_k)         each hidden head layer's output
 
-A mat-vec walks W^T (inputs, rows) a group at a time (f32: four input rows; int8w: four blocks of 16 rows) and
-serves every stream from a group before reading the next (weights outer, streams inner): at batch B the weights
-come from L2 once per step, not B times. Within one stream the sums run in the same order for every B, so a stream of batch 1 and one of batch 8
-give the same numbers. The gate and head arithmetic is kernels_f32's (exp_f32, the same sigmoid and tanh
-forms); int8w applies each row's scale to its finished sum (b + s * sum_k q[k, i] v[k]) as kernels_int8w does,
-the sum taken on VNNI from the activations' int16 limbs (fused_float_vnni.py), which agrees to float32 rounding.
+A mat-vec walks W^T (inputs, rows) a few blocks of 16 rows at a time, the sums of several streams in registers
+(f32: fused_float_fma's 4 streams x 4 blocks; int8w on VNNI: 4 streams x 2 blocks, both limbs), every stream
+through a block before the next (blocks outer, streams inner): each weight load serves 4 streams, and at batch B
+the weights come from L2 once per step, not B times. The streams past a multiple of 4 (all of them at batch 1) go
+one at a time. f32's sums are each one chain of fused multiply-adds over k and int8w's are exact int32 sums, so a
+stream gives the same numbers at every B and in every group. The gate and head arithmetic is kernels_f32's
+(exp_f32, the same sigmoid and tanh forms); int8w applies each row's scale to its finished sum (b + s * sum_k
+q[k, i] v[k]) as kernels_int8w does, the sum taken on VNNI from the activations' int16 limbs
+(fused_float_vnni.py), which agrees to float32 rounding.
 """
 
 from __future__ import annotations
