@@ -231,11 +231,15 @@ def _layer_f32(out: _Lines, row, src: str, stride: int, S: int, sums: int) -> No
     """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
+    bih, bhh = int(row[L_OFF_BIH]), int(row[L_OFF_BHH])
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
+        f"bi, bh = w[{bih}:{bih + G}], w[{bhh}:{bhh + G}]  # views, one copy loop each: they vectorise",
         "for b in range(B):",
+        f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
-        f"        buf[A + b * {sums} + i] = w[{int(row[L_OFF_BIH])} + i]",
-        f"        buf[A + b * {sums} + {half} + i] = w[{int(row[L_OFF_BHH])} + i]")
+        "        av[i] = bi[i]",
+        f"    for i in range({G}):",
+        f"        av[{half} + i] = bh[i]")
     _gemv_t(out, "A", sums, G, int(row[L_OFF_WIH]), K, src, stride)
     _gemv_t(out, f"A + {half}", sums, G, int(row[L_OFF_WHH]), H, f"S0 + {int(row[L_OFF_H])}", S)
     out("for b in range(B):",
