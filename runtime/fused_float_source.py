@@ -280,8 +280,6 @@ def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, sums: int, wor
         f"    wd, sc = WD + b * {words}, SC + b * 4")
     _limbs(out, f"{src} + b * {stride}", K, "wd", px, "sc")
     _limbs(out, f"S0 + b * {S} + {int(row[L_OFF_H])}", H, f"wd + {2 * px}", ph, "sc + 2")
-    out(f"    for i in range({sums}):",
-        f"        ibuf[A + b * {sums} + i] = 0")
     blocks, first_b = _blocks(G), "0"
     if path == "avx512_vnni":  # STREAMS streams per weight load, then the streams past a multiple of STREAMS alone
         _dp2_streams(out, row, sums, words, px, ph)

@@ -11,7 +11,7 @@ them exact), and the gate is b + row_scale (s (hi . w) + t (lo . w)): kernels_in
 rounding (the golden vectors' 1e-5 against firmware_ref's float int8w holds), at VNNI's speed.
 
     DP2[streams, blocks](ibuf, hi, lo, acc, wq, w, n, wh, wl, word_stride, pairs)
-        blocks of 16 rows, both limbs' sums, in place, for 1 stream or STREAMS streams (acc, word_stride apart)
+        blocks of 16 rows, both limbs' sums written to ibuf, for 1 stream or STREAMS streams (acc, word_stride apart)
         sharing each weight load; dp2_4 / dp2_1: one stream's 4 or 1 blocks
     dp2_portable(..., count)                    the same integers in plain loops (a CPU without VNNI)
     dp2_vnni(..., count)                        dp2_portable's call on VNNI
@@ -58,7 +58,7 @@ def _dpwssd(builder, acc, w, b):
 
 
 def _dp2(streams: int, count: int):
-    """An intrinsic for `count` blocks of 16 rows of `streams` streams: ibuf[hi + s acc + 16u + lane] += sum_p
+    """An intrinsic for `count` blocks of 16 rows of `streams` streams: ibuf[hi + s acc + 16u + lane] = sum_p
     (w_t[2p, n], w_t[2p + 1, n]) . (stream s's hi limbs of inputs 2p, 2p + 1), n = first + 16u + lane, and lo
     alike; w_t (K, N) int8 at w in wq, row stride N; stream s's words at wh + s word_stride, wl + s word_stride.
     Each pair of weight rows is interleaved and sign-extended once for all the streams."""
@@ -83,9 +83,8 @@ def _dp2(streams: int, count: int):
             slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(2 * count)] for _ in range(streams)]
             ptrs = [[builder.bitcast(cgutils.gep(builder, data, at(base, s, LANES * u)), i32x16.as_pointer())
                      for base in (hi_off, lo_off) for u in range(count)] for s in range(streams)]
-            for s in range(streams):
-                for slot, ptr in zip(slots[s], ptrs[s]):
-                    builder.store(builder.load(ptr, align=4), slot)
+            for slot in (slot for row in slots for slot in row):  # the sums start at zero: no pass clears them
+                builder.store(ir.Constant(i32x16, [0] * LANES), slot)
             interleave = ir.Constant(ir.VectorType(i32, 2 * LANES), [i // 2 + (i % 2) * LANES for i in range(2 * LANES)])
             words = [(builder.add(wh_off, builder.mul(word_st, ir.Constant(i64, s))),
                       builder.add(wl_off, builder.mul(word_st, ir.Constant(i64, s)))) for s in range(streams)]
@@ -130,6 +129,9 @@ dp2_4, dp2_1 = DP2[1, GROUP], DP2[1, 1]
 @kernel
 def dp2_portable(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count):
     """dp2_4 / dp2_1's integers in plain loops: `count` blocks of 16 rows, both limbs."""
+    for i in range(LANES * count):
+        ibuf[hi + i] = 0
+        ibuf[lo + i] = 0
     for u in range(count):
         for p in range(pairs):
             a, b = ibuf[wh + p], ibuf[wl + p]
