@@ -347,15 +347,26 @@ def _limbs(out: _Lines, v: str, K: int, words: str, pairs: int, scales: str) -> 
         f"    t_ = s_ / np.float32({2 * R - 2})",
         f"    buf[{scales}], buf[{scales} + 1] = s_, t_",
         "    inv_s, inv_t = ONE / s_, ONE / t_",
-        f"    for p in range({pairs}):",
-        "        v0 = buf[vb + 2 * p]",
-        f"        v1 = buf[vb + 2 * p + 1] if 2 * p + 1 < {K} else ZERO",
-        f"        h0 = min(max(np.floor(v0 * inv_s + HALF), np.float32(-{R})), np.float32({R}))",
-        f"        h1 = min(max(np.floor(v1 * inv_s + HALF), np.float32(-{R})), np.float32({R}))",
-        f"        l0 = min(max(np.floor((v0 - h0 * s_) * inv_t + HALF), np.float32(-{R})), np.float32({R}))",
-        f"        l1 = min(max(np.floor((v1 - h1 * s_) * inv_t + HALF), np.float32(-{R})), np.float32({R}))",
-        f"        ibuf[{words} + p] = np.int32((np.int64(h0) & 0xFFFF) | (np.int64(h1) << 16))",
-        f"        ibuf[{words} + {pairs} + p] = np.int32((np.int64(l0) & 0xFFFF) | (np.int64(l1) << 16))")
+        f"    vv, hw, lw = buf[vb:], ibuf[{words}:], ibuf[{words} + {pairs}:]  # views: the pairs loop vectorises")
+    whole = K // 2  # pairs of two inputs; an odd K's last input pairs with zero limbs
+    if whole:
+        out(f"    for p in range({whole}):")
+        _limb_pair(out, R, "p", "vv[2 * p]", "vv[2 * p + 1]")
+    if K % 2:
+        _limb_pair(out, R, str(whole), f"vv[{K - 1}]", None)
+
+
+def _limb_pair(out: _Lines, R: int, p: str, v0: str, v1: str | None) -> None:
+    """Words p of hw, lw (in _limbs): the hi and lo limbs of inputs v0, v1 (None: no second input, limbs 0)."""
+    pad = "        " if p == "p" else "    "
+    hi = ["h0"] + (["h1"] if v1 else [])
+    out(*[pad + line for line in (
+        [f"v0 = {v0}"] + ([f"v1 = {v1}"] if v1 else [])
+        + [f"h{i} = min(max(np.floor(v{i} * inv_s + HALF), np.float32(-{R})), np.float32({R}))" for i in range(len(hi))]
+        + [f"l{i} = min(max(np.floor((v{i} - h{i} * s_) * inv_t + HALF), np.float32(-{R})), np.float32({R}))"
+           for i in range(len(hi))]
+        + [f"{w}w[{p}] = np.int32((np.int64({w}0) & 0xFFFF)" + (f" | (np.int64({w}1) << 16))" if v1 else ")")
+           for w in ("h", "l")])])
 
 
 def _update(out: _Lines, row, gx, gh) -> None:
