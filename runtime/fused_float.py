@@ -29,6 +29,8 @@ from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_source import gate_rows, scratch_per_stream, source
 from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
 
+CACHE_LINE = 64
+
 
 def why_not(model) -> str | None:
     """What keeps the model off the specialised step (None: it can run there)."""
@@ -66,7 +68,9 @@ def generate(model) -> fused.Specialised | None:
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob)
         weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
-    else:
+    else:  # the FMA sums load 64-byte weight vectors: on a blob off a cache line each load would span two lines
+        if lay.blob.ctypes.data % CACHE_LINE:
+            lay.blob = _aligned(lay.blob)  # the layout's own array, moved once: nothing is held twice
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
@@ -82,6 +86,15 @@ def generate(model) -> fused.Specialised | None:
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
         info=info,
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, per_stream, X, lengths, valid))
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """A copy of a whose first element starts a cache line."""
+    raw = np.empty(a.nbytes + CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    out = raw[start : start + a.nbytes].view(a.dtype)
+    out[:] = a
+    return out
 
 
 def run_sequence(model, sequence, weights: tuple, per_stream: int, X: np.ndarray, lengths: np.ndarray,
