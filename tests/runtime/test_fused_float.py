@@ -139,3 +139,13 @@ def test_generated_source_is_written_once_and_reused(tmp_path, monkeypatch):
     assert again.kernel_info["source"] == first["source"]
     assert f"rnnedge_generated.{written[0].stem}" in sys.modules
     assert sorted((tmp_path / "cache").glob("*.py")) == written and written[0].stat().st_mtime_ns == stamp
+
+
+def test_the_f32_step_reads_the_layouts_own_weights_from_a_cache_line_boundary(tmp_path):
+    spec = make_spec("gru", layers=1, hidden=24)
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
+    before = model.layout.blob.copy()
+    assert model.kernel_info["step"] == "specialised"
+    blob = model.layout.blob
+    assert blob.ctypes.data % 64 == 0 and np.array_equal(blob, before)
+    assert model.nbytes == model.layout.nbytes  # the step reads that array, not a second copy
