@@ -59,7 +59,7 @@ from rnnedge.export.pipeline import (
 )
 from rnnedge.export.report import markdown
 from rnnedge.export.rules import FLOAT_RTOL
-from rnnedge.runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
+from rnnedge.runtime.command import OK, PARITY_FAILED, bad_input, guarded, internal_error, regular_file
 from rnnedge.runtime.options import HelpFormatter, add_renamed, renamed_epilog
 from rnnedge.train import outputs, splits
 from rnnedge.train.checkpoint import CheckpointError, load_split
@@ -174,13 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring; runtime/command.py). Bad options exit 2 (argparse)."""
     args = parser().parse_args(argv)
     show_progress(not args.quiet)
-    try:
-        return _main(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - a bug outside the export itself: a short message, the traceback in a log
-        return internal_error(PROG, e, "; nothing was written")
+    return guarded(PROG, lambda: _main(args), "; nothing was written")
 
 
 def _main(args: argparse.Namespace) -> int:

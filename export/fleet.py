@@ -45,7 +45,7 @@ import numpy as np
 
 from rnnedge.export import rules
 from rnnedge.runtime import sniff
-from rnnedge.runtime.command import INTERRUPTED, OK, PARITY_FAILED, bad_input, internal_error, regular_file
+from rnnedge.runtime.command import OK, PARITY_FAILED, bad_input, guarded, regular_file
 from rnnedge.runtime.options import RawHelpFormatter
 from rnnedge.runtime.umbrella import TRAIN_EXTRA, importable
 from rnnedge.train import outputs
@@ -342,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="f32 artifacts: atol of the float rule |diff| <= tolerance + rtol * |reference|")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary lines on stderr")
     args = parser.parse_args(argv)
+    return guarded(PROG, lambda: _main(args), "; nothing was written")
+
+
+def _main(args: argparse.Namespace) -> int:
     say = (lambda message: None) if args.quiet else (lambda message: print(f"{PROG}: {message}", file=sys.stderr))
     out = args.out
     try:
@@ -357,11 +361,6 @@ def main(argv: list[str] | None = None) -> int:
         write(result, out, inputs, source=f"eval {Path(args.artifact).resolve()}")
     except (FleetInputError, outputs.OutputFolderError, FileNotFoundError) as e:
         return bad_input(PROG, str(e))
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
-        return internal_error(PROG, e, "; nothing was written")
     t = result["totals"]
     say(f"{'passed' if result['passed'] else 'FAILED'}: {t['recordings'] - t['failed']} of {t['recordings']} "
         f"recordings, {t['steps']} steps, max abs difference {t['max_abs_diff']:.3g} ({result['criterion']}); "

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from rnnedge.runtime import sniff
-from rnnedge.runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+from rnnedge.runtime.command import OK, bad_input, guarded, regular_file
 from rnnedge.runtime.options import RawHelpFormatter
 
 PROG = "rnnedge run"
@@ -198,16 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{option} takes no input file and no --out: the tokens go to stdout")
     elif args.input is None:
         parser.error("give an input file (.npy or .csv), or --generate PROMPT, or --prompt-ids IDS")
-    try:
-        return _generate(args) if generating else _run(args)
-    except BrokenPipeError:  # `rnnedge run ... | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
-        return OK
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted" + ("; --out was not written" if args.out else ""), file=sys.stderr)
-        return INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
-        return internal_error(PROG, e, "; --out was not written" if args.out else "")
+    return guarded(PROG, lambda: _generate(args) if generating else _run(args),
+                   "; --out was not written" if args.out else "", pipe=True)
 
 
 def _run(args: argparse.Namespace) -> int:

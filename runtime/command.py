@@ -6,7 +6,8 @@
     3 INTERNAL_ERROR  a bug in rnnedge: one short line on stderr, the traceback in a log file that line names
   130 INTERRUPTED     Ctrl-C (the shell's status for SIGINT): one line; like 2 and 3, nothing was written
 
-No traceback ever reaches the terminal: a command's main() turns every exception into status 2 or 3.
+No traceback ever reaches the terminal: a command's main() runs its body through guarded(), which turns
+Ctrl-C into 130 and every other exception into 3 (bad input is the body's own status 2).
 Stdlib only: rnnedge-run (runtime/, no torch) can share it with rnnedge-train and rnnedge-export.
 """
 
@@ -17,6 +18,7 @@ import stat
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 OK, PARITY_FAILED, BAD_INPUT, INTERNAL_ERROR = 0, 1, 2, 3
@@ -43,6 +45,24 @@ def internal_error(prog: str, error: BaseException, after: str = "") -> int:
         where = f"no log could be written ({e})"
     print(f"{prog}: internal error: {type(error).__name__}: {message}{after}; {where}", file=sys.stderr)
     return INTERNAL_ERROR
+
+
+def guarded(prog: str, body: Callable[[], int], after: str = "", pipe: bool = False) -> int:
+    """body()'s exit status; Ctrl-C -> INTERRUPTED and any other exception -> INTERNAL_ERROR, each one line on
+    stderr followed by `after` (what was left untouched, e.g. "; nothing was written"). pipe: a command that
+    prints to stdout ends OK when its reader closes the pipe (`rnnedge run ... | head` has what it wanted)."""
+    try:
+        return body()
+    except BrokenPipeError as e:
+        if not pipe:
+            return internal_error(prog, e, after)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return OK
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted{after}", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
+        return internal_error(prog, e, after)
 
 
 def regular_file(path: str | os.PathLike, what: str) -> Path:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from rnnedge.runtime import sniff
-from rnnedge.runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+from rnnedge.runtime.command import OK, bad_input, guarded, regular_file
 from rnnedge.runtime.options import RawHelpFormatter
 
 PROG = "rnnedge compile"
@@ -53,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
     args = build_parser().parse_args(argv)
-    try:
-        return _main(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
-        return internal_error(PROG, e)
+    return guarded(PROG, lambda: _main(args))
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -15,14 +15,16 @@ on finished sums), summed in another order (f32: one chain of fused multiply-add
 int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fused_float_vnni.py), so the two
 agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
-step() == run() bit for bit; a bidirectional or reverse model is never stepped and keeps the generic kernels.
+step() == run() bit for bit. A bidirectional or reverse model is never stepped: its run() is compiled on its own
+(fused_float_sequence.py: every step's input projections at once, then the recurrence), kernel_info["path"]
+"fused_float_sequence".
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rnnedge.runtime import fused, specialize
+from rnnedge.runtime import fused, fused_float_sequence, specialize
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
@@ -35,7 +37,7 @@ CACHE_LINE = 64
 def why_not(model) -> str | None:
     """What keeps the model off the specialised step (None: it can run there)."""
     if not specs.can_stream(model.spec):
-        return "a bidirectional or reverse layer: the model runs whole sequences only, on the generic kernels"
+        return fused_float_sequence.why_not(model)
     lay = model.layout
     for l in range(len(model.spec["layers"])):
         row = lay.layers[2 * l]
@@ -59,6 +61,8 @@ def generate(model) -> fused.Specialised | None:
     if reason is not None:
         model.__dict__["_specialised_why"] = reason
         return None
+    if not specs.can_stream(model.spec):  # whole sequences only: run() compiled for them, no step
+        return fused_float_sequence.generate(model)
     lay = model.layout
     rows = [lay.layers[2 * l] for l in range(len(model.spec["layers"]))]
     cells = "_".join(layer["cell"] for layer in model.spec["layers"])

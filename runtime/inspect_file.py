@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from rnnedge.runtime import cost_model, sniff
-from rnnedge.runtime.command import INTERRUPTED, OK, bad_input, internal_error, regular_file
+from rnnedge.runtime.command import OK, bad_input, guarded, regular_file
 from rnnedge.runtime.cost_model import TARGETS
 from rnnedge.runtime.options import RawHelpFormatter
 
@@ -61,16 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
     args = build_parser().parse_args(argv)
-    try:
-        return _main(args)
-    except BrokenPipeError:  # `rnnedge inspect ... | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
-        return OK
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
-        return internal_error(PROG, e)
+    return guarded(PROG, lambda: _main(args), pipe=True)
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ import math
 import sys
 from pathlib import Path
 
-from rnnedge.runtime.command import BAD_INPUT, INTERRUPTED, OK, bad_input, internal_error
+from rnnedge.runtime.command import BAD_INPUT, OK, bad_input, guarded
 from rnnedge.runtime.options import HelpFormatter, add_renamed, renamed_epilog
 from rnnedge.runtime.spec import CELLS
 from rnnedge.train import distributed, outputs
@@ -135,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status (module docstring). Bad options exit 2 through argparse."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _main(parser, args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the output folder is as it was", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - a bug, not bad input: a short message and the traceback in a log
-        return internal_error(PROG, e, "; the output folder is as it was")
+    return guarded(PROG, lambda: _main(parser, args), "; the output folder is as it was")
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

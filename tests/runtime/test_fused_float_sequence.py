@@ -1,0 +1,89 @@
+"""run() of f32 / int8w models that cannot stream (bidirectional or reverse layers) on the functions compiled for
+the model (runtime/fused_float_sequence.py): lengths, initial states, token inputs and both head placements
+follow the generic kernels (RNNEDGE_SPECIALISE=0) within float32 rounding, at batch 1 and an odd batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnedge import runtime
+from rnnedge.runtime.model import Model
+from tests.helpers import make_model, make_spec, random_inputs, write_artifact
+from tests.runtime.test_extensions import CASES, F32_TOLERANCE, _case
+
+# Both sum each gate row in float32, in other orders (here one FMA chain per row; int8w: its int8 weights as
+# floats, exact, the row scale on the finished sum, as kernels_int8w), so they differ by float32 roundings (6e-8
+# relative each) carried through 2 layers and up to 40 steps: the largest measured over the bidirectional cases is
+# 3e-8 (softmax outputs). 1e-6 leaves 30x margin and is still 10x tighter than the 1e-5 held against PyTorch.
+TOLERANCE = 1e-6
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+
+def _pair(tmp_path, spec, precision, monkeypatch):
+    path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
+    fast = runtime.load(path)
+    assert fast.kernel_info["step"] == "specialised", fast.kernel_info
+    assert fast.kernel_info["path"] == "fused_float_sequence"
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
+    slow = runtime.load(path)
+    assert slow.kernel_info["step"] == "generic"  # decided once per model, here
+    monkeypatch.delenv("RNNEDGE_SPECIALISE")
+    return fast, slow
+
+
+def _check(fast, slow, X, lengths) -> None:
+    got, want = fast.run(X, lengths), slow.run(X, lengths)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.abs(got - want).max() <= TOLERANCE
+    if got.ndim == 3:  # every_step: zero past each length, as the generic run() gives
+        assert not got[np.arange(X.shape[1])[None, :] >= lengths[:, None]].any()
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_bidirectional_two_layer_run_with_lengths_follows_the_generic_kernels(cell, precision, tmp_path,
+                                                                               monkeypatch):
+    on = "last_step" if cell in ("rnn_tanh", "gru") else "every_step"
+    spec = make_spec(cell, layers=2, bidirectional=True, on=on, hidden=20, head_hidden=((9, "relu"),))
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 5, 40)
+    _check(fast, slow, X, np.array([40, 1, 17, 33, 2]))
+    _check(fast, slow, X[2:3], np.array([25]))
+    with pytest.raises(ValueError, match="cannot stream"):
+        fast.stream()
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_reverse_layer_with_initial_states_on_tokens_follows_the_generic_kernels(cell, precision, tmp_path,
+                                                                                  monkeypatch):
+    on = "every_step" if cell in ("rnn_tanh", "gru") else "last_step"
+    spec = make_spec(cell, layers=2, on=on, kind="tokens", hidden=18)
+    spec["version"] = 2
+    spec["layers"] = [{**spec["layers"][0], "initial_state": True},
+                      {**spec["layers"][1], "reverse": True, "initial_state": True}]
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 7, 30)
+    _check(fast, slow, X, np.array([30, 3, 1, 29, 12, 30, 8]))
+    _check(fast, slow, X[3:4], np.array([30]))
+
+
+def test_layer_directions_of_one_shape_share_one_inlined_function(tmp_path, monkeypatch):
+    spec = make_spec("lstm", layers=3, bidirectional=True, hidden=16, features=32)
+    fast, _ = _pair(tmp_path, spec, "f32", monkeypatch)
+    # six layer-directions, every input 32 wide (32 features, 2 x 16 after): one proj and one recur for all
+    source = Path(fast.kernel_info["source"]).read_text()
+    assert source.count("\ndef proj_") == 1 and source.count("\ndef recur_") == 1
+    assert source.count("@fast_kernel") == 1  # sequence; the rest is inlined into it
+
+
+def test_a_bidirectional_layer_with_a_step_extension_stays_on_the_generic_kernels_and_says_why():
+    _, op, attrs, keys, kw = next(c for c in CASES if c[0] == "gru-reset-before-bidirectional")
+    spec, tensors, X, expected = _case(op, attrs, keys, **kw)
+    model = Model(spec, "f32", tensors)
+    assert model.kernel_info["step"] == "generic"
+    assert "ONNX extension" in model.kernel_info["why"]
+    assert np.abs(model.run(X) - expected).max() <= F32_TOLERANCE
