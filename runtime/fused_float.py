@@ -72,9 +72,10 @@ def generate(model) -> fused.Specialised | None:
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob)
         weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
-    else:  # the FMA sums load 64-byte weight vectors: on a blob off a cache line each load would span two lines
-        if lay.blob.ctypes.data % CACHE_LINE:
-            lay.blob = _aligned(lay.blob)  # the layout's own array, moved once: nothing is held twice
+    else:  # the FMA sums load 64-byte weight vectors: a matrix off a cache line would span two lines per load
+        at = _line_offset(rows)
+        if lay.blob.ctypes.data % CACHE_LINE != at:
+            lay.blob = _placed(lay.blob, at)  # the layout's own array, moved once: nothing is held twice
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
@@ -92,10 +93,21 @@ def generate(model) -> fused.Specialised | None:
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, per_stream, X, lengths, valid))
 
 
-def _aligned(a: np.ndarray) -> np.ndarray:
-    """A copy of a whose first element starts a cache line."""
-    raw = np.empty(a.nbytes + CACHE_LINE, dtype=np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE
+def _line_offset(rows) -> int:
+    """Where in a cache line the f32 blob should start so the matrices with the most products (by K x G, the
+    row strides being whole lines when G is a multiple of 16) start on a line boundary."""
+    products: dict[int, int] = {}
+    for row in rows:
+        for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN)):
+            at = -4 * int(row[off]) % CACHE_LINE
+            products[at] = products.get(at, 0) + int(row[k]) * gate_rows(row)
+    return max(products, key=products.get)
+
+
+def _placed(a: np.ndarray, at: int) -> np.ndarray:
+    """A copy of a whose first element sits `at` bytes past a cache line boundary."""
+    raw = np.empty(a.nbytes + 2 * CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE + at
     out = raw[start : start + a.nbytes].view(a.dtype)
     out[:] = a
     return out
