@@ -5,7 +5,8 @@
 The generator writes the model's step as numba source with its sizes and offsets as literals
 (fused_float_source.py), loads it through runtime/specialize.py (kept in the cache folder, so a second process
 loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
-status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied).
+status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied;
+f32's blob is moved once, at generation, so its largest matrices start a cache line: _line_offset).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
 too: it only sets where a stream starts), the head's hidden dense layers and its activation. A layer with an ONNX
 extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
