@@ -5,14 +5,16 @@
 The generator writes the model's step as numba source with its sizes and offsets as literals
 (fused_float_source.py), loads it through runtime/specialize.py (kept in the cache folder, so a second process
 loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
-status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied).
+status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied;
+f32's blob is moved once, at generation, so its largest matrices start a cache line: _line_offset).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
 too: it only sets where a stream starts), the head's hidden dense layers and its activation. A layer with an ONNX
 extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
 
 The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 activations, int8w's row scales
-on finished sums), summed in another order (int8w: from the activations' two int16 limbs, on VNNI where the CPU
-has it: fused_float_vnni.py), so the two agree to float32 rounding, not bit for bit. model.run() of
+on finished sums), summed in another order (f32: one chain of fused multiply-adds per sum, fused_float_fma.py;
+int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fused_float_vnni.py), so the two
+agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
 step() == run() bit for bit. A bidirectional or reverse model is never stepped: its run() is compiled on its own
 (fused_float_sequence.py: every step's input projections at once, then the recurrence), kernel_info["path"]
@@ -24,10 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.runtime import fused, fused_float_sequence, specialize
+from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_source import gate_rows, scratch_per_stream, source
 from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
+
+CACHE_LINE = 64
 
 
 def why_not(model) -> str | None:
@@ -44,6 +49,10 @@ def why_not(model) -> str | None:
                                               vnni.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
                 > lay.qblob.size:
             return f"layer {l}'s VNNI sums would read past the int8 weights"
+        if model.precision == "f32" and max(fma.reach(int(row[L_OFF_WIH]), int(row[L_N_IN]), gate_rows(row)),
+                                            fma.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
+                > lay.blob.size:
+            return f"layer {l}'s blocked FMA sums would read past the float32 weights"
     return None
 
 
@@ -64,7 +73,10 @@ def generate(model) -> fused.Specialised | None:
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob)
         weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
-    else:
+    else:  # the FMA sums load 64-byte weight vectors: a matrix off a cache line would span two lines per load
+        at = _line_offset(rows)
+        if lay.blob.ctypes.data % CACHE_LINE != at:
+            lay.blob = _placed(lay.blob, at)  # the layout's own array, moved once: nothing is held twice
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
@@ -73,10 +85,33 @@ def generate(model) -> fused.Specialised | None:
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
         info["matvec"] = f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
+    else:
+        info["matvec"] = (f"fma: {fma.STREAMS} streams x {fma.BLOCKS} blocks of 16 rows of sums in registers, "
+                          "each weight vector loaded once for them")
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
         info=info,
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, per_stream, X, lengths, valid))
+
+
+def _line_offset(rows) -> int:
+    """Where in a cache line the f32 blob should start so the matrices with the most products (by K x G, the
+    row strides being whole lines when G is a multiple of 16) start on a line boundary."""
+    products: dict[int, int] = {}
+    for row in rows:
+        for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN)):
+            at = -4 * int(row[off]) % CACHE_LINE
+            products[at] = products.get(at, 0) + int(row[k]) * gate_rows(row)
+    return max(products, key=products.get)
+
+
+def _placed(a: np.ndarray, at: int) -> np.ndarray:
+    """A copy of a whose first element sits `at` bytes past a cache line boundary."""
+    raw = np.empty(a.nbytes + 2 * CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE + at
+    out = raw[start : start + a.nbytes].view(a.dtype)
+    out[:] = a
+    return out
 
 
 def run_sequence(model, sequence, weights: tuple, per_stream: int, X: np.ndarray, lengths: np.ndarray,

@@ -10,7 +10,9 @@ row's product is then two exact int32 sums, hi . w and lo . w (|w| <= 128, so R 
 them exact), and the gate is b + row_scale (s (hi . w) + t (lo . w)): kernels_int8w's arithmetic to float32
 rounding (the golden vectors' 1e-5 against firmware_ref's float int8w holds), at VNNI's speed.
 
-    dp2_4 / dp2_1(ibuf, hi, lo, wq, w, n, wh, wl, pairs)   4 or 1 blocks of 16 rows, both limbs' sums, in place
+    DP2[streams, blocks](ibuf, hi, lo, acc, wq, w, n, wh, wl, word_stride, pairs)
+        blocks of 16 rows, both limbs' sums written to ibuf, for 1 stream or STREAMS streams (acc, word_stride apart)
+        sharing each weight load; dp2_4 / dp2_1: one stream's 4 or 1 blocks
     dp2_portable(..., count)                    the same integers in plain loops (a CPU without VNNI)
     dp2_vnni(..., count)                        dp2_portable's call on VNNI
 
@@ -32,6 +34,8 @@ from rnnedge.runtime.vnni import LANES, has_avx512_vnni
 
 KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
 GROUP = 4  # blocks advanced together: eight independent accumulator chains (two limbs) hide vpdpwssd's latency
+STREAMS = 4  # streams sharing each weight load (with STREAM_BLOCKS blocks: 16 accumulators in registers)
+STREAM_BLOCKS = 2
 
 
 def limb_range(K: int) -> int:
@@ -53,29 +57,37 @@ def _dpwssd(builder, acc, w, b):
     return builder.call(fn, [acc, w, b])
 
 
-def _dp2(count: int):
-    """An intrinsic for `count` blocks of 16 rows: ibuf[hi + 16u + lane] += sum_p (w_t[2p, n], w_t[2p + 1, n]) .
-    (hi limbs of inputs 2p, 2p + 1), n = first + 16u + lane, and lo alike; w_t (K, N) int8 at w in wq, row stride N."""
+def _dp2(streams: int, count: int):
+    """An intrinsic for `count` blocks of 16 rows of `streams` streams: ibuf[hi + s acc + 16u + lane] = sum_p
+    (w_t[2p, n], w_t[2p + 1, n]) . (stream s's hi limbs of inputs 2p, 2p + 1), n = first + 16u + lane, and lo
+    alike; w_t (K, N) int8 at w in wq, row stride N; stream s's words at wh + s word_stride, wl + s word_stride.
+    Each pair of weight rows is interleaved and sign-extended once for all the streams."""
 
     @intrinsic
-    def dp2(typingctx, ibuf, hi, lo, wq, w, n, wh, wl, pairs):
-        sig = types.void(ibuf, hi, lo, wq, w, n, wh, wl, pairs)
+    def dp2(typingctx, ibuf, hi, lo, acc, wq, w, n, wh, wl, word_stride, pairs):
+        sig = types.void(ibuf, hi, lo, acc, wq, w, n, wh, wl, word_stride, pairs)
 
         def codegen(context, builder, signature, args):
             i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
             i32x16, i16x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32)
             i8x16 = ir.VectorType(i8, LANES)
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            wdata = context.make_array(signature.args[3])(context, builder, args[3]).data
-            hi_off, lo_off, w_off, stride, wh_off, wl_off, npairs = (
-                builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[2], args[4], args[5], args[6],
-                                                                       args[7], args[8]))
-            slots = [cgutils.alloca_once(builder, i32x16) for _ in range(2 * count)]
-            ptrs = [builder.bitcast(cgutils.gep(builder, data, builder.add(base, ir.Constant(i64, LANES * u))),
-                                    i32x16.as_pointer()) for base in (hi_off, lo_off) for u in range(count)]
-            for slot, ptr in zip(slots, ptrs):
-                builder.store(builder.load(ptr, align=4), slot)
+            wdata = context.make_array(signature.args[4])(context, builder, args[4]).data
+            hi_off, lo_off, acc_st, w_off, stride, wh_off, wl_off, word_st, npairs = (
+                builder.sext(a, i64) if a.type != i64 else a for a in (*args[1:4], *args[5:]))
+
+            def at(base, s, plus=0):
+                return builder.add(base, builder.add(builder.mul(acc_st, ir.Constant(i64, s)), ir.Constant(i64, plus)))
+
+            # slots[s][limb * count + u]
+            slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(2 * count)] for _ in range(streams)]
+            ptrs = [[builder.bitcast(cgutils.gep(builder, data, at(base, s, LANES * u)), i32x16.as_pointer())
+                     for base in (hi_off, lo_off) for u in range(count)] for s in range(streams)]
+            for slot in (slot for row in slots for slot in row):  # the sums start at zero: no pass clears them
+                builder.store(ir.Constant(i32x16, [0] * LANES), slot)
             interleave = ir.Constant(ir.VectorType(i32, 2 * LANES), [i // 2 + (i % 2) * LANES for i in range(2 * LANES)])
+            words = [(builder.add(wh_off, builder.mul(word_st, ir.Constant(i64, s))),
+                      builder.add(wl_off, builder.mul(word_st, ir.Constant(i64, s)))) for s in range(streams)]
 
             def splat(word):
                 vec = builder.insert_element(ir.Constant(i32x16, None), word, ir.Constant(i32, 0))
@@ -87,17 +99,21 @@ def _dp2(count: int):
 
             with cgutils.for_range(builder, npairs) as loop:
                 p = loop.index
-                bh = splat(builder.load(cgutils.gep(builder, data, builder.add(wh_off, p))))
-                bl = splat(builder.load(cgutils.gep(builder, data, builder.add(wl_off, p))))
                 even = builder.add(w_off, builder.mul(builder.mul(p, ir.Constant(i64, 2)), stride))
+                wv = []
                 for u in range(count):
-                    at = builder.add(even, ir.Constant(i64, LANES * u))
-                    pair = builder.shuffle_vector(row16(at), row16(builder.add(at, stride)), interleave)
-                    wv = builder.sext(pair, i16x32)  # int8 in memory, the two rows' bytes side by side per output
-                    builder.store(_dpwssd(builder, builder.load(slots[u]), wv, bh), slots[u])
-                    builder.store(_dpwssd(builder, builder.load(slots[count + u]), wv, bl), slots[count + u])
-            for slot, ptr in zip(slots, ptrs):
-                builder.store(builder.load(slot), ptr, align=4)
+                    first = builder.add(even, ir.Constant(i64, LANES * u))
+                    pair = builder.shuffle_vector(row16(first), row16(builder.add(first, stride)), interleave)
+                    wv.append(builder.sext(pair, i16x32))  # int8 in memory, the two rows' bytes side by side
+                for s in range(streams):
+                    for limb, base in enumerate(words[s]):
+                        b = splat(builder.load(cgutils.gep(builder, data, builder.add(base, p))))
+                        for u in range(count):
+                            slot = slots[s][limb * count + u]
+                            builder.store(_dpwssd(builder, builder.load(slot), wv[u], b), slot)
+            for s in range(streams):
+                for slot, ptr in zip(slots[s], ptrs[s]):
+                    builder.store(builder.load(slot), ptr, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -105,13 +121,17 @@ def _dp2(count: int):
     return dp2
 
 
-dp2_4 = _dp2(GROUP)
-dp2_1 = _dp2(1)
+# (streams, blocks): one stream (batch 1, and the streams past a multiple of STREAMS), and STREAMS streams
+DP2 = {key: _dp2(*key) for key in ((1, GROUP), (1, 1), (STREAMS, STREAM_BLOCKS), (STREAMS, 1))}
+dp2_4, dp2_1 = DP2[1, GROUP], DP2[1, 1]
 
 
 @kernel
 def dp2_portable(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count):
     """dp2_4 / dp2_1's integers in plain loops: `count` blocks of 16 rows, both limbs."""
+    for i in range(LANES * count):
+        ibuf[hi + i] = 0
+        ibuf[lo + i] = 0
     for u in range(count):
         for p in range(pairs):
             a, b = ibuf[wh + p], ibuf[wl + p]
@@ -128,8 +148,8 @@ def dp2_vnni(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count):
     """dp2_portable's call on VNNI (for tests and callers outside generated code): fours, then single blocks."""
     u = 0
     while u + GROUP <= count:
-        dp2_4(ibuf, hi + LANES * u, lo + LANES * u, wq, w + LANES * u, n, wh, wl, pairs)
+        dp2_4(ibuf, hi + LANES * u, lo + LANES * u, 0, wq, w + LANES * u, n, wh, wl, 0, pairs)
         u += GROUP
     while u < count:
-        dp2_1(ibuf, hi + LANES * u, lo + LANES * u, wq, w + LANES * u, n, wh, wl, pairs)
+        dp2_1(ibuf, hi + LANES * u, lo + LANES * u, 0, wq, w + LANES * u, n, wh, wl, 0, pairs)
         u += 1

@@ -16,6 +16,7 @@ import pytest
 from rnnedge import runtime
 from rnnedge.export.quantize import quantize_int8w
 from rnnedge.export.weights import canonical_tensors
+from rnnedge.runtime.layout import L_OFF_WHH
 from rnnedge.runtime.model import Model
 from tests.helpers import bytes_allocated_by_steps, make_model, make_spec, random_inputs, stream_all, write_artifact
 
@@ -53,11 +54,13 @@ def test_specialised_step_follows_the_generic_kernels_for_200_steps_at_batch_1_a
 
 @pytest.mark.parametrize("precision", ["f32", "int8w"])
 def test_a_stream_gives_the_same_numbers_at_every_batch_and_run_equals_step(precision, tmp_path, monkeypatch):
-    spec = make_spec("lstm", layers=2, hidden=40)  # 160 gate rows: ten VNNI blocks, a group of four and a tail
+    # 144 gate rows: nine blocks of 16, so every mat-vec has a group of blocks and a tail; batch 9: two groups of
+    # four streams sharing each weight load, and one stream alone (as at batch 1)
+    spec = make_spec("lstm", layers=2, hidden=36)
     fast, _ = _pair(tmp_path, spec, precision, monkeypatch)
-    X = random_inputs(spec, 5, 60)
-    together = stream_all(fast.stream(5), X)
-    alone = np.concatenate([stream_all(fast.stream(1), X[b : b + 1]) for b in range(5)])
+    X = random_inputs(spec, 9, 60)
+    together = stream_all(fast.stream(9), X)
+    alone = np.concatenate([stream_all(fast.stream(1), X[b : b + 1]) for b in range(9)])
     assert np.array_equal(together, alone)
     assert np.array_equal(fast.run(X), together)
 
@@ -137,3 +140,14 @@ def test_generated_source_is_written_once_and_reused(tmp_path, monkeypatch):
     assert again.kernel_info["source"] == first["source"]
     assert f"rnnedge_generated.{written[0].stem}" in sys.modules
     assert sorted((tmp_path / "cache").glob("*.py")) == written and written[0].stat().st_mtime_ns == stamp
+
+
+def test_the_f32_step_reads_its_largest_matrix_from_a_cache_line_boundary_in_the_layouts_own_blob(tmp_path):
+    spec = make_spec("gru", layers=1, hidden=24)  # W_hh (24 x 72) has the most products
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
+    before = model.layout.blob.copy()
+    assert model.kernel_info["step"] == "specialised"
+    blob = model.layout.blob
+    assert (blob.ctypes.data + 4 * int(model.layout.layers[0][L_OFF_WHH])) % 64 == 0
+    assert np.array_equal(blob, before)
+    assert model.nbytes == model.layout.nbytes  # the step reads that array, not a second copy

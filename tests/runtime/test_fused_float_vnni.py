@@ -40,8 +40,8 @@ def test_vnni_and_portable_limb_sums_are_the_same_integers(K, N):
         results.append(ibuf)
     halves = words.astype(np.int64).reshape(2, pairs)
     limbs = np.stack([(halves << 48) >> 48, halves >> 16], 2).reshape(2, 2 * pairs)[:, :K]  # input 2p, then 2p + 1
-    for limb, off in ((limbs[0], hi), (limbs[1], lo)):  # both are the plain product acc + w_t^T @ limbs, per limb
-        want = start[off : off + N].astype(np.int64) + w_t.astype(np.int64).T @ limb
+    for limb, off in ((limbs[0], hi), (limbs[1], lo)):  # both are the plain product w_t^T @ limbs, per limb,
+        want = w_t.astype(np.int64).T @ limb  # whatever the sums held before
         assert np.array_equal(results[0][off : off + N], want) and np.array_equal(results[1][off : off + N], want)
 
 
