@@ -64,7 +64,11 @@ from rnnedge.runtime.fused_int8_math import pair_table
 from rnnedge.runtime.fused_int8_seq import Frame, run_sequence, sequence
 from rnnedge.runtime.vnni import ROWS
 
-HEADER = """
+# in every generated module's text, so its hash (the cache file's name, runtime/specialize.py) changes when the
+# intrinsics it calls (fused_int8_simd, vnni) change while the text would not: 2 = gate sums in int32 lanes
+INTRINSICS = 2
+HEADER = f"""
+# intrinsics version {INTRINSICS}
 import numpy as np
 from numba import njit
 
