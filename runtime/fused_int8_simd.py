@@ -24,6 +24,16 @@ from numba.extending import intrinsic
 LANES = 16
 
 
+def _lanes_gep(builder, base, index):
+    """The vector of pointers base + index[lane] (one i32 pointer, an int32 vector of indices): LLVM sees one base
+    and 32-bit indices, so a gather through it is one `vpgatherdd` (pointers formed as 64-bit integers lowered to
+    two `vpgatherqd`). llvmlite's gep does not type a vector index, so the instruction's type is set here."""
+    gep = ir.GEPInstr(builder.block, base, [index], inbounds=True, name="", source_etype=base.type.pointee)
+    gep.type = ir.VectorType(base.type, index.type.count)
+    builder._insert(gep)
+    return gep
+
+
 def _activation_rows(shift: int, saturated: int, positive, negative):
     """An intrinsic (a, off, n, table, toff) applying the table activation of `shift` to n rows of a in place;
     positive(builder, r, c) / negative(builder, r, c) give the result for x >= 0 / x < 0 (c makes constants)."""
@@ -34,20 +44,16 @@ def _activation_rows(shift: int, saturated: int, positive, negative):
 
         def codegen(context, builder, signature, args):
             i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
-            v32, v64, v1 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES), ir.VectorType(i1, LANES)
+            v32, v1 = ir.VectorType(i32, LANES), ir.VectorType(i1, LANES)
 
             def c(value, ty=v32):
                 return ir.Constant(ty, [value] * LANES)
-
-            def splat(value, ty):
-                first = builder.insert_element(ir.Constant(ty, None), value, ir.Constant(i32, 0))
-                return builder.shuffle_vector(first, ir.Constant(ty, None), ir.Constant(v32, [0] * LANES))
 
             arr = context.make_array(signature.args[0])(context, builder, args[0])
             tab = context.make_array(signature.args[3])(context, builder, args[3])
             off_, n_, toff_ = (builder.sext(v, i64) if v.type.width < 64 else v for v in (args[1], args[2], args[4]))
             rows_p = cgutils.gep(builder, arr.data, off_)
-            tab_base = splat(builder.ptrtoint(cgutils.gep(builder, tab.data, toff_), i64), v64)
+            tab_p = cgutils.gep(builder, tab.data, toff_)
             gather_ty = ir.FunctionType(v32, [ir.VectorType(i32.as_pointer(), LANES), i32, v1, v32])
             gather = cgutils.get_or_insert_function(builder.module, gather_ty, "llvm.masked.gather.v16i32.v16p0")
             chunks = builder.sdiv(n_, ir.Constant(i64, LANES))
@@ -59,8 +65,7 @@ def _activation_rows(shift: int, saturated: int, positive, negative):
                 a_ = builder.select(builder.icmp_signed("<", x3, c(0)), builder.sub(c(0), x3), x3)
                 u = builder.lshr(a_, c(shift))
                 k = builder.select(builder.icmp_unsigned("<", u, c(254)), u, c(254))
-                ptrs = builder.inttoptr(builder.add(tab_base, builder.mul(builder.zext(k, v64), c(4, v64))),
-                                        ir.VectorType(i32.as_pointer(), LANES))
+                ptrs = _lanes_gep(builder, tab_p, k)
                 pair = builder.call(gather, [ptrs, ir.Constant(i32, 4), ir.Constant(v1, [1] * LANES),
                                              ir.Constant(v32, None)])
                 lo = builder.and_(pair, c(0xFFFF))
