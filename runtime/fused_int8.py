@@ -28,16 +28,18 @@ How it differs from the generic kernel (the integers do not):
   chosen when the step is generated (RNNEDGE_VNNI=0 forces the portable one); kernel_info names it. int32 sums
   are exact in any order (the export's bound), so both paths give the generic kernel's integers.
 - The gate stage runs in passes that each store to one array, so LLVM vectorises them: the pre-activations of
-  all gate rows (two requantised terms in int64 lanes, added exactly and saturated once, docs/int8.md), the
-  sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd), then the cell update and the
+  all gate rows (two requantised terms, int64 lanes for the products only, added exactly and saturated once,
+  docs/int8.md), the sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd), then the cell update and the
   GRU blend in int32 lanes (fused_int8_math).
 - Every stream's input is quantised (and checked) into the scratch in one branch-free pass before any state
   changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
-Batches: every stream runs the same code one after another, B read from x, so any B runs without recompiling.
-(Each layer's mat-vecs as matrix products over all B streams, vnni.matmat_vnni_at, measured no faster per stream at
-B = 8-256 -- the per-stream gate stage and copies bound it -- and 0.3 us slower at B = 1, so the step does not use
-them; run() does, for the input projections of all T steps.)
+Batches: the streams run in groups of vnni.ROWS (four), B read from x, so any B runs without recompiling. For a
+group, each layer's two mat-vecs are matrix products (vnni.matmat_vnni_at: each weight load, sign-extended once,
+serves the group's streams) written straight into each stream's rows of a group region, where that stream's gate
+stage then reads them in place (a view per stream, no copies); the head is one matrix product per group too (four
+independent accumulator chains; a head with hidden dense layers runs per stream). B = 1 is a group of one: the
+same instructions as a mat-vec. The portable path runs the same products row by row.
 """
 
 from __future__ import annotations
