@@ -28,16 +28,18 @@ How it differs from the generic kernel (the integers do not):
   chosen when the step is generated (RNNEDGE_VNNI=0 forces the portable one); kernel_info names it. int32 sums
   are exact in any order (the export's bound), so both paths give the generic kernel's integers.
 - The gate stage runs in passes that each store to one array, so LLVM vectorises them: the pre-activations of
-  all gate rows (two requantised terms in int64 lanes, added exactly and saturated once, docs/int8.md), the
-  sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd), then the cell update and the
+  all gate rows (two requantised terms, int64 lanes for the products only, added exactly and saturated once,
+  docs/int8.md), the sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd), then the cell update and the
   GRU blend in int32 lanes (fused_int8_math).
 - Every stream's input is quantised (and checked) into the scratch in one branch-free pass before any state
   changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
-Batches: every stream runs the same code one after another, B read from x, so any B runs without recompiling.
-(Each layer's mat-vecs as matrix products over all B streams, vnni.matmat_vnni_at, measured no faster per stream at
-B = 8-256 -- the per-stream gate stage and copies bound it -- and 0.3 us slower at B = 1, so the step does not use
-them; run() does, for the input projections of all T steps.)
+Batches: the streams run in groups of vnni.ROWS (four), B read from x, so any B runs without recompiling. For a
+group, each layer's two mat-vecs are matrix products (vnni.matmat_vnni_at: each weight load, sign-extended once,
+serves the group's streams) written straight into each stream's rows of a group region, where that stream's gate
+stage then reads them in place (a view per stream, no copies); the head is one matrix product per group too (four
+independent accumulator chains; a head with hidden dense layers runs per stream). B = 1 is a group of one: the
+same instructions as a mat-vec. The portable path runs the same products row by row.
 """
 
 from __future__ import annotations
@@ -62,8 +64,14 @@ from rnnedge.runtime.fused_int8_cells import (
 )
 from rnnedge.runtime.fused_int8_math import pair_table
 from rnnedge.runtime.fused_int8_seq import Frame, run_sequence, sequence
+from rnnedge.runtime.vnni import ROWS
 
-HEADER = """
+# in every generated module's text, so its hash (the cache file's name, runtime/specialize.py) changes when the
+# intrinsics it calls (fused_int8_simd, vnni) change while the text would not (2: gate sums in int32 lanes; 3:
+# activation gathers with 32-bit indices)
+INTRINSICS = 3
+HEADER = f"""
+# intrinsics version {INTRINSICS}
 import numpy as np
 from numba import njit
 
@@ -117,9 +125,8 @@ def generate(model, path: str | None = None) -> Specialised | None:
         vocab = int(m[L.M_VOCAB])
         inputs = (blob.int8(lay.qblob[int(m[L.M_OFF_IN_A]) : int(m[L.M_OFF_IN_A]) + vocab * n_in]),)
 
-    # scratch: [ax (GP) | ah (GP) | head accumulators (OP) | hidden head layers' outputs | every stream's quantised
-    # input (B x NP)]: the input of all B streams is formed (and checked) before any state changes, the rest
-    # serves one stream at a time
+    # scratch: [ax (GP) | ah (GP) | head accumulators (OP) | hidden head layers' outputs | run()'s features or the
+    # step's part]: the step forms (and checks) the input of all B streams before any state changes
     gp_max = max(k.GP for ks in layers for k in ks)
     AX, NP = 0, up(n_in)
     AH = AX + gp_max
@@ -127,13 +134,17 @@ def generate(model, path: str | None = None) -> Specialised | None:
     outs = []  # where each hidden head layer's output sits (padded to 16 rows), after the head's accumulators
     for k in hiddens:
         outs.append(HD + head["OP"] + sum(h.UP for h in hiddens[: len(outs)]))
-    XQ = HD + head["OP"] + sum(h.UP for h in hiddens)
-    frame = Frame(AX=AX, AH=AH, HD=HD, outs=outs, FE=XQ, table=table, inputs=inputs, head=head)
+    FE = HD + head["OP"] + sum(h.UP for h in hiddens)
+    frame = Frame(AX=AX, AH=AH, HD=HD, outs=outs, FE=FE, table=table, inputs=inputs, head=head)
+    # the step's scratch after the frame's: [group region: ROWS streams x (ax | ah) | the group's head accumulators
+    # (ROWS x OP) | every stream's quantised input (B x NP)]
+    frame_step = {"Z": FE, "ZS": 2 * gp_max, "HG": FE + ROWS * 2 * gp_max}
+    XQ = frame_step["HG"] + ROWS * head["OP"]
 
     src.add(0, HEADER)
     streams = specs.can_stream(model.spec)
     if streams:
-        _step(src, model, layers, hiddens, frame, OUT, STATE, NP, XQ)
+        _step(src, model, layers, hiddens, frame, frame_step, OUT, STATE, NP, XQ)
     seq = sequence(src, model, layers, hiddens, frame, _head_code)
 
     text, stem = "\n".join(src.lines) + "\n", f"int8_{'portable' if portable else 'vnni'}"
@@ -181,8 +192,9 @@ for o in range({head['OUT']}):
         src.add(indent, f"activate_head_f32({y}, {head['activation']})")
 
 
-def _step(src: Source, model, layers, hiddens, frame: Frame, OUT: int, STATE: int, NP: int, XQ: int) -> None:
-    """The stream's step: step(y, buf, x, blob) -> status, every stream one after another."""
+def _step(src: Source, model, layers, hiddens, frame: Frame, frame_step: dict, OUT: int, STATE: int, NP: int,
+          XQ: int) -> None:
+    """The stream's step: step(y, buf, x, blob) -> status, the streams in groups of ROWS."""
     n_in = int(model.layout.model[L.M_N_IN])
     src.add(0, """
 
@@ -204,9 +216,7 @@ for b in range(B):
         q = np.rint(v / fl[{scale}]) if ok else np.float32(0)
         s[{XQ} + b * {NP} + k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))
 if not finite:
-    return 1
-for b in range(B):
-    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]""")
+    return 1""")
     else:
         vocab, emb = model.vocab, frame.inputs[0]
         src.add(1, f"""
@@ -215,18 +225,48 @@ for b in range(B):
         return 2
 s = buf[B * {OUT + STATE} :]
 for b in range(B):
-    st = buf[B * {OUT} + b * {STATE} : B * {OUT} + (b + 1) * {STATE}]
     row = w8[{emb} + x[b] * {n_in} : {emb} + (x[b] + 1) * {n_in}]
     for k in range({n_in}):
         s[{XQ} + b * {NP} + k] = np.int32(row[k])""")
-    v, K = ("s", f"{XQ} + b * {NP}"), n_in
+    # streams in groups of ROWS: each layer's two mat-vecs for the group as matrix products (every weight load
+    # serves the group's streams, vnni.matmat_vnni_at) written straight into each stream's rows of the group
+    # region, then each stream's gate stage on its own rows (a view, so indices stay provably >= 0); the head
+    # likewise for the group
+    ST, Z, ZS = f"B * {OUT}", frame_step["Z"], frame_step["ZS"]
+    src.add(1, f"""
+for g in range(0, B, {ROWS}):
+    rows = min({ROWS}, B - g)""")
+    v, K, stride = ("s", f"{XQ} + g * {NP}"), n_in, NP
     for (k,), row in zip(layers, model.layout.layers[::2]):
         h, c = int(row[L.L_OFF_H]), int(row[L.L_OFF_C])
-        src.matvec(2, frame.AX, k.w_ih, k.b_x, v, K, k.GP)
-        src.matvec(2, frame.AH, k.w_hh, k.b_h, ("st", h), k.H, k.GP)
-        gates(src, k, 2, frame.AX, frame.AH, "st", h, c, frame.table)
-        v, K = ("st", h), k.H
-    _head_code(src, frame, hiddens, 2, v, K, "y[b]", f"buf[b * {OUT} + o]")
+        src.matmat(2, "s", Z, ZS, k.w_ih, k.b_x, v[0], v[1], stride, K, k.GP, "rows")
+        src.matmat(2, "s", Z + k.GP, ZS, k.w_hh, k.b_h, "buf", f"{ST} + g * {STATE} + {h}", STATE, k.H, k.GP, "rows")
+        src.add(2, f"""
+for r in range(rows):
+    b = g + r
+    st = buf[{ST} + b * {STATE} : {ST} + (b + 1) * {STATE}]
+    ga = s[{Z} + r * {ZS} : {Z} + (r + 1) * {ZS}]""")
+        gates(src, k, 3, 0, k.GP, "st", h, c, frame.table, "ga")
+        v, K, stride = ("buf", f"{ST} + g * {STATE} + {h}"), k.H, STATE
+    head = frame.head
+    if hiddens:
+        src.add(2, f"""
+for r in range(rows):
+    b = g + r
+    st = buf[{ST} + b * {STATE} : {ST} + (b + 1) * {STATE}]""")
+        _head_code(src, frame, hiddens, 3, ("st", h), K, "y[b]", f"buf[b * {OUT} + o]")
+    else:
+        HG = frame_step["HG"]
+        src.matmat(2, "s", HG, head["OP"], head["w"], head["b"], v[0], v[1], stride, K, head["OP"], "rows")
+        src.add(2, f"""
+for r in range(rows):
+    b = g + r
+    for o in range({head['OUT']}):
+        a = s[{HG} + r * {head['OP']} + o]
+        buf[b * {OUT} + o] = a
+        y[b][o] = np.float32(a) * fl[{head['s']} + o]""")
+        if head["activation"] != L.ACT_NONE:
+            src.add(3, f"activate_head_f32(y[b], {head['activation']})")
     src.add(1, "return 0")
 
 

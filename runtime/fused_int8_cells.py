@@ -178,35 +178,36 @@ def layer_constants(blob: Blob, lay, row, portable: bool) -> LayerConstants:
 
 
 def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str, h: int | str, c: int | str,
-          table: int) -> None:
-    """The layer's step after its two mat-vecs: s[AX:] holds b_x + W_ih x, s[AX:] b_h + W_hh h (GP rows each);
-    writes the new h (and lstm c) to st[h:], st[c:]."""
+          table: int, s: str = "s") -> None:
+    """The layer's step after its two mat-vecs: s[AX:] holds b_x + W_ih x, s[AH:] b_h + W_hh h (GP rows each), s
+    the name of the int32 array holding them (the step's scratch, or one stream's view of it); writes the new h
+    (and lstm c) to st[h:], st[c:]."""
     H, HP = k.H, k.HP
 
     def term(side: str, first: int = 0) -> str:
         """One requantised term (int64) of row `first` + j."""
         acc = AX if side == "x" else AH
         constants = ", ".join(f"blob[{off + first} + j]" for off in k.sides[side])
-        return f"np.int64({k.fn}(s[{acc + first} + j], {constants}))"
+        return f"np.int64({k.fn}({s}[{acc + first} + j], {constants}))"
 
     def pre(rows: int) -> None:
         """Rows 0 .. rows-1 of ax in place: sat16(yx + yh); 16 lanes of vector IR (fused_int8_simd) where the
         rounding constants are rows, else one loop storing to the scratch alone (LLVM vectorises it)."""
         if k.right:
-            src.add(indent, f"gate_sums_rows_at(s, {AX}, {AH}, {rows}, blob, "
+            src.add(indent, f"gate_sums_rows_at({s}, {AX}, {AH}, {rows}, blob, "
                             f"{', '.join(map(str, k.sides['x'] + k.sides['h']))})")
             return
         src.add(indent, f"for j in range({rows}):")
-        src.add(indent + 1, f"s[{AX} + j] = np.int32(sat16({term('x')} + {term('h')}))")
+        src.add(indent + 1, f"{s}[{AX} + j] = np.int32(sat16({term('x')} + {term('h')}))")
 
     def act(fn: str, first: int, rows: int) -> None:
-        src.add(indent, f"{fn}_rows_at(s, {AX + first}, {rows}, blob, {table})")
+        src.add(indent, f"{fn}_rows_at({s}, {AX + first}, {rows}, blob, {table})")
 
     if k.cell in (L.CELL_RNN_TANH, L.CELL_RNN_RELU):
         pre(HP)
         if k.cell == L.CELL_RNN_TANH:
             act("tanh", 0, HP)
-        value = f"max(s[{AX} + j], np.int32(0))" if k.cell == L.CELL_RNN_RELU else f"s[{AX} + j]"
+        value = f"max({s}[{AX} + j], np.int32(0))" if k.cell == L.CELL_RNN_RELU else f"{s}[{AX} + j]"
         src.add(indent, f"""
 for j in range({H}):
     {st}[{h} + j] = {value}""")
@@ -221,27 +222,27 @@ for j in range({H}):
         # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh
         src.add(indent, f"""
 for j in range({H}):
-    kept = sat16_32(rdbpot32(np.int32(s[{AX + HP} + j] * np.int32({st}[{c} + j])), 15))
-    added = sat16_32(rdbpot32(np.int32(s[{AX} + j] * s[{AX + 2 * HP} + j]), {30 + p}))
+    kept = sat16_32(rdbpot32(np.int32({s}[{AX + HP} + j] * np.int32({st}[{c} + j])), 15))
+    added = sat16_32(rdbpot32(np.int32({s}[{AX} + j] * {s}[{AX + 2 * HP} + j]), {30 + p}))
     cn = sat16_32(kept + added)
     {st}[{c} + j] = cn
-    s[{AH} + j] = {cell_q}
-tanh_rows_at(s, {AH}, {HP}, blob, {table})
+    {s}[{AH} + j] = {cell_q}
+tanh_rows_at({s}, {AH}, {HP}, blob, {table})
 for j in range({H}):
-    {st}[{h} + j] = sat16_32(rdbpot32(np.int32(s[{AX + 3 * HP} + j] * s[{AH} + j]), 15))""")
+    {st}[{h} + j] = sat16_32(rdbpot32(np.int32({s}[{AX + 3 * HP} + j] * {s}[{AH} + j]), 15))""")
     else:
         pre(2 * HP)
         act("sigmoid", 0, 2 * HP)
-        n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64(s[{AX} + j]) * "
+        n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64({s}[{AX} + j]) * "
                  f"{term('h', 2 * HP)}, 15)))")
         src.add(indent, f"""
 for j in range({HP}):
-    s[{AX + 2 * HP} + j] = np.int32({n_pre})""")
+    {s}[{AX + 2 * HP} + j] = np.int32({n_pre})""")
         act("tanh", 2 * HP, HP)
         src.add(indent, f"""
 for j in range({H}):
-    z = s[{AX + HP} + j]
-    {st}[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * s[{AX + 2 * HP} + j])
+    z = {s}[{AX + HP} + j]
+    {st}[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * {s}[{AX + 2 * HP} + j])
                                     + np.int32(z * np.int32({st}[{h} + j]))), 15))""")
 
 

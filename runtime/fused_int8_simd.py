@@ -24,6 +24,16 @@ from numba.extending import intrinsic
 LANES = 16
 
 
+def _lanes_gep(builder, base, index):
+    """The vector of pointers base + index[lane] (one i32 pointer, an int32 vector of indices): LLVM sees one base
+    and 32-bit indices, so a gather through it is one `vpgatherdd` (pointers formed as 64-bit integers lowered to
+    two `vpgatherqd`). llvmlite's gep does not type a vector index, so the instruction's type is set here."""
+    gep = ir.GEPInstr(builder.block, base, [index], inbounds=True, name="", source_etype=base.type.pointee)
+    gep.type = ir.VectorType(base.type, index.type.count)
+    builder._insert(gep)
+    return gep
+
+
 def _activation_rows(shift: int, saturated: int, positive, negative):
     """An intrinsic (a, off, n, table, toff) applying the table activation of `shift` to n rows of a in place;
     positive(builder, r, c) / negative(builder, r, c) give the result for x >= 0 / x < 0 (c makes constants)."""
@@ -34,20 +44,16 @@ def _activation_rows(shift: int, saturated: int, positive, negative):
 
         def codegen(context, builder, signature, args):
             i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
-            v32, v64, v1 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES), ir.VectorType(i1, LANES)
+            v32, v1 = ir.VectorType(i32, LANES), ir.VectorType(i1, LANES)
 
             def c(value, ty=v32):
                 return ir.Constant(ty, [value] * LANES)
-
-            def splat(value, ty):
-                first = builder.insert_element(ir.Constant(ty, None), value, ir.Constant(i32, 0))
-                return builder.shuffle_vector(first, ir.Constant(ty, None), ir.Constant(v32, [0] * LANES))
 
             arr = context.make_array(signature.args[0])(context, builder, args[0])
             tab = context.make_array(signature.args[3])(context, builder, args[3])
             off_, n_, toff_ = (builder.sext(v, i64) if v.type.width < 64 else v for v in (args[1], args[2], args[4]))
             rows_p = cgutils.gep(builder, arr.data, off_)
-            tab_base = splat(builder.ptrtoint(cgutils.gep(builder, tab.data, toff_), i64), v64)
+            tab_p = cgutils.gep(builder, tab.data, toff_)
             gather_ty = ir.FunctionType(v32, [ir.VectorType(i32.as_pointer(), LANES), i32, v1, v32])
             gather = cgutils.get_or_insert_function(builder.module, gather_ty, "llvm.masked.gather.v16i32.v16p0")
             chunks = builder.sdiv(n_, ir.Constant(i64, LANES))
@@ -59,8 +65,7 @@ def _activation_rows(shift: int, saturated: int, positive, negative):
                 a_ = builder.select(builder.icmp_signed("<", x3, c(0)), builder.sub(c(0), x3), x3)
                 u = builder.lshr(a_, c(shift))
                 k = builder.select(builder.icmp_unsigned("<", u, c(254)), u, c(254))
-                ptrs = builder.inttoptr(builder.add(tab_base, builder.mul(builder.zext(k, v64), c(4, v64))),
-                                        ir.VectorType(i32.as_pointer(), LANES))
+                ptrs = _lanes_gep(builder, tab_p, k)
                 pair = builder.call(gather, [ptrs, ir.Constant(i32, 4), ir.Constant(v1, [1] * LANES),
                                              ir.Constant(v32, None)])
                 lo = builder.and_(pair, c(0xFFFF))
@@ -90,16 +95,19 @@ tanh_rows_at = _activation_rows(
 def gate_sums_rows_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh):
     """a[ax + r] = sat16(yx + yh) for rows r < n (a multiple of 16), in place, 16 rows per pass:
     yx = fused_int8_math.mbqm_right(a[ax + r], blob[mx + r], blob[ex + r], blob[hx + r], blob[nx + r]) and yh
-    likewise from a[ah + r] and the (mh, eh, hh, nh) rows. The same integers as the numba loop over mbqm_right, in
-    16 lanes (LLVM's own vectoriser picks 8 int64 lanes on this CPU at best)."""
+    likewise from a[ah + r] and the (mh, eh, hh, nh) rows. The same integers as the numba loop over mbqm_right, with
+    64-bit lanes only for the products (even and odd lanes, `vpmuldq`): SRDHM's result, high, fits int32 (M >= 0,
+    |high| <= |x|), so the rest runs in 16 int32 lanes -- the rounding shift as (high >> e) + (((high & (2^e - 1)) +
+    half) >>> e), whose unsigned sum stays below 2^32 for e <= 31, and the two terms' sum saturated where it
+    overflows int32 (its true value is then far outside int16 on the side of the terms' sign)."""
     sig = types.void(a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
 
     def codegen(context, builder, signature, args):
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        v32, v64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES)
+        v32, v64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
 
-        def c(value, ty=v64):
-            return ir.Constant(ty, [value] * LANES)
+        def c(value, ty=v32):
+            return ir.Constant(ty, [value] * len(ty))
 
         arr = context.make_array(signature.args[0])(context, builder, args[0])
         consts = context.make_array(signature.args[4])(context, builder, args[4])
@@ -112,24 +120,36 @@ def gate_sums_rows_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh,
             ptr = builder.bitcast(cgutils.gep(builder, base, index), v32.as_pointer())
             return builder.load(ptr, align=4), ptr
 
+        def srdhm(acc, M):
+            """floor((acc M + 2^30) / 2^31) per lane: even and odd lanes as 64-bit products, the results as int32."""
+            a64, m64 = builder.bitcast(acc, v64), builder.bitcast(M, v64)
+            highs = []
+            for lanes in ((builder.ashr(builder.shl(a64, c(32, v64)), c(32, v64)),
+                           builder.ashr(builder.shl(m64, c(32, v64)), c(32, v64))),
+                          (builder.ashr(a64, c(32, v64)), builder.ashr(m64, c(32, v64)))):
+                highs.append(builder.ashr(builder.add(builder.mul(*lanes), c(1 << 30, v64)), c(31, v64)))
+            even = builder.and_(highs[0], c(0xFFFFFFFF, v64))
+            return builder.bitcast(builder.or_(even, builder.shl(highs[1], c(32, v64))), v32)
+
         def term(acc, M, e, half, half_neg):
-            high = builder.ashr(builder.add(builder.mul(builder.sext(acc, v64), builder.sext(M, v64)), c(1 << 30)),
-                                c(31))
-            nudge = builder.select(builder.icmp_signed("<", high, c(0)), builder.sext(half_neg, v64),
-                                   builder.sext(half, v64))
-            return builder.sext(builder.trunc(builder.ashr(builder.add(high, nudge), builder.sext(e, v64)), v32), v64)
+            high = srdhm(acc, M)
+            nudge = builder.select(builder.icmp_signed("<", high, c(0)), half_neg, half)
+            rest = builder.and_(high, builder.sub(builder.shl(c(1), e), c(1)))
+            return builder.add(builder.ashr(high, e), builder.lshr(builder.add(rest, nudge), e))
 
         chunks = builder.sdiv(n_, ir.Constant(i64, LANES))
         with cgutils.for_range(builder, chunks) as loop:
             first = builder.mul(loop.index, ir.Constant(i64, LANES))
             x, x_ptr = load(ax_p, first)
             h, _ = load(ah_p, first)
-            consts_x = [load(p, first)[0] for p in rows[:4]]
-            consts_h = [load(p, first)[0] for p in rows[4:]]
-            total = builder.add(term(x, *consts_x), term(h, *consts_h))
+            yx = term(x, *[load(p, first)[0] for p in rows[:4]])
+            yh = term(h, *[load(p, first)[0] for p in rows[4:]])
+            total = builder.add(yx, yh)
+            overflow = builder.icmp_signed("<", builder.and_(builder.xor(yx, total), builder.xor(yh, total)), c(0))
             total = builder.select(builder.icmp_signed("<", total, c(-32768)), c(-32768), total)
             total = builder.select(builder.icmp_signed(">", total, c(32767)), c(32767), total)
-            builder.store(builder.trunc(total, v32), x_ptr, align=4)
+            wide = builder.select(builder.icmp_signed("<", yx, c(0)), c(-32768), c(32767))
+            builder.store(builder.select(overflow, wide, total), x_ptr, align=4)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -11,10 +11,11 @@ from numba import njit
 
 from rnnedge.runtime import fused_int8, vnni
 from rnnedge.runtime.fused_int8_math import mbqm_right, pair_table, rdbpot32, rounding_rows, sat16_32
-from rnnedge.runtime.fused_int8_simd import sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
 from rnnedge.runtime.int8_math import (
     multiply_by_quantized_multiplier_right,
     rounding_divide_by_pot,
+    sat16,
     sigmoid_q15,
     tanh_q15,
 )
@@ -248,3 +249,32 @@ def test_requantisation_with_row_constants_equals_int8_math_on_every_right_shift
     got, ref = np.zeros(n, np.int32), np.zeros(n, np.int32)
     _requantise(x.astype(np.int32), M.astype(np.int32), S.astype(np.int32), *rounding_rows(S), got, ref)
     np.testing.assert_array_equal(got, ref)
+
+
+@njit(cache=True)
+def _gate_sums(a, n, blob, ref):
+    gate_sums_rows_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
+    for r in range(n):
+        yx = np.int64(multiply_by_quantized_multiplier_right(ref[r], blob[r], -blob[n + r]))
+        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + r], blob[4 * n + r], -blob[5 * n + r]))
+        ref[r] = np.int32(sat16(yx + yh))
+
+
+def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_right_shift():
+    rng = np.random.default_rng(4)
+    n = 1 << 18
+    acc = rng.integers(-(2**31), 2**31, 2 * n, dtype=np.int64)
+    acc[::4] >>= rng.integers(0, 31, acc[::4].size)  # small values too, where the roundings' ties lie
+    acc[:8] = [-(2**31), 2**31 - 1, -1, 0, -(2**31), 2**31 - 1, 5, -5]
+    acc[n : n + 8] = [-(2**31), 2**31 - 1, 0, -1, 2**31 - 1, -(2**31), -5, 5]  # int32 sums that overflow, cancel
+    M = rng.integers(2**30, 2**31, 2 * n, dtype=np.int64)
+    M[::7] = 0
+    M[:8] = M[n : n + 8] = 2**31 - 1
+    S = rng.integers(-31, 1, 2 * n, dtype=np.int64)
+    S[:8] = S[n : n + 8] = 0
+    e, half, half_neg = rounding_rows(S)
+    blob = np.concatenate([M[:n], e[:n], half[:n], half_neg[:n], M[n:], e[n:], half[n:], half_neg[n:]]).astype(np.int32)
+    a, ref = acc.astype(np.int32), acc.astype(np.int32)
+    _gate_sums(a, n, blob, ref)
+    np.testing.assert_array_equal(a[:n], ref[:n])
+    assert (a[:n] == 32767).any() and (a[:n] == -32768).any() and (np.abs(a[:n]) < 32767).any()
