@@ -20,24 +20,7 @@ from __future__ import annotations
 
 from rnnedge.runtime import layout as L
 from rnnedge.runtime.fused_float_fma import BLOCKS, LANES, STREAMS, blocks, padded
-
-_GATES = {L.CELL_LSTM: 4, L.CELL_GRU: 3}  # rows per hidden unit; the plain RNNs have 1
-
-
-def gate_rows(row) -> int:
-    return _GATES.get(int(row[L.L_CELL]), 1) * int(row[L.L_HIDDEN])
-
-
-class Lines:
-    def __init__(self, depth: int = 1):
-        self.lines: list[str] = []
-        self.depth = depth
-
-    def __call__(self, *lines: str) -> None:
-        self.lines += ["    " * self.depth + line for line in lines]
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+from rnnedge.runtime.fused_float_source import Lines, dense, gate_rows, head, hidden_activation, update
 
 
 def proj_offsets(row, q8: bool) -> tuple[int, ...]:
@@ -108,35 +91,12 @@ def recur(name: str, row, q8: bool) -> str:
     def gh(off: int) -> str:  # int8w: kernels_int8w's b + row scale * sum
         return f"(w[bhh + {off} + j] + w[shh + {off} + j] * a[{off} + j])" if q8 else f"a[{off} + j]"
 
-    update(out, row, lambda off: f"g[{off} + j]", gh)
+    update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H)
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
     return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, w):\n"
             f'    """One step of B streams: state [h | c] ({H} each) at st, st_stride apart; gx their input '
             'projections."""\n' + out.text())
 
-
-def update(out: Lines, row, gx, gh) -> None:
-    """The cell's gates and state update for one stream (`s` its state row [h | c]), gx(off) / gh(off) the
-    pre-activation parts of gate row off + j: kernels_f32's lstm_update_f32 / gru_update_f32 / rnn_update_f32."""
-    cell, H = int(row[L.L_CELL]), int(row[L.L_HIDDEN])
-    out(f"    for j in range({H}):")
-    if cell == L.CELL_LSTM:  # gate order i f g o
-        out(f"        i_ = ONE / (ONE + exp_f32(-({gx(0)} + {gh(0)})))",
-            f"        f_ = ONE / (ONE + exp_f32(-({gx(H)} + {gh(H)})))",
-            f"        g_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + {gh(2 * H)}))) - ONE",
-            f"        o_ = ONE / (ONE + exp_f32(-({gx(3 * H)} + {gh(3 * H)})))",
-            f"        c_ = f_ * s[{H} + j] + i_ * g_",
-            f"        s[{H} + j] = c_",
-            "        s[j] = o_ * (TWO / (ONE + exp_f32(-TWO * c_)) - ONE)")
-    elif cell == L.CELL_GRU:  # gate order r z n
-        out(f"        r_ = ONE / (ONE + exp_f32(-({gh(0)} + {gx(0)})))",
-            f"        z_ = ONE / (ONE + exp_f32(-({gh(H)} + {gx(H)})))",
-            f"        n_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + r_ * {gh(2 * H)}))) - ONE",
-            "        s[j] = (ONE - z_) * n_ + z_ * s[j]")
-    elif cell == L.CELL_RNN_RELU:
-        out(f"        s[j] = max({gx(0)} + {gh(0)}, ZERO)")
-    else:
-        out(f"        s[j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
 
 
 def inputs_source(model, q8: bool, args: str) -> str:
@@ -165,32 +125,6 @@ def inputs_source(model, q8: bool, args: str) -> str:
             + out.text())
 
 
-def _rows_times(out: Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
-                src: str, stride: str) -> None:
-    """buf[dst + b n_out + o] = bias[o] (+ scale[o] *) sum_k W[o, k] v_b[k]: W (n_out, n_in) row-major, one dot
-    product per row (few long rows: the head and its hidden layers), each row read once for all streams."""
-    wref = "np.float32(wo[k])" if q8 else "wo[k]"
-    total = f"w[{boff} + o] + w[{soff} + o] * acc" if q8 else f"w[{boff} + o] + acc"
-    out(f"for o in range({n_out}):",
-        f"    wo = {'q' if q8 else 'w'}[{woff} + o * {n_in}:]  # views: the sums vectorise",
-        "    for b in range(B):",
-        "        acc = ZERO",
-        f"        v = buf[{src} + b * {stride}:]",
-        f"        for k in range({n_in}):",
-        f"            acc += {wref} * v[k]",
-        f"        buf[{dst} + b * {n_out} + o] = {total}")
-
-
-_HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
-    L.HID_RELU: "max(a_, ZERO)",
-    L.HID_TANH: "TWO / (ONE + exp_f32(-TWO * a_)) - ONE",
-    L.HID_SIGMOID: "ONE / (ONE + exp_f32(-a_))",
-    L.HID_GELU: "HALF * a_ * (ONE + erf_f32(a_ * _RSQRT2))",
-    L.HID_GELU_TANH: "HALF * a_ * (ONE + (TWO / (ONE + exp_f32(-TWO * (_GELU_TANH_K * (a_ + _GELU_TANH_C * a_ * a_ * "
-                     "a_)))) - ONE))",
-}
-
-
 def head_source(model, q8: bool, args: str) -> str:
     """head(buf, src, stride, B, d, *weights): the head's hidden layers (their outputs at d), then its final linear
     layer into y (B, O) at buf[0 ..] and kernels_f32.activate_head_f32's activation per stream."""
@@ -200,41 +134,11 @@ def head_source(model, q8: bool, args: str) -> str:
     src, stride, d_off = "src", "stride", 0
     for d in lay.dense:
         U, dst = int(d[L.D_UNITS]), f"d + B * {d_off}"
-        out(f"# hidden head layer: {int(d[L.D_N_IN])} -> {U}")
-        _rows_times(out, dst, U, int(d[L.D_N_IN]), int(d[L.D_OFF_W]), int(d[L.D_OFF_B]),
-                    int(d[L.D_OFF_S]) if q8 else None, q8, src, stride)
-        if int(d[L.D_ACTIVATION]) != L.HID_NONE:
-            out(f"for i in range(B * {U}):",
-                f"    a_ = buf[{dst} + i]",
-                f"    buf[{dst} + i] = {_HIDDEN[int(d[L.D_ACTIVATION])]}")
+        dense(out, dst, U, d, q8, src, stride)
+        hidden_activation(out, dst, U, int(d[L.D_ACTIVATION]))
         src, stride, d_off = dst, str(U), d_off + U
-    O, n_in = int(m[L.M_OUT]), int(m[L.M_HEAD_IN])
-    out("# head")
-    _rows_times(out, "0", O, n_in, int(m[L.M_OFF_HEAD_W]), int(m[L.M_OFF_HEAD_B]),
-                int(m[L.M_OFF_HEAD_S]) if q8 else None, q8, src, stride)
-    act = int(m[L.M_ACTIVATION])
-    if act == L.ACT_SIGMOID:
-        out(f"for i in range(B * {O}):", "    buf[i] = ONE / (ONE + np.exp(-buf[i]))")
-    elif act in (L.ACT_SOFTMAX, L.ACT_LOG_SOFTMAX):
-        out("for b in range(B):",
-            f"    y0 = b * {O}",
-            "    top = buf[y0]",
-            f"    for o in range(1, {O}):",
-            "        top = max(top, buf[y0 + o])",
-            "    total = ZERO")
-        if act == L.ACT_SOFTMAX:
-            out(f"    for o in range({O}):",
-                "        e_ = np.exp(buf[y0 + o] - top)",
-                "        buf[y0 + o] = e_",
-                "        total += e_",
-                f"    for o in range({O}):",
-                "        buf[y0 + o] /= total")
-        else:
-            out(f"    for o in range({O}):",
-                "        total += np.exp(buf[y0 + o] - top)",
-                "    log_total = np.log(total)",
-                f"    for o in range({O}):",
-                "        buf[y0 + o] = (buf[y0 + o] - top) - log_total")
+    head(out, m, q8, src, stride)
+    O = int(m[L.M_OUT])
     return (f"\n\n@fast_inline\ndef head(buf, src, stride, B, d, {args}):\n"
             f'    """y (B, {O}) at buf[0 ..] from B rows at src, stride apart; the hidden layers\' outputs at d."""\n'
             + out.text())

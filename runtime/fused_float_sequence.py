@@ -39,8 +39,6 @@ from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, padded
 from rnnedge.runtime.fused_float_layers import (
-    Lines,
-    gate_rows,
     head_source,
     inputs_source,
     proj,
@@ -49,6 +47,7 @@ from rnnedge.runtime.fused_float_layers import (
     recur_offsets,
     recur_scratch,
 )
+from rnnedge.runtime.fused_float_source import Lines, gate_rows
 
 # part of every generated file, so of its cache name: numba's cache of a generated function does not see changes
 # to the code it calls (the intrinsics, exp_f32), so bump this when they change what run() computes

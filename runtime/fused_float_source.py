@@ -116,13 +116,18 @@ def scratch_per_stream(lay, rows, q8: bool) -> int:
     return int(lay.model[M_N_IN]) + sum(scratch_parts(lay, rows, q8)) + sum(int(d[D_UNITS]) for d in lay.dense)
 
 
-class _Lines:
-    def __init__(self):
+class Lines:
+    """Generated source lines at an indentation depth (out(*lines); out.depth += 1 around a block)."""
+
+    def __init__(self, depth: int = 1):
         self.lines: list[str] = []
-        self.depth = 1
+        self.depth = depth
 
     def __call__(self, *lines: str) -> None:
         self.lines += ["    " * self.depth + line for line in lines]
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
 
 
 def source(model, rows, what: str, path: str = "portable") -> str:
@@ -134,7 +139,7 @@ def source(model, rows, what: str, path: str = "portable") -> str:
     args = "q, w" if q8 else "w"
     O, S, n_in = int(m[M_OUT]), lay.state_size, int(m[M_N_IN])
     sums, words, _ = scratch_parts(lay, rows, q8)
-    out = _Lines()
+    out = Lines()
     out("B = x.shape[0]",
         f"S0 = B * {O}  # state (B, {S})",
         f"V = S0 + B * {S}  # scratch: v (B, {n_in})",
@@ -157,11 +162,11 @@ def source(model, rows, what: str, path: str = "portable") -> str:
     d_off = 0
     for d in lay.dense:
         U = int(d[D_UNITS])
-        _dense(out, f"D + B * {d_off}", U, d, q8, src, stride)
-        _hidden_activation(out, f"D + B * {d_off}", U, int(d[D_ACTIVATION]))
+        dense(out, f"D + B * {d_off}", U, d, q8, src, stride)
+        hidden_activation(out, f"D + B * {d_off}", U, int(d[D_ACTIVATION]))
         src, stride = f"D + B * {d_off}", U
         d_off += U
-    _head(out, m, q8, src, stride)
+    head(out, m, q8, src, stride)
     out("return 0")
     body = "\n".join(out.lines)
     every = model.spec["head"]["on"] != "last_step"
@@ -198,7 +203,7 @@ def _sequence(args: str, O: int, every: bool) -> str:
             + copy)
 
 
-def _input(out: _Lines, model, q8: bool) -> None:
+def _input(out: Lines, model, q8: bool) -> None:
     """The input check (before any write) and v (B, n_in)."""
     m = model.layout.model
     n_in = int(m[M_N_IN])
@@ -227,7 +232,7 @@ def _input(out: _Lines, model, q8: bool) -> None:
             f"        buf[V + b * {n_in} + j] = w[e + j]")
 
 
-def _layer_f32(out: _Lines, row, src: str, stride: int, S: int, sums: int) -> None:
+def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int) -> None:
     """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
@@ -244,10 +249,10 @@ def _layer_f32(out: _Lines, row, src: str, stride: int, S: int, sums: int) -> No
     _gemv_t(out, f"A + {half}", sums, G, int(row[L_OFF_WHH]), H, f"S0 + {int(row[L_OFF_H])}", S)
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
-    _update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]")
+    update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]")
 
 
-def _gemv_t(out: _Lines, acc: str, acc_stride: int, N: int, woff: int, K: int, src: str, stride: int) -> None:
+def _gemv_t(out: Lines, acc: str, acc_stride: int, N: int, woff: int, K: int, src: str, stride: int) -> None:
     """buf[acc + b acc_stride + i] += sum_k W^T[k, i] v_b[k] for every stream b: W^T (K, N) float32 at woff in w,
     v_b at src + b stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a time (then the
     remaining blocks), every stream through them, STREAMS at a time (then the remaining streams one by one), so a
@@ -270,7 +275,7 @@ def _gemv_t(out: _Lines, acc: str, acc_stride: int, N: int, woff: int, K: int, s
         streams("", nb - full, str(full * LANES))
 
 
-def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, sums: int, words: int, path: str) -> None:
+def _layer_int8w(out: Lines, row, src: str, stride: int, S: int, sums: int, words: int, path: str) -> None:
     """One forward int8w layer for every stream: [x] and [h] as int16 limbs, their int32 sums on VNNI (or the
     portable loops), then b + row scale * (s hi.w + t lo.w) into the cell update (fused_float_vnni.py)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
@@ -307,10 +312,10 @@ def _layer_int8w(out: _Lines, row, src: str, stride: int, S: int, sums: int, wor
         return (f"(w[{int(row[L_OFF_BHH]) + off} + j] + w[{int(row[L_OFF_SHH]) + off} + j] * "
                 f"(np.float32(a[{2 * n_pad + off} + j]) * sh + np.float32(a[{3 * n_pad + off} + j]) * th))")
 
-    _update(out, row, gx, gh)
+    update(out, row, gx, gh)
 
 
-def _dp2_streams(out: _Lines, row, sums: int, words: int, px: int, ph: int) -> None:
+def _dp2_streams(out: Lines, row, sums: int, words: int, px: int, ph: int) -> None:
     """Both parts' limb sums for the first b0 = B - B % STREAMS streams, STREAMS at a time: STREAM_BLOCKS blocks
     of 16 rows per call (then the last block alone), the blocks outer so a block's weights stay in L1 while every
     group of streams reads them. Integer sums: the same numbers in any grouping."""
@@ -335,7 +340,7 @@ def _dp2_streams(out: _Lines, row, sums: int, words: int, px: int, ph: int) -> N
         streams("", nb - full, str(full * LANES))
 
 
-def _limbs(out: _Lines, v: str, K: int, words: str, pairs: int, scales: str) -> None:
+def _limbs(out: Lines, v: str, K: int, words: str, pairs: int, scales: str) -> None:
     """One stream's K inputs at buf[v ..] as two int16 limbs (fused_float_vnni.py), two inputs to a word:
     hi words at `words`, lo words after them; the scales s, t at buf[scales], buf[scales + 1]."""
     R = limb_range(K)
@@ -356,7 +361,7 @@ def _limbs(out: _Lines, v: str, K: int, words: str, pairs: int, scales: str) -> 
         _limb_pair(out, R, str(whole), f"vv[{K - 1}]", None)
 
 
-def _limb_pair(out: _Lines, R: int, p: str, v0: str, v1: str | None) -> None:
+def _limb_pair(out: Lines, R: int, p: str, v0: str, v1: str | None) -> None:
     """Words p of hw, lw (in _limbs): the hi and lo limbs of inputs v0, v1 (None: no second input, limbs 0)."""
     pad = "        " if p == "p" else "    "
     hi = ["h0"] + (["h1"] if v1 else [])
@@ -369,33 +374,35 @@ def _limb_pair(out: _Lines, R: int, p: str, v0: str, v1: str | None) -> None:
            for w in ("h", "l")])])
 
 
-def _update(out: _Lines, row, gx, gh) -> None:
-    """The cell's gates and state update for stream b (`st` its state row), gx(off) / gh(off) the pre-activation
-    parts of gate row off + j: kernels_f32's lstm_update_f32 / gru_update_f32 / rnn_update_f32 per element."""
+def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int | None = None) -> None:
+    """The cell's gates and state update for one stream (`st` its state row, h and c where the layer's h and c
+    start in it: by default the layout's offsets), gx(off) / gh(off) the pre-activation parts of gate row off + j:
+    kernels_f32's lstm_update_f32 / gru_update_f32 / rnn_update_f32 per element."""
     cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
-    h, c = int(row[L_OFF_H]), int(row[L_OFF_C])
+    h = int(row[L_OFF_H]) if h is None else h
+    c = int(row[L_OFF_C]) if c is None else c
     out(f"    for j in range({H}):")
     if cell == CELL_LSTM:  # gate order i f g o
         out(f"        i_ = ONE / (ONE + exp_f32(-({gx(0)} + {gh(0)})))",
             f"        f_ = ONE / (ONE + exp_f32(-({gx(H)} + {gh(H)})))",
             f"        g_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + {gh(2 * H)}))) - ONE",
             f"        o_ = ONE / (ONE + exp_f32(-({gx(3 * H)} + {gh(3 * H)})))",
-            f"        c_ = f_ * st[{c} + j] + i_ * g_",
-            f"        st[{c} + j] = c_",
-            f"        st[{h} + j] = o_ * (TWO / (ONE + exp_f32(-TWO * c_)) - ONE)")
+            f"        c_ = f_ * {st}[{c} + j] + i_ * g_",
+            f"        {st}[{c} + j] = c_",
+            f"        {st}[{h} + j] = o_ * (TWO / (ONE + exp_f32(-TWO * c_)) - ONE)")
     elif cell == CELL_GRU:  # gate order r z n
         out(f"        r_ = ONE / (ONE + exp_f32(-({gh(0)} + {gx(0)})))",
             f"        z_ = ONE / (ONE + exp_f32(-({gh(H)} + {gx(H)})))",
             f"        n_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + r_ * {gh(2 * H)}))) - ONE",
-            f"        st[{h} + j] = (ONE - z_) * n_ + z_ * st[{h} + j]")
+            f"        {st}[{h} + j] = (ONE - z_) * n_ + z_ * {st}[{h} + j]")
     elif cell == CELL_RNN_RELU:
-        out(f"        st[{h} + j] = max({gx(0)} + {gh(0)}, ZERO)")
+        out(f"        {st}[{h} + j] = max({gx(0)} + {gh(0)}, ZERO)")
     else:
-        out(f"        st[{h} + j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
+        out(f"        {st}[{h} + j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
 
 
-def _rows_times(out: _Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
-                src: str, stride: int) -> None:
+def rows_times(out: Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
+               src: str, stride: int | str) -> None:
     """buf[dst + b n_out + o] = bias[o] (+ scale[o] *) sum_k W[o, k] v_b[k]: W (n_out, n_in) row-major, one dot
     product per row (few long rows: the head and its hidden layers), each row read once for all streams."""
     wref = "np.float32(wo[k])" if q8 else "wo[k]"
@@ -410,14 +417,15 @@ def _rows_times(out: _Lines, dst: str, n_out: int, n_in: int, woff: int, boff: i
         f"        buf[{dst} + b * {n_out} + o] = {total}")
 
 
-def _dense(out: _Lines, dst: str, U: int, d, q8: bool, src: str, stride: int) -> None:
+def dense(out: Lines, dst: str, U: int, d, q8: bool, src: str, stride: int | str) -> None:
+    """A hidden head layer's linear part for B streams: rows at src, stride apart -> dst (B, U)."""
     out(f"# hidden head layer: {int(d[D_N_IN])} -> {U}")
-    _rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]), int(d[D_OFF_B]),
+    rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]), int(d[D_OFF_B]),
                 int(d[D_OFF_S]) if q8 else None,
                 q8, src, stride)
 
 
-_HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
+HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
     HID_RELU: "max(a_, ZERO)",
     HID_TANH: "TWO / (ONE + exp_f32(-TWO * a_)) - ONE",
     HID_SIGMOID: "ONE / (ONE + exp_f32(-a_))",
@@ -427,19 +435,20 @@ _HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
 }
 
 
-def _hidden_activation(out: _Lines, dst: str, U: int, code: int) -> None:
+def hidden_activation(out: Lines, dst: str, U: int, code: int) -> None:
+    """kernels_f32.activate_hidden_f32 over dst (B, U) in place."""
     if code == HID_NONE:
         return
     out(f"for i in range(B * {U}):",
         f"    a_ = buf[{dst} + i]",
-        f"    buf[{dst} + i] = {_HIDDEN[code]}")
+        f"    buf[{dst} + i] = {HIDDEN[code]}")
 
 
-def _head(out: _Lines, m, q8: bool, src: str, stride: int) -> None:
+def head(out: Lines, m, q8: bool, src: str, stride: int | str) -> None:
     """The final linear layer into y (B, O), then kernels_f32.activate_head_f32's activation per stream."""
     O, n_in = int(m[M_OUT]), int(m[M_HEAD_IN])
     out("# head")
-    _rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]), int(m[M_OFF_HEAD_B]),
+    rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]), int(m[M_OFF_HEAD_B]),
                 int(m[M_OFF_HEAD_S]) if q8 else None, q8, src, stride)
     act = int(m[M_ACTIVATION])
     if act == ACT_SIGMOID:
