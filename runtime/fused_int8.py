@@ -154,7 +154,8 @@ def generate(model, path: str | None = None) -> Specialised | None:
                        scratch=lambda batch: XQ + batch * NP,
                        info={"path": path, "source": str(specialize.source_path(stem, text)),
                              "blob_bytes": int(weights.nbytes),
-                             "run": "input projections of every step as one VNNI matrix product, then the "
+                             "run": "forward layers: sequences in groups of four, each step's products as VNNI "
+                                    "matrix products; else input projections of every step as one, then the "
                                     "recurrence" if not portable else "the step's stages over whole sequences"},
                        run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, seq, X, lengths,
                                                                   valid))

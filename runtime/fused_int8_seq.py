@@ -4,11 +4,15 @@ bit for bit, and the generic run() too.
 
     sequence(X, lengths, Y, s, st, sa, sb, gx, blob)    # X quantised or embedded into sa, then layer by layer:
 
-For each layer-direction and each sequence b: the input projections of its lengths[b] steps as one matrix
-product (vnni.matmat_vnni_at: every weight load serves four steps; portable: plain loops) into gx, then the
-recurrence step by step (the W_hh mat-vec and the gate stage of the step), each h written to the layer's output
-rows (sb). A backward direction (the second half of a bidirectional layer, or a reverse layer) runs from step
-lengths[b] - 1 down to 0; each layer-direction starts from its initial state (h0, c0) or zeros, as
+Forward layer-directions take the sequences in groups of vnni.ROWS (four), as the batched step does: at each
+step t, the group's input products and W_hh products as two matrix products (vnni.matmat_vnni_at: every weight
+load serves the four; portable: row by row) written into each sequence's rows of a group region in s, then each
+sequence's gate stage on its own rows and state (views), its h written to the layer's output rows (sa or sb). A sequence
+past its length is left alone (its products are not computed once every later member of the group has ended too,
+and are ignored before). A last group of fewer than four (B = 1 too), and every backward direction (the second
+half of a bidirectional layer, or a reverse layer, from step lengths[b] - 1 down to 0), run one sequence at a
+time: its input projections of all its steps as one matrix product into gx, then the recurrence with a W_hh
+mat-vec per step. Each layer-direction starts from its initial state (h0, c0) or zeros, as
 kernels_int8.sequence_layer_int8 does. The head then reads every step's row (every_step) or each sequence's final
 features (last_step: forward at lengths[b] - 1, backward at 0).
 """
@@ -21,6 +25,7 @@ import numpy as np
 
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_int8_cells import gates, up
+from rnnedge.runtime.vnni import ROWS
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ def sequence(src, model, layers: list, hiddens: list, frame: Frame, head_code) -
     widths = [n_in] + [len(ks) * ks[0].H for ks in layers]
     W, GP = max(widths), max(k.GP for ks in layers for k in ks)
     HM = max(k.H for ks in layers for k in ks)
+    # the group's rows: in st each sequence's [h | c] (SS apart); in s, after the frame's pieces, each sequence's
+    # [ax | ah] (ZS apart), where its gate stage reads them
+    SS, ZS, G0 = 2 * HM, 2 * GP, frame.FE + up(widths[-1])
     src.add(0, """
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -70,11 +78,44 @@ for k in range({n_in}):
         for d, k in enumerate(ks):
             backward = d == 1 or spec["layers"][l].get("reverse", False)
             h0 = (f"blob[{k.init} + j]", f"blob[{k.init + k.H} + j]") if k.init is not None else ("0", "0")
-            src.add(1, """
-for b in range(B):
-    steps = lengths[b]""")
-            src.matmat(2, "gx", 0, k.GP, k.w_ih, k.b_x, inp, f"b * T * {K}", K, k.K, k.GP, "steps")
-            src.add(2, f"""
+            if not backward:
+                # four sequences at once: at step t, their input and W_hh products as two matrix products (each
+                # weight load serves the four; those past the last one still running are not computed), written
+                # into each sequence's rows of the group region, where its gate stage reads them
+                src.add(1, f"""
+for g in range(0, B, {ROWS}):
+    if B - g >= {ROWS}:
+        longest = max(lengths[g], lengths[g + 1], lengths[g + 2], lengths[g + 3])
+        for m in range({ROWS}):
+            for j in range({k.H}):
+                st[m * {SS} + j] = {h0[0]}
+                st[m * {SS} + {HM} + j] = {h0[1]}
+        live = {ROWS}
+        for t in range(longest):
+            while lengths[g + live - 1] <= t:
+                live -= 1""")
+                src.matmat(4, "s", G0, ZS, k.w_ih, k.b_x, inp, f"(g * T + t) * {K}", f"T * {K}", k.K, k.GP, "live")
+                src.matmat(4, "s", G0 + k.GP, ZS, k.w_hh, k.b_h, "st", 0, SS, k.H, k.GP, "live")
+                src.add(4, f"""
+for m in range(live):
+    b = g + m
+    if t < lengths[b]:
+        ga = s[{G0} + m * {ZS} : {G0} + (m + 1) * {ZS}]
+        sr = st[m * {SS} : (m + 1) * {SS}]""")
+                gates(src, k, 6, 0, k.GP, "sr", 0, HM, frame.table, "ga")
+                src.add(6, f"""
+for j in range({k.H}):
+    {out}[(b * T + t) * {width} + {d * k.H} + j] = sr[j]""")
+                # a last group of fewer than four (B = 1 too): one sequence at a time, as below
+                src.add(3, "continue")
+                src.add(2, "for b in range(g, B):")
+                n = 3
+            else:
+                src.add(1, "for b in range(B):")
+                n = 2
+            src.add(n, "steps = lengths[b]")
+            src.matmat(n, "gx", 0, k.GP, k.w_ih, k.b_x, inp, f"b * T * {K}", K, k.K, k.GP, "steps")
+            src.add(n, f"""
 for j in range({k.H}):
     st[j] = {h0[0]}
     st[{HM} + j] = {h0[1]}
@@ -82,9 +123,9 @@ for i in range(steps):
     t = {'steps - 1 - i' if backward else 'i'}
     for j in range({k.GP}):
         s[{frame.AX} + j] = gx[t * {k.GP} + j]""")
-            src.matvec(3, frame.AH, k.w_hh, k.b_h, ("st", 0), k.H, k.GP)
-            gates(src, k, 3, frame.AX, frame.AH, "st", 0, HM, frame.table)
-            src.add(3, f"""
+            src.matvec(n + 1, frame.AH, k.w_hh, k.b_h, ("st", 0), k.H, k.GP)
+            gates(src, k, n + 1, frame.AX, frame.AH, "st", 0, HM, frame.table)
+            src.add(n + 1, f"""
 for j in range({k.H}):
     {out}[(b * T + t) * {width} + {d * k.H} + j] = st[j]""")
     last, width = names[len(layers) % 2], widths[-1]
@@ -109,7 +150,7 @@ for b in range(B):
         s[{frame.FE} + j] = {last}[b * T * {width} + j]""")
         head_code(src, frame, hiddens, 2, ("s", frame.FE), width, "Y[b]")
     src.add(1, "return 0")
-    return {"W": W, "GP": GP, "HM": HM, "S": frame.FE + up(width)}
+    return {"W": W, "GP": GP, "HM": HM, "S": G0 + ROWS * ZS}
 
 
 def run_sequence(model, sequence, blob: np.ndarray, sizes: dict, X: np.ndarray, lengths: np.ndarray,
@@ -121,7 +162,8 @@ def run_sequence(model, sequence, blob: np.ndarray, sizes: dict, X: np.ndarray, 
     every = model.spec["head"]["on"] != "last_step"
     Y = np.zeros((B, T, model.out) if every else (B, model.out), dtype=np.float32)
     s = np.zeros(sizes["S"], dtype=np.int32)
-    st = np.zeros(2 * sizes["HM"], dtype=np.int32)
+    rows = min(B, ROWS)
+    st = np.zeros(rows * 2 * sizes["HM"], dtype=np.int32)
     sa, sb = (np.zeros(B * T * sizes["W"], dtype=np.int32) for _ in range(2))
     gx = np.zeros(T * sizes["GP"], dtype=np.int32)
     sequence(X, np.ascontiguousarray(lengths, dtype=np.int64), Y, s, st, sa, sb, gx, blob)

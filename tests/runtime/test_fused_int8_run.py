@@ -121,3 +121,30 @@ def test_vnni_matmat_equals_gemv_t_int8_row_by_row(K, N, rows):
         gemv_t_int8(expected, w_t, v[2 + r * v_stride : 2 + r * v_stride + K])
         np.testing.assert_array_equal(dst[3 + r * (N + 5) : 3 + r * (N + 5) + N], expected, err_msg=f"row {r}")
         assert (dst[3 + r * (N + 5) + N : 3 + (r + 1) * (N + 5)] == 7).all(), f"row {r} wrote past its N outputs"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers,extra,on", [(2, (), "every_step"),
+                                             (2, (("bidirectional", True), ("initial_state", True)), "last_step")])
+def test_specialised_int8_run_of_5_and_9_sequences_of_mixed_lengths_equals_the_generic_run_and_steps_bit_exact(
+        cell, layers, extra, on, path, monkeypatch):
+    """Groups of four sequences whose members end at different steps (a length-1 one among them, finished ones
+    before running ones), and a last partial group of one."""
+    kind = "tokens" if not extra or cell not in ("lstm", "rnn_relu") else "dense"
+    spec, tensors, X, _ = _case(cell, kind, layers, on, extra=extra)
+    generic, fused = _models(spec, tensors, path, monkeypatch)
+    X9 = np.ascontiguousarray(np.concatenate([X, X[::-1, ::-1], X[2:3, ::-1]]))
+    for lengths in (np.array([1, T, 3, 1, 20]), np.array([T, 1, 37, T - 1, 5, T, 2, 1, 40])):
+        B = len(lengths)
+        Y = fused.run(X9[:B], lengths)
+        np.testing.assert_array_equal(Y, generic.run(X9[:B], lengths), err_msg=f"generic, B={B}")
+        if extra:
+            continue
+        stream = fused.stream(B)
+        for t in range(T):
+            y = stream.step(np.ascontiguousarray(X9[:B, t]))
+            for b in range(B):
+                if t < lengths[b]:
+                    np.testing.assert_array_equal(Y[b, t], y[b], err_msg=f"B={B}, sequence {b} step {t}")
+        assert all(not Y[b, lengths[b]:].any() for b in range(B))
