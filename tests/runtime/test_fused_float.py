@@ -123,7 +123,8 @@ def test_specialised_step_allocates_no_memory(kind, precision, tmp_path):
     spec = make_spec("lstm", layers=2, kind=kind)
     model = runtime.load(write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision))
     assert model.kernel_info["step"] == "specialised"
-    grown = bytes_allocated_by_steps(model.stream(3), random_inputs(spec, 3, 500))
+    # five streams: a group of four on the register-blocked sums and one alone
+    grown = bytes_allocated_by_steps(model.stream(5), random_inputs(spec, 5, 500))
     assert grown == 0, f"step() allocated {grown} bytes over 500 steps"
 
 
