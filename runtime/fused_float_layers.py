@@ -60,21 +60,23 @@ def _fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff: str, N
         through_rows("", nb - full, str(full * LANES))
 
 
-def proj(name: str, row, q8: bool) -> str:
-    G, K, GP = gate_rows(row), int(row[L.L_N_IN]), padded(gate_rows(row))
+def proj(name: str, row, q8: bool, GS: int) -> str:
+    """dst rows GS apart (the sequence's widest padded gate rows: recur reads them at that stride whatever the
+    layer-direction's own width)."""
+    G, K = gate_rows(row), int(row[L.L_N_IN])
     out = Lines()
     out("for r in range(rows):",
         f"    for j in range({G}):",
-        f"        buf[dst + r * {GP} + j] = {'ZERO' if q8 else 'w[bih + j]'}")
-    _fma_calls(out, "buf" if q8 else "w", "dst", GP, "wih", G, K, "src", "src_stride", "rows")
+        f"        buf[dst + r * {GS} + j] = {'ZERO' if q8 else 'w[bih + j]'}")
+    _fma_calls(out, "buf" if q8 else "w", "dst", GS, "wih", G, K, "src", "src_stride", "rows")
     if q8:  # kernels_int8w: the row scale on the finished sum, then the bias
         out("for r in range(rows):",
-            f"    a = buf[dst + r * {GP}:]",
+            f"    a = buf[dst + r * {GS}:]",
             f"    for j in range({G}):",
             "        a[j] = w[bih + j] + w[sih + j] * a[j]")
     offsets = "wih, bih, sih" if q8 else "wih, bih"
     return (f"\n\n@fast_inline\ndef {name}(buf, src, src_stride, rows, dst, {offsets}, w):\n"
-            f'    """dst (rows, {GP}) = b_ih + W_ih v_r, v_r (rows, {K}) at src, src_stride apart."""\n' + out.text())
+            f'    """dst (rows, {GS}) = b_ih + W_ih v_r, v_r (rows, {K}) at src, src_stride apart."""\n' + out.text())
 
 
 def recur(name: str, row, q8: bool) -> str:

@@ -210,7 +210,7 @@ def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
     stride, from_p = int(model.layout.model[L.M_N_IN]), 1
     for i, ((l, d, backward), row, so) in enumerate(zip(directions(model), model_rows(model), sizes.offsets)):
         H = layers[l]["hidden"]
-        plan[i, :9] = (shared(projs, "proj", proj("NAME", row, q8)), shared(recurs, "recur", recur("NAME", row, q8)),
+        plan[i, :9] = (shared(projs, "proj", proj("NAME", row, q8, sizes.GP)), shared(recurs, "recur", recur("NAME", row, q8)),
                        backward, so,
                        _state_size(layers[l]), H, d * H, from_p, stride)
         plan[i, 9 : 9 + (3 if q8 else 2)] = proj_offsets(row, q8)

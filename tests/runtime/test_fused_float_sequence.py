@@ -87,3 +87,16 @@ def test_a_bidirectional_layer_with_a_step_extension_stays_on_the_generic_kernel
     assert model.kernel_info["step"] == "generic"
     assert "ONNX extension" in model.kernel_info["why"]
     assert np.abs(model.run(X) - expected).max() <= F32_TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_layers_of_different_widths_follow_the_generic_kernels(precision, tmp_path, monkeypatch):
+    # an LSTM of 12 (48 gate rows) under a bidirectional GRU of 8 (24, padded to 32): each layer-direction's input
+    # projections are laid out at the widest one's stride, which its recurrence reads
+    spec = make_spec("lstm", layers=2, bidirectional=True, kind="tokens", on="last_step", hidden=12)
+    spec["layers"] = [{"cell": "lstm", "hidden": 12, "bidirectional": False},
+                      {"cell": "gru", "hidden": 8, "bidirectional": True}]
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 3, 30)
+    _check(fast, slow, X, np.array([30, 1, 11]))
+    _check(fast, slow, X[:1], np.array([30]))
