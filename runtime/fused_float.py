@@ -106,11 +106,14 @@ def _line_offset(rows) -> int:
 
 
 def _placed(a: np.ndarray, at: int) -> np.ndarray:
-    """A copy of a whose first element sits `at` bytes past a cache line boundary."""
+    """A copy of a whose first element sits `at` bytes past a cache line boundary, read-only as the layout's
+    arrays are: numba types a writable array apart from a read-only one, and whether the blob needs moving
+    depends on where it was allocated, so a writable copy would make a cached step miss in another process."""
     raw = np.empty(a.nbytes + 2 * CACHE_LINE, dtype=np.uint8)
     start = -raw.ctypes.data % CACHE_LINE + at
     out = raw[start : start + a.nbytes].view(a.dtype)
     out[:] = a
+    out.flags.writeable = a.flags.writeable
     return out
 
 

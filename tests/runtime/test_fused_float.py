@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -152,3 +153,18 @@ def test_the_f32_step_reads_its_largest_matrix_from_a_cache_line_boundary_in_the
     assert (blob.ctypes.data + 4 * int(model.layout.layers[0][L_OFF_WHH])) % 64 == 0
     assert np.array_equal(blob, before)
     assert model.nbytes == model.layout.nbytes  # the step reads that array, not a second copy
+
+
+@pytest.mark.parametrize("at", [0, 16, 32, 48])
+def test_the_f32_steps_weights_stay_read_only_wherever_the_blob_was_allocated(at, tmp_path):
+    # numba compiles (and caches) a read-only array apart from a writable one: a moved blob that became writable
+    # made the step compiled by `rnnedge compile` miss in a process whose blob had to move
+    spec = make_spec("gru", layers=1, hidden=24)
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
+    assert not model.layout.blob.flags.writeable
+    from rnnedge.runtime.fused_float import _placed  # after load: fused_float imports through runtime.fused
+
+    placed = _placed(model.layout.blob, at)
+    assert not placed.flags.writeable and placed.ctypes.data % 64 == at
+    assert numba.typeof(placed) == numba.typeof(model.layout.blob)
+    assert model.kernel_info["step"] == "specialised" and not model.layout.blob.flags.writeable  # moved or not
