@@ -19,8 +19,17 @@ applied to the finished sum (b + s * sum, kernels_int8w's arithmetic).
 from __future__ import annotations
 
 from rnnedge.runtime import layout as L
-from rnnedge.runtime.fused_float_fma import BLOCKS, LANES, STREAMS, blocks, padded
-from rnnedge.runtime.fused_float_source import Lines, dense, gate_rows, head, hidden_activation, update
+from rnnedge.runtime.fused_float_fma import padded
+from rnnedge.runtime.fused_float_source import (
+    Lines,
+    dense,
+    fma_calls,
+    gate_rows,
+    head,
+    hidden_activation,
+    input_rows,
+    update,
+)
 
 
 def proj_offsets(row, q8: bool) -> tuple[int, ...]:
@@ -38,28 +47,6 @@ def recur_scratch(rows) -> int:
     return max(padded(gate_rows(row)) for row in rows)
 
 
-def _fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff: str, N: int, K: int, src: str, stride: str,
-               rows: str) -> None:
-    """buf[acc + r acc_stride + i] += sum_k W^T[k, i] v_r[k] for r < rows: a group of BLOCKS blocks of W^T at a
-    time (then the remaining blocks as one shorter group), every row of inputs through it, STREAMS at a time, then
-    the remaining rows one by one. No branch on the rows: LLVM would copy a loop's body per case (compile time)."""
-    nb = blocks(N)
-    full = nb - nb % BLOCKS
-
-    def through_rows(indent: str, count: int, lane: str) -> None:
-        for first, last, step, streams in (("0", "r0", f", {STREAMS}", STREAMS), ("r0", rows, "", 1)):
-            out(f"{indent}for r in range({first}, {last}{step}):",
-                f"{indent}    fma_{streams}_{count}(buf, {acc} + r * {acc_stride} + {lane}, {acc_stride}, {weights}, "
-                f"{woff} + {lane}, {N}, {src} + r * {stride}, {stride}, {K})")
-
-    out(f"r0 = {rows} - {rows} % {STREAMS}")
-    if full:
-        out(f"for g in range(0, {full * LANES}, {BLOCKS * LANES}):")
-        through_rows("    ", BLOCKS, "g")
-    if nb > full:
-        through_rows("", nb - full, str(full * LANES))
-
-
 def proj(name: str, row, q8: bool, GS: int) -> str:
     """dst rows GS apart (the sequence's widest padded gate rows: recur reads them at that stride whatever the
     layer-direction's own width)."""
@@ -68,7 +55,7 @@ def proj(name: str, row, q8: bool, GS: int) -> str:
     out("for r in range(rows):",
         f"    for j in range({G}):",
         f"        buf[dst + r * {GS} + j] = {'ZERO' if q8 else 'w[bih + j]'}")
-    _fma_calls(out, "buf" if q8 else "w", "dst", GS, "wih", G, K, "src", "src_stride", "rows")
+    fma_calls(out, "buf" if q8 else "w", "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r")
     if q8:  # kernels_int8w: the row scale on the finished sum, then the bias
         out("for r in range(rows):",
             f"    a = buf[dst + r * {GS}:]",
@@ -85,7 +72,7 @@ def recur(name: str, row, q8: bool) -> str:
     out("for b in range(B):",
         f"    for j in range({G}):",
         f"        buf[scr + b * {GP} + j] = {'ZERO' if q8 else 'w[bhh + j]'}")
-    _fma_calls(out, "buf" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B")
+    fma_calls(out, "buf" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B", "r")
     out("for b in range(B):",
         "    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
         "  # views: LLVM vectorises without alias checks")
@@ -103,25 +90,9 @@ def recur(name: str, row, q8: bool) -> str:
 
 def inputs_source(model, q8: bool, args: str) -> str:
     """inputs(buf, dst, x, rows, *weights): the first layer's input rows, normalised features or embeddings."""
-    m = model.layout.model
-    n_in = int(m[L.M_N_IN])
+    n_in = int(model.layout.model[L.M_N_IN])
     out = Lines()
-    if model.dense:
-        mean, std = int(m[L.M_OFF_IN_A]), int(m[L.M_OFF_IN_B])
-        out("for r in range(rows):",
-            f"    for j in range({n_in}):",
-            f"        buf[dst + r * {n_in} + j] = (x[r, j] - w[{mean} + j]) / w[{std} + j]")
-    else:
-        emb = int(m[L.M_OFF_IN_A])
-        out("for r in range(rows):",
-            f"    e = {emb} + x[r] * {n_in}")
-        if q8:  # kernels_int8w.dequantize_row_int8w: scale * q, one float32 product
-            out(f"    s = w[{int(m[L.M_OFF_IN_S])} + x[r]]",
-                f"    for j in range({n_in}):",
-                f"        buf[dst + r * {n_in} + j] = s * np.float32(q[e + j])")
-        else:
-            out(f"    for j in range({n_in}):",
-                f"        buf[dst + r * {n_in} + j] = w[e + j]")
+    input_rows(out, model, q8, "r", "rows", "dst")
     return (f"\n\n@fast_inline\ndef inputs(buf, dst, x, rows, {args}):\n"
             f'    """The first layer\'s input rows (rows, {n_in}) at dst from x\'s rows (checked by the caller)."""\n'
             + out.text())

@@ -212,24 +212,34 @@ def _input(out: Lines, model, q8: bool) -> None:
         out("for b in range(B):",
             f"    for j in range({n_in}):",
             f"        if not np.isfinite((x[b, j] - w[{mean} + j]) / w[{std} + j]):",
-            "            return 1",
-            "for b in range(B):",
+            "            return 1")
+    else:
+        out("for b in range(B):",
+            f"    if x[b] < 0 or x[b] >= {int(m[M_VOCAB])}:",
+            "        return 2")
+    input_rows(out, model, q8, "b", "B", "V")
+
+
+def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str) -> None:
+    """The first layer's input for x's rows i < rows (checked) at buf[dst + i n_in ..]: normalised features, or
+    embedding rows (int8w: kernels_int8w.dequantize_row_int8w's scale * q, one float32 product)."""
+    m = model.layout.model
+    n_in = int(m[M_N_IN])
+    if model.dense:
+        mean, std = int(m[M_OFF_IN_A]), int(m[M_OFF_IN_B])
+        out(f"for {i} in range({rows}):",
             f"    for j in range({n_in}):",
-            f"        buf[V + b * {n_in} + j] = (x[b, j] - w[{mean} + j]) / w[{std} + j]")
+            f"        buf[{dst} + {i} * {n_in} + j] = (x[{i}, j] - w[{mean} + j]) / w[{std} + j]")
         return
-    emb = int(m[M_OFF_IN_A])
-    out("for b in range(B):",
-        f"    if x[b] < 0 or x[b] >= {int(m[M_VOCAB])}:",
-        "        return 2",
-        "for b in range(B):",
-        f"    e = {emb} + x[b] * {n_in}")
-    if q8:  # kernels_int8w.dequantize_row_int8w: scale * q, one float32 product
-        out(f"    s = w[{int(m[M_OFF_IN_S])} + x[b]]",
+    out(f"for {i} in range({rows}):",
+        f"    e = {int(m[M_OFF_IN_A])} + x[{i}] * {n_in}")
+    if q8:
+        out(f"    s = w[{int(m[M_OFF_IN_S])} + x[{i}]]",
             f"    for j in range({n_in}):",
-            f"        buf[V + b * {n_in} + j] = s * np.float32(q[e + j])")
+            f"        buf[{dst} + {i} * {n_in} + j] = s * np.float32(q[e + j])")
     else:
         out(f"    for j in range({n_in}):",
-            f"        buf[V + b * {n_in} + j] = w[e + j]")
+            f"        buf[{dst} + {i} * {n_in} + j] = w[e + j]")
 
 
 def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int) -> None:
@@ -245,34 +255,41 @@ def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int) -> Non
         "        av[i] = bi[i]",
         f"    for i in range({G}):",
         f"        av[{half} + i] = bh[i]")
-    _gemv_t(out, "A", sums, G, int(row[L_OFF_WIH]), K, src, stride)
-    _gemv_t(out, f"A + {half}", sums, G, int(row[L_OFF_WHH]), H, f"S0 + {int(row[L_OFF_H])}", S)
+    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
+    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b")
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]")
 
 
-def _gemv_t(out: Lines, acc: str, acc_stride: int, N: int, woff: int, K: int, src: str, stride: int) -> None:
-    """buf[acc + b acc_stride + i] += sum_k W^T[k, i] v_b[k] for every stream b: W^T (K, N) float32 at woff in w,
-    v_b at src + b stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a time (then the
-    remaining blocks), every stream through them, STREAMS at a time (then the remaining streams one by one), so a
-    block of W^T comes from L2 once per step and serves STREAMS streams per load. Every sum is one chain over k
-    whichever group a stream falls in: a stream's numbers do not depend on the batch."""
-    nb = blocks(N)
-    full = nb - nb % BLOCKS
-    out(f"b0 = B - B % {STREAMS}")
-
-    def streams(indent: str, count: int, lane: str) -> None:
-        for first, last, step, n in (("0", "b0", f", {STREAMS}", STREAMS), ("b0", "B", "", 1)):
-            out(f"{indent}for b in range({first}, {last}{step}):",
-                f"{indent}    fma_{n}_{count}(buf, {acc} + b * {acc_stride} + {lane}, {acc_stride}, w, {woff} + {lane}, "
-                f"{N}, {src} + b * {stride}, {stride}, {K})")
-
+def over_blocks(out: Lines, nb: int, group: int, emit) -> None:
+    """The blocks of 16 gate rows, `group` at a time in a loop over g (then the remaining ones as one shorter
+    group), the blocks outer so a group's weights stay in L1 while every stream (or row) reads them: emit(indent,
+    count, lane) writes one group's calls, `lane` its first gate row."""
+    full = nb - nb % group
     if full:
-        out(f"for g in range(0, {full * LANES}, {BLOCKS * LANES}):")
-        streams("    ", BLOCKS, "g")
+        out(f"for g in range(0, {full * LANES}, {group * LANES}):")
+        emit("    ", group, "g")
     if nb > full:
-        streams("", nb - full, str(full * LANES))
+        emit("", nb - full, str(full * LANES))
+
+
+def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
+              rows: str, i: str) -> None:
+    """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
+    `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
+    time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
+    and serves STREAMS streams (or sequence rows) per load. Every sum is one chain over k whichever group i falls
+    in: a stream's numbers do not depend on the batch. No branch on rows: LLVM would copy a loop's body per case."""
+    out(f"{i}0 = {rows} - {rows} % {STREAMS}")
+
+    def through(indent: str, count: int, lane: str) -> None:
+        for first, last, step, n in ((0, f"{i}0", f", {STREAMS}", STREAMS), (f"{i}0", rows, "", 1)):
+            out(f"{indent}for {i} in range({first}, {last}{step}):",
+                f"{indent}    fma_{n}_{count}(buf, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
+                f"{woff} + {lane}, {N}, {src} + {i} * {stride}, {stride}, {K})")
+
+    over_blocks(out, blocks(N), BLOCKS, through)
 
 
 def _layer_int8w(out: Lines, row, src: str, stride: int, S: int, sums: int, words: int, path: str) -> None:
@@ -320,8 +337,6 @@ def _dp2_streams(out: Lines, row, sums: int, words: int, px: int, ph: int) -> No
     of 16 rows per call (then the last block alone), the blocks outer so a block's weights stay in L1 while every
     group of streams reads them. Integer sums: the same numbers in any grouping."""
     G, n_pad = gate_rows(row), sums // 4
-    nb = _blocks(G)
-    full = nb - nb % VNNI_BLOCKS
     out(f"b0 = B - B % {VNNI_STREAMS}")
 
     def streams(indent: str, count: int, lane: str) -> None:
@@ -333,11 +348,7 @@ def _dp2_streams(out: Lines, row, sums: int, words: int, px: int, ph: int) -> No
             f"{indent}    {call}(ibuf, a + {2 * n_pad}, a + {3 * n_pad}, {sums}, q, {int(row[L_OFF_WHH])} + {lane}, {G}, "
             f"wd + {2 * px}, wd + {2 * px + ph}, {words}, {ph})")
 
-    if full:
-        out(f"for g in range(0, {full * LANES}, {VNNI_BLOCKS * LANES}):")
-        streams("    ", VNNI_BLOCKS, "g")
-    if nb > full:
-        streams("", nb - full, str(full * LANES))
+    over_blocks(out, _blocks(G), VNNI_BLOCKS, streams)
 
 
 def _limbs(out: Lines, v: str, K: int, words: str, pairs: int, scales: str) -> None:
