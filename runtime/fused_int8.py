@@ -66,12 +66,7 @@ from rnnedge.runtime.fused_int8_math import pair_table
 from rnnedge.runtime.fused_int8_seq import Frame, run_sequence, sequence
 from rnnedge.runtime.vnni import ROWS
 
-# in every generated module's text, so its hash (the cache file's name, runtime/specialize.py) changes when the
-# intrinsics it calls (fused_int8_simd, vnni) change while the text would not (2: gate sums in int32 lanes; 3:
-# activation gathers with 32-bit indices)
-INTRINSICS = 3
-HEADER = f"""
-# intrinsics version {INTRINSICS}
+HEADER = """
 import numpy as np
 from numba import njit
 

@@ -3,7 +3,8 @@
 A specialised step knows its model when it is compiled: cells, sizes, offsets and flags are literals in the
 source, so LLVM sees fixed loop bounds and no table reads, and a step passes one or two arrays. The generators
 (one per precision) write Python source text; `load_source` puts it in the cache folder under a name that is
-the SHA-256 of the text and imports it, so numba's own cache (`cache=True`) sits beside it in `__pycache__`
+the SHA-256 of the text and of the runtime modules it calls (so a changed intrinsic renames every step using it)
+and imports it, so numba's own cache (`cache=True`) sits beside it in `__pycache__`
 and a second process (or a device after `rnnedge compile`) loads machine code instead of compiling.
 
     module = load_source("lstm_int8w", source)   # the module; its @njit functions compile on first call
@@ -17,15 +18,20 @@ compiled each time).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import py_compile
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 SOURCE_VERSION = 1  # part of every file's hash: bump when a generator's output changes meaning
+
+# a generated module's own imports of the runtime (the intrinsics and helpers its functions call, inlined by numba)
+_RUNTIME_IMPORT = re.compile(r"^\s*from (rnnedge\.runtime\.\w+) import", re.MULTILINE)
 
 
 def cache_dir() -> Path:
@@ -55,9 +61,36 @@ def _writable_dir() -> Path:
 
 
 def source_path(stem: str, source: str) -> Path:
-    """The file `source` is (or would be) kept in: <cache>/<stem>_<sha256 prefix>.py."""
-    digest = hashlib.sha256(f"{SOURCE_VERSION}\n{source}".encode()).hexdigest()[:24]
+    """The file `source` is (or would be) kept in: <cache>/<stem>_<sha256 prefix>.py. The hash covers the text and
+    the runtime modules it calls (callees_digest): numba's cache of a generated module is keyed on that file alone,
+    so a changed intrinsic must give the step another name, or a cached step would keep the old machine code."""
+    callees = callees_digest(tuple(sorted(set(_RUNTIME_IMPORT.findall(source)))))
+    digest = hashlib.sha256(f"{SOURCE_VERSION}\n{callees}\n{source}".encode()).hexdigest()[:24]
     return _writable_dir() / f"{stem}_{digest}.py"
+
+
+@functools.cache
+def callees_digest(modules: tuple[str, ...]) -> str:
+    """SHA-256 of the source of these rnnedge.runtime modules and of every runtime module they import in turn."""
+    seen, todo, h = set(), list(modules), hashlib.sha256()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        text = module_source(name)
+        h.update(f"{name}\n{len(text)}\n".encode() + text)
+        todo += _RUNTIME_IMPORT.findall(text.decode("utf-8", "replace"))
+    return h.hexdigest()
+
+
+def module_source(name: str) -> bytes:
+    """The source bytes of an rnnedge.runtime module (b"" if it has no source file)."""
+    spec = importlib.util.find_spec(name)
+    try:
+        return Path(spec.origin).read_bytes() if spec is not None and spec.origin else b""
+    except OSError:
+        return b""
 
 
 def load_source(stem: str, source: str):
