@@ -18,6 +18,8 @@ from rnnedge.runtime import inspect_file
 from rnnedge.train.checkpoint import save_checkpoint
 from tests.helpers import make_model, make_spec, write_artifact
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 H, F, OUT = 16, 5, 4  # two LSTM layers of 16 units on 5 features, 4 outputs
 

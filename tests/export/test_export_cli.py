@@ -37,6 +37,7 @@ def checkpoint(path, cell="lstm", bidirectional=False, kind="dense", on="every_s
     return str(path)
 
 
+@pytest.mark.specialised  # the export a user runs, on the step compiled for the model
 def test_export_cli_writes_every_artifact_and_a_passing_report(tmp_path, capsys):
     ckpt = checkpoint(tmp_path / "model.pt")
     assert cli.main([ckpt, "--out", str(tmp_path / "out")]) == 0
@@ -61,6 +62,7 @@ def test_export_cli_writes_every_artifact_and_a_passing_report(tmp_path, capsys)
     assert printed.startswith((out / "report.md").read_text())
 
 
+@pytest.mark.specialised  # run() of layers of different widths, one bidirectional, compiled for the model
 def test_bidirectional_model_exports_without_step_artifacts_and_removes_an_earlier_exports(tmp_path):
     export_checkpoint(checkpoint(tmp_path / "uni.pt", kind="tokens", on="last_step"), tmp_path / "out", steps=20)
     assert (tmp_path / "out" / "model.step.onnx").is_file()  # an earlier, streamable export in the same folder
@@ -73,6 +75,7 @@ def test_bidirectional_model_exports_without_step_artifacts_and_removes_an_earli
     assert not (tmp_path / "out" / "firmware").exists()
 
 
+@pytest.mark.specialised  # the export a user runs, on the step compiled for the model
 def test_dataset_test_streams_give_the_task_metric_for_pytorch_and_every_artifact(tmp_path):
     data = load_dataset("synthetic-sum")  # dense, last_step, test sequences of 4..20 steps
     ckpt = checkpoint(tmp_path / "sum.pt", cell="rnn_tanh", on="last_step", features=1, out=2)

@@ -19,6 +19,8 @@ from rnnedge.runtime import model as model_module
 from rnnedge.runtime.umbrella import main as rnnedge
 from tests.helpers import make_model, make_spec, write_artifact
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 # A fresh process: import, load each model, its first step (and generate() for the token generator), then numba's
 # own count of what its dispatchers loaded from the cache and what they compiled.

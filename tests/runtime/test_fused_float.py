@@ -21,6 +21,8 @@ from rnnedge.runtime.layout import L_OFF_WHH
 from rnnedge.runtime.model import Model
 from tests.helpers import bytes_allocated_by_steps, make_model, make_spec, random_inputs, stream_all, write_artifact
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 # the two steps sum in other orders (and int8w's specialised step splits [x; h] into two int16 limbs): outputs
 # agree to float32 rounding, a few 1e-7, after 200 steps; 1e-5 is the f32 parity budget against PyTorch

@@ -14,6 +14,8 @@ from rnnedge.runtime.model import Model
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 from tests.runtime.test_extensions import CASES, F32_TOLERANCE, _case
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 # Both sum each gate row in float32, in other orders (here one FMA chain per row; int8w: its int8 weights as
 # floats, exact, the row scale on the finished sum, as kernels_int8w), so they differ by float32 roundings (6e-8
 # relative each) carried through 2 layers and up to 40 steps: the largest measured over the bidirectional cases is

@@ -10,6 +10,8 @@ from rnnedge import runtime
 from rnnedge.runtime import fused_float_vnni as vnni
 from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 needs_vnni = pytest.mark.skipif(vnni.KERNEL != "avx512_vnni", reason="this CPU has no AVX512-VNNI")
 
 

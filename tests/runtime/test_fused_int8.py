@@ -25,6 +25,8 @@ from rnnedge.runtime.spec import CELLS
 from tests.helpers import bytes_allocated_by_steps, make_spec
 from tests.runtime.int8_twin import Int8Twin, random_int8_tensors, saturating_dense_inputs
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 VOCAB, STEPS = 20, 300
 PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
                                                               reason="this CPU has no AVX512-VNNI")),

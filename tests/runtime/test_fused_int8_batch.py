@@ -12,6 +12,8 @@ from rnnedge.runtime.spec import CELLS
 from tests.helpers import make_spec
 from tests.runtime.int8_twin import random_int8_tensors, saturating_dense_inputs
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 VOCAB, STEPS, BATCHES = 20, 40, (1, 2, 5, 64)
 PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
                                                               reason="this CPU has no AVX512-VNNI")),

@@ -16,6 +16,8 @@ from tests.helpers import make_spec
 from tests.runtime.int8_twin import random_int8_tensors, saturating_dense_inputs
 from tests.runtime.test_fused_int8 import _models as step_models
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 VOCAB, T = 20, 70
 PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
                                                               reason="this CPU has no AVX512-VNNI")),

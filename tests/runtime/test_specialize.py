@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rnnedge.runtime import specialize
+
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
 
 TEXT = "from rnnedge.runtime.kernels_f32 import exp_f32\n\nX = 1\n"
 

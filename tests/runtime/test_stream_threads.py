@@ -13,6 +13,8 @@ from rnnedge import runtime
 from rnnedge.runtime import StreamInUseError
 from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
 
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+
 HIDDEN = 256  # a step long enough (a 256 x 256 mat-vec, GIL released) that two threads overlap often
 STEPS = 20_000  # per thread, as in issue 13's report
 
