@@ -9,6 +9,8 @@ batch, and the marked end-to-end tests (export, inspect, compile, threads, the b
 a user gets by default.
 """
 
+import os
+
 import pytest
 import torch
 
@@ -21,7 +23,11 @@ def pytest_configure(config):
                                        "users); unmarked tests run the generic kernels (tests/conftest.py)")
 
 
-@pytest.fixture(autouse=True)
-def _runtime_step(request, monkeypatch):
-    if request.node.get_closest_marker("specialised") is None:
-        monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures are set up (a module's shared fixture too, with its first test): the step this
+    test runs, in the environment, so the commands a test starts in other processes run it too."""
+    if item.get_closest_marker("specialised") is None:
+        os.environ["RNNEDGE_SPECIALISE"] = "0"
+    else:
+        os.environ.pop("RNNEDGE_SPECIALISE", None)
