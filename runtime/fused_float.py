@@ -84,7 +84,10 @@ def generate(model) -> fused.Specialised | None:
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
-        info["matvec"] = f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
+        info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
+                          if vnni.KERNEL == "avx512_vnni" else
+                          f"fma: float32 sums of the int8 weights, {fma.STREAMS} streams x {fma.BLOCKS} blocks of 16 "
+                          "rows in registers")
     else:
         info["matvec"] = (f"fma: {fma.STREAMS} streams x {fma.BLOCKS} blocks of 16 rows of sums in registers, "
                           "each weight vector loaded once for them")

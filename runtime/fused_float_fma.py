@@ -9,12 +9,17 @@ for every stream, each input once and used for every block. Every sum is one cha
 the order kk = 0, 1, .. -- the same numbers whichever block a row or a stream falls in, so a stream's outputs do
 not depend on the batch, and a whole sequence's input projection (all T steps' rows at once) equals the step's.
 
+FMA8 is the same with int8 weights, each 16 converted to float32 as they are loaded: int8w's sums on a CPU without
+AVX512-VNNI (fused_float_source._layer_int8w_fma). Where the CPU has 16 vector registers (AVX2), `tiles` splits a
+call into passes of at most four 16-lane sums, so none spills; each sum's chain is unchanged.
+
 A block past n reads lanes of the next rows of W^T (or whatever follows the matrix in w: `reach` says how far,
 the generator keeps it within w) into accumulator lanes nobody reads: the accumulators are padded to blocks of 16.
 """
 
 from __future__ import annotations
 
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -39,7 +44,25 @@ def reach(w: int, K: int, N: int) -> int:
     return w + (K - 1) * N + padded(N)
 
 
-def _fma(streams: int, count: int):
+def tiles(streams: int, count: int, wide: bool) -> list[tuple[range, range]]:
+    """The (streams, blocks) each pass over k holds in registers. AVX-512 (wide): all of them, up to 4 x 4 sums in
+    32 zmm registers. Else 16 vector registers, a 16-lane sum taking two ymm: passes of at most four sums (eight
+    registers, beside the weight vectors), so nothing spills; every sum's chain and order are the same."""
+    if wide:
+        return [(range(streams), range(count))]
+    us = min(count, 4 if streams == 1 else 2)
+    ss = max(1, 4 // us)
+    return [(range(s, min(s + ss, streams)), range(u, min(u + us, count)))
+            for s in range(0, streams, ss) for u in range(0, count, us)]
+
+
+WIDE = bool(llvm.get_host_cpu_features().get("avx512f"))  # 32 zmm registers here
+
+
+def _fma(streams: int, count: int, int8: bool = False):
+    """FMA[streams, count]; int8: the weights are int8 (FMA8: W^T (k, n) int8 at woff in w, each 16 converted to
+    float32 once per load, exactly, for all the streams)."""
+
     @intrinsic
     def fma(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k):
         sig = types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k)
@@ -57,28 +80,36 @@ def _fma(streams: int, count: int):
             def vptr(base, off):
                 return builder.bitcast(cgutils.gep(builder, base, off), vec.as_pointer())
 
-            ptrs = [vptr(data, builder.add(acc_off, builder.add(builder.mul(acc_st, ir.Constant(i64, s)),
-                                                                ir.Constant(i64, LANES * u))))
-                    for s in range(streams) for u in range(count)]
-            slots = [cgutils.alloca_once(builder, vec) for _ in ptrs]
-            for slot, ptr in zip(slots, ptrs):
-                builder.store(builder.load(ptr, align=4), slot)
+            def weight(off):
+                if not int8:
+                    return builder.load(vptr(wdata, off), align=4)
+                i8x16 = ir.VectorType(ir.IntType(8), LANES)
+                q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
+                return builder.sitofp(builder.sext(q, ir.VectorType(i32, LANES)), vec)
+
             inputs = [builder.add(src_off, builder.mul(src_st, ir.Constant(i64, s))) for s in range(streams)]
             zeros = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-            with cgutils.for_range(builder, K) as loop:
-                kk = loop.index
-                row = builder.add(w_off, builder.mul(kk, stride))
-                wv = [builder.load(vptr(wdata, builder.add(row, ir.Constant(i64, LANES * u))), align=4)
-                      for u in range(count)]
-                for s in range(streams):
-                    x = builder.load(cgutils.gep(builder, data, builder.add(inputs[s], kk)))
-                    x = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), x, ir.Constant(i32, 0)),
-                                               ir.Constant(vec, None), zeros)
-                    for u in range(count):
-                        slot = slots[s * count + u]
-                        builder.store(builder.call(fused, [wv[u], x, builder.load(slot)]), slot)
-            for slot, ptr in zip(slots, ptrs):
-                builder.store(builder.load(slot), ptr, align=4)
+            for ss, us in tiles(streams, count, WIDE):
+                ptrs = {(s, u): vptr(data, builder.add(acc_off, builder.add(builder.mul(acc_st, ir.Constant(i64, s)),
+                                                                            ir.Constant(i64, LANES * u))))
+                        for s in ss for u in us}
+                slots = {key: cgutils.alloca_once(builder, vec) for key in ptrs}
+                for key, ptr in ptrs.items():
+                    builder.store(builder.load(ptr, align=4), slots[key])
+                with cgutils.for_range(builder, K) as loop:
+                    kk = loop.index
+                    row = builder.add(w_off, builder.mul(kk, stride))
+                    wv = {u: weight(builder.add(row, ir.Constant(i64, LANES * u))) for u in us}
+                    for s in ss:
+                        x = builder.load(cgutils.gep(builder, data, builder.add(inputs[s], kk)))
+                        x = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), x,
+                                                                          ir.Constant(i32, 0)),
+                                                   ir.Constant(vec, None), zeros)
+                        for u in us:
+                            slot = slots[s, u]
+                            builder.store(builder.call(fused, [wv[u], x, builder.load(slot)]), slot)
+                for key, ptr in ptrs.items():
+                    builder.store(builder.load(slots[key]), ptr, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -87,3 +118,4 @@ def _fma(streams: int, count: int):
 
 
 FMA = {(s, u): _fma(s, u) for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}
+FMA8 = {(s, u): _fma(s, u, int8=True) for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}

@@ -128,7 +128,7 @@ class Lines:
 
 def source(model, rows, what: str, path: str = "portable") -> str:
     """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights) (see run).
-    int8w: path "avx512_vnni" or "portable" (fused_float_vnni.KERNEL), the sums' instructions."""
+    int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float_vnni.KERNEL), the sums' code."""
     lay = model.layout
     m = lay.model
     q8 = model.precision == "int8w"
@@ -150,8 +150,10 @@ def source(model, rows, what: str, path: str = "portable") -> str:
     _input(out, model, q8)
     src, stride = "V", n_in
     for row in rows:
-        if q8:
-            _layer_int8w(out, row, src, stride, S, sums, words, path)
+        if q8 and path == "avx512_vnni":
+            _layer_int8w(out, row, src, stride, S, sums, words)
+        elif q8:
+            _layer_int8w_fma(out, row, src, stride, S, sums)
         else:
             _layer_f32(out, row, src, stride, S, sums)
         src, stride = f"S0 + {int(row[L_OFF_H])}", S
@@ -172,7 +174,8 @@ def source(model, rows, what: str, path: str = "portable") -> str:
     else:
         imports = ("from rnnedge.runtime.fused_float_vnni import DP2\n\n" + "".join(
             f"dp2_{s}_{u} = DP2[{s}, {u}]\n" for s, u in DP2) if path == "avx512_vnni" else
-            "from rnnedge.runtime.fused_float_vnni import dp2_portable\n")
+            "from rnnedge.runtime.fused_float_fma import FMA8\n\n" + "".join(
+                f"fma8_{s}_{u} = FMA8[{s}, {u}]\n" for s in (1, STREAMS) for u in range(1, BLOCKS + 1)))
     return (_HEADER.format(what=what, imports=imports)
             + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n"
             + f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
@@ -271,26 +274,51 @@ def over_blocks(out: Lines, nb: int, group: int, emit) -> None:
 
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
-              rows: str, i: str) -> None:
+              rows: str, i: str, fma: str = "fma") -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
     and serves STREAMS streams (or sequence rows) per load. Every sum is one chain over k whichever group i falls
-    in: a stream's numbers do not depend on the batch. No branch on rows: LLVM would copy a loop's body per case."""
+    in: a stream's numbers do not depend on the batch. No branch on rows: LLVM would copy a loop's body per case.
+    fma: "fma" (float32 W^T) or "fma8" (int8 W^T, int8w's on a CPU without VNNI)."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
         for first, last, step, n in ((0, f"{i}0", f", {STREAMS}", STREAMS), (f"{i}0", rows, "", 1)):
             out(f"{indent}for {i} in range({first}, {last}{step}):",
-                f"{indent}    fma_{n}_{count}(buf, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
+                f"{indent}    {fma}_{n}_{count}(buf, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
                 f"{woff} + {lane}, {N}, {src} + {i} * {stride}, {stride}, {K})")
 
     over_blocks(out, blocks(N), BLOCKS, through)
 
 
-def _layer_int8w(out: Lines, row, src: str, stride: int, S: int, sums: int, words: int, path: str) -> None:
-    """One forward int8w layer for every stream: [x] and [h] as int16 limbs, their int32 sums on VNNI (or the
-    portable loops), then b + row scale * (s hi.w + t lo.w) into the cell update (fused_float_vnni.py)."""
+def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int) -> None:
+    """One forward int8w layer for every stream where the CPU has no VNNI: both mat-vecs as float32 sums of the int8
+    weights (each converted exactly as it is loaded, fused_float_fma.FMA8) times the inputs, in _layer_f32's
+    blocks, then b + row scale * sum into the cell update: kernels_int8w's arithmetic to float32 rounding."""
+    G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
+    half = sums // 2
+    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
+        "for b in range(B):",
+        f"    av = buf[A + b * {sums}:]",
+        f"    for i in range({sums}):",
+        "        av[i] = ZERO")
+    fma_calls(out, "q", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", "fma8")
+    fma_calls(out, "q", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
+              "fma8")
+    out("for b in range(B):",
+        f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in _layer_f32")
+
+    def part(bias: int, scale: int, at: int):
+        return lambda off: f"(w[{bias + off} + j] + w[{scale + off} + j] * av[{at + off} + j])"
+
+    update(out, row, part(int(row[L_OFF_BIH]), int(row[L_OFF_SIH]), 0),
+           part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), half))
+
+
+def _layer_int8w(out: Lines, row, src: str, stride: int, S: int, sums: int, words: int) -> None:
+    """One forward int8w layer for every stream: [x] and [h] as int16 limbs, their int32 sums on VNNI, then
+    b + row scale * (s hi.w + t lo.w) into the cell update (fused_float_vnni.py)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     px, ph, n_pad = _pairs(K), _pairs(H), sums // 4
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
@@ -298,21 +326,16 @@ def _layer_int8w(out: Lines, row, src: str, stride: int, S: int, sums: int, word
         f"    wd, sc = WD + b * {words}, SC + b * 4")
     _limbs(out, f"{src} + b * {stride}", K, "wd", px, "sc")
     _limbs(out, f"S0 + b * {S} + {int(row[L_OFF_H])}", H, f"wd + {2 * px}", ph, "sc + 2")
-    blocks, first_b = _blocks(G), "0"
-    if path == "avx512_vnni":  # STREAMS streams per weight load, then the streams past a multiple of STREAMS alone
-        _dp2_streams(out, row, sums, words, px, ph)
-        first_b = "b0"
+    blocks = _blocks(G)
+    _dp2_streams(out, row, sums, words, px, ph)  # STREAMS streams per weight load, then the rest (b0..) alone
     for first, count in [(g, GROUP) for g in range(0, blocks - blocks % GROUP, GROUP)] + \
                         [(g, 1) for g in range(blocks - blocks % GROUP, blocks)]:
-        call = f"dp2_1_{count}(" if path == "avx512_vnni" else "dp2_portable("
-        strides = ("0, ", "0, ") if path == "avx512_vnni" else ("", "")
-        tail = ")" if path == "avx512_vnni" else f", {count})"
-        out(f"for b in range({first_b}, B):",
+        out("for b in range(b0, B):",
             f"    a, wd = A + b * {sums} + {first * LANES}, WD + b * {words}",
-            f"    {call}ibuf, a, a + {n_pad}, {strides[0]}q, {int(row[L_OFF_WIH]) + first * LANES}, {G}, wd, wd + {px}, "
-            f"{strides[1]}{px}{tail}",
-            f"    {call}ibuf, a + {2 * n_pad}, a + {3 * n_pad}, {strides[0]}q, {int(row[L_OFF_WHH]) + first * LANES}, "
-            f"{G}, wd + {2 * px}, wd + {2 * px + ph}, {strides[1]}{ph}{tail}")
+            f"    dp2_1_{count}(ibuf, a, a + {n_pad}, 0, q, {int(row[L_OFF_WIH]) + first * LANES}, {G}, wd, wd + {px}, "
+            f"0, {px})",
+            f"    dp2_1_{count}(ibuf, a + {2 * n_pad}, a + {3 * n_pad}, 0, q, {int(row[L_OFF_WHH]) + first * LANES}, "
+            f"{G}, wd + {2 * px}, wd + {2 * px + ph}, 0, {ph})")
     out("for b in range(B):",
         f"    a, st, sc = ibuf[A + b * {sums}:], buf[S0 + b * {S}:], SC + b * 4  # views, as in _layer_f32",
         "    sx, tx, sh, th = buf[sc], buf[sc + 1], buf[sc + 2], buf[sc + 3]")

@@ -13,8 +13,10 @@ rounding (the golden vectors' 1e-5 against firmware_ref's float int8w holds), at
     DP2[streams, blocks](ibuf, hi, lo, acc, wq, w, n, wh, wl, word_stride, pairs)
         blocks of 16 rows, both limbs' sums written to ibuf, for 1 stream or STREAMS streams (acc, word_stride apart)
         sharing each weight load; dp2_4 / dp2_1: one stream's 4 or 1 blocks
-    dp2_portable(..., count)                    the same integers in plain loops (a CPU without VNNI)
-    dp2_vnni(..., count)                        dp2_portable's call on VNNI
+    dp2_vnni(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count)   `count` blocks: fours, then single blocks
+
+A CPU without AVX512-VNNI runs int8w's sums on fused_float_fma.FMA8 instead (float32 sums of the int8 weights,
+converted as they are loaded): one product per weight where the limbs take two, and LLVM lowers it anywhere.
 
 A limb pair word holds the int16 limbs of inputs 2p (low half) and 2p + 1 (high half), as vpdpwssd reads them.
 The weights are the layout's own W^T (K, N) int8, not a copy: rows 2p and 2p + 1 are loaded 16 outputs at a time,
@@ -23,7 +25,6 @@ their bytes interleaved in a register and sign-extended to the instruction's int
 
 from __future__ import annotations
 
-import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -32,7 +33,7 @@ from numba.extending import intrinsic
 from rnnedge.runtime.jit import kernel
 from rnnedge.runtime.vnni import LANES, has_avx512_vnni
 
-KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
+KERNEL = "avx512_vnni" if has_avx512_vnni() else "fma"  # int8w's sums: these limbs, or FMA8
 GROUP = 4  # blocks advanced together: eight independent accumulator chains (two limbs) hide vpdpwssd's latency
 STREAMS = 4  # streams sharing each weight load (with STREAM_BLOCKS blocks: 16 accumulators in registers)
 STREAM_BLOCKS = 2
@@ -127,25 +128,8 @@ dp2_4, dp2_1 = DP2[1, GROUP], DP2[1, 1]
 
 
 @kernel
-def dp2_portable(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count):
-    """dp2_4 / dp2_1's integers in plain loops: `count` blocks of 16 rows, both limbs."""
-    for i in range(LANES * count):
-        ibuf[hi + i] = 0
-        ibuf[lo + i] = 0
-    for u in range(count):
-        for p in range(pairs):
-            a, b = ibuf[wh + p], ibuf[wl + p]
-            h0, h1, l0, l1 = np.int32(np.int16(a)), a >> 16, np.int32(np.int16(b)), b >> 16  # low half: truncated
-            even = w + 2 * p * n + LANES * u
-            for lane in range(LANES):
-                w0, w1 = np.int32(wq[even + lane]), np.int32(wq[even + n + lane])
-                ibuf[hi + LANES * u + lane] += w0 * h0 + w1 * h1
-                ibuf[lo + LANES * u + lane] += w0 * l0 + w1 * l1
-
-
-@kernel
 def dp2_vnni(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count):
-    """dp2_portable's call on VNNI (for tests and callers outside generated code): fours, then single blocks."""
+    """`count` blocks of dp2_4 / dp2_1 (for tests and callers outside generated code): fours, then single blocks."""
     u = 0
     while u + GROUP <= count:
         dp2_4(ibuf, hi + LANES * u, lo + LANES * u, 0, wq, w + LANES * u, n, wh, wl, 0, pairs)

@@ -23,10 +23,11 @@ How it differs from the generic kernel (the integers do not):
   negative-index wrap folds away).
 - Each gate's rows are padded to HP = H rounded up to 16 (zero weights, bias and multipliers), so every mat-vec
   writes whole 16-lane blocks and gate k of unit j sits at row k HP + j.
-- Mat-vecs: on AVX512-VNNI (`vnni.matvec_vnni_at`, `vpdpwssd`, weights in pack_vnni's layout), else the
-  portable path, plain loops over W^T (K, GP) that LLVM vectorises with this CPU's instructions. The path is
-  chosen when the step is generated (RNNEDGE_VNNI=0 forces the portable one); kernel_info names it. int32 sums
-  are exact in any order (the export's bound), so both paths give the generic kernel's integers.
+- Mat-vecs: on AVX512-VNNI (`vnni.matvec_vnni_at`, `vpdpwssd`, weights in pack_vnni's layout); else on AVX2, the
+  same code and layout with `vpmaddwd` + `vpaddd` for each `vpdpwssd` (`vnni.matvec_avx2_at`, path "avx2"); else
+  the portable path, plain loops over W^T (K, GP) that LLVM vectorises with this CPU's instructions. The path is
+  chosen when the step is generated (vnni.best_path; RNNEDGE_VNNI=0 forces the portable one); kernel_info names
+  it. int32 sums are exact in any order (the export's bound), so every path gives the generic kernel's integers.
 - The gate stage runs in passes that each store to one array, so LLVM vectorises them: the pre-activations of
   all gate rows (two requantised terms, int64 lanes for the products only, added exactly and saturated once,
   docs/int8.md), the sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd), then the cell update and the
@@ -75,7 +76,7 @@ from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, 
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        gelu_q12, rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32
-from rnnedge.runtime.vnni import matmat_vnni_at, matvec_vnni_at
+from rnnedge.runtime.vnni import matmat_avx2_at, matmat_vnni_at, matvec_avx2_at, matvec_vnni_at
 """
 
 
@@ -95,18 +96,21 @@ def uncovered(model) -> str | None:
 
 def generate(model, path: str | None = None) -> Specialised | None:
     """The model's specialised int8 step (module docstring), or None for a model part it does not cover.
-    path: "avx512_vnni" or "portable"; by default VNNI where this CPU has it and RNNEDGE_VNNI is not 0."""
+    path: "avx512_vnni", "avx2" or "portable"; by default the best this CPU has (vnni.best_path), portable where
+    RNNEDGE_VNNI is 0."""
     if uncovered(model) is not None:
         return None
     if path is None:
-        path = "portable" if portable_forced() or vnni.KERNEL != "avx512_vnni" else "avx512_vnni"
-    if path not in ("avx512_vnni", "portable"):
-        raise ValueError(f"int8 mat-vec path {path!r} is not one of 'avx512_vnni', 'portable'")
+        path = "portable" if portable_forced() else vnni.best_path()
+    if path not in ("avx512_vnni", "avx2", "portable"):
+        raise ValueError(f"int8 mat-vec path {path!r} is not one of 'avx512_vnni', 'avx2', 'portable'")
     if path == "avx512_vnni" and not vnni.has_avx512_vnni():
         raise ValueError("int8 mat-vec path 'avx512_vnni' asked for, but this CPU has no AVX512-VNNI")
+    if path == "avx2" and not vnni.has_avx2():
+        raise ValueError("int8 mat-vec path 'avx2' asked for, but this CPU has no AVX2")
     portable = path == "portable"
     lay, m = model.layout, model.layout.model
-    blob, src = Blob(), Source(portable)
+    blob, src = Blob(), Source(portable, "avx2" if path == "avx2" else "vnni")
     OUT, STATE, n_in = int(m[L.M_OUT]), int(m[L.M_STATE]), int(m[L.M_N_IN])
     table = blob.int32(pair_table())
     layers = [[layer_constants(blob, lay, lay.layers[2 * l + d], portable) for d in range(specs.directions(layer))]
@@ -142,7 +146,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
         _step(src, model, layers, hiddens, frame, frame_step, OUT, STATE, NP, XQ)
     seq = sequence(src, model, layers, hiddens, frame, _head_code)
 
-    text, stem = "\n".join(src.lines) + "\n", f"int8_{'portable' if portable else 'vnni'}"
+    text, stem = "\n".join(src.lines) + "\n", f"int8_{'vnni' if path == 'avx512_vnni' else path}"
     module = specialize.load_source(stem, text)
     weights = blob.finish()
     return Specialised(kernel=module.step if streams else None, weights=(weights,),

@@ -3,7 +3,7 @@ holds every constant, the source text, each recurrent layer's constants and gate
 layers. The step (fused_int8.py) and the whole-sequence run (fused_int8_seq.py) emit the same stages from the same
 constants, so their integers are the same by construction.
 
-    blob = Blob(); src = Source(portable)
+    blob = Blob(); src = Source(portable, isa)
     k = layer_constants(blob, lay, row, portable)    # packed weights, biases, requantisation rows of one layer
     src.matvec(...); gates(src, k, indent, AX, AH, "st", h, c, table)   # one step of that layer
 """
@@ -66,8 +66,9 @@ class Blob:
 class Source:
     """The generated module's text: literal offsets, the mat-vec path's code."""
 
-    def __init__(self, portable: bool):
+    def __init__(self, portable: bool, isa: str = "vnni"):
         self.portable = portable
+        self.isa = isa  # the blocked mat-vecs' instructions: "vnni" or "avx2" (vnni.matvec_avx2_at)
         self.lines: list[str] = []
 
     def add(self, indent: int, text: str) -> None:
@@ -80,7 +81,7 @@ class Source:
         scratch s or the stream's state st. Portable: four input rows per pass over the outputs, as
         kernels_int8.gemv_t_int8 (int32 sums, exact in any order)."""
         if not self.portable:
-            self.add(indent, f"matvec_vnni_at({out}, {dst}, w8, {w}, blob, {bias}, {v[0]}, {v[1]}, {K}, {N // LANES})")
+            self.add(indent, f"matvec_{self.isa}_at({out}, {dst}, w8, {w}, blob, {bias}, {v[0]}, {v[1]}, {K}, {N // LANES})")
             return
         rows = "\n".join(f"    v{i} = np.int32({v[0]}[{v[1]} + k + {i}])" for i in range(4))
         terms = " + ".join(f"np.int32(w8[{w} + (k + {i}) * {N} + n]) * v{i}" for i in range(4))
@@ -101,7 +102,7 @@ for k in range({K - K % 4}, {K}):
         """matvec for `rows` rows: out[dst + r dst_stride ...] from v[v_off + r v_stride ...], r < rows; on VNNI
         each weight load serves four rows (vnni.matmat_vnni_at)."""
         if not self.portable:
-            self.add(indent, f"matmat_vnni_at({out}, {dst}, {dst_stride}, w8, {w}, blob, {bias}, {v}, {v_off}, "
+            self.add(indent, f"matmat_{self.isa}_at({out}, {dst}, {dst_stride}, w8, {w}, blob, {bias}, {v}, {v_off}, "
                              f"{v_stride}, {K}, {N // LANES}, {rows})")
             return
         self.add(indent, f"for r in range({rows}):")

@@ -5,6 +5,10 @@ loop chosen at load on CPUs without it; both give the integers of kernels_int8.g
     gemv_t(acc, wp, v)        per step: acc (N,) int32 += w_t^T @ v, v (K,) int32 holding int16 values
     KERNEL                    "avx512_vnni" or "portable": which pack and gemv_t this process runs
 
+The specialised int8 steps (runtime/fused_int8.py) call matvec_vnni_at / matmat_vnni_at, or on a CPU with AVX2 but
+no VNNI matvec_avx2_at / matmat_avx2_at: the same layout and integers with vpmaddwd + vpaddd in place of each
+vpdpwssd (best_path() says which this CPU gets).
+
 pack and gemv_t are chosen together: the VNNI pair uses the blocked layout below (pack_vnni, gemv_t_vnni); the
 portable pair keeps w_t (K, N) as it is and loops four input rows per pass with lanes across N (pack_portable,
 gemv_t_portable), which LLVM vectorises with the CPU's own instructions.
@@ -39,6 +43,16 @@ def has_avx512_vnni() -> bool:
     return bool(features.get("avx512vnni") and features.get("avx512bw"))
 
 
+def has_avx2() -> bool:
+    return bool(llvm.get_host_cpu_features().get("avx2"))
+
+
+def best_path() -> str:
+    """The specialised steps' mat-vec path for this CPU: "avx512_vnni", else "avx2" (the same blocked weights and
+    integers on vpmaddwd), else "portable" (plain loops)."""
+    return "avx512_vnni" if has_avx512_vnni() else "avx2" if has_avx2() else "portable"
+
+
 def _check(w_t: np.ndarray) -> None:
     if not isinstance(w_t, np.ndarray) or w_t.ndim != 2 or w_t.dtype != np.int8:
         raise ValueError(f"pack needs a 2-D int8 matrix (K, N), got {getattr(w_t, 'dtype', type(w_t).__name__)} "
@@ -69,6 +83,24 @@ def _dpwssd_ir(builder: ir.IRBuilder, a, w, b):
     fnty = ir.FunctionType(i32x16, [i32x16, i16x32, i16x32])
     fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpwssd.512")
     return builder.call(fn, [a, w, b])
+
+
+def _pmaddwd_ir(builder: ir.IRBuilder, a, w, b):
+    """_dpwssd_ir's integers on AVX2: vpmaddwd on each half (8 lanes: w[2j] b[2j] + w[2j+1] b[2j+1] as int32,
+    wrapping alike), then vpaddd. The values stay 16-lane vectors (two ymm registers each)."""
+    i32, i16 = ir.IntType(32), ir.IntType(16)
+    i32x8, i16x16 = ir.VectorType(i32, 8), ir.VectorType(i16, 16)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x8, [i16x16, i16x16]),
+                                        "llvm.x86.avx2.pmadd.wd")
+    halves = [ir.Constant(ir.VectorType(i32, 16), list(range(16 * h, 16 * h + 16))) for h in (0, 1)]
+    parts = [builder.call(fn, [builder.shuffle_vector(w, w, half), builder.shuffle_vector(b, b, half)])
+             for half in halves]
+    both = builder.shuffle_vector(parts[0], parts[1], ir.Constant(ir.VectorType(i32, 16), list(range(16))))
+    return builder.add(a, both)
+
+
+# the instructions a specialised int8 / int8w mat-vec sums int16 pairs with: "vnni" (vpdpwssd) or "avx2" (vpmaddwd)
+PAIR_DOT = {"vnni": _dpwssd_ir, "avx2": _pmaddwd_ir}
 
 
 @intrinsic
@@ -160,156 +192,174 @@ KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
 pack, gemv_t = (pack_vnni, gemv_t_vnni) if KERNEL == "avx512_vnni" else (pack_portable, gemv_t_portable)
 
 
-@intrinsic
-def matvec_vnni_at(typingctx, dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks):
-    """dst[dst_off : dst_off + 16 blocks] = bias[b_off : ...] + W^T v[v_off : v_off + k], W^T packed by pack_vnni
-    (blocks, ceil(k/2), 32) at wq[w_off:]: every operand an offset into a flat array, so a kernel compiled for one
-    model (runtime/fused_int8.py) passes literals and holds no array views. dst, bias, v int32 (v: int16 values);
-    16 blocks outputs are written (pack's zero padding gives the bias past N). An odd k's last pair reads v[k - 1]
-    twice: its partner weight is the padding's zero."""
-    sig = types.void(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks)
+def _matvec_at(isa: str):
+    pair_dot = PAIR_DOT[isa]
 
-    def codegen(context, builder, signature, args):
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
-        arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 2, 4, 6)]
+    @intrinsic
+    def matvec_at(typingctx, dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks):
+        """dst[dst_off : dst_off + 16 blocks] = bias[b_off : ...] + W^T v[v_off : v_off + k], W^T packed by pack_vnni
+        (blocks, ceil(k/2), 32) at wq[w_off:]: every operand an offset into a flat array, so a kernel compiled for one
+        model (runtime/fused_int8.py) passes literals and holds no array views. dst, bias, v int32 (v: int16 values);
+        16 blocks outputs are written (pack's zero padding gives the bias past N). An odd k's last pair reads v[k - 1]
+        twice: its partner weight is the padding's zero."""
+        sig = types.void(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks)
 
-        def as_i64(value):
-            return builder.sext(value, i64) if value.type.width < 64 else value
+        def codegen(context, builder, signature, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
+            arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 2, 4, 6)]
 
-        dst_off_, w_off_, b_off_, v_off_, k_, nblocks = (as_i64(args[a]) for a in (1, 3, 5, 7, 8, 9))
-        dst_p = cgutils.gep(builder, arrays[0].data, dst_off_)
-        w_p = cgutils.gep(builder, arrays[1].data, w_off_)
-        b_p = cgutils.gep(builder, arrays[2].data, b_off_)
-        v_p = cgutils.gep(builder, arrays[3].data, v_off_)
-        one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
-        npairs = builder.sdiv(builder.add(k_, one), two)
-        last = builder.sub(k_, one)
-        lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
-        slots = [cgutils.alloca_once(builder, i32x16) for _ in range(GROUP)]
+            def as_i64(value):
+                return builder.sext(value, i64) if value.type.width < 64 else value
 
-        def vec_ptr(base, index):
-            return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
-                                   i32x16.as_pointer())
+            dst_off_, w_off_, b_off_, v_off_, k_, nblocks = (as_i64(args[a]) for a in (1, 3, 5, 7, 8, 9))
+            dst_p = cgutils.gep(builder, arrays[0].data, dst_off_)
+            w_p = cgutils.gep(builder, arrays[1].data, w_off_)
+            b_p = cgutils.gep(builder, arrays[2].data, b_off_)
+            v_p = cgutils.gep(builder, arrays[3].data, v_off_)
+            one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
+            npairs = builder.sdiv(builder.add(k_, one), two)
+            last = builder.sub(k_, one)
+            lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
+            slots = [cgutils.alloca_once(builder, i32x16) for _ in range(GROUP)]
 
-        def run(b0, count):
-            for u in range(count):
-                block = builder.add(b0, ir.Constant(i64, u))
-                builder.store(builder.load(vec_ptr(b_p, block), align=4), slots[u])
-            with cgutils.for_range(builder, npairs) as loop:
-                p = loop.index
-                two_p = builder.mul(p, two)
-                lo = builder.load(cgutils.gep(builder, v_p, two_p))
-                hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
-                                          builder.add(two_p, one), last)
-                hi = builder.load(cgutils.gep(builder, v_p, hi_index))
-                pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
-                splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
-                splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
-                bvec = builder.bitcast(splat, i16x32)
+            def vec_ptr(base, index):
+                return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
+                                       i32x16.as_pointer())
+
+            def run(b0, count):
                 for u in range(count):
                     block = builder.add(b0, ir.Constant(i64, u))
-                    off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
-                    wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
-                    w = builder.sext(builder.load(wptr, align=1), i16x32)
-                    builder.store(_dpwssd_ir(builder, builder.load(slots[u]), w, bvec), slots[u])
-            for u in range(count):
-                block = builder.add(b0, ir.Constant(i64, u))
-                builder.store(builder.load(slots[u]), vec_ptr(dst_p, block), align=4)
+                    builder.store(builder.load(vec_ptr(b_p, block), align=4), slots[u])
+                with cgutils.for_range(builder, npairs) as loop:
+                    p = loop.index
+                    two_p = builder.mul(p, two)
+                    lo = builder.load(cgutils.gep(builder, v_p, two_p))
+                    hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
+                                              builder.add(two_p, one), last)
+                    hi = builder.load(cgutils.gep(builder, v_p, hi_index))
+                    pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+                    splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
+                    splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
+                    bvec = builder.bitcast(splat, i16x32)
+                    for u in range(count):
+                        block = builder.add(b0, ir.Constant(i64, u))
+                        off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
+                        wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
+                        w = builder.sext(builder.load(wptr, align=1), i16x32)
+                        builder.store(pair_dot(builder, builder.load(slots[u]), w, bvec), slots[u])
+                for u in range(count):
+                    block = builder.add(b0, ir.Constant(i64, u))
+                    builder.store(builder.load(slots[u]), vec_ptr(dst_p, block), align=4)
 
-        groups = builder.sdiv(nblocks, ir.Constant(i64, GROUP))
-        with cgutils.for_range(builder, groups) as loop:
-            run(builder.mul(loop.index, ir.Constant(i64, GROUP)), GROUP)
-        with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, GROUP)), nblocks,
-                                     one) as (index, _):
-            run(index, 1)
-        return context.get_dummy_value()
+            groups = builder.sdiv(nblocks, ir.Constant(i64, GROUP))
+            with cgutils.for_range(builder, groups) as loop:
+                run(builder.mul(loop.index, ir.Constant(i64, GROUP)), GROUP)
+            with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, GROUP)), nblocks,
+                                         one) as (index, _):
+                run(index, 1)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    return matvec_at
 
 
 ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat_vnni_at
 
 
-@intrinsic
-def matmat_vnni_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
-    """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
-    ... + k], W^T packed by pack_vnni at wq[w_off:] (matvec_vnni_at's operands, for several rows). Rows go four
-    at a time, each pass holding 4 rows x 4 blocks of accumulators: every weight load (sign-extended once) serves
-    four rows, and each row's input pair is broadcast once for four blocks. The same integers as matvec_vnni_at
-    row by row (int32 sums wrap and associate)."""
-    sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
+def _matmat_at(isa: str, group: int):
+    """matmat_*_at on `isa`; a pass holds ROWS rows x `group` blocks of sums, a single row GROUP blocks."""
+    pair_dot = PAIR_DOT[isa]
 
-    def codegen(context, builder, signature, args):
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
-        arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 3, 5, 7)]
+    @intrinsic
+    def matmat_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
+        """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
+        ... + k], W^T packed by pack_vnni at wq[w_off:] (matvec_vnni_at's operands, for several rows). Rows go four
+        at a time, each pass holding 4 rows x 4 blocks of accumulators: every weight load (sign-extended once) serves
+        four rows, and each row's input pair is broadcast once for four blocks. The same integers as matvec_vnni_at
+        row by row (int32 sums wrap and associate)."""
+        sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
 
-        def as_i64(value):
-            return builder.sext(value, i64) if value.type.width < 64 else value
+        def codegen(context, builder, signature, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
+            arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 3, 5, 7)]
 
-        dst_off_, dst_stride_, w_off_, b_off_, v_off_, v_stride_, k_, nblocks, nrows = (
-            as_i64(args[a]) for a in (1, 2, 4, 6, 8, 9, 10, 11, 12))
-        w_p = cgutils.gep(builder, arrays[1].data, w_off_)
-        b_p = cgutils.gep(builder, arrays[2].data, b_off_)
-        one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
-        npairs = builder.sdiv(builder.add(k_, one), two)
-        last = builder.sub(k_, one)
-        lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
-        slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(GROUP)] for _ in range(ROWS)]
+            def as_i64(value):
+                return builder.sext(value, i64) if value.type.width < 64 else value
 
-        def vec_ptr(base, index):
-            return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
-                                   i32x16.as_pointer())
+            dst_off_, dst_stride_, w_off_, b_off_, v_off_, v_stride_, k_, nblocks, nrows = (
+                as_i64(args[a]) for a in (1, 2, 4, 6, 8, 9, 10, 11, 12))
+            w_p = cgutils.gep(builder, arrays[1].data, w_off_)
+            b_p = cgutils.gep(builder, arrays[2].data, b_off_)
+            one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
+            npairs = builder.sdiv(builder.add(k_, one), two)
+            last = builder.sub(k_, one)
+            lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
+            slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(max(group, GROUP))] for _ in range(ROWS)]
 
-        def run(r0, nr, b0, nb):
-            dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
-                builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
-            v_rows = [cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
-                builder.add(r0, ir.Constant(i64, r)), v_stride_))) for r in range(nr)]
-            for u in range(nb):
-                start = builder.load(vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u))), align=4)
-                for r in range(nr):
-                    builder.store(start, slots[r][u])
-            with cgutils.for_range(builder, npairs) as loop:
-                p = loop.index
-                two_p = builder.mul(p, two)
-                hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
-                                          builder.add(two_p, one), last)
-                ws = []
+            def vec_ptr(base, index):
+                return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
+                                       i32x16.as_pointer())
+
+            def run(r0, nr, b0, nb):
+                dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
+                    builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
+                v_rows = [cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
+                    builder.add(r0, ir.Constant(i64, r)), v_stride_))) for r in range(nr)]
                 for u in range(nb):
-                    block = builder.add(b0, ir.Constant(i64, u))
-                    off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
-                    wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
-                    ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
-                for r in range(nr):
-                    lo = builder.load(cgutils.gep(builder, v_rows[r], two_p))
-                    hi = builder.load(cgutils.gep(builder, v_rows[r], hi_index))
-                    pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
-                    splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
-                    splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
-                    bvec = builder.bitcast(splat, i16x32)
+                    start = builder.load(vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u))), align=4)
+                    for r in range(nr):
+                        builder.store(start, slots[r][u])
+                with cgutils.for_range(builder, npairs) as loop:
+                    p = loop.index
+                    two_p = builder.mul(p, two)
+                    hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
+                                              builder.add(two_p, one), last)
+                    ws = []
                     for u in range(nb):
-                        builder.store(_dpwssd_ir(builder, builder.load(slots[r][u]), ws[u], bvec), slots[r][u])
-            for r in range(nr):
-                for u in range(nb):
-                    builder.store(builder.load(slots[r][u]),
-                                  vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
+                        block = builder.add(b0, ir.Constant(i64, u))
+                        off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
+                        wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
+                        ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
+                    for r in range(nr):
+                        lo = builder.load(cgutils.gep(builder, v_rows[r], two_p))
+                        hi = builder.load(cgutils.gep(builder, v_rows[r], hi_index))
+                        pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+                        splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
+                        splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
+                        bvec = builder.bitcast(splat, i16x32)
+                        for u in range(nb):
+                            builder.store(pair_dot(builder, builder.load(slots[r][u]), ws[u], bvec), slots[r][u])
+                for r in range(nr):
+                    for u in range(nb):
+                        builder.store(builder.load(slots[r][u]),
+                                      vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
 
-        def over_blocks(r0, nr):
-            groups = builder.sdiv(nblocks, ir.Constant(i64, GROUP))
-            with cgutils.for_range(builder, groups) as loop:
-                run(r0, nr, builder.mul(loop.index, ir.Constant(i64, GROUP)), GROUP)
-            with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, GROUP)), nblocks,
+            def over_blocks(r0, nr):
+                g = group if nr > 1 else GROUP  # one row: GROUP independent chains, as matvec_*_at
+                groups = builder.sdiv(nblocks, ir.Constant(i64, g))
+                with cgutils.for_range(builder, groups) as loop:
+                    run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g)
+                with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, g)), nblocks,
+                                             one) as (index, _):
+                    run(r0, nr, index, 1)
+
+            row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
+            with cgutils.for_range(builder, row_groups) as loop:
+                over_blocks(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
+            with cgutils.for_range_slice(builder, builder.mul(row_groups, ir.Constant(i64, ROWS)), nrows,
                                          one) as (index, _):
-                run(r0, nr, index, 1)
+                over_blocks(index, 1)
+            return context.get_dummy_value()
 
-        row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
-        with cgutils.for_range(builder, row_groups) as loop:
-            over_blocks(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
-        with cgutils.for_range_slice(builder, builder.mul(row_groups, ir.Constant(i64, ROWS)), nrows,
-                                     one) as (index, _):
-            over_blocks(index, 1)
-        return context.get_dummy_value()
+        return sig, codegen
 
-    return sig, codegen
+    return matmat_at
+
+
+# vpdpwssd (AVX512-VNNI); vpmaddwd + vpaddd (AVX2: 16 ymm registers, so a pass of the matrix product holds four
+# rows x one block of sums, 8 registers, where VNNI's 32 zmm hold four rows x four blocks)
+matvec_vnni_at, matmat_vnni_at = _matvec_at("vnni"), _matmat_at("vnni", GROUP)
+matvec_avx2_at, matmat_avx2_at = _matvec_at("avx2"), _matmat_at("avx2", 1)

@@ -101,3 +101,31 @@ def bytes_allocated_by_steps(stream, X: np.ndarray) -> int:
             stream.step(x)
 
     return bytes_allocated_in_runtime(steps)
+
+
+def int8_paths() -> list:
+    """The specialised int8 step's mat-vec paths the tests run: this CPU's blocked one (AVX512-VNNI, else AVX2;
+    the two share every line of generated code but the pair-dot instruction, which
+    test_blocked_matvec_at_offsets_equals_gemv_t_int8 and test_blocked_matmat_equals_gemv_t_int8_row_by_row
+    check on both where the CPU has them), and the portable loops."""
+    from rnnedge.runtime import vnni
+
+    blocked = vnni.best_path()
+    return [blocked, "portable"] if blocked != "portable" else ["portable"]
+
+
+def with_paths(cases: list, portable_every: int = 4) -> list[tuple]:
+    """(*case, path) for the specialised int8 tests: every case on this CPU's blocked path, and every
+    `portable_every`-th case on the portable loops too (each case compiles a model's own step, 10-30 s: the two
+    paths differ only in how the generator writes a mat-vec, so a few cases test the portable one)."""
+    blocked = [p for p in int8_paths() if p != "portable"]
+    out = [(*case, path) for case in cases for path in blocked]
+    return out + [(*case, "portable") for case in cases[::portable_every]]
+
+
+def pairwise_cases() -> list[tuple[str, str, str, int]]:
+    """(cell, precision, input kind, layers) for the f32 / int8w specialised steps: 8 cases in which every pair of
+    values of any two of the four appears (4 cells x 2 precisions x 2 kinds x 2 depths would be 32 compiles)."""
+    cells = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+    return [(cells[c], ("f32", "int8w")[p], ("dense", "tokens")[(c + p) % 2], 1 + (c // 2 + p) % 2)
+            for p in (0, 1) for c in range(4)]

@@ -1,13 +1,12 @@
 """The f32 / int8w step compiled for the loaded model (runtime/fused_float.py) against the generic kernels.
 
-Every cell, precision, input kind and depth: the specialised step (batch 1 and 3) follows the generic kernels'
-outputs within float32 rounding over 200 steps; it refuses bad input before touching the state, allocates nothing
+Every pair of (cell, precision, input kind, depth) values: the specialised step (batch 1 and 3) follows the generic
+kernels' outputs within float32 rounding over 200 steps; it refuses bad input before touching the state, allocates nothing
 per step, and its generated source is written once. A layer with an ONNX extension keeps the generic kernels.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 
 import numba
@@ -19,7 +18,15 @@ from rnnedge.export.quantize import quantize_int8w
 from rnnedge.export.weights import canonical_tensors
 from rnnedge.runtime.layout import L_OFF_WHH
 from rnnedge.runtime.model import Model
-from tests.helpers import bytes_allocated_by_steps, make_model, make_spec, random_inputs, stream_all, write_artifact
+from tests.helpers import (
+    bytes_allocated_by_steps,
+    make_model,
+    make_spec,
+    pairwise_cases,
+    random_inputs,
+    stream_all,
+    write_artifact,
+)
 
 pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
 
@@ -41,7 +48,7 @@ def _pair(tmp_path, spec, precision, monkeypatch, seed=0):
     return fast, slow
 
 
-CASES = list(itertools.product(CELLS, ("f32", "int8w"), ("dense", "tokens"), (1, 2)))
+CASES = pairwise_cases()  # every pair of (cell, precision, input kind, depth) values
 
 
 @pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])

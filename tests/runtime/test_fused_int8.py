@@ -22,15 +22,13 @@ from rnnedge.runtime.int8_math import (
 from rnnedge.runtime.kernels_int8 import gemv_t_int8
 from rnnedge.runtime.model import Model
 from rnnedge.runtime.spec import CELLS
-from tests.helpers import bytes_allocated_by_steps, make_spec
+from tests.helpers import bytes_allocated_by_steps, int8_paths, make_spec, with_paths
 from tests.runtime.int8_twin import Int8Twin, random_int8_tensors, saturating_dense_inputs
 
 pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
 
 VOCAB, STEPS = 20, 300
-PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
-                                                              reason="this CPU has no AVX512-VNNI")),
-         "portable"]
+PATHS = int8_paths()
 CASES = [(cell, kind, layers) for cell in CELLS for kind in ("dense", "tokens") for layers in (1, 2)]
 
 
@@ -64,9 +62,13 @@ def _models(spec, tensors, path, monkeypatch):
     return generic, fused
 
 
-@pytest.mark.parametrize("path", PATHS)
+# each cell on dense and token input, each input kind at one and two layers (each case compiles its own step)
+STEP_CASES = [(cell, kind, 1 + (i + (kind == "tokens")) % 2) for i, cell in enumerate(CELLS)
+              for kind in ("dense", "tokens")]
+
+
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("cell,kind,layers", CASES)
+@pytest.mark.parametrize("cell,kind,layers,path", with_paths(STEP_CASES, 3))
 def test_specialised_int8_step_equals_the_generic_kernel_and_the_twin_bit_exact(cell, kind, layers, batch, path,
                                                                                monkeypatch):
     spec, tensors, X = _case(cell, kind, layers)
@@ -117,12 +119,12 @@ def test_specialised_int8_kernel_info_names_the_path_and_the_source(monkeypatch)
     monkeypatch.delenv("RNNEDGE_VNNI", raising=False)
     info = Model(spec, "int8", tensors).kernel_info
     assert info["step"] == "specialised" and info["precision"] == "int8"
-    assert info["path"] == ("avx512_vnni" if vnni.has_avx512_vnni() else "portable")
+    assert info["path"] == vnni.best_path() and info["path"] in ("avx512_vnni", "avx2", "portable")
     assert info["source"].endswith(".py")
     monkeypatch.setenv("RNNEDGE_VNNI", "0")
     assert Model(spec, "int8", tensors).kernel_info["path"] == "portable"
-    with pytest.raises(ValueError, match="path 'avx2'"):
-        fused_int8.generate(Model(spec, "int8", tensors), "avx2")
+    with pytest.raises(ValueError, match="path 'neon'"):
+        fused_int8.generate(Model(spec, "int8", tensors), "neon")
 
 
 @pytest.mark.parametrize("layer,why", [({"cell": "lstm", "clip": 2.0}, "ONNX step extension"),
@@ -137,9 +139,8 @@ def test_a_model_the_specialised_step_does_not_cover_runs_the_generic_kernels(la
     assert model.kernel_info["step"] == "generic"
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("hidden", [[(7, "relu"), (5, "tanh")], [(17, "sigmoid"), (4, "gelu")],
-                                    [(9, "none"), (3, "gelu_tanh")]])
+@pytest.mark.parametrize("hidden,path", with_paths([([(7, "relu"), (5, "tanh")],), ([(17, "sigmoid"), (4, "gelu")],),
+                                                    ([(9, "none"), (3, "gelu_tanh")],)], 3))
 def test_specialised_int8_step_with_hidden_head_layers_equals_the_generic_kernel_and_the_twin(hidden, path,
                                                                                              monkeypatch):
     spec = make_spec("gru", layers=2, kind="tokens", activation="none", hidden=6, vocab=VOCAB, embed_dim=5, out=3,
@@ -210,13 +211,23 @@ def test_int32_rounding_equals_int8_math_where_the_step_uses_it(e):
 
 
 @njit(cache=True)
-def _matvec_at(dst, wp, bias, v, k, blocks):
+def _matvec_vnni(dst, wp, bias, v, k, blocks):
     vnni.matvec_vnni_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
 
 
-@pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="this CPU has no AVX512-VNNI")
+@njit(cache=True)
+def _matvec_avx2(dst, wp, bias, v, k, blocks):
+    vnni.matvec_avx2_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
+
+
+# the blocked mat-vecs' instructions this CPU has: vpdpwssd (AVX512-VNNI) and vpmaddwd (AVX2)
+ISAS = [pytest.param(_matvec_vnni, id="vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="no VNNI")),
+        pytest.param(_matvec_avx2, id="avx2", marks=pytest.mark.skipif(not vnni.has_avx2(), reason="no AVX2"))]
+
+
+@pytest.mark.parametrize("_matvec_at", ISAS)
 @pytest.mark.parametrize(("K", "N"), [(7, 5), (40, 512), (128, 512), (1, 16), (33, 40), (6, 192)])
-def test_vnni_matvec_at_offsets_equals_gemv_t_int8(K, N):
+def test_blocked_matvec_at_offsets_equals_gemv_t_int8(K, N, _matvec_at):
     rng = np.random.default_rng(K * 7 + N)
     w_t = rng.integers(-127, 128, (K, N)).astype(np.int8)
     v = rng.integers(-32768, 32768, K).astype(np.int32)

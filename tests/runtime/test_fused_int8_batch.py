@@ -6,18 +6,14 @@ on both mat-vec paths, for every cell, dense and token input, with and without h
 import numpy as np
 import pytest
 
-from rnnedge.runtime import vnni
 from rnnedge.runtime.model import Model
 from rnnedge.runtime.spec import CELLS
-from tests.helpers import make_spec
+from tests.helpers import make_spec, with_paths
 from tests.runtime.int8_twin import random_int8_tensors, saturating_dense_inputs
 
 pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
 
 VOCAB, STEPS, BATCHES = 20, 40, (1, 2, 5, 64)
-PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
-                                                              reason="this CPU has no AVX512-VNNI")),
-         "portable"]
 
 
 def _models(spec, tensors, path, monkeypatch):
@@ -31,9 +27,9 @@ def _models(spec, tensors, path, monkeypatch):
     return generic, fused
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("kind,hidden_head", [("dense", False), ("tokens", True)])
+# each cell once, dense input and a linear head or tokens and a hidden head layer alternating
+@pytest.mark.parametrize("cell,kind,hidden_head,path",
+                         with_paths([(cell, *[("dense", False), ("tokens", True)][i % 2]) for i, cell in enumerate(CELLS)]))
 def test_specialised_int8_batched_step_equals_one_stream_per_row_and_the_generic_kernel_at_every_batch(
         cell, kind, hidden_head, path, monkeypatch):
     i = CELLS.index(cell)

@@ -12,16 +12,14 @@ from numba import njit
 from rnnedge.runtime import vnni
 from rnnedge.runtime.kernels_int8 import gemv_t_int8
 from rnnedge.runtime.spec import CELLS
-from tests.helpers import make_spec
+from tests.helpers import int8_paths, make_spec, with_paths
 from tests.runtime.int8_twin import random_int8_tensors, saturating_dense_inputs
 from tests.runtime.test_fused_int8 import _models as step_models
 
 pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
 
 VOCAB, T = 20, 70
-PATHS = [pytest.param("avx512_vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(),
-                                                              reason="this CPU has no AVX512-VNNI")),
-         "portable"]
+PATHS = int8_paths()
 # every pair of (input kind, layers, head) values, for every cell: each case compiles a model's own kernel
 CASES = [(cell, kind, layers, on) for cell in CELLS
          for kind, layers, on in (("dense", 1, "every_step"), ("tokens", 2, "every_step"), ("dense", 2, "last_step"),
@@ -53,8 +51,11 @@ def _models(spec, tensors, path, monkeypatch):
     return generic, fused
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("cell,kind,layers,on", CASES)
+# each cell with two of the four (kind, layers, head) combinations, each combination with two cells
+RUN_CASES = [CASES[4 * c + (c + k) % 4] for c in range(len(CELLS)) for k in (0, 2)]
+
+
+@pytest.mark.parametrize("cell,kind,layers,on,path", with_paths(RUN_CASES, 8))
 def test_specialised_int8_run_equals_the_generic_run_and_a_loop_of_steps_bit_exact(cell, kind, layers, on, path,
                                                                                    monkeypatch):
     spec, tensors, X, lengths = _case(cell, kind, layers, on)
@@ -74,13 +75,16 @@ def test_specialised_int8_run_equals_the_generic_run_and_a_loop_of_steps_bit_exa
         assert not Y[1, 1:].any() and not Y[2, 37:].any()
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("layers,extra,on", [(2, (("bidirectional", True),), "every_step"),
-                                             (2, (("bidirectional", True),), "last_step"),
-                                             (1, (("reverse", True),), "last_step"),
-                                             (2, (("reverse", True), ("initial_state", True)), "every_step"),
-                                             (2, (("bidirectional", True), ("initial_state", True)), "last_step")])
+DIRECTIONS = [(2, (("bidirectional", True),), "every_step"),
+              (2, (("bidirectional", True),), "last_step"),
+              (1, (("reverse", True),), "last_step"),
+              (2, (("reverse", True), ("initial_state", True)), "every_step"),
+              (2, (("bidirectional", True), ("initial_state", True)), "last_step")]
+# each cell with two of the five layouts, every layout with at least one cell (each case compiles its own run())
+DIRECTION_CASES = [(cell, *DIRECTIONS[(2 * c + k) % len(DIRECTIONS)]) for c, cell in enumerate(CELLS) for k in (0, 1)]
+
+
+@pytest.mark.parametrize("cell,layers,extra,on,path", with_paths(DIRECTION_CASES, 8))
 def test_specialised_int8_run_of_bidirectional_reverse_and_initial_state_layers_equals_the_generic_run(
         cell, layers, extra, on, path, monkeypatch):
     spec, tensors, X, lengths = _case(cell, "dense" if cell in ("lstm", "rnn_relu") else "tokens", layers, on,
@@ -92,7 +96,7 @@ def test_specialised_int8_run_of_bidirectional_reverse_and_initial_state_layers_
             fused.stream()
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", PATHS[:1])  # the portable run() of hidden head layers: test_fused_int8's step
 def test_specialised_int8_run_with_hidden_head_layers_equals_the_generic_run(path, monkeypatch):
     for on in ("every_step", "last_step"):
         spec = make_spec("gru", layers=2, kind="tokens", on=on, activation="none", hidden=6, vocab=VOCAB,
@@ -104,13 +108,23 @@ def test_specialised_int8_run_with_hidden_head_layers_equals_the_generic_run(pat
 
 
 @njit(cache=True)
-def _matmat(dst, wp, bias, v, rows, K, N, v_stride):
+def _matmat_vnni(dst, wp, bias, v, rows, K, N, v_stride):
     vnni.matmat_vnni_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
 
 
-@pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="this CPU has no AVX512-VNNI")
-@pytest.mark.parametrize("K,N,rows", [(1, 16, 1), (7, 48, 5), (40, 512, 9), (33, 80, 4), (64, 128, 3)])
-def test_vnni_matmat_equals_gemv_t_int8_row_by_row(K, N, rows):
+@njit(cache=True)
+def _matmat_avx2(dst, wp, bias, v, rows, K, N, v_stride):
+    vnni.matmat_avx2_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
+
+
+# the blocked products' instructions this CPU has: vpdpwssd (AVX512-VNNI) and vpmaddwd (AVX2)
+ISAS = [pytest.param(_matmat_vnni, id="vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="no VNNI")),
+        pytest.param(_matmat_avx2, id="avx2", marks=pytest.mark.skipif(not vnni.has_avx2(), reason="no AVX2"))]
+
+
+@pytest.mark.parametrize("_matmat", ISAS)
+@pytest.mark.parametrize("K,N,rows", [(1, 16, 1), (7, 48, 5), (40, 512, 9), (33, 80, 4), (64, 128, 3), (64, 80, 6)])
+def test_blocked_matmat_equals_gemv_t_int8_row_by_row(K, N, rows, _matmat):
     rng = np.random.default_rng(K * N + rows)
     w_t = rng.integers(-127, 128, (K, N)).astype(np.int8)
     bias = rng.integers(-2**20, 2**20, N).astype(np.int32)
@@ -125,10 +139,12 @@ def test_vnni_matmat_equals_gemv_t_int8_row_by_row(K, N, rows):
         assert (dst[3 + r * (N + 5) + N : 3 + (r + 1) * (N + 5)] == 7).all(), f"row {r} wrote past its N outputs"
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("layers,extra,on", [(2, (), "every_step"),
-                                             (2, (("bidirectional", True), ("initial_state", True)), "last_step")])
+# each cell once, the two layouts alternating
+MIXED_CASES = [(cell, *[(2, (), "every_step"), (2, (("bidirectional", True), ("initial_state", True)), "last_step")][c % 2])
+               for c, cell in enumerate(CELLS)]
+
+
+@pytest.mark.parametrize("cell,layers,extra,on,path", with_paths(MIXED_CASES))
 def test_specialised_int8_run_of_5_and_9_sequences_of_mixed_lengths_equals_the_generic_run_and_steps_bit_exact(
         cell, layers, extra, on, path, monkeypatch):
     """Groups of four sequences whose members end at different steps (a length-1 one among them, finished ones
