@@ -20,8 +20,11 @@ demo: setup
 	$(VENV)/bin/rnnedge train watch --out $(OUT)
 	$(VENV)/bin/rnnedge export $(OUT)/model.pt --data watch --precision f32,int8w,int8 --out $(OUT)
 
+## the suite on up to 4 cores (pytest-xdist), each test file on one worker so its shared fixtures are built once;
+## TEST_ARGS="-n 0" runs it in one process
+TEST_ARGS ?= -n auto --maxprocesses=4 --dist loadfile
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(TEST_ARGS)
 
 ## rnnedge against PyTorch, ONNX Runtime and LiteRT (benchmarks/peers.py; LiteRT runs in its own venv,
 ## artifacts/bench-venv, created on first use): one markdown table, JSON in artifacts/bench/.
