@@ -31,7 +31,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import kernel
-from rnnedge.runtime.vnni import LANES, has_avx512_vnni
+from rnnedge.runtime.vnni import LANES, PAIR_DOT, has_avx512_vnni
+
+dpwssd = PAIR_DOT["vnni"]  # vnni.py's vpdpwssd, one declaration for both int8 paths
 
 KERNEL = "avx512_vnni" if has_avx512_vnni() else "fma"  # int8w's sums: these limbs, or FMA8
 GROUP = 4  # blocks advanced together: eight independent accumulator chains (two limbs) hide vpdpwssd's latency
@@ -49,13 +51,6 @@ def reach(w: int, K: int, N: int) -> int:
     meets zero limbs) and whole blocks of 16 outputs (lanes past N fill sums nobody reads). The generator keeps it
     within the weight array (the head's weights follow every layer's)."""
     return w + (2 * (-(-K // 2)) - 1) * N + LANES * (-(-N // LANES))
-
-
-def _dpwssd(builder, acc, w, b):
-    i32x16, i16x32 = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(16), 32)
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x16, [i32x16, i16x32, i16x32]),
-                                        "llvm.x86.avx512.vpdpwssd.512")
-    return builder.call(fn, [acc, w, b])
 
 
 def _dp2(streams: int, count: int):
@@ -111,7 +106,7 @@ def _dp2(streams: int, count: int):
                         b = splat(builder.load(cgutils.gep(builder, data, builder.add(base, p))))
                         for u in range(count):
                             slot = slots[s][limb * count + u]
-                            builder.store(_dpwssd(builder, builder.load(slot), wv[u], b), slot)
+                            builder.store(dpwssd(builder, builder.load(slot), wv[u], b), slot)
             for s in range(streams):
                 for slot, ptr in zip(slots[s], ptrs[s]):
                     builder.store(builder.load(slot), ptr, align=4)
