@@ -86,11 +86,9 @@ def generate(model) -> fused.Specialised | None:
     if q8:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
                           if vnni.KERNEL == "avx512_vnni" else
-                          f"fma: float32 sums of the int8 weights, {fma.STREAMS} streams x {fma.BLOCKS} blocks of 16 "
-                          "rows in registers")
+                          f"fma: float32 sums of the int8 weights, {fma.describe()}")
     else:
-        info["matvec"] = (f"fma: {fma.STREAMS} streams x {fma.BLOCKS} blocks of 16 rows of sums in registers, "
-                          "each weight vector loaded once for them")
+        info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them"
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
         info=info,

@@ -153,7 +153,7 @@ def generate(model) -> fused.Specialised:
     init = initial_states(model, sizes)
     info = {"path": "fused_float_sequence", "source": str(specialize.source_path(stem, text)), "model": what,
             "run": "input projections of all steps at once, then the recurrence; no step (the model cannot stream)",
-            "matvec": f"fma: {STREAMS} rows x {BLOCKS * fma.LANES} gate rows in registers"
+            "matvec": "fma: " + fma.describe().replace("streams", "rows")
                       + (", on a float32 copy of each layer-direction's int8 weights made per run()" if q8 else "")}
     return fused.Specialised(kernel=None, weights=weights, scratch=lambda batch: 0, info=info,
                              run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, sizes, init,

@@ -177,3 +177,18 @@ def test_the_f32_steps_weights_stay_read_only_wherever_the_blob_was_allocated(at
     assert not placed.flags.writeable and placed.ctypes.data % 64 == at
     assert numba.typeof(placed) == numba.typeof(model.layout.blob)
     assert model.kernel_info["step"] == "specialised" and not model.layout.blob.flags.writeable  # moved or not
+
+
+@pytest.mark.parametrize("wide", [True, False])
+@pytest.mark.parametrize("streams", [1, 2, 3, 4])
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_the_register_tiles_cover_every_sum_once_and_fit_the_registers(streams, count, wide):
+    from rnnedge.runtime.fused_float_fma import tiles
+
+    passes = tiles(streams, count, wide)
+    sums = [(s, u) for ss, us in passes for s in ss for u in us]
+    assert sorted(sums) == [(s, u) for s in range(streams) for u in range(count)]  # each sum in exactly one pass
+    if not wide:  # 16 ymm registers: at most four 16-lane sums (8 registers) per pass, beside weights and inputs
+        assert all(len(ss) * len(us) <= 4 for ss, us in passes)
+        if streams > 1:  # every weight vector loaded once per pass serves all the streams
+            assert all(len(ss) == streams for ss, _ in passes)
