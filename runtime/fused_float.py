@@ -16,7 +16,8 @@ on finished sums), summed in another order (f32: one chain of fused multiply-add
 int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fused_float_vnni.py), so the two
 agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
-step() == run() bit for bit. A bidirectional or reverse model is never stepped: its run() is compiled on its own
+step() == run() bit for bit (int8w on FMA8: the same step code on a float32 copy of the int8 weights made per
+run(), the same sums without converting every weight at every step). A bidirectional or reverse model is never stepped: its run() is compiled on its own
 (fused_float_sequence.py: every step's input projections at once, then the recurrence), kernel_info["path"]
 "fused_float_sequence".
 """
@@ -81,18 +82,31 @@ def generate(model) -> fused.Specialised | None:
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
     per_stream = scratch_per_stream(lay, rows, q8)
+    run_weights = _run_weights(lay, weights, q8)
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
                           if vnni.KERNEL == "avx512_vnni" else
                           f"fma: float32 sums of the int8 weights, {fma.describe()}")
+        if vnni.KERNEL != "avx512_vnni":
+            info["run"] = "the step at every t, its sums on a float32 copy of the int8 weights made per run()"
     else:
         info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them"
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
         info=info,
-        run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, per_stream, X, lengths, valid))
+        run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, X, lengths,
+                                                   valid))
+
+
+def _run_weights(lay, weights: tuple, q8: bool):
+    """The arrays run()'s `sequence` takes: the step's, and for int8w on FMA8 a float32 copy of the int8 weights
+    made per run() (exact; the sums then load floats, the same numbers without a conversion per weight per step,
+    and the model keeps its int8 weights only)."""
+    if q8 and vnni.KERNEL != "avx512_vnni":
+        return lambda: weights + (lay.qblob.astype(np.float32),)
+    return lambda: weights
 
 
 def _line_offset(rows) -> int:

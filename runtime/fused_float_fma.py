@@ -10,7 +10,9 @@ the order kk = 0, 1, .. -- the same numbers whichever block a row or a stream fa
 not depend on the batch, and a whole sequence's input projection (all T steps' rows at once) equals the step's.
 
 FMA8 is the same with int8 weights, each 16 converted to float32 as they are loaded: int8w's sums on a CPU without
-AVX512-VNNI (fused_float_source._layer_int8w_fma). Where the CPU has 16 vector registers (AVX2), `tiles` splits a
+AVX512-VNNI (fused_float_source._layer_int8w_fma). Given float32 weights it loads them as FMA does: the same sums,
+bit for bit, on a float32 copy of the int8 weights (the conversion is exact), which is how int8w's run() spares
+itself a conversion per weight per step. Where the CPU has 16 vector registers (AVX2), `tiles` splits a
 call into passes of at most four 16-lane sums, so none spills; each sum's chain is unchanged.
 
 A block past n reads lanes of the next rows of W^T (or whatever follows the matrix in w: `reach` says how far,
@@ -90,7 +92,7 @@ def _fma(streams: int, count: int, int8: bool = False):
                 return builder.bitcast(cgutils.gep(builder, base, off), vec.as_pointer())
 
             def weight(off):
-                if not int8:
+                if not int8 or signature.args[3].dtype != types.int8:  # FMA8 on float32 weights: FMA's load
                     return builder.load(vptr(wdata, off), align=4)
                 i8x16 = ir.VectorType(ir.IntType(8), LANES)
                 q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)

@@ -176,16 +176,21 @@ def source(model, rows, what: str, path: str = "portable") -> str:
             f"dp2_{s}_{u} = DP2[{s}, {u}]\n" for s, u in DP2) if path == "avx512_vnni" else
             "from rnnedge.runtime.fused_float_fma import FMA8\n\n" + "".join(
                 f"fma8_{s}_{u} = FMA8[{s}, {u}]\n" for s in (1, STREAMS) for u in range(1, BLOCKS + 1)))
+    doc = (f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
+           '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
+    if q8 and path != "avx512_vnni":  # the sums read qw: q itself in step(), its float32 copy in run()
+        return (_HEADER.format(what=what, imports=imports)
+                + "\n\n@fast_kernel\ndef layers(buf, x, q, w, qw):\n" + doc + body + "\n"
+                + "\n\n@fast_kernel\ndef step(buf, x, q, w):\n" + doc + "    return layers(buf, x, q, w, q)\n"
+                + _sequence("q, w, qw", O, every, "layers"))
     return (_HEADER.format(what=what, imports=imports)
-            + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n"
-            + f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
-            + '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n'
-            + body + "\n"
+            + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n" + doc + body + "\n"
             + _sequence(args, O, every))
 
 
-def _sequence(args: str, O: int, every: bool) -> str:
-    """run()'s loop: the same compiled step at every t, so a whole sequence equals stepping bit for bit."""
+def _sequence(args: str, O: int, every: bool, step: str = "step") -> str:
+    """run()'s loop: the same compiled step at every t, so a whole sequence equals stepping bit for bit (int8w on
+    FMA8: `layers` on a float32 copy of the int8 weights, the same sums)."""
     copy = ("        for b in range(B):\n"
             f"            for o in range({O}):\n"
             "                Y[t, b, o] = buf[b * " + f"{O} + o]\n") if every else (
@@ -198,7 +203,7 @@ def _sequence(args: str, O: int, every: bool) -> str:
             '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]."""\n'
             "    B = X.shape[1]\n"
             "    for t in range(X.shape[0]):\n"
-            f"        step(buf, X[t], {args})\n"
+            f"        {step}(buf, X[t], {args})\n"
             + copy)
 
 
@@ -303,8 +308,8 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int) 
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({sums}):",
         "        av[i] = ZERO")
-    fma_calls(out, "q", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", "fma8")
-    fma_calls(out, "q", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
+    fma_calls(out, "qw", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", "fma8")
+    fma_calls(out, "qw", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
               "fma8")
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in _layer_f32")

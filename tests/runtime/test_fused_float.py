@@ -192,3 +192,19 @@ def test_the_register_tiles_cover_every_sum_once_and_fit_the_registers(streams, 
         assert all(len(ss) * len(us) <= 4 for ss, us in passes)
         if streams > 1:  # every weight vector loaded once per pass serves all the streams
             assert all(len(ss) == streams for ss, _ in passes)
+
+
+def test_int8w_run_sums_a_float32_copy_of_the_int8_weights_made_per_run_where_the_step_converts_each(tmp_path,
+                                                                                                    monkeypatch):
+    from rnnedge.runtime import fused_float, fused_float_vnni
+
+    fast, _ = _pair(tmp_path, make_spec("gru", layers=1, hidden=20), "int8w", monkeypatch)
+    lay = fast.layout
+    made = fused_float._run_weights(lay, (lay.qblob, lay.blob), True)
+    first, second = made(), made()
+    if fused_float_vnni.KERNEL == "avx512_vnni":  # the limb sums read the int8 weights in run() too
+        assert first == (lay.qblob, lay.blob)
+        return
+    assert first[:2] == (lay.qblob, lay.blob) and first[2].dtype == np.float32
+    assert np.array_equal(first[2], lay.qblob.astype(np.float64))  # exact
+    assert first[2] is not second[2] and lay.qblob.dtype == np.int8  # per run(); the model keeps int8 only
