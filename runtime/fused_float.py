@@ -145,17 +145,20 @@ def run_sequence(model, sequence, weights: tuple, per_stream: int, X: np.ndarray
     state = buf[B * O : B * (O + lay.state_size)].reshape(B, lay.state_size)
     if model.initial_state is not None:
         state[:] = model.initial_state
+    full = bool(valid.all())  # every sequence T steps long (run()'s usual call): nothing to replace or zero
     if model.dense:
-        Xt = np.where(valid[..., None], X, model._mean).astype(np.float32).transpose(1, 0, 2)
+        Xt = (X if full else np.where(valid[..., None], X, model._mean)).astype(np.float32, copy=False)
+        Xt = Xt.transpose(1, 0, 2)
     else:
         Xt = model._check_tokens(X, valid).T
     Xt = np.ascontiguousarray(Xt)
     every = model.spec["head"]["on"] != "last_step"
-    Y = np.zeros((T, B, O) if every else (B, O), dtype=np.float32)
+    Y = np.empty((T, B, O) if every else (B, O), dtype=np.float32)  # sequence() writes every element
     sequence(buf, Xt, Y, lengths - 1, *weights)
     if not every:
         return Y
     Y = np.ascontiguousarray(Y.transpose(1, 0, 2))
-    Y[~valid] = 0.0
+    if not full:
+        Y[~valid] = 0.0
     return Y
 

@@ -167,9 +167,10 @@ def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray
     Inputs past a length are replaced by harmless ones (the mean, or token 0); outputs there are zero."""
     B, T = X.shape[:2]
     O = model.out
+    full = bool(valid.all())  # every sequence T steps long (run()'s usual call): nothing to replace or zero
     if model.dense:
-        Xt = np.where(valid[..., None], X, model._mean).astype(np.float32).transpose(1, 0, 2)
-        Xt = np.ascontiguousarray(Xt).reshape(T * B, -1)
+        Xt = (X if full else np.where(valid[..., None], X, model._mean)).astype(np.float32, copy=False)
+        Xt = np.ascontiguousarray(Xt.transpose(1, 0, 2)).reshape(T * B, -1)
     else:
         Xt = np.ascontiguousarray(model._check_tokens(X, valid).T).reshape(T * B)
     buf = np.zeros(sizes.buffer(B, T), dtype=np.float32)
@@ -179,7 +180,8 @@ def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray
     if not every:
         return Y.reshape(B, O)
     Y = np.ascontiguousarray(Y.reshape(T, B, O).transpose(1, 0, 2))
-    Y[~valid] = 0.0
+    if not full:
+        Y[~valid] = 0.0
     return Y
 
 

@@ -292,6 +292,18 @@ def normalised_finite_f32(x, mean, std):
 
 
 @kernel
+def sequences_finite_f32(X, mean, std, lengths):
+    """True when normalise_f32 of every step of X (B, T, F) within lengths (B,) is finite: run()'s check, one
+    compiled pass instead of numpy's temporaries (the steps past a length are never read)."""
+    for b in range(X.shape[0]):
+        for t in range(lengths[b]):
+            for j in range(X.shape[2]):
+                if not np.isfinite((X[b, t, j] - mean[j]) / std[j]):
+                    return False
+    return True
+
+
+@kernel
 def head_f32(y, h, w, b, activation):
     """y (O,) = act(w (O, Hin) @ h (Hin,) + b (O,)), act = none, softmax, log_softmax or sigmoid."""
     y[:] = b

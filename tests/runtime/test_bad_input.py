@@ -215,3 +215,20 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path):
         runtime.load(path)
     with pytest.raises(ArtifactError, match="cannot read"):
         runtime.load(tmp_path / "missing.safetensors")
+
+
+def test_runs_compiled_finiteness_check_agrees_with_numpys_on_every_position_and_length():
+    from rnnedge.runtime.kernels_f32 import sequences_finite_f32
+
+    rng = np.random.default_rng(5)
+    mean, std = np.array([0.5, -2.0, 1e38], np.float32), np.array([0.25, 3.0, 1.0], np.float32)
+    for trial in range(300):
+        X = rng.standard_normal((3, 6, 3)).astype(np.float32)
+        lengths = rng.integers(1, 7, 3)
+        if trial % 4:  # a NaN, an infinity, or a finite value whose normalised value overflows, anywhere
+            X[rng.integers(3), rng.integers(6), rng.integers(3)] = rng.choice([np.nan, np.inf, -np.inf, FLT_MAX,
+                                                                              -FLT_MAX, 3e38])
+        valid = np.arange(6) < lengths[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = not (~np.isfinite((X - mean) / std) & valid[..., None]).any()
+        assert sequences_finite_f32(X, mean, std, lengths) == want
