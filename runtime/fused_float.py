@@ -30,7 +30,13 @@ from rnnedge.runtime import fused, fused_float_sequence, specialize
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_source import gate_rows, scratch_per_stream, source
+from rnnedge.runtime.fused_float_source import (
+    CONVERT_FROM,
+    converted_scratch,
+    gate_rows,
+    scratch_per_stream,
+    source,
+)
 from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
 
 CACHE_LINE = 64
@@ -81,23 +87,25 @@ def generate(model) -> fused.Specialised | None:
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
-    per_stream = scratch_per_stream(lay, rows, q8)
+    per_stream = scratch_per_stream(lay, rows, q8, vnni.KERNEL == "avx512_vnni")
+    shared = converted_scratch(rows) if q8 and vnni.KERNEL != "avx512_vnni" else 0  # FMA8's converted columns
     run_weights = _run_weights(lay, weights, q8)
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
                           if vnni.KERNEL == "avx512_vnni" else
-                          f"fma: float32 sums of the int8 weights, {fma.describe()}")
+                          f"fma: float32 sums of the int8 weights, {fma.describe()}; from {CONVERT_FROM} streams "
+                          "each group of W^T's columns converted once per step for all of them, else as loaded")
         if vnni.KERNEL != "avx512_vnni":
             info["run"] = "the step at every t, its sums on a float32 copy of the int8 weights made per run()"
     else:
         info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them"
     return fused.Specialised(
-        kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream,
+        kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream + shared,
         info=info,
-        run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, X, lengths,
-                                                   valid))
+        run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, shared, X,
+                                                   lengths, valid))
 
 
 def _run_weights(lay, weights: tuple, q8: bool):
@@ -132,7 +140,7 @@ def _placed(a: np.ndarray, at: int) -> np.ndarray:
     return out
 
 
-def run_sequence(model, sequence, weights: tuple, per_stream: int, X: np.ndarray, lengths: np.ndarray,
+def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, X: np.ndarray, lengths: np.ndarray,
                  valid: np.ndarray) -> np.ndarray:
     """model.run() on the specialised step: X (B, T, F) float32 (checked by run) or (B, T) token ids -> as run.
 
@@ -141,7 +149,7 @@ def run_sequence(model, sequence, weights: tuple, per_stream: int, X: np.ndarray
     B, T = X.shape[:2]
     lay = model.layout
     O = model.out
-    buf = np.zeros(B * (O + lay.state_size + per_stream), dtype=np.float32)
+    buf = np.zeros(B * (O + lay.state_size + per_stream) + shared, dtype=np.float32)
     state = buf[B * O : B * (O + lay.state_size)].reshape(B, lay.state_size)
     if model.initial_state is not None:
         state[:] = model.initial_state

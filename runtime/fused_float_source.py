@@ -7,7 +7,9 @@ for all B streams at once:
 
     v (B, n_in)          the first layer's input: normalised features or the embedding row
     f32:   ax, ah (B, G_pad)      b_ih + W_ih v and b_hh + W_hh h per stream (G_pad: G to blocks of 16)
-    int8w: words (B, W_max)       each input part's two int16 limbs, two to an int32 (fused_float_vnni.py)
+           (int8w on FMA8 too: W_ih v and W_hh h, the row scales applied in the cell update)
+    int8w on VNNI:
+           words (B, W_max)       each input part's two int16 limbs, two to an int32 (fused_float_vnni.py)
            acc (B, 4 G_pad)       the int32 sums x.hi, x.lo, h.hi, h.lo per stream (G_pad: G to blocks of 16)
            scales (B, 4)          the limbs' scales s_x, t_x, s_h, t_h
     d_k (B, U_k)         each hidden head layer's output
@@ -99,17 +101,27 @@ def _pairs(n: int) -> int:
     return -(-n // 2)
 
 
-def scratch_parts(lay, rows, q8: bool) -> tuple[int, int, int]:
-    """Per stream: (the layers' sums part, int8w's limb words part, scales part), module docstring's layout."""
-    if not q8:  # whole blocks of 16: the FMA sums' lanes past G land in the stream's own padding
+def scratch_parts(lay, rows, q8: bool, limbs: bool = True) -> tuple[int, int, int]:
+    """Per stream: (the layers' sums part, int8w's limb words part, scales part), module docstring's layout.
+    limbs False: int8w on FMA8, whose sums are laid out as f32's (no limbs, two parts of sums, not four)."""
+    if not q8 or not limbs:  # whole blocks of 16: the FMA sums' lanes past G land in the stream's own padding
         return 2 * max(padded(gate_rows(row)) for row in rows), 0, 0
     words = max(2 * (_pairs(int(row[L_N_IN])) + _pairs(int(row[L_HIDDEN]))) for row in rows)
     return 4 * LANES * max(_blocks(gate_rows(row)) for row in rows), words, 4
 
 
-def scratch_per_stream(lay, rows, q8: bool) -> int:
+CONVERT_FROM = 8  # int8w on FMA8 from this many streams: each group of W^T's columns converted once per step
+
+
+def converted_scratch(rows) -> int:
+    """Elements of int8w FMA8's scratch for one group of W^T's columns as float32 (K x 64), shared by the streams."""
+    return max(max(int(row[L_N_IN]), int(row[L_HIDDEN])) for row in rows) * BLOCKS * LANES
+
+
+def scratch_per_stream(lay, rows, q8: bool, limbs: bool = True) -> int:
     """Scratch elements one stream needs in the specialised step's layout (module docstring)."""
-    return int(lay.model[M_N_IN]) + sum(scratch_parts(lay, rows, q8)) + sum(int(d[D_UNITS]) for d in lay.dense)
+    return (int(lay.model[M_N_IN]) + sum(scratch_parts(lay, rows, q8, limbs))
+            + sum(int(d[D_UNITS]) for d in lay.dense))
 
 
 class Lines:
@@ -134,19 +146,22 @@ def source(model, rows, what: str, path: str = "portable") -> str:
     q8 = model.precision == "int8w"
     args = "q, w" if q8 else "w"
     O, S, n_in = int(m[M_OUT]), lay.state_size, int(m[M_N_IN])
-    sums, words, _ = scratch_parts(lay, rows, q8)
+    sums, words, _ = scratch_parts(lay, rows, q8, path == "avx512_vnni")
     out = Lines()
     out("B = x.shape[0]",
         f"S0 = B * {O}  # state (B, {S})",
         f"V = S0 + B * {S}  # scratch: v (B, {n_in})",
         f"A = V + B * {n_in}  # the layers' sums (B, {sums})")
-    if q8:
+    if q8 and path == "avx512_vnni":
         out(f"WD = A + B * {sums}  # limb words (B, {words})",
             f"SC = WD + B * {words}  # limb scales (B, 4)",
             "D = SC + B * 4  # the hidden head layers' outputs",
             "ibuf = buf.view(np.int32)  # the same memory: int8w's limbs and int32 sums")
     else:
         out(f"D = A + B * {sums}  # the hidden head layers' outputs")
+    if q8 and path != "avx512_vnni":
+        U = sum(int(d[D_UNITS]) for d in lay.dense)
+        out(f"CW = D + B * {U}  # a group of W^T's columns as float32 ({converted_scratch(rows)}), B >= {CONVERT_FROM}")
     _input(out, model, q8)
     src, stride = "V", n_in
     for row in rows:
@@ -279,20 +294,30 @@ def over_blocks(out: Lines, nb: int, group: int, emit) -> None:
 
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
-              rows: str, i: str, fma: str = "fma") -> None:
+              rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None) -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
     and serves STREAMS streams (or sequence rows) per load. Every sum is one chain over k whichever group i falls
     in: a stream's numbers do not depend on the batch. No branch on rows: LLVM would copy a loop's body per case.
-    fma: "fma" (float32 W^T) or "fma8" (int8 W^T, int8w's on a CPU without VNNI)."""
+    fma: "fma" (float32 W^T) or "fma8" (int8 W^T, int8w's on a CPU without VNNI). convert (woff, N, K) of int8
+    W^T in q: each group's columns are first converted to float32 at `woff` in `weights` (buf's CW, rows of
+    BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers)."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
+        w_at, w_stride = (woff, BLOCKS * LANES) if convert else (f"{woff} + {lane}", N)
+        if convert:
+            q_off, q_n, q_k = convert
+            columns = count * LANES if lane == "g" else min(count * LANES, q_n - int(lane))
+            out(f"{indent}cw, qg = buf[{woff}:], q[{q_off} + {lane}:]  # views: the conversion vectorises",
+                f"{indent}for kk in range({q_k}):",
+                f"{indent}    for c in range({columns}):",
+                f"{indent}        cw[kk * {BLOCKS * LANES} + c] = np.float32(qg[kk * {q_n} + c])")
         for first, last, step, n in ((0, f"{i}0", f", {STREAMS}", STREAMS), (f"{i}0", rows, "", 1)):
             out(f"{indent}for {i} in range({first}, {last}{step}):",
                 f"{indent}    {fma}_{n}_{count}(buf, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
-                f"{woff} + {lane}, {N}, {src} + {i} * {stride}, {stride}, {K})")
+                f"{w_at}, {w_stride}, {src} + {i} * {stride}, {stride}, {K})")
 
     over_blocks(out, blocks(N), BLOCKS, through)
 
@@ -308,9 +333,18 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int) 
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({sums}):",
         "        av[i] = ZERO")
-    fma_calls(out, "qw", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", "fma8")
-    fma_calls(out, "qw", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
-              "fma8")
+    parts = ((int(row[L_OFF_WIH]), K, "A", src, stride), (int(row[L_OFF_WHH]), H, f"A + {half}",
+                                                           f"S0 + {int(row[L_OFF_H])}", S))
+    out(f"if B >= {CONVERT_FROM}:  # each group of columns converted once into CW for all the streams")
+    out.depth += 1
+    for woff, k, acc, v, v_stride in parts:
+        fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
+    out.depth -= 1
+    out("else:  # converted as loaded, once per 4 streams")
+    out.depth += 1
+    for woff, k, acc, v, v_stride in parts:
+        fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
+    out.depth -= 1
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in _layer_f32")
 
