@@ -17,9 +17,9 @@ int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fuse
 agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
 step() == run() bit for bit (int8w on FMA8: the same step code on a float32 copy of the int8 weights made per
-run(), the same sums without converting every weight at every step). A bidirectional or reverse model is never stepped: its run() is compiled on its own
-(fused_float_sequence.py: every step's input projections at once, then the recurrence), kernel_info["path"]
-"fused_float_sequence".
+run(), the same sums without converting every weight at every step). A bidirectional or reverse model is never
+stepped: its run() is compiled on its own (fused_float_sequence.py: every step's input projections at once, then
+the recurrence), kernel_info["path"] "fused_float_sequence".
 """
 
 from __future__ import annotations
