@@ -136,7 +136,7 @@ class Lines:
         return "\n".join(self.lines) + "\n"
 
 
-def source(model, rows, what: str, path: str = "portable") -> str:
+def source(model, rows, what: str, path: str = "fma") -> str:
     """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights) (see run).
     int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float_vnni.KERNEL), the sums' code."""
     from rnnedge.runtime.fused_float_limbs import layer_int8w_limbs  # here: it uses this module's helpers

@@ -110,7 +110,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
         raise ValueError("int8 mat-vec path 'avx2' asked for, but this CPU has no AVX2")
     portable = path == "portable"
     lay, m = model.layout, model.layout.model
-    blob, src = Blob(), Source(portable, "avx2" if path == "avx2" else "vnni")
+    blob, src = Blob(), Source(path)
     OUT, STATE, n_in = int(m[L.M_OUT]), int(m[L.M_STATE]), int(m[L.M_N_IN])
     table = blob.int32(pair_table())
     layers = [[layer_constants(blob, lay, lay.layers[2 * l + d], portable) for d in range(specs.directions(layer))]

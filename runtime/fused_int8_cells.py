@@ -3,7 +3,7 @@ holds every constant, the source text, each recurrent layer's constants and gate
 layers. The step (fused_int8.py) and the whole-sequence run (fused_int8_seq.py) emit the same stages from the same
 constants, so their integers are the same by construction.
 
-    blob = Blob(); src = Source(portable, isa)
+    blob = Blob(); src = Source(path)          # path: vnni.best_path()'s names
     k = layer_constants(blob, lay, row, portable)    # packed weights, biases, requantisation rows of one layer
     src.matvec(...); gates(src, k, indent, AX, AH, "st", h, c, table)   # one step of that layer
 """
@@ -66,9 +66,9 @@ class Blob:
 class Source:
     """The generated module's text: literal offsets, the mat-vec path's code."""
 
-    def __init__(self, portable: bool, isa: str = "vnni"):
-        self.portable = portable
-        self.isa = isa  # the blocked mat-vecs' instructions: "vnni" or "avx2" (vnni.matvec_avx2_at)
+    def __init__(self, path: str):
+        self.portable = path == "portable"  # plain loops; else the blocked mat-vecs of vnni.py
+        self.isa = "avx2" if path == "avx2" else "vnni"  # their instructions (vnni.matvec_avx2_at / _vnni_at)
         self.lines: list[str] = []
 
     def add(self, indent: int, text: str) -> None:

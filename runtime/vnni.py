@@ -31,7 +31,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rnnedge.runtime.jit import kernel
+from rnnedge.runtime.jit import int_inline, kernel
 from rnnedge.runtime.kernels_int8 import gemv_t_int8 as gemv_t_portable  # the portable path is today's loop
 
 LANES = 16  # int32 lanes of one zmm register
@@ -192,79 +192,6 @@ KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
 pack, gemv_t = (pack_vnni, gemv_t_vnni) if KERNEL == "avx512_vnni" else (pack_portable, gemv_t_portable)
 
 
-def _matvec_at(isa: str):
-    pair_dot = PAIR_DOT[isa]
-
-    @intrinsic
-    def matvec_at(typingctx, dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks):
-        """dst[dst_off : dst_off + 16 blocks] = bias[b_off : ...] + W^T v[v_off : v_off + k], W^T packed by pack_vnni
-        (blocks, ceil(k/2), 32) at wq[w_off:]: every operand an offset into a flat array, so a kernel compiled for one
-        model (runtime/fused_int8.py) passes literals and holds no array views. dst, bias, v int32 (v: int16 values);
-        16 blocks outputs are written (pack's zero padding gives the bias past N). An odd k's last pair reads v[k - 1]
-        twice: its partner weight is the padding's zero."""
-        sig = types.void(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks)
-
-        def codegen(context, builder, signature, args):
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
-            arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 2, 4, 6)]
-
-            def as_i64(value):
-                return builder.sext(value, i64) if value.type.width < 64 else value
-
-            dst_off_, w_off_, b_off_, v_off_, k_, nblocks = (as_i64(args[a]) for a in (1, 3, 5, 7, 8, 9))
-            dst_p = cgutils.gep(builder, arrays[0].data, dst_off_)
-            w_p = cgutils.gep(builder, arrays[1].data, w_off_)
-            b_p = cgutils.gep(builder, arrays[2].data, b_off_)
-            v_p = cgutils.gep(builder, arrays[3].data, v_off_)
-            one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
-            npairs = builder.sdiv(builder.add(k_, one), two)
-            last = builder.sub(k_, one)
-            lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
-            slots = [cgutils.alloca_once(builder, i32x16) for _ in range(GROUP)]
-
-            def vec_ptr(base, index):
-                return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
-                                       i32x16.as_pointer())
-
-            def run(b0, count):
-                for u in range(count):
-                    block = builder.add(b0, ir.Constant(i64, u))
-                    builder.store(builder.load(vec_ptr(b_p, block), align=4), slots[u])
-                with cgutils.for_range(builder, npairs) as loop:
-                    p = loop.index
-                    two_p = builder.mul(p, two)
-                    lo = builder.load(cgutils.gep(builder, v_p, two_p))
-                    hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
-                                              builder.add(two_p, one), last)
-                    hi = builder.load(cgutils.gep(builder, v_p, hi_index))
-                    pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
-                    splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
-                    splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
-                    bvec = builder.bitcast(splat, i16x32)
-                    for u in range(count):
-                        block = builder.add(b0, ir.Constant(i64, u))
-                        off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
-                        wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
-                        w = builder.sext(builder.load(wptr, align=1), i16x32)
-                        builder.store(pair_dot(builder, builder.load(slots[u]), w, bvec), slots[u])
-                for u in range(count):
-                    block = builder.add(b0, ir.Constant(i64, u))
-                    builder.store(builder.load(slots[u]), vec_ptr(dst_p, block), align=4)
-
-            groups = builder.sdiv(nblocks, ir.Constant(i64, GROUP))
-            with cgutils.for_range(builder, groups) as loop:
-                run(builder.mul(loop.index, ir.Constant(i64, GROUP)), GROUP)
-            with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, GROUP)), nblocks,
-                                         one) as (index, _):
-                run(index, 1)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return matvec_at
-
-
 ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat_vnni_at
 
 
@@ -359,7 +286,22 @@ def _matmat_at(isa: str, group: int):
     return matmat_at
 
 
+def _matvec_at(matmat):
+    """matvec_*_at(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks): dst[dst_off : dst_off + 16 blocks] =
+    bias[b_off : ...] + W^T v[v_off : v_off + k], W^T packed by pack_vnni (blocks, ceil(k/2), 32) at wq[w_off:]:
+    every operand an offset into a flat array, so a kernel compiled for one model (runtime/fused_int8.py) passes
+    literals and holds no array views. dst, bias, v int32 (v: int16 values); 16 blocks outputs are written (pack's
+    zero padding gives the bias past N). An odd k's last pair reads v[k - 1] twice: its partner weight is the
+    padding's zero. It is `matmat` of one row (inlined: its single-row pass, GROUP blocks of independent chains)."""
+
+    @int_inline
+    def matvec_at(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks):
+        matmat(dst, dst_off, 0, wq, w_off, bias, b_off, v, v_off, 0, k, blocks, 1)
+
+    return matvec_at
+
+
 # vpdpwssd (AVX512-VNNI); vpmaddwd + vpaddd (AVX2: 16 ymm registers, so a pass of the matrix product holds four
 # rows x one block of sums, 8 registers, where VNNI's 32 zmm hold four rows x four blocks)
-matvec_vnni_at, matmat_vnni_at = _matvec_at("vnni"), _matmat_at("vnni", GROUP)
-matvec_avx2_at, matmat_avx2_at = _matvec_at("avx2"), _matmat_at("avx2", 1)
+matmat_vnni_at, matmat_avx2_at = _matmat_at("vnni", GROUP), _matmat_at("avx2", 1)
+matvec_vnni_at, matvec_avx2_at = _matvec_at(matmat_vnni_at), _matvec_at(matmat_avx2_at)
