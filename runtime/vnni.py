@@ -195,8 +195,17 @@ pack, gemv_t = (pack_vnni, gemv_t_vnni) if KERNEL == "avx512_vnni" else (pack_po
 ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat_vnni_at
 
 
-def _matmat_at(isa: str, group: int):
-    """matmat_*_at on `isa`; a pass holds ROWS rows x `group` blocks of sums, a single row GROUP blocks."""
+PACKED_PAIRS = 512  # input pairs per row packed before the passes (avx2): k <= 1024, ROWS x 2 KB of stack
+
+
+def _matmat_at(isa: str, group: int, packed: bool):
+    """matmat_*_at on `isa`; a pass holds ROWS rows x `group` blocks of sums, a single row GROUP blocks. `packed`:
+    before its passes over the blocks, a group of rows (or a single row) writes each row's input pairs
+    (v[2p] & 0xFFFF | v[2p+1] << 16, one int32 each) to a stack buffer, and the passes broadcast them from there,
+    one load each, instead of forming every row's pair again in every pass (on AVX2 a pass holds one block for
+    four rows: forming the pairs was most of its instructions; kws's W_hh, 128 x 512, 50 -> 66-73 GMAC/s for
+    four rows, 53 -> 55-59 for one, on Zen 3). The same integers. k past 2 PACKED_PAIRS runs unpacked. The VNNI path keeps forming them
+    (packing is not measured on an AVX-512 machine yet)."""
     pair_dot = PAIR_DOT[isa]
 
     @intrinsic
@@ -225,12 +234,18 @@ def _matmat_at(isa: str, group: int):
             last = builder.sub(k_, one)
             lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
             slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(max(group, GROUP))] for _ in range(ROWS)]
+            pairs_at = cgutils.alloca_once(builder, i32, size=ROWS * PACKED_PAIRS) if packed else None
 
             def vec_ptr(base, index):
                 return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
                                        i32x16.as_pointer())
 
-            def run(r0, nr, b0, nb):
+            def pair_of(v_row, two_p, hi_index):
+                lo = builder.load(cgutils.gep(builder, v_row, two_p))
+                hi = builder.load(cgutils.gep(builder, v_row, hi_index))
+                return builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+
+            def run(r0, nr, b0, nb, from_pairs=False):
                 dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
                     builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
                 v_rows = [cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
@@ -251,9 +266,11 @@ def _matmat_at(isa: str, group: int):
                         wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
                         ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
                     for r in range(nr):
-                        lo = builder.load(cgutils.gep(builder, v_rows[r], two_p))
-                        hi = builder.load(cgutils.gep(builder, v_rows[r], hi_index))
-                        pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+                        if from_pairs:  # packed by pack_rows
+                            pair = builder.load(cgutils.gep(builder, pairs_at, builder.add(
+                                p, ir.Constant(i64, r * PACKED_PAIRS))))
+                        else:
+                            pair = pair_of(v_rows[r], two_p, hi_index)
                         splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
                         splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
                         bvec = builder.bitcast(splat, i16x32)
@@ -264,21 +281,45 @@ def _matmat_at(isa: str, group: int):
                         builder.store(builder.load(slots[r][u]),
                                       vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
 
-            def over_blocks(r0, nr):
+            def over_blocks(r0, nr, from_pairs=False):
                 g = group if nr > 1 else GROUP  # one row: GROUP independent chains, as matvec_*_at
                 groups = builder.sdiv(nblocks, ir.Constant(i64, g))
                 with cgutils.for_range(builder, groups) as loop:
-                    run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g)
+                    run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g, from_pairs)
                 with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, g)), nblocks,
                                              one) as (index, _):
-                    run(r0, nr, index, 1)
+                    run(r0, nr, index, 1, from_pairs)
+
+            def pack_rows(r0, nr):
+                """The nr rows' input pairs, each as the int32 the loop broadcasts, into pairs_at."""
+                for r in range(nr):
+                    v_row = cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
+                        builder.add(r0, ir.Constant(i64, r)), v_stride_)))
+                    with cgutils.for_range(builder, npairs) as loop:
+                        two_p = builder.mul(loop.index, two)
+                        hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
+                                                  builder.add(two_p, one), last)
+                        builder.store(pair_of(v_row, two_p, hi_index), cgutils.gep(builder, pairs_at, builder.add(
+                            loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
+
+            def row_group(r0, nr):
+                if not packed:
+                    over_blocks(r0, nr)
+                    return
+                fits = builder.icmp_signed("<=", npairs, ir.Constant(i64, PACKED_PAIRS))
+                with builder.if_else(fits) as (then, otherwise):
+                    with then:
+                        pack_rows(r0, nr)
+                        over_blocks(r0, nr, True)
+                    with otherwise:
+                        over_blocks(r0, nr)
 
             row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
             with cgutils.for_range(builder, row_groups) as loop:
-                over_blocks(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
+                row_group(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
             with cgutils.for_range_slice(builder, builder.mul(row_groups, ir.Constant(i64, ROWS)), nrows,
                                          one) as (index, _):
-                over_blocks(index, 1)
+                row_group(index, 1)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -302,6 +343,6 @@ def _matvec_at(matmat):
 
 
 # vpdpwssd (AVX512-VNNI); vpmaddwd + vpaddd (AVX2: 16 ymm registers, so a pass of the matrix product holds four
-# rows x one block of sums, 8 registers, where VNNI's 32 zmm hold four rows x four blocks)
-matmat_vnni_at, matmat_avx2_at = _matmat_at("vnni", GROUP), _matmat_at("avx2", 1)
+# rows x one block of sums, 8 registers, where VNNI's 32 zmm hold four rows x four blocks; its input pairs packed)
+matmat_vnni_at, matmat_avx2_at = _matmat_at("vnni", GROUP, False), _matmat_at("avx2", 1, True)
 matvec_vnni_at, matvec_avx2_at = _matvec_at(matmat_vnni_at), _matvec_at(matmat_avx2_at)

@@ -123,7 +123,9 @@ ISAS = [pytest.param(_matmat_vnni, id="vnni", marks=pytest.mark.skipif(not vnni.
 
 
 @pytest.mark.parametrize("_matmat", ISAS)
-@pytest.mark.parametrize("K,N,rows", [(1, 16, 1), (7, 48, 5), (40, 512, 9), (33, 80, 4), (64, 128, 3), (64, 80, 6)])
+# K = 1025 and 1024: one pair past what an AVX2 pass packs beforehand (vnni.PACKED_PAIRS), and all it packs
+@pytest.mark.parametrize("K,N,rows", [(1, 16, 1), (7, 48, 5), (40, 512, 9), (33, 80, 4), (64, 128, 3), (64, 80, 6),
+                                      (1025, 32, 6), (1024, 48, 5)])
 def test_blocked_matmat_equals_gemv_t_int8_row_by_row(K, N, rows, _matmat):
     rng = np.random.default_rng(K * N + rows)
     w_t = rng.integers(-127, 128, (K, N)).astype(np.int8)
