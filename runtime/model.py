@@ -17,6 +17,7 @@ import numpy as np
 
 from rnnedge.runtime import artifact, fused
 from rnnedge.runtime import spec as specs
+from rnnedge.runtime.stream_call import compiled_entry, step_function
 from rnnedge.runtime.kernels_f32 import (
     BAD_TOKEN,
     BAD_VALUE,
@@ -388,8 +389,9 @@ class Stream:
         self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
         self._reset_state()
         self._x_strides = np.zeros(self._x_shape, self._x_dtype).strides
-        self._entry = _compiled_entry(self._kernel, (*self._args, np.zeros(self._x_shape, self._x_dtype),
-                                                     *self._weights))
+        self._entry = compiled_entry(self._kernel, (*self._args, np.zeros(self._x_shape, self._x_dtype),
+                                                    *self._weights))
+        self.step = step_function(self)  # this method as a closure over the stream's arrays (stream_call.py)
 
     @property
     def nbytes(self) -> int:
@@ -405,21 +407,7 @@ class Stream:
         the state as it was. Called while another thread steps or resets this stream: StreamInUseError, nothing
         changed (class docstring).
         """
-        if x.__class__ is not np.ndarray or x.dtype is not self._x_dtype or x.shape != self._x_shape:
-            self._refuse(x)
-        try:
-            self._token.pop()
-        except IndexError:
-            raise self._busy("step()") from None
-        try:
-            # an x laid out as the one the entry was compiled for (C order) skips numba's per-call type dispatch
-            kernel = self._entry if x.strides == self._x_strides else self._kernel
-            status = kernel(*self._args, x, *self._weights)
-        finally:
-            self._token.append(True)
-        if status:
-            self._refuse_values(x, status)
-        return self.y
+        return self.__dict__["step"](x)  # the instance's own step: stream_call.step_function, set at __init__
 
     def reset(self) -> None:
         """Back to the initial state (zeros, or the layers' h0/c0 for a spec with initial_state): the next step
@@ -493,22 +481,6 @@ def _non_finite_message(x: np.ndarray, where: tuple | None, mean: np.ndarray, st
     return (f"{at} = {value:g} is finite, but its normalised value (x - mean) / std = ({value:g} - {mean[f]:g}) / "
             f"{std[f]:g} overflows float32 (|x| up to {np.finfo(np.float32).max:g}); such an input is refused, as it "
             "would turn the state into NaN")
-
-
-def _compiled_entry(kernel, args: tuple):
-    """The machine code numba compiled (or loaded from its cache) for exactly these argument types, called without
-    the dispatcher's type resolution of every argument (~0.25 us of a ~3 us step). Stream.step calls it only with
-    x of the dtype, shape and strides it was compiled for (the buffers and weights are the stream's own), and the
-    dispatcher otherwise; a kernel that is not a numba dispatcher (or a numba that keeps its entry points elsewhere)
-    gets the kernel itself."""
-    try:
-        import numba
-
-        signature = tuple(numba.typeof(a) for a in args)
-        kernel.compile(signature)
-        return kernel.overloads[signature].entry_point
-    except (AttributeError, KeyError, TypeError):
-        return kernel
 
 
 def _shares_layout(w: np.ndarray, lay) -> bool:
