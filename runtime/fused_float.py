@@ -16,8 +16,10 @@ on finished sums), summed in another order (f32: one chain of fused multiply-add
 int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fused_float_vnni.py), so the two
 agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
-step() == run() bit for bit (int8w on FMA8: the same step code on a float32 copy of the int8 weights made per
-run(), the same sums without converting every weight at every step). A bidirectional or reverse model is never
+step() == run() bit for bit: below four sequences it first computes the first layer's input sums of ~16 steps
+at a time as one product, the same sums the step would form (fused_float_run.py; int8w on FMA8: the same code on
+a float32 copy of the int8 weights made per run(), the same sums without converting every weight at every step;
+int8w on VNNI steps at every t). A bidirectional or reverse model is never
 stepped: its run() is compiled on its own (fused_float_sequence.py: every step's input projections at once, then
 the recurrence), kernel_info["path"] "fused_float_sequence".
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnedge.runtime import fused, fused_float_sequence, specialize
+from rnnedge.runtime import fused, fused_float_run, fused_float_sequence, specialize
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
@@ -87,6 +89,8 @@ def generate(model) -> fused.Specialised | None:
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
+    projected = not (q8 and vnni.KERNEL == "avx512_vnni")  # run() projects ahead (fused_float_run.py)
+    pv_n = fused_float_run.pv_size(model, rows) if projected else 0
     per_stream = scratch_per_stream(lay, rows, q8, vnni.KERNEL == "avx512_vnni")
     shared = converted_scratch(rows) if q8 and vnni.KERNEL != "avx512_vnni" else 0  # FMA8's converted columns
     run_weights = _run_weights(lay, weights, q8)
@@ -97,15 +101,17 @@ def generate(model) -> fused.Specialised | None:
                           if vnni.KERNEL == "avx512_vnni" else
                           f"fma: float32 sums of the int8 weights, {fma.describe()}; from {CONVERT_FROM} streams "
                           "each group of W^T's columns converted once per step for all of them, else as loaded")
-        if vnni.KERNEL != "avx512_vnni":
-            info["run"] = "the step at every t, its sums on a float32 copy of the int8 weights made per run()"
     else:
         info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them"
+    if projected:
+        info["run"] = (f"below {fma.STREAMS} sequences, the first layer's input sums of each ~"
+                       f"{fused_float_run.PROJECT_ROWS} rows (t, b) as one product, then the step at every t"
+                       + ("; its sums on a float32 copy of the int8 weights made per run()" if q8 else ""))
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream + shared,
         info=info,
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, shared, X,
-                                                   lengths, valid))
+                                                   lengths, valid, pv_n))
 
 
 def _run_weights(lay, weights: tuple, q8: bool):
@@ -141,11 +147,12 @@ def _placed(a: np.ndarray, at: int) -> np.ndarray:
 
 
 def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, X: np.ndarray, lengths: np.ndarray,
-                 valid: np.ndarray) -> np.ndarray:
+                 valid: np.ndarray, pv_n: int = 0) -> np.ndarray:
     """model.run() on the specialised step: X (B, T, F) float32 (checked by run) or (B, T) token ids -> as run.
 
     Every sequence steps all T steps in one buffer (inputs past a length replaced by harmless ones: the mean, or
-    token 0), so each output up to its length is exactly what a stream gives; later ones are dropped."""
+    token 0), so each output up to its length is exactly what a stream gives; later ones are dropped. pv_n: the
+    elements of the projections array `sequence` takes last (fused_float_run.py; 0: it takes none)."""
     B, T = X.shape[:2]
     lay = model.layout
     O = model.out
@@ -162,7 +169,8 @@ def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, 
     Xt = np.ascontiguousarray(Xt)
     every = model.spec["head"]["on"] != "last_step"
     Y = np.empty((T, B, O) if every else (B, O), dtype=np.float32)  # sequence() writes every element
-    sequence(buf, Xt, Y, lengths - 1, *weights)
+    pv = (np.zeros(pv_n if B < fma.STREAMS else 1, dtype=np.float32),) if pv_n else ()
+    sequence(buf, Xt, Y, lengths - 1, *weights, *pv)
     if not every:
         return Y
     Y = np.ascontiguousarray(Y.transpose(1, 0, 2))

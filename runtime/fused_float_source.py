@@ -137,8 +137,10 @@ class Lines:
 
 
 def source(model, rows, what: str, path: str = "fma") -> str:
-    """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights) (see run).
-    int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float_vnni.KERNEL), the sums' code."""
+    """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights[, pv]) (see run).
+    int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float_vnni.KERNEL), the sums' code. f32
+    and FMA8: the step's body is `layers(buf, x, *weights, pv, at)`, step() its call with at = -1, and run()'s
+    sequence is fused_float_run.py's, which may hand it the first layer's input sums."""
     from rnnedge.runtime.fused_float_limbs import layer_int8w_limbs  # here: it uses this module's helpers
 
     lay = model.layout
@@ -162,15 +164,21 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     if q8 and path != "avx512_vnni":
         U = sum(int(d[D_UNITS]) for d in lay.dense)
         out(f"CW = D + B * {U}  # a group of W^T's columns as float32 ({converted_scratch(rows)}), B >= {CONVERT_FROM}")
+    projected = not (q8 and path == "avx512_vnni")  # run() may hand `layers` the first layer's W_ih sums
+    if projected:
+        out("if at < 0:  # step(): x checked and written here (run() has checked it, and projected it)")
+        out.depth += 1
     _input(out, model, q8)
+    if projected:
+        out.depth -= 1
     src, stride = "V", n_in
-    for row in rows:
+    for n, row in enumerate(rows):
         if q8 and path == "avx512_vnni":
             layer_int8w_limbs(out, row, src, stride, S, sums, words)
         elif q8:
-            _layer_int8w_fma(out, row, src, stride, S, sums)
+            _layer_int8w_fma(out, row, src, stride, S, sums, projected and n == 0)
         else:
-            _layer_f32(out, row, src, stride, S, sums)
+            _layer_f32(out, row, src, stride, S, sums, projected and n == 0)
         src, stride = f"S0 + {int(row[L_OFF_H])}", S
     d_off = 0
     for d in lay.dense:
@@ -193,33 +201,19 @@ def source(model, rows, what: str, path: str = "fma") -> str:
                 f"fma8_{s}_{u} = FMA8[{s}, {u}]\n" for s in (1, STREAMS) for u in range(1, BLOCKS + 1)))
     doc = (f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
            '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
-    if q8 and path != "avx512_vnni":  # the sums read qw: q itself in step(), its float32 copy in run()
+    from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
+
+    if projected:  # int8w's sums read qw: q itself in step(), its float32 copy in run()
+
+        weights = "q, w, qw" if q8 else "w"
         return (_HEADER.format(what=what, imports=imports)
-                + "\n\n@fast_kernel\ndef layers(buf, x, q, w, qw):\n" + doc + body + "\n"
-                + "\n\n@fast_kernel\ndef step(buf, x, q, w):\n" + doc + "    return layers(buf, x, q, w, q)\n"
-                + _sequence("q, w, qw", O, every, "layers"))
+                + f"\n\n@fast_kernel\ndef layers(buf, x, {weights}, pv, at):\n" + doc + body + "\n"
+                + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n" + doc
+                + f"    return layers(buf, x, {'q, w, q' if q8 else 'w'}, buf, -1)\n"
+                + sequence_source(model, rows, q8, weights, O, every))
     return (_HEADER.format(what=what, imports=imports)
             + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n" + doc + body + "\n"
-            + _sequence(args, O, every))
-
-
-def _sequence(args: str, O: int, every: bool, step: str = "step") -> str:
-    """run()'s loop: the same compiled step at every t, so a whole sequence equals stepping bit for bit (int8w on
-    FMA8: `layers` on a float32 copy of the int8 weights, the same sums)."""
-    copy = ("        for b in range(B):\n"
-            f"            for o in range({O}):\n"
-            "                Y[t, b, o] = buf[b * " + f"{O} + o]\n") if every else (
-            "        for b in range(B):\n"
-            "            if ends[b] == t:\n"
-            f"                for o in range({O}):\n"
-            f"                    Y[b, o] = buf[b * {O} + o]\n")
-    return ("\n\n@fast_kernel\n"
-            f"def sequence(buf, X, Y, ends, {args}):\n"
-            '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]."""\n'
-            "    B = X.shape[1]\n"
-            "    for t in range(X.shape[0]):\n"
-            f"        {step}(buf, X[t], {args})\n"
-            + copy)
+            + stepping_source(args, O, every))
 
 
 def _input(out: Lines, model, q8: bool) -> None:
@@ -239,8 +233,8 @@ def _input(out: Lines, model, q8: bool) -> None:
     input_rows(out, model, q8, "b", "B", "V")
 
 
-def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str) -> None:
-    """The first layer's input for x's rows i < rows (checked) at buf[dst + i n_in ..]: normalised features, or
+def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str, array: str = "buf") -> None:
+    """The first layer's input for x's rows i < rows (checked) at array[dst + i n_in ..]: normalised features, or
     embedding rows (int8w: kernels_int8w.dequantize_row_int8w's scale * q, one float32 product)."""
     m = model.layout.model
     n_in = int(m[M_N_IN])
@@ -248,37 +242,59 @@ def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str) -> None
         mean, std = int(m[M_OFF_IN_A]), int(m[M_OFF_IN_B])
         out(f"for {i} in range({rows}):",
             f"    for j in range({n_in}):",
-            f"        buf[{dst} + {i} * {n_in} + j] = (x[{i}, j] - w[{mean} + j]) / w[{std} + j]")
+            f"        {array}[{dst} + {i} * {n_in} + j] = (x[{i}, j] - w[{mean} + j]) / w[{std} + j]")
         return
     out(f"for {i} in range({rows}):",
         f"    e = {int(m[M_OFF_IN_A])} + x[{i}] * {n_in}")
     if q8:
         out(f"    s = w[{int(m[M_OFF_IN_S])} + x[{i}]]",
             f"    for j in range({n_in}):",
-            f"        buf[{dst} + {i} * {n_in} + j] = s * np.float32(q[e + j])")
+            f"        {array}[{dst} + {i} * {n_in} + j] = s * np.float32(q[e + j])")
     else:
         out(f"    for j in range({n_in}):",
-            f"        buf[{dst} + {i} * {n_in} + j] = w[e + j]")
+            f"        {array}[{dst} + {i} * {n_in} + j] = w[e + j]")
 
 
-def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int) -> None:
-    """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update."""
+def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False) -> None:
+    """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update.
+    projected: the first layer of `layers`, whose b_ih + W_ih v run() may have computed ahead (at >= 0:
+    fused_float_run.py), copied from pv instead."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     bih, bhh = int(row[L_OFF_BIH]), int(row[L_OFF_BHH])
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
-        f"bi, bh = w[{bih}:{bih + G}], w[{bhh}:{bhh + G}]  # views, one copy loop each: they vectorise",
-        "for b in range(B):",
+        f"bi, bh = w[{bih}:{bih + G}], w[{bhh}:{bhh + G}]  # views, one copy loop each: they vectorise")
+    if projected:
+        out("if at < 0:")
+        out.depth += 1
+    out("for b in range(B):",
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
-        "        av[i] = bi[i]",
+        "        av[i] = bi[i]")
+    if projected:
+        fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
+        out.depth -= 1
+        _projections(out, sums, G)
+    out("for b in range(B):",
+        f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
         f"        av[{half} + i] = bh[i]")
-    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
+    if not projected:
+        fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
     fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b")
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]")
+
+
+def _projections(out: Lines, sums: int, G: int, head: str = "else:") -> None:
+    """Under `head` (at >= 0): each stream's first-layer input sums copied from run()'s projections (pv, padded(G)
+    apart)."""
+    out(head,
+        "    for b in range(B):",
+        f"        av, pr = buf[A + b * {sums}:], pv[at + b * {padded(G)}:]  # views, as below",
+        f"        for i in range({G}):",
+        "            av[i] = pr[i]")
 
 
 def over_blocks(out: Lines, nb: int, group: int, emit) -> None:
@@ -294,7 +310,8 @@ def over_blocks(out: Lines, nb: int, group: int, emit) -> None:
 
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
-              rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None) -> None:
+              rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None,
+              array: str = "buf") -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
@@ -302,7 +319,8 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     in: a stream's numbers do not depend on the batch. No branch on rows: LLVM would copy a loop's body per case.
     fma: "fma" (float32 W^T) or "fma8" (int8 W^T, int8w's on a CPU without VNNI). convert (woff, N, K) of int8
     W^T in q: each group's columns are first converted to float32 at `woff` in `weights` (buf's CW, rows of
-    BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers)."""
+    BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers). array: the float32
+    array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py)."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
@@ -316,16 +334,17 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
                 f"{indent}        cw[kk * {BLOCKS * LANES} + c] = np.float32(qg[kk * {q_n} + c])")
         for first, last, step, n in ((0, f"{i}0", f", {STREAMS}", STREAMS), (f"{i}0", rows, "", 1)):
             out(f"{indent}for {i} in range({first}, {last}{step}):",
-                f"{indent}    {fma}_{n}_{count}(buf, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
+                f"{indent}    {fma}_{n}_{count}({array}, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
                 f"{w_at}, {w_stride}, {src} + {i} * {stride}, {stride}, {K})")
 
     over_blocks(out, blocks(N), BLOCKS, through)
 
 
-def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int) -> None:
+def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False) -> None:
     """One forward int8w layer for every stream where the CPU has no VNNI: both mat-vecs as float32 sums of the int8
     weights (each converted exactly as it is loaded, fused_float_fma.FMA8) times the inputs, in _layer_f32's
-    blocks, then b + row scale * sum into the cell update: kernels_int8w's arithmetic to float32 rounding."""
+    blocks, then b + row scale * sum into the cell update: kernels_int8w's arithmetic to float32 rounding.
+    projected: as _layer_f32's (the sums W_ih v from pv when at >= 0)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
@@ -333,18 +352,25 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int) 
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({sums}):",
         "        av[i] = ZERO")
+    if projected:
+        _projections(out, sums, G, "if at >= 0:")
     parts = ((int(row[L_OFF_WIH]), K, "A", src, stride), (int(row[L_OFF_WHH]), H, f"A + {half}",
                                                            f"S0 + {int(row[L_OFF_H])}", S))
-    out(f"if B >= {CONVERT_FROM}:  # each group of columns converted once into CW for all the streams")
-    out.depth += 1
-    for woff, k, acc, v, v_stride in parts:
-        fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
-    out.depth -= 1
-    out("else:  # converted as loaded, once per 4 streams")
-    out.depth += 1
-    for woff, k, acc, v, v_stride in parts:
-        fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
-    out.depth -= 1
+    for convert in (True, False):
+        out(f"if B >= {CONVERT_FROM}:  # each group of columns converted once into CW for all the streams"
+            if convert else "else:  # converted as loaded, once per 4 streams")
+        out.depth += 1
+        for n, (woff, k, acc, v, v_stride) in enumerate(parts):
+            if projected and n == 0:
+                out("if at < 0:")
+                out.depth += 1
+            if convert:
+                fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
+            else:
+                fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
+            if projected and n == 0:
+                out.depth -= 1
+        out.depth -= 1
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in _layer_f32")
 

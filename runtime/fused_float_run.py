@@ -1,0 +1,103 @@
+"""model.run() of an f32 / int8w model that streams, on its compiled step (fused_float_source.py writes both).
+
+    sequence(buf, X, Y, ends, *weights, pv)     X (T, B, ...); Y (T, B, O), or (B, O) at ends[b]
+
+The step's body is a function `layers(buf, x, *weights, pv, at)`: step() calls it with at = -1 (it checks x and
+computes everything), run() with at >= 0 where it has computed the first layer's input sums ahead. Below
+STREAMS sequences (B = 1 to 3, where the step sums one stream at a time and so reads W_ih from cache at every
+step for every stream), run() takes the steps in chunks of about PROJECT_ROWS rows (t, b): their inputs
+normalised (or embedded) into pv, their first-layer sums b_ih + W_ih v (int8w: W_ih v, the row scales applied in
+the cell update as in the step) as one register-blocked product over the chunk's rows (four rows per weight load),
+then `layers` at each step of the chunk, which copies its row of pv in place of its own W_ih product. The
+product's sums are the step's (each one fused multiply-add chain over k in the same order, on the same weights:
+int8w's run() reads the float32 copy of its int8 weights, as FMA8 then does), so run() still equals stepping,
+bit for bit. From STREAMS sequences on, run() is `layers` at every t (the batched step already shares each
+weight load between four streams). Measured (Zen 3, T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w
+6.22 -> 5.70; har (6 inputs, W_ih small) unchanged.
+
+pv: [projections (rows, GP) | inputs (rows, n_in)], rows up to PROJECT_ROWS + STREAMS, GP the first layer's gate
+rows padded to blocks of 16 (lanes past G are the blocks' padding, never read); run_sequence allocates it per
+run(), with the buffer.
+"""
+
+from __future__ import annotations
+
+from rnnedge.runtime.fused_float_fma import STREAMS, padded
+from rnnedge.runtime.fused_float_source import Lines, fma_calls, gate_rows, input_rows
+from rnnedge.runtime.layout import L_N_IN, L_OFF_BIH, L_OFF_WIH
+
+PROJECT_ROWS = 16  # rows (t, b) a chunk projects at once: 4 products of 4 rows, their sums 32 KB for kws (G 512)
+
+
+def pv_size(model, rows) -> int:
+    """Elements of run()'s projections array pv for the model's first layer."""
+    return (PROJECT_ROWS + STREAMS) * (padded(gate_rows(rows[0])) + int(rows[0][L_N_IN]))
+
+
+def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> str:
+    """`sequence` (module docstring) calling `layers(buf, x, <args>, pv, at)`; args the step's weights ("w", or
+    "q, w, qw" for int8w on FMA8, whose run() passes the float32 copy as qw)."""
+    row = rows[0]
+    G, K = gate_rows(row), int(row[L_N_IN])
+    GP, VP = padded(G), (PROJECT_ROWS + STREAMS) * padded(G)
+    out = Lines()
+    out("T, B = X.shape[0], X.shape[1]",
+        f"if B >= {STREAMS}:  # the batched step shares each weight load between streams already",
+        "    for t in range(T):",
+        f"        layers(buf, X[t], {args}, buf, -1)")
+    out.depth += 2
+    _outputs(out, O, every)
+    out.depth -= 2
+    out("    return 0",
+        f"ch = ({PROJECT_ROWS} + B - 1) // B  # steps per chunk",
+        "for t0 in range(0, T, ch):",
+        "    t1 = min(T, t0 + ch)",
+        "    rows = (t1 - t0) * B",
+        "    for t in range(t0, t1):",
+        "        x = X[t]")
+    out.depth += 2
+    input_rows(out, model, q8, "b", "B", f"{VP} + (t - t0) * B * {K}", array="pv")
+    out.depth -= 1
+    out("for r in range(rows):",
+        f"    for j in range({G}):",
+        f"        pv[r * {GP} + j] = {'ZERO' if q8 else f'w[{int(row[L_OFF_BIH])} + j]'}")
+    fma_calls(out, "qw" if q8 else "w", "0", GP, int(row[L_OFF_WIH]), G, K, str(VP), K, "rows", "r",
+              "fma8" if q8 else "fma", array="pv")
+    out("for t in range(t0, t1):",
+        f"    layers(buf, X[t], {args}, pv, (t - t0) * B * {GP})")
+    out.depth += 1
+    _outputs(out, O, every)
+    out.depth -= 2
+    out("return 0")
+    return ("\n\n@fast_kernel\n"
+            f"def sequence(buf, X, Y, ends, {args}, pv):\n"
+            '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]; '
+            'pv: the first\n    layer\'s input sums of a chunk of steps (fused_float_run.py)."""\n' + out.text())
+
+
+def stepping_source(args: str, O: int, every: bool) -> str:
+    """run()'s loop on int8w's VNNI step (whose limb sums are not split by layer part): the same compiled step at
+    every t, so a whole sequence equals stepping bit for bit."""
+    out = Lines()
+    out("B = X.shape[1]",
+        "for t in range(X.shape[0]):",
+        f"    step(buf, X[t], {args})")
+    out.depth += 1
+    _outputs(out, O, every)
+    return ("\n\n@fast_kernel\n"
+            f"def sequence(buf, X, Y, ends, {args}):\n"
+            '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]."""\n'
+            + out.text())
+
+
+def _outputs(out: Lines, O: int, every: bool) -> None:
+    """Step t's outputs from y (buf's first B O) into Y: every one, or each sequence's at its end."""
+    if every:
+        out("for b in range(B):",
+            f"    for o in range({O}):",
+            f"        Y[t, b, o] = buf[b * {O} + o]")
+    else:
+        out("for b in range(B):",
+            "    if ends[b] == t:",
+            f"        for o in range({O}):",
+            f"            Y[b, o] = buf[b * {O} + o]")
