@@ -195,7 +195,7 @@ pack, gemv_t = (pack_vnni, gemv_t_vnni) if KERNEL == "avx512_vnni" else (pack_po
 ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat_vnni_at
 
 
-PACKED_PAIRS = 512  # input pairs per row packed before the passes (avx2): k <= 1024, ROWS x 2 KB of stack
+PACKED_PAIRS = 512  # input pairs per row packed before the passes (avx2): a chunk of k, ROWS x 2 KB of stack
 
 
 def _matmat_at(isa: str, group: int, packed: bool):
@@ -203,9 +203,11 @@ def _matmat_at(isa: str, group: int, packed: bool):
     before its passes over the blocks, a group of rows (or a single row) writes each row's input pairs
     (v[2p] & 0xFFFF | v[2p+1] << 16, one int32 each) to a stack buffer, and the passes broadcast them from there,
     one load each, instead of forming every row's pair again in every pass (on AVX2 a pass holds one block for
-    four rows: forming the pairs was most of its instructions; kws's W_hh, 128 x 512, 50 -> 66-73 GMAC/s for
-    four rows, 53 -> 55-59 for one, on Zen 3). The same integers. k past 2 PACKED_PAIRS runs unpacked. The VNNI path keeps forming them
-    (packing is not measured on an AVX-512 machine yet)."""
+    four rows: forming the pairs was most of its instructions; kws's W_hh, 128 x 512, 50 -> 66-73 GMAC/s for four
+    rows, 53 -> 55-59 for one, on Zen 3). The same integers. A k past 2 PACKED_PAIRS runs in chunks of that many
+    pairs, its sums carried in dst from one chunk to the next (one code path: a second, unpacked one for long k
+    added ~0.4-0.9 s to an empty cache's compile). The VNNI path keeps forming the pairs (packing is not measured
+    on an AVX-512 machine yet)."""
     pair_dot = PAIR_DOT[isa]
 
     @intrinsic
@@ -245,17 +247,24 @@ def _matmat_at(isa: str, group: int, packed: bool):
                 hi = builder.load(cgutils.gep(builder, v_row, hi_index))
                 return builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
 
-            def run(r0, nr, b0, nb, from_pairs=False):
+            def run(r0, nr, b0, nb, chunk=None):
+                """Rows r0.. x blocks b0..: over every pair from the bias (chunk None), or over the chunk's
+                pairs (p0, count, first) from pairs_at, starting from the bias (first) or from dst's sums."""
                 dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
                     builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
                 v_rows = [cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
                     builder.add(r0, ir.Constant(i64, r)), v_stride_))) for r in range(nr)]
                 for u in range(nb):
-                    start = builder.load(vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u))), align=4)
+                    bias_at = vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u)))
+                    if chunk is None:
+                        start = builder.load(bias_at, align=4)
                     for r in range(nr):
+                        if chunk is not None:
+                            start = builder.load(builder.select(chunk[2], bias_at, vec_ptr(
+                                dst_rows[r], builder.add(b0, ir.Constant(i64, u)))), align=4)
                         builder.store(start, slots[r][u])
-                with cgutils.for_range(builder, npairs) as loop:
-                    p = loop.index
+                with cgutils.for_range(builder, npairs if chunk is None else chunk[1]) as loop:
+                    p = loop.index if chunk is None else builder.add(chunk[0], loop.index)
                     two_p = builder.mul(p, two)
                     hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
                                               builder.add(two_p, one), last)
@@ -266,9 +275,9 @@ def _matmat_at(isa: str, group: int, packed: bool):
                         wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
                         ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
                     for r in range(nr):
-                        if from_pairs:  # packed by pack_rows
+                        if chunk is not None:  # packed by pack_rows
                             pair = builder.load(cgutils.gep(builder, pairs_at, builder.add(
-                                p, ir.Constant(i64, r * PACKED_PAIRS))))
+                                loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
                         else:
                             pair = pair_of(v_rows[r], two_p, hi_index)
                         splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
@@ -281,38 +290,42 @@ def _matmat_at(isa: str, group: int, packed: bool):
                         builder.store(builder.load(slots[r][u]),
                                       vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
 
-            def over_blocks(r0, nr, from_pairs=False):
+            def over_blocks(r0, nr, chunk=None):
                 g = group if nr > 1 else GROUP  # one row: GROUP independent chains, as matvec_*_at
                 groups = builder.sdiv(nblocks, ir.Constant(i64, g))
                 with cgutils.for_range(builder, groups) as loop:
-                    run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g, from_pairs)
+                    run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g, chunk)
                 with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, g)), nblocks,
                                              one) as (index, _):
-                    run(r0, nr, index, 1, from_pairs)
+                    run(r0, nr, index, 1, chunk)
 
-            def pack_rows(r0, nr):
-                """The nr rows' input pairs, each as the int32 the loop broadcasts, into pairs_at."""
-                for r in range(nr):
+            def pack_rows(r0, nr, p0, count):
+                """The nr rows' input pairs p0 .. p0 + count - 1, each as the int32 the loop broadcasts, into
+                pairs_at (row r at r PACKED_PAIRS)."""
+                with cgutils.for_range(builder, ir.Constant(i64, nr)) as rows_loop:  # one loop: less to compile
+                    r = rows_loop.index
                     v_row = cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
-                        builder.add(r0, ir.Constant(i64, r)), v_stride_)))
-                    with cgutils.for_range(builder, npairs) as loop:
-                        two_p = builder.mul(loop.index, two)
+                        builder.add(r0, r), v_stride_)))
+                    row_at = builder.mul(r, ir.Constant(i64, PACKED_PAIRS))
+                    with cgutils.for_range(builder, count) as loop:
+                        two_p = builder.mul(builder.add(p0, loop.index), two)
                         hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
                                                   builder.add(two_p, one), last)
-                        builder.store(pair_of(v_row, two_p, hi_index), cgutils.gep(builder, pairs_at, builder.add(
-                            loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
+                        builder.store(pair_of(v_row, two_p, hi_index),
+                                      cgutils.gep(builder, pairs_at, builder.add(loop.index, row_at)))
 
             def row_group(r0, nr):
                 if not packed:
                     over_blocks(r0, nr)
                     return
-                fits = builder.icmp_signed("<=", npairs, ir.Constant(i64, PACKED_PAIRS))
-                with builder.if_else(fits) as (then, otherwise):
-                    with then:
-                        pack_rows(r0, nr)
-                        over_blocks(r0, nr, True)
-                    with otherwise:
-                        over_blocks(r0, nr)
+                size = ir.Constant(i64, PACKED_PAIRS)  # the pairs in chunks of PACKED_PAIRS (one for k <= 1024)
+                chunks = builder.sdiv(builder.add(npairs, ir.Constant(i64, PACKED_PAIRS - 1)), size)
+                with cgutils.for_range(builder, chunks) as loop:
+                    p0 = builder.mul(loop.index, size)
+                    rest = builder.sub(npairs, p0)
+                    count = builder.select(builder.icmp_signed("<", rest, size), rest, size)
+                    pack_rows(r0, nr, p0, count)
+                    over_blocks(r0, nr, (p0, count, builder.icmp_signed("==", loop.index, ir.Constant(i64, 0))))
 
             row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
             with cgutils.for_range(builder, row_groups) as loop:
