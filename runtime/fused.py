@@ -26,6 +26,13 @@ class Specialised:
     scratch: Callable[[int], int]  # batch -> elements of the stream buffer's scratch part the kernel needs
     info: dict  # what kernel_info shows: {"path": ..., "source": ...} and anything a person should know
     run: Callable | None = None  # run(X, lengths, valid) -> model.run()'s output on this step's arithmetic, or None
+    # (from_batch, kernel): a stream of at least from_batch streams runs this kernel instead (the same call, the same
+    # numbers; compiled only when such a stream is made), or None
+    wide: tuple[int, Callable] | None = None
+
+    def kernel_for(self, batch: int) -> Callable:
+        """The kernel a stream of `batch` streams runs."""
+        return self.wide[1] if self.wide is not None and batch >= self.wide[0] else self.kernel
 
 
 # precision -> generator(model) -> Specialised | None; each generator module registers itself here

@@ -100,7 +100,8 @@ def generate(model) -> fused.Specialised | None:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
                           if vnni.KERNEL == "avx512_vnni" else
                           f"fma: float32 sums of the int8 weights, {fma.describe()}; from {CONVERT_FROM} streams "
-                          "each group of W^T's columns converted once per step for all of them, else as loaded")
+                          "each group of W^T's columns converted once per step for all of them (step_wide, "
+                          "compiled for such a stream only), else as loaded")
     else:
         info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them"
     if projected:
@@ -111,7 +112,8 @@ def generate(model) -> fused.Specialised | None:
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream + shared,
         info=info,
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, shared, X,
-                                                   lengths, valid, pv_n))
+                                                   lengths, valid, pv_n),
+        wide=(CONVERT_FROM, module.step_wide) if q8 and vnni.KERNEL != "avx512_vnni" else None)
 
 
 def _run_weights(lay, weights: tuple, q8: bool):

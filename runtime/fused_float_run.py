@@ -12,7 +12,8 @@ then `layers` at each step of the chunk, which copies its row of pv in place of 
 product's sums are the step's (each one fused multiply-add chain over k in the same order, on the same weights:
 int8w's run() reads the float32 copy of its int8 weights, as FMA8 then does), so run() still equals stepping,
 bit for bit. From STREAMS sequences on, run() is `layers` at every t (the batched step already shares each
-weight load between four streams). Measured (Zen 3, T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w
+weight load between four streams; int8w's run() sums its float32 copy there at any B, where a stream of 8 or more
+runs `step_wide`, the same numbers). Measured (Zen 3, T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w
 6.22 -> 5.70; har (6 inputs, W_ih small) unchanged.
 
 pv: [projections (rows, GP) | inputs (rows, n_in)], rows up to PROJECT_ROWS + STREAMS, GP the first layer's gate

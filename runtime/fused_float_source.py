@@ -149,47 +149,53 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     args = "q, w" if q8 else "w"
     O, S, n_in = int(m[M_OUT]), lay.state_size, int(m[M_N_IN])
     sums, words, _ = scratch_parts(lay, rows, q8, path == "avx512_vnni")
-    out = Lines()
-    out("B = x.shape[0]",
-        f"S0 = B * {O}  # state (B, {S})",
-        f"V = S0 + B * {S}  # scratch: v (B, {n_in})",
-        f"A = V + B * {n_in}  # the layers' sums (B, {sums})")
-    if q8 and path == "avx512_vnni":
-        out(f"WD = A + B * {sums}  # limb words (B, {words})",
-            f"SC = WD + B * {words}  # limb scales (B, 4)",
-            "D = SC + B * 4  # the hidden head layers' outputs",
-            "ibuf = buf.view(np.int32)  # the same memory: int8w's limbs and int32 sums")
-    else:
-        out(f"D = A + B * {sums}  # the hidden head layers' outputs")
-    if q8 and path != "avx512_vnni":
-        U = sum(int(d[D_UNITS]) for d in lay.dense)
-        out(f"CW = D + B * {U}  # a group of W^T's columns as float32 ({converted_scratch(rows)}), B >= {CONVERT_FROM}")
     projected = not (q8 and path == "avx512_vnni")  # run() may hand `layers` the first layer's W_ih sums
-    if projected:
-        out("if at < 0:  # step(): x checked and written here (run() has checked it, and projected it)")
-        out.depth += 1
-    _input(out, model, q8)
-    if projected:
-        out.depth -= 1
-    src, stride = "V", n_in
-    for n, row in enumerate(rows):
+
+    def body(wide: bool) -> str:
+        """The step's body; wide: int8w FMA8's step for CONVERT_FROM streams and more (each group of W^T's
+        columns converted once per step into CW), compiled only for a stream that runs it."""
+        proj = projected and not wide
+        out = Lines()
+        out("B = x.shape[0]",
+            f"S0 = B * {O}  # state (B, {S})",
+            f"V = S0 + B * {S}  # scratch: v (B, {n_in})",
+            f"A = V + B * {n_in}  # the layers' sums (B, {sums})")
         if q8 and path == "avx512_vnni":
-            layer_int8w_limbs(out, row, src, stride, S, sums, words)
-        elif q8:
-            _layer_int8w_fma(out, row, src, stride, S, sums, projected and n == 0)
+            out(f"WD = A + B * {sums}  # limb words (B, {words})",
+                f"SC = WD + B * {words}  # limb scales (B, 4)",
+                "D = SC + B * 4  # the hidden head layers' outputs",
+                "ibuf = buf.view(np.int32)  # the same memory: int8w's limbs and int32 sums")
         else:
-            _layer_f32(out, row, src, stride, S, sums, projected and n == 0)
-        src, stride = f"S0 + {int(row[L_OFF_H])}", S
-    d_off = 0
-    for d in lay.dense:
-        U = int(d[D_UNITS])
-        dense(out, f"D + B * {d_off}", U, d, q8, src, stride)
-        hidden_activation(out, f"D + B * {d_off}", U, int(d[D_ACTIVATION]))
-        src, stride = f"D + B * {d_off}", U
-        d_off += U
-    head(out, m, q8, src, stride)
-    out("return 0")
-    body = "\n".join(out.lines)
+            out(f"D = A + B * {sums}  # the hidden head layers' outputs")
+        if wide:
+            U = sum(int(d[D_UNITS]) for d in lay.dense)
+            out(f"CW = D + B * {U}  # a group of W^T's columns as float32 ({converted_scratch(rows)})")
+        if proj:
+            out("if at < 0:  # step(): x checked and written here (run() has checked it, and projected it)")
+            out.depth += 1
+        _input(out, model, q8)
+        if proj:
+            out.depth -= 1
+        src, stride = "V", n_in
+        for n, row in enumerate(rows):
+            if q8 and path == "avx512_vnni":
+                layer_int8w_limbs(out, row, src, stride, S, sums, words)
+            elif q8:
+                _layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide)
+            else:
+                _layer_f32(out, row, src, stride, S, sums, proj and n == 0)
+            src, stride = f"S0 + {int(row[L_OFF_H])}", S
+        d_off = 0
+        for d in lay.dense:
+            U = int(d[D_UNITS])
+            dense(out, f"D + B * {d_off}", U, d, q8, src, stride)
+            hidden_activation(out, f"D + B * {d_off}", U, int(d[D_ACTIVATION]))
+            src, stride = f"D + B * {d_off}", U
+            d_off += U
+        head(out, m, q8, src, stride)
+        out("return 0")
+        return "\n".join(out.lines)
+
     every = model.spec["head"]["on"] != "last_step"
     if not q8:
         imports = "from rnnedge.runtime.fused_float_fma import FMA\n\n" + "".join(
@@ -204,15 +210,15 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
 
     if projected:  # int8w's sums read qw: q itself in step(), its float32 copy in run()
-
         weights = "q, w, qw" if q8 else "w"
+        wide = (f"\n\n@fast_kernel\ndef step_wide(buf, x, {args}):\n" + doc + body(True) + "\n") if q8 else ""
         return (_HEADER.format(what=what, imports=imports)
-                + f"\n\n@fast_kernel\ndef layers(buf, x, {weights}, pv, at):\n" + doc + body + "\n"
+                + f"\n\n@fast_kernel\ndef layers(buf, x, {weights}, pv, at):\n" + doc + body(False) + "\n"
                 + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n" + doc
-                + f"    return layers(buf, x, {'q, w, q' if q8 else 'w'}, buf, -1)\n"
+                + f"    return layers(buf, x, {'q, w, q' if q8 else 'w'}, buf, -1)\n" + wide
                 + sequence_source(model, rows, q8, weights, O, every))
     return (_HEADER.format(what=what, imports=imports)
-            + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n" + doc + body + "\n"
+            + f"\n\n@fast_kernel\ndef step(buf, x, {args}):\n" + doc + body(False) + "\n"
             + stepping_source(args, O, every))
 
 
@@ -340,11 +346,14 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     over_blocks(out, blocks(N), BLOCKS, through)
 
 
-def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False) -> None:
+def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
+                     wide: bool = False) -> None:
     """One forward int8w layer for every stream where the CPU has no VNNI: both mat-vecs as float32 sums of the int8
     weights (each converted exactly as it is loaded, fused_float_fma.FMA8) times the inputs, in _layer_f32's
     blocks, then b + row scale * sum into the cell update: kernels_int8w's arithmetic to float32 rounding.
-    projected: as _layer_f32's (the sums W_ih v from pv when at >= 0)."""
+    projected: as _layer_f32's (the sums W_ih v from pv when at >= 0). wide: each group of W^T's columns converted
+    once into CW for all the streams (step_wide, from CONVERT_FROM streams), else converted as loaded, once per
+    four streams."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
@@ -356,21 +365,16 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
         _projections(out, sums, G, "if at >= 0:")
     parts = ((int(row[L_OFF_WIH]), K, "A", src, stride), (int(row[L_OFF_WHH]), H, f"A + {half}",
                                                            f"S0 + {int(row[L_OFF_H])}", S))
-    for convert in (True, False):
-        out(f"if B >= {CONVERT_FROM}:  # each group of columns converted once into CW for all the streams"
-            if convert else "else:  # converted as loaded, once per 4 streams")
-        out.depth += 1
-        for n, (woff, k, acc, v, v_stride) in enumerate(parts):
-            if projected and n == 0:
-                out("if at < 0:")
-                out.depth += 1
-            if convert:
-                fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
-            else:
-                fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
-            if projected and n == 0:
-                out.depth -= 1
-        out.depth -= 1
+    for n, (woff, k, acc, v, v_stride) in enumerate(parts):
+        if projected and n == 0:
+            out("if at < 0:")
+            out.depth += 1
+        if wide:
+            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
+        else:
+            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
+        if projected and n == 0:
+            out.depth -= 1
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in _layer_f32")
 

@@ -376,7 +376,7 @@ class Stream:
             self._kernel = kernels[1]
         step = fused.specialised(model)
         if step is not None:
-            self._kernel, self._weights = step.kernel, step.weights
+            self._kernel, self._weights = step.kernel_for(batch), step.weights
             extra = step.scratch(batch) - lay.scratch_size
             if extra > 0:  # the same buffer, longer: y and state stay where the generic kernels keep them
                 self._buf = np.concatenate([self._buf, np.zeros(extra, dtype=self._buf.dtype)])

@@ -214,3 +214,20 @@ def test_int8w_run_sums_a_float32_copy_of_the_int8_weights_made_per_run_where_th
     assert first[:2] == (lay.qblob, lay.blob) and first[2].dtype == np.float32
     assert np.array_equal(first[2], lay.qblob.astype(np.float64))  # exact
     assert first[2] is not second[2] and lay.qblob.dtype == np.int8  # per run(); the model keeps int8 only
+
+
+def test_int8w_on_fma8_compiles_its_step_for_8_streams_and_more_only_for_such_a_stream(tmp_path, monkeypatch):
+    from rnnedge.runtime import fused, fused_float_vnni
+
+    spec = make_spec("gru", layers=1, hidden=21)  # a shape of its own: its module is loaded by this test only
+    fast, _ = _pair(tmp_path, spec, "int8w", monkeypatch)
+    step = fused.specialised(fast)
+    if fused_float_vnni.KERNEL == "avx512_vnni":  # one step at every batch there
+        assert step.wide is None
+        return
+    X = random_inputs(spec, 8, 30)
+    seven = stream_all(fast.stream(7), X[:7])
+    assert step.wide[1].signatures == []  # a stream of fewer than 8 never compiles it (empty-cache start)
+    eight = fast.stream(8)
+    assert eight._kernel is step.wide[1] and step.kernel_for(7) is step.kernel
+    assert np.array_equal(stream_all(eight, X)[:7], seven)  # the same numbers
