@@ -89,22 +89,23 @@ def generate(model) -> fused.Specialised | None:
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
-    projected = not (q8 and vnni.KERNEL == "avx512_vnni")  # run() projects ahead (fused_float_run.py)
-    pv_n = fused_float_run.pv_size(model, rows) if projected else 0
-    per_stream = scratch_per_stream(lay, rows, q8, vnni.KERNEL == "avx512_vnni")
-    shared = converted_scratch(rows) if q8 and vnni.KERNEL != "avx512_vnni" else 0  # FMA8's converted columns
+    limbs = q8 and vnni.KERNEL == "avx512_vnni"  # int8w's limb sums on VNNI; else f32's sums (FMA, or FMA8)
+    fma8 = q8 and not limbs
+    pv_n = 0 if limbs else fused_float_run.pv_size(model, rows)  # run() projects ahead (fused_float_run.py)
+    per_stream = scratch_per_stream(lay, rows, q8, limbs)
+    shared = converted_scratch(rows) if fma8 else 0  # FMA8's converted columns
     run_weights = _run_weights(lay, weights, q8)
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
-                          if vnni.KERNEL == "avx512_vnni" else
+                          if limbs else
                           f"fma: float32 sums of the int8 weights, {fma.describe()}; from {CONVERT_FROM} streams "
                           "each group of W^T's columns converted once per step for all of them (step_wide, "
                           "compiled for such a stream only), else as loaded")
     else:
         info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them"
-    if projected:
+    if not limbs:
         info["run"] = (f"below {fma.STREAMS} sequences, the first layer's input sums of each ~"
                        f"{fused_float_run.PROJECT_ROWS} rows (t, b) as one product, then the step at every t"
                        + ("; its sums on a float32 copy of the int8 weights made per run()" if q8 else ""))
@@ -113,7 +114,7 @@ def generate(model) -> fused.Specialised | None:
         info=info,
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, shared, X,
                                                    lengths, valid, pv_n),
-        wide=(CONVERT_FROM, module.step_wide) if q8 and vnni.KERNEL != "avx512_vnni" else None)
+        wide=(CONVERT_FROM, module.step_wide) if fma8 else None)
 
 
 def _run_weights(lay, weights: tuple, q8: bool):

@@ -277,16 +277,14 @@ def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projec
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
         "        av[i] = bi[i]")
+    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
     if projected:
-        fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
         out.depth -= 1
         _projections(out, sums, G)
     out("for b in range(B):",
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
         f"        av[{half} + i] = bh[i]")
-    if not projected:
-        fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
     fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b")
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
