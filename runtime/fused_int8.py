@@ -72,7 +72,7 @@ import numpy as np
 from numba import njit
 
 from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
-from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.fused_int8_simd import as_float32, as_int8, gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        gelu_q12, rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32
@@ -145,6 +145,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
     if streams:
         _step(src, model, layers, hiddens, frame, frame_step, OUT, STATE, NP, XQ)
     seq = sequence(src, model, layers, hiddens, frame, _head_code)
+    sequence(src, model, layers, hiddens, frame, _head_code, grouped=False)
 
     text, stem = "\n".join(src.lines) + "\n", f"int8_{'vnni' if path == 'avx512_vnni' else path}"
     module = specialize.load_source(stem, text)
@@ -156,7 +157,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
                              "run": "forward layers: sequences in groups of four, each step's products as VNNI "
                                     "matrix products; else input projections of every step as one, then the "
                                     "recurrence" if not portable else "the step's stages over whole sequences"},
-                       run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, seq, X, lengths,
+                       run=lambda X, lengths, valid: run_sequence(model, module, weights, seq, X, lengths,
                                                                   valid))
 
 
@@ -201,8 +202,8 @@ def _step(src: Source, model, layers, hiddens, frame: Frame, frame_step: dict, O
 @njit(cache=True, nogil=True, error_model="numpy")
 def step(y, buf, x, blob):
     B = x.shape[0]
-    w8 = blob.view(np.int8)
-    fl = blob.view(np.float32)""")
+    w8 = as_int8(blob)
+    fl = as_float32(blob)""")
     if model.dense:
         mean, std, scale = frame.inputs
         src.add(1, f"""

@@ -8,10 +8,11 @@ import functools
 import numpy as np
 import pytest
 from numba import njit
+from numba.core.errors import TypingError
 
 from rnnedge.runtime import fused_int8, vnni
 from rnnedge.runtime.fused_int8_math import mbqm_right, pair_table, rdbpot32, rounding_rows, sat16_32
-from rnnedge.runtime.fused_int8_simd import gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.fused_int8_simd import as_float32, as_int8, gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
 from rnnedge.runtime.int8_math import (
     multiply_by_quantized_multiplier_right,
     rounding_divide_by_pot,
@@ -190,6 +191,36 @@ def test_vector_gate_activations_equal_int8_math_on_every_int16():
     _activations(x, pair_table(), *out)
     np.testing.assert_array_equal(out[0], out[2])
     np.testing.assert_array_equal(out[1], out[3])
+
+
+@njit(cache=True)
+def _views(blob):
+    w8, fl = as_int8(blob), as_float32(blob)
+    return w8.copy(), fl.copy(), w8.shape[0], fl.shape[0]
+
+
+@njit(cache=True)
+def _write_byte(blob, at, value):
+    as_int8(blob)[at] = value
+
+
+@pytest.mark.parametrize("writeable", [True, False])
+def test_blob_reinterpretations_equal_numpy_views_and_share_the_memory(writeable):
+    rng = np.random.default_rng(5)
+    blob = rng.integers(-(2**31), 2**31, 37, dtype=np.int64).astype(np.int32)
+    blob[3] = np.float32(-2.75).view(np.int32)
+    blob.flags.writeable = writeable
+    w8, fl, n8, nf = _views(blob)
+    assert (n8, nf) == (4 * 37, 37)
+    np.testing.assert_array_equal(w8, blob.view(np.int8))
+    np.testing.assert_array_equal(fl.view(np.int32), blob)
+    assert fl[3] == np.float32(-2.75)
+    if writeable:  # the same memory, not a copy
+        _write_byte(blob, 9, np.int8(-3))
+        assert blob.view(np.int8)[9] == -3
+    else:  # a read-only blob stays read-only
+        with pytest.raises(TypingError, match="readonly"):
+            _write_byte(blob, 9, np.int8(-3))
 
 
 @njit(cache=True)
