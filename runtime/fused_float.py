@@ -17,9 +17,9 @@ int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fuse
 agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
 step() == run() bit for bit: below four sequences it first computes the first layer's input sums of ~16 steps
-at a time as one product, the same sums the step would form (fused_float_run.py; int8w on FMA8: the same code on
-a float32 copy of the int8 weights made per run(), the same sums without converting every weight at every step;
-int8w on VNNI steps at every t). A bidirectional or reverse model is never
+at a time as one product, the same sums the step would form (fused_float_run.py; int8w on FMA8: the same code,
+converting the int8 weights as it loads them, as the step does -- or, on a CPU with 128-bit vector units, on a
+float32 copy of them made per run(): _run_weights; int8w on VNNI steps at every t). A bidirectional or reverse model is never
 stepped: its run() is compiled on its own (fused_float_sequence.py: every step's input projections at once, then
 the recurrence), kernel_info["path"] "fused_float_sequence".
 """
@@ -108,7 +108,8 @@ def generate(model) -> fused.Specialised | None:
     if not limbs:
         info["run"] = (f"below {fma.STREAMS} sequences, the first layer's input sums of each ~"
                        f"{fused_float_run.PROJECT_ROWS} rows (t, b) as one product, then the step at every t"
-                       + ("; its sums on a float32 copy of the int8 weights made per run()" if q8 else ""))
+                       + (("; its sums on a float32 copy of the int8 weights made per run()" if float_copy() else
+                           "; its sums converting the int8 weights as loaded, as the step") if q8 else ""))
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream + shared,
         info=info,
@@ -117,12 +118,30 @@ def generate(model) -> fused.Specialised | None:
         wide=(CONVERT_FROM, module.step_wide) if fma8 else None)
 
 
+# CPUs whose vector units are 128 bits wide (each 256-bit conversion is two operations): int8w's run() sums a
+# float32 copy of its weights there (Zen 1: measured faster than converting as loaded, stop 24)
+FLOAT_COPY_CPUS = ("znver1",)
+
+
+def float_copy() -> bool:
+    """Whether int8w's run() on FMA8 sums a float32 copy of the int8 weights (else it converts them as it loads
+    them, as the step does: on Zen 3, kws B = 1 6.2-6.8 -> 4.7 us per step, B = 32 3.8-3.9 -> 3.2-3.4; each weight
+    is read as one byte instead of four, and L2's bandwidth, not the conversion, bounds the sums)."""
+    import numba
+    from llvmlite import binding as llvm
+
+    return (numba.config.CPU_NAME or llvm.get_host_cpu_name()) in FLOAT_COPY_CPUS
+
+
 def _run_weights(lay, weights: tuple, q8: bool):
-    """The arrays run()'s `sequence` takes: the step's, and for int8w on FMA8 a float32 copy of the int8 weights
-    made per run() (exact; the sums then load floats, the same numbers without a conversion per weight per step,
-    and the model keeps its int8 weights only)."""
+    """The arrays run()'s `sequence` takes: the step's, then for int8w on FMA8 the array its sums read (qw): the
+    int8 weights themselves, converted as loaded (the same `layers` the step compiled), or where float_copy() a
+    float32 copy of them made per run() (exact: the same numbers either way, and the model keeps its int8 weights
+    only)."""
     if q8 and vnni.KERNEL != "avx512_vnni":
-        return lambda: weights + (lay.qblob.astype(np.float32),)
+        if float_copy():
+            return lambda: weights + (lay.qblob.astype(np.float32),)
+        return lambda: weights + (lay.qblob,)
     return lambda: weights
 
 

@@ -12,7 +12,7 @@ not depend on the batch, and a whole sequence's input projection (all T steps' r
 FMA8 is the same with int8 weights, each 16 converted to float32 as they are loaded: int8w's sums on a CPU without
 AVX512-VNNI (fused_float_source._layer_int8w_fma). Given float32 weights it loads them as FMA does: the same sums,
 bit for bit, on a float32 copy of the int8 weights (the conversion is exact), which is how int8w's run() spares
-itself a conversion per weight per step. Where the CPU has 16 vector registers (AVX2), `tiles` splits a
+itself a conversion per weight per step on a CPU with 128-bit vector units (fused_float.float_copy). Where the CPU has 16 vector registers (AVX2), `tiles` splits a
 call into passes of at most four 16-lane sums, so none spills; each sum's chain is unchanged.
 
 A block past n reads lanes of the next rows of W^T (or whatever follows the matrix in w: `reach` says how far,

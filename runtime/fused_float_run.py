@@ -10,10 +10,10 @@ normalised (or embedded) into pv, their first-layer sums b_ih + W_ih v (int8w: W
 the cell update as in the step) as one register-blocked product over the chunk's rows (four rows per weight load),
 then `layers` at each step of the chunk, which copies its row of pv in place of its own W_ih product. The
 product's sums are the step's (each one fused multiply-add chain over k in the same order, on the same weights:
-int8w's run() reads the float32 copy of its int8 weights, as FMA8 then does), so run() still equals stepping,
-bit for bit. From STREAMS sequences on, run() is `layers` at every t (the batched step already shares each
-weight load between four streams; int8w's run() sums its float32 copy there at any B, where a stream of 8 or more
-runs `step_wide`, the same numbers). Measured (Zen 3, T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w
+int8w's run() reads its int8 weights converted as loaded, as FMA8's step does, or a float32 copy of them
+where fused_float.float_copy()), so run() still equals stepping, bit for bit. From STREAMS sequences on, run() is
+`layers` at every t (the batched step already shares each weight load between four streams; int8w's run() sums
+the same way there at any B, where a stream of 8 or more runs `step_wide`, the same numbers). Measured (Zen 3, T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w
 6.22 -> 5.70; har (6 inputs, W_ih small) unchanged.
 
 pv: [projections (rows, GP) | inputs (rows, n_in)], rows up to PROJECT_ROWS + STREAMS, GP the first layer's gate
@@ -37,7 +37,7 @@ def pv_size(model, rows) -> int:
 
 def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> str:
     """`sequence` (module docstring) calling `layers(buf, x, <args>, pv, at)`; args the step's weights ("w", or
-    "q, w, qw" for int8w on FMA8, whose run() passes the float32 copy as qw)."""
+    "q, w, qw" for int8w on FMA8, whose run() passes q, or a float32 copy of it, as qw)."""
     row = rows[0]
     G, K = gate_rows(row), int(row[L_N_IN])
     GP, VP = padded(G), (PROJECT_ROWS + STREAMS) * padded(G)

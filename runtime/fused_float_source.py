@@ -209,7 +209,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
            '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
     from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
 
-    if projected:  # int8w's sums read qw: q itself in step(), its float32 copy in run()
+    if projected:  # int8w's sums read qw: q itself in step(), q or its float32 copy in run() (fused_float.float_copy)
         weights = "q, w, qw" if q8 else "w"
         wide = (f"\n\n@fast_kernel\ndef step_wide(buf, x, {args}):\n" + doc + body(True) + "\n") if q8 else ""
         return (_HEADER.format(what=what, imports=imports)

@@ -200,20 +200,30 @@ def test_the_register_tiles_cover_every_sum_once_and_fit_the_registers(streams, 
             assert all(len(ss) == streams for ss, _ in passes)
 
 
-def test_int8w_run_sums_a_float32_copy_of_the_int8_weights_made_per_run_where_the_step_converts_each(tmp_path,
-                                                                                                    monkeypatch):
+@pytest.mark.parametrize("copy", [False, True])
+def test_int8w_run_sums_the_int8_weights_or_a_float32_copy_made_per_run_and_equals_stepping_either_way(
+        tmp_path, monkeypatch, copy):
     from rnnedge.runtime import fused_float, fused_float_vnni
 
-    fast, _ = _pair(tmp_path, make_spec("gru", layers=1, hidden=20), "int8w", monkeypatch)
+    monkeypatch.setattr(fused_float, "float_copy", lambda: copy)
+    spec = make_spec("gru", layers=2, hidden=20)
+    fast, _ = _pair(tmp_path, spec, "int8w", monkeypatch)
     lay = fast.layout
     made = fused_float._run_weights(lay, (lay.qblob, lay.blob), True)
     first, second = made(), made()
     if fused_float_vnni.KERNEL == "avx512_vnni":  # the limb sums read the int8 weights in run() too
         assert first == (lay.qblob, lay.blob)
         return
-    assert first[:2] == (lay.qblob, lay.blob) and first[2].dtype == np.float32
-    assert np.array_equal(first[2], lay.qblob.astype(np.float64))  # exact
-    assert first[2] is not second[2] and lay.qblob.dtype == np.int8  # per run(); the model keeps int8 only
+    assert first[:2] == (lay.qblob, lay.blob)
+    if copy:
+        assert first[2].dtype == np.float32 and np.array_equal(first[2], lay.qblob.astype(np.float64))  # exact
+        assert first[2] is not second[2] and lay.qblob.dtype == np.int8  # per run(); the model keeps int8 only
+    else:  # the int8 weights themselves, converted as loaded, as the step does
+        assert first[2] is lay.qblob and second[2] is lay.qblob
+    assert ("float32 copy" in fast.kernel_info["run"]) == copy
+    for batch in (1, 3, 5):  # projected ahead below four sequences; stepped from four
+        X = random_inputs(spec, batch, 23, seed=batch)
+        np.testing.assert_array_equal(fast.run(X), stream_all(fast.stream(batch), X), err_msg=f"B={batch}")
 
 
 def test_int8w_on_fma8_compiles_its_step_for_8_streams_and_more_only_for_such_a_stream(tmp_path, monkeypatch):
