@@ -49,9 +49,9 @@ import os
 
 import numpy as np
 
+from rnnedge.runtime import fused_int8_simd, specialize, vnni
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime import specialize, vnni
 from rnnedge.runtime.fused import GENERATORS, Specialised
 from rnnedge.runtime.fused_int8_cells import (
     Blob,
@@ -72,7 +72,8 @@ import numpy as np
 from numba import njit
 
 from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
-from rnnedge.runtime.fused_int8_simd import as_float32, as_int8, gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.fused_int8_simd import (as_float32, as_int8, gate_sums_rows_at, gru_candidate_rows_at,
+                                              sigmoid_rows_at, tanh_rows_at)
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        gelu_q12, rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32
@@ -153,7 +154,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
     return Specialised(kernel=module.step if streams else None, weights=(weights,),
                        scratch=lambda batch: XQ + batch * NP,
                        info={"path": path, "source": str(specialize.source_path(stem, text)),
-                             "blob_bytes": int(weights.nbytes),
+                             "blob_bytes": int(weights.nbytes), "activations": fused_int8_simd.describe(),
                              "run": "forward layers: sequences in groups of four, each step's products as VNNI "
                                     "matrix products; else input projections of every step as one, then the "
                                     "recurrence" if not portable else "the step's stages over whole sequences"},

@@ -234,9 +234,13 @@ for j in range({H}):
     else:
         pre(2 * HP)
         act("sigmoid", 0, 2 * HP)
-        n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64({s}[{AX} + j]) * "
-                 f"{term('h', 2 * HP)}, 15)))")
-        src.add(indent, f"""
+        if k.right:  # 16 lanes of vector IR (fused_int8_simd), as pre()
+            consts = ", ".join(str(off + 2 * HP) for off in k.sides["x"] + k.sides["h"])
+            src.add(indent, f"gru_candidate_rows_at({s}, {AX + 2 * HP}, {AX}, {AH + 2 * HP}, {HP}, blob, {consts})")
+        else:
+            n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64({s}[{AX} + j]) * "
+                     f"{term('h', 2 * HP)}, 15)))")
+            src.add(indent, f"""
 for j in range({HP}):
     {s}[{AX + 2 * HP} + j] = np.int32({n_pre})""")
         act("tanh", 2 * HP, HP)

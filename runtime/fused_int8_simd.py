@@ -3,6 +3,7 @@
     sigmoid_rows_at(a, off, n, table, toff)    a[off : off + n] = sigmoid_q15(a[...]) in place, n a multiple of 16
     tanh_rows_at(a, off, n, table, toff)       ... tanh_q15
     gate_sums_rows_at(a, ax, ah, n, blob, ...)  a[ax + r] = sat16(yx + yh), the pre-activations (see its docstring)
+    gru_candidate_rows_at(a, ax, ar, ah, n, blob, ...)   the GRU candidate's: sat16(yx + rdbpot(r yh, 15))
     as_int8(blob), as_float32(blob)             the int32 blob's bytes / float32 values (blob.view's, compiled ~10x cheaper)
 
 a is int32 (Q3.12 values in, Q0.15 out); table[toff:] holds fused_int8_math.pair_table(). The integers are
@@ -11,14 +12,17 @@ u = a >> s (s = 9 sigmoid, 8 tanh), one gather of the pair TABLE[k] | (TABLE[k+1
 k = min(u, 254), r = (TABLE[k] << s) + (a & (2^s - 1)) (TABLE[k+1] - TABLE[k]), saturated for u >= 255, then
 the sign's rounding. Why IR: LLVM's cost model on this CPU will not vectorise a loop with a table read (it
 would need gathers), so a numba loop over the table formula stays scalar; written as vector IR with llvm.masked.gather,
-the loop runs 16 lanes per pass on AVX-512 and LLVM lowers the same IR to what any other CPU has. The index is
-clamped unsigned, so any int32 (a padded row's leftover) reads inside the table.
+the loop runs 16 lanes per pass on AVX-512 and LLVM lowers the same IR to what any other CPU has (scalar loads
+where its tuning says gathers are slow: on Zen 3, whose vpgatherdd is faster than those, the IR calls AVX2's
+gather itself, explicit_gathers). The index is clamped unsigned, so any int32 (a padded row's leftover) reads inside
+the table.
 """
 
 from __future__ import annotations
 
+from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import types
+from numba import config, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
@@ -36,6 +40,45 @@ def _lanes_gep(builder, base, index):
     return gep
 
 
+# CPUs (AVX2, no AVX-512) whose vpgatherdd beats the scalar loads LLVM lowers llvm.masked.gather to there (its
+# tuning for AMD cores assumes slow gathers): Zen 3, sigmoid + tanh over 640 rows 0.47 -> 0.37 us; on Zen 1 and 2
+# the instruction is slower than the loads (stop 25), so they keep LLVM's lowering
+FAST_GATHER_CPUS = ("znver3",)
+
+
+def explicit_gathers() -> bool:
+    """Whether the activations gather with AVX2's vpgatherdd (two of 8 lanes) instead of llvm.masked.gather (LLVM
+    then chooses: a gather instruction where its tuning says fast, else scalar loads). Decided per process from the
+    host CPU (numba's cache keeps compiled code per CPU name, so a cached step never crosses over)."""
+    features = llvm.get_host_cpu_features()
+    return (bool(features.get("avx2")) and not features.get("avx512f")
+            and (config.CPU_NAME or llvm.get_host_cpu_name()) in FAST_GATHER_CPUS)
+
+
+def describe() -> str:
+    """How the activations read their table, for kernel_info."""
+    return ("table reads: AVX2 vpgatherdd, 8 lanes each" if explicit_gathers() else
+            "table reads: llvm.masked.gather (LLVM lowers it for this CPU)")
+
+
+def _gather16(builder, base, index, v32):
+    """base[index[lane]] for 16 int32 lanes (base an i32 pointer, index <16 x i32>)."""
+    i32, v1 = ir.IntType(32), ir.VectorType(ir.IntType(1), LANES)
+    if explicit_gathers():
+        i8p, v8 = ir.IntType(8).as_pointer(), ir.VectorType(i32, 8)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, i8p, v8, v8, ir.IntType(8)]),
+                                            "llvm.x86.avx2.gather.d.d.256")
+        base8 = builder.bitcast(base, i8p)
+        halves = [builder.call(fn, [ir.Constant(v8, [0] * 8), base8,
+                                    builder.shuffle_vector(index, index, ir.Constant(v8, list(range(h, h + 8)))),
+                                    ir.Constant(v8, [-1] * 8), ir.Constant(ir.IntType(8), 4)]) for h in (0, 8)]
+        return builder.shuffle_vector(halves[0], halves[1], ir.Constant(v32, list(range(LANES))))
+    gather_ty = ir.FunctionType(v32, [ir.VectorType(i32.as_pointer(), LANES), i32, v1, v32])
+    gather = cgutils.get_or_insert_function(builder.module, gather_ty, "llvm.masked.gather.v16i32.v16p0")
+    return builder.call(gather, [_lanes_gep(builder, base, index), ir.Constant(i32, 4), ir.Constant(v1, [1] * LANES),
+                                 ir.Constant(v32, None)])
+
+
 def _activation_rows(shift: int, saturated: int, positive, negative):
     """An intrinsic (a, off, n, table, toff) applying the table activation of `shift` to n rows of a in place;
     positive(builder, r, c) / negative(builder, r, c) give the result for x >= 0 / x < 0 (c makes constants)."""
@@ -45,8 +88,8 @@ def _activation_rows(shift: int, saturated: int, positive, negative):
         sig = types.void(a, off, n, table, toff)
 
         def codegen(context, builder, signature, args):
-            i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
-            v32, v1 = ir.VectorType(i32, LANES), ir.VectorType(i1, LANES)
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            v32 = ir.VectorType(i32, LANES)
 
             def c(value, ty=v32):
                 return ir.Constant(ty, [value] * LANES)
@@ -56,8 +99,6 @@ def _activation_rows(shift: int, saturated: int, positive, negative):
             off_, n_, toff_ = (builder.sext(v, i64) if v.type.width < 64 else v for v in (args[1], args[2], args[4]))
             rows_p = cgutils.gep(builder, arr.data, off_)
             tab_p = cgutils.gep(builder, tab.data, toff_)
-            gather_ty = ir.FunctionType(v32, [ir.VectorType(i32.as_pointer(), LANES), i32, v1, v32])
-            gather = cgutils.get_or_insert_function(builder.module, gather_ty, "llvm.masked.gather.v16i32.v16p0")
             chunks = builder.sdiv(n_, ir.Constant(i64, LANES))
             with cgutils.for_range(builder, chunks) as loop:
                 ptr = builder.bitcast(cgutils.gep(builder, rows_p, builder.mul(loop.index, ir.Constant(i64, LANES))),
@@ -67,9 +108,7 @@ def _activation_rows(shift: int, saturated: int, positive, negative):
                 a_ = builder.select(builder.icmp_signed("<", x3, c(0)), builder.sub(c(0), x3), x3)
                 u = builder.lshr(a_, c(shift))
                 k = builder.select(builder.icmp_unsigned("<", u, c(254)), u, c(254))
-                ptrs = _lanes_gep(builder, tab_p, k)
-                pair = builder.call(gather, [ptrs, ir.Constant(i32, 4), ir.Constant(v1, [1] * LANES),
-                                             ir.Constant(v32, None)])
+                pair = _gather16(builder, tab_p, k, v32)
                 lo = builder.and_(pair, c(0xFFFF))
                 step = builder.lshr(pair, c(16))
                 r = builder.add(builder.shl(lo, c(shift)), builder.mul(builder.and_(a_, c((1 << shift) - 1)), step))
@@ -93,6 +132,61 @@ tanh_rows_at = _activation_rows(
     lambda b, r, c: b.ashr(b.sub(c((1 << 23) + (1 << 7) - 1), r), c(8)))
 
 
+class _Rows:
+    """The vector IR the requantising row intrinsics share: 16 int32 lanes of rows, and mbqm_right per lane."""
+
+    def __init__(self, builder):
+        self.b = builder
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        self.v32, self.v64, self.w64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2), ir.VectorType(i64, LANES)
+
+    def c(self, value, ty=None):
+        ty = ty or self.v32
+        return ir.Constant(ty, [value] * ty.count)
+
+    def load(self, base, index):
+        """16 lanes at base[index:] and their pointer."""
+        ptr = self.b.bitcast(cgutils.gep(self.b, base, index), self.v32.as_pointer())
+        return self.b.load(ptr, align=4), ptr
+
+    def srdhm(self, acc, M):
+        """floor((acc M + 2^30) / 2^31) per lane: even and odd lanes as 64-bit products, the results as int32."""
+        b, c, v64 = self.b, self.c, self.v64
+        a64, m64 = b.bitcast(acc, v64), b.bitcast(M, v64)
+        highs = []
+        for lanes in ((b.ashr(b.shl(a64, c(32, v64)), c(32, v64)), b.ashr(b.shl(m64, c(32, v64)), c(32, v64))),
+                      (b.ashr(a64, c(32, v64)), b.ashr(m64, c(32, v64)))):
+            highs.append(b.ashr(b.add(b.mul(*lanes), c(1 << 30, v64)), c(31, v64)))
+        even = b.and_(highs[0], c(0xFFFFFFFF, v64))
+        return b.bitcast(b.or_(even, b.shl(highs[1], c(32, v64))), self.v32)
+
+    def term(self, acc, M, e, half, half_neg):
+        """fused_int8_math.mbqm_right(acc, M, e, half, half_neg) per lane (int32)."""
+        b, c = self.b, self.c
+        high = self.srdhm(acc, M)
+        nudge = b.select(b.icmp_signed("<", high, c(0)), half_neg, half)
+        rest = b.and_(high, b.sub(b.shl(c(1), e), c(1)))
+        return b.add(b.ashr(high, e), b.lshr(b.add(rest, nudge), e))
+
+    def sat16(self, x):
+        """clamp(x, -32768, 32767) per lane, x int32 or int64 lanes; int32 lanes out."""
+        b = self.b
+        lo, hi = self.c(-32768, x.type), self.c(32767, x.type)
+        x = b.select(b.icmp_signed("<", x, lo), lo, x)
+        x = b.select(b.icmp_signed(">", x, hi), hi, x)
+        return x if x.type == self.v32 else b.trunc(x, self.v32)
+
+
+def _rows_args(context, builder, signature, args, arrays=(0, 5)):
+    """(a's data, blob's data, every offset / count argument as int64) of a row intrinsic whose arrays are at
+    argument positions `arrays` (a first, blob second)."""
+    a = context.make_array(signature.args[arrays[0]])(context, builder, args[arrays[0]])
+    blob = context.make_array(signature.args[arrays[1]])(context, builder, args[arrays[1]])
+    ints = [builder.sext(v, ir.IntType(64)) if v.type.width < 64 else v
+            for i, v in enumerate(args) if i not in arrays]
+    return a.data, blob.data, ints
+
+
 @intrinsic
 def gate_sums_rows_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh):
     """a[ax + r] = sat16(yx + yh) for rows r < n (a multiple of 16), in place, 16 rows per pass:
@@ -105,53 +199,61 @@ def gate_sums_rows_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh,
     sig = types.void(a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
 
     def codegen(context, builder, signature, args):
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        v32, v64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
-
-        def c(value, ty=v32):
-            return ir.Constant(ty, [value] * len(ty))
-
-        arr = context.make_array(signature.args[0])(context, builder, args[0])
-        consts = context.make_array(signature.args[4])(context, builder, args[4])
-        offs = [builder.sext(v, i64) if v.type.width < 64 else v for v in args[1:4] + args[5:]]
-        ax_p, ah_p = (cgutils.gep(builder, arr.data, o) for o in offs[:2])
-        n_ = offs[2]
-        rows = [cgutils.gep(builder, consts.data, o) for o in offs[3:]]
-
-        def load(base, index):
-            ptr = builder.bitcast(cgutils.gep(builder, base, index), v32.as_pointer())
-            return builder.load(ptr, align=4), ptr
-
-        def srdhm(acc, M):
-            """floor((acc M + 2^30) / 2^31) per lane: even and odd lanes as 64-bit products, the results as int32."""
-            a64, m64 = builder.bitcast(acc, v64), builder.bitcast(M, v64)
-            highs = []
-            for lanes in ((builder.ashr(builder.shl(a64, c(32, v64)), c(32, v64)),
-                           builder.ashr(builder.shl(m64, c(32, v64)), c(32, v64))),
-                          (builder.ashr(a64, c(32, v64)), builder.ashr(m64, c(32, v64)))):
-                highs.append(builder.ashr(builder.add(builder.mul(*lanes), c(1 << 30, v64)), c(31, v64)))
-            even = builder.and_(highs[0], c(0xFFFFFFFF, v64))
-            return builder.bitcast(builder.or_(even, builder.shl(highs[1], c(32, v64))), v32)
-
-        def term(acc, M, e, half, half_neg):
-            high = srdhm(acc, M)
-            nudge = builder.select(builder.icmp_signed("<", high, c(0)), half_neg, half)
-            rest = builder.and_(high, builder.sub(builder.shl(c(1), e), c(1)))
-            return builder.add(builder.ashr(high, e), builder.lshr(builder.add(rest, nudge), e))
-
-        chunks = builder.sdiv(n_, ir.Constant(i64, LANES))
+        a_p, blob_p, (ax_, ah_, n_, *offs) = _rows_args(context, builder, signature, args, (0, 4))
+        v = _Rows(builder)
+        c = v.c
+        ax_p, ah_p = (cgutils.gep(builder, a_p, o) for o in (ax_, ah_))
+        rows = [cgutils.gep(builder, blob_p, o) for o in offs]
+        chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
         with cgutils.for_range(builder, chunks) as loop:
-            first = builder.mul(loop.index, ir.Constant(i64, LANES))
-            x, x_ptr = load(ax_p, first)
-            h, _ = load(ah_p, first)
-            yx = term(x, *[load(p, first)[0] for p in rows[:4]])
-            yh = term(h, *[load(p, first)[0] for p in rows[4:]])
+            first = builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES))
+            x, x_ptr = v.load(ax_p, first)
+            h, _ = v.load(ah_p, first)
+            yx = v.term(x, *[v.load(p, first)[0] for p in rows[:4]])
+            yh = v.term(h, *[v.load(p, first)[0] for p in rows[4:]])
             total = builder.add(yx, yh)
             overflow = builder.icmp_signed("<", builder.and_(builder.xor(yx, total), builder.xor(yh, total)), c(0))
-            total = builder.select(builder.icmp_signed("<", total, c(-32768)), c(-32768), total)
-            total = builder.select(builder.icmp_signed(">", total, c(32767)), c(32767), total)
             wide = builder.select(builder.icmp_signed("<", yx, c(0)), c(-32768), c(32767))
-            builder.store(builder.select(overflow, wide, total), x_ptr, align=4)
+            builder.store(builder.select(overflow, wide, v.sat16(total)), x_ptr, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def gru_candidate_rows_at(typingctx, a, ax, ar, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh):
+    """The GRU candidate's pre-activation, in place, for rows j < n (a multiple of 16), 16 rows per pass:
+    a[ax + j] = sat16(yx + rounding_divide_by_pot(a[ar + j] yh, 15)) with yx = mbqm_right(a[ax + j], blob[mx + j],
+    ...), yh = mbqm_right(a[ah + j], blob[mh + j], ...) (gate_sums_rows_at's terms) and a[ar + j] the reset gate,
+    a sigmoid output: 0 <= a[ar + j] <= 32767 (Q0.15). The numba loop fused_int8_cells.gates writes otherwise
+    (int8_math's integers) is scalar, its products 64-bit (~2 ns a row on Zen 3); here all in int32 lanes: with
+    yh = hi 2^15 + lo (lo = yh & 0x7FFF), r yh / 2^15 = r hi + r lo / 2^15 exactly, and r hi, r lo and the rounded
+    quotient r hi + ((r lo + 2^14 - [r yh < 0]) >> 15) all fit int32 for r in that range; the sum with yx
+    saturated as gate_sums_rows_at does."""
+    sig = types.void(a, ax, ar, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
+
+    def codegen(context, builder, signature, args):
+        a_p, blob_p, (ax_, ar_, ah_, n_, *offs) = _rows_args(context, builder, signature, args, (0, 5))
+        v = _Rows(builder)
+        c = v.c
+        ax_p, ar_p, ah_p = (cgutils.gep(builder, a_p, o) for o in (ax_, ar_, ah_))
+        rows = [cgutils.gep(builder, blob_p, o) for o in offs]
+        chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
+        with cgutils.for_range(builder, chunks) as loop:
+            first = builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES))
+            x, x_ptr = v.load(ax_p, first)
+            r, _ = v.load(ar_p, first)
+            h, _ = v.load(ah_p, first)
+            yx = v.term(x, *[v.load(p, first)[0] for p in rows[:4]])
+            yh = v.term(h, *[v.load(p, first)[0] for p in rows[4:]])
+            hi, lo = builder.ashr(yh, c(15)), builder.and_(yh, c(0x7FFF))
+            negative = builder.and_(builder.icmp_signed("<", yh, c(0)), builder.icmp_signed(">", r, c(0)))
+            low = builder.sub(builder.add(builder.mul(r, lo), c(1 << 14)), builder.zext(negative, v.v32))
+            q = builder.add(builder.mul(r, hi), builder.lshr(low, c(15)))
+            total = builder.add(yx, q)
+            overflow = builder.icmp_signed("<", builder.and_(builder.xor(yx, total), builder.xor(q, total)), c(0))
+            wide = builder.select(builder.icmp_signed("<", yx, c(0)), c(-32768), c(32767))
+            builder.store(builder.select(overflow, wide, v.sat16(total)), x_ptr, align=4)
         return context.get_dummy_value()
 
     return sig, codegen

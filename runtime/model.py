@@ -17,7 +17,6 @@ import numpy as np
 
 from rnnedge.runtime import artifact, fused
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.stream_call import compiled_entry, step_function
 from rnnedge.runtime.kernels_f32 import (
     BAD_TOKEN,
     BAD_VALUE,
@@ -74,6 +73,7 @@ from rnnedge.runtime.layout import (
     build,
 )
 from rnnedge.runtime.sampler import Sampler, generate
+from rnnedge.runtime.stream_call import compiled_entry, step_function
 
 
 def load(path: str | os.PathLike) -> Model:

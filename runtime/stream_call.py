@@ -69,7 +69,7 @@ def step_function(stream):
                  y=stream.y, me=stream)
     # a closure's variables are read from its globals here: a dict of its own per stream, looked up by name
     # like a module's, no `self.` attribute reads
-    exec(code, scope)
+    exec(code, scope)  # noqa: S102  (our own STEP_SOURCE, compiled above: no outside text)
     step = scope["step"]
     step.__doc__ = type(stream).step.__doc__
     step.__qualname__ = "Stream.step"

@@ -10,9 +10,16 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from rnnedge.runtime import fused_int8, vnni
+from rnnedge.runtime import fused_int8, fused_int8_simd, vnni
 from rnnedge.runtime.fused_int8_math import mbqm_right, pair_table, rdbpot32, rounding_rows, sat16_32
-from rnnedge.runtime.fused_int8_simd import as_float32, as_int8, gate_sums_rows_at, sigmoid_rows_at, tanh_rows_at
+from rnnedge.runtime.fused_int8_simd import (
+    as_float32,
+    as_int8,
+    gate_sums_rows_at,
+    gru_candidate_rows_at,
+    sigmoid_rows_at,
+    tanh_rows_at,
+)
 from rnnedge.runtime.int8_math import (
     multiply_by_quantized_multiplier_right,
     rounding_divide_by_pot,
@@ -122,6 +129,7 @@ def test_specialised_int8_kernel_info_names_the_path_and_the_source(monkeypatch)
     assert info["step"] == "specialised" and info["precision"] == "int8"
     assert info["path"] == vnni.best_path() and info["path"] in ("avx512_vnni", "avx2", "portable")
     assert info["source"].endswith(".py")
+    assert info["activations"] == fused_int8_simd.describe() and "table reads" in info["activations"]
     monkeypatch.setenv("RNNEDGE_VNNI", "0")
     assert Model(spec, "int8", tensors).kernel_info["path"] == "portable"
     with pytest.raises(ValueError, match="path 'neon'"):
@@ -189,6 +197,20 @@ def test_vector_gate_activations_equal_int8_math_on_every_int16():
     x = np.arange(-(2**15), 2**15, dtype=np.int32)
     out = [np.zeros_like(x) for _ in range(4)]
     _activations(x, pair_table(), *out)
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[3])
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_vector_gate_activations_equal_int8_math_with_either_table_read(explicit, monkeypatch):
+
+    if explicit and not vnni.has_avx2():
+        pytest.skip("AVX2's vpgatherdd: this CPU has no AVX2")
+    monkeypatch.setattr(fused_int8_simd, "explicit_gathers", lambda: explicit)
+    activations = njit(_activations.py_func)  # compiled here, with the table read asked for (not from the cache)
+    x = np.arange(-(2**15), 2**15, dtype=np.int32)
+    out = [np.zeros_like(x) for _ in range(4)]
+    activations(x, pair_table(), *out)
     np.testing.assert_array_equal(out[0], out[2])
     np.testing.assert_array_equal(out[1], out[3])
 
@@ -323,4 +345,39 @@ def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_righ
     a, ref = acc.astype(np.int32), acc.astype(np.int32)
     _gate_sums(a, n, blob, ref)
     np.testing.assert_array_equal(a[:n], ref[:n])
+    assert (a[:n] == 32767).any() and (a[:n] == -32768).any() and (np.abs(a[:n]) < 32767).any()
+
+
+@njit(cache=True)
+def _gru_candidate(a, n, blob, ref):
+    gru_candidate_rows_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
+    for j in range(n):
+        yx = np.int64(multiply_by_quantized_multiplier_right(ref[j], blob[j], -blob[n + j]))
+        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + j], blob[4 * n + j], -blob[5 * n + j]))
+        ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
+
+
+def test_vector_gru_candidate_equals_int8_math_on_extreme_accumulators_every_gate_and_right_shift():
+    rng = np.random.default_rng(6)
+    n = 1 << 18
+    acc = rng.integers(-(2**31), 2**31, 2 * n, dtype=np.int64)
+    acc[::4] >>= rng.integers(0, 31, acc[::4].size)  # small values too, where the roundings' ties lie
+    acc[:8] = [-(2**31), 2**31 - 1, -1, 0, -(2**31), 2**31 - 1, 5, -5]
+    acc[n : n + 8] = [-(2**31), 2**31 - 1, 0, -1, 2**31 - 1, -(2**31), -5, 5]
+    gate = rng.integers(0, 2**15, n, dtype=np.int64)  # the reset gate: a sigmoid's output, Q0.15 in [0, 32767]
+    gate[:8] = [0, 2**15 - 1, 2**15 - 1, 1, 2**15 - 1, 2**15 - 1, 16384, 16385]
+    gate[8::9] = 2**15 - 1
+    gate[9::9] = 0
+    M = rng.integers(2**30, 2**31, 2 * n, dtype=np.int64)
+    M[::7] = 0
+    M[:8] = M[n : n + 8] = 2**31 - 1
+    S = rng.integers(-31, 1, 2 * n, dtype=np.int64)
+    S[:8] = S[n : n + 8] = 0
+    e, half, half_neg = rounding_rows(S)
+    blob = np.concatenate([M[:n], e[:n], half[:n], half_neg[:n], M[n:], e[n:], half[n:], half_neg[n:]]).astype(np.int32)
+    a = np.concatenate([acc, gate]).astype(np.int32)
+    ref = a.copy()
+    _gru_candidate(a, n, blob, ref)
+    np.testing.assert_array_equal(a[:n], ref[:n])
+    np.testing.assert_array_equal(a[n:], ref[n:])  # nothing else written
     assert (a[:n] == 32767).any() and (a[:n] == -32768).any() and (np.abs(a[:n]) < 32767).any()
