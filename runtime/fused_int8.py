@@ -6,7 +6,7 @@ head as literals (runtime/specialize.py), integers identical to runtime/kernels_
 
 What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
 cells; initial_state too, which only changes where a stream starts), and a linear head with any activation;
-model.run() of such layers, bidirectional and reverse ones too, through the generated `sequence`
+model.run() of such layers, bidirectional and reverse ones too, through the generated `sequence` / `sequence_grouped`
 (fused_int8_seq.py; a model with those cannot stream, so it gets no step). Anything else (the ONNX step
 extensions: clip, input_forget, peepholes, linear_before_reset false, other activation functions) returns None
 and the generic kernels run the model. A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
@@ -30,8 +30,9 @@ How it differs from the generic kernel (the integers do not):
   it. int32 sums are exact in any order (the export's bound), so every path gives the generic kernel's integers.
 - The gate stage runs in passes that each store to one array, so LLVM vectorises them: the pre-activations of
   all gate rows (two requantised terms, int64 lanes for the products only, added exactly and saturated once,
-  docs/int8.md), the sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd), then the cell update and the
-  GRU blend in int32 lanes (fused_int8_math).
+  docs/int8.md), the sigmoid / tanh rows as vector IR with one gather per 16 lanes (fused_int8_simd; two AVX2
+  vpgatherdd where explicit_gathers()), the GRU candidate's pre-activation in int32 lanes (gru_candidate_rows_at),
+  then the cell update and the GRU blend in int32 lanes (fused_int8_math).
 - Every stream's input is quantised (and checked) into the scratch in one branch-free pass before any state
   changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
@@ -155,9 +156,10 @@ def generate(model, path: str | None = None) -> Specialised | None:
                        scratch=lambda batch: XQ + batch * NP,
                        info={"path": path, "source": str(specialize.source_path(stem, text)),
                              "blob_bytes": int(weights.nbytes), "activations": fused_int8_simd.describe(),
-                             "run": "forward layers: sequences in groups of four, each step's products as VNNI "
-                                    "matrix products; else input projections of every step as one, then the "
-                                    "recurrence" if not portable else "the step's stages over whole sequences"},
+                             "run": "forward layers: sequences in groups of four (a function compiled only for "
+                                    "four sequences and more), each step's products as matrix products; else "
+                                    "input projections of every step as one, then the recurrence"
+                                    if not portable else "the step's stages over whole sequences"},
                        run=lambda X, lengths, valid: run_sequence(model, module, weights, seq, X, lengths,
                                                                   valid))
 
