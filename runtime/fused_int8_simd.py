@@ -168,6 +168,24 @@ class _Rows:
         rest = b.and_(high, b.sub(b.shl(c(1), e), c(1)))
         return b.add(b.ashr(high, e), b.lshr(b.add(rest, nudge), e))
 
+    def terms(self, ax_p, ah_p, rows, first):
+        """The 16 rows at `first`: (pointer to a[ax + first:], yx, yh), the two requantised terms of
+        gate_sums_rows_at from a[ax + r] and a[ah + r] with the rows' constants (rows: 8 pointers into the blob)."""
+        x, x_ptr = self.load(ax_p, first)
+        h, _ = self.load(ah_p, first)
+        yx = self.term(x, *[self.load(p, first)[0] for p in rows[:4]])
+        yh = self.term(h, *[self.load(p, first)[0] for p in rows[4:]])
+        return x_ptr, yx, yh
+
+    def sat16_sum(self, p, q):
+        """sat16(p + q) per lane, p and q int32: saturated where the int32 sum overflows (its true value is then far
+        outside int16 on the side of the terms' sign)."""
+        b, c = self.b, self.c
+        total = b.add(p, q)
+        overflow = b.icmp_signed("<", b.and_(b.xor(p, total), b.xor(q, total)), c(0))
+        wide = b.select(b.icmp_signed("<", p, c(0)), c(-32768), c(32767))
+        return b.select(overflow, wide, self.sat16(total))
+
     def sat16(self, x):
         """clamp(x, -32768, 32767) per lane, x int32 or int64 lanes; int32 lanes out."""
         b = self.b
@@ -201,20 +219,12 @@ def gate_sums_rows_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh,
     def codegen(context, builder, signature, args):
         a_p, blob_p, (ax_, ah_, n_, *offs) = _rows_args(context, builder, signature, args, (0, 4))
         v = _Rows(builder)
-        c = v.c
         ax_p, ah_p = (cgutils.gep(builder, a_p, o) for o in (ax_, ah_))
         rows = [cgutils.gep(builder, blob_p, o) for o in offs]
         chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
         with cgutils.for_range(builder, chunks) as loop:
-            first = builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES))
-            x, x_ptr = v.load(ax_p, first)
-            h, _ = v.load(ah_p, first)
-            yx = v.term(x, *[v.load(p, first)[0] for p in rows[:4]])
-            yh = v.term(h, *[v.load(p, first)[0] for p in rows[4:]])
-            total = builder.add(yx, yh)
-            overflow = builder.icmp_signed("<", builder.and_(builder.xor(yx, total), builder.xor(yh, total)), c(0))
-            wide = builder.select(builder.icmp_signed("<", yx, c(0)), c(-32768), c(32767))
-            builder.store(builder.select(overflow, wide, v.sat16(total)), x_ptr, align=4)
+            x_ptr, yx, yh = v.terms(ax_p, ah_p, rows, builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES)))
+            builder.store(v.sat16_sum(yx, yh), x_ptr, align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -241,19 +251,13 @@ def gru_candidate_rows_at(typingctx, a, ax, ar, ah, n, blob, mx, ex, hx, nx, mh,
         chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
         with cgutils.for_range(builder, chunks) as loop:
             first = builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES))
-            x, x_ptr = v.load(ax_p, first)
+            x_ptr, yx, yh = v.terms(ax_p, ah_p, rows, first)
             r, _ = v.load(ar_p, first)
-            h, _ = v.load(ah_p, first)
-            yx = v.term(x, *[v.load(p, first)[0] for p in rows[:4]])
-            yh = v.term(h, *[v.load(p, first)[0] for p in rows[4:]])
             hi, lo = builder.ashr(yh, c(15)), builder.and_(yh, c(0x7FFF))
             negative = builder.and_(builder.icmp_signed("<", yh, c(0)), builder.icmp_signed(">", r, c(0)))
             low = builder.sub(builder.add(builder.mul(r, lo), c(1 << 14)), builder.zext(negative, v.v32))
             q = builder.add(builder.mul(r, hi), builder.lshr(low, c(15)))
-            total = builder.add(yx, q)
-            overflow = builder.icmp_signed("<", builder.and_(builder.xor(yx, total), builder.xor(q, total)), c(0))
-            wide = builder.select(builder.icmp_signed("<", yx, c(0)), c(-32768), c(32767))
-            builder.store(builder.select(overflow, wide, v.sat16(total)), x_ptr, align=4)
+            builder.store(v.sat16_sum(yx, q), x_ptr, align=4)
         return context.get_dummy_value()
 
     return sig, codegen

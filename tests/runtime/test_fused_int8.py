@@ -319,18 +319,12 @@ def test_requantisation_with_row_constants_equals_int8_math_on_every_right_shift
     np.testing.assert_array_equal(got, ref)
 
 
-@njit(cache=True)
-def _gate_sums(a, n, blob, ref):
-    gate_sums_rows_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
-    for r in range(n):
-        yx = np.int64(multiply_by_quantized_multiplier_right(ref[r], blob[r], -blob[n + r]))
-        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + r], blob[4 * n + r], -blob[5 * n + r]))
-        ref[r] = np.int32(sat16(yx + yh))
+N_ROWS = 1 << 18
 
 
-def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_right_shift():
-    rng = np.random.default_rng(4)
-    n = 1 << 18
+def _extreme_terms(rng, n):
+    """(acc (2 n,) int64: n x-side then n h-side accumulators, extreme and small ones; blob: the 8 rows of
+    requantisation constants [M | e | half | half_neg] for each side), every right shift 0..31 among them."""
     acc = rng.integers(-(2**31), 2**31, 2 * n, dtype=np.int64)
     acc[::4] >>= rng.integers(0, 31, acc[::4].size)  # small values too, where the roundings' ties lie
     acc[:8] = [-(2**31), 2**31 - 1, -1, 0, -(2**31), 2**31 - 1, 5, -5]
@@ -342,6 +336,21 @@ def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_righ
     S[:8] = S[n : n + 8] = 0
     e, half, half_neg = rounding_rows(S)
     blob = np.concatenate([M[:n], e[:n], half[:n], half_neg[:n], M[n:], e[n:], half[n:], half_neg[n:]]).astype(np.int32)
+    return acc, blob
+
+
+@njit(cache=True)
+def _gate_sums(a, n, blob, ref):
+    gate_sums_rows_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
+    for r in range(n):
+        yx = np.int64(multiply_by_quantized_multiplier_right(ref[r], blob[r], -blob[n + r]))
+        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + r], blob[4 * n + r], -blob[5 * n + r]))
+        ref[r] = np.int32(sat16(yx + yh))
+
+
+def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_right_shift():
+    acc, blob = _extreme_terms(np.random.default_rng(4), N_ROWS)
+    n = N_ROWS
     a, ref = acc.astype(np.int32), acc.astype(np.int32)
     _gate_sums(a, n, blob, ref)
     np.testing.assert_array_equal(a[:n], ref[:n])
@@ -359,22 +368,12 @@ def _gru_candidate(a, n, blob, ref):
 
 def test_vector_gru_candidate_equals_int8_math_on_extreme_accumulators_every_gate_and_right_shift():
     rng = np.random.default_rng(6)
-    n = 1 << 18
-    acc = rng.integers(-(2**31), 2**31, 2 * n, dtype=np.int64)
-    acc[::4] >>= rng.integers(0, 31, acc[::4].size)  # small values too, where the roundings' ties lie
-    acc[:8] = [-(2**31), 2**31 - 1, -1, 0, -(2**31), 2**31 - 1, 5, -5]
-    acc[n : n + 8] = [-(2**31), 2**31 - 1, 0, -1, 2**31 - 1, -(2**31), -5, 5]
+    acc, blob = _extreme_terms(rng, N_ROWS)
+    n = N_ROWS
     gate = rng.integers(0, 2**15, n, dtype=np.int64)  # the reset gate: a sigmoid's output, Q0.15 in [0, 32767]
     gate[:8] = [0, 2**15 - 1, 2**15 - 1, 1, 2**15 - 1, 2**15 - 1, 16384, 16385]
     gate[8::9] = 2**15 - 1
     gate[9::9] = 0
-    M = rng.integers(2**30, 2**31, 2 * n, dtype=np.int64)
-    M[::7] = 0
-    M[:8] = M[n : n + 8] = 2**31 - 1
-    S = rng.integers(-31, 1, 2 * n, dtype=np.int64)
-    S[:8] = S[n : n + 8] = 0
-    e, half, half_neg = rounding_rows(S)
-    blob = np.concatenate([M[:n], e[:n], half[:n], half_neg[:n], M[n:], e[n:], half[n:], half_neg[n:]]).astype(np.int32)
     a = np.concatenate([acc, gate]).astype(np.int32)
     ref = a.copy()
     _gru_candidate(a, n, blob, ref)
