@@ -39,6 +39,7 @@ from rnnedge.runtime.fused_float_source import (
     scratch_per_stream,
     source,
 )
+from rnnedge.runtime.jit import target_cpu
 from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
 
 CACHE_LINE = 64
@@ -127,10 +128,7 @@ def float_copy() -> bool:
     """Whether int8w's run() on FMA8 sums a float32 copy of the int8 weights (else it converts them as it loads
     them, as the step does: on Zen 3, kws B = 1 6.2-6.8 -> 4.7 us per step, B = 32 3.8-3.9 -> 3.2-3.4; each weight
     is read as one byte instead of four, and L2's bandwidth, not the conversion, bounds the sums)."""
-    import numba
-    from llvmlite import binding as llvm
-
-    return (numba.config.CPU_NAME or llvm.get_host_cpu_name()) in FLOAT_COPY_CPUS
+    return target_cpu() in FLOAT_COPY_CPUS
 
 
 def _run_weights(lay, weights: tuple, q8: bool):

@@ -146,8 +146,8 @@ def generate(model, path: str | None = None) -> Specialised | None:
     streams = specs.can_stream(model.spec)
     if streams:
         _step(src, model, layers, hiddens, frame, frame_step, OUT, STATE, NP, XQ)
-    seq = sequence(src, model, layers, hiddens, frame, _head_code)
-    sequence(src, model, layers, hiddens, frame, _head_code, grouped=False)
+    for grouped in (True, False):  # sequence_grouped and sequence: the same working arrays' sizes
+        seq = sequence(src, model, layers, hiddens, frame, _head_code, grouped)
 
     text, stem = "\n".join(src.lines) + "\n", f"int8_{'vnni' if path == 'avx512_vnni' else path}"
     module = specialize.load_source(stem, text)

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import config, types
+from numba import types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
+
+from rnnedge.runtime.jit import target_cpu
 
 LANES = 16
 
@@ -52,7 +54,7 @@ def explicit_gathers() -> bool:
     host CPU (numba's cache keeps compiled code per CPU name, so a cached step never crosses over)."""
     features = llvm.get_host_cpu_features()
     return (bool(features.get("avx2")) and not features.get("avx512f")
-            and (config.CPU_NAME or llvm.get_host_cpu_name()) in FAST_GATHER_CPUS)
+            and target_cpu() in FAST_GATHER_CPUS)
 
 
 def describe() -> str:
@@ -138,7 +140,7 @@ class _Rows:
     def __init__(self, builder):
         self.b = builder
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        self.v32, self.v64, self.w64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2), ir.VectorType(i64, LANES)
+        self.v32, self.v64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
 
     def c(self, value, ty=None):
         ty = ty or self.v32
@@ -184,18 +186,12 @@ class _Rows:
         total = b.add(p, q)
         overflow = b.icmp_signed("<", b.and_(b.xor(p, total), b.xor(q, total)), c(0))
         wide = b.select(b.icmp_signed("<", p, c(0)), c(-32768), c(32767))
-        return b.select(overflow, wide, self.sat16(total))
-
-    def sat16(self, x):
-        """clamp(x, -32768, 32767) per lane, x int32 or int64 lanes; int32 lanes out."""
-        b = self.b
-        lo, hi = self.c(-32768, x.type), self.c(32767, x.type)
-        x = b.select(b.icmp_signed("<", x, lo), lo, x)
-        x = b.select(b.icmp_signed(">", x, hi), hi, x)
-        return x if x.type == self.v32 else b.trunc(x, self.v32)
+        total = b.select(b.icmp_signed("<", total, c(-32768)), c(-32768), total)
+        total = b.select(b.icmp_signed(">", total, c(32767)), c(32767), total)
+        return b.select(overflow, wide, total)
 
 
-def _rows_args(context, builder, signature, args, arrays=(0, 5)):
+def _rows_args(context, builder, signature, args, arrays):
     """(a's data, blob's data, every offset / count argument as int64) of a row intrinsic whose arrays are at
     argument positions `arrays` (a first, blob second)."""
     a = context.make_array(signature.args[arrays[0]])(context, builder, args[arrays[0]])

@@ -127,7 +127,9 @@ def kernel_facts(precision: str) -> dict:
     import llvmlite.binding as llvm
     import numba
 
-    cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
+    from rnnedge.runtime.jit import target_cpu
+
+    cpu = target_cpu()
     host = llvm.get_host_cpu_features()
     module = KERNELS[precision].split(":")[0]
     cache = Path(__file__).resolve().parent / "__pycache__"

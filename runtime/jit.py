@@ -19,3 +19,13 @@ fast_inline = njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST_MA
 # integer scalar primitives (runtime/int8_math.py): inlined the same way, so the int8 kernels' per-row loops
 # are straight-line code that LLVM can vectorise
 int_inline = njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+
+def target_cpu() -> str:
+    """The CPU LLVM compiles the kernels for: NUMBA_CPU_NAME where set (a portable cache), else this host's, as
+    llvmlite names it ("znver3", "skylake-avx512", ...). numba's cache keeps compiled code per this name, so a
+    kernel whose code depends on it (fused_int8_simd.explicit_gathers, fused_float.float_copy) never crosses over."""
+    from llvmlite import binding as llvm
+    from numba import config
+
+    return config.CPU_NAME or llvm.get_host_cpu_name()
