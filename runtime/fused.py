@@ -15,6 +15,7 @@ working memory than the layout's scratch says so in `scratch(batch)`. RNNEDGE_SP
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,11 +44,17 @@ def enabled() -> bool:
     return os.environ.get("RNNEDGE_SPECIALISE", "1") != "0"
 
 
+_BUILDING = threading.Lock()  # one generator at a time: f32's rewrites the layout's blob (its panels) once
+
+
 def specialised(model) -> Specialised | None:
-    """The model's specialised step, built once per model (None: the generic kernels run it)."""
+    """The model's specialised step, built once per model (None: the generic kernels run it), also when threads
+    ask for it at once."""
     if "_specialised" not in model.__dict__:
-        generator = GENERATORS.get(model.precision) if enabled() else None
-        model.__dict__["_specialised"] = generator(model) if generator is not None else None
+        with _BUILDING:
+            if "_specialised" not in model.__dict__:
+                generator = GENERATORS.get(model.precision) if enabled() else None
+                model.__dict__["_specialised"] = generator(model) if generator is not None else None
     return model.__dict__["_specialised"]
 
 

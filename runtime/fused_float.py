@@ -6,7 +6,8 @@ The generator writes the model's step as numba source with its sizes and offsets
 (fused_float_source.py), loads it through runtime/specialize.py (kept in the cache folder, so a second process
 loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
 status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied;
-f32's blob is moved once, at generation, so its largest matrices start a cache line: _line_offset).
+f32's blob is rewritten once, at generation: its recurrent matrices in panels of 64 columns (layout.panelled,
+the same size; layout.matrix still reads them row-major), the largest ones from a cache line: _line_offset).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
 too: it only sets where a stream starts), the head's hidden dense layers and its activation. A layer with an ONNX
 extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
@@ -40,7 +41,7 @@ from rnnedge.runtime.fused_float_source import (
     source,
 )
 from rnnedge.runtime.jit import target_cpu
-from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
+from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, panelled
 
 CACHE_LINE = 64
 
@@ -83,10 +84,10 @@ def generate(model) -> fused.Specialised | None:
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob)
         weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
-    else:  # the FMA sums load 64-byte weight vectors: a matrix off a cache line would span two lines per load
-        at = _line_offset(rows)
-        if lay.blob.ctypes.data % CACHE_LINE != at:
-            lay.blob = _placed(lay.blob, at)  # the layout's own array, moved once: nothing is held twice
+    else:  # the FMA sums load 64-byte weight vectors from the recurrent matrices' panels, each on a cache line
+        if not lay.panels:
+            lay.blob = _panelled(lay.blob, _line_offset(rows), rows)  # the layout's own array: nothing held twice
+            lay.panels = _matrices(rows)
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
@@ -105,7 +106,7 @@ def generate(model) -> fused.Specialised | None:
                           "each group of W^T's columns converted once per step for all of them (step_wide, "
                           "compiled for such a stream only), else as loaded")
     else:
-        info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them"
+        info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them; W^T in panels of 64 columns"
     if not limbs:
         info["run"] = (f"below {fma.STREAMS} sequences, the first layer's input sums of each ~"
                        f"{fused_float_run.PROJECT_ROWS} rows (t, b) as one product, then the step at every t"
@@ -154,7 +155,23 @@ def _line_offset(rows) -> int:
     return max(products, key=products.get)
 
 
-def _placed(a: np.ndarray, at: int) -> np.ndarray:
+def _matrices(rows) -> dict[int, tuple[int, int]]:
+    """The recurrent matrices the f32 step reads in panels: {offset: (K, N)} of each layer's W_ih^T and W_hh^T."""
+    return {int(row[off]): (int(row[k]), gate_rows(row)) for row in rows
+            for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN))}
+
+
+def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:
+    """The f32 blob with every recurrent W^T in panels (layout.panelled: same size, every other offset
+    unchanged), placed `at` bytes past a cache line (_placed), read-only as the layout's arrays are."""
+    out = _placed(a, at, writeable=True)
+    for off, (K, N) in _matrices(rows).items():
+        panelled(out, off, K, N)
+    out.flags.writeable = a.flags.writeable
+    return out
+
+
+def _placed(a: np.ndarray, at: int, writeable: bool = False) -> np.ndarray:
     """A copy of a whose first element sits `at` bytes past a cache line boundary, read-only as the layout's
     arrays are: numba types a writable array apart from a read-only one, and whether the blob needs moving
     depends on where it was allocated, so a writable copy would make a cached step miss in another process."""
@@ -162,7 +179,7 @@ def _placed(a: np.ndarray, at: int) -> np.ndarray:
     start = -raw.ctypes.data % CACHE_LINE + at
     out = raw[start : start + a.nbytes].view(a.dtype)
     out[:] = a
-    out.flags.writeable = a.flags.writeable
+    out.flags.writeable = writeable or a.flags.writeable
     return out
 
 

@@ -17,6 +17,14 @@ call into passes of at most four 16-lane sums, so none spills; each sum's chain 
 
 A block past n reads lanes of the next rows of W^T (or whatever follows the matrix in w: `reach` says how far,
 the generator keeps it within w) into accumulator lanes nobody reads: the accumulators are padded to blocks of 16.
+
+W^T may sit in w row-major (row stride n) or in panels (layout.panelled): its columns in groups of PANEL, each group
+stored (k, PANEL) row-major, one after another, the last group (fewer columns) likewise at its own width. A call
+on the group at column c then reads from the group's start with row stride PANEL: the k loop walks one 256-byte
+run of consecutive cache lines per row instead of 64 bytes out of every row of the whole matrix (a row stride of
+a power of two maps every row of a block to the same few L1 sets, and the hardware prefetcher sees one stream).
+Measured (Zen 3, kws' W_hh^T 128 x 512, a numba loop of FMA[4, 4] calls over 64 streams): 31 -> 41 G
+multiply-adds per second; FMA[1, 4] (one stream) 14 -> 22. The same numbers: only where the weights sit moves.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from rnnedge.runtime.layout import PANEL
 
 LANES = 16
 STREAMS = 4  # inputs per call: streams x BLOCKS accumulators + BLOCKS weight vectors fit AVX-512's 32 registers
@@ -57,6 +67,17 @@ def tiles(streams: int, count: int, wide: bool) -> list[tuple[range, range]]:
     if streams == 1:
         return [(range(1), range(u, min(u + 4, count))) for u in range(0, count, 4)]
     return [(range(streams), range(u, u + 1)) for u in range(count)]
+
+
+assert PANEL == BLOCKS * LANES  # a panel: one call's blocks (layout.PANEL)
+
+
+def panel_at(woff, K: int, N: int, column) -> tuple[str, int]:
+    """(start, row stride) of the panel holding W^T's column `column` (a multiple of PANEL: an int, or the name of
+    a loop variable over full panels), W^T (K, N) panelled at woff."""
+    if isinstance(column, str):
+        return f"{woff} + {column} * {K}", PANEL
+    return f"{woff} + {column * K}", min(PANEL, N - column)
 
 
 def describe(streams: int = STREAMS, count: int = BLOCKS) -> str:

@@ -27,7 +27,7 @@ q[k, i] v[k]) as kernels_int8w does, the sum taken on VNNI from the activations'
 
 from __future__ import annotations
 
-from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded
+from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded, panel_at
 from rnnedge.runtime.fused_float_vnni import DP2, LANES
 from rnnedge.runtime.layout import (
     ACT_LOG_SOFTMAX,
@@ -277,7 +277,7 @@ def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projec
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
         "        av[i] = bi[i]")
-    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
+    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", panels=True)
     if projected:
         out.depth -= 1
         _projections(out, sums, G)
@@ -285,7 +285,8 @@ def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projec
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
         f"        av[{half} + i] = bh[i]")
-    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b")
+    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
+              panels=True)
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]")
@@ -315,7 +316,7 @@ def over_blocks(out: Lines, nb: int, group: int, emit) -> None:
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
               rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None,
-              array: str = "buf") -> None:
+              array: str = "buf", panels: bool = False) -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
@@ -328,7 +329,12 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
-        w_at, w_stride = (woff, BLOCKS * LANES) if convert else (f"{woff} + {lane}", N)
+        if convert:
+            w_at, w_stride = woff, BLOCKS * LANES
+        elif panels:
+            w_at, w_stride = panel_at(woff, K, N, lane if lane == "g" else int(lane))
+        else:
+            w_at, w_stride = f"{woff} + {lane}", N
         if convert:
             q_off, q_n, q_k = convert
             columns = count * LANES if lane == "g" else min(count * LANES, q_n - int(lane))

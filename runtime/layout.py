@@ -76,6 +76,31 @@ HID_CODE = {"none": HID_NONE, "relu": HID_RELU, "tanh": HID_TANH, "sigmoid": HID
             "gelu_tanh": HID_GELU_TANH}
 
 
+PANEL = 64  # columns of W^T per panel: fused_float_fma's BLOCKS x 16 lanes, one call's blocks
+
+
+def panelled(a, off: int, K: int, N: int) -> None:
+    """Rewrite W^T (K, N) row-major at off in the float32 array a, in place, as panels of PANEL columns
+    (runtime/fused_float_fma.py): the same K x N elements, so every other offset in a stays where it was."""
+    m = a[off : off + K * N].reshape(K, N).copy()
+    at = off
+    for c in range(0, N, PANEL):
+        width = min(PANEL, N - c)
+        a[at : at + K * width] = m[:, c : c + width].ravel()
+        at += K * width
+
+
+def unpanelled(a, off: int, K: int, N: int):
+    """W^T (K, N) row-major (a copy) from its panels at off in a: panelled's inverse."""
+    parts, at = [], off
+    for c in range(0, N, PANEL):
+        width = min(PANEL, N - c)
+        parts.append(a[at : at + K * width].reshape(K, width))
+        at += K * width
+    return np.concatenate(parts, axis=1)
+
+
+
 @dataclass
 class Layout:
     precision: str  # "f32", "int8w" or "int8"
@@ -88,10 +113,15 @@ class Layout:
     state_size: int  # floats of state per stream: every forward layer's h (and c)
     scratch_size: int  # floats (int8: int32 elements) of working memory a step needs
     iblob: np.ndarray = None  # (I,) int32: biases and requantisation constants (int8); empty otherwise
+    # f32: {offset: (K, N)} of the matrices the specialised step has rewritten in `blob` as column panels
+    # (panelled, same size, in place); matrix() reads them back row-major
+    panels: dict = None
 
     def __post_init__(self):
         if self.iblob is None:
             self.iblob = np.zeros(0, dtype=np.int32)
+        if self.panels is None:
+            self.panels = {}
 
     @property
     def nbytes(self) -> int:
@@ -99,6 +129,9 @@ class Layout:
 
     def matrix(self, off: int, rows: int, cols: int) -> np.ndarray:
         """A weight matrix: float32 from `blob` (f32) or int8 from `qblob` (int8w, int8)."""
+        if off in self.panels:
+            assert self.panels[off] == (rows, cols), (off, rows, cols)
+            return unpanelled(self.blob, off, rows, cols)
         weights = self.blob if self.precision == "f32" else self.qblob
         return weights[off : off + rows * cols].reshape(rows, cols)
 

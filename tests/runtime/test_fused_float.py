@@ -16,7 +16,7 @@ import pytest
 from rnnedge import runtime
 from rnnedge.export.quantize import quantize_int8w
 from rnnedge.export.weights import canonical_tensors
-from rnnedge.runtime.layout import L_OFF_WHH
+from rnnedge.runtime.layout import L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
 from rnnedge.runtime.model import Model
 from tests.helpers import (
     bytes_allocated_by_steps,
@@ -159,15 +159,32 @@ def test_generated_source_is_written_once_and_reused(tmp_path, monkeypatch):
     assert sorted((tmp_path / "cache").glob("*.py")) == written and written[0].stat().st_mtime_ns == stamp
 
 
-def test_the_f32_step_reads_its_largest_matrix_from_a_cache_line_boundary_in_the_layouts_own_blob(tmp_path):
-    spec = make_spec("gru", layers=1, hidden=24)  # W_hh (24 x 72) has the most products
+@pytest.mark.parametrize("hidden", [24, 40])
+def test_the_f32_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the_layouts_own_blob(hidden, tmp_path):
+    # gru 24: W_hh^T (24 x 72), one full panel of 64 columns and a tail of 8; 40: (40 x 120), a tail of 56
+    spec = make_spec("gru", layers=2, hidden=hidden)
     model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
-    before = model.layout.blob.copy()
+    lay = model.layout
+    rows = [lay.layers[0], lay.layers[2]]
+    mats = {int(r[c]): (int(r[k]), 3 * hidden) for r in rows for c, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN))}
+    before = lay.blob.copy()
+    row_major = {off: before[off : off + K * N].reshape(K, N).copy() for off, (K, N) in mats.items()}
     assert model.kernel_info["step"] == "specialised"
-    blob = model.layout.blob
-    assert (blob.ctypes.data + 4 * int(model.layout.layers[0][L_OFF_WHH])) % 64 == 0
-    assert np.array_equal(blob, before)
+    blob = lay.blob
+    assert (blob.ctypes.data + 4 * int(rows[0][L_OFF_WHH])) % 64 == 0
+    assert lay.panels == mats
+    for off, (K, N) in mats.items():
+        assert np.array_equal(lay.matrix(off, K, N), row_major[off])  # read back row-major, as the file has it
+        first = blob[off : off + K * 64].reshape(K, 64)  # the first panel: columns 0..63, row stride 64
+        assert np.array_equal(first, row_major[off][:, :64])
+        tail = blob[off + K * 64 : off + K * N].reshape(K, N - 64)  # the last panel at its own width
+        assert np.array_equal(tail, row_major[off][:, 64:])
+    rest = np.ones(blob.size, dtype=bool)
+    for off, (K, N) in mats.items():
+        rest[off : off + K * N] = False
+    assert np.array_equal(blob[rest], before[rest])  # nothing else moved
     assert model.nbytes == model.layout.nbytes  # the step reads that array, not a second copy
+    assert not blob.flags.writeable
 
 
 @pytest.mark.parametrize("at", [0, 16, 32, 48])
