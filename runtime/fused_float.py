@@ -7,7 +7,7 @@ The generator writes the model's step as numba source with its sizes and offsets
 loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
 status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied;
 f32's blob is rewritten once, at generation: its recurrent matrices in panels of 64 columns (layout.panelled,
-the same size; layout.matrix still reads them row-major), the largest ones from a cache line: _line_offset).
+the same size; layout.matrix still reads them row-major), the largest ones from a cache line: fused_float_blob.py).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
 too: it only sets where a stream starts), the head's hidden dense layers and its activation. A layer with an ONNX
 extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
@@ -33,6 +33,7 @@ from rnnedge.runtime import fused, fused_float_run, fused_float_sequence, specia
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
+from rnnedge.runtime.fused_float_blob import panel_blob
 from rnnedge.runtime.fused_float_source import (
     CONVERT_FROM,
     converted_scratch,
@@ -41,9 +42,7 @@ from rnnedge.runtime.fused_float_source import (
     source,
 )
 from rnnedge.runtime.jit import target_cpu
-from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, panelled
-
-CACHE_LINE = 64
+from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
 
 
 def why_not(model) -> str | None:
@@ -85,9 +84,7 @@ def generate(model) -> fused.Specialised | None:
         weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
     else:  # the FMA sums load 64-byte weight vectors from the recurrent matrices' panels, each on a cache line
-        if not lay.panels:
-            lay.blob = _panelled(lay.blob, _line_offset(rows), rows)  # the layout's own array: nothing held twice
-            lay.panels = _matrices(rows)
+        panel_blob(lay, rows)  # the layout's own array, rewritten once: nothing held twice
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
@@ -142,45 +139,6 @@ def _run_weights(lay, weights: tuple, q8: bool):
             return lambda: weights + (lay.qblob.astype(np.float32),)
         return lambda: weights + (lay.qblob,)
     return lambda: weights
-
-
-def _line_offset(rows) -> int:
-    """Where in a cache line the f32 blob should start so the matrices with the most products (by K x G, the
-    row strides being whole lines when G is a multiple of 16) start on a line boundary."""
-    products: dict[int, int] = {}
-    for row in rows:
-        for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN)):
-            at = -4 * int(row[off]) % CACHE_LINE
-            products[at] = products.get(at, 0) + int(row[k]) * gate_rows(row)
-    return max(products, key=products.get)
-
-
-def _matrices(rows) -> dict[int, tuple[int, int]]:
-    """The recurrent matrices the f32 step reads in panels: {offset: (K, N)} of each layer's W_ih^T and W_hh^T."""
-    return {int(row[off]): (int(row[k]), gate_rows(row)) for row in rows
-            for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN))}
-
-
-def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:
-    """The f32 blob with every recurrent W^T in panels (layout.panelled: same size, every other offset
-    unchanged), placed `at` bytes past a cache line (_placed), read-only as the layout's arrays are."""
-    out = _placed(a, at, writeable=True)
-    for off, (K, N) in _matrices(rows).items():
-        panelled(out, off, K, N)
-    out.flags.writeable = a.flags.writeable
-    return out
-
-
-def _placed(a: np.ndarray, at: int, writeable: bool = False) -> np.ndarray:
-    """A copy of a whose first element sits `at` bytes past a cache line boundary, read-only as the layout's
-    arrays are: numba types a writable array apart from a read-only one, and whether the blob needs moving
-    depends on where it was allocated, so a writable copy would make a cached step miss in another process."""
-    raw = np.empty(a.nbytes + 2 * CACHE_LINE, dtype=np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE + at
-    out = raw[start : start + a.nbytes].view(a.dtype)
-    out[:] = a
-    out.flags.writeable = writeable or a.flags.writeable
-    return out
 
 
 def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, X: np.ndarray, lengths: np.ndarray,

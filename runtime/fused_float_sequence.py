@@ -37,6 +37,7 @@ from rnnedge.runtime import fused, specialize
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
+from rnnedge.runtime.fused_float_blob import panel_blob
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, padded
 from rnnedge.runtime.fused_float_layers import (
     head_source,
@@ -149,6 +150,8 @@ def generate(model) -> fused.Specialised:
     text, plan = source(model, sizes, what)
     stem = f"{model.precision}_seq_{cells}"
     module = specialize.load_source(stem, text)
+    if not q8:
+        panel_blob(lay, model_rows(model))  # f32's W^T in panels (int8w's float32 copies are made per run())
     weights = (lay.qblob, lay.blob) if q8 else (lay.blob,)
     init = initial_states(model, sizes)
     info = {"path": "fused_float_sequence", "source": str(specialize.source_path(stem, text)), "model": what,

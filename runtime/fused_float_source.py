@@ -302,11 +302,13 @@ def _projections(out: Lines, sums: int, G: int, head: str = "else:") -> None:
         "            av[i] = pr[i]")
 
 
-def over_blocks(out: Lines, nb: int, group: int, emit) -> None:
+def over_blocks(out: Lines, nb: int, group: int, emit, full: int | None = None) -> None:
     """The blocks of 16 gate rows, `group` at a time in a loop over g (then the remaining ones as one shorter
     group), the blocks outer so a group's weights stay in L1 while every stream (or row) reads them: emit(indent,
-    count, lane) writes one group's calls, `lane` its first gate row."""
-    full = nb - nb % group
+    count, lane) writes one group's calls, `lane` its first gate row. full: the blocks the loop covers (a multiple
+    of group; by default all whole groups), the rest (at most `group`) one group after it."""
+    if full is None:
+        full = nb - nb % group
     if full:
         out(f"for g in range(0, {full * LANES}, {group * LANES}):")
         emit("    ", group, "g")
@@ -347,7 +349,9 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
                 f"{indent}    {fma}_{n}_{count}({array}, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
                 f"{w_at}, {w_stride}, {src} + {i} * {stride}, {stride}, {K})")
 
-    over_blocks(out, blocks(N), BLOCKS, through)
+    # panels: the loop takes the whole panels only (a last group of four blocks short of 64 columns is a narrower
+    # panel, at its own row stride)
+    over_blocks(out, blocks(N), BLOCKS, through, BLOCKS * (N // (BLOCKS * LANES)) if panels else None)
 
 
 def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,

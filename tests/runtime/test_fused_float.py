@@ -78,6 +78,20 @@ def test_a_stream_gives_the_same_numbers_at_every_batch_and_run_equals_step(prec
     assert np.array_equal(fast.run(X), together)
 
 
+@pytest.mark.parametrize(("cell", "hidden"), [("gru", 20), ("lstm", 30), ("rnn_tanh", 50), ("lstm", 16)])
+def test_gate_rows_that_end_inside_a_panel_of_64_columns_follow_the_generic_kernels(cell, hidden, tmp_path,
+                                                                                   monkeypatch):
+    # f32 reads W^T in panels of 64 columns: gru 20 (60 gate rows) and rnn 50 end inside the first panel after four
+    # blocks of 16, lstm 30 (120) inside the second, lstm 16 (64) on its edge; batch 5: a group of four and one
+    spec = make_spec(cell, layers=2, hidden=hidden)
+    fast, slow = _pair(tmp_path, spec, "f32", monkeypatch)
+    X = random_inputs(spec, 5, 40)
+    got = stream_all(fast.stream(5), X)
+    assert np.abs(got - stream_all(slow.stream(5), X)).max() <= TOLERANCE
+    assert np.array_equal(fast.run(X), got)
+    assert np.array_equal(fast.run(X[:1]), got[:1])  # run() of one sequence: the first layer projected ahead
+
+
 @pytest.mark.parametrize("precision", ["f32", "int8w"])
 @pytest.mark.parametrize("activation", ["softmax", "log_softmax", "sigmoid", "none"])
 def test_head_stacks_and_activations_run_specialised_as_the_generic_kernels_do(activation, precision, tmp_path,
@@ -194,9 +208,9 @@ def test_the_f32_steps_weights_stay_read_only_wherever_the_blob_was_allocated(at
     spec = make_spec("gru", layers=1, hidden=24)
     model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
     assert not model.layout.blob.flags.writeable
-    from rnnedge.runtime.fused_float import _placed  # after load: fused_float imports through runtime.fused
+    from rnnedge.runtime.fused_float_blob import placed  # after load: it imports through runtime.fused
 
-    placed = _placed(model.layout.blob, at)
+    placed = placed(model.layout.blob, at)
     assert not placed.flags.writeable and placed.ctypes.data % 64 == at
     assert numba.typeof(placed) == numba.typeof(model.layout.blob)
     assert model.kernel_info["step"] == "specialised" and not model.layout.blob.flags.writeable  # moved or not

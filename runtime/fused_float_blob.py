@@ -1,0 +1,63 @@
+"""Where the f32 step's weights sit: the layout's float32 blob, placed once so its largest matrices start a cache
+line, with every recurrent W^T rewritten in panels of 64 columns (layout.panelled: the same size, in place; every
+other offset unchanged, and layout.matrix still reads them row-major). fused_float.py (the step) and
+fused_float_sequence.py (run() of a model that cannot stream) both read it so.
+
+    panel_blob(lay, rows)      once per layout: lay.blob rewritten, lay.panels says which matrices
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnedge.runtime.fused_float_source import gate_rows
+from rnnedge.runtime.layout import L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, panelled
+
+CACHE_LINE = 64
+
+
+def panel_blob(lay, rows) -> None:
+    """lay.blob with the recurrent matrices of `rows` (layout rows) in panels, placed on a cache line
+    (line_offset): done once, a second call changes nothing."""
+    if not lay.panels:
+        lay.blob = _panelled(lay.blob, line_offset(rows), rows)
+        lay.panels = matrices(rows)
+
+
+def line_offset(rows) -> int:
+    """Where in a cache line the f32 blob should start so the matrices with the most products (by K x G, the
+    row strides being whole lines when G is a multiple of 16) start on a line boundary."""
+    products: dict[int, int] = {}
+    for row in rows:
+        for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN)):
+            at = -4 * int(row[off]) % CACHE_LINE
+            products[at] = products.get(at, 0) + int(row[k]) * gate_rows(row)
+    return max(products, key=products.get)
+
+
+def matrices(rows) -> dict[int, tuple[int, int]]:
+    """The recurrent matrices the f32 step reads in panels: {offset: (K, N)} of each layer's W_ih^T and W_hh^T."""
+    return {int(row[off]): (int(row[k]), gate_rows(row)) for row in rows
+            for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN))}
+
+
+def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:
+    """The f32 blob with every recurrent W^T in panels (layout.panelled: same size, every other offset
+    unchanged), placed `at` bytes past a cache line (placed), read-only as the layout's arrays are."""
+    out = placed(a, at, writeable=True)
+    for off, (K, N) in matrices(rows).items():
+        panelled(out, off, K, N)
+    out.flags.writeable = a.flags.writeable
+    return out
+
+
+def placed(a: np.ndarray, at: int, writeable: bool = False) -> np.ndarray:
+    """A copy of a whose first element sits `at` bytes past a cache line boundary, read-only as the layout's
+    arrays are: numba types a writable array apart from a read-only one, and whether the blob needs moving
+    depends on where it was allocated, so a writable copy would make a cached step miss in another process."""
+    raw = np.empty(a.nbytes + 2 * CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE + at
+    out = raw[start : start + a.nbytes].view(a.dtype)
+    out[:] = a
+    out.flags.writeable = writeable or a.flags.writeable
+    return out
