@@ -80,7 +80,9 @@ def generate(model) -> fused.Specialised | None:
     what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
             f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']}")
     q8 = model.precision == "int8w"
-    if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob)
+    if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob); FMA8 in panels
+        if vnni.KERNEL != "avx512_vnni":
+            panel_blob(lay, rows)
         weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
     else:  # the FMA sums load 64-byte weight vectors from the recurrent matrices' panels, each on a cache line

@@ -1,7 +1,8 @@
-"""Where the f32 step's weights sit: the layout's float32 blob, placed once so its largest matrices start a cache
-line, with every recurrent W^T rewritten in panels of 64 columns (layout.panelled: the same size, in place; every
-other offset unchanged, and layout.matrix still reads them row-major). fused_float.py (the step) and
-fused_float_sequence.py (run() of a model that cannot stream) both read it so.
+"""Where the float steps' weights sit: the array holding the recurrent matrices (f32: the float32 blob; int8w on a
+CPU without VNNI: the int8 qblob), placed once so its largest matrices start a cache line, with every recurrent
+W^T rewritten in panels of 64 columns (layout.panelled: the same size, in place; every other offset unchanged, and
+layout.matrix still reads them row-major). fused_float.py (the step) and fused_float_sequence.py (f32's run() of a
+model that cannot stream) read them so.
 
     panel_blob(lay, rows)      once per layout: lay.blob rewritten, lay.panels says which matrices
 """
@@ -17,20 +18,25 @@ CACHE_LINE = 64
 
 
 def panel_blob(lay, rows) -> None:
-    """lay.blob with the recurrent matrices of `rows` (layout rows) in panels, placed on a cache line
-    (line_offset): done once, a second call changes nothing."""
-    if not lay.panels:
-        lay.blob = _panelled(lay.blob, line_offset(rows), rows)
-        lay.panels = matrices(rows)
+    """The recurrent matrices of `rows` (layout rows) in panels, in the array that holds them (f32: lay.blob;
+    int8w: the int8 lay.qblob), placed so the largest start on a cache line (line_offset): done once, a second
+    call changes nothing."""
+    if lay.panels:
+        return
+    if lay.precision == "f32":
+        lay.blob = _panelled(lay.blob, line_offset(rows, 4), rows)
+    else:
+        lay.qblob = _panelled(lay.qblob, line_offset(rows, 1), rows)
+    lay.panels = matrices(rows)
 
 
-def line_offset(rows) -> int:
-    """Where in a cache line the f32 blob should start so the matrices with the most products (by K x G, the
-    row strides being whole lines when G is a multiple of 16) start on a line boundary."""
+def line_offset(rows, itemsize: int) -> int:
+    """Where in a cache line the weight array (elements of `itemsize` bytes) should start so the matrices with the
+    most products (by K x G) start on a line boundary."""
     products: dict[int, int] = {}
     for row in rows:
         for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN)):
-            at = -4 * int(row[off]) % CACHE_LINE
+            at = -itemsize * int(row[off]) % CACHE_LINE
             products[at] = products.get(at, 0) + int(row[k]) * gate_rows(row)
     return max(products, key=products.get)
 
@@ -42,7 +48,7 @@ def matrices(rows) -> dict[int, tuple[int, int]]:
 
 
 def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:
-    """The f32 blob with every recurrent W^T in panels (layout.panelled: same size, every other offset
+    """The weight array with every recurrent W^T in panels (layout.panelled: same size, every other offset
     unchanged), placed `at` bytes past a cache line (placed), read-only as the layout's arrays are."""
     out = placed(a, at, writeable=True)
     for off, (K, N) in matrices(rows).items():

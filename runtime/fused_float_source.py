@@ -327,7 +327,8 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     fma: "fma" (float32 W^T) or "fma8" (int8 W^T, int8w's on a CPU without VNNI). convert (woff, N, K) of int8
     W^T in q: each group's columns are first converted to float32 at `woff` in `weights` (buf's CW, rows of
     BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers). array: the float32
-    array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py)."""
+    array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py). panels: W^T sits in
+    `weights` (convert: in q) in panels of 64 columns (layout.panelled), else row-major."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
@@ -340,10 +341,12 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
         if convert:
             q_off, q_n, q_k = convert
             columns = count * LANES if lane == "g" else min(count * LANES, q_n - int(lane))
-            out(f"{indent}cw, qg = buf[{woff}:], q[{q_off} + {lane}:]  # views: the conversion vectorises",
+            q_at, q_stride = (panel_at(q_off, q_k, q_n, lane if lane == "g" else int(lane)) if panels else
+                              (f"{q_off} + {lane}", q_n))
+            out(f"{indent}cw, qg = buf[{woff}:], q[{q_at}:]  # views: the conversion vectorises",
                 f"{indent}for kk in range({q_k}):",
                 f"{indent}    for c in range({columns}):",
-                f"{indent}        cw[kk * {BLOCKS * LANES} + c] = np.float32(qg[kk * {q_n} + c])")
+                f"{indent}        cw[kk * {BLOCKS * LANES} + c] = np.float32(qg[kk * {q_stride} + c])")
         for first, last, step, n in ((0, f"{i}0", f", {STREAMS}", STREAMS), (f"{i}0", rows, "", 1)):
             out(f"{indent}for {i} in range({first}, {last}{step}):",
                 f"{indent}    {fma}_{n}_{count}({array}, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
@@ -378,9 +381,10 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
             out("if at < 0:")
             out.depth += 1
         if wide:
-            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
+            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k),
+                      panels=True)
         else:
-            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
+            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", panels=True)
         if projected and n == 0:
             out.depth -= 1
     out("for b in range(B):",

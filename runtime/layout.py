@@ -80,7 +80,7 @@ PANEL = 64  # columns of W^T per panel: fused_float_fma's BLOCKS x 16 lanes, one
 
 
 def panelled(a, off: int, K: int, N: int) -> None:
-    """Rewrite W^T (K, N) row-major at off in the float32 array a, in place, as panels of PANEL columns
+    """Rewrite W^T (K, N) row-major at off in the array a (float32 or int8), in place, as panels of PANEL columns
     (runtime/fused_float_fma.py): the same K x N elements, so every other offset in a stays where it was."""
     m = a[off : off + K * N].reshape(K, N).copy()
     at = off
@@ -113,8 +113,8 @@ class Layout:
     state_size: int  # floats of state per stream: every forward layer's h (and c)
     scratch_size: int  # floats (int8: int32 elements) of working memory a step needs
     iblob: np.ndarray = None  # (I,) int32: biases and requantisation constants (int8); empty otherwise
-    # f32: {offset: (K, N)} of the matrices the specialised step has rewritten in `blob` as column panels
-    # (panelled, same size, in place); matrix() reads them back row-major
+    # {offset: (K, N)} of the matrices the specialised step has rewritten as column panels (panelled, same size, in
+    # place) in the array that holds them (f32: blob; int8w: qblob); matrix() reads them back row-major
     panels: dict = None
 
     def __post_init__(self):
@@ -129,10 +129,10 @@ class Layout:
 
     def matrix(self, off: int, rows: int, cols: int) -> np.ndarray:
         """A weight matrix: float32 from `blob` (f32) or int8 from `qblob` (int8w, int8)."""
+        weights = self.blob if self.precision == "f32" else self.qblob
         if off in self.panels:
             assert self.panels[off] == (rows, cols), (off, rows, cols)
-            return unpanelled(self.blob, off, rows, cols)
-        weights = self.blob if self.precision == "f32" else self.qblob
+            return unpanelled(weights, off, rows, cols)
         return weights[off : off + rows * cols].reshape(rows, cols)
 
     def vector(self, off: int, n: int) -> np.ndarray:

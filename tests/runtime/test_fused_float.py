@@ -78,16 +78,20 @@ def test_a_stream_gives_the_same_numbers_at_every_batch_and_run_equals_step(prec
     assert np.array_equal(fast.run(X), together)
 
 
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
 @pytest.mark.parametrize(("cell", "hidden"), [("gru", 20), ("lstm", 30), ("rnn_tanh", 50), ("lstm", 16)])
-def test_gate_rows_that_end_inside_a_panel_of_64_columns_follow_the_generic_kernels(cell, hidden, tmp_path,
+def test_gate_rows_that_end_inside_a_panel_of_64_columns_follow_the_generic_kernels(cell, hidden, precision, tmp_path,
                                                                                    monkeypatch):
-    # f32 reads W^T in panels of 64 columns: gru 20 (60 gate rows) and rnn 50 end inside the first panel after four
-    # blocks of 16, lstm 30 (120) inside the second, lstm 16 (64) on its edge; batch 5: a group of four and one
+    # f32 (and int8w on FMA8) read W^T in panels of 64 columns: gru 20 (60 gate rows) and rnn 50 end inside the first
+    # panel after four blocks of 16, lstm 30 (120) inside the second, lstm 16 (64) on its edge; batch 5: a group of
+    # four and one; batch 9: int8w's step for 8 streams and more, converting each panel once for all of them
     spec = make_spec(cell, layers=2, hidden=hidden)
-    fast, slow = _pair(tmp_path, spec, "f32", monkeypatch)
-    X = random_inputs(spec, 5, 40)
-    got = stream_all(fast.stream(5), X)
-    assert np.abs(got - stream_all(slow.stream(5), X)).max() <= TOLERANCE
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    X = random_inputs(spec, 9, 40)
+    got = stream_all(fast.stream(9), X)
+    assert np.abs(got - stream_all(slow.stream(9), X)).max() <= TOLERANCE
+    assert np.array_equal(stream_all(fast.stream(5), X[:5]), got[:5])
+    X, got = X[:5], got[:5]
     assert np.array_equal(fast.run(X), got)
     assert np.array_equal(fast.run(X[:1]), got[:1])  # run() of one sequence: the first layer projected ahead
 
@@ -173,19 +177,28 @@ def test_generated_source_is_written_once_and_reused(tmp_path, monkeypatch):
     assert sorted((tmp_path / "cache").glob("*.py")) == written and written[0].stat().st_mtime_ns == stamp
 
 
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
 @pytest.mark.parametrize("hidden", [24, 40])
-def test_the_f32_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the_layouts_own_blob(hidden, tmp_path):
-    # gru 24: W_hh^T (24 x 72), one full panel of 64 columns and a tail of 8; 40: (40 x 120), a tail of 56
+def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the_layouts_own_array(hidden, precision,
+                                                                                                 tmp_path):
+    # gru 24: W_hh^T (24 x 72), one full panel of 64 columns and a tail of 8; 40: (40 x 120), a tail of 56. f32's
+    # float32 blob, int8w's int8 qblob (on a CPU without VNNI: the VNNI limbs read pairs of rows in place)
+    from rnnedge.runtime.fused_float_vnni import KERNEL
+
     spec = make_spec("gru", layers=2, hidden=hidden)
-    model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors"))
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision))
     lay = model.layout
+    array = (lambda: lay.blob) if precision == "f32" else (lambda: lay.qblob)
     rows = [lay.layers[0], lay.layers[2]]
     mats = {int(r[c]): (int(r[k]), 3 * hidden) for r in rows for c, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN))}
-    before = lay.blob.copy()
+    before = array().copy()
     row_major = {off: before[off : off + K * N].reshape(K, N).copy() for off, (K, N) in mats.items()}
     assert model.kernel_info["step"] == "specialised"
-    blob = lay.blob
-    assert (blob.ctypes.data + 4 * int(rows[0][L_OFF_WHH])) % 64 == 0
+    blob = array()
+    if precision == "int8w" and KERNEL == "avx512_vnni":
+        assert lay.panels == {} and blob is lay.qblob and np.array_equal(blob, before)
+        return
+    assert (blob.ctypes.data + blob.itemsize * int(rows[0][L_OFF_WHH])) % 64 == 0
     assert lay.panels == mats
     for off, (K, N) in mats.items():
         assert np.array_equal(lay.matrix(off, K, N), row_major[off])  # read back row-major, as the file has it
