@@ -6,8 +6,9 @@ The generator writes the model's step as numba source with its sizes and offsets
 (fused_float_source.py), loads it through runtime/specialize.py (kept in the cache folder, so a second process
 loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
 status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied;
-f32's blob is rewritten once, at generation: its recurrent matrices in panels of 64 columns (layout.panelled,
-the same size; layout.matrix still reads them row-major), the largest ones from a cache line: fused_float_blob.py).
+f32's blob, and int8w's qblob on a CPU without VNNI, is rewritten once, at generation: its recurrent matrices in
+panels of 64 columns (layout.panelled, the same size; layout.matrix still reads them row-major), the largest ones
+from a cache line: fused_float_blob.py).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
 too: it only sets where a stream starts), the head's hidden dense layers and its activation. A layer with an ONNX
 extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
@@ -101,9 +102,9 @@ def generate(model) -> fused.Specialised | None:
     if q8:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
                           if limbs else
-                          f"fma: float32 sums of the int8 weights, {fma.describe()}; from {CONVERT_FROM} streams "
-                          "each group of W^T's columns converted once per step for all of them (step_wide, "
-                          "compiled for such a stream only), else as loaded")
+                          f"fma: float32 sums of the int8 weights (W^T in panels of 64 columns), {fma.describe()}; "
+                          f"from {CONVERT_FROM} streams each group of W^T's columns converted once per step for all "
+                          "of them (step_wide, compiled for such a stream only), else as loaded")
     else:
         info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them; W^T in panels of 64 columns"
     if not limbs:

@@ -150,8 +150,7 @@ def generate(model) -> fused.Specialised:
     text, plan = source(model, sizes, what)
     stem = f"{model.precision}_seq_{cells}"
     module = specialize.load_source(stem, text)
-    if not q8:
-        panel_blob(lay, model_rows(model))  # f32's W^T in panels (int8w's float32 copies are made per run())
+    panel_blob(lay, model_rows(model))  # W^T in panels (int8w: its float32 copies per run() are panels too)
     weights = (lay.qblob, lay.blob) if q8 else (lay.blob,)
     init = initial_states(model, sizes)
     info = {"path": "fused_float_sequence", "source": str(specialize.source_path(stem, text)), "model": what,
@@ -260,6 +259,7 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
     if q8:  # this layer-direction's int8 W^T as float32 (exact), for the FMA blocks
         out("wx, wh, nx, nh = plan[i, 9], plan[i, 12], plan[i, 15], plan[i, 16]",
             "fx, fh, qx, qh = buf[WF : WF + nx], buf[WF + nx : WF + nx + nh], q[wx : wx + nx], q[wh : wh + nh]",
+            "# (the panels as they are: the copy is in panels too)",
             "for k in range(nx):  # views: the conversion vectorises",
             "    fx[k] = np.float32(qx[k])",
             "for k in range(nh):",

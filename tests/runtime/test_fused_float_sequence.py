@@ -105,3 +105,18 @@ def test_layers_of_different_widths_follow_the_generic_kernels(precision, tmp_pa
     X = random_inputs(spec, 3, 30)
     _check(fast, slow, X, np.array([30, 1, 11]))
     _check(fast, slow, X[:1], np.array([30]))
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_matrices_of_several_panels_of_64_columns_and_a_tail_follow_the_generic_kernels(precision, tmp_path,
+                                                                                      monkeypatch):
+    # W^T in panels of 64 columns (fused_float_blob.py): a bidirectional LSTM of 36 has 144 gate rows, two whole
+    # panels and a tail of 16; a GRU of 30 (90) one panel and a tail of 26 that ends inside a block; batch 5: a
+    # group of four sequences and one
+    spec = make_spec("lstm", layers=2, bidirectional=True, hidden=36)
+    spec["layers"][1] = {"cell": "gru", "hidden": 30, "bidirectional": True}
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    assert fast.layout.panels  # the layout says which matrices it holds in panels
+    X = random_inputs(spec, 5, 25)
+    _check(fast, slow, X, np.array([25, 3, 25, 10, 1]))
+
