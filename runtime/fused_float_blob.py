@@ -42,7 +42,7 @@ def line_offset(rows, itemsize: int) -> int:
 
 
 def matrices(rows) -> dict[int, tuple[int, int]]:
-    """The recurrent matrices the f32 step reads in panels: {offset: (K, N)} of each layer's W_ih^T and W_hh^T."""
+    """The recurrent matrices the float steps read in panels: {offset: (K, N)} of each layer's W_ih^T and W_hh^T."""
     return {int(row[off]): (int(row[k]), gate_rows(row)) for row in rows
             for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN))}
 

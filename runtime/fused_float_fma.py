@@ -18,9 +18,9 @@ call into passes of at most four 16-lane sums, so none spills; each sum's chain 
 A block past n reads lanes of the next rows of W^T (or whatever follows the matrix in w: `reach` says how far,
 the generator keeps it within w) into accumulator lanes nobody reads: the accumulators are padded to blocks of 16.
 
-W^T may sit in w row-major (row stride n) or in panels (layout.panelled): its columns in groups of PANEL, each group
-stored (k, PANEL) row-major, one after another, the last group (fewer columns) likewise at its own width. A call
-on the group at column c then reads from the group's start with row stride PANEL: the k loop walks one 256-byte
+The generators keep W^T in panels (layout.panelled, fused_float_blob.py): its columns in groups of PANEL, each
+group stored (k, PANEL) row-major, one after another, the last group (fewer columns) likewise at its own width. A
+call on the group at column c then reads from the group's start with row stride PANEL (`panel_at`): the k loop walks one 256-byte
 run of consecutive cache lines per row instead of 64 bytes out of every row of the whole matrix (a row stride of
 a power of two maps every row of a block to the same few L1 sets, and the hardware prefetcher sees one stream).
 Measured (Zen 3, kws' W_hh^T 128 x 512, a numba loop of FMA[4, 4] calls over 64 streams): 31 -> 41 G

@@ -11,9 +11,10 @@ layer (and layers of one shape) share one function. Sizes are literals. GP: the 
 site, so each is compiled once (what an empty cache spends its time on).
 
 Both products on fused_float_fma's register-blocked FMA (STREAMS rows x BLOCKS blocks of 16 gate rows per call,
-the blocks outer: a block of W^T is read once for all rows), W^T in panels of 64 columns (fused_float_blob.py). int8w: on a float32 copy of the layer-direction's
-int8 W^T in the run's buffer (`buf`, offsets wih / whh there; each int8 is exact as a float32), the row scale
-applied to the finished sum (b + s * sum, kernels_int8w's arithmetic).
+the blocks outer: a block of W^T is read once for all rows), W^T in panels of 64 columns (fused_float_blob.py).
+int8w: on a float32 copy of the layer-direction's int8 W^T in the run's buffer (`buf`, offsets wih / whh there;
+each int8 is exact as a float32), the row scale applied to the finished sum (b + s * sum, kernels_int8w's
+arithmetic).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def proj(name: str, row, q8: bool, GS: int) -> str:
     out("for r in range(rows):",
         f"    for j in range({G}):",
         f"        buf[dst + r * {GS} + j] = {'ZERO' if q8 else 'w[bih + j]'}")
-    fma_calls(out, "buf" if q8 else "w", "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r", panels=True)
+    fma_calls(out, "buf" if q8 else "w", "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r")
     if q8:  # kernels_int8w: the row scale on the finished sum, then the bias
         out("for r in range(rows):",
             f"    a = buf[dst + r * {GS}:]",
@@ -72,7 +73,7 @@ def recur(name: str, row, q8: bool) -> str:
     out("for b in range(B):",
         f"    for j in range({G}):",
         f"        buf[scr + b * {GP} + j] = {'ZERO' if q8 else 'w[bhh + j]'}")
-    fma_calls(out, "buf" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B", "r", panels=True)
+    fma_calls(out, "buf" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B", "r")
     out("for b in range(B):",
         "    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
         "  # views: LLVM vectorises without alias checks")

@@ -63,7 +63,7 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
         f"    for j in range({G}):",
         f"        pv[r * {GP} + j] = {'ZERO' if q8 else f'w[{int(row[L_OFF_BIH])} + j]'}")
     fma_calls(out, "qw" if q8 else "w", "0", GP, int(row[L_OFF_WIH]), G, K, str(VP), K, "rows", "r",
-              "fma8" if q8 else "fma", array="pv", panels=True)
+              "fma8" if q8 else "fma", array="pv")
     out("for t in range(t0, t1):",
         f"    layers(buf, X[t], {args}, pv, (t - t0) * B * {GP})")
     out.depth += 1

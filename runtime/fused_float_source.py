@@ -277,7 +277,7 @@ def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projec
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
         "        av[i] = bi[i]")
-    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", panels=True)
+    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
     if projected:
         out.depth -= 1
         _projections(out, sums, G)
@@ -285,8 +285,7 @@ def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projec
         f"    av = buf[A + b * {sums}:]",
         f"    for i in range({G}):",
         f"        av[{half} + i] = bh[i]")
-    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
-              panels=True)
+    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b")
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]")
@@ -318,7 +317,7 @@ def over_blocks(out: Lines, nb: int, group: int, emit, full: int | None = None) 
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
               rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None,
-              array: str = "buf", panels: bool = False) -> None:
+              array: str = "buf") -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
@@ -327,22 +326,17 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     fma: "fma" (float32 W^T) or "fma8" (int8 W^T, int8w's on a CPU without VNNI). convert (woff, N, K) of int8
     W^T in q: each group's columns are first converted to float32 at `woff` in `weights` (buf's CW, rows of
     BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers). array: the float32
-    array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py). panels: W^T sits in
-    `weights` (convert: in q) in panels of 64 columns (layout.panelled), else row-major."""
+    array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py). W^T sits in `weights`
+    (convert: in q) in panels of 64 columns (layout.panelled, fused_float_blob.py)."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
-        if convert:
-            w_at, w_stride = woff, BLOCKS * LANES
-        elif panels:
-            w_at, w_stride = panel_at(woff, K, N, lane if lane == "g" else int(lane))
-        else:
-            w_at, w_stride = f"{woff} + {lane}", N
+        column = lane if lane == "g" else int(lane)
+        w_at, w_stride = (woff, BLOCKS * LANES) if convert else panel_at(woff, K, N, column)
         if convert:
             q_off, q_n, q_k = convert
             columns = count * LANES if lane == "g" else min(count * LANES, q_n - int(lane))
-            q_at, q_stride = (panel_at(q_off, q_k, q_n, lane if lane == "g" else int(lane)) if panels else
-                              (f"{q_off} + {lane}", q_n))
+            q_at, q_stride = panel_at(q_off, q_k, q_n, column)
             out(f"{indent}cw, qg = buf[{woff}:], q[{q_at}:]  # views: the conversion vectorises",
                 f"{indent}for kk in range({q_k}):",
                 f"{indent}    for c in range({columns}):",
@@ -352,9 +346,9 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
                 f"{indent}    {fma}_{n}_{count}({array}, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
                 f"{w_at}, {w_stride}, {src} + {i} * {stride}, {stride}, {K})")
 
-    # panels: the loop takes the whole panels only (a last group of four blocks short of 64 columns is a narrower
-    # panel, at its own row stride)
-    over_blocks(out, blocks(N), BLOCKS, through, BLOCKS * (N // (BLOCKS * LANES)) if panels else None)
+    # the loop takes the whole panels only (a last group of four blocks short of 64 columns is a narrower panel, at
+    # its own row stride)
+    over_blocks(out, blocks(N), BLOCKS, through, BLOCKS * (N // (BLOCKS * LANES)))
 
 
 def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
@@ -381,10 +375,9 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
             out("if at < 0:")
             out.depth += 1
         if wide:
-            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k),
-                      panels=True)
+            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
         else:
-            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", panels=True)
+            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
         if projected and n == 0:
             out.depth -= 1
     out("for b in range(B):",
