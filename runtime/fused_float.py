@@ -34,16 +34,15 @@ from rnnedge.runtime import fused, fused_float_run, fused_float_sequence, specia
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_blob import panel_blob
+from rnnedge.runtime.fused_float_blob import matrix_parts, panel_blob
 from rnnedge.runtime.fused_float_source import (
     CONVERT_FROM,
     converted_scratch,
-    gate_rows,
     scratch_per_stream,
     source,
 )
 from rnnedge.runtime.jit import target_cpu
-from rnnedge.runtime.layout import F_STEP, L_FLAGS, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
+from rnnedge.runtime.layout import F_STEP, L_FLAGS
 
 
 def why_not(model) -> str | None:
@@ -56,13 +55,9 @@ def why_not(model) -> str | None:
         if int(row[L_FLAGS]) & F_STEP:
             return (f"layer {l} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
-        if model.precision == "int8w" and max(vnni.reach(int(row[L_OFF_WIH]), int(row[L_N_IN]), gate_rows(row)),
-                                              vnni.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
-                > lay.qblob.size:
+        if model.precision == "int8w" and max(vnni.reach(*part) for part in matrix_parts(row)) > lay.qblob.size:
             return f"layer {l}'s VNNI sums would read past the int8 weights"
-        if model.precision == "f32" and max(fma.reach(int(row[L_OFF_WIH]), int(row[L_N_IN]), gate_rows(row)),
-                                            fma.reach(int(row[L_OFF_WHH]), int(row[L_HIDDEN]), gate_rows(row))) \
-                > lay.blob.size:
+        if model.precision == "f32" and max(fma.reach(*part) for part in matrix_parts(row)) > lay.blob.size:
             return f"layer {l}'s blocked FMA sums would read past the float32 weights"
     return None
 

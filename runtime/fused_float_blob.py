@@ -30,21 +30,26 @@ def panel_blob(lay, rows) -> None:
     lay.panels = matrices(rows)
 
 
+def matrix_parts(row) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(offset, K, G) of a layer-direction's W_ih^T and W_hh^T (K, G) in its weight array."""
+    G = gate_rows(row)
+    return (int(row[L_OFF_WIH]), int(row[L_N_IN]), G), (int(row[L_OFF_WHH]), int(row[L_HIDDEN]), G)
+
+
 def line_offset(rows, itemsize: int) -> int:
     """Where in a cache line the weight array (elements of `itemsize` bytes) should start so the matrices with the
     most products (by K x G) start on a line boundary."""
     products: dict[int, int] = {}
     for row in rows:
-        for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN)):
-            at = -itemsize * int(row[off]) % CACHE_LINE
-            products[at] = products.get(at, 0) + int(row[k]) * gate_rows(row)
+        for off, K, G in matrix_parts(row):
+            at = -itemsize * off % CACHE_LINE
+            products[at] = products.get(at, 0) + K * G
     return max(products, key=products.get)
 
 
 def matrices(rows) -> dict[int, tuple[int, int]]:
     """The recurrent matrices the float steps read in panels: {offset: (K, N)} of each layer's W_ih^T and W_hh^T."""
-    return {int(row[off]): (int(row[k]), gate_rows(row)) for row in rows
-            for off, k in ((L_OFF_WIH, L_N_IN), (L_OFF_WHH, L_HIDDEN))}
+    return {off: (K, G) for row in rows for off, K, G in matrix_parts(row)}
 
 
 def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:

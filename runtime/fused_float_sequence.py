@@ -37,7 +37,7 @@ from rnnedge.runtime import fused, specialize
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_blob import panel_blob
+from rnnedge.runtime.fused_float_blob import matrix_parts, panel_blob
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, padded
 from rnnedge.runtime.fused_float_layers import (
     head_source,
@@ -82,15 +82,9 @@ def why_not(model) -> str | None:
         if int(row[L.L_FLAGS]) & L.F_STEP:
             return (f"layer-direction {i} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
-        if max(fma.reach(*part) for part in _parts(row)) > (lay.qblob if q8 else lay.blob).size:
+        if max(fma.reach(*part) for part in matrix_parts(row)) > (lay.qblob if q8 else lay.blob).size:
             return f"layer-direction {i}'s blocked sums would read past the weights"
     return None
-
-
-def _parts(row) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """(offset, K, G) of a layer-direction's W_ih^T and W_hh^T (K, G) in the layout's weights."""
-    G = gate_rows(row)
-    return (int(row[L.L_OFF_WIH]), int(row[L.L_N_IN]), G), (int(row[L.L_OFF_WHH]), int(row[L.L_HIDDEN]), G)
 
 
 def _extent(w: int, K: int, G: int) -> int:
@@ -106,7 +100,7 @@ class Sizes:
         lay = model.layout
         rows = model_rows(model)
         # int8w: room for one layer-direction's W_ih^T and W_hh^T as float32, as far as the FMA blocks read
-        self.WF = 0 if model.precision != "int8w" else max(sum(_extent(*part) for part in _parts(row)) for row in rows)
+        self.WF = 0 if model.precision != "int8w" else max(sum(_extent(*part) for part in matrix_parts(row)) for row in rows)
         self.O = int(lay.model[L.M_OUT])
         self.RS = recur_scratch(rows)
         self.U = sum(int(d[L.D_UNITS]) for d in lay.dense)
@@ -214,7 +208,7 @@ def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
                        _state_size(layers[l]), H, d * H, from_p, stride)
         plan[i, 9 : 9 + (3 if q8 else 2)] = proj_offsets(row, q8)
         plan[i, 12 : 12 + (3 if q8 else 2)] = recur_offsets(row, q8)
-        plan[i, 15:] = [_extent(*part) for part in _parts(row)]
+        plan[i, 15:] = [_extent(*part) for part in matrix_parts(row)]
         if d == specs.directions(layers[l]) - 1:
             stride, from_p = sizes.WM, 1 - from_p
     parts.append(_sequence(model, sizes, len(projs), len(recurs), "P" if from_p else "Q", q8, args))
