@@ -81,7 +81,7 @@ def recur(name: str, row, q8: bool) -> str:
     def gh(off: int) -> str:  # int8w: kernels_int8w's b + row scale * sum
         return f"(w[bhh + {off} + j] + w[shh + {off} + j] * a[{off} + j])" if q8 else f"a[{off} + j]"
 
-    update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H)
+    update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
     return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, w):\n"
             f'    """One step of B streams: state [h | c] ({H} each) at st, st_stride apart; gx their input '
