@@ -20,17 +20,9 @@ arithmetic).
 from __future__ import annotations
 
 from rnnedge.runtime import layout as L
+from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation, update
 from rnnedge.runtime.fused_float_fma import padded
-from rnnedge.runtime.fused_float_source import (
-    Lines,
-    dense,
-    fma_calls,
-    gate_rows,
-    head,
-    hidden_activation,
-    input_rows,
-    update,
-)
+from rnnedge.runtime.fused_float_source import Lines, fma_calls, gate_rows, input_rows
 
 
 def proj_offsets(row, q8: bool) -> tuple[int, ...]:

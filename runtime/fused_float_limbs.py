@@ -5,7 +5,8 @@ limb sums, scales) are fused_float_source's module docstring's."""
 
 from __future__ import annotations
 
-from rnnedge.runtime.fused_float_source import Lines, _blocks, _pairs, gate_rows, over_blocks, update
+from rnnedge.runtime.fused_float_cells import update
+from rnnedge.runtime.fused_float_source import Lines, _blocks, _pairs, gate_rows, over_blocks
 from rnnedge.runtime.fused_float_vnni import GROUP, LANES, limb_range
 from rnnedge.runtime.fused_float_vnni import STREAM_BLOCKS as VNNI_BLOCKS
 from rnnedge.runtime.fused_float_vnni import STREAMS as VNNI_STREAMS

@@ -27,44 +27,25 @@ q[k, i] v[k]) as kernels_int8w does, the sum taken on VNNI from the activations'
 
 from __future__ import annotations
 
+from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation, update
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded, panel_at
 from rnnedge.runtime.fused_float_vnni import DP2, LANES
 from rnnedge.runtime.layout import (
-    ACT_LOG_SOFTMAX,
-    ACT_SIGMOID,
-    ACT_SOFTMAX,
     CELL_GRU,
     CELL_LSTM,
-    CELL_RNN_RELU,
     D_ACTIVATION,
-    D_N_IN,
-    D_OFF_B,
-    D_OFF_S,
-    D_OFF_W,
     D_UNITS,
-    HID_GELU,
-    HID_GELU_TANH,
-    HID_NONE,
-    HID_RELU,
-    HID_SIGMOID,
-    HID_TANH,
     L_CELL,
     L_HIDDEN,
     L_N_IN,
     L_OFF_BHH,
     L_OFF_BIH,
-    L_OFF_C,
     L_OFF_H,
     L_OFF_SHH,
     L_OFF_SIH,
     L_OFF_WHH,
     L_OFF_WIH,
-    M_ACTIVATION,
-    M_HEAD_IN,
     M_N_IN,
-    M_OFF_HEAD_B,
-    M_OFF_HEAD_S,
-    M_OFF_HEAD_W,
     M_OFF_IN_A,
     M_OFF_IN_B,
     M_OFF_IN_S,
@@ -389,120 +370,3 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
 
     update(out, row, part(int(row[L_OFF_BIH]), int(row[L_OFF_SIH]), 0),
            part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), half), scratch=lambda off: f"av[{half + off} + j]")
-
-
-def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int | None = None,
-           scratch=None) -> None:
-    """The cell's gates and state update for one stream (`st` its state row, h and c where the layer's h and c
-    start in it: by default the layout's offsets), gx(off) / gh(off) the pre-activation parts of gate row off + j:
-    kernels_f32's lstm_update_f32 / gru_update_f32 / rnn_update_f32 per element. scratch(off), where given, names a
-    float32 slot of gate row off + j that may be overwritten once gx(off) and gh(off) have been read.
-
-    An LSTM or GRU unit is two exponentials deep (a sigmoid, then the tanh of what it gave): in one loop over j,
-    out-of-order execution overlaps too few units to hide that latency. So the update is two loops over j, each
-    one exponential deep: the LSTM's i, f, g -> c, then o and h = o tanh(c); the GRU's r -> r gh_n + gx_n into
-    scratch(2H), then z, n -> h (without a scratch slot the GRU keeps one loop). Every element is computed by the
-    same expressions as in one loop, stored as the float32 it is: the same numbers (kws f32 at batch 64: the gate
-    stage 0.55 -> 0.45 us a stream-step on Zen 3)."""
-    cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
-    h = int(row[L_OFF_H]) if h is None else h
-    c = int(row[L_OFF_C]) if c is None else c
-    out(f"    for j in range({H}):")
-    if cell == CELL_LSTM:  # gate order i f g o
-        out(f"        i_ = ONE / (ONE + exp_f32(-({gx(0)} + {gh(0)})))",
-            f"        f_ = ONE / (ONE + exp_f32(-({gx(H)} + {gh(H)})))",
-            f"        g_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + {gh(2 * H)}))) - ONE",
-            f"        {st}[{c} + j] = f_ * {st}[{c} + j] + i_ * g_",
-            f"    for j in range({H}):",
-            f"        o_ = ONE / (ONE + exp_f32(-({gx(3 * H)} + {gh(3 * H)})))",
-            f"        {st}[{h} + j] = o_ * (TWO / (ONE + exp_f32(-TWO * {st}[{c} + j])) - ONE)")
-    elif cell == CELL_GRU and scratch is not None:  # gate order r z n
-        out(f"        r_ = ONE / (ONE + exp_f32(-({gh(0)} + {gx(0)})))",
-            f"        {scratch(2 * H)} = {gx(2 * H)} + r_ * {gh(2 * H)}",
-            f"    for j in range({H}):",
-            f"        z_ = ONE / (ONE + exp_f32(-({gh(H)} + {gx(H)})))",
-            f"        n_ = TWO / (ONE + exp_f32(-TWO * {scratch(2 * H)})) - ONE",
-            f"        {st}[{h} + j] = (ONE - z_) * n_ + z_ * {st}[{h} + j]")
-    elif cell == CELL_GRU:
-        out(f"        r_ = ONE / (ONE + exp_f32(-({gh(0)} + {gx(0)})))",
-            f"        z_ = ONE / (ONE + exp_f32(-({gh(H)} + {gx(H)})))",
-            f"        n_ = TWO / (ONE + exp_f32(-TWO * ({gx(2 * H)} + r_ * {gh(2 * H)}))) - ONE",
-            f"        {st}[{h} + j] = (ONE - z_) * n_ + z_ * {st}[{h} + j]")
-    elif cell == CELL_RNN_RELU:
-        out(f"        {st}[{h} + j] = max({gx(0)} + {gh(0)}, ZERO)")
-    else:
-        out(f"        {st}[{h} + j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
-
-
-def rows_times(out: Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
-               src: str, stride: int | str) -> None:
-    """buf[dst + b n_out + o] = bias[o] (+ scale[o] *) sum_k W[o, k] v_b[k]: W (n_out, n_in) row-major, one dot
-    product per row (few long rows: the head and its hidden layers), each row read once for all streams."""
-    wref = "np.float32(wo[k])" if q8 else "wo[k]"
-    total = f"w[{boff} + o] + w[{soff} + o] * acc" if q8 else f"w[{boff} + o] + acc"
-    out(f"for o in range({n_out}):",
-        f"    wo = {'q' if q8 else 'w'}[{woff} + o * {n_in}:]  # views: the sums vectorise without alias checks",
-        "    for b in range(B):",
-        "        acc = ZERO",
-        f"        v = buf[{src} + b * {stride}:]",
-        f"        for k in range({n_in}):",
-        f"            acc += {wref} * v[k]",
-        f"        buf[{dst} + b * {n_out} + o] = {total}")
-
-
-def dense(out: Lines, dst: str, U: int, d, q8: bool, src: str, stride: int | str) -> None:
-    """A hidden head layer's linear part for B streams: rows at src, stride apart -> dst (B, U)."""
-    out(f"# hidden head layer: {int(d[D_N_IN])} -> {U}")
-    rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]), int(d[D_OFF_B]),
-                int(d[D_OFF_S]) if q8 else None,
-                q8, src, stride)
-
-
-HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
-    HID_RELU: "max(a_, ZERO)",
-    HID_TANH: "TWO / (ONE + exp_f32(-TWO * a_)) - ONE",
-    HID_SIGMOID: "ONE / (ONE + exp_f32(-a_))",
-    HID_GELU: "HALF * a_ * (ONE + erf_f32(a_ * _RSQRT2))",
-    HID_GELU_TANH: "HALF * a_ * (ONE + (TWO / (ONE + exp_f32(-TWO * (_GELU_TANH_K * (a_ + _GELU_TANH_C * a_ * a_ * a_))))"
-                   " - ONE))",
-}
-
-
-def hidden_activation(out: Lines, dst: str, U: int, code: int) -> None:
-    """kernels_f32.activate_hidden_f32 over dst (B, U) in place."""
-    if code == HID_NONE:
-        return
-    out(f"for i in range(B * {U}):",
-        f"    a_ = buf[{dst} + i]",
-        f"    buf[{dst} + i] = {HIDDEN[code]}")
-
-
-def head(out: Lines, m, q8: bool, src: str, stride: int | str) -> None:
-    """The final linear layer into y (B, O), then kernels_f32.activate_head_f32's activation per stream."""
-    O, n_in = int(m[M_OUT]), int(m[M_HEAD_IN])
-    out("# head")
-    rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]), int(m[M_OFF_HEAD_B]),
-                int(m[M_OFF_HEAD_S]) if q8 else None, q8, src, stride)
-    act = int(m[M_ACTIVATION])
-    if act == ACT_SIGMOID:
-        out(f"for i in range(B * {O}):", "    buf[i] = ONE / (ONE + np.exp(-buf[i]))")
-    elif act in (ACT_SOFTMAX, ACT_LOG_SOFTMAX):
-        out("for b in range(B):",
-            f"    y0 = b * {O}",
-            "    top = buf[y0]",
-            f"    for o in range(1, {O}):",
-            "        top = max(top, buf[y0 + o])",
-            "    total = ZERO")
-        if act == ACT_SOFTMAX:
-            out(f"    for o in range({O}):",
-                "        e_ = np.exp(buf[y0 + o] - top)",
-                "        buf[y0 + o] = e_",
-                "        total += e_",
-                f"    for o in range({O}):",
-                "        buf[y0 + o] /= total")
-        else:
-            out(f"    for o in range({O}):",
-                "        total += np.exp(buf[y0 + o] - top)",
-                "    log_total = np.log(total)",
-                f"    for o in range({O}):",
-                "        buf[y0 + o] = (buf[y0 + o] - top) - log_total")
