@@ -8,19 +8,8 @@ Activations use one vectorisable exp: Cody-Waite range reduction x = k ln2 + r, 
 for e^r on |r| <= ln2/2 (relative error ~1.2e-7) and 2^k built in the exponent bits. sigmoid and tanh
 derive from it; their absolute error stays below 2.5e-7.
 
-The whole model's step is one call, so a stream pays the numba dispatch once per
-step, with four arguments: the stream's one float32 buffer (output, state, scratch), the input, the
-weights (one float32 blob) and one int64 table of offsets and sizes (runtime/layout.py). The step returns a status:
-OK, BAD_VALUE (NaN or infinity in x, or in its normalised value (x - mean) / std: a finite x near float32's limit
-overflows there) or BAD_TOKEN (id out of range). It checks the input before touching the state, so a refused step
-loses nothing. Dense and token inputs have one entry each (`model_step_dense_f32`, `model_step_tokens_f32`).
-
-The ONNX layer extensions (runtime/spec.py: linear_before_reset false, input_forget, peepholes, clip, other
-activation functions, initial state) run on a second path, taken when a layer's L_FLAGS has an F_STEP bit
-(`lstm_update_ext_f32`, `gru_gates_ext_f32` / `gru_blend_ext_f32`, `rnn_update_ext_f32`, shared with int8w like
-the plain updates); PyTorch's cells keep the plain path above, unchanged. The functions: tanh and sigmoid as
-above; affine, leaky/thresholded relu, hard sigmoid and softsign exactly; scaled tanh, elu and softplus from the
-same exp (softplus = log1p(e^x), and x itself above 20, where they agree in float32).
+The whole model's step and sequence pass built from these are runtime/kernels_f32_model.py; the ONNX layer
+extensions' kernels (a second path, taken when a layer's L_FLAGS has an F_STEP bit) runtime/kernels_f32_ext.py.
 """
 
 import numpy as np
@@ -35,7 +24,6 @@ from rnnedge.runtime.layout import (
     ACT_SOFTMAX,
     CELL_GRU,
     CELL_LSTM,
-    CELL_RNN_RELU,
     D_ACTIVATION,
     D_COLUMNS,
     D_N_IN,
@@ -43,22 +31,6 @@ from rnnedge.runtime.layout import (
     D_OFF_OUT,
     D_OFF_W,
     D_UNITS,
-    F_INIT,
-    F_INPUT_FORGET,
-    F_PEEPHOLES,
-    F_RESET_BEFORE,
-    F_STEP,
-    FN_AFFINE,
-    FN_ELU,
-    FN_HARDSIGMOID,
-    FN_LEAKYRELU,
-    FN_RELU,
-    FN_SCALEDTANH,
-    FN_SIGMOID,
-    FN_SOFTPLUS,
-    FN_SOFTSIGN,
-    FN_TANH,
-    FN_THRESHOLDEDRELU,
     HID_GELU,
     HID_GELU_TANH,
     HID_RELU,
@@ -66,31 +38,10 @@ from rnnedge.runtime.layout import (
     HID_TANH,
     L_CELL,
     L_COLUMNS,
-    L_FLAGS,
     L_HIDDEN,
-    L_N_IN,
-    L_OFF_BHH,
-    L_OFF_BIH,
-    L_OFF_C,
-    L_OFF_EXT,
-    L_OFF_H,
-    L_OFF_INIT,
-    L_OFF_P,
-    L_OFF_WHH,
-    L_OFF_WIH,
-    M_ACTIVATION,
     M_FIELDS,
-    M_HEAD_IN,
     M_N_DENSE,
-    M_N_IN,
     M_N_LAYERS,
-    M_OFF_HEAD_B,
-    M_OFF_HEAD_W,
-    M_OFF_IN_A,
-    M_OFF_IN_B,
-    M_OUT,
-    M_STATE,
-    M_VOCAB,
 )
 
 OK, BAD_VALUE, BAD_TOKEN = 0, 1, 2
@@ -407,342 +358,12 @@ def split_table(table):
     return model, table[M_FIELDS:end].reshape((n_rows, L_COLUMNS)), table[end:].reshape((model[M_N_DENSE], D_COLUMNS))
 
 
-# -- the ONNX extensions (L_FLAGS & F_STEP) --------------------------------------------------------------------------
-_SOFTPLUS_LINEAR = np.float32(20.0)  # above it log1p(e^x) == x in float32
-
-
-@fast_kernel
-def activate_f32(a, code, alpha, beta):
-    """a (n,) in place: one ONNX activation function (layout.FN_* code) with its alpha and beta."""
-    if code == FN_SIGMOID:
-        sigmoid_f32(a)
-    elif code == FN_TANH:
-        tanh_f32(a)
-    elif code == FN_RELU:
-        for i in range(a.shape[0]):
-            a[i] = max(a[i], _ZERO)
-    elif code == FN_AFFINE:
-        for i in range(a.shape[0]):
-            a[i] = alpha * a[i] + beta
-    elif code == FN_LEAKYRELU:
-        for i in range(a.shape[0]):
-            if a[i] < _ZERO:
-                a[i] = alpha * a[i]
-    elif code == FN_THRESHOLDEDRELU:
-        for i in range(a.shape[0]):
-            if a[i] <= alpha:
-                a[i] = _ZERO
-    elif code == FN_SCALEDTANH:
-        for i in range(a.shape[0]):
-            a[i] = alpha * (_TWO / (_ONE + exp_f32(-_TWO * beta * a[i])) - _ONE)
-    elif code == FN_HARDSIGMOID:
-        for i in range(a.shape[0]):
-            a[i] = min(max(alpha * a[i] + beta, _ZERO), _ONE)
-    elif code == FN_ELU:
-        for i in range(a.shape[0]):
-            if a[i] < _ZERO:
-                a[i] = alpha * (exp_f32(a[i]) - _ONE)
-    elif code == FN_SOFTSIGN:
-        for i in range(a.shape[0]):
-            a[i] = a[i] / (_ONE + abs(a[i]))
-    elif code == FN_SOFTPLUS:
-        for i in range(a.shape[0]):
-            if a[i] <= _SOFTPLUS_LINEAR:
-                a[i] = np.log1p(exp_f32(a[i]))
-
-
-@kernel
-def function_f32(a, ext, k):
-    """a in place: the layer-direction's k-th activation function, from its L_OFF_EXT block ext."""
-    activate_f32(a, np.int64(ext[1 + 3 * k]), ext[2 + 3 * k], ext[3 + 3 * k])
-
-
-@fast_kernel
-def clip_f32(a, clip):
-    """a (n,) in place: clamped to [-clip, clip] when clip > 0 (ONNX's clip of a pre-activation)."""
-    if clip > _ZERO:
-        for i in range(a.shape[0]):
-            a[i] = min(max(a[i], -clip), clip)
-
-
-@kernel
-def rnn_update_ext_f32(h, pre, ext):
-    """The RNN's update with the extensions: h (H,) = f(clip(pre (H,))), f the layer's function."""
-    clip_f32(pre, ext[0])
-    function_f32(pre, ext, 0)
-    h[:] = pre
-
-
-@kernel
-def lstm_update_ext_f32(h, c, gates, ext, p, flags):
-    """The LSTM's update with the extensions: gates (4H,) pre-activations (i f g o), spent; p (3H,) peepholes
-    [p_i; p_f; p_o] (read with F_PEEPHOLES). i, f see c_prev, o sees c_new; each pre-activation is clipped, then
-    i, f, o take function 0, the cell input function 1, c function 2; input_forget sets f = 1 - i."""
-    H = h.shape[0]
-    peep = (flags & F_PEEPHOLES) != 0
-    if peep:
-        for j in range(H):
-            gates[j] += p[j] * c[j]
-            gates[H + j] += p[H + j] * c[j]
-    clip_f32(gates[: 3 * H], ext[0])
-    function_f32(gates[:H], ext, 0)
-    if flags & F_INPUT_FORGET:
-        for j in range(H):
-            gates[H + j] = _ONE - gates[j]
-    else:
-        function_f32(gates[H : 2 * H], ext, 0)
-    function_f32(gates[2 * H : 3 * H], ext, 1)
-    for j in range(H):
-        c[j] = gates[H + j] * c[j] + gates[j] * gates[2 * H + j]
-    o = gates[3 * H :]
-    if peep:
-        for j in range(H):
-            o[j] += p[2 * H + j] * c[j]
-    clip_f32(o, ext[0])
-    function_f32(o, ext, 0)
-    out = gates[:H]  # reuse buffer: the input gate is spent
-    out[:] = c
-    function_f32(out, ext, 2)
-    for j in range(H):
-        h[j] = o[j] * out[j]
-
-
-@kernel
-def gru_update_ext_f32(h, gh, gx, ext, reset_before):
-    """The GRU's update with the extensions: gh (3H,) holds the recurrent sums (r, z rows; the n rows are
-    W_hn h + b_hn, or with reset_before W_hn (r * h) + b_hn, already formed by the caller from r in gh[:H]
-    when reset_before), spent. r and z are formed here unless reset_before (the caller formed them first)."""
-    H = h.shape[0]
-    rz = gh[: 2 * H]
-    if not reset_before:
-        gru_rz_ext_f32(rz, gx, ext)
-    n = gh[2 * H :]
-    if reset_before:
-        for j in range(H):
-            n[j] += gx[2 * H + j]
-    else:
-        for j in range(H):
-            n[j] = gx[2 * H + j] + rz[j] * n[j]
-    clip_f32(n, ext[0])
-    function_f32(n, ext, 1)
-    for j in range(H):
-        z = rz[H + j]
-        h[j] = (_ONE - z) * n[j] + z * h[j]
-
-
-@kernel
-def gru_rz_ext_f32(rz, gx, ext):
-    """rz (2H,) in place: r, z = f(clip(recurrent sums + gx[:2H]))."""
-    for j in range(rz.shape[0]):
-        rz[j] += gx[j]
-    clip_f32(rz, ext[0])
-    function_f32(rz, ext, 0)
-
-
-@kernel
-def recurrent_step_ext_f32(h, c, scratch, gx, blob, row):
-    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); scratch (G (+ H for
-    reset_before),)."""
-    H = row[L_HIDDEN]
-    gates = gx.shape[0]
-    flags = row[L_FLAGS]
-    w_hh_t = _matrix(blob, row[L_OFF_WHH], H, gates)
-    b_hh = blob[row[L_OFF_BHH] : row[L_OFF_BHH] + gates]
-    n_fn = 3 if row[L_CELL] == CELL_LSTM else 2 if row[L_CELL] == CELL_GRU else 1
-    ext = blob[row[L_OFF_EXT] : row[L_OFF_EXT] + 1 + 3 * n_fn]
-    acc = scratch[:gates]
-    if row[L_CELL] == CELL_GRU and (flags & F_RESET_BEFORE) != 0:
-        rz = acc[: 2 * H]
-        rz[:] = b_hh[: 2 * H]
-        gemv_t_acc_f32(rz, w_hh_t[:, : 2 * H], h)
-        gru_rz_ext_f32(rz, gx, ext)
-        rh = scratch[gates : gates + H]
-        for j in range(H):
-            rh[j] = rz[j] * h[j]
-        n = acc[2 * H :]
-        n[:] = b_hh[2 * H :]
-        gemv_t_acc_f32(n, w_hh_t[:, 2 * H :], rh)
-        gru_update_ext_f32(h, acc, gx, ext, True)
-        return
-    for j in range(gates):
-        acc[j] = gx[j] + b_hh[j] if row[L_CELL] != CELL_GRU else b_hh[j]
-    gemv_t_acc_f32(acc, w_hh_t, h)
-    if row[L_CELL] == CELL_LSTM:
-        lstm_update_ext_f32(h, c, acc, ext, blob[row[L_OFF_P] : row[L_OFF_P] + 3 * H], flags)
-    elif row[L_CELL] == CELL_GRU:
-        gru_update_ext_f32(h, acc, gx, ext, False)
-    else:
-        rnn_update_ext_f32(h, acc, ext)
-
-
-@kernel
-def initial_state_f32(h, c, blob, row):
-    """h, c (H,) = the layer-direction's initial state: h0 (and lstm c0) from the layout, or zeros."""
-    H = row[L_HIDDEN]
-    if row[L_FLAGS] & F_INIT:
-        h[:] = blob[row[L_OFF_INIT] : row[L_OFF_INIT] + H]
-        if row[L_CELL] == CELL_LSTM:
-            c[:] = blob[row[L_OFF_INIT] + H : row[L_OFF_INIT] + 2 * H]
-        else:
-            c[:] = 0.0
-    else:
-        h[:] = 0.0
-        c[:] = 0.0
-
-
 @kernel
 def _matrix(blob, off, rows, cols):
     return blob[off : off + rows * cols].reshape((rows, cols))
 
 
 @kernel
-def recurrent_step_f32(h, c, scratch, gx, blob, row):
-    """Stage 2: one layer-direction's recurrent update from its input projection gx (G,).
-
-    h, c (H,) state, in/out (c unused but by LSTM); scratch (G,), (G + H) for a gru with linear_before_reset
-    false; row the layer's line of `layers`.
-    """
-    if row[L_FLAGS] & F_STEP:
-        recurrent_step_ext_f32(h, c, scratch, gx, blob, row)
-        return
-    H = row[L_HIDDEN]
-    gates = gx.shape[0]
-    w_hh_t = _matrix(blob, row[L_OFF_WHH], H, gates)
-    b_hh = blob[row[L_OFF_BHH] : row[L_OFF_BHH] + gates]
-    scratch = scratch[:gates]
-    if row[L_CELL] == CELL_LSTM:
-        lstm_step_f32(h, c, scratch, gx, w_hh_t, b_hh)
-    elif row[L_CELL] == CELL_GRU:
-        gru_step_f32(h, scratch, gx, w_hh_t, b_hh)
-    else:
-        rnn_step_f32(h, scratch, gx, w_hh_t, b_hh, row[L_CELL] == CELL_RNN_RELU)
-
-
-@kernel
 def gate_rows(row):
     """Rows of W_ih: hidden units times the cell's gates."""
     return (4 if row[L_CELL] == CELL_LSTM else 3 if row[L_CELL] == CELL_GRU else 1) * row[L_HIDDEN]
-
-
-@kernel
-def cell_step_f32(h, c, scratch, x, blob, row):
-    """One layer-direction step: input projection, then recurrent update. scratch (layout.scratch_rows)."""
-    gates = gate_rows(row)
-    gx = scratch[:gates]
-    input_projection_f32(gx, x, _matrix(blob, row[L_OFF_WIH], row[L_N_IN], gates),
-                         blob[row[L_OFF_BIH] : row[L_OFF_BIH] + gates])
-    recurrent_step_f32(h, c, scratch[gates:], gx, blob, row)
-
-
-@kernel
-def layers_and_head_f32(y, state, work, inp, blob, layers, dense, model):
-    """Every layer, then the head (its hidden layers, if any, in work), for one stream: y (O,); state (S,)
-    in/out; work (N,) scratch; inp (I,)."""
-    for l in range(model[M_N_LAYERS]):
-        row = layers[2 * l]
-        H = row[L_HIDDEN]
-        h = state[row[L_OFF_H] : row[L_OFF_H] + H]
-        c = state[row[L_OFF_C] : row[L_OFF_C] + H]
-        cell_step_f32(h, c, work, inp, blob, row)
-        inp = h
-    if model[M_N_DENSE] > 0:
-        inp = dense_layers_f32(work, inp, blob, dense)
-    head_f32(y, inp, _matrix(blob, model[M_OFF_HEAD_W], model[M_OUT], model[M_HEAD_IN]),
-             blob[model[M_OFF_HEAD_B] : model[M_OFF_HEAD_B] + model[M_OUT]], model[M_ACTIVATION])
-
-
-@kernel
-def stream_buffers(buf, batch, model):
-    """Views of a stream's one float32 buffer: y (B, O) output, state (B, S), scratch (N,)."""
-    n_y = batch * model[M_OUT]
-    n_state = batch * model[M_STATE]
-    y = buf[:n_y].reshape((batch, model[M_OUT]))
-    state = buf[n_y : n_y + n_state].reshape((batch, model[M_STATE]))
-    return y, state, buf[n_y + n_state :]
-
-
-@kernel
-def model_step_dense_f32(buf, x, blob, table):
-    """One time step of a forward-only dense-input model for B independent streams.
-
-    buf: the stream's y (B, O), state (B, S) every layer's h (and c), scratch (N,) (see stream_buffers);
-    x (B, F) raw float32 input; blob (W,) weights; table: `model` then `layers` (runtime/layout.py).
-    Returns OK, or BAD_VALUE (x or its normalised value not finite: normalised_finite_f32) having written nothing.
-    """
-    model, layers, dense = split_table(table)
-    n_in = model[M_N_IN]
-    mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
-    std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
-    if not normalised_finite_f32(x, mean, std):
-        return BAD_VALUE
-    y, state, scratch = stream_buffers(buf, x.shape[0], model)
-    v = scratch[:n_in]
-    for b in range(x.shape[0]):
-        normalise_f32(v, x[b], mean, std)
-        layers_and_head_f32(y[b], state[b], scratch[n_in:], v, blob, layers, dense, model)
-    return OK
-
-
-@kernel
-def model_step_tokens_f32(buf, x, blob, table):
-    """One time step of a forward-only token-input model for B independent streams.
-
-    As model_step_dense_f32, with x (B,) int64 token ids: BAD_TOKEN (and nothing written) when an id is
-    outside [0, vocab). The embedding row is read in place, no copy.
-    """
-    model, layers, dense = split_table(table)
-    for t in x:
-        if t < 0 or t >= model[M_VOCAB]:
-            return BAD_TOKEN
-    y, state, scratch = stream_buffers(buf, x.shape[0], model)
-    n_in = model[M_N_IN]
-    for b in range(x.shape[0]):
-        start = model[M_OFF_IN_A] + x[b] * n_in
-        layers_and_head_f32(y[b], state[b], scratch, blob[start : start + n_in], blob, layers, dense, model)
-    return OK
-
-
-@kernel
-def input_projections_f32(gx, inp, lengths, w_ih_t, b_ih):
-    """Stage 1 for whole sequences: gx[b, t] = W_ih inp[b, t] + b_ih for t < lengths[b].
-
-    gx (B, T, G); inp (B, T, I); the same kernel and order as a step, so run() equals step() bit for bit.
-    """
-    for b in range(inp.shape[0]):
-        for t in range(lengths[b]):
-            input_projection_f32(gx[b, t], inp[b, t], w_ih_t, b_ih)
-
-
-@kernel
-def sequence_layer_f32(out, gx, lengths, blob, row, reverse, col):
-    """One layer-direction over whole sequences: out[b, t, col:col+H] = h_t for t < lengths[b].
-
-    out (B, T, W) layer output, written in place; gx (B, T, G) input projections of every step;
-    lengths (B,) int64; row the layer-direction's line of `layers`; reverse runs t from lengths[b]-1 to 0.
-    Each sequence starts from the initial state (initial_state_f32).
-    """
-    H = row[L_HIDDEN]
-    h = np.zeros(H, dtype=np.float32)
-    c = np.zeros(H, dtype=np.float32)
-    scratch = np.zeros(gx.shape[2] + H, dtype=np.float32)
-    for b in range(gx.shape[0]):
-        initial_state_f32(h, c, blob, row)
-        n = lengths[b]
-        for s in range(n):
-            t = n - 1 - s if reverse else s
-            recurrent_step_f32(h, c, scratch, gx[b, t], blob, row)
-            out[b, t, col : col + H] = h
-
-
-@kernel
-def denses_f32(out, feats, w, b, activation):
-    """out (N, U) = one hidden head layer on each row of feats (N, in); the step's dense_f32, row by row."""
-    for n in range(feats.shape[0]):
-        dense_f32(out[n], feats[n], w, b, activation)
-
-
-@kernel
-def heads_f32(y, feats, w, b, activation):
-    """y (N, O) = head of each row of feats (N, Hin); w (O, Hin)."""
-    for n in range(feats.shape[0]):
-        head_f32(y[n], feats[n], w, b, activation)

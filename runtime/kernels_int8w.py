@@ -8,7 +8,7 @@ float32 values in float32, lane by lane across output rows, and applies each row
 
 so a row scale multiplies a finished sum, never a weight. Activations, the gate updates and the head's
 softmax / sigmoid are the f32 kernels themselves (kernels_f32.lstm_update_f32, ...), not copies; so are the
-ONNX extensions' updates (kernels_f32.lstm_update_ext_f32, ...), taken when a layer's L_FLAGS has an F_STEP bit.
+ONNX extensions' updates (kernels_f32_ext.lstm_update_ext_f32, ...), taken when a layer's L_FLAGS has an F_STEP bit.
 
 A step takes five arguments: the stream's float32 buffer, the input, the int8 blob `qblob` (every matrix), the
 float32 blob (scales, biases, normalisation) and the int64 table (runtime/layout.py). Token inputs dequantise
@@ -27,19 +27,21 @@ from rnnedge.runtime.kernels_f32 import (
     activate_head_f32,
     activate_hidden_f32,
     gate_rows,
-    gru_rz_ext_f32,
-    gru_update_ext_f32,
     gru_update_f32,
-    initial_state_f32,
-    lstm_update_ext_f32,
     lstm_update_f32,
     normalise_f32,
     normalised_finite_f32,
-    rnn_update_ext_f32,
     rnn_update_f32,
     split_table,
-    stream_buffers,
 )
+from rnnedge.runtime.kernels_f32_ext import (
+    gru_rz_ext_f32,
+    gru_update_ext_f32,
+    initial_state_f32,
+    lstm_update_ext_f32,
+    rnn_update_ext_f32,
+)
+from rnnedge.runtime.kernels_f32_model import stream_buffers
 from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -172,7 +174,7 @@ def head_int8w(y, h, wq, s, b, activation):
 
 @kernel
 def recurrent_step_ext_int8w(h, c, scratch, gx, qblob, blob, row):
-    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); as kernels_f32.recurrent_step_ext_f32 with
+    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); as kernels_f32_ext.recurrent_step_ext_f32 with
     int8 w_hh. The folded quantised file has b_hh zero except a reset-after gru's n rows."""
     H = row[L_HIDDEN]
     gates = gx.shape[0]

@@ -3,7 +3,7 @@
 Thin classes that validate, then call one kernel. Weights are shared and read-only, so independent
 streams of one model may step in different threads (the kernels release the GIL); one stream belongs to one
 thread at a time (Stream: a second thread's step or reset raises StreamInUseError). The precision picks the kernels: f32
-(runtime/kernels_f32.py), int8w (runtime/kernels_int8w.py, weights kept int8 in memory) or int8
+(runtime/kernels_f32.py, kernels_f32_model.py), int8w (runtime/kernels_int8w.py, weights kept int8 in memory) or int8
 (runtime/kernels_int8.py, integers only between the quantised input and the head's integer logits);
 validation and the API are the same for all three.
 """
@@ -17,16 +17,14 @@ import numpy as np
 
 from rnnedge.runtime import artifact, fused
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.kernels_f32 import (
-    BAD_TOKEN,
-    BAD_VALUE,
+from rnnedge.runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE, sequences_finite_f32
+from rnnedge.runtime.kernels_f32_model import (
     denses_f32,
     heads_f32,
     input_projections_f32,
     model_step_dense_f32,
     model_step_tokens_f32,
     sequence_layer_f32,
-    sequences_finite_f32,
 )
 from rnnedge.runtime.kernels_int8 import (
     denses_int8,
@@ -358,7 +356,7 @@ class Stream:
             self._weights = (lay.qblob, lay.iblob, lay.blob, lay.table)
             kernels = (model_step_dense_int8, model_step_tokens_int8)
         else:
-            # one buffer, so a step passes one array for all of them (see kernels_f32.stream_buffers)
+            # one buffer, so a step passes one array for all of them (see kernels_f32_model.stream_buffers)
             self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.float32)
             self.y = self._buf[:n_y].reshape(batch, model.out)  # the last step's output
             self._args = (self._buf,)

@@ -557,7 +557,7 @@ float rnnedge_tanh_f32(float a);
 
 #if RNNEDGE_EXTENSIONS
 /**
- * One ONNX activation function (runtime.kernels_f32.activate_f32, operation for operation): the RNNEDGE_FN_*
+ * One ONNX activation function (runtime.kernels_f32_ext.activate_f32, operation for operation): the RNNEDGE_FN_*
  * table above; tanh, sigmoid, scaled tanh and elu with rnnedge_exp_f32; softplus = log1p(rnnedge_exp_f32(a)) for
  * a <= 20 and a itself above (equal there in float), log1p by the library's own float code (a degree-9 odd series
  * of log(m), m in [sqrt(1/2), sqrt(2)), ~2 ulp; no libm). An unknown code returns a unchanged.

@@ -18,7 +18,7 @@
  *
  * The ONNX layer extensions that change a step (layer->ext.flags & RNNEDGE_EXT_STEP) take a second path per cell,
  * as the runtime's recurrent_step_ext_f32 does; other layers run the PyTorch cells' code unchanged. The activation
- * functions are runtime.kernels_f32.activate_f32's; softplus needs log1p, computed here without libm (log1p_f32).
+ * functions are runtime.kernels_f32_ext.activate_f32's; softplus needs log1p, computed here without libm (log1p_f32).
  * RNNEDGE_EXTENSIONS 0 (rnnedge.h) compiles the extension path and the activation functions out: a model step then
  * refuses any layer with ext.flags, ext.h0 or ext.c0 set, a state reset any layer with an initial state.
  */

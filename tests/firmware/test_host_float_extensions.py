@@ -6,7 +6,7 @@ h0 / c0, as a runtime Stream does), generates the C sources (export/firmware.py:
 replays the vectors with firmware_ref/tests/host_test_float.c (test_host_float.py's strict build): state and outputs
 within 1e-5 of the runtime at every step, the state after rnnedge_state_reset_* equal to h0 / c0. Each extension
 alone, then combined, in 1 and 2 layers; an RNN with each of ONNX's 11 activation functions; the functions
-themselves against runtime.kernels_f32.activate_f32. gcc or make missing fails under CI=true, skips otherwise.
+themselves against runtime.kernels_f32_ext.activate_f32. gcc or make missing fails under CI=true, skips otherwise.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from rnnedge.export.firmware import (
 from rnnedge.export.vectors import ATOL, write_vectors
 from rnnedge.runtime import artifact, layout
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.kernels_f32 import activate_f32
+from rnnedge.runtime.kernels_f32_ext import activate_f32
 from rnnedge.train.model import RecurrentModel
 from tests.firmware.test_host_float import ACTIVATION, FIRMWARE, STEPS, _assert_passes, _run
 from tests.helpers import make_spec, random_inputs, write_artifact
@@ -179,7 +179,7 @@ int main(void)
 
 
 def test_activation_functions_match_the_runtime(tmp_path, host_cc):
-    """rnnedge_activate_f32 against runtime.kernels_f32.activate_f32 for every code, on [-100, 100]."""
+    """rnnedge_activate_f32 against runtime.kernels_f32_ext.activate_f32 for every code, on [-100, 100]."""
     driver = tmp_path / "act_driver.c"
     driver.write_text(ACT_DRIVER)
     exe = tmp_path / "act_driver"
