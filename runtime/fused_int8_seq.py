@@ -19,7 +19,7 @@ every later member of the group has ended too, and are ignored before). Every di
 backward direction in both (the second half of a bidirectional layer, or a reverse layer, from step
 lengths[b] - 1 down to 0), runs one sequence at a time: its input projections of all its steps as one matrix
 product into gx, then the recurrence with a W_hh mat-vec per step. Each layer-direction starts from its initial
-state (h0, c0) or zeros, as kernels_int8.sequence_layer_int8 does. The head then reads every step's row
+state (h0, c0) or zeros, as kernels_int8_model.sequence_layer_int8 does. The head then reads every step's row
 (every_step) or each sequence's final features (last_step: forward at lengths[b] - 1, backward at 0).
 """
 

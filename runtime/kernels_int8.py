@@ -91,6 +91,9 @@ and the head reads the last one's v.
 
 Buffers: a stream's integer memory is one int32 array, [acc (B, O) | state (B, S) | scratch]; state and
 activation values always lie in int16's range (every write saturates), the firmware stores them as int16.
+
+This module holds the primitives, the cells, the head and the input quantisation; the ONNX extensions' kernels
+are runtime/kernels_int8_ext.py, the whole model's step and sequence pass runtime/kernels_int8_model.py.
 """
 
 import numpy as np
@@ -107,19 +110,10 @@ from rnnedge.runtime.int8_math import (
 )
 from rnnedge.runtime.jit import int_inline, kernel
 from rnnedge.runtime.kernels_f32 import (
-    BAD_TOKEN,
-    BAD_VALUE,
-    OK,
     _matrix,
     activate_head_f32,
-    gate_rows,
-    normalised_finite_f32,
-    split_table,
 )
 from rnnedge.runtime.layout import (
-    CELL_GRU,
-    CELL_LSTM,
-    CELL_RNN_RELU,
     D_ACTIVATION,
     D_N_IN,
     D_OFF_B,
@@ -127,47 +121,11 @@ from rnnedge.runtime.layout import (
     D_OFF_S,
     D_OFF_W,
     D_UNITS,
-    F_CLIP,
-    F_INIT,
-    F_INPUT_FORGET,
-    F_PEEPHOLES,
-    F_RESET_BEFORE,
-    F_STEP,
     HID_GELU,
     HID_GELU_TANH,
     HID_RELU,
     HID_SIGMOID,
     HID_TANH,
-    L_CELL,
-    L_CLIP_Q,
-    L_FLAGS,
-    L_HIDDEN,
-    L_LEFT_SHIFT,
-    L_N_IN,
-    L_OFF_BHH,
-    L_OFF_BIH,
-    L_OFF_C,
-    L_OFF_H,
-    L_OFF_INIT,
-    L_OFF_P,
-    L_OFF_SIH,
-    L_OFF_WHH,
-    L_OFF_WIH,
-    L_PARAM,
-    M_ACTIVATION,
-    M_HEAD_IN,
-    M_N_DENSE,
-    M_N_IN,
-    M_N_LAYERS,
-    M_OFF_HEAD_B,
-    M_OFF_HEAD_S,
-    M_OFF_HEAD_W,
-    M_OFF_IN_A,
-    M_OFF_IN_B,
-    M_OFF_IN_S,
-    M_OUT,
-    M_STATE,
-    M_VOCAB,
 )
 
 Q15_ONE = 32768
@@ -276,6 +234,23 @@ def tanh_rows_int8(a, lo, hi):
 
 
 @kernel
+def clip_rows_int8(a, lo, hi, q):
+    """Rows lo..hi-1 of a, in place: clamped to [-q, q] (a clip in the pre-activation's integers)."""
+    for g in range(lo, hi):
+        a[g] = min(max(a[g], -q), q)
+
+
+@kernel
+def gru_blend_int8(h, ax):
+    """h = (1 - z) n + z h from z (rows H..2H-1) and n (rows 2H..3H-1) of ax, Q0.15."""
+    H = h.shape[0]
+    for j in range(H):
+        z = np.int64(ax[H + j])
+        n = np.int64(ax[2 * H + j])
+        h[j] = sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * np.int64(h[j]), 15))
+
+
+@kernel
 def rnn_update_int8(h, ax, ah, rq, relu, left):
     """h (H,) = tanh_q15 or max(0, .) of sat16(yx + yh); rq (4, G) rows Mx, Sx, Mh, Sh."""
     H = h.shape[0]
@@ -336,182 +311,6 @@ def gru_update_int8(h, ax, ah, rq, left, q):
     gru_blend_int8(h, ax)
 
 
-# -- the ONNX extensions (L_FLAGS & F_STEP != 0) --------------------------------------------------------------
-@kernel
-def clip_rows_int8(a, lo, hi, q):
-    """Rows lo..hi-1 of a, in place: clamped to [-q, q] (a clip in the pre-activation's integers)."""
-    for g in range(lo, hi):
-        a[g] = min(max(a[g], -q), q)
-
-
-@kernel
-def rnn_update_ext_int8(h, ax, ah, rq, relu, left, q):
-    """rnn_update_int8 with the pre-activation clamped to [-q, q] before tanh_q15 or max(0, .)."""
-    H = h.shape[0]
-    gate_sums_int8(ax, ah, rq, 0, H, left)
-    clip_rows_int8(ax, 0, H, q)
-    if relu:
-        for j in range(H):
-            h[j] = max(ax[j], np.int32(0))
-    else:
-        tanh_rows_int8(ax, 0, H)
-        h[:] = ax[:H]
-
-
-@kernel
-def lstm_update_ext_int8(h, c, ax, ah, rq, p, left, q, input_forget, peep):
-    """lstm_update_int8 with every pre-activation clamped to [-q, q], with input_forget f = 1 - i in Q0.15,
-    min(32768 - i, 32767), and with peepholes: peep = [P (3H) | M (3) | S (3)] int32 (empty: none), i and f
-    adding their term of the previous c, o of the new c (module docstring)."""
-    H = h.shape[0]
-    peepholes = peep.shape[0] > 0
-    m_o, s_o = np.int32(0), np.int32(0)
-    if peepholes:
-        m_i, m_f, m_o = peep[3 * H], peep[3 * H + 1], peep[3 * H + 2]
-        s_i, s_f, s_o = peep[3 * H + 3], peep[3 * H + 4], peep[3 * H + 5]
-        for j in range(H):
-            ax[j] = peephole_row_int8(ax, ah, rq, j, peephole_int8(peep[j], c[j], m_i, s_i))
-            ax[H + j] = peephole_row_int8(ax, ah, rq, H + j, peephole_int8(peep[H + j], c[j], m_f, s_f))
-        gate_sums_int8(ax, ah, rq, 2 * H, 3 * H, left)
-        clip_rows_int8(ax, 0, 3 * H, q)  # o's row waits for the new c: ax, ah keep its accumulators until then
-    else:
-        gate_sums_int8(ax, ah, rq, 0, 4 * H, left)
-        clip_rows_int8(ax, 0, 4 * H, q)
-        sigmoid_rows_int8(ax, 3 * H, 4 * H)
-    sigmoid_rows_int8(ax, 0, H)
-    if input_forget:
-        for j in range(H):
-            ax[H + j] = min(Q15_ONE - ax[j], np.int32(32767))
-    else:
-        sigmoid_rows_int8(ax, H, 2 * H)
-    tanh_rows_int8(ax, 2 * H, 3 * H)
-    shift = 30 + p
-    for j in range(H):
-        i = np.int64(ax[j])
-        f = np.int64(ax[H + j])
-        g = np.int64(ax[2 * H + j])
-        kept = sat16(rounding_divide_by_pot(f * np.int64(c[j]), 15))
-        added = sat16(rounding_divide_by_pot(i * g, shift))
-        cj = sat16(np.int64(kept) + np.int64(added))
-        c[j] = cj
-        if peepholes:
-            pre = peephole_row_int8(ax, ah, rq, 3 * H + j, peephole_int8(peep[2 * H + j], cj, m_o, s_o))
-            o = np.int64(sigmoid_q15(min(max(np.int32(pre), -q), q)))
-        else:
-            o = np.int64(ax[3 * H + j])
-        h[j] = sat16(rounding_divide_by_pot(o * np.int64(tanh_of_cell_q15(cj, p)), 15))
-
-
-@kernel
-def gru_blend_int8(h, ax):
-    """h = (1 - z) n + z h from z (rows H..2H-1) and n (rows 2H..3H-1) of ax, Q0.15."""
-    H = h.shape[0]
-    for j in range(H):
-        z = np.int64(ax[H + j])
-        n = np.int64(ax[2 * H + j])
-        h[j] = sat16(rounding_divide_by_pot((Q15_ONE - z) * n + z * np.int64(h[j]), 15))
-
-
-@kernel
-def gru_reset_before_int8(h, ax, ah, rh, w_hh_t, rq, left, q):
-    """The GRU of linear_before_reset false (ONNX's default): r, z from W_h h as usual, then rh = RDBPOT(r * h,
-    15), ah_n = W_hn rh (no bias: b_hn is in b_x) and n = tanh_q15(clip(sat16(yx_n + yh_n))), yh_n = MBQM(ah_n)
-    not saturated (gate_sums_int8). ah (G,) holds the r and z rows' b_h + W_h h on entry; rh (H,) int32 scratch;
-    w_hh_t (H, G) int8."""
-    H = h.shape[0]
-    gate_sums_int8(ax, ah, rq, 0, 2 * H, left)
-    clip_rows_int8(ax, 0, 2 * H, q)
-    sigmoid_rows_int8(ax, 0, 2 * H)
-    for j in range(H):
-        rh[j] = rounding_divide_by_pot(np.int64(ax[j]) * np.int64(h[j]), 15)  # |rh| <= |h|
-    ah_n = ah[2 * H : 3 * H]
-    ah_n[:] = 0
-    gemv_t_int8(ah_n, w_hh_t[:, 2 * H :], rh)
-    gate_sums_int8(ax, ah, rq, 2 * H, 3 * H, left)
-    clip_rows_int8(ax, 2 * H, 3 * H, q)
-    tanh_rows_int8(ax, 2 * H, 3 * H)
-    gru_blend_int8(h, ax)
-
-
-@kernel
-def recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row):
-    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); ah (G,), (G + H) for a
-    gru with linear_before_reset false."""
-    H = row[L_HIDDEN]
-    G = ax.shape[0]
-    flags = row[L_FLAGS]
-    q = np.int32(row[L_CLIP_Q]) if flags & F_CLIP else np.int32(Q15_ONE)  # 32768: clamps nothing
-    w_hh_t = _matrix(qblob, row[L_OFF_WHH], H, G)
-    rq = iblob[row[L_OFF_SIH] : row[L_OFF_SIH] + 4 * G].reshape((4, G))
-    left = row[L_LEFT_SHIFT] != 0
-    acc = ah[:G]
-    acc[:] = iblob[row[L_OFF_BHH] : row[L_OFF_BHH] + G]
-    if row[L_CELL] == CELL_GRU and flags & F_RESET_BEFORE:
-        gemv_t_int8(acc[: 2 * H], w_hh_t[:, : 2 * H], h)
-        gru_reset_before_int8(h, ax, acc, ah[G : G + H], w_hh_t, rq, left, q)
-        return
-    gemv_t_int8(acc, w_hh_t, h)
-    if row[L_CELL] == CELL_LSTM:
-        peep = iblob[row[L_OFF_P] : row[L_OFF_P] + 3 * H + 6] if flags & F_PEEPHOLES else iblob[:0]
-        lstm_update_ext_int8(h, c, ax, acc, rq, row[L_PARAM], left, q, (flags & F_INPUT_FORGET) != 0, peep)
-    elif row[L_CELL] == CELL_GRU:
-        gru_update_int8(h, ax, acc, rq, left, q)
-    else:
-        rnn_update_ext_int8(h, ax, acc, rq, row[L_CELL] == CELL_RNN_RELU, left, q)
-
-
-@kernel
-def initial_state_int8(h, c, iblob, row):
-    """h, c (H,) = the layer-direction's initial state: h0 (and lstm c0) from iblob at L_OFF_INIT, or zeros."""
-    H = row[L_HIDDEN]
-    if row[L_FLAGS] & F_INIT:
-        h[:] = iblob[row[L_OFF_INIT] : row[L_OFF_INIT] + H]
-        if row[L_CELL] == CELL_LSTM:
-            c[:] = iblob[row[L_OFF_INIT] + H : row[L_OFF_INIT] + 2 * H]
-        else:
-            c[:] = 0
-    else:
-        h[:] = 0
-        c[:] = 0
-
-
-@kernel
-def recurrent_step_int8(h, c, ah, ax, qblob, iblob, row):
-    """Stage 2: one layer-direction's recurrent update from its input projection ax (G,) int32.
-
-    h, c (H,) int32 state (int16 values), in/out (c only for LSTM); ah int32 scratch, (G,) or (G + H) for a gru
-    with linear_before_reset false (layout.scratch_rows). Layers with step extensions take
-    recurrent_step_ext_int8.
-    """
-    if row[L_FLAGS] & F_STEP:
-        recurrent_step_ext_int8(h, c, ah, ax, qblob, iblob, row)
-        return
-    H = row[L_HIDDEN]
-    G = ax.shape[0]
-    acc = ah[:G]
-    acc[:] = iblob[row[L_OFF_BHH] : row[L_OFF_BHH] + G]
-    gemv_t_int8(acc, _matrix(qblob, row[L_OFF_WHH], H, G), h)
-    rq = iblob[row[L_OFF_SIH] : row[L_OFF_SIH] + 4 * G].reshape((4, G))
-    left = row[L_LEFT_SHIFT] != 0
-    if row[L_CELL] == CELL_LSTM:
-        lstm_update_int8(h, c, ax, acc, rq, row[L_PARAM], left)
-    elif row[L_CELL] == CELL_GRU:
-        gru_update_int8(h, ax, acc, rq, left, np.int32(Q15_ONE))
-    else:
-        rnn_update_int8(h, ax, acc, rq, row[L_CELL] == CELL_RNN_RELU, left)
-
-
-@kernel
-def cell_step_int8(h, c, scratch, x, qblob, iblob, row):
-    """One layer-direction step: input projection, then recurrent update. scratch (2G,) int32, (2G + H) for a
-    gru with linear_before_reset false."""
-    G = gate_rows(row)
-    ax = scratch[:G]
-    input_projection_int8(ax, x, _matrix(qblob, row[L_OFF_WIH], row[L_N_IN], G),
-                          iblob[row[L_OFF_BIH] : row[L_OFF_BIH] + G])
-    recurrent_step_int8(h, c, scratch[G:], ax, qblob, iblob, row)
-
-
 @kernel
 def head_int8(acc, h, w, b):
     """acc (O,) int32 = b + w (O, Hin) int8 @ h (Hin,): the head's integer logits."""
@@ -556,36 +355,11 @@ def dense_layers_int8(work, v, qblob, iblob, dense):
 
 
 @kernel
-def denses_int8(out, feats, w, b, rq, activation):
-    """out (N, U) = one hidden head layer on each row of feats (N, in) int32; the step's dense_int8, row by row."""
-    for n in range(feats.shape[0]):
-        dense_int8(out[n], feats[n], w, b, rq, activation)
-
-
-@kernel
 def dequantize_head_int8(y, acc, scale, activation):
     """y (O,) float32 = act(acc * scale): the host's one float step after the integer model."""
     for o in range(y.shape[0]):
         y[o] = np.float32(acc[o]) * scale[o]
     activate_head_f32(y, activation)
-
-
-@kernel
-def layers_and_head_int8(acc, state, work, inp, qblob, iblob, layers, dense, model):
-    """Every layer, then the head (its hidden layers, if any, in work), for one stream, integers only: acc (O,)
-    int32 logits; state (S,) in/out; work (2G,) scratch; inp (I,) int32 quantised input."""
-    for l in range(model[M_N_LAYERS]):
-        row = layers[2 * l]
-        H = row[L_HIDDEN]
-        h = state[row[L_OFF_H] : row[L_OFF_H] + H]
-        c = state[row[L_OFF_C] : row[L_OFF_C] + H]
-        cell_step_int8(h, c, work, inp, qblob, iblob, row)
-        inp = h
-    if model[M_N_DENSE] > 0:
-        inp = dense_layers_int8(work, inp, qblob, iblob, dense)
-    out = model[M_OUT]
-    head_int8(acc, inp, _matrix(qblob, model[M_OFF_HEAD_W], out, model[M_HEAD_IN]),
-              iblob[model[M_OFF_HEAD_B] : model[M_OFF_HEAD_B] + out])
 
 
 @kernel
@@ -597,103 +371,8 @@ def quantize_input_int8(xq, x, mean, std, scale):
 
 
 @kernel
-def stream_buffers_int8(ibuf, batch, model):
-    """Views of a stream's int32 buffer: acc (B, O) integer logits, state (B, S), scratch (N,)."""
-    n_y = batch * model[M_OUT]
-    n_state = batch * model[M_STATE]
-    acc = ibuf[:n_y].reshape((batch, model[M_OUT]))
-    state = ibuf[n_y : n_y + n_state].reshape((batch, model[M_STATE]))
-    return acc, state, ibuf[n_y + n_state :]
-
-
-@kernel
-def model_step_dense_int8(y, ibuf, x, qblob, iblob, blob, table):
-    """One time step of a forward-only dense-input int8 model for B streams.
-
-    y (B, O) float32 dequantised output; ibuf the stream's int32 buffer (stream_buffers_int8); x (B, F) raw
-    float32 input, quantised into the front of the scratch; qblob int8 matrices, iblob int32 biases and
-    multipliers, blob float32 normalisation and scales; table (runtime/layout.py).
-    Returns OK, or BAD_VALUE having written nothing: x or its normalised value (x - mean) / std not finite
-    (kernels_f32.normalised_finite_f32). The quantiser's clamp would hide such a value where the float precisions'
-    state would turn NaN; one rule refuses it in all three.
-    """
-    model, layers, dense = split_table(table)
-    n_in = model[M_N_IN]
-    mean = blob[model[M_OFF_IN_A] : model[M_OFF_IN_A] + n_in]
-    std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
-    if not normalised_finite_f32(x, mean, std):
-        return BAD_VALUE
-    acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
-    scale = blob[model[M_OFF_IN_S]]
-    out_scale = blob[model[M_OFF_HEAD_S] : model[M_OFF_HEAD_S] + model[M_OUT]]
-    xq = scratch[:n_in]
-    for b in range(x.shape[0]):
-        quantize_input_int8(xq, x[b], mean, std, scale)
-        layers_and_head_int8(acc[b], state[b], scratch[n_in:], xq, qblob, iblob, layers, dense, model)
-        dequantize_head_int8(y[b], acc[b], out_scale, model[M_ACTIVATION])
-    return OK
-
-
-@kernel
-def model_step_tokens_int8(y, ibuf, x, qblob, iblob, blob, table):
-    """One time step of a forward-only token-input int8 model; as model_step_dense_int8, x (B,) int64 ids
-    (BAD_TOKEN, nothing written, when one is outside [0, vocab)). The int8 embedding row is widened into
-    the front of the scratch."""
-    model, layers, dense = split_table(table)
-    for t in x:
-        if t < 0 or t >= model[M_VOCAB]:
-            return BAD_TOKEN
-    acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
-    n_in = model[M_N_IN]
-    out_scale = blob[model[M_OFF_HEAD_S] : model[M_OFF_HEAD_S] + model[M_OUT]]
-    xq = scratch[:n_in]
-    for b in range(x.shape[0]):
-        start = model[M_OFF_IN_A] + x[b] * n_in
-        for k in range(n_in):
-            xq[k] = np.int32(qblob[start + k])
-        layers_and_head_int8(acc[b], state[b], scratch[n_in:], xq, qblob, iblob, layers, dense, model)
-        dequantize_head_int8(y[b], acc[b], out_scale, model[M_ACTIVATION])
-    return OK
-
-
-@kernel
 def quantize_inputs_int8(xq, X, lengths, mean, std, scale):
     """xq (B, T, F) int32 = quantize_input_int8 of X (B, T, F) float32 for t < lengths[b] (run())."""
     for b in range(X.shape[0]):
         for t in range(lengths[b]):
             quantize_input_int8(xq[b, t], X[b, t], mean, std, scale)
-
-
-@kernel
-def input_projections_int8(ax, inp, lengths, w_ih_t, b_x):
-    """Stage 1 for whole sequences: ax[b, t] = b_x + W_x inp[b, t] for t < lengths[b]; integers, so run()
-    equals step() exactly."""
-    for b in range(inp.shape[0]):
-        for t in range(lengths[b]):
-            input_projection_int8(ax[b, t], inp[b, t], w_ih_t, b_x)
-
-
-@kernel
-def sequence_layer_int8(out, ax, lengths, qblob, iblob, row, reverse, col):
-    """One layer-direction over whole sequences: out[b, t, col:col+H] = h_t (int32, int16 values) for
-    t < lengths[b]; reverse runs t from lengths[b]-1 down to 0 (a bidirectional layer's backward half, or a
-    reverse layer). Every sequence starts from the layer-direction's initial state (initial_state_int8)."""
-    H = row[L_HIDDEN]
-    h = np.zeros(H, dtype=np.int32)
-    c = np.zeros(H, dtype=np.int32)
-    ah = np.zeros(ax.shape[2] + H, dtype=np.int32)  # G, and H for a gru's r * h (linear_before_reset false)
-    for b in range(ax.shape[0]):
-        initial_state_int8(h, c, iblob, row)
-        n = lengths[b]
-        for s in range(n):
-            t = n - 1 - s if reverse else s
-            recurrent_step_int8(h, c, ah, ax[b, t], qblob, iblob, row)
-            out[b, t, col : col + H] = h
-
-
-@kernel
-def heads_int8(y, acc, feats, w, b, scale, activation):
-    """y (N, O) float32 and acc (N, O) int32: the head of each row of feats (N, Hin) int32."""
-    for n in range(feats.shape[0]):
-        head_int8(acc[n], feats[n], w, b)
-        dequantize_head_int8(y[n], acc[n], scale, activation)

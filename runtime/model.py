@@ -4,7 +4,7 @@ Thin classes that validate, then call one kernel. Weights are shared and read-on
 streams of one model may step in different threads (the kernels release the GIL); one stream belongs to one
 thread at a time (Stream: a second thread's step or reset raises StreamInUseError). The precision picks the kernels: f32
 (runtime/kernels_f32.py, kernels_f32_model.py), int8w (runtime/kernels_int8w.py, weights kept int8 in memory) or int8
-(runtime/kernels_int8.py, integers only between the quantised input and the head's integer logits);
+(runtime/kernels_int8.py, kernels_int8_model.py, integers only between the quantised input and the head's integer logits);
 validation and the API are the same for all three.
 """
 
@@ -26,13 +26,13 @@ from rnnedge.runtime.kernels_f32_model import (
     model_step_tokens_f32,
     sequence_layer_f32,
 )
-from rnnedge.runtime.kernels_int8 import (
+from rnnedge.runtime.kernels_int8 import quantize_inputs_int8
+from rnnedge.runtime.kernels_int8_model import (
     denses_int8,
     heads_int8,
     input_projections_int8,
     model_step_dense_int8,
     model_step_tokens_int8,
-    quantize_inputs_int8,
     sequence_layer_int8,
 )
 from rnnedge.runtime.kernels_int8w import (

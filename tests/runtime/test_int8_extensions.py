@@ -16,7 +16,7 @@ from rnnedge.export.calibrate import calibrate, float_layers
 from rnnedge.export.quantize_int8 import quantize_int8
 from rnnedge.runtime import artifact, file_tensors
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.kernels_int8 import input_projections_int8, sequence_layer_int8
+from rnnedge.runtime.kernels_int8_model import input_projections_int8, sequence_layer_int8
 from rnnedge.runtime.layout import L_CLIP_Q, L_OFF_BIH, L_OFF_WIH, build
 from rnnedge.runtime.model import Model
 from tests.helpers import make_spec, stream_all
