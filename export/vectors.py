@@ -1,7 +1,7 @@
 """Golden test vectors: `model.<precision>.vectors.safetensors`, one streamed sequence recorded step by step.
 
 Export writes one beside each weight file `model.<precision>.safetensors` (f32, int8w, int8) of a model that can
-stream. It holds what the runtime (runtime/model.py, Stream.step with batch=1) did with one input sequence, so
+stream. It holds what the runtime (runtime/stream.py, Stream.step with batch=1) did with one input sequence, so
 firmware_ref/ can replay the inputs and compare its own numbers, step by step, without Python. This docstring
 is the format's specification.
 

@@ -1,29 +1,26 @@
 """The public runtime: load a weight file, stream it one step at a time, or run whole sequences.
 
-Thin classes that validate, then call one kernel. Weights are shared and read-only, so independent
-streams of one model may step in different threads (the kernels release the GIL); one stream belongs to one
-thread at a time (Stream: a second thread's step or reset raises StreamInUseError). The precision picks the kernels: f32
-(runtime/kernels_f32.py, kernels_f32_model.py), int8w (runtime/kernels_int8w.py, weights kept int8 in memory) or int8
-(runtime/kernels_int8.py, kernels_int8_model.py, integers only between the quantised input and the head's integer logits);
-validation and the API are the same for all three.
+Thin classes that validate, then call one kernel. Weights are shared and read-only, so independent streams of one
+model may step in different threads (the kernels release the GIL); one stream belongs to one thread at a time
+(Stream, runtime/stream.py: a second thread's step or reset raises StreamInUseError). The precision picks the
+kernels: f32 (runtime/kernels_f32.py, kernels_f32_model.py), int8w (runtime/kernels_int8w.py, weights kept int8 in
+memory) or int8 (runtime/kernels_int8.py, kernels_int8_model.py, integers only between the quantised input and the
+head's integer logits); validation and the API are the same for all three.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 import numpy as np
 
 from rnnedge.runtime import artifact, fused
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE, sequences_finite_f32
+from rnnedge.runtime.kernels_f32 import sequences_finite_f32
 from rnnedge.runtime.kernels_f32_model import (
     denses_f32,
     heads_f32,
     input_projections_f32,
-    model_step_dense_f32,
-    model_step_tokens_f32,
     sequence_layer_f32,
 )
 from rnnedge.runtime.kernels_int8 import quantize_inputs_int8
@@ -31,16 +28,12 @@ from rnnedge.runtime.kernels_int8_model import (
     denses_int8,
     heads_int8,
     input_projections_int8,
-    model_step_dense_int8,
-    model_step_tokens_int8,
     sequence_layer_int8,
 )
 from rnnedge.runtime.kernels_int8w import (
     denses_int8w,
     heads_int8w,
     input_projections_int8w,
-    model_step_dense_int8w,
-    model_step_tokens_int8w,
     sequence_layer_int8w,
 )
 from rnnedge.runtime.layout import (
@@ -71,7 +64,7 @@ from rnnedge.runtime.layout import (
     build,
 )
 from rnnedge.runtime.sampler import Sampler, generate
-from rnnedge.runtime.stream_call import compiled_entry, step_function
+from rnnedge.runtime.stream import Stream, _non_finite_message
 
 
 def load(path: str | os.PathLike) -> Model:
@@ -311,174 +304,6 @@ class Model:
         if B and (lengths.min() < 1 or lengths.max() > T):
             raise ValueError(f"lengths must lie in [1, {T}], got min {lengths.min()} max {lengths.max()}")
         return lengths.astype(np.int64)
-
-
-class StreamInUseError(RuntimeError):
-    """A stream was stepped or reset while another thread was stepping or resetting it (Stream's thread contract)."""
-
-
-class Stream:
-    """Preallocated state and output for `batch` streams; `step()` allocates nothing.
-
-    Thread contract: independent streams, of one model or of several, may step in parallel threads (the kernels
-    release the GIL; the weights are shared and read-only). One stream belongs to one thread at a time: its state
-    and output buffer are its own. A step() or reset() that finds the stream busy in another thread raises
-    StreamInUseError and changes nothing, so a shared stream never computes from a half-written state; the call
-    under way completes normally. Use one stream per thread (model.stream() is cheap), or guard a shared one with
-    your own threading.Lock. y (the output buffer step() returns) and state are overwritten by the next step:
-    copy them before handing them to another thread. The check costs ~40 ns a step: one ownership token per
-    stream, taken and put back around each kernel call with list operations that are atomic with the GIL and
-    without it (free-threaded Python), so two threads can never both hold it.
-    """
-
-    def __init__(self, model: Model, batch: int):
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
-            raise TypeError(f"batch must be an int (the number of independent sequences), got "
-                            f"{type(batch).__name__} {batch!r}")
-        if batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
-        batch = int(batch)
-        lay = model.layout
-        self.model = model
-        self.batch = batch
-        # the thread contract's check: one token, taken (list.pop, atomic with or without the GIL) for each step or
-        # reset and put back after; an empty list means another thread holds the stream. A threading.Lock does
-        # the same at 3x the cost (acquire(False) parses its arguments: ~100 ns against ~30 ns a step, measured)
-        self._token = [True]
-        n_y, n_state = batch * model.out, batch * lay.state_size
-        if model.precision == "int8":
-            # float32 y; one int32 buffer for the integer logits, state and scratch (kernels_int8)
-            self._ybuf = np.zeros(n_y, dtype=np.float32)
-            self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.int32)
-            self.y = self._ybuf.reshape(batch, model.out)
-            self.logits_q = self._buf[:n_y].reshape(batch, model.out)  # the last step's integer logits
-            self._args = (self.y, self._buf)
-            self._weights = (lay.qblob, lay.iblob, lay.blob, lay.table)
-            kernels = (model_step_dense_int8, model_step_tokens_int8)
-        else:
-            # one buffer, so a step passes one array for all of them (see kernels_f32_model.stream_buffers)
-            self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.float32)
-            self.y = self._buf[:n_y].reshape(batch, model.out)  # the last step's output
-            self._args = (self._buf,)
-            if model.precision == "int8w":
-                self._weights = (lay.qblob, lay.blob, lay.table)
-                kernels = (model_step_dense_int8w, model_step_tokens_int8w)
-            else:
-                self._weights = (lay.blob, lay.table)
-                kernels = (model_step_dense_f32, model_step_tokens_f32)
-        if model.dense:
-            self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
-            self._kernel = kernels[0]
-        else:
-            self._x_shape, self._x_dtype = (batch,), np.dtype(np.int64)
-            self._kernel = kernels[1]
-        step = fused.specialised(model)
-        if step is not None:
-            self._kernel, self._weights = step.kernel_for(batch), step.weights
-            extra = step.scratch(batch) - lay.scratch_size
-            if extra > 0:  # the same buffer, longer: y and state stay where the generic kernels keep them
-                self._buf = np.concatenate([self._buf, np.zeros(extra, dtype=self._buf.dtype)])
-                if model.precision != "int8":
-                    self.y = self._buf[:n_y].reshape(batch, model.out)
-                else:
-                    self.logits_q = self._buf[:n_y].reshape(batch, model.out)
-                self._args = (self.y, self._buf) if model.precision == "int8" else (self._buf,)
-        # every layer's h (and c): float32, or int32 holding int16 values (int8)
-        self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
-        self._reset_state()
-        self._x_strides = np.zeros(self._x_shape, self._x_dtype).strides
-        self._entry = compiled_entry(self._kernel, (*self._args, np.zeros(self._x_shape, self._x_dtype),
-                                                    *self._weights))
-        self.step = step_function(self)  # this method as a closure over the stream's arrays (stream_call.py)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes this stream holds beyond the model: state, output and scratch."""
-        return self._buf.nbytes + (self._ybuf.nbytes if self.model.precision == "int8" else 0)
-
-    def step(self, x: np.ndarray) -> np.ndarray:
-        """Advance every stream one time step: x (B, F) float32 or (B,) int64 -> y (B, out) float32.
-
-        Returns the stream's own output buffer, overwritten by the next step: copy it to keep it.
-        A refused input (wrong shape or dtype; NaN or infinity, or a finite value whose normalised
-        (x - mean) / std overflows to infinity; a token id out of range) raises ValueError or TypeError and leaves
-        the state as it was. Called while another thread steps or resets this stream: StreamInUseError, nothing
-        changed (class docstring).
-        """
-        return self.__dict__["step"](x)  # the instance's own step: stream_call.step_function, set at __init__
-
-    def reset(self) -> None:
-        """Back to the initial state (zeros, or the layers' h0/c0 for a spec with initial_state): the next step
-        starts a new sequence. Called while another thread steps or resets this stream: StreamInUseError."""
-        with self._claimed("reset()"):
-            self._reset_state()
-
-    @contextmanager
-    def _claimed(self, what: str):
-        """Hold the stream for a caller that steps or resets it through _step_claimed / _reset_state (Sampler)."""
-        try:
-            self._token.pop()
-        except IndexError:
-            raise self._busy(what) from None
-        try:
-            yield
-        finally:
-            self._token.append(True)
-
-    def _step_claimed(self, x: np.ndarray) -> None:
-        """step() of a valid x (dtype, shape) by a caller inside _claimed()."""
-        status = self._kernel(*self._args, x, *self._weights)
-        if status:
-            self._refuse_values(x, status)
-
-    def _reset_state(self) -> None:
-        if self.model.initial_state is None:
-            self.state[:] = 0
-        else:
-            self.state[:] = self.model.initial_state
-
-    def _busy(self, what: str) -> StreamInUseError:
-        return StreamInUseError(
-            f"{what} refused: this stream is being stepped or reset by another thread right now. One stream belongs "
-            "to one thread at a time (its state and output buffer are its own); use one stream per thread "
-            "(model.stream() is cheap) or guard a shared stream with a threading.Lock. Nothing was changed.")
-
-    def _refuse(self, x) -> None:
-        if isinstance(x, np.ndarray) and x.dtype == self._x_dtype and x.shape == self._x_shape:
-            return  # an equal dtype that is not numpy's cached instance: nothing wrong after all
-        what = "float32 array of shape (batch, features)" if self.model.dense else "int64 array of shape (batch,)"
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"step() takes a numpy {what} = {self._x_shape}, got {type(x).__name__}")
-        if x.dtype != self._x_dtype:
-            raise TypeError(f"step() input has dtype {x.dtype}; expected {self._x_dtype} "
-                            f"(convert once with x.astype(np.{self._x_dtype}))")
-        raise ValueError(f"step() input has shape {x.shape}; expected {self._x_shape}: a {what} "
-                         f"(this stream has batch={self.batch})")
-
-    def _refuse_values(self, x: np.ndarray, status: int) -> None:
-        if status == BAD_VALUE:
-            bad = np.argwhere(~np.isfinite(self.model._normalised(x)))
-            where = tuple(bad[0]) if len(bad) else None  # None: x changed after the kernel read it
-            raise ValueError(_non_finite_message(x, where, self.model._mean, self.model._std, "step() input")
-                             + "; the state is unchanged (the step was not taken)")
-        if status == BAD_TOKEN:
-            bad = x[(x < 0) | (x >= self.model.vocab)]
-            raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.model.vocab}); "
-                             "the state is unchanged (the step was not taken)")
-        raise RuntimeError(f"kernel returned unknown status {status}")
-
-
-def _non_finite_message(x: np.ndarray, where: tuple | None, mean: np.ndarray, std: np.ndarray, name: str) -> str:
-    """Why x[where] (x (..., F) float32) was refused: NaN or infinity itself, or a normalised value that is not."""
-    if where is None:
-        return f"{name} holds NaN or infinity, or a value whose normalised (x - mean) / std is not finite"
-    value, f = x[where], where[-1]
-    at = f"{name}[{', '.join(str(int(i)) for i in where)}]"
-    if not np.isfinite(value):
-        return f"{at} = {value}, refused: NaN or infinity"
-    return (f"{at} = {value:g} is finite, but its normalised value (x - mean) / std = ({value:g} - {mean[f]:g}) / "
-            f"{std[f]:g} overflows float32 (|x| up to {np.finfo(np.float32).max:g}); such an input is refused, as it "
-            "would turn the state into NaN")
 
 
 def _shares_layout(w: np.ndarray, lay) -> bool:

@@ -30,7 +30,7 @@ class Sampler:
     the first whose cumulative sum exceeds u times the total, u uniform in [0, 1) from a numpy
     Generator(PCG64(seed)): one draw per token. No array is allocated per token.
 
-    Threads: a Sampler holds one stream and follows its contract (runtime.model.Stream). Each call (feed, next,
+    Threads: a Sampler holds one stream and follows its contract (runtime.stream.Stream). Each call (feed, next,
     sample_into, reset) claims that stream for its whole length; a call from a second thread meanwhile, or a step
     or reset of sampler.stream, raises StreamInUseError and changes nothing. Use one Sampler per thread.
     """

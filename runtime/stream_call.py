@@ -1,4 +1,4 @@
-"""How Stream.step reaches its compiled kernel with as little Python as possible per call (runtime/model.py).
+"""How Stream.step reaches its compiled kernel with as little Python as possible per call (runtime/stream.py).
 
     entry = compiled_entry(kernel, args)     # the machine code for exactly these argument types
     stream.step = step_function(stream)      # the stream's step(x): checks, ownership token, kernel, status

@@ -1,5 +1,5 @@
 """The thread contract: streams of one model step in parallel; one stream shared by two threads refuses, never
-corrupts (runtime.model.Stream)."""
+corrupts (runtime.stream.Stream)."""
 
 import itertools
 import threading
