@@ -96,9 +96,8 @@ class Stream:
         # every layer's h (and c): float32, or int32 holding int16 values (int8)
         self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
         self._reset_state()
-        self._x_strides = np.zeros(self._x_shape, self._x_dtype).strides
         self._entry = compiled_entry(self._kernel, (*self._args, np.zeros(self._x_shape, self._x_dtype),
-                                                    *self._weights))
+                                                    *self._weights), len(self._args))
         self.step = step_function(self)  # this method as a closure over the stream's arrays (stream_call.py)
 
     @property
@@ -137,7 +136,7 @@ class Stream:
 
     def _step_claimed(self, x: np.ndarray) -> None:
         """step() of a valid x (dtype, shape) by a caller inside _claimed()."""
-        status = self._kernel(*self._args, x, *self._weights)
+        status = self._entry(*self._args, x, *self._weights)  # x of the dtype and shape the entry takes
         if status:
             self._refuse_values(x, status)
 

@@ -1,14 +1,15 @@
 """How Stream.step reaches its compiled kernel with as little Python as possible per call (runtime/stream.py).
 
-    entry = compiled_entry(kernel, args)     # the machine code for exactly these argument types
-    stream.step = step_function(stream)      # the stream's step(x): checks, ownership token, kernel, status
+    entry = compiled_entry(kernel, args, x_at)  # the machine code for these argument types, x of any strides
+    stream.step = step_function(stream)         # the stream's step(x): checks, ownership token, kernel, status
 
 A step at batch 1 takes 2-8 us, so the Python around the kernel call counts: `kernel(*args, x, *weights)` builds
 a tuple per call (~0.13 us on Zen 3) and every `self.` attribute is a dictionary read. step_function returns a
 closure over the stream's arrays and bound methods, its kernel call written out for the argument count the
 stream has (one text, STEP_SOURCE, compiled once per count): the same checks in the same order as
 Stream.step's docstring gives: 0.1-0.27 us less per call than the method it replaces (Zen 3: kws int8 3.52 ->
-3.26 us, har int8w 2.94 -> 2.75).
+3.26 us, har int8w 2.94 -> 2.75). The entry takes x as an array of any layout, so no stride is checked per call
+(reading `x.strides` alone costs ~0.16 us on Zen 3: it builds a tuple).
 The stream and its step refer to each other (its error paths call the stream's methods): Python's cycle
 collector frees them together.
 """
@@ -27,7 +28,7 @@ def step(x):
     except IndexError:
         raise me._busy("step()") from None
     try:
-        status = (entry if x.strides == x_strides else kernel)({call})
+        status = entry({call})
     finally:
         give(True)
     if status:
@@ -37,16 +38,19 @@ def step(x):
 _COMPILED: dict[tuple[int, int], object] = {}
 
 
-def compiled_entry(kernel, args: tuple):
-    """The machine code numba compiled (or loaded from its cache) for exactly these argument types, called without
-    the dispatcher's type resolution of every argument (~0.25 us of a ~3 us step). The stream's step calls it only
-    with x of the dtype, shape and strides it was compiled for (the buffers and weights are the stream's own), and
-    the dispatcher otherwise; a kernel that is not a numba dispatcher (or a numba that keeps its entry points
-    elsewhere) gets the kernel itself."""
+def compiled_entry(kernel, args: tuple, x_at: int):
+    """The machine code numba compiled (or loaded from its cache) for these argument types, args[x_at] (the input x)
+    typed as an array of any layout, called without the dispatcher's type resolution of every argument (~0.25 us
+    of a ~3 us step). The stream calls it only with an x of the dtype and shape it was compiled for (checked before
+    the call; the buffers and weights are the stream's own); any strides are right for an array of any layout (x
+    is read ~F values a step: a contiguous x costs the same). A kernel that is not a numba dispatcher (or a numba
+    that keeps its entry points elsewhere) gets the kernel itself."""
     try:
         import numba
 
-        signature = tuple(numba.typeof(a) for a in args)
+        signature = [numba.typeof(a) for a in args]
+        signature[x_at] = signature[x_at].copy(layout="A")
+        signature = tuple(signature)
         kernel.compile(signature)
         return kernel.overloads[signature].entry_point
     except (AttributeError, KeyError, TypeError):
@@ -64,8 +68,8 @@ def step_function(stream):
         _COMPILED[(n_args, n_weights)] = code
     scope = {f"a{i}": a for i, a in enumerate(stream._args)}
     scope.update({f"w{i}": w for i, w in enumerate(stream._weights)})
-    scope.update(ndarray=np.ndarray, x_dtype=stream._x_dtype, x_shape=stream._x_shape, x_strides=stream._x_strides,
-                 entry=stream._entry, kernel=stream._kernel, take=stream._token.pop, give=stream._token.append,
+    scope.update(ndarray=np.ndarray, x_dtype=stream._x_dtype, x_shape=stream._x_shape,
+                 entry=stream._entry, take=stream._token.pop, give=stream._token.append,
                  y=stream.y, me=stream)
     # a closure's variables are read from its globals here: a dict of its own per stream, looked up by name
     # like a module's, no `self.` attribute reads

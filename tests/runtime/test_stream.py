@@ -73,13 +73,17 @@ def test_a_bidirectional_model_refuses_to_stream_but_runs(tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["f32", "int8w", "int8"])
-def test_inputs_of_any_memory_layout_step_alike_and_the_usual_one_skips_numba_dispatch(precision, tmp_path):
-    spec = make_spec("gru", layers=2, kind="dense")
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_inputs_of_any_memory_layout_step_alike_through_the_one_compiled_entry(precision, kind, tmp_path):
+    spec = make_spec("gru", layers=2, kind=kind)
     model = runtime.load(write_artifact(make_model(spec), tmp_path / "m.safetensors", precision=precision))
-    X = random_inputs(spec, 2, 40)
-    contiguous, strided, readonly = model.stream(2), model.stream(2), model.stream(2)
-    # a stream's usual input calls the compiled machine code directly, not numba's dispatcher
+    X = random_inputs(spec, 3, 40)
+    streams = [model.stream(3) for _ in range(5)]
+    contiguous, strided, readonly, fortran, broadcast = streams
+    # every input calls the machine code compiled for x of any layout, never numba's dispatcher (which would
+    # compile the step again, for seconds, the first time an x of another layout came)
     assert contiguous._entry is not contiguous._kernel
+    compiled = len(contiguous._kernel.overloads)  # the one kernel all five streams call (one model)
     for t in range(X.shape[1]):
         x = np.ascontiguousarray(X[:, t])
         frozen = x.copy()
@@ -87,3 +91,9 @@ def test_inputs_of_any_memory_layout_step_alike_and_the_usual_one_skips_numba_di
         want = contiguous.step(x).copy()
         assert np.array_equal(strided.step(X[:, t]), want)  # a view with the time axis's strides
         assert np.array_equal(readonly.step(frozen), want)
+        if kind == "dense":
+            assert np.array_equal(fortran.step(np.asfortranarray(x)), want)
+        same = np.broadcast_to(x[:1], x.shape)  # stride 0 between streams: the first stream's input for all three
+        got = broadcast.step(same)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], got[0]) and np.array_equal(got[2], got[0])
+    assert len(contiguous._kernel.overloads) == compiled  # no other layout compiled anything
