@@ -88,16 +88,12 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
 def rows_times(out: Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
                src: str, stride: int | str) -> None:
     """buf[dst + b n_out + o] = bias[o] (+ scale[o] *) sum_k W[o, k] v_b[k]: W (n_out, n_in) row-major, one dot
-    product per row (few long rows: the head and its hidden layers), each row read once for all streams."""
-    wref = "np.float32(wo[k])" if q8 else "wo[k]"
+    product per row and stream (few long rows: the head and its hidden layers), each summed in one fixed order by
+    fused_float_fma.DOT, so the step, run() and every process give the same numbers."""
     total = f"w[{boff} + o] + w[{soff} + o] * acc" if q8 else f"w[{boff} + o] + acc"
     out(f"for o in range({n_out}):",
-        f"    wo = {'q' if q8 else 'w'}[{woff} + o * {n_in}:]  # views: the sums vectorise without alias checks",
         "    for b in range(B):",
-        "        acc = ZERO",
-        f"        v = buf[{src} + b * {stride}:]",
-        f"        for k in range({n_in}):",
-        f"            acc += {wref} * v[k]",
+        f"        acc = row_dot({'q' if q8 else 'w'}, {woff} + o * {n_in}, buf, {src} + b * {stride}, {n_in})",
         f"        buf[{dst} + b * {n_out} + o] = {total}")
 
 

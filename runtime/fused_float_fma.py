@@ -149,5 +149,65 @@ def _fma(streams: int, count: int, int8: bool = False):
     return fma
 
 
+@intrinsic
+def DOT(typingctx, w, woff, buf, src, n):
+    """sum_k W[woff + k] v[k] for k < n, v = buf[src ..]: a head or hidden head layer's row times one stream's
+    input (fused_float_cells.rows_times), in one fixed order whatever the code around it: 16 lanes of partial sums
+    (lane l: k = l, l + 16, ..; each one chain of fused multiply-adds), added as a fixed tree 16 -> 8 -> 4 -> 2 ->
+    1, then the n mod 16 last products as one chain of fused multiply-adds after it. A plain `acc += w[k] * v[k]`
+    loop with reordering allowed (the kernels' fast-math) is summed in whatever order LLVM picks where it compiles
+    the loop, and that differed between the step inlined into step() and into run()'s sequence function: kws' logits
+    1 ulp apart between step() and run(), and between a process that compiled the step and one that loaded it from
+    the cache. int8 weights (int8w) are converted to float32 as they are loaded, exactly."""
+    sig = types.float32(w, woff, buf, src, n)
+
+    def codegen(context, builder, signature, args):
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        vec = ir.VectorType(f32, LANES)
+        q8 = signature.args[0].dtype == types.int8
+        vfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v16f32")
+        sfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32, f32, f32]), "llvm.fma.f32")
+        wdata = context.make_array(signature.args[0])(context, builder, args[0]).data
+        data = context.make_array(signature.args[2])(context, builder, args[2]).data
+        w_off, src_off, N = (builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[3], args[4]))
+
+        def wvec(off):
+            if not q8:
+                return builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), vec.as_pointer()), align=4)
+            i8x16 = ir.VectorType(ir.IntType(8), LANES)
+            q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
+            return builder.sitofp(builder.sext(q, ir.VectorType(i32, LANES)), vec)
+
+        def wone(off):
+            x = builder.load(cgutils.gep(builder, wdata, off))
+            return builder.sitofp(x, f32) if q8 else x
+
+        whole = builder.sdiv(N, ir.Constant(i64, LANES))
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * LANES))
+        with cgutils.for_range(builder, whole) as loop:
+            at = builder.mul(loop.index, ir.Constant(i64, LANES))
+            v = builder.load(builder.bitcast(cgutils.gep(builder, data, builder.add(src_off, at)), vec.as_pointer()),
+                             align=4)
+            builder.store(builder.call(vfma, [wvec(builder.add(w_off, at)), v, builder.load(acc)]), acc)
+        total = builder.load(acc)
+        width = LANES
+        while width > 1:  # the fixed tree: lanes [0, width / 2) + [width / 2, width)
+            width //= 2
+            low = builder.shuffle_vector(total, total, ir.Constant(ir.VectorType(i32, width), list(range(width))))
+            high = builder.shuffle_vector(total, total, ir.Constant(ir.VectorType(i32, width),
+                                                                    list(range(width, 2 * width))))
+            total = builder.fadd(low, high)
+        total = builder.extract_element(total, ir.Constant(i32, 0))
+        result = cgutils.alloca_once_value(builder, total)
+        first = builder.mul(whole, ir.Constant(i64, LANES))
+        with cgutils.for_range(builder, builder.sub(N, first)) as loop:
+            k = builder.add(first, loop.index)
+            x = builder.load(cgutils.gep(builder, data, builder.add(src_off, k)))
+            builder.store(builder.call(sfma, [wone(builder.add(w_off, k)), x, builder.load(result)]), result)
+        return builder.load(result)
+
+    return sig, codegen
+
+
 FMA = {(s, u): _fma(s, u) for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}
 FMA8 = {(s, u): _fma(s, u, int8=True) for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}

@@ -56,6 +56,7 @@ edited."""
 import numpy as np
 
 from rnnedge.runtime.jit import fast_inline, fast_kernel
+from rnnedge.runtime.fused_float_fma import DOT as row_dot
 from rnnedge.runtime.kernels_f32 import _GELU_TANH_C, _GELU_TANH_K, _RSQRT2, erf_f32, exp_f32
 
 {imports}
