@@ -69,8 +69,6 @@ def kernel_info(model) -> dict:
     return {"step": "specialised", "precision": model.precision, **step.info}
 
 
-# the generators, imported last: they import Specialised from here
-from rnnedge.runtime import fused_int8  # noqa: F401  (registers GENERATORS["int8"])
-from rnnedge.runtime.fused_float import generate as _generate_float
-
-GENERATORS.update({"f32": _generate_float, "int8w": _generate_float})
+# the generators, imported last: they import Specialised from here and register themselves in GENERATORS (so
+# either side may be imported first)
+from rnnedge.runtime import fused_float, fused_int8  # noqa: F401  (GENERATORS["f32"], ["int8w"]; ["int8"])

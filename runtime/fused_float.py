@@ -171,3 +171,5 @@ def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, 
         Y[~valid] = 0.0
     return Y
 
+
+fused.GENERATORS.update({"f32": generate, "int8w": generate})
