@@ -53,8 +53,9 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
     out-of-order execution overlaps too few units to hide that latency. So the update is two loops over j, each
     one exponential deep: the LSTM's i, f, g -> c, then o and h = o tanh(c); the GRU's r -> r gh_n + gx_n into
     scratch(2H), then z, n -> h (without a scratch slot the GRU keeps one loop). Every element is computed by the
-    same expressions as in one loop, stored as the float32 it is: the same numbers (kws f32 at batch 64: the gate
-    stage 0.55 -> 0.45 us a stream-step on Zen 3)."""
+    same expressions as in one loop, stored as the float32 it is (kws f32 at batch 64: the gate stage 0.55 -> 0.45
+    us a stream-step on Zen 3); an LSTM's c may still come out 1 ulp from the one-loop code's, where LLVM fuses the
+    other product of f c + i g into a multiply-add. The step and run() run this same code, so they agree."""
     cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
     h = int(row[L_OFF_H]) if h is None else h
     c = int(row[L_OFF_C]) if c is None else c

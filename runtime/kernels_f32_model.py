@@ -30,10 +30,7 @@ from rnnedge.runtime.kernels_f32 import (
     rnn_step_f32,
     split_table,
 )
-from rnnedge.runtime.kernels_f32_ext import (
-    initial_state_f32,
-    recurrent_step_ext_f32,
-)
+from rnnedge.runtime.kernels_f32_ext import initial_state_f32, recurrent_step_ext_f32
 from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,

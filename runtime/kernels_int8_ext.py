@@ -12,9 +12,7 @@ from rnnedge.runtime.int8_math import (
     tanh_of_cell_q15,
 )
 from rnnedge.runtime.jit import kernel
-from rnnedge.runtime.kernels_f32 import (
-    _matrix,
-)
+from rnnedge.runtime.kernels_f32 import _matrix
 from rnnedge.runtime.kernels_int8 import (
     Q15_ONE,
     clip_rows_int8,

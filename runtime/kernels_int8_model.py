@@ -28,10 +28,7 @@ from rnnedge.runtime.kernels_int8 import (
     quantize_input_int8,
     rnn_update_int8,
 )
-from rnnedge.runtime.kernels_int8_ext import (
-    initial_state_int8,
-    recurrent_step_ext_int8,
-)
+from rnnedge.runtime.kernels_int8_ext import initial_state_int8, recurrent_step_ext_int8
 from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
