@@ -14,8 +14,9 @@ The names below are imported on first use, so that `rnnedge --version` and a com
 
 import importlib
 
-_WHERE = {"ArtifactError": "rnnedge.runtime.artifact", "Model": "rnnedge.runtime.model", "Stream": "rnnedge.runtime.stream",
-          "StreamInUseError": "rnnedge.runtime.stream", "load": "rnnedge.runtime.model", "Sampler": "rnnedge.runtime.sampler",
+_WHERE = {"ArtifactError": "rnnedge.runtime.artifact", "Model": "rnnedge.runtime.model",
+          "Stream": "rnnedge.runtime.stream", "StreamInUseError": "rnnedge.runtime.stream",
+          "load": "rnnedge.runtime.model", "Sampler": "rnnedge.runtime.sampler",
           "SpecError": "rnnedge.runtime.spec"}
 
 __all__ = ["ArtifactError", "Model", "Sampler", "SpecError", "Stream", "StreamInUseError", "load", "spec"]

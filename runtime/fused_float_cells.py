@@ -111,8 +111,8 @@ HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
     HID_TANH: "TWO / (ONE + exp_f32(-TWO * a_)) - ONE",
     HID_SIGMOID: "ONE / (ONE + exp_f32(-a_))",
     HID_GELU: "HALF * a_ * (ONE + erf_f32(a_ * _RSQRT2))",
-    HID_GELU_TANH: "HALF * a_ * (ONE + (TWO / (ONE + exp_f32(-TWO * (_GELU_TANH_K * (a_ + _GELU_TANH_C * a_ * a_ * a_))))"
-                   " - ONE))",
+    HID_GELU_TANH: "HALF * a_ * (ONE + (TWO / (ONE + exp_f32(-TWO * (_GELU_TANH_K * (a_ + _GELU_TANH_C * a_ * a_ * "
+                   "a_)))) - ONE))",
 }
 
 
@@ -145,12 +145,12 @@ def head(out: Lines, m, q8: bool, src: str, stride: int | str) -> None:
             out(f"    for o in range({O}):",
                 "        e_ = np.exp(buf[y0 + o] - top)",
                 "        buf[y0 + o] = e_",
-                "        total += e_",
+                "        total = add_in_order(total, e_)",
                 f"    for o in range({O}):",
                 "        buf[y0 + o] /= total")
         else:
             out(f"    for o in range({O}):",
-                "        total += np.exp(buf[y0 + o] - top)",
+                "        total = add_in_order(total, np.exp(buf[y0 + o] - top))",
                 "    log_total = np.log(total)",
                 f"    for o in range({O}):",
                 "        buf[y0 + o] = (buf[y0 + o] - top) - log_total")

@@ -12,19 +12,23 @@ not depend on the batch, and a whole sequence's input projection (all T steps' r
 FMA8 is the same with int8 weights, each 16 converted to float32 as they are loaded: int8w's sums on a CPU without
 AVX512-VNNI (fused_float_source._layer_int8w_fma). Given float32 weights it loads them as FMA does: the same sums,
 bit for bit, on a float32 copy of the int8 weights (the conversion is exact), which is how int8w's run() spares
-itself a conversion per weight per step on a CPU with 128-bit vector units (fused_float.float_copy). Where the CPU has 16 vector registers (AVX2), `tiles` splits a
-call into passes of at most four 16-lane sums, so none spills; each sum's chain is unchanged.
+itself a conversion per weight per step on a CPU with 128-bit vector units (fused_float.float_copy). Where the
+CPU has 16 vector registers (AVX2), `tiles` splits a call into passes of at most four 16-lane sums, so none
+spills; each sum's chain is unchanged.
 
 A block past n reads lanes of the next rows of W^T (or whatever follows the matrix in w: `reach` says how far,
 the generator keeps it within w) into accumulator lanes nobody reads: the accumulators are padded to blocks of 16.
 
-The generators keep W^T in panels (layout.panelled, fused_float_blob.py): its columns in groups of PANEL, each
-group stored (k, PANEL) row-major, one after another, the last group (fewer columns) likewise at its own width. A
-call on the group at column c then reads from the group's start with row stride PANEL (`panel_at`): the k loop walks one 256-byte
-run of consecutive cache lines per row instead of 64 bytes out of every row of the whole matrix (a row stride of
-a power of two maps every row of a block to the same few L1 sets, and the hardware prefetcher sees one stream).
-Measured (Zen 3, kws' W_hh^T 128 x 512, a numba loop of FMA[4, 4] calls over 64 streams): 31 -> 41 G
+The generators keep W^T in panels (layout.panelled, fused_float_blob.py): its columns in groups of PANEL, each group
+stored (k, PANEL) row-major, one after another, the last group (fewer columns) likewise at its own width. A call on
+the group at column c then reads from the group's start with row stride PANEL (`panel_at`): the k loop walks one
+256-byte run of consecutive cache lines per row instead of 64 bytes out of every row of the whole matrix (a row
+stride of a power of two maps every row of a block to the same few L1 sets, and the hardware prefetcher sees one
+stream). Measured (Zen 3, kws' W_hh^T 128 x 512, a numba loop of FMA[4, 4] calls over 64 streams): 31 -> 41 G
 multiply-adds per second; FMA[1, 4] (one stream) 14 -> 22. The same numbers: only where the weights sit moves.
+
+DOT and ADD keep the few other float sums of a step in one order too: DOT a head row times a stream's input (16
+lanes of FMA chains, a fixed tree, then the tail), ADD one addition LLVM may not reorder (a softmax's total).
 """
 
 from __future__ import annotations
@@ -91,6 +95,21 @@ def describe(streams: int = STREAMS, count: int = BLOCKS) -> str:
 WIDE = bool(llvm.get_host_cpu_features().get("avx512f"))  # 32 zmm registers here
 
 
+def _vec_at(builder, base, off):
+    """A pointer to the 16 float32 lanes at base + off."""
+    return builder.bitcast(cgutils.gep(builder, base, off), ir.VectorType(ir.FloatType(), LANES).as_pointer())
+
+
+def _weights_at(builder, wdata, off, q8: bool):
+    """The 16 weights at wdata + off as float32 lanes: loaded as they are, or (q8) 16 int8 loaded and converted,
+    exactly (int8 -> int32 -> float32)."""
+    if not q8:
+        return builder.load(_vec_at(builder, wdata, off), align=4)
+    i8x16 = ir.VectorType(ir.IntType(8), LANES)
+    q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
+    return builder.sitofp(builder.sext(q, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(ir.FloatType(), LANES))
+
+
 def _fma(streams: int, count: int, int8: bool = False):
     """FMA[streams, count]; int8: the weights are int8 (FMA8: W^T (k, n) int8 at woff in w, each 16 converted to
     float32 once per load, exactly, for all the streams)."""
@@ -109,21 +128,12 @@ def _fma(streams: int, count: int, int8: bool = False):
             acc_off, acc_st, w_off, stride, src_off, src_st, K = (
                 builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[2], *args[4:]))
 
-            def vptr(base, off):
-                return builder.bitcast(cgutils.gep(builder, base, off), vec.as_pointer())
-
-            def weight(off):
-                if not int8 or signature.args[3].dtype != types.int8:  # FMA8 on float32 weights: FMA's load
-                    return builder.load(vptr(wdata, off), align=4)
-                i8x16 = ir.VectorType(ir.IntType(8), LANES)
-                q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
-                return builder.sitofp(builder.sext(q, ir.VectorType(i32, LANES)), vec)
-
+            q8 = int8 and signature.args[3].dtype == types.int8  # FMA8 on float32 weights: FMA's load
             inputs = [builder.add(src_off, builder.mul(src_st, ir.Constant(i64, s))) for s in range(streams)]
             zeros = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
             for ss, us in tiles(streams, count, WIDE):
-                ptrs = {(s, u): vptr(data, builder.add(acc_off, builder.add(builder.mul(acc_st, ir.Constant(i64, s)),
-                                                                            ir.Constant(i64, LANES * u))))
+                ptrs = {(s, u): _vec_at(builder, data, builder.add(acc_off, builder.add(
+                            builder.mul(acc_st, ir.Constant(i64, s)), ir.Constant(i64, LANES * u))))
                         for s in ss for u in us}
                 slots = {key: cgutils.alloca_once(builder, vec) for key in ptrs}
                 for key, ptr in ptrs.items():
@@ -131,7 +141,7 @@ def _fma(streams: int, count: int, int8: bool = False):
                 with cgutils.for_range(builder, K) as loop:
                     kk = loop.index
                     row = builder.add(w_off, builder.mul(kk, stride))
-                    wv = {u: weight(builder.add(row, ir.Constant(i64, LANES * u))) for u in us}
+                    wv = {u: _weights_at(builder, wdata, builder.add(row, ir.Constant(i64, LANES * u)), q8) for u in us}
                     for s in ss:
                         x = builder.load(cgutils.gep(builder, data, builder.add(inputs[s], kk)))
                         x = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), x,
@@ -171,13 +181,6 @@ def DOT(typingctx, w, woff, buf, src, n):
         data = context.make_array(signature.args[2])(context, builder, args[2]).data
         w_off, src_off, N = (builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[3], args[4]))
 
-        def wvec(off):
-            if not q8:
-                return builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), vec.as_pointer()), align=4)
-            i8x16 = ir.VectorType(ir.IntType(8), LANES)
-            q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
-            return builder.sitofp(builder.sext(q, ir.VectorType(i32, LANES)), vec)
-
         def wone(off):
             x = builder.load(cgutils.gep(builder, wdata, off))
             return builder.sitofp(x, f32) if q8 else x
@@ -186,9 +189,9 @@ def DOT(typingctx, w, woff, buf, src, n):
         acc = cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * LANES))
         with cgutils.for_range(builder, whole) as loop:
             at = builder.mul(loop.index, ir.Constant(i64, LANES))
-            v = builder.load(builder.bitcast(cgutils.gep(builder, data, builder.add(src_off, at)), vec.as_pointer()),
-                             align=4)
-            builder.store(builder.call(vfma, [wvec(builder.add(w_off, at)), v, builder.load(acc)]), acc)
+            v = builder.load(_vec_at(builder, data, builder.add(src_off, at)), align=4)
+            builder.store(builder.call(vfma, [_weights_at(builder, wdata, builder.add(w_off, at), q8), v,
+                                              builder.load(acc)]), acc)
         total = builder.load(acc)
         width = LANES
         while width > 1:  # the fixed tree: lanes [0, width / 2) + [width / 2, width)
@@ -205,6 +208,22 @@ def DOT(typingctx, w, woff, buf, src, n):
             x = builder.load(cgutils.gep(builder, data, builder.add(src_off, k)))
             builder.store(builder.call(sfma, [wone(builder.add(w_off, k)), x, builder.load(result)]), result)
         return builder.load(result)
+
+    return sig, codegen
+
+
+@intrinsic
+def ADD(typingctx, a, b):
+    """a + b, two float32, as one addition LLVM may not reorder (no fast-math flags on it): a sum built from it (a
+    softmax head's total) keeps its program order, one term after another as firmware_ref adds them, wherever the
+    loop is compiled and whether or not numba finds a vector math library that would let LLVM vectorise the loop
+    (DOT's reason)."""
+    if a != types.float32 or b != types.float32:
+        return None
+    sig = types.float32(a, b)
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
 
     return sig, codegen
 

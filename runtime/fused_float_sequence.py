@@ -56,6 +56,7 @@ edited."""
 import numpy as np
 
 from rnnedge.runtime.jit import fast_inline, fast_kernel
+from rnnedge.runtime.fused_float_fma import ADD as add_in_order
 from rnnedge.runtime.fused_float_fma import DOT as row_dot
 from rnnedge.runtime.kernels_f32 import _GELU_TANH_C, _GELU_TANH_K, _RSQRT2, erf_f32, exp_f32
 
@@ -101,7 +102,8 @@ class Sizes:
         lay = model.layout
         rows = model_rows(model)
         # int8w: room for one layer-direction's W_ih^T and W_hh^T as float32, as far as the FMA blocks read
-        self.WF = 0 if model.precision != "int8w" else max(sum(_extent(*part) for part in matrix_parts(row)) for row in rows)
+        self.WF = 0 if model.precision != "int8w" else max(sum(_extent(*part) for part in matrix_parts(row))
+                                                            for row in rows)
         self.O = int(lay.model[L.M_OUT])
         self.RS = recur_scratch(rows)
         self.U = sum(int(d[L.D_UNITS]) for d in lay.dense)

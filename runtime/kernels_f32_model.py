@@ -113,7 +113,8 @@ def layers_and_head_f32(y, state, work, inp, blob, layers, dense, model):
 
 @kernel
 def stream_buffers(buf, batch, model):
-    """Views of a stream's one float32 buffer: y (B, O) output, state (B, S), scratch (N,)."""
+    """Views of a stream's one buffer: y (B, O) output, state (B, S), scratch (N,); float32, or int32 for int8 (its
+    integer logits, int16 state values and scratch)."""
     n_y = batch * model[M_OUT]
     n_state = batch * model[M_STATE]
     y = buf[:n_y].reshape((batch, model[M_OUT]))

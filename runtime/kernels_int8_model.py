@@ -15,6 +15,7 @@ from rnnedge.runtime.kernels_f32 import (
     normalised_finite_f32,
     split_table,
 )
+from rnnedge.runtime.kernels_f32_model import stream_buffers
 from rnnedge.runtime.kernels_int8 import (
     Q15_ONE,
     dense_int8,
@@ -59,7 +60,6 @@ from rnnedge.runtime.layout import (
     M_OFF_IN_B,
     M_OFF_IN_S,
     M_OUT,
-    M_STATE,
     M_VOCAB,
 )
 
@@ -127,22 +127,13 @@ def layers_and_head_int8(acc, state, work, inp, qblob, iblob, layers, dense, mod
 
 
 @kernel
-def stream_buffers_int8(ibuf, batch, model):
-    """Views of a stream's int32 buffer: acc (B, O) integer logits, state (B, S), scratch (N,)."""
-    n_y = batch * model[M_OUT]
-    n_state = batch * model[M_STATE]
-    acc = ibuf[:n_y].reshape((batch, model[M_OUT]))
-    state = ibuf[n_y : n_y + n_state].reshape((batch, model[M_STATE]))
-    return acc, state, ibuf[n_y + n_state :]
-
-
-@kernel
 def model_step_dense_int8(y, ibuf, x, qblob, iblob, blob, table):
     """One time step of a forward-only dense-input int8 model for B streams.
 
-    y (B, O) float32 dequantised output; ibuf the stream's int32 buffer (stream_buffers_int8); x (B, F) raw
-    float32 input, quantised into the front of the scratch; qblob int8 matrices, iblob int32 biases and
-    multipliers, blob float32 normalisation and scales; table (runtime/layout.py).
+    y (B, O) float32 dequantised output; ibuf the stream's int32 buffer (kernels_f32_model.stream_buffers: acc
+    (B, O) integer logits, state (B, S), scratch); x (B, F) raw float32 input, quantised into the front of the
+    scratch; qblob int8 matrices, iblob int32 biases and multipliers, blob float32 normalisation and scales; table
+    (runtime/layout.py).
     Returns OK, or BAD_VALUE having written nothing: x or its normalised value (x - mean) / std not finite
     (kernels_f32.normalised_finite_f32). The quantiser's clamp would hide such a value where the float precisions'
     state would turn NaN; one rule refuses it in all three.
@@ -153,7 +144,7 @@ def model_step_dense_int8(y, ibuf, x, qblob, iblob, blob, table):
     std = blob[model[M_OFF_IN_B] : model[M_OFF_IN_B] + n_in]
     if not normalised_finite_f32(x, mean, std):
         return BAD_VALUE
-    acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
+    acc, state, scratch = stream_buffers(ibuf, x.shape[0], model)
     scale = blob[model[M_OFF_IN_S]]
     out_scale = blob[model[M_OFF_HEAD_S] : model[M_OFF_HEAD_S] + model[M_OUT]]
     xq = scratch[:n_in]
@@ -173,7 +164,7 @@ def model_step_tokens_int8(y, ibuf, x, qblob, iblob, blob, table):
     for t in x:
         if t < 0 or t >= model[M_VOCAB]:
             return BAD_TOKEN
-    acc, state, scratch = stream_buffers_int8(ibuf, x.shape[0], model)
+    acc, state, scratch = stream_buffers(ibuf, x.shape[0], model)
     n_in = model[M_N_IN]
     out_scale = blob[model[M_OFF_HEAD_S] : model[M_OFF_HEAD_S] + model[M_OUT]]
     xq = scratch[:n_in]

@@ -174,8 +174,9 @@ def head_int8w(y, h, wq, s, b, activation):
 
 @kernel
 def recurrent_step_ext_int8w(h, c, scratch, gx, qblob, blob, row):
-    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); as kernels_f32_ext.recurrent_step_ext_f32 with
-    int8 w_hh. The folded quantised file has b_hh zero except a reset-after gru's n rows."""
+    """Stage 2 for a layer-direction whose step has extensions (L_FLAGS & F_STEP); as
+    kernels_f32_ext.recurrent_step_ext_f32 with int8 w_hh. The folded quantised file has b_hh zero except a
+    reset-after gru's n rows."""
     H = row[L_HIDDEN]
     gates = gx.shape[0]
     flags = row[L_FLAGS]
