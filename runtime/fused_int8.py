@@ -73,8 +73,9 @@ import numpy as np
 from numba import njit
 
 from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
-from rnnedge.runtime.fused_int8_simd import (as_float32, as_int8, gate_sums_rows_at, gru_candidate_rows_at,
-                                              sigmoid_rows_at, tanh_rows_at)
+from rnnedge.runtime.fused_int8_simd import (as_float32, as_int8, gate_sums_bounded_at, gate_sums_rows_at,
+                                              gru_candidate_bounded_at, gru_candidate_rows_at, sigmoid_rows_at,
+                                              tanh_rows_at)
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        gelu_q12, rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32

@@ -137,6 +137,7 @@ class LayerConstants:
     right: bool  # every row shifts right: mbqm_right with precomputed rounding rows
     param: int  # lstm: the cell state's scale exponent p (s_c = 2^p)
     init: int | None  # offset of [h0 | c0] (int32 rows of H) where the layer-direction has an initial state
+    bounded: bool = False  # right, and |acc| + 2^e < 2^30 for every accumulator (the *_bounded_at intrinsics)
 
     @property
     def GP(self) -> int:
@@ -175,7 +176,17 @@ def layer_constants(blob: Blob, lay, row, portable: bool) -> LayerConstants:
         n0 = 2 * H if cell == L.CELL_LSTM else H
         h0[:n0] = ivec(int(row[L.L_OFF_INIT]), n0)
         init = blob.int32(h0)
-    return LayerConstants(cell, H, HP, K, w_ih, w_hh, b_x, b_h, sides, fn, right, int(row[L.L_PARAM]), init)
+    bounded = right and (max(_accumulator_bound(matrix(int(row[L.L_OFF_WIH]), K), ivec(int(row[L.L_OFF_BIH]), G)),
+                             _accumulator_bound(matrix(int(row[L.L_OFF_WHH]), H), ivec(int(row[L.L_OFF_BHH]), G)))
+                         + 2 ** int(-rq[[1, 3]].min()) < 2**30)
+    return LayerConstants(cell, H, HP, K, w_ih, w_hh, b_x, b_h, sides, fn, right, int(row[L.L_PARAM]), init,
+                          bool(bounded))
+
+
+def _accumulator_bound(w_t: np.ndarray, bias: np.ndarray) -> int:
+    """A bound on |bias + W^T v| for every v of int16 values (the step's inputs and states): |b| + 2^15 sum |w|."""
+    return int((np.abs(w_t.astype(np.int64)).sum(axis=0) * 2**15).max(initial=0)
+               + np.abs(bias.astype(np.int64)).max(initial=0))
 
 
 def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str, h: int | str, c: int | str,
@@ -195,7 +206,7 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
         """Rows 0 .. rows-1 of ax in place: sat16(yx + yh); 16 lanes of vector IR (fused_int8_simd) where the
         rounding constants are rows, else one loop storing to the scratch alone (LLVM vectorises it)."""
         if k.right:
-            src.add(indent, f"gate_sums_rows_at({s}, {AX}, {AH}, {rows}, blob, "
+            src.add(indent, f"gate_sums_{'bounded' if k.bounded else 'rows'}_at({s}, {AX}, {AH}, {rows}, blob, "
                             f"{', '.join(map(str, k.sides['x'] + k.sides['h']))})")
             return
         src.add(indent, f"for j in range({rows}):")
@@ -236,7 +247,8 @@ for j in range({H}):
         act("sigmoid", 0, 2 * HP)
         if k.right:  # 16 lanes of vector IR (fused_int8_simd), as pre()
             consts = ", ".join(str(off + 2 * HP) for off in k.sides["x"] + k.sides["h"])
-            src.add(indent, f"gru_candidate_rows_at({s}, {AX + 2 * HP}, {AX}, {AH + 2 * HP}, {HP}, blob, {consts})")
+            src.add(indent, f"gru_candidate_{'bounded' if k.bounded else 'rows'}_at({s}, {AX + 2 * HP}, {AX}, "
+                            f"{AH + 2 * HP}, {HP}, blob, {consts})")
         else:
             n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64({s}[{AX} + j]) * "
                      f"{term('h', 2 * HP)}, 15)))")

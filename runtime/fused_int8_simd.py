@@ -170,25 +170,44 @@ class _Rows:
         rest = b.and_(high, b.sub(b.shl(c(1), e), c(1)))
         return b.add(b.ashr(high, e), b.lshr(b.add(rest, nudge), e))
 
-    def terms(self, ax_p, ah_p, rows, first):
+    def term_bounded(self, acc, M, e, half, half_neg):
+        """term() where the caller has proved |high| + half < 2^31 for every row: the rounding as one addition,
+        (high + nudge) >> e, without term's split into a shift and a rounded remainder."""
+        b, c = self.b, self.c
+        high = self.srdhm(acc, M)
+        return b.ashr(b.add(high, b.select(b.icmp_signed("<", high, c(0)), half_neg, half)), e)
+
+    def terms(self, ax_p, ah_p, rows, first, bounded: bool = False):
         """The 16 rows at `first`: (pointer to a[ax + first:], yx, yh), the two requantised terms of
-        gate_sums_rows_at from a[ax + r] and a[ah + r] with the rows' constants (rows: 8 pointers into the blob)."""
+        gate_sums_rows_at from a[ax + r] and a[ah + r] with the rows' constants (rows: 8 pointers into the blob,
+        [M, e, half, half_neg] per side), by term() or, bounded, term_bounded()."""
         x, x_ptr = self.load(ax_p, first)
         h, _ = self.load(ah_p, first)
-        yx = self.term(x, *[self.load(p, first)[0] for p in rows[:4]])
-        yh = self.term(h, *[self.load(p, first)[0] for p in rows[4:]])
+        term = self.term_bounded if bounded else self.term
+        yx = term(x, *[self.load(p, first)[0] for p in rows[:4]])
+        yh = term(h, *[self.load(p, first)[0] for p in rows[4:]])
         return x_ptr, yx, yh
 
-    def sat16_sum(self, p, q):
+    def reset_times(self, yh, r):
+        """rounding_divide_by_pot(r yh, 15) per lane for 0 <= r <= 32767 (gru_candidate_rows_at's int32 form)."""
+        b, c = self.b, self.c
+        hi, lo = b.ashr(yh, c(15)), b.and_(yh, c(0x7FFF))
+        negative = b.and_(b.icmp_signed("<", yh, c(0)), b.icmp_signed(">", r, c(0)))
+        low = b.sub(b.add(b.mul(r, lo), c(1 << 14)), b.zext(negative, self.v32))
+        return b.add(b.mul(r, hi), b.lshr(low, c(15)))
+
+    def sat16_sum(self, p, q, bounded: bool = False):
         """sat16(p + q) per lane, p and q int32: saturated where the int32 sum overflows (its true value is then far
-        outside int16 on the side of the terms' sign)."""
+        outside int16 on the side of the terms' sign); bounded (the caller's proof that |p| + |q| < 2^31): a clamp."""
         b, c = self.b, self.c
         total = b.add(p, q)
+        clamped = b.select(b.icmp_signed("<", total, c(-32768)), c(-32768), total)
+        clamped = b.select(b.icmp_signed(">", clamped, c(32767)), c(32767), clamped)
+        if bounded:
+            return clamped
         overflow = b.icmp_signed("<", b.and_(b.xor(p, total), b.xor(q, total)), c(0))
         wide = b.select(b.icmp_signed("<", p, c(0)), c(-32768), c(32767))
-        total = b.select(b.icmp_signed("<", total, c(-32768)), c(-32768), total)
-        total = b.select(b.icmp_signed(">", total, c(32767)), c(32767), total)
-        return b.select(overflow, wide, total)
+        return b.select(overflow, wide, clamped)
 
 
 def _rows_args(context, builder, signature, args, arrays):
@@ -213,17 +232,23 @@ def gate_sums_rows_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh,
     sig = types.void(a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
 
     def codegen(context, builder, signature, args):
-        a_p, blob_p, (ax_, ah_, n_, *offs) = _rows_args(context, builder, signature, args, (0, 4))
-        v = _Rows(builder)
-        ax_p, ah_p = (cgutils.gep(builder, a_p, o) for o in (ax_, ah_))
-        rows = [cgutils.gep(builder, blob_p, o) for o in offs]
-        chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
-        with cgutils.for_range(builder, chunks) as loop:
-            x_ptr, yx, yh = v.terms(ax_p, ah_p, rows, builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES)))
-            builder.store(v.sat16_sum(yx, yh), x_ptr, align=4)
-        return context.get_dummy_value()
+        return _gate_sums(context, builder, signature, args, False)
 
     return sig, codegen
+
+
+def _gate_sums(context, builder, signature, args, bounded: bool):
+    """gate_sums_rows_at's / gate_sums_bounded_at's loop (their arguments: a, ax, ah, n, blob, rows)."""
+    a_p, blob_p, (ax_, ah_, n_, *offs) = _rows_args(context, builder, signature, args, (0, 4))
+    v = _Rows(builder)
+    ax_p, ah_p = (cgutils.gep(builder, a_p, o) for o in (ax_, ah_))
+    rows = [cgutils.gep(builder, blob_p, o) for o in offs]
+    chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
+    with cgutils.for_range(builder, chunks) as loop:
+        x_ptr, yx, yh = v.terms(ax_p, ah_p, rows, builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES)),
+                                bounded)
+        builder.store(v.sat16_sum(yx, yh, bounded), x_ptr, align=4)
+    return context.get_dummy_value()
 
 
 @intrinsic
@@ -239,22 +264,47 @@ def gru_candidate_rows_at(typingctx, a, ax, ar, ah, n, blob, mx, ex, hx, nx, mh,
     sig = types.void(a, ax, ar, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
 
     def codegen(context, builder, signature, args):
-        a_p, blob_p, (ax_, ar_, ah_, n_, *offs) = _rows_args(context, builder, signature, args, (0, 5))
-        v = _Rows(builder)
-        c = v.c
-        ax_p, ar_p, ah_p = (cgutils.gep(builder, a_p, o) for o in (ax_, ar_, ah_))
-        rows = [cgutils.gep(builder, blob_p, o) for o in offs]
-        chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
-        with cgutils.for_range(builder, chunks) as loop:
-            first = builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES))
-            x_ptr, yx, yh = v.terms(ax_p, ah_p, rows, first)
-            r, _ = v.load(ar_p, first)
-            hi, lo = builder.ashr(yh, c(15)), builder.and_(yh, c(0x7FFF))
-            negative = builder.and_(builder.icmp_signed("<", yh, c(0)), builder.icmp_signed(">", r, c(0)))
-            low = builder.sub(builder.add(builder.mul(r, lo), c(1 << 14)), builder.zext(negative, v.v32))
-            q = builder.add(builder.mul(r, hi), builder.lshr(low, c(15)))
-            builder.store(v.sat16_sum(yx, q), x_ptr, align=4)
-        return context.get_dummy_value()
+        return _gru_candidate(context, builder, signature, args, False)
+
+    return sig, codegen
+
+
+def _gru_candidate(context, builder, signature, args, bounded: bool):
+    """gru_candidate_rows_at's / gru_candidate_bounded_at's loop (their arguments: a, ax, ar, ah, n, blob, rows)."""
+    a_p, blob_p, (ax_, ar_, ah_, n_, *offs) = _rows_args(context, builder, signature, args, (0, 5))
+    v = _Rows(builder)
+    ax_p, ar_p, ah_p = (cgutils.gep(builder, a_p, o) for o in (ax_, ar_, ah_))
+    rows = [cgutils.gep(builder, blob_p, o) for o in offs]
+    chunks = builder.sdiv(n_, ir.Constant(ir.IntType(64), LANES))
+    with cgutils.for_range(builder, chunks) as loop:
+        first = builder.mul(loop.index, ir.Constant(ir.IntType(64), LANES))
+        x_ptr, yx, yh = v.terms(ax_p, ah_p, rows, first, bounded)
+        builder.store(v.sat16_sum(yx, v.reset_times(yh, v.load(ar_p, first)[0]), bounded), x_ptr, align=4)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def gate_sums_bounded_at(typingctx, a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh):
+    """gate_sums_rows_at (the same arguments) where the caller has proved |acc| + 2^e < 2^30 for every
+    accumulator and row (fused_int8_cells.layer_constants, from the weights and biases): the rounding is one
+    addition, (high + nudge) >> e, and the two terms' sum (each below 2^30) needs no overflow check. The same
+    integers in fewer operations (kws' 512 rows ~0.07 us less on Zen 3)."""
+    sig = types.void(a, ax, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
+
+    def codegen(context, builder, signature, args):
+        return _gate_sums(context, builder, signature, args, True)
+
+    return sig, codegen
+
+
+@intrinsic
+def gru_candidate_bounded_at(typingctx, a, ax, ar, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh):
+    """gru_candidate_rows_at (the same arguments) with gate_sums_bounded_at's proof (|r yh / 2^15| <= |yh|, so the
+    candidate's sum is bounded as the gates' is). The same integers."""
+    sig = types.void(a, ax, ar, ah, n, blob, mx, ex, hx, nx, mh, eh, hh, nh)
+
+    def codegen(context, builder, signature, args):
+        return _gru_candidate(context, builder, signature, args, True)
 
     return sig, codegen
 

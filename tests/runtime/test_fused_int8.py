@@ -15,7 +15,9 @@ from rnnedge.runtime.fused_int8_math import mbqm_right, pair_table, rdbpot32, ro
 from rnnedge.runtime.fused_int8_simd import (
     as_float32,
     as_int8,
+    gate_sums_bounded_at,
     gate_sums_rows_at,
+    gru_candidate_bounded_at,
     gru_candidate_rows_at,
     sigmoid_rows_at,
     tanh_rows_at,
@@ -98,6 +100,44 @@ def test_specialised_int8_step_equals_the_generic_kernel_and_the_twin_bit_exact(
     if cell == "lstm":
         assert counts.get("cell", 0) > 0, counts
     assert np.unique(b.state).size > 2 * layers
+
+
+def _right_shift_tensors(tensors: dict, bounded: bool) -> dict:
+    """tensors with every shift made a right shift (the vector gate sums' form); bounded: biases and shifts small
+    enough for fused_int8_cells' proof (|acc| + 2^e < 2^30), else one bias left at check_int32_sums' limit."""
+    t = dict(tensors)
+    for name in [n for n in t if n.startswith("layers.") and n.endswith(".shift")]:
+        t[name] = np.clip(t[name], -20 if bounded else -31, 0).astype(np.int8)
+    if bounded:
+        for name in [n for n in t if n.startswith("layers.") and (n.endswith(".b_ih") or n.endswith(".b_hh"))]:
+            t[name] = np.clip(t[name], -(2**24), 2**24).astype(np.int32)
+    return t
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+@pytest.mark.parametrize("cell,kind", [("lstm", "dense"), ("gru", "tokens"), ("gru", "dense"), ("rnn_tanh", "dense")])
+def test_gate_sums_take_the_bounded_form_exactly_where_it_is_proved_and_give_the_generic_integers(cell, kind,
+                                                                                                   bounded,
+                                                                                                   monkeypatch):
+    spec, tensors, X = _case(cell, kind, 2)
+    tensors = _right_shift_tensors(tensors, bounded)
+    generic, fused = _models(spec, tensors, vnni.best_path() if vnni.has_avx2() else "portable", monkeypatch)
+    source = open(fused.kernel_info["source"]).read()
+    if fused.kernel_info["path"] != "portable":
+        assert ("gate_sums_bounded_at(" in source) == bounded and ("gate_sums_rows_at(" in source) != bounded
+        assert cell != "gru" or ("gru_candidate_bounded_at(" in source) == bounded
+    a, b = generic.stream(3), fused.stream(3)
+    twin = Int8Twin(spec, tensors, batch=3)
+    for t in range(STEPS):
+        x = np.ascontiguousarray(X[:, t])
+        y_generic, y = a.step(x).copy(), b.step(x)
+        acc = twin.step_quantised(twin.quantize_input(x) if kind == "dense" else twin.embed(x))
+        np.testing.assert_array_equal(b.state, a.state, err_msg=f"state at step {t}")
+        np.testing.assert_array_equal(y, y_generic, err_msg=f"y at step {t}")
+        np.testing.assert_array_equal(b.logits_q, acc, err_msg=f"twin logits at step {t}")
+    counts = dict(twin.counts)
+    assert counts.get("pre_activation", 0) > 0, counts  # sums that saturate int16
+    assert np.unique(b.state).size > 4
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -364,6 +404,52 @@ def _gru_candidate(a, n, blob, ref):
         yx = np.int64(multiply_by_quantized_multiplier_right(ref[j], blob[j], -blob[n + j]))
         yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + j], blob[4 * n + j], -blob[5 * n + j]))
         ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
+
+
+def _bounded_terms(rng, n):
+    """(acc, blob) as _extreme_terms, the accumulators within the bounded form's proof, |acc| + 2^e < 2^30 (those
+    at the limit included, every right shift 0..29 among the rows)."""
+    acc, blob = _extreme_terms(rng, n)
+    rows = blob.reshape(8, n).astype(np.int64)
+    S = -rng.integers(0, 30, (2, n))
+    S[:, :8] = [[0, -29, -1, -13, -29, 0, -2, -12]] * 2
+    limit = (2**30 - 1 - (np.int64(1) << -S)).ravel()
+    acc = np.clip(acc, -limit, limit)
+    acc[[0, 4, 5, n, n + 4, n + 5]] = limit[[0, 4, 5, n, n + 4, n + 5]] * np.array([1, -1, -1, -1, 1, -1])
+    sides = [[rows[4 * side], *rounding_rows(S[side])] for side in (0, 1)]
+    return acc, np.concatenate(sides[0] + sides[1]).astype(np.int32)
+
+
+@njit(cache=True)
+def _gate_sums_bounded(a, n, blob, ref):
+    gate_sums_bounded_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
+    for r in range(n):
+        yx = np.int64(multiply_by_quantized_multiplier_right(ref[r], blob[r], -blob[n + r]))
+        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + r], blob[4 * n + r], -blob[5 * n + r]))
+        ref[r] = np.int32(sat16(yx + yh))
+
+
+@njit(cache=True)
+def _gru_candidate_bounded(a, n, blob, ref):
+    gru_candidate_bounded_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
+    for j in range(n):
+        yx = np.int64(multiply_by_quantized_multiplier_right(ref[j], blob[j], -blob[n + j]))
+        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + j], blob[4 * n + j], -blob[5 * n + j]))
+        ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
+
+
+@pytest.mark.parametrize("gru", [False, True])
+def test_bounded_vector_gate_sums_equal_int8_math_up_to_the_limit_of_their_proof(gru):
+    rng = np.random.default_rng(8 + gru)
+    n = N_ROWS
+    acc, blob = _bounded_terms(rng, n)
+    gate = rng.integers(0, 2**15, n, dtype=np.int64)
+    gate[:4] = [0, 2**15 - 1, 1, 16384]
+    a = np.concatenate([acc, gate]).astype(np.int32)
+    ref = a.copy()
+    (_gru_candidate_bounded if gru else _gate_sums_bounded)(a, n, blob, ref)
+    np.testing.assert_array_equal(a, ref)
+    assert (a[:n] == 32767).any() and (a[:n] == -32768).any() and (np.abs(a[:n]) < 32767).any()
 
 
 def test_vector_gru_candidate_equals_int8_math_on_extreme_accumulators_every_gate_and_right_shift():
