@@ -206,32 +206,35 @@ def source(model, rows, what: str, path: str = "fma") -> str:
 
 
 def _input(out: Lines, model, q8: bool) -> None:
-    """The input check (before any write) and v (B, n_in)."""
+    """v (B, n_in) in the scratch, then the input check, before any write to the state: a dense row's normalised
+    features are checked as they are formed (one loop without a branch, which vectorises), tokens first."""
     m = model.layout.model
-    n_in = int(m[M_N_IN])
     if model.dense:
-        mean, std = int(m[M_OFF_IN_A]), int(m[M_OFF_IN_B])
-        out("for b in range(B):",
-            f"    for j in range({n_in}):",
-            f"        if not np.isfinite((x[b, j] - w[{mean} + j]) / w[{std} + j]):",
-            "            return 1")
-    else:
-        out("for b in range(B):",
-            f"    if x[b] < 0 or x[b] >= {int(m[M_VOCAB])}:",
-            "        return 2")
+        out("finite = True")
+        input_rows(out, model, q8, "b", "B", "V", check=True)
+        out("if not finite:",
+            "    return 1")
+        return
+    out("for b in range(B):",
+        f"    if x[b] < 0 or x[b] >= {int(m[M_VOCAB])}:",
+        "        return 2")
     input_rows(out, model, q8, "b", "B", "V")
 
 
-def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str, array: str = "buf") -> None:
+def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str, array: str = "buf",
+               check: bool = False) -> None:
     """The first layer's input for x's rows i < rows (checked) at array[dst + i n_in ..]: normalised features, or
-    embedding rows (int8w: kernels_int8w.dequantize_row_int8w's scale * q, one float32 product)."""
+    embedding rows (int8w: kernels_int8w.dequantize_row_int8w's scale * q, one float32 product). check (dense):
+    `finite` becomes False where a normalised feature is NaN or infinite."""
     m = model.layout.model
     n_in = int(m[M_N_IN])
     if model.dense:
         mean, std = int(m[M_OFF_IN_A]), int(m[M_OFF_IN_B])
         out(f"for {i} in range({rows}):",
             f"    for j in range({n_in}):",
-            f"        {array}[{dst} + {i} * {n_in} + j] = (x[{i}, j] - w[{mean} + j]) / w[{std} + j]")
+            f"        v = (x[{i}, j] - w[{mean} + j]) / w[{std} + j]",
+            *(["        finite &= np.isfinite(v)"] if check else []),
+            f"        {array}[{dst} + {i} * {n_in} + j] = v")
         return
     out(f"for {i} in range({rows}):",
         f"    e = {int(m[M_OFF_IN_A])} + x[{i}] * {n_in}")

@@ -216,9 +216,8 @@ finite = True
 for b in range(B):
     for k in range({n_in}):
         v = (x[b, k] - fl[{mean} + k]) / fl[{std} + k]
-        ok = np.isfinite(v)
-        finite &= ok
-        q = np.rint(v / fl[{scale}]) if ok else np.float32(0)
+        finite &= np.isfinite(v)
+        q = np.rint(v / fl[{scale}])  # a non-finite v's integer is never read: the step returns 1 below
         s[{XQ} + b * {NP} + k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))
 if not finite:
     return 1""")
