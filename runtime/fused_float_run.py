@@ -70,7 +70,7 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
     _outputs(out, O, every)
     out.depth -= 2
     out("return 0")
-    return ("\n\n@fast_kernel\n"
+    return ("\n\n@fast_entry\n"
             f"def sequence(buf, X, Y, ends, {args}, pv):\n"
             '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]; '
             'pv: the first\n    layer\'s input sums of a chunk of steps (fused_float_run.py)."""\n' + out.text())
@@ -85,7 +85,7 @@ def stepping_source(args: str, O: int, every: bool) -> str:
         f"    step(buf, X[t], {args})")
     out.depth += 1
     _outputs(out, O, every)
-    return ("\n\n@fast_kernel\n"
+    return ("\n\n@fast_entry\n"
             f"def sequence(buf, X, Y, ends, {args}):\n"
             '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]."""\n'
             + out.text())

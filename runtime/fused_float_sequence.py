@@ -55,7 +55,7 @@ edited."""
 
 import numpy as np
 
-from rnnedge.runtime.jit import fast_inline, fast_kernel
+from rnnedge.runtime.jit import fast_entry, fast_inline, fast_kernel
 from rnnedge.runtime.fused_float_fma import ADD as add_in_order
 from rnnedge.runtime.fused_float_fma import DOT as row_dot
 from rnnedge.runtime.kernels_f32 import _GELU_TANH_C, _GELU_TANH_K, _RSQRT2, erf_f32, exp_f32
@@ -301,6 +301,6 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
         out(f"head(buf, {dst}, np.int64({WM}), B, D, {args})",
             f"for i in range(B * {O}):",
             "    Y[i] = buf[i]")
-    return (f"\n\n@fast_kernel\ndef sequence(buf, X, lens, init, plan, Y, {args}):\n"
+    return (f"\n\n@fast_entry\ndef sequence(buf, X, lens, init, plan, Y, {args}):\n"
             '    """Whole sequences (fused_float_sequence.py): X (T B, ...) rows t-major, Y every output or the '
             'last."""\n' + out.text())

@@ -70,8 +70,8 @@ from rnnedge.runtime.vnni import ROWS
 
 HEADER = """
 import numpy as np
-from numba import njit
 
+from rnnedge.runtime.jit import entry_kernel
 from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
 from rnnedge.runtime.fused_int8_simd import (as_float32, as_int8, gate_sums_bounded_at, gate_sums_rows_at,
                                               gru_candidate_bounded_at, gru_candidate_rows_at, sigmoid_rows_at,
@@ -203,7 +203,7 @@ def _step(src: Source, model, layers, hiddens, frame: Frame, frame_step: dict, O
     n_in = int(model.layout.model[L.M_N_IN])
     src.add(0, """
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@entry_kernel
 def step(y, buf, x, blob):
     B = x.shape[0]
     w8 = as_int8(blob)

@@ -61,7 +61,7 @@ def sequence(src, model, layers: list, hiddens: list, frame: Frame, head_code, g
     SS, ZS, G0 = 2 * HM, 2 * GP, frame.FE + up(widths[-1])
     src.add(0, f"""
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@entry_kernel
 def sequence{'_grouped' if grouped else ''}(X, lengths, Y, s, st, sa, sb, gx, blob):
     B, T = X.shape[0], X.shape[1]
     w8 = as_int8(blob)

@@ -82,7 +82,7 @@ def test_layer_directions_of_one_shape_share_one_inlined_function(tmp_path, monk
     # six layer-directions, every input 32 wide (32 features, 2 x 16 after): one proj and one recur for all
     source = Path(fast.kernel_info["source"]).read_text()
     assert source.count("\ndef proj_") == 1 and source.count("\ndef recur_") == 1
-    assert source.count("@fast_kernel") == 1  # sequence; the rest is inlined into it
+    assert source.count("@fast_entry") == 1 and "@fast_kernel\n" not in source  # sequence; the rest inlined into it
 
 
 def test_a_bidirectional_layer_with_a_step_extension_stays_on_the_generic_kernels_and_says_why():
