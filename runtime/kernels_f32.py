@@ -248,9 +248,11 @@ def sequences_finite_f32(X, mean, std, lengths):
     compiled pass instead of numpy's temporaries (the steps past a length are never read)."""
     for b in range(X.shape[0]):
         for t in range(lengths[b]):
+            finite = True  # a step's features in one loop without a branch, which vectorises
             for j in range(X.shape[2]):
-                if not np.isfinite((X[b, t, j] - mean[j]) / std[j]):
-                    return False
+                finite &= np.isfinite((X[b, t, j] - mean[j]) / std[j])
+            if not finite:
+                return False
     return True
 
 
