@@ -265,11 +265,24 @@ def head_f32(y, h, w, b, activation):
 
 
 @kernel
+def _largest(y):
+    """y.max() of a non-empty y: its largest value, or NaN where y holds one (a NaN's logits come out NaN either
+    way: every y - max, or the one, is NaN, and so is the sum)."""
+    top = y[0]
+    for o in range(1, y.shape[0]):
+        if y[o] > top or np.isnan(y[o]):
+            top = y[o]
+    return top
+
+
+@kernel
 def activate_head_f32(y, activation):
     """y (O,) in place: act(y), act = none, softmax, log_softmax or sigmoid; shared by every precision.
-    log_softmax is (y - max) - log(sum e^(y - max)): the sum is >= 1, so its log never sees an underflow."""
+    log_softmax is (y - max) - log(sum e^(y - max)): the sum is >= 1, so its log never sees an underflow.
+    Allocates nothing, so the NRT-free entries (runtime/jit.py) can call it (numba's y.max() cannot be compiled
+    there)."""
     if activation == ACT_SOFTMAX:
-        top = y.max()
+        top = _largest(y)
         total = np.float32(0.0)
         for o in range(y.shape[0]):
             y[o] = np.exp(y[o] - top)
@@ -277,7 +290,7 @@ def activate_head_f32(y, activation):
         for o in range(y.shape[0]):
             y[o] /= total
     elif activation == ACT_LOG_SOFTMAX:
-        top = y.max()
+        top = _largest(y)
         total = np.float32(0.0)
         for o in range(y.shape[0]):
             total += np.exp(y[o] - top)
