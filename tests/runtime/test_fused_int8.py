@@ -4,6 +4,7 @@ one and two layers, batch 1 and 3, over saturating steps; it refuses what the ge
 models it does not cover to the generic kernels, and allocates nothing per step."""
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def _right_shift_tensors(tensors: dict, bounded: bool) -> dict:
     for name in [n for n in t if n.startswith("layers.") and n.endswith(".shift")]:
         t[name] = np.clip(t[name], -20 if bounded else -31, 0).astype(np.int8)
     if bounded:
-        for name in [n for n in t if n.startswith("layers.") and (n.endswith(".b_ih") or n.endswith(".b_hh"))]:
+        for name in [n for n in t if n.startswith("layers.") and n.endswith((".b_ih", ".b_hh"))]:
             t[name] = np.clip(t[name], -(2**24), 2**24).astype(np.int32)
     return t
 
@@ -121,8 +122,8 @@ def test_gate_sums_take_the_bounded_form_exactly_where_it_is_proved_and_give_the
                                                                                                    monkeypatch):
     spec, tensors, X = _case(cell, kind, 2)
     tensors = _right_shift_tensors(tensors, bounded)
-    generic, fused = _models(spec, tensors, vnni.best_path() if vnni.has_avx2() else "portable", monkeypatch)
-    source = open(fused.kernel_info["source"]).read()
+    generic, fused = _models(spec, tensors, vnni.best_path(), monkeypatch)
+    source = Path(fused.kernel_info["source"]).read_text()
     if fused.kernel_info["path"] != "portable":
         assert ("gate_sums_bounded_at(" in source) == bounded and ("gate_sums_rows_at(" in source) != bounded
         assert cell != "gru" or ("gru_candidate_bounded_at(" in source) == bounded
