@@ -4,6 +4,7 @@
     tanh_rows_at(a, off, n, table, toff)       ... tanh_q15
     gate_sums_rows_at(a, ax, ah, n, blob, ...)  a[ax + r] = sat16(yx + yh), the pre-activations (see its docstring)
     gru_candidate_rows_at(a, ax, ar, ah, n, blob, ...)   the GRU candidate's: sat16(yx + rdbpot(r yh, 15))
+    gate_sums_bounded_at, gru_candidate_bounded_at      the same, fewer operations, where the weights bound |acc|
     as_int8(blob), as_float32(blob)             the int32 blob's bytes / float32 values (blob.view's, compiled ~10x cheaper)
 
 a is int32 (Q3.12 values in, Q0.15 out); table[toff:] holds fused_int8_math.pair_table(). The integers are

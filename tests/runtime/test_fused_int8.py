@@ -381,11 +381,19 @@ def _extreme_terms(rng, n):
 
 
 @njit(cache=True)
+def _reference_terms(ref, n, blob, j):
+    """Row j's two requantised terms (int64) by int8_math, from ref's accumulators (x side at j, h side at n + j)
+    and blob's rows as _extreme_terms lays them out."""
+    yx = np.int64(multiply_by_quantized_multiplier_right(ref[j], blob[j], -blob[n + j]))
+    yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + j], blob[4 * n + j], -blob[5 * n + j]))
+    return yx, yh
+
+
+@njit(cache=True)
 def _gate_sums(a, n, blob, ref):
     gate_sums_rows_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for r in range(n):
-        yx = np.int64(multiply_by_quantized_multiplier_right(ref[r], blob[r], -blob[n + r]))
-        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + r], blob[4 * n + r], -blob[5 * n + r]))
+        yx, yh = _reference_terms(ref, n, blob, r)
         ref[r] = np.int32(sat16(yx + yh))
 
 
@@ -402,8 +410,7 @@ def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_righ
 def _gru_candidate(a, n, blob, ref):
     gru_candidate_rows_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for j in range(n):
-        yx = np.int64(multiply_by_quantized_multiplier_right(ref[j], blob[j], -blob[n + j]))
-        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + j], blob[4 * n + j], -blob[5 * n + j]))
+        yx, yh = _reference_terms(ref, n, blob, j)
         ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
 
 
@@ -425,8 +432,7 @@ def _bounded_terms(rng, n):
 def _gate_sums_bounded(a, n, blob, ref):
     gate_sums_bounded_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for r in range(n):
-        yx = np.int64(multiply_by_quantized_multiplier_right(ref[r], blob[r], -blob[n + r]))
-        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + r], blob[4 * n + r], -blob[5 * n + r]))
+        yx, yh = _reference_terms(ref, n, blob, r)
         ref[r] = np.int32(sat16(yx + yh))
 
 
@@ -434,8 +440,7 @@ def _gate_sums_bounded(a, n, blob, ref):
 def _gru_candidate_bounded(a, n, blob, ref):
     gru_candidate_bounded_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for j in range(n):
-        yx = np.int64(multiply_by_quantized_multiplier_right(ref[j], blob[j], -blob[n + j]))
-        yh = np.int64(multiply_by_quantized_multiplier_right(ref[n + j], blob[4 * n + j], -blob[5 * n + j]))
+        yx, yh = _reference_terms(ref, n, blob, j)
         ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
 
 
