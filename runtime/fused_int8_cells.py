@@ -156,10 +156,10 @@ def layer_constants(blob: Blob, lay, row, portable: bool) -> LayerConstants:
     def ivec(off: int, n: int) -> np.ndarray:
         return lay.iblob[off : off + n]
 
-    w_ih = pack(blob, matrix(int(row[L.L_OFF_WIH]), K), portable)
-    w_hh = pack(blob, matrix(int(row[L.L_OFF_WHH]), H), portable)
-    b_x = blob.int32(_pad_gates(ivec(int(row[L.L_OFF_BIH]), G), gates, H, HP))
-    b_h = blob.int32(_pad_gates(ivec(int(row[L.L_OFF_BHH]), G), gates, H, HP))
+    m_ih, m_hh = matrix(int(row[L.L_OFF_WIH]), K), matrix(int(row[L.L_OFF_WHH]), H)
+    bias_x, bias_h = (_pad_gates(ivec(int(row[off]), G), gates, H, HP) for off in (L.L_OFF_BIH, L.L_OFF_BHH))
+    w_ih, w_hh = pack(blob, m_ih, portable), pack(blob, m_hh, portable)
+    b_x, b_h = blob.int32(bias_x), blob.int32(bias_h)
     rq = _pad_gates(ivec(int(row[L.L_OFF_SIH]), 4 * G).reshape(4, G), gates, H, HP)
     # the requantisation: int8_math's general MBQM where a row shifts left (as the generic kernel chooses), else
     # mbqm_right with each row's rounding constants in the blob (shifts in [-31, 0], multipliers >= 0: the
@@ -176,17 +176,11 @@ def layer_constants(blob: Blob, lay, row, portable: bool) -> LayerConstants:
         n0 = 2 * H if cell == L.CELL_LSTM else H
         h0[:n0] = ivec(int(row[L.L_OFF_INIT]), n0)
         init = blob.int32(h0)
-    bounded = right and (max(_accumulator_bound(matrix(int(row[L.L_OFF_WIH]), K), ivec(int(row[L.L_OFF_BIH]), G)),
-                             _accumulator_bound(matrix(int(row[L.L_OFF_WHH]), H), ivec(int(row[L.L_OFF_BHH]), G)))
-                         + 2 ** int(-rq[[1, 3]].min()) < 2**30)
+    # the bounded gate sums' proof: every accumulator's |b + W v| (layout.int32_sum_bound) + 2^max(e) < 2^30
+    largest = max(int(L.int32_sum_bound(m.T, b).max(initial=0)) for m, b in ((m_ih, bias_x), (m_hh, bias_h)))
+    bounded = right and largest + 2 ** int(-rq[[1, 3]].min()) < 2**30
     return LayerConstants(cell, H, HP, K, w_ih, w_hh, b_x, b_h, sides, fn, right, int(row[L.L_PARAM]), init,
                           bool(bounded))
-
-
-def _accumulator_bound(w_t: np.ndarray, bias: np.ndarray) -> int:
-    """A bound on |bias + W^T v| for every v of int16 values (the step's inputs and states): |b| + 2^15 sum |w|."""
-    return int((np.abs(w_t.astype(np.int64)).sum(axis=0) * 2**15).max(initial=0)
-               + np.abs(bias.astype(np.int64)).max(initial=0))
 
 
 def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str, h: int | str, c: int | str,

@@ -148,6 +148,17 @@ INT32_LIMIT = 2**31
 INT16_MAGNITUDE = 2**15  # the largest |value| of an int16 activation
 
 
+def int32_sum_bound(w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """(rows,) int64: |bias[r]| + sum_k |w[r, k]| * 2^15, the largest |bias + w @ v| over int16 v, per row of a
+    matrix (rows, K) int8 (check_int32_sums; the specialised int8 step's bounded gate sums, fused_int8_cells)."""
+    rows = max(1, 2**20 // max(1, w.shape[1]))  # a block of rows at a time: the int64 copy stays at 8 MB
+    bound = np.concatenate([np.abs(w[r : r + rows].astype(np.int64)).sum(axis=1) for r in range(0, len(w), rows)]
+                           or [np.zeros(0, dtype=np.int64)]) * INT16_MAGNITUDE
+    if bias is not None:
+        bound = bound + np.abs(bias.astype(np.int64))
+    return bound
+
+
 def check_int32_sums(name: str, w: np.ndarray, bias: np.ndarray | None) -> None:
     """Refuse a matrix (rows, K) int8 whose int32 sums bias + w @ v could overflow for some int16 v.
 
@@ -158,11 +169,7 @@ def check_int32_sums(name: str, w: np.ndarray, bias: np.ndarray | None) -> None:
     construction (MBQM saturates), and a gate pre-activation adds its terms exactly in int64 before its one
     saturation (|yx + yh + yp| < 3 * 2^31, a GRU's r * yh_n < 2^46; docs/int8.md).
     """
-    rows = max(1, 2**20 // max(1, w.shape[1]))  # a block of rows at a time: the int64 copy stays at 8 MB
-    bound = np.concatenate([np.abs(w[r : r + rows].astype(np.int64)).sum(axis=1) for r in range(0, len(w), rows)]
-                           or [np.zeros(0, dtype=np.int64)]) * INT16_MAGNITUDE
-    if bias is not None:
-        bound = bound + np.abs(bias.astype(np.int64))
+    bound = int32_sum_bound(w, bias)
     if bound.size and bound.max() >= INT32_LIMIT:
         r = int(bound.argmax())
         raise ValueError(f"int8 layout: row {r} of {name} could overflow its int32 sum (bound {int(bound[r])} "
