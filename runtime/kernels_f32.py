@@ -266,12 +266,11 @@ def head_f32(y, h, w, b, activation):
 
 @kernel
 def _largest(y):
-    """y.max() of a non-empty y: its largest value, or NaN where y holds one (a NaN's logits come out NaN either
-    way: every y - max, or the one, is NaN, and so is the sum)."""
+    """The largest value of a non-empty y, in firmware_ref's loop (rnnedge_activate_head_f32): where y holds a NaN
+    the softmax comes out NaN whichever value this returns, as with y.max()."""
     top = y[0]
     for o in range(1, y.shape[0]):
-        if y[o] > top or np.isnan(y[o]):
-            top = y[o]
+        top = max(top, y[o])
     return top
 
 
