@@ -110,13 +110,16 @@ def _weights_at(builder, wdata, off, q8: bool):
     return builder.sitofp(builder.sext(q, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(ir.FloatType(), LANES))
 
 
-def _fma(streams: int, count: int, int8: bool = False):
+def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
     """FMA[streams, count]; int8: the weights are int8 (FMA8: W^T (k, n) int8 at woff in w, each 16 converted to
-    float32 once per load, exactly, for all the streams)."""
+    float32 once per load, exactly, for all the streams). start: where each sum begins -- "acc" what buf holds there
+    (FMA, FMA8), "bias" the 16 lanes at boff + 16 u of an extra argument `bias` for every stream (FMA_BIAS: f32's
+    b + W v without a pass writing b into every stream's sums first), "zero" 0 (FMA8_ZERO: int8w's W v). The
+    chains are the same: a sum that starts from b in a register equals one that starts from b in buf."""
 
-    @intrinsic
-    def fma(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k):
-        sig = types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k)
+    def body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias=None, boff=None):
+        sig = (types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k) if start != "bias" else
+               types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias, boff))
 
         def codegen(context, builder, signature, args):
             f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
@@ -126,8 +129,11 @@ def _fma(streams: int, count: int, int8: bool = False):
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
             wdata = context.make_array(signature.args[3])(context, builder, args[3]).data
             acc_off, acc_st, w_off, stride, src_off, src_st, K = (
-                builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[2], *args[4:]))
+                builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[2], *args[4:9]))
 
+            if start == "bias":
+                bdata = context.make_array(signature.args[9])(context, builder, args[9]).data
+                b_off = builder.sext(args[10], i64) if args[10].type != i64 else args[10]
             q8 = int8 and signature.args[3].dtype == types.int8  # FMA8 on float32 weights: FMA's load
             inputs = [builder.add(src_off, builder.mul(src_st, ir.Constant(i64, s))) for s in range(streams)]
             zeros = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
@@ -136,8 +142,11 @@ def _fma(streams: int, count: int, int8: bool = False):
                             builder.mul(acc_st, ir.Constant(i64, s)), ir.Constant(i64, LANES * u))))
                         for s in ss for u in us}
                 slots = {key: cgutils.alloca_once(builder, vec) for key in ptrs}
-                for key, ptr in ptrs.items():
-                    builder.store(builder.load(ptr, align=4), slots[key])
+                for (s, u), ptr in ptrs.items():
+                    first = (builder.load(ptr, align=4) if start == "acc" else ir.Constant(vec, [0.0] * LANES)
+                             if start == "zero" else builder.load(_vec_at(builder, bdata, builder.add(
+                                 b_off, ir.Constant(i64, LANES * u))), align=4))
+                    builder.store(first, slots[s, u])
                 with cgutils.for_range(builder, K) as loop:
                     kk = loop.index
                     row = builder.add(w_off, builder.mul(kk, stride))
@@ -156,6 +165,14 @@ def _fma(streams: int, count: int, int8: bool = False):
 
         return sig, codegen
 
+    if start == "bias":
+        @intrinsic
+        def fma(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias, boff):
+            return body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias, boff)
+    else:
+        @intrinsic
+        def fma(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k):
+            return body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k)
     return fma
 
 
@@ -230,3 +247,5 @@ def ADD(typingctx, a, b):
 
 FMA = {(s, u): _fma(s, u) for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}
 FMA8 = {(s, u): _fma(s, u, int8=True) for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}
+FMA_BIAS = {(s, u): _fma(s, u, start="bias") for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}
+FMA8_ZERO = {(s, u): _fma(s, u, int8=True, start="zero") for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1)}

@@ -166,7 +166,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             elif q8:
                 _layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide)
             else:
-                _layer_f32(out, row, src, stride, S, sums, proj and n == 0)
+                _layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size)
             src, stride = f"S0 + {int(row[L_OFF_H])}", S
         d_off = 0
         for d in lay.dense:
@@ -181,13 +181,15 @@ def source(model, rows, what: str, path: str = "fma") -> str:
 
     every = model.spec["head"]["on"] != "last_step"
     if not q8:
-        imports = "from rnnedge.runtime.fused_float_fma import FMA\n\n" + "".join(
-            f"fma_{s}_{u} = FMA[{s}, {u}]\n" for s in (1, STREAMS) for u in range(1, BLOCKS + 1))
+        imports = "from rnnedge.runtime.fused_float_fma import FMA, FMA_BIAS\n\n" + "".join(
+            f"fma_{s}_{u} = FMA[{s}, {u}]\nfmab_{s}_{u} = FMA_BIAS[{s}, {u}]\n"
+            for s in (1, STREAMS) for u in range(1, BLOCKS + 1))
     else:
         imports = ("from rnnedge.runtime.fused_float_vnni import DP2\n\n" + "".join(
             f"dp2_{s}_{u} = DP2[{s}, {u}]\n" for s, u in DP2) if path == "avx512_vnni" else
-            "from rnnedge.runtime.fused_float_fma import FMA8\n\n" + "".join(
-                f"fma8_{s}_{u} = FMA8[{s}, {u}]\n" for s in (1, STREAMS) for u in range(1, BLOCKS + 1)))
+            "from rnnedge.runtime.fused_float_fma import FMA8, FMA8_ZERO\n\n" + "".join(
+                f"fma8_{s}_{u} = FMA8[{s}, {u}]\nfma8z_{s}_{u} = FMA8_ZERO[{s}, {u}]\n"
+                for s in (1, STREAMS) for u in range(1, BLOCKS + 1)))
     doc = (f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
            '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
     from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
@@ -247,31 +249,37 @@ def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str, array: 
             f"        {array}[{dst} + {i} * {n_in} + j] = w[e + j]")
 
 
-def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False) -> None:
+def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
+               w_size: int = 0) -> None:
     """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update.
     projected: the first layer of `layers`, whose b_ih + W_ih v run() may have computed ahead (at >= 0:
-    fused_float_run.py), copied from pv instead."""
+    fused_float_run.py), copied from pv instead. The sums start from each bias in registers (FMA_BIAS) where the
+    blocks' reads of it (whole blocks of 16) stay inside w (w_size floats); else b is first copied into every
+    stream's sums (that pass cost ~4-6% of kws' step at batch 64-256 on Zen 3)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     bih, bhh = int(row[L_OFF_BIH]), int(row[L_OFF_BHH])
-    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
-        f"bi, bh = w[{bih}:{bih + G}], w[{bhh}:{bhh + G}]  # views, one copy loop each: they vectorise")
+    in_registers = max(bih, bhh) + padded(G) <= w_size
+    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
+
+    def start(bias: int, at: str) -> tuple[str, int] | None:
+        if in_registers:
+            return "w", bias
+        out("for b in range(B):",
+            f"    av, bv = buf[A + b * {sums}:], w[{bias}:{bias + G}]  # views: the copy vectorises",
+            f"    for i in range({G}):",
+            f"        av[{at}i] = bv[i]")
+        return None
+
     if projected:
         out("if at < 0:")
         out.depth += 1
-    out("for b in range(B):",
-        f"    av = buf[A + b * {sums}:]",
-        f"    for i in range({G}):",
-        "        av[i] = bi[i]")
-    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b")
+    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", bias=start(bih, ""))
     if projected:
         out.depth -= 1
         _projections(out, sums, G)
-    out("for b in range(B):",
-        f"    av = buf[A + b * {sums}:]",
-        f"    for i in range({G}):",
-        f"        av[{half} + i] = bh[i]")
-    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b")
+    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
+              bias=start(bhh, f"{half} + "))
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]",
@@ -304,7 +312,7 @@ def over_blocks(out: Lines, nb: int, group: int, emit, full: int | None = None) 
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
               rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None,
-              array: str = "buf") -> None:
+              array: str = "buf", bias: tuple[str, int] | None = None) -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
@@ -314,7 +322,9 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     W^T in q: each group's columns are first converted to float32 at `woff` in `weights` (buf's CW, rows of
     BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers). array: the float32
     array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py). W^T sits in `weights`
-    (convert: in q) in panels of 64 columns (layout.panelled, fused_float_blob.py)."""
+    (convert: in q) in panels of 64 columns (layout.panelled, fused_float_blob.py). bias (array, offset): the sums start
+    from b = array[offset:] in registers instead of from what acc holds (fma: FMA_BIAS, "fmab"; fma8: FMA8_ZERO,
+    "fma8z", from 0, no array read), so no pass writes b (or 0) into every stream's sums first."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
@@ -328,10 +338,15 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
                 f"{indent}for kk in range({q_k}):",
                 f"{indent}    for c in range({columns}):",
                 f"{indent}        cw[kk * {BLOCKS * LANES} + c] = np.float32(qg[kk * {q_stride} + c])")
+        name, tail = fma, ""
+        if bias is not None and fma == "fma8":
+            name = "fma8z"
+        elif bias is not None:
+            name, tail = "fmab", f", {bias[0]}, {bias[1]} + {lane}"
         for first, last, step, n in ((0, f"{i}0", f", {STREAMS}", STREAMS), (f"{i}0", rows, "", 1)):
             out(f"{indent}for {i} in range({first}, {last}{step}):",
-                f"{indent}    {fma}_{n}_{count}({array}, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, {weights}, "
-                f"{w_at}, {w_stride}, {src} + {i} * {stride}, {stride}, {K})")
+                f"{indent}    {name}_{n}_{count}({array}, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, "
+                f"{weights}, {w_at}, {w_stride}, {src} + {i} * {stride}, {stride}, {K}{tail})")
 
     # the loop takes the whole panels only (a last group of four blocks short of 64 columns is a narrower panel, at
     # its own row stride)
@@ -348,11 +363,7 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
     four streams."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
-    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
-        "for b in range(B):",
-        f"    av = buf[A + b * {sums}:]",
-        f"    for i in range({sums}):",
-        "        av[i] = ZERO")
+    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
     if projected:
         _projections(out, sums, G, "if at >= 0:")
     parts = ((int(row[L_OFF_WIH]), K, "A", src, stride), (int(row[L_OFF_WHH]), H, f"A + {half}",
@@ -361,10 +372,11 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
         if projected and n == 0:
             out("if at < 0:")
             out.depth += 1
-        if wide:
-            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k))
+        if wide:  # each sum starts from 0 in registers (FMA8_ZERO): no pass clears them first
+            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k),
+                      bias=("", 0))
         else:
-            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8")
+            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", bias=("", 0))
         if projected and n == 0:
             out.depth -= 1
     out("for b in range(B):",

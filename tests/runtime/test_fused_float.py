@@ -244,6 +244,63 @@ def test_the_register_tiles_cover_every_sum_once_and_fit_the_registers(streams, 
             assert all(len(ss) == streams for ss, _ in passes)
 
 
+@pytest.mark.parametrize("streams", [1, 4])
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_sums_started_in_registers_equal_sums_started_from_the_buffer_bit_for_bit(streams, count):
+    """FMA_BIAS (f32's b + W v) and FMA8_ZERO (int8w's W v) start each chain from b or 0 in registers; the step used to
+    write b (or 0) into every stream's sums first and start FMA / FMA8 from there. The chains are the same."""
+    from rnnedge.runtime.fused_float_fma import FMA, FMA8, FMA8_ZERO, FMA_BIAS
+
+    from_buf, from_bias = FMA[streams, count], FMA_BIAS[streams, count]
+    from_buf8, from_zero = FMA8[streams, count], FMA8_ZERO[streams, count]
+
+    @numba.njit
+    def run(buf, started, w, bias):
+        from_buf(buf, 3, 80, w, 5, 70, 400, 37, 37)
+        from_bias(started, 3, 80, w, 5, 70, 400, 37, 37, bias, 2)
+
+    @numba.njit
+    def run8(buf, started, q):
+        from_buf8(buf, 3, 80, q, 5, 70, 400, 37, 37)
+        from_zero(started, 3, 80, q, 5, 70, 400, 37, 37)
+
+    rng = np.random.default_rng(streams * 10 + count)
+    w = rng.standard_normal(5 + 36 * 70 + 64 + 16).astype(np.float32)  # W^T (37, 70) at 5, row stride 70
+    q = rng.integers(-127, 128, w.size).astype(np.int8)
+    bias = rng.standard_normal(2 + 64).astype(np.float32)
+    base = rng.standard_normal(400 + 37 * streams).astype(np.float32)  # inputs at 400, 37 apart
+    for s in range(streams):  # the sums' start in the buffer: b where FMA_BIAS reads it from registers
+        base[3 + 80 * s: 3 + 80 * s + 16 * count] = bias[2:2 + 16 * count]
+    buf, started = base.copy(), base.copy()
+    started[3:400] = np.nan  # nothing FMA_BIAS leaves unwritten is read
+    run(buf, started, w, bias)
+    for s in range(streams):
+        at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
+        assert np.array_equal(buf[at], started[at])
+    buf, started = base.copy(), base.copy()
+    for s in range(streams):
+        buf[3 + 80 * s: 3 + 80 * s + 16 * count] = 0.0
+    started[3:400] = np.nan
+    run8(buf, started, q)
+    for s in range(streams):
+        at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
+        assert np.array_equal(buf[at], started[at])
+
+
+def test_the_f32_sums_start_from_the_bias_in_registers_unless_its_blocks_would_read_past_the_weights(tmp_path):
+    from rnnedge.runtime.fused_float_source import Lines, _layer_f32
+
+    model = runtime.load(write_artifact(make_model(make_spec("lstm", hidden=20)), tmp_path / "m.f32.safetensors"))
+    row = model.layout.layers[0]
+    texts = []
+    for w_size in (model.layout.blob.size, 0):
+        out = Lines()
+        _layer_f32(out, row, "V", 3, 40, 160, w_size=w_size)
+        texts.append("\n".join(out.lines))
+    assert "fmab_" in texts[0] and "= bv[i]" not in texts[0]
+    assert "fmab_" not in texts[1] and texts[1].count("= bv[i]") == 2  # b_ih and b_hh copied, then FMA from buf
+
+
 @pytest.mark.parametrize("copy", [False, True])
 def test_int8w_run_sums_the_int8_weights_or_a_float32_copy_made_per_run_and_equals_stepping_either_way(
         tmp_path, monkeypatch, copy):
