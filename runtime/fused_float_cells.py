@@ -87,23 +87,34 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
 
 
 def rows_times(out: Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
-               src: str, stride: int | str) -> None:
+               src: str, stride: int | str, convert: str | None = None) -> None:
     """buf[dst + b n_out + o] = bias[o] (+ scale[o] *) sum_k W[o, k] v_b[k]: W (n_out, n_in) row-major, one dot
     product per row and stream (few long rows: the head and its hidden layers), each summed in one fixed order by
-    fused_float_fma.DOT, so the step, run() and every process give the same numbers."""
+    fused_float_fma.DOT, so the step, run() and every process give the same numbers. convert (int8w's step_wide:
+    the name of a float32 scratch of n_in or more in buf): each int8 row is converted there once, exactly, for
+    all the streams (DOT converts as it loads otherwise: once per stream), the same sums."""
     total = f"w[{boff} + o] + w[{soff} + o] * acc" if q8 else f"w[{boff} + o] + acc"
-    out(f"for o in range({n_out}):",
-        "    for b in range(B):",
-        f"        acc = row_dot({'q' if q8 else 'w'}, {woff} + o * {n_in}, buf, {src} + b * {stride}, {n_in})",
-        f"        buf[{dst} + b * {n_out} + o] = {total}")
+    out(f"for o in range({n_out}):")
+    if q8 and convert is not None:
+        out(f"    cr, qr = buf[{convert}:], q[{woff} + o * {n_in}:]  # views: the conversion vectorises",
+            f"    for k in range({n_in}):",
+            "        cr[k] = np.float32(qr[k])",
+            "    for b in range(B):",
+            f"        acc = row_dot(buf, {convert}, buf, {src} + b * {stride}, {n_in})")
+    else:
+        out("    for b in range(B):",
+            f"        acc = row_dot({'q' if q8 else 'w'}, {woff} + o * {n_in}, buf, {src} + b * {stride}, {n_in})")
+    out(f"        buf[{dst} + b * {n_out} + o] = {total}")
 
 
-def dense(out: Lines, dst: str, U: int, d, q8: bool, src: str, stride: int | str) -> None:
-    """A hidden head layer's linear part for B streams: rows at src, stride apart -> dst (B, U)."""
+def dense(out: Lines, dst: str, U: int, d, q8: bool, src: str, stride: int | str,
+          convert: str | None = None) -> None:
+    """A hidden head layer's linear part for B streams: rows at src, stride apart -> dst (B, U); convert as
+    rows_times'."""
     out(f"# hidden head layer: {int(d[D_N_IN])} -> {U}")
     rows_times(out, dst, U, int(d[D_N_IN]), int(d[D_OFF_W]), int(d[D_OFF_B]),
                 int(d[D_OFF_S]) if q8 else None,
-                q8, src, stride)
+                q8, src, stride, convert)
 
 
 HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
@@ -125,12 +136,13 @@ def hidden_activation(out: Lines, dst: str, U: int, code: int) -> None:
         f"    buf[{dst} + i] = {HIDDEN[code]}")
 
 
-def head(out: Lines, m, q8: bool, src: str, stride: int | str) -> None:
-    """The final linear layer into y (B, O), then kernels_f32.activate_head_f32's activation per stream."""
+def head(out: Lines, m, q8: bool, src: str, stride: int | str, convert: str | None = None) -> None:
+    """The final linear layer into y (B, O), then kernels_f32.activate_head_f32's activation per stream; convert
+    as rows_times'."""
     O, n_in = int(m[M_OUT]), int(m[M_HEAD_IN])
     out("# head")
     rows_times(out, "0", O, n_in, int(m[M_OFF_HEAD_W]), int(m[M_OFF_HEAD_B]),
-                int(m[M_OFF_HEAD_S]) if q8 else None, q8, src, stride)
+                int(m[M_OFF_HEAD_S]) if q8 else None, q8, src, stride, convert)
     act = int(m[M_ACTIVATION])
     if act == ACT_SIGMOID:
         out(f"for i in range(B * {O}):", "    buf[i] = ONE / (ONE + np.exp(-buf[i]))")

@@ -34,6 +34,7 @@ from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     D_ACTIVATION,
+    D_N_IN,
     D_UNITS,
     L_CELL,
     L_HIDDEN,
@@ -45,6 +46,7 @@ from rnnedge.runtime.layout import (
     L_OFF_SIH,
     L_OFF_WHH,
     L_OFF_WIH,
+    M_HEAD_IN,
     M_N_IN,
     M_OFF_IN_A,
     M_OFF_IN_B,
@@ -169,13 +171,17 @@ def source(model, rows, what: str, path: str = "fma") -> str:
                 _layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size)
             src, stride = f"S0 + {int(row[L_OFF_H])}", S
         d_off = 0
+
+        def convert(n_in: int) -> str | None:  # step_wide: each head row converted once for all the streams
+            return "CW" if wide and n_in <= converted_scratch(rows) else None
+
         for d in lay.dense:
             U = int(d[D_UNITS])
-            dense(out, f"D + B * {d_off}", U, d, q8, src, stride)
+            dense(out, f"D + B * {d_off}", U, d, q8, src, stride, convert(int(d[D_N_IN])))
             hidden_activation(out, f"D + B * {d_off}", U, int(d[D_ACTIVATION]))
             src, stride = f"D + B * {d_off}", U
             d_off += U
-        head(out, m, q8, src, stride)
+        head(out, m, q8, src, stride, convert(int(m[M_HEAD_IN])))
         out("return 0")
         return "\n".join(out.lines)
 
