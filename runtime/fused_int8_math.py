@@ -5,9 +5,11 @@ the difference is width. numba widens every integer operation to int64, so LLVM'
 with 8 lanes; here each intermediate is cut back to np.int32 as soon as it is formed, which lets LLVM narrow the
 operations to 16 lanes. Only where int32 holds the exact value:
 
-- pair_table: the sigmoid table read as one int32 per index, TABLE[k] | (TABLE[k + 1] - TABLE[k]) << 16, so a
-  vector of lanes needs one gather instead of two (fused_int8_simd's sigmoid / tanh rows, where every value stays
-  below 2^26: a = |3x| <= 98304, the entry shifted by 9 or 8 bits < 2^25, the step < 2^9 * 2^16).
+- pair_table: the sigmoid table read as one int32 per index, the step TABLE[k + 1] - TABLE[k] and TABLE[k] - 2^15
+  as two int16, so a vector of lanes needs one gather instead of two and one pmaddwd forms the interpolation
+  (fused_int8_simd's sigmoid / tanh rows, where every value stays below 2^26: a = |3x| <= 98304, the entry shifted
+  by 9 or 8 bits < 2^25, the step < 2^9 * 2^15), with one more entry holding the saturated value (step 0), so
+  clamping a saturates without a compare and select.
 - rdbpot32(x, e): x int32 with |x| + 2^(e-1) < 2^31, 1 <= e <= 31: the cell and blend products of the int8 step
   (f * c, i * g, o * tanh(c), (32768 - z) n + z h), each at most 2^30 in magnitude (docs/int8.md, Bounds).
 - sat16_32: clamp of an int32 to int16's range, kept int32.
@@ -20,13 +22,23 @@ import numpy as np
 from rnnedge.runtime.int8_math import SIGMOID_TABLE_Q16
 from rnnedge.runtime.jit import int_inline
 
+TANH_AT = 256  # where the tanh rows' copy of the pairs starts in pair_table()
+
 
 def pair_table() -> np.ndarray:
-    """(255,) int32: TABLE[k] | (TABLE[k + 1] - TABLE[k]) << 16, k = 0..254 (the table is non-decreasing)."""
-    lo = SIGMOID_TABLE_Q16[:255].astype(np.int64)
-    step = SIGMOID_TABLE_Q16[1:].astype(np.int64) - lo
-    assert step.min() >= 0 and step.max() < 2**15
-    return (lo | (step << 16)).astype(np.int32)
+    """(512,) int32, two tables of 256 pairs: at 0 the sigmoid rows', at TANH_AT the tanh rows'. Entry k = 0..254 of
+    each is (TABLE[k + 1] - TABLE[k]) | (TABLE[k] - 2^15) << 16, two int16 (the table is non-decreasing, and at
+    least 2^15: sigmoid(k / 24) >= 1/2); entry 255 holds the saturated result with step 0: sigmoid_q15's
+    r = 0x7FFF << 10 = 65534 << 9, tanh_q15's 0xFFFF << 8 (fused_int8_simd clamps a to 255 << shift, so every
+    u >= 255 reads it with a fraction of 0)."""
+    lo = np.append(SIGMOID_TABLE_Q16[:255].astype(np.int64), 0)
+    step = np.append(SIGMOID_TABLE_Q16[1:].astype(np.int64) - lo[:255], 0)
+    assert step.min() >= 0 and step.max() < 2**15 and lo[:255].min() >= 2**15
+    tables = []
+    for saturated in ((0x7FFF << 10) >> 9, (0xFFFF << 8) >> 8):  # sigmoid's, tanh's: T[255] << shift
+        lo[255] = saturated
+        tables.append(step | ((lo - 2**15) << 16))
+    return np.concatenate(tables).astype(np.int32)
 
 
 @int_inline

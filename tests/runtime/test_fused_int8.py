@@ -223,7 +223,10 @@ def test_specialised_int8_step_allocates_nothing(kind, path, monkeypatch):
 
 
 # -- the pieces, alone ----------------------------------------------------------------------------------------
-@njit(cache=True)
+# The helpers below are compiled in each run, not cached: numba keys a test module's cache on this file alone,
+# so after a change to a runtime intrinsic they inline (fused_int8_simd, vnni) a cached helper would run the old
+# machine code against the new tables (the generated steps are keyed on their callees: specialize.py).
+@njit
 def _activations(x, table, sig, tanh, sig_ref, tanh_ref):
     sig[:] = x
     tanh[:] = x
@@ -256,13 +259,31 @@ def test_vector_gate_activations_equal_int8_math_with_either_table_read(explicit
     np.testing.assert_array_equal(out[1], out[3])
 
 
-@njit(cache=True)
+def test_vector_gate_activations_equal_int8_math_without_vpmaddwd(monkeypatch):
+    """Where the CPU has neither AVX2 nor AVX-512BW (ARM64...), the interpolation's pmaddwd is shifts and multiplies
+    in generic IR and the table read llvm.masked.gather: the same integers."""
+
+    class NoSimd:
+        @staticmethod
+        def get_host_cpu_features():
+            return {}
+
+    monkeypatch.setattr(fused_int8_simd, "llvm", NoSimd)
+    activations = njit(_activations.py_func)  # compiled here, on the generic IR
+    x = np.arange(-(2**15), 2**15, dtype=np.int32)
+    out = [np.zeros_like(x) for _ in range(4)]
+    activations(x, pair_table(), *out)
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[3])
+
+
+@njit
 def _views(blob):
     w8, fl = as_int8(blob), as_float32(blob)
     return w8.copy(), fl.copy(), w8.shape[0], fl.shape[0]
 
 
-@njit(cache=True)
+@njit
 def _write_byte(blob, at, value):
     as_int8(blob)[at] = value
 
@@ -286,7 +307,7 @@ def test_blob_reinterpretations_equal_numpy_views_and_share_the_memory(writeable
             _write_byte(blob, 9, np.int8(-3))
 
 
-@njit(cache=True)
+@njit
 def _rounding(x, e, got, ref):
     for i in range(x.shape[0]):
         got[i] = sat16_32(rdbpot32(x[i], e))
@@ -304,12 +325,12 @@ def test_int32_rounding_equals_int8_math_where_the_step_uses_it(e):
     np.testing.assert_array_equal(got, ref)
 
 
-@njit(cache=True)
+@njit
 def _matvec_vnni(dst, wp, bias, v, k, blocks):
     vnni.matvec_vnni_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
 
 
-@njit(cache=True)
+@njit
 def _matvec_avx2(dst, wp, bias, v, k, blocks):
     vnni.matvec_avx2_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
 
@@ -339,7 +360,7 @@ def test_blocked_matvec_at_offsets_equals_gemv_t_int8(K, N, _matvec_at):
     assert (dst[:3] == -1).all() and (dst[3 + 16 * blocks :] == -1).all()  # nothing written outside the blocks
 
 
-@njit(cache=True)
+@njit
 def _requantise(x, M, S, e, half, half_neg, got, ref):
     for i in range(x.shape[0]):
         got[i] = mbqm_right(x[i], M[i], e[i], half[i], half_neg[i])
@@ -380,7 +401,7 @@ def _extreme_terms(rng, n):
     return acc, blob
 
 
-@njit(cache=True)
+@njit
 def _reference_terms(ref, n, blob, j):
     """Row j's two requantised terms (int64) by int8_math, from ref's accumulators (x side at j, h side at n + j)
     and blob's rows as _extreme_terms lays them out."""
@@ -389,7 +410,7 @@ def _reference_terms(ref, n, blob, j):
     return yx, yh
 
 
-@njit(cache=True)
+@njit
 def _gate_sums(a, n, blob, ref):
     gate_sums_rows_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for r in range(n):
@@ -406,7 +427,7 @@ def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_righ
     assert (a[:n] == 32767).any() and (a[:n] == -32768).any() and (np.abs(a[:n]) < 32767).any()
 
 
-@njit(cache=True)
+@njit
 def _gru_candidate(a, n, blob, ref):
     gru_candidate_rows_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for j in range(n):
@@ -428,7 +449,7 @@ def _bounded_terms(rng, n):
     return acc, np.concatenate(sides[0] + sides[1]).astype(np.int32)
 
 
-@njit(cache=True)
+@njit
 def _gate_sums_bounded(a, n, blob, ref):
     gate_sums_bounded_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for r in range(n):
@@ -436,7 +457,7 @@ def _gate_sums_bounded(a, n, blob, ref):
         ref[r] = np.int32(sat16(yx + yh))
 
 
-@njit(cache=True)
+@njit
 def _gru_candidate_bounded(a, n, blob, ref):
     gru_candidate_bounded_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
     for j in range(n):

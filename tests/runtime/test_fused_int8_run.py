@@ -107,12 +107,12 @@ def test_specialised_int8_run_with_hidden_head_layers_equals_the_generic_run(pat
         np.testing.assert_array_equal(fused.run(X, [50, 9, 1]), generic.run(X, [50, 9, 1]))
 
 
-@njit(cache=True)
+@njit
 def _matmat_vnni(dst, wp, bias, v, rows, K, N, v_stride):
     vnni.matmat_vnni_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
 
 
-@njit(cache=True)
+@njit
 def _matmat_avx2(dst, wp, bias, v, rows, K, N, v_stride):
     vnni.matmat_avx2_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
 
