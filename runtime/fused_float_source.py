@@ -318,7 +318,7 @@ def over_blocks(out: Lines, nb: int, group: int, emit, full: int | None = None) 
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
               rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None,
-              array: str = "buf", bias: tuple[str, int] | None = None) -> None:
+              array: str = "buf", bias: tuple[str, int] | None = None, zero: bool = False) -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
@@ -328,9 +328,9 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     W^T in q: each group's columns are first converted to float32 at `woff` in `weights` (buf's CW, rows of
     BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers). array: the float32
     array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py). W^T sits in `weights`
-    (convert: in q) in panels of 64 columns (layout.panelled, fused_float_blob.py). bias (array, offset): the sums start
-    from b = array[offset:] in registers instead of from what acc holds (fma: FMA_BIAS, "fmab"; fma8: FMA8_ZERO,
-    "fma8z", from 0, no array read), so no pass writes b (or 0) into every stream's sums first."""
+    (convert: in q) in panels of 64 columns (layout.panelled, fused_float_blob.py). bias (array, offset) (fma: FMA_BIAS, "fmab")
+    or zero (fma8: FMA8_ZERO, "fma8z"): the sums start from b = array[offset:] or from 0 in registers instead of
+    from what acc holds, so no pass writes b (or 0) into every stream's sums first."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
@@ -345,10 +345,10 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
                 f"{indent}    for c in range({columns}):",
                 f"{indent}        cw[kk * {BLOCKS * LANES} + c] = np.float32(qg[kk * {q_stride} + c])")
         name, tail = fma, ""
-        if bias is not None and fma == "fma8":
-            name = "fma8z"
+        if zero:
+            name = f"{fma}z"
         elif bias is not None:
-            name, tail = "fmab", f", {bias[0]}, {bias[1]} + {lane}"
+            name, tail = f"{fma}b", f", {bias[0]}, {bias[1]} + {lane}"
         for first, last, step, n in ((0, f"{i}0", f", {STREAMS}", STREAMS), (f"{i}0", rows, "", 1)):
             out(f"{indent}for {i} in range({first}, {last}{step}):",
                 f"{indent}    {name}_{n}_{count}({array}, {acc} + {i} * {acc_stride} + {lane}, {acc_stride}, "
@@ -380,9 +380,9 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
             out.depth += 1
         if wide:  # each sum starts from 0 in registers (FMA8_ZERO): no pass clears them first
             fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k),
-                      bias=("", 0))
+                      zero=True)
         else:
-            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", bias=("", 0))
+            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", zero=True)
         if projected and n == 0:
             out.depth -= 1
     out("for b in range(B):",
