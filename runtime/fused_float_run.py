@@ -24,7 +24,7 @@ run(), with the buffer.
 from __future__ import annotations
 
 from rnnedge.runtime.fused_float_fma import STREAMS, padded
-from rnnedge.runtime.fused_float_source import Lines, fma_calls, gate_rows, input_rows
+from rnnedge.runtime.fused_float_source import Lines, bias_start, fma_calls, gate_rows, input_rows
 from rnnedge.runtime.layout import L_N_IN, L_OFF_BIH, L_OFF_WIH
 
 PROJECT_ROWS = 16  # rows (t, b) a chunk projects at once: 4 products of 4 rows, their sums 32 KB for kws (G 512)
@@ -59,11 +59,14 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
     out.depth += 2
     input_rows(out, model, q8, "b", "B", f"{VP} + (t - t0) * B * {K}", array="pv")
     out.depth -= 1
-    out("for r in range(rows):",
-        f"    for j in range({G}):",
-        f"        pv[r * {GP} + j] = {'ZERO' if q8 else f'w[{int(row[L_OFF_BIH])} + j]'}")
+    # the sums start from b (f32) or 0 (int8w) in registers, as the step's (fused_float_source.bias_start)
+    bias = None if q8 else bias_start(int(row[L_OFF_BIH]), G, model.layout.blob.size)
+    if not q8 and bias is None:
+        out("for r in range(rows):",
+            f"    for j in range({G}):",
+            f"        pv[r * {GP} + j] = w[{int(row[L_OFF_BIH])} + j]")
     fma_calls(out, "qw" if q8 else "w", "0", GP, int(row[L_OFF_WIH]), G, K, str(VP), K, "rows", "r",
-              "fma8" if q8 else "fma", array="pv")
+              "fma8" if q8 else "fma", array="pv", bias=bias, zero=q8)
     out("for t in range(t0, t1):",
         f"    layers(buf, X[t], {args}, pv, (t - t0) * B * {GP})")
     out.depth += 1

@@ -255,37 +255,42 @@ def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str, array: 
             f"        {array}[{dst} + {i} * {n_in} + j] = w[e + j]")
 
 
+def bias_start(bias: int, G: int, w_size: int) -> tuple[str, int] | None:
+    """fma_calls' bias for sums starting from w[bias : bias + G] in registers (FMA_BIAS), or None where its whole
+    blocks of 16 would read past w (w_size floats): then the caller copies b into the sums first."""
+    return ("w", bias) if bias + padded(G) <= w_size else None
+
+
 def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
                w_size: int = 0) -> None:
     """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update.
     projected: the first layer of `layers`, whose b_ih + W_ih v run() may have computed ahead (at >= 0:
     fused_float_run.py), copied from pv instead. The sums start from each bias in registers (FMA_BIAS) where the
-    blocks' reads of it (whole blocks of 16) stay inside w (w_size floats); else b is first copied into every
-    stream's sums (that pass cost ~4-6% of kws' step at batch 64-256 on Zen 3)."""
+    blocks' reads of it stay inside w (bias_start); else b is first copied into every stream's sums (that pass
+    cost ~4-6% of kws' step at batch 64-256 on Zen 3)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
-    bih, bhh = int(row[L_OFF_BIH]), int(row[L_OFF_BHH])
-    in_registers = max(bih, bhh) + padded(G) <= w_size
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
 
     def start(bias: int, at: str) -> tuple[str, int] | None:
-        if in_registers:
-            return "w", bias
-        out("for b in range(B):",
-            f"    av, bv = buf[A + b * {sums}:], w[{bias}:{bias + G}]  # views: the copy vectorises",
-            f"    for i in range({G}):",
-            f"        av[{at}i] = bv[i]")
-        return None
+        begin = bias_start(bias, G, w_size)
+        if begin is None:
+            out("for b in range(B):",
+                f"    av, bv = buf[A + b * {sums}:], w[{bias}:{bias + G}]  # views: the copy vectorises",
+                f"    for i in range({G}):",
+                f"        av[{at}i] = bv[i]")
+        return begin
 
     if projected:
         out("if at < 0:")
         out.depth += 1
-    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b", bias=start(bih, ""))
+    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b",
+              bias=start(int(row[L_OFF_BIH]), ""))
     if projected:
         out.depth -= 1
         _projections(out, sums, G)
     fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
-              bias=start(bhh, f"{half} + "))
+              bias=start(int(row[L_OFF_BHH]), f"{half} + "))
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]",

@@ -410,12 +410,37 @@ def _reference_terms(ref, n, blob, j):
     return yx, yh
 
 
-@njit
-def _gate_sums(a, n, blob, ref):
-    gate_sums_rows_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
-    for r in range(n):
-        yx, yh = _reference_terms(ref, n, blob, r)
-        ref[r] = np.int32(sat16(yx + yh))
+def _gate_sums_against_int8_math(sums):
+    """A compiled check (a, n, blob, ref) of one gate-sums intrinsic (gate_sums_rows_at, gate_sums_bounded_at): a's
+    first n rows by the intrinsic, ref's by int8_math, from the same accumulators."""
+
+    @njit
+    def check(a, n, blob, ref):
+        sums(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
+        for r in range(n):
+            yx, yh = _reference_terms(ref, n, blob, r)
+            ref[r] = np.int32(sat16(yx + yh))
+
+    return check
+
+
+def _gru_candidate_against_int8_math(candidate):
+    """The same for a GRU candidate intrinsic (gru_candidate_rows_at, gru_candidate_bounded_at)."""
+
+    @njit
+    def check(a, n, blob, ref):
+        candidate(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
+        for j in range(n):
+            yx, yh = _reference_terms(ref, n, blob, j)
+            ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
+
+    return check
+
+
+_gate_sums = _gate_sums_against_int8_math(gate_sums_rows_at)
+_gru_candidate = _gru_candidate_against_int8_math(gru_candidate_rows_at)
+_gate_sums_bounded = _gate_sums_against_int8_math(gate_sums_bounded_at)
+_gru_candidate_bounded = _gru_candidate_against_int8_math(gru_candidate_bounded_at)
 
 
 def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_right_shift():
@@ -425,14 +450,6 @@ def test_vector_gate_sums_equal_int8_math_on_extreme_accumulators_and_every_righ
     _gate_sums(a, n, blob, ref)
     np.testing.assert_array_equal(a[:n], ref[:n])
     assert (a[:n] == 32767).any() and (a[:n] == -32768).any() and (np.abs(a[:n]) < 32767).any()
-
-
-@njit
-def _gru_candidate(a, n, blob, ref):
-    gru_candidate_rows_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
-    for j in range(n):
-        yx, yh = _reference_terms(ref, n, blob, j)
-        ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
 
 
 def _bounded_terms(rng, n):
@@ -447,22 +464,6 @@ def _bounded_terms(rng, n):
     acc[[0, 4, 5, n, n + 4, n + 5]] = limit[[0, 4, 5, n, n + 4, n + 5]] * np.array([1, -1, -1, -1, 1, -1])
     sides = [[rows[4 * side], *rounding_rows(S[side])] for side in (0, 1)]
     return acc, np.concatenate(sides[0] + sides[1]).astype(np.int32)
-
-
-@njit
-def _gate_sums_bounded(a, n, blob, ref):
-    gate_sums_bounded_at(a, 0, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
-    for r in range(n):
-        yx, yh = _reference_terms(ref, n, blob, r)
-        ref[r] = np.int32(sat16(yx + yh))
-
-
-@njit
-def _gru_candidate_bounded(a, n, blob, ref):
-    gru_candidate_bounded_at(a, 0, 2 * n, n, n, blob, 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n)
-    for j in range(n):
-        yx, yh = _reference_terms(ref, n, blob, j)
-        ref[j] = np.int32(sat16(yx + np.int64(rounding_divide_by_pot(np.int64(ref[2 * n + j]) * yh, 15))))
 
 
 @pytest.mark.parametrize("gru", [False, True])
