@@ -17,8 +17,9 @@ so no compare and select); one gather reads the pair (T[u+1] - T[u]) | (T[u] - 2
 (f, 2^s) gives r' = r - (2^15 << s); then, as integer identities (floor((k - t) / 2^m) = -floor((t - k') / 2^m)
 with k' = k - 2^m + 1), sigmoid = 2^14 + d for x >= 0 and 2^14 - d for x < 0 with d = (r' + 2^9) >> 10 (the
 2^15 << 9 taken out is 2^14 << 10), tanh = d and -d with d = (r' + 2^7) >> 8 (at x = 0, d = 0 either way): the
-negative side from the positive one's d, no second rounding (Zen 3: sigmoid + tanh over 640 rows with their copy 0.40 -> 0.36 us
-against the compare-and-select form; the gather itself takes ~8.5 of the ~13 cycles per 8 lanes).
+negative side from the positive one's d, no second rounding, as firmware_ref's rnnedge_mve.h takes it (Zen 3:
+sigmoid + tanh over 640 rows with their copy 0.40 -> 0.36 us against the compare-and-select form; the gather itself
+takes ~8.5 of the ~13 cycles per 8 lanes).
 
 Why IR: LLVM's cost model on this CPU will not vectorise a loop with a table read (it would need gathers), so a
 numba loop over the table formula stays scalar; written as vector IR with llvm.masked.gather,
