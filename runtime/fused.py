@@ -4,16 +4,19 @@ the model's precision can build one, else the generic kernels that read the layo
     step = specialised(model)      # a Specialised, or None: the generic kernels serve this model
     model.kernel_info              # what runs here, for people (rnnedge inspect) and tests
 
-A generator (one per precision, registered in GENERATORS) takes a Model and returns a Specialised or None (a
-model part it does not cover: the generic kernels then run it, and `kernel_info` says why). Its kernel is called
-exactly as the generic one is, `kernel(*stream_args, x, *weights) -> status`, on the same stream buffers: the
-state sits where the layout puts it (so reset, `stream.state` and run() read it alike); a kernel that needs more
-working memory than the layout's scratch says so in `scratch(batch)`. RNNEDGE_SPECIALISE=0 turns it off
-(the generic kernels run everything), for comparisons and for a fault in a generated kernel.
+A generator (one per precision, in a module of MODULES that registers it in GENERATORS when a model of that
+precision first needs it) takes a Model and returns a Specialised or None (a model part it does not cover: the
+generic kernels then run it, and `kernel_info` says why). Its kernel is called exactly as the generic one is,
+`kernel(*stream_args, x, *weights) -> status`, on the same stream buffers: the state sits where the layout puts it
+(so reset, `stream.state` and run() read it alike); a kernel that needs more working memory than the layout's
+scratch says so in `scratch(batch)`. RNNEDGE_SPECIALISE=0 turns it off (the generic kernels run everything), for
+comparisons and for a fault in a generated kernel. A process imports the generators and the generic kernels of its
+models' precisions only (GENERIC in stream.py, GENERIC_RUN in model.py): less to import before a first output.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Callable
@@ -36,8 +39,19 @@ class Specialised:
         return self.wide[1] if self.wide is not None and batch >= self.wide[0] else self.kernel
 
 
-# precision -> generator(model) -> Specialised | None; each generator module registers itself here
+# precision -> generator(model) -> Specialised | None; each generator module registers itself here when imported
 GENERATORS: dict[str, Callable] = {}
+# precision -> the module with its generator, imported when a model of that precision first asks for its step: a
+# process imports what its models need (an f32 model's start imports none of the int8 step's modules)
+MODULES = {"f32": "rnnedge.runtime.fused_float", "int8w": "rnnedge.runtime.fused_float",
+           "int8": "rnnedge.runtime.fused_int8"}
+
+
+def generator(precision: str) -> Callable | None:
+    """The precision's generator, its module imported on first use; None where it has none."""
+    if precision not in GENERATORS and precision in MODULES:
+        importlib.import_module(MODULES[precision])
+    return GENERATORS.get(precision)
 
 
 def enabled() -> bool:
@@ -53,8 +67,8 @@ def specialised(model) -> Specialised | None:
     if "_specialised" not in model.__dict__:
         with _BUILDING:
             if "_specialised" not in model.__dict__:
-                generator = GENERATORS.get(model.precision) if enabled() else None
-                model.__dict__["_specialised"] = generator(model) if generator is not None else None
+                make = generator(model.precision) if enabled() else None
+                model.__dict__["_specialised"] = make(model) if make is not None else None
     return model.__dict__["_specialised"]
 
 
@@ -63,12 +77,8 @@ def kernel_info(model) -> dict:
     step = specialised(model)
     if step is None:
         reason = ("RNNEDGE_SPECIALISE=0" if not enabled() else
-                  "no specialised step for this precision yet" if model.precision not in GENERATORS else
+                  "no specialised step for this precision yet" if model.precision not in MODULES else
                   model.__dict__.get("_specialised_why", "a model part the specialised step does not cover"))
         return {"step": "generic", "precision": model.precision, "why": reason}
     return {"step": "specialised", "precision": model.precision, **step.info}
 
-
-# the generators, imported last: they import Specialised from here and register themselves in GENERATORS (so
-# either side may be imported first)
-from rnnedge.runtime import fused_float, fused_int8  # noqa: F401  (GENERATORS["f32"], ["int8w"]; ["int8"])

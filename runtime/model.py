@@ -10,6 +10,7 @@ head's integer logits); validation and the API are the same for all three.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -17,25 +18,6 @@ import numpy as np
 from rnnedge.runtime import artifact, fused
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.kernels_f32 import sequences_finite_f32
-from rnnedge.runtime.kernels_f32_model import (
-    denses_f32,
-    heads_f32,
-    input_projections_f32,
-    sequence_layer_f32,
-)
-from rnnedge.runtime.kernels_int8 import quantize_inputs_int8
-from rnnedge.runtime.kernels_int8_model import (
-    denses_int8,
-    heads_int8,
-    input_projections_int8,
-    sequence_layer_int8,
-)
-from rnnedge.runtime.kernels_int8w import (
-    denses_int8w,
-    heads_int8w,
-    input_projections_int8w,
-    sequence_layer_int8w,
-)
 from rnnedge.runtime.layout import (
     D_ACTIVATION,
     D_N_IN,
@@ -65,6 +47,15 @@ from rnnedge.runtime.layout import (
 )
 from rnnedge.runtime.sampler import Sampler, generate
 from rnnedge.runtime.stream import Stream, _non_finite_message
+
+# precision -> the module of its generic run() kernels, imported when run() first needs them: a model the
+# specialised steps serve never does, and a process imports only its models' kernels (faster start, issue 15)
+GENERIC_RUN = {"f32": "rnnedge.runtime.kernels_f32_model", "int8w": "rnnedge.runtime.kernels_int8w",
+               "int8": "rnnedge.runtime.kernels_int8_model"}
+
+
+def _generic(precision: str):
+    return importlib.import_module(GENERIC_RUN[precision])
 
 
 def load(path: str | os.PathLike) -> Model:
@@ -186,6 +177,8 @@ class Model:
         n_in = int(m[M_N_IN])
         h = np.zeros((*X.shape[:2], n_in), dtype=np.int32)
         if self.dense:
+            from rnnedge.runtime.kernels_int8 import quantize_inputs_int8
+
             quantize_inputs_int8(h, X, lengths, lay.vector(int(m[M_OFF_IN_A]), n_in),
                                  lay.vector(int(m[M_OFF_IN_B]), n_in), lay.blob[int(m[M_OFF_IN_S])])
         else:
@@ -196,7 +189,7 @@ class Model:
     def _layers(self, h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Every recurrent layer over whole sequences, in the precision's kernels: for each layer-direction,
         every step's input projection first (W_ih stays in cache), then the recurrence."""
-        lay = self.layout
+        lay, kernels = self.layout, _generic(self.precision)
         B, T = h.shape[:2]
         for l, layer in enumerate(self.spec["layers"]):
             H = layer["hidden"]
@@ -208,15 +201,15 @@ class Model:
                 gx = np.zeros((B, T, gates), dtype=h.dtype)
                 w_ih_t = lay.matrix(int(row[L_OFF_WIH]), h.shape[2], gates)
                 if self.precision == "int8":
-                    input_projections_int8(gx, h, lengths, w_ih_t, lay.ivector(int(row[L_OFF_BIH]), gates))
-                    sequence_layer_int8(out, gx, lengths, lay.qblob, lay.iblob, row, backward, d * H)
+                    kernels.input_projections_int8(gx, h, lengths, w_ih_t, lay.ivector(int(row[L_OFF_BIH]), gates))
+                    kernels.sequence_layer_int8(out, gx, lengths, lay.qblob, lay.iblob, row, backward, d * H)
                 elif self.precision == "int8w":
-                    input_projections_int8w(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_SIH]), gates),
-                                            lay.vector(int(row[L_OFF_BIH]), gates))
-                    sequence_layer_int8w(out, gx, lengths, lay.qblob, lay.blob, row, backward, d * H)
+                    kernels.input_projections_int8w(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_SIH]), gates),
+                                                    lay.vector(int(row[L_OFF_BIH]), gates))
+                    kernels.sequence_layer_int8w(out, gx, lengths, lay.qblob, lay.blob, row, backward, d * H)
                 else:
-                    input_projections_f32(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_BIH]), gates))
-                    sequence_layer_f32(out, gx, lengths, lay.blob, row, backward, d * H)
+                    kernels.input_projections_f32(gx, h, lengths, w_ih_t, lay.vector(int(row[L_OFF_BIH]), gates))
+                    kernels.sequence_layer_f32(out, gx, lengths, lay.blob, row, backward, d * H)
             h = out
         return h
 
@@ -259,7 +252,7 @@ class Model:
     def _heads(self, feats: np.ndarray) -> np.ndarray:
         """The head on every row of feats (N, W): its hidden layers one at a time over all rows, then the final
         layer and the activation; row for row the kernels a step runs, so run() equals step()."""
-        lay = self.layout
+        lay, kernels = self.layout, _generic(self.precision)
         m = lay.model
         if len(lay.dense):
             feats = self._hidden_layers(feats)
@@ -267,31 +260,31 @@ class Model:
         w = lay.matrix(int(m[M_OFF_HEAD_W]), self.out, int(m[M_HEAD_IN]))
         if self.precision == "int8":
             acc = np.empty((feats.shape[0], self.out), dtype=np.int32)
-            heads_int8(y, acc, feats, w, lay.ivector(int(m[M_OFF_HEAD_B]), self.out),
-                       lay.vector(int(m[M_OFF_HEAD_S]), self.out), m[M_ACTIVATION])
+            kernels.heads_int8(y, acc, feats, w, lay.ivector(int(m[M_OFF_HEAD_B]), self.out),
+                               lay.vector(int(m[M_OFF_HEAD_S]), self.out), m[M_ACTIVATION])
             return y
         b = lay.vector(int(m[M_OFF_HEAD_B]), self.out)
         if self.precision == "int8w":
-            heads_int8w(y, feats, w, lay.vector(int(m[M_OFF_HEAD_S]), self.out), b, m[M_ACTIVATION])
+            kernels.heads_int8w(y, feats, w, lay.vector(int(m[M_OFF_HEAD_S]), self.out), b, m[M_ACTIVATION])
         else:
-            heads_f32(y, feats, w, b, m[M_ACTIVATION])
+            kernels.heads_f32(y, feats, w, b, m[M_ACTIVATION])
         return y
 
     def _hidden_layers(self, feats: np.ndarray) -> np.ndarray:
         """The head's hidden dense layers on every row of feats (N, W): (N, U_last)."""
-        lay = self.layout
+        lay, kernels = self.layout, _generic(self.precision)
         for row in lay.dense:
             units, n_in, act = int(row[D_UNITS]), int(row[D_N_IN]), row[D_ACTIVATION]
             out = np.empty((feats.shape[0], units), dtype=feats.dtype)
             w = lay.matrix(int(row[D_OFF_W]), units, n_in)
             if self.precision == "int8":
-                denses_int8(out, feats, w, lay.ivector(int(row[D_OFF_B]), units),
-                            lay.ivector(int(row[D_OFF_S]), 2 * units), act)
+                kernels.denses_int8(out, feats, w, lay.ivector(int(row[D_OFF_B]), units),
+                                    lay.ivector(int(row[D_OFF_S]), 2 * units), act)
             elif self.precision == "int8w":
-                denses_int8w(out, feats, w, lay.vector(int(row[D_OFF_S]), units),
-                             lay.vector(int(row[D_OFF_B]), units), act)
+                kernels.denses_int8w(out, feats, w, lay.vector(int(row[D_OFF_S]), units),
+                                     lay.vector(int(row[D_OFF_B]), units), act)
             else:
-                denses_f32(out, feats, w, lay.vector(int(row[D_OFF_B]), units), act)
+                kernels.denses_f32(out, feats, w, lay.vector(int(row[D_OFF_B]), units), act)
             feats = out
         return feats
 

@@ -7,6 +7,7 @@ generic kernels of the precision).
 
 from __future__ import annotations
 
+import importlib
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,6 @@ import numpy as np
 
 from rnnedge.runtime import fused
 from rnnedge.runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE
-from rnnedge.runtime.kernels_f32_model import model_step_dense_f32, model_step_tokens_f32
-from rnnedge.runtime.kernels_int8_model import model_step_dense_int8, model_step_tokens_int8
-from rnnedge.runtime.kernels_int8w import model_step_dense_int8w, model_step_tokens_int8w
 from rnnedge.runtime.stream_call import compiled_entry, step_function
 
 if TYPE_CHECKING:
@@ -25,6 +23,12 @@ if TYPE_CHECKING:
 
 class StreamInUseError(RuntimeError):
     """A stream was stepped or reset while another thread was stepping or resetting it (Stream's thread contract)."""
+
+
+# precision -> the generic kernels' module and its dense-input and token-input steps
+GENERIC = {"f32": ("rnnedge.runtime.kernels_f32_model", "model_step_dense_f32", "model_step_tokens_f32"),
+           "int8w": ("rnnedge.runtime.kernels_int8w", "model_step_dense_int8w", "model_step_tokens_int8w"),
+           "int8": ("rnnedge.runtime.kernels_int8_model", "model_step_dense_int8", "model_step_tokens_int8")}
 
 
 class Stream:
@@ -64,7 +68,6 @@ class Stream:
             self.logits_q = self._buf[:n_y].reshape(batch, model.out)  # the last step's integer logits
             self._args = (self.y, self._buf)
             self._weights = (lay.qblob, lay.iblob, lay.blob, lay.table)
-            kernels = (model_step_dense_int8, model_step_tokens_int8)
         else:
             # one buffer, so a step passes one array for all of them (see kernels_f32_model.stream_buffers)
             self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.float32)
@@ -72,18 +75,17 @@ class Stream:
             self._args = (self._buf,)
             if model.precision == "int8w":
                 self._weights = (lay.qblob, lay.blob, lay.table)
-                kernels = (model_step_dense_int8w, model_step_tokens_int8w)
             else:
                 self._weights = (lay.blob, lay.table)
-                kernels = (model_step_dense_f32, model_step_tokens_f32)
         if model.dense:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
-            self._kernel = kernels[0]
         else:
             self._x_shape, self._x_dtype = (batch,), np.dtype(np.int64)
-            self._kernel = kernels[1]
         step = fused.specialised(model)
-        if step is not None:
+        if step is None:  # the generic kernels, imported only for a model the specialised steps do not serve
+            module, dense, tokens = GENERIC[model.precision]
+            self._kernel = getattr(importlib.import_module(module), dense if model.dense else tokens)
+        else:
             self._kernel, self._weights = step.kernel_for(batch), step.weights
             extra = step.scratch(batch) - lay.scratch_size
             if extra > 0:  # the same buffer, longer: y and state stay where the generic kernels keep them
