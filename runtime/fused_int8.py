@@ -65,7 +65,7 @@ from rnnedge.runtime.fused_int8_cells import (
     up,
 )
 from rnnedge.runtime.fused_int8_math import pair_table
-from rnnedge.runtime.fused_int8_seq import Frame, run_sequence, sequence
+from rnnedge.runtime.fused_int8_seq import CHUNK, Frame, run_sequence, sequence
 from rnnedge.runtime.vnni import ROWS
 
 HEADER = """
@@ -159,7 +159,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
                              "blob_bytes": int(weights.nbytes), "activations": fused_int8_simd.describe(),
                              "run": "forward layers: sequences in groups of four (a function compiled only for "
                                     "four sequences and more), each step's products as matrix products; else "
-                                    "input projections of every step as one, then the recurrence"
+                                    f"input projections of {CHUNK} steps at a time as one, then their recurrence"
                                     if not portable else "the step's stages over whole sequences"},
                        run=lambda X, lengths, valid: run_sequence(model, module, weights, seq, X, lengths,
                                                                   valid))

@@ -17,8 +17,8 @@ of a group region in s, then each sequence's gate stage on its own rows and stat
 layer's output rows (sa or sb). A sequence past its length is left alone (its products are not computed once
 every later member of the group has ended too, and are ignored before). Every direction in `sequence`, and every
 backward direction in both (the second half of a bidirectional layer, or a reverse layer, from step
-lengths[b] - 1 down to 0), runs one sequence at a time: its input projections of all its steps as one matrix
-product into gx, then the recurrence with a W_hh mat-vec per step. Each layer-direction starts from its initial
+lengths[b] - 1 down to 0), runs one sequence at a time: the input projections of CHUNK steps as one matrix
+product into gx (a few KB that stay in cache), then those steps' recurrence with a W_hh mat-vec per step. Each layer-direction starts from its initial
 state (h0, c0) or zeros, as kernels_int8_model.sequence_layer_int8 does. The head then reads every step's row
 (every_step) or each sequence's final features (last_step: forward at lengths[b] - 1, backward at 0).
 """
@@ -32,6 +32,8 @@ import numpy as np
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_int8_cells import gates, up
 from rnnedge.runtime.vnni import ROWS
+
+CHUNK = 16  # steps whose input projections are one matrix product where a sequence runs alone (ROWS x 4)
 
 
 @dataclass(frozen=True)
@@ -114,21 +116,26 @@ for m in range(live):
 for j in range({k.H}):
     {out}[(b * T + t) * {width} + {d * k.H} + j] = sr[j]""")
                 continue
-            n = 2
-            src.add(1, "for b in range(B):")
-            src.add(n, "steps = lengths[b]")
-            src.matmat(n, "gx", 0, k.GP, k.w_ih, k.b_x, inp, f"b * T * {K}", K, k.K, k.GP, "steps")
-            src.add(n, f"""
-for j in range({k.H}):
-    st[j] = {h0[0]}
-    st[{HM} + j] = {h0[1]}
-for i in range(steps):
-    t = {'steps - 1 - i' if backward else 'i'}
+            # the input projections of CHUNK steps at a time as one matrix product into gx (all T steps' at once
+            # were T x GP int32, 2 MB for kws at T = 1000, written out past L2 and read back)
+            src.add(1, f"""
+for b in range(B):
+    steps = lengths[b]
+    for j in range({k.H}):
+        st[j] = {h0[0]}
+        st[{HM} + j] = {h0[1]}
+    for i0 in range(0, steps, {CHUNK}):
+        chunk_n = min({CHUNK}, steps - i0)
+        chunk_t0 = {'steps - i0 - chunk_n' if backward else 'i0'}""")
+            src.matmat(3, "gx", 0, k.GP, k.w_ih, k.b_x, inp, f"(b * T + chunk_t0) * {K}", K, k.K, k.GP, "chunk_n")
+            src.add(3, f"""
+for i in range(chunk_n):
+    t = {'chunk_t0 + chunk_n - 1 - i' if backward else 'chunk_t0 + i'}
     for j in range({k.GP}):
-        s[{frame.AX} + j] = gx[t * {k.GP} + j]""")
-            src.matvec(n + 1, frame.AH, k.w_hh, k.b_h, ("st", 0), k.H, k.GP)
-            gates(src, k, n + 1, frame.AX, frame.AH, "st", 0, HM, frame.table)
-            src.add(n + 1, f"""
+        s[{frame.AX} + j] = gx[(t - chunk_t0) * {k.GP} + j]""")
+            src.matvec(4, frame.AH, k.w_hh, k.b_h, ("st", 0), k.H, k.GP)
+            gates(src, k, 4, frame.AX, frame.AH, "st", 0, HM, frame.table)
+            src.add(4, f"""
 for j in range({k.H}):
     {out}[(b * T + t) * {width} + {d * k.H} + j] = st[j]""")
     last, width = names[len(layers) % 2], widths[-1]
@@ -169,7 +176,7 @@ def run_sequence(model, module, blob: np.ndarray, sizes: dict, X: np.ndarray, le
     s = np.zeros(sizes["S"], dtype=np.int32)
     st = np.zeros(min(B, ROWS) * 2 * sizes["HM"], dtype=np.int32)
     sa, sb = (np.zeros(B * T * sizes["W"], dtype=np.int32) for _ in range(2))
-    gx = np.zeros(T * sizes["GP"], dtype=np.int32)
+    gx = np.zeros(min(T, CHUNK) * sizes["GP"], dtype=np.int32)
     # the sequences are independent: the first multiple of four as groups, the rest (B < 4: all) one by one
     G = B - B % ROWS
     for sequence, part in ((module.sequence_grouped, slice(0, G)), (module.sequence, slice(G, B))):
