@@ -62,6 +62,14 @@ def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:
     return out
 
 
+def line_zeros(n: int) -> np.ndarray:
+    """n float32 zeros from a cache line boundary on (numpy's large arrays start 16 bytes past a page): a buffer
+    whose regions start at multiples of 16 elements then loads and stores whole 64-byte vectors on one line."""
+    raw = np.zeros(n + CACHE_LINE // 4, dtype=np.float32)
+    start = -raw.ctypes.data % CACHE_LINE // 4
+    return raw[start : start + n]
+
+
 def placed(a: np.ndarray, at: int, writeable: bool = False) -> np.ndarray:
     """A copy of a whose first element sits `at` bytes past a cache line boundary, read-only as the layout's
     arrays are: numba types a writable array apart from a read-only one, and whether the blob needs moving

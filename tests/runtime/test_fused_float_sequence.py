@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rnnedge import runtime
+from rnnedge.runtime.fused_float_blob import line_zeros
 from rnnedge.runtime.model import Model
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 from tests.runtime.test_extensions import CASES, F32_TOLERANCE, _case
@@ -120,3 +121,10 @@ def test_matrices_of_several_panels_of_64_columns_and_a_tail_follow_the_generic_
     X = random_inputs(spec, 5, 25)
     _check(fast, slow, X, np.array([25, 3, 25, 10, 1]))
 
+
+
+def test_run_buffers_start_on_a_cache_line():
+    # sequence's regions start at multiples of 16 elements of it, so its 16-lane vectors each sit on one line
+    for n in (1, 17, 4096, 300_000):  # small ones from malloc, large ones mapped (16 bytes past a page)
+        buf = line_zeros(n)
+        assert buf.ctypes.data % 64 == 0 and buf.shape == (n,) and buf.dtype == np.float32 and not buf.any()
