@@ -9,8 +9,9 @@ run() gives the first B - B % 4 sequences to sequence_grouped, four per call, an
 sequences are independent): each call takes its sequences through every layer, so the layers' outputs in sa and sb
 are a few sequences' and stay in cache from one layer to the next (all B's at once were B x T x 128 int32 each for
 the seed classifier: 3.3 MB at B = 32, and its run() took 1.6x as long per sequence-step on Zen 3). Two functions,
-so a process compiles only what its run() sizes need (numba compiles a function on its first call). `sequence` holds no four-row matrix product: run() of one sequence compiles about half as much
-(seed int8, empty cache: 5.3 -> 2.8 s on Zen 3).
+so a process compiles only what its run() sizes need (numba compiles a function on its first call). `sequence`
+holds no four-row matrix product: run() of one sequence compiles about half as much (seed int8, empty cache:
+5.3 -> 2.8 s on Zen 3).
 
 In sequence_grouped, forward layer-directions take the sequences in groups of vnni.ROWS (four), as the batched
 step does: at each step t, the group's input products and W_hh products as two matrix products
@@ -20,8 +21,8 @@ layer's output rows (sa or sb). A sequence past its length is left alone (its pr
 every later member of the group has ended too, and are ignored before). Every direction in `sequence`, and every
 backward direction in both (the second half of a bidirectional layer, or a reverse layer, from step
 lengths[b] - 1 down to 0), runs one sequence at a time: the input projections of CHUNK steps as one matrix
-product into gx (a few KB that stay in cache), then those steps' recurrence with a W_hh mat-vec per step. Each layer-direction starts from its initial
-state (h0, c0) or zeros, as kernels_int8_model.sequence_layer_int8 does. The head then reads every step's row
+product into gx (a few KB that stay in cache), then those steps' recurrence with a W_hh mat-vec per step. Each
+layer-direction starts from its initial state (h0, c0) or zeros, as kernels_int8_model.sequence_layer_int8 does. The head then reads every step's row
 (every_step) or each sequence's final features (last_step: forward at lengths[b] - 1, backward at 0).
 """
 
