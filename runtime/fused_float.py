@@ -90,7 +90,7 @@ def generate(model) -> fused.Specialised | None:
     fma8 = q8 and not limbs
     pv_n = 0 if limbs else fused_float_run.pv_size(model, rows)  # run() projects ahead (fused_float_run.py)
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
-    shared = converted_scratch(rows) if fma8 else 0  # FMA8's converted columns
+    shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
     run_weights = _run_weights(lay, weights, q8)
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}

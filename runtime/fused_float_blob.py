@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.runtime.fused_float_source import gate_rows
-from rnnedge.runtime.layout import L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, panelled
-
-CACHE_LINE = 64
+from rnnedge.runtime.layout import CACHE_LINE, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, panelled
 
 
 def panel_blob(lay, rows) -> None:
@@ -60,14 +58,6 @@ def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:
         panelled(out, off, K, N)
     out.flags.writeable = a.flags.writeable
     return out
-
-
-def line_zeros(n: int) -> np.ndarray:
-    """n float32 zeros from a cache line boundary on (numpy's large arrays start 16 bytes past a page): a buffer
-    whose regions start at multiples of 16 elements then loads and stores whole 64-byte vectors on one line."""
-    raw = np.zeros(n + CACHE_LINE // 4, dtype=np.float32)
-    start = -raw.ctypes.data % CACHE_LINE // 4
-    return raw[start : start + n]
 
 
 def placed(a: np.ndarray, at: int, writeable: bool = False) -> np.ndarray:

@@ -37,7 +37,7 @@ from rnnedge.runtime import fused, specialize
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_blob import line_zeros, matrix_parts, panel_blob
+from rnnedge.runtime.fused_float_blob import matrix_parts, panel_blob
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, padded
 from rnnedge.runtime.fused_float_layers import (
     head_source,
@@ -173,7 +173,7 @@ def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray
         Xt = np.ascontiguousarray(Xt.transpose(1, 0, 2)).reshape(T * B, -1)
     else:
         Xt = np.ascontiguousarray(model._check_tokens(X, valid).T).reshape(T * B)
-    buf = line_zeros(sizes.buffer(B, T))
+    buf = L.line_zeros(sizes.buffer(B, T))
     every = model.spec["head"]["on"] != "last_step"
     Y = np.zeros(T * B * O if every else B * O, dtype=np.float32)
     sequence(buf, Xt, lengths, init, plan, Y, *weights)

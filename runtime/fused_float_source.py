@@ -154,7 +154,8 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             out(f"D = A + B * {sums}  # the hidden head layers' outputs")
         if wide:
             U = sum(int(d[D_UNITS]) for d in lay.dense)
-            out(f"CW = D + B * {U}  # a group of W^T's columns as float32 ({converted_scratch(rows)})")
+            out(f"CW = (D + B * {U} + 15) // 16 * 16  # a group of W^T's columns as float32 "
+                f"({converted_scratch(rows)}), from a cache line: the stream's buffer starts on one")
         if proj:
             out("if at < 0:  # step(): x checked and written here (run() has checked it, and projected it)")
             out.depth += 1

@@ -77,6 +77,16 @@ HID_CODE = {"none": HID_NONE, "relu": HID_RELU, "tanh": HID_TANH, "sigmoid": HID
 
 
 PANEL = 64  # columns of W^T per panel: fused_float_fma's BLOCKS x 16 lanes, one call's blocks
+CACHE_LINE = 64  # bytes
+
+
+def line_zeros(n: int, dtype=np.float32) -> np.ndarray:
+    """n zeros of a 4-byte dtype from a cache line boundary on (numpy's large arrays start 16 bytes past a page): a
+    buffer whose regions start at multiples of 16 elements then loads and stores whole 64-byte vectors on one
+    line (a stream's buffer, run()'s: a 16-lane vector across two lines costs two)."""
+    raw = np.zeros(n + CACHE_LINE // 4, dtype=dtype)
+    start = -raw.ctypes.data % CACHE_LINE // raw.itemsize
+    return raw[start : start + n]
 
 
 def panelled(a, off: int, K: int, N: int) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from rnnedge.runtime import fused
 from rnnedge.runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE
+from rnnedge.runtime.layout import line_zeros
 from rnnedge.runtime.stream_call import compiled_entry, step_function
 
 if TYPE_CHECKING:
@@ -63,14 +64,14 @@ class Stream:
         if model.precision == "int8":
             # float32 y; one int32 buffer for the integer logits, state and scratch (kernels_int8)
             self._ybuf = np.zeros(n_y, dtype=np.float32)
-            self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.int32)
+            self._buf = line_zeros(n_y + n_state + lay.scratch_size, np.int32)
             self.y = self._ybuf.reshape(batch, model.out)
             self.logits_q = self._buf[:n_y].reshape(batch, model.out)  # the last step's integer logits
             self._args = (self.y, self._buf)
             self._weights = (lay.qblob, lay.iblob, lay.blob, lay.table)
         else:
             # one buffer, so a step passes one array for all of them (see kernels_f32_model.stream_buffers)
-            self._buf = np.zeros(n_y + n_state + lay.scratch_size, dtype=np.float32)
+            self._buf = line_zeros(n_y + n_state + lay.scratch_size, np.float32)
             self.y = self._buf[:n_y].reshape(batch, model.out)  # the last step's output
             self._args = (self._buf,)
             if model.precision == "int8w":
@@ -89,7 +90,7 @@ class Stream:
             self._kernel, self._weights = step.kernel_for(batch), step.weights
             extra = step.scratch(batch) - lay.scratch_size
             if extra > 0:  # the same buffer, longer: y and state stay where the generic kernels keep them
-                self._buf = np.concatenate([self._buf, np.zeros(extra, dtype=self._buf.dtype)])
+                self._buf = line_zeros(self._buf.size + extra, self._buf.dtype)
                 if model.precision != "int8":
                     self.y = self._buf[:n_y].reshape(batch, model.out)
                 else:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnnedge import runtime
-from rnnedge.runtime.fused_float_blob import line_zeros
+from rnnedge.runtime.layout import line_zeros
 from rnnedge.runtime.model import Model
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 from tests.runtime.test_extensions import CASES, F32_TOLERANCE, _case

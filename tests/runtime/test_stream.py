@@ -97,3 +97,16 @@ def test_inputs_of_any_memory_layout_step_alike_through_the_one_compiled_entry(p
         got = broadcast.step(same)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], got[0]) and np.array_equal(got[2], got[0])
     assert len(contiguous._kernel.overloads) == compiled  # no other layout compiled anything
+
+
+@pytest.mark.specialised
+@pytest.mark.parametrize("precision", ["f32", "int8w", "int8"])
+def test_a_streams_buffer_starts_on_a_cache_line_at_every_batch(precision, tmp_path):
+    # the specialised steps place their 16-lane sums (and int8w's converted weight columns, from 8 streams) at
+    # multiples of 16 elements of it: on a line each, where numpy's large arrays start 16 bytes past a page
+    model = runtime.load(write_artifact(make_model(make_spec("gru")), tmp_path / "m.safetensors", precision))
+    X = random_inputs(model.spec, 300, 3)
+    for batch in (1, 9, 300):
+        stream = model.stream(batch)
+        assert stream._buf.ctypes.data % 64 == 0, batch
+        assert np.array_equal(stream_all(stream, X[:batch]), model.run(X[:batch])), batch
