@@ -107,6 +107,12 @@ def scratch_per_stream(lay, rows, q8: bool, limbs: bool = True) -> int:
             + sum(int(d[D_UNITS]) for d in lay.dense))
 
 
+def on_line(expr: str) -> str:
+    """Generated code for `expr` (an element offset) rounded up to a multiple of 16: a 16-lane float32 vector from
+    there sits on one cache line of a buffer that starts on one (layout.line_zeros)."""
+    return f"({expr} + 15) // 16 * 16"
+
+
 class Lines:
     """Generated source lines at an indentation depth (out(*lines); out.depth += 1 around a block)."""
 
@@ -154,7 +160,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             out(f"D = A + B * {sums}  # the hidden head layers' outputs")
         if wide:
             U = sum(int(d[D_UNITS]) for d in lay.dense)
-            out(f"CW = (D + B * {U} + 15) // 16 * 16  # a group of W^T's columns as float32 "
+            out(f"CW = {on_line(f'D + B * {U}')}  # a group of W^T's columns as float32 "
                 f"({converted_scratch(rows)}), from a cache line: the stream's buffer starts on one")
         if proj:
             out("if at < 0:  # step(): x checked and written here (run() has checked it, and projected it)")

@@ -61,17 +61,21 @@ class Stream:
         # the same at 3x the cost (acquire(False) parses its arguments: ~100 ns against ~30 ns a step, measured)
         self._token = [True]
         n_y, n_state = batch * model.out, batch * lay.state_size
+        step = fused.specialised(model)
+        # the scratch: the layout's, or as much as the specialised kernel needs (y and state stay where the generic
+        # kernels keep them)
+        size = n_y + n_state + (lay.scratch_size if step is None else max(lay.scratch_size, step.scratch(batch)))
         if model.precision == "int8":
             # float32 y; one int32 buffer for the integer logits, state and scratch (kernels_int8)
             self._ybuf = np.zeros(n_y, dtype=np.float32)
-            self._buf = line_zeros(n_y + n_state + lay.scratch_size, np.int32)
+            self._buf = line_zeros(size, np.int32)
             self.y = self._ybuf.reshape(batch, model.out)
             self.logits_q = self._buf[:n_y].reshape(batch, model.out)  # the last step's integer logits
             self._args = (self.y, self._buf)
             self._weights = (lay.qblob, lay.iblob, lay.blob, lay.table)
         else:
             # one buffer, so a step passes one array for all of them (see kernels_f32_model.stream_buffers)
-            self._buf = line_zeros(n_y + n_state + lay.scratch_size, np.float32)
+            self._buf = line_zeros(size, np.float32)
             self.y = self._buf[:n_y].reshape(batch, model.out)  # the last step's output
             self._args = (self._buf,)
             if model.precision == "int8w":
@@ -82,20 +86,11 @@ class Stream:
             self._x_shape, self._x_dtype = (batch, model.features), np.dtype(np.float32)
         else:
             self._x_shape, self._x_dtype = (batch,), np.dtype(np.int64)
-        step = fused.specialised(model)
         if step is None:  # the generic kernels, imported only for a model the specialised steps do not serve
             module, dense, tokens = GENERIC[model.precision]
             self._kernel = getattr(importlib.import_module(module), dense if model.dense else tokens)
         else:
             self._kernel, self._weights = step.kernel_for(batch), step.weights
-            extra = step.scratch(batch) - lay.scratch_size
-            if extra > 0:  # the same buffer, longer: y and state stay where the generic kernels keep them
-                self._buf = line_zeros(self._buf.size + extra, self._buf.dtype)
-                if model.precision != "int8":
-                    self.y = self._buf[:n_y].reshape(batch, model.out)
-                else:
-                    self.logits_q = self._buf[:n_y].reshape(batch, model.out)
-                self._args = (self.y, self._buf) if model.precision == "int8" else (self._buf,)
         # every layer's h (and c): float32, or int32 holding int16 values (int8)
         self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
         self._reset_state()
