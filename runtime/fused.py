@@ -29,7 +29,9 @@ class Specialised:
     weights: tuple  # the arrays passed after x, packed for this kernel (shared, read-only)
     scratch: Callable[[int], int]  # batch -> elements of the stream buffer's scratch part the kernel needs
     info: dict  # what kernel_info shows: {"path": ..., "source": ...} and anything a person should know
-    run: Callable | None = None  # run(X, lengths, valid) -> model.run()'s output on this step's arithmetic, or None
+    # run(X, lengths, valid) -> model.run()'s output on this step's arithmetic (valid (B, T) bool, None when every
+    # sequence has all T steps), or None
+    run: Callable | None = None
     # (from_batch, kernel): a stream of at least from_batch streams runs this kernel instead (the same call, the same
     # numbers; compiled only when such a stream is made), or None
     wide: tuple[int, Callable] | None = None

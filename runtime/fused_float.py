@@ -140,7 +140,7 @@ def _run_weights(lay, weights: tuple, q8: bool):
 
 
 def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, X: np.ndarray, lengths: np.ndarray,
-                 valid: np.ndarray, pv_n: int = 0) -> np.ndarray:
+                 valid: np.ndarray | None, pv_n: int = 0) -> np.ndarray:
     """model.run() on the specialised step: X (B, T, F) float32 (checked by run) or (B, T) token ids -> as run.
 
     Every sequence steps all T steps in one buffer (inputs past a length replaced by harmless ones: the mean, or
@@ -153,7 +153,7 @@ def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, 
     state = buf[B * O : B * (O + lay.state_size)].reshape(B, lay.state_size)
     if model.initial_state is not None:
         state[:] = model.initial_state
-    full = bool(valid.all())  # every sequence T steps long (run()'s usual call): nothing to replace or zero
+    full = valid is None  # every sequence T steps long (run()'s usual call): nothing to replace or zero
     if model.dense:
         Xt = (X if full else np.where(valid[..., None], X, model._mean)).astype(np.float32, copy=False)
         Xt = Xt.transpose(1, 0, 2)

@@ -161,13 +161,13 @@ def generate(model) -> fused.Specialised:
 
 
 def run_sequence(model, sequence, weights: tuple, sizes: Sizes, init: np.ndarray, plan: np.ndarray,
-                 X: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> np.ndarray:
+                 X: np.ndarray, lengths: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """model.run() on the compiled functions: X (B, T, F) float32 (checked by run) or (B, T) token ids -> as run.
 
     Inputs past a length are replaced by harmless ones (the mean, or token 0); outputs there are zero."""
     B, T = X.shape[:2]
     O = model.out
-    full = bool(valid.all())  # every sequence T steps long (run()'s usual call): nothing to replace or zero
+    full = valid is None  # every sequence T steps long (run()'s usual call): nothing to replace or zero
     if model.dense:
         Xt = (X if full else np.where(valid[..., None], X, model._mean)).astype(np.float32, copy=False)
         Xt = np.ascontiguousarray(Xt.transpose(1, 0, 2)).reshape(T * B, -1)
