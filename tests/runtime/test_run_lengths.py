@@ -1,0 +1,61 @@
+"""model.run() without lengths (every sequence T steps long: run() builds no mask and its outputs are written in
+place, not zeroed first) gives exactly the outputs of run() with lengths, on the specialised run() of every
+precision and on the generic kernels, even when every buffer numpy hands out starts full of garbage."""
+
+import numpy as np
+import pytest
+
+from rnnedge import runtime
+from tests.helpers import make_model, make_spec, random_inputs, write_artifact
+
+pytestmark = pytest.mark.specialised  # the run() a user gets (tests/conftest.py)
+
+B, T = 5, 23  # a group of four sequences and one more (int8's grouped run())
+# (precision, cell, input kind, head, bidirectional): each run() path -- the float step's, the float sequence's
+# (a model that cannot stream), int8's -- with dense and token input and both heads
+CASES = [("f32", "lstm", "dense", "every_step", False), ("int8w", "gru", "tokens", "last_step", False),
+         ("f32", "gru", "dense", "last_step", True), ("int8w", "rnn_tanh", "tokens", "every_step", True),
+         ("int8", "lstm", "dense", "every_step", False), ("int8", "gru", "tokens", "last_step", False),
+         ("int8", "rnn_relu", "dense", "every_step", True)]
+
+
+def _poisoned_empty(monkeypatch):
+    """np.empty returning arrays filled with NaN (floats) or -7 (integers): an element run() leaves unwritten
+    shows."""
+    empty = np.empty
+
+    def poisoned(shape, dtype=float, order="C", **kwargs):
+        a = empty(shape, dtype, order, **kwargs)
+        a.fill(np.nan if np.dtype(dtype).kind == "f" else -7)
+        return a
+
+    monkeypatch.setattr(np, "empty", poisoned)
+
+
+@pytest.mark.parametrize("precision,cell,kind,on,bidirectional", CASES)
+def test_run_without_lengths_equals_run_with_them_on_the_specialised_and_generic_kernels(
+        tmp_path, monkeypatch, precision, cell, kind, on, bidirectional):
+    spec = make_spec(cell, kind=kind, on=on, bidirectional=bidirectional, hidden=19)
+    path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
+    model = runtime.load(path)
+    assert model.kernel_info["step"] == "specialised", model.kernel_info
+    X = random_inputs(spec, B, T, seed=3)
+    # one sequence a step shorter: the masked path (outputs zeroed first, past the length left zero)
+    shorter = model.run(X, lengths=[T, T, T, T, T - 1])
+    _poisoned_empty(monkeypatch)
+    Y = model.run(X)
+    assert np.isfinite(Y).all()
+    np.testing.assert_array_equal(Y, model.run(X, lengths=np.full(B, T)))
+    np.testing.assert_array_equal(Y[:4], shorter[:4])
+    if on == "every_step" and not bidirectional:
+        np.testing.assert_array_equal(Y[4, : T - 1], shorter[4, : T - 1])
+        assert not shorter[4, T - 1].any()
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
+    generic = runtime.load(path)
+    assert generic.kernel_info["step"] == "generic"
+    expected = generic.run(X)
+    np.testing.assert_array_equal(expected, generic.run(X, lengths=np.full(B, T)))
+    if precision == "int8":  # bit-exact twins; the float steps sum in other orders (test_fused_float's tolerance)
+        np.testing.assert_array_equal(Y, expected)
+    else:
+        np.testing.assert_allclose(Y, expected, rtol=0, atol=1e-5)
