@@ -45,15 +45,18 @@ def proj(name: str, row, q8: bool, GS: int) -> str:
     layer-direction's own width)."""
     G, K = gate_rows(row), int(row[L.L_N_IN])
     out = Lines()
+    # the offsets are arguments, so every array is indexed through a view from its offset (index j: provably >= 0,
+    # so numba's negative-index wrap folds away and the loops vectorise; w[bih + j] kept each lane scalar)
     out("for r in range(rows):",
+        f"    d_ = buf[dst + r * {GS}:]" if q8 else f"    d_, bi_ = buf[dst + r * {GS}:], w[bih:]",
         f"    for j in range({G}):",
-        f"        buf[dst + r * {GS} + j] = {'ZERO' if q8 else 'w[bih + j]'}")
+        f"        d_[j] = {'ZERO' if q8 else 'bi_[j]'}")
     fma_calls(out, "buf" if q8 else "w", "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r")
     if q8:  # kernels_int8w: the row scale on the finished sum, then the bias
         out("for r in range(rows):",
-            f"    a = buf[dst + r * {GS}:]",
+            f"    a, bi_, si_ = buf[dst + r * {GS}:], w[bih:], w[sih:]",
             f"    for j in range({G}):",
-            "        a[j] = w[bih + j] + w[sih + j] * a[j]")
+            "        a[j] = bi_[j] + si_[j] * a[j]")
     offsets = "wih, bih, sih" if q8 else "wih, bih"
     return (f"\n\n@fast_inline\ndef {name}(buf, src, src_stride, rows, dst, {offsets}, w):\n"
             f'    """dst (rows, {GS}) = b_ih + W_ih v_r, v_r (rows, {K}) at src, src_stride apart."""\n' + out.text())
@@ -63,15 +66,18 @@ def recur(name: str, row, q8: bool) -> str:
     G, H, GP = gate_rows(row), int(row[L.L_HIDDEN]), padded(gate_rows(row))
     out = Lines()
     out("for b in range(B):",
+        f"    d_ = buf[scr + b * {GP}:]" if q8 else f"    d_, bh_ = buf[scr + b * {GP}:], w[bhh:]",
         f"    for j in range({G}):",
-        f"        buf[scr + b * {GP} + j] = {'ZERO' if q8 else 'w[bhh + j]'}")
+        f"        d_[j] = {'ZERO' if q8 else 'bh_[j]'}")
     fma_calls(out, "buf" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B", "r")
     out("for b in range(B):",
         "    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
-        "  # views: LLVM vectorises without alias checks")
+        "  # views: LLVM vectorises without alias checks or index wraps")
+    if q8:
+        out("    bh_, sh_ = w[bhh:], w[shh:]")
 
     def gh(off: int) -> str:  # int8w: kernels_int8w's b + row scale * sum
-        return f"(w[bhh + {off} + j] + w[shh + {off} + j] * a[{off} + j])" if q8 else f"a[{off} + j]"
+        return f"(bh_[{off} + j] + sh_[{off} + j] * a[{off} + j])" if q8 else f"a[{off} + j]"
 
     update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"

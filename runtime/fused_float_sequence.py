@@ -283,9 +283,10 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
     out.depth += 1
     _calls(out, "recur", n_recur, "rid", f"buf, GX + t * B * {GP}, np.int64({GP}), ST + so, np.int64({SD}), B, R, "
                                          f"{ro}, w")
-    out("for b in range(B):",
+    out("for b in range(B):",  # views (indices provably >= 0): the copy vectorises
+        f"    o_, h_ = buf[dst + (t * B + b) * {WM} + col:], buf[ST + so + b * {SD}:]",
         "    for j in range(H):",
-        f"        buf[dst + (t * B + b) * {WM} + col + j] = buf[ST + so + b * {SD} + j]")
+        "        o_[j] = h_[j]")
     out.depth -= 2
     src, dst = last, "Q" if last == "P" else "P"
     layers = model.spec["layers"]
