@@ -76,14 +76,16 @@ def sequence{'_grouped' if grouped else ''}(X, lengths, Y, s, st, sa, sb, gx, bl
     if model.dense:  # run() has refused a value whose normalised form is not finite
         mean, std, scale = frame.inputs
         src.add(3, f"""
+x_, q_ = X[b, t], sa[(b * T + t) * {n_in} :]
 for k in range({n_in}):
-    q = np.rint(((X[b, t, k] - fl[{mean} + k]) / fl[{std} + k]) / fl[{scale}])
-    sa[(b * T + t) * {n_in} + k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))""")
+    q = np.rint(((x_[k] - fl[{mean} + k]) / fl[{std} + k]) / fl[{scale}])
+    q_[k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))""")
     else:
         emb = frame.inputs[0]
         src.add(3, f"""
+e_, q_ = w8[{emb} + X[b, t] * {n_in} :], sa[(b * T + t) * {n_in} :]
 for k in range({n_in}):
-    sa[(b * T + t) * {n_in} + k] = np.int32(w8[{emb} + X[b, t] * {n_in} + k])""")
+    q_[k] = np.int32(e_[k])""")
     names = ["sa", "sb"]
     for l, ks in enumerate(layers):
         inp, out = names[l % 2], names[(l + 1) % 2]
@@ -116,8 +118,9 @@ for m in range(live):
         sr = st[m * {SS} : (m + 1) * {SS}]""")
                 gates(src, k, 5, 0, k.GP, "sr", 0, HM, frame.table, "ga")
                 src.add(5, f"""
+o_ = {out}[(b * T + t) * {width} + {d * k.H} :]
 for j in range({k.H}):
-    {out}[(b * T + t) * {width} + {d * k.H} + j] = sr[j]""")
+    o_[j] = sr[j]""")
                 continue
             # the input projections of CHUNK steps at a time as one matrix product into gx (all T steps' at once
             # were T x GP int32, 2 MB for kws at T = 1000, written out past L2 and read back)
@@ -134,13 +137,15 @@ for b in range(B):
             src.add(3, f"""
 for i in range(chunk_n):
     t = {'chunk_t0 + chunk_n - 1 - i' if backward else 'chunk_t0 + i'}
+    g_ = gx[(t - chunk_t0) * {k.GP} :]
     for j in range({k.GP}):
-        s[{frame.AX} + j] = gx[(t - chunk_t0) * {k.GP} + j]""")
+        s[{frame.AX} + j] = g_[j]""")
             src.matvec(4, frame.AH, k.w_hh, k.b_h, ("st", 0), k.H, k.GP)
             gates(src, k, 4, frame.AX, frame.AH, "st", 0, HM, frame.table)
             src.add(4, f"""
+o_ = {out}[(b * T + t) * {width} + {d * k.H} :]
 for j in range({k.H}):
-    {out}[(b * T + t) * {width} + {d * k.H} + j] = st[j]""")
+    o_[j] = st[j]""")
     last, width = names[len(layers) % 2], widths[-1]
     if spec["head"]["on"] != "last_step":
         src.add(1, """
