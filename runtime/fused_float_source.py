@@ -243,23 +243,27 @@ def input_rows(out: Lines, model, q8: bool, i: str, rows: str, dst: str, array: 
     `finite` becomes False where a normalised feature is NaN or infinite."""
     m = model.layout.model
     n_in = int(m[M_N_IN])
+    # each row written through a view from its start (index j, provably >= 0): no index wrap per element, so the
+    # loop vectorises
     if model.dense:
         mean, std = int(m[M_OFF_IN_A]), int(m[M_OFF_IN_B])
         out(f"for {i} in range({rows}):",
+            f"    xi_ = {array}[{dst} + {i} * {n_in}:]",
             f"    for j in range({n_in}):",
             f"        v = (x[{i}, j] - w[{mean} + j]) / w[{std} + j]",
             *(["        finite &= np.isfinite(v)"] if check else []),
-            f"        {array}[{dst} + {i} * {n_in} + j] = v")
+            "        xi_[j] = v")
         return
     out(f"for {i} in range({rows}):",
-        f"    e = {int(m[M_OFF_IN_A])} + x[{i}] * {n_in}")
+        f"    xi_, e = {array}[{dst} + {i} * {n_in}:], {int(m[M_OFF_IN_A])} + x[{i}] * {n_in}")
     if q8:
-        out(f"    s = w[{int(m[M_OFF_IN_S])} + x[{i}]]",
+        out(f"    s, ei_ = w[{int(m[M_OFF_IN_S])} + x[{i}]], q[e : e + {n_in}]",
             f"    for j in range({n_in}):",
-            f"        {array}[{dst} + {i} * {n_in} + j] = s * np.float32(q[e + j])")
+            "        xi_[j] = s * np.float32(ei_[j])")
     else:
-        out(f"    for j in range({n_in}):",
-            f"        {array}[{dst} + {i} * {n_in} + j] = w[e + j]")
+        out(f"    ei_ = w[e : e + {n_in}]",
+            f"    for j in range({n_in}):",
+            "        xi_[j] = ei_[j]")
 
 
 def bias_start(bias: int, G: int, w_size: int) -> tuple[str, int] | None:
