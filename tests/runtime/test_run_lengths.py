@@ -11,12 +11,15 @@ from tests.helpers import make_model, make_spec, random_inputs, write_artifact
 pytestmark = pytest.mark.specialised  # the run() a user gets (tests/conftest.py)
 
 B, T = 5, 23  # a group of four sequences and one more (int8's grouped run())
-# (precision, cell, input kind, head, bidirectional): each run() path -- the float step's, the float sequence's
-# (a model that cannot stream), int8's -- with dense and token input and both heads
-CASES = [("f32", "lstm", "dense", "every_step", False), ("int8w", "gru", "tokens", "last_step", False),
-         ("f32", "gru", "dense", "last_step", True), ("int8w", "rnn_tanh", "tokens", "every_step", True),
-         ("int8", "lstm", "dense", "every_step", False), ("int8", "gru", "tokens", "last_step", False),
-         ("int8", "rnn_relu", "dense", "every_step", True)]
+# (precision, cell, input kind, head, bidirectional, the head's hidden layers): each run() path -- the float step's,
+# the float sequence's (a model that cannot stream), int8's -- with dense and token input, both heads, and a head
+# with a hidden layer
+HIDDEN = ((7, "relu"),)
+CASES = [("f32", "lstm", "dense", "every_step", False, ()), ("int8w", "gru", "tokens", "last_step", False, ()),
+         ("f32", "gru", "dense", "last_step", True, ()), ("int8w", "rnn_tanh", "tokens", "every_step", True, ()),
+         ("f32", "rnn_tanh", "dense", "every_step", False, HIDDEN),
+         ("int8", "lstm", "dense", "every_step", False, ()), ("int8", "gru", "tokens", "last_step", False, ()),
+         ("int8", "rnn_relu", "dense", "every_step", True, ()), ("int8", "gru", "dense", "every_step", False, HIDDEN)]
 
 
 def _poisoned_empty(monkeypatch):
@@ -32,10 +35,10 @@ def _poisoned_empty(monkeypatch):
     monkeypatch.setattr(np, "empty", poisoned)
 
 
-@pytest.mark.parametrize("precision,cell,kind,on,bidirectional", CASES)
+@pytest.mark.parametrize("precision,cell,kind,on,bidirectional,head_hidden", CASES)
 def test_run_without_lengths_equals_run_with_them_on_the_specialised_and_generic_kernels(
-        tmp_path, monkeypatch, precision, cell, kind, on, bidirectional):
-    spec = make_spec(cell, kind=kind, on=on, bidirectional=bidirectional, hidden=19)
+        tmp_path, monkeypatch, precision, cell, kind, on, bidirectional, head_hidden):
+    spec = make_spec(cell, kind=kind, on=on, bidirectional=bidirectional, hidden=19, head_hidden=head_hidden)
     path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
     model = runtime.load(path)
     assert model.kernel_info["step"] == "specialised", model.kernel_info
