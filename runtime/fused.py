@@ -11,7 +11,7 @@ generic kernels then run it, and `kernel_info` says why). Its kernel is called e
 (so reset, `stream.state` and run() read it alike); a kernel that needs more working memory than the layout's
 scratch says so in `scratch(batch)`. RNNEDGE_SPECIALISE=0 turns it off (the generic kernels run everything), for
 comparisons and for a fault in a generated kernel. A process imports the generators and the generic kernels of its
-models' precisions only (GENERIC in stream.py, GENERIC_RUN in model.py): less to import before a first output.
+models' precisions only (stream.GENERIC, for the stream steps and model.run()): less to import before a first output.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.runtime.fused_float_source import gate_rows
-from rnnedge.runtime.layout import CACHE_LINE, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, panelled
+from rnnedge.runtime.layout import CACHE_LINE, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, line_bytes, panelled
 
 
 def panel_blob(lay, rows) -> None:
@@ -64,9 +64,7 @@ def placed(a: np.ndarray, at: int, writeable: bool = False) -> np.ndarray:
     """A copy of a whose first element sits `at` bytes past a cache line boundary, read-only as the layout's
     arrays are: numba types a writable array apart from a read-only one, and whether the blob needs moving
     depends on where it was allocated, so a writable copy would make a cached step miss in another process."""
-    raw = np.empty(a.nbytes + 2 * CACHE_LINE, dtype=np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE + at
-    out = raw[start : start + a.nbytes].view(a.dtype)
+    out = line_bytes(a.nbytes, at).view(a.dtype)
     out[:] = a
     out.flags.writeable = writeable or a.flags.writeable
     return out

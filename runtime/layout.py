@@ -80,13 +80,19 @@ PANEL = 64  # columns of W^T per panel: fused_float_fma's BLOCKS x 16 lanes, one
 CACHE_LINE = 64  # bytes
 
 
+def line_bytes(nbytes: int, at: int = 0) -> np.ndarray:
+    """nbytes zero bytes starting `at` bytes (0 <= at < 64) past a cache line boundary (numpy's large arrays start 16
+    bytes past a page): view them as the dtype wanted."""
+    raw = np.zeros(nbytes + 2 * CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE + at
+    return raw[start : start + nbytes]
+
+
 def line_zeros(n: int, dtype=np.float32) -> np.ndarray:
-    """n zeros of a 4-byte dtype from a cache line boundary on (numpy's large arrays start 16 bytes past a page): a
-    buffer whose regions start at multiples of 16 elements then loads and stores whole 64-byte vectors on one
-    line (a stream's buffer, run()'s: a 16-lane vector across two lines costs two)."""
-    raw = np.zeros(n + CACHE_LINE // 4, dtype=dtype)
-    start = -raw.ctypes.data % CACHE_LINE // raw.itemsize
-    return raw[start : start + n]
+    """n zeros of `dtype` from a cache line boundary on: a buffer whose regions start at multiples of 16 (4-byte)
+    elements then loads and stores whole 64-byte vectors on one line (a stream's buffer, run()'s: a 16-lane vector
+    across two lines costs two)."""
+    return line_bytes(n * np.dtype(dtype).itemsize).view(dtype)
 
 
 def panelled(a, off: int, K: int, N: int) -> None:

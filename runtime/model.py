@@ -46,16 +46,13 @@ from rnnedge.runtime.layout import (
     build,
 )
 from rnnedge.runtime.sampler import Sampler, generate
-from rnnedge.runtime.stream import Stream, _non_finite_message
-
-# precision -> the module of its generic run() kernels, imported when run() first needs them: a model the
-# specialised steps serve never does, and a process imports only its models' kernels (faster start, issue 15)
-GENERIC_RUN = {"f32": "rnnedge.runtime.kernels_f32_model", "int8w": "rnnedge.runtime.kernels_int8w",
-               "int8": "rnnedge.runtime.kernels_int8_model"}
+from rnnedge.runtime.stream import GENERIC, Stream, _non_finite_message
 
 
 def _generic(precision: str):
-    return importlib.import_module(GENERIC_RUN[precision])
+    """The precision's generic kernels' module (stream.GENERIC), imported when run() first needs it: a model the
+    specialised steps serve never does, and a process imports only its models' kernels (faster start, issue 15)."""
+    return importlib.import_module(GENERIC[precision][0])
 
 
 def load(path: str | os.PathLike) -> Model:
@@ -154,17 +151,16 @@ class Model:
         step = fused.specialised(self)
         if step is not None and step.run is not None:  # the step's own arithmetic, so run() equals step()
             return step.run(X, lengths, valid)
-        if valid is None:
-            valid = np.ones((B, T), dtype=bool)
         h = self._inputs_int8(X, lengths, valid) if self.precision == "int8" else self._inputs(X, valid)
         y = self._heads(self._head_features(self._layers(h, lengths), lengths))
         if self.spec["head"]["on"] == "last_step":
             return y
         y = y.reshape(B, T, self.out)
-        y[~valid] = 0.0
+        if valid is not None:
+            y[~valid] = 0.0
         return y
 
-    def _inputs(self, X: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def _inputs(self, X: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         """The first layer's input (B, T, I) float32: normalised features, or embedding rows (f32, int8w)."""
         lay = self.layout
         if self.dense:
@@ -175,7 +171,7 @@ class Model:
             h = lay.vector(int(lay.model[M_OFF_IN_S]), self.vocab)[ids][..., None] * h.astype(np.float32)
         return np.ascontiguousarray(h, dtype=np.float32)
 
-    def _inputs_int8(self, X: np.ndarray, lengths: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def _inputs_int8(self, X: np.ndarray, lengths: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         """The int8 model's first-layer input (B, T, I) int32 (int16 values), quantised as a step does."""
         lay, m = self.layout, self.layout.model
         n_in = int(m[M_N_IN])
@@ -187,7 +183,8 @@ class Model:
                                  lay.vector(int(m[M_OFF_IN_B]), n_in), lay.blob[int(m[M_OFF_IN_S])])
         else:
             h[:] = lay.matrix(int(m[M_OFF_IN_A]), self.vocab, n_in)[self._check_tokens(X, valid)]
-            h[~valid] = 0
+            if valid is not None:
+                h[~valid] = 0
         return h
 
     def _layers(self, h: np.ndarray, lengths: np.ndarray) -> np.ndarray:

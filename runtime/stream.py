@@ -26,7 +26,8 @@ class StreamInUseError(RuntimeError):
     """A stream was stepped or reset while another thread was stepping or resetting it (Stream's thread contract)."""
 
 
-# precision -> the generic kernels' module and its dense-input and token-input steps
+# precision -> the generic kernels' module and its dense-input and token-input steps (model.run() imports the same
+# module for its whole-sequence kernels)
 GENERIC = {"f32": ("rnnedge.runtime.kernels_f32_model", "model_step_dense_f32", "model_step_tokens_f32"),
            "int8w": ("rnnedge.runtime.kernels_int8w", "model_step_dense_int8w", "model_step_tokens_int8w"),
            "int8": ("rnnedge.runtime.kernels_int8_model", "model_step_dense_int8", "model_step_tokens_int8")}
