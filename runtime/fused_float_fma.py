@@ -114,12 +114,14 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
     """FMA[streams, count]; int8: the weights are int8 (FMA8: W^T (k, n) int8 at woff in w, each 16 converted to
     float32 once per load, exactly, for all the streams). start: where each sum begins -- "acc" what buf holds there
     (FMA, FMA8), "bias" the 16 lanes at boff + 16 u of an extra argument `bias` for every stream (FMA_BIAS: f32's
-    b + W v without a pass writing b into every stream's sums first), "zero" 0 (FMA8_ZERO: int8w's W v). The
-    chains are the same: a sum that starts from b in a register equals one that starts from b in buf."""
+    b + W v without a pass writing b into every stream's sums first), "zero" 0 (FMA8_ZERO: int8w's W v), "scaled"
+    0, each finished sum then stored as b + s sum, one fused multiply-add with the 16 lanes at soff + 16 u and
+    boff + 16 u of an extra argument `sb` (FMA8_SCALED: int8w's row scale and bias, kernels_int8w's b + s * sum,
+    applied to the sums in registers, four streams per load of s and b, instead of by every stream's cell update).
+    The chains are the same: a sum that starts from b in a register equals one that starts from b in buf."""
 
-    def body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias=None, boff=None):
-        sig = (types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k) if start != "bias" else
-               types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias, boff))
+    def body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, *extra):
+        sig = types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k, *extra)
 
         def codegen(context, builder, signature, args):
             f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
@@ -131,9 +133,9 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
             acc_off, acc_st, w_off, stride, src_off, src_st, K = (
                 builder.sext(a, i64) if a.type != i64 else a for a in (args[1], args[2], *args[4:9]))
 
-            if start == "bias":
+            if start in ("bias", "scaled"):  # the extra array, then its offsets: (b) or (s, b)
                 bdata = context.make_array(signature.args[9])(context, builder, args[9]).data
-                b_off = builder.sext(args[10], i64) if args[10].type != i64 else args[10]
+                offs = [builder.sext(a, i64) if a.type != i64 else a for a in args[10:]]
             q8 = int8 and signature.args[3].dtype == types.int8  # FMA8 on float32 weights: FMA's load
             inputs = [builder.add(src_off, builder.mul(src_st, ir.Constant(i64, s))) for s in range(streams)]
             zeros = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
@@ -144,8 +146,8 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
                 slots = {key: cgutils.alloca_once(builder, vec) for key in ptrs}
                 for (s, u), ptr in ptrs.items():
                     first = (builder.load(ptr, align=4) if start == "acc" else ir.Constant(vec, [0.0] * LANES)
-                             if start == "zero" else builder.load(_vec_at(builder, bdata, builder.add(
-                                 b_off, ir.Constant(i64, LANES * u))), align=4))
+                             if start in ("zero", "scaled") else builder.load(_vec_at(builder, bdata, builder.add(
+                                 offs[0], ir.Constant(i64, LANES * u))), align=4))
                     builder.store(first, slots[s, u])
                 with cgutils.for_range(builder, K) as loop:
                     kk = loop.index
@@ -159,8 +161,13 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
                         for u in us:
                             slot = slots[s, u]
                             builder.store(builder.call(fused, [wv[u], x, builder.load(slot)]), slot)
-                for key, ptr in ptrs.items():
-                    builder.store(builder.load(slots[key]), ptr, align=4)
+                for (s, u), ptr in ptrs.items():
+                    total = builder.load(slots[s, u])
+                    if start == "scaled":  # b + s * sum: offs = (the scales', the biases')
+                        scale, bias = (builder.load(_vec_at(builder, bdata, builder.add(o, ir.Constant(
+                            i64, LANES * u))), align=4) for o in offs)
+                        total = builder.call(fused, [scale, total, bias])
+                    builder.store(total, ptr, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -169,6 +176,10 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
         @intrinsic
         def fma(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias, boff):
             return body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, bias, boff)
+    elif start == "scaled":
+        @intrinsic
+        def fma(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, sb, soff, boff):
+            return body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, sb, soff, boff)
     else:
         @intrinsic
         def fma(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k):
@@ -262,4 +273,4 @@ class _Made(dict):
 
 
 FMA, FMA8 = _Made(), _Made(int8=True)
-FMA_BIAS, FMA8_ZERO = _Made(start="bias"), _Made(int8=True, start="zero")
+FMA_BIAS, FMA8_ZERO, FMA8_SCALED = _Made(start="bias"), _Made(int8=True, start="zero"), _Made(int8=True, start="scaled")

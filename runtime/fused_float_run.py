@@ -6,8 +6,9 @@ The step's body is a function `layers(buf, x, *weights, pv, at)`: step() calls i
 computes everything), run() with at >= 0 where it has computed the first layer's input sums ahead. Below
 STREAMS sequences (B = 1 to 3, where the step sums one stream at a time and so reads W_ih from cache at every
 step for every stream), run() takes the steps in chunks of about PROJECT_ROWS rows (t, b): their inputs
-normalised (or embedded) into pv, their first-layer sums b_ih + W_ih v (int8w: W_ih v, the row scales applied in
-the cell update as in the step) as one register-blocked product over the chunk's rows (four rows per weight load),
+normalised (or embedded) into pv, their first-layer sums b_ih + W_ih v (int8w: b_ih + s W_ih v, each row scale
+applied as the step applies it: to the sum as it is stored, or in the cell update, fused_float_source.scale_start)
+as one register-blocked product over the chunk's rows (four rows per weight load),
 then `layers` at each step of the chunk, which copies its row of pv in place of its own W_ih product. The
 product's sums are the step's (each one fused multiply-add chain over k in the same order, on the same weights:
 int8w's run() reads its int8 weights converted as loaded, as FMA8's step does, or a float32 copy of them
@@ -24,7 +25,7 @@ run(), with the buffer.
 from __future__ import annotations
 
 from rnnedge.runtime.fused_float_fma import STREAMS, padded
-from rnnedge.runtime.fused_float_source import Lines, bias_start, fma_calls, gate_rows, input_rows
+from rnnedge.runtime.fused_float_source import Lines, bias_start, fma_calls, gate_rows, input_rows, scale_start
 from rnnedge.runtime.layout import L_N_IN, L_OFF_BIH, L_OFF_WIH
 
 PROJECT_ROWS = 16  # rows (t, b) a chunk projects at once: 4 products of 4 rows, their sums 32 KB for kws (G 512)
@@ -59,14 +60,16 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
     out.depth += 2
     input_rows(out, model, q8, "b", "B", f"{VP} + (t - t0) * B * {K}", array="pv")
     out.depth -= 1
-    # the sums start from b (f32) or 0 (int8w) in registers, as the step's (fused_float_source.bias_start)
+    # the sums start from b (f32) or 0 (int8w) in registers, as the step's (fused_float_source.bias_start /
+    # scale_start)
     bias = None if q8 else bias_start(int(row[L_OFF_BIH]), G, model.layout.blob.size)
     if not q8 and bias is None:
         out("for r in range(rows):",
             f"    for j in range({G}):",
             f"        pv[r * {GP} + j] = w[{int(row[L_OFF_BIH])} + j]")
     fma_calls(out, "qw" if q8 else "w", "0", GP, int(row[L_OFF_WIH]), G, K, str(VP), K, "rows", "r",
-              "fma8" if q8 else "fma", array="pv", bias=bias, zero=q8)
+              "fma8" if q8 else "fma", array="pv", bias=bias, zero=q8,
+              scaled=scale_start(row, "x", model.layout.blob.size) if q8 else None)
     out("for t in range(t0, t1):",
         f"    layers(buf, X[t], {args}, pv, (t - t0) * B * {GP})")
     out.depth += 1

@@ -7,7 +7,7 @@ for all B streams at once:
 
     v (B, n_in)          the first layer's input: normalised features or the embedding row
     f32:   ax, ah (B, G_pad)      b_ih + W_ih v and b_hh + W_hh h per stream (G_pad: G to blocks of 16)
-           (int8w on FMA8 too: W_ih v and W_hh h, the row scales applied in the cell update)
+           (int8w on FMA8 too: b + s W_ih v and b + s W_hh h, each row scale applied to the sum as it is stored)
     int8w on VNNI:
            words (B, W_max)       each input part's two int16 limbs, two to an int32 (fused_float_vnni.py)
            acc (B, 4 G_pad)       the int32 sums x.hi, x.lo, h.hi, h.lo per stream (G_pad: G to blocks of 16)
@@ -173,7 +173,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             if q8 and path == "avx512_vnni":
                 layer_int8w_limbs(out, row, src, stride, S, sums, words)
             elif q8:
-                _layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide)
+                _layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide, lay.blob.size)
             else:
                 _layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size)
             src, stride = f"S0 + {int(row[L_OFF_H])}", S
@@ -200,8 +200,9 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     else:
         imports = ("from rnnedge.runtime.fused_float_vnni import DP2\n\n" + "".join(
             f"dp2_{s}_{u} = DP2[{s}, {u}]\n" for s, u in DP2) if path == "avx512_vnni" else
-            "from rnnedge.runtime.fused_float_fma import FMA8, FMA8_ZERO\n\n" + "".join(
+            "from rnnedge.runtime.fused_float_fma import FMA8, FMA8_SCALED, FMA8_ZERO\n\n" + "".join(
                 f"fma8_{s}_{u} = FMA8[{s}, {u}]\nfma8z_{s}_{u} = FMA8_ZERO[{s}, {u}]\n"
+                f"fma8s_{s}_{u} = FMA8_SCALED[{s}, {u}]\n"
                 for s in (1, STREAMS) for u in range(1, BLOCKS + 1)))
     doc = (f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
            '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
@@ -272,6 +273,16 @@ def bias_start(bias: int, G: int, w_size: int) -> tuple[str, int] | None:
     return ("w", bias) if bias + padded(G) <= w_size else None
 
 
+def scale_start(row, side: str, w_size: int) -> tuple[str, int, int] | None:
+    """fma_calls' `scaled` for int8w's sums of one side ("x": W_ih, "h": W_hh) of a layer: each sum stored as
+    b + s * sum from the row scales and biases in w (FMA8_SCALED), or None where their whole blocks of 16 would
+    read past w (w_size floats): then the cell update applies them (b + s * av[..])."""
+    scale, bias = (int(row[L_OFF_SIH]), int(row[L_OFF_BIH])) if side == "x" else (int(row[L_OFF_SHH]),
+                                                                                   int(row[L_OFF_BHH]))
+    G = gate_rows(row)
+    return ("w", scale, bias) if max(scale, bias) + padded(G) <= w_size else None
+
+
 def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
                w_size: int = 0) -> None:
     """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update.
@@ -334,7 +345,8 @@ def over_blocks(out: Lines, nb: int, group: int, emit, full: int | None = None) 
 
 def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int, K: int, src: str, stride,
               rows: str, i: str, fma: str = "fma", convert: tuple[int, int, int] | None = None,
-              array: str = "buf", bias: tuple[str, int] | None = None, zero: bool = False) -> None:
+              array: str = "buf", bias: tuple[str, int] | None = None, zero: bool = False,
+              scaled: tuple[str, int, int] | None = None) -> None:
     """buf[acc + i acc_stride + n] += sum_k W^T[k, n] v_i[k] for every i < rows: W^T (K, N) float32 at woff in
     `weights`, v_i at src + i stride, on fused_float_fma's register-blocked sums: BLOCKS blocks of 16 rows at a
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
@@ -346,7 +358,8 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py). W^T sits in `weights`
     (convert: in q) in panels of 64 columns (layout.panelled, fused_float_blob.py). bias (array, offset) (fma: FMA_BIAS, "fmab")
     or zero (fma8: FMA8_ZERO, "fma8z"): the sums start from b = array[offset:] or from 0 in registers instead of
-    from what acc holds, so no pass writes b (or 0) into every stream's sums first."""
+    from what acc holds, so no pass writes b (or 0) into every stream's sums first. scaled (array, soff, boff)
+    (fma8: FMA8_SCALED, "fma8s"): from 0, each finished sum stored as b + s * sum (int8w's row scale and bias)."""
     out(f"{i}0 = {rows} - {rows} % {STREAMS}")
 
     def through(indent: str, count: int, lane: str) -> None:
@@ -361,7 +374,9 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
                 f"{indent}    for c in range({columns}):",
                 f"{indent}        cw[kk * {BLOCKS * LANES} + c] = np.float32(qg[kk * {q_stride} + c])")
         name, tail = fma, ""
-        if zero:
+        if scaled is not None:
+            name, tail = f"{fma}s", f", {scaled[0]}, {scaled[1]} + {lane}, {scaled[2]} + {lane}"
+        elif zero:
             name = f"{fma}z"
         elif bias is not None:
             name, tail = f"{fma}b", f", {bias[0]}, {bias[1]} + {lane}"
@@ -376,13 +391,15 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
 
 
 def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
-                     wide: bool = False) -> None:
+                     wide: bool = False, w_size: int = 0) -> None:
     """One forward int8w layer for every stream where the CPU has no VNNI: both mat-vecs as float32 sums of the int8
     weights (each converted exactly as it is loaded, fused_float_fma.FMA8) times the inputs, in _layer_f32's
-    blocks, then b + row scale * sum into the cell update: kernels_int8w's arithmetic to float32 rounding.
-    projected: as _layer_f32's (the sums W_ih v from pv when at >= 0). wide: each group of W^T's columns converted
-    once into CW for all the streams (step_wide, from CONVERT_FROM streams), else converted as loaded, once per
-    four streams."""
+    blocks, each sum stored as b + row scale * sum (FMA8_SCALED: the scale and bias loaded once per block for four
+    streams, where their blocks' reads stay inside w, scale_start; else the cell update applies them), then the
+    cell update: kernels_int8w's arithmetic to float32 rounding. projected: as _layer_f32's (the sums from pv when
+    at >= 0, run() having scaled them alike). wide: each group of W^T's columns converted once into CW for all the
+    streams (step_wide, from CONVERT_FROM streams), else converted as loaded, once per four streams. Zen 3, har
+    at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the step 1.20-1.21 -> 1.12-1.14."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
@@ -390,22 +407,26 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
         _projections(out, sums, G, "if at >= 0:")
     parts = ((int(row[L_OFF_WIH]), K, "A", src, stride), (int(row[L_OFF_WHH]), H, f"A + {half}",
                                                            f"S0 + {int(row[L_OFF_H])}", S))
+    scaled = [scale_start(row, side, w_size) for side in ("x", "h")]
     for n, (woff, k, acc, v, v_stride) in enumerate(parts):
         if projected and n == 0:
             out("if at < 0:")
             out.depth += 1
-        if wide:  # each sum starts from 0 in registers (FMA8_ZERO): no pass clears them first
+        # each sum starts from 0 in registers (FMA8_ZERO, FMA8_SCALED): no pass clears them first
+        if wide:
             fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k),
-                      zero=True)
+                      zero=True, scaled=scaled[n])
         else:
-            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", zero=True)
+            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", zero=True, scaled=scaled[n])
         if projected and n == 0:
             out.depth -= 1
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in _layer_f32")
 
-    def part(bias: int, scale: int, at: int):
+    def part(bias: int, scale: int, at: int, done):
+        if done is not None:  # b + s * sum stored by the product
+            return lambda off: f"av[{at + off} + j]"
         return lambda off: f"(w[{bias + off} + j] + w[{scale + off} + j] * av[{at + off} + j])"
 
-    update(out, row, part(int(row[L_OFF_BIH]), int(row[L_OFF_SIH]), 0),
-           part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), half), scratch=lambda off: f"av[{half + off} + j]")
+    update(out, row, part(int(row[L_OFF_BIH]), int(row[L_OFF_SIH]), 0, scaled[0]),
+           part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), half, scaled[1]), scratch=lambda off: f"av[{half + off} + j]")
