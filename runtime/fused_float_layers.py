@@ -14,7 +14,11 @@ Both products on fused_float_fma's register-blocked FMA (STREAMS rows x BLOCKS b
 the blocks outer: a block of W^T is read once for all rows), W^T in panels of 64 columns (fused_float_blob.py).
 int8w: on a float32 copy of the layer-direction's int8 W^T in the run's buffer (`buf`, offsets wih / whh there;
 each int8 is exact as a float32), the row scale applied to the finished sum (b + s * sum, kernels_int8w's
-arithmetic).
+arithmetic). Where every bias and row scale can be read in whole blocks of 16 inside the blob
+(fused_float_sequence.in_registers), the sums start from b in registers (f32: FMA_BIAS) or are stored as b + s * sum
+from them (int8w: FMA8_SCALED), with no pass writing b (or 0) into every row's sums first or scaling them after:
+the same numbers (Zen 3, the seed classifier's run() at B = 32: f32 1.25-1.42 -> 1.06-1.22 us a step, int8w
+1.23-1.33 -> 1.08-1.15; level at B = 1).
 """
 
 from __future__ import annotations
@@ -40,19 +44,35 @@ def recur_scratch(rows) -> int:
     return max(padded(gate_rows(row)) for row in rows)
 
 
-def proj(name: str, row, q8: bool, GS: int) -> str:
-    """dst rows GS apart (the sequence's widest padded gate rows: recur reads them at that stride whatever the
-    layer-direction's own width)."""
-    G, K = gate_rows(row), int(row[L.L_N_IN])
-    out = Lines()
+def _start(out: Lines, q8: bool, acc: str, stride: int | str, G: int, rows: str, i: str, bias: str) -> None:
+    """Each of `rows` sums at acc, stride apart, set to b (w[bias:]) or, int8w, 0, before a product adds to them."""
     # the offsets are arguments, so every array is indexed through a view from its offset (index j: provably >= 0,
     # so numba's negative-index wrap folds away and the loops vectorise; w[bih + j] kept each lane scalar)
-    out("for r in range(rows):",
-        f"    d_ = buf[dst + r * {GS}:]" if q8 else f"    d_, bi_ = buf[dst + r * {GS}:], w[bih:]",
+    out(f"for {i} in range({rows}):",
+        f"    d_ = buf[{acc} + {i} * {stride}:]" if q8 else f"    d_, bi_ = buf[{acc} + {i} * {stride}:], w[{bias}:]",
         f"    for j in range({G}):",
         f"        d_[j] = {'ZERO' if q8 else 'bi_[j]'}")
-    fma_calls(out, "buf" if q8 else "w", "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r")
-    if q8:  # kernels_int8w: the row scale on the finished sum, then the bias
+
+
+def product(out: Lines, q8: bool, registers: bool, acc: str, stride: int | str, woff: str, G: int, K: int,
+            src: str, src_stride: str, rows: str, i: str, bias: str, scale: str) -> None:
+    """rows sums b + W^T v (f32) or W^T v (int8w; b + s * W^T v where registers) into acc."""
+    if registers and q8:
+        fma_calls(out, "buf", acc, stride, woff, G, K, src, src_stride, rows, i, "fma8", scaled=("w", scale, bias))
+    elif registers:
+        fma_calls(out, "w", acc, stride, woff, G, K, src, src_stride, rows, i, bias=("w", bias))
+    else:
+        _start(out, q8, acc, stride, G, rows, i, bias)
+        fma_calls(out, "buf" if q8 else "w", acc, stride, woff, G, K, src, src_stride, rows, i)
+
+
+def proj(name: str, row, q8: bool, GS: int, registers: bool = False) -> str:
+    """dst rows GS apart (the sequence's widest padded gate rows: recur reads them at that stride whatever the
+    layer-direction's own width). registers: fused_float_sequence.in_registers(model)."""
+    G, K = gate_rows(row), int(row[L.L_N_IN])
+    out = Lines()
+    product(out, q8, registers, "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r", "bih", "sih")
+    if q8 and not registers:  # kernels_int8w: the row scale on the finished sum, then the bias
         out("for r in range(rows):",
             f"    a, bi_, si_ = buf[dst + r * {GS}:], w[bih:], w[sih:]",
             f"    for j in range({G}):",
@@ -62,22 +82,20 @@ def proj(name: str, row, q8: bool, GS: int) -> str:
             f'    """dst (rows, {GS}) = b_ih + W_ih v_r, v_r (rows, {K}) at src, src_stride apart."""\n' + out.text())
 
 
-def recur(name: str, row, q8: bool) -> str:
+def recur(name: str, row, q8: bool, registers: bool = False) -> str:
+    """registers: fused_float_sequence.in_registers(model)."""
     G, H, GP = gate_rows(row), int(row[L.L_HIDDEN]), padded(gate_rows(row))
     out = Lines()
-    out("for b in range(B):",
-        f"    d_ = buf[scr + b * {GP}:]" if q8 else f"    d_, bh_ = buf[scr + b * {GP}:], w[bhh:]",
-        f"    for j in range({G}):",
-        f"        d_[j] = {'ZERO' if q8 else 'bh_[j]'}")
-    fma_calls(out, "buf" if q8 else "w", "scr", GP, "whh", G, H, "st", "st_stride", "B", "r")
+    product(out, q8, registers, "scr", GP, "whh", G, H, "st", "st_stride", "B", "r", "bhh", "shh")
     out("for b in range(B):",
         "    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
         "  # views: LLVM vectorises without alias checks or index wraps")
-    if q8:
+    scaled = q8 and not registers  # int8w's b + s * sum still to form (kernels_int8w's)
+    if scaled:
         out("    bh_, sh_ = w[bhh:], w[shh:]")
 
-    def gh(off: int) -> str:  # int8w: kernels_int8w's b + row scale * sum
-        return f"(bh_[{off} + j] + sh_[{off} + j] * a[{off} + j])" if q8 else f"a[{off} + j]"
+    def gh(off: int) -> str:
+        return f"(bh_[{off} + j] + sh_[{off} + j] * a[{off} + j])" if scaled else f"a[{off} + j]"
 
     update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"

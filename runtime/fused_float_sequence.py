@@ -136,6 +136,20 @@ def initial_states(model, sizes: Sizes) -> np.ndarray:
     return init
 
 
+def in_registers(model) -> bool:
+    """Whether every layer-direction's sums can start from b (f32, FMA_BIAS) or be stored as b + s * sum (int8w,
+    FMA8_SCALED on the float32 copy) in registers: each bias (and row scale) read in whole blocks of 16 stays inside
+    the blob, w (else a pass writes b, or 0, into every row's sums first, and int8w scales them after)."""
+    q8, size = model.precision == "int8w", model.layout.blob.size
+    ends = []
+    for row in model_rows(model):
+        reach = padded(gate_rows(row))
+        ends += [int(row[c]) + reach for c in (L.L_OFF_BIH, L.L_OFF_BHH)]
+        if q8:
+            ends += [int(row[c]) + reach for c in (L.L_OFF_SIH, L.L_OFF_SHH)]
+    return max(ends) <= size
+
+
 def generate(model) -> fused.Specialised:
     """The model's compiled run() (why_not(model) is None)."""
     lay = model.layout
@@ -189,8 +203,10 @@ def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
     """The module text (module docstring) and the plan `sequence` takes."""
     q8 = model.precision == "int8w"
     args = "q, w" if q8 else "w"
-    imports = "from rnnedge.runtime.fused_float_fma import FMA\n\n" + "".join(
-        f"fma_{s}_{u} = FMA[{s}, {u}]\n" for s in range(1, STREAMS + 1) for u in range(1, BLOCKS + 1))
+    registers = in_registers(model)
+    name, made = (("fma8s", "FMA8_SCALED") if q8 else ("fmab", "FMA_BIAS")) if registers else ("fma", "FMA")
+    imports = f"from rnnedge.runtime.fused_float_fma import {made}\n\n" + "".join(
+        f"{name}_{s}_{u} = {made}[{s}, {u}]\n" for s in (1, STREAMS) for u in range(1, BLOCKS + 1))
     parts = [_HEADER.format(what=what, imports=imports),
              inputs_source(model, q8, args), head_source(model, q8, args)]
     projs: dict[str, int] = {}  # a function's text -> its number: layer-directions of one shape share it
@@ -207,7 +223,8 @@ def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
     stride, from_p = int(model.layout.model[L.M_N_IN]), 1
     for i, ((l, d, backward), row, so) in enumerate(zip(directions(model), model_rows(model), sizes.offsets)):
         H = layers[l]["hidden"]
-        plan[i, :9] = (shared(projs, "proj", proj("NAME", row, q8, sizes.GP)), shared(recurs, "recur", recur("NAME", row, q8)),
+        plan[i, :9] = (shared(projs, "proj", proj("NAME", row, q8, sizes.GP, registers)),
+                       shared(recurs, "recur", recur("NAME", row, q8, registers)),
                        backward, so,
                        _state_size(layers[l]), H, d * H, from_p, stride)
         plan[i, 9 : 9 + (3 if q8 else 2)] = proj_offsets(row, q8)
