@@ -7,6 +7,7 @@ per step, and its generated source is written once. A layer with an ONNX extensi
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numba
@@ -285,6 +286,59 @@ def test_sums_started_in_registers_equal_sums_started_from_the_buffer_bit_for_bi
     for s in range(streams):
         at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
         assert np.array_equal(buf[at], started[at])
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+@pytest.mark.parametrize("count", [1, 3, 4])
+def test_int8w_sums_stored_scaled_equal_the_scale_applied_after_bit_for_bit(streams, count):
+    """FMA8_SCALED stores each finished sum as b + s * sum (int8w's row scale and bias) from registers; the cell
+    update used to form that from FMA8_ZERO's sum, `w[b + j] + w[s + j] * av[j]` under the kernels' fast-math (one
+    fused multiply-add): the same numbers, on int8 weights and on a float32 copy of them (run()'s)."""
+    from rnnedge.runtime.fused_float_fma import FMA8_SCALED, FMA8_ZERO
+    from rnnedge.runtime.jit import fast_kernel
+
+    from_zero, scaled = FMA8_ZERO[streams, count], FMA8_SCALED[streams, count]
+
+    @fast_kernel
+    def after(buf, sb, n):  # the update's former expression, per sum
+        for s in range(streams):
+            a = buf[3 + 80 * s:]
+            for j in range(n):
+                a[j] = sb[9 + j] + sb[90 + j] * a[j]
+
+    @numba.njit
+    def run(buf, started, q, sb):
+        from_zero(buf, 3, 80, q, 5, 70, 400, 37, 37)
+        after(buf, sb, 16 * count)
+        scaled(started, 3, 80, q, 5, 70, 400, 37, 37, sb, 90, 9)
+
+    rng = np.random.default_rng(streams * 10 + count)
+    q = rng.integers(-127, 128, 5 + 36 * 70 + 64 + 16).astype(np.int8)
+    sb = np.concatenate([rng.standard_normal(90), rng.uniform(1e-4, 1e-2, 80)]).astype(np.float32)  # b at 9, s at 90
+    base = rng.standard_normal(400 + 37 * streams).astype(np.float32)
+    for weights in (q, q.astype(np.float32)):  # int8 converted as loaded, or the float32 copy (exact)
+        buf, started = base.copy(), base.copy()
+        started[3:400] = np.nan  # nothing FMA8_SCALED leaves unwritten is read
+        run(buf, started, weights, sb)
+        for s in range(streams):
+            at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
+            assert np.array_equal(buf[at], started[at])
+
+
+def test_int8w_sums_are_stored_scaled_unless_the_scales_blocks_would_read_past_the_weights(tmp_path):
+    from rnnedge.runtime.fused_float_source import Lines, _layer_int8w_fma
+
+    model = runtime.load(write_artifact(make_model(make_spec("gru", hidden=20)), tmp_path / "m.int8w.safetensors",
+                                        "int8w"))
+    row = model.layout.layers[0]
+    texts = []
+    for w_size in (model.layout.blob.size, 0):
+        out = Lines()
+        _layer_int8w_fma(out, row, "V", 3, 40, 160, w_size=w_size)
+        texts.append("\n".join(out.lines))
+    scaled_in_update = re.compile(r"w\[\d+ \+ j\] \* av\[")  # b + s * sum formed by the cell update
+    assert "fma8s_" in texts[0] and "fma8z_" not in texts[0] and not scaled_in_update.search(texts[0])
+    assert "fma8s_" not in texts[1] and "fma8z_" in texts[1] and scaled_in_update.search(texts[1])
 
 
 def test_the_f32_sums_start_from_the_bias_in_registers_unless_its_blocks_would_read_past_the_weights(tmp_path):

@@ -77,6 +77,28 @@ def test_reverse_layer_with_initial_states_on_tokens_follows_the_generic_kernels
     _check(fast, slow, X[3:4], np.array([30]))
 
 
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_sums_started_in_registers_equal_the_passes_they_replace_bit_for_bit(precision, tmp_path, monkeypatch):
+    """proj and recur start their sums from b in registers (f32) or store b + s * sum (int8w) where every bias and
+    scale can be read in whole blocks inside the blob (in_registers); else a pass writes b (or 0) first and int8w
+    scales after. Both give the same numbers."""
+    from rnnedge.runtime import fused_float_sequence
+
+    spec = make_spec("gru", layers=2, bidirectional=True, hidden=20, on="every_step")
+    path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
+    fast = runtime.load(path)
+    assert fused_float_sequence.in_registers(fast)
+    text = Path(fast.kernel_info["source"]).read_text()
+    assert ("fma8s_" if precision == "int8w" else "fmab_") in text and "d_[j] = " not in text  # no pass first
+    monkeypatch.setattr(fused_float_sequence, "in_registers", lambda model: False)
+    passes = runtime.load(path)
+    text = Path(passes.kernel_info["source"]).read_text()
+    assert "fma8s_" not in text and "fmab_" not in text and "fma_4_" in text and "d_[j] = " in text
+    X = random_inputs(spec, 5, 31)
+    lengths = np.array([31, 1, 17, 30, 2])
+    np.testing.assert_array_equal(fast.run(X, lengths), passes.run(X, lengths))
+
+
 def test_layer_directions_of_one_shape_share_one_inlined_function(tmp_path, monkeypatch):
     spec = make_spec("lstm", layers=3, bidirectional=True, hidden=16, features=32)
     fast, _ = _pair(tmp_path, spec, "f32", monkeypatch)
