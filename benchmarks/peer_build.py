@@ -25,7 +25,7 @@ import onnx
 import torch
 from safetensors.torch import save_file
 
-from benchmarks import bench_f32
+from benchmarks import f32_workload
 from benchmarks.workloads import dense_inputs
 from rnnedge.export.calibrate import calibrate, calibration_slice
 from rnnedge.export.onnx_graphs import build_sequence_graph, build_step_graph
@@ -46,7 +46,7 @@ def workload_specs() -> dict[str, dict]:
     """kws and har as benchmarks.bench_f32 builds them; seed: a bidirectional 2-layer tanh RNN classifying T=200
     steps (its input statistics drawn third from the same generator, after kws's and har's)."""
     seed_input = dense_inputs(40, 6, 16)[2]
-    return {**bench_f32.workload_specs(),
+    return {**f32_workload.workload_specs(),
             "seed": {"version": 1, "input": seed_input,
                      "layers": [{"cell": "rnn_tanh", "hidden": 64, "bidirectional": True}] * 2,
                      "head": {"out": 10, "on": "last_step", "activation": "none"}, "task": "classify"}}

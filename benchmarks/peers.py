@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             text += f"\n\n{w}, against the numba floor (cold warm x, RSS + MB): " + "; ".join(
                 f"{e} {g['cold_warm_over_floor']:.2f}x, +{g['rss_above_floor_mb']:.0f} MB" for e, g in gaps.items())
     print(text)
-    from benchmarks.bench_f32 import cpu_model
+    from benchmarks.machine import cpu_model
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report = {

@@ -5,14 +5,9 @@ quantize_dynamic 0.004-0.007, TensorFlow Lite full-int8 0.029. Not timed: accura
 
 import pytest
 
-from benchmarks.bench_f32 import (
-    INT8_ACCURACY_TARGET,
-    INT8W_ACCURACY_TARGET,
-    Workload,
-    int8_accuracy,
-    int8w_accuracy,
-    workload_specs,
-)
+from benchmarks.f32_quantised import int8_accuracy, int8w_accuracy
+from benchmarks.f32_targets import INT8_ACCURACY_TARGET, INT8W_ACCURACY_TARGET
+from benchmarks.f32_workload import Workload, workload_specs
 
 
 @pytest.fixture(scope="module")
