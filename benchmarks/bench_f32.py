@@ -1,7 +1,7 @@
 """f32, int8w and int8 runtime vs PyTorch and ONNX Runtime: per-step latency, whole sequences, cold start, memory.
 
     python -m benchmarks.bench_f32                 # full run: prints a table, writes benchmarks/results/f32.json
-    python benchmarks/bench_f32.py --quick         # a few steps and one repetition (smoke test)
+    python -m benchmarks.bench_f32 --quick         # a few steps and one repetition (smoke test)
 
 Everything runs in one process pinned to one core, with PyTorch and ONNX Runtime single-threaded (on a
 small machine their thread pools make a one-step op many times slower, which would flatter the runtime).
