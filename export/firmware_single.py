@@ -74,14 +74,15 @@ def _inline(path: Path, firmware: Path, seen: set[str], defined: dict[Path, list
 
 def _library(firmware: Path, sources: list[str], seen: set[str]) -> str:
     """The library sources as one text: each file's own macros #undef'd after it (the next file or the includer's
-    code may use the names), its static names that an earlier file also defines renamed with a #define (one
-    translation unit now holds files written as several), the internal headers' macros #undef'd at the end."""
+    code may use the names), its static names (its own and those of the src/ headers it inlines, such as
+    rnnedge_f32.c's parts) that an earlier file also defines renamed with a #define (one translation unit now holds
+    files written as several), the internal headers' macros #undef'd at the end."""
     parts, statics = [], set()
     headers: dict[Path, list[str]] = {}
     for src in sources:
         defined: dict[Path, list[str]] = {}
         text = _inline(firmware / src, firmware, seen, defined)
-        own = _STATIC.findall((firmware / src).read_text())
+        own = [name for path in defined for name in _STATIC.findall(path.read_text())]
         renamed = [name for name in dict.fromkeys(own) if name in statics]
         statics.update(own)
         stem = Path(src).stem

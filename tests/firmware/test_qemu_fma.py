@@ -1,4 +1,4 @@
-"""The f32 dot products with the Cortex-M4F's fused multiply-add (RNNEDGE_FMA in src/rnnedge_f32.c).
+"""The f32 dot products with the Cortex-M4F's fused multiply-add (RNNEDGE_FMA in src/rnnedge_f32_cells.h).
 
 The mps2-an386 image of tests/arm_test_float.c is built twice from the same f32 model: by default (VFMA.F32, one
 per product) and with the Makefile's FMA=0 (-DRNNEDGE_FMA=0: the runtime's unfused order, VMUL/VMLA). Both must
