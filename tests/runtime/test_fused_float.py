@@ -245,6 +245,13 @@ def test_the_register_tiles_cover_every_sum_once_and_fit_the_registers(streams, 
             assert all(len(ss) == streams for ss, _ in passes)
 
 
+def _same_sums(buf, started, streams, count) -> None:
+    """Each stream's 16 count sums (at 3 + 80 s in the tests' buffers) equal, bit for bit."""
+    for s in range(streams):
+        at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
+        assert np.array_equal(buf[at], started[at])
+
+
 @pytest.mark.parametrize("streams", [1, 4])
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
 def test_sums_started_in_registers_equal_sums_started_from_the_buffer_bit_for_bit(streams, count):
@@ -275,17 +282,13 @@ def test_sums_started_in_registers_equal_sums_started_from_the_buffer_bit_for_bi
     buf, started = base.copy(), base.copy()
     started[3:400] = np.nan  # nothing FMA_BIAS leaves unwritten is read
     run(buf, started, w, bias)
-    for s in range(streams):
-        at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
-        assert np.array_equal(buf[at], started[at])
+    _same_sums(buf, started, streams, count)
     buf, started = base.copy(), base.copy()
     for s in range(streams):
         buf[3 + 80 * s: 3 + 80 * s + 16 * count] = 0.0
     started[3:400] = np.nan
     run8(buf, started, q)
-    for s in range(streams):
-        at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
-        assert np.array_equal(buf[at], started[at])
+    _same_sums(buf, started, streams, count)
 
 
 @pytest.mark.parametrize("streams", [1, 4])
@@ -320,37 +323,37 @@ def test_int8w_sums_stored_scaled_equal_the_scale_applied_after_bit_for_bit(stre
         buf, started = base.copy(), base.copy()
         started[3:400] = np.nan  # nothing FMA8_SCALED leaves unwritten is read
         run(buf, started, weights, sb)
-        for s in range(streams):
-            at = slice(3 + 80 * s, 3 + 80 * s + 16 * count)
-            assert np.array_equal(buf[at], started[at])
+        _same_sums(buf, started, streams, count)
 
 
-def test_int8w_sums_are_stored_scaled_unless_the_scales_blocks_would_read_past_the_weights(tmp_path):
-    from rnnedge.runtime.fused_float_source import Lines, _layer_int8w_fma
+def _layer_texts(layer, cell: str, precision: str, tmp_path) -> list[str]:
+    """The source `layer` (fused_float_source's _layer_f32 / _layer_int8w_fma) writes for a small model's first
+    layer, with its weights' true size and with a size of 0 (every block would read past them)."""
+    from rnnedge.runtime.fused_float_source import Lines
 
-    model = runtime.load(write_artifact(make_model(make_spec("gru", hidden=20)), tmp_path / "m.int8w.safetensors",
-                                        "int8w"))
-    row = model.layout.layers[0]
+    path = tmp_path / f"m.{precision}.safetensors"
+    model = runtime.load(write_artifact(make_model(make_spec(cell, hidden=20)), path, precision))
     texts = []
     for w_size in (model.layout.blob.size, 0):
         out = Lines()
-        _layer_int8w_fma(out, row, "V", 3, 40, 160, w_size=w_size)
+        layer(out, model.layout.layers[0], "V", 3, 40, 160, w_size=w_size)
         texts.append("\n".join(out.lines))
+    return texts
+
+
+def test_int8w_sums_are_stored_scaled_unless_the_scales_blocks_would_read_past_the_weights(tmp_path):
+    from rnnedge.runtime.fused_float_source import _layer_int8w_fma
+
+    texts = _layer_texts(_layer_int8w_fma, "gru", "int8w", tmp_path)
     scaled_in_update = re.compile(r"w\[\d+ \+ j\] \* av\[")  # b + s * sum formed by the cell update
     assert "fma8s_" in texts[0] and "fma8z_" not in texts[0] and not scaled_in_update.search(texts[0])
     assert "fma8s_" not in texts[1] and "fma8z_" in texts[1] and scaled_in_update.search(texts[1])
 
 
 def test_the_f32_sums_start_from_the_bias_in_registers_unless_its_blocks_would_read_past_the_weights(tmp_path):
-    from rnnedge.runtime.fused_float_source import Lines, _layer_f32
+    from rnnedge.runtime.fused_float_source import _layer_f32
 
-    model = runtime.load(write_artifact(make_model(make_spec("lstm", hidden=20)), tmp_path / "m.f32.safetensors"))
-    row = model.layout.layers[0]
-    texts = []
-    for w_size in (model.layout.blob.size, 0):
-        out = Lines()
-        _layer_f32(out, row, "V", 3, 40, 160, w_size=w_size)
-        texts.append("\n".join(out.lines))
+    texts = _layer_texts(_layer_f32, "lstm", "f32", tmp_path)
     assert "fmab_" in texts[0] and "= bv[i]" not in texts[0]
     assert "fmab_" not in texts[1] and texts[1].count("= bv[i]") == 2  # b_ih and b_hh copied, then FMA from buf
 
