@@ -55,11 +55,36 @@ class RuntimeInt8Step(RuntimeStep):
         self.xs = None
 
 
-class TorchEagerStep:
+class _TorchSteps:
+    """What the PyTorch per-step engines share: each layer's state (zeros of shape lead + (hidden,), a pair for an
+    LSTM), the timed loop over the prepared inputs, and the outputs of one pass from the initial state."""
+
+    lead: tuple = ()  # the state tensors' leading dimensions
+
+    def reset(self) -> None:
+        self.state = []
+        for layer in self.spec["layers"]:
+            z = torch.zeros(*self.lead, layer["hidden"])
+            self.state.append((z, z.clone()) if layer["cell"] == "lstm" else z)
+
+    def run(self) -> None:
+        with torch.inference_mode():
+            step = self._step
+            for x in self.xs:
+                step(x)
+
+    def collect(self) -> np.ndarray:
+        self.reset()
+        with torch.inference_mode():
+            return np.stack([self._step(x).reshape(-1).numpy().copy() for x in self.xs])
+
+
+class TorchEagerStep(_TorchSteps):
     """The RecurrentModel's own nn.LSTM / nn.GRU modules, called on a one-step sequence with the state carried."""
 
     name = "torch_eager"
     label = "PyTorch nn.LSTM/GRU per step"
+    lead = (1, 1)  # (layers, batch): nn.LSTM / nn.GRU's state
 
     def __init__(self, w: Workload):
         self.m = self.module(w)
@@ -74,12 +99,6 @@ class TorchEagerStep:
     def prepare(self, X: np.ndarray) -> None:
         self.xs = [torch.from_numpy(np.ascontiguousarray(X[:, t : t + 1])) for t in range(X.shape[1])]  # (1, 1, F)
 
-    def reset(self) -> None:
-        self.state = []
-        for layer in self.spec["layers"]:
-            z = torch.zeros(1, 1, layer["hidden"])
-            self.state.append((z, z.clone()) if layer["cell"] == "lstm" else z)
-
     def _step(self, x: torch.Tensor) -> torch.Tensor:
         m, state = self.m, self.state
         v = m.embed(x)
@@ -87,16 +106,6 @@ class TorchEagerStep:
             v, state[i] = rnn(v, state[i])
         return m.activate(m.head(v))
 
-    def run(self) -> None:
-        with torch.inference_mode():
-            step = self._step
-            for x in self.xs:
-                step(x)
-
-    def collect(self) -> np.ndarray:
-        self.reset()
-        with torch.inference_mode():
-            return np.stack([self._step(x)[0, 0].numpy().copy() for x in self.xs])
 
 
 class TorchDynqStep(TorchEagerStep):
@@ -110,11 +119,12 @@ class TorchDynqStep(TorchEagerStep):
         return w.torch_dynq
 
 
-class TorchCellStep:
+class TorchCellStep(_TorchSteps):
     """nn.LSTMCell / nn.GRUCell + nn.Linear with the model's weights: what a latency-minded user writes."""
 
     name = "torch_cell"
     label = "PyTorch LSTMCell/GRUCell"
+    lead = (1,)  # (batch,): the cells' state
 
     def __init__(self, w: Workload):
         m = w.torch_model
@@ -140,12 +150,6 @@ class TorchCellStep:
     def prepare(self, X: np.ndarray) -> None:
         self.xs = [torch.from_numpy(np.ascontiguousarray(X[:, t])) for t in range(X.shape[1])]  # (1, F)
 
-    def reset(self) -> None:
-        self.state = []
-        for layer in self.spec["layers"]:
-            z = torch.zeros(1, layer["hidden"])
-            self.state.append((z, z.clone()) if layer["cell"] == "lstm" else z)
-
     def _step(self, x: torch.Tensor) -> torch.Tensor:
         state = self.state
         v = (x - self.mean) / self.std
@@ -157,16 +161,6 @@ class TorchCellStep:
                 v = state[i] = cell(v, state[i])
         return self.head(v)  # activation "none" in both workloads
 
-    def run(self) -> None:
-        with torch.inference_mode():
-            step = self._step
-            for x in self.xs:
-                step(x)
-
-    def collect(self) -> np.ndarray:
-        self.reset()
-        with torch.inference_mode():
-            return np.stack([self._step(x)[0].numpy().copy() for x in self.xs])
 
 
 class OrtStep:
