@@ -5,10 +5,11 @@
 The generator writes the model's step as numba source with its sizes and offsets as literals
 (fused_float_source.py), loads it through runtime/specialize.py (kept in the cache folder, so a second process
 loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
-status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w: nothing copied;
-f32's blob, and int8w's qblob on a CPU without VNNI, is rewritten once, at generation: its recurrent matrices in
-panels of 64 columns (layout.panelled, the same size; layout.matrix still reads them row-major), the largest ones
-from a cache line: fused_float_blob.py).
+status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w on VNNI: nothing
+copied; int8w on FMA8 (qblob, blob, qw), qw the part of qblob its sums read, or a float16 copy of it where the CPU
+has F16C: _step_weights); f32's blob, and int8w's qblob on a CPU without VNNI, is rewritten once, at generation:
+its recurrent matrices in panels of 64 columns (layout.panelled, the same size; layout.matrix still reads them
+row-major), the largest ones from a cache line: fused_float_blob.py).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
 too: it only sets where a stream starts), the head's hidden dense layers and its activation. A layer with an ONNX
 extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
@@ -20,8 +21,8 @@ agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
 step() == run() bit for bit: below four sequences it first computes the first layer's input sums of ~16 steps
 at a time as one product, the same sums the step would form (fused_float_run.py; int8w on FMA8: the same code,
-converting the int8 weights as it loads them, as the step does -- or, on a CPU with 128-bit vector units, on a
-float32 copy of them made per run(): _run_weights; int8w on VNNI steps at every t). A bidirectional or reverse model is never
+reading the step's qw, as the step does -- or, on a CPU with 128-bit vector units, a float32 copy of it made per
+run(): _run_weights; int8w on VNNI steps at every t). A bidirectional or reverse model is never
 stepped: its run() is compiled on its own (fused_float_sequence.py: every step's input projections at once, then
 the recurrence), kernel_info["path"] "fused_float_sequence".
 """
@@ -34,15 +35,16 @@ from rnnedge.runtime import fused, fused_float_run, fused_float_sequence, specia
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_blob import matrix_parts, panel_blob
+from rnnedge.runtime.fused_float_blob import line_offset, matrix_parts, panel_blob, placed
 from rnnedge.runtime.fused_float_source import (
     CONVERT_FROM,
     converted_scratch,
+    qw_start,
     scratch_per_stream,
     source,
 )
 from rnnedge.runtime.jit import target_cpu
-from rnnedge.runtime.layout import F_STEP, L_FLAGS
+from rnnedge.runtime.layout import CACHE_LINE, F_STEP, L_FLAGS
 
 
 def why_not(model) -> str | None:
@@ -79,7 +81,9 @@ def generate(model) -> fused.Specialised | None:
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob); FMA8 in panels
         if vnni.KERNEL != "avx512_vnni":
             panel_blob(lay, rows)
-        weights = (lay.qblob, lay.blob)
+            weights = _step_weights(lay, rows)
+        else:
+            weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
     else:  # the FMA sums load 64-byte weight vectors from the recurrent matrices' panels, each on a cache line
         panel_blob(lay, rows)  # the layout's own array, rewritten once: nothing held twice
@@ -91,13 +95,15 @@ def generate(model) -> fused.Specialised | None:
     pv_n = 0 if limbs else fused_float_run.pv_size(model, rows)  # run() projects ahead (fused_float_run.py)
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
-    run_weights = _run_weights(lay, weights, q8)
+    run_weights = _run_weights(lay, rows, weights, q8)
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
                           if limbs else
-                          f"fma: float32 sums of the int8 weights (W^T in panels of 64 columns), {fma.describe()}; "
+                          "fma: float32 sums of the int8 weights (W^T in panels of 64 columns"
+                          + (f"; read from a float16 copy, {weights[2].nbytes} bytes, F16C" if half_copy() else "")
+                          + f"), {fma.describe()}; "
                           f"from {CONVERT_FROM} streams each group of W^T's columns converted once per step for all "
                           "of them (step_wide, compiled for such a stream only), else as loaded")
     else:
@@ -106,6 +112,7 @@ def generate(model) -> fused.Specialised | None:
         info["run"] = (f"below {fma.STREAMS} sequences, the first layer's input sums of each ~"
                        f"{fused_float_run.PROJECT_ROWS} rows (t, b) as one product, then the step at every t"
                        + (("; its sums on a float32 copy of the int8 weights made per run()" if float_copy() else
+                           "; its sums on the step's float16 copy of the int8 weights" if half_copy() else
                            "; its sums converting the int8 weights as loaded, as the step") if q8 else ""))
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream + shared,
@@ -127,15 +134,37 @@ def float_copy() -> bool:
     return target_cpu() in FLOAT_COPY_CPUS
 
 
-def _run_weights(lay, weights: tuple, q8: bool):
-    """The arrays run()'s `sequence` takes: the step's, then for int8w on FMA8 the array its sums read (qw): the
-    int8 weights themselves, converted as loaded (the same `layers` the step compiled), or where float_copy() a
-    float32 copy of them made per run() (exact: the same numbers either way, and the model keeps its int8 weights
-    only)."""
-    if q8 and vnni.KERNEL != "avx512_vnni":
-        if float_copy():
-            return lambda: weights + (lay.qblob.astype(np.float32),)
-        return lambda: weights + (lay.qblob,)
+def half_copy() -> bool:
+    """Whether int8w's sums on FMA8 read a float16 copy of its int8 weights, made once at load (step and run()),
+    instead of converting the int8 weights as they load them: where the CPU has F16C (one vcvtph2ps widens 8
+    weights, where int8 takes a sign extension and a conversion), except FLOAT_COPY_CPUS (whose run() sums a
+    float32 copy; not measured there) and a cache compiled for another CPU (NUMBA_CPU_NAME). int8 and float16 hold
+    the same values: the same sums, bit for bit. Zen 3, the int8w step at B = 1: kws 4.45-4.68 -> 4.18 us, B = 4
+    2.91 -> 2.69 per stream-step; the model's memory grows by two bytes per weight of the copy."""
+    from llvmlite import binding as llvm
+
+    return (vnni.KERNEL != "avx512_vnni" and target_cpu() == llvm.get_host_cpu_name()
+            and target_cpu() not in FLOAT_COPY_CPUS and bool(llvm.get_host_cpu_features().get("f16c")))
+
+
+def _step_weights(lay, rows) -> tuple:
+    """The int8w step's arrays: (qblob, blob, qw), qw what its sums read: qblob from the first layer's W_ih^T on
+    (fused_float_source.qw_start), as a view, or where half_copy() as float16 bits in a uint16 array (numba has no
+    float16 arrays; fused_float_fma.weight_kind), made after the panels are written, read-only."""
+    q0 = qw_start(rows)
+    part = lay.qblob[q0:]
+    if half_copy():  # placed as qblob is, its largest matrices from a cache line (fused_float_blob.line_offset)
+        part = placed(part.astype(np.float16).view(np.uint16), (line_offset(rows, 2) + 2 * q0) % CACHE_LINE)
+        part.flags.writeable = False
+    return lay.qblob, lay.blob, part
+
+
+def _run_weights(lay, rows, weights: tuple, q8: bool):
+    """The arrays run()'s `sequence` takes: the step's (for int8w on FMA8 qw, the array its sums read: the int8
+    weights converted as loaded, or their float16 copy), or where float_copy() the same with a float32 copy of qw
+    made per run() (exact: the same numbers every way, and the model keeps its int8 weights only)."""
+    if q8 and vnni.KERNEL != "avx512_vnni" and float_copy():
+        return lambda: weights[:2] + (lay.qblob[qw_start(rows):].astype(np.float32),)
     return lambda: weights
 
 

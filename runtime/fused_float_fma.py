@@ -12,7 +12,10 @@ not depend on the batch, and a whole sequence's input projection (all T steps' r
 FMA8 is the same with int8 weights, each 16 converted to float32 as they are loaded: int8w's sums on a CPU without
 AVX512-VNNI (fused_float_source._layer_int8w_fma). Given float32 weights it loads them as FMA does: the same sums,
 bit for bit, on a float32 copy of the int8 weights (the conversion is exact), which is how int8w's run() spares
-itself a conversion per weight per step on a CPU with 128-bit vector units (fused_float.float_copy). Where the
+itself a conversion per weight per step on a CPU with 128-bit vector units (fused_float.float_copy); given a
+uint16 array it reads float16 bits and widens them (F16C's vcvtph2ps, one operation per 8 weights where int8 takes
+a sign extension and a conversion): the same sums again on a float16 copy, which int8w's step and run() read on a
+CPU with F16C (fused_float.half_copy; Zen 3, kws' W_hh^T alone in C: 26 -> 34 G multiply-adds per second). Where the
 CPU has 16 vector registers (AVX2), `tiles` splits a call into passes of at most four 16-lane sums, so none
 spills; each sum's chain is unchanged.
 
@@ -100,14 +103,26 @@ def _vec_at(builder, base, off):
     return builder.bitcast(cgutils.gep(builder, base, off), ir.VectorType(ir.FloatType(), LANES).as_pointer())
 
 
-def _weights_at(builder, wdata, off, q8: bool):
-    """The 16 weights at wdata + off as float32 lanes: loaded as they are, or (q8) 16 int8 loaded and converted,
-    exactly (int8 -> int32 -> float32)."""
-    if not q8:
+def weight_kind(dtype) -> str:
+    """How FMA8 reads a weight array of this numba dtype: "int8" (converted as loaded), "half" (uint16 holding
+    float16 bits: widened as loaded, F16C's vcvtph2ps) or "float32" (loaded as FMA does)."""
+    return {types.int8: "int8", types.uint16: "half"}.get(dtype, "float32")
+
+
+def _weights_at(builder, wdata, off, kind: str):
+    """The 16 weights at wdata + off as float32 lanes: loaded as they are ("float32"), 16 int8 loaded and converted
+    ("int8": int8 -> int32 -> float32), or 16 float16 widened ("half": their bits in a uint16 array) -- exactly,
+    each way, for weights that are int8 values."""
+    f32x16 = ir.VectorType(ir.FloatType(), LANES)
+    if kind == "half":
+        bits = ir.VectorType(ir.IntType(16), LANES)
+        raw = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), bits.as_pointer()), align=2)
+        return builder.fpext(builder.bitcast(raw, ir.VectorType(ir.HalfType(), LANES)), f32x16)
+    if kind == "float32":
         return builder.load(_vec_at(builder, wdata, off), align=4)
     i8x16 = ir.VectorType(ir.IntType(8), LANES)
     q = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
-    return builder.sitofp(builder.sext(q, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(ir.FloatType(), LANES))
+    return builder.sitofp(builder.sext(q, ir.VectorType(ir.IntType(32), LANES)), f32x16)
 
 
 def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
@@ -136,7 +151,7 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
             if start in ("bias", "scaled"):  # the extra array, then its offsets: (b) or (s, b)
                 bdata = context.make_array(signature.args[9])(context, builder, args[9]).data
                 offs = [builder.sext(a, i64) if a.type != i64 else a for a in args[10:]]
-            q8 = int8 and signature.args[3].dtype == types.int8  # FMA8 on float32 weights: FMA's load
+            kind = weight_kind(signature.args[3].dtype) if int8 else "float32"  # FMA8 on float32: FMA's load
             inputs = [builder.add(src_off, builder.mul(src_st, ir.Constant(i64, s))) for s in range(streams)]
             zeros = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
             for ss, us in tiles(streams, count, WIDE):
@@ -152,7 +167,8 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
                 with cgutils.for_range(builder, K) as loop:
                     kk = loop.index
                     row = builder.add(w_off, builder.mul(kk, stride))
-                    wv = {u: _weights_at(builder, wdata, builder.add(row, ir.Constant(i64, LANES * u)), q8) for u in us}
+                    wv = {u: _weights_at(builder, wdata, builder.add(row, ir.Constant(i64, LANES * u)), kind)
+                          for u in us}
                     for s in ss:
                         x = builder.load(cgutils.gep(builder, data, builder.add(inputs[s], kk)))
                         x = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), x,
@@ -203,6 +219,7 @@ def DOT(typingctx, w, woff, buf, src, n):
         f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
         vec = ir.VectorType(f32, LANES)
         q8 = signature.args[0].dtype == types.int8
+        kind = "int8" if q8 else "float32"
         vfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v16f32")
         sfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32, f32, f32]), "llvm.fma.f32")
         wdata = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -218,7 +235,7 @@ def DOT(typingctx, w, woff, buf, src, n):
         with cgutils.for_range(builder, whole) as loop:
             at = builder.mul(loop.index, ir.Constant(i64, LANES))
             v = builder.load(_vec_at(builder, data, builder.add(src_off, at)), align=4)
-            builder.store(builder.call(vfma, [_weights_at(builder, wdata, builder.add(w_off, at), q8), v,
+            builder.store(builder.call(vfma, [_weights_at(builder, wdata, builder.add(w_off, at), kind), v,
                                               builder.load(acc)]), acc)
         total = builder.load(acc)
         width = LANES

@@ -11,8 +11,9 @@ applied as the step applies it: to the sum as it is stored, or in the cell updat
 as one register-blocked product over the chunk's rows (four rows per weight load),
 then `layers` at each step of the chunk, which copies its row of pv in place of its own W_ih product. The
 product's sums are the step's (each one fused multiply-add chain over k in the same order, on the same weights:
-int8w's run() reads its int8 weights converted as loaded, as FMA8's step does, or a float32 copy of them
-where fused_float.float_copy()), so run() still equals stepping, bit for bit. From STREAMS sequences on, run() is
+int8w's run() reads the step's qw -- the int8 weights converted as loaded, or their float16 copy where
+fused_float.half_copy() -- or a float32 copy of them where fused_float.float_copy()), so run() still equals
+stepping, bit for bit. From STREAMS sequences on, run() is
 `layers` at every t (the batched step already shares each weight load between four streams; int8w's run() sums
 the same way there at any B, where a stream of 8 or more runs `step_wide`, the same numbers). Measured (Zen 3,
 T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w 6.22 -> 5.70; har (6 inputs, W_ih small) unchanged.
@@ -25,7 +26,15 @@ run(), with the buffer.
 from __future__ import annotations
 
 from rnnedge.runtime.fused_float_fma import STREAMS, padded
-from rnnedge.runtime.fused_float_source import Lines, bias_start, fma_calls, gate_rows, input_rows, scale_start
+from rnnedge.runtime.fused_float_source import (
+    Lines,
+    bias_start,
+    fma_calls,
+    gate_rows,
+    input_rows,
+    qw_start,
+    scale_start,
+)
 from rnnedge.runtime.layout import L_N_IN, L_OFF_BIH, L_OFF_WIH
 
 PROJECT_ROWS = 16  # rows (t, b) a chunk projects at once: 4 products of 4 rows, their sums 32 KB for kws (G 512)
@@ -38,7 +47,8 @@ def pv_size(model, rows) -> int:
 
 def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> str:
     """`sequence` (module docstring) calling `layers(buf, x, <args>, pv, at)`; args the step's weights ("w", or
-    "q, w, qw" for int8w on FMA8, whose run() passes q, or a float32 copy of it, as qw)."""
+    "q, w, qw" for int8w on FMA8: qw the part of q its sums read, or a float16 / float32 copy of it, as the step's
+    or made per run(): fused_float._step_weights / _run_weights)."""
     row = rows[0]
     G, K = gate_rows(row), int(row[L_N_IN])
     GP, VP = padded(G), (PROJECT_ROWS + STREAMS) * padded(G)
@@ -67,7 +77,8 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
         out("for r in range(rows):",
             f"    for j in range({G}):",
             f"        pv[r * {GP} + j] = w[{int(row[L_OFF_BIH])} + j]")
-    fma_calls(out, "qw" if q8 else "w", "0", GP, int(row[L_OFF_WIH]), G, K, str(VP), K, "rows", "r",
+    fma_calls(out, "qw" if q8 else "w", "0", GP, int(row[L_OFF_WIH]) - (qw_start(rows) if q8 else 0), G, K,
+              str(VP), K, "rows", "r",
               "fma8" if q8 else "fma", array="pv", bias=bias, zero=q8,
               scaled=scale_start(row, "x", model.layout.blob.size) if q8 else None)
     out("for t in range(t0, t1):",

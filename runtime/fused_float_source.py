@@ -93,6 +93,13 @@ def scratch_parts(lay, rows, q8: bool, limbs: bool = True) -> tuple[int, int, in
     return 4 * LANES * max(_blocks(gate_rows(row)) for row in rows), words, 4
 
 
+def qw_start(rows) -> int:
+    """Where int8w's `qw` (the array FMA8's sums read: fused_float._step_weights) starts in qblob: at the first
+    layer's W_ih^T. Only an embedding table comes before it, which no sum reads; the generated code indexes qw at a
+    matrix's qblob offset minus this."""
+    return int(rows[0][L_OFF_WIH])
+
+
 CONVERT_FROM = 8  # int8w on FMA8 from this many streams: each group of W^T's columns converted once per step
 
 
@@ -173,7 +180,8 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             if q8 and path == "avx512_vnni":
                 layer_int8w_limbs(out, row, src, stride, S, sums, words)
             elif q8:
-                _layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide, lay.blob.size)
+                _layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide, lay.blob.size,
+                                 qw_start(rows))
             else:
                 _layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size)
             src, stride = f"S0 + {int(row[L_OFF_H])}", S
@@ -208,13 +216,13 @@ def source(model, rows, what: str, path: str = "fma") -> str:
            '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
     from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
 
-    if projected:  # int8w's sums read qw: q itself in step(), q or its float32 copy in run() (fused_float.float_copy)
-        weights = "q, w, qw" if q8 else "w"
-        wide = (f"\n\n@fast_entry\ndef step_wide(buf, x, {args}):\n" + doc + body(True) + "\n") if q8 else ""
+    if projected:  # int8w's sums read qw: q from its first layer on, or a float16 / float32 copy of that part
+        weights = "q, w, qw" if q8 else "w"  # (fused_float._step_weights)
+        wide = (f"\n\n@fast_entry\ndef step_wide(buf, x, {weights}):\n" + doc + body(True) + "\n") if q8 else ""
         return (_HEADER.format(what=what, imports=imports)
                 + f"\n\n@fast_kernel\ndef layers(buf, x, {weights}, pv, at):\n" + doc + body(False) + "\n"
-                + f"\n\n@fast_entry\ndef step(buf, x, {args}):\n" + doc
-                + f"    return layers(buf, x, {'q, w, q' if q8 else 'w'}, buf, -1)\n" + wide
+                + f"\n\n@fast_entry\ndef step(buf, x, {weights}):\n" + doc
+                + f"    return layers(buf, x, {weights}, buf, -1)\n" + wide
                 + sequence_source(model, rows, q8, weights, O, every))
     return (_HEADER.format(what=what, imports=imports)
             + f"\n\n@fast_entry\ndef step(buf, x, {args}):\n" + doc + body(False) + "\n"
@@ -391,7 +399,7 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
 
 
 def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
-                     wide: bool = False, w_size: int = 0) -> None:
+                     wide: bool = False, w_size: int = 0, qw_at: int = 0) -> None:
     """One forward int8w layer for every stream where the CPU has no VNNI: both mat-vecs as float32 sums of the int8
     weights (each converted exactly as it is loaded, fused_float_fma.FMA8) times the inputs, in _layer_f32's
     blocks, each sum stored as b + row scale * sum (FMA8_SCALED: the scale and bias loaded once per block for four
@@ -399,7 +407,8 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
     cell update: kernels_int8w's arithmetic to float32 rounding. projected: as _layer_f32's (the sums from pv when
     at >= 0, run() having scaled them alike). wide: each group of W^T's columns converted once into CW for all the
     streams (step_wide, from CONVERT_FROM streams), else converted as loaded, once per four streams. Zen 3, har
-    at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the step 1.20-1.21 -> 1.12-1.14."""
+    at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the step 1.20-1.21 -> 1.12-1.14.
+    Converted as loaded, the sums read W^T from qw, which starts at qblob's offset qw_at (qw_start)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
@@ -417,7 +426,8 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
             fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k),
                       zero=True, scaled=scaled[n])
         else:
-            fma_calls(out, "qw", acc, sums, woff, G, k, v, v_stride, "B", "b", "fma8", zero=True, scaled=scaled[n])
+            fma_calls(out, "qw", acc, sums, woff - qw_at, G, k, v, v_stride, "B", "b", "fma8", zero=True,
+                      scaled=scaled[n])
         if projected and n == 0:
             out.depth -= 1
     out("for b in range(B):",

@@ -184,6 +184,8 @@ def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the
                                                                                                  tmp_path):
     # gru 24: W_hh^T (24 x 72), one full panel of 64 columns and a tail of 8; 40: (40 x 120), a tail of 56. f32's
     # float32 blob, int8w's int8 qblob (on a CPU without VNNI: the VNNI limbs read pairs of rows in place)
+    from rnnedge.runtime import fused
+    from rnnedge.runtime.fused_float import half_copy
     from rnnedge.runtime.fused_float_vnni import KERNEL
 
     spec = make_spec("gru", layers=2, hidden=hidden)
@@ -211,8 +213,14 @@ def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the
     for off, (K, N) in mats.items():
         rest[off : off + K * N] = False
     assert np.array_equal(blob[rest], before[rest])  # nothing else moved
-    assert model.nbytes == model.layout.nbytes  # the step reads that array, not a second copy
     assert not blob.flags.writeable
+    if precision == "int8w" and half_copy():  # its sums read a float16 copy of qblob from the first W_ih^T on
+        q0, half = int(rows[0][L_OFF_WIH]), fused.specialised(model).weights[2]
+        assert np.array_equal(half.view(np.float16), blob[q0:]) and not half.flags.writeable
+        assert (half.ctypes.data + 2 * (int(rows[0][L_OFF_WHH]) - q0)) % 64 == 0
+        assert model.nbytes == model.layout.nbytes + half.nbytes
+    else:
+        assert model.nbytes == model.layout.nbytes  # the step reads that array, not a second copy
 
 
 @pytest.mark.parametrize("at", [0, 16, 32, 48])
@@ -326,6 +334,75 @@ def test_int8w_sums_stored_scaled_equal_the_scale_applied_after_bit_for_bit(stre
         _same_sums(buf, started, streams, count)
 
 
+@pytest.mark.parametrize("streams", [1, 4])
+@pytest.mark.parametrize("count", [1, 3, 4])
+def test_fma8_sums_int8_weights_their_float16_bits_and_their_float32_copy_alike_bit_for_bit(streams, count):
+    """FMA8 converts int8 weights as it loads them, widens float16 bits held in a uint16 array (int8w's step and
+    run() where the CPU has F16C: fused_float.half_copy) and loads float32 as they are (run()'s copy on Zen 1):
+    one set of values, exactly, so the same sums, from the buffer and stored scaled."""
+    from rnnedge.runtime.fused_float_fma import FMA8, FMA8_SCALED, weight_kind
+
+    plain, scaled = FMA8[streams, count], FMA8_SCALED[streams, count]
+
+    @numba.njit
+    def run(buf, scaled_buf, q, sb):
+        plain(buf, 3, 80, q, 5, 70, 400, 37, 37)
+        scaled(scaled_buf, 3, 80, q, 5, 70, 400, 37, 37, sb, 90, 9)
+
+    rng = np.random.default_rng(streams * 10 + count)
+    q = rng.integers(-128, 128, 5 + 36 * 70 + 64 + 16).astype(np.int8)  # every int8 value, -128 too
+    q[5:20] = [-128, 127, -127, 1, -1, 0, 64, -64, 100, -100, 3, -3, 127, -128, 2]
+    sb = np.concatenate([rng.standard_normal(90), rng.uniform(1e-4, 1e-2, 80)]).astype(np.float32)
+    base = rng.standard_normal(400 + 37 * streams).astype(np.float32)
+    kinds, sums = [], []
+    for weights in (q, q.astype(np.float16).view(np.uint16), q.astype(np.float32)):
+        buf, scaled_buf = base.copy(), base.copy()
+        scaled_buf[3:400] = np.nan  # nothing FMA8_SCALED leaves unwritten is read
+        run(buf, scaled_buf, weights, sb)
+        kinds.append(weight_kind(numba.typeof(weights).dtype))
+        sums.append((buf, scaled_buf))
+    assert kinds == ["int8", "half", "float32"]
+    for s in range(streams):  # the sums themselves: W^T (37, 70) at 5, inputs at 400 + 37 s, added to buf's start
+        W, v = q[5:5 + 37 * 70].reshape(37, 70).astype(np.float64), base[400 + 37 * s:437 + 37 * s].astype(np.float64)
+        at = slice(3 + 80 * s, 3 + 80 * s + min(16 * count, 70))
+        want = base[at] + (v @ W)[:at.stop - at.start]
+        np.testing.assert_allclose(sums[0][0][at], want, rtol=1e-4, atol=1e-3)
+    for buf, scaled_buf in sums[1:]:
+        _same_sums(buf, sums[0][0], streams, count)
+        _same_sums(scaled_buf, sums[0][1], streams, count)
+
+
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_int8w_steps_and_runs_the_same_numbers_from_its_float16_copy_as_from_its_int8_weights(kind, tmp_path,
+                                                                                            monkeypatch):
+    # the step's sums read qw: a float16 copy of qblob from the first layer's W_ih^T on where the CPU has F16C, else
+    # that part of qblob itself (a token model's embedding table comes before it)
+    from rnnedge.runtime import fused, fused_float, fused_float_vnni
+
+    spec = make_spec("lstm", layers=2, hidden=20, kind=kind, vocab=300)
+    path = write_artifact(make_model(spec), tmp_path / "m.int8w.safetensors", "int8w")
+    got = {}
+    for half in (True, False):
+        monkeypatch.setattr(fused_float, "half_copy", lambda half=half: half)
+        model = runtime.load(path)
+        if fused_float_vnni.KERNEL == "avx512_vnni":  # the limb sums read qblob in place
+            assert fused.specialised(model).weights == (model.layout.qblob, model.layout.blob)
+            return
+        qw = fused.specialised(model).weights[2]
+        q0 = int(model.layout.layers[0][L_OFF_WIH])
+        assert (q0 > 0) == (kind == "tokens")
+        if half:
+            assert qw.dtype == np.uint16 and np.array_equal(qw.view(np.float16), model.layout.qblob[q0:])
+            assert "float16 copy" in model.kernel_info["matvec"] and "float16 copy" in model.kernel_info["run"]
+        else:
+            assert qw.base is not None and np.shares_memory(qw, model.layout.qblob) and qw.size == model.layout.qblob.size - q0
+            assert "float16" not in model.kernel_info["matvec"]
+        X = random_inputs(spec, 9, 30, seed=3)
+        got[half] = [stream_all(model.stream(b), X[:b]) for b in (1, 5, 9)] + [model.run(X[:2]), model.run(X[:5])]
+    for a, b in zip(got[True], got[False]):
+        np.testing.assert_array_equal(a, b)
+
+
 def _layer_texts(layer, cell: str, precision: str, tmp_path) -> list[str]:
     """The source `layer` (fused_float_source's _layer_f32 / _layer_int8w_fma) writes for a small model's first
     layer, with its weights' true size and with a size of 0 (every block would read past them)."""
@@ -361,23 +438,26 @@ def test_the_f32_sums_start_from_the_bias_in_registers_unless_its_blocks_would_r
 @pytest.mark.parametrize("copy", [False, True])
 def test_int8w_run_sums_the_int8_weights_or_a_float32_copy_made_per_run_and_equals_stepping_either_way(
         tmp_path, monkeypatch, copy):
-    from rnnedge.runtime import fused_float, fused_float_vnni
+    from rnnedge.runtime import fused, fused_float, fused_float_vnni
+    from rnnedge.runtime.fused_float_source import qw_start
 
     monkeypatch.setattr(fused_float, "float_copy", lambda: copy)
     spec = make_spec("gru", layers=2, hidden=20)
     fast, _ = _pair(tmp_path, spec, "int8w", monkeypatch)
     lay = fast.layout
-    made = fused_float._run_weights(lay, (lay.qblob, lay.blob), True)
+    step, rows = fused.specialised(fast), [lay.layers[0], lay.layers[2]]
+    made = fused_float._run_weights(lay, rows, step.weights, True)
     first, second = made(), made()
     if fused_float_vnni.KERNEL == "avx512_vnni":  # the limb sums read the int8 weights in run() too
         assert first == (lay.qblob, lay.blob)
         return
     assert first[:2] == (lay.qblob, lay.blob)
+    part = lay.qblob[qw_start(rows):]  # from the first layer's W_ih^T on
     if copy:
-        assert first[2].dtype == np.float32 and np.array_equal(first[2], lay.qblob.astype(np.float64))  # exact
+        assert first[2].dtype == np.float32 and np.array_equal(first[2], part.astype(np.float64))  # exact
         assert first[2] is not second[2] and lay.qblob.dtype == np.int8  # per run(); the model keeps int8 only
-    else:  # the int8 weights themselves, converted as loaded, as the step does
-        assert first[2] is lay.qblob and second[2] is lay.qblob
+    else:  # the step's own qw, as the step reads it
+        assert first[2] is step.weights[2] and second[2] is step.weights[2]
     assert ("float32 copy" in fast.kernel_info["run"]) == copy
     for batch in (1, 3, 5):  # projected ahead below four sequences; stepped from four
         X = random_inputs(spec, batch, 23, seed=batch)
