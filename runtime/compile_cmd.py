@@ -2,8 +2,8 @@
 
 numba compiles a kernel the first time it is called and keeps the machine code in a cache folder; a process that
 finds it there loads it in a fraction of a second instead of compiling for many. This command calls, on harmless inputs
-(zeros, token 0), exactly what a device calls: a stream's step at batch 1, 2 and 8 (the model's specialised
-step where runtime/fused.py builds one, else the generic kernels), run() on a short sequence at batch 1 and 8, and generate()'s
+(zeros, token 0), exactly what a device calls: a stream's step at batch 1, 2 and 16 (the model's specialised
+step where runtime/fused.py builds one, else the generic kernels), run() on a short sequence at batch 1 and 16, and generate()'s
 sampler for a token generator. Whatever the model runs is compiled; nothing else is. It also writes the bytecode
 of the runtime's Python modules where the install has none (as pip does), so they are not compiled at every start.
 
@@ -35,8 +35,8 @@ from rnnedge.runtime.options import RawHelpFormatter
 
 PROG = "rnnedge compile"
 BATCH = 2  # a stream of several sequences: the batch > 1 path of a step that has one
-WIDE = 8  # and of many: int8w's step for 8 streams and more where it has its own (fused_float_source.CONVERT_FROM),
-# int8's run() of four sequences and more (fused_int8_seq.py)
+WIDE = 16  # and of many: int8w's step for many streams where it has its own (from 8 or 16 streams:
+# fused_float_source.CONVERT_FROM / CONVERT_FROM_HALF), int8's run() of four sequences and more (fused_int8_seq.py)
 STEPS = 3  # time steps of run()'s sequence and of generate()'s text: enough to reach every kernel
 
 

@@ -38,6 +38,7 @@ from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_blob import line_offset, matrix_parts, panel_blob, placed
 from rnnedge.runtime.fused_float_source import (
     CONVERT_FROM,
+    CONVERT_FROM_HALF,
     converted_scratch,
     qw_start,
     scratch_per_stream,
@@ -96,6 +97,7 @@ def generate(model) -> fused.Specialised | None:
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
     run_weights = _run_weights(lay, rows, weights, q8)
+    wide_from = CONVERT_FROM_HALF if fma8 and half_copy() else CONVERT_FROM
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
@@ -104,7 +106,7 @@ def generate(model) -> fused.Specialised | None:
                           "fma: float32 sums of the int8 weights (W^T in panels of 64 columns"
                           + (f"; read from a float16 copy, {weights[2].nbytes} bytes, F16C" if half_copy() else "")
                           + f"), {fma.describe()}; "
-                          f"from {CONVERT_FROM} streams each group of W^T's columns converted once per step for all "
+                          f"from {wide_from} streams each group of W^T's columns converted once per step for all "
                           "of them (step_wide, compiled for such a stream only), else as loaded")
     else:
         info["matvec"] = f"fma: {fma.describe()}, each weight vector loaded once for them; W^T in panels of 64 columns"
@@ -119,7 +121,7 @@ def generate(model) -> fused.Specialised | None:
         info=info,
         run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, shared, X,
                                                    lengths, valid, pv_n),
-        wide=(CONVERT_FROM, module.step_wide) if fma8 else None)
+        wide=(wide_from, module.step_wide) if fma8 else None)
 
 
 # CPUs whose vector units are 128 bits wide (each 256-bit conversion is two operations): int8w's run() sums a

@@ -101,6 +101,10 @@ def qw_start(rows) -> int:
 
 
 CONVERT_FROM = 8  # int8w on FMA8 from this many streams: each group of W^T's columns converted once per step
+# ... and from this many where the sums read a float16 copy (fused_float.half_copy), cheaper to convert as loaded:
+# Zen 3, kws int8w at B = 8 3.0-3.3 us a stream-step with step_wide, 2.7-2.9 without; level at 16; 32 and more faster
+# with it (one process per side, alternating, pinned)
+CONVERT_FROM_HALF = 16
 
 
 def converted_scratch(rows) -> int:
