@@ -394,8 +394,10 @@ def test_int8w_steps_and_runs_the_same_numbers_from_its_float16_copy_as_from_its
         if half:
             assert qw.dtype == np.uint16 and np.array_equal(qw.view(np.float16), model.layout.qblob[q0:])
             assert "float16 copy" in model.kernel_info["matvec"] and "float16 copy" in model.kernel_info["run"]
+            assert model.nbytes == model.layout.nbytes + qw.nbytes
         else:
-            assert qw.base is not None and np.shares_memory(qw, model.layout.qblob) and qw.size == model.layout.qblob.size - q0
+            assert qw.dtype == np.int8 and qw.size == model.layout.qblob.size - q0
+            assert np.shares_memory(qw, model.layout.qblob) and model.nbytes == model.layout.nbytes  # a view
             assert "float16" not in model.kernel_info["matvec"]
         X = random_inputs(spec, 9, 30, seed=3)
         got[half] = [stream_all(model.stream(b), X[:b]) for b in (1, 5, 9)] + [model.run(X[:2]), model.run(X[:5])]
