@@ -82,7 +82,7 @@ def generate(model) -> fused.Specialised | None:
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob); FMA8 in panels
         if vnni.KERNEL != "avx512_vnni":
             panel_blob(lay, rows)
-            weights = _step_weights(lay, rows)
+            weights = _step_weights(lay, rows, half_copy())
         else:
             weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, vnni.KERNEL)
@@ -97,14 +97,15 @@ def generate(model) -> fused.Specialised | None:
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
     run_weights = _run_weights(lay, rows, weights, q8)
-    wide_from = CONVERT_FROM_HALF if fma8 and half_copy() else CONVERT_FROM
+    half = fma8 and weights[2].dtype == np.uint16  # its sums read a float16 copy (half_copy())
+    wide_from = CONVERT_FROM_HALF if half else CONVERT_FROM
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
         info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
                           if limbs else
                           "fma: float32 sums of the int8 weights (W^T in panels of 64 columns"
-                          + (f"; read from a float16 copy, {weights[2].nbytes} bytes, F16C" if half_copy() else "")
+                          + (f"; read from a float16 copy, {weights[2].nbytes} bytes, F16C" if half else "")
                           + f"), {fma.describe()}; "
                           f"from {wide_from} streams each group of W^T's columns converted once per step for all "
                           "of them (step_wide, compiled for such a stream only), else as loaded")
@@ -114,7 +115,7 @@ def generate(model) -> fused.Specialised | None:
         info["run"] = (f"below {fma.STREAMS} sequences, the first layer's input sums of each ~"
                        f"{fused_float_run.PROJECT_ROWS} rows (t, b) as one product, then the step at every t"
                        + (("; its sums on a float32 copy of the int8 weights made per run()" if float_copy() else
-                           "; its sums on the step's float16 copy of the int8 weights" if half_copy() else
+                           "; its sums on the step's float16 copy of the int8 weights" if half else
                            "; its sums converting the int8 weights as loaded, as the step") if q8 else ""))
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream + shared,
@@ -141,21 +142,21 @@ def half_copy() -> bool:
     instead of converting the int8 weights as they load them: where the CPU has F16C (one vcvtph2ps widens 8
     weights, where int8 takes a sign extension and a conversion), except FLOAT_COPY_CPUS (whose run() sums a
     float32 copy; not measured there) and a cache compiled for another CPU (NUMBA_CPU_NAME). int8 and float16 hold
-    the same values: the same sums, bit for bit. Zen 3, the int8w step at B = 1: kws 4.45-4.68 -> 4.18 us, B = 4
-    2.91 -> 2.69 per stream-step; the model's memory grows by two bytes per weight of the copy."""
+    the same values: the same sums, bit for bit. Zen 3, the int8w step at B = 1: kws 4.44-4.47 -> 3.59-3.82 us, har
+    2.35-2.49 -> 1.96-2.15; the model's memory grows by two bytes per weight of the copy (model.nbytes counts it)."""
     from llvmlite import binding as llvm
 
     return (vnni.KERNEL != "avx512_vnni" and target_cpu() == llvm.get_host_cpu_name()
             and target_cpu() not in FLOAT_COPY_CPUS and bool(llvm.get_host_cpu_features().get("f16c")))
 
 
-def _step_weights(lay, rows) -> tuple:
+def _step_weights(lay, rows, half: bool) -> tuple:
     """The int8w step's arrays: (qblob, blob, qw), qw what its sums read: qblob from the first layer's W_ih^T on
-    (fused_float_source.qw_start), as a view, or where half_copy() as float16 bits in a uint16 array (numba has no
-    float16 arrays; fused_float_fma.weight_kind), made after the panels are written, read-only."""
+    (fused_float_source.qw_start), as a view, or (half: half_copy()) as float16 bits in a uint16 array (numba has
+    no float16 arrays; fused_float_fma.weight_kind), made after the panels are written, read-only."""
     q0 = qw_start(rows)
     part = lay.qblob[q0:]
-    if half_copy():  # placed as qblob is, its largest matrices from a cache line (fused_float_blob.line_offset)
+    if half:  # placed as qblob is, its largest matrices from a cache line (fused_float_blob.line_offset)
         part = placed(part.astype(np.float16).view(np.uint16), (line_offset(rows, 2) + 2 * q0) % CACHE_LINE)
         part.flags.writeable = False
     return lay.qblob, lay.blob, part

@@ -15,7 +15,8 @@ int8w's run() reads the step's qw -- the int8 weights converted as loaded, or th
 fused_float.half_copy() -- or a float32 copy of them where fused_float.float_copy()), so run() still equals
 stepping, bit for bit. From STREAMS sequences on, run() is
 `layers` at every t (the batched step already shares each weight load between four streams; int8w's run() sums
-the same way there at any B, where a stream of 8 or more runs `step_wide`, the same numbers). Measured (Zen 3,
+the same way there at any B, where a stream of 8 or more -- 16 with the float16 copy -- runs `step_wide`, the
+same numbers). Measured (Zen 3,
 T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w 6.22 -> 5.70; har (6 inputs, W_ih small) unchanged.
 
 pv: [projections (rows, GP) | inputs (rows, n_in)], rows up to PROJECT_ROWS + STREAMS, GP the first layer's gate
