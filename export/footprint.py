@@ -45,6 +45,10 @@ What the numbers mean (all bytes unless named otherwise):
 
 `available()` says whether the tools are installed (make, arm-none-eabi-gcc/-size/-nm, qemu-system-arm,
 timeout); a missing tool or any failure raises FootprintError with a one-line reason.
+
+This module builds, runs and judges (steps 1, 2 and 4, `targets`, `summary_line`); export/footprint_sizes.py reads
+the sizes (step 3; its `parse_map` is importable from here too), and export/footprint_tools.py holds FootprintError
+and the one function that runs a tool.
 """
 
 from __future__ import annotations
@@ -56,6 +60,15 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from rnnedge.export.footprint_sizes import (
+    image_sizes,
+    library_sizes,
+    model_const_sizes,
+    parse_map,  # part of this module's interface too (benchmarks/cost_measure.py)
+    unlinked_code_bytes,
+)
+from rnnedge.export.footprint_tools import FootprintError, run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware_ref"
@@ -73,19 +86,6 @@ LIBRARY_CODE_TARGET = 4096  # bytes of library code
 RAM_TARGET = 1024  # bytes of state + scratch
 WEIGHTS_FLASH_TARGET = 1.05  # model const flash / raw int8 parameter count
 
-# model_data.c's arrays by what they hold (export/firmware.py names them <prefix>_..., the layers <prefix>_l<l>_...)
-_KINDS = (
-    ("weights", re.compile(r"_(w_ih|w_hh|head_w|embedding)$|_dense\d+_w$")),  # dense<k>: a hidden head layer
-    ("biases", re.compile(r"_(b_x|b_hn|head_b)$|_dense\d+_b$")),
-    ("requant", re.compile(r"_(mult_x|mult_h|shift_x|shift_h)$|_dense\d+_(mult|shift)$")),
-    ("extensions", re.compile(r"_(h0|c0|peep|peep_mult|peep_shift)$")),  # ONNX layer extensions' constants
-    ("floats", re.compile(r"_(input_mean|input_std|head_scale)$")),
-)
-
-
-class FootprintError(RuntimeError):
-    """The footprint could not be measured (a tool missing, a build or run failing); the message says why."""
-
 
 def available() -> tuple[bool, str]:
     """(True, "") when every tool is installed, else (False, which are missing)."""
@@ -93,6 +93,12 @@ def available() -> tuple[bool, str]:
     if missing:
         return False, f"{', '.join(missing)} not installed"
     return True, ""
+
+
+def environment_disabled() -> str | None:
+    """The reason an export should not measure (RNNEDGE_FOOTPRINT=0/off/no), or None."""
+    value = os.environ.get("RNNEDGE_FOOTPRINT", "").strip().lower()
+    return "disabled by RNNEDGE_FOOTPRINT" if value in ("0", "off", "no", "false") else None
 
 
 def measure_footprint(model_dir, board: str = "an385", steps: int = 64, build_dir=None,
@@ -170,11 +176,11 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
     compiled = time.perf_counter()
 
     name = f"step-bench-{board}"
-    _run(["make", "--no-print-directory", "-f", str(ARM_MK), f"ARM_BUILD={build}", f"ARM_NAME={name}",
-          f"ARM_BOARD={board}", f"ARM_SRCS={' '.join(str(o) for o in [*objects.values(), model_obj])} {BENCH_SRC}",
-          f"ARM_INCLUDES=-I{FIRMWARE / 'include'} -I{src}",
-          f"ARM_EXTRA_CFLAGS={' '.join([*v['STRICT_FLAGS'], *defines])} -DBENCH_STEPS={steps}", "arm-image"], "link",
-         cwd=ROOT)
+    run_tool(["make", "--no-print-directory", "-f", str(ARM_MK), f"ARM_BUILD={build}", f"ARM_NAME={name}",
+              f"ARM_BOARD={board}", f"ARM_SRCS={' '.join(str(o) for o in [*objects.values(), model_obj])} {BENCH_SRC}",
+              f"ARM_INCLUDES=-I{FIRMWARE / 'include'} -I{src}",
+              f"ARM_EXTRA_CFLAGS={' '.join([*v['STRICT_FLAGS'], *defines])} -DBENCH_STEPS={steps}", "arm-image"],
+             "link", cwd=ROOT)
     elf = build / name / f"{name}.elf"
     linked = time.perf_counter()
 
@@ -187,13 +193,13 @@ def _measure(model_dir: Path, board: str, steps: int, build: Path, timeout: floa
     ran = time.perf_counter()
 
     sections = parse_map((build / name / f"{name}.map").read_text())
-    image = _berkeley((build / name / f"{name}.size").read_text())
-    library = _library(objects, sections)
-    other = _unlinked_code_bytes(other_objects, library["helpers"])
+    image = image_sizes((build / name / f"{name}.size").read_text())
+    library = library_sizes(objects, sections)
+    other = unlinked_code_bytes(other_objects, library["helpers"])
     library["extensions"] = extensions
     library["code_bytes_with_extensions"] = library["code_bytes"] if extensions else other
     library["code_bytes_without_extensions"] = other if extensions else library["code_bytes"]
-    model_const = _model_const(model_obj, sections)
+    model_const = model_const_sizes(model_obj, sections)
     if int(out["const_bytes"]) != model_const["integer_array_bytes"]:
         raise FootprintError(f"MODEL_CONST_BYTES {out['const_bytes']} != the integer arrays of model_data.o "
                              f"({model_const['integer_array_bytes']})")
@@ -279,16 +285,6 @@ def library_build(library: dict) -> str:
 # -- build helpers -------------------------------------------------------------------------------------------
 
 
-def _run(command: list[str], what: str, cwd=None) -> str:
-    try:
-        proc = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, cwd=cwd)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise FootprintError(f"{what}: {e}") from None
-    if proc.returncode != 0:
-        raise FootprintError(f"{what} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-600:]}")
-    return proc.stdout
-
-
 def _make_vars(board: str) -> dict[str, list[str]]:
     """LIB_INT8_SRCS and STRICT_FLAGS (firmware_ref/Makefile), ARM_CPU_<board> and ARM_CFLAGS (arm/arm.mk, which
     the Makefile includes), read from the makefiles themselves."""
@@ -296,8 +292,8 @@ def _make_vars(board: str) -> dict[str, list[str]]:
              "ARM_CFLAGS": "ARM_CFLAGS"}
     recipe = "".join(f"$(info {key}=$({var}))" for key, var in names.items())
     # EXTENSIONS=1 on the command line: an EXTENSIONS variable in the environment cannot change or break the read
-    out = _run(["make", "-s", "--no-print-directory", "-C", str(FIRMWARE), "EXTENSIONS=1", "--eval",
-                f"_rnnedge_footprint_vars: ; @:{recipe}", "_rnnedge_footprint_vars"], "reading the makefiles")
+    out = run_tool(["make", "-s", "--no-print-directory", "-C", str(FIRMWARE), "EXTENSIONS=1", "--eval",
+                    f"_rnnedge_footprint_vars: ; @:{recipe}", "_rnnedge_footprint_vars"], "reading the makefiles")
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     result = {key: values.get(key, "").split() for key in names}
     empty = [key for key, value in result.items() if not value]
@@ -308,196 +304,8 @@ def _make_vars(board: str) -> dict[str, list[str]]:
 
 def _compile(cflags: list[str], source: Path, obj: Path) -> None:
     obj.parent.mkdir(parents=True, exist_ok=True)
-    _run(["arm-none-eabi-gcc", *cflags, "-c", str(source), "-o", str(obj)], f"compiling {source.name}")
+    run_tool(["arm-none-eabi-gcc", *cflags, "-c", str(source), "-o", str(obj)], f"compiling {source.name}")
 
 
 def _first_line(command: list[str]) -> str:
-    return _run(command, command[0]).splitlines()[0]
-
-
-# -- size readers ---------------------------------------------------------------------------------------------
-
-_MAP_SECTION = re.compile(r"^ (\.\S+|COMMON)(?:\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*))?$")
-_MAP_PLACEMENT = re.compile(r"^\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*)$")
-_MAP_SYMBOL = re.compile(r"^\s+0x([0-9a-fA-F]+)\s+([A-Za-z_$][\w.$]*)$")
-_ALLOCATED = (".vectors", ".text", ".rodata", ".data", ".bss", ".ARM.exidx", ".ARM.extab")
-
-
-def parse_map(text: str) -> list[dict]:
-    """GNU ld map file -> every input section placed in an allocated output section: {"name", "output",
-    "address", "size", "file" (a Path, or "lib.a(member.o)"), "symbols"}. Sections of zero size are left out."""
-    start = text.find("Linker script and memory map")
-    if start < 0:
-        raise FootprintError("the map file has no memory map")
-    sections: list[dict] = []
-    output = None
-    pending = None  # an input section name whose placement is on the next line
-    for line in text[start:].splitlines()[1:]:
-        if line and not line[0].isspace():
-            output = line.split()[0]
-            pending = None
-            continue
-        if output is None or not output.startswith(_ALLOCATED):
-            continue
-        m = _MAP_SECTION.match(line)
-        if m:
-            pending = None
-            if m.group(2) is None:
-                pending = m.group(1)
-            else:
-                _add_section(sections, m.group(1), output, m.group(2), m.group(3), m.group(4))
-            continue
-        if pending is not None:
-            m = _MAP_PLACEMENT.match(line)
-            if m:
-                _add_section(sections, pending, output, *m.groups())
-            pending = None
-            continue
-        m = _MAP_SYMBOL.match(line)
-        if m and sections and sections[-1]["output"] == output:
-            sections[-1]["symbols"].append(m.group(2))
-    return sections
-
-
-def _add_section(sections: list[dict], name: str, output: str, address: str, size: str, file: str) -> None:
-    size_bytes = int(size, 16)
-    if size_bytes == 0 or file.strip() == "linker stubs":
-        return
-    file = file.strip()
-    sections.append({"name": name, "output": output, "address": int(address, 16), "size": size_bytes,
-                     "file": Path(file) if "(" not in file else file, "symbols": []})
-
-
-def _kind(section: dict) -> str:
-    name = section["name"]
-    for prefix, kind in ((".text", "text"), (".vectors", "text"), (".rodata", "rodata"), (".data", "data"),
-                         (".bss", "bss"), ("COMMON", "bss")):
-        if name.startswith(prefix):
-            return kind
-    return "other"
-
-
-def _object_sections(obj: Path) -> dict[str, int]:
-    """arm-none-eabi-size -A of one object: allocated section sizes by name (debug and notes left out)."""
-    out = _run(["arm-none-eabi-size", "-A", str(obj)], "arm-none-eabi-size")
-    sizes = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1].isdigit() and parts[0].startswith((".text", ".rodata", ".data", ".bss")):
-            sizes[parts[0]] = int(parts[1])
-    return sizes
-
-
-def _library(objects: dict[str, Path], sections: list[dict]) -> dict:
-    """The int8 library: per object (as compiled, and as linked), its code and const bytes, and the libc/libgcc
-    routines it calls."""
-    per_object = {}
-    for name, obj in objects.items():
-        compiled = _object_sections(obj)
-        linked = [s for s in sections if s["file"] == obj]
-        per_object[name] = {
-            "text": sum(v for k, v in compiled.items() if k.startswith(".text")),
-            "rodata": sum(v for k, v in compiled.items() if k.startswith(".rodata")),
-            "data_bss": sum(v for k, v in compiled.items() if k.startswith((".data", ".bss"))),
-            "linked_text": sum(s["size"] for s in linked if _kind(s) == "text"),
-            "linked_rodata": sum(s["size"] for s in linked if _kind(s) == "rodata"),
-        }
-    calls = _external_calls(objects)
-    helpers = {}
-    for s in sections:
-        if isinstance(s["file"], str) and _kind(s) == "text":  # an archive member: libc.a(...), libgcc.a(...)
-            for symbol in set(s["symbols"]) & calls:
-                helpers[symbol] = s["size"]
-    text = sum(o["text"] for o in per_object.values())
-    return {
-        "objects": per_object,
-        "helpers": helpers,
-        "helper_bytes": sum(helpers.values()),
-        "code_bytes": text + sum(helpers.values()),
-        "const_bytes": sum(o["rodata"] for o in per_object.values()),
-        "data_bss_bytes": sum(o["data_bss"] for o in per_object.values()),
-        "linked_code_bytes": sum(o["linked_text"] for o in per_object.values()),
-    }
-
-
-def _external_calls(objects: dict[str, Path]) -> set[str]:
-    """The symbols the objects use but none of them defines (libc/libgcc routines such as memset)."""
-    undefined, defined = set(), set()
-    for obj in objects.values():
-        for line in _run(["arm-none-eabi-nm", str(obj)], "arm-none-eabi-nm").splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == "U":
-                undefined.add(parts[1])
-            elif len(parts) == 3:
-                defined.add(parts[2])
-    return undefined - defined
-
-
-def _unlinked_code_bytes(objects: dict[str, Path], helpers: dict[str, int]) -> int | None:
-    """code_bytes of library objects that were compiled but not linked: their .text plus the libc/libgcc routines
-    they call, sized as the linked image's `helpers`; None when they call one the image does not link."""
-    calls = _external_calls(objects)
-    if not calls <= set(helpers):
-        return None
-    text = sum(v for obj in objects.values() for k, v in _object_sections(obj).items() if k.startswith(".text"))
-    return text + sum(helpers[name] for name in calls)
-
-
-def _array_kind(symbol: str) -> str:
-    for kind, pattern in _KINDS:
-        if pattern.search(symbol):
-            return kind
-    return "structs"  # <prefix>_layers and <prefix> itself
-
-
-def _model_const(model_obj: Path, sections: list[dict]) -> dict:
-    """model_data.o: const bytes by kind as linked, the arrays it defines (nm -S), and the raw parameter count."""
-    arrays = {}
-    for line in _run(["arm-none-eabi-nm", "-S", str(model_obj)], "arm-none-eabi-nm").splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[2] in "rR":
-            arrays[parts[3]] = int(parts[1], 16)
-    linked = {}
-    for s in sections:
-        if s["file"] == model_obj:
-            if _kind(s) != "rodata":
-                raise FootprintError(f"model_data.o places {s['name']} outside .rodata")
-            linked[s["name"].removeprefix(".rodata.")] = s["size"]
-    by_kind = {kind: 0 for kind in ("weights", "biases", "requant", "extensions", "structs", "floats")}
-    for symbol, size in linked.items():
-        by_kind[_array_kind(symbol)] += size
-    # PyTorch's parameter count: every matrix (int8, one byte per element), b_ih and b_hh (G each) per layer,
-    # the head's biases (hidden layers' too); a layer's G is its b_x length (int32)
-    weights = sum(size for symbol, size in arrays.items() if _array_kind(symbol) == "weights")
-    layer_biases = sum(2 * (size // 4) for symbol, size in arrays.items() if symbol.endswith("_b_x"))
-    head_bias = sum(size // 4 for symbol, size in arrays.items() if re.search(r"_head_b$|_dense\d+_b$", symbol))
-    raw = weights + layer_biases + head_bias
-    flash = sum(linked.values())
-    return {
-        "flash_bytes": flash,
-        "by_kind": by_kind,
-        "object_bytes": sum(arrays.values()),
-        "object_float_bytes": sum(size for symbol, size in arrays.items() if _array_kind(symbol) == "floats"),
-        "integer_array_bytes": sum(size for symbol, size in arrays.items()
-                                   if _array_kind(symbol) in ("weights", "biases", "requant", "extensions")),
-        "raw_int8_params": raw,
-        "flash_over_raw_params": flash / raw,
-        "weight_matrices_over_raw_params": by_kind["weights"] / raw,
-    }
-
-
-def _berkeley(text: str) -> dict:
-    """arm-none-eabi-size's Berkeley line (text data bss dec hex filename) -> flash and static RAM."""
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and all(p.isdigit() for p in parts[:3]):
-            text_b, data, bss = (int(p) for p in parts[:3])
-            return {"text": text_b, "data": data, "bss": bss, "flash_bytes": text_b + data,
-                    "static_ram_bytes": data + bss}
-    raise FootprintError("no size line in the size report")
-
-
-def environment_disabled() -> str | None:
-    """The reason an export should not measure (RNNEDGE_FOOTPRINT=0/off/no), or None."""
-    value = os.environ.get("RNNEDGE_FOOTPRINT", "").strip().lower()
-    return "disabled by RNNEDGE_FOOTPRINT" if value in ("0", "off", "no", "false") else None
+    return run_tool(command, command[0]).splitlines()[0]
