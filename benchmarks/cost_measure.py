@@ -197,7 +197,7 @@ def measure(spec: dict, target: str, precision: str, folder, steps: int = 16, se
     }
 
 
-# -- sizes from the map file (export/footprint.py's parser: input sections placed in allocated output sections) --
+# -- sizes from the map file (export/footprint_sizes.py's parser, footprint.parse_map: input sections placed in allocated output sections) --
 
 
 def _kind(name: str) -> str:
