@@ -29,6 +29,8 @@ the recurrence), kernel_info["path"] "fused_float_sequence".
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from rnnedge.runtime import fused, fused_float_run, fused_float_sequence, specialize
@@ -142,11 +144,13 @@ def half_copy() -> bool:
     instead of converting the int8 weights as they load them: where the CPU has F16C (one vcvtph2ps widens 8
     weights, where int8 takes a sign extension and a conversion), except FLOAT_COPY_CPUS (whose run() sums a
     float32 copy; not measured there) and a cache compiled for another CPU (NUMBA_CPU_NAME). int8 and float16 hold
-    the same values: the same sums, bit for bit. Zen 3, the int8w step at B = 1: kws 4.44-4.47 -> 3.59-3.82 us, har
-    2.35-2.49 -> 1.96-2.15; the model's memory grows by two bytes per weight of the copy (model.nbytes counts it)."""
+    the same values: the same sums, bit for bit. Zen 3, the int8w step at B = 1: kws 4.44-4.81 -> 3.59-3.90 us, har
+    2.35-2.59 -> 1.96-2.31; the model's memory grows by two bytes per weight of the copy (model.nbytes counts it).
+    RNNEDGE_INT8W_FLOAT16=0 refuses the copy (the weights then stay int8 in memory, converted as loaded)."""
     from llvmlite import binding as llvm
 
-    return (vnni.KERNEL != "avx512_vnni" and target_cpu() == llvm.get_host_cpu_name()
+    return (os.environ.get("RNNEDGE_INT8W_FLOAT16", "1") != "0"
+            and vnni.KERNEL != "avx512_vnni" and target_cpu() == llvm.get_host_cpu_name()
             and target_cpu() not in FLOAT_COPY_CPUS and bool(llvm.get_host_cpu_features().get("f16c")))
 
 

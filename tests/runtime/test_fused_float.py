@@ -405,6 +405,19 @@ def test_int8w_steps_and_runs_the_same_numbers_from_its_float16_copy_as_from_its
         np.testing.assert_array_equal(a, b)
 
 
+def test_rnnedge_int8w_float16_0_keeps_int8w_weights_int8_in_memory(tmp_path, monkeypatch):
+    from rnnedge.runtime import fused, fused_float_vnni
+
+    spec = make_spec("gru", layers=1, hidden=20)
+    path = write_artifact(make_model(spec), tmp_path / "m.int8w.safetensors", "int8w")
+    monkeypatch.setenv("RNNEDGE_INT8W_FLOAT16", "0")
+    model = runtime.load(path)
+    weights = fused.specialised(model).weights
+    if fused_float_vnni.KERNEL != "avx512_vnni":  # (VNNI's limbs make no copy either way)
+        assert weights[2].dtype == np.int8 and np.shares_memory(weights[2], model.layout.qblob)
+    assert model.nbytes == model.layout.nbytes and "float16" not in model.kernel_info["matvec"]
+
+
 def _layer_texts(layer, cell: str, precision: str, tmp_path) -> list[str]:
     """The source `layer` (fused_float_source's _layer_f32 / _layer_int8w_fma) writes for a small model's first
     layer, with its weights' true size and with a size of 0 (every block would read past them)."""
