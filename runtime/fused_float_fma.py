@@ -218,8 +218,7 @@ def DOT(typingctx, w, woff, buf, src, n):
     def codegen(context, builder, signature, args):
         f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
         vec = ir.VectorType(f32, LANES)
-        q8 = signature.args[0].dtype == types.int8
-        kind = "int8" if q8 else "float32"
+        kind = weight_kind(signature.args[0].dtype)  # int8 (int8w's head) or float32
         vfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v16f32")
         sfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32, f32, f32]), "llvm.fma.f32")
         wdata = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -228,7 +227,7 @@ def DOT(typingctx, w, woff, buf, src, n):
 
         def wone(off):
             x = builder.load(cgutils.gep(builder, wdata, off))
-            return builder.sitofp(x, f32) if q8 else x
+            return builder.sitofp(x, f32) if kind == "int8" else x
 
         whole = builder.sdiv(N, ir.Constant(i64, LANES))
         acc = cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * LANES))

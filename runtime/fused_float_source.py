@@ -1,7 +1,8 @@
 """The source text of a float step (f32, int8w) compiled for one model: fused_float.py's generator writes it.
 
 Every size and offset is a literal, so LLVM sees fixed loop bounds and reads no table; the kernel takes the stream
-buffer, x and the layout's own weight arrays, (blob,) for f32 and (qblob, blob) for int8w, and runs any batch B
+buffer, x and the layout's own weight arrays, (blob,) for f32 and (qblob, blob) for int8w (on FMA8 also qw, the
+array its sums read: part of qblob or a float16 copy of it, fused_float._step_weights), and runs any batch B
 = x.shape[0]. The stream buffer is the generic kernels' [y (B, O) | state (B, S) | scratch], the scratch laid out
 for all B streams at once:
 
