@@ -81,30 +81,32 @@ def generate(model) -> fused.Specialised | None:
     what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
             f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']}")
     q8 = model.precision == "int8w"
+    half_asked = q8 and half_copy()  # asked once: the weights then say which path the step took
+    limbs = q8 and limb_sums(half_asked)  # int8w's limb sums on VNNI; else f32's sums (FMA, or FMA8)
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob); FMA8 in panels
-        if vnni.KERNEL != "avx512_vnni":
+        if not limbs:
             panel_blob(lay, rows)
-            weights = _step_weights(lay, rows, half_copy())
+            weights = _step_weights(lay, rows, half_asked)
         else:
             weights = (lay.qblob, lay.blob)
-        text = source(model, rows, what, vnni.KERNEL)
+        text = source(model, rows, what, "avx512_vnni" if limbs else "fma")
     else:  # the FMA sums load 64-byte weight vectors from the recurrent matrices' panels, each on a cache line
         panel_blob(lay, rows)  # the layout's own array, rewritten once: nothing held twice
         weights = (lay.blob,)
         text = source(model, rows, what)
     module = specialize.load_source(f"{model.precision}_{cells}", text)
-    limbs = q8 and vnni.KERNEL == "avx512_vnni"  # int8w's limb sums on VNNI; else f32's sums (FMA, or FMA8)
     fma8 = q8 and not limbs
     pv_n = 0 if limbs else fused_float_run.pv_size(model, rows)  # run() projects ahead (fused_float_run.py)
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
-    run_weights = _run_weights(lay, rows, weights, q8)
+    run_weights = _run_weights(lay, rows, weights, fma8)
     half = fma8 and weights[2].dtype == np.uint16  # its sums read a float16 copy (half_copy())
     wide_from = CONVERT_FROM_HALF if half else CONVERT_FROM
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}
     if q8:
-        info["matvec"] = (f"{vnni.KERNEL}: [x] and [h] as two int16 limbs per step, int32 sums"
+        info["matvec"] = ("avx512_vnni: [x] and [h] as two int16 limbs per step, int32 sums of the int8 weights "
+                          "read in place"
                           if limbs else
                           "fma: float32 sums of the int8 weights (W^T in panels of 64 columns"
                           + (f"; read from a float16 copy, {weights[2].nbytes} bytes, F16C" if half else "")
@@ -140,18 +142,29 @@ def float_copy() -> bool:
 
 
 def half_copy() -> bool:
-    """Whether int8w's sums on FMA8 read a float16 copy of its int8 weights, made once at load (step and run()),
-    instead of converting the int8 weights as they load them: where the CPU has F16C (one vcvtph2ps widens 8
-    weights, where int8 takes a sign extension and a conversion), except FLOAT_COPY_CPUS (whose run() sums a
-    float32 copy; not measured there) and a cache compiled for another CPU (NUMBA_CPU_NAME). int8 and float16 hold
-    the same values: the same sums, bit for bit. Zen 3, the int8w step at B = 1: kws 4.44-4.81 -> 3.59-3.90 us, har
-    2.35-2.59 -> 1.96-2.31; the model's memory grows by two bytes per weight of the copy (model.nbytes counts it).
-    RNNEDGE_INT8W_FLOAT16=0 refuses the copy (the weights then stay int8 in memory, converted as loaded)."""
+    """Whether int8w's sums run on FMA8 reading a float16 copy of its int8 weights, made once at load (step and
+    run()), instead of converting the int8 weights as they load them (or, on AVX512-VNNI, summing them as two int16
+    limbs, limb_sums): where the CPU has F16C (one vcvtph2ps widens 8 weights, where int8 takes a sign extension
+    and a conversion), except FLOAT_COPY_CPUS (whose run() sums a float32 copy; not measured there) and a cache
+    compiled for another CPU (NUMBA_CPU_NAME). int8 and float16 hold the same values: the same sums, bit for bit.
+    Zen 3, the int8w step at B = 1: kws 4.44-4.81 -> 3.59-3.90 us, har 2.35-2.59 -> 1.96-2.31; Zen 4 (against the
+    VNNI limbs): kws 3.33-3.41 -> 2.71-2.84, har 1.96-1.99 -> 1.52, B = 64 kws 2.22-2.29 -> 1.90-1.92 us per
+    stream-step, har 1.21-1.26 -> 0.85-0.95. The model's memory grows by two bytes per weight of the copy
+    (model.nbytes counts it). RNNEDGE_INT8W_FLOAT16=0 refuses the copy (the weights then stay int8 in memory:
+    summed as limbs on VNNI, else converted as loaded)."""
     from llvmlite import binding as llvm
 
     return (os.environ.get("RNNEDGE_INT8W_FLOAT16", "1") != "0"
-            and vnni.KERNEL != "avx512_vnni" and target_cpu() == llvm.get_host_cpu_name()
+            and target_cpu() == llvm.get_host_cpu_name()
             and target_cpu() not in FLOAT_COPY_CPUS and bool(llvm.get_host_cpu_features().get("f16c")))
+
+
+def limb_sums(half: bool | None = None) -> bool:
+    """Whether int8w's sums run as two int16 limbs on AVX512-VNNI (fused_float_vnni.py): on such a CPU where the
+    float16 copy is not made (half_copy()), as the int8 weights converted as loaded are slower there (a 512-bit
+    conversion per 16 weights; the limbs read them in place, two vpdpwssd per pair of weights). half: half_copy()'s
+    answer where the caller has it."""
+    return vnni.KERNEL == "avx512_vnni" and not (half_copy() if half is None else half)
 
 
 def _step_weights(lay, rows, half: bool) -> tuple:
@@ -166,11 +179,11 @@ def _step_weights(lay, rows, half: bool) -> tuple:
     return lay.qblob, lay.blob, part
 
 
-def _run_weights(lay, rows, weights: tuple, q8: bool):
+def _run_weights(lay, rows, weights: tuple, fma8: bool):
     """The arrays run()'s `sequence` takes: the step's (for int8w on FMA8 qw, the array its sums read: the int8
     weights converted as loaded, or their float16 copy), or where float_copy() the same with a float32 copy of qw
     made per run() (exact: the same numbers every way, and the model keeps its int8 weights only)."""
-    if q8 and vnni.KERNEL != "avx512_vnni" and float_copy():
+    if fma8 and float_copy():
         return lambda: weights[:2] + (lay.qblob[qw_start(rows):].astype(np.float32),)
     return lambda: weights
 

@@ -109,15 +109,16 @@ def weight_kind(dtype) -> str:
     return {types.int8: "int8", types.uint16: "half"}.get(dtype, "float32")
 
 
-def _weights_at(builder, wdata, off, kind: str):
+def _weights_at(builder, wdata, off, kind: str, lanes: int = LANES):
     """The 16 weights at wdata + off as float32 lanes: loaded as they are ("float32"), 16 int8 loaded and converted
-    ("int8": int8 -> int32 -> float32), or 16 float16 widened ("half": their bits in a uint16 array) -- exactly,
-    each way, for weights that are int8 values."""
+    ("int8": int8 -> int32 -> float32), or `lanes` float16 widened ("half": their bits in a uint16 array) --
+    exactly, each way, for weights that are int8 values."""
     f32x16 = ir.VectorType(ir.FloatType(), LANES)
     if kind == "half":
-        bits = ir.VectorType(ir.IntType(16), LANES)
+        bits = ir.VectorType(ir.IntType(16), lanes)
         raw = builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), bits.as_pointer()), align=2)
-        return builder.fpext(builder.bitcast(raw, ir.VectorType(ir.HalfType(), LANES)), f32x16)
+        return builder.fpext(builder.bitcast(raw, ir.VectorType(ir.HalfType(), lanes)),
+                             ir.VectorType(ir.FloatType(), lanes))
     if kind == "float32":
         return builder.load(_vec_at(builder, wdata, off), align=4)
     i8x16 = ir.VectorType(ir.IntType(8), LANES)
@@ -133,7 +134,13 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
     0, each finished sum then stored as b + s sum, one fused multiply-add with the 16 lanes at soff + 16 u and
     boff + 16 u of an extra argument `sb` (FMA8_SCALED: int8w's row scale and bias, kernels_int8w's b + s * sum,
     applied to the sums in registers, four streams per load of s and b, instead of by every stream's cell update).
-    The chains are the same: a sum that starts from b in a register equals one that starts from b in buf."""
+    The chains are the same: a sum that starts from b in a register equals one that starts from b in buf.
+
+    One stream on float16 bits on AVX-512 (`halves`) holds each block's 16 sums as two 8-lane halves and widens its
+    weights 8 at a time: a 512-bit vcvtph2ps is two operations on Zen 4 and bounded a stream's sums (kws' W_hh^T
+    alone in C, one stream: 29 G multiply-adds per second with 16-lane conversions, 46 G with 8-lane ones and
+    8-lane sums, 33 G with 8-lane conversions joined into 16-lane sums). Each lane's sum is the same chain of fused
+    multiply-adds either way: the same numbers."""
 
     def body(typingctx, buf, acc, acc_stride, w, woff, n, src, src_stride, k, *extra):
         sig = types.void(buf, acc, acc_stride, w, woff, n, src, src_stride, k, *extra)
@@ -143,6 +150,15 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
             vec = ir.VectorType(f32, LANES)
             fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                                    "llvm.fma.v16f32")
+            kind = weight_kind(signature.args[3].dtype) if int8 else "float32"  # FMA8 on float32: FMA's load
+            halves = kind == "half" and streams == 1 and WIDE  # each sum as two 8-lane halves (docstring)
+            width = LANES // 2 if halves else LANES
+            parts = range(LANES // width)
+            part = ir.VectorType(f32, width)  # a slot: `width` lanes of a block's sums
+            fused_part = fused if not halves else cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(part, [part, part, part]), "llvm.fma.v8f32")
+            split = [ir.Constant(ir.VectorType(i32, width), list(range(h * width, (h + 1) * width))) for h in parts]
+            joined = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES)))
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
             wdata = context.make_array(signature.args[3])(context, builder, args[3]).data
             acc_off, acc_st, w_off, stride, src_off, src_st, K = (
@@ -151,34 +167,38 @@ def _fma(streams: int, count: int, int8: bool = False, start: str = "acc"):
             if start in ("bias", "scaled"):  # the extra array, then its offsets: (b) or (s, b)
                 bdata = context.make_array(signature.args[9])(context, builder, args[9]).data
                 offs = [builder.sext(a, i64) if a.type != i64 else a for a in args[10:]]
-            kind = weight_kind(signature.args[3].dtype) if int8 else "float32"  # FMA8 on float32: FMA's load
             inputs = [builder.add(src_off, builder.mul(src_st, ir.Constant(i64, s))) for s in range(streams)]
-            zeros = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
             for ss, us in tiles(streams, count, WIDE):
                 ptrs = {(s, u): _vec_at(builder, data, builder.add(acc_off, builder.add(
                             builder.mul(acc_st, ir.Constant(i64, s)), ir.Constant(i64, LANES * u))))
                         for s in ss for u in us}
-                slots = {key: cgutils.alloca_once(builder, vec) for key in ptrs}
+                slots = {(s, u, h): cgutils.alloca_once(builder, part) for s, u in ptrs for h in parts}
                 for (s, u), ptr in ptrs.items():
                     first = (builder.load(ptr, align=4) if start == "acc" else ir.Constant(vec, [0.0] * LANES)
                              if start in ("zero", "scaled") else builder.load(_vec_at(builder, bdata, builder.add(
                                  offs[0], ir.Constant(i64, LANES * u))), align=4))
-                    builder.store(first, slots[s, u])
+                    for h in parts:
+                        builder.store(first if not halves else builder.shuffle_vector(first, first, split[h]),
+                                      slots[s, u, h])
                 with cgutils.for_range(builder, K) as loop:
                     kk = loop.index
                     row = builder.add(w_off, builder.mul(kk, stride))
-                    wv = {u: _weights_at(builder, wdata, builder.add(row, ir.Constant(i64, LANES * u)), kind)
-                          for u in us}
+                    wv = {(u, h): _weights_at(builder, wdata, builder.add(row, ir.Constant(i64, LANES * u + width * h)),
+                                              kind, width)
+                          for u in us for h in parts}
                     for s in ss:
                         x = builder.load(cgutils.gep(builder, data, builder.add(inputs[s], kk)))
-                        x = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, None), x,
+                        x = builder.shuffle_vector(builder.insert_element(ir.Constant(part, None), x,
                                                                           ir.Constant(i32, 0)),
-                                                   ir.Constant(vec, None), zeros)
+                                                   ir.Constant(part, None), ir.Constant(ir.VectorType(i32, width),
+                                                                                        [0] * width))
                         for u in us:
-                            slot = slots[s, u]
-                            builder.store(builder.call(fused, [wv[u], x, builder.load(slot)]), slot)
+                            for h in parts:
+                                slot = slots[s, u, h]
+                                builder.store(builder.call(fused_part, [wv[u, h], x, builder.load(slot)]), slot)
                 for (s, u), ptr in ptrs.items():
-                    total = builder.load(slots[s, u])
+                    total = (builder.load(slots[s, u, 0]) if not halves else
+                             builder.shuffle_vector(builder.load(slots[s, u, 0]), builder.load(slots[s, u, 1]), joined))
                     if start == "scaled":  # b + s * sum: offs = (the scales', the biases')
                         scale, bias = (builder.load(_vec_at(builder, bdata, builder.add(o, ir.Constant(
                             i64, LANES * u))), align=4) for o in offs)

@@ -185,8 +185,7 @@ def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the
     # gru 24: W_hh^T (24 x 72), one full panel of 64 columns and a tail of 8; 40: (40 x 120), a tail of 56. f32's
     # float32 blob, int8w's int8 qblob (on a CPU without VNNI: the VNNI limbs read pairs of rows in place)
     from rnnedge.runtime import fused
-    from rnnedge.runtime.fused_float import half_copy
-    from rnnedge.runtime.fused_float_vnni import KERNEL
+    from rnnedge.runtime.fused_float import half_copy, limb_sums
 
     spec = make_spec("gru", layers=2, hidden=hidden)
     model = runtime.load(write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision))
@@ -198,7 +197,7 @@ def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the
     row_major = {off: before[off : off + K * N].reshape(K, N).copy() for off, (K, N) in mats.items()}
     assert model.kernel_info["step"] == "specialised"
     blob = array()
-    if precision == "int8w" and KERNEL == "avx512_vnni":
+    if precision == "int8w" and limb_sums():
         assert lay.panels == {} and blob is lay.qblob and np.array_equal(blob, before)
         return
     assert (blob.ctypes.data + blob.itemsize * int(rows[0][L_OFF_WHH])) % 64 == 0
@@ -376,18 +375,17 @@ def test_fma8_sums_int8_weights_their_float16_bits_and_their_float32_copy_alike_
 def test_int8w_steps_and_runs_the_same_numbers_from_its_float16_copy_as_from_its_int8_weights(kind, tmp_path,
                                                                                             monkeypatch):
     # the step's sums read qw: a float16 copy of qblob from the first layer's W_ih^T on where the CPU has F16C, else
-    # that part of qblob itself (a token model's embedding table comes before it)
+    # that part of qblob itself (a token model's embedding table comes before it; on AVX512-VNNI the sums without the
+    # copy are VNNI's limbs, which read qblob in place: FMA8 on the int8 weights is compared here on every CPU)
     from rnnedge.runtime import fused, fused_float, fused_float_vnni
 
     spec = make_spec("lstm", layers=2, hidden=20, kind=kind, vocab=300)
     path = write_artifact(make_model(spec), tmp_path / "m.int8w.safetensors", "int8w")
+    monkeypatch.setattr(fused_float_vnni, "KERNEL", "fma")
     got = {}
     for half in (True, False):
         monkeypatch.setattr(fused_float, "half_copy", lambda half=half: half)
         model = runtime.load(path)
-        if fused_float_vnni.KERNEL == "avx512_vnni":  # the limb sums read qblob in place
-            assert fused.specialised(model).weights == (model.layout.qblob, model.layout.blob)
-            return
         qw = fused.specialised(model).weights[2]
         q0 = int(model.layout.layers[0][L_OFF_WIH])
         assert (q0 > 0) == (kind == "tokens")
@@ -413,7 +411,10 @@ def test_rnnedge_int8w_float16_0_keeps_int8w_weights_int8_in_memory(tmp_path, mo
     monkeypatch.setenv("RNNEDGE_INT8W_FLOAT16", "0")
     model = runtime.load(path)
     weights = fused.specialised(model).weights
-    if fused_float_vnni.KERNEL != "avx512_vnni":  # (VNNI's limbs make no copy either way)
+    if fused_float_vnni.KERNEL == "avx512_vnni":  # VNNI's limbs read the int8 weights in place
+        assert weights == (model.layout.qblob, model.layout.blob)
+        assert model.kernel_info["matvec"].startswith("avx512_vnni: [x] and [h] as two int16 limbs")
+    else:  # FMA8 converts them as loaded
         assert weights[2].dtype == np.int8 and np.shares_memory(weights[2], model.layout.qblob)
     assert model.nbytes == model.layout.nbytes and "float16" not in model.kernel_info["matvec"]
 
@@ -453,7 +454,7 @@ def test_the_f32_sums_start_from_the_bias_in_registers_unless_its_blocks_would_r
 @pytest.mark.parametrize("copy", [False, True])
 def test_int8w_run_sums_the_int8_weights_or_a_float32_copy_made_per_run_and_equals_stepping_either_way(
         tmp_path, monkeypatch, copy):
-    from rnnedge.runtime import fused, fused_float, fused_float_vnni
+    from rnnedge.runtime import fused, fused_float
     from rnnedge.runtime.fused_float_source import qw_start
 
     monkeypatch.setattr(fused_float, "float_copy", lambda: copy)
@@ -463,7 +464,7 @@ def test_int8w_run_sums_the_int8_weights_or_a_float32_copy_made_per_run_and_equa
     step, rows = fused.specialised(fast), [lay.layers[0], lay.layers[2]]
     made = fused_float._run_weights(lay, rows, step.weights, True)
     first, second = made(), made()
-    if fused_float_vnni.KERNEL == "avx512_vnni":  # the limb sums read the int8 weights in run() too
+    if fused_float.limb_sums():  # the limb sums read the int8 weights in run() too
         assert first == (lay.qblob, lay.blob)
         return
     assert first[:2] == (lay.qblob, lay.blob)
@@ -481,12 +482,12 @@ def test_int8w_run_sums_the_int8_weights_or_a_float32_copy_made_per_run_and_equa
 
 def test_int8w_on_fma8_compiles_its_wide_step_only_for_a_stream_that_runs_it(tmp_path, monkeypatch):
     # from 16 streams where the sums read the float16 copy (converting it as loaded is cheap), else from 8
-    from rnnedge.runtime import fused, fused_float, fused_float_vnni
+    from rnnedge.runtime import fused, fused_float
 
     spec = make_spec("gru", layers=1, hidden=21)  # a shape of its own: its module is loaded by this test only
     fast, _ = _pair(tmp_path, spec, "int8w", monkeypatch)
     step = fused.specialised(fast)
-    if fused_float_vnni.KERNEL == "avx512_vnni":  # one step at every batch there
+    if fused_float.limb_sums():  # one step at every batch there
         assert step.wide is None
         return
     wide = step.wide[0]
