@@ -5,9 +5,10 @@
 The generator writes the model's step as numba source with its sizes and offsets as literals
 (fused_float_source.py), loads it through runtime/specialize.py (kept in the cache folder, so a second process
 loads the compiled code) and hands Stream the same call as the generic kernels': `step(buf, x, *weights) ->
-status` on the same buffer, weights the layout's own arrays ((blob,) f32, (qblob, blob) int8w on VNNI: nothing
-copied; int8w on FMA8 (qblob, blob, qw), qw the part of qblob its sums read, or a float16 copy of it where the CPU
-has F16C: _step_weights); f32's blob, and int8w's qblob on a CPU without VNNI, is rewritten once, at generation:
+status` on the same buffer, weights the layout's own arrays ((blob,) f32; int8w on FMA8 (qblob, blob, qw), qw a
+float16 copy of the part of qblob its sums read where the CPU has F16C (half_copy), else that part itself:
+_step_weights; int8w's VNNI limbs, where the copy is refused on such a CPU, (qblob, blob): nothing copied); f32's
+blob, and int8w's qblob on FMA8, is rewritten once, at generation:
 its recurrent matrices in panels of 64 columns (layout.panelled, the same size; layout.matrix still reads them
 row-major), the largest ones from a cache line: fused_float_blob.py).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
@@ -16,13 +17,13 @@ extension that changes the step's arithmetic (layout.F_STEP) stays on the generi
 
 The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 activations, int8w's row scales
 on finished sums), summed in another order (f32: one chain of fused multiply-adds per sum, fused_float_fma.py;
-int8w: from the activations' two int16 limbs, on VNNI where the CPU has it: fused_float_vnni.py), so the two
+int8w: FMA8's chains too, or the activations' two int16 limbs on VNNI: limb_sums), so the two
 agree to float32 rounding, not bit for bit. model.run() of
 a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
 step() == run() bit for bit: below four sequences it first computes the first layer's input sums of ~16 steps
 at a time as one product, the same sums the step would form (fused_float_run.py; int8w on FMA8: the same code,
 reading the step's qw, as the step does -- or, on a CPU with 128-bit vector units, a float32 copy of it made per
-run(): _run_weights; int8w on VNNI steps at every t). A bidirectional or reverse model is never
+run(): _run_weights; int8w's VNNI limbs step at every t). A bidirectional or reverse model is never
 stepped: its run() is compiled on its own (fused_float_sequence.py: every step's input projections at once, then
 the recurrence), kernel_info["path"] "fused_float_sequence".
 """

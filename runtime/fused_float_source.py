@@ -9,21 +9,21 @@ for all B streams at once:
     v (B, n_in)          the first layer's input: normalised features or the embedding row
     f32:   ax, ah (B, G_pad)      b_ih + W_ih v and b_hh + W_hh h per stream (G_pad: G to blocks of 16)
            (int8w on FMA8 too: b + s W_ih v and b + s W_hh h, each row scale applied to the sum as it is stored)
-    int8w on VNNI:
+    int8w's VNNI limbs (fused_float.limb_sums):
            words (B, W_max)       each input part's two int16 limbs, two to an int32 (fused_float_vnni.py)
            acc (B, 4 G_pad)       the int32 sums x.hi, x.lo, h.hi, h.lo per stream (G_pad: G to blocks of 16)
            scales (B, 4)          the limbs' scales s_x, t_x, s_h, t_h
     d_k (B, U_k)         each hidden head layer's output
 
 A mat-vec walks W^T (inputs, rows) a few blocks of 16 rows at a time, the sums of several streams in registers
-(f32: fused_float_fma's 4 streams x 4 blocks; int8w on VNNI: 4 streams x 2 blocks, both limbs), every stream
+(f32: fused_float_fma's 4 streams x 4 blocks; int8w's VNNI limbs: 4 streams x 2 blocks, both limbs), every stream
 through a block before the next (blocks outer, streams inner): each weight load serves 4 streams, and at batch B
 the weights come from L2 once per step, not B times. The streams past a multiple of 4 (all of them at batch 1) go
 one at a time. f32's sums are each one chain of fused multiply-adds over k and int8w's are exact int32 sums, so a
 stream gives the same numbers at every B and in every group. The gate and head arithmetic is kernels_f32's
 (exp_f32, the same sigmoid and tanh forms); int8w applies each row's scale to its finished sum (b + s * sum_k
-q[k, i] v[k]) as kernels_int8w does, the sum taken on VNNI from the activations' int16 limbs
-(fused_float_vnni.py), which agrees to float32 rounding.
+q[k, i] v[k]) as kernels_int8w does, the sum taken on FMA8 (as f32's) or on VNNI from the activations' int16 limbs
+(fused_float_vnni.py), each of which agrees with the generic kernels to float32 rounding.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class Lines:
 
 def source(model, rows, what: str, path: str = "fma") -> str:
     """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights[, pv]) (see run).
-    int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float_vnni.KERNEL), the sums' code. f32
+    int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float.limb_sums), the sums' code. f32
     and FMA8: the step's body is `layers(buf, x, *weights, pv, at)`, step() its call with at = -1, and run()'s
     sequence is fused_float_run.py's, which may hand it the first layer's input sums."""
     from rnnedge.runtime.fused_float_limbs import layer_int8w_limbs  # here: it uses this module's helpers
@@ -365,7 +365,7 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     time, every i through them, STREAMS at a time (then the rest one by one), so a block of W^T comes from L2 once
     and serves STREAMS streams (or sequence rows) per load. Every sum is one chain over k whichever group i falls
     in: a stream's numbers do not depend on the batch. No branch on rows: LLVM would copy a loop's body per case.
-    fma: "fma" (float32 W^T) or "fma8" (int8 W^T, int8w's on a CPU without VNNI). convert (woff, N, K) of int8
+    fma: "fma" (float32 W^T) or "fma8" (int8 W^T or its float16 copy, int8w's). convert (woff, N, K) of int8
     W^T in q: each group's columns are first converted to float32 at `woff` in `weights` (buf's CW, rows of
     BLOCKS x 16), exactly, once for every i; the sums then read them there (the same numbers). array: the float32
     array acc and src index (the stream buffer, or run()'s projections, fused_float_run.py). W^T sits in `weights`

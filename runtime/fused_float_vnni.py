@@ -15,8 +15,10 @@ rounding (the golden vectors' 1e-5 against firmware_ref's float int8w holds), at
         sharing each weight load; dp2_4 / dp2_1: one stream's 4 or 1 blocks
     dp2_vnni(ibuf, hi, lo, wq, w, n, wh, wl, pairs, count)   `count` blocks: fours, then single blocks
 
-A CPU without AVX512-VNNI runs int8w's sums on fused_float_fma.FMA8 instead (float32 sums of the int8 weights,
-converted as they are loaded): one product per weight where the limbs take two, and LLVM lowers it anywhere.
+These limbs run only where int8w makes no float16 copy of its weights on such a CPU (fused_float.limb_sums:
+RNNEDGE_INT8W_FLOAT16=0, say): elsewhere int8w's sums run on fused_float_fma.FMA8 (float32 sums of the copy, or of
+the int8 weights converted as they are loaded: one product per weight where the limbs take two; LLVM lowers it
+anywhere), which on Zen 4 is faster than these limbs at every batch (fused_float.half_copy).
 
 A limb pair word holds the int16 limbs of inputs 2p (low half) and 2p + 1 (high half), as vpdpwssd reads them.
 The weights are the layout's own W^T (K, N) int8, not a copy: rows 2p and 2p + 1 are loaded 16 outputs at a time,
@@ -35,7 +37,7 @@ from rnnedge.runtime.vnni import LANES, PAIR_DOT, has_avx512_vnni
 
 dpwssd = PAIR_DOT["vnni"]  # vnni.py's vpdpwssd, one declaration for both int8 paths
 
-KERNEL = "avx512_vnni" if has_avx512_vnni() else "fma"  # int8w's sums: these limbs, or FMA8
+KERNEL = "avx512_vnni" if has_avx512_vnni() else "fma"  # whether this CPU can run the limbs (fused_float.limb_sums)
 GROUP = 4  # blocks advanced together: eight independent accumulator chains (two limbs) hide vpdpwssd's latency
 STREAMS = 4  # streams sharing each weight load (with STREAM_BLOCKS blocks: 16 accumulators in registers)
 STREAM_BLOCKS = 2
