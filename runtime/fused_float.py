@@ -111,6 +111,7 @@ def generate(model) -> fused.Specialised | None:
                           if limbs else
                           "fma: float32 sums of the int8 weights (W^T in panels of 64 columns"
                           + (f"; read from a float16 copy, {weights[2].nbytes} bytes, F16C" if half else "")
+                          + ("; one stream's sums as 8-lane halves" if half and fma.WIDE else "")
                           + f"), {fma.describe()}; "
                           f"from {wide_from} streams each group of W^T's columns converted once per step for all "
                           "of them (step_wide, compiled for such a stream only), else as loaded")

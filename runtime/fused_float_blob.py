@@ -1,5 +1,5 @@
-"""Where the float steps' weights sit: the array holding the recurrent matrices (f32: the float32 blob; int8w on a
-CPU without VNNI: the int8 qblob), placed once so its largest matrices start a cache line, with every recurrent
+"""Where the float steps' weights sit: the array holding the recurrent matrices (f32: the float32 blob; int8w on
+FMA8: the int8 qblob), placed once so its largest matrices start a cache line, with every recurrent
 W^T rewritten in panels of 64 columns (layout.panelled: the same size, in place; every other offset unchanged, and
 layout.matrix still reads them row-major). fused_float.py (the step) and fused_float_sequence.py (f32's run() of a
 model that cannot stream) read them so.

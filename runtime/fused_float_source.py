@@ -405,11 +405,11 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
 
 def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
                      wide: bool = False, w_size: int = 0, qw_at: int = 0) -> None:
-    """One forward int8w layer for every stream where the CPU has no VNNI: both mat-vecs as float32 sums of the int8
-    weights (each converted exactly as it is loaded, fused_float_fma.FMA8) times the inputs, in _layer_f32's
-    blocks, each sum stored as b + row scale * sum (FMA8_SCALED: the scale and bias loaded once per block for four
-    streams, where their blocks' reads stay inside w, scale_start; else the cell update applies them), then the
-    cell update: kernels_int8w's arithmetic to float32 rounding. projected: as _layer_f32's (the sums from pv when
+    """One forward int8w layer for every stream on FMA8 (fused_float.limb_sums false): both mat-vecs as float32 sums
+    of the int8 weights (each converted exactly as it is loaded, or read from their float16 copy: fused_float_fma.FMA8)
+    times the inputs, in _layer_f32's blocks, each sum stored as b + row scale * sum (FMA8_SCALED: the scale and
+    bias loaded once per block for four streams, where their blocks' reads stay inside w, scale_start; else the
+    cell update applies them), then the cell update: kernels_int8w's arithmetic to float32 rounding. projected: as _layer_f32's (the sums from pv when
     at >= 0, run() having scaled them alike). wide: each group of W^T's columns converted once into CW for all the
     streams (step_wide, from CONVERT_FROM streams), else converted as loaded, once per four streams. Zen 3, har
     at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the step 1.20-1.21 -> 1.12-1.14.

@@ -377,7 +377,7 @@ def test_int8w_steps_and_runs_the_same_numbers_from_its_float16_copy_as_from_its
     # the step's sums read qw: a float16 copy of qblob from the first layer's W_ih^T on where the CPU has F16C, else
     # that part of qblob itself (a token model's embedding table comes before it; on AVX512-VNNI the sums without the
     # copy are VNNI's limbs, which read qblob in place: FMA8 on the int8 weights is compared here on every CPU)
-    from rnnedge.runtime import fused, fused_float, fused_float_vnni
+    from rnnedge.runtime import fused, fused_float, fused_float_fma, fused_float_vnni
 
     spec = make_spec("lstm", layers=2, hidden=20, kind=kind, vocab=300)
     path = write_artifact(make_model(spec), tmp_path / "m.int8w.safetensors", "int8w")
@@ -392,6 +392,8 @@ def test_int8w_steps_and_runs_the_same_numbers_from_its_float16_copy_as_from_its
         if half:
             assert qw.dtype == np.uint16 and np.array_equal(qw.view(np.float16), model.layout.qblob[q0:])
             assert "float16 copy" in model.kernel_info["matvec"] and "float16 copy" in model.kernel_info["run"]
+            # AVX-512: one stream's sums widen 8 weights at a time (fused_float_fma: the same chains, the same sums)
+            assert ("8-lane halves" in model.kernel_info["matvec"]) == fused_float_fma.WIDE
             assert model.nbytes == model.layout.nbytes + qw.nbytes
         else:
             assert qw.dtype == np.int8 and qw.size == model.layout.qblob.size - q0
