@@ -409,11 +409,12 @@ def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, 
     of the int8 weights (each converted exactly as it is loaded, or read from their float16 copy: fused_float_fma.FMA8)
     times the inputs, in _layer_f32's blocks, each sum stored as b + row scale * sum (FMA8_SCALED: the scale and
     bias loaded once per block for four streams, where their blocks' reads stay inside w, scale_start; else the
-    cell update applies them), then the cell update: kernels_int8w's arithmetic to float32 rounding. projected: as _layer_f32's (the sums from pv when
-    at >= 0, run() having scaled them alike). wide: each group of W^T's columns converted once into CW for all the
-    streams (step_wide, from CONVERT_FROM streams), else converted as loaded, once per four streams. Zen 3, har
-    at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the step 1.20-1.21 -> 1.12-1.14.
-    Converted as loaded, the sums read W^T from qw, which starts at qblob's offset qw_at (qw_start)."""
+    cell update applies them), then the cell update: kernels_int8w's arithmetic to float32 rounding. projected: as
+    _layer_f32's (the sums from pv when at >= 0, run() having scaled them alike). wide: each group of W^T's columns
+    converted once into CW for all the streams (step_wide, from CONVERT_FROM streams), else converted as loaded,
+    once per four streams. Zen 3, har at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the
+    step 1.20-1.21 -> 1.12-1.14. Converted as loaded, the sums read W^T from qw, which starts at qblob's offset
+    qw_at (qw_start)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")

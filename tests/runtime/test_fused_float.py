@@ -183,7 +183,7 @@ def test_generated_source_is_written_once_and_reused(tmp_path, monkeypatch):
 def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the_layouts_own_array(hidden, precision,
                                                                                                  tmp_path):
     # gru 24: W_hh^T (24 x 72), one full panel of 64 columns and a tail of 8; 40: (40 x 120), a tail of 56. f32's
-    # float32 blob, int8w's int8 qblob (on a CPU without VNNI: the VNNI limbs read pairs of rows in place)
+    # float32 blob, int8w's int8 qblob (except where its sums are VNNI's limbs: they read pairs of rows in place)
     from rnnedge.runtime import fused
     from rnnedge.runtime.fused_float import half_copy, limb_sums
 
