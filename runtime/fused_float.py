@@ -82,12 +82,12 @@ def generate(model) -> fused.Specialised | None:
     what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
             f"{len(lay.dense)} hidden head layer(s), head {model.spec['head']['activation']}")
     q8 = model.precision == "int8w"
-    half_asked = q8 and half_copy()  # asked once: the weights then say which path the step took
-    limbs = q8 and limb_sums(half_asked)  # int8w's limb sums on VNNI; else f32's sums (FMA, or FMA8)
+    half = q8 and half_copy()  # asked once: int8w's sums read a float16 copy (then never the limbs)
+    limbs = q8 and limb_sums(half)  # int8w's limb sums on VNNI; else f32's sums (FMA, or FMA8)
     if q8:  # the VNNI sums read the layout's W^T in place (fused_float_vnni.reach: within qblob); FMA8 in panels
         if not limbs:
             panel_blob(lay, rows)
-            weights = _step_weights(lay, rows, half_asked)
+            weights = _step_weights(lay, rows, half)
         else:
             weights = (lay.qblob, lay.blob)
         text = source(model, rows, what, "avx512_vnni" if limbs else "fma")
@@ -101,7 +101,6 @@ def generate(model) -> fused.Specialised | None:
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
     run_weights = _run_weights(lay, rows, weights, fma8)
-    half = fma8 and weights[2].dtype == np.uint16  # its sums read a float16 copy (half_copy())
     wide_from = CONVERT_FROM_HALF if half else CONVERT_FROM
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
             "model": what, "batched": "weights read once per step for all streams"}

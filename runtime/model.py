@@ -315,7 +315,7 @@ class Model:
 def _shares_layout(w: np.ndarray, lay) -> bool:
     """Whether a specialised step's weight array is one of the layout's own, or a view of one (int8w's qw: part of
     qblob), counted once in nbytes."""
-    return any(w is a or np.may_share_memory(w, a) for a in (lay.blob, lay.qblob, lay.iblob, lay.table))
+    return any(np.may_share_memory(w, a) for a in (lay.blob, lay.qblob, lay.iblob, lay.table))
 
 
 def _initial_state(model: Model) -> np.ndarray | None:
