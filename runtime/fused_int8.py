@@ -23,8 +23,9 @@ How it differs from the generic kernel (the integers do not):
   negative-index wrap folds away).
 - Each gate's rows are padded to HP = H rounded up to 16 (zero weights, bias and multipliers), so every mat-vec
   writes whole 16-lane blocks and gate k of unit j sits at row k HP + j.
-- Mat-vecs: on AVX512-VNNI (`vnni.matvec_vnni_at`, `vpdpwssd`, weights in pack_vnni's layout); else on AVX2, the
-  same code and layout with `vpmaddwd` + `vpaddd` for each `vpdpwssd` (`vnni.matvec_avx2_at`, path "avx2"); else
+- Mat-vecs: on AVX512-VNNI vnni_quad's (weights in pack_quad's layout: one row on `vpdpbusd` with the values split
+  into two unsigned bytes, four rows on `vpdpwssd`); else on AVX2, pack_vnni's pairs on `vpmaddwd` + `vpaddd`
+  (`vnni.matvec_avx2_at`, path "avx2"); else
   the portable path, plain loops over W^T (K, GP) that LLVM vectorises with this CPU's instructions. The path is
   chosen when the step is generated (vnni.best_path; RNNEDGE_VNNI=0 forces the portable one); kernel_info names
   it. int32 sums are exact in any order (the export's bound), so every path gives the generic kernel's integers.
@@ -37,11 +38,11 @@ How it differs from the generic kernel (the integers do not):
   changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
 Batches: the streams run in groups of vnni.ROWS (four), B read from x, so any B runs without recompiling. For a
-group, each layer's two mat-vecs are matrix products (vnni.matmat_vnni_at: each weight load, sign-extended once,
-serves the group's streams) written straight into each stream's rows of a group region, where that stream's gate
+group, each layer's two mat-vecs are matrix products (vnni_quad.matmat_quad_at: each weight load, sign-extended
+once, serves the group's streams) written straight into each stream's rows of a group region, where that stream's gate
 stage then reads them in place (a view per stream, no copies); the head is one matrix product per group too (four
-independent accumulator chains; a head with hidden dense layers runs per stream). B = 1 is a group of one: the
-same instructions as a mat-vec. The portable path runs the same products row by row.
+independent accumulator chains; a head with hidden dense layers runs per stream). B = 1, and a batch's last 1-3
+streams, run one stream at a time (on VNNI, vpdpbusd). The portable path runs the same products row by row.
 """
 
 from __future__ import annotations
@@ -79,8 +80,16 @@ from rnnedge.runtime.fused_int8_simd import (as_float32, as_int8, gate_sums_boun
 from rnnedge.runtime.int8_math import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_right,
                                        gelu_q12, rounding_divide_by_pot, sat16)
 from rnnedge.runtime.kernels_f32 import activate_head_f32
-from rnnedge.runtime.vnni import matmat_avx2_at, matmat_vnni_at, matvec_avx2_at, matvec_vnni_at
+from rnnedge.runtime.vnni import matmat_avx2_at, matvec_avx2_at
+from rnnedge.runtime.vnni_quad import matmat_quad_at, matvec_quad_at
 """
+
+
+# kernel_info's "products": which instructions each path's mat-vecs and matrix products run on
+PRODUCTS = {"avx512_vnni": "weights in quads of inputs; one stream: vpdpbusd on each value's two unsigned bytes; four "
+                           "streams: vpdpwssd, each weight load widened once",
+            "avx2": "weights in pairs of inputs; vpmaddwd + vpaddd, four streams per weight load",
+            "portable": "plain loops over W^T, vectorised by LLVM"}
 
 
 def portable_forced() -> bool:
@@ -116,10 +125,10 @@ def generate(model, path: str | None = None) -> Specialised | None:
     blob, src = Blob(), Source(path)
     OUT, STATE, n_in = int(m[L.M_OUT]), int(m[L.M_STATE]), int(m[L.M_N_IN])
     table = blob.int32(pair_table())
-    layers = [[layer_constants(blob, lay, lay.layers[2 * l + d], portable) for d in range(specs.directions(layer))]
+    layers = [[layer_constants(blob, lay, lay.layers[2 * l + d], path) for d in range(specs.directions(layer))]
               for l, layer in enumerate(model.spec["layers"])]
-    hiddens = [hidden_constants(blob, row, lay, portable) for row in lay.dense]
-    head = _head_constants(blob, lay, portable)
+    hiddens = [hidden_constants(blob, row, lay, path) for row in lay.dense]
+    head = _head_constants(blob, lay, path)
     if model.dense:
         inputs = tuple(blob.float32(lay.blob[int(m[a]) : int(m[a]) + n]) for a, n in
                        ((L.M_OFF_IN_A, n_in), (L.M_OFF_IN_B, n_in), (L.M_OFF_IN_S, 1)))
@@ -157,6 +166,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
                        scratch=lambda batch: XQ + batch * NP,
                        info={"path": path, "source": str(specialize.source_path(stem, text)),
                              "blob_bytes": int(weights.nbytes), "activations": fused_int8_simd.describe(),
+                             "products": PRODUCTS[path],
                              "run": "forward layers: sequences in groups of four (a function compiled only for "
                                     "four sequences and more), each step's products as matrix products; else "
                                     f"input projections of {CHUNK} steps at a time as one, then their recurrence"
@@ -165,7 +175,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
                                                                   valid))
 
 
-def _head_constants(blob: Blob, lay, portable: bool) -> dict:
+def _head_constants(blob: Blob, lay, path: str) -> dict:
     m = lay.model
     OUT, head_in = int(m[L.M_OUT]), int(m[L.M_HEAD_IN])
     OP = up(OUT)
@@ -174,7 +184,7 @@ def _head_constants(blob: Blob, lay, portable: bool) -> dict:
     w_t[:, :OUT] = w.T
     bias = np.zeros(OP, dtype=np.int32)
     bias[:OUT] = lay.iblob[int(m[L.M_OFF_HEAD_B]) : int(m[L.M_OFF_HEAD_B]) + OUT]
-    return {"OUT": OUT, "OP": OP, "w": pack(blob, w_t, portable), "b": blob.int32(bias),
+    return {"OUT": OUT, "OP": OP, "w": pack(blob, w_t, path), "b": blob.int32(bias),
             "s": blob.float32(lay.blob[int(m[L.M_OFF_HEAD_S]) : int(m[L.M_OFF_HEAD_S]) + OUT]),
             "activation": int(m[L.M_ACTIVATION])}
 
@@ -233,7 +243,7 @@ for b in range(B):
     for k in range({n_in}):
         s[{XQ} + b * {NP} + k] = np.int32(row[k])""")
     # streams in groups of ROWS: each layer's two mat-vecs for the group as matrix products (every weight load
-    # serves the group's streams, vnni.matmat_vnni_at) written straight into each stream's rows of the group
+    # serves the group's streams, vnni_quad.matmat_quad_at) written straight into each stream's rows of the group
     # region, then each stream's gate stage on its own rows (a view, so indices stay provably >= 0); the head
     # likewise for the group
     ST, Z, ZS = f"B * {OUT}", frame_step["Z"], frame_step["ZS"]

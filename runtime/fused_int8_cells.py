@@ -4,7 +4,7 @@ layers. The step (fused_int8.py) and the whole-sequence run (fused_int8_seq.py) 
 constants, so their integers are the same by construction.
 
     blob = Blob(); src = Source(path)          # path: vnni.best_path()'s names
-    k = layer_constants(blob, lay, row, portable)    # packed weights, biases, requantisation rows of one layer
+    k = layer_constants(blob, lay, row, path)    # packed weights, biases, requantisation rows of one layer
     src.matvec(...); gates(src, k, indent, AX, AH, "st", h, c, table)   # one step of that layer
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnedge.runtime import layout as L
-from rnnedge.runtime import vnni
+from rnnedge.runtime import vnni, vnni_quad
 from rnnedge.runtime.fused_int8_math import rounding_rows
 
 LANES = 16
@@ -67,8 +67,8 @@ class Source:
     """The generated module's text: literal offsets, the mat-vec path's code."""
 
     def __init__(self, path: str):
-        self.portable = path == "portable"  # plain loops; else the blocked mat-vecs of vnni.py
-        self.isa = "avx2" if path == "avx2" else "vnni"  # their instructions (vnni.matvec_avx2_at / _vnni_at)
+        self.portable = path == "portable"  # plain loops; else the blocked mat-vecs of vnni.py / vnni_quad.py
+        self.isa = "avx2" if path == "avx2" else "quad"  # their instructions (vnni.matvec_avx2_at, vnni_quad's)
         self.lines: list[str] = []
 
     def add(self, indent: int, text: str) -> None:
@@ -100,7 +100,7 @@ for k in range({K - K % 4}, {K}):
     def matmat(self, indent: int, out: str, dst: int | str, dst_stride: int, w: int, bias: int, v: str,
                v_off: int | str, v_stride: int, K: int, N: int, rows: str) -> None:
         """matvec for `rows` rows: out[dst + r dst_stride ...] from v[v_off + r v_stride ...], r < rows; on VNNI
-        each weight load serves four rows (vnni.matmat_vnni_at)."""
+        and AVX2 each weight load serves four rows (vnni_quad.matmat_quad_at, vnni.matmat_avx2_at)."""
         if not self.portable:
             self.add(indent, f"matmat_{self.isa}_at({out}, {dst}, {dst_stride}, w8, {w}, blob, {bias}, {v}, {v_off}, "
                              f"{v_stride}, {K}, {N // LANES}, {rows})")
@@ -109,9 +109,11 @@ for k in range({K - K % 4}, {K}):
         self.matvec(indent + 1, f"{dst} + r * {dst_stride}", w, bias, (v, f"{v_off} + r * {v_stride}"), K, N, out)
 
 
-def pack(blob: Blob, w_t: np.ndarray, portable: bool) -> int:
-    """Byte offset of W^T (K, N) int8 in the mat-vec's layout: as is (portable) or pack_vnni's blocks."""
-    return blob.int8(w_t if portable else vnni.pack_vnni(np.ascontiguousarray(w_t)))
+def pack(blob: Blob, w_t: np.ndarray, path: str) -> int:
+    """Byte offset of W^T (K, N) int8 in the path's layout: as is (portable), pack_vnni's pairs (avx2) or
+    vnni_quad.pack_quad's quads (avx512_vnni)."""
+    w_t = np.ascontiguousarray(w_t)
+    return blob.int8(w_t if path == "portable" else vnni.pack_vnni(w_t) if path == "avx2" else vnni_quad.pack_quad(w_t))
 
 
 def _pad_gates(a: np.ndarray, gates: int, H: int, HP: int) -> np.ndarray:
@@ -144,7 +146,7 @@ class LayerConstants:
         return GATES[self.cell] * self.HP
 
 
-def layer_constants(blob: Blob, lay, row, portable: bool) -> LayerConstants:
+def layer_constants(blob: Blob, lay, row, path: str) -> LayerConstants:
     """One layer-direction's constants in the blob (weights padded to 16 rows per gate)."""
     cell, H, K = int(row[L.L_CELL]), int(row[L.L_HIDDEN]), int(row[L.L_N_IN])
     gates, HP = GATES[cell], up(H)
@@ -158,7 +160,7 @@ def layer_constants(blob: Blob, lay, row, portable: bool) -> LayerConstants:
 
     m_ih, m_hh = matrix(int(row[L.L_OFF_WIH]), K), matrix(int(row[L.L_OFF_WHH]), H)
     bias_x, bias_h = (_pad_gates(ivec(int(row[off]), G), gates, H, HP) for off in (L.L_OFF_BIH, L.L_OFF_BHH))
-    w_ih, w_hh = pack(blob, m_ih, portable), pack(blob, m_hh, portable)
+    w_ih, w_hh = pack(blob, m_ih, path), pack(blob, m_hh, path)
     b_x, b_h = blob.int32(bias_x), blob.int32(bias_h)
     rq = _pad_gates(ivec(int(row[L.L_OFF_SIH]), 4 * G).reshape(4, G), gates, H, HP)
     # the requantisation: int8_math's general MBQM where a row shifts left (as the generic kernel chooses), else
@@ -269,7 +271,7 @@ class HiddenConstants:
     activation: int
 
 
-def hidden_constants(blob: Blob, row, lay, portable: bool) -> HiddenConstants:
+def hidden_constants(blob: Blob, row, lay, path: str) -> HiddenConstants:
     """A head's hidden dense layer (kernels_int8.dense_int8's integers), rows padded to 16."""
     U, n_in, activation = int(row[L.D_UNITS]), int(row[L.D_N_IN]), int(row[L.D_ACTIVATION])
     UP = up(U)
@@ -283,7 +285,7 @@ def hidden_constants(blob: Blob, row, lay, portable: bool) -> HiddenConstants:
     rq = lay.iblob[int(row[L.D_OFF_S]) : int(row[L.D_OFF_S]) + 2 * U]
     M, S = blob.int32(padded(rq[:U], np.int32)), blob.int32(padded(rq[U:], np.int32))
     bias = blob.int32(padded(lay.iblob[int(row[L.D_OFF_B]) : int(row[L.D_OFF_B]) + U], np.int32))
-    return HiddenConstants(U, UP, n_in, pack(blob, padded(w.T, np.int8), portable), bias, M, S, activation)
+    return HiddenConstants(U, UP, n_in, pack(blob, padded(w.T, np.int8), path), bias, M, S, activation)
 
 
 def hidden(src: Source, k: HiddenConstants, indent: int, v: tuple[str, int | str], out: int, table: int) -> None:

@@ -15,7 +15,7 @@ holds no four-row matrix product: run() of one sequence compiles about half as m
 
 In sequence_grouped, forward layer-directions take the sequences in groups of vnni.ROWS (four), as the batched
 step does: at each step t, the group's input products and W_hh products as two matrix products
-(vnni.matmat_vnni_at: every weight load serves the four; portable: row by row) written into each sequence's rows
+(vnni_quad.matmat_quad_at: every weight load serves the four; portable: row by row) written into each sequence's rows
 of a group region in s, then each sequence's gate stage on its own rows and state (views), its h written to the
 layer's output rows (sa or sb). A sequence past its length is left alone (its products are not computed once
 every later member of the group has ended too, and are ignored before). Every direction in `sequence`, and every

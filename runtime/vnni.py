@@ -5,9 +5,9 @@ loop chosen at load on CPUs without it; both give the integers of kernels_int8.g
     gemv_t(acc, wp, v)        per step: acc (N,) int32 += w_t^T @ v, v (K,) int32 holding int16 values
     KERNEL                    "avx512_vnni" or "portable": which pack and gemv_t this process runs
 
-The specialised int8 steps (runtime/fused_int8.py) call matvec_vnni_at / matmat_vnni_at, or on a CPU with AVX2 but
-no VNNI matvec_avx2_at / matmat_avx2_at: the same layout and integers with vpmaddwd + vpaddd in place of each
-vpdpwssd (best_path() says which this CPU gets).
+The specialised int8 steps (runtime/fused_int8.py) run vnni_quad's products on AVX512-VNNI (their own layout,
+vpdpbusd for one row, vpdpwssd for four), or on a CPU with AVX2 but no VNNI matvec_avx2_at / matmat_avx2_at below:
+this layout with vpmaddwd + vpaddd in place of each vpdpwssd (best_path() says which this CPU gets).
 
 pack and gemv_t are chosen together: the VNNI pair uses the blocked layout below (pack_vnni, gemv_t_vnni); the
 portable pair keeps w_t (K, N) as it is and loops four input rows per pass with lanes across N (pack_portable,
@@ -192,31 +192,28 @@ KERNEL = "avx512_vnni" if has_avx512_vnni() else "portable"
 pack, gemv_t = (pack_vnni, gemv_t_vnni) if KERNEL == "avx512_vnni" else (pack_portable, gemv_t_portable)
 
 
-ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat_vnni_at
+ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat_avx2_at and vnni_quad.matmat_quad_at
 
 
 PACKED_PAIRS = 512  # input pairs per row packed before the passes (avx2): a chunk of k, ROWS x 2 KB of stack
 
 
-def _matmat_at(isa: str, group: int, packed: bool):
-    """matmat_*_at on `isa`; a pass holds ROWS rows x `group` blocks of sums, a single row GROUP blocks. `packed`:
-    before its passes over the blocks, a group of rows (or a single row) writes each row's input pairs
-    (v[2p] & 0xFFFF | v[2p+1] << 16, one int32 each) to a stack buffer, and the passes broadcast them from there,
-    one load each, instead of forming every row's pair again in every pass (on AVX2 a pass holds one block for
-    four rows: forming the pairs was most of its instructions; kws's W_hh, 128 x 512, 50 -> 66-73 GMAC/s for four
-    rows, 53 -> 55-59 for one, on Zen 3). The same integers. A k past 2 PACKED_PAIRS runs in chunks of that many
-    pairs, its sums carried in dst from one chunk to the next (one code path: a second, unpacked one for long k
-    added ~0.4-0.9 s to an empty cache's compile). The VNNI path keeps forming the pairs (packing is not measured
-    on an AVX-512 machine yet)."""
-    pair_dot = PAIR_DOT[isa]
+def _matmat_at():
+    """matmat_avx2_at: a pass holds ROWS rows x one block of sums (AVX2's 16 ymm registers: 8 for four rows' sums),
+    a single row GROUP blocks. Before its passes over the blocks, a group of rows (or a single row) writes each
+    row's input pairs (v[2p] & 0xFFFF | v[2p+1] << 16, one int32 each) to a stack buffer, and the passes broadcast
+    them from there, one load each, instead of forming every row's pair again in every pass (forming the pairs was
+    most of a pass's instructions; kws's W_hh, 128 x 512, 50 -> 66-73 GMAC/s for four rows, 53 -> 55-59 for one, on
+    Zen 3). The same integers. A k past 2 PACKED_PAIRS runs in chunks of that many pairs, its sums carried in dst
+    from one chunk to the next. (AVX512-VNNI CPUs run vnni_quad's products.)"""
+    pair_dot, group = PAIR_DOT["avx2"], 1
 
     @intrinsic
     def matmat_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
         """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
-        ... + k], W^T packed by pack_vnni at wq[w_off:] (matvec_vnni_at's operands, for several rows). Rows go four
-        at a time, each pass holding 4 rows x 4 blocks of accumulators: every weight load (sign-extended once) serves
-        four rows, and each row's input pair is broadcast once for four blocks. The same integers as matvec_vnni_at
-        row by row (int32 sums wrap and associate)."""
+        ... + k], W^T packed by pack_vnni at wq[w_off:] (matvec_avx2_at's operands, for several rows). Rows go four
+        at a time: every weight load (sign-extended once) serves four rows. The same integers as matvec_avx2_at row
+        by row (int32 sums wrap and associate)."""
         sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
 
         def codegen(context, builder, signature, args):
@@ -236,7 +233,7 @@ def _matmat_at(isa: str, group: int, packed: bool):
             last = builder.sub(k_, one)
             lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
             slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(max(group, GROUP))] for _ in range(ROWS)]
-            pairs_at = cgutils.alloca_once(builder, i32, size=ROWS * PACKED_PAIRS) if packed else None
+            pairs_at = cgutils.alloca_once(builder, i32, size=ROWS * PACKED_PAIRS)
 
             def vec_ptr(base, index):
                 return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
@@ -247,39 +244,28 @@ def _matmat_at(isa: str, group: int, packed: bool):
                 hi = builder.load(cgutils.gep(builder, v_row, hi_index))
                 return builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
 
-            def run(r0, nr, b0, nb, chunk=None):
-                """Rows r0.. x blocks b0..: over every pair from the bias (chunk None), or over the chunk's
-                pairs (p0, count, first) from pairs_at, starting from the bias (first) or from dst's sums."""
+            def run(r0, nr, b0, nb, chunk):
+                """Rows r0.. x blocks b0.. over the chunk's pairs (p0, count, first) from pairs_at, starting from
+                the bias (first) or from dst's sums."""
                 dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
                     builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
-                v_rows = [cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
-                    builder.add(r0, ir.Constant(i64, r)), v_stride_))) for r in range(nr)]
                 for u in range(nb):
                     bias_at = vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u)))
-                    if chunk is None:
-                        start = builder.load(bias_at, align=4)
                     for r in range(nr):
-                        if chunk is not None:
-                            start = builder.load(builder.select(chunk[2], bias_at, vec_ptr(
-                                dst_rows[r], builder.add(b0, ir.Constant(i64, u)))), align=4)
+                        start = builder.load(builder.select(chunk[2], bias_at, vec_ptr(
+                            dst_rows[r], builder.add(b0, ir.Constant(i64, u)))), align=4)
                         builder.store(start, slots[r][u])
-                with cgutils.for_range(builder, npairs if chunk is None else chunk[1]) as loop:
-                    p = loop.index if chunk is None else builder.add(chunk[0], loop.index)
-                    two_p = builder.mul(p, two)
-                    hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
-                                              builder.add(two_p, one), last)
+                with cgutils.for_range(builder, chunk[1]) as loop:
+                    p = builder.add(chunk[0], loop.index)
                     ws = []
                     for u in range(nb):
                         block = builder.add(b0, ir.Constant(i64, u))
                         off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
                         wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
                         ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
-                    for r in range(nr):
-                        if chunk is not None:  # packed by pack_rows
-                            pair = builder.load(cgutils.gep(builder, pairs_at, builder.add(
-                                loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
-                        else:
-                            pair = pair_of(v_rows[r], two_p, hi_index)
+                    for r in range(nr):  # packed by pack_rows
+                        pair = builder.load(cgutils.gep(builder, pairs_at, builder.add(
+                            loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
                         splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
                         splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
                         bvec = builder.bitcast(splat, i16x32)
@@ -290,7 +276,7 @@ def _matmat_at(isa: str, group: int, packed: bool):
                         builder.store(builder.load(slots[r][u]),
                                       vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
 
-            def over_blocks(r0, nr, chunk=None):
+            def over_blocks(r0, nr, chunk):
                 g = group if nr > 1 else GROUP  # one row: GROUP independent chains, as matvec_*_at
                 groups = builder.sdiv(nblocks, ir.Constant(i64, g))
                 with cgutils.for_range(builder, groups) as loop:
@@ -315,9 +301,6 @@ def _matmat_at(isa: str, group: int, packed: bool):
                                       cgutils.gep(builder, pairs_at, builder.add(loop.index, row_at)))
 
             def row_group(r0, nr):
-                if not packed:
-                    over_blocks(r0, nr)
-                    return
                 size = ir.Constant(i64, PACKED_PAIRS)  # the pairs in chunks of PACKED_PAIRS (one for k <= 1024)
                 chunks = builder.sdiv(builder.add(npairs, ir.Constant(i64, PACKED_PAIRS - 1)), size)
                 with cgutils.for_range(builder, chunks) as loop:
@@ -355,7 +338,6 @@ def _matvec_at(matmat):
     return matvec_at
 
 
-# vpdpwssd (AVX512-VNNI); vpmaddwd + vpaddd (AVX2: 16 ymm registers, so a pass of the matrix product holds four
-# rows x one block of sums, 8 registers, where VNNI's 32 zmm hold four rows x four blocks; its input pairs packed)
-matmat_vnni_at, matmat_avx2_at = _matmat_at("vnni", GROUP, False), _matmat_at("avx2", 1, True)
-matvec_vnni_at, matvec_avx2_at = _matvec_at(matmat_vnni_at), _matvec_at(matmat_avx2_at)
+# vpmaddwd + vpaddd (AVX2: 16 ymm registers, so a pass of the matrix product holds four rows x one block of sums)
+matmat_avx2_at = _matmat_at()
+matvec_avx2_at = _matvec_at(matmat_avx2_at)

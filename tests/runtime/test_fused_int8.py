@@ -11,7 +11,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from rnnedge.runtime import fused_int8, fused_int8_simd, vnni
+from rnnedge.runtime import fused_int8, fused_int8_simd, vnni, vnni_quad
 from rnnedge.runtime.fused_int8_math import mbqm_right, pair_table, rdbpot32, rounding_rows, sat16_32
 from rnnedge.runtime.fused_int8_simd import (
     as_float32,
@@ -171,8 +171,11 @@ def test_specialised_int8_kernel_info_names_the_path_and_the_source(monkeypatch)
     assert info["path"] == vnni.best_path() and info["path"] in ("avx512_vnni", "avx2", "portable")
     assert info["source"].endswith(".py")
     assert info["activations"] == fused_int8_simd.describe() and "table reads" in info["activations"]
+    assert info["products"] == fused_int8.PRODUCTS[info["path"]]
+    assert ("vpdpbusd" in info["products"]) == (info["path"] == "avx512_vnni")
     monkeypatch.setenv("RNNEDGE_VNNI", "0")
-    assert Model(spec, "int8", tensors).kernel_info["path"] == "portable"
+    info = Model(spec, "int8", tensors).kernel_info
+    assert info["path"] == "portable" and info["products"].startswith("plain loops")
     with pytest.raises(ValueError, match="path 'neon'"):
         fused_int8.generate(Model(spec, "int8", tensors), "neon")
 
@@ -326,8 +329,8 @@ def test_int32_rounding_equals_int8_math_where_the_step_uses_it(e):
 
 
 @njit
-def _matvec_vnni(dst, wp, bias, v, k, blocks):
-    vnni.matvec_vnni_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
+def _matvec_quad(dst, wp, bias, v, k, blocks):
+    vnni_quad.matvec_quad_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
 
 
 @njit
@@ -335,15 +338,18 @@ def _matvec_avx2(dst, wp, bias, v, k, blocks):
     vnni.matvec_avx2_at(dst, 3, wp, 64, bias, 5, v, 7, k, blocks)
 
 
-# the blocked mat-vecs' instructions this CPU has: vpdpwssd (AVX512-VNNI) and vpmaddwd (AVX2)
-ISAS = [pytest.param(_matvec_vnni, id="vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="no VNNI")),
-        pytest.param(_matvec_avx2, id="avx2", marks=pytest.mark.skipif(not vnni.has_avx2(), reason="no AVX2"))]
+# the blocked mat-vecs this CPU has, with their layouts: vpdpbusd on quads (AVX512-VNNI), vpmaddwd on pairs (AVX2)
+ISAS = [pytest.param((_matvec_quad, vnni_quad.pack_quad), id="vnni",
+                     marks=pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="no VNNI")),
+        pytest.param((_matvec_avx2, vnni.pack_vnni), id="avx2",
+                     marks=pytest.mark.skipif(not vnni.has_avx2(), reason="no AVX2"))]
 
 
-@pytest.mark.parametrize("_matvec_at", ISAS)
-# K = 1025: more input pairs than an AVX2 pass packs beforehand (vnni.PACKED_PAIRS), so it runs unpacked
+@pytest.mark.parametrize("isa", ISAS)
+# K = 1025: more inputs than a pass packs beforehand (vnni.PACKED_PAIRS pairs, vnni_quad.CHUNK), so it runs in chunks
 @pytest.mark.parametrize(("K", "N"), [(7, 5), (40, 512), (128, 512), (1, 16), (33, 40), (6, 192), (1025, 32)])
-def test_blocked_matvec_at_offsets_equals_gemv_t_int8(K, N, _matvec_at):
+def test_blocked_matvec_at_offsets_equals_gemv_t_int8(K, N, isa):
+    _matvec_at, pack = isa
     rng = np.random.default_rng(K * 7 + N)
     w_t = rng.integers(-127, 128, (K, N)).astype(np.int8)
     v = rng.integers(-32768, 32768, K).astype(np.int32)
@@ -354,7 +360,7 @@ def test_blocked_matvec_at_offsets_equals_gemv_t_int8(K, N, _matvec_at):
     expected = bias[5 : 5 + N].copy()
     gemv_t_int8(expected, w_t, v)
     dst = np.full(3 + 16 * blocks + 4, -1, np.int32)
-    _matvec_at(dst, np.concatenate([np.zeros(64, np.int8), vnni.pack_vnni(w_t).ravel()]), bias,
+    _matvec_at(dst, np.concatenate([np.zeros(64, np.int8), pack(w_t).ravel()]), bias,
                np.concatenate([np.zeros(7, np.int32), v]), K, blocks)
     np.testing.assert_array_equal(dst[3 : 3 + N], expected)
     assert (dst[:3] == -1).all() and (dst[3 + 16 * blocks :] == -1).all()  # nothing written outside the blocks

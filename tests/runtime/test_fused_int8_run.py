@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from rnnedge.runtime import vnni
+from rnnedge.runtime import vnni, vnni_quad
 from rnnedge.runtime.kernels_int8 import gemv_t_int8
 from rnnedge.runtime.spec import CELLS
 from tests.helpers import int8_paths, make_spec, with_paths
@@ -108,8 +108,8 @@ def test_specialised_int8_run_with_hidden_head_layers_equals_the_generic_run(pat
 
 
 @njit
-def _matmat_vnni(dst, wp, bias, v, rows, K, N, v_stride):
-    vnni.matmat_vnni_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
+def _matmat_quad(dst, wp, bias, v, rows, K, N, v_stride):
+    vnni_quad.matmat_quad_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
 
 
 @njit
@@ -117,23 +117,28 @@ def _matmat_avx2(dst, wp, bias, v, rows, K, N, v_stride):
     vnni.matmat_avx2_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
 
 
-# the blocked products' instructions this CPU has: vpdpwssd (AVX512-VNNI) and vpmaddwd (AVX2)
-ISAS = [pytest.param(_matmat_vnni, id="vnni", marks=pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="no VNNI")),
-        pytest.param(_matmat_avx2, id="avx2", marks=pytest.mark.skipif(not vnni.has_avx2(), reason="no AVX2"))]
+# the blocked products this CPU has, with their layouts: vpdpwssd / vpdpbusd on quads (AVX512-VNNI), vpmaddwd on
+# pairs (AVX2)
+ISAS = [pytest.param((_matmat_quad, vnni_quad.pack_quad), id="vnni",
+                     marks=pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="no VNNI")),
+        pytest.param((_matmat_avx2, vnni.pack_vnni), id="avx2",
+                     marks=pytest.mark.skipif(not vnni.has_avx2(), reason="no AVX2"))]
 
 
-@pytest.mark.parametrize("_matmat", ISAS)
-# K = 1025 and 1024: one pair past what an AVX2 pass packs beforehand (vnni.PACKED_PAIRS), and all it packs
+@pytest.mark.parametrize("isa", ISAS)
+# K = 1025 and 1024: one input pair past what an AVX2 pass packs beforehand (vnni.PACKED_PAIRS), and all it packs
+# (vnni_quad.CHUNK inputs likewise); rows 5, 6, 9: groups of four and the rest one at a time
 @pytest.mark.parametrize("K,N,rows", [(1, 16, 1), (7, 48, 5), (40, 512, 9), (33, 80, 4), (64, 128, 3), (64, 80, 6),
                                       (1025, 32, 6), (1024, 48, 5)])
-def test_blocked_matmat_equals_gemv_t_int8_row_by_row(K, N, rows, _matmat):
+def test_blocked_matmat_equals_gemv_t_int8_row_by_row(K, N, rows, isa):
+    _matmat, pack = isa
     rng = np.random.default_rng(K * N + rows)
     w_t = rng.integers(-127, 128, (K, N)).astype(np.int8)
     bias = rng.integers(-2**20, 2**20, N).astype(np.int32)
     v_stride = K + 3
     v = rng.integers(-32768, 32768, 2 + rows * v_stride).astype(np.int32)
     dst = np.full(3 + rows * (N + 5), 7, dtype=np.int32)
-    _matmat(dst, vnni.pack_vnni(w_t).reshape(-1), bias, v, rows, K, N, v_stride)
+    _matmat(dst, pack(w_t).reshape(-1), bias, v, rows, K, N, v_stride)
     for r in range(rows):
         expected = bias.copy()
         gemv_t_int8(expected, w_t, v[2 + r * v_stride : 2 + r * v_stride + K])

@@ -1,0 +1,276 @@
+"""The specialised int8 steps' products on AVX512-VNNI (runtime/fused_int8.py, path "avx512_vnni"): one weight
+layout, two instructions. The integers of kernels_int8.gemv_t_int8, exactly.
+
+    wq = pack_quad(w_t)     once, at load: w_t (K, N) int8 -> quads of inputs per lane, then a correction row
+    matvec_quad_at(...)     one row (a stream at batch 1, a recurrence at batch 1): vpdpbusd on 8-bit limbs
+    matmat_quad_at(...)     rows four at a time (streams of a batch, steps of a sequence): vpdpwssd, each weight load
+                            sign-extended once for the four; a group's last 1-3 rows as matvec_quad_at
+
+Layout: block b holds outputs 16b .. 16b+15; for the quad of inputs (4q .. 4q+3) its 64 int8 are, for each of the
+16 outputs n in turn, w_t[4q, n], w_t[4q+1, n], w_t[4q+2, n], w_t[4q+3, n] (zero past K and N): one 32-bit lane per
+output, the order `vpdpbusd` reads. After the blocks, an int32 row of 16 per block: -2^15 sum_k w_t[k, n] (mod 2^32).
+
+One row, `vpdpbusd` (unsigned 8-bit x signed 8-bit, four products summed into each 32-bit lane): the row's values
+v (int16, in int32) are split into two unsigned bytes, lo = v & 255 and hi' = (v >> 8) + 128, so v = lo + 2^8
+(hi' - 128) and W^T v = W^T lo + 2^8 W^T hi' - 2^15 colsum(W): two instructions per 64 weight bytes, the weights
+read as stored (the int16 path sign-extends every weight load, `vpmovsxbw`, which bounds one row at ~75 G
+multiply-adds/s on Zen 4; this one measured 100-105 G in C for kws' W_hh^T, 128 x 512: 0.64 against 0.95 us).
+The correction row starts the lo limb's sums with the bias. Four rows, `vpdpwssd` (int16 pairs): the low and the
+high 32 bytes of a quad's block sign-extended (8 outputs x 4 inputs each), each row's four int16 values broadcast
+as one 64-bit word, so lane 2n sums inputs 4q, 4q+1 of output n and lane 2n+1 inputs 4q+2, 4q+3; the pairs of
+lanes are added once at the end of a pass (C, four rows of kws' W_hh^T: 108-110 G, as the pair layout's 107 G).
+int32 sums wrap and addition mod 2^32 associates, so each output is the exact sum (it fits int32: the export's
+bound) whatever the order or the split. Each row's values are packed (limbs or int16) into a stack buffer before
+the passes, CHUNK inputs at a time; a longer k runs in chunks, its sums carried in dst from one to the next.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from rnnedge.runtime.jit import int_inline
+from rnnedge.runtime.vnni import ROWS  # rows sharing each weight load in matmat_quad_at
+
+LANES = 16
+CHUNK = 1024  # inputs per row packed into the stack buffer before a chunk's passes (a multiple of 16)
+GROUP_ONE = 4  # blocks per pass of one row: 8 accumulators (two limbs each)
+GROUP_ROWS = 4  # blocks per pass of four rows: 16 accumulators
+
+
+def pack_quad(w_t: np.ndarray) -> np.ndarray:
+    """w_t (K, N) int8 -> 1-D int8: (ceil(N/16), ceil(K/4), 64) in the module docstring's layout, then the int32
+    correction row (16 per block) as bytes."""
+    if not isinstance(w_t, np.ndarray) or w_t.ndim != 2 or w_t.dtype != np.int8:
+        raise ValueError(f"pack_quad needs a 2-D int8 matrix (K, N), got {getattr(w_t, 'dtype', type(w_t).__name__)} "
+                         f"with shape {getattr(w_t, 'shape', None)}")
+    K, N = w_t.shape
+    blocks, quads = -(-N // LANES), -(-K // 4)
+    padded = np.zeros((4 * quads, blocks * LANES), np.int8)
+    padded[:K, :N] = w_t
+    # (quad, 4, block, lane) -> (block, quad, lane, 4): a lane's four weights side by side
+    wq = padded.reshape(quads, 4, blocks, LANES).transpose(2, 0, 3, 1)
+    correction = (-(2**15) * padded.astype(np.int64).sum(axis=0)).astype(np.int32)  # wraps mod 2^32, as the sums
+    return np.concatenate([np.ascontiguousarray(wq).reshape(-1), correction.view(np.int8)])
+
+
+# a quad block's 64 bytes -> the pairs (4q, 4q+1) of its 16 outputs, then the pairs (4q+2, 4q+3): byte 32 h + 2 n + j
+# of the result is byte 4 n + 2 h + j of the block (output n, input 4q + 2 h + j)
+TO_PAIRS = [4 * ((i % 32) // 2) + 2 * (i // 32) + i % 2 for i in range(64)]
+
+
+def _busd(builder, acc, unsigned, signed):
+    """acc (16 x i32) + vpdpbusd(unsigned, signed), 64 bytes each."""
+    i32x16, i8x64 = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(8), 64)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x16, [i32x16, i8x64, i8x64]),
+                                        "llvm.x86.avx512.vpdpbusd.512")
+    return builder.call(fn, [acc, builder.bitcast(unsigned, i8x64), builder.bitcast(signed, i8x64)])
+
+
+def _wssd(builder, acc, a, b):
+    """acc (16 x i32) + vpdpwssd(a, b), 32 int16 each."""
+    i32x16, i16x32 = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(16), 32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x16, [i32x16, i16x32, i16x32]),
+                                        "llvm.x86.avx512.vpdpwssd.512")
+    return builder.call(fn, [acc, builder.bitcast(a, i16x32), builder.bitcast(b, i16x32)])
+
+
+@intrinsic
+def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
+    """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
+    ... + k], W^T packed by pack_quad at wq[w_off:] (bytes; dst, bias, v int32, v's values int16): rows four at a time
+    on vpdpwssd, the rest one at a time on vpdpbusd (module docstring). Every operand an offset into a flat array,
+    so a kernel compiled for one model passes literals and holds no array views."""
+    sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
+
+    def codegen(context, builder, signature, args):
+        i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        v8x64, v16x32, v32x16 = ir.VectorType(i8, 64), ir.VectorType(i16, 32), ir.VectorType(i32, 16)
+        arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 3, 5, 7)]
+
+        def as_i64(value):
+            return builder.sext(value, i64) if value.type.width < 64 else value
+
+        def c64(n):
+            return ir.Constant(i64, n)
+
+        dst_off_, dst_stride_, w_off_, b_off_, v_off_, v_stride_, k_, nblocks, nrows = (
+            as_i64(args[a]) for a in (1, 2, 4, 6, 8, 9, 10, 11, 12))
+        w_p = cgutils.gep(builder, arrays[1].data, w_off_)
+        b_p = cgutils.gep(builder, arrays[2].data, b_off_)
+        quads = builder.sdiv(builder.add(k_, c64(3)), c64(4))
+        corr_p = builder.bitcast(cgutils.gep(builder, w_p, builder.mul(builder.mul(nblocks, quads), c64(64))),
+                                 i32.as_pointer())
+        # the packed rows: four rows of int16 values, or one row's two limbs (lo bytes, then hi' bytes)
+        packed16 = cgutils.alloca_once(builder, i16, size=ROWS * CHUNK)
+        limbs = cgutils.alloca_once(builder, i8, size=2 * CHUNK)
+
+        def vec_ptr(base, index, ty=v32x16):
+            return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, c64(LANES))), ty.as_pointer())
+
+        def splat(value, ty):
+            vec = builder.insert_element(ir.Constant(ty, None), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(vec, ir.Constant(ty, None), ir.Constant(ir.VectorType(i32, ty.count),
+                                                                                  [0] * ty.count))
+
+        def v_row(r):
+            return cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(r, v_stride_)))
+
+        def pack_values(row, i0, count, store):
+            """store(j, x) for the chunk's values i0 + j, 16 lanes x at a time up to count (the buffers hold
+            CHUNK, a multiple of 16): lanes past k masked off the load (zeros: their weights are zero)."""
+            mask_ty = ir.VectorType(ir.IntType(1), LANES)
+            load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                v32x16, [v32x16.as_pointer(), i32, mask_ty, v32x16]), "llvm.masked.load.v16i32.p0")
+            lane = ir.Constant(v32x16, list(range(LANES)))
+            with cgutils.for_range(builder, builder.sdiv(builder.add(count, c64(LANES - 1)), c64(LANES))) as loop:
+                j = builder.mul(loop.index, c64(LANES))
+                inside = builder.sub(k_, builder.add(i0, j))  # > 0: count never starts a chunk past k
+                inside = builder.trunc(builder.select(builder.icmp_signed("<", inside, c64(LANES)), inside,
+                                                      c64(LANES)), i32)
+                mask = builder.icmp_signed("<", lane, splat(inside, v32x16))
+                ptr = builder.bitcast(cgutils.gep(builder, row, builder.add(i0, j)), v32x16.as_pointer())
+                store(j, builder.call(load, [ptr, ir.Constant(i32, 4), mask, ir.Constant(v32x16, [0] * LANES)]))
+
+        def start_of(dst_row, block, first, with_correction):
+            """The sums a pass starts from: the bias (plus the correction row, one row's lo limb) in the first
+            chunk, else dst's sums so far."""
+            at_bias = builder.load(vec_ptr(b_p, block), align=4)
+            if with_correction:
+                at_bias = builder.add(at_bias, builder.load(vec_ptr(corr_p, block), align=4))
+            return builder.select(first, at_bias, builder.load(vec_ptr(dst_row, block), align=4))
+
+        def one_row(r, q0, count_q, first):
+            """Row r's chunk of count_q quads from quad q0, on vpdpbusd."""
+            row, dst_row = v_row(r), cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(r, dst_stride_)))
+            lo_p, hi_p = limbs, cgutils.gep(builder, limbs, c64(CHUNK))
+            i0 = builder.mul(q0, c64(4))
+
+            def store(j, x):
+                v8x16 = ir.VectorType(i8, LANES)
+                hi = builder.add(builder.ashr(x, ir.Constant(v32x16, [8] * LANES)), ir.Constant(v32x16, [128] * LANES))
+                for limb, at in ((x, lo_p), (hi, hi_p)):
+                    builder.store(builder.trunc(limb, v8x16), builder.bitcast(cgutils.gep(builder, at, j),
+                                                                             v8x16.as_pointer()), align=1)
+
+            pack_values(row, i0, builder.mul(count_q, c64(4)), store)
+            lo32, hi32 = (builder.bitcast(p, i32.as_pointer()) for p in (lo_p, hi_p))
+
+            def blocks_pass(b0, nb):
+                slots = [(cgutils.alloca_once(builder, v32x16), cgutils.alloca_once(builder, v32x16)) for _ in range(nb)]
+                for u, (a_lo, a_hi) in enumerate(slots):
+                    builder.store(start_of(dst_row, builder.add(b0, c64(u)), first, True), a_lo)
+                    builder.store(ir.Constant(v32x16, [0] * LANES), a_hi)
+                with cgutils.for_range(builder, count_q) as loop:
+                    q = loop.index
+                    s_lo = splat(builder.load(cgutils.gep(builder, lo32, q)), v32x16)
+                    s_hi = splat(builder.load(cgutils.gep(builder, hi32, q)), v32x16)
+                    for u, (a_lo, a_hi) in enumerate(slots):
+                        block = builder.add(b0, c64(u))
+                        at = builder.mul(builder.add(builder.mul(block, quads), builder.add(q0, q)), c64(64))
+                        w = builder.load(builder.bitcast(cgutils.gep(builder, w_p, at), v8x64.as_pointer()), align=1)
+                        builder.store(_busd(builder, builder.load(a_lo), s_lo, w), a_lo)
+                        builder.store(_busd(builder, builder.load(a_hi), s_hi, w), a_hi)
+                for u, (a_lo, a_hi) in enumerate(slots):
+                    total = builder.add(builder.load(a_lo), builder.shl(builder.load(a_hi), ir.Constant(v32x16, [8] * LANES)))
+                    builder.store(total, vec_ptr(dst_row, builder.add(b0, c64(u))), align=4)
+
+            over_blocks(blocks_pass, GROUP_ONE)
+
+        def four_rows(r0, q0, count_q, first):
+            """Rows r0 .. r0 + 3's chunk of count_q quads from quad q0, on vpdpwssd."""
+            i0 = builder.mul(q0, c64(4))
+            for r in range(ROWS):
+                base = cgutils.gep(builder, packed16, c64(r * CHUNK))
+
+                def store(j, x, base=base):
+                    ty = ir.VectorType(i16, LANES)
+                    builder.store(builder.trunc(x, ty), builder.bitcast(cgutils.gep(builder, base, j), ty.as_pointer()),
+                                  align=2)
+
+                pack_values(v_row(builder.add(r0, c64(r))), i0, builder.mul(count_q, c64(4)), store)
+            pairs = builder.bitcast(packed16, i32.as_pointer())
+            if llvm.get_host_cpu_features().get("avx512vbmi"):
+                # one vpermb. With a constant index LLVM turns the instruction back into a shuffle and lowers that to
+                # vpmovdw + vpsrld + vpmovdw, slower (kws' W_hh^T, four rows, 0.62 against 0.58 us a row): the index
+                # is or-ed with the weights' address >> 56 (zero: user-space addresses are below 2^47), which LLVM
+                # cannot fold
+                vpermb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8x64, [v8x64, v8x64]),
+                                                        "llvm.x86.avx512.permvar.qi.512")
+                opaque = builder.trunc(builder.lshr(builder.ptrtoint(w_p, i64), c64(56)), i8)
+                index = builder.or_(ir.Constant(v8x64, TO_PAIRS), splat(opaque, v8x64))
+
+                def to_pairs(w):
+                    return builder.call(vpermb, [w, index])
+            else:
+                def to_pairs(w):
+                    return builder.shuffle_vector(w, w, ir.Constant(ir.VectorType(i32, 64), TO_PAIRS))
+            dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
+                builder.add(r0, c64(r)), dst_stride_))) for r in range(ROWS)]
+
+            def blocks_pass(b0, nb):
+                slots = [[cgutils.alloca_once(builder, v32x16) for _ in range(nb)] for _ in range(ROWS)]
+                for r in range(ROWS):
+                    for u in range(nb):
+                        builder.store(start_of(dst_rows[r], builder.add(b0, c64(u)), first, False), slots[r][u])
+                with cgutils.for_range(builder, count_q) as loop:
+                    q = loop.index
+                    halves = []
+                    for u in range(nb):
+                        at = builder.mul(builder.add(builder.mul(builder.add(b0, c64(u)), quads), builder.add(q0, q)),
+                                         c64(64))
+                        w = builder.load(builder.bitcast(cgutils.gep(builder, w_p, at), v8x64.as_pointer()), align=1)
+                        w = to_pairs(w)
+                        halves.append([builder.sext(builder.shuffle_vector(w, w, ir.Constant(
+                            ir.VectorType(i32, 32), list(range(h, h + 32)))), v16x32) for h in (0, 32)])
+                    for r in range(ROWS):
+                        at = builder.add(c64(r * CHUNK // 2), builder.mul(q, c64(2)))
+                        s = [builder.bitcast(splat(builder.load(cgutils.gep(builder, pairs, builder.add(at, c64(h)))),
+                                                   v32x16), v16x32) for h in (0, 1)]
+                        for u in range(nb):
+                            for h in (0, 1):
+                                builder.store(_wssd(builder, builder.load(slots[r][u]), halves[u][h], s[h]),
+                                              slots[r][u])
+                for r in range(ROWS):
+                    for u in range(nb):
+                        builder.store(builder.load(slots[r][u]), vec_ptr(dst_rows[r], builder.add(b0, c64(u))),
+                                      align=4)
+
+            over_blocks(blocks_pass, GROUP_ROWS)
+
+        def over_blocks(blocks_pass, group):
+            groups = builder.sdiv(nblocks, c64(group))
+            with cgutils.for_range(builder, groups) as loop:
+                blocks_pass(builder.mul(loop.index, c64(group)), group)
+            with cgutils.for_range_slice(builder, builder.mul(groups, c64(group)), nblocks, c64(1)) as (index, _):
+                blocks_pass(index, 1)
+
+        def chunked(rows_chunk, r):
+            """rows_chunk(r, q0, count_q, first) over k's quads, CHUNK / 4 at a time."""
+            size = c64(CHUNK // 4)
+            chunks = builder.sdiv(builder.add(quads, c64(CHUNK // 4 - 1)), size)
+            with cgutils.for_range(builder, chunks) as loop:
+                q0 = builder.mul(loop.index, size)
+                rest = builder.sub(quads, q0)
+                count_q = builder.select(builder.icmp_signed("<", rest, size), rest, size)
+                rows_chunk(r, q0, count_q, builder.icmp_signed("==", loop.index, c64(0)))
+
+        groups = builder.sdiv(nrows, c64(ROWS))
+        with cgutils.for_range(builder, groups) as loop:
+            chunked(four_rows, builder.mul(loop.index, c64(ROWS)))
+        with cgutils.for_range_slice(builder, builder.mul(groups, c64(ROWS)), nrows, c64(1)) as (index, _):
+            chunked(one_row, index)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@int_inline
+def matvec_quad_at(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks):
+    """dst[dst_off : dst_off + 16 blocks] = bias[b_off : ...] + W^T v[v_off : v_off + k] (pack_quad's W^T at
+    wq[w_off:]): matmat_quad_at of one row, on vpdpbusd."""
+    matmat_quad_at(dst, dst_off, 0, wq, w_off, bias, b_off, v, v_off, 0, k, blocks, 1)
