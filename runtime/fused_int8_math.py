@@ -23,10 +23,13 @@ from rnnedge.runtime.int8_math import SIGMOID_TABLE_Q16
 from rnnedge.runtime.jit import int_inline
 
 TANH_AT = 256  # where the tanh rows' copy of the pairs starts in pair_table()
+PLANES_AT = 512  # where the pairs' byte planes start: the sigmoid rows' at PLANES_AT, the tanh rows' PLANES_AT + TANH_AT
 
 
 def pair_table() -> np.ndarray:
-    """(512,) int32, two tables of 256 pairs: at 0 the sigmoid rows', at TANH_AT the tanh rows'. Entry k = 0..254 of
+    """(1024,) int32: two tables of 256 pairs (at 0 the sigmoid rows', at TANH_AT the tanh rows'), then the same two
+    as byte planes (at PLANES_AT + 0 / TANH_AT: four rows of 256 bytes, row p holding byte p of every entry, for
+    fused_int8_simd's vpermi2b lookups). Entry k = 0..254 of
     each is (TABLE[k + 1] - TABLE[k]) | (TABLE[k] - 2^15) << 16, two int16 (the table is non-decreasing, and at
     least 2^15: sigmoid(k / 24) >= 1/2); entry 255 holds the saturated result with step 0: sigmoid_q15's
     r = 0x7FFF << 10 = 65534 << 9, tanh_q15's 0xFFFF << 8 (fused_int8_simd clamps a to 255 << shift, so every
@@ -38,7 +41,10 @@ def pair_table() -> np.ndarray:
     for saturated in ((0x7FFF << 10) >> 9, (0xFFFF << 8) >> 8):  # sigmoid's, tanh's: T[255] << shift
         lo[255] = saturated
         tables.append(step | ((lo - 2**15) << 16))
-    return np.concatenate(tables).astype(np.int32)
+    pairs = np.concatenate(tables).astype(np.int32)
+    planes = [pairs[f : f + 256].view(np.uint8).reshape(256, 4).T.copy().view(np.int32).reshape(-1)
+              for f in (0, TANH_AT)]
+    return np.concatenate([pairs, *planes])
 
 
 @int_inline
