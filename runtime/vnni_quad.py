@@ -79,6 +79,19 @@ def _wssd(builder, acc, a, b):
     return builder.call(fn, [acc, builder.bitcast(a, i16x32), builder.bitcast(b, i16x32)])
 
 
+def _buffers(builder):
+    """The stack buffers of the packed rows (four rows of int16 values; one row's two limbs, the lo bytes then the hi'
+    bytes), one pair per compiled function, shared by all its products (each uses them only while it runs): a
+    step or sequence with many layers holds 10 KB of them, not 10 KB per call site."""
+    function = builder.function
+    held = getattr(function, "_rnnedge_quad_buffers", None)
+    if held is None:
+        held = (cgutils.alloca_once(builder, ir.IntType(16), size=ROWS * CHUNK),
+                cgutils.alloca_once(builder, ir.IntType(8), size=2 * CHUNK))
+        function._rnnedge_quad_buffers = held
+    return held
+
+
 @intrinsic
 def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
     """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
@@ -105,9 +118,7 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
         quads = builder.sdiv(builder.add(k_, c64(3)), c64(4))
         corr_p = builder.bitcast(cgutils.gep(builder, w_p, builder.mul(builder.mul(nblocks, quads), c64(64))),
                                  i32.as_pointer())
-        # the packed rows: four rows of int16 values, or one row's two limbs (lo bytes, then hi' bytes)
-        packed16 = cgutils.alloca_once(builder, i16, size=ROWS * CHUNK)
-        limbs = cgutils.alloca_once(builder, i8, size=2 * CHUNK)
+        packed16, limbs = _buffers(builder)
 
         def vec_ptr(base, index, ty=v32x16):
             return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, c64(LANES))), ty.as_pointer())
