@@ -57,3 +57,29 @@ def test_products_at_the_extremes_equal_gemv_t_int8_with_its_wrapping(K, rows):
         expected = bias.copy()
         gemv_t_int8(expected, w_t, v[r * K : (r + 1) * K])
         np.testing.assert_array_equal(dst[r * N : (r + 1) * N], expected, err_msg=f"row {r}")
+
+
+def test_four_rows_without_vbmi_take_the_shuffle_llvm_lowers_and_give_the_same_integers(monkeypatch):
+    """An AVX512-VNNI CPU without AVX512-VBMI (Cascade Lake) has no vpermb: the quad blocks become pairs through a
+    shufflevector LLVM lowers with what the CPU has; compiled here with VBMI hidden from the codegen."""
+    features = dict(vnni_quad.llvm.get_host_cpu_features())
+    features["avx512vbmi"] = False
+
+    class NoVbmi:
+        @staticmethod
+        def get_host_cpu_features():
+            return features
+
+    monkeypatch.setattr(vnni_quad, "llvm", NoVbmi)
+    matmat = njit(_matmat.py_func)  # compiled here (not from the cache), without vpermb
+    rng = np.random.default_rng(11)
+    K, N, rows = 70, 48, 6
+    w_t = rng.integers(-128, 128, (K, N)).astype(np.int8)
+    v = rng.integers(-32768, 32768, rows * K).astype(np.int32)
+    bias = rng.integers(-(2**20), 2**20, N).astype(np.int32)
+    dst = np.zeros(rows * N, np.int32)
+    matmat(dst, vnni_quad.pack_quad(w_t), bias, v, rows, K, N)
+    for r in range(rows):
+        expected = bias.copy()
+        gemv_t_int8(expected, w_t, v[r * K : (r + 1) * K])
+        np.testing.assert_array_equal(dst[r * N : (r + 1) * N], expected, err_msg=f"row {r}")
