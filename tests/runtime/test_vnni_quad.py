@@ -39,6 +39,17 @@ def _matmat(dst, wq, bias, v, rows, K, N):
     vnni_quad.matmat_quad_at(dst, 0, N, wq, 0, bias, 0, v, 0, K, K, N // 16, rows)
 
 
+def _assert_rows_equal_gemv_t_int8(matmat, w_t, v, bias, rows):
+    """matmat's rows (w_t (K, N), v rows of K, one bias) against gemv_t_int8 row by row."""
+    K, N = w_t.shape
+    dst = np.zeros(rows * N, np.int32)
+    matmat(dst, vnni_quad.pack_quad(w_t), bias, v, rows, K, N)
+    for r in range(rows):
+        expected = bias.copy()
+        gemv_t_int8(expected, w_t, v[r * K : (r + 1) * K])
+        np.testing.assert_array_equal(dst[r * N : (r + 1) * N], expected, err_msg=f"row {r}")
+
+
 @pytest.mark.parametrize("K", [4, 61, 600, 1031])
 @pytest.mark.parametrize("rows", [1, 4, 7])
 def test_products_at_the_extremes_equal_gemv_t_int8_with_its_wrapping(K, rows):
@@ -50,13 +61,7 @@ def test_products_at_the_extremes_equal_gemv_t_int8_with_its_wrapping(K, rows):
     w_t[:, :16] = -128
     v = rng.choice(np.array([-32768, 32767], np.int32), rows * K)
     v[:K] = 32767
-    bias = rng.integers(-(2**20), 2**20, N).astype(np.int32)
-    dst = np.zeros(rows * N, np.int32)
-    _matmat(dst, vnni_quad.pack_quad(w_t), bias, v, rows, K, N)
-    for r in range(rows):
-        expected = bias.copy()
-        gemv_t_int8(expected, w_t, v[r * K : (r + 1) * K])
-        np.testing.assert_array_equal(dst[r * N : (r + 1) * N], expected, err_msg=f"row {r}")
+    _assert_rows_equal_gemv_t_int8(_matmat, w_t, v, rng.integers(-(2**20), 2**20, N).astype(np.int32), rows)
 
 
 def test_four_rows_without_vbmi_take_the_shuffle_llvm_lowers_and_give_the_same_integers(monkeypatch):
@@ -76,10 +81,4 @@ def test_four_rows_without_vbmi_take_the_shuffle_llvm_lowers_and_give_the_same_i
     K, N, rows = 70, 48, 6
     w_t = rng.integers(-128, 128, (K, N)).astype(np.int8)
     v = rng.integers(-32768, 32768, rows * K).astype(np.int32)
-    bias = rng.integers(-(2**20), 2**20, N).astype(np.int32)
-    dst = np.zeros(rows * N, np.int32)
-    matmat(dst, vnni_quad.pack_quad(w_t), bias, v, rows, K, N)
-    for r in range(rows):
-        expected = bias.copy()
-        gemv_t_int8(expected, w_t, v[r * K : (r + 1) * K])
-        np.testing.assert_array_equal(dst[r * N : (r + 1) * N], expected, err_msg=f"row {r}")
+    _assert_rows_equal_gemv_t_int8(matmat, w_t, v, rng.integers(-(2**20), 2**20, N).astype(np.int32), rows)
