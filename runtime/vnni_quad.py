@@ -15,10 +15,11 @@ v (int16, in int32) are split into two unsigned bytes, lo = v & 255 and hi' = (v
 (hi' - 128) and W^T v = W^T lo + 2^8 W^T hi' - 2^15 colsum(W): two instructions per 64 weight bytes, the weights
 read as stored (the int16 path sign-extends every weight load, `vpmovsxbw`, which bounds one row at ~75 G
 multiply-adds/s on Zen 4; this one measured 100-105 G in C for kws' W_hh^T, 128 x 512: 0.64 against 0.95 us).
-The correction row starts the lo limb's sums with the bias. Four rows, `vpdpwssd` (int16 pairs): the low and the
-high 32 bytes of a quad's block sign-extended (8 outputs x 4 inputs each), each row's four int16 values broadcast
-as one 64-bit word, so lane 2n sums inputs 4q, 4q+1 of output n and lane 2n+1 inputs 4q+2, 4q+3; the pairs of
-lanes are added once at the end of a pass (C, four rows of kws' W_hh^T: 108-110 G, as the pair layout's 107 G).
+The correction row starts the lo limb's sums with the bias. Four rows, `vpdpwssd` (int16 pairs): one `vpermb`
+turns a quad's block into the block of input pairs (4q, 4q+1) of its 16 outputs and the block of pairs (4q+2,
+4q+3), each sign-extended once (`vpmovsxbw`) for the four rows, each row's two pairs broadcast as 32-bit words
+(kws' W_hh^T, four rows, in a numba loop: 105-110 G, 2-4% below the pair layout of vnni.py; without VBMI, a
+shufflevector LLVM lowers with what the CPU has).
 int32 sums wrap and addition mod 2^32 associates, so each output is the exact sum (it fits int32: the export's
 bound) whatever the order or the split. Each row's values are packed (limbs or int16) into a stack buffer before
 the passes, CHUNK inputs at a time; a longer k runs in chunks, its sums carried in dst from one to the next.
@@ -34,7 +35,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import int_inline
-from rnnedge.runtime.vnni import ROWS  # rows sharing each weight load in matmat_quad_at
+from rnnedge.runtime.vnni import PAIR_DOT, ROWS  # ROWS: rows sharing each weight load in matmat_quad_at
 
 LANES = 16
 CHUNK = 1024  # inputs per row packed into the stack buffer before a chunk's passes (a multiple of 16)
@@ -61,6 +62,7 @@ def pack_quad(w_t: np.ndarray) -> np.ndarray:
 # a quad block's 64 bytes -> the pairs (4q, 4q+1) of its 16 outputs, then the pairs (4q+2, 4q+3): byte 32 h + 2 n + j
 # of the result is byte 4 n + 2 h + j of the block (output n, input 4q + 2 h + j)
 TO_PAIRS = [4 * ((i % 32) // 2) + 2 * (i // 32) + i % 2 for i in range(64)]
+_dpwssd = PAIR_DOT["vnni"]  # acc + vpdpwssd(a, b): vnni.py's declaration of the instruction
 
 
 def _busd(builder, acc, unsigned, signed):
@@ -69,14 +71,6 @@ def _busd(builder, acc, unsigned, signed):
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x16, [i32x16, i8x64, i8x64]),
                                         "llvm.x86.avx512.vpdpbusd.512")
     return builder.call(fn, [acc, builder.bitcast(unsigned, i8x64), builder.bitcast(signed, i8x64)])
-
-
-def _wssd(builder, acc, a, b):
-    """acc (16 x i32) + vpdpwssd(a, b), 32 int16 each."""
-    i32x16, i16x32 = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(16), 32)
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32x16, [i32x16, i16x32, i16x32]),
-                                        "llvm.x86.avx512.vpdpwssd.512")
-    return builder.call(fn, [acc, builder.bitcast(a, i16x32), builder.bitcast(b, i16x32)])
 
 
 def _buffers(builder):
@@ -120,8 +114,8 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                                  i32.as_pointer())
         packed16, limbs = _buffers(builder)
 
-        def vec_ptr(base, index, ty=v32x16):
-            return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, c64(LANES))), ty.as_pointer())
+        def vec_ptr(base, index):
+            return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, c64(LANES))), v32x16.as_pointer())
 
         def splat(value, ty):
             vec = builder.insert_element(ir.Constant(ty, None), value, ir.Constant(i32, 0))
@@ -207,9 +201,9 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
             pairs = builder.bitcast(packed16, i32.as_pointer())
             if llvm.get_host_cpu_features().get("avx512vbmi"):
                 # one vpermb. With a constant index LLVM turns the instruction back into a shuffle and lowers that to
-                # vpmovdw + vpsrld + vpmovdw, slower (kws' W_hh^T, four rows, 0.62 against 0.58 us a row): the index
-                # is or-ed with the weights' address >> 56 (zero: user-space addresses are below 2^47), which LLVM
-                # cannot fold
+                # vpmovdw + vpsrld + vpmovdw, slower (kws' W_hh^T, four rows: 0.62 against 0.60 us a row): the index
+                # is or-ed with the weights' address >> 56 (zero: user-space addresses are below 2^56 even with
+                # five-level paging), which LLVM cannot fold
                 vpermb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8x64, [v8x64, v8x64]),
                                                         "llvm.x86.avx512.permvar.qi.512")
                 opaque = builder.trunc(builder.lshr(builder.ptrtoint(w_p, i64), c64(56)), i8)
@@ -244,7 +238,7 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                                                    v32x16), v16x32) for h in (0, 1)]
                         for u in range(nb):
                             for h in (0, 1):
-                                builder.store(_wssd(builder, builder.load(slots[r][u]), halves[u][h], s[h]),
+                                builder.store(_dpwssd(builder, builder.load(slots[r][u]), halves[u][h], s[h]),
                                               slots[r][u])
                 for r in range(ROWS):
                     for u in range(nb):
