@@ -1,4 +1,5 @@
-"""The int8 mat-vec alone: runtime/vnni.py (AVX512-VNNI and its portable loop) against kernels_int8.gemv_t_int8.
+"""The int8 mat-vec alone: runtime/vnni.py (AVX512-VNNI and its portable loop) and the specialised steps' one-row
+product (runtime/vnni_quad.py, `vpdpbusd`) against kernels_int8.gemv_t_int8.
 
     python -m benchmarks.bench_vnni            # prints a table, writes artifacts/bench/vnni.json
     python -m benchmarks.bench_vnni --quick    # fewer calls
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from rnnedge.runtime import vnni
+from rnnedge.runtime import vnni, vnni_quad
 from rnnedge.runtime.kernels_int8 import gemv_t_int8
 
 SHAPES = [(168, 512), (128, 512), (128, 192), (70, 192), (168, 128)]
@@ -38,6 +39,19 @@ def _loop_plain(acc, w_t, v, calls):
 def _loop_vnni(acc, wp, v, calls):
     for _ in range(calls):
         vnni.gemv_t_vnni(acc, wp, v)
+
+
+@njit(cache=True)
+def gemv_t_quad(acc, wq, v):
+    """acc (N,) int32 += w_t^T @ v from vnni_quad.pack_quad(w_t), N a multiple of 16: matvec_quad_at with acc as the
+    bias (each block's sums start from it and are stored back over it)."""
+    vnni_quad.matvec_quad_at(acc, 0, wq, 0, acc, 0, v, 0, v.shape[0], acc.shape[0] // 16)
+
+
+@njit(cache=True)
+def _loop_quad(acc, wq, v, calls):
+    for _ in range(calls):
+        gemv_t_quad(acc, wq, v)
 
 
 @njit(cache=True)
@@ -79,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
              "portable": (_loop_portable, vnni.gemv_t_portable, vnni.pack_portable)}
     if vnni.has_avx512_vnni():
         paths["avx512_vnni"] = (_loop_vnni, vnni.gemv_t_vnni, vnni.pack_vnni)
+        paths["quad_vpdpbusd"] = (_loop_quad, gemv_t_quad, vnni_quad.pack_quad)
     rows = []
     print(f"| K -> N | {' | '.join(f'{n} loop / call us' for n in paths)} | gemv_t_int8 / vnni (loop) |")
     print("|---|" + "---|" * (len(paths) + 1))
