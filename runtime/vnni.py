@@ -43,6 +43,11 @@ def has_avx512_vnni() -> bool:
     return bool(features.get("avx512vnni") and features.get("avx512bw"))
 
 
+def has_vbmi() -> bool:
+    """AVX512-VBMI (vpermb, vpermi2b): Ice Lake and later, Zen 4; not Skylake-X or Cascade Lake."""
+    return bool(llvm.get_host_cpu_features().get("avx512vbmi"))
+
+
 def has_avx2() -> bool:
     return bool(llvm.get_host_cpu_features().get("avx2"))
 
@@ -198,146 +203,142 @@ ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat
 PACKED_PAIRS = 512  # input pairs per row packed before the passes (avx2): a chunk of k, ROWS x 2 KB of stack
 
 
-def _matmat_at():
-    """matmat_avx2_at: a pass holds ROWS rows x one block of sums (AVX2's 16 ymm registers: 8 for four rows' sums),
-    a single row GROUP blocks. Before its passes over the blocks, a group of rows (or a single row) writes each
-    row's input pairs (v[2p] & 0xFFFF | v[2p+1] << 16, one int32 each) to a stack buffer, and the passes broadcast
-    them from there, one load each, instead of forming every row's pair again in every pass (forming the pairs was
-    most of a pass's instructions; kws's W_hh, 128 x 512, 50 -> 66-73 GMAC/s for four rows, 53 -> 55-59 for one, on
-    Zen 3). The same integers. A k past 2 PACKED_PAIRS runs in chunks of that many pairs, its sums carried in dst
-    from one chunk to the next. (AVX512-VNNI CPUs run vnni_quad's products.)"""
-    pair_dot, group = PAIR_DOT["avx2"], 1
+def function_buffer(builder, name: str, ty, size: int):
+    """A stack buffer of `size` values of `ty` in the function being built, made once per function and name and
+    shared by every product in it that asks for it (each uses it only while it runs, before the next starts): a
+    step or sequence with many layers holds one, not one per call site (kws-style, three call sites: 16 -> 8 KB)."""
+    held = builder.function.__dict__.setdefault("_rnnedge_buffers", {})
+    if name not in held:
+        held[name] = cgutils.alloca_once(builder, ty, size=size)
+    return held[name]
 
-    @intrinsic
-    def matmat_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
-        """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
-        ... + k], W^T packed by pack_vnni at wq[w_off:] (matvec_avx2_at's operands, for several rows). Rows go four
-        at a time: every weight load (sign-extended once) serves four rows. The same integers as matvec_avx2_at row
-        by row (int32 sums wrap and associate)."""
-        sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
 
-        def codegen(context, builder, signature, args):
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
-            arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 3, 5, 7)]
+# AVX2 (vpmaddwd + vpaddd): its 16 ymm registers hold a pass of four rows x one block of sums (8 registers), a
+# single row GROUP blocks. Before its passes over the blocks, a group of rows (or a single row) writes each
+# row's input pairs (v[2p] & 0xFFFF | v[2p+1] << 16, one int32 each) to a stack buffer, and the passes broadcast
+# them from there, one load each, instead of forming every row's pair again in every pass (forming the pairs was
+# most of a pass's instructions; kws's W_hh, 128 x 512, 50 -> 66-73 GMAC/s for four rows, 53 -> 55-59 for one, on
+# Zen 3). The same integers. A k past 2 PACKED_PAIRS runs in chunks of that many pairs, its sums carried in dst
+# from one chunk to the next. (AVX512-VNNI CPUs run vnni_quad's products.)
+@intrinsic
+def matmat_avx2_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
+    """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
+    ... + k], W^T packed by pack_vnni at wq[w_off:] (matvec_avx2_at's operands, for several rows). Rows go four
+    at a time: every weight load (sign-extended once) serves four rows. The same integers as matvec_avx2_at row
+    by row (int32 sums wrap and associate)."""
+    sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
 
-            def as_i64(value):
-                return builder.sext(value, i64) if value.type.width < 64 else value
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        i32x16, i16x32, i8x32 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.IntType(8), 32)
+        arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 3, 5, 7)]
 
-            dst_off_, dst_stride_, w_off_, b_off_, v_off_, v_stride_, k_, nblocks, nrows = (
-                as_i64(args[a]) for a in (1, 2, 4, 6, 8, 9, 10, 11, 12))
-            w_p = cgutils.gep(builder, arrays[1].data, w_off_)
-            b_p = cgutils.gep(builder, arrays[2].data, b_off_)
-            one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
-            npairs = builder.sdiv(builder.add(k_, one), two)
-            last = builder.sub(k_, one)
-            lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
-            slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(max(group, GROUP))] for _ in range(ROWS)]
-            pairs_at = cgutils.alloca_once(builder, i32, size=ROWS * PACKED_PAIRS)
+        def as_i64(value):
+            return builder.sext(value, i64) if value.type.width < 64 else value
 
-            def vec_ptr(base, index):
-                return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
-                                       i32x16.as_pointer())
+        dst_off_, dst_stride_, w_off_, b_off_, v_off_, v_stride_, k_, nblocks, nrows = (
+            as_i64(args[a]) for a in (1, 2, 4, 6, 8, 9, 10, 11, 12))
+        w_p = cgutils.gep(builder, arrays[1].data, w_off_)
+        b_p = cgutils.gep(builder, arrays[2].data, b_off_)
+        one, two = ir.Constant(i64, 1), ir.Constant(i64, 2)
+        npairs = builder.sdiv(builder.add(k_, one), two)
+        last = builder.sub(k_, one)
+        lo_mask, sixteen = ir.Constant(i32, 0xFFFF), ir.Constant(i32, 16)
+        slots = [[cgutils.alloca_once(builder, i32x16) for _ in range(GROUP)] for _ in range(ROWS)]
+        pairs_at = function_buffer(builder, "avx2_pairs", i32, ROWS * PACKED_PAIRS)
 
-            def pair_of(v_row, two_p, hi_index):
-                lo = builder.load(cgutils.gep(builder, v_row, two_p))
-                hi = builder.load(cgutils.gep(builder, v_row, hi_index))
-                return builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+        def vec_ptr(base, index):
+            return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, ir.Constant(i64, LANES))),
+                                   i32x16.as_pointer())
 
-            def run(r0, nr, b0, nb, chunk):
-                """Rows r0.. x blocks b0.. over the chunk's pairs (p0, count, first) from pairs_at, starting from
-                the bias (first) or from dst's sums."""
-                dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
-                    builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
-                for u in range(nb):
-                    bias_at = vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u)))
-                    for r in range(nr):
-                        start = builder.load(builder.select(chunk[2], bias_at, vec_ptr(
-                            dst_rows[r], builder.add(b0, ir.Constant(i64, u)))), align=4)
-                        builder.store(start, slots[r][u])
-                with cgutils.for_range(builder, chunk[1]) as loop:
-                    p = builder.add(chunk[0], loop.index)
-                    ws = []
-                    for u in range(nb):
-                        block = builder.add(b0, ir.Constant(i64, u))
-                        off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
-                        wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
-                        ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
-                    for r in range(nr):  # packed by pack_rows
-                        pair = builder.load(cgutils.gep(builder, pairs_at, builder.add(
-                            loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
-                        splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
-                        splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
-                        bvec = builder.bitcast(splat, i16x32)
-                        for u in range(nb):
-                            builder.store(pair_dot(builder, builder.load(slots[r][u]), ws[u], bvec), slots[r][u])
+        def pair_of(v_row, two_p, hi_index):
+            lo = builder.load(cgutils.gep(builder, v_row, two_p))
+            hi = builder.load(cgutils.gep(builder, v_row, hi_index))
+            return builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
+
+        def run(r0, nr, b0, nb, chunk):
+            """Rows r0.. x blocks b0.. over the chunk's pairs (p0, count, first) from pairs_at, starting from
+            the bias (first) or from dst's sums."""
+            dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
+                builder.add(r0, ir.Constant(i64, r)), dst_stride_))) for r in range(nr)]
+            for u in range(nb):
+                bias_at = vec_ptr(b_p, builder.add(b0, ir.Constant(i64, u)))
                 for r in range(nr):
+                    start = builder.load(builder.select(chunk[2], bias_at, vec_ptr(
+                        dst_rows[r], builder.add(b0, ir.Constant(i64, u)))), align=4)
+                    builder.store(start, slots[r][u])
+            with cgutils.for_range(builder, chunk[1]) as loop:
+                p = builder.add(chunk[0], loop.index)
+                ws = []
+                for u in range(nb):
+                    block = builder.add(b0, ir.Constant(i64, u))
+                    off = builder.mul(builder.add(builder.mul(block, npairs), p), ir.Constant(i64, 2 * LANES))
+                    wptr = builder.bitcast(cgutils.gep(builder, w_p, off), i8x32.as_pointer())
+                    ws.append(builder.sext(builder.load(wptr, align=1), i16x32))
+                for r in range(nr):  # packed by pack_rows
+                    pair = builder.load(cgutils.gep(builder, pairs_at, builder.add(
+                        loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
+                    splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
+                    splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
+                    bvec = builder.bitcast(splat, i16x32)
                     for u in range(nb):
-                        builder.store(builder.load(slots[r][u]),
-                                      vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
+                        builder.store(_pmaddwd_ir(builder, builder.load(slots[r][u]), ws[u], bvec), slots[r][u])
+            for r in range(nr):
+                for u in range(nb):
+                    builder.store(builder.load(slots[r][u]),
+                                  vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
 
-            def over_blocks(r0, nr, chunk):
-                g = group if nr > 1 else GROUP  # one row: GROUP independent chains, as matvec_*_at
-                groups = builder.sdiv(nblocks, ir.Constant(i64, g))
-                with cgutils.for_range(builder, groups) as loop:
-                    run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g, chunk)
-                with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, g)), nblocks,
-                                             one) as (index, _):
-                    run(r0, nr, index, 1, chunk)
-
-            def pack_rows(r0, nr, p0, count):
-                """The nr rows' input pairs p0 .. p0 + count - 1, each as the int32 the loop broadcasts, into
-                pairs_at (row r at r PACKED_PAIRS)."""
-                with cgutils.for_range(builder, ir.Constant(i64, nr)) as rows_loop:  # one loop: less to compile
-                    r = rows_loop.index
-                    v_row = cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
-                        builder.add(r0, r), v_stride_)))
-                    row_at = builder.mul(r, ir.Constant(i64, PACKED_PAIRS))
-                    with cgutils.for_range(builder, count) as loop:
-                        two_p = builder.mul(builder.add(p0, loop.index), two)
-                        hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
-                                                  builder.add(two_p, one), last)
-                        builder.store(pair_of(v_row, two_p, hi_index),
-                                      cgutils.gep(builder, pairs_at, builder.add(loop.index, row_at)))
-
-            def row_group(r0, nr):
-                size = ir.Constant(i64, PACKED_PAIRS)  # the pairs in chunks of PACKED_PAIRS (one for k <= 1024)
-                chunks = builder.sdiv(builder.add(npairs, ir.Constant(i64, PACKED_PAIRS - 1)), size)
-                with cgutils.for_range(builder, chunks) as loop:
-                    p0 = builder.mul(loop.index, size)
-                    rest = builder.sub(npairs, p0)
-                    count = builder.select(builder.icmp_signed("<", rest, size), rest, size)
-                    pack_rows(r0, nr, p0, count)
-                    over_blocks(r0, nr, (p0, count, builder.icmp_signed("==", loop.index, ir.Constant(i64, 0))))
-
-            row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
-            with cgutils.for_range(builder, row_groups) as loop:
-                row_group(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
-            with cgutils.for_range_slice(builder, builder.mul(row_groups, ir.Constant(i64, ROWS)), nrows,
+        def over_blocks(r0, nr, chunk):
+            g = 1 if nr > 1 else GROUP  # four rows: one block of sums each; one row: GROUP independent chains
+            groups = builder.sdiv(nblocks, ir.Constant(i64, g))
+            with cgutils.for_range(builder, groups) as loop:
+                run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g, chunk)
+            with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, g)), nblocks,
                                          one) as (index, _):
-                row_group(index, 1)
-            return context.get_dummy_value()
+                run(r0, nr, index, 1, chunk)
 
-        return sig, codegen
+        def pack_rows(r0, nr, p0, count):
+            """The nr rows' input pairs p0 .. p0 + count - 1, each as the int32 the loop broadcasts, into
+            pairs_at (row r at r PACKED_PAIRS)."""
+            with cgutils.for_range(builder, ir.Constant(i64, nr)) as rows_loop:  # one loop: less to compile
+                r = rows_loop.index
+                v_row = cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(
+                    builder.add(r0, r), v_stride_)))
+                row_at = builder.mul(r, ir.Constant(i64, PACKED_PAIRS))
+                with cgutils.for_range(builder, count) as loop:
+                    two_p = builder.mul(builder.add(p0, loop.index), two)
+                    hi_index = builder.select(builder.icmp_signed("<", builder.add(two_p, one), k_),
+                                              builder.add(two_p, one), last)
+                    builder.store(pair_of(v_row, two_p, hi_index),
+                                  cgutils.gep(builder, pairs_at, builder.add(loop.index, row_at)))
 
-    return matmat_at
+        def row_group(r0, nr):
+            size = ir.Constant(i64, PACKED_PAIRS)  # the pairs in chunks of PACKED_PAIRS (one for k <= 1024)
+            chunks = builder.sdiv(builder.add(npairs, ir.Constant(i64, PACKED_PAIRS - 1)), size)
+            with cgutils.for_range(builder, chunks) as loop:
+                p0 = builder.mul(loop.index, size)
+                rest = builder.sub(npairs, p0)
+                count = builder.select(builder.icmp_signed("<", rest, size), rest, size)
+                pack_rows(r0, nr, p0, count)
+                over_blocks(r0, nr, (p0, count, builder.icmp_signed("==", loop.index, ir.Constant(i64, 0))))
+
+        row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
+        with cgutils.for_range(builder, row_groups) as loop:
+            row_group(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
+        with cgutils.for_range_slice(builder, builder.mul(row_groups, ir.Constant(i64, ROWS)), nrows,
+                                     one) as (index, _):
+            row_group(index, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
-def _matvec_at(matmat):
-    """matvec_*_at(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks): dst[dst_off : dst_off + 16 blocks] =
-    bias[b_off : ...] + W^T v[v_off : v_off + k], W^T packed by pack_vnni (blocks, ceil(k/2), 32) at wq[w_off:]:
-    every operand an offset into a flat array, so a kernel compiled for one model (runtime/fused_int8.py) passes
-    literals and holds no array views. dst, bias, v int32 (v: int16 values); 16 blocks outputs are written (pack's
-    zero padding gives the bias past N). An odd k's last pair reads v[k - 1] twice: its partner weight is the
-    padding's zero. It is `matmat` of one row (inlined: its single-row pass, GROUP blocks of independent chains)."""
-
-    @int_inline
-    def matvec_at(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks):
-        matmat(dst, dst_off, 0, wq, w_off, bias, b_off, v, v_off, 0, k, blocks, 1)
-
-    return matvec_at
-
-
-# vpmaddwd + vpaddd (AVX2: 16 ymm registers, so a pass of the matrix product holds four rows x one block of sums)
-matmat_avx2_at = _matmat_at()
-matvec_avx2_at = _matvec_at(matmat_avx2_at)
+@int_inline
+def matvec_avx2_at(dst, dst_off, wq, w_off, bias, b_off, v, v_off, k, blocks):
+    """dst[dst_off : dst_off + 16 blocks] = bias[b_off : ...] + W^T v[v_off : v_off + k], W^T packed by pack_vnni
+    (blocks, ceil(k/2), 32) at wq[w_off:]: every operand an offset into a flat array, so a kernel compiled for one
+    model (runtime/fused_int8.py) passes literals and holds no array views. dst, bias, v int32 (v: int16 values);
+    16 blocks outputs are written (pack's zero padding gives the bias past N). An odd k's last pair reads v[k - 1]
+    twice: its partner weight is the padding's zero. It is matmat_avx2_at of one row (inlined: its single-row
+    pass, GROUP blocks of independent chains)."""
+    matmat_avx2_at(dst, dst_off, 0, wq, w_off, bias, b_off, v, v_off, 0, k, blocks, 1)

@@ -28,14 +28,13 @@ the passes, CHUNK inputs at a time; a longer k runs in chunks, its sums carried 
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import int_inline
-from rnnedge.runtime.vnni import PAIR_DOT, ROWS  # ROWS: rows sharing each weight load in matmat_quad_at
+from rnnedge.runtime.vnni import PAIR_DOT, ROWS, function_buffer, has_vbmi  # ROWS: rows per weight load
 
 LANES = 16
 CHUNK = 1024  # inputs per row packed into the stack buffer before a chunk's passes (a multiple of 16)
@@ -73,19 +72,6 @@ def _busd(builder, acc, unsigned, signed):
     return builder.call(fn, [acc, builder.bitcast(unsigned, i8x64), builder.bitcast(signed, i8x64)])
 
 
-def _buffers(builder):
-    """The stack buffers of the packed rows (four rows of int16 values; one row's two limbs, the lo bytes then the hi'
-    bytes), one pair per compiled function, shared by all its products (each uses them only while it runs): a
-    step or sequence with many layers holds 10 KB of them, not 10 KB per call site."""
-    function = builder.function
-    held = getattr(function, "_rnnedge_quad_buffers", None)
-    if held is None:
-        held = (cgutils.alloca_once(builder, ir.IntType(16), size=ROWS * CHUNK),
-                cgutils.alloca_once(builder, ir.IntType(8), size=2 * CHUNK))
-        function._rnnedge_quad_buffers = held
-    return held
-
-
 @intrinsic
 def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
     """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
@@ -112,7 +98,8 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
         quads = builder.sdiv(builder.add(k_, c64(3)), c64(4))
         corr_p = builder.bitcast(cgutils.gep(builder, w_p, builder.mul(builder.mul(nblocks, quads), c64(64))),
                                  i32.as_pointer())
-        packed16, limbs = _buffers(builder)
+        packed16 = function_buffer(builder, "quad_rows", i16, ROWS * CHUNK)  # four rows' int16 values
+        limbs = function_buffer(builder, "quad_limbs", i8, 2 * CHUNK)  # one row's lo bytes, then hi' bytes
 
         def vec_ptr(base, index):
             return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, c64(LANES))), v32x16.as_pointer())
@@ -199,7 +186,7 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
 
                 pack_values(v_row(builder.add(r0, c64(r))), i0, builder.mul(count_q, c64(4)), store)
             pairs = builder.bitcast(packed16, i32.as_pointer())
-            if llvm.get_host_cpu_features().get("avx512vbmi"):
+            if has_vbmi():
                 # one vpermb. With a constant index LLVM turns the instruction back into a shuffle and lowers that to
                 # vpmovdw + vpsrld + vpmovdw, slower (kws' W_hh^T, four rows: 0.62 against 0.60 us a row): the index
                 # is or-ed with the weights' address >> 56 (zero: user-space addresses are below 2^56 even with
