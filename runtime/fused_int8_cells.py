@@ -186,11 +186,18 @@ def layer_constants(blob: Blob, lay, row, path: str) -> LayerConstants:
 
 
 def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str, h: int | str, c: int | str,
-          table: int, s: str = "s") -> None:
+          table: int, s: str = "s", out: str | None = None) -> None:
     """The layer's step after its two mat-vecs: s[AX:] holds b_x + W_ih x, s[AH:] b_h + W_hh h (GP rows each), s
     the name of the int32 array holding them (the step's scratch, or one stream's view of it); writes the new h
-    (and lstm c) to st[h:], st[c:]."""
+    (and lstm c) to st[h:], st[c:], and the new h to out[0:H] too where out names an array (run(): the layer's
+    output row, written in the loop that forms h rather than copied from st after it)."""
     H, HP = k.H, k.HP
+
+    def store_h(value: str) -> str:
+        """The last loop's body: the new h of row j into st (and out)."""
+        if out is None:
+            return f"{st}[{h} + j] = {value}"
+        return f"h_ = {value}\n    {st}[{h} + j] = h_\n    {out}[j] = h_"
 
     def term(side: str, first: int = 0) -> str:
         """One requantised term (int64) of row `first` + j."""
@@ -218,7 +225,7 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
         value = f"max({s}[{AX} + j], np.int32(0))" if k.cell == L.CELL_RNN_RELU else f"{s}[{AX} + j]"
         src.add(indent, f"""
 for j in range({H}):
-    {st}[{h} + j] = {value}""")
+    {store_h(value)}""")
     elif k.cell == L.CELL_LSTM:
         pre(4 * HP)
         act("sigmoid", 0, 2 * HP)
@@ -237,7 +244,7 @@ for j in range({H}):
     {s}[{AH} + j] = {cell_q}
 tanh_rows_at({s}, {AH}, {HP}, blob, {table})
 for j in range({H}):
-    {st}[{h} + j] = sat16_32(rdbpot32(np.int32({s}[{AX + 3 * HP} + j] * {s}[{AH} + j]), 15))""")
+    {store_h(f"sat16_32(rdbpot32(np.int32({s}[{AX + 3 * HP} + j] * {s}[{AH} + j]), 15))")}""")
     else:
         pre(2 * HP)
         act("sigmoid", 0, 2 * HP)
@@ -252,11 +259,12 @@ for j in range({H}):
 for j in range({HP}):
     {s}[{AX + 2 * HP} + j] = np.int32({n_pre})""")
         act("tanh", 2 * HP, HP)
+        blend = (f"sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * {s}[{AX + 2 * HP} + j]) "
+                 f"+ np.int32(z * np.int32({st}[{h} + j]))), 15))")
         src.add(indent, f"""
 for j in range({H}):
     z = {s}[{AX + HP} + j]
-    {st}[{h} + j] = sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * {s}[{AX + 2 * HP} + j])
-                                    + np.int32(z * np.int32({st}[{h} + j]))), 15))""")
+    {store_h(blend)}""")
 
 
 @dataclass(frozen=True)

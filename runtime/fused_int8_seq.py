@@ -55,7 +55,7 @@ class Frame:
 def sequence(src, model, layers: list, hiddens: list, frame: Frame, head_code, grouped: bool = True) -> dict:
     """Writes `sequence_grouped` (grouped: B a multiple of four, forward layers four sequences at a time) or
     `sequence` (every layer-direction one sequence at a time) into src; returns the sizes of their working arrays
-    (per sequence step: W, GP; st; s)."""
+    (per sequence step: W, ZS; st; s)."""
     spec = model.spec
     n_in = int(layers[0][0].K)
     widths = [n_in] + [len(ks) * ks[0].H for ks in layers]
@@ -115,12 +115,9 @@ for m in range(live):
     b = g + m
     if t < lengths[b]:
         ga = s[{G0} + m * {ZS} : {G0} + (m + 1) * {ZS}]
-        sr = st[m * {SS} : (m + 1) * {SS}]""")
-                gates(src, k, 5, 0, k.GP, "sr", 0, HM, frame.table, "ga")
-                src.add(5, f"""
-o_ = {out}[(b * T + t) * {width} + {d * k.H} :]
-for j in range({k.H}):
-    o_[j] = sr[j]""")
+        sr = st[m * {SS} : (m + 1) * {SS}]
+        o_ = {out}[(b * T + t) * {width} + {d * k.H} :]""")
+                gates(src, k, 5, 0, k.GP, "sr", 0, HM, frame.table, "ga", "o_")
                 continue
             # the input projections of CHUNK steps at a time as one matrix product into gx (all T steps' at once
             # were T x GP int32, 2 MB for kws at T = 1000, written out past L2 and read back)
@@ -133,19 +130,15 @@ for b in range(B):
     for i0 in range(0, steps, {CHUNK}):
         chunk_n = min({CHUNK}, steps - i0)
         chunk_t0 = {'steps - i0 - chunk_n' if backward else 'i0'}""")
-            src.matmat(3, "gx", 0, k.GP, k.w_ih, k.b_x, inp, f"(b * T + chunk_t0) * {K}", K, k.K, k.GP, "chunk_n")
+            # each step's [ax | ah] rows ZS apart in gx: the step's W_hh product and gate stage work on its rows
+            src.matmat(3, "gx", 0, ZS, k.w_ih, k.b_x, inp, f"(b * T + chunk_t0) * {K}", K, k.K, k.GP, "chunk_n")
             src.add(3, f"""
 for i in range(chunk_n):
     t = {'chunk_t0 + chunk_n - 1 - i' if backward else 'chunk_t0 + i'}
-    g_ = gx[(t - chunk_t0) * {k.GP} :]
-    for j in range({k.GP}):
-        s[{frame.AX} + j] = g_[j]""")
-            src.matvec(4, frame.AH, k.w_hh, k.b_h, ("st", 0), k.H, k.GP)
-            gates(src, k, 4, frame.AX, frame.AH, "st", 0, HM, frame.table)
-            src.add(4, f"""
-o_ = {out}[(b * T + t) * {width} + {d * k.H} :]
-for j in range({k.H}):
-    o_[j] = st[j]""")
+    ga = gx[(t - chunk_t0) * {ZS} : (t - chunk_t0 + 1) * {ZS}]
+    o_ = {out}[(b * T + t) * {width} + {d * k.H} :]""")
+            src.matvec(4, k.GP, k.w_hh, k.b_h, ("st", 0), k.H, k.GP, "ga")
+            gates(src, k, 4, 0, k.GP, "st", 0, HM, frame.table, "ga", "o_")
     last, width = names[len(layers) % 2], widths[-1]
     if spec["head"]["on"] != "last_step":
         src.add(1, """
@@ -168,7 +161,7 @@ for b in range(B):
         s[{frame.FE} + j] = {last}[b * T * {width} + j]""")
         head_code(src, frame, hiddens, 2, ("s", frame.FE), width, "Y[b]")
     src.add(1, "return 0")
-    return {"W": W, "GP": GP, "HM": HM, "S": G0 + ROWS * ZS}
+    return {"W": W, "ZS": 2 * GP, "HM": HM, "S": G0 + ROWS * ZS}
 
 
 def run_sequence(model, module, blob: np.ndarray, sizes: dict, X: np.ndarray, lengths: np.ndarray,
@@ -184,7 +177,7 @@ def run_sequence(model, module, blob: np.ndarray, sizes: dict, X: np.ndarray, le
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     # the working arrays, s, st, sa, sb and gx, as parts of one allocation (one call instead of five)
     counts = (sizes["S"], min(B, ROWS) * 2 * sizes["HM"], min(B, ROWS) * T * sizes["W"],
-              min(B, ROWS) * T * sizes["W"], min(T, CHUNK) * sizes["GP"])
+              min(B, ROWS) * T * sizes["W"], min(T, CHUNK) * sizes["ZS"])
     work, at, views = np.zeros(sum(counts), dtype=np.int32), 0, []
     for n in counts:
         views.append(work[at : at + n])
