@@ -24,7 +24,7 @@ How it differs from the generic kernel (the integers do not):
 - Each gate's rows are padded to HP = H rounded up to 16 (zero weights, bias and multipliers), so every mat-vec
   writes whole 16-lane blocks and gate k of unit j sits at row k HP + j.
 - Mat-vecs: on AVX512-VNNI vnni_quad's (weights in pack_quad's layout: one row on `vpdpbusd` with the values split
-  into two unsigned bytes, four rows on `vpdpwssd`); else on AVX2, pack_vnni's pairs on `vpmaddwd` + `vpaddd`
+  into two unsigned bytes, four rows per weight load); else on AVX2, pack_vnni's pairs on `vpmaddwd` + `vpaddd`
   (`vnni.matvec_avx2_at`, path "avx2"); else
   the portable path, plain loops over W^T (K, GP) that LLVM vectorises with this CPU's instructions. The path is
   chosen when the step is generated (vnni.best_path; RNNEDGE_VNNI=0 forces the portable one); kernel_info names
@@ -86,8 +86,8 @@ from rnnedge.runtime.vnni_quad import matmat_quad_at, matvec_quad_at
 
 
 # kernel_info's "products": which instructions each path's mat-vecs and matrix products run on
-PRODUCTS = {"avx512_vnni": "weights in quads of inputs; one stream: vpdpbusd on each value's two unsigned bytes; four "
-                           "streams: vpdpwssd, each weight load widened once",
+PRODUCTS = {"avx512_vnni": "weights in quads of inputs; vpdpbusd on each value's two unsigned bytes, each weight "
+                           "load serving four streams",
             "avx2": "weights in pairs of inputs; vpmaddwd + vpaddd, four streams per weight load",
             "portable": "plain loops over W^T, vectorised by LLVM"}
 

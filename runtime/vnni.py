@@ -43,11 +43,6 @@ def has_avx512_vnni() -> bool:
     return bool(features.get("avx512vnni") and features.get("avx512bw"))
 
 
-def has_vbmi() -> bool:
-    """AVX512-VBMI (vpermb, vpermi2b): Ice Lake and later, Zen 4; not Skylake-X or Cascade Lake."""
-    return bool(llvm.get_host_cpu_features().get("avx512vbmi"))
-
-
 def has_avx2() -> bool:
     return bool(llvm.get_host_cpu_features().get("avx2"))
 

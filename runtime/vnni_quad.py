@@ -1,27 +1,26 @@
 """The specialised int8 steps' products on AVX512-VNNI (runtime/fused_int8.py, path "avx512_vnni"): one weight
-layout, two instructions. The integers of kernels_int8.gemv_t_int8, exactly.
+layout, one instruction (`vpdpbusd`). The integers of kernels_int8.gemv_t_int8, exactly.
 
     wq = pack_quad(w_t)     once, at load: w_t (K, N) int8 -> quads of inputs per lane, then a correction row
     matvec_quad_at(...)     one row (a stream at batch 1, a recurrence at batch 1): vpdpbusd on 8-bit limbs
-    matmat_quad_at(...)     rows four at a time (streams of a batch, steps of a sequence): vpdpwssd, each weight load
-                            sign-extended once for the four; a group's last 1-3 rows as matvec_quad_at
+    matmat_quad_at(...)     rows four at a time (streams of a batch, steps of a sequence): vpdpbusd as for one row,
+                            each weight load serving the four rows' limbs; a group's last 1-3 rows as matvec_quad_at
 
 Layout: block b holds outputs 16b .. 16b+15; for the quad of inputs (4q .. 4q+3) its 64 int8 are, for each of the
 16 outputs n in turn, w_t[4q, n], w_t[4q+1, n], w_t[4q+2, n], w_t[4q+3, n] (zero past K and N): one 32-bit lane per
 output, the order `vpdpbusd` reads. After the blocks, an int32 row of 16 per block: -2^15 sum_k w_t[k, n] (mod 2^32).
 
-One row, `vpdpbusd` (unsigned 8-bit x signed 8-bit, four products summed into each 32-bit lane): the row's values
-v (int16, in int32) are split into two unsigned bytes, lo = v & 255 and hi' = (v >> 8) + 128, so v = lo + 2^8
-(hi' - 128) and W^T v = W^T lo + 2^8 W^T hi' - 2^15 colsum(W): two instructions per 64 weight bytes, the weights
-read as stored (the int16 path sign-extends every weight load, `vpmovsxbw`, which bounds one row at ~75 G
+`vpdpbusd` (unsigned 8-bit x signed 8-bit, four products summed into each 32-bit lane): a row's values v (int16,
+in int32) are split into two unsigned bytes, lo = v & 255 and hi' = (v >> 8) + 128, so v = lo + 2^8 (hi' - 128)
+and W^T v = W^T lo + 2^8 W^T hi' - 2^15 colsum(W): two instructions per 64 weight bytes and row, the weights read as
+stored (int16 pairs on `vpdpwssd` sign-extend every weight load, `vpmovsxbw`, which bounds one row at ~75 G
 multiply-adds/s on Zen 4; this one measured 100-105 G in C for kws' W_hh^T, 128 x 512: 0.64 against 0.95 us).
-The correction row starts the lo limb's sums with the bias. Four rows, `vpdpwssd` (int16 pairs): one `vpermb`
-turns a quad's block into the block of input pairs (4q, 4q+1) of its 16 outputs and the block of pairs (4q+2,
-4q+3), each sign-extended once (`vpmovsxbw`) for the four rows, each row's two pairs broadcast as 32-bit words
-(kws' W_hh^T, four rows, in a numba loop: 105-110 G, 2-4% below the pair layout of vnni.py; without VBMI, a
-shufflevector LLVM lowers with what the CPU has).
+The correction row starts the lo limb's sums with the bias. Four rows: each 64-byte weight load feeds eight
+instructions (the four rows' two limbs, each row's four bytes of a limb broadcast), two blocks per pass, 16
+accumulators. In C for kws' W_hh^T, four rows: 0.57-0.59 us a row (112-115 G of the instruction's 117 G) against
+0.60-0.62 for the same quads on `vpdpwssd` through one `vpermb` + `vpmovsxbw` per load (the four-row path this one replaced).
 int32 sums wrap and addition mod 2^32 associates, so each output is the exact sum (it fits int32: the export's
-bound) whatever the order or the split. Each row's values are packed (limbs or int16) into a stack buffer before
+bound) whatever the order or the split. Each row's values are packed as limbs into a stack buffer before
 the passes, CHUNK inputs at a time; a longer k runs in chunks, its sums carried in dst from one to the next.
 """
 
@@ -34,12 +33,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import int_inline
-from rnnedge.runtime.vnni import PAIR_DOT, ROWS, function_buffer, has_vbmi  # ROWS: rows per weight load
+from rnnedge.runtime.vnni import ROWS, function_buffer  # ROWS: rows per weight load
 
 LANES = 16
 CHUNK = 1024  # inputs per row packed into the stack buffer before a chunk's passes (a multiple of 16)
 GROUP_ONE = 4  # blocks per pass of one row: 8 accumulators (two limbs each)
-GROUP_ROWS = 4  # blocks per pass of four rows: 16 accumulators
+GROUP_ROWS = 2  # blocks per pass of four rows: 16 accumulators (two limbs each)
 
 
 def pack_quad(w_t: np.ndarray) -> np.ndarray:
@@ -58,11 +57,6 @@ def pack_quad(w_t: np.ndarray) -> np.ndarray:
     return np.concatenate([np.ascontiguousarray(wq).reshape(-1), correction.view(np.int8)])
 
 
-# a quad block's 64 bytes -> the pairs (4q, 4q+1) of its 16 outputs, then the pairs (4q+2, 4q+3): byte 32 h + 2 n + j
-# of the result is byte 4 n + 2 h + j of the block (output n, input 4q + 2 h + j)
-TO_PAIRS = [4 * ((i % 32) // 2) + 2 * (i // 32) + i % 2 for i in range(64)]
-_dpwssd = PAIR_DOT["vnni"]  # acc + vpdpwssd(a, b): vnni.py's declaration of the instruction
-
 
 def _busd(builder, acc, unsigned, signed):
     """acc (16 x i32) + vpdpbusd(unsigned, signed), 64 bytes each."""
@@ -76,13 +70,13 @@ def _busd(builder, acc, unsigned, signed):
 def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows):
     """For r < rows: dst[dst_off + r dst_stride : ... + 16 blocks] = bias[b_off : ...] + W^T v[v_off + r v_stride :
     ... + k], W^T packed by pack_quad at wq[w_off:] (bytes; dst, bias, v int32, v's values int16): rows four at a time
-    on vpdpwssd, the rest one at a time on vpdpbusd (module docstring). Every operand an offset into a flat array,
+    (each weight load serving the four), the rest one at a time, all on vpdpbusd (module docstring). Every operand an offset into a flat array,
     so a kernel compiled for one model passes literals and holds no array views."""
     sig = types.void(dst, dst_off, dst_stride, wq, w_off, bias, b_off, v, v_off, v_stride, k, blocks, rows)
 
     def codegen(context, builder, signature, args):
-        i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
-        v8x64, v16x32, v32x16 = ir.VectorType(i8, 64), ir.VectorType(i16, 32), ir.VectorType(i32, 16)
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        v8x64, v32x16 = ir.VectorType(i8, 64), ir.VectorType(i32, 16)
         arrays = [context.make_array(signature.args[a])(context, builder, args[a]) for a in (0, 3, 5, 7)]
 
         def as_i64(value):
@@ -98,7 +92,7 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
         quads = builder.sdiv(builder.add(k_, c64(3)), c64(4))
         corr_p = builder.bitcast(cgutils.gep(builder, w_p, builder.mul(builder.mul(nblocks, quads), c64(64))),
                                  i32.as_pointer())
-        packed16 = function_buffer(builder, "quad_rows", i16, ROWS * CHUNK)  # four rows' int16 values
+        limbs4 = function_buffer(builder, "quad_limbs4", i8, 2 * ROWS * CHUNK)  # four rows' lo, hi' bytes
         limbs = function_buffer(builder, "quad_limbs", i8, 2 * CHUNK)  # one row's lo bytes, then hi' bytes
 
         def vec_ptr(base, index):
@@ -174,63 +168,50 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
             over_blocks(blocks_pass, GROUP_ONE)
 
         def four_rows(r0, q0, count_q, first):
-            """Rows r0 .. r0 + 3's chunk of count_q quads from quad q0, on vpdpwssd."""
+            """Rows r0 .. r0 + 3's chunk of count_q quads from quad q0, on vpdpbusd: each weight load serves the four
+            rows' two limbs (eight instructions)."""
             i0 = builder.mul(q0, c64(4))
             for r in range(ROWS):
-                base = cgutils.gep(builder, packed16, c64(r * CHUNK))
+                lo_p, hi_p = (cgutils.gep(builder, limbs4, c64((2 * r + h) * CHUNK)) for h in (0, 1))
 
-                def store(j, x, base=base):
-                    ty = ir.VectorType(i16, LANES)
-                    builder.store(builder.trunc(x, ty), builder.bitcast(cgutils.gep(builder, base, j), ty.as_pointer()),
-                                  align=2)
+                def store(j, x, lo_p=lo_p, hi_p=hi_p):
+                    v8x16 = ir.VectorType(i8, LANES)
+                    hi = builder.add(builder.ashr(x, ir.Constant(v32x16, [8] * LANES)), ir.Constant(v32x16, [128] * LANES))
+                    for limb, at in ((x, lo_p), (hi, hi_p)):
+                        builder.store(builder.trunc(limb, v8x16), builder.bitcast(cgutils.gep(builder, at, j),
+                                                                                 v8x16.as_pointer()), align=1)
 
                 pack_values(v_row(builder.add(r0, c64(r))), i0, builder.mul(count_q, c64(4)), store)
-            pairs = builder.bitcast(packed16, i32.as_pointer())
-            if has_vbmi():
-                # one vpermb. With a constant index LLVM turns the instruction back into a shuffle and lowers that to
-                # vpmovdw + vpsrld + vpmovdw, slower (kws' W_hh^T, four rows: 0.62 against 0.60 us a row): the index
-                # is or-ed with the weights' address >> 56 (zero: user-space addresses are below 2^56 even with
-                # five-level paging), which LLVM cannot fold
-                vpermb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8x64, [v8x64, v8x64]),
-                                                        "llvm.x86.avx512.permvar.qi.512")
-                opaque = builder.trunc(builder.lshr(builder.ptrtoint(w_p, i64), c64(56)), i8)
-                index = builder.or_(ir.Constant(v8x64, TO_PAIRS), splat(opaque, v8x64))
-
-                def to_pairs(w):
-                    return builder.call(vpermb, [w, index])
-            else:
-                def to_pairs(w):
-                    return builder.shuffle_vector(w, w, ir.Constant(ir.VectorType(i32, 64), TO_PAIRS))
+            limbs32 = builder.bitcast(limbs4, i32.as_pointer())
             dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
                 builder.add(r0, c64(r)), dst_stride_))) for r in range(ROWS)]
 
             def blocks_pass(b0, nb):
-                slots = [[cgutils.alloca_once(builder, v32x16) for _ in range(nb)] for _ in range(ROWS)]
+                slots = [[(cgutils.alloca_once(builder, v32x16), cgutils.alloca_once(builder, v32x16))
+                          for _ in range(nb)] for _ in range(ROWS)]
                 for r in range(ROWS):
-                    for u in range(nb):
-                        builder.store(start_of(dst_rows[r], builder.add(b0, c64(u)), first, False), slots[r][u])
+                    for u, (a_lo, a_hi) in enumerate(slots[r]):
+                        builder.store(start_of(dst_rows[r], builder.add(b0, c64(u)), first, True), a_lo)
+                        builder.store(ir.Constant(v32x16, [0] * LANES), a_hi)
                 with cgutils.for_range(builder, count_q) as loop:
                     q = loop.index
-                    halves = []
+                    ws = []
                     for u in range(nb):
                         at = builder.mul(builder.add(builder.mul(builder.add(b0, c64(u)), quads), builder.add(q0, q)),
                                          c64(64))
-                        w = builder.load(builder.bitcast(cgutils.gep(builder, w_p, at), v8x64.as_pointer()), align=1)
-                        w = to_pairs(w)
-                        halves.append([builder.sext(builder.shuffle_vector(w, w, ir.Constant(
-                            ir.VectorType(i32, 32), list(range(h, h + 32)))), v16x32) for h in (0, 32)])
+                        ws.append(builder.load(builder.bitcast(cgutils.gep(builder, w_p, at), v8x64.as_pointer()),
+                                               align=1))
                     for r in range(ROWS):
-                        at = builder.add(c64(r * CHUNK // 2), builder.mul(q, c64(2)))
-                        s = [builder.bitcast(splat(builder.load(cgutils.gep(builder, pairs, builder.add(at, c64(h)))),
-                                                   v32x16), v16x32) for h in (0, 1)]
-                        for u in range(nb):
-                            for h in (0, 1):
-                                builder.store(_dpwssd(builder, builder.load(slots[r][u]), halves[u][h], s[h]),
-                                              slots[r][u])
+                        s_lo, s_hi = (splat(builder.load(cgutils.gep(builder, limbs32, builder.add(
+                            c64((2 * r + h) * CHUNK // 4), q))), v32x16) for h in (0, 1))
+                        for u, (a_lo, a_hi) in enumerate(slots[r]):
+                            builder.store(_busd(builder, builder.load(a_lo), s_lo, ws[u]), a_lo)
+                            builder.store(_busd(builder, builder.load(a_hi), s_hi, ws[u]), a_hi)
                 for r in range(ROWS):
-                    for u in range(nb):
-                        builder.store(builder.load(slots[r][u]), vec_ptr(dst_rows[r], builder.add(b0, c64(u))),
-                                      align=4)
+                    for u, (a_lo, a_hi) in enumerate(slots[r]):
+                        total = builder.add(builder.load(a_lo), builder.shl(builder.load(a_hi),
+                                                                            ir.Constant(v32x16, [8] * LANES)))
+                        builder.store(total, vec_ptr(dst_rows[r], builder.add(b0, c64(u))), align=4)
 
             over_blocks(blocks_pass, GROUP_ROWS)
 

@@ -117,8 +117,7 @@ def _matmat_avx2(dst, wp, bias, v, rows, K, N, v_stride):
     vnni.matmat_avx2_at(dst, 3, N + 5, wp, 0, bias, 0, v, 2, v_stride, K, N // 16, rows)
 
 
-# the blocked products this CPU has, with their layouts: vpdpwssd / vpdpbusd on quads (AVX512-VNNI), vpmaddwd on
-# pairs (AVX2)
+# the blocked products this CPU has, with their layouts: vpdpbusd on quads (AVX512-VNNI), vpmaddwd on pairs (AVX2)
 ISAS = [pytest.param((_matmat_quad, vnni_quad.pack_quad), id="vnni",
                      marks=pytest.mark.skipif(not vnni.has_avx512_vnni(), reason="no VNNI")),
         pytest.param((_matmat_avx2, vnni.pack_vnni), id="avx2",

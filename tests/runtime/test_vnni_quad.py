@@ -62,15 +62,3 @@ def test_products_at_the_extremes_equal_gemv_t_int8_with_its_wrapping(K, rows):
     v = rng.choice(np.array([-32768, 32767], np.int32), rows * K)
     v[:K] = 32767
     _assert_rows_equal_gemv_t_int8(_matmat, w_t, v, rng.integers(-(2**20), 2**20, N).astype(np.int32), rows)
-
-
-def test_four_rows_without_vbmi_take_the_shuffle_llvm_lowers_and_give_the_same_integers(monkeypatch):
-    """An AVX512-VNNI CPU without AVX512-VBMI (Cascade Lake) has no vpermb: the quad blocks become pairs through a
-    shufflevector LLVM lowers with what the CPU has; compiled here with VBMI hidden from the codegen."""
-    monkeypatch.setattr(vnni_quad, "has_vbmi", lambda: False)
-    matmat = njit(_matmat.py_func)  # compiled here (not from the cache), without vpermb
-    rng = np.random.default_rng(11)
-    K, N, rows = 70, 48, 6
-    w_t = rng.integers(-128, 128, (K, N)).astype(np.int8)
-    v = rng.integers(-32768, 32768, rows * K).astype(np.int32)
-    _assert_rows_equal_gemv_t_int8(matmat, w_t, v, rng.integers(-(2**20), 2**20, N).astype(np.int32), rows)
