@@ -38,8 +38,8 @@ How it differs from the generic kernel (the integers do not):
   changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
 
 Batches: the streams run in groups of vnni.ROWS (four), B read from x, so any B runs without recompiling. For a
-group, each layer's two mat-vecs are matrix products (vnni_quad.matmat_quad_at: each weight load, sign-extended
-once, serves the group's streams) written straight into each stream's rows of a group region, where that stream's gate
+group, each layer's two mat-vecs are matrix products (vnni_quad.matmat_quad_at: each weight load serves the
+group's streams) written straight into each stream's rows of a group region, where that stream's gate
 stage then reads them in place (a view per stream, no copies); the head is one matrix product per group too (four
 independent accumulator chains; a head with hidden dense layers runs per stream). B = 1, and a batch's last 1-3
 streams, run one stream at a time (on VNNI, vpdpbusd). The portable path runs the same products row by row.
