@@ -17,8 +17,8 @@ stored (int16 pairs on `vpdpwssd` sign-extend every weight load, `vpmovsxbw`, wh
 multiply-adds/s on Zen 4; this one measured 100-105 G in C for kws' W_hh^T, 128 x 512: 0.64 against 0.95 us).
 The correction row starts the lo limb's sums with the bias. Four rows: each 64-byte weight load feeds eight
 instructions (the four rows' two limbs, each row's four bytes of a limb broadcast), two blocks per pass, 16
-accumulators. In C for kws' W_hh^T, four rows: 0.57-0.59 us a row (112-115 G of the instruction's 117 G) against
-0.60-0.62 for the same quads on `vpdpwssd` through one `vpermb` + `vpmovsxbw` per load (the four-row path this one replaced).
+accumulators. In C for kws' W_hh^T, four rows: 0.59-0.60 us a row (109-112 G of the instruction's 117 G) against
+0.60-0.62 (105-109 G) for the same quads on `vpdpwssd` through one `vpermb` + `vpmovsxbw` per load (the four-row path this one replaced).
 int32 sums wrap and addition mod 2^32 associates, so each output is the exact sum (it fits int32: the export's
 bound) whatever the order or the split. Each row's values are packed as limbs into a stack buffer before
 the passes, CHUNK inputs at a time; a longer k runs in chunks, its sums carried in dst from one to the next.
