@@ -21,7 +21,9 @@ layer's output rows (sa or sb). A sequence past its length is left alone (its pr
 every later member of the group has ended too, and are ignored before). Every direction in `sequence`, and every
 backward direction in both (the second half of a bidirectional layer, or a reverse layer, from step
 lengths[b] - 1 down to 0), runs one sequence at a time: the input projections of CHUNK steps as one matrix
-product into gx (a few KB that stay in cache), then those steps' recurrence with a W_hh mat-vec per step. Each
+product into gx (each step's rows [ax | ah], 2 GP int32 apart: 64 KB for kws' GP = 512), then those steps'
+recurrence, each step's W_hh mat-vec and gate stage working on its own rows of gx, no copy in between. A layer's
+new h goes to its output row (sa or sb) in the loop that forms it (fused_int8_cells.gates' out). Each
 layer-direction starts from its initial state (h0, c0) or zeros, as kernels_int8_model.sequence_layer_int8 does. The head then reads every step's row
 (every_step) or each sequence's final features (last_step: forward at lengths[b] - 1, backward at 0).
 """
@@ -161,7 +163,7 @@ for b in range(B):
         s[{frame.FE} + j] = {last}[b * T * {width} + j]""")
         head_code(src, frame, hiddens, 2, ("s", frame.FE), width, "Y[b]")
     src.add(1, "return 0")
-    return {"W": W, "ZS": 2 * GP, "HM": HM, "S": G0 + ROWS * ZS}
+    return {"W": W, "ZS": ZS, "HM": HM, "S": G0 + ROWS * ZS}
 
 
 def run_sequence(model, module, blob: np.ndarray, sizes: dict, X: np.ndarray, lengths: np.ndarray,
