@@ -92,8 +92,7 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
         quads = builder.sdiv(builder.add(k_, c64(3)), c64(4))
         corr_p = builder.bitcast(cgutils.gep(builder, w_p, builder.mul(builder.mul(nblocks, quads), c64(64))),
                                  i32.as_pointer())
-        limbs4 = function_buffer(builder, "quad_limbs4", i8, 2 * ROWS * CHUNK)  # four rows' lo, hi' bytes
-        limbs = function_buffer(builder, "quad_limbs", i8, 2 * CHUNK)  # one row's lo bytes, then hi' bytes
+        limbs = function_buffer(builder, "quad_limbs", i8, 2 * ROWS * CHUNK)  # each row's lo bytes, then hi' bytes
 
         def vec_ptr(base, index):
             return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, c64(LANES))), v32x16.as_pointer())
@@ -122,57 +121,20 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                 ptr = builder.bitcast(cgutils.gep(builder, row, builder.add(i0, j)), v32x16.as_pointer())
                 store(j, builder.call(load, [ptr, ir.Constant(i32, 4), mask, ir.Constant(v32x16, [0] * LANES)]))
 
-        def start_of(dst_row, block, first, with_correction):
-            """The sums a pass starts from: the bias (plus the correction row, one row's lo limb) in the first
-            chunk, else dst's sums so far."""
-            at_bias = builder.load(vec_ptr(b_p, block), align=4)
-            if with_correction:
-                at_bias = builder.add(at_bias, builder.load(vec_ptr(corr_p, block), align=4))
+        def start_of(dst_row, block, first):
+            """The sums a pass starts from: the bias plus the correction row (the lo limb's) in the first chunk,
+            else dst's sums so far."""
+            at_bias = builder.add(builder.load(vec_ptr(b_p, block), align=4),
+                                  builder.load(vec_ptr(corr_p, block), align=4))
             return builder.select(first, at_bias, builder.load(vec_ptr(dst_row, block), align=4))
 
-        def one_row(r, q0, count_q, first):
-            """Row r's chunk of count_q quads from quad q0, on vpdpbusd."""
-            row, dst_row = v_row(r), cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(r, dst_stride_)))
-            lo_p, hi_p = limbs, cgutils.gep(builder, limbs, c64(CHUNK))
+        def limb_rows(r0, nrows, q0, count_q, first, group):
+            """Rows r0 .. r0 + nrows - 1's chunk of count_q quads from quad q0, on vpdpbusd: each row's values
+            packed as two limbs (lo bytes, then hi' bytes, CHUNK apart), then passes of `group` blocks, each 64-byte
+            weight load feeding the rows' two limbs (2 nrows instructions)."""
             i0 = builder.mul(q0, c64(4))
-
-            def store(j, x):
-                v8x16 = ir.VectorType(i8, LANES)
-                hi = builder.add(builder.ashr(x, ir.Constant(v32x16, [8] * LANES)), ir.Constant(v32x16, [128] * LANES))
-                for limb, at in ((x, lo_p), (hi, hi_p)):
-                    builder.store(builder.trunc(limb, v8x16), builder.bitcast(cgutils.gep(builder, at, j),
-                                                                             v8x16.as_pointer()), align=1)
-
-            pack_values(row, i0, builder.mul(count_q, c64(4)), store)
-            lo32, hi32 = (builder.bitcast(p, i32.as_pointer()) for p in (lo_p, hi_p))
-
-            def blocks_pass(b0, nb):
-                slots = [(cgutils.alloca_once(builder, v32x16), cgutils.alloca_once(builder, v32x16)) for _ in range(nb)]
-                for u, (a_lo, a_hi) in enumerate(slots):
-                    builder.store(start_of(dst_row, builder.add(b0, c64(u)), first, True), a_lo)
-                    builder.store(ir.Constant(v32x16, [0] * LANES), a_hi)
-                with cgutils.for_range(builder, count_q) as loop:
-                    q = loop.index
-                    s_lo = splat(builder.load(cgutils.gep(builder, lo32, q)), v32x16)
-                    s_hi = splat(builder.load(cgutils.gep(builder, hi32, q)), v32x16)
-                    for u, (a_lo, a_hi) in enumerate(slots):
-                        block = builder.add(b0, c64(u))
-                        at = builder.mul(builder.add(builder.mul(block, quads), builder.add(q0, q)), c64(64))
-                        w = builder.load(builder.bitcast(cgutils.gep(builder, w_p, at), v8x64.as_pointer()), align=1)
-                        builder.store(_busd(builder, builder.load(a_lo), s_lo, w), a_lo)
-                        builder.store(_busd(builder, builder.load(a_hi), s_hi, w), a_hi)
-                for u, (a_lo, a_hi) in enumerate(slots):
-                    total = builder.add(builder.load(a_lo), builder.shl(builder.load(a_hi), ir.Constant(v32x16, [8] * LANES)))
-                    builder.store(total, vec_ptr(dst_row, builder.add(b0, c64(u))), align=4)
-
-            over_blocks(blocks_pass, GROUP_ONE)
-
-        def four_rows(r0, q0, count_q, first):
-            """Rows r0 .. r0 + 3's chunk of count_q quads from quad q0, on vpdpbusd: each weight load serves the four
-            rows' two limbs (eight instructions)."""
-            i0 = builder.mul(q0, c64(4))
-            for r in range(ROWS):
-                lo_p, hi_p = (cgutils.gep(builder, limbs4, c64((2 * r + h) * CHUNK)) for h in (0, 1))
+            for r in range(nrows):
+                lo_p, hi_p = (cgutils.gep(builder, limbs, c64((2 * r + h) * CHUNK)) for h in (0, 1))
 
                 def store(j, x, lo_p=lo_p, hi_p=hi_p):
                     v8x16 = ir.VectorType(i8, LANES)
@@ -182,16 +144,16 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                                                                                  v8x16.as_pointer()), align=1)
 
                 pack_values(v_row(builder.add(r0, c64(r))), i0, builder.mul(count_q, c64(4)), store)
-            limbs32 = builder.bitcast(limbs4, i32.as_pointer())
+            limbs32 = builder.bitcast(limbs, i32.as_pointer())
             dst_rows = [cgutils.gep(builder, arrays[0].data, builder.add(dst_off_, builder.mul(
-                builder.add(r0, c64(r)), dst_stride_))) for r in range(ROWS)]
+                builder.add(r0, c64(r)), dst_stride_))) for r in range(nrows)]
 
             def blocks_pass(b0, nb):
                 slots = [[(cgutils.alloca_once(builder, v32x16), cgutils.alloca_once(builder, v32x16))
-                          for _ in range(nb)] for _ in range(ROWS)]
-                for r in range(ROWS):
+                          for _ in range(nb)] for _ in range(nrows)]
+                for r in range(nrows):
                     for u, (a_lo, a_hi) in enumerate(slots[r]):
-                        builder.store(start_of(dst_rows[r], builder.add(b0, c64(u)), first, True), a_lo)
+                        builder.store(start_of(dst_rows[r], builder.add(b0, c64(u)), first), a_lo)
                         builder.store(ir.Constant(v32x16, [0] * LANES), a_hi)
                 with cgutils.for_range(builder, count_q) as loop:
                     q = loop.index
@@ -201,19 +163,25 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                                          c64(64))
                         ws.append(builder.load(builder.bitcast(cgutils.gep(builder, w_p, at), v8x64.as_pointer()),
                                                align=1))
-                    for r in range(ROWS):
+                    for r in range(nrows):
                         s_lo, s_hi = (splat(builder.load(cgutils.gep(builder, limbs32, builder.add(
                             c64((2 * r + h) * CHUNK // 4), q))), v32x16) for h in (0, 1))
                         for u, (a_lo, a_hi) in enumerate(slots[r]):
                             builder.store(_busd(builder, builder.load(a_lo), s_lo, ws[u]), a_lo)
                             builder.store(_busd(builder, builder.load(a_hi), s_hi, ws[u]), a_hi)
-                for r in range(ROWS):
+                for r in range(nrows):
                     for u, (a_lo, a_hi) in enumerate(slots[r]):
                         total = builder.add(builder.load(a_lo), builder.shl(builder.load(a_hi),
                                                                             ir.Constant(v32x16, [8] * LANES)))
                         builder.store(total, vec_ptr(dst_rows[r], builder.add(b0, c64(u))), align=4)
 
-            over_blocks(blocks_pass, GROUP_ROWS)
+            over_blocks(blocks_pass, group)
+
+        def one_row(r, q0, count_q, first):
+            limb_rows(r, 1, q0, count_q, first, GROUP_ONE)
+
+        def four_rows(r0, q0, count_q, first):
+            limb_rows(r0, ROWS, q0, count_q, first, GROUP_ROWS)
 
         def over_blocks(blocks_pass, group):
             groups = builder.sdiv(nblocks, c64(group))
