@@ -33,7 +33,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import kernel
-from rnnedge.runtime.vnni import LANES, PAIR_DOT, has_avx512_vnni
+from rnnedge.runtime.vnni import LANES, PAIR_DOT, has_avx512_vnni, splat
 
 dpwssd = PAIR_DOT["vnni"]  # vnni.py's vpdpwssd, one declaration for both int8 paths
 
@@ -87,10 +87,8 @@ def _dp2(streams: int, count: int):
             words = [(builder.add(wh_off, builder.mul(word_st, ir.Constant(i64, s))),
                       builder.add(wl_off, builder.mul(word_st, ir.Constant(i64, s)))) for s in range(streams)]
 
-            def splat(word):
-                vec = builder.insert_element(ir.Constant(i32x16, None), word, ir.Constant(i32, 0))
-                vec = builder.shuffle_vector(vec, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * LANES))
-                return builder.bitcast(vec, i16x32)
+            def splat_words(word):
+                return builder.bitcast(splat(builder, word, i32x16), i16x32)
 
             def row16(off):
                 return builder.load(builder.bitcast(cgutils.gep(builder, wdata, off), i8x16.as_pointer()), align=1)
@@ -105,7 +103,7 @@ def _dp2(streams: int, count: int):
                     wv.append(builder.sext(pair, i16x32))  # int8 in memory, the two rows' bytes side by side
                 for s in range(streams):
                     for limb, base in enumerate(words[s]):
-                        b = splat(builder.load(cgutils.gep(builder, data, builder.add(base, p))))
+                        b = splat_words(builder.load(cgutils.gep(builder, data, builder.add(base, p))))
                         for u in range(count):
                             slot = slots[s][limb * count + u]
                             builder.store(dpwssd(builder, builder.load(slot), wv[u], b), slot)

@@ -43,7 +43,7 @@ from numba.extending import intrinsic
 
 from rnnedge.runtime.fused_int8_math import PLANES_AT, TANH_AT
 from rnnedge.runtime.jit import target_cpu
-from rnnedge.runtime.vnni import PAIR_DOT
+from rnnedge.runtime.vnni import PAIR_DOT, masked_16
 
 LANES = 16
 
@@ -203,10 +203,7 @@ def _activation_rows(shift: int, at: int, out_shift: int, middle: int):
                 planes = [[builder.load(cgutils.gep(builder, planes_p, ir.Constant(i64, 4 * p + q)), align=4)
                            for q in range(4)] for p in range(4)]
                 mask_ty = ir.VectorType(i1, LANES)
-                load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                    v32, [v32.as_pointer(), i32, mask_ty, v32]), "llvm.masked.load.v16i32.p0")
-                store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                    ir.VoidType(), [v32, v32.as_pointer(), i32, mask_ty]), "llvm.masked.store.v16i32.p0")
+                load, store = masked_16(builder, store=False), masked_16(builder, store=True)
                 passes = builder.sdiv(builder.add(n_, ir.Constant(i64, 4 * LANES - 1)), ir.Constant(i64, 4 * LANES))
                 with cgutils.for_range(builder, passes) as loop:
                     first = builder.mul(loop.index, ir.Constant(i64, 4 * LANES))

@@ -6,7 +6,7 @@ loop chosen at load on CPUs without it; both give the integers of kernels_int8.g
     KERNEL                    "avx512_vnni" or "portable": which pack and gemv_t this process runs
 
 The specialised int8 steps (runtime/fused_int8.py) run vnni_quad's products on AVX512-VNNI (their own layout,
-vpdpbusd for one row, vpdpwssd for four), or on a CPU with AVX2 but no VNNI matvec_avx2_at / matmat_avx2_at below:
+vpdpbusd for every row count), or on a CPU with AVX2 but no VNNI matvec_avx2_at / matmat_avx2_at below:
 this layout with vpmaddwd + vpaddd in place of each vpdpwssd (best_path() says which this CPU gets).
 
 pack and gemv_t are chosen together: the VNNI pair uses the blocked layout below (pack_vnni, gemv_t_vnni); the
@@ -132,9 +132,7 @@ def _vnni_blocks(typingctx, acc, wp, v, full_blocks):
                 lo = builder.load(cgutils.gep(builder, v_a.data, two_p))
                 hi = builder.load(cgutils.gep(builder, v_a.data, builder.add(two_p, ir.Constant(i64, 1))))
                 pair = builder.or_(builder.and_(lo, lo_mask), builder.shl(hi, sixteen))
-                splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
-                splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
-                bvec = builder.bitcast(splat, i16x32)
+                bvec = builder.bitcast(splat(builder, pair, i32x16), i16x32)
                 for u in range(count):
                     block = builder.add(b0, ir.Constant(i64, u))
                     off = builder.mul(builder.add(builder.mul(block, pairs_stride), p), ir.Constant(i64, 2 * LANES))
@@ -196,6 +194,49 @@ ROWS = 4  # rows (sequence steps, or streams) sharing each weight load in matmat
 
 
 PACKED_PAIRS = 512  # input pairs per row packed before the passes (avx2): a chunk of k, ROWS x 2 KB of stack
+
+
+def splat(builder, value, ty):
+    """The vector `ty` with every lane `value` (a broadcast)."""
+    vec = builder.insert_element(ir.Constant(ty, None), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(vec, ir.Constant(ty, None),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), ty.count), [0] * ty.count))
+
+
+def masked_16(builder, store: bool):
+    """LLVM's masked load (ptr, align, mask, passthru) or store (value, ptr, align, mask) of 16 int32 lanes."""
+    v32, mask = ir.VectorType(ir.IntType(32), LANES), ir.VectorType(ir.IntType(1), LANES)
+    i32 = ir.IntType(32)
+    if store:
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            ir.VoidType(), [v32, v32.as_pointer(), i32, mask]), "llvm.masked.store.v16i32.p0")
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+        v32, [v32.as_pointer(), i32, mask, v32]), "llvm.masked.load.v16i32.p0")
+
+
+def in_groups(builder, total, size: int, body):
+    """body(first, n) over 0 .. total (an i64): whole groups of `size` (n = size), then the rest one by one (n = 1):
+    the products' rows in groups of ROWS, their blocks in passes."""
+    i64 = ir.IntType(64)
+    groups = builder.sdiv(total, ir.Constant(i64, size))
+    with cgutils.for_range(builder, groups) as loop:
+        body(builder.mul(loop.index, ir.Constant(i64, size)), size)
+    with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, size)), total,
+                                 ir.Constant(i64, 1)) as (index, _):
+        body(index, 1)
+
+
+def in_chunks(builder, total, size: int, body):
+    """body(start, count, first) over 0 .. total (an i64) in chunks of `size` (the last may be shorter); first: an
+    i1, true in the first chunk (whose sums start from the bias, later ones from dst's)."""
+    i64 = ir.IntType(64)
+    step = ir.Constant(i64, size)
+    chunks = builder.sdiv(builder.add(total, ir.Constant(i64, size - 1)), step)
+    with cgutils.for_range(builder, chunks) as loop:
+        start = builder.mul(loop.index, step)
+        rest = builder.sub(total, start)
+        body(start, builder.select(builder.icmp_signed("<", rest, step), rest, step),
+             builder.icmp_signed("==", loop.index, ir.Constant(i64, 0)))
 
 
 def function_buffer(builder, name: str, ty, size: int):
@@ -273,9 +314,7 @@ def matmat_avx2_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                 for r in range(nr):  # packed by pack_rows
                     pair = builder.load(cgutils.gep(builder, pairs_at, builder.add(
                         loop.index, ir.Constant(i64, r * PACKED_PAIRS))))
-                    splat = builder.insert_element(ir.Constant(i32x16, None), pair, ir.Constant(i32, 0))
-                    splat = builder.shuffle_vector(splat, ir.Constant(i32x16, None), ir.Constant(i32x16, [0] * 16))
-                    bvec = builder.bitcast(splat, i16x32)
+                    bvec = builder.bitcast(splat(builder, pair, i32x16), i16x32)
                     for u in range(nb):
                         builder.store(_pmaddwd_ir(builder, builder.load(slots[r][u]), ws[u], bvec), slots[r][u])
             for r in range(nr):
@@ -284,13 +323,8 @@ def matmat_avx2_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                                   vec_ptr(dst_rows[r], builder.add(b0, ir.Constant(i64, u))), align=4)
 
         def over_blocks(r0, nr, chunk):
-            g = 1 if nr > 1 else GROUP  # four rows: one block of sums each; one row: GROUP independent chains
-            groups = builder.sdiv(nblocks, ir.Constant(i64, g))
-            with cgutils.for_range(builder, groups) as loop:
-                run(r0, nr, builder.mul(loop.index, ir.Constant(i64, g)), g, chunk)
-            with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, g)), nblocks,
-                                         one) as (index, _):
-                run(r0, nr, index, 1, chunk)
+            # four rows: one block of sums each; one row: GROUP independent chains
+            in_groups(builder, nblocks, 1 if nr > 1 else GROUP, lambda b0, nb: run(r0, nr, b0, nb, chunk))
 
         def pack_rows(r0, nr, p0, count):
             """The nr rows' input pairs p0 .. p0 + count - 1, each as the int32 the loop broadcasts, into
@@ -308,21 +342,13 @@ def matmat_avx2_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                                   cgutils.gep(builder, pairs_at, builder.add(loop.index, row_at)))
 
         def row_group(r0, nr):
-            size = ir.Constant(i64, PACKED_PAIRS)  # the pairs in chunks of PACKED_PAIRS (one for k <= 1024)
-            chunks = builder.sdiv(builder.add(npairs, ir.Constant(i64, PACKED_PAIRS - 1)), size)
-            with cgutils.for_range(builder, chunks) as loop:
-                p0 = builder.mul(loop.index, size)
-                rest = builder.sub(npairs, p0)
-                count = builder.select(builder.icmp_signed("<", rest, size), rest, size)
+            def chunk(p0, count, first):  # the pairs in chunks of PACKED_PAIRS (one for k <= 1024)
                 pack_rows(r0, nr, p0, count)
-                over_blocks(r0, nr, (p0, count, builder.icmp_signed("==", loop.index, ir.Constant(i64, 0))))
+                over_blocks(r0, nr, (p0, count, first))
 
-        row_groups = builder.sdiv(nrows, ir.Constant(i64, ROWS))
-        with cgutils.for_range(builder, row_groups) as loop:
-            row_group(builder.mul(loop.index, ir.Constant(i64, ROWS)), ROWS)
-        with cgutils.for_range_slice(builder, builder.mul(row_groups, ir.Constant(i64, ROWS)), nrows,
-                                     one) as (index, _):
-            row_group(index, 1)
+            in_chunks(builder, npairs, PACKED_PAIRS, chunk)
+
+        in_groups(builder, nrows, ROWS, row_group)
         return context.get_dummy_value()
 
     return sig, codegen

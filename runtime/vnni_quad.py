@@ -33,9 +33,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import int_inline
-from rnnedge.runtime.vnni import ROWS, function_buffer  # ROWS: rows per weight load
+from rnnedge.runtime.vnni import LANES, ROWS, function_buffer, in_chunks, in_groups, masked_16, splat
 
-LANES = 16
 CHUNK = 1024  # inputs per row packed into the stack buffer before a chunk's passes (a multiple of 16)
 GROUP_ONE = 4  # blocks per pass of one row: 8 accumulators (two limbs each)
 GROUP_ROWS = 2  # blocks per pass of four rows: 16 accumulators (two limbs each)
@@ -97,27 +96,20 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
         def vec_ptr(base, index):
             return builder.bitcast(cgutils.gep(builder, base, builder.mul(index, c64(LANES))), v32x16.as_pointer())
 
-        def splat(value, ty):
-            vec = builder.insert_element(ir.Constant(ty, None), value, ir.Constant(i32, 0))
-            return builder.shuffle_vector(vec, ir.Constant(ty, None), ir.Constant(ir.VectorType(i32, ty.count),
-                                                                                  [0] * ty.count))
-
         def v_row(r):
             return cgutils.gep(builder, arrays[3].data, builder.add(v_off_, builder.mul(r, v_stride_)))
 
         def pack_values(row, i0, count, store):
             """store(j, x) for the chunk's values i0 + j, 16 lanes x at a time up to count (the buffers hold
             CHUNK, a multiple of 16): lanes past k masked off the load (zeros: their weights are zero)."""
-            mask_ty = ir.VectorType(ir.IntType(1), LANES)
-            load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                v32x16, [v32x16.as_pointer(), i32, mask_ty, v32x16]), "llvm.masked.load.v16i32.p0")
+            load = masked_16(builder, store=False)
             lane = ir.Constant(v32x16, list(range(LANES)))
             with cgutils.for_range(builder, builder.sdiv(builder.add(count, c64(LANES - 1)), c64(LANES))) as loop:
                 j = builder.mul(loop.index, c64(LANES))
                 inside = builder.sub(k_, builder.add(i0, j))  # > 0: count never starts a chunk past k
                 inside = builder.trunc(builder.select(builder.icmp_signed("<", inside, c64(LANES)), inside,
                                                       c64(LANES)), i32)
-                mask = builder.icmp_signed("<", lane, splat(inside, v32x16))
+                mask = builder.icmp_signed("<", lane, splat(builder, inside, v32x16))
                 ptr = builder.bitcast(cgutils.gep(builder, row, builder.add(i0, j)), v32x16.as_pointer())
                 store(j, builder.call(load, [ptr, ir.Constant(i32, 4), mask, ir.Constant(v32x16, [0] * LANES)]))
 
@@ -164,7 +156,7 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                         ws.append(builder.load(builder.bitcast(cgutils.gep(builder, w_p, at), v8x64.as_pointer()),
                                                align=1))
                     for r in range(nrows):
-                        s_lo, s_hi = (splat(builder.load(cgutils.gep(builder, limbs32, builder.add(
+                        s_lo, s_hi = (splat(builder, builder.load(cgutils.gep(builder, limbs32, builder.add(
                             c64((2 * r + h) * CHUNK // 4), q))), v32x16) for h in (0, 1))
                         for u, (a_lo, a_hi) in enumerate(slots[r]):
                             builder.store(_busd(builder, builder.load(a_lo), s_lo, ws[u]), a_lo)
@@ -175,36 +167,15 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                                                                             ir.Constant(v32x16, [8] * LANES)))
                         builder.store(total, vec_ptr(dst_rows[r], builder.add(b0, c64(u))), align=4)
 
-            over_blocks(blocks_pass, group)
+            in_groups(builder, nblocks, group, blocks_pass)
 
-        def one_row(r, q0, count_q, first):
-            limb_rows(r, 1, q0, count_q, first, GROUP_ONE)
+        def rows_of(r0, nrows):
+            """Rows r0 .. r0 + nrows - 1 over k's quads, CHUNK / 4 at a time."""
+            group = GROUP_ROWS if nrows > 1 else GROUP_ONE
+            in_chunks(builder, quads, CHUNK // 4, lambda q0, count_q, first: limb_rows(r0, nrows, q0, count_q, first,
+                                                                                        group))
 
-        def four_rows(r0, q0, count_q, first):
-            limb_rows(r0, ROWS, q0, count_q, first, GROUP_ROWS)
-
-        def over_blocks(blocks_pass, group):
-            groups = builder.sdiv(nblocks, c64(group))
-            with cgutils.for_range(builder, groups) as loop:
-                blocks_pass(builder.mul(loop.index, c64(group)), group)
-            with cgutils.for_range_slice(builder, builder.mul(groups, c64(group)), nblocks, c64(1)) as (index, _):
-                blocks_pass(index, 1)
-
-        def chunked(rows_chunk, r):
-            """rows_chunk(r, q0, count_q, first) over k's quads, CHUNK / 4 at a time."""
-            size = c64(CHUNK // 4)
-            chunks = builder.sdiv(builder.add(quads, c64(CHUNK // 4 - 1)), size)
-            with cgutils.for_range(builder, chunks) as loop:
-                q0 = builder.mul(loop.index, size)
-                rest = builder.sub(quads, q0)
-                count_q = builder.select(builder.icmp_signed("<", rest, size), rest, size)
-                rows_chunk(r, q0, count_q, builder.icmp_signed("==", loop.index, c64(0)))
-
-        groups = builder.sdiv(nrows, c64(ROWS))
-        with cgutils.for_range(builder, groups) as loop:
-            chunked(four_rows, builder.mul(loop.index, c64(ROWS)))
-        with cgutils.for_range_slice(builder, builder.mul(groups, c64(ROWS)), nrows, c64(1)) as (index, _):
-            chunked(one_row, index)
+        in_groups(builder, nrows, ROWS, rows_of)
         return context.get_dummy_value()
 
     return sig, codegen
