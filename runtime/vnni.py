@@ -142,12 +142,7 @@ def _vnni_blocks(typingctx, acc, wp, v, full_blocks):
             for u in range(count):
                 builder.store(builder.load(slots[u]), builder.bitcast(ptrs[u], i32x16.as_pointer()), align=4)
 
-        groups = builder.sdiv(nblocks_total, ir.Constant(i64, GROUP))
-        with cgutils.for_range(builder, groups) as loop:
-            blocks(builder.mul(loop.index, ir.Constant(i64, GROUP)), GROUP)
-        with cgutils.for_range_slice(builder, builder.mul(groups, ir.Constant(i64, GROUP)), nblocks_total,
-                                     ir.Constant(i64, 1)) as (index, _):
-            blocks(index, 1)
+        in_groups(builder, nblocks_total, GROUP, blocks)
         return context.get_dummy_value()
 
     return sig, codegen
