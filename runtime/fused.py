@@ -9,7 +9,9 @@ precision first needs it) takes a Model and returns a Specialised or None (a mod
 generic kernels then run it, and `kernel_info` says why). Its kernel is called exactly as the generic one is,
 `kernel(*stream_args, x, *weights) -> status`, on the same stream buffers: the state sits where the layout puts it
 (so reset, `stream.state` and run() read it alike); a kernel that needs more working memory than the layout's
-scratch says so in `scratch(batch)`. RNNEDGE_SPECIALISE=0 turns it off (the generic kernels run everything), for
+scratch says so in `scratch(batch)`. Unlike a generic kernel, it checks x's shape itself: its stream's buffer ends
+with one more element, the batch, and an x of any other shape (of the right ndim) returns BAD_SHAPE before anything
+is read or written, so the stream's Python checks only x's ndim (stream_call.py). RNNEDGE_SPECIALISE=0 turns it off (the generic kernels run everything), for
 comparisons and for a fault in a generated kernel. A process imports the generators and the generic kernels of its
 models' precisions only (stream.GENERIC, for the stream steps and model.run()): less to import before a first output.
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Specialised:
-    kernel: Callable  # kernel(*stream_args, x, *weights) -> 0 or the kernels' BAD_VALUE / BAD_TOKEN
+    kernel: Callable  # kernel(*stream_args, x, *weights) -> 0 or the kernels' BAD_VALUE / BAD_TOKEN / BAD_SHAPE
     weights: tuple  # the arrays passed after x, packed for this kernel (shared, read-only)
     scratch: Callable[[int], int]  # batch -> elements of the stream buffer's scratch part the kernel needs
     info: dict  # what kernel_info shows: {"path": ..., "source": ...} and anything a person should know

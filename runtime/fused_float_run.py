@@ -95,12 +95,12 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
 
 
 def stepping_source(args: str, O: int, every: bool) -> str:
-    """run()'s loop on int8w's VNNI step (whose limb sums are not split by layer part): the same compiled step at
-    every t, so a whole sequence equals stepping bit for bit."""
+    """run()'s loop on int8w's VNNI step (whose limb sums are not split by layer part): the same compiled step
+    (`layers`, the step without its shape check) at every t, so a whole sequence equals stepping bit for bit."""
     out = Lines()
     out("B = X.shape[1]",
         "for t in range(X.shape[0]):",
-        f"    step(buf, X[t], {args})")
+        f"    layers(buf, X[t], {args})")
     out.depth += 1
     _outputs(out, O, every)
     return ("\n\n@fast_entry\n"

@@ -3,8 +3,8 @@
 Every size and offset is a literal, so LLVM sees fixed loop bounds and reads no table; the kernel takes the stream
 buffer, x and the layout's own weight arrays, (blob,) for f32 and (qblob, blob) for int8w (on FMA8 also qw, the
 array its sums read: part of qblob or a float16 copy of it, fused_float._step_weights), and runs any batch B
-= x.shape[0]. The stream buffer is the generic kernels' [y (B, O) | state (B, S) | scratch], the scratch laid out
-for all B streams at once:
+= x.shape[0] (its entries first check x's shape against the stream's: BAD_SHAPE, fused.py). The stream buffer is
+the generic kernels' [y (B, O) | state (B, S) | scratch], the scratch laid out for all B streams at once:
 
     v (B, n_in)          the first layer's input: normalised features or the embedding row
     f32:   ax, ah (B, G_pad)      b_ih + W_ih v and b_hh + W_hh h per stream (G_pad: G to blocks of 16)
@@ -31,6 +31,7 @@ from __future__ import annotations
 from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation, update
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded, panel_at
 from rnnedge.runtime.fused_float_vnni import DP2, LANES
+from rnnedge.runtime.kernels_f32 import BAD_SHAPE
 from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -221,16 +222,22 @@ def source(model, rows, what: str, path: str = "fma") -> str:
            '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
     from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
 
+    # the stream's entries check x's shape against the stream's (its batch: the buffer's last element, fused.py)
+    # before anything is read; run() calls `layers`, on buffers of its own
+    check = (f"    if x.shape[0] != buf[buf.shape[0] - 1]{f' or x.shape[1] != {n_in}' if model.dense else ''}:\n"
+             f"        return {BAD_SHAPE}\n")
     if projected:  # int8w's sums read qw: q from its first layer on, or a float16 / float32 copy of that part
         weights = "q, w, qw" if q8 else "w"  # (fused_float._step_weights)
-        wide = (f"\n\n@fast_entry\ndef step_wide(buf, x, {weights}):\n" + doc + body(True) + "\n") if q8 else ""
+        wide = (f"\n\n@fast_entry\ndef step_wide(buf, x, {weights}):\n" + doc + check + body(True) + "\n"
+                if q8 else "")
         return (_HEADER.format(what=what, imports=imports)
                 + f"\n\n@fast_kernel\ndef layers(buf, x, {weights}, pv, at):\n" + doc + body(False) + "\n"
-                + f"\n\n@fast_entry\ndef step(buf, x, {weights}):\n" + doc
+                + f"\n\n@fast_entry\ndef step(buf, x, {weights}):\n" + doc + check
                 + f"    return layers(buf, x, {weights}, buf, -1)\n" + wide
                 + sequence_source(model, rows, q8, weights, O, every))
     return (_HEADER.format(what=what, imports=imports)
-            + f"\n\n@fast_entry\ndef step(buf, x, {args}):\n" + doc + body(False) + "\n"
+            + f"\n\n@fast_kernel\ndef layers(buf, x, {args}):\n" + doc + body(False) + "\n"
+            + f"\n\n@fast_entry\ndef step(buf, x, {args}):\n" + doc + check + f"    return layers(buf, x, {args})\n"
             + stepping_source(args, O, every))
 
 

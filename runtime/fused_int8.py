@@ -2,7 +2,8 @@
 head as literals (runtime/specialize.py), integers identical to runtime/kernels_int8.py's generic step.
 
     step = generate(model)         # a fused.Specialised, or None: a model part this step does not cover
-    step.kernel(y, buf, x, blob)   # the generic kernel's call and buffers: buf = [logits | state | scratch]
+    step.kernel(y, buf, x, blob)   # the generic kernel's call and buffers: buf = [logits | state | scratch], then
+                                   # the stream's batch (fused.py)
 
 What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
 cells; initial_state too, which only changes where a stream starts), and a linear head with any activation;
@@ -35,7 +36,8 @@ How it differs from the generic kernel (the integers do not):
   vpgatherdd where explicit_gathers()), the GRU candidate's pre-activation in int32 lanes (gru_candidate_rows_at),
   then the cell update and the GRU blend in int32 lanes (fused_int8_math).
 - Every stream's input is quantised (and checked) into the scratch in one branch-free pass before any state
-  changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does.
+  changes: a refused step (BAD_VALUE, BAD_TOKEN) leaves the state as the generic kernel does. Before that the step
+  checks x's shape against its stream's (BAD_SHAPE: the batch from the buffer's last element, fused.py).
 
 Batches: the streams run in groups of vnni.ROWS (four), B read from x, so any B runs without recompiling. For a
 group, each layer's two mat-vecs are matrix products (vnni_quad.matmat_quad_at: each weight load serves the
@@ -67,6 +69,7 @@ from rnnedge.runtime.fused_int8_cells import (
 )
 from rnnedge.runtime.fused_int8_math import pair_table
 from rnnedge.runtime.fused_int8_seq import CHUNK, Frame, run_sequence, sequence
+from rnnedge.runtime.kernels_f32 import BAD_SHAPE
 from rnnedge.runtime.vnni import ROWS
 
 HEADER = """
@@ -215,9 +218,14 @@ def _step(src: Source, model, layers, hiddens, frame: Frame, frame_step: dict, O
 
 @entry_kernel
 def step(y, buf, x, blob):
-    B = x.shape[0]
-    w8 = as_int8(blob)
-    fl = as_float32(blob)""")
+    B = x.shape[0]""")
+    # x's shape against the stream's (its batch: the buffer's last element, fused.py), before anything is read
+    wrong = "B != buf[buf.shape[0] - 1]" + (f" or x.shape[1] != {n_in}" if model.dense else "")
+    src.add(1, f"""
+if {wrong}:
+    return {BAD_SHAPE}
+w8 = as_int8(blob)
+fl = as_float32(blob)""")
     if model.dense:
         mean, std, scale = frame.inputs
         src.add(1, f"""

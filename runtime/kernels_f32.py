@@ -45,6 +45,10 @@ from rnnedge.runtime.layout import (
 )
 
 OK, BAD_VALUE, BAD_TOKEN = 0, 1, 2
+# a specialised step's (runtime/fused.py) x whose shape is not its stream's, refused before anything is read or
+# written: the step checks it against the batch its stream buffer's last element holds (Stream), so Python checks
+# only x's ndim before the call (stream_call.py)
+BAD_SHAPE = 3
 
 _ONE = np.float32(1.0)
 _TWO = np.float32(2.0)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rnnedge.runtime import fused
-from rnnedge.runtime.kernels_f32 import BAD_TOKEN, BAD_VALUE
+from rnnedge.runtime.kernels_f32 import BAD_SHAPE, BAD_TOKEN, BAD_VALUE
 from rnnedge.runtime.layout import line_zeros
 from rnnedge.runtime.stream_call import compiled_entry, step_function
 
@@ -31,6 +31,9 @@ class StreamInUseError(RuntimeError):
 GENERIC = {"f32": ("rnnedge.runtime.kernels_f32_model", "model_step_dense_f32", "model_step_tokens_f32"),
            "int8w": ("rnnedge.runtime.kernels_int8w", "model_step_dense_int8w", "model_step_tokens_int8w"),
            "int8": ("rnnedge.runtime.kernels_int8_model", "model_step_dense_int8", "model_step_tokens_int8")}
+# the most streams one Stream holds: its batch, kept in its buffer's last element for a specialised step (fused.py),
+# is exact in float32 up to here (and such a stream's buffers would take tens of GB)
+MAX_BATCH = 2**24
 
 
 class Stream:
@@ -51,8 +54,8 @@ class Stream:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
             raise TypeError(f"batch must be an int (the number of independent sequences), got "
                             f"{type(batch).__name__} {batch!r}")
-        if batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        if batch < 1 or batch > MAX_BATCH:
+            raise ValueError(f"batch must be a positive integer up to {MAX_BATCH}, got {batch!r}")
         batch = int(batch)
         lay = model.layout
         self.model = model
@@ -66,6 +69,10 @@ class Stream:
         # the scratch: the layout's, or as much as the specialised kernel needs (y and state stay where the generic
         # kernels keep them)
         size = n_y + n_state + (lay.scratch_size if step is None else max(lay.scratch_size, step.scratch(batch)))
+        # a specialised step checks x's shape itself, against the batch held by one more element at the buffer's end
+        # (fused.py): the step's Python then checks only x's ndim (stream_call.py)
+        self._checks_shape = step is not None
+        size += self._checks_shape
         if model.precision == "int8":
             # float32 y; one int32 buffer for the integer logits, state and scratch (kernels_int8)
             self._ybuf = np.zeros(n_y, dtype=np.float32)
@@ -92,6 +99,8 @@ class Stream:
             self._kernel = getattr(importlib.import_module(module), dense if model.dense else tokens)
         else:
             self._kernel, self._weights = step.kernel_for(batch), step.weights
+        if self._checks_shape:
+            self._buf[-1] = batch  # exact in int32 and in float32 (MAX_BATCH)
         # every layer's h (and c): float32, or int32 holding int16 values (int8)
         self.state = self._buf[n_y : n_y + n_state].reshape(batch, -1)
         self._reset_state()
@@ -173,6 +182,8 @@ class Stream:
             bad = x[(x < 0) | (x >= self.model.vocab)]
             raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.model.vocab}); "
                              "the state is unchanged (the step was not taken)")
+        if status == BAD_SHAPE:
+            self._refuse(x)  # raises for an x of another shape than the stream's
         raise RuntimeError(f"kernel returned unknown status {status}")
 
 

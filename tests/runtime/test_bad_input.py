@@ -1,6 +1,7 @@
 """Bad input gets a clear exception and loses nothing."""
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -37,6 +38,47 @@ def test_wrong_feature_count_is_refused_with_the_expected_shape(dense):
 def test_wrong_batch_is_refused(dense):
     with pytest.raises(ValueError, match="batch=2"):
         dense.stream(2).step(np.zeros((3, 5), np.float32))
+
+
+@pytest.mark.parametrize("specialise", [True, False])
+@pytest.mark.parametrize("precision", ["f32", "int8w", "int8"])
+@pytest.mark.parametrize("kind", ["dense", "tokens"])
+def test_every_wrong_shape_is_refused_by_every_step_and_the_stream_carries_on(kind, precision, specialise,
+                                                                               tmp_path, monkeypatch):
+    """A specialised step checks x's shape in its machine code (the stream's Python only checks the ndim): every
+    shape but the stream's is refused there as by the generic kernels' Python check, nothing written, at batch 1, 3
+    and 16 (int8w's step_wide)."""
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "1" if specialise else "0")
+    spec = make_spec("gru", kind=kind, features=5, vocab=40)
+    model = runtime.load(write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision))
+    assert model.kernel_info["step"] == ("specialised" if specialise else "generic")
+    for batch in (1, 3, 16):
+        X = random_inputs(spec, batch, 6, seed=batch)
+        stream, twin = model.stream(batch), model.stream(batch)
+        stream_all(stream, X[:, :3])
+        stream_all(twin, X[:, :3])
+        state, y = stream.state.copy(), stream.y.copy()
+        good = X[:, 3]
+        wrong = ([np.zeros((b, f), np.float32) for b, f in ((batch + 1, 5), (batch - 1, 5), (batch, 4), (batch, 6),
+                                                              (5, batch))]
+                 + [np.zeros(batch * 5, np.float32), np.zeros((1, batch, 5), np.float32)]) if kind == "dense" else (
+                 [np.ones(b, np.int64) for b in (batch + 1, batch - 1)] + [np.ones((batch, 1), np.int64)])
+        for x in wrong:
+            if x.shape == good.shape:
+                continue  # (5, batch) at batch 5 only
+            with pytest.raises(ValueError, match=rf"shape {re.escape(str(x.shape))}; expected "
+                                                 rf"{re.escape(str(good.shape))}.*batch={batch}"):
+                stream.step(x)
+            assert np.array_equal(stream.state, state) and np.array_equal(stream.y, y)
+        assert np.array_equal(stream.step(good), twin.step(good))  # as if the refused steps never came
+        assert np.array_equal(stream.state, twin.state)
+
+
+def test_a_batch_beyond_the_largest_is_refused_before_anything_is_allocated(dense):
+    from rnnedge.runtime.stream import MAX_BATCH
+
+    with pytest.raises(ValueError, match=f"batch must be a positive integer up to {MAX_BATCH}, got {MAX_BATCH + 1}"):
+        dense.stream(MAX_BATCH + 1)
 
 
 def test_wrong_dtype_is_refused_with_a_hint(dense, tokens):
