@@ -219,7 +219,8 @@ def source(model, rows, what: str, path: str = "fma") -> str:
                 f"fma8s_{s}_{u} = FMA8_SCALED[{s}, {u}]\n"
                 for s in (1, STREAMS) for u in range(1, BLOCKS + 1)))
     doc = (f'    """One time step of B streams: buf [y (B, {O}) | state (B, {S}) | scratch]; 0, 1 (a value not\n'
-           '    finite) or 2 (a token out of range), having changed nothing when not 0."""\n')
+           '    finite), 2 (a token out of range) or 3 (step(), whose stream buffer ends with its batch: x not of\n'
+           '    the stream\'s shape), having changed nothing when not 0."""\n')
     from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
 
     # the stream's entries check x's shape against the stream's (its batch: the buffer's last element, fused.py)
