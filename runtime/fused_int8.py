@@ -166,7 +166,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
     module = specialize.load_source(stem, text)
     weights = blob.finish()
     return Specialised(kernel=module.step if streams else None, weights=(weights,),
-                       scratch=lambda batch: XQ + batch * NP,
+                       scratch=lambda batch: XQ + (batch + 1) * NP,  # the quantised inputs, then one x
                        info={"path": path, "source": str(specialize.source_path(stem, text)),
                              "blob_bytes": int(weights.nbytes), "activations": fused_int8_simd.describe(),
                              "products": PRODUCTS[path],
@@ -230,10 +230,13 @@ fl = as_float32(blob)""")
         mean, std, scale = frame.inputs
         src.add(1, f"""
 s = buf[B * {OUT + STATE} :]
+xr = as_float32(buf)[B * {OUT + STATE + NP} + {XQ} :]  # one stream's x as float32, after the quantised inputs
 finite = True
 for b in range(B):
     for k in range({n_in}):
-        v = (x[b, k] - fl[{mean} + k]) / fl[{std} + k]
+        xr[k] = x[b, k]  # x of any layout (the entry's): one plain copy, so the arithmetic below vectorises
+    for k in range({n_in}):
+        v = (xr[k] - fl[{mean} + k]) / fl[{std} + k]
         finite &= np.isfinite(v)
         q = np.rint(v / fl[{scale}])  # a non-finite v's integer is never read: the step returns 1 below
         s[{XQ} + b * {NP} + k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))
