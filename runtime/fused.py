@@ -43,6 +43,13 @@ class Specialised:
         return self.wide[1] if self.wide is not None and batch >= self.wide[0] else self.kernel
 
 
+def shape_refused(dense: bool, features: int) -> str:
+    """The generated entries' test of x against their stream's shape, as source text (x and the stream buffer `buf`
+    as the entries name them): true where x must be refused with BAD_SHAPE, its batch not the one the buffer's last
+    element holds, or (dense) its features not the model's. The one text every generator's entry runs first."""
+    return "x.shape[0] != buf[buf.shape[0] - 1]" + (f" or x.shape[1] != {features}" if dense else "")
+
+
 # precision -> generator(model) -> Specialised | None; each generator module registers itself here when imported
 GENERATORS: dict[str, Callable] = {}
 # precision -> the module with its generator, imported when a model of that precision first asks for its step: a

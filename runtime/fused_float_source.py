@@ -28,6 +28,7 @@ q[k, i] v[k]) as kernels_int8w does, the sum taken on FMA8 (as f32's) or on VNNI
 
 from __future__ import annotations
 
+from rnnedge.runtime.fused import shape_refused
 from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation, update
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded, panel_at
 from rnnedge.runtime.fused_float_vnni import DP2, LANES
@@ -223,10 +224,8 @@ def source(model, rows, what: str, path: str = "fma") -> str:
            '    the stream\'s shape), having changed nothing when not 0."""\n')
     from rnnedge.runtime.fused_float_run import sequence_source, stepping_source  # they use this module's helpers
 
-    # the stream's entries check x's shape against the stream's (its batch: the buffer's last element, fused.py)
-    # before anything is read; run() calls `layers`, on buffers of its own
-    check = (f"    if x.shape[0] != buf[buf.shape[0] - 1]{f' or x.shape[1] != {n_in}' if model.dense else ''}:\n"
-             f"        return {BAD_SHAPE}\n")
+    # the stream's entries check x's shape first (fused.shape_refused); run() calls `layers`, on buffers of its own
+    check = f"    if {shape_refused(model.dense, n_in)}:\n        return {BAD_SHAPE}\n"
     if projected:  # int8w's sums read qw: q from its first layer on, or a float16 / float32 copy of that part
         weights = "q, w, qw" if q8 else "w"  # (fused_float._step_weights)
         wide = (f"\n\n@fast_entry\ndef step_wide(buf, x, {weights}):\n" + doc + check + body(True) + "\n"

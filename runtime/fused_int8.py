@@ -56,7 +56,7 @@ import numpy as np
 from rnnedge.runtime import fused_int8_simd, specialize, vnni
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused import GENERATORS, Specialised
+from rnnedge.runtime.fused import GENERATORS, Specialised, shape_refused
 from rnnedge.runtime.fused_int8_cells import (
     Blob,
     Source,
@@ -219,10 +219,8 @@ def _step(src: Source, model, layers, hiddens, frame: Frame, frame_step: dict, O
 @entry_kernel
 def step(y, buf, x, blob):
     B = x.shape[0]""")
-    # x's shape against the stream's (its batch: the buffer's last element, fused.py), before anything is read
-    wrong = "B != buf[buf.shape[0] - 1]" + (f" or x.shape[1] != {n_in}" if model.dense else "")
     src.add(1, f"""
-if {wrong}:
+if {shape_refused(model.dense, n_in)}:  # before anything is read (fused.py)
     return {BAD_SHAPE}
 w8 = as_int8(blob)
 fl = as_float32(blob)""")
