@@ -18,6 +18,7 @@ Every engine therefore holds the same weights; the int8 ones are quantised from 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,57 @@ def workload_specs() -> dict[str, dict]:
             "seed": {"version": 1, "input": seed_input,
                      "layers": [{"cell": "rnn_tanh", "hidden": 64, "bidirectional": True}] * 2,
                      "head": {"out": 10, "on": "last_step", "activation": "none"}, "task": "classify"}}
+
+
+# a workload named by its shape: CELL HIDDEN [xLAYERS] [bi] [-inFEATURES] [-outCLASSES], e.g. lstm256-in13-out10
+SHAPE = re.compile(r"(lstm|gru|rnn_tanh|rnn_relu)(\d+)(?:x(\d+))?(bi)?(?:-in(\d+))?(?:-out(\d+))?")
+SHAPE_HELP = ("a shape: CELL HIDDEN[xLAYERS][bi][-inFEATURES][-outCLASSES], CELL one of lstm, gru, rnn_tanh, "
+              "rnn_relu (e.g. lstm256-in13-out10, gru100x2, rnn_tanh64x2bi; defaults: 1 layer, 16 features, 8 "
+              "classes, a head on every step, or on the last step where bidirectional)")
+MAX_SHAPE = 4096  # hidden units, features or classes a shape may ask for (spec.validate bounds the rest)
+
+
+def workload_spec(name: str) -> tuple[str, dict]:
+    """(the name a workload goes by in tables and file names, its model spec) for one --workloads entry: a built-in
+    workload (workload_specs()), a shape (SHAPE_HELP) or a model file, an rnnedge artifact (.safetensors) or a spec
+    (.json), whose shape is measured with seeded weights (speed does not depend on their values; the error
+    column compares every engine against PyTorch on those same weights). ValueError names what is wrong."""
+    built_in = workload_specs()
+    if name in built_in:
+        return name, built_in[name]
+    shape = SHAPE.fullmatch(name)
+    if shape:
+        cell, hidden, layers, bi, features, out = shape.groups()
+        sizes = {"hidden units": int(hidden), "layers": int(layers or 1), "features": int(features or 16),
+                 "classes": int(out or 8)}
+        for what, n in sizes.items():
+            if not 1 <= n <= (8 if what == "layers" else MAX_SHAPE):
+                top = 8 if what == "layers" else MAX_SHAPE
+                raise ValueError(f"workload {name!r}: {n} {what} is outside 1..{top}")
+        spec = {"version": 1, "input": dense_inputs(sizes["features"], seed=sizes["features"])[0],
+                "layers": [{"cell": cell, "hidden": sizes["hidden units"], "bidirectional": bool(bi)}
+                           for _ in range(sizes["layers"])],
+                "head": {"out": sizes["classes"], "on": "last_step" if bi else "every_step", "activation": "none"},
+                "task": "classify"}
+        return name, specs.validate(spec)
+    path = Path(name)
+    if path.suffix in (".json", ".safetensors"):
+        if not path.is_file():
+            raise ValueError(f"workload {name!r}: no such file")
+        try:
+            spec = (specs.loads(path.read_text()) if path.suffix == ".json" else artifact.read(path)[0])
+        except Exception as exc:  # noqa: BLE001 (any unreadable file: one clear message, never a traceback)
+            raise ValueError(f"workload {name!r}: not a model spec or rnnedge artifact ({exc})") from None
+        if spec["input"].get("kind") != "dense":
+            raise ValueError(f"workload {name!r}: token input; the peers harness feeds dense features only")
+        extended = [f"layer {i}: {', '.join(specs.extensions(layer))}" for i, layer in enumerate(spec["layers"])
+                    if specs.extensions(layer)]
+        if extended:
+            raise ValueError(f"workload {name!r}: ONNX layer extensions the peers are not built with "
+                             f"({'; '.join(extended)})")
+        return re.sub(r"[^A-Za-z0-9_-]", "_", path.name.split(".")[0]) or "model", spec
+    raise ValueError(f"unknown workload {name!r}: choose from {', '.join(built_in)}, {SHAPE_HELP}, or a model file "
+                     "(.safetensors artifact or .json spec)")
 
 
 def raw_inputs(spec: dict, batch: int, steps: int, seed: int) -> np.ndarray:

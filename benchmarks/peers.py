@@ -8,7 +8,9 @@ LiteRT interpreter fp32 and full-int8, on the same weights.
 
 Workloads (benchmarks.peer_build, one seeded PyTorch model each, exported to every engine from that model):
 kws LSTM(40->128)+Linear(12) and har GRU(6->64)x2+Linear(6) on every step; seed, a bidirectional 2-layer tanh
-RNN(16->64) classifying T=200 steps (whole sequences only: it cannot stream).
+RNN(16->64) classifying T=200 steps (whole sequences only: it cannot stream). --workloads also takes a shape
+(lstm256-in13-out10: LSTM(13->256)+Linear(10); gru100x2; rnn_tanh64x2bi; peer_build.SHAPE_HELP) or a model file (an
+rnnedge artifact or spec: its shape), each built the same way from seeded weights.
 
 Columns: per step at batch 1 (one step per call, state carried; us/step); whole sequence at batch 1 and 32 (us
 per stream-step); batched streams B = 8/64/256 (one step per call for all B streams; us per stream-step); cold
@@ -99,15 +101,18 @@ def run_worker(python: str, cfg: dict, cache_dir: str | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def convert_litert(python: Path, folder: Path, workloads: dict) -> str | None:
-    """Converts every workload to .tflite in the bench venv; returns None, or why LiteRT is left out."""
-    shapes = {name: w["shapes"] for name, w in workloads.items()}
-    cmd = [str(python), "-m", "benchmarks.tflite_convert", str(folder), json.dumps(shapes)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=worker_env(None), capture_output=True, text=True,
-                          check=False, timeout=3600)
-    if proc.returncode != 0:
-        return f"tflite conversion failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}"
-    return None
+def convert_litert(python: Path, folder: Path, workloads: dict) -> dict[str, str]:
+    """Converts each workload to .tflite in the bench venv (one process per workload, so one that TensorFlow cannot
+    convert leaves LiteRT out of that workload only); returns {workload: why LiteRT is left out of it}."""
+    failed = {}
+    for name, w in workloads.items():
+        cmd = [str(python), "-m", "benchmarks.tflite_convert", str(folder), json.dumps({name: w["shapes"]})]
+        proc = subprocess.run(cmd, cwd=ROOT, env=worker_env(None), capture_output=True, text=True,
+                              check=False, timeout=3600)
+        if proc.returncode != 0:
+            failed[name] = ("tflite conversion failed: "
+                            f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}")
+    return failed
 
 
 def median_or_none(values: list) -> float | None:
@@ -188,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1000, help="per-step and whole-sequence steps (kws, har)")
     p.add_argument("--batch-steps", type=int, default=50, help="steps of the batched streams")
     p.add_argument("--engines", default=",".join(RNNEDGE + PEERS + (FLOOR,)), help="comma-separated engines")
-    p.add_argument("--workloads", default="kws,har,seed", help="comma-separated workloads")
+    p.add_argument("--workloads", default="kws,har,seed",
+                   help="comma-separated workloads: kws, har, seed (module docstring), "
+                        "a shape such as lstm256-in13-out10 or gru100x2 (CELL HIDDEN[xLAYERS][bi][-inF][-outK]), "
+                        "or a model file (.safetensors artifact or .json spec: its shape, seeded weights)")
     p.add_argument("--no-litert", action="store_true", help="leave the LiteRT engines out")
     p.add_argument("--bench-venv", type=Path, default=ROOT / "artifacts" / "bench-venv")
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench", help="JSON and built models go here")
@@ -208,10 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown engine(s) {sorted(unknown)}; choose from {', '.join(RNNEDGE + PEERS + (FLOOR,))}")
     if args.no_litert:
         engines = [e for e in engines if e not in LITERT]
-    specs = peer_build.workload_specs()
-    names = [w for w in args.workloads.split(",") if w]
-    if set(names) - set(specs):
-        p.error(f"unknown workload(s) {sorted(set(names) - set(specs))}; choose from {', '.join(specs)}")
+    specs = {}
+    for entry in (w for w in args.workloads.split(",") if w):
+        try:
+            name, spec = peer_build.workload_spec(entry)
+        except ValueError as exc:
+            p.error(str(exc))
+        if name in specs:
+            p.error(f"two workloads named {name!r} (--workloads {args.workloads})")
+        specs[name] = spec
+    names = list(specs)
+    if not names:
+        p.error("no workload given")
     args.out.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="models-", dir=args.out))
     warm_cache = None  # the install's own numba cache: what a deployed model starts with after its first run
@@ -228,18 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     from rnnedge.runtime.compile_cmd import byte_compile_runtime
 
     byte_compile_runtime()  # bytecode as a pip install has it (an editable install may not), so no start compiles it
-    skipped = {}
+    skipped = {}  # (workload, engine) -> why that engine is left out of that workload
     pythons = {e: sys.executable for e in engines}
     if any(e in LITERT for e in engines):
         py = ensure_bench_venv(args.bench_venv)
-        why = convert_litert(py, folder, workloads)
-        for e in LITERT:
-            if e in engines:
-                if why:
-                    skipped[e] = why
-                    engines.remove(e)
-                else:
-                    pythons[e] = str(py)
+        for name, why in convert_litert(py, folder, workloads).items():
+            skipped.update({(name, e): why for e in engines if e in LITERT})
+        pythons.update({e: str(py) for e in engines if e in LITERT})
     if skipped:
         print(f"left out: {skipped}", flush=True)
 
@@ -250,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = []
     cold, runs = {}, {}
     for name in names:  # the empty-cache cold starts, then one untimed process that fills the warm cache
-        for engine in engines:
+        for engine in (e for e in engines if (name, e) not in skipped):
             for _ in range(args.cold_reps):
                 with tempfile.TemporaryDirectory(prefix="numba-empty-") as empty:
                     cold.setdefault((name, engine), []).append(run_worker(pythons[engine], cfg(engine, name, "cold"),
@@ -262,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.reps):
         order = engines[rep % len(engines):] + engines[: rep % len(engines)]
         for name in names:
-            for engine in order:
+            for engine in (e for e in order if (name, e) not in skipped):
                 try:
                     mode = "cold" if engine == FLOOR else "full"
                     runs.setdefault((name, engine), []).append(run_worker(pythons[engine], cfg(engine, name, mode),
@@ -280,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         if gaps:
             text += f"\n\n{w}, against the numba floor (cold warm x, RSS + MB): " + "; ".join(
                 f"{e} {g['cold_warm_over_floor']:.2f}x, +{g['rss_above_floor_mb']:.0f} MB" for e, g in gaps.items())
+    if skipped:
+        text += "\n\nleft out: " + "; ".join(f"{e} on {w} ({why})" for (w, e), why in skipped.items())
     print(text)
     from benchmarks.machine import cpu_model
 
@@ -289,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         "when_utc": stamp, "machine": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "pinned_core": core,
                                        "load_average": os.getloadavg()},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "engines": engines, "left_out": skipped, "workloads": {n: {"spec": w["spec"], "parameters": w["parameters"]}
-                                                               for n, w in workloads.items()},
+        "engines": engines, "left_out": {f"{w}/{e}": why for (w, e), why in skipped.items()},
+        "workloads": {n: {"spec": w["spec"], "parameters": w["parameters"]} for n, w in workloads.items()},
         "columns": dict(COLUMNS), "table": table, "ratios": ratio, "numba_floor": floor, "markdown": text, "failures": failures,
         "runs": {f"{w}/{e}": rs for (w, e), rs in runs.items()},
         "cold_empty_runs": {f"{w}/{e}": rs for (w, e), rs in cold.items()},

@@ -12,7 +12,8 @@ the project's. Writes, per workload W:
                                 as a while loop (tf.scan; the converter needs B and T fixed)
 
 The step models' batch is dynamic; the interpreter resizes their inputs. The cells are written out with
-PyTorch's equations and gate order (lstm i f g o, gru r z n, tanh rnn), the LSTM's two matrices as one matrix
+PyTorch's equations and gate order (lstm i f g o, gru r z n, tanh or relu rnn; the head's dense
+layers and activations as the spec gives them), the LSTM's two matrices as one matrix
 over [x; h] (one FULLY_CONNECTED). full-int8: TFLiteConverter's integer quantisation (int8 weights and
 activations, float inputs and outputs), calibrated on W.calibration.npz (a stream of its own seed) with the
 float states that stream produces. The whole-sequence int8 files are dynamic-range quantised instead (int8
@@ -31,6 +32,13 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # after the log level is set
+
+# the spec's activations (runtime/spec.py: HIDDEN_ACTIVATIONS between a head's dense layers, ACTIVATIONS after it)
+HIDDEN_ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh, "sigmoid": tf.sigmoid, "none": lambda v: v,
+                      "gelu": lambda v: tf.nn.gelu(v, approximate=False),
+                      "gelu_tanh": lambda v: tf.nn.gelu(v, approximate=True)}
+OUTPUT_ACTIVATIONS = {"softmax": tf.nn.softmax, "log_softmax": tf.nn.log_softmax, "sigmoid": tf.sigmoid,
+                      "none": lambda v: v}
 
 
 class Cells:
@@ -65,14 +73,20 @@ class Cells:
             return ((1.0 - z) * n + z * h,)
         W, b = wts
         g = tf.matmul(tf.concat([x, state[0]], axis=-1), W) + b
-        if kind == "rnn_tanh":
-            return (tf.tanh(g),)
+        if kind in ("rnn_tanh", "rnn_relu"):
+            return (tf.tanh(g) if kind == "rnn_tanh" else tf.nn.relu(g),)
         i, f, gg, o = tf.split(g, 4, axis=-1)
         c = tf.sigmoid(f) * state[1] + tf.sigmoid(i) * tf.tanh(gg)
         return (tf.sigmoid(o) * tf.tanh(c), c)
 
     def head(self, v):
-        return tf.matmul(v, tf.constant(self.w["head.weight"].T)) + tf.constant(self.w["head.bias"])
+        """The head's dense layers (each with its activation), its linear layer, then its output activation."""
+        for k, dense in enumerate(self.spec["head"].get("hidden", [])):
+            weight, bias = self.w[f"head.hidden.{k}.weight"], self.w[f"head.hidden.{k}.bias"]
+            v = tf.matmul(v, tf.constant(weight.T)) + tf.constant(bias)
+            v = HIDDEN_ACTIVATIONS[dense["activation"]](v)
+        y = tf.matmul(v, tf.constant(self.w["head.weight"].T)) + tf.constant(self.w["head.bias"])
+        return OUTPUT_ACTIVATIONS[self.spec["head"].get("activation", "none")](y)
 
     def normalise(self, x):
         return (x - self.mean) * self.inv_std

@@ -1,0 +1,99 @@
+"""The peers harness measures the user's own shapes: --workloads takes kws / har / seed, a shape string
+(lstm256-in13-out10) or a model file (an artifact or a spec), each resolved to a spec the harness builds every engine
+from; anything else is refused with a message that names it, before anything is built. Nothing here is timed."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.peer_build import workload_spec, workload_specs
+from rnnedge.runtime import spec as specs
+from tests.helpers import make_model, make_spec, write_artifact
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_built_in_workloads_resolve_to_their_own_specs():
+    for name, spec in workload_specs().items():
+        assert workload_spec(name) == (name, spec)
+
+
+@pytest.mark.parametrize("text, cell, hidden, layers, bi, features, out", [
+    ("lstm256-in13-out10", "lstm", 256, 1, False, 13, 10),
+    ("gru100x2", "gru", 100, 2, False, 16, 8),
+    ("rnn_tanh64x2bi", "rnn_tanh", 64, 2, True, 16, 8),
+    ("rnn_relu7bi-out3", "rnn_relu", 7, 1, True, 16, 3),
+])
+def test_a_shape_string_gives_that_model(text, cell, hidden, layers, bi, features, out):
+    name, spec = workload_spec(text)
+    assert name == text
+    assert [(lay["cell"], lay["hidden"], lay["bidirectional"]) for lay in spec["layers"]] == [(cell, hidden, bi)] * layers
+    assert spec["input"]["kind"] == "dense" and spec["input"]["features"] == features
+    assert len(spec["input"]["mean"]) == len(spec["input"]["std"]) == features
+    assert spec["head"]["out"] == out and spec["head"]["on"] == ("last_step" if bi else "every_step")
+    assert specs.can_stream(spec) is not bi
+    assert workload_spec(text)[1] == spec  # the same text, the same model (its input statistics seeded)
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8"])
+def test_a_model_file_gives_its_shape(tmp_path, precision):
+    spec = make_spec("gru", layers=2, hidden=10, features=3, out=5, head_hidden=((6, "gelu"),))
+    path = write_artifact(make_model(spec), tmp_path / f"my.model.{precision}.safetensors", precision)
+    name, got = workload_spec(path)
+    assert name == "my" and got == specs.validate(spec)
+    (tmp_path / "spec.json").write_text(specs.dumps(spec))
+    assert workload_spec(str(tmp_path / "spec.json")) == ("spec", specs.validate(spec))
+
+
+def _peepholes_spec() -> dict:
+    spec = make_spec("lstm")
+    spec["layers"] = [dict(spec["layers"][0], peepholes=True)]
+    return spec
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("lstm", "unknown workload 'lstm'"),
+    ("lstm0", "0 hidden units is outside 1..4096"),
+    ("gru8x9", "9 layers is outside 1..8"),
+    ("lstm8-in99999", "99999 features is outside"),
+    ("missing.json", "no such file"),
+    ("garbage.json", "not a model spec or rnnedge artifact"),
+    ("tokens.json", "token input; the peers harness feeds dense features only"),
+    ("peepholes.json", "layer 0: peepholes"),
+])
+def test_what_the_harness_cannot_build_is_refused_by_name(tmp_path, entry, message):
+    (tmp_path / "garbage.json").write_text("{not json")
+    (tmp_path / "tokens.json").write_text(specs.dumps(make_spec(kind="tokens")))
+    (tmp_path / "peepholes.json").write_text(specs.dumps(_peepholes_spec()))
+    entry = str(tmp_path / entry) if entry.endswith(".json") else entry
+    with pytest.raises(ValueError, match=message):
+        workload_spec(entry)
+
+
+def test_a_bad_workload_stops_the_command_with_exit_2_before_anything_is_built(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--quick", "--workloads", "kws,lstm0",
+                           "--out", str(tmp_path)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "0 hidden units is outside" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.specialised
+def test_a_shape_runs_end_to_end_with_every_column_measured(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peers", "--quick", "--engines", "rnnedge_int8,ort_int8",
+         "--workloads", "gru24x2-in5-out3", "--cold-reps", "0", "--out", str(tmp_path)],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("peers-*.json")).read_text())
+    assert report["workloads"]["gru24x2-in5-out3"]["spec"]["layers"][1]["hidden"] == 24
+    rows = report["table"]["gru24x2-in5-out3"]
+    assert set(rows) == {"rnnedge_int8", "ort_int8"}
+    for engine, row in rows.items():
+        for key in ("step", "seq", "seq32", "b8", "b64", "b256", "cold_warm", "rss", "bytes"):
+            assert math.isfinite(row[key]) and row[key] > 0, (engine, key, row[key])
+        assert row["err"] < 0.05  # int8 against PyTorch float on the same seeded weights
