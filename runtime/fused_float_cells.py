@@ -128,12 +128,16 @@ HIDDEN = {  # kernels_f32.activate_hidden_f32, one element a_
 
 
 def hidden_activation(out: Lines, dst: str, U: int, code: int) -> None:
-    """kernels_f32.activate_hidden_f32 over dst (B, U) in place."""
+    """kernels_f32.activate_hidden_f32 over dst (B, U) in place, through a view: indexed as buf[dst + i], an offset
+    numba cannot prove non-negative, each index takes a wraparound select and LLVM leaves the loop scalar (a gelu
+    head layer at B = 256: 0.078 us per stream-step, ~18 cycles an element; 10x less through the view, the same
+    values)."""
     if code == HID_NONE:
         return
-    out(f"for i in range(B * {U}):",
-        f"    a_ = buf[{dst} + i]",
-        f"    buf[{dst} + i] = {HIDDEN[code]}")
+    out(f"hv_ = buf[{dst}:]  # a view: the loop vectorises",
+        f"for i in range(B * {U}):",
+        "    a_ = hv_[i]",
+        f"    hv_[i] = {HIDDEN[code]}")
 
 
 def head(out: Lines, m, q8: bool, src: str, stride: int | str, convert: str | None = None) -> None:
