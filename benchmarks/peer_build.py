@@ -99,7 +99,8 @@ def workload_spec(name: str) -> tuple[str, dict]:
         if extended:
             raise ValueError(f"workload {name!r}: ONNX layer extensions the peers are not built with "
                              f"({'; '.join(extended)})")
-        return re.sub(r"[^A-Za-z0-9_-]", "_", path.name.split(".")[0]) or "model", spec
+        stem = re.sub(r"[^A-Za-z0-9_-]", "_", path.name.split(".")[0]) or "model"
+        return (f"{stem}_file" if stem in built_in else stem), spec  # never taken for a built-in workload
     raise ValueError(f"unknown workload {name!r}: choose from {', '.join(built_in)}, {SHAPE_HELP}, or a model file "
                      "(.safetensors artifact or .json spec)")
 

@@ -47,6 +47,8 @@ def test_a_model_file_gives_its_shape(tmp_path, precision):
     assert name == "my" and got == specs.validate(spec)
     (tmp_path / "spec.json").write_text(specs.dumps(spec))
     assert workload_spec(str(tmp_path / "spec.json")) == ("spec", specs.validate(spec))
+    (tmp_path / "har.json").write_text(specs.dumps(spec))  # a file named as a built-in workload keeps its own shape
+    assert workload_spec(str(tmp_path / "har.json")) == ("har_file", specs.validate(spec))
 
 
 def _peepholes_spec() -> dict:
