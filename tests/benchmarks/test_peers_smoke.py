@@ -3,23 +3,16 @@ column with finite numbers. Nothing here is timed or compared."""
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
+from tests.benchmarks import quick_peers
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
 
 
 def test_peers_quick_reports_every_column_with_finite_numbers(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peers", "--quick", "--engines", "rnnedge_f32,ort_fp32,ort_int8,numba_floor",
-         "--workloads", "kws", "--cold-reps", "0", "--out", str(tmp_path)],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
+    proc = quick_peers(tmp_path, "rnnedge_f32,ort_fp32,ort_int8,numba_floor", "kws")
     assert proc.returncode == 0, proc.stderr[-3000:]
     from benchmarks.peers import COLUMNS
 

@@ -4,17 +4,13 @@ from; anything else is refused with a message that names it, before anything is 
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks.peer_build import workload_spec, workload_specs
 from rnnedge.runtime import spec as specs
+from tests.benchmarks import quick_peers
 from tests.helpers import make_model, make_spec, write_artifact
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_built_in_workloads_resolve_to_their_own_specs():
@@ -77,19 +73,14 @@ def test_what_the_harness_cannot_build_is_refused_by_name(tmp_path, entry, messa
 
 
 def test_a_bad_workload_stops_the_command_with_exit_2_before_anything_is_built(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--quick", "--workloads", "kws,lstm0",
-                           "--out", str(tmp_path)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = quick_peers(tmp_path, "rnnedge_f32,ort_fp32", "kws,lstm0")
     assert proc.returncode == 2 and "0 hidden units is outside" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.specialised
 def test_a_shape_runs_end_to_end_with_every_column_measured(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peers", "--quick", "--engines", "rnnedge_int8,ort_int8",
-         "--workloads", "gru24x2-in5-out3", "--cold-reps", "0", "--out", str(tmp_path)],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
+    proc = quick_peers(tmp_path, "rnnedge_int8,ort_int8", "gru24x2-in5-out3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(next(tmp_path.glob("peers-*.json")).read_text())
     assert report["workloads"]["gru24x2-in5-out3"]["spec"]["layers"][1]["hidden"] == 24
