@@ -59,6 +59,7 @@ SHAPE_HELP = ("a shape: CELL HIDDEN[xLAYERS][bi][-inFEATURES][-outCLASSES], CELL
               "rnn_relu (e.g. lstm256-in13-out10, gru100x2, rnn_tanh64x2bi; defaults: 1 layer, 16 features, 8 "
               "classes, a head on every step, or on the last step where bidirectional)")
 MAX_SHAPE = 4096  # hidden units, features or classes a shape may ask for (spec.validate bounds the rest)
+MAX_LAYERS = 8  # recurrent layers a shape may ask for
 
 
 def workload_spec(name: str) -> tuple[str, dict]:
@@ -75,8 +76,8 @@ def workload_spec(name: str) -> tuple[str, dict]:
         sizes = {"hidden units": int(hidden), "layers": int(layers or 1), "features": int(features or 16),
                  "classes": int(out or 8)}
         for what, n in sizes.items():
-            if not 1 <= n <= (8 if what == "layers" else MAX_SHAPE):
-                top = 8 if what == "layers" else MAX_SHAPE
+            top = MAX_LAYERS if what == "layers" else MAX_SHAPE
+            if not 1 <= n <= top:
                 raise ValueError(f"workload {name!r}: {n} {what} is outside 1..{top}")
         spec = {"version": 1, "input": dense_inputs(sizes["features"], seed=sizes["features"])[0],
                 "layers": [{"cell": cell, "hidden": sizes["hidden units"], "bidirectional": bool(bi)}

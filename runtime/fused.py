@@ -12,8 +12,9 @@ generic kernels then run it, and `kernel_info` says why). Its kernel is called e
 scratch says so in `scratch(batch)`. Unlike a generic kernel, it checks x's shape itself: its stream's buffer ends
 with one more element, the batch, and an x of any other shape (of the right ndim) returns BAD_SHAPE before anything
 is read or written, so the stream's Python checks only x's ndim (stream_call.py). RNNEDGE_SPECIALISE=0 turns the
-specialised steps off (the generic kernels run everything), for comparisons and for a fault in a generated kernel. A process imports the generators and the generic kernels of its
-models' precisions only (stream.GENERIC, for the stream steps and model.run()): less to import before a first output.
+specialised steps off (the generic kernels run everything), for comparisons and for a fault in a generated kernel.
+A process imports the generators and the generic kernels of its models' precisions only (stream.GENERIC, for the
+stream steps and model.run()): less to import before a first output.
 """
 
 from __future__ import annotations

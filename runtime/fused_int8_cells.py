@@ -17,8 +17,8 @@ import numpy as np
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import vnni, vnni_quad
 from rnnedge.runtime.fused_int8_math import rounding_rows
+from rnnedge.runtime.vnni import LANES
 
-LANES = 16
 ALIGN = 64  # bytes: every blob piece starts on a cache line
 GATES = {L.CELL_RNN_TANH: 1, L.CELL_RNN_RELU: 1, L.CELL_LSTM: 4, L.CELL_GRU: 3}
 

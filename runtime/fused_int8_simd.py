@@ -43,9 +43,7 @@ from numba.extending import intrinsic
 
 from rnnedge.runtime.fused_int8_math import PLANES_AT, TANH_AT
 from rnnedge.runtime.jit import target_cpu
-from rnnedge.runtime.vnni import PAIR_DOT, masked_16
-
-LANES = 16
+from rnnedge.runtime.vnni import LANES, PAIR_DOT, masked_16
 
 
 def _lanes_gep(builder, base, index):

@@ -27,7 +27,8 @@ def test_built_in_workloads_resolve_to_their_own_specs():
 def test_a_shape_string_gives_that_model(text, cell, hidden, layers, bi, features, out):
     name, spec = workload_spec(text)
     assert name == text
-    assert [(lay["cell"], lay["hidden"], lay["bidirectional"]) for lay in spec["layers"]] == [(cell, hidden, bi)] * layers
+    got = [(lay["cell"], lay["hidden"], lay["bidirectional"]) for lay in spec["layers"]]
+    assert got == [(cell, hidden, bi)] * layers
     assert spec["input"]["kind"] == "dense" and spec["input"]["features"] == features
     assert len(spec["input"]["mean"]) == len(spec["input"]["std"]) == features
     assert spec["head"]["out"] == out and spec["head"]["on"] == ("last_step" if bi else "every_step")
