@@ -77,6 +77,8 @@ import numpy as np
 
 from rnnedge.runtime.jit import entry_kernel
 from rnnedge.runtime.fused_int8_math import mbqm_right, rdbpot32, sat16_32
+from rnnedge.runtime.fused_int8_state import (gru_blend_at, gru_blend_out_at, lstm_cell_at, lstm_hidden_at,
+                                               lstm_hidden_out_at, rnn_hidden_at, rnn_hidden_out_at)
 from rnnedge.runtime.fused_int8_simd import (as_float32, as_int8, gate_sums_bounded_at, gate_sums_rows_at,
                                               gru_candidate_bounded_at, gru_candidate_rows_at, sigmoid_rows_at,
                                               tanh_rows_at)

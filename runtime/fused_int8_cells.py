@@ -193,11 +193,12 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
     output row, written in the loop that forms h rather than copied from st after it)."""
     H, HP = k.H, k.HP
 
-    def store_h(value: str) -> str:
-        """The last loop's body: the new h of row j into st (and out)."""
+    def hidden_h(fn: str, offsets: str, *flags: str) -> str:
+        """The call forming the new h of rows j < H into st[h:] (and out[0:]): fused_int8_state's vector IR."""
+        rest = "".join(f", {f}" for f in flags)
         if out is None:
-            return f"{st}[{h} + j] = {value}"
-        return f"h_ = {value}\n    {st}[{h} + j] = h_\n    {out}[j] = h_"
+            return f"{fn}_at({s}, {offsets}, {st}, {h}, {H}{rest})"
+        return f"{fn}_out_at({s}, {offsets}, {st}, {h}, {H}{rest}, {out}, 0)"
 
     def term(side: str, first: int = 0) -> str:
         """One requantised term (int64) of row `first` + j."""
@@ -222,10 +223,7 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
         pre(HP)
         if k.cell == L.CELL_RNN_TANH:
             act("tanh", 0, HP)
-        value = f"max({s}[{AX} + j], np.int32(0))" if k.cell == L.CELL_RNN_RELU else f"{s}[{AX} + j]"
-        src.add(indent, f"""
-for j in range({H}):
-    {store_h(value)}""")
+        src.add(indent, hidden_h("rnn_hidden", f"{AX}", f"{int(k.cell == L.CELL_RNN_RELU)}"))
     elif k.cell == L.CELL_LSTM:
         pre(4 * HP)
         act("sigmoid", 0, 2 * HP)
@@ -233,18 +231,10 @@ for j in range({H}):
         act("sigmoid", 3 * HP, HP)
         p = k.param
         e = p + 12  # the cell's scale 2^p to Q3.12 (int8_math.tanh_of_cell_q15)
-        cell_q = (f"sat16_32(cn << np.int32({e}))" if e > 0 else "cn" if e == 0 else f"rdbpot32(cn, {-e})")
         # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh
-        src.add(indent, f"""
-for j in range({H}):
-    kept = sat16_32(rdbpot32(np.int32({s}[{AX + HP} + j] * np.int32({st}[{c} + j])), 15))
-    added = sat16_32(rdbpot32(np.int32({s}[{AX} + j] * {s}[{AX + 2 * HP} + j]), {30 + p}))
-    cn = sat16_32(kept + added)
-    {st}[{c} + j] = cn
-    {s}[{AH} + j] = {cell_q}
-tanh_rows_at({s}, {AH}, {HP}, blob, {table})
-for j in range({H}):
-    {store_h(f"sat16_32(rdbpot32(np.int32({s}[{AX + 3 * HP} + j] * {s}[{AH} + j]), 15))")}""")
+        src.add(indent, f"lstm_cell_at({s}, {AX + HP}, {AX}, {AX + 2 * HP}, {st}, {c}, {AH}, {H}, {30 + p}, {e})")
+        src.add(indent, f"tanh_rows_at({s}, {AH}, {HP}, blob, {table})")
+        src.add(indent, hidden_h("lstm_hidden", f"{AX + 3 * HP}, {AH}"))
     else:
         pre(2 * HP)
         act("sigmoid", 0, 2 * HP)
@@ -259,12 +249,7 @@ for j in range({H}):
 for j in range({HP}):
     {s}[{AX + 2 * HP} + j] = np.int32({n_pre})""")
         act("tanh", 2 * HP, HP)
-        blend = (f"sat16_32(rdbpot32(np.int32(np.int32((32768 - z) * {s}[{AX + 2 * HP} + j]) "
-                 f"+ np.int32(z * np.int32({st}[{h} + j]))), 15))")
-        src.add(indent, f"""
-for j in range({H}):
-    z = {s}[{AX + HP} + j]
-    {store_h(blend)}""")
+        src.add(indent, hidden_h("gru_blend", f"{AX + HP}, {AX + 2 * HP}"))
 
 
 @dataclass(frozen=True)
