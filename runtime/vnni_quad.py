@@ -19,12 +19,17 @@ The correction row starts the lo limb's sums with the bias. Four rows: each 64-b
 instructions (the four rows' two limbs, each row's four bytes of a limb broadcast), two blocks per pass, 16
 accumulators. In C for kws' W_hh^T, four rows: 0.59-0.60 us a row (109-112 G of the instruction's 117 G) against
 0.60-0.62 (105-109 G) for the same quads on `vpdpwssd` through one `vpermb` + `vpmovsxbw` per load (the four-row path this one replaced).
-int32 sums wrap and addition mod 2^32 associates, so each output is the exact sum (it fits int32: the export's
+One row's lone block of 16 outputs (a head, a layer's last rows) has only its two limbs' sums to carry: a chain of
+dependent `vpdpbusd` as long as k / 4, at their latency, so its quads go to SPLIT sets of sums, added at the end
+(Zen 4, in a numba loop, ns a call: 16 outputs over k = 128 52 -> 41, k = 512 176 -> 123; 32 outputs over 512, two
+lone blocks, 305 -> 203). int32 sums wrap and addition mod 2^32 associates, so each output is the exact sum (it fits int32: the export's
 bound) whatever the order or the split. Each row's values are packed as limbs into a stack buffer before
 the passes, CHUNK inputs at a time; a longer k runs in chunks, its sums carried in dst from one to the next.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from llvmlite import ir
@@ -38,6 +43,7 @@ from rnnedge.runtime.vnni import LANES, ROWS, function_buffer, in_chunks, in_gro
 CHUNK = 1024  # inputs per row packed into the stack buffer before a chunk's passes (a multiple of 16)
 GROUP_ONE = 4  # blocks per pass of one row: 8 accumulators (two limbs each)
 GROUP_ROWS = 2  # blocks per pass of four rows: 16 accumulators (two limbs each)
+SPLIT = 4  # sets of sums of one row's lone block (blocks_pass): 8 accumulators
 
 
 def pack_quad(w_t: np.ndarray) -> np.ndarray:
@@ -141,14 +147,20 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                 builder.add(r0, c64(r)), dst_stride_))) for r in range(nrows)]
 
             def blocks_pass(b0, nb):
-                slots = [[(cgutils.alloca_once(builder, v32x16), cgutils.alloca_once(builder, v32x16))
-                          for _ in range(nb)] for _ in range(nrows)]
+                # one row's lone block: its quads split over SPLIT sets of sums (q mod SPLIT), so the chain of
+                # dependent vpdpbusd is SPLIT times shorter (a head of <= 16 outputs over k = 512: 256 in a row)
+                sets = SPLIT if nrows == 1 and nb == 1 else 1
+                slots = [[[(cgutils.alloca_once(builder, v32x16), cgutils.alloca_once(builder, v32x16))
+                           for _ in range(sets)] for _ in range(nb)] for _ in range(nrows)]
                 for r in range(nrows):
-                    for u, (a_lo, a_hi) in enumerate(slots[r]):
-                        builder.store(start_of(dst_rows[r], builder.add(b0, c64(u)), first), a_lo)
-                        builder.store(ir.Constant(v32x16, [0] * LANES), a_hi)
-                with cgutils.for_range(builder, count_q) as loop:
-                    q = loop.index
+                    for u, parts in enumerate(slots[r]):
+                        for i, (a_lo, a_hi) in enumerate(parts):
+                            builder.store(start_of(dst_rows[r], builder.add(b0, c64(u)), first) if i == 0 else
+                                          ir.Constant(v32x16, [0] * LANES), a_lo)
+                            builder.store(ir.Constant(v32x16, [0] * LANES), a_hi)
+
+                def quad(q, i):
+                    """Quad q0 + q into set i of every row's and block's sums."""
                     ws = []
                     for u in range(nb):
                         at = builder.mul(builder.add(builder.mul(builder.add(b0, c64(u)), quads), builder.add(q0, q)),
@@ -158,13 +170,21 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
                     for r in range(nrows):
                         s_lo, s_hi = (splat(builder, builder.load(cgutils.gep(builder, limbs32, builder.add(
                             c64((2 * r + h) * CHUNK // 4), q))), v32x16) for h in (0, 1))
-                        for u, (a_lo, a_hi) in enumerate(slots[r]):
+                        for u, parts in enumerate(slots[r]):
+                            a_lo, a_hi = parts[i]
                             builder.store(_busd(builder, builder.load(a_lo), s_lo, ws[u]), a_lo)
                             builder.store(_busd(builder, builder.load(a_hi), s_hi, ws[u]), a_hi)
+
+                whole = builder.sdiv(count_q, c64(sets))
+                with cgutils.for_range(builder, whole) as loop:
+                    for i in range(sets):
+                        quad(builder.add(builder.mul(loop.index, c64(sets)), c64(i)), i)
+                with cgutils.for_range_slice(builder, builder.mul(whole, c64(sets)), count_q, c64(1)) as (q, _):
+                    quad(q, 0)
                 for r in range(nrows):
-                    for u, (a_lo, a_hi) in enumerate(slots[r]):
-                        total = builder.add(builder.load(a_lo), builder.shl(builder.load(a_hi),
-                                                                            ir.Constant(v32x16, [8] * LANES)))
+                    for u, parts in enumerate(slots[r]):
+                        lo, hi = (functools.reduce(builder.add, (builder.load(p[h]) for p in parts)) for h in (0, 1))
+                        total = builder.add(lo, builder.shl(hi, ir.Constant(v32x16, [8] * LANES)))
                         builder.store(total, vec_ptr(dst_rows[r], builder.add(b0, c64(u))), align=4)
 
             in_groups(builder, nblocks, group, blocks_pass)
