@@ -61,8 +61,10 @@ def why_not(model) -> str | None:
         if int(row[L_FLAGS]) & F_STEP:
             return (f"layer {l} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
-        if model.precision == "int8w" and max(vnni.reach(*part) for part in matrix_parts(row)) > lay.qblob.size:
-            return f"layer {l}'s VNNI sums would read past the int8 weights"
+        if model.precision == "int8w":  # the reach of the sums this CPU runs (their int8 weights in qblob)
+            reach, what = (vnni.reach, "VNNI") if limb_sums() else (fma.reach, "blocked FMA")
+            if max(reach(*part) for part in matrix_parts(row)) > lay.qblob.size:
+                return f"layer {l}'s {what} sums would read past the int8 weights"
         if model.precision == "f32" and max(fma.reach(*part) for part in matrix_parts(row)) > lay.blob.size:
             return f"layer {l}'s blocked FMA sums would read past the float32 weights"
     return None
