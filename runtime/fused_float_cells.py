@@ -62,12 +62,13 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
 
     Below FEW_ROWS units, LLVM unrolls each loop over j in full before its loop vectoriser runs and the unrolled
     exponentials stay scalar. With a scratch slot the gates then go as one sigmoid pass over the LSTM's 4H rows (g's
-    tanh as 2 sigmoid(2 x) - 1: 2 / d = 2 (1 / d) exactly) or the GRU's r and z (2H), then loops of one exponential
-    or none: the same expressions, the outputs within float32 rounding of the loops' (1.5e-7 at most over 40 steps
-    of 5 streams at H = 4-12, where LLVM fuses a multiply-add in one form and not in the other). f32 at B = 64 on
-    Zen 4 (alternating processes, ns a stream-step): lstm8 153 -> 73, gru8 102 -> 68-84, lstm12 228 -> 99-130,
-    gru12 136 -> 63; int8w lstm4 84 -> 51, gru12 170 -> 110. From 16 units on, the loops are as fast or faster
-    (gru16 46 against 61 in passes, gru100 0.75 against 0.82 us)."""
+    tanh as 2 sigmoid(2 x) - 1: 2 / d = 2 (1 / d) exactly) or the GRU's r and z (2H), and the LSTM's tanh(c) as a
+    pass over 2H rows (c in g's slots, o's kept), the rest loops of one exponential or none: the same expressions,
+    the outputs within float32 rounding of the loops' (1.5e-7 at most over 40 steps of 5 streams at H = 4-12, where
+    LLVM fuses a multiply-add in one form and not in the other). f32 at B = 64 on Zen 4 (alternating processes, ns a
+    stream-step): lstm4 80 -> 46-54, lstm8 150 -> 57-64, lstm12 224 -> 75-81, gru8 102 -> 68-84, gru12 136 -> 63;
+    int8w lstm8 150-157 -> 60-67, gru12 170 -> 110. From 16 units on, the loops are as fast or faster (gru16 46
+    against 61 in passes, gru100 0.75 against 0.82 us)."""
     cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
     h = int(row[L_OFF_H]) if h is None else h
     c = int(row[L_OFF_C]) if c is None else c
@@ -77,9 +78,15 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
             f"        k_ = TWO if {2 * H} <= j < {3 * H} else ONE",
             f"        {scratch(0)} = k_ * (ONE / (ONE + exp_f32(-(k_ * ({gx(0)} + {gh(0)}))))) - (k_ - ONE)",
             f"    for j in range({H}):",
-            f"        {st}[{c} + j] = {scratch(H)} * {st}[{c} + j] + {scratch(0)} * {scratch(2 * H)}",
+            f"        c_ = {scratch(H)} * {st}[{c} + j] + {scratch(0)} * {scratch(2 * H)}",
+            f"        {st}[{c} + j] = c_",
+            f"        {scratch(2 * H)} = c_",  # g's slot, read above: c for the pass below
+            f"    for j in range({2 * H}):",  # tanh(c) in g's slots, o's kept: one pass of 2H rows
+            f"        v_ = {scratch(2 * H)}",
+            f"        t_ = TWO / (ONE + exp_f32(-TWO * v_)) - ONE",
+            f"        {scratch(2 * H)} = t_ if j < {H} else v_",
             f"    for j in range({H}):",
-            f"        {st}[{h} + j] = {scratch(3 * H)} * (TWO / (ONE + exp_f32(-TWO * {st}[{c} + j])) - ONE)")
+            f"        {st}[{h} + j] = {scratch(3 * H)} * {scratch(2 * H)}")
         return
     if cell == CELL_GRU and few:  # gate order r z n
         out(f"    for j in range({2 * H}):",
