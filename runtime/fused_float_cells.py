@@ -83,7 +83,7 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
             f"        {scratch(2 * H)} = c_",  # g's slot, read above: c for the pass below
             f"    for j in range({2 * H}):",  # tanh(c) in g's slots, o's kept: one pass of 2H rows
             f"        v_ = {scratch(2 * H)}",
-            f"        t_ = TWO / (ONE + exp_f32(-TWO * v_)) - ONE",
+            "        t_ = TWO / (ONE + exp_f32(-TWO * v_)) - ONE",
             f"        {scratch(2 * H)} = t_ if j < {H} else v_",
             f"    for j in range({H}):",
             f"        {st}[{h} + j] = {scratch(3 * H)} * {scratch(2 * H)}")
