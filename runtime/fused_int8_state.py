@@ -78,7 +78,7 @@ class _Lanes:
         return b.select(b.icmp_signed(">", x, hi), hi, x)
 
 
-def _passes(context, builder, n, body):
+def _passes(builder, n, body):
     """body(lanes, first) for first = 0, 16, .. < n (an i64): whole passes, then one masked to the lanes below n."""
     i64 = ir.IntType(64)
     whole = builder.sdiv(n, ir.Constant(i64, LANES))
@@ -119,14 +119,14 @@ def _hidden(n_offsets: int, n_flags: int, value, with_out: bool):
             if with_out:
                 v.store(lanes, out, builder.add(ints[-1], first))
 
-        _passes(context, builder, n, body)
+        _passes(builder, n, body)
         return context.get_dummy_value()
 
     return codegen
 
 
 def _blend(v, s, st, h, offsets, flags, first):
-    """fused_int8_cells' GRU blend: sat16(rdbpot32(int32((2^15 - z) n) + int32(z h), 15)), wrapping int32 lanes."""
+    """kernels_int8's GRU blend: sat16(rdbpot32((2^15 - z) n + z h, 15)) in int32 lanes (|sum| <= 2^30)."""
     b = v.b
     z, cand = (v.load(s, b.add(o, first)) for o in offsets)
     old = v.load(st, b.add(h, first))
@@ -188,7 +188,8 @@ def rnn_hidden_out_at(typingctx, s, a, st, h, H, relu, out, at):
 def lstm_cell_at(typingctx, s, f, i, g, st, c, q, n, add_shift, q_shift):
     """An LSTM's new cell state for rows j < n: kept = sat16(rdbpot32(int32(f_j st[c + j]), 15)), added =
     sat16(rdbpot32(int32(i_j g_j), add_shift)), st[c + j] = sat16(kept + added) and s[q + j] that value in Q3.12:
-    sat16(cn << q_shift) for q_shift > 0, cn for 0, rdbpot32(cn, -q_shift) below (fused_int8_cells.gates)."""
+    sat16(cn << q_shift) for q_shift > 0, cn for 0, rdbpot32(cn, -q_shift) below (fused_int8_cells.gates). With
+    int8_math's cell powers p in [-15, 1]: add_shift = 30 + p in [15, 31], q_shift = p + 12 in [-3, 13]."""
 
     def codegen(context, builder, signature, values):
         s_, st_ = (_data(context, builder, signature, values, k) for k in (0, 4))
@@ -209,7 +210,7 @@ def lstm_cell_at(typingctx, s, f, i, g, st, c, q, n, add_shift, q_shift):
             q = b.select(b.icmp_signed(">", qs_, zero), left, b.select(b.icmp_signed("==", qs_, zero), cn, right))
             v.store(q, s_, b.add(q_, first))
 
-        _passes(context, builder, n_, body)
+        _passes(builder, n_, body)
         return context.get_dummy_value()
 
     return types.void(s, f, i, g, st, c, q, n, add_shift, q_shift), codegen
