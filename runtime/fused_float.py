@@ -56,15 +56,15 @@ def why_not(model) -> str | None:
     if not specs.can_stream(model.spec):
         return fused_float_sequence.why_not(model)
     lay = model.layout
+    # int8w: the reach of the sums this CPU runs, their int8 weights in qblob (asked once; f32 never asks)
+    reach, what = ((vnni.reach, "VNNI") if model.precision == "int8w" and limb_sums() else (fma.reach, "blocked FMA"))
     for l in range(len(model.spec["layers"])):
         row = lay.layers[2 * l]
         if int(row[L_FLAGS]) & F_STEP:
             return (f"layer {l} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
-        if model.precision == "int8w":  # the reach of the sums this CPU runs (their int8 weights in qblob)
-            reach, what = (vnni.reach, "VNNI") if limb_sums() else (fma.reach, "blocked FMA")
-            if max(reach(*part) for part in matrix_parts(row)) > lay.qblob.size:
-                return f"layer {l}'s {what} sums would read past the int8 weights"
+        if model.precision == "int8w" and max(reach(*part) for part in matrix_parts(row)) > lay.qblob.size:
+            return f"layer {l}'s {what} sums would read past the int8 weights"
         if model.precision == "f32" and max(fma.reach(*part) for part in matrix_parts(row)) > lay.blob.size:
             return f"layer {l}'s blocked FMA sums would read past the float32 weights"
     return None

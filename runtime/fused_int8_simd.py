@@ -299,13 +299,18 @@ class _Rows:
         low = b.sub(b.add(b.mul(r, lo), c(1 << 14)), b.zext(negative, self.v32))
         return b.add(b.mul(r, hi), b.lshr(low, c(15)))
 
+    def clamp16(self, x):
+        """sat16(x) per lane: x clamped to [-32768, 32767]."""
+        b, c = self.b, self.c
+        x = b.select(b.icmp_signed("<", x, c(-32768)), c(-32768), x)
+        return b.select(b.icmp_signed(">", x, c(32767)), c(32767), x)
+
     def sat16_sum(self, p, q, bounded: bool = False):
         """sat16(p + q) per lane, p and q int32: saturated where the int32 sum overflows (its true value is then far
         outside int16 on the side of the terms' sign); bounded (the caller's proof that |p| + |q| < 2^31): a clamp."""
         b, c = self.b, self.c
         total = b.add(p, q)
-        clamped = b.select(b.icmp_signed("<", total, c(-32768)), c(-32768), total)
-        clamped = b.select(b.icmp_signed(">", clamped, c(32767)), c(32767), clamped)
+        clamped = self.clamp16(total)
         if bounded:
             return clamped
         overflow = b.icmp_signed("<", b.and_(b.xor(p, total), b.xor(q, total)), c(0))

@@ -27,41 +27,34 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rnnedge.runtime.vnni import LANES, masked_16
+from rnnedge.runtime.fused_int8_simd import _Rows
+from rnnedge.runtime.vnni import LANES, lanes_below, masked_16, splat
 
 
-class _Lanes:
-    """16 int32 lanes of a pass: loads and stores at base[index:] (masked to the lanes below `left` where given),
-    and int8_math's integer steps."""
+class _Lanes(_Rows):
+    """_Rows' 16 int32 lanes (its constants and int16 clamp), with loads and stores at base[index:] masked to the
+    lanes below `left` where given, and rdbpot32 per lane."""
 
     def __init__(self, builder, left=None):
-        b = self.b = builder
-        i32 = ir.IntType(32)
-        self.v32 = ir.VectorType(i32, LANES)
+        super().__init__(builder)
         if left is None:  # a whole pass: every lane (LLVM's masked load and store become plain ones)
             self.mask = ir.Constant(ir.VectorType(ir.IntType(1), LANES), [True] * LANES)
         else:
-            self.mask = b.icmp_signed("<", ir.Constant(self.v32, list(range(LANES))), self.splat(left))
+            self.mask = lanes_below(builder, left)
 
-    def c(self, value):
-        return ir.Constant(self.v32, [value] * LANES)
-
-    def splat(self, value):
-        """An i32 / i64 scalar in every lane (int32)."""
-        b, i32 = self.b, ir.IntType(32)
-        v = b.trunc(value, i32) if value.type.width > 32 else value
-        one = b.insert_element(ir.Constant(self.v32, ir.Undefined), v, ir.Constant(i32, 0))
-        return b.shuffle_vector(one, ir.Constant(self.v32, ir.Undefined), ir.Constant(self.v32, [0] * LANES))
+    def every(self, value):
+        """An i64 scalar (a shift count) in every lane."""
+        return splat(self.b, self.b.trunc(value, ir.IntType(32)), self.v32)
 
     def _ptr(self, base, index):
         return self.b.bitcast(cgutils.gep(self.b, base, index), self.v32.as_pointer())
 
-    def load(self, base, index):
-        """base[index + lane] for the lanes below H, 0 beyond."""
+    def masked_load(self, base, index):
+        """base[index + lane] for the lanes of the mask, 0 beyond."""
         return self.b.call(masked_16(self.b, False), [self._ptr(base, index), ir.Constant(ir.IntType(32), 4),
                                                       self.mask, self.c(0)])
 
-    def store(self, value, base, index):
+    def masked_store(self, value, base, index):
         self.b.call(masked_16(self.b, True), [value, self._ptr(base, index), ir.Constant(ir.IntType(32), 4),
                                               self.mask])
 
@@ -71,11 +64,6 @@ class _Lanes:
         half = b.shl(self.c(1), b.sub(e, self.c(1)))
         negative = b.zext(b.icmp_signed("<", x, self.c(0)), self.v32)
         return b.ashr(b.sub(b.add(x, half), negative), e)
-
-    def sat16(self, x):
-        b, lo, hi = self.b, self.c(-32768), self.c(32767)
-        x = b.select(b.icmp_signed("<", x, lo), lo, x)
-        return b.select(b.icmp_signed(">", x, hi), hi, x)
 
 
 def _passes(builder, n, body):
@@ -102,22 +90,19 @@ def _hidden(n_offsets: int, n_flags: int, value, with_out: bool):
     """The codegen of an intrinsic forming a layer's new h: value(v, s, st, h, offsets, flags, first) -> its lanes,
     stored to st[h + j] (and to out[at + j] with_out). Its arguments: s, n_offsets scratch offsets, st, h, H, n_flags
     integers, then (with_out) out, at."""
-    arrays = {0, 1 + n_offsets}
 
     def codegen(context, builder, signature, values):
-        s = _data(context, builder, signature, values, 0)
-        ints = [None if i in arrays or (with_out and i == len(values) - 2) else _i64(builder, x)
-                for i, x in enumerate(values)]
-        offsets = ints[1 : 1 + n_offsets]
-        st, h, n = _data(context, builder, signature, values, 1 + n_offsets), *ints[2 + n_offsets : 4 + n_offsets]
-        flags = ints[4 + n_offsets : 4 + n_offsets + n_flags]
-        out = _data(context, builder, signature, values, len(values) - 2) if with_out else None
+        s, st = (_data(context, builder, signature, values, k) for k in (0, 1 + n_offsets))
+        offsets = [_i64(builder, x) for x in values[1 : 1 + n_offsets]]
+        h, n, *flags = (_i64(builder, x) for x in values[2 + n_offsets : 4 + n_offsets + n_flags])
+        out, at = ((_data(context, builder, signature, values, len(values) - 2), _i64(builder, values[-1]))
+                   if with_out else (None, None))
 
         def body(v, first):
             lanes = value(v, s, st, h, offsets, flags, first)
-            v.store(lanes, st, builder.add(h, first))
+            v.masked_store(lanes, st, builder.add(h, first))
             if with_out:
-                v.store(lanes, out, builder.add(ints[-1], first))
+                v.masked_store(lanes, out, builder.add(at, first))
 
         _passes(builder, n, body)
         return context.get_dummy_value()
@@ -128,22 +113,22 @@ def _hidden(n_offsets: int, n_flags: int, value, with_out: bool):
 def _blend(v, s, st, h, offsets, flags, first):
     """kernels_int8's GRU blend: sat16(rdbpot32((2^15 - z) n + z h, 15)) in int32 lanes (|sum| <= 2^30)."""
     b = v.b
-    z, cand = (v.load(s, b.add(o, first)) for o in offsets)
-    old = v.load(st, b.add(h, first))
-    return v.sat16(v.rdbpot(b.add(b.mul(b.sub(v.c(32768), z), cand), b.mul(z, old)), v.c(15)))
+    z, cand = (v.masked_load(s, b.add(o, first)) for o in offsets)
+    old = v.masked_load(st, b.add(h, first))
+    return v.clamp16(v.rdbpot(b.add(b.mul(b.sub(v.c(32768), z), cand), b.mul(z, old)), v.c(15)))
 
 
 def _lstm_hidden(v, s, st, h, offsets, flags, first):
     """sat16(rdbpot32(int32(o tanh(c)), 15))."""
     b = v.b
-    o, t = (v.load(s, b.add(x, first)) for x in offsets)
-    return v.sat16(v.rdbpot(b.mul(o, t), v.c(15)))
+    o, t = (v.masked_load(s, b.add(x, first)) for x in offsets)
+    return v.clamp16(v.rdbpot(b.mul(o, t), v.c(15)))
 
 
 def _rnn_hidden(v, s, st, h, offsets, flags, first):
     """The pre-activation's tanh (already in place) as h, or its relu: max(a, 0) where flags[0]."""
     b = v.b
-    a = v.load(s, b.add(offsets[0], first))
+    a = v.masked_load(s, b.add(offsets[0], first))
     relu = b.icmp_signed("!=", flags[0], ir.Constant(ir.IntType(64), 0))
     return b.select(relu, b.select(b.icmp_signed("<", a, v.c(0)), v.c(0), a), a)
 
@@ -193,22 +178,22 @@ def lstm_cell_at(typingctx, s, f, i, g, st, c, q, n, add_shift, q_shift):
 
     def codegen(context, builder, signature, values):
         s_, st_ = (_data(context, builder, signature, values, k) for k in (0, 4))
-        f_, i_, g_, _, c_, q_, n_, add_, qs_ = [_i64(builder, x) if k != 4 else None for k, x in
-                                                enumerate(values) if k != 0]
+        f_, i_, g_ = (_i64(builder, x) for x in values[1:4])
+        c_, q_, n_, add_, qs_ = (_i64(builder, x) for x in values[5:])
         i64 = ir.IntType(64)
 
         def body(v, first):
             b = v.b
-            fv, iv, gv = (v.load(s_, b.add(o, first)) for o in (f_, i_, g_))
-            kept = v.sat16(v.rdbpot(b.mul(fv, v.load(st_, b.add(c_, first))), v.c(15)))
-            added = v.sat16(v.rdbpot(b.mul(iv, gv), v.splat(add_)))
-            cn = v.sat16(b.add(kept, added))
-            v.store(cn, st_, b.add(c_, first))
-            left = v.sat16(b.shl(cn, v.splat(qs_)))
-            right = v.rdbpot(cn, v.splat(b.sub(ir.Constant(i64, 0), qs_)))
+            fv, iv, gv = (v.masked_load(s_, b.add(o, first)) for o in (f_, i_, g_))
+            kept = v.clamp16(v.rdbpot(b.mul(fv, v.masked_load(st_, b.add(c_, first))), v.c(15)))
+            added = v.clamp16(v.rdbpot(b.mul(iv, gv), v.every(add_)))
+            cn = v.clamp16(b.add(kept, added))
+            v.masked_store(cn, st_, b.add(c_, first))
+            left = v.clamp16(b.shl(cn, v.every(qs_)))
+            right = v.rdbpot(cn, v.every(b.neg(qs_)))
             zero = ir.Constant(i64, 0)
             q = b.select(b.icmp_signed(">", qs_, zero), left, b.select(b.icmp_signed("==", qs_, zero), cn, right))
-            v.store(q, s_, b.add(q_, first))
+            v.masked_store(q, s_, b.add(q_, first))
 
         _passes(builder, n_, body)
         return context.get_dummy_value()

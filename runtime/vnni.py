@@ -198,6 +198,12 @@ def splat(builder, value, ty):
                                   ir.Constant(ir.VectorType(ir.IntType(32), ty.count), [0] * ty.count))
 
 
+def lanes_below(builder, count):
+    """The mask of the 16 lanes whose index is below count (an i32): a masked load's or store's first `count`."""
+    v32 = ir.VectorType(ir.IntType(32), LANES)
+    return builder.icmp_signed("<", ir.Constant(v32, list(range(LANES))), splat(builder, count, v32))
+
+
 def masked_16(builder, store: bool):
     """LLVM's masked load (ptr, align, mask, passthru) or store (value, ptr, align, mask) of 16 int32 lanes."""
     v32, mask = ir.VectorType(ir.IntType(32), LANES), ir.VectorType(ir.IntType(1), LANES)

@@ -38,7 +38,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rnnedge.runtime.jit import int_inline
-from rnnedge.runtime.vnni import LANES, ROWS, function_buffer, in_chunks, in_groups, masked_16, splat
+from rnnedge.runtime.vnni import LANES, ROWS, function_buffer, in_chunks, in_groups, lanes_below, masked_16, splat
 
 CHUNK = 1024  # inputs per row packed into the stack buffer before a chunk's passes (a multiple of 16)
 GROUP_ONE = 4  # blocks per pass of one row: 8 accumulators (two limbs each)
@@ -109,13 +109,12 @@ def matmat_quad_at(typingctx, dst, dst_off, dst_stride, wq, w_off, bias, b_off, 
             """store(j, x) for the chunk's values i0 + j, 16 lanes x at a time up to count (the buffers hold
             CHUNK, a multiple of 16): lanes past k masked off the load (zeros: their weights are zero)."""
             load = masked_16(builder, store=False)
-            lane = ir.Constant(v32x16, list(range(LANES)))
             with cgutils.for_range(builder, builder.sdiv(builder.add(count, c64(LANES - 1)), c64(LANES))) as loop:
                 j = builder.mul(loop.index, c64(LANES))
                 inside = builder.sub(k_, builder.add(i0, j))  # > 0: count never starts a chunk past k
                 inside = builder.trunc(builder.select(builder.icmp_signed("<", inside, c64(LANES)), inside,
                                                       c64(LANES)), i32)
-                mask = builder.icmp_signed("<", lane, splat(builder, inside, v32x16))
+                mask = lanes_below(builder, inside)
                 ptr = builder.bitcast(cgutils.gep(builder, row, builder.add(i0, j)), v32x16.as_pointer())
                 store(j, builder.call(load, [ptr, ir.Constant(i32, 4), mask, ir.Constant(v32x16, [0] * LANES)]))
 
