@@ -76,9 +76,9 @@ def generate(model) -> fused.Specialised | None:
     if reason is not None:
         model.__dict__["_specialised_why"] = reason
         return None
-    if not specs.can_stream(model.spec):  # whole sequences only: run() compiled for them, no step
-        return fused_float_sequence.generate(model)
     lay = model.layout
+    if not specs.can_stream(model.spec):  # whole sequences only: run() compiled for them, no step
+        return _sequence(model, lay)
     rows = [lay.layers[2 * l] for l in range(len(model.spec["layers"]))]
     cells = "_".join(layer["cell"] for layer in model.spec["layers"])
     what = (f"{model.precision}, {model.spec['input']['kind']} input, {cells}, "
@@ -168,6 +168,31 @@ def limb_sums(half: bool | None = None) -> bool:
     conversion per 16 weights; the limbs read them in place, two vpdpwssd per pair of weights). half: half_copy()'s
     answer where the caller has it."""
     return vnni.KERNEL == "avx512_vnni" and not (half_copy() if half is None else half)
+
+
+def _sequence(model, lay) -> fused.Specialised:
+    """The compiled run() of a model that cannot stream (fused_float_sequence.py). int8w: its recurrent sums read
+    the float16 copy (half_copy()) where a layer-direction's W_hh^T as float32 would not fit in the L1 data cache
+    (l1_data_bytes()) -- at every step they read it all again, from L2 -- else float32 copies made per run().
+    Zen 4, run() of one sequence, us a step: 2-layer bidirectional lstm48 2.41-3.23 -> 2.08-2.09 (f32 2.41-2.88),
+    bidirectional lstm128 5.83-7.13 -> 3.91-3.94 (f32 5.46-5.53), 2-layer bidirectional rnn_tanh96 2.27-2.29 ->
+    2.00-2.06; below L1 the conversions cost more than they save (2-layer bidirectional gru48, W_hh^T 27 KB: 5%
+    slower on the float16 copy; the seed classifier's rnn_tanh64, 16 KB: 6%)."""
+    rows = fused_float_sequence.model_rows(model)
+    panel_blob(lay, rows)
+    if model.precision != "int8w":
+        return fused_float_sequence.generate(model, (lay.blob,))
+    half = half_copy() and max(4 * H * G for _, H, G in (matrix_parts(row)[1] for row in rows)) > l1_data_bytes()
+    return fused_float_sequence.generate(model, _step_weights(lay, rows, half), half)
+
+
+def l1_data_bytes() -> int:
+    """This CPU's L1 data cache in bytes (Linux's sysconf), 32 KiB where it does not say."""
+    try:
+        size = os.sysconf("SC_LEVEL1_DCACHE_SIZE")
+    except (ValueError, OSError):
+        size = 0
+    return size if size > 0 else 32768
 
 
 def _step_weights(lay, rows, half: bool) -> tuple:

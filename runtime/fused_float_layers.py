@@ -1,7 +1,7 @@
 """The source of one recurrent layer-direction's two stages, f32 and int8w (fused_float_sequence.py assembles them):
 
     proj(buf, src, src_stride, rows, dst, <W_ih offsets>, w)    dst (rows, GP) = b_ih + W_ih v_r
-    recur(buf, gx, gx_stride, st, st_stride, B, scr, <W_hh offsets>, w)
+    recur(buf, gx, gx_stride, st, st_stride, B, scr, <W_hh offsets>, w[, qw])     qw: int8w's
         one time step of B streams: b_hh + W_hh h, the gates (gx the step's input projections) and the state update
 
 run() calls proj once on all T steps' rows of a layer-direction (the weights read once for the whole sequence),
@@ -12,8 +12,8 @@ site, so each is compiled once (what an empty cache spends its time on).
 
 Both products on fused_float_fma's register-blocked FMA (STREAMS rows x BLOCKS blocks of 16 gate rows per call,
 the blocks outer: a block of W^T is read once for all rows), W^T in panels of 64 columns (fused_float_blob.py).
-int8w: on a float32 copy of the layer-direction's int8 W^T in the run's buffer (`buf`, offsets wih / whh there;
-each int8 is exact as a float32), the row scale applied to the finished sum (b + s * sum, kernels_int8w's
+int8w: proj on a float32 copy of the layer-direction's int8 W_ih^T in the run's buffer (`buf`, offset wih there;
+each int8 is exact as a float32), recur on qw (the float16 copy, or a float32 one: offset whh there), the row scale applied to the finished sum (b + s * sum, kernels_int8w's
 arithmetic). Where every bias and row scale can be read in whole blocks of 16 inside the blob
 (fused_float_sequence.in_registers), the sums start from b in registers (f32: FMA_BIAS) or are stored as b + s * sum
 from them (int8w: FMA8_SCALED), with no pass writing b (or 0) into every row's sums first or scaling them after:
@@ -55,15 +55,16 @@ def _start(out: Lines, q8: bool, acc: str, stride: int | str, G: int, rows: str,
 
 
 def product(out: Lines, q8: bool, registers: bool, acc: str, stride: int | str, woff: str, G: int, K: int,
-            src: str, src_stride: str, rows: str, i: str, bias: str, scale: str) -> None:
-    """rows sums b + W^T v (f32) or W^T v (int8w; b + s * W^T v where registers) into acc."""
+            src: str, src_stride: str, rows: str, i: str, bias: str, scale: str, q: str = "qw") -> None:
+    """rows sums b + W^T v (f32: W^T in w) or W^T v (int8w, W^T in the array q names; b + s * W^T v where
+    registers) into acc."""
     if registers and q8:
-        fma_calls(out, "buf", acc, stride, woff, G, K, src, src_stride, rows, i, "fma8", scaled=("w", scale, bias))
+        fma_calls(out, q, acc, stride, woff, G, K, src, src_stride, rows, i, "fma8", scaled=("w", scale, bias))
     elif registers:
         fma_calls(out, "w", acc, stride, woff, G, K, src, src_stride, rows, i, bias=("w", bias))
     else:
         _start(out, q8, acc, stride, G, rows, i, bias)
-        fma_calls(out, "buf" if q8 else "w", acc, stride, woff, G, K, src, src_stride, rows, i)
+        fma_calls(out, q if q8 else "w", acc, stride, woff, G, K, src, src_stride, rows, i, "fma8" if q8 else "fma")
 
 
 def proj(name: str, row, q8: bool, GS: int, registers: bool = False) -> str:
@@ -71,7 +72,7 @@ def proj(name: str, row, q8: bool, GS: int, registers: bool = False) -> str:
     layer-direction's own width). registers: fused_float_sequence.in_registers(model)."""
     G, K = gate_rows(row), int(row[L.L_N_IN])
     out = Lines()
-    product(out, q8, registers, "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r", "bih", "sih")
+    product(out, q8, registers, "dst", GS, "wih", G, K, "src", "src_stride", "rows", "r", "bih", "sih", "buf")
     if q8 and not registers:  # kernels_int8w: the row scale on the finished sum, then the bias
         out("for r in range(rows):",
             f"    a, bi_, si_ = buf[dst + r * {GS}:], w[bih:], w[sih:]",
@@ -99,7 +100,7 @@ def recur(name: str, row, q8: bool, registers: bool = False) -> str:
 
     update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
-    return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, w):\n"
+    return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, {'w, qw' if q8 else 'w'}):\n"
             f'    """One step of B streams: state [h | c] ({H} each) at st, st_stride apart; gx their input '
             'projections."""\n' + out.text())
 

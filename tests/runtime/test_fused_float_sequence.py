@@ -93,10 +93,42 @@ def test_sums_started_in_registers_equal_the_passes_they_replace_bit_for_bit(pre
     monkeypatch.setattr(fused_float_sequence, "in_registers", lambda model: False)
     passes = runtime.load(path)
     text = Path(passes.kernel_info["source"]).read_text()
-    assert "fma8s_" not in text and "fmab_" not in text and "fma_4_" in text and "d_[j] = " in text
+    assert "fma8s_" not in text and "fmab_" not in text and "d_[j] = " in text
+    assert ("fma8_4_" if precision == "int8w" else "fma_4_") in text  # FMA8: int8w's float16 copy too
     X = random_inputs(spec, 5, 31)
     lengths = np.array([31, 1, 17, 30, 2])
     np.testing.assert_array_equal(fast.run(X, lengths), passes.run(X, lengths))
+
+
+@pytest.mark.parametrize("registers", [True, False])
+def test_int8w_recurrent_sums_on_the_float16_copy_or_a_float32_one_give_the_same_numbers(registers, tmp_path,
+                                                                                       monkeypatch):
+    """int8w's recur reads the float16 copy of its weights below HALF_BELOW sequences where W_hh^T as float32 would
+    not fit in L1 (here: every layer, L1 said to be empty), else a float32 copy made per run() (fused_float._sequence);
+    proj always a float32 copy of W_ih^T. Each sequence's outputs do not depend on which: the same exact weights, the
+    same chains, bit for bit."""
+    from rnnedge.runtime import fused_float, fused_float_sequence
+
+    if not registers:
+        monkeypatch.setattr(fused_float_sequence, "in_registers", lambda model: False)
+    spec = make_spec("gru", layers=2, bidirectional=True, hidden=6, on="every_step")  # gate rows not blocks of 16
+    path = write_artifact(make_model(spec), tmp_path / "m.int8w.safetensors", "int8w")
+    small = runtime.load(path)
+    assert "float16" not in small.kernel_info["matvec"]  # 6 x 18 floats fit in any L1
+    monkeypatch.setattr(fused_float, "l1_data_bytes", lambda: 0)
+    fast, slow = _pair(tmp_path, spec, "int8w", monkeypatch)
+    half = fused_float.half_copy()
+    assert ("float16 copy" in fast.kernel_info["matvec"]) == half, fast.kernel_info
+    B = fused_float_sequence.HALF_BELOW + 1
+    X = random_inputs(spec, B, 23, seed=3)
+    lengths = np.arange(B) * 5 % 23 + 1
+    wide = fast.run(X, lengths)  # a float32 copy
+    np.testing.assert_array_equal(small.run(X, lengths), wide)
+    for b in (0, 2, B - 1):  # one sequence: the float16 copy where half
+        np.testing.assert_array_equal(fast.run(X[b : b + 1], lengths[b : b + 1]), wide[b : b + 1])
+        np.testing.assert_array_equal(small.run(X[b : b + 1], lengths[b : b + 1]), wide[b : b + 1])
+    np.testing.assert_array_equal(fast.run(X[:3], lengths[:3]), wide[:3])
+    assert np.abs(wide - slow.run(X, lengths)).max() <= TOLERANCE
 
 
 def test_layer_directions_of_one_shape_share_one_inlined_function(tmp_path, monkeypatch):
