@@ -38,7 +38,7 @@ from rnnedge.runtime import fused, fused_float_run, fused_float_sequence, specia
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_blob import line_offset, matrix_parts, panel_blob, placed
+from rnnedge.runtime.fused_float_blob import line_offset, matrix_parts, panel_blob, placed, readable
 from rnnedge.runtime.fused_float_source import (
     CONVERT_FROM,
     CONVERT_FROM_HALF,
@@ -63,9 +63,10 @@ def why_not(model) -> str | None:
         if int(row[L_FLAGS]) & F_STEP:
             return (f"layer {l} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
-        if model.precision == "int8w" and max(reach(*part) for part in matrix_parts(row)) > lay.qblob.size:
+        if model.precision == "int8w" and max(reach(*part) for part in matrix_parts(row)) > (
+                lay.qblob.size if reach is vnni.reach else readable(lay, lay.qblob)):  # the limbs read it in place
             return f"layer {l}'s {what} sums would read past the int8 weights"
-        if model.precision == "f32" and max(fma.reach(*part) for part in matrix_parts(row)) > lay.blob.size:
+        if model.precision == "f32" and max(fma.reach(*part) for part in matrix_parts(row)) > readable(lay, lay.blob):
             return f"layer {l}'s blocked FMA sums would read past the float32 weights"
     return None
 

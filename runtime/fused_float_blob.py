@@ -1,10 +1,13 @@
 """Where the float steps' weights sit: the array holding the recurrent matrices (f32: the float32 blob; int8w on
 FMA8: the int8 qblob), placed once so its largest matrices start a cache line, with every recurrent
 W^T rewritten in panels of 64 columns (layout.panelled: the same size, in place; every other offset unchanged, and
-layout.matrix still reads them row-major). fused_float.py (the step) and fused_float_sequence.py (f32's run() of a
-model that cannot stream) read them so.
+layout.matrix still reads them row-major), and TAIL bytes of zeros after its last element: the sums load whole
+16-lane blocks, so the last rows of a matrix at the array's end (a layer with a head of one output, a few units)
+read up to 15 elements past it, which without the tail sent such a model to the generic kernels. fused_float.py
+(the step) and fused_float_sequence.py (the run() of a model that cannot stream) read them so.
 
     panel_blob(lay, rows)      once per layout: lay.blob rewritten, lay.panels says which matrices
+    readable(lay, array)       the elements the sums may read of the array panel_blob rewrites (tail included)
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ import numpy as np
 
 from rnnedge.runtime.fused_float_source import gate_rows
 from rnnedge.runtime.layout import CACHE_LINE, L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH, line_bytes, panelled
+
+TAIL = CACHE_LINE  # bytes of zeros after the rewritten array: one 16-lane float32 block, or more than one of int8
+
+
+def readable(lay, array: np.ndarray) -> int:
+    """The elements of `array` -- the one panel_blob rewrites (f32: lay.blob; int8w: lay.qblob) -- the specialised
+    sums may read: its own and the tail panel_blob puts (or has put) after them."""
+    return array.size + (0 if lay.panels else TAIL // array.itemsize)
 
 
 def panel_blob(lay, rows) -> None:
@@ -52,19 +63,21 @@ def matrices(rows) -> dict[int, tuple[int, int]]:
 
 def _panelled(a: np.ndarray, at: int, rows) -> np.ndarray:
     """The weight array with every recurrent W^T in panels (layout.panelled: same size, every other offset
-    unchanged), placed `at` bytes past a cache line (placed), read-only as the layout's arrays are."""
-    out = placed(a, at, writeable=True)
+    unchanged), placed `at` bytes past a cache line (placed), then TAIL bytes of zeros, read-only as the layout's
+    arrays are."""
+    out = placed(a, at, writeable=True, tail=TAIL)
     for off, (K, N) in matrices(rows).items():
         panelled(out, off, K, N)
     out.flags.writeable = a.flags.writeable
     return out
 
 
-def placed(a: np.ndarray, at: int, writeable: bool = False) -> np.ndarray:
-    """A copy of a whose first element sits `at` bytes past a cache line boundary, read-only as the layout's
-    arrays are: numba types a writable array apart from a read-only one, and whether the blob needs moving
-    depends on where it was allocated, so a writable copy would make a cached step miss in another process."""
-    out = line_bytes(a.nbytes, at).view(a.dtype)
-    out[:] = a
+def placed(a: np.ndarray, at: int, writeable: bool = False, tail: int = 0) -> np.ndarray:
+    """A copy of a whose first element sits `at` bytes past a cache line boundary (then `tail` bytes of zeros),
+    read-only as the layout's arrays are: numba types a writable array apart from a read-only one, and whether the
+    blob needs moving depends on where it was allocated, so a writable copy would make a cached step miss in another
+    process."""
+    out = line_bytes(a.nbytes + tail, at).view(a.dtype)
+    out[: a.size] = a
     out.flags.writeable = writeable or a.flags.writeable
     return out

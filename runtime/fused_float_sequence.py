@@ -41,7 +41,7 @@ from rnnedge.runtime import fused, specialize
 from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
-from rnnedge.runtime.fused_float_blob import matrix_parts
+from rnnedge.runtime.fused_float_blob import matrix_parts, readable
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, padded
 from rnnedge.runtime.fused_float_layers import (
     head_source,
@@ -88,7 +88,7 @@ def why_not(model) -> str | None:
         if int(row[L.L_FLAGS]) & L.F_STEP:
             return (f"layer-direction {i} has an ONNX extension that changes the step (linear_before_reset false, "
                     "input_forget, peepholes, clip or activations): the generic kernels run it")
-        if max(fma.reach(*part) for part in matrix_parts(row)) > (lay.qblob if q8 else lay.blob).size:
+        if max(fma.reach(*part) for part in matrix_parts(row)) > readable(lay, lay.qblob if q8 else lay.blob):
             return f"layer-direction {i}'s blocked sums would read past the weights"
     return None
 

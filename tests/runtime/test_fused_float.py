@@ -186,6 +186,7 @@ def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the
     # float32 blob, int8w's int8 qblob (except where its sums are VNNI's limbs: they read pairs of rows in place)
     from rnnedge.runtime import fused
     from rnnedge.runtime.fused_float import half_copy, limb_sums
+    from rnnedge.runtime.fused_float_blob import TAIL
 
     spec = make_spec("gru", layers=2, hidden=hidden)
     model = runtime.load(write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision))
@@ -208,10 +209,11 @@ def test_the_step_reads_its_matrices_in_panels_from_a_cache_line_boundary_in_the
         assert np.array_equal(first, row_major[off][:, :64])
         tail = blob[off + K * 64 : off + K * N].reshape(K, N - 64)  # the last panel at its own width
         assert np.array_equal(tail, row_major[off][:, 64:])
-    rest = np.ones(blob.size, dtype=bool)
+    rest = np.ones(before.size, dtype=bool)
     for off, (K, N) in mats.items():
         rest[off : off + K * N] = False
-    assert np.array_equal(blob[rest], before[rest])  # nothing else moved
+    assert np.array_equal(blob[: before.size][rest], before[rest])  # nothing else moved
+    assert blob.nbytes == before.nbytes + TAIL and not blob[before.size :].any()  # then a tail of zeros
     assert not blob.flags.writeable
     if precision == "int8w" and half_copy():  # its sums read a float16 copy of qblob from the first W_ih^T on
         q0, half = int(rows[0][L_OFF_WIH]), fused.specialised(model).weights[2]

@@ -1,6 +1,7 @@
 """A float step of fewer than 16 units forms its LSTM / GRU gates in passes over 4H / 2H rows
 (runtime/fused_float_cells.update, FEW_ROWS): the generic kernels' numbers within float32 rounding, step() and
-run() bit for bit, and the passes exactly below FEW_ROWS."""
+run() bit for bit, and the passes exactly below FEW_ROWS. Tiny layers before a one-output head run specialised
+(fused_float_blob.TAIL)."""
 
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_an_odd_width_int8w_layer_is_refused_only_by_the_reach_of_the_sums_that_
     # the last W_hh^T (9 x 36): VNNI's limbs read whole pairs of rows and blocks of 16 outputs, 48 bytes past it,
     # where the head's 36 weights (four outputs) follow; FMA8's panels read 12 past it. Refusing it for the limbs on
     # a CPU whose int8w sums run on FMA8 sent it to the generic kernels for nothing (52 of 234 int8w shapes of 3-100
-    # units on Zen 4, 14 now: those FMA8 would read past too, which no check caught on a CPU without VNNI)
+    # units on Zen 4; FMA8 reads the panelled qblob, TAIL bytes of zeros after it: test_tiny_layers_...)
     from rnnedge.export.quantize import quantize_int8w
     from rnnedge.export.weights import canonical_tensors
     from rnnedge.runtime import fused_float
@@ -69,3 +70,30 @@ def test_an_odd_width_int8w_layer_is_refused_only_by_the_reach_of_the_sums_that_
     monkeypatch.setattr(fused_float, "limb_sums", lambda half=None: limbs)
     why = fused_float.why_not(Model(spec, "int8w", tensors))
     assert why == ("layer 1's VNNI sums would read past the int8 weights" if limbs else None)
+
+
+# (cell, hidden, layers, bidirectional, precision): a head of one output after a few units -- the last matrix's
+# 16-lane blocks read up to 15 elements past the weights, which sent 22 of 468 int8w and 2 f32 shapes of 3-100 units
+# to the generic kernels before panel_blob put TAIL bytes of zeros after the array they read
+TINY = [("rnn_tanh", 3, 1, False, "f32"), ("rnn_tanh", 3, 2, False, "f32"), ("lstm", 5, 2, False, "int8w"),
+        ("lstm", 9, 1, False, "int8w"), ("gru", 3, 1, False, "int8w"), ("rnn_tanh", 5, 2, False, "int8w"),
+        ("gru", 3, 2, True, "int8w"), ("lstm", 5, 1, True, "int8w")]
+
+
+@pytest.mark.parametrize("cell,hidden,layers,bidirectional,precision", TINY)
+def test_tiny_layers_with_a_one_output_head_run_specialised_and_follow_the_generic_kernels(
+        cell, hidden, layers, bidirectional, precision, tmp_path, monkeypatch):
+    from rnnedge.runtime import fused_float
+    from rnnedge.runtime.fused_float_blob import TAIL
+
+    spec = make_spec(cell, layers=layers, hidden=hidden, out=1, activation="none", bidirectional=bidirectional,
+                     on="last_step" if bidirectional else "every_step")
+    monkeypatch.setattr(fused_float, "limb_sums", lambda half=None: False)  # FMA8 (the limbs read qblob in place)
+    fast, slow = _pair(tmp_path, spec, precision, monkeypatch)
+    array = fast.layout.blob if precision == "f32" else fast.layout.qblob
+    assert not array[array.size - TAIL // array.itemsize :].any()
+    X = random_inputs(spec, 5, 30, seed=hidden)
+    want = slow.run(X)
+    assert np.abs(fast.run(X) - want).max() <= TOLERANCE
+    if not bidirectional:
+        assert np.abs(stream_all(fast.stream(5), X) - want).max() <= TOLERANCE
