@@ -174,7 +174,8 @@ def limb_sums(half: bool | None = None) -> bool:
 def _sequence(model, lay) -> fused.Specialised:
     """The compiled run() of a model that cannot stream (fused_float_sequence.py). int8w: its recurrent sums read
     the float16 copy (half_copy()) where a layer-direction's W_hh^T as float32 would not fit in the L1 data cache
-    (l1_data_bytes()) -- at every step they read it all again, from L2 -- else float32 copies made per run().
+    (l1_data_bytes()) -- at every step they read it all again, from L2 -- below fused_float_sequence.HALF_BELOW
+    sequences; else float32 copies made per run().
     Zen 4, run() of one sequence, us a step: 2-layer bidirectional lstm48 2.41-3.23 -> 2.08-2.09 (f32 2.41-2.88),
     bidirectional lstm128 5.83-7.13 -> 3.91-3.94 (f32 5.46-5.53), 2-layer bidirectional rnn_tanh96 2.27-2.29 ->
     2.00-2.06; below L1 the conversions cost more than they save (2-layer bidirectional gru48, W_hh^T 27 KB: 5%

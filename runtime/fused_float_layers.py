@@ -13,10 +13,11 @@ site, so each is compiled once (what an empty cache spends its time on).
 Both products on fused_float_fma's register-blocked FMA (STREAMS rows x BLOCKS blocks of 16 gate rows per call,
 the blocks outer: a block of W^T is read once for all rows), W^T in panels of 64 columns (fused_float_blob.py).
 int8w: proj on a float32 copy of the layer-direction's int8 W_ih^T in the run's buffer (`buf`, offset wih there;
-each int8 is exact as a float32), recur on qw (the float16 copy, or a float32 one: offset whh there), the row scale applied to the finished sum (b + s * sum, kernels_int8w's
-arithmetic). Where every bias and row scale can be read in whole blocks of 16 inside the blob
-(fused_float_sequence.in_registers), the sums start from b in registers (f32: FMA_BIAS) or are stored as b + s * sum
-from them (int8w: FMA8_SCALED), with no pass writing b (or 0) into every row's sums first or scaling them after:
+each int8 is exact as a float32), recur on qw (the float16 copy, or buf with W_hh^T's float32 copy at whh), the
+row scale applied to the finished sum (b + s * sum, kernels_int8w's arithmetic). Where every bias and row scale can
+be read in whole blocks of 16 inside the blob (fused_float_sequence.in_registers), the sums start from b in
+registers (f32: FMA_BIAS) or are stored as b + s * sum from them (int8w: FMA8_SCALED), with no pass writing b (or
+0) into every row's sums first or scaling them after:
 the same numbers (Zen 3, the seed classifier's run() at B = 32: f32 1.25-1.42 -> 1.06-1.22 us a step, int8w
 1.23-1.33 -> 1.08-1.15; level at B = 1).
 """
@@ -100,7 +101,8 @@ def recur(name: str, row, q8: bool, registers: bool = False) -> str:
 
     update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
-    return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, {'w, qw' if q8 else 'w'}):\n"
+    weights = "w, qw" if q8 else "w"
+    return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, {weights}):\n"
             f'    """One step of B streams: state [h | c] ({H} each) at st, st_stride apart; gx their input '
             'projections."""\n' + out.text())
 

@@ -1,17 +1,19 @@
 """model.run() of an f32 / int8w model that cannot stream (a bidirectional or reverse layer), compiled for the
 loaded model (runtime/fused_float.py hands such a model here; a model that streams keeps fused_float's step).
 
-    step = generate(model, weights, run_weights)    # a fused.Specialised whose `run` is run_sequence; no step
-                                                    # kernel (fused_float._sequence calls it)
+    step = generate(model, weights, half)   # a fused.Specialised whose `run` is run_sequence; it has no step
+                                            # kernel (fused_float._sequence calls it)
 
 The generated module (sizes literal, the weights' offsets arguments: fused_float_layers.py) compiles one
 function; inputs / proj / recur / head (one proj and one recur per distinct layer shape) are inlined into it:
 
-    sequence(buf, X, lens, init, plan, Y, *weights)     weights: (w,) f32, (q, w, qw) int8w
+    sequence(buf, X, lens, init, plan, Y, w)                  f32
+    sequence(buf, X, lens, init, plan, Y, half, q, w, qw)     int8w
         X (T B, F) float32 or (T B,) int64: the inputs of step t, stream b at row t B + b (valid everywhere:
         run() replaced those past a length); lens (B,) int64; init (SD,) every layer-direction's initial
-        state; plan (layer-directions, 16) int64 which functions, offsets and strides each one uses (source);
-        Y (T B O,) every step's output, or (B O,) each sequence's last-step output.
+        state; plan (layer-directions, 18) int64 which functions, offsets and strides each one uses (source);
+        Y (T B O,) every step's output, or (B O,) each sequence's last-step output; int8w: half 1 where qw is
+        the float16 copy recur reads, else 0 and qw is buf itself (recur then reads W_hh^T's copy there).
 
 Per layer-direction: proj on all T B rows at once (the weights read once for the whole sequence), then recur at
 every t, forward or backward, copying h into the layer's output rows. A backward direction starts each sequence
@@ -20,13 +22,13 @@ steps past the length, is dropped). A forward direction runs past a length too; 
 run() and never reach a kept one. The buffer (Sizes.buffer):
 
     [y (B, O) | recur's scratch (B, RS) | head's hidden outputs (B, U) | state (B, SD) | P, Q (T B, WM) layer
-     inputs / outputs | gx (T B, GP) | int8w: one layer-direction's W_ih^T as float32 (WF)]
+     inputs / outputs | gx (T B, GP) | int8w: one layer-direction's W_ih^T and W_hh^T as float32 (WF)]
 
 int8w: proj reads a layer-direction's W_ih^T converted to float32 once per run() (exact: its T B rows would
-otherwise convert each weight again every few rows); recur reads W_hh^T in qw, as the step does -- the float16 copy
-the model holds below fused_float_source.CONVERT_FROM_HALF sequences (half the bytes of float32 from L2 at every
-step), else a float32 copy made per run() (fused_float._sequence). The same numbers every way; the model keeps its
-int8 weights (and the float16 copy) only.
+otherwise convert each weight again every few rows); recur reads W_hh^T converted so too, or, below HALF_BELOW
+sequences of a model whose W_hh^T as float32 would not fit in L1 (fused_float._sequence), in the float16 copy the
+step reads (half the bytes from L2 at every step). The same numbers every way; the model keeps its int8 weights
+(and the float16 copy) only.
 
 The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 sums, int8w's row scales on
 finished sums), summed in another order (chains of fused multiply-adds, fused_float_fma.py), so the two agree to
@@ -103,7 +105,7 @@ class Sizes:
         # int8w: room for one layer-direction's W_ih^T and W_hh^T as float32, as far as the FMA blocks read, W_hh^T's
         # from a multiple of 16 elements
         self.WF = 0 if model.precision != "int8w" else max(
-            -(-_extent(*matrix_parts(row)[0]) // fma.LANES) * fma.LANES + _extent(*matrix_parts(row)[1]) for row in rows)
+            -(-_extent(*ih) // fma.LANES) * fma.LANES + _extent(*hh) for ih, hh in map(matrix_parts, rows))
         self.O = int(lay.model[L.M_OUT])
         self.RS = recur_scratch(rows)
         self.U = sum(int(d[L.D_UNITS]) for d in lay.dense)
@@ -163,7 +165,7 @@ def in_registers(model) -> bool:
 def generate(model, weights: tuple, half: bool = False) -> fused.Specialised:
     """The model's compiled run() (why_not(model) is None), its recurrent matrices already in panels
     (panel_blob(lay, model_rows(model))). weights: the arrays the model holds ((blob,) f32, (qblob, blob, qw) int8w:
-    fused_float._step_weights); half: int8w's qw is the float16 copy, for recur below HALF_BELOW sequences."""
+    fused_float._step_weights); half: int8w's qw is the float16 copy recur reads below HALF_BELOW sequences."""
     lay = model.layout
     q8 = model.precision == "int8w"
     cells = "_".join(layer["cell"] + ("x2" if layer["bidirectional"] else "") for layer in model.spec["layers"])
@@ -183,8 +185,8 @@ def generate(model, weights: tuple, half: bool = False) -> fused.Specialised:
                           "per run()" if half else "; int8w: its int8 weights as float32 made per run()") if q8
                          else "")}
     return fused.Specialised(kernel=None, weights=weights, scratch=lambda batch: 0, info=info,
-                             run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, half, sizes, init,
-                                                                        plan, X, lengths, valid))
+                             run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, half, sizes,
+                                                                        init, plan, X, lengths, valid))
 
 
 def run_sequence(model, sequence, weights: tuple, half: bool, sizes: Sizes, init: np.ndarray, plan: np.ndarray,
@@ -274,8 +276,8 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
     nowhere else), each at one call site: the layer-directions run in a loop over the plan."""
     SD, WM, GP, O = sizes.SD, sizes.WM, sizes.GP, sizes.O
     out = Lines()
-    # each region from a multiple of 16 elements (buf from a cache line: run_sequence), so the sums' 16-lane
-    # vectors sit on one line each
+    # each region from a multiple of 16 elements (buf from a cache line: run_sequence), so the sums' and the int8w
+    # copy's 16-lane vectors sit on one line each (int8w's run() on a copy off the line: 12% slower on Zen 3)
     out("B = lens.shape[0]",
         "TB = X.shape[0]",
         "T = TB // B",
