@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rnnedge.runtime.layout import F_ACTIVATIONS, F_CLIP, F_INPUT_FORGET, F_PEEPHOLES, F_RESET_BEFORE
+
 
 @dataclass(frozen=True)
 class Specialised:
@@ -42,6 +44,23 @@ class Specialised:
     def kernel_for(self, batch: int) -> Callable:
         """The kernel a stream of `batch` streams runs."""
         return self.wide[1] if self.wide is not None and batch >= self.wide[0] else self.kernel
+
+
+# the ONNX layer extensions that change a step's arithmetic (layout.F_STEP), as a refusal names them
+_EXTENSIONS = ((F_RESET_BEFORE, "linear_before_reset false"), (F_INPUT_FORGET, "input_forget"),
+               (F_PEEPHOLES, "peepholes"), (F_CLIP, "clip"),
+               (F_ACTIVATIONS, "activation functions other than the defaults"))
+
+
+def extensions_refused(l: int, flags: int, covered: int = 0, what: str = "layer") -> str | None:
+    """Why the specialised step leaves layer (or layer-direction) l to the generic kernels for its ONNX
+    extensions (the layout row's flags), naming each one it does not cover (covered: the flags it does); None if
+    it covers them all."""
+    names = [name for bit, name in _EXTENSIONS if flags & bit and not covered & bit]
+    if not names:
+        return None
+    return (f"{what} {l} has the ONNX extension{'s' if len(names) > 1 else ''} {', '.join(names)}, which the "
+            "specialised step does not cover: the generic kernels run it")
 
 
 def shape_refused(dense: bool, features: int) -> str:

@@ -118,6 +118,27 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
         out(f"        {st}[{h} + j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
 
 
+def gru_reset_gate(out: Lines, row, gx, gh, rh, st: str = "st", h: int | None = None) -> None:
+    """A GRU with linear_before_reset false, one stream, before its W_hn product: rh(j) = r_j h_j, r the reset
+    gate (kernels_f32_ext's gru_rz_ext_f32 and the r * h the generic step forms, its default sigmoid); h where the
+    layer's h starts in st (the layout's offset by default)."""
+    H, h = int(row[L_HIDDEN]), int(row[L_OFF_H]) if h is None else h
+    out(f"    for j in range({H}):",
+        f"        r_ = ONE / (ONE + exp_f32(-({gh(0)} + {gx(0)})))",
+        f"        {rh(0)} = r_ * {st}[{h} + j]")
+
+
+def gru_reset_before(out: Lines, row, gx, gh, gn, st: str = "st", h: int | None = None) -> None:
+    """The rest of that GRU's update for one stream: gn(off) b_hn + W_hn (r h) of gate row off + j (the n rows),
+    gh(off) the recurrent sums of the z rows: z, n = tanh(gn + gx), h = (1 - z) n + z h (kernels_f32_ext's
+    gru_update_ext_f32 with reset_before, its default activations)."""
+    H, h = int(row[L_HIDDEN]), int(row[L_OFF_H]) if h is None else h
+    out(f"    for j in range({H}):",
+        f"        z_ = ONE / (ONE + exp_f32(-({gh(H)} + {gx(H)})))",
+        f"        n_ = TWO / (ONE + exp_f32(-TWO * ({gn(2 * H)} + {gx(2 * H)}))) - ONE",
+        f"        {st}[{h} + j] = (ONE - z_) * n_ + z_ * {st}[{h} + j]")
+
+
 def rows_times(out: Lines, dst: str, n_out: int, n_in: int, woff: int, boff: int, soff: int | None, q8: bool,
                src: str, stride: int | str, convert: str | None = None) -> None:
     """buf[dst + b n_out + o] = bias[o] (+ scale[o] *) sum_k W[o, k] v_b[k]: W (n_out, n_in) row-major, one dot

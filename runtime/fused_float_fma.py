@@ -10,7 +10,7 @@ the order kk = 0, 1, .. -- the same numbers whichever block a row or a stream fa
 not depend on the batch, and a whole sequence's input projection (all T steps' rows at once) equals the step's.
 
 FMA8 is the same with int8 weights, each 16 converted to float32 as they are loaded: int8w's sums on a CPU without
-AVX512-VNNI (fused_float_source._layer_int8w_fma). Given float32 weights it loads them as FMA does: the same sums,
+AVX512-VNNI (fused_float_step.layer_int8w_fma). Given float32 weights it loads them as FMA does: the same sums,
 bit for bit, on a float32 copy of the int8 weights (the conversion is exact), which is how int8w's run() spares
 itself a conversion per weight per step on a CPU with 128-bit vector units (fused_float.float_copy); given a
 uint16 array it reads float16 bits and widens them (F16C's vcvtph2ps, one operation per 8 weights where int8 takes

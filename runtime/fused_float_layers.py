@@ -25,9 +25,17 @@ the same numbers (Zen 3, the seed classifier's run() at B = 32: f32 1.25-1.42 ->
 from __future__ import annotations
 
 from rnnedge.runtime import layout as L
-from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation, update
+from rnnedge.runtime.fused_float_cells import dense, gru_reset_before, gru_reset_gate, head, hidden_activation, update
 from rnnedge.runtime.fused_float_fma import padded
-from rnnedge.runtime.fused_float_source import Lines, fma_calls, gate_rows, input_rows
+from rnnedge.runtime.fused_float_source import (
+    Lines,
+    fma_calls,
+    gate_rows,
+    hn_apart,
+    input_rows,
+    reset_before,
+    reset_before_scratch,
+)
 
 
 def proj_offsets(row, q8: bool) -> tuple[int, ...]:
@@ -41,8 +49,9 @@ def recur_offsets(row, q8: bool) -> tuple[int, ...]:
 
 
 def recur_scratch(rows) -> int:
-    """Per stream: the scratch recur needs, the recurrent sums (GP)."""
-    return max(padded(gate_rows(row)) for row in rows)
+    """Per stream: the scratch recur needs, the recurrent sums (GP), then a GRU's with linear_before_reset false
+    (fused_float_source.reset_before_scratch: r h and the sums of W_hh^T (r h))."""
+    return max(padded(gate_rows(row)) for row in rows) + reset_before_scratch(rows)
 
 
 def _start(out: Lines, q8: bool, acc: str, stride: int | str, G: int, rows: str, i: str, bias: str) -> None:
@@ -84,22 +93,39 @@ def proj(name: str, row, q8: bool, GS: int, registers: bool = False) -> str:
             f'    """dst (rows, {GS}) = b_ih + W_ih v_r, v_r (rows, {K}) at src, src_stride apart."""\n' + out.text())
 
 
-def recur(name: str, row, q8: bool, registers: bool = False) -> str:
-    """registers: fused_float_sequence.in_registers(model)."""
+def recur(name: str, row, q8: bool, registers: bool = False, rs: int = 0) -> str:
+    """registers: fused_float_sequence.in_registers(model); rs: reset_before_scratch of the model's rows (a GRU
+    with linear_before_reset false: r h and the sums of W_hh^T (r h) of each stream, after the B streams' sums)."""
     G, H, GP = gate_rows(row), int(row[L.L_HIDDEN]), padded(gate_rows(row))
+    apart = hn_apart(row)
     out = Lines()
-    product(out, q8, registers, "scr", GP, "whh", G, H, "st", "st_stride", "B", "r", "bhh", "shh")
-    out("for b in range(B):",
-        "    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
-        "  # views: LLVM vectorises without alias checks or index wraps")
+    product(out, q8, registers, "scr", GP, "whh", 2 * H if apart else G, H, "st", "st_stride", "B", "r", "bhh", "shh")
+    views = ["    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
+             "  # views: LLVM vectorises without alias checks or index wraps"]
     scaled = q8 and not registers  # int8w's b + s * sum still to form (kernels_int8w's)
-    if scaled:
-        out("    bh_, sh_ = w[bhh:], w[shh:]")
 
     def gh(off: int) -> str:
         return f"(bh_[{off} + j] + sh_[{off} + j] * a[{off} + j])" if scaled else f"a[{off} + j]"
 
-    update(out, row, lambda off: f"g[{off} + j]", gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
+    def gx(off: int) -> str:
+        return f"g[{off} + j]"
+
+    if reset_before(row):  # r h, then the sums of W_hh^T (r h) (the n rows': apart, only theirs), then z, n, h
+        ph = padded(H)
+        first, n = (2 * H, H) if apart else (0, G)
+        views += [f"    rb = buf[scr + B * {GP} + b * {rs}:]"] + (["    bh_, sh_ = w[bhh:], w[shh:]"] if scaled else [])
+        out("for b in range(B):", *views)
+        gru_reset_gate(out, row, gx, gh, lambda off: f"rb[{off} + j]", "s", 0)
+        product(out, q8, registers, f"scr + B * {GP} + {ph + first}", rs, f"whh + {first * H}", n, H,
+                f"scr + B * {GP}", str(rs), "B", "r", f"bhh + {first}", f"shh + {first}")
+        out("for b in range(B):", *views)
+        gru_reset_before(out, row, gx, gh, lambda off: (f"(bh_[{off} + j] + sh_[{off} + j] * rb[{ph + off} + j])"
+                                                        if scaled else f"rb[{ph + off} + j]"), "s", 0)
+    else:
+        out("for b in range(B):", *views)
+        if scaled:
+            out("    bh_, sh_ = w[bhh:], w[shh:]")
+        update(out, row, gx, gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
     weights = "w, qw" if q8 else "w"
     return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, {weights}):\n"

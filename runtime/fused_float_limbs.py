@@ -45,7 +45,7 @@ def layer_int8w_limbs(out: Lines, row, src: str, stride: int, S: int, sums: int,
             f"    dp2_1_{count}(ibuf, a + {2 * n_pad}, a + {3 * n_pad}, 0, q, {int(row[L_OFF_WHH]) + first * LANES}, "
             f"{G}, wd + {2 * px}, wd + {2 * px + ph}, 0, {ph})")
     out("for b in range(B):",
-        f"    a, st, sc = ibuf[A + b * {sums}:], buf[S0 + b * {S}:], SC + b * 4  # views, as in _layer_f32",
+        f"    a, st, sc = ibuf[A + b * {sums}:], buf[S0 + b * {S}:], SC + b * 4  # views, as in layer_f32",
         "    sx, tx, sh, th = buf[sc], buf[sc + 1], buf[sc + 2], buf[sc + 3]")
 
     def gx(off: int) -> str:

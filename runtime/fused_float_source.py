@@ -13,6 +13,8 @@ the generic kernels' [y (B, O) | state (B, S) | scratch], the scratch laid out f
            words (B, W_max)       each input part's two int16 limbs, two to an int32 (fused_float_vnni.py)
            acc (B, 4 G_pad)       the int32 sums x.hi, x.lo, h.hi, h.lo per stream (G_pad: G to blocks of 16)
            scales (B, 4)          the limbs' scales s_x, t_x, s_h, t_h
+    f32, FMA8: rb (B, RS)         a GRU with linear_before_reset false: r h, then b_hh + W_hh^T (r h)
+                                  (reset_before_scratch; RS 0 without such a layer)
     d_k (B, U_k)         each hidden head layer's output
 
 A mat-vec walks W^T (inputs, rows) a few blocks of 16 rows at a time, the sums of several streams in registers
@@ -29,7 +31,7 @@ q[k, i] v[k]) as kernels_int8w does, the sum taken on FMA8 (as f32's) or on VNNI
 from __future__ import annotations
 
 from rnnedge.runtime.fused import shape_refused
-from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation, update
+from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded, panel_at
 from rnnedge.runtime.fused_float_vnni import DP2, LANES
 from rnnedge.runtime.kernels_f32 import BAD_SHAPE
@@ -39,7 +41,9 @@ from rnnedge.runtime.layout import (
     D_ACTIVATION,
     D_N_IN,
     D_UNITS,
+    F_RESET_BEFORE,
     L_CELL,
+    L_FLAGS,
     L_HIDDEN,
     L_N_IN,
     L_OFF_BHH,
@@ -47,7 +51,6 @@ from rnnedge.runtime.layout import (
     L_OFF_H,
     L_OFF_SHH,
     L_OFF_SIH,
-    L_OFF_WHH,
     L_OFF_WIH,
     M_HEAD_IN,
     M_N_IN,
@@ -115,9 +118,28 @@ def converted_scratch(rows) -> int:
     return max(max(int(row[L_N_IN]), int(row[L_HIDDEN])) for row in rows) * BLOCKS * LANES
 
 
+def reset_before(row) -> bool:
+    """Whether the layer is a GRU with linear_before_reset false (its W_hn multiplies r h, not h)."""
+    return bool(int(row[L_FLAGS]) & F_RESET_BEFORE)
+
+
+def hn_apart(row) -> bool:
+    """Whether such a GRU's W_hn^T stands alone in W_hh^T's panels: 2H a multiple of their 64 columns, so its first
+    2H columns (r, z) are the panels a (H, 2H) W^T would have and its last H those of a (H, H) one at 2H H further
+    (fused_float_blob.py). Then the sums of h take the r, z rows only and those of r h the n rows only; else each
+    product takes every row (the sums not used are dropped)."""
+    return reset_before(row) and 2 * int(row[L_HIDDEN]) % (BLOCKS * LANES) == 0
+
+
+def reset_before_scratch(rows) -> int:
+    """Per stream, for the GRU layers with linear_before_reset false: r h (H, to blocks of 16), then the sums
+    b_hn + W_hh^T (r h) (G to blocks of 16; the n rows kept); 0 without such a layer."""
+    return max([padded(int(row[L_HIDDEN])) + padded(gate_rows(row)) for row in rows if reset_before(row)] or [0])
+
+
 def scratch_per_stream(lay, rows, q8: bool, limbs: bool = True) -> int:
     """Scratch elements one stream needs in the specialised step's layout (module docstring)."""
-    return (int(lay.model[M_N_IN]) + sum(scratch_parts(lay, rows, q8, limbs))
+    return (int(lay.model[M_N_IN]) + sum(scratch_parts(lay, rows, q8, limbs)) + reset_before_scratch(rows)
             + sum(int(d[D_UNITS]) for d in lay.dense))
 
 
@@ -146,7 +168,8 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float.limb_sums), the sums' code. f32
     and FMA8: the step's body is `layers(buf, x, *weights, pv, at)`, step() its call with at = -1, and run()'s
     sequence is fused_float_run.py's, which may hand it the first layer's input sums."""
-    from rnnedge.runtime.fused_float_limbs import layer_int8w_limbs  # here: it uses this module's helpers
+    from rnnedge.runtime.fused_float_limbs import layer_int8w_limbs  # here: they use this module's helpers
+    from rnnedge.runtime.fused_float_step import layer_f32, layer_int8w_fma
 
     lay = model.layout
     m = lay.model
@@ -154,6 +177,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     args = "q, w" if q8 else "w"
     O, S, n_in = int(m[M_OUT]), lay.state_size, int(m[M_N_IN])
     sums, words, _ = scratch_parts(lay, rows, q8, path == "avx512_vnni")
+    rs = reset_before_scratch(rows)
     projected = not (q8 and path == "avx512_vnni")  # run() may hand `layers` the first layer's W_ih sums
 
     def body(wide: bool) -> str:
@@ -171,7 +195,9 @@ def source(model, rows, what: str, path: str = "fma") -> str:
                 "D = SC + B * 4  # the hidden head layers' outputs",
                 "ibuf = buf.view(np.int32)  # the same memory: int8w's limbs and int32 sums")
         else:
-            out(f"D = A + B * {sums}  # the hidden head layers' outputs")
+            out(f"RB = A + B * {sums}  # r h and b_hn + W_hn (r h) of a GRU with linear_before_reset false "
+                f"(B, {rs})",
+                f"D = RB + B * {rs}  # the hidden head layers' outputs")
         if wide:
             U = sum(int(d[D_UNITS]) for d in lay.dense)
             out(f"CW = {on_line(f'D + B * {U}')}  # a group of W^T's columns as float32 "
@@ -187,10 +213,10 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             if q8 and path == "avx512_vnni":
                 layer_int8w_limbs(out, row, src, stride, S, sums, words)
             elif q8:
-                _layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide, lay.blob.size,
-                                 qw_start(rows))
+                layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide, lay.blob.size,
+                                 qw_start(rows), rs)
             else:
-                _layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size)
+                layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size, rs)
             src, stride = f"S0 + {int(row[L_OFF_H])}", S
         d_off = 0
 
@@ -303,52 +329,6 @@ def scale_start(row, side: str, w_size: int) -> tuple[str, int, int] | None:
     return ("w", scale, bias) if max(scale, bias) + padded(G) <= w_size else None
 
 
-def _layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
-               w_size: int = 0) -> None:
-    """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update.
-    projected: the first layer of `layers`, whose b_ih + W_ih v run() may have computed ahead (at >= 0:
-    fused_float_run.py), copied from pv instead. The sums start from each bias in registers (FMA_BIAS) where the
-    blocks' reads of it stay inside w (bias_start); else b is first copied into every stream's sums (that pass
-    cost ~4-6% of kws' step at batch 64-256 on Zen 3)."""
-    G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
-    half = sums // 2
-    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
-
-    def start(bias: int, at: str) -> tuple[str, int] | None:
-        begin = bias_start(bias, G, w_size)
-        if begin is None:
-            out("for b in range(B):",
-                f"    av, bv = buf[A + b * {sums}:], w[{bias}:{bias + G}]  # views: the copy vectorises",
-                f"    for i in range({G}):",
-                f"        av[{at}i] = bv[i]")
-        return begin
-
-    if projected:
-        out("if at < 0:")
-        out.depth += 1
-    fma_calls(out, "w", "A", sums, int(row[L_OFF_WIH]), G, K, src, stride, "B", "b",
-              bias=start(int(row[L_OFF_BIH]), ""))
-    if projected:
-        out.depth -= 1
-        _projections(out, sums, G)
-    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), G, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
-              bias=start(int(row[L_OFF_BHH]), f"{half} + "))
-    out("for b in range(B):",
-        f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
-    update(out, row, lambda off: f"av[{off} + j]", lambda off: f"av[{half + off} + j]",
-           scratch=lambda off: f"av[{half + off} + j]")
-
-
-def _projections(out: Lines, sums: int, G: int, head: str = "else:") -> None:
-    """Under `head` (at >= 0): each stream's first-layer input sums copied from run()'s projections (pv, padded(G)
-    apart)."""
-    out(head,
-        "    for b in range(B):",
-        f"        av, pr = buf[A + b * {sums}:], pv[at + b * {padded(G)}:]  # views, as below",
-        f"        for i in range({G}):",
-        "            av[i] = pr[i]")
-
-
 def over_blocks(out: Lines, nb: int, group: int, emit, full: int | None = None) -> None:
     """The blocks of 16 gate rows, `group` at a time in a loop over g (then the remaining ones as one shorter
     group), the blocks outer so a group's weights stay in L1 while every stream (or row) reads them: emit(indent,
@@ -408,48 +388,3 @@ def fma_calls(out: Lines, weights: str, acc: str, acc_stride: int, woff, N: int,
     # the loop takes the whole panels only (a last group of four blocks short of 64 columns is a narrower panel, at
     # its own row stride)
     over_blocks(out, blocks(N), BLOCKS, through, BLOCKS * (N // (BLOCKS * LANES)))
-
-
-def _layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
-                     wide: bool = False, w_size: int = 0, qw_at: int = 0) -> None:
-    """One forward int8w layer for every stream on FMA8 (fused_float.limb_sums false): both mat-vecs as float32 sums
-    of the int8 weights (each converted exactly as it is loaded, or read from their float16 copy: fused_float_fma.FMA8)
-    times the inputs, in _layer_f32's blocks, each sum stored as b + row scale * sum (FMA8_SCALED: the scale and
-    bias loaded once per block for four streams, where their blocks' reads stay inside w, scale_start; else the
-    cell update applies them), then the cell update: kernels_int8w's arithmetic to float32 rounding. projected: as
-    _layer_f32's (the sums from pv when at >= 0, run() having scaled them alike). wide: each group of W^T's columns
-    converted once into CW for all the streams (step_wide, from CONVERT_FROM streams), else converted as loaded,
-    once per four streams. Zen 3, har at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the
-    step 1.20-1.21 -> 1.12-1.14. Converted as loaded, the sums read W^T from qw, which starts at qblob's offset
-    qw_at (qw_start)."""
-    G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
-    half = sums // 2
-    out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
-    if projected:
-        _projections(out, sums, G, "if at >= 0:")
-    parts = ((int(row[L_OFF_WIH]), K, "A", src, stride), (int(row[L_OFF_WHH]), H, f"A + {half}",
-                                                           f"S0 + {int(row[L_OFF_H])}", S))
-    scaled = [scale_start(row, side, w_size) for side in ("x", "h")]
-    for n, (woff, k, acc, v, v_stride) in enumerate(parts):
-        if projected and n == 0:
-            out("if at < 0:")
-            out.depth += 1
-        # each sum starts from 0 in registers (FMA8_ZERO, FMA8_SCALED): no pass clears them first
-        if wide:
-            fma_calls(out, "buf", acc, sums, "CW", G, k, v, v_stride, "B", "b", "fma8", convert=(woff, G, k),
-                      zero=True, scaled=scaled[n])
-        else:
-            fma_calls(out, "qw", acc, sums, woff - qw_at, G, k, v, v_stride, "B", "b", "fma8", zero=True,
-                      scaled=scaled[n])
-        if projected and n == 0:
-            out.depth -= 1
-    out("for b in range(B):",
-        f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in _layer_f32")
-
-    def part(bias: int, scale: int, at: int, done):
-        if done is not None:  # b + s * sum stored by the product
-            return lambda off: f"av[{at + off} + j]"
-        return lambda off: f"(w[{bias + off} + j] + w[{scale + off} + j] * av[{at + off} + j])"
-
-    update(out, row, part(int(row[L_OFF_BIH]), int(row[L_OFF_SIH]), 0, scaled[0]),
-           part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), half, scaled[1]), scratch=lambda off: f"av[{half + off} + j]")

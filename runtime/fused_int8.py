@@ -53,7 +53,7 @@ import os
 
 import numpy as np
 
-from rnnedge.runtime import fused_int8_simd, specialize, vnni
+from rnnedge.runtime import fused, fused_int8_simd, specialize, vnni
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused import GENERATORS, Specialised, shape_refused
@@ -106,8 +106,9 @@ def uncovered(model) -> str | None:
     lay = model.layout
     for l, layer in enumerate(model.spec["layers"]):
         for d in range(specs.directions(layer)):
-            if lay.layers[2 * l + d][L.L_FLAGS] & L.F_STEP:
-                return f"layer {l} has an ONNX step extension"
+            why = fused.extensions_refused(l, int(lay.layers[2 * l + d][L.L_FLAGS]))
+            if why is not None:
+                return why
     return None
 
 
@@ -115,7 +116,9 @@ def generate(model, path: str | None = None) -> Specialised | None:
     """The model's specialised int8 step (module docstring), or None for a model part it does not cover.
     path: "avx512_vnni", "avx2" or "portable"; by default the best this CPU has (vnni.best_path), portable where
     RNNEDGE_VNNI is 0."""
-    if uncovered(model) is not None:
+    why = uncovered(model)
+    if why is not None:
+        model.__dict__["_specialised_why"] = why
         return None
     if path is None:
         path = "portable" if portable_forced() else vnni.best_path()

@@ -2,7 +2,8 @@
 
 Every pair of (cell, precision, input kind, depth) values: the specialised step (batch 1 and 3) follows the generic
 kernels' outputs within float32 rounding over 200 steps; it refuses bad input before touching the state, allocates nothing
-per step, and its generated source is written once. A layer with an ONNX extension keeps the generic kernels.
+per step, and its generated source is written once. A layer with an ONNX extension (other than a GRU's
+linear_before_reset false: test_fused_float_reset_before.py) keeps the generic kernels.
 """
 
 from __future__ import annotations
@@ -439,18 +440,18 @@ def _layer_texts(layer, cell: str, precision: str, tmp_path) -> list[str]:
 
 
 def test_int8w_sums_are_stored_scaled_unless_the_scales_blocks_would_read_past_the_weights(tmp_path):
-    from rnnedge.runtime.fused_float_source import _layer_int8w_fma
+    from rnnedge.runtime.fused_float_step import layer_int8w_fma
 
-    texts = _layer_texts(_layer_int8w_fma, "gru", "int8w", tmp_path)
+    texts = _layer_texts(layer_int8w_fma, "gru", "int8w", tmp_path)
     scaled_in_update = re.compile(r"w\[\d+ \+ j\] \* av\[")  # b + s * sum formed by the cell update
     assert "fma8s_" in texts[0] and "fma8z_" not in texts[0] and not scaled_in_update.search(texts[0])
     assert "fma8s_" not in texts[1] and "fma8z_" in texts[1] and scaled_in_update.search(texts[1])
 
 
 def test_the_f32_sums_start_from_the_bias_in_registers_unless_its_blocks_would_read_past_the_weights(tmp_path):
-    from rnnedge.runtime.fused_float_source import _layer_f32
+    from rnnedge.runtime.fused_float_step import layer_f32
 
-    texts = _layer_texts(_layer_f32, "lstm", "f32", tmp_path)
+    texts = _layer_texts(layer_f32, "lstm", "f32", tmp_path)
     assert "fmab_" in texts[0] and "= bv[i]" not in texts[0]
     assert "fmab_" not in texts[1] and texts[1].count("= bv[i]") == 2  # b_ih and b_hh copied, then FMA from buf
 

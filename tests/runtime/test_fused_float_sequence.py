@@ -13,7 +13,7 @@ from rnnedge import runtime
 from rnnedge.runtime.layout import line_zeros
 from rnnedge.runtime.model import Model
 from tests.helpers import make_model, make_spec, random_inputs, write_artifact
-from tests.runtime.test_extensions import CASES, F32_TOLERANCE, _case
+from tests.runtime.test_extensions import CASES, F32_TOLERANCE, INT8W_TOLERANCE, _case
 
 pytestmark = pytest.mark.specialised  # the step a user gets (tests/conftest.py)
 
@@ -141,12 +141,32 @@ def test_layer_directions_of_one_shape_share_one_inlined_function(tmp_path, monk
 
 
 def test_a_bidirectional_layer_with_a_step_extension_stays_on_the_generic_kernels_and_says_why():
-    _, op, attrs, keys, kw = next(c for c in CASES if c[0] == "gru-reset-before-bidirectional")
+    _, op, attrs, keys, kw = next(c for c in CASES if c[0] == "lstm-bidirectional-mixed")
     spec, tensors, X, expected = _case(op, attrs, keys, **kw)
     model = Model(spec, "f32", tensors)
     assert model.kernel_info["step"] == "generic"
-    assert "ONNX extension" in model.kernel_info["why"]
+    assert model.kernel_info["why"] == ("layer-direction 0 has the ONNX extensions peepholes, activation functions "
+                                        "other than the defaults, which the specialised step does not cover: the "
+                                        "generic kernels run it")
     assert np.abs(model.run(X) - expected).max() <= F32_TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["f32", "int8w"])
+def test_a_bidirectional_gru_with_linear_before_reset_false_runs_compiled_as_onnx_runtime_does(precision):
+    """Keras' GRU(reset_after=False), ONNX's GRU default: W_hn multiplies r h (fused_float_layers.recur)."""
+    _, op, attrs, keys, kw = next(c for c in CASES if c[0] == "gru-reset-before-bidirectional")
+    spec, tensors, X, expected = _case(op, attrs, keys, **kw)
+    if precision == "int8w":
+        from rnnedge.export.quantize import quantize_int8w
+
+        tensors, _ = quantize_int8w(spec, tensors)
+    model = Model(spec, precision, tensors)
+    assert model.kernel_info["step"] == "specialised" and model.kernel_info["path"] == "fused_float_sequence"
+    assert np.abs(model.run(X) - expected).max() <= (F32_TOLERANCE if precision == "f32" else INT8W_TOLERANCE)
+    lengths = np.array([X.shape[1], 4, 17])
+    got = model.run(X, lengths)
+    for b, n in enumerate(lengths):  # a sequence alone, cut to its length, gives the same numbers
+        np.testing.assert_array_equal(model.run(X[b : b + 1, :n])[0], got[b, :n])
 
 
 @pytest.mark.parametrize("precision", ["f32", "int8w"])
