@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rnnedge.runtime.fused_float_fma import padded
 from rnnedge.runtime.layout import (
     ACT_LOG_SOFTMAX,
     ACT_SIGMOID,
@@ -16,6 +17,7 @@ from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_RNN_RELU,
+    CELL_RNN_TANH,
     D_N_IN,
     D_OFF_B,
     D_OFF_S,
@@ -46,7 +48,7 @@ FEW_ROWS = 16  # units below which update() forms the gates in passes over 2H / 
 
 
 def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int | None = None,
-           scratch=None) -> None:
+           scratch=None, padded_reads: bool = False) -> None:
     """The cell's gates and state update for one stream (`st` its state row, h and c where the layer's h and c
     start in it: by default the layout's offsets), gx(off) / gh(off) the pre-activation parts of gate row off + j:
     kernels_f32's lstm_update_f32 / gru_update_f32 / rnn_update_f32 per element. scratch(off), where given, names a
@@ -68,7 +70,9 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
     LLVM fuses a multiply-add in one form and not in the other). f32 at B = 64 on Zen 4 (alternating processes, ns a
     stream-step): lstm4 80 -> 46-54, lstm8 150 -> 57-64, lstm12 224 -> 75-81, gru8 102 -> 68-84, gru12 136 -> 63;
     int8w lstm8 150-157 -> 60-67, gru12 170 -> 110. From 16 units on, the loops are as fast or faster (gru16 46
-    against 61 in passes, gru100 0.75 against 0.82 us)."""
+    against 61 in passes, gru100 0.75 against 0.82 us). A tanh RNN below 16 units, where gx(off) and gh(off) may be
+    read past H up to the next 16 rows (padded_reads: the sums' own padded rows, no bias or scale past the blob),
+    forms its tanh in one pass of 16 rows into the scratch, then copies H of them into h: the same expression."""
     cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
     h = int(row[L_OFF_H]) if h is None else h
     c = int(row[L_OFF_C]) if c is None else c
@@ -97,6 +101,12 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
             f"    for j in range({H}):",
             f"        z_ = {scratch(H)}",
             f"        {st}[{h} + j] = (ONE - z_) * {scratch(2 * H)} + z_ * {st}[{h} + j]")
+        return
+    if cell == CELL_RNN_TANH and few and padded_reads:  # the exponentials as one 16-lane pass (docstring)
+        out(f"    for j in range({padded(H)}):",
+            f"        {scratch(0)} = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE",
+            f"    for j in range({H}):",
+            f"        {st}[{h} + j] = {scratch(0)}")
         return
     out(f"    for j in range({H}):")
     if cell == CELL_LSTM:  # gate order i f g o

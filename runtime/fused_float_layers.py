@@ -125,7 +125,7 @@ def recur(name: str, row, q8: bool, registers: bool = False, rs: int = 0) -> str
         out("for b in range(B):", *views)
         if scaled:
             out("    bh_, sh_ = w[bhh:], w[shh:]")
-        update(out, row, gx, gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]")
+        update(out, row, gx, gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]", padded_reads=not scaled)
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
     weights = "w, qw" if q8 else "w"
     return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, {weights}):\n"

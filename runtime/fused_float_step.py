@@ -82,7 +82,7 @@ def layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, project
         return
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
-    update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]")
+    update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]", padded_reads=True)
 
 
 def _reset_before(out: Lines, row, S: int, sums: int, rs: int, gx, gh, gn, product) -> None:
@@ -167,4 +167,5 @@ def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, p
         return
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in layer_f32")
-    update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]")
+    update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]",
+           padded_reads=scaled[0] is not None and scaled[1] is not None)  # no w read in gx, gh
