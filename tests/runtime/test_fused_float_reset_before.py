@@ -14,6 +14,7 @@ import pytest
 
 from rnnedge import runtime
 from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
+from tests.runtime.test_fused_float import _pair
 
 pytestmark = pytest.mark.specialised
 # measured <= 1.2e-7 over these cases (30 steps; the products summed in another order than the generic kernels')
@@ -24,17 +25,6 @@ def _spec(hidden: int, layers: int, kind: str = "dense") -> dict:
     spec = make_spec("gru", layers=layers, hidden=hidden, kind=kind, activation="none", out=4)
     spec["layers"] = [{**layer, "linear_before_reset": False} for layer in spec["layers"]]
     return spec
-
-
-def _pair(tmp_path, spec, precision, monkeypatch):
-    path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
-    fast = runtime.load(path)
-    assert fast.kernel_info["step"] == "specialised", fast.kernel_info
-    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
-    slow = runtime.load(path)
-    assert slow.kernel_info["step"] == "generic"
-    monkeypatch.delenv("RNNEDGE_SPECIALISE")
-    return fast, slow
 
 
 # (hidden, layers, input, precision): 5 and 20 units (every row in both products), 32 and 64 (the n rows' panels
