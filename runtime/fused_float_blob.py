@@ -28,14 +28,16 @@ def readable(lay, array: np.ndarray) -> int:
 
 def panel_blob(lay, rows) -> None:
     """The recurrent matrices of `rows` (layout rows) in panels, in the array that holds them (f32: lay.blob;
-    int8w: the int8 lay.qblob), placed so the largest start on a cache line (line_offset): done once, a second
-    call changes nothing."""
+    int8w: the int8 lay.qblob), placed so the largest start on a cache line (line_offset), TAIL bytes of zeros
+    after it (int8w's float blob of biases and row scales gets them too: its sums then store b + s * sum in
+    registers at every size, fused_float_source.scale_start): done once, a second call changes nothing."""
     if lay.panels:
         return
     if lay.precision == "f32":
         lay.blob = _panelled(lay.blob, line_offset(rows, 4), rows)
     else:
         lay.qblob = _panelled(lay.qblob, line_offset(rows, 1), rows)
+        lay.blob = placed(lay.blob, 0, tail=TAIL)  # its biases and row scales, read in blocks of 16 as well
     lay.panels = matrices(rows)
 
 
