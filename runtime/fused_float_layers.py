@@ -31,7 +31,7 @@ from rnnedge.runtime.fused_float_source import (
     Lines,
     fma_calls,
     gate_rows,
-    hn_apart,
+    hn_rows,
     input_rows,
     reset_before,
     reset_before_scratch,
@@ -97,34 +97,29 @@ def recur(name: str, row, q8: bool, registers: bool = False, rs: int = 0) -> str
     """registers: fused_float_sequence.in_registers(model); rs: reset_before_scratch of the model's rows (a GRU
     with linear_before_reset false: r h and the sums of W_hh^T (r h) of each stream, after the B streams' sums)."""
     G, H, GP = gate_rows(row), int(row[L.L_HIDDEN]), padded(gate_rows(row))
-    apart = hn_apart(row)
+    h_rows, first = hn_rows(row)  # a reset-before GRU's products: the r, z rows' then the n rows' (or every row)
     out = Lines()
-    product(out, q8, registers, "scr", GP, "whh", 2 * H if apart else G, H, "st", "st_stride", "B", "r", "bhh", "shh")
-    views = ["    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
-             "  # views: LLVM vectorises without alias checks or index wraps"]
+    product(out, q8, registers, "scr", GP, "whh", h_rows, H, "st", "st_stride", "B", "r", "bhh", "shh")
     scaled = q8 and not registers  # int8w's b + s * sum still to form (kernels_int8w's)
+    rb = [f"    rb = buf[scr + B * {GP} + b * {rs}:]"] if reset_before(row) else []
+    views = ["    g, a, s = buf[gx + b * gx_stride:], buf[scr + b * " + f"{GP}:], buf[st + b * st_stride:]"
+             "  # views: LLVM vectorises without alias checks or index wraps", *rb,
+             *(["    bh_, sh_ = w[bhh:], w[shh:]"] if scaled else [])]
 
-    def gh(off: int) -> str:
-        return f"(bh_[{off} + j] + sh_[{off} + j] * a[{off} + j])" if scaled else f"a[{off} + j]"
+    def summed(a: str, at: int = 0):  # gate row off + j of the recurrent sums at a[at ..], b + s * sum formed if scaled
+        return lambda off: (f"(bh_[{off} + j] + sh_[{off} + j] * {a}[{at + off} + j])" if scaled else
+                            f"{a}[{at + off} + j]")
 
-    def gx(off: int) -> str:
-        return f"g[{off} + j]"
-
+    gx, gh = (lambda off: f"g[{off} + j]"), summed("a")
+    out("for b in range(B):", *views)
     if reset_before(row):  # r h, then the sums of W_hh^T (r h) (the n rows': apart, only theirs), then z, n, h
         ph = padded(H)
-        first, n = (2 * H, H) if apart else (0, G)
-        views += [f"    rb = buf[scr + B * {GP} + b * {rs}:]"] + (["    bh_, sh_ = w[bhh:], w[shh:]"] if scaled else [])
-        out("for b in range(B):", *views)
         gru_reset_gate(out, row, gx, gh, lambda off: f"rb[{off} + j]", "s", 0)
-        product(out, q8, registers, f"scr + B * {GP} + {ph + first}", rs, f"whh + {first * H}", n, H,
+        product(out, q8, registers, f"scr + B * {GP} + {ph + first}", rs, f"whh + {first * H}", G - first, H,
                 f"scr + B * {GP}", str(rs), "B", "r", f"bhh + {first}", f"shh + {first}")
         out("for b in range(B):", *views)
-        gru_reset_before(out, row, gx, gh, lambda off: (f"(bh_[{off} + j] + sh_[{off} + j] * rb[{ph + off} + j])"
-                                                        if scaled else f"rb[{ph + off} + j]"), "s", 0)
+        gru_reset_before(out, row, gx, gh, summed("rb", ph), "s", 0)
     else:
-        out("for b in range(B):", *views)
-        if scaled:
-            out("    bh_, sh_ = w[bhh:], w[shh:]")
         update(out, row, gx, gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]", padded_reads=not scaled)
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
     weights = "w, qw" if q8 else "w"

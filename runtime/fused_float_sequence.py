@@ -113,7 +113,7 @@ class Sizes:
         # int8w: room for one layer-direction's W_ih^T and W_hh^T as float32, as far as the FMA blocks read, W_hh^T's
         # from a multiple of 16 elements
         self.WF = 0 if model.precision != "int8w" else max(
-            -(-_extent(*ih) // fma.LANES) * fma.LANES + _extent(*hh) for ih, hh in map(matrix_parts, rows))
+            padded(_extent(*ih)) + _extent(*hh) for ih, hh in map(matrix_parts, rows))
         self.O = int(lay.model[L.M_OUT])
         self.RS = recur_scratch(rows)
         self.U = sum(int(d[L.D_UNITS]) for d in lay.dense)

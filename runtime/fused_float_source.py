@@ -131,6 +131,12 @@ def hn_apart(row) -> bool:
     return reset_before(row) and 2 * int(row[L_HIDDEN]) % (BLOCKS * LANES) == 0
 
 
+def hn_rows(row) -> tuple[int, int]:
+    """Where such a GRU's two recurrent products split its gate rows: (the rows the sums of h take, the first row
+    the sums of r h take) -- (2H, 2H) where W_hn^T's panels stand alone (hn_apart), else (G, 0): both every row."""
+    return (2 * int(row[L_HIDDEN]),) * 2 if hn_apart(row) else (gate_rows(row), 0)
+
+
 def reset_before_scratch(rows) -> int:
     """Per stream, for the GRU layers with linear_before_reset false: r h (H, to blocks of 16), then the sums
     b_hn + W_hh^T (r h) (G to blocks of 16; the n rows kept); 0 without such a layer."""

@@ -13,7 +13,7 @@ from rnnedge.runtime.fused_float_source import (
     bias_start,
     fma_calls,
     gate_rows,
-    hn_apart,
+    hn_rows,
     reset_before,
     scale_start,
 )
@@ -59,17 +59,15 @@ def layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, project
     if projected:
         out.depth -= 1
         _projections(out, sums, G)
-    apart = hn_apart(row)
-    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), 2 * H if apart else G, H,
-              f"S0 + {int(row[L_OFF_H])}", S, "B", "b", bias=start(int(row[L_OFF_BHH]), f"{half} + "))
+    h_rows, first = hn_rows(row)  # a reset-before GRU's products: the r, z rows' then the n rows' (or every row)
+    begin = start(int(row[L_OFF_BHH]), f"{half} + ")
+    fma_calls(out, "w", f"A + {half}", sums, int(row[L_OFF_WHH]), h_rows, H, f"S0 + {int(row[L_OFF_H])}", S, "B", "b",
+              bias=begin)
     gx, gh = (lambda off: f"av[{off} + j]"), (lambda off: f"av[{half + off} + j]")
     if reset_before(row):
-        ph = padded(H)
+        ph, n, bias = padded(H), G - first, int(row[L_OFF_BHH]) + first
 
         def product() -> None:  # b_hh + W_hh^T (r h) into RB + ph, from b in registers or a pass writing it
-            first, n = (2 * H, H) if apart else (0, G)  # the n rows' panels only, or every row
-            bias = int(row[L_OFF_BHH]) + first
-            begin = bias_start(int(row[L_OFF_BHH]), G, w_size)
             if begin is None:
                 out("for b in range(B):",
                     f"    rv, bv = buf[RB + b * {rs} + {ph + first}:], w[{bias}:{bias + n}]",
@@ -124,9 +122,9 @@ def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, p
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
     if projected:
         _projections(out, sums, G, "if at >= 0:")
-    apart = hn_apart(row)
+    h_rows, first = hn_rows(row)  # a reset-before GRU's products: the r, z rows' then the n rows' (or every row)
     parts = ((int(row[L_OFF_WIH]), K, G, "A", src, stride),
-             (int(row[L_OFF_WHH]), H, 2 * H if apart else G, f"A + {half}", f"S0 + {int(row[L_OFF_H])}", S))
+             (int(row[L_OFF_WHH]), H, h_rows, f"A + {half}", f"S0 + {int(row[L_OFF_H])}", S))
     scaled = [scale_start(row, side, w_size) for side in ("x", "h")]
     for n, (woff, k, N, acc, v, v_stride) in enumerate(parts):
         if projected and n == 0:
@@ -150,8 +148,7 @@ def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, p
     gx = part(int(row[L_OFF_BIH]), int(row[L_OFF_SIH]), 0, scaled[0])
     gh = part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), half, scaled[1])
     if reset_before(row):
-        ph = padded(H)
-        first, N = (2 * H, H) if apart else (0, G)  # the n rows' panels only, or every row
+        ph, N = padded(H), G - first
         woff, acc = int(row[L_OFF_WHH]) + first * H, f"RB + {ph + first}"
         sb = None if scaled[1] is None else ("w", scaled[1][1] + first, scaled[1][2] + first)
 
