@@ -12,9 +12,10 @@ blob, and int8w's qblob on FMA8, is rewritten once, at generation:
 its recurrent matrices in panels of 64 columns (layout.panelled, the same size; layout.matrix still reads them
 row-major), the largest ones from a cache line: fused_float_blob.py).
 It covers dense and token inputs, stacked forward rnn_tanh / rnn_relu / lstm / gru layers (an initial state
-too: it only sets where a stream starts), a GRU with linear_before_reset false (on FMA: f32, int8w's FMA8;
-fused_float_source.reset_before), the head's hidden dense layers and its activation. A layer with another ONNX
-extension that changes the step's arithmetic (layout.F_STEP) stays on the generic kernels, which say why.
+too: it only sets where a stream starts), every ONNX extension that changes the step's arithmetic (layout.F_STEP):
+clip, other activation functions, peepholes, input_forget (fused_float_ext.py) and a GRU's linear_before_reset
+false (on FMA: f32, int8w's FMA8; fused_float_source.reset_before; int8w's VNNI limbs leave that one to the
+generic kernels and say why), the head's hidden dense layers and its activation.
 
 The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 activations, int8w's row scales
 on finished sums), summed in another order (f32: one chain of fused multiply-adds per sum, fused_float_fma.py;
@@ -49,7 +50,7 @@ from rnnedge.runtime.fused_float_source import (
     source,
 )
 from rnnedge.runtime.jit import target_cpu
-from rnnedge.runtime.layout import CACHE_LINE, F_RESET_BEFORE, L_FLAGS
+from rnnedge.runtime.layout import CACHE_LINE, F_RESET_BEFORE, F_STEP, L_FLAGS
 
 
 def why_not(model) -> str | None:
@@ -61,8 +62,8 @@ def why_not(model) -> str | None:
     reach, what = ((vnni.reach, "VNNI") if model.precision == "int8w" and limb_sums() else (fma.reach, "blocked FMA"))
     for l in range(len(model.spec["layers"])):
         row = lay.layers[2 * l]
-        # a GRU's linear_before_reset false: on FMA (f32, int8w's FMA8), not on VNNI's limbs
-        why = fused.extensions_refused(l, int(row[L_FLAGS]), 0 if reach is vnni.reach else F_RESET_BEFORE)
+        # every extension on FMA (f32, int8w's FMA8); VNNI's limbs all but a GRU's linear_before_reset false
+        why = fused.extensions_refused(l, int(row[L_FLAGS]), F_STEP & ~F_RESET_BEFORE if reach is vnni.reach else F_STEP)
         if why is not None:
             return why
         if model.precision == "int8w" and max(reach(*part) for part in matrix_parts(row)) > (

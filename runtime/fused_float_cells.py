@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rnnedge.runtime import fused_float_ext
+from rnnedge.runtime.fused_float_ext import Extensions
 from rnnedge.runtime.fused_float_fma import padded
 from rnnedge.runtime.layout import (
     ACT_LOG_SOFTMAX,
@@ -48,7 +50,7 @@ FEW_ROWS = 16  # units below which update() forms the gates in passes over 2H / 
 
 
 def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int | None = None,
-           scratch=None, padded_reads: bool = False) -> None:
+           scratch=None, padded_reads: bool = False, ext: Extensions | None = None) -> None:
     """The cell's gates and state update for one stream (`st` its state row, h and c where the layer's h and c
     start in it: by default the layout's offsets), gx(off) / gh(off) the pre-activation parts of gate row off + j:
     kernels_f32's lstm_update_f32 / gru_update_f32 / rnn_update_f32 per element. scratch(off), where given, names a
@@ -74,10 +76,16 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
     read past H up to the next 16 rows (padded_reads: the sums' own padded rows, no bias or scale past the blob),
     forms its tanh in one pass of 16 rows into the scratch, then copies H of them into h: the same expression; an
     LSTM's first pass then runs over its 4H rows to blocks of 16 (rows past 4H are the sums' padding), so no
-    exponential is left to a scalar remainder (lstm5x2-in8-out1 f32 at B = 64: 123-124 -> 110-111 ns a stream-step)."""
+    exponential is left to a scalar remainder (lstm5x2-in8-out1 f32 at B = 64: 123-124 -> 110-111 ns a stream-step).
+
+    ext (fused_float_ext.extensions of the layer): its clip, functions, peepholes and input_forget, in loops over j
+    (fused_float_ext.update)."""
     cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
     h = int(row[L_OFF_H]) if h is None else h
     c = int(row[L_OFF_C]) if c is None else c
+    if ext is not None:
+        fused_float_ext.update(out, cell, H, gx, gh, st, h, c, ext)
+        return
     few = scratch is not None and H < FEW_ROWS  # gate passes over 2H / 4H rows (docstring)
     if cell == CELL_LSTM and few:  # gate order i f g o (the first pass over the padded rows where they may be read)
         out(f"    for j in range({padded(4 * H) if padded_reads else 4 * H}):",
@@ -130,21 +138,30 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
         out(f"        {st}[{h} + j] = TWO / (ONE + exp_f32(-TWO * ({gx(0)} + {gh(0)}))) - ONE")
 
 
-def gru_reset_gate(out: Lines, row, gx, gh, rh, st: str = "st", h: int | None = None) -> None:
+def gru_reset_gate(out: Lines, row, gx, gh, rh, st: str = "st", h: int | None = None,
+                   ext: Extensions | None = None) -> None:
     """A GRU with linear_before_reset false, one stream, before its W_hn product: rh(j) = r_j h_j, r the reset
-    gate (kernels_f32_ext's gru_rz_ext_f32 and the r * h the generic step forms, its default sigmoid); h where the
-    layer's h starts in st (the layout's offset by default)."""
+    gate (kernels_f32_ext's gru_rz_ext_f32 and the r * h the generic step forms, its default sigmoid, or ext's
+    clip and function: fused_float_ext.reset_gate); h where the layer's h starts in st (the layout's offset by
+    default)."""
     H, h = int(row[L_HIDDEN]), int(row[L_OFF_H]) if h is None else h
+    if ext is not None:
+        fused_float_ext.reset_gate(out, H, gx, gh, rh, st, h, ext)
+        return
     out(f"    for j in range({H}):",
         f"        r_ = ONE / (ONE + exp_f32(-({gh(0)} + {gx(0)})))",
         f"        {rh(0)} = r_ * {st}[{h} + j]")
 
 
-def gru_reset_before(out: Lines, row, gx, gh, gn, st: str = "st", h: int | None = None) -> None:
+def gru_reset_before(out: Lines, row, gx, gh, gn, st: str = "st", h: int | None = None,
+                     ext: Extensions | None = None) -> None:
     """The rest of that GRU's update for one stream: gn(off) b_hn + W_hn (r h) of gate row off + j (the n rows),
     gh(off) the recurrent sums of the z rows: z, n = tanh(gn + gx), h = (1 - z) n + z h (kernels_f32_ext's
-    gru_update_ext_f32 with reset_before, its default activations)."""
+    gru_update_ext_f32 with reset_before, its default activations, or ext's: fused_float_ext.reset_before)."""
     H, h = int(row[L_HIDDEN]), int(row[L_OFF_H]) if h is None else h
+    if ext is not None:
+        fused_float_ext.reset_before(out, H, gx, gh, gn, st, h, ext)
+        return
     out(f"    for j in range({H}):",
         f"        z_ = ONE / (ONE + exp_f32(-({gh(H)} + {gx(H)})))",
         f"        n_ = TWO / (ONE + exp_f32(-TWO * ({gn(2 * H)} + {gx(2 * H)}))) - ONE",

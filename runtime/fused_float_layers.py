@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from rnnedge.runtime import layout as L
 from rnnedge.runtime.fused_float_cells import dense, gru_reset_before, gru_reset_gate, head, hidden_activation, update
+from rnnedge.runtime.fused_float_ext import Extensions
 from rnnedge.runtime.fused_float_fma import padded
 from rnnedge.runtime.fused_float_source import (
     Lines,
@@ -93,9 +94,11 @@ def proj(name: str, row, q8: bool, GS: int, registers: bool = False) -> str:
             f'    """dst (rows, {GS}) = b_ih + W_ih v_r, v_r (rows, {K}) at src, src_stride apart."""\n' + out.text())
 
 
-def recur(name: str, row, q8: bool, registers: bool = False, rs: int = 0) -> str:
+def recur(name: str, row, q8: bool, registers: bool = False, rs: int = 0, ext: Extensions | None = None) -> str:
     """registers: fused_float_sequence.in_registers(model); rs: reset_before_scratch of the model's rows (a GRU
-    with linear_before_reset false: r h and the sums of W_hh^T (r h) of each stream, after the B streams' sums)."""
+    with linear_before_reset false: r h and the sums of W_hh^T (r h) of each stream, after the B streams' sums);
+    ext: the layer-direction's extensions (fused_float_ext.py), written into the text (its peepholes read at their
+    offset in w), so layer-directions share a recur only where they agree."""
     G, H, GP = gate_rows(row), int(row[L.L_HIDDEN]), padded(gate_rows(row))
     h_rows, first = hn_rows(row)  # a reset-before GRU's products: the r, z rows' then the n rows' (or every row)
     out = Lines()
@@ -114,13 +117,13 @@ def recur(name: str, row, q8: bool, registers: bool = False, rs: int = 0) -> str
     out("for b in range(B):", *views)
     if reset_before(row):  # r h, then the sums of W_hh^T (r h) (the n rows': apart, only theirs), then z, n, h
         ph = padded(H)
-        gru_reset_gate(out, row, gx, gh, lambda off: f"rb[{off} + j]", "s", 0)
+        gru_reset_gate(out, row, gx, gh, lambda off: f"rb[{off} + j]", "s", 0, ext)
         product(out, q8, registers, f"scr + B * {GP} + {ph + first}", rs, f"whh + {first * H}", G - first, H,
                 f"scr + B * {GP}", str(rs), "B", "r", f"bhh + {first}", f"shh + {first}")
         out("for b in range(B):", *views)
-        gru_reset_before(out, row, gx, gh, summed("rb", ph), "s", 0)
+        gru_reset_before(out, row, gx, gh, summed("rb", ph), "s", 0, ext)
     else:
-        update(out, row, gx, gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]", padded_reads=not scaled)
+        update(out, row, gx, gh, "s", 0, H, scratch=lambda off: f"a[{off} + j]", padded_reads=not scaled, ext=ext)
     offsets = "whh, bhh, shh" if q8 else "whh, bhh"
     weights = "w, qw" if q8 else "w"
     return (f"\n\n@fast_inline\ndef {name}(buf, gx, gx_stride, st, st_stride, B, scr, {offsets}, {weights}):\n"

@@ -6,6 +6,7 @@ limb sums, scales) are fused_float_source's module docstring's."""
 from __future__ import annotations
 
 from rnnedge.runtime.fused_float_cells import update
+from rnnedge.runtime.fused_float_ext import Extensions
 from rnnedge.runtime.fused_float_source import Lines, _blocks, _pairs, gate_rows, over_blocks
 from rnnedge.runtime.fused_float_vnni import GROUP, LANES, limb_range
 from rnnedge.runtime.fused_float_vnni import STREAM_BLOCKS as VNNI_BLOCKS
@@ -24,9 +25,11 @@ from rnnedge.runtime.layout import (
 )
 
 
-def layer_int8w_limbs(out: Lines, row, src: str, stride: int, S: int, sums: int, words: int) -> None:
+def layer_int8w_limbs(out: Lines, row, src: str, stride: int, S: int, sums: int, words: int,
+                      ext: Extensions | None = None) -> None:
     """One forward int8w layer for every stream: [x] and [h] as int16 limbs, their int32 sums on VNNI, then
-    b + row scale * (s hi.w + t lo.w) into the cell update (fused_float_vnni.py)."""
+    b + row scale * (s hi.w + t lo.w) into the cell update (fused_float_vnni.py), with ext's extensions
+    (fused_float_ext.py) where the layer has them."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     px, ph, n_pad = _pairs(K), _pairs(H), sums // 4
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}",
@@ -56,7 +59,7 @@ def layer_int8w_limbs(out: Lines, row, src: str, stride: int, S: int, sums: int,
         return (f"(w[{int(row[L_OFF_BHH]) + off} + j] + w[{int(row[L_OFF_SHH]) + off} + j] * "
                 f"(np.float32(a[{2 * n_pad + off} + j]) * sh + np.float32(a[{3 * n_pad + off} + j]) * th))")
 
-    update(out, row, gx, gh)
+    update(out, row, gx, gh, ext=ext)
 
 
 def _dp2_streams(out: Lines, row, sums: int, words: int, px: int, ph: int) -> None:

@@ -44,6 +44,7 @@ from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_blob import matrix_parts, readable
+from rnnedge.runtime.fused_float_ext import extensions
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, padded
 from rnnedge.runtime.fused_float_layers import (
     head_source,
@@ -91,13 +92,11 @@ def model_rows(model) -> list:
 
 
 def why_not(model) -> str | None:
-    """What keeps a model that cannot stream off the compiled run() (None: it can run there)."""
+    """What keeps a model that cannot stream off the compiled run() (None: it can run there). Every ONNX extension
+    runs here (a GRU's linear_before_reset false in the products, the others in recur's update: fused_float_ext)."""
     lay = model.layout
     q8 = model.precision == "int8w"
     for i, row in enumerate(model_rows(model)):
-        why = fused.extensions_refused(i, int(row[L.L_FLAGS]), L.F_RESET_BEFORE, "layer-direction")
-        if why is not None:
-            return why
         if max(fma.reach(*part) for part in matrix_parts(row)) > readable(lay, lay.qblob if q8 else lay.blob):
             return f"layer-direction {i}'s blocked sums would read past the weights"
     return None
@@ -253,7 +252,8 @@ def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:
     for i, ((l, d, backward), row, so) in enumerate(zip(directions(model), model_rows(model), sizes.offsets)):
         H = layers[l]["hidden"]
         plan[i, :9] = (shared(projs, "proj", proj("NAME", row, q8, sizes.GP, registers)),
-                       shared(recurs, "recur", recur("NAME", row, q8, registers, rs)),
+                       shared(recurs, "recur", recur("NAME", row, q8, registers, rs,
+                                                     extensions(model.layout.blob, row))),
                        backward, so,
                        _state_size(layers[l]), H, d * H, from_p, stride)
         plan[i, 9 : 9 + (3 if q8 else 2)] = proj_offsets(row, q8)

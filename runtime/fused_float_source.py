@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from rnnedge.runtime.fused import shape_refused
 from rnnedge.runtime.fused_float_cells import dense, head, hidden_activation
+from rnnedge.runtime.fused_float_ext import extensions
 from rnnedge.runtime.fused_float_fma import BLOCKS, STREAMS, blocks, padded, panel_at
 from rnnedge.runtime.fused_float_vnni import DP2, LANES
 from rnnedge.runtime.kernels_f32 import BAD_SHAPE
@@ -216,13 +217,14 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             out.depth -= 1
         src, stride = "V", n_in
         for n, row in enumerate(rows):
+            ext = extensions(lay.blob, row)  # its clip, functions, peepholes, input_forget (or None)
             if q8 and path == "avx512_vnni":
-                layer_int8w_limbs(out, row, src, stride, S, sums, words)
+                layer_int8w_limbs(out, row, src, stride, S, sums, words, ext)
             elif q8:
                 layer_int8w_fma(out, row, src, stride, S, sums, proj and n == 0, wide, lay.blob.size,
-                                 qw_start(rows), rs)
+                                 qw_start(rows), rs, ext)
             else:
-                layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size, rs)
+                layer_f32(out, row, src, stride, S, sums, proj and n == 0, lay.blob.size, rs, ext)
             src, stride = f"S0 + {int(row[L_OFF_H])}", S
         d_off = 0
 

@@ -7,6 +7,7 @@ sums, rb) are fused_float_source's module docstring's; int8w's VNNI limbs are fu
 from __future__ import annotations
 
 from rnnedge.runtime.fused_float_cells import gru_reset_before, gru_reset_gate, update
+from rnnedge.runtime.fused_float_ext import Extensions
 from rnnedge.runtime.fused_float_fma import padded
 from rnnedge.runtime.fused_float_source import (
     Lines,
@@ -32,12 +33,12 @@ from rnnedge.runtime.layout import (
 
 
 def layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
-               w_size: int = 0, rs: int = 0) -> None:
+               w_size: int = 0, rs: int = 0, ext: Extensions | None = None) -> None:
     """One forward f32 layer for every stream: both mat-vecs (b + W v, as kernels_f32), then the cell update.
     projected: the first layer of `layers`, whose b_ih + W_ih v run() may have computed ahead (at >= 0:
     fused_float_run.py), copied from pv instead. The sums start from each bias in registers (FMA_BIAS) where the
     blocks' reads of it stay inside w (bias_start); else b is first copied into every stream's sums (that pass
-    cost ~4-6% of kws' step at batch 64-256 on Zen 3)."""
+    cost ~4-6% of kws' step at batch 64-256 on Zen 3). ext: the layer's extensions (fused_float_ext.py)."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
@@ -76,23 +77,24 @@ def layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, project
             fma_calls(out, "w", f"RB + {ph + first}", rs, int(row[L_OFF_WHH]) + first * H, n, H, "RB", rs, "B", "b",
                       bias=None if begin is None else ("w", bias))
 
-        _reset_before(out, row, S, sums, rs, gx, gh, lambda off: f"rb[{ph + off} + j]", product)
+        _reset_before(out, row, S, sums, rs, gx, gh, lambda off: f"rb[{ph + off} + j]", product, ext)
         return
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
-    update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]", padded_reads=True)
+    update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]", padded_reads=True, ext=ext)
 
 
-def _reset_before(out: Lines, row, S: int, sums: int, rs: int, gx, gh, gn, product) -> None:
+def _reset_before(out: Lines, row, S: int, sums: int, rs: int, gx, gh, gn, product,
+                  ext: Extensions | None) -> None:
     """A GRU with linear_before_reset false, every stream, after the input sums and the recurrent sums of h (those
     of the r and z rows used): r h into each stream's RB, then product() b_hn + W_hn (r h) (all G rows, on the
     same blocked sums; the n rows read, gn(off)), then z, n and h (kernels_f32_ext's order)."""
     views = f"    av, st, rb = buf[A + b * {sums}:], buf[S0 + b * {S}:], buf[RB + b * {rs}:]  # views"
     out("for b in range(B):", views)
-    gru_reset_gate(out, row, gx, gh, lambda off: f"rb[{off} + j]")
+    gru_reset_gate(out, row, gx, gh, lambda off: f"rb[{off} + j]", ext=ext)
     product()
     out("for b in range(B):", views)
-    gru_reset_before(out, row, gx, gh, gn)
+    gru_reset_before(out, row, gx, gh, gn, ext=ext)
 
 
 def _projections(out: Lines, sums: int, G: int, head: str = "else:") -> None:
@@ -106,7 +108,8 @@ def _projections(out: Lines, sums: int, G: int, head: str = "else:") -> None:
 
 
 def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, projected: bool = False,
-                     wide: bool = False, w_size: int = 0, qw_at: int = 0, rs: int = 0) -> None:
+                     wide: bool = False, w_size: int = 0, qw_at: int = 0, rs: int = 0,
+                     ext: Extensions | None = None) -> None:
     """One forward int8w layer for every stream on FMA8 (fused_float.limb_sums false): both mat-vecs as float32 sums
     of the int8 weights (each converted exactly as it is loaded, or read from their float16 copy: fused_float_fma.FMA8)
     times the inputs, in layer_f32's blocks, each sum stored as b + row scale * sum (FMA8_SCALED: the scale and
@@ -116,7 +119,7 @@ def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, p
     converted once into CW for all the streams (step_wide, from CONVERT_FROM streams), else converted as loaded,
     once per four streams. Zen 3, har at batch 64: the gate stage 0.33-0.36 -> 0.25-0.26 us a stream-step, the
     step 1.20-1.21 -> 1.12-1.14. Converted as loaded, the sums read W^T from qw, which starts at qblob's offset
-    qw_at (qw_start)."""
+    qw_at (qw_start). ext: as layer_f32's."""
     G, K, H = gate_rows(row), int(row[L_N_IN]), int(row[L_HIDDEN])
     half = sums // 2
     out(f"# layer: cell {int(row[L_CELL])}, {K} -> {H}")
@@ -160,9 +163,9 @@ def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, p
                 fma_calls(out, "qw", acc, rs, woff - qw_at, N, H, "RB", rs, "B", "b", "fma8", zero=True, scaled=sb)
 
         _reset_before(out, row, S, sums, rs, gx, gh,
-                      part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), ph, scaled[1], "rb"), product)
+                      part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), ph, scaled[1], "rb"), product, ext)
         return
     out("for b in range(B):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in layer_f32")
     update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]",
-           padded_reads=scaled[0] is not None and scaled[1] is not None)  # no w read in gx, gh
+           padded_reads=scaled[0] is not None and scaled[1] is not None, ext=ext)  # no w read in gx, gh

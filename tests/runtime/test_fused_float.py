@@ -16,10 +16,7 @@ import numpy as np
 import pytest
 
 from rnnedge import runtime
-from rnnedge.export.quantize import quantize_int8w
-from rnnedge.export.weights import canonical_tensors
 from rnnedge.runtime.layout import L_HIDDEN, L_N_IN, L_OFF_WHH, L_OFF_WIH
-from rnnedge.runtime.model import Model
 from tests.helpers import (
     bytes_allocated_by_steps,
     make_model,
@@ -123,17 +120,6 @@ def test_run_with_lengths_and_a_last_step_head_matches_the_generic_kernels(preci
         assert np.abs(got - slow.run(np.nan_to_num(X[:B]), lengths[:B])).max() <= TOLERANCE
         for b, n in enumerate(lengths[:B]):
             assert np.array_equal(stream_all(fast.stream(1), X[b : b + 1, :n])[0, -1], got[b])
-
-
-@pytest.mark.parametrize("precision", ["f32", "int8w"])
-def test_an_extension_layer_keeps_the_generic_kernels_and_says_why(precision):
-    spec = make_spec("lstm", layers=1)
-    tensors = canonical_tensors(make_model(spec))
-    spec["version"], spec["layers"] = 2, [{**spec["layers"][0], "clip": 3.0}]
-    if precision == "int8w":
-        tensors, _ = quantize_int8w(spec, tensors)
-    info = Model(spec, precision, tensors).kernel_info
-    assert info["step"] == "generic" and "extension" in info["why"]
 
 
 @pytest.mark.parametrize("precision", ["f32", "int8w"])

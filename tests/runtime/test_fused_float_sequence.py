@@ -140,17 +140,6 @@ def test_layer_directions_of_one_shape_share_one_inlined_function(tmp_path, monk
     assert source.count("@fast_entry") == 1 and "@fast_kernel\n" not in source  # sequence; the rest inlined into it
 
 
-def test_a_bidirectional_layer_with_a_step_extension_stays_on_the_generic_kernels_and_says_why():
-    _, op, attrs, keys, kw = next(c for c in CASES if c[0] == "lstm-bidirectional-mixed")
-    spec, tensors, X, expected = _case(op, attrs, keys, **kw)
-    model = Model(spec, "f32", tensors)
-    assert model.kernel_info["step"] == "generic"
-    assert model.kernel_info["why"] == ("layer-direction 0 has the ONNX extensions peepholes, activation functions "
-                                        "other than the defaults, which the specialised step does not cover: the "
-                                        "generic kernels run it")
-    assert np.abs(model.run(X) - expected).max() <= F32_TOLERANCE
-
-
 @pytest.mark.parametrize("precision", ["f32", "int8w"])
 def test_a_bidirectional_gru_with_linear_before_reset_false_runs_compiled_as_onnx_runtime_does(precision):
     """Keras' GRU(reset_after=False), ONNX's GRU default: W_hn multiplies r h (fused_float_layers.recur)."""
