@@ -6,11 +6,11 @@ head as literals (runtime/specialize.py), integers identical to runtime/kernels_
                                    # the stream's batch (fused.py)
 
 What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
-cells; initial_state too, which only changes where a stream starts), and a linear head with any activation;
+cells; initial_state too, which only changes where a stream starts) with the ONNX step extensions int8 runs (clip,
+input_forget, peepholes, a GRU's linear_before_reset false: kernels_int8_ext's integers, fused_int8_cells.Extensions;
+int8 refuses other activation functions at load), and a linear head with any activation;
 model.run() of such layers, bidirectional and reverse ones too, through the generated `sequence` / `sequence_grouped`
-(fused_int8_seq.py; a model with those cannot stream, so it gets no step). Anything else (the ONNX step
-extensions: clip, input_forget, peepholes, linear_before_reset false, other activation functions) returns None
-and the generic kernels run the model. A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
+(fused_int8_seq.py; a model with those cannot stream, so it gets no step). A head's hidden dense layers (spec head.hidden) run as kernels_int8.dense_int8 does: the mat-vec,
 sat16(MBQM) per row, then the layer's activation.
 
 How it differs from the generic kernel (the integers do not):
@@ -58,6 +58,7 @@ from rnnedge.runtime import layout as L
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused import GENERATORS, Specialised, shape_refused
 from rnnedge.runtime.fused_int8_cells import (
+    EXT_IMPORTS,
     Blob,
     Source,
     gates,
@@ -106,7 +107,8 @@ def uncovered(model) -> str | None:
     lay = model.layout
     for l, layer in enumerate(model.spec["layers"]):
         for d in range(specs.directions(layer)):
-            why = fused.extensions_refused(l, int(lay.layers[2 * l + d][L.L_FLAGS]))
+            # every extension int8 runs (spec.unsupported refuses other activation functions at load)
+            why = fused.extensions_refused(l, int(lay.layers[2 * l + d][L.L_FLAGS]), L.F_STEP & ~L.F_ACTIVATIONS)
             if why is not None:
                 return why
     return None
@@ -160,7 +162,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
     frame_step = {"Z": FE, "ZS": 2 * gp_max, "HG": FE + ROWS * 2 * gp_max}
     XQ = frame_step["HG"] + ROWS * head["OP"]
 
-    src.add(0, HEADER)
+    src.add(0, HEADER + (EXT_IMPORTS if any(k.ext is not None for ks in layers for k in ks) else ""))
     streams = specs.can_stream(model.spec)
     if streams:
         _step(src, model, layers, hiddens, frame, frame_step, OUT, STATE, NP, XQ)

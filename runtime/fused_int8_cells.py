@@ -125,6 +125,23 @@ def _pad_gates(a: np.ndarray, gates: int, H: int, HP: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Extensions:
+    """A layer-direction's ONNX extensions as kernels_int8_ext computes them (None / False: without)."""
+
+    clip: int | None  # every pre-activation clamped to [-clip, clip] (L_CLIP_Q, in the pre-activation's integers)
+    input_forget: bool  # f = min(32768 - i, 32767)
+    peepholes: tuple | None  # (int32 offset of [p_i; p_f; p_o] (3H), (M_i, M_f, M_o), (S_i, S_f, S_o))
+    reset_before: tuple | None  # a GRU's linear_before_reset false: (byte offset of W_hn^T (H, HP) packed, int32
+    # offset of HP zero biases): n's recurrent sums are W_hn (r h)
+
+
+# what a step with extensions calls beyond HEADER's names (fused_int8.py adds them to such a model's source only)
+EXT_IMPORTS = """from rnnedge.runtime.int8_math import sigmoid_q15, tanh_of_cell_q15
+from rnnedge.runtime.kernels_int8 import peephole_int8
+"""
+
+
+@dataclass(frozen=True)
 class LayerConstants:
     cell: int
     H: int  # hidden units
@@ -140,6 +157,7 @@ class LayerConstants:
     param: int  # lstm: the cell state's scale exponent p (s_c = 2^p)
     init: int | None  # offset of [h0 | c0] (int32 rows of H) where the layer-direction has an initial state
     bounded: bool = False  # right, and |acc| + 2^e < 2^30 for every accumulator (the *_bounded_at intrinsics)
+    ext: Extensions | None = None  # the ONNX extensions (layout.F_STEP), None without
 
     @property
     def GP(self) -> int:
@@ -182,7 +200,25 @@ def layer_constants(blob: Blob, lay, row, path: str) -> LayerConstants:
     largest = max(int(L.int32_sum_bound(m.T, b).max(initial=0)) for m, b in ((m_ih, bias_x), (m_hh, bias_h)))
     bounded = right and largest + 2 ** int(-rq[[1, 3]].min()) < 2**30
     return LayerConstants(cell, H, HP, K, w_ih, w_hh, b_x, b_h, sides, fn, right, int(row[L.L_PARAM]), init,
-                          bool(bounded))
+                          bool(bounded), _extensions(blob, lay, row, m_hh, path))
+
+
+def _extensions(blob: Blob, lay, row, m_hh: np.ndarray, path: str) -> Extensions | None:
+    """The layer-direction's extensions and the constants they read (kernels_int8_ext's), None without.
+    m_hh: its W_hh^T padded (H, gates HP), whose n columns a reset-before GRU's W_hn (r h) takes alone."""
+    flags, H = int(row[L.L_FLAGS]), int(row[L.L_HIDDEN])
+    if not flags & L.F_STEP:
+        return None
+    peepholes = reset_before = None
+    if flags & L.F_PEEPHOLES:  # iblob: [p (3H) | M (3) | S (3)]
+        v = lay.iblob[int(row[L.L_OFF_P]) : int(row[L.L_OFF_P]) + 3 * H + 6]
+        peepholes = (blob.int32(v[: 3 * H]), tuple(int(a) for a in v[3 * H : 3 * H + 3]),
+                     tuple(int(a) for a in v[3 * H + 3 :]))
+    if flags & L.F_RESET_BEFORE:
+        HP = up(H)
+        reset_before = (pack(blob, m_hh[:, 2 * HP :], path), blob.int32(np.zeros(HP, dtype=np.int32)))
+    return Extensions(int(row[L.L_CLIP_Q]) if flags & L.F_CLIP else None, bool(flags & L.F_INPUT_FORGET),
+                      peepholes, reset_before)
 
 
 def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str, h: int | str, c: int | str,
@@ -206,29 +242,42 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
         constants = ", ".join(f"blob[{off + first} + j]" for off in k.sides[side])
         return f"np.int64({k.fn}({s}[{acc + first} + j], {constants}))"
 
-    def pre(rows: int) -> None:
-        """Rows 0 .. rows-1 of ax in place: sat16(yx + yh); 16 lanes of vector IR (fused_int8_simd) where the
-        rounding constants are rows, else one loop storing to the scratch alone (LLVM vectorises it)."""
+    def pre(rows: int, first: int = 0) -> None:
+        """Rows first .. first+rows-1 of ax in place: sat16(yx + yh); 16 lanes of vector IR (fused_int8_simd)
+        where the rounding constants are rows, else one loop storing to the scratch alone (LLVM vectorises it)."""
         if k.right:
-            src.add(indent, f"gate_sums_{'bounded' if k.bounded else 'rows'}_at({s}, {AX}, {AH}, {rows}, blob, "
-                            f"{', '.join(map(str, k.sides['x'] + k.sides['h']))})")
+            src.add(indent, f"gate_sums_{'bounded' if k.bounded else 'rows'}_at({s}, {AX + first}, {AH + first}, "
+                            f"{rows}, blob, {', '.join(str(off + first) for off in k.sides['x'] + k.sides['h'])})")
             return
         src.add(indent, f"for j in range({rows}):")
-        src.add(indent + 1, f"{s}[{AX} + j] = np.int32(sat16({term('x')} + {term('h')}))")
+        src.add(indent + 1, f"{s}[{AX + first} + j] = np.int32(sat16({term('x', first)} + {term('h', first)}))")
 
     def act(fn: str, first: int, rows: int) -> None:
         src.add(indent, f"{fn}_rows_at({s}, {AX + first}, {rows}, blob, {table})")
 
+    ext = k.ext
+
+    def clip(first: int, rows: int) -> None:
+        """The extension's clip of rows first .. first+rows-1 (kernels_int8.clip_rows_int8), where it has one."""
+        if ext is not None and ext.clip is not None:
+            src.add(indent, f"""
+for j in range({rows}):
+    {s}[{AX + first} + j] = min(max({s}[{AX + first} + j], {-ext.clip}), {ext.clip})""")
+
     if k.cell in (L.CELL_RNN_TANH, L.CELL_RNN_RELU):
         pre(HP)
+        clip(0, HP)
         if k.cell == L.CELL_RNN_TANH:
             act("tanh", 0, HP)
         src.add(indent, hidden_h("rnn_hidden", f"{AX}", f"{int(k.cell == L.CELL_RNN_RELU)}"))
     elif k.cell == L.CELL_LSTM:
-        pre(4 * HP)
-        act("sigmoid", 0, 2 * HP)
-        act("tanh", 2 * HP, HP)
-        act("sigmoid", 3 * HP, HP)
+        if ext is None:
+            pre(4 * HP)
+            act("sigmoid", 0, 2 * HP)
+            act("tanh", 2 * HP, HP)
+            act("sigmoid", 3 * HP, HP)
+        elif _lstm_extended(src, k, indent, AX, st, h, c, s, out, pre, act, clip, term):
+            return  # c and h formed with o's peephole term
         p = k.param
         e = p + 12  # the cell's scale 2^p to Q3.12 (int8_math.tanh_of_cell_q15)
         # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh
@@ -237,8 +286,19 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
         src.add(indent, hidden_h("lstm_hidden", f"{AX + 3 * HP}, {AH}"))
     else:
         pre(2 * HP)
+        clip(0, 2 * HP)
         act("sigmoid", 0, 2 * HP)
-        if k.right:  # 16 lanes of vector IR (fused_int8_simd), as pre()
+        if ext is not None and ext.reset_before is not None:
+            # linear_before_reset false (kernels_int8_ext.gru_reset_before_int8): rh = RDBPOT(r h, 15) into the r
+            # rows' spent recurrent accumulators, n's recurrent sums W_hn rh (no bias: b_hn is in b_x), then n's
+            # pre-activation as every gate's
+            w_hn, zeros = ext.reset_before
+            src.add(indent, f"""
+for j in range({H}):
+    {s}[{AH} + j] = rounding_divide_by_pot(np.int64({s}[{AX} + j]) * np.int64({st}[{h} + j]), 15)""")
+            src.matvec(indent, AH + 2 * HP, w_hn, zeros, (s, AH), H, HP, s)
+            pre(HP, 2 * HP)
+        elif k.right:  # 16 lanes of vector IR (fused_int8_simd), as pre()
             consts = ", ".join(str(off + 2 * HP) for off in k.sides["x"] + k.sides["h"])
             src.add(indent, f"gru_candidate_{'bounded' if k.bounded else 'rows'}_at({s}, {AX + 2 * HP}, {AX}, "
                             f"{AH + 2 * HP}, {HP}, blob, {consts})")
@@ -248,8 +308,59 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
             src.add(indent, f"""
 for j in range({HP}):
     {s}[{AX + 2 * HP} + j] = np.int32({n_pre})""")
+        clip(2 * HP, HP)
         act("tanh", 2 * HP, HP)
         src.add(indent, hidden_h("gru_blend", f"{AX + HP}, {AX + 2 * HP}"))
+
+
+def _lstm_extended(src: Source, k: LayerConstants, indent: int, AX: int, st: str, h: int | str, c: int | str,
+                   s: str, out: str | None, pre, act, clip, term) -> bool:
+    """gates() of an LSTM with extensions: kernels_int8_ext.lstm_update_ext_int8's integers. Without peepholes the
+    gate activations with the clip and input_forget's f among them (False: gates() then forms c and h as for
+    PyTorch's cell); with them, i and f first take their terms of the previous c (from their accumulators), and o
+    its term of the new c in one loop that forms c, o and h per unit (True)."""
+    ext, H, HP, p = k.ext, k.H, k.HP, k.param
+    peep = ext.peepholes
+    if peep is None:
+        pre(4 * HP)
+        clip(0, 4 * HP)
+    else:
+        P, M, S = peep
+        rows = "\n".join(f"    {s}[{AX + first} + j] = np.int32(sat16({term('x', first)} + {term('h', first)} + "
+                         f"peephole_int8(blob[{P + n * H} + j], pc_, np.int32({M[n]}), np.int32({S[n]}))))"
+                         for n, first in ((0, 0), (1, HP)))
+        src.add(indent, f"""
+for j in range({H}):
+    pc_ = {st}[{c} + j]
+{rows}""")
+        pre(HP, 2 * HP)
+        clip(0, 3 * HP)  # o's rows wait for the new c: their accumulators kept until then
+    act("sigmoid", 0, HP)
+    if ext.input_forget:
+        src.add(indent, f"""
+for j in range({HP}):
+    {s}[{AX + HP} + j] = min(32768 - {s}[{AX} + j], 32767)""")  # 1 - i in Q0.15 (kernels_int8.Q15_ONE)
+    else:
+        act("sigmoid", HP, HP)
+    act("tanh", 2 * HP, HP)
+    if peep is None:
+        act("sigmoid", 3 * HP, HP)
+        return False
+    o_pre = (f"sat16({term('x', 3 * HP)} + {term('h', 3 * HP)} + peephole_int8(blob[{P + 2 * H} + j], pc_, "
+             f"np.int32({M[2]}), np.int32({S[2]})))")
+    if ext.clip is not None:
+        o_pre = f"min(max(np.int32({o_pre}), {-ext.clip}), {ext.clip})"
+    keep = "" if out is None else f"\n    {out}[j] = ph_"
+    src.add(indent, f"""
+for j in range({H}):
+    pk_ = sat16(rounding_divide_by_pot(np.int64({s}[{AX + HP} + j]) * np.int64({st}[{c} + j]), 15))
+    pa_ = sat16(rounding_divide_by_pot(np.int64({s}[{AX} + j]) * np.int64({s}[{AX + 2 * HP} + j]), {30 + p}))
+    pc_ = sat16(np.int64(pk_) + np.int64(pa_))
+    {st}[{c} + j] = pc_
+    po_ = np.int64(sigmoid_q15(np.int32({o_pre})))
+    ph_ = sat16(rounding_divide_by_pot(po_ * np.int64(tanh_of_cell_q15(pc_, {p})), 15))
+    {st}[{h} + j] = ph_{keep}""")
+    return True
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,7 @@
 compiled for the model (runtime/fused_float_source.py): its W_hn multiplies r h, so the step forms r h after the
 recurrent sums of h, then the sums of W_hh^T (r h) -- only the n rows' panels where 2H is a multiple of 64
 (hn_apart), else every row -- and z, n, h. The generic kernels' numbers within float32 rounding, at every batch,
-step() and run() bit for bit; VNNI's int8w limbs and the int8 step leave such a layer to the generic kernels and
-say so by name."""
+step() and run() bit for bit; VNNI's int8w limbs leave such a layer to the generic kernels and say so by name."""
 
 from __future__ import annotations
 
@@ -68,14 +67,13 @@ def test_reset_before_sums_started_from_a_pass_equal_those_in_registers(precisio
     np.testing.assert_array_equal(stream_all(passes.stream(6), X), stream_all(fast.stream(6), X))
 
 
-def test_int8w_limbs_and_int8_leave_a_reset_before_gru_to_the_generic_kernels_by_name(tmp_path, monkeypatch):
+def test_int8w_limbs_leave_a_reset_before_gru_to_the_generic_kernels_by_name(tmp_path, monkeypatch):
+    """(The int8 step runs it: tests/runtime/test_fused_int8_extensions.py.)"""
     from rnnedge.runtime import fused_float
 
     spec = _spec(16, 1)
     model = make_model(spec)
     said = "layer 0 has the ONNX extension linear_before_reset false, which the specialised step does not cover"
-    int8 = runtime.load(write_artifact(model, tmp_path / "m.int8.safetensors", "int8"))
-    assert int8.kernel_info["step"] == "generic" and int8.kernel_info["why"].startswith(said)
     monkeypatch.setattr(fused_float, "limb_sums", lambda half=None: True)
     limbs = runtime.load(write_artifact(model, tmp_path / "m.int8w.safetensors", "int8w"))
     assert limbs.kernel_info["step"] == "generic" and limbs.kernel_info["why"].startswith(said)
