@@ -155,3 +155,37 @@ def test_rnnedge_run_generate_prints_the_prompt_and_the_sampled_text(tmp_path):
     assert done.stdout == "ab\nc" + expected + "\n"
     bad = subprocess.run([*args[:4], "--generate", "aZ"], capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 2 and "'Z'" in bad.stderr
+
+
+def _numpy_token(y, u, temperature, log, top_k):
+    """The sampler's arithmetic as NumPy array operations (what Sampler ran before its compiled sample_token)."""
+    scores = np.log(np.maximum(y, np.float64(2.0**-149))) if log else y.astype(np.float64)
+    scores = scores * np.float64(1.0 / temperature)
+    if top_k:
+        kth = np.partition(scores, len(scores) - top_k)[len(scores) - top_k]
+        scores = np.where(scores < kth, -np.inf, scores)
+    cum = np.add.accumulate(np.exp(scores - scores.max()))
+    return min(int(np.count_nonzero(cum <= u * cum[-1])), len(cum) - 1)
+
+
+@pytest.mark.parametrize("log", [True, False])
+def test_the_compiled_sampler_draws_the_tokens_numpys_array_operations_draw(log):
+    """20,000 draws over vocabularies of 2-300 entries (peaked, flat and tied distributions, temperatures, top-k
+    from 1 to V - 1): the same token every time."""
+    from rnnedge.runtime.sampler import sample_token
+
+    rng = np.random.default_rng(7)
+    for n in range(20000):
+        V = int(rng.integers(2, 300))
+        if n % 5 == 0:  # ties: top-k's threshold value held by several entries
+            y = rng.integers(1, 4, V).astype(np.float32)
+            y /= y.sum()
+        else:
+            y = rng.dirichlet(np.full(V, rng.choice([0.05, 1.0, 20.0]))).astype(np.float32)
+        if not log:
+            y = np.log(np.maximum(y, 1e-30)).astype(np.float32) + np.float32(rng.normal(0, 3))
+        temperature = float(rng.choice([0.3, 0.8, 1.0, 1.7]))
+        top_k = int(rng.integers(1, V)) if n % 2 else 0
+        u = rng.random()
+        got = sample_token(y, u, np.float64(1.0 / temperature), log, np.int64(top_k), np.zeros(3 * V))
+        assert got == _numpy_token(y, u, temperature, log, top_k), (n, V, top_k)
