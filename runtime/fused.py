@@ -40,6 +40,10 @@ class Specialised:
     # (from_batch, kernel): a stream of at least from_batch streams runs this kernel instead (the same call, the same
     # numbers; compiled only when such a stream is made), or None
     wide: tuple[int, Callable] | None = None
+    # batch -> where in the stream buffer's scratch part the kernel writes y (B, out) as float32 bits, for a kernel
+    # that takes no y array (int8's: stream_args is (buf,), one array less to pass per call); None: y is an array
+    # of stream_args, as the generic kernels take it
+    y_at: Callable[[int], int] | None = None
 
     def kernel_for(self, batch: int) -> Callable:
         """The kernel a stream of `batch` streams runs."""

@@ -2,8 +2,9 @@
 head as literals (runtime/specialize.py), integers identical to runtime/kernels_int8.py's generic step.
 
     step = generate(model)         # a fused.Specialised, or None: a model part this step does not cover
-    step.kernel(y, buf, x, blob)   # the generic kernel's call and buffers: buf = [logits | state | scratch], then
-                                   # the stream's batch (fused.py)
+    step.kernel(buf, x, blob)      # the generic kernel's buffers, buf = [logits | state | scratch], then the
+                                   # stream's batch (fused.py); y (B, out) as float32 bits in the scratch at
+                                   # step.y_at(B): one array less to pass than the generic kernel's (y, buf, ...)
 
 What it covers: dense or token input, stacked forward layers of rnn_tanh, rnn_relu, lstm and gru (PyTorch's
 cells; initial_state too, which only changes where a stream starts) with the ONNX step extensions int8 runs (clip,
@@ -19,7 +20,7 @@ How it differs from the generic kernel (the integers do not):
   bytes in the chosen mat-vec's layout, biases and the requantisation rows as int32 (each row's M, and either its
   shift S or, where no row shifts left, e = -S with its rounding halves: fused_int8_math.rounding_rows), the input
   normalisation and the head's scales as float32 bits, and the sigmoid table as pairs (fused_int8_math). A step
-  passes four arrays (y, buf, x, blob) and reads everything at literal offsets: no tables, no views in the loops
+  passes three arrays (buf, x, blob; y is written into buf) and reads everything at literal offsets: no tables, no views in the loops
   (one view of the scratch and one of the stream's state per stream, so every index is provably >= 0 and numba's
   negative-index wrap folds away).
 - Each gate's rows are padded to HP = H rounded up to 16 (zero weights, bias and multipliers), so every mat-vec
@@ -173,7 +174,9 @@ def generate(model, path: str | None = None) -> Specialised | None:
     module = specialize.load_source(stem, text)
     weights = blob.finish()
     return Specialised(kernel=module.step if streams else None, weights=(weights,),
-                       scratch=lambda batch: XQ + (batch + 1) * NP,  # the quantised inputs, then one x
+                       # the quantised inputs, one x, then y
+                       scratch=lambda batch: XQ + (batch + 1) * NP + batch * OUT,
+                       y_at=lambda batch: XQ + (batch + 1) * NP,
                        info={"path": path, "source": str(specialize.source_path(stem, text)),
                              "blob_bytes": int(weights.nbytes), "activations": fused_int8_simd.describe(),
                              "products": PRODUCTS[path],
@@ -219,18 +222,20 @@ for o in range({head['OUT']}):
 
 def _step(src: Source, model, layers, hiddens, frame: Frame, frame_step: dict, OUT: int, STATE: int, NP: int,
           XQ: int) -> None:
-    """The stream's step: step(y, buf, x, blob) -> status, the streams in groups of ROWS."""
+    """The stream's step: step(buf, x, blob) -> status, the streams in groups of ROWS; y (B, OUT) float32 into
+    buf's scratch after one x (Specialised.y_at)."""
     n_in = int(model.layout.model[L.M_N_IN])
     src.add(0, """
 
 @entry_kernel
-def step(y, buf, x, blob):
+def step(buf, x, blob):
     B = x.shape[0]""")
     src.add(1, f"""
 if {shape_refused(model.dense, n_in)}:  # before anything is read (fused.py)
     return {BAD_SHAPE}
 w8 = as_int8(blob)
-fl = as_float32(blob)""")
+fl = as_float32(blob)
+y = as_float32(buf)[B * {OUT + STATE + NP} + {XQ + NP} :]  # y (B, {OUT}), after the quantised inputs and one x""")
     if model.dense:
         mean, std, scale = frame.inputs
         src.add(1, f"""
@@ -283,8 +288,9 @@ for r in range(rows):
         src.add(2, f"""
 for r in range(rows):
     b = g + r
-    st = buf[{ST} + b * {STATE} : {ST} + (b + 1) * {STATE}]""")
-        _head_code(src, frame, hiddens, 3, ("st", h), K, "y[b]", f"buf[b * {OUT} + o]")
+    st = buf[{ST} + b * {STATE} : {ST} + (b + 1) * {STATE}]
+    yb = y[b * {OUT} : (b + 1) * {OUT}]""")
+        _head_code(src, frame, hiddens, 3, ("st", h), K, "yb", f"buf[b * {OUT} + o]")
     else:
         HG = frame_step["HG"]
         src.matmat(2, "s", HG, head["OP"], head["w"], head["b"], v[0], v[1], stride, K, head["OP"], "rows")
@@ -294,9 +300,9 @@ for r in range(rows):
     for o in range({head['OUT']}):
         a = s[{HG} + r * {head['OP']} + o]
         buf[b * {OUT} + o] = a
-        y[b][o] = np.float32(a) * fl[{head['s']} + o]""")
+        y[b * {OUT} + o] = np.float32(a) * fl[{head['s']} + o]""")
         if head["activation"] != L.ACT_NONE:
-            src.add(3, f"activate_head_f32(y[b], {head['activation']})")
+            src.add(3, f"activate_head_f32(y[b * {OUT} : (b + 1) * {OUT}], {head['activation']})")
     src.add(1, "return 0")
 
 

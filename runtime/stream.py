@@ -73,13 +73,19 @@ class Stream:
         # (fused.py): the step's Python then checks only x's ndim (stream_call.py)
         self._checks_shape = step is not None
         size += self._checks_shape
+        self._ybuf = None
         if model.precision == "int8":
             # float32 y; one int32 buffer for the integer logits, state and scratch (kernels_int8)
-            self._ybuf = np.zeros(n_y, dtype=np.float32)
             self._buf = line_zeros(size, np.int32)
-            self.y = self._ybuf.reshape(batch, model.out)
             self.logits_q = self._buf[:n_y].reshape(batch, model.out)  # the last step's integer logits
-            self._args = (self.y, self._buf)
+            if step is not None and step.y_at is not None:  # y's float32 bits in the buffer: one array less a call
+                y0 = n_y + n_state + step.y_at(batch)
+                self.y = self._buf[y0 : y0 + n_y].view(np.float32).reshape(batch, model.out)
+                self._args = (self._buf,)
+            else:
+                self._ybuf = np.zeros(n_y, dtype=np.float32)
+                self.y = self._ybuf.reshape(batch, model.out)
+                self._args = (self.y, self._buf)
             self._weights = (lay.qblob, lay.iblob, lay.blob, lay.table)
         else:
             # one buffer, so a step passes one array for all of them (see kernels_f32_model.stream_buffers)
@@ -111,7 +117,7 @@ class Stream:
     @property
     def nbytes(self) -> int:
         """Bytes this stream holds beyond the model: state, output and scratch."""
-        return self._buf.nbytes + (self._ybuf.nbytes if self.model.precision == "int8" else 0)
+        return self._buf.nbytes + (self._ybuf.nbytes if self._ybuf is not None else 0)
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Advance every stream one time step: x (B, F) float32 or (B,) int64 -> y (B, out) float32.
