@@ -63,12 +63,14 @@ def _case(cell, kind, layers):
 
 
 def _models(spec, tensors, path, monkeypatch):
-    """(generic model, specialised model on `path`)."""
+    """(generic model, specialised model on `path`: this CPU's blocked one, AVX2's on an AVX-512 VNNI CPU, or the
+    portable loops)."""
     monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
     generic = Model(spec, "int8", tensors)
     assert generic.kernel_info["step"] == "generic"
     monkeypatch.setenv("RNNEDGE_SPECIALISE", "1")
     monkeypatch.setenv("RNNEDGE_VNNI", "0" if path == "portable" else "1")
+    monkeypatch.setattr(vnni, "best_path", lambda: path)
     fused = Model(spec, "int8", tensors)
     return generic, fused
 

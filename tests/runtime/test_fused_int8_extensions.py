@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from rnnedge.runtime import vnni
-from rnnedge.runtime.model import Model
 from tests.helpers import with_paths
+from tests.runtime.test_fused_int8 import _models
 from tests.runtime.test_int8_extensions import ext_spec, hot_tensors, inputs
 
 pytestmark = pytest.mark.specialised
@@ -41,19 +41,6 @@ def _case(i: int, bidirectional: bool = False):
     return spec, tensors, inputs(spec, tensors, np.random.default_rng(400 + i), 5, STEPS)
 
 
-def _models(spec, tensors, path, monkeypatch):
-    """(generic model, specialised model on `path`)."""
-    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
-    generic = Model(spec, "int8", tensors)
-    assert generic.kernel_info["step"] == "generic"
-    monkeypatch.setenv("RNNEDGE_SPECIALISE", "1")
-    monkeypatch.setenv("RNNEDGE_VNNI", "0" if path == "portable" else "1")
-    monkeypatch.setattr(vnni, "best_path", lambda: path)
-    fused = Model(spec, "int8", tensors)
-    assert fused.kernel_info["step"] == "specialised" and fused.kernel_info["path"] == path, fused.kernel_info
-    return generic, fused
-
-
 def _paths() -> list:
     """This CPU's blocked path and, where it has AVX-512 VNNI, AVX2's pairs too (the W_hn product's packing)."""
     return with_paths([(i,) for i in range(len(CASES))], 3) + ([(3, "avx2")] if vnni.has_avx512_vnni() else [])
@@ -69,6 +56,7 @@ def test_int8_step_with_extensions_equals_the_generic_kernels_bit_for_bit(i, pat
     keys = CASES[i][1]
     spec, tensors, X = _case(i)
     generic, fused = _models(spec, tensors, path, monkeypatch)
+    assert fused.kernel_info["step"] == "specialised" and fused.kernel_info["path"] == path, fused.kernel_info
     text = Path(fused.kernel_info["source"]).read_text()
     if keys.get("peepholes"):
         assert "peephole_int8(blob[" in text
@@ -92,5 +80,6 @@ def test_int8_step_with_extensions_equals_the_generic_kernels_bit_for_bit(i, pat
 def test_int8_run_of_bidirectional_layers_with_extensions_equals_the_generic_kernels(i, monkeypatch):
     spec, tensors, X = _case(i, bidirectional=True)
     generic, fused = _models(spec, tensors, vnni.best_path(), monkeypatch)
+    assert fused.kernel_info["step"] == "specialised"
     lengths = np.array([STEPS, 1, 170, STEPS - 1, 64])
     np.testing.assert_array_equal(fused.run(X, lengths), generic.run(X, lengths))
