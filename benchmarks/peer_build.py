@@ -53,11 +53,55 @@ def workload_specs() -> dict[str, dict]:
                      "head": {"out": 10, "on": "last_step", "activation": "none"}, "task": "classify"}}
 
 
-# a workload named by its shape: CELL HIDDEN [xLAYERS] [bi] [-inFEATURES] [-outCLASSES], e.g. lstm256-in13-out10
-SHAPE = re.compile(r"(lstm|gru|rnn_tanh|rnn_relu)(\d+)(?:x(\d+))?(bi)?(?:-in(\d+))?(?:-out(\d+))?")
-SHAPE_HELP = ("a shape: CELL HIDDEN[xLAYERS][bi][-inFEATURES][-outCLASSES], CELL one of lstm, gru, rnn_tanh, "
-              "rnn_relu (e.g. lstm256-in13-out10, gru100x2, rnn_tanh64x2bi; defaults: 1 layer, 16 features, 8 "
-              "classes, a head on every step, or on the last step where bidirectional)")
+# a workload named by its shape: CELL HIDDEN [xLAYERS] [bi] [-inFEATURES] [-outCLASSES] [+EXTENSION...], e.g.
+# lstm256-in13-out10, lstm128-in40-out12+relu
+SHAPE = re.compile(r"(lstm|gru|rnn_tanh|rnn_relu)(\d+)(?:x(\d+))?(bi)?(?:-in(\d+))?(?:-out(\d+))?((?:\+[a-z0-9]+)*)")
+# +EXTENSION: ONNX layer extensions every layer of a shape gets, as other exporters write them
+EXTENSIONS = {
+    "relu": "the cell's candidate and output functions relu (Keras' LSTM / GRU / SimpleRNN(activation='relu'))",
+    "hardsigmoid": "the gates' function hard_sigmoid, alpha 0.2, beta 0.5 (Keras before 2.3, tf2onnx's HardSigmoid)",
+    "peepholes": "peepholes (lstm; TensorFlow's LSTMCell(use_peepholes=True))",
+    "cifg": "input_forget: f = 1 - i (lstm)",
+    "clip": "every pre-activation clipped to [-3, 3] (ONNX clip)",
+    "lbr0": "linear_before_reset false (gru; Keras' GRU(reset_after=False), ONNX's GRU default)",
+}
+SHAPE_HELP = ("a shape: CELL HIDDEN[xLAYERS][bi][-inFEATURES][-outCLASSES][+EXTENSION...], CELL one of lstm, gru, "
+              "rnn_tanh, rnn_relu, EXTENSION one of " + ", ".join(EXTENSIONS) + " (e.g. lstm256-in13-out10, "
+              "gru100x2, rnn_tanh64x2bi, lstm128-in40-out12+relu, gru64+lbr0+hardsigmoid; defaults: 1 layer, 16 "
+              "features, 8 classes, a head on every step, or on the last step where bidirectional)")
+# what the peers cannot be built with: a reverse layer's or an initial state's step models (their step feeds start
+# from zeros) -- such model files are refused by name
+NOT_BUILT = ("reverse", "initial_state")
+
+
+def shape_extensions(cell: str, bidirectional: bool, names: list[str]) -> dict:
+    """The spec layer keys of a shape's +EXTENSION names (EXTENSIONS); ValueError for one unknown or not of the
+    cell's."""
+    keys: dict = {}
+    functions = {"lstm": ["sigmoid", "tanh", "tanh"], "gru": ["sigmoid", "tanh"], "rnn_tanh": ["tanh"],
+                 "rnn_relu": ["relu"]}[cell]
+    changed = False
+    for name in names:
+        if name not in EXTENSIONS:
+            raise ValueError(f"unknown extension +{name}: choose from {', '.join('+' + e for e in EXTENSIONS)}")
+        lstm_only, gru_only = name in ("peepholes", "cifg"), name == "lbr0"
+        gated = name == "hardsigmoid"
+        if (lstm_only and cell != "lstm") or (gru_only and cell != "gru") or (gated and cell not in ("lstm", "gru")):
+            raise ValueError(f"extension +{name} does not apply to a {cell} layer: {EXTENSIONS[name]}")
+        if name == "relu":
+            start = 1 if cell in ("lstm", "gru") else 0  # the gates keep theirs
+            functions[start:] = ["relu"] * (len(functions) - start)
+            changed = True
+        elif name == "hardsigmoid":
+            functions[0] = "hardsigmoid"
+            changed = True
+        else:
+            keys.update({"peepholes": {"peepholes": True}, "cifg": {"input_forget": True}, "clip": {"clip": 3.0},
+                         "lbr0": {"linear_before_reset": False}}[name])
+    if changed:
+        acts = [{"fn": f, "alpha": 0.2, "beta": 0.5} if f == "hardsigmoid" else {"fn": f} for f in functions]
+        keys["activations"] = acts * (2 if bidirectional else 1)
+    return keys
 MAX_SHAPE = 4096  # hidden units, features or classes a shape may ask for (spec.validate bounds the rest)
 MAX_LAYERS = 8  # recurrent layers a shape may ask for
 
@@ -72,15 +116,20 @@ def workload_spec(name: str) -> tuple[str, dict]:
         return name, built_in[name]
     shape = SHAPE.fullmatch(name)
     if shape:
-        cell, hidden, layers, bi, features, out = shape.groups()
+        cell, hidden, layers, bi, features, out, ext = shape.groups()
         sizes = {"hidden units": int(hidden), "layers": int(layers or 1), "features": int(features or 16),
                  "classes": int(out or 8)}
         for what, n in sizes.items():
             top = MAX_LAYERS if what == "layers" else MAX_SHAPE
             if not 1 <= n <= top:
                 raise ValueError(f"workload {name!r}: {n} {what} is outside 1..{top}")
-        spec = {"version": 1, "input": dense_inputs(sizes["features"], seed=sizes["features"])[0],
-                "layers": [{"cell": cell, "hidden": sizes["hidden units"], "bidirectional": bool(bi)}
+        try:
+            keys = shape_extensions(cell, bool(bi), [e for e in ext.split("+") if e])
+        except ValueError as exc:
+            raise ValueError(f"workload {name!r}: {exc}") from None
+        spec = {"version": specs.EXTENDED_VERSION if keys else 1,
+                "input": dense_inputs(sizes["features"], seed=sizes["features"])[0],
+                "layers": [{"cell": cell, "hidden": sizes["hidden units"], "bidirectional": bool(bi), **keys}
                            for _ in range(sizes["layers"])],
                 "head": {"out": sizes["classes"], "on": "last_step" if bi else "every_step", "activation": "none"},
                 "task": "classify"}
@@ -95,8 +144,8 @@ def workload_spec(name: str) -> tuple[str, dict]:
             raise ValueError(f"workload {name!r}: not a model spec or rnnedge artifact ({exc})") from None
         if spec["input"].get("kind") != "dense":
             raise ValueError(f"workload {name!r}: token input; the peers harness feeds dense features only")
-        extended = [f"layer {i}: {', '.join(specs.extensions(layer))}" for i, layer in enumerate(spec["layers"])
-                    if specs.extensions(layer)]
+        extended = [f"layer {i}: {', '.join(k for k in specs.extensions(layer) if k in NOT_BUILT)}"
+                    for i, layer in enumerate(spec["layers"]) if any(k in NOT_BUILT for k in specs.extensions(layer))]
         if extended:
             raise ValueError(f"workload {name!r}: ONNX layer extensions the peers are not built with "
                              f"({'; '.join(extended)})")

@@ -12,8 +12,9 @@ the project's. Writes, per workload W:
                                 as a while loop (tf.scan; the converter needs B and T fixed)
 
 The step models' batch is dynamic; the interpreter resizes their inputs. The cells are written out with
-PyTorch's equations and gate order (lstm i f g o, gru r z n, tanh or relu rnn; the head's dense
-layers and activations as the spec gives them), the LSTM's two matrices as one matrix
+PyTorch's equations and gate order (lstm i f g o, gru r z n, tanh or relu rnn; the ONNX layer extensions clip,
+activation functions, peepholes, input_forget and linear_before_reset false as the spec gives them; the head's
+dense layers and activations as the spec gives them), the LSTM's two matrices as one matrix
 over [x; h] (one FULLY_CONNECTED). full-int8: TFLiteConverter's integer quantisation (int8 weights and
 activations, float inputs and outputs), calibrated on W.calibration.npz (a stream of its own seed) with the
 float states that stream produces. The whole-sequence int8 files are dynamic-range quantised instead (int8
@@ -41,6 +42,30 @@ OUTPUT_ACTIVATIONS = {"softmax": tf.nn.softmax, "log_softmax": tf.nn.log_softmax
                       "none": lambda v: v}
 
 
+# the ONNX layer functions a spec's `activations` name (runtime/spec.py ACTIVATION_FNS), with their alpha and beta
+FUNCTIONS = {"relu": lambda a, b: tf.nn.relu, "tanh": lambda a, b: tf.tanh, "sigmoid": lambda a, b: tf.sigmoid,
+             "affine": lambda a, b: lambda v: a * v + b,
+             "leakyrelu": lambda a, b: lambda v: tf.where(v < 0.0, a * v, v),
+             "thresholdedrelu": lambda a, b: lambda v: tf.where(v > a, v, tf.zeros_like(v)),
+             "scaledtanh": lambda a, b: lambda v: a * tf.tanh(b * v),
+             "hardsigmoid": lambda a, b: lambda v: tf.clip_by_value(a * v + b, 0.0, 1.0),
+             "elu": lambda a, b: lambda v: tf.where(v < 0.0, a * (tf.exp(v) - 1.0), v),
+             "softsign": lambda a, b: lambda v: v / (1.0 + tf.abs(v)),
+             "softplus": lambda a, b: tf.nn.softplus}
+DEFAULT_FUNCTIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh"), "rnn_tanh": ("tanh",),
+                     "rnn_relu": ("relu",)}
+
+
+def functions(layer: dict, d: str) -> list:
+    """The layer-direction's activation functions (spec.functions): its `activations`, else the cell's own."""
+    n = len(DEFAULT_FUNCTIONS[layer["cell"]])
+    acts = layer.get("activations")
+    if acts is None:
+        return [FUNCTIONS[name](0.0, 0.0) for name in DEFAULT_FUNCTIONS[layer["cell"]]]
+    first = n * (d == "bwd")
+    return [FUNCTIONS[a["fn"]](a["alpha"], a["beta"]) for a in acts[first : first + n]]
+
+
 class Cells:
     def __init__(self, spec: dict, w: dict):
         self.spec, self.w = spec, w
@@ -58,26 +83,51 @@ class Cells:
         return tf.constant(np.ascontiguousarray(W)), tf.constant(w[p + "b_ih"] + w[p + "b_hh"])
 
     def cell(self, l: int, d: str, x, state):
-        """One step of layer l, direction d: (h, [c]) -> new (h, [c])."""
-        kind = self.spec["layers"][l]["cell"]
+        """One step of layer l, direction d: (h, [c]) -> new (h, [c]), with the layer's ONNX extensions (clip,
+        activation functions, peepholes, input_forget, linear_before_reset false) as runtime/kernels_f32_ext
+        computes them."""
+        layer = self.spec["layers"][l]
+        kind = layer["cell"]
+        fns = functions(layer, d)
+        clip = layer.get("clip")
+
+        def pre(v):  # a pre-activation clipped to [-clip, clip] where the layer has a clip
+            return v if clip is None else tf.clip_by_value(v, -clip, clip)
+
         wts = self.weights(l, d)
         if kind == "gru":
             W_ih, b_ih, W_hh, b_hh = wts
             h = state[0]
+            H = layer["hidden"]
             gi = tf.matmul(x, W_ih) + b_ih
-            gh = tf.matmul(h, W_hh) + b_hh
             ir, iz, in_ = tf.split(gi, 3, axis=-1)
-            hr, hz, hn = tf.split(gh, 3, axis=-1)
-            r, z = tf.sigmoid(ir + hr), tf.sigmoid(iz + hz)
-            n = tf.tanh(in_ + r * hn)
+            if layer.get("linear_before_reset", True):
+                hr, hz, hn = tf.split(tf.matmul(h, W_hh) + b_hh, 3, axis=-1)
+            else:  # W_hn multiplies r h
+                hr, hz = tf.split(tf.matmul(h, W_hh[:, : 2 * H]) + b_hh[: 2 * H], 2, axis=-1)
+            r, z = fns[0](pre(ir + hr)), fns[0](pre(iz + hz))
+            if not layer.get("linear_before_reset", True):
+                hn = tf.matmul(r * h, W_hh[:, 2 * H :]) + b_hh[2 * H :]
+                n = fns[1](pre(in_ + hn))
+            else:
+                n = fns[1](pre(in_ + r * hn))
             return ((1.0 - z) * n + z * h,)
         W, b = wts
         g = tf.matmul(tf.concat([x, state[0]], axis=-1), W) + b
         if kind in ("rnn_tanh", "rnn_relu"):
-            return (tf.tanh(g) if kind == "rnn_tanh" else tf.nn.relu(g),)
+            return (fns[0](pre(g)),)
         i, f, gg, o = tf.split(g, 4, axis=-1)
-        c = tf.sigmoid(f) * state[1] + tf.sigmoid(i) * tf.tanh(gg)
-        return (tf.sigmoid(o) * tf.tanh(c), c)
+        c = state[1]
+        p = self.w.get(f"layers.{l}.{d}.p") if layer.get("peepholes") else None
+        if p is not None:  # [p_i; p_f; p_o]: i and f see the previous c, o the new one
+            p_i, p_f, p_o = (tf.constant(v) for v in np.split(p, 3))
+            i, f = i + p_i * c, f + p_f * c
+        i = fns[0](pre(i))
+        f = 1.0 - i if layer.get("input_forget") else fns[0](pre(f))
+        c = f * c + i * fns[1](pre(gg))
+        if p is not None:
+            o = o + p_o * c
+        return (fns[0](pre(o)) * fns[2](c), c)
 
     def head(self, v):
         """The head's dense layers (each with its activation), its linear layer, then its output activation."""

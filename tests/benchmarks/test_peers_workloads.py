@@ -48,10 +48,26 @@ def test_a_model_file_gives_its_shape(tmp_path, precision):
     assert workload_spec(str(tmp_path / "har.json")) == ("har_file", specs.validate(spec))
 
 
-def _peepholes_spec() -> dict:
+def _reverse_spec() -> dict:
     spec = make_spec("lstm")
-    spec["layers"] = [dict(spec["layers"][0], peepholes=True)]
+    spec["layers"] = [dict(spec["layers"][0], reverse=True, peepholes=True)]
     return spec
+
+
+@pytest.mark.parametrize("text, keys", [
+    ("lstm128-in40-out12+relu", {"activations": ["sigmoid", "relu", "relu"]}),
+    ("gru64+lbr0+hardsigmoid", {"linear_before_reset": False, "activations": ["hardsigmoid", "tanh"]}),
+    ("lstm32+peepholes+cifg+clip", {"peepholes": True, "input_forget": True, "clip": 3.0}),
+    ("rnn_tanh16x2bi+relu", {"activations": ["relu", "relu"]}),
+])
+def test_a_shape_takes_the_extensions_other_exporters_write(text, keys):
+    name, spec = workload_spec(text)
+    assert name == text and spec["version"] == specs.EXTENDED_VERSION
+    for layer in spec["layers"]:
+        got = {k: ([a["fn"] for a in layer[k]] if k == "activations" else layer[k]) for k in keys}
+        assert got == keys
+        if "hardsigmoid" in str(keys):
+            assert (layer["activations"][0]["alpha"], layer["activations"][0]["beta"]) == (0.2, 0.5)
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -62,12 +78,15 @@ def _peepholes_spec() -> dict:
     ("missing.json", "no such file"),
     ("garbage.json", "not a model spec or rnnedge artifact"),
     ("tokens.json", "token input; the peers harness feeds dense features only"),
-    ("peepholes.json", "layer 0: peepholes"),
+    ("reverse.json", "layer 0: reverse"),
+    ("gru8+peepholes", "extension \\+peepholes does not apply to a gru layer"),
+    ("rnn_tanh8+hardsigmoid", "extension \\+hardsigmoid does not apply to a rnn_tanh layer"),
+    ("lstm8+foo", "unknown extension \\+foo"),
 ])
 def test_what_the_harness_cannot_build_is_refused_by_name(tmp_path, entry, message):
     (tmp_path / "garbage.json").write_text("{not json")
     (tmp_path / "tokens.json").write_text(specs.dumps(make_spec(kind="tokens")))
-    (tmp_path / "peepholes.json").write_text(specs.dumps(_peepholes_spec()))
+    (tmp_path / "reverse.json").write_text(specs.dumps(_reverse_spec()))
     entry = str(tmp_path / entry) if entry.endswith(".json") else entry
     with pytest.raises(ValueError, match=message):
         workload_spec(entry)
@@ -91,3 +110,14 @@ def test_a_shape_runs_end_to_end_with_every_column_measured(tmp_path):
         for key in ("step", "seq", "seq32", "b8", "b64", "b256", "cold_warm", "rss", "bytes"):
             assert math.isfinite(row[key]) and row[key] > 0, (engine, key, row[key])
         assert row["err"] < 0.05  # int8 against PyTorch float on the same seeded weights
+
+
+@pytest.mark.specialised
+def test_a_shape_with_extensions_runs_end_to_end_against_onnx_runtime(tmp_path):
+    """ORT runs the extensions' own ONNX attributes; rnnedge its compiled step (kernel_info: specialised)."""
+    proc = quick_peers(tmp_path, "rnnedge_f32,rnnedge_int8,ort_fp32", "gru16-in5-out3+lbr0+clip")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("peers-*.json")).read_text())
+    rows = report["table"]["gru16-in5-out3+lbr0+clip"]
+    assert rows["rnnedge_f32"]["err"] < 1e-5 and rows["ort_fp32"]["err"] < 1e-5
+    assert rows["rnnedge_int8"]["err"] < 0.05
