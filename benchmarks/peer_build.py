@@ -178,10 +178,12 @@ def build(folder: Path, name: str, spec: dict, steps: int, seq_steps: int, batch
     artifact.write(str(folder / f"{name}.f32.safetensors"), tensors, spec)
     qtensors, _ = quantize_int8w(spec, tensors)
     artifact.write(str(folder / f"{name}.int8w.safetensors"), qtensors, spec, precision="int8w")
-    X_cal, lengths = calibration_slice(raw_inputs(spec, 1, CALIBRATION_STEPS, CALIBRATION_SEED))
-    ranges = calibrate(model, X_cal, lengths, where=f"{name} calibration stream")
-    q8tensors, _ = quantize_int8(spec, tensors, ranges)
-    artifact.write(str(folder / f"{name}.int8.safetensors"), q8tensors, spec, precision="int8")
+    int8_cannot = specs.unsupported(spec, "int8")  # e.g. activation functions other than the cell's own
+    if not int8_cannot:
+        X_cal, lengths = calibration_slice(raw_inputs(spec, 1, CALIBRATION_STEPS, CALIBRATION_SEED))
+        ranges = calibrate(model, X_cal, lengths, where=f"{name} calibration stream")
+        q8tensors, _ = quantize_int8(spec, tensors, ranges)
+        artifact.write(str(folder / f"{name}.int8.safetensors"), q8tensors, spec, precision="int8")
     onnx.save(build_sequence_graph(spec, tensors), folder / f"{name}.onnx")
     quantize_dynamic(folder / f"{name}.onnx", folder / f"{name}.qdq.onnx", weight_type=QuantType.QInt8)
     if streams:
@@ -197,5 +199,10 @@ def build(folder: Path, name: str, spec: dict, steps: int, seq_steps: int, batch
     np.savez(folder / f"{name}.inputs.npz", **arrays, **refs)
     # a small calibration set for converters that quantise activations (LiteRT full-int8)
     np.savez(folder / f"{name}.calibration.npz", x=raw_inputs(spec, 1, 200, CALIBRATION_SEED)[0])
-    return {"streams": streams, "spec": spec,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    # engine -> why it cannot run this workload (benchmarks.peers leaves it out and says so)
+    left_out = {"rnnedge_int8": "int8 cannot run it: " + "; ".join(int8_cannot)} if int8_cannot else {}
+    extended = sorted({k for layer in spec["layers"] for k in specs.extensions(layer)})
+    if extended:  # the reference forward runs such a layer as a Python loop over steps (train/model.py OnnxLayer)
+        left_out["torch"] = f"PyTorch's nn.LSTM / nn.GRU / nn.RNN have no {', '.join(extended)}"
+    return {"streams": streams, "spec": spec, "parameters": sum(p.numel() for p in model.parameters()),
+            "left_out": left_out}

@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
 
     byte_compile_runtime()  # bytecode as a pip install has it (an editable install may not), so no start compiles it
     skipped = {}  # (workload, engine) -> why that engine is left out of that workload
+    for name, info in workloads.items():
+        skipped.update({(name, e): why for e, why in info.pop("left_out").items() if e in engines})
     pythons = {e: sys.executable for e in engines}
     if any(e in LITERT for e in engines):
         py = ensure_bench_venv(args.bench_venv)

@@ -121,3 +121,16 @@ def test_a_shape_with_extensions_runs_end_to_end_against_onnx_runtime(tmp_path):
     rows = report["table"]["gru16-in5-out3+lbr0+clip"]
     assert rows["rnnedge_f32"]["err"] < 1e-5 and rows["ort_fp32"]["err"] < 1e-5
     assert rows["rnnedge_int8"]["err"] < 0.05
+
+
+def test_an_engine_that_cannot_run_a_workload_is_left_out_by_name(tmp_path):
+    """int8 computes only the cell's own functions and PyTorch's modules none of the extensions: a relu LSTM is
+    built for every other engine."""
+    from benchmarks.peer_build import build
+
+    name, spec = workload_spec("lstm8-in3-out2+relu")
+    info = build(tmp_path, name, spec, steps=4, seq_steps=4, batch_steps=2)
+    assert info["left_out"] == {"rnnedge_int8": "int8 cannot run it: layers[0]: activations ['sigmoid', 'relu', "
+                                                "'relu'] (int8 computes only the cell's own sigmoid/tanh/relu)",
+                                "torch": "PyTorch's nn.LSTM / nn.GRU / nn.RNN have no activations"}
+    assert not (tmp_path / f"{name}.int8.safetensors").exists() and (tmp_path / f"{name}.int8w.safetensors").exists()
