@@ -102,6 +102,8 @@ def shape_extensions(cell: str, bidirectional: bool, names: list[str]) -> dict:
         acts = [{"fn": f, "alpha": 0.2, "beta": 0.5} if f == "hardsigmoid" else {"fn": f} for f in functions]
         keys["activations"] = acts * (2 if bidirectional else 1)
     return keys
+
+
 MAX_SHAPE = 4096  # hidden units, features or classes a shape may ask for (spec.validate bounds the rest)
 MAX_LAYERS = 8  # recurrent layers a shape may ask for
 
