@@ -136,8 +136,7 @@ class Extensions:
 
 
 # what a step with extensions calls beyond HEADER's names (fused_int8.py adds them to such a model's source only)
-EXT_IMPORTS = """from rnnedge.runtime.int8_math import sigmoid_q15, tanh_of_cell_q15
-from rnnedge.runtime.kernels_int8 import peephole_int8
+EXT_IMPORTS = """from rnnedge.runtime.kernels_int8 import peephole_int8
 """
 
 
@@ -276,12 +275,22 @@ for j in range({rows}):
             act("sigmoid", 0, 2 * HP)
             act("tanh", 2 * HP, HP)
             act("sigmoid", 3 * HP, HP)
-        elif _lstm_extended(src, k, indent, AX, st, h, c, s, out, pre, act, clip, term):
-            return  # c and h formed with o's peephole term
+        else:
+            _lstm_extended(k, AX, st, c, s, pre, act, clip, term, src, indent)
         p = k.param
         e = p + 12  # the cell's scale 2^p to Q3.12 (int8_math.tanh_of_cell_q15)
-        # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh
+        # ah is free once the gates are formed: it holds the new c in Q3.12, then its tanh (the i rows' part: o's
+        # accumulators, at 3 HP, stay for a peephole's o)
         src.add(indent, f"lstm_cell_at({s}, {AX + HP}, {AX}, {AX + 2 * HP}, {st}, {c}, {AH}, {H}, {30 + p}, {e})")
+        if ext is not None and ext.peepholes is not None:  # o's pre-activation with its term of the new c
+            P, M, S = ext.peepholes
+            o_pre = (f"sat16({term('x', 3 * HP)} + {term('h', 3 * HP)} + peephole_int8(blob[{P + 2 * H} + j], "
+                     f"{st}[{c} + j], np.int32({M[2]}), np.int32({S[2]})))")
+            src.add(indent, f"""
+for j in range({H}):
+    {s}[{AX + 3 * HP} + j] = np.int32({o_pre})""")
+            clip(3 * HP, HP)
+            act("sigmoid", 3 * HP, HP)
         src.add(indent, f"tanh_rows_at({s}, {AH}, {HP}, blob, {table})")
         src.add(indent, hidden_h("lstm_hidden", f"{AX + 3 * HP}, {AH}"))
     else:
@@ -313,19 +322,19 @@ for j in range({HP}):
         src.add(indent, hidden_h("gru_blend", f"{AX + HP}, {AX + 2 * HP}"))
 
 
-def _lstm_extended(src: Source, k: LayerConstants, indent: int, AX: int, st: str, h: int | str, c: int | str,
-                   s: str, out: str | None, pre, act, clip, term) -> bool:
-    """gates() of an LSTM with extensions: kernels_int8_ext.lstm_update_ext_int8's integers. Without peepholes the
-    gate activations with the clip and input_forget's f among them (False: gates() then forms c and h as for
-    PyTorch's cell); with them, i and f first take their terms of the previous c (from their accumulators), and o
-    its term of the new c in one loop that forms c, o and h per unit (True)."""
-    ext, H, HP, p = k.ext, k.H, k.HP, k.param
-    peep = ext.peepholes
-    if peep is None:
+def _lstm_extended(k: LayerConstants, AX: int, st: str, c: int | str, s: str, pre, act, clip, term, src: Source,
+                   indent: int) -> None:
+    """An LSTM's gates with extensions (kernels_int8_ext.lstm_update_ext_int8's integers) before gates() forms c
+    and h as for PyTorch's cell: the pre-activations clipped, input_forget's f = 1 - i between the passes; with
+    peepholes i and f first take their terms of the previous c from their accumulators, and o waits for the new c
+    (gates() forms it after the cell)."""
+    ext, H, HP = k.ext, k.H, k.HP
+    if ext.peepholes is None:
         pre(4 * HP)
         clip(0, 4 * HP)
+        act("sigmoid", 3 * HP, HP)
     else:
-        P, M, S = peep
+        P, M, S = ext.peepholes
         rows = "\n".join(f"    {s}[{AX + first} + j] = np.int32(sat16({term('x', first)} + {term('h', first)} + "
                          f"peephole_int8(blob[{P + n * H} + j], pc_, np.int32({M[n]}), np.int32({S[n]}))))"
                          for n, first in ((0, 0), (1, HP)))
@@ -343,24 +352,6 @@ for j in range({HP}):
     else:
         act("sigmoid", HP, HP)
     act("tanh", 2 * HP, HP)
-    if peep is None:
-        act("sigmoid", 3 * HP, HP)
-        return False
-    o_pre = (f"sat16({term('x', 3 * HP)} + {term('h', 3 * HP)} + peephole_int8(blob[{P + 2 * H} + j], pc_, "
-             f"np.int32({M[2]}), np.int32({S[2]})))")
-    if ext.clip is not None:
-        o_pre = f"min(max(np.int32({o_pre}), {-ext.clip}), {ext.clip})"
-    keep = "" if out is None else f"\n    {out}[j] = ph_"
-    src.add(indent, f"""
-for j in range({H}):
-    pk_ = sat16(rounding_divide_by_pot(np.int64({s}[{AX + HP} + j]) * np.int64({st}[{c} + j]), 15))
-    pa_ = sat16(rounding_divide_by_pot(np.int64({s}[{AX} + j]) * np.int64({s}[{AX + 2 * HP} + j]), {30 + p}))
-    pc_ = sat16(np.int64(pk_) + np.int64(pa_))
-    {st}[{c} + j] = pc_
-    po_ = np.int64(sigmoid_q15(np.int32({o_pre})))
-    ph_ = sat16(rounding_divide_by_pot(po_ * np.int64(tanh_of_cell_q15(pc_, {p})), 15))
-    {st}[{h} + j] = ph_{keep}""")
-    return True
 
 
 @dataclass(frozen=True)
