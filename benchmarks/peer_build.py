@@ -78,8 +78,7 @@ def shape_extensions(cell: str, bidirectional: bool, names: list[str]) -> dict:
     """The spec layer keys of a shape's +EXTENSION names (EXTENSIONS); ValueError for one unknown or not of the
     cell's."""
     keys: dict = {}
-    functions = {"lstm": ["sigmoid", "tanh", "tanh"], "gru": ["sigmoid", "tanh"], "rnn_tanh": ["tanh"],
-                 "rnn_relu": ["relu"]}[cell]
+    functions = list(specs.DEFAULT_FUNCTIONS[cell])
     changed = False
     for name in names:
         if name not in EXTENSIONS:

@@ -52,6 +52,8 @@ FUNCTIONS = {"relu": lambda a, b: tf.nn.relu, "tanh": lambda a, b: tf.tanh, "sig
              "elu": lambda a, b: lambda v: tf.where(v < 0.0, a * (tf.exp(v) - 1.0), v),
              "softsign": lambda a, b: lambda v: v / (1.0 + tf.abs(v)),
              "softplus": lambda a, b: tf.nn.softplus}
+# runtime/spec.py's DEFAULT_FUNCTIONS, restated: this converter runs in the benchmark's own environment, which
+# has TensorFlow and not the project
 DEFAULT_FUNCTIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh"), "rnn_tanh": ("tanh",),
                      "rnn_relu": ("relu",)}
 

@@ -18,10 +18,10 @@ import numpy as np
 from rnnedge.runtime.layout import (
     CELL_GRU,
     CELL_LSTM,
-    F_ACTIVATIONS,
-    F_CLIP,
     F_INPUT_FORGET,
     F_PEEPHOLES,
+    F_RESET_BEFORE,
+    F_STEP,
     FN_AFFINE,
     FN_ELU,
     FN_HARDSIGMOID,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from rnnedge.runtime.fused_float_source import Lines
 
 # the extensions this module writes (a GRU's linear_before_reset false is the products' order: fused_float_step.py)
-GATE_EXTENSIONS = F_CLIP | F_ACTIVATIONS | F_INPUT_FORGET | F_PEEPHOLES
+GATE_EXTENSIONS = F_STEP & ~F_RESET_BEFORE
 
 
 class Extensions(NamedTuple):

@@ -220,6 +220,13 @@ def _extensions(blob: Blob, lay, row, m_hh: np.ndarray, path: str) -> Extensions
                       peepholes, reset_before)
 
 
+def each(src: Source, indent: int, s: str, dst: int, rows: int, value: str) -> None:
+    """One loop of the gate stage, storing to one array alone (LLVM vectorises it): s[dst + j] = value for
+    j < rows (value an expression of j)."""
+    src.add(indent, f"for j in range({rows}):")
+    src.add(indent + 1, f"{s}[{dst} + j] = {value}")
+
+
 def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str, h: int | str, c: int | str,
           table: int, s: str = "s", out: str | None = None) -> None:
     """The layer's step after its two mat-vecs: s[AX:] holds b_x + W_ih x, s[AH:] b_h + W_hh h (GP rows each), s
@@ -248,8 +255,7 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
             src.add(indent, f"gate_sums_{'bounded' if k.bounded else 'rows'}_at({s}, {AX + first}, {AH + first}, "
                             f"{rows}, blob, {', '.join(str(off + first) for off in k.sides['x'] + k.sides['h'])})")
             return
-        src.add(indent, f"for j in range({rows}):")
-        src.add(indent + 1, f"{s}[{AX + first} + j] = np.int32(sat16({term('x', first)} + {term('h', first)}))")
+        each(src, indent, s, AX + first, rows, f"np.int32(sat16({term('x', first)} + {term('h', first)}))")
 
     def act(fn: str, first: int, rows: int) -> None:
         src.add(indent, f"{fn}_rows_at({s}, {AX + first}, {rows}, blob, {table})")
@@ -259,9 +265,7 @@ def gates(src: Source, k: LayerConstants, indent: int, AX: int, AH: int, st: str
     def clip(first: int, rows: int) -> None:
         """The extension's clip of rows first .. first+rows-1 (kernels_int8.clip_rows_int8), where it has one."""
         if ext is not None and ext.clip is not None:
-            src.add(indent, f"""
-for j in range({rows}):
-    {s}[{AX + first} + j] = min(max({s}[{AX + first} + j], {-ext.clip}), {ext.clip})""")
+            each(src, indent, s, AX + first, rows, f"min(max({s}[{AX + first} + j], {-ext.clip}), {ext.clip})")
 
     if k.cell in (L.CELL_RNN_TANH, L.CELL_RNN_RELU):
         pre(HP)
@@ -286,9 +290,7 @@ for j in range({rows}):
             P, M, S = ext.peepholes
             o_pre = (f"sat16({term('x', 3 * HP)} + {term('h', 3 * HP)} + peephole_int8(blob[{P + 2 * H} + j], "
                      f"{st}[{c} + j], np.int32({M[2]}), np.int32({S[2]})))")
-            src.add(indent, f"""
-for j in range({H}):
-    {s}[{AX + 3 * HP} + j] = np.int32({o_pre})""")
+            each(src, indent, s, AX + 3 * HP, H, f"np.int32({o_pre})")
             clip(3 * HP, HP)
             act("sigmoid", 3 * HP, HP)
         src.add(indent, f"tanh_rows_at({s}, {AH}, {HP}, blob, {table})")
@@ -302,9 +304,7 @@ for j in range({H}):
             # rows' spent recurrent accumulators, n's recurrent sums W_hn rh (no bias: b_hn is in b_x), then n's
             # pre-activation as every gate's
             w_hn, zeros = ext.reset_before
-            src.add(indent, f"""
-for j in range({H}):
-    {s}[{AH} + j] = rounding_divide_by_pot(np.int64({s}[{AX} + j]) * np.int64({st}[{h} + j]), 15)""")
+            each(src, indent, s, AH, H, f"rounding_divide_by_pot(np.int64({s}[{AX} + j]) * np.int64({st}[{h} + j]), 15)")
             src.matvec(indent, AH + 2 * HP, w_hn, zeros, (s, AH), H, HP, s)
             pre(HP, 2 * HP)
         elif k.right:  # 16 lanes of vector IR (fused_int8_simd), as pre()
@@ -314,9 +314,7 @@ for j in range({H}):
         else:
             n_pre = (f"sat16({term('x', 2 * HP)} + np.int64(rounding_divide_by_pot(np.int64({s}[{AX} + j]) * "
                      f"{term('h', 2 * HP)}, 15)))")
-            src.add(indent, f"""
-for j in range({HP}):
-    {s}[{AX + 2 * HP} + j] = np.int32({n_pre})""")
+            each(src, indent, s, AX + 2 * HP, HP, f"np.int32({n_pre})")
         clip(2 * HP, HP)
         act("tanh", 2 * HP, HP)
         src.add(indent, hidden_h("gru_blend", f"{AX + HP}, {AX + 2 * HP}"))
@@ -346,9 +344,7 @@ for j in range({H}):
         clip(0, 3 * HP)  # o's rows wait for the new c: their accumulators kept until then
     act("sigmoid", 0, HP)
     if ext.input_forget:
-        src.add(indent, f"""
-for j in range({HP}):
-    {s}[{AX + HP} + j] = min(32768 - {s}[{AX} + j], 32767)""")  # 1 - i in Q0.15 (kernels_int8.Q15_ONE)
+        each(src, indent, s, AX + HP, HP, f"min(32768 - {s}[{AX} + j], 32767)")  # 1 - i in Q0.15 (Q15_ONE)
     else:
         act("sigmoid", HP, HP)
     act("tanh", 2 * HP, HP)
