@@ -25,7 +25,9 @@ LiteRT num_threads=1). One repetition starts one process per (workload, engine),
 each repetition; a figure is the median over repetitions of the median of --inner timed passes in that process.
 The ratio row gives rnnedge / best peer per column (below 1: rnnedge is faster / smaller). numba_floor is not an
 engine: the cold start and RSS of the smallest numba program (import numba, one cached tiny kernel), the floor
-rnnedge's own cold start is compared with. rnnedge's Python modules are byte-compiled first, as pip does at install
+rnnedge's own cold start is compared with. The compute floor of a stream-step per precision (multiply-adds / the
+measured peak of the instruction its batched products use: benchmarks/compute_floor.py) is measured once per run
+on the same core, and rnnedge's B = 64 and 256 figures are given over it. rnnedge's Python modules are byte-compiled first, as pip does at install
 (an editable install under PYTHONDONTWRITEBYTECODE would otherwise compile their source in every process).
 
 LiteRT needs TensorFlow to convert the weights to .tflite: the harness creates a separate virtual environment
@@ -162,6 +164,17 @@ def floor_gap(rows: dict) -> dict:
                 "rss_above_floor_mb": rows[e]["rss"] - f["rss"]} for e in RNNEDGE if e in rows}
 
 
+def measure_compute_floor(core: int | None) -> dict | str:
+    """The instructions' peak rates (benchmarks.compute_floor), in a process of its own pinned to `core` like the
+    engines; or why they could not be measured (the table is still written)."""
+    cmd = [sys.executable, "-m", "benchmarks.compute_floor"] + ([] if core is None else ["--core", str(core)])
+    proc = subprocess.run(cmd, cwd=ROOT, env=worker_env(None), capture_output=True, text=True, check=False,
+                          timeout=600)
+    if proc.returncode != 0:
+        return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def fmt(v: float | None, key: str) -> str:
     if v is None:
         return "-"
@@ -274,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             # warm start the table quotes, which the repetitions measure
             print(f"  cold start {name} {engine}: empty cache {fmt(empty, 's')} s; filling the warm cache "
                   f"{warm['first_output_s']:.2f} s", flush=True)
+    compute = measure_compute_floor(core) if any(e in RNNEDGE for e in engines) else None
     for rep in range(args.reps):
         order = engines[rep % len(engines):] + engines[: rep % len(engines)]
         for name in names:
@@ -295,6 +309,16 @@ def main(argv: list[str] | None = None) -> int:
         if gaps:
             text += f"\n\n{w}, against the numba floor (cold warm x, RSS + MB): " + "; ".join(
                 f"{e} {g['cold_warm_over_floor']:.2f}x, +{g['rss_above_floor_mb']:.0f} MB" for e, g in gaps.items())
+    against = {}
+    if isinstance(compute, dict):
+        from benchmarks import compute_floor
+
+        for w, rows in table.items():
+            against[w] = compute_floor.against_floor(rows, specs[w], compute)
+            if any(g["b64"] or g["b256"] for g in against[w].values()):
+                text += "\n\n" + compute_floor.summary_line(w, compute_floor.stream_step_macs(specs[w]), against[w])
+    elif compute is not None:
+        text += f"\n\ncompute floor not measured: {compute}"
     if skipped:
         text += "\n\nleft out: " + "; ".join(f"{e} on {w} ({why})" for (w, e), why in skipped.items())
     print(text)
@@ -308,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "engines": engines, "left_out": {f"{w}/{e}": why for (w, e), why in skipped.items()},
         "workloads": {n: {"spec": w["spec"], "parameters": w["parameters"]} for n, w in workloads.items()},
-        "columns": dict(COLUMNS), "table": table, "ratios": ratio, "numba_floor": floor, "markdown": text, "failures": failures,
+        "columns": dict(COLUMNS), "table": table, "ratios": ratio, "numba_floor": floor,
+        "compute_floor": {"measured": compute, "against": against}, "markdown": text, "failures": failures,
         "runs": {f"{w}/{e}": rs for (w, e), rs in runs.items()},
         "cold_empty_runs": {f"{w}/{e}": rs for (w, e), rs in cold.items()},
     }

@@ -36,3 +36,7 @@ def test_peers_quick_reports_every_column_with_finite_numbers(tmp_path):
     assert set(r) == {k for k, _ in COLUMNS[:-1]} - {"cold_empty"}
     assert all(math.isfinite(v["ratio"]) and v["best_peer"] in ("ort_fp32", "ort_int8") for v in r.values())
     assert set(report["runs"]["kws/rnnedge_f32"][0]["columns"]) == {k for k, _ in COLUMNS[:6]}
+    floor = report["compute_floor"]["against"]["kws"]["rnnedge_f32"]  # the batched target's floor (compute_floor.py)
+    assert floor["floor_us"] > 0 and math.isfinite(floor["b64"]) and math.isfinite(floor["b256"])
+    assert report["compute_floor"]["measured"]["ops"]["f32"] == "fma_f32"
+    assert "kws, against the compute floor (87552 multiply-adds" in proc.stdout
