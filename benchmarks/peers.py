@@ -27,7 +27,8 @@ The ratio row gives rnnedge / best peer per column (below 1: rnnedge is faster /
 engine: the cold start and RSS of the smallest numba program (import numba, one cached tiny kernel), the floor
 rnnedge's own cold start is compared with. The compute floor of a stream-step per precision (multiply-adds / the
 measured peak of the instruction its batched products use: benchmarks/compute_floor.py) is measured once per run
-on the same core, and rnnedge's B = 64 and 256 figures are given over it. rnnedge's Python modules are byte-compiled first, as pip does at install
+on the same core, and rnnedge's B = 64 and 256 figures are given over it. Last, issue 15's targets on each
+workload (benchmarks/peer_targets.py): how many are met, and each one that is not with its figure. rnnedge's Python modules are byte-compiled first, as pip does at install
 (an editable install under PYTHONDONTWRITEBYTECODE would otherwise compile their source in every process).
 
 LiteRT needs TensorFlow to convert the weights to .tflite: the harness creates a separate virtual environment
@@ -319,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                 text += "\n\n" + compute_floor.summary_line(w, compute_floor.stream_step_macs(specs[w]), against[w])
     elif compute is not None:
         text += f"\n\ncompute floor not measured: {compute}"
+    from benchmarks import peer_targets
+
+    targets = {w: peer_targets.check(rows, tuple(e for e in PEERS if e in rows), against.get(w), rows.get(FLOOR))
+               for w, rows in table.items()}
+    for w, checks in targets.items():
+        text += "\n\n" + peer_targets.summary(w, checks)
     if skipped:
         text += "\n\nleft out: " + "; ".join(f"{e} on {w} ({why})" for (w, e), why in skipped.items())
     print(text)
@@ -333,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "engines": engines, "left_out": {f"{w}/{e}": why for (w, e), why in skipped.items()},
         "workloads": {n: {"spec": w["spec"], "parameters": w["parameters"]} for n, w in workloads.items()},
         "columns": dict(COLUMNS), "table": table, "ratios": ratio, "numba_floor": floor,
-        "compute_floor": {"measured": compute, "against": against}, "markdown": text, "failures": failures,
+        "compute_floor": {"measured": compute, "against": against}, "targets": targets, "markdown": text, "failures": failures,
         "runs": {f"{w}/{e}": rs for (w, e), rs in runs.items()},
         "cold_empty_runs": {f"{w}/{e}": rs for (w, e), rs in cold.items()},
     }

@@ -40,3 +40,7 @@ def test_peers_quick_reports_every_column_with_finite_numbers(tmp_path):
     assert floor["floor_us"] > 0 and math.isfinite(floor["b64"]) and math.isfinite(floor["b256"])
     assert report["compute_floor"]["measured"]["ops"]["f32"] == "fma_f32"
     assert "kws, against the compute floor (87552 multiply-adds" in proc.stdout
+    targets = {c["target"]: c for c in report["targets"]["kws"]}  # issue 15's, from this run (peer_targets.py)
+    assert targets["b64 f32"]["against"] == "ort_fp32" and targets["b64 f32"]["met"] is not None
+    assert targets["step int8"]["met"] is None  # rnnedge_int8 was not in this run
+    assert "kws, issue 15's targets: " in proc.stdout
