@@ -11,8 +11,9 @@ Multiply-adds (stream_step_macs): every weight of every recurrent layer and dire
 Biases, the gates' nonlinearities, requantisation and state updates are not counted: they are what a step spends
 above the floor.
 
-The instructions (rates), each timed in a loop of 12 independent accumulator chains (so their latency is hidden)
-with its operands in registers, the best of several runs, pinned to one core by the caller:
+The instructions (rates), each timed in a loop of independent accumulator chains (4 to 16, so their latency is
+hidden; the best count's rate) with its operands in registers, the best of several runs, pinned to one core by the
+caller:
 
 - f32 and int8w: a 16-lane float32 fused multiply-add (`llvm.fma.v16f32`: one zmm `vfmadd` on AVX-512, two ymm
   on AVX2), 16 multiply-adds. int8w's batched sums are float32 FMAs of its weights' float16 copy or of the int8
@@ -35,7 +36,10 @@ import os
 import sys
 import time
 
-CHAINS = 12  # independent accumulators per loop iteration: more than latency x throughput on current x86 cores
+# independent accumulator chains per loop iteration, each count timed: the peak is the best of them (a zmm FMA's 4
+# cycles of latency need 4+ chains; on Zen 4 8 chains ran 1.14 FMAs a cycle, 12-16 fewer: a measured peak, not a
+# data-sheet one)
+CHAINS = (4, 8, 12, 16)
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # rows per hidden unit (runtime.spec.GATES)
 MACS_PER_OP = {"fma_f32": 16, "vpdpbusd": 32, "pmaddwd": 32}  # multiply-adds one timed operation stands for
 FLOAT_OP, INT8_OPS = "fma_f32", {"avx512_vnni": "vpdpbusd", "avx2": "pmaddwd"}
@@ -56,8 +60,8 @@ def stream_step_macs(spec: dict) -> int:
     return macs + inputs * spec["head"]["out"]
 
 
-def _timed_loop(op: str):
-    """A numba function loop(n) -> int running n iterations of CHAINS independent `op`s (module docstring), its
+def _timed_loop(op: str, chains_: int):
+    """A numba function loop(n) -> int running n iterations of `chains_` independent `op`s (module docstring), its
     accumulators summed into the result so nothing is optimised away."""
     from llvmlite import ir
     from numba import njit, types
@@ -70,7 +74,7 @@ def _timed_loop(op: str):
     i32, i64, f32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
     if op == "fma_f32":
         vec = ir.VectorType(f32, 16)
-        start = [ir.Constant(vec, [float(c) * 1e-3] * 16) for c in range(CHAINS)]
+        start = [ir.Constant(vec, [float(c) * 1e-3] * 16) for c in range(chains_)]
         a, b = ir.Constant(vec, [0.999] * 16), ir.Constant(vec, [1e-6] * 16)
 
         def step(builder, acc):
@@ -79,7 +83,7 @@ def _timed_loop(op: str):
             return builder.call(fn, [acc, a, b])
     else:
         vec = ir.VectorType(i32, 16)
-        start = [ir.Constant(vec, [c] * 16) for c in range(CHAINS)]
+        start = [ir.Constant(vec, [c] * 16) for c in range(chains_)]
         a, b = ir.Constant(vec, [0x01020304] * 16), ir.Constant(vec, [0x05060708] * 16)
 
         def step(builder, acc):
@@ -112,18 +116,21 @@ def _timed_loop(op: str):
 
 
 def rate(op: str, seconds: float = 0.2, runs: int = 5) -> float:
-    """Peak multiply-adds per second of `op` on this core (module docstring): the best of `runs` timed loops."""
-    loop = _timed_loop(op)
-    loop(1000)
-    n = 1000
-    while True:  # iterations for ~seconds / runs a run
-        t = time.perf_counter()
-        loop(n)
-        if time.perf_counter() - t > seconds / runs or n > 1 << 34:
-            break
-        n *= 4
-    best = min(_elapsed(loop, n) for _ in range(runs))
-    return n * CHAINS * MACS_PER_OP[op] / best
+    """Peak multiply-adds per second of `op` on this core (module docstring): for each count of chains (CHAINS),
+    the best of `runs` timed loops of ~seconds / runs; the best of those."""
+    best = 0.0
+    for chains_ in CHAINS:
+        loop = _timed_loop(op, chains_)
+        loop(1000)
+        n = 1000
+        while True:  # iterations for ~seconds / runs a run
+            t = time.perf_counter()
+            loop(n)
+            if time.perf_counter() - t > seconds / runs or n > 1 << 34:
+                break
+            n *= 4
+        best = max(best, n * chains_ * MACS_PER_OP[op] / min(_elapsed(loop, n) for _ in range(runs)))
+    return best
 
 
 def _elapsed(loop, n: int) -> float:
