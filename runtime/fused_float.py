@@ -41,6 +41,8 @@ from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_blob import line_offset, matrix_parts, panel_blob, placed, readable
+from rnnedge.runtime.fused_float_ext import extensions
+from rnnedge.runtime.fused_float_lanes import lanes_info, lanes_scratch
 from rnnedge.runtime.fused_float_source import (
     CONVERT_FROM,
     CONVERT_FROM_HALF,
@@ -106,10 +108,13 @@ def generate(model) -> fused.Specialised | None:
     pv_n = 0 if limbs else fused_float_run.pv_size(model, rows)  # run() projects ahead (fused_float_run.py)
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
+    lanes = 0 if limbs else lanes_scratch(rows, [extensions(lay.blob, row) for row in rows])
+    shared += lanes  # then 16 streams' gate rows of a layer of few units (fused_float_lanes.py)
     run_weights = _run_weights(lay, rows, weights, fma8)
     wide_from = CONVERT_FROM_HALF if half else CONVERT_FROM
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),
-            "model": what, "batched": "weights read once per step for all streams"}
+            "model": what, "batched": "weights read once per step for all streams" + (f"; {lanes_info()}" if lanes
+                                                                                        else "")}
     if q8:
         info["matvec"] = ("avx512_vnni: [x] and [h] as two int16 limbs per step, int32 sums of the int8 weights "
                           "read in place"

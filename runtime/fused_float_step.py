@@ -9,6 +9,7 @@ from __future__ import annotations
 from rnnedge.runtime.fused_float_cells import gru_reset_before, gru_reset_gate, update
 from rnnedge.runtime.fused_float_ext import Extensions
 from rnnedge.runtime.fused_float_fma import padded
+from rnnedge.runtime.fused_float_lanes import in_lanes, update_lanes
 from rnnedge.runtime.fused_float_source import (
     Lines,
     bias_start,
@@ -79,9 +80,18 @@ def layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, project
 
         _reset_before(out, row, S, sums, rs, gx, gh, lambda off: f"rb[{ph + off} + j]", product, ext)
         return
-    out("for b in range(B):",
+    out(f"for b in range({_streams(out, row, gx, gh, sums, S, ext)}):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]", padded_reads=True, ext=ext)
+
+
+def _streams(out: Lines, row, gx, gh, sums: int, S: int, ext: Extensions | None) -> str:
+    """The range of streams the per-stream cell update takes: every one ("B"), or, for a layer of few units
+    (fused_float_lanes.in_lanes), those past the multiples of 16 whose gates update_lanes writes first ("b1, B")."""
+    if not in_lanes(row, ext):
+        return "B"
+    update_lanes(out, row, gx, gh, sums, S)
+    return "b1, B"
 
 
 def _reset_before(out: Lines, row, S: int, sums: int, rs: int, gx, gh, gn, product,
@@ -165,7 +175,7 @@ def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, p
         _reset_before(out, row, S, sums, rs, gx, gh,
                       part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), ph, scaled[1], "rb"), product, ext)
         return
-    out("for b in range(B):",
+    out(f"for b in range({_streams(out, row, gx, gh, sums, S, ext)}):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in layer_f32")
     update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]",
            padded_reads=scaled[0] is not None and scaled[1] is not None, ext=ext)  # no w read in gx, gh

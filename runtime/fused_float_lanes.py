@@ -1,0 +1,109 @@
+"""A float step's gate stage for a layer of few units, 16 streams at a time in the vector lanes (fused_float_step.py
+writes it for f32 and int8w on FMA8, from a batch of 16 streams).
+
+Below FEW_ROWS units, fused_float_cells.update forms one stream's gates in passes over its 2H / 4H rows: an LSTM of
+5 units takes two 16-lane passes of sigmoids for its 20 gate rows, one of tanh for its 5 cells and scalar loops for
+the rest, per stream (lstm5x2-in8-out1 f32 at B = 256 on Zen 4: ~90 of its ~104 ns a stream-step in the gate
+stages, the products ~14). Here each gate row's value for 16 streams is copied into one 16-lane vector of the
+scratch `ln` (the streams' rows are read where the sums put them, 16 apart in ln), then every exponential and the
+state update run as passes over ln, one vector per row for 16 streams, and the new h (and c) are copied back into
+each stream's state. The streams past a multiple of 16 take update()'s per-stream code.
+
+Every element is update()'s expression, written the same way (an LSTM's f c + i g, its g as 2 sigmoid(2 x) - 1, the
+GRU's gh + gx, n from gx_n + r gh_n): a stream gives what update() gives it, to float32 rounding (LLVM may fuse a
+multiply-add in one form and not in the other), and the step and run() share this code.
+
+    ln (16 lanes per row):  LSTM  i f g o (4H), then c, h (2H)
+                            GRU   r z (2H), gx_n, gh_n (2H), then h (H)
+"""
+
+from __future__ import annotations
+
+from rnnedge.runtime.fused_float_cells import FEW_ROWS
+from rnnedge.runtime.fused_float_source import Lines, reset_before
+from rnnedge.runtime.layout import CELL_GRU, CELL_LSTM, L_CELL, L_HIDDEN, L_OFF_C, L_OFF_H
+
+LANE_STREAMS = 16  # streams per pass: one float32 lane each of a 16-lane vector
+# units below which a layer's gates go in the lanes, per cell (Zen 4, f32 at B = 256, ns a stream-step, per-stream
+# passes -> lanes: lstm3 42-48 -> 25, lstm5x2 104-105 -> 64, lstm8 60-61 -> 52, lstm10 76 -> 66-75, lstm12 79-85 -> 78-90 (its 48
+# gate rows fill three 16-lane passes a stream); gru3 44 -> 20, gru5x2 100 -> 42, gru8x2 125-132 -> 69-80, gru10 75 -> 46,
+# gru12 61 -> 59; a plain RNN's one pass of tanh per stream is already cheaper: rnn_relu4x2 17 -> 21)
+LANES_BELOW = {CELL_LSTM: 11, CELL_GRU: FEW_ROWS}
+
+
+def in_lanes(row, ext) -> bool:
+    """Whether the step forms this layer's gates with streams in the lanes: an LSTM or GRU of few units
+    (LANES_BELOW), no extension, not a GRU with linear_before_reset false (those keep update()'s per-stream code)."""
+    return ext is None and int(row[L_HIDDEN]) < LANES_BELOW.get(int(row[L_CELL]), 0) and not reset_before(row)
+
+
+def lane_rows(row) -> int:
+    """Rows of ln one layer uses (module docstring), each LANE_STREAMS floats."""
+    cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
+    return 6 * H if cell == CELL_LSTM else 5 * H
+
+
+def lanes_info() -> str:
+    """kernel_info's words for a step that has such a layer."""
+    return (f"from {LANE_STREAMS} streams, the gates of an LSTM below {LANES_BELOW[CELL_LSTM]} units or a GRU below "
+            f"{LANES_BELOW[CELL_GRU]}, {LANE_STREAMS} streams at a time in the vector lanes")
+
+
+def lanes_scratch(rows, exts) -> int:
+    """Floats of ln the step needs (shared by every stream; 0 without such a layer), from a cache line (+ 15)."""
+    used = [lane_rows(row) for row, ext in zip(rows, exts) if in_lanes(row, ext)]
+    return LANE_STREAMS * max(used) + 15 if used else 0
+
+
+def update_lanes(out: Lines, row, gx, gh, sums: int, S: int) -> None:
+    """The layer's gates and state update for streams 0 .. b1 - 1 (b1 = B - B % 16), 16 at a time; gx(off) /
+    gh(off) as update()'s: gate row off + j of the stream whose sums `av` views. Leaves b1 for the per-stream loop
+    that follows (the streams from b1 on)."""
+    cell, H = int(row[L_CELL]), int(row[L_HIDDEN])
+    h, c, L = int(row[L_OFF_H]), int(row[L_OFF_C]), LANE_STREAMS
+    out(f"b1 = B - B % {L}  # streams in the lanes (fused_float_lanes.py), then the rest one at a time",
+        f"for b0 in range(0, b1, {L}):")
+    out.depth += 1
+
+    def copy_in(rows: int, first: int, value) -> None:  # ln row first + j, lane l <- value (of j, stream b0 + l)
+        out(f"for l in range({L}):",
+            f"    av = buf[A + (b0 + l) * {sums}:]",
+            f"    for j in range({rows}):",
+            f"        ln[({first} + j) * {L} + l] = {value}")
+
+    def state(at: int, first: int, back: bool) -> None:  # state row at + j <-> ln row first + j, for H rows
+        out(f"for l in range({L}):",
+            f"    st = buf[S0 + (b0 + l) * {S}:]",
+            f"    for j in range({H}):",
+            f"        st[{at} + j] = ln[({first} + j) * {L} + l]" if back else
+            f"        ln[({first} + j) * {L} + l] = st[{at} + j]")
+
+    if cell == CELL_LSTM:  # gate order i f g o, g as 2 sigmoid(2 x) - 1 (update()'s pass)
+        copy_in(4 * H, 0, f"{gx(0)} + {gh(0)}")
+        out(f"for i in range({4 * H * L}):",
+            f"    k_ = TWO if {2 * H * L} <= i < {3 * H * L} else ONE",
+            "    ln[i] = k_ * (ONE / (ONE + exp_f32(-(k_ * ln[i])))) - (k_ - ONE)")
+        state(c, 4 * H, False)
+        out(f"for i in range({H * L}):",
+            f"    c_ = ln[{H * L} + i] * ln[{4 * H * L} + i] + ln[i] * ln[{2 * H * L} + i]",
+            f"    ln[{4 * H * L} + i] = c_",
+            "    t_ = TWO / (ONE + exp_f32(-TWO * c_)) - ONE",
+            f"    ln[{5 * H * L} + i] = ln[{3 * H * L} + i] * t_")
+        out(f"for l in range({L}):",  # the new c and h back into each stream's state
+            f"    st = buf[S0 + (b0 + l) * {S}:]",
+            f"    for j in range({H}):",
+            f"        st[{c} + j] = ln[({4 * H} + j) * {L} + l]",
+            f"        st[{h} + j] = ln[({5 * H} + j) * {L} + l]")
+    else:  # a GRU, gate order r z n
+        copy_in(2 * H, 0, f"{gh(0)} + {gx(0)}")
+        copy_in(H, 2 * H, gx(2 * H))
+        copy_in(H, 3 * H, gh(2 * H))
+        out(f"for i in range({2 * H * L}):",
+            "    ln[i] = ONE / (ONE + exp_f32(-(ln[i])))")
+        state(h, 4 * H, False)
+        out(f"for i in range({H * L}):",
+            f"    n_ = TWO / (ONE + exp_f32(-TWO * (ln[{2 * H * L} + i] + ln[i] * ln[{3 * H * L} + i]))) - ONE",
+            f"    z_ = ln[{H * L} + i]",
+            f"    ln[{4 * H * L} + i] = (ONE - z_) * n_ + z_ * ln[{4 * H * L} + i]")
+        state(h, 4 * H, True)
+    out.depth -= 1
