@@ -25,9 +25,10 @@ from rnnedge.runtime.layout import CELL_GRU, CELL_LSTM, L_CELL, L_HIDDEN, L_OFF_
 
 LANE_STREAMS = 16  # streams per pass: one float32 lane each of a 16-lane vector
 # units below which a layer's gates go in the lanes, per cell (Zen 4, f32 at B = 256, ns a stream-step, per-stream
-# passes -> lanes: lstm3 42-48 -> 25, lstm5x2 104-105 -> 64, lstm8 60-61 -> 52, lstm10 76 -> 66-75, lstm12 79-85 -> 78-90 (its 48
-# gate rows fill three 16-lane passes a stream); gru3 44 -> 20, gru5x2 100 -> 42, gru8x2 125-132 -> 69-80, gru10 75 -> 46,
-# gru12 61 -> 59; a plain RNN's one pass of tanh per stream is already cheaper: rnn_relu4x2 17 -> 21)
+# passes -> lanes: lstm3 42-48 -> 25, lstm5x2 104-105 -> 64, lstm8 60-61 -> 52, lstm10 76 -> 66-75, lstm12 79-85
+# -> 78-90 (its 48 gate rows fill three 16-lane passes a stream); gru3 44 -> 20, gru5x2 100 -> 42, gru8x2 125-132
+# -> 69-80, gru10 75 -> 46, gru12 61 -> 59; a plain RNN's one pass of tanh per stream is already cheaper:
+# rnn_relu4x2 17 -> 21)
 LANES_BELOW = {CELL_LSTM: 11, CELL_GRU: FEW_ROWS}
 
 
