@@ -93,16 +93,18 @@ def check(rows: dict, peers: tuple[str, ...], gaps: dict | None = None, floor_ro
 
 
 def _figure(c: dict) -> str:
-    """A missed target's figure and what it needed, e.g. "2.63x faster than litert_int8 (needs 3x)"."""
+    """A missed target's figure and what it needed, e.g. "2.63x faster than litert_int8 (needs 3x)" (one digit more
+    where two decimals would show the limit itself)."""
     if c["unit"] == "":
         return "(not so)"
     value, limit, unit = c["value"], c["limit"], c["unit"]
+    digits = 3 if round(value, 2) == limit else 2
     if unit == "x faster":
-        return f"{value:.2f}x faster than {c['against']} (needs {limit:g}x)"
+        return f"{value:.{digits}f}x faster than {c['against']} (needs {limit:g}x)"
     if unit == "s":
         return f"{value:.2f} s (needs <= {limit:g} s)"
     if unit.startswith("x "):
-        return f"{value:.2f}{unit} (needs <= {limit:g}x)"
+        return f"{value:.{digits}f}{unit} (needs <= {limit:g}x)"
     return f"{value:.1f} {unit} (needs <= {limit:g})"
 
 

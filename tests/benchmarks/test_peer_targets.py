@@ -76,3 +76,9 @@ def test_a_model_that_cannot_stream_is_held_to_the_best_peer_on_whole_sequences(
     assert c["seq f32 vs best peer"]["value"] == 1.0 / 0.9 and c["seq f32 vs best peer"]["met"]
     assert not c["seq32 f32 vs best peer"]["met"]  # 0.9 / 1.0
     assert c["seq32 int8 vs best peer"]["met"]
+
+
+def test_a_figure_missed_by_less_than_its_last_digit_shows_one_more():
+    c = peer_targets._check("b256 int8w vs compute floor", 1.5024, 1.5, False, "x the floor", "compute floor")
+    assert c["met"] is False
+    assert "1.502x the floor (needs <= 1.5x)" in peer_targets.summary("har", [c])
