@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnedge import runtime
 from rnnedge.runtime import fused_float
 from rnnedge.runtime.fused_float_lanes import LANE_STREAMS, LANES_UNITS
 from rnnedge.runtime.layout import CELL_GRU, CELL_LSTM
-from tests.helpers import make_model, make_spec, random_inputs, stream_all, write_artifact
+from tests.helpers import make_spec, random_inputs, stream_all
+from tests.runtime.test_fused_float_few_units import _pair as few_units_pair
 
 pytestmark = pytest.mark.specialised
 TOLERANCE = 1e-5
@@ -23,14 +23,7 @@ UNITS = {"lstm": LANES_UNITS[CELL_LSTM], "gru": LANES_UNITS[CELL_GRU]}
 
 def _pair(tmp_path, spec, precision, monkeypatch):
     monkeypatch.setattr(fused_float, "limb_sums", lambda half=None: False)  # int8w on FMA8, as with F16C
-    path = write_artifact(make_model(spec, 7), tmp_path / f"m.{precision}.safetensors", precision)
-    fast = runtime.load(path)
-    assert fast.kernel_info["step"] == "specialised"
-    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
-    slow = runtime.load(path)
-    assert slow.kernel_info["step"] == "generic"  # decided when first asked: before the variable goes
-    monkeypatch.delenv("RNNEDGE_SPECIALISE")
-    return fast, slow
+    return few_units_pair(tmp_path, spec, precision, monkeypatch)
 
 
 # each side of each cell's bounds, both precisions, one and two layers (each case compiles a step of its own)
