@@ -27,7 +27,8 @@ test: setup
 	$(PY) -m pytest -q $(TEST_ARGS)
 
 ## rnnedge against PyTorch, ONNX Runtime and LiteRT (benchmarks/peers.py; LiteRT runs in its own venv,
-## artifacts/bench-venv, created on first use): one markdown table, JSON in artifacts/bench/.
+## artifacts/bench-venv, created on first use): one markdown table, each workload against the compute floor and
+## issue 15's targets (met / missed, with figures), JSON in artifacts/bench/.
 ## BENCH_ARGS="--quick" for a smoke run; the older benches: make bench-f32 bench-firmware bench-streaming
 ## Then the firmware cost table (bench-cost): instructions per step under QEMU, flash and RAM, per target x precision.
 BENCH_ARGS ?=
