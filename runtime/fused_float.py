@@ -108,8 +108,8 @@ def generate(model) -> fused.Specialised | None:
     pv_n = 0 if limbs else fused_float_run.pv_size(model, rows)  # run() projects ahead (fused_float_run.py)
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
-    lanes = 0 if limbs else lanes_scratch(rows, [extensions(lay.blob, row) for row in rows])
-    shared += lanes  # then 16 streams' gate rows of a layer of few units (fused_float_lanes.py)
+    lanes = 0 if q8 else lanes_scratch(rows, [extensions(lay.blob, row) for row in rows])
+    shared += lanes  # f32: 16 streams' gate rows of a layer of few units (fused_float_lanes.py)
     run_weights = _run_weights(lay, rows, weights, fma8)
     wide_from = CONVERT_FROM_HALF if half else CONVERT_FROM
     info = {"path": "fused_float", "source": str(specialize.source_path(f"{model.precision}_{cells}", text)),

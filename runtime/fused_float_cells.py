@@ -77,7 +77,7 @@ def update(out: Lines, row, gx, gh, st: str = "st", h: int | None = None, c: int
     forms its tanh in one pass of 16 rows into the scratch, then copies H of them into h: the same expression; an
     LSTM's first pass then runs over its 4H rows to blocks of 16 (rows past 4H are the sums' padding), so no
     exponential is left to a scalar remainder (lstm5x2-in8-out1 f32 at B = 64: 123-124 -> 110-111 ns a stream-step).
-    From 16 streams on, an LSTM below 11 units and a GRU below 16 form their gates 16 streams at a time in the
+    From 16 streams on, f32's LSTM below 11 units and GRU below 16 form their gates 16 streams at a time in the
     vector lanes instead (fused_float_lanes.py); this code then takes the streams past a multiple of 16.
 
     ext (fused_float_ext.extensions of the layer): its clip, functions, peepholes and input_forget, in loops over j

@@ -1,5 +1,9 @@
 """A float step's gate stage for a layer of few units, 16 streams at a time in the vector lanes (fused_float_step.py
-writes it for f32 and int8w on FMA8, from a batch of 16 streams).
+writes it for f32, from a batch of 16 streams).
+
+Not int8w: its step from 16 streams is step_wide (each group of W^T's columns converted once), while run() steps
+`layers`; the same lanes code compiled into both came out 1 ulp apart in some GRU layers of 5 units (LLVM optimises
+the two functions apart), which would break step() == run() bit for bit. int8w keeps update()'s per-stream code.
 
 Below FEW_ROWS units, fused_float_cells.update forms one stream's gates in passes over its 2H / 4H rows: an LSTM of
 5 units takes two 16-lane passes of sigmoids for its 20 gate rows, one of tanh for its 5 cells and scalar loops for

@@ -186,7 +186,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     O, S, n_in = int(m[M_OUT]), lay.state_size, int(m[M_N_IN])
     sums, words, _ = scratch_parts(lay, rows, q8, path == "avx512_vnni")
     rs = reset_before_scratch(rows)
-    lanes = path != "avx512_vnni" and lanes_scratch(rows, [extensions(lay.blob, row) for row in rows]) > 0
+    lanes = not q8 and lanes_scratch(rows, [extensions(lay.blob, row) for row in rows]) > 0  # f32 (fused_float_lanes)
     projected = not (q8 and path == "avx512_vnni")  # run() may hand `layers` the first layer's W_ih sums
 
     def body(wide: bool) -> str:
@@ -207,9 +207,9 @@ def source(model, rows, what: str, path: str = "fma") -> str:
             out(f"RB = A + B * {sums}  # r h and b_hn + W_hn (r h) of a GRU with linear_before_reset false "
                 f"(B, {rs})",
                 f"D = RB + B * {rs}  # the hidden head layers' outputs")
-            if lanes:  # after the head layers' outputs and FMA8's converted columns (CW): fused_float.py's shared
-                U, cw = sum(int(d[D_UNITS]) for d in lay.dense), converted_scratch(rows) + 15 if q8 else 0
-                out(f"ln = buf[{on_line(f'D + B * {U} + {cw}')}:]  # 16 streams' gate rows (fused_float_lanes.py)")
+            if lanes:  # after the head layers' outputs: fused_float.py's shared scratch
+                U = sum(int(d[D_UNITS]) for d in lay.dense)
+                out(f"ln = buf[{on_line(f'D + B * {U}')}:]  # 16 streams' gate rows (fused_float_lanes.py)")
         if wide:
             U = sum(int(d[D_UNITS]) for d in lay.dense)
             out(f"CW = {on_line(f'D + B * {U}')}  # a group of W^T's columns as float32 "

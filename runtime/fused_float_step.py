@@ -175,7 +175,7 @@ def layer_int8w_fma(out: Lines, row, src: str, stride: int, S: int, sums: int, p
         _reset_before(out, row, S, sums, rs, gx, gh,
                       part(int(row[L_OFF_BHH]), int(row[L_OFF_SHH]), ph, scaled[1], "rb"), product, ext)
         return
-    out(f"for b in range({_streams(out, row, gx, gh, sums, S, ext)}):",
+    out("for b in range(B):",  # no lanes: the step from 16 streams is step_wide, run() `layers` (fused_float_lanes)
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views, as in layer_f32")
     update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]",
            padded_reads=scaled[0] is not None and scaled[1] is not None, ext=ext)  # no w read in gx, gh
