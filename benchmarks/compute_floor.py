@@ -40,24 +40,20 @@ import time
 # cycles of latency need 4+ chains; on Zen 4 8 chains ran 1.14 FMAs a cycle, 12-16 fewer: a measured peak, not a
 # data-sheet one)
 CHAINS = (4, 8, 12, 16)
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # rows per hidden unit (runtime.spec.GATES)
 MACS_PER_OP = {"fma_f32": 16, "vpdpbusd": 32, "pmaddwd": 32}  # multiply-adds one timed operation stands for
 FLOAT_OP, INT8_OPS = "fma_f32", {"avx512_vnni": "vpdpbusd", "avx2": "pmaddwd"}
 
 
 def stream_step_macs(spec: dict) -> int:
     """Multiply-adds of one stream-step of a model spec (module docstring): its recurrent layers' weights, every
-    direction, and its head's dense layers."""
-    inputs = spec["input"]["features"] if spec["input"]["kind"] == "dense" else spec["input"]["embed_dim"]
-    macs = 0
-    for layer in spec["layers"]:
-        hidden, directions = layer["hidden"], 2 if layer["bidirectional"] else 1
-        macs += directions * GATES[layer["cell"]] * hidden * (inputs + hidden)
-        inputs = directions * hidden
-    for dense in spec["head"].get("hidden", []):
-        macs += inputs * dense["units"]
-        inputs = dense["units"]
-    return macs + inputs * spec["head"]["out"]
+    direction, and its head's dense layers (runtime.spec's sizes)."""
+    from rnnedge.runtime import spec as specs
+
+    recurrent = sum(specs.directions(layer) * specs.GATES[layer["cell"]] * layer["hidden"] * (n_in + layer["hidden"])
+                    for layer, n_in in zip(spec["layers"], specs.layer_input_sizes(spec)))
+    widths = specs.head_input_sizes(spec)
+    outs = [dense["units"] for dense in specs.head_hidden(spec)] + [spec["head"]["out"]]
+    return recurrent + sum(n_in * n_out for n_in, n_out in zip(widths, outs))
 
 
 def _timed_loop(op: str, chains_: int):

@@ -111,7 +111,7 @@ def update_lanes(out: Lines, row, gx, gh, sums: int, S: int) -> None:
         out(f"for i in range({2 * H * L}):",
             "    ln[i] = ONE / (ONE + exp_f32(-(ln[i])))")
         state(h, 4 * H, False)
-        out(f"for i in range({H * L}):",  # n into gh_n's rows, then the blend: update()'s two loops, its numbers
+        out(f"for i in range({H * L}):",  # n into gh_n's rows, then the blend: update()'s two loops
             f"    ln[{3 * H * L} + i] = TWO / (ONE + exp_f32(-TWO * (ln[{2 * H * L} + i] + ln[i] * ln[{3 * H * L} + i])))"
             " - ONE",
             f"for i in range({H * L}):",

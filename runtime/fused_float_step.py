@@ -80,14 +80,16 @@ def layer_f32(out: Lines, row, src: str, stride: int, S: int, sums: int, project
 
         _reset_before(out, row, S, sums, rs, gx, gh, lambda off: f"rb[{ph + off} + j]", product, ext)
         return
-    out(f"for b in range({_streams(out, row, gx, gh, sums, S, ext)}):",
+    streams = _streams(out, row, gx, gh, sums, S, ext)  # writes the lanes' passes first, where the layer has them
+    out(f"for b in range({streams}):",
         f"    av, st = buf[A + b * {sums}:], buf[S0 + b * {S}:]  # views: LLVM then vectorises without alias checks")
     update(out, row, gx, gh, scratch=lambda off: f"av[{half + off} + j]", padded_reads=True, ext=ext)
 
 
 def _streams(out: Lines, row, gx, gh, sums: int, S: int, ext: Extensions | None) -> str:
-    """The range of streams the per-stream cell update takes: every one ("B"), or, for a layer of few units
-    (fused_float_lanes.in_lanes), those past the multiples of 16 whose gates update_lanes writes first ("b1, B")."""
+    """The range of streams f32's per-stream cell update takes: every one ("B"), or, for a layer of few units
+    (fused_float_lanes.in_lanes), those past the multiples of 16, after writing update_lanes' passes for the others
+    ("b1, B")."""
     if not in_lanes(row, ext):
         return "B"
     update_lanes(out, row, gx, gh, sums, S)
