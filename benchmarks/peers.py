@@ -28,7 +28,8 @@ engine: the cold start and RSS of the smallest numba program (import numba, one 
 rnnedge's own cold start is compared with. The compute floor of a stream-step per precision (multiply-adds / the
 measured peak of the instruction its batched products use: benchmarks/compute_floor.py) is measured once per run
 on the same core, and rnnedge's B = 64 and 256 figures are given over it. Last, issue 15's targets on each
-workload (benchmarks/peer_targets.py): how many are met, and each one that is not with its figure. rnnedge's Python modules are byte-compiled first, as pip does at install
+workload (benchmarks/peer_targets.py): how many are met, and each one that is not with its figure (a speed target
+also with the time it needed, and whether that is under the precision's compute floor). rnnedge's Python modules are byte-compiled first, as pip does at install
 (an editable install under PYTHONDONTWRITEBYTECODE would otherwise compile their source in every process).
 
 LiteRT needs TensorFlow to convert the weights to .tflite: the harness creates a separate virtual environment

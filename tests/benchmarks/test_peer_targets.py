@@ -49,7 +49,7 @@ def test_each_target_against_its_limit():
     assert c["cold empty f32"]["met"]
     text = peer_targets.summary("kws", list(c.values()))
     assert text.startswith(f"kws, issue 15's targets: {sum(bool(x['met']) for x in c.values())} of {len(c)} met")
-    assert "step int8w 1.80x faster than litert_int8 (needs 3x)" in text
+    assert "step int8w 1.80x faster than litert_int8 (needs 3x: 1.2 us)" in text  # 3.6 / 3, no floor given
     assert "b256 int8w vs compute floor 1.60x the floor (needs <= 1.5x)" in text
     assert "RSS int8 15.0 MB above the numba floor (needs <= 10)" in text and "not measured" not in text
 
@@ -82,3 +82,23 @@ def test_a_figure_missed_by_less_than_its_last_digit_shows_one_more():
     c = peer_targets._check("b256 int8w vs compute floor", 1.5024, 1.5, False, "x the floor", "compute floor")
     assert c["met"] is False
     assert "1.502x the floor (needs <= 1.5x)" in peer_targets.summary("har", [c])
+
+
+def test_a_missed_speed_target_says_the_time_it_needs_and_whether_the_compute_floor_allows_it():
+    """needs_us: the peer's time over the factor; below the precision's compute floor, the summary says no
+    implementation of that arithmetic reaches it here (the floor's own target is unchanged)."""
+    table = _streaming_table()
+    gaps = {"rnnedge_f32": {"floor_us": 0.9, "b64": 1.5 / 0.9, "b256": 1.5 / 0.9},
+            "rnnedge_int8w": {"floor_us": 0.9, "b64": 1.2 / 0.9, "b256": 1.2 / 0.9},
+            "rnnedge_int8": {"floor_us": 0.5, "b64": 0.9 / 0.5, "b256": 0.8 / 0.5}}
+    c = _by_name(peer_targets.check(table, PEERS, gaps, table["numba_floor"]))
+    seq = c["seq int8w"]  # ORT int8 1.8 us: 3x is 0.6 us, under int8w's floor of 0.9
+    assert not seq["met"] and seq["needs_us"] == 1.8 / 3 and seq["floor_us"] == 0.9
+    step = c["step int8w"]  # LiteRT int8 3.6 us: 3x is 1.2 us, above the floor: within reach
+    assert not step["met"] and step["needs_us"] == 1.2 and step["floor_us"] == 0.9
+    assert c["step int8"]["met"] and c["step int8"]["needs_us"] == 1.2  # recorded for met targets too
+    text = peer_targets.summary("kws", list(c.values()))
+    assert ("seq int8w 1.80x faster than ort_int8 (needs 3x: 0.6 us, under this precision's compute floor of "
+            "0.9 us: out of reach at its instruction's peak)") in text
+    assert "step int8w 1.80x faster than litert_int8 (needs 3x: 1.2 us);" in text
+    assert c["b64 int8w"]["needs_us"] == 1.0 and "b64 int8w 0.83x faster than ort_int8 (needs 1x: 1 us);" in text
