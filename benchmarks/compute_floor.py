@@ -154,30 +154,6 @@ def floors_us(spec: dict, measured: dict) -> dict[str, float | None]:
     return {p: (macs / measured["rates"][op] * 1e6 if op else None) for p, op in measured["ops"].items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.compute_floor", description=__doc__.split("\n\n")[0])
-    p.add_argument("--core", type=int, default=None, help="pin to this core first")
-    p.add_argument("--workloads", default="", help="comma-separated workloads (benchmarks.peers' names or shapes): "
-                                                    "also print their floors")
-    args = p.parse_args(argv)
-    if args.core is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.core})
-    out = measure()
-    if args.workloads:
-        from benchmarks import peer_build
-
-        out["floors_us"] = {}
-        for entry in args.workloads.split(","):
-            name, spec = peer_build.workload_spec(entry)
-            out["floors_us"][name] = {"macs": stream_step_macs(spec), **floors_us(spec, out)}
-    print(json.dumps(out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def against_floor(rows: dict, spec: dict, measured: dict, columns=("b64", "b256")) -> dict:
     """Per rnnedge engine of a workload's table rows: its precision's floor (us per stream-step) and each batched
     column's figure over it (None where the engine has no such column or its path no floor)."""
@@ -203,3 +179,27 @@ def summary_line(workload: str, macs: int, gaps: dict) -> str:
         cells.append(f"{engine} {g['floor_us']:.3f} us, B = 64 ; 256 at {ratios}")
     return (f"{workload}, against the compute floor ({macs} multiply-adds a stream-step / the instruction's measured "
             "peak; benchmarks/compute_floor.py): " + "; ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.compute_floor", description=__doc__.split("\n\n")[0])
+    p.add_argument("--core", type=int, default=None, help="pin to this core first")
+    p.add_argument("--workloads", default="", help="comma-separated workloads (benchmarks.peers' names or shapes): "
+                                                    "also print their floors")
+    args = p.parse_args(argv)
+    if args.core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.core})
+    out = measure()
+    if args.workloads:
+        from benchmarks import peer_build
+
+        out["floors_us"] = {}
+        for entry in args.workloads.split(","):
+            name, spec = peer_build.workload_spec(entry)
+            out["floors_us"][name] = {"macs": stream_step_macs(spec), **floors_us(spec, out)}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,8 +29,9 @@ rnnedge's own cold start is compared with. The compute floor of a stream-step pe
 measured peak of the instruction its batched products use: benchmarks/compute_floor.py) is measured once per run
 on the same core, and rnnedge's B = 64 and 256 figures are given over it. Last, issue 15's targets on each
 workload (benchmarks/peer_targets.py): how many are met, and each one that is not with its figure (a speed target
-also with the time it needed, and whether that is under the precision's compute floor). rnnedge's Python modules are byte-compiled first, as pip does at install
-(an editable install under PYTHONDONTWRITEBYTECODE would otherwise compile their source in every process).
+also with the time it needed, and whether that is under the precision's compute floor). rnnedge's Python modules
+are byte-compiled first, as pip does at install (an editable install under PYTHONDONTWRITEBYTECODE would otherwise
+compile their source in every process).
 
 LiteRT needs TensorFlow to convert the weights to .tflite: the harness creates a separate virtual environment
 for that (--bench-venv, default artifacts/bench-venv: pip install tensorflow-cpu ai-edge-litert, about 1.6 GB)
@@ -341,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         "engines": engines, "left_out": {f"{w}/{e}": why for (w, e), why in skipped.items()},
         "workloads": {n: {"spec": w["spec"], "parameters": w["parameters"]} for n, w in workloads.items()},
         "columns": dict(COLUMNS), "table": table, "ratios": ratio, "numba_floor": floor,
-        "compute_floor": {"measured": compute, "against": against}, "targets": targets, "markdown": text, "failures": failures,
+        "compute_floor": {"measured": compute, "against": against}, "targets": targets, "markdown": text,
+        "failures": failures,
         "runs": {f"{w}/{e}": rs for (w, e), rs in runs.items()},
         "cold_empty_runs": {f"{w}/{e}": rs for (w, e), rs in cold.items()},
     }

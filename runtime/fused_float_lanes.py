@@ -30,8 +30,9 @@ from __future__ import annotations
 from rnnedge.runtime.fused_float_cells import FEW_ROWS
 from rnnedge.runtime.fused_float_source import Lines, reset_before
 from rnnedge.runtime.layout import CELL_GRU, CELL_LSTM, L_CELL, L_HIDDEN, L_OFF_C, L_OFF_H
+from rnnedge.runtime.vnni import LANES
 
-LANE_STREAMS = 16  # streams per pass: one float32 lane each of a 16-lane vector
+LANE_STREAMS = LANES  # streams per pass: one float32 lane each of a 16-lane vector
 # the units for which a layer's gates go in the lanes, per cell (Zen 4, f32 at B = 256, ns a stream-step, per-stream
 # passes -> lanes: lstm3 42-48 -> 25, lstm5x2 104-105 -> 64, lstm8 60-61 -> 52, lstm10 76 -> 66-75, lstm12 79-85
 # -> 78-90 (its 48 gate rows fill three 16-lane passes a stream); gru3 44 -> 20, gru5x2 100 -> 42, gru8x2 125-132

@@ -194,6 +194,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
         columns converted once per step into CW), compiled only for a stream that runs it."""
         proj = projected and not wide
         out = Lines()
+        U = sum(int(d[D_UNITS]) for d in lay.dense)  # the hidden head layers' outputs, per stream
         out("B = x.shape[0]",
             f"S0 = B * {O}  # state (B, {S})",
             f"V = S0 + B * {S}  # scratch: v (B, {n_in})",
@@ -208,10 +209,8 @@ def source(model, rows, what: str, path: str = "fma") -> str:
                 f"(B, {rs})",
                 f"D = RB + B * {rs}  # the hidden head layers' outputs")
             if lanes:  # after the head layers' outputs: fused_float.py's shared scratch
-                U = sum(int(d[D_UNITS]) for d in lay.dense)
                 out(f"ln = buf[{on_line(f'D + B * {U}')}:]  # 16 streams' gate rows (fused_float_lanes.py)")
         if wide:
-            U = sum(int(d[D_UNITS]) for d in lay.dense)
             out(f"CW = {on_line(f'D + B * {U}')}  # a group of W^T's columns as float32 "
                 f"({converted_scratch(rows)}), from a cache line: the stream's buffer starts on one")
         if proj:
