@@ -37,6 +37,9 @@ class Specialised:
     # run(X, lengths, valid) -> model.run()'s output on this step's arithmetic (valid (B, T) bool, None when every
     # sequence has all T steps), or None
     run: Callable | None = None
+    # whether run() finds a dense input whose normalised value is not finite itself (inside its compiled pass over
+    # the inputs, raising model.run()'s ValueError): model.run() then skips its own pass over X before the call
+    run_checks: bool = False
     # (from_batch, kernel): a stream of at least from_batch streams runs this kernel instead (the same call, the same
     # numbers; compiled only when such a stream is made), or None
     wide: tuple[int, Callable] | None = None
@@ -48,6 +51,15 @@ class Specialised:
     def kernel_for(self, batch: int) -> Callable:
         """The kernel a stream of `batch` streams runs."""
         return self.wide[1] if self.wide is not None and batch >= self.wide[0] else self.kernel
+
+
+def refused(model, X, valid) -> None:
+    """Raise model.run()'s ValueError for the dense input X (B, T, F) float32 a compiled run() returned status 1 for
+    (a normalised value not finite within the lengths; valid (B, T) or None, as run's): numpy's pass says where."""
+    if model.dense:
+        model._check_normalised(X, valid)
+    raise RuntimeError("a compiled run() refused X, and numpy finds every normalised value within the lengths "
+                       "finite")  # not reached: the same float32 arithmetic both ways
 
 
 # the ONNX layer extensions that change a step's arithmetic (layout.F_STEP), as a refusal names them

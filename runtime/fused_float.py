@@ -21,7 +21,7 @@ The arithmetic is the generic kernels' (kernels_f32 / kernels_int8w: float32 act
 on finished sums), summed in another order (f32: one chain of fused multiply-adds per sum, fused_float_fma.py;
 int8w: FMA8's chains too, or the activations' two int16 limbs on VNNI: limb_sums), so the two
 agree to float32 rounding, not bit for bit. model.run() of
-a model that streams therefore runs this same compiled step over the sequence (`run_sequence`), keeping
+a model that streams therefore runs this same compiled step over the sequence (`run_function`), keeping
 step() == run() bit for bit: below four sequences it first computes the first layer's input sums of ~16 steps
 at a time as one product, the same sums the step would form (fused_float_run.py; int8w on FMA8: the same code,
 reading the step's qw, as the step does -- or, on a CPU with 128-bit vector units, a float32 copy of it made per
@@ -33,6 +33,7 @@ the recurrence), kernel_info["path"] "fused_float_sequence".
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -136,8 +137,7 @@ def generate(model) -> fused.Specialised | None:
     return fused.Specialised(
         kernel=module.step, weights=weights, scratch=lambda batch: batch * per_stream + shared,
         info=info,
-        run=lambda X, lengths, valid: run_sequence(model, module.sequence, run_weights(), per_stream, shared, X,
-                                                   lengths, valid, pv_n),
+        run=run_function(model, module.sequence, run_weights, per_stream, shared, pv_n), run_checks=True,
         wide=(wide_from, module.step_wide) if fma8 else None)
 
 
@@ -226,37 +226,41 @@ def _run_weights(lay, rows, weights: tuple, fma8: bool):
     return lambda: weights
 
 
-def run_sequence(model, sequence, weights: tuple, per_stream: int, shared: int, X: np.ndarray, lengths: np.ndarray,
-                 valid: np.ndarray | None, pv_n: int = 0) -> np.ndarray:
-    """model.run() on the specialised step: X (B, T, F) float32 (checked by run) or (B, T) token ids -> as run.
+def run_function(model, sequence, weights: Callable[[], tuple], per_stream: int, shared: int, pv_n: int = 0):
+    """model.run() on the specialised step, as a function run(X, lengths, valid): X (B, T, F) float32 (checked by
+    run) or (B, T) token ids -> as run. A closure over what it reads at every call: for a short sequence its
+    Python is most of run()'s cost (Zen 4, lstm8 f32 at T = 1: run() 6.0-6.4 -> ~3.5 us).
 
     Every sequence steps all T steps in one buffer (inputs past a length replaced by harmless ones: the mean, or
-    token 0), so each output up to its length is exactly what a stream gives; later ones are dropped. pv_n: the
-    elements of the projections array `sequence` takes last (fused_float_run.py; 0: it takes none)."""
-    B, T = X.shape[:2]
-    lay = model.layout
-    O = model.out
-    buf = np.zeros(B * (O + lay.state_size + per_stream) + shared, dtype=np.float32)
-    state = buf[B * O : B * (O + lay.state_size)].reshape(B, lay.state_size)
-    if model.initial_state is not None:
-        state[:] = model.initial_state
-    full = valid is None  # every sequence T steps long (run()'s usual call): nothing to replace or zero
-    if model.dense:
-        Xt = (X if full else np.where(valid[..., None], X, model._mean)).astype(np.float32, copy=False)
-        Xt = Xt.transpose(1, 0, 2)
-    else:
-        Xt = model._check_tokens(X, valid).T
-    Xt = np.ascontiguousarray(Xt)
+    token 0), so each output up to its length is exactly what a stream gives; later ones are dropped. weights():
+    the arrays `sequence` takes after the lengths (_run_weights); pv_n: the elements of the projections array it
+    takes last (fused_float_run.py; 0: it takes none)."""
+    dense, O, S, init = model.dense, model.out, model.layout.state_size, model.initial_state
     every = model.spec["head"]["on"] != "last_step"
-    Y = np.empty((T, B, O) if every else (B, O), dtype=np.float32)  # sequence() writes every element
-    pv = (np.zeros(pv_n if B < fma.STREAMS else 1, dtype=np.float32),) if pv_n else ()
-    sequence(buf, Xt, Y, lengths - 1, *weights, *pv)
-    if not every:
+    per_row = O + S + per_stream
+
+    def run(X: np.ndarray, lengths: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        B, T = X.shape[0], X.shape[1]
+        buf = np.zeros(B * per_row + shared, dtype=np.float32)
+        if init is not None:
+            buf[B * O : B * (O + S)].reshape(B, S)[:] = init
+        if dense:
+            Xt = X if valid is None else np.where(valid[..., None], X, model._mean).astype(np.float32, copy=False)
+            Xt = Xt.reshape(T, 1, Xt.shape[2]) if B == 1 else np.ascontiguousarray(Xt.transpose(1, 0, 2))
+        else:
+            Xt = np.ascontiguousarray(model._check_tokens(X, valid).T)
+        Y = np.empty((T, B, O) if every else (B, O), dtype=np.float32)  # sequence() writes every element
+        if (sequence(buf, Xt, Y, lengths, *weights(), np.zeros(pv_n if B < fma.STREAMS else 1, dtype=np.float32))
+                if pv_n else sequence(buf, Xt, Y, lengths, *weights())):
+            fused.refused(model, X, valid)  # a dense value whose normalised form is not finite: run()'s ValueError
+        if not every:
+            return Y
+        Y = Y.reshape(1, T, O) if B == 1 else np.ascontiguousarray(Y.transpose(1, 0, 2))
+        if valid is not None:
+            Y[~valid] = 0.0
         return Y
-    Y = np.ascontiguousarray(Y.transpose(1, 0, 2))
-    if not full:
-        Y[~valid] = 0.0
-    return Y
+
+    return run
 
 
 fused.GENERATORS.update({"f32": generate, "int8w": generate})

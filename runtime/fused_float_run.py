@@ -1,6 +1,6 @@
 """model.run() of an f32 / int8w model that streams, on its compiled step (fused_float_source.py writes both).
 
-    sequence(buf, X, Y, ends, *weights, pv)     X (T, B, ...); Y (T, B, O), or (B, O) at ends[b]
+    sequence(buf, X, Y, lengths, *weights, pv)  X (T, B, ...); Y (T, B, O), or (B, O) at lengths[b] - 1
 
 The step's body is a function `layers(buf, x, *weights, pv, at)`: step() calls it with at = -1 (it checks x and
 computes everything), run() with at >= 0 where it has computed the first layer's input sums ahead. Below
@@ -20,7 +20,7 @@ same numbers). Measured (Zen 3,
 T = 300, B = 1, us per step): kws f32 5.78 -> 5.12, int8w 6.22 -> 5.70; har (6 inputs, W_ih small) unchanged.
 
 pv: [projections (rows, GP) | inputs (rows, n_in)], rows up to PROJECT_ROWS + STREAMS, GP the first layer's gate
-rows padded to blocks of 16 (lanes past G are the blocks' padding, never read); run_sequence allocates it per
+rows padded to blocks of 16 (lanes past G are the blocks' padding, never read); run_function allocates it per
 run(), with the buffer.
 """
 
@@ -57,11 +57,13 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
     out("T, B = X.shape[0], X.shape[1]",
         f"if B >= {STREAMS}:  # the batched step shares each weight load between streams already",
         "    for t in range(T):",
-        f"        layers(buf, X[t], {args}, buf, -1)")
+        f"        if layers(buf, X[t], {args}, buf, -1):  # x refused (dense: a normalised value not finite)",
+        "            return 1")
     out.depth += 2
     _outputs(out, O, every)
     out.depth -= 2
     out("    return 0",
+        "finite = True",
         f"ch = ({PROJECT_ROWS} + B - 1) // B  # steps per chunk",
         "for t0 in range(0, T, ch):",
         "    t1 = min(T, t0 + ch)",
@@ -69,8 +71,11 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
         "    for t in range(t0, t1):",
         "        x = X[t]")
     out.depth += 2
-    input_rows(out, model, q8, "b", "B", f"{VP} + (t - t0) * B * {K}", array="pv")
+    input_rows(out, model, q8, "b", "B", f"{VP} + (t - t0) * B * {K}", array="pv", check=model.dense)
     out.depth -= 1
+    if model.dense:
+        out("if not finite:  # a normalised value: run_function raises run()'s ValueError",
+            "    return 1")
     # the sums start from b (f32) or 0 (int8w) in registers, as the step's (fused_float_source.bias_start /
     # scale_start)
     bias = None if q8 else bias_start(int(row[L_OFF_BIH]), G, model.layout.blob.size)
@@ -89,9 +94,10 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
     out.depth -= 2
     out("return 0")
     return ("\n\n@fast_entry\n"
-            f"def sequence(buf, X, Y, ends, {args}, pv):\n"
-            '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]; '
-            'pv: the first\n    layer\'s input sums of a chunk of steps (fused_float_run.py)."""\n' + out.text())
+            f"def sequence(buf, X, Y, lengths, {args}, pv):\n"
+            '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at step\n'
+            '    lengths[b] - 1; pv: the first layer\'s input sums of a chunk of steps (fused_float_run.py)."""\n'
+            + out.text())
 
 
 def stepping_source(args: str, O: int, every: bool) -> str:
@@ -100,12 +106,16 @@ def stepping_source(args: str, O: int, every: bool) -> str:
     out = Lines()
     out("B = X.shape[1]",
         "for t in range(X.shape[0]):",
-        f"    layers(buf, X[t], {args})")
+        f"    if layers(buf, X[t], {args}):  # x refused (dense: a normalised value not finite)",
+        "        return 1")
     out.depth += 1
     _outputs(out, O, every)
+    out.depth -= 1
+    out("return 0")
     return ("\n\n@fast_entry\n"
-            f"def sequence(buf, X, Y, ends, {args}):\n"
-            '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at ends[b]."""\n'
+            f"def sequence(buf, X, Y, lengths, {args}):\n"
+            '    """X (T, B, ...) inputs valid at every t; Y (T, B, O) every output, or (B, O) the output at step\n'
+            '    lengths[b] - 1."""\n'
             + out.text())
 
 
@@ -117,6 +127,6 @@ def _outputs(out: Lines, O: int, every: bool) -> None:
             f"        Y[t, b, o] = buf[b * {O} + o]")
     else:
         out("for b in range(B):",
-            "    if ends[b] == t:",
+            "    if lengths[b] == t + 1:",
             f"        for o in range({O}):",
             f"            Y[b, o] = buf[b * {O} + o]")

@@ -171,7 +171,7 @@ class Lines:
 
 
 def source(model, rows, what: str, path: str = "fma") -> str:
-    """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, ends, *weights[, pv]) (see run).
+    """The module text: step(buf, x, *weights) -> status and sequence(buf, X, Y, lengths, *weights[, pv]) (see run).
     int8w: path "avx512_vnni" (limb sums on VNNI) or "fma" (FMA8) (fused_float.limb_sums), the sums' code. f32
     and FMA8: the step's body is `layers(buf, x, *weights, pv, at)`, step() its call with at = -1, and run()'s
     sequence is fused_float_run.py's, which may hand it the first layer's input sums."""

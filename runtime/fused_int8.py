@@ -70,7 +70,7 @@ from rnnedge.runtime.fused_int8_cells import (
     up,
 )
 from rnnedge.runtime.fused_int8_math import pair_table
-from rnnedge.runtime.fused_int8_seq import CHUNK, Frame, run_sequence, sequence
+from rnnedge.runtime.fused_int8_seq import CHUNK, Frame, run_function, sequence
 from rnnedge.runtime.kernels_f32 import BAD_SHAPE
 from rnnedge.runtime.vnni import ROWS
 
@@ -184,8 +184,7 @@ def generate(model, path: str | None = None) -> Specialised | None:
                                     "four sequences and more), each step's products as matrix products; else "
                                     f"input projections of {CHUNK} steps at a time as one, then their recurrence"
                                     if not portable else "the step's stages over whole sequences"},
-                       run=lambda X, lengths, valid: run_sequence(model, module, weights, seq, X, lengths,
-                                                                  valid))
+                       run=run_function(model, module, weights, seq), run_checks=True)
 
 
 def _head_constants(blob: Blob, lay, path: str) -> dict:

@@ -132,23 +132,30 @@ class Model:
         X = np.asarray(X)
         if self.dense:
             _check_dtype(X, np.floating, "X", "float32")
-            _check_shape(X, 3, (None, None, self.features), "X", "(batch, time, features)")
+            if X.ndim != 3 or X.shape[2] != self.features:  # the check's own test, without its loop per call
+                _check_shape(X, 3, (None, None, self.features), "X", "(batch, time, features)")
         else:
             _check_dtype(X, np.integer, "X", "int64 token ids")
-            _check_shape(X, 2, (None, None), "X", "(batch, time)")
+            if X.ndim != 2:
+                _check_shape(X, 2, (None, None), "X", "(batch, time)")
         B, T = X.shape[:2]
         if T == 0:
             raise ValueError("X has no time steps")
-        lengths, full = self._check_lengths(lengths, B, T)
+        if lengths is None:  # every sequence T steps long (run()'s usual call)
+            lengths, full = np.empty(B, dtype=np.int64), True
+            lengths.fill(T)  # np.full's arithmetic at a third of its cost per call
+        else:
+            lengths, full = self._check_lengths(lengths, B, T)
         if B == 0:
             return np.zeros((0, T, self.out) if self.spec["head"]["on"] != "last_step" else (0, self.out), np.float32)
         # valid (B, T): which steps lie within their sequence's length; None when all do (run()'s usual call: no
         # mask to build, nothing to replace or zero)
         valid = None if full else np.arange(T) < lengths[:, None]
+        step = fused.specialised(self)
         if self.dense:
             X = np.ascontiguousarray(X, dtype=np.float32)
-            self._check_normalised(X, valid, lengths)
-        step = fused.specialised(self)
+            if step is None or not step.run_checks:
+                self._check_normalised(X, valid, lengths)
         if step is not None and step.run is not None:  # the step's own arithmetic, so run() equals step()
             return step.run(X, lengths, valid)
         h = self._inputs_int8(X, lengths, valid) if self.precision == "int8" else self._inputs(X, valid)
@@ -296,11 +303,8 @@ class Model:
         return feats
 
     def _check_lengths(self, lengths, B: int, T: int) -> tuple[np.ndarray, bool]:
-        """(lengths (B,) int64, whether every one is T) for run()'s `lengths` argument (None: all T)."""
-        if lengths is None:
-            every = np.empty(B, dtype=np.int64)
-            every.fill(T)  # np.full's arithmetic at a third of its cost per call
-            return every, True
+        """(lengths (B,) int64, whether every one is T) for run()'s `lengths` argument when given (None, all T, is
+        run()'s own)."""
         lengths = np.asarray(lengths)
         if lengths.shape != (B,) or not (np.issubdtype(lengths.dtype, np.integer) or lengths.size == 0):
             raise ValueError(f"lengths must be {B} integers (one per sequence), got shape {lengths.shape} {lengths.dtype}")

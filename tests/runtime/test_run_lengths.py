@@ -62,3 +62,43 @@ def test_run_without_lengths_equals_run_with_them_on_the_specialised_and_generic
         np.testing.assert_array_equal(Y, expected)
     else:
         np.testing.assert_allclose(Y, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision,cell", [("f32", "lstm"), ("int8w", "gru"), ("int8", "lstm"), ("int8", "gru")])
+def test_the_specialised_run_refuses_exactly_the_inputs_the_generic_run_refuses(tmp_path, monkeypatch, precision,
+                                                                                cell):
+    """The specialised run()s find a normalised value that is not finite inside their compiled pass over the inputs
+    (model.run() makes no pass of its own for them: fused.Specialised.run_checks): below four sequences, from four
+    (the float step over a batch; int8's groups of four) and the rest, with and without lengths, they refuse what
+    the generic run() refuses, with its message, and take what it takes."""
+    spec = make_spec(cell, hidden=19)
+    path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
+    model = runtime.load(path)
+    assert model.kernel_info["step"] == "specialised", model.kernel_info
+    monkeypatch.setenv("RNNEDGE_SPECIALISE", "0")
+    generic = runtime.load(path)
+    assert generic.kernel_info["step"] == "generic"
+    rng = np.random.default_rng(11)
+    steps, refused = 6, 0
+    for trial in range(48):
+        batch = (1, 3, 4, 5)[trial % 4]
+        X = random_inputs(spec, batch, steps, seed=trial)
+        lengths = None if trial % 3 == 0 else rng.integers(1, steps + 1, batch)
+        if trial % 8:  # a NaN, an infinity or a finite value whose normalised value overflows, anywhere
+            X[rng.integers(batch), rng.integers(steps), rng.integers(X.shape[2])] = rng.choice(
+                [np.nan, np.inf, -np.inf, 3.4e38, -3.4e38])
+        try:
+            expected = generic.run(X, lengths)
+        except ValueError as e:
+            refused += 1
+            with pytest.raises(ValueError) as got:
+                model.run(X, lengths)
+            assert str(got.value) == str(e)
+            continue
+        Y = model.run(X, lengths)
+        assert np.isfinite(Y).all()
+        if precision == "int8":
+            np.testing.assert_array_equal(Y, expected)
+        else:
+            np.testing.assert_allclose(Y, expected, rtol=0, atol=1e-5)
+    assert 10 <= refused <= 42, refused  # both kinds of answer were exercised
