@@ -133,12 +133,16 @@ def recur(name: str, row, q8: bool, registers: bool = False, rs: int = 0, ext: E
 
 
 def inputs_source(model, q8: bool, args: str) -> str:
-    """inputs(buf, dst, x, rows, *weights): the first layer's input rows, normalised features or embeddings."""
+    """inputs(buf, dst, x, rows, *weights) -> finite: the first layer's input rows, normalised features (False where
+    one is NaN or infinite) or embeddings."""
     n_in = int(model.layout.model[L.M_N_IN])
     out = Lines()
-    input_rows(out, model, q8, "r", "rows", "dst")
+    out("finite = True")
+    input_rows(out, model, q8, "r", "rows", "dst", check=model.dense)
+    out("return finite")
     return (f"\n\n@fast_inline\ndef inputs(buf, dst, x, rows, {args}):\n"
-            f'    """The first layer\'s input rows (rows, {n_in}) at dst from x\'s rows (checked by the caller)."""\n'
+            f'    """The first layer\'s input rows (rows, {n_in}) at dst from x\'s rows (token ids checked by the caller); '
+            'whether\n    every normalised feature is finite."""\n'
             + out.text())
 
 

@@ -14,6 +14,9 @@ function; inputs / proj / recur / head (one proj and one recur per distinct laye
         state; plan (layer-directions, 18) int64 which functions, offsets and strides each one uses (source);
         Y (T B O,) every step's output, or (B O,) each sequence's last-step output; int8w: half 1 where qw is
         the float16 copy recur reads, else 0 and qw is buf itself (recur then reads W_hh^T's copy there).
+        Returns 0, or 1 for a dense input whose normalised value is not finite, found as inputs() writes the
+        first layer's rows, before any layer (run_sequence raises run()'s ValueError; run() makes no pass of its
+        own over X for this model: fused.Specialised.run_checks).
 
 Per layer-direction: proj on all T B rows at once (the weights read once for the whole sequence), then recur at
 every t, forward or backward, copying h into the layer's output rows. A backward direction starts each sequence
@@ -193,7 +196,8 @@ def generate(model, weights: tuple, half: bool = False) -> fused.Specialised:
                          else "")}
     return fused.Specialised(kernel=None, weights=weights, scratch=lambda batch: 0, info=info,
                              run=lambda X, lengths, valid: run_sequence(model, module.sequence, weights, half, sizes,
-                                                                        init, plan, X, lengths, valid))
+                                                                        init, plan, X, lengths, valid),
+                             run_checks=True)
 
 
 def run_sequence(model, sequence, weights: tuple, half: bool, sizes: Sizes, init: np.ndarray, plan: np.ndarray,
@@ -215,7 +219,8 @@ def run_sequence(model, sequence, weights: tuple, half: bool, sizes: Sizes, init
     if model.precision == "int8w":  # recur on the float16 copy, or on W_hh^T as float32 in buf (qw: buf itself)
         on_half = half and B < HALF_BELOW
         weights = (np.int64(on_half), *weights[:2], weights[2] if on_half else buf)
-    sequence(buf, Xt, lengths, init, plan, Y, *weights)
+    if sequence(buf, Xt, lengths, init, plan, Y, *weights):
+        fused.refused(model, X, valid)  # a dense value whose normalised form is not finite: run()'s ValueError
     if not every:
         return Y.reshape(B, O)
     Y = np.ascontiguousarray(Y.reshape(T, B, O).transpose(1, 0, 2))
@@ -298,7 +303,8 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
         f"GX = {on_line(f'Q + TB * {WM}')}  # a layer-direction's input projections (TB, {GP})",
         f"WF = {on_line(f'GX + TB * {GP}')}  # int8w: a layer-direction's weights as float32 ({sizes.WF})"
         if q8 else "",
-        f"inputs(buf, P, X, TB, {args})",
+        f"if not inputs(buf, P, X, TB, {args}):  # a normalised value not finite: run_sequence raises run()'s error",
+        "    return 1",
         "for i in range(plan.shape[0]):",
         "    pid, rid, back, so, n, H, col = plan[i, 0], plan[i, 1], plan[i, 2], plan[i, 3], plan[i, 4], plan[i, 5], "
         "plan[i, 6]",
@@ -360,6 +366,7 @@ def _sequence(model, sizes: Sizes, n_proj: int, n_recur: int, last: str, q8: boo
         out(f"head(buf, {dst}, np.int64({WM}), B, D, {args})",
             f"for i in range(B * {O}):",
             "    Y[i] = buf[i]")
+    out("return 0")
     return (f"\n\n@fast_entry\ndef sequence(buf, X, lens, init, plan, Y, {'half, ' if q8 else ''}{args}):\n"
             '    """Whole sequences (fused_float_sequence.py): X (T B, ...) rows t-major, Y every output or the '
             'last."""\n' + out.text())

@@ -64,14 +64,17 @@ def test_run_without_lengths_equals_run_with_them_on_the_specialised_and_generic
         np.testing.assert_allclose(Y, expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("precision,cell", [("f32", "lstm"), ("int8w", "gru"), ("int8", "lstm"), ("int8", "gru")])
+@pytest.mark.parametrize("precision,cell,bidirectional", [
+    ("f32", "lstm", False), ("int8w", "gru", False), ("int8", "lstm", False), ("int8", "gru", False),
+    ("f32", "gru", True), ("int8w", "lstm", True), ("int8", "rnn_tanh", True)])
 def test_the_specialised_run_refuses_exactly_the_inputs_the_generic_run_refuses(tmp_path, monkeypatch, precision,
-                                                                                cell):
+                                                                                cell, bidirectional):
     """The specialised run()s find a normalised value that is not finite inside their compiled pass over the inputs
     (model.run() makes no pass of its own for them: fused.Specialised.run_checks): below four sequences, from four
-    (the float step over a batch; int8's groups of four) and the rest, with and without lengths, they refuse what
-    the generic run() refuses, with its message, and take what it takes."""
-    spec = make_spec(cell, hidden=19)
+    (the float step over a batch; int8's groups of four) and the rest, with and without lengths, and the compiled
+    run() of a model that cannot stream, they refuse what the generic run() refuses, with its message, and take
+    what it takes."""
+    spec = make_spec(cell, hidden=19, bidirectional=bidirectional)
     path = write_artifact(make_model(spec), tmp_path / f"m.{precision}.safetensors", precision)
     model = runtime.load(path)
     assert model.kernel_info["step"] == "specialised", model.kernel_info
