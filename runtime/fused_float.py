@@ -229,7 +229,7 @@ def _run_weights(lay, rows, weights: tuple, fma8: bool):
 def run_function(model, sequence, weights: Callable[[], tuple], per_stream: int, shared: int, pv_n: int = 0):
     """model.run() on the specialised step, as a function run(X, lengths, valid): X (B, T, F) float32 (checked by
     run) or (B, T) token ids -> as run. A closure over what it reads at every call: for a short sequence its
-    Python is most of run()'s cost (Zen 4, lstm8 f32 at T = 1: run() 6.0-6.4 -> ~3.5 us).
+    Python is most of run()'s cost (Zen 4, lstm8 f32 at T = 1: run() 6.0-6.4 -> 3.6-4.0 us).
 
     Every sequence steps all T steps in one buffer (inputs past a length replaced by harmless ones: the mean, or
     token 0), so each output up to its length is exactly what a stream gives; later ones are dropped. weights():
