@@ -55,13 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1 or args.calls < 1:
         parser.error("--reps and --calls must be at least 1")
+    try:
+        workloads = [workload_spec(entry.strip()) for entry in args.workloads.split(",")]
+    except ValueError as e:  # an unknown name, a malformed shape, a file that is not a model: said, exit 2
+        parser.error(str(e))
     from rnnedge import runtime  # after argument checks: numba's import is most of a second
 
     core = pin_to_one_core(args.core)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rnnedge-run-call-") as tmp:
-        for entry in args.workloads.split(","):
-            name, spec = workload_spec(entry.strip())
+        for name, spec in workloads:
             build(Path(tmp), name, spec, steps=1, seq_steps=1, batch_steps=1)
             models = {p: runtime.load(str(Path(tmp) / f"{name}.{p}.safetensors")) for p in PRECISIONS
                       if (Path(tmp) / f"{name}.{p}.safetensors").exists()}

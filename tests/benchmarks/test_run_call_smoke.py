@@ -29,7 +29,9 @@ def test_run_call_quick_measures_every_precision(tmp_path):
     assert report["markdown"] in proc.stdout
 
 
-def test_run_call_refuses_a_bad_count():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run_call", "--reps", "0"],
-                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "--reps and --calls must be at least 1" in proc.stderr
+def test_run_call_refuses_a_bad_count_or_workload_without_a_traceback():
+    for args, said in ((["--reps", "0"], "--reps and --calls must be at least 1"),
+                       (["--workloads", "har,nope"], "unknown workload 'nope'")):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.run_call", *args],
+                              check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
