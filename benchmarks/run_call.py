@@ -24,6 +24,7 @@ from pathlib import Path
 
 from benchmarks.machine import cpu_model, pin_to_one_core
 from benchmarks.peer_build import build, raw_inputs, workload_spec
+from rnnedge import runtime
 
 WINDOWS = (1, 50)  # T of the measured calls
 PRECISIONS = ("f32", "int8w", "int8")
@@ -59,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         workloads = [workload_spec(entry.strip()) for entry in args.workloads.split(",")]
     except ValueError as e:  # an unknown name, a malformed shape, a file that is not a model: said, exit 2
         parser.error(str(e))
-    from rnnedge import runtime  # after argument checks: numba's import is most of a second
-
     core = pin_to_one_core(args.core)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rnnedge-run-call-") as tmp:

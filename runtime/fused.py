@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from rnnedge.runtime.layout import F_ACTIVATIONS, F_CLIP, F_INPUT_FORGET, F_PEEPHOLES, F_RESET_BEFORE
 
 
@@ -51,6 +53,28 @@ class Specialised:
     def kernel_for(self, batch: int) -> Callable:
         """The kernel a stream of `batch` streams runs."""
         return self.wide[1] if self.wide is not None and batch >= self.wide[0] else self.kernel
+
+
+def time_major(model, X: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """run()'s X, (B, T, F) float32 or (B, T) token ids, as the float run()s step it: (T, B, F) or (T, B),
+    C-contiguous, the inputs past a length (valid false; None: none) replaced by harmless ones (the mean, or token
+    0; token ids checked by model._check_tokens). At B = 1 a reshape, no copy."""
+    B, T = X.shape[0], X.shape[1]
+    if not model.dense:
+        return np.ascontiguousarray(model._check_tokens(X, valid).T)
+    if valid is not None:
+        X = np.where(valid[..., None], X, model._mean).astype(np.float32, copy=False)
+    return X.reshape(T, 1, X.shape[2]) if B == 1 else np.ascontiguousarray(X.transpose(1, 0, 2))
+
+
+def batch_major(Y: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Every step's outputs (T, B, O) as run() returns them: (B, T, O), C-contiguous, zero past each length (valid
+    false; None: none). At B = 1 a reshape, no copy."""
+    T, B = Y.shape[0], Y.shape[1]
+    Y = Y.reshape(1, T, Y.shape[2]) if B == 1 else np.ascontiguousarray(Y.transpose(1, 0, 2))
+    if valid is not None:
+        Y[~valid] = 0.0
+    return Y
 
 
 def refused(model, X, valid) -> None:

@@ -42,7 +42,6 @@ from rnnedge.runtime import fused_float_fma as fma
 from rnnedge.runtime import fused_float_vnni as vnni
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused_float_blob import line_offset, matrix_parts, panel_blob, placed, readable
-from rnnedge.runtime.fused_float_ext import extensions
 from rnnedge.runtime.fused_float_lanes import lanes_info, lanes_scratch
 from rnnedge.runtime.fused_float_source import (
     CONVERT_FROM,
@@ -109,7 +108,7 @@ def generate(model) -> fused.Specialised | None:
     pv_n = 0 if limbs else fused_float_run.pv_size(model, rows)  # run() projects ahead (fused_float_run.py)
     per_stream = scratch_per_stream(lay, rows, q8, limbs)
     shared = converted_scratch(rows) + 15 if fma8 else 0  # FMA8's converted columns, from a multiple of 16
-    lanes = 0 if q8 else lanes_scratch(rows, [extensions(lay.blob, row) for row in rows])
+    lanes = 0 if q8 else lanes_scratch(lay, rows)
     shared += lanes  # f32: 16 streams' gate rows of a layer of few units (fused_float_lanes.py)
     run_weights = _run_weights(lay, rows, weights, fma8)
     wide_from = CONVERT_FROM_HALF if half else CONVERT_FROM
@@ -235,7 +234,7 @@ def run_function(model, sequence, weights: Callable[[], tuple], per_stream: int,
     token 0), so each output up to its length is exactly what a stream gives; later ones are dropped. weights():
     the arrays `sequence` takes after the lengths (_run_weights); pv_n: the elements of the projections array it
     takes last (fused_float_run.py; 0: it takes none)."""
-    dense, O, S, init = model.dense, model.out, model.layout.state_size, model.initial_state
+    O, S, init = model.out, model.layout.state_size, model.initial_state
     every = model.spec["head"]["on"] != "last_step"
     per_row = O + S + per_stream
 
@@ -244,21 +243,12 @@ def run_function(model, sequence, weights: Callable[[], tuple], per_stream: int,
         buf = np.zeros(B * per_row + shared, dtype=np.float32)
         if init is not None:
             buf[B * O : B * (O + S)].reshape(B, S)[:] = init
-        if dense:
-            Xt = X if valid is None else np.where(valid[..., None], X, model._mean).astype(np.float32, copy=False)
-            Xt = Xt.reshape(T, 1, Xt.shape[2]) if B == 1 else np.ascontiguousarray(Xt.transpose(1, 0, 2))
-        else:
-            Xt = np.ascontiguousarray(model._check_tokens(X, valid).T)
+        Xt = fused.time_major(model, X, valid)
         Y = np.empty((T, B, O) if every else (B, O), dtype=np.float32)  # sequence() writes every element
         if (sequence(buf, Xt, Y, lengths, *weights(), np.zeros(pv_n if B < fma.STREAMS else 1, dtype=np.float32))
                 if pv_n else sequence(buf, Xt, Y, lengths, *weights())):
             fused.refused(model, X, valid)  # a dense value whose normalised form is not finite: run()'s ValueError
-        if not every:
-            return Y
-        Y = Y.reshape(1, T, O) if B == 1 else np.ascontiguousarray(Y.transpose(1, 0, 2))
-        if valid is not None:
-            Y[~valid] = 0.0
-        return Y
+        return fused.batch_major(Y, valid) if every else Y
 
     return run
 

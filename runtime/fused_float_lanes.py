@@ -28,6 +28,7 @@ LSTMs of 3-10 units and GRUs of 8-15, which keep no scalar loop there).
 from __future__ import annotations
 
 from rnnedge.runtime.fused_float_cells import FEW_ROWS
+from rnnedge.runtime.fused_float_ext import extensions
 from rnnedge.runtime.fused_float_source import Lines, reset_before
 from rnnedge.runtime.layout import CELL_GRU, CELL_LSTM, L_CELL, L_HIDDEN, L_OFF_C, L_OFF_H
 from rnnedge.runtime.vnni import LANES
@@ -60,9 +61,10 @@ def lanes_info() -> str:
             f"{gru.start}-{gru.stop - 1}, {LANE_STREAMS} streams at a time in the vector lanes")
 
 
-def lanes_scratch(rows, exts) -> int:
-    """Floats of ln the step needs (shared by every stream; 0 without such a layer), from a cache line (+ 15)."""
-    used = [lane_rows(row) for row, ext in zip(rows, exts) if in_lanes(row, ext)]
+def lanes_scratch(lay, rows) -> int:
+    """Floats of ln the step of the layout's layers (rows) needs (shared by every stream; 0 without such a layer),
+    from a cache line (+ 15)."""
+    used = [lane_rows(row) for row in rows if in_lanes(row, extensions(lay.blob, row))]
     return LANE_STREAMS * max(used) + 15 if used else 0
 
 

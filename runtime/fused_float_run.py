@@ -62,9 +62,10 @@ def sequence_source(model, rows, q8: bool, args: str, O: int, every: bool) -> st
     out.depth += 2
     _outputs(out, O, every)
     out.depth -= 2
-    out("    return 0",
-        "finite = True",
-        f"ch = ({PROJECT_ROWS} + B - 1) // B  # steps per chunk",
+    out("    return 0")
+    if model.dense:  # the chunks' inputs as they are normalised (input_rows' check)
+        out("finite = True")
+    out(f"ch = ({PROJECT_ROWS} + B - 1) // B  # steps per chunk",
         "for t0 in range(0, T, ch):",
         "    t1 = min(T, t0 + ch)",
         "    rows = (t1 - t0) * B",

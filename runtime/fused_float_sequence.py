@@ -207,12 +207,7 @@ def run_sequence(model, sequence, weights: tuple, half: bool, sizes: Sizes, init
     Inputs past a length are replaced by harmless ones (the mean, or token 0); outputs there are zero."""
     B, T = X.shape[:2]
     O = model.out
-    full = valid is None  # every sequence T steps long (run()'s usual call): nothing to replace or zero
-    if model.dense:
-        Xt = (X if full else np.where(valid[..., None], X, model._mean)).astype(np.float32, copy=False)
-        Xt = np.ascontiguousarray(Xt.transpose(1, 0, 2)).reshape(T * B, -1)
-    else:
-        Xt = np.ascontiguousarray(model._check_tokens(X, valid).T).reshape(T * B)
+    Xt = fused.time_major(model, X, valid).reshape(T * B, *X.shape[2:])
     buf = L.line_zeros(sizes.buffer(B, T))
     every = model.spec["head"]["on"] != "last_step"
     Y = np.zeros(T * B * O if every else B * O, dtype=np.float32)
@@ -221,12 +216,7 @@ def run_sequence(model, sequence, weights: tuple, half: bool, sizes: Sizes, init
         weights = (np.int64(on_half), *weights[:2], weights[2] if on_half else buf)
     if sequence(buf, Xt, lengths, init, plan, Y, *weights):
         fused.refused(model, X, valid)  # a dense value whose normalised form is not finite: run()'s ValueError
-    if not every:
-        return Y.reshape(B, O)
-    Y = np.ascontiguousarray(Y.reshape(T, B, O).transpose(1, 0, 2))
-    if not full:
-        Y[~valid] = 0.0
-    return Y
+    return fused.batch_major(Y.reshape(T, B, O), valid) if every else Y.reshape(B, O)
 
 
 def source(model, sizes: Sizes, what: str) -> tuple[str, np.ndarray]:

@@ -186,7 +186,7 @@ def source(model, rows, what: str, path: str = "fma") -> str:
     O, S, n_in = int(m[M_OUT]), lay.state_size, int(m[M_N_IN])
     sums, words, _ = scratch_parts(lay, rows, q8, path == "avx512_vnni")
     rs = reset_before_scratch(rows)
-    lanes = not q8 and lanes_scratch(rows, [extensions(lay.blob, row) for row in rows]) > 0  # f32 (fused_float_lanes)
+    lanes = not q8 and lanes_scratch(lay, rows) > 0  # f32 (fused_float_lanes)
     projected = not (q8 and path == "avx512_vnni")  # run() may hand `layers` the first layer's W_ih sums
 
     def body(wide: bool) -> str:

@@ -67,6 +67,7 @@ from rnnedge.runtime.fused_int8_cells import (
     hidden_constants,
     layer_constants,
     pack,
+    quantise_input,
     up,
 )
 from rnnedge.runtime.fused_int8_math import pair_table
@@ -244,11 +245,9 @@ finite = True
 for b in range(B):
     for k in range({n_in}):
         xr[k] = x[b, k]  # x of any layout (the entry's): one plain copy, so the arithmetic below vectorises
-    for k in range({n_in}):
-        v = (xr[k] - fl[{mean} + k]) / fl[{std} + k]
-        finite &= np.isfinite(v)
-        q = np.rint(v / fl[{scale}])  # a non-finite v's integer is never read: the step returns 1 below
-        s[{XQ} + b * {NP} + k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))
+    for k in range({n_in}):""")
+        src.add(3, quantise_input(mean, std, scale, "xr[k]", f"s[{XQ} + b * {NP} + k]"))
+        src.add(1, """
 if not finite:
     return 1""")
     else:

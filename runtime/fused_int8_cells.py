@@ -109,6 +109,15 @@ for k in range({K - K % 4}, {K}):
         self.matvec(indent + 1, f"{dst} + r * {dst_stride}", w, bias, (v, f"{v_off} + r * {v_stride}"), K, N, out)
 
 
+def quantise_input(mean: int, std: int, scale: int, x: str, dst: str) -> str:
+    """The body of a loop over k quantising one dense input value x (its feature k) into dst, the same text in the
+    step and in run() (fused_int8_seq), so the same integers: v = (x - mean_k) / std_k, `finite` cleared where v
+    is not finite, dst = sat(rint(v / scale)) in int16's range, the blob's float32 constants at their offsets."""
+    return (f"v = ({x} - fl[{mean} + k]) / fl[{std} + k]\n"
+            "finite &= np.isfinite(v)\n"
+            f"q = np.rint(v / fl[{scale}])  # a non-finite v's integer is never read: the function returns 1 below\n"
+            f"{dst} = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))")
+
 def pack(blob: Blob, w_t: np.ndarray, path: str) -> int:
     """Byte offset of W^T (K, N) int8 in the path's layout: as is (portable), pack_vnni's pairs (avx2) or
     vnni_quad.pack_quad's quads (avx512_vnni)."""

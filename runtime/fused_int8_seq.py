@@ -37,7 +37,7 @@ import numpy as np
 
 from rnnedge.runtime import spec as specs
 from rnnedge.runtime.fused import refused
-from rnnedge.runtime.fused_int8_cells import gates, up
+from rnnedge.runtime.fused_int8_cells import gates, quantise_input, up
 from rnnedge.runtime.vnni import ROWS
 
 CHUNK = 16  # steps whose input projections are one matrix product where a sequence runs alone (ROWS x 4)
@@ -91,11 +91,8 @@ def sequence{'_grouped' if grouped else ''}(X, lengths, Y, work, blob):
         mean, std, scale = frame.inputs
         src.add(3, f"""
 x_, q_ = X[b, t], sa[(b * T + t) * {n_in} :]
-for k in range({n_in}):
-    v = (x_[k] - fl[{mean} + k]) / fl[{std} + k]
-    finite &= np.isfinite(v)
-    q = np.rint(v / fl[{scale}])  # a non-finite v's integer is never read: the call returns 1 below
-    q_[k] = np.int32(min(max(q, np.float32(-32767)), np.float32(32767)))""")
+for k in range({n_in}):""")
+        src.add(4, quantise_input(mean, std, scale, "x_[k]", "q_[k]"))
     else:
         emb = frame.inputs[0]
         src.add(3, f"""
